@@ -1,0 +1,117 @@
+# optc — build, test, demo, bench.
+# Outputs go under $(O) (build/ by default); nothing here is committed.
+# Targets: all check demo bench deps examples generated clean fuzz reproduce
+
+O        ?= build
+CC       ?= cc
+ifeq ($(origin CC),default)
+CC       := gcc
+endif
+OPT      ?= -O2 -g
+SAN      ?=
+CSTD     := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+# The strict warning list; generated code must compile clean with it too.
+WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wold-style-definition -Wpointer-arith \
+            -Wwrite-strings -Wformat=2 -Wundef -Wvla -Wcast-qual \
+            -Wnull-dereference -Wdouble-promotion -Werror
+PKGS     := openblas zlib
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+CFLAGS   := $(CSTD) $(OPT) $(WARN) -fopenmp $(SAN) $(EXTRA_CFLAGS)
+CPPFLAGS := -Icompiler -Iruntime -I$(O)/grammar $(PKG_CFLAGS)
+LDLIBS   = $(PKG_LIBS) -fopenmp -lm
+
+COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+RUNTIME_SRC  := $(wildcard runtime/*.c)
+TEST_SRC     := $(wildcard tests/test_*.c)
+COMPILER_OBJ := $(COMPILER_SRC:%.c=$(O)/%.o) $(O)/grammar/parser.o $(O)/grammar/lexer.o
+RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(O)/%.o)
+TESTS        := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+
+.PHONY: all check check-fast check-san deps examples generated generated-check \
+        demo bench fuzz reproduce clean tests
+.SUFFIXES:
+
+all: $(O)/optc $(O)/libort.a
+
+deps:
+	@scripts/deps.sh
+
+# --- grammar (flex + bison) -------------------------------------------------
+$(O)/grammar/parser.c $(O)/grammar/parser.h: grammar/parser.y
+	@mkdir -p $(@D)
+	bison -Wall -Werror --defines=$(O)/grammar/parser.h -o $(O)/grammar/parser.c $<
+$(O)/grammar/lexer.c $(O)/grammar/lexer.h: grammar/lexer.l $(O)/grammar/parser.h
+	@mkdir -p $(@D)
+	flex --header-file=$(O)/grammar/lexer.h -o $(O)/grammar/lexer.c $<
+# Generated scanners and parsers are not held to every warning.
+GEN_CFLAGS = $(filter-out -Wmissing-prototypes -Wswitch-default -Wnull-dereference -Wcast-qual -Wpedantic,$(CFLAGS)) -Wno-unused-function -Wno-sign-compare -Wno-unused-parameter
+$(O)/grammar/parser.o: $(O)/grammar/parser.c $(O)/grammar/lexer.h
+	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
+$(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h
+	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
+
+# --- objects ----------------------------------------------------------------
+$(O)/compiler/%.o: compiler/%.c $(O)/grammar/parser.h $(O)/grammar/lexer.h $(wildcard compiler/*.h compiler/*.def)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(O)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h runtime/*.inc)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(O)/liboptc.a: $(COMPILER_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(O)/libort.a: $(RUNTIME_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(O)/optc: $(O)/compiler/main.o $(O)/liboptc.a $(O)/libort.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- tests ------------------------------------------------------------------
+$(O)/tests/%: tests/%.c $(wildcard tests/*.h) $(O)/liboptc.a $(O)/libort.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(O)/liboptc.a $(O)/libort.a $(CHECK_LIBS) $(LDLIBS)
+
+tests: all $(TESTS)
+
+# Plain build first, then the same suites under AddressSanitizer + UBSan.
+check: deps
+	$(MAKE) check-fast
+	$(MAKE) check-san
+
+check-fast: tests generated-check
+	@OPTC_BUILD=$(O) scripts/runtests.sh $(TESTS)
+
+check-san:
+	$(MAKE) O=build/san OPT="-O1 -g" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" tests
+	@CK_FORK=no OPTC_SANITIZED=1 OPTC_BUILD=build/san \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  scripts/runtests.sh $(patsubst $(O)/%,build/san/%,$(TESTS))
+
+# --- examples and generated C ----------------------------------------------
+examples: all
+	@scripts/examples.sh $(O)
+
+generated: $(O)/optc
+	@scripts/generated.sh $(O) write
+
+generated-check: $(O)/optc
+	@scripts/generated.sh $(O) check
+
+demo: deps all
+	@scripts/demo.sh $(O)
+
+bench: deps all
+	@scripts/bench.sh $(O)
+
+fuzz: deps
+	@scripts/fuzz.sh $(SECONDS)
+
+reproduce: deps all
+	@scripts/reproduce.sh $(O)
+
+clean:
+	rm -rf build

@@ -1,0 +1,272 @@
+/* rt.h — the optc runtime: kernels, data, checkpoints, optimizer, driver.
+ *
+ * Every generated network links against this library. Conventions:
+ * - Tensors are NCHW float32 (and float64 twins for gradient checks, the
+ *   same names with suffix _d). Per-image shapes come from the generated
+ *   code as constants; B is the batch.
+ * - Argument order: context, outputs, inputs, dimensions (as llm.c).
+ * - Backward kernels: parameter gradients always ACCUMULATE (+=; the driver
+ *   zeroes the gradient block once per step). Input gradients are written
+ *   when acc == 0 and added when acc == 1 (the emitter knows which). An
+ *   input-gradient pointer may be NULL: that gradient is not needed.
+ * - No mutable globals: all state is passed in. Kernels may run OpenMP
+ *   loops with ctx->threads threads; results are deterministic for a given
+ *   thread count.
+ * - Fallible functions return 0 on success and -1 on error, with a message
+ *   naming the file and what is wrong in *err. */
+#ifndef OPTC_RT_H
+#define OPTC_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RT_VERSION "0.1.0"
+
+typedef struct { char msg[1024]; } RtErr;
+
+/* --- random numbers (xoshiro256**, seeded by splitmix64) --------------- */
+typedef struct { uint64_t s[4]; } RtRng;
+void     rt_rng_seed(RtRng *r, uint64_t seed);
+uint64_t rt_rng_u64(RtRng *r);
+double   rt_rng_uniform(RtRng *r);            /* [0, 1) */
+double   rt_rng_normal(RtRng *r);             /* N(0, 1) */
+uint32_t rt_rng_below(RtRng *r, uint32_t n);  /* uniform in [0, n) */
+
+/* --- execution context --------------------------------------------------- */
+typedef struct {
+    int threads;            /* OpenMP threads for the runtime's own loops */
+    void *scratch;          /* kernel workspace (im2col), owned by the caller */
+    size_t scratch_bytes;
+} RtCtx;
+
+/* Workspace a conv2d forward or backward call needs, in bytes, for elements
+ * of elem_size bytes. The caller sizes ctx->scratch as the maximum over all
+ * convolutions of the network. */
+size_t rt_conv2d_scratch_bytes(int threads, int B, int Cin, int H, int W,
+                               int K, int stride, int pad, size_t elem_size);
+static inline int rt_conv_out(int n, int k, int stride, int pad)
+{
+    return (n + 2 * pad - k) / stride + 1;
+}
+
+/* --- kernels: declared once per element type ----------------------------
+ * Shapes: conv in[B][Cin][H][W] w[Cout][Cin][K][K] out[B][Cout][Ho][Wo];
+ * bn in/out[B][C][HW], mean/rstd/run_mean/run_var/gamma/beta[C];
+ * pad in[B][Cin][H][W] out[B][Cout][ceil(H/s)][ceil(W/s)] (Cout >= Cin);
+ * pool out[B][C][(H-K)/s+1][(W-K)/s+1]; gap out[B][C];
+ * linear in[B][IN] w[OUT][IN] b[OUT] out[B][OUT];
+ * exact (theory block, phi = relu) in/out[B][d] U[d][m] a[B][m]:
+ *   a = in U, out = in - relu(a) U^T;
+ * concat out[B][sum cs][HW] from xs[i][B][cs[i]][HW];
+ * sum out[len] = sum_i c[i] xs[i][len];
+ * dropout mask[n] holds 0 or 1/(1-p);
+ * xent probs[B][K]; returns the mean loss; backward writes
+ *   dlogits = (probs - onehot(labels)) / B. */
+#define RT_DECLARE_KERNELS(T, S)                                                         \
+void rt_conv2d_forward##S(const RtCtx *ctx, T *out, const T *in, const T *w,            \
+        int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \
+void rt_conv2d_backward##S(const RtCtx *ctx, T *din, int acc, T *dw, const T *dout,     \
+        const T *in, const T *w,                                                        \
+        int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \
+void rt_conv2d_forward_ref##S(T *out, const T *in, const T *w,                          \
+        int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \
+void rt_conv2d_backward_ref##S(T *din, int acc, T *dw, const T *dout,                   \
+        const T *in, const T *w,                                                        \
+        int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \
+void rt_bn_forward_train##S(const RtCtx *ctx, T *out, T *mean, T *rstd,                 \
+        T *run_mean, T *run_var, const T *in, const T *gamma, const T *beta,            \
+        int B, int C, int HW, double momentum, double eps);                             \
+void rt_bn_forward_eval##S(const RtCtx *ctx, T *out, const T *in, const T *gamma,       \
+        const T *beta, const T *run_mean, const T *run_var,                             \
+        int B, int C, int HW, double eps);                                              \
+void rt_bn_backward##S(const RtCtx *ctx, T *din, int acc, T *dgamma, T *dbeta,          \
+        const T *dout, const T *in, const T *mean, const T *rstd, const T *gamma,       \
+        int B, int C, int HW);                                                          \
+void rt_relu_forward##S(const RtCtx *ctx, T *out, const T *in, size_t n);               \
+void rt_relu_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,              \
+        const T *out, size_t n);                                                        \
+void rt_sum_forward##S(const RtCtx *ctx, T *out, int n, const T *const *xs,             \
+        const T *c, size_t len);                                                        \
+void rt_sum_backward##S(const RtCtx *ctx, T *const *dxs, const int *acc, T *dc,         \
+        const T *dout, const T *const *xs, const T *c, int n, size_t len);             \
+void rt_concat_forward##S(const RtCtx *ctx, T *out, int n, const T *const *xs,          \
+        const int *cs, int B, int HW);                                                  \
+void rt_concat_backward##S(const RtCtx *ctx, T *const *dxs, const int *acc,             \
+        const T *dout, int n, const int *cs, int B, int HW);                            \
+void rt_pad_forward##S(const RtCtx *ctx, T *out, const T *in,                           \
+        int B, int Cin, int H, int W, int Cout, int stride);                            \
+void rt_pad_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,               \
+        int B, int Cin, int H, int W, int Cout, int stride);                            \
+void rt_avgpool_forward##S(const RtCtx *ctx, T *out, const T *in,                       \
+        int B, int C, int H, int W, int K, int stride);                                 \
+void rt_avgpool_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,           \
+        int B, int C, int H, int W, int K, int stride);                                 \
+void rt_gap_forward##S(const RtCtx *ctx, T *out, const T *in, int B, int C, int HW);    \
+void rt_gap_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,               \
+        int B, int C, int HW);                                                          \
+void rt_linear_forward##S(const RtCtx *ctx, T *out, const T *in, const T *w,            \
+        const T *b, int B, int IN, int OUT);                                            \
+void rt_linear_backward##S(const RtCtx *ctx, T *din, int acc, T *dw, T *db,             \
+        const T *dout, const T *in, const T *w, int B, int IN, int OUT);               \
+void rt_linear_forward_ref##S(T *out, const T *in, const T *w, const T *b,              \
+        int B, int IN, int OUT);                                                        \
+void rt_linear_backward_ref##S(T *din, int acc, T *dw, T *db, const T *dout,            \
+        const T *in, const T *w, int B, int IN, int OUT);                               \
+void rt_exact_forward##S(const RtCtx *ctx, T *out, T *a, const T *in, const T *U,       \
+        int B, int d, int m);                                                           \
+void rt_exact_backward##S(const RtCtx *ctx, T *din, int acc, T *dU, const T *dout,      \
+        const T *in, const T *a, const T *U, int B, int d, int m);                      \
+void rt_dropout_forward##S(const RtCtx *ctx, T *out, T *mask, const T *in, size_t n,    \
+        double p, RtRng *rng);                                                          \
+void rt_dropout_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,           \
+        const T *mask, size_t n);                                                       \
+double rt_xent_forward##S(const RtCtx *ctx, T *probs, const T *logits,                  \
+        const uint8_t *labels, int B, int K);                                           \
+void rt_xent_backward##S(const RtCtx *ctx, T *dlogits, const T *probs,                  \
+        const uint8_t *labels, int B, int K);
+
+RT_DECLARE_KERNELS(float, )
+RT_DECLARE_KERNELS(double, _d)
+
+/* --- the network a generated program describes ------------------------- */
+typedef enum {
+    RT_PK_WEIGHT, RT_PK_BIAS, RT_PK_BN_GAMMA, RT_PK_BN_BETA, RT_PK_SCALAR,
+    RT_PK_BN_MEAN, RT_PK_BN_VAR
+} RtParamKind;
+typedef enum { RT_INIT_KAIMING, RT_INIT_UNIFORM, RT_INIT_ONES, RT_INIT_ZEROS, RT_INIT_CONST } RtInit;
+
+/* One named tensor of the parameter block (trainable) or the buffer block
+ * (BN running statistics). */
+typedef struct {
+    const char *name;
+    RtParamKind kind;
+    int ndim;
+    int dims[4];
+    size_t offset, numel;   /* in elements, within its block */
+    int buffer;             /* 0: parameter block, 1: buffer block */
+    RtInit init;
+    double init_value;
+    int fan_in;
+} RtTensor;
+
+#define RT_MODEL_FIELDS(T)                                                    \
+    RtCtx ctx;                                                                \
+    int batch;      /* capacity the buffers were sized for */                 \
+    T *params;      /* trainable parameters, one block */                     \
+    T *grads;       /* their gradients, same layout */                        \
+    T *buffers;     /* BN running statistics */                               \
+    T *acts;        /* activation arena, net->act_elems(batch) elements */    \
+    T *input;       /* [batch][C][H][W], filled by the driver */              \
+    T *logits;      /* [batch][classes], written by forward */                \
+    T *dlogits;     /* [batch][classes], read by backward */                  \
+    RtRng rng;      /* dropout */
+
+typedef struct { RT_MODEL_FIELDS(float) } RtModel;
+typedef struct { RT_MODEL_FIELDS(double) } RtModelD;
+
+typedef enum { RT_SCHED_CONSTANT, RT_SCHED_STEP, RT_SCHED_COSINE } RtSchedule;
+
+typedef struct {
+    int epochs, batch;
+    double lr, momentum, weight_decay;
+    int nesterov, decay_bn;
+    RtSchedule schedule;
+    int warmup_epochs;
+    double step_gamma;
+    int milestones[4], nmilestones;
+    int crop_pad, flip;
+    /* run-time only (command line) */
+    uint64_t seed;
+    int threads;
+    int limit;               /* use the first N training images; 0 = all */
+    int test_limit;          /* 0 = all */
+    const char *data;        /* fashion-mnist | mnist:DIR | cifar10:DIR | cifar100:DIR | synthetic */
+    const char *out;         /* run directory */
+    const char *resume;      /* checkpoint to resume from */
+} RtTrainConfig;
+
+/* What a generated program hands to rt_main. Functions operate on a model
+ * whose buffers rt_model_* sized from these figures. */
+typedef struct RtNet {
+    const char *name;
+    const char *optc_version, *command, *spec;   /* provenance */
+    int in_c, in_h, in_w, classes;
+    size_t nparams, nbuffers;                   /* elements per block */
+    const RtTensor *tensors;
+    int ntensors;
+    long long madds;                            /* forward multiply-adds per image */
+    int nops;
+    size_t (*act_elems)(int B);                 /* activation arena elements */
+    size_t (*scratch_bytes)(int B, int threads, size_t elem_size);
+    void (*forward)(RtModel *m, int B, int train);
+    void (*backward)(RtModel *m, int B);
+    void (*forward_d)(RtModelD *m, int B, int train);
+    void (*backward_d)(RtModelD *m, int B);
+    RtTrainConfig defaults;
+} RtNet;
+
+/* Allocate every buffer of a model for batch capacity B (one allocation
+ * each, touched once); initialise parameters from the tensors' init rules
+ * with the given seed. */
+int  rt_model_init(RtModel *m, const RtNet *net, int B, int threads, uint64_t seed, RtErr *err);
+void rt_model_free(RtModel *m);
+int  rt_model_init_d(RtModelD *m, const RtNet *net, int B, int threads, RtErr *err);
+void rt_model_free_d(RtModelD *m);
+
+/* --- data ---------------------------------------------------------------- */
+typedef struct {
+    int n, c, h, w, classes;
+    float *x;               /* [n][c][h][w], normalised */
+    uint8_t *y;             /* [n] */
+} RtData;
+
+/* spec: "fashion-mnist" (the Debian package's directory, or
+ * fashion-mnist:DIR), "mnist:DIR", "cifar10:DIR", "cifar100:DIR",
+ * "synthetic" (a small learnable set of shape c x h x w, classes).
+ * limit/test_limit: 0 = all. Images are scaled to [0,1] and normalised per
+ * channel with the training set's mean and std (applied to both sets). */
+int  rt_data_load(RtData *train, RtData *test, const char *spec, int limit, int test_limit,
+                  int c, int h, int w, int classes, uint64_t seed, RtErr *err);
+void rt_data_free(RtData *d);
+/* Low-level readers (tests use them directly). IDX files may be gzipped. */
+int  rt_idx_read_images(const char *path, float **x, int *n, int *h, int *w, RtErr *err);
+int  rt_idx_read_labels(const char *path, uint8_t **y, int *n, RtErr *err);
+/* CIFAR binary batches: cifar100 selects the 2-byte (coarse, fine) label
+ * layout, using the fine label. */
+int  rt_cifar_read(const char *path, int cifar100, float **x, uint8_t **y, int *n, RtErr *err);
+/* Fill out[B][c][h][w] and labels[B] from images idx[0..B-1], with random
+ * crop (zero padding pad) and horizontal flip when asked. */
+void rt_data_batch(float *out, uint8_t *labels, const RtData *d, const uint32_t *idx, int B,
+                   int crop_pad, int flip, RtRng *rng);
+void rt_shuffle(uint32_t *idx, int n, RtRng *rng);
+
+/* --- safetensors --------------------------------------------------------- */
+typedef struct { const char *name; int ndim; int dims[4]; const float *data; } RtStEntry;
+/* Write tensors (F32) and string metadata (meta: key, value, key, value...)
+ * atomically: temporary file in the same directory, fsync, rename. */
+int rt_st_save(const char *path, const RtStEntry *t, int n,
+               const char *const *meta, int nmeta, RtErr *err);
+typedef struct RtStFile RtStFile;
+RtStFile   *rt_st_open(const char *path, RtErr *err);  /* validates the whole header */
+/* 0 and the shape when present, -1 when absent. */
+int         rt_st_shape(const RtStFile *f, const char *name, int *ndim, int dims[4]);
+int         rt_st_read(RtStFile *f, const char *name, float *dst, size_t numel, RtErr *err);
+const char *rt_st_meta(const RtStFile *f, const char *key);   /* NULL when absent */
+int         rt_st_count(const RtStFile *f);
+const char *rt_st_name(const RtStFile *f, int i);
+void        rt_st_close(RtStFile *f);
+
+/* --- optimizer ------------------------------------------------------------ */
+/* SGD with momentum (PyTorch's convention: buf = mu*buf + g + wd*p;
+ * p -= lr * (nesterov ? g + wd*p + mu*buf : buf)). */
+void   rt_sgd_update(float *p, const float *g, float *buf, size_t n,
+                     double lr, double momentum, double wd, int nesterov);
+/* The learning rate at a fractional epoch position in [0, epochs). */
+double rt_lr_at(const RtTrainConfig *cfg, double epoch);
+
+/* --- the driver ----------------------------------------------------------- */
+/* Parses argv (train | eval | info | gradcheck | bench, each with --help),
+ * runs the command and returns the process exit status. */
+int rt_main(const RtNet *net, int argc, char **argv);
+
+#endif
