@@ -1,0 +1,36 @@
+/* cli.h — optc's subcommands. main.c dispatches argv[1] to one of these;
+ * each parses its own flags, prints --help, and returns the exit status
+ * (0 ok, 1 user error, 2 usage error). */
+#ifndef OPTC_CLI_H
+#define OPTC_CLI_H
+
+#include "frontend.h"
+
+int cmd_check(int argc, char **argv);     /* cli.c */
+int cmd_ir(int argc, char **argv);        /* cli.c */
+int cmd_dot(int argc, char **argv);       /* cli.c */
+int cmd_list(int argc, char **argv);      /* cli.c: network names, one per line */
+int cmd_emit(int argc, char **argv);      /* build.c */
+int cmd_build(int argc, char **argv);     /* build.c */
+int cmd_analyze(int argc, char **argv);   /* analyze.c */
+int cmd_compare(int argc, char **argv);   /* compare.c */
+
+/* Common flags of the commands that take one spec: SPEC [-n NET]
+ * [-D name=value]... [-o OUT]. Unknown flags are left for the caller in
+ * rest (argv-style, nrest entries). Returns 0, or 2 with a message. */
+typedef struct {
+    const char *spec;
+    const char *net;
+    const char *out;
+    Define defs[64];
+    int ndefs;
+    char *rest[64];
+    int nrest;
+} CliArgs;
+int cli_parse(CliArgs *ca, int argc, char **argv, const char *usage);
+
+/* Load ca->spec with its -D's and unroll ca->net; diagnostics to stderr.
+ * NULL on error (already reported). */
+IrGraph *cli_load_graph(Arena *a, const CliArgs *ca);
+
+#endif

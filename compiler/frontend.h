@@ -1,0 +1,56 @@
+/* frontend.h — the front end's API: arena, spec loading (lex, parse, sema),
+ * unrolling to the IR of ir.h, and the IR printers. Implemented by arena.c,
+ * diag.c, the grammar, sema.c, unroll.c, ir_print.c, emit_dot.c. */
+#ifndef OPTC_FRONTEND_H
+#define OPTC_FRONTEND_H
+
+#include <stdio.h>
+#include "ir.h"
+
+#define OPTC_VERSION "0.1.0"
+
+/* One arena per compilation; everything the front end returns lives in it. */
+typedef struct Arena Arena;
+Arena *arena_new(void);
+void   arena_free(Arena *a);
+void  *arena_alloc(Arena *a, size_t size);          /* zeroed; aborts on OOM */
+char  *arena_strdup(Arena *a, const char *s);
+
+/* -D name=value. Names: an optimizer parameter as OPT.PARAM (all uses) or a
+ * network-level override as NET.stageN.steps / NET.stageN.width (1-based
+ * stage numbers), or a bare PARAM / stageN.steps / stageN.width applying to
+ * every optimizer / network that has it. An unused -D is an error. */
+typedef struct { const char *name, *value; } Define;
+
+typedef struct Spec Spec;
+
+/* Parse and check a spec. Diagnostics (file:line:col, source line, carets)
+ * go to diag. Returns NULL when there were errors (*nerrors > 0). */
+Spec *fe_load(Arena *a, const char *path, const Define *defs, int ndefs,
+              FILE *diag, int *nerrors);
+/* The same for a spec held in memory (tests, the fuzzer); name is used in
+ * diagnostics. src need not be NUL-terminated. */
+Spec *fe_load_string(Arena *a, const char *name, const char *src, size_t len,
+                     const Define *defs, int ndefs, FILE *diag, int *nerrors);
+
+int         fe_network_count(const Spec *s);
+const char *fe_network_name(const Spec *s, int i);
+int         fe_optimizer_count(const Spec *s);
+const char *fe_optimizer_name(const Spec *s, int i);
+
+/* Unroll network net (NULL: the first in the file) into an IR graph with
+ * every shape known and every fixed scalar folded. NULL on error. */
+IrGraph *fe_unroll(Arena *a, const Spec *s, const char *net, FILE *diag, int *nerrors);
+
+/* Unroll optimizer opt alone (default parameters, after -D) for steps steps
+ * on a state of the given shape, leaving grad(.) abstract as OP_GRAD nodes
+ * (no parameters, no head): node 0 is the initial state x[0], graph->output
+ * the final x[steps]. For optc analyze. */
+IrGraph *fe_unroll_optimizer(Arena *a, const Spec *s, const char *opt, int steps,
+                             IrShape state, FILE *diag, int *nerrors);
+
+/* Printers: one op per line with shapes; Graphviz. */
+void ir_print(FILE *out, const IrGraph *g);
+void ir_dot(FILE *out, const IrGraph *g);
+
+#endif
