@@ -69,6 +69,17 @@ $(O)/libort.a: $(RUNTIME_OBJ)
 $(O)/optc: $(O)/compiler/main.o $(O)/liboptc.a $(O)/libort.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# What optc build compiles generated programs with: this build's compiler and
+# flags (sanitizers included), the runtime headers and library, as absolute
+# paths; rewritten only when it changes.
+all: $(O)/optc.flags
+$(O)/optc.flags: FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' 'CC=$(CC)' 'CFLAGS=$(CFLAGS)' 'INCLUDE=$(abspath runtime)' \
+	  'LIBS=$(abspath $(O)/libort.a) $(PKG_LIBS) -fopenmp -lm' > $@.tmp
+	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+FORCE:
+
 # --- tests ------------------------------------------------------------------
 $(O)/tests/%: tests/%.c $(wildcard tests/*.h) $(O)/liboptc.a $(O)/libort.a
 	@mkdir -p $(@D)

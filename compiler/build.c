@@ -1,19 +1,385 @@
-/* build.c — placeholder until its issue lands. */
+/* build.c — optc emit (the C source of one network) and optc build (emit,
+ * compile and link against the runtime).
+ *
+ * optc build finds the compiler, flags and runtime library in optc.flags,
+ * written by make beside the optc executable: the generated program is
+ * built exactly as the runtime it links was (sanitizers included). */
+#include <errno.h>
+#include <limits.h>
+#include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "cli.h"
+#include "plan.h"
+
+extern char **environ;
+
+static const char emit_usage[] =
+    "usage: optc emit SPEC [-n NET] [-D name=value]... [-o FILE]\n"
+    "\n"
+    "Write the C program of network NET (default: the first in SPEC) to FILE\n"
+    "(standard output when FILE is missing or -). The file opens with optc's\n"
+    "version, this command line and the spec, and compiles against the runtime\n"
+    "(runtime/rt.h, build/libort.a).\n"
+    "  -n NET            the network to emit\n"
+    "  -D name=value     override an optimizer parameter or a stage's steps/width\n"
+    "  -o FILE           output file\n";
+
+static const char build_usage[] =
+    "usage: optc build SPEC [-n NET] [-D name=value]... [-o PATH] [--keep-c]\n"
+    "\n"
+    "Emit network NET (default: the first in SPEC), compile it and link it\n"
+    "against the runtime into the program PATH (default: ./NET). The compiler,\n"
+    "flags and library come from optc.flags beside the optc executable.\n"
+    "  -n NET            the network to build\n"
+    "  -D name=value     override an optimizer parameter or a stage's steps/width\n"
+    "  -o PATH           the program to write\n"
+    "  --keep-c          keep the emitted C as PATH.c\n";
+
+/* Append s to the dynamic string *buf, quoting it for a shell when it holds
+ * anything but plain characters. */
+static void build_append(char **buf, size_t *len, size_t *cap, const char *s, bool quote)
+{
+    bool plain = *s != '\0';
+    for (const char *c = s; *c; c++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=,:+-@%",
+                    *c))
+            plain = false;
+    size_t need = *len + 4 * strlen(s) + 4;
+    if (need > *cap) {
+        *cap = need * 2;
+        char *nb = realloc(*buf, *cap);
+        if (!nb)
+            abort();
+        *buf = nb;
+    }
+    char *o = *buf + *len;
+    if (plain || !quote) {
+        o += sprintf(o, "%s", s);
+    } else {
+        *o++ = '\'';
+        for (const char *c = s; *c; c++) {
+            if (*c == '\'') {
+                memcpy(o, "'\\''", 4);
+                o += 4;
+            } else {
+                *o++ = *c;
+            }
+        }
+        *o++ = '\'';
+        *o = '\0';
+    }
+    *len = (size_t)(o - *buf);
+}
+
+/* "optc SUBCOMMAND ARGS..." as a shell would read it. argv[0] is the
+ * subcommand (main.c strips optc's own path, which is never recorded). */
+static char *build_command_line(int argc, char **argv)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    build_append(&buf, &len, &cap, "optc", false);
+    for (int i = 0; i < argc; i++) {
+        build_append(&buf, &len, &cap, " ", false);
+        build_append(&buf, &len, &cap, argv[i], true);
+    }
+    return buf;
+}
+
+/* The whole file, NUL-terminated, or NULL with errno set. */
+static char *build_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        abort();
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb)
+                abort();
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        errno = EIO;
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Load, plan and emit ca's network to out. Returns the exit status. */
+static int build_emit_to(FILE *out, const CliArgs *ca, const char *command, char *netname,
+                         size_t netname_size)
+{
+    Arena *a = arena_new();
+    IrGraph *g = cli_load_graph(a, ca);
+    if (!g) {
+        arena_free(a);
+        return 1;
+    }
+    if (netname)
+        snprintf(netname, netname_size, "%s", g->name);
+    size_t len = 0;
+    char *text = build_read_file(ca->spec, &len);
+    if (!text) {
+        fprintf(stderr, "optc: %s: %s\n", ca->spec, strerror(errno));
+        arena_free(a);
+        return 1;
+    }
+    int rc = 1;
+    Plan *p = plan_build(g, stderr);
+    if (p) {
+        EmitInfo info = { .command = command, .spec_path = ca->spec, .spec_text = text,
+                          .spec_len = len };
+        rc = emit_c(out, g, p, &info, stderr) == 0 ? 0 : 1;
+    }
+    plan_free(p);
+    free(text);
+    arena_free(a);
+    return rc;
+}
+
+/* Emit to path through a temporary file renamed into place, so a failed
+ * run leaves no half-written file. */
+static int build_emit_file(const char *path, const CliArgs *ca, const char *command,
+                           char *netname, size_t netname_size)
+{
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    if (!tmp)
+        abort();
+    snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "optc: cannot write %s: %s\n", tmp, strerror(errno));
+        free(tmp);
+        return 1;
+    }
+    int rc = build_emit_to(f, ca, command, netname, netname_size);
+    if (fclose(f) != 0 && rc == 0) {
+        fprintf(stderr, "optc: cannot write %s: %s\n", tmp, strerror(errno));
+        rc = 1;
+    }
+    if (rc == 0 && rename(tmp, path) != 0) {
+        fprintf(stderr, "optc: cannot write %s: %s\n", path, strerror(errno));
+        rc = 1;
+    }
+    if (rc != 0)
+        remove(tmp);
+    free(tmp);
+    return rc;
+}
+
+static bool build_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    return false;
+}
 
 int cmd_emit(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "optc emit: not yet\n");
-    return 1;
+    if (build_wants_help(argc, argv)) {
+        fputs(emit_usage, stdout);
+        return 0;
+    }
+    CliArgs ca;
+    int rc = cli_parse(&ca, argc, argv, emit_usage);
+    if (rc != 0)
+        return rc;
+    if (ca.nrest > 0) {
+        fprintf(stderr, "optc emit: unknown argument '%s'\n%s", ca.rest[0], emit_usage);
+        return 2;
+    }
+    char *command = build_command_line(argc, argv);
+    if (!ca.out || strcmp(ca.out, "-") == 0)
+        rc = build_emit_to(stdout, &ca, command, NULL, 0);
+    else
+        rc = build_emit_file(ca.out, &ca, command, NULL, 0);
+    if (rc == 0 && fflush(stdout) != 0) {
+        fprintf(stderr, "optc emit: write error: %s\n", strerror(errno));
+        rc = 1;
+    }
+    free(command);
+    return rc;
+}
+
+/* The build settings make wrote beside the optc executable. */
+typedef struct {
+    char cc[1024], cflags[4096], include[PATH_MAX + 1], libs[4096];
+} BuildFlags;
+
+static int build_flags_load(BuildFlags *bf)
+{
+    char exe[PATH_MAX + 1];
+    const char *env = getenv("OPTC_FLAGS");     /* an explicit file wins */
+    char path[PATH_MAX + 32];
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s", env);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n <= 0) {
+            fprintf(stderr, "optc build: cannot locate the optc executable: %s\n",
+                    strerror(errno));
+            return -1;
+        }
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        snprintf(path, sizeof path, "%s/optc.flags", exe);
+    }
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "optc build: cannot read %s: %s (it is written by make next to "
+                "optc; run make)\n", path, strerror(errno));
+        return -1;
+    }
+    memset(bf, 0, sizeof *bf);
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *eq = strchr(line, '=');
+        if (!eq)
+            continue;
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(line, "CC") == 0)
+            snprintf(bf->cc, sizeof bf->cc, "%s", v);
+        else if (strcmp(line, "CFLAGS") == 0)
+            snprintf(bf->cflags, sizeof bf->cflags, "%s", v);
+        else if (strcmp(line, "INCLUDE") == 0)
+            snprintf(bf->include, sizeof bf->include, "%s", v);
+        else if (strcmp(line, "LIBS") == 0)
+            snprintf(bf->libs, sizeof bf->libs, "%s", v);
+    }
+    fclose(f);
+    if (!bf->cc[0] || !bf->include[0] || !bf->libs[0]) {
+        fprintf(stderr, "optc build: %s lacks CC, INCLUDE or LIBS\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Run a shell command line; returns its exit status (or -1). */
+static int build_run(char *cmd)
+{
+    char sh[] = "sh", dash_c[] = "-c";
+    char *args[] = { sh, dash_c, cmd, NULL };
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/bin/sh", NULL, NULL, args, environ);
+    if (rc != 0) {
+        fprintf(stderr, "optc build: cannot run /bin/sh: %s\n", strerror(rc));
+        return -1;
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 int cmd_build(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "optc build: not yet\n");
-    return 1;
+    if (build_wants_help(argc, argv)) {
+        fputs(build_usage, stdout);
+        return 0;
+    }
+    CliArgs ca;
+    int rc = cli_parse(&ca, argc, argv, build_usage);
+    if (rc != 0)
+        return rc;
+    bool keep_c = false;
+    for (int i = 0; i < ca.nrest; i++) {
+        if (strcmp(ca.rest[i], "--keep-c") == 0) {
+            keep_c = true;
+        } else {
+            fprintf(stderr, "optc build: unknown argument '%s'\n%s", ca.rest[i], build_usage);
+            return 2;
+        }
+    }
+    BuildFlags bf;
+    if (build_flags_load(&bf) != 0)
+        return 1;
+
+    char *command = build_command_line(argc, argv);
+    char dir[PATH_MAX];
+    const char *tmpdir = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/optc-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "optc build: cannot create a directory in %s: %s\n",
+                tmpdir && *tmpdir ? tmpdir : "/tmp", strerror(errno));
+        free(command);
+        return 1;
+    }
+    char cfile[PATH_MAX + 16];
+    snprintf(cfile, sizeof cfile, "%s/net.c", dir);
+    char netname[256] = "";
+    rc = build_emit_file(cfile, &ca, command, netname, sizeof netname);
+    free(command);
+
+    char out[PATH_MAX];
+    if (ca.out && strcmp(ca.out, "-") != 0)
+        snprintf(out, sizeof out, "%s", ca.out);
+    else
+        snprintf(out, sizeof out, "%s", netname);
+
+    if (rc == 0) {
+        char *cmd = NULL;
+        size_t len = 0, cap = 0;
+        build_append(&cmd, &len, &cap, bf.cc, false);
+        build_append(&cmd, &len, &cap, " ", false);
+        build_append(&cmd, &len, &cap, bf.cflags, false);
+        build_append(&cmd, &len, &cap, " -I", false);
+        build_append(&cmd, &len, &cap, bf.include, true);
+        build_append(&cmd, &len, &cap, " -o ", false);
+        build_append(&cmd, &len, &cap, out, true);
+        build_append(&cmd, &len, &cap, " ", false);
+        build_append(&cmd, &len, &cap, cfile, true);
+        build_append(&cmd, &len, &cap, " ", false);
+        build_append(&cmd, &len, &cap, bf.libs, false);
+        int st = build_run(cmd);
+        if (st != 0) {
+            fprintf(stderr, "optc build: the C compiler failed (status %d) on the code "
+                    "emitted for %s:\n  %s\n", st, netname, cmd);
+            rc = 1;
+        }
+        free(cmd);
+    }
+    if (keep_c && rc == 0) {
+        char kept[PATH_MAX + 8];
+        snprintf(kept, sizeof kept, "%s.c", out);
+        size_t n;
+        char *text = build_read_file(cfile, &n);
+        FILE *f = text ? fopen(kept, "w") : NULL;
+        if (!f || fwrite(text, 1, n, f) != n) {
+            fprintf(stderr, "optc build: cannot write %s\n", kept);
+            rc = 1;
+        }
+        if (f && fclose(f) != 0)
+            rc = 1;
+        free(text);
+    }
+    remove(cfile);
+    rmdir(dir);
+    return rc;
 }

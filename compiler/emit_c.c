@@ -1,0 +1,686 @@
+/* emit_c.c — one C file per network: straight-line forward and backward
+ * calls into the runtime with every shape and offset a constant (plan.h).
+ *
+ * Safety of the output: user text reaches the file only in the opening
+ * comment (escaped so it cannot close the comment or form trigraphs) and
+ * in string literals (every byte outside [A-Za-z0-9_.] written as an octal
+ * escape). Identifiers in the file are fixed names, never derived from the
+ * spec. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "frontend.h"
+#include "plan.h"
+
+/* C11 guarantees string literals of 4095 characters; -Wpedantic warns
+ * beyond. Longer texts are written as a char array initializer. */
+#define EMIT_MAX_LITERAL 4000
+/* Inputs of one node (sum, concat) the emitter handles. */
+#define EMIT_MAX_IN 64
+
+static const char *const emit_op_text[] = {
+#define OP(name, text, np) text,
+#include "ops.def"
+#undef OP
+};
+
+/* One emission: the graph, its plan, the element type being written. */
+typedef struct {
+    FILE *out;
+    FILE *diag;
+    const IrGraph *g;
+    const Plan *p;
+    const char *T;      /* "float" or "double" */
+    const char *S;      /* kernel suffix: "" or "_d" */
+    int bad;            /* a number could not be written */
+    char ring[64][128]; /* short texts handed out by emit_num, emit_buf... */
+    int ringpos;
+} Emit;
+
+static size_t emit_numel(IrShape s)
+{
+    return (size_t)s.c * (size_t)s.h * (size_t)s.w;
+}
+
+static void emit_f(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit_f(Emit *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(e->out, fmt, ap);
+    va_end(ap);
+}
+
+/* A double as a C literal that reads back to the same value. */
+static const char *emit_num(Emit *e, double v)
+{
+    char *s = e->ring[e->ringpos++ % 64];
+    if (!isfinite(v)) {
+        e->bad = 1;
+        snprintf(s, sizeof e->ring[0], "0");
+        return s;
+    }
+    snprintf(s, sizeof e->ring[0], "%.17g", v);
+    return s;
+}
+
+/* Text inside the opening block comment: no "*" "/" pair, no "/" "*" pair
+ * (-Wcomment), no "??" (trigraphs), no control bytes or NULs; bytes
+ * outside printable ASCII become \xNN. Newlines start a " * " line. */
+static void emit_comment_text(FILE *out, const char *s, size_t n)
+{
+    fputs(" * ", out);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        unsigned char next = i + 1 < n ? (unsigned char)s[i + 1] : 0;
+        if (c == '\n') {
+            fputs(i + 1 < n ? "\n * " : "", out);
+        } else if (c == '*' && next == '/') {
+            fputs("*\\", out);
+        } else if (c == '/' && next == '*') {
+            fputs("/\\", out);
+        } else if (c == '?' && next == '?') {
+            fputs("?\\", out);
+        } else if (c == '\\') {
+            fputs("\\\\", out);     /* no backslash-newline splices */
+        } else if (c == '\t' || (c >= 0x20 && c < 0x7f)) {
+            fputc(c, out);
+        } else {
+            fprintf(out, "\\x%02x", c);
+        }
+    }
+    fputc('\n', out);
+}
+
+static bool emit_plain(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.';
+}
+
+/* A string literal of n bytes, split after each newline. */
+static void emit_literal(FILE *out, const char *s, size_t n, const char *indent)
+{
+    fputc('"', out);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (emit_plain(c))
+            fputc(c, out);
+        else
+            fprintf(out, "\\%03o", c);
+        if (c == '\n' && i + 1 < n)
+            fprintf(out, "\"\n%s\"", indent);
+    }
+    fputc('"', out);
+}
+
+/* static const char name[] = the text: a literal when short enough, else
+ * a byte list. */
+static void emit_text_array(FILE *out, const char *name, const char *s, size_t n)
+{
+    fprintf(out, "static const char %s[] =\n", name);
+    if (n <= EMIT_MAX_LITERAL) {
+        fputs("    ", out);
+        emit_literal(out, s, n, "    ");
+        fputs(";\n", out);
+        return;
+    }
+    fputs("{", out);
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "%s%u,", i % 16 ? " " : "\n    ", (unsigned)(unsigned char)s[i]);
+    fputs("\n    0\n};\n", out);
+}
+
+/* The arena address of plan buffer b: "act + a * nB" for per-image
+ * buffers, "fix + b" for fixed-size ones (fix = act + arena_a * nB). */
+static const char *emit_buf(Emit *e, int b)
+{
+    char *s = e->ring[e->ringpos++ % 64];
+    const PlanBuf *pb = &e->p->bufs[b];
+    if (pb->size_a) {
+        if (pb->off_a)
+            snprintf(s, sizeof e->ring[0], "act + %zu * nB", pb->off_a);
+        else
+            snprintf(s, sizeof e->ring[0], "act");
+    } else {
+        if (pb->off_b)
+            snprintf(s, sizeof e->ring[0], "fix + %zu", pb->off_b);
+        else
+            snprintf(s, sizeof e->ring[0], "fix");
+    }
+    return s;
+}
+
+static const char *emit_out(Emit *e, int node)
+{
+    if (node == 0)
+        return "m->input";
+    if (node == e->g->output)
+        return "m->logits";
+    return emit_buf(e, e->p->nodes[node].out);
+}
+
+static const char *emit_grad(Emit *e, int node)
+{
+    if (node == e->g->output)
+        return "m->dlogits";
+    if (!e->p->nodes[node].needs_grad || e->p->nodes[node].grad < 0)
+        return "NULL";
+    return emit_buf(e, e->p->nodes[node].grad);
+}
+
+/* P + offset (params) or G + offset (grads) or buf + offset (buffers). */
+static const char *emit_param(Emit *e, const char *base, int param)
+{
+    char *s = e->ring[e->ringpos++ % 64];
+    size_t off = e->p->param_off[param];
+    if (off)
+        snprintf(s, sizeof e->ring[0], "%s + %zu", base, off);
+    else
+        snprintf(s, sizeof e->ring[0], "%s", base);
+    return s;
+}
+
+/* The coefficients of a sum as a local array c[]. */
+static void emit_coefs(Emit *e, const IrNode *n)
+{
+    emit_f(e, "        const %s c[%d] = {", e->T, n->nin);
+    for (int k = 0; k < n->nin; k++) {
+        const IrCoef *c = &n->u.sum.coef[k];
+        emit_f(e, "%s", k ? ",\n            " : "\n            ");
+        if (c->nterms == 0) {
+            emit_f(e, "(%s)%s", e->T, emit_num(e, c->c0));
+            continue;
+        }
+        emit_f(e, "(%s)(%s", e->T, emit_num(e, c->c0));
+        for (int j = 0; j < c->nterms; j++)
+            emit_f(e, " + %s * (double)P[%zu]", emit_num(e, c->a[j]),
+                   e->p->param_off[c->param[j]]);
+        emit_f(e, ")");
+    }
+    emit_f(e, "\n        };\n");
+}
+
+static void emit_xs(Emit *e, const IrNode *n)
+{
+    emit_f(e, "        const %s *const xs[%d] = {", e->T, n->nin);
+    for (int k = 0; k < n->nin; k++)
+        emit_f(e, "%s%s", k ? ", " : " ", emit_out(e, n->in[k]));
+    emit_f(e, " };\n");
+}
+
+static void emit_cs(Emit *e, const IrNode *n)
+{
+    emit_f(e, "        const int cs[%d] = {", n->nin);
+    for (int k = 0; k < n->nin; k++)
+        emit_f(e, "%s%d", k ? ", " : " ", e->g->nodes[n->in[k]].shape.c);
+    emit_f(e, " };\n");
+}
+
+static void emit_node_comment(Emit *e, const IrNode *n)
+{
+    const IrShape *in = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
+    fputs("    /* ", e->out);
+    /* The name goes through the comment escaper: a newline in it would
+     * start a new " * " line, harmless inside the comment. */
+    char head[64];
+    snprintf(head, sizeof head, "%d ", n->id);
+    fputs(head, e->out);
+    for (const char *c = n->name ? n->name : ""; *c; c++)
+        fputc(emit_plain((unsigned char)*c) ? *c : '_', e->out);
+    emit_f(e, ": %s %dx%dx%d -> %dx%dx%d */\n", emit_op_text[n->op], in->c, in->h, in->w,
+           n->shape.c, n->shape.h, n->shape.w);
+}
+
+static void emit_forward_node(Emit *e, const IrNode *n)
+{
+    const char *S = e->S;
+    const IrShape *is = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
+    const char *out = emit_out(e, n->id);
+    const char *in = n->nin ? emit_out(e, n->in[0]) : "NULL";
+    const PlanNode *pn = &e->p->nodes[n->id];
+    size_t len = emit_numel(n->shape);
+    emit_node_comment(e, n);
+    switch (n->op) {
+    case OP_CONV:
+        emit_f(e, "    rt_conv2d_forward%s(ctx, %s, %s, %s, B, %d, %d, %d, %d, %d, %d, %d);\n", S,
+               out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout,
+               n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+        break;
+    case OP_BN:
+        emit_f(e, "    if (train)\n        rt_bn_forward_train%s(ctx, %s, %s, %s, %s, %s, %s, "
+               "%s, %s, B, %d, %d, %s, %s);\n", S, out, emit_buf(e, pn->save0),
+               emit_buf(e, pn->save1), emit_param(e, "buf", n->u.bn.mean),
+               emit_param(e, "buf", n->u.bn.var), in, emit_param(e, "P", n->u.bn.gamma),
+               emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
+               emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps));
+        emit_f(e, "    else\n        rt_bn_forward_eval%s(ctx, %s, %s, %s, %s, %s, %s, B, %d, "
+               "%d, %s);\n", S, out, in, emit_param(e, "P", n->u.bn.gamma),
+               emit_param(e, "P", n->u.bn.beta), emit_param(e, "buf", n->u.bn.mean),
+               emit_param(e, "buf", n->u.bn.var), n->shape.c, n->shape.h * n->shape.w,
+               emit_num(e, n->u.bn.eps));
+        break;
+    case OP_RELU:
+        emit_f(e, "    rt_relu_forward%s(ctx, %s, %s, nB * %zu);\n", S, out, in, len);
+        break;
+    case OP_SUM:
+        emit_f(e, "    {\n");
+        emit_coefs(e, n);
+        emit_xs(e, n);
+        emit_f(e, "        rt_sum_forward%s(ctx, %s, %d, xs, c, nB * %zu);\n    }\n", S, out,
+               n->nin, len);
+        break;
+    case OP_CONCAT:
+        emit_f(e, "    {\n");
+        emit_xs(e, n);
+        emit_cs(e, n);
+        emit_f(e, "        rt_concat_forward%s(ctx, %s, %d, xs, cs, B, %d);\n    }\n", S, out,
+               n->nin, n->shape.h * n->shape.w);
+        break;
+    case OP_PAD:
+        emit_f(e, "    rt_pad_forward%s(ctx, %s, %s, B, %d, %d, %d, %d, %d);\n", S, out, in,
+               is->c, is->h, is->w, n->shape.c, n->u.pad.stride);
+        break;
+    case OP_AVGPOOL:
+        emit_f(e, "    rt_avgpool_forward%s(ctx, %s, %s, B, %d, %d, %d, %d, %d);\n", S, out, in,
+               is->c, is->h, is->w, n->u.pool.k, n->u.pool.stride);
+        break;
+    case OP_GAP:
+        emit_f(e, "    rt_gap_forward%s(ctx, %s, %s, B, %d, %d);\n", S, out, in, is->c,
+               is->h * is->w);
+        break;
+    case OP_LINEAR:
+        emit_f(e, "    rt_linear_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d);\n", S, out, in,
+               emit_param(e, "P", n->u.linear.w),
+               n->u.linear.b >= 0 ? emit_param(e, "P", n->u.linear.b) : "NULL",
+               emit_numel(*is), n->shape.c);
+        break;
+    case OP_EXACT:
+        emit_f(e, "    rt_exact_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d);\n", S, out,
+               emit_buf(e, pn->save0), in, emit_param(e, "P", n->u.exact.u), emit_numel(*is),
+               n->u.exact.m);
+        break;
+    case OP_DROPOUT:
+        emit_f(e, "    if (train) {\n        rt_dropout_forward%s(ctx, %s, %s, %s, nB * %zu, %s, "
+               "&m->rng);\n", S, out, emit_buf(e, pn->save0), in, len,
+               emit_num(e, n->u.dropout.p));
+        /* Evaluation copies the input: a one-term sum. */
+        emit_f(e, "    } else {\n        const %s one[1] = { 1 };\n"
+               "        const %s *const xs[1] = { %s };\n"
+               "        rt_sum_forward%s(ctx, %s, 1, xs, one, nB * %zu);\n    }\n", e->T, e->T,
+               in, S, out, len);
+        break;
+    case OP_INPUT: case OP_GRAD: case OP_COUNT:
+        break;
+    }
+}
+
+/* Backward of one node. written[] tracks which gradient buffers already
+ * hold a value, so the first write overwrites (acc = 0) and later ones add. */
+static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
+{
+    const char *S = e->S;
+    const IrShape *is = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
+    const PlanNode *pn = &e->p->nodes[n->id];
+    const char *dout = emit_grad(e, n->id);
+    int acc[EMIT_MAX_IN];
+    char din[EMIT_MAX_IN][128];
+    if (n->nin > EMIT_MAX_IN) {
+        e->bad = 1;
+        return;
+    }
+    for (int k = 0; k < n->nin; k++) {
+        int src = n->in[k];
+        snprintf(din[k], sizeof din[k], "%s", emit_grad(e, src));
+        acc[k] = 0;
+        if (strcmp(din[k], "NULL") != 0) {
+            acc[k] = written[src];
+            written[src] = true;
+        }
+    }
+    const char *in = n->nin ? emit_out(e, n->in[0]) : "NULL";
+    size_t len = emit_numel(n->shape);
+    emit_node_comment(e, n);
+    switch (n->op) {
+    case OP_CONV:
+        emit_f(e, "    rt_conv2d_backward%s(ctx, %s, %d, %s, %s, %s, %s, B, %d, %d, %d, %d, %d, "
+               "%d, %d);\n", S, din[0], acc[0], emit_param(e, "G", n->u.conv.w), dout, in,
+               emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout,
+               n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+        break;
+    case OP_BN:
+        emit_f(e, "    rt_bn_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, %s, %s, B, %d, %d);\n",
+               S, din[0], acc[0], emit_param(e, "G", n->u.bn.gamma),
+               emit_param(e, "G", n->u.bn.beta), dout, in, emit_buf(e, pn->save0),
+               emit_buf(e, pn->save1), emit_param(e, "P", n->u.bn.gamma), n->shape.c,
+               n->shape.h * n->shape.w);
+        break;
+    case OP_RELU:
+        emit_f(e, "    rt_relu_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0], acc[0],
+               dout, emit_out(e, n->id), len);
+        break;
+    case OP_SUM: {
+        bool learned = plan_bwd_reads_input(n);
+        emit_f(e, "    {\n");
+        emit_coefs(e, n);
+        emit_f(e, "        %s *const dxs[%d] = {", e->T, n->nin);
+        for (int k = 0; k < n->nin; k++)
+            emit_f(e, "%s%s", k ? ", " : " ", din[k]);
+        emit_f(e, " };\n        const int acc[%d] = {", n->nin);
+        for (int k = 0; k < n->nin; k++)
+            emit_f(e, "%s%d", k ? ", " : " ", acc[k]);
+        emit_f(e, " };\n");
+        if (learned) {
+            emit_xs(e, n);
+            emit_f(e, "        %s dc[%d] = { 0 };\n", e->T, n->nin);
+            emit_f(e, "        rt_sum_backward%s(ctx, dxs, acc, dc, %s, xs, c, %d, nB * %zu);\n",
+                   S, dout, n->nin, len);
+            for (int k = 0; k < n->nin; k++) {
+                const IrCoef *c = &n->u.sum.coef[k];
+                for (int j = 0; j < c->nterms; j++)
+                    emit_f(e, "        G[%zu] += (%s)(%s * (double)dc[%d]);\n",
+                           e->p->param_off[c->param[j]], e->T, emit_num(e, c->a[j]), k);
+            }
+        } else {
+            /* Fixed coefficients: no dc, so the inputs are not read and
+             * their activations may already be reused. */
+            emit_f(e, "        rt_sum_backward%s(ctx, dxs, acc, NULL, %s, NULL, c, %d, "
+                   "nB * %zu);\n", S, dout, n->nin, len);
+        }
+        emit_f(e, "    }\n");
+        break;
+    }
+    case OP_CONCAT:
+        emit_f(e, "    {\n        %s *const dxs[%d] = {", e->T, n->nin);
+        for (int k = 0; k < n->nin; k++)
+            emit_f(e, "%s%s", k ? ", " : " ", din[k]);
+        emit_f(e, " };\n        const int acc[%d] = {", n->nin);
+        for (int k = 0; k < n->nin; k++)
+            emit_f(e, "%s%d", k ? ", " : " ", acc[k]);
+        emit_f(e, " };\n");
+        emit_cs(e, n);
+        emit_f(e, "        rt_concat_backward%s(ctx, dxs, acc, %s, %d, cs, B, %d);\n    }\n", S,
+               dout, n->nin, n->shape.h * n->shape.w);
+        break;
+    case OP_PAD:
+        emit_f(e, "    rt_pad_backward%s(ctx, %s, %d, %s, B, %d, %d, %d, %d, %d);\n", S, din[0],
+               acc[0], dout, is->c, is->h, is->w, n->shape.c, n->u.pad.stride);
+        break;
+    case OP_AVGPOOL:
+        emit_f(e, "    rt_avgpool_backward%s(ctx, %s, %d, %s, B, %d, %d, %d, %d, %d);\n", S,
+               din[0], acc[0], dout, is->c, is->h, is->w, n->u.pool.k, n->u.pool.stride);
+        break;
+    case OP_GAP:
+        emit_f(e, "    rt_gap_backward%s(ctx, %s, %d, %s, B, %d, %d);\n", S, din[0], acc[0],
+               dout, is->c, is->h * is->w);
+        break;
+    case OP_LINEAR:
+        emit_f(e, "    rt_linear_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d);\n", S,
+               din[0], acc[0], emit_param(e, "G", n->u.linear.w),
+               n->u.linear.b >= 0 ? emit_param(e, "G", n->u.linear.b) : "NULL", dout, in,
+               emit_param(e, "P", n->u.linear.w), emit_numel(*is), n->shape.c);
+        break;
+    case OP_EXACT:
+        emit_f(e, "    rt_exact_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d);\n", S,
+               din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
+               emit_buf(e, pn->save0), emit_param(e, "P", n->u.exact.u), emit_numel(*is),
+               n->u.exact.m);
+        break;
+    case OP_DROPOUT:
+        emit_f(e, "    rt_dropout_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0],
+               acc[0], dout, emit_buf(e, pn->save0), len);
+        break;
+    case OP_INPUT: case OP_GRAD: case OP_COUNT:
+        break;
+    }
+}
+
+/* The locals every body uses; (void) keeps unused ones quiet. */
+static void emit_prologue(Emit *e, bool fwd)
+{
+    emit_f(e, "    const RtCtx *ctx = &m->ctx;\n"
+              "    const size_t nB = (size_t)B;\n"
+              "    %s *const act = m->acts;\n"
+              "    %s *const fix = act + %zu * nB;   /* the batch-independent buffers */\n"
+              "    const %s *const P = m->params;\n", e->T, e->T, e->p->arena_a, e->T);
+    if (fwd)
+        emit_f(e, "    %s *const buf = m->buffers;\n", e->T);
+    else
+        emit_f(e, "    %s *const G = m->grads;\n", e->T);
+    emit_f(e, "    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)%s;\n",
+           fwd ? "buf; (void)train" : "G");
+}
+
+static void emit_bodies(Emit *e, const char *model)
+{
+    const IrGraph *g = e->g;
+    emit_f(e, "\n/* Forward pass on a batch of B <= m->batch images; train selects batch\n"
+              " * statistics (and updates the running ones) and dropout. */\n");
+    emit_f(e, "static void forward%s(%s *m, int B, int train)\n{\n", e->S, model);
+    emit_prologue(e, true);
+    for (int i = 1; i < g->nnodes; i++)
+        if (e->p->nodes[i].live)
+            emit_forward_node(e, &g->nodes[i]);
+    emit_f(e, "}\n");
+
+    emit_f(e, "\n/* Backward pass from m->dlogits after a training forward on the same\n"
+              " * batch: parameter gradients accumulate into m->grads. */\n");
+    emit_f(e, "static void backward%s(%s *m, int B)\n{\n", e->S, model);
+    emit_prologue(e, false);
+    bool *written = calloc((size_t)g->nnodes, sizeof *written);
+    if (!written)
+        abort();
+    for (int i = g->nnodes - 1; i >= 1; i--)
+        if (e->p->nodes[i].live && e->p->nodes[i].needs_grad)
+            emit_backward_node(e, &g->nodes[i], written);
+    free(written);
+    emit_f(e, "}\n");
+}
+
+long long emit_madds(const IrGraph *g)
+{
+    long long total = 0;
+    for (int i = 1; i < g->nnodes; i++) {
+        const IrNode *n = &g->nodes[i];
+        const IrShape *is = n->nin ? &g->nodes[n->in[0]].shape : &n->shape;
+        switch (n->op) {
+        case OP_CONV:
+            total += (long long)n->shape.c * n->shape.h * n->shape.w * is->c * n->u.conv.k *
+                     n->u.conv.k;
+            break;
+        case OP_LINEAR:
+            total += (long long)emit_numel(*is) * n->shape.c;
+            break;
+        case OP_EXACT:
+            total += 2LL * (long long)emit_numel(*is) * n->u.exact.m;
+            break;
+        case OP_INPUT: case OP_BN: case OP_RELU: case OP_SUM: case OP_CONCAT: case OP_PAD:
+        case OP_AVGPOOL: case OP_GAP: case OP_DROPOUT: case OP_GRAD: case OP_COUNT:
+            break;
+        }
+    }
+    return total;
+}
+
+static const char *emit_kind(IrParamKind k)
+{
+    switch (k) {
+    case PK_WEIGHT: return "RT_PK_WEIGHT";
+    case PK_BIAS: return "RT_PK_BIAS";
+    case PK_BN_GAMMA: return "RT_PK_BN_GAMMA";
+    case PK_BN_BETA: return "RT_PK_BN_BETA";
+    case PK_SCALAR: return "RT_PK_SCALAR";
+    case PK_BN_MEAN: return "RT_PK_BN_MEAN";
+    case PK_BN_VAR: return "RT_PK_BN_VAR";
+    }
+    return "RT_PK_WEIGHT";
+}
+
+static const char *emit_init(IrInit k)
+{
+    switch (k) {
+    case INIT_KAIMING: return "RT_INIT_KAIMING";
+    case INIT_UNIFORM: return "RT_INIT_UNIFORM";
+    case INIT_ONES: return "RT_INIT_ONES";
+    case INIT_ZEROS: return "RT_INIT_ZEROS";
+    case INIT_CONST: return "RT_INIT_CONST";
+    }
+    return "RT_INIT_ZEROS";
+}
+
+static void emit_tensors(Emit *e)
+{
+    const IrGraph *g = e->g;
+    emit_f(e, "\n/* The parameter block (buffer 0) and the BN running statistics (1). */\n");
+    if (g->nparams == 0) {
+        emit_f(e, "static const RtTensor tensors[1];\n");
+        return;
+    }
+    emit_f(e, "static const RtTensor tensors[%d] = {\n", g->nparams);
+    for (int i = 0; i < g->nparams; i++) {
+        const IrParam *t = &g->params[i];
+        const char *name = t->name ? t->name : "";
+        if (strlen(name) > EMIT_MAX_LITERAL || t->ndim < 0 || t->ndim > 4)
+            e->bad = 1;
+        emit_f(e, "    { ");
+        emit_literal(e->out, name, strlen(name), "");
+        emit_f(e, ", %s, %d, {", emit_kind(t->kind), t->ndim);
+        for (int d = 0; d < 4; d++)
+            emit_f(e, "%s%d", d ? ", " : " ", d < t->ndim ? t->dims[d] : 0);
+        emit_f(e, " }, %zu, %zu, %d, %s, %s, %d },\n", e->p->param_off[i], t->numel,
+               t->trainable ? 0 : 1, emit_init(t->init), emit_num(e, t->init_value), t->fan_in);
+    }
+    emit_f(e, "};\n");
+}
+
+static void emit_scratch(Emit *e)
+{
+    const IrGraph *g = e->g;
+    emit_f(e, "\n/* im2col workspace: the largest any convolution needs. */\n"
+              "static size_t scratch_bytes(int B, int threads, size_t elem_size)\n{\n"
+              "    size_t s = 0, t;\n");
+    int nconv = 0;
+    for (int i = 1; i < g->nnodes; i++) {
+        const IrNode *n = &g->nodes[i];
+        if (n->op != OP_CONV || !e->p->nodes[i].live)
+            continue;
+        const IrShape *is = &g->nodes[n->in[0]].shape;
+        /* The same configuration once: later convs repeat earlier ones. */
+        bool seen = false;
+        for (int j = 1; j < i && !seen; j++) {
+            const IrNode *o = &g->nodes[j];
+            const IrShape *os = o->nin ? &g->nodes[o->in[0]].shape : &o->shape;
+            seen = o->op == OP_CONV && e->p->nodes[j].live && os->c == is->c &&
+                   os->h == is->h && os->w == is->w && o->u.conv.k == n->u.conv.k &&
+                   o->u.conv.stride == n->u.conv.stride && o->u.conv.pad == n->u.conv.pad;
+        }
+        if (seen)
+            continue;
+        nconv++;
+        emit_f(e, "    t = rt_conv2d_scratch_bytes(threads, B, %d, %d, %d, %d, %d, %d, "
+               "elem_size);\n    if (t > s)\n        s = t;\n", is->c, is->h, is->w,
+               n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+    }
+    if (!nconv)
+        emit_f(e, "    (void)B; (void)threads; (void)elem_size; (void)t;\n");
+    emit_f(e, "    return s;\n}\n");
+}
+
+static const char *emit_sched(IrSchedule s)
+{
+    switch (s) {
+    case SCHED_CONSTANT: return "RT_SCHED_CONSTANT";
+    case SCHED_STEP: return "RT_SCHED_STEP";
+    case SCHED_COSINE: return "RT_SCHED_COSINE";
+    }
+    return "RT_SCHED_CONSTANT";
+}
+
+static void emit_net(Emit *e)
+{
+    const IrGraph *g = e->g;
+    const IrTrain *t = &g->train;
+    int nops = 0;
+    for (int i = 1; i < g->nnodes; i++)
+        nops += e->p->nodes[i].live;
+    emit_f(e, "\nstatic const RtNet net = {\n    .name = ");
+    emit_literal(e->out, g->name, strlen(g->name), "");
+    emit_f(e, ",\n    .optc_version = \"%s\",\n    .command = command_text,\n"
+              "    .spec = spec_text,\n", OPTC_VERSION);
+    emit_f(e, "    .in_c = %d, .in_h = %d, .in_w = %d, .classes = %d,\n", g->input.c, g->input.h,
+           g->input.w, g->classes);
+    emit_f(e, "    .nparams = %zu, .nbuffers = %zu,\n", e->p->nparams, e->p->nbuffers);
+    emit_f(e, "    .tensors = tensors, .ntensors = %d,\n", g->nparams);
+    emit_f(e, "    .madds = %lld, .nops = %d,\n", emit_madds(g), nops);
+    emit_f(e, "    .act_elems = act_elems, .scratch_bytes = scratch_bytes,\n"
+              "    .forward = forward, .backward = backward,\n"
+              "    .forward_d = forward_d, .backward_d = backward_d,\n");
+    emit_f(e, "    .defaults = {\n        .epochs = %d, .batch = %d, .lr = %s, .momentum = %s,\n",
+           t->epochs, t->batch, emit_num(e, t->lr), emit_num(e, t->momentum));
+    emit_f(e, "        .weight_decay = %s, .nesterov = %d, .decay_bn = %d,\n",
+           emit_num(e, t->weight_decay), t->nesterov ? 1 : 0, t->decay_bn ? 1 : 0);
+    emit_f(e, "        .schedule = %s, .warmup_epochs = %d, .step_gamma = %s,\n",
+           emit_sched(t->schedule), t->warmup_epochs, emit_num(e, t->step_gamma));
+    int nm = t->nmilestones < 0 ? 0 : t->nmilestones > 4 ? 4 : t->nmilestones;
+    emit_f(e, "        .milestones = { %d, %d, %d, %d }, .nmilestones = %d,\n",
+           nm > 0 ? t->milestones[0] : 0, nm > 1 ? t->milestones[1] : 0,
+           nm > 2 ? t->milestones[2] : 0, nm > 3 ? t->milestones[3] : 0, nm);
+    emit_f(e, "        .crop_pad = %d, .flip = %d,\n    },\n};\n", t->crop_pad, t->flip ? 1 : 0);
+}
+
+int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FILE *diag)
+{
+    Emit e0 = { .out = out, .diag = diag, .g = g, .p = p, .T = "float", .S = "" };
+    Emit *e = &e0;
+    const char *cmd = info && info->command ? info->command : "";
+    const char *path = info && info->spec_path ? info->spec_path : (g->spec_path ? g->spec_path : "");
+
+    fprintf(out, "/* Generated by optc %s from the spec below; do not edit.\n", OPTC_VERSION);
+    fputs(" *\n * Command:\n", out);
+    emit_comment_text(out, cmd, strlen(cmd));
+    fputs(" * Network:\n", out);
+    emit_comment_text(out, g->name, strlen(g->name));
+    fprintf(out, " * Input %dx%dx%d, %d classes, %d ops, %lld multiply-adds per image.\n",
+            g->input.c, g->input.h, g->input.w, g->classes, g->nnodes - 1, emit_madds(g));
+    fprintf(out, " * Parameters: %zu; BN running statistics: %zu.\n", p->nparams, p->nbuffers);
+    fprintf(out, " * Activation arena: %zu*B + %zu elements (%zu*B + %zu without reuse);\n"
+                 " * a float model at batch 128 takes %.1f MB in all.\n",
+            p->arena_a, p->arena_b, p->naive_a, p->naive_b,
+            (double)plan_total_bytes(p, g, 128, sizeof(float)) / 1e6);
+    fputs(" *\n * Spec:\n", out);
+    emit_comment_text(out, path, strlen(path));
+    fputs(" *\n", out);
+    if (info && info->spec_text)
+        emit_comment_text(out, info->spec_text, info->spec_len);
+    fputs(" */\n#include <stddef.h>\n#include \"rt.h\"\n\n", out);
+
+    emit_text_array(out, "command_text", cmd, strlen(cmd));
+    if (info && info->spec_text)
+        emit_text_array(out, "spec_text", info->spec_text, info->spec_len);
+    else
+        emit_text_array(out, "spec_text", "", 0);
+
+    emit_tensors(e);
+    emit_f(e, "\n/* Activation arena elements at batch B. */\n"
+              "static size_t act_elems(int B)\n{\n"
+              "    return (size_t)%zu * (size_t)B + (size_t)%zu;\n}\n", p->arena_a, p->arena_b);
+    emit_scratch(e);
+    emit_bodies(e, "RtModel");
+    e->T = "double";
+    e->S = "_d";
+    emit_f(e, "\n/* The same in double precision, for gradcheck. */\n");
+    emit_bodies(e, "RtModelD");
+    emit_net(e);
+    emit_f(e, "\nint main(int argc, char **argv)\n{\n    return rt_main(&net, argc, argv);\n}\n");
+    if (e->bad) {
+        fprintf(diag, "optc: %s: a value cannot be written as C (non-finite number, name "
+                "too long or too many inputs)\n", g->name);
+        return -1;
+    }
+    if (fflush(out) != 0 || ferror(out)) {
+        fprintf(diag, "optc: write error while emitting %s\n", g->name);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,98 @@
+/* plan.h — memory planning for one unrolled graph: the parameter block and
+ * its gradient twin, the buffer block (BN running statistics), and the
+ * activation arena shared by forward and backward.
+ *
+ * Every arena buffer has a size of (a*B + b) elements for batch B, with a
+ * and b compile-time constants, and an offset of the same form. Buffers
+ * that scale with the batch (b == 0) are packed in the first a_total*B
+ * elements, batch-independent ones (a == 0, e.g. BN's saved mean/rstd)
+ * after them; both regions are packed by liveness over one training step
+ * (forward then backward), so a forward activation lives until the last
+ * backward that reads it and an activation gradient from its first write
+ * in backward to its last read. */
+#ifndef OPTC_PLAN_H
+#define OPTC_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include "ir.h"
+
+typedef enum {
+    PB_OUT,     /* a node's forward output */
+    PB_GRAD,    /* the gradient of a node's output */
+    PB_SAVE0,   /* saved state: BN mean, exact's pre-activation a, dropout mask */
+    PB_SAVE1    /* saved state: BN rstd */
+} PlanBufKind;
+
+typedef struct {
+    PlanBufKind kind;
+    int node;
+    size_t size_a, size_b;  /* elements: size_a * B + size_b */
+    size_t off_a, off_b;    /* offset in the arena: off_a * B + off_b */
+    int birth, death;       /* inclusive step range; see plan_time_* */
+} PlanBuf;
+
+/* Where a node's tensors live. -1: not in the arena (node 0's output is
+ * m->input, the graph output's is m->logits / m->dlogits) or not needed. */
+typedef struct {
+    int out, grad, save0, save1;    /* indices into Plan.bufs */
+    bool needs_grad;                /* some parameter lies at or before it */
+    bool live;                      /* its output reaches the graph output */
+} PlanNode;
+
+typedef struct {
+    size_t *param_off;      /* per IrParam: offset in the params or buffers block */
+    size_t nparams;         /* trainable elements (the published count) */
+    size_t nbuffers;        /* BN running statistics elements */
+    PlanNode *nodes;        /* per IR node */
+    PlanBuf *bufs;
+    int nbufs;
+    size_t arena_a, arena_b;    /* arena elements: arena_a * B + arena_b */
+    size_t naive_a, naive_b;    /* the same without reuse, for the report */
+} Plan;
+
+/* Plan a graph. Returns NULL with a message on diag when the graph cannot
+ * be planned (an op the back end does not support, e.g. OP_GRAD). The
+ * result is malloc'd; free it with plan_free. */
+Plan *plan_build(const IrGraph *g, FILE *diag);
+void  plan_free(Plan *p);
+
+/* Step numbers: forward of node i runs at step i, its backward at
+ * 2*nnodes - 1 - i. */
+int plan_time_fwd(const IrGraph *g, int node);
+int plan_time_bwd(const IrGraph *g, int node);
+
+/* Elements of the arena at batch B; total bytes of one float model
+ * (params, grads, buffers, arena, input, logits, dlogits) at batch B. */
+size_t plan_arena_elems(const Plan *p, int B);
+size_t plan_total_bytes(const Plan *p, const IrGraph *g, int B, size_t elem_size);
+
+/* Self-check: no two buffers whose lifetimes overlap share memory, and all
+ * lie inside the arena. Returns 0, or -1 with a message on diag. */
+int plan_verify(const Plan *p, FILE *diag);
+
+/* Whether an op's backward reads its input / output activations. */
+bool plan_bwd_reads_input(const IrNode *n);
+bool plan_bwd_reads_output(const IrNode *n);
+
+/* --- the C emitter (emit_c.c) ------------------------------------------- */
+
+/* Provenance recorded in the generated file. */
+typedef struct {
+    const char *command;    /* the command line, as the user should read it */
+    const char *spec_path;  /* as given, relative to the project */
+    const char *spec_text;  /* the whole spec source, or NULL */
+    size_t spec_len;
+} EmitInfo;
+
+/* Write the C program of graph g, planned by p, to out: the tensor table,
+ * forward/backward for float and double, the RtNet and main(). Returns 0,
+ * or -1 with a message on diag (a number the C source cannot hold, or a
+ * write error). */
+int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FILE *diag);
+
+/* Forward multiply-adds per image (conv, linear, exact). */
+long long emit_madds(const IrGraph *g);
+
+#endif
