@@ -795,7 +795,8 @@ static int check_layout(RtStFile *f, RtErr *err)
             }
         free(byname);
     }
-    qsort(f->t, (size_t)f->nt, sizeof *f->t, cmp_offset);
+    if (f->nt > 1)
+        qsort(f->t, (size_t)f->nt, sizeof *f->t, cmp_offset);
     uint64_t at = 0;
     for (int i = 0; i < f->nt; i++) {
         const StTensor *t = &f->t[i];
