@@ -200,6 +200,100 @@ START_TEST(bad_options)
 }
 END_TEST
 
+
+/* ---- through the front end ------------------------------------------------------ */
+
+static const char spec_src[] =
+    "optimizer gd { x[k+1] = x[k] - grad(x[k]); }\n"
+    "optimizer heavy_ball(beta = 0.9) {\n"
+    "    x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);\n"
+    "}\n"
+    "optimizer nesterov {\n"
+    "    t[0] = 1;\n"
+    "    t[k+1] = (1 + sqrt(1 + 4 * t[k] * t[k])) / 2;\n"
+    "    y[k] = x[k] + (t[k] - 1) / t[k+1] * (x[k] - x[k-1]);\n"
+    "    x[k+1] = y[k] - grad(y[k]);\n"
+    "}\n"
+    "optimizer lm(beta = learned(0.5)) {\n"
+    "    x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);\n"
+    "}\n"
+    "optimizer dense { x[k+1] = concat(x[k], grad(x[k])); }\n";
+
+/* Analyse optimizer opt of spec_src with the given -D's. */
+static AnalyzeResult spec_rate(const char *opt, const Define *defs, int ndefs,
+                               const AnalyzeOpts *o)
+{
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *s = fe_load_string(a, "analyze.opt", spec_src, sizeof spec_src - 1, defs, ndefs,
+                             stderr, &nerr);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(nerr, 0);
+    AnalyzeResult r;
+    ck_assert_int_eq(analyze_optimizer(s, opt, o, &r, stderr), 0);
+    arena_free(a);
+    return r;
+}
+
+START_TEST(spec_gd)
+{
+    AnalyzeOpts o;
+    analyze_defaults(&o);
+    AnalyzeResult r = spec_rate("gd", NULL, 0, &o);
+    ck_assert_int_eq(r.method, AN_COMPANION);
+    ck_assert_double_eq_tol(r.rate, 0.99, 1e-12);
+    ck_assert_int_eq(r.steps_1e3, 688);
+}
+END_TEST
+
+START_TEST(spec_heavy_ball_optimal)
+{
+    AnalyzeOpts o;
+    analyze_defaults(&o);
+    double sk = sqrt(o.L / o.mu);
+    o.h = 4.0 / pow(sqrt(o.L) + sqrt(o.mu), 2);
+    char beta[64];
+    snprintf(beta, sizeof beta, "%.17g", pow((sk - 1) / (sk + 1), 2));
+    Define d = {"heavy_ball.beta", beta};
+    AnalyzeResult r = spec_rate("heavy_ball", &d, 1, &o);
+    ck_assert_int_eq(r.method, AN_COMPANION);
+    ck_assert_double_eq_tol(r.rate, 0.8182, 1e-3);
+}
+END_TEST
+
+START_TEST(spec_define_changes_rate)
+{
+    AnalyzeOpts o;
+    analyze_defaults(&o);
+    AnalyzeResult r9 = spec_rate("heavy_ball", NULL, 0, &o);
+    Define d = {"beta", "0.5"};
+    AnalyzeResult r5 = spec_rate("heavy_ball", &d, 1, &o);
+    /* beta = 0.9 at h = 1/L: complex pair of modulus sqrt(beta) */
+    ck_assert_double_eq_tol(r9.rate, sqrt(0.9), 1e-9);
+    ck_assert(fabs(r5.rate - r9.rate) > 1e-3);
+    ck_assert_int_ne(r5.steps_1e3, r9.steps_1e3);
+}
+END_TEST
+
+START_TEST(spec_nesterov_learned_dense)
+{
+    AnalyzeOpts o;
+    analyze_defaults(&o);
+    AnalyzeResult gd = spec_rate("gd", NULL, 0, &o);
+    AnalyzeResult ne = spec_rate("nesterov", NULL, 0, &o);
+    ck_assert_int_eq(ne.method, AN_SIMULATED);
+    ck_assert(ne.rate < gd.rate);
+    ck_assert_int_lt(ne.steps_1e3, gd.steps_1e3);
+    AnalyzeResult lm = spec_rate("lm", NULL, 0, &o);
+    Define d = {"beta", "0.5"};
+    AnalyzeResult hb = spec_rate("heavy_ball", &d, 1, &o);
+    ck_assert(lm.learned);
+    ck_assert_double_eq_tol(lm.rate, hb.rate, 1e-12);
+    AnalyzeResult de = spec_rate("dense", NULL, 0, &o);
+    ck_assert_int_eq(de.method, AN_CONCAT);
+}
+END_TEST
+
 /* ---- the theory block -------------------------------------------------------- */
 
 /* A GD network on the exact block: input d -> K steps -> output. */
@@ -256,6 +350,13 @@ static Suite *analyze_suite(void)
     tcase_add_test(tc, bad_options);
     tcase_add_test(tc, theory_gd_descends);
     suite_add_tcase(s, tc);
+    TCase *ts = tcase_create("specs");
+    tcase_set_timeout(ts, 60);
+    tcase_add_test(ts, spec_gd);
+    tcase_add_test(ts, spec_heavy_ball_optimal);
+    tcase_add_test(ts, spec_define_changes_rate);
+    tcase_add_test(ts, spec_nesterov_learned_dense);
+    suite_add_tcase(s, ts);
     return s;
 }
 
