@@ -1,0 +1,742 @@
+/* test_kernels.c — every runtime kernel against finite differences, its
+ * float twin against its double twin, every BLAS path against its plain-loop
+ * twin, the acc/NULL gradient conventions and run-to-run determinism.
+ *
+ * One loop test per op over an op table. Each op is described by an adapter:
+ * init() fixes the shape and the arguments (inputs, parameters, constants),
+ * fwd/bwd call the kernels in one precision. A generic checker then runs:
+ *  (a) the double backward against central differences (h = 1e-6, relative
+ *      to max(1, |x|)) of L = <out, R> computed with the double forward,
+ *      tolerance FD_TOL per entry (see gc_relerr);
+ *  (b) float forward and backward against double, normwise relative
+ *      tolerance F32_TOL;
+ *  (c) the BLAS kernels against the _ref loops (conv, linear), normwise
+ *      relative tolerance REF_TOL in double and F32_TOL in float;
+ *  (d) acc == 1 adds to what is there, acc == 0 overwrites, parameter
+ *      gradients always add, and a NULL gradient is skipped without
+ *      changing the others;
+ *  (e) two identical float runs with 2 threads give identical bytes.
+ * OPTC_VERBOSE=1 prints the largest errors seen per op. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "gradcheck.h"
+#include "rt.h"
+#include "tmain.h"
+
+#define FD_TOL 1e-5
+#define FD_H 1e-5
+#define F32_TOL 1e-4
+#define REF_TOL 1e-12
+
+enum { ARG_IN, ARG_PARAM, ARG_WRITE, ARG_CONST };
+#define MAXA 6
+#define MAXAUX 4
+
+typedef struct Prob {
+    int d[10];                /* the op's dimensions (meaning per op) */
+    double r[2];              /* real settings (momentum, eps, p) */
+    int nargs;
+    size_t len[MAXA];
+    int kind[MAXA];
+    double *xd[MAXA];
+    float *xf[MAXA];
+    size_t nout;
+    size_t auxlen[MAXAUX];    /* saved forward state (mean, rstd, a, mask) */
+    double *auxd[MAXAUX];
+    float *auxf[MAXAUX];
+    uint8_t *labels;          /* xent: nlabels labels below d[1] */
+    int nlabels;
+    size_t scratch;           /* bytes for doubles */
+    RtCtx ctx;
+} Prob;
+
+typedef struct {
+    const char *name;
+    int nshapes;
+    void (*init)(Prob *p, int shape);
+    void (*fwd_d)(Prob *p, const RtCtx *c, double *out);
+    void (*bwd_d)(Prob *p, const RtCtx *c, const double *dout, double **g, int acc);
+    void (*fwd_f)(Prob *p, const RtCtx *c, float *out);
+    void (*bwd_f)(Prob *p, const RtCtx *c, const float *dout, float **g, int acc);
+    /* plain-loop twins, when the kernel uses BLAS */
+    void (*fwd_ref_d)(Prob *p, double *out);
+    void (*bwd_ref_d)(Prob *p, const double *dout, double **g, int acc);
+    void (*fwd_ref_f)(Prob *p, float *out);
+    void (*bwd_ref_f)(Prob *p, const float *dout, float **g, int acc);
+} OpDesc;
+
+static int sanitized(void)
+{
+    const char *s = getenv("OPTC_SANITIZED");
+    return s && *s && strcmp(s, "0") != 0;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+/* =========================================================================
+ * Adapters. Each is written once over (T, S, KS, X, A): element type, the
+ * adapter's suffix, the kernel's suffix, argument array (xf/xd) and aux
+ * array (auxf/auxd). */
+
+/* --- conv: d = B Cin H W Cout K stride pad; args in, w ------------------- */
+static const int conv_shapes[][8] = {
+    {1, 1, 5, 5, 1, 1, 1, 0},   /* pointwise fast path */
+    {3, 3, 7, 7, 4, 3, 1, 1},
+    {3, 2, 5, 9, 3, 3, 2, 1},   /* stride 2, odd sizes */
+    {1, 4, 7, 7, 5, 1, 2, 0},   /* 1x1 stride 2 (the projection shortcut) */
+    {2, 3, 9, 5, 2, 5, 2, 2},
+    {3, 2, 6, 7, 2, 2, 2, 0},   /* even K, no padding */
+    {2, 16, 16, 16, 8, 3, 1, 1},/* large enough for the OpenMP paths */
+};
+
+static void conv_init(Prob *p, int s)
+{
+    const int *v = conv_shapes[s];
+    memcpy(p->d, v, 8 * sizeof(int));
+    int Ho = rt_conv_out(v[2], v[5], v[6], v[7]), Wo = rt_conv_out(v[3], v[5], v[6], v[7]);
+    p->nargs = 2;
+    p->len[0] = (size_t)v[0] * v[1] * v[2] * v[3];
+    p->kind[0] = ARG_IN;
+    p->len[1] = (size_t)v[4] * v[1] * v[5] * v[5];
+    p->kind[1] = ARG_PARAM;
+    p->nout = (size_t)v[0] * v[4] * Ho * Wo;
+    p->scratch = rt_conv2d_scratch_bytes(2, v[0], v[1], v[2], v[3], v[5], v[6], v[7], sizeof(double));
+}
+
+#define CONV_DIMS p->d[0], p->d[1], p->d[2], p->d[3], p->d[4], p->d[5], p->d[6], p->d[7]
+#define ADAPT_CONV(T, S, KS, X)                                                               \
+static void conv_fwd##S(Prob *p, const RtCtx *c, T *out)                                  \
+{ rt_conv2d_forward##KS(c, out, p->X[0], p->X[1], CONV_DIMS); }                            \
+static void conv_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)           \
+{ rt_conv2d_backward##KS(c, g[0], acc, g[1], dout, p->X[0], p->X[1], CONV_DIMS); }         \
+static void conv_fwd_ref##S(Prob *p, T *out)                                              \
+{ rt_conv2d_forward_ref##KS(out, p->X[0], p->X[1], CONV_DIMS); }                           \
+static void conv_bwd_ref##S(Prob *p, const T *dout, T **g, int acc)                       \
+{ rt_conv2d_backward_ref##KS(g[0], acc, g[1], dout, p->X[0], p->X[1], CONV_DIMS); }
+ADAPT_CONV(float, _f, , xf)
+ADAPT_CONV(double, _d, _d, xd)
+
+/* --- bn (training): d = B C HW; args in, gamma, beta; aux mean, rstd,
+ * run_mean, run_var (reset before each forward so repeated forwards agree) */
+static const int bn_shapes[][3] = {{3, 4, 25}, {2, 3, 35}, {3, 5, 1}, {1, 2, 9}, {3, 8, 1500}};
+
+static void bn_init(Prob *p, int s)
+{
+    memcpy(p->d, bn_shapes[s], 3 * sizeof(int));
+    p->r[0] = 0.1;
+    p->r[1] = 1e-5;
+    p->nargs = 3;
+    p->len[0] = (size_t)p->d[0] * p->d[1] * p->d[2];
+    p->kind[0] = ARG_IN;
+    p->len[1] = p->len[2] = (size_t)p->d[1];
+    p->kind[1] = p->kind[2] = ARG_PARAM;
+    p->nout = p->len[0];
+    for (int i = 0; i < 4; i++)
+        p->auxlen[i] = (size_t)p->d[1];
+}
+
+#define ADAPT_BN(T, S, KS, X, A)                                                              \
+static void bn_fwd##S(Prob *p, const RtCtx *c, T *out)                                    \
+{                                                                                         \
+    for (int i = 0; i < p->d[1]; i++) {                                                   \
+        p->A[2][i] = (T)0.5;                                                              \
+        p->A[3][i] = (T)2;                                                                \
+    }                                                                                     \
+    rt_bn_forward_train##KS(c, out, p->A[0], p->A[1], p->A[2], p->A[3], p->X[0],           \
+                           p->X[1], p->X[2], p->d[0], p->d[1], p->d[2], p->r[0], p->r[1]);\
+}                                                                                         \
+static void bn_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)             \
+{                                                                                         \
+    rt_bn_backward##KS(c, g[0], acc, g[1], g[2], dout, p->X[0], p->A[0], p->A[1],          \
+                      p->X[1], p->d[0], p->d[1], p->d[2]);                                \
+}
+ADAPT_BN(float, _f, , xf, auxf)
+ADAPT_BN(double, _d, _d, xd, auxd)
+
+/* --- relu: d = n; args in; aux = the forward's output ------------------- */
+static void relu_init(Prob *p, int s)
+{
+    static const int n[] = {7, 45, 100000};
+    p->d[0] = n[s];
+    p->nargs = 1;
+    p->len[0] = p->nout = p->auxlen[0] = (size_t)n[s];
+    p->kind[0] = ARG_IN;
+}
+
+#define ADAPT_RELU(T, S, KS, X, A)                                                            \
+static void relu_fwd##S(Prob *p, const RtCtx *c, T *out)                                  \
+{                                                                                         \
+    rt_relu_forward##KS(c, out, p->X[0], p->len[0]);                                       \
+    memcpy(p->A[0], out, p->len[0] * sizeof(T));                                          \
+}                                                                                         \
+static void relu_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)           \
+{ rt_relu_backward##KS(c, g[0], acc, dout, p->A[0], p->len[0]); }
+ADAPT_RELU(float, _f, , xf, auxf)
+ADAPT_RELU(double, _d, _d, xd, auxd)
+
+/* --- sum: d = n len; args xs[0..n-1], c ----------------------------------- */
+static void sum_init(Prob *p, int s)
+{
+    static const int sh[][2] = {{1, 10}, {3, 17}, {5, 40000}};
+    p->d[0] = sh[s][0];
+    p->d[1] = sh[s][1];
+    p->nargs = p->d[0] + 1;
+    for (int i = 0; i < p->d[0]; i++) {
+        p->len[i] = (size_t)p->d[1];
+        p->kind[i] = ARG_IN;
+    }
+    p->len[p->d[0]] = (size_t)p->d[0];
+    p->kind[p->d[0]] = ARG_PARAM;
+    p->nout = (size_t)p->d[1];
+}
+
+#define ADAPT_SUM(T, S, KS, X)                                                                \
+static void sum_fwd##S(Prob *p, const RtCtx *c, T *out)                                   \
+{                                                                                         \
+    const T *xs[MAXA];                                                                    \
+    for (int i = 0; i < p->d[0]; i++)                                                     \
+        xs[i] = p->X[i];                                                                  \
+    rt_sum_forward##KS(c, out, p->d[0], xs, p->X[p->d[0]], p->nout);                       \
+}                                                                                         \
+static void sum_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)            \
+{                                                                                         \
+    const T *xs[MAXA];                                                                    \
+    int accs[MAXA];                                                                       \
+    for (int i = 0; i < p->d[0]; i++) {                                                   \
+        xs[i] = p->X[i];                                                                  \
+        accs[i] = acc;                                                                    \
+    }                                                                                     \
+    rt_sum_backward##KS(c, g, accs, g[p->d[0]], dout, xs, p->X[p->d[0]], p->d[0], p->nout);\
+}
+ADAPT_SUM(float, _f, , xf)
+ADAPT_SUM(double, _d, _d, xd)
+
+/* --- concat: d = n B HW cs[0..n-1]; args xs ------------------------------- */
+static void concat_init(Prob *p, int s)
+{
+    static const int sh[][6] = {{1, 1, 4, 3}, {2, 3, 9, 2, 5}, {3, 2, 25, 1, 4, 2},
+                                {2, 3, 1000, 8, 16}};
+    memcpy(p->d, sh[s], 6 * sizeof(int));
+    int Ct = 0;
+    p->nargs = p->d[0];
+    for (int i = 0; i < p->d[0]; i++) {
+        p->len[i] = (size_t)p->d[1] * p->d[3 + i] * p->d[2];
+        p->kind[i] = ARG_IN;
+        Ct += p->d[3 + i];
+    }
+    p->nout = (size_t)p->d[1] * Ct * p->d[2];
+}
+
+#define ADAPT_CONCAT(T, S, KS, X)                                                             \
+static void concat_fwd##S(Prob *p, const RtCtx *c, T *out)                                \
+{                                                                                         \
+    const T *xs[MAXA];                                                                    \
+    for (int i = 0; i < p->d[0]; i++)                                                     \
+        xs[i] = p->X[i];                                                                  \
+    rt_concat_forward##KS(c, out, p->d[0], xs, p->d + 3, p->d[1], p->d[2]);                \
+}                                                                                         \
+static void concat_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)         \
+{                                                                                         \
+    int accs[MAXA];                                                                       \
+    for (int i = 0; i < p->d[0]; i++)                                                     \
+        accs[i] = acc;                                                                    \
+    rt_concat_backward##KS(c, g, accs, dout, p->d[0], p->d + 3, p->d[1], p->d[2]);         \
+}
+ADAPT_CONCAT(float, _f, , xf)
+ADAPT_CONCAT(double, _d, _d, xd)
+
+/* --- pad: d = B Cin H W Cout stride; args in ------------------------------ */
+static void pad_init(Prob *p, int s)
+{
+    static const int sh[][6] = {{1, 2, 4, 4, 2, 1}, {3, 2, 7, 7, 4, 2}, {2, 3, 5, 9, 6, 2},
+                                {1, 1, 7, 5, 3, 3}, {3, 16, 32, 32, 32, 2}};
+    memcpy(p->d, sh[s], 6 * sizeof(int));
+    int s2 = p->d[5];
+    int Ho = (p->d[2] + s2 - 1) / s2, Wo = (p->d[3] + s2 - 1) / s2;
+    p->nargs = 1;
+    p->len[0] = (size_t)p->d[0] * p->d[1] * p->d[2] * p->d[3];
+    p->kind[0] = ARG_IN;
+    p->nout = (size_t)p->d[0] * p->d[4] * Ho * Wo;
+}
+
+#define PAD_DIMS p->d[0], p->d[1], p->d[2], p->d[3], p->d[4], p->d[5]
+#define ADAPT_PAD(T, S, KS, X)                                                                \
+static void pad_fwd##S(Prob *p, const RtCtx *c, T *out)                                   \
+{ rt_pad_forward##KS(c, out, p->X[0], PAD_DIMS); }                                         \
+static void pad_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)            \
+{ rt_pad_backward##KS(c, g[0], acc, dout, PAD_DIMS); }
+ADAPT_PAD(float, _f, , xf)
+ADAPT_PAD(double, _d, _d, xd)
+
+/* --- avgpool: d = B C H W K stride; args in ------------------------------- */
+static void pool_init(Prob *p, int s)
+{
+    static const int sh[][6] = {{1, 1, 4, 4, 2, 2}, {3, 2, 7, 7, 3, 2}, {2, 3, 5, 9, 3, 1},
+                                {3, 2, 8, 8, 1, 1}, {2, 2, 7, 7, 7, 1}, {3, 16, 32, 32, 2, 2}};
+    memcpy(p->d, sh[s], 6 * sizeof(int));
+    int Ho = (p->d[2] - p->d[4]) / p->d[5] + 1, Wo = (p->d[3] - p->d[4]) / p->d[5] + 1;
+    p->nargs = 1;
+    p->len[0] = (size_t)p->d[0] * p->d[1] * p->d[2] * p->d[3];
+    p->kind[0] = ARG_IN;
+    p->nout = (size_t)p->d[0] * p->d[1] * Ho * Wo;
+}
+
+#define POOL_DIMS p->d[0], p->d[1], p->d[2], p->d[3], p->d[4], p->d[5]
+#define ADAPT_POOL(T, S, KS, X)                                                               \
+static void pool_fwd##S(Prob *p, const RtCtx *c, T *out)                                  \
+{ rt_avgpool_forward##KS(c, out, p->X[0], POOL_DIMS); }                                    \
+static void pool_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)           \
+{ rt_avgpool_backward##KS(c, g[0], acc, dout, POOL_DIMS); }
+ADAPT_POOL(float, _f, , xf)
+ADAPT_POOL(double, _d, _d, xd)
+
+/* --- gap: d = B C HW; args in ----------------------------------------------- */
+static void gap_init(Prob *p, int s)
+{
+    static const int sh[][3] = {{1, 1, 1}, {3, 4, 49}, {2, 5, 45}, {3, 64, 256}};
+    memcpy(p->d, sh[s], 3 * sizeof(int));
+    p->nargs = 1;
+    p->len[0] = (size_t)p->d[0] * p->d[1] * p->d[2];
+    p->kind[0] = ARG_IN;
+    p->nout = (size_t)p->d[0] * p->d[1];
+}
+
+#define ADAPT_GAP(T, S, KS, X)                                                                \
+static void gap_fwd##S(Prob *p, const RtCtx *c, T *out)                                   \
+{ rt_gap_forward##KS(c, out, p->X[0], p->d[0], p->d[1], p->d[2]); }                        \
+static void gap_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)            \
+{ rt_gap_backward##KS(c, g[0], acc, dout, p->d[0], p->d[1], p->d[2]); }
+ADAPT_GAP(float, _f, , xf)
+ADAPT_GAP(double, _d, _d, xd)
+
+/* --- linear: d = B IN OUT hasbias; args in, w, b ----------------------------- */
+static void linear_init(Prob *p, int s)
+{
+    static const int sh[][4] = {{1, 1, 1, 1}, {3, 7, 5, 1}, {3, 9, 10, 0}, {1, 64, 10, 1},
+                                {3, 200, 300, 1}};
+    memcpy(p->d, sh[s], 4 * sizeof(int));
+    p->nargs = p->d[3] ? 3 : 2;
+    p->len[0] = (size_t)p->d[0] * p->d[1];
+    p->kind[0] = ARG_IN;
+    p->len[1] = (size_t)p->d[2] * p->d[1];
+    p->kind[1] = ARG_PARAM;
+    p->len[2] = (size_t)p->d[2];
+    p->kind[2] = ARG_PARAM;
+    p->nout = (size_t)p->d[0] * p->d[2];
+}
+
+#define LIN_B(X) (p->d[3] ? p->X[2] : NULL)
+#define LIN_DB (p->d[3] ? g[2] : NULL)
+#define LIN_DIMS p->d[0], p->d[1], p->d[2]
+#define ADAPT_LINEAR(T, S, KS, X)                                                             \
+static void linear_fwd##S(Prob *p, const RtCtx *c, T *out)                                \
+{ rt_linear_forward##KS(c, out, p->X[0], p->X[1], LIN_B(X), LIN_DIMS); }                   \
+static void linear_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)         \
+{ rt_linear_backward##KS(c, g[0], acc, g[1], LIN_DB, dout, p->X[0], p->X[1], LIN_DIMS); }  \
+static void linear_fwd_ref##S(Prob *p, T *out)                                            \
+{ rt_linear_forward_ref##KS(out, p->X[0], p->X[1], LIN_B(X), LIN_DIMS); }                  \
+static void linear_bwd_ref##S(Prob *p, const T *dout, T **g, int acc)                     \
+{ rt_linear_backward_ref##KS(g[0], acc, g[1], LIN_DB, dout, p->X[0], p->X[1], LIN_DIMS); }
+ADAPT_LINEAR(float, _f, , xf)
+ADAPT_LINEAR(double, _d, _d, xd)
+
+/* --- exact: d = B dim m; args in, U; aux a ------------------------------------ */
+static void exact_init(Prob *p, int s)
+{
+    static const int sh[][3] = {{1, 1, 1}, {3, 6, 4}, {2, 9, 12}, {3, 120, 50}};
+    memcpy(p->d, sh[s], 3 * sizeof(int));
+    p->nargs = 2;
+    p->len[0] = (size_t)p->d[0] * p->d[1];
+    p->kind[0] = ARG_IN;
+    p->len[1] = (size_t)p->d[1] * p->d[2];
+    p->kind[1] = ARG_PARAM;
+    p->nout = p->len[0];
+    p->auxlen[0] = (size_t)p->d[0] * p->d[2];
+}
+
+#define ADAPT_EXACT(T, S, KS, X, A)                                                           \
+static void exact_fwd##S(Prob *p, const RtCtx *c, T *out)                                 \
+{ rt_exact_forward##KS(c, out, p->A[0], p->X[0], p->X[1], p->d[0], p->d[1], p->d[2]); }    \
+static void exact_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)          \
+{                                                                                         \
+    rt_exact_backward##KS(c, g[0], acc, g[1], dout, p->X[0], p->A[0], p->X[1],             \
+                         p->d[0], p->d[1], p->d[2]);                                      \
+}
+ADAPT_EXACT(float, _f, , xf, auxf)
+ADAPT_EXACT(double, _d, _d, xd, auxd)
+
+/* --- dropout: d = n, r[0] = p; args in; aux mask. The RNG is reseeded per
+ * forward so finite differences see one fixed mask. -------------------------- */
+static void dropout_init(Prob *p, int s)
+{
+    static const int n[] = {9, 1000, 70000};
+    static const double pr[] = {0.0, 0.3, 0.5};
+    p->d[0] = n[s];
+    p->r[0] = pr[s];
+    p->nargs = 1;
+    p->len[0] = p->nout = p->auxlen[0] = (size_t)n[s];
+    p->kind[0] = ARG_IN;
+}
+
+#define ADAPT_DROPOUT(T, S, KS, X, A)                                                         \
+static void dropout_fwd##S(Prob *p, const RtCtx *c, T *out)                               \
+{                                                                                         \
+    RtRng rng;                                                                            \
+    rt_rng_seed(&rng, 77);                                                                \
+    rt_dropout_forward##KS(c, out, p->A[0], p->X[0], p->len[0], p->r[0], &rng);            \
+}                                                                                         \
+static void dropout_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)        \
+{ rt_dropout_backward##KS(c, g[0], acc, dout, p->A[0], p->len[0]); }
+ADAPT_DROPOUT(float, _f, , xf, auxf)
+ADAPT_DROPOUT(double, _d, _d, xd, auxd)
+
+/* --- xent: d = B K; args logits (written, not accumulated); out = the loss;
+ * aux probs. Backward scales by dout[0] so that L = R * loss. ---------------- */
+static void xent_init(Prob *p, int s)
+{
+    static const int sh[][2] = {{1, 2}, {3, 10}, {5, 7}, {64, 100}};
+    memcpy(p->d, sh[s], 2 * sizeof(int));
+    p->nargs = 1;
+    p->len[0] = p->auxlen[0] = (size_t)p->d[0] * p->d[1];
+    p->kind[0] = ARG_WRITE;
+    p->nout = 1;
+    p->nlabels = p->d[0];
+}
+
+#define ADAPT_XENT(T, S, KS, X, A)                                                            \
+static void xent_fwd##S(Prob *p, const RtCtx *c, T *out)                                  \
+{ out[0] = (T)rt_xent_forward##KS(c, p->A[0], p->X[0], p->labels, p->d[0], p->d[1]); }     \
+static void xent_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)           \
+{                                                                                         \
+    (void)acc;                                                                            \
+    if (!g[0])                                                                            \
+        return;                                                                           \
+    rt_xent_backward##KS(c, g[0], p->A[0], p->labels, p->d[0], p->d[1]);                   \
+    for (size_t i = 0; i < p->len[0]; i++)                                                \
+        g[0][i] *= dout[0];                                                               \
+}
+ADAPT_XENT(float, _f, , xf, auxf)
+ADAPT_XENT(double, _d, _d, xd, auxd)
+
+#define OPS(name, n, ref)                                                                 \
+    {#name, n, name##_init, name##_fwd_d, name##_bwd_d, name##_fwd_f, name##_bwd_f,       \
+     ref(name, _d, fwd), ref(name, _d, bwd), ref(name, _f, fwd), ref(name, _f, bwd)}
+#define REF(name, S, fb) name##_##fb##_ref##S
+#define NOREF(name, S, fb) NULL
+
+static const OpDesc ops[] = {
+    OPS(conv, 7, REF),
+    OPS(bn, 5, NOREF),
+    OPS(relu, 3, NOREF),
+    OPS(sum, 3, NOREF),
+    OPS(concat, 4, NOREF),
+    OPS(pad, 5, NOREF),
+    OPS(pool, 6, NOREF),
+    OPS(gap, 4, NOREF),
+    OPS(linear, 5, REF),
+    OPS(exact, 4, NOREF),
+    OPS(dropout, 3, NOREF),
+    OPS(xent, 4, NOREF),
+};
+#define NOPS ((int)(sizeof ops / sizeof ops[0]))
+
+/* =========================================================================
+ * The generic checker. */
+
+typedef struct {
+    double fd, f32, ref, acc;
+} Worst;
+
+static void prob_alloc(Prob *p, RtRng *rng)
+{
+    for (int k = 0; k < p->nargs; k++) {
+        p->xd[k] = xcalloc(p->len[k], sizeof(double));
+        p->xf[k] = xcalloc(p->len[k], sizeof(float));
+        gc_fill(p->xd[k], p->len[k], rng);
+        gc_to_float(p->xf[k], p->xd[k], p->len[k]);
+    }
+    for (int k = 0; k < MAXAUX; k++) {
+        p->auxd[k] = xcalloc(p->auxlen[k], sizeof(double));
+        p->auxf[k] = xcalloc(p->auxlen[k], sizeof(float));
+    }
+    if (p->nlabels > 0) {
+        p->labels = xcalloc((size_t)p->nlabels, 1);
+        for (int i = 0; i < p->nlabels; i++)
+            p->labels[i] = (uint8_t)rt_rng_below(rng, (uint32_t)p->d[1]);
+    }
+    p->ctx.threads = 2;
+    p->ctx.scratch_bytes = p->scratch;
+    p->ctx.scratch = xcalloc(p->scratch + 1, 1);
+}
+
+static void prob_free(Prob *p)
+{
+    for (int k = 0; k < p->nargs; k++) {
+        free(p->xd[k]);
+        free(p->xf[k]);
+    }
+    for (int k = 0; k < MAXAUX; k++) {
+        free(p->auxd[k]);
+        free(p->auxf[k]);
+    }
+    free(p->labels);
+    free(p->ctx.scratch);
+}
+
+static int differentiable(int kind)
+{
+    return kind == ARG_IN || kind == ARG_PARAM || kind == ARG_WRITE;
+}
+
+/* The double forward as a function of the arguments: the finite-difference
+ * target. */
+typedef struct {
+    const OpDesc *op;
+    Prob *p;
+} FdState;
+
+static void fd_forward(void *st, double *out)
+{
+    FdState *s = st;
+    s->op->fwd_d(s->p, &s->p->ctx, out);
+}
+
+/* gradient buffers, one per argument (NULL for constants) */
+static void grads_alloc(const Prob *p, double **gd, float **gf)
+{
+    for (int k = 0; k < MAXA; k++) {
+        gd[k] = k < p->nargs && differentiable(p->kind[k]) ? xcalloc(p->len[k], sizeof(double)) : NULL;
+        if (gf)
+            gf[k] = gd[k] ? xcalloc(p->len[k], sizeof(float)) : NULL;
+    }
+}
+
+static void grads_free(double **gd, float **gf)
+{
+    for (int k = 0; k < MAXA; k++) {
+        free(gd[k]);
+        if (gf)
+            free(gf[k]);
+    }
+}
+
+/* gradients of the double kernels at the base point, acc = 0, param grads
+ * from zero */
+static void base_grads(const OpDesc *op, Prob *p, double *out, const double *R, double **g)
+{
+    op->fwd_d(p, &p->ctx, out);
+    for (int k = 0; k < p->nargs; k++)
+        if (g[k])
+            memset(g[k], 0, p->len[k] * sizeof(double));
+    op->bwd_d(p, &p->ctx, R, g, 0);
+}
+
+static void check_shape(const OpDesc *op, int shape, RtRng *rng, Worst *w)
+{
+    Prob P;
+    memset(&P, 0, sizeof P);
+    Prob *p = &P;
+    op->init(p, shape);
+    prob_alloc(p, rng);
+    if (strcmp(op->name, "xent") == 0)
+        for (size_t i = 0; i < p->len[0]; i++)   /* logits of a useful spread */
+            p->xd[0][i] *= 3, p->xf[0][i] *= 3;
+
+    double *out = xcalloc(p->nout, sizeof(double));
+    double *out2 = xcalloc(p->nout, sizeof(double));
+    double *R = xcalloc(p->nout, sizeof(double));
+    float *outf = xcalloc(p->nout, sizeof(float));
+    float *Rf = xcalloc(p->nout, sizeof(float));
+    gc_fill(R, p->nout, rng);
+    gc_to_float(Rf, R, p->nout);
+    double *g[MAXA], *g2[MAXA];
+    float *gf[MAXA], *gf2[MAXA];
+    grads_alloc(p, g, gf);
+    grads_alloc(p, g2, gf2);
+
+    /* (a) finite differences of the double forward */
+    base_grads(op, p, out, R, g);
+    FdState st = {op, p};
+    double *outm = xcalloc(p->nout, sizeof(double));
+    size_t maxprobe = sanitized() ? 12 : 60;
+    for (int k = 0; k < p->nargs; k++) {
+        if (!g[k])
+            continue;
+        double floor = 1e-3 * gc_maxabs(g[k], p->len[k]);
+        size_t n = p->len[k];
+        size_t step = n <= maxprobe ? 1 : n / maxprobe;
+        for (size_t i = 0; i < n; i += step) {
+            /* spread the probes: a prime offset visits all parts of the tensor */
+            size_t j = step == 1 ? i : (i + (i / step) * 7919) % n;
+            double num = gc_central(fd_forward, &st, p->xd[k], j, FD_H, R, p->nout, out2, outm);
+            double e = gc_relerr(g[k][j], num, floor);
+            w->fd = fmax(w->fd, e);
+            ck_assert_msg(e < FD_TOL, "%s shape %d arg %d [%zu]: analytic %.12g numeric %.12g (rel %.3g)",
+                          op->name, shape, k, j, g[k][j], num, e);
+        }
+    }
+    free(outm);
+    base_grads(op, p, out, R, g);   /* restore the saved forward state */
+
+    /* (b) float against double */
+    op->fwd_f(p, &p->ctx, outf);
+    double e = gc_normdiff_f(outf, out, p->nout);
+    w->f32 = fmax(w->f32, e);
+    ck_assert_msg(e < F32_TOL, "%s shape %d: float forward off by %.3g", op->name, shape, e);
+    op->bwd_f(p, &p->ctx, Rf, gf, 0);
+    for (int k = 0; k < p->nargs; k++) {
+        if (!g[k])
+            continue;
+        e = gc_normdiff_f(gf[k], g[k], p->len[k]);
+        w->f32 = fmax(w->f32, e);
+        ck_assert_msg(e < F32_TOL, "%s shape %d arg %d: float backward off by %.3g",
+                      op->name, shape, k, e);
+    }
+
+    /* (c) BLAS against the plain loops, both precisions, acc 0 and 1 */
+    if (op->fwd_ref_d) {
+        op->fwd_ref_d(p, out2);
+        e = gc_normdiff(out2, out, p->nout);
+        w->ref = fmax(w->ref, e);
+        ck_assert_msg(e < REF_TOL, "%s shape %d: ref forward off by %.3g", op->name, shape, e);
+        for (int acc = 0; acc <= 1; acc++) {
+            for (int k = 0; k < p->nargs; k++)
+                if (g2[k])
+                    for (size_t i = 0; i < p->len[k]; i++)
+                        g2[k][i] = acc || p->kind[k] == ARG_PARAM ? g[k][i] : 1e30;
+            op->bwd_ref_d(p, R, g2, acc);
+            for (int k = 0; k < p->nargs; k++) {
+                if (!g[k])
+                    continue;
+                int adds = acc || p->kind[k] == ARG_PARAM;
+                for (size_t i = 0; i < p->len[k]; i++)
+                    g2[k][i] -= adds ? g[k][i] : 0;
+                e = gc_normdiff(g2[k], g[k], p->len[k]);
+                w->ref = fmax(w->ref, e);
+                ck_assert_msg(e < REF_TOL, "%s shape %d arg %d acc %d: ref backward off by %.3g",
+                              op->name, shape, k, acc, e);
+            }
+        }
+        float *of2 = xcalloc(p->nout, sizeof(float));
+        op->fwd_ref_f(p, of2);
+        e = gc_normdiff_f(of2, out, p->nout);
+        ck_assert_msg(e < F32_TOL, "%s shape %d: float ref forward off by %.3g", op->name, shape, e);
+        for (int k = 0; k < p->nargs; k++)
+            if (gf2[k])
+                memset(gf2[k], 0, p->len[k] * sizeof(float));
+        op->bwd_ref_f(p, Rf, gf2, 0);
+        for (int k = 0; k < p->nargs; k++) {
+            if (!g[k])
+                continue;
+            e = gc_normdiff_f(gf2[k], g[k], p->len[k]);
+            ck_assert_msg(e < F32_TOL, "%s shape %d arg %d: float ref backward off by %.3g",
+                          op->name, shape, k, e);
+        }
+        free(of2);
+    }
+
+    /* (d) acc semantics: acc = 1 adds to G0, acc = 0 overwrites garbage,
+     * parameters always add; then each gradient NULL in turn. */
+    for (int acc = 0; acc <= 1; acc++) {
+        if (acc && p->kind[0] == ARG_WRITE)
+            break;
+        for (int k = 0; k < p->nargs; k++)
+            if (g2[k])
+                for (size_t i = 0; i < p->len[k]; i++)
+                    g2[k][i] = acc || p->kind[k] == ARG_PARAM ? 0.25 + (double)(i % 7) : 1e30;
+        op->bwd_d(p, &p->ctx, R, g2, acc);
+        for (int k = 0; k < p->nargs; k++) {
+            if (!g[k])
+                continue;
+            int adds = acc || p->kind[k] == ARG_PARAM;
+            for (size_t i = 0; i < p->len[k]; i++)
+                g2[k][i] -= adds ? 0.25 + (double)(i % 7) : 0;
+            e = gc_normdiff(g2[k], g[k], p->len[k]);
+            w->acc = fmax(w->acc, e);
+            ck_assert_msg(e < 1e-12, "%s shape %d arg %d acc %d: gradient off by %.3g",
+                          op->name, shape, k, acc, e);
+        }
+    }
+    for (int skip = 0; skip < p->nargs; skip++) {
+        if (!g2[skip])
+            continue;
+        double *held = g2[skip];
+        g2[skip] = NULL;
+        for (int k = 0; k < p->nargs; k++)
+            if (g2[k])
+                memset(g2[k], 0, p->len[k] * sizeof(double));
+        op->bwd_d(p, &p->ctx, R, g2, 0);
+        for (int k = 0; k < p->nargs; k++) {
+            if (!g2[k])
+                continue;
+            e = gc_normdiff(g2[k], g[k], p->len[k]);
+            ck_assert_msg(e < 1e-12, "%s shape %d: arg %d off by %.3g with arg %d NULL",
+                          op->name, shape, k, e, skip);
+        }
+        g2[skip] = held;
+    }
+
+    /* (e) determinism: the float kernels twice with the same thread count */
+    float *outf2 = xcalloc(p->nout, sizeof(float));
+    op->fwd_f(p, &p->ctx, outf);
+    for (int k = 0; k < p->nargs; k++)
+        if (gf[k])
+            memset(gf[k], 0, p->len[k] * sizeof(float));
+    op->bwd_f(p, &p->ctx, Rf, gf, 0);
+    op->fwd_f(p, &p->ctx, outf2);
+    for (int k = 0; k < p->nargs; k++)
+        if (gf2[k])
+            memset(gf2[k], 0, p->len[k] * sizeof(float));
+    op->bwd_f(p, &p->ctx, Rf, gf2, 0);
+    ck_assert_msg(memcmp(outf, outf2, p->nout * sizeof(float)) == 0,
+                  "%s shape %d: forward not deterministic", op->name, shape);
+    for (int k = 0; k < p->nargs; k++)
+        if (gf[k])
+            ck_assert_msg(memcmp(gf[k], gf2[k], p->len[k] * sizeof(float)) == 0,
+                          "%s shape %d arg %d: backward not deterministic", op->name, shape, k);
+
+    free(outf2);
+    grads_free(g, gf);
+    grads_free(g2, gf2);
+    free(out);
+    free(out2);
+    free(R);
+    free(outf);
+    free(Rf);
+    prob_free(p);
+}
+
+START_TEST(test_op)
+{
+    const OpDesc *op = &ops[_i];
+    RtRng rng;
+    rt_rng_seed(&rng, 1000 + (uint64_t)_i);
+    Worst w = {0, 0, 0, 0};
+    for (int s = 0; s < op->nshapes; s++)
+        check_shape(op, s, &rng, &w);
+    const char *v = getenv("OPTC_VERBOSE");
+    if (v && *v)
+        printf("kernel %-8s fd %.2e (tol %.0e)  f32 %.2e (tol %.0e)  ref %.2e  acc %.2e\n",
+               op->name, w.fd, FD_TOL, w.f32, F32_TOL, w.ref, w.acc);
+}
+END_TEST
+
+static Suite *kernels_suite(void)
+{
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("ops");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_op, 0, NOPS);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(kernels_suite)
