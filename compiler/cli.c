@@ -1,0 +1,212 @@
+/* cli.c — the front end's subcommands (check, ir, dot, list) and the flag
+ * parsing shared by every command that takes one spec. */
+#include <stdlib.h>
+#include <string.h>
+#include "cli.h"
+
+#define DEFINE_HELP                                                                 \
+    "  -D NAME=VALUE  override a parameter or stage setting (repeatable):\n"        \
+    "                   OPT.PARAM=v         parameter PARAM of optimizer OPT\n"      \
+    "                   PARAM=v             PARAM of every optimizer that has it\n"  \
+    "                   NET.stageN.steps=n  steps (or .width) of stage N of NET\n"   \
+    "                   stageN.steps=n      the same in every network\n"             \
+    "                 v is a number or learned(init); stages count from 1\n"
+
+static bool is_help(const char *a)
+{
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
+
+/* Splits NAME=VALUE in place into d; false when there is no '='. */
+static bool split_define(char *s, Define *d)
+{
+    char *eq = strchr(s, '=');
+    if (!eq || eq == s)
+        return false;
+    *eq = 0;
+    d->name = s;
+    d->value = eq + 1;
+    return true;
+}
+
+int cli_parse(CliArgs *ca, int argc, char **argv, const char *usage)
+{
+    memset(ca, 0, sizeof *ca);
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (strcmp(a, "-n") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "-D") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "optc: %s needs a value\n%s", a, usage);
+                return 2;
+            }
+            char *v = argv[++i];
+            if (a[1] == 'n')
+                ca->net = v;
+            else if (a[1] == 'o')
+                ca->out = v;
+            else if (ca->ndefs == 64 || !split_define(v, &ca->defs[ca->ndefs++])) {
+                fprintf(stderr, "optc: bad -D '%s' (expected NAME=VALUE)\n", v);
+                return 2;
+            }
+        } else if (strncmp(a, "-D", 2) == 0 && a[2]) {
+            if (ca->ndefs == 64 || !split_define(a + 2, &ca->defs[ca->ndefs++])) {
+                fprintf(stderr, "optc: bad -D '%s' (expected NAME=VALUE)\n", a + 2);
+                return 2;
+            }
+        } else if (a[0] != '-' && !ca->spec) {
+            ca->spec = a;
+        } else {
+            if (ca->nrest == 64) {
+                fprintf(stderr, "optc: too many arguments\n");
+                return 2;
+            }
+            ca->rest[ca->nrest++] = a;
+        }
+    }
+    if (!ca->spec) {
+        fprintf(stderr, "optc: no spec file given\n%s", usage);
+        return 2;
+    }
+    return 0;
+}
+
+IrGraph *cli_load_graph(Arena *a, const CliArgs *ca)
+{
+    int nerr = 0;
+    Spec *s = fe_load(a, ca->spec, ca->defs, ca->ndefs, stderr, &nerr);
+    if (!s)
+        return NULL;
+    return fe_unroll(a, s, ca->net, stderr, &nerr);
+}
+
+static const char check_usage[] =
+    "usage: optc check SPEC... [-D NAME=VALUE]...\n"
+    "Parse and check each spec (and unroll each network); print diagnostics.\n"
+    "Exit status 0 when all are clean, 1 otherwise.\n" DEFINE_HELP;
+
+int cmd_check(int argc, char **argv)
+{
+    Define defs[64];
+    int ndefs = 0, nfiles = 0, bad = 0;
+    for (int i = 1; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(check_usage, stdout);
+            return 0;
+        }
+        char *d = NULL;
+        if (strcmp(argv[i], "-D") == 0 && i + 1 < argc)
+            d = argv[++i];
+        else if (strncmp(argv[i], "-D", 2) == 0 && argv[i][2])
+            d = argv[i] + 2;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "optc check: unknown option '%s'\n%s", argv[i], check_usage);
+            return 2;
+        }
+        if (d && (ndefs == 64 || !split_define(d, &defs[ndefs++]))) {
+            fprintf(stderr, "optc: bad -D '%s' (expected NAME=VALUE)\n", d);
+            return 2;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-D") == 0) {
+            i++;
+            continue;
+        }
+        if (argv[i][0] == '-')
+            continue;
+        nfiles++;
+        Arena *a = arena_new();
+        int nerr = 0;
+        /* -D's apply to every file; one unused by a given file is fine. */
+        Spec *s = fe_load(a, argv[i], NULL, 0, stderr, &nerr);
+        if (s && ndefs)
+            s = fe_load(a, argv[i], defs, ndefs, stderr, &nerr);
+        bad += s == NULL;
+        arena_free(a);
+    }
+    if (nfiles == 0) {
+        fprintf(stderr, "optc check: no spec file given\n%s", check_usage);
+        return 2;
+    }
+    return bad ? 1 : 0;
+}
+
+static int graph_cmd(int argc, char **argv, const char *usage, void (*print)(FILE *, const IrGraph *))
+{
+    for (int i = 1; i < argc; i++)
+        if (is_help(argv[i])) {
+            fputs(usage, stdout);
+            return 0;
+        }
+    CliArgs ca;
+    int rc = cli_parse(&ca, argc, argv, usage);
+    if (rc)
+        return rc;
+    if (ca.nrest) {
+        fprintf(stderr, "optc: unknown argument '%s'\n%s", ca.rest[0], usage);
+        return 2;
+    }
+    Arena *a = arena_new();
+    IrGraph *g = cli_load_graph(a, &ca);
+    if (!g) {
+        arena_free(a);
+        return 1;
+    }
+    FILE *out = stdout;
+    if (ca.out && !(out = fopen(ca.out, "w"))) {
+        perror(ca.out);
+        arena_free(a);
+        return 1;
+    }
+    print(out, g);
+    rc = ferror(out) ? 1 : 0;
+    if (out != stdout)
+        rc |= fclose(out) != 0;
+    arena_free(a);
+    return rc;
+}
+
+static const char ir_usage[] =
+    "usage: optc ir SPEC [-n NET] [-D NAME=VALUE]... [-o OUT]\n"
+    "Print the unrolled graph of network NET (default: the first), one op per line:\n"
+    "id, op, name, (inputs) -> output shape CxHxW, then op details and parameters.\n" DEFINE_HELP;
+
+int cmd_ir(int argc, char **argv)
+{
+    return graph_cmd(argc, argv, ir_usage, ir_print);
+}
+
+static const char dot_usage[] =
+    "usage: optc dot SPEC [-n NET] [-D NAME=VALUE]... [-o OUT]\n"
+    "Print the unrolled graph as Graphviz (one cluster per stage): optc dot x.opt | dot -Tsvg\n"
+    DEFINE_HELP;
+
+int cmd_dot(int argc, char **argv)
+{
+    return graph_cmd(argc, argv, dot_usage, ir_dot);
+}
+
+static const char list_usage[] =
+    "usage: optc list SPEC [-D NAME=VALUE]...\n"
+    "Print the spec's network names, one per line.\n";
+
+int cmd_list(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (is_help(argv[i])) {
+            fputs(list_usage, stdout);
+            return 0;
+        }
+    CliArgs ca;
+    int rc = cli_parse(&ca, argc, argv, list_usage);
+    if (rc)
+        return rc;
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *s = fe_load(a, ca.spec, ca.defs, ca.ndefs, stderr, &nerr);
+    if (s)
+        for (int i = 0; i < fe_network_count(s); i++)
+            printf("%s\n", fe_network_name(s, i));
+    arena_free(a);
+    return s ? 0 : 1;
+}
