@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "analyze.h"
+#include "ast.h"
 #include "cli.h"
 
 /* LAPACK's general eigenvalue solver, provided by OpenBLAS (no header is
@@ -652,6 +653,21 @@ static int parse_pos(const char *flag, const char *s, double *out)
     return 0;
 }
 
+/* "beta=0.9,g=learned(0.5)": the parameter values in effect (after -D). */
+static void opt_params(const Spec *s, int i, char *buf, size_t cap)
+{
+    const OptInfo *oi = &s->opts[i];
+    size_t n = 0;
+    buf[0] = 0;
+    for (int j = 0; j < oi->decl->nparams && n < cap; j++) {
+        PVal v = oi->overridden[j] ? oi->override[j] : oi->defaults[j];
+        n += (size_t)snprintf(buf + n, cap - n, v.learned ? "%s%s=learned(%g)" : "%s%s=%g",
+                              j ? "," : "", oi->decl->params[j]->name, v.value);
+    }
+    if (!buf[0])
+        snprintf(buf, cap, "-");
+}
+
 static void print_row(const char *name, const AnalyzeResult *r, const char *params)
 {
     char rate[32], steps[32], how[48];
@@ -674,6 +690,11 @@ static void print_row(const char *name, const AnalyzeResult *r, const char *para
 
 int cmd_analyze(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        }
     CliArgs ca;
     if (cli_parse(&ca, argc, argv, usage) != 0)
         return 2;
@@ -720,13 +741,6 @@ int cmd_analyze(int argc, char **argv)
         return 1;
     }
     double h = o.h > 0 ? o.h : 1.0 / o.L;
-    char params[256] = "";
-    size_t pl = 0;
-    for (int i = 0; i < ca.ndefs && pl < sizeof params; i++)
-        pl += (size_t)snprintf(params + pl, sizeof params - pl, "%s%s=%s", i ? "," : "",
-                               ca.defs[i].name, ca.defs[i].value);
-    if (!params[0])
-        snprintf(params, sizeof params, "defaults");
     printf("quadratics: grad(z) = h*A z, eig(A) in [%g, %g], kappa = %g, h = %g%s\n", o.mu,
            o.L, o.L / o.mu, h, o.h > 0 ? "" : " (1/L)");
     printf("%-20s %-24s %-12s %-14s %s\n", "optimizer", "parameters", "rate/step",
@@ -740,7 +754,7 @@ int cmd_analyze(int argc, char **argv)
             continue;
         }
         char p[300];
-        snprintf(p, sizeof p, "%s%s", params, r.learned ? " (learned:init)" : "");
+        opt_params(s, i, p, sizeof p);
         any_learned |= r.learned;
         print_row(name, &r, p);
     }
