@@ -729,6 +729,201 @@ START_TEST(test_op)
 }
 END_TEST
 
+/* =========================================================================
+ * Semantics the generic checker cannot see. */
+
+/* Running statistics follow PyTorch: run = (1 - m) run + m batch, with the
+ * unbiased batch variance; mean/rstd use the biased one. */
+START_TEST(test_bn_running_stats)
+{
+    enum { B = 3, C = 2, HW = 5 };
+    double in[B * C * HW], out[B * C * HW], mean[C], rstd[C], rm[C] = {1, -1}, rv[C] = {2, 3};
+    double gamma[C] = {1, 1}, beta[C] = {0, 0};
+    RtRng rng;
+    rt_rng_seed(&rng, 5);
+    gc_fill(in, B * C * HW, &rng);
+    RtCtx ctx = {1, NULL, 0};
+    rt_bn_forward_train_d(&ctx, out, mean, rstd, rm, rv, in, gamma, beta, B, C, HW, 0.1, 1e-5);
+    for (int c = 0; c < C; c++) {
+        double s = 0, ss = 0;
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < HW; i++)
+                s += in[(b * C + c) * HW + i];
+        double mu = s / (B * HW);
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < HW; i++) {
+                double d = in[(b * C + c) * HW + i] - mu;
+                ss += d * d;
+            }
+        ck_assert_double_eq_tol(mean[c], mu, 1e-14);
+        ck_assert_double_eq_tol(rstd[c], 1 / sqrt(ss / (B * HW) + 1e-5), 1e-12);
+        ck_assert_double_eq_tol(rm[c], 0.9 * (c ? -1 : 1) + 0.1 * mu, 1e-14);
+        ck_assert_double_eq_tol(rv[c], 0.9 * (c ? 3 : 2) + 0.1 * ss / (B * HW - 1), 1e-14);
+    }
+    /* eval with the batch's own (biased) statistics reproduces training */
+    double ev[B * C * HW], bv[C];
+    for (int c = 0; c < C; c++)
+        bv[c] = 1 / (rstd[c] * rstd[c]) - 1e-5;
+    rt_bn_forward_eval_d(&ctx, ev, in, gamma, beta, mean, bv, B, C, HW, 1e-5);
+    ck_assert_double_le(gc_normdiff(ev, out, B * C * HW), 1e-12);
+    /* and with gamma, beta: y = gamma (x - m) / sqrt(v + eps) + beta */
+    double g2[C] = {2, -0.5}, b2[C] = {0.25, 1}, m2[C] = {0.5, -0.25}, v2[C] = {4, 0.25};
+    rt_bn_forward_eval_d(&ctx, ev, in, g2, b2, m2, v2, B, C, HW, 1e-5);
+    for (int i = 0; i < B * C * HW; i++) {
+        int c = (i / HW) % C;
+        ck_assert_double_eq_tol(ev[i], g2[c] * (in[i] - m2[c]) / sqrt(v2[c] + 1e-5) + b2[c], 1e-14);
+    }
+}
+END_TEST
+
+START_TEST(test_dropout_stats)
+{
+    enum { N = 100000 };
+    float *in = xcalloc(N, sizeof(float)), *out = xcalloc(N, sizeof(float));
+    float *mask = xcalloc(N, sizeof(float));
+    for (int i = 0; i < N; i++)
+        in[i] = 1.5f;
+    RtCtx ctx = {2, NULL, 0};
+    RtRng rng, r0;
+    rt_rng_seed(&rng, 9);
+    r0 = rng;
+    rt_dropout_forward(&ctx, out, mask, in, N, 0.0, &rng);
+    ck_assert_mem_eq(&rng, &r0, sizeof rng);    /* p = 0 draws nothing */
+    ck_assert_mem_eq(out, in, N * sizeof(float));
+    rt_dropout_forward(&ctx, out, mask, in, N, 0.25, &rng);
+    int dropped = 0;
+    for (int i = 0; i < N; i++) {
+        ck_assert(mask[i] == 0.0f || fabsf(mask[i] - 1 / 0.75f) < 1e-6f);
+        ck_assert(out[i] == in[i] * mask[i]);
+        dropped += mask[i] == 0.0f;
+    }
+    /* 25 % +- 5 standard deviations (sd = sqrt(N p (1-p)) = 137) */
+    ck_assert_int_lt(abs(dropped - N / 4), 685);
+    free(in);
+    free(out);
+    free(mask);
+}
+END_TEST
+
+START_TEST(test_xent_stable)
+{
+    /* logits far beyond exp's range: loss and gradient stay finite */
+    double z[2][3] = {{1000, -1000, 999}, {-800, -801, -799}};
+    uint8_t y[2] = {2, 1};
+    double p[6], dz[6];
+    RtCtx ctx = {1, NULL, 0};
+    double loss = rt_xent_forward_d(&ctx, p, &z[0][0], y, 2, 3);
+    /* loss_b = lse_b - z_b[y_b], lse_0 = 1000 + log(1 + e^-1 + e^-2000),
+     * lse_1 = -799 + log(1 + e^-1 + e^-2) */
+    double l0 = 1 + log(1 + exp(-1.0)), l1 = 2 + log(1 + exp(-1.0) + exp(-2.0));
+    ck_assert_double_eq_tol(loss, (l0 + l1) / 2, 1e-12);
+    rt_xent_backward_d(&ctx, dz, p, y, 2, 3);
+    double s0 = 0, s1 = 0;
+    for (int k = 0; k < 3; k++) {
+        ck_assert(isfinite(dz[k]) && isfinite(dz[3 + k]));
+        s0 += dz[k];
+        s1 += dz[3 + k];
+    }
+    ck_assert_double_eq_tol(s0, 0, 1e-15);   /* softmax rows sum to one */
+    ck_assert_double_eq_tol(s1, 0, 1e-15);
+    float zf[6] = {88, 89, -100, 0, 0, 0}, pf[6];
+    uint8_t yf[2] = {0, 2};
+    double lf = rt_xent_forward(&ctx, pf, zf, yf, 2, 3);
+    ck_assert(isfinite(lf));
+    ck_assert_double_eq_tol(lf, ((1 + log(1 + exp(-1.0))) + log(3.0)) / 2, 1e-6);
+}
+END_TEST
+
+START_TEST(test_rng)
+{
+    RtRng a, b;
+    rt_rng_seed(&a, 42);
+    rt_rng_seed(&b, 42);
+    for (int i = 0; i < 100; i++)
+        ck_assert_uint_eq(rt_rng_u64(&a), rt_rng_u64(&b));
+    rt_rng_seed(&b, 43);
+    ck_assert_uint_ne(rt_rng_u64(&a), rt_rng_u64(&b));
+    rt_rng_seed(&a, 0);   /* seed 0 still gives a live state */
+    ck_assert_uint_ne(rt_rng_u64(&a) | rt_rng_u64(&a), 0);
+
+    enum { N = 200000 };
+    double s = 0, ss = 0, umin = 1, umax = 0;
+    int counts[7] = {0};
+    for (int i = 0; i < N; i++) {
+        double u = rt_rng_uniform(&a);
+        umin = fmin(umin, u);
+        umax = fmax(umax, u);
+        double x = rt_rng_normal(&a);
+        s += x;
+        ss += x * x;
+        uint32_t k = rt_rng_below(&a, 7);
+        ck_assert_uint_lt(k, 7);
+        counts[k]++;
+    }
+    ck_assert(umin >= 0 && umax < 1 && umin < 1e-3 && umax > 1 - 1e-3);
+    ck_assert_double_lt(fabs(s / N), 0.02);            /* sd of the mean 0.0022 */
+    ck_assert_double_lt(fabs(ss / N - 1), 0.02);       /* sd of the variance 0.0032 */
+    for (int k = 0; k < 7; k++)                        /* sd 2.0e2 */
+        ck_assert_int_lt(abs(counts[k] - N / 7), 1000);
+    ck_assert_uint_eq(rt_rng_below(&a, 1), 0);
+    ck_assert_uint_eq(rt_rng_below(&a, 0), 0);
+}
+END_TEST
+
+/* The conv workspace is one column matrix; none for a pointwise conv. */
+START_TEST(test_conv_scratch)
+{
+    ck_assert_uint_eq(rt_conv2d_scratch_bytes(2, 8, 3, 7, 9, 3, 2, 1, 4),
+                      (size_t)3 * 9 * 4 * 5 * 4);
+    ck_assert_uint_eq(rt_conv2d_scratch_bytes(1, 8, 16, 32, 32, 1, 1, 0, 8), 0);
+    ck_assert_uint_eq(rt_conv2d_scratch_bytes(4, 8, 16, 32, 32, 1, 2, 0, 8),
+                      (size_t)16 * 16 * 16 * 8);
+}
+END_TEST
+
+/* The runtime's own loops (everything but BLAS) give the same bytes for 1
+ * and 2 threads, on shapes big enough to run in parallel. */
+START_TEST(test_thread_invariance)
+{
+    enum { B = 4, C = 16, HW = 1024, N = B * C * HW };
+    float *x = xcalloc(N, sizeof(float)), *y1 = xcalloc(N, sizeof(float));
+    float *y2 = xcalloc(N, sizeof(float)), *d1 = xcalloc(N, sizeof(float));
+    float *d2 = xcalloc(N, sizeof(float));
+    float mean[C], rstd[C], gamma[C], beta[C], dg1[C] = {0}, db1[C] = {0}, dg2[C] = {0},
+          db2[C] = {0}, dc1[2] = {0}, dc2[2] = {0}, c[2] = {0.5f, -2};
+    RtRng rng;
+    rt_rng_seed(&rng, 3);
+    for (int i = 0; i < N; i++)
+        x[i] = (float)rt_rng_normal(&rng);
+    for (int i = 0; i < C; i++) {
+        gamma[i] = 1 + 0.1f * (float)i;
+        beta[i] = 0.01f * (float)i;
+    }
+    RtCtx c1 = {1, NULL, 0}, c2 = {2, NULL, 0};
+    rt_bn_forward_train(&c1, y1, mean, rstd, NULL, NULL, x, gamma, beta, B, C, HW, 0.1, 1e-5);
+    rt_bn_forward_train(&c2, y2, mean, rstd, NULL, NULL, x, gamma, beta, B, C, HW, 0.1, 1e-5);
+    ck_assert_mem_eq(y1, y2, N * sizeof(float));
+    rt_bn_backward(&c1, d1, 0, dg1, db1, y1, x, mean, rstd, gamma, B, C, HW);
+    rt_bn_backward(&c2, d2, 0, dg2, db2, y1, x, mean, rstd, gamma, B, C, HW);
+    ck_assert_mem_eq(d1, d2, N * sizeof(float));
+    ck_assert_mem_eq(dg1, dg2, sizeof dg1);
+    ck_assert_mem_eq(db1, db2, sizeof db1);
+    const float *xs[2] = {x, y1};
+    float *dxs[2] = {d1, NULL};
+    int acc[2] = {0, 0};
+    rt_sum_backward(&c1, dxs, acc, dc1, y2, xs, c, 2, N);
+    dxs[0] = d2;
+    rt_sum_backward(&c2, dxs, acc, dc2, y2, xs, c, 2, N);
+    ck_assert_mem_eq(dc1, dc2, sizeof dc1);
+    ck_assert_mem_eq(d1, d2, N * sizeof(float));
+    free(x);
+    free(y1);
+    free(y2);
+    free(d1);
+    free(d2);
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -736,6 +931,14 @@ static Suite *kernels_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_op, 0, NOPS);
     suite_add_tcase(s, tc);
+    TCase *sem = tcase_create("semantics");
+    tcase_add_test(sem, test_bn_running_stats);
+    tcase_add_test(sem, test_dropout_stats);
+    tcase_add_test(sem, test_xent_stable);
+    tcase_add_test(sem, test_rng);
+    tcase_add_test(sem, test_conv_scratch);
+    tcase_add_test(sem, test_thread_invariance);
+    suite_add_tcase(s, sem);
     return s;
 }
 
