@@ -1,0 +1,197 @@
+/* model.c — allocation and initialisation of the buffers a generated
+ * network runs on (RtModel, and its double twin RtModelD for gradcheck).
+ *
+ * Every buffer is one 64-byte aligned allocation, sized once for the batch
+ * capacity and touched once here, so the training loop never allocates and
+ * never page-faults on first use. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+#include "rt.h"
+
+/* Salt separating the dropout stream from the parameter-initialisation
+ * stream drawn from the same seed. */
+#define MODEL_DROPOUT_SALT 0x6d6f64656c726e67ULL
+
+/* A zeroed, 64-byte aligned block of n bytes (at least one cache line, so
+ * an empty block still has a unique non-NULL address). NULL on failure. */
+static void *model_alloc(size_t n)
+{
+    void *p = NULL;
+    size_t bytes = (n + 63) / 64 * 64;
+    if (bytes == 0)
+        bytes = 64;
+    if (posix_memalign(&p, 64, bytes) != 0)
+        return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+/* Check that a size in elements times the element size does not overflow. */
+static int model_bytes(size_t elems, size_t elem, size_t *out)
+{
+    if (elem != 0 && elems > SIZE_MAX / elem)
+        return -1;
+    *out = elems * elem;
+    return 0;
+}
+
+/* Draw the initial values of one tensor into dst (numel elements). */
+static void model_init_tensor(float *dst, const RtTensor *t, RtRng *rng)
+{
+    double fan = t->fan_in > 0 ? (double)t->fan_in : 1.0;
+    switch (t->init) {
+    case RT_INIT_KAIMING: {
+        double std = sqrt(2.0 / fan);
+        for (size_t i = 0; i < t->numel; i++)
+            dst[i] = (float)(std * rt_rng_normal(rng));
+        break;
+    }
+    case RT_INIT_UNIFORM: {
+        double bound = 1.0 / sqrt(fan);
+        for (size_t i = 0; i < t->numel; i++)
+            dst[i] = (float)(bound * (2.0 * rt_rng_uniform(rng) - 1.0));
+        break;
+    }
+    case RT_INIT_ONES:
+        for (size_t i = 0; i < t->numel; i++)
+            dst[i] = 1.0f;
+        break;
+    case RT_INIT_ZEROS:
+        memset(dst, 0, t->numel * sizeof *dst);
+        break;
+    case RT_INIT_CONST:
+        for (size_t i = 0; i < t->numel; i++)
+            dst[i] = (float)t->init_value;
+        break;
+    }
+}
+
+/* Shared by both element types: sizes of every block for batch capacity B. */
+typedef struct {
+    size_t params, buffers, acts, input, logits, scratch;
+} ModelSizes;
+
+static int model_sizes(ModelSizes *s, const RtNet *net, int B, int threads, size_t elem,
+                       RtErr *err)
+{
+    size_t in_elems = (size_t)net->in_c * (size_t)net->in_h * (size_t)net->in_w;
+    if (B <= 0 || threads <= 0) {
+        snprintf(err->msg, sizeof err->msg, "model: batch (%d) and threads (%d) must be positive",
+                 B, threads);
+        return -1;
+    }
+    if (model_bytes(net->nparams, elem, &s->params) ||
+        model_bytes(net->nbuffers, elem, &s->buffers) ||
+        model_bytes(net->act_elems(B), elem, &s->acts) ||
+        in_elems > SIZE_MAX / (size_t)B || model_bytes(in_elems * (size_t)B, elem, &s->input) ||
+        model_bytes((size_t)B * (size_t)net->classes, elem, &s->logits)) {
+        snprintf(err->msg, sizeof err->msg, "model: buffer sizes overflow at batch %d", B);
+        return -1;
+    }
+    s->scratch = net->scratch_bytes ? net->scratch_bytes(B, threads, elem) : 0;
+    return 0;
+}
+
+static void model_threads(int threads)
+{
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+}
+
+int rt_model_init(RtModel *m, const RtNet *net, int B, int threads, uint64_t seed, RtErr *err)
+{
+    ModelSizes s;
+    memset(m, 0, sizeof *m);
+    if (model_sizes(&s, net, B, threads, sizeof(float), err))
+        return -1;
+    m->batch = B;
+    m->ctx.threads = threads;
+    m->ctx.scratch_bytes = s.scratch;
+    m->params = model_alloc(s.params);
+    m->grads = model_alloc(s.params);
+    m->buffers = model_alloc(s.buffers);
+    m->acts = model_alloc(s.acts);
+    m->input = model_alloc(s.input);
+    m->logits = model_alloc(s.logits);
+    m->dlogits = model_alloc(s.logits);
+    m->ctx.scratch = model_alloc(s.scratch);
+    if (!m->params || !m->grads || !m->buffers || !m->acts || !m->input || !m->logits ||
+        !m->dlogits || !m->ctx.scratch) {
+        size_t total = 2 * s.params + s.buffers + s.acts + s.input + 2 * s.logits + s.scratch;
+        rt_model_free(m);
+        snprintf(err->msg, sizeof err->msg,
+                 "model: out of memory allocating %.1f MiB for batch %d", (double)total / 1048576.0,
+                 B);
+        return -1;
+    }
+    model_threads(threads);
+
+    /* Tensors are initialised in table order from one stream, so a given
+     * seed gives the same weights whatever the thread count. */
+    RtRng rng;
+    rt_rng_seed(&rng, seed);
+    for (int i = 0; i < net->ntensors; i++) {
+        const RtTensor *t = &net->tensors[i];
+        model_init_tensor((t->buffer ? m->buffers : m->params) + t->offset, t, &rng);
+    }
+    rt_rng_seed(&m->rng, seed ^ MODEL_DROPOUT_SALT);
+    return 0;
+}
+
+void rt_model_free(RtModel *m)
+{
+    free(m->params);
+    free(m->grads);
+    free(m->buffers);
+    free(m->acts);
+    free(m->input);
+    free(m->logits);
+    free(m->dlogits);
+    free(m->ctx.scratch);
+    memset(m, 0, sizeof *m);
+}
+
+int rt_model_init_d(RtModelD *m, const RtNet *net, int B, int threads, RtErr *err)
+{
+    ModelSizes s;
+    memset(m, 0, sizeof *m);
+    if (model_sizes(&s, net, B, threads, sizeof(double), err))
+        return -1;
+    m->batch = B;
+    m->ctx.threads = threads;
+    m->ctx.scratch_bytes = s.scratch;
+    m->params = model_alloc(s.params);
+    m->grads = model_alloc(s.params);
+    m->buffers = model_alloc(s.buffers);
+    m->acts = model_alloc(s.acts);
+    m->input = model_alloc(s.input);
+    m->logits = model_alloc(s.logits);
+    m->dlogits = model_alloc(s.logits);
+    m->ctx.scratch = model_alloc(s.scratch);
+    if (!m->params || !m->grads || !m->buffers || !m->acts || !m->input || !m->logits ||
+        !m->dlogits || !m->ctx.scratch) {
+        rt_model_free_d(m);
+        snprintf(err->msg, sizeof err->msg, "model: out of memory (double model, batch %d)", B);
+        return -1;
+    }
+    model_threads(threads);
+    return 0;
+}
+
+void rt_model_free_d(RtModelD *m)
+{
+    free(m->params);
+    free(m->grads);
+    free(m->buffers);
+    free(m->acts);
+    free(m->input);
+    free(m->logits);
+    free(m->dlogits);
+    free(m->ctx.scratch);
+    memset(m, 0, sizeof *m);
+}
