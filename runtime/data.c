@@ -545,12 +545,18 @@ int rt_data_load(RtData *train, RtData *test, const char *spec, int limit, int t
             set_err(err, "--data mnist needs a directory: mnist:DIR");
             return -1;
         }
+        int dflt = !dir;
         if (!dir)
             dir = FASHION_DIR;
-        if (load_idx_split(train, dir, "train", 10, err))
-            return -1;
-        if (load_idx_split(test, dir, "t10k", 10, err)) {
+        if (load_idx_split(train, dir, "train", 10, err) ||
+            load_idx_split(test, dir, "t10k", 10, err)) {
             rt_data_free(train);
+            if (dflt && err && strstr(err->msg, strerror(ENOENT))) {
+                size_t l = strlen(err->msg);
+                snprintf(err->msg + l, sizeof err->msg - l,
+                         " (install the Debian package dataset-fashion-mnist, or pass "
+                         "--data fashion-mnist:DIR)");
+            }
             return -1;
         }
         idx_path(shownbuf, sizeof shownbuf, dir, "train-images-idx3-ubyte");
