@@ -179,8 +179,9 @@ static const RtTensor hn_tensors[] = {
 
 static const RtNet handnet = HN_NET_INIT("handnet", hn_forward, hn_backward, hn_forward_d,
                                          hn_backward_d);
-/* Run rt_main(net, args...) (a NULL-terminated list) in a forked child and
- * return its exit status, -1 when it crashed. The child keeps OpenMP and
+/* Run rt_main(net, args...) (a NULL-terminated list) in a forked child,
+ * stdout and stderr to errpath when given (else stdout discarded), and return its exit
+ * status, -1 when it crashed. The child keeps OpenMP and
  * OpenBLAS threads out of the test process: forking after they started is
  * unsafe, so the test process itself never runs kernels. */
 #include <stdarg.h>
@@ -190,7 +191,7 @@ static const RtNet handnet = HN_NET_INIT("handnet", hn_forward, hn_backward, hn_
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int hn_run(const RtNet *net, const char *const *args)
+static int hn_run_io(const RtNet *net, const char *const *args, const char *errpath)
 {
     int argc = 0;
     while (args[argc])
@@ -198,6 +199,9 @@ static int hn_run(const RtNet *net, const char *const *args)
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
+        if (errpath ? !freopen(errpath, "w", stderr) || dup2(fileno(stderr), 1) < 0
+                    : !freopen("/dev/null", "w", stdout))
+            _exit(98);
         char **argv = calloc((size_t)argc + 1, sizeof *argv);
         for (int i = 0; argv && i < argc; i++)
             argv[i] = strdup(args[i]);
@@ -209,6 +213,11 @@ static int hn_run(const RtNet *net, const char *const *args)
     if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
         return -1;
     return WEXITSTATUS(st);
+}
+
+static int hn_run(const RtNet *net, const char *const *args)
+{
+    return hn_run_io(net, args, NULL);
 }
 
 #endif

@@ -1,0 +1,420 @@
+/* test_driver.c — rt_main on the hand-built network of handnet.h:
+ * gradcheck (passes, and fails on a deliberately wrong gradient), checkpoint
+ * round trips and exact resumption, interruption by SIGINT/SIGTERM, NaN
+ * loss, wrong checkpoints, unwritable output directories, usage errors.
+ *
+ * rt_main always runs in a forked child (hn_run), so exit codes and signals
+ * are observed as a user sees them and CK_FORK=no works. The test process
+ * only reads the files the children wrote. Training uses the synthetic data
+ * set and one thread: bit-identity is promised per thread count. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handnet.h"
+#include "tmain.h"
+
+/* --- a network with a wrong gradient: conv2.weight's scaled by 1.01 --- */
+
+static void bad_backward(RtModel *m, int B)
+{
+    hn_backward(m, B);
+    for (int i = 0; i < 4608; i++)
+        m->grads[HN_P_CONV2 + i] *= 1.01f;
+}
+
+static void bad_backward_d(RtModelD *m, int B)
+{
+    hn_backward_d(m, B);
+    for (int i = 0; i < 4608; i++)
+        m->grads[HN_P_CONV2 + i] *= 1.01;
+}
+
+static const RtNet badnet = HN_NET_INIT("handnet", hn_forward, bad_backward, hn_forward_d,
+                                        bad_backward_d);
+/* The same tensors under another network name. */
+static const RtNet othernet = HN_NET_INIT("othernet", hn_forward, hn_backward, hn_forward_d,
+                                          hn_backward_d);
+
+/* --- helpers --------------------------------------------------------------- */
+
+typedef struct {
+    char dir[64];
+    char path[8][256];
+} Tmp;
+
+static void tmp_make(Tmp *t)
+{
+    snprintf(t->dir, sizeof t->dir, "/tmp/optc-driver-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(t->dir));
+}
+
+static const char *tmp_path(Tmp *t, int slot, const char *rel)
+{
+    snprintf(t->path[slot], sizeof t->path[slot], "%s/%s", t->dir, rel);
+    return t->path[slot];
+}
+
+static void tmp_remove(Tmp *t)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t->dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    char *buf = calloc(1, 1 << 16);
+    size_t n = fread(buf, 1, (1 << 16) - 1, fp);
+    buf[n] = 0;
+    fclose(fp);
+    return buf;
+}
+
+static int file_contains(const char *path, const char *needle)
+{
+    char *s = slurp(path);
+    int ok = s && strstr(s, needle) != NULL;
+    if (!ok)
+        fprintf(stderr, "%s does not contain '%s'; it holds:\n%s\n", path, needle,
+                s ? s : "(nothing)");
+    free(s);
+    return ok;
+}
+
+static int exists(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp)
+        fclose(fp);
+    return fp != NULL;
+}
+
+/* Train handnet on synthetic data: 256 images, batch 32 (8 steps/epoch). */
+static int train(const char *out, const char *epochs, const char *schedule, const char *resume,
+                 const char *errpath)
+{
+    const char *args[32] = {"handnet", "train", "--data", "synthetic", "--limit", "256",
+                            "--test-limit", "64", "--batch", "32", "--threads", "1",
+                            "--seed", "7", "--lr", "0.05", "--quiet", "--epochs", epochs,
+                            "--schedule", schedule, "--out", out};
+    int n = 23;
+    if (resume) {
+        args[n++] = "--resume";
+        args[n++] = resume;
+    }
+    args[n] = NULL;
+    return hn_run_io(&handnet, args, errpath);
+}
+
+/* Every tensor (parameters, buffers, momentum) of two checkpoints is
+ * bit-identical; verbose names the ones that differ. */
+static int same_state(const char *a, const char *b, int verbose)
+{
+    RtErr err;
+    RtStFile *fa = rt_st_open(a, &err), *fb = rt_st_open(b, &err);
+    ck_assert_msg(fa && fb, "%s", err.msg);
+    float *x = malloc(HN_NPARAMS * sizeof *x), *y = malloc(HN_NPARAMS * sizeof *y);
+    int same = 1;
+    for (int i = 0; i < handnet.ntensors; i++) {
+        const RtTensor *t = &handnet.tensors[i];
+        for (int pass = 0; pass < (t->buffer ? 1 : 2); pass++) {
+            char name[128];
+            snprintf(name, sizeof name, "%s%s", pass ? "momentum." : "", t->name);
+            ck_assert_int_eq(rt_st_read(fa, name, x, t->numel, &err), 0);
+            ck_assert_int_eq(rt_st_read(fb, name, y, t->numel, &err), 0);
+            if (memcmp(x, y, t->numel * sizeof *x) != 0) {
+                if (verbose)
+                    fprintf(stderr, "tensor %s differs between %s and %s\n", name, a, b);
+                same = 0;
+            }
+        }
+    }
+    free(x);
+    free(y);
+    rt_st_close(fa);
+    rt_st_close(fb);
+    return same;
+}
+
+static const char *meta_of(const char *path, const char *key, char *buf, size_t n)
+{
+    RtErr err;
+    RtStFile *f = rt_st_open(path, &err);
+    ck_assert_msg(f != NULL, "%s", err.msg);
+    const char *v = rt_st_meta(f, key);
+    snprintf(buf, n, "%s", v ? v : "");
+    rt_st_close(f);
+    return buf;
+}
+
+/* --- gradcheck ----------------------------------------------------------------- */
+
+START_TEST(gradcheck_passes)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *args[] = {"handnet", "gradcheck", "--samples", "12", "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run(&handnet, args), 0);
+    tmp_remove(&t);
+}
+END_TEST
+
+START_TEST(gradcheck_catches_wrong_gradient)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *err = tmp_path(&t, 0, "err.txt");
+    const char *args[] = {"handnet", "gradcheck", "--samples", "4", "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&badnet, args, err), 1);
+    ck_assert(file_contains(err, "gradcheck: FAILED"));
+    char *table = slurp(err);
+    const char *row = strstr(table, "\nconv2.weight ");
+    ck_assert_ptr_nonnull(row);
+    ck_assert(strstr(row, "FAIL\n") && strstr(row, "FAIL\n") < strchr(row + 1, '\n') + 1);
+    ck_assert_ptr_null(strstr(table, "\nconv1.weight      FAIL"));
+    free(table);
+    ck_assert_int_eq(hn_run(&handnet, args), 0);
+    tmp_remove(&t);
+}
+END_TEST
+
+/* --- checkpoints and exact resumption ---------------------------------------------- */
+
+START_TEST(resume_is_bit_identical)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *a = tmp_path(&t, 0, "a"), *b = tmp_path(&t, 1, "b");
+    ck_assert_int_eq(train(a, "2", "constant", NULL, NULL), 0);
+    ck_assert_int_eq(train(b, "1", "constant", NULL, NULL), 0);
+    const char *alast = tmp_path(&t, 2, "a/last.safetensors");
+    const char *blast = tmp_path(&t, 3, "b/last.safetensors");
+    ck_assert(exists(tmp_path(&t, 4, "a/best.safetensors")));
+    ck_assert(!same_state(alast, blast, 0));   /* one epoch apart */
+    char v[64];
+    ck_assert_str_eq(meta_of(blast, "epoch", v, sizeof v), "1");
+    ck_assert_str_eq(meta_of(blast, "net", v, sizeof v), "handnet");
+    /* 1 epoch + resume to 2 == 2 epochs straight */
+    ck_assert_int_eq(train(b, "2", "constant", blast, NULL), 0);
+    ck_assert(same_state(alast, blast, 1));
+    ck_assert_str_eq(meta_of(blast, "epoch", v, sizeof v), "2");
+    /* the logs continued: header + 2 epoch lines */
+    char *csv = slurp(tmp_path(&t, 5, "b/log.csv"));
+    ck_assert_ptr_nonnull(csv);
+    int lines = 0;
+    for (char *p = csv; *p; p++)
+        lines += *p == '\n';
+    ck_assert_int_eq(lines, 3);
+    ck_assert_ptr_nonnull(strstr(csv, "\n2,"));
+    free(csv);
+    ck_assert(file_contains(tmp_path(&t, 6, "b/summary.json"), "\"epochs\":2"));
+    /* eval loads what train saved */
+    const char *ev[] = {"handnet", "eval", "--weights", alast, "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run(&handnet, ev), 0);
+    tmp_remove(&t);
+}
+END_TEST
+
+static void interrupt_case(const char *sig, int want)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *a = tmp_path(&t, 0, "a"), *b = tmp_path(&t, 1, "b");
+    const char *err = tmp_path(&t, 2, "err.txt");
+    ck_assert_int_eq(train(a, "3", "cosine", NULL, NULL), 0);
+    /* interrupted mid-epoch 2 (steps 1..8 are epoch 1) */
+    setenv("OPTC_TEST_INTERRUPT_AT", "11", 1);
+    setenv("OPTC_TEST_INTERRUPT_SIGNAL", sig, 1);
+    int rc = train(b, "3", "cosine", NULL, err);
+    unsetenv("OPTC_TEST_INTERRUPT_AT");
+    unsetenv("OPTC_TEST_INTERRUPT_SIGNAL");
+    ck_assert_int_eq(rc, want);
+    const char *ick = tmp_path(&t, 3, "b/interrupted.safetensors");
+    ck_assert(exists(ick));
+    ck_assert(file_contains(err, "train --resume"));
+    ck_assert(file_contains(err, ick));
+    char v[64];
+    ck_assert_str_eq(meta_of(ick, "epoch", v, sizeof v), "1");
+    ck_assert_str_eq(meta_of(ick, "step", v, sizeof v), "3");
+    /* resume with no other flag: everything comes from the checkpoint */
+    const char *res[] = {"handnet", "train", "--resume", ick, "--quiet", NULL};
+    ck_assert_int_eq(hn_run(&handnet, res), 0);
+    ck_assert(same_state(tmp_path(&t, 4, "a/last.safetensors"),
+                         tmp_path(&t, 5, "b/last.safetensors"), 1));
+    tmp_remove(&t);
+}
+
+START_TEST(sigint_checkpoint_and_resume)
+{
+    interrupt_case("INT", 130);
+}
+END_TEST
+
+START_TEST(sigterm_checkpoint_and_resume)
+{
+    interrupt_case("TERM", 143);
+}
+END_TEST
+
+/* --- faults ---------------------------------------------------------------------- */
+
+START_TEST(nan_loss_stops)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *a = tmp_path(&t, 0, "a"), *err = tmp_path(&t, 1, "err.txt");
+    const char *last = tmp_path(&t, 2, "a/last.safetensors");
+    setenv("OPTC_TEST_NAN_AT", "10", 1);
+    int rc = train(a, "3", "constant", NULL, err);
+    unsetenv("OPTC_TEST_NAN_AT");
+    ck_assert_int_eq(rc, 1);
+    char want[400];
+    snprintf(want, sizeof want, "error: loss is NaN at epoch 2 step 2; last good checkpoint: %s",
+             last);
+    ck_assert(file_contains(err, want));
+    char v[64];
+    ck_assert_str_eq(meta_of(last, "epoch", v, sizeof v), "1");   /* not overwritten */
+    ck_assert(!exists(tmp_path(&t, 3, "a/summary.json")));
+    /* a real divergence: an absurd learning rate */
+    const char *b = tmp_path(&t, 4, "b"), *err2 = tmp_path(&t, 5, "err2.txt");
+    const char *args[] = {"handnet", "train", "--data", "synthetic", "--limit", "256",
+                          "--test-limit", "64", "--batch", "32", "--threads", "1", "--lr",
+                          "1e30", "--epochs", "2", "--quiet", "--out", b, NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, args, err2), 1);
+    ck_assert(file_contains(err2, "error: loss is"));
+    ck_assert(file_contains(err2, "last good checkpoint: "));
+    tmp_remove(&t);
+}
+END_TEST
+
+START_TEST(wrong_checkpoint_is_refused)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *a = tmp_path(&t, 0, "a"), *err = tmp_path(&t, 1, "err.txt");
+    ck_assert_int_eq(train(a, "1", "constant", NULL, NULL), 0);
+    const char *last = tmp_path(&t, 2, "a/last.safetensors");
+    /* another network's checkpoint */
+    const char *ev[] = {"othernet", "eval", "--weights", last, "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&othernet, ev, err), 1);
+    ck_assert(file_contains(err, last));
+    ck_assert(file_contains(err, "'handnet'"));
+    const char *tr[] = {"othernet", "train", "--resume", last, "--quiet", NULL};
+    ck_assert_int_eq(hn_run_io(&othernet, tr, err), 1);
+    ck_assert(file_contains(err, "'othernet'"));
+    /* a file without most of the tensors, and one with a wrong shape */
+    static float data[16 * 1 * 5 * 5];
+    RtStEntry e = {"conv1.weight", 4, {16, 1, 3, 3}, data};
+    RtErr rerr;
+    const char *part = tmp_path(&t, 3, "partial.safetensors");
+    ck_assert_int_eq(rt_st_save(part, &e, 1, NULL, 0, &rerr), 0);
+    const char *ev2[] = {"handnet", "eval", "--weights", part, "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev2, err), 1);
+    ck_assert(file_contains(err, part));
+    ck_assert(file_contains(err, "'bn1.weight' is missing"));
+    const char *shape = tmp_path(&t, 4, "shape.safetensors");
+    e.dims[2] = e.dims[3] = 5;
+    ck_assert_int_eq(rt_st_save(shape, &e, 1, NULL, 0, &rerr), 0);
+    const char *ev3[] = {"handnet", "eval", "--weights", shape, "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev3, err), 1);
+    ck_assert(file_contains(err, shape));
+    ck_assert(file_contains(err, "'conv1.weight' has shape [16x1x5x5]"));
+    /* not a checkpoint at all */
+    const char *ev4[] = {"handnet", "eval", "--weights", tmp_path(&t, 5, "none.safetensors"),
+                         NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev4, err), 1);
+    ck_assert(file_contains(err, "none.safetensors"));
+    tmp_remove(&t);
+}
+END_TEST
+
+START_TEST(unwritable_out_dir)
+{
+    Tmp t;
+    tmp_make(&t);
+    /* a path under a regular file cannot become a directory, even for root */
+    const char *file = tmp_path(&t, 0, "file"), *err = tmp_path(&t, 1, "err.txt");
+    FILE *fp = fopen(file, "w");
+    ck_assert_ptr_nonnull(fp);
+    fclose(fp);
+    const char *out = tmp_path(&t, 2, "file/run");
+    ck_assert_int_eq(train(out, "1", "constant", NULL, err), 1);
+    ck_assert(file_contains(err, out));
+    ck_assert(file_contains(err, "output directory"));
+    tmp_remove(&t);
+}
+END_TEST
+
+/* --- the command line ------------------------------------------------------------ */
+
+START_TEST(usage_errors)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *err = tmp_path(&t, 0, "err.txt");
+    const char *a1[] = {"handnet", "train", "--epochz", "3", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, a1, err), 2);
+    ck_assert(file_contains(err, "--epochz"));
+    const char *a2[] = {"handnet", "train", "--epochs", "3x", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, a2, err), 2);
+    ck_assert(file_contains(err, "--epochs"));
+    const char *a3[] = {"handnet", "train", "--lr", "-1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, a3, err), 2);
+    ck_assert(file_contains(err, "--lr"));
+    const char *a4[] = {"handnet", "bench", "--batch", "99999999999", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, a4, err), 2);
+    ck_assert(file_contains(err, "--batch"));
+    const char *a5[] = {"handnet", "frobnicate", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, a5, err), 2);
+    const char *a6[] = {"handnet", "eval", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, a6, err), 2);
+    ck_assert(file_contains(err, "--weights"));
+    const char *a7[] = {"handnet", "train", "--schedule", "linear", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, a7, err), 2);
+    const char *cmds[] = {"train", "eval", "info", "gradcheck", "bench"};
+    for (int i = 0; i < 5; i++) {
+        const char *h[] = {"handnet", cmds[i], "--help", NULL};
+        ck_assert_int_eq(hn_run(&handnet, h), 0);
+    }
+    const char *h[] = {"handnet", "--help", NULL};
+    ck_assert_int_eq(hn_run(&handnet, h), 0);
+    const char *info[] = {"handnet", "info", "--json", NULL};
+    ck_assert_int_eq(hn_run(&handnet, info), 0);
+    const char *bench[] = {"handnet", "bench", "--batch", "4", "--iters", "2", "--warmup", "1",
+                           "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run(&handnet, bench), 0);
+    tmp_remove(&t);
+}
+END_TEST
+
+static Suite *driver_suite(void)
+{
+    Suite *s = suite_create("driver");
+    TCase *tc = tcase_create("gradcheck");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, gradcheck_passes);
+    tcase_add_test(tc, gradcheck_catches_wrong_gradient);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("checkpoints");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, resume_is_bit_identical);
+    tcase_add_test(tc, sigint_checkpoint_and_resume);
+    tcase_add_test(tc, sigterm_checkpoint_and_resume);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("faults");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, nan_loss_stops);
+    tcase_add_test(tc, wrong_checkpoint_is_refused);
+    tcase_add_test(tc, unwritable_out_dir);
+    tcase_add_test(tc, usage_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(driver_suite)
