@@ -108,6 +108,7 @@ typedef struct {
     Diag *diag;
     PList opts, nets;
     int pos, depth;         /* lexer: byte offset, bracket nesting */
+    PList syntax_errors;    /* int * offsets of syntax errors */
 } ParseCtx;
 
 Expr *ast_expr(ParseCtx *c, ExprKind k, Span sp, Expr *a, Expr *b);

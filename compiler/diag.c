@@ -59,18 +59,18 @@ static void show(Diag *d, Span sp, const char *kind, const char *fmt, va_list ap
     fprintf(d->out, "%s:%d:%d: %s: ", d->file, li + 1, beg - ls + 1, kind);
     vfprintf(d->out, fmt, ap);
     fputc('\n', d->out);
-    /* The line itself, long lines cut, unprintable bytes shown as '?'. */
-    int show_end = le - ls > 200 ? ls + 200 : le;
-    if (beg > show_end)
-        return;
+    /* The line itself (a 200-byte window of long lines around the column),
+     * unprintable bytes shown as '?'. */
+    int ws = beg - ls > 150 ? beg - 80 : ls;
+    int show_end = le - ws > 200 ? ws + 200 : le;
     fputc(' ', d->out);
-    for (int i = ls; i < show_end; i++) {
+    for (int i = ws; i < show_end; i++) {
         unsigned char c = (unsigned char)d->src[i];
         fputc(c == '\t' || (c >= 32 && c < 127) ? c : '?', d->out);
     }
     fputc('\n', d->out);
     fputc(' ', d->out);
-    for (int i = ls; i < beg; i++)
+    for (int i = ws; i < beg; i++)
         fputc(d->src[i] == '\t' ? '\t' : ' ', d->out);
     fputc('^', d->out);
     int stop = end < show_end ? end : show_end;

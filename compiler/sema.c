@@ -192,6 +192,8 @@ static int type_index(TyCtx *t, const Expr *e)
     if (!abs && off > 1)
         TERR(e->span, "'%s[k+%d]' lies in the future: only k+1 of a sequence defined earlier in the step is known", n, off);
     const Seq *s = &t->oi->seqs[si];
+    if (!t->report)     /* the type fixed point: causality is checked after */
+        return s->tensor ? TY_T : TY_S;
     int p = t->stmt;
     if (s->off < 0)
         TERR(e->span, "'%s' has an initial value but is never updated", n);
@@ -388,6 +390,8 @@ static void check_optimizer(Sema *S, OptInfo *oi, OptDecl *o)
             diag_error(d, o->stmts[s->init_stmt]->span,
                        "'%s' is defined as %s[k]: it cannot also have an initial value", s->name, s->name);
     }
+    if (d->nerrors > e0)
+        return;
     if (oi->state < 0 || oi->seqs[oi->state].off != 1) {
         diag_error(d, o->name_span, "optimizer '%s' never updates the state (write x[k+1] = ...;)", o->name);
         return;
@@ -984,6 +988,18 @@ static void apply_defines(Sema *S)
 
 /* ---- entry points -------------------------------------------------------- */
 
+/* Declarations holding a syntax error are not checked further: their
+ * statements are incomplete and would only produce follow-on errors. */
+static bool has_syntax_error(const ParseCtx *pc, Span sp)
+{
+    for (int i = 0; i < pc->syntax_errors.n; i++) {
+        int off = *(const int *)pc->syntax_errors.v[i];
+        if (off >= sp.beg && off <= sp.end)
+            return true;
+    }
+    return false;
+}
+
 Spec *fe_load_string(Arena *a, const char *name, const char *src, size_t len,
                      const Define *defs, int ndefs, FILE *diag, int *nerrors)
 {
@@ -1017,7 +1033,8 @@ Spec *fe_load_string(Arena *a, const char *name, const char *src, size_t len,
                     diag_error(&d, s->optd[i]->name_span, "duplicate optimizer '%s'", s->optd[i]->name);
                     diag_note(&d, s->optd[j]->name_span, "first defined here");
                 }
-            check_optimizer(&S, &s->opts[i], s->optd[i]);
+            if (!has_syntax_error(&pc, s->optd[i]->span))
+                check_optimizer(&S, &s->opts[i], s->optd[i]);
         }
         for (int i = 0; i < s->nnet; i++) {
             for (int j = 0; j < i; j++)
@@ -1025,7 +1042,8 @@ Spec *fe_load_string(Arena *a, const char *name, const char *src, size_t len,
                     diag_error(&d, s->netd[i]->name_span, "duplicate network '%s'", s->netd[i]->name);
                     diag_note(&d, s->netd[j]->name_span, "first defined here");
                 }
-            check_network(&S, &s->nets[i], s->netd[i]);
+            if (!has_syntax_error(&pc, s->netd[i]->span))
+                check_network(&S, &s->nets[i], s->netd[i]);
         }
         apply_defines(&S);
     }

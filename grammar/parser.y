@@ -4,7 +4,7 @@
 %define api.pure full
 %locations
 %define api.location.type {Span}
-%define parse.error detailed
+%define parse.error custom
 %expect 0
 %param {yyscan_t scanner}
 %parse-param {ParseCtx *ctx}
@@ -234,10 +234,40 @@ atom
 static void yyerror(YYLTYPE *loc, yyscan_t scanner, ParseCtx *ctx, const char *msg)
 {
     (void)scanner;
+    int *off = arena_alloc(ctx->arena, sizeof(int));
+    *off = loc->beg;
+    ast_push(ctx->arena, &ctx->syntax_errors, off);
     if (strcmp(msg, "memory exhausted") == 0)
         diag_fatal(ctx->diag, *loc, "input nested too deeply");
     else
         diag_error(ctx->diag, *loc, "%s", msg);
+}
+
+/* Syntax errors in the words of a reader: "expected ';' before '}'" when a
+ * statement end is possible, else the unexpected token and (when there are
+ * few) the expected ones. */
+static int yyreport_syntax_error(const yypcontext_t *pc, yyscan_t scanner, ParseCtx *ctx)
+{
+    (void)scanner;
+    yysymbol_kind_t exp[6];
+    int n = yypcontext_expected_tokens(pc, exp, 6);
+    yysymbol_kind_t got = yypcontext_token(pc);
+    YYLTYPE loc = *yypcontext_location(pc);
+    char msg[256];
+    int len = 0;
+    bool semi = false;
+    for (int i = 0; i < n; i++)
+        semi |= strcmp(yysymbol_name(exp[i]), "';'") == 0;
+    if (semi && got != YYSYMBOL_YYEMPTY)
+        len = snprintf(msg, sizeof msg, "expected ';' before %s", yysymbol_name(got));
+    else {
+        len = snprintf(msg, sizeof msg, "unexpected %s", got == YYSYMBOL_YYEMPTY ? "token" : yysymbol_name(got));
+        for (int i = 0; n > 0 && n < 6 && i < n && len < 200; i++)
+            len += snprintf(msg + len, sizeof msg - (size_t)len, "%s%s", i ? " or " : ", expected ",
+                            yysymbol_name(exp[i]));
+    }
+    yyerror(&loc, scanner, ctx, msg);
+    return 0;
 }
 
 /* Runs the parser over src[0..len); results and errors land in ctx. */
