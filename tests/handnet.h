@@ -206,8 +206,11 @@ static int hn_run_io(const RtNet *net, const char *const *args, const char *errp
         for (int i = 0; argv && i < argc; i++)
             argv[i] = strdup(args[i]);
         int rc = argv ? rt_main(net, argc, argv) : 99;
-        fflush(NULL);
-        _exit(rc);
+        for (int i = 0; argv && i < argc; i++)
+            free(argv[i]);
+        free(argv);
+        /* exit, not _exit: LeakSanitizer checks the child too */
+        exit(rc);
     }
     int st = 0;
     if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st))

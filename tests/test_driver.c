@@ -53,7 +53,9 @@ static void tmp_make(Tmp *t)
 
 static const char *tmp_path(Tmp *t, int slot, const char *rel)
 {
-    snprintf(t->path[slot], sizeof t->path[slot], "%s/%s", t->dir, rel);
+    char dir[sizeof t->dir];
+    memcpy(dir, t->dir, sizeof dir);
+    snprintf(t->path[slot], sizeof t->path[slot], "%s/%s", dir, rel);
     return t->path[slot];
 }
 
