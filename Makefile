@@ -126,3 +126,12 @@ reproduce: deps all
 
 clean:
 	rm -rf build
+
+# fuzz: make check also runs a short libFuzzer campaign of the front end
+# (scripts/fuzz.sh: regression inputs replayed, then FUZZ_SECONDS of fuzzing;
+# FUZZ_SECONDS=0 only replays). `make fuzz SECONDS=N` is the long campaign.
+FUZZ_SECONDS ?= 60
+.PHONY: check-fuzz
+check: check-fuzz
+check-fuzz:
+	@scripts/fuzz.sh $(if $(filter 0,$(FUZZ_SECONDS)),replay,$(FUZZ_SECONDS))

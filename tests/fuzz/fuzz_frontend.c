@@ -1,0 +1,101 @@
+/* fuzz_frontend.c — libFuzzer harness for optc's front end.
+ *
+ * Every input is a spec: it is loaded (lex, parse, sema), every network is
+ * unrolled, printed as IR and as Graphviz, planned, and emitted as C into a
+ * memory stream; every optimizer is unrolled alone as `optc analyze` does.
+ * Diagnostics go to /dev/null. Any crash, sanitizer report, leak or hang
+ * is a bug in optc; the harness itself asserts only the front end's own
+ * contracts (NULL exactly when errors were reported, a planned graph
+ * passes plan_verify). Built and run by scripts/fuzz.sh. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "frontend.h"
+#include "plan.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Opened once: the harness runs millions of inputs. */
+static FILE *fuzz_null;
+
+/* Graphs bigger than this are unrolled and printed but not planned and
+ * emitted: those two are linear in the graph and already covered by small
+ * inputs, while a big graph would only slow the campaign down. */
+#define FUZZ_EMIT_MAX_NODES 2000
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fuzz_null = fopen("/dev/null", "w");
+    if (!fuzz_null)
+        abort();
+    return 0;
+}
+
+/* A contract violation: abort so libFuzzer records the input. */
+static void fuzz_require(int ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "fuzz_frontend: contract violated: %s\n", what);
+        abort();
+    }
+}
+
+static void fuzz_backend(const IrGraph *g, const char *src, size_t len)
+{
+    if (g->nnodes > FUZZ_EMIT_MAX_NODES)
+        return;
+    Plan *p = plan_build(g, fuzz_null);
+    if (!p)
+        return;
+    fuzz_require(plan_verify(p, fuzz_null) == 0, "plan_verify failed on a planned graph");
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *ms = open_memstream(&buf, &blen);
+    if (ms) {
+        EmitInfo info = {"optc emit fuzz.opt", "fuzz.opt", src, len};
+        (void)emit_c(ms, g, p, &info, fuzz_null);
+        fclose(ms);
+        free(buf);
+    }
+    plan_free(p);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *src = (const char *)data;
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *s = fe_load_string(a, "fuzz.opt", src, size, NULL, 0, fuzz_null, &nerr);
+    fuzz_require((s == NULL) == (nerr > 0), "fe_load_string: NULL iff errors");
+    if (s) {
+        int nn = fe_network_count(s);
+        for (int i = 0; i < nn; i++) {
+            const char *name = fe_network_name(s, i);
+            fuzz_require(name != NULL, "network without a name");
+            int ne = 0;
+            IrGraph *g = fe_unroll(a, s, name, fuzz_null, &ne);
+            fuzz_require((g == NULL) == (ne > 0), "fe_unroll: NULL iff errors");
+            if (!g)
+                continue;
+            ir_print(fuzz_null, g);
+            ir_dot(fuzz_null, g);
+            fuzz_backend(g, src, size);
+        }
+        int no = fe_optimizer_count(s);
+        for (int i = 0; i < no; i++) {
+            const char *name = fe_optimizer_name(s, i);
+            fuzz_require(name != NULL, "optimizer without a name");
+            int ne = 0;
+            IrShape st = {4, 6, 6};
+            IrGraph *g = fe_unroll_optimizer(a, s, name, 3, st, fuzz_null, &ne);
+            fuzz_require((g == NULL) == (ne > 0), "fe_unroll_optimizer: NULL iff errors");
+            if (g)
+                ir_print(fuzz_null, g);
+        }
+    }
+    arena_free(a);
+    return 0;
+}
