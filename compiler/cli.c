@@ -117,10 +117,8 @@ int cmd_check(int argc, char **argv)
         nfiles++;
         Arena *a = arena_new();
         int nerr = 0;
-        /* -D's apply to every file; one unused by a given file is fine. */
-        Spec *s = fe_load(a, argv[i], NULL, 0, stderr, &nerr);
-        if (s && ndefs)
-            s = fe_load(a, argv[i], defs, ndefs, stderr, &nerr);
+        /* Every -D applies to (and must be used by) every file. */
+        Spec *s = fe_load(a, argv[i], defs, ndefs, stderr, &nerr);
         bad += s == NULL;
         arena_free(a);
     }

@@ -26,7 +26,7 @@ static void usage(FILE *f)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nCommon flags: -n NET (network), -o OUT, -D NAME=VALUE overrides:\n"
                "  OPT.PARAM, PARAM, NET.stageN.steps, NET.stageN.width, stageN.steps, stageN.width\n"
-               "  e.g. -D resnet_cifar.stage1.steps=9 (see docs/language.md)\n"
+               "  e.g. -D resnet20_cifar.stage1.steps=9 (see docs/language.md)\n"
                "\noptions: --help, --version\n");
 }
 
