@@ -600,6 +600,10 @@ static int train_loop(Train *t, const char *out)
     }
     if (!t->evaluated)   /* resumed at the very end: still report the weights */
         rt_drv_evaluate(&t->m, t->net, &t->test, t->probs, c->batch, &t->test_loss, &t->test_acc);
+    /* A finished run makes an older interrupted checkpoint stale. */
+    char stale[4200];
+    path_join(stale, sizeof stale, out, "interrupted.safetensors");
+    unlink(stale);
     if (write_summary(t, out, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 1;
