@@ -416,8 +416,9 @@ static void progress(const Train *t, double loss_avg, double acc)
 
 /* --- the loop ------------------------------------------------------------------------- */
 
-/* One SGD step on batch t->step of epoch t->epoch. -1 on a non-finite loss. */
-static int train_step(Train *t)
+/* One SGD step on batch t->step of epoch t->epoch. -1 on a non-finite loss
+ * (left in *bad), before anything was updated. */
+static int train_step(Train *t, double *bad)
 {
     const RtNet *net = t->net;
     const RtTrainConfig *c = &t->cfg;
@@ -428,8 +429,10 @@ static int train_step(Train *t)
     double loss = rt_xent_forward(&t->m.ctx, t->probs, t->m.logits, t->labels, B, K);
     if (t->hook_nan == t->gstep + 1)
         loss = NAN;
-    if (!isfinite(loss))
+    if (!isfinite(loss)) {
+        *bad = loss;
         return -1;
+    }
     for (int j = 0; j < B; j++)
         t->part_correct += rt_drv_argmax(t->m.logits + (size_t)j * (size_t)K, K) == t->labels[j];
     t->part_loss += loss * B;
@@ -515,13 +518,16 @@ static int end_epoch(Train *t, const char *out, RtErr *err)
     return 0;
 }
 
+/* summary.json marks a finished run (compare skips such runs), so it is
+ * written to a temporary name and renamed: never seen half-written. */
 static int write_summary(const Train *t, const char *out, RtErr *err)
 {
-    char path[4200];
+    char path[4200], tmp[4300];
     path_join(path, sizeof path, out, "summary.json");
-    FILE *fp = fopen(path, "w");
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *fp = fopen(tmp, "w");
     if (!fp) {
-        snprintf(err->msg, sizeof err->msg, "cannot write '%.900s': %s", path, strerror(errno));
+        snprintf(err->msg, sizeof err->msg, "cannot write '%.900s': %s", tmp, strerror(errno));
         return -1;
     }
     fprintf(fp,
@@ -531,8 +537,14 @@ static int write_summary(const Train *t, const char *out, RtErr *err)
             t->net->name, t->net->nparams, t->net->madds, t->cfg.epochs, t->cfg.seed,
             t->wall_base + (rt_drv_now() - t->t_start), t->test_acc, t->test_loss, t->best_acc,
             t->step_seconds > 0 ? (double)t->images / t->step_seconds : 0.0);
-    if (fclose(fp)) {
+    if (fflush(fp) || fsync(fileno(fp)) || fclose(fp)) {
+        snprintf(err->msg, sizeof err->msg, "cannot write '%.900s': %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, path)) {
         snprintf(err->msg, sizeof err->msg, "cannot write '%.900s': %s", path, strerror(errno));
+        unlink(tmp);
         return -1;
     }
     return 0;
@@ -554,11 +566,13 @@ static int train_loop(Train *t, const char *out)
         double shown = 0;
         while (t->step < t->steps) {
             double s0 = rt_drv_now();
-            if (train_step(t)) {
+            double bad = 0;
+            if (train_step(t, &bad)) {
                 if (t->tty && !t->quiet)
                     printf("\n");
-                fprintf(stderr, "error: loss is NaN at epoch %d step %d; last good checkpoint: %s\n",
-                        t->epoch + 1, t->step + 1, t->last_good[0] ? t->last_good : "none");
+                fprintf(stderr, "error: loss is %s at epoch %d step %d; last good checkpoint: %s\n",
+                        isnan(bad) ? "NaN" : "Inf", t->epoch + 1, t->step + 1,
+                        t->last_good[0] ? t->last_good : "none");
                 return 1;
             }
             double dt = rt_drv_now() - s0;

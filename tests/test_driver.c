@@ -216,9 +216,19 @@ START_TEST(resume_is_bit_identical)
     ck_assert_ptr_nonnull(strstr(csv, "\n2,"));
     free(csv);
     ck_assert(file_contains(tmp_path(&t, 6, "b/summary.json"), "\"epochs\":2"));
-    /* eval loads what train saved */
-    const char *ev[] = {"handnet", "eval", "--weights", alast, "--threads", "1", NULL};
-    ck_assert_int_eq(hn_run(&handnet, ev), 0);
+    /* eval loads what train saved (parameters and BN statistics): the same
+     * test accuracy as the run's last evaluation */
+    const char *evout = tmp_path(&t, 7, "eval.txt");
+    const char *ev[] = {"handnet", "eval", "--weights", alast, "--threads", "1",
+                        "--test-limit", "64", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev, evout), 0);
+    char *es = slurp(evout), *ss = slurp(tmp_path(&t, 6, "a/summary.json"));
+    ck_assert(es && ss && strstr(es, "test_acc=") && strstr(ss, "\"test_acc\":"));
+    double eacc = strtod(strstr(es, "test_acc=") + 9, NULL);
+    double sacc = strtod(strstr(ss, "\"test_acc\":") + 11, NULL);
+    ck_assert_double_eq_tol(eacc, sacc, 1e-4);
+    free(es);
+    free(ss);
     tmp_remove(&t);
 }
 END_TEST
