@@ -109,6 +109,7 @@ typedef struct {
     PList opts, nets;
     int pos, depth;         /* lexer: byte offset, bracket nesting */
     PList syntax_errors;    /* int * offsets of syntax errors */
+    int open[AST_MAX_NESTING + 1];  /* offsets of the unclosed brackets */
 } ParseCtx;
 
 Expr *ast_expr(ParseCtx *c, ExprKind k, Span sp, Expr *a, Expr *b);

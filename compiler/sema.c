@@ -845,7 +845,9 @@ static void check_network(Sema *S, NetInfo *ni, NetDecl *nd)
         const Atom *a;
         switch (w) {
         case 0:
-            if ((a = single_atom(d, it))) {
+            if (it->ngroups != 1 || it->groups[0]->natoms != 1)
+                diag_error(d, it->span, "expected the input shape as CxHxW, e.g. 3x32x32");
+            else if ((a = single_atom(d, it))) {
                 if (a->kind != AT_DIMS)
                     diag_error(d, a->span, "expected the input shape as CxHxW, e.g. 3x32x32");
                 else

@@ -255,11 +255,16 @@ static int yyreport_syntax_error(const yypcontext_t *pc, yyscan_t scanner, Parse
     YYLTYPE loc = *yypcontext_location(pc);
     char msg[256];
     int len = 0;
-    bool semi = false;
-    for (int i = 0; i < n; i++)
+    bool semi = false, operand = false;
+    for (int i = 0; i < n; i++) {
         semi |= strcmp(yysymbol_name(exp[i]), "';'") == 0;
+        operand |= exp[i] == YYSYMBOL_NUMBER;
+    }
     if (semi && got != YYSYMBOL_YYEMPTY)
         len = snprintf(msg, sizeof msg, "expected ';' before %s", yysymbol_name(got));
+    else if (operand)
+        len = snprintf(msg, sizeof msg, "expected an expression before %s",
+                       got == YYSYMBOL_YYEMPTY ? "this" : yysymbol_name(got));
     else {
         len = snprintf(msg, sizeof msg, "unexpected %s", got == YYSYMBOL_YYEMPTY ? "token" : yysymbol_name(got));
         for (int i = 0; n > 0 && n < 6 && i < n && len < 200; i++)
@@ -267,6 +272,11 @@ static int yyreport_syntax_error(const yypcontext_t *pc, yyscan_t scanner, Parse
                             yysymbol_name(exp[i]));
     }
     yyerror(&loc, scanner, ctx, msg);
+    if (got == YYSYMBOL_YYEOF && ctx->depth > 0) {
+        int at = ctx->open[ctx->depth - 1];
+        Span sp = { at, at + 1 };
+        diag_note(ctx->diag, sp, "to match this '%c'", ctx->diag->src[at]);
+    }
     return 0;
 }
 
