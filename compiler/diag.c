@@ -43,6 +43,8 @@ static int line_of(const Diag *d, int off)
 }
 
 static void show(Diag *d, Span sp, const char *kind, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static void show(Diag *d, Span sp, const char *kind, const char *fmt, va_list ap)
 {
     if (!d->out)
         return;
