@@ -290,12 +290,19 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
     int B = net->defaults.batch > 0 ? net->defaults.batch : 128;
     size_t act_bytes = net->act_elems(B) * sizeof(float);
     size_t param_bytes = net->nparams * sizeof(float);
+    int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
+    /* what training allocates: parameters, gradients, momentum, buffers,
+     * activations, input, logits and their gradients, conv scratch */
+    size_t img = (size_t)net->in_c * (size_t)net->in_h * (size_t)net->in_w;
+    size_t train_bytes = 3 * param_bytes + net->nbuffers * sizeof(float) + act_bytes +
+                         (size_t)B * (img + 2 * (size_t)net->classes) * sizeof(float) +
+                         (net->scratch_bytes ? net->scratch_bytes(B, threads, sizeof(float)) : 0);
     if (json) {
         printf("{\"net\":\"%s\",\"params\":%zu,\"buffers\":%zu,\"madds\":%lld,\"ops\":%d,"
-               "\"batch\":%d,\"activation_bytes\":%zu,\"param_bytes\":%zu,"
+               "\"batch\":%d,\"activation_bytes\":%zu,\"param_bytes\":%zu,\"train_bytes\":%zu,"
                "\"input\":[%d,%d,%d],\"classes\":%d,\"tensors\":[",
                net->name, net->nparams, net->nbuffers, net->madds, net->nops, B, act_bytes,
-               param_bytes, net->in_c, net->in_h, net->in_w, net->classes);
+               param_bytes, train_bytes, net->in_c, net->in_h, net->in_w, net->classes);
         for (int i = 0; i < net->ntensors; i++) {
             const RtTensor *t = &net->tensors[i];
             printf("%s{\"name\":\"%s\",\"shape\":[", i ? "," : "", t->name);
@@ -315,6 +322,8 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
     printf("buffers         %zu (BN running statistics)\n", net->nbuffers);
     printf("multiply-adds   %lld per image (%.2f M)\n", net->madds, (double)net->madds / 1e6);
     printf("activations     %.2f MiB at batch %d\n", (double)act_bytes / 1048576.0, B);
+    printf("training memory %.2f MiB at batch %d, %d threads (all buffers)\n",
+           (double)train_bytes / 1048576.0, B, threads);
     printf("ops             %d\n\n", net->nops);
     printf("%-44s %-16s %10s\n", "tensor", "shape", "count");
     for (int i = 0; i < net->ntensors; i++) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "rt.h"
 
@@ -97,6 +98,24 @@ static int model_sizes(ModelSizes *s, const RtNet *net, int B, int threads, size
     return 0;
 }
 
+/* Refuse a model larger than the machine's physical memory before touching
+ * it: with overcommit the allocation would succeed and the first touch
+ * would bring in the OOM killer instead of an error message. */
+static int model_fits(const ModelSizes *s, int B, RtErr *err)
+{
+    double total = 2.0 * (double)s->params + (double)s->buffers + (double)s->acts +
+                   (double)s->input + 2.0 * (double)s->logits + (double)s->scratch;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double phys = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+    if (phys > 0 && total > phys) {
+        snprintf(err->msg, sizeof err->msg,
+                 "model: needs %.2f GiB at batch %d, more than this machine's %.2f GiB of memory",
+                 total / 1073741824.0, B, phys / 1073741824.0);
+        return -1;
+    }
+    return 0;
+}
+
 static void model_threads(int threads)
 {
     omp_set_num_threads(threads);
@@ -107,7 +126,7 @@ int rt_model_init(RtModel *m, const RtNet *net, int B, int threads, uint64_t see
 {
     ModelSizes s;
     memset(m, 0, sizeof *m);
-    if (model_sizes(&s, net, B, threads, sizeof(float), err))
+    if (model_sizes(&s, net, B, threads, sizeof(float), err) || model_fits(&s, B, err))
         return -1;
     m->batch = B;
     m->ctx.threads = threads;
@@ -160,7 +179,7 @@ int rt_model_init_d(RtModelD *m, const RtNet *net, int B, int threads, RtErr *er
 {
     ModelSizes s;
     memset(m, 0, sizeof *m);
-    if (model_sizes(&s, net, B, threads, sizeof(double), err))
+    if (model_sizes(&s, net, B, threads, sizeof(double), err) || model_fits(&s, B, err))
         return -1;
     m->batch = B;
     m->ctx.threads = threads;

@@ -363,6 +363,26 @@ START_TEST(unwritable_out_dir)
 }
 END_TEST
 
+static size_t huge_acts(int B)
+{
+    (void)B;
+    return (size_t)1 << 50;   /* 4 PiB of floats: more than any machine */
+}
+
+START_TEST(huge_model_refused)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *err = tmp_path(&t, 0, "err.txt");
+    RtNet huge = handnet;
+    huge.act_elems = huge_acts;
+    const char *args[] = {"handnet", "bench", "--batch", "2", "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&huge, args, err), 1);
+    ck_assert(file_contains(err, "GiB at batch 2, more than this machine's"));
+    tmp_remove(&t);
+}
+END_TEST
+
 /* --- the command line ------------------------------------------------------------ */
 
 START_TEST(usage_errors)
@@ -424,6 +444,7 @@ static Suite *driver_suite(void)
     tcase_add_test(tc, nan_loss_stops);
     tcase_add_test(tc, wrong_checkpoint_is_refused);
     tcase_add_test(tc, unwritable_out_dir);
+    tcase_add_test(tc, huge_model_refused);
     tcase_add_test(tc, usage_errors);
     suite_add_tcase(s, tc);
     return s;
