@@ -16,7 +16,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 
 arg=${1:-600}
-B=build/fuzz
+B=${FUZZ_BUILD:-build/fuzz}   # FUZZ_BUILD: a second campaign beside a running one
 CLANG=${FUZZ_CC:-clang}
 SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
