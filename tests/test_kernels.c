@@ -889,6 +889,29 @@ START_TEST(test_conv_scratch)
     ck_assert_uint_eq(rt_conv2d_scratch_bytes(4, 8, 16, 32, 32, 1, 2, 0, 8),
                       (size_t)4 * 16 * 16 * 16 * 8);
     ck_assert_uint_eq(rt_conv2d_scratch_bytes(0, 8, 1, 5, 5, 3, 1, 1, 4), (size_t)9 * 25 * 4);
+
+    /* a workspace sized for one thread, used with two: the kernels fall back
+     * to what fits (AddressSanitizer would see an overrun) */
+    enum { B = 3, C = 2, H = 6, W = 5, CO = 3 };
+    double in[B * C * H * W], w[CO * C * 9], o1[B * CO * H * W], o2[B * CO * H * W];
+    double dw1[CO * C * 9] = {0}, dw2[CO * C * 9] = {0}, di1[B * C * H * W], di2[B * C * H * W];
+    RtRng rng;
+    rt_rng_seed(&rng, 11);
+    gc_fill(in, B * C * H * W, &rng);
+    gc_fill(w, CO * C * 9, &rng);
+    size_t bytes = rt_conv2d_scratch_bytes(1, B, C, H, W, 3, 1, 1, sizeof(double));
+    RtCtx ctx = {2, xcalloc(bytes, 1), bytes};
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    rt_conv2d_forward_d(&ctx, o1, in, w, B, C, H, W, CO, 3, 1, 1);
+    rt_conv2d_forward_ref_d(o2, in, w, B, C, H, W, CO, 3, 1, 1);
+    ck_assert_double_le(gc_normdiff(o1, o2, B * CO * H * W), 1e-12);
+    rt_conv2d_backward_d(&ctx, di1, 0, dw1, o1, in, w, B, C, H, W, CO, 3, 1, 1);
+    rt_conv2d_backward_ref_d(di2, 0, dw2, o1, in, w, B, C, H, W, CO, 3, 1, 1);
+    ck_assert_double_le(gc_normdiff(di1, di2, B * C * H * W), 1e-12);
+    ck_assert_double_le(gc_normdiff(dw1, dw2, CO * C * 9), 1e-12);
+    openblas_set_num_threads(blas_threads);
+    free(ctx.scratch);
 }
 END_TEST
 
