@@ -58,6 +58,8 @@ static void show(Diag *d, Span sp, const char *kind, const char *fmt, va_list ap
     int le = ls;
     while (le < len && d->src[le] != '\n')
         le++;
+    while (le > ls && d->src[le - 1] == '\r')   /* CRLF files */
+        le--;
     fprintf(d->out, "%s:%d:%d: %s: ", d->file, li + 1, beg - ls + 1, kind);
     vfprintf(d->out, fmt, ap);
     fputc('\n', d->out);

@@ -481,6 +481,27 @@ START_TEST(test_hostile)
 }
 END_TEST
 
+/* CRLF line ends: accepted, and diagnostics show the line without '\r'. */
+START_TEST(test_crlf)
+{
+    static const char ok[] = "optimizer gd {\r\n  x[k+1] = x[k] - grad(x[k]);\r\n}\r\n";
+    ck_assert_int_eq(load_mem(ok, sizeof ok - 1), 0);
+    static const char bad[] = "optimizer gd {\r\n  x[k+1] = x[k] * x[k];\r\n}\r\n";
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    Arena *a = arena_new();
+    int nerr = 0;
+    ck_assert(fe_load_string(a, "crlf.opt", bad, sizeof bad - 1, NULL, 0, m, &nerr) == NULL);
+    fclose(m);
+    ck_assert_str_eq(buf, "crlf.opt:2:12: error: product of two tensors is not linear\n"
+                          "   x[k+1] = x[k] * x[k];\n"
+                          "            ^~~~~~~~~~~\n");
+    free(buf);
+    arena_free(a);
+}
+END_TEST
+
 /* Random byte edits of an example never crash the front end. */
 START_TEST(test_mutations)
 {
@@ -643,6 +664,7 @@ static Suite *frontend_suite(void)
     tcase_add_test(tc, test_several_errors);
     tcase_add_test(tc, test_hostile);
     tcase_add_test(tc, test_mutations);
+    tcase_add_test(tc, test_crlf);
     suite_add_tcase(s, tc);
     return s;
 }
