@@ -90,6 +90,7 @@ static void *xcalloc(size_t n, size_t size)
 /* --- conv: d = B Cin H W Cout K stride pad; args in, w ------------------- */
 static const int conv_shapes[][8] = {
     {1, 1, 5, 5, 1, 1, 1, 0},   /* pointwise fast path */
+    {3, 6, 5, 7, 4, 1, 1, 0},   /* pointwise, dw split over threads */
     {3, 3, 7, 7, 4, 3, 1, 1},
     {3, 2, 5, 9, 3, 3, 2, 1},   /* stride 2, odd sizes */
     {1, 4, 7, 7, 5, 1, 2, 0},   /* 1x1 stride 2 (the projection shortcut) */
@@ -434,7 +435,7 @@ ADAPT_XENT(double, _d, _d, xd, auxd)
 #define NOREF(name, S, fb) NULL
 
 static const OpDesc ops[] = {
-    OPS(conv, 7, REF),
+    OPS(conv, 8, REF),
     OPS(bn, 5, NOREF),
     OPS(relu, 3, NOREF),
     OPS(sum, 3, NOREF),
