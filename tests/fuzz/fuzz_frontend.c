@@ -1,6 +1,7 @@
 /* fuzz_frontend.c — libFuzzer harness for optc's front end.
  *
- * Every input is a spec: it is loaded (lex, parse, sema), every network is
+ * Every input is a spec; leading comment lines "#D name=value" are also
+ * passed as -D overrides (the spec still sees them as comments). It is loaded (lex, parse, sema), every network is
  * unrolled, printed as IR and as Graphviz, planned, and emitted as C into a
  * memory stream (graphs up to FUZZ_MAX_NODES ops); every optimizer is unrolled alone as `optc analyze` does.
  * Diagnostics go to /dev/null. Any crash, sanitizer report, leak or hang
@@ -10,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "frontend.h"
 #include "plan.h"
 
@@ -63,12 +65,43 @@ static void fuzz_backend(const IrGraph *g, const char *src, size_t len)
     plan_free(p);
 }
 
+#define FUZZ_MAX_DEFS 8
+
+/* Split the leading "#D name=value" lines of src into defs, with the
+ * strings copied into a (the input is not NUL-terminated). */
+static int fuzz_defines(Arena *a, const char *src, size_t size, Define *defs)
+{
+    int n = 0;
+    size_t i = 0;
+    while (n < FUZZ_MAX_DEFS && i + 3 <= size && src[i] == '#' && src[i + 1] == 'D' &&
+           src[i + 2] == ' ') {
+        size_t b = i + 3, e = b;
+        while (e < size && src[e] != '\n')
+            e++;
+        size_t eq = b;
+        while (eq < e && src[eq] != '=')
+            eq++;
+        char *name = arena_alloc(a, eq - b + 1);
+        memcpy(name, src + b, eq - b);
+        size_t vb = eq < e ? eq + 1 : e;
+        char *value = arena_alloc(a, e - vb + 1);
+        memcpy(value, src + vb, e - vb);
+        defs[n].name = name;
+        defs[n].value = value;
+        n++;
+        i = e + 1;
+    }
+    return n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *src = (const char *)data;
     Arena *a = arena_new();
     int nerr = 0;
-    Spec *s = fe_load_string(a, "fuzz.opt", src, size, NULL, 0, fuzz_null, &nerr);
+    Define defs[FUZZ_MAX_DEFS];
+    int ndefs = fuzz_defines(a, src, size, defs);
+    Spec *s = fe_load_string(a, "fuzz.opt", src, size, defs, ndefs, fuzz_null, &nerr);
     fuzz_require((s == NULL) == (nerr > 0), "fe_load_string: NULL iff errors");
     if (s) {
         int nn = fe_network_count(s);
