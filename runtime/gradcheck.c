@@ -102,15 +102,15 @@ int rt_drv_cmd_gradcheck(const RtNet *net, const char *prog, int argc, char **ar
         goto done;
     }
     for (size_t i = 0; i < np; i++)
-        md.params[i] = mf.params[i];
+        md.params[i] = (double)mf.params[i];
     for (size_t i = 0; i < nb; i++)
-        buf0[i] = md.buffers[i] = mf.buffers[i];
+        buf0[i] = md.buffers[i] = (double)mf.buffers[i];
     memcpy(fbuf0, mf.buffers, nb * sizeof *fbuf0);
     RtRng rng;
     rt_rng_seed(&rng, seed + 0x67726164ULL);
     for (size_t i = 0; i < nin; i++) {
         mf.input[i] = (float)rt_rng_normal(&rng);
-        md.input[i] = mf.input[i];
+        md.input[i] = (double)mf.input[i];
     }
     for (int i = 0; i < B; i++)
         labels[i] = (uint8_t)rt_rng_below(&rng, (uint32_t)net->classes);

@@ -428,7 +428,7 @@ static int train_step(Train *t, double *bad)
     net->forward(&t->m, B, 1);
     double loss = rt_xent_forward(&t->m.ctx, t->probs, t->m.logits, t->labels, B, K);
     if (t->hook_nan == t->gstep + 1)
-        loss = NAN;
+        loss = (double)NAN;
     if (!isfinite(loss)) {
         *bad = loss;
         return -1;
