@@ -644,8 +644,8 @@ static int rb_count_lines(const char *path)
     return n;
 }
 
-/* Five kill -9's at random moments of a training run (each after one or
- * two more epochs are logged, plus a random number of extra polls, so kills
+/* Five kill -9's at random moments of a training run (once the first
+ * checkpoint exists, each after one or two more epochs are logged, plus a random number of extra polls, so kills
  * land anywhere, checkpoint writes included): OUT/last.safetensors always
  * opens, and a resumed run continues from it. Driven by the log, never by
  * timing; every wait is bounded. */
@@ -664,6 +664,7 @@ START_TEST(test_kill9_never_corrupts)
     snprintf(log, sizeof log, "%s/log.csv", run);
     unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL);
     printf("test_kill9_never_corrupts: seed %u\n", seed);
+    int mid_write = 0;
     for (int kill_no = 0; kill_no < 5; kill_no++) {
         int base = rb_count_lines(log);
         const char *argv[32] = {exe, "train", "--data", "synthetic",
@@ -678,13 +679,20 @@ START_TEST(test_kill9_never_corrupts)
         }
         RbRun r = {NULL, err, 0};
         pid_t pid = rb_spawn(argv, &r);
-        /* The first run must finish one whole epoch (checkpoint included:
-         * the second log line is written after it). */
-        int want = base + (kill_no == 0 ? 2 : 1) + (int)(rand_r(&seed) % 2);
+        /* The first run must write its first checkpoint (renamed into
+         * place whole) before the kills start. */
         int extra = (int)(rand_r(&seed) % 2000);
         int alive = 1;
         long polls = 0;
-        while (rb_count_lines(log) < want) {
+        while (kill_no == 0 && access(ck, F_OK) != 0) {
+            if (waitpid(pid, NULL, WNOHANG) == pid) {
+                alive = 0;
+                break;
+            }
+            ck_assert_msg(++polls < 5000000L, "training never wrote %s", ck);
+        }
+        int want = (kill_no == 0 ? rb_count_lines(log) : base) + 1 + (int)(rand_r(&seed) % 2);
+        while (alive && rb_count_lines(log) < want) {
             if (waitpid(pid, NULL, WNOHANG) == pid) {
                 alive = 0;
                 break;
@@ -698,7 +706,14 @@ START_TEST(test_kill9_never_corrupts)
         ck_assert_int_eq(rb_wait(pid), 128 + SIGKILL);
         ck_assert_msg(rb_checkpoint_ok(ck, why, sizeof why), "after kill %d (%d lines): %s",
                       kill_no, rb_count_lines(log), why);
+        /* A temporary file left behind: this kill hit a checkpoint write. */
+        char tmp[4500];
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", ck, (long)pid);
+        mid_write += access(tmp, F_OK) == 0;
+        snprintf(tmp, sizeof tmp, "%s/best.safetensors.tmp.%ld", run, (long)pid);
+        mid_write += access(tmp, F_OK) == 0;
     }
+    printf("test_kill9_never_corrupts: %d of 5 kills hit a checkpoint write\n", mid_write);
     rb_rmrf(dir);
 }
 END_TEST
