@@ -9,6 +9,7 @@
  * Run from the project root (make check does). */
 #include <check.h>
 #include <errno.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "frontend.h"
+#include "rt.h"
 #include "plan.h"
 #include "tmain.h"
 
@@ -29,7 +31,7 @@ static const char *build_dir(void)
     return b && *b ? b : "build";
 }
 
-__attribute__((unused)) static bool sanitized(void)
+static bool sanitized(void)
 {
     const char *s = getenv("OPTC_SANITIZED");
     return s && *s && strcmp(s, "0") != 0;
@@ -57,14 +59,6 @@ static char *read_all(const char *path)
     return buf;
 }
 
-__attribute__((unused)) static void write_all(const char *path, const char *text, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot write %s", path);
-    ck_assert_uint_eq(fwrite(text, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
 /* Run a shell command with stdout+stderr into *out (malloc'd); returns the
  * exit status. */
 static int run(const char *cmd, char **out)
@@ -88,6 +82,15 @@ static int run(const char *cmd, char **out)
     if (st == -1 || !WIFEXITED(st))
         return -1;
     return WEXITSTATUS(st);
+}
+
+/* The end of a long output, for failure messages (Check limits their size). */
+static const char *tail(const char *s)
+{
+    if (!s)
+        return "";
+    size_t n = strlen(s);
+    return n > 1500 ? s + n - 1500 : s;
 }
 
 static char *tmpdir(void)
@@ -480,7 +483,7 @@ static char *emit_build(Hand *h, const char *dir, const char *name, const char *
     plan_free(p);
     char *log = NULL;
     int st = compile(src, exe, &log);
-    ck_assert_msg(st == 0, "compiling %s failed:\n%s", src, log);
+    ck_assert_msg(st == 0, "compiling %s failed:\n%s", src, tail(log));
     free(log);
     char *text = read_all(src);
     ck_assert_ptr_nonnull(text);
@@ -504,15 +507,15 @@ START_TEST(test_emit_hand)
         char cmd[1024], *out = NULL;
         snprintf(cmd, sizeof cmd, "%s/%s gradcheck --batch 3", dir, h.g.name);
         int st = run(cmd, &out);
-        ck_assert_msg(st == 0, "%s: status %d\n%s", cmd, st, out);
+        ck_assert_msg(st == 0, "%s: status %d\n%s", cmd, st, tail(out));
         free(out);
         snprintf(cmd, sizeof cmd, "%s/%s info --json", dir, h.g.name);
         st = run(cmd, &out);
-        ck_assert_msg(st == 0, "%s: status %d\n%s", cmd, st, out);
+        ck_assert_msg(st == 0, "%s: status %d\n%s", cmd, st, tail(out));
         Plan *p = plan_build(&h.g, stderr);
         char want[64];
         snprintf(want, sizeof want, "\"params\":%zu", p->nparams);
-        ck_assert_msg(strstr(out, want) != NULL, "info: %s (want %s)", out, want);
+        ck_assert_msg(strstr(out, want) != NULL, "info: %s (want %s)", tail(out), want);
         plan_free(p);
         free(out);
     }
@@ -545,6 +548,555 @@ START_TEST(test_emit_escaping)
 }
 END_TEST
 
+/* --- the theory block against an independent optimizer run ------------- */
+
+typedef enum { TH_GD, TH_HB, TH_NAG } ThKind;
+
+/* grad f(z) = z - U relu(U^T z), U[d][m] row-major. */
+static void th_grad(double *g, const double *z, const double *U, int d, int m)
+{
+    double *a = calloc((size_t)m, sizeof *a);
+    ck_assert_ptr_nonnull(a);
+    for (int j = 0; j < m; j++) {
+        double s = 0;
+        for (int i = 0; i < d; i++)
+            s += z[i] * U[(size_t)i * m + j];
+        a[j] = s > 0 ? s : 0;
+    }
+    for (int i = 0; i < d; i++) {
+        double s = 0;
+        for (int j = 0; j < m; j++)
+            s += U[(size_t)i * m + j] * a[j];
+        g[i] = z[i] - s;
+    }
+    free(a);
+}
+
+/* The points where the optimizer evaluates grad, steps of them, from x0:
+ * x[k] for gradient descent and heavy ball, y[k] for Nesterov (FISTA t). */
+static double *th_reference(ThKind kind, double beta, const double *x0, const double *U, int d,
+                            int m, int steps)
+{
+    double *pts = calloc((size_t)steps * d, sizeof *pts);
+    double *x = malloc((size_t)d * sizeof *x), *xp = malloc((size_t)d * sizeof *xp);
+    double *y = malloc((size_t)d * sizeof *y), *g = malloc((size_t)d * sizeof *g);
+    ck_assert(pts && x && xp && y && g);
+    memcpy(x, x0, (size_t)d * sizeof *x);
+    memcpy(xp, x0, (size_t)d * sizeof *x);     /* x[-1] = x[0] */
+    double t = 1;
+    for (int k = 0; k < steps; k++) {
+        double c = 0;
+        if (kind == TH_HB)
+            c = beta;
+        if (kind == TH_NAG) {
+            double tn = (1 + sqrt(1 + 4 * t * t)) / 2;
+            c = (t - 1) / tn;
+            t = tn;
+        }
+        /* y = x + c (x - x_prev); heavy ball evaluates at x but adds the
+         * same momentum term after the gradient step. */
+        for (int i = 0; i < d; i++)
+            y[i] = x[i] + c * (x[i] - xp[i]);
+        const double *at = kind == TH_NAG ? y : x;
+        memcpy(pts + (size_t)k * d, at, (size_t)d * sizeof *at);
+        th_grad(g, at, U, d, m);
+        memcpy(xp, x, (size_t)d * sizeof *x);
+        for (int i = 0; i < d; i++)
+            x[i] = y[i] - g[i];
+    }
+    free(x);
+    free(xp);
+    free(y);
+    free(g);
+    return pts;
+}
+
+/* The element offset of node j's output in the arena at batch 1, or -1 for
+ * the input. */
+static long th_offset(const Plan *p, int j)
+{
+    if (j == 0)
+        return -1;
+    const PlanBuf *b = &p->bufs[p->nodes[j].out];
+    return b->size_a ? (long)b->off_a : (long)(p->arena_a + b->off_b);
+}
+
+/* Build network net of spec src through the emitter, run its double
+ * forward pass on one image with a chosen U, and compare every exact
+ * node's input (the optimizer's evaluation point at that step) with an
+ * independent run from the first one. */
+static void th_check(const char *src, const char *net, ThKind kind, double beta)
+{
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *sp = fe_load_string(a, "theory_test.opt", src, strlen(src), NULL, 0, stderr, &nerr);
+    ck_assert_msg(sp != NULL && nerr == 0, "spec does not load");
+    IrGraph *g = fe_unroll(a, sp, net, stderr, &nerr);
+    ck_assert_ptr_nonnull(g);
+    int ex[64], nex = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].op == OP_EXACT) {
+            ck_assert_int_lt(nex, 64);
+            ex[nex++] = i;
+        }
+    ck_assert_int_ge(nex, 3);
+    const IrNode *e0 = &g->nodes[ex[0]];
+    IrShape is = g->nodes[e0->in[0]].shape;
+    int d = is.c * is.h * is.w, m = e0->u.exact.m, u = e0->u.exact.u;
+    for (int k = 1; k < nex; k++)
+        ck_assert_int_eq(g->nodes[ex[k]].u.exact.u, u);     /* one shared U */
+
+    Plan *p = plan_build(g, stderr);
+    ck_assert_ptr_nonnull(p);
+    char *dir = tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/net.c", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    EmitInfo info = { .command = "optc emit theory_test.opt", .spec_path = "theory_test.opt",
+                      .spec_text = src, .spec_len = strlen(src) };
+    ck_assert_int_eq(emit_c(f, g, p, &info, stderr), 0);
+    fclose(f);
+
+    /* U: fixed pseudo-random entries scaled so the iteration stays tame. */
+    double *U = malloc((size_t)d * m * sizeof *U);
+    ck_assert_ptr_nonnull(U);
+    uint64_t st = 88172645463325252ULL;
+    for (size_t i = 0; i < (size_t)d * m; i++) {
+        st ^= st << 13; st ^= st >> 7; st ^= st << 17;
+        U[i] = ((double)(st >> 11) / 9007199254740992.0 - 0.5) * 2.0 / sqrt((double)d);
+    }
+    snprintf(path, sizeof path, "%s/harness.c", dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "int optc_generated_main(int argc, char **argv);\n#define main optc_generated_main\n"
+               "#include \"net.c\"\n#undef main\n#include <stdio.h>\n#include <stdlib.h>\n");
+    fprintf(f, "static const double U0[%zu] = {\n", (size_t)d * m);
+    for (size_t i = 0; i < (size_t)d * m; i++)
+        fprintf(f, "%.17g,\n", U[i]);
+    fprintf(f, "};\nstatic const long at[%d] = {", nex);
+    for (int k = 0; k < nex; k++)
+        fprintf(f, "%ld, ", th_offset(p, g->nodes[ex[k]].in[0]));
+    fprintf(f, "};\nint main(void)\n{\n    RtModel fm;\n    RtModelD dm;\n    RtErr err;\n"
+               "    if (rt_model_init(&fm, &net, 1, 1, 5, &err) || "
+               "rt_model_init_d(&dm, &net, 1, 1, &err)) {\n"
+               "        fprintf(stderr, \"%%s\\n\", err.msg);\n        return 1;\n    }\n"
+               "    for (size_t i = 0; i < net.nparams; i++)\n"
+               "        dm.params[i] = (double)fm.params[i];\n"
+               "    for (size_t i = 0; i < net.nbuffers; i++)\n"
+               "        dm.buffers[i] = (double)fm.buffers[i];\n"
+               "    for (size_t i = 0; i < %zu; i++)\n        dm.params[%zu + i] = U0[i];\n"
+               "    for (size_t i = 0; i < (size_t)(net.in_c * net.in_h * net.in_w); i++)\n"
+               "        dm.input[i] = (double)((i * 37) %% 17) / 8.0 - 1.0;\n"
+               "    forward_d(&dm, 1, 0);\n"
+               "    for (int k = 0; k < %d; k++) {\n"
+               "        const double *x = at[k] < 0 ? dm.input : dm.acts + at[k];\n"
+               "        for (int i = 0; i < %d; i++)\n"
+               "            printf(\"%%.17g\\n\", x[i]);\n    }\n"
+               "    rt_model_free(&fm);\n    rt_model_free_d(&dm);\n    return 0;\n}\n",
+            (size_t)d * m, p->param_off[u], nex, d);
+    ck_assert_int_eq(fclose(f), 0);
+    char exe[512], *log = NULL;
+    snprintf(exe, sizeof exe, "%s/harness", dir);
+    int rc = compile(path, exe, &log);
+    ck_assert_msg(rc == 0, "harness does not compile:\n%s", tail(log));
+    free(log);
+    char *out = NULL;
+    rc = run(exe, &out);
+    ck_assert_msg(rc == 0, "harness failed:\n%s", tail(out));
+
+    double *got = malloc((size_t)nex * d * sizeof *got);
+    ck_assert_ptr_nonnull(got);
+    char *s = out;
+    for (size_t i = 0; i < (size_t)nex * d; i++) {
+        char *end;
+        got[i] = strtod(s, &end);
+        ck_assert_msg(end != s, "harness output too short");
+        s = end;
+    }
+    double *want = th_reference(kind, beta, got, U, d, m, nex);
+    for (int k = 0; k < nex; k++) {
+        double num = 0, den = 0;
+        for (int i = 0; i < d; i++) {
+            double df = got[(size_t)k * d + i] - want[(size_t)k * d + i];
+            num += df * df;
+            den += want[(size_t)k * d + i] * want[(size_t)k * d + i];
+        }
+        double rel = sqrt(num) / (sqrt(den) + 1e-300);
+        ck_assert_msg(rel <= 1e-5, "%s step %d: relative error %g", net, k, rel);
+    }
+    /* The iteration must actually move, or the comparison proves little. */
+    double moved = 0;
+    for (int i = 0; i < d; i++)
+        moved += fabs(want[(size_t)(nex - 1) * d + i] - want[i]);
+    ck_assert(moved > 1e-3);
+    free(want);
+    free(got);
+    free(out);
+    free(U);
+    plan_free(p);
+    rmtree(dir);
+    free(dir);
+    arena_free(a);
+}
+
+static const char theory_spec[] =
+    "optimizer gd { x[k+1] = x[k] - grad(x[k]); }\n"
+    "optimizer hb(beta = 0.5) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+    "optimizer nag {\n"
+    "    t[0] = 1;\n"
+    "    t[k+1] = (1 + sqrt(1 + 4 * t[k] * t[k])) / 2;\n"
+    "    y[k] = x[k] + (t[k] - 1) / t[k+1] * (x[k] - x[k-1]);\n"
+    "    x[k+1] = y[k] - grad(y[k]);\n"
+    "}\n"
+    "network th_gd { input 2x3x3; classes 3; stem none; grad = exact(relu, 7);\n"
+    "    stage gd steps 6; head linear; }\n"
+    "network th_hb { input 2x3x3; classes 3; stem none; grad = exact(relu, 7);\n"
+    "    stage hb steps 6; head linear; }\n"
+    "network th_nag { input 2x3x3; classes 3; stem none; grad = exact(relu, 7);\n"
+    "    stage nag steps 6; head linear; }\n";
+
+START_TEST(test_theory)
+{
+    static const char *const nets[] = { "th_gd", "th_hb", "th_nag" };
+    static const ThKind kinds[] = { TH_GD, TH_HB, TH_NAG };
+    th_check(theory_spec, nets[_i], kinds[_i], 0.5);
+}
+END_TEST
+
+/* --- the example specs through the optc command line ----------------------- */
+
+static char *optc_cmd(const char *args)
+{
+    size_t n = strlen(build_dir()) + strlen(args) + 16;
+    char *cmd = malloc(n);
+    ck_assert_ptr_nonnull(cmd);
+    snprintf(cmd, n, "%s/optc %s", build_dir(), args);
+    return cmd;
+}
+
+/* Run optc with args; its output in *out; asserts success. */
+static void optc_ok(const char *args, char **out)
+{
+    char *cmd = optc_cmd(args);
+    char *text = NULL;
+    int st = run(cmd, &text);
+    ck_assert_msg(st == 0, "%s: status %d\n%s", cmd, st, tail(text));
+    free(cmd);
+    if (out)
+        *out = text;
+    else
+        free(text);
+}
+
+/* The published parameter counts, as the emitted program records them
+ * (.nparams is what `./net info` prints). */
+static const struct { const char *spec, *net; size_t params; } counts[] = {
+    { "examples/resnet.opt", "resnet20_cifar", 269722 },
+    { "examples/resnet.opt", "resnet56_cifar", 853018 },
+    { "examples/resnet.opt", "resnet110_cifar", 1727962 },
+    { "examples/densenet.opt", "densenet_bc100_cifar", 769162 },
+    { "examples/densenet.opt", "densenet_bc100_fmnist", 768730 },
+};
+
+START_TEST(test_published_counts)
+{
+    char args[256], want[64], *out = NULL;
+    snprintf(args, sizeof args, "emit %s -n %s", counts[_i].spec, counts[_i].net);
+    optc_ok(args, &out);
+    snprintf(want, sizeof want, "\n    .nparams = %zu,", counts[_i].params);
+    ck_assert_msg(strstr(out, want) != NULL, "%s: want %zu parameters", counts[_i].net,
+                  counts[_i].params);
+    ck_assert_ptr_null(strstr(out, "malloc"));
+    free(out);
+}
+END_TEST
+
+/* One program built and asked: ResNet-20 reports 269,722 parameters. */
+START_TEST(test_info_resnet20)
+{
+    char *dir = tmpdir(), args[512], cmd[512], *out = NULL;
+    snprintf(args, sizeof args, "build examples/resnet.opt -n resnet20_cifar -o %s/r20", dir);
+    optc_ok(args, NULL);
+    snprintf(cmd, sizeof cmd, "%s/r20 info --json", dir);
+    ck_assert_int_eq(run(cmd, &out), 0);
+    ck_assert_msg(strstr(out, "\"params\":269722,") != NULL, "%s", tail(out));
+    free(out);
+    rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* optc emit/build: usage errors, bad specs and --keep-c. */
+START_TEST(test_cli)
+{
+    char *out = NULL, *cmd = optc_cmd("emit --help");
+    ck_assert_int_eq(run(cmd, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "usage: optc emit"));
+    free(out);
+    free(cmd);
+    cmd = optc_cmd("build --help");
+    ck_assert_int_eq(run(cmd, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "--keep-c"));
+    free(out);
+    free(cmd);
+    cmd = optc_cmd("emit examples/resnet.opt --bogus");
+    ck_assert_int_eq(run(cmd, NULL), 2);
+    free(cmd);
+    cmd = optc_cmd("emit examples/resnet.opt -n no_such_net");
+    ck_assert_int_eq(run(cmd, NULL), 1);
+    free(cmd);
+    /* A failed emit leaves no file behind. */
+    char *dir = tmpdir(), args[512], path[512];
+    snprintf(args, sizeof args, "emit examples/resnet.opt -n no_such_net -o %s/x.c", dir);
+    cmd = optc_cmd(args);
+    ck_assert_int_eq(run(cmd, NULL), 1);
+    free(cmd);
+    snprintf(path, sizeof path, "%s/x.c", dir);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    /* emit -o and stdout agree; the file records a relative spec path. */
+    snprintf(args, sizeof args, "emit examples/theory.opt -n theory_gd_fmnist -o %s/t.c", dir);
+    optc_ok(args, NULL);
+    optc_ok("emit examples/theory.opt -n theory_gd_fmnist", &out);
+    snprintf(path, sizeof path, "%s/t.c", dir);
+    char *file = read_all(path);
+    ck_assert_ptr_nonnull(file);
+    /* Only the recorded command line (with its -o) differs. */
+    const char *body = strstr(file, "static const RtTensor");
+    const char *body2 = strstr(out, "static const RtTensor");
+    ck_assert(body && body2);
+    ck_assert_msg(strcmp(body, body2) == 0, "emit -o and emit to stdout differ");
+    ck_assert_ptr_nonnull(strstr(file, " * examples/theory.opt\n"));
+    free(file);
+    free(out);
+    /* build --keep-c keeps PATH.c. */
+    snprintf(args, sizeof args, "build examples/theory.opt -n theory_gd_fmnist -o %s/t --keep-c",
+             dir);
+    optc_ok(args, NULL);
+    snprintf(path, sizeof path, "%s/t.c", dir);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    snprintf(path, sizeof path, "%s/t", dir);
+    ck_assert_int_eq(access(path, X_OK), 0);
+    rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The part of an emitted file that defines the computation: tensor table,
+ * sizes, forward and backward (not the provenance or the train defaults). */
+static char *emitted_core(const char *args)
+{
+    char *out = NULL;
+    optc_ok(args, &out);
+    char *a = strstr(out, "static const RtTensor tensors");
+    char *b = strstr(out, "static const RtNet net");
+    ck_assert(a && b && a < b);
+    *b = '\0';
+    char *core = strdup(a);
+    free(out);
+    return core;
+}
+
+/* Heavy ball with beta = 0 is gradient descent: the same emitted network,
+ * and the same outputs for the same weights. */
+START_TEST(test_heavy_ball_zero)
+{
+    char *hb = emitted_core("emit examples/heavy_ball.opt -n hb20_fmnist -D heavy_ball.beta=0");
+    char *gd = emitted_core("emit examples/resnet.opt -n resnet20_fmnist");
+    ck_assert_msg(strcmp(hb, gd) == 0, "heavy ball (beta 0) differs from gradient descent");
+    free(hb);
+    free(gd);
+    /* And not by accident: with beta = 0.9 they differ. */
+    hb = emitted_core("emit examples/heavy_ball.opt -n hb20_fmnist");
+    gd = emitted_core("emit examples/resnet.opt -n resnet20_fmnist");
+    ck_assert(strcmp(hb, gd) != 0);
+    free(hb);
+    free(gd);
+
+    /* The IR graphs agree op by op, in process. */
+    Arena *a = arena_new();
+    int ne = 0;
+    Define def = { "heavy_ball.beta", "0" };
+    Spec *s1 = fe_load(a, "examples/heavy_ball.opt", &def, 1, stderr, &ne);
+    Spec *s2 = fe_load(a, "examples/resnet.opt", NULL, 0, stderr, &ne);
+    ck_assert(s1 && s2);
+    IrGraph *g1 = fe_unroll(a, s1, "hb20_fmnist", stderr, &ne);
+    IrGraph *g2 = fe_unroll(a, s2, "resnet20_fmnist", stderr, &ne);
+    ck_assert(g1 && g2);
+    ck_assert_int_eq(g1->nnodes, g2->nnodes);
+    ck_assert_int_eq(g1->nparams, g2->nparams);
+    for (int i = 0; i < g1->nnodes; i++) {
+        const IrNode *x = &g1->nodes[i], *y = &g2->nodes[i];
+        ck_assert_int_eq(x->op, y->op);
+        ck_assert_int_eq(x->nin, y->nin);
+        ck_assert(x->shape.c == y->shape.c && x->shape.h == y->shape.h &&
+                  x->shape.w == y->shape.w);
+        for (int k = 0; k < x->nin; k++)
+            ck_assert_int_eq(x->in[k], y->in[k]);
+        if (x->op == OP_SUM)
+            for (int k = 0; k < x->nin; k++)
+                ck_assert(x->u.sum.coef[k].c0 == y->u.sum.coef[k].c0 &&
+                          x->u.sum.coef[k].nterms == 0 && y->u.sum.coef[k].nterms == 0);
+    }
+
+    /* Both programs evaluate one checkpoint (written here, without a net
+     * name, from the shared tensor table) to the same loss and accuracy. */
+    char *dir = tmpdir(), args[512], path[512];
+    snprintf(args, sizeof args,
+             "build examples/heavy_ball.opt -n hb20_fmnist -D heavy_ball.beta=0 -o %s/hb", dir);
+    optc_ok(args, NULL);
+    snprintf(args, sizeof args, "build examples/resnet.opt -n resnet20_fmnist -o %s/gd", dir);
+    optc_ok(args, NULL);
+    RtStEntry *ent = calloc((size_t)g2->nparams, sizeof *ent);
+    float **data = calloc((size_t)g2->nparams, sizeof *data);
+    ck_assert(ent && data);
+    uint64_t st = 12345;
+    for (int i = 0; i < g2->nparams; i++) {
+        const IrParam *pp = &g2->params[i];
+        data[i] = malloc(pp->numel * sizeof **data);
+        ck_assert_ptr_nonnull(data[i]);
+        for (size_t j = 0; j < pp->numel; j++) {
+            st ^= st << 13; st ^= st >> 7; st ^= st << 17;
+            double r = (double)(st >> 11) / 9007199254740992.0;
+            data[i][j] = pp->kind == PK_BN_VAR ? (float)(0.5 + r)
+                       : pp->kind == PK_BN_GAMMA ? (float)(0.5 + r)
+                       : (float)((r - 0.5) * 2.0 / sqrt((double)(pp->fan_in ? pp->fan_in : 4)));
+        }
+        ent[i] = (RtStEntry){ pp->name, pp->ndim, { 0 }, data[i] };
+        for (int d = 0; d < pp->ndim; d++)
+            ent[i].dims[d] = pp->dims[d];
+    }
+    snprintf(path, sizeof path, "%s/w.safetensors", dir);
+    RtErr err;
+    ck_assert_msg(rt_st_save(path, ent, g2->nparams, NULL, 0, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < g2->nparams; i++)
+        free(data[i]);
+    free(data);
+    free(ent);
+    char *res[2];
+    const char *prog[2] = { "hb", "gd" };
+    for (int k = 0; k < 2; k++) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "%s/%s eval --weights %s --test-limit 300 --threads 1", dir,
+                 prog[k], path);
+        char *out = NULL;
+        int rc = run(cmd, &out);
+        ck_assert_msg(rc == 0, "%s: %s", cmd, tail(out));
+        char *at = strstr(out, "test_loss=");
+        ck_assert_ptr_nonnull(at);
+        char *sp = strstr(at, " images_per_s");
+        ck_assert_ptr_nonnull(sp);
+        *sp = '\0';
+        res[k] = strdup(at);
+        free(out);
+    }
+    ck_assert_str_eq(res[0], res[1]);
+    free(res[0]);
+    free(res[1]);
+    rmtree(dir);
+    free(dir);
+    arena_free(a);
+}
+END_TEST
+
+/* Every Fashion-MNIST-shaped example network: extra -D that keep the
+ * suite's time reasonable (DenseNet-BC-100 at 2 steps per stage; its full
+ * depth is checked above by parameter count). */
+static const struct { const char *spec, *net, *defs; } fm[] = {
+    { "examples/resnet.opt", "resnet20_fmnist", "" },
+    { "examples/heavy_ball.opt", "hb20_fmnist", "" },
+    { "examples/nesterov.opt", "nesterov20_fmnist", "" },
+    { "examples/momentum.opt", "momentum20_fmnist", "" },
+    { "examples/lm.opt", "lm20_fmnist", "" },
+    { "examples/densenet.opt", "densenet_bc100_fmnist",
+      "-D densenet_bc100_fmnist.stage1.steps=2 -D densenet_bc100_fmnist.stage2.steps=2 "
+      "-D densenet_bc100_fmnist.stage3.steps=2" },
+    { "examples/theory.opt", "theory_hb_fmnist", "" },
+    { "examples/theory.opt", "theory_gd_fmnist", "" },
+};
+#define NFM ((int)(sizeof fm / sizeof fm[0]))
+
+/* The table above names every *_fmnist network of every example spec. */
+START_TEST(test_fmnist_table_complete)
+{
+    char *out = NULL;
+    const char *specs[] = { "resnet", "heavy_ball", "nesterov", "momentum", "lm", "densenet",
+                            "theory" };
+    int found = 0;
+    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+        char args[128];
+        snprintf(args, sizeof args, "list examples/%s.opt", specs[s]);
+        optc_ok(args, &out);
+        for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+            size_t n = strlen(line);
+            if (n < 7 || strcmp(line + n - 7, "_fmnist") != 0)
+                continue;
+            bool have = false;
+            for (int i = 0; i < NFM; i++)
+                have = have || strcmp(fm[i].net, line) == 0;
+            ck_assert_msg(have, "example network %s is not tested", line);
+            found++;
+        }
+        free(out);
+    }
+    ck_assert_int_eq(found, NFM);
+}
+END_TEST
+
+/* Read column col (0-based) of data row row (0-based) of a CSV file. */
+static double csv_value(const char *path, int row, int col)
+{
+    char *text = read_all(path);
+    ck_assert_msg(text != NULL, "cannot read %s", path);
+    char *save = NULL, *line = strtok_r(text, "\n", &save);   /* header */
+    for (int r = 0; r <= row; r++) {
+        line = strtok_r(NULL, "\n", &save);
+        ck_assert_msg(line != NULL, "%s: no row %d", path, row);
+    }
+    char *p = line;
+    for (int c = 0; c < col; c++) {
+        p = strchr(p, ',');
+        ck_assert_ptr_nonnull(p);
+        p++;
+    }
+    double v = strtod(p, NULL);
+    free(text);
+    return v;
+}
+
+/* Build one example, pass gradcheck, and lower its training loss over 50
+ * steps of real Fashion-MNIST (two epochs of 25 batches of 8 images: the
+ * second epoch's mean loss is below the first's). Small batches and one
+ * thread keep the suite's time reasonable on a busy 2-core machine. */
+START_TEST(test_example_trains)
+{
+    if (sanitized() && strncmp(fm[_i].net, "theory", 6) != 0)
+        return;     /* under ASan: the small theory networks only (time) */
+    char *dir = tmpdir(), args[1024], cmd[1024], *out = NULL;
+    snprintf(args, sizeof args, "build %s -n %s %s -o %s/net", fm[_i].spec, fm[_i].net,
+             fm[_i].defs, dir);
+    optc_ok(args, NULL);
+    snprintf(cmd, sizeof cmd, "%s/net gradcheck --batch 2 --samples 1 --threads 1", dir);
+    int rc = run(cmd, &out);
+    ck_assert_msg(rc == 0, "%s: gradcheck failed:\n%s", fm[_i].net, tail(out));
+    ck_assert_ptr_nonnull(strstr(out, "gradcheck: passed"));
+    free(out);
+    snprintf(cmd, sizeof cmd,
+             "%s/net train --data fashion-mnist --limit 200 --test-limit 100 --epochs 2 "
+             "--batch 8 --seed 3 --threads 1 --out %s/run --quiet", dir, dir);
+    rc = run(cmd, &out);
+    ck_assert_msg(rc == 0, "%s: training failed:\n%s", fm[_i].net, tail(out));
+    free(out);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/run/log.csv", dir);
+    double l1 = csv_value(path, 0, 2), l2 = csv_value(path, 1, 2);
+    ck_assert_msg(isfinite(l1) && isfinite(l2) && l2 < l1,
+                  "%s: training loss %g -> %g did not fall", fm[_i].net, l1, l2);
+    rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *codegen_suite(void)
 {
     Suite *s = suite_create("codegen");
@@ -556,6 +1108,18 @@ static Suite *codegen_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_emit_hand);
     tcase_add_test(tc, test_emit_escaping);
+    tcase_add_loop_test(tc, test_theory, 0, 3);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("examples");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, test_published_counts, 0, (int)(sizeof counts / sizeof counts[0]));
+    tcase_add_test(tc, test_cli);
+    tcase_add_test(tc, test_fmnist_table_complete);
+    if (!sanitized()) {
+        tcase_add_test(tc, test_info_resnet20);
+        tcase_add_test(tc, test_heavy_ball_zero);
+    }
+    tcase_add_loop_test(tc, test_example_trains, 0, NFM);
     suite_add_tcase(s, tc);
     return s;
 }
