@@ -4,6 +4,10 @@
 #   scripts/fuzz.sh [SECONDS]   replay the regression inputs, then run a
 #                               campaign of SECONDS (default 600)
 #   scripts/fuzz.sh replay      build and replay the regression inputs only
+#   FUZZ_FORK=1 scripts/fuzz.sh N   a long campaign that keeps going after a
+#                               finding (libFuzzer -fork=1) and fails at the end
+#                               (FUZZ_SKIP_REPLAY=1: start it despite a known
+#                               failing regression input)
 #
 # Everything is built in build/fuzz (the compiler objects through the
 # Makefile with clang, so the build is incremental). The campaign keeps its
@@ -54,7 +58,7 @@ for f in examples/*.opt tests/bad/*.opt; do
     [ -f "$f" ] && cp "$f" "$B/seeds/$(echo "$f" | tr / _)"
 done
 set -- $(ls tests/fuzz/regress/* $B/seeds/* 2>/dev/null)
-if [ $# -gt 0 ]; then
+if [ $# -gt 0 ] && [ "${FUZZ_SKIP_REPLAY:-0}" != 1 ]; then
     if ! $bin $OPTS "$@" >$B/replay.log 2>&1; then
         tail -n 60 $B/replay.log >&2
         echo "fuzz: a regression input or seed fails (log: $B/replay.log)" >&2
@@ -66,12 +70,18 @@ fi
 
 dict=
 [ -f tests/fuzz/optc.dict ] && dict=-dict=tests/fuzz/optc.dict
-$bin $OPTS $dict -max_total_time="$arg" -print_final_stats=1 \
+fork=
+[ "${FUZZ_FORK:-0}" = 1 ] && fork="-fork=1 -ignore_timeouts=1 -ignore_crashes=1 -ignore_ooms=1"
+rm -f $B/artifacts/*
+$bin $OPTS $dict $fork -max_total_time="$arg" -print_final_stats=1 \
     -artifact_prefix=$B/artifacts/ $B/corpus $B/seeds tests/fuzz/regress >$B/campaign.log 2>&1
 rc=$?
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' $B/campaign.log | tail -1)
+[ -z "$execs" ] && execs=$(sed -n 's/^#\([0-9][0-9]*\):* .*/\1/p' $B/campaign.log | tail -1)
 corpus=$(ls $B/corpus | wc -l)
-if [ $rc -ne 0 ]; then
+found=$(ls $B/artifacts | wc -l)
+if [ $rc -ne 0 ] || [ "$found" -ne 0 ]; then
+    ls $B/artifacts >&2
     grep -E 'ERROR|SUMMARY|runtime error|Test unit written|contract violated' $B/campaign.log >&2
     echo "fuzz: FAILED after ${execs:-?} executions (log: $B/campaign.log); reproduce with" >&2
     echo "  $bin $B/artifacts/<file>" >&2

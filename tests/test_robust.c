@@ -423,6 +423,22 @@ START_TEST(test_numbers_round_trip)
 }
 END_TEST
 
+/* Found by the fuzzer: a -D naming a parameter of an optimizer that has a
+ * syntax error made sema write through the NULL override table of the
+ * unchecked optimizer (segfault). It must be one more error, exit 1. */
+START_TEST(test_define_on_broken_optimizer)
+{
+    char dir[4096], err[4200];
+    rb_tmpdir(dir, sizeof dir);
+    snprintf(err, sizeof err, "%s/check.err", dir);
+    RbRun r = {NULL, err, 0};
+    int rc = rb_optc(&r, "check", "tests/fuzz/regress/define-on-broken-optimizer.opt", "-D",
+                     "beta=0.25", NULL);
+    ck_assert_msg(rc == 1, "optc check -D beta=0.25 on a broken optimizer: status %d", rc);
+    rb_rmrf(dir);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Resource limits                                                          */
 
@@ -726,6 +742,7 @@ static Suite *robust_suite(void)
     tcase_add_test(tc, test_keyword_names_build_and_train);
     tcase_add_test(tc, test_hostile_comments_stay_inert);
     tcase_add_test(tc, test_numbers_round_trip);
+    tcase_add_test(tc, test_define_on_broken_optimizer);
     suite_add_tcase(s, tc);
     tc = tcase_create("limits");
     tcase_set_timeout(tc, 600);
