@@ -40,10 +40,10 @@ deps:
 	@scripts/deps.sh
 
 # --- grammar (flex + bison) -------------------------------------------------
-$(O)/grammar/parser.c $(O)/grammar/parser.h: grammar/parser.y
+$(O)/grammar/parser.c $(O)/grammar/parser.h &: grammar/parser.y
 	@mkdir -p $(@D)
 	bison -Wall -Werror --defines=$(O)/grammar/parser.h -o $(O)/grammar/parser.c $<
-$(O)/grammar/lexer.c $(O)/grammar/lexer.h: grammar/lexer.l $(O)/grammar/parser.h
+$(O)/grammar/lexer.c $(O)/grammar/lexer.h &: grammar/lexer.l $(O)/grammar/parser.h
 	@mkdir -p $(@D)
 	flex --header-file=$(O)/grammar/lexer.h -o $(O)/grammar/lexer.c $<
 # Generated scanners and parsers are not held to every warning.
