@@ -25,6 +25,7 @@ enum { CMP_MAXENT = 64, CMP_MAXDEF = 32, CMP_MAXSEEDS = 32, CMP_MAXPASS = 32,
 
 typedef struct {
     const char *spec;
+    const char *net;        /* from SPEC:NET, else -n, else NULL (the first) */
     char label[128];
     Define defs[CMP_MAXDEF];
     int ndefs;
@@ -40,7 +41,7 @@ typedef struct {
 } Entry;
 
 typedef struct {
-    const char *specs[CMP_MAXENT];
+    char *specs[CMP_MAXENT];
     int nspecs;
     const char *net;
     Define defs[CMP_MAXDEF];
@@ -54,10 +55,11 @@ typedef struct {
 } Opts;
 
 static const char usage[] =
-    "usage: optc compare A.opt [B.opt ...] [-n NET] [-D name=value]... [--variant \"-D a=1\"]...\n"
+    "usage: optc compare A.opt[:NET] [B.opt[:NET] ...] [-n NET] [-D name=value]... [--variant \"-D a=1\"]...\n"
     "         [--seeds N] [--epochs E] [--limit N] [--test-limit N] [--threads T]\n"
     "         [--data SPEC] [--out DIR] [-- TRAIN-FLAGS...]\n"
-    "  Builds each spec (or each --variant of it), trains it over seeds 1..N into\n"
+    "  Builds each spec (its network NET, else -n NET, else the first; or each\n"
+    "  --variant of it), trains it over seeds 1..N into\n"
     "  OUT/<label>/seed<S>/ (default OUT runs/compare), prints mean +- std of test\n"
     "  accuracy and loss, writes OUT/summary.csv and OUT/curves.png. Finished runs\n"
     "  (summary.json present) are not trained again; interrupted ones resume.\n";
@@ -229,6 +231,14 @@ static int make_entries(Opts *o, Entry *ent, int *nent)
             Entry *e = &ent[n];
             memset(e, 0, sizeof *e);
             e->spec = o->specs[s];
+            e->net = o->net;
+            /* SPEC:NET picks a network per spec (a spec path may hold ':'
+             * only before its last '/'). */
+            char *colon = strrchr(o->specs[s], ':');
+            if (colon && !strchr(colon, '/')) {
+                *colon = 0;
+                e->net = colon + 1;
+            }
             for (int d = 0; d < o->ndefs; d++)
                 e->defs[e->ndefs++] = o->defs[d];
             char base[256];
@@ -237,9 +247,9 @@ static int make_entries(Opts *o, Entry *ent, int *nent)
             if (dot && !strcmp(dot, ".opt"))
                 *dot = 0;
             label_append(e->label, sizeof e->label, base);
-            if (o->net) {
+            if (e->net) {
                 label_append(e->label, sizeof e->label, "-");
-                label_append(e->label, sizeof e->label, o->net);
+                label_append(e->label, sizeof e->label, e->net);
             }
             if (o->nvariants) {
                 char *copy = strdup(o->variants[v]);
@@ -320,15 +330,15 @@ static int run_child(char *const *argv)
     return -1;
 }
 
-static int build_entry(const Opts *o, const Entry *e, const char *bin)
+static int build_entry(const Entry *e, const char *bin)
 {
     char *argv[8 + 2 * CMP_MAXDEF];
     int n = 0;
     argv[n++] = (char *)(uintptr_t)"build";
     argv[n++] = (char *)(uintptr_t)e->spec;
-    if (o->net) {
+    if (e->net) {
         argv[n++] = (char *)(uintptr_t)"-n";
-        argv[n++] = (char *)(uintptr_t)o->net;
+        argv[n++] = (char *)(uintptr_t)e->net;
     }
     char dbuf[CMP_MAXDEF][256];
     for (int d = 0; d < e->ndefs; d++) {
@@ -565,7 +575,7 @@ static int write_outputs(const Opts *o, Entry *ent, int n)
             dl += (size_t)snprintf(defs + dl, sizeof defs - dl, "%s%s=%s", d ? " " : "",
                                    e->defs[d].name, e->defs[d].value);
         fprintf(f, "%s,%s,%s,%s,%d,%.0f,%.0f,%.3f,%.4f,%.4f,%.5f,%.5f\n", e->label, e->spec,
-                o->net ? o->net : "", defs, e->nok, e->params, e->madds, tm, am, as, lm, ls);
+                e->net ? e->net : "", defs, e->nok, e->params, e->madds, tm, am, as, lm, ls);
         char pb[32], mb[32], tb[32], ab[48];
         fmt_count(pb, sizeof pb, e->params);
         fmt_count(mb, sizeof mb, e->madds);
@@ -676,7 +686,7 @@ int cmd_compare(int argc, char **argv)
                 continue;
             }
             printf("[compare] build %d/%d: %s\n", i + 1, n, e->label);
-            if (build_entry(&o, e, bin) != 0) {
+            if (build_entry(e, bin) != 0) {
                 fprintf(stderr, "optc compare: building %s failed\n", e->label);
                 e->failed = true;
                 failed++;
