@@ -100,6 +100,16 @@ static pid_t rb_spawn(const char *const argv[], const RbRun *r)
         int e = open(r && r->err ? r->err : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
             _exit(126);
+        /* A sanitizer report in a child must not pass for a clean exit 1
+         * (UBSan's default exit code): make it abort. */
+        const char *names[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS"};
+        for (int i = 0; i < 2; i++) {
+            const char *old = getenv(names[i]);
+            char opt[2048];
+            snprintf(opt, sizeof opt, "%s%sabort_on_error=1", old ? old : "",
+                     old && *old ? ":" : "");
+            setenv(names[i], opt, 1);
+        }
         struct rlimit cpu = {120, 120};
         setrlimit(RLIMIT_CPU, &cpu);
         if (r && r->as_limit_mb > 0) {
