@@ -62,8 +62,15 @@ static void fuzz_backend(const IrGraph *g, const char *src, size_t len)
     FILE *ms = open_memstream(&buf, &blen);
     if (ms) {
         EmitInfo info = {"optc emit fuzz.opt", "fuzz.opt", src, len};
-        (void)emit_c(ms, g, p, &info, fuzz_null);
+        int rc = emit_c(ms, g, p, &info, fuzz_null);
         fclose(ms);
+        /* Whatever the spec holds, the C is printable ASCII, newlines and
+         * tabs: user bytes arrive escaped. */
+        for (size_t i = 0; rc == 0 && i < blen; i++) {
+            unsigned char c = (unsigned char)buf[i];
+            fuzz_require((c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t',
+                         "emit_c wrote a control or non-ASCII byte");
+        }
         free(buf);
     }
     plan_free(p);
