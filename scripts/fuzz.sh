@@ -12,6 +12,7 @@
 # Everything is built in build/fuzz (the compiler objects through the
 # Makefile with clang, so the build is incremental). The campaign keeps its
 # corpus in build/fuzz/corpus between runs and is seeded with examples/*.opt,
+# tests/inject/*.opt,
 # tests/bad/*.opt and tests/fuzz/regress/*. Any crash, hang (> 5 s for one
 # input), leak, out-of-memory (> 2048 MB) or sanitizer report fails the run
 # with the input saved under build/fuzz/artifacts/; copy it into
@@ -54,7 +55,7 @@ OPTS="-timeout=5 -rss_limit_mb=2048 -max_len=65536 -detect_leaks=1"
 
 # Replay: every regression input and every seed once.
 rm -f $B/seeds/*
-for f in examples/*.opt tests/bad/*.opt; do
+for f in examples/*.opt tests/bad/*.opt tests/inject/*.opt; do
     [ -f "$f" ] && cp "$f" "$B/seeds/$(echo "$f" | tr / _)"
 done
 set -- $(ls tests/fuzz/regress/* $B/seeds/* 2>/dev/null)
