@@ -12,8 +12,7 @@
 # Everything is built in build/fuzz (the compiler objects through the
 # Makefile with clang, so the build is incremental). The campaign keeps its
 # corpus in build/fuzz/corpus between runs and is seeded with examples/*.opt,
-# tests/inject/*.opt,
-# tests/bad/*.opt and tests/fuzz/regress/*. Any crash, hang (> 5 s for one
+# tests/bad/*.opt, tests/inject/*.opt and tests/fuzz/regress/*. Any crash, hang (> 5 s for one
 # input), leak, out-of-memory (> 2048 MB) or sanitizer report fails the run
 # with the input saved under build/fuzz/artifacts/; copy it into
 # tests/fuzz/regress/ once fixed, so make check replays it forever.
