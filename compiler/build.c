@@ -343,6 +343,7 @@ int cmd_build(int argc, char **argv)
     else
         snprintf(out, sizeof out, "%s", netname);
 
+    bool emitted = rc == 0;
     if (rc == 0) {
         char *cmd = NULL;
         size_t len = 0, cap = 0;
@@ -365,7 +366,8 @@ int cmd_build(int argc, char **argv)
         }
         free(cmd);
     }
-    if (keep_c && rc == 0) {
+    /* Kept even when the C compiler failed: that is when it is wanted. */
+    if (keep_c && emitted) {
         char kept[PATH_MAX + 8];
         snprintf(kept, sizeof kept, "%s.c", out);
         size_t n;
@@ -377,6 +379,8 @@ int cmd_build(int argc, char **argv)
         }
         if (f && fclose(f) != 0)
             rc = 1;
+        if (rc != 0)
+            fprintf(stderr, "optc build: the emitted C is in %s\n", kept);
         free(text);
     }
     remove(cfile);
