@@ -620,6 +620,13 @@ static int write_outputs(const Opts *o, Entry *ent, int n)
                "set xlabel 'epoch'\nset ylabel 'test accuracy (%%)'\n"
                "set key bottom right\nset grid\n",
             o->seeds, o->seeds == 1 ? "" : "s");
+    int maxep = 0;
+    for (int i = 0; i < n; i++)
+        if (ent[i].ncurve > maxep)
+            maxep = ent[i].ncurve;
+    /* whole epochs on the axis; gnuplot's own tics when there are many */
+    if (maxep <= 20)
+        fprintf(f, "set xtics 1\nset xrange [0.8:%g]\n", maxep + 0.2);
     fprintf(f, "plot");
     int k = 0;
     for (int i = 0; i < n; i++) {
