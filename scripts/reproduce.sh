@@ -8,7 +8,8 @@
 # kept, interrupted ones resume from their checkpoint).
 #
 # Knobs (environment): REPRO_EPOCHS (default 30), REPRO_SEEDS (3),
-# REPRO_LIMIT (training images, default all), REPRO_THREADS (2),
+# REPRO_LIMIT (training images, default all), REPRO_TEST_LIMIT (test images,
+# default all), REPRO_THREADS (2),
 # REPRO_OUT (runs/reproduce), REPRO_NETS (spec:net list, default below),
 # REPRO_RESULTS (RESULTS.md).
 set -eu
@@ -18,6 +19,7 @@ OUT=${REPRO_OUT:-runs/reproduce}
 EPOCHS=${REPRO_EPOCHS:-30}
 SEEDS=${REPRO_SEEDS:-3}
 LIMIT=${REPRO_LIMIT:-0}
+TEST_LIMIT=${REPRO_TEST_LIMIT:-0}
 THREADS=${REPRO_THREADS:-2}
 RESULTS=${REPRO_RESULTS:-RESULTS.md}
 NETS=${REPRO_NETS:-"examples/resnet.opt:resnet20_fmnist examples/heavy_ball.opt:hb20_fmnist \
@@ -29,6 +31,7 @@ start=$(date +%s)
 mkdir -p "$OUT"
 limit_flag=""
 [ "$LIMIT" -gt 0 ] && limit_flag="--limit $LIMIT"
+[ "$TEST_LIMIT" -gt 0 ] && limit_flag="$limit_flag --test-limit $TEST_LIMIT"
 # shellcheck disable=SC2086
 set -- "$OPTC" compare $NETS --data fashion-mnist --seeds "$SEEDS" --epochs "$EPOCHS" \
     --threads "$THREADS" $limit_flag --out "$OUT"
@@ -57,16 +60,23 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     echo "## Command"
     echo
     echo '```'
-    echo "REPRO_EPOCHS=$EPOCHS REPRO_SEEDS=$SEEDS REPRO_LIMIT=$LIMIT REPRO_THREADS=$THREADS make reproduce"
+    echo "REPRO_EPOCHS=$EPOCHS REPRO_SEEDS=$SEEDS REPRO_LIMIT=$LIMIT REPRO_TEST_LIMIT=$TEST_LIMIT REPRO_THREADS=$THREADS \\"
+    echo "  REPRO_NETS=\"$NETS\" make reproduce"
     echo "# which runs:"
     echo "$*"
     echo '```'
     echo
+    if [ "$LIMIT" -gt 0 ] || [ "$TEST_LIMIT" -gt 0 ] || [ "$EPOCHS" -lt 30 ] || [ -n "${REPRO_NETS:-}" ]; then
+        echo "**This is a reduced run** (fewer epochs, images or networks than the full"
+        echo "schedule): its accuracies say nothing about what the networks reach when"
+        echo "trained fully. The full run is \`make reproduce\` with no REPRO_* settings."
+        echo
+    fi
     echo "Each network trains with SGD (momentum 0.9), the cosine schedule and the"
-    echo "augmentation its train block names (the Fashion-MNIST examples use crop(2);"
-    echo "add \`flip\` in a spec's train block to flip too), for $EPOCHS epochs on"
+    echo "augmentation its train block names (crop(2) for the *_fmnist examples, none"
+    echo "for examples/demo; add \`flip\` to a train block to flip too), for $EPOCHS epochs on"
     echo "$( [ "$LIMIT" -gt 0 ] && echo "the first $LIMIT" || echo "all 60,000") training images; test accuracy is on the"
-    echo "10,000 test images after the last epoch, mean +- sample std over $SEEDS seeds."
+    echo "$( [ "$TEST_LIMIT" -gt 0 ] && echo "first $TEST_LIMIT" || echo "10,000") test images after the last epoch, mean +- sample std over $SEEDS seeds."
     echo
     echo "## Machine"
     echo
