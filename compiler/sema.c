@@ -968,6 +968,8 @@ static void apply_defines(Sema *S)
                 if (pi < 0)
                     continue;
                 S->def_used[di] = true;
+                if (!s->opts[oi].override)  /* unchecked: it has a syntax error */
+                    continue;
                 if (!define_value(df->value, &s->opts[oi].override[pi])) {
                     diag_error_noloc(S->d, "<command line>", "-D %s=%s: expected a number or learned(number)",
                                      df->name, df->value);
