@@ -8,6 +8,8 @@
  * interrupted.safetensors resumes from it. So an interrupted compare is
  * finished by running the same command again. */
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -48,7 +50,7 @@ typedef struct {
     int ndefs;
     char *variants[CMP_MAXENT];
     int nvariants;
-    int seeds, epochs, limit, test_limit, threads;
+    int seeds, epochs, limit, test_limit, threads, jobs;
     const char *data, *out;
     char *pass[CMP_MAXPASS];    /* after --: passed to train as is */
     int npass;
@@ -56,13 +58,16 @@ typedef struct {
 
 static const char usage[] =
     "usage: optc compare A.opt[:NET] [B.opt[:NET] ...] [-n NET] [-D name=value]... [--variant \"-D a=1\"]...\n"
-    "         [--seeds N] [--epochs E] [--limit N] [--test-limit N] [--threads T]\n"
+    "         [--seeds N] [--epochs E] [--limit N] [--test-limit N] [--threads T] [--jobs J]\n"
     "         [--data SPEC] [--out DIR] [-- TRAIN-FLAGS...]\n"
     "  Builds each spec (its network NET, else -n NET, else the first; or each\n"
     "  --variant of it), trains it over seeds 1..N into\n"
     "  OUT/<label>/seed<S>/ (default OUT runs/compare), prints mean +- std of test\n"
     "  accuracy and loss, writes OUT/summary.csv and OUT/curves.png. Finished runs\n"
-    "  (summary.json present) are not trained again; interrupted ones resume.\n";
+    "  (summary.json present) are not trained again; interrupted ones resume.\n"
+    "  --jobs J trains J runs at once (give each --threads T/J), their output going\n"
+    "  to OUT/<label>/seed<S>/train.out; on a small machine 2 jobs x 1 thread beat\n"
+    "  1 job x 2 threads for small networks.\n";
 
 static int parse_int(const char *flag, const char *s, int lo, int hi, int *out)
 {
@@ -100,6 +105,7 @@ static int parse_opts(Opts *o, int argc, char **argv)
     o->limit = -1;
     o->test_limit = -1;
     o->threads = -1;
+    o->jobs = 1;
     o->data = "fashion-mnist";
     o->out = "runs/compare";
     for (int i = 1; i < argc; i++) {
@@ -155,6 +161,8 @@ static int parse_opts(Opts *o, int argc, char **argv)
                 rc = parse_int(a, v, 1, 100000000, &o->test_limit);
             else if (!strcmp(a, "--threads"))
                 rc = parse_int(a, v, 1, 1024, &o->threads);
+            else if (!strcmp(a, "--jobs"))
+                rc = parse_int(a, v, 1, 64, &o->jobs);
             else if (!strcmp(a, "--data"))
                 o->data = v;
             else if (!strcmp(a, "--out"))
@@ -307,29 +315,6 @@ static bool file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* Run argv (argv[0] a path), inheriting stdio; returns the exit status or
- * -1 when it could not be started or was killed. */
-static int run_child(char *const *argv)
-{
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        execv(argv[0], argv);
-        fprintf(stderr, "optc compare: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    return -1;
-}
-
 static int build_entry(const Entry *e, const char *bin)
 {
     char *argv[8 + 2 * CMP_MAXDEF];
@@ -353,7 +338,10 @@ static int build_entry(const Entry *e, const char *bin)
     return cmd_build(n, argv);
 }
 
-static int train_run(const Opts *o, const char *bin, const char *rundir, int seed)
+/* Start the training of one run; with redirect its output goes to
+ * rundir/train.out. Returns the child's pid, or -1. */
+static pid_t train_spawn(const Opts *o, const char *bin, const char *rundir, int seed,
+                         bool redirect)
 {
     char *argv[32 + CMP_MAXPASS];
     char sb[16], eb[16], lb[16], tb[16], thb[16], resume[1200];
@@ -396,7 +384,48 @@ static int train_run(const Opts *o, const char *bin, const char *rundir, int see
     for (int i = 0; i < o->npass; i++)
         argv[n++] = o->pass[i];
     argv[n] = NULL;
-    return run_child(argv);
+    char outp[1200];
+    snprintf(outp, sizeof outp, "%s/train.out", rundir);
+    if (redirect && mkdir_p(rundir) < 0)
+        return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (redirect) {
+            int fd = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+                _exit(127);
+            close(fd);
+        }
+        execv(argv[0], argv);
+        fprintf(stderr, "optc compare: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+static int exit_status(int st)
+{
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The last non-empty line of a run's train.out, for the heartbeat. */
+static void last_line(const char *rundir, char *buf, size_t cap)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/train.out", rundir);
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (line[0])
+            snprintf(buf, cap, "%s", line);
+    }
+    fclose(f);
 }
 
 /* Read a whole small file; NULL when missing. Caller frees. */
@@ -674,50 +703,108 @@ int cmd_compare(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    int total = n * o.seeds, done = 0, failed = 0;
+    int total = n * o.seeds, failed = 0;
+    /* Build every spec that still has runs to do. */
     for (int i = 0; i < n; i++) {
         Entry *e = &ent[i];
-        char bin[1100];
-        snprintf(bin, sizeof bin, "%s/net", e->dir);
         bool need = false;
         for (int s = 1; s <= o.seeds; s++) {
             char p[1200];
             snprintf(p, sizeof p, "%s/seed%d/summary.json", e->dir, s);
             need |= !file_exists(p);
         }
-        if (need) {
-            if (mkdir_p(e->dir) < 0) {
-                fprintf(stderr, "optc compare: cannot create %s\n", e->dir);
-                e->failed = true;
+        if (!need)
+            continue;
+        char bin[1100];
+        snprintf(bin, sizeof bin, "%s/net", e->dir);
+        printf("[compare] build %d/%d: %s\n", i + 1, n, e->label);
+        if (mkdir_p(e->dir) < 0 || build_entry(e, bin) != 0) {
+            fprintf(stderr, "optc compare: building %s failed\n", e->label);
+            e->failed = true;
+            failed++;
+        }
+    }
+    /* Train: runs in order, up to o.jobs at once. */
+    typedef struct { pid_t pid; int entry, seed, idx; time_t t0; } Job;
+    Job run[64];
+    int nrun = 0, next = 0;
+    time_t beat = time(NULL);
+    while (next < total || nrun > 0) {
+        while (next < total && nrun < o.jobs) {
+            int idx = next++;
+            Entry *e = &ent[idx / o.seeds];
+            int s = idx % o.seeds + 1;
+            if (e->failed)
+                continue;
+            char rundir[1100], p[1200], bin[1100];
+            snprintf(rundir, sizeof rundir, "%s/seed%d", e->dir, s);
+            snprintf(p, sizeof p, "%s/summary.json", rundir);
+            snprintf(bin, sizeof bin, "%s/net", e->dir);
+            if (file_exists(p)) {
+                printf("[compare] run %d/%d: %s seed %d: done before, not trained again\n",
+                       idx + 1, total, e->label, s);
+                continue;
+            }
+            printf("[compare] run %d/%d: %s seed %d%s\n", idx + 1, total, e->label, s,
+                   o.jobs > 1 ? " (started; output in its train.out)" : "");
+            pid_t pid = train_spawn(&o, bin, rundir, s, o.jobs > 1);
+            if (pid < 0) {
+                fprintf(stderr, "optc compare: cannot start %s seed %d\n", e->label, s);
                 failed++;
                 continue;
             }
-            printf("[compare] build %d/%d: %s\n", i + 1, n, e->label);
-            if (build_entry(e, bin) != 0) {
-                fprintf(stderr, "optc compare: building %s failed\n", e->label);
-                e->failed = true;
-                failed++;
-                done += o.seeds;
+            run[nrun++] = (Job){pid, idx / o.seeds, s, idx, time(NULL)};
+        }
+        if (nrun == 0)
+            continue;
+        int st = 0;
+        pid_t pid;
+        if (o.jobs == 1) {
+            while ((pid = waitpid(run[0].pid, &st, 0)) < 0 && errno == EINTR)
+                ;
+        } else {
+            pid = waitpid(-1, &st, WNOHANG);
+            if (pid == 0) {
+                sleep(1);
+                if (time(NULL) - beat >= 30) {
+                    beat = time(NULL);
+                    for (int j = 0; j < nrun; j++) {
+                        char rundir[1100], line[512];
+                        snprintf(rundir, sizeof rundir, "%s/seed%d", ent[run[j].entry].dir,
+                                 run[j].seed);
+                        last_line(rundir, line, sizeof line);
+                        printf("[compare]   %s seed %d, %lds: %s\n", ent[run[j].entry].label,
+                               run[j].seed, (long)(time(NULL) - run[j].t0),
+                               line[0] ? line : "starting");
+                    }
+                    fflush(stdout);
+                }
                 continue;
             }
         }
-        for (int s = 1; s <= o.seeds; s++) {
-            char rundir[1100], p[1200];
-            snprintf(rundir, sizeof rundir, "%s/seed%d", e->dir, s);
-            snprintf(p, sizeof p, "%s/summary.json", rundir);
-            done++;
-            if (file_exists(p)) {
-                printf("[compare] run %d/%d: %s seed %d: done before, not trained again\n", done,
-                       total, e->label, s);
-                continue;
-            }
-            printf("[compare] run %d/%d: %s seed %d\n", done, total, e->label, s);
-            int st = train_run(&o, bin, rundir, s);
-            if (st != 0 || !file_exists(p)) {
-                fprintf(stderr, "optc compare: training %s seed %d failed (status %d)\n",
-                        e->label, s, st);
-                failed++;
-            }
+        int j = 0;
+        while (j < nrun && run[j].pid != pid)
+            j++;
+        if (j == nrun) {
+            if (pid < 0 && errno != EINTR)
+                break;  /* no children left: should not happen */
+            continue;
+        }
+        Job done = run[j];
+        run[j] = run[--nrun];
+        Entry *e = &ent[done.entry];
+        char p[1200];
+        snprintf(p, sizeof p, "%s/seed%d/summary.json", e->dir, done.seed);
+        if (exit_status(st) != 0 || !file_exists(p)) {
+            fprintf(stderr, "optc compare: training %s seed %d failed (status %d)\n", e->label,
+                    done.seed, exit_status(st));
+            failed++;
+        } else if (o.jobs > 1) {
+            char *js = slurp(p);
+            printf("[compare] run %d/%d: %s seed %d finished in %lds, test acc %.2f %%\n",
+                   done.idx + 1, total, e->label, done.seed, (long)(time(NULL) - done.t0),
+                   js ? as_pct(json_num(js, "test_acc")) : (double)NAN);
+            free(js);
         }
     }
     for (int i = 0; i < n; i++)
