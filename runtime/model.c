@@ -116,10 +116,15 @@ static int model_fits(const ModelSizes *s, int B, RtErr *err)
     return 0;
 }
 
+/* One thread pool only: the runtime's kernels split their work over the
+ * batch with OpenMP (threads of them) and call OpenBLAS single-threaded from
+ * inside. Two live pools on a small machine spin against each other (see the
+ * conv2d comment in kernels.inc); measured on 2 cores for ResNet-20 at batch
+ * 128, OpenBLAS at 2 threads cost 2.8x the CPU time of OpenBLAS at 1. */
 static void model_threads(int threads)
 {
     omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1);
 }
 
 int rt_model_init(RtModel *m, const RtNet *net, int B, int threads, uint64_t seed, RtErr *err)
