@@ -8,7 +8,7 @@
 #define GEMM cblas_sgemm
 #include "kernels.inc"
 
-/* One column matrix [Cin*K*K][Ho*Wo] per thread (see the conv2d comment in
+/* One column band [Cin*K*K][rows*Wo] per thread (see the conv2d comment in
  * kernels.inc); a pointwise conv (1x1, stride 1, no padding) needs none. */
 size_t rt_conv2d_scratch_bytes(int threads, int B, int Cin, int H, int W,
                                int K, int stride, int pad, size_t elem_size)
@@ -17,5 +17,5 @@ size_t rt_conv2d_scratch_bytes(int threads, int B, int Cin, int H, int W,
     if (conv_is_pointwise(K, stride, pad))
         return 0;
     size_t t = threads > 1 ? (size_t)threads : 1;
-    return t * conv_col_elems(Cin, H, W, K, stride, pad) * elem_size;
+    return t * conv_col_elems(Cin, H, W, K, stride, pad, elem_size) * elem_size;
 }

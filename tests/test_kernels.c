@@ -959,6 +959,150 @@ START_TEST(test_thread_invariance)
 }
 END_TEST
 
+/* The fast paths of the kernels against their plain definitions:
+ * - conv2d on shapes whose column matrix is split into several bands of
+ *   output rows (a 64-channel 32x32 double image is over the band budget),
+ *   stride 1 and 2, din accumulated, on 1 and 2 threads, against the _ref
+ *   loops; the float kernel against the double reference;
+ * - the branch-free relu and the two-input sum (acc 0 and 1, and the
+ *   aliased case that must take the general loop);
+ * - batch-norm statistics from shifted one-pass sums when the mean is large
+ *   next to the spread (a plain sum of squares would cancel). */
+START_TEST(test_fast_paths)
+{
+    enum { B = 2, CI = 64, H = 32, W = 32, CO = 3 };
+    int shapes[2][2] = {{1, 1}, {2, 1}};    /* stride, pad */
+    size_t nin = (size_t)B * CI * H * W;
+    double *in = xcalloc(nin, sizeof(double)), *w = xcalloc(CO * CI * 9, sizeof(double));
+    float *inf = xcalloc(nin, sizeof(float)), *wf = xcalloc(CO * CI * 9, sizeof(float));
+    RtRng rng;
+    rt_rng_seed(&rng, 21);
+    gc_fill(in, nin, &rng);
+    gc_fill(w, CO * CI * 9, &rng);
+    for (size_t i = 0; i < nin; i++)
+        inf[i] = (float)in[i];
+    for (int i = 0; i < CO * CI * 9; i++)
+        wf[i] = (float)w[i];
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    for (int sh = 0; sh < 2; sh++)
+        for (int th = 1; th <= 2; th++) {
+            int st = shapes[sh][0], pd = shapes[sh][1];
+            int Ho = rt_conv_out(H, 3, st, pd), Wo = rt_conv_out(W, 3, st, pd);
+            size_t nout = (size_t)B * CO * Ho * Wo;
+            ck_assert_uint_lt(rt_conv2d_scratch_bytes(1, B, CI, H, W, 3, st, pd, 8),
+                              (size_t)CI * 9 * Ho * Wo * 8);   /* really banded */
+            size_t bytes = rt_conv2d_scratch_bytes(th, B, CI, H, W, 3, st, pd, sizeof(double));
+            RtCtx ctx = {th, xcalloc(bytes, 1), bytes};
+            double *o1 = xcalloc(nout, sizeof(double)), *o2 = xcalloc(nout, sizeof(double));
+            double *d1 = xcalloc(nin, sizeof(double)), *d2 = xcalloc(nin, sizeof(double));
+            double *g1 = xcalloc(CO * CI * 9, sizeof(double)), *g2 = xcalloc(CO * CI * 9, sizeof(double));
+            rt_conv2d_forward_d(&ctx, o1, in, w, B, CI, H, W, CO, 3, st, pd);
+            rt_conv2d_forward_ref_d(o2, in, w, B, CI, H, W, CO, 3, st, pd);
+            ck_assert_double_le(gc_normdiff(o1, o2, nout), 1e-12);
+            for (size_t i = 0; i < nin; i++)
+                d1[i] = d2[i] = 0.5;                       /* acc = 1 adds to this */
+            rt_conv2d_backward_d(&ctx, d1, 1, g1, o1, in, w, B, CI, H, W, CO, 3, st, pd);
+            rt_conv2d_backward_ref_d(d2, 1, g2, o1, in, w, B, CI, H, W, CO, 3, st, pd);
+            ck_assert_double_le(gc_normdiff(d1, d2, nin), 1e-12);
+            ck_assert_double_le(gc_normdiff(g1, g2, CO * CI * 9), 1e-12);
+            /* float kernel, same bands in float */
+            size_t fb = rt_conv2d_scratch_bytes(th, B, CI, H, W, 3, st, pd, sizeof(float));
+            RtCtx cf = {th, xcalloc(fb, 1), fb};
+            float *of = xcalloc(nout, sizeof(float)), *dinf = xcalloc(nin, sizeof(float));
+            float *gf = xcalloc(CO * CI * 9, sizeof(float)), *doutf = xcalloc(nout, sizeof(float));
+            rt_conv2d_forward(&cf, of, inf, wf, B, CI, H, W, CO, 3, st, pd);
+            ck_assert_double_le(gc_normdiff_f(of, o2, nout), F32_TOL);
+            for (size_t i = 0; i < nout; i++)
+                doutf[i] = (float)o1[i];
+            for (int i = 0; i < CO * CI * 9; i++)
+                g2[i] = 0;
+            rt_conv2d_backward(&cf, dinf, 0, gf, doutf, inf, wf, B, CI, H, W, CO, 3, st, pd);
+            rt_conv2d_backward_ref_d(d2, 0, g2, o1, in, w, B, CI, H, W, CO, 3, st, pd);
+            ck_assert_double_le(gc_normdiff_f(dinf, d2, nin), F32_TOL);
+            ck_assert_double_le(gc_normdiff_f(gf, g2, CO * CI * 9), F32_TOL);
+            free(o1), free(o2), free(d1), free(d2), free(g1), free(g2), free(ctx.scratch);
+            free(of), free(dinf), free(gf), free(doutf), free(cf.scratch);
+        }
+    openblas_set_num_threads(blas_threads);
+    free(in), free(w), free(inf), free(wf);
+
+    /* relu and the two-input sum, big enough to run on two threads */
+    enum { N = 100003 };
+    float *x = xcalloc(N, sizeof(float)), *y = xcalloc(N, sizeof(float));
+    float *a = xcalloc(N, sizeof(float)), *b = xcalloc(N, sizeof(float));
+    float *a0 = xcalloc(N, sizeof(float)), *b0 = xcalloc(N, sizeof(float));
+    RtCtx c2 = {2, NULL, 0};
+    for (int i = 0; i < N; i++) {
+        x[i] = (float)rt_rng_normal(&rng);
+        y[i] = (float)rt_rng_normal(&rng);
+        a0[i] = (float)rt_rng_normal(&rng);
+    }
+    /* mismatches are counted, not asserted one by one: every ck_assert
+     * writes to Check's pipe, and 10^5 of them take seconds */
+    int bad = 0;
+    rt_relu_forward(&c2, a, x, N);
+    for (int i = 0; i < N; i++)
+        bad += a[i] != (x[i] > 0 ? x[i] : 0.0f);
+    for (int acc = 0; acc < 2; acc++) {
+        memcpy(b, a0, N * sizeof(float));
+        rt_relu_backward(&c2, b, acc, y, a, N);
+        for (int i = 0; i < N; i++)
+            bad += b[i] != (acc ? a0[i] : 0.0f) + (a[i] > 0 ? y[i] : 0.0f);
+    }
+    const float *xs[2] = {x, y};
+    float cs[2] = {0.5f, -2};
+    rt_sum_forward(&c2, a, 2, xs, cs, N);
+    for (int i = 0; i < N; i++)
+        bad += a[i] != (float)(0.5 * (double)x[i] - 2.0 * (double)y[i]);
+    for (int acc = 0; acc < 2; acc++) {
+        memcpy(a, a0, N * sizeof(float));
+        memcpy(b, a0, N * sizeof(float));
+        float *dxs[2] = {a, b};
+        int accs[2] = {acc, 1 - acc};
+        rt_sum_backward(&c2, dxs, accs, NULL, x, NULL, cs, 2, N);
+        for (int i = 0; i < N; i++) {
+            bad += a[i] != (acc ? a0[i] : 0.0f) + 0.5f * x[i];
+            bad += b[i] != (acc ? 0.0f : a0[i]) + -2.0f * x[i];
+        }
+    }
+    /* aliased: the same tensor twice (set, then add), and dout itself */
+    memcpy(a, x, N * sizeof(float));
+    {
+        float *dxs[2] = {a, a};
+        int accs[2] = {0, 1};
+        rt_sum_backward(&c2, dxs, accs, NULL, a, NULL, cs, 2, N);
+        for (int i = 0; i < N; i++)
+            bad += a[i] != 0.5f * x[i] + -2.0f * x[i];
+    }
+    ck_assert_int_eq(bad, 0);
+
+    /* BN statistics with mean 1000 and spread 1 */
+    enum { BB = 4, C = 3, HW = 257 };
+    float bx[BB * C * HW], by[BB * C * HW], mean[C], rstd[C];
+    float gamma[C] = {1, 1, 1}, beta[C] = {0, 0, 0};
+    for (int i = 0; i < BB * C * HW; i++)
+        bx[i] = 1000.0f + (float)rt_rng_normal(&rng);
+    rt_bn_forward_train(&c2, by, mean, rstd, NULL, NULL, bx, gamma, beta, BB, C, HW, 0.1, 1e-5);
+    for (int c = 0; c < C; c++) {
+        double s = 0, v = 0;
+        for (int bi = 0; bi < BB; bi++)
+            for (int i = 0; i < HW; i++)
+                s += (double)bx[(bi * C + c) * HW + i];
+        s /= BB * HW;
+        for (int bi = 0; bi < BB; bi++)
+            for (int i = 0; i < HW; i++) {
+                double d = (double)bx[(bi * C + c) * HW + i] - s;
+                v += d * d;
+            }
+        v /= BB * HW;
+        ck_assert_double_eq_tol(mean[c], s, 1e-3);
+        ck_assert_double_eq_tol(rstd[c], 1 / sqrt(v + 1e-5), 1e-5);
+    }
+    free(x), free(y), free(a), free(b), free(a0), free(b0);
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -967,6 +1111,7 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_op, 0, NOPS);
     suite_add_tcase(s, tc);
     TCase *sem = tcase_create("semantics");
+    tcase_set_timeout(sem, 60);   /* a loaded machine, not a slow test */
     tcase_add_test(sem, test_bn_running_stats);
     tcase_add_test(sem, test_dropout_stats);
     tcase_add_test(sem, test_xent_stable);
@@ -974,6 +1119,10 @@ static Suite *kernels_suite(void)
     tcase_add_test(sem, test_conv_scratch);
     tcase_add_test(sem, test_thread_invariance);
     suite_add_tcase(s, sem);
+    TCase *fast = tcase_create("fast");
+    tcase_set_timeout(fast, 120);
+    tcase_add_test(fast, test_fast_paths);
+    suite_add_tcase(s, fast);
     return s;
 }
 
