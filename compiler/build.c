@@ -146,7 +146,9 @@ static int build_emit_to(FILE *out, const CliArgs *ca, const char *command, char
     }
     int rc = 1;
     Plan *p = plan_build(g, stderr);
-    if (p) {
+    /* Before the C exists: a program the machine cannot hold is refused
+     * here, with its size, not killed by the OOM killer later. */
+    if (p && plan_check_memory(p, g, ca->spec, plan_phys_bytes(), stderr) == 0) {
         EmitInfo info = { .command = command, .spec_path = ca->spec, .spec_text = text,
                           .spec_len = len };
         rc = emit_c(out, g, p, &info, stderr) == 0 ? 0 : 1;

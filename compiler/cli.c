@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "plan.h"
 
 #define DEFINE_HELP                                                                 \
     "  -D NAME=VALUE  override a parameter or stage setting (repeatable):\n"        \
@@ -120,6 +121,15 @@ int cmd_check(int argc, char **argv)
         /* Every -D applies to (and must be used by) every file. */
         Spec *s = fe_load(a, argv[i], defs, ndefs, stderr, &nerr);
         bad += s == NULL;
+        /* A network the machine cannot train is an error here too (plan.h);
+         * graphs the back end cannot plan are emit's business, so quietly. */
+        for (int k = 0; s && k < fe_network_count(s); k++) {
+            IrGraph *g = fe_unroll(a, s, fe_network_name(s, k), stderr, &nerr);
+            Plan *p = g ? plan_build(g, NULL) : NULL;
+            if (p && plan_check_memory(p, g, argv[i], plan_phys_bytes(), stderr) != 0)
+                bad++;
+            plan_free(p);
+        }
         arena_free(a);
     }
     if (nfiles == 0) {

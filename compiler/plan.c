@@ -1,6 +1,9 @@
 /* plan.c — parameter layout and activation memory by liveness (plan.h). */
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "plan.h"
 
 /* Offsets are kept multiples of this many elements (64 bytes of floats). */
@@ -100,83 +103,259 @@ static int plan_add(Plan *p, int *cap, PlanBufKind kind, int node, size_t a, siz
     return p->nbufs++;
 }
 
-static bool plan_overlap_time(const PlanBuf *x, const PlanBuf *y)
-{
-    return x->birth <= y->death && y->birth <= x->death;
-}
-
 /* The size and offset of a buffer in its region's unit (a: per image,
  * b: fixed). */
 static size_t plan_sz(const PlanBuf *b) { return b->size_a ? b->size_a : b->size_b; }
 static size_t plan_off(const PlanBuf *b) { return b->size_a ? b->off_a : b->off_b; }
 
-/* A sort key: largest first, then earliest birth, then index, so the
- * layout is deterministic. */
-typedef struct { size_t sz; int birth, idx; } PlanKey;
+/* --- free blocks ---------------------------------------------------------
+ * The free space of a region during the sweep: disjoint blocks [off,
+ * off+len) in a treap ordered by offset, each node also holding the largest
+ * block of its subtree, so the lowest block that fits is found in one
+ * descent. The last block runs from the highest end used so far to
+ * SIZE_MAX: there is always room. Expected depth O(log n). */
 
-static int plan_cmp(const void *x, const void *y)
+typedef struct {
+    size_t off, len, max;   /* max: largest len in this subtree */
+    unsigned prio;
+    int l, r;               /* node indices, -1 for none */
+    int idx;                /* plan_verify: the buffer occupying the block */
+} PlanFree;
+
+typedef struct {
+    PlanFree *n;
+    int *spare, nspare;     /* recycled node indices */
+    int used;
+    unsigned seed;
+    size_t *work;           /* Plan.work */
+} PlanTreap;
+
+static size_t plan_fmax(const PlanTreap *t, int i) { return i < 0 ? 0 : t->n[i].max; }
+
+static void plan_fpull(PlanTreap *t, int i)
 {
-    const PlanKey *a = x, *b = y;
+    PlanFree *x = &t->n[i];
+    size_t m = x->len, l = plan_fmax(t, x->l), r = plan_fmax(t, x->r);
+    x->max = m > l ? (m > r ? m : r) : (l > r ? l : r);
+}
+
+static int plan_fnew(PlanTreap *t, size_t off, size_t len)
+{
+    int i = t->nspare ? t->spare[--t->nspare] : t->used++;
+    /* xorshift: priorities only shape the tree, never the layout. */
+    t->seed ^= t->seed << 13;
+    t->seed ^= t->seed >> 17;
+    t->seed ^= t->seed << 5;
+    t->n[i] = (PlanFree){ off, len, len, t->seed, -1, -1, -1 };
+    return i;
+}
+
+/* Join two treaps, every offset of a below every offset of b. */
+static int plan_fjoin(PlanTreap *t, int a, int b)
+{
+    (*t->work)++;
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    if (t->n[a].prio > t->n[b].prio) {
+        t->n[a].r = plan_fjoin(t, t->n[a].r, b);
+        plan_fpull(t, a);
+        return a;
+    }
+    t->n[b].l = plan_fjoin(t, a, t->n[b].l);
+    plan_fpull(t, b);
+    return b;
+}
+
+/* Split i into blocks below off (*lo) and at or above it (*hi). */
+static void plan_fsplit(PlanTreap *t, int i, size_t off, int *lo, int *hi)
+{
+    (*t->work)++;
+    if (i < 0) {
+        *lo = *hi = -1;
+    } else if (t->n[i].off < off) {
+        plan_fsplit(t, t->n[i].r, off, &t->n[i].r, hi);
+        plan_fpull(t, i);
+        *lo = i;
+    } else {
+        plan_fsplit(t, t->n[i].l, off, lo, &t->n[i].l);
+        plan_fpull(t, i);
+        *hi = i;
+    }
+}
+
+/* Take sz elements from the lowest block of i that holds them (one exists:
+ * the top block is unbounded). Returns the subtree; the offset in *off. */
+static int plan_ftake(PlanTreap *t, int i, size_t sz, size_t *off)
+{
+    (*t->work)++;
+    PlanFree *x = &t->n[i];
+    if (x->l >= 0 && t->n[x->l].max >= sz) {
+        x->l = plan_ftake(t, x->l, sz, off);
+    } else if (x->len >= sz) {
+        *off = x->off;
+        x->off += sz;
+        x->len -= sz;
+        if (x->len == 0) {
+            t->spare[t->nspare++] = i;
+            return plan_fjoin(t, x->l, x->r);
+        }
+    } else {
+        x->r = plan_ftake(t, x->r, sz, off);
+    }
+    plan_fpull(t, i);
+    return i;
+}
+
+/* The lowest / highest block of i, detached: the rest is returned and the
+ * block's node index left in *node (-1 when i is empty). */
+static int plan_fpop_first(PlanTreap *t, int i, int *node)
+{
+    (*t->work)++;
+    if (i < 0) {
+        *node = -1;
+        return -1;
+    }
+    if (t->n[i].l < 0) {
+        *node = i;
+        return t->n[i].r;
+    }
+    t->n[i].l = plan_fpop_first(t, t->n[i].l, node);
+    plan_fpull(t, i);
+    return i;
+}
+
+static int plan_fpop_last(PlanTreap *t, int i, int *node)
+{
+    (*t->work)++;
+    if (i < 0) {
+        *node = -1;
+        return -1;
+    }
+    if (t->n[i].r < 0) {
+        *node = i;
+        return t->n[i].l;
+    }
+    t->n[i].r = plan_fpop_last(t, t->n[i].r, node);
+    plan_fpull(t, i);
+    return i;
+}
+
+/* Return [off, off+sz) to the free space of root, merged with the blocks
+ * it touches. Returns the new root. */
+static int plan_fgive(PlanTreap *t, int root, size_t off, size_t sz)
+{
+    int lo, hi, p, s;
+    plan_fsplit(t, root, off, &lo, &hi);
+    lo = plan_fpop_last(t, lo, &p);
+    if (p >= 0) {
+        if (t->n[p].off + t->n[p].len == off) {
+            off = t->n[p].off;
+            sz += t->n[p].len;
+            t->spare[t->nspare++] = p;
+        } else {
+            t->n[p].l = t->n[p].r = -1;
+            plan_fpull(t, p);
+            lo = plan_fjoin(t, lo, p);
+        }
+    }
+    hi = plan_fpop_first(t, hi, &s);
+    if (s >= 0) {
+        if (off + sz == t->n[s].off) {
+            /* The top block's length stays "to SIZE_MAX". */
+            sz = t->n[s].len == SIZE_MAX - t->n[s].off ? SIZE_MAX - off : sz + t->n[s].len;
+            t->spare[t->nspare++] = s;
+        } else {
+            t->n[s].l = t->n[s].r = -1;
+            plan_fpull(t, s);
+            hi = plan_fjoin(t, s, hi);
+        }
+    }
+    return plan_fjoin(t, plan_fjoin(t, lo, plan_fnew(t, off, sz)), hi);
+}
+
+/* Sort keys of the sweep: births in time order, the larger buffer first
+ * among those born together, then the index, so the layout is
+ * deterministic; deaths in time order. */
+typedef struct { int t; size_t sz; int idx; } PlanEvent;
+
+static int plan_cmp_birth(const void *x, const void *y)
+{
+    const PlanEvent *a = x, *b = y;
+    if (a->t != b->t)
+        return a->t < b->t ? -1 : 1;
     if (a->sz != b->sz)
         return a->sz > b->sz ? -1 : 1;
-    if (a->birth != b->birth)
-        return a->birth < b->birth ? -1 : 1;
     return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
-static int plan_cmp_off(const void *x, const void *y)
+static int plan_cmp_death(const void *x, const void *y)
 {
-    const size_t *a = x, *b = y;
-    if (a[0] != b[0])
-        return a[0] < b[0] ? -1 : 1;
-    return a[1] < b[1] ? -1 : a[1] > b[1];
+    const PlanEvent *a = x, *b = y;
+    if (a->t != b->t)
+        return a->t < b->t ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
-/* Greedy first fit of the buffers of one region (per_image: the batch
- * scaled ones) by decreasing size: each goes at the lowest aligned offset
- * not used by an already placed buffer whose lifetime overlaps its own.
- * Returns the region's extent. */
+/* Pack the buffers of one region (per_image: the batch-scaled ones) by a
+ * sweep over time: at each step the buffers that died before it return
+ * their space, then each buffer born at it takes the lowest free block
+ * that holds it (first fit, sizes rounded up to PLAN_ALIGN so every offset
+ * stays aligned). Buffers live at the same step never share memory, as
+ * plan_verify checks. O(n log n) for n buffers. Returns the region's
+ * extent. */
 static size_t plan_pack(Plan *p, bool per_image)
 {
-    int n = 0;
-    PlanKey *ord = malloc(((size_t)p->nbufs + 1) * sizeof *ord);
-    size_t *iv = malloc(((size_t)p->nbufs + 1) * 2 * sizeof *iv);
-    if (!ord || !iv)
+    size_t cnt = (size_t)p->nbufs + 1;
+    PlanEvent *born = malloc(cnt * sizeof *born), *dead = malloc(cnt * sizeof *dead);
+    PlanTreap t = { malloc((2 * cnt + 2) * sizeof *t.n), malloc((2 * cnt + 2) * sizeof(int)),
+                    0, 0, 0x9e3779b9u, &p->work };
+    if (!born || !dead || !t.n || !t.spare)
         abort();
+    int n = 0;
     for (int i = 0; i < p->nbufs; i++)
-        if ((p->bufs[i].size_a != 0) == per_image)
-            ord[n++] = (PlanKey){ plan_sz(&p->bufs[i]), p->bufs[i].birth, i };
-    qsort(ord, (size_t)n, sizeof *ord, plan_cmp);
+        if ((p->bufs[i].size_a != 0) == per_image) {
+            size_t sz = plan_align(plan_sz(&p->bufs[i]));
+            born[n] = (PlanEvent){ p->bufs[i].birth, sz, i };
+            dead[n++] = (PlanEvent){ p->bufs[i].death, sz, i };
+        }
+    qsort(born, (size_t)n, sizeof *born, plan_cmp_birth);
+    qsort(dead, (size_t)n, sizeof *dead, plan_cmp_death);
+    int root = plan_fnew(&t, 0, SIZE_MAX);
     size_t extent = 0;
-    for (int k = 0; k < n; k++) {
-        PlanBuf *b = &p->bufs[ord[k].idx];
-        int m = 0;
-        for (int q = 0; q < k; q++) {
-            const PlanBuf *o = &p->bufs[ord[q].idx];
-            if (plan_overlap_time(b, o)) {
-                iv[2 * m] = plan_off(o);
-                iv[2 * m + 1] = plan_off(o) + plan_sz(o);
-                m++;
-            }
-        }
-        qsort(iv, (size_t)m, 2 * sizeof *iv, plan_cmp_off);
-        size_t off = 0, sz = plan_sz(b);
-        for (int q = 0; q < m; q++) {
-            if (off + sz <= iv[2 * q])
-                break;
-            if (iv[2 * q + 1] > off)
-                off = plan_align(iv[2 * q + 1]);
-        }
+    for (int k = 0, d = 0; k < n; k++) {
+        /* Lifetimes are inclusive: a buffer dying at step s still holds its
+         * memory at s. */
+        for (; d < n && dead[d].t < born[k].t; d++)
+            if (dead[d].sz > 0)
+                root = plan_fgive(&t, root, plan_off(&p->bufs[dead[d].idx]), dead[d].sz);
+        PlanBuf *b = &p->bufs[born[k].idx];
+        size_t off = 0;
+        root = plan_ftake(&t, root, born[k].sz, &off);
         if (per_image)
             b->off_a = off;
         else
             b->off_b = off;
-        if (off + sz > extent)
-            extent = off + sz;
+        if (off + plan_sz(b) > extent)
+            extent = off + plan_sz(b);
     }
-    free(ord);
-    free(iv);
+    free(born);
+    free(dead);
+    free(t.n);
+    free(t.spare);
     return plan_align(extent);
+}
+
+/* fprintf to diag, or nothing when diag is NULL. */
+__attribute__((format(printf, 2, 3))) static void plan_say(FILE *diag, const char *fmt, ...)
+{
+    if (!diag)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(diag, fmt, ap);
+    va_end(ap);
 }
 
 static bool plan_supported(const IrGraph *g, FILE *diag)
@@ -184,34 +363,34 @@ static bool plan_supported(const IrGraph *g, FILE *diag)
     for (int i = 0; i < g->nnodes; i++) {
         const IrNode *n = &g->nodes[i];
         if (n->op == OP_GRAD) {
-            fprintf(diag, "optc: %s: node %s is an abstract grad(.); only optimizer graphs "
+            plan_say(diag, "optc: %s: node %s is an abstract grad(.); only optimizer graphs "
                     "(optc analyze) have them\n", g->name, n->name);
             return false;
         }
         if (n->op == OP_EXACT && strcmp(n->u.exact.phi, "relu") != 0) {
-            fprintf(diag, "optc: %s: exact(%s) is not supported by the runtime (only relu)\n",
+            plan_say(diag, "optc: %s: exact(%s) is not supported by the runtime (only relu)\n",
                     g->name, n->u.exact.phi);
             return false;
         }
         if ((i == 0) != (n->op == OP_INPUT)) {
-            fprintf(diag, "optc: internal: %s: node 0 and only node 0 must be the input\n",
+            plan_say(diag, "optc: internal: %s: node 0 and only node 0 must be the input\n",
                     g->name);
             return false;
         }
         for (int k = 0; k < n->nin; k++)
             if (n->in[k] < 0 || n->in[k] >= i) {
-                fprintf(diag, "optc: internal: %s: node %d reads node %d\n", g->name, i,
+                plan_say(diag, "optc: internal: %s: node %d reads node %d\n", g->name, i,
                         n->in[k]);
                 return false;
             }
     }
     if (g->output <= 0 || g->output >= g->nnodes) {
-        fprintf(diag, "optc: internal: %s: bad output node %d\n", g->name, g->output);
+        plan_say(diag, "optc: internal: %s: bad output node %d\n", g->name, g->output);
         return false;
     }
     IrShape s = g->nodes[g->output].shape;
     if (s.c != g->classes || s.h != 1 || s.w != 1) {
-        fprintf(diag, "optc: %s: the output is %dx%dx%d, expected %dx1x1 logits\n", g->name,
+        plan_say(diag, "optc: %s: the output is %dx%dx%d, expected %dx1x1 logits\n", g->name,
                 s.c, s.h, s.w, g->classes);
         return false;
     }
@@ -253,6 +432,27 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
         p->nodes[i].needs_grad = ng && p->nodes[i].live;
     }
 
+    /* The readers of every node (CSR: readers of i are rd[ro[i]..ro[i+1]),
+     * in node order), so liveness costs O(edges), not O(nodes^2). */
+    int *ro = calloc((size_t)N + 2, sizeof *ro);
+    if (!ro)
+        abort();
+    size_t nedges = 0;
+    for (int j = 0; j < N; j++)
+        for (int k = 0; k < g->nodes[j].nin; k++) {
+            ro[g->nodes[j].in[k] + 2]++;
+            nedges++;
+        }
+    for (int i = 0; i < N; i++)
+        ro[i + 2] += ro[i + 1];
+    int *rd = malloc((nedges + 1) * sizeof *rd);
+    if (!rd)
+        abort();
+    for (int j = 0; j < N; j++)
+        for (int k = 0; k < g->nodes[j].nin; k++)
+            rd[ro[g->nodes[j].in[k] + 1]++] = j;
+    p->work += (size_t)N + 2 * nedges;
+
     int cap = 0;
     for (int i = 0; i < N; i++) {
         PlanNode *pn = &p->nodes[i];
@@ -264,12 +464,11 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
         if (i != 0 && i != g->output) {
             int death = tf;
             int first_grad_write = -1;
-            for (int j = i + 1; j < N; j++) {
+            for (int e = ro[i]; e < ro[i + 1]; e++) {
+                int j = rd[e];
                 const IrNode *c = &g->nodes[j];
-                bool reads = false;
-                for (int k = 0; k < c->nin; k++)
-                    reads = reads || c->in[k] == i;
-                if (!reads || !p->nodes[j].live)
+                p->work++;
+                if (!p->nodes[j].live)
                     continue;
                 if (plan_time_fwd(g, j) > death)
                     death = plan_time_fwd(g, j);
@@ -297,6 +496,8 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
             pn->save0 = plan_add(p, &cap, PB_SAVE0, i, plan_numel(n->shape), 0, tf, sdeath);
         }
     }
+    free(ro);
+    free(rd);
     for (int i = 0; i < p->nbufs; i++) {
         p->naive_a += plan_align(p->bufs[i].size_a);
         p->naive_b += plan_align(p->bufs[i].size_b);
@@ -328,34 +529,139 @@ size_t plan_total_bytes(const Plan *p, const IrGraph *g, int B, size_t elem_size
     return n * elem_size;
 }
 
+PlanMemory plan_memory(const Plan *p, const IrGraph *g, int B)
+{
+    /* In doubles: a hostile network must not wrap a size_t. */
+    double e = sizeof(float), b = (double)B;
+    PlanMemory m;
+    m.batch = B;
+    m.params = (double)p->nparams * e;
+    m.buffers = (double)p->nbuffers * e;
+    m.acts = ((double)p->arena_a * b + (double)p->arena_b + b * (double)plan_numel(g->input) +
+              2.0 * b * (double)g->classes) * e;
+    m.total = 3.0 * m.params + m.buffers + m.acts;
+    return m;
+}
+
+int plan_default_batch(const IrGraph *g)
+{
+    return g->train.batch > 0 ? g->train.batch : 128;  /* the runtime's default */
+}
+
+double plan_phys_bytes(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
+}
+
+int plan_check_memory(const Plan *p, const IrGraph *g, const char *spec, double phys,
+                      FILE *diag)
+{
+    PlanMemory m = plan_memory(p, g, plan_default_batch(g));
+    if (phys <= 0 || m.total <= phys)
+        return 0;
+    const double mib = 1048576.0;
+    plan_say(diag, "%s: error: network %s needs %.0f MiB at batch %d (parameters %.0f MiB, "
+             "activations %.0f MiB), more than this machine's %.0f MiB\n", spec, g->name,
+             m.total / mib, m.batch, m.params / mib, m.acts / mib, phys / mib);
+    return -1;
+}
+
+/* The lowest / highest block of a non-empty treap, left in place. */
+static int plan_ffirst(const PlanTreap *t, int i)
+{
+    while (t->n[i].l >= 0)
+        i = t->n[i].l;
+    return i;
+}
+
+static int plan_flast(const PlanTreap *t, int i)
+{
+    while (t->n[i].r >= 0)
+        i = t->n[i].r;
+    return i;
+}
+
+/* One region of plan_verify: a sweep over time keeping the live buffers in
+ * a treap by offset (there they are disjoint, so a new buffer need only be
+ * checked against its two neighbours). O(n log n). */
+static int plan_verify_region(const Plan *p, bool per_image, FILE *diag)
+{
+    size_t cnt = (size_t)p->nbufs + 1, work = 0;
+    PlanEvent *born = malloc(cnt * sizeof *born), *dead = malloc(cnt * sizeof *dead);
+    PlanTreap t = { malloc(cnt * sizeof *t.n), malloc(cnt * sizeof(int)), 0, 0, 0x9e3779b9u,
+                    &work };
+    if (!born || !dead || !t.n || !t.spare)
+        abort();
+    int n = 0;
+    for (int i = 0; i < p->nbufs; i++)
+        if ((p->bufs[i].size_a != 0) == per_image && plan_sz(&p->bufs[i]) > 0) {
+            born[n] = (PlanEvent){ p->bufs[i].birth, 0, i };
+            dead[n++] = (PlanEvent){ p->bufs[i].death, 0, i };
+        }
+    qsort(born, (size_t)n, sizeof *born, plan_cmp_death);  /* by time, then index */
+    qsort(dead, (size_t)n, sizeof *dead, plan_cmp_death);
+    int root = -1, rc = 0;
+    for (int k = 0, d = 0; k < n && rc == 0; k++) {
+        for (; d < n && dead[d].t < born[k].t; d++) {
+            int lo, mid, hi;
+            size_t off = plan_off(&p->bufs[dead[d].idx]);
+            plan_fsplit(&t, root, off, &lo, &hi);
+            plan_fsplit(&t, hi, off + 1, &mid, &hi);
+            if (mid >= 0)   /* the buffer itself: offsets of live buffers are distinct */
+                t.spare[t.nspare++] = mid;
+            root = plan_fjoin(&t, lo, hi);
+        }
+        const PlanBuf *x = &p->bufs[born[k].idx];
+        size_t off = plan_off(x), sz = plan_sz(x);
+        int lo, hi, other = -1;
+        plan_fsplit(&t, root, off, &lo, &hi);
+        if (lo >= 0) {
+            const PlanFree *f = &t.n[plan_flast(&t, lo)];
+            if (f->off + f->len > off)
+                other = f->idx;
+        }
+        if (hi >= 0) {
+            const PlanFree *f = &t.n[plan_ffirst(&t, hi)];
+            if (f->off < off + sz)
+                other = f->idx;
+        }
+        if (other >= 0) {
+            plan_say(diag, "plan: buffers %d (node %d) and %d (node %d) overlap\n",
+                     born[k].idx, x->node, other, p->bufs[other].node);
+            rc = -1;
+        }
+        int node = plan_fnew(&t, off, sz);
+        t.n[node].idx = born[k].idx;
+        root = plan_fjoin(&t, plan_fjoin(&t, lo, node), hi);
+    }
+    free(born);
+    free(dead);
+    free(t.n);
+    free(t.spare);
+    return rc;
+}
+
 int plan_verify(const Plan *p, FILE *diag)
 {
     for (int i = 0; i < p->nbufs; i++) {
         const PlanBuf *x = &p->bufs[i];
         if ((x->size_a != 0) == (x->size_b != 0)) {
-            fprintf(diag, "plan: buffer %d mixes per-image and fixed sizes\n", i);
+            plan_say(diag, "plan: buffer %d mixes per-image and fixed sizes\n", i);
             return -1;
         }
         size_t lim = x->size_a ? p->arena_a : p->arena_b;
         if (plan_off(x) + plan_sz(x) > lim || plan_off(x) % PLAN_ALIGN) {
-            fprintf(diag, "plan: buffer %d (node %d) outside the arena or misaligned\n", i,
-                    x->node);
+            plan_say(diag, "plan: buffer %d (node %d) outside the arena or misaligned\n", i,
+                     x->node);
             return -1;
         }
         if (x->birth > x->death) {
-            fprintf(diag, "plan: buffer %d (node %d) dies before it is born\n", i, x->node);
+            plan_say(diag, "plan: buffer %d (node %d) dies before it is born\n", i, x->node);
             return -1;
         }
-        for (int j = 0; j < i; j++) {
-            const PlanBuf *y = &p->bufs[j];
-            if ((x->size_a != 0) != (y->size_a != 0) || !plan_overlap_time(x, y))
-                continue;
-            if (plan_off(x) < plan_off(y) + plan_sz(y) && plan_off(y) < plan_off(x) + plan_sz(x)) {
-                fprintf(diag, "plan: buffers %d (node %d) and %d (node %d) overlap\n", i,
-                        x->node, j, y->node);
-                return -1;
-            }
-        }
     }
+    if (plan_verify_region(p, true, diag) || plan_verify_region(p, false, diag))
+        return -1;
     return 0;
 }

@@ -50,11 +50,14 @@ typedef struct {
     int nbufs;
     size_t arena_a, arena_b;    /* arena elements: arena_a * B + arena_b */
     size_t naive_a, naive_b;    /* the same without reuse, for the report */
+    size_t work;            /* loop steps plan_build took (reader edges scanned, free-list
+                             * tree nodes visited): tests bound it by O(n log n) */
 } Plan;
 
-/* Plan a graph. Returns NULL with a message on diag when the graph cannot
- * be planned (an op the back end does not support, e.g. OP_GRAD). The
- * result is malloc'd; free it with plan_free. */
+/* Plan a graph. Returns NULL with a message on diag (none when diag is
+ * NULL) when the graph cannot be planned (an op the back end does not
+ * support, e.g. OP_GRAD). O(n log n) in the graph's size. The result is
+ * malloc'd; free it with plan_free. */
 Plan *plan_build(const IrGraph *g, FILE *diag);
 void  plan_free(Plan *p);
 
@@ -67,6 +70,30 @@ int plan_time_bwd(const IrGraph *g, int node);
  * (params, grads, buffers, arena, input, logits, dlogits) at batch B. */
 size_t plan_arena_elems(const Plan *p, int B);
 size_t plan_total_bytes(const Plan *p, const IrGraph *g, int B, size_t elem_size);
+
+/* Training memory of a float model at batch B, in bytes (doubles, so no
+ * network can overflow them): the parameters, the buffers (BN running
+ * statistics) and the activations (arena, input, logits and their
+ * gradient); total adds the gradients and the momentum, one more copy of
+ * the parameters each. The runtime's convolution scratch is not counted. */
+typedef struct {
+    double total, params, buffers, acts;
+    int batch;
+} PlanMemory;
+PlanMemory plan_memory(const Plan *p, const IrGraph *g, int B);
+
+/* The batch a generated program trains with unless told otherwise. */
+int plan_default_batch(const IrGraph *g);
+
+/* This machine's physical memory in bytes; 0 when unknown. */
+double plan_phys_bytes(void);
+
+/* Refuse a network whose training memory at its default batch exceeds phys
+ * bytes (0: unknown, anything goes): returns -1 after "SPEC: error: network
+ * NET needs N MiB at batch B (parameters P MiB, activations A MiB), more
+ * than this machine's M MiB" on diag, else 0. */
+int plan_check_memory(const Plan *p, const IrGraph *g, const char *spec, double phys,
+                      FILE *diag);
 
 /* Self-check: no two buffers whose lifetimes overlap share memory, and all
  * lie inside the arena. Returns 0, or -1 with a message on diag. */

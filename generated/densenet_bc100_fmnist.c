@@ -6,8 +6,8 @@
  * densenet_bc100_fmnist
  * Input 1x28x28, 10 classes, 349 ops, 220108284 multiply-adds per image.
  * Parameters: 768730; BN running statistics: 23988.
- * Activation arena: 6583168*B + 24672 elements (20270624*B + 24672 without reuse);
- * a float model at batch 128 takes 3377.3 MB in all.
+ * Activation arena: 6747392*B + 24672 elements (20270624*B + 24672 without reuse);
+ * a float model at batch 128 takes 3461.4 MB in all.
  *
  * Spec:
  * examples/densenet.opt
@@ -588,7 +588,7 @@ static const RtTensor tensors[497] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)6583168 * (size_t)B + (size_t)24672;
+    return (size_t)6747392 * (size_t)B + (size_t)24672;
 }
 
 /* im2col workspace: the largest any convolution needs. */
@@ -766,91 +766,91 @@ static void forward_1(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stem.conv0: conv 1x28x28 -> 24x28x28 */
-    rt_conv2d_forward(ctx, act + 5894112 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
+    rt_conv2d_forward(ctx, act, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 24x28x28 -> 24x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 24608, fix + 24640, buf, buf + 24, act + 5894112 * nB, P + 216, P + 240, B, 24, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 18816 * nB, fix, fix + 32, buf, buf + 24, act, P + 216, P + 240, B, 24, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 5894112 * nB, P + 216, P + 240, buf, buf + 24, B, 24, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 18816 * nB, act, P + 216, P + 240, buf, buf + 24, B, 24, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 24x28x28 -> 24x28x28 */
-    rt_relu_forward(ctx, act + 5912928 * nB, act, nB * 18816);
+    rt_relu_forward(ctx, act + 37632 * nB, act + 18816 * nB, nB * 18816);
     /* 4 stage1.step0.grad.conv0: conv 24x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4087776 * nB, act + 5912928 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 56448 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
     /* 5 stage1.step0.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 19808, fix + 19856, buf + 48, buf + 96, act + 4087776 * nB, P + 1416, P + 1464, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 94080 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 56448 * nB, P + 1416, P + 1464, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4087776 * nB, P + 1416, P + 1464, buf + 48, buf + 96, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 94080 * nB, act + 56448 * nB, P + 1416, P + 1464, buf + 48, buf + 96, B, 48, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4125408 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 131712 * nB, act + 94080 * nB, nB * 37632);
     /* 7 stage1.step0.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4125408 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 131712 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
     /* 8 stage1.step0.concat: concat 24x28x28 -> 36x28x28 */
     {
-        const float *const xs[2] = { act + 5894112 * nB, act };
+        const float *const xs[2] = { act, act + 18816 * nB };
         const int cs[2] = { 24, 12 };
-        rt_concat_forward(ctx, act + 5640096 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 94080 * nB, 2, xs, cs, B, 784);
     }
     /* 9 stage1.step1.grad.bn0: bn 36x28x28 -> 36x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 24512, fix + 24560, buf + 144, buf + 180, act + 5640096 * nB, P + 6696, P + 6732, B, 36, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 94080 * nB, P + 6696, P + 6732, B, 36, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 5640096 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 94080 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 36x28x28 -> 36x28x28 */
-    rt_relu_forward(ctx, act + 5668320 * nB, act, nB * 28224);
+    rt_relu_forward(ctx, act + 197568 * nB, act + 169344 * nB, nB * 28224);
     /* 11 stage1.step1.grad.conv0: conv 36x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4163040 * nB, act + 5668320 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 225792 * nB, act + 197568 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
     /* 12 stage1.step1.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 19904, fix + 19952, buf + 216, buf + 264, act + 4163040 * nB, P + 8496, P + 8544, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 263424 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 225792 * nB, P + 8496, P + 8544, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4163040 * nB, P + 8496, P + 8544, buf + 216, buf + 264, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 263424 * nB, act + 225792 * nB, P + 8496, P + 8544, buf + 216, buf + 264, B, 48, 784, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4200672 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 301056 * nB, act + 263424 * nB, nB * 37632);
     /* 14 stage1.step1.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4200672 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 301056 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
     /* 15 stage1.step1.concat: concat 36x28x28 -> 48x28x28 */
     {
-        const float *const xs[2] = { act + 5640096 * nB, act };
+        const float *const xs[2] = { act + 94080 * nB, act + 18816 * nB };
         const int cs[2] = { 36, 12 };
-        rt_concat_forward(ctx, act + 4238304 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 263424 * nB, 2, xs, cs, B, 784);
     }
     /* 16 stage1.step2.grad.bn0: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20000, fix + 20048, buf + 312, buf + 360, act + 4238304 * nB, P + 13776, P + 13824, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 338688 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 263424 * nB, P + 13776, P + 13824, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4238304 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 338688 * nB, act + 263424 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4275936 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 376320 * nB, act + 338688 * nB, nB * 37632);
     /* 18 stage1.step2.grad.conv0: conv 48x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4313568 * nB, act + 4275936 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 338688 * nB, act + 376320 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
     /* 19 stage1.step2.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20096, fix + 20144, buf + 408, buf + 456, act + 4313568 * nB, P + 16176, P + 16224, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 413952 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 338688 * nB, P + 16176, P + 16224, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4313568 * nB, P + 16176, P + 16224, buf + 408, buf + 456, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 413952 * nB, act + 338688 * nB, P + 16176, P + 16224, buf + 408, buf + 456, B, 48, 784, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4351200 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 451584 * nB, act + 413952 * nB, nB * 37632);
     /* 21 stage1.step2.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4351200 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 451584 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
     /* 22 stage1.step2.concat: concat 48x28x28 -> 60x28x28 */
     {
-        const float *const xs[2] = { act + 4238304 * nB, act };
+        const float *const xs[2] = { act + 263424 * nB, act + 18816 * nB };
         const int cs[2] = { 48, 12 };
-        rt_concat_forward(ctx, act + 3645600 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 489216 * nB, 2, xs, cs, B, 784);
     }
     /* 23 stage1.step3.grad.bn0: bn 60x28x28 -> 60x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 19680, fix + 19744, buf + 504, buf + 564, act + 3645600 * nB, P + 21456, P + 21516, B, 60, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 536256 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 489216 * nB, P + 21456, P + 21516, B, 60, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 3645600 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 536256 * nB, act + 489216 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1.0000000000000001e-05);
     /* 24 stage1.step3.grad.relu0: relu 60x28x28 -> 60x28x28 */
-    rt_relu_forward(ctx, act + 3692640 * nB, act, nB * 47040);
+    rt_relu_forward(ctx, act + 583296 * nB, act + 536256 * nB, nB * 47040);
 }
 
 /* Forward, part 2 of 15. */
@@ -859,91 +859,91 @@ static void forward_2(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.step3.grad.conv0: conv 60x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4388832 * nB, act + 3692640 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 413952 * nB, act + 583296 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
     /* 26 stage1.step3.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20192, fix + 20240, buf + 624, buf + 672, act + 4388832 * nB, P + 24456, P + 24504, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 536256 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 413952 * nB, P + 24456, P + 24504, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4388832 * nB, P + 24456, P + 24504, buf + 624, buf + 672, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 536256 * nB, act + 413952 * nB, P + 24456, P + 24504, buf + 624, buf + 672, B, 48, 784, 1.0000000000000001e-05);
     /* 27 stage1.step3.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4426464 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 630336 * nB, act + 536256 * nB, nB * 37632);
     /* 28 stage1.step3.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4426464 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 630336 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
     /* 29 stage1.step3.concat: concat 60x28x28 -> 72x28x28 */
     {
-        const float *const xs[2] = { act + 3645600 * nB, act };
+        const float *const xs[2] = { act + 489216 * nB, act + 18816 * nB };
         const int cs[2] = { 60, 12 };
-        rt_concat_forward(ctx, act + 3161088 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 667968 * nB, 2, xs, cs, B, 784);
     }
     /* 30 stage1.step4.grad.bn0: bn 72x28x28 -> 72x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 19520, fix + 19600, buf + 720, buf + 792, act + 3161088 * nB, P + 29736, P + 29808, B, 72, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 724416 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 667968 * nB, P + 29736, P + 29808, B, 72, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 3161088 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 724416 * nB, act + 667968 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1.0000000000000001e-05);
     /* 31 stage1.step4.grad.relu0: relu 72x28x28 -> 72x28x28 */
-    rt_relu_forward(ctx, act + 3217536 * nB, act, nB * 56448);
+    rt_relu_forward(ctx, act + 780864 * nB, act + 724416 * nB, nB * 56448);
     /* 32 stage1.step4.grad.conv0: conv 72x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4464096 * nB, act + 3217536 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 536256 * nB, act + 780864 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
     /* 33 stage1.step4.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20288, fix + 20336, buf + 864, buf + 912, act + 4464096 * nB, P + 33336, P + 33384, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 724416 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 536256 * nB, P + 33336, P + 33384, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4464096 * nB, P + 33336, P + 33384, buf + 864, buf + 912, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 724416 * nB, act + 536256 * nB, P + 33336, P + 33384, buf + 864, buf + 912, B, 48, 784, 1.0000000000000001e-05);
     /* 34 stage1.step4.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4501728 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 837312 * nB, act + 724416 * nB, nB * 37632);
     /* 35 stage1.step4.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4501728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 837312 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
     /* 36 stage1.step4.concat: concat 72x28x28 -> 84x28x28 */
     {
-        const float *const xs[2] = { act + 3161088 * nB, act };
+        const float *const xs[2] = { act + 667968 * nB, act + 18816 * nB };
         const int cs[2] = { 72, 12 };
-        rt_concat_forward(ctx, act + 3029376 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 874944 * nB, 2, xs, cs, B, 784);
     }
     /* 37 stage1.step5.grad.bn0: bn 84x28x28 -> 84x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 19328, fix + 19424, buf + 960, buf + 1044, act + 3029376 * nB, P + 38616, P + 38700, B, 84, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 940800 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 874944 * nB, P + 38616, P + 38700, B, 84, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 3029376 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 940800 * nB, act + 874944 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1.0000000000000001e-05);
     /* 38 stage1.step5.grad.relu0: relu 84x28x28 -> 84x28x28 */
-    rt_relu_forward(ctx, act + 3095232 * nB, act, nB * 65856);
+    rt_relu_forward(ctx, act + 1006656 * nB, act + 940800 * nB, nB * 65856);
     /* 39 stage1.step5.grad.conv0: conv 84x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4539360 * nB, act + 3095232 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 724416 * nB, act + 1006656 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
     /* 40 stage1.step5.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20384, fix + 20432, buf + 1128, buf + 1176, act + 4539360 * nB, P + 42816, P + 42864, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 940800 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 724416 * nB, P + 42816, P + 42864, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4539360 * nB, P + 42816, P + 42864, buf + 1128, buf + 1176, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 940800 * nB, act + 724416 * nB, P + 42816, P + 42864, buf + 1128, buf + 1176, B, 48, 784, 1.0000000000000001e-05);
     /* 41 stage1.step5.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4576992 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 1072512 * nB, act + 940800 * nB, nB * 37632);
     /* 42 stage1.step5.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4576992 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 1072512 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
     /* 43 stage1.step5.concat: concat 84x28x28 -> 96x28x28 */
     {
-        const float *const xs[2] = { act + 3029376 * nB, act };
+        const float *const xs[2] = { act + 874944 * nB, act + 18816 * nB };
         const int cs[2] = { 84, 12 };
-        rt_concat_forward(ctx, act + 2878848 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 1110144 * nB, 2, xs, cs, B, 784);
     }
     /* 44 stage1.step6.grad.bn0: bn 96x28x28 -> 96x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 19136, fix + 19232, buf + 1224, buf + 1320, act + 2878848 * nB, P + 48096, P + 48192, B, 96, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1185408 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 1110144 * nB, P + 48096, P + 48192, B, 96, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 2878848 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1185408 * nB, act + 1110144 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1.0000000000000001e-05);
     /* 45 stage1.step6.grad.relu0: relu 96x28x28 -> 96x28x28 */
-    rt_relu_forward(ctx, act + 2954112 * nB, act, nB * 75264);
+    rt_relu_forward(ctx, act + 1260672 * nB, act + 1185408 * nB, nB * 75264);
     /* 46 stage1.step6.grad.conv0: conv 96x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4614624 * nB, act + 2954112 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 940800 * nB, act + 1260672 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
     /* 47 stage1.step6.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20480, fix + 20528, buf + 1416, buf + 1464, act + 4614624 * nB, P + 52896, P + 52944, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1185408 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 940800 * nB, P + 52896, P + 52944, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4614624 * nB, P + 52896, P + 52944, buf + 1416, buf + 1464, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1185408 * nB, act + 940800 * nB, P + 52896, P + 52944, buf + 1416, buf + 1464, B, 48, 784, 1.0000000000000001e-05);
     /* 48 stage1.step6.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4652256 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 1223040 * nB, act + 1185408 * nB, nB * 37632);
 }
 
 /* Forward, part 3 of 15. */
@@ -952,95 +952,95 @@ static void forward_3(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4652256 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 1223040 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
     /* 50 stage1.step6.concat: concat 96x28x28 -> 108x28x28 */
     {
-        const float *const xs[2] = { act + 2878848 * nB, act };
+        const float *const xs[2] = { act + 1110144 * nB, act + 18816 * nB };
         const int cs[2] = { 96, 12 };
-        rt_concat_forward(ctx, act + 2709504 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 1335936 * nB, 2, xs, cs, B, 784);
     }
     /* 51 stage1.step7.grad.bn0: bn 108x28x28 -> 108x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 18688, fix + 18800, buf + 1512, buf + 1620, act + 2709504 * nB, P + 58176, P + 58284, B, 108, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1420608 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 1335936 * nB, P + 58176, P + 58284, B, 108, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 2709504 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1420608 * nB, act + 1335936 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1.0000000000000001e-05);
     /* 52 stage1.step7.grad.relu0: relu 108x28x28 -> 108x28x28 */
-    rt_relu_forward(ctx, act + 2794176 * nB, act, nB * 84672);
+    rt_relu_forward(ctx, act + 1505280 * nB, act + 1420608 * nB, nB * 84672);
     /* 53 stage1.step7.grad.conv0: conv 108x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4689888 * nB, act + 2794176 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 1185408 * nB, act + 1505280 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
     /* 54 stage1.step7.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20576, fix + 20624, buf + 1728, buf + 1776, act + 4689888 * nB, P + 63576, P + 63624, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1420608 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 1185408 * nB, P + 63576, P + 63624, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4689888 * nB, P + 63576, P + 63624, buf + 1728, buf + 1776, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1420608 * nB, act + 1185408 * nB, P + 63576, P + 63624, buf + 1728, buf + 1776, B, 48, 784, 1.0000000000000001e-05);
     /* 55 stage1.step7.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4727520 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 1458240 * nB, act + 1420608 * nB, nB * 37632);
     /* 56 stage1.step7.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4727520 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 1458240 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
     /* 57 stage1.step7.concat: concat 108x28x28 -> 120x28x28 */
     {
-        const float *const xs[2] = { act + 2709504 * nB, act };
+        const float *const xs[2] = { act + 1335936 * nB, act + 18816 * nB };
         const int cs[2] = { 108, 12 };
-        rt_concat_forward(ctx, act + 2521344 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 1589952 * nB, 2, xs, cs, B, 784);
     }
     /* 58 stage1.step8.grad.bn0: bn 120x28x28 -> 120x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 18176, fix + 18304, buf + 1824, buf + 1944, act + 2521344 * nB, P + 68856, P + 68976, B, 120, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1684032 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 1589952 * nB, P + 68856, P + 68976, B, 120, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 2521344 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1684032 * nB, act + 1589952 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1.0000000000000001e-05);
     /* 59 stage1.step8.grad.relu0: relu 120x28x28 -> 120x28x28 */
-    rt_relu_forward(ctx, act + 2615424 * nB, act, nB * 94080);
+    rt_relu_forward(ctx, act + 1778112 * nB, act + 1684032 * nB, nB * 94080);
     /* 60 stage1.step8.grad.conv0: conv 120x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4765152 * nB, act + 2615424 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 1420608 * nB, act + 1778112 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
     /* 61 stage1.step8.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20672, fix + 20720, buf + 2064, buf + 2112, act + 4765152 * nB, P + 74856, P + 74904, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1684032 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 1420608 * nB, P + 74856, P + 74904, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4765152 * nB, P + 74856, P + 74904, buf + 2064, buf + 2112, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1684032 * nB, act + 1420608 * nB, P + 74856, P + 74904, buf + 2064, buf + 2112, B, 48, 784, 1.0000000000000001e-05);
     /* 62 stage1.step8.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4802784 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 1721664 * nB, act + 1684032 * nB, nB * 37632);
     /* 63 stage1.step8.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4802784 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 1721664 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
     /* 64 stage1.step8.concat: concat 120x28x28 -> 132x28x28 */
     {
-        const float *const xs[2] = { act + 2521344 * nB, act };
+        const float *const xs[2] = { act + 1589952 * nB, act + 18816 * nB };
         const int cs[2] = { 120, 12 };
-        rt_concat_forward(ctx, act + 2314368 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 1872192 * nB, 2, xs, cs, B, 784);
     }
     /* 65 stage1.step9.grad.bn0: bn 132x28x28 -> 132x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 17600, fix + 17744, buf + 2160, buf + 2292, act + 2314368 * nB, P + 80136, P + 80268, B, 132, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1975680 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 1872192 * nB, P + 80136, P + 80268, B, 132, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 2314368 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1975680 * nB, act + 1872192 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1.0000000000000001e-05);
     /* 66 stage1.step9.grad.relu0: relu 132x28x28 -> 132x28x28 */
-    rt_relu_forward(ctx, act + 2417856 * nB, act, nB * 103488);
+    rt_relu_forward(ctx, act + 2079168 * nB, act + 1975680 * nB, nB * 103488);
     /* 67 stage1.step9.grad.conv0: conv 132x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4840416 * nB, act + 2417856 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 1684032 * nB, act + 2079168 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
     /* 68 stage1.step9.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20768, fix + 20816, buf + 2424, buf + 2472, act + 4840416 * nB, P + 86736, P + 86784, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1975680 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 1684032 * nB, P + 86736, P + 86784, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4840416 * nB, P + 86736, P + 86784, buf + 2424, buf + 2472, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1975680 * nB, act + 1684032 * nB, P + 86736, P + 86784, buf + 2424, buf + 2472, B, 48, 784, 1.0000000000000001e-05);
     /* 69 stage1.step9.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4878048 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 2013312 * nB, act + 1975680 * nB, nB * 37632);
     /* 70 stage1.step9.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4878048 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 2013312 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
     /* 71 stage1.step9.concat: concat 132x28x28 -> 144x28x28 */
     {
-        const float *const xs[2] = { act + 2314368 * nB, act };
+        const float *const xs[2] = { act + 1872192 * nB, act + 18816 * nB };
         const int cs[2] = { 132, 12 };
-        rt_concat_forward(ctx, act + 2088576 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 2182656 * nB, 2, xs, cs, B, 784);
     }
     /* 72 stage1.step10.grad.bn0: bn 144x28x28 -> 144x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 17024, fix + 17168, buf + 2520, buf + 2664, act + 2088576 * nB, P + 92016, P + 92160, B, 144, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2295552 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 2182656 * nB, P + 92016, P + 92160, B, 144, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 2088576 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 2295552 * nB, act + 2182656 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1.0000000000000001e-05);
 }
 
 /* Forward, part 4 of 15. */
@@ -1049,91 +1049,91 @@ static void forward_4(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage1.step10.grad.relu0: relu 144x28x28 -> 144x28x28 */
-    rt_relu_forward(ctx, act + 2201472 * nB, act, nB * 112896);
+    rt_relu_forward(ctx, act + 2408448 * nB, act + 2295552 * nB, nB * 112896);
     /* 74 stage1.step10.grad.conv0: conv 144x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4915680 * nB, act + 2201472 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 1975680 * nB, act + 2408448 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
     /* 75 stage1.step10.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20864, fix + 20912, buf + 2808, buf + 2856, act + 4915680 * nB, P + 99216, P + 99264, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2295552 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 1975680 * nB, P + 99216, P + 99264, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4915680 * nB, P + 99216, P + 99264, buf + 2808, buf + 2856, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 2295552 * nB, act + 1975680 * nB, P + 99216, P + 99264, buf + 2808, buf + 2856, B, 48, 784, 1.0000000000000001e-05);
     /* 76 stage1.step10.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 4953312 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 2333184 * nB, act + 2295552 * nB, nB * 37632);
     /* 77 stage1.step10.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 4953312 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 2333184 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
     /* 78 stage1.step10.concat: concat 144x28x28 -> 156x28x28 */
     {
-        const float *const xs[2] = { act + 2088576 * nB, act };
+        const float *const xs[2] = { act + 2182656 * nB, act + 18816 * nB };
         const int cs[2] = { 144, 12 };
-        rt_concat_forward(ctx, act + 1843968 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 2521344 * nB, 2, xs, cs, B, 784);
     }
     /* 79 stage1.step11.grad.bn0: bn 156x28x28 -> 156x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 16064, fix + 16224, buf + 2904, buf + 3060, act + 1843968 * nB, P + 104496, P + 104652, B, 156, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2643648 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 2521344 * nB, P + 104496, P + 104652, B, 156, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 1843968 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 2643648 * nB, act + 2521344 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1.0000000000000001e-05);
     /* 80 stage1.step11.grad.relu0: relu 156x28x28 -> 156x28x28 */
-    rt_relu_forward(ctx, act + 1966272 * nB, act, nB * 122304);
+    rt_relu_forward(ctx, act + 2765952 * nB, act + 2643648 * nB, nB * 122304);
     /* 81 stage1.step11.grad.conv0: conv 156x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 4990944 * nB, act + 1966272 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 2295552 * nB, act + 2765952 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
     /* 82 stage1.step11.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 20960, fix + 21008, buf + 3216, buf + 3264, act + 4990944 * nB, P + 112296, P + 112344, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2370816 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 2295552 * nB, P + 112296, P + 112344, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 4990944 * nB, P + 112296, P + 112344, buf + 3216, buf + 3264, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 2370816 * nB, act + 2295552 * nB, P + 112296, P + 112344, buf + 3216, buf + 3264, B, 48, 784, 1.0000000000000001e-05);
     /* 83 stage1.step11.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 5028576 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 2643648 * nB, act + 2370816 * nB, nB * 37632);
     /* 84 stage1.step11.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 5028576 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 2643648 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
     /* 85 stage1.step11.concat: concat 156x28x28 -> 168x28x28 */
     {
-        const float *const xs[2] = { act + 1843968 * nB, act };
+        const float *const xs[2] = { act + 2521344 * nB, act + 18816 * nB };
         const int cs[2] = { 156, 12 };
-        rt_concat_forward(ctx, act + 1580544 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 2888256 * nB, 2, xs, cs, B, 784);
     }
     /* 86 stage1.step12.grad.bn0: bn 168x28x28 -> 168x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 15008, fix + 15184, buf + 3312, buf + 3480, act + 1580544 * nB, P + 117576, P + 117744, B, 168, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3019968 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 2888256 * nB, P + 117576, P + 117744, B, 168, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 1580544 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3019968 * nB, act + 2888256 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1.0000000000000001e-05);
     /* 87 stage1.step12.grad.relu0: relu 168x28x28 -> 168x28x28 */
-    rt_relu_forward(ctx, act + 1712256 * nB, act, nB * 131712);
+    rt_relu_forward(ctx, act + 3151680 * nB, act + 3019968 * nB, nB * 131712);
     /* 88 stage1.step12.grad.conv0: conv 168x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 5066208 * nB, act + 1712256 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 2370816 * nB, act + 3151680 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
     /* 89 stage1.step12.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 21056, fix + 21104, buf + 3648, buf + 3696, act + 5066208 * nB, P + 125976, P + 126024, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2681280 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 2370816 * nB, P + 125976, P + 126024, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 5066208 * nB, P + 125976, P + 126024, buf + 3648, buf + 3696, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 2681280 * nB, act + 2370816 * nB, P + 125976, P + 126024, buf + 3648, buf + 3696, B, 48, 784, 1.0000000000000001e-05);
     /* 90 stage1.step12.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 5103840 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 2718912 * nB, act + 2681280 * nB, nB * 37632);
     /* 91 stage1.step12.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 5103840 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 2718912 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
     /* 92 stage1.step12.concat: concat 168x28x28 -> 180x28x28 */
     {
-        const float *const xs[2] = { act + 1580544 * nB, act };
+        const float *const xs[2] = { act + 2888256 * nB, act + 18816 * nB };
         const int cs[2] = { 168, 12 };
-        rt_concat_forward(ctx, act + 1298304 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 3283392 * nB, 2, xs, cs, B, 784);
     }
     /* 93 stage1.step13.grad.bn0: bn 180x28x28 -> 180x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 13888, fix + 14080, buf + 3744, buf + 3924, act + 1298304 * nB, P + 131256, P + 131436, B, 180, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3424512 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 3283392 * nB, P + 131256, P + 131436, B, 180, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 1298304 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3424512 * nB, act + 3283392 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1.0000000000000001e-05);
     /* 94 stage1.step13.grad.relu0: relu 180x28x28 -> 180x28x28 */
-    rt_relu_forward(ctx, act + 1439424 * nB, act, nB * 141120);
+    rt_relu_forward(ctx, act + 3565632 * nB, act + 3424512 * nB, nB * 141120);
     /* 95 stage1.step13.grad.conv0: conv 180x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 5141472 * nB, act + 1439424 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 2681280 * nB, act + 3565632 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
     /* 96 stage1.step13.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 21152, fix + 21200, buf + 4104, buf + 4152, act + 5141472 * nB, P + 140256, P + 140304, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3019968 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 2681280 * nB, P + 140256, P + 140304, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 5141472 * nB, P + 140256, P + 140304, buf + 4104, buf + 4152, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3019968 * nB, act + 2681280 * nB, P + 140256, P + 140304, buf + 4104, buf + 4152, B, 48, 784, 1.0000000000000001e-05);
 }
 
 /* Forward, part 5 of 15. */
@@ -1142,88 +1142,88 @@ static void forward_5(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 97 stage1.step13.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 5179104 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 3057600 * nB, act + 3019968 * nB, nB * 37632);
     /* 98 stage1.step13.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 5179104 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 3057600 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
     /* 99 stage1.step13.concat: concat 180x28x28 -> 192x28x28 */
     {
-        const float *const xs[2] = { act + 1298304 * nB, act };
+        const float *const xs[2] = { act + 3283392 * nB, act + 18816 * nB };
         const int cs[2] = { 180, 12 };
-        rt_concat_forward(ctx, act + 997248 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 3706752 * nB, 2, xs, cs, B, 784);
     }
     /* 100 stage1.step14.grad.bn0: bn 192x28x28 -> 192x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 12736, fix + 12928, buf + 4200, buf + 4392, act + 997248 * nB, P + 145536, P + 145728, B, 192, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3857280 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 3706752 * nB, P + 145536, P + 145728, B, 192, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 997248 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3857280 * nB, act + 3706752 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1.0000000000000001e-05);
     /* 101 stage1.step14.grad.relu0: relu 192x28x28 -> 192x28x28 */
-    rt_relu_forward(ctx, act + 1147776 * nB, act, nB * 150528);
+    rt_relu_forward(ctx, act + 4007808 * nB, act + 3857280 * nB, nB * 150528);
     /* 102 stage1.step14.grad.conv0: conv 192x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 5216736 * nB, act + 1147776 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 3019968 * nB, act + 4007808 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
     /* 103 stage1.step14.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 21248, fix + 21296, buf + 4584, buf + 4632, act + 5216736 * nB, P + 155136, P + 155184, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3095232 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 3019968 * nB, P + 155136, P + 155184, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 5216736 * nB, P + 155136, P + 155184, buf + 4584, buf + 4632, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3095232 * nB, act + 3019968 * nB, P + 155136, P + 155184, buf + 4584, buf + 4632, B, 48, 784, 1.0000000000000001e-05);
     /* 104 stage1.step14.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 5254368 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 3424512 * nB, act + 3095232 * nB, nB * 37632);
     /* 105 stage1.step14.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act, act + 5254368 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 3424512 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
     /* 106 stage1.step14.concat: concat 192x28x28 -> 204x28x28 */
     {
-        const float *const xs[2] = { act + 997248 * nB, act };
+        const float *const xs[2] = { act + 3706752 * nB, act + 18816 * nB };
         const int cs[2] = { 192, 12 };
-        rt_concat_forward(ctx, act + 677376 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 4158336 * nB, 2, xs, cs, B, 784);
     }
     /* 107 stage1.step15.grad.bn0: bn 204x28x28 -> 204x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 11488, fix + 11696, buf + 4680, buf + 4884, act + 677376 * nB, P + 160416, P + 160620, B, 204, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4318272 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 4158336 * nB, P + 160416, P + 160620, B, 204, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 677376 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4318272 * nB, act + 4158336 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1.0000000000000001e-05);
     /* 108 stage1.step15.grad.relu0: relu 204x28x28 -> 204x28x28 */
-    rt_relu_forward(ctx, act + 837312 * nB, act, nB * 159936);
+    rt_relu_forward(ctx, act + 4478208 * nB, act + 4318272 * nB, nB * 159936);
     /* 109 stage1.step15.grad.conv0: conv 204x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 5292000 * nB, act + 837312 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 3095232 * nB, act + 4478208 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
     /* 110 stage1.step15.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act, fix + 21344, fix + 21392, buf + 5088, buf + 5136, act + 5292000 * nB, P + 170616, P + 170664, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3462144 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 3095232 * nB, P + 170616, P + 170664, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act, act + 5292000 * nB, P + 170616, P + 170664, buf + 5088, buf + 5136, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3462144 * nB, act + 3095232 * nB, P + 170616, P + 170664, buf + 5088, buf + 5136, B, 48, 784, 1.0000000000000001e-05);
     /* 111 stage1.step15.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 5329632 * nB, act, nB * 37632);
+    rt_relu_forward(ctx, act + 3499776 * nB, act + 3462144 * nB, nB * 37632);
     /* 112 stage1.step15.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 5329632 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 3499776 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
     /* 113 stage1.step15.concat: concat 204x28x28 -> 216x28x28 */
     {
-        const float *const xs[2] = { act + 677376 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 4158336 * nB, act + 18816 * nB };
         const int cs[2] = { 204, 12 };
-        rt_concat_forward(ctx, act, 2, xs, cs, B, 784);
+        rt_concat_forward(ctx, act + 4638144 * nB, 2, xs, cs, B, 784);
     }
     /* 114 trans1.bn0: bn 216x28x28 -> 216x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 10144, fix + 10368, buf + 5184, buf + 5400, act, P + 175896, P + 176112, B, 216, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4807488 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 4638144 * nB, P + 175896, P + 176112, B, 216, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4807488 * nB, act + 4638144 * nB, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1.0000000000000001e-05);
     /* 115 trans1.relu0: relu 216x28x28 -> 216x28x28 */
-    rt_relu_forward(ctx, act + 338688 * nB, act + 169344 * nB, nB * 169344);
+    rt_relu_forward(ctx, act + 4976832 * nB, act + 4807488 * nB, nB * 169344);
     /* 116 trans1.conv0: conv 216x28x28 -> 108x28x28 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 338688 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 3857280 * nB, act + 4976832 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
     /* 117 trans1.avgpool0: avgpool 108x28x28 -> 108x14x14 */
-    rt_avgpool_forward(ctx, act + 5851776 * nB, act + 169344 * nB, B, 108, 28, 28, 2, 2);
+    rt_avgpool_forward(ctx, act + 169344 * nB, act + 3857280 * nB, B, 108, 28, 28, 2, 2);
     /* 118 stage2.step0.grad.bn0: bn 108x14x14 -> 108x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 18912, fix + 19024, buf + 5616, buf + 5724, act + 5851776 * nB, P + 199656, P + 199764, B, 108, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 978432 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 169344 * nB, P + 199656, P + 199764, B, 108, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 5851776 * nB, P + 199656, P + 199764, buf + 5616, buf + 5724, B, 108, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 978432 * nB, act + 169344 * nB, P + 199656, P + 199764, buf + 5616, buf + 5724, B, 108, 196, 1.0000000000000001e-05);
     /* 119 stage2.step0.grad.relu0: relu 108x14x14 -> 108x14x14 */
-    rt_relu_forward(ctx, act + 5872944 * nB, act + 169344 * nB, nB * 21168);
+    rt_relu_forward(ctx, act + 2050944 * nB, act + 978432 * nB, nB * 21168);
     /* 120 stage2.step0.grad.conv0: conv 108x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6140928 * nB, act + 5872944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 18816 * nB, act + 2050944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
 }
 
 /* Forward, part 6 of 15. */
@@ -1232,91 +1232,91 @@ static void forward_6(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage2.step0.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 21440, fix + 21488, buf + 5832, buf + 5880, act + 6140928 * nB, P + 205056, P + 205104, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 28224 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 18816 * nB, P + 205056, P + 205104, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6140928 * nB, P + 205056, P + 205104, buf + 5832, buf + 5880, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 28224 * nB, act + 18816 * nB, P + 205056, P + 205104, buf + 5832, buf + 5880, B, 48, 196, 1.0000000000000001e-05);
     /* 122 stage2.step0.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6150336 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 122304 * nB, act + 28224 * nB, nB * 9408);
     /* 123 stage2.step0.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6150336 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 28224 * nB, act + 122304 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
     /* 124 stage2.step0.concat: concat 108x14x14 -> 120x14x14 */
     {
-        const float *const xs[2] = { act + 5851776 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 169344 * nB, act + 28224 * nB };
         const int cs[2] = { 108, 12 };
-        rt_concat_forward(ctx, act + 5804736 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 978432 * nB, 2, xs, cs, B, 196);
     }
     /* 125 stage2.step1.grad.bn0: bn 120x14x14 -> 120x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 18432, fix + 18560, buf + 5928, buf + 6048, act + 5804736 * nB, P + 210336, P + 210456, B, 120, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3462144 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 978432 * nB, P + 210336, P + 210456, B, 120, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 5804736 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3462144 * nB, act + 978432 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1.0000000000000001e-05);
     /* 126 stage2.step1.grad.relu0: relu 120x14x14 -> 120x14x14 */
-    rt_relu_forward(ctx, act + 5828256 * nB, act + 169344 * nB, nB * 23520);
+    rt_relu_forward(ctx, act + 3537408 * nB, act + 3462144 * nB, nB * 23520);
     /* 127 stage2.step1.grad.conv0: conv 120x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6159744 * nB, act + 5828256 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 28224 * nB, act + 3537408 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
     /* 128 stage2.step1.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 21536, fix + 21584, buf + 6168, buf + 6216, act + 6159744 * nB, P + 216336, P + 216384, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 573888 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 28224 * nB, P + 216336, P + 216384, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6159744 * nB, P + 216336, P + 216384, buf + 6168, buf + 6216, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 573888 * nB, act + 28224 * nB, P + 216336, P + 216384, buf + 6168, buf + 6216, B, 48, 196, 1.0000000000000001e-05);
     /* 129 stage2.step1.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6169152 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 762048 * nB, act + 573888 * nB, nB * 9408);
     /* 130 stage2.step1.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6169152 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 762048 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
     /* 131 stage2.step1.concat: concat 120x14x14 -> 132x14x14 */
     {
-        const float *const xs[2] = { act + 5804736 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 978432 * nB, act + 190512 * nB };
         const int cs[2] = { 120, 12 };
-        rt_concat_forward(ctx, act + 5752992 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 3462144 * nB, 2, xs, cs, B, 196);
     }
     /* 132 stage2.step2.grad.bn0: bn 132x14x14 -> 132x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 17888, fix + 18032, buf + 6264, buf + 6396, act + 5752992 * nB, P + 221616, P + 221748, B, 132, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3857280 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 3462144 * nB, P + 221616, P + 221748, B, 132, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 5752992 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3857280 * nB, act + 3462144 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1.0000000000000001e-05);
     /* 133 stage2.step2.grad.relu0: relu 132x14x14 -> 132x14x14 */
-    rt_relu_forward(ctx, act + 5778864 * nB, act + 169344 * nB, nB * 25872);
+    rt_relu_forward(ctx, act + 3883152 * nB, act + 3857280 * nB, nB * 25872);
     /* 134 stage2.step2.grad.conv0: conv 132x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6178560 * nB, act + 5778864 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 573888 * nB, act + 3883152 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
     /* 135 stage2.step2.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 21632, fix + 21680, buf + 6528, buf + 6576, act + 6178560 * nB, P + 228216, P + 228264, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 771456 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 573888 * nB, P + 228216, P + 228264, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6178560 * nB, P + 228216, P + 228264, buf + 6528, buf + 6576, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 771456 * nB, act + 573888 * nB, P + 228216, P + 228264, buf + 6528, buf + 6576, B, 48, 196, 1.0000000000000001e-05);
     /* 136 stage2.step2.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6187968 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 1495872 * nB, act + 771456 * nB, nB * 9408);
     /* 137 stage2.step2.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6187968 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 1495872 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
     /* 138 stage2.step2.concat: concat 132x14x14 -> 144x14x14 */
     {
-        const float *const xs[2] = { act + 5752992 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 3462144 * nB, act + 190512 * nB };
         const int cs[2] = { 132, 12 };
-        rt_concat_forward(ctx, act + 5696544 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 3909024 * nB, 2, xs, cs, B, 196);
     }
     /* 139 stage2.step3.grad.bn0: bn 144x14x14 -> 144x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 17312, fix + 17456, buf + 6624, buf + 6768, act + 5696544 * nB, P + 233496, P + 233640, B, 144, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3937248 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 3909024 * nB, P + 233496, P + 233640, B, 144, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 5696544 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3937248 * nB, act + 3909024 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1.0000000000000001e-05);
     /* 140 stage2.step3.grad.relu0: relu 144x14x14 -> 144x14x14 */
-    rt_relu_forward(ctx, act + 5724768 * nB, act + 169344 * nB, nB * 28224);
+    rt_relu_forward(ctx, act + 3965472 * nB, act + 3937248 * nB, nB * 28224);
     /* 141 stage2.step3.grad.conv0: conv 144x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6197376 * nB, act + 5724768 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 771456 * nB, act + 3965472 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
     /* 142 stage2.step3.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 21728, fix + 21776, buf + 6912, buf + 6960, act + 6197376 * nB, P + 240696, P + 240744, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1759296 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 771456 * nB, P + 240696, P + 240744, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6197376 * nB, P + 240696, P + 240744, buf + 6912, buf + 6960, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1759296 * nB, act + 771456 * nB, P + 240696, P + 240744, buf + 6912, buf + 6960, B, 48, 196, 1.0000000000000001e-05);
     /* 143 stage2.step3.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6206784 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 1768704 * nB, act + 1759296 * nB, nB * 9408);
     /* 144 stage2.step3.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6206784 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 1768704 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
 }
 
 /* Forward, part 7 of 15. */
@@ -1325,95 +1325,95 @@ static void forward_7(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 145 stage2.step3.concat: concat 144x14x14 -> 156x14x14 */
     {
-        const float *const xs[2] = { act + 5696544 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 3909024 * nB, act + 190512 * nB };
         const int cs[2] = { 144, 12 };
-        rt_concat_forward(ctx, act + 5578944 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 4318272 * nB, 2, xs, cs, B, 196);
     }
     /* 146 stage2.step4.grad.bn0: bn 156x14x14 -> 156x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 16384, fix + 16544, buf + 7008, buf + 7164, act + 5578944 * nB, P + 245976, P + 246132, B, 156, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4348848 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 4318272 * nB, P + 245976, P + 246132, B, 156, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 5578944 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4348848 * nB, act + 4318272 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1.0000000000000001e-05);
     /* 147 stage2.step4.grad.relu0: relu 156x14x14 -> 156x14x14 */
-    rt_relu_forward(ctx, act + 5609520 * nB, act + 169344 * nB, nB * 30576);
+    rt_relu_forward(ctx, act + 4379424 * nB, act + 4348848 * nB, nB * 30576);
     /* 148 stage2.step4.grad.conv0: conv 156x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6216192 * nB, act + 5609520 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 1759296 * nB, act + 4379424 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
     /* 149 stage2.step4.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 21824, fix + 21872, buf + 7320, buf + 7368, act + 6216192 * nB, P + 253776, P + 253824, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2756544 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 1759296 * nB, P + 253776, P + 253824, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6216192 * nB, P + 253776, P + 253824, buf + 7320, buf + 7368, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 2756544 * nB, act + 1759296 * nB, P + 253776, P + 253824, buf + 7320, buf + 7368, B, 48, 196, 1.0000000000000001e-05);
     /* 150 stage2.step4.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6225600 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 3132864 * nB, act + 2756544 * nB, nB * 9408);
     /* 151 stage2.step4.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6225600 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 3132864 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
     /* 152 stage2.step4.concat: concat 156x14x14 -> 168x14x14 */
     {
-        const float *const xs[2] = { act + 5578944 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 4318272 * nB, act + 190512 * nB };
         const int cs[2] = { 156, 12 };
-        rt_concat_forward(ctx, act + 5513088 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 4410000 * nB, 2, xs, cs, B, 196);
     }
     /* 153 stage2.step5.grad.bn0: bn 168x14x14 -> 168x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 15360, fix + 15536, buf + 7416, buf + 7584, act + 5513088 * nB, P + 259056, P + 259224, B, 168, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4442928 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 4410000 * nB, P + 259056, P + 259224, B, 168, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 5513088 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4442928 * nB, act + 4410000 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1.0000000000000001e-05);
     /* 154 stage2.step5.grad.relu0: relu 168x14x14 -> 168x14x14 */
-    rt_relu_forward(ctx, act + 5546016 * nB, act + 169344 * nB, nB * 32928);
+    rt_relu_forward(ctx, act + 4807488 * nB, act + 4442928 * nB, nB * 32928);
     /* 155 stage2.step5.grad.conv0: conv 168x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6235008 * nB, act + 5546016 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 2756544 * nB, act + 4807488 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
     /* 156 stage2.step5.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 21920, fix + 21968, buf + 7752, buf + 7800, act + 6235008 * nB, P + 267456, P + 267504, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3142272 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 2756544 * nB, P + 267456, P + 267504, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6235008 * nB, P + 267456, P + 267504, buf + 7752, buf + 7800, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3142272 * nB, act + 2756544 * nB, P + 267456, P + 267504, buf + 7752, buf + 7800, B, 48, 196, 1.0000000000000001e-05);
     /* 157 stage2.step5.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6244416 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 3488016 * nB, act + 3142272 * nB, nB * 9408);
     /* 158 stage2.step5.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6244416 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 3488016 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
     /* 159 stage2.step5.concat: concat 168x14x14 -> 180x14x14 */
     {
-        const float *const xs[2] = { act + 5513088 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 4410000 * nB, act + 190512 * nB };
         const int cs[2] = { 168, 12 };
-        rt_concat_forward(ctx, act + 5442528 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 4442928 * nB, 2, xs, cs, B, 196);
     }
     /* 160 stage2.step6.grad.bn0: bn 180x14x14 -> 180x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 14272, fix + 14464, buf + 7848, buf + 8028, act + 5442528 * nB, P + 272736, P + 272916, B, 180, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4840416 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 4442928 * nB, P + 272736, P + 272916, B, 180, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 5442528 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4840416 * nB, act + 4442928 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1.0000000000000001e-05);
     /* 161 stage2.step6.grad.relu0: relu 180x14x14 -> 180x14x14 */
-    rt_relu_forward(ctx, act + 5477808 * nB, act + 169344 * nB, nB * 35280);
+    rt_relu_forward(ctx, act + 4875696 * nB, act + 4840416 * nB, nB * 35280);
     /* 162 stage2.step6.grad.conv0: conv 180x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6253824 * nB, act + 5477808 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 3142272 * nB, act + 4875696 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
     /* 163 stage2.step6.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 22016, fix + 22064, buf + 8208, buf + 8256, act + 6253824 * nB, P + 281736, P + 281784, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3857280 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 3142272 * nB, P + 281736, P + 281784, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6253824 * nB, P + 281736, P + 281784, buf + 8208, buf + 8256, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3857280 * nB, act + 3142272 * nB, P + 281736, P + 281784, buf + 8208, buf + 8256, B, 48, 196, 1.0000000000000001e-05);
     /* 164 stage2.step6.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6263232 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 3866688 * nB, act + 3857280 * nB, nB * 9408);
     /* 165 stage2.step6.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6263232 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 3866688 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
     /* 166 stage2.step6.concat: concat 180x14x14 -> 192x14x14 */
     {
-        const float *const xs[2] = { act + 5442528 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 4442928 * nB, act + 190512 * nB };
         const int cs[2] = { 180, 12 };
-        rt_concat_forward(ctx, act + 5367264 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 4910976 * nB, 2, xs, cs, B, 196);
     }
     /* 167 stage2.step7.grad.bn0: bn 192x14x14 -> 192x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 13120, fix + 13312, buf + 8304, buf + 8496, act + 5367264 * nB, P + 287016, P + 287208, B, 192, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5146176 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 4910976 * nB, P + 287016, P + 287208, B, 192, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 5367264 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5146176 * nB, act + 4910976 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1.0000000000000001e-05);
     /* 168 stage2.step7.grad.relu0: relu 192x14x14 -> 192x14x14 */
-    rt_relu_forward(ctx, act + 5404896 * nB, act + 169344 * nB, nB * 37632);
+    rt_relu_forward(ctx, act + 5183808 * nB, act + 5146176 * nB, nB * 37632);
 }
 
 /* Forward, part 8 of 15. */
@@ -1422,91 +1422,91 @@ static void forward_8(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage2.step7.grad.conv0: conv 192x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6272640 * nB, act + 5404896 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 3857280 * nB, act + 5183808 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
     /* 170 stage2.step7.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 22112, fix + 22160, buf + 8688, buf + 8736, act + 6272640 * nB, P + 296616, P + 296664, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3937248 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 3857280 * nB, P + 296616, P + 296664, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6272640 * nB, P + 296616, P + 296664, buf + 8688, buf + 8736, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3937248 * nB, act + 3857280 * nB, P + 296616, P + 296664, buf + 8688, buf + 8736, B, 48, 196, 1.0000000000000001e-05);
     /* 171 stage2.step7.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6282048 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 3946656 * nB, act + 3937248 * nB, nB * 9408);
     /* 172 stage2.step7.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6282048 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 3946656 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
     /* 173 stage2.step7.concat: concat 192x14x14 -> 204x14x14 */
     {
-        const float *const xs[2] = { act + 5367264 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 4910976 * nB, act + 190512 * nB };
         const int cs[2] = { 192, 12 };
-        rt_concat_forward(ctx, act + 4007808 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 5221440 * nB, 2, xs, cs, B, 196);
     }
     /* 174 stage2.step8.grad.bn0: bn 204x14x14 -> 204x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 11904, fix + 12112, buf + 8784, buf + 8988, act + 4007808 * nB, P + 301896, P + 302100, B, 204, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5261424 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 5221440 * nB, P + 301896, P + 302100, B, 204, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 4007808 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5261424 * nB, act + 5221440 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1.0000000000000001e-05);
     /* 175 stage2.step8.grad.relu0: relu 204x14x14 -> 204x14x14 */
-    rt_relu_forward(ctx, act + 4047792 * nB, act + 169344 * nB, nB * 39984);
+    rt_relu_forward(ctx, act + 5301408 * nB, act + 5261424 * nB, nB * 39984);
     /* 176 stage2.step8.grad.conv0: conv 204x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6291456 * nB, act + 4047792 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 3937248 * nB, act + 5301408 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
     /* 177 stage2.step8.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 22208, fix + 22256, buf + 9192, buf + 9240, act + 6291456 * nB, P + 312096, P + 312144, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3956064 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 3937248 * nB, P + 312096, P + 312144, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6291456 * nB, P + 312096, P + 312144, buf + 9192, buf + 9240, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3956064 * nB, act + 3937248 * nB, P + 312096, P + 312144, buf + 9192, buf + 9240, B, 48, 196, 1.0000000000000001e-05);
     /* 178 stage2.step8.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6300864 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 3993696 * nB, act + 3956064 * nB, nB * 9408);
     /* 179 stage2.step8.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6300864 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 3993696 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
     /* 180 stage2.step8.concat: concat 204x14x14 -> 216x14x14 */
     {
-        const float *const xs[2] = { act + 4007808 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 5221440 * nB, act + 190512 * nB };
         const int cs[2] = { 204, 12 };
-        rt_concat_forward(ctx, act + 3923136 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 5341392 * nB, 2, xs, cs, B, 196);
     }
     /* 181 stage2.step9.grad.bn0: bn 216x14x14 -> 216x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 10592, fix + 10816, buf + 9288, buf + 9504, act + 3923136 * nB, P + 317376, P + 317592, B, 216, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5383728 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 5341392 * nB, P + 317376, P + 317592, B, 216, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 3923136 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5383728 * nB, act + 5341392 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1.0000000000000001e-05);
     /* 182 stage2.step9.grad.relu0: relu 216x14x14 -> 216x14x14 */
-    rt_relu_forward(ctx, act + 3965472 * nB, act + 169344 * nB, nB * 42336);
+    rt_relu_forward(ctx, act + 5426064 * nB, act + 5383728 * nB, nB * 42336);
     /* 183 stage2.step9.grad.conv0: conv 216x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6310272 * nB, act + 3965472 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 3956064 * nB, act + 5426064 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
     /* 184 stage2.step9.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 22304, fix + 22352, buf + 9720, buf + 9768, act + 6310272 * nB, P + 328176, P + 328224, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4348848 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 3956064 * nB, P + 328176, P + 328224, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6310272 * nB, P + 328176, P + 328224, buf + 9720, buf + 9768, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4348848 * nB, act + 3956064 * nB, P + 328176, P + 328224, buf + 9720, buf + 9768, B, 48, 196, 1.0000000000000001e-05);
     /* 185 stage2.step9.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6319680 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 4358256 * nB, act + 4348848 * nB, nB * 9408);
     /* 186 stage2.step9.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6319680 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 4358256 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
     /* 187 stage2.step9.concat: concat 216x14x14 -> 228x14x14 */
     {
-        const float *const xs[2] = { act + 3923136 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 5341392 * nB, act + 190512 * nB };
         const int cs[2] = { 216, 12 };
-        rt_concat_forward(ctx, act + 3833760 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 5468400 * nB, 2, xs, cs, B, 196);
     }
     /* 188 stage2.step10.grad.bn0: bn 228x14x14 -> 228x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 9216, fix + 9456, buf + 9816, buf + 10044, act + 3833760 * nB, P + 333456, P + 333684, B, 228, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5513088 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 5468400 * nB, P + 333456, P + 333684, B, 228, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 3833760 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5513088 * nB, act + 5468400 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1.0000000000000001e-05);
     /* 189 stage2.step10.grad.relu0: relu 228x14x14 -> 228x14x14 */
-    rt_relu_forward(ctx, act + 3878448 * nB, act + 169344 * nB, nB * 44688);
+    rt_relu_forward(ctx, act + 5557776 * nB, act + 5513088 * nB, nB * 44688);
     /* 190 stage2.step10.grad.conv0: conv 228x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6329088 * nB, act + 3878448 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 4348848 * nB, act + 5557776 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
     /* 191 stage2.step10.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 22400, fix + 22448, buf + 10272, buf + 10320, act + 6329088 * nB, P + 344856, P + 344904, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4367664 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 4348848 * nB, P + 344856, P + 344904, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6329088 * nB, P + 344856, P + 344904, buf + 10272, buf + 10320, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4367664 * nB, act + 4348848 * nB, P + 344856, P + 344904, buf + 10272, buf + 10320, B, 48, 196, 1.0000000000000001e-05);
     /* 192 stage2.step10.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6338496 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 4840416 * nB, act + 4367664 * nB, nB * 9408);
 }
 
 /* Forward, part 9 of 15. */
@@ -1515,95 +1515,95 @@ static void forward_9(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 stage2.step10.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6338496 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 4840416 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
     /* 194 stage2.step10.concat: concat 228x14x14 -> 240x14x14 */
     {
-        const float *const xs[2] = { act + 3833760 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 5468400 * nB, act + 190512 * nB };
         const int cs[2] = { 228, 12 };
-        rt_concat_forward(ctx, act + 3739680 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 5602464 * nB, 2, xs, cs, B, 196);
     }
     /* 195 stage2.step11.grad.bn0: bn 240x14x14 -> 240x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 8256, fix + 8496, buf + 10368, buf + 10608, act + 3739680 * nB, P + 350136, P + 350376, B, 240, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5649504 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 5602464 * nB, P + 350136, P + 350376, B, 240, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 3739680 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5649504 * nB, act + 5602464 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1.0000000000000001e-05);
     /* 196 stage2.step11.grad.relu0: relu 240x14x14 -> 240x14x14 */
-    rt_relu_forward(ctx, act + 3786720 * nB, act + 169344 * nB, nB * 47040);
+    rt_relu_forward(ctx, act + 5696544 * nB, act + 5649504 * nB, nB * 47040);
     /* 197 stage2.step11.grad.conv0: conv 240x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6347904 * nB, act + 3786720 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 4367664 * nB, act + 5696544 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
     /* 198 stage2.step11.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 22496, fix + 22544, buf + 10848, buf + 10896, act + 6347904 * nB, P + 362136, P + 362184, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4849824 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 4367664 * nB, P + 362136, P + 362184, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6347904 * nB, P + 362136, P + 362184, buf + 10848, buf + 10896, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4849824 * nB, act + 4367664 * nB, P + 362136, P + 362184, buf + 10848, buf + 10896, B, 48, 196, 1.0000000000000001e-05);
     /* 199 stage2.step11.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6357312 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 4859232 * nB, act + 4849824 * nB, nB * 9408);
     /* 200 stage2.step11.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6357312 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 4859232 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
     /* 201 stage2.step11.concat: concat 240x14x14 -> 252x14x14 */
     {
-        const float *const xs[2] = { act + 3739680 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 5602464 * nB, act + 190512 * nB };
         const int cs[2] = { 240, 12 };
-        rt_concat_forward(ctx, act + 3546816 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 5743584 * nB, 2, xs, cs, B, 196);
     }
     /* 202 stage2.step12.grad.bn0: bn 252x14x14 -> 252x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 7232, fix + 7488, buf + 10944, buf + 11196, act + 3546816 * nB, P + 367416, P + 367668, B, 252, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5792976 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 5743584 * nB, P + 367416, P + 367668, B, 252, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 3546816 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5792976 * nB, act + 5743584 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1.0000000000000001e-05);
     /* 203 stage2.step12.grad.relu0: relu 252x14x14 -> 252x14x14 */
-    rt_relu_forward(ctx, act + 3596208 * nB, act + 169344 * nB, nB * 49392);
+    rt_relu_forward(ctx, act + 5842368 * nB, act + 5792976 * nB, nB * 49392);
     /* 204 stage2.step12.grad.conv0: conv 252x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6366720 * nB, act + 3596208 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 4849824 * nB, act + 5842368 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
     /* 205 stage2.step12.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 22592, fix + 22640, buf + 11448, buf + 11496, act + 6366720 * nB, P + 380016, P + 380064, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4948608 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 4849824 * nB, P + 380016, P + 380064, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6366720 * nB, P + 380016, P + 380064, buf + 11448, buf + 11496, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4948608 * nB, act + 4849824 * nB, P + 380016, P + 380064, buf + 11448, buf + 11496, B, 48, 196, 1.0000000000000001e-05);
     /* 206 stage2.step12.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6376128 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 4958016 * nB, act + 4948608 * nB, nB * 9408);
     /* 207 stage2.step12.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6376128 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 4958016 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
     /* 208 stage2.step12.concat: concat 252x14x14 -> 264x14x14 */
     {
-        const float *const xs[2] = { act + 3546816 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 5743584 * nB, act + 190512 * nB };
         const int cs[2] = { 252, 12 };
-        rt_concat_forward(ctx, act + 625632 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 5891760 * nB, 2, xs, cs, B, 196);
     }
     /* 209 stage2.step13.grad.bn0: bn 264x14x14 -> 264x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 6144, fix + 6416, buf + 11544, buf + 11808, act + 625632 * nB, P + 385296, P + 385560, B, 264, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5943504 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 5891760 * nB, P + 385296, P + 385560, B, 264, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 625632 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5943504 * nB, act + 5891760 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1.0000000000000001e-05);
     /* 210 stage2.step13.grad.relu0: relu 264x14x14 -> 264x14x14 */
-    rt_relu_forward(ctx, act + 3495072 * nB, act + 169344 * nB, nB * 51744);
+    rt_relu_forward(ctx, act + 5995248 * nB, act + 5943504 * nB, nB * 51744);
     /* 211 stage2.step13.grad.conv0: conv 264x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6385536 * nB, act + 3495072 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 4948608 * nB, act + 5995248 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
     /* 212 stage2.step13.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 22688, fix + 22736, buf + 12072, buf + 12120, act + 6385536 * nB, P + 398496, P + 398544, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4967424 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 4948608 * nB, P + 398496, P + 398544, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6385536 * nB, P + 398496, P + 398544, buf + 12072, buf + 12120, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4967424 * nB, act + 4948608 * nB, P + 398496, P + 398544, buf + 12072, buf + 12120, B, 48, 196, 1.0000000000000001e-05);
     /* 213 stage2.step13.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6394944 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 5146176 * nB, act + 4967424 * nB, nB * 9408);
     /* 214 stage2.step13.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6394944 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 5146176 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
     /* 215 stage2.step13.concat: concat 264x14x14 -> 276x14x14 */
     {
-        const float *const xs[2] = { act + 625632 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 5891760 * nB, act + 190512 * nB };
         const int cs[2] = { 264, 12 };
-        rt_concat_forward(ctx, act + 3386880 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 6046992 * nB, 2, xs, cs, B, 196);
     }
     /* 216 stage2.step14.grad.bn0: bn 276x14x14 -> 276x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 5024, fix + 5312, buf + 12168, buf + 12444, act + 3386880 * nB, P + 403776, P + 404052, B, 276, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6101088 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 6046992 * nB, P + 403776, P + 404052, B, 276, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 3386880 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6101088 * nB, act + 6046992 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1.0000000000000001e-05);
 }
 
 /* Forward, part 10 of 15. */
@@ -1612,87 +1612,87 @@ static void forward_10(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 217 stage2.step14.grad.relu0: relu 276x14x14 -> 276x14x14 */
-    rt_relu_forward(ctx, act + 3440976 * nB, act + 169344 * nB, nB * 54096);
+    rt_relu_forward(ctx, act + 6155184 * nB, act + 6101088 * nB, nB * 54096);
     /* 218 stage2.step14.grad.conv0: conv 276x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6404352 * nB, act + 3440976 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 4967424 * nB, act + 6155184 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
     /* 219 stage2.step14.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 22784, fix + 22832, buf + 12720, buf + 12768, act + 6404352 * nB, P + 417576, P + 417624, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5155584 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 4967424 * nB, P + 417576, P + 417624, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6404352 * nB, P + 417576, P + 417624, buf + 12720, buf + 12768, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5155584 * nB, act + 4967424 * nB, P + 417576, P + 417624, buf + 12720, buf + 12768, B, 48, 196, 1.0000000000000001e-05);
     /* 220 stage2.step14.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6413760 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 5164992 * nB, act + 5155584 * nB, nB * 9408);
     /* 221 stage2.step14.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 169344 * nB, act + 6413760 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 5164992 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
     /* 222 stage2.step14.concat: concat 276x14x14 -> 288x14x14 */
     {
-        const float *const xs[2] = { act + 3386880 * nB, act + 169344 * nB };
+        const float *const xs[2] = { act + 6046992 * nB, act + 190512 * nB };
         const int cs[2] = { 276, 12 };
-        rt_concat_forward(ctx, act + 3273984 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 6209280 * nB, 2, xs, cs, B, 196);
     }
     /* 223 stage2.step15.grad.bn0: bn 288x14x14 -> 288x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 3872, fix + 4160, buf + 12816, buf + 13104, act + 3273984 * nB, P + 422856, P + 423144, B, 288, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6265728 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 6209280 * nB, P + 422856, P + 423144, B, 288, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 3273984 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6265728 * nB, act + 6209280 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1.0000000000000001e-05);
     /* 224 stage2.step15.grad.relu0: relu 288x14x14 -> 288x14x14 */
-    rt_relu_forward(ctx, act + 3330432 * nB, act + 169344 * nB, nB * 56448);
+    rt_relu_forward(ctx, act + 6322176 * nB, act + 6265728 * nB, nB * 56448);
     /* 225 stage2.step15.grad.conv0: conv 288x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 6423168 * nB, act + 3330432 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 5155584 * nB, act + 6322176 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
     /* 226 stage2.step15.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 22880, fix + 22928, buf + 13392, buf + 13440, act + 6423168 * nB, P + 437256, P + 437304, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5174400 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 5155584 * nB, P + 437256, P + 437304, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 6423168 * nB, P + 437256, P + 437304, buf + 13392, buf + 13440, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5174400 * nB, act + 5155584 * nB, P + 437256, P + 437304, buf + 13392, buf + 13440, B, 48, 196, 1.0000000000000001e-05);
     /* 227 stage2.step15.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 6432576 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward(ctx, act + 5261424 * nB, act + 5174400 * nB, nB * 9408);
     /* 228 stage2.step15.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6432576 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 5261424 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
     /* 229 stage2.step15.concat: concat 288x14x14 -> 300x14x14 */
     {
-        const float *const xs[2] = { act + 3273984 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 6209280 * nB, act + 190512 * nB };
         const int cs[2] = { 288, 12 };
-        rt_concat_forward(ctx, act + 169344 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward(ctx, act + 6378624 * nB, 2, xs, cs, B, 196);
     }
     /* 230 trans2.bn0: bn 300x14x14 -> 300x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 2656, fix + 2960, buf + 13488, buf + 13788, act + 169344 * nB, P + 442536, P + 442836, B, 300, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6437424 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 6378624 * nB, P + 442536, P + 442836, B, 300, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 169344 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6437424 * nB, act + 6378624 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1.0000000000000001e-05);
     /* 231 trans2.relu0: relu 300x14x14 -> 300x14x14 */
-    rt_relu_forward(ctx, act + 508032 * nB, act + 228144 * nB, nB * 58800);
+    rt_relu_forward(ctx, act + 6496224 * nB, act + 6437424 * nB, nB * 58800);
     /* 232 trans2.conv0: conv 300x14x14 -> 150x14x14 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 508032 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 5270832 * nB, act + 6496224 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
     /* 233 trans2.avgpool0: avgpool 150x14x14 -> 150x7x7 */
-    rt_avgpool_forward(ctx, act + 6493184 * nB, act + 228144 * nB, B, 150, 14, 14, 2, 2);
+    rt_avgpool_forward(ctx, act + 5174400 * nB, act + 5270832 * nB, B, 150, 14, 14, 2, 2);
     /* 234 stage3.step0.grad.bn0: bn 150x7x7 -> 150x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 16704, fix + 16864, buf + 14088, buf + 14238, act + 6493184 * nB, P + 488136, P + 488286, B, 150, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5270832 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 5174400 * nB, P + 488136, P + 488286, B, 150, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6493184 * nB, P + 488136, P + 488286, buf + 14088, buf + 14238, B, 150, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5270832 * nB, act + 5174400 * nB, P + 488136, P + 488286, buf + 14088, buf + 14238, B, 150, 49, 1.0000000000000001e-05);
     /* 235 stage3.step0.grad.relu0: relu 150x7x7 -> 150x7x7 */
-    rt_relu_forward(ctx, act + 6500544 * nB, act + 228144 * nB, nB * 7350);
+    rt_relu_forward(ctx, act + 5278192 * nB, act + 5270832 * nB, nB * 7350);
     /* 236 stage3.step0.grad.conv0: conv 150x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6507904 * nB, act + 6500544 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 190512 * nB, act + 5278192 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
     /* 237 stage3.step0.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 22976, fix + 23024, buf + 14388, buf + 14436, act + 6507904 * nB, P + 495636, P + 495684, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 192864 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 190512 * nB, P + 495636, P + 495684, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6507904 * nB, P + 495636, P + 495684, buf + 14388, buf + 14436, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 192864 * nB, act + 190512 * nB, P + 495636, P + 495684, buf + 14388, buf + 14436, B, 48, 49, 1.0000000000000001e-05);
     /* 238 stage3.step0.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6510256 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 195216 * nB, act + 192864 * nB, nB * 2352);
     /* 239 stage3.step0.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6510256 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 192864 * nB, act + 195216 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
     /* 240 stage3.step0.concat: concat 150x7x7 -> 162x7x7 */
     {
-        const float *const xs[2] = { act + 6493184 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 5174400 * nB, act + 192864 * nB };
         const int cs[2] = { 150, 12 };
-        rt_concat_forward(ctx, act + 6477280 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 5285552 * nB, 2, xs, cs, B, 49);
     }
 }
 
@@ -1702,91 +1702,91 @@ static void forward_11(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage3.step1.grad.bn0: bn 162x7x7 -> 162x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 15712, fix + 15888, buf + 14484, buf + 14646, act + 6477280 * nB, P + 500916, P + 501078, B, 162, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5383728 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 5285552 * nB, P + 500916, P + 501078, B, 162, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6477280 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5383728 * nB, act + 5285552 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1.0000000000000001e-05);
     /* 242 stage3.step1.grad.relu0: relu 162x7x7 -> 162x7x7 */
-    rt_relu_forward(ctx, act + 6485232 * nB, act + 228144 * nB, nB * 7938);
+    rt_relu_forward(ctx, act + 5391680 * nB, act + 5383728 * nB, nB * 7938);
     /* 243 stage3.step1.grad.conv0: conv 162x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6512608 * nB, act + 6485232 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 192864 * nB, act + 5391680 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
     /* 244 stage3.step1.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 23072, fix + 23120, buf + 14808, buf + 14856, act + 6512608 * nB, P + 509016, P + 509064, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1001952 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 192864 * nB, P + 509016, P + 509064, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6512608 * nB, P + 509016, P + 509064, buf + 14808, buf + 14856, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1001952 * nB, act + 192864 * nB, P + 509016, P + 509064, buf + 14808, buf + 14856, B, 48, 49, 1.0000000000000001e-05);
     /* 245 stage3.step1.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6514960 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 1004304 * nB, act + 1001952 * nB, nB * 2352);
     /* 246 stage3.step1.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6514960 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 1001952 * nB, act + 1004304 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
     /* 247 stage3.step1.concat: concat 162x7x7 -> 174x7x7 */
     {
-        const float *const xs[2] = { act + 6477280 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 5285552 * nB, act + 1001952 * nB };
         const int cs[2] = { 162, 12 };
-        rt_concat_forward(ctx, act + 6460224 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 5399632 * nB, 2, xs, cs, B, 49);
     }
     /* 248 stage3.step2.grad.bn0: bn 174x7x7 -> 174x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 14656, fix + 14832, buf + 14904, buf + 15078, act + 6460224 * nB, P + 514296, P + 514470, B, 174, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5408160 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 5399632 * nB, P + 514296, P + 514470, B, 174, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6460224 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5408160 * nB, act + 5399632 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1.0000000000000001e-05);
     /* 249 stage3.step2.grad.relu0: relu 174x7x7 -> 174x7x7 */
-    rt_relu_forward(ctx, act + 6468752 * nB, act + 228144 * nB, nB * 8526);
+    rt_relu_forward(ctx, act + 5416688 * nB, act + 5408160 * nB, nB * 8526);
     /* 250 stage3.step2.grad.conv0: conv 174x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6517312 * nB, act + 6468752 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 1001952 * nB, act + 5416688 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
     /* 251 stage3.step2.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 23168, fix + 23216, buf + 15252, buf + 15300, act + 6517312 * nB, P + 522996, P + 523044, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2072112 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 1001952 * nB, P + 522996, P + 523044, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6517312 * nB, P + 522996, P + 523044, buf + 15252, buf + 15300, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 2072112 * nB, act + 1001952 * nB, P + 522996, P + 523044, buf + 15252, buf + 15300, B, 48, 49, 1.0000000000000001e-05);
     /* 252 stage3.step2.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6519664 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 2074464 * nB, act + 2072112 * nB, nB * 2352);
     /* 253 stage3.step2.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6519664 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 2072112 * nB, act + 2074464 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
     /* 254 stage3.step2.concat: concat 174x7x7 -> 186x7x7 */
     {
-        const float *const xs[2] = { act + 6460224 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 5399632 * nB, act + 2072112 * nB };
         const int cs[2] = { 174, 12 };
-        rt_concat_forward(ctx, act + 6441984 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 5513088 * nB, 2, xs, cs, B, 49);
     }
     /* 255 stage3.step3.grad.bn0: bn 186x7x7 -> 186x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 13504, fix + 13696, buf + 15348, buf + 15534, act + 6441984 * nB, P + 528276, P + 528462, B, 186, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5522208 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 5513088 * nB, P + 528276, P + 528462, B, 186, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6441984 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5522208 * nB, act + 5513088 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1.0000000000000001e-05);
     /* 256 stage3.step3.grad.relu0: relu 186x7x7 -> 186x7x7 */
-    rt_relu_forward(ctx, act + 6451104 * nB, act + 228144 * nB, nB * 9114);
+    rt_relu_forward(ctx, act + 5531328 * nB, act + 5522208 * nB, nB * 9114);
     /* 257 stage3.step3.grad.conv0: conv 186x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6522016 * nB, act + 6451104 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 2072112 * nB, act + 5531328 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
     /* 258 stage3.step3.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 23264, fix + 23312, buf + 15720, buf + 15768, act + 6522016 * nB, P + 537576, P + 537624, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2076816 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 2072112 * nB, P + 537576, P + 537624, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6522016 * nB, P + 537576, P + 537624, buf + 15720, buf + 15768, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 2076816 * nB, act + 2072112 * nB, P + 537576, P + 537624, buf + 15720, buf + 15768, B, 48, 49, 1.0000000000000001e-05);
     /* 259 stage3.step3.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6524368 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 3497424 * nB, act + 2076816 * nB, nB * 2352);
     /* 260 stage3.step3.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6524368 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 2076816 * nB, act + 3497424 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
     /* 261 stage3.step3.concat: concat 186x7x7 -> 198x7x7 */
     {
-        const float *const xs[2] = { act + 6441984 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 5513088 * nB, act + 2076816 * nB };
         const int cs[2] = { 186, 12 };
-        rt_concat_forward(ctx, act + 6121504 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 5540448 * nB, 2, xs, cs, B, 49);
     }
     /* 262 stage3.step4.grad.bn0: bn 198x7x7 -> 198x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 12320, fix + 12528, buf + 15816, buf + 16014, act + 6121504 * nB, P + 542856, P + 543054, B, 198, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5649504 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 5540448 * nB, P + 542856, P + 543054, B, 198, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6121504 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5649504 * nB, act + 5540448 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1.0000000000000001e-05);
     /* 263 stage3.step4.grad.relu0: relu 198x7x7 -> 198x7x7 */
-    rt_relu_forward(ctx, act + 6131216 * nB, act + 228144 * nB, nB * 9702);
+    rt_relu_forward(ctx, act + 5659216 * nB, act + 5649504 * nB, nB * 9702);
     /* 264 stage3.step4.grad.conv0: conv 198x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6526720 * nB, act + 6131216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 2076816 * nB, act + 5659216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
 }
 
 /* Forward, part 12 of 15. */
@@ -1795,91 +1795,91 @@ static void forward_12(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 265 stage3.step4.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 23360, fix + 23408, buf + 16212, buf + 16260, act + 6526720 * nB, P + 552756, P + 552804, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3560928 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 2076816 * nB, P + 552756, P + 552804, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6526720 * nB, P + 552756, P + 552804, buf + 16212, buf + 16260, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3560928 * nB, act + 2076816 * nB, P + 552756, P + 552804, buf + 16212, buf + 16260, B, 48, 49, 1.0000000000000001e-05);
     /* 266 stage3.step4.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6529072 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 3563280 * nB, act + 3560928 * nB, nB * 2352);
     /* 267 stage3.step4.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6529072 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 3560928 * nB, act + 3563280 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
     /* 268 stage3.step4.concat: concat 198x7x7 -> 210x7x7 */
     {
-        const float *const xs[2] = { act + 6121504 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 5540448 * nB, act + 3560928 * nB };
         const int cs[2] = { 198, 12 };
-        rt_concat_forward(ctx, act + 6100896 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 5668928 * nB, 2, xs, cs, B, 49);
     }
     /* 269 stage3.step5.grad.bn0: bn 210x7x7 -> 210x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 11040, fix + 11264, buf + 16308, buf + 16518, act + 6100896 * nB, P + 558036, P + 558246, B, 210, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5679232 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 5668928 * nB, P + 558036, P + 558246, B, 210, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6100896 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5679232 * nB, act + 5668928 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1.0000000000000001e-05);
     /* 270 stage3.step5.grad.relu0: relu 210x7x7 -> 210x7x7 */
-    rt_relu_forward(ctx, act + 6111200 * nB, act + 228144 * nB, nB * 10290);
+    rt_relu_forward(ctx, act + 5792976 * nB, act + 5679232 * nB, nB * 10290);
     /* 271 stage3.step5.grad.conv0: conv 210x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6531424 * nB, act + 6111200 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 3560928 * nB, act + 5792976 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
     /* 272 stage3.step5.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 23456, fix + 23504, buf + 16728, buf + 16776, act + 6531424 * nB, P + 568536, P + 568584, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3876096 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 3560928 * nB, P + 568536, P + 568584, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6531424 * nB, P + 568536, P + 568584, buf + 16728, buf + 16776, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3876096 * nB, act + 3560928 * nB, P + 568536, P + 568584, buf + 16728, buf + 16776, B, 48, 49, 1.0000000000000001e-05);
     /* 273 stage3.step5.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6533776 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 3878448 * nB, act + 3876096 * nB, nB * 2352);
     /* 274 stage3.step5.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6533776 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 3876096 * nB, act + 3878448 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
     /* 275 stage3.step5.concat: concat 210x7x7 -> 222x7x7 */
     {
-        const float *const xs[2] = { act + 6100896 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 5668928 * nB, act + 3876096 * nB };
         const int cs[2] = { 210, 12 };
-        rt_concat_forward(ctx, act + 327568 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 5679232 * nB, 2, xs, cs, B, 49);
     }
     /* 276 stage3.step6.grad.bn0: bn 222x7x7 -> 222x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 9696, fix + 9920, buf + 16824, buf + 17046, act + 327568 * nB, P + 573816, P + 574038, B, 222, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5803280 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 5679232 * nB, P + 573816, P + 574038, B, 222, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 327568 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5803280 * nB, act + 5679232 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1.0000000000000001e-05);
     /* 277 stage3.step6.grad.relu0: relu 222x7x7 -> 222x7x7 */
-    rt_relu_forward(ctx, act + 6090016 * nB, act + 228144 * nB, nB * 10878);
+    rt_relu_forward(ctx, act + 5814160 * nB, act + 5803280 * nB, nB * 10878);
     /* 278 stage3.step6.grad.conv0: conv 222x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6536128 * nB, act + 6090016 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 3876096 * nB, act + 5814160 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
     /* 279 stage3.step6.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 23552, fix + 23600, buf + 17268, buf + 17316, act + 6536128 * nB, P + 584916, P + 584964, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 3880800 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 3876096 * nB, P + 584916, P + 584964, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6536128 * nB, P + 584916, P + 584964, buf + 17268, buf + 17316, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 3880800 * nB, act + 3876096 * nB, P + 584916, P + 584964, buf + 17268, buf + 17316, B, 48, 49, 1.0000000000000001e-05);
     /* 280 stage3.step6.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6538480 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 4003104 * nB, act + 3880800 * nB, nB * 2352);
     /* 281 stage3.step6.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6538480 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 3880800 * nB, act + 4003104 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
     /* 282 stage3.step6.concat: concat 222x7x7 -> 234x7x7 */
     {
-        const float *const xs[2] = { act + 327568 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 5679232 * nB, act + 3880800 * nB };
         const int cs[2] = { 222, 12 };
-        rt_concat_forward(ctx, act + 6067072 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 5825040 * nB, 2, xs, cs, B, 49);
     }
     /* 283 stage3.step7.grad.bn0: bn 234x7x7 -> 234x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 8736, fix + 8976, buf + 17364, buf + 17598, act + 6067072 * nB, P + 590196, P + 590430, B, 234, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5943504 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 5825040 * nB, P + 590196, P + 590430, B, 234, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6067072 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5943504 * nB, act + 5825040 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1.0000000000000001e-05);
     /* 284 stage3.step7.grad.relu0: relu 234x7x7 -> 234x7x7 */
-    rt_relu_forward(ctx, act + 6078544 * nB, act + 228144 * nB, nB * 11466);
+    rt_relu_forward(ctx, act + 5954976 * nB, act + 5943504 * nB, nB * 11466);
     /* 285 stage3.step7.grad.conv0: conv 234x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6540832 * nB, act + 6078544 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 3880800 * nB, act + 5954976 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
     /* 286 stage3.step7.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 23648, fix + 23696, buf + 17832, buf + 17880, act + 6540832 * nB, P + 601896, P + 601944, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4005456 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 3880800 * nB, P + 601896, P + 601944, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6540832 * nB, P + 601896, P + 601944, buf + 17832, buf + 17880, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4005456 * nB, act + 3880800 * nB, P + 601896, P + 601944, buf + 17832, buf + 17880, B, 48, 49, 1.0000000000000001e-05);
     /* 287 stage3.step7.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6543184 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 4377072 * nB, act + 4005456 * nB, nB * 2352);
     /* 288 stage3.step7.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6543184 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 4005456 * nB, act + 4377072 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
 }
 
 /* Forward, part 13 of 15. */
@@ -1888,95 +1888,95 @@ static void forward_13(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 289 stage3.step7.concat: concat 234x7x7 -> 246x7x7 */
     {
-        const float *const xs[2] = { act + 6067072 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 5825040 * nB, act + 4005456 * nB };
         const int cs[2] = { 234, 12 };
-        rt_concat_forward(ctx, act + 613008 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 5966448 * nB, 2, xs, cs, B, 49);
     }
     /* 290 stage3.step8.grad.bn0: bn 246x7x7 -> 246x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 7744, fix + 8000, buf + 17928, buf + 18174, act + 613008 * nB, P + 607176, P + 607422, B, 246, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5978512 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 5966448 * nB, P + 607176, P + 607422, B, 246, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 613008 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5978512 * nB, act + 5966448 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1.0000000000000001e-05);
     /* 291 stage3.step8.grad.relu0: relu 246x7x7 -> 246x7x7 */
-    rt_relu_forward(ctx, act + 6055008 * nB, act + 228144 * nB, nB * 12054);
+    rt_relu_forward(ctx, act + 6101088 * nB, act + 5978512 * nB, nB * 12054);
     /* 292 stage3.step8.grad.conv0: conv 246x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6545536 * nB, act + 6055008 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 4005456 * nB, act + 6101088 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
     /* 293 stage3.step8.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 23744, fix + 23792, buf + 18420, buf + 18468, act + 6545536 * nB, P + 619476, P + 619524, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4868640 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 4005456 * nB, P + 619476, P + 619524, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6545536 * nB, P + 619476, P + 619524, buf + 18420, buf + 18468, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4868640 * nB, act + 4005456 * nB, P + 619476, P + 619524, buf + 18420, buf + 18468, B, 48, 49, 1.0000000000000001e-05);
     /* 294 stage3.step8.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6547888 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 4870992 * nB, act + 4868640 * nB, nB * 2352);
     /* 295 stage3.step8.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6547888 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 4868640 * nB, act + 4870992 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
     /* 296 stage3.step8.concat: concat 246x7x7 -> 258x7x7 */
     {
-        const float *const xs[2] = { act + 613008 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 5966448 * nB, act + 4868640 * nB };
         const int cs[2] = { 246, 12 };
-        rt_concat_forward(ctx, act + 6029696 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 5978512 * nB, 2, xs, cs, B, 49);
     }
     /* 297 stage3.step9.grad.bn0: bn 258x7x7 -> 258x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 6688, fix + 6960, buf + 18516, buf + 18774, act + 6029696 * nB, P + 624756, P + 625014, B, 258, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6113152 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 5978512 * nB, P + 624756, P + 625014, B, 258, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6029696 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6113152 * nB, act + 5978512 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1.0000000000000001e-05);
     /* 298 stage3.step9.grad.relu0: relu 258x7x7 -> 258x7x7 */
-    rt_relu_forward(ctx, act + 6042352 * nB, act + 228144 * nB, nB * 12642);
+    rt_relu_forward(ctx, act + 6125808 * nB, act + 6113152 * nB, nB * 12642);
     /* 299 stage3.step9.grad.conv0: conv 258x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6550240 * nB, act + 6042352 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 4868640 * nB, act + 6125808 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
     /* 300 stage3.step9.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 23840, fix + 23888, buf + 19032, buf + 19080, act + 6550240 * nB, P + 637656, P + 637704, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 4873344 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 4868640 * nB, P + 637656, P + 637704, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6550240 * nB, P + 637656, P + 637704, buf + 19032, buf + 19080, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 4873344 * nB, act + 4868640 * nB, P + 637656, P + 637704, buf + 19032, buf + 19080, B, 48, 49, 1.0000000000000001e-05);
     /* 301 stage3.step9.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6552592 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 5270832 * nB, act + 4873344 * nB, nB * 2352);
     /* 302 stage3.step9.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6552592 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 4873344 * nB, act + 5270832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
     /* 303 stage3.step9.concat: concat 258x7x7 -> 270x7x7 */
     {
-        const float *const xs[2] = { act + 6029696 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 5978512 * nB, act + 4873344 * nB };
         const int cs[2] = { 258, 12 };
-        rt_concat_forward(ctx, act + 6003232 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 6138464 * nB, 2, xs, cs, B, 49);
     }
     /* 304 stage3.step10.grad.bn0: bn 270x7x7 -> 270x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 5600, fix + 5872, buf + 19128, buf + 19398, act + 6003232 * nB, P + 642936, P + 643206, B, 270, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6265728 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 6138464 * nB, P + 642936, P + 643206, B, 270, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6003232 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6265728 * nB, act + 6138464 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1.0000000000000001e-05);
     /* 305 stage3.step10.grad.relu0: relu 270x7x7 -> 270x7x7 */
-    rt_relu_forward(ctx, act + 6016464 * nB, act + 228144 * nB, nB * 13230);
+    rt_relu_forward(ctx, act + 6278960 * nB, act + 6265728 * nB, nB * 13230);
     /* 306 stage3.step10.grad.conv0: conv 270x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6554944 * nB, act + 6016464 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 4873344 * nB, act + 6278960 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
     /* 307 stage3.step10.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 23936, fix + 23984, buf + 19668, buf + 19716, act + 6554944 * nB, P + 656436, P + 656484, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5273184 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 4873344 * nB, P + 656436, P + 656484, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6554944 * nB, P + 656436, P + 656484, buf + 19668, buf + 19716, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5273184 * nB, act + 4873344 * nB, P + 656436, P + 656484, buf + 19668, buf + 19716, B, 48, 49, 1.0000000000000001e-05);
     /* 308 stage3.step10.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6557296 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 5275536 * nB, act + 5273184 * nB, nB * 2352);
     /* 309 stage3.step10.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6557296 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5275536 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
     /* 310 stage3.step10.concat: concat 270x7x7 -> 282x7x7 */
     {
-        const float *const xs[2] = { act + 6003232 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 6138464 * nB, act + 5181760 * nB };
         const int cs[2] = { 270, 12 };
-        rt_concat_forward(ctx, act + 5975584 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 6292192 * nB, 2, xs, cs, B, 49);
     }
     /* 311 stage3.step11.grad.bn0: bn 282x7x7 -> 282x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 4448, fix + 4736, buf + 19764, buf + 20046, act + 5975584 * nB, P + 661716, P + 661998, B, 282, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6306016 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 6292192 * nB, P + 661716, P + 661998, B, 282, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 5975584 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6306016 * nB, act + 6292192 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1.0000000000000001e-05);
     /* 312 stage3.step11.grad.relu0: relu 282x7x7 -> 282x7x7 */
-    rt_relu_forward(ctx, act + 5989408 * nB, act + 228144 * nB, nB * 13818);
+    rt_relu_forward(ctx, act + 6437424 * nB, act + 6306016 * nB, nB * 13818);
 }
 
 /* Forward, part 14 of 15. */
@@ -1985,91 +1985,91 @@ static void forward_14(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 313 stage3.step11.grad.conv0: conv 282x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6559648 * nB, act + 5989408 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 5273184 * nB, act + 6437424 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
     /* 314 stage3.step11.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 24032, fix + 24080, buf + 20328, buf + 20376, act + 6559648 * nB, P + 675816, P + 675864, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5293504 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 5273184 * nB, P + 675816, P + 675864, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6559648 * nB, P + 675816, P + 675864, buf + 20328, buf + 20376, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5293504 * nB, act + 5273184 * nB, P + 675816, P + 675864, buf + 20328, buf + 20376, B, 48, 49, 1.0000000000000001e-05);
     /* 315 stage3.step11.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6562000 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 5295856 * nB, act + 5293504 * nB, nB * 2352);
     /* 316 stage3.step11.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6562000 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5295856 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
     /* 317 stage3.step11.concat: concat 282x7x7 -> 294x7x7 */
     {
-        const float *const xs[2] = { act + 5975584 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 6292192 * nB, act + 5181760 * nB };
         const int cs[2] = { 282, 12 };
-        rt_concat_forward(ctx, act + 5946752 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 6306016 * nB, 2, xs, cs, B, 49);
     }
     /* 318 stage3.step12.grad.bn0: bn 294x7x7 -> 294x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 3264, fix + 3568, buf + 20424, buf + 20718, act + 5946752 * nB, P + 681096, P + 681390, B, 294, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6451248 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 6306016 * nB, P + 681096, P + 681390, B, 294, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 5946752 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6451248 * nB, act + 6306016 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1.0000000000000001e-05);
     /* 319 stage3.step12.grad.relu0: relu 294x7x7 -> 294x7x7 */
-    rt_relu_forward(ctx, act + 5961168 * nB, act + 228144 * nB, nB * 14406);
+    rt_relu_forward(ctx, act + 6465664 * nB, act + 6451248 * nB, nB * 14406);
     /* 320 stage3.step12.grad.conv0: conv 294x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6564352 * nB, act + 5961168 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 5293504 * nB, act + 6465664 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
     /* 321 stage3.step12.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 24128, fix + 24176, buf + 21012, buf + 21060, act + 6564352 * nB, P + 695796, P + 695844, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5298208 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 5293504 * nB, P + 695796, P + 695844, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6564352 * nB, P + 695796, P + 695844, buf + 21012, buf + 21060, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5298208 * nB, act + 5293504 * nB, P + 695796, P + 695844, buf + 21012, buf + 21060, B, 48, 49, 1.0000000000000001e-05);
     /* 322 stage3.step12.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6566704 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 5383728 * nB, act + 5298208 * nB, nB * 2352);
     /* 323 stage3.step12.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6566704 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5383728 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
     /* 324 stage3.step12.concat: concat 294x7x7 -> 306x7x7 */
     {
-        const float *const xs[2] = { act + 5946752 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 6306016 * nB, act + 5181760 * nB };
         const int cs[2] = { 294, 12 };
-        rt_concat_forward(ctx, act + 598000 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 6480080 * nB, 2, xs, cs, B, 49);
     }
     /* 325 stage3.step13.grad.bn0: bn 306x7x7 -> 306x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 2016, fix + 2336, buf + 21108, buf + 21414, act + 598000 * nB, P + 701076, P + 701382, B, 306, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6555024 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 6480080 * nB, P + 701076, P + 701382, B, 306, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 598000 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6555024 * nB, act + 6480080 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1.0000000000000001e-05);
     /* 326 stage3.step13.grad.relu0: relu 306x7x7 -> 306x7x7 */
-    rt_relu_forward(ctx, act + 5931744 * nB, act + 228144 * nB, nB * 14994);
+    rt_relu_forward(ctx, act + 6570032 * nB, act + 6555024 * nB, nB * 14994);
     /* 327 stage3.step13.grad.conv0: conv 306x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6569056 * nB, act + 5931744 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 5298208 * nB, act + 6570032 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
     /* 328 stage3.step13.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 24224, fix + 24272, buf + 21720, buf + 21768, act + 6569056 * nB, P + 716376, P + 716424, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5386080 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 5298208 * nB, P + 716376, P + 716424, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6569056 * nB, P + 716376, P + 716424, buf + 21720, buf + 21768, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5386080 * nB, act + 5298208 * nB, P + 716376, P + 716424, buf + 21720, buf + 21768, B, 48, 49, 1.0000000000000001e-05);
     /* 329 stage3.step13.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6571408 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 5388432 * nB, act + 5386080 * nB, nB * 2352);
     /* 330 stage3.step13.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6571408 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5388432 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
     /* 331 stage3.step13.concat: concat 306x7x7 -> 318x7x7 */
     {
-        const float *const xs[2] = { act + 598000 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 6480080 * nB, act + 5181760 * nB };
         const int cs[2] = { 306, 12 };
-        rt_concat_forward(ctx, act + 566832 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 6585040 * nB, 2, xs, cs, B, 49);
     }
     /* 332 stage3.step14.grad.bn0: bn 318x7x7 -> 318x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 1376, fix + 1696, buf + 21816, buf + 22134, act + 566832 * nB, P + 721656, P + 721974, B, 318, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6600624 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 6585040 * nB, P + 721656, P + 721974, B, 318, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 566832 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6600624 * nB, act + 6585040 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1.0000000000000001e-05);
     /* 333 stage3.step14.grad.relu0: relu 318x7x7 -> 318x7x7 */
-    rt_relu_forward(ctx, act + 582416 * nB, act + 228144 * nB, nB * 15582);
+    rt_relu_forward(ctx, act + 6616208 * nB, act + 6600624 * nB, nB * 15582);
     /* 334 stage3.step14.grad.conv0: conv 318x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6573760 * nB, act + 582416 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 5386080 * nB, act + 6616208 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
     /* 335 stage3.step14.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 24320, fix + 24368, buf + 22452, buf + 22500, act + 6573760 * nB, P + 737556, P + 737604, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5408160 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 5386080 * nB, P + 737556, P + 737604, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6573760 * nB, P + 737556, P + 737604, buf + 22452, buf + 22500, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5408160 * nB, act + 5386080 * nB, P + 737556, P + 737604, buf + 22452, buf + 22500, B, 48, 49, 1.0000000000000001e-05);
     /* 336 stage3.step14.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6576112 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 5410512 * nB, act + 5408160 * nB, nB * 2352);
 }
 
 /* Forward, part 15 of 15. */
@@ -2078,53 +2078,53 @@ static void forward_15(RtModel *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 337 stage3.step14.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 228144 * nB, act + 6576112 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5410512 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
     /* 338 stage3.step14.concat: concat 318x7x7 -> 330x7x7 */
     {
-        const float *const xs[2] = { act + 566832 * nB, act + 228144 * nB };
+        const float *const xs[2] = { act + 6585040 * nB, act + 5181760 * nB };
         const int cs[2] = { 318, 12 };
-        rt_concat_forward(ctx, act + 295216 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 6631792 * nB, 2, xs, cs, B, 49);
     }
     /* 339 stage3.step15.grad.bn0: bn 330x7x7 -> 330x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 704, fix + 1040, buf + 22548, buf + 22878, act + 295216 * nB, P + 742836, P + 743166, B, 330, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6647968 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 6631792 * nB, P + 742836, P + 743166, B, 330, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 295216 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6647968 * nB, act + 6631792 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1.0000000000000001e-05);
     /* 340 stage3.step15.grad.relu0: relu 330x7x7 -> 330x7x7 */
-    rt_relu_forward(ctx, act + 311392 * nB, act + 228144 * nB, nB * 16170);
+    rt_relu_forward(ctx, act + 6664144 * nB, act + 6647968 * nB, nB * 16170);
     /* 341 stage3.step15.grad.conv0: conv 330x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 6578464 * nB, act + 311392 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward(ctx, act + 5408160 * nB, act + 6664144 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
     /* 342 stage3.step15.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 228144 * nB, fix + 24416, fix + 24464, buf + 23208, buf + 23256, act + 6578464 * nB, P + 759336, P + 759384, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 5412864 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 5408160 * nB, P + 759336, P + 759384, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 228144 * nB, act + 6578464 * nB, P + 759336, P + 759384, buf + 23208, buf + 23256, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 5412864 * nB, act + 5408160 * nB, P + 759336, P + 759384, buf + 23208, buf + 23256, B, 48, 49, 1.0000000000000001e-05);
     /* 343 stage3.step15.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 6580816 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward(ctx, act + 5522208 * nB, act + 5412864 * nB, nB * 2352);
     /* 344 stage3.step15.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 244912 * nB, act + 6580816 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5522208 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
     /* 345 stage3.step15.concat: concat 330x7x7 -> 342x7x7 */
     {
-        const float *const xs[2] = { act + 295216 * nB, act + 244912 * nB };
+        const float *const xs[2] = { act + 6631792 * nB, act + 5181760 * nB };
         const int cs[2] = { 330, 12 };
-        rt_concat_forward(ctx, act + 228144 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward(ctx, act + 6680320 * nB, 2, xs, cs, B, 49);
     }
     /* 346 head.bn0: bn 342x7x7 -> 342x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 244912 * nB, fix, fix + 352, buf + 23304, buf + 23646, act + 228144 * nB, P + 764616, P + 764958, B, 342, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 6697088 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 6680320 * nB, P + 764616, P + 764958, B, 342, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 244912 * nB, act + 228144 * nB, P + 764616, P + 764958, buf + 23304, buf + 23646, B, 342, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 6697088 * nB, act + 6680320 * nB, P + 764616, P + 764958, buf + 23304, buf + 23646, B, 342, 49, 1.0000000000000001e-05);
     /* 347 head.relu0: relu 342x7x7 -> 342x7x7 */
-    rt_relu_forward(ctx, act + 261680 * nB, act + 244912 * nB, nB * 16758);
+    rt_relu_forward(ctx, act + 6713856 * nB, act + 6697088 * nB, nB * 16758);
     /* 348 head.gap0: gap 342x7x7 -> 342x1x1 */
-    rt_gap_forward(ctx, act + 244912 * nB, act + 261680 * nB, B, 342, 49);
+    rt_gap_forward(ctx, act + 5181760 * nB, act + 6713856 * nB, B, 342, 49);
     /* 349 head.linear: linear 342x1x1 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 244912 * nB, P + 765300, P + 768720, B, 342, 10);
+    rt_linear_forward(ctx, m->logits, act + 5181760 * nB, P + 765300, P + 768720, B, 342, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -2154,73 +2154,73 @@ static void backward_1(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 349 head.linear: linear 342x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 278448 * nB, 0, G + 765300, G + 768720, m->dlogits, act + 244912 * nB, P + 765300, B, 342, 10);
+    rt_linear_backward(ctx, act + 5182112 * nB, 0, G + 765300, G + 768720, m->dlogits, act + 5181760 * nB, P + 765300, B, 342, 10);
     /* 348 head.gap0: gap 342x7x7 -> 342x1x1 */
-    rt_gap_backward(ctx, act + 244912 * nB, 0, act + 278448 * nB, B, 342, 49);
+    rt_gap_backward(ctx, act + 6697088 * nB, 0, act + 5182112 * nB, B, 342, 49);
     /* 347 head.relu0: relu 342x7x7 -> 342x7x7 */
-    rt_relu_backward(ctx, act + 278448 * nB, 0, act + 244912 * nB, act + 261680 * nB, nB * 16758);
+    rt_relu_backward(ctx, act + 6730624 * nB, 0, act + 6697088 * nB, act + 6713856 * nB, nB * 16758);
     /* 346 head.bn0: bn 342x7x7 -> 342x7x7 */
-    rt_bn_backward(ctx, act + 244912 * nB, 0, G + 764616, G + 764958, act + 278448 * nB, act + 228144 * nB, fix, fix + 352, P + 764616, B, 342, 49);
+    rt_bn_backward(ctx, act + 6697088 * nB, 0, G + 764616, G + 764958, act + 6730624 * nB, act + 6680320 * nB, fix + 23968, fix + 24320, P + 764616, B, 342, 49);
     /* 345 stage3.step15.concat: concat 330x7x7 -> 342x7x7 */
     {
-        float *const dxs[2] = { act + 228144 * nB, act + 261680 * nB };
+        float *const dxs[2] = { act + 6647968 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 330, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 244912 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 6697088 * nB, 2, cs, B, 49);
     }
     /* 344 stage3.step15.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 244320 * nB, 0, G + 759432, act + 261680 * nB, act + 6580816 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 5412864 * nB, 0, G + 759432, act + 5181760 * nB, act + 5522208 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
     /* 343 stage3.step15.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 246672 * nB, 0, act + 244320 * nB, act + 6580816 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 5524560 * nB, 0, act + 5412864 * nB, act + 5522208 * nB, nB * 2352);
     /* 342 stage3.step15.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 260496 * nB, 0, G + 759336, G + 759384, act + 246672 * nB, act + 6578464 * nB, fix + 24416, fix + 24464, P + 759336, B, 48, 49);
+    rt_bn_backward(ctx, act + 5412864 * nB, 0, G + 759336, G + 759384, act + 5524560 * nB, act + 5408160 * nB, fix + 23872, fix + 23920, P + 759336, B, 48, 49);
     /* 341 stage3.step15.grad.conv0: conv 330x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 244320 * nB, 0, G + 743496, act + 260496 * nB, act + 311392 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6680320 * nB, 0, G + 743496, act + 5412864 * nB, act + 6664144 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
     /* 340 stage3.step15.grad.relu0: relu 330x7x7 -> 330x7x7 */
-    rt_relu_backward(ctx, act + 260496 * nB, 0, act + 244320 * nB, act + 311392 * nB, nB * 16170);
+    rt_relu_backward(ctx, act + 6696496 * nB, 0, act + 6680320 * nB, act + 6664144 * nB, nB * 16170);
     /* 339 stage3.step15.grad.bn0: bn 330x7x7 -> 330x7x7 */
-    rt_bn_backward(ctx, act + 228144 * nB, 1, G + 742836, G + 743166, act + 260496 * nB, act + 295216 * nB, fix + 704, fix + 1040, P + 742836, B, 330, 49);
+    rt_bn_backward(ctx, act + 6647968 * nB, 1, G + 742836, G + 743166, act + 6696496 * nB, act + 6631792 * nB, fix + 23200, fix + 23536, P + 742836, B, 330, 49);
     /* 338 stage3.step14.concat: concat 318x7x7 -> 330x7x7 */
     {
-        float *const dxs[2] = { act + 244320 * nB, act + 259904 * nB };
+        float *const dxs[2] = { act + 6600624 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 318, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 6647968 * nB, 2, cs, B, 49);
     }
     /* 337 stage3.step14.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 737652, act + 259904 * nB, act + 6576112 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 5408160 * nB, 0, G + 737652, act + 5181760 * nB, act + 5410512 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
     /* 336 stage3.step14.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6576112 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 5412864 * nB, 0, act + 5408160 * nB, act + 5410512 * nB, nB * 2352);
     /* 335 stage3.step14.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 259904 * nB, 0, G + 737556, G + 737604, act + 230496 * nB, act + 6573760 * nB, fix + 24320, fix + 24368, P + 737556, B, 48, 49);
+    rt_bn_backward(ctx, act + 5408160 * nB, 0, G + 737556, G + 737604, act + 5412864 * nB, act + 5386080 * nB, fix + 23104, fix + 23152, P + 737556, B, 48, 49);
     /* 334 stage3.step14.grad.conv0: conv 318x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 722292, act + 259904 * nB, act + 582416 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6631792 * nB, 0, G + 722292, act + 5408160 * nB, act + 6616208 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
     /* 333 stage3.step14.grad.relu0: relu 318x7x7 -> 318x7x7 */
-    rt_relu_backward(ctx, act + 259904 * nB, 0, act + 228144 * nB, act + 582416 * nB, nB * 15582);
+    rt_relu_backward(ctx, act + 6647376 * nB, 0, act + 6631792 * nB, act + 6616208 * nB, nB * 15582);
     /* 332 stage3.step14.grad.bn0: bn 318x7x7 -> 318x7x7 */
-    rt_bn_backward(ctx, act + 244320 * nB, 1, G + 721656, G + 721974, act + 259904 * nB, act + 566832 * nB, fix + 1376, fix + 1696, P + 721656, B, 318, 49);
+    rt_bn_backward(ctx, act + 6600624 * nB, 1, G + 721656, G + 721974, act + 6647376 * nB, act + 6585040 * nB, fix + 22464, fix + 22784, P + 721656, B, 318, 49);
     /* 331 stage3.step13.concat: concat 306x7x7 -> 318x7x7 */
     {
-        float *const dxs[2] = { act + 228144 * nB, act + 259904 * nB };
+        float *const dxs[2] = { act + 6555024 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 306, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 244320 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 6600624 * nB, 2, cs, B, 49);
     }
     /* 330 stage3.step13.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 243152 * nB, 0, G + 716472, act + 259904 * nB, act + 6571408 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 5386080 * nB, 0, G + 716472, act + 5181760 * nB, act + 5388432 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
     /* 329 stage3.step13.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 245504 * nB, 0, act + 243152 * nB, act + 6571408 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 5408160 * nB, 0, act + 5386080 * nB, act + 5388432 * nB, nB * 2352);
     /* 328 stage3.step13.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 258160 * nB, 0, G + 716376, G + 716424, act + 245504 * nB, act + 6569056 * nB, fix + 24224, fix + 24272, P + 716376, B, 48, 49);
+    rt_bn_backward(ctx, act + 5386080 * nB, 0, G + 716376, G + 716424, act + 5408160 * nB, act + 5298208 * nB, fix + 22368, fix + 22416, P + 716376, B, 48, 49);
     /* 327 stage3.step13.grad.conv0: conv 306x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 243152 * nB, 0, G + 701688, act + 258160 * nB, act + 5931744 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6585040 * nB, 0, G + 701688, act + 5386080 * nB, act + 6570032 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
     /* 326 stage3.step13.grad.relu0: relu 306x7x7 -> 306x7x7 */
-    rt_relu_backward(ctx, act + 258160 * nB, 0, act + 243152 * nB, act + 5931744 * nB, nB * 14994);
+    rt_relu_backward(ctx, act + 6600048 * nB, 0, act + 6585040 * nB, act + 6570032 * nB, nB * 14994);
 }
 
 /* Backward, part 2 of 15. */
@@ -2229,78 +2229,78 @@ static void backward_2(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 325 stage3.step13.grad.bn0: bn 306x7x7 -> 306x7x7 */
-    rt_bn_backward(ctx, act + 228144 * nB, 1, G + 701076, G + 701382, act + 258160 * nB, act + 598000 * nB, fix + 2016, fix + 2336, P + 701076, B, 306, 49);
+    rt_bn_backward(ctx, act + 6555024 * nB, 1, G + 701076, G + 701382, act + 6600048 * nB, act + 6480080 * nB, fix + 21728, fix + 22048, P + 701076, B, 306, 49);
     /* 324 stage3.step12.concat: concat 294x7x7 -> 306x7x7 */
     {
-        float *const dxs[2] = { act + 243152 * nB, act + 257568 * nB };
+        float *const dxs[2] = { act + 6451248 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 294, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 6555024 * nB, 2, cs, B, 49);
     }
     /* 323 stage3.step12.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 695892, act + 257568 * nB, act + 6566704 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 5298208 * nB, 0, G + 695892, act + 5181760 * nB, act + 5383728 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
     /* 322 stage3.step12.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6566704 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 5386080 * nB, 0, act + 5298208 * nB, act + 5383728 * nB, nB * 2352);
     /* 321 stage3.step12.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 257568 * nB, 0, G + 695796, G + 695844, act + 230496 * nB, act + 6564352 * nB, fix + 24128, fix + 24176, P + 695796, B, 48, 49);
+    rt_bn_backward(ctx, act + 5298208 * nB, 0, G + 695796, G + 695844, act + 5386080 * nB, act + 5293504 * nB, fix + 21632, fix + 21680, P + 695796, B, 48, 49);
     /* 320 stage3.step12.grad.conv0: conv 294x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 681684, act + 257568 * nB, act + 5961168 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6480080 * nB, 0, G + 681684, act + 5298208 * nB, act + 6465664 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
     /* 319 stage3.step12.grad.relu0: relu 294x7x7 -> 294x7x7 */
-    rt_relu_backward(ctx, act + 257568 * nB, 0, act + 228144 * nB, act + 5961168 * nB, nB * 14406);
+    rt_relu_backward(ctx, act + 6555024 * nB, 0, act + 6480080 * nB, act + 6465664 * nB, nB * 14406);
     /* 318 stage3.step12.grad.bn0: bn 294x7x7 -> 294x7x7 */
-    rt_bn_backward(ctx, act + 243152 * nB, 1, G + 681096, G + 681390, act + 257568 * nB, act + 5946752 * nB, fix + 3264, fix + 3568, P + 681096, B, 294, 49);
+    rt_bn_backward(ctx, act + 6451248 * nB, 1, G + 681096, G + 681390, act + 6555024 * nB, act + 6306016 * nB, fix + 21024, fix + 21328, P + 681096, B, 294, 49);
     /* 317 stage3.step11.concat: concat 282x7x7 -> 294x7x7 */
     {
-        float *const dxs[2] = { act + 228144 * nB, act + 257568 * nB };
+        float *const dxs[2] = { act + 6306016 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 282, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 243152 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 6451248 * nB, 2, cs, B, 49);
     }
     /* 316 stage3.step11.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 241968 * nB, 0, G + 675912, act + 257568 * nB, act + 6562000 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 5293504 * nB, 0, G + 675912, act + 5181760 * nB, act + 5295856 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
     /* 315 stage3.step11.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 244320 * nB, 0, act + 241968 * nB, act + 6562000 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 5298208 * nB, 0, act + 5293504 * nB, act + 5295856 * nB, nB * 2352);
     /* 314 stage3.step11.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 255792 * nB, 0, G + 675816, G + 675864, act + 244320 * nB, act + 6559648 * nB, fix + 24032, fix + 24080, P + 675816, B, 48, 49);
+    rt_bn_backward(ctx, act + 5293504 * nB, 0, G + 675816, G + 675864, act + 5298208 * nB, act + 5273184 * nB, fix + 20928, fix + 20976, P + 675816, B, 48, 49);
     /* 313 stage3.step11.grad.conv0: conv 282x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 241968 * nB, 0, G + 662280, act + 255792 * nB, act + 5989408 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6451248 * nB, 0, G + 662280, act + 5293504 * nB, act + 6437424 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
     /* 312 stage3.step11.grad.relu0: relu 282x7x7 -> 282x7x7 */
-    rt_relu_backward(ctx, act + 255792 * nB, 0, act + 241968 * nB, act + 5989408 * nB, nB * 13818);
+    rt_relu_backward(ctx, act + 6465072 * nB, 0, act + 6451248 * nB, act + 6437424 * nB, nB * 13818);
     /* 311 stage3.step11.grad.bn0: bn 282x7x7 -> 282x7x7 */
-    rt_bn_backward(ctx, act + 228144 * nB, 1, G + 661716, G + 661998, act + 255792 * nB, act + 5975584 * nB, fix + 4448, fix + 4736, P + 661716, B, 282, 49);
+    rt_bn_backward(ctx, act + 6306016 * nB, 1, G + 661716, G + 661998, act + 6465072 * nB, act + 6292192 * nB, fix + 20352, fix + 20640, P + 661716, B, 282, 49);
     /* 310 stage3.step10.concat: concat 270x7x7 -> 282x7x7 */
     {
-        float *const dxs[2] = { act + 241968 * nB, act + 255200 * nB };
+        float *const dxs[2] = { act + 6265728 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 270, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 6306016 * nB, 2, cs, B, 49);
     }
     /* 309 stage3.step10.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 656532, act + 255200 * nB, act + 6557296 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 5273184 * nB, 0, G + 656532, act + 5181760 * nB, act + 5275536 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
     /* 308 stage3.step10.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6557296 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 5293504 * nB, 0, act + 5273184 * nB, act + 5275536 * nB, nB * 2352);
     /* 307 stage3.step10.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 255200 * nB, 0, G + 656436, G + 656484, act + 230496 * nB, act + 6554944 * nB, fix + 23936, fix + 23984, P + 656436, B, 48, 49);
+    rt_bn_backward(ctx, act + 5273184 * nB, 0, G + 656436, G + 656484, act + 5293504 * nB, act + 4873344 * nB, fix + 20256, fix + 20304, P + 656436, B, 48, 49);
     /* 306 stage3.step10.grad.conv0: conv 270x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 643476, act + 255200 * nB, act + 6016464 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6292192 * nB, 0, G + 643476, act + 5273184 * nB, act + 6278960 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
     /* 305 stage3.step10.grad.relu0: relu 270x7x7 -> 270x7x7 */
-    rt_relu_backward(ctx, act + 255200 * nB, 0, act + 228144 * nB, act + 6016464 * nB, nB * 13230);
+    rt_relu_backward(ctx, act + 6305424 * nB, 0, act + 6292192 * nB, act + 6278960 * nB, nB * 13230);
     /* 304 stage3.step10.grad.bn0: bn 270x7x7 -> 270x7x7 */
-    rt_bn_backward(ctx, act + 241968 * nB, 1, G + 642936, G + 643206, act + 255200 * nB, act + 6003232 * nB, fix + 5600, fix + 5872, P + 642936, B, 270, 49);
+    rt_bn_backward(ctx, act + 6265728 * nB, 1, G + 642936, G + 643206, act + 6305424 * nB, act + 6138464 * nB, fix + 19712, fix + 19984, P + 642936, B, 270, 49);
     /* 303 stage3.step9.concat: concat 258x7x7 -> 270x7x7 */
     {
-        float *const dxs[2] = { act + 228144 * nB, act + 255200 * nB };
+        float *const dxs[2] = { act + 6113152 * nB, act + 4873344 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 258, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 241968 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 6265728 * nB, 2, cs, B, 49);
     }
     /* 302 stage3.step9.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 240800 * nB, 0, G + 637752, act + 255200 * nB, act + 6552592 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 5273184 * nB, 0, G + 637752, act + 4873344 * nB, act + 5270832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
 }
 
 /* Backward, part 3 of 15. */
@@ -2309,73 +2309,73 @@ static void backward_3(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 301 stage3.step9.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 243152 * nB, 0, act + 240800 * nB, act + 6552592 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 4873344 * nB, 0, act + 5273184 * nB, act + 5270832 * nB, nB * 2352);
     /* 300 stage3.step9.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 253456 * nB, 0, G + 637656, G + 637704, act + 243152 * nB, act + 6550240 * nB, fix + 23840, fix + 23888, P + 637656, B, 48, 49);
+    rt_bn_backward(ctx, act + 5270832 * nB, 0, G + 637656, G + 637704, act + 4873344 * nB, act + 4868640 * nB, fix + 19616, fix + 19664, P + 637656, B, 48, 49);
     /* 299 stage3.step9.grad.conv0: conv 258x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 240800 * nB, 0, G + 625272, act + 253456 * nB, act + 6042352 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6138464 * nB, 0, G + 625272, act + 5270832 * nB, act + 6125808 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
     /* 298 stage3.step9.grad.relu0: relu 258x7x7 -> 258x7x7 */
-    rt_relu_backward(ctx, act + 253456 * nB, 0, act + 240800 * nB, act + 6042352 * nB, nB * 12642);
+    rt_relu_backward(ctx, act + 6265728 * nB, 0, act + 6138464 * nB, act + 6125808 * nB, nB * 12642);
     /* 297 stage3.step9.grad.bn0: bn 258x7x7 -> 258x7x7 */
-    rt_bn_backward(ctx, act + 228144 * nB, 1, G + 624756, G + 625014, act + 253456 * nB, act + 6029696 * nB, fix + 6688, fix + 6960, P + 624756, B, 258, 49);
+    rt_bn_backward(ctx, act + 6113152 * nB, 1, G + 624756, G + 625014, act + 6265728 * nB, act + 5978512 * nB, fix + 19072, fix + 19344, P + 624756, B, 258, 49);
     /* 296 stage3.step8.concat: concat 246x7x7 -> 258x7x7 */
     {
-        float *const dxs[2] = { act + 240800 * nB, act + 252864 * nB };
+        float *const dxs[2] = { act + 5978512 * nB, act + 4868640 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 246, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 6113152 * nB, 2, cs, B, 49);
     }
     /* 295 stage3.step8.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 619572, act + 252864 * nB, act + 6547888 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 4873344 * nB, 0, G + 619572, act + 4868640 * nB, act + 4870992 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
     /* 294 stage3.step8.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6547888 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 4868640 * nB, 0, act + 4873344 * nB, act + 4870992 * nB, nB * 2352);
     /* 293 stage3.step8.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 252864 * nB, 0, G + 619476, G + 619524, act + 230496 * nB, act + 6545536 * nB, fix + 23744, fix + 23792, P + 619476, B, 48, 49);
+    rt_bn_backward(ctx, act + 4870992 * nB, 0, G + 619476, G + 619524, act + 4868640 * nB, act + 4005456 * nB, fix + 18976, fix + 19024, P + 619476, B, 48, 49);
     /* 292 stage3.step8.grad.conv0: conv 246x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 607668, act + 252864 * nB, act + 6055008 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6113152 * nB, 0, G + 607668, act + 4870992 * nB, act + 6101088 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
     /* 291 stage3.step8.grad.relu0: relu 246x7x7 -> 246x7x7 */
-    rt_relu_backward(ctx, act + 252864 * nB, 0, act + 228144 * nB, act + 6055008 * nB, nB * 12054);
+    rt_relu_backward(ctx, act + 6125216 * nB, 0, act + 6113152 * nB, act + 6101088 * nB, nB * 12054);
     /* 290 stage3.step8.grad.bn0: bn 246x7x7 -> 246x7x7 */
-    rt_bn_backward(ctx, act + 240800 * nB, 1, G + 607176, G + 607422, act + 252864 * nB, act + 613008 * nB, fix + 7744, fix + 8000, P + 607176, B, 246, 49);
+    rt_bn_backward(ctx, act + 5978512 * nB, 1, G + 607176, G + 607422, act + 6125216 * nB, act + 5966448 * nB, fix + 18464, fix + 18720, P + 607176, B, 246, 49);
     /* 289 stage3.step7.concat: concat 234x7x7 -> 246x7x7 */
     {
-        float *const dxs[2] = { act + 228144 * nB, act + 252864 * nB };
+        float *const dxs[2] = { act + 5943504 * nB, act + 4005456 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 234, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 240800 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 5978512 * nB, 2, cs, B, 49);
     }
     /* 288 stage3.step7.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 239616 * nB, 0, G + 601992, act + 252864 * nB, act + 6543184 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 4868640 * nB, 0, G + 601992, act + 4005456 * nB, act + 4377072 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
     /* 287 stage3.step7.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 241968 * nB, 0, act + 239616 * nB, act + 6543184 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 4005456 * nB, 0, act + 4868640 * nB, act + 4377072 * nB, nB * 2352);
     /* 286 stage3.step7.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 251088 * nB, 0, G + 601896, G + 601944, act + 241968 * nB, act + 6540832 * nB, fix + 23648, fix + 23696, P + 601896, B, 48, 49);
+    rt_bn_backward(ctx, act + 4377072 * nB, 0, G + 601896, G + 601944, act + 4005456 * nB, act + 3880800 * nB, fix + 18368, fix + 18416, P + 601896, B, 48, 49);
     /* 285 stage3.step7.grad.conv0: conv 234x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 239616 * nB, 0, G + 590664, act + 251088 * nB, act + 6078544 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5966448 * nB, 0, G + 590664, act + 4377072 * nB, act + 5954976 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
     /* 284 stage3.step7.grad.relu0: relu 234x7x7 -> 234x7x7 */
-    rt_relu_backward(ctx, act + 251088 * nB, 0, act + 239616 * nB, act + 6078544 * nB, nB * 11466);
+    rt_relu_backward(ctx, act + 5977920 * nB, 0, act + 5966448 * nB, act + 5954976 * nB, nB * 11466);
     /* 283 stage3.step7.grad.bn0: bn 234x7x7 -> 234x7x7 */
-    rt_bn_backward(ctx, act + 228144 * nB, 1, G + 590196, G + 590430, act + 251088 * nB, act + 6067072 * nB, fix + 8736, fix + 8976, P + 590196, B, 234, 49);
+    rt_bn_backward(ctx, act + 5943504 * nB, 1, G + 590196, G + 590430, act + 5977920 * nB, act + 5825040 * nB, fix + 17888, fix + 18128, P + 590196, B, 234, 49);
     /* 282 stage3.step6.concat: concat 222x7x7 -> 234x7x7 */
     {
-        float *const dxs[2] = { act + 239616 * nB, act + 250496 * nB };
+        float *const dxs[2] = { act + 5803280 * nB, act + 3880800 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 222, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 5943504 * nB, 2, cs, B, 49);
     }
     /* 281 stage3.step6.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 585012, act + 250496 * nB, act + 6538480 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 4005456 * nB, 0, G + 585012, act + 3880800 * nB, act + 4003104 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
     /* 280 stage3.step6.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6538480 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 3880800 * nB, 0, act + 4005456 * nB, act + 4003104 * nB, nB * 2352);
     /* 279 stage3.step6.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 250496 * nB, 0, G + 584916, G + 584964, act + 230496 * nB, act + 6536128 * nB, fix + 23552, fix + 23600, P + 584916, B, 48, 49);
+    rt_bn_backward(ctx, act + 4003104 * nB, 0, G + 584916, G + 584964, act + 3880800 * nB, act + 3876096 * nB, fix + 17792, fix + 17840, P + 584916, B, 48, 49);
     /* 278 stage3.step6.grad.conv0: conv 222x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 574260, act + 250496 * nB, act + 6090016 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5825040 * nB, 0, G + 574260, act + 4003104 * nB, act + 5814160 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
 }
 
 /* Backward, part 4 of 15. */
@@ -2384,77 +2384,77 @@ static void backward_4(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 277 stage3.step6.grad.relu0: relu 222x7x7 -> 222x7x7 */
-    rt_relu_backward(ctx, act + 250496 * nB, 0, act + 228144 * nB, act + 6090016 * nB, nB * 10878);
+    rt_relu_backward(ctx, act + 5943504 * nB, 0, act + 5825040 * nB, act + 5814160 * nB, nB * 10878);
     /* 276 stage3.step6.grad.bn0: bn 222x7x7 -> 222x7x7 */
-    rt_bn_backward(ctx, act + 239616 * nB, 1, G + 573816, G + 574038, act + 250496 * nB, act + 327568 * nB, fix + 9696, fix + 9920, P + 573816, B, 222, 49);
+    rt_bn_backward(ctx, act + 5803280 * nB, 1, G + 573816, G + 574038, act + 5943504 * nB, act + 5679232 * nB, fix + 17344, fix + 17568, P + 573816, B, 222, 49);
     /* 275 stage3.step5.concat: concat 210x7x7 -> 222x7x7 */
     {
-        float *const dxs[2] = { act + 228144 * nB, act + 250496 * nB };
+        float *const dxs[2] = { act + 5679232 * nB, act + 3876096 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 210, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 239616 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 5803280 * nB, 2, cs, B, 49);
     }
     /* 274 stage3.step5.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 238448 * nB, 0, G + 568632, act + 250496 * nB, act + 6533776 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 3880800 * nB, 0, G + 568632, act + 3876096 * nB, act + 3878448 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
     /* 273 stage3.step5.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 240800 * nB, 0, act + 238448 * nB, act + 6533776 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 3876096 * nB, 0, act + 3880800 * nB, act + 3878448 * nB, nB * 2352);
     /* 272 stage3.step5.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 248752 * nB, 0, G + 568536, G + 568584, act + 240800 * nB, act + 6531424 * nB, fix + 23456, fix + 23504, P + 568536, B, 48, 49);
+    rt_bn_backward(ctx, act + 3878448 * nB, 0, G + 568536, G + 568584, act + 3876096 * nB, act + 3560928 * nB, fix + 17248, fix + 17296, P + 568536, B, 48, 49);
     /* 271 stage3.step5.grad.conv0: conv 210x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 238448 * nB, 0, G + 558456, act + 248752 * nB, act + 6111200 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5803280 * nB, 0, G + 558456, act + 3878448 * nB, act + 5792976 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
     /* 270 stage3.step5.grad.relu0: relu 210x7x7 -> 210x7x7 */
-    rt_relu_backward(ctx, act + 248752 * nB, 0, act + 238448 * nB, act + 6111200 * nB, nB * 10290);
+    rt_relu_backward(ctx, act + 5813584 * nB, 0, act + 5803280 * nB, act + 5792976 * nB, nB * 10290);
     /* 269 stage3.step5.grad.bn0: bn 210x7x7 -> 210x7x7 */
-    rt_bn_backward(ctx, act + 228144 * nB, 1, G + 558036, G + 558246, act + 248752 * nB, act + 6100896 * nB, fix + 11040, fix + 11264, P + 558036, B, 210, 49);
+    rt_bn_backward(ctx, act + 5679232 * nB, 1, G + 558036, G + 558246, act + 5813584 * nB, act + 5668928 * nB, fix + 16800, fix + 17024, P + 558036, B, 210, 49);
     /* 268 stage3.step4.concat: concat 198x7x7 -> 210x7x7 */
     {
-        float *const dxs[2] = { act + 238448 * nB, act + 248160 * nB };
+        float *const dxs[2] = { act + 5649504 * nB, act + 3560928 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 198, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 5679232 * nB, 2, cs, B, 49);
     }
     /* 267 stage3.step4.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 552852, act + 248160 * nB, act + 6529072 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 3876096 * nB, 0, G + 552852, act + 3560928 * nB, act + 3563280 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
     /* 266 stage3.step4.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6529072 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 3560928 * nB, 0, act + 3876096 * nB, act + 3563280 * nB, nB * 2352);
     /* 265 stage3.step4.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 248160 * nB, 0, G + 552756, G + 552804, act + 230496 * nB, act + 6526720 * nB, fix + 23360, fix + 23408, P + 552756, B, 48, 49);
+    rt_bn_backward(ctx, act + 3563280 * nB, 0, G + 552756, G + 552804, act + 3560928 * nB, act + 2076816 * nB, fix + 16704, fix + 16752, P + 552756, B, 48, 49);
     /* 264 stage3.step4.grad.conv0: conv 198x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 543252, act + 248160 * nB, act + 6131216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5668928 * nB, 0, G + 543252, act + 3563280 * nB, act + 5659216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
     /* 263 stage3.step4.grad.relu0: relu 198x7x7 -> 198x7x7 */
-    rt_relu_backward(ctx, act + 248160 * nB, 0, act + 228144 * nB, act + 6131216 * nB, nB * 9702);
+    rt_relu_backward(ctx, act + 5678640 * nB, 0, act + 5668928 * nB, act + 5659216 * nB, nB * 9702);
     /* 262 stage3.step4.grad.bn0: bn 198x7x7 -> 198x7x7 */
-    rt_bn_backward(ctx, act + 238448 * nB, 1, G + 542856, G + 543054, act + 248160 * nB, act + 6121504 * nB, fix + 12320, fix + 12528, P + 542856, B, 198, 49);
+    rt_bn_backward(ctx, act + 5649504 * nB, 1, G + 542856, G + 543054, act + 5678640 * nB, act + 5540448 * nB, fix + 16288, fix + 16496, P + 542856, B, 198, 49);
     /* 261 stage3.step3.concat: concat 186x7x7 -> 198x7x7 */
     {
-        float *const dxs[2] = { act + 228144 * nB, act + 248160 * nB };
+        float *const dxs[2] = { act + 5522208 * nB, act + 2076816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 186, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 238448 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 5649504 * nB, 2, cs, B, 49);
     }
     /* 260 stage3.step3.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 237264 * nB, 0, G + 537672, act + 248160 * nB, act + 6524368 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 3560928 * nB, 0, G + 537672, act + 2076816 * nB, act + 3497424 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
     /* 259 stage3.step3.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 239616 * nB, 0, act + 237264 * nB, act + 6524368 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 2076816 * nB, 0, act + 3560928 * nB, act + 3497424 * nB, nB * 2352);
     /* 258 stage3.step3.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 246384 * nB, 0, G + 537576, G + 537624, act + 239616 * nB, act + 6522016 * nB, fix + 23264, fix + 23312, P + 537576, B, 48, 49);
+    rt_bn_backward(ctx, act + 3497424 * nB, 0, G + 537576, G + 537624, act + 2076816 * nB, act + 2072112 * nB, fix + 16192, fix + 16240, P + 537576, B, 48, 49);
     /* 257 stage3.step3.grad.conv0: conv 186x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 237264 * nB, 0, G + 528648, act + 246384 * nB, act + 6451104 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5540448 * nB, 0, G + 528648, act + 3497424 * nB, act + 5531328 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
     /* 256 stage3.step3.grad.relu0: relu 186x7x7 -> 186x7x7 */
-    rt_relu_backward(ctx, act + 246384 * nB, 0, act + 237264 * nB, act + 6451104 * nB, nB * 9114);
+    rt_relu_backward(ctx, act + 5649504 * nB, 0, act + 5540448 * nB, act + 5531328 * nB, nB * 9114);
     /* 255 stage3.step3.grad.bn0: bn 186x7x7 -> 186x7x7 */
-    rt_bn_backward(ctx, act + 228144 * nB, 1, G + 528276, G + 528462, act + 246384 * nB, act + 6441984 * nB, fix + 13504, fix + 13696, P + 528276, B, 186, 49);
+    rt_bn_backward(ctx, act + 5522208 * nB, 1, G + 528276, G + 528462, act + 5649504 * nB, act + 5513088 * nB, fix + 15808, fix + 16000, P + 528276, B, 186, 49);
     /* 254 stage3.step2.concat: concat 174x7x7 -> 186x7x7 */
     {
-        float *const dxs[2] = { act + 237264 * nB, act + 245792 * nB };
+        float *const dxs[2] = { act + 5408160 * nB, act + 2072112 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 174, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 5522208 * nB, 2, cs, B, 49);
     }
 }
 
@@ -2464,68 +2464,68 @@ static void backward_5(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 253 stage3.step2.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 523092, act + 245792 * nB, act + 6519664 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 2076816 * nB, 0, G + 523092, act + 2072112 * nB, act + 2074464 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
     /* 252 stage3.step2.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6519664 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 2072112 * nB, 0, act + 2076816 * nB, act + 2074464 * nB, nB * 2352);
     /* 251 stage3.step2.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 245792 * nB, 0, G + 522996, G + 523044, act + 230496 * nB, act + 6517312 * nB, fix + 23168, fix + 23216, P + 522996, B, 48, 49);
+    rt_bn_backward(ctx, act + 2074464 * nB, 0, G + 522996, G + 523044, act + 2072112 * nB, act + 1001952 * nB, fix + 15712, fix + 15760, P + 522996, B, 48, 49);
     /* 250 stage3.step2.grad.conv0: conv 174x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 514644, act + 245792 * nB, act + 6468752 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5513088 * nB, 0, G + 514644, act + 2074464 * nB, act + 5416688 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
     /* 249 stage3.step2.grad.relu0: relu 174x7x7 -> 174x7x7 */
-    rt_relu_backward(ctx, act + 245792 * nB, 0, act + 228144 * nB, act + 6468752 * nB, nB * 8526);
+    rt_relu_backward(ctx, act + 5521616 * nB, 0, act + 5513088 * nB, act + 5416688 * nB, nB * 8526);
     /* 248 stage3.step2.grad.bn0: bn 174x7x7 -> 174x7x7 */
-    rt_bn_backward(ctx, act + 237264 * nB, 1, G + 514296, G + 514470, act + 245792 * nB, act + 6460224 * nB, fix + 14656, fix + 14832, P + 514296, B, 174, 49);
+    rt_bn_backward(ctx, act + 5408160 * nB, 1, G + 514296, G + 514470, act + 5521616 * nB, act + 5399632 * nB, fix + 15360, fix + 15536, P + 514296, B, 174, 49);
     /* 247 stage3.step1.concat: concat 162x7x7 -> 174x7x7 */
     {
-        float *const dxs[2] = { act + 228144 * nB, act + 245792 * nB };
+        float *const dxs[2] = { act + 5383728 * nB, act + 1001952 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 162, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 237264 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 5408160 * nB, 2, cs, B, 49);
     }
     /* 246 stage3.step1.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 236096 * nB, 0, G + 509112, act + 245792 * nB, act + 6514960 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 2072112 * nB, 0, G + 509112, act + 1001952 * nB, act + 1004304 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
     /* 245 stage3.step1.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 238448 * nB, 0, act + 236096 * nB, act + 6514960 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 1001952 * nB, 0, act + 2072112 * nB, act + 1004304 * nB, nB * 2352);
     /* 244 stage3.step1.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 244048 * nB, 0, G + 509016, G + 509064, act + 238448 * nB, act + 6512608 * nB, fix + 23072, fix + 23120, P + 509016, B, 48, 49);
+    rt_bn_backward(ctx, act + 1004304 * nB, 0, G + 509016, G + 509064, act + 1001952 * nB, act + 192864 * nB, fix + 15264, fix + 15312, P + 509016, B, 48, 49);
     /* 243 stage3.step1.grad.conv0: conv 162x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 236096 * nB, 0, G + 501240, act + 244048 * nB, act + 6485232 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5399632 * nB, 0, G + 501240, act + 1004304 * nB, act + 5391680 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
     /* 242 stage3.step1.grad.relu0: relu 162x7x7 -> 162x7x7 */
-    rt_relu_backward(ctx, act + 244048 * nB, 0, act + 236096 * nB, act + 6485232 * nB, nB * 7938);
+    rt_relu_backward(ctx, act + 5407584 * nB, 0, act + 5399632 * nB, act + 5391680 * nB, nB * 7938);
     /* 241 stage3.step1.grad.bn0: bn 162x7x7 -> 162x7x7 */
-    rt_bn_backward(ctx, act + 228144 * nB, 1, G + 500916, G + 501078, act + 244048 * nB, act + 6477280 * nB, fix + 15712, fix + 15888, P + 500916, B, 162, 49);
+    rt_bn_backward(ctx, act + 5383728 * nB, 1, G + 500916, G + 501078, act + 5407584 * nB, act + 5285552 * nB, fix + 14912, fix + 15088, P + 500916, B, 162, 49);
     /* 240 stage3.step0.concat: concat 150x7x7 -> 162x7x7 */
     {
-        float *const dxs[2] = { act + 236096 * nB, act + 243456 * nB };
+        float *const dxs[2] = { act + 5270832 * nB, act + 192864 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 150, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward(ctx, dxs, acc, act + 5383728 * nB, 2, cs, B, 49);
     }
     /* 239 stage3.step0.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 495732, act + 243456 * nB, act + 6510256 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1001952 * nB, 0, G + 495732, act + 192864 * nB, act + 195216 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
     /* 238 stage3.step0.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6510256 * nB, nB * 2352);
+    rt_relu_backward(ctx, act + 192864 * nB, 0, act + 1001952 * nB, act + 195216 * nB, nB * 2352);
     /* 237 stage3.step0.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 243456 * nB, 0, G + 495636, G + 495684, act + 230496 * nB, act + 6507904 * nB, fix + 22976, fix + 23024, P + 495636, B, 48, 49);
+    rt_bn_backward(ctx, act + 195216 * nB, 0, G + 495636, G + 495684, act + 192864 * nB, act + 190512 * nB, fix + 14816, fix + 14864, P + 495636, B, 48, 49);
     /* 236 stage3.step0.grad.conv0: conv 150x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 488436, act + 243456 * nB, act + 6500544 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5285552 * nB, 0, G + 488436, act + 195216 * nB, act + 5278192 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
     /* 235 stage3.step0.grad.relu0: relu 150x7x7 -> 150x7x7 */
-    rt_relu_backward(ctx, act + 243456 * nB, 0, act + 228144 * nB, act + 6500544 * nB, nB * 7350);
+    rt_relu_backward(ctx, act + 5292912 * nB, 0, act + 5285552 * nB, act + 5278192 * nB, nB * 7350);
     /* 234 stage3.step0.grad.bn0: bn 150x7x7 -> 150x7x7 */
-    rt_bn_backward(ctx, act + 236096 * nB, 1, G + 488136, G + 488286, act + 243456 * nB, act + 6493184 * nB, fix + 16704, fix + 16864, P + 488136, B, 150, 49);
+    rt_bn_backward(ctx, act + 5270832 * nB, 1, G + 488136, G + 488286, act + 5292912 * nB, act + 5174400 * nB, fix + 14496, fix + 14656, P + 488136, B, 150, 49);
     /* 233 trans2.avgpool0: avgpool 150x14x14 -> 150x7x7 */
-    rt_avgpool_backward(ctx, act + 286944 * nB, 0, act + 236096 * nB, B, 150, 14, 14, 2, 2);
+    rt_avgpool_backward(ctx, act + 5383728 * nB, 0, act + 5270832 * nB, B, 150, 14, 14, 2, 2);
     /* 232 trans2.conv0: conv 300x14x14 -> 150x14x14 */
-    rt_conv2d_backward(ctx, act + 228144 * nB, 0, G + 443136, act + 286944 * nB, act + 508032 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6437424 * nB, 0, G + 443136, act + 5383728 * nB, act + 6496224 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
     /* 231 trans2.relu0: relu 300x14x14 -> 300x14x14 */
-    rt_relu_backward(ctx, act + 566832 * nB, 0, act + 228144 * nB, act + 508032 * nB, nB * 58800);
+    rt_relu_backward(ctx, act + 6555024 * nB, 0, act + 6437424 * nB, act + 6496224 * nB, nB * 58800);
     /* 230 trans2.bn0: bn 300x14x14 -> 300x14x14 */
-    rt_bn_backward(ctx, act + 228144 * nB, 0, G + 442536, G + 442836, act + 566832 * nB, act + 169344 * nB, fix + 2656, fix + 2960, P + 442536, B, 300, 196);
+    rt_bn_backward(ctx, act + 6437424 * nB, 0, G + 442536, G + 442836, act + 6555024 * nB, act + 6378624 * nB, fix + 13888, fix + 14192, P + 442536, B, 300, 196);
 }
 
 /* Backward, part 6 of 15. */
@@ -2534,78 +2534,78 @@ static void backward_6(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 229 stage2.step15.concat: concat 288x14x14 -> 300x14x14 */
     {
-        float *const dxs[2] = { act + 169344 * nB, act + 286944 * nB };
+        float *const dxs[2] = { act + 6265728 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 288, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 6437424 * nB, 2, cs, B, 196);
     }
     /* 228 stage2.step15.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 225792 * nB, 0, G + 437352, act + 286944 * nB, act + 6432576 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 5174400 * nB, 0, G + 437352, act + 190512 * nB, act + 5261424 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
     /* 227 stage2.step15.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 235200 * nB, 0, act + 225792 * nB, act + 6432576 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 5270832 * nB, 0, act + 5174400 * nB, act + 5261424 * nB, nB * 9408);
     /* 226 stage2.step15.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 282240 * nB, 0, G + 437256, G + 437304, act + 235200 * nB, act + 6423168 * nB, fix + 22880, fix + 22928, P + 437256, B, 48, 196);
+    rt_bn_backward(ctx, act + 5174400 * nB, 0, G + 437256, G + 437304, act + 5270832 * nB, act + 5155584 * nB, fix + 13792, fix + 13840, P + 437256, B, 48, 196);
     /* 225 stage2.step15.grad.conv0: conv 288x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 225792 * nB, 0, G + 423432, act + 282240 * nB, act + 3330432 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6378624 * nB, 0, G + 423432, act + 5174400 * nB, act + 6322176 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
     /* 224 stage2.step15.grad.relu0: relu 288x14x14 -> 288x14x14 */
-    rt_relu_backward(ctx, act + 282240 * nB, 0, act + 225792 * nB, act + 3330432 * nB, nB * 56448);
+    rt_relu_backward(ctx, act + 6435072 * nB, 0, act + 6378624 * nB, act + 6322176 * nB, nB * 56448);
     /* 223 stage2.step15.grad.bn0: bn 288x14x14 -> 288x14x14 */
-    rt_bn_backward(ctx, act + 169344 * nB, 1, G + 422856, G + 423144, act + 282240 * nB, act + 3273984 * nB, fix + 3872, fix + 4160, P + 422856, B, 288, 196);
+    rt_bn_backward(ctx, act + 6265728 * nB, 1, G + 422856, G + 423144, act + 6435072 * nB, act + 6209280 * nB, fix + 13216, fix + 13504, P + 422856, B, 288, 196);
     /* 222 stage2.step14.concat: concat 276x14x14 -> 288x14x14 */
     {
-        float *const dxs[2] = { act + 225792 * nB, act + 279888 * nB };
+        float *const dxs[2] = { act + 6101088 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 276, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 6265728 * nB, 2, cs, B, 196);
     }
     /* 221 stage2.step14.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 417672, act + 279888 * nB, act + 6413760 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 5155584 * nB, 0, G + 417672, act + 190512 * nB, act + 5164992 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
     /* 220 stage2.step14.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6413760 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 5174400 * nB, 0, act + 5155584 * nB, act + 5164992 * nB, nB * 9408);
     /* 219 stage2.step14.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 279888 * nB, 0, G + 417576, G + 417624, act + 178752 * nB, act + 6404352 * nB, fix + 22784, fix + 22832, P + 417576, B, 48, 196);
+    rt_bn_backward(ctx, act + 5155584 * nB, 0, G + 417576, G + 417624, act + 5174400 * nB, act + 4967424 * nB, fix + 13120, fix + 13168, P + 417576, B, 48, 196);
     /* 218 stage2.step14.grad.conv0: conv 276x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 404328, act + 279888 * nB, act + 3440976 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6209280 * nB, 0, G + 404328, act + 5155584 * nB, act + 6155184 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
     /* 217 stage2.step14.grad.relu0: relu 276x14x14 -> 276x14x14 */
-    rt_relu_backward(ctx, act + 279888 * nB, 0, act + 169344 * nB, act + 3440976 * nB, nB * 54096);
+    rt_relu_backward(ctx, act + 6263376 * nB, 0, act + 6209280 * nB, act + 6155184 * nB, nB * 54096);
     /* 216 stage2.step14.grad.bn0: bn 276x14x14 -> 276x14x14 */
-    rt_bn_backward(ctx, act + 225792 * nB, 1, G + 403776, G + 404052, act + 279888 * nB, act + 3386880 * nB, fix + 5024, fix + 5312, P + 403776, B, 276, 196);
+    rt_bn_backward(ctx, act + 6101088 * nB, 1, G + 403776, G + 404052, act + 6263376 * nB, act + 6046992 * nB, fix + 12544, fix + 12832, P + 403776, B, 276, 196);
     /* 215 stage2.step13.concat: concat 264x14x14 -> 276x14x14 */
     {
-        float *const dxs[2] = { act + 169344 * nB, act + 279888 * nB };
+        float *const dxs[2] = { act + 5943504 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 264, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 225792 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 6101088 * nB, 2, cs, B, 196);
     }
     /* 214 stage2.step13.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 221088 * nB, 0, G + 398592, act + 279888 * nB, act + 6394944 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 4967424 * nB, 0, G + 398592, act + 190512 * nB, act + 5146176 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
     /* 213 stage2.step13.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 230496 * nB, 0, act + 221088 * nB, act + 6394944 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 5155584 * nB, 0, act + 4967424 * nB, act + 5146176 * nB, nB * 9408);
     /* 212 stage2.step13.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 272832 * nB, 0, G + 398496, G + 398544, act + 230496 * nB, act + 6385536 * nB, fix + 22688, fix + 22736, P + 398496, B, 48, 196);
+    rt_bn_backward(ctx, act + 4967424 * nB, 0, G + 398496, G + 398544, act + 5155584 * nB, act + 4948608 * nB, fix + 12448, fix + 12496, P + 398496, B, 48, 196);
     /* 211 stage2.step13.grad.conv0: conv 264x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 221088 * nB, 0, G + 385824, act + 272832 * nB, act + 3495072 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 6046992 * nB, 0, G + 385824, act + 4967424 * nB, act + 5995248 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
     /* 210 stage2.step13.grad.relu0: relu 264x14x14 -> 264x14x14 */
-    rt_relu_backward(ctx, act + 272832 * nB, 0, act + 221088 * nB, act + 3495072 * nB, nB * 51744);
+    rt_relu_backward(ctx, act + 6098736 * nB, 0, act + 6046992 * nB, act + 5995248 * nB, nB * 51744);
     /* 209 stage2.step13.grad.bn0: bn 264x14x14 -> 264x14x14 */
-    rt_bn_backward(ctx, act + 169344 * nB, 1, G + 385296, G + 385560, act + 272832 * nB, act + 625632 * nB, fix + 6144, fix + 6416, P + 385296, B, 264, 196);
+    rt_bn_backward(ctx, act + 5943504 * nB, 1, G + 385296, G + 385560, act + 6098736 * nB, act + 5891760 * nB, fix + 11904, fix + 12176, P + 385296, B, 264, 196);
     /* 208 stage2.step12.concat: concat 252x14x14 -> 264x14x14 */
     {
-        float *const dxs[2] = { act + 221088 * nB, act + 270480 * nB };
+        float *const dxs[2] = { act + 5792976 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 252, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 5943504 * nB, 2, cs, B, 196);
     }
     /* 207 stage2.step12.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 380112, act + 270480 * nB, act + 6376128 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 4948608 * nB, 0, G + 380112, act + 190512 * nB, act + 4958016 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
     /* 206 stage2.step12.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6376128 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 4967424 * nB, 0, act + 4948608 * nB, act + 4958016 * nB, nB * 9408);
 }
 
 /* Backward, part 7 of 15. */
@@ -2614,73 +2614,73 @@ static void backward_7(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 205 stage2.step12.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 270480 * nB, 0, G + 380016, G + 380064, act + 178752 * nB, act + 6366720 * nB, fix + 22592, fix + 22640, P + 380016, B, 48, 196);
+    rt_bn_backward(ctx, act + 4948608 * nB, 0, G + 380016, G + 380064, act + 4967424 * nB, act + 4849824 * nB, fix + 11808, fix + 11856, P + 380016, B, 48, 196);
     /* 204 stage2.step12.grad.conv0: conv 252x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 367920, act + 270480 * nB, act + 3596208 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5891760 * nB, 0, G + 367920, act + 4948608 * nB, act + 5842368 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
     /* 203 stage2.step12.grad.relu0: relu 252x14x14 -> 252x14x14 */
-    rt_relu_backward(ctx, act + 270480 * nB, 0, act + 169344 * nB, act + 3596208 * nB, nB * 49392);
+    rt_relu_backward(ctx, act + 5941152 * nB, 0, act + 5891760 * nB, act + 5842368 * nB, nB * 49392);
     /* 202 stage2.step12.grad.bn0: bn 252x14x14 -> 252x14x14 */
-    rt_bn_backward(ctx, act + 221088 * nB, 1, G + 367416, G + 367668, act + 270480 * nB, act + 3546816 * nB, fix + 7232, fix + 7488, P + 367416, B, 252, 196);
+    rt_bn_backward(ctx, act + 5792976 * nB, 1, G + 367416, G + 367668, act + 5941152 * nB, act + 5743584 * nB, fix + 11296, fix + 11552, P + 367416, B, 252, 196);
     /* 201 stage2.step11.concat: concat 240x14x14 -> 252x14x14 */
     {
-        float *const dxs[2] = { act + 169344 * nB, act + 270480 * nB };
+        float *const dxs[2] = { act + 5649504 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 240, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 221088 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 5792976 * nB, 2, cs, B, 196);
     }
     /* 200 stage2.step11.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 216384 * nB, 0, G + 362232, act + 270480 * nB, act + 6357312 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 4849824 * nB, 0, G + 362232, act + 190512 * nB, act + 4859232 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
     /* 199 stage2.step11.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 225792 * nB, 0, act + 216384 * nB, act + 6357312 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 4948608 * nB, 0, act + 4849824 * nB, act + 4859232 * nB, nB * 9408);
     /* 198 stage2.step11.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 263424 * nB, 0, G + 362136, G + 362184, act + 225792 * nB, act + 6347904 * nB, fix + 22496, fix + 22544, P + 362136, B, 48, 196);
+    rt_bn_backward(ctx, act + 4849824 * nB, 0, G + 362136, G + 362184, act + 4948608 * nB, act + 4367664 * nB, fix + 11200, fix + 11248, P + 362136, B, 48, 196);
     /* 197 stage2.step11.grad.conv0: conv 240x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 216384 * nB, 0, G + 350616, act + 263424 * nB, act + 3786720 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5743584 * nB, 0, G + 350616, act + 4849824 * nB, act + 5696544 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
     /* 196 stage2.step11.grad.relu0: relu 240x14x14 -> 240x14x14 */
-    rt_relu_backward(ctx, act + 263424 * nB, 0, act + 216384 * nB, act + 3786720 * nB, nB * 47040);
+    rt_relu_backward(ctx, act + 5790624 * nB, 0, act + 5743584 * nB, act + 5696544 * nB, nB * 47040);
     /* 195 stage2.step11.grad.bn0: bn 240x14x14 -> 240x14x14 */
-    rt_bn_backward(ctx, act + 169344 * nB, 1, G + 350136, G + 350376, act + 263424 * nB, act + 3739680 * nB, fix + 8256, fix + 8496, P + 350136, B, 240, 196);
+    rt_bn_backward(ctx, act + 5649504 * nB, 1, G + 350136, G + 350376, act + 5790624 * nB, act + 5602464 * nB, fix + 10720, fix + 10960, P + 350136, B, 240, 196);
     /* 194 stage2.step10.concat: concat 228x14x14 -> 240x14x14 */
     {
-        float *const dxs[2] = { act + 216384 * nB, act + 261072 * nB };
+        float *const dxs[2] = { act + 5513088 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 228, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 5649504 * nB, 2, cs, B, 196);
     }
     /* 193 stage2.step10.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 344952, act + 261072 * nB, act + 6338496 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 4367664 * nB, 0, G + 344952, act + 190512 * nB, act + 4840416 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
     /* 192 stage2.step10.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6338496 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 4849824 * nB, 0, act + 4367664 * nB, act + 4840416 * nB, nB * 9408);
     /* 191 stage2.step10.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 261072 * nB, 0, G + 344856, G + 344904, act + 178752 * nB, act + 6329088 * nB, fix + 22400, fix + 22448, P + 344856, B, 48, 196);
+    rt_bn_backward(ctx, act + 4367664 * nB, 0, G + 344856, G + 344904, act + 4849824 * nB, act + 4348848 * nB, fix + 10624, fix + 10672, P + 344856, B, 48, 196);
     /* 190 stage2.step10.grad.conv0: conv 228x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 333912, act + 261072 * nB, act + 3878448 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5602464 * nB, 0, G + 333912, act + 4367664 * nB, act + 5557776 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
     /* 189 stage2.step10.grad.relu0: relu 228x14x14 -> 228x14x14 */
-    rt_relu_backward(ctx, act + 261072 * nB, 0, act + 169344 * nB, act + 3878448 * nB, nB * 44688);
+    rt_relu_backward(ctx, act + 5647152 * nB, 0, act + 5602464 * nB, act + 5557776 * nB, nB * 44688);
     /* 188 stage2.step10.grad.bn0: bn 228x14x14 -> 228x14x14 */
-    rt_bn_backward(ctx, act + 216384 * nB, 1, G + 333456, G + 333684, act + 261072 * nB, act + 3833760 * nB, fix + 9216, fix + 9456, P + 333456, B, 228, 196);
+    rt_bn_backward(ctx, act + 5513088 * nB, 1, G + 333456, G + 333684, act + 5647152 * nB, act + 5468400 * nB, fix + 10144, fix + 10384, P + 333456, B, 228, 196);
     /* 187 stage2.step9.concat: concat 216x14x14 -> 228x14x14 */
     {
-        float *const dxs[2] = { act + 169344 * nB, act + 261072 * nB };
+        float *const dxs[2] = { act + 5383728 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 216, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 216384 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 5513088 * nB, 2, cs, B, 196);
     }
     /* 186 stage2.step9.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 211680 * nB, 0, G + 328272, act + 261072 * nB, act + 6319680 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 4348848 * nB, 0, G + 328272, act + 190512 * nB, act + 4358256 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
     /* 185 stage2.step9.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 221088 * nB, 0, act + 211680 * nB, act + 6319680 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 4367664 * nB, 0, act + 4348848 * nB, act + 4358256 * nB, nB * 9408);
     /* 184 stage2.step9.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 254016 * nB, 0, G + 328176, G + 328224, act + 221088 * nB, act + 6310272 * nB, fix + 22304, fix + 22352, P + 328176, B, 48, 196);
+    rt_bn_backward(ctx, act + 4348848 * nB, 0, G + 328176, G + 328224, act + 4367664 * nB, act + 3956064 * nB, fix + 10048, fix + 10096, P + 328176, B, 48, 196);
     /* 183 stage2.step9.grad.conv0: conv 216x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 211680 * nB, 0, G + 317808, act + 254016 * nB, act + 3965472 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5468400 * nB, 0, G + 317808, act + 4348848 * nB, act + 5426064 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
     /* 182 stage2.step9.grad.relu0: relu 216x14x14 -> 216x14x14 */
-    rt_relu_backward(ctx, act + 254016 * nB, 0, act + 211680 * nB, act + 3965472 * nB, nB * 42336);
+    rt_relu_backward(ctx, act + 5510736 * nB, 0, act + 5468400 * nB, act + 5426064 * nB, nB * 42336);
 }
 
 /* Backward, part 8 of 15. */
@@ -2689,78 +2689,78 @@ static void backward_8(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 181 stage2.step9.grad.bn0: bn 216x14x14 -> 216x14x14 */
-    rt_bn_backward(ctx, act + 169344 * nB, 1, G + 317376, G + 317592, act + 254016 * nB, act + 3923136 * nB, fix + 10592, fix + 10816, P + 317376, B, 216, 196);
+    rt_bn_backward(ctx, act + 5383728 * nB, 1, G + 317376, G + 317592, act + 5510736 * nB, act + 5341392 * nB, fix + 9600, fix + 9824, P + 317376, B, 216, 196);
     /* 180 stage2.step8.concat: concat 204x14x14 -> 216x14x14 */
     {
-        float *const dxs[2] = { act + 211680 * nB, act + 251664 * nB };
+        float *const dxs[2] = { act + 5261424 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 204, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 5383728 * nB, 2, cs, B, 196);
     }
     /* 179 stage2.step8.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 312192, act + 251664 * nB, act + 6300864 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 3956064 * nB, 0, G + 312192, act + 190512 * nB, act + 3993696 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
     /* 178 stage2.step8.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6300864 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 4348848 * nB, 0, act + 3956064 * nB, act + 3993696 * nB, nB * 9408);
     /* 177 stage2.step8.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 251664 * nB, 0, G + 312096, G + 312144, act + 178752 * nB, act + 6291456 * nB, fix + 22208, fix + 22256, P + 312096, B, 48, 196);
+    rt_bn_backward(ctx, act + 3956064 * nB, 0, G + 312096, G + 312144, act + 4348848 * nB, act + 3937248 * nB, fix + 9504, fix + 9552, P + 312096, B, 48, 196);
     /* 176 stage2.step8.grad.conv0: conv 204x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 302304, act + 251664 * nB, act + 4047792 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5341392 * nB, 0, G + 302304, act + 3956064 * nB, act + 5301408 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
     /* 175 stage2.step8.grad.relu0: relu 204x14x14 -> 204x14x14 */
-    rt_relu_backward(ctx, act + 251664 * nB, 0, act + 169344 * nB, act + 4047792 * nB, nB * 39984);
+    rt_relu_backward(ctx, act + 5381376 * nB, 0, act + 5341392 * nB, act + 5301408 * nB, nB * 39984);
     /* 174 stage2.step8.grad.bn0: bn 204x14x14 -> 204x14x14 */
-    rt_bn_backward(ctx, act + 211680 * nB, 1, G + 301896, G + 302100, act + 251664 * nB, act + 4007808 * nB, fix + 11904, fix + 12112, P + 301896, B, 204, 196);
+    rt_bn_backward(ctx, act + 5261424 * nB, 1, G + 301896, G + 302100, act + 5381376 * nB, act + 5221440 * nB, fix + 9088, fix + 9296, P + 301896, B, 204, 196);
     /* 173 stage2.step7.concat: concat 192x14x14 -> 204x14x14 */
     {
-        float *const dxs[2] = { act + 169344 * nB, act + 251664 * nB };
+        float *const dxs[2] = { act + 5146176 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 192, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 211680 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 5261424 * nB, 2, cs, B, 196);
     }
     /* 172 stage2.step7.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 206976 * nB, 0, G + 296712, act + 251664 * nB, act + 6282048 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 3937248 * nB, 0, G + 296712, act + 190512 * nB, act + 3946656 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
     /* 171 stage2.step7.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 216384 * nB, 0, act + 206976 * nB, act + 6282048 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 3956064 * nB, 0, act + 3937248 * nB, act + 3946656 * nB, nB * 9408);
     /* 170 stage2.step7.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 244608 * nB, 0, G + 296616, G + 296664, act + 216384 * nB, act + 6272640 * nB, fix + 22112, fix + 22160, P + 296616, B, 48, 196);
+    rt_bn_backward(ctx, act + 3937248 * nB, 0, G + 296616, G + 296664, act + 3956064 * nB, act + 3857280 * nB, fix + 8992, fix + 9040, P + 296616, B, 48, 196);
     /* 169 stage2.step7.grad.conv0: conv 192x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 206976 * nB, 0, G + 287400, act + 244608 * nB, act + 5404896 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 5221440 * nB, 0, G + 287400, act + 3937248 * nB, act + 5183808 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
     /* 168 stage2.step7.grad.relu0: relu 192x14x14 -> 192x14x14 */
-    rt_relu_backward(ctx, act + 244608 * nB, 0, act + 206976 * nB, act + 5404896 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 5259072 * nB, 0, act + 5221440 * nB, act + 5183808 * nB, nB * 37632);
     /* 167 stage2.step7.grad.bn0: bn 192x14x14 -> 192x14x14 */
-    rt_bn_backward(ctx, act + 169344 * nB, 1, G + 287016, G + 287208, act + 244608 * nB, act + 5367264 * nB, fix + 13120, fix + 13312, P + 287016, B, 192, 196);
+    rt_bn_backward(ctx, act + 5146176 * nB, 1, G + 287016, G + 287208, act + 5259072 * nB, act + 4910976 * nB, fix + 8608, fix + 8800, P + 287016, B, 192, 196);
     /* 166 stage2.step6.concat: concat 180x14x14 -> 192x14x14 */
     {
-        float *const dxs[2] = { act + 206976 * nB, act + 242256 * nB };
+        float *const dxs[2] = { act + 4840416 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 180, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 5146176 * nB, 2, cs, B, 196);
     }
     /* 165 stage2.step6.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 281832, act + 242256 * nB, act + 6263232 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 3857280 * nB, 0, G + 281832, act + 190512 * nB, act + 3866688 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
     /* 164 stage2.step6.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6263232 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 3937248 * nB, 0, act + 3857280 * nB, act + 3866688 * nB, nB * 9408);
     /* 163 stage2.step6.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 242256 * nB, 0, G + 281736, G + 281784, act + 178752 * nB, act + 6253824 * nB, fix + 22016, fix + 22064, P + 281736, B, 48, 196);
+    rt_bn_backward(ctx, act + 3857280 * nB, 0, G + 281736, G + 281784, act + 3937248 * nB, act + 3142272 * nB, fix + 8512, fix + 8560, P + 281736, B, 48, 196);
     /* 162 stage2.step6.grad.conv0: conv 180x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 273096, act + 242256 * nB, act + 5477808 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 4910976 * nB, 0, G + 273096, act + 3857280 * nB, act + 4875696 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
     /* 161 stage2.step6.grad.relu0: relu 180x14x14 -> 180x14x14 */
-    rt_relu_backward(ctx, act + 242256 * nB, 0, act + 169344 * nB, act + 5477808 * nB, nB * 35280);
+    rt_relu_backward(ctx, act + 5146176 * nB, 0, act + 4910976 * nB, act + 4875696 * nB, nB * 35280);
     /* 160 stage2.step6.grad.bn0: bn 180x14x14 -> 180x14x14 */
-    rt_bn_backward(ctx, act + 206976 * nB, 1, G + 272736, G + 272916, act + 242256 * nB, act + 5442528 * nB, fix + 14272, fix + 14464, P + 272736, B, 180, 196);
+    rt_bn_backward(ctx, act + 4840416 * nB, 1, G + 272736, G + 272916, act + 5146176 * nB, act + 4442928 * nB, fix + 8128, fix + 8320, P + 272736, B, 180, 196);
     /* 159 stage2.step5.concat: concat 168x14x14 -> 180x14x14 */
     {
-        float *const dxs[2] = { act + 169344 * nB, act + 242256 * nB };
+        float *const dxs[2] = { act + 4442928 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 168, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 206976 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 4840416 * nB, 2, cs, B, 196);
     }
     /* 158 stage2.step5.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 202272 * nB, 0, G + 267552, act + 242256 * nB, act + 6244416 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 3142272 * nB, 0, G + 267552, act + 190512 * nB, act + 3488016 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
 }
 
 /* Backward, part 9 of 15. */
@@ -2769,73 +2769,73 @@ static void backward_9(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 157 stage2.step5.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 211680 * nB, 0, act + 202272 * nB, act + 6244416 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 3857280 * nB, 0, act + 3142272 * nB, act + 3488016 * nB, nB * 9408);
     /* 156 stage2.step5.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 235200 * nB, 0, G + 267456, G + 267504, act + 211680 * nB, act + 6235008 * nB, fix + 21920, fix + 21968, P + 267456, B, 48, 196);
+    rt_bn_backward(ctx, act + 3142272 * nB, 0, G + 267456, G + 267504, act + 3857280 * nB, act + 2756544 * nB, fix + 8032, fix + 8080, P + 267456, B, 48, 196);
     /* 155 stage2.step5.grad.conv0: conv 168x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 202272 * nB, 0, G + 259392, act + 235200 * nB, act + 5546016 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 4840416 * nB, 0, G + 259392, act + 3142272 * nB, act + 4807488 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
     /* 154 stage2.step5.grad.relu0: relu 168x14x14 -> 168x14x14 */
-    rt_relu_backward(ctx, act + 235200 * nB, 0, act + 202272 * nB, act + 5546016 * nB, nB * 32928);
+    rt_relu_backward(ctx, act + 4873344 * nB, 0, act + 4840416 * nB, act + 4807488 * nB, nB * 32928);
     /* 153 stage2.step5.grad.bn0: bn 168x14x14 -> 168x14x14 */
-    rt_bn_backward(ctx, act + 169344 * nB, 1, G + 259056, G + 259224, act + 235200 * nB, act + 5513088 * nB, fix + 15360, fix + 15536, P + 259056, B, 168, 196);
+    rt_bn_backward(ctx, act + 4442928 * nB, 1, G + 259056, G + 259224, act + 4873344 * nB, act + 4410000 * nB, fix + 7680, fix + 7856, P + 259056, B, 168, 196);
     /* 152 stage2.step4.concat: concat 156x14x14 -> 168x14x14 */
     {
-        float *const dxs[2] = { act + 202272 * nB, act + 232848 * nB };
+        float *const dxs[2] = { act + 4348848 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 156, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 4442928 * nB, 2, cs, B, 196);
     }
     /* 151 stage2.step4.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 253872, act + 232848 * nB, act + 6225600 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 2756544 * nB, 0, G + 253872, act + 190512 * nB, act + 3132864 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
     /* 150 stage2.step4.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6225600 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 3142272 * nB, 0, act + 2756544 * nB, act + 3132864 * nB, nB * 9408);
     /* 149 stage2.step4.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 232848 * nB, 0, G + 253776, G + 253824, act + 178752 * nB, act + 6216192 * nB, fix + 21824, fix + 21872, P + 253776, B, 48, 196);
+    rt_bn_backward(ctx, act + 2756544 * nB, 0, G + 253776, G + 253824, act + 3142272 * nB, act + 1759296 * nB, fix + 7584, fix + 7632, P + 253776, B, 48, 196);
     /* 148 stage2.step4.grad.conv0: conv 156x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 246288, act + 232848 * nB, act + 5609520 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 4410000 * nB, 0, G + 246288, act + 2756544 * nB, act + 4379424 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
     /* 147 stage2.step4.grad.relu0: relu 156x14x14 -> 156x14x14 */
-    rt_relu_backward(ctx, act + 232848 * nB, 0, act + 169344 * nB, act + 5609520 * nB, nB * 30576);
+    rt_relu_backward(ctx, act + 4440576 * nB, 0, act + 4410000 * nB, act + 4379424 * nB, nB * 30576);
     /* 146 stage2.step4.grad.bn0: bn 156x14x14 -> 156x14x14 */
-    rt_bn_backward(ctx, act + 202272 * nB, 1, G + 245976, G + 246132, act + 232848 * nB, act + 5578944 * nB, fix + 16384, fix + 16544, P + 245976, B, 156, 196);
+    rt_bn_backward(ctx, act + 4348848 * nB, 1, G + 245976, G + 246132, act + 4440576 * nB, act + 4318272 * nB, fix + 7264, fix + 7424, P + 245976, B, 156, 196);
     /* 145 stage2.step3.concat: concat 144x14x14 -> 156x14x14 */
     {
-        float *const dxs[2] = { act + 169344 * nB, act + 232848 * nB };
+        float *const dxs[2] = { act + 3937248 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 144, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 202272 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 4348848 * nB, 2, cs, B, 196);
     }
     /* 144 stage2.step3.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 197568 * nB, 0, G + 240792, act + 232848 * nB, act + 6206784 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1759296 * nB, 0, G + 240792, act + 190512 * nB, act + 1768704 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
     /* 143 stage2.step3.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 206976 * nB, 0, act + 197568 * nB, act + 6206784 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 2756544 * nB, 0, act + 1759296 * nB, act + 1768704 * nB, nB * 9408);
     /* 142 stage2.step3.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 225792 * nB, 0, G + 240696, G + 240744, act + 206976 * nB, act + 6197376 * nB, fix + 21728, fix + 21776, P + 240696, B, 48, 196);
+    rt_bn_backward(ctx, act + 1759296 * nB, 0, G + 240696, G + 240744, act + 2756544 * nB, act + 771456 * nB, fix + 7168, fix + 7216, P + 240696, B, 48, 196);
     /* 141 stage2.step3.grad.conv0: conv 144x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 197568 * nB, 0, G + 233784, act + 225792 * nB, act + 5724768 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 4318272 * nB, 0, G + 233784, act + 1759296 * nB, act + 3965472 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
     /* 140 stage2.step3.grad.relu0: relu 144x14x14 -> 144x14x14 */
-    rt_relu_backward(ctx, act + 225792 * nB, 0, act + 197568 * nB, act + 5724768 * nB, nB * 28224);
+    rt_relu_backward(ctx, act + 4346496 * nB, 0, act + 4318272 * nB, act + 3965472 * nB, nB * 28224);
     /* 139 stage2.step3.grad.bn0: bn 144x14x14 -> 144x14x14 */
-    rt_bn_backward(ctx, act + 169344 * nB, 1, G + 233496, G + 233640, act + 225792 * nB, act + 5696544 * nB, fix + 17312, fix + 17456, P + 233496, B, 144, 196);
+    rt_bn_backward(ctx, act + 3937248 * nB, 1, G + 233496, G + 233640, act + 4346496 * nB, act + 3909024 * nB, fix + 6880, fix + 7024, P + 233496, B, 144, 196);
     /* 138 stage2.step2.concat: concat 132x14x14 -> 144x14x14 */
     {
-        float *const dxs[2] = { act + 197568 * nB, act + 223440 * nB };
+        float *const dxs[2] = { act + 3857280 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 132, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 3937248 * nB, 2, cs, B, 196);
     }
     /* 137 stage2.step2.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 228312, act + 223440 * nB, act + 6187968 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 771456 * nB, 0, G + 228312, act + 190512 * nB, act + 1495872 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
     /* 136 stage2.step2.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6187968 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 1759296 * nB, 0, act + 771456 * nB, act + 1495872 * nB, nB * 9408);
     /* 135 stage2.step2.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 223440 * nB, 0, G + 228216, G + 228264, act + 178752 * nB, act + 6178560 * nB, fix + 21632, fix + 21680, P + 228216, B, 48, 196);
+    rt_bn_backward(ctx, act + 771456 * nB, 0, G + 228216, G + 228264, act + 1759296 * nB, act + 573888 * nB, fix + 6784, fix + 6832, P + 228216, B, 48, 196);
     /* 134 stage2.step2.grad.conv0: conv 132x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 221880, act + 223440 * nB, act + 5778864 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 3909024 * nB, 0, G + 221880, act + 771456 * nB, act + 3883152 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
 }
 
 /* Backward, part 10 of 15. */
@@ -2844,73 +2844,73 @@ static void backward_10(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 133 stage2.step2.grad.relu0: relu 132x14x14 -> 132x14x14 */
-    rt_relu_backward(ctx, act + 223440 * nB, 0, act + 169344 * nB, act + 5778864 * nB, nB * 25872);
+    rt_relu_backward(ctx, act + 3934896 * nB, 0, act + 3909024 * nB, act + 3883152 * nB, nB * 25872);
     /* 132 stage2.step2.grad.bn0: bn 132x14x14 -> 132x14x14 */
-    rt_bn_backward(ctx, act + 197568 * nB, 1, G + 221616, G + 221748, act + 223440 * nB, act + 5752992 * nB, fix + 17888, fix + 18032, P + 221616, B, 132, 196);
+    rt_bn_backward(ctx, act + 3857280 * nB, 1, G + 221616, G + 221748, act + 3934896 * nB, act + 3462144 * nB, fix + 6496, fix + 6640, P + 221616, B, 132, 196);
     /* 131 stage2.step1.concat: concat 120x14x14 -> 132x14x14 */
     {
-        float *const dxs[2] = { act + 169344 * nB, act + 223440 * nB };
+        float *const dxs[2] = { act + 3462144 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 120, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 197568 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 3857280 * nB, 2, cs, B, 196);
     }
     /* 130 stage2.step1.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 192864 * nB, 0, G + 216432, act + 223440 * nB, act + 6169152 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 573888 * nB, 0, G + 216432, act + 190512 * nB, act + 762048 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
     /* 129 stage2.step1.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 202272 * nB, 0, act + 192864 * nB, act + 6169152 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 771456 * nB, 0, act + 573888 * nB, act + 762048 * nB, nB * 9408);
     /* 128 stage2.step1.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 216384 * nB, 0, G + 216336, G + 216384, act + 202272 * nB, act + 6159744 * nB, fix + 21536, fix + 21584, P + 216336, B, 48, 196);
+    rt_bn_backward(ctx, act + 573888 * nB, 0, G + 216336, G + 216384, act + 771456 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, B, 48, 196);
     /* 127 stage2.step1.grad.conv0: conv 120x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 192864 * nB, 0, G + 210576, act + 216384 * nB, act + 5828256 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 3857280 * nB, 0, G + 210576, act + 573888 * nB, act + 3537408 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
     /* 126 stage2.step1.grad.relu0: relu 120x14x14 -> 120x14x14 */
-    rt_relu_backward(ctx, act + 216384 * nB, 0, act + 192864 * nB, act + 5828256 * nB, nB * 23520);
+    rt_relu_backward(ctx, act + 3880800 * nB, 0, act + 3857280 * nB, act + 3537408 * nB, nB * 23520);
     /* 125 stage2.step1.grad.bn0: bn 120x14x14 -> 120x14x14 */
-    rt_bn_backward(ctx, act + 169344 * nB, 1, G + 210336, G + 210456, act + 216384 * nB, act + 5804736 * nB, fix + 18432, fix + 18560, P + 210336, B, 120, 196);
+    rt_bn_backward(ctx, act + 3462144 * nB, 1, G + 210336, G + 210456, act + 3880800 * nB, act + 978432 * nB, fix + 6144, fix + 6272, P + 210336, B, 120, 196);
     /* 124 stage2.step0.concat: concat 108x14x14 -> 120x14x14 */
     {
-        float *const dxs[2] = { act + 192864 * nB, act + 214032 * nB };
+        float *const dxs[2] = { act + 978432 * nB, act + 28224 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 108, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward(ctx, dxs, acc, act + 3462144 * nB, 2, cs, B, 196);
     }
     /* 123 stage2.step0.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 205152, act + 214032 * nB, act + 6150336 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 573888 * nB, 0, G + 205152, act + 28224 * nB, act + 122304 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
     /* 122 stage2.step0.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6150336 * nB, nB * 9408);
+    rt_relu_backward(ctx, act + 28224 * nB, 0, act + 573888 * nB, act + 122304 * nB, nB * 9408);
     /* 121 stage2.step0.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 214032 * nB, 0, G + 205056, G + 205104, act + 178752 * nB, act + 6140928 * nB, fix + 21440, fix + 21488, P + 205056, B, 48, 196);
+    rt_bn_backward(ctx, act + 122304 * nB, 0, G + 205056, G + 205104, act + 28224 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, B, 48, 196);
     /* 120 stage2.step0.grad.conv0: conv 108x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 199872, act + 214032 * nB, act + 5872944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 3462144 * nB, 0, G + 199872, act + 122304 * nB, act + 2050944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
     /* 119 stage2.step0.grad.relu0: relu 108x14x14 -> 108x14x14 */
-    rt_relu_backward(ctx, act + 214032 * nB, 0, act + 169344 * nB, act + 5872944 * nB, nB * 21168);
+    rt_relu_backward(ctx, act + 3537408 * nB, 0, act + 3462144 * nB, act + 2050944 * nB, nB * 21168);
     /* 118 stage2.step0.grad.bn0: bn 108x14x14 -> 108x14x14 */
-    rt_bn_backward(ctx, act + 192864 * nB, 1, G + 199656, G + 199764, act + 214032 * nB, act + 5851776 * nB, fix + 18912, fix + 19024, P + 199656, B, 108, 196);
+    rt_bn_backward(ctx, act + 978432 * nB, 1, G + 199656, G + 199764, act + 3537408 * nB, act + 169344 * nB, fix + 5824, fix + 5936, P + 199656, B, 108, 196);
     /* 117 trans1.avgpool0: avgpool 108x28x28 -> 108x14x14 */
-    rt_avgpool_backward(ctx, act + 508032 * nB, 0, act + 192864 * nB, B, 108, 28, 28, 2, 2);
+    rt_avgpool_backward(ctx, act + 3857280 * nB, 0, act + 978432 * nB, B, 108, 28, 28, 2, 2);
     /* 116 trans1.conv0: conv 216x28x28 -> 108x28x28 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 176328, act + 508032 * nB, act + 338688 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 4807488 * nB, 0, G + 176328, act + 3857280 * nB, act + 4976832 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
     /* 115 trans1.relu0: relu 216x28x28 -> 216x28x28 */
-    rt_relu_backward(ctx, act + 508032 * nB, 0, act + 169344 * nB, act + 338688 * nB, nB * 169344);
+    rt_relu_backward(ctx, act + 5146176 * nB, 0, act + 4807488 * nB, act + 4976832 * nB, nB * 169344);
     /* 114 trans1.bn0: bn 216x28x28 -> 216x28x28 */
-    rt_bn_backward(ctx, act + 169344 * nB, 0, G + 175896, G + 176112, act + 508032 * nB, act, fix + 10144, fix + 10368, P + 175896, B, 216, 784);
+    rt_bn_backward(ctx, act + 4807488 * nB, 0, G + 175896, G + 176112, act + 5146176 * nB, act + 4638144 * nB, fix + 5376, fix + 5600, P + 175896, B, 216, 784);
     /* 113 stage1.step15.concat: concat 204x28x28 -> 216x28x28 */
     {
-        float *const dxs[2] = { act, act + 338688 * nB };
+        float *const dxs[2] = { act + 4318272 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 204, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 4807488 * nB, 2, cs, B, 784);
     }
     /* 112 stage1.step15.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 159936 * nB, 0, G + 170712, act + 338688 * nB, act + 5329632 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 3462144 * nB, 0, G + 170712, act + 18816 * nB, act + 3499776 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
     /* 111 stage1.step15.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 197568 * nB, 0, act + 159936 * nB, act + 5329632 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 3857280 * nB, 0, act + 3462144 * nB, act + 3499776 * nB, nB * 37632);
     /* 110 stage1.step15.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 319872 * nB, 0, G + 170616, G + 170664, act + 197568 * nB, act + 5292000 * nB, fix + 21344, fix + 21392, P + 170616, B, 48, 784);
+    rt_bn_backward(ctx, act + 3462144 * nB, 0, G + 170616, G + 170664, act + 3857280 * nB, act + 3095232 * nB, fix + 5280, fix + 5328, P + 170616, B, 48, 784);
 }
 
 /* Backward, part 11 of 15. */
@@ -2919,73 +2919,73 @@ static void backward_11(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 109 stage1.step15.grad.conv0: conv 204x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 159936 * nB, 0, G + 160824, act + 319872 * nB, act + 837312 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 4638144 * nB, 0, G + 160824, act + 3462144 * nB, act + 4478208 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
     /* 108 stage1.step15.grad.relu0: relu 204x28x28 -> 204x28x28 */
-    rt_relu_backward(ctx, act + 319872 * nB, 0, act + 159936 * nB, act + 837312 * nB, nB * 159936);
+    rt_relu_backward(ctx, act + 4798080 * nB, 0, act + 4638144 * nB, act + 4478208 * nB, nB * 159936);
     /* 107 stage1.step15.grad.bn0: bn 204x28x28 -> 204x28x28 */
-    rt_bn_backward(ctx, act, 1, G + 160416, G + 160620, act + 319872 * nB, act + 677376 * nB, fix + 11488, fix + 11696, P + 160416, B, 204, 784);
+    rt_bn_backward(ctx, act + 4318272 * nB, 1, G + 160416, G + 160620, act + 4798080 * nB, act + 4158336 * nB, fix + 4864, fix + 5072, P + 160416, B, 204, 784);
     /* 106 stage1.step14.concat: concat 192x28x28 -> 204x28x28 */
     {
-        float *const dxs[2] = { act + 159936 * nB, act + 310464 * nB };
+        float *const dxs[2] = { act + 3857280 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 192, 12 };
-        rt_concat_backward(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 4318272 * nB, 2, cs, B, 784);
     }
     /* 105 stage1.step14.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 155232, act + 310464 * nB, act + 5254368 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 3095232 * nB, 0, G + 155232, act + 18816 * nB, act + 3424512 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
     /* 104 stage1.step14.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act, act + 5254368 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 3462144 * nB, 0, act + 3095232 * nB, act + 3424512 * nB, nB * 37632);
     /* 103 stage1.step14.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 310464 * nB, 0, G + 155136, G + 155184, act + 37632 * nB, act + 5216736 * nB, fix + 21248, fix + 21296, P + 155136, B, 48, 784);
+    rt_bn_backward(ctx, act + 3095232 * nB, 0, G + 155136, G + 155184, act + 3462144 * nB, act + 3019968 * nB, fix + 4768, fix + 4816, P + 155136, B, 48, 784);
     /* 102 stage1.step14.grad.conv0: conv 192x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 145920, act + 310464 * nB, act + 1147776 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 4158336 * nB, 0, G + 145920, act + 3095232 * nB, act + 4007808 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
     /* 101 stage1.step14.grad.relu0: relu 192x28x28 -> 192x28x28 */
-    rt_relu_backward(ctx, act + 310464 * nB, 0, act, act + 1147776 * nB, nB * 150528);
+    rt_relu_backward(ctx, act + 4308864 * nB, 0, act + 4158336 * nB, act + 4007808 * nB, nB * 150528);
     /* 100 stage1.step14.grad.bn0: bn 192x28x28 -> 192x28x28 */
-    rt_bn_backward(ctx, act + 159936 * nB, 1, G + 145536, G + 145728, act + 310464 * nB, act + 997248 * nB, fix + 12736, fix + 12928, P + 145536, B, 192, 784);
+    rt_bn_backward(ctx, act + 3857280 * nB, 1, G + 145536, G + 145728, act + 4308864 * nB, act + 3706752 * nB, fix + 4384, fix + 4576, P + 145536, B, 192, 784);
     /* 99 stage1.step13.concat: concat 180x28x28 -> 192x28x28 */
     {
-        float *const dxs[2] = { act, act + 310464 * nB };
+        float *const dxs[2] = { act + 3424512 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 180, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 159936 * nB, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 3857280 * nB, 2, cs, B, 784);
     }
     /* 98 stage1.step13.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 141120 * nB, 0, G + 140352, act + 310464 * nB, act + 5179104 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 3019968 * nB, 0, G + 140352, act + 18816 * nB, act + 3057600 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
     /* 97 stage1.step13.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 178752 * nB, 0, act + 141120 * nB, act + 5179104 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 3095232 * nB, 0, act + 3019968 * nB, act + 3057600 * nB, nB * 37632);
     /* 96 stage1.step13.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 282240 * nB, 0, G + 140256, G + 140304, act + 178752 * nB, act + 5141472 * nB, fix + 21152, fix + 21200, P + 140256, B, 48, 784);
+    rt_bn_backward(ctx, act + 3019968 * nB, 0, G + 140256, G + 140304, act + 3095232 * nB, act + 2681280 * nB, fix + 4288, fix + 4336, P + 140256, B, 48, 784);
     /* 95 stage1.step13.grad.conv0: conv 180x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 141120 * nB, 0, G + 131616, act + 282240 * nB, act + 1439424 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 3706752 * nB, 0, G + 131616, act + 3019968 * nB, act + 3565632 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
     /* 94 stage1.step13.grad.relu0: relu 180x28x28 -> 180x28x28 */
-    rt_relu_backward(ctx, act + 282240 * nB, 0, act + 141120 * nB, act + 1439424 * nB, nB * 141120);
+    rt_relu_backward(ctx, act + 3847872 * nB, 0, act + 3706752 * nB, act + 3565632 * nB, nB * 141120);
     /* 93 stage1.step13.grad.bn0: bn 180x28x28 -> 180x28x28 */
-    rt_bn_backward(ctx, act, 1, G + 131256, G + 131436, act + 282240 * nB, act + 1298304 * nB, fix + 13888, fix + 14080, P + 131256, B, 180, 784);
+    rt_bn_backward(ctx, act + 3424512 * nB, 1, G + 131256, G + 131436, act + 3847872 * nB, act + 3283392 * nB, fix + 3904, fix + 4096, P + 131256, B, 180, 784);
     /* 92 stage1.step12.concat: concat 168x28x28 -> 180x28x28 */
     {
-        float *const dxs[2] = { act + 141120 * nB, act + 272832 * nB };
+        float *const dxs[2] = { act + 3019968 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 168, 12 };
-        rt_concat_backward(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 3424512 * nB, 2, cs, B, 784);
     }
     /* 91 stage1.step12.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 126072, act + 272832 * nB, act + 5103840 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 2681280 * nB, 0, G + 126072, act + 18816 * nB, act + 2718912 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
     /* 90 stage1.step12.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act, act + 5103840 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 3283392 * nB, 0, act + 2681280 * nB, act + 2718912 * nB, nB * 37632);
     /* 89 stage1.step12.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 272832 * nB, 0, G + 125976, G + 126024, act + 37632 * nB, act + 5066208 * nB, fix + 21056, fix + 21104, P + 125976, B, 48, 784);
+    rt_bn_backward(ctx, act + 2681280 * nB, 0, G + 125976, G + 126024, act + 3283392 * nB, act + 2370816 * nB, fix + 3808, fix + 3856, P + 125976, B, 48, 784);
     /* 88 stage1.step12.grad.conv0: conv 168x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 117912, act + 272832 * nB, act + 1712256 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 3283392 * nB, 0, G + 117912, act + 2681280 * nB, act + 3151680 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
     /* 87 stage1.step12.grad.relu0: relu 168x28x28 -> 168x28x28 */
-    rt_relu_backward(ctx, act + 272832 * nB, 0, act, act + 1712256 * nB, nB * 131712);
+    rt_relu_backward(ctx, act + 3415104 * nB, 0, act + 3283392 * nB, act + 3151680 * nB, nB * 131712);
     /* 86 stage1.step12.grad.bn0: bn 168x28x28 -> 168x28x28 */
-    rt_bn_backward(ctx, act + 141120 * nB, 1, G + 117576, G + 117744, act + 272832 * nB, act + 1580544 * nB, fix + 15008, fix + 15184, P + 117576, B, 168, 784);
+    rt_bn_backward(ctx, act + 3019968 * nB, 1, G + 117576, G + 117744, act + 3415104 * nB, act + 2888256 * nB, fix + 3456, fix + 3632, P + 117576, B, 168, 784);
 }
 
 /* Backward, part 12 of 15. */
@@ -2994,78 +2994,78 @@ static void backward_12(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 85 stage1.step11.concat: concat 156x28x28 -> 168x28x28 */
     {
-        float *const dxs[2] = { act, act + 272832 * nB };
+        float *const dxs[2] = { act + 2888256 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 156, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 141120 * nB, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 3019968 * nB, 2, cs, B, 784);
     }
     /* 84 stage1.step11.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 122304 * nB, 0, G + 112392, act + 272832 * nB, act + 5028576 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 2370816 * nB, 0, G + 112392, act + 18816 * nB, act + 2643648 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
     /* 83 stage1.step11.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 159936 * nB, 0, act + 122304 * nB, act + 5028576 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 2681280 * nB, 0, act + 2370816 * nB, act + 2643648 * nB, nB * 37632);
     /* 82 stage1.step11.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 244608 * nB, 0, G + 112296, G + 112344, act + 159936 * nB, act + 4990944 * nB, fix + 20960, fix + 21008, P + 112296, B, 48, 784);
+    rt_bn_backward(ctx, act + 2370816 * nB, 0, G + 112296, G + 112344, act + 2681280 * nB, act + 2295552 * nB, fix + 3360, fix + 3408, P + 112296, B, 48, 784);
     /* 81 stage1.step11.grad.conv0: conv 156x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 122304 * nB, 0, G + 104808, act + 244608 * nB, act + 1966272 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 2643648 * nB, 0, G + 104808, act + 2370816 * nB, act + 2765952 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
     /* 80 stage1.step11.grad.relu0: relu 156x28x28 -> 156x28x28 */
-    rt_relu_backward(ctx, act + 244608 * nB, 0, act + 122304 * nB, act + 1966272 * nB, nB * 122304);
+    rt_relu_backward(ctx, act + 3010560 * nB, 0, act + 2643648 * nB, act + 2765952 * nB, nB * 122304);
     /* 79 stage1.step11.grad.bn0: bn 156x28x28 -> 156x28x28 */
-    rt_bn_backward(ctx, act, 1, G + 104496, G + 104652, act + 244608 * nB, act + 1843968 * nB, fix + 16064, fix + 16224, P + 104496, B, 156, 784);
+    rt_bn_backward(ctx, act + 2888256 * nB, 1, G + 104496, G + 104652, act + 3010560 * nB, act + 2521344 * nB, fix + 3040, fix + 3200, P + 104496, B, 156, 784);
     /* 78 stage1.step10.concat: concat 144x28x28 -> 156x28x28 */
     {
-        float *const dxs[2] = { act + 122304 * nB, act + 235200 * nB };
+        float *const dxs[2] = { act + 2521344 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 144, 12 };
-        rt_concat_backward(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 2888256 * nB, 2, cs, B, 784);
     }
     /* 77 stage1.step10.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 99312, act + 235200 * nB, act + 4953312 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 2295552 * nB, 0, G + 99312, act + 18816 * nB, act + 2333184 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
     /* 76 stage1.step10.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act, act + 4953312 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 2370816 * nB, 0, act + 2295552 * nB, act + 2333184 * nB, nB * 37632);
     /* 75 stage1.step10.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 235200 * nB, 0, G + 99216, G + 99264, act + 37632 * nB, act + 4915680 * nB, fix + 20864, fix + 20912, P + 99216, B, 48, 784);
+    rt_bn_backward(ctx, act + 2295552 * nB, 0, G + 99216, G + 99264, act + 2370816 * nB, act + 1975680 * nB, fix + 2944, fix + 2992, P + 99216, B, 48, 784);
     /* 74 stage1.step10.grad.conv0: conv 144x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 92304, act + 235200 * nB, act + 2201472 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 2634240 * nB, 0, G + 92304, act + 2295552 * nB, act + 2408448 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
     /* 73 stage1.step10.grad.relu0: relu 144x28x28 -> 144x28x28 */
-    rt_relu_backward(ctx, act + 235200 * nB, 0, act, act + 2201472 * nB, nB * 112896);
+    rt_relu_backward(ctx, act + 2295552 * nB, 0, act + 2634240 * nB, act + 2408448 * nB, nB * 112896);
     /* 72 stage1.step10.grad.bn0: bn 144x28x28 -> 144x28x28 */
-    rt_bn_backward(ctx, act + 122304 * nB, 1, G + 92016, G + 92160, act + 235200 * nB, act + 2088576 * nB, fix + 17024, fix + 17168, P + 92016, B, 144, 784);
+    rt_bn_backward(ctx, act + 2521344 * nB, 1, G + 92016, G + 92160, act + 2295552 * nB, act + 2182656 * nB, fix + 2656, fix + 2800, P + 92016, B, 144, 784);
     /* 71 stage1.step9.concat: concat 132x28x28 -> 144x28x28 */
     {
-        float *const dxs[2] = { act, act + 235200 * nB };
+        float *const dxs[2] = { act + 2182656 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 132, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 122304 * nB, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 2521344 * nB, 2, cs, B, 784);
     }
     /* 70 stage1.step9.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 103488 * nB, 0, G + 86832, act + 235200 * nB, act + 4878048 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1975680 * nB, 0, G + 86832, act + 18816 * nB, act + 2013312 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
     /* 69 stage1.step9.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 141120 * nB, 0, act + 103488 * nB, act + 4878048 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 2286144 * nB, 0, act + 1975680 * nB, act + 2013312 * nB, nB * 37632);
     /* 68 stage1.step9.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 206976 * nB, 0, G + 86736, G + 86784, act + 141120 * nB, act + 4840416 * nB, fix + 20768, fix + 20816, P + 86736, B, 48, 784);
+    rt_bn_backward(ctx, act + 1975680 * nB, 0, G + 86736, G + 86784, act + 2286144 * nB, act + 1684032 * nB, fix + 2560, fix + 2608, P + 86736, B, 48, 784);
     /* 67 stage1.step9.grad.conv0: conv 132x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 103488 * nB, 0, G + 80400, act + 206976 * nB, act + 2417856 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 2286144 * nB, 0, G + 80400, act + 1975680 * nB, act + 2079168 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
     /* 66 stage1.step9.grad.relu0: relu 132x28x28 -> 132x28x28 */
-    rt_relu_backward(ctx, act + 206976 * nB, 0, act + 103488 * nB, act + 2417856 * nB, nB * 103488);
+    rt_relu_backward(ctx, act + 1975680 * nB, 0, act + 2286144 * nB, act + 2079168 * nB, nB * 103488);
     /* 65 stage1.step9.grad.bn0: bn 132x28x28 -> 132x28x28 */
-    rt_bn_backward(ctx, act, 1, G + 80136, G + 80268, act + 206976 * nB, act + 2314368 * nB, fix + 17600, fix + 17744, P + 80136, B, 132, 784);
+    rt_bn_backward(ctx, act + 2182656 * nB, 1, G + 80136, G + 80268, act + 1975680 * nB, act + 1872192 * nB, fix + 2272, fix + 2416, P + 80136, B, 132, 784);
     /* 64 stage1.step8.concat: concat 120x28x28 -> 132x28x28 */
     {
-        float *const dxs[2] = { act + 103488 * nB, act + 197568 * nB };
+        float *const dxs[2] = { act + 1872192 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 120, 12 };
-        rt_concat_backward(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 2182656 * nB, 2, cs, B, 784);
     }
     /* 63 stage1.step8.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 74952, act + 197568 * nB, act + 4802784 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1684032 * nB, 0, G + 74952, act + 18816 * nB, act + 1721664 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act, act + 4802784 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 1966272 * nB, 0, act + 1684032 * nB, act + 1721664 * nB, nB * 37632);
 }
 
 /* Backward, part 13 of 15. */
@@ -3074,73 +3074,73 @@ static void backward_13(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 61 stage1.step8.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 197568 * nB, 0, G + 74856, G + 74904, act + 37632 * nB, act + 4765152 * nB, fix + 20672, fix + 20720, P + 74856, B, 48, 784);
+    rt_bn_backward(ctx, act + 1684032 * nB, 0, G + 74856, G + 74904, act + 1966272 * nB, act + 1420608 * nB, fix + 2176, fix + 2224, P + 74856, B, 48, 784);
     /* 60 stage1.step8.grad.conv0: conv 120x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 69096, act + 197568 * nB, act + 2615424 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 1966272 * nB, 0, G + 69096, act + 1684032 * nB, act + 1778112 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
     /* 59 stage1.step8.grad.relu0: relu 120x28x28 -> 120x28x28 */
-    rt_relu_backward(ctx, act + 197568 * nB, 0, act, act + 2615424 * nB, nB * 94080);
+    rt_relu_backward(ctx, act + 1684032 * nB, 0, act + 1966272 * nB, act + 1778112 * nB, nB * 94080);
     /* 58 stage1.step8.grad.bn0: bn 120x28x28 -> 120x28x28 */
-    rt_bn_backward(ctx, act + 103488 * nB, 1, G + 68856, G + 68976, act + 197568 * nB, act + 2521344 * nB, fix + 18176, fix + 18304, P + 68856, B, 120, 784);
+    rt_bn_backward(ctx, act + 1872192 * nB, 1, G + 68856, G + 68976, act + 1684032 * nB, act + 1589952 * nB, fix + 1920, fix + 2048, P + 68856, B, 120, 784);
     /* 57 stage1.step7.concat: concat 108x28x28 -> 120x28x28 */
     {
-        float *const dxs[2] = { act, act + 197568 * nB };
+        float *const dxs[2] = { act + 1589952 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 108, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 103488 * nB, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 1872192 * nB, 2, cs, B, 784);
     }
     /* 56 stage1.step7.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 84672 * nB, 0, G + 63672, act + 197568 * nB, act + 4727520 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1420608 * nB, 0, G + 63672, act + 18816 * nB, act + 1458240 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 122304 * nB, 0, act + 84672 * nB, act + 4727520 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 1674624 * nB, 0, act + 1420608 * nB, act + 1458240 * nB, nB * 37632);
     /* 54 stage1.step7.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 169344 * nB, 0, G + 63576, G + 63624, act + 122304 * nB, act + 4689888 * nB, fix + 20576, fix + 20624, P + 63576, B, 48, 784);
+    rt_bn_backward(ctx, act + 1420608 * nB, 0, G + 63576, G + 63624, act + 1674624 * nB, act + 1185408 * nB, fix + 1824, fix + 1872, P + 63576, B, 48, 784);
     /* 53 stage1.step7.grad.conv0: conv 108x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 84672 * nB, 0, G + 58392, act + 169344 * nB, act + 2794176 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 1674624 * nB, 0, G + 58392, act + 1420608 * nB, act + 1505280 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
     /* 52 stage1.step7.grad.relu0: relu 108x28x28 -> 108x28x28 */
-    rt_relu_backward(ctx, act + 169344 * nB, 0, act + 84672 * nB, act + 2794176 * nB, nB * 84672);
+    rt_relu_backward(ctx, act + 1420608 * nB, 0, act + 1674624 * nB, act + 1505280 * nB, nB * 84672);
     /* 51 stage1.step7.grad.bn0: bn 108x28x28 -> 108x28x28 */
-    rt_bn_backward(ctx, act, 1, G + 58176, G + 58284, act + 169344 * nB, act + 2709504 * nB, fix + 18688, fix + 18800, P + 58176, B, 108, 784);
+    rt_bn_backward(ctx, act + 1589952 * nB, 1, G + 58176, G + 58284, act + 1420608 * nB, act + 1335936 * nB, fix + 1600, fix + 1712, P + 58176, B, 108, 784);
     /* 50 stage1.step6.concat: concat 96x28x28 -> 108x28x28 */
     {
-        float *const dxs[2] = { act + 84672 * nB, act + 159936 * nB };
+        float *const dxs[2] = { act + 1335936 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 96, 12 };
-        rt_concat_backward(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 1589952 * nB, 2, cs, B, 784);
     }
     /* 49 stage1.step6.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 52992, act + 159936 * nB, act + 4652256 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1185408 * nB, 0, G + 52992, act + 18816 * nB, act + 1223040 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act, act + 4652256 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 1411200 * nB, 0, act + 1185408 * nB, act + 1223040 * nB, nB * 37632);
     /* 47 stage1.step6.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 159936 * nB, 0, G + 52896, G + 52944, act + 37632 * nB, act + 4614624 * nB, fix + 20480, fix + 20528, P + 52896, B, 48, 784);
+    rt_bn_backward(ctx, act + 1185408 * nB, 0, G + 52896, G + 52944, act + 1411200 * nB, act + 940800 * nB, fix + 1504, fix + 1552, P + 52896, B, 48, 784);
     /* 46 stage1.step6.grad.conv0: conv 96x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 48288, act + 159936 * nB, act + 2954112 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 1411200 * nB, 0, G + 48288, act + 1185408 * nB, act + 1260672 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
     /* 45 stage1.step6.grad.relu0: relu 96x28x28 -> 96x28x28 */
-    rt_relu_backward(ctx, act + 159936 * nB, 0, act, act + 2954112 * nB, nB * 75264);
+    rt_relu_backward(ctx, act + 1185408 * nB, 0, act + 1411200 * nB, act + 1260672 * nB, nB * 75264);
     /* 44 stage1.step6.grad.bn0: bn 96x28x28 -> 96x28x28 */
-    rt_bn_backward(ctx, act + 84672 * nB, 1, G + 48096, G + 48192, act + 159936 * nB, act + 2878848 * nB, fix + 19136, fix + 19232, P + 48096, B, 96, 784);
+    rt_bn_backward(ctx, act + 1335936 * nB, 1, G + 48096, G + 48192, act + 1185408 * nB, act + 1110144 * nB, fix + 1312, fix + 1408, P + 48096, B, 96, 784);
     /* 43 stage1.step5.concat: concat 84x28x28 -> 96x28x28 */
     {
-        float *const dxs[2] = { act, act + 159936 * nB };
+        float *const dxs[2] = { act + 940800 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 84, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 84672 * nB, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 1335936 * nB, 2, cs, B, 784);
     }
     /* 42 stage1.step5.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 65856 * nB, 0, G + 42912, act + 159936 * nB, act + 4576992 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1110144 * nB, 0, G + 42912, act + 18816 * nB, act + 1072512 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 103488 * nB, 0, act + 65856 * nB, act + 4576992 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 1147776 * nB, 0, act + 1110144 * nB, act + 1072512 * nB, nB * 37632);
     /* 40 stage1.step5.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 141120 * nB, 0, G + 42816, G + 42864, act + 103488 * nB, act + 4539360 * nB, fix + 20384, fix + 20432, P + 42816, B, 48, 784);
+    rt_bn_backward(ctx, act + 1072512 * nB, 0, G + 42816, G + 42864, act + 1147776 * nB, act + 724416 * nB, fix + 1216, fix + 1264, P + 42816, B, 48, 784);
     /* 39 stage1.step5.grad.conv0: conv 84x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 65856 * nB, 0, G + 38784, act + 141120 * nB, act + 3095232 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 1110144 * nB, 0, G + 38784, act + 1072512 * nB, act + 1006656 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
     /* 38 stage1.step5.grad.relu0: relu 84x28x28 -> 84x28x28 */
-    rt_relu_backward(ctx, act + 131712 * nB, 0, act + 65856 * nB, act + 3095232 * nB, nB * 65856);
+    rt_relu_backward(ctx, act + 1176000 * nB, 0, act + 1110144 * nB, act + 1006656 * nB, nB * 65856);
 }
 
 /* Backward, part 14 of 15. */
@@ -3149,78 +3149,78 @@ static void backward_14(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 37 stage1.step5.grad.bn0: bn 84x28x28 -> 84x28x28 */
-    rt_bn_backward(ctx, act, 1, G + 38616, G + 38700, act + 131712 * nB, act + 3029376 * nB, fix + 19328, fix + 19424, P + 38616, B, 84, 784);
+    rt_bn_backward(ctx, act + 940800 * nB, 1, G + 38616, G + 38700, act + 1176000 * nB, act + 874944 * nB, fix + 1024, fix + 1120, P + 38616, B, 84, 784);
     /* 36 stage1.step4.concat: concat 72x28x28 -> 84x28x28 */
     {
-        float *const dxs[2] = { act + 65856 * nB, act + 122304 * nB };
+        float *const dxs[2] = { act + 724416 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 72, 12 };
-        rt_concat_backward(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 940800 * nB, 2, cs, B, 784);
     }
     /* 35 stage1.step4.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 33432, act + 122304 * nB, act + 4501728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 874944 * nB, 0, G + 33432, act + 18816 * nB, act + 837312 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 122304 * nB, 0, act, act + 4501728 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 912576 * nB, 0, act + 874944 * nB, act + 837312 * nB, nB * 37632);
     /* 33 stage1.step4.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 159936 * nB, 0, G + 33336, G + 33384, act + 122304 * nB, act + 4464096 * nB, fix + 20288, fix + 20336, P + 33336, B, 48, 784);
+    rt_bn_backward(ctx, act + 837312 * nB, 0, G + 33336, G + 33384, act + 912576 * nB, act + 536256 * nB, fix + 928, fix + 976, P + 33336, B, 48, 784);
     /* 32 stage1.step4.grad.conv0: conv 72x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 29880, act + 159936 * nB, act + 3217536 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 874944 * nB, 0, G + 29880, act + 837312 * nB, act + 780864 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
     /* 31 stage1.step4.grad.relu0: relu 72x28x28 -> 72x28x28 */
-    rt_relu_backward(ctx, act + 122304 * nB, 0, act, act + 3217536 * nB, nB * 56448);
+    rt_relu_backward(ctx, act + 931392 * nB, 0, act + 874944 * nB, act + 780864 * nB, nB * 56448);
     /* 30 stage1.step4.grad.bn0: bn 72x28x28 -> 72x28x28 */
-    rt_bn_backward(ctx, act + 65856 * nB, 1, G + 29736, G + 29808, act + 122304 * nB, act + 3161088 * nB, fix + 19520, fix + 19600, P + 29736, B, 72, 784);
+    rt_bn_backward(ctx, act + 724416 * nB, 1, G + 29736, G + 29808, act + 931392 * nB, act + 667968 * nB, fix + 768, fix + 848, P + 29736, B, 72, 784);
     /* 29 stage1.step3.concat: concat 60x28x28 -> 72x28x28 */
     {
-        float *const dxs[2] = { act, act + 122304 * nB };
+        float *const dxs[2] = { act + 536256 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 60, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 65856 * nB, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 724416 * nB, 2, cs, B, 784);
     }
     /* 28 stage1.step3.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 47040 * nB, 0, G + 24552, act + 122304 * nB, act + 4426464 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 667968 * nB, 0, G + 24552, act + 18816 * nB, act + 630336 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 84672 * nB, 0, act + 47040 * nB, act + 4426464 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 705600 * nB, 0, act + 667968 * nB, act + 630336 * nB, nB * 37632);
     /* 26 stage1.step3.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 122304 * nB, 0, G + 24456, G + 24504, act + 84672 * nB, act + 4388832 * nB, fix + 20192, fix + 20240, P + 24456, B, 48, 784);
+    rt_bn_backward(ctx, act + 630336 * nB, 0, G + 24456, G + 24504, act + 705600 * nB, act + 413952 * nB, fix + 672, fix + 720, P + 24456, B, 48, 784);
     /* 25 stage1.step3.grad.conv0: conv 60x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 47040 * nB, 0, G + 21576, act + 122304 * nB, act + 3692640 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 667968 * nB, 0, G + 21576, act + 630336 * nB, act + 583296 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
     /* 24 stage1.step3.grad.relu0: relu 60x28x28 -> 60x28x28 */
-    rt_relu_backward(ctx, act + 94080 * nB, 0, act + 47040 * nB, act + 3692640 * nB, nB * 47040);
+    rt_relu_backward(ctx, act + 715008 * nB, 0, act + 667968 * nB, act + 583296 * nB, nB * 47040);
     /* 23 stage1.step3.grad.bn0: bn 60x28x28 -> 60x28x28 */
-    rt_bn_backward(ctx, act, 1, G + 21456, G + 21516, act + 94080 * nB, act + 3645600 * nB, fix + 19680, fix + 19744, P + 21456, B, 60, 784);
+    rt_bn_backward(ctx, act + 536256 * nB, 1, G + 21456, G + 21516, act + 715008 * nB, act + 489216 * nB, fix + 544, fix + 608, P + 21456, B, 60, 784);
     /* 22 stage1.step2.concat: concat 48x28x28 -> 60x28x28 */
     {
-        float *const dxs[2] = { act + 47040 * nB, act + 84672 * nB };
+        float *const dxs[2] = { act + 413952 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 48, 12 };
-        rt_concat_backward(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 536256 * nB, 2, cs, B, 784);
     }
     /* 21 stage1.step2.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 16272, act + 84672 * nB, act + 4351200 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 489216 * nB, 0, G + 16272, act + 18816 * nB, act + 451584 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 84672 * nB, 0, act, act + 4351200 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 526848 * nB, 0, act + 489216 * nB, act + 451584 * nB, nB * 37632);
     /* 19 stage1.step2.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act, 0, G + 16176, G + 16224, act + 84672 * nB, act + 4313568 * nB, fix + 20096, fix + 20144, P + 16176, B, 48, 784);
+    rt_bn_backward(ctx, act + 451584 * nB, 0, G + 16176, G + 16224, act + 526848 * nB, act + 338688 * nB, fix + 448, fix + 496, P + 16176, B, 48, 784);
     /* 18 stage1.step2.grad.conv0: conv 48x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 84672 * nB, 0, G + 13872, act, act + 4275936 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 338688 * nB, 0, G + 13872, act + 451584 * nB, act + 376320 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
     /* 17 stage1.step2.grad.relu0: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act, 0, act + 84672 * nB, act + 4275936 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 451584 * nB, 0, act + 338688 * nB, act + 376320 * nB, nB * 37632);
     /* 16 stage1.step2.grad.bn0: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 47040 * nB, 1, G + 13776, G + 13824, act, act + 4238304 * nB, fix + 20000, fix + 20048, P + 13776, B, 48, 784);
+    rt_bn_backward(ctx, act + 413952 * nB, 1, G + 13776, G + 13824, act + 451584 * nB, act + 263424 * nB, fix + 352, fix + 400, P + 13776, B, 48, 784);
     /* 15 stage1.step1.concat: concat 36x28x28 -> 48x28x28 */
     {
-        float *const dxs[2] = { act + 84672 * nB, act + 37632 * nB };
+        float *const dxs[2] = { act + 169344 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 36, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 47040 * nB, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 413952 * nB, 2, cs, B, 784);
     }
     /* 14 stage1.step1.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 8592, act + 37632 * nB, act + 4200672 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 263424 * nB, 0, G + 8592, act + 18816 * nB, act + 301056 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
 }
 
 /* Backward, part 15 of 15. */
@@ -3229,41 +3229,41 @@ static void backward_15(RtModel *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     float *const act = m->acts;
-    float *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 13 stage1.step1.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act, act + 4200672 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 338688 * nB, 0, act + 263424 * nB, act + 301056 * nB, nB * 37632);
     /* 12 stage1.step1.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act, 0, G + 8496, G + 8544, act + 37632 * nB, act + 4163040 * nB, fix + 19904, fix + 19952, P + 8496, B, 48, 784);
+    rt_bn_backward(ctx, act + 263424 * nB, 0, G + 8496, G + 8544, act + 338688 * nB, act + 225792 * nB, fix + 256, fix + 304, P + 8496, B, 48, 784);
     /* 11 stage1.step1.grad.conv0: conv 36x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 37632 * nB, 0, G + 6768, act, act + 5668320 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 225792 * nB, 0, G + 6768, act + 263424 * nB, act + 197568 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
     /* 10 stage1.step1.grad.relu0: relu 36x28x28 -> 36x28x28 */
-    rt_relu_backward(ctx, act, 0, act + 37632 * nB, act + 5668320 * nB, nB * 28224);
+    rt_relu_backward(ctx, act + 254016 * nB, 0, act + 225792 * nB, act + 197568 * nB, nB * 28224);
     /* 9 stage1.step1.grad.bn0: bn 36x28x28 -> 36x28x28 */
-    rt_bn_backward(ctx, act + 84672 * nB, 1, G + 6696, G + 6732, act, act + 5640096 * nB, fix + 24512, fix + 24560, P + 6696, B, 36, 784);
+    rt_bn_backward(ctx, act + 169344 * nB, 1, G + 6696, G + 6732, act + 254016 * nB, act + 94080 * nB, fix + 160, fix + 208, P + 6696, B, 36, 784);
     /* 8 stage1.step0.concat: concat 24x28x28 -> 36x28x28 */
     {
-        float *const dxs[2] = { act + 112896 * nB, act + 37632 * nB };
+        float *const dxs[2] = { act + 18816 * nB, act + 94080 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 24, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 84672 * nB, 2, cs, B, 784);
+        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 784);
     }
     /* 7 stage1.step0.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act, 0, G + 1512, act + 37632 * nB, act + 4125408 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 1512, act + 94080 * nB, act + 131712 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act, act + 4125408 * nB, nB * 37632);
+    rt_relu_backward(ctx, act + 94080 * nB, 0, act + 169344 * nB, act + 131712 * nB, nB * 37632);
     /* 5 stage1.step0.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act, 0, G + 1416, G + 1464, act + 37632 * nB, act + 4087776 * nB, fix + 19808, fix + 19856, P + 1416, B, 48, 784);
+    rt_bn_backward(ctx, act + 131712 * nB, 0, G + 1416, G + 1464, act + 94080 * nB, act + 56448 * nB, fix + 64, fix + 112, P + 1416, B, 48, 784);
     /* 4 stage1.step0.grad.conv0: conv 24x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 37632 * nB, 0, G + 264, act, act + 5912928 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward(ctx, act + 56448 * nB, 0, G + 264, act + 131712 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
     /* 3 stage1.step0.grad.relu0: relu 24x28x28 -> 24x28x28 */
-    rt_relu_backward(ctx, act, 0, act + 37632 * nB, act + 5912928 * nB, nB * 18816);
+    rt_relu_backward(ctx, act + 75264 * nB, 0, act + 56448 * nB, act + 37632 * nB, nB * 18816);
     /* 2 stage1.step0.grad.bn0: bn 24x28x28 -> 24x28x28 */
-    rt_bn_backward(ctx, act + 112896 * nB, 1, G + 216, G + 240, act, act + 5894112 * nB, fix + 24608, fix + 24640, P + 216, B, 24, 784);
+    rt_bn_backward(ctx, act + 18816 * nB, 1, G + 216, G + 240, act + 75264 * nB, act, fix, fix + 32, P + 216, B, 24, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 24x28x28 */
-    rt_conv2d_backward(ctx, NULL, 0, G, act + 112896 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
+    rt_conv2d_backward(ctx, NULL, 0, G, act + 18816 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -3295,91 +3295,91 @@ static void forward_d_1(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stem.conv0: conv 1x28x28 -> 24x28x28 */
-    rt_conv2d_forward_d(ctx, act + 5894112 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 24x28x28 -> 24x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 24608, fix + 24640, buf, buf + 24, act + 5894112 * nB, P + 216, P + 240, B, 24, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 18816 * nB, fix, fix + 32, buf, buf + 24, act, P + 216, P + 240, B, 24, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 5894112 * nB, P + 216, P + 240, buf, buf + 24, B, 24, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 18816 * nB, act, P + 216, P + 240, buf, buf + 24, B, 24, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 24x28x28 -> 24x28x28 */
-    rt_relu_forward_d(ctx, act + 5912928 * nB, act, nB * 18816);
+    rt_relu_forward_d(ctx, act + 37632 * nB, act + 18816 * nB, nB * 18816);
     /* 4 stage1.step0.grad.conv0: conv 24x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4087776 * nB, act + 5912928 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 56448 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
     /* 5 stage1.step0.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 19808, fix + 19856, buf + 48, buf + 96, act + 4087776 * nB, P + 1416, P + 1464, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 94080 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 56448 * nB, P + 1416, P + 1464, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4087776 * nB, P + 1416, P + 1464, buf + 48, buf + 96, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 94080 * nB, act + 56448 * nB, P + 1416, P + 1464, buf + 48, buf + 96, B, 48, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4125408 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 131712 * nB, act + 94080 * nB, nB * 37632);
     /* 7 stage1.step0.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4125408 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 131712 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
     /* 8 stage1.step0.concat: concat 24x28x28 -> 36x28x28 */
     {
-        const double *const xs[2] = { act + 5894112 * nB, act };
+        const double *const xs[2] = { act, act + 18816 * nB };
         const int cs[2] = { 24, 12 };
-        rt_concat_forward_d(ctx, act + 5640096 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 94080 * nB, 2, xs, cs, B, 784);
     }
     /* 9 stage1.step1.grad.bn0: bn 36x28x28 -> 36x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 24512, fix + 24560, buf + 144, buf + 180, act + 5640096 * nB, P + 6696, P + 6732, B, 36, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 94080 * nB, P + 6696, P + 6732, B, 36, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 5640096 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 94080 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 36x28x28 -> 36x28x28 */
-    rt_relu_forward_d(ctx, act + 5668320 * nB, act, nB * 28224);
+    rt_relu_forward_d(ctx, act + 197568 * nB, act + 169344 * nB, nB * 28224);
     /* 11 stage1.step1.grad.conv0: conv 36x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4163040 * nB, act + 5668320 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 225792 * nB, act + 197568 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
     /* 12 stage1.step1.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 19904, fix + 19952, buf + 216, buf + 264, act + 4163040 * nB, P + 8496, P + 8544, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 263424 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 225792 * nB, P + 8496, P + 8544, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4163040 * nB, P + 8496, P + 8544, buf + 216, buf + 264, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 263424 * nB, act + 225792 * nB, P + 8496, P + 8544, buf + 216, buf + 264, B, 48, 784, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4200672 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 301056 * nB, act + 263424 * nB, nB * 37632);
     /* 14 stage1.step1.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4200672 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 301056 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
     /* 15 stage1.step1.concat: concat 36x28x28 -> 48x28x28 */
     {
-        const double *const xs[2] = { act + 5640096 * nB, act };
+        const double *const xs[2] = { act + 94080 * nB, act + 18816 * nB };
         const int cs[2] = { 36, 12 };
-        rt_concat_forward_d(ctx, act + 4238304 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 263424 * nB, 2, xs, cs, B, 784);
     }
     /* 16 stage1.step2.grad.bn0: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20000, fix + 20048, buf + 312, buf + 360, act + 4238304 * nB, P + 13776, P + 13824, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 338688 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 263424 * nB, P + 13776, P + 13824, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4238304 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 338688 * nB, act + 263424 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4275936 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 376320 * nB, act + 338688 * nB, nB * 37632);
     /* 18 stage1.step2.grad.conv0: conv 48x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4313568 * nB, act + 4275936 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 338688 * nB, act + 376320 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
     /* 19 stage1.step2.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20096, fix + 20144, buf + 408, buf + 456, act + 4313568 * nB, P + 16176, P + 16224, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 413952 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 338688 * nB, P + 16176, P + 16224, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4313568 * nB, P + 16176, P + 16224, buf + 408, buf + 456, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 413952 * nB, act + 338688 * nB, P + 16176, P + 16224, buf + 408, buf + 456, B, 48, 784, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4351200 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 451584 * nB, act + 413952 * nB, nB * 37632);
     /* 21 stage1.step2.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4351200 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 451584 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
     /* 22 stage1.step2.concat: concat 48x28x28 -> 60x28x28 */
     {
-        const double *const xs[2] = { act + 4238304 * nB, act };
+        const double *const xs[2] = { act + 263424 * nB, act + 18816 * nB };
         const int cs[2] = { 48, 12 };
-        rt_concat_forward_d(ctx, act + 3645600 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 489216 * nB, 2, xs, cs, B, 784);
     }
     /* 23 stage1.step3.grad.bn0: bn 60x28x28 -> 60x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 19680, fix + 19744, buf + 504, buf + 564, act + 3645600 * nB, P + 21456, P + 21516, B, 60, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 536256 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 489216 * nB, P + 21456, P + 21516, B, 60, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 3645600 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 536256 * nB, act + 489216 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1.0000000000000001e-05);
     /* 24 stage1.step3.grad.relu0: relu 60x28x28 -> 60x28x28 */
-    rt_relu_forward_d(ctx, act + 3692640 * nB, act, nB * 47040);
+    rt_relu_forward_d(ctx, act + 583296 * nB, act + 536256 * nB, nB * 47040);
 }
 
 /* Forward, part 2 of 15. */
@@ -3388,91 +3388,91 @@ static void forward_d_2(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.step3.grad.conv0: conv 60x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4388832 * nB, act + 3692640 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 413952 * nB, act + 583296 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
     /* 26 stage1.step3.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20192, fix + 20240, buf + 624, buf + 672, act + 4388832 * nB, P + 24456, P + 24504, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 536256 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 413952 * nB, P + 24456, P + 24504, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4388832 * nB, P + 24456, P + 24504, buf + 624, buf + 672, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 536256 * nB, act + 413952 * nB, P + 24456, P + 24504, buf + 624, buf + 672, B, 48, 784, 1.0000000000000001e-05);
     /* 27 stage1.step3.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4426464 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 630336 * nB, act + 536256 * nB, nB * 37632);
     /* 28 stage1.step3.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4426464 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 630336 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
     /* 29 stage1.step3.concat: concat 60x28x28 -> 72x28x28 */
     {
-        const double *const xs[2] = { act + 3645600 * nB, act };
+        const double *const xs[2] = { act + 489216 * nB, act + 18816 * nB };
         const int cs[2] = { 60, 12 };
-        rt_concat_forward_d(ctx, act + 3161088 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 667968 * nB, 2, xs, cs, B, 784);
     }
     /* 30 stage1.step4.grad.bn0: bn 72x28x28 -> 72x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 19520, fix + 19600, buf + 720, buf + 792, act + 3161088 * nB, P + 29736, P + 29808, B, 72, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 724416 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 667968 * nB, P + 29736, P + 29808, B, 72, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 3161088 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 724416 * nB, act + 667968 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1.0000000000000001e-05);
     /* 31 stage1.step4.grad.relu0: relu 72x28x28 -> 72x28x28 */
-    rt_relu_forward_d(ctx, act + 3217536 * nB, act, nB * 56448);
+    rt_relu_forward_d(ctx, act + 780864 * nB, act + 724416 * nB, nB * 56448);
     /* 32 stage1.step4.grad.conv0: conv 72x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4464096 * nB, act + 3217536 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 536256 * nB, act + 780864 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
     /* 33 stage1.step4.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20288, fix + 20336, buf + 864, buf + 912, act + 4464096 * nB, P + 33336, P + 33384, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 724416 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 536256 * nB, P + 33336, P + 33384, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4464096 * nB, P + 33336, P + 33384, buf + 864, buf + 912, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 724416 * nB, act + 536256 * nB, P + 33336, P + 33384, buf + 864, buf + 912, B, 48, 784, 1.0000000000000001e-05);
     /* 34 stage1.step4.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4501728 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 837312 * nB, act + 724416 * nB, nB * 37632);
     /* 35 stage1.step4.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4501728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 837312 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
     /* 36 stage1.step4.concat: concat 72x28x28 -> 84x28x28 */
     {
-        const double *const xs[2] = { act + 3161088 * nB, act };
+        const double *const xs[2] = { act + 667968 * nB, act + 18816 * nB };
         const int cs[2] = { 72, 12 };
-        rt_concat_forward_d(ctx, act + 3029376 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 874944 * nB, 2, xs, cs, B, 784);
     }
     /* 37 stage1.step5.grad.bn0: bn 84x28x28 -> 84x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 19328, fix + 19424, buf + 960, buf + 1044, act + 3029376 * nB, P + 38616, P + 38700, B, 84, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 940800 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 874944 * nB, P + 38616, P + 38700, B, 84, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 3029376 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 940800 * nB, act + 874944 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1.0000000000000001e-05);
     /* 38 stage1.step5.grad.relu0: relu 84x28x28 -> 84x28x28 */
-    rt_relu_forward_d(ctx, act + 3095232 * nB, act, nB * 65856);
+    rt_relu_forward_d(ctx, act + 1006656 * nB, act + 940800 * nB, nB * 65856);
     /* 39 stage1.step5.grad.conv0: conv 84x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4539360 * nB, act + 3095232 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 724416 * nB, act + 1006656 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
     /* 40 stage1.step5.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20384, fix + 20432, buf + 1128, buf + 1176, act + 4539360 * nB, P + 42816, P + 42864, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 940800 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 724416 * nB, P + 42816, P + 42864, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4539360 * nB, P + 42816, P + 42864, buf + 1128, buf + 1176, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 940800 * nB, act + 724416 * nB, P + 42816, P + 42864, buf + 1128, buf + 1176, B, 48, 784, 1.0000000000000001e-05);
     /* 41 stage1.step5.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4576992 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 1072512 * nB, act + 940800 * nB, nB * 37632);
     /* 42 stage1.step5.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4576992 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 1072512 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
     /* 43 stage1.step5.concat: concat 84x28x28 -> 96x28x28 */
     {
-        const double *const xs[2] = { act + 3029376 * nB, act };
+        const double *const xs[2] = { act + 874944 * nB, act + 18816 * nB };
         const int cs[2] = { 84, 12 };
-        rt_concat_forward_d(ctx, act + 2878848 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 1110144 * nB, 2, xs, cs, B, 784);
     }
     /* 44 stage1.step6.grad.bn0: bn 96x28x28 -> 96x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 19136, fix + 19232, buf + 1224, buf + 1320, act + 2878848 * nB, P + 48096, P + 48192, B, 96, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1185408 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 1110144 * nB, P + 48096, P + 48192, B, 96, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 2878848 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1185408 * nB, act + 1110144 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1.0000000000000001e-05);
     /* 45 stage1.step6.grad.relu0: relu 96x28x28 -> 96x28x28 */
-    rt_relu_forward_d(ctx, act + 2954112 * nB, act, nB * 75264);
+    rt_relu_forward_d(ctx, act + 1260672 * nB, act + 1185408 * nB, nB * 75264);
     /* 46 stage1.step6.grad.conv0: conv 96x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4614624 * nB, act + 2954112 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 940800 * nB, act + 1260672 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
     /* 47 stage1.step6.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20480, fix + 20528, buf + 1416, buf + 1464, act + 4614624 * nB, P + 52896, P + 52944, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1185408 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 940800 * nB, P + 52896, P + 52944, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4614624 * nB, P + 52896, P + 52944, buf + 1416, buf + 1464, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1185408 * nB, act + 940800 * nB, P + 52896, P + 52944, buf + 1416, buf + 1464, B, 48, 784, 1.0000000000000001e-05);
     /* 48 stage1.step6.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4652256 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 1223040 * nB, act + 1185408 * nB, nB * 37632);
 }
 
 /* Forward, part 3 of 15. */
@@ -3481,95 +3481,95 @@ static void forward_d_3(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4652256 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 1223040 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
     /* 50 stage1.step6.concat: concat 96x28x28 -> 108x28x28 */
     {
-        const double *const xs[2] = { act + 2878848 * nB, act };
+        const double *const xs[2] = { act + 1110144 * nB, act + 18816 * nB };
         const int cs[2] = { 96, 12 };
-        rt_concat_forward_d(ctx, act + 2709504 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 1335936 * nB, 2, xs, cs, B, 784);
     }
     /* 51 stage1.step7.grad.bn0: bn 108x28x28 -> 108x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 18688, fix + 18800, buf + 1512, buf + 1620, act + 2709504 * nB, P + 58176, P + 58284, B, 108, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1420608 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 1335936 * nB, P + 58176, P + 58284, B, 108, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 2709504 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1420608 * nB, act + 1335936 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1.0000000000000001e-05);
     /* 52 stage1.step7.grad.relu0: relu 108x28x28 -> 108x28x28 */
-    rt_relu_forward_d(ctx, act + 2794176 * nB, act, nB * 84672);
+    rt_relu_forward_d(ctx, act + 1505280 * nB, act + 1420608 * nB, nB * 84672);
     /* 53 stage1.step7.grad.conv0: conv 108x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4689888 * nB, act + 2794176 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 1185408 * nB, act + 1505280 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
     /* 54 stage1.step7.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20576, fix + 20624, buf + 1728, buf + 1776, act + 4689888 * nB, P + 63576, P + 63624, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1420608 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 1185408 * nB, P + 63576, P + 63624, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4689888 * nB, P + 63576, P + 63624, buf + 1728, buf + 1776, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1420608 * nB, act + 1185408 * nB, P + 63576, P + 63624, buf + 1728, buf + 1776, B, 48, 784, 1.0000000000000001e-05);
     /* 55 stage1.step7.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4727520 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 1458240 * nB, act + 1420608 * nB, nB * 37632);
     /* 56 stage1.step7.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4727520 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 1458240 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
     /* 57 stage1.step7.concat: concat 108x28x28 -> 120x28x28 */
     {
-        const double *const xs[2] = { act + 2709504 * nB, act };
+        const double *const xs[2] = { act + 1335936 * nB, act + 18816 * nB };
         const int cs[2] = { 108, 12 };
-        rt_concat_forward_d(ctx, act + 2521344 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 1589952 * nB, 2, xs, cs, B, 784);
     }
     /* 58 stage1.step8.grad.bn0: bn 120x28x28 -> 120x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 18176, fix + 18304, buf + 1824, buf + 1944, act + 2521344 * nB, P + 68856, P + 68976, B, 120, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1684032 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 1589952 * nB, P + 68856, P + 68976, B, 120, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 2521344 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1684032 * nB, act + 1589952 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1.0000000000000001e-05);
     /* 59 stage1.step8.grad.relu0: relu 120x28x28 -> 120x28x28 */
-    rt_relu_forward_d(ctx, act + 2615424 * nB, act, nB * 94080);
+    rt_relu_forward_d(ctx, act + 1778112 * nB, act + 1684032 * nB, nB * 94080);
     /* 60 stage1.step8.grad.conv0: conv 120x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4765152 * nB, act + 2615424 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 1420608 * nB, act + 1778112 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
     /* 61 stage1.step8.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20672, fix + 20720, buf + 2064, buf + 2112, act + 4765152 * nB, P + 74856, P + 74904, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1684032 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 1420608 * nB, P + 74856, P + 74904, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4765152 * nB, P + 74856, P + 74904, buf + 2064, buf + 2112, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1684032 * nB, act + 1420608 * nB, P + 74856, P + 74904, buf + 2064, buf + 2112, B, 48, 784, 1.0000000000000001e-05);
     /* 62 stage1.step8.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4802784 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 1721664 * nB, act + 1684032 * nB, nB * 37632);
     /* 63 stage1.step8.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4802784 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 1721664 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
     /* 64 stage1.step8.concat: concat 120x28x28 -> 132x28x28 */
     {
-        const double *const xs[2] = { act + 2521344 * nB, act };
+        const double *const xs[2] = { act + 1589952 * nB, act + 18816 * nB };
         const int cs[2] = { 120, 12 };
-        rt_concat_forward_d(ctx, act + 2314368 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 1872192 * nB, 2, xs, cs, B, 784);
     }
     /* 65 stage1.step9.grad.bn0: bn 132x28x28 -> 132x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 17600, fix + 17744, buf + 2160, buf + 2292, act + 2314368 * nB, P + 80136, P + 80268, B, 132, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1975680 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 1872192 * nB, P + 80136, P + 80268, B, 132, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 2314368 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1975680 * nB, act + 1872192 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1.0000000000000001e-05);
     /* 66 stage1.step9.grad.relu0: relu 132x28x28 -> 132x28x28 */
-    rt_relu_forward_d(ctx, act + 2417856 * nB, act, nB * 103488);
+    rt_relu_forward_d(ctx, act + 2079168 * nB, act + 1975680 * nB, nB * 103488);
     /* 67 stage1.step9.grad.conv0: conv 132x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4840416 * nB, act + 2417856 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 1684032 * nB, act + 2079168 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
     /* 68 stage1.step9.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20768, fix + 20816, buf + 2424, buf + 2472, act + 4840416 * nB, P + 86736, P + 86784, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1975680 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 1684032 * nB, P + 86736, P + 86784, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4840416 * nB, P + 86736, P + 86784, buf + 2424, buf + 2472, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1975680 * nB, act + 1684032 * nB, P + 86736, P + 86784, buf + 2424, buf + 2472, B, 48, 784, 1.0000000000000001e-05);
     /* 69 stage1.step9.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4878048 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 2013312 * nB, act + 1975680 * nB, nB * 37632);
     /* 70 stage1.step9.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4878048 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 2013312 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
     /* 71 stage1.step9.concat: concat 132x28x28 -> 144x28x28 */
     {
-        const double *const xs[2] = { act + 2314368 * nB, act };
+        const double *const xs[2] = { act + 1872192 * nB, act + 18816 * nB };
         const int cs[2] = { 132, 12 };
-        rt_concat_forward_d(ctx, act + 2088576 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 2182656 * nB, 2, xs, cs, B, 784);
     }
     /* 72 stage1.step10.grad.bn0: bn 144x28x28 -> 144x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 17024, fix + 17168, buf + 2520, buf + 2664, act + 2088576 * nB, P + 92016, P + 92160, B, 144, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2295552 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 2182656 * nB, P + 92016, P + 92160, B, 144, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 2088576 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 2295552 * nB, act + 2182656 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1.0000000000000001e-05);
 }
 
 /* Forward, part 4 of 15. */
@@ -3578,91 +3578,91 @@ static void forward_d_4(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage1.step10.grad.relu0: relu 144x28x28 -> 144x28x28 */
-    rt_relu_forward_d(ctx, act + 2201472 * nB, act, nB * 112896);
+    rt_relu_forward_d(ctx, act + 2408448 * nB, act + 2295552 * nB, nB * 112896);
     /* 74 stage1.step10.grad.conv0: conv 144x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4915680 * nB, act + 2201472 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 1975680 * nB, act + 2408448 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
     /* 75 stage1.step10.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20864, fix + 20912, buf + 2808, buf + 2856, act + 4915680 * nB, P + 99216, P + 99264, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2295552 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 1975680 * nB, P + 99216, P + 99264, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4915680 * nB, P + 99216, P + 99264, buf + 2808, buf + 2856, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 2295552 * nB, act + 1975680 * nB, P + 99216, P + 99264, buf + 2808, buf + 2856, B, 48, 784, 1.0000000000000001e-05);
     /* 76 stage1.step10.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 4953312 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 2333184 * nB, act + 2295552 * nB, nB * 37632);
     /* 77 stage1.step10.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 4953312 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 2333184 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
     /* 78 stage1.step10.concat: concat 144x28x28 -> 156x28x28 */
     {
-        const double *const xs[2] = { act + 2088576 * nB, act };
+        const double *const xs[2] = { act + 2182656 * nB, act + 18816 * nB };
         const int cs[2] = { 144, 12 };
-        rt_concat_forward_d(ctx, act + 1843968 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 2521344 * nB, 2, xs, cs, B, 784);
     }
     /* 79 stage1.step11.grad.bn0: bn 156x28x28 -> 156x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 16064, fix + 16224, buf + 2904, buf + 3060, act + 1843968 * nB, P + 104496, P + 104652, B, 156, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2643648 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 2521344 * nB, P + 104496, P + 104652, B, 156, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 1843968 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 2643648 * nB, act + 2521344 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1.0000000000000001e-05);
     /* 80 stage1.step11.grad.relu0: relu 156x28x28 -> 156x28x28 */
-    rt_relu_forward_d(ctx, act + 1966272 * nB, act, nB * 122304);
+    rt_relu_forward_d(ctx, act + 2765952 * nB, act + 2643648 * nB, nB * 122304);
     /* 81 stage1.step11.grad.conv0: conv 156x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 4990944 * nB, act + 1966272 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 2295552 * nB, act + 2765952 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
     /* 82 stage1.step11.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 20960, fix + 21008, buf + 3216, buf + 3264, act + 4990944 * nB, P + 112296, P + 112344, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2370816 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 2295552 * nB, P + 112296, P + 112344, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 4990944 * nB, P + 112296, P + 112344, buf + 3216, buf + 3264, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 2370816 * nB, act + 2295552 * nB, P + 112296, P + 112344, buf + 3216, buf + 3264, B, 48, 784, 1.0000000000000001e-05);
     /* 83 stage1.step11.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 5028576 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 2643648 * nB, act + 2370816 * nB, nB * 37632);
     /* 84 stage1.step11.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 5028576 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 2643648 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
     /* 85 stage1.step11.concat: concat 156x28x28 -> 168x28x28 */
     {
-        const double *const xs[2] = { act + 1843968 * nB, act };
+        const double *const xs[2] = { act + 2521344 * nB, act + 18816 * nB };
         const int cs[2] = { 156, 12 };
-        rt_concat_forward_d(ctx, act + 1580544 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 2888256 * nB, 2, xs, cs, B, 784);
     }
     /* 86 stage1.step12.grad.bn0: bn 168x28x28 -> 168x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 15008, fix + 15184, buf + 3312, buf + 3480, act + 1580544 * nB, P + 117576, P + 117744, B, 168, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3019968 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 2888256 * nB, P + 117576, P + 117744, B, 168, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 1580544 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3019968 * nB, act + 2888256 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1.0000000000000001e-05);
     /* 87 stage1.step12.grad.relu0: relu 168x28x28 -> 168x28x28 */
-    rt_relu_forward_d(ctx, act + 1712256 * nB, act, nB * 131712);
+    rt_relu_forward_d(ctx, act + 3151680 * nB, act + 3019968 * nB, nB * 131712);
     /* 88 stage1.step12.grad.conv0: conv 168x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 5066208 * nB, act + 1712256 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 2370816 * nB, act + 3151680 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
     /* 89 stage1.step12.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 21056, fix + 21104, buf + 3648, buf + 3696, act + 5066208 * nB, P + 125976, P + 126024, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2681280 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 2370816 * nB, P + 125976, P + 126024, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 5066208 * nB, P + 125976, P + 126024, buf + 3648, buf + 3696, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 2681280 * nB, act + 2370816 * nB, P + 125976, P + 126024, buf + 3648, buf + 3696, B, 48, 784, 1.0000000000000001e-05);
     /* 90 stage1.step12.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 5103840 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 2718912 * nB, act + 2681280 * nB, nB * 37632);
     /* 91 stage1.step12.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 5103840 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 2718912 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
     /* 92 stage1.step12.concat: concat 168x28x28 -> 180x28x28 */
     {
-        const double *const xs[2] = { act + 1580544 * nB, act };
+        const double *const xs[2] = { act + 2888256 * nB, act + 18816 * nB };
         const int cs[2] = { 168, 12 };
-        rt_concat_forward_d(ctx, act + 1298304 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 3283392 * nB, 2, xs, cs, B, 784);
     }
     /* 93 stage1.step13.grad.bn0: bn 180x28x28 -> 180x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 13888, fix + 14080, buf + 3744, buf + 3924, act + 1298304 * nB, P + 131256, P + 131436, B, 180, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3424512 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 3283392 * nB, P + 131256, P + 131436, B, 180, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 1298304 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3424512 * nB, act + 3283392 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1.0000000000000001e-05);
     /* 94 stage1.step13.grad.relu0: relu 180x28x28 -> 180x28x28 */
-    rt_relu_forward_d(ctx, act + 1439424 * nB, act, nB * 141120);
+    rt_relu_forward_d(ctx, act + 3565632 * nB, act + 3424512 * nB, nB * 141120);
     /* 95 stage1.step13.grad.conv0: conv 180x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 5141472 * nB, act + 1439424 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 2681280 * nB, act + 3565632 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
     /* 96 stage1.step13.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 21152, fix + 21200, buf + 4104, buf + 4152, act + 5141472 * nB, P + 140256, P + 140304, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3019968 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 2681280 * nB, P + 140256, P + 140304, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 5141472 * nB, P + 140256, P + 140304, buf + 4104, buf + 4152, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3019968 * nB, act + 2681280 * nB, P + 140256, P + 140304, buf + 4104, buf + 4152, B, 48, 784, 1.0000000000000001e-05);
 }
 
 /* Forward, part 5 of 15. */
@@ -3671,88 +3671,88 @@ static void forward_d_5(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 97 stage1.step13.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 5179104 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 3057600 * nB, act + 3019968 * nB, nB * 37632);
     /* 98 stage1.step13.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 5179104 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 3057600 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
     /* 99 stage1.step13.concat: concat 180x28x28 -> 192x28x28 */
     {
-        const double *const xs[2] = { act + 1298304 * nB, act };
+        const double *const xs[2] = { act + 3283392 * nB, act + 18816 * nB };
         const int cs[2] = { 180, 12 };
-        rt_concat_forward_d(ctx, act + 997248 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 3706752 * nB, 2, xs, cs, B, 784);
     }
     /* 100 stage1.step14.grad.bn0: bn 192x28x28 -> 192x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 12736, fix + 12928, buf + 4200, buf + 4392, act + 997248 * nB, P + 145536, P + 145728, B, 192, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3857280 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 3706752 * nB, P + 145536, P + 145728, B, 192, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 997248 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3857280 * nB, act + 3706752 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1.0000000000000001e-05);
     /* 101 stage1.step14.grad.relu0: relu 192x28x28 -> 192x28x28 */
-    rt_relu_forward_d(ctx, act + 1147776 * nB, act, nB * 150528);
+    rt_relu_forward_d(ctx, act + 4007808 * nB, act + 3857280 * nB, nB * 150528);
     /* 102 stage1.step14.grad.conv0: conv 192x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 5216736 * nB, act + 1147776 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 3019968 * nB, act + 4007808 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
     /* 103 stage1.step14.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 21248, fix + 21296, buf + 4584, buf + 4632, act + 5216736 * nB, P + 155136, P + 155184, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3095232 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 3019968 * nB, P + 155136, P + 155184, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 5216736 * nB, P + 155136, P + 155184, buf + 4584, buf + 4632, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3095232 * nB, act + 3019968 * nB, P + 155136, P + 155184, buf + 4584, buf + 4632, B, 48, 784, 1.0000000000000001e-05);
     /* 104 stage1.step14.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 5254368 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 3424512 * nB, act + 3095232 * nB, nB * 37632);
     /* 105 stage1.step14.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act, act + 5254368 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 3424512 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
     /* 106 stage1.step14.concat: concat 192x28x28 -> 204x28x28 */
     {
-        const double *const xs[2] = { act + 997248 * nB, act };
+        const double *const xs[2] = { act + 3706752 * nB, act + 18816 * nB };
         const int cs[2] = { 192, 12 };
-        rt_concat_forward_d(ctx, act + 677376 * nB, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 4158336 * nB, 2, xs, cs, B, 784);
     }
     /* 107 stage1.step15.grad.bn0: bn 204x28x28 -> 204x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 11488, fix + 11696, buf + 4680, buf + 4884, act + 677376 * nB, P + 160416, P + 160620, B, 204, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4318272 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 4158336 * nB, P + 160416, P + 160620, B, 204, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 677376 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4318272 * nB, act + 4158336 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1.0000000000000001e-05);
     /* 108 stage1.step15.grad.relu0: relu 204x28x28 -> 204x28x28 */
-    rt_relu_forward_d(ctx, act + 837312 * nB, act, nB * 159936);
+    rt_relu_forward_d(ctx, act + 4478208 * nB, act + 4318272 * nB, nB * 159936);
     /* 109 stage1.step15.grad.conv0: conv 204x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 5292000 * nB, act + 837312 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 3095232 * nB, act + 4478208 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
     /* 110 stage1.step15.grad.bn1: bn 48x28x28 -> 48x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act, fix + 21344, fix + 21392, buf + 5088, buf + 5136, act + 5292000 * nB, P + 170616, P + 170664, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3462144 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 3095232 * nB, P + 170616, P + 170664, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act, act + 5292000 * nB, P + 170616, P + 170664, buf + 5088, buf + 5136, B, 48, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3462144 * nB, act + 3095232 * nB, P + 170616, P + 170664, buf + 5088, buf + 5136, B, 48, 784, 1.0000000000000001e-05);
     /* 111 stage1.step15.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 5329632 * nB, act, nB * 37632);
+    rt_relu_forward_d(ctx, act + 3499776 * nB, act + 3462144 * nB, nB * 37632);
     /* 112 stage1.step15.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 5329632 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 3499776 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
     /* 113 stage1.step15.concat: concat 204x28x28 -> 216x28x28 */
     {
-        const double *const xs[2] = { act + 677376 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 4158336 * nB, act + 18816 * nB };
         const int cs[2] = { 204, 12 };
-        rt_concat_forward_d(ctx, act, 2, xs, cs, B, 784);
+        rt_concat_forward_d(ctx, act + 4638144 * nB, 2, xs, cs, B, 784);
     }
     /* 114 trans1.bn0: bn 216x28x28 -> 216x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 10144, fix + 10368, buf + 5184, buf + 5400, act, P + 175896, P + 176112, B, 216, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4807488 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 4638144 * nB, P + 175896, P + 176112, B, 216, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4807488 * nB, act + 4638144 * nB, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1.0000000000000001e-05);
     /* 115 trans1.relu0: relu 216x28x28 -> 216x28x28 */
-    rt_relu_forward_d(ctx, act + 338688 * nB, act + 169344 * nB, nB * 169344);
+    rt_relu_forward_d(ctx, act + 4976832 * nB, act + 4807488 * nB, nB * 169344);
     /* 116 trans1.conv0: conv 216x28x28 -> 108x28x28 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 338688 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 3857280 * nB, act + 4976832 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
     /* 117 trans1.avgpool0: avgpool 108x28x28 -> 108x14x14 */
-    rt_avgpool_forward_d(ctx, act + 5851776 * nB, act + 169344 * nB, B, 108, 28, 28, 2, 2);
+    rt_avgpool_forward_d(ctx, act + 169344 * nB, act + 3857280 * nB, B, 108, 28, 28, 2, 2);
     /* 118 stage2.step0.grad.bn0: bn 108x14x14 -> 108x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 18912, fix + 19024, buf + 5616, buf + 5724, act + 5851776 * nB, P + 199656, P + 199764, B, 108, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 978432 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 169344 * nB, P + 199656, P + 199764, B, 108, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 5851776 * nB, P + 199656, P + 199764, buf + 5616, buf + 5724, B, 108, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 978432 * nB, act + 169344 * nB, P + 199656, P + 199764, buf + 5616, buf + 5724, B, 108, 196, 1.0000000000000001e-05);
     /* 119 stage2.step0.grad.relu0: relu 108x14x14 -> 108x14x14 */
-    rt_relu_forward_d(ctx, act + 5872944 * nB, act + 169344 * nB, nB * 21168);
+    rt_relu_forward_d(ctx, act + 2050944 * nB, act + 978432 * nB, nB * 21168);
     /* 120 stage2.step0.grad.conv0: conv 108x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6140928 * nB, act + 5872944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 2050944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
 }
 
 /* Forward, part 6 of 15. */
@@ -3761,91 +3761,91 @@ static void forward_d_6(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage2.step0.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 21440, fix + 21488, buf + 5832, buf + 5880, act + 6140928 * nB, P + 205056, P + 205104, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 28224 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 18816 * nB, P + 205056, P + 205104, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6140928 * nB, P + 205056, P + 205104, buf + 5832, buf + 5880, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 28224 * nB, act + 18816 * nB, P + 205056, P + 205104, buf + 5832, buf + 5880, B, 48, 196, 1.0000000000000001e-05);
     /* 122 stage2.step0.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6150336 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 122304 * nB, act + 28224 * nB, nB * 9408);
     /* 123 stage2.step0.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6150336 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 28224 * nB, act + 122304 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
     /* 124 stage2.step0.concat: concat 108x14x14 -> 120x14x14 */
     {
-        const double *const xs[2] = { act + 5851776 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 169344 * nB, act + 28224 * nB };
         const int cs[2] = { 108, 12 };
-        rt_concat_forward_d(ctx, act + 5804736 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 978432 * nB, 2, xs, cs, B, 196);
     }
     /* 125 stage2.step1.grad.bn0: bn 120x14x14 -> 120x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 18432, fix + 18560, buf + 5928, buf + 6048, act + 5804736 * nB, P + 210336, P + 210456, B, 120, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3462144 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 978432 * nB, P + 210336, P + 210456, B, 120, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 5804736 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3462144 * nB, act + 978432 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1.0000000000000001e-05);
     /* 126 stage2.step1.grad.relu0: relu 120x14x14 -> 120x14x14 */
-    rt_relu_forward_d(ctx, act + 5828256 * nB, act + 169344 * nB, nB * 23520);
+    rt_relu_forward_d(ctx, act + 3537408 * nB, act + 3462144 * nB, nB * 23520);
     /* 127 stage2.step1.grad.conv0: conv 120x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6159744 * nB, act + 5828256 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 28224 * nB, act + 3537408 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
     /* 128 stage2.step1.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 21536, fix + 21584, buf + 6168, buf + 6216, act + 6159744 * nB, P + 216336, P + 216384, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 573888 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 28224 * nB, P + 216336, P + 216384, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6159744 * nB, P + 216336, P + 216384, buf + 6168, buf + 6216, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 573888 * nB, act + 28224 * nB, P + 216336, P + 216384, buf + 6168, buf + 6216, B, 48, 196, 1.0000000000000001e-05);
     /* 129 stage2.step1.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6169152 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 762048 * nB, act + 573888 * nB, nB * 9408);
     /* 130 stage2.step1.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6169152 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 762048 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
     /* 131 stage2.step1.concat: concat 120x14x14 -> 132x14x14 */
     {
-        const double *const xs[2] = { act + 5804736 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 978432 * nB, act + 190512 * nB };
         const int cs[2] = { 120, 12 };
-        rt_concat_forward_d(ctx, act + 5752992 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 3462144 * nB, 2, xs, cs, B, 196);
     }
     /* 132 stage2.step2.grad.bn0: bn 132x14x14 -> 132x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 17888, fix + 18032, buf + 6264, buf + 6396, act + 5752992 * nB, P + 221616, P + 221748, B, 132, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3857280 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 3462144 * nB, P + 221616, P + 221748, B, 132, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 5752992 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3857280 * nB, act + 3462144 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1.0000000000000001e-05);
     /* 133 stage2.step2.grad.relu0: relu 132x14x14 -> 132x14x14 */
-    rt_relu_forward_d(ctx, act + 5778864 * nB, act + 169344 * nB, nB * 25872);
+    rt_relu_forward_d(ctx, act + 3883152 * nB, act + 3857280 * nB, nB * 25872);
     /* 134 stage2.step2.grad.conv0: conv 132x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6178560 * nB, act + 5778864 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 573888 * nB, act + 3883152 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
     /* 135 stage2.step2.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 21632, fix + 21680, buf + 6528, buf + 6576, act + 6178560 * nB, P + 228216, P + 228264, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 771456 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 573888 * nB, P + 228216, P + 228264, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6178560 * nB, P + 228216, P + 228264, buf + 6528, buf + 6576, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 771456 * nB, act + 573888 * nB, P + 228216, P + 228264, buf + 6528, buf + 6576, B, 48, 196, 1.0000000000000001e-05);
     /* 136 stage2.step2.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6187968 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 1495872 * nB, act + 771456 * nB, nB * 9408);
     /* 137 stage2.step2.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6187968 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 1495872 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
     /* 138 stage2.step2.concat: concat 132x14x14 -> 144x14x14 */
     {
-        const double *const xs[2] = { act + 5752992 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 3462144 * nB, act + 190512 * nB };
         const int cs[2] = { 132, 12 };
-        rt_concat_forward_d(ctx, act + 5696544 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 3909024 * nB, 2, xs, cs, B, 196);
     }
     /* 139 stage2.step3.grad.bn0: bn 144x14x14 -> 144x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 17312, fix + 17456, buf + 6624, buf + 6768, act + 5696544 * nB, P + 233496, P + 233640, B, 144, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3937248 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 3909024 * nB, P + 233496, P + 233640, B, 144, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 5696544 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3937248 * nB, act + 3909024 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1.0000000000000001e-05);
     /* 140 stage2.step3.grad.relu0: relu 144x14x14 -> 144x14x14 */
-    rt_relu_forward_d(ctx, act + 5724768 * nB, act + 169344 * nB, nB * 28224);
+    rt_relu_forward_d(ctx, act + 3965472 * nB, act + 3937248 * nB, nB * 28224);
     /* 141 stage2.step3.grad.conv0: conv 144x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6197376 * nB, act + 5724768 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 771456 * nB, act + 3965472 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
     /* 142 stage2.step3.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 21728, fix + 21776, buf + 6912, buf + 6960, act + 6197376 * nB, P + 240696, P + 240744, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1759296 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 771456 * nB, P + 240696, P + 240744, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6197376 * nB, P + 240696, P + 240744, buf + 6912, buf + 6960, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1759296 * nB, act + 771456 * nB, P + 240696, P + 240744, buf + 6912, buf + 6960, B, 48, 196, 1.0000000000000001e-05);
     /* 143 stage2.step3.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6206784 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 1768704 * nB, act + 1759296 * nB, nB * 9408);
     /* 144 stage2.step3.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6206784 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 1768704 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
 }
 
 /* Forward, part 7 of 15. */
@@ -3854,95 +3854,95 @@ static void forward_d_7(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 145 stage2.step3.concat: concat 144x14x14 -> 156x14x14 */
     {
-        const double *const xs[2] = { act + 5696544 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 3909024 * nB, act + 190512 * nB };
         const int cs[2] = { 144, 12 };
-        rt_concat_forward_d(ctx, act + 5578944 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 4318272 * nB, 2, xs, cs, B, 196);
     }
     /* 146 stage2.step4.grad.bn0: bn 156x14x14 -> 156x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 16384, fix + 16544, buf + 7008, buf + 7164, act + 5578944 * nB, P + 245976, P + 246132, B, 156, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4348848 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 4318272 * nB, P + 245976, P + 246132, B, 156, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 5578944 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4348848 * nB, act + 4318272 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1.0000000000000001e-05);
     /* 147 stage2.step4.grad.relu0: relu 156x14x14 -> 156x14x14 */
-    rt_relu_forward_d(ctx, act + 5609520 * nB, act + 169344 * nB, nB * 30576);
+    rt_relu_forward_d(ctx, act + 4379424 * nB, act + 4348848 * nB, nB * 30576);
     /* 148 stage2.step4.grad.conv0: conv 156x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6216192 * nB, act + 5609520 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 1759296 * nB, act + 4379424 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
     /* 149 stage2.step4.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 21824, fix + 21872, buf + 7320, buf + 7368, act + 6216192 * nB, P + 253776, P + 253824, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2756544 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 1759296 * nB, P + 253776, P + 253824, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6216192 * nB, P + 253776, P + 253824, buf + 7320, buf + 7368, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 2756544 * nB, act + 1759296 * nB, P + 253776, P + 253824, buf + 7320, buf + 7368, B, 48, 196, 1.0000000000000001e-05);
     /* 150 stage2.step4.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6225600 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 3132864 * nB, act + 2756544 * nB, nB * 9408);
     /* 151 stage2.step4.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6225600 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 3132864 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
     /* 152 stage2.step4.concat: concat 156x14x14 -> 168x14x14 */
     {
-        const double *const xs[2] = { act + 5578944 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 4318272 * nB, act + 190512 * nB };
         const int cs[2] = { 156, 12 };
-        rt_concat_forward_d(ctx, act + 5513088 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 4410000 * nB, 2, xs, cs, B, 196);
     }
     /* 153 stage2.step5.grad.bn0: bn 168x14x14 -> 168x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 15360, fix + 15536, buf + 7416, buf + 7584, act + 5513088 * nB, P + 259056, P + 259224, B, 168, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4442928 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 4410000 * nB, P + 259056, P + 259224, B, 168, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 5513088 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4442928 * nB, act + 4410000 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1.0000000000000001e-05);
     /* 154 stage2.step5.grad.relu0: relu 168x14x14 -> 168x14x14 */
-    rt_relu_forward_d(ctx, act + 5546016 * nB, act + 169344 * nB, nB * 32928);
+    rt_relu_forward_d(ctx, act + 4807488 * nB, act + 4442928 * nB, nB * 32928);
     /* 155 stage2.step5.grad.conv0: conv 168x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6235008 * nB, act + 5546016 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 2756544 * nB, act + 4807488 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
     /* 156 stage2.step5.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 21920, fix + 21968, buf + 7752, buf + 7800, act + 6235008 * nB, P + 267456, P + 267504, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3142272 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 2756544 * nB, P + 267456, P + 267504, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6235008 * nB, P + 267456, P + 267504, buf + 7752, buf + 7800, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3142272 * nB, act + 2756544 * nB, P + 267456, P + 267504, buf + 7752, buf + 7800, B, 48, 196, 1.0000000000000001e-05);
     /* 157 stage2.step5.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6244416 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 3488016 * nB, act + 3142272 * nB, nB * 9408);
     /* 158 stage2.step5.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6244416 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 3488016 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
     /* 159 stage2.step5.concat: concat 168x14x14 -> 180x14x14 */
     {
-        const double *const xs[2] = { act + 5513088 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 4410000 * nB, act + 190512 * nB };
         const int cs[2] = { 168, 12 };
-        rt_concat_forward_d(ctx, act + 5442528 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 4442928 * nB, 2, xs, cs, B, 196);
     }
     /* 160 stage2.step6.grad.bn0: bn 180x14x14 -> 180x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 14272, fix + 14464, buf + 7848, buf + 8028, act + 5442528 * nB, P + 272736, P + 272916, B, 180, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4840416 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 4442928 * nB, P + 272736, P + 272916, B, 180, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 5442528 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4840416 * nB, act + 4442928 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1.0000000000000001e-05);
     /* 161 stage2.step6.grad.relu0: relu 180x14x14 -> 180x14x14 */
-    rt_relu_forward_d(ctx, act + 5477808 * nB, act + 169344 * nB, nB * 35280);
+    rt_relu_forward_d(ctx, act + 4875696 * nB, act + 4840416 * nB, nB * 35280);
     /* 162 stage2.step6.grad.conv0: conv 180x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6253824 * nB, act + 5477808 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 3142272 * nB, act + 4875696 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
     /* 163 stage2.step6.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 22016, fix + 22064, buf + 8208, buf + 8256, act + 6253824 * nB, P + 281736, P + 281784, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3857280 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 3142272 * nB, P + 281736, P + 281784, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6253824 * nB, P + 281736, P + 281784, buf + 8208, buf + 8256, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3857280 * nB, act + 3142272 * nB, P + 281736, P + 281784, buf + 8208, buf + 8256, B, 48, 196, 1.0000000000000001e-05);
     /* 164 stage2.step6.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6263232 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 3866688 * nB, act + 3857280 * nB, nB * 9408);
     /* 165 stage2.step6.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6263232 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 3866688 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
     /* 166 stage2.step6.concat: concat 180x14x14 -> 192x14x14 */
     {
-        const double *const xs[2] = { act + 5442528 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 4442928 * nB, act + 190512 * nB };
         const int cs[2] = { 180, 12 };
-        rt_concat_forward_d(ctx, act + 5367264 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 4910976 * nB, 2, xs, cs, B, 196);
     }
     /* 167 stage2.step7.grad.bn0: bn 192x14x14 -> 192x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 13120, fix + 13312, buf + 8304, buf + 8496, act + 5367264 * nB, P + 287016, P + 287208, B, 192, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5146176 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 4910976 * nB, P + 287016, P + 287208, B, 192, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 5367264 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5146176 * nB, act + 4910976 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1.0000000000000001e-05);
     /* 168 stage2.step7.grad.relu0: relu 192x14x14 -> 192x14x14 */
-    rt_relu_forward_d(ctx, act + 5404896 * nB, act + 169344 * nB, nB * 37632);
+    rt_relu_forward_d(ctx, act + 5183808 * nB, act + 5146176 * nB, nB * 37632);
 }
 
 /* Forward, part 8 of 15. */
@@ -3951,91 +3951,91 @@ static void forward_d_8(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage2.step7.grad.conv0: conv 192x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6272640 * nB, act + 5404896 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 3857280 * nB, act + 5183808 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
     /* 170 stage2.step7.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 22112, fix + 22160, buf + 8688, buf + 8736, act + 6272640 * nB, P + 296616, P + 296664, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3937248 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 3857280 * nB, P + 296616, P + 296664, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6272640 * nB, P + 296616, P + 296664, buf + 8688, buf + 8736, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3937248 * nB, act + 3857280 * nB, P + 296616, P + 296664, buf + 8688, buf + 8736, B, 48, 196, 1.0000000000000001e-05);
     /* 171 stage2.step7.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6282048 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 3946656 * nB, act + 3937248 * nB, nB * 9408);
     /* 172 stage2.step7.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6282048 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 3946656 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
     /* 173 stage2.step7.concat: concat 192x14x14 -> 204x14x14 */
     {
-        const double *const xs[2] = { act + 5367264 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 4910976 * nB, act + 190512 * nB };
         const int cs[2] = { 192, 12 };
-        rt_concat_forward_d(ctx, act + 4007808 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 5221440 * nB, 2, xs, cs, B, 196);
     }
     /* 174 stage2.step8.grad.bn0: bn 204x14x14 -> 204x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 11904, fix + 12112, buf + 8784, buf + 8988, act + 4007808 * nB, P + 301896, P + 302100, B, 204, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5261424 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 5221440 * nB, P + 301896, P + 302100, B, 204, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 4007808 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5261424 * nB, act + 5221440 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1.0000000000000001e-05);
     /* 175 stage2.step8.grad.relu0: relu 204x14x14 -> 204x14x14 */
-    rt_relu_forward_d(ctx, act + 4047792 * nB, act + 169344 * nB, nB * 39984);
+    rt_relu_forward_d(ctx, act + 5301408 * nB, act + 5261424 * nB, nB * 39984);
     /* 176 stage2.step8.grad.conv0: conv 204x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6291456 * nB, act + 4047792 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 3937248 * nB, act + 5301408 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
     /* 177 stage2.step8.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 22208, fix + 22256, buf + 9192, buf + 9240, act + 6291456 * nB, P + 312096, P + 312144, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3956064 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 3937248 * nB, P + 312096, P + 312144, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6291456 * nB, P + 312096, P + 312144, buf + 9192, buf + 9240, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3956064 * nB, act + 3937248 * nB, P + 312096, P + 312144, buf + 9192, buf + 9240, B, 48, 196, 1.0000000000000001e-05);
     /* 178 stage2.step8.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6300864 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 3993696 * nB, act + 3956064 * nB, nB * 9408);
     /* 179 stage2.step8.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6300864 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 3993696 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
     /* 180 stage2.step8.concat: concat 204x14x14 -> 216x14x14 */
     {
-        const double *const xs[2] = { act + 4007808 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 5221440 * nB, act + 190512 * nB };
         const int cs[2] = { 204, 12 };
-        rt_concat_forward_d(ctx, act + 3923136 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 5341392 * nB, 2, xs, cs, B, 196);
     }
     /* 181 stage2.step9.grad.bn0: bn 216x14x14 -> 216x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 10592, fix + 10816, buf + 9288, buf + 9504, act + 3923136 * nB, P + 317376, P + 317592, B, 216, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5383728 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 5341392 * nB, P + 317376, P + 317592, B, 216, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 3923136 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5383728 * nB, act + 5341392 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1.0000000000000001e-05);
     /* 182 stage2.step9.grad.relu0: relu 216x14x14 -> 216x14x14 */
-    rt_relu_forward_d(ctx, act + 3965472 * nB, act + 169344 * nB, nB * 42336);
+    rt_relu_forward_d(ctx, act + 5426064 * nB, act + 5383728 * nB, nB * 42336);
     /* 183 stage2.step9.grad.conv0: conv 216x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6310272 * nB, act + 3965472 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 3956064 * nB, act + 5426064 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
     /* 184 stage2.step9.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 22304, fix + 22352, buf + 9720, buf + 9768, act + 6310272 * nB, P + 328176, P + 328224, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4348848 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 3956064 * nB, P + 328176, P + 328224, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6310272 * nB, P + 328176, P + 328224, buf + 9720, buf + 9768, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4348848 * nB, act + 3956064 * nB, P + 328176, P + 328224, buf + 9720, buf + 9768, B, 48, 196, 1.0000000000000001e-05);
     /* 185 stage2.step9.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6319680 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 4358256 * nB, act + 4348848 * nB, nB * 9408);
     /* 186 stage2.step9.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6319680 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 4358256 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
     /* 187 stage2.step9.concat: concat 216x14x14 -> 228x14x14 */
     {
-        const double *const xs[2] = { act + 3923136 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 5341392 * nB, act + 190512 * nB };
         const int cs[2] = { 216, 12 };
-        rt_concat_forward_d(ctx, act + 3833760 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 5468400 * nB, 2, xs, cs, B, 196);
     }
     /* 188 stage2.step10.grad.bn0: bn 228x14x14 -> 228x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 9216, fix + 9456, buf + 9816, buf + 10044, act + 3833760 * nB, P + 333456, P + 333684, B, 228, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5513088 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 5468400 * nB, P + 333456, P + 333684, B, 228, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 3833760 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5513088 * nB, act + 5468400 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1.0000000000000001e-05);
     /* 189 stage2.step10.grad.relu0: relu 228x14x14 -> 228x14x14 */
-    rt_relu_forward_d(ctx, act + 3878448 * nB, act + 169344 * nB, nB * 44688);
+    rt_relu_forward_d(ctx, act + 5557776 * nB, act + 5513088 * nB, nB * 44688);
     /* 190 stage2.step10.grad.conv0: conv 228x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6329088 * nB, act + 3878448 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 4348848 * nB, act + 5557776 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
     /* 191 stage2.step10.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 22400, fix + 22448, buf + 10272, buf + 10320, act + 6329088 * nB, P + 344856, P + 344904, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4367664 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 4348848 * nB, P + 344856, P + 344904, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6329088 * nB, P + 344856, P + 344904, buf + 10272, buf + 10320, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4367664 * nB, act + 4348848 * nB, P + 344856, P + 344904, buf + 10272, buf + 10320, B, 48, 196, 1.0000000000000001e-05);
     /* 192 stage2.step10.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6338496 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 4840416 * nB, act + 4367664 * nB, nB * 9408);
 }
 
 /* Forward, part 9 of 15. */
@@ -4044,95 +4044,95 @@ static void forward_d_9(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 stage2.step10.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6338496 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 4840416 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
     /* 194 stage2.step10.concat: concat 228x14x14 -> 240x14x14 */
     {
-        const double *const xs[2] = { act + 3833760 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 5468400 * nB, act + 190512 * nB };
         const int cs[2] = { 228, 12 };
-        rt_concat_forward_d(ctx, act + 3739680 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 5602464 * nB, 2, xs, cs, B, 196);
     }
     /* 195 stage2.step11.grad.bn0: bn 240x14x14 -> 240x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 8256, fix + 8496, buf + 10368, buf + 10608, act + 3739680 * nB, P + 350136, P + 350376, B, 240, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5649504 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 5602464 * nB, P + 350136, P + 350376, B, 240, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 3739680 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5649504 * nB, act + 5602464 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1.0000000000000001e-05);
     /* 196 stage2.step11.grad.relu0: relu 240x14x14 -> 240x14x14 */
-    rt_relu_forward_d(ctx, act + 3786720 * nB, act + 169344 * nB, nB * 47040);
+    rt_relu_forward_d(ctx, act + 5696544 * nB, act + 5649504 * nB, nB * 47040);
     /* 197 stage2.step11.grad.conv0: conv 240x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6347904 * nB, act + 3786720 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 4367664 * nB, act + 5696544 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
     /* 198 stage2.step11.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 22496, fix + 22544, buf + 10848, buf + 10896, act + 6347904 * nB, P + 362136, P + 362184, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4849824 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 4367664 * nB, P + 362136, P + 362184, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6347904 * nB, P + 362136, P + 362184, buf + 10848, buf + 10896, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4849824 * nB, act + 4367664 * nB, P + 362136, P + 362184, buf + 10848, buf + 10896, B, 48, 196, 1.0000000000000001e-05);
     /* 199 stage2.step11.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6357312 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 4859232 * nB, act + 4849824 * nB, nB * 9408);
     /* 200 stage2.step11.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6357312 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 4859232 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
     /* 201 stage2.step11.concat: concat 240x14x14 -> 252x14x14 */
     {
-        const double *const xs[2] = { act + 3739680 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 5602464 * nB, act + 190512 * nB };
         const int cs[2] = { 240, 12 };
-        rt_concat_forward_d(ctx, act + 3546816 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 5743584 * nB, 2, xs, cs, B, 196);
     }
     /* 202 stage2.step12.grad.bn0: bn 252x14x14 -> 252x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 7232, fix + 7488, buf + 10944, buf + 11196, act + 3546816 * nB, P + 367416, P + 367668, B, 252, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5792976 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 5743584 * nB, P + 367416, P + 367668, B, 252, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 3546816 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5792976 * nB, act + 5743584 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1.0000000000000001e-05);
     /* 203 stage2.step12.grad.relu0: relu 252x14x14 -> 252x14x14 */
-    rt_relu_forward_d(ctx, act + 3596208 * nB, act + 169344 * nB, nB * 49392);
+    rt_relu_forward_d(ctx, act + 5842368 * nB, act + 5792976 * nB, nB * 49392);
     /* 204 stage2.step12.grad.conv0: conv 252x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6366720 * nB, act + 3596208 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 4849824 * nB, act + 5842368 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
     /* 205 stage2.step12.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 22592, fix + 22640, buf + 11448, buf + 11496, act + 6366720 * nB, P + 380016, P + 380064, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4948608 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 4849824 * nB, P + 380016, P + 380064, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6366720 * nB, P + 380016, P + 380064, buf + 11448, buf + 11496, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4948608 * nB, act + 4849824 * nB, P + 380016, P + 380064, buf + 11448, buf + 11496, B, 48, 196, 1.0000000000000001e-05);
     /* 206 stage2.step12.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6376128 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 4958016 * nB, act + 4948608 * nB, nB * 9408);
     /* 207 stage2.step12.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6376128 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 4958016 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
     /* 208 stage2.step12.concat: concat 252x14x14 -> 264x14x14 */
     {
-        const double *const xs[2] = { act + 3546816 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 5743584 * nB, act + 190512 * nB };
         const int cs[2] = { 252, 12 };
-        rt_concat_forward_d(ctx, act + 625632 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 5891760 * nB, 2, xs, cs, B, 196);
     }
     /* 209 stage2.step13.grad.bn0: bn 264x14x14 -> 264x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 6144, fix + 6416, buf + 11544, buf + 11808, act + 625632 * nB, P + 385296, P + 385560, B, 264, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5943504 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 5891760 * nB, P + 385296, P + 385560, B, 264, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 625632 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5943504 * nB, act + 5891760 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1.0000000000000001e-05);
     /* 210 stage2.step13.grad.relu0: relu 264x14x14 -> 264x14x14 */
-    rt_relu_forward_d(ctx, act + 3495072 * nB, act + 169344 * nB, nB * 51744);
+    rt_relu_forward_d(ctx, act + 5995248 * nB, act + 5943504 * nB, nB * 51744);
     /* 211 stage2.step13.grad.conv0: conv 264x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6385536 * nB, act + 3495072 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 4948608 * nB, act + 5995248 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
     /* 212 stage2.step13.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 22688, fix + 22736, buf + 12072, buf + 12120, act + 6385536 * nB, P + 398496, P + 398544, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4967424 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 4948608 * nB, P + 398496, P + 398544, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6385536 * nB, P + 398496, P + 398544, buf + 12072, buf + 12120, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4967424 * nB, act + 4948608 * nB, P + 398496, P + 398544, buf + 12072, buf + 12120, B, 48, 196, 1.0000000000000001e-05);
     /* 213 stage2.step13.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6394944 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 5146176 * nB, act + 4967424 * nB, nB * 9408);
     /* 214 stage2.step13.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6394944 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 5146176 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
     /* 215 stage2.step13.concat: concat 264x14x14 -> 276x14x14 */
     {
-        const double *const xs[2] = { act + 625632 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 5891760 * nB, act + 190512 * nB };
         const int cs[2] = { 264, 12 };
-        rt_concat_forward_d(ctx, act + 3386880 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 6046992 * nB, 2, xs, cs, B, 196);
     }
     /* 216 stage2.step14.grad.bn0: bn 276x14x14 -> 276x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 5024, fix + 5312, buf + 12168, buf + 12444, act + 3386880 * nB, P + 403776, P + 404052, B, 276, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6101088 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 6046992 * nB, P + 403776, P + 404052, B, 276, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 3386880 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6101088 * nB, act + 6046992 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1.0000000000000001e-05);
 }
 
 /* Forward, part 10 of 15. */
@@ -4141,87 +4141,87 @@ static void forward_d_10(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 217 stage2.step14.grad.relu0: relu 276x14x14 -> 276x14x14 */
-    rt_relu_forward_d(ctx, act + 3440976 * nB, act + 169344 * nB, nB * 54096);
+    rt_relu_forward_d(ctx, act + 6155184 * nB, act + 6101088 * nB, nB * 54096);
     /* 218 stage2.step14.grad.conv0: conv 276x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6404352 * nB, act + 3440976 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 4967424 * nB, act + 6155184 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
     /* 219 stage2.step14.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 22784, fix + 22832, buf + 12720, buf + 12768, act + 6404352 * nB, P + 417576, P + 417624, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5155584 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 4967424 * nB, P + 417576, P + 417624, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6404352 * nB, P + 417576, P + 417624, buf + 12720, buf + 12768, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5155584 * nB, act + 4967424 * nB, P + 417576, P + 417624, buf + 12720, buf + 12768, B, 48, 196, 1.0000000000000001e-05);
     /* 220 stage2.step14.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6413760 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 5164992 * nB, act + 5155584 * nB, nB * 9408);
     /* 221 stage2.step14.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 169344 * nB, act + 6413760 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 5164992 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
     /* 222 stage2.step14.concat: concat 276x14x14 -> 288x14x14 */
     {
-        const double *const xs[2] = { act + 3386880 * nB, act + 169344 * nB };
+        const double *const xs[2] = { act + 6046992 * nB, act + 190512 * nB };
         const int cs[2] = { 276, 12 };
-        rt_concat_forward_d(ctx, act + 3273984 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 6209280 * nB, 2, xs, cs, B, 196);
     }
     /* 223 stage2.step15.grad.bn0: bn 288x14x14 -> 288x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 3872, fix + 4160, buf + 12816, buf + 13104, act + 3273984 * nB, P + 422856, P + 423144, B, 288, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6265728 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 6209280 * nB, P + 422856, P + 423144, B, 288, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 3273984 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6265728 * nB, act + 6209280 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1.0000000000000001e-05);
     /* 224 stage2.step15.grad.relu0: relu 288x14x14 -> 288x14x14 */
-    rt_relu_forward_d(ctx, act + 3330432 * nB, act + 169344 * nB, nB * 56448);
+    rt_relu_forward_d(ctx, act + 6322176 * nB, act + 6265728 * nB, nB * 56448);
     /* 225 stage2.step15.grad.conv0: conv 288x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 6423168 * nB, act + 3330432 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 5155584 * nB, act + 6322176 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
     /* 226 stage2.step15.grad.bn1: bn 48x14x14 -> 48x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 22880, fix + 22928, buf + 13392, buf + 13440, act + 6423168 * nB, P + 437256, P + 437304, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5174400 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 5155584 * nB, P + 437256, P + 437304, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 6423168 * nB, P + 437256, P + 437304, buf + 13392, buf + 13440, B, 48, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5174400 * nB, act + 5155584 * nB, P + 437256, P + 437304, buf + 13392, buf + 13440, B, 48, 196, 1.0000000000000001e-05);
     /* 227 stage2.step15.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 6432576 * nB, act + 169344 * nB, nB * 9408);
+    rt_relu_forward_d(ctx, act + 5261424 * nB, act + 5174400 * nB, nB * 9408);
     /* 228 stage2.step15.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6432576 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 5261424 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
     /* 229 stage2.step15.concat: concat 288x14x14 -> 300x14x14 */
     {
-        const double *const xs[2] = { act + 3273984 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 6209280 * nB, act + 190512 * nB };
         const int cs[2] = { 288, 12 };
-        rt_concat_forward_d(ctx, act + 169344 * nB, 2, xs, cs, B, 196);
+        rt_concat_forward_d(ctx, act + 6378624 * nB, 2, xs, cs, B, 196);
     }
     /* 230 trans2.bn0: bn 300x14x14 -> 300x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 2656, fix + 2960, buf + 13488, buf + 13788, act + 169344 * nB, P + 442536, P + 442836, B, 300, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6437424 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 6378624 * nB, P + 442536, P + 442836, B, 300, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 169344 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6437424 * nB, act + 6378624 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1.0000000000000001e-05);
     /* 231 trans2.relu0: relu 300x14x14 -> 300x14x14 */
-    rt_relu_forward_d(ctx, act + 508032 * nB, act + 228144 * nB, nB * 58800);
+    rt_relu_forward_d(ctx, act + 6496224 * nB, act + 6437424 * nB, nB * 58800);
     /* 232 trans2.conv0: conv 300x14x14 -> 150x14x14 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 508032 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 5270832 * nB, act + 6496224 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
     /* 233 trans2.avgpool0: avgpool 150x14x14 -> 150x7x7 */
-    rt_avgpool_forward_d(ctx, act + 6493184 * nB, act + 228144 * nB, B, 150, 14, 14, 2, 2);
+    rt_avgpool_forward_d(ctx, act + 5174400 * nB, act + 5270832 * nB, B, 150, 14, 14, 2, 2);
     /* 234 stage3.step0.grad.bn0: bn 150x7x7 -> 150x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 16704, fix + 16864, buf + 14088, buf + 14238, act + 6493184 * nB, P + 488136, P + 488286, B, 150, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5270832 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 5174400 * nB, P + 488136, P + 488286, B, 150, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6493184 * nB, P + 488136, P + 488286, buf + 14088, buf + 14238, B, 150, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5270832 * nB, act + 5174400 * nB, P + 488136, P + 488286, buf + 14088, buf + 14238, B, 150, 49, 1.0000000000000001e-05);
     /* 235 stage3.step0.grad.relu0: relu 150x7x7 -> 150x7x7 */
-    rt_relu_forward_d(ctx, act + 6500544 * nB, act + 228144 * nB, nB * 7350);
+    rt_relu_forward_d(ctx, act + 5278192 * nB, act + 5270832 * nB, nB * 7350);
     /* 236 stage3.step0.grad.conv0: conv 150x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6507904 * nB, act + 6500544 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 5278192 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
     /* 237 stage3.step0.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 22976, fix + 23024, buf + 14388, buf + 14436, act + 6507904 * nB, P + 495636, P + 495684, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 192864 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 190512 * nB, P + 495636, P + 495684, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6507904 * nB, P + 495636, P + 495684, buf + 14388, buf + 14436, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 192864 * nB, act + 190512 * nB, P + 495636, P + 495684, buf + 14388, buf + 14436, B, 48, 49, 1.0000000000000001e-05);
     /* 238 stage3.step0.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6510256 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 195216 * nB, act + 192864 * nB, nB * 2352);
     /* 239 stage3.step0.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6510256 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 192864 * nB, act + 195216 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
     /* 240 stage3.step0.concat: concat 150x7x7 -> 162x7x7 */
     {
-        const double *const xs[2] = { act + 6493184 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 5174400 * nB, act + 192864 * nB };
         const int cs[2] = { 150, 12 };
-        rt_concat_forward_d(ctx, act + 6477280 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 5285552 * nB, 2, xs, cs, B, 49);
     }
 }
 
@@ -4231,91 +4231,91 @@ static void forward_d_11(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage3.step1.grad.bn0: bn 162x7x7 -> 162x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 15712, fix + 15888, buf + 14484, buf + 14646, act + 6477280 * nB, P + 500916, P + 501078, B, 162, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5383728 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 5285552 * nB, P + 500916, P + 501078, B, 162, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6477280 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5383728 * nB, act + 5285552 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1.0000000000000001e-05);
     /* 242 stage3.step1.grad.relu0: relu 162x7x7 -> 162x7x7 */
-    rt_relu_forward_d(ctx, act + 6485232 * nB, act + 228144 * nB, nB * 7938);
+    rt_relu_forward_d(ctx, act + 5391680 * nB, act + 5383728 * nB, nB * 7938);
     /* 243 stage3.step1.grad.conv0: conv 162x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6512608 * nB, act + 6485232 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 192864 * nB, act + 5391680 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
     /* 244 stage3.step1.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 23072, fix + 23120, buf + 14808, buf + 14856, act + 6512608 * nB, P + 509016, P + 509064, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1001952 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 192864 * nB, P + 509016, P + 509064, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6512608 * nB, P + 509016, P + 509064, buf + 14808, buf + 14856, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1001952 * nB, act + 192864 * nB, P + 509016, P + 509064, buf + 14808, buf + 14856, B, 48, 49, 1.0000000000000001e-05);
     /* 245 stage3.step1.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6514960 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 1004304 * nB, act + 1001952 * nB, nB * 2352);
     /* 246 stage3.step1.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6514960 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 1001952 * nB, act + 1004304 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
     /* 247 stage3.step1.concat: concat 162x7x7 -> 174x7x7 */
     {
-        const double *const xs[2] = { act + 6477280 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 5285552 * nB, act + 1001952 * nB };
         const int cs[2] = { 162, 12 };
-        rt_concat_forward_d(ctx, act + 6460224 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 5399632 * nB, 2, xs, cs, B, 49);
     }
     /* 248 stage3.step2.grad.bn0: bn 174x7x7 -> 174x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 14656, fix + 14832, buf + 14904, buf + 15078, act + 6460224 * nB, P + 514296, P + 514470, B, 174, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5408160 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 5399632 * nB, P + 514296, P + 514470, B, 174, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6460224 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5408160 * nB, act + 5399632 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1.0000000000000001e-05);
     /* 249 stage3.step2.grad.relu0: relu 174x7x7 -> 174x7x7 */
-    rt_relu_forward_d(ctx, act + 6468752 * nB, act + 228144 * nB, nB * 8526);
+    rt_relu_forward_d(ctx, act + 5416688 * nB, act + 5408160 * nB, nB * 8526);
     /* 250 stage3.step2.grad.conv0: conv 174x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6517312 * nB, act + 6468752 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 1001952 * nB, act + 5416688 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
     /* 251 stage3.step2.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 23168, fix + 23216, buf + 15252, buf + 15300, act + 6517312 * nB, P + 522996, P + 523044, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2072112 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 1001952 * nB, P + 522996, P + 523044, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6517312 * nB, P + 522996, P + 523044, buf + 15252, buf + 15300, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 2072112 * nB, act + 1001952 * nB, P + 522996, P + 523044, buf + 15252, buf + 15300, B, 48, 49, 1.0000000000000001e-05);
     /* 252 stage3.step2.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6519664 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 2074464 * nB, act + 2072112 * nB, nB * 2352);
     /* 253 stage3.step2.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6519664 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 2072112 * nB, act + 2074464 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
     /* 254 stage3.step2.concat: concat 174x7x7 -> 186x7x7 */
     {
-        const double *const xs[2] = { act + 6460224 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 5399632 * nB, act + 2072112 * nB };
         const int cs[2] = { 174, 12 };
-        rt_concat_forward_d(ctx, act + 6441984 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 5513088 * nB, 2, xs, cs, B, 49);
     }
     /* 255 stage3.step3.grad.bn0: bn 186x7x7 -> 186x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 13504, fix + 13696, buf + 15348, buf + 15534, act + 6441984 * nB, P + 528276, P + 528462, B, 186, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5522208 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 5513088 * nB, P + 528276, P + 528462, B, 186, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6441984 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5522208 * nB, act + 5513088 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1.0000000000000001e-05);
     /* 256 stage3.step3.grad.relu0: relu 186x7x7 -> 186x7x7 */
-    rt_relu_forward_d(ctx, act + 6451104 * nB, act + 228144 * nB, nB * 9114);
+    rt_relu_forward_d(ctx, act + 5531328 * nB, act + 5522208 * nB, nB * 9114);
     /* 257 stage3.step3.grad.conv0: conv 186x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6522016 * nB, act + 6451104 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 2072112 * nB, act + 5531328 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
     /* 258 stage3.step3.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 23264, fix + 23312, buf + 15720, buf + 15768, act + 6522016 * nB, P + 537576, P + 537624, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2076816 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 2072112 * nB, P + 537576, P + 537624, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6522016 * nB, P + 537576, P + 537624, buf + 15720, buf + 15768, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 2076816 * nB, act + 2072112 * nB, P + 537576, P + 537624, buf + 15720, buf + 15768, B, 48, 49, 1.0000000000000001e-05);
     /* 259 stage3.step3.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6524368 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 3497424 * nB, act + 2076816 * nB, nB * 2352);
     /* 260 stage3.step3.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6524368 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 2076816 * nB, act + 3497424 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
     /* 261 stage3.step3.concat: concat 186x7x7 -> 198x7x7 */
     {
-        const double *const xs[2] = { act + 6441984 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 5513088 * nB, act + 2076816 * nB };
         const int cs[2] = { 186, 12 };
-        rt_concat_forward_d(ctx, act + 6121504 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 5540448 * nB, 2, xs, cs, B, 49);
     }
     /* 262 stage3.step4.grad.bn0: bn 198x7x7 -> 198x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 12320, fix + 12528, buf + 15816, buf + 16014, act + 6121504 * nB, P + 542856, P + 543054, B, 198, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5649504 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 5540448 * nB, P + 542856, P + 543054, B, 198, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6121504 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5649504 * nB, act + 5540448 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1.0000000000000001e-05);
     /* 263 stage3.step4.grad.relu0: relu 198x7x7 -> 198x7x7 */
-    rt_relu_forward_d(ctx, act + 6131216 * nB, act + 228144 * nB, nB * 9702);
+    rt_relu_forward_d(ctx, act + 5659216 * nB, act + 5649504 * nB, nB * 9702);
     /* 264 stage3.step4.grad.conv0: conv 198x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6526720 * nB, act + 6131216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 2076816 * nB, act + 5659216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
 }
 
 /* Forward, part 12 of 15. */
@@ -4324,91 +4324,91 @@ static void forward_d_12(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 265 stage3.step4.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 23360, fix + 23408, buf + 16212, buf + 16260, act + 6526720 * nB, P + 552756, P + 552804, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3560928 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 2076816 * nB, P + 552756, P + 552804, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6526720 * nB, P + 552756, P + 552804, buf + 16212, buf + 16260, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3560928 * nB, act + 2076816 * nB, P + 552756, P + 552804, buf + 16212, buf + 16260, B, 48, 49, 1.0000000000000001e-05);
     /* 266 stage3.step4.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6529072 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 3563280 * nB, act + 3560928 * nB, nB * 2352);
     /* 267 stage3.step4.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6529072 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 3560928 * nB, act + 3563280 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
     /* 268 stage3.step4.concat: concat 198x7x7 -> 210x7x7 */
     {
-        const double *const xs[2] = { act + 6121504 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 5540448 * nB, act + 3560928 * nB };
         const int cs[2] = { 198, 12 };
-        rt_concat_forward_d(ctx, act + 6100896 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 5668928 * nB, 2, xs, cs, B, 49);
     }
     /* 269 stage3.step5.grad.bn0: bn 210x7x7 -> 210x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 11040, fix + 11264, buf + 16308, buf + 16518, act + 6100896 * nB, P + 558036, P + 558246, B, 210, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5679232 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 5668928 * nB, P + 558036, P + 558246, B, 210, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6100896 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5679232 * nB, act + 5668928 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1.0000000000000001e-05);
     /* 270 stage3.step5.grad.relu0: relu 210x7x7 -> 210x7x7 */
-    rt_relu_forward_d(ctx, act + 6111200 * nB, act + 228144 * nB, nB * 10290);
+    rt_relu_forward_d(ctx, act + 5792976 * nB, act + 5679232 * nB, nB * 10290);
     /* 271 stage3.step5.grad.conv0: conv 210x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6531424 * nB, act + 6111200 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 3560928 * nB, act + 5792976 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
     /* 272 stage3.step5.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 23456, fix + 23504, buf + 16728, buf + 16776, act + 6531424 * nB, P + 568536, P + 568584, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3876096 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 3560928 * nB, P + 568536, P + 568584, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6531424 * nB, P + 568536, P + 568584, buf + 16728, buf + 16776, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3876096 * nB, act + 3560928 * nB, P + 568536, P + 568584, buf + 16728, buf + 16776, B, 48, 49, 1.0000000000000001e-05);
     /* 273 stage3.step5.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6533776 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 3878448 * nB, act + 3876096 * nB, nB * 2352);
     /* 274 stage3.step5.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6533776 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 3876096 * nB, act + 3878448 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
     /* 275 stage3.step5.concat: concat 210x7x7 -> 222x7x7 */
     {
-        const double *const xs[2] = { act + 6100896 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 5668928 * nB, act + 3876096 * nB };
         const int cs[2] = { 210, 12 };
-        rt_concat_forward_d(ctx, act + 327568 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 5679232 * nB, 2, xs, cs, B, 49);
     }
     /* 276 stage3.step6.grad.bn0: bn 222x7x7 -> 222x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 9696, fix + 9920, buf + 16824, buf + 17046, act + 327568 * nB, P + 573816, P + 574038, B, 222, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5803280 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 5679232 * nB, P + 573816, P + 574038, B, 222, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 327568 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5803280 * nB, act + 5679232 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1.0000000000000001e-05);
     /* 277 stage3.step6.grad.relu0: relu 222x7x7 -> 222x7x7 */
-    rt_relu_forward_d(ctx, act + 6090016 * nB, act + 228144 * nB, nB * 10878);
+    rt_relu_forward_d(ctx, act + 5814160 * nB, act + 5803280 * nB, nB * 10878);
     /* 278 stage3.step6.grad.conv0: conv 222x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6536128 * nB, act + 6090016 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 3876096 * nB, act + 5814160 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
     /* 279 stage3.step6.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 23552, fix + 23600, buf + 17268, buf + 17316, act + 6536128 * nB, P + 584916, P + 584964, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 3880800 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 3876096 * nB, P + 584916, P + 584964, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6536128 * nB, P + 584916, P + 584964, buf + 17268, buf + 17316, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 3880800 * nB, act + 3876096 * nB, P + 584916, P + 584964, buf + 17268, buf + 17316, B, 48, 49, 1.0000000000000001e-05);
     /* 280 stage3.step6.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6538480 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 4003104 * nB, act + 3880800 * nB, nB * 2352);
     /* 281 stage3.step6.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6538480 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 3880800 * nB, act + 4003104 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
     /* 282 stage3.step6.concat: concat 222x7x7 -> 234x7x7 */
     {
-        const double *const xs[2] = { act + 327568 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 5679232 * nB, act + 3880800 * nB };
         const int cs[2] = { 222, 12 };
-        rt_concat_forward_d(ctx, act + 6067072 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 5825040 * nB, 2, xs, cs, B, 49);
     }
     /* 283 stage3.step7.grad.bn0: bn 234x7x7 -> 234x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 8736, fix + 8976, buf + 17364, buf + 17598, act + 6067072 * nB, P + 590196, P + 590430, B, 234, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5943504 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 5825040 * nB, P + 590196, P + 590430, B, 234, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6067072 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5943504 * nB, act + 5825040 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1.0000000000000001e-05);
     /* 284 stage3.step7.grad.relu0: relu 234x7x7 -> 234x7x7 */
-    rt_relu_forward_d(ctx, act + 6078544 * nB, act + 228144 * nB, nB * 11466);
+    rt_relu_forward_d(ctx, act + 5954976 * nB, act + 5943504 * nB, nB * 11466);
     /* 285 stage3.step7.grad.conv0: conv 234x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6540832 * nB, act + 6078544 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 3880800 * nB, act + 5954976 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
     /* 286 stage3.step7.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 23648, fix + 23696, buf + 17832, buf + 17880, act + 6540832 * nB, P + 601896, P + 601944, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4005456 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 3880800 * nB, P + 601896, P + 601944, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6540832 * nB, P + 601896, P + 601944, buf + 17832, buf + 17880, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4005456 * nB, act + 3880800 * nB, P + 601896, P + 601944, buf + 17832, buf + 17880, B, 48, 49, 1.0000000000000001e-05);
     /* 287 stage3.step7.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6543184 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 4377072 * nB, act + 4005456 * nB, nB * 2352);
     /* 288 stage3.step7.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6543184 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 4005456 * nB, act + 4377072 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
 }
 
 /* Forward, part 13 of 15. */
@@ -4417,95 +4417,95 @@ static void forward_d_13(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 289 stage3.step7.concat: concat 234x7x7 -> 246x7x7 */
     {
-        const double *const xs[2] = { act + 6067072 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 5825040 * nB, act + 4005456 * nB };
         const int cs[2] = { 234, 12 };
-        rt_concat_forward_d(ctx, act + 613008 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 5966448 * nB, 2, xs, cs, B, 49);
     }
     /* 290 stage3.step8.grad.bn0: bn 246x7x7 -> 246x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 7744, fix + 8000, buf + 17928, buf + 18174, act + 613008 * nB, P + 607176, P + 607422, B, 246, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5978512 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 5966448 * nB, P + 607176, P + 607422, B, 246, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 613008 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5978512 * nB, act + 5966448 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1.0000000000000001e-05);
     /* 291 stage3.step8.grad.relu0: relu 246x7x7 -> 246x7x7 */
-    rt_relu_forward_d(ctx, act + 6055008 * nB, act + 228144 * nB, nB * 12054);
+    rt_relu_forward_d(ctx, act + 6101088 * nB, act + 5978512 * nB, nB * 12054);
     /* 292 stage3.step8.grad.conv0: conv 246x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6545536 * nB, act + 6055008 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 4005456 * nB, act + 6101088 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
     /* 293 stage3.step8.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 23744, fix + 23792, buf + 18420, buf + 18468, act + 6545536 * nB, P + 619476, P + 619524, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4868640 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 4005456 * nB, P + 619476, P + 619524, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6545536 * nB, P + 619476, P + 619524, buf + 18420, buf + 18468, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4868640 * nB, act + 4005456 * nB, P + 619476, P + 619524, buf + 18420, buf + 18468, B, 48, 49, 1.0000000000000001e-05);
     /* 294 stage3.step8.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6547888 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 4870992 * nB, act + 4868640 * nB, nB * 2352);
     /* 295 stage3.step8.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6547888 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 4868640 * nB, act + 4870992 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
     /* 296 stage3.step8.concat: concat 246x7x7 -> 258x7x7 */
     {
-        const double *const xs[2] = { act + 613008 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 5966448 * nB, act + 4868640 * nB };
         const int cs[2] = { 246, 12 };
-        rt_concat_forward_d(ctx, act + 6029696 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 5978512 * nB, 2, xs, cs, B, 49);
     }
     /* 297 stage3.step9.grad.bn0: bn 258x7x7 -> 258x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 6688, fix + 6960, buf + 18516, buf + 18774, act + 6029696 * nB, P + 624756, P + 625014, B, 258, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6113152 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 5978512 * nB, P + 624756, P + 625014, B, 258, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6029696 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6113152 * nB, act + 5978512 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1.0000000000000001e-05);
     /* 298 stage3.step9.grad.relu0: relu 258x7x7 -> 258x7x7 */
-    rt_relu_forward_d(ctx, act + 6042352 * nB, act + 228144 * nB, nB * 12642);
+    rt_relu_forward_d(ctx, act + 6125808 * nB, act + 6113152 * nB, nB * 12642);
     /* 299 stage3.step9.grad.conv0: conv 258x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6550240 * nB, act + 6042352 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 4868640 * nB, act + 6125808 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
     /* 300 stage3.step9.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 23840, fix + 23888, buf + 19032, buf + 19080, act + 6550240 * nB, P + 637656, P + 637704, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 4873344 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 4868640 * nB, P + 637656, P + 637704, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6550240 * nB, P + 637656, P + 637704, buf + 19032, buf + 19080, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 4873344 * nB, act + 4868640 * nB, P + 637656, P + 637704, buf + 19032, buf + 19080, B, 48, 49, 1.0000000000000001e-05);
     /* 301 stage3.step9.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6552592 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 5270832 * nB, act + 4873344 * nB, nB * 2352);
     /* 302 stage3.step9.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6552592 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 4873344 * nB, act + 5270832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
     /* 303 stage3.step9.concat: concat 258x7x7 -> 270x7x7 */
     {
-        const double *const xs[2] = { act + 6029696 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 5978512 * nB, act + 4873344 * nB };
         const int cs[2] = { 258, 12 };
-        rt_concat_forward_d(ctx, act + 6003232 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 6138464 * nB, 2, xs, cs, B, 49);
     }
     /* 304 stage3.step10.grad.bn0: bn 270x7x7 -> 270x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 5600, fix + 5872, buf + 19128, buf + 19398, act + 6003232 * nB, P + 642936, P + 643206, B, 270, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6265728 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 6138464 * nB, P + 642936, P + 643206, B, 270, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6003232 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6265728 * nB, act + 6138464 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1.0000000000000001e-05);
     /* 305 stage3.step10.grad.relu0: relu 270x7x7 -> 270x7x7 */
-    rt_relu_forward_d(ctx, act + 6016464 * nB, act + 228144 * nB, nB * 13230);
+    rt_relu_forward_d(ctx, act + 6278960 * nB, act + 6265728 * nB, nB * 13230);
     /* 306 stage3.step10.grad.conv0: conv 270x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6554944 * nB, act + 6016464 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 4873344 * nB, act + 6278960 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
     /* 307 stage3.step10.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 23936, fix + 23984, buf + 19668, buf + 19716, act + 6554944 * nB, P + 656436, P + 656484, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5273184 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 4873344 * nB, P + 656436, P + 656484, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6554944 * nB, P + 656436, P + 656484, buf + 19668, buf + 19716, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5273184 * nB, act + 4873344 * nB, P + 656436, P + 656484, buf + 19668, buf + 19716, B, 48, 49, 1.0000000000000001e-05);
     /* 308 stage3.step10.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6557296 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 5275536 * nB, act + 5273184 * nB, nB * 2352);
     /* 309 stage3.step10.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6557296 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5275536 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
     /* 310 stage3.step10.concat: concat 270x7x7 -> 282x7x7 */
     {
-        const double *const xs[2] = { act + 6003232 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 6138464 * nB, act + 5181760 * nB };
         const int cs[2] = { 270, 12 };
-        rt_concat_forward_d(ctx, act + 5975584 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 6292192 * nB, 2, xs, cs, B, 49);
     }
     /* 311 stage3.step11.grad.bn0: bn 282x7x7 -> 282x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 4448, fix + 4736, buf + 19764, buf + 20046, act + 5975584 * nB, P + 661716, P + 661998, B, 282, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6306016 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 6292192 * nB, P + 661716, P + 661998, B, 282, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 5975584 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6306016 * nB, act + 6292192 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1.0000000000000001e-05);
     /* 312 stage3.step11.grad.relu0: relu 282x7x7 -> 282x7x7 */
-    rt_relu_forward_d(ctx, act + 5989408 * nB, act + 228144 * nB, nB * 13818);
+    rt_relu_forward_d(ctx, act + 6437424 * nB, act + 6306016 * nB, nB * 13818);
 }
 
 /* Forward, part 14 of 15. */
@@ -4514,91 +4514,91 @@ static void forward_d_14(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 313 stage3.step11.grad.conv0: conv 282x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6559648 * nB, act + 5989408 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 5273184 * nB, act + 6437424 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
     /* 314 stage3.step11.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 24032, fix + 24080, buf + 20328, buf + 20376, act + 6559648 * nB, P + 675816, P + 675864, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5293504 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 5273184 * nB, P + 675816, P + 675864, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6559648 * nB, P + 675816, P + 675864, buf + 20328, buf + 20376, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5293504 * nB, act + 5273184 * nB, P + 675816, P + 675864, buf + 20328, buf + 20376, B, 48, 49, 1.0000000000000001e-05);
     /* 315 stage3.step11.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6562000 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 5295856 * nB, act + 5293504 * nB, nB * 2352);
     /* 316 stage3.step11.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6562000 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5295856 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
     /* 317 stage3.step11.concat: concat 282x7x7 -> 294x7x7 */
     {
-        const double *const xs[2] = { act + 5975584 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 6292192 * nB, act + 5181760 * nB };
         const int cs[2] = { 282, 12 };
-        rt_concat_forward_d(ctx, act + 5946752 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 6306016 * nB, 2, xs, cs, B, 49);
     }
     /* 318 stage3.step12.grad.bn0: bn 294x7x7 -> 294x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 3264, fix + 3568, buf + 20424, buf + 20718, act + 5946752 * nB, P + 681096, P + 681390, B, 294, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6451248 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 6306016 * nB, P + 681096, P + 681390, B, 294, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 5946752 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6451248 * nB, act + 6306016 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1.0000000000000001e-05);
     /* 319 stage3.step12.grad.relu0: relu 294x7x7 -> 294x7x7 */
-    rt_relu_forward_d(ctx, act + 5961168 * nB, act + 228144 * nB, nB * 14406);
+    rt_relu_forward_d(ctx, act + 6465664 * nB, act + 6451248 * nB, nB * 14406);
     /* 320 stage3.step12.grad.conv0: conv 294x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6564352 * nB, act + 5961168 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 5293504 * nB, act + 6465664 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
     /* 321 stage3.step12.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 24128, fix + 24176, buf + 21012, buf + 21060, act + 6564352 * nB, P + 695796, P + 695844, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5298208 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 5293504 * nB, P + 695796, P + 695844, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6564352 * nB, P + 695796, P + 695844, buf + 21012, buf + 21060, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5298208 * nB, act + 5293504 * nB, P + 695796, P + 695844, buf + 21012, buf + 21060, B, 48, 49, 1.0000000000000001e-05);
     /* 322 stage3.step12.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6566704 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 5383728 * nB, act + 5298208 * nB, nB * 2352);
     /* 323 stage3.step12.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6566704 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5383728 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
     /* 324 stage3.step12.concat: concat 294x7x7 -> 306x7x7 */
     {
-        const double *const xs[2] = { act + 5946752 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 6306016 * nB, act + 5181760 * nB };
         const int cs[2] = { 294, 12 };
-        rt_concat_forward_d(ctx, act + 598000 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 6480080 * nB, 2, xs, cs, B, 49);
     }
     /* 325 stage3.step13.grad.bn0: bn 306x7x7 -> 306x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 2016, fix + 2336, buf + 21108, buf + 21414, act + 598000 * nB, P + 701076, P + 701382, B, 306, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6555024 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 6480080 * nB, P + 701076, P + 701382, B, 306, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 598000 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6555024 * nB, act + 6480080 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1.0000000000000001e-05);
     /* 326 stage3.step13.grad.relu0: relu 306x7x7 -> 306x7x7 */
-    rt_relu_forward_d(ctx, act + 5931744 * nB, act + 228144 * nB, nB * 14994);
+    rt_relu_forward_d(ctx, act + 6570032 * nB, act + 6555024 * nB, nB * 14994);
     /* 327 stage3.step13.grad.conv0: conv 306x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6569056 * nB, act + 5931744 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 5298208 * nB, act + 6570032 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
     /* 328 stage3.step13.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 24224, fix + 24272, buf + 21720, buf + 21768, act + 6569056 * nB, P + 716376, P + 716424, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5386080 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 5298208 * nB, P + 716376, P + 716424, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6569056 * nB, P + 716376, P + 716424, buf + 21720, buf + 21768, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5386080 * nB, act + 5298208 * nB, P + 716376, P + 716424, buf + 21720, buf + 21768, B, 48, 49, 1.0000000000000001e-05);
     /* 329 stage3.step13.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6571408 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 5388432 * nB, act + 5386080 * nB, nB * 2352);
     /* 330 stage3.step13.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6571408 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5388432 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
     /* 331 stage3.step13.concat: concat 306x7x7 -> 318x7x7 */
     {
-        const double *const xs[2] = { act + 598000 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 6480080 * nB, act + 5181760 * nB };
         const int cs[2] = { 306, 12 };
-        rt_concat_forward_d(ctx, act + 566832 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 6585040 * nB, 2, xs, cs, B, 49);
     }
     /* 332 stage3.step14.grad.bn0: bn 318x7x7 -> 318x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 1376, fix + 1696, buf + 21816, buf + 22134, act + 566832 * nB, P + 721656, P + 721974, B, 318, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6600624 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 6585040 * nB, P + 721656, P + 721974, B, 318, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 566832 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6600624 * nB, act + 6585040 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1.0000000000000001e-05);
     /* 333 stage3.step14.grad.relu0: relu 318x7x7 -> 318x7x7 */
-    rt_relu_forward_d(ctx, act + 582416 * nB, act + 228144 * nB, nB * 15582);
+    rt_relu_forward_d(ctx, act + 6616208 * nB, act + 6600624 * nB, nB * 15582);
     /* 334 stage3.step14.grad.conv0: conv 318x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6573760 * nB, act + 582416 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 5386080 * nB, act + 6616208 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
     /* 335 stage3.step14.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 24320, fix + 24368, buf + 22452, buf + 22500, act + 6573760 * nB, P + 737556, P + 737604, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5408160 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 5386080 * nB, P + 737556, P + 737604, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6573760 * nB, P + 737556, P + 737604, buf + 22452, buf + 22500, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5408160 * nB, act + 5386080 * nB, P + 737556, P + 737604, buf + 22452, buf + 22500, B, 48, 49, 1.0000000000000001e-05);
     /* 336 stage3.step14.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6576112 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 5410512 * nB, act + 5408160 * nB, nB * 2352);
 }
 
 /* Forward, part 15 of 15. */
@@ -4607,53 +4607,53 @@ static void forward_d_15(RtModelD *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 337 stage3.step14.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 228144 * nB, act + 6576112 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5410512 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
     /* 338 stage3.step14.concat: concat 318x7x7 -> 330x7x7 */
     {
-        const double *const xs[2] = { act + 566832 * nB, act + 228144 * nB };
+        const double *const xs[2] = { act + 6585040 * nB, act + 5181760 * nB };
         const int cs[2] = { 318, 12 };
-        rt_concat_forward_d(ctx, act + 295216 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 6631792 * nB, 2, xs, cs, B, 49);
     }
     /* 339 stage3.step15.grad.bn0: bn 330x7x7 -> 330x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 704, fix + 1040, buf + 22548, buf + 22878, act + 295216 * nB, P + 742836, P + 743166, B, 330, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6647968 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 6631792 * nB, P + 742836, P + 743166, B, 330, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 295216 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6647968 * nB, act + 6631792 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1.0000000000000001e-05);
     /* 340 stage3.step15.grad.relu0: relu 330x7x7 -> 330x7x7 */
-    rt_relu_forward_d(ctx, act + 311392 * nB, act + 228144 * nB, nB * 16170);
+    rt_relu_forward_d(ctx, act + 6664144 * nB, act + 6647968 * nB, nB * 16170);
     /* 341 stage3.step15.grad.conv0: conv 330x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 6578464 * nB, act + 311392 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_forward_d(ctx, act + 5408160 * nB, act + 6664144 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
     /* 342 stage3.step15.grad.bn1: bn 48x7x7 -> 48x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 228144 * nB, fix + 24416, fix + 24464, buf + 23208, buf + 23256, act + 6578464 * nB, P + 759336, P + 759384, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 5412864 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 5408160 * nB, P + 759336, P + 759384, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 228144 * nB, act + 6578464 * nB, P + 759336, P + 759384, buf + 23208, buf + 23256, B, 48, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 5412864 * nB, act + 5408160 * nB, P + 759336, P + 759384, buf + 23208, buf + 23256, B, 48, 49, 1.0000000000000001e-05);
     /* 343 stage3.step15.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 6580816 * nB, act + 228144 * nB, nB * 2352);
+    rt_relu_forward_d(ctx, act + 5522208 * nB, act + 5412864 * nB, nB * 2352);
     /* 344 stage3.step15.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 244912 * nB, act + 6580816 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5522208 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
     /* 345 stage3.step15.concat: concat 330x7x7 -> 342x7x7 */
     {
-        const double *const xs[2] = { act + 295216 * nB, act + 244912 * nB };
+        const double *const xs[2] = { act + 6631792 * nB, act + 5181760 * nB };
         const int cs[2] = { 330, 12 };
-        rt_concat_forward_d(ctx, act + 228144 * nB, 2, xs, cs, B, 49);
+        rt_concat_forward_d(ctx, act + 6680320 * nB, 2, xs, cs, B, 49);
     }
     /* 346 head.bn0: bn 342x7x7 -> 342x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 244912 * nB, fix, fix + 352, buf + 23304, buf + 23646, act + 228144 * nB, P + 764616, P + 764958, B, 342, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 6697088 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 6680320 * nB, P + 764616, P + 764958, B, 342, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 244912 * nB, act + 228144 * nB, P + 764616, P + 764958, buf + 23304, buf + 23646, B, 342, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 6697088 * nB, act + 6680320 * nB, P + 764616, P + 764958, buf + 23304, buf + 23646, B, 342, 49, 1.0000000000000001e-05);
     /* 347 head.relu0: relu 342x7x7 -> 342x7x7 */
-    rt_relu_forward_d(ctx, act + 261680 * nB, act + 244912 * nB, nB * 16758);
+    rt_relu_forward_d(ctx, act + 6713856 * nB, act + 6697088 * nB, nB * 16758);
     /* 348 head.gap0: gap 342x7x7 -> 342x1x1 */
-    rt_gap_forward_d(ctx, act + 244912 * nB, act + 261680 * nB, B, 342, 49);
+    rt_gap_forward_d(ctx, act + 5181760 * nB, act + 6713856 * nB, B, 342, 49);
     /* 349 head.linear: linear 342x1x1 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 244912 * nB, P + 765300, P + 768720, B, 342, 10);
+    rt_linear_forward_d(ctx, m->logits, act + 5181760 * nB, P + 765300, P + 768720, B, 342, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -4683,73 +4683,73 @@ static void backward_d_1(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 349 head.linear: linear 342x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 278448 * nB, 0, G + 765300, G + 768720, m->dlogits, act + 244912 * nB, P + 765300, B, 342, 10);
+    rt_linear_backward_d(ctx, act + 5182112 * nB, 0, G + 765300, G + 768720, m->dlogits, act + 5181760 * nB, P + 765300, B, 342, 10);
     /* 348 head.gap0: gap 342x7x7 -> 342x1x1 */
-    rt_gap_backward_d(ctx, act + 244912 * nB, 0, act + 278448 * nB, B, 342, 49);
+    rt_gap_backward_d(ctx, act + 6697088 * nB, 0, act + 5182112 * nB, B, 342, 49);
     /* 347 head.relu0: relu 342x7x7 -> 342x7x7 */
-    rt_relu_backward_d(ctx, act + 278448 * nB, 0, act + 244912 * nB, act + 261680 * nB, nB * 16758);
+    rt_relu_backward_d(ctx, act + 6730624 * nB, 0, act + 6697088 * nB, act + 6713856 * nB, nB * 16758);
     /* 346 head.bn0: bn 342x7x7 -> 342x7x7 */
-    rt_bn_backward_d(ctx, act + 244912 * nB, 0, G + 764616, G + 764958, act + 278448 * nB, act + 228144 * nB, fix, fix + 352, P + 764616, B, 342, 49);
+    rt_bn_backward_d(ctx, act + 6697088 * nB, 0, G + 764616, G + 764958, act + 6730624 * nB, act + 6680320 * nB, fix + 23968, fix + 24320, P + 764616, B, 342, 49);
     /* 345 stage3.step15.concat: concat 330x7x7 -> 342x7x7 */
     {
-        double *const dxs[2] = { act + 228144 * nB, act + 261680 * nB };
+        double *const dxs[2] = { act + 6647968 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 330, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 244912 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6697088 * nB, 2, cs, B, 49);
     }
     /* 344 stage3.step15.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 244320 * nB, 0, G + 759432, act + 261680 * nB, act + 6580816 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 5412864 * nB, 0, G + 759432, act + 5181760 * nB, act + 5522208 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
     /* 343 stage3.step15.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 246672 * nB, 0, act + 244320 * nB, act + 6580816 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 5524560 * nB, 0, act + 5412864 * nB, act + 5522208 * nB, nB * 2352);
     /* 342 stage3.step15.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 260496 * nB, 0, G + 759336, G + 759384, act + 246672 * nB, act + 6578464 * nB, fix + 24416, fix + 24464, P + 759336, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 5412864 * nB, 0, G + 759336, G + 759384, act + 5524560 * nB, act + 5408160 * nB, fix + 23872, fix + 23920, P + 759336, B, 48, 49);
     /* 341 stage3.step15.grad.conv0: conv 330x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 244320 * nB, 0, G + 743496, act + 260496 * nB, act + 311392 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6680320 * nB, 0, G + 743496, act + 5412864 * nB, act + 6664144 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
     /* 340 stage3.step15.grad.relu0: relu 330x7x7 -> 330x7x7 */
-    rt_relu_backward_d(ctx, act + 260496 * nB, 0, act + 244320 * nB, act + 311392 * nB, nB * 16170);
+    rt_relu_backward_d(ctx, act + 6696496 * nB, 0, act + 6680320 * nB, act + 6664144 * nB, nB * 16170);
     /* 339 stage3.step15.grad.bn0: bn 330x7x7 -> 330x7x7 */
-    rt_bn_backward_d(ctx, act + 228144 * nB, 1, G + 742836, G + 743166, act + 260496 * nB, act + 295216 * nB, fix + 704, fix + 1040, P + 742836, B, 330, 49);
+    rt_bn_backward_d(ctx, act + 6647968 * nB, 1, G + 742836, G + 743166, act + 6696496 * nB, act + 6631792 * nB, fix + 23200, fix + 23536, P + 742836, B, 330, 49);
     /* 338 stage3.step14.concat: concat 318x7x7 -> 330x7x7 */
     {
-        double *const dxs[2] = { act + 244320 * nB, act + 259904 * nB };
+        double *const dxs[2] = { act + 6600624 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 318, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6647968 * nB, 2, cs, B, 49);
     }
     /* 337 stage3.step14.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 737652, act + 259904 * nB, act + 6576112 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 5408160 * nB, 0, G + 737652, act + 5181760 * nB, act + 5410512 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
     /* 336 stage3.step14.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6576112 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 5412864 * nB, 0, act + 5408160 * nB, act + 5410512 * nB, nB * 2352);
     /* 335 stage3.step14.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 259904 * nB, 0, G + 737556, G + 737604, act + 230496 * nB, act + 6573760 * nB, fix + 24320, fix + 24368, P + 737556, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 5408160 * nB, 0, G + 737556, G + 737604, act + 5412864 * nB, act + 5386080 * nB, fix + 23104, fix + 23152, P + 737556, B, 48, 49);
     /* 334 stage3.step14.grad.conv0: conv 318x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 722292, act + 259904 * nB, act + 582416 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6631792 * nB, 0, G + 722292, act + 5408160 * nB, act + 6616208 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
     /* 333 stage3.step14.grad.relu0: relu 318x7x7 -> 318x7x7 */
-    rt_relu_backward_d(ctx, act + 259904 * nB, 0, act + 228144 * nB, act + 582416 * nB, nB * 15582);
+    rt_relu_backward_d(ctx, act + 6647376 * nB, 0, act + 6631792 * nB, act + 6616208 * nB, nB * 15582);
     /* 332 stage3.step14.grad.bn0: bn 318x7x7 -> 318x7x7 */
-    rt_bn_backward_d(ctx, act + 244320 * nB, 1, G + 721656, G + 721974, act + 259904 * nB, act + 566832 * nB, fix + 1376, fix + 1696, P + 721656, B, 318, 49);
+    rt_bn_backward_d(ctx, act + 6600624 * nB, 1, G + 721656, G + 721974, act + 6647376 * nB, act + 6585040 * nB, fix + 22464, fix + 22784, P + 721656, B, 318, 49);
     /* 331 stage3.step13.concat: concat 306x7x7 -> 318x7x7 */
     {
-        double *const dxs[2] = { act + 228144 * nB, act + 259904 * nB };
+        double *const dxs[2] = { act + 6555024 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 306, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 244320 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6600624 * nB, 2, cs, B, 49);
     }
     /* 330 stage3.step13.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 243152 * nB, 0, G + 716472, act + 259904 * nB, act + 6571408 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 5386080 * nB, 0, G + 716472, act + 5181760 * nB, act + 5388432 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
     /* 329 stage3.step13.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 245504 * nB, 0, act + 243152 * nB, act + 6571408 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 5408160 * nB, 0, act + 5386080 * nB, act + 5388432 * nB, nB * 2352);
     /* 328 stage3.step13.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 258160 * nB, 0, G + 716376, G + 716424, act + 245504 * nB, act + 6569056 * nB, fix + 24224, fix + 24272, P + 716376, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 5386080 * nB, 0, G + 716376, G + 716424, act + 5408160 * nB, act + 5298208 * nB, fix + 22368, fix + 22416, P + 716376, B, 48, 49);
     /* 327 stage3.step13.grad.conv0: conv 306x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 243152 * nB, 0, G + 701688, act + 258160 * nB, act + 5931744 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6585040 * nB, 0, G + 701688, act + 5386080 * nB, act + 6570032 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
     /* 326 stage3.step13.grad.relu0: relu 306x7x7 -> 306x7x7 */
-    rt_relu_backward_d(ctx, act + 258160 * nB, 0, act + 243152 * nB, act + 5931744 * nB, nB * 14994);
+    rt_relu_backward_d(ctx, act + 6600048 * nB, 0, act + 6585040 * nB, act + 6570032 * nB, nB * 14994);
 }
 
 /* Backward, part 2 of 15. */
@@ -4758,78 +4758,78 @@ static void backward_d_2(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 325 stage3.step13.grad.bn0: bn 306x7x7 -> 306x7x7 */
-    rt_bn_backward_d(ctx, act + 228144 * nB, 1, G + 701076, G + 701382, act + 258160 * nB, act + 598000 * nB, fix + 2016, fix + 2336, P + 701076, B, 306, 49);
+    rt_bn_backward_d(ctx, act + 6555024 * nB, 1, G + 701076, G + 701382, act + 6600048 * nB, act + 6480080 * nB, fix + 21728, fix + 22048, P + 701076, B, 306, 49);
     /* 324 stage3.step12.concat: concat 294x7x7 -> 306x7x7 */
     {
-        double *const dxs[2] = { act + 243152 * nB, act + 257568 * nB };
+        double *const dxs[2] = { act + 6451248 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 294, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6555024 * nB, 2, cs, B, 49);
     }
     /* 323 stage3.step12.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 695892, act + 257568 * nB, act + 6566704 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 5298208 * nB, 0, G + 695892, act + 5181760 * nB, act + 5383728 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
     /* 322 stage3.step12.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6566704 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 5386080 * nB, 0, act + 5298208 * nB, act + 5383728 * nB, nB * 2352);
     /* 321 stage3.step12.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 257568 * nB, 0, G + 695796, G + 695844, act + 230496 * nB, act + 6564352 * nB, fix + 24128, fix + 24176, P + 695796, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 5298208 * nB, 0, G + 695796, G + 695844, act + 5386080 * nB, act + 5293504 * nB, fix + 21632, fix + 21680, P + 695796, B, 48, 49);
     /* 320 stage3.step12.grad.conv0: conv 294x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 681684, act + 257568 * nB, act + 5961168 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6480080 * nB, 0, G + 681684, act + 5298208 * nB, act + 6465664 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
     /* 319 stage3.step12.grad.relu0: relu 294x7x7 -> 294x7x7 */
-    rt_relu_backward_d(ctx, act + 257568 * nB, 0, act + 228144 * nB, act + 5961168 * nB, nB * 14406);
+    rt_relu_backward_d(ctx, act + 6555024 * nB, 0, act + 6480080 * nB, act + 6465664 * nB, nB * 14406);
     /* 318 stage3.step12.grad.bn0: bn 294x7x7 -> 294x7x7 */
-    rt_bn_backward_d(ctx, act + 243152 * nB, 1, G + 681096, G + 681390, act + 257568 * nB, act + 5946752 * nB, fix + 3264, fix + 3568, P + 681096, B, 294, 49);
+    rt_bn_backward_d(ctx, act + 6451248 * nB, 1, G + 681096, G + 681390, act + 6555024 * nB, act + 6306016 * nB, fix + 21024, fix + 21328, P + 681096, B, 294, 49);
     /* 317 stage3.step11.concat: concat 282x7x7 -> 294x7x7 */
     {
-        double *const dxs[2] = { act + 228144 * nB, act + 257568 * nB };
+        double *const dxs[2] = { act + 6306016 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 282, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 243152 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6451248 * nB, 2, cs, B, 49);
     }
     /* 316 stage3.step11.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 241968 * nB, 0, G + 675912, act + 257568 * nB, act + 6562000 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 5293504 * nB, 0, G + 675912, act + 5181760 * nB, act + 5295856 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
     /* 315 stage3.step11.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 244320 * nB, 0, act + 241968 * nB, act + 6562000 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 5298208 * nB, 0, act + 5293504 * nB, act + 5295856 * nB, nB * 2352);
     /* 314 stage3.step11.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 255792 * nB, 0, G + 675816, G + 675864, act + 244320 * nB, act + 6559648 * nB, fix + 24032, fix + 24080, P + 675816, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 5293504 * nB, 0, G + 675816, G + 675864, act + 5298208 * nB, act + 5273184 * nB, fix + 20928, fix + 20976, P + 675816, B, 48, 49);
     /* 313 stage3.step11.grad.conv0: conv 282x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 241968 * nB, 0, G + 662280, act + 255792 * nB, act + 5989408 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6451248 * nB, 0, G + 662280, act + 5293504 * nB, act + 6437424 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
     /* 312 stage3.step11.grad.relu0: relu 282x7x7 -> 282x7x7 */
-    rt_relu_backward_d(ctx, act + 255792 * nB, 0, act + 241968 * nB, act + 5989408 * nB, nB * 13818);
+    rt_relu_backward_d(ctx, act + 6465072 * nB, 0, act + 6451248 * nB, act + 6437424 * nB, nB * 13818);
     /* 311 stage3.step11.grad.bn0: bn 282x7x7 -> 282x7x7 */
-    rt_bn_backward_d(ctx, act + 228144 * nB, 1, G + 661716, G + 661998, act + 255792 * nB, act + 5975584 * nB, fix + 4448, fix + 4736, P + 661716, B, 282, 49);
+    rt_bn_backward_d(ctx, act + 6306016 * nB, 1, G + 661716, G + 661998, act + 6465072 * nB, act + 6292192 * nB, fix + 20352, fix + 20640, P + 661716, B, 282, 49);
     /* 310 stage3.step10.concat: concat 270x7x7 -> 282x7x7 */
     {
-        double *const dxs[2] = { act + 241968 * nB, act + 255200 * nB };
+        double *const dxs[2] = { act + 6265728 * nB, act + 5181760 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 270, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6306016 * nB, 2, cs, B, 49);
     }
     /* 309 stage3.step10.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 656532, act + 255200 * nB, act + 6557296 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 5273184 * nB, 0, G + 656532, act + 5181760 * nB, act + 5275536 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
     /* 308 stage3.step10.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6557296 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 5293504 * nB, 0, act + 5273184 * nB, act + 5275536 * nB, nB * 2352);
     /* 307 stage3.step10.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 255200 * nB, 0, G + 656436, G + 656484, act + 230496 * nB, act + 6554944 * nB, fix + 23936, fix + 23984, P + 656436, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 5273184 * nB, 0, G + 656436, G + 656484, act + 5293504 * nB, act + 4873344 * nB, fix + 20256, fix + 20304, P + 656436, B, 48, 49);
     /* 306 stage3.step10.grad.conv0: conv 270x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 643476, act + 255200 * nB, act + 6016464 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6292192 * nB, 0, G + 643476, act + 5273184 * nB, act + 6278960 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
     /* 305 stage3.step10.grad.relu0: relu 270x7x7 -> 270x7x7 */
-    rt_relu_backward_d(ctx, act + 255200 * nB, 0, act + 228144 * nB, act + 6016464 * nB, nB * 13230);
+    rt_relu_backward_d(ctx, act + 6305424 * nB, 0, act + 6292192 * nB, act + 6278960 * nB, nB * 13230);
     /* 304 stage3.step10.grad.bn0: bn 270x7x7 -> 270x7x7 */
-    rt_bn_backward_d(ctx, act + 241968 * nB, 1, G + 642936, G + 643206, act + 255200 * nB, act + 6003232 * nB, fix + 5600, fix + 5872, P + 642936, B, 270, 49);
+    rt_bn_backward_d(ctx, act + 6265728 * nB, 1, G + 642936, G + 643206, act + 6305424 * nB, act + 6138464 * nB, fix + 19712, fix + 19984, P + 642936, B, 270, 49);
     /* 303 stage3.step9.concat: concat 258x7x7 -> 270x7x7 */
     {
-        double *const dxs[2] = { act + 228144 * nB, act + 255200 * nB };
+        double *const dxs[2] = { act + 6113152 * nB, act + 4873344 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 258, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 241968 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6265728 * nB, 2, cs, B, 49);
     }
     /* 302 stage3.step9.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 240800 * nB, 0, G + 637752, act + 255200 * nB, act + 6552592 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 5273184 * nB, 0, G + 637752, act + 4873344 * nB, act + 5270832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
 }
 
 /* Backward, part 3 of 15. */
@@ -4838,73 +4838,73 @@ static void backward_d_3(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 301 stage3.step9.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 243152 * nB, 0, act + 240800 * nB, act + 6552592 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 4873344 * nB, 0, act + 5273184 * nB, act + 5270832 * nB, nB * 2352);
     /* 300 stage3.step9.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 253456 * nB, 0, G + 637656, G + 637704, act + 243152 * nB, act + 6550240 * nB, fix + 23840, fix + 23888, P + 637656, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 5270832 * nB, 0, G + 637656, G + 637704, act + 4873344 * nB, act + 4868640 * nB, fix + 19616, fix + 19664, P + 637656, B, 48, 49);
     /* 299 stage3.step9.grad.conv0: conv 258x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 240800 * nB, 0, G + 625272, act + 253456 * nB, act + 6042352 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6138464 * nB, 0, G + 625272, act + 5270832 * nB, act + 6125808 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
     /* 298 stage3.step9.grad.relu0: relu 258x7x7 -> 258x7x7 */
-    rt_relu_backward_d(ctx, act + 253456 * nB, 0, act + 240800 * nB, act + 6042352 * nB, nB * 12642);
+    rt_relu_backward_d(ctx, act + 6265728 * nB, 0, act + 6138464 * nB, act + 6125808 * nB, nB * 12642);
     /* 297 stage3.step9.grad.bn0: bn 258x7x7 -> 258x7x7 */
-    rt_bn_backward_d(ctx, act + 228144 * nB, 1, G + 624756, G + 625014, act + 253456 * nB, act + 6029696 * nB, fix + 6688, fix + 6960, P + 624756, B, 258, 49);
+    rt_bn_backward_d(ctx, act + 6113152 * nB, 1, G + 624756, G + 625014, act + 6265728 * nB, act + 5978512 * nB, fix + 19072, fix + 19344, P + 624756, B, 258, 49);
     /* 296 stage3.step8.concat: concat 246x7x7 -> 258x7x7 */
     {
-        double *const dxs[2] = { act + 240800 * nB, act + 252864 * nB };
+        double *const dxs[2] = { act + 5978512 * nB, act + 4868640 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 246, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6113152 * nB, 2, cs, B, 49);
     }
     /* 295 stage3.step8.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 619572, act + 252864 * nB, act + 6547888 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 4873344 * nB, 0, G + 619572, act + 4868640 * nB, act + 4870992 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
     /* 294 stage3.step8.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6547888 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 4868640 * nB, 0, act + 4873344 * nB, act + 4870992 * nB, nB * 2352);
     /* 293 stage3.step8.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 252864 * nB, 0, G + 619476, G + 619524, act + 230496 * nB, act + 6545536 * nB, fix + 23744, fix + 23792, P + 619476, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 4870992 * nB, 0, G + 619476, G + 619524, act + 4868640 * nB, act + 4005456 * nB, fix + 18976, fix + 19024, P + 619476, B, 48, 49);
     /* 292 stage3.step8.grad.conv0: conv 246x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 607668, act + 252864 * nB, act + 6055008 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6113152 * nB, 0, G + 607668, act + 4870992 * nB, act + 6101088 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
     /* 291 stage3.step8.grad.relu0: relu 246x7x7 -> 246x7x7 */
-    rt_relu_backward_d(ctx, act + 252864 * nB, 0, act + 228144 * nB, act + 6055008 * nB, nB * 12054);
+    rt_relu_backward_d(ctx, act + 6125216 * nB, 0, act + 6113152 * nB, act + 6101088 * nB, nB * 12054);
     /* 290 stage3.step8.grad.bn0: bn 246x7x7 -> 246x7x7 */
-    rt_bn_backward_d(ctx, act + 240800 * nB, 1, G + 607176, G + 607422, act + 252864 * nB, act + 613008 * nB, fix + 7744, fix + 8000, P + 607176, B, 246, 49);
+    rt_bn_backward_d(ctx, act + 5978512 * nB, 1, G + 607176, G + 607422, act + 6125216 * nB, act + 5966448 * nB, fix + 18464, fix + 18720, P + 607176, B, 246, 49);
     /* 289 stage3.step7.concat: concat 234x7x7 -> 246x7x7 */
     {
-        double *const dxs[2] = { act + 228144 * nB, act + 252864 * nB };
+        double *const dxs[2] = { act + 5943504 * nB, act + 4005456 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 234, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 240800 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5978512 * nB, 2, cs, B, 49);
     }
     /* 288 stage3.step7.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 239616 * nB, 0, G + 601992, act + 252864 * nB, act + 6543184 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 4868640 * nB, 0, G + 601992, act + 4005456 * nB, act + 4377072 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
     /* 287 stage3.step7.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 241968 * nB, 0, act + 239616 * nB, act + 6543184 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 4005456 * nB, 0, act + 4868640 * nB, act + 4377072 * nB, nB * 2352);
     /* 286 stage3.step7.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 251088 * nB, 0, G + 601896, G + 601944, act + 241968 * nB, act + 6540832 * nB, fix + 23648, fix + 23696, P + 601896, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 4377072 * nB, 0, G + 601896, G + 601944, act + 4005456 * nB, act + 3880800 * nB, fix + 18368, fix + 18416, P + 601896, B, 48, 49);
     /* 285 stage3.step7.grad.conv0: conv 234x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 239616 * nB, 0, G + 590664, act + 251088 * nB, act + 6078544 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5966448 * nB, 0, G + 590664, act + 4377072 * nB, act + 5954976 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
     /* 284 stage3.step7.grad.relu0: relu 234x7x7 -> 234x7x7 */
-    rt_relu_backward_d(ctx, act + 251088 * nB, 0, act + 239616 * nB, act + 6078544 * nB, nB * 11466);
+    rt_relu_backward_d(ctx, act + 5977920 * nB, 0, act + 5966448 * nB, act + 5954976 * nB, nB * 11466);
     /* 283 stage3.step7.grad.bn0: bn 234x7x7 -> 234x7x7 */
-    rt_bn_backward_d(ctx, act + 228144 * nB, 1, G + 590196, G + 590430, act + 251088 * nB, act + 6067072 * nB, fix + 8736, fix + 8976, P + 590196, B, 234, 49);
+    rt_bn_backward_d(ctx, act + 5943504 * nB, 1, G + 590196, G + 590430, act + 5977920 * nB, act + 5825040 * nB, fix + 17888, fix + 18128, P + 590196, B, 234, 49);
     /* 282 stage3.step6.concat: concat 222x7x7 -> 234x7x7 */
     {
-        double *const dxs[2] = { act + 239616 * nB, act + 250496 * nB };
+        double *const dxs[2] = { act + 5803280 * nB, act + 3880800 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 222, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5943504 * nB, 2, cs, B, 49);
     }
     /* 281 stage3.step6.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 585012, act + 250496 * nB, act + 6538480 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 4005456 * nB, 0, G + 585012, act + 3880800 * nB, act + 4003104 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
     /* 280 stage3.step6.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6538480 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 3880800 * nB, 0, act + 4005456 * nB, act + 4003104 * nB, nB * 2352);
     /* 279 stage3.step6.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 250496 * nB, 0, G + 584916, G + 584964, act + 230496 * nB, act + 6536128 * nB, fix + 23552, fix + 23600, P + 584916, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 4003104 * nB, 0, G + 584916, G + 584964, act + 3880800 * nB, act + 3876096 * nB, fix + 17792, fix + 17840, P + 584916, B, 48, 49);
     /* 278 stage3.step6.grad.conv0: conv 222x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 574260, act + 250496 * nB, act + 6090016 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5825040 * nB, 0, G + 574260, act + 4003104 * nB, act + 5814160 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
 }
 
 /* Backward, part 4 of 15. */
@@ -4913,77 +4913,77 @@ static void backward_d_4(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 277 stage3.step6.grad.relu0: relu 222x7x7 -> 222x7x7 */
-    rt_relu_backward_d(ctx, act + 250496 * nB, 0, act + 228144 * nB, act + 6090016 * nB, nB * 10878);
+    rt_relu_backward_d(ctx, act + 5943504 * nB, 0, act + 5825040 * nB, act + 5814160 * nB, nB * 10878);
     /* 276 stage3.step6.grad.bn0: bn 222x7x7 -> 222x7x7 */
-    rt_bn_backward_d(ctx, act + 239616 * nB, 1, G + 573816, G + 574038, act + 250496 * nB, act + 327568 * nB, fix + 9696, fix + 9920, P + 573816, B, 222, 49);
+    rt_bn_backward_d(ctx, act + 5803280 * nB, 1, G + 573816, G + 574038, act + 5943504 * nB, act + 5679232 * nB, fix + 17344, fix + 17568, P + 573816, B, 222, 49);
     /* 275 stage3.step5.concat: concat 210x7x7 -> 222x7x7 */
     {
-        double *const dxs[2] = { act + 228144 * nB, act + 250496 * nB };
+        double *const dxs[2] = { act + 5679232 * nB, act + 3876096 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 210, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 239616 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5803280 * nB, 2, cs, B, 49);
     }
     /* 274 stage3.step5.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 238448 * nB, 0, G + 568632, act + 250496 * nB, act + 6533776 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 3880800 * nB, 0, G + 568632, act + 3876096 * nB, act + 3878448 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
     /* 273 stage3.step5.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 240800 * nB, 0, act + 238448 * nB, act + 6533776 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 3876096 * nB, 0, act + 3880800 * nB, act + 3878448 * nB, nB * 2352);
     /* 272 stage3.step5.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 248752 * nB, 0, G + 568536, G + 568584, act + 240800 * nB, act + 6531424 * nB, fix + 23456, fix + 23504, P + 568536, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 3878448 * nB, 0, G + 568536, G + 568584, act + 3876096 * nB, act + 3560928 * nB, fix + 17248, fix + 17296, P + 568536, B, 48, 49);
     /* 271 stage3.step5.grad.conv0: conv 210x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 238448 * nB, 0, G + 558456, act + 248752 * nB, act + 6111200 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5803280 * nB, 0, G + 558456, act + 3878448 * nB, act + 5792976 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
     /* 270 stage3.step5.grad.relu0: relu 210x7x7 -> 210x7x7 */
-    rt_relu_backward_d(ctx, act + 248752 * nB, 0, act + 238448 * nB, act + 6111200 * nB, nB * 10290);
+    rt_relu_backward_d(ctx, act + 5813584 * nB, 0, act + 5803280 * nB, act + 5792976 * nB, nB * 10290);
     /* 269 stage3.step5.grad.bn0: bn 210x7x7 -> 210x7x7 */
-    rt_bn_backward_d(ctx, act + 228144 * nB, 1, G + 558036, G + 558246, act + 248752 * nB, act + 6100896 * nB, fix + 11040, fix + 11264, P + 558036, B, 210, 49);
+    rt_bn_backward_d(ctx, act + 5679232 * nB, 1, G + 558036, G + 558246, act + 5813584 * nB, act + 5668928 * nB, fix + 16800, fix + 17024, P + 558036, B, 210, 49);
     /* 268 stage3.step4.concat: concat 198x7x7 -> 210x7x7 */
     {
-        double *const dxs[2] = { act + 238448 * nB, act + 248160 * nB };
+        double *const dxs[2] = { act + 5649504 * nB, act + 3560928 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 198, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5679232 * nB, 2, cs, B, 49);
     }
     /* 267 stage3.step4.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 552852, act + 248160 * nB, act + 6529072 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 3876096 * nB, 0, G + 552852, act + 3560928 * nB, act + 3563280 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
     /* 266 stage3.step4.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6529072 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 3560928 * nB, 0, act + 3876096 * nB, act + 3563280 * nB, nB * 2352);
     /* 265 stage3.step4.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 248160 * nB, 0, G + 552756, G + 552804, act + 230496 * nB, act + 6526720 * nB, fix + 23360, fix + 23408, P + 552756, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 3563280 * nB, 0, G + 552756, G + 552804, act + 3560928 * nB, act + 2076816 * nB, fix + 16704, fix + 16752, P + 552756, B, 48, 49);
     /* 264 stage3.step4.grad.conv0: conv 198x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 543252, act + 248160 * nB, act + 6131216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5668928 * nB, 0, G + 543252, act + 3563280 * nB, act + 5659216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
     /* 263 stage3.step4.grad.relu0: relu 198x7x7 -> 198x7x7 */
-    rt_relu_backward_d(ctx, act + 248160 * nB, 0, act + 228144 * nB, act + 6131216 * nB, nB * 9702);
+    rt_relu_backward_d(ctx, act + 5678640 * nB, 0, act + 5668928 * nB, act + 5659216 * nB, nB * 9702);
     /* 262 stage3.step4.grad.bn0: bn 198x7x7 -> 198x7x7 */
-    rt_bn_backward_d(ctx, act + 238448 * nB, 1, G + 542856, G + 543054, act + 248160 * nB, act + 6121504 * nB, fix + 12320, fix + 12528, P + 542856, B, 198, 49);
+    rt_bn_backward_d(ctx, act + 5649504 * nB, 1, G + 542856, G + 543054, act + 5678640 * nB, act + 5540448 * nB, fix + 16288, fix + 16496, P + 542856, B, 198, 49);
     /* 261 stage3.step3.concat: concat 186x7x7 -> 198x7x7 */
     {
-        double *const dxs[2] = { act + 228144 * nB, act + 248160 * nB };
+        double *const dxs[2] = { act + 5522208 * nB, act + 2076816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 186, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 238448 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5649504 * nB, 2, cs, B, 49);
     }
     /* 260 stage3.step3.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 237264 * nB, 0, G + 537672, act + 248160 * nB, act + 6524368 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 3560928 * nB, 0, G + 537672, act + 2076816 * nB, act + 3497424 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
     /* 259 stage3.step3.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 239616 * nB, 0, act + 237264 * nB, act + 6524368 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 2076816 * nB, 0, act + 3560928 * nB, act + 3497424 * nB, nB * 2352);
     /* 258 stage3.step3.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 246384 * nB, 0, G + 537576, G + 537624, act + 239616 * nB, act + 6522016 * nB, fix + 23264, fix + 23312, P + 537576, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 3497424 * nB, 0, G + 537576, G + 537624, act + 2076816 * nB, act + 2072112 * nB, fix + 16192, fix + 16240, P + 537576, B, 48, 49);
     /* 257 stage3.step3.grad.conv0: conv 186x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 237264 * nB, 0, G + 528648, act + 246384 * nB, act + 6451104 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5540448 * nB, 0, G + 528648, act + 3497424 * nB, act + 5531328 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
     /* 256 stage3.step3.grad.relu0: relu 186x7x7 -> 186x7x7 */
-    rt_relu_backward_d(ctx, act + 246384 * nB, 0, act + 237264 * nB, act + 6451104 * nB, nB * 9114);
+    rt_relu_backward_d(ctx, act + 5649504 * nB, 0, act + 5540448 * nB, act + 5531328 * nB, nB * 9114);
     /* 255 stage3.step3.grad.bn0: bn 186x7x7 -> 186x7x7 */
-    rt_bn_backward_d(ctx, act + 228144 * nB, 1, G + 528276, G + 528462, act + 246384 * nB, act + 6441984 * nB, fix + 13504, fix + 13696, P + 528276, B, 186, 49);
+    rt_bn_backward_d(ctx, act + 5522208 * nB, 1, G + 528276, G + 528462, act + 5649504 * nB, act + 5513088 * nB, fix + 15808, fix + 16000, P + 528276, B, 186, 49);
     /* 254 stage3.step2.concat: concat 174x7x7 -> 186x7x7 */
     {
-        double *const dxs[2] = { act + 237264 * nB, act + 245792 * nB };
+        double *const dxs[2] = { act + 5408160 * nB, act + 2072112 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 174, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5522208 * nB, 2, cs, B, 49);
     }
 }
 
@@ -4993,68 +4993,68 @@ static void backward_d_5(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 253 stage3.step2.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 523092, act + 245792 * nB, act + 6519664 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 2076816 * nB, 0, G + 523092, act + 2072112 * nB, act + 2074464 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
     /* 252 stage3.step2.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6519664 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 2072112 * nB, 0, act + 2076816 * nB, act + 2074464 * nB, nB * 2352);
     /* 251 stage3.step2.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 245792 * nB, 0, G + 522996, G + 523044, act + 230496 * nB, act + 6517312 * nB, fix + 23168, fix + 23216, P + 522996, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 2074464 * nB, 0, G + 522996, G + 523044, act + 2072112 * nB, act + 1001952 * nB, fix + 15712, fix + 15760, P + 522996, B, 48, 49);
     /* 250 stage3.step2.grad.conv0: conv 174x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 514644, act + 245792 * nB, act + 6468752 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5513088 * nB, 0, G + 514644, act + 2074464 * nB, act + 5416688 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
     /* 249 stage3.step2.grad.relu0: relu 174x7x7 -> 174x7x7 */
-    rt_relu_backward_d(ctx, act + 245792 * nB, 0, act + 228144 * nB, act + 6468752 * nB, nB * 8526);
+    rt_relu_backward_d(ctx, act + 5521616 * nB, 0, act + 5513088 * nB, act + 5416688 * nB, nB * 8526);
     /* 248 stage3.step2.grad.bn0: bn 174x7x7 -> 174x7x7 */
-    rt_bn_backward_d(ctx, act + 237264 * nB, 1, G + 514296, G + 514470, act + 245792 * nB, act + 6460224 * nB, fix + 14656, fix + 14832, P + 514296, B, 174, 49);
+    rt_bn_backward_d(ctx, act + 5408160 * nB, 1, G + 514296, G + 514470, act + 5521616 * nB, act + 5399632 * nB, fix + 15360, fix + 15536, P + 514296, B, 174, 49);
     /* 247 stage3.step1.concat: concat 162x7x7 -> 174x7x7 */
     {
-        double *const dxs[2] = { act + 228144 * nB, act + 245792 * nB };
+        double *const dxs[2] = { act + 5383728 * nB, act + 1001952 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 162, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 237264 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5408160 * nB, 2, cs, B, 49);
     }
     /* 246 stage3.step1.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 236096 * nB, 0, G + 509112, act + 245792 * nB, act + 6514960 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 2072112 * nB, 0, G + 509112, act + 1001952 * nB, act + 1004304 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
     /* 245 stage3.step1.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 238448 * nB, 0, act + 236096 * nB, act + 6514960 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 1001952 * nB, 0, act + 2072112 * nB, act + 1004304 * nB, nB * 2352);
     /* 244 stage3.step1.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 244048 * nB, 0, G + 509016, G + 509064, act + 238448 * nB, act + 6512608 * nB, fix + 23072, fix + 23120, P + 509016, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 1004304 * nB, 0, G + 509016, G + 509064, act + 1001952 * nB, act + 192864 * nB, fix + 15264, fix + 15312, P + 509016, B, 48, 49);
     /* 243 stage3.step1.grad.conv0: conv 162x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 236096 * nB, 0, G + 501240, act + 244048 * nB, act + 6485232 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5399632 * nB, 0, G + 501240, act + 1004304 * nB, act + 5391680 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
     /* 242 stage3.step1.grad.relu0: relu 162x7x7 -> 162x7x7 */
-    rt_relu_backward_d(ctx, act + 244048 * nB, 0, act + 236096 * nB, act + 6485232 * nB, nB * 7938);
+    rt_relu_backward_d(ctx, act + 5407584 * nB, 0, act + 5399632 * nB, act + 5391680 * nB, nB * 7938);
     /* 241 stage3.step1.grad.bn0: bn 162x7x7 -> 162x7x7 */
-    rt_bn_backward_d(ctx, act + 228144 * nB, 1, G + 500916, G + 501078, act + 244048 * nB, act + 6477280 * nB, fix + 15712, fix + 15888, P + 500916, B, 162, 49);
+    rt_bn_backward_d(ctx, act + 5383728 * nB, 1, G + 500916, G + 501078, act + 5407584 * nB, act + 5285552 * nB, fix + 14912, fix + 15088, P + 500916, B, 162, 49);
     /* 240 stage3.step0.concat: concat 150x7x7 -> 162x7x7 */
     {
-        double *const dxs[2] = { act + 236096 * nB, act + 243456 * nB };
+        double *const dxs[2] = { act + 5270832 * nB, act + 192864 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 150, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 49);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5383728 * nB, 2, cs, B, 49);
     }
     /* 239 stage3.step0.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 495732, act + 243456 * nB, act + 6510256 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1001952 * nB, 0, G + 495732, act + 192864 * nB, act + 195216 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
     /* 238 stage3.step0.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 230496 * nB, 0, act + 228144 * nB, act + 6510256 * nB, nB * 2352);
+    rt_relu_backward_d(ctx, act + 192864 * nB, 0, act + 1001952 * nB, act + 195216 * nB, nB * 2352);
     /* 237 stage3.step0.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 243456 * nB, 0, G + 495636, G + 495684, act + 230496 * nB, act + 6507904 * nB, fix + 22976, fix + 23024, P + 495636, B, 48, 49);
+    rt_bn_backward_d(ctx, act + 195216 * nB, 0, G + 495636, G + 495684, act + 192864 * nB, act + 190512 * nB, fix + 14816, fix + 14864, P + 495636, B, 48, 49);
     /* 236 stage3.step0.grad.conv0: conv 150x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 488436, act + 243456 * nB, act + 6500544 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5285552 * nB, 0, G + 488436, act + 195216 * nB, act + 5278192 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
     /* 235 stage3.step0.grad.relu0: relu 150x7x7 -> 150x7x7 */
-    rt_relu_backward_d(ctx, act + 243456 * nB, 0, act + 228144 * nB, act + 6500544 * nB, nB * 7350);
+    rt_relu_backward_d(ctx, act + 5292912 * nB, 0, act + 5285552 * nB, act + 5278192 * nB, nB * 7350);
     /* 234 stage3.step0.grad.bn0: bn 150x7x7 -> 150x7x7 */
-    rt_bn_backward_d(ctx, act + 236096 * nB, 1, G + 488136, G + 488286, act + 243456 * nB, act + 6493184 * nB, fix + 16704, fix + 16864, P + 488136, B, 150, 49);
+    rt_bn_backward_d(ctx, act + 5270832 * nB, 1, G + 488136, G + 488286, act + 5292912 * nB, act + 5174400 * nB, fix + 14496, fix + 14656, P + 488136, B, 150, 49);
     /* 233 trans2.avgpool0: avgpool 150x14x14 -> 150x7x7 */
-    rt_avgpool_backward_d(ctx, act + 286944 * nB, 0, act + 236096 * nB, B, 150, 14, 14, 2, 2);
+    rt_avgpool_backward_d(ctx, act + 5383728 * nB, 0, act + 5270832 * nB, B, 150, 14, 14, 2, 2);
     /* 232 trans2.conv0: conv 300x14x14 -> 150x14x14 */
-    rt_conv2d_backward_d(ctx, act + 228144 * nB, 0, G + 443136, act + 286944 * nB, act + 508032 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6437424 * nB, 0, G + 443136, act + 5383728 * nB, act + 6496224 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
     /* 231 trans2.relu0: relu 300x14x14 -> 300x14x14 */
-    rt_relu_backward_d(ctx, act + 566832 * nB, 0, act + 228144 * nB, act + 508032 * nB, nB * 58800);
+    rt_relu_backward_d(ctx, act + 6555024 * nB, 0, act + 6437424 * nB, act + 6496224 * nB, nB * 58800);
     /* 230 trans2.bn0: bn 300x14x14 -> 300x14x14 */
-    rt_bn_backward_d(ctx, act + 228144 * nB, 0, G + 442536, G + 442836, act + 566832 * nB, act + 169344 * nB, fix + 2656, fix + 2960, P + 442536, B, 300, 196);
+    rt_bn_backward_d(ctx, act + 6437424 * nB, 0, G + 442536, G + 442836, act + 6555024 * nB, act + 6378624 * nB, fix + 13888, fix + 14192, P + 442536, B, 300, 196);
 }
 
 /* Backward, part 6 of 15. */
@@ -5063,78 +5063,78 @@ static void backward_d_6(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 229 stage2.step15.concat: concat 288x14x14 -> 300x14x14 */
     {
-        double *const dxs[2] = { act + 169344 * nB, act + 286944 * nB };
+        double *const dxs[2] = { act + 6265728 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 288, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 228144 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6437424 * nB, 2, cs, B, 196);
     }
     /* 228 stage2.step15.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 225792 * nB, 0, G + 437352, act + 286944 * nB, act + 6432576 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 5174400 * nB, 0, G + 437352, act + 190512 * nB, act + 5261424 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
     /* 227 stage2.step15.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 235200 * nB, 0, act + 225792 * nB, act + 6432576 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 5270832 * nB, 0, act + 5174400 * nB, act + 5261424 * nB, nB * 9408);
     /* 226 stage2.step15.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 282240 * nB, 0, G + 437256, G + 437304, act + 235200 * nB, act + 6423168 * nB, fix + 22880, fix + 22928, P + 437256, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 5174400 * nB, 0, G + 437256, G + 437304, act + 5270832 * nB, act + 5155584 * nB, fix + 13792, fix + 13840, P + 437256, B, 48, 196);
     /* 225 stage2.step15.grad.conv0: conv 288x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 225792 * nB, 0, G + 423432, act + 282240 * nB, act + 3330432 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6378624 * nB, 0, G + 423432, act + 5174400 * nB, act + 6322176 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
     /* 224 stage2.step15.grad.relu0: relu 288x14x14 -> 288x14x14 */
-    rt_relu_backward_d(ctx, act + 282240 * nB, 0, act + 225792 * nB, act + 3330432 * nB, nB * 56448);
+    rt_relu_backward_d(ctx, act + 6435072 * nB, 0, act + 6378624 * nB, act + 6322176 * nB, nB * 56448);
     /* 223 stage2.step15.grad.bn0: bn 288x14x14 -> 288x14x14 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 1, G + 422856, G + 423144, act + 282240 * nB, act + 3273984 * nB, fix + 3872, fix + 4160, P + 422856, B, 288, 196);
+    rt_bn_backward_d(ctx, act + 6265728 * nB, 1, G + 422856, G + 423144, act + 6435072 * nB, act + 6209280 * nB, fix + 13216, fix + 13504, P + 422856, B, 288, 196);
     /* 222 stage2.step14.concat: concat 276x14x14 -> 288x14x14 */
     {
-        double *const dxs[2] = { act + 225792 * nB, act + 279888 * nB };
+        double *const dxs[2] = { act + 6101088 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 276, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6265728 * nB, 2, cs, B, 196);
     }
     /* 221 stage2.step14.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 417672, act + 279888 * nB, act + 6413760 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 5155584 * nB, 0, G + 417672, act + 190512 * nB, act + 5164992 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
     /* 220 stage2.step14.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6413760 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 5174400 * nB, 0, act + 5155584 * nB, act + 5164992 * nB, nB * 9408);
     /* 219 stage2.step14.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 279888 * nB, 0, G + 417576, G + 417624, act + 178752 * nB, act + 6404352 * nB, fix + 22784, fix + 22832, P + 417576, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 5155584 * nB, 0, G + 417576, G + 417624, act + 5174400 * nB, act + 4967424 * nB, fix + 13120, fix + 13168, P + 417576, B, 48, 196);
     /* 218 stage2.step14.grad.conv0: conv 276x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 404328, act + 279888 * nB, act + 3440976 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6209280 * nB, 0, G + 404328, act + 5155584 * nB, act + 6155184 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
     /* 217 stage2.step14.grad.relu0: relu 276x14x14 -> 276x14x14 */
-    rt_relu_backward_d(ctx, act + 279888 * nB, 0, act + 169344 * nB, act + 3440976 * nB, nB * 54096);
+    rt_relu_backward_d(ctx, act + 6263376 * nB, 0, act + 6209280 * nB, act + 6155184 * nB, nB * 54096);
     /* 216 stage2.step14.grad.bn0: bn 276x14x14 -> 276x14x14 */
-    rt_bn_backward_d(ctx, act + 225792 * nB, 1, G + 403776, G + 404052, act + 279888 * nB, act + 3386880 * nB, fix + 5024, fix + 5312, P + 403776, B, 276, 196);
+    rt_bn_backward_d(ctx, act + 6101088 * nB, 1, G + 403776, G + 404052, act + 6263376 * nB, act + 6046992 * nB, fix + 12544, fix + 12832, P + 403776, B, 276, 196);
     /* 215 stage2.step13.concat: concat 264x14x14 -> 276x14x14 */
     {
-        double *const dxs[2] = { act + 169344 * nB, act + 279888 * nB };
+        double *const dxs[2] = { act + 5943504 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 264, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 225792 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 6101088 * nB, 2, cs, B, 196);
     }
     /* 214 stage2.step13.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 221088 * nB, 0, G + 398592, act + 279888 * nB, act + 6394944 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 4967424 * nB, 0, G + 398592, act + 190512 * nB, act + 5146176 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
     /* 213 stage2.step13.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 230496 * nB, 0, act + 221088 * nB, act + 6394944 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 5155584 * nB, 0, act + 4967424 * nB, act + 5146176 * nB, nB * 9408);
     /* 212 stage2.step13.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 272832 * nB, 0, G + 398496, G + 398544, act + 230496 * nB, act + 6385536 * nB, fix + 22688, fix + 22736, P + 398496, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 4967424 * nB, 0, G + 398496, G + 398544, act + 5155584 * nB, act + 4948608 * nB, fix + 12448, fix + 12496, P + 398496, B, 48, 196);
     /* 211 stage2.step13.grad.conv0: conv 264x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 221088 * nB, 0, G + 385824, act + 272832 * nB, act + 3495072 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 6046992 * nB, 0, G + 385824, act + 4967424 * nB, act + 5995248 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
     /* 210 stage2.step13.grad.relu0: relu 264x14x14 -> 264x14x14 */
-    rt_relu_backward_d(ctx, act + 272832 * nB, 0, act + 221088 * nB, act + 3495072 * nB, nB * 51744);
+    rt_relu_backward_d(ctx, act + 6098736 * nB, 0, act + 6046992 * nB, act + 5995248 * nB, nB * 51744);
     /* 209 stage2.step13.grad.bn0: bn 264x14x14 -> 264x14x14 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 1, G + 385296, G + 385560, act + 272832 * nB, act + 625632 * nB, fix + 6144, fix + 6416, P + 385296, B, 264, 196);
+    rt_bn_backward_d(ctx, act + 5943504 * nB, 1, G + 385296, G + 385560, act + 6098736 * nB, act + 5891760 * nB, fix + 11904, fix + 12176, P + 385296, B, 264, 196);
     /* 208 stage2.step12.concat: concat 252x14x14 -> 264x14x14 */
     {
-        double *const dxs[2] = { act + 221088 * nB, act + 270480 * nB };
+        double *const dxs[2] = { act + 5792976 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 252, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5943504 * nB, 2, cs, B, 196);
     }
     /* 207 stage2.step12.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 380112, act + 270480 * nB, act + 6376128 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 4948608 * nB, 0, G + 380112, act + 190512 * nB, act + 4958016 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
     /* 206 stage2.step12.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6376128 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 4967424 * nB, 0, act + 4948608 * nB, act + 4958016 * nB, nB * 9408);
 }
 
 /* Backward, part 7 of 15. */
@@ -5143,73 +5143,73 @@ static void backward_d_7(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 205 stage2.step12.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 270480 * nB, 0, G + 380016, G + 380064, act + 178752 * nB, act + 6366720 * nB, fix + 22592, fix + 22640, P + 380016, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 4948608 * nB, 0, G + 380016, G + 380064, act + 4967424 * nB, act + 4849824 * nB, fix + 11808, fix + 11856, P + 380016, B, 48, 196);
     /* 204 stage2.step12.grad.conv0: conv 252x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 367920, act + 270480 * nB, act + 3596208 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5891760 * nB, 0, G + 367920, act + 4948608 * nB, act + 5842368 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
     /* 203 stage2.step12.grad.relu0: relu 252x14x14 -> 252x14x14 */
-    rt_relu_backward_d(ctx, act + 270480 * nB, 0, act + 169344 * nB, act + 3596208 * nB, nB * 49392);
+    rt_relu_backward_d(ctx, act + 5941152 * nB, 0, act + 5891760 * nB, act + 5842368 * nB, nB * 49392);
     /* 202 stage2.step12.grad.bn0: bn 252x14x14 -> 252x14x14 */
-    rt_bn_backward_d(ctx, act + 221088 * nB, 1, G + 367416, G + 367668, act + 270480 * nB, act + 3546816 * nB, fix + 7232, fix + 7488, P + 367416, B, 252, 196);
+    rt_bn_backward_d(ctx, act + 5792976 * nB, 1, G + 367416, G + 367668, act + 5941152 * nB, act + 5743584 * nB, fix + 11296, fix + 11552, P + 367416, B, 252, 196);
     /* 201 stage2.step11.concat: concat 240x14x14 -> 252x14x14 */
     {
-        double *const dxs[2] = { act + 169344 * nB, act + 270480 * nB };
+        double *const dxs[2] = { act + 5649504 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 240, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 221088 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5792976 * nB, 2, cs, B, 196);
     }
     /* 200 stage2.step11.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 216384 * nB, 0, G + 362232, act + 270480 * nB, act + 6357312 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 4849824 * nB, 0, G + 362232, act + 190512 * nB, act + 4859232 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
     /* 199 stage2.step11.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 225792 * nB, 0, act + 216384 * nB, act + 6357312 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 4948608 * nB, 0, act + 4849824 * nB, act + 4859232 * nB, nB * 9408);
     /* 198 stage2.step11.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 263424 * nB, 0, G + 362136, G + 362184, act + 225792 * nB, act + 6347904 * nB, fix + 22496, fix + 22544, P + 362136, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 4849824 * nB, 0, G + 362136, G + 362184, act + 4948608 * nB, act + 4367664 * nB, fix + 11200, fix + 11248, P + 362136, B, 48, 196);
     /* 197 stage2.step11.grad.conv0: conv 240x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 216384 * nB, 0, G + 350616, act + 263424 * nB, act + 3786720 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5743584 * nB, 0, G + 350616, act + 4849824 * nB, act + 5696544 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
     /* 196 stage2.step11.grad.relu0: relu 240x14x14 -> 240x14x14 */
-    rt_relu_backward_d(ctx, act + 263424 * nB, 0, act + 216384 * nB, act + 3786720 * nB, nB * 47040);
+    rt_relu_backward_d(ctx, act + 5790624 * nB, 0, act + 5743584 * nB, act + 5696544 * nB, nB * 47040);
     /* 195 stage2.step11.grad.bn0: bn 240x14x14 -> 240x14x14 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 1, G + 350136, G + 350376, act + 263424 * nB, act + 3739680 * nB, fix + 8256, fix + 8496, P + 350136, B, 240, 196);
+    rt_bn_backward_d(ctx, act + 5649504 * nB, 1, G + 350136, G + 350376, act + 5790624 * nB, act + 5602464 * nB, fix + 10720, fix + 10960, P + 350136, B, 240, 196);
     /* 194 stage2.step10.concat: concat 228x14x14 -> 240x14x14 */
     {
-        double *const dxs[2] = { act + 216384 * nB, act + 261072 * nB };
+        double *const dxs[2] = { act + 5513088 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 228, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5649504 * nB, 2, cs, B, 196);
     }
     /* 193 stage2.step10.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 344952, act + 261072 * nB, act + 6338496 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 4367664 * nB, 0, G + 344952, act + 190512 * nB, act + 4840416 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
     /* 192 stage2.step10.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6338496 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 4849824 * nB, 0, act + 4367664 * nB, act + 4840416 * nB, nB * 9408);
     /* 191 stage2.step10.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 261072 * nB, 0, G + 344856, G + 344904, act + 178752 * nB, act + 6329088 * nB, fix + 22400, fix + 22448, P + 344856, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 4367664 * nB, 0, G + 344856, G + 344904, act + 4849824 * nB, act + 4348848 * nB, fix + 10624, fix + 10672, P + 344856, B, 48, 196);
     /* 190 stage2.step10.grad.conv0: conv 228x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 333912, act + 261072 * nB, act + 3878448 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5602464 * nB, 0, G + 333912, act + 4367664 * nB, act + 5557776 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
     /* 189 stage2.step10.grad.relu0: relu 228x14x14 -> 228x14x14 */
-    rt_relu_backward_d(ctx, act + 261072 * nB, 0, act + 169344 * nB, act + 3878448 * nB, nB * 44688);
+    rt_relu_backward_d(ctx, act + 5647152 * nB, 0, act + 5602464 * nB, act + 5557776 * nB, nB * 44688);
     /* 188 stage2.step10.grad.bn0: bn 228x14x14 -> 228x14x14 */
-    rt_bn_backward_d(ctx, act + 216384 * nB, 1, G + 333456, G + 333684, act + 261072 * nB, act + 3833760 * nB, fix + 9216, fix + 9456, P + 333456, B, 228, 196);
+    rt_bn_backward_d(ctx, act + 5513088 * nB, 1, G + 333456, G + 333684, act + 5647152 * nB, act + 5468400 * nB, fix + 10144, fix + 10384, P + 333456, B, 228, 196);
     /* 187 stage2.step9.concat: concat 216x14x14 -> 228x14x14 */
     {
-        double *const dxs[2] = { act + 169344 * nB, act + 261072 * nB };
+        double *const dxs[2] = { act + 5383728 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 216, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 216384 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5513088 * nB, 2, cs, B, 196);
     }
     /* 186 stage2.step9.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 211680 * nB, 0, G + 328272, act + 261072 * nB, act + 6319680 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 4348848 * nB, 0, G + 328272, act + 190512 * nB, act + 4358256 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
     /* 185 stage2.step9.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 221088 * nB, 0, act + 211680 * nB, act + 6319680 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 4367664 * nB, 0, act + 4348848 * nB, act + 4358256 * nB, nB * 9408);
     /* 184 stage2.step9.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 254016 * nB, 0, G + 328176, G + 328224, act + 221088 * nB, act + 6310272 * nB, fix + 22304, fix + 22352, P + 328176, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 4348848 * nB, 0, G + 328176, G + 328224, act + 4367664 * nB, act + 3956064 * nB, fix + 10048, fix + 10096, P + 328176, B, 48, 196);
     /* 183 stage2.step9.grad.conv0: conv 216x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 211680 * nB, 0, G + 317808, act + 254016 * nB, act + 3965472 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5468400 * nB, 0, G + 317808, act + 4348848 * nB, act + 5426064 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
     /* 182 stage2.step9.grad.relu0: relu 216x14x14 -> 216x14x14 */
-    rt_relu_backward_d(ctx, act + 254016 * nB, 0, act + 211680 * nB, act + 3965472 * nB, nB * 42336);
+    rt_relu_backward_d(ctx, act + 5510736 * nB, 0, act + 5468400 * nB, act + 5426064 * nB, nB * 42336);
 }
 
 /* Backward, part 8 of 15. */
@@ -5218,78 +5218,78 @@ static void backward_d_8(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 181 stage2.step9.grad.bn0: bn 216x14x14 -> 216x14x14 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 1, G + 317376, G + 317592, act + 254016 * nB, act + 3923136 * nB, fix + 10592, fix + 10816, P + 317376, B, 216, 196);
+    rt_bn_backward_d(ctx, act + 5383728 * nB, 1, G + 317376, G + 317592, act + 5510736 * nB, act + 5341392 * nB, fix + 9600, fix + 9824, P + 317376, B, 216, 196);
     /* 180 stage2.step8.concat: concat 204x14x14 -> 216x14x14 */
     {
-        double *const dxs[2] = { act + 211680 * nB, act + 251664 * nB };
+        double *const dxs[2] = { act + 5261424 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 204, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5383728 * nB, 2, cs, B, 196);
     }
     /* 179 stage2.step8.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 312192, act + 251664 * nB, act + 6300864 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 3956064 * nB, 0, G + 312192, act + 190512 * nB, act + 3993696 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
     /* 178 stage2.step8.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6300864 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 4348848 * nB, 0, act + 3956064 * nB, act + 3993696 * nB, nB * 9408);
     /* 177 stage2.step8.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 251664 * nB, 0, G + 312096, G + 312144, act + 178752 * nB, act + 6291456 * nB, fix + 22208, fix + 22256, P + 312096, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 3956064 * nB, 0, G + 312096, G + 312144, act + 4348848 * nB, act + 3937248 * nB, fix + 9504, fix + 9552, P + 312096, B, 48, 196);
     /* 176 stage2.step8.grad.conv0: conv 204x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 302304, act + 251664 * nB, act + 4047792 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5341392 * nB, 0, G + 302304, act + 3956064 * nB, act + 5301408 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
     /* 175 stage2.step8.grad.relu0: relu 204x14x14 -> 204x14x14 */
-    rt_relu_backward_d(ctx, act + 251664 * nB, 0, act + 169344 * nB, act + 4047792 * nB, nB * 39984);
+    rt_relu_backward_d(ctx, act + 5381376 * nB, 0, act + 5341392 * nB, act + 5301408 * nB, nB * 39984);
     /* 174 stage2.step8.grad.bn0: bn 204x14x14 -> 204x14x14 */
-    rt_bn_backward_d(ctx, act + 211680 * nB, 1, G + 301896, G + 302100, act + 251664 * nB, act + 4007808 * nB, fix + 11904, fix + 12112, P + 301896, B, 204, 196);
+    rt_bn_backward_d(ctx, act + 5261424 * nB, 1, G + 301896, G + 302100, act + 5381376 * nB, act + 5221440 * nB, fix + 9088, fix + 9296, P + 301896, B, 204, 196);
     /* 173 stage2.step7.concat: concat 192x14x14 -> 204x14x14 */
     {
-        double *const dxs[2] = { act + 169344 * nB, act + 251664 * nB };
+        double *const dxs[2] = { act + 5146176 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 192, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 211680 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5261424 * nB, 2, cs, B, 196);
     }
     /* 172 stage2.step7.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 206976 * nB, 0, G + 296712, act + 251664 * nB, act + 6282048 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 3937248 * nB, 0, G + 296712, act + 190512 * nB, act + 3946656 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
     /* 171 stage2.step7.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 216384 * nB, 0, act + 206976 * nB, act + 6282048 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 3956064 * nB, 0, act + 3937248 * nB, act + 3946656 * nB, nB * 9408);
     /* 170 stage2.step7.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 244608 * nB, 0, G + 296616, G + 296664, act + 216384 * nB, act + 6272640 * nB, fix + 22112, fix + 22160, P + 296616, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 3937248 * nB, 0, G + 296616, G + 296664, act + 3956064 * nB, act + 3857280 * nB, fix + 8992, fix + 9040, P + 296616, B, 48, 196);
     /* 169 stage2.step7.grad.conv0: conv 192x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 206976 * nB, 0, G + 287400, act + 244608 * nB, act + 5404896 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 5221440 * nB, 0, G + 287400, act + 3937248 * nB, act + 5183808 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
     /* 168 stage2.step7.grad.relu0: relu 192x14x14 -> 192x14x14 */
-    rt_relu_backward_d(ctx, act + 244608 * nB, 0, act + 206976 * nB, act + 5404896 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 5259072 * nB, 0, act + 5221440 * nB, act + 5183808 * nB, nB * 37632);
     /* 167 stage2.step7.grad.bn0: bn 192x14x14 -> 192x14x14 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 1, G + 287016, G + 287208, act + 244608 * nB, act + 5367264 * nB, fix + 13120, fix + 13312, P + 287016, B, 192, 196);
+    rt_bn_backward_d(ctx, act + 5146176 * nB, 1, G + 287016, G + 287208, act + 5259072 * nB, act + 4910976 * nB, fix + 8608, fix + 8800, P + 287016, B, 192, 196);
     /* 166 stage2.step6.concat: concat 180x14x14 -> 192x14x14 */
     {
-        double *const dxs[2] = { act + 206976 * nB, act + 242256 * nB };
+        double *const dxs[2] = { act + 4840416 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 180, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 5146176 * nB, 2, cs, B, 196);
     }
     /* 165 stage2.step6.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 281832, act + 242256 * nB, act + 6263232 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 3857280 * nB, 0, G + 281832, act + 190512 * nB, act + 3866688 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
     /* 164 stage2.step6.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6263232 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 3937248 * nB, 0, act + 3857280 * nB, act + 3866688 * nB, nB * 9408);
     /* 163 stage2.step6.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 242256 * nB, 0, G + 281736, G + 281784, act + 178752 * nB, act + 6253824 * nB, fix + 22016, fix + 22064, P + 281736, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 3857280 * nB, 0, G + 281736, G + 281784, act + 3937248 * nB, act + 3142272 * nB, fix + 8512, fix + 8560, P + 281736, B, 48, 196);
     /* 162 stage2.step6.grad.conv0: conv 180x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 273096, act + 242256 * nB, act + 5477808 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 4910976 * nB, 0, G + 273096, act + 3857280 * nB, act + 4875696 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
     /* 161 stage2.step6.grad.relu0: relu 180x14x14 -> 180x14x14 */
-    rt_relu_backward_d(ctx, act + 242256 * nB, 0, act + 169344 * nB, act + 5477808 * nB, nB * 35280);
+    rt_relu_backward_d(ctx, act + 5146176 * nB, 0, act + 4910976 * nB, act + 4875696 * nB, nB * 35280);
     /* 160 stage2.step6.grad.bn0: bn 180x14x14 -> 180x14x14 */
-    rt_bn_backward_d(ctx, act + 206976 * nB, 1, G + 272736, G + 272916, act + 242256 * nB, act + 5442528 * nB, fix + 14272, fix + 14464, P + 272736, B, 180, 196);
+    rt_bn_backward_d(ctx, act + 4840416 * nB, 1, G + 272736, G + 272916, act + 5146176 * nB, act + 4442928 * nB, fix + 8128, fix + 8320, P + 272736, B, 180, 196);
     /* 159 stage2.step5.concat: concat 168x14x14 -> 180x14x14 */
     {
-        double *const dxs[2] = { act + 169344 * nB, act + 242256 * nB };
+        double *const dxs[2] = { act + 4442928 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 168, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 206976 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 4840416 * nB, 2, cs, B, 196);
     }
     /* 158 stage2.step5.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 202272 * nB, 0, G + 267552, act + 242256 * nB, act + 6244416 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 3142272 * nB, 0, G + 267552, act + 190512 * nB, act + 3488016 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
 }
 
 /* Backward, part 9 of 15. */
@@ -5298,73 +5298,73 @@ static void backward_d_9(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 157 stage2.step5.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 211680 * nB, 0, act + 202272 * nB, act + 6244416 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 3857280 * nB, 0, act + 3142272 * nB, act + 3488016 * nB, nB * 9408);
     /* 156 stage2.step5.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 235200 * nB, 0, G + 267456, G + 267504, act + 211680 * nB, act + 6235008 * nB, fix + 21920, fix + 21968, P + 267456, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 3142272 * nB, 0, G + 267456, G + 267504, act + 3857280 * nB, act + 2756544 * nB, fix + 8032, fix + 8080, P + 267456, B, 48, 196);
     /* 155 stage2.step5.grad.conv0: conv 168x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 202272 * nB, 0, G + 259392, act + 235200 * nB, act + 5546016 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 4840416 * nB, 0, G + 259392, act + 3142272 * nB, act + 4807488 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
     /* 154 stage2.step5.grad.relu0: relu 168x14x14 -> 168x14x14 */
-    rt_relu_backward_d(ctx, act + 235200 * nB, 0, act + 202272 * nB, act + 5546016 * nB, nB * 32928);
+    rt_relu_backward_d(ctx, act + 4873344 * nB, 0, act + 4840416 * nB, act + 4807488 * nB, nB * 32928);
     /* 153 stage2.step5.grad.bn0: bn 168x14x14 -> 168x14x14 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 1, G + 259056, G + 259224, act + 235200 * nB, act + 5513088 * nB, fix + 15360, fix + 15536, P + 259056, B, 168, 196);
+    rt_bn_backward_d(ctx, act + 4442928 * nB, 1, G + 259056, G + 259224, act + 4873344 * nB, act + 4410000 * nB, fix + 7680, fix + 7856, P + 259056, B, 168, 196);
     /* 152 stage2.step4.concat: concat 156x14x14 -> 168x14x14 */
     {
-        double *const dxs[2] = { act + 202272 * nB, act + 232848 * nB };
+        double *const dxs[2] = { act + 4348848 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 156, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 4442928 * nB, 2, cs, B, 196);
     }
     /* 151 stage2.step4.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 253872, act + 232848 * nB, act + 6225600 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 2756544 * nB, 0, G + 253872, act + 190512 * nB, act + 3132864 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
     /* 150 stage2.step4.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6225600 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 3142272 * nB, 0, act + 2756544 * nB, act + 3132864 * nB, nB * 9408);
     /* 149 stage2.step4.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 232848 * nB, 0, G + 253776, G + 253824, act + 178752 * nB, act + 6216192 * nB, fix + 21824, fix + 21872, P + 253776, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 2756544 * nB, 0, G + 253776, G + 253824, act + 3142272 * nB, act + 1759296 * nB, fix + 7584, fix + 7632, P + 253776, B, 48, 196);
     /* 148 stage2.step4.grad.conv0: conv 156x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 246288, act + 232848 * nB, act + 5609520 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 4410000 * nB, 0, G + 246288, act + 2756544 * nB, act + 4379424 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
     /* 147 stage2.step4.grad.relu0: relu 156x14x14 -> 156x14x14 */
-    rt_relu_backward_d(ctx, act + 232848 * nB, 0, act + 169344 * nB, act + 5609520 * nB, nB * 30576);
+    rt_relu_backward_d(ctx, act + 4440576 * nB, 0, act + 4410000 * nB, act + 4379424 * nB, nB * 30576);
     /* 146 stage2.step4.grad.bn0: bn 156x14x14 -> 156x14x14 */
-    rt_bn_backward_d(ctx, act + 202272 * nB, 1, G + 245976, G + 246132, act + 232848 * nB, act + 5578944 * nB, fix + 16384, fix + 16544, P + 245976, B, 156, 196);
+    rt_bn_backward_d(ctx, act + 4348848 * nB, 1, G + 245976, G + 246132, act + 4440576 * nB, act + 4318272 * nB, fix + 7264, fix + 7424, P + 245976, B, 156, 196);
     /* 145 stage2.step3.concat: concat 144x14x14 -> 156x14x14 */
     {
-        double *const dxs[2] = { act + 169344 * nB, act + 232848 * nB };
+        double *const dxs[2] = { act + 3937248 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 144, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 202272 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 4348848 * nB, 2, cs, B, 196);
     }
     /* 144 stage2.step3.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 197568 * nB, 0, G + 240792, act + 232848 * nB, act + 6206784 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1759296 * nB, 0, G + 240792, act + 190512 * nB, act + 1768704 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
     /* 143 stage2.step3.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 206976 * nB, 0, act + 197568 * nB, act + 6206784 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 2756544 * nB, 0, act + 1759296 * nB, act + 1768704 * nB, nB * 9408);
     /* 142 stage2.step3.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 225792 * nB, 0, G + 240696, G + 240744, act + 206976 * nB, act + 6197376 * nB, fix + 21728, fix + 21776, P + 240696, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 1759296 * nB, 0, G + 240696, G + 240744, act + 2756544 * nB, act + 771456 * nB, fix + 7168, fix + 7216, P + 240696, B, 48, 196);
     /* 141 stage2.step3.grad.conv0: conv 144x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 197568 * nB, 0, G + 233784, act + 225792 * nB, act + 5724768 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 4318272 * nB, 0, G + 233784, act + 1759296 * nB, act + 3965472 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
     /* 140 stage2.step3.grad.relu0: relu 144x14x14 -> 144x14x14 */
-    rt_relu_backward_d(ctx, act + 225792 * nB, 0, act + 197568 * nB, act + 5724768 * nB, nB * 28224);
+    rt_relu_backward_d(ctx, act + 4346496 * nB, 0, act + 4318272 * nB, act + 3965472 * nB, nB * 28224);
     /* 139 stage2.step3.grad.bn0: bn 144x14x14 -> 144x14x14 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 1, G + 233496, G + 233640, act + 225792 * nB, act + 5696544 * nB, fix + 17312, fix + 17456, P + 233496, B, 144, 196);
+    rt_bn_backward_d(ctx, act + 3937248 * nB, 1, G + 233496, G + 233640, act + 4346496 * nB, act + 3909024 * nB, fix + 6880, fix + 7024, P + 233496, B, 144, 196);
     /* 138 stage2.step2.concat: concat 132x14x14 -> 144x14x14 */
     {
-        double *const dxs[2] = { act + 197568 * nB, act + 223440 * nB };
+        double *const dxs[2] = { act + 3857280 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 132, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 3937248 * nB, 2, cs, B, 196);
     }
     /* 137 stage2.step2.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 228312, act + 223440 * nB, act + 6187968 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 771456 * nB, 0, G + 228312, act + 190512 * nB, act + 1495872 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
     /* 136 stage2.step2.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6187968 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 1759296 * nB, 0, act + 771456 * nB, act + 1495872 * nB, nB * 9408);
     /* 135 stage2.step2.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 223440 * nB, 0, G + 228216, G + 228264, act + 178752 * nB, act + 6178560 * nB, fix + 21632, fix + 21680, P + 228216, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 771456 * nB, 0, G + 228216, G + 228264, act + 1759296 * nB, act + 573888 * nB, fix + 6784, fix + 6832, P + 228216, B, 48, 196);
     /* 134 stage2.step2.grad.conv0: conv 132x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 221880, act + 223440 * nB, act + 5778864 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 3909024 * nB, 0, G + 221880, act + 771456 * nB, act + 3883152 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
 }
 
 /* Backward, part 10 of 15. */
@@ -5373,73 +5373,73 @@ static void backward_d_10(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 133 stage2.step2.grad.relu0: relu 132x14x14 -> 132x14x14 */
-    rt_relu_backward_d(ctx, act + 223440 * nB, 0, act + 169344 * nB, act + 5778864 * nB, nB * 25872);
+    rt_relu_backward_d(ctx, act + 3934896 * nB, 0, act + 3909024 * nB, act + 3883152 * nB, nB * 25872);
     /* 132 stage2.step2.grad.bn0: bn 132x14x14 -> 132x14x14 */
-    rt_bn_backward_d(ctx, act + 197568 * nB, 1, G + 221616, G + 221748, act + 223440 * nB, act + 5752992 * nB, fix + 17888, fix + 18032, P + 221616, B, 132, 196);
+    rt_bn_backward_d(ctx, act + 3857280 * nB, 1, G + 221616, G + 221748, act + 3934896 * nB, act + 3462144 * nB, fix + 6496, fix + 6640, P + 221616, B, 132, 196);
     /* 131 stage2.step1.concat: concat 120x14x14 -> 132x14x14 */
     {
-        double *const dxs[2] = { act + 169344 * nB, act + 223440 * nB };
+        double *const dxs[2] = { act + 3462144 * nB, act + 190512 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 120, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 197568 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 3857280 * nB, 2, cs, B, 196);
     }
     /* 130 stage2.step1.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 192864 * nB, 0, G + 216432, act + 223440 * nB, act + 6169152 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 573888 * nB, 0, G + 216432, act + 190512 * nB, act + 762048 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
     /* 129 stage2.step1.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 202272 * nB, 0, act + 192864 * nB, act + 6169152 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 771456 * nB, 0, act + 573888 * nB, act + 762048 * nB, nB * 9408);
     /* 128 stage2.step1.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 216384 * nB, 0, G + 216336, G + 216384, act + 202272 * nB, act + 6159744 * nB, fix + 21536, fix + 21584, P + 216336, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 573888 * nB, 0, G + 216336, G + 216384, act + 771456 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, B, 48, 196);
     /* 127 stage2.step1.grad.conv0: conv 120x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 192864 * nB, 0, G + 210576, act + 216384 * nB, act + 5828256 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 3857280 * nB, 0, G + 210576, act + 573888 * nB, act + 3537408 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
     /* 126 stage2.step1.grad.relu0: relu 120x14x14 -> 120x14x14 */
-    rt_relu_backward_d(ctx, act + 216384 * nB, 0, act + 192864 * nB, act + 5828256 * nB, nB * 23520);
+    rt_relu_backward_d(ctx, act + 3880800 * nB, 0, act + 3857280 * nB, act + 3537408 * nB, nB * 23520);
     /* 125 stage2.step1.grad.bn0: bn 120x14x14 -> 120x14x14 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 1, G + 210336, G + 210456, act + 216384 * nB, act + 5804736 * nB, fix + 18432, fix + 18560, P + 210336, B, 120, 196);
+    rt_bn_backward_d(ctx, act + 3462144 * nB, 1, G + 210336, G + 210456, act + 3880800 * nB, act + 978432 * nB, fix + 6144, fix + 6272, P + 210336, B, 120, 196);
     /* 124 stage2.step0.concat: concat 108x14x14 -> 120x14x14 */
     {
-        double *const dxs[2] = { act + 192864 * nB, act + 214032 * nB };
+        double *const dxs[2] = { act + 978432 * nB, act + 28224 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 108, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 196);
+        rt_concat_backward_d(ctx, dxs, acc, act + 3462144 * nB, 2, cs, B, 196);
     }
     /* 123 stage2.step0.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 205152, act + 214032 * nB, act + 6150336 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 573888 * nB, 0, G + 205152, act + 28224 * nB, act + 122304 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
     /* 122 stage2.step0.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 178752 * nB, 0, act + 169344 * nB, act + 6150336 * nB, nB * 9408);
+    rt_relu_backward_d(ctx, act + 28224 * nB, 0, act + 573888 * nB, act + 122304 * nB, nB * 9408);
     /* 121 stage2.step0.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 214032 * nB, 0, G + 205056, G + 205104, act + 178752 * nB, act + 6140928 * nB, fix + 21440, fix + 21488, P + 205056, B, 48, 196);
+    rt_bn_backward_d(ctx, act + 122304 * nB, 0, G + 205056, G + 205104, act + 28224 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, B, 48, 196);
     /* 120 stage2.step0.grad.conv0: conv 108x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 199872, act + 214032 * nB, act + 5872944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 3462144 * nB, 0, G + 199872, act + 122304 * nB, act + 2050944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
     /* 119 stage2.step0.grad.relu0: relu 108x14x14 -> 108x14x14 */
-    rt_relu_backward_d(ctx, act + 214032 * nB, 0, act + 169344 * nB, act + 5872944 * nB, nB * 21168);
+    rt_relu_backward_d(ctx, act + 3537408 * nB, 0, act + 3462144 * nB, act + 2050944 * nB, nB * 21168);
     /* 118 stage2.step0.grad.bn0: bn 108x14x14 -> 108x14x14 */
-    rt_bn_backward_d(ctx, act + 192864 * nB, 1, G + 199656, G + 199764, act + 214032 * nB, act + 5851776 * nB, fix + 18912, fix + 19024, P + 199656, B, 108, 196);
+    rt_bn_backward_d(ctx, act + 978432 * nB, 1, G + 199656, G + 199764, act + 3537408 * nB, act + 169344 * nB, fix + 5824, fix + 5936, P + 199656, B, 108, 196);
     /* 117 trans1.avgpool0: avgpool 108x28x28 -> 108x14x14 */
-    rt_avgpool_backward_d(ctx, act + 508032 * nB, 0, act + 192864 * nB, B, 108, 28, 28, 2, 2);
+    rt_avgpool_backward_d(ctx, act + 3857280 * nB, 0, act + 978432 * nB, B, 108, 28, 28, 2, 2);
     /* 116 trans1.conv0: conv 216x28x28 -> 108x28x28 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 176328, act + 508032 * nB, act + 338688 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 4807488 * nB, 0, G + 176328, act + 3857280 * nB, act + 4976832 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
     /* 115 trans1.relu0: relu 216x28x28 -> 216x28x28 */
-    rt_relu_backward_d(ctx, act + 508032 * nB, 0, act + 169344 * nB, act + 338688 * nB, nB * 169344);
+    rt_relu_backward_d(ctx, act + 5146176 * nB, 0, act + 4807488 * nB, act + 4976832 * nB, nB * 169344);
     /* 114 trans1.bn0: bn 216x28x28 -> 216x28x28 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 0, G + 175896, G + 176112, act + 508032 * nB, act, fix + 10144, fix + 10368, P + 175896, B, 216, 784);
+    rt_bn_backward_d(ctx, act + 4807488 * nB, 0, G + 175896, G + 176112, act + 5146176 * nB, act + 4638144 * nB, fix + 5376, fix + 5600, P + 175896, B, 216, 784);
     /* 113 stage1.step15.concat: concat 204x28x28 -> 216x28x28 */
     {
-        double *const dxs[2] = { act, act + 338688 * nB };
+        double *const dxs[2] = { act + 4318272 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 204, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 4807488 * nB, 2, cs, B, 784);
     }
     /* 112 stage1.step15.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 159936 * nB, 0, G + 170712, act + 338688 * nB, act + 5329632 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 3462144 * nB, 0, G + 170712, act + 18816 * nB, act + 3499776 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
     /* 111 stage1.step15.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 197568 * nB, 0, act + 159936 * nB, act + 5329632 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 3857280 * nB, 0, act + 3462144 * nB, act + 3499776 * nB, nB * 37632);
     /* 110 stage1.step15.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 319872 * nB, 0, G + 170616, G + 170664, act + 197568 * nB, act + 5292000 * nB, fix + 21344, fix + 21392, P + 170616, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 3462144 * nB, 0, G + 170616, G + 170664, act + 3857280 * nB, act + 3095232 * nB, fix + 5280, fix + 5328, P + 170616, B, 48, 784);
 }
 
 /* Backward, part 11 of 15. */
@@ -5448,73 +5448,73 @@ static void backward_d_11(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 109 stage1.step15.grad.conv0: conv 204x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 159936 * nB, 0, G + 160824, act + 319872 * nB, act + 837312 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 4638144 * nB, 0, G + 160824, act + 3462144 * nB, act + 4478208 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
     /* 108 stage1.step15.grad.relu0: relu 204x28x28 -> 204x28x28 */
-    rt_relu_backward_d(ctx, act + 319872 * nB, 0, act + 159936 * nB, act + 837312 * nB, nB * 159936);
+    rt_relu_backward_d(ctx, act + 4798080 * nB, 0, act + 4638144 * nB, act + 4478208 * nB, nB * 159936);
     /* 107 stage1.step15.grad.bn0: bn 204x28x28 -> 204x28x28 */
-    rt_bn_backward_d(ctx, act, 1, G + 160416, G + 160620, act + 319872 * nB, act + 677376 * nB, fix + 11488, fix + 11696, P + 160416, B, 204, 784);
+    rt_bn_backward_d(ctx, act + 4318272 * nB, 1, G + 160416, G + 160620, act + 4798080 * nB, act + 4158336 * nB, fix + 4864, fix + 5072, P + 160416, B, 204, 784);
     /* 106 stage1.step14.concat: concat 192x28x28 -> 204x28x28 */
     {
-        double *const dxs[2] = { act + 159936 * nB, act + 310464 * nB };
+        double *const dxs[2] = { act + 3857280 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 192, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 4318272 * nB, 2, cs, B, 784);
     }
     /* 105 stage1.step14.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 155232, act + 310464 * nB, act + 5254368 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 3095232 * nB, 0, G + 155232, act + 18816 * nB, act + 3424512 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
     /* 104 stage1.step14.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act, act + 5254368 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 3462144 * nB, 0, act + 3095232 * nB, act + 3424512 * nB, nB * 37632);
     /* 103 stage1.step14.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 310464 * nB, 0, G + 155136, G + 155184, act + 37632 * nB, act + 5216736 * nB, fix + 21248, fix + 21296, P + 155136, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 3095232 * nB, 0, G + 155136, G + 155184, act + 3462144 * nB, act + 3019968 * nB, fix + 4768, fix + 4816, P + 155136, B, 48, 784);
     /* 102 stage1.step14.grad.conv0: conv 192x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 145920, act + 310464 * nB, act + 1147776 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 4158336 * nB, 0, G + 145920, act + 3095232 * nB, act + 4007808 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
     /* 101 stage1.step14.grad.relu0: relu 192x28x28 -> 192x28x28 */
-    rt_relu_backward_d(ctx, act + 310464 * nB, 0, act, act + 1147776 * nB, nB * 150528);
+    rt_relu_backward_d(ctx, act + 4308864 * nB, 0, act + 4158336 * nB, act + 4007808 * nB, nB * 150528);
     /* 100 stage1.step14.grad.bn0: bn 192x28x28 -> 192x28x28 */
-    rt_bn_backward_d(ctx, act + 159936 * nB, 1, G + 145536, G + 145728, act + 310464 * nB, act + 997248 * nB, fix + 12736, fix + 12928, P + 145536, B, 192, 784);
+    rt_bn_backward_d(ctx, act + 3857280 * nB, 1, G + 145536, G + 145728, act + 4308864 * nB, act + 3706752 * nB, fix + 4384, fix + 4576, P + 145536, B, 192, 784);
     /* 99 stage1.step13.concat: concat 180x28x28 -> 192x28x28 */
     {
-        double *const dxs[2] = { act, act + 310464 * nB };
+        double *const dxs[2] = { act + 3424512 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 180, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 159936 * nB, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 3857280 * nB, 2, cs, B, 784);
     }
     /* 98 stage1.step13.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 141120 * nB, 0, G + 140352, act + 310464 * nB, act + 5179104 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 3019968 * nB, 0, G + 140352, act + 18816 * nB, act + 3057600 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
     /* 97 stage1.step13.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 178752 * nB, 0, act + 141120 * nB, act + 5179104 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 3095232 * nB, 0, act + 3019968 * nB, act + 3057600 * nB, nB * 37632);
     /* 96 stage1.step13.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 282240 * nB, 0, G + 140256, G + 140304, act + 178752 * nB, act + 5141472 * nB, fix + 21152, fix + 21200, P + 140256, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 3019968 * nB, 0, G + 140256, G + 140304, act + 3095232 * nB, act + 2681280 * nB, fix + 4288, fix + 4336, P + 140256, B, 48, 784);
     /* 95 stage1.step13.grad.conv0: conv 180x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 141120 * nB, 0, G + 131616, act + 282240 * nB, act + 1439424 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 3706752 * nB, 0, G + 131616, act + 3019968 * nB, act + 3565632 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
     /* 94 stage1.step13.grad.relu0: relu 180x28x28 -> 180x28x28 */
-    rt_relu_backward_d(ctx, act + 282240 * nB, 0, act + 141120 * nB, act + 1439424 * nB, nB * 141120);
+    rt_relu_backward_d(ctx, act + 3847872 * nB, 0, act + 3706752 * nB, act + 3565632 * nB, nB * 141120);
     /* 93 stage1.step13.grad.bn0: bn 180x28x28 -> 180x28x28 */
-    rt_bn_backward_d(ctx, act, 1, G + 131256, G + 131436, act + 282240 * nB, act + 1298304 * nB, fix + 13888, fix + 14080, P + 131256, B, 180, 784);
+    rt_bn_backward_d(ctx, act + 3424512 * nB, 1, G + 131256, G + 131436, act + 3847872 * nB, act + 3283392 * nB, fix + 3904, fix + 4096, P + 131256, B, 180, 784);
     /* 92 stage1.step12.concat: concat 168x28x28 -> 180x28x28 */
     {
-        double *const dxs[2] = { act + 141120 * nB, act + 272832 * nB };
+        double *const dxs[2] = { act + 3019968 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 168, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 3424512 * nB, 2, cs, B, 784);
     }
     /* 91 stage1.step12.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 126072, act + 272832 * nB, act + 5103840 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 2681280 * nB, 0, G + 126072, act + 18816 * nB, act + 2718912 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
     /* 90 stage1.step12.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act, act + 5103840 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 3283392 * nB, 0, act + 2681280 * nB, act + 2718912 * nB, nB * 37632);
     /* 89 stage1.step12.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 272832 * nB, 0, G + 125976, G + 126024, act + 37632 * nB, act + 5066208 * nB, fix + 21056, fix + 21104, P + 125976, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 2681280 * nB, 0, G + 125976, G + 126024, act + 3283392 * nB, act + 2370816 * nB, fix + 3808, fix + 3856, P + 125976, B, 48, 784);
     /* 88 stage1.step12.grad.conv0: conv 168x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 117912, act + 272832 * nB, act + 1712256 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 3283392 * nB, 0, G + 117912, act + 2681280 * nB, act + 3151680 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
     /* 87 stage1.step12.grad.relu0: relu 168x28x28 -> 168x28x28 */
-    rt_relu_backward_d(ctx, act + 272832 * nB, 0, act, act + 1712256 * nB, nB * 131712);
+    rt_relu_backward_d(ctx, act + 3415104 * nB, 0, act + 3283392 * nB, act + 3151680 * nB, nB * 131712);
     /* 86 stage1.step12.grad.bn0: bn 168x28x28 -> 168x28x28 */
-    rt_bn_backward_d(ctx, act + 141120 * nB, 1, G + 117576, G + 117744, act + 272832 * nB, act + 1580544 * nB, fix + 15008, fix + 15184, P + 117576, B, 168, 784);
+    rt_bn_backward_d(ctx, act + 3019968 * nB, 1, G + 117576, G + 117744, act + 3415104 * nB, act + 2888256 * nB, fix + 3456, fix + 3632, P + 117576, B, 168, 784);
 }
 
 /* Backward, part 12 of 15. */
@@ -5523,78 +5523,78 @@ static void backward_d_12(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 85 stage1.step11.concat: concat 156x28x28 -> 168x28x28 */
     {
-        double *const dxs[2] = { act, act + 272832 * nB };
+        double *const dxs[2] = { act + 2888256 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 156, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 141120 * nB, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 3019968 * nB, 2, cs, B, 784);
     }
     /* 84 stage1.step11.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 122304 * nB, 0, G + 112392, act + 272832 * nB, act + 5028576 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 2370816 * nB, 0, G + 112392, act + 18816 * nB, act + 2643648 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
     /* 83 stage1.step11.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 159936 * nB, 0, act + 122304 * nB, act + 5028576 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 2681280 * nB, 0, act + 2370816 * nB, act + 2643648 * nB, nB * 37632);
     /* 82 stage1.step11.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 244608 * nB, 0, G + 112296, G + 112344, act + 159936 * nB, act + 4990944 * nB, fix + 20960, fix + 21008, P + 112296, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 2370816 * nB, 0, G + 112296, G + 112344, act + 2681280 * nB, act + 2295552 * nB, fix + 3360, fix + 3408, P + 112296, B, 48, 784);
     /* 81 stage1.step11.grad.conv0: conv 156x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 122304 * nB, 0, G + 104808, act + 244608 * nB, act + 1966272 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 2643648 * nB, 0, G + 104808, act + 2370816 * nB, act + 2765952 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
     /* 80 stage1.step11.grad.relu0: relu 156x28x28 -> 156x28x28 */
-    rt_relu_backward_d(ctx, act + 244608 * nB, 0, act + 122304 * nB, act + 1966272 * nB, nB * 122304);
+    rt_relu_backward_d(ctx, act + 3010560 * nB, 0, act + 2643648 * nB, act + 2765952 * nB, nB * 122304);
     /* 79 stage1.step11.grad.bn0: bn 156x28x28 -> 156x28x28 */
-    rt_bn_backward_d(ctx, act, 1, G + 104496, G + 104652, act + 244608 * nB, act + 1843968 * nB, fix + 16064, fix + 16224, P + 104496, B, 156, 784);
+    rt_bn_backward_d(ctx, act + 2888256 * nB, 1, G + 104496, G + 104652, act + 3010560 * nB, act + 2521344 * nB, fix + 3040, fix + 3200, P + 104496, B, 156, 784);
     /* 78 stage1.step10.concat: concat 144x28x28 -> 156x28x28 */
     {
-        double *const dxs[2] = { act + 122304 * nB, act + 235200 * nB };
+        double *const dxs[2] = { act + 2521344 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 144, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 2888256 * nB, 2, cs, B, 784);
     }
     /* 77 stage1.step10.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 99312, act + 235200 * nB, act + 4953312 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 2295552 * nB, 0, G + 99312, act + 18816 * nB, act + 2333184 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
     /* 76 stage1.step10.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act, act + 4953312 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 2370816 * nB, 0, act + 2295552 * nB, act + 2333184 * nB, nB * 37632);
     /* 75 stage1.step10.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 235200 * nB, 0, G + 99216, G + 99264, act + 37632 * nB, act + 4915680 * nB, fix + 20864, fix + 20912, P + 99216, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 2295552 * nB, 0, G + 99216, G + 99264, act + 2370816 * nB, act + 1975680 * nB, fix + 2944, fix + 2992, P + 99216, B, 48, 784);
     /* 74 stage1.step10.grad.conv0: conv 144x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 92304, act + 235200 * nB, act + 2201472 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 2634240 * nB, 0, G + 92304, act + 2295552 * nB, act + 2408448 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
     /* 73 stage1.step10.grad.relu0: relu 144x28x28 -> 144x28x28 */
-    rt_relu_backward_d(ctx, act + 235200 * nB, 0, act, act + 2201472 * nB, nB * 112896);
+    rt_relu_backward_d(ctx, act + 2295552 * nB, 0, act + 2634240 * nB, act + 2408448 * nB, nB * 112896);
     /* 72 stage1.step10.grad.bn0: bn 144x28x28 -> 144x28x28 */
-    rt_bn_backward_d(ctx, act + 122304 * nB, 1, G + 92016, G + 92160, act + 235200 * nB, act + 2088576 * nB, fix + 17024, fix + 17168, P + 92016, B, 144, 784);
+    rt_bn_backward_d(ctx, act + 2521344 * nB, 1, G + 92016, G + 92160, act + 2295552 * nB, act + 2182656 * nB, fix + 2656, fix + 2800, P + 92016, B, 144, 784);
     /* 71 stage1.step9.concat: concat 132x28x28 -> 144x28x28 */
     {
-        double *const dxs[2] = { act, act + 235200 * nB };
+        double *const dxs[2] = { act + 2182656 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 132, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 122304 * nB, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 2521344 * nB, 2, cs, B, 784);
     }
     /* 70 stage1.step9.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 103488 * nB, 0, G + 86832, act + 235200 * nB, act + 4878048 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1975680 * nB, 0, G + 86832, act + 18816 * nB, act + 2013312 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
     /* 69 stage1.step9.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 141120 * nB, 0, act + 103488 * nB, act + 4878048 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 2286144 * nB, 0, act + 1975680 * nB, act + 2013312 * nB, nB * 37632);
     /* 68 stage1.step9.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 206976 * nB, 0, G + 86736, G + 86784, act + 141120 * nB, act + 4840416 * nB, fix + 20768, fix + 20816, P + 86736, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 1975680 * nB, 0, G + 86736, G + 86784, act + 2286144 * nB, act + 1684032 * nB, fix + 2560, fix + 2608, P + 86736, B, 48, 784);
     /* 67 stage1.step9.grad.conv0: conv 132x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 103488 * nB, 0, G + 80400, act + 206976 * nB, act + 2417856 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 2286144 * nB, 0, G + 80400, act + 1975680 * nB, act + 2079168 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
     /* 66 stage1.step9.grad.relu0: relu 132x28x28 -> 132x28x28 */
-    rt_relu_backward_d(ctx, act + 206976 * nB, 0, act + 103488 * nB, act + 2417856 * nB, nB * 103488);
+    rt_relu_backward_d(ctx, act + 1975680 * nB, 0, act + 2286144 * nB, act + 2079168 * nB, nB * 103488);
     /* 65 stage1.step9.grad.bn0: bn 132x28x28 -> 132x28x28 */
-    rt_bn_backward_d(ctx, act, 1, G + 80136, G + 80268, act + 206976 * nB, act + 2314368 * nB, fix + 17600, fix + 17744, P + 80136, B, 132, 784);
+    rt_bn_backward_d(ctx, act + 2182656 * nB, 1, G + 80136, G + 80268, act + 1975680 * nB, act + 1872192 * nB, fix + 2272, fix + 2416, P + 80136, B, 132, 784);
     /* 64 stage1.step8.concat: concat 120x28x28 -> 132x28x28 */
     {
-        double *const dxs[2] = { act + 103488 * nB, act + 197568 * nB };
+        double *const dxs[2] = { act + 1872192 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 120, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 2182656 * nB, 2, cs, B, 784);
     }
     /* 63 stage1.step8.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 74952, act + 197568 * nB, act + 4802784 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1684032 * nB, 0, G + 74952, act + 18816 * nB, act + 1721664 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act, act + 4802784 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 1966272 * nB, 0, act + 1684032 * nB, act + 1721664 * nB, nB * 37632);
 }
 
 /* Backward, part 13 of 15. */
@@ -5603,73 +5603,73 @@ static void backward_d_13(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 61 stage1.step8.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 197568 * nB, 0, G + 74856, G + 74904, act + 37632 * nB, act + 4765152 * nB, fix + 20672, fix + 20720, P + 74856, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 1684032 * nB, 0, G + 74856, G + 74904, act + 1966272 * nB, act + 1420608 * nB, fix + 2176, fix + 2224, P + 74856, B, 48, 784);
     /* 60 stage1.step8.grad.conv0: conv 120x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 69096, act + 197568 * nB, act + 2615424 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 1966272 * nB, 0, G + 69096, act + 1684032 * nB, act + 1778112 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
     /* 59 stage1.step8.grad.relu0: relu 120x28x28 -> 120x28x28 */
-    rt_relu_backward_d(ctx, act + 197568 * nB, 0, act, act + 2615424 * nB, nB * 94080);
+    rt_relu_backward_d(ctx, act + 1684032 * nB, 0, act + 1966272 * nB, act + 1778112 * nB, nB * 94080);
     /* 58 stage1.step8.grad.bn0: bn 120x28x28 -> 120x28x28 */
-    rt_bn_backward_d(ctx, act + 103488 * nB, 1, G + 68856, G + 68976, act + 197568 * nB, act + 2521344 * nB, fix + 18176, fix + 18304, P + 68856, B, 120, 784);
+    rt_bn_backward_d(ctx, act + 1872192 * nB, 1, G + 68856, G + 68976, act + 1684032 * nB, act + 1589952 * nB, fix + 1920, fix + 2048, P + 68856, B, 120, 784);
     /* 57 stage1.step7.concat: concat 108x28x28 -> 120x28x28 */
     {
-        double *const dxs[2] = { act, act + 197568 * nB };
+        double *const dxs[2] = { act + 1589952 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 108, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 103488 * nB, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 1872192 * nB, 2, cs, B, 784);
     }
     /* 56 stage1.step7.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 84672 * nB, 0, G + 63672, act + 197568 * nB, act + 4727520 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1420608 * nB, 0, G + 63672, act + 18816 * nB, act + 1458240 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 122304 * nB, 0, act + 84672 * nB, act + 4727520 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 1674624 * nB, 0, act + 1420608 * nB, act + 1458240 * nB, nB * 37632);
     /* 54 stage1.step7.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 0, G + 63576, G + 63624, act + 122304 * nB, act + 4689888 * nB, fix + 20576, fix + 20624, P + 63576, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 1420608 * nB, 0, G + 63576, G + 63624, act + 1674624 * nB, act + 1185408 * nB, fix + 1824, fix + 1872, P + 63576, B, 48, 784);
     /* 53 stage1.step7.grad.conv0: conv 108x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 84672 * nB, 0, G + 58392, act + 169344 * nB, act + 2794176 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 1674624 * nB, 0, G + 58392, act + 1420608 * nB, act + 1505280 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
     /* 52 stage1.step7.grad.relu0: relu 108x28x28 -> 108x28x28 */
-    rt_relu_backward_d(ctx, act + 169344 * nB, 0, act + 84672 * nB, act + 2794176 * nB, nB * 84672);
+    rt_relu_backward_d(ctx, act + 1420608 * nB, 0, act + 1674624 * nB, act + 1505280 * nB, nB * 84672);
     /* 51 stage1.step7.grad.bn0: bn 108x28x28 -> 108x28x28 */
-    rt_bn_backward_d(ctx, act, 1, G + 58176, G + 58284, act + 169344 * nB, act + 2709504 * nB, fix + 18688, fix + 18800, P + 58176, B, 108, 784);
+    rt_bn_backward_d(ctx, act + 1589952 * nB, 1, G + 58176, G + 58284, act + 1420608 * nB, act + 1335936 * nB, fix + 1600, fix + 1712, P + 58176, B, 108, 784);
     /* 50 stage1.step6.concat: concat 96x28x28 -> 108x28x28 */
     {
-        double *const dxs[2] = { act + 84672 * nB, act + 159936 * nB };
+        double *const dxs[2] = { act + 1335936 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 96, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 1589952 * nB, 2, cs, B, 784);
     }
     /* 49 stage1.step6.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 52992, act + 159936 * nB, act + 4652256 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1185408 * nB, 0, G + 52992, act + 18816 * nB, act + 1223040 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act, act + 4652256 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 1411200 * nB, 0, act + 1185408 * nB, act + 1223040 * nB, nB * 37632);
     /* 47 stage1.step6.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 159936 * nB, 0, G + 52896, G + 52944, act + 37632 * nB, act + 4614624 * nB, fix + 20480, fix + 20528, P + 52896, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 1185408 * nB, 0, G + 52896, G + 52944, act + 1411200 * nB, act + 940800 * nB, fix + 1504, fix + 1552, P + 52896, B, 48, 784);
     /* 46 stage1.step6.grad.conv0: conv 96x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 48288, act + 159936 * nB, act + 2954112 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 1411200 * nB, 0, G + 48288, act + 1185408 * nB, act + 1260672 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
     /* 45 stage1.step6.grad.relu0: relu 96x28x28 -> 96x28x28 */
-    rt_relu_backward_d(ctx, act + 159936 * nB, 0, act, act + 2954112 * nB, nB * 75264);
+    rt_relu_backward_d(ctx, act + 1185408 * nB, 0, act + 1411200 * nB, act + 1260672 * nB, nB * 75264);
     /* 44 stage1.step6.grad.bn0: bn 96x28x28 -> 96x28x28 */
-    rt_bn_backward_d(ctx, act + 84672 * nB, 1, G + 48096, G + 48192, act + 159936 * nB, act + 2878848 * nB, fix + 19136, fix + 19232, P + 48096, B, 96, 784);
+    rt_bn_backward_d(ctx, act + 1335936 * nB, 1, G + 48096, G + 48192, act + 1185408 * nB, act + 1110144 * nB, fix + 1312, fix + 1408, P + 48096, B, 96, 784);
     /* 43 stage1.step5.concat: concat 84x28x28 -> 96x28x28 */
     {
-        double *const dxs[2] = { act, act + 159936 * nB };
+        double *const dxs[2] = { act + 940800 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 84, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 84672 * nB, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 1335936 * nB, 2, cs, B, 784);
     }
     /* 42 stage1.step5.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 65856 * nB, 0, G + 42912, act + 159936 * nB, act + 4576992 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1110144 * nB, 0, G + 42912, act + 18816 * nB, act + 1072512 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 103488 * nB, 0, act + 65856 * nB, act + 4576992 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 1147776 * nB, 0, act + 1110144 * nB, act + 1072512 * nB, nB * 37632);
     /* 40 stage1.step5.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 141120 * nB, 0, G + 42816, G + 42864, act + 103488 * nB, act + 4539360 * nB, fix + 20384, fix + 20432, P + 42816, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 1072512 * nB, 0, G + 42816, G + 42864, act + 1147776 * nB, act + 724416 * nB, fix + 1216, fix + 1264, P + 42816, B, 48, 784);
     /* 39 stage1.step5.grad.conv0: conv 84x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 65856 * nB, 0, G + 38784, act + 141120 * nB, act + 3095232 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 1110144 * nB, 0, G + 38784, act + 1072512 * nB, act + 1006656 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
     /* 38 stage1.step5.grad.relu0: relu 84x28x28 -> 84x28x28 */
-    rt_relu_backward_d(ctx, act + 131712 * nB, 0, act + 65856 * nB, act + 3095232 * nB, nB * 65856);
+    rt_relu_backward_d(ctx, act + 1176000 * nB, 0, act + 1110144 * nB, act + 1006656 * nB, nB * 65856);
 }
 
 /* Backward, part 14 of 15. */
@@ -5678,78 +5678,78 @@ static void backward_d_14(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 37 stage1.step5.grad.bn0: bn 84x28x28 -> 84x28x28 */
-    rt_bn_backward_d(ctx, act, 1, G + 38616, G + 38700, act + 131712 * nB, act + 3029376 * nB, fix + 19328, fix + 19424, P + 38616, B, 84, 784);
+    rt_bn_backward_d(ctx, act + 940800 * nB, 1, G + 38616, G + 38700, act + 1176000 * nB, act + 874944 * nB, fix + 1024, fix + 1120, P + 38616, B, 84, 784);
     /* 36 stage1.step4.concat: concat 72x28x28 -> 84x28x28 */
     {
-        double *const dxs[2] = { act + 65856 * nB, act + 122304 * nB };
+        double *const dxs[2] = { act + 724416 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 72, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 940800 * nB, 2, cs, B, 784);
     }
     /* 35 stage1.step4.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 33432, act + 122304 * nB, act + 4501728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 874944 * nB, 0, G + 33432, act + 18816 * nB, act + 837312 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 122304 * nB, 0, act, act + 4501728 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 912576 * nB, 0, act + 874944 * nB, act + 837312 * nB, nB * 37632);
     /* 33 stage1.step4.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 159936 * nB, 0, G + 33336, G + 33384, act + 122304 * nB, act + 4464096 * nB, fix + 20288, fix + 20336, P + 33336, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 837312 * nB, 0, G + 33336, G + 33384, act + 912576 * nB, act + 536256 * nB, fix + 928, fix + 976, P + 33336, B, 48, 784);
     /* 32 stage1.step4.grad.conv0: conv 72x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 29880, act + 159936 * nB, act + 3217536 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 874944 * nB, 0, G + 29880, act + 837312 * nB, act + 780864 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
     /* 31 stage1.step4.grad.relu0: relu 72x28x28 -> 72x28x28 */
-    rt_relu_backward_d(ctx, act + 122304 * nB, 0, act, act + 3217536 * nB, nB * 56448);
+    rt_relu_backward_d(ctx, act + 931392 * nB, 0, act + 874944 * nB, act + 780864 * nB, nB * 56448);
     /* 30 stage1.step4.grad.bn0: bn 72x28x28 -> 72x28x28 */
-    rt_bn_backward_d(ctx, act + 65856 * nB, 1, G + 29736, G + 29808, act + 122304 * nB, act + 3161088 * nB, fix + 19520, fix + 19600, P + 29736, B, 72, 784);
+    rt_bn_backward_d(ctx, act + 724416 * nB, 1, G + 29736, G + 29808, act + 931392 * nB, act + 667968 * nB, fix + 768, fix + 848, P + 29736, B, 72, 784);
     /* 29 stage1.step3.concat: concat 60x28x28 -> 72x28x28 */
     {
-        double *const dxs[2] = { act, act + 122304 * nB };
+        double *const dxs[2] = { act + 536256 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 60, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 65856 * nB, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 724416 * nB, 2, cs, B, 784);
     }
     /* 28 stage1.step3.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 47040 * nB, 0, G + 24552, act + 122304 * nB, act + 4426464 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 667968 * nB, 0, G + 24552, act + 18816 * nB, act + 630336 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 84672 * nB, 0, act + 47040 * nB, act + 4426464 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 705600 * nB, 0, act + 667968 * nB, act + 630336 * nB, nB * 37632);
     /* 26 stage1.step3.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 122304 * nB, 0, G + 24456, G + 24504, act + 84672 * nB, act + 4388832 * nB, fix + 20192, fix + 20240, P + 24456, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 630336 * nB, 0, G + 24456, G + 24504, act + 705600 * nB, act + 413952 * nB, fix + 672, fix + 720, P + 24456, B, 48, 784);
     /* 25 stage1.step3.grad.conv0: conv 60x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 47040 * nB, 0, G + 21576, act + 122304 * nB, act + 3692640 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 667968 * nB, 0, G + 21576, act + 630336 * nB, act + 583296 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
     /* 24 stage1.step3.grad.relu0: relu 60x28x28 -> 60x28x28 */
-    rt_relu_backward_d(ctx, act + 94080 * nB, 0, act + 47040 * nB, act + 3692640 * nB, nB * 47040);
+    rt_relu_backward_d(ctx, act + 715008 * nB, 0, act + 667968 * nB, act + 583296 * nB, nB * 47040);
     /* 23 stage1.step3.grad.bn0: bn 60x28x28 -> 60x28x28 */
-    rt_bn_backward_d(ctx, act, 1, G + 21456, G + 21516, act + 94080 * nB, act + 3645600 * nB, fix + 19680, fix + 19744, P + 21456, B, 60, 784);
+    rt_bn_backward_d(ctx, act + 536256 * nB, 1, G + 21456, G + 21516, act + 715008 * nB, act + 489216 * nB, fix + 544, fix + 608, P + 21456, B, 60, 784);
     /* 22 stage1.step2.concat: concat 48x28x28 -> 60x28x28 */
     {
-        double *const dxs[2] = { act + 47040 * nB, act + 84672 * nB };
+        double *const dxs[2] = { act + 413952 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 48, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 536256 * nB, 2, cs, B, 784);
     }
     /* 21 stage1.step2.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 16272, act + 84672 * nB, act + 4351200 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 489216 * nB, 0, G + 16272, act + 18816 * nB, act + 451584 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 84672 * nB, 0, act, act + 4351200 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 526848 * nB, 0, act + 489216 * nB, act + 451584 * nB, nB * 37632);
     /* 19 stage1.step2.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act, 0, G + 16176, G + 16224, act + 84672 * nB, act + 4313568 * nB, fix + 20096, fix + 20144, P + 16176, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 451584 * nB, 0, G + 16176, G + 16224, act + 526848 * nB, act + 338688 * nB, fix + 448, fix + 496, P + 16176, B, 48, 784);
     /* 18 stage1.step2.grad.conv0: conv 48x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 84672 * nB, 0, G + 13872, act, act + 4275936 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 338688 * nB, 0, G + 13872, act + 451584 * nB, act + 376320 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
     /* 17 stage1.step2.grad.relu0: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act, 0, act + 84672 * nB, act + 4275936 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 451584 * nB, 0, act + 338688 * nB, act + 376320 * nB, nB * 37632);
     /* 16 stage1.step2.grad.bn0: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 47040 * nB, 1, G + 13776, G + 13824, act, act + 4238304 * nB, fix + 20000, fix + 20048, P + 13776, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 413952 * nB, 1, G + 13776, G + 13824, act + 451584 * nB, act + 263424 * nB, fix + 352, fix + 400, P + 13776, B, 48, 784);
     /* 15 stage1.step1.concat: concat 36x28x28 -> 48x28x28 */
     {
-        double *const dxs[2] = { act + 84672 * nB, act + 37632 * nB };
+        double *const dxs[2] = { act + 169344 * nB, act + 18816 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 36, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 47040 * nB, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 413952 * nB, 2, cs, B, 784);
     }
     /* 14 stage1.step1.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 8592, act + 37632 * nB, act + 4200672 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 263424 * nB, 0, G + 8592, act + 18816 * nB, act + 301056 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
 }
 
 /* Backward, part 15 of 15. */
@@ -5758,41 +5758,41 @@ static void backward_d_15(RtModelD *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     double *const act = m->acts;
-    double *const fix = act + 6583168 * nB;   /* the batch-independent buffers */
+    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 13 stage1.step1.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act, act + 4200672 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 338688 * nB, 0, act + 263424 * nB, act + 301056 * nB, nB * 37632);
     /* 12 stage1.step1.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act, 0, G + 8496, G + 8544, act + 37632 * nB, act + 4163040 * nB, fix + 19904, fix + 19952, P + 8496, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 263424 * nB, 0, G + 8496, G + 8544, act + 338688 * nB, act + 225792 * nB, fix + 256, fix + 304, P + 8496, B, 48, 784);
     /* 11 stage1.step1.grad.conv0: conv 36x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 37632 * nB, 0, G + 6768, act, act + 5668320 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 225792 * nB, 0, G + 6768, act + 263424 * nB, act + 197568 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
     /* 10 stage1.step1.grad.relu0: relu 36x28x28 -> 36x28x28 */
-    rt_relu_backward_d(ctx, act, 0, act + 37632 * nB, act + 5668320 * nB, nB * 28224);
+    rt_relu_backward_d(ctx, act + 254016 * nB, 0, act + 225792 * nB, act + 197568 * nB, nB * 28224);
     /* 9 stage1.step1.grad.bn0: bn 36x28x28 -> 36x28x28 */
-    rt_bn_backward_d(ctx, act + 84672 * nB, 1, G + 6696, G + 6732, act, act + 5640096 * nB, fix + 24512, fix + 24560, P + 6696, B, 36, 784);
+    rt_bn_backward_d(ctx, act + 169344 * nB, 1, G + 6696, G + 6732, act + 254016 * nB, act + 94080 * nB, fix + 160, fix + 208, P + 6696, B, 36, 784);
     /* 8 stage1.step0.concat: concat 24x28x28 -> 36x28x28 */
     {
-        double *const dxs[2] = { act + 112896 * nB, act + 37632 * nB };
+        double *const dxs[2] = { act + 18816 * nB, act + 94080 * nB };
         const int acc[2] = { 0, 0 };
         const int cs[2] = { 24, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 84672 * nB, 2, cs, B, 784);
+        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 784);
     }
     /* 7 stage1.step0.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act, 0, G + 1512, act + 37632 * nB, act + 4125408 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 1512, act + 94080 * nB, act + 131712 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act, act + 4125408 * nB, nB * 37632);
+    rt_relu_backward_d(ctx, act + 94080 * nB, 0, act + 169344 * nB, act + 131712 * nB, nB * 37632);
     /* 5 stage1.step0.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act, 0, G + 1416, G + 1464, act + 37632 * nB, act + 4087776 * nB, fix + 19808, fix + 19856, P + 1416, B, 48, 784);
+    rt_bn_backward_d(ctx, act + 131712 * nB, 0, G + 1416, G + 1464, act + 94080 * nB, act + 56448 * nB, fix + 64, fix + 112, P + 1416, B, 48, 784);
     /* 4 stage1.step0.grad.conv0: conv 24x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 37632 * nB, 0, G + 264, act, act + 5912928 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
+    rt_conv2d_backward_d(ctx, act + 56448 * nB, 0, G + 264, act + 131712 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
     /* 3 stage1.step0.grad.relu0: relu 24x28x28 -> 24x28x28 */
-    rt_relu_backward_d(ctx, act, 0, act + 37632 * nB, act + 5912928 * nB, nB * 18816);
+    rt_relu_backward_d(ctx, act + 75264 * nB, 0, act + 56448 * nB, act + 37632 * nB, nB * 18816);
     /* 2 stage1.step0.grad.bn0: bn 24x28x28 -> 24x28x28 */
-    rt_bn_backward_d(ctx, act + 112896 * nB, 1, G + 216, G + 240, act, act + 5894112 * nB, fix + 24608, fix + 24640, P + 216, B, 24, 784);
+    rt_bn_backward_d(ctx, act + 18816 * nB, 1, G + 216, G + 240, act + 75264 * nB, act, fix, fix + 32, P + 216, B, 24, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 24x28x28 */
-    rt_conv2d_backward_d(ctx, NULL, 0, G, act + 112896 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, NULL, 0, G, act + 18816 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

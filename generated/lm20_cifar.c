@@ -237,7 +237,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 16384 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 433, P + 449, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 433, P + 449, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 433, P + 449, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -246,7 +246,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 16384 * nB, P + 2769, P + 2785, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2769, P + 2785, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2769, P + 2785, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -264,7 +264,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 81920 * nB, P + 5106, P + 5122, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5106, P + 5122, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 81920 * nB, P + 5106, P + 5122, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -273,7 +273,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 98304 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 49152 * nB, P + 7442, P + 7458, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7442, P + 7458, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 49152 * nB, P + 7442, P + 7458, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -292,7 +292,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 163840 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 147456 * nB, P + 9779, P + 9795, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 163840 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9779, P + 9795, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 163840 * nB, act + 147456 * nB, P + 9779, P + 9795, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -301,7 +301,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 163840 * nB, act + 180224 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 196608 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 163840 * nB, P + 12115, P + 12131, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12115, P + 12131, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 196608 * nB, act + 163840 * nB, P + 12115, P + 12131, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -320,7 +320,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 229376 * nB, P + 14452, P + 14468, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 229376 * nB, P + 14452, P + 14468, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 245760 * nB, act + 229376 * nB, P + 14452, P + 14468, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -338,41 +338,41 @@ static void forward_2(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 278528 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 245760 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 278528 * nB, P + 19092, P + 19124, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 253952 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 245760 * nB, P + 19092, P + 19124, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 245760 * nB, act + 278528 * nB, P + 19092, P + 19124, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 253952 * nB, act + 245760 * nB, P + 19092, P + 19124, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 286720 * nB, act + 245760 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 278528 * nB, act + 253952 * nB, nB * 8192);
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 245760 * nB, act + 286720 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 253952 * nB, act + 278528 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward(ctx, act + 253952 * nB, act + 229376 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_forward(ctx, act + 286720 * nB, act + 229376 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 253952 * nB, act + 245760 * nB };
+        const float *const xs[2] = { act + 286720 * nB, act + 253952 * nB };
         rt_sum_forward(ctx, act + 294912 * nB, 2, xs, c, nB * 8192);
     }
     /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 294912 * nB, P + 28373, P + 28405, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 253952 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 294912 * nB, P + 28373, P + 28405, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 245760 * nB, act + 294912 * nB, P + 28373, P + 28405, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 253952 * nB, act + 294912 * nB, P + 28373, P + 28405, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 303104 * nB, act + 245760 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 303104 * nB, act + 253952 * nB, nB * 8192);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 245760 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 253952 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 245760 * nB, P + 37653, P + 37685, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 253952 * nB, P + 37653, P + 37685, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 311296 * nB, act + 245760 * nB, P + 37653, P + 37685, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 311296 * nB, act + 253952 * nB, P + 37653, P + 37685, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 319488 * nB, act + 311296 * nB, nB * 8192);
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
@@ -384,12 +384,12 @@ static void forward_2(RtModel *m, int B, int train)
             (float)-1,
             (float)(0 + -1 * (double)P[28372])
         };
-        const float *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 253952 * nB };
+        const float *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 286720 * nB };
         rt_sum_forward(ctx, act + 327680 * nB, 3, xs, c, nB * 8192);
     }
     /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 335872 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 327680 * nB, P + 46934, P + 46966, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 335872 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 327680 * nB, P + 46934, P + 46966, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 335872 * nB, act + 327680 * nB, P + 46934, P + 46966, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -398,7 +398,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 335872 * nB, act + 344064 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 352256 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 335872 * nB, P + 56214, P + 56246, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 352256 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 335872 * nB, P + 56214, P + 56246, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 352256 * nB, act + 335872 * nB, P + 56214, P + 56246, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -417,18 +417,18 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 368640 * nB, P + 65495, P + 65527, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 368640 * nB, P + 65495, P + 65527, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 376832 * nB, act + 368640 * nB, P + 65495, P + 65527, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 385024 * nB, act + 376832 * nB, nB * 8192);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 393216 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 376832 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 376832 * nB, fix, fix + 64, buf + 608, buf + 672, act + 393216 * nB, P + 83991, P + 84055, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 380928 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 376832 * nB, P + 83991, P + 84055, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 376832 * nB, act + 393216 * nB, P + 83991, P + 84055, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 380928 * nB, act + 376832 * nB, P + 83991, P + 84055, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
 }
 
 /* Forward, part 3 of 3. */
@@ -442,34 +442,34 @@ static void forward_3(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 397312 * nB, act + 376832 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 393216 * nB, act + 380928 * nB, nB * 4096);
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 376832 * nB, act + 397312 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 380928 * nB, act + 393216 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward(ctx, act + 380928 * nB, act + 368640 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_forward(ctx, act + 397312 * nB, act + 368640 * nB, B, 32, 16, 16, 64, 2);
     /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 380928 * nB, act + 376832 * nB };
+        const float *const xs[2] = { act + 397312 * nB, act + 380928 * nB };
         rt_sum_forward(ctx, act + 401408 * nB, 2, xs, c, nB * 4096);
     }
     /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 401408 * nB, P + 120984, P + 121048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 380928 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 401408 * nB, P + 120984, P + 121048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 376832 * nB, act + 401408 * nB, P + 120984, P + 121048, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 380928 * nB, act + 401408 * nB, P + 120984, P + 121048, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 405504 * nB, act + 376832 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 405504 * nB, act + 380928 * nB, nB * 4096);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 376832 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 380928 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 409600 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 376832 * nB, P + 157976, P + 158040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 409600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 380928 * nB, P + 157976, P + 158040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 409600 * nB, act + 376832 * nB, P + 157976, P + 158040, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 409600 * nB, act + 380928 * nB, P + 157976, P + 158040, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward(ctx, act + 413696 * nB, act + 409600 * nB, nB * 4096);
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
@@ -481,12 +481,12 @@ static void forward_3(RtModel *m, int B, int train)
             (float)-1,
             (float)(0 + -1 * (double)P[120983])
         };
-        const float *const xs[3] = { act + 401408 * nB, act + 409600 * nB, act + 380928 * nB };
+        const float *const xs[3] = { act + 401408 * nB, act + 409600 * nB, act + 397312 * nB };
         rt_sum_forward(ctx, act + 417792 * nB, 3, xs, c, nB * 4096);
     }
     /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 421888 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 417792 * nB, P + 194969, P + 195033, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 421888 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 417792 * nB, P + 194969, P + 195033, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 421888 * nB, act + 417792 * nB, P + 194969, P + 195033, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -495,7 +495,7 @@ static void forward_3(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 421888 * nB, act + 425984 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 430080 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 421888 * nB, P + 231961, P + 232025, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 430080 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 421888 * nB, P + 231961, P + 232025, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 430080 * nB, act + 421888 * nB, P + 231961, P + 232025, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -514,7 +514,7 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 438272 * nB, P + 268953, P + 269017, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 438272 * nB, P + 268953, P + 269017, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 438272 * nB, P + 268953, P + 269017, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
@@ -545,13 +545,13 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 450560 * nB, 0, G + 269081, G + 269721, m->dlogits, act + 442368 * nB, P + 269081, B, 64, 10);
+    rt_linear_backward(ctx, act + 442432 * nB, 0, G + 269081, G + 269721, m->dlogits, act + 442368 * nB, P + 269081, B, 64, 10);
     /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 442368 * nB, 0, act + 450560 * nB, B, 64, 64);
+    rt_gap_backward(ctx, act + 450560 * nB, 0, act + 442432 * nB, B, 64, 64);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 450560 * nB, 0, act + 442368 * nB, act + 446464 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 442368 * nB, 0, act + 450560 * nB, act + 446464 * nB, nB * 4096);
     /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 442368 * nB, 0, G + 268953, G + 269017, act + 450560 * nB, act + 438272 * nB, fix + 640, fix + 704, P + 268953, B, 64, 64);
+    rt_bn_backward(ctx, act + 446464 * nB, 0, G + 268953, G + 269017, act + 442368 * nB, act + 438272 * nB, fix + 1248, fix + 1312, P + 268953, B, 64, 64);
     /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
     {
         const float c[3] = {
@@ -559,26 +559,26 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)(0 + -1 * (double)P[194968])
         };
-        float *const dxs[3] = { act + 446464 * nB, act + 450560 * nB, act + 438272 * nB };
+        float *const dxs[3] = { act + 442368 * nB, act + 450560 * nB, act + 438272 * nB };
         const int acc[3] = { 0, 0, 0 };
         const float *const xs[3] = { act + 417792 * nB, act + 430080 * nB, act + 401408 * nB };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 442368 * nB, xs, c, 3, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 446464 * nB, xs, c, 3, nB * 4096);
         G[194968] += (float)(1 * (double)dc[0]);
         G[194968] += (float)(-1 * (double)dc[2]);
     }
     /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 430080 * nB, 0, G + 232089, act + 450560 * nB, act + 434176 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 442368 * nB, 0, act + 430080 * nB, act + 434176 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 446464 * nB, 0, act + 430080 * nB, act + 434176 * nB, nB * 4096);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 430080 * nB, 0, G + 231961, G + 232025, act + 442368 * nB, act + 421888 * nB, fix + 512, fix + 576, P + 231961, B, 64, 64);
+    rt_bn_backward(ctx, act + 430080 * nB, 0, G + 231961, G + 232025, act + 446464 * nB, act + 421888 * nB, fix + 1120, fix + 1184, P + 231961, B, 64, 64);
     /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 421888 * nB, 0, G + 195097, act + 430080 * nB, act + 425984 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 430080 * nB, 0, act + 421888 * nB, act + 425984 * nB, nB * 4096);
     /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 446464 * nB, 1, G + 194969, G + 195033, act + 430080 * nB, act + 417792 * nB, fix + 384, fix + 448, P + 194969, B, 64, 64);
+    rt_bn_backward(ctx, act + 442368 * nB, 1, G + 194969, G + 195033, act + 430080 * nB, act + 417792 * nB, fix + 992, fix + 1056, P + 194969, B, 64, 64);
     /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
     {
         const float c[3] = {
@@ -588,44 +588,44 @@ static void backward_1(RtModel *m, int B)
         };
         float *const dxs[3] = { act + 438272 * nB, act + 421888 * nB, act + 417792 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const float *const xs[3] = { act + 401408 * nB, act + 409600 * nB, act + 380928 * nB };
+        const float *const xs[3] = { act + 401408 * nB, act + 409600 * nB, act + 397312 * nB };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 446464 * nB, xs, c, 3, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 442368 * nB, xs, c, 3, nB * 4096);
         G[120983] += (float)(1 * (double)dc[0]);
         G[120983] += (float)(-1 * (double)dc[2]);
     }
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 380928 * nB, 0, G + 158104, act + 421888 * nB, act + 413696 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 397312 * nB, 0, G + 158104, act + 421888 * nB, act + 413696 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 409600 * nB, 0, act + 380928 * nB, act + 413696 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 409600 * nB, 0, act + 397312 * nB, act + 413696 * nB, nB * 4096);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 380928 * nB, 0, G + 157976, G + 158040, act + 409600 * nB, act + 376832 * nB, fix + 256, fix + 320, P + 157976, B, 64, 64);
+    rt_bn_backward(ctx, act + 397312 * nB, 0, G + 157976, G + 158040, act + 409600 * nB, act + 380928 * nB, fix + 864, fix + 928, P + 157976, B, 64, 64);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 121112, act + 380928 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 380928 * nB, 0, G + 121112, act + 397312 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 380928 * nB, 0, act + 376832 * nB, act + 405504 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 397312 * nB, 0, act + 380928 * nB, act + 405504 * nB, nB * 4096);
     /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 380928 * nB, act + 401408 * nB, fix + 128, fix + 192, P + 120984, B, 64, 64);
+    rt_bn_backward(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 397312 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, B, 64, 64);
     /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 417792 * nB, act + 401408 * nB };
+        float *const dxs[2] = { act + 417792 * nB, act + 380928 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 438272 * nB, NULL, c, 2, nB * 4096);
     }
     /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward(ctx, act + 376832 * nB, 0, act + 417792 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_backward(ctx, act + 397312 * nB, 0, act + 417792 * nB, B, 32, 16, 16, 64, 2);
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 405504 * nB, 0, G + 84119, act + 401408 * nB, act + 397312 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 405504 * nB, 0, G + 84119, act + 380928 * nB, act + 393216 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 401408 * nB, 0, act + 405504 * nB, act + 397312 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 380928 * nB, 0, act + 405504 * nB, act + 393216 * nB, nB * 4096);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 405504 * nB, 0, G + 83991, G + 84055, act + 401408 * nB, act + 393216 * nB, fix, fix + 64, P + 83991, B, 64, 64);
+    rt_bn_backward(ctx, act + 393216 * nB, 0, G + 83991, G + 84055, act + 380928 * nB, act + 376832 * nB, fix + 608, fix + 672, P + 83991, B, 64, 64);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 393216 * nB, 0, G + 65559, act + 405504 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 65559, act + 393216 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -639,9 +639,9 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 401408 * nB, 0, act + 393216 * nB, act + 385024 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 405504 * nB, 0, act + 376832 * nB, act + 385024 * nB, nB * 8192);
     /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 376832 * nB, 1, G + 65495, G + 65527, act + 401408 * nB, act + 368640 * nB, fix + 1088, fix + 1120, P + 65495, B, 32, 256);
+    rt_bn_backward(ctx, act + 397312 * nB, 1, G + 65495, G + 65527, act + 405504 * nB, act + 368640 * nB, fix + 544, fix + 576, P + 65495, B, 32, 256);
     /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
     {
         const float c[3] = {
@@ -649,26 +649,26 @@ static void backward_2(RtModel *m, int B)
             (float)-1,
             (float)(0 + -1 * (double)P[46933])
         };
-        float *const dxs[3] = { act + 385024 * nB, act + 393216 * nB, act + 368640 * nB };
+        float *const dxs[3] = { act + 376832 * nB, act + 385024 * nB, act + 368640 * nB };
         const int acc[3] = { 0, 0, 0 };
         const float *const xs[3] = { act + 327680 * nB, act + 352256 * nB, act + 294912 * nB };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 376832 * nB, xs, c, 3, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 397312 * nB, xs, c, 3, nB * 8192);
         G[46933] += (float)(1 * (double)dc[0]);
         G[46933] += (float)(-1 * (double)dc[2]);
     }
     /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 352256 * nB, 0, G + 56278, act + 393216 * nB, act + 360448 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 352256 * nB, 0, G + 56278, act + 385024 * nB, act + 360448 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 376832 * nB, 0, act + 352256 * nB, act + 360448 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 385024 * nB, 0, act + 352256 * nB, act + 360448 * nB, nB * 8192);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 352256 * nB, 0, G + 56214, G + 56246, act + 376832 * nB, act + 335872 * nB, fix + 1024, fix + 1056, P + 56214, B, 32, 256);
+    rt_bn_backward(ctx, act + 352256 * nB, 0, G + 56214, G + 56246, act + 385024 * nB, act + 335872 * nB, fix + 480, fix + 512, P + 56214, B, 32, 256);
     /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 335872 * nB, 0, G + 46998, act + 352256 * nB, act + 344064 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 352256 * nB, 0, act + 335872 * nB, act + 344064 * nB, nB * 8192);
     /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 385024 * nB, 1, G + 46934, G + 46966, act + 352256 * nB, act + 327680 * nB, fix + 960, fix + 992, P + 46934, B, 32, 256);
+    rt_bn_backward(ctx, act + 376832 * nB, 1, G + 46934, G + 46966, act + 352256 * nB, act + 327680 * nB, fix + 416, fix + 448, P + 46934, B, 32, 256);
     /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
     {
         const float c[3] = {
@@ -678,48 +678,48 @@ static void backward_2(RtModel *m, int B)
         };
         float *const dxs[3] = { act + 368640 * nB, act + 335872 * nB, act + 327680 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const float *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 253952 * nB };
+        const float *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 286720 * nB };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 385024 * nB, xs, c, 3, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 376832 * nB, xs, c, 3, nB * 8192);
         G[28372] += (float)(1 * (double)dc[0]);
         G[28372] += (float)(-1 * (double)dc[2]);
     }
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 253952 * nB, 0, G + 37717, act + 335872 * nB, act + 319488 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 286720 * nB, 0, G + 37717, act + 335872 * nB, act + 319488 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 311296 * nB, 0, act + 253952 * nB, act + 319488 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 311296 * nB, 0, act + 286720 * nB, act + 319488 * nB, nB * 8192);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 253952 * nB, 0, G + 37653, G + 37685, act + 311296 * nB, act + 245760 * nB, fix + 896, fix + 928, P + 37653, B, 32, 256);
+    rt_bn_backward(ctx, act + 286720 * nB, 0, G + 37653, G + 37685, act + 311296 * nB, act + 253952 * nB, fix + 352, fix + 384, P + 37653, B, 32, 256);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 28437, act + 253952 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 253952 * nB, 0, G + 28437, act + 286720 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 253952 * nB, 0, act + 245760 * nB, act + 303104 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 286720 * nB, 0, act + 253952 * nB, act + 303104 * nB, nB * 8192);
     /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 253952 * nB, act + 294912 * nB, fix + 832, fix + 864, P + 28373, B, 32, 256);
+    rt_bn_backward(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 286720 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, B, 32, 256);
     /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 327680 * nB, act + 294912 * nB };
+        float *const dxs[2] = { act + 327680 * nB, act + 253952 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 8192);
     }
     /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward(ctx, act + 245760 * nB, 0, act + 327680 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_backward(ctx, act + 286720 * nB, 0, act + 327680 * nB, B, 16, 32, 32, 32, 2);
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 303104 * nB, 0, G + 19156, act + 294912 * nB, act + 286720 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 303104 * nB, 0, G + 19156, act + 253952 * nB, act + 278528 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 294912 * nB, 0, act + 303104 * nB, act + 286720 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 253952 * nB, 0, act + 303104 * nB, act + 278528 * nB, nB * 8192);
     /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 303104 * nB, 0, G + 19092, G + 19124, act + 294912 * nB, act + 278528 * nB, fix + 768, fix + 800, P + 19092, B, 32, 256);
+    rt_bn_backward(ctx, act + 278528 * nB, 0, G + 19092, G + 19124, act + 253952 * nB, act + 245760 * nB, fix + 224, fix + 256, P + 19092, B, 32, 256);
     /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 278528 * nB, 0, G + 14484, act + 303104 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 14484, act + 278528 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 294912 * nB, 0, act + 278528 * nB, act + 262144 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 303104 * nB, 0, act + 245760 * nB, act + 262144 * nB, nB * 16384);
     /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 245760 * nB, 1, G + 14452, G + 14468, act + 294912 * nB, act + 229376 * nB, fix + 1344, fix + 1360, P + 14452, B, 16, 1024);
+    rt_bn_backward(ctx, act + 286720 * nB, 1, G + 14452, G + 14468, act + 303104 * nB, act + 229376 * nB, fix + 192, fix + 208, P + 14452, B, 16, 1024);
 }
 
 /* Backward, part 3 of 3. */
@@ -739,26 +739,26 @@ static void backward_3(RtModel *m, int B)
             (float)-1,
             (float)(0 + -1 * (double)P[9778])
         };
-        float *const dxs[3] = { act + 262144 * nB, act + 278528 * nB, act + 229376 * nB };
+        float *const dxs[3] = { act + 245760 * nB, act + 262144 * nB, act + 229376 * nB };
         const int acc[3] = { 0, 0, 0 };
         const float *const xs[3] = { act + 147456 * nB, act + 196608 * nB, act + 81920 * nB };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 245760 * nB, xs, c, 3, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 286720 * nB, xs, c, 3, nB * 16384);
         G[9778] += (float)(1 * (double)dc[0]);
         G[9778] += (float)(-1 * (double)dc[2]);
     }
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 196608 * nB, 0, G + 12147, act + 278528 * nB, act + 212992 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 196608 * nB, 0, G + 12147, act + 262144 * nB, act + 212992 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 245760 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12115, G + 12131, act + 245760 * nB, act + 163840 * nB, fix + 1312, fix + 1328, P + 12115, B, 16, 1024);
+    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12115, G + 12131, act + 262144 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12115, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 163840 * nB, 0, G + 9811, act + 196608 * nB, act + 180224 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 196608 * nB, 0, act + 163840 * nB, act + 180224 * nB, nB * 16384);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 262144 * nB, 1, G + 9779, G + 9795, act + 196608 * nB, act + 147456 * nB, fix + 1280, fix + 1296, P + 9779, B, 16, 1024);
+    rt_bn_backward(ctx, act + 245760 * nB, 1, G + 9779, G + 9795, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9779, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
     {
         const float c[3] = {
@@ -770,7 +770,7 @@ static void backward_3(RtModel *m, int B)
         const int acc[3] = { 1, 0, 0 };
         const float *const xs[3] = { act + 81920 * nB, act + 114688 * nB, act };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 262144 * nB, xs, c, 3, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 245760 * nB, xs, c, 3, nB * 16384);
         G[5105] += (float)(1 * (double)dc[0]);
         G[5105] += (float)(-1 * (double)dc[2]);
     }
@@ -779,13 +779,13 @@ static void backward_3(RtModel *m, int B)
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 163840 * nB, 0, act + 114688 * nB, act + 131072 * nB, nB * 16384);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 114688 * nB, 0, G + 7442, G + 7458, act + 163840 * nB, act + 49152 * nB, fix + 1248, fix + 1264, P + 7442, B, 16, 1024);
+    rt_bn_backward(ctx, act + 114688 * nB, 0, G + 7442, G + 7458, act + 163840 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7442, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 49152 * nB, 0, G + 5138, act + 114688 * nB, act + 98304 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 114688 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 114688 * nB, act + 81920 * nB, fix + 1216, fix + 1232, P + 5106, B, 16, 1024);
+    rt_bn_backward(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -801,13 +801,13 @@ static void backward_3(RtModel *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 49152 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 49152 * nB, act + 16384 * nB, fix + 1184, fix + 1200, P + 2769, B, 16, 1024);
+    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 49152 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2769, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 16384 * nB, 0, G + 465, act + 65536 * nB, act + 32768 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 49152 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 147456 * nB, 1, G + 433, G + 449, act + 49152 * nB, act, fix + 1152, fix + 1168, P + 433, B, 16, 1024);
+    rt_bn_backward(ctx, act + 147456 * nB, 1, G + 433, G + 449, act + 49152 * nB, act, fix, fix + 16, P + 433, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, NULL, 0, G, act + 147456 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }
@@ -837,7 +837,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 433, P + 449, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 433, P + 449, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 433, P + 449, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -846,7 +846,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 16384 * nB, P + 2769, P + 2785, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2769, P + 2785, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2769, P + 2785, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -864,7 +864,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 81920 * nB, P + 5106, P + 5122, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5106, P + 5122, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 81920 * nB, P + 5106, P + 5122, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -873,7 +873,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 98304 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 49152 * nB, P + 7442, P + 7458, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7442, P + 7458, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 49152 * nB, P + 7442, P + 7458, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -892,7 +892,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 163840 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 147456 * nB, P + 9779, P + 9795, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 163840 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9779, P + 9795, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 163840 * nB, act + 147456 * nB, P + 9779, P + 9795, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -901,7 +901,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 163840 * nB, act + 180224 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 196608 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 163840 * nB, P + 12115, P + 12131, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12115, P + 12131, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 196608 * nB, act + 163840 * nB, P + 12115, P + 12131, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -920,7 +920,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 229376 * nB, P + 14452, P + 14468, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 229376 * nB, P + 14452, P + 14468, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 229376 * nB, P + 14452, P + 14468, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -938,41 +938,41 @@ static void forward_d_2(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 278528 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 278528 * nB, P + 19092, P + 19124, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 253952 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 245760 * nB, P + 19092, P + 19124, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 278528 * nB, P + 19092, P + 19124, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 253952 * nB, act + 245760 * nB, P + 19092, P + 19124, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 286720 * nB, act + 245760 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 278528 * nB, act + 253952 * nB, nB * 8192);
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 286720 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 253952 * nB, act + 278528 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward_d(ctx, act + 253952 * nB, act + 229376 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_forward_d(ctx, act + 286720 * nB, act + 229376 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 253952 * nB, act + 245760 * nB };
+        const double *const xs[2] = { act + 286720 * nB, act + 253952 * nB };
         rt_sum_forward_d(ctx, act + 294912 * nB, 2, xs, c, nB * 8192);
     }
     /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 294912 * nB, P + 28373, P + 28405, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 253952 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 294912 * nB, P + 28373, P + 28405, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 294912 * nB, P + 28373, P + 28405, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 253952 * nB, act + 294912 * nB, P + 28373, P + 28405, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 303104 * nB, act + 245760 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 303104 * nB, act + 253952 * nB, nB * 8192);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 253952 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 245760 * nB, P + 37653, P + 37685, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 253952 * nB, P + 37653, P + 37685, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 245760 * nB, P + 37653, P + 37685, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 253952 * nB, P + 37653, P + 37685, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 319488 * nB, act + 311296 * nB, nB * 8192);
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
@@ -984,12 +984,12 @@ static void forward_d_2(RtModelD *m, int B, int train)
             (double)-1,
             (double)(0 + -1 * (double)P[28372])
         };
-        const double *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 253952 * nB };
+        const double *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 286720 * nB };
         rt_sum_forward_d(ctx, act + 327680 * nB, 3, xs, c, nB * 8192);
     }
     /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 335872 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 327680 * nB, P + 46934, P + 46966, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 335872 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 327680 * nB, P + 46934, P + 46966, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 335872 * nB, act + 327680 * nB, P + 46934, P + 46966, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -998,7 +998,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 335872 * nB, act + 344064 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 352256 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 335872 * nB, P + 56214, P + 56246, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 352256 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 335872 * nB, P + 56214, P + 56246, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 352256 * nB, act + 335872 * nB, P + 56214, P + 56246, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1017,18 +1017,18 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 368640 * nB, P + 65495, P + 65527, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 368640 * nB, P + 65495, P + 65527, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 368640 * nB, P + 65495, P + 65527, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 385024 * nB, act + 376832 * nB, nB * 8192);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 393216 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix, fix + 64, buf + 608, buf + 672, act + 393216 * nB, P + 83991, P + 84055, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 380928 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 376832 * nB, P + 83991, P + 84055, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 393216 * nB, P + 83991, P + 84055, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 380928 * nB, act + 376832 * nB, P + 83991, P + 84055, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
 }
 
 /* Forward, part 3 of 3. */
@@ -1042,34 +1042,34 @@ static void forward_d_3(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 397312 * nB, act + 376832 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 393216 * nB, act + 380928 * nB, nB * 4096);
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 397312 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 380928 * nB, act + 393216 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward_d(ctx, act + 380928 * nB, act + 368640 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_forward_d(ctx, act + 397312 * nB, act + 368640 * nB, B, 32, 16, 16, 64, 2);
     /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 380928 * nB, act + 376832 * nB };
+        const double *const xs[2] = { act + 397312 * nB, act + 380928 * nB };
         rt_sum_forward_d(ctx, act + 401408 * nB, 2, xs, c, nB * 4096);
     }
     /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 401408 * nB, P + 120984, P + 121048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 380928 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 401408 * nB, P + 120984, P + 121048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 401408 * nB, P + 120984, P + 121048, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 380928 * nB, act + 401408 * nB, P + 120984, P + 121048, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 405504 * nB, act + 376832 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 405504 * nB, act + 380928 * nB, nB * 4096);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 380928 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 409600 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 376832 * nB, P + 157976, P + 158040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 409600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 380928 * nB, P + 157976, P + 158040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 409600 * nB, act + 376832 * nB, P + 157976, P + 158040, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 409600 * nB, act + 380928 * nB, P + 157976, P + 158040, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward_d(ctx, act + 413696 * nB, act + 409600 * nB, nB * 4096);
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
@@ -1081,12 +1081,12 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)-1,
             (double)(0 + -1 * (double)P[120983])
         };
-        const double *const xs[3] = { act + 401408 * nB, act + 409600 * nB, act + 380928 * nB };
+        const double *const xs[3] = { act + 401408 * nB, act + 409600 * nB, act + 397312 * nB };
         rt_sum_forward_d(ctx, act + 417792 * nB, 3, xs, c, nB * 4096);
     }
     /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 421888 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 417792 * nB, P + 194969, P + 195033, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 421888 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 417792 * nB, P + 194969, P + 195033, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 421888 * nB, act + 417792 * nB, P + 194969, P + 195033, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1095,7 +1095,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 421888 * nB, act + 425984 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 430080 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 421888 * nB, P + 231961, P + 232025, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 430080 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 421888 * nB, P + 231961, P + 232025, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 430080 * nB, act + 421888 * nB, P + 231961, P + 232025, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1114,7 +1114,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 438272 * nB, P + 268953, P + 269017, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 438272 * nB, P + 268953, P + 269017, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 438272 * nB, P + 268953, P + 269017, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1145,13 +1145,13 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 450560 * nB, 0, G + 269081, G + 269721, m->dlogits, act + 442368 * nB, P + 269081, B, 64, 10);
+    rt_linear_backward_d(ctx, act + 442432 * nB, 0, G + 269081, G + 269721, m->dlogits, act + 442368 * nB, P + 269081, B, 64, 10);
     /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 442368 * nB, 0, act + 450560 * nB, B, 64, 64);
+    rt_gap_backward_d(ctx, act + 450560 * nB, 0, act + 442432 * nB, B, 64, 64);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 450560 * nB, 0, act + 442368 * nB, act + 446464 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 442368 * nB, 0, act + 450560 * nB, act + 446464 * nB, nB * 4096);
     /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 442368 * nB, 0, G + 268953, G + 269017, act + 450560 * nB, act + 438272 * nB, fix + 640, fix + 704, P + 268953, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 446464 * nB, 0, G + 268953, G + 269017, act + 442368 * nB, act + 438272 * nB, fix + 1248, fix + 1312, P + 268953, B, 64, 64);
     /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
     {
         const double c[3] = {
@@ -1159,26 +1159,26 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)(0 + -1 * (double)P[194968])
         };
-        double *const dxs[3] = { act + 446464 * nB, act + 450560 * nB, act + 438272 * nB };
+        double *const dxs[3] = { act + 442368 * nB, act + 450560 * nB, act + 438272 * nB };
         const int acc[3] = { 0, 0, 0 };
         const double *const xs[3] = { act + 417792 * nB, act + 430080 * nB, act + 401408 * nB };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 442368 * nB, xs, c, 3, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 446464 * nB, xs, c, 3, nB * 4096);
         G[194968] += (double)(1 * (double)dc[0]);
         G[194968] += (double)(-1 * (double)dc[2]);
     }
     /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 430080 * nB, 0, G + 232089, act + 450560 * nB, act + 434176 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 442368 * nB, 0, act + 430080 * nB, act + 434176 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 446464 * nB, 0, act + 430080 * nB, act + 434176 * nB, nB * 4096);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 430080 * nB, 0, G + 231961, G + 232025, act + 442368 * nB, act + 421888 * nB, fix + 512, fix + 576, P + 231961, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 430080 * nB, 0, G + 231961, G + 232025, act + 446464 * nB, act + 421888 * nB, fix + 1120, fix + 1184, P + 231961, B, 64, 64);
     /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 421888 * nB, 0, G + 195097, act + 430080 * nB, act + 425984 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 430080 * nB, 0, act + 421888 * nB, act + 425984 * nB, nB * 4096);
     /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 446464 * nB, 1, G + 194969, G + 195033, act + 430080 * nB, act + 417792 * nB, fix + 384, fix + 448, P + 194969, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 442368 * nB, 1, G + 194969, G + 195033, act + 430080 * nB, act + 417792 * nB, fix + 992, fix + 1056, P + 194969, B, 64, 64);
     /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
     {
         const double c[3] = {
@@ -1188,44 +1188,44 @@ static void backward_d_1(RtModelD *m, int B)
         };
         double *const dxs[3] = { act + 438272 * nB, act + 421888 * nB, act + 417792 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const double *const xs[3] = { act + 401408 * nB, act + 409600 * nB, act + 380928 * nB };
+        const double *const xs[3] = { act + 401408 * nB, act + 409600 * nB, act + 397312 * nB };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 446464 * nB, xs, c, 3, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 442368 * nB, xs, c, 3, nB * 4096);
         G[120983] += (double)(1 * (double)dc[0]);
         G[120983] += (double)(-1 * (double)dc[2]);
     }
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 380928 * nB, 0, G + 158104, act + 421888 * nB, act + 413696 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 397312 * nB, 0, G + 158104, act + 421888 * nB, act + 413696 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 380928 * nB, act + 413696 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 397312 * nB, act + 413696 * nB, nB * 4096);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 380928 * nB, 0, G + 157976, G + 158040, act + 409600 * nB, act + 376832 * nB, fix + 256, fix + 320, P + 157976, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 397312 * nB, 0, G + 157976, G + 158040, act + 409600 * nB, act + 380928 * nB, fix + 864, fix + 928, P + 157976, B, 64, 64);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 121112, act + 380928 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 380928 * nB, 0, G + 121112, act + 397312 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 380928 * nB, 0, act + 376832 * nB, act + 405504 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 397312 * nB, 0, act + 380928 * nB, act + 405504 * nB, nB * 4096);
     /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 380928 * nB, act + 401408 * nB, fix + 128, fix + 192, P + 120984, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 397312 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, B, 64, 64);
     /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 417792 * nB, act + 401408 * nB };
+        double *const dxs[2] = { act + 417792 * nB, act + 380928 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 438272 * nB, NULL, c, 2, nB * 4096);
     }
     /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward_d(ctx, act + 376832 * nB, 0, act + 417792 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_backward_d(ctx, act + 397312 * nB, 0, act + 417792 * nB, B, 32, 16, 16, 64, 2);
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 405504 * nB, 0, G + 84119, act + 401408 * nB, act + 397312 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 405504 * nB, 0, G + 84119, act + 380928 * nB, act + 393216 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 401408 * nB, 0, act + 405504 * nB, act + 397312 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 380928 * nB, 0, act + 405504 * nB, act + 393216 * nB, nB * 4096);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 405504 * nB, 0, G + 83991, G + 84055, act + 401408 * nB, act + 393216 * nB, fix, fix + 64, P + 83991, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 393216 * nB, 0, G + 83991, G + 84055, act + 380928 * nB, act + 376832 * nB, fix + 608, fix + 672, P + 83991, B, 64, 64);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 393216 * nB, 0, G + 65559, act + 405504 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 65559, act + 393216 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -1239,9 +1239,9 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 401408 * nB, 0, act + 393216 * nB, act + 385024 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 405504 * nB, 0, act + 376832 * nB, act + 385024 * nB, nB * 8192);
     /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 376832 * nB, 1, G + 65495, G + 65527, act + 401408 * nB, act + 368640 * nB, fix + 1088, fix + 1120, P + 65495, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 397312 * nB, 1, G + 65495, G + 65527, act + 405504 * nB, act + 368640 * nB, fix + 544, fix + 576, P + 65495, B, 32, 256);
     /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
     {
         const double c[3] = {
@@ -1249,26 +1249,26 @@ static void backward_d_2(RtModelD *m, int B)
             (double)-1,
             (double)(0 + -1 * (double)P[46933])
         };
-        double *const dxs[3] = { act + 385024 * nB, act + 393216 * nB, act + 368640 * nB };
+        double *const dxs[3] = { act + 376832 * nB, act + 385024 * nB, act + 368640 * nB };
         const int acc[3] = { 0, 0, 0 };
         const double *const xs[3] = { act + 327680 * nB, act + 352256 * nB, act + 294912 * nB };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 376832 * nB, xs, c, 3, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 397312 * nB, xs, c, 3, nB * 8192);
         G[46933] += (double)(1 * (double)dc[0]);
         G[46933] += (double)(-1 * (double)dc[2]);
     }
     /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 352256 * nB, 0, G + 56278, act + 393216 * nB, act + 360448 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 352256 * nB, 0, G + 56278, act + 385024 * nB, act + 360448 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 376832 * nB, 0, act + 352256 * nB, act + 360448 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 385024 * nB, 0, act + 352256 * nB, act + 360448 * nB, nB * 8192);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 352256 * nB, 0, G + 56214, G + 56246, act + 376832 * nB, act + 335872 * nB, fix + 1024, fix + 1056, P + 56214, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 352256 * nB, 0, G + 56214, G + 56246, act + 385024 * nB, act + 335872 * nB, fix + 480, fix + 512, P + 56214, B, 32, 256);
     /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 335872 * nB, 0, G + 46998, act + 352256 * nB, act + 344064 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 352256 * nB, 0, act + 335872 * nB, act + 344064 * nB, nB * 8192);
     /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 385024 * nB, 1, G + 46934, G + 46966, act + 352256 * nB, act + 327680 * nB, fix + 960, fix + 992, P + 46934, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 376832 * nB, 1, G + 46934, G + 46966, act + 352256 * nB, act + 327680 * nB, fix + 416, fix + 448, P + 46934, B, 32, 256);
     /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
     {
         const double c[3] = {
@@ -1278,48 +1278,48 @@ static void backward_d_2(RtModelD *m, int B)
         };
         double *const dxs[3] = { act + 368640 * nB, act + 335872 * nB, act + 327680 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const double *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 253952 * nB };
+        const double *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 286720 * nB };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 385024 * nB, xs, c, 3, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 376832 * nB, xs, c, 3, nB * 8192);
         G[28372] += (double)(1 * (double)dc[0]);
         G[28372] += (double)(-1 * (double)dc[2]);
     }
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 253952 * nB, 0, G + 37717, act + 335872 * nB, act + 319488 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 286720 * nB, 0, G + 37717, act + 335872 * nB, act + 319488 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 311296 * nB, 0, act + 253952 * nB, act + 319488 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 311296 * nB, 0, act + 286720 * nB, act + 319488 * nB, nB * 8192);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 253952 * nB, 0, G + 37653, G + 37685, act + 311296 * nB, act + 245760 * nB, fix + 896, fix + 928, P + 37653, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 286720 * nB, 0, G + 37653, G + 37685, act + 311296 * nB, act + 253952 * nB, fix + 352, fix + 384, P + 37653, B, 32, 256);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 28437, act + 253952 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 253952 * nB, 0, G + 28437, act + 286720 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 253952 * nB, 0, act + 245760 * nB, act + 303104 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 286720 * nB, 0, act + 253952 * nB, act + 303104 * nB, nB * 8192);
     /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 253952 * nB, act + 294912 * nB, fix + 832, fix + 864, P + 28373, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 286720 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, B, 32, 256);
     /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 327680 * nB, act + 294912 * nB };
+        double *const dxs[2] = { act + 327680 * nB, act + 253952 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 8192);
     }
     /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward_d(ctx, act + 245760 * nB, 0, act + 327680 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_backward_d(ctx, act + 286720 * nB, 0, act + 327680 * nB, B, 16, 32, 32, 32, 2);
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 303104 * nB, 0, G + 19156, act + 294912 * nB, act + 286720 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 303104 * nB, 0, G + 19156, act + 253952 * nB, act + 278528 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 294912 * nB, 0, act + 303104 * nB, act + 286720 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 253952 * nB, 0, act + 303104 * nB, act + 278528 * nB, nB * 8192);
     /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 303104 * nB, 0, G + 19092, G + 19124, act + 294912 * nB, act + 278528 * nB, fix + 768, fix + 800, P + 19092, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 278528 * nB, 0, G + 19092, G + 19124, act + 253952 * nB, act + 245760 * nB, fix + 224, fix + 256, P + 19092, B, 32, 256);
     /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 278528 * nB, 0, G + 14484, act + 303104 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 14484, act + 278528 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 294912 * nB, 0, act + 278528 * nB, act + 262144 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 303104 * nB, 0, act + 245760 * nB, act + 262144 * nB, nB * 16384);
     /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 245760 * nB, 1, G + 14452, G + 14468, act + 294912 * nB, act + 229376 * nB, fix + 1344, fix + 1360, P + 14452, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 286720 * nB, 1, G + 14452, G + 14468, act + 303104 * nB, act + 229376 * nB, fix + 192, fix + 208, P + 14452, B, 16, 1024);
 }
 
 /* Backward, part 3 of 3. */
@@ -1339,26 +1339,26 @@ static void backward_d_3(RtModelD *m, int B)
             (double)-1,
             (double)(0 + -1 * (double)P[9778])
         };
-        double *const dxs[3] = { act + 262144 * nB, act + 278528 * nB, act + 229376 * nB };
+        double *const dxs[3] = { act + 245760 * nB, act + 262144 * nB, act + 229376 * nB };
         const int acc[3] = { 0, 0, 0 };
         const double *const xs[3] = { act + 147456 * nB, act + 196608 * nB, act + 81920 * nB };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 245760 * nB, xs, c, 3, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 286720 * nB, xs, c, 3, nB * 16384);
         G[9778] += (double)(1 * (double)dc[0]);
         G[9778] += (double)(-1 * (double)dc[2]);
     }
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 196608 * nB, 0, G + 12147, act + 278528 * nB, act + 212992 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 196608 * nB, 0, G + 12147, act + 262144 * nB, act + 212992 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 245760 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12115, G + 12131, act + 245760 * nB, act + 163840 * nB, fix + 1312, fix + 1328, P + 12115, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12115, G + 12131, act + 262144 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12115, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 163840 * nB, 0, G + 9811, act + 196608 * nB, act + 180224 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 163840 * nB, act + 180224 * nB, nB * 16384);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 262144 * nB, 1, G + 9779, G + 9795, act + 196608 * nB, act + 147456 * nB, fix + 1280, fix + 1296, P + 9779, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 245760 * nB, 1, G + 9779, G + 9795, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9779, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
     {
         const double c[3] = {
@@ -1370,7 +1370,7 @@ static void backward_d_3(RtModelD *m, int B)
         const int acc[3] = { 1, 0, 0 };
         const double *const xs[3] = { act + 81920 * nB, act + 114688 * nB, act };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 262144 * nB, xs, c, 3, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 245760 * nB, xs, c, 3, nB * 16384);
         G[5105] += (double)(1 * (double)dc[0]);
         G[5105] += (double)(-1 * (double)dc[2]);
     }
@@ -1379,13 +1379,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 163840 * nB, 0, act + 114688 * nB, act + 131072 * nB, nB * 16384);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 114688 * nB, 0, G + 7442, G + 7458, act + 163840 * nB, act + 49152 * nB, fix + 1248, fix + 1264, P + 7442, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 114688 * nB, 0, G + 7442, G + 7458, act + 163840 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7442, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 49152 * nB, 0, G + 5138, act + 114688 * nB, act + 98304 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 114688 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 114688 * nB, act + 81920 * nB, fix + 1216, fix + 1232, P + 5106, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -1401,13 +1401,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 49152 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 49152 * nB, act + 16384 * nB, fix + 1184, fix + 1200, P + 2769, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 49152 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2769, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 16384 * nB, 0, G + 465, act + 65536 * nB, act + 32768 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 49152 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 147456 * nB, 1, G + 433, G + 449, act + 49152 * nB, act, fix + 1152, fix + 1168, P + 433, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 147456 * nB, 1, G + 433, G + 449, act + 49152 * nB, act, fix, fix + 16, P + 433, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, NULL, 0, G, act + 147456 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }

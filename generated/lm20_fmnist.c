@@ -237,7 +237,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 12544 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 12544 * nB, act, P + 145, P + 161, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -246,7 +246,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 12544 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 12544 * nB, P + 2481, P + 2497, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2481, P + 2497, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 37632 * nB, act + 12544 * nB, P + 2481, P + 2497, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -264,7 +264,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 37632 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -273,7 +273,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 37632 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 87808 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 37632 * nB, P + 7154, P + 7170, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 37632 * nB, P + 7154, P + 7170, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 87808 * nB, act + 37632 * nB, P + 7154, P + 7170, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -292,7 +292,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 125440 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 125440 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 125440 * nB, act + 112896 * nB, P + 9491, P + 9507, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -301,7 +301,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 125440 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 150528 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 125440 * nB, P + 11827, P + 11843, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11827, P + 11843, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 150528 * nB, act + 125440 * nB, P + 11827, P + 11843, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -320,7 +320,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 188160 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 175616 * nB, P + 14164, P + 14180, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 188160 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 175616 * nB, P + 14164, P + 14180, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 188160 * nB, act + 175616 * nB, P + 14164, P + 14180, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -338,41 +338,41 @@ static void forward_2(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 213248 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 188160 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 188160 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 213248 * nB, P + 18804, P + 18836, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 194432 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 188160 * nB, P + 18804, P + 18836, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 188160 * nB, act + 213248 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 194432 * nB, act + 188160 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 219520 * nB, act + 188160 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 213248 * nB, act + 194432 * nB, nB * 6272);
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 188160 * nB, act + 219520 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward(ctx, act + 194432 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_forward(ctx, act + 219520 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 194432 * nB, act + 188160 * nB };
+        const float *const xs[2] = { act + 219520 * nB, act + 194432 * nB };
         rt_sum_forward(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
     }
     /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 188160 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 188160 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 194432 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 232064 * nB, act + 188160 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 232064 * nB, act + 194432 * nB, nB * 6272);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 188160 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 194432 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 238336 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 188160 * nB, P + 37365, P + 37397, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37365, P + 37397, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 238336 * nB, act + 188160 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 238336 * nB, act + 194432 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward(ctx, act + 244608 * nB, act + 238336 * nB, nB * 6272);
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
@@ -384,12 +384,12 @@ static void forward_2(RtModel *m, int B, int train)
             (float)-1,
             (float)(0 + -1 * (double)P[28084])
         };
-        const float *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 194432 * nB };
+        const float *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
         rt_sum_forward(ctx, act + 250880 * nB, 3, xs, c, nB * 6272);
     }
     /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 257152 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 257152 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 257152 * nB, act + 250880 * nB, P + 46646, P + 46678, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
@@ -398,7 +398,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 257152 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 257152 * nB, P + 55926, P + 55958, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 257152 * nB, P + 55926, P + 55958, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 269696 * nB, act + 257152 * nB, P + 55926, P + 55958, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
@@ -417,18 +417,18 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 288512 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 282240 * nB, P + 65207, P + 65239, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 288512 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 282240 * nB, P + 65207, P + 65239, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 288512 * nB, act + 282240 * nB, P + 65207, P + 65239, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward(ctx, act + 294784 * nB, act + 288512 * nB, nB * 6272);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 301056 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 288512 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 288512 * nB, fix, fix + 64, buf + 608, buf + 672, act + 301056 * nB, P + 83703, P + 83767, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 291648 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 288512 * nB, P + 83703, P + 83767, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 288512 * nB, act + 301056 * nB, P + 83703, P + 83767, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 291648 * nB, act + 288512 * nB, P + 83703, P + 83767, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
 }
 
 /* Forward, part 3 of 3. */
@@ -442,34 +442,34 @@ static void forward_3(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 304192 * nB, act + 288512 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 301056 * nB, act + 291648 * nB, nB * 3136);
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 288512 * nB, act + 304192 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_forward(ctx, act + 291648 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_forward(ctx, act + 304192 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
     /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 291648 * nB, act + 288512 * nB };
+        const float *const xs[2] = { act + 304192 * nB, act + 291648 * nB };
         rt_sum_forward(ctx, act + 307328 * nB, 2, xs, c, nB * 3136);
     }
     /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 288512 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 291648 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 288512 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 291648 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 310464 * nB, act + 288512 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 310464 * nB, act + 291648 * nB, nB * 3136);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 288512 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 291648 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 313600 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 288512 * nB, P + 157688, P + 157752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 291648 * nB, P + 157688, P + 157752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 313600 * nB, act + 288512 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 313600 * nB, act + 291648 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
     rt_relu_forward(ctx, act + 316736 * nB, act + 313600 * nB, nB * 3136);
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
@@ -481,12 +481,12 @@ static void forward_3(RtModel *m, int B, int train)
             (float)-1,
             (float)(0 + -1 * (double)P[120695])
         };
-        const float *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 291648 * nB };
+        const float *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
         rt_sum_forward(ctx, act + 319872 * nB, 3, xs, c, nB * 3136);
     }
     /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 323008 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 323008 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 323008 * nB, act + 319872 * nB, P + 194681, P + 194745, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
@@ -495,7 +495,7 @@ static void forward_3(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 323008 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 329280 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 323008 * nB, P + 231673, P + 231737, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 323008 * nB, P + 231673, P + 231737, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 329280 * nB, act + 323008 * nB, P + 231673, P + 231737, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
@@ -514,7 +514,7 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 338688 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 335552 * nB, P + 268665, P + 268729, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 338688 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 335552 * nB, P + 268665, P + 268729, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 338688 * nB, act + 335552 * nB, P + 268665, P + 268729, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
@@ -545,13 +545,13 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 344960 * nB, 0, G + 268793, G + 269433, m->dlogits, act + 338688 * nB, P + 268793, B, 64, 10);
+    rt_linear_backward(ctx, act + 338752 * nB, 0, G + 268793, G + 269433, m->dlogits, act + 338688 * nB, P + 268793, B, 64, 10);
     /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 338688 * nB, 0, act + 344960 * nB, B, 64, 49);
+    rt_gap_backward(ctx, act + 344960 * nB, 0, act + 338752 * nB, B, 64, 49);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 344960 * nB, 0, act + 338688 * nB, act + 341824 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 338688 * nB, 0, act + 344960 * nB, act + 341824 * nB, nB * 3136);
     /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 338688 * nB, 0, G + 268665, G + 268729, act + 344960 * nB, act + 335552 * nB, fix + 640, fix + 704, P + 268665, B, 64, 49);
+    rt_bn_backward(ctx, act + 341824 * nB, 0, G + 268665, G + 268729, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, B, 64, 49);
     /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
     {
         const float c[3] = {
@@ -559,26 +559,26 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)(0 + -1 * (double)P[194680])
         };
-        float *const dxs[3] = { act + 341824 * nB, act + 344960 * nB, act + 335552 * nB };
+        float *const dxs[3] = { act + 338688 * nB, act + 344960 * nB, act + 335552 * nB };
         const int acc[3] = { 0, 0, 0 };
         const float *const xs[3] = { act + 319872 * nB, act + 329280 * nB, act + 307328 * nB };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 338688 * nB, xs, c, 3, nB * 3136);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 341824 * nB, xs, c, 3, nB * 3136);
         G[194680] += (float)(1 * (double)dc[0]);
         G[194680] += (float)(-1 * (double)dc[2]);
     }
     /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 329280 * nB, 0, G + 231801, act + 344960 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 338688 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 341824 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 329280 * nB, 0, G + 231673, G + 231737, act + 338688 * nB, act + 323008 * nB, fix + 512, fix + 576, P + 231673, B, 64, 49);
+    rt_bn_backward(ctx, act + 329280 * nB, 0, G + 231673, G + 231737, act + 341824 * nB, act + 323008 * nB, fix + 1120, fix + 1184, P + 231673, B, 64, 49);
     /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 323008 * nB, 0, G + 194809, act + 329280 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
     rt_relu_backward(ctx, act + 329280 * nB, 0, act + 323008 * nB, act + 326144 * nB, nB * 3136);
     /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 341824 * nB, 1, G + 194681, G + 194745, act + 329280 * nB, act + 319872 * nB, fix + 384, fix + 448, P + 194681, B, 64, 49);
+    rt_bn_backward(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 329280 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, B, 64, 49);
     /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
     {
         const float c[3] = {
@@ -588,44 +588,44 @@ static void backward_1(RtModel *m, int B)
         };
         float *const dxs[3] = { act + 335552 * nB, act + 323008 * nB, act + 319872 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const float *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 291648 * nB };
+        const float *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 341824 * nB, xs, c, 3, nB * 3136);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 338688 * nB, xs, c, 3, nB * 3136);
         G[120695] += (float)(1 * (double)dc[0]);
         G[120695] += (float)(-1 * (double)dc[2]);
     }
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 291648 * nB, 0, G + 157816, act + 323008 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 313600 * nB, 0, act + 291648 * nB, act + 316736 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 313600 * nB, 0, act + 304192 * nB, act + 316736 * nB, nB * 3136);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 291648 * nB, 0, G + 157688, G + 157752, act + 313600 * nB, act + 288512 * nB, fix + 256, fix + 320, P + 157688, B, 64, 49);
+    rt_bn_backward(ctx, act + 304192 * nB, 0, G + 157688, G + 157752, act + 313600 * nB, act + 291648 * nB, fix + 864, fix + 928, P + 157688, B, 64, 49);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 288512 * nB, 0, G + 120824, act + 291648 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 291648 * nB, 0, G + 120824, act + 304192 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 291648 * nB, 0, act + 288512 * nB, act + 310464 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 304192 * nB, 0, act + 291648 * nB, act + 310464 * nB, nB * 3136);
     /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 291648 * nB, act + 307328 * nB, fix + 128, fix + 192, P + 120696, B, 64, 49);
+    rt_bn_backward(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, B, 64, 49);
     /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 319872 * nB, act + 307328 * nB };
+        float *const dxs[2] = { act + 319872 * nB, act + 291648 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 335552 * nB, NULL, c, 2, nB * 3136);
     }
     /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_backward(ctx, act + 288512 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_backward(ctx, act + 304192 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 310464 * nB, 0, G + 83831, act + 307328 * nB, act + 304192 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 310464 * nB, 0, G + 83831, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 307328 * nB, 0, act + 310464 * nB, act + 304192 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 291648 * nB, 0, act + 310464 * nB, act + 301056 * nB, nB * 3136);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 310464 * nB, 0, G + 83703, G + 83767, act + 307328 * nB, act + 301056 * nB, fix, fix + 64, P + 83703, B, 64, 49);
+    rt_bn_backward(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 291648 * nB, act + 288512 * nB, fix + 608, fix + 672, P + 83703, B, 64, 49);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 301056 * nB, 0, G + 65271, act + 310464 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 288512 * nB, 0, G + 65271, act + 301056 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -639,9 +639,9 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 307328 * nB, 0, act + 301056 * nB, act + 294784 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 310464 * nB, 0, act + 288512 * nB, act + 294784 * nB, nB * 6272);
     /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 288512 * nB, 1, G + 65207, G + 65239, act + 307328 * nB, act + 282240 * nB, fix + 1088, fix + 1120, P + 65207, B, 32, 196);
+    rt_bn_backward(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 310464 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, B, 32, 196);
     /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
     {
         const float c[3] = {
@@ -649,26 +649,26 @@ static void backward_2(RtModel *m, int B)
             (float)-1,
             (float)(0 + -1 * (double)P[46645])
         };
-        float *const dxs[3] = { act + 294784 * nB, act + 301056 * nB, act + 282240 * nB };
+        float *const dxs[3] = { act + 288512 * nB, act + 294784 * nB, act + 282240 * nB };
         const int acc[3] = { 0, 0, 0 };
         const float *const xs[3] = { act + 250880 * nB, act + 269696 * nB, act + 225792 * nB };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 288512 * nB, xs, c, 3, nB * 6272);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 304192 * nB, xs, c, 3, nB * 6272);
         G[46645] += (float)(1 * (double)dc[0]);
         G[46645] += (float)(-1 * (double)dc[2]);
     }
     /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 269696 * nB, 0, G + 55990, act + 301056 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 269696 * nB, 0, G + 55990, act + 294784 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 288512 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 294784 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 269696 * nB, 0, G + 55926, G + 55958, act + 288512 * nB, act + 257152 * nB, fix + 1024, fix + 1056, P + 55926, B, 32, 196);
+    rt_bn_backward(ctx, act + 269696 * nB, 0, G + 55926, G + 55958, act + 294784 * nB, act + 257152 * nB, fix + 480, fix + 512, P + 55926, B, 32, 196);
     /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 257152 * nB, 0, G + 46710, act + 269696 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
     rt_relu_backward(ctx, act + 269696 * nB, 0, act + 257152 * nB, act + 263424 * nB, nB * 6272);
     /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 294784 * nB, 1, G + 46646, G + 46678, act + 269696 * nB, act + 250880 * nB, fix + 960, fix + 992, P + 46646, B, 32, 196);
+    rt_bn_backward(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 269696 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, B, 32, 196);
     /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
     {
         const float c[3] = {
@@ -678,48 +678,48 @@ static void backward_2(RtModel *m, int B)
         };
         float *const dxs[3] = { act + 282240 * nB, act + 257152 * nB, act + 250880 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const float *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 194432 * nB };
+        const float *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 294784 * nB, xs, c, 3, nB * 6272);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 288512 * nB, xs, c, 3, nB * 6272);
         G[28084] += (float)(1 * (double)dc[0]);
         G[28084] += (float)(-1 * (double)dc[2]);
     }
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 194432 * nB, 0, G + 37429, act + 257152 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 238336 * nB, 0, act + 194432 * nB, act + 244608 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 238336 * nB, 0, act + 219520 * nB, act + 244608 * nB, nB * 6272);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 194432 * nB, 0, G + 37365, G + 37397, act + 238336 * nB, act + 188160 * nB, fix + 896, fix + 928, P + 37365, B, 32, 196);
+    rt_bn_backward(ctx, act + 219520 * nB, 0, G + 37365, G + 37397, act + 238336 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37365, B, 32, 196);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 188160 * nB, 0, G + 28149, act + 194432 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 194432 * nB, 0, G + 28149, act + 219520 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 194432 * nB, 0, act + 188160 * nB, act + 232064 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 219520 * nB, 0, act + 194432 * nB, act + 232064 * nB, nB * 6272);
     /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 194432 * nB, act + 225792 * nB, fix + 832, fix + 864, P + 28085, B, 32, 196);
+    rt_bn_backward(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, B, 32, 196);
     /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 250880 * nB, act + 225792 * nB };
+        float *const dxs[2] = { act + 250880 * nB, act + 194432 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 6272);
     }
     /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward(ctx, act + 188160 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_backward(ctx, act + 219520 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 232064 * nB, 0, G + 18868, act + 225792 * nB, act + 219520 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 232064 * nB, 0, G + 18868, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 225792 * nB, 0, act + 232064 * nB, act + 219520 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 194432 * nB, 0, act + 232064 * nB, act + 213248 * nB, nB * 6272);
     /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 232064 * nB, 0, G + 18804, G + 18836, act + 225792 * nB, act + 213248 * nB, fix + 768, fix + 800, P + 18804, B, 32, 196);
+    rt_bn_backward(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 194432 * nB, act + 188160 * nB, fix + 224, fix + 256, P + 18804, B, 32, 196);
     /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 213248 * nB, 0, G + 14196, act + 232064 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 188160 * nB, 0, G + 14196, act + 213248 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 225792 * nB, 0, act + 213248 * nB, act + 200704 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 232064 * nB, 0, act + 188160 * nB, act + 200704 * nB, nB * 12544);
     /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 188160 * nB, 1, G + 14164, G + 14180, act + 225792 * nB, act + 175616 * nB, fix + 1344, fix + 1360, P + 14164, B, 16, 784);
+    rt_bn_backward(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 232064 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, B, 16, 784);
 }
 
 /* Backward, part 3 of 3. */
@@ -739,26 +739,26 @@ static void backward_3(RtModel *m, int B)
             (float)-1,
             (float)(0 + -1 * (double)P[9490])
         };
-        float *const dxs[3] = { act + 200704 * nB, act + 213248 * nB, act + 175616 * nB };
+        float *const dxs[3] = { act + 188160 * nB, act + 200704 * nB, act + 175616 * nB };
         const int acc[3] = { 0, 0, 0 };
         const float *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 188160 * nB, xs, c, 3, nB * 12544);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 219520 * nB, xs, c, 3, nB * 12544);
         G[9490] += (float)(1 * (double)dc[0]);
         G[9490] += (float)(-1 * (double)dc[2]);
     }
     /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 150528 * nB, 0, G + 11859, act + 213248 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 150528 * nB, 0, G + 11859, act + 200704 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 188160 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 200704 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 150528 * nB, 0, G + 11827, G + 11843, act + 188160 * nB, act + 125440 * nB, fix + 1312, fix + 1328, P + 11827, B, 16, 784);
+    rt_bn_backward(ctx, act + 150528 * nB, 0, G + 11827, G + 11843, act + 200704 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11827, B, 16, 784);
     /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 125440 * nB, 0, G + 9523, act + 150528 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 150528 * nB, 0, act + 125440 * nB, act + 137984 * nB, nB * 12544);
     /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 200704 * nB, 1, G + 9491, G + 9507, act + 150528 * nB, act + 112896 * nB, fix + 1280, fix + 1296, P + 9491, B, 16, 784);
+    rt_bn_backward(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, B, 16, 784);
     /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
     {
         const float c[3] = {
@@ -770,7 +770,7 @@ static void backward_3(RtModel *m, int B)
         const int acc[3] = { 1, 0, 0 };
         const float *const xs[3] = { act + 62720 * nB, act + 87808 * nB, act };
         float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 200704 * nB, xs, c, 3, nB * 12544);
+        rt_sum_backward(ctx, dxs, acc, dc, act + 188160 * nB, xs, c, 3, nB * 12544);
         G[4817] += (float)(1 * (double)dc[0]);
         G[4817] += (float)(-1 * (double)dc[2]);
     }
@@ -779,13 +779,13 @@ static void backward_3(RtModel *m, int B)
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 125440 * nB, 0, act + 87808 * nB, act + 100352 * nB, nB * 12544);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 87808 * nB, 0, G + 7154, G + 7170, act + 125440 * nB, act + 37632 * nB, fix + 1248, fix + 1264, P + 7154, B, 16, 784);
+    rt_bn_backward(ctx, act + 87808 * nB, 0, G + 7154, G + 7170, act + 125440 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7154, B, 16, 784);
     /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 37632 * nB, 0, G + 4850, act + 87808 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 87808 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544);
     /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 87808 * nB, act + 62720 * nB, fix + 1216, fix + 1232, P + 4818, B, 16, 784);
+    rt_bn_backward(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, B, 16, 784);
     /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
     {
         const float c[2] = {
@@ -801,13 +801,13 @@ static void backward_3(RtModel *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 37632 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 37632 * nB, act + 12544 * nB, fix + 1184, fix + 1200, P + 2481, B, 16, 784);
+    rt_bn_backward(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 37632 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2481, B, 16, 784);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 12544 * nB, 0, G + 177, act + 50176 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 37632 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 37632 * nB, act, fix + 1152, fix + 1168, P + 145, B, 16, 784);
+    rt_bn_backward(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 37632 * nB, act, fix, fix + 16, P + 145, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, NULL, 0, G, act + 112896 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
 }
@@ -837,7 +837,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 12544 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 12544 * nB, act, P + 145, P + 161, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -846,7 +846,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 12544 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 12544 * nB, P + 2481, P + 2497, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2481, P + 2497, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 12544 * nB, P + 2481, P + 2497, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -864,7 +864,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -873,7 +873,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 37632 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 87808 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 37632 * nB, P + 7154, P + 7170, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 37632 * nB, P + 7154, P + 7170, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 87808 * nB, act + 37632 * nB, P + 7154, P + 7170, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -892,7 +892,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 125440 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 125440 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 125440 * nB, act + 112896 * nB, P + 9491, P + 9507, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -901,7 +901,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 125440 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 150528 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 125440 * nB, P + 11827, P + 11843, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11827, P + 11843, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 150528 * nB, act + 125440 * nB, P + 11827, P + 11843, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -920,7 +920,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 188160 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 175616 * nB, P + 14164, P + 14180, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 188160 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 175616 * nB, P + 14164, P + 14180, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 188160 * nB, act + 175616 * nB, P + 14164, P + 14180, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -938,41 +938,41 @@ static void forward_d_2(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 213248 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 188160 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 188160 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 213248 * nB, P + 18804, P + 18836, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 194432 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 188160 * nB, P + 18804, P + 18836, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 188160 * nB, act + 213248 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 194432 * nB, act + 188160 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 219520 * nB, act + 188160 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 213248 * nB, act + 194432 * nB, nB * 6272);
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 188160 * nB, act + 219520 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward_d(ctx, act + 194432 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_forward_d(ctx, act + 219520 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 194432 * nB, act + 188160 * nB };
+        const double *const xs[2] = { act + 219520 * nB, act + 194432 * nB };
         rt_sum_forward_d(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
     }
     /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 188160 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 188160 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 194432 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 232064 * nB, act + 188160 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 232064 * nB, act + 194432 * nB, nB * 6272);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 188160 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 194432 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 238336 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 188160 * nB, P + 37365, P + 37397, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37365, P + 37397, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 238336 * nB, act + 188160 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 238336 * nB, act + 194432 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward_d(ctx, act + 244608 * nB, act + 238336 * nB, nB * 6272);
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
@@ -984,12 +984,12 @@ static void forward_d_2(RtModelD *m, int B, int train)
             (double)-1,
             (double)(0 + -1 * (double)P[28084])
         };
-        const double *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 194432 * nB };
+        const double *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
         rt_sum_forward_d(ctx, act + 250880 * nB, 3, xs, c, nB * 6272);
     }
     /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 257152 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 257152 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 257152 * nB, act + 250880 * nB, P + 46646, P + 46678, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
@@ -998,7 +998,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 257152 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 257152 * nB, P + 55926, P + 55958, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 257152 * nB, P + 55926, P + 55958, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 257152 * nB, P + 55926, P + 55958, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
@@ -1017,18 +1017,18 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 288512 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 282240 * nB, P + 65207, P + 65239, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 288512 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 282240 * nB, P + 65207, P + 65239, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 288512 * nB, act + 282240 * nB, P + 65207, P + 65239, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward_d(ctx, act + 294784 * nB, act + 288512 * nB, nB * 6272);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 301056 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 288512 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 288512 * nB, fix, fix + 64, buf + 608, buf + 672, act + 301056 * nB, P + 83703, P + 83767, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 291648 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 288512 * nB, P + 83703, P + 83767, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 288512 * nB, act + 301056 * nB, P + 83703, P + 83767, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 291648 * nB, act + 288512 * nB, P + 83703, P + 83767, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
 }
 
 /* Forward, part 3 of 3. */
@@ -1042,34 +1042,34 @@ static void forward_d_3(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 304192 * nB, act + 288512 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 301056 * nB, act + 291648 * nB, nB * 3136);
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 288512 * nB, act + 304192 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_forward_d(ctx, act + 291648 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_forward_d(ctx, act + 304192 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
     /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 291648 * nB, act + 288512 * nB };
+        const double *const xs[2] = { act + 304192 * nB, act + 291648 * nB };
         rt_sum_forward_d(ctx, act + 307328 * nB, 2, xs, c, nB * 3136);
     }
     /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 288512 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 291648 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 288512 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 291648 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 310464 * nB, act + 288512 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 310464 * nB, act + 291648 * nB, nB * 3136);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 288512 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 291648 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 313600 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 288512 * nB, P + 157688, P + 157752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 291648 * nB, P + 157688, P + 157752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 313600 * nB, act + 288512 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 313600 * nB, act + 291648 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
     rt_relu_forward_d(ctx, act + 316736 * nB, act + 313600 * nB, nB * 3136);
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
@@ -1081,12 +1081,12 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)-1,
             (double)(0 + -1 * (double)P[120695])
         };
-        const double *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 291648 * nB };
+        const double *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
         rt_sum_forward_d(ctx, act + 319872 * nB, 3, xs, c, nB * 3136);
     }
     /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 323008 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 323008 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 323008 * nB, act + 319872 * nB, P + 194681, P + 194745, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
@@ -1095,7 +1095,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 323008 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 329280 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 323008 * nB, P + 231673, P + 231737, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 323008 * nB, P + 231673, P + 231737, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 329280 * nB, act + 323008 * nB, P + 231673, P + 231737, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
@@ -1114,7 +1114,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 338688 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 335552 * nB, P + 268665, P + 268729, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 338688 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 335552 * nB, P + 268665, P + 268729, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 338688 * nB, act + 335552 * nB, P + 268665, P + 268729, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
@@ -1145,13 +1145,13 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 344960 * nB, 0, G + 268793, G + 269433, m->dlogits, act + 338688 * nB, P + 268793, B, 64, 10);
+    rt_linear_backward_d(ctx, act + 338752 * nB, 0, G + 268793, G + 269433, m->dlogits, act + 338688 * nB, P + 268793, B, 64, 10);
     /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 338688 * nB, 0, act + 344960 * nB, B, 64, 49);
+    rt_gap_backward_d(ctx, act + 344960 * nB, 0, act + 338752 * nB, B, 64, 49);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 344960 * nB, 0, act + 338688 * nB, act + 341824 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 338688 * nB, 0, act + 344960 * nB, act + 341824 * nB, nB * 3136);
     /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 338688 * nB, 0, G + 268665, G + 268729, act + 344960 * nB, act + 335552 * nB, fix + 640, fix + 704, P + 268665, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 341824 * nB, 0, G + 268665, G + 268729, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, B, 64, 49);
     /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
     {
         const double c[3] = {
@@ -1159,26 +1159,26 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)(0 + -1 * (double)P[194680])
         };
-        double *const dxs[3] = { act + 341824 * nB, act + 344960 * nB, act + 335552 * nB };
+        double *const dxs[3] = { act + 338688 * nB, act + 344960 * nB, act + 335552 * nB };
         const int acc[3] = { 0, 0, 0 };
         const double *const xs[3] = { act + 319872 * nB, act + 329280 * nB, act + 307328 * nB };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 338688 * nB, xs, c, 3, nB * 3136);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 341824 * nB, xs, c, 3, nB * 3136);
         G[194680] += (double)(1 * (double)dc[0]);
         G[194680] += (double)(-1 * (double)dc[2]);
     }
     /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 329280 * nB, 0, G + 231801, act + 344960 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 338688 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 341824 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 329280 * nB, 0, G + 231673, G + 231737, act + 338688 * nB, act + 323008 * nB, fix + 512, fix + 576, P + 231673, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 329280 * nB, 0, G + 231673, G + 231737, act + 341824 * nB, act + 323008 * nB, fix + 1120, fix + 1184, P + 231673, B, 64, 49);
     /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 323008 * nB, 0, G + 194809, act + 329280 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
     rt_relu_backward_d(ctx, act + 329280 * nB, 0, act + 323008 * nB, act + 326144 * nB, nB * 3136);
     /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 341824 * nB, 1, G + 194681, G + 194745, act + 329280 * nB, act + 319872 * nB, fix + 384, fix + 448, P + 194681, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 329280 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, B, 64, 49);
     /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
     {
         const double c[3] = {
@@ -1188,44 +1188,44 @@ static void backward_d_1(RtModelD *m, int B)
         };
         double *const dxs[3] = { act + 335552 * nB, act + 323008 * nB, act + 319872 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const double *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 291648 * nB };
+        const double *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 341824 * nB, xs, c, 3, nB * 3136);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 338688 * nB, xs, c, 3, nB * 3136);
         G[120695] += (double)(1 * (double)dc[0]);
         G[120695] += (double)(-1 * (double)dc[2]);
     }
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 291648 * nB, 0, G + 157816, act + 323008 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 313600 * nB, 0, act + 291648 * nB, act + 316736 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 313600 * nB, 0, act + 304192 * nB, act + 316736 * nB, nB * 3136);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 291648 * nB, 0, G + 157688, G + 157752, act + 313600 * nB, act + 288512 * nB, fix + 256, fix + 320, P + 157688, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 304192 * nB, 0, G + 157688, G + 157752, act + 313600 * nB, act + 291648 * nB, fix + 864, fix + 928, P + 157688, B, 64, 49);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 288512 * nB, 0, G + 120824, act + 291648 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 291648 * nB, 0, G + 120824, act + 304192 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 291648 * nB, 0, act + 288512 * nB, act + 310464 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 304192 * nB, 0, act + 291648 * nB, act + 310464 * nB, nB * 3136);
     /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 291648 * nB, act + 307328 * nB, fix + 128, fix + 192, P + 120696, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, B, 64, 49);
     /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 319872 * nB, act + 307328 * nB };
+        double *const dxs[2] = { act + 319872 * nB, act + 291648 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 335552 * nB, NULL, c, 2, nB * 3136);
     }
     /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_backward_d(ctx, act + 288512 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_backward_d(ctx, act + 304192 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 310464 * nB, 0, G + 83831, act + 307328 * nB, act + 304192 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 310464 * nB, 0, G + 83831, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 307328 * nB, 0, act + 310464 * nB, act + 304192 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 291648 * nB, 0, act + 310464 * nB, act + 301056 * nB, nB * 3136);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 310464 * nB, 0, G + 83703, G + 83767, act + 307328 * nB, act + 301056 * nB, fix, fix + 64, P + 83703, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 291648 * nB, act + 288512 * nB, fix + 608, fix + 672, P + 83703, B, 64, 49);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 301056 * nB, 0, G + 65271, act + 310464 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 288512 * nB, 0, G + 65271, act + 301056 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -1239,9 +1239,9 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 307328 * nB, 0, act + 301056 * nB, act + 294784 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 310464 * nB, 0, act + 288512 * nB, act + 294784 * nB, nB * 6272);
     /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 288512 * nB, 1, G + 65207, G + 65239, act + 307328 * nB, act + 282240 * nB, fix + 1088, fix + 1120, P + 65207, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 310464 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, B, 32, 196);
     /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
     {
         const double c[3] = {
@@ -1249,26 +1249,26 @@ static void backward_d_2(RtModelD *m, int B)
             (double)-1,
             (double)(0 + -1 * (double)P[46645])
         };
-        double *const dxs[3] = { act + 294784 * nB, act + 301056 * nB, act + 282240 * nB };
+        double *const dxs[3] = { act + 288512 * nB, act + 294784 * nB, act + 282240 * nB };
         const int acc[3] = { 0, 0, 0 };
         const double *const xs[3] = { act + 250880 * nB, act + 269696 * nB, act + 225792 * nB };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 288512 * nB, xs, c, 3, nB * 6272);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 304192 * nB, xs, c, 3, nB * 6272);
         G[46645] += (double)(1 * (double)dc[0]);
         G[46645] += (double)(-1 * (double)dc[2]);
     }
     /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 269696 * nB, 0, G + 55990, act + 301056 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 269696 * nB, 0, G + 55990, act + 294784 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 288512 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 294784 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 269696 * nB, 0, G + 55926, G + 55958, act + 288512 * nB, act + 257152 * nB, fix + 1024, fix + 1056, P + 55926, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 269696 * nB, 0, G + 55926, G + 55958, act + 294784 * nB, act + 257152 * nB, fix + 480, fix + 512, P + 55926, B, 32, 196);
     /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 257152 * nB, 0, G + 46710, act + 269696 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
     rt_relu_backward_d(ctx, act + 269696 * nB, 0, act + 257152 * nB, act + 263424 * nB, nB * 6272);
     /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 294784 * nB, 1, G + 46646, G + 46678, act + 269696 * nB, act + 250880 * nB, fix + 960, fix + 992, P + 46646, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 269696 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, B, 32, 196);
     /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
     {
         const double c[3] = {
@@ -1278,48 +1278,48 @@ static void backward_d_2(RtModelD *m, int B)
         };
         double *const dxs[3] = { act + 282240 * nB, act + 257152 * nB, act + 250880 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const double *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 194432 * nB };
+        const double *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 294784 * nB, xs, c, 3, nB * 6272);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 288512 * nB, xs, c, 3, nB * 6272);
         G[28084] += (double)(1 * (double)dc[0]);
         G[28084] += (double)(-1 * (double)dc[2]);
     }
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 194432 * nB, 0, G + 37429, act + 257152 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 238336 * nB, 0, act + 194432 * nB, act + 244608 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 238336 * nB, 0, act + 219520 * nB, act + 244608 * nB, nB * 6272);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 194432 * nB, 0, G + 37365, G + 37397, act + 238336 * nB, act + 188160 * nB, fix + 896, fix + 928, P + 37365, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 219520 * nB, 0, G + 37365, G + 37397, act + 238336 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37365, B, 32, 196);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 188160 * nB, 0, G + 28149, act + 194432 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 194432 * nB, 0, G + 28149, act + 219520 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 194432 * nB, 0, act + 188160 * nB, act + 232064 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 219520 * nB, 0, act + 194432 * nB, act + 232064 * nB, nB * 6272);
     /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 194432 * nB, act + 225792 * nB, fix + 832, fix + 864, P + 28085, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, B, 32, 196);
     /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 250880 * nB, act + 225792 * nB };
+        double *const dxs[2] = { act + 250880 * nB, act + 194432 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 6272);
     }
     /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward_d(ctx, act + 188160 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_backward_d(ctx, act + 219520 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 232064 * nB, 0, G + 18868, act + 225792 * nB, act + 219520 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 232064 * nB, 0, G + 18868, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 225792 * nB, 0, act + 232064 * nB, act + 219520 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 194432 * nB, 0, act + 232064 * nB, act + 213248 * nB, nB * 6272);
     /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 232064 * nB, 0, G + 18804, G + 18836, act + 225792 * nB, act + 213248 * nB, fix + 768, fix + 800, P + 18804, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 194432 * nB, act + 188160 * nB, fix + 224, fix + 256, P + 18804, B, 32, 196);
     /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 213248 * nB, 0, G + 14196, act + 232064 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 188160 * nB, 0, G + 14196, act + 213248 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 225792 * nB, 0, act + 213248 * nB, act + 200704 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 232064 * nB, 0, act + 188160 * nB, act + 200704 * nB, nB * 12544);
     /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 188160 * nB, 1, G + 14164, G + 14180, act + 225792 * nB, act + 175616 * nB, fix + 1344, fix + 1360, P + 14164, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 232064 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, B, 16, 784);
 }
 
 /* Backward, part 3 of 3. */
@@ -1339,26 +1339,26 @@ static void backward_d_3(RtModelD *m, int B)
             (double)-1,
             (double)(0 + -1 * (double)P[9490])
         };
-        double *const dxs[3] = { act + 200704 * nB, act + 213248 * nB, act + 175616 * nB };
+        double *const dxs[3] = { act + 188160 * nB, act + 200704 * nB, act + 175616 * nB };
         const int acc[3] = { 0, 0, 0 };
         const double *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 188160 * nB, xs, c, 3, nB * 12544);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 219520 * nB, xs, c, 3, nB * 12544);
         G[9490] += (double)(1 * (double)dc[0]);
         G[9490] += (double)(-1 * (double)dc[2]);
     }
     /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 150528 * nB, 0, G + 11859, act + 213248 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 150528 * nB, 0, G + 11859, act + 200704 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 188160 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 200704 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 150528 * nB, 0, G + 11827, G + 11843, act + 188160 * nB, act + 125440 * nB, fix + 1312, fix + 1328, P + 11827, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 150528 * nB, 0, G + 11827, G + 11843, act + 200704 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11827, B, 16, 784);
     /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 125440 * nB, 0, G + 9523, act + 150528 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 150528 * nB, 0, act + 125440 * nB, act + 137984 * nB, nB * 12544);
     /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 200704 * nB, 1, G + 9491, G + 9507, act + 150528 * nB, act + 112896 * nB, fix + 1280, fix + 1296, P + 9491, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, B, 16, 784);
     /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
     {
         const double c[3] = {
@@ -1370,7 +1370,7 @@ static void backward_d_3(RtModelD *m, int B)
         const int acc[3] = { 1, 0, 0 };
         const double *const xs[3] = { act + 62720 * nB, act + 87808 * nB, act };
         double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 200704 * nB, xs, c, 3, nB * 12544);
+        rt_sum_backward_d(ctx, dxs, acc, dc, act + 188160 * nB, xs, c, 3, nB * 12544);
         G[4817] += (double)(1 * (double)dc[0]);
         G[4817] += (double)(-1 * (double)dc[2]);
     }
@@ -1379,13 +1379,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 125440 * nB, 0, act + 87808 * nB, act + 100352 * nB, nB * 12544);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 87808 * nB, 0, G + 7154, G + 7170, act + 125440 * nB, act + 37632 * nB, fix + 1248, fix + 1264, P + 7154, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 87808 * nB, 0, G + 7154, G + 7170, act + 125440 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7154, B, 16, 784);
     /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 37632 * nB, 0, G + 4850, act + 87808 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 87808 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544);
     /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 87808 * nB, act + 62720 * nB, fix + 1216, fix + 1232, P + 4818, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, B, 16, 784);
     /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
     {
         const double c[2] = {
@@ -1401,13 +1401,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 37632 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 37632 * nB, act + 12544 * nB, fix + 1184, fix + 1200, P + 2481, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 37632 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2481, B, 16, 784);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 12544 * nB, 0, G + 177, act + 50176 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 37632 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 37632 * nB, act, fix + 1152, fix + 1168, P + 145, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 37632 * nB, act, fix, fix + 16, P + 145, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, NULL, 0, G, act + 112896 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
 }

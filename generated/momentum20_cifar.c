@@ -232,7 +232,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 16384 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -241,7 +241,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -267,7 +267,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 10 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 98304 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 49152 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 49152 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 98304 * nB, act + 49152 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 11 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -276,7 +276,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 98304 * nB, act + 114688 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 131072 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 131072 * nB, act + 98304 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 14 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -303,7 +303,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 131072 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 81920 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 81920 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 131072 * nB, act + 81920 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 19 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -312,7 +312,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 131072 * nB, act + 180224 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 196608 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 131072 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 131072 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 196608 * nB, act + 131072 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 22 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -351,55 +351,55 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 26 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 196608 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 163840 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163840 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 196608 * nB, act + 163840 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_forward(ctx, act + 229376 * nB, act + 196608 * nB, nB * 16384);
     /* 28 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 196608 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 29 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 196608 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 245760 * nB, P + 19088, P + 19120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 204800 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 196608 * nB, P + 19088, P + 19120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 196608 * nB, act + 245760 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 204800 * nB, act + 196608 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
     /* 30 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 253952 * nB, act + 196608 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 245760 * nB, act + 204800 * nB, nB * 8192);
     /* 31 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 196608 * nB, act + 253952 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 204800 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.v1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[1] = {
             (float)-0.099999999999999978
         };
-        const float *const xs[1] = { act + 196608 * nB };
-        rt_sum_forward(ctx, act + 204800 * nB, 1, xs, c, nB * 8192);
+        const float *const xs[1] = { act + 204800 * nB };
+        rt_sum_forward(ctx, act + 253952 * nB, 1, xs, c, nB * 8192);
     }
     /* 33 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward(ctx, act + 196608 * nB, act + 163840 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_forward(ctx, act + 204800 * nB, act + 163840 * nB, B, 16, 32, 32, 32, 2);
     /* 34 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        const float *const xs[2] = { act + 196608 * nB, act + 204800 * nB };
+        const float *const xs[2] = { act + 204800 * nB, act + 253952 * nB };
         rt_sum_forward(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
     }
     /* 35 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 196608 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 204800 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 196608 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 204800 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
     /* 36 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 270336 * nB, act + 196608 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 270336 * nB, act + 204800 * nB, nB * 8192);
     /* 37 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 196608 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 204800 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 38 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 278528 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 196608 * nB, P + 37648, P + 37680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 204800 * nB, P + 37648, P + 37680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 278528 * nB, act + 196608 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 278528 * nB, act + 204800 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
     /* 39 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 286720 * nB, act + 278528 * nB, nB * 8192);
     /* 40 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
@@ -410,7 +410,7 @@ static void forward_2(RtModel *m, int B, int train)
             (float)0.90000000000000002,
             (float)-0.099999999999999978
         };
-        const float *const xs[2] = { act + 204800 * nB, act + 278528 * nB };
+        const float *const xs[2] = { act + 253952 * nB, act + 278528 * nB };
         rt_sum_forward(ctx, act + 294912 * nB, 2, xs, c, nB * 8192);
     }
     /* 42 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -420,20 +420,20 @@ static void forward_2(RtModel *m, int B, int train)
             (float)1
         };
         const float *const xs[2] = { act + 262144 * nB, act + 294912 * nB };
-        rt_sum_forward(ctx, act + 204800 * nB, 2, xs, c, nB * 8192);
+        rt_sum_forward(ctx, act + 253952 * nB, 2, xs, c, nB * 8192);
     }
     /* 43 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 278528 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 204800 * nB, P + 46928, P + 46960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 278528 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 253952 * nB, P + 46928, P + 46960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 278528 * nB, act + 204800 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 278528 * nB, act + 253952 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
     /* 44 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 303104 * nB, act + 278528 * nB, nB * 8192);
     /* 45 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 278528 * nB, act + 303104 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 46 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 278528 * nB, P + 56208, P + 56240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 278528 * nB, P + 56208, P + 56240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 278528 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
     /* 47 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -467,60 +467,60 @@ static void forward_3(RtModel *m, int B, int train)
             (float)1,
             (float)1
         };
-        const float *const xs[2] = { act + 204800 * nB, act + 327680 * nB };
+        const float *const xs[2] = { act + 253952 * nB, act + 327680 * nB };
         rt_sum_forward(ctx, act + 294912 * nB, 2, xs, c, nB * 8192);
     }
     /* 51 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 294912 * nB, P + 65488, P + 65520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 294912 * nB, P + 65488, P + 65520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 294912 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
     /* 52 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 327680 * nB, act + 311296 * nB, nB * 8192);
     /* 53 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 335872 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 311296 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 54 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix, fix + 64, buf + 608, buf + 672, act + 335872 * nB, P + 83984, P + 84048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 315392 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 311296 * nB, P + 83984, P + 84048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 311296 * nB, act + 335872 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 315392 * nB, act + 311296 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
     /* 55 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 339968 * nB, act + 311296 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 335872 * nB, act + 315392 * nB, nB * 4096);
     /* 56 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 311296 * nB, act + 339968 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 315392 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.v1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[1] = {
             (float)-0.099999999999999978
         };
-        const float *const xs[1] = { act + 311296 * nB };
-        rt_sum_forward(ctx, act + 315392 * nB, 1, xs, c, nB * 4096);
+        const float *const xs[1] = { act + 315392 * nB };
+        rt_sum_forward(ctx, act + 339968 * nB, 1, xs, c, nB * 4096);
     }
     /* 58 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward(ctx, act + 311296 * nB, act + 294912 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_forward(ctx, act + 315392 * nB, act + 294912 * nB, B, 32, 16, 16, 64, 2);
     /* 59 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        const float *const xs[2] = { act + 311296 * nB, act + 315392 * nB };
+        const float *const xs[2] = { act + 315392 * nB, act + 339968 * nB };
         rt_sum_forward(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
     }
     /* 60 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 315392 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 311296 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 315392 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
     /* 61 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 348160 * nB, act + 311296 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 348160 * nB, act + 315392 * nB, nB * 4096);
     /* 62 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 311296 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 315392 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 63 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 352256 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 311296 * nB, P + 157968, P + 158032, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 315392 * nB, P + 157968, P + 158032, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 352256 * nB, act + 311296 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 352256 * nB, act + 315392 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
     /* 64 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward(ctx, act + 356352 * nB, act + 352256 * nB, nB * 4096);
     /* 65 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
@@ -531,7 +531,7 @@ static void forward_3(RtModel *m, int B, int train)
             (float)0.90000000000000002,
             (float)-0.099999999999999978
         };
-        const float *const xs[2] = { act + 315392 * nB, act + 352256 * nB };
+        const float *const xs[2] = { act + 339968 * nB, act + 352256 * nB };
         rt_sum_forward(ctx, act + 360448 * nB, 2, xs, c, nB * 4096);
     }
     /* 67 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -541,20 +541,20 @@ static void forward_3(RtModel *m, int B, int train)
             (float)1
         };
         const float *const xs[2] = { act + 344064 * nB, act + 360448 * nB };
-        rt_sum_forward(ctx, act + 315392 * nB, 2, xs, c, nB * 4096);
+        rt_sum_forward(ctx, act + 339968 * nB, 2, xs, c, nB * 4096);
     }
     /* 68 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 352256 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 315392 * nB, P + 194960, P + 195024, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 352256 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 339968 * nB, P + 194960, P + 195024, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 352256 * nB, act + 315392 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 352256 * nB, act + 339968 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
     /* 69 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward(ctx, act + 364544 * nB, act + 352256 * nB, nB * 4096);
     /* 70 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 352256 * nB, act + 364544 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 71 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 368640 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 352256 * nB, P + 231952, P + 232016, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 368640 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 352256 * nB, P + 231952, P + 232016, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 368640 * nB, act + 352256 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
     /* 72 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -588,12 +588,12 @@ static void forward_4(RtModel *m, int B, int train)
             (float)1,
             (float)1
         };
-        const float *const xs[2] = { act + 315392 * nB, act + 376832 * nB };
+        const float *const xs[2] = { act + 339968 * nB, act + 376832 * nB };
         rt_sum_forward(ctx, act + 360448 * nB, 2, xs, c, nB * 4096);
     }
     /* 76 head.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 368640 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 360448 * nB, P + 268944, P + 269008, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 368640 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 360448 * nB, P + 268944, P + 269008, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 368640 * nB, act + 360448 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
     /* 77 head.relu0: relu 64x8x8 -> 64x8x8 */
@@ -625,22 +625,22 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 79 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 380928 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 368640 * nB, P + 269072, B, 64, 10);
+    rt_linear_backward(ctx, act + 368704 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 368640 * nB, P + 269072, B, 64, 10);
     /* 78 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 368640 * nB, 0, act + 380928 * nB, B, 64, 64);
+    rt_gap_backward(ctx, act + 380928 * nB, 0, act + 368704 * nB, B, 64, 64);
     /* 77 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 380928 * nB, 0, act + 368640 * nB, act + 376832 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 368640 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096);
     /* 76 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 368640 * nB, 0, G + 268944, G + 269008, act + 380928 * nB, act + 360448 * nB, fix + 640, fix + 704, P + 268944, B, 64, 64);
+    rt_bn_backward(ctx, act + 376832 * nB, 0, G + 268944, G + 269008, act + 368640 * nB, act + 360448 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64);
     /* 75 stage3.x3: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 360448 * nB, act + 376832 * nB };
+        float *const dxs[2] = { act + 360448 * nB, act + 368640 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 4096);
     }
     /* 74 stage3.v3: sum 64x8x8 -> 64x8x8 */
     {
@@ -648,29 +648,29 @@ static void backward_1(RtModel *m, int B)
             (float)0.90000000000000002,
             (float)-0.099999999999999978
         };
-        float *const dxs[2] = { act + 368640 * nB, act + 380928 * nB };
+        float *const dxs[2] = { act + 376832 * nB, act + 380928 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 4096);
     }
     /* 73 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 232080, act + 380928 * nB, act + 372736 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 368640 * nB, 0, G + 232080, act + 380928 * nB, act + 372736 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 72 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 380928 * nB, 0, act + 376832 * nB, act + 372736 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 380928 * nB, 0, act + 368640 * nB, act + 372736 * nB, nB * 4096);
     /* 71 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 372736 * nB, 0, G + 231952, G + 232016, act + 380928 * nB, act + 352256 * nB, fix + 512, fix + 576, P + 231952, B, 64, 64);
+    rt_bn_backward(ctx, act + 368640 * nB, 0, G + 231952, G + 232016, act + 380928 * nB, act + 352256 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64);
     /* 70 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 352256 * nB, 0, G + 195088, act + 372736 * nB, act + 364544 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 352256 * nB, 0, G + 195088, act + 368640 * nB, act + 364544 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 69 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 372736 * nB, 0, act + 352256 * nB, act + 364544 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 368640 * nB, 0, act + 352256 * nB, act + 364544 * nB, nB * 4096);
     /* 68 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 360448 * nB, 1, G + 194960, G + 195024, act + 372736 * nB, act + 315392 * nB, fix + 384, fix + 448, P + 194960, B, 64, 64);
+    rt_bn_backward(ctx, act + 360448 * nB, 1, G + 194960, G + 195024, act + 368640 * nB, act + 339968 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64);
     /* 67 stage3.x2: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 315392 * nB, act + 368640 * nB };
+        float *const dxs[2] = { act + 339968 * nB, act + 376832 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 360448 * nB, NULL, c, 2, nB * 4096);
     }
@@ -682,43 +682,43 @@ static void backward_1(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 352256 * nB, act + 360448 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 4096);
     }
     /* 65 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 364544 * nB, 0, G + 158096, act + 360448 * nB, act + 356352 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 360448 * nB, 0, act + 364544 * nB, act + 356352 * nB, nB * 4096);
     /* 63 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 360448 * nB, act + 311296 * nB, fix + 256, fix + 320, P + 157968, B, 64, 64);
+    rt_bn_backward(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 360448 * nB, act + 315392 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64);
     /* 62 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 311296 * nB, 0, G + 121104, act + 356352 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 315392 * nB, 0, G + 121104, act + 356352 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 356352 * nB, 0, act + 311296 * nB, act + 348160 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 356352 * nB, 0, act + 315392 * nB, act + 348160 * nB, nB * 4096);
     /* 60 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 315392 * nB, 1, G + 120976, G + 121040, act + 356352 * nB, act + 344064 * nB, fix + 128, fix + 192, P + 120976, B, 64, 64);
+    rt_bn_backward(ctx, act + 339968 * nB, 1, G + 120976, G + 121040, act + 356352 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64);
     /* 59 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 344064 * nB, act + 352256 * nB };
+        float *const dxs[2] = { act + 315392 * nB, act + 352256 * nB };
         const int acc[2] = { 0, 1 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 315392 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 339968 * nB, NULL, c, 2, nB * 4096);
     }
     /* 58 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward(ctx, act + 311296 * nB, 0, act + 344064 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_backward(ctx, act + 339968 * nB, 0, act + 315392 * nB, B, 32, 16, 16, 64, 2);
     /* 57 stage3.v1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[1] = {
             (float)-0.099999999999999978
         };
-        float *const dxs[1] = { act + 344064 * nB };
+        float *const dxs[1] = { act + 315392 * nB };
         const int acc[1] = { 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 352256 * nB, NULL, c, 1, nB * 4096);
     }
     /* 56 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 348160 * nB, 0, G + 84112, act + 344064 * nB, act + 339968 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 348160 * nB, 0, G + 84112, act + 315392 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
 }
 
 /* Backward, part 2 of 4. */
@@ -732,24 +732,24 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 55 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 344064 * nB, 0, act + 348160 * nB, act + 339968 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 315392 * nB, 0, act + 348160 * nB, act + 335872 * nB, nB * 4096);
     /* 54 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 348160 * nB, 0, G + 83984, G + 84048, act + 344064 * nB, act + 335872 * nB, fix, fix + 64, P + 83984, B, 64, 64);
+    rt_bn_backward(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 315392 * nB, act + 311296 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64);
     /* 53 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 335872 * nB, 0, G + 65552, act + 348160 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 311296 * nB, 0, G + 65552, act + 335872 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 344064 * nB, 0, act + 335872 * nB, act + 327680 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 348160 * nB, 0, act + 311296 * nB, act + 327680 * nB, nB * 8192);
     /* 51 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 311296 * nB, 1, G + 65488, G + 65520, act + 344064 * nB, act + 294912 * nB, fix + 1088, fix + 1120, P + 65488, B, 32, 256);
+    rt_bn_backward(ctx, act + 339968 * nB, 1, G + 65488, G + 65520, act + 348160 * nB, act + 294912 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256);
     /* 50 stage2.x3: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 294912 * nB, act + 327680 * nB };
+        float *const dxs[2] = { act + 294912 * nB, act + 311296 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 339968 * nB, NULL, c, 2, nB * 8192);
     }
     /* 49 stage2.v3: sum 32x16x16 -> 32x16x16 */
     {
@@ -757,29 +757,29 @@ static void backward_2(RtModel *m, int B)
             (float)0.90000000000000002,
             (float)-0.099999999999999978
         };
-        float *const dxs[2] = { act + 311296 * nB, act + 335872 * nB };
+        float *const dxs[2] = { act + 327680 * nB, act + 335872 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 8192);
     }
     /* 48 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 327680 * nB, 0, G + 56272, act + 335872 * nB, act + 319488 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 311296 * nB, 0, G + 56272, act + 335872 * nB, act + 319488 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 47 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 335872 * nB, 0, act + 327680 * nB, act + 319488 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 335872 * nB, 0, act + 311296 * nB, act + 319488 * nB, nB * 8192);
     /* 46 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 319488 * nB, 0, G + 56208, G + 56240, act + 335872 * nB, act + 278528 * nB, fix + 1024, fix + 1056, P + 56208, B, 32, 256);
+    rt_bn_backward(ctx, act + 311296 * nB, 0, G + 56208, G + 56240, act + 335872 * nB, act + 278528 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256);
     /* 45 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 278528 * nB, 0, G + 46992, act + 319488 * nB, act + 303104 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 278528 * nB, 0, G + 46992, act + 311296 * nB, act + 303104 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 319488 * nB, 0, act + 278528 * nB, act + 303104 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 311296 * nB, 0, act + 278528 * nB, act + 303104 * nB, nB * 8192);
     /* 43 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 294912 * nB, 1, G + 46928, G + 46960, act + 319488 * nB, act + 204800 * nB, fix + 960, fix + 992, P + 46928, B, 32, 256);
+    rt_bn_backward(ctx, act + 294912 * nB, 1, G + 46928, G + 46960, act + 311296 * nB, act + 253952 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256);
     /* 42 stage2.x2: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 204800 * nB, act + 311296 * nB };
+        float *const dxs[2] = { act + 253952 * nB, act + 327680 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 294912 * nB, NULL, c, 2, nB * 8192);
     }
@@ -791,38 +791,38 @@ static void backward_2(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 278528 * nB, act + 294912 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 8192);
     }
     /* 40 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 303104 * nB, 0, G + 37712, act + 294912 * nB, act + 286720 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 294912 * nB, 0, act + 303104 * nB, act + 286720 * nB, nB * 8192);
     /* 38 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 294912 * nB, act + 196608 * nB, fix + 896, fix + 928, P + 37648, B, 32, 256);
+    rt_bn_backward(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 294912 * nB, act + 204800 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256);
     /* 37 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 196608 * nB, 0, G + 28432, act + 286720 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 204800 * nB, 0, G + 28432, act + 286720 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 36 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 286720 * nB, 0, act + 196608 * nB, act + 270336 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 286720 * nB, 0, act + 204800 * nB, act + 270336 * nB, nB * 8192);
     /* 35 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 204800 * nB, 1, G + 28368, G + 28400, act + 286720 * nB, act + 262144 * nB, fix + 832, fix + 864, P + 28368, B, 32, 256);
+    rt_bn_backward(ctx, act + 253952 * nB, 1, G + 28368, G + 28400, act + 286720 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256);
     /* 34 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 262144 * nB, act + 278528 * nB };
+        float *const dxs[2] = { act + 204800 * nB, act + 278528 * nB };
         const int acc[2] = { 0, 1 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 204800 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 253952 * nB, NULL, c, 2, nB * 8192);
     }
     /* 33 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward(ctx, act + 196608 * nB, 0, act + 262144 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_backward(ctx, act + 253952 * nB, 0, act + 204800 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.v1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[1] = {
             (float)-0.099999999999999978
         };
-        float *const dxs[1] = { act + 262144 * nB };
+        float *const dxs[1] = { act + 204800 * nB };
         const int acc[1] = { 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 278528 * nB, NULL, c, 1, nB * 8192);
     }
@@ -839,26 +839,26 @@ static void backward_3(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 31 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 270336 * nB, 0, G + 19152, act + 262144 * nB, act + 253952 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 270336 * nB, 0, G + 19152, act + 204800 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 30 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 270336 * nB, act + 253952 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 204800 * nB, 0, act + 270336 * nB, act + 245760 * nB, nB * 8192);
     /* 29 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 270336 * nB, 0, G + 19088, G + 19120, act + 262144 * nB, act + 245760 * nB, fix + 768, fix + 800, P + 19088, B, 32, 256);
+    rt_bn_backward(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 204800 * nB, act + 196608 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256);
     /* 28 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 14480, act + 270336 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 196608 * nB, 0, G + 14480, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 27 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 245760 * nB, act + 229376 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 270336 * nB, 0, act + 196608 * nB, act + 229376 * nB, nB * 16384);
     /* 26 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 196608 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 163840 * nB, fix + 1344, fix + 1360, P + 14448, B, 16, 1024);
+    rt_bn_backward(ctx, act + 253952 * nB, 1, G + 14448, G + 14464, act + 270336 * nB, act + 163840 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 25 stage1.x3: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 163840 * nB, act + 229376 * nB };
+        float *const dxs[2] = { act + 163840 * nB, act + 196608 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 196608 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 253952 * nB, NULL, c, 2, nB * 16384);
     }
     /* 24 stage1.v3: sum 16x32x32 -> 16x32x32 */
     {
@@ -866,29 +866,29 @@ static void backward_3(RtModel *m, int B)
             (float)0.90000000000000002,
             (float)-0.099999999999999978
         };
-        float *const dxs[2] = { act + 196608 * nB, act + 245760 * nB };
+        float *const dxs[2] = { act + 229376 * nB, act + 245760 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 229376 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 196608 * nB, NULL, c, 2, nB * 16384);
     }
     /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 229376 * nB, 0, G + 12144, act + 245760 * nB, act + 212992 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 196608 * nB, 0, G + 12144, act + 245760 * nB, act + 212992 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 245760 * nB, 0, act + 229376 * nB, act + 212992 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 245760 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 245760 * nB, act + 131072 * nB, fix + 1312, fix + 1328, P + 12112, B, 16, 1024);
+    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 245760 * nB, act + 131072 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 131072 * nB, 0, G + 9808, act + 212992 * nB, act + 180224 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 131072 * nB, 0, G + 9808, act + 196608 * nB, act + 180224 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 212992 * nB, 0, act + 131072 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 131072 * nB, act + 180224 * nB, nB * 16384);
     /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 163840 * nB, 1, G + 9776, G + 9792, act + 212992 * nB, act + 81920 * nB, fix + 1280, fix + 1296, P + 9776, B, 16, 1024);
+    rt_bn_backward(ctx, act + 163840 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 81920 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 17 stage1.x2: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 81920 * nB, act + 196608 * nB };
+        float *const dxs[2] = { act + 81920 * nB, act + 229376 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 163840 * nB, NULL, c, 2, nB * 16384);
     }
@@ -900,20 +900,20 @@ static void backward_3(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 131072 * nB, act + 163840 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 196608 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 229376 * nB, NULL, c, 2, nB * 16384);
     }
     /* 15 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 180224 * nB, 0, G + 7472, act + 163840 * nB, act + 147456 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 163840 * nB, 0, act + 180224 * nB, act + 147456 * nB, nB * 16384);
     /* 13 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 163840 * nB, act + 98304 * nB, fix + 1248, fix + 1264, P + 7440, B, 16, 1024);
+    rt_bn_backward(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 163840 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 12 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 114688 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 11 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 147456 * nB, 0, act + 98304 * nB, act + 114688 * nB, nB * 16384);
     /* 10 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 81920 * nB, 1, G + 5104, G + 5120, act + 147456 * nB, act + 49152 * nB, fix + 1216, fix + 1232, P + 5104, B, 16, 1024);
+    rt_bn_backward(ctx, act + 81920 * nB, 1, G + 5104, G + 5120, act + 147456 * nB, act + 49152 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 9 stage1.x1: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -950,13 +950,13 @@ static void backward_4(RtModel *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 1184, fix + 1200, P + 2768, B, 16, 1024);
+    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix + 1152, fix + 1168, P + 432, B, 16, 1024);
+    rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }
@@ -987,7 +987,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -996,7 +996,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1022,7 +1022,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 10 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 98304 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 49152 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 49152 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 98304 * nB, act + 49152 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 11 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1031,7 +1031,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 98304 * nB, act + 114688 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 131072 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 131072 * nB, act + 98304 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 14 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1058,7 +1058,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 131072 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 81920 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 81920 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 131072 * nB, act + 81920 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 19 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1067,7 +1067,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 131072 * nB, act + 180224 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 196608 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 131072 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 131072 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 196608 * nB, act + 131072 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 22 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1106,55 +1106,55 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 26 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 196608 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 163840 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163840 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 196608 * nB, act + 163840 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_forward_d(ctx, act + 229376 * nB, act + 196608 * nB, nB * 16384);
     /* 28 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 196608 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 29 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 196608 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 245760 * nB, P + 19088, P + 19120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 204800 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 196608 * nB, P + 19088, P + 19120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 196608 * nB, act + 245760 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 204800 * nB, act + 196608 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
     /* 30 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 253952 * nB, act + 196608 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 245760 * nB, act + 204800 * nB, nB * 8192);
     /* 31 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 196608 * nB, act + 253952 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 204800 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.v1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[1] = {
             (double)-0.099999999999999978
         };
-        const double *const xs[1] = { act + 196608 * nB };
-        rt_sum_forward_d(ctx, act + 204800 * nB, 1, xs, c, nB * 8192);
+        const double *const xs[1] = { act + 204800 * nB };
+        rt_sum_forward_d(ctx, act + 253952 * nB, 1, xs, c, nB * 8192);
     }
     /* 33 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward_d(ctx, act + 196608 * nB, act + 163840 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_forward_d(ctx, act + 204800 * nB, act + 163840 * nB, B, 16, 32, 32, 32, 2);
     /* 34 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        const double *const xs[2] = { act + 196608 * nB, act + 204800 * nB };
+        const double *const xs[2] = { act + 204800 * nB, act + 253952 * nB };
         rt_sum_forward_d(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
     }
     /* 35 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 196608 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 204800 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 196608 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 204800 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
     /* 36 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 270336 * nB, act + 196608 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 270336 * nB, act + 204800 * nB, nB * 8192);
     /* 37 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 196608 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 204800 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 38 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 278528 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 196608 * nB, P + 37648, P + 37680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 204800 * nB, P + 37648, P + 37680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 278528 * nB, act + 196608 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 278528 * nB, act + 204800 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
     /* 39 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 286720 * nB, act + 278528 * nB, nB * 8192);
     /* 40 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
@@ -1165,7 +1165,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
             (double)0.90000000000000002,
             (double)-0.099999999999999978
         };
-        const double *const xs[2] = { act + 204800 * nB, act + 278528 * nB };
+        const double *const xs[2] = { act + 253952 * nB, act + 278528 * nB };
         rt_sum_forward_d(ctx, act + 294912 * nB, 2, xs, c, nB * 8192);
     }
     /* 42 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -1175,20 +1175,20 @@ static void forward_d_2(RtModelD *m, int B, int train)
             (double)1
         };
         const double *const xs[2] = { act + 262144 * nB, act + 294912 * nB };
-        rt_sum_forward_d(ctx, act + 204800 * nB, 2, xs, c, nB * 8192);
+        rt_sum_forward_d(ctx, act + 253952 * nB, 2, xs, c, nB * 8192);
     }
     /* 43 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 278528 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 204800 * nB, P + 46928, P + 46960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 278528 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 253952 * nB, P + 46928, P + 46960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 278528 * nB, act + 204800 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 278528 * nB, act + 253952 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
     /* 44 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 303104 * nB, act + 278528 * nB, nB * 8192);
     /* 45 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 278528 * nB, act + 303104 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 46 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 278528 * nB, P + 56208, P + 56240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 278528 * nB, P + 56208, P + 56240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 278528 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
     /* 47 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1222,60 +1222,60 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)1,
             (double)1
         };
-        const double *const xs[2] = { act + 204800 * nB, act + 327680 * nB };
+        const double *const xs[2] = { act + 253952 * nB, act + 327680 * nB };
         rt_sum_forward_d(ctx, act + 294912 * nB, 2, xs, c, nB * 8192);
     }
     /* 51 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 294912 * nB, P + 65488, P + 65520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 294912 * nB, P + 65488, P + 65520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 294912 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
     /* 52 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 327680 * nB, act + 311296 * nB, nB * 8192);
     /* 53 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 335872 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 54 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix, fix + 64, buf + 608, buf + 672, act + 335872 * nB, P + 83984, P + 84048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 315392 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 311296 * nB, P + 83984, P + 84048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 335872 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 315392 * nB, act + 311296 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
     /* 55 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 339968 * nB, act + 311296 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 335872 * nB, act + 315392 * nB, nB * 4096);
     /* 56 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 339968 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 315392 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.v1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[1] = {
             (double)-0.099999999999999978
         };
-        const double *const xs[1] = { act + 311296 * nB };
-        rt_sum_forward_d(ctx, act + 315392 * nB, 1, xs, c, nB * 4096);
+        const double *const xs[1] = { act + 315392 * nB };
+        rt_sum_forward_d(ctx, act + 339968 * nB, 1, xs, c, nB * 4096);
     }
     /* 58 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward_d(ctx, act + 311296 * nB, act + 294912 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_forward_d(ctx, act + 315392 * nB, act + 294912 * nB, B, 32, 16, 16, 64, 2);
     /* 59 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        const double *const xs[2] = { act + 311296 * nB, act + 315392 * nB };
+        const double *const xs[2] = { act + 315392 * nB, act + 339968 * nB };
         rt_sum_forward_d(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
     }
     /* 60 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 315392 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 315392 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
     /* 61 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 348160 * nB, act + 311296 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 348160 * nB, act + 315392 * nB, nB * 4096);
     /* 62 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 315392 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 63 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 352256 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 311296 * nB, P + 157968, P + 158032, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 315392 * nB, P + 157968, P + 158032, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 352256 * nB, act + 311296 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 352256 * nB, act + 315392 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
     /* 64 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward_d(ctx, act + 356352 * nB, act + 352256 * nB, nB * 4096);
     /* 65 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
@@ -1286,7 +1286,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)0.90000000000000002,
             (double)-0.099999999999999978
         };
-        const double *const xs[2] = { act + 315392 * nB, act + 352256 * nB };
+        const double *const xs[2] = { act + 339968 * nB, act + 352256 * nB };
         rt_sum_forward_d(ctx, act + 360448 * nB, 2, xs, c, nB * 4096);
     }
     /* 67 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -1296,20 +1296,20 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)1
         };
         const double *const xs[2] = { act + 344064 * nB, act + 360448 * nB };
-        rt_sum_forward_d(ctx, act + 315392 * nB, 2, xs, c, nB * 4096);
+        rt_sum_forward_d(ctx, act + 339968 * nB, 2, xs, c, nB * 4096);
     }
     /* 68 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 352256 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 315392 * nB, P + 194960, P + 195024, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 352256 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 339968 * nB, P + 194960, P + 195024, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 352256 * nB, act + 315392 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 352256 * nB, act + 339968 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
     /* 69 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward_d(ctx, act + 364544 * nB, act + 352256 * nB, nB * 4096);
     /* 70 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 352256 * nB, act + 364544 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 71 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 368640 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 352256 * nB, P + 231952, P + 232016, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 368640 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 352256 * nB, P + 231952, P + 232016, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 368640 * nB, act + 352256 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
     /* 72 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1343,12 +1343,12 @@ static void forward_d_4(RtModelD *m, int B, int train)
             (double)1,
             (double)1
         };
-        const double *const xs[2] = { act + 315392 * nB, act + 376832 * nB };
+        const double *const xs[2] = { act + 339968 * nB, act + 376832 * nB };
         rt_sum_forward_d(ctx, act + 360448 * nB, 2, xs, c, nB * 4096);
     }
     /* 76 head.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 368640 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 360448 * nB, P + 268944, P + 269008, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 368640 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 360448 * nB, P + 268944, P + 269008, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 368640 * nB, act + 360448 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
     /* 77 head.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1380,22 +1380,22 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 79 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 380928 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 368640 * nB, P + 269072, B, 64, 10);
+    rt_linear_backward_d(ctx, act + 368704 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 368640 * nB, P + 269072, B, 64, 10);
     /* 78 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 368640 * nB, 0, act + 380928 * nB, B, 64, 64);
+    rt_gap_backward_d(ctx, act + 380928 * nB, 0, act + 368704 * nB, B, 64, 64);
     /* 77 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 380928 * nB, 0, act + 368640 * nB, act + 376832 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 368640 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096);
     /* 76 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 368640 * nB, 0, G + 268944, G + 269008, act + 380928 * nB, act + 360448 * nB, fix + 640, fix + 704, P + 268944, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 376832 * nB, 0, G + 268944, G + 269008, act + 368640 * nB, act + 360448 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64);
     /* 75 stage3.x3: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 360448 * nB, act + 376832 * nB };
+        double *const dxs[2] = { act + 360448 * nB, act + 368640 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 4096);
     }
     /* 74 stage3.v3: sum 64x8x8 -> 64x8x8 */
     {
@@ -1403,29 +1403,29 @@ static void backward_d_1(RtModelD *m, int B)
             (double)0.90000000000000002,
             (double)-0.099999999999999978
         };
-        double *const dxs[2] = { act + 368640 * nB, act + 380928 * nB };
+        double *const dxs[2] = { act + 376832 * nB, act + 380928 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 4096);
     }
     /* 73 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 232080, act + 380928 * nB, act + 372736 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 368640 * nB, 0, G + 232080, act + 380928 * nB, act + 372736 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 72 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 380928 * nB, 0, act + 376832 * nB, act + 372736 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 380928 * nB, 0, act + 368640 * nB, act + 372736 * nB, nB * 4096);
     /* 71 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 372736 * nB, 0, G + 231952, G + 232016, act + 380928 * nB, act + 352256 * nB, fix + 512, fix + 576, P + 231952, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 368640 * nB, 0, G + 231952, G + 232016, act + 380928 * nB, act + 352256 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64);
     /* 70 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 352256 * nB, 0, G + 195088, act + 372736 * nB, act + 364544 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 352256 * nB, 0, G + 195088, act + 368640 * nB, act + 364544 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 69 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 372736 * nB, 0, act + 352256 * nB, act + 364544 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 368640 * nB, 0, act + 352256 * nB, act + 364544 * nB, nB * 4096);
     /* 68 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 360448 * nB, 1, G + 194960, G + 195024, act + 372736 * nB, act + 315392 * nB, fix + 384, fix + 448, P + 194960, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 360448 * nB, 1, G + 194960, G + 195024, act + 368640 * nB, act + 339968 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64);
     /* 67 stage3.x2: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 315392 * nB, act + 368640 * nB };
+        double *const dxs[2] = { act + 339968 * nB, act + 376832 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 360448 * nB, NULL, c, 2, nB * 4096);
     }
@@ -1437,43 +1437,43 @@ static void backward_d_1(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 352256 * nB, act + 360448 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 4096);
     }
     /* 65 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 364544 * nB, 0, G + 158096, act + 360448 * nB, act + 356352 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 360448 * nB, 0, act + 364544 * nB, act + 356352 * nB, nB * 4096);
     /* 63 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 360448 * nB, act + 311296 * nB, fix + 256, fix + 320, P + 157968, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 360448 * nB, act + 315392 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64);
     /* 62 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 311296 * nB, 0, G + 121104, act + 356352 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 315392 * nB, 0, G + 121104, act + 356352 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 356352 * nB, 0, act + 311296 * nB, act + 348160 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 356352 * nB, 0, act + 315392 * nB, act + 348160 * nB, nB * 4096);
     /* 60 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 315392 * nB, 1, G + 120976, G + 121040, act + 356352 * nB, act + 344064 * nB, fix + 128, fix + 192, P + 120976, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 339968 * nB, 1, G + 120976, G + 121040, act + 356352 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64);
     /* 59 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 344064 * nB, act + 352256 * nB };
+        double *const dxs[2] = { act + 315392 * nB, act + 352256 * nB };
         const int acc[2] = { 0, 1 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 315392 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 339968 * nB, NULL, c, 2, nB * 4096);
     }
     /* 58 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward_d(ctx, act + 311296 * nB, 0, act + 344064 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_backward_d(ctx, act + 339968 * nB, 0, act + 315392 * nB, B, 32, 16, 16, 64, 2);
     /* 57 stage3.v1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[1] = {
             (double)-0.099999999999999978
         };
-        double *const dxs[1] = { act + 344064 * nB };
+        double *const dxs[1] = { act + 315392 * nB };
         const int acc[1] = { 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 352256 * nB, NULL, c, 1, nB * 4096);
     }
     /* 56 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 348160 * nB, 0, G + 84112, act + 344064 * nB, act + 339968 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 348160 * nB, 0, G + 84112, act + 315392 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
 }
 
 /* Backward, part 2 of 4. */
@@ -1487,24 +1487,24 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 55 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 344064 * nB, 0, act + 348160 * nB, act + 339968 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 315392 * nB, 0, act + 348160 * nB, act + 335872 * nB, nB * 4096);
     /* 54 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 348160 * nB, 0, G + 83984, G + 84048, act + 344064 * nB, act + 335872 * nB, fix, fix + 64, P + 83984, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 315392 * nB, act + 311296 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64);
     /* 53 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 335872 * nB, 0, G + 65552, act + 348160 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 311296 * nB, 0, G + 65552, act + 335872 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 344064 * nB, 0, act + 335872 * nB, act + 327680 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 348160 * nB, 0, act + 311296 * nB, act + 327680 * nB, nB * 8192);
     /* 51 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 311296 * nB, 1, G + 65488, G + 65520, act + 344064 * nB, act + 294912 * nB, fix + 1088, fix + 1120, P + 65488, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 339968 * nB, 1, G + 65488, G + 65520, act + 348160 * nB, act + 294912 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256);
     /* 50 stage2.x3: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 294912 * nB, act + 327680 * nB };
+        double *const dxs[2] = { act + 294912 * nB, act + 311296 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 339968 * nB, NULL, c, 2, nB * 8192);
     }
     /* 49 stage2.v3: sum 32x16x16 -> 32x16x16 */
     {
@@ -1512,29 +1512,29 @@ static void backward_d_2(RtModelD *m, int B)
             (double)0.90000000000000002,
             (double)-0.099999999999999978
         };
-        double *const dxs[2] = { act + 311296 * nB, act + 335872 * nB };
+        double *const dxs[2] = { act + 327680 * nB, act + 335872 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 8192);
     }
     /* 48 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 327680 * nB, 0, G + 56272, act + 335872 * nB, act + 319488 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 311296 * nB, 0, G + 56272, act + 335872 * nB, act + 319488 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 47 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 335872 * nB, 0, act + 327680 * nB, act + 319488 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 335872 * nB, 0, act + 311296 * nB, act + 319488 * nB, nB * 8192);
     /* 46 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 319488 * nB, 0, G + 56208, G + 56240, act + 335872 * nB, act + 278528 * nB, fix + 1024, fix + 1056, P + 56208, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 311296 * nB, 0, G + 56208, G + 56240, act + 335872 * nB, act + 278528 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256);
     /* 45 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 278528 * nB, 0, G + 46992, act + 319488 * nB, act + 303104 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 278528 * nB, 0, G + 46992, act + 311296 * nB, act + 303104 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 319488 * nB, 0, act + 278528 * nB, act + 303104 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 311296 * nB, 0, act + 278528 * nB, act + 303104 * nB, nB * 8192);
     /* 43 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 294912 * nB, 1, G + 46928, G + 46960, act + 319488 * nB, act + 204800 * nB, fix + 960, fix + 992, P + 46928, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 294912 * nB, 1, G + 46928, G + 46960, act + 311296 * nB, act + 253952 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256);
     /* 42 stage2.x2: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 204800 * nB, act + 311296 * nB };
+        double *const dxs[2] = { act + 253952 * nB, act + 327680 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 294912 * nB, NULL, c, 2, nB * 8192);
     }
@@ -1546,38 +1546,38 @@ static void backward_d_2(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 278528 * nB, act + 294912 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 8192);
     }
     /* 40 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 303104 * nB, 0, G + 37712, act + 294912 * nB, act + 286720 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 294912 * nB, 0, act + 303104 * nB, act + 286720 * nB, nB * 8192);
     /* 38 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 294912 * nB, act + 196608 * nB, fix + 896, fix + 928, P + 37648, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 294912 * nB, act + 204800 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256);
     /* 37 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 196608 * nB, 0, G + 28432, act + 286720 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 204800 * nB, 0, G + 28432, act + 286720 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 36 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 286720 * nB, 0, act + 196608 * nB, act + 270336 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 286720 * nB, 0, act + 204800 * nB, act + 270336 * nB, nB * 8192);
     /* 35 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 204800 * nB, 1, G + 28368, G + 28400, act + 286720 * nB, act + 262144 * nB, fix + 832, fix + 864, P + 28368, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 253952 * nB, 1, G + 28368, G + 28400, act + 286720 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256);
     /* 34 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 262144 * nB, act + 278528 * nB };
+        double *const dxs[2] = { act + 204800 * nB, act + 278528 * nB };
         const int acc[2] = { 0, 1 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 204800 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 253952 * nB, NULL, c, 2, nB * 8192);
     }
     /* 33 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward_d(ctx, act + 196608 * nB, 0, act + 262144 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_backward_d(ctx, act + 253952 * nB, 0, act + 204800 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.v1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[1] = {
             (double)-0.099999999999999978
         };
-        double *const dxs[1] = { act + 262144 * nB };
+        double *const dxs[1] = { act + 204800 * nB };
         const int acc[1] = { 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 278528 * nB, NULL, c, 1, nB * 8192);
     }
@@ -1594,26 +1594,26 @@ static void backward_d_3(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 31 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 270336 * nB, 0, G + 19152, act + 262144 * nB, act + 253952 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 270336 * nB, 0, G + 19152, act + 204800 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 30 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 270336 * nB, act + 253952 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 204800 * nB, 0, act + 270336 * nB, act + 245760 * nB, nB * 8192);
     /* 29 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 270336 * nB, 0, G + 19088, G + 19120, act + 262144 * nB, act + 245760 * nB, fix + 768, fix + 800, P + 19088, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 204800 * nB, act + 196608 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256);
     /* 28 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 14480, act + 270336 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 196608 * nB, 0, G + 14480, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 27 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 245760 * nB, act + 229376 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 270336 * nB, 0, act + 196608 * nB, act + 229376 * nB, nB * 16384);
     /* 26 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 196608 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 163840 * nB, fix + 1344, fix + 1360, P + 14448, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 253952 * nB, 1, G + 14448, G + 14464, act + 270336 * nB, act + 163840 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 25 stage1.x3: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 163840 * nB, act + 229376 * nB };
+        double *const dxs[2] = { act + 163840 * nB, act + 196608 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 196608 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 253952 * nB, NULL, c, 2, nB * 16384);
     }
     /* 24 stage1.v3: sum 16x32x32 -> 16x32x32 */
     {
@@ -1621,29 +1621,29 @@ static void backward_d_3(RtModelD *m, int B)
             (double)0.90000000000000002,
             (double)-0.099999999999999978
         };
-        double *const dxs[2] = { act + 196608 * nB, act + 245760 * nB };
+        double *const dxs[2] = { act + 229376 * nB, act + 245760 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 229376 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 196608 * nB, NULL, c, 2, nB * 16384);
     }
     /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 229376 * nB, 0, G + 12144, act + 245760 * nB, act + 212992 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 196608 * nB, 0, G + 12144, act + 245760 * nB, act + 212992 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 245760 * nB, 0, act + 229376 * nB, act + 212992 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 245760 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 245760 * nB, act + 131072 * nB, fix + 1312, fix + 1328, P + 12112, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 245760 * nB, act + 131072 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 131072 * nB, 0, G + 9808, act + 212992 * nB, act + 180224 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 131072 * nB, 0, G + 9808, act + 196608 * nB, act + 180224 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 131072 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 131072 * nB, act + 180224 * nB, nB * 16384);
     /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 163840 * nB, 1, G + 9776, G + 9792, act + 212992 * nB, act + 81920 * nB, fix + 1280, fix + 1296, P + 9776, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 163840 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 81920 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 17 stage1.x2: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 81920 * nB, act + 196608 * nB };
+        double *const dxs[2] = { act + 81920 * nB, act + 229376 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 163840 * nB, NULL, c, 2, nB * 16384);
     }
@@ -1655,20 +1655,20 @@ static void backward_d_3(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 131072 * nB, act + 163840 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 196608 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 229376 * nB, NULL, c, 2, nB * 16384);
     }
     /* 15 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 180224 * nB, 0, G + 7472, act + 163840 * nB, act + 147456 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 163840 * nB, 0, act + 180224 * nB, act + 147456 * nB, nB * 16384);
     /* 13 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 163840 * nB, act + 98304 * nB, fix + 1248, fix + 1264, P + 7440, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 163840 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 12 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 114688 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 11 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 98304 * nB, act + 114688 * nB, nB * 16384);
     /* 10 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 81920 * nB, 1, G + 5104, G + 5120, act + 147456 * nB, act + 49152 * nB, fix + 1216, fix + 1232, P + 5104, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 81920 * nB, 1, G + 5104, G + 5120, act + 147456 * nB, act + 49152 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 9 stage1.x1: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -1705,13 +1705,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 1184, fix + 1200, P + 2768, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix + 1152, fix + 1168, P + 432, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }

@@ -232,7 +232,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 12544 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -241,7 +241,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 12544 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 37632 * nB, act + 12544 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -267,7 +267,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 75264 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 75264 * nB, act + 37632 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -276,7 +276,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 75264 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 100352 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 100352 * nB, act + 75264 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
     /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -303,7 +303,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 100352 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 62720 * nB, P + 9488, P + 9504, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 100352 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 62720 * nB, P + 9488, P + 9504, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 100352 * nB, act + 62720 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -312,7 +312,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 100352 * nB, act + 137984 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 150528 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 100352 * nB, P + 11824, P + 11840, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 100352 * nB, P + 11824, P + 11840, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 150528 * nB, act + 100352 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
     /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -351,55 +351,55 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 26 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 150528 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 125440 * nB, P + 14160, P + 14176, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 150528 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 125440 * nB, P + 14160, P + 14176, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 150528 * nB, act + 125440 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_forward(ctx, act + 175616 * nB, act + 150528 * nB, nB * 12544);
     /* 28 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 188160 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 150528 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 29 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 150528 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 188160 * nB, P + 18800, P + 18832, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 156800 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 150528 * nB, P + 18800, P + 18832, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 150528 * nB, act + 188160 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 156800 * nB, act + 150528 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
     /* 30 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 194432 * nB, act + 150528 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 188160 * nB, act + 156800 * nB, nB * 6272);
     /* 31 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 150528 * nB, act + 194432 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 156800 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.v1: sum 32x14x14 -> 32x14x14 */
     {
         const float c[1] = {
             (float)-0.099999999999999978
         };
-        const float *const xs[1] = { act + 150528 * nB };
-        rt_sum_forward(ctx, act + 156800 * nB, 1, xs, c, nB * 6272);
+        const float *const xs[1] = { act + 156800 * nB };
+        rt_sum_forward(ctx, act + 194432 * nB, 1, xs, c, nB * 6272);
     }
     /* 33 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward(ctx, act + 150528 * nB, act + 125440 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_forward(ctx, act + 156800 * nB, act + 125440 * nB, B, 16, 28, 28, 32, 2);
     /* 34 stage2.x1: sum 32x14x14 -> 32x14x14 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        const float *const xs[2] = { act + 150528 * nB, act + 156800 * nB };
+        const float *const xs[2] = { act + 156800 * nB, act + 194432 * nB };
         rt_sum_forward(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
     }
     /* 35 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 150528 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 156800 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 150528 * nB, act + 200704 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 156800 * nB, act + 200704 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
     /* 36 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 206976 * nB, act + 150528 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 206976 * nB, act + 156800 * nB, nB * 6272);
     /* 37 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 150528 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 156800 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 38 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 213248 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 150528 * nB, P + 37360, P + 37392, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 156800 * nB, P + 37360, P + 37392, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 213248 * nB, act + 150528 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 213248 * nB, act + 156800 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
     /* 39 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward(ctx, act + 219520 * nB, act + 213248 * nB, nB * 6272);
     /* 40 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
@@ -410,7 +410,7 @@ static void forward_2(RtModel *m, int B, int train)
             (float)0.90000000000000002,
             (float)-0.099999999999999978
         };
-        const float *const xs[2] = { act + 156800 * nB, act + 213248 * nB };
+        const float *const xs[2] = { act + 194432 * nB, act + 213248 * nB };
         rt_sum_forward(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
     }
     /* 42 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -420,20 +420,20 @@ static void forward_2(RtModel *m, int B, int train)
             (float)1
         };
         const float *const xs[2] = { act + 200704 * nB, act + 225792 * nB };
-        rt_sum_forward(ctx, act + 156800 * nB, 2, xs, c, nB * 6272);
+        rt_sum_forward(ctx, act + 194432 * nB, 2, xs, c, nB * 6272);
     }
     /* 43 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 213248 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 156800 * nB, P + 46640, P + 46672, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 213248 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 194432 * nB, P + 46640, P + 46672, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 213248 * nB, act + 156800 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 213248 * nB, act + 194432 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
     /* 44 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward(ctx, act + 232064 * nB, act + 213248 * nB, nB * 6272);
     /* 45 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 213248 * nB, act + 232064 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 46 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 238336 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 213248 * nB, P + 55920, P + 55952, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 238336 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 213248 * nB, P + 55920, P + 55952, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 238336 * nB, act + 213248 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
     /* 47 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
@@ -467,60 +467,60 @@ static void forward_3(RtModel *m, int B, int train)
             (float)1,
             (float)1
         };
-        const float *const xs[2] = { act + 156800 * nB, act + 250880 * nB };
+        const float *const xs[2] = { act + 194432 * nB, act + 250880 * nB };
         rt_sum_forward(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
     }
     /* 51 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 238336 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 225792 * nB, P + 65200, P + 65232, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 238336 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 225792 * nB, P + 65200, P + 65232, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 238336 * nB, act + 225792 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
     /* 52 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward(ctx, act + 250880 * nB, act + 238336 * nB, nB * 6272);
     /* 53 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 257152 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 238336 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 54 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 238336 * nB, fix, fix + 64, buf + 608, buf + 672, act + 257152 * nB, P + 83696, P + 83760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 241472 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 238336 * nB, P + 83696, P + 83760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 238336 * nB, act + 257152 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 241472 * nB, act + 238336 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
     /* 55 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 260288 * nB, act + 238336 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 257152 * nB, act + 241472 * nB, nB * 3136);
     /* 56 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 238336 * nB, act + 260288 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 241472 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.v1: sum 64x7x7 -> 64x7x7 */
     {
         const float c[1] = {
             (float)-0.099999999999999978
         };
-        const float *const xs[1] = { act + 238336 * nB };
-        rt_sum_forward(ctx, act + 241472 * nB, 1, xs, c, nB * 3136);
+        const float *const xs[1] = { act + 241472 * nB };
+        rt_sum_forward(ctx, act + 260288 * nB, 1, xs, c, nB * 3136);
     }
     /* 58 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_forward(ctx, act + 238336 * nB, act + 225792 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_forward(ctx, act + 241472 * nB, act + 225792 * nB, B, 32, 14, 14, 64, 2);
     /* 59 stage3.x1: sum 64x7x7 -> 64x7x7 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        const float *const xs[2] = { act + 238336 * nB, act + 241472 * nB };
+        const float *const xs[2] = { act + 241472 * nB, act + 260288 * nB };
         rt_sum_forward(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
     }
     /* 60 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 238336 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 241472 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 238336 * nB, act + 263424 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 241472 * nB, act + 263424 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
     /* 61 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 266560 * nB, act + 238336 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 266560 * nB, act + 241472 * nB, nB * 3136);
     /* 62 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 238336 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 241472 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 63 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 238336 * nB, P + 157680, P + 157744, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 241472 * nB, P + 157680, P + 157744, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 269696 * nB, act + 238336 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 269696 * nB, act + 241472 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
     /* 64 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
     rt_relu_forward(ctx, act + 272832 * nB, act + 269696 * nB, nB * 3136);
     /* 65 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
@@ -531,7 +531,7 @@ static void forward_3(RtModel *m, int B, int train)
             (float)0.90000000000000002,
             (float)-0.099999999999999978
         };
-        const float *const xs[2] = { act + 241472 * nB, act + 269696 * nB };
+        const float *const xs[2] = { act + 260288 * nB, act + 269696 * nB };
         rt_sum_forward(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
     }
     /* 67 stage3.x2: sum 64x7x7 -> 64x7x7 */
@@ -541,20 +541,20 @@ static void forward_3(RtModel *m, int B, int train)
             (float)1
         };
         const float *const xs[2] = { act + 263424 * nB, act + 275968 * nB };
-        rt_sum_forward(ctx, act + 241472 * nB, 2, xs, c, nB * 3136);
+        rt_sum_forward(ctx, act + 260288 * nB, 2, xs, c, nB * 3136);
     }
     /* 68 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 241472 * nB, P + 194672, P + 194736, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 260288 * nB, P + 194672, P + 194736, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 269696 * nB, act + 241472 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 269696 * nB, act + 260288 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
     /* 69 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
     rt_relu_forward(ctx, act + 279104 * nB, act + 269696 * nB, nB * 3136);
     /* 70 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 269696 * nB, act + 279104 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 71 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 282240 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 269696 * nB, P + 231664, P + 231728, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 282240 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 269696 * nB, P + 231664, P + 231728, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 282240 * nB, act + 269696 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
     /* 72 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
@@ -588,12 +588,12 @@ static void forward_4(RtModel *m, int B, int train)
             (float)1,
             (float)1
         };
-        const float *const xs[2] = { act + 241472 * nB, act + 288512 * nB };
+        const float *const xs[2] = { act + 260288 * nB, act + 288512 * nB };
         rt_sum_forward(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
     }
     /* 76 head.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 282240 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 275968 * nB, P + 268656, P + 268720, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 282240 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 275968 * nB, P + 268656, P + 268720, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 282240 * nB, act + 275968 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
     /* 77 head.relu0: relu 64x7x7 -> 64x7x7 */
@@ -625,22 +625,22 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 79 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 291648 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 282240 * nB, P + 268784, B, 64, 10);
+    rt_linear_backward(ctx, act + 282304 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 282240 * nB, P + 268784, B, 64, 10);
     /* 78 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 282240 * nB, 0, act + 291648 * nB, B, 64, 49);
+    rt_gap_backward(ctx, act + 291648 * nB, 0, act + 282304 * nB, B, 64, 49);
     /* 77 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 291648 * nB, 0, act + 282240 * nB, act + 288512 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 282240 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136);
     /* 76 head.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 282240 * nB, 0, G + 268656, G + 268720, act + 291648 * nB, act + 275968 * nB, fix + 640, fix + 704, P + 268656, B, 64, 49);
+    rt_bn_backward(ctx, act + 288512 * nB, 0, G + 268656, G + 268720, act + 282240 * nB, act + 275968 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49);
     /* 75 stage3.x3: sum 64x7x7 -> 64x7x7 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 275968 * nB, act + 288512 * nB };
+        float *const dxs[2] = { act + 275968 * nB, act + 282240 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
     }
     /* 74 stage3.v3: sum 64x7x7 -> 64x7x7 */
     {
@@ -648,29 +648,29 @@ static void backward_1(RtModel *m, int B)
             (float)0.90000000000000002,
             (float)-0.099999999999999978
         };
-        float *const dxs[2] = { act + 282240 * nB, act + 291648 * nB };
+        float *const dxs[2] = { act + 288512 * nB, act + 291648 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 3136);
     }
     /* 73 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 288512 * nB, 0, G + 231792, act + 291648 * nB, act + 285376 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 282240 * nB, 0, G + 231792, act + 291648 * nB, act + 285376 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 72 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 291648 * nB, 0, act + 288512 * nB, act + 285376 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 291648 * nB, 0, act + 282240 * nB, act + 285376 * nB, nB * 3136);
     /* 71 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 285376 * nB, 0, G + 231664, G + 231728, act + 291648 * nB, act + 269696 * nB, fix + 512, fix + 576, P + 231664, B, 64, 49);
+    rt_bn_backward(ctx, act + 282240 * nB, 0, G + 231664, G + 231728, act + 291648 * nB, act + 269696 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49);
     /* 70 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 269696 * nB, 0, G + 194800, act + 285376 * nB, act + 279104 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 269696 * nB, 0, G + 194800, act + 282240 * nB, act + 279104 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 69 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 285376 * nB, 0, act + 269696 * nB, act + 279104 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 282240 * nB, 0, act + 269696 * nB, act + 279104 * nB, nB * 3136);
     /* 68 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 275968 * nB, 1, G + 194672, G + 194736, act + 285376 * nB, act + 241472 * nB, fix + 384, fix + 448, P + 194672, B, 64, 49);
+    rt_bn_backward(ctx, act + 275968 * nB, 1, G + 194672, G + 194736, act + 282240 * nB, act + 260288 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49);
     /* 67 stage3.x2: sum 64x7x7 -> 64x7x7 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 241472 * nB, act + 282240 * nB };
+        float *const dxs[2] = { act + 260288 * nB, act + 288512 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 3136);
     }
@@ -682,43 +682,43 @@ static void backward_1(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 269696 * nB, act + 275968 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
     }
     /* 65 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 279104 * nB, 0, G + 157808, act + 275968 * nB, act + 272832 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
     rt_relu_backward(ctx, act + 275968 * nB, 0, act + 279104 * nB, act + 272832 * nB, nB * 3136);
     /* 63 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 272832 * nB, 0, G + 157680, G + 157744, act + 275968 * nB, act + 238336 * nB, fix + 256, fix + 320, P + 157680, B, 64, 49);
+    rt_bn_backward(ctx, act + 272832 * nB, 0, G + 157680, G + 157744, act + 275968 * nB, act + 241472 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49);
     /* 62 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 238336 * nB, 0, G + 120816, act + 272832 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 241472 * nB, 0, G + 120816, act + 272832 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 272832 * nB, 0, act + 238336 * nB, act + 266560 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 272832 * nB, 0, act + 241472 * nB, act + 266560 * nB, nB * 3136);
     /* 60 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 241472 * nB, 1, G + 120688, G + 120752, act + 272832 * nB, act + 263424 * nB, fix + 128, fix + 192, P + 120688, B, 64, 49);
+    rt_bn_backward(ctx, act + 260288 * nB, 1, G + 120688, G + 120752, act + 272832 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49);
     /* 59 stage3.x1: sum 64x7x7 -> 64x7x7 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 263424 * nB, act + 269696 * nB };
+        float *const dxs[2] = { act + 241472 * nB, act + 269696 * nB };
         const int acc[2] = { 0, 1 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 241472 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 260288 * nB, NULL, c, 2, nB * 3136);
     }
     /* 58 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_backward(ctx, act + 238336 * nB, 0, act + 263424 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_backward(ctx, act + 260288 * nB, 0, act + 241472 * nB, B, 32, 14, 14, 64, 2);
     /* 57 stage3.v1: sum 64x7x7 -> 64x7x7 */
     {
         const float c[1] = {
             (float)-0.099999999999999978
         };
-        float *const dxs[1] = { act + 263424 * nB };
+        float *const dxs[1] = { act + 241472 * nB };
         const int acc[1] = { 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 269696 * nB, NULL, c, 1, nB * 3136);
     }
     /* 56 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 266560 * nB, 0, G + 83824, act + 263424 * nB, act + 260288 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 266560 * nB, 0, G + 83824, act + 241472 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
 }
 
 /* Backward, part 2 of 4. */
@@ -732,24 +732,24 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 55 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 263424 * nB, 0, act + 266560 * nB, act + 260288 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 241472 * nB, 0, act + 266560 * nB, act + 257152 * nB, nB * 3136);
     /* 54 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 266560 * nB, 0, G + 83696, G + 83760, act + 263424 * nB, act + 257152 * nB, fix, fix + 64, P + 83696, B, 64, 49);
+    rt_bn_backward(ctx, act + 257152 * nB, 0, G + 83696, G + 83760, act + 241472 * nB, act + 238336 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49);
     /* 53 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 257152 * nB, 0, G + 65264, act + 266560 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 238336 * nB, 0, G + 65264, act + 257152 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 263424 * nB, 0, act + 257152 * nB, act + 250880 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 266560 * nB, 0, act + 238336 * nB, act + 250880 * nB, nB * 6272);
     /* 51 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 238336 * nB, 1, G + 65200, G + 65232, act + 263424 * nB, act + 225792 * nB, fix + 1088, fix + 1120, P + 65200, B, 32, 196);
+    rt_bn_backward(ctx, act + 260288 * nB, 1, G + 65200, G + 65232, act + 266560 * nB, act + 225792 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196);
     /* 50 stage2.x3: sum 32x14x14 -> 32x14x14 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 225792 * nB, act + 250880 * nB };
+        float *const dxs[2] = { act + 225792 * nB, act + 238336 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 238336 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 260288 * nB, NULL, c, 2, nB * 6272);
     }
     /* 49 stage2.v3: sum 32x14x14 -> 32x14x14 */
     {
@@ -757,29 +757,29 @@ static void backward_2(RtModel *m, int B)
             (float)0.90000000000000002,
             (float)-0.099999999999999978
         };
-        float *const dxs[2] = { act + 238336 * nB, act + 257152 * nB };
+        float *const dxs[2] = { act + 250880 * nB, act + 257152 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 250880 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 238336 * nB, NULL, c, 2, nB * 6272);
     }
     /* 48 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 250880 * nB, 0, G + 55984, act + 257152 * nB, act + 244608 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 238336 * nB, 0, G + 55984, act + 257152 * nB, act + 244608 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 47 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 257152 * nB, 0, act + 250880 * nB, act + 244608 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 257152 * nB, 0, act + 238336 * nB, act + 244608 * nB, nB * 6272);
     /* 46 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 244608 * nB, 0, G + 55920, G + 55952, act + 257152 * nB, act + 213248 * nB, fix + 1024, fix + 1056, P + 55920, B, 32, 196);
+    rt_bn_backward(ctx, act + 238336 * nB, 0, G + 55920, G + 55952, act + 257152 * nB, act + 213248 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196);
     /* 45 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 213248 * nB, 0, G + 46704, act + 244608 * nB, act + 232064 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 213248 * nB, 0, G + 46704, act + 238336 * nB, act + 232064 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 244608 * nB, 0, act + 213248 * nB, act + 232064 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 238336 * nB, 0, act + 213248 * nB, act + 232064 * nB, nB * 6272);
     /* 43 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 225792 * nB, 1, G + 46640, G + 46672, act + 244608 * nB, act + 156800 * nB, fix + 960, fix + 992, P + 46640, B, 32, 196);
+    rt_bn_backward(ctx, act + 225792 * nB, 1, G + 46640, G + 46672, act + 238336 * nB, act + 194432 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196);
     /* 42 stage2.x2: sum 32x14x14 -> 32x14x14 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 156800 * nB, act + 238336 * nB };
+        float *const dxs[2] = { act + 194432 * nB, act + 250880 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 225792 * nB, NULL, c, 2, nB * 6272);
     }
@@ -791,38 +791,38 @@ static void backward_2(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 213248 * nB, act + 225792 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 238336 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 250880 * nB, NULL, c, 2, nB * 6272);
     }
     /* 40 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 232064 * nB, 0, G + 37424, act + 225792 * nB, act + 219520 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
     rt_relu_backward(ctx, act + 225792 * nB, 0, act + 232064 * nB, act + 219520 * nB, nB * 6272);
     /* 38 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 219520 * nB, 0, G + 37360, G + 37392, act + 225792 * nB, act + 150528 * nB, fix + 896, fix + 928, P + 37360, B, 32, 196);
+    rt_bn_backward(ctx, act + 219520 * nB, 0, G + 37360, G + 37392, act + 225792 * nB, act + 156800 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196);
     /* 37 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 150528 * nB, 0, G + 28144, act + 219520 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 156800 * nB, 0, G + 28144, act + 219520 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 36 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 219520 * nB, 0, act + 150528 * nB, act + 206976 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 219520 * nB, 0, act + 156800 * nB, act + 206976 * nB, nB * 6272);
     /* 35 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 156800 * nB, 1, G + 28080, G + 28112, act + 219520 * nB, act + 200704 * nB, fix + 832, fix + 864, P + 28080, B, 32, 196);
+    rt_bn_backward(ctx, act + 194432 * nB, 1, G + 28080, G + 28112, act + 219520 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196);
     /* 34 stage2.x1: sum 32x14x14 -> 32x14x14 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 200704 * nB, act + 213248 * nB };
+        float *const dxs[2] = { act + 156800 * nB, act + 213248 * nB };
         const int acc[2] = { 0, 1 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 156800 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 194432 * nB, NULL, c, 2, nB * 6272);
     }
     /* 33 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward(ctx, act + 150528 * nB, 0, act + 200704 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_backward(ctx, act + 194432 * nB, 0, act + 156800 * nB, B, 16, 28, 28, 32, 2);
     /* 32 stage2.v1: sum 32x14x14 -> 32x14x14 */
     {
         const float c[1] = {
             (float)-0.099999999999999978
         };
-        float *const dxs[1] = { act + 200704 * nB };
+        float *const dxs[1] = { act + 156800 * nB };
         const int acc[1] = { 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 213248 * nB, NULL, c, 1, nB * 6272);
     }
@@ -839,26 +839,26 @@ static void backward_3(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 31 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 206976 * nB, 0, G + 18864, act + 200704 * nB, act + 194432 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 206976 * nB, 0, G + 18864, act + 156800 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 30 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 200704 * nB, 0, act + 206976 * nB, act + 194432 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 156800 * nB, 0, act + 206976 * nB, act + 188160 * nB, nB * 6272);
     /* 29 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 206976 * nB, 0, G + 18800, G + 18832, act + 200704 * nB, act + 188160 * nB, fix + 768, fix + 800, P + 18800, B, 32, 196);
+    rt_bn_backward(ctx, act + 188160 * nB, 0, G + 18800, G + 18832, act + 156800 * nB, act + 150528 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196);
     /* 28 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 188160 * nB, 0, G + 14192, act + 206976 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 150528 * nB, 0, G + 14192, act + 188160 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 27 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 200704 * nB, 0, act + 188160 * nB, act + 175616 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 206976 * nB, 0, act + 150528 * nB, act + 175616 * nB, nB * 12544);
     /* 26 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 150528 * nB, 1, G + 14160, G + 14176, act + 200704 * nB, act + 125440 * nB, fix + 1344, fix + 1360, P + 14160, B, 16, 784);
+    rt_bn_backward(ctx, act + 194432 * nB, 1, G + 14160, G + 14176, act + 206976 * nB, act + 125440 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784);
     /* 25 stage1.x3: sum 16x28x28 -> 16x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 125440 * nB, act + 175616 * nB };
+        float *const dxs[2] = { act + 125440 * nB, act + 150528 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 150528 * nB, NULL, c, 2, nB * 12544);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 194432 * nB, NULL, c, 2, nB * 12544);
     }
     /* 24 stage1.v3: sum 16x28x28 -> 16x28x28 */
     {
@@ -866,29 +866,29 @@ static void backward_3(RtModel *m, int B)
             (float)0.80000000000000004,
             (float)-0.19999999999999996
         };
-        float *const dxs[2] = { act + 150528 * nB, act + 188160 * nB };
+        float *const dxs[2] = { act + 175616 * nB, act + 188160 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 150528 * nB, NULL, c, 2, nB * 12544);
     }
     /* 23 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 175616 * nB, 0, G + 11856, act + 188160 * nB, act + 163072 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 150528 * nB, 0, G + 11856, act + 188160 * nB, act + 163072 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 188160 * nB, 0, act + 175616 * nB, act + 163072 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 188160 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544);
     /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 163072 * nB, 0, G + 11824, G + 11840, act + 188160 * nB, act + 100352 * nB, fix + 1312, fix + 1328, P + 11824, B, 16, 784);
+    rt_bn_backward(ctx, act + 150528 * nB, 0, G + 11824, G + 11840, act + 188160 * nB, act + 100352 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784);
     /* 20 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 100352 * nB, 0, G + 9520, act + 163072 * nB, act + 137984 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 100352 * nB, 0, G + 9520, act + 150528 * nB, act + 137984 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 163072 * nB, 0, act + 100352 * nB, act + 137984 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 150528 * nB, 0, act + 100352 * nB, act + 137984 * nB, nB * 12544);
     /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 125440 * nB, 1, G + 9488, G + 9504, act + 163072 * nB, act + 62720 * nB, fix + 1280, fix + 1296, P + 9488, B, 16, 784);
+    rt_bn_backward(ctx, act + 125440 * nB, 1, G + 9488, G + 9504, act + 150528 * nB, act + 62720 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784);
     /* 17 stage1.x2: sum 16x28x28 -> 16x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)1
         };
-        float *const dxs[2] = { act + 62720 * nB, act + 150528 * nB };
+        float *const dxs[2] = { act + 62720 * nB, act + 175616 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 125440 * nB, NULL, c, 2, nB * 12544);
     }
@@ -900,20 +900,20 @@ static void backward_3(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 100352 * nB, act + 125440 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 150528 * nB, NULL, c, 2, nB * 12544);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
     }
     /* 15 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 137984 * nB, 0, G + 7184, act + 125440 * nB, act + 112896 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 125440 * nB, 0, act + 137984 * nB, act + 112896 * nB, nB * 12544);
     /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 112896 * nB, 0, G + 7152, G + 7168, act + 125440 * nB, act + 75264 * nB, fix + 1248, fix + 1264, P + 7152, B, 16, 784);
+    rt_bn_backward(ctx, act + 112896 * nB, 0, G + 7152, G + 7168, act + 125440 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784);
     /* 12 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 75264 * nB, 0, G + 4848, act + 112896 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 112896 * nB, 0, act + 75264 * nB, act + 87808 * nB, nB * 12544);
     /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 62720 * nB, 1, G + 4816, G + 4832, act + 112896 * nB, act + 37632 * nB, fix + 1216, fix + 1232, P + 4816, B, 16, 784);
+    rt_bn_backward(ctx, act + 62720 * nB, 1, G + 4816, G + 4832, act + 112896 * nB, act + 37632 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784);
     /* 9 stage1.x1: sum 16x28x28 -> 16x28x28 */
     {
         const float c[2] = {
@@ -950,13 +950,13 @@ static void backward_4(RtModel *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 62720 * nB, 0, act + 75264 * nB, act + 50176 * nB, nB * 12544);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 62720 * nB, act + 12544 * nB, fix + 1184, fix + 1200, P + 2480, B, 16, 784);
+    rt_bn_backward(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 62720 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 12544 * nB, 0, G + 176, act + 50176 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix + 1152, fix + 1168, P + 144, B, 16, 784);
+    rt_bn_backward(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, NULL, 0, G, act + 37632 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
 }
@@ -987,7 +987,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 12544 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -996,7 +996,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 12544 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 12544 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -1022,7 +1022,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 75264 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 75264 * nB, act + 37632 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -1031,7 +1031,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 75264 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 100352 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 100352 * nB, act + 75264 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
     /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -1058,7 +1058,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 100352 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 62720 * nB, P + 9488, P + 9504, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 100352 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 62720 * nB, P + 9488, P + 9504, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 100352 * nB, act + 62720 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -1067,7 +1067,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 100352 * nB, act + 137984 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 150528 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 100352 * nB, P + 11824, P + 11840, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 100352 * nB, P + 11824, P + 11840, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 150528 * nB, act + 100352 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
     /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -1106,55 +1106,55 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 26 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 150528 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 125440 * nB, P + 14160, P + 14176, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 150528 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 125440 * nB, P + 14160, P + 14176, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 150528 * nB, act + 125440 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_forward_d(ctx, act + 175616 * nB, act + 150528 * nB, nB * 12544);
     /* 28 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 188160 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 150528 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 29 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 150528 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 188160 * nB, P + 18800, P + 18832, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 156800 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 150528 * nB, P + 18800, P + 18832, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 150528 * nB, act + 188160 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 156800 * nB, act + 150528 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
     /* 30 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 194432 * nB, act + 150528 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 188160 * nB, act + 156800 * nB, nB * 6272);
     /* 31 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 150528 * nB, act + 194432 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 156800 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.v1: sum 32x14x14 -> 32x14x14 */
     {
         const double c[1] = {
             (double)-0.099999999999999978
         };
-        const double *const xs[1] = { act + 150528 * nB };
-        rt_sum_forward_d(ctx, act + 156800 * nB, 1, xs, c, nB * 6272);
+        const double *const xs[1] = { act + 156800 * nB };
+        rt_sum_forward_d(ctx, act + 194432 * nB, 1, xs, c, nB * 6272);
     }
     /* 33 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward_d(ctx, act + 150528 * nB, act + 125440 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_forward_d(ctx, act + 156800 * nB, act + 125440 * nB, B, 16, 28, 28, 32, 2);
     /* 34 stage2.x1: sum 32x14x14 -> 32x14x14 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        const double *const xs[2] = { act + 150528 * nB, act + 156800 * nB };
+        const double *const xs[2] = { act + 156800 * nB, act + 194432 * nB };
         rt_sum_forward_d(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
     }
     /* 35 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 150528 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 156800 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 150528 * nB, act + 200704 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 156800 * nB, act + 200704 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
     /* 36 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 206976 * nB, act + 150528 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 206976 * nB, act + 156800 * nB, nB * 6272);
     /* 37 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 150528 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 156800 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 38 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 213248 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 150528 * nB, P + 37360, P + 37392, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 156800 * nB, P + 37360, P + 37392, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 213248 * nB, act + 150528 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 213248 * nB, act + 156800 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
     /* 39 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward_d(ctx, act + 219520 * nB, act + 213248 * nB, nB * 6272);
     /* 40 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
@@ -1165,7 +1165,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
             (double)0.90000000000000002,
             (double)-0.099999999999999978
         };
-        const double *const xs[2] = { act + 156800 * nB, act + 213248 * nB };
+        const double *const xs[2] = { act + 194432 * nB, act + 213248 * nB };
         rt_sum_forward_d(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
     }
     /* 42 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -1175,20 +1175,20 @@ static void forward_d_2(RtModelD *m, int B, int train)
             (double)1
         };
         const double *const xs[2] = { act + 200704 * nB, act + 225792 * nB };
-        rt_sum_forward_d(ctx, act + 156800 * nB, 2, xs, c, nB * 6272);
+        rt_sum_forward_d(ctx, act + 194432 * nB, 2, xs, c, nB * 6272);
     }
     /* 43 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 213248 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 156800 * nB, P + 46640, P + 46672, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 213248 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 194432 * nB, P + 46640, P + 46672, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 213248 * nB, act + 156800 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 213248 * nB, act + 194432 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
     /* 44 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward_d(ctx, act + 232064 * nB, act + 213248 * nB, nB * 6272);
     /* 45 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 213248 * nB, act + 232064 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 46 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 238336 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 213248 * nB, P + 55920, P + 55952, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 238336 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 213248 * nB, P + 55920, P + 55952, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 238336 * nB, act + 213248 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
     /* 47 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
@@ -1222,60 +1222,60 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)1,
             (double)1
         };
-        const double *const xs[2] = { act + 156800 * nB, act + 250880 * nB };
+        const double *const xs[2] = { act + 194432 * nB, act + 250880 * nB };
         rt_sum_forward_d(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
     }
     /* 51 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 238336 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 225792 * nB, P + 65200, P + 65232, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 238336 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 225792 * nB, P + 65200, P + 65232, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 238336 * nB, act + 225792 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
     /* 52 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward_d(ctx, act + 250880 * nB, act + 238336 * nB, nB * 6272);
     /* 53 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 257152 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 238336 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 54 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 238336 * nB, fix, fix + 64, buf + 608, buf + 672, act + 257152 * nB, P + 83696, P + 83760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 241472 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 238336 * nB, P + 83696, P + 83760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 238336 * nB, act + 257152 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 241472 * nB, act + 238336 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
     /* 55 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 260288 * nB, act + 238336 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 257152 * nB, act + 241472 * nB, nB * 3136);
     /* 56 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 238336 * nB, act + 260288 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 241472 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.v1: sum 64x7x7 -> 64x7x7 */
     {
         const double c[1] = {
             (double)-0.099999999999999978
         };
-        const double *const xs[1] = { act + 238336 * nB };
-        rt_sum_forward_d(ctx, act + 241472 * nB, 1, xs, c, nB * 3136);
+        const double *const xs[1] = { act + 241472 * nB };
+        rt_sum_forward_d(ctx, act + 260288 * nB, 1, xs, c, nB * 3136);
     }
     /* 58 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_forward_d(ctx, act + 238336 * nB, act + 225792 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_forward_d(ctx, act + 241472 * nB, act + 225792 * nB, B, 32, 14, 14, 64, 2);
     /* 59 stage3.x1: sum 64x7x7 -> 64x7x7 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        const double *const xs[2] = { act + 238336 * nB, act + 241472 * nB };
+        const double *const xs[2] = { act + 241472 * nB, act + 260288 * nB };
         rt_sum_forward_d(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
     }
     /* 60 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 238336 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 241472 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 238336 * nB, act + 263424 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 241472 * nB, act + 263424 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
     /* 61 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 266560 * nB, act + 238336 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 266560 * nB, act + 241472 * nB, nB * 3136);
     /* 62 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 238336 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 241472 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 63 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 238336 * nB, P + 157680, P + 157744, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 241472 * nB, P + 157680, P + 157744, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 238336 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 241472 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
     /* 64 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
     rt_relu_forward_d(ctx, act + 272832 * nB, act + 269696 * nB, nB * 3136);
     /* 65 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
@@ -1286,7 +1286,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)0.90000000000000002,
             (double)-0.099999999999999978
         };
-        const double *const xs[2] = { act + 241472 * nB, act + 269696 * nB };
+        const double *const xs[2] = { act + 260288 * nB, act + 269696 * nB };
         rt_sum_forward_d(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
     }
     /* 67 stage3.x2: sum 64x7x7 -> 64x7x7 */
@@ -1296,20 +1296,20 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)1
         };
         const double *const xs[2] = { act + 263424 * nB, act + 275968 * nB };
-        rt_sum_forward_d(ctx, act + 241472 * nB, 2, xs, c, nB * 3136);
+        rt_sum_forward_d(ctx, act + 260288 * nB, 2, xs, c, nB * 3136);
     }
     /* 68 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 241472 * nB, P + 194672, P + 194736, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 260288 * nB, P + 194672, P + 194736, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 241472 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 260288 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
     /* 69 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
     rt_relu_forward_d(ctx, act + 279104 * nB, act + 269696 * nB, nB * 3136);
     /* 70 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 269696 * nB, act + 279104 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 71 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 282240 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 269696 * nB, P + 231664, P + 231728, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 282240 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 269696 * nB, P + 231664, P + 231728, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 282240 * nB, act + 269696 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
     /* 72 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
@@ -1343,12 +1343,12 @@ static void forward_d_4(RtModelD *m, int B, int train)
             (double)1,
             (double)1
         };
-        const double *const xs[2] = { act + 241472 * nB, act + 288512 * nB };
+        const double *const xs[2] = { act + 260288 * nB, act + 288512 * nB };
         rt_sum_forward_d(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
     }
     /* 76 head.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 282240 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 275968 * nB, P + 268656, P + 268720, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 282240 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 275968 * nB, P + 268656, P + 268720, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 282240 * nB, act + 275968 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
     /* 77 head.relu0: relu 64x7x7 -> 64x7x7 */
@@ -1380,22 +1380,22 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 79 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 291648 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 282240 * nB, P + 268784, B, 64, 10);
+    rt_linear_backward_d(ctx, act + 282304 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 282240 * nB, P + 268784, B, 64, 10);
     /* 78 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 282240 * nB, 0, act + 291648 * nB, B, 64, 49);
+    rt_gap_backward_d(ctx, act + 291648 * nB, 0, act + 282304 * nB, B, 64, 49);
     /* 77 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 291648 * nB, 0, act + 282240 * nB, act + 288512 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 282240 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136);
     /* 76 head.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 282240 * nB, 0, G + 268656, G + 268720, act + 291648 * nB, act + 275968 * nB, fix + 640, fix + 704, P + 268656, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 288512 * nB, 0, G + 268656, G + 268720, act + 282240 * nB, act + 275968 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49);
     /* 75 stage3.x3: sum 64x7x7 -> 64x7x7 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 275968 * nB, act + 288512 * nB };
+        double *const dxs[2] = { act + 275968 * nB, act + 282240 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
     }
     /* 74 stage3.v3: sum 64x7x7 -> 64x7x7 */
     {
@@ -1403,29 +1403,29 @@ static void backward_d_1(RtModelD *m, int B)
             (double)0.90000000000000002,
             (double)-0.099999999999999978
         };
-        double *const dxs[2] = { act + 282240 * nB, act + 291648 * nB };
+        double *const dxs[2] = { act + 288512 * nB, act + 291648 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 3136);
     }
     /* 73 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 288512 * nB, 0, G + 231792, act + 291648 * nB, act + 285376 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 282240 * nB, 0, G + 231792, act + 291648 * nB, act + 285376 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 72 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 291648 * nB, 0, act + 288512 * nB, act + 285376 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 291648 * nB, 0, act + 282240 * nB, act + 285376 * nB, nB * 3136);
     /* 71 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 285376 * nB, 0, G + 231664, G + 231728, act + 291648 * nB, act + 269696 * nB, fix + 512, fix + 576, P + 231664, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 282240 * nB, 0, G + 231664, G + 231728, act + 291648 * nB, act + 269696 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49);
     /* 70 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 269696 * nB, 0, G + 194800, act + 285376 * nB, act + 279104 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 269696 * nB, 0, G + 194800, act + 282240 * nB, act + 279104 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 69 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 285376 * nB, 0, act + 269696 * nB, act + 279104 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 282240 * nB, 0, act + 269696 * nB, act + 279104 * nB, nB * 3136);
     /* 68 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 275968 * nB, 1, G + 194672, G + 194736, act + 285376 * nB, act + 241472 * nB, fix + 384, fix + 448, P + 194672, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 275968 * nB, 1, G + 194672, G + 194736, act + 282240 * nB, act + 260288 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49);
     /* 67 stage3.x2: sum 64x7x7 -> 64x7x7 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 241472 * nB, act + 282240 * nB };
+        double *const dxs[2] = { act + 260288 * nB, act + 288512 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 3136);
     }
@@ -1437,43 +1437,43 @@ static void backward_d_1(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 269696 * nB, act + 275968 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
     }
     /* 65 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 279104 * nB, 0, G + 157808, act + 275968 * nB, act + 272832 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
     rt_relu_backward_d(ctx, act + 275968 * nB, 0, act + 279104 * nB, act + 272832 * nB, nB * 3136);
     /* 63 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 272832 * nB, 0, G + 157680, G + 157744, act + 275968 * nB, act + 238336 * nB, fix + 256, fix + 320, P + 157680, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 272832 * nB, 0, G + 157680, G + 157744, act + 275968 * nB, act + 241472 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49);
     /* 62 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 238336 * nB, 0, G + 120816, act + 272832 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 241472 * nB, 0, G + 120816, act + 272832 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 272832 * nB, 0, act + 238336 * nB, act + 266560 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 272832 * nB, 0, act + 241472 * nB, act + 266560 * nB, nB * 3136);
     /* 60 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 241472 * nB, 1, G + 120688, G + 120752, act + 272832 * nB, act + 263424 * nB, fix + 128, fix + 192, P + 120688, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 260288 * nB, 1, G + 120688, G + 120752, act + 272832 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49);
     /* 59 stage3.x1: sum 64x7x7 -> 64x7x7 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 263424 * nB, act + 269696 * nB };
+        double *const dxs[2] = { act + 241472 * nB, act + 269696 * nB };
         const int acc[2] = { 0, 1 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 241472 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 260288 * nB, NULL, c, 2, nB * 3136);
     }
     /* 58 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_backward_d(ctx, act + 238336 * nB, 0, act + 263424 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_backward_d(ctx, act + 260288 * nB, 0, act + 241472 * nB, B, 32, 14, 14, 64, 2);
     /* 57 stage3.v1: sum 64x7x7 -> 64x7x7 */
     {
         const double c[1] = {
             (double)-0.099999999999999978
         };
-        double *const dxs[1] = { act + 263424 * nB };
+        double *const dxs[1] = { act + 241472 * nB };
         const int acc[1] = { 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 269696 * nB, NULL, c, 1, nB * 3136);
     }
     /* 56 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 266560 * nB, 0, G + 83824, act + 263424 * nB, act + 260288 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 266560 * nB, 0, G + 83824, act + 241472 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
 }
 
 /* Backward, part 2 of 4. */
@@ -1487,24 +1487,24 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 55 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 263424 * nB, 0, act + 266560 * nB, act + 260288 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 241472 * nB, 0, act + 266560 * nB, act + 257152 * nB, nB * 3136);
     /* 54 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 266560 * nB, 0, G + 83696, G + 83760, act + 263424 * nB, act + 257152 * nB, fix, fix + 64, P + 83696, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 257152 * nB, 0, G + 83696, G + 83760, act + 241472 * nB, act + 238336 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49);
     /* 53 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 257152 * nB, 0, G + 65264, act + 266560 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 238336 * nB, 0, G + 65264, act + 257152 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 263424 * nB, 0, act + 257152 * nB, act + 250880 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 266560 * nB, 0, act + 238336 * nB, act + 250880 * nB, nB * 6272);
     /* 51 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 238336 * nB, 1, G + 65200, G + 65232, act + 263424 * nB, act + 225792 * nB, fix + 1088, fix + 1120, P + 65200, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 260288 * nB, 1, G + 65200, G + 65232, act + 266560 * nB, act + 225792 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196);
     /* 50 stage2.x3: sum 32x14x14 -> 32x14x14 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 225792 * nB, act + 250880 * nB };
+        double *const dxs[2] = { act + 225792 * nB, act + 238336 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 238336 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 260288 * nB, NULL, c, 2, nB * 6272);
     }
     /* 49 stage2.v3: sum 32x14x14 -> 32x14x14 */
     {
@@ -1512,29 +1512,29 @@ static void backward_d_2(RtModelD *m, int B)
             (double)0.90000000000000002,
             (double)-0.099999999999999978
         };
-        double *const dxs[2] = { act + 238336 * nB, act + 257152 * nB };
+        double *const dxs[2] = { act + 250880 * nB, act + 257152 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 250880 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 238336 * nB, NULL, c, 2, nB * 6272);
     }
     /* 48 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 250880 * nB, 0, G + 55984, act + 257152 * nB, act + 244608 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 238336 * nB, 0, G + 55984, act + 257152 * nB, act + 244608 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 47 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 257152 * nB, 0, act + 250880 * nB, act + 244608 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 257152 * nB, 0, act + 238336 * nB, act + 244608 * nB, nB * 6272);
     /* 46 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 244608 * nB, 0, G + 55920, G + 55952, act + 257152 * nB, act + 213248 * nB, fix + 1024, fix + 1056, P + 55920, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 238336 * nB, 0, G + 55920, G + 55952, act + 257152 * nB, act + 213248 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196);
     /* 45 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 213248 * nB, 0, G + 46704, act + 244608 * nB, act + 232064 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 213248 * nB, 0, G + 46704, act + 238336 * nB, act + 232064 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 244608 * nB, 0, act + 213248 * nB, act + 232064 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 238336 * nB, 0, act + 213248 * nB, act + 232064 * nB, nB * 6272);
     /* 43 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 225792 * nB, 1, G + 46640, G + 46672, act + 244608 * nB, act + 156800 * nB, fix + 960, fix + 992, P + 46640, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 225792 * nB, 1, G + 46640, G + 46672, act + 238336 * nB, act + 194432 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196);
     /* 42 stage2.x2: sum 32x14x14 -> 32x14x14 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 156800 * nB, act + 238336 * nB };
+        double *const dxs[2] = { act + 194432 * nB, act + 250880 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 225792 * nB, NULL, c, 2, nB * 6272);
     }
@@ -1546,38 +1546,38 @@ static void backward_d_2(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 213248 * nB, act + 225792 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 238336 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 250880 * nB, NULL, c, 2, nB * 6272);
     }
     /* 40 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 232064 * nB, 0, G + 37424, act + 225792 * nB, act + 219520 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
     rt_relu_backward_d(ctx, act + 225792 * nB, 0, act + 232064 * nB, act + 219520 * nB, nB * 6272);
     /* 38 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 219520 * nB, 0, G + 37360, G + 37392, act + 225792 * nB, act + 150528 * nB, fix + 896, fix + 928, P + 37360, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 219520 * nB, 0, G + 37360, G + 37392, act + 225792 * nB, act + 156800 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196);
     /* 37 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 150528 * nB, 0, G + 28144, act + 219520 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 156800 * nB, 0, G + 28144, act + 219520 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 36 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 219520 * nB, 0, act + 150528 * nB, act + 206976 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 219520 * nB, 0, act + 156800 * nB, act + 206976 * nB, nB * 6272);
     /* 35 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 156800 * nB, 1, G + 28080, G + 28112, act + 219520 * nB, act + 200704 * nB, fix + 832, fix + 864, P + 28080, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 194432 * nB, 1, G + 28080, G + 28112, act + 219520 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196);
     /* 34 stage2.x1: sum 32x14x14 -> 32x14x14 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 200704 * nB, act + 213248 * nB };
+        double *const dxs[2] = { act + 156800 * nB, act + 213248 * nB };
         const int acc[2] = { 0, 1 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 156800 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 194432 * nB, NULL, c, 2, nB * 6272);
     }
     /* 33 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward_d(ctx, act + 150528 * nB, 0, act + 200704 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_backward_d(ctx, act + 194432 * nB, 0, act + 156800 * nB, B, 16, 28, 28, 32, 2);
     /* 32 stage2.v1: sum 32x14x14 -> 32x14x14 */
     {
         const double c[1] = {
             (double)-0.099999999999999978
         };
-        double *const dxs[1] = { act + 200704 * nB };
+        double *const dxs[1] = { act + 156800 * nB };
         const int acc[1] = { 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 213248 * nB, NULL, c, 1, nB * 6272);
     }
@@ -1594,26 +1594,26 @@ static void backward_d_3(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 31 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 206976 * nB, 0, G + 18864, act + 200704 * nB, act + 194432 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 206976 * nB, 0, G + 18864, act + 156800 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 30 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 200704 * nB, 0, act + 206976 * nB, act + 194432 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 156800 * nB, 0, act + 206976 * nB, act + 188160 * nB, nB * 6272);
     /* 29 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 206976 * nB, 0, G + 18800, G + 18832, act + 200704 * nB, act + 188160 * nB, fix + 768, fix + 800, P + 18800, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 188160 * nB, 0, G + 18800, G + 18832, act + 156800 * nB, act + 150528 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196);
     /* 28 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 188160 * nB, 0, G + 14192, act + 206976 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 150528 * nB, 0, G + 14192, act + 188160 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 27 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 200704 * nB, 0, act + 188160 * nB, act + 175616 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 206976 * nB, 0, act + 150528 * nB, act + 175616 * nB, nB * 12544);
     /* 26 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 150528 * nB, 1, G + 14160, G + 14176, act + 200704 * nB, act + 125440 * nB, fix + 1344, fix + 1360, P + 14160, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 194432 * nB, 1, G + 14160, G + 14176, act + 206976 * nB, act + 125440 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784);
     /* 25 stage1.x3: sum 16x28x28 -> 16x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 125440 * nB, act + 175616 * nB };
+        double *const dxs[2] = { act + 125440 * nB, act + 150528 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 150528 * nB, NULL, c, 2, nB * 12544);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 194432 * nB, NULL, c, 2, nB * 12544);
     }
     /* 24 stage1.v3: sum 16x28x28 -> 16x28x28 */
     {
@@ -1621,29 +1621,29 @@ static void backward_d_3(RtModelD *m, int B)
             (double)0.80000000000000004,
             (double)-0.19999999999999996
         };
-        double *const dxs[2] = { act + 150528 * nB, act + 188160 * nB };
+        double *const dxs[2] = { act + 175616 * nB, act + 188160 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 150528 * nB, NULL, c, 2, nB * 12544);
     }
     /* 23 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 175616 * nB, 0, G + 11856, act + 188160 * nB, act + 163072 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 150528 * nB, 0, G + 11856, act + 188160 * nB, act + 163072 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 188160 * nB, 0, act + 175616 * nB, act + 163072 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 188160 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544);
     /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 163072 * nB, 0, G + 11824, G + 11840, act + 188160 * nB, act + 100352 * nB, fix + 1312, fix + 1328, P + 11824, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 150528 * nB, 0, G + 11824, G + 11840, act + 188160 * nB, act + 100352 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784);
     /* 20 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 100352 * nB, 0, G + 9520, act + 163072 * nB, act + 137984 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 100352 * nB, 0, G + 9520, act + 150528 * nB, act + 137984 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 163072 * nB, 0, act + 100352 * nB, act + 137984 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 150528 * nB, 0, act + 100352 * nB, act + 137984 * nB, nB * 12544);
     /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 125440 * nB, 1, G + 9488, G + 9504, act + 163072 * nB, act + 62720 * nB, fix + 1280, fix + 1296, P + 9488, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 125440 * nB, 1, G + 9488, G + 9504, act + 150528 * nB, act + 62720 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784);
     /* 17 stage1.x2: sum 16x28x28 -> 16x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)1
         };
-        double *const dxs[2] = { act + 62720 * nB, act + 150528 * nB };
+        double *const dxs[2] = { act + 62720 * nB, act + 175616 * nB };
         const int acc[2] = { 0, 1 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 125440 * nB, NULL, c, 2, nB * 12544);
     }
@@ -1655,20 +1655,20 @@ static void backward_d_3(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 100352 * nB, act + 125440 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 150528 * nB, NULL, c, 2, nB * 12544);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
     }
     /* 15 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 137984 * nB, 0, G + 7184, act + 125440 * nB, act + 112896 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 125440 * nB, 0, act + 137984 * nB, act + 112896 * nB, nB * 12544);
     /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 112896 * nB, 0, G + 7152, G + 7168, act + 125440 * nB, act + 75264 * nB, fix + 1248, fix + 1264, P + 7152, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 112896 * nB, 0, G + 7152, G + 7168, act + 125440 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784);
     /* 12 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 75264 * nB, 0, G + 4848, act + 112896 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 112896 * nB, 0, act + 75264 * nB, act + 87808 * nB, nB * 12544);
     /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 62720 * nB, 1, G + 4816, G + 4832, act + 112896 * nB, act + 37632 * nB, fix + 1216, fix + 1232, P + 4816, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 62720 * nB, 1, G + 4816, G + 4832, act + 112896 * nB, act + 37632 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784);
     /* 9 stage1.x1: sum 16x28x28 -> 16x28x28 */
     {
         const double c[2] = {
@@ -1705,13 +1705,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 62720 * nB, 0, act + 75264 * nB, act + 50176 * nB, nB * 12544);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 62720 * nB, act + 12544 * nB, fix + 1184, fix + 1200, P + 2480, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 62720 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 12544 * nB, 0, G + 176, act + 50176 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix + 1152, fix + 1168, P + 144, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, NULL, 0, G, act + 37632 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
 }

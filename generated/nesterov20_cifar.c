@@ -236,7 +236,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 16384 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -245,7 +245,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -272,7 +272,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 10 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 98304 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 49152 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 49152 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 98304 * nB, act + 49152 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 11 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -281,7 +281,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 98304 * nB, act + 114688 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 131072 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 131072 * nB, act + 98304 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 14 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -308,7 +308,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 81920 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 131072 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 81920 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 131072 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 81920 * nB, act + 131072 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 19 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -317,7 +317,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 81920 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 81920 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 81920 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 81920 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 22 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -347,31 +347,31 @@ static void forward_2(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 26 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_forward(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384);
     /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 245760 * nB, P + 19088, P + 19120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 188416 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 180224 * nB, P + 19088, P + 19120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 180224 * nB, act + 245760 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 188416 * nB, act + 180224 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
     /* 29 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 253952 * nB, act + 180224 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 245760 * nB, act + 188416 * nB, nB * 8192);
     /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 180224 * nB, act + 253952 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 31 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward(ctx, act + 188416 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_forward(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 188416 * nB, act + 180224 * nB };
+        const float *const xs[2] = { act + 253952 * nB, act + 188416 * nB };
         rt_sum_forward(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
     }
     /* 33 stage2.y1: sum 32x16x16 -> 32x16x16 */
@@ -380,23 +380,23 @@ static void forward_2(RtModel *m, int B, int train)
             (float)1.2817535251253209,
             (float)-0.28175352512532087
         };
-        const float *const xs[2] = { act + 262144 * nB, act + 188416 * nB };
-        rt_sum_forward(ctx, act + 180224 * nB, 2, xs, c, nB * 8192);
+        const float *const xs[2] = { act + 262144 * nB, act + 253952 * nB };
+        rt_sum_forward(ctx, act + 188416 * nB, 2, xs, c, nB * 8192);
     }
     /* 34 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 188416 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 180224 * nB, P + 28368, P + 28400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 253952 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 188416 * nB, P + 28368, P + 28400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 188416 * nB, act + 180224 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 253952 * nB, act + 188416 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 270336 * nB, act + 188416 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 270336 * nB, act + 253952 * nB, nB * 8192);
     /* 36 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 188416 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 253952 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 278528 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 188416 * nB, P + 37648, P + 37680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 253952 * nB, P + 37648, P + 37680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 278528 * nB, act + 188416 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 278528 * nB, act + 253952 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
     /* 38 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 286720 * nB, act + 278528 * nB, nB * 8192);
     /* 39 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
@@ -407,7 +407,7 @@ static void forward_2(RtModel *m, int B, int train)
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 180224 * nB, act + 278528 * nB };
+        const float *const xs[2] = { act + 188416 * nB, act + 278528 * nB };
         rt_sum_forward(ctx, act + 294912 * nB, 2, xs, c, nB * 8192);
     }
     /* 41 stage2.y2: sum 32x16x16 -> 32x16x16 */
@@ -421,7 +421,7 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 42 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 262144 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 278528 * nB, P + 46928, P + 46960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 262144 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 278528 * nB, P + 46928, P + 46960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 262144 * nB, act + 278528 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
     /* 43 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -430,7 +430,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 262144 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 45 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 303104 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 262144 * nB, P + 56208, P + 56240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 262144 * nB, P + 56208, P + 56240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 303104 * nB, act + 262144 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
     /* 46 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -460,31 +460,31 @@ static void forward_3(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 303104 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 303104 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 303104 * nB, act + 319488 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
     /* 50 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 327680 * nB, act + 303104 * nB, nB * 8192);
     /* 51 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 335872 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 303104 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 303104 * nB, fix, fix + 64, buf + 608, buf + 672, act + 335872 * nB, P + 83984, P + 84048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 307200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 303104 * nB, P + 83984, P + 84048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 303104 * nB, act + 335872 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 307200 * nB, act + 303104 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
     /* 53 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 339968 * nB, act + 303104 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 335872 * nB, act + 307200 * nB, nB * 4096);
     /* 54 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 303104 * nB, act + 339968 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 55 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward(ctx, act + 307200 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_forward(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
     /* 56 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 307200 * nB, act + 303104 * nB };
+        const float *const xs[2] = { act + 339968 * nB, act + 307200 * nB };
         rt_sum_forward(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
     }
     /* 57 stage3.y1: sum 64x8x8 -> 64x8x8 */
@@ -493,23 +493,23 @@ static void forward_3(RtModel *m, int B, int train)
             (float)1.2817535251253209,
             (float)-0.28175352512532087
         };
-        const float *const xs[2] = { act + 344064 * nB, act + 307200 * nB };
-        rt_sum_forward(ctx, act + 303104 * nB, 2, xs, c, nB * 4096);
+        const float *const xs[2] = { act + 344064 * nB, act + 339968 * nB };
+        rt_sum_forward(ctx, act + 307200 * nB, 2, xs, c, nB * 4096);
     }
     /* 58 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 307200 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 303104 * nB, P + 120976, P + 121040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 339968 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307200 * nB, P + 120976, P + 121040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 307200 * nB, act + 303104 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 339968 * nB, act + 307200 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
     /* 59 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 348160 * nB, act + 307200 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 348160 * nB, act + 339968 * nB, nB * 4096);
     /* 60 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 307200 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 339968 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 352256 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 307200 * nB, P + 157968, P + 158032, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 339968 * nB, P + 157968, P + 158032, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 352256 * nB, act + 307200 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 352256 * nB, act + 339968 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
     /* 62 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward(ctx, act + 356352 * nB, act + 352256 * nB, nB * 4096);
     /* 63 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
@@ -520,7 +520,7 @@ static void forward_3(RtModel *m, int B, int train)
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 303104 * nB, act + 352256 * nB };
+        const float *const xs[2] = { act + 307200 * nB, act + 352256 * nB };
         rt_sum_forward(ctx, act + 360448 * nB, 2, xs, c, nB * 4096);
     }
     /* 65 stage3.y2: sum 64x8x8 -> 64x8x8 */
@@ -534,7 +534,7 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 66 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 344064 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 352256 * nB, P + 194960, P + 195024, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 344064 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 352256 * nB, P + 194960, P + 195024, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 344064 * nB, act + 352256 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
     /* 67 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -543,7 +543,7 @@ static void forward_3(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 344064 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 69 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 364544 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 344064 * nB, P + 231952, P + 232016, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 344064 * nB, P + 231952, P + 232016, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 364544 * nB, act + 344064 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
     /* 70 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -573,7 +573,7 @@ static void forward_4(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 head.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 364544 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 364544 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 364544 * nB, act + 372736 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
     /* 74 head.relu0: relu 64x8x8 -> 64x8x8 */
@@ -605,35 +605,35 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 76 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 380928 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 364544 * nB, P + 269072, B, 64, 10);
+    rt_linear_backward(ctx, act + 364608 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 364544 * nB, P + 269072, B, 64, 10);
     /* 75 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 364544 * nB, 0, act + 380928 * nB, B, 64, 64);
+    rt_gap_backward(ctx, act + 380928 * nB, 0, act + 364608 * nB, B, 64, 64);
     /* 74 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 380928 * nB, 0, act + 364544 * nB, act + 376832 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 364544 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096);
     /* 73 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 364544 * nB, 0, G + 268944, G + 269008, act + 380928 * nB, act + 372736 * nB, fix + 640, fix + 704, P + 268944, B, 64, 64);
+    rt_bn_backward(ctx, act + 376832 * nB, 0, G + 268944, G + 269008, act + 364544 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64);
     /* 72 stage3.x3: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 372736 * nB, act + 376832 * nB };
+        float *const dxs[2] = { act + 364544 * nB, act + 372736 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 364544 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 4096);
     }
     /* 71 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 364544 * nB, 0, G + 232080, act + 376832 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 232080, act + 372736 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 70 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 376832 * nB, 0, act + 364544 * nB, act + 368640 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 372736 * nB, 0, act + 376832 * nB, act + 368640 * nB, nB * 4096);
     /* 69 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 364544 * nB, 0, G + 231952, G + 232016, act + 376832 * nB, act + 344064 * nB, fix + 512, fix + 576, P + 231952, B, 64, 64);
+    rt_bn_backward(ctx, act + 368640 * nB, 0, G + 231952, G + 232016, act + 372736 * nB, act + 344064 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64);
     /* 68 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 344064 * nB, 0, G + 195088, act + 364544 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 344064 * nB, 0, G + 195088, act + 368640 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 67 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 364544 * nB, 0, act + 344064 * nB, act + 360448 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 368640 * nB, 0, act + 344064 * nB, act + 360448 * nB, nB * 4096);
     /* 66 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 372736 * nB, 1, G + 194960, G + 195024, act + 364544 * nB, act + 352256 * nB, fix + 384, fix + 448, P + 194960, B, 64, 64);
+    rt_bn_backward(ctx, act + 364544 * nB, 1, G + 194960, G + 195024, act + 368640 * nB, act + 352256 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64);
     /* 65 stage3.y2: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -642,7 +642,7 @@ static void backward_1(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 352256 * nB, act + 344064 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 372736 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 364544 * nB, NULL, c, 2, nB * 4096);
     }
     /* 64 stage3.x2: sum 64x8x8 -> 64x8x8 */
     {
@@ -659,20 +659,20 @@ static void backward_1(RtModel *m, int B)
     /* 62 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 364544 * nB, 0, act + 352256 * nB, act + 356352 * nB, nB * 4096);
     /* 61 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 352256 * nB, 0, G + 157968, G + 158032, act + 364544 * nB, act + 307200 * nB, fix + 256, fix + 320, P + 157968, B, 64, 64);
+    rt_bn_backward(ctx, act + 352256 * nB, 0, G + 157968, G + 158032, act + 364544 * nB, act + 339968 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64);
     /* 60 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 307200 * nB, 0, G + 121104, act + 352256 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 339968 * nB, 0, G + 121104, act + 352256 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 352256 * nB, 0, act + 307200 * nB, act + 348160 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 352256 * nB, 0, act + 339968 * nB, act + 348160 * nB, nB * 4096);
     /* 58 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 360448 * nB, 1, G + 120976, G + 121040, act + 352256 * nB, act + 303104 * nB, fix + 128, fix + 192, P + 120976, B, 64, 64);
+    rt_bn_backward(ctx, act + 360448 * nB, 1, G + 120976, G + 121040, act + 352256 * nB, act + 307200 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64);
     /* 57 stage3.y1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1.2817535251253209,
             (float)-0.28175352512532087
         };
-        float *const dxs[2] = { act + 344064 * nB, act + 348160 * nB };
+        float *const dxs[2] = { act + 344064 * nB, act + 307200 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 360448 * nB, NULL, c, 2, nB * 4096);
     }
@@ -682,16 +682,16 @@ static void backward_1(RtModel *m, int B)
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 348160 * nB, act + 352256 * nB };
+        float *const dxs[2] = { act + 307200 * nB, act + 339968 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 4096);
     }
     /* 55 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward(ctx, act + 303104 * nB, 0, act + 348160 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_backward(ctx, act + 344064 * nB, 0, act + 307200 * nB, B, 32, 16, 16, 64, 2);
     /* 54 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 344064 * nB, 0, G + 84112, act + 352256 * nB, act + 339968 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 307200 * nB, 0, G + 84112, act + 339968 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 53 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 348160 * nB, 0, act + 344064 * nB, act + 339968 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 339968 * nB, 0, act + 307200 * nB, act + 335872 * nB, nB * 4096);
 }
 
 /* Backward, part 2 of 4. */
@@ -705,35 +705,35 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 52 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 344064 * nB, 0, G + 83984, G + 84048, act + 348160 * nB, act + 335872 * nB, fix, fix + 64, P + 83984, B, 64, 64);
+    rt_bn_backward(ctx, act + 307200 * nB, 0, G + 83984, G + 84048, act + 339968 * nB, act + 303104 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64);
     /* 51 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 335872 * nB, 0, G + 65552, act + 344064 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 335872 * nB, 0, G + 65552, act + 307200 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 50 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 344064 * nB, 0, act + 335872 * nB, act + 327680 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 303104 * nB, 0, act + 335872 * nB, act + 327680 * nB, nB * 8192);
     /* 49 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 303104 * nB, 1, G + 65488, G + 65520, act + 344064 * nB, act + 319488 * nB, fix + 1088, fix + 1120, P + 65488, B, 32, 256);
+    rt_bn_backward(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 303104 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256);
     /* 48 stage2.x3: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 319488 * nB, act + 327680 * nB };
+        float *const dxs[2] = { act + 303104 * nB, act + 319488 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 303104 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 8192);
     }
     /* 47 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 303104 * nB, 0, G + 56272, act + 327680 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 327680 * nB, 0, G + 56272, act + 319488 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 46 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 327680 * nB, 0, act + 303104 * nB, act + 311296 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 319488 * nB, 0, act + 327680 * nB, act + 311296 * nB, nB * 8192);
     /* 45 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 303104 * nB, 0, G + 56208, G + 56240, act + 327680 * nB, act + 262144 * nB, fix + 1024, fix + 1056, P + 56208, B, 32, 256);
+    rt_bn_backward(ctx, act + 311296 * nB, 0, G + 56208, G + 56240, act + 319488 * nB, act + 262144 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256);
     /* 44 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 262144 * nB, 0, G + 46992, act + 303104 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 262144 * nB, 0, G + 46992, act + 311296 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 43 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 303104 * nB, 0, act + 262144 * nB, act + 294912 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 311296 * nB, 0, act + 262144 * nB, act + 294912 * nB, nB * 8192);
     /* 42 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 319488 * nB, 1, G + 46928, G + 46960, act + 303104 * nB, act + 278528 * nB, fix + 960, fix + 992, P + 46928, B, 32, 256);
+    rt_bn_backward(ctx, act + 303104 * nB, 1, G + 46928, G + 46960, act + 311296 * nB, act + 278528 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256);
     /* 41 stage2.y2: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -742,7 +742,7 @@ static void backward_2(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 278528 * nB, act + 262144 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 319488 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 303104 * nB, NULL, c, 2, nB * 8192);
     }
     /* 40 stage2.x2: sum 32x16x16 -> 32x16x16 */
     {
@@ -759,20 +759,20 @@ static void backward_2(RtModel *m, int B)
     /* 38 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 303104 * nB, 0, act + 278528 * nB, act + 286720 * nB, nB * 8192);
     /* 37 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 278528 * nB, 0, G + 37648, G + 37680, act + 303104 * nB, act + 188416 * nB, fix + 896, fix + 928, P + 37648, B, 32, 256);
+    rt_bn_backward(ctx, act + 278528 * nB, 0, G + 37648, G + 37680, act + 303104 * nB, act + 253952 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256);
     /* 36 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 188416 * nB, 0, G + 28432, act + 278528 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 253952 * nB, 0, G + 28432, act + 278528 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 188416 * nB, act + 270336 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 253952 * nB, act + 270336 * nB, nB * 8192);
     /* 34 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 294912 * nB, 1, G + 28368, G + 28400, act + 278528 * nB, act + 180224 * nB, fix + 832, fix + 864, P + 28368, B, 32, 256);
+    rt_bn_backward(ctx, act + 294912 * nB, 1, G + 28368, G + 28400, act + 278528 * nB, act + 188416 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256);
     /* 33 stage2.y1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1.2817535251253209,
             (float)-0.28175352512532087
         };
-        float *const dxs[2] = { act + 262144 * nB, act + 270336 * nB };
+        float *const dxs[2] = { act + 262144 * nB, act + 188416 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 294912 * nB, NULL, c, 2, nB * 8192);
     }
@@ -782,16 +782,16 @@ static void backward_2(RtModel *m, int B)
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 270336 * nB, act + 278528 * nB };
+        float *const dxs[2] = { act + 188416 * nB, act + 253952 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 8192);
     }
     /* 31 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward(ctx, act + 180224 * nB, 0, act + 270336 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_backward(ctx, act + 262144 * nB, 0, act + 188416 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 262144 * nB, 0, G + 19152, act + 278528 * nB, act + 253952 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 188416 * nB, 0, G + 19152, act + 253952 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 270336 * nB, 0, act + 262144 * nB, act + 253952 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 253952 * nB, 0, act + 188416 * nB, act + 245760 * nB, nB * 8192);
 }
 
 /* Backward, part 3 of 4. */
@@ -805,35 +805,35 @@ static void backward_3(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 262144 * nB, 0, G + 19088, G + 19120, act + 270336 * nB, act + 245760 * nB, fix + 768, fix + 800, P + 19088, B, 32, 256);
+    rt_bn_backward(ctx, act + 188416 * nB, 0, G + 19088, G + 19120, act + 253952 * nB, act + 180224 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256);
     /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 14480, act + 188416 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 245760 * nB, act + 229376 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 180224 * nB, 0, act + 245760 * nB, act + 229376 * nB, nB * 16384);
     /* 25 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 180224 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 1344, fix + 1360, P + 14448, B, 16, 1024);
+    rt_bn_backward(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 180224 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 24 stage1.x3: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 212992 * nB, act + 229376 * nB };
+        float *const dxs[2] = { act + 180224 * nB, act + 212992 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
     }
     /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 180224 * nB, 0, G + 12144, act + 229376 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 229376 * nB, 0, act + 180224 * nB, act + 196608 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 180224 * nB, 0, G + 12112, G + 12128, act + 229376 * nB, act + 81920 * nB, fix + 1312, fix + 1328, P + 12112, B, 16, 1024);
+    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 81920 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 81920 * nB, 0, G + 9808, act + 180224 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 81920 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 180224 * nB, 0, act + 81920 * nB, act + 163840 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 81920 * nB, act + 163840 * nB, nB * 16384);
     /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 212992 * nB, 1, G + 9776, G + 9792, act + 180224 * nB, act + 131072 * nB, fix + 1280, fix + 1296, P + 9776, B, 16, 1024);
+    rt_bn_backward(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 131072 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 17 stage1.y2: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -842,7 +842,7 @@ static void backward_3(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 131072 * nB, act + 81920 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 212992 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
     }
     /* 16 stage1.x2: sum 16x32x32 -> 16x32x32 */
     {
@@ -859,13 +859,13 @@ static void backward_3(RtModel *m, int B)
     /* 14 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 180224 * nB, 0, act + 131072 * nB, act + 147456 * nB, nB * 16384);
     /* 13 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 180224 * nB, act + 98304 * nB, fix + 1248, fix + 1264, P + 7440, B, 16, 1024);
+    rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 180224 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 12 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 98304 * nB, 0, G + 5136, act + 131072 * nB, act + 114688 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 11 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 131072 * nB, 0, act + 98304 * nB, act + 114688 * nB, nB * 16384);
     /* 10 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 163840 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 49152 * nB, fix + 1216, fix + 1232, P + 5104, B, 16, 1024);
+    rt_bn_backward(ctx, act + 163840 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 49152 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 9 stage1.y1: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -891,7 +891,7 @@ static void backward_3(RtModel *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 98304 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 98304 * nB, act + 16384 * nB, fix + 1184, fix + 1200, P + 2768, B, 16, 1024);
+    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 98304 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
 }
 
 /* Backward, part 4 of 4. */
@@ -909,7 +909,7 @@ static void backward_4(RtModel *m, int B)
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix + 1152, fix + 1168, P + 432, B, 16, 1024);
+    rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }
@@ -940,7 +940,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -949,7 +949,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -976,7 +976,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 10 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 98304 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 49152 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 49152 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 98304 * nB, act + 49152 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 11 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -985,7 +985,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 98304 * nB, act + 114688 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 131072 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 131072 * nB, act + 98304 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 14 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1012,7 +1012,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 81920 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 131072 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 81920 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 131072 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 81920 * nB, act + 131072 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 19 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1021,7 +1021,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 81920 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 81920 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 81920 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 81920 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 22 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1051,31 +1051,31 @@ static void forward_d_2(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 26 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_forward_d(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384);
     /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 245760 * nB, P + 19088, P + 19120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 188416 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 180224 * nB, P + 19088, P + 19120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 245760 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 188416 * nB, act + 180224 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
     /* 29 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 253952 * nB, act + 180224 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 245760 * nB, act + 188416 * nB, nB * 8192);
     /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 253952 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 31 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward_d(ctx, act + 188416 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_forward_d(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 188416 * nB, act + 180224 * nB };
+        const double *const xs[2] = { act + 253952 * nB, act + 188416 * nB };
         rt_sum_forward_d(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
     }
     /* 33 stage2.y1: sum 32x16x16 -> 32x16x16 */
@@ -1084,23 +1084,23 @@ static void forward_d_2(RtModelD *m, int B, int train)
             (double)1.2817535251253209,
             (double)-0.28175352512532087
         };
-        const double *const xs[2] = { act + 262144 * nB, act + 188416 * nB };
-        rt_sum_forward_d(ctx, act + 180224 * nB, 2, xs, c, nB * 8192);
+        const double *const xs[2] = { act + 262144 * nB, act + 253952 * nB };
+        rt_sum_forward_d(ctx, act + 188416 * nB, 2, xs, c, nB * 8192);
     }
     /* 34 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 188416 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 180224 * nB, P + 28368, P + 28400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 253952 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 188416 * nB, P + 28368, P + 28400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 188416 * nB, act + 180224 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 253952 * nB, act + 188416 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 270336 * nB, act + 188416 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 270336 * nB, act + 253952 * nB, nB * 8192);
     /* 36 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 188416 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 253952 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 278528 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 188416 * nB, P + 37648, P + 37680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 253952 * nB, P + 37648, P + 37680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 278528 * nB, act + 188416 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 278528 * nB, act + 253952 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
     /* 38 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 286720 * nB, act + 278528 * nB, nB * 8192);
     /* 39 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
@@ -1111,7 +1111,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 180224 * nB, act + 278528 * nB };
+        const double *const xs[2] = { act + 188416 * nB, act + 278528 * nB };
         rt_sum_forward_d(ctx, act + 294912 * nB, 2, xs, c, nB * 8192);
     }
     /* 41 stage2.y2: sum 32x16x16 -> 32x16x16 */
@@ -1125,7 +1125,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 42 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 262144 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 278528 * nB, P + 46928, P + 46960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 262144 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 278528 * nB, P + 46928, P + 46960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 262144 * nB, act + 278528 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
     /* 43 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1134,7 +1134,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 262144 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 45 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 303104 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 262144 * nB, P + 56208, P + 56240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 262144 * nB, P + 56208, P + 56240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 303104 * nB, act + 262144 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
     /* 46 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1164,31 +1164,31 @@ static void forward_d_3(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 303104 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 303104 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 303104 * nB, act + 319488 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
     /* 50 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 327680 * nB, act + 303104 * nB, nB * 8192);
     /* 51 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 335872 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 303104 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 303104 * nB, fix, fix + 64, buf + 608, buf + 672, act + 335872 * nB, P + 83984, P + 84048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 307200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 303104 * nB, P + 83984, P + 84048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 303104 * nB, act + 335872 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 307200 * nB, act + 303104 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
     /* 53 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 339968 * nB, act + 303104 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 335872 * nB, act + 307200 * nB, nB * 4096);
     /* 54 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 303104 * nB, act + 339968 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 55 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward_d(ctx, act + 307200 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_forward_d(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
     /* 56 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 307200 * nB, act + 303104 * nB };
+        const double *const xs[2] = { act + 339968 * nB, act + 307200 * nB };
         rt_sum_forward_d(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
     }
     /* 57 stage3.y1: sum 64x8x8 -> 64x8x8 */
@@ -1197,23 +1197,23 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)1.2817535251253209,
             (double)-0.28175352512532087
         };
-        const double *const xs[2] = { act + 344064 * nB, act + 307200 * nB };
-        rt_sum_forward_d(ctx, act + 303104 * nB, 2, xs, c, nB * 4096);
+        const double *const xs[2] = { act + 344064 * nB, act + 339968 * nB };
+        rt_sum_forward_d(ctx, act + 307200 * nB, 2, xs, c, nB * 4096);
     }
     /* 58 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 307200 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 303104 * nB, P + 120976, P + 121040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 339968 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307200 * nB, P + 120976, P + 121040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 307200 * nB, act + 303104 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 339968 * nB, act + 307200 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
     /* 59 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 348160 * nB, act + 307200 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 348160 * nB, act + 339968 * nB, nB * 4096);
     /* 60 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 307200 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 339968 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 352256 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 307200 * nB, P + 157968, P + 158032, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 339968 * nB, P + 157968, P + 158032, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 352256 * nB, act + 307200 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 352256 * nB, act + 339968 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
     /* 62 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward_d(ctx, act + 356352 * nB, act + 352256 * nB, nB * 4096);
     /* 63 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
@@ -1224,7 +1224,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 303104 * nB, act + 352256 * nB };
+        const double *const xs[2] = { act + 307200 * nB, act + 352256 * nB };
         rt_sum_forward_d(ctx, act + 360448 * nB, 2, xs, c, nB * 4096);
     }
     /* 65 stage3.y2: sum 64x8x8 -> 64x8x8 */
@@ -1238,7 +1238,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 66 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 344064 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 352256 * nB, P + 194960, P + 195024, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 344064 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 352256 * nB, P + 194960, P + 195024, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 344064 * nB, act + 352256 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
     /* 67 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1247,7 +1247,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 344064 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 69 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 364544 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 344064 * nB, P + 231952, P + 232016, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 344064 * nB, P + 231952, P + 232016, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 364544 * nB, act + 344064 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
     /* 70 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1277,7 +1277,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 head.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 364544 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 364544 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 364544 * nB, act + 372736 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
     /* 74 head.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1309,35 +1309,35 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 76 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 380928 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 364544 * nB, P + 269072, B, 64, 10);
+    rt_linear_backward_d(ctx, act + 364608 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 364544 * nB, P + 269072, B, 64, 10);
     /* 75 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 364544 * nB, 0, act + 380928 * nB, B, 64, 64);
+    rt_gap_backward_d(ctx, act + 380928 * nB, 0, act + 364608 * nB, B, 64, 64);
     /* 74 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 380928 * nB, 0, act + 364544 * nB, act + 376832 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 364544 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096);
     /* 73 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 364544 * nB, 0, G + 268944, G + 269008, act + 380928 * nB, act + 372736 * nB, fix + 640, fix + 704, P + 268944, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 376832 * nB, 0, G + 268944, G + 269008, act + 364544 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64);
     /* 72 stage3.x3: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 372736 * nB, act + 376832 * nB };
+        double *const dxs[2] = { act + 364544 * nB, act + 372736 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 364544 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 4096);
     }
     /* 71 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 364544 * nB, 0, G + 232080, act + 376832 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 232080, act + 372736 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 70 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 376832 * nB, 0, act + 364544 * nB, act + 368640 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 372736 * nB, 0, act + 376832 * nB, act + 368640 * nB, nB * 4096);
     /* 69 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 364544 * nB, 0, G + 231952, G + 232016, act + 376832 * nB, act + 344064 * nB, fix + 512, fix + 576, P + 231952, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 368640 * nB, 0, G + 231952, G + 232016, act + 372736 * nB, act + 344064 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64);
     /* 68 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 344064 * nB, 0, G + 195088, act + 364544 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 344064 * nB, 0, G + 195088, act + 368640 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 67 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 364544 * nB, 0, act + 344064 * nB, act + 360448 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 368640 * nB, 0, act + 344064 * nB, act + 360448 * nB, nB * 4096);
     /* 66 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 372736 * nB, 1, G + 194960, G + 195024, act + 364544 * nB, act + 352256 * nB, fix + 384, fix + 448, P + 194960, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 364544 * nB, 1, G + 194960, G + 195024, act + 368640 * nB, act + 352256 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64);
     /* 65 stage3.y2: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -1346,7 +1346,7 @@ static void backward_d_1(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 352256 * nB, act + 344064 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 372736 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 364544 * nB, NULL, c, 2, nB * 4096);
     }
     /* 64 stage3.x2: sum 64x8x8 -> 64x8x8 */
     {
@@ -1363,20 +1363,20 @@ static void backward_d_1(RtModelD *m, int B)
     /* 62 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 364544 * nB, 0, act + 352256 * nB, act + 356352 * nB, nB * 4096);
     /* 61 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 352256 * nB, 0, G + 157968, G + 158032, act + 364544 * nB, act + 307200 * nB, fix + 256, fix + 320, P + 157968, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 352256 * nB, 0, G + 157968, G + 158032, act + 364544 * nB, act + 339968 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64);
     /* 60 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 307200 * nB, 0, G + 121104, act + 352256 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 339968 * nB, 0, G + 121104, act + 352256 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 352256 * nB, 0, act + 307200 * nB, act + 348160 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 352256 * nB, 0, act + 339968 * nB, act + 348160 * nB, nB * 4096);
     /* 58 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 360448 * nB, 1, G + 120976, G + 121040, act + 352256 * nB, act + 303104 * nB, fix + 128, fix + 192, P + 120976, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 360448 * nB, 1, G + 120976, G + 121040, act + 352256 * nB, act + 307200 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64);
     /* 57 stage3.y1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1.2817535251253209,
             (double)-0.28175352512532087
         };
-        double *const dxs[2] = { act + 344064 * nB, act + 348160 * nB };
+        double *const dxs[2] = { act + 344064 * nB, act + 307200 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 360448 * nB, NULL, c, 2, nB * 4096);
     }
@@ -1386,16 +1386,16 @@ static void backward_d_1(RtModelD *m, int B)
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 348160 * nB, act + 352256 * nB };
+        double *const dxs[2] = { act + 307200 * nB, act + 339968 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 4096);
     }
     /* 55 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward_d(ctx, act + 303104 * nB, 0, act + 348160 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_backward_d(ctx, act + 344064 * nB, 0, act + 307200 * nB, B, 32, 16, 16, 64, 2);
     /* 54 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 344064 * nB, 0, G + 84112, act + 352256 * nB, act + 339968 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 307200 * nB, 0, G + 84112, act + 339968 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 53 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 348160 * nB, 0, act + 344064 * nB, act + 339968 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 339968 * nB, 0, act + 307200 * nB, act + 335872 * nB, nB * 4096);
 }
 
 /* Backward, part 2 of 4. */
@@ -1409,35 +1409,35 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 52 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 344064 * nB, 0, G + 83984, G + 84048, act + 348160 * nB, act + 335872 * nB, fix, fix + 64, P + 83984, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 307200 * nB, 0, G + 83984, G + 84048, act + 339968 * nB, act + 303104 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64);
     /* 51 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 335872 * nB, 0, G + 65552, act + 344064 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 335872 * nB, 0, G + 65552, act + 307200 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 50 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 344064 * nB, 0, act + 335872 * nB, act + 327680 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 303104 * nB, 0, act + 335872 * nB, act + 327680 * nB, nB * 8192);
     /* 49 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 303104 * nB, 1, G + 65488, G + 65520, act + 344064 * nB, act + 319488 * nB, fix + 1088, fix + 1120, P + 65488, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 303104 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256);
     /* 48 stage2.x3: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 319488 * nB, act + 327680 * nB };
+        double *const dxs[2] = { act + 303104 * nB, act + 319488 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 303104 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 8192);
     }
     /* 47 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 303104 * nB, 0, G + 56272, act + 327680 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 327680 * nB, 0, G + 56272, act + 319488 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 46 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 327680 * nB, 0, act + 303104 * nB, act + 311296 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 319488 * nB, 0, act + 327680 * nB, act + 311296 * nB, nB * 8192);
     /* 45 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 303104 * nB, 0, G + 56208, G + 56240, act + 327680 * nB, act + 262144 * nB, fix + 1024, fix + 1056, P + 56208, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 311296 * nB, 0, G + 56208, G + 56240, act + 319488 * nB, act + 262144 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256);
     /* 44 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 262144 * nB, 0, G + 46992, act + 303104 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 262144 * nB, 0, G + 46992, act + 311296 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 43 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 303104 * nB, 0, act + 262144 * nB, act + 294912 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 311296 * nB, 0, act + 262144 * nB, act + 294912 * nB, nB * 8192);
     /* 42 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 319488 * nB, 1, G + 46928, G + 46960, act + 303104 * nB, act + 278528 * nB, fix + 960, fix + 992, P + 46928, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 303104 * nB, 1, G + 46928, G + 46960, act + 311296 * nB, act + 278528 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256);
     /* 41 stage2.y2: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -1446,7 +1446,7 @@ static void backward_d_2(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 278528 * nB, act + 262144 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 319488 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 303104 * nB, NULL, c, 2, nB * 8192);
     }
     /* 40 stage2.x2: sum 32x16x16 -> 32x16x16 */
     {
@@ -1463,20 +1463,20 @@ static void backward_d_2(RtModelD *m, int B)
     /* 38 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 303104 * nB, 0, act + 278528 * nB, act + 286720 * nB, nB * 8192);
     /* 37 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 278528 * nB, 0, G + 37648, G + 37680, act + 303104 * nB, act + 188416 * nB, fix + 896, fix + 928, P + 37648, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 278528 * nB, 0, G + 37648, G + 37680, act + 303104 * nB, act + 253952 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256);
     /* 36 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 188416 * nB, 0, G + 28432, act + 278528 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 253952 * nB, 0, G + 28432, act + 278528 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 188416 * nB, act + 270336 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 253952 * nB, act + 270336 * nB, nB * 8192);
     /* 34 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 294912 * nB, 1, G + 28368, G + 28400, act + 278528 * nB, act + 180224 * nB, fix + 832, fix + 864, P + 28368, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 294912 * nB, 1, G + 28368, G + 28400, act + 278528 * nB, act + 188416 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256);
     /* 33 stage2.y1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1.2817535251253209,
             (double)-0.28175352512532087
         };
-        double *const dxs[2] = { act + 262144 * nB, act + 270336 * nB };
+        double *const dxs[2] = { act + 262144 * nB, act + 188416 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 294912 * nB, NULL, c, 2, nB * 8192);
     }
@@ -1486,16 +1486,16 @@ static void backward_d_2(RtModelD *m, int B)
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 270336 * nB, act + 278528 * nB };
+        double *const dxs[2] = { act + 188416 * nB, act + 253952 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 8192);
     }
     /* 31 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward_d(ctx, act + 180224 * nB, 0, act + 270336 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_backward_d(ctx, act + 262144 * nB, 0, act + 188416 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 262144 * nB, 0, G + 19152, act + 278528 * nB, act + 253952 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 188416 * nB, 0, G + 19152, act + 253952 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 270336 * nB, 0, act + 262144 * nB, act + 253952 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 253952 * nB, 0, act + 188416 * nB, act + 245760 * nB, nB * 8192);
 }
 
 /* Backward, part 3 of 4. */
@@ -1509,35 +1509,35 @@ static void backward_d_3(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 262144 * nB, 0, G + 19088, G + 19120, act + 270336 * nB, act + 245760 * nB, fix + 768, fix + 800, P + 19088, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 188416 * nB, 0, G + 19088, G + 19120, act + 253952 * nB, act + 180224 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256);
     /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 14480, act + 188416 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 245760 * nB, act + 229376 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 180224 * nB, 0, act + 245760 * nB, act + 229376 * nB, nB * 16384);
     /* 25 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 1344, fix + 1360, P + 14448, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 180224 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 24 stage1.x3: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 212992 * nB, act + 229376 * nB };
+        double *const dxs[2] = { act + 180224 * nB, act + 212992 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
     }
     /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 180224 * nB, 0, G + 12144, act + 229376 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 229376 * nB, 0, act + 180224 * nB, act + 196608 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 180224 * nB, 0, G + 12112, G + 12128, act + 229376 * nB, act + 81920 * nB, fix + 1312, fix + 1328, P + 12112, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 81920 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 81920 * nB, 0, G + 9808, act + 180224 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 81920 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 180224 * nB, 0, act + 81920 * nB, act + 163840 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 81920 * nB, act + 163840 * nB, nB * 16384);
     /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 212992 * nB, 1, G + 9776, G + 9792, act + 180224 * nB, act + 131072 * nB, fix + 1280, fix + 1296, P + 9776, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 131072 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 17 stage1.y2: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -1546,7 +1546,7 @@ static void backward_d_3(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 131072 * nB, act + 81920 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 212992 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
     }
     /* 16 stage1.x2: sum 16x32x32 -> 16x32x32 */
     {
@@ -1563,13 +1563,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 14 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 180224 * nB, 0, act + 131072 * nB, act + 147456 * nB, nB * 16384);
     /* 13 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 180224 * nB, act + 98304 * nB, fix + 1248, fix + 1264, P + 7440, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 180224 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 12 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 98304 * nB, 0, G + 5136, act + 131072 * nB, act + 114688 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 11 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 98304 * nB, act + 114688 * nB, nB * 16384);
     /* 10 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 163840 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 49152 * nB, fix + 1216, fix + 1232, P + 5104, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 163840 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 49152 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 9 stage1.y1: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -1595,7 +1595,7 @@ static void backward_d_3(RtModelD *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 98304 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 98304 * nB, act + 16384 * nB, fix + 1184, fix + 1200, P + 2768, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 98304 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
 }
 
 /* Backward, part 4 of 4. */
@@ -1613,7 +1613,7 @@ static void backward_d_4(RtModelD *m, int B)
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix + 1152, fix + 1168, P + 432, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }

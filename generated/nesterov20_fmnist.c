@@ -236,7 +236,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 12544 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -245,7 +245,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 12544 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 37632 * nB, act + 12544 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -272,7 +272,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 75264 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 75264 * nB, act + 37632 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -281,7 +281,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 75264 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 100352 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 100352 * nB, act + 75264 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
     /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -308,7 +308,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 62720 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 100352 * nB, P + 9488, P + 9504, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 62720 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 100352 * nB, P + 9488, P + 9504, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 62720 * nB, act + 100352 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -317,7 +317,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 62720 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 137984 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 62720 * nB, P + 11824, P + 11840, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 62720 * nB, P + 11824, P + 11840, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 137984 * nB, act + 62720 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
     /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -347,31 +347,31 @@ static void forward_2(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train(ctx, act + 137984 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 137984 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 137984 * nB, act + 163072 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
     /* 26 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_forward(ctx, act + 175616 * nB, act + 137984 * nB, nB * 12544);
     /* 27 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 188160 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 137984 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 28 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 137984 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 188160 * nB, P + 18800, P + 18832, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 144256 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 137984 * nB, P + 18800, P + 18832, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 137984 * nB, act + 188160 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 144256 * nB, act + 137984 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
     /* 29 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 194432 * nB, act + 137984 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 188160 * nB, act + 144256 * nB, nB * 6272);
     /* 30 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 137984 * nB, act + 194432 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 31 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward(ctx, act + 144256 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_forward(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 32 stage2.x1: sum 32x14x14 -> 32x14x14 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 144256 * nB, act + 137984 * nB };
+        const float *const xs[2] = { act + 194432 * nB, act + 144256 * nB };
         rt_sum_forward(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
     }
     /* 33 stage2.y1: sum 32x14x14 -> 32x14x14 */
@@ -380,23 +380,23 @@ static void forward_2(RtModel *m, int B, int train)
             (float)1.2817535251253209,
             (float)-0.28175352512532087
         };
-        const float *const xs[2] = { act + 200704 * nB, act + 144256 * nB };
-        rt_sum_forward(ctx, act + 137984 * nB, 2, xs, c, nB * 6272);
+        const float *const xs[2] = { act + 200704 * nB, act + 194432 * nB };
+        rt_sum_forward(ctx, act + 144256 * nB, 2, xs, c, nB * 6272);
     }
     /* 34 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 144256 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 137984 * nB, P + 28080, P + 28112, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 144256 * nB, P + 28080, P + 28112, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 144256 * nB, act + 137984 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 194432 * nB, act + 144256 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 206976 * nB, act + 144256 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 206976 * nB, act + 194432 * nB, nB * 6272);
     /* 36 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 144256 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 194432 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 213248 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 144256 * nB, P + 37360, P + 37392, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37360, P + 37392, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 213248 * nB, act + 144256 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 213248 * nB, act + 194432 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
     /* 38 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward(ctx, act + 219520 * nB, act + 213248 * nB, nB * 6272);
     /* 39 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
@@ -407,7 +407,7 @@ static void forward_2(RtModel *m, int B, int train)
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 137984 * nB, act + 213248 * nB };
+        const float *const xs[2] = { act + 144256 * nB, act + 213248 * nB };
         rt_sum_forward(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
     }
     /* 41 stage2.y2: sum 32x14x14 -> 32x14x14 */
@@ -421,7 +421,7 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 42 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 200704 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 213248 * nB, P + 46640, P + 46672, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 200704 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 213248 * nB, P + 46640, P + 46672, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 200704 * nB, act + 213248 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
     /* 43 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
@@ -430,7 +430,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 200704 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 45 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 232064 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 200704 * nB, P + 55920, P + 55952, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 200704 * nB, P + 55920, P + 55952, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 232064 * nB, act + 200704 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
     /* 46 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
@@ -460,31 +460,31 @@ static void forward_3(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train(ctx, act + 232064 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 232064 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 232064 * nB, act + 244608 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
     /* 50 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward(ctx, act + 250880 * nB, act + 232064 * nB, nB * 6272);
     /* 51 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 257152 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 232064 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 232064 * nB, fix, fix + 64, buf + 608, buf + 672, act + 257152 * nB, P + 83696, P + 83760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 235200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 232064 * nB, P + 83696, P + 83760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 232064 * nB, act + 257152 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 235200 * nB, act + 232064 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
     /* 53 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 260288 * nB, act + 232064 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 257152 * nB, act + 235200 * nB, nB * 3136);
     /* 54 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 232064 * nB, act + 260288 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 55 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_forward(ctx, act + 235200 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_forward(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 56 stage3.x1: sum 64x7x7 -> 64x7x7 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 235200 * nB, act + 232064 * nB };
+        const float *const xs[2] = { act + 260288 * nB, act + 235200 * nB };
         rt_sum_forward(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
     }
     /* 57 stage3.y1: sum 64x7x7 -> 64x7x7 */
@@ -493,23 +493,23 @@ static void forward_3(RtModel *m, int B, int train)
             (float)1.2817535251253209,
             (float)-0.28175352512532087
         };
-        const float *const xs[2] = { act + 263424 * nB, act + 235200 * nB };
-        rt_sum_forward(ctx, act + 232064 * nB, 2, xs, c, nB * 3136);
+        const float *const xs[2] = { act + 263424 * nB, act + 260288 * nB };
+        rt_sum_forward(ctx, act + 235200 * nB, 2, xs, c, nB * 3136);
     }
     /* 58 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 235200 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 232064 * nB, P + 120688, P + 120752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 260288 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 235200 * nB, P + 120688, P + 120752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 235200 * nB, act + 232064 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 260288 * nB, act + 235200 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
     /* 59 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 266560 * nB, act + 235200 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 266560 * nB, act + 260288 * nB, nB * 3136);
     /* 60 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 235200 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 260288 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 235200 * nB, P + 157680, P + 157744, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 260288 * nB, P + 157680, P + 157744, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 269696 * nB, act + 235200 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 269696 * nB, act + 260288 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
     /* 62 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
     rt_relu_forward(ctx, act + 272832 * nB, act + 269696 * nB, nB * 3136);
     /* 63 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
@@ -520,7 +520,7 @@ static void forward_3(RtModel *m, int B, int train)
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 232064 * nB, act + 269696 * nB };
+        const float *const xs[2] = { act + 235200 * nB, act + 269696 * nB };
         rt_sum_forward(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
     }
     /* 65 stage3.y2: sum 64x7x7 -> 64x7x7 */
@@ -534,7 +534,7 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 66 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 263424 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 269696 * nB, P + 194672, P + 194736, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 263424 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 269696 * nB, P + 194672, P + 194736, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 263424 * nB, act + 269696 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
     /* 67 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
@@ -543,7 +543,7 @@ static void forward_3(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 263424 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 69 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 279104 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 263424 * nB, P + 231664, P + 231728, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 263424 * nB, P + 231664, P + 231728, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 279104 * nB, act + 263424 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
     /* 70 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
@@ -573,7 +573,7 @@ static void forward_4(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 head.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train(ctx, act + 279104 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 279104 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 279104 * nB, act + 285376 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
     /* 74 head.relu0: relu 64x7x7 -> 64x7x7 */
@@ -605,35 +605,35 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 76 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 291648 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 279104 * nB, P + 268784, B, 64, 10);
+    rt_linear_backward(ctx, act + 279168 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 279104 * nB, P + 268784, B, 64, 10);
     /* 75 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 279104 * nB, 0, act + 291648 * nB, B, 64, 49);
+    rt_gap_backward(ctx, act + 291648 * nB, 0, act + 279168 * nB, B, 64, 49);
     /* 74 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 291648 * nB, 0, act + 279104 * nB, act + 288512 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 279104 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136);
     /* 73 head.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 279104 * nB, 0, G + 268656, G + 268720, act + 291648 * nB, act + 285376 * nB, fix + 640, fix + 704, P + 268656, B, 64, 49);
+    rt_bn_backward(ctx, act + 288512 * nB, 0, G + 268656, G + 268720, act + 279104 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49);
     /* 72 stage3.x3: sum 64x7x7 -> 64x7x7 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 285376 * nB, act + 288512 * nB };
+        float *const dxs[2] = { act + 279104 * nB, act + 285376 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 279104 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
     }
     /* 71 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 279104 * nB, 0, G + 231792, act + 288512 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 288512 * nB, 0, G + 231792, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 70 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 288512 * nB, 0, act + 279104 * nB, act + 282240 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 285376 * nB, 0, act + 288512 * nB, act + 282240 * nB, nB * 3136);
     /* 69 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 279104 * nB, 0, G + 231664, G + 231728, act + 288512 * nB, act + 263424 * nB, fix + 512, fix + 576, P + 231664, B, 64, 49);
+    rt_bn_backward(ctx, act + 282240 * nB, 0, G + 231664, G + 231728, act + 285376 * nB, act + 263424 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49);
     /* 68 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 263424 * nB, 0, G + 194800, act + 279104 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 263424 * nB, 0, G + 194800, act + 282240 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 67 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 279104 * nB, 0, act + 263424 * nB, act + 275968 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 282240 * nB, 0, act + 263424 * nB, act + 275968 * nB, nB * 3136);
     /* 66 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 285376 * nB, 1, G + 194672, G + 194736, act + 279104 * nB, act + 269696 * nB, fix + 384, fix + 448, P + 194672, B, 64, 49);
+    rt_bn_backward(ctx, act + 279104 * nB, 1, G + 194672, G + 194736, act + 282240 * nB, act + 269696 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49);
     /* 65 stage3.y2: sum 64x7x7 -> 64x7x7 */
     {
         const float c[2] = {
@@ -642,7 +642,7 @@ static void backward_1(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 269696 * nB, act + 263424 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 285376 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 279104 * nB, NULL, c, 2, nB * 3136);
     }
     /* 64 stage3.x2: sum 64x7x7 -> 64x7x7 */
     {
@@ -659,20 +659,20 @@ static void backward_1(RtModel *m, int B)
     /* 62 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
     rt_relu_backward(ctx, act + 279104 * nB, 0, act + 269696 * nB, act + 272832 * nB, nB * 3136);
     /* 61 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 269696 * nB, 0, G + 157680, G + 157744, act + 279104 * nB, act + 235200 * nB, fix + 256, fix + 320, P + 157680, B, 64, 49);
+    rt_bn_backward(ctx, act + 269696 * nB, 0, G + 157680, G + 157744, act + 279104 * nB, act + 260288 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49);
     /* 60 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 235200 * nB, 0, G + 120816, act + 269696 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 260288 * nB, 0, G + 120816, act + 269696 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 269696 * nB, 0, act + 235200 * nB, act + 266560 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 269696 * nB, 0, act + 260288 * nB, act + 266560 * nB, nB * 3136);
     /* 58 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 275968 * nB, 1, G + 120688, G + 120752, act + 269696 * nB, act + 232064 * nB, fix + 128, fix + 192, P + 120688, B, 64, 49);
+    rt_bn_backward(ctx, act + 275968 * nB, 1, G + 120688, G + 120752, act + 269696 * nB, act + 235200 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49);
     /* 57 stage3.y1: sum 64x7x7 -> 64x7x7 */
     {
         const float c[2] = {
             (float)1.2817535251253209,
             (float)-0.28175352512532087
         };
-        float *const dxs[2] = { act + 263424 * nB, act + 266560 * nB };
+        float *const dxs[2] = { act + 263424 * nB, act + 235200 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 3136);
     }
@@ -682,16 +682,16 @@ static void backward_1(RtModel *m, int B)
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 266560 * nB, act + 269696 * nB };
+        float *const dxs[2] = { act + 235200 * nB, act + 260288 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 3136);
     }
     /* 55 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_backward(ctx, act + 232064 * nB, 0, act + 266560 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_backward(ctx, act + 263424 * nB, 0, act + 235200 * nB, B, 32, 14, 14, 64, 2);
     /* 54 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 263424 * nB, 0, G + 83824, act + 269696 * nB, act + 260288 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 235200 * nB, 0, G + 83824, act + 260288 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 53 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 266560 * nB, 0, act + 263424 * nB, act + 260288 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 260288 * nB, 0, act + 235200 * nB, act + 257152 * nB, nB * 3136);
 }
 
 /* Backward, part 2 of 4. */
@@ -705,35 +705,35 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 52 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 263424 * nB, 0, G + 83696, G + 83760, act + 266560 * nB, act + 257152 * nB, fix, fix + 64, P + 83696, B, 64, 49);
+    rt_bn_backward(ctx, act + 235200 * nB, 0, G + 83696, G + 83760, act + 260288 * nB, act + 232064 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49);
     /* 51 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 257152 * nB, 0, G + 65264, act + 263424 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 257152 * nB, 0, G + 65264, act + 235200 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 50 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 263424 * nB, 0, act + 257152 * nB, act + 250880 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 232064 * nB, 0, act + 257152 * nB, act + 250880 * nB, nB * 6272);
     /* 49 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 232064 * nB, 1, G + 65200, G + 65232, act + 263424 * nB, act + 244608 * nB, fix + 1088, fix + 1120, P + 65200, B, 32, 196);
+    rt_bn_backward(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 232064 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196);
     /* 48 stage2.x3: sum 32x14x14 -> 32x14x14 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 244608 * nB, act + 250880 * nB };
+        float *const dxs[2] = { act + 232064 * nB, act + 244608 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 232064 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 6272);
     }
     /* 47 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 232064 * nB, 0, G + 55984, act + 250880 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 250880 * nB, 0, G + 55984, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 46 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 250880 * nB, 0, act + 232064 * nB, act + 238336 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 244608 * nB, 0, act + 250880 * nB, act + 238336 * nB, nB * 6272);
     /* 45 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 232064 * nB, 0, G + 55920, G + 55952, act + 250880 * nB, act + 200704 * nB, fix + 1024, fix + 1056, P + 55920, B, 32, 196);
+    rt_bn_backward(ctx, act + 238336 * nB, 0, G + 55920, G + 55952, act + 244608 * nB, act + 200704 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196);
     /* 44 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 200704 * nB, 0, G + 46704, act + 232064 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 200704 * nB, 0, G + 46704, act + 238336 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 43 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 232064 * nB, 0, act + 200704 * nB, act + 225792 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 238336 * nB, 0, act + 200704 * nB, act + 225792 * nB, nB * 6272);
     /* 42 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 244608 * nB, 1, G + 46640, G + 46672, act + 232064 * nB, act + 213248 * nB, fix + 960, fix + 992, P + 46640, B, 32, 196);
+    rt_bn_backward(ctx, act + 232064 * nB, 1, G + 46640, G + 46672, act + 238336 * nB, act + 213248 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196);
     /* 41 stage2.y2: sum 32x14x14 -> 32x14x14 */
     {
         const float c[2] = {
@@ -742,7 +742,7 @@ static void backward_2(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 213248 * nB, act + 200704 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 244608 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 232064 * nB, NULL, c, 2, nB * 6272);
     }
     /* 40 stage2.x2: sum 32x14x14 -> 32x14x14 */
     {
@@ -759,20 +759,20 @@ static void backward_2(RtModel *m, int B)
     /* 38 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
     rt_relu_backward(ctx, act + 232064 * nB, 0, act + 213248 * nB, act + 219520 * nB, nB * 6272);
     /* 37 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 213248 * nB, 0, G + 37360, G + 37392, act + 232064 * nB, act + 144256 * nB, fix + 896, fix + 928, P + 37360, B, 32, 196);
+    rt_bn_backward(ctx, act + 213248 * nB, 0, G + 37360, G + 37392, act + 232064 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196);
     /* 36 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 144256 * nB, 0, G + 28144, act + 213248 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 194432 * nB, 0, G + 28144, act + 213248 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 213248 * nB, 0, act + 144256 * nB, act + 206976 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 213248 * nB, 0, act + 194432 * nB, act + 206976 * nB, nB * 6272);
     /* 34 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 225792 * nB, 1, G + 28080, G + 28112, act + 213248 * nB, act + 137984 * nB, fix + 832, fix + 864, P + 28080, B, 32, 196);
+    rt_bn_backward(ctx, act + 225792 * nB, 1, G + 28080, G + 28112, act + 213248 * nB, act + 144256 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196);
     /* 33 stage2.y1: sum 32x14x14 -> 32x14x14 */
     {
         const float c[2] = {
             (float)1.2817535251253209,
             (float)-0.28175352512532087
         };
-        float *const dxs[2] = { act + 200704 * nB, act + 206976 * nB };
+        float *const dxs[2] = { act + 200704 * nB, act + 144256 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 225792 * nB, NULL, c, 2, nB * 6272);
     }
@@ -782,16 +782,16 @@ static void backward_2(RtModel *m, int B)
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 206976 * nB, act + 213248 * nB };
+        float *const dxs[2] = { act + 144256 * nB, act + 194432 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 6272);
     }
     /* 31 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward(ctx, act + 137984 * nB, 0, act + 206976 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_backward(ctx, act + 200704 * nB, 0, act + 144256 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 200704 * nB, 0, G + 18864, act + 213248 * nB, act + 194432 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 144256 * nB, 0, G + 18864, act + 194432 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 206976 * nB, 0, act + 200704 * nB, act + 194432 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 194432 * nB, 0, act + 144256 * nB, act + 188160 * nB, nB * 6272);
 }
 
 /* Backward, part 3 of 4. */
@@ -805,35 +805,35 @@ static void backward_3(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 28 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 200704 * nB, 0, G + 18800, G + 18832, act + 206976 * nB, act + 188160 * nB, fix + 768, fix + 800, P + 18800, B, 32, 196);
+    rt_bn_backward(ctx, act + 144256 * nB, 0, G + 18800, G + 18832, act + 194432 * nB, act + 137984 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196);
     /* 27 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 188160 * nB, 0, G + 14192, act + 200704 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 188160 * nB, 0, G + 14192, act + 144256 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 200704 * nB, 0, act + 188160 * nB, act + 175616 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 137984 * nB, 0, act + 188160 * nB, act + 175616 * nB, nB * 12544);
     /* 25 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 137984 * nB, 1, G + 14160, G + 14176, act + 200704 * nB, act + 163072 * nB, fix + 1344, fix + 1360, P + 14160, B, 16, 784);
+    rt_bn_backward(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 137984 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784);
     /* 24 stage1.x3: sum 16x28x28 -> 16x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 163072 * nB, act + 175616 * nB };
+        float *const dxs[2] = { act + 137984 * nB, act + 163072 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 137984 * nB, NULL, c, 2, nB * 12544);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 12544);
     }
     /* 23 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 137984 * nB, 0, G + 11856, act + 175616 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 175616 * nB, 0, G + 11856, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 175616 * nB, 0, act + 137984 * nB, act + 150528 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 163072 * nB, 0, act + 175616 * nB, act + 150528 * nB, nB * 12544);
     /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 137984 * nB, 0, G + 11824, G + 11840, act + 175616 * nB, act + 62720 * nB, fix + 1312, fix + 1328, P + 11824, B, 16, 784);
+    rt_bn_backward(ctx, act + 150528 * nB, 0, G + 11824, G + 11840, act + 163072 * nB, act + 62720 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784);
     /* 20 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 62720 * nB, 0, G + 9520, act + 137984 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 62720 * nB, 0, G + 9520, act + 150528 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 137984 * nB, 0, act + 62720 * nB, act + 125440 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 150528 * nB, 0, act + 62720 * nB, act + 125440 * nB, nB * 12544);
     /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 163072 * nB, 1, G + 9488, G + 9504, act + 137984 * nB, act + 100352 * nB, fix + 1280, fix + 1296, P + 9488, B, 16, 784);
+    rt_bn_backward(ctx, act + 137984 * nB, 1, G + 9488, G + 9504, act + 150528 * nB, act + 100352 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784);
     /* 17 stage1.y2: sum 16x28x28 -> 16x28x28 */
     {
         const float c[2] = {
@@ -842,7 +842,7 @@ static void backward_3(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 100352 * nB, act + 62720 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 163072 * nB, NULL, c, 2, nB * 12544);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 137984 * nB, NULL, c, 2, nB * 12544);
     }
     /* 16 stage1.x2: sum 16x28x28 -> 16x28x28 */
     {
@@ -859,13 +859,13 @@ static void backward_3(RtModel *m, int B)
     /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 137984 * nB, 0, act + 100352 * nB, act + 112896 * nB, nB * 12544);
     /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 100352 * nB, 0, G + 7152, G + 7168, act + 137984 * nB, act + 75264 * nB, fix + 1248, fix + 1264, P + 7152, B, 16, 784);
+    rt_bn_backward(ctx, act + 100352 * nB, 0, G + 7152, G + 7168, act + 137984 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784);
     /* 12 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 75264 * nB, 0, G + 4848, act + 100352 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 100352 * nB, 0, act + 75264 * nB, act + 87808 * nB, nB * 12544);
     /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 125440 * nB, 1, G + 4816, G + 4832, act + 100352 * nB, act + 37632 * nB, fix + 1216, fix + 1232, P + 4816, B, 16, 784);
+    rt_bn_backward(ctx, act + 125440 * nB, 1, G + 4816, G + 4832, act + 100352 * nB, act + 37632 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784);
     /* 9 stage1.y1: sum 16x28x28 -> 16x28x28 */
     {
         const float c[2] = {
@@ -891,7 +891,7 @@ static void backward_3(RtModel *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 75264 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 75264 * nB, act + 12544 * nB, fix + 1184, fix + 1200, P + 2480, B, 16, 784);
+    rt_bn_backward(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 75264 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784);
 }
 
 /* Backward, part 4 of 4. */
@@ -909,7 +909,7 @@ static void backward_4(RtModel *m, int B)
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix + 1152, fix + 1168, P + 144, B, 16, 784);
+    rt_bn_backward(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, NULL, 0, G, act + 37632 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
 }
@@ -940,7 +940,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 12544 * nB, fix + 1152, fix + 1168, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -949,7 +949,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 12544 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 1184, fix + 1200, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 12544 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -976,7 +976,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 75264 * nB, fix + 1216, fix + 1232, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 75264 * nB, act + 37632 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -985,7 +985,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 75264 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 100352 * nB, fix + 1248, fix + 1264, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 100352 * nB, act + 75264 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
     /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -1012,7 +1012,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 62720 * nB, fix + 1280, fix + 1296, buf + 128, buf + 144, act + 100352 * nB, P + 9488, P + 9504, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 62720 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 100352 * nB, P + 9488, P + 9504, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 62720 * nB, act + 100352 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
@@ -1021,7 +1021,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 62720 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 137984 * nB, fix + 1312, fix + 1328, buf + 160, buf + 176, act + 62720 * nB, P + 11824, P + 11840, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 62720 * nB, P + 11824, P + 11840, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 137984 * nB, act + 62720 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
     /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
@@ -1051,31 +1051,31 @@ static void forward_d_2(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 137984 * nB, fix + 1344, fix + 1360, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 137984 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 137984 * nB, act + 163072 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
     /* 26 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_forward_d(ctx, act + 175616 * nB, act + 137984 * nB, nB * 12544);
     /* 27 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 188160 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 137984 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 28 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 137984 * nB, fix + 768, fix + 800, buf + 224, buf + 256, act + 188160 * nB, P + 18800, P + 18832, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 144256 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 137984 * nB, P + 18800, P + 18832, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 137984 * nB, act + 188160 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 144256 * nB, act + 137984 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
     /* 29 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 194432 * nB, act + 137984 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 188160 * nB, act + 144256 * nB, nB * 6272);
     /* 30 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 137984 * nB, act + 194432 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 31 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward_d(ctx, act + 144256 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_forward_d(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 32 stage2.x1: sum 32x14x14 -> 32x14x14 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 144256 * nB, act + 137984 * nB };
+        const double *const xs[2] = { act + 194432 * nB, act + 144256 * nB };
         rt_sum_forward_d(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
     }
     /* 33 stage2.y1: sum 32x14x14 -> 32x14x14 */
@@ -1084,23 +1084,23 @@ static void forward_d_2(RtModelD *m, int B, int train)
             (double)1.2817535251253209,
             (double)-0.28175352512532087
         };
-        const double *const xs[2] = { act + 200704 * nB, act + 144256 * nB };
-        rt_sum_forward_d(ctx, act + 137984 * nB, 2, xs, c, nB * 6272);
+        const double *const xs[2] = { act + 200704 * nB, act + 194432 * nB };
+        rt_sum_forward_d(ctx, act + 144256 * nB, 2, xs, c, nB * 6272);
     }
     /* 34 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 144256 * nB, fix + 832, fix + 864, buf + 288, buf + 320, act + 137984 * nB, P + 28080, P + 28112, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 144256 * nB, P + 28080, P + 28112, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 144256 * nB, act + 137984 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 194432 * nB, act + 144256 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 206976 * nB, act + 144256 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 206976 * nB, act + 194432 * nB, nB * 6272);
     /* 36 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 144256 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 194432 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 213248 * nB, fix + 896, fix + 928, buf + 352, buf + 384, act + 144256 * nB, P + 37360, P + 37392, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37360, P + 37392, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 213248 * nB, act + 144256 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 213248 * nB, act + 194432 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
     /* 38 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward_d(ctx, act + 219520 * nB, act + 213248 * nB, nB * 6272);
     /* 39 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
@@ -1111,7 +1111,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 137984 * nB, act + 213248 * nB };
+        const double *const xs[2] = { act + 144256 * nB, act + 213248 * nB };
         rt_sum_forward_d(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
     }
     /* 41 stage2.y2: sum 32x14x14 -> 32x14x14 */
@@ -1125,7 +1125,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 42 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 200704 * nB, fix + 960, fix + 992, buf + 416, buf + 448, act + 213248 * nB, P + 46640, P + 46672, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 200704 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 213248 * nB, P + 46640, P + 46672, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 200704 * nB, act + 213248 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
     /* 43 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
@@ -1134,7 +1134,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 200704 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 45 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 232064 * nB, fix + 1024, fix + 1056, buf + 480, buf + 512, act + 200704 * nB, P + 55920, P + 55952, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 200704 * nB, P + 55920, P + 55952, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 232064 * nB, act + 200704 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
     /* 46 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
@@ -1164,31 +1164,31 @@ static void forward_d_3(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 232064 * nB, fix + 1088, fix + 1120, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 232064 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 232064 * nB, act + 244608 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
     /* 50 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
     rt_relu_forward_d(ctx, act + 250880 * nB, act + 232064 * nB, nB * 6272);
     /* 51 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 257152 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 232064 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 232064 * nB, fix, fix + 64, buf + 608, buf + 672, act + 257152 * nB, P + 83696, P + 83760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 235200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 232064 * nB, P + 83696, P + 83760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 232064 * nB, act + 257152 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 235200 * nB, act + 232064 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
     /* 53 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 260288 * nB, act + 232064 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 257152 * nB, act + 235200 * nB, nB * 3136);
     /* 54 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 232064 * nB, act + 260288 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 55 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_forward_d(ctx, act + 235200 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_forward_d(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 56 stage3.x1: sum 64x7x7 -> 64x7x7 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 235200 * nB, act + 232064 * nB };
+        const double *const xs[2] = { act + 260288 * nB, act + 235200 * nB };
         rt_sum_forward_d(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
     }
     /* 57 stage3.y1: sum 64x7x7 -> 64x7x7 */
@@ -1197,23 +1197,23 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)1.2817535251253209,
             (double)-0.28175352512532087
         };
-        const double *const xs[2] = { act + 263424 * nB, act + 235200 * nB };
-        rt_sum_forward_d(ctx, act + 232064 * nB, 2, xs, c, nB * 3136);
+        const double *const xs[2] = { act + 263424 * nB, act + 260288 * nB };
+        rt_sum_forward_d(ctx, act + 235200 * nB, 2, xs, c, nB * 3136);
     }
     /* 58 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 235200 * nB, fix + 128, fix + 192, buf + 736, buf + 800, act + 232064 * nB, P + 120688, P + 120752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 260288 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 235200 * nB, P + 120688, P + 120752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 235200 * nB, act + 232064 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 260288 * nB, act + 235200 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
     /* 59 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 266560 * nB, act + 235200 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 266560 * nB, act + 260288 * nB, nB * 3136);
     /* 60 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 235200 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 260288 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 256, fix + 320, buf + 864, buf + 928, act + 235200 * nB, P + 157680, P + 157744, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 260288 * nB, P + 157680, P + 157744, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 235200 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 260288 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
     /* 62 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
     rt_relu_forward_d(ctx, act + 272832 * nB, act + 269696 * nB, nB * 3136);
     /* 63 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
@@ -1224,7 +1224,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 232064 * nB, act + 269696 * nB };
+        const double *const xs[2] = { act + 235200 * nB, act + 269696 * nB };
         rt_sum_forward_d(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
     }
     /* 65 stage3.y2: sum 64x7x7 -> 64x7x7 */
@@ -1238,7 +1238,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 66 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 263424 * nB, fix + 384, fix + 448, buf + 992, buf + 1056, act + 269696 * nB, P + 194672, P + 194736, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 263424 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 269696 * nB, P + 194672, P + 194736, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 263424 * nB, act + 269696 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
     /* 67 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
@@ -1247,7 +1247,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 263424 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 69 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 279104 * nB, fix + 512, fix + 576, buf + 1120, buf + 1184, act + 263424 * nB, P + 231664, P + 231728, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 263424 * nB, P + 231664, P + 231728, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 279104 * nB, act + 263424 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
     /* 70 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
@@ -1277,7 +1277,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 head.bn0: bn 64x7x7 -> 64x7x7 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 279104 * nB, fix + 640, fix + 704, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 279104 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 279104 * nB, act + 285376 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
     /* 74 head.relu0: relu 64x7x7 -> 64x7x7 */
@@ -1309,35 +1309,35 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 76 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 291648 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 279104 * nB, P + 268784, B, 64, 10);
+    rt_linear_backward_d(ctx, act + 279168 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 279104 * nB, P + 268784, B, 64, 10);
     /* 75 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 279104 * nB, 0, act + 291648 * nB, B, 64, 49);
+    rt_gap_backward_d(ctx, act + 291648 * nB, 0, act + 279168 * nB, B, 64, 49);
     /* 74 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 291648 * nB, 0, act + 279104 * nB, act + 288512 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 279104 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136);
     /* 73 head.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 279104 * nB, 0, G + 268656, G + 268720, act + 291648 * nB, act + 285376 * nB, fix + 640, fix + 704, P + 268656, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 288512 * nB, 0, G + 268656, G + 268720, act + 279104 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49);
     /* 72 stage3.x3: sum 64x7x7 -> 64x7x7 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 285376 * nB, act + 288512 * nB };
+        double *const dxs[2] = { act + 279104 * nB, act + 285376 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 279104 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
     }
     /* 71 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 279104 * nB, 0, G + 231792, act + 288512 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 288512 * nB, 0, G + 231792, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 70 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 288512 * nB, 0, act + 279104 * nB, act + 282240 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 285376 * nB, 0, act + 288512 * nB, act + 282240 * nB, nB * 3136);
     /* 69 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 279104 * nB, 0, G + 231664, G + 231728, act + 288512 * nB, act + 263424 * nB, fix + 512, fix + 576, P + 231664, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 282240 * nB, 0, G + 231664, G + 231728, act + 285376 * nB, act + 263424 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49);
     /* 68 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 263424 * nB, 0, G + 194800, act + 279104 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 263424 * nB, 0, G + 194800, act + 282240 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 67 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 279104 * nB, 0, act + 263424 * nB, act + 275968 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 282240 * nB, 0, act + 263424 * nB, act + 275968 * nB, nB * 3136);
     /* 66 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 285376 * nB, 1, G + 194672, G + 194736, act + 279104 * nB, act + 269696 * nB, fix + 384, fix + 448, P + 194672, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 279104 * nB, 1, G + 194672, G + 194736, act + 282240 * nB, act + 269696 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49);
     /* 65 stage3.y2: sum 64x7x7 -> 64x7x7 */
     {
         const double c[2] = {
@@ -1346,7 +1346,7 @@ static void backward_d_1(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 269696 * nB, act + 263424 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 285376 * nB, NULL, c, 2, nB * 3136);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 279104 * nB, NULL, c, 2, nB * 3136);
     }
     /* 64 stage3.x2: sum 64x7x7 -> 64x7x7 */
     {
@@ -1363,20 +1363,20 @@ static void backward_d_1(RtModelD *m, int B)
     /* 62 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
     rt_relu_backward_d(ctx, act + 279104 * nB, 0, act + 269696 * nB, act + 272832 * nB, nB * 3136);
     /* 61 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 269696 * nB, 0, G + 157680, G + 157744, act + 279104 * nB, act + 235200 * nB, fix + 256, fix + 320, P + 157680, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 269696 * nB, 0, G + 157680, G + 157744, act + 279104 * nB, act + 260288 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49);
     /* 60 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 235200 * nB, 0, G + 120816, act + 269696 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 260288 * nB, 0, G + 120816, act + 269696 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 269696 * nB, 0, act + 235200 * nB, act + 266560 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 269696 * nB, 0, act + 260288 * nB, act + 266560 * nB, nB * 3136);
     /* 58 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 275968 * nB, 1, G + 120688, G + 120752, act + 269696 * nB, act + 232064 * nB, fix + 128, fix + 192, P + 120688, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 275968 * nB, 1, G + 120688, G + 120752, act + 269696 * nB, act + 235200 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49);
     /* 57 stage3.y1: sum 64x7x7 -> 64x7x7 */
     {
         const double c[2] = {
             (double)1.2817535251253209,
             (double)-0.28175352512532087
         };
-        double *const dxs[2] = { act + 263424 * nB, act + 266560 * nB };
+        double *const dxs[2] = { act + 263424 * nB, act + 235200 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 3136);
     }
@@ -1386,16 +1386,16 @@ static void backward_d_1(RtModelD *m, int B)
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 266560 * nB, act + 269696 * nB };
+        double *const dxs[2] = { act + 235200 * nB, act + 260288 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 3136);
     }
     /* 55 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_backward_d(ctx, act + 232064 * nB, 0, act + 266560 * nB, B, 32, 14, 14, 64, 2);
+    rt_pad_backward_d(ctx, act + 263424 * nB, 0, act + 235200 * nB, B, 32, 14, 14, 64, 2);
     /* 54 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 263424 * nB, 0, G + 83824, act + 269696 * nB, act + 260288 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 235200 * nB, 0, G + 83824, act + 260288 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 53 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 266560 * nB, 0, act + 263424 * nB, act + 260288 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 260288 * nB, 0, act + 235200 * nB, act + 257152 * nB, nB * 3136);
 }
 
 /* Backward, part 2 of 4. */
@@ -1409,35 +1409,35 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 52 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 263424 * nB, 0, G + 83696, G + 83760, act + 266560 * nB, act + 257152 * nB, fix, fix + 64, P + 83696, B, 64, 49);
+    rt_bn_backward_d(ctx, act + 235200 * nB, 0, G + 83696, G + 83760, act + 260288 * nB, act + 232064 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49);
     /* 51 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 257152 * nB, 0, G + 65264, act + 263424 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 257152 * nB, 0, G + 65264, act + 235200 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 50 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 263424 * nB, 0, act + 257152 * nB, act + 250880 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 232064 * nB, 0, act + 257152 * nB, act + 250880 * nB, nB * 6272);
     /* 49 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 232064 * nB, 1, G + 65200, G + 65232, act + 263424 * nB, act + 244608 * nB, fix + 1088, fix + 1120, P + 65200, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 232064 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196);
     /* 48 stage2.x3: sum 32x14x14 -> 32x14x14 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 244608 * nB, act + 250880 * nB };
+        double *const dxs[2] = { act + 232064 * nB, act + 244608 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 232064 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 6272);
     }
     /* 47 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 232064 * nB, 0, G + 55984, act + 250880 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 250880 * nB, 0, G + 55984, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 46 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 250880 * nB, 0, act + 232064 * nB, act + 238336 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 244608 * nB, 0, act + 250880 * nB, act + 238336 * nB, nB * 6272);
     /* 45 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 232064 * nB, 0, G + 55920, G + 55952, act + 250880 * nB, act + 200704 * nB, fix + 1024, fix + 1056, P + 55920, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 238336 * nB, 0, G + 55920, G + 55952, act + 244608 * nB, act + 200704 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196);
     /* 44 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 200704 * nB, 0, G + 46704, act + 232064 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 200704 * nB, 0, G + 46704, act + 238336 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 43 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 232064 * nB, 0, act + 200704 * nB, act + 225792 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 238336 * nB, 0, act + 200704 * nB, act + 225792 * nB, nB * 6272);
     /* 42 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 244608 * nB, 1, G + 46640, G + 46672, act + 232064 * nB, act + 213248 * nB, fix + 960, fix + 992, P + 46640, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 232064 * nB, 1, G + 46640, G + 46672, act + 238336 * nB, act + 213248 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196);
     /* 41 stage2.y2: sum 32x14x14 -> 32x14x14 */
     {
         const double c[2] = {
@@ -1446,7 +1446,7 @@ static void backward_d_2(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 213248 * nB, act + 200704 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 244608 * nB, NULL, c, 2, nB * 6272);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 232064 * nB, NULL, c, 2, nB * 6272);
     }
     /* 40 stage2.x2: sum 32x14x14 -> 32x14x14 */
     {
@@ -1463,20 +1463,20 @@ static void backward_d_2(RtModelD *m, int B)
     /* 38 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
     rt_relu_backward_d(ctx, act + 232064 * nB, 0, act + 213248 * nB, act + 219520 * nB, nB * 6272);
     /* 37 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 213248 * nB, 0, G + 37360, G + 37392, act + 232064 * nB, act + 144256 * nB, fix + 896, fix + 928, P + 37360, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 213248 * nB, 0, G + 37360, G + 37392, act + 232064 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196);
     /* 36 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 144256 * nB, 0, G + 28144, act + 213248 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 194432 * nB, 0, G + 28144, act + 213248 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 213248 * nB, 0, act + 144256 * nB, act + 206976 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 213248 * nB, 0, act + 194432 * nB, act + 206976 * nB, nB * 6272);
     /* 34 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 225792 * nB, 1, G + 28080, G + 28112, act + 213248 * nB, act + 137984 * nB, fix + 832, fix + 864, P + 28080, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 225792 * nB, 1, G + 28080, G + 28112, act + 213248 * nB, act + 144256 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196);
     /* 33 stage2.y1: sum 32x14x14 -> 32x14x14 */
     {
         const double c[2] = {
             (double)1.2817535251253209,
             (double)-0.28175352512532087
         };
-        double *const dxs[2] = { act + 200704 * nB, act + 206976 * nB };
+        double *const dxs[2] = { act + 200704 * nB, act + 144256 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 225792 * nB, NULL, c, 2, nB * 6272);
     }
@@ -1486,16 +1486,16 @@ static void backward_d_2(RtModelD *m, int B)
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 206976 * nB, act + 213248 * nB };
+        double *const dxs[2] = { act + 144256 * nB, act + 194432 * nB };
         const int acc[2] = { 1, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 6272);
     }
     /* 31 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward_d(ctx, act + 137984 * nB, 0, act + 206976 * nB, B, 16, 28, 28, 32, 2);
+    rt_pad_backward_d(ctx, act + 200704 * nB, 0, act + 144256 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 200704 * nB, 0, G + 18864, act + 213248 * nB, act + 194432 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 144256 * nB, 0, G + 18864, act + 194432 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 206976 * nB, 0, act + 200704 * nB, act + 194432 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 194432 * nB, 0, act + 144256 * nB, act + 188160 * nB, nB * 6272);
 }
 
 /* Backward, part 3 of 4. */
@@ -1509,35 +1509,35 @@ static void backward_d_3(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 28 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 200704 * nB, 0, G + 18800, G + 18832, act + 206976 * nB, act + 188160 * nB, fix + 768, fix + 800, P + 18800, B, 32, 196);
+    rt_bn_backward_d(ctx, act + 144256 * nB, 0, G + 18800, G + 18832, act + 194432 * nB, act + 137984 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196);
     /* 27 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 188160 * nB, 0, G + 14192, act + 200704 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 188160 * nB, 0, G + 14192, act + 144256 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 200704 * nB, 0, act + 188160 * nB, act + 175616 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 137984 * nB, 0, act + 188160 * nB, act + 175616 * nB, nB * 12544);
     /* 25 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 137984 * nB, 1, G + 14160, G + 14176, act + 200704 * nB, act + 163072 * nB, fix + 1344, fix + 1360, P + 14160, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 137984 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784);
     /* 24 stage1.x3: sum 16x28x28 -> 16x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 163072 * nB, act + 175616 * nB };
+        double *const dxs[2] = { act + 137984 * nB, act + 163072 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 137984 * nB, NULL, c, 2, nB * 12544);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 12544);
     }
     /* 23 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 137984 * nB, 0, G + 11856, act + 175616 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 175616 * nB, 0, G + 11856, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 175616 * nB, 0, act + 137984 * nB, act + 150528 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 163072 * nB, 0, act + 175616 * nB, act + 150528 * nB, nB * 12544);
     /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 137984 * nB, 0, G + 11824, G + 11840, act + 175616 * nB, act + 62720 * nB, fix + 1312, fix + 1328, P + 11824, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 150528 * nB, 0, G + 11824, G + 11840, act + 163072 * nB, act + 62720 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784);
     /* 20 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 62720 * nB, 0, G + 9520, act + 137984 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 62720 * nB, 0, G + 9520, act + 150528 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 137984 * nB, 0, act + 62720 * nB, act + 125440 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 150528 * nB, 0, act + 62720 * nB, act + 125440 * nB, nB * 12544);
     /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 163072 * nB, 1, G + 9488, G + 9504, act + 137984 * nB, act + 100352 * nB, fix + 1280, fix + 1296, P + 9488, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 137984 * nB, 1, G + 9488, G + 9504, act + 150528 * nB, act + 100352 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784);
     /* 17 stage1.y2: sum 16x28x28 -> 16x28x28 */
     {
         const double c[2] = {
@@ -1546,7 +1546,7 @@ static void backward_d_3(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 100352 * nB, act + 62720 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 163072 * nB, NULL, c, 2, nB * 12544);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 137984 * nB, NULL, c, 2, nB * 12544);
     }
     /* 16 stage1.x2: sum 16x28x28 -> 16x28x28 */
     {
@@ -1563,13 +1563,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 137984 * nB, 0, act + 100352 * nB, act + 112896 * nB, nB * 12544);
     /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 100352 * nB, 0, G + 7152, G + 7168, act + 137984 * nB, act + 75264 * nB, fix + 1248, fix + 1264, P + 7152, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 100352 * nB, 0, G + 7152, G + 7168, act + 137984 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784);
     /* 12 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 75264 * nB, 0, G + 4848, act + 100352 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 100352 * nB, 0, act + 75264 * nB, act + 87808 * nB, nB * 12544);
     /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 125440 * nB, 1, G + 4816, G + 4832, act + 100352 * nB, act + 37632 * nB, fix + 1216, fix + 1232, P + 4816, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 125440 * nB, 1, G + 4816, G + 4832, act + 100352 * nB, act + 37632 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784);
     /* 9 stage1.y1: sum 16x28x28 -> 16x28x28 */
     {
         const double c[2] = {
@@ -1595,7 +1595,7 @@ static void backward_d_3(RtModelD *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 75264 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 75264 * nB, act + 12544 * nB, fix + 1184, fix + 1200, P + 2480, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 75264 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784);
 }
 
 /* Backward, part 4 of 4. */
@@ -1613,7 +1613,7 @@ static void backward_d_4(RtModelD *m, int B)
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
     rt_relu_backward_d(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix + 1152, fix + 1168, P + 144, B, 16, 784);
+    rt_bn_backward_d(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, NULL, 0, G, act + 37632 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
 }

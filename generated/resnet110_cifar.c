@@ -740,7 +740,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 16384 * nB, fix + 6912, fix + 6928, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -749,7 +749,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 6944, fix + 6960, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -767,7 +767,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 6976, fix + 6992, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -776,7 +776,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 7008, fix + 7024, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -794,7 +794,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 7040, fix + 7056, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -803,7 +803,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 7072, fix + 7088, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -821,7 +821,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 7104, fix + 7120, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -842,7 +842,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 7136, fix + 7152, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -860,7 +860,7 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 7168, fix + 7184, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1.0000000000000001e-05);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -869,7 +869,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 7200, fix + 7216, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1.0000000000000001e-05);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -887,7 +887,7 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 7232, fix + 7248, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1.0000000000000001e-05);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -896,7 +896,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 7264, fix + 7280, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1.0000000000000001e-05);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -914,7 +914,7 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 7296, fix + 7312, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1.0000000000000001e-05);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -923,7 +923,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 7328, fix + 7344, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1.0000000000000001e-05);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -953,7 +953,7 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 7360, fix + 7376, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1.0000000000000001e-05);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -962,7 +962,7 @@ static void forward_3(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 507904 * nB, fix + 7392, fix + 7408, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1.0000000000000001e-05);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -980,7 +980,7 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 507904 * nB, fix + 7424, fix + 7440, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 507904 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1.0000000000000001e-05);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -989,7 +989,7 @@ static void forward_3(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 7456, fix + 7472, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1.0000000000000001e-05);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1007,7 +1007,7 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 65 stage1.step9.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 7488, fix + 7504, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1.0000000000000001e-05);
     /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1016,7 +1016,7 @@ static void forward_3(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
     /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 638976 * nB, fix + 7520, fix + 7536, buf + 608, buf + 624, act + 573440 * nB, P + 44816, P + 44832, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 638976 * nB, fix + 608, fix + 624, buf + 608, buf + 624, act + 573440 * nB, P + 44816, P + 44832, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 638976 * nB, act + 573440 * nB, P + 44816, P + 44832, buf + 608, buf + 624, B, 16, 1024, 1.0000000000000001e-05);
     /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1034,7 +1034,7 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 72 stage1.step10.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 638976 * nB, fix + 7552, fix + 7568, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 638976 * nB, fix + 640, fix + 656, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 638976 * nB, act + 671744 * nB, P + 47152, P + 47168, buf + 640, buf + 656, B, 16, 1024, 1.0000000000000001e-05);
 }
@@ -1055,7 +1055,7 @@ static void forward_4(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 638976 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
     /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 704512 * nB, fix + 7584, fix + 7600, buf + 672, buf + 688, act + 638976 * nB, P + 49488, P + 49504, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 704512 * nB, fix + 672, fix + 688, buf + 672, buf + 688, act + 638976 * nB, P + 49488, P + 49504, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 704512 * nB, act + 638976 * nB, P + 49488, P + 49504, buf + 672, buf + 688, B, 16, 1024, 1.0000000000000001e-05);
     /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1073,7 +1073,7 @@ static void forward_4(RtModel *m, int B, int train)
     }
     /* 79 stage1.step11.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 704512 * nB, fix + 7616, fix + 7632, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 704512 * nB, fix + 704, fix + 720, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 704512 * nB, act + 737280 * nB, P + 51824, P + 51840, buf + 704, buf + 720, B, 16, 1024, 1.0000000000000001e-05);
     /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1082,7 +1082,7 @@ static void forward_4(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 704512 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
     /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 770048 * nB, fix + 7648, fix + 7664, buf + 736, buf + 752, act + 704512 * nB, P + 54160, P + 54176, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 770048 * nB, fix + 736, fix + 752, buf + 736, buf + 752, act + 704512 * nB, P + 54160, P + 54176, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 770048 * nB, act + 704512 * nB, P + 54160, P + 54176, buf + 736, buf + 752, B, 16, 1024, 1.0000000000000001e-05);
     /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1100,7 +1100,7 @@ static void forward_4(RtModel *m, int B, int train)
     }
     /* 86 stage1.step12.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 770048 * nB, fix + 7680, fix + 7696, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 770048 * nB, fix + 768, fix + 784, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 770048 * nB, act + 802816 * nB, P + 56496, P + 56512, buf + 768, buf + 784, B, 16, 1024, 1.0000000000000001e-05);
     /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1109,7 +1109,7 @@ static void forward_4(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 770048 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
     /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 835584 * nB, fix + 7712, fix + 7728, buf + 800, buf + 816, act + 770048 * nB, P + 58832, P + 58848, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 835584 * nB, fix + 800, fix + 816, buf + 800, buf + 816, act + 770048 * nB, P + 58832, P + 58848, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 835584 * nB, act + 770048 * nB, P + 58832, P + 58848, buf + 800, buf + 816, B, 16, 1024, 1.0000000000000001e-05);
     /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1127,7 +1127,7 @@ static void forward_4(RtModel *m, int B, int train)
     }
     /* 93 stage1.step13.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 835584 * nB, fix + 7744, fix + 7760, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 835584 * nB, fix + 832, fix + 848, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 835584 * nB, act + 868352 * nB, P + 61168, P + 61184, buf + 832, buf + 848, B, 16, 1024, 1.0000000000000001e-05);
     /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1136,7 +1136,7 @@ static void forward_4(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 835584 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
     /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 901120 * nB, fix + 7776, fix + 7792, buf + 864, buf + 880, act + 835584 * nB, P + 63504, P + 63520, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 901120 * nB, fix + 864, fix + 880, buf + 864, buf + 880, act + 835584 * nB, P + 63504, P + 63520, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 901120 * nB, act + 835584 * nB, P + 63504, P + 63520, buf + 864, buf + 880, B, 16, 1024, 1.0000000000000001e-05);
 }
@@ -1166,7 +1166,7 @@ static void forward_5(RtModel *m, int B, int train)
     }
     /* 100 stage1.step14.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 901120 * nB, fix + 7808, fix + 7824, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 901120 * nB, fix + 896, fix + 912, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 901120 * nB, act + 933888 * nB, P + 65840, P + 65856, buf + 896, buf + 912, B, 16, 1024, 1.0000000000000001e-05);
     /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1175,7 +1175,7 @@ static void forward_5(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 901120 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
     /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 966656 * nB, fix + 7840, fix + 7856, buf + 928, buf + 944, act + 901120 * nB, P + 68176, P + 68192, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 966656 * nB, fix + 928, fix + 944, buf + 928, buf + 944, act + 901120 * nB, P + 68176, P + 68192, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 966656 * nB, act + 901120 * nB, P + 68176, P + 68192, buf + 928, buf + 944, B, 16, 1024, 1.0000000000000001e-05);
     /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1193,7 +1193,7 @@ static void forward_5(RtModel *m, int B, int train)
     }
     /* 107 stage1.step15.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 966656 * nB, fix + 7872, fix + 7888, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 966656 * nB, fix + 960, fix + 976, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 966656 * nB, act + 999424 * nB, P + 70512, P + 70528, buf + 960, buf + 976, B, 16, 1024, 1.0000000000000001e-05);
     /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1202,7 +1202,7 @@ static void forward_5(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 966656 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
     /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1032192 * nB, fix + 7904, fix + 7920, buf + 992, buf + 1008, act + 966656 * nB, P + 72848, P + 72864, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1032192 * nB, fix + 992, fix + 1008, buf + 992, buf + 1008, act + 966656 * nB, P + 72848, P + 72864, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1032192 * nB, act + 966656 * nB, P + 72848, P + 72864, buf + 992, buf + 1008, B, 16, 1024, 1.0000000000000001e-05);
     /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1220,7 +1220,7 @@ static void forward_5(RtModel *m, int B, int train)
     }
     /* 114 stage1.step16.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1032192 * nB, fix + 7936, fix + 7952, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1032192 * nB, fix + 1024, fix + 1040, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1032192 * nB, act + 1064960 * nB, P + 75184, P + 75200, buf + 1024, buf + 1040, B, 16, 1024, 1.0000000000000001e-05);
     /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1229,7 +1229,7 @@ static void forward_5(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1032192 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
     /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1097728 * nB, fix + 7968, fix + 7984, buf + 1056, buf + 1072, act + 1032192 * nB, P + 77520, P + 77536, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1097728 * nB, fix + 1056, fix + 1072, buf + 1056, buf + 1072, act + 1032192 * nB, P + 77520, P + 77536, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1097728 * nB, act + 1032192 * nB, P + 77520, P + 77536, buf + 1056, buf + 1072, B, 16, 1024, 1.0000000000000001e-05);
     /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1259,7 +1259,7 @@ static void forward_6(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage1.step17.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1097728 * nB, fix + 8000, fix + 8016, buf + 1088, buf + 1104, act + 1130496 * nB, P + 79856, P + 79872, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1097728 * nB, fix + 1088, fix + 1104, buf + 1088, buf + 1104, act + 1130496 * nB, P + 79856, P + 79872, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1097728 * nB, act + 1130496 * nB, P + 79856, P + 79872, buf + 1088, buf + 1104, B, 16, 1024, 1.0000000000000001e-05);
     /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -1268,7 +1268,7 @@ static void forward_6(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1097728 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
     /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1163264 * nB, fix + 8032, fix + 8048, buf + 1120, buf + 1136, act + 1097728 * nB, P + 82192, P + 82208, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1163264 * nB, fix + 1120, fix + 1136, buf + 1120, buf + 1136, act + 1097728 * nB, P + 82192, P + 82208, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1163264 * nB, act + 1097728 * nB, P + 82192, P + 82208, buf + 1120, buf + 1136, B, 16, 1024, 1.0000000000000001e-05);
     /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -1286,47 +1286,47 @@ static void forward_6(RtModel *m, int B, int train)
     }
     /* 128 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1163264 * nB, fix + 8064, fix + 8080, buf + 1152, buf + 1168, act + 1196032 * nB, P + 84528, P + 84544, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1163264 * nB, fix + 1152, fix + 1168, buf + 1152, buf + 1168, act + 1196032 * nB, P + 84528, P + 84544, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1163264 * nB, act + 1196032 * nB, P + 84528, P + 84544, buf + 1152, buf + 1168, B, 16, 1024, 1.0000000000000001e-05);
     /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_forward(ctx, act + 1212416 * nB, act + 1163264 * nB, nB * 16384);
     /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1228800 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 1163264 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
     /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1163264 * nB, fix + 4608, fix + 4640, buf + 1184, buf + 1216, act + 1228800 * nB, P + 89168, P + 89200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1171456 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 1163264 * nB, P + 89168, P + 89200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 1163264 * nB, act + 1228800 * nB, P + 89168, P + 89200, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1171456 * nB, act + 1163264 * nB, P + 89168, P + 89200, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
     /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1236992 * nB, act + 1163264 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1228800 * nB, act + 1171456 * nB, nB * 8192);
     /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1163264 * nB, act + 1236992 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 134 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward(ctx, act + 1171456 * nB, act + 1196032 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_forward(ctx, act + 1236992 * nB, act + 1196032 * nB, B, 16, 32, 32, 32, 2);
     /* 135 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 1171456 * nB, act + 1163264 * nB };
+        const float *const xs[2] = { act + 1236992 * nB, act + 1171456 * nB };
         rt_sum_forward(ctx, act + 1245184 * nB, 2, xs, c, nB * 8192);
     }
     /* 136 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1163264 * nB, fix + 4672, fix + 4704, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1171456 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 1163264 * nB, act + 1245184 * nB, P + 98448, P + 98480, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1171456 * nB, act + 1245184 * nB, P + 98448, P + 98480, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
     /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1171456 * nB, act + 1163264 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1236992 * nB, act + 1171456 * nB, nB * 8192);
     /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1163264 * nB, act + 1171456 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 1171456 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1253376 * nB, fix + 4736, fix + 4768, buf + 1312, buf + 1344, act + 1163264 * nB, P + 107728, P + 107760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1253376 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 1171456 * nB, P + 107728, P + 107760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 1253376 * nB, act + 1163264 * nB, P + 107728, P + 107760, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1253376 * nB, act + 1171456 * nB, P + 107728, P + 107760, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
     /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 1261568 * nB, act + 1253376 * nB, nB * 8192);
     /* 141 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
@@ -1342,7 +1342,7 @@ static void forward_6(RtModel *m, int B, int train)
     }
     /* 143 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1253376 * nB, fix + 4800, fix + 4832, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1253376 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1253376 * nB, act + 1269760 * nB, P + 117008, P + 117040, buf + 1376, buf + 1408, B, 32, 256, 1.0000000000000001e-05);
     /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1363,7 +1363,7 @@ static void forward_7(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1253376 * nB, act + 1277952 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
     /* 146 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1286144 * nB, fix + 4864, fix + 4896, buf + 1440, buf + 1472, act + 1253376 * nB, P + 126288, P + 126320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1286144 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 1253376 * nB, P + 126288, P + 126320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1286144 * nB, act + 1253376 * nB, P + 126288, P + 126320, buf + 1440, buf + 1472, B, 32, 256, 1.0000000000000001e-05);
     /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1381,7 +1381,7 @@ static void forward_7(RtModel *m, int B, int train)
     }
     /* 150 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1286144 * nB, fix + 4928, fix + 4960, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1286144 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1286144 * nB, act + 1302528 * nB, P + 135568, P + 135600, buf + 1504, buf + 1536, B, 32, 256, 1.0000000000000001e-05);
     /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1390,7 +1390,7 @@ static void forward_7(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1286144 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1318912 * nB, fix + 4992, fix + 5024, buf + 1568, buf + 1600, act + 1286144 * nB, P + 144848, P + 144880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1318912 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 1286144 * nB, P + 144848, P + 144880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1318912 * nB, act + 1286144 * nB, P + 144848, P + 144880, buf + 1568, buf + 1600, B, 32, 256, 1.0000000000000001e-05);
     /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1408,7 +1408,7 @@ static void forward_7(RtModel *m, int B, int train)
     }
     /* 157 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1318912 * nB, fix + 5056, fix + 5088, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1318912 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1318912 * nB, act + 1335296 * nB, P + 154128, P + 154160, buf + 1632, buf + 1664, B, 32, 256, 1.0000000000000001e-05);
     /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1417,7 +1417,7 @@ static void forward_7(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1318912 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1351680 * nB, fix + 5120, fix + 5152, buf + 1696, buf + 1728, act + 1318912 * nB, P + 163408, P + 163440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1351680 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 1318912 * nB, P + 163408, P + 163440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1351680 * nB, act + 1318912 * nB, P + 163408, P + 163440, buf + 1696, buf + 1728, B, 32, 256, 1.0000000000000001e-05);
     /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1435,7 +1435,7 @@ static void forward_7(RtModel *m, int B, int train)
     }
     /* 164 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1351680 * nB, fix + 5184, fix + 5216, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1351680 * nB, fix + 1760, fix + 1792, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1351680 * nB, act + 1368064 * nB, P + 172688, P + 172720, buf + 1760, buf + 1792, B, 32, 256, 1.0000000000000001e-05);
     /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1444,7 +1444,7 @@ static void forward_7(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1351680 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1384448 * nB, fix + 5248, fix + 5280, buf + 1824, buf + 1856, act + 1351680 * nB, P + 181968, P + 182000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1384448 * nB, fix + 1824, fix + 1856, buf + 1824, buf + 1856, act + 1351680 * nB, P + 181968, P + 182000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1384448 * nB, act + 1351680 * nB, P + 181968, P + 182000, buf + 1824, buf + 1856, B, 32, 256, 1.0000000000000001e-05);
     /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1474,7 +1474,7 @@ static void forward_8(RtModel *m, int B, int train)
     }
     /* 171 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1384448 * nB, fix + 5312, fix + 5344, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1384448 * nB, fix + 1888, fix + 1920, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1384448 * nB, act + 1400832 * nB, P + 191248, P + 191280, buf + 1888, buf + 1920, B, 32, 256, 1.0000000000000001e-05);
     /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1483,7 +1483,7 @@ static void forward_8(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1384448 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
     /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1417216 * nB, fix + 5376, fix + 5408, buf + 1952, buf + 1984, act + 1384448 * nB, P + 200528, P + 200560, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1417216 * nB, fix + 1952, fix + 1984, buf + 1952, buf + 1984, act + 1384448 * nB, P + 200528, P + 200560, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1417216 * nB, act + 1384448 * nB, P + 200528, P + 200560, buf + 1952, buf + 1984, B, 32, 256, 1.0000000000000001e-05);
     /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1501,7 +1501,7 @@ static void forward_8(RtModel *m, int B, int train)
     }
     /* 178 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1417216 * nB, fix + 5440, fix + 5472, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1417216 * nB, fix + 2016, fix + 2048, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1417216 * nB, act + 1433600 * nB, P + 209808, P + 209840, buf + 2016, buf + 2048, B, 32, 256, 1.0000000000000001e-05);
     /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1510,7 +1510,7 @@ static void forward_8(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1417216 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
     /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1449984 * nB, fix + 5504, fix + 5536, buf + 2080, buf + 2112, act + 1417216 * nB, P + 219088, P + 219120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1449984 * nB, fix + 2080, fix + 2112, buf + 2080, buf + 2112, act + 1417216 * nB, P + 219088, P + 219120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1449984 * nB, act + 1417216 * nB, P + 219088, P + 219120, buf + 2080, buf + 2112, B, 32, 256, 1.0000000000000001e-05);
     /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1528,7 +1528,7 @@ static void forward_8(RtModel *m, int B, int train)
     }
     /* 185 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1449984 * nB, fix + 5568, fix + 5600, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1449984 * nB, fix + 2144, fix + 2176, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1449984 * nB, act + 1466368 * nB, P + 228368, P + 228400, buf + 2144, buf + 2176, B, 32, 256, 1.0000000000000001e-05);
     /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1537,7 +1537,7 @@ static void forward_8(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1449984 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1482752 * nB, fix + 5632, fix + 5664, buf + 2208, buf + 2240, act + 1449984 * nB, P + 237648, P + 237680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1482752 * nB, fix + 2208, fix + 2240, buf + 2208, buf + 2240, act + 1449984 * nB, P + 237648, P + 237680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1482752 * nB, act + 1449984 * nB, P + 237648, P + 237680, buf + 2208, buf + 2240, B, 32, 256, 1.0000000000000001e-05);
     /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1555,7 +1555,7 @@ static void forward_8(RtModel *m, int B, int train)
     }
     /* 192 stage2.step9.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1482752 * nB, fix + 5696, fix + 5728, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1482752 * nB, fix + 2272, fix + 2304, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1482752 * nB, act + 1499136 * nB, P + 246928, P + 246960, buf + 2272, buf + 2304, B, 32, 256, 1.0000000000000001e-05);
 }
@@ -1576,7 +1576,7 @@ static void forward_9(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1482752 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1515520 * nB, fix + 5760, fix + 5792, buf + 2336, buf + 2368, act + 1482752 * nB, P + 256208, P + 256240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1515520 * nB, fix + 2336, fix + 2368, buf + 2336, buf + 2368, act + 1482752 * nB, P + 256208, P + 256240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1515520 * nB, act + 1482752 * nB, P + 256208, P + 256240, buf + 2336, buf + 2368, B, 32, 256, 1.0000000000000001e-05);
     /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1594,7 +1594,7 @@ static void forward_9(RtModel *m, int B, int train)
     }
     /* 199 stage2.step10.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1515520 * nB, fix + 5824, fix + 5856, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1515520 * nB, fix + 2400, fix + 2432, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1515520 * nB, act + 1531904 * nB, P + 265488, P + 265520, buf + 2400, buf + 2432, B, 32, 256, 1.0000000000000001e-05);
     /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1603,7 +1603,7 @@ static void forward_9(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1515520 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
     /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1548288 * nB, fix + 5888, fix + 5920, buf + 2464, buf + 2496, act + 1515520 * nB, P + 274768, P + 274800, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1548288 * nB, fix + 2464, fix + 2496, buf + 2464, buf + 2496, act + 1515520 * nB, P + 274768, P + 274800, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1548288 * nB, act + 1515520 * nB, P + 274768, P + 274800, buf + 2464, buf + 2496, B, 32, 256, 1.0000000000000001e-05);
     /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1621,7 +1621,7 @@ static void forward_9(RtModel *m, int B, int train)
     }
     /* 206 stage2.step11.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1548288 * nB, fix + 5952, fix + 5984, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1548288 * nB, fix + 2528, fix + 2560, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1548288 * nB, act + 1564672 * nB, P + 284048, P + 284080, buf + 2528, buf + 2560, B, 32, 256, 1.0000000000000001e-05);
     /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1630,7 +1630,7 @@ static void forward_9(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1548288 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
     /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1581056 * nB, fix + 6016, fix + 6048, buf + 2592, buf + 2624, act + 1548288 * nB, P + 293328, P + 293360, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1581056 * nB, fix + 2592, fix + 2624, buf + 2592, buf + 2624, act + 1548288 * nB, P + 293328, P + 293360, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1581056 * nB, act + 1548288 * nB, P + 293328, P + 293360, buf + 2592, buf + 2624, B, 32, 256, 1.0000000000000001e-05);
     /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1648,7 +1648,7 @@ static void forward_9(RtModel *m, int B, int train)
     }
     /* 213 stage2.step12.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1581056 * nB, fix + 6080, fix + 6112, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1581056 * nB, fix + 2656, fix + 2688, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1581056 * nB, act + 1597440 * nB, P + 302608, P + 302640, buf + 2656, buf + 2688, B, 32, 256, 1.0000000000000001e-05);
     /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1657,7 +1657,7 @@ static void forward_9(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1581056 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
     /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1613824 * nB, fix + 6144, fix + 6176, buf + 2720, buf + 2752, act + 1581056 * nB, P + 311888, P + 311920, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1613824 * nB, fix + 2720, fix + 2752, buf + 2720, buf + 2752, act + 1581056 * nB, P + 311888, P + 311920, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1613824 * nB, act + 1581056 * nB, P + 311888, P + 311920, buf + 2720, buf + 2752, B, 32, 256, 1.0000000000000001e-05);
 }
@@ -1687,7 +1687,7 @@ static void forward_10(RtModel *m, int B, int train)
     }
     /* 220 stage2.step13.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1613824 * nB, fix + 6208, fix + 6240, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1613824 * nB, fix + 2784, fix + 2816, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1613824 * nB, act + 1630208 * nB, P + 321168, P + 321200, buf + 2784, buf + 2816, B, 32, 256, 1.0000000000000001e-05);
     /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1696,7 +1696,7 @@ static void forward_10(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1613824 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1646592 * nB, fix + 6272, fix + 6304, buf + 2848, buf + 2880, act + 1613824 * nB, P + 330448, P + 330480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1646592 * nB, fix + 2848, fix + 2880, buf + 2848, buf + 2880, act + 1613824 * nB, P + 330448, P + 330480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1646592 * nB, act + 1613824 * nB, P + 330448, P + 330480, buf + 2848, buf + 2880, B, 32, 256, 1.0000000000000001e-05);
     /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1714,7 +1714,7 @@ static void forward_10(RtModel *m, int B, int train)
     }
     /* 227 stage2.step14.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1646592 * nB, fix + 6336, fix + 6368, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1646592 * nB, fix + 2912, fix + 2944, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1646592 * nB, act + 1662976 * nB, P + 339728, P + 339760, buf + 2912, buf + 2944, B, 32, 256, 1.0000000000000001e-05);
     /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1723,7 +1723,7 @@ static void forward_10(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1646592 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1679360 * nB, fix + 6400, fix + 6432, buf + 2976, buf + 3008, act + 1646592 * nB, P + 349008, P + 349040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1679360 * nB, fix + 2976, fix + 3008, buf + 2976, buf + 3008, act + 1646592 * nB, P + 349008, P + 349040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1679360 * nB, act + 1646592 * nB, P + 349008, P + 349040, buf + 2976, buf + 3008, B, 32, 256, 1.0000000000000001e-05);
     /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1741,7 +1741,7 @@ static void forward_10(RtModel *m, int B, int train)
     }
     /* 234 stage2.step15.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1679360 * nB, fix + 6464, fix + 6496, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1679360 * nB, fix + 3040, fix + 3072, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1679360 * nB, act + 1695744 * nB, P + 358288, P + 358320, buf + 3040, buf + 3072, B, 32, 256, 1.0000000000000001e-05);
     /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1750,7 +1750,7 @@ static void forward_10(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1679360 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1712128 * nB, fix + 6528, fix + 6560, buf + 3104, buf + 3136, act + 1679360 * nB, P + 367568, P + 367600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1712128 * nB, fix + 3104, fix + 3136, buf + 3104, buf + 3136, act + 1679360 * nB, P + 367568, P + 367600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1712128 * nB, act + 1679360 * nB, P + 367568, P + 367600, buf + 3104, buf + 3136, B, 32, 256, 1.0000000000000001e-05);
     /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1780,7 +1780,7 @@ static void forward_11(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage2.step16.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1712128 * nB, fix + 6592, fix + 6624, buf + 3168, buf + 3200, act + 1728512 * nB, P + 376848, P + 376880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1712128 * nB, fix + 3168, fix + 3200, buf + 3168, buf + 3200, act + 1728512 * nB, P + 376848, P + 376880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1712128 * nB, act + 1728512 * nB, P + 376848, P + 376880, buf + 3168, buf + 3200, B, 32, 256, 1.0000000000000001e-05);
     /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1789,7 +1789,7 @@ static void forward_11(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1712128 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1744896 * nB, fix + 6656, fix + 6688, buf + 3232, buf + 3264, act + 1712128 * nB, P + 386128, P + 386160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1744896 * nB, fix + 3232, fix + 3264, buf + 3232, buf + 3264, act + 1712128 * nB, P + 386128, P + 386160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1744896 * nB, act + 1712128 * nB, P + 386128, P + 386160, buf + 3232, buf + 3264, B, 32, 256, 1.0000000000000001e-05);
     /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1807,7 +1807,7 @@ static void forward_11(RtModel *m, int B, int train)
     }
     /* 248 stage2.step17.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1744896 * nB, fix + 6720, fix + 6752, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1744896 * nB, fix + 3296, fix + 3328, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1744896 * nB, act + 1761280 * nB, P + 395408, P + 395440, buf + 3296, buf + 3328, B, 32, 256, 1.0000000000000001e-05);
     /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1816,7 +1816,7 @@ static void forward_11(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1744896 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1777664 * nB, fix + 6784, fix + 6816, buf + 3360, buf + 3392, act + 1744896 * nB, P + 404688, P + 404720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1777664 * nB, fix + 3360, fix + 3392, buf + 3360, buf + 3392, act + 1744896 * nB, P + 404688, P + 404720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1777664 * nB, act + 1744896 * nB, P + 404688, P + 404720, buf + 3360, buf + 3392, B, 32, 256, 1.0000000000000001e-05);
     /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1834,40 +1834,40 @@ static void forward_11(RtModel *m, int B, int train)
     }
     /* 255 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1777664 * nB, fix + 6848, fix + 6880, buf + 3424, buf + 3456, act + 1794048 * nB, P + 413968, P + 414000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1777664 * nB, fix + 3424, fix + 3456, buf + 3424, buf + 3456, act + 1794048 * nB, P + 413968, P + 414000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1777664 * nB, act + 1794048 * nB, P + 413968, P + 414000, buf + 3424, buf + 3456, B, 32, 256, 1.0000000000000001e-05);
     /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 1802240 * nB, act + 1777664 * nB, nB * 8192);
     /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1810432 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 1777664 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
     /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1777664 * nB, fix, fix + 64, buf + 3488, buf + 3552, act + 1810432 * nB, P + 432464, P + 432528, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1781760 * nB, fix + 3488, fix + 3552, buf + 3488, buf + 3552, act + 1777664 * nB, P + 432464, P + 432528, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 1777664 * nB, act + 1810432 * nB, P + 432464, P + 432528, buf + 3488, buf + 3552, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1781760 * nB, act + 1777664 * nB, P + 432464, P + 432528, buf + 3488, buf + 3552, B, 64, 64, 1.0000000000000001e-05);
     /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1814528 * nB, act + 1777664 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1810432 * nB, act + 1781760 * nB, nB * 4096);
     /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1777664 * nB, act + 1814528 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
     /* 261 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward(ctx, act + 1781760 * nB, act + 1794048 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_forward(ctx, act + 1814528 * nB, act + 1794048 * nB, B, 32, 16, 16, 64, 2);
     /* 262 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 1781760 * nB, act + 1777664 * nB };
+        const float *const xs[2] = { act + 1814528 * nB, act + 1781760 * nB };
         rt_sum_forward(ctx, act + 1818624 * nB, 2, xs, c, nB * 4096);
     }
     /* 263 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1777664 * nB, fix + 128, fix + 192, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1781760 * nB, fix + 3616, fix + 3680, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 1777664 * nB, act + 1818624 * nB, P + 469456, P + 469520, buf + 3616, buf + 3680, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1781760 * nB, act + 1818624 * nB, P + 469456, P + 469520, buf + 3616, buf + 3680, B, 64, 64, 1.0000000000000001e-05);
     /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1781760 * nB, act + 1777664 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1814528 * nB, act + 1781760 * nB, nB * 4096);
 }
 
 /* Forward, part 12 of 17. */
@@ -1881,12 +1881,12 @@ static void forward_12(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 265 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1777664 * nB, act + 1781760 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 1781760 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
     /* 266 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1822720 * nB, fix + 256, fix + 320, buf + 3744, buf + 3808, act + 1777664 * nB, P + 506448, P + 506512, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1822720 * nB, fix + 3744, fix + 3808, buf + 3744, buf + 3808, act + 1781760 * nB, P + 506448, P + 506512, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 1822720 * nB, act + 1777664 * nB, P + 506448, P + 506512, buf + 3744, buf + 3808, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 1822720 * nB, act + 1781760 * nB, P + 506448, P + 506512, buf + 3744, buf + 3808, B, 64, 64, 1.0000000000000001e-05);
     /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward(ctx, act + 1826816 * nB, act + 1822720 * nB, nB * 4096);
     /* 268 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
@@ -1902,7 +1902,7 @@ static void forward_12(RtModel *m, int B, int train)
     }
     /* 270 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1822720 * nB, fix + 384, fix + 448, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1822720 * nB, fix + 3872, fix + 3936, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1822720 * nB, act + 1830912 * nB, P + 543440, P + 543504, buf + 3872, buf + 3936, B, 64, 64, 1.0000000000000001e-05);
     /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1911,7 +1911,7 @@ static void forward_12(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1822720 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
     /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1839104 * nB, fix + 512, fix + 576, buf + 4000, buf + 4064, act + 1822720 * nB, P + 580432, P + 580496, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1839104 * nB, fix + 4000, fix + 4064, buf + 4000, buf + 4064, act + 1822720 * nB, P + 580432, P + 580496, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1839104 * nB, act + 1822720 * nB, P + 580432, P + 580496, buf + 4000, buf + 4064, B, 64, 64, 1.0000000000000001e-05);
     /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1929,7 +1929,7 @@ static void forward_12(RtModel *m, int B, int train)
     }
     /* 277 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1839104 * nB, fix + 640, fix + 704, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1839104 * nB, fix + 4128, fix + 4192, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1839104 * nB, act + 1847296 * nB, P + 617424, P + 617488, buf + 4128, buf + 4192, B, 64, 64, 1.0000000000000001e-05);
     /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1938,7 +1938,7 @@ static void forward_12(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1839104 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
     /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1855488 * nB, fix + 768, fix + 832, buf + 4256, buf + 4320, act + 1839104 * nB, P + 654416, P + 654480, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1855488 * nB, fix + 4256, fix + 4320, buf + 4256, buf + 4320, act + 1839104 * nB, P + 654416, P + 654480, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1855488 * nB, act + 1839104 * nB, P + 654416, P + 654480, buf + 4256, buf + 4320, B, 64, 64, 1.0000000000000001e-05);
     /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1956,7 +1956,7 @@ static void forward_12(RtModel *m, int B, int train)
     }
     /* 284 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1855488 * nB, fix + 896, fix + 960, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1855488 * nB, fix + 4384, fix + 4448, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1855488 * nB, act + 1863680 * nB, P + 691408, P + 691472, buf + 4384, buf + 4448, B, 64, 64, 1.0000000000000001e-05);
     /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1965,7 +1965,7 @@ static void forward_12(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1855488 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
     /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1871872 * nB, fix + 1024, fix + 1088, buf + 4512, buf + 4576, act + 1855488 * nB, P + 728400, P + 728464, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1871872 * nB, fix + 4512, fix + 4576, buf + 4512, buf + 4576, act + 1855488 * nB, P + 728400, P + 728464, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1871872 * nB, act + 1855488 * nB, P + 728400, P + 728464, buf + 4512, buf + 4576, B, 64, 64, 1.0000000000000001e-05);
     /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1995,7 +1995,7 @@ static void forward_13(RtModel *m, int B, int train)
     }
     /* 291 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1871872 * nB, fix + 1152, fix + 1216, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1871872 * nB, fix + 4640, fix + 4704, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1871872 * nB, act + 1880064 * nB, P + 765392, P + 765456, buf + 4640, buf + 4704, B, 64, 64, 1.0000000000000001e-05);
     /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2004,7 +2004,7 @@ static void forward_13(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1871872 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
     /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1888256 * nB, fix + 1280, fix + 1344, buf + 4768, buf + 4832, act + 1871872 * nB, P + 802384, P + 802448, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1888256 * nB, fix + 4768, fix + 4832, buf + 4768, buf + 4832, act + 1871872 * nB, P + 802384, P + 802448, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1888256 * nB, act + 1871872 * nB, P + 802384, P + 802448, buf + 4768, buf + 4832, B, 64, 64, 1.0000000000000001e-05);
     /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2022,7 +2022,7 @@ static void forward_13(RtModel *m, int B, int train)
     }
     /* 298 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1888256 * nB, fix + 1408, fix + 1472, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1888256 * nB, fix + 4896, fix + 4960, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1888256 * nB, act + 1896448 * nB, P + 839376, P + 839440, buf + 4896, buf + 4960, B, 64, 64, 1.0000000000000001e-05);
     /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2031,7 +2031,7 @@ static void forward_13(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1888256 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1904640 * nB, fix + 1536, fix + 1600, buf + 5024, buf + 5088, act + 1888256 * nB, P + 876368, P + 876432, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1904640 * nB, fix + 5024, fix + 5088, buf + 5024, buf + 5088, act + 1888256 * nB, P + 876368, P + 876432, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1904640 * nB, act + 1888256 * nB, P + 876368, P + 876432, buf + 5024, buf + 5088, B, 64, 64, 1.0000000000000001e-05);
     /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2049,7 +2049,7 @@ static void forward_13(RtModel *m, int B, int train)
     }
     /* 305 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1904640 * nB, fix + 1664, fix + 1728, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1904640 * nB, fix + 5152, fix + 5216, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1904640 * nB, act + 1912832 * nB, P + 913360, P + 913424, buf + 5152, buf + 5216, B, 64, 64, 1.0000000000000001e-05);
     /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2058,7 +2058,7 @@ static void forward_13(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1904640 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1921024 * nB, fix + 1792, fix + 1856, buf + 5280, buf + 5344, act + 1904640 * nB, P + 950352, P + 950416, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1921024 * nB, fix + 5280, fix + 5344, buf + 5280, buf + 5344, act + 1904640 * nB, P + 950352, P + 950416, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1921024 * nB, act + 1904640 * nB, P + 950352, P + 950416, buf + 5280, buf + 5344, B, 64, 64, 1.0000000000000001e-05);
     /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2076,7 +2076,7 @@ static void forward_13(RtModel *m, int B, int train)
     }
     /* 312 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1921024 * nB, fix + 1920, fix + 1984, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1921024 * nB, fix + 5408, fix + 5472, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1921024 * nB, act + 1929216 * nB, P + 987344, P + 987408, buf + 5408, buf + 5472, B, 64, 64, 1.0000000000000001e-05);
 }
@@ -2097,7 +2097,7 @@ static void forward_14(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1921024 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
     /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1937408 * nB, fix + 2048, fix + 2112, buf + 5536, buf + 5600, act + 1921024 * nB, P + 1024336, P + 1024400, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1937408 * nB, fix + 5536, fix + 5600, buf + 5536, buf + 5600, act + 1921024 * nB, P + 1024336, P + 1024400, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1937408 * nB, act + 1921024 * nB, P + 1024336, P + 1024400, buf + 5536, buf + 5600, B, 64, 64, 1.0000000000000001e-05);
     /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2115,7 +2115,7 @@ static void forward_14(RtModel *m, int B, int train)
     }
     /* 319 stage3.step9.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1937408 * nB, fix + 2176, fix + 2240, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1937408 * nB, fix + 5664, fix + 5728, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1937408 * nB, act + 1945600 * nB, P + 1061328, P + 1061392, buf + 5664, buf + 5728, B, 64, 64, 1.0000000000000001e-05);
     /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2124,7 +2124,7 @@ static void forward_14(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1937408 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1953792 * nB, fix + 2304, fix + 2368, buf + 5792, buf + 5856, act + 1937408 * nB, P + 1098320, P + 1098384, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1953792 * nB, fix + 5792, fix + 5856, buf + 5792, buf + 5856, act + 1937408 * nB, P + 1098320, P + 1098384, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1953792 * nB, act + 1937408 * nB, P + 1098320, P + 1098384, buf + 5792, buf + 5856, B, 64, 64, 1.0000000000000001e-05);
     /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2142,7 +2142,7 @@ static void forward_14(RtModel *m, int B, int train)
     }
     /* 326 stage3.step10.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1953792 * nB, fix + 2432, fix + 2496, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1953792 * nB, fix + 5920, fix + 5984, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1953792 * nB, act + 1961984 * nB, P + 1135312, P + 1135376, buf + 5920, buf + 5984, B, 64, 64, 1.0000000000000001e-05);
     /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2151,7 +2151,7 @@ static void forward_14(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1953792 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1970176 * nB, fix + 2560, fix + 2624, buf + 6048, buf + 6112, act + 1953792 * nB, P + 1172304, P + 1172368, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1970176 * nB, fix + 6048, fix + 6112, buf + 6048, buf + 6112, act + 1953792 * nB, P + 1172304, P + 1172368, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1970176 * nB, act + 1953792 * nB, P + 1172304, P + 1172368, buf + 6048, buf + 6112, B, 64, 64, 1.0000000000000001e-05);
     /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2169,7 +2169,7 @@ static void forward_14(RtModel *m, int B, int train)
     }
     /* 333 stage3.step11.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1970176 * nB, fix + 2688, fix + 2752, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1970176 * nB, fix + 6176, fix + 6240, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1970176 * nB, act + 1978368 * nB, P + 1209296, P + 1209360, buf + 6176, buf + 6240, B, 64, 64, 1.0000000000000001e-05);
     /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2178,7 +2178,7 @@ static void forward_14(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1970176 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1986560 * nB, fix + 2816, fix + 2880, buf + 6304, buf + 6368, act + 1970176 * nB, P + 1246288, P + 1246352, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1986560 * nB, fix + 6304, fix + 6368, buf + 6304, buf + 6368, act + 1970176 * nB, P + 1246288, P + 1246352, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1986560 * nB, act + 1970176 * nB, P + 1246288, P + 1246352, buf + 6304, buf + 6368, B, 64, 64, 1.0000000000000001e-05);
 }
@@ -2208,7 +2208,7 @@ static void forward_15(RtModel *m, int B, int train)
     }
     /* 340 stage3.step12.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1986560 * nB, fix + 2944, fix + 3008, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1986560 * nB, fix + 6432, fix + 6496, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1986560 * nB, act + 1994752 * nB, P + 1283280, P + 1283344, buf + 6432, buf + 6496, B, 64, 64, 1.0000000000000001e-05);
     /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2217,7 +2217,7 @@ static void forward_15(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1986560 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2002944 * nB, fix + 3072, fix + 3136, buf + 6560, buf + 6624, act + 1986560 * nB, P + 1320272, P + 1320336, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2002944 * nB, fix + 6560, fix + 6624, buf + 6560, buf + 6624, act + 1986560 * nB, P + 1320272, P + 1320336, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2002944 * nB, act + 1986560 * nB, P + 1320272, P + 1320336, buf + 6560, buf + 6624, B, 64, 64, 1.0000000000000001e-05);
     /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2235,7 +2235,7 @@ static void forward_15(RtModel *m, int B, int train)
     }
     /* 347 stage3.step13.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2002944 * nB, fix + 3200, fix + 3264, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2002944 * nB, fix + 6688, fix + 6752, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2002944 * nB, act + 2011136 * nB, P + 1357264, P + 1357328, buf + 6688, buf + 6752, B, 64, 64, 1.0000000000000001e-05);
     /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2244,7 +2244,7 @@ static void forward_15(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 2002944 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2019328 * nB, fix + 3328, fix + 3392, buf + 6816, buf + 6880, act + 2002944 * nB, P + 1394256, P + 1394320, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2019328 * nB, fix + 6816, fix + 6880, buf + 6816, buf + 6880, act + 2002944 * nB, P + 1394256, P + 1394320, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2019328 * nB, act + 2002944 * nB, P + 1394256, P + 1394320, buf + 6816, buf + 6880, B, 64, 64, 1.0000000000000001e-05);
     /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2262,7 +2262,7 @@ static void forward_15(RtModel *m, int B, int train)
     }
     /* 354 stage3.step14.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2019328 * nB, fix + 3456, fix + 3520, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2019328 * nB, fix + 6944, fix + 7008, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2019328 * nB, act + 2027520 * nB, P + 1431248, P + 1431312, buf + 6944, buf + 7008, B, 64, 64, 1.0000000000000001e-05);
     /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2271,7 +2271,7 @@ static void forward_15(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 2019328 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2035712 * nB, fix + 3584, fix + 3648, buf + 7072, buf + 7136, act + 2019328 * nB, P + 1468240, P + 1468304, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2035712 * nB, fix + 7072, fix + 7136, buf + 7072, buf + 7136, act + 2019328 * nB, P + 1468240, P + 1468304, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2035712 * nB, act + 2019328 * nB, P + 1468240, P + 1468304, buf + 7072, buf + 7136, B, 64, 64, 1.0000000000000001e-05);
     /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2301,7 +2301,7 @@ static void forward_16(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 361 stage3.step15.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2035712 * nB, fix + 3712, fix + 3776, buf + 7200, buf + 7264, act + 2043904 * nB, P + 1505232, P + 1505296, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2035712 * nB, fix + 7200, fix + 7264, buf + 7200, buf + 7264, act + 2043904 * nB, P + 1505232, P + 1505296, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2035712 * nB, act + 2043904 * nB, P + 1505232, P + 1505296, buf + 7200, buf + 7264, B, 64, 64, 1.0000000000000001e-05);
     /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2310,7 +2310,7 @@ static void forward_16(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 2035712 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
     /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2052096 * nB, fix + 3840, fix + 3904, buf + 7328, buf + 7392, act + 2035712 * nB, P + 1542224, P + 1542288, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2052096 * nB, fix + 7328, fix + 7392, buf + 7328, buf + 7392, act + 2035712 * nB, P + 1542224, P + 1542288, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2052096 * nB, act + 2035712 * nB, P + 1542224, P + 1542288, buf + 7328, buf + 7392, B, 64, 64, 1.0000000000000001e-05);
     /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2328,7 +2328,7 @@ static void forward_16(RtModel *m, int B, int train)
     }
     /* 368 stage3.step16.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2052096 * nB, fix + 3968, fix + 4032, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2052096 * nB, fix + 7456, fix + 7520, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2052096 * nB, act + 2060288 * nB, P + 1579216, P + 1579280, buf + 7456, buf + 7520, B, 64, 64, 1.0000000000000001e-05);
     /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2337,7 +2337,7 @@ static void forward_16(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 2052096 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
     /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2068480 * nB, fix + 4096, fix + 4160, buf + 7584, buf + 7648, act + 2052096 * nB, P + 1616208, P + 1616272, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2068480 * nB, fix + 7584, fix + 7648, buf + 7584, buf + 7648, act + 2052096 * nB, P + 1616208, P + 1616272, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2068480 * nB, act + 2052096 * nB, P + 1616208, P + 1616272, buf + 7584, buf + 7648, B, 64, 64, 1.0000000000000001e-05);
     /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2355,7 +2355,7 @@ static void forward_16(RtModel *m, int B, int train)
     }
     /* 375 stage3.step17.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2068480 * nB, fix + 4224, fix + 4288, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2068480 * nB, fix + 7712, fix + 7776, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2068480 * nB, act + 2076672 * nB, P + 1653200, P + 1653264, buf + 7712, buf + 7776, B, 64, 64, 1.0000000000000001e-05);
     /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2364,7 +2364,7 @@ static void forward_16(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 2068480 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
     /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2084864 * nB, fix + 4352, fix + 4416, buf + 7840, buf + 7904, act + 2068480 * nB, P + 1690192, P + 1690256, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2084864 * nB, fix + 7840, fix + 7904, buf + 7840, buf + 7904, act + 2068480 * nB, P + 1690192, P + 1690256, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2084864 * nB, act + 2068480 * nB, P + 1690192, P + 1690256, buf + 7840, buf + 7904, B, 64, 64, 1.0000000000000001e-05);
     /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2382,7 +2382,7 @@ static void forward_16(RtModel *m, int B, int train)
     }
     /* 382 head.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 2084864 * nB, fix + 4480, fix + 4544, buf + 7968, buf + 8032, act + 2093056 * nB, P + 1727184, P + 1727248, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 2084864 * nB, fix + 7968, fix + 8032, buf + 7968, buf + 8032, act + 2093056 * nB, P + 1727184, P + 1727248, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 2084864 * nB, act + 2093056 * nB, P + 1727184, P + 1727248, buf + 7968, buf + 8032, B, 64, 64, 1.0000000000000001e-05);
     /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2439,35 +2439,35 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 385 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 2101248 * nB, 0, G + 1727312, G + 1727952, m->dlogits, act + 2084864 * nB, P + 1727312, B, 64, 10);
+    rt_linear_backward(ctx, act + 2084928 * nB, 0, G + 1727312, G + 1727952, m->dlogits, act + 2084864 * nB, P + 1727312, B, 64, 10);
     /* 384 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, B, 64, 64);
+    rt_gap_backward(ctx, act + 2101248 * nB, 0, act + 2084928 * nB, B, 64, 64);
     /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2101248 * nB, 0, act + 2084864 * nB, act + 2097152 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, act + 2097152 * nB, nB * 4096);
     /* 382 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2084864 * nB, 0, G + 1727184, G + 1727248, act + 2101248 * nB, act + 2093056 * nB, fix + 4480, fix + 4544, P + 1727184, B, 64, 64);
+    rt_bn_backward(ctx, act + 2097152 * nB, 0, G + 1727184, G + 1727248, act + 2084864 * nB, act + 2093056 * nB, fix + 7968, fix + 8032, P + 1727184, B, 64, 64);
     /* 381 stage3.x18: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 2093056 * nB, act + 2097152 * nB };
+        float *const dxs[2] = { act + 2084864 * nB, act + 2093056 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 2084864 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 2097152 * nB, NULL, c, 2, nB * 4096);
     }
     /* 380 stage3.step17.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2084864 * nB, 0, G + 1690320, act + 2097152 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 2097152 * nB, 0, G + 1690320, act + 2093056 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
     /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2097152 * nB, 0, act + 2084864 * nB, act + 2088960 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2093056 * nB, 0, act + 2097152 * nB, act + 2088960 * nB, nB * 4096);
     /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2084864 * nB, 0, G + 1690192, G + 1690256, act + 2097152 * nB, act + 2068480 * nB, fix + 4352, fix + 4416, P + 1690192, B, 64, 64);
+    rt_bn_backward(ctx, act + 2088960 * nB, 0, G + 1690192, G + 1690256, act + 2093056 * nB, act + 2068480 * nB, fix + 7840, fix + 7904, P + 1690192, B, 64, 64);
     /* 377 stage3.step17.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2068480 * nB, 0, G + 1653328, act + 2084864 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 2068480 * nB, 0, G + 1653328, act + 2088960 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
     /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2084864 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2088960 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096);
     /* 375 stage3.step17.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2093056 * nB, 1, G + 1653200, G + 1653264, act + 2084864 * nB, act + 2076672 * nB, fix + 4224, fix + 4288, P + 1653200, B, 64, 64);
+    rt_bn_backward(ctx, act + 2084864 * nB, 1, G + 1653200, G + 1653264, act + 2088960 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, B, 64, 64);
     /* 374 stage3.x17: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2476,20 +2476,20 @@ static void backward_1(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 2068480 * nB, act + 2076672 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 2093056 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 2084864 * nB, NULL, c, 2, nB * 4096);
     }
     /* 373 stage3.step16.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2080768 * nB, 0, G + 1616336, act + 2076672 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
     /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 2076672 * nB, 0, act + 2080768 * nB, act + 2072576 * nB, nB * 4096);
     /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2072576 * nB, 0, G + 1616208, G + 1616272, act + 2076672 * nB, act + 2052096 * nB, fix + 4096, fix + 4160, P + 1616208, B, 64, 64);
+    rt_bn_backward(ctx, act + 2072576 * nB, 0, G + 1616208, G + 1616272, act + 2076672 * nB, act + 2052096 * nB, fix + 7584, fix + 7648, P + 1616208, B, 64, 64);
     /* 370 stage3.step16.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2052096 * nB, 0, G + 1579344, act + 2072576 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
     /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 2072576 * nB, 0, act + 2052096 * nB, act + 2064384 * nB, nB * 4096);
     /* 368 stage3.step16.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2068480 * nB, 1, G + 1579216, G + 1579280, act + 2072576 * nB, act + 2060288 * nB, fix + 3968, fix + 4032, P + 1579216, B, 64, 64);
+    rt_bn_backward(ctx, act + 2068480 * nB, 1, G + 1579216, G + 1579280, act + 2072576 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, B, 64, 64);
     /* 367 stage3.x16: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2505,7 +2505,7 @@ static void backward_1(RtModel *m, int B)
     /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 2060288 * nB, 0, act + 2064384 * nB, act + 2056192 * nB, nB * 4096);
     /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2056192 * nB, 0, G + 1542224, G + 1542288, act + 2060288 * nB, act + 2035712 * nB, fix + 3840, fix + 3904, P + 1542224, B, 64, 64);
+    rt_bn_backward(ctx, act + 2056192 * nB, 0, G + 1542224, G + 1542288, act + 2060288 * nB, act + 2035712 * nB, fix + 7328, fix + 7392, P + 1542224, B, 64, 64);
     /* 363 stage3.step15.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2035712 * nB, 0, G + 1505360, act + 2056192 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
     /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2523,7 +2523,7 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 361 stage3.step15.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2052096 * nB, 1, G + 1505232, G + 1505296, act + 2056192 * nB, act + 2043904 * nB, fix + 3712, fix + 3776, P + 1505232, B, 64, 64);
+    rt_bn_backward(ctx, act + 2052096 * nB, 1, G + 1505232, G + 1505296, act + 2056192 * nB, act + 2043904 * nB, fix + 7200, fix + 7264, P + 1505232, B, 64, 64);
     /* 360 stage3.x15: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2539,13 +2539,13 @@ static void backward_2(RtModel *m, int B)
     /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 2043904 * nB, 0, act + 2048000 * nB, act + 2039808 * nB, nB * 4096);
     /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2039808 * nB, 0, G + 1468240, G + 1468304, act + 2043904 * nB, act + 2019328 * nB, fix + 3584, fix + 3648, P + 1468240, B, 64, 64);
+    rt_bn_backward(ctx, act + 2039808 * nB, 0, G + 1468240, G + 1468304, act + 2043904 * nB, act + 2019328 * nB, fix + 7072, fix + 7136, P + 1468240, B, 64, 64);
     /* 356 stage3.step14.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2019328 * nB, 0, G + 1431376, act + 2039808 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 2039808 * nB, 0, act + 2019328 * nB, act + 2031616 * nB, nB * 4096);
     /* 354 stage3.step14.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2035712 * nB, 1, G + 1431248, G + 1431312, act + 2039808 * nB, act + 2027520 * nB, fix + 3456, fix + 3520, P + 1431248, B, 64, 64);
+    rt_bn_backward(ctx, act + 2035712 * nB, 1, G + 1431248, G + 1431312, act + 2039808 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, B, 64, 64);
     /* 353 stage3.x14: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2561,13 +2561,13 @@ static void backward_2(RtModel *m, int B)
     /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 2027520 * nB, 0, act + 2031616 * nB, act + 2023424 * nB, nB * 4096);
     /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2023424 * nB, 0, G + 1394256, G + 1394320, act + 2027520 * nB, act + 2002944 * nB, fix + 3328, fix + 3392, P + 1394256, B, 64, 64);
+    rt_bn_backward(ctx, act + 2023424 * nB, 0, G + 1394256, G + 1394320, act + 2027520 * nB, act + 2002944 * nB, fix + 6816, fix + 6880, P + 1394256, B, 64, 64);
     /* 349 stage3.step13.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2002944 * nB, 0, G + 1357392, act + 2023424 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 2023424 * nB, 0, act + 2002944 * nB, act + 2015232 * nB, nB * 4096);
     /* 347 stage3.step13.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2019328 * nB, 1, G + 1357264, G + 1357328, act + 2023424 * nB, act + 2011136 * nB, fix + 3200, fix + 3264, P + 1357264, B, 64, 64);
+    rt_bn_backward(ctx, act + 2019328 * nB, 1, G + 1357264, G + 1357328, act + 2023424 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, B, 64, 64);
     /* 346 stage3.x13: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2583,13 +2583,13 @@ static void backward_2(RtModel *m, int B)
     /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 2011136 * nB, 0, act + 2015232 * nB, act + 2007040 * nB, nB * 4096);
     /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2007040 * nB, 0, G + 1320272, G + 1320336, act + 2011136 * nB, act + 1986560 * nB, fix + 3072, fix + 3136, P + 1320272, B, 64, 64);
+    rt_bn_backward(ctx, act + 2007040 * nB, 0, G + 1320272, G + 1320336, act + 2011136 * nB, act + 1986560 * nB, fix + 6560, fix + 6624, P + 1320272, B, 64, 64);
     /* 342 stage3.step12.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1986560 * nB, 0, G + 1283408, act + 2007040 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 2007040 * nB, 0, act + 1986560 * nB, act + 1998848 * nB, nB * 4096);
     /* 340 stage3.step12.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2002944 * nB, 1, G + 1283280, G + 1283344, act + 2007040 * nB, act + 1994752 * nB, fix + 2944, fix + 3008, P + 1283280, B, 64, 64);
+    rt_bn_backward(ctx, act + 2002944 * nB, 1, G + 1283280, G + 1283344, act + 2007040 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, B, 64, 64);
     /* 339 stage3.x12: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2617,13 +2617,13 @@ static void backward_3(RtModel *m, int B)
     /* 337 stage3.step11.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1994752 * nB, 0, act + 1998848 * nB, act + 1990656 * nB, nB * 4096);
     /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1990656 * nB, 0, G + 1246288, G + 1246352, act + 1994752 * nB, act + 1970176 * nB, fix + 2816, fix + 2880, P + 1246288, B, 64, 64);
+    rt_bn_backward(ctx, act + 1990656 * nB, 0, G + 1246288, G + 1246352, act + 1994752 * nB, act + 1970176 * nB, fix + 6304, fix + 6368, P + 1246288, B, 64, 64);
     /* 335 stage3.step11.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1970176 * nB, 0, G + 1209424, act + 1990656 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1990656 * nB, 0, act + 1970176 * nB, act + 1982464 * nB, nB * 4096);
     /* 333 stage3.step11.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1986560 * nB, 1, G + 1209296, G + 1209360, act + 1990656 * nB, act + 1978368 * nB, fix + 2688, fix + 2752, P + 1209296, B, 64, 64);
+    rt_bn_backward(ctx, act + 1986560 * nB, 1, G + 1209296, G + 1209360, act + 1990656 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, B, 64, 64);
     /* 332 stage3.x11: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2639,13 +2639,13 @@ static void backward_3(RtModel *m, int B)
     /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1978368 * nB, 0, act + 1982464 * nB, act + 1974272 * nB, nB * 4096);
     /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1974272 * nB, 0, G + 1172304, G + 1172368, act + 1978368 * nB, act + 1953792 * nB, fix + 2560, fix + 2624, P + 1172304, B, 64, 64);
+    rt_bn_backward(ctx, act + 1974272 * nB, 0, G + 1172304, G + 1172368, act + 1978368 * nB, act + 1953792 * nB, fix + 6048, fix + 6112, P + 1172304, B, 64, 64);
     /* 328 stage3.step10.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1953792 * nB, 0, G + 1135440, act + 1974272 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1974272 * nB, 0, act + 1953792 * nB, act + 1966080 * nB, nB * 4096);
     /* 326 stage3.step10.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1970176 * nB, 1, G + 1135312, G + 1135376, act + 1974272 * nB, act + 1961984 * nB, fix + 2432, fix + 2496, P + 1135312, B, 64, 64);
+    rt_bn_backward(ctx, act + 1970176 * nB, 1, G + 1135312, G + 1135376, act + 1974272 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, B, 64, 64);
     /* 325 stage3.x10: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2661,13 +2661,13 @@ static void backward_3(RtModel *m, int B)
     /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1961984 * nB, 0, act + 1966080 * nB, act + 1957888 * nB, nB * 4096);
     /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1957888 * nB, 0, G + 1098320, G + 1098384, act + 1961984 * nB, act + 1937408 * nB, fix + 2304, fix + 2368, P + 1098320, B, 64, 64);
+    rt_bn_backward(ctx, act + 1957888 * nB, 0, G + 1098320, G + 1098384, act + 1961984 * nB, act + 1937408 * nB, fix + 5792, fix + 5856, P + 1098320, B, 64, 64);
     /* 321 stage3.step9.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1937408 * nB, 0, G + 1061456, act + 1957888 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1957888 * nB, 0, act + 1937408 * nB, act + 1949696 * nB, nB * 4096);
     /* 319 stage3.step9.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1953792 * nB, 1, G + 1061328, G + 1061392, act + 1957888 * nB, act + 1945600 * nB, fix + 2176, fix + 2240, P + 1061328, B, 64, 64);
+    rt_bn_backward(ctx, act + 1953792 * nB, 1, G + 1061328, G + 1061392, act + 1957888 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, B, 64, 64);
     /* 318 stage3.x9: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2683,7 +2683,7 @@ static void backward_3(RtModel *m, int B)
     /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1945600 * nB, 0, act + 1949696 * nB, act + 1941504 * nB, nB * 4096);
     /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1941504 * nB, 0, G + 1024336, G + 1024400, act + 1945600 * nB, act + 1921024 * nB, fix + 2048, fix + 2112, P + 1024336, B, 64, 64);
+    rt_bn_backward(ctx, act + 1941504 * nB, 0, G + 1024336, G + 1024400, act + 1945600 * nB, act + 1921024 * nB, fix + 5536, fix + 5600, P + 1024336, B, 64, 64);
     /* 314 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1921024 * nB, 0, G + 987472, act + 1941504 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
 }
@@ -2701,7 +2701,7 @@ static void backward_4(RtModel *m, int B)
     /* 313 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1941504 * nB, 0, act + 1921024 * nB, act + 1933312 * nB, nB * 4096);
     /* 312 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1937408 * nB, 1, G + 987344, G + 987408, act + 1941504 * nB, act + 1929216 * nB, fix + 1920, fix + 1984, P + 987344, B, 64, 64);
+    rt_bn_backward(ctx, act + 1937408 * nB, 1, G + 987344, G + 987408, act + 1941504 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, B, 64, 64);
     /* 311 stage3.x8: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2717,13 +2717,13 @@ static void backward_4(RtModel *m, int B)
     /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1929216 * nB, 0, act + 1933312 * nB, act + 1925120 * nB, nB * 4096);
     /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1925120 * nB, 0, G + 950352, G + 950416, act + 1929216 * nB, act + 1904640 * nB, fix + 1792, fix + 1856, P + 950352, B, 64, 64);
+    rt_bn_backward(ctx, act + 1925120 * nB, 0, G + 950352, G + 950416, act + 1929216 * nB, act + 1904640 * nB, fix + 5280, fix + 5344, P + 950352, B, 64, 64);
     /* 307 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1904640 * nB, 0, G + 913488, act + 1925120 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1925120 * nB, 0, act + 1904640 * nB, act + 1916928 * nB, nB * 4096);
     /* 305 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1921024 * nB, 1, G + 913360, G + 913424, act + 1925120 * nB, act + 1912832 * nB, fix + 1664, fix + 1728, P + 913360, B, 64, 64);
+    rt_bn_backward(ctx, act + 1921024 * nB, 1, G + 913360, G + 913424, act + 1925120 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, B, 64, 64);
     /* 304 stage3.x7: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2739,13 +2739,13 @@ static void backward_4(RtModel *m, int B)
     /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1912832 * nB, 0, act + 1916928 * nB, act + 1908736 * nB, nB * 4096);
     /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1908736 * nB, 0, G + 876368, G + 876432, act + 1912832 * nB, act + 1888256 * nB, fix + 1536, fix + 1600, P + 876368, B, 64, 64);
+    rt_bn_backward(ctx, act + 1908736 * nB, 0, G + 876368, G + 876432, act + 1912832 * nB, act + 1888256 * nB, fix + 5024, fix + 5088, P + 876368, B, 64, 64);
     /* 300 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1888256 * nB, 0, G + 839504, act + 1908736 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1908736 * nB, 0, act + 1888256 * nB, act + 1900544 * nB, nB * 4096);
     /* 298 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1904640 * nB, 1, G + 839376, G + 839440, act + 1908736 * nB, act + 1896448 * nB, fix + 1408, fix + 1472, P + 839376, B, 64, 64);
+    rt_bn_backward(ctx, act + 1904640 * nB, 1, G + 839376, G + 839440, act + 1908736 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, B, 64, 64);
     /* 297 stage3.x6: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2761,13 +2761,13 @@ static void backward_4(RtModel *m, int B)
     /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1896448 * nB, 0, act + 1900544 * nB, act + 1892352 * nB, nB * 4096);
     /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1892352 * nB, 0, G + 802384, G + 802448, act + 1896448 * nB, act + 1871872 * nB, fix + 1280, fix + 1344, P + 802384, B, 64, 64);
+    rt_bn_backward(ctx, act + 1892352 * nB, 0, G + 802384, G + 802448, act + 1896448 * nB, act + 1871872 * nB, fix + 4768, fix + 4832, P + 802384, B, 64, 64);
     /* 293 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1871872 * nB, 0, G + 765520, act + 1892352 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
     /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1892352 * nB, 0, act + 1871872 * nB, act + 1884160 * nB, nB * 4096);
     /* 291 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1888256 * nB, 1, G + 765392, G + 765456, act + 1892352 * nB, act + 1880064 * nB, fix + 1152, fix + 1216, P + 765392, B, 64, 64);
+    rt_bn_backward(ctx, act + 1888256 * nB, 1, G + 765392, G + 765456, act + 1892352 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, B, 64, 64);
     /* 290 stage3.x5: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2795,13 +2795,13 @@ static void backward_5(RtModel *m, int B)
     /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1880064 * nB, 0, act + 1884160 * nB, act + 1875968 * nB, nB * 4096);
     /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1875968 * nB, 0, G + 728400, G + 728464, act + 1880064 * nB, act + 1855488 * nB, fix + 1024, fix + 1088, P + 728400, B, 64, 64);
+    rt_bn_backward(ctx, act + 1875968 * nB, 0, G + 728400, G + 728464, act + 1880064 * nB, act + 1855488 * nB, fix + 4512, fix + 4576, P + 728400, B, 64, 64);
     /* 286 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1855488 * nB, 0, G + 691536, act + 1875968 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
     /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1875968 * nB, 0, act + 1855488 * nB, act + 1867776 * nB, nB * 4096);
     /* 284 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1871872 * nB, 1, G + 691408, G + 691472, act + 1875968 * nB, act + 1863680 * nB, fix + 896, fix + 960, P + 691408, B, 64, 64);
+    rt_bn_backward(ctx, act + 1871872 * nB, 1, G + 691408, G + 691472, act + 1875968 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, B, 64, 64);
     /* 283 stage3.x4: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2817,13 +2817,13 @@ static void backward_5(RtModel *m, int B)
     /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1863680 * nB, 0, act + 1867776 * nB, act + 1859584 * nB, nB * 4096);
     /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1859584 * nB, 0, G + 654416, G + 654480, act + 1863680 * nB, act + 1839104 * nB, fix + 768, fix + 832, P + 654416, B, 64, 64);
+    rt_bn_backward(ctx, act + 1859584 * nB, 0, G + 654416, G + 654480, act + 1863680 * nB, act + 1839104 * nB, fix + 4256, fix + 4320, P + 654416, B, 64, 64);
     /* 279 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1839104 * nB, 0, G + 617552, act + 1859584 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
     /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1859584 * nB, 0, act + 1839104 * nB, act + 1851392 * nB, nB * 4096);
     /* 277 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1855488 * nB, 1, G + 617424, G + 617488, act + 1859584 * nB, act + 1847296 * nB, fix + 640, fix + 704, P + 617424, B, 64, 64);
+    rt_bn_backward(ctx, act + 1855488 * nB, 1, G + 617424, G + 617488, act + 1859584 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, B, 64, 64);
     /* 276 stage3.x3: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2839,13 +2839,13 @@ static void backward_5(RtModel *m, int B)
     /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1847296 * nB, 0, act + 1851392 * nB, act + 1843200 * nB, nB * 4096);
     /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1843200 * nB, 0, G + 580432, G + 580496, act + 1847296 * nB, act + 1822720 * nB, fix + 512, fix + 576, P + 580432, B, 64, 64);
+    rt_bn_backward(ctx, act + 1843200 * nB, 0, G + 580432, G + 580496, act + 1847296 * nB, act + 1822720 * nB, fix + 4000, fix + 4064, P + 580432, B, 64, 64);
     /* 272 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1822720 * nB, 0, G + 543568, act + 1843200 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
     /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1843200 * nB, 0, act + 1822720 * nB, act + 1835008 * nB, nB * 4096);
     /* 270 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1839104 * nB, 1, G + 543440, G + 543504, act + 1843200 * nB, act + 1830912 * nB, fix + 384, fix + 448, P + 543440, B, 64, 64);
+    rt_bn_backward(ctx, act + 1839104 * nB, 1, G + 543440, G + 543504, act + 1843200 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, B, 64, 64);
     /* 269 stage3.x2: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -2861,7 +2861,7 @@ static void backward_5(RtModel *m, int B)
     /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1830912 * nB, 0, act + 1835008 * nB, act + 1826816 * nB, nB * 4096);
     /* 266 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1826816 * nB, 0, G + 506448, G + 506512, act + 1830912 * nB, act + 1777664 * nB, fix + 256, fix + 320, P + 506448, B, 64, 64);
+    rt_bn_backward(ctx, act + 1826816 * nB, 0, G + 506448, G + 506512, act + 1830912 * nB, act + 1781760 * nB, fix + 3744, fix + 3808, P + 506448, B, 64, 64);
 }
 
 /* Backward, part 6 of 17. */
@@ -2875,57 +2875,57 @@ static void backward_6(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 265 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1777664 * nB, 0, G + 469584, act + 1826816 * nB, act + 1781760 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1781760 * nB, 0, G + 469584, act + 1826816 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
     /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1826816 * nB, 0, act + 1777664 * nB, act + 1781760 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1826816 * nB, 0, act + 1781760 * nB, act + 1814528 * nB, nB * 4096);
     /* 263 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1822720 * nB, 1, G + 469456, G + 469520, act + 1826816 * nB, act + 1818624 * nB, fix + 128, fix + 192, P + 469456, B, 64, 64);
+    rt_bn_backward(ctx, act + 1822720 * nB, 1, G + 469456, G + 469520, act + 1826816 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, B, 64, 64);
     /* 262 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 1826816 * nB, act + 1818624 * nB };
+        float *const dxs[2] = { act + 1814528 * nB, act + 1781760 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 1822720 * nB, NULL, c, 2, nB * 4096);
     }
     /* 261 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward(ctx, act + 1777664 * nB, 0, act + 1826816 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_backward(ctx, act + 1818624 * nB, 0, act + 1814528 * nB, B, 32, 16, 16, 64, 2);
     /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1822720 * nB, 0, G + 432592, act + 1818624 * nB, act + 1814528 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1814528 * nB, 0, G + 432592, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
     /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1818624 * nB, 0, act + 1822720 * nB, act + 1814528 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1781760 * nB, 0, act + 1814528 * nB, act + 1810432 * nB, nB * 4096);
     /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1822720 * nB, 0, G + 432464, G + 432528, act + 1818624 * nB, act + 1810432 * nB, fix, fix + 64, P + 432464, B, 64, 64);
+    rt_bn_backward(ctx, act + 1810432 * nB, 0, G + 432464, G + 432528, act + 1781760 * nB, act + 1777664 * nB, fix + 3488, fix + 3552, P + 432464, B, 64, 64);
     /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1810432 * nB, 0, G + 414032, act + 1822720 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 1777664 * nB, 0, G + 414032, act + 1810432 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
     /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1818624 * nB, 0, act + 1810432 * nB, act + 1802240 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1810432 * nB, 0, act + 1777664 * nB, act + 1802240 * nB, nB * 8192);
     /* 255 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1777664 * nB, 1, G + 413968, G + 414000, act + 1818624 * nB, act + 1794048 * nB, fix + 6848, fix + 6880, P + 413968, B, 32, 256);
+    rt_bn_backward(ctx, act + 1818624 * nB, 1, G + 413968, G + 414000, act + 1810432 * nB, act + 1794048 * nB, fix + 3424, fix + 3456, P + 413968, B, 32, 256);
     /* 254 stage2.x18: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 1794048 * nB, act + 1802240 * nB };
+        float *const dxs[2] = { act + 1777664 * nB, act + 1794048 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1777664 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 1818624 * nB, NULL, c, 2, nB * 8192);
     }
     /* 253 stage2.step17.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1777664 * nB, 0, G + 404752, act + 1802240 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1802240 * nB, 0, G + 404752, act + 1794048 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1802240 * nB, 0, act + 1777664 * nB, act + 1785856 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1794048 * nB, 0, act + 1802240 * nB, act + 1785856 * nB, nB * 8192);
     /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1777664 * nB, 0, G + 404688, G + 404720, act + 1802240 * nB, act + 1744896 * nB, fix + 6784, fix + 6816, P + 404688, B, 32, 256);
+    rt_bn_backward(ctx, act + 1785856 * nB, 0, G + 404688, G + 404720, act + 1794048 * nB, act + 1744896 * nB, fix + 3360, fix + 3392, P + 404688, B, 32, 256);
     /* 250 stage2.step17.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1744896 * nB, 0, G + 395472, act + 1777664 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1744896 * nB, 0, G + 395472, act + 1785856 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1777664 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1785856 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192);
     /* 248 stage2.step17.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1794048 * nB, 1, G + 395408, G + 395440, act + 1777664 * nB, act + 1761280 * nB, fix + 6720, fix + 6752, P + 395408, B, 32, 256);
+    rt_bn_backward(ctx, act + 1777664 * nB, 1, G + 395408, G + 395440, act + 1785856 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, B, 32, 256);
     /* 247 stage2.x17: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -2934,14 +2934,14 @@ static void backward_6(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 1744896 * nB, act + 1761280 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1794048 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 1777664 * nB, NULL, c, 2, nB * 8192);
     }
     /* 246 stage2.step16.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1769472 * nB, 0, G + 386192, act + 1761280 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1761280 * nB, 0, act + 1769472 * nB, act + 1753088 * nB, nB * 8192);
     /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1753088 * nB, 0, G + 386128, G + 386160, act + 1761280 * nB, act + 1712128 * nB, fix + 6656, fix + 6688, P + 386128, B, 32, 256);
+    rt_bn_backward(ctx, act + 1753088 * nB, 0, G + 386128, G + 386160, act + 1761280 * nB, act + 1712128 * nB, fix + 3232, fix + 3264, P + 386128, B, 32, 256);
     /* 243 stage2.step16.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1712128 * nB, 0, G + 376912, act + 1753088 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -2959,7 +2959,7 @@ static void backward_7(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 241 stage2.step16.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1744896 * nB, 1, G + 376848, G + 376880, act + 1753088 * nB, act + 1728512 * nB, fix + 6592, fix + 6624, P + 376848, B, 32, 256);
+    rt_bn_backward(ctx, act + 1744896 * nB, 1, G + 376848, G + 376880, act + 1753088 * nB, act + 1728512 * nB, fix + 3168, fix + 3200, P + 376848, B, 32, 256);
     /* 240 stage2.x16: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -2975,13 +2975,13 @@ static void backward_7(RtModel *m, int B)
     /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1728512 * nB, 0, act + 1736704 * nB, act + 1720320 * nB, nB * 8192);
     /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1720320 * nB, 0, G + 367568, G + 367600, act + 1728512 * nB, act + 1679360 * nB, fix + 6528, fix + 6560, P + 367568, B, 32, 256);
+    rt_bn_backward(ctx, act + 1720320 * nB, 0, G + 367568, G + 367600, act + 1728512 * nB, act + 1679360 * nB, fix + 3104, fix + 3136, P + 367568, B, 32, 256);
     /* 236 stage2.step15.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1679360 * nB, 0, G + 358352, act + 1720320 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1720320 * nB, 0, act + 1679360 * nB, act + 1703936 * nB, nB * 8192);
     /* 234 stage2.step15.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1712128 * nB, 1, G + 358288, G + 358320, act + 1720320 * nB, act + 1695744 * nB, fix + 6464, fix + 6496, P + 358288, B, 32, 256);
+    rt_bn_backward(ctx, act + 1712128 * nB, 1, G + 358288, G + 358320, act + 1720320 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, B, 32, 256);
     /* 233 stage2.x15: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -2997,13 +2997,13 @@ static void backward_7(RtModel *m, int B)
     /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1695744 * nB, 0, act + 1703936 * nB, act + 1687552 * nB, nB * 8192);
     /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1687552 * nB, 0, G + 349008, G + 349040, act + 1695744 * nB, act + 1646592 * nB, fix + 6400, fix + 6432, P + 349008, B, 32, 256);
+    rt_bn_backward(ctx, act + 1687552 * nB, 0, G + 349008, G + 349040, act + 1695744 * nB, act + 1646592 * nB, fix + 2976, fix + 3008, P + 349008, B, 32, 256);
     /* 229 stage2.step14.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1646592 * nB, 0, G + 339792, act + 1687552 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1687552 * nB, 0, act + 1646592 * nB, act + 1671168 * nB, nB * 8192);
     /* 227 stage2.step14.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1679360 * nB, 1, G + 339728, G + 339760, act + 1687552 * nB, act + 1662976 * nB, fix + 6336, fix + 6368, P + 339728, B, 32, 256);
+    rt_bn_backward(ctx, act + 1679360 * nB, 1, G + 339728, G + 339760, act + 1687552 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, B, 32, 256);
     /* 226 stage2.x14: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3019,13 +3019,13 @@ static void backward_7(RtModel *m, int B)
     /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1662976 * nB, 0, act + 1671168 * nB, act + 1654784 * nB, nB * 8192);
     /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1654784 * nB, 0, G + 330448, G + 330480, act + 1662976 * nB, act + 1613824 * nB, fix + 6272, fix + 6304, P + 330448, B, 32, 256);
+    rt_bn_backward(ctx, act + 1654784 * nB, 0, G + 330448, G + 330480, act + 1662976 * nB, act + 1613824 * nB, fix + 2848, fix + 2880, P + 330448, B, 32, 256);
     /* 222 stage2.step13.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1613824 * nB, 0, G + 321232, act + 1654784 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1654784 * nB, 0, act + 1613824 * nB, act + 1638400 * nB, nB * 8192);
     /* 220 stage2.step13.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1646592 * nB, 1, G + 321168, G + 321200, act + 1654784 * nB, act + 1630208 * nB, fix + 6208, fix + 6240, P + 321168, B, 32, 256);
+    rt_bn_backward(ctx, act + 1646592 * nB, 1, G + 321168, G + 321200, act + 1654784 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, B, 32, 256);
     /* 219 stage2.x13: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3053,13 +3053,13 @@ static void backward_8(RtModel *m, int B)
     /* 217 stage2.step12.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1630208 * nB, 0, act + 1638400 * nB, act + 1622016 * nB, nB * 8192);
     /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1622016 * nB, 0, G + 311888, G + 311920, act + 1630208 * nB, act + 1581056 * nB, fix + 6144, fix + 6176, P + 311888, B, 32, 256);
+    rt_bn_backward(ctx, act + 1622016 * nB, 0, G + 311888, G + 311920, act + 1630208 * nB, act + 1581056 * nB, fix + 2720, fix + 2752, P + 311888, B, 32, 256);
     /* 215 stage2.step12.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1581056 * nB, 0, G + 302672, act + 1622016 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
     /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1622016 * nB, 0, act + 1581056 * nB, act + 1605632 * nB, nB * 8192);
     /* 213 stage2.step12.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1613824 * nB, 1, G + 302608, G + 302640, act + 1622016 * nB, act + 1597440 * nB, fix + 6080, fix + 6112, P + 302608, B, 32, 256);
+    rt_bn_backward(ctx, act + 1613824 * nB, 1, G + 302608, G + 302640, act + 1622016 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, B, 32, 256);
     /* 212 stage2.x12: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3075,13 +3075,13 @@ static void backward_8(RtModel *m, int B)
     /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1597440 * nB, 0, act + 1605632 * nB, act + 1589248 * nB, nB * 8192);
     /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1589248 * nB, 0, G + 293328, G + 293360, act + 1597440 * nB, act + 1548288 * nB, fix + 6016, fix + 6048, P + 293328, B, 32, 256);
+    rt_bn_backward(ctx, act + 1589248 * nB, 0, G + 293328, G + 293360, act + 1597440 * nB, act + 1548288 * nB, fix + 2592, fix + 2624, P + 293328, B, 32, 256);
     /* 208 stage2.step11.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1548288 * nB, 0, G + 284112, act + 1589248 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
     /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1589248 * nB, 0, act + 1548288 * nB, act + 1572864 * nB, nB * 8192);
     /* 206 stage2.step11.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1581056 * nB, 1, G + 284048, G + 284080, act + 1589248 * nB, act + 1564672 * nB, fix + 5952, fix + 5984, P + 284048, B, 32, 256);
+    rt_bn_backward(ctx, act + 1581056 * nB, 1, G + 284048, G + 284080, act + 1589248 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, B, 32, 256);
     /* 205 stage2.x11: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3097,13 +3097,13 @@ static void backward_8(RtModel *m, int B)
     /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1564672 * nB, 0, act + 1572864 * nB, act + 1556480 * nB, nB * 8192);
     /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1556480 * nB, 0, G + 274768, G + 274800, act + 1564672 * nB, act + 1515520 * nB, fix + 5888, fix + 5920, P + 274768, B, 32, 256);
+    rt_bn_backward(ctx, act + 1556480 * nB, 0, G + 274768, G + 274800, act + 1564672 * nB, act + 1515520 * nB, fix + 2464, fix + 2496, P + 274768, B, 32, 256);
     /* 201 stage2.step10.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1515520 * nB, 0, G + 265552, act + 1556480 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
     /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1556480 * nB, 0, act + 1515520 * nB, act + 1540096 * nB, nB * 8192);
     /* 199 stage2.step10.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1548288 * nB, 1, G + 265488, G + 265520, act + 1556480 * nB, act + 1531904 * nB, fix + 5824, fix + 5856, P + 265488, B, 32, 256);
+    rt_bn_backward(ctx, act + 1548288 * nB, 1, G + 265488, G + 265520, act + 1556480 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, B, 32, 256);
     /* 198 stage2.x10: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3119,7 +3119,7 @@ static void backward_8(RtModel *m, int B)
     /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1531904 * nB, 0, act + 1540096 * nB, act + 1523712 * nB, nB * 8192);
     /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1523712 * nB, 0, G + 256208, G + 256240, act + 1531904 * nB, act + 1482752 * nB, fix + 5760, fix + 5792, P + 256208, B, 32, 256);
+    rt_bn_backward(ctx, act + 1523712 * nB, 0, G + 256208, G + 256240, act + 1531904 * nB, act + 1482752 * nB, fix + 2336, fix + 2368, P + 256208, B, 32, 256);
     /* 194 stage2.step9.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1482752 * nB, 0, G + 246992, act + 1523712 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
 }
@@ -3137,7 +3137,7 @@ static void backward_9(RtModel *m, int B)
     /* 193 stage2.step9.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1523712 * nB, 0, act + 1482752 * nB, act + 1507328 * nB, nB * 8192);
     /* 192 stage2.step9.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1515520 * nB, 1, G + 246928, G + 246960, act + 1523712 * nB, act + 1499136 * nB, fix + 5696, fix + 5728, P + 246928, B, 32, 256);
+    rt_bn_backward(ctx, act + 1515520 * nB, 1, G + 246928, G + 246960, act + 1523712 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, B, 32, 256);
     /* 191 stage2.x9: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3153,13 +3153,13 @@ static void backward_9(RtModel *m, int B)
     /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1499136 * nB, 0, act + 1507328 * nB, act + 1490944 * nB, nB * 8192);
     /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1490944 * nB, 0, G + 237648, G + 237680, act + 1499136 * nB, act + 1449984 * nB, fix + 5632, fix + 5664, P + 237648, B, 32, 256);
+    rt_bn_backward(ctx, act + 1490944 * nB, 0, G + 237648, G + 237680, act + 1499136 * nB, act + 1449984 * nB, fix + 2208, fix + 2240, P + 237648, B, 32, 256);
     /* 187 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1449984 * nB, 0, G + 228432, act + 1490944 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1490944 * nB, 0, act + 1449984 * nB, act + 1474560 * nB, nB * 8192);
     /* 185 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1482752 * nB, 1, G + 228368, G + 228400, act + 1490944 * nB, act + 1466368 * nB, fix + 5568, fix + 5600, P + 228368, B, 32, 256);
+    rt_bn_backward(ctx, act + 1482752 * nB, 1, G + 228368, G + 228400, act + 1490944 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, B, 32, 256);
     /* 184 stage2.x8: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3175,13 +3175,13 @@ static void backward_9(RtModel *m, int B)
     /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1466368 * nB, 0, act + 1474560 * nB, act + 1458176 * nB, nB * 8192);
     /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1458176 * nB, 0, G + 219088, G + 219120, act + 1466368 * nB, act + 1417216 * nB, fix + 5504, fix + 5536, P + 219088, B, 32, 256);
+    rt_bn_backward(ctx, act + 1458176 * nB, 0, G + 219088, G + 219120, act + 1466368 * nB, act + 1417216 * nB, fix + 2080, fix + 2112, P + 219088, B, 32, 256);
     /* 180 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1417216 * nB, 0, G + 209872, act + 1458176 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
     /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1458176 * nB, 0, act + 1417216 * nB, act + 1441792 * nB, nB * 8192);
     /* 178 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1449984 * nB, 1, G + 209808, G + 209840, act + 1458176 * nB, act + 1433600 * nB, fix + 5440, fix + 5472, P + 209808, B, 32, 256);
+    rt_bn_backward(ctx, act + 1449984 * nB, 1, G + 209808, G + 209840, act + 1458176 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, B, 32, 256);
     /* 177 stage2.x7: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3197,13 +3197,13 @@ static void backward_9(RtModel *m, int B)
     /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1433600 * nB, 0, act + 1441792 * nB, act + 1425408 * nB, nB * 8192);
     /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1425408 * nB, 0, G + 200528, G + 200560, act + 1433600 * nB, act + 1384448 * nB, fix + 5376, fix + 5408, P + 200528, B, 32, 256);
+    rt_bn_backward(ctx, act + 1425408 * nB, 0, G + 200528, G + 200560, act + 1433600 * nB, act + 1384448 * nB, fix + 1952, fix + 1984, P + 200528, B, 32, 256);
     /* 173 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1384448 * nB, 0, G + 191312, act + 1425408 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
     /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1425408 * nB, 0, act + 1384448 * nB, act + 1409024 * nB, nB * 8192);
     /* 171 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1417216 * nB, 1, G + 191248, G + 191280, act + 1425408 * nB, act + 1400832 * nB, fix + 5312, fix + 5344, P + 191248, B, 32, 256);
+    rt_bn_backward(ctx, act + 1417216 * nB, 1, G + 191248, G + 191280, act + 1425408 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, B, 32, 256);
     /* 170 stage2.x6: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3231,13 +3231,13 @@ static void backward_10(RtModel *m, int B)
     /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1400832 * nB, 0, act + 1409024 * nB, act + 1392640 * nB, nB * 8192);
     /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1392640 * nB, 0, G + 181968, G + 182000, act + 1400832 * nB, act + 1351680 * nB, fix + 5248, fix + 5280, P + 181968, B, 32, 256);
+    rt_bn_backward(ctx, act + 1392640 * nB, 0, G + 181968, G + 182000, act + 1400832 * nB, act + 1351680 * nB, fix + 1824, fix + 1856, P + 181968, B, 32, 256);
     /* 166 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1351680 * nB, 0, G + 172752, act + 1392640 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1392640 * nB, 0, act + 1351680 * nB, act + 1376256 * nB, nB * 8192);
     /* 164 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1384448 * nB, 1, G + 172688, G + 172720, act + 1392640 * nB, act + 1368064 * nB, fix + 5184, fix + 5216, P + 172688, B, 32, 256);
+    rt_bn_backward(ctx, act + 1384448 * nB, 1, G + 172688, G + 172720, act + 1392640 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, B, 32, 256);
     /* 163 stage2.x5: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3253,13 +3253,13 @@ static void backward_10(RtModel *m, int B)
     /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1368064 * nB, 0, act + 1376256 * nB, act + 1359872 * nB, nB * 8192);
     /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1359872 * nB, 0, G + 163408, G + 163440, act + 1368064 * nB, act + 1318912 * nB, fix + 5120, fix + 5152, P + 163408, B, 32, 256);
+    rt_bn_backward(ctx, act + 1359872 * nB, 0, G + 163408, G + 163440, act + 1368064 * nB, act + 1318912 * nB, fix + 1696, fix + 1728, P + 163408, B, 32, 256);
     /* 159 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1318912 * nB, 0, G + 154192, act + 1359872 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1359872 * nB, 0, act + 1318912 * nB, act + 1343488 * nB, nB * 8192);
     /* 157 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1351680 * nB, 1, G + 154128, G + 154160, act + 1359872 * nB, act + 1335296 * nB, fix + 5056, fix + 5088, P + 154128, B, 32, 256);
+    rt_bn_backward(ctx, act + 1351680 * nB, 1, G + 154128, G + 154160, act + 1359872 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, B, 32, 256);
     /* 156 stage2.x4: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3275,13 +3275,13 @@ static void backward_10(RtModel *m, int B)
     /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1335296 * nB, 0, act + 1343488 * nB, act + 1327104 * nB, nB * 8192);
     /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1327104 * nB, 0, G + 144848, G + 144880, act + 1335296 * nB, act + 1286144 * nB, fix + 4992, fix + 5024, P + 144848, B, 32, 256);
+    rt_bn_backward(ctx, act + 1327104 * nB, 0, G + 144848, G + 144880, act + 1335296 * nB, act + 1286144 * nB, fix + 1568, fix + 1600, P + 144848, B, 32, 256);
     /* 152 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1286144 * nB, 0, G + 135632, act + 1327104 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1327104 * nB, 0, act + 1286144 * nB, act + 1310720 * nB, nB * 8192);
     /* 150 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1318912 * nB, 1, G + 135568, G + 135600, act + 1327104 * nB, act + 1302528 * nB, fix + 4928, fix + 4960, P + 135568, B, 32, 256);
+    rt_bn_backward(ctx, act + 1318912 * nB, 1, G + 135568, G + 135600, act + 1327104 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, B, 32, 256);
     /* 149 stage2.x3: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3297,7 +3297,7 @@ static void backward_10(RtModel *m, int B)
     /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1302528 * nB, 0, act + 1310720 * nB, act + 1294336 * nB, nB * 8192);
     /* 146 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1294336 * nB, 0, G + 126288, G + 126320, act + 1302528 * nB, act + 1253376 * nB, fix + 4864, fix + 4896, P + 126288, B, 32, 256);
+    rt_bn_backward(ctx, act + 1294336 * nB, 0, G + 126288, G + 126320, act + 1302528 * nB, act + 1253376 * nB, fix + 1440, fix + 1472, P + 126288, B, 32, 256);
 }
 
 /* Backward, part 11 of 17. */
@@ -3315,7 +3315,7 @@ static void backward_11(RtModel *m, int B)
     /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1294336 * nB, 0, act + 1253376 * nB, act + 1277952 * nB, nB * 8192);
     /* 143 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1286144 * nB, 1, G + 117008, G + 117040, act + 1294336 * nB, act + 1269760 * nB, fix + 4800, fix + 4832, P + 117008, B, 32, 256);
+    rt_bn_backward(ctx, act + 1286144 * nB, 1, G + 117008, G + 117040, act + 1294336 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, B, 32, 256);
     /* 142 stage2.x2: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -3331,57 +3331,57 @@ static void backward_11(RtModel *m, int B)
     /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 1269760 * nB, 0, act + 1277952 * nB, act + 1261568 * nB, nB * 8192);
     /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1261568 * nB, 0, G + 107728, G + 107760, act + 1269760 * nB, act + 1163264 * nB, fix + 4736, fix + 4768, P + 107728, B, 32, 256);
+    rt_bn_backward(ctx, act + 1261568 * nB, 0, G + 107728, G + 107760, act + 1269760 * nB, act + 1171456 * nB, fix + 1312, fix + 1344, P + 107728, B, 32, 256);
     /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1163264 * nB, 0, G + 98512, act + 1261568 * nB, act + 1171456 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1171456 * nB, 0, G + 98512, act + 1261568 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1261568 * nB, 0, act + 1163264 * nB, act + 1171456 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1261568 * nB, 0, act + 1171456 * nB, act + 1236992 * nB, nB * 8192);
     /* 136 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1253376 * nB, 1, G + 98448, G + 98480, act + 1261568 * nB, act + 1245184 * nB, fix + 4672, fix + 4704, P + 98448, B, 32, 256);
+    rt_bn_backward(ctx, act + 1253376 * nB, 1, G + 98448, G + 98480, act + 1261568 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, B, 32, 256);
     /* 135 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 1261568 * nB, act + 1245184 * nB };
+        float *const dxs[2] = { act + 1236992 * nB, act + 1171456 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 1253376 * nB, NULL, c, 2, nB * 8192);
     }
     /* 134 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward(ctx, act + 1163264 * nB, 0, act + 1261568 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_backward(ctx, act + 1245184 * nB, 0, act + 1236992 * nB, B, 16, 32, 32, 32, 2);
     /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1253376 * nB, 0, G + 89232, act + 1245184 * nB, act + 1236992 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1236992 * nB, 0, G + 89232, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1245184 * nB, 0, act + 1253376 * nB, act + 1236992 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1171456 * nB, 0, act + 1236992 * nB, act + 1228800 * nB, nB * 8192);
     /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1253376 * nB, 0, G + 89168, G + 89200, act + 1245184 * nB, act + 1228800 * nB, fix + 4608, fix + 4640, P + 89168, B, 32, 256);
+    rt_bn_backward(ctx, act + 1228800 * nB, 0, G + 89168, G + 89200, act + 1171456 * nB, act + 1163264 * nB, fix + 1184, fix + 1216, P + 89168, B, 32, 256);
     /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1228800 * nB, 0, G + 84560, act + 1253376 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 1163264 * nB, 0, G + 84560, act + 1228800 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
     /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1245184 * nB, 0, act + 1228800 * nB, act + 1212416 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 1228800 * nB, 0, act + 1163264 * nB, act + 1212416 * nB, nB * 16384);
     /* 128 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1163264 * nB, 1, G + 84528, G + 84544, act + 1245184 * nB, act + 1196032 * nB, fix + 8064, fix + 8080, P + 84528, B, 16, 1024);
+    rt_bn_backward(ctx, act + 1245184 * nB, 1, G + 84528, G + 84544, act + 1228800 * nB, act + 1196032 * nB, fix + 1152, fix + 1168, P + 84528, B, 16, 1024);
     /* 127 stage1.x18: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 1196032 * nB, act + 1212416 * nB };
+        float *const dxs[2] = { act + 1163264 * nB, act + 1196032 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1163264 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 1245184 * nB, NULL, c, 2, nB * 16384);
     }
     /* 126 stage1.step17.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 1163264 * nB, 0, G + 82224, act + 1212416 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1212416 * nB, 0, G + 82224, act + 1196032 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
     /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1212416 * nB, 0, act + 1163264 * nB, act + 1179648 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 1196032 * nB, 0, act + 1212416 * nB, act + 1179648 * nB, nB * 16384);
     /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1163264 * nB, 0, G + 82192, G + 82208, act + 1212416 * nB, act + 1097728 * nB, fix + 8032, fix + 8048, P + 82192, B, 16, 1024);
+    rt_bn_backward(ctx, act + 1179648 * nB, 0, G + 82192, G + 82208, act + 1196032 * nB, act + 1097728 * nB, fix + 1120, fix + 1136, P + 82192, B, 16, 1024);
     /* 123 stage1.step17.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 1097728 * nB, 0, G + 79888, act + 1163264 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1097728 * nB, 0, G + 79888, act + 1179648 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
     /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1163264 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 1179648 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384);
 }
 
 /* Backward, part 12 of 17. */
@@ -3395,7 +3395,7 @@ static void backward_12(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 121 stage1.step17.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1196032 * nB, 1, G + 79856, G + 79872, act + 1163264 * nB, act + 1130496 * nB, fix + 8000, fix + 8016, P + 79856, B, 16, 1024);
+    rt_bn_backward(ctx, act + 1163264 * nB, 1, G + 79856, G + 79872, act + 1179648 * nB, act + 1130496 * nB, fix + 1088, fix + 1104, P + 79856, B, 16, 1024);
     /* 120 stage1.x17: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3404,20 +3404,20 @@ static void backward_12(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 1097728 * nB, act + 1130496 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1196032 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 1163264 * nB, NULL, c, 2, nB * 16384);
     }
     /* 119 stage1.step16.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 1146880 * nB, 0, G + 77552, act + 1130496 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
     /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 1130496 * nB, 0, act + 1146880 * nB, act + 1114112 * nB, nB * 16384);
     /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1114112 * nB, 0, G + 77520, G + 77536, act + 1130496 * nB, act + 1032192 * nB, fix + 7968, fix + 7984, P + 77520, B, 16, 1024);
+    rt_bn_backward(ctx, act + 1114112 * nB, 0, G + 77520, G + 77536, act + 1130496 * nB, act + 1032192 * nB, fix + 1056, fix + 1072, P + 77520, B, 16, 1024);
     /* 116 stage1.step16.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 1032192 * nB, 0, G + 75216, act + 1114112 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
     /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 1114112 * nB, 0, act + 1032192 * nB, act + 1081344 * nB, nB * 16384);
     /* 114 stage1.step16.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1097728 * nB, 1, G + 75184, G + 75200, act + 1114112 * nB, act + 1064960 * nB, fix + 7936, fix + 7952, P + 75184, B, 16, 1024);
+    rt_bn_backward(ctx, act + 1097728 * nB, 1, G + 75184, G + 75200, act + 1114112 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, B, 16, 1024);
     /* 113 stage1.x16: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3433,13 +3433,13 @@ static void backward_12(RtModel *m, int B)
     /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 1064960 * nB, 0, act + 1081344 * nB, act + 1048576 * nB, nB * 16384);
     /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1048576 * nB, 0, G + 72848, G + 72864, act + 1064960 * nB, act + 966656 * nB, fix + 7904, fix + 7920, P + 72848, B, 16, 1024);
+    rt_bn_backward(ctx, act + 1048576 * nB, 0, G + 72848, G + 72864, act + 1064960 * nB, act + 966656 * nB, fix + 992, fix + 1008, P + 72848, B, 16, 1024);
     /* 109 stage1.step15.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 966656 * nB, 0, G + 70544, act + 1048576 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
     /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 1048576 * nB, 0, act + 966656 * nB, act + 1015808 * nB, nB * 16384);
     /* 107 stage1.step15.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1032192 * nB, 1, G + 70512, G + 70528, act + 1048576 * nB, act + 999424 * nB, fix + 7872, fix + 7888, P + 70512, B, 16, 1024);
+    rt_bn_backward(ctx, act + 1032192 * nB, 1, G + 70512, G + 70528, act + 1048576 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, B, 16, 1024);
     /* 106 stage1.x15: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3455,13 +3455,13 @@ static void backward_12(RtModel *m, int B)
     /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 999424 * nB, 0, act + 1015808 * nB, act + 983040 * nB, nB * 16384);
     /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 983040 * nB, 0, G + 68176, G + 68192, act + 999424 * nB, act + 901120 * nB, fix + 7840, fix + 7856, P + 68176, B, 16, 1024);
+    rt_bn_backward(ctx, act + 983040 * nB, 0, G + 68176, G + 68192, act + 999424 * nB, act + 901120 * nB, fix + 928, fix + 944, P + 68176, B, 16, 1024);
     /* 102 stage1.step14.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 901120 * nB, 0, G + 65872, act + 983040 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
     /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 983040 * nB, 0, act + 901120 * nB, act + 950272 * nB, nB * 16384);
     /* 100 stage1.step14.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 966656 * nB, 1, G + 65840, G + 65856, act + 983040 * nB, act + 933888 * nB, fix + 7808, fix + 7824, P + 65840, B, 16, 1024);
+    rt_bn_backward(ctx, act + 966656 * nB, 1, G + 65840, G + 65856, act + 983040 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, B, 16, 1024);
     /* 99 stage1.x14: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3489,13 +3489,13 @@ static void backward_13(RtModel *m, int B)
     /* 97 stage1.step13.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 933888 * nB, 0, act + 950272 * nB, act + 917504 * nB, nB * 16384);
     /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 917504 * nB, 0, G + 63504, G + 63520, act + 933888 * nB, act + 835584 * nB, fix + 7776, fix + 7792, P + 63504, B, 16, 1024);
+    rt_bn_backward(ctx, act + 917504 * nB, 0, G + 63504, G + 63520, act + 933888 * nB, act + 835584 * nB, fix + 864, fix + 880, P + 63504, B, 16, 1024);
     /* 95 stage1.step13.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 835584 * nB, 0, G + 61200, act + 917504 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
     /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 917504 * nB, 0, act + 835584 * nB, act + 884736 * nB, nB * 16384);
     /* 93 stage1.step13.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 901120 * nB, 1, G + 61168, G + 61184, act + 917504 * nB, act + 868352 * nB, fix + 7744, fix + 7760, P + 61168, B, 16, 1024);
+    rt_bn_backward(ctx, act + 901120 * nB, 1, G + 61168, G + 61184, act + 917504 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, B, 16, 1024);
     /* 92 stage1.x13: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3511,13 +3511,13 @@ static void backward_13(RtModel *m, int B)
     /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 868352 * nB, 0, act + 884736 * nB, act + 851968 * nB, nB * 16384);
     /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 851968 * nB, 0, G + 58832, G + 58848, act + 868352 * nB, act + 770048 * nB, fix + 7712, fix + 7728, P + 58832, B, 16, 1024);
+    rt_bn_backward(ctx, act + 851968 * nB, 0, G + 58832, G + 58848, act + 868352 * nB, act + 770048 * nB, fix + 800, fix + 816, P + 58832, B, 16, 1024);
     /* 88 stage1.step12.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 770048 * nB, 0, G + 56528, act + 851968 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
     /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 851968 * nB, 0, act + 770048 * nB, act + 819200 * nB, nB * 16384);
     /* 86 stage1.step12.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 835584 * nB, 1, G + 56496, G + 56512, act + 851968 * nB, act + 802816 * nB, fix + 7680, fix + 7696, P + 56496, B, 16, 1024);
+    rt_bn_backward(ctx, act + 835584 * nB, 1, G + 56496, G + 56512, act + 851968 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, B, 16, 1024);
     /* 85 stage1.x12: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3533,13 +3533,13 @@ static void backward_13(RtModel *m, int B)
     /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 802816 * nB, 0, act + 819200 * nB, act + 786432 * nB, nB * 16384);
     /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 786432 * nB, 0, G + 54160, G + 54176, act + 802816 * nB, act + 704512 * nB, fix + 7648, fix + 7664, P + 54160, B, 16, 1024);
+    rt_bn_backward(ctx, act + 786432 * nB, 0, G + 54160, G + 54176, act + 802816 * nB, act + 704512 * nB, fix + 736, fix + 752, P + 54160, B, 16, 1024);
     /* 81 stage1.step11.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 704512 * nB, 0, G + 51856, act + 786432 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
     /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 786432 * nB, 0, act + 704512 * nB, act + 753664 * nB, nB * 16384);
     /* 79 stage1.step11.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 770048 * nB, 1, G + 51824, G + 51840, act + 786432 * nB, act + 737280 * nB, fix + 7616, fix + 7632, P + 51824, B, 16, 1024);
+    rt_bn_backward(ctx, act + 770048 * nB, 1, G + 51824, G + 51840, act + 786432 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, B, 16, 1024);
     /* 78 stage1.x11: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3555,7 +3555,7 @@ static void backward_13(RtModel *m, int B)
     /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 737280 * nB, 0, act + 753664 * nB, act + 720896 * nB, nB * 16384);
     /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 720896 * nB, 0, G + 49488, G + 49504, act + 737280 * nB, act + 638976 * nB, fix + 7584, fix + 7600, P + 49488, B, 16, 1024);
+    rt_bn_backward(ctx, act + 720896 * nB, 0, G + 49488, G + 49504, act + 737280 * nB, act + 638976 * nB, fix + 672, fix + 688, P + 49488, B, 16, 1024);
     /* 74 stage1.step10.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 638976 * nB, 0, G + 47184, act + 720896 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
 }
@@ -3573,7 +3573,7 @@ static void backward_14(RtModel *m, int B)
     /* 73 stage1.step10.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 720896 * nB, 0, act + 638976 * nB, act + 688128 * nB, nB * 16384);
     /* 72 stage1.step10.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 704512 * nB, 1, G + 47152, G + 47168, act + 720896 * nB, act + 671744 * nB, fix + 7552, fix + 7568, P + 47152, B, 16, 1024);
+    rt_bn_backward(ctx, act + 704512 * nB, 1, G + 47152, G + 47168, act + 720896 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, B, 16, 1024);
     /* 71 stage1.x10: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3589,13 +3589,13 @@ static void backward_14(RtModel *m, int B)
     /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 671744 * nB, 0, act + 688128 * nB, act + 655360 * nB, nB * 16384);
     /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 655360 * nB, 0, G + 44816, G + 44832, act + 671744 * nB, act + 573440 * nB, fix + 7520, fix + 7536, P + 44816, B, 16, 1024);
+    rt_bn_backward(ctx, act + 655360 * nB, 0, G + 44816, G + 44832, act + 671744 * nB, act + 573440 * nB, fix + 608, fix + 624, P + 44816, B, 16, 1024);
     /* 67 stage1.step9.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 573440 * nB, 0, G + 42512, act + 655360 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
     /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 655360 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384);
     /* 65 stage1.step9.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 7488, fix + 7504, P + 42480, B, 16, 1024);
+    rt_bn_backward(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3611,13 +3611,13 @@ static void backward_14(RtModel *m, int B)
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 7456, fix + 7472, P + 40144, B, 16, 1024);
+    rt_bn_backward(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384);
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 7424, fix + 7440, P + 37808, B, 16, 1024);
+    rt_bn_backward(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3633,13 +3633,13 @@ static void backward_14(RtModel *m, int B)
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 7392, fix + 7408, P + 35472, B, 16, 1024);
+    rt_bn_backward(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 442368 * nB, 0, G + 33168, act + 524288 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384);
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 7360, fix + 7376, P + 33136, B, 16, 1024);
+    rt_bn_backward(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
     /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3667,13 +3667,13 @@ static void backward_15(RtModel *m, int B)
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 7328, fix + 7344, P + 30800, B, 16, 1024);
+    rt_bn_backward(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384);
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 7296, fix + 7312, P + 28464, B, 16, 1024);
+    rt_bn_backward(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3689,13 +3689,13 @@ static void backward_15(RtModel *m, int B)
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 7264, fix + 7280, P + 26128, B, 16, 1024);
+    rt_bn_backward(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384);
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 7232, fix + 7248, P + 23792, B, 16, 1024);
+    rt_bn_backward(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3711,13 +3711,13 @@ static void backward_15(RtModel *m, int B)
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 7200, fix + 7216, P + 21456, B, 16, 1024);
+    rt_bn_backward(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384);
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 7168, fix + 7184, P + 19120, B, 16, 1024);
+    rt_bn_backward(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3733,7 +3733,7 @@ static void backward_15(RtModel *m, int B)
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 7136, fix + 7152, P + 16784, B, 16, 1024);
+    rt_bn_backward(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
 }
 
 /* Backward, part 16 of 17. */
@@ -3751,7 +3751,7 @@ static void backward_16(RtModel *m, int B)
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384);
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 7104, fix + 7120, P + 14448, B, 16, 1024);
+    rt_bn_backward(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3767,13 +3767,13 @@ static void backward_16(RtModel *m, int B)
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 7072, fix + 7088, P + 12112, B, 16, 1024);
+    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 7040, fix + 7056, P + 9776, B, 16, 1024);
+    rt_bn_backward(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3789,13 +3789,13 @@ static void backward_16(RtModel *m, int B)
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 7008, fix + 7024, P + 7440, B, 16, 1024);
+    rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 6976, fix + 6992, P + 5104, B, 16, 1024);
+    rt_bn_backward(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -3811,13 +3811,13 @@ static void backward_16(RtModel *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 6944, fix + 6960, P + 2768, B, 16, 1024);
+    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix + 6912, fix + 6928, P + 432, B, 16, 1024);
+    rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
 }
 
 /* Backward, part 17 of 17. */
@@ -3873,7 +3873,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix + 6912, fix + 6928, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -3882,7 +3882,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 6944, fix + 6960, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -3900,7 +3900,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 6976, fix + 6992, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -3909,7 +3909,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 7008, fix + 7024, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -3927,7 +3927,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 7040, fix + 7056, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -3936,7 +3936,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 7072, fix + 7088, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -3954,7 +3954,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 7104, fix + 7120, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -3975,7 +3975,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 7136, fix + 7152, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -3993,7 +3993,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 7168, fix + 7184, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1.0000000000000001e-05);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4002,7 +4002,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 7200, fix + 7216, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1.0000000000000001e-05);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4020,7 +4020,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 7232, fix + 7248, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1.0000000000000001e-05);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4029,7 +4029,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 7264, fix + 7280, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1.0000000000000001e-05);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4047,7 +4047,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 7296, fix + 7312, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1.0000000000000001e-05);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4056,7 +4056,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 7328, fix + 7344, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1.0000000000000001e-05);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4086,7 +4086,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 7360, fix + 7376, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1.0000000000000001e-05);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4095,7 +4095,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 507904 * nB, fix + 7392, fix + 7408, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1.0000000000000001e-05);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4113,7 +4113,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 507904 * nB, fix + 7424, fix + 7440, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 507904 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1.0000000000000001e-05);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4122,7 +4122,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 7456, fix + 7472, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1.0000000000000001e-05);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4140,7 +4140,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 65 stage1.step9.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 7488, fix + 7504, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1.0000000000000001e-05);
     /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4149,7 +4149,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
     /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 638976 * nB, fix + 7520, fix + 7536, buf + 608, buf + 624, act + 573440 * nB, P + 44816, P + 44832, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 638976 * nB, fix + 608, fix + 624, buf + 608, buf + 624, act + 573440 * nB, P + 44816, P + 44832, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 638976 * nB, act + 573440 * nB, P + 44816, P + 44832, buf + 608, buf + 624, B, 16, 1024, 1.0000000000000001e-05);
     /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4167,7 +4167,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 72 stage1.step10.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 638976 * nB, fix + 7552, fix + 7568, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 638976 * nB, fix + 640, fix + 656, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 638976 * nB, act + 671744 * nB, P + 47152, P + 47168, buf + 640, buf + 656, B, 16, 1024, 1.0000000000000001e-05);
 }
@@ -4188,7 +4188,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 638976 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
     /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 704512 * nB, fix + 7584, fix + 7600, buf + 672, buf + 688, act + 638976 * nB, P + 49488, P + 49504, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 704512 * nB, fix + 672, fix + 688, buf + 672, buf + 688, act + 638976 * nB, P + 49488, P + 49504, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 704512 * nB, act + 638976 * nB, P + 49488, P + 49504, buf + 672, buf + 688, B, 16, 1024, 1.0000000000000001e-05);
     /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4206,7 +4206,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     }
     /* 79 stage1.step11.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 704512 * nB, fix + 7616, fix + 7632, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 704512 * nB, fix + 704, fix + 720, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 704512 * nB, act + 737280 * nB, P + 51824, P + 51840, buf + 704, buf + 720, B, 16, 1024, 1.0000000000000001e-05);
     /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4215,7 +4215,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 704512 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
     /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 770048 * nB, fix + 7648, fix + 7664, buf + 736, buf + 752, act + 704512 * nB, P + 54160, P + 54176, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 770048 * nB, fix + 736, fix + 752, buf + 736, buf + 752, act + 704512 * nB, P + 54160, P + 54176, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 770048 * nB, act + 704512 * nB, P + 54160, P + 54176, buf + 736, buf + 752, B, 16, 1024, 1.0000000000000001e-05);
     /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4233,7 +4233,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     }
     /* 86 stage1.step12.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 770048 * nB, fix + 7680, fix + 7696, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 770048 * nB, fix + 768, fix + 784, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 770048 * nB, act + 802816 * nB, P + 56496, P + 56512, buf + 768, buf + 784, B, 16, 1024, 1.0000000000000001e-05);
     /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4242,7 +4242,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 770048 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
     /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 835584 * nB, fix + 7712, fix + 7728, buf + 800, buf + 816, act + 770048 * nB, P + 58832, P + 58848, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 835584 * nB, fix + 800, fix + 816, buf + 800, buf + 816, act + 770048 * nB, P + 58832, P + 58848, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 835584 * nB, act + 770048 * nB, P + 58832, P + 58848, buf + 800, buf + 816, B, 16, 1024, 1.0000000000000001e-05);
     /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4260,7 +4260,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     }
     /* 93 stage1.step13.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 835584 * nB, fix + 7744, fix + 7760, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 835584 * nB, fix + 832, fix + 848, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 835584 * nB, act + 868352 * nB, P + 61168, P + 61184, buf + 832, buf + 848, B, 16, 1024, 1.0000000000000001e-05);
     /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4269,7 +4269,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 835584 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
     /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 901120 * nB, fix + 7776, fix + 7792, buf + 864, buf + 880, act + 835584 * nB, P + 63504, P + 63520, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 901120 * nB, fix + 864, fix + 880, buf + 864, buf + 880, act + 835584 * nB, P + 63504, P + 63520, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 901120 * nB, act + 835584 * nB, P + 63504, P + 63520, buf + 864, buf + 880, B, 16, 1024, 1.0000000000000001e-05);
 }
@@ -4299,7 +4299,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     }
     /* 100 stage1.step14.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 901120 * nB, fix + 7808, fix + 7824, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 901120 * nB, fix + 896, fix + 912, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 901120 * nB, act + 933888 * nB, P + 65840, P + 65856, buf + 896, buf + 912, B, 16, 1024, 1.0000000000000001e-05);
     /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4308,7 +4308,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 901120 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
     /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 966656 * nB, fix + 7840, fix + 7856, buf + 928, buf + 944, act + 901120 * nB, P + 68176, P + 68192, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 966656 * nB, fix + 928, fix + 944, buf + 928, buf + 944, act + 901120 * nB, P + 68176, P + 68192, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 966656 * nB, act + 901120 * nB, P + 68176, P + 68192, buf + 928, buf + 944, B, 16, 1024, 1.0000000000000001e-05);
     /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4326,7 +4326,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     }
     /* 107 stage1.step15.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 966656 * nB, fix + 7872, fix + 7888, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 966656 * nB, fix + 960, fix + 976, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 966656 * nB, act + 999424 * nB, P + 70512, P + 70528, buf + 960, buf + 976, B, 16, 1024, 1.0000000000000001e-05);
     /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4335,7 +4335,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 966656 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
     /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1032192 * nB, fix + 7904, fix + 7920, buf + 992, buf + 1008, act + 966656 * nB, P + 72848, P + 72864, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1032192 * nB, fix + 992, fix + 1008, buf + 992, buf + 1008, act + 966656 * nB, P + 72848, P + 72864, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1032192 * nB, act + 966656 * nB, P + 72848, P + 72864, buf + 992, buf + 1008, B, 16, 1024, 1.0000000000000001e-05);
     /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4353,7 +4353,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     }
     /* 114 stage1.step16.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1032192 * nB, fix + 7936, fix + 7952, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1032192 * nB, fix + 1024, fix + 1040, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1032192 * nB, act + 1064960 * nB, P + 75184, P + 75200, buf + 1024, buf + 1040, B, 16, 1024, 1.0000000000000001e-05);
     /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4362,7 +4362,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1032192 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
     /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1097728 * nB, fix + 7968, fix + 7984, buf + 1056, buf + 1072, act + 1032192 * nB, P + 77520, P + 77536, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1097728 * nB, fix + 1056, fix + 1072, buf + 1056, buf + 1072, act + 1032192 * nB, P + 77520, P + 77536, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1097728 * nB, act + 1032192 * nB, P + 77520, P + 77536, buf + 1056, buf + 1072, B, 16, 1024, 1.0000000000000001e-05);
     /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4392,7 +4392,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage1.step17.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1097728 * nB, fix + 8000, fix + 8016, buf + 1088, buf + 1104, act + 1130496 * nB, P + 79856, P + 79872, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1097728 * nB, fix + 1088, fix + 1104, buf + 1088, buf + 1104, act + 1130496 * nB, P + 79856, P + 79872, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1097728 * nB, act + 1130496 * nB, P + 79856, P + 79872, buf + 1088, buf + 1104, B, 16, 1024, 1.0000000000000001e-05);
     /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -4401,7 +4401,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1097728 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
     /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1163264 * nB, fix + 8032, fix + 8048, buf + 1120, buf + 1136, act + 1097728 * nB, P + 82192, P + 82208, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1163264 * nB, fix + 1120, fix + 1136, buf + 1120, buf + 1136, act + 1097728 * nB, P + 82192, P + 82208, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1163264 * nB, act + 1097728 * nB, P + 82192, P + 82208, buf + 1120, buf + 1136, B, 16, 1024, 1.0000000000000001e-05);
     /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -4419,47 +4419,47 @@ static void forward_d_6(RtModelD *m, int B, int train)
     }
     /* 128 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1163264 * nB, fix + 8064, fix + 8080, buf + 1152, buf + 1168, act + 1196032 * nB, P + 84528, P + 84544, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1163264 * nB, fix + 1152, fix + 1168, buf + 1152, buf + 1168, act + 1196032 * nB, P + 84528, P + 84544, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1163264 * nB, act + 1196032 * nB, P + 84528, P + 84544, buf + 1152, buf + 1168, B, 16, 1024, 1.0000000000000001e-05);
     /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_forward_d(ctx, act + 1212416 * nB, act + 1163264 * nB, nB * 16384);
     /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1228800 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 1163264 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
     /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1163264 * nB, fix + 4608, fix + 4640, buf + 1184, buf + 1216, act + 1228800 * nB, P + 89168, P + 89200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1171456 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 1163264 * nB, P + 89168, P + 89200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 1163264 * nB, act + 1228800 * nB, P + 89168, P + 89200, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1171456 * nB, act + 1163264 * nB, P + 89168, P + 89200, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
     /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1236992 * nB, act + 1163264 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1228800 * nB, act + 1171456 * nB, nB * 8192);
     /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1163264 * nB, act + 1236992 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 134 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward_d(ctx, act + 1171456 * nB, act + 1196032 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_forward_d(ctx, act + 1236992 * nB, act + 1196032 * nB, B, 16, 32, 32, 32, 2);
     /* 135 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 1171456 * nB, act + 1163264 * nB };
+        const double *const xs[2] = { act + 1236992 * nB, act + 1171456 * nB };
         rt_sum_forward_d(ctx, act + 1245184 * nB, 2, xs, c, nB * 8192);
     }
     /* 136 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1163264 * nB, fix + 4672, fix + 4704, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1171456 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 1163264 * nB, act + 1245184 * nB, P + 98448, P + 98480, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1171456 * nB, act + 1245184 * nB, P + 98448, P + 98480, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
     /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1171456 * nB, act + 1163264 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1236992 * nB, act + 1171456 * nB, nB * 8192);
     /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1163264 * nB, act + 1171456 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 1171456 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1253376 * nB, fix + 4736, fix + 4768, buf + 1312, buf + 1344, act + 1163264 * nB, P + 107728, P + 107760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1253376 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 1171456 * nB, P + 107728, P + 107760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 1253376 * nB, act + 1163264 * nB, P + 107728, P + 107760, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1253376 * nB, act + 1171456 * nB, P + 107728, P + 107760, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
     /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 1261568 * nB, act + 1253376 * nB, nB * 8192);
     /* 141 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
@@ -4475,7 +4475,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     }
     /* 143 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1253376 * nB, fix + 4800, fix + 4832, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1253376 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1253376 * nB, act + 1269760 * nB, P + 117008, P + 117040, buf + 1376, buf + 1408, B, 32, 256, 1.0000000000000001e-05);
     /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4496,7 +4496,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1253376 * nB, act + 1277952 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
     /* 146 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1286144 * nB, fix + 4864, fix + 4896, buf + 1440, buf + 1472, act + 1253376 * nB, P + 126288, P + 126320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1286144 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 1253376 * nB, P + 126288, P + 126320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1286144 * nB, act + 1253376 * nB, P + 126288, P + 126320, buf + 1440, buf + 1472, B, 32, 256, 1.0000000000000001e-05);
     /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4514,7 +4514,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     }
     /* 150 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1286144 * nB, fix + 4928, fix + 4960, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1286144 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1286144 * nB, act + 1302528 * nB, P + 135568, P + 135600, buf + 1504, buf + 1536, B, 32, 256, 1.0000000000000001e-05);
     /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4523,7 +4523,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1286144 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1318912 * nB, fix + 4992, fix + 5024, buf + 1568, buf + 1600, act + 1286144 * nB, P + 144848, P + 144880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1318912 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 1286144 * nB, P + 144848, P + 144880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1318912 * nB, act + 1286144 * nB, P + 144848, P + 144880, buf + 1568, buf + 1600, B, 32, 256, 1.0000000000000001e-05);
     /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4541,7 +4541,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     }
     /* 157 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1318912 * nB, fix + 5056, fix + 5088, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1318912 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1318912 * nB, act + 1335296 * nB, P + 154128, P + 154160, buf + 1632, buf + 1664, B, 32, 256, 1.0000000000000001e-05);
     /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4550,7 +4550,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1318912 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1351680 * nB, fix + 5120, fix + 5152, buf + 1696, buf + 1728, act + 1318912 * nB, P + 163408, P + 163440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1351680 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 1318912 * nB, P + 163408, P + 163440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1351680 * nB, act + 1318912 * nB, P + 163408, P + 163440, buf + 1696, buf + 1728, B, 32, 256, 1.0000000000000001e-05);
     /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4568,7 +4568,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     }
     /* 164 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1351680 * nB, fix + 5184, fix + 5216, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1351680 * nB, fix + 1760, fix + 1792, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1351680 * nB, act + 1368064 * nB, P + 172688, P + 172720, buf + 1760, buf + 1792, B, 32, 256, 1.0000000000000001e-05);
     /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4577,7 +4577,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1351680 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1384448 * nB, fix + 5248, fix + 5280, buf + 1824, buf + 1856, act + 1351680 * nB, P + 181968, P + 182000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1384448 * nB, fix + 1824, fix + 1856, buf + 1824, buf + 1856, act + 1351680 * nB, P + 181968, P + 182000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1384448 * nB, act + 1351680 * nB, P + 181968, P + 182000, buf + 1824, buf + 1856, B, 32, 256, 1.0000000000000001e-05);
     /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4607,7 +4607,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     }
     /* 171 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1384448 * nB, fix + 5312, fix + 5344, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1384448 * nB, fix + 1888, fix + 1920, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1384448 * nB, act + 1400832 * nB, P + 191248, P + 191280, buf + 1888, buf + 1920, B, 32, 256, 1.0000000000000001e-05);
     /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4616,7 +4616,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1384448 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
     /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1417216 * nB, fix + 5376, fix + 5408, buf + 1952, buf + 1984, act + 1384448 * nB, P + 200528, P + 200560, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1417216 * nB, fix + 1952, fix + 1984, buf + 1952, buf + 1984, act + 1384448 * nB, P + 200528, P + 200560, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1417216 * nB, act + 1384448 * nB, P + 200528, P + 200560, buf + 1952, buf + 1984, B, 32, 256, 1.0000000000000001e-05);
     /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4634,7 +4634,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     }
     /* 178 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1417216 * nB, fix + 5440, fix + 5472, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1417216 * nB, fix + 2016, fix + 2048, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1417216 * nB, act + 1433600 * nB, P + 209808, P + 209840, buf + 2016, buf + 2048, B, 32, 256, 1.0000000000000001e-05);
     /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4643,7 +4643,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1417216 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
     /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1449984 * nB, fix + 5504, fix + 5536, buf + 2080, buf + 2112, act + 1417216 * nB, P + 219088, P + 219120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1449984 * nB, fix + 2080, fix + 2112, buf + 2080, buf + 2112, act + 1417216 * nB, P + 219088, P + 219120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1449984 * nB, act + 1417216 * nB, P + 219088, P + 219120, buf + 2080, buf + 2112, B, 32, 256, 1.0000000000000001e-05);
     /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4661,7 +4661,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     }
     /* 185 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1449984 * nB, fix + 5568, fix + 5600, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1449984 * nB, fix + 2144, fix + 2176, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1449984 * nB, act + 1466368 * nB, P + 228368, P + 228400, buf + 2144, buf + 2176, B, 32, 256, 1.0000000000000001e-05);
     /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4670,7 +4670,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1449984 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1482752 * nB, fix + 5632, fix + 5664, buf + 2208, buf + 2240, act + 1449984 * nB, P + 237648, P + 237680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1482752 * nB, fix + 2208, fix + 2240, buf + 2208, buf + 2240, act + 1449984 * nB, P + 237648, P + 237680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1482752 * nB, act + 1449984 * nB, P + 237648, P + 237680, buf + 2208, buf + 2240, B, 32, 256, 1.0000000000000001e-05);
     /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4688,7 +4688,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     }
     /* 192 stage2.step9.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1482752 * nB, fix + 5696, fix + 5728, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1482752 * nB, fix + 2272, fix + 2304, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1482752 * nB, act + 1499136 * nB, P + 246928, P + 246960, buf + 2272, buf + 2304, B, 32, 256, 1.0000000000000001e-05);
 }
@@ -4709,7 +4709,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1482752 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1515520 * nB, fix + 5760, fix + 5792, buf + 2336, buf + 2368, act + 1482752 * nB, P + 256208, P + 256240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1515520 * nB, fix + 2336, fix + 2368, buf + 2336, buf + 2368, act + 1482752 * nB, P + 256208, P + 256240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1515520 * nB, act + 1482752 * nB, P + 256208, P + 256240, buf + 2336, buf + 2368, B, 32, 256, 1.0000000000000001e-05);
     /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4727,7 +4727,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     }
     /* 199 stage2.step10.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1515520 * nB, fix + 5824, fix + 5856, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1515520 * nB, fix + 2400, fix + 2432, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1515520 * nB, act + 1531904 * nB, P + 265488, P + 265520, buf + 2400, buf + 2432, B, 32, 256, 1.0000000000000001e-05);
     /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4736,7 +4736,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1515520 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
     /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1548288 * nB, fix + 5888, fix + 5920, buf + 2464, buf + 2496, act + 1515520 * nB, P + 274768, P + 274800, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1548288 * nB, fix + 2464, fix + 2496, buf + 2464, buf + 2496, act + 1515520 * nB, P + 274768, P + 274800, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1548288 * nB, act + 1515520 * nB, P + 274768, P + 274800, buf + 2464, buf + 2496, B, 32, 256, 1.0000000000000001e-05);
     /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4754,7 +4754,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     }
     /* 206 stage2.step11.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1548288 * nB, fix + 5952, fix + 5984, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1548288 * nB, fix + 2528, fix + 2560, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1548288 * nB, act + 1564672 * nB, P + 284048, P + 284080, buf + 2528, buf + 2560, B, 32, 256, 1.0000000000000001e-05);
     /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4763,7 +4763,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1548288 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
     /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1581056 * nB, fix + 6016, fix + 6048, buf + 2592, buf + 2624, act + 1548288 * nB, P + 293328, P + 293360, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1581056 * nB, fix + 2592, fix + 2624, buf + 2592, buf + 2624, act + 1548288 * nB, P + 293328, P + 293360, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1581056 * nB, act + 1548288 * nB, P + 293328, P + 293360, buf + 2592, buf + 2624, B, 32, 256, 1.0000000000000001e-05);
     /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4781,7 +4781,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     }
     /* 213 stage2.step12.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1581056 * nB, fix + 6080, fix + 6112, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1581056 * nB, fix + 2656, fix + 2688, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1581056 * nB, act + 1597440 * nB, P + 302608, P + 302640, buf + 2656, buf + 2688, B, 32, 256, 1.0000000000000001e-05);
     /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4790,7 +4790,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1581056 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
     /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1613824 * nB, fix + 6144, fix + 6176, buf + 2720, buf + 2752, act + 1581056 * nB, P + 311888, P + 311920, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1613824 * nB, fix + 2720, fix + 2752, buf + 2720, buf + 2752, act + 1581056 * nB, P + 311888, P + 311920, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1613824 * nB, act + 1581056 * nB, P + 311888, P + 311920, buf + 2720, buf + 2752, B, 32, 256, 1.0000000000000001e-05);
 }
@@ -4820,7 +4820,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     }
     /* 220 stage2.step13.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1613824 * nB, fix + 6208, fix + 6240, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1613824 * nB, fix + 2784, fix + 2816, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1613824 * nB, act + 1630208 * nB, P + 321168, P + 321200, buf + 2784, buf + 2816, B, 32, 256, 1.0000000000000001e-05);
     /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4829,7 +4829,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1613824 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1646592 * nB, fix + 6272, fix + 6304, buf + 2848, buf + 2880, act + 1613824 * nB, P + 330448, P + 330480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1646592 * nB, fix + 2848, fix + 2880, buf + 2848, buf + 2880, act + 1613824 * nB, P + 330448, P + 330480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1646592 * nB, act + 1613824 * nB, P + 330448, P + 330480, buf + 2848, buf + 2880, B, 32, 256, 1.0000000000000001e-05);
     /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4847,7 +4847,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     }
     /* 227 stage2.step14.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1646592 * nB, fix + 6336, fix + 6368, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1646592 * nB, fix + 2912, fix + 2944, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1646592 * nB, act + 1662976 * nB, P + 339728, P + 339760, buf + 2912, buf + 2944, B, 32, 256, 1.0000000000000001e-05);
     /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4856,7 +4856,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1646592 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1679360 * nB, fix + 6400, fix + 6432, buf + 2976, buf + 3008, act + 1646592 * nB, P + 349008, P + 349040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1679360 * nB, fix + 2976, fix + 3008, buf + 2976, buf + 3008, act + 1646592 * nB, P + 349008, P + 349040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1679360 * nB, act + 1646592 * nB, P + 349008, P + 349040, buf + 2976, buf + 3008, B, 32, 256, 1.0000000000000001e-05);
     /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4874,7 +4874,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     }
     /* 234 stage2.step15.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1679360 * nB, fix + 6464, fix + 6496, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1679360 * nB, fix + 3040, fix + 3072, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1679360 * nB, act + 1695744 * nB, P + 358288, P + 358320, buf + 3040, buf + 3072, B, 32, 256, 1.0000000000000001e-05);
     /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4883,7 +4883,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1679360 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1712128 * nB, fix + 6528, fix + 6560, buf + 3104, buf + 3136, act + 1679360 * nB, P + 367568, P + 367600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1712128 * nB, fix + 3104, fix + 3136, buf + 3104, buf + 3136, act + 1679360 * nB, P + 367568, P + 367600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1712128 * nB, act + 1679360 * nB, P + 367568, P + 367600, buf + 3104, buf + 3136, B, 32, 256, 1.0000000000000001e-05);
     /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4913,7 +4913,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage2.step16.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1712128 * nB, fix + 6592, fix + 6624, buf + 3168, buf + 3200, act + 1728512 * nB, P + 376848, P + 376880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1712128 * nB, fix + 3168, fix + 3200, buf + 3168, buf + 3200, act + 1728512 * nB, P + 376848, P + 376880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1712128 * nB, act + 1728512 * nB, P + 376848, P + 376880, buf + 3168, buf + 3200, B, 32, 256, 1.0000000000000001e-05);
     /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4922,7 +4922,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1712128 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1744896 * nB, fix + 6656, fix + 6688, buf + 3232, buf + 3264, act + 1712128 * nB, P + 386128, P + 386160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1744896 * nB, fix + 3232, fix + 3264, buf + 3232, buf + 3264, act + 1712128 * nB, P + 386128, P + 386160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1744896 * nB, act + 1712128 * nB, P + 386128, P + 386160, buf + 3232, buf + 3264, B, 32, 256, 1.0000000000000001e-05);
     /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4940,7 +4940,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     }
     /* 248 stage2.step17.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1744896 * nB, fix + 6720, fix + 6752, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1744896 * nB, fix + 3296, fix + 3328, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1744896 * nB, act + 1761280 * nB, P + 395408, P + 395440, buf + 3296, buf + 3328, B, 32, 256, 1.0000000000000001e-05);
     /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -4949,7 +4949,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1744896 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1777664 * nB, fix + 6784, fix + 6816, buf + 3360, buf + 3392, act + 1744896 * nB, P + 404688, P + 404720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1777664 * nB, fix + 3360, fix + 3392, buf + 3360, buf + 3392, act + 1744896 * nB, P + 404688, P + 404720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1777664 * nB, act + 1744896 * nB, P + 404688, P + 404720, buf + 3360, buf + 3392, B, 32, 256, 1.0000000000000001e-05);
     /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -4967,40 +4967,40 @@ static void forward_d_11(RtModelD *m, int B, int train)
     }
     /* 255 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1777664 * nB, fix + 6848, fix + 6880, buf + 3424, buf + 3456, act + 1794048 * nB, P + 413968, P + 414000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1777664 * nB, fix + 3424, fix + 3456, buf + 3424, buf + 3456, act + 1794048 * nB, P + 413968, P + 414000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1777664 * nB, act + 1794048 * nB, P + 413968, P + 414000, buf + 3424, buf + 3456, B, 32, 256, 1.0000000000000001e-05);
     /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 1802240 * nB, act + 1777664 * nB, nB * 8192);
     /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1810432 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 1777664 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
     /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1777664 * nB, fix, fix + 64, buf + 3488, buf + 3552, act + 1810432 * nB, P + 432464, P + 432528, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1781760 * nB, fix + 3488, fix + 3552, buf + 3488, buf + 3552, act + 1777664 * nB, P + 432464, P + 432528, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 1777664 * nB, act + 1810432 * nB, P + 432464, P + 432528, buf + 3488, buf + 3552, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1781760 * nB, act + 1777664 * nB, P + 432464, P + 432528, buf + 3488, buf + 3552, B, 64, 64, 1.0000000000000001e-05);
     /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1814528 * nB, act + 1777664 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1810432 * nB, act + 1781760 * nB, nB * 4096);
     /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1777664 * nB, act + 1814528 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
     /* 261 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward_d(ctx, act + 1781760 * nB, act + 1794048 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_forward_d(ctx, act + 1814528 * nB, act + 1794048 * nB, B, 32, 16, 16, 64, 2);
     /* 262 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 1781760 * nB, act + 1777664 * nB };
+        const double *const xs[2] = { act + 1814528 * nB, act + 1781760 * nB };
         rt_sum_forward_d(ctx, act + 1818624 * nB, 2, xs, c, nB * 4096);
     }
     /* 263 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1777664 * nB, fix + 128, fix + 192, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1781760 * nB, fix + 3616, fix + 3680, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 1777664 * nB, act + 1818624 * nB, P + 469456, P + 469520, buf + 3616, buf + 3680, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1781760 * nB, act + 1818624 * nB, P + 469456, P + 469520, buf + 3616, buf + 3680, B, 64, 64, 1.0000000000000001e-05);
     /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1781760 * nB, act + 1777664 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1814528 * nB, act + 1781760 * nB, nB * 4096);
 }
 
 /* Forward, part 12 of 17. */
@@ -5014,12 +5014,12 @@ static void forward_d_12(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 265 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1777664 * nB, act + 1781760 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 1781760 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
     /* 266 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1822720 * nB, fix + 256, fix + 320, buf + 3744, buf + 3808, act + 1777664 * nB, P + 506448, P + 506512, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1822720 * nB, fix + 3744, fix + 3808, buf + 3744, buf + 3808, act + 1781760 * nB, P + 506448, P + 506512, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 1822720 * nB, act + 1777664 * nB, P + 506448, P + 506512, buf + 3744, buf + 3808, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 1822720 * nB, act + 1781760 * nB, P + 506448, P + 506512, buf + 3744, buf + 3808, B, 64, 64, 1.0000000000000001e-05);
     /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward_d(ctx, act + 1826816 * nB, act + 1822720 * nB, nB * 4096);
     /* 268 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
@@ -5035,7 +5035,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     }
     /* 270 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1822720 * nB, fix + 384, fix + 448, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1822720 * nB, fix + 3872, fix + 3936, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1822720 * nB, act + 1830912 * nB, P + 543440, P + 543504, buf + 3872, buf + 3936, B, 64, 64, 1.0000000000000001e-05);
     /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5044,7 +5044,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1822720 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
     /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1839104 * nB, fix + 512, fix + 576, buf + 4000, buf + 4064, act + 1822720 * nB, P + 580432, P + 580496, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1839104 * nB, fix + 4000, fix + 4064, buf + 4000, buf + 4064, act + 1822720 * nB, P + 580432, P + 580496, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1839104 * nB, act + 1822720 * nB, P + 580432, P + 580496, buf + 4000, buf + 4064, B, 64, 64, 1.0000000000000001e-05);
     /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5062,7 +5062,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     }
     /* 277 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1839104 * nB, fix + 640, fix + 704, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1839104 * nB, fix + 4128, fix + 4192, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1839104 * nB, act + 1847296 * nB, P + 617424, P + 617488, buf + 4128, buf + 4192, B, 64, 64, 1.0000000000000001e-05);
     /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5071,7 +5071,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1839104 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
     /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1855488 * nB, fix + 768, fix + 832, buf + 4256, buf + 4320, act + 1839104 * nB, P + 654416, P + 654480, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1855488 * nB, fix + 4256, fix + 4320, buf + 4256, buf + 4320, act + 1839104 * nB, P + 654416, P + 654480, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1855488 * nB, act + 1839104 * nB, P + 654416, P + 654480, buf + 4256, buf + 4320, B, 64, 64, 1.0000000000000001e-05);
     /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5089,7 +5089,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     }
     /* 284 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1855488 * nB, fix + 896, fix + 960, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1855488 * nB, fix + 4384, fix + 4448, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1855488 * nB, act + 1863680 * nB, P + 691408, P + 691472, buf + 4384, buf + 4448, B, 64, 64, 1.0000000000000001e-05);
     /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5098,7 +5098,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1855488 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
     /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1871872 * nB, fix + 1024, fix + 1088, buf + 4512, buf + 4576, act + 1855488 * nB, P + 728400, P + 728464, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1871872 * nB, fix + 4512, fix + 4576, buf + 4512, buf + 4576, act + 1855488 * nB, P + 728400, P + 728464, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1871872 * nB, act + 1855488 * nB, P + 728400, P + 728464, buf + 4512, buf + 4576, B, 64, 64, 1.0000000000000001e-05);
     /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5128,7 +5128,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     }
     /* 291 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1871872 * nB, fix + 1152, fix + 1216, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1871872 * nB, fix + 4640, fix + 4704, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1871872 * nB, act + 1880064 * nB, P + 765392, P + 765456, buf + 4640, buf + 4704, B, 64, 64, 1.0000000000000001e-05);
     /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5137,7 +5137,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1871872 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
     /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1888256 * nB, fix + 1280, fix + 1344, buf + 4768, buf + 4832, act + 1871872 * nB, P + 802384, P + 802448, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1888256 * nB, fix + 4768, fix + 4832, buf + 4768, buf + 4832, act + 1871872 * nB, P + 802384, P + 802448, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1888256 * nB, act + 1871872 * nB, P + 802384, P + 802448, buf + 4768, buf + 4832, B, 64, 64, 1.0000000000000001e-05);
     /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5155,7 +5155,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     }
     /* 298 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1888256 * nB, fix + 1408, fix + 1472, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1888256 * nB, fix + 4896, fix + 4960, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1888256 * nB, act + 1896448 * nB, P + 839376, P + 839440, buf + 4896, buf + 4960, B, 64, 64, 1.0000000000000001e-05);
     /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5164,7 +5164,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1888256 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1904640 * nB, fix + 1536, fix + 1600, buf + 5024, buf + 5088, act + 1888256 * nB, P + 876368, P + 876432, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1904640 * nB, fix + 5024, fix + 5088, buf + 5024, buf + 5088, act + 1888256 * nB, P + 876368, P + 876432, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1904640 * nB, act + 1888256 * nB, P + 876368, P + 876432, buf + 5024, buf + 5088, B, 64, 64, 1.0000000000000001e-05);
     /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5182,7 +5182,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     }
     /* 305 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1904640 * nB, fix + 1664, fix + 1728, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1904640 * nB, fix + 5152, fix + 5216, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1904640 * nB, act + 1912832 * nB, P + 913360, P + 913424, buf + 5152, buf + 5216, B, 64, 64, 1.0000000000000001e-05);
     /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5191,7 +5191,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1904640 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1921024 * nB, fix + 1792, fix + 1856, buf + 5280, buf + 5344, act + 1904640 * nB, P + 950352, P + 950416, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1921024 * nB, fix + 5280, fix + 5344, buf + 5280, buf + 5344, act + 1904640 * nB, P + 950352, P + 950416, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1921024 * nB, act + 1904640 * nB, P + 950352, P + 950416, buf + 5280, buf + 5344, B, 64, 64, 1.0000000000000001e-05);
     /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5209,7 +5209,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     }
     /* 312 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1921024 * nB, fix + 1920, fix + 1984, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1921024 * nB, fix + 5408, fix + 5472, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1921024 * nB, act + 1929216 * nB, P + 987344, P + 987408, buf + 5408, buf + 5472, B, 64, 64, 1.0000000000000001e-05);
 }
@@ -5230,7 +5230,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1921024 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
     /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1937408 * nB, fix + 2048, fix + 2112, buf + 5536, buf + 5600, act + 1921024 * nB, P + 1024336, P + 1024400, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1937408 * nB, fix + 5536, fix + 5600, buf + 5536, buf + 5600, act + 1921024 * nB, P + 1024336, P + 1024400, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1937408 * nB, act + 1921024 * nB, P + 1024336, P + 1024400, buf + 5536, buf + 5600, B, 64, 64, 1.0000000000000001e-05);
     /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5248,7 +5248,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     }
     /* 319 stage3.step9.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1937408 * nB, fix + 2176, fix + 2240, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1937408 * nB, fix + 5664, fix + 5728, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1937408 * nB, act + 1945600 * nB, P + 1061328, P + 1061392, buf + 5664, buf + 5728, B, 64, 64, 1.0000000000000001e-05);
     /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5257,7 +5257,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1937408 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1953792 * nB, fix + 2304, fix + 2368, buf + 5792, buf + 5856, act + 1937408 * nB, P + 1098320, P + 1098384, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1953792 * nB, fix + 5792, fix + 5856, buf + 5792, buf + 5856, act + 1937408 * nB, P + 1098320, P + 1098384, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1953792 * nB, act + 1937408 * nB, P + 1098320, P + 1098384, buf + 5792, buf + 5856, B, 64, 64, 1.0000000000000001e-05);
     /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5275,7 +5275,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     }
     /* 326 stage3.step10.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1953792 * nB, fix + 2432, fix + 2496, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1953792 * nB, fix + 5920, fix + 5984, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1953792 * nB, act + 1961984 * nB, P + 1135312, P + 1135376, buf + 5920, buf + 5984, B, 64, 64, 1.0000000000000001e-05);
     /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5284,7 +5284,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1953792 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1970176 * nB, fix + 2560, fix + 2624, buf + 6048, buf + 6112, act + 1953792 * nB, P + 1172304, P + 1172368, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1970176 * nB, fix + 6048, fix + 6112, buf + 6048, buf + 6112, act + 1953792 * nB, P + 1172304, P + 1172368, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1970176 * nB, act + 1953792 * nB, P + 1172304, P + 1172368, buf + 6048, buf + 6112, B, 64, 64, 1.0000000000000001e-05);
     /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5302,7 +5302,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     }
     /* 333 stage3.step11.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1970176 * nB, fix + 2688, fix + 2752, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1970176 * nB, fix + 6176, fix + 6240, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1970176 * nB, act + 1978368 * nB, P + 1209296, P + 1209360, buf + 6176, buf + 6240, B, 64, 64, 1.0000000000000001e-05);
     /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5311,7 +5311,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1970176 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1986560 * nB, fix + 2816, fix + 2880, buf + 6304, buf + 6368, act + 1970176 * nB, P + 1246288, P + 1246352, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1986560 * nB, fix + 6304, fix + 6368, buf + 6304, buf + 6368, act + 1970176 * nB, P + 1246288, P + 1246352, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1986560 * nB, act + 1970176 * nB, P + 1246288, P + 1246352, buf + 6304, buf + 6368, B, 64, 64, 1.0000000000000001e-05);
 }
@@ -5341,7 +5341,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     }
     /* 340 stage3.step12.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1986560 * nB, fix + 2944, fix + 3008, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1986560 * nB, fix + 6432, fix + 6496, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1986560 * nB, act + 1994752 * nB, P + 1283280, P + 1283344, buf + 6432, buf + 6496, B, 64, 64, 1.0000000000000001e-05);
     /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5350,7 +5350,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1986560 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2002944 * nB, fix + 3072, fix + 3136, buf + 6560, buf + 6624, act + 1986560 * nB, P + 1320272, P + 1320336, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2002944 * nB, fix + 6560, fix + 6624, buf + 6560, buf + 6624, act + 1986560 * nB, P + 1320272, P + 1320336, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2002944 * nB, act + 1986560 * nB, P + 1320272, P + 1320336, buf + 6560, buf + 6624, B, 64, 64, 1.0000000000000001e-05);
     /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5368,7 +5368,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     }
     /* 347 stage3.step13.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2002944 * nB, fix + 3200, fix + 3264, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2002944 * nB, fix + 6688, fix + 6752, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2002944 * nB, act + 2011136 * nB, P + 1357264, P + 1357328, buf + 6688, buf + 6752, B, 64, 64, 1.0000000000000001e-05);
     /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5377,7 +5377,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 2002944 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2019328 * nB, fix + 3328, fix + 3392, buf + 6816, buf + 6880, act + 2002944 * nB, P + 1394256, P + 1394320, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2019328 * nB, fix + 6816, fix + 6880, buf + 6816, buf + 6880, act + 2002944 * nB, P + 1394256, P + 1394320, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2019328 * nB, act + 2002944 * nB, P + 1394256, P + 1394320, buf + 6816, buf + 6880, B, 64, 64, 1.0000000000000001e-05);
     /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5395,7 +5395,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     }
     /* 354 stage3.step14.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2019328 * nB, fix + 3456, fix + 3520, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2019328 * nB, fix + 6944, fix + 7008, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2019328 * nB, act + 2027520 * nB, P + 1431248, P + 1431312, buf + 6944, buf + 7008, B, 64, 64, 1.0000000000000001e-05);
     /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5404,7 +5404,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 2019328 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2035712 * nB, fix + 3584, fix + 3648, buf + 7072, buf + 7136, act + 2019328 * nB, P + 1468240, P + 1468304, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2035712 * nB, fix + 7072, fix + 7136, buf + 7072, buf + 7136, act + 2019328 * nB, P + 1468240, P + 1468304, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2035712 * nB, act + 2019328 * nB, P + 1468240, P + 1468304, buf + 7072, buf + 7136, B, 64, 64, 1.0000000000000001e-05);
     /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5434,7 +5434,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 361 stage3.step15.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2035712 * nB, fix + 3712, fix + 3776, buf + 7200, buf + 7264, act + 2043904 * nB, P + 1505232, P + 1505296, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2035712 * nB, fix + 7200, fix + 7264, buf + 7200, buf + 7264, act + 2043904 * nB, P + 1505232, P + 1505296, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2035712 * nB, act + 2043904 * nB, P + 1505232, P + 1505296, buf + 7200, buf + 7264, B, 64, 64, 1.0000000000000001e-05);
     /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5443,7 +5443,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 2035712 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
     /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2052096 * nB, fix + 3840, fix + 3904, buf + 7328, buf + 7392, act + 2035712 * nB, P + 1542224, P + 1542288, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2052096 * nB, fix + 7328, fix + 7392, buf + 7328, buf + 7392, act + 2035712 * nB, P + 1542224, P + 1542288, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2052096 * nB, act + 2035712 * nB, P + 1542224, P + 1542288, buf + 7328, buf + 7392, B, 64, 64, 1.0000000000000001e-05);
     /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5461,7 +5461,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     }
     /* 368 stage3.step16.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2052096 * nB, fix + 3968, fix + 4032, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2052096 * nB, fix + 7456, fix + 7520, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2052096 * nB, act + 2060288 * nB, P + 1579216, P + 1579280, buf + 7456, buf + 7520, B, 64, 64, 1.0000000000000001e-05);
     /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5470,7 +5470,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 2052096 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
     /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2068480 * nB, fix + 4096, fix + 4160, buf + 7584, buf + 7648, act + 2052096 * nB, P + 1616208, P + 1616272, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2068480 * nB, fix + 7584, fix + 7648, buf + 7584, buf + 7648, act + 2052096 * nB, P + 1616208, P + 1616272, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2068480 * nB, act + 2052096 * nB, P + 1616208, P + 1616272, buf + 7584, buf + 7648, B, 64, 64, 1.0000000000000001e-05);
     /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5488,7 +5488,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     }
     /* 375 stage3.step17.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2068480 * nB, fix + 4224, fix + 4288, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2068480 * nB, fix + 7712, fix + 7776, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2068480 * nB, act + 2076672 * nB, P + 1653200, P + 1653264, buf + 7712, buf + 7776, B, 64, 64, 1.0000000000000001e-05);
     /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5497,7 +5497,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 2068480 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
     /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2084864 * nB, fix + 4352, fix + 4416, buf + 7840, buf + 7904, act + 2068480 * nB, P + 1690192, P + 1690256, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2084864 * nB, fix + 7840, fix + 7904, buf + 7840, buf + 7904, act + 2068480 * nB, P + 1690192, P + 1690256, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2084864 * nB, act + 2068480 * nB, P + 1690192, P + 1690256, buf + 7840, buf + 7904, B, 64, 64, 1.0000000000000001e-05);
     /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -5515,7 +5515,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     }
     /* 382 head.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 2084864 * nB, fix + 4480, fix + 4544, buf + 7968, buf + 8032, act + 2093056 * nB, P + 1727184, P + 1727248, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 2084864 * nB, fix + 7968, fix + 8032, buf + 7968, buf + 8032, act + 2093056 * nB, P + 1727184, P + 1727248, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 2084864 * nB, act + 2093056 * nB, P + 1727184, P + 1727248, buf + 7968, buf + 8032, B, 64, 64, 1.0000000000000001e-05);
     /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5572,35 +5572,35 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 385 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 2101248 * nB, 0, G + 1727312, G + 1727952, m->dlogits, act + 2084864 * nB, P + 1727312, B, 64, 10);
+    rt_linear_backward_d(ctx, act + 2084928 * nB, 0, G + 1727312, G + 1727952, m->dlogits, act + 2084864 * nB, P + 1727312, B, 64, 10);
     /* 384 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, B, 64, 64);
+    rt_gap_backward_d(ctx, act + 2101248 * nB, 0, act + 2084928 * nB, B, 64, 64);
     /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2101248 * nB, 0, act + 2084864 * nB, act + 2097152 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, act + 2097152 * nB, nB * 4096);
     /* 382 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2084864 * nB, 0, G + 1727184, G + 1727248, act + 2101248 * nB, act + 2093056 * nB, fix + 4480, fix + 4544, P + 1727184, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2097152 * nB, 0, G + 1727184, G + 1727248, act + 2084864 * nB, act + 2093056 * nB, fix + 7968, fix + 8032, P + 1727184, B, 64, 64);
     /* 381 stage3.x18: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 2093056 * nB, act + 2097152 * nB };
+        double *const dxs[2] = { act + 2084864 * nB, act + 2093056 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2084864 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2097152 * nB, NULL, c, 2, nB * 4096);
     }
     /* 380 stage3.step17.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2084864 * nB, 0, G + 1690320, act + 2097152 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 2097152 * nB, 0, G + 1690320, act + 2093056 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
     /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2097152 * nB, 0, act + 2084864 * nB, act + 2088960 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2093056 * nB, 0, act + 2097152 * nB, act + 2088960 * nB, nB * 4096);
     /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2084864 * nB, 0, G + 1690192, G + 1690256, act + 2097152 * nB, act + 2068480 * nB, fix + 4352, fix + 4416, P + 1690192, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2088960 * nB, 0, G + 1690192, G + 1690256, act + 2093056 * nB, act + 2068480 * nB, fix + 7840, fix + 7904, P + 1690192, B, 64, 64);
     /* 377 stage3.step17.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2068480 * nB, 0, G + 1653328, act + 2084864 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 2068480 * nB, 0, G + 1653328, act + 2088960 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
     /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2084864 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2088960 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096);
     /* 375 stage3.step17.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2093056 * nB, 1, G + 1653200, G + 1653264, act + 2084864 * nB, act + 2076672 * nB, fix + 4224, fix + 4288, P + 1653200, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2084864 * nB, 1, G + 1653200, G + 1653264, act + 2088960 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, B, 64, 64);
     /* 374 stage3.x17: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5609,20 +5609,20 @@ static void backward_d_1(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 2068480 * nB, act + 2076672 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2093056 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2084864 * nB, NULL, c, 2, nB * 4096);
     }
     /* 373 stage3.step16.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2080768 * nB, 0, G + 1616336, act + 2076672 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
     /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 2076672 * nB, 0, act + 2080768 * nB, act + 2072576 * nB, nB * 4096);
     /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2072576 * nB, 0, G + 1616208, G + 1616272, act + 2076672 * nB, act + 2052096 * nB, fix + 4096, fix + 4160, P + 1616208, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2072576 * nB, 0, G + 1616208, G + 1616272, act + 2076672 * nB, act + 2052096 * nB, fix + 7584, fix + 7648, P + 1616208, B, 64, 64);
     /* 370 stage3.step16.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2052096 * nB, 0, G + 1579344, act + 2072576 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
     /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 2072576 * nB, 0, act + 2052096 * nB, act + 2064384 * nB, nB * 4096);
     /* 368 stage3.step16.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2068480 * nB, 1, G + 1579216, G + 1579280, act + 2072576 * nB, act + 2060288 * nB, fix + 3968, fix + 4032, P + 1579216, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2068480 * nB, 1, G + 1579216, G + 1579280, act + 2072576 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, B, 64, 64);
     /* 367 stage3.x16: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5638,7 +5638,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 2060288 * nB, 0, act + 2064384 * nB, act + 2056192 * nB, nB * 4096);
     /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2056192 * nB, 0, G + 1542224, G + 1542288, act + 2060288 * nB, act + 2035712 * nB, fix + 3840, fix + 3904, P + 1542224, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2056192 * nB, 0, G + 1542224, G + 1542288, act + 2060288 * nB, act + 2035712 * nB, fix + 7328, fix + 7392, P + 1542224, B, 64, 64);
     /* 363 stage3.step15.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2035712 * nB, 0, G + 1505360, act + 2056192 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
     /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -5656,7 +5656,7 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 361 stage3.step15.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2052096 * nB, 1, G + 1505232, G + 1505296, act + 2056192 * nB, act + 2043904 * nB, fix + 3712, fix + 3776, P + 1505232, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2052096 * nB, 1, G + 1505232, G + 1505296, act + 2056192 * nB, act + 2043904 * nB, fix + 7200, fix + 7264, P + 1505232, B, 64, 64);
     /* 360 stage3.x15: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5672,13 +5672,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 2043904 * nB, 0, act + 2048000 * nB, act + 2039808 * nB, nB * 4096);
     /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2039808 * nB, 0, G + 1468240, G + 1468304, act + 2043904 * nB, act + 2019328 * nB, fix + 3584, fix + 3648, P + 1468240, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2039808 * nB, 0, G + 1468240, G + 1468304, act + 2043904 * nB, act + 2019328 * nB, fix + 7072, fix + 7136, P + 1468240, B, 64, 64);
     /* 356 stage3.step14.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2019328 * nB, 0, G + 1431376, act + 2039808 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 2039808 * nB, 0, act + 2019328 * nB, act + 2031616 * nB, nB * 4096);
     /* 354 stage3.step14.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2035712 * nB, 1, G + 1431248, G + 1431312, act + 2039808 * nB, act + 2027520 * nB, fix + 3456, fix + 3520, P + 1431248, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2035712 * nB, 1, G + 1431248, G + 1431312, act + 2039808 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, B, 64, 64);
     /* 353 stage3.x14: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5694,13 +5694,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 2027520 * nB, 0, act + 2031616 * nB, act + 2023424 * nB, nB * 4096);
     /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2023424 * nB, 0, G + 1394256, G + 1394320, act + 2027520 * nB, act + 2002944 * nB, fix + 3328, fix + 3392, P + 1394256, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2023424 * nB, 0, G + 1394256, G + 1394320, act + 2027520 * nB, act + 2002944 * nB, fix + 6816, fix + 6880, P + 1394256, B, 64, 64);
     /* 349 stage3.step13.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2002944 * nB, 0, G + 1357392, act + 2023424 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 2023424 * nB, 0, act + 2002944 * nB, act + 2015232 * nB, nB * 4096);
     /* 347 stage3.step13.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2019328 * nB, 1, G + 1357264, G + 1357328, act + 2023424 * nB, act + 2011136 * nB, fix + 3200, fix + 3264, P + 1357264, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2019328 * nB, 1, G + 1357264, G + 1357328, act + 2023424 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, B, 64, 64);
     /* 346 stage3.x13: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5716,13 +5716,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 2011136 * nB, 0, act + 2015232 * nB, act + 2007040 * nB, nB * 4096);
     /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2007040 * nB, 0, G + 1320272, G + 1320336, act + 2011136 * nB, act + 1986560 * nB, fix + 3072, fix + 3136, P + 1320272, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2007040 * nB, 0, G + 1320272, G + 1320336, act + 2011136 * nB, act + 1986560 * nB, fix + 6560, fix + 6624, P + 1320272, B, 64, 64);
     /* 342 stage3.step12.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1986560 * nB, 0, G + 1283408, act + 2007040 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 2007040 * nB, 0, act + 1986560 * nB, act + 1998848 * nB, nB * 4096);
     /* 340 stage3.step12.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2002944 * nB, 1, G + 1283280, G + 1283344, act + 2007040 * nB, act + 1994752 * nB, fix + 2944, fix + 3008, P + 1283280, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 2002944 * nB, 1, G + 1283280, G + 1283344, act + 2007040 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, B, 64, 64);
     /* 339 stage3.x12: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5750,13 +5750,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 337 stage3.step11.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1994752 * nB, 0, act + 1998848 * nB, act + 1990656 * nB, nB * 4096);
     /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1990656 * nB, 0, G + 1246288, G + 1246352, act + 1994752 * nB, act + 1970176 * nB, fix + 2816, fix + 2880, P + 1246288, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1990656 * nB, 0, G + 1246288, G + 1246352, act + 1994752 * nB, act + 1970176 * nB, fix + 6304, fix + 6368, P + 1246288, B, 64, 64);
     /* 335 stage3.step11.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1970176 * nB, 0, G + 1209424, act + 1990656 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1990656 * nB, 0, act + 1970176 * nB, act + 1982464 * nB, nB * 4096);
     /* 333 stage3.step11.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1986560 * nB, 1, G + 1209296, G + 1209360, act + 1990656 * nB, act + 1978368 * nB, fix + 2688, fix + 2752, P + 1209296, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1986560 * nB, 1, G + 1209296, G + 1209360, act + 1990656 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, B, 64, 64);
     /* 332 stage3.x11: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5772,13 +5772,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1978368 * nB, 0, act + 1982464 * nB, act + 1974272 * nB, nB * 4096);
     /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1974272 * nB, 0, G + 1172304, G + 1172368, act + 1978368 * nB, act + 1953792 * nB, fix + 2560, fix + 2624, P + 1172304, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1974272 * nB, 0, G + 1172304, G + 1172368, act + 1978368 * nB, act + 1953792 * nB, fix + 6048, fix + 6112, P + 1172304, B, 64, 64);
     /* 328 stage3.step10.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1953792 * nB, 0, G + 1135440, act + 1974272 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1974272 * nB, 0, act + 1953792 * nB, act + 1966080 * nB, nB * 4096);
     /* 326 stage3.step10.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1970176 * nB, 1, G + 1135312, G + 1135376, act + 1974272 * nB, act + 1961984 * nB, fix + 2432, fix + 2496, P + 1135312, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1970176 * nB, 1, G + 1135312, G + 1135376, act + 1974272 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, B, 64, 64);
     /* 325 stage3.x10: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5794,13 +5794,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1961984 * nB, 0, act + 1966080 * nB, act + 1957888 * nB, nB * 4096);
     /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1957888 * nB, 0, G + 1098320, G + 1098384, act + 1961984 * nB, act + 1937408 * nB, fix + 2304, fix + 2368, P + 1098320, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1957888 * nB, 0, G + 1098320, G + 1098384, act + 1961984 * nB, act + 1937408 * nB, fix + 5792, fix + 5856, P + 1098320, B, 64, 64);
     /* 321 stage3.step9.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1937408 * nB, 0, G + 1061456, act + 1957888 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1957888 * nB, 0, act + 1937408 * nB, act + 1949696 * nB, nB * 4096);
     /* 319 stage3.step9.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1953792 * nB, 1, G + 1061328, G + 1061392, act + 1957888 * nB, act + 1945600 * nB, fix + 2176, fix + 2240, P + 1061328, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1953792 * nB, 1, G + 1061328, G + 1061392, act + 1957888 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, B, 64, 64);
     /* 318 stage3.x9: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5816,7 +5816,7 @@ static void backward_d_3(RtModelD *m, int B)
     /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1945600 * nB, 0, act + 1949696 * nB, act + 1941504 * nB, nB * 4096);
     /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1941504 * nB, 0, G + 1024336, G + 1024400, act + 1945600 * nB, act + 1921024 * nB, fix + 2048, fix + 2112, P + 1024336, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1941504 * nB, 0, G + 1024336, G + 1024400, act + 1945600 * nB, act + 1921024 * nB, fix + 5536, fix + 5600, P + 1024336, B, 64, 64);
     /* 314 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1921024 * nB, 0, G + 987472, act + 1941504 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
 }
@@ -5834,7 +5834,7 @@ static void backward_d_4(RtModelD *m, int B)
     /* 313 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1941504 * nB, 0, act + 1921024 * nB, act + 1933312 * nB, nB * 4096);
     /* 312 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1937408 * nB, 1, G + 987344, G + 987408, act + 1941504 * nB, act + 1929216 * nB, fix + 1920, fix + 1984, P + 987344, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1937408 * nB, 1, G + 987344, G + 987408, act + 1941504 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, B, 64, 64);
     /* 311 stage3.x8: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5850,13 +5850,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1929216 * nB, 0, act + 1933312 * nB, act + 1925120 * nB, nB * 4096);
     /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1925120 * nB, 0, G + 950352, G + 950416, act + 1929216 * nB, act + 1904640 * nB, fix + 1792, fix + 1856, P + 950352, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1925120 * nB, 0, G + 950352, G + 950416, act + 1929216 * nB, act + 1904640 * nB, fix + 5280, fix + 5344, P + 950352, B, 64, 64);
     /* 307 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1904640 * nB, 0, G + 913488, act + 1925120 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1925120 * nB, 0, act + 1904640 * nB, act + 1916928 * nB, nB * 4096);
     /* 305 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1921024 * nB, 1, G + 913360, G + 913424, act + 1925120 * nB, act + 1912832 * nB, fix + 1664, fix + 1728, P + 913360, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1921024 * nB, 1, G + 913360, G + 913424, act + 1925120 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, B, 64, 64);
     /* 304 stage3.x7: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5872,13 +5872,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1912832 * nB, 0, act + 1916928 * nB, act + 1908736 * nB, nB * 4096);
     /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1908736 * nB, 0, G + 876368, G + 876432, act + 1912832 * nB, act + 1888256 * nB, fix + 1536, fix + 1600, P + 876368, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1908736 * nB, 0, G + 876368, G + 876432, act + 1912832 * nB, act + 1888256 * nB, fix + 5024, fix + 5088, P + 876368, B, 64, 64);
     /* 300 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1888256 * nB, 0, G + 839504, act + 1908736 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1908736 * nB, 0, act + 1888256 * nB, act + 1900544 * nB, nB * 4096);
     /* 298 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1904640 * nB, 1, G + 839376, G + 839440, act + 1908736 * nB, act + 1896448 * nB, fix + 1408, fix + 1472, P + 839376, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1904640 * nB, 1, G + 839376, G + 839440, act + 1908736 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, B, 64, 64);
     /* 297 stage3.x6: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5894,13 +5894,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1896448 * nB, 0, act + 1900544 * nB, act + 1892352 * nB, nB * 4096);
     /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1892352 * nB, 0, G + 802384, G + 802448, act + 1896448 * nB, act + 1871872 * nB, fix + 1280, fix + 1344, P + 802384, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1892352 * nB, 0, G + 802384, G + 802448, act + 1896448 * nB, act + 1871872 * nB, fix + 4768, fix + 4832, P + 802384, B, 64, 64);
     /* 293 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1871872 * nB, 0, G + 765520, act + 1892352 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
     /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1892352 * nB, 0, act + 1871872 * nB, act + 1884160 * nB, nB * 4096);
     /* 291 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1888256 * nB, 1, G + 765392, G + 765456, act + 1892352 * nB, act + 1880064 * nB, fix + 1152, fix + 1216, P + 765392, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1888256 * nB, 1, G + 765392, G + 765456, act + 1892352 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, B, 64, 64);
     /* 290 stage3.x5: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5928,13 +5928,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1880064 * nB, 0, act + 1884160 * nB, act + 1875968 * nB, nB * 4096);
     /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1875968 * nB, 0, G + 728400, G + 728464, act + 1880064 * nB, act + 1855488 * nB, fix + 1024, fix + 1088, P + 728400, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1875968 * nB, 0, G + 728400, G + 728464, act + 1880064 * nB, act + 1855488 * nB, fix + 4512, fix + 4576, P + 728400, B, 64, 64);
     /* 286 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1855488 * nB, 0, G + 691536, act + 1875968 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
     /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1875968 * nB, 0, act + 1855488 * nB, act + 1867776 * nB, nB * 4096);
     /* 284 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1871872 * nB, 1, G + 691408, G + 691472, act + 1875968 * nB, act + 1863680 * nB, fix + 896, fix + 960, P + 691408, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1871872 * nB, 1, G + 691408, G + 691472, act + 1875968 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, B, 64, 64);
     /* 283 stage3.x4: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5950,13 +5950,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1863680 * nB, 0, act + 1867776 * nB, act + 1859584 * nB, nB * 4096);
     /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1859584 * nB, 0, G + 654416, G + 654480, act + 1863680 * nB, act + 1839104 * nB, fix + 768, fix + 832, P + 654416, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1859584 * nB, 0, G + 654416, G + 654480, act + 1863680 * nB, act + 1839104 * nB, fix + 4256, fix + 4320, P + 654416, B, 64, 64);
     /* 279 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1839104 * nB, 0, G + 617552, act + 1859584 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
     /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1859584 * nB, 0, act + 1839104 * nB, act + 1851392 * nB, nB * 4096);
     /* 277 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1855488 * nB, 1, G + 617424, G + 617488, act + 1859584 * nB, act + 1847296 * nB, fix + 640, fix + 704, P + 617424, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1855488 * nB, 1, G + 617424, G + 617488, act + 1859584 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, B, 64, 64);
     /* 276 stage3.x3: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5972,13 +5972,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1847296 * nB, 0, act + 1851392 * nB, act + 1843200 * nB, nB * 4096);
     /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1843200 * nB, 0, G + 580432, G + 580496, act + 1847296 * nB, act + 1822720 * nB, fix + 512, fix + 576, P + 580432, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1843200 * nB, 0, G + 580432, G + 580496, act + 1847296 * nB, act + 1822720 * nB, fix + 4000, fix + 4064, P + 580432, B, 64, 64);
     /* 272 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1822720 * nB, 0, G + 543568, act + 1843200 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
     /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1843200 * nB, 0, act + 1822720 * nB, act + 1835008 * nB, nB * 4096);
     /* 270 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1839104 * nB, 1, G + 543440, G + 543504, act + 1843200 * nB, act + 1830912 * nB, fix + 384, fix + 448, P + 543440, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1839104 * nB, 1, G + 543440, G + 543504, act + 1843200 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, B, 64, 64);
     /* 269 stage3.x2: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -5994,7 +5994,7 @@ static void backward_d_5(RtModelD *m, int B)
     /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1830912 * nB, 0, act + 1835008 * nB, act + 1826816 * nB, nB * 4096);
     /* 266 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1826816 * nB, 0, G + 506448, G + 506512, act + 1830912 * nB, act + 1777664 * nB, fix + 256, fix + 320, P + 506448, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1826816 * nB, 0, G + 506448, G + 506512, act + 1830912 * nB, act + 1781760 * nB, fix + 3744, fix + 3808, P + 506448, B, 64, 64);
 }
 
 /* Backward, part 6 of 17. */
@@ -6008,57 +6008,57 @@ static void backward_d_6(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 265 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1777664 * nB, 0, G + 469584, act + 1826816 * nB, act + 1781760 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1781760 * nB, 0, G + 469584, act + 1826816 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
     /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1826816 * nB, 0, act + 1777664 * nB, act + 1781760 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1826816 * nB, 0, act + 1781760 * nB, act + 1814528 * nB, nB * 4096);
     /* 263 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1822720 * nB, 1, G + 469456, G + 469520, act + 1826816 * nB, act + 1818624 * nB, fix + 128, fix + 192, P + 469456, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1822720 * nB, 1, G + 469456, G + 469520, act + 1826816 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, B, 64, 64);
     /* 262 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 1826816 * nB, act + 1818624 * nB };
+        double *const dxs[2] = { act + 1814528 * nB, act + 1781760 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1822720 * nB, NULL, c, 2, nB * 4096);
     }
     /* 261 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward_d(ctx, act + 1777664 * nB, 0, act + 1826816 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_backward_d(ctx, act + 1818624 * nB, 0, act + 1814528 * nB, B, 32, 16, 16, 64, 2);
     /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1822720 * nB, 0, G + 432592, act + 1818624 * nB, act + 1814528 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1814528 * nB, 0, G + 432592, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
     /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1818624 * nB, 0, act + 1822720 * nB, act + 1814528 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1781760 * nB, 0, act + 1814528 * nB, act + 1810432 * nB, nB * 4096);
     /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1822720 * nB, 0, G + 432464, G + 432528, act + 1818624 * nB, act + 1810432 * nB, fix, fix + 64, P + 432464, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1810432 * nB, 0, G + 432464, G + 432528, act + 1781760 * nB, act + 1777664 * nB, fix + 3488, fix + 3552, P + 432464, B, 64, 64);
     /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1810432 * nB, 0, G + 414032, act + 1822720 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 1777664 * nB, 0, G + 414032, act + 1810432 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
     /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1818624 * nB, 0, act + 1810432 * nB, act + 1802240 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1810432 * nB, 0, act + 1777664 * nB, act + 1802240 * nB, nB * 8192);
     /* 255 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1777664 * nB, 1, G + 413968, G + 414000, act + 1818624 * nB, act + 1794048 * nB, fix + 6848, fix + 6880, P + 413968, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1818624 * nB, 1, G + 413968, G + 414000, act + 1810432 * nB, act + 1794048 * nB, fix + 3424, fix + 3456, P + 413968, B, 32, 256);
     /* 254 stage2.x18: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 1794048 * nB, act + 1802240 * nB };
+        double *const dxs[2] = { act + 1777664 * nB, act + 1794048 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1777664 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1818624 * nB, NULL, c, 2, nB * 8192);
     }
     /* 253 stage2.step17.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1777664 * nB, 0, G + 404752, act + 1802240 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1802240 * nB, 0, G + 404752, act + 1794048 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1802240 * nB, 0, act + 1777664 * nB, act + 1785856 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1794048 * nB, 0, act + 1802240 * nB, act + 1785856 * nB, nB * 8192);
     /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1777664 * nB, 0, G + 404688, G + 404720, act + 1802240 * nB, act + 1744896 * nB, fix + 6784, fix + 6816, P + 404688, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1785856 * nB, 0, G + 404688, G + 404720, act + 1794048 * nB, act + 1744896 * nB, fix + 3360, fix + 3392, P + 404688, B, 32, 256);
     /* 250 stage2.step17.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1744896 * nB, 0, G + 395472, act + 1777664 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1744896 * nB, 0, G + 395472, act + 1785856 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1777664 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1785856 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192);
     /* 248 stage2.step17.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1794048 * nB, 1, G + 395408, G + 395440, act + 1777664 * nB, act + 1761280 * nB, fix + 6720, fix + 6752, P + 395408, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1777664 * nB, 1, G + 395408, G + 395440, act + 1785856 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, B, 32, 256);
     /* 247 stage2.x17: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6067,14 +6067,14 @@ static void backward_d_6(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 1744896 * nB, act + 1761280 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1794048 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1777664 * nB, NULL, c, 2, nB * 8192);
     }
     /* 246 stage2.step16.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1769472 * nB, 0, G + 386192, act + 1761280 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1761280 * nB, 0, act + 1769472 * nB, act + 1753088 * nB, nB * 8192);
     /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1753088 * nB, 0, G + 386128, G + 386160, act + 1761280 * nB, act + 1712128 * nB, fix + 6656, fix + 6688, P + 386128, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1753088 * nB, 0, G + 386128, G + 386160, act + 1761280 * nB, act + 1712128 * nB, fix + 3232, fix + 3264, P + 386128, B, 32, 256);
     /* 243 stage2.step16.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1712128 * nB, 0, G + 376912, act + 1753088 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -6092,7 +6092,7 @@ static void backward_d_7(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 241 stage2.step16.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1744896 * nB, 1, G + 376848, G + 376880, act + 1753088 * nB, act + 1728512 * nB, fix + 6592, fix + 6624, P + 376848, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1744896 * nB, 1, G + 376848, G + 376880, act + 1753088 * nB, act + 1728512 * nB, fix + 3168, fix + 3200, P + 376848, B, 32, 256);
     /* 240 stage2.x16: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6108,13 +6108,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1728512 * nB, 0, act + 1736704 * nB, act + 1720320 * nB, nB * 8192);
     /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1720320 * nB, 0, G + 367568, G + 367600, act + 1728512 * nB, act + 1679360 * nB, fix + 6528, fix + 6560, P + 367568, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1720320 * nB, 0, G + 367568, G + 367600, act + 1728512 * nB, act + 1679360 * nB, fix + 3104, fix + 3136, P + 367568, B, 32, 256);
     /* 236 stage2.step15.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1679360 * nB, 0, G + 358352, act + 1720320 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1720320 * nB, 0, act + 1679360 * nB, act + 1703936 * nB, nB * 8192);
     /* 234 stage2.step15.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1712128 * nB, 1, G + 358288, G + 358320, act + 1720320 * nB, act + 1695744 * nB, fix + 6464, fix + 6496, P + 358288, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1712128 * nB, 1, G + 358288, G + 358320, act + 1720320 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, B, 32, 256);
     /* 233 stage2.x15: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6130,13 +6130,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1695744 * nB, 0, act + 1703936 * nB, act + 1687552 * nB, nB * 8192);
     /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1687552 * nB, 0, G + 349008, G + 349040, act + 1695744 * nB, act + 1646592 * nB, fix + 6400, fix + 6432, P + 349008, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1687552 * nB, 0, G + 349008, G + 349040, act + 1695744 * nB, act + 1646592 * nB, fix + 2976, fix + 3008, P + 349008, B, 32, 256);
     /* 229 stage2.step14.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1646592 * nB, 0, G + 339792, act + 1687552 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1687552 * nB, 0, act + 1646592 * nB, act + 1671168 * nB, nB * 8192);
     /* 227 stage2.step14.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1679360 * nB, 1, G + 339728, G + 339760, act + 1687552 * nB, act + 1662976 * nB, fix + 6336, fix + 6368, P + 339728, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1679360 * nB, 1, G + 339728, G + 339760, act + 1687552 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, B, 32, 256);
     /* 226 stage2.x14: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6152,13 +6152,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1662976 * nB, 0, act + 1671168 * nB, act + 1654784 * nB, nB * 8192);
     /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1654784 * nB, 0, G + 330448, G + 330480, act + 1662976 * nB, act + 1613824 * nB, fix + 6272, fix + 6304, P + 330448, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1654784 * nB, 0, G + 330448, G + 330480, act + 1662976 * nB, act + 1613824 * nB, fix + 2848, fix + 2880, P + 330448, B, 32, 256);
     /* 222 stage2.step13.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1613824 * nB, 0, G + 321232, act + 1654784 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1654784 * nB, 0, act + 1613824 * nB, act + 1638400 * nB, nB * 8192);
     /* 220 stage2.step13.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1646592 * nB, 1, G + 321168, G + 321200, act + 1654784 * nB, act + 1630208 * nB, fix + 6208, fix + 6240, P + 321168, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1646592 * nB, 1, G + 321168, G + 321200, act + 1654784 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, B, 32, 256);
     /* 219 stage2.x13: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6186,13 +6186,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 217 stage2.step12.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1630208 * nB, 0, act + 1638400 * nB, act + 1622016 * nB, nB * 8192);
     /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1622016 * nB, 0, G + 311888, G + 311920, act + 1630208 * nB, act + 1581056 * nB, fix + 6144, fix + 6176, P + 311888, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1622016 * nB, 0, G + 311888, G + 311920, act + 1630208 * nB, act + 1581056 * nB, fix + 2720, fix + 2752, P + 311888, B, 32, 256);
     /* 215 stage2.step12.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1581056 * nB, 0, G + 302672, act + 1622016 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
     /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1622016 * nB, 0, act + 1581056 * nB, act + 1605632 * nB, nB * 8192);
     /* 213 stage2.step12.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1613824 * nB, 1, G + 302608, G + 302640, act + 1622016 * nB, act + 1597440 * nB, fix + 6080, fix + 6112, P + 302608, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1613824 * nB, 1, G + 302608, G + 302640, act + 1622016 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, B, 32, 256);
     /* 212 stage2.x12: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6208,13 +6208,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1597440 * nB, 0, act + 1605632 * nB, act + 1589248 * nB, nB * 8192);
     /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1589248 * nB, 0, G + 293328, G + 293360, act + 1597440 * nB, act + 1548288 * nB, fix + 6016, fix + 6048, P + 293328, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1589248 * nB, 0, G + 293328, G + 293360, act + 1597440 * nB, act + 1548288 * nB, fix + 2592, fix + 2624, P + 293328, B, 32, 256);
     /* 208 stage2.step11.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1548288 * nB, 0, G + 284112, act + 1589248 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
     /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1589248 * nB, 0, act + 1548288 * nB, act + 1572864 * nB, nB * 8192);
     /* 206 stage2.step11.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1581056 * nB, 1, G + 284048, G + 284080, act + 1589248 * nB, act + 1564672 * nB, fix + 5952, fix + 5984, P + 284048, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1581056 * nB, 1, G + 284048, G + 284080, act + 1589248 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, B, 32, 256);
     /* 205 stage2.x11: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6230,13 +6230,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1564672 * nB, 0, act + 1572864 * nB, act + 1556480 * nB, nB * 8192);
     /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1556480 * nB, 0, G + 274768, G + 274800, act + 1564672 * nB, act + 1515520 * nB, fix + 5888, fix + 5920, P + 274768, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1556480 * nB, 0, G + 274768, G + 274800, act + 1564672 * nB, act + 1515520 * nB, fix + 2464, fix + 2496, P + 274768, B, 32, 256);
     /* 201 stage2.step10.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1515520 * nB, 0, G + 265552, act + 1556480 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
     /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1556480 * nB, 0, act + 1515520 * nB, act + 1540096 * nB, nB * 8192);
     /* 199 stage2.step10.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1548288 * nB, 1, G + 265488, G + 265520, act + 1556480 * nB, act + 1531904 * nB, fix + 5824, fix + 5856, P + 265488, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1548288 * nB, 1, G + 265488, G + 265520, act + 1556480 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, B, 32, 256);
     /* 198 stage2.x10: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6252,7 +6252,7 @@ static void backward_d_8(RtModelD *m, int B)
     /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1531904 * nB, 0, act + 1540096 * nB, act + 1523712 * nB, nB * 8192);
     /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1523712 * nB, 0, G + 256208, G + 256240, act + 1531904 * nB, act + 1482752 * nB, fix + 5760, fix + 5792, P + 256208, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1523712 * nB, 0, G + 256208, G + 256240, act + 1531904 * nB, act + 1482752 * nB, fix + 2336, fix + 2368, P + 256208, B, 32, 256);
     /* 194 stage2.step9.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1482752 * nB, 0, G + 246992, act + 1523712 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
 }
@@ -6270,7 +6270,7 @@ static void backward_d_9(RtModelD *m, int B)
     /* 193 stage2.step9.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1523712 * nB, 0, act + 1482752 * nB, act + 1507328 * nB, nB * 8192);
     /* 192 stage2.step9.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1515520 * nB, 1, G + 246928, G + 246960, act + 1523712 * nB, act + 1499136 * nB, fix + 5696, fix + 5728, P + 246928, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1515520 * nB, 1, G + 246928, G + 246960, act + 1523712 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, B, 32, 256);
     /* 191 stage2.x9: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6286,13 +6286,13 @@ static void backward_d_9(RtModelD *m, int B)
     /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1499136 * nB, 0, act + 1507328 * nB, act + 1490944 * nB, nB * 8192);
     /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1490944 * nB, 0, G + 237648, G + 237680, act + 1499136 * nB, act + 1449984 * nB, fix + 5632, fix + 5664, P + 237648, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1490944 * nB, 0, G + 237648, G + 237680, act + 1499136 * nB, act + 1449984 * nB, fix + 2208, fix + 2240, P + 237648, B, 32, 256);
     /* 187 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1449984 * nB, 0, G + 228432, act + 1490944 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1490944 * nB, 0, act + 1449984 * nB, act + 1474560 * nB, nB * 8192);
     /* 185 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1482752 * nB, 1, G + 228368, G + 228400, act + 1490944 * nB, act + 1466368 * nB, fix + 5568, fix + 5600, P + 228368, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1482752 * nB, 1, G + 228368, G + 228400, act + 1490944 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, B, 32, 256);
     /* 184 stage2.x8: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6308,13 +6308,13 @@ static void backward_d_9(RtModelD *m, int B)
     /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1466368 * nB, 0, act + 1474560 * nB, act + 1458176 * nB, nB * 8192);
     /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1458176 * nB, 0, G + 219088, G + 219120, act + 1466368 * nB, act + 1417216 * nB, fix + 5504, fix + 5536, P + 219088, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1458176 * nB, 0, G + 219088, G + 219120, act + 1466368 * nB, act + 1417216 * nB, fix + 2080, fix + 2112, P + 219088, B, 32, 256);
     /* 180 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1417216 * nB, 0, G + 209872, act + 1458176 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
     /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1458176 * nB, 0, act + 1417216 * nB, act + 1441792 * nB, nB * 8192);
     /* 178 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1449984 * nB, 1, G + 209808, G + 209840, act + 1458176 * nB, act + 1433600 * nB, fix + 5440, fix + 5472, P + 209808, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1449984 * nB, 1, G + 209808, G + 209840, act + 1458176 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, B, 32, 256);
     /* 177 stage2.x7: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6330,13 +6330,13 @@ static void backward_d_9(RtModelD *m, int B)
     /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1433600 * nB, 0, act + 1441792 * nB, act + 1425408 * nB, nB * 8192);
     /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1425408 * nB, 0, G + 200528, G + 200560, act + 1433600 * nB, act + 1384448 * nB, fix + 5376, fix + 5408, P + 200528, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1425408 * nB, 0, G + 200528, G + 200560, act + 1433600 * nB, act + 1384448 * nB, fix + 1952, fix + 1984, P + 200528, B, 32, 256);
     /* 173 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1384448 * nB, 0, G + 191312, act + 1425408 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
     /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1425408 * nB, 0, act + 1384448 * nB, act + 1409024 * nB, nB * 8192);
     /* 171 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1417216 * nB, 1, G + 191248, G + 191280, act + 1425408 * nB, act + 1400832 * nB, fix + 5312, fix + 5344, P + 191248, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1417216 * nB, 1, G + 191248, G + 191280, act + 1425408 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, B, 32, 256);
     /* 170 stage2.x6: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6364,13 +6364,13 @@ static void backward_d_10(RtModelD *m, int B)
     /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1400832 * nB, 0, act + 1409024 * nB, act + 1392640 * nB, nB * 8192);
     /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1392640 * nB, 0, G + 181968, G + 182000, act + 1400832 * nB, act + 1351680 * nB, fix + 5248, fix + 5280, P + 181968, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1392640 * nB, 0, G + 181968, G + 182000, act + 1400832 * nB, act + 1351680 * nB, fix + 1824, fix + 1856, P + 181968, B, 32, 256);
     /* 166 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1351680 * nB, 0, G + 172752, act + 1392640 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1392640 * nB, 0, act + 1351680 * nB, act + 1376256 * nB, nB * 8192);
     /* 164 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1384448 * nB, 1, G + 172688, G + 172720, act + 1392640 * nB, act + 1368064 * nB, fix + 5184, fix + 5216, P + 172688, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1384448 * nB, 1, G + 172688, G + 172720, act + 1392640 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, B, 32, 256);
     /* 163 stage2.x5: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6386,13 +6386,13 @@ static void backward_d_10(RtModelD *m, int B)
     /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1368064 * nB, 0, act + 1376256 * nB, act + 1359872 * nB, nB * 8192);
     /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1359872 * nB, 0, G + 163408, G + 163440, act + 1368064 * nB, act + 1318912 * nB, fix + 5120, fix + 5152, P + 163408, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1359872 * nB, 0, G + 163408, G + 163440, act + 1368064 * nB, act + 1318912 * nB, fix + 1696, fix + 1728, P + 163408, B, 32, 256);
     /* 159 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1318912 * nB, 0, G + 154192, act + 1359872 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1359872 * nB, 0, act + 1318912 * nB, act + 1343488 * nB, nB * 8192);
     /* 157 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1351680 * nB, 1, G + 154128, G + 154160, act + 1359872 * nB, act + 1335296 * nB, fix + 5056, fix + 5088, P + 154128, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1351680 * nB, 1, G + 154128, G + 154160, act + 1359872 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, B, 32, 256);
     /* 156 stage2.x4: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6408,13 +6408,13 @@ static void backward_d_10(RtModelD *m, int B)
     /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1335296 * nB, 0, act + 1343488 * nB, act + 1327104 * nB, nB * 8192);
     /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1327104 * nB, 0, G + 144848, G + 144880, act + 1335296 * nB, act + 1286144 * nB, fix + 4992, fix + 5024, P + 144848, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1327104 * nB, 0, G + 144848, G + 144880, act + 1335296 * nB, act + 1286144 * nB, fix + 1568, fix + 1600, P + 144848, B, 32, 256);
     /* 152 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1286144 * nB, 0, G + 135632, act + 1327104 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1327104 * nB, 0, act + 1286144 * nB, act + 1310720 * nB, nB * 8192);
     /* 150 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1318912 * nB, 1, G + 135568, G + 135600, act + 1327104 * nB, act + 1302528 * nB, fix + 4928, fix + 4960, P + 135568, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1318912 * nB, 1, G + 135568, G + 135600, act + 1327104 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, B, 32, 256);
     /* 149 stage2.x3: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6430,7 +6430,7 @@ static void backward_d_10(RtModelD *m, int B)
     /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1302528 * nB, 0, act + 1310720 * nB, act + 1294336 * nB, nB * 8192);
     /* 146 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1294336 * nB, 0, G + 126288, G + 126320, act + 1302528 * nB, act + 1253376 * nB, fix + 4864, fix + 4896, P + 126288, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1294336 * nB, 0, G + 126288, G + 126320, act + 1302528 * nB, act + 1253376 * nB, fix + 1440, fix + 1472, P + 126288, B, 32, 256);
 }
 
 /* Backward, part 11 of 17. */
@@ -6448,7 +6448,7 @@ static void backward_d_11(RtModelD *m, int B)
     /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1294336 * nB, 0, act + 1253376 * nB, act + 1277952 * nB, nB * 8192);
     /* 143 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1286144 * nB, 1, G + 117008, G + 117040, act + 1294336 * nB, act + 1269760 * nB, fix + 4800, fix + 4832, P + 117008, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1286144 * nB, 1, G + 117008, G + 117040, act + 1294336 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, B, 32, 256);
     /* 142 stage2.x2: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -6464,57 +6464,57 @@ static void backward_d_11(RtModelD *m, int B)
     /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 1269760 * nB, 0, act + 1277952 * nB, act + 1261568 * nB, nB * 8192);
     /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1261568 * nB, 0, G + 107728, G + 107760, act + 1269760 * nB, act + 1163264 * nB, fix + 4736, fix + 4768, P + 107728, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1261568 * nB, 0, G + 107728, G + 107760, act + 1269760 * nB, act + 1171456 * nB, fix + 1312, fix + 1344, P + 107728, B, 32, 256);
     /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1163264 * nB, 0, G + 98512, act + 1261568 * nB, act + 1171456 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1171456 * nB, 0, G + 98512, act + 1261568 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1261568 * nB, 0, act + 1163264 * nB, act + 1171456 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1261568 * nB, 0, act + 1171456 * nB, act + 1236992 * nB, nB * 8192);
     /* 136 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1253376 * nB, 1, G + 98448, G + 98480, act + 1261568 * nB, act + 1245184 * nB, fix + 4672, fix + 4704, P + 98448, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1253376 * nB, 1, G + 98448, G + 98480, act + 1261568 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, B, 32, 256);
     /* 135 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 1261568 * nB, act + 1245184 * nB };
+        double *const dxs[2] = { act + 1236992 * nB, act + 1171456 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1253376 * nB, NULL, c, 2, nB * 8192);
     }
     /* 134 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward_d(ctx, act + 1163264 * nB, 0, act + 1261568 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_backward_d(ctx, act + 1245184 * nB, 0, act + 1236992 * nB, B, 16, 32, 32, 32, 2);
     /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1253376 * nB, 0, G + 89232, act + 1245184 * nB, act + 1236992 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1236992 * nB, 0, G + 89232, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1245184 * nB, 0, act + 1253376 * nB, act + 1236992 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1171456 * nB, 0, act + 1236992 * nB, act + 1228800 * nB, nB * 8192);
     /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1253376 * nB, 0, G + 89168, G + 89200, act + 1245184 * nB, act + 1228800 * nB, fix + 4608, fix + 4640, P + 89168, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 1228800 * nB, 0, G + 89168, G + 89200, act + 1171456 * nB, act + 1163264 * nB, fix + 1184, fix + 1216, P + 89168, B, 32, 256);
     /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1228800 * nB, 0, G + 84560, act + 1253376 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 1163264 * nB, 0, G + 84560, act + 1228800 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
     /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1245184 * nB, 0, act + 1228800 * nB, act + 1212416 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 1228800 * nB, 0, act + 1163264 * nB, act + 1212416 * nB, nB * 16384);
     /* 128 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1163264 * nB, 1, G + 84528, G + 84544, act + 1245184 * nB, act + 1196032 * nB, fix + 8064, fix + 8080, P + 84528, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 1245184 * nB, 1, G + 84528, G + 84544, act + 1228800 * nB, act + 1196032 * nB, fix + 1152, fix + 1168, P + 84528, B, 16, 1024);
     /* 127 stage1.x18: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 1196032 * nB, act + 1212416 * nB };
+        double *const dxs[2] = { act + 1163264 * nB, act + 1196032 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1163264 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1245184 * nB, NULL, c, 2, nB * 16384);
     }
     /* 126 stage1.step17.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 1163264 * nB, 0, G + 82224, act + 1212416 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1212416 * nB, 0, G + 82224, act + 1196032 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
     /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1212416 * nB, 0, act + 1163264 * nB, act + 1179648 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 1196032 * nB, 0, act + 1212416 * nB, act + 1179648 * nB, nB * 16384);
     /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1163264 * nB, 0, G + 82192, G + 82208, act + 1212416 * nB, act + 1097728 * nB, fix + 8032, fix + 8048, P + 82192, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 1179648 * nB, 0, G + 82192, G + 82208, act + 1196032 * nB, act + 1097728 * nB, fix + 1120, fix + 1136, P + 82192, B, 16, 1024);
     /* 123 stage1.step17.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 1097728 * nB, 0, G + 79888, act + 1163264 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1097728 * nB, 0, G + 79888, act + 1179648 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
     /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1163264 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 1179648 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384);
 }
 
 /* Backward, part 12 of 17. */
@@ -6528,7 +6528,7 @@ static void backward_d_12(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 121 stage1.step17.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1196032 * nB, 1, G + 79856, G + 79872, act + 1163264 * nB, act + 1130496 * nB, fix + 8000, fix + 8016, P + 79856, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 1163264 * nB, 1, G + 79856, G + 79872, act + 1179648 * nB, act + 1130496 * nB, fix + 1088, fix + 1104, P + 79856, B, 16, 1024);
     /* 120 stage1.x17: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6537,20 +6537,20 @@ static void backward_d_12(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 1097728 * nB, act + 1130496 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1196032 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1163264 * nB, NULL, c, 2, nB * 16384);
     }
     /* 119 stage1.step16.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 1146880 * nB, 0, G + 77552, act + 1130496 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
     /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 1130496 * nB, 0, act + 1146880 * nB, act + 1114112 * nB, nB * 16384);
     /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1114112 * nB, 0, G + 77520, G + 77536, act + 1130496 * nB, act + 1032192 * nB, fix + 7968, fix + 7984, P + 77520, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 1114112 * nB, 0, G + 77520, G + 77536, act + 1130496 * nB, act + 1032192 * nB, fix + 1056, fix + 1072, P + 77520, B, 16, 1024);
     /* 116 stage1.step16.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 1032192 * nB, 0, G + 75216, act + 1114112 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
     /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 1114112 * nB, 0, act + 1032192 * nB, act + 1081344 * nB, nB * 16384);
     /* 114 stage1.step16.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1097728 * nB, 1, G + 75184, G + 75200, act + 1114112 * nB, act + 1064960 * nB, fix + 7936, fix + 7952, P + 75184, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 1097728 * nB, 1, G + 75184, G + 75200, act + 1114112 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, B, 16, 1024);
     /* 113 stage1.x16: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6566,13 +6566,13 @@ static void backward_d_12(RtModelD *m, int B)
     /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 1064960 * nB, 0, act + 1081344 * nB, act + 1048576 * nB, nB * 16384);
     /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1048576 * nB, 0, G + 72848, G + 72864, act + 1064960 * nB, act + 966656 * nB, fix + 7904, fix + 7920, P + 72848, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 1048576 * nB, 0, G + 72848, G + 72864, act + 1064960 * nB, act + 966656 * nB, fix + 992, fix + 1008, P + 72848, B, 16, 1024);
     /* 109 stage1.step15.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 966656 * nB, 0, G + 70544, act + 1048576 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
     /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 1048576 * nB, 0, act + 966656 * nB, act + 1015808 * nB, nB * 16384);
     /* 107 stage1.step15.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1032192 * nB, 1, G + 70512, G + 70528, act + 1048576 * nB, act + 999424 * nB, fix + 7872, fix + 7888, P + 70512, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 1032192 * nB, 1, G + 70512, G + 70528, act + 1048576 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, B, 16, 1024);
     /* 106 stage1.x15: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6588,13 +6588,13 @@ static void backward_d_12(RtModelD *m, int B)
     /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 999424 * nB, 0, act + 1015808 * nB, act + 983040 * nB, nB * 16384);
     /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 983040 * nB, 0, G + 68176, G + 68192, act + 999424 * nB, act + 901120 * nB, fix + 7840, fix + 7856, P + 68176, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 983040 * nB, 0, G + 68176, G + 68192, act + 999424 * nB, act + 901120 * nB, fix + 928, fix + 944, P + 68176, B, 16, 1024);
     /* 102 stage1.step14.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 901120 * nB, 0, G + 65872, act + 983040 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
     /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 983040 * nB, 0, act + 901120 * nB, act + 950272 * nB, nB * 16384);
     /* 100 stage1.step14.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 966656 * nB, 1, G + 65840, G + 65856, act + 983040 * nB, act + 933888 * nB, fix + 7808, fix + 7824, P + 65840, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 966656 * nB, 1, G + 65840, G + 65856, act + 983040 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, B, 16, 1024);
     /* 99 stage1.x14: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6622,13 +6622,13 @@ static void backward_d_13(RtModelD *m, int B)
     /* 97 stage1.step13.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 933888 * nB, 0, act + 950272 * nB, act + 917504 * nB, nB * 16384);
     /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 917504 * nB, 0, G + 63504, G + 63520, act + 933888 * nB, act + 835584 * nB, fix + 7776, fix + 7792, P + 63504, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 917504 * nB, 0, G + 63504, G + 63520, act + 933888 * nB, act + 835584 * nB, fix + 864, fix + 880, P + 63504, B, 16, 1024);
     /* 95 stage1.step13.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 835584 * nB, 0, G + 61200, act + 917504 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
     /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 917504 * nB, 0, act + 835584 * nB, act + 884736 * nB, nB * 16384);
     /* 93 stage1.step13.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 901120 * nB, 1, G + 61168, G + 61184, act + 917504 * nB, act + 868352 * nB, fix + 7744, fix + 7760, P + 61168, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 901120 * nB, 1, G + 61168, G + 61184, act + 917504 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, B, 16, 1024);
     /* 92 stage1.x13: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6644,13 +6644,13 @@ static void backward_d_13(RtModelD *m, int B)
     /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 868352 * nB, 0, act + 884736 * nB, act + 851968 * nB, nB * 16384);
     /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 851968 * nB, 0, G + 58832, G + 58848, act + 868352 * nB, act + 770048 * nB, fix + 7712, fix + 7728, P + 58832, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 851968 * nB, 0, G + 58832, G + 58848, act + 868352 * nB, act + 770048 * nB, fix + 800, fix + 816, P + 58832, B, 16, 1024);
     /* 88 stage1.step12.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 770048 * nB, 0, G + 56528, act + 851968 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
     /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 851968 * nB, 0, act + 770048 * nB, act + 819200 * nB, nB * 16384);
     /* 86 stage1.step12.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 835584 * nB, 1, G + 56496, G + 56512, act + 851968 * nB, act + 802816 * nB, fix + 7680, fix + 7696, P + 56496, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 835584 * nB, 1, G + 56496, G + 56512, act + 851968 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, B, 16, 1024);
     /* 85 stage1.x12: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6666,13 +6666,13 @@ static void backward_d_13(RtModelD *m, int B)
     /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 802816 * nB, 0, act + 819200 * nB, act + 786432 * nB, nB * 16384);
     /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 786432 * nB, 0, G + 54160, G + 54176, act + 802816 * nB, act + 704512 * nB, fix + 7648, fix + 7664, P + 54160, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 786432 * nB, 0, G + 54160, G + 54176, act + 802816 * nB, act + 704512 * nB, fix + 736, fix + 752, P + 54160, B, 16, 1024);
     /* 81 stage1.step11.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 704512 * nB, 0, G + 51856, act + 786432 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
     /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 786432 * nB, 0, act + 704512 * nB, act + 753664 * nB, nB * 16384);
     /* 79 stage1.step11.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 770048 * nB, 1, G + 51824, G + 51840, act + 786432 * nB, act + 737280 * nB, fix + 7616, fix + 7632, P + 51824, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 770048 * nB, 1, G + 51824, G + 51840, act + 786432 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, B, 16, 1024);
     /* 78 stage1.x11: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6688,7 +6688,7 @@ static void backward_d_13(RtModelD *m, int B)
     /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 737280 * nB, 0, act + 753664 * nB, act + 720896 * nB, nB * 16384);
     /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 720896 * nB, 0, G + 49488, G + 49504, act + 737280 * nB, act + 638976 * nB, fix + 7584, fix + 7600, P + 49488, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 720896 * nB, 0, G + 49488, G + 49504, act + 737280 * nB, act + 638976 * nB, fix + 672, fix + 688, P + 49488, B, 16, 1024);
     /* 74 stage1.step10.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 638976 * nB, 0, G + 47184, act + 720896 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
 }
@@ -6706,7 +6706,7 @@ static void backward_d_14(RtModelD *m, int B)
     /* 73 stage1.step10.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 720896 * nB, 0, act + 638976 * nB, act + 688128 * nB, nB * 16384);
     /* 72 stage1.step10.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 704512 * nB, 1, G + 47152, G + 47168, act + 720896 * nB, act + 671744 * nB, fix + 7552, fix + 7568, P + 47152, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 704512 * nB, 1, G + 47152, G + 47168, act + 720896 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, B, 16, 1024);
     /* 71 stage1.x10: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6722,13 +6722,13 @@ static void backward_d_14(RtModelD *m, int B)
     /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 671744 * nB, 0, act + 688128 * nB, act + 655360 * nB, nB * 16384);
     /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 655360 * nB, 0, G + 44816, G + 44832, act + 671744 * nB, act + 573440 * nB, fix + 7520, fix + 7536, P + 44816, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 655360 * nB, 0, G + 44816, G + 44832, act + 671744 * nB, act + 573440 * nB, fix + 608, fix + 624, P + 44816, B, 16, 1024);
     /* 67 stage1.step9.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 573440 * nB, 0, G + 42512, act + 655360 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
     /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 655360 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384);
     /* 65 stage1.step9.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 7488, fix + 7504, P + 42480, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6744,13 +6744,13 @@ static void backward_d_14(RtModelD *m, int B)
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 7456, fix + 7472, P + 40144, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384);
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 7424, fix + 7440, P + 37808, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6766,13 +6766,13 @@ static void backward_d_14(RtModelD *m, int B)
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 7392, fix + 7408, P + 35472, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 442368 * nB, 0, G + 33168, act + 524288 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384);
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 7360, fix + 7376, P + 33136, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
     /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6800,13 +6800,13 @@ static void backward_d_15(RtModelD *m, int B)
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 7328, fix + 7344, P + 30800, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384);
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 7296, fix + 7312, P + 28464, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6822,13 +6822,13 @@ static void backward_d_15(RtModelD *m, int B)
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 7264, fix + 7280, P + 26128, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384);
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 7232, fix + 7248, P + 23792, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6844,13 +6844,13 @@ static void backward_d_15(RtModelD *m, int B)
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 7200, fix + 7216, P + 21456, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384);
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 7168, fix + 7184, P + 19120, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6866,7 +6866,7 @@ static void backward_d_15(RtModelD *m, int B)
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 7136, fix + 7152, P + 16784, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
 }
 
 /* Backward, part 16 of 17. */
@@ -6884,7 +6884,7 @@ static void backward_d_16(RtModelD *m, int B)
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384);
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 7104, fix + 7120, P + 14448, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6900,13 +6900,13 @@ static void backward_d_16(RtModelD *m, int B)
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 7072, fix + 7088, P + 12112, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 7040, fix + 7056, P + 9776, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6922,13 +6922,13 @@ static void backward_d_16(RtModelD *m, int B)
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 7008, fix + 7024, P + 7440, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 6976, fix + 6992, P + 5104, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -6944,13 +6944,13 @@ static void backward_d_16(RtModelD *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 6944, fix + 6960, P + 2768, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix + 6912, fix + 6928, P + 432, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
 }
 
 /* Backward, part 17 of 17. */

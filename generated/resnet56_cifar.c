@@ -470,7 +470,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 16384 * nB, fix + 3456, fix + 3472, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -479,7 +479,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 3488, fix + 3504, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -497,7 +497,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 3520, fix + 3536, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -506,7 +506,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 3552, fix + 3568, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -524,7 +524,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 3584, fix + 3600, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -533,7 +533,7 @@ static void forward_1(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 3616, fix + 3632, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -551,7 +551,7 @@ static void forward_1(RtModel *m, int B, int train)
     }
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 3648, fix + 3664, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -572,7 +572,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 3680, fix + 3696, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -590,7 +590,7 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 3712, fix + 3728, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1.0000000000000001e-05);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -599,7 +599,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 3744, fix + 3760, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1.0000000000000001e-05);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -617,7 +617,7 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 3776, fix + 3792, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1.0000000000000001e-05);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -626,7 +626,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 3808, fix + 3824, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1.0000000000000001e-05);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -644,7 +644,7 @@ static void forward_2(RtModel *m, int B, int train)
     }
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 3840, fix + 3856, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1.0000000000000001e-05);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -653,7 +653,7 @@ static void forward_2(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 3872, fix + 3888, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1.0000000000000001e-05);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -683,7 +683,7 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 3904, fix + 3920, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1.0000000000000001e-05);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -692,7 +692,7 @@ static void forward_3(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 507904 * nB, fix + 3936, fix + 3952, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1.0000000000000001e-05);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -710,7 +710,7 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 507904 * nB, fix + 3968, fix + 3984, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 507904 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1.0000000000000001e-05);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -719,7 +719,7 @@ static void forward_3(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 4000, fix + 4016, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1.0000000000000001e-05);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -737,31 +737,31 @@ static void forward_3(RtModel *m, int B, int train)
     }
     /* 65 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 4032, fix + 4048, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1.0000000000000001e-05);
     /* 66 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_forward(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384);
     /* 67 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 638976 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 68 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 2304, fix + 2336, buf + 608, buf + 640, act + 638976 * nB, P + 47120, P + 47152, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 581632 * nB, fix + 608, fix + 640, buf + 608, buf + 640, act + 573440 * nB, P + 47120, P + 47152, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 573440 * nB, act + 638976 * nB, P + 47120, P + 47152, buf + 608, buf + 640, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 581632 * nB, act + 573440 * nB, P + 47120, P + 47152, buf + 608, buf + 640, B, 32, 256, 1.0000000000000001e-05);
     /* 69 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 647168 * nB, act + 573440 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 638976 * nB, act + 581632 * nB, nB * 8192);
     /* 70 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 573440 * nB, act + 647168 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 581632 * nB, act + 638976 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 71 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward(ctx, act + 581632 * nB, act + 606208 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_forward(ctx, act + 647168 * nB, act + 606208 * nB, B, 16, 32, 32, 32, 2);
     /* 72 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 581632 * nB, act + 573440 * nB };
+        const float *const xs[2] = { act + 647168 * nB, act + 581632 * nB };
         rt_sum_forward(ctx, act + 655360 * nB, 2, xs, c, nB * 8192);
     }
 }
@@ -778,18 +778,18 @@ static void forward_4(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 2368, fix + 2400, buf + 672, buf + 704, act + 655360 * nB, P + 56400, P + 56432, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 581632 * nB, fix + 672, fix + 704, buf + 672, buf + 704, act + 655360 * nB, P + 56400, P + 56432, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 573440 * nB, act + 655360 * nB, P + 56400, P + 56432, buf + 672, buf + 704, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 581632 * nB, act + 655360 * nB, P + 56400, P + 56432, buf + 672, buf + 704, B, 32, 256, 1.0000000000000001e-05);
     /* 74 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 581632 * nB, act + 573440 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 647168 * nB, act + 581632 * nB, nB * 8192);
     /* 75 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 573440 * nB, act + 581632 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 581632 * nB, act + 647168 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 76 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 663552 * nB, fix + 2432, fix + 2464, buf + 736, buf + 768, act + 573440 * nB, P + 65680, P + 65712, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 663552 * nB, fix + 736, fix + 768, buf + 736, buf + 768, act + 581632 * nB, P + 65680, P + 65712, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 663552 * nB, act + 573440 * nB, P + 65680, P + 65712, buf + 736, buf + 768, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 663552 * nB, act + 581632 * nB, P + 65680, P + 65712, buf + 736, buf + 768, B, 32, 256, 1.0000000000000001e-05);
     /* 77 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 671744 * nB, act + 663552 * nB, nB * 8192);
     /* 78 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
@@ -805,7 +805,7 @@ static void forward_4(RtModel *m, int B, int train)
     }
     /* 80 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 663552 * nB, fix + 2496, fix + 2528, buf + 800, buf + 832, act + 679936 * nB, P + 74960, P + 74992, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 663552 * nB, fix + 800, fix + 832, buf + 800, buf + 832, act + 679936 * nB, P + 74960, P + 74992, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 663552 * nB, act + 679936 * nB, P + 74960, P + 74992, buf + 800, buf + 832, B, 32, 256, 1.0000000000000001e-05);
     /* 81 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -814,7 +814,7 @@ static void forward_4(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 663552 * nB, act + 688128 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 83 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 696320 * nB, fix + 2560, fix + 2592, buf + 864, buf + 896, act + 663552 * nB, P + 84240, P + 84272, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 696320 * nB, fix + 864, fix + 896, buf + 864, buf + 896, act + 663552 * nB, P + 84240, P + 84272, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 696320 * nB, act + 663552 * nB, P + 84240, P + 84272, buf + 864, buf + 896, B, 32, 256, 1.0000000000000001e-05);
     /* 84 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -832,7 +832,7 @@ static void forward_4(RtModel *m, int B, int train)
     }
     /* 87 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 696320 * nB, fix + 2624, fix + 2656, buf + 928, buf + 960, act + 712704 * nB, P + 93520, P + 93552, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 696320 * nB, fix + 928, fix + 960, buf + 928, buf + 960, act + 712704 * nB, P + 93520, P + 93552, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 696320 * nB, act + 712704 * nB, P + 93520, P + 93552, buf + 928, buf + 960, B, 32, 256, 1.0000000000000001e-05);
     /* 88 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -841,7 +841,7 @@ static void forward_4(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 696320 * nB, act + 720896 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
     /* 90 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 729088 * nB, fix + 2688, fix + 2720, buf + 992, buf + 1024, act + 696320 * nB, P + 102800, P + 102832, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 729088 * nB, fix + 992, fix + 1024, buf + 992, buf + 1024, act + 696320 * nB, P + 102800, P + 102832, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 729088 * nB, act + 696320 * nB, P + 102800, P + 102832, buf + 992, buf + 1024, B, 32, 256, 1.0000000000000001e-05);
     /* 91 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -859,7 +859,7 @@ static void forward_4(RtModel *m, int B, int train)
     }
     /* 94 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 729088 * nB, fix + 2752, fix + 2784, buf + 1056, buf + 1088, act + 745472 * nB, P + 112080, P + 112112, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 729088 * nB, fix + 1056, fix + 1088, buf + 1056, buf + 1088, act + 745472 * nB, P + 112080, P + 112112, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 729088 * nB, act + 745472 * nB, P + 112080, P + 112112, buf + 1056, buf + 1088, B, 32, 256, 1.0000000000000001e-05);
     /* 95 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -880,7 +880,7 @@ static void forward_5(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 97 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 761856 * nB, fix + 2816, fix + 2848, buf + 1120, buf + 1152, act + 729088 * nB, P + 121360, P + 121392, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 761856 * nB, fix + 1120, fix + 1152, buf + 1120, buf + 1152, act + 729088 * nB, P + 121360, P + 121392, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 761856 * nB, act + 729088 * nB, P + 121360, P + 121392, buf + 1120, buf + 1152, B, 32, 256, 1.0000000000000001e-05);
     /* 98 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -898,7 +898,7 @@ static void forward_5(RtModel *m, int B, int train)
     }
     /* 101 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 761856 * nB, fix + 2880, fix + 2912, buf + 1184, buf + 1216, act + 778240 * nB, P + 130640, P + 130672, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 761856 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 778240 * nB, P + 130640, P + 130672, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 761856 * nB, act + 778240 * nB, P + 130640, P + 130672, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
     /* 102 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -907,7 +907,7 @@ static void forward_5(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 761856 * nB, act + 786432 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
     /* 104 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 794624 * nB, fix + 2944, fix + 2976, buf + 1248, buf + 1280, act + 761856 * nB, P + 139920, P + 139952, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 794624 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 761856 * nB, P + 139920, P + 139952, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 794624 * nB, act + 761856 * nB, P + 139920, P + 139952, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
     /* 105 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -925,7 +925,7 @@ static void forward_5(RtModel *m, int B, int train)
     }
     /* 108 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 794624 * nB, fix + 3008, fix + 3040, buf + 1312, buf + 1344, act + 811008 * nB, P + 149200, P + 149232, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 794624 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 811008 * nB, P + 149200, P + 149232, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 794624 * nB, act + 811008 * nB, P + 149200, P + 149232, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
     /* 109 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -934,7 +934,7 @@ static void forward_5(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 794624 * nB, act + 819200 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
     /* 111 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 827392 * nB, fix + 3072, fix + 3104, buf + 1376, buf + 1408, act + 794624 * nB, P + 158480, P + 158512, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 827392 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 794624 * nB, P + 158480, P + 158512, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 827392 * nB, act + 794624 * nB, P + 158480, P + 158512, buf + 1376, buf + 1408, B, 32, 256, 1.0000000000000001e-05);
     /* 112 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -952,7 +952,7 @@ static void forward_5(RtModel *m, int B, int train)
     }
     /* 115 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 827392 * nB, fix + 3136, fix + 3168, buf + 1440, buf + 1472, act + 843776 * nB, P + 167760, P + 167792, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 827392 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 843776 * nB, P + 167760, P + 167792, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 827392 * nB, act + 843776 * nB, P + 167760, P + 167792, buf + 1440, buf + 1472, B, 32, 256, 1.0000000000000001e-05);
     /* 116 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -961,7 +961,7 @@ static void forward_5(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 827392 * nB, act + 851968 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
     /* 118 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 860160 * nB, fix + 3200, fix + 3232, buf + 1504, buf + 1536, act + 827392 * nB, P + 177040, P + 177072, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 860160 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 827392 * nB, P + 177040, P + 177072, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 860160 * nB, act + 827392 * nB, P + 177040, P + 177072, buf + 1504, buf + 1536, B, 32, 256, 1.0000000000000001e-05);
     /* 119 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -991,7 +991,7 @@ static void forward_6(RtModel *m, int B, int train)
     }
     /* 122 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 860160 * nB, fix + 3264, fix + 3296, buf + 1568, buf + 1600, act + 876544 * nB, P + 186320, P + 186352, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 860160 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 876544 * nB, P + 186320, P + 186352, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 860160 * nB, act + 876544 * nB, P + 186320, P + 186352, buf + 1568, buf + 1600, B, 32, 256, 1.0000000000000001e-05);
     /* 123 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -1000,7 +1000,7 @@ static void forward_6(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 860160 * nB, act + 884736 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
     /* 125 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 892928 * nB, fix + 3328, fix + 3360, buf + 1632, buf + 1664, act + 860160 * nB, P + 195600, P + 195632, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 892928 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 860160 * nB, P + 195600, P + 195632, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 892928 * nB, act + 860160 * nB, P + 195600, P + 195632, buf + 1632, buf + 1664, B, 32, 256, 1.0000000000000001e-05);
     /* 126 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -1018,47 +1018,47 @@ static void forward_6(RtModel *m, int B, int train)
     }
     /* 129 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train(ctx, act + 892928 * nB, fix + 3392, fix + 3424, buf + 1696, buf + 1728, act + 909312 * nB, P + 204880, P + 204912, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 892928 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 909312 * nB, P + 204880, P + 204912, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 892928 * nB, act + 909312 * nB, P + 204880, P + 204912, buf + 1696, buf + 1728, B, 32, 256, 1.0000000000000001e-05);
     /* 130 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward(ctx, act + 917504 * nB, act + 892928 * nB, nB * 8192);
     /* 131 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 925696 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_forward(ctx, act + 892928 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
     /* 132 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 892928 * nB, fix, fix + 64, buf + 1760, buf + 1824, act + 925696 * nB, P + 223376, P + 223440, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 897024 * nB, fix + 1760, fix + 1824, buf + 1760, buf + 1824, act + 892928 * nB, P + 223376, P + 223440, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 892928 * nB, act + 925696 * nB, P + 223376, P + 223440, buf + 1760, buf + 1824, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 897024 * nB, act + 892928 * nB, P + 223376, P + 223440, buf + 1760, buf + 1824, B, 64, 64, 1.0000000000000001e-05);
     /* 133 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 929792 * nB, act + 892928 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 925696 * nB, act + 897024 * nB, nB * 4096);
     /* 134 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 892928 * nB, act + 929792 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 897024 * nB, act + 925696 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 135 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward(ctx, act + 897024 * nB, act + 909312 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_forward(ctx, act + 929792 * nB, act + 909312 * nB, B, 32, 16, 16, 64, 2);
     /* 136 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 897024 * nB, act + 892928 * nB };
+        const float *const xs[2] = { act + 929792 * nB, act + 897024 * nB };
         rt_sum_forward(ctx, act + 933888 * nB, 2, xs, c, nB * 4096);
     }
     /* 137 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 892928 * nB, fix + 128, fix + 192, buf + 1888, buf + 1952, act + 933888 * nB, P + 260368, P + 260432, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 897024 * nB, fix + 1888, fix + 1952, buf + 1888, buf + 1952, act + 933888 * nB, P + 260368, P + 260432, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 892928 * nB, act + 933888 * nB, P + 260368, P + 260432, buf + 1888, buf + 1952, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 897024 * nB, act + 933888 * nB, P + 260368, P + 260432, buf + 1888, buf + 1952, B, 64, 64, 1.0000000000000001e-05);
     /* 138 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 897024 * nB, act + 892928 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 929792 * nB, act + 897024 * nB, nB * 4096);
     /* 139 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 892928 * nB, act + 897024 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward(ctx, act + 897024 * nB, act + 929792 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 140 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 937984 * nB, fix + 256, fix + 320, buf + 2016, buf + 2080, act + 892928 * nB, P + 297360, P + 297424, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 937984 * nB, fix + 2016, fix + 2080, buf + 2016, buf + 2080, act + 897024 * nB, P + 297360, P + 297424, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval(ctx, act + 937984 * nB, act + 892928 * nB, P + 297360, P + 297424, buf + 2016, buf + 2080, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval(ctx, act + 937984 * nB, act + 897024 * nB, P + 297360, P + 297424, buf + 2016, buf + 2080, B, 64, 64, 1.0000000000000001e-05);
     /* 141 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward(ctx, act + 942080 * nB, act + 937984 * nB, nB * 4096);
     /* 142 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
@@ -1074,7 +1074,7 @@ static void forward_6(RtModel *m, int B, int train)
     }
     /* 144 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 937984 * nB, fix + 384, fix + 448, buf + 2144, buf + 2208, act + 946176 * nB, P + 334352, P + 334416, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 937984 * nB, fix + 2144, fix + 2208, buf + 2144, buf + 2208, act + 946176 * nB, P + 334352, P + 334416, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 937984 * nB, act + 946176 * nB, P + 334352, P + 334416, buf + 2144, buf + 2208, B, 64, 64, 1.0000000000000001e-05);
 }
@@ -1095,7 +1095,7 @@ static void forward_7(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 937984 * nB, act + 950272 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 147 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 954368 * nB, fix + 512, fix + 576, buf + 2272, buf + 2336, act + 937984 * nB, P + 371344, P + 371408, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 954368 * nB, fix + 2272, fix + 2336, buf + 2272, buf + 2336, act + 937984 * nB, P + 371344, P + 371408, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 954368 * nB, act + 937984 * nB, P + 371344, P + 371408, buf + 2272, buf + 2336, B, 64, 64, 1.0000000000000001e-05);
     /* 148 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1113,7 +1113,7 @@ static void forward_7(RtModel *m, int B, int train)
     }
     /* 151 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 954368 * nB, fix + 640, fix + 704, buf + 2400, buf + 2464, act + 962560 * nB, P + 408336, P + 408400, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 954368 * nB, fix + 2400, fix + 2464, buf + 2400, buf + 2464, act + 962560 * nB, P + 408336, P + 408400, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 954368 * nB, act + 962560 * nB, P + 408336, P + 408400, buf + 2400, buf + 2464, B, 64, 64, 1.0000000000000001e-05);
     /* 152 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1122,7 +1122,7 @@ static void forward_7(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 954368 * nB, act + 966656 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 154 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 970752 * nB, fix + 768, fix + 832, buf + 2528, buf + 2592, act + 954368 * nB, P + 445328, P + 445392, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 970752 * nB, fix + 2528, fix + 2592, buf + 2528, buf + 2592, act + 954368 * nB, P + 445328, P + 445392, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 970752 * nB, act + 954368 * nB, P + 445328, P + 445392, buf + 2528, buf + 2592, B, 64, 64, 1.0000000000000001e-05);
     /* 155 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1140,7 +1140,7 @@ static void forward_7(RtModel *m, int B, int train)
     }
     /* 158 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 970752 * nB, fix + 896, fix + 960, buf + 2656, buf + 2720, act + 978944 * nB, P + 482320, P + 482384, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 970752 * nB, fix + 2656, fix + 2720, buf + 2656, buf + 2720, act + 978944 * nB, P + 482320, P + 482384, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 970752 * nB, act + 978944 * nB, P + 482320, P + 482384, buf + 2656, buf + 2720, B, 64, 64, 1.0000000000000001e-05);
     /* 159 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1149,7 +1149,7 @@ static void forward_7(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 970752 * nB, act + 983040 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 161 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 987136 * nB, fix + 1024, fix + 1088, buf + 2784, buf + 2848, act + 970752 * nB, P + 519312, P + 519376, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 987136 * nB, fix + 2784, fix + 2848, buf + 2784, buf + 2848, act + 970752 * nB, P + 519312, P + 519376, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 987136 * nB, act + 970752 * nB, P + 519312, P + 519376, buf + 2784, buf + 2848, B, 64, 64, 1.0000000000000001e-05);
     /* 162 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1167,7 +1167,7 @@ static void forward_7(RtModel *m, int B, int train)
     }
     /* 165 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 987136 * nB, fix + 1152, fix + 1216, buf + 2912, buf + 2976, act + 995328 * nB, P + 556304, P + 556368, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 987136 * nB, fix + 2912, fix + 2976, buf + 2912, buf + 2976, act + 995328 * nB, P + 556304, P + 556368, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 987136 * nB, act + 995328 * nB, P + 556304, P + 556368, buf + 2912, buf + 2976, B, 64, 64, 1.0000000000000001e-05);
     /* 166 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1176,7 +1176,7 @@ static void forward_7(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 987136 * nB, act + 999424 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 168 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1003520 * nB, fix + 1280, fix + 1344, buf + 3040, buf + 3104, act + 987136 * nB, P + 593296, P + 593360, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1003520 * nB, fix + 3040, fix + 3104, buf + 3040, buf + 3104, act + 987136 * nB, P + 593296, P + 593360, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1003520 * nB, act + 987136 * nB, P + 593296, P + 593360, buf + 3040, buf + 3104, B, 64, 64, 1.0000000000000001e-05);
 }
@@ -1206,7 +1206,7 @@ static void forward_8(RtModel *m, int B, int train)
     }
     /* 172 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1003520 * nB, fix + 1408, fix + 1472, buf + 3168, buf + 3232, act + 1011712 * nB, P + 630288, P + 630352, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1003520 * nB, fix + 3168, fix + 3232, buf + 3168, buf + 3232, act + 1011712 * nB, P + 630288, P + 630352, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1003520 * nB, act + 1011712 * nB, P + 630288, P + 630352, buf + 3168, buf + 3232, B, 64, 64, 1.0000000000000001e-05);
     /* 173 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1215,7 +1215,7 @@ static void forward_8(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1003520 * nB, act + 1015808 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 175 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1019904 * nB, fix + 1536, fix + 1600, buf + 3296, buf + 3360, act + 1003520 * nB, P + 667280, P + 667344, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1019904 * nB, fix + 3296, fix + 3360, buf + 3296, buf + 3360, act + 1003520 * nB, P + 667280, P + 667344, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1019904 * nB, act + 1003520 * nB, P + 667280, P + 667344, buf + 3296, buf + 3360, B, 64, 64, 1.0000000000000001e-05);
     /* 176 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1233,7 +1233,7 @@ static void forward_8(RtModel *m, int B, int train)
     }
     /* 179 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1019904 * nB, fix + 1664, fix + 1728, buf + 3424, buf + 3488, act + 1028096 * nB, P + 704272, P + 704336, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1019904 * nB, fix + 3424, fix + 3488, buf + 3424, buf + 3488, act + 1028096 * nB, P + 704272, P + 704336, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1019904 * nB, act + 1028096 * nB, P + 704272, P + 704336, buf + 3424, buf + 3488, B, 64, 64, 1.0000000000000001e-05);
     /* 180 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1242,7 +1242,7 @@ static void forward_8(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1019904 * nB, act + 1032192 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 182 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1036288 * nB, fix + 1792, fix + 1856, buf + 3552, buf + 3616, act + 1019904 * nB, P + 741264, P + 741328, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1036288 * nB, fix + 3552, fix + 3616, buf + 3552, buf + 3616, act + 1019904 * nB, P + 741264, P + 741328, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1036288 * nB, act + 1019904 * nB, P + 741264, P + 741328, buf + 3552, buf + 3616, B, 64, 64, 1.0000000000000001e-05);
     /* 183 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1260,7 +1260,7 @@ static void forward_8(RtModel *m, int B, int train)
     }
     /* 186 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1036288 * nB, fix + 1920, fix + 1984, buf + 3680, buf + 3744, act + 1044480 * nB, P + 778256, P + 778320, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1036288 * nB, fix + 3680, fix + 3744, buf + 3680, buf + 3744, act + 1044480 * nB, P + 778256, P + 778320, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1036288 * nB, act + 1044480 * nB, P + 778256, P + 778320, buf + 3680, buf + 3744, B, 64, 64, 1.0000000000000001e-05);
     /* 187 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1269,7 +1269,7 @@ static void forward_8(RtModel *m, int B, int train)
     rt_conv2d_forward(ctx, act + 1036288 * nB, act + 1048576 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 189 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1052672 * nB, fix + 2048, fix + 2112, buf + 3808, buf + 3872, act + 1036288 * nB, P + 815248, P + 815312, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1052672 * nB, fix + 3808, fix + 3872, buf + 3808, buf + 3872, act + 1036288 * nB, P + 815248, P + 815312, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1052672 * nB, act + 1036288 * nB, P + 815248, P + 815312, buf + 3808, buf + 3872, B, 64, 64, 1.0000000000000001e-05);
     /* 190 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -1299,7 +1299,7 @@ static void forward_9(RtModel *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 head.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train(ctx, act + 1052672 * nB, fix + 2176, fix + 2240, buf + 3936, buf + 4000, act + 1060864 * nB, P + 852240, P + 852304, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train(ctx, act + 1052672 * nB, fix + 3936, fix + 4000, buf + 3936, buf + 4000, act + 1060864 * nB, P + 852240, P + 852304, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 1052672 * nB, act + 1060864 * nB, P + 852240, P + 852304, buf + 3936, buf + 4000, B, 64, 64, 1.0000000000000001e-05);
     /* 194 head.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1336,35 +1336,35 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 196 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 1069056 * nB, 0, G + 852368, G + 853008, m->dlogits, act + 1052672 * nB, P + 852368, B, 64, 10);
+    rt_linear_backward(ctx, act + 1052736 * nB, 0, G + 852368, G + 853008, m->dlogits, act + 1052672 * nB, P + 852368, B, 64, 10);
     /* 195 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 1052672 * nB, 0, act + 1069056 * nB, B, 64, 64);
+    rt_gap_backward(ctx, act + 1069056 * nB, 0, act + 1052736 * nB, B, 64, 64);
     /* 194 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1069056 * nB, 0, act + 1052672 * nB, act + 1064960 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1052672 * nB, 0, act + 1069056 * nB, act + 1064960 * nB, nB * 4096);
     /* 193 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1052672 * nB, 0, G + 852240, G + 852304, act + 1069056 * nB, act + 1060864 * nB, fix + 2176, fix + 2240, P + 852240, B, 64, 64);
+    rt_bn_backward(ctx, act + 1064960 * nB, 0, G + 852240, G + 852304, act + 1052672 * nB, act + 1060864 * nB, fix + 3936, fix + 4000, P + 852240, B, 64, 64);
     /* 192 stage3.x9: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 1060864 * nB, act + 1064960 * nB };
+        float *const dxs[2] = { act + 1052672 * nB, act + 1060864 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1052672 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 1064960 * nB, NULL, c, 2, nB * 4096);
     }
     /* 191 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1052672 * nB, 0, G + 815376, act + 1064960 * nB, act + 1056768 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1064960 * nB, 0, G + 815376, act + 1060864 * nB, act + 1056768 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 190 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1064960 * nB, 0, act + 1052672 * nB, act + 1056768 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1060864 * nB, 0, act + 1064960 * nB, act + 1056768 * nB, nB * 4096);
     /* 189 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1052672 * nB, 0, G + 815248, G + 815312, act + 1064960 * nB, act + 1036288 * nB, fix + 2048, fix + 2112, P + 815248, B, 64, 64);
+    rt_bn_backward(ctx, act + 1056768 * nB, 0, G + 815248, G + 815312, act + 1060864 * nB, act + 1036288 * nB, fix + 3808, fix + 3872, P + 815248, B, 64, 64);
     /* 188 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1036288 * nB, 0, G + 778384, act + 1052672 * nB, act + 1048576 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 1036288 * nB, 0, G + 778384, act + 1056768 * nB, act + 1048576 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 187 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1052672 * nB, 0, act + 1036288 * nB, act + 1048576 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1056768 * nB, 0, act + 1036288 * nB, act + 1048576 * nB, nB * 4096);
     /* 186 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1060864 * nB, 1, G + 778256, G + 778320, act + 1052672 * nB, act + 1044480 * nB, fix + 1920, fix + 1984, P + 778256, B, 64, 64);
+    rt_bn_backward(ctx, act + 1052672 * nB, 1, G + 778256, G + 778320, act + 1056768 * nB, act + 1044480 * nB, fix + 3680, fix + 3744, P + 778256, B, 64, 64);
     /* 185 stage3.x8: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -1373,20 +1373,20 @@ static void backward_1(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 1036288 * nB, act + 1044480 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1060864 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 1052672 * nB, NULL, c, 2, nB * 4096);
     }
     /* 184 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1048576 * nB, 0, G + 741392, act + 1044480 * nB, act + 1040384 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 183 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1044480 * nB, 0, act + 1048576 * nB, act + 1040384 * nB, nB * 4096);
     /* 182 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1040384 * nB, 0, G + 741264, G + 741328, act + 1044480 * nB, act + 1019904 * nB, fix + 1792, fix + 1856, P + 741264, B, 64, 64);
+    rt_bn_backward(ctx, act + 1040384 * nB, 0, G + 741264, G + 741328, act + 1044480 * nB, act + 1019904 * nB, fix + 3552, fix + 3616, P + 741264, B, 64, 64);
     /* 181 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1019904 * nB, 0, G + 704400, act + 1040384 * nB, act + 1032192 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 180 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1040384 * nB, 0, act + 1019904 * nB, act + 1032192 * nB, nB * 4096);
     /* 179 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1036288 * nB, 1, G + 704272, G + 704336, act + 1040384 * nB, act + 1028096 * nB, fix + 1664, fix + 1728, P + 704272, B, 64, 64);
+    rt_bn_backward(ctx, act + 1036288 * nB, 1, G + 704272, G + 704336, act + 1040384 * nB, act + 1028096 * nB, fix + 3424, fix + 3488, P + 704272, B, 64, 64);
     /* 178 stage3.x7: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -1402,7 +1402,7 @@ static void backward_1(RtModel *m, int B)
     /* 176 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1028096 * nB, 0, act + 1032192 * nB, act + 1024000 * nB, nB * 4096);
     /* 175 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1024000 * nB, 0, G + 667280, G + 667344, act + 1028096 * nB, act + 1003520 * nB, fix + 1536, fix + 1600, P + 667280, B, 64, 64);
+    rt_bn_backward(ctx, act + 1024000 * nB, 0, G + 667280, G + 667344, act + 1028096 * nB, act + 1003520 * nB, fix + 3296, fix + 3360, P + 667280, B, 64, 64);
     /* 174 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1003520 * nB, 0, G + 630416, act + 1024000 * nB, act + 1015808 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 173 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -1420,7 +1420,7 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 172 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1019904 * nB, 1, G + 630288, G + 630352, act + 1024000 * nB, act + 1011712 * nB, fix + 1408, fix + 1472, P + 630288, B, 64, 64);
+    rt_bn_backward(ctx, act + 1019904 * nB, 1, G + 630288, G + 630352, act + 1024000 * nB, act + 1011712 * nB, fix + 3168, fix + 3232, P + 630288, B, 64, 64);
     /* 171 stage3.x6: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -1436,13 +1436,13 @@ static void backward_2(RtModel *m, int B)
     /* 169 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1011712 * nB, 0, act + 1015808 * nB, act + 1007616 * nB, nB * 4096);
     /* 168 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1007616 * nB, 0, G + 593296, G + 593360, act + 1011712 * nB, act + 987136 * nB, fix + 1280, fix + 1344, P + 593296, B, 64, 64);
+    rt_bn_backward(ctx, act + 1007616 * nB, 0, G + 593296, G + 593360, act + 1011712 * nB, act + 987136 * nB, fix + 3040, fix + 3104, P + 593296, B, 64, 64);
     /* 167 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 987136 * nB, 0, G + 556432, act + 1007616 * nB, act + 999424 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 166 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 1007616 * nB, 0, act + 987136 * nB, act + 999424 * nB, nB * 4096);
     /* 165 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1003520 * nB, 1, G + 556304, G + 556368, act + 1007616 * nB, act + 995328 * nB, fix + 1152, fix + 1216, P + 556304, B, 64, 64);
+    rt_bn_backward(ctx, act + 1003520 * nB, 1, G + 556304, G + 556368, act + 1007616 * nB, act + 995328 * nB, fix + 2912, fix + 2976, P + 556304, B, 64, 64);
     /* 164 stage3.x5: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -1458,13 +1458,13 @@ static void backward_2(RtModel *m, int B)
     /* 162 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 995328 * nB, 0, act + 999424 * nB, act + 991232 * nB, nB * 4096);
     /* 161 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 991232 * nB, 0, G + 519312, G + 519376, act + 995328 * nB, act + 970752 * nB, fix + 1024, fix + 1088, P + 519312, B, 64, 64);
+    rt_bn_backward(ctx, act + 991232 * nB, 0, G + 519312, G + 519376, act + 995328 * nB, act + 970752 * nB, fix + 2784, fix + 2848, P + 519312, B, 64, 64);
     /* 160 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 970752 * nB, 0, G + 482448, act + 991232 * nB, act + 983040 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 159 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 991232 * nB, 0, act + 970752 * nB, act + 983040 * nB, nB * 4096);
     /* 158 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 987136 * nB, 1, G + 482320, G + 482384, act + 991232 * nB, act + 978944 * nB, fix + 896, fix + 960, P + 482320, B, 64, 64);
+    rt_bn_backward(ctx, act + 987136 * nB, 1, G + 482320, G + 482384, act + 991232 * nB, act + 978944 * nB, fix + 2656, fix + 2720, P + 482320, B, 64, 64);
     /* 157 stage3.x4: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -1480,13 +1480,13 @@ static void backward_2(RtModel *m, int B)
     /* 155 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 978944 * nB, 0, act + 983040 * nB, act + 974848 * nB, nB * 4096);
     /* 154 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 974848 * nB, 0, G + 445328, G + 445392, act + 978944 * nB, act + 954368 * nB, fix + 768, fix + 832, P + 445328, B, 64, 64);
+    rt_bn_backward(ctx, act + 974848 * nB, 0, G + 445328, G + 445392, act + 978944 * nB, act + 954368 * nB, fix + 2528, fix + 2592, P + 445328, B, 64, 64);
     /* 153 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 954368 * nB, 0, G + 408464, act + 974848 * nB, act + 966656 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 152 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 974848 * nB, 0, act + 954368 * nB, act + 966656 * nB, nB * 4096);
     /* 151 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 970752 * nB, 1, G + 408336, G + 408400, act + 974848 * nB, act + 962560 * nB, fix + 640, fix + 704, P + 408336, B, 64, 64);
+    rt_bn_backward(ctx, act + 970752 * nB, 1, G + 408336, G + 408400, act + 974848 * nB, act + 962560 * nB, fix + 2400, fix + 2464, P + 408336, B, 64, 64);
     /* 150 stage3.x3: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -1514,13 +1514,13 @@ static void backward_3(RtModel *m, int B)
     /* 148 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 962560 * nB, 0, act + 966656 * nB, act + 958464 * nB, nB * 4096);
     /* 147 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 958464 * nB, 0, G + 371344, G + 371408, act + 962560 * nB, act + 937984 * nB, fix + 512, fix + 576, P + 371344, B, 64, 64);
+    rt_bn_backward(ctx, act + 958464 * nB, 0, G + 371344, G + 371408, act + 962560 * nB, act + 937984 * nB, fix + 2272, fix + 2336, P + 371344, B, 64, 64);
     /* 146 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 937984 * nB, 0, G + 334480, act + 958464 * nB, act + 950272 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 145 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 958464 * nB, 0, act + 937984 * nB, act + 950272 * nB, nB * 4096);
     /* 144 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 954368 * nB, 1, G + 334352, G + 334416, act + 958464 * nB, act + 946176 * nB, fix + 384, fix + 448, P + 334352, B, 64, 64);
+    rt_bn_backward(ctx, act + 954368 * nB, 1, G + 334352, G + 334416, act + 958464 * nB, act + 946176 * nB, fix + 2144, fix + 2208, P + 334352, B, 64, 64);
     /* 143 stage3.x2: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
@@ -1536,53 +1536,53 @@ static void backward_3(RtModel *m, int B)
     /* 141 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward(ctx, act + 946176 * nB, 0, act + 950272 * nB, act + 942080 * nB, nB * 4096);
     /* 140 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 942080 * nB, 0, G + 297360, G + 297424, act + 946176 * nB, act + 892928 * nB, fix + 256, fix + 320, P + 297360, B, 64, 64);
+    rt_bn_backward(ctx, act + 942080 * nB, 0, G + 297360, G + 297424, act + 946176 * nB, act + 897024 * nB, fix + 2016, fix + 2080, P + 297360, B, 64, 64);
     /* 139 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 892928 * nB, 0, G + 260496, act + 942080 * nB, act + 897024 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 897024 * nB, 0, G + 260496, act + 942080 * nB, act + 929792 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 138 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 942080 * nB, 0, act + 892928 * nB, act + 897024 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 942080 * nB, 0, act + 897024 * nB, act + 929792 * nB, nB * 4096);
     /* 137 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 937984 * nB, 1, G + 260368, G + 260432, act + 942080 * nB, act + 933888 * nB, fix + 128, fix + 192, P + 260368, B, 64, 64);
+    rt_bn_backward(ctx, act + 937984 * nB, 1, G + 260368, G + 260432, act + 942080 * nB, act + 933888 * nB, fix + 1888, fix + 1952, P + 260368, B, 64, 64);
     /* 136 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 942080 * nB, act + 933888 * nB };
+        float *const dxs[2] = { act + 929792 * nB, act + 897024 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 937984 * nB, NULL, c, 2, nB * 4096);
     }
     /* 135 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward(ctx, act + 892928 * nB, 0, act + 942080 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_backward(ctx, act + 933888 * nB, 0, act + 929792 * nB, B, 32, 16, 16, 64, 2);
     /* 134 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 937984 * nB, 0, G + 223504, act + 933888 * nB, act + 929792 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 929792 * nB, 0, G + 223504, act + 897024 * nB, act + 925696 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 133 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 933888 * nB, 0, act + 937984 * nB, act + 929792 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 897024 * nB, 0, act + 929792 * nB, act + 925696 * nB, nB * 4096);
     /* 132 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 937984 * nB, 0, G + 223376, G + 223440, act + 933888 * nB, act + 925696 * nB, fix, fix + 64, P + 223376, B, 64, 64);
+    rt_bn_backward(ctx, act + 925696 * nB, 0, G + 223376, G + 223440, act + 897024 * nB, act + 892928 * nB, fix + 1760, fix + 1824, P + 223376, B, 64, 64);
     /* 131 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 925696 * nB, 0, G + 204944, act + 937984 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 892928 * nB, 0, G + 204944, act + 925696 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
     /* 130 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 933888 * nB, 0, act + 925696 * nB, act + 917504 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 925696 * nB, 0, act + 892928 * nB, act + 917504 * nB, nB * 8192);
     /* 129 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 892928 * nB, 1, G + 204880, G + 204912, act + 933888 * nB, act + 909312 * nB, fix + 3392, fix + 3424, P + 204880, B, 32, 256);
+    rt_bn_backward(ctx, act + 933888 * nB, 1, G + 204880, G + 204912, act + 925696 * nB, act + 909312 * nB, fix + 1696, fix + 1728, P + 204880, B, 32, 256);
     /* 128 stage2.x9: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 909312 * nB, act + 917504 * nB };
+        float *const dxs[2] = { act + 892928 * nB, act + 909312 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 892928 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 933888 * nB, NULL, c, 2, nB * 8192);
     }
     /* 127 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 892928 * nB, 0, G + 195664, act + 917504 * nB, act + 901120 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 917504 * nB, 0, G + 195664, act + 909312 * nB, act + 901120 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
     /* 126 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 917504 * nB, 0, act + 892928 * nB, act + 901120 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 909312 * nB, 0, act + 917504 * nB, act + 901120 * nB, nB * 8192);
     /* 125 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 892928 * nB, 0, G + 195600, G + 195632, act + 917504 * nB, act + 860160 * nB, fix + 3328, fix + 3360, P + 195600, B, 32, 256);
+    rt_bn_backward(ctx, act + 901120 * nB, 0, G + 195600, G + 195632, act + 909312 * nB, act + 860160 * nB, fix + 1632, fix + 1664, P + 195600, B, 32, 256);
 }
 
 /* Backward, part 4 of 9. */
@@ -1596,11 +1596,11 @@ static void backward_4(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 124 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 860160 * nB, 0, G + 186384, act + 892928 * nB, act + 884736 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 860160 * nB, 0, G + 186384, act + 901120 * nB, act + 884736 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
     /* 123 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 892928 * nB, 0, act + 860160 * nB, act + 884736 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 901120 * nB, 0, act + 860160 * nB, act + 884736 * nB, nB * 8192);
     /* 122 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 909312 * nB, 1, G + 186320, G + 186352, act + 892928 * nB, act + 876544 * nB, fix + 3264, fix + 3296, P + 186320, B, 32, 256);
+    rt_bn_backward(ctx, act + 892928 * nB, 1, G + 186320, G + 186352, act + 901120 * nB, act + 876544 * nB, fix + 1568, fix + 1600, P + 186320, B, 32, 256);
     /* 121 stage2.x8: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -1609,20 +1609,20 @@ static void backward_4(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 860160 * nB, act + 876544 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 909312 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 892928 * nB, NULL, c, 2, nB * 8192);
     }
     /* 120 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 884736 * nB, 0, G + 177104, act + 876544 * nB, act + 868352 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
     /* 119 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 876544 * nB, 0, act + 884736 * nB, act + 868352 * nB, nB * 8192);
     /* 118 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 868352 * nB, 0, G + 177040, G + 177072, act + 876544 * nB, act + 827392 * nB, fix + 3200, fix + 3232, P + 177040, B, 32, 256);
+    rt_bn_backward(ctx, act + 868352 * nB, 0, G + 177040, G + 177072, act + 876544 * nB, act + 827392 * nB, fix + 1504, fix + 1536, P + 177040, B, 32, 256);
     /* 117 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 827392 * nB, 0, G + 167824, act + 868352 * nB, act + 851968 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
     /* 116 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 868352 * nB, 0, act + 827392 * nB, act + 851968 * nB, nB * 8192);
     /* 115 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 860160 * nB, 1, G + 167760, G + 167792, act + 868352 * nB, act + 843776 * nB, fix + 3136, fix + 3168, P + 167760, B, 32, 256);
+    rt_bn_backward(ctx, act + 860160 * nB, 1, G + 167760, G + 167792, act + 868352 * nB, act + 843776 * nB, fix + 1440, fix + 1472, P + 167760, B, 32, 256);
     /* 114 stage2.x7: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -1638,13 +1638,13 @@ static void backward_4(RtModel *m, int B)
     /* 112 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 843776 * nB, 0, act + 851968 * nB, act + 835584 * nB, nB * 8192);
     /* 111 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 835584 * nB, 0, G + 158480, G + 158512, act + 843776 * nB, act + 794624 * nB, fix + 3072, fix + 3104, P + 158480, B, 32, 256);
+    rt_bn_backward(ctx, act + 835584 * nB, 0, G + 158480, G + 158512, act + 843776 * nB, act + 794624 * nB, fix + 1376, fix + 1408, P + 158480, B, 32, 256);
     /* 110 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 794624 * nB, 0, G + 149264, act + 835584 * nB, act + 819200 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
     /* 109 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 835584 * nB, 0, act + 794624 * nB, act + 819200 * nB, nB * 8192);
     /* 108 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 827392 * nB, 1, G + 149200, G + 149232, act + 835584 * nB, act + 811008 * nB, fix + 3008, fix + 3040, P + 149200, B, 32, 256);
+    rt_bn_backward(ctx, act + 827392 * nB, 1, G + 149200, G + 149232, act + 835584 * nB, act + 811008 * nB, fix + 1312, fix + 1344, P + 149200, B, 32, 256);
     /* 107 stage2.x6: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -1660,13 +1660,13 @@ static void backward_4(RtModel *m, int B)
     /* 105 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 811008 * nB, 0, act + 819200 * nB, act + 802816 * nB, nB * 8192);
     /* 104 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 802816 * nB, 0, G + 139920, G + 139952, act + 811008 * nB, act + 761856 * nB, fix + 2944, fix + 2976, P + 139920, B, 32, 256);
+    rt_bn_backward(ctx, act + 802816 * nB, 0, G + 139920, G + 139952, act + 811008 * nB, act + 761856 * nB, fix + 1248, fix + 1280, P + 139920, B, 32, 256);
     /* 103 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 761856 * nB, 0, G + 130704, act + 802816 * nB, act + 786432 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
     /* 102 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 802816 * nB, 0, act + 761856 * nB, act + 786432 * nB, nB * 8192);
     /* 101 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 794624 * nB, 1, G + 130640, G + 130672, act + 802816 * nB, act + 778240 * nB, fix + 2880, fix + 2912, P + 130640, B, 32, 256);
+    rt_bn_backward(ctx, act + 794624 * nB, 1, G + 130640, G + 130672, act + 802816 * nB, act + 778240 * nB, fix + 1184, fix + 1216, P + 130640, B, 32, 256);
 }
 
 /* Backward, part 5 of 9. */
@@ -1694,13 +1694,13 @@ static void backward_5(RtModel *m, int B)
     /* 98 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 778240 * nB, 0, act + 786432 * nB, act + 770048 * nB, nB * 8192);
     /* 97 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 770048 * nB, 0, G + 121360, G + 121392, act + 778240 * nB, act + 729088 * nB, fix + 2816, fix + 2848, P + 121360, B, 32, 256);
+    rt_bn_backward(ctx, act + 770048 * nB, 0, G + 121360, G + 121392, act + 778240 * nB, act + 729088 * nB, fix + 1120, fix + 1152, P + 121360, B, 32, 256);
     /* 96 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 729088 * nB, 0, G + 112144, act + 770048 * nB, act + 753664 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
     /* 95 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 770048 * nB, 0, act + 729088 * nB, act + 753664 * nB, nB * 8192);
     /* 94 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 761856 * nB, 1, G + 112080, G + 112112, act + 770048 * nB, act + 745472 * nB, fix + 2752, fix + 2784, P + 112080, B, 32, 256);
+    rt_bn_backward(ctx, act + 761856 * nB, 1, G + 112080, G + 112112, act + 770048 * nB, act + 745472 * nB, fix + 1056, fix + 1088, P + 112080, B, 32, 256);
     /* 93 stage2.x4: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -1716,13 +1716,13 @@ static void backward_5(RtModel *m, int B)
     /* 91 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 745472 * nB, 0, act + 753664 * nB, act + 737280 * nB, nB * 8192);
     /* 90 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 737280 * nB, 0, G + 102800, G + 102832, act + 745472 * nB, act + 696320 * nB, fix + 2688, fix + 2720, P + 102800, B, 32, 256);
+    rt_bn_backward(ctx, act + 737280 * nB, 0, G + 102800, G + 102832, act + 745472 * nB, act + 696320 * nB, fix + 992, fix + 1024, P + 102800, B, 32, 256);
     /* 89 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 696320 * nB, 0, G + 93584, act + 737280 * nB, act + 720896 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
     /* 88 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 737280 * nB, 0, act + 696320 * nB, act + 720896 * nB, nB * 8192);
     /* 87 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 729088 * nB, 1, G + 93520, G + 93552, act + 737280 * nB, act + 712704 * nB, fix + 2624, fix + 2656, P + 93520, B, 32, 256);
+    rt_bn_backward(ctx, act + 729088 * nB, 1, G + 93520, G + 93552, act + 737280 * nB, act + 712704 * nB, fix + 928, fix + 960, P + 93520, B, 32, 256);
     /* 86 stage2.x3: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -1738,13 +1738,13 @@ static void backward_5(RtModel *m, int B)
     /* 84 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 712704 * nB, 0, act + 720896 * nB, act + 704512 * nB, nB * 8192);
     /* 83 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 704512 * nB, 0, G + 84240, G + 84272, act + 712704 * nB, act + 663552 * nB, fix + 2560, fix + 2592, P + 84240, B, 32, 256);
+    rt_bn_backward(ctx, act + 704512 * nB, 0, G + 84240, G + 84272, act + 712704 * nB, act + 663552 * nB, fix + 864, fix + 896, P + 84240, B, 32, 256);
     /* 82 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 663552 * nB, 0, G + 75024, act + 704512 * nB, act + 688128 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 81 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward(ctx, act + 704512 * nB, 0, act + 663552 * nB, act + 688128 * nB, nB * 8192);
     /* 80 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 696320 * nB, 1, G + 74960, G + 74992, act + 704512 * nB, act + 679936 * nB, fix + 2496, fix + 2528, P + 74960, B, 32, 256);
+    rt_bn_backward(ctx, act + 696320 * nB, 1, G + 74960, G + 74992, act + 704512 * nB, act + 679936 * nB, fix + 800, fix + 832, P + 74960, B, 32, 256);
     /* 79 stage2.x2: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
@@ -1772,59 +1772,59 @@ static void backward_6(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 76 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 671744 * nB, 0, G + 65680, G + 65712, act + 679936 * nB, act + 573440 * nB, fix + 2432, fix + 2464, P + 65680, B, 32, 256);
+    rt_bn_backward(ctx, act + 671744 * nB, 0, G + 65680, G + 65712, act + 679936 * nB, act + 581632 * nB, fix + 736, fix + 768, P + 65680, B, 32, 256);
     /* 75 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 573440 * nB, 0, G + 56464, act + 671744 * nB, act + 581632 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 581632 * nB, 0, G + 56464, act + 671744 * nB, act + 647168 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 74 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 671744 * nB, 0, act + 573440 * nB, act + 581632 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 671744 * nB, 0, act + 581632 * nB, act + 647168 * nB, nB * 8192);
     /* 73 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 663552 * nB, 1, G + 56400, G + 56432, act + 671744 * nB, act + 655360 * nB, fix + 2368, fix + 2400, P + 56400, B, 32, 256);
+    rt_bn_backward(ctx, act + 663552 * nB, 1, G + 56400, G + 56432, act + 671744 * nB, act + 655360 * nB, fix + 672, fix + 704, P + 56400, B, 32, 256);
     /* 72 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 671744 * nB, act + 655360 * nB };
+        float *const dxs[2] = { act + 647168 * nB, act + 581632 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act + 663552 * nB, NULL, c, 2, nB * 8192);
     }
     /* 71 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward(ctx, act + 573440 * nB, 0, act + 671744 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_backward(ctx, act + 655360 * nB, 0, act + 647168 * nB, B, 16, 32, 32, 32, 2);
     /* 70 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 663552 * nB, 0, G + 47184, act + 655360 * nB, act + 647168 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 647168 * nB, 0, G + 47184, act + 581632 * nB, act + 638976 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 69 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 655360 * nB, 0, act + 663552 * nB, act + 647168 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 581632 * nB, 0, act + 647168 * nB, act + 638976 * nB, nB * 8192);
     /* 68 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 663552 * nB, 0, G + 47120, G + 47152, act + 655360 * nB, act + 638976 * nB, fix + 2304, fix + 2336, P + 47120, B, 32, 256);
+    rt_bn_backward(ctx, act + 638976 * nB, 0, G + 47120, G + 47152, act + 581632 * nB, act + 573440 * nB, fix + 608, fix + 640, P + 47120, B, 32, 256);
     /* 67 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 638976 * nB, 0, G + 42512, act + 663552 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_backward(ctx, act + 573440 * nB, 0, G + 42512, act + 638976 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 66 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 655360 * nB, 0, act + 638976 * nB, act + 622592 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 638976 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384);
     /* 65 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 573440 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 4032, fix + 4048, P + 42480, B, 16, 1024);
+    rt_bn_backward(ctx, act + 655360 * nB, 1, G + 42480, G + 42496, act + 638976 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 606208 * nB, act + 622592 * nB };
+        float *const dxs[2] = { act + 573440 * nB, act + 606208 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 573440 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 655360 * nB, NULL, c, 2, nB * 16384);
     }
     /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 573440 * nB, 0, G + 40176, act + 622592 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 622592 * nB, 0, act + 573440 * nB, act + 589824 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 573440 * nB, 0, G + 40144, G + 40160, act + 622592 * nB, act + 507904 * nB, fix + 4000, fix + 4016, P + 40144, B, 16, 1024);
+    rt_bn_backward(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 507904 * nB, 0, G + 37840, act + 573440 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 573440 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384);
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 606208 * nB, 1, G + 37808, G + 37824, act + 573440 * nB, act + 540672 * nB, fix + 3968, fix + 3984, P + 37808, B, 16, 1024);
+    rt_bn_backward(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -1833,14 +1833,14 @@ static void backward_6(RtModel *m, int B)
         };
         float *const dxs[2] = { act + 507904 * nB, act + 540672 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 606208 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 573440 * nB, NULL, c, 2, nB * 16384);
     }
     /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 3936, fix + 3952, P + 35472, B, 16, 1024);
+    rt_bn_backward(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 442368 * nB, 0, G + 33168, act + 524288 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
 }
@@ -1858,7 +1858,7 @@ static void backward_7(RtModel *m, int B)
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384);
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 3904, fix + 3920, P + 33136, B, 16, 1024);
+    rt_bn_backward(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
     /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -1874,13 +1874,13 @@ static void backward_7(RtModel *m, int B)
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 3872, fix + 3888, P + 30800, B, 16, 1024);
+    rt_bn_backward(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384);
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 3840, fix + 3856, P + 28464, B, 16, 1024);
+    rt_bn_backward(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -1896,13 +1896,13 @@ static void backward_7(RtModel *m, int B)
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 3808, fix + 3824, P + 26128, B, 16, 1024);
+    rt_bn_backward(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384);
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 3776, fix + 3792, P + 23792, B, 16, 1024);
+    rt_bn_backward(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -1918,13 +1918,13 @@ static void backward_7(RtModel *m, int B)
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 3744, fix + 3760, P + 21456, B, 16, 1024);
+    rt_bn_backward(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384);
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 3712, fix + 3728, P + 19120, B, 16, 1024);
+    rt_bn_backward(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -1952,13 +1952,13 @@ static void backward_8(RtModel *m, int B)
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 3680, fix + 3696, P + 16784, B, 16, 1024);
+    rt_bn_backward(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
     /* 25 stage1.step3.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 180224 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384);
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 3648, fix + 3664, P + 14448, B, 16, 1024);
+    rt_bn_backward(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -1974,13 +1974,13 @@ static void backward_8(RtModel *m, int B)
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 3616, fix + 3632, P + 12112, B, 16, 1024);
+    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 3584, fix + 3600, P + 9776, B, 16, 1024);
+    rt_bn_backward(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -1996,13 +1996,13 @@ static void backward_8(RtModel *m, int B)
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 3552, fix + 3568, P + 7440, B, 16, 1024);
+    rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 3520, fix + 3536, P + 5104, B, 16, 1024);
+    rt_bn_backward(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
     {
         const float c[2] = {
@@ -2018,7 +2018,7 @@ static void backward_8(RtModel *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 3488, fix + 3504, P + 2768, B, 16, 1024);
+    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
 }
 
 /* Backward, part 9 of 9. */
@@ -2036,7 +2036,7 @@ static void backward_9(RtModel *m, int B)
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix + 3456, fix + 3472, P + 432, B, 16, 1024);
+    rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }
@@ -2072,7 +2072,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix + 3456, fix + 3472, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -2081,7 +2081,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 3488, fix + 3504, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -2099,7 +2099,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 3520, fix + 3536, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -2108,7 +2108,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 3552, fix + 3568, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -2126,7 +2126,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 3584, fix + 3600, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -2135,7 +2135,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 3616, fix + 3632, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -2153,7 +2153,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     }
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 3648, fix + 3664, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -2174,7 +2174,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 3680, fix + 3696, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -2192,7 +2192,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 3712, fix + 3728, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1.0000000000000001e-05);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -2201,7 +2201,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 3744, fix + 3760, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1.0000000000000001e-05);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -2219,7 +2219,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 3776, fix + 3792, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1.0000000000000001e-05);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -2228,7 +2228,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 3808, fix + 3824, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1.0000000000000001e-05);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -2246,7 +2246,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     }
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 3840, fix + 3856, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1.0000000000000001e-05);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -2255,7 +2255,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 3872, fix + 3888, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1.0000000000000001e-05);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -2285,7 +2285,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 3904, fix + 3920, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1.0000000000000001e-05);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -2294,7 +2294,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 507904 * nB, fix + 3936, fix + 3952, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1.0000000000000001e-05);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -2312,7 +2312,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 507904 * nB, fix + 3968, fix + 3984, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 507904 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1.0000000000000001e-05);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
@@ -2321,7 +2321,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 4000, fix + 4016, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1.0000000000000001e-05);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
@@ -2339,31 +2339,31 @@ static void forward_d_3(RtModelD *m, int B, int train)
     }
     /* 65 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 4032, fix + 4048, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1.0000000000000001e-05);
     /* 66 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_forward_d(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384);
     /* 67 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 638976 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 68 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 2304, fix + 2336, buf + 608, buf + 640, act + 638976 * nB, P + 47120, P + 47152, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 581632 * nB, fix + 608, fix + 640, buf + 608, buf + 640, act + 573440 * nB, P + 47120, P + 47152, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 638976 * nB, P + 47120, P + 47152, buf + 608, buf + 640, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 581632 * nB, act + 573440 * nB, P + 47120, P + 47152, buf + 608, buf + 640, B, 32, 256, 1.0000000000000001e-05);
     /* 69 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 647168 * nB, act + 573440 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 638976 * nB, act + 581632 * nB, nB * 8192);
     /* 70 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 573440 * nB, act + 647168 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 581632 * nB, act + 638976 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 71 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward_d(ctx, act + 581632 * nB, act + 606208 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_forward_d(ctx, act + 647168 * nB, act + 606208 * nB, B, 16, 32, 32, 32, 2);
     /* 72 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 581632 * nB, act + 573440 * nB };
+        const double *const xs[2] = { act + 647168 * nB, act + 581632 * nB };
         rt_sum_forward_d(ctx, act + 655360 * nB, 2, xs, c, nB * 8192);
     }
 }
@@ -2380,18 +2380,18 @@ static void forward_d_4(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 2368, fix + 2400, buf + 672, buf + 704, act + 655360 * nB, P + 56400, P + 56432, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 581632 * nB, fix + 672, fix + 704, buf + 672, buf + 704, act + 655360 * nB, P + 56400, P + 56432, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 655360 * nB, P + 56400, P + 56432, buf + 672, buf + 704, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 581632 * nB, act + 655360 * nB, P + 56400, P + 56432, buf + 672, buf + 704, B, 32, 256, 1.0000000000000001e-05);
     /* 74 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 581632 * nB, act + 573440 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 647168 * nB, act + 581632 * nB, nB * 8192);
     /* 75 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 573440 * nB, act + 581632 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 581632 * nB, act + 647168 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 76 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 663552 * nB, fix + 2432, fix + 2464, buf + 736, buf + 768, act + 573440 * nB, P + 65680, P + 65712, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 663552 * nB, fix + 736, fix + 768, buf + 736, buf + 768, act + 581632 * nB, P + 65680, P + 65712, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 663552 * nB, act + 573440 * nB, P + 65680, P + 65712, buf + 736, buf + 768, B, 32, 256, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 663552 * nB, act + 581632 * nB, P + 65680, P + 65712, buf + 736, buf + 768, B, 32, 256, 1.0000000000000001e-05);
     /* 77 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 671744 * nB, act + 663552 * nB, nB * 8192);
     /* 78 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
@@ -2407,7 +2407,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     }
     /* 80 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 663552 * nB, fix + 2496, fix + 2528, buf + 800, buf + 832, act + 679936 * nB, P + 74960, P + 74992, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 663552 * nB, fix + 800, fix + 832, buf + 800, buf + 832, act + 679936 * nB, P + 74960, P + 74992, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 663552 * nB, act + 679936 * nB, P + 74960, P + 74992, buf + 800, buf + 832, B, 32, 256, 1.0000000000000001e-05);
     /* 81 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -2416,7 +2416,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 663552 * nB, act + 688128 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 83 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 696320 * nB, fix + 2560, fix + 2592, buf + 864, buf + 896, act + 663552 * nB, P + 84240, P + 84272, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 696320 * nB, fix + 864, fix + 896, buf + 864, buf + 896, act + 663552 * nB, P + 84240, P + 84272, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 696320 * nB, act + 663552 * nB, P + 84240, P + 84272, buf + 864, buf + 896, B, 32, 256, 1.0000000000000001e-05);
     /* 84 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -2434,7 +2434,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     }
     /* 87 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 696320 * nB, fix + 2624, fix + 2656, buf + 928, buf + 960, act + 712704 * nB, P + 93520, P + 93552, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 696320 * nB, fix + 928, fix + 960, buf + 928, buf + 960, act + 712704 * nB, P + 93520, P + 93552, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 696320 * nB, act + 712704 * nB, P + 93520, P + 93552, buf + 928, buf + 960, B, 32, 256, 1.0000000000000001e-05);
     /* 88 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -2443,7 +2443,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 696320 * nB, act + 720896 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
     /* 90 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 729088 * nB, fix + 2688, fix + 2720, buf + 992, buf + 1024, act + 696320 * nB, P + 102800, P + 102832, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 729088 * nB, fix + 992, fix + 1024, buf + 992, buf + 1024, act + 696320 * nB, P + 102800, P + 102832, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 729088 * nB, act + 696320 * nB, P + 102800, P + 102832, buf + 992, buf + 1024, B, 32, 256, 1.0000000000000001e-05);
     /* 91 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -2461,7 +2461,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     }
     /* 94 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 729088 * nB, fix + 2752, fix + 2784, buf + 1056, buf + 1088, act + 745472 * nB, P + 112080, P + 112112, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 729088 * nB, fix + 1056, fix + 1088, buf + 1056, buf + 1088, act + 745472 * nB, P + 112080, P + 112112, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 729088 * nB, act + 745472 * nB, P + 112080, P + 112112, buf + 1056, buf + 1088, B, 32, 256, 1.0000000000000001e-05);
     /* 95 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -2482,7 +2482,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 97 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 761856 * nB, fix + 2816, fix + 2848, buf + 1120, buf + 1152, act + 729088 * nB, P + 121360, P + 121392, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 761856 * nB, fix + 1120, fix + 1152, buf + 1120, buf + 1152, act + 729088 * nB, P + 121360, P + 121392, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 761856 * nB, act + 729088 * nB, P + 121360, P + 121392, buf + 1120, buf + 1152, B, 32, 256, 1.0000000000000001e-05);
     /* 98 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -2500,7 +2500,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     }
     /* 101 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 761856 * nB, fix + 2880, fix + 2912, buf + 1184, buf + 1216, act + 778240 * nB, P + 130640, P + 130672, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 761856 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 778240 * nB, P + 130640, P + 130672, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 761856 * nB, act + 778240 * nB, P + 130640, P + 130672, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
     /* 102 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -2509,7 +2509,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 761856 * nB, act + 786432 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
     /* 104 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 794624 * nB, fix + 2944, fix + 2976, buf + 1248, buf + 1280, act + 761856 * nB, P + 139920, P + 139952, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 794624 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 761856 * nB, P + 139920, P + 139952, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 794624 * nB, act + 761856 * nB, P + 139920, P + 139952, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
     /* 105 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -2527,7 +2527,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     }
     /* 108 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 794624 * nB, fix + 3008, fix + 3040, buf + 1312, buf + 1344, act + 811008 * nB, P + 149200, P + 149232, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 794624 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 811008 * nB, P + 149200, P + 149232, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 794624 * nB, act + 811008 * nB, P + 149200, P + 149232, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
     /* 109 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -2536,7 +2536,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 794624 * nB, act + 819200 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
     /* 111 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 827392 * nB, fix + 3072, fix + 3104, buf + 1376, buf + 1408, act + 794624 * nB, P + 158480, P + 158512, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 827392 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 794624 * nB, P + 158480, P + 158512, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 827392 * nB, act + 794624 * nB, P + 158480, P + 158512, buf + 1376, buf + 1408, B, 32, 256, 1.0000000000000001e-05);
     /* 112 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -2554,7 +2554,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     }
     /* 115 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 827392 * nB, fix + 3136, fix + 3168, buf + 1440, buf + 1472, act + 843776 * nB, P + 167760, P + 167792, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 827392 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 843776 * nB, P + 167760, P + 167792, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 827392 * nB, act + 843776 * nB, P + 167760, P + 167792, buf + 1440, buf + 1472, B, 32, 256, 1.0000000000000001e-05);
     /* 116 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -2563,7 +2563,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 827392 * nB, act + 851968 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
     /* 118 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 860160 * nB, fix + 3200, fix + 3232, buf + 1504, buf + 1536, act + 827392 * nB, P + 177040, P + 177072, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 860160 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 827392 * nB, P + 177040, P + 177072, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 860160 * nB, act + 827392 * nB, P + 177040, P + 177072, buf + 1504, buf + 1536, B, 32, 256, 1.0000000000000001e-05);
     /* 119 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -2593,7 +2593,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     }
     /* 122 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 860160 * nB, fix + 3264, fix + 3296, buf + 1568, buf + 1600, act + 876544 * nB, P + 186320, P + 186352, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 860160 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 876544 * nB, P + 186320, P + 186352, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 860160 * nB, act + 876544 * nB, P + 186320, P + 186352, buf + 1568, buf + 1600, B, 32, 256, 1.0000000000000001e-05);
     /* 123 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
@@ -2602,7 +2602,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 860160 * nB, act + 884736 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
     /* 125 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 892928 * nB, fix + 3328, fix + 3360, buf + 1632, buf + 1664, act + 860160 * nB, P + 195600, P + 195632, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 892928 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 860160 * nB, P + 195600, P + 195632, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 892928 * nB, act + 860160 * nB, P + 195600, P + 195632, buf + 1632, buf + 1664, B, 32, 256, 1.0000000000000001e-05);
     /* 126 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
@@ -2620,47 +2620,47 @@ static void forward_d_6(RtModelD *m, int B, int train)
     }
     /* 129 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 892928 * nB, fix + 3392, fix + 3424, buf + 1696, buf + 1728, act + 909312 * nB, P + 204880, P + 204912, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 892928 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 909312 * nB, P + 204880, P + 204912, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 892928 * nB, act + 909312 * nB, P + 204880, P + 204912, buf + 1696, buf + 1728, B, 32, 256, 1.0000000000000001e-05);
     /* 130 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_forward_d(ctx, act + 917504 * nB, act + 892928 * nB, nB * 8192);
     /* 131 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 925696 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_forward_d(ctx, act + 892928 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
     /* 132 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 892928 * nB, fix, fix + 64, buf + 1760, buf + 1824, act + 925696 * nB, P + 223376, P + 223440, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 897024 * nB, fix + 1760, fix + 1824, buf + 1760, buf + 1824, act + 892928 * nB, P + 223376, P + 223440, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 892928 * nB, act + 925696 * nB, P + 223376, P + 223440, buf + 1760, buf + 1824, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 897024 * nB, act + 892928 * nB, P + 223376, P + 223440, buf + 1760, buf + 1824, B, 64, 64, 1.0000000000000001e-05);
     /* 133 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 929792 * nB, act + 892928 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 925696 * nB, act + 897024 * nB, nB * 4096);
     /* 134 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 892928 * nB, act + 929792 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 897024 * nB, act + 925696 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 135 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward_d(ctx, act + 897024 * nB, act + 909312 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_forward_d(ctx, act + 929792 * nB, act + 909312 * nB, B, 32, 16, 16, 64, 2);
     /* 136 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 897024 * nB, act + 892928 * nB };
+        const double *const xs[2] = { act + 929792 * nB, act + 897024 * nB };
         rt_sum_forward_d(ctx, act + 933888 * nB, 2, xs, c, nB * 4096);
     }
     /* 137 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 892928 * nB, fix + 128, fix + 192, buf + 1888, buf + 1952, act + 933888 * nB, P + 260368, P + 260432, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 897024 * nB, fix + 1888, fix + 1952, buf + 1888, buf + 1952, act + 933888 * nB, P + 260368, P + 260432, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 892928 * nB, act + 933888 * nB, P + 260368, P + 260432, buf + 1888, buf + 1952, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 897024 * nB, act + 933888 * nB, P + 260368, P + 260432, buf + 1888, buf + 1952, B, 64, 64, 1.0000000000000001e-05);
     /* 138 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 897024 * nB, act + 892928 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 929792 * nB, act + 897024 * nB, nB * 4096);
     /* 139 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 892928 * nB, act + 897024 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_forward_d(ctx, act + 897024 * nB, act + 929792 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 140 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 937984 * nB, fix + 256, fix + 320, buf + 2016, buf + 2080, act + 892928 * nB, P + 297360, P + 297424, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 937984 * nB, fix + 2016, fix + 2080, buf + 2016, buf + 2080, act + 897024 * nB, P + 297360, P + 297424, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
-        rt_bn_forward_eval_d(ctx, act + 937984 * nB, act + 892928 * nB, P + 297360, P + 297424, buf + 2016, buf + 2080, B, 64, 64, 1.0000000000000001e-05);
+        rt_bn_forward_eval_d(ctx, act + 937984 * nB, act + 897024 * nB, P + 297360, P + 297424, buf + 2016, buf + 2080, B, 64, 64, 1.0000000000000001e-05);
     /* 141 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_forward_d(ctx, act + 942080 * nB, act + 937984 * nB, nB * 4096);
     /* 142 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
@@ -2676,7 +2676,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     }
     /* 144 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 937984 * nB, fix + 384, fix + 448, buf + 2144, buf + 2208, act + 946176 * nB, P + 334352, P + 334416, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 937984 * nB, fix + 2144, fix + 2208, buf + 2144, buf + 2208, act + 946176 * nB, P + 334352, P + 334416, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 937984 * nB, act + 946176 * nB, P + 334352, P + 334416, buf + 2144, buf + 2208, B, 64, 64, 1.0000000000000001e-05);
 }
@@ -2697,7 +2697,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 937984 * nB, act + 950272 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 147 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 954368 * nB, fix + 512, fix + 576, buf + 2272, buf + 2336, act + 937984 * nB, P + 371344, P + 371408, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 954368 * nB, fix + 2272, fix + 2336, buf + 2272, buf + 2336, act + 937984 * nB, P + 371344, P + 371408, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 954368 * nB, act + 937984 * nB, P + 371344, P + 371408, buf + 2272, buf + 2336, B, 64, 64, 1.0000000000000001e-05);
     /* 148 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2715,7 +2715,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     }
     /* 151 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 954368 * nB, fix + 640, fix + 704, buf + 2400, buf + 2464, act + 962560 * nB, P + 408336, P + 408400, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 954368 * nB, fix + 2400, fix + 2464, buf + 2400, buf + 2464, act + 962560 * nB, P + 408336, P + 408400, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 954368 * nB, act + 962560 * nB, P + 408336, P + 408400, buf + 2400, buf + 2464, B, 64, 64, 1.0000000000000001e-05);
     /* 152 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2724,7 +2724,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 954368 * nB, act + 966656 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 154 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 970752 * nB, fix + 768, fix + 832, buf + 2528, buf + 2592, act + 954368 * nB, P + 445328, P + 445392, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 970752 * nB, fix + 2528, fix + 2592, buf + 2528, buf + 2592, act + 954368 * nB, P + 445328, P + 445392, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 970752 * nB, act + 954368 * nB, P + 445328, P + 445392, buf + 2528, buf + 2592, B, 64, 64, 1.0000000000000001e-05);
     /* 155 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2742,7 +2742,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     }
     /* 158 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 970752 * nB, fix + 896, fix + 960, buf + 2656, buf + 2720, act + 978944 * nB, P + 482320, P + 482384, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 970752 * nB, fix + 2656, fix + 2720, buf + 2656, buf + 2720, act + 978944 * nB, P + 482320, P + 482384, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 970752 * nB, act + 978944 * nB, P + 482320, P + 482384, buf + 2656, buf + 2720, B, 64, 64, 1.0000000000000001e-05);
     /* 159 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2751,7 +2751,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 970752 * nB, act + 983040 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 161 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 987136 * nB, fix + 1024, fix + 1088, buf + 2784, buf + 2848, act + 970752 * nB, P + 519312, P + 519376, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 987136 * nB, fix + 2784, fix + 2848, buf + 2784, buf + 2848, act + 970752 * nB, P + 519312, P + 519376, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 987136 * nB, act + 970752 * nB, P + 519312, P + 519376, buf + 2784, buf + 2848, B, 64, 64, 1.0000000000000001e-05);
     /* 162 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2769,7 +2769,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     }
     /* 165 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 987136 * nB, fix + 1152, fix + 1216, buf + 2912, buf + 2976, act + 995328 * nB, P + 556304, P + 556368, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 987136 * nB, fix + 2912, fix + 2976, buf + 2912, buf + 2976, act + 995328 * nB, P + 556304, P + 556368, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 987136 * nB, act + 995328 * nB, P + 556304, P + 556368, buf + 2912, buf + 2976, B, 64, 64, 1.0000000000000001e-05);
     /* 166 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2778,7 +2778,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 987136 * nB, act + 999424 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 168 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1003520 * nB, fix + 1280, fix + 1344, buf + 3040, buf + 3104, act + 987136 * nB, P + 593296, P + 593360, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1003520 * nB, fix + 3040, fix + 3104, buf + 3040, buf + 3104, act + 987136 * nB, P + 593296, P + 593360, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1003520 * nB, act + 987136 * nB, P + 593296, P + 593360, buf + 3040, buf + 3104, B, 64, 64, 1.0000000000000001e-05);
 }
@@ -2808,7 +2808,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     }
     /* 172 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1003520 * nB, fix + 1408, fix + 1472, buf + 3168, buf + 3232, act + 1011712 * nB, P + 630288, P + 630352, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1003520 * nB, fix + 3168, fix + 3232, buf + 3168, buf + 3232, act + 1011712 * nB, P + 630288, P + 630352, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1003520 * nB, act + 1011712 * nB, P + 630288, P + 630352, buf + 3168, buf + 3232, B, 64, 64, 1.0000000000000001e-05);
     /* 173 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2817,7 +2817,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1003520 * nB, act + 1015808 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 175 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1019904 * nB, fix + 1536, fix + 1600, buf + 3296, buf + 3360, act + 1003520 * nB, P + 667280, P + 667344, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1019904 * nB, fix + 3296, fix + 3360, buf + 3296, buf + 3360, act + 1003520 * nB, P + 667280, P + 667344, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1019904 * nB, act + 1003520 * nB, P + 667280, P + 667344, buf + 3296, buf + 3360, B, 64, 64, 1.0000000000000001e-05);
     /* 176 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2835,7 +2835,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     }
     /* 179 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1019904 * nB, fix + 1664, fix + 1728, buf + 3424, buf + 3488, act + 1028096 * nB, P + 704272, P + 704336, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1019904 * nB, fix + 3424, fix + 3488, buf + 3424, buf + 3488, act + 1028096 * nB, P + 704272, P + 704336, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1019904 * nB, act + 1028096 * nB, P + 704272, P + 704336, buf + 3424, buf + 3488, B, 64, 64, 1.0000000000000001e-05);
     /* 180 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2844,7 +2844,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1019904 * nB, act + 1032192 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 182 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1036288 * nB, fix + 1792, fix + 1856, buf + 3552, buf + 3616, act + 1019904 * nB, P + 741264, P + 741328, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1036288 * nB, fix + 3552, fix + 3616, buf + 3552, buf + 3616, act + 1019904 * nB, P + 741264, P + 741328, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1036288 * nB, act + 1019904 * nB, P + 741264, P + 741328, buf + 3552, buf + 3616, B, 64, 64, 1.0000000000000001e-05);
     /* 183 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2862,7 +2862,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     }
     /* 186 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1036288 * nB, fix + 1920, fix + 1984, buf + 3680, buf + 3744, act + 1044480 * nB, P + 778256, P + 778320, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1036288 * nB, fix + 3680, fix + 3744, buf + 3680, buf + 3744, act + 1044480 * nB, P + 778256, P + 778320, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1036288 * nB, act + 1044480 * nB, P + 778256, P + 778320, buf + 3680, buf + 3744, B, 64, 64, 1.0000000000000001e-05);
     /* 187 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2871,7 +2871,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     rt_conv2d_forward_d(ctx, act + 1036288 * nB, act + 1048576 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 189 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1052672 * nB, fix + 2048, fix + 2112, buf + 3808, buf + 3872, act + 1036288 * nB, P + 815248, P + 815312, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1052672 * nB, fix + 3808, fix + 3872, buf + 3808, buf + 3872, act + 1036288 * nB, P + 815248, P + 815312, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1052672 * nB, act + 1036288 * nB, P + 815248, P + 815312, buf + 3808, buf + 3872, B, 64, 64, 1.0000000000000001e-05);
     /* 190 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
@@ -2901,7 +2901,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 head.bn0: bn 64x8x8 -> 64x8x8 */
     if (train)
-        rt_bn_forward_train_d(ctx, act + 1052672 * nB, fix + 2176, fix + 2240, buf + 3936, buf + 4000, act + 1060864 * nB, P + 852240, P + 852304, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
+        rt_bn_forward_train_d(ctx, act + 1052672 * nB, fix + 3936, fix + 4000, buf + 3936, buf + 4000, act + 1060864 * nB, P + 852240, P + 852304, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 1052672 * nB, act + 1060864 * nB, P + 852240, P + 852304, buf + 3936, buf + 4000, B, 64, 64, 1.0000000000000001e-05);
     /* 194 head.relu0: relu 64x8x8 -> 64x8x8 */
@@ -2938,35 +2938,35 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 196 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 1069056 * nB, 0, G + 852368, G + 853008, m->dlogits, act + 1052672 * nB, P + 852368, B, 64, 10);
+    rt_linear_backward_d(ctx, act + 1052736 * nB, 0, G + 852368, G + 853008, m->dlogits, act + 1052672 * nB, P + 852368, B, 64, 10);
     /* 195 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 1052672 * nB, 0, act + 1069056 * nB, B, 64, 64);
+    rt_gap_backward_d(ctx, act + 1069056 * nB, 0, act + 1052736 * nB, B, 64, 64);
     /* 194 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1069056 * nB, 0, act + 1052672 * nB, act + 1064960 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1052672 * nB, 0, act + 1069056 * nB, act + 1064960 * nB, nB * 4096);
     /* 193 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1052672 * nB, 0, G + 852240, G + 852304, act + 1069056 * nB, act + 1060864 * nB, fix + 2176, fix + 2240, P + 852240, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1064960 * nB, 0, G + 852240, G + 852304, act + 1052672 * nB, act + 1060864 * nB, fix + 3936, fix + 4000, P + 852240, B, 64, 64);
     /* 192 stage3.x9: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 1060864 * nB, act + 1064960 * nB };
+        double *const dxs[2] = { act + 1052672 * nB, act + 1060864 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1052672 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1064960 * nB, NULL, c, 2, nB * 4096);
     }
     /* 191 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1052672 * nB, 0, G + 815376, act + 1064960 * nB, act + 1056768 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1064960 * nB, 0, G + 815376, act + 1060864 * nB, act + 1056768 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 190 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1064960 * nB, 0, act + 1052672 * nB, act + 1056768 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1060864 * nB, 0, act + 1064960 * nB, act + 1056768 * nB, nB * 4096);
     /* 189 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1052672 * nB, 0, G + 815248, G + 815312, act + 1064960 * nB, act + 1036288 * nB, fix + 2048, fix + 2112, P + 815248, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1056768 * nB, 0, G + 815248, G + 815312, act + 1060864 * nB, act + 1036288 * nB, fix + 3808, fix + 3872, P + 815248, B, 64, 64);
     /* 188 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1036288 * nB, 0, G + 778384, act + 1052672 * nB, act + 1048576 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 1036288 * nB, 0, G + 778384, act + 1056768 * nB, act + 1048576 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 187 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1052672 * nB, 0, act + 1036288 * nB, act + 1048576 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1056768 * nB, 0, act + 1036288 * nB, act + 1048576 * nB, nB * 4096);
     /* 186 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1060864 * nB, 1, G + 778256, G + 778320, act + 1052672 * nB, act + 1044480 * nB, fix + 1920, fix + 1984, P + 778256, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1052672 * nB, 1, G + 778256, G + 778320, act + 1056768 * nB, act + 1044480 * nB, fix + 3680, fix + 3744, P + 778256, B, 64, 64);
     /* 185 stage3.x8: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -2975,20 +2975,20 @@ static void backward_d_1(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 1036288 * nB, act + 1044480 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1060864 * nB, NULL, c, 2, nB * 4096);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1052672 * nB, NULL, c, 2, nB * 4096);
     }
     /* 184 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1048576 * nB, 0, G + 741392, act + 1044480 * nB, act + 1040384 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 183 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1044480 * nB, 0, act + 1048576 * nB, act + 1040384 * nB, nB * 4096);
     /* 182 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1040384 * nB, 0, G + 741264, G + 741328, act + 1044480 * nB, act + 1019904 * nB, fix + 1792, fix + 1856, P + 741264, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1040384 * nB, 0, G + 741264, G + 741328, act + 1044480 * nB, act + 1019904 * nB, fix + 3552, fix + 3616, P + 741264, B, 64, 64);
     /* 181 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1019904 * nB, 0, G + 704400, act + 1040384 * nB, act + 1032192 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 180 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1040384 * nB, 0, act + 1019904 * nB, act + 1032192 * nB, nB * 4096);
     /* 179 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1036288 * nB, 1, G + 704272, G + 704336, act + 1040384 * nB, act + 1028096 * nB, fix + 1664, fix + 1728, P + 704272, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1036288 * nB, 1, G + 704272, G + 704336, act + 1040384 * nB, act + 1028096 * nB, fix + 3424, fix + 3488, P + 704272, B, 64, 64);
     /* 178 stage3.x7: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -3004,7 +3004,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 176 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1028096 * nB, 0, act + 1032192 * nB, act + 1024000 * nB, nB * 4096);
     /* 175 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1024000 * nB, 0, G + 667280, G + 667344, act + 1028096 * nB, act + 1003520 * nB, fix + 1536, fix + 1600, P + 667280, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1024000 * nB, 0, G + 667280, G + 667344, act + 1028096 * nB, act + 1003520 * nB, fix + 3296, fix + 3360, P + 667280, B, 64, 64);
     /* 174 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1003520 * nB, 0, G + 630416, act + 1024000 * nB, act + 1015808 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 173 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
@@ -3022,7 +3022,7 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 172 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1019904 * nB, 1, G + 630288, G + 630352, act + 1024000 * nB, act + 1011712 * nB, fix + 1408, fix + 1472, P + 630288, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1019904 * nB, 1, G + 630288, G + 630352, act + 1024000 * nB, act + 1011712 * nB, fix + 3168, fix + 3232, P + 630288, B, 64, 64);
     /* 171 stage3.x6: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -3038,13 +3038,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 169 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1011712 * nB, 0, act + 1015808 * nB, act + 1007616 * nB, nB * 4096);
     /* 168 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1007616 * nB, 0, G + 593296, G + 593360, act + 1011712 * nB, act + 987136 * nB, fix + 1280, fix + 1344, P + 593296, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1007616 * nB, 0, G + 593296, G + 593360, act + 1011712 * nB, act + 987136 * nB, fix + 3040, fix + 3104, P + 593296, B, 64, 64);
     /* 167 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 987136 * nB, 0, G + 556432, act + 1007616 * nB, act + 999424 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 166 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 1007616 * nB, 0, act + 987136 * nB, act + 999424 * nB, nB * 4096);
     /* 165 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1003520 * nB, 1, G + 556304, G + 556368, act + 1007616 * nB, act + 995328 * nB, fix + 1152, fix + 1216, P + 556304, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 1003520 * nB, 1, G + 556304, G + 556368, act + 1007616 * nB, act + 995328 * nB, fix + 2912, fix + 2976, P + 556304, B, 64, 64);
     /* 164 stage3.x5: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -3060,13 +3060,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 162 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 995328 * nB, 0, act + 999424 * nB, act + 991232 * nB, nB * 4096);
     /* 161 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 991232 * nB, 0, G + 519312, G + 519376, act + 995328 * nB, act + 970752 * nB, fix + 1024, fix + 1088, P + 519312, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 991232 * nB, 0, G + 519312, G + 519376, act + 995328 * nB, act + 970752 * nB, fix + 2784, fix + 2848, P + 519312, B, 64, 64);
     /* 160 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 970752 * nB, 0, G + 482448, act + 991232 * nB, act + 983040 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 159 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 991232 * nB, 0, act + 970752 * nB, act + 983040 * nB, nB * 4096);
     /* 158 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 987136 * nB, 1, G + 482320, G + 482384, act + 991232 * nB, act + 978944 * nB, fix + 896, fix + 960, P + 482320, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 987136 * nB, 1, G + 482320, G + 482384, act + 991232 * nB, act + 978944 * nB, fix + 2656, fix + 2720, P + 482320, B, 64, 64);
     /* 157 stage3.x4: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -3082,13 +3082,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 155 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 978944 * nB, 0, act + 983040 * nB, act + 974848 * nB, nB * 4096);
     /* 154 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 974848 * nB, 0, G + 445328, G + 445392, act + 978944 * nB, act + 954368 * nB, fix + 768, fix + 832, P + 445328, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 974848 * nB, 0, G + 445328, G + 445392, act + 978944 * nB, act + 954368 * nB, fix + 2528, fix + 2592, P + 445328, B, 64, 64);
     /* 153 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 954368 * nB, 0, G + 408464, act + 974848 * nB, act + 966656 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 152 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 974848 * nB, 0, act + 954368 * nB, act + 966656 * nB, nB * 4096);
     /* 151 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 970752 * nB, 1, G + 408336, G + 408400, act + 974848 * nB, act + 962560 * nB, fix + 640, fix + 704, P + 408336, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 970752 * nB, 1, G + 408336, G + 408400, act + 974848 * nB, act + 962560 * nB, fix + 2400, fix + 2464, P + 408336, B, 64, 64);
     /* 150 stage3.x3: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -3116,13 +3116,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 148 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 962560 * nB, 0, act + 966656 * nB, act + 958464 * nB, nB * 4096);
     /* 147 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 958464 * nB, 0, G + 371344, G + 371408, act + 962560 * nB, act + 937984 * nB, fix + 512, fix + 576, P + 371344, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 958464 * nB, 0, G + 371344, G + 371408, act + 962560 * nB, act + 937984 * nB, fix + 2272, fix + 2336, P + 371344, B, 64, 64);
     /* 146 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 937984 * nB, 0, G + 334480, act + 958464 * nB, act + 950272 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 145 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 958464 * nB, 0, act + 937984 * nB, act + 950272 * nB, nB * 4096);
     /* 144 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 954368 * nB, 1, G + 334352, G + 334416, act + 958464 * nB, act + 946176 * nB, fix + 384, fix + 448, P + 334352, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 954368 * nB, 1, G + 334352, G + 334416, act + 958464 * nB, act + 946176 * nB, fix + 2144, fix + 2208, P + 334352, B, 64, 64);
     /* 143 stage3.x2: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
@@ -3138,53 +3138,53 @@ static void backward_d_3(RtModelD *m, int B)
     /* 141 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
     rt_relu_backward_d(ctx, act + 946176 * nB, 0, act + 950272 * nB, act + 942080 * nB, nB * 4096);
     /* 140 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 942080 * nB, 0, G + 297360, G + 297424, act + 946176 * nB, act + 892928 * nB, fix + 256, fix + 320, P + 297360, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 942080 * nB, 0, G + 297360, G + 297424, act + 946176 * nB, act + 897024 * nB, fix + 2016, fix + 2080, P + 297360, B, 64, 64);
     /* 139 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 892928 * nB, 0, G + 260496, act + 942080 * nB, act + 897024 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 897024 * nB, 0, G + 260496, act + 942080 * nB, act + 929792 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 138 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 942080 * nB, 0, act + 892928 * nB, act + 897024 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 942080 * nB, 0, act + 897024 * nB, act + 929792 * nB, nB * 4096);
     /* 137 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 937984 * nB, 1, G + 260368, G + 260432, act + 942080 * nB, act + 933888 * nB, fix + 128, fix + 192, P + 260368, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 937984 * nB, 1, G + 260368, G + 260432, act + 942080 * nB, act + 933888 * nB, fix + 1888, fix + 1952, P + 260368, B, 64, 64);
     /* 136 stage3.x1: sum 64x8x8 -> 64x8x8 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 942080 * nB, act + 933888 * nB };
+        double *const dxs[2] = { act + 929792 * nB, act + 897024 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 937984 * nB, NULL, c, 2, nB * 4096);
     }
     /* 135 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward_d(ctx, act + 892928 * nB, 0, act + 942080 * nB, B, 32, 16, 16, 64, 2);
+    rt_pad_backward_d(ctx, act + 933888 * nB, 0, act + 929792 * nB, B, 32, 16, 16, 64, 2);
     /* 134 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 937984 * nB, 0, G + 223504, act + 933888 * nB, act + 929792 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 929792 * nB, 0, G + 223504, act + 897024 * nB, act + 925696 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 133 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 933888 * nB, 0, act + 937984 * nB, act + 929792 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 897024 * nB, 0, act + 929792 * nB, act + 925696 * nB, nB * 4096);
     /* 132 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 937984 * nB, 0, G + 223376, G + 223440, act + 933888 * nB, act + 925696 * nB, fix, fix + 64, P + 223376, B, 64, 64);
+    rt_bn_backward_d(ctx, act + 925696 * nB, 0, G + 223376, G + 223440, act + 897024 * nB, act + 892928 * nB, fix + 1760, fix + 1824, P + 223376, B, 64, 64);
     /* 131 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 925696 * nB, 0, G + 204944, act + 937984 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 892928 * nB, 0, G + 204944, act + 925696 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
     /* 130 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 933888 * nB, 0, act + 925696 * nB, act + 917504 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 925696 * nB, 0, act + 892928 * nB, act + 917504 * nB, nB * 8192);
     /* 129 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 892928 * nB, 1, G + 204880, G + 204912, act + 933888 * nB, act + 909312 * nB, fix + 3392, fix + 3424, P + 204880, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 933888 * nB, 1, G + 204880, G + 204912, act + 925696 * nB, act + 909312 * nB, fix + 1696, fix + 1728, P + 204880, B, 32, 256);
     /* 128 stage2.x9: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 909312 * nB, act + 917504 * nB };
+        double *const dxs[2] = { act + 892928 * nB, act + 909312 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 892928 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 933888 * nB, NULL, c, 2, nB * 8192);
     }
     /* 127 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 892928 * nB, 0, G + 195664, act + 917504 * nB, act + 901120 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 917504 * nB, 0, G + 195664, act + 909312 * nB, act + 901120 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
     /* 126 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 917504 * nB, 0, act + 892928 * nB, act + 901120 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 909312 * nB, 0, act + 917504 * nB, act + 901120 * nB, nB * 8192);
     /* 125 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 892928 * nB, 0, G + 195600, G + 195632, act + 917504 * nB, act + 860160 * nB, fix + 3328, fix + 3360, P + 195600, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 901120 * nB, 0, G + 195600, G + 195632, act + 909312 * nB, act + 860160 * nB, fix + 1632, fix + 1664, P + 195600, B, 32, 256);
 }
 
 /* Backward, part 4 of 9. */
@@ -3198,11 +3198,11 @@ static void backward_d_4(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 124 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 860160 * nB, 0, G + 186384, act + 892928 * nB, act + 884736 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 860160 * nB, 0, G + 186384, act + 901120 * nB, act + 884736 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
     /* 123 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 892928 * nB, 0, act + 860160 * nB, act + 884736 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 901120 * nB, 0, act + 860160 * nB, act + 884736 * nB, nB * 8192);
     /* 122 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 909312 * nB, 1, G + 186320, G + 186352, act + 892928 * nB, act + 876544 * nB, fix + 3264, fix + 3296, P + 186320, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 892928 * nB, 1, G + 186320, G + 186352, act + 901120 * nB, act + 876544 * nB, fix + 1568, fix + 1600, P + 186320, B, 32, 256);
     /* 121 stage2.x8: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -3211,20 +3211,20 @@ static void backward_d_4(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 860160 * nB, act + 876544 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 909312 * nB, NULL, c, 2, nB * 8192);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 892928 * nB, NULL, c, 2, nB * 8192);
     }
     /* 120 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 884736 * nB, 0, G + 177104, act + 876544 * nB, act + 868352 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
     /* 119 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 876544 * nB, 0, act + 884736 * nB, act + 868352 * nB, nB * 8192);
     /* 118 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 868352 * nB, 0, G + 177040, G + 177072, act + 876544 * nB, act + 827392 * nB, fix + 3200, fix + 3232, P + 177040, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 868352 * nB, 0, G + 177040, G + 177072, act + 876544 * nB, act + 827392 * nB, fix + 1504, fix + 1536, P + 177040, B, 32, 256);
     /* 117 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 827392 * nB, 0, G + 167824, act + 868352 * nB, act + 851968 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
     /* 116 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 868352 * nB, 0, act + 827392 * nB, act + 851968 * nB, nB * 8192);
     /* 115 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 860160 * nB, 1, G + 167760, G + 167792, act + 868352 * nB, act + 843776 * nB, fix + 3136, fix + 3168, P + 167760, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 860160 * nB, 1, G + 167760, G + 167792, act + 868352 * nB, act + 843776 * nB, fix + 1440, fix + 1472, P + 167760, B, 32, 256);
     /* 114 stage2.x7: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -3240,13 +3240,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 112 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 843776 * nB, 0, act + 851968 * nB, act + 835584 * nB, nB * 8192);
     /* 111 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 835584 * nB, 0, G + 158480, G + 158512, act + 843776 * nB, act + 794624 * nB, fix + 3072, fix + 3104, P + 158480, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 835584 * nB, 0, G + 158480, G + 158512, act + 843776 * nB, act + 794624 * nB, fix + 1376, fix + 1408, P + 158480, B, 32, 256);
     /* 110 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 794624 * nB, 0, G + 149264, act + 835584 * nB, act + 819200 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
     /* 109 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 835584 * nB, 0, act + 794624 * nB, act + 819200 * nB, nB * 8192);
     /* 108 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 827392 * nB, 1, G + 149200, G + 149232, act + 835584 * nB, act + 811008 * nB, fix + 3008, fix + 3040, P + 149200, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 827392 * nB, 1, G + 149200, G + 149232, act + 835584 * nB, act + 811008 * nB, fix + 1312, fix + 1344, P + 149200, B, 32, 256);
     /* 107 stage2.x6: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -3262,13 +3262,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 105 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 811008 * nB, 0, act + 819200 * nB, act + 802816 * nB, nB * 8192);
     /* 104 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 802816 * nB, 0, G + 139920, G + 139952, act + 811008 * nB, act + 761856 * nB, fix + 2944, fix + 2976, P + 139920, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 802816 * nB, 0, G + 139920, G + 139952, act + 811008 * nB, act + 761856 * nB, fix + 1248, fix + 1280, P + 139920, B, 32, 256);
     /* 103 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 761856 * nB, 0, G + 130704, act + 802816 * nB, act + 786432 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
     /* 102 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 802816 * nB, 0, act + 761856 * nB, act + 786432 * nB, nB * 8192);
     /* 101 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 794624 * nB, 1, G + 130640, G + 130672, act + 802816 * nB, act + 778240 * nB, fix + 2880, fix + 2912, P + 130640, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 794624 * nB, 1, G + 130640, G + 130672, act + 802816 * nB, act + 778240 * nB, fix + 1184, fix + 1216, P + 130640, B, 32, 256);
 }
 
 /* Backward, part 5 of 9. */
@@ -3296,13 +3296,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 98 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 778240 * nB, 0, act + 786432 * nB, act + 770048 * nB, nB * 8192);
     /* 97 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 770048 * nB, 0, G + 121360, G + 121392, act + 778240 * nB, act + 729088 * nB, fix + 2816, fix + 2848, P + 121360, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 770048 * nB, 0, G + 121360, G + 121392, act + 778240 * nB, act + 729088 * nB, fix + 1120, fix + 1152, P + 121360, B, 32, 256);
     /* 96 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 729088 * nB, 0, G + 112144, act + 770048 * nB, act + 753664 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
     /* 95 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 770048 * nB, 0, act + 729088 * nB, act + 753664 * nB, nB * 8192);
     /* 94 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 761856 * nB, 1, G + 112080, G + 112112, act + 770048 * nB, act + 745472 * nB, fix + 2752, fix + 2784, P + 112080, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 761856 * nB, 1, G + 112080, G + 112112, act + 770048 * nB, act + 745472 * nB, fix + 1056, fix + 1088, P + 112080, B, 32, 256);
     /* 93 stage2.x4: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -3318,13 +3318,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 91 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 745472 * nB, 0, act + 753664 * nB, act + 737280 * nB, nB * 8192);
     /* 90 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 737280 * nB, 0, G + 102800, G + 102832, act + 745472 * nB, act + 696320 * nB, fix + 2688, fix + 2720, P + 102800, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 737280 * nB, 0, G + 102800, G + 102832, act + 745472 * nB, act + 696320 * nB, fix + 992, fix + 1024, P + 102800, B, 32, 256);
     /* 89 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 696320 * nB, 0, G + 93584, act + 737280 * nB, act + 720896 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
     /* 88 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 737280 * nB, 0, act + 696320 * nB, act + 720896 * nB, nB * 8192);
     /* 87 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 729088 * nB, 1, G + 93520, G + 93552, act + 737280 * nB, act + 712704 * nB, fix + 2624, fix + 2656, P + 93520, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 729088 * nB, 1, G + 93520, G + 93552, act + 737280 * nB, act + 712704 * nB, fix + 928, fix + 960, P + 93520, B, 32, 256);
     /* 86 stage2.x3: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -3340,13 +3340,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 84 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 712704 * nB, 0, act + 720896 * nB, act + 704512 * nB, nB * 8192);
     /* 83 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 704512 * nB, 0, G + 84240, G + 84272, act + 712704 * nB, act + 663552 * nB, fix + 2560, fix + 2592, P + 84240, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 704512 * nB, 0, G + 84240, G + 84272, act + 712704 * nB, act + 663552 * nB, fix + 864, fix + 896, P + 84240, B, 32, 256);
     /* 82 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 663552 * nB, 0, G + 75024, act + 704512 * nB, act + 688128 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 81 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
     rt_relu_backward_d(ctx, act + 704512 * nB, 0, act + 663552 * nB, act + 688128 * nB, nB * 8192);
     /* 80 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 696320 * nB, 1, G + 74960, G + 74992, act + 704512 * nB, act + 679936 * nB, fix + 2496, fix + 2528, P + 74960, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 696320 * nB, 1, G + 74960, G + 74992, act + 704512 * nB, act + 679936 * nB, fix + 800, fix + 832, P + 74960, B, 32, 256);
     /* 79 stage2.x2: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
@@ -3374,59 +3374,59 @@ static void backward_d_6(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 76 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 671744 * nB, 0, G + 65680, G + 65712, act + 679936 * nB, act + 573440 * nB, fix + 2432, fix + 2464, P + 65680, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 671744 * nB, 0, G + 65680, G + 65712, act + 679936 * nB, act + 581632 * nB, fix + 736, fix + 768, P + 65680, B, 32, 256);
     /* 75 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 573440 * nB, 0, G + 56464, act + 671744 * nB, act + 581632 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 581632 * nB, 0, G + 56464, act + 671744 * nB, act + 647168 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 74 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 671744 * nB, 0, act + 573440 * nB, act + 581632 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 671744 * nB, 0, act + 581632 * nB, act + 647168 * nB, nB * 8192);
     /* 73 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 663552 * nB, 1, G + 56400, G + 56432, act + 671744 * nB, act + 655360 * nB, fix + 2368, fix + 2400, P + 56400, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 663552 * nB, 1, G + 56400, G + 56432, act + 671744 * nB, act + 655360 * nB, fix + 672, fix + 704, P + 56400, B, 32, 256);
     /* 72 stage2.x1: sum 32x16x16 -> 32x16x16 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 671744 * nB, act + 655360 * nB };
+        double *const dxs[2] = { act + 647168 * nB, act + 581632 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 663552 * nB, NULL, c, 2, nB * 8192);
     }
     /* 71 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward_d(ctx, act + 573440 * nB, 0, act + 671744 * nB, B, 16, 32, 32, 32, 2);
+    rt_pad_backward_d(ctx, act + 655360 * nB, 0, act + 647168 * nB, B, 16, 32, 32, 32, 2);
     /* 70 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 663552 * nB, 0, G + 47184, act + 655360 * nB, act + 647168 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 647168 * nB, 0, G + 47184, act + 581632 * nB, act + 638976 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 69 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 655360 * nB, 0, act + 663552 * nB, act + 647168 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 581632 * nB, 0, act + 647168 * nB, act + 638976 * nB, nB * 8192);
     /* 68 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 663552 * nB, 0, G + 47120, G + 47152, act + 655360 * nB, act + 638976 * nB, fix + 2304, fix + 2336, P + 47120, B, 32, 256);
+    rt_bn_backward_d(ctx, act + 638976 * nB, 0, G + 47120, G + 47152, act + 581632 * nB, act + 573440 * nB, fix + 608, fix + 640, P + 47120, B, 32, 256);
     /* 67 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 638976 * nB, 0, G + 42512, act + 663552 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
+    rt_conv2d_backward_d(ctx, act + 573440 * nB, 0, G + 42512, act + 638976 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 66 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 655360 * nB, 0, act + 638976 * nB, act + 622592 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 638976 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384);
     /* 65 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 573440 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 4032, fix + 4048, P + 42480, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 655360 * nB, 1, G + 42480, G + 42496, act + 638976 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 606208 * nB, act + 622592 * nB };
+        double *const dxs[2] = { act + 573440 * nB, act + 606208 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 573440 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 655360 * nB, NULL, c, 2, nB * 16384);
     }
     /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 573440 * nB, 0, G + 40176, act + 622592 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 622592 * nB, 0, act + 573440 * nB, act + 589824 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 573440 * nB, 0, G + 40144, G + 40160, act + 622592 * nB, act + 507904 * nB, fix + 4000, fix + 4016, P + 40144, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 507904 * nB, 0, G + 37840, act + 573440 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
+    rt_conv2d_backward_d(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 573440 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384);
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 606208 * nB, 1, G + 37808, G + 37824, act + 573440 * nB, act + 540672 * nB, fix + 3968, fix + 3984, P + 37808, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -3435,14 +3435,14 @@ static void backward_d_6(RtModelD *m, int B)
         };
         double *const dxs[2] = { act + 507904 * nB, act + 540672 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 606208 * nB, NULL, c, 2, nB * 16384);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 573440 * nB, NULL, c, 2, nB * 16384);
     }
     /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 3936, fix + 3952, P + 35472, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 442368 * nB, 0, G + 33168, act + 524288 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
 }
@@ -3460,7 +3460,7 @@ static void backward_d_7(RtModelD *m, int B)
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384);
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 3904, fix + 3920, P + 33136, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
     /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -3476,13 +3476,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 3872, fix + 3888, P + 30800, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384);
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 3840, fix + 3856, P + 28464, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -3498,13 +3498,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 3808, fix + 3824, P + 26128, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384);
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 3776, fix + 3792, P + 23792, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -3520,13 +3520,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 3744, fix + 3760, P + 21456, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384);
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 3712, fix + 3728, P + 19120, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -3554,13 +3554,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 3680, fix + 3696, P + 16784, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
     /* 25 stage1.step3.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 180224 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384);
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 3648, fix + 3664, P + 14448, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -3576,13 +3576,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 3616, fix + 3632, P + 12112, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 3584, fix + 3600, P + 9776, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -3598,13 +3598,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 3552, fix + 3568, P + 7440, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 3520, fix + 3536, P + 5104, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
     {
         const double c[2] = {
@@ -3620,7 +3620,7 @@ static void backward_d_8(RtModelD *m, int B)
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 3488, fix + 3504, P + 2768, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
 }
 
 /* Backward, part 9 of 9. */
@@ -3638,7 +3638,7 @@ static void backward_d_9(RtModelD *m, int B)
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
     rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix + 3456, fix + 3472, P + 432, B, 16, 1024);
+    rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }

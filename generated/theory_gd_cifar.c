@@ -130,7 +130,7 @@ static void forward_1(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 36864 * nB, m->input, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 3072 * nB, m->input, P, B, 3072, 256);
     /* 2 stage1.x1: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -138,109 +138,109 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1
         };
         const float *const xs[2] = { m->input, act };
-        rt_sum_forward(ctx, act + 3072 * nB, 2, xs, c, nB * 3072);
+        rt_sum_forward(ctx, act + 3328 * nB, 2, xs, c, nB * 3072);
     }
     /* 3 stage1.step1.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 37120 * nB, act + 3072 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 6400 * nB, act + 3328 * nB, P, B, 3072, 256);
     /* 4 stage1.x2: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 3072 * nB, act };
-        rt_sum_forward(ctx, act + 6144 * nB, 2, xs, c, nB * 3072);
+        const float *const xs[2] = { act + 3328 * nB, act };
+        rt_sum_forward(ctx, act + 6656 * nB, 2, xs, c, nB * 3072);
     }
     /* 5 stage1.step2.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 37376 * nB, act + 6144 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 9728 * nB, act + 6656 * nB, P, B, 3072, 256);
     /* 6 stage1.x3: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 6144 * nB, act };
-        rt_sum_forward(ctx, act + 9216 * nB, 2, xs, c, nB * 3072);
+        const float *const xs[2] = { act + 6656 * nB, act };
+        rt_sum_forward(ctx, act + 9984 * nB, 2, xs, c, nB * 3072);
     }
     /* 7 stage1.step3.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 37632 * nB, act + 9216 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 13056 * nB, act + 9984 * nB, P, B, 3072, 256);
     /* 8 stage1.x4: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 9216 * nB, act };
-        rt_sum_forward(ctx, act + 12288 * nB, 2, xs, c, nB * 3072);
+        const float *const xs[2] = { act + 9984 * nB, act };
+        rt_sum_forward(ctx, act + 13312 * nB, 2, xs, c, nB * 3072);
     }
     /* 9 stage1.step4.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 37888 * nB, act + 12288 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 16384 * nB, act + 13312 * nB, P, B, 3072, 256);
     /* 10 stage1.x5: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 12288 * nB, act };
-        rt_sum_forward(ctx, act + 15360 * nB, 2, xs, c, nB * 3072);
+        const float *const xs[2] = { act + 13312 * nB, act };
+        rt_sum_forward(ctx, act + 16640 * nB, 2, xs, c, nB * 3072);
     }
     /* 11 stage1.step5.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 38144 * nB, act + 15360 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 19712 * nB, act + 16640 * nB, P, B, 3072, 256);
     /* 12 stage1.x6: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 15360 * nB, act };
-        rt_sum_forward(ctx, act + 18432 * nB, 2, xs, c, nB * 3072);
+        const float *const xs[2] = { act + 16640 * nB, act };
+        rt_sum_forward(ctx, act + 19968 * nB, 2, xs, c, nB * 3072);
     }
     /* 13 stage1.step6.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 38400 * nB, act + 18432 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 23040 * nB, act + 19968 * nB, P, B, 3072, 256);
     /* 14 stage1.x7: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 18432 * nB, act };
-        rt_sum_forward(ctx, act + 21504 * nB, 2, xs, c, nB * 3072);
+        const float *const xs[2] = { act + 19968 * nB, act };
+        rt_sum_forward(ctx, act + 23296 * nB, 2, xs, c, nB * 3072);
     }
     /* 15 stage1.step7.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 38656 * nB, act + 21504 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 26368 * nB, act + 23296 * nB, P, B, 3072, 256);
     /* 16 stage1.x8: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 21504 * nB, act };
-        rt_sum_forward(ctx, act + 24576 * nB, 2, xs, c, nB * 3072);
+        const float *const xs[2] = { act + 23296 * nB, act };
+        rt_sum_forward(ctx, act + 26624 * nB, 2, xs, c, nB * 3072);
     }
     /* 17 stage1.step8.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 38912 * nB, act + 24576 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 29696 * nB, act + 26624 * nB, P, B, 3072, 256);
     /* 18 stage1.x9: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 24576 * nB, act };
-        rt_sum_forward(ctx, act + 27648 * nB, 2, xs, c, nB * 3072);
+        const float *const xs[2] = { act + 26624 * nB, act };
+        rt_sum_forward(ctx, act + 29952 * nB, 2, xs, c, nB * 3072);
     }
     /* 19 stage1.step9.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 39168 * nB, act + 27648 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 33024 * nB, act + 29952 * nB, P, B, 3072, 256);
     /* 20 stage1.x10: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 27648 * nB, act };
-        rt_sum_forward(ctx, act + 30720 * nB, 2, xs, c, nB * 3072);
+        const float *const xs[2] = { act + 29952 * nB, act };
+        rt_sum_forward(ctx, act + 33280 * nB, 2, xs, c, nB * 3072);
     }
     /* 21 head.linear: linear 3x32x32 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 30720 * nB, P + 786432, P + 817152, B, 3072, 10);
+    rt_linear_forward(ctx, m->logits, act + 33280 * nB, P + 786432, P + 817152, B, 3072, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -261,115 +261,115 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 21 head.linear: linear 3x32x32 -> 10x1x1 */
-    rt_linear_backward(ctx, act, 0, G + 786432, G + 817152, m->dlogits, act + 30720 * nB, P + 786432, B, 3072, 10);
+    rt_linear_backward(ctx, act, 0, G + 786432, G + 817152, m->dlogits, act + 33280 * nB, P + 786432, B, 3072, 10);
     /* 20 stage1.x10: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 30720 * nB, act + 33792 * nB };
+        float *const dxs[2] = { act + 33280 * nB, act + 36352 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 19 stage1.step9.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act + 30720 * nB, 1, G, act + 33792 * nB, act + 27648 * nB, act + 39168 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act + 33280 * nB, 1, G, act + 36352 * nB, act + 29952 * nB, act + 33024 * nB, P, B, 3072, 256);
     /* 18 stage1.x9: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act, act + 27648 * nB };
+        float *const dxs[2] = { act, act + 29952 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 30720 * nB, NULL, c, 2, nB * 3072);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 33280 * nB, NULL, c, 2, nB * 3072);
     }
     /* 17 stage1.step8.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act, 1, G, act + 27648 * nB, act + 24576 * nB, act + 38912 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act, 1, G, act + 29952 * nB, act + 26624 * nB, act + 29696 * nB, P, B, 3072, 256);
     /* 16 stage1.x8: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 24576 * nB, act + 27648 * nB };
+        float *const dxs[2] = { act + 26624 * nB, act + 29696 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 15 stage1.step7.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act + 24576 * nB, 1, G, act + 27648 * nB, act + 21504 * nB, act + 38656 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act + 26624 * nB, 1, G, act + 29696 * nB, act + 23296 * nB, act + 26368 * nB, P, B, 3072, 256);
     /* 14 stage1.x7: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act, act + 21504 * nB };
+        float *const dxs[2] = { act, act + 23296 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 24576 * nB, NULL, c, 2, nB * 3072);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 26624 * nB, NULL, c, 2, nB * 3072);
     }
     /* 13 stage1.step6.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act, 1, G, act + 21504 * nB, act + 18432 * nB, act + 38400 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act, 1, G, act + 23296 * nB, act + 19968 * nB, act + 23040 * nB, P, B, 3072, 256);
     /* 12 stage1.x6: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 18432 * nB, act + 21504 * nB };
+        float *const dxs[2] = { act + 19968 * nB, act + 23040 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 11 stage1.step5.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act + 18432 * nB, 1, G, act + 21504 * nB, act + 15360 * nB, act + 38144 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act + 19968 * nB, 1, G, act + 23040 * nB, act + 16640 * nB, act + 19712 * nB, P, B, 3072, 256);
     /* 10 stage1.x5: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act, act + 15360 * nB };
+        float *const dxs[2] = { act, act + 16640 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 18432 * nB, NULL, c, 2, nB * 3072);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 19968 * nB, NULL, c, 2, nB * 3072);
     }
     /* 9 stage1.step4.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act, 1, G, act + 15360 * nB, act + 12288 * nB, act + 37888 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act, 1, G, act + 16640 * nB, act + 13312 * nB, act + 16384 * nB, P, B, 3072, 256);
     /* 8 stage1.x4: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 12288 * nB, act + 15360 * nB };
+        float *const dxs[2] = { act + 13312 * nB, act + 16384 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 7 stage1.step3.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act + 12288 * nB, 1, G, act + 15360 * nB, act + 9216 * nB, act + 37632 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act + 13312 * nB, 1, G, act + 16384 * nB, act + 9984 * nB, act + 13056 * nB, P, B, 3072, 256);
     /* 6 stage1.x3: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act, act + 9216 * nB };
+        float *const dxs[2] = { act, act + 9984 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 12288 * nB, NULL, c, 2, nB * 3072);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 13312 * nB, NULL, c, 2, nB * 3072);
     }
     /* 5 stage1.step2.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act, 1, G, act + 9216 * nB, act + 6144 * nB, act + 37376 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act, 1, G, act + 9984 * nB, act + 6656 * nB, act + 9728 * nB, P, B, 3072, 256);
     /* 4 stage1.x2: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 6144 * nB, act + 9216 * nB };
+        float *const dxs[2] = { act + 6656 * nB, act + 9728 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 3 stage1.step1.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act + 6144 * nB, 1, G, act + 9216 * nB, act + 3072 * nB, act + 37120 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act + 6656 * nB, 1, G, act + 9728 * nB, act + 3328 * nB, act + 6400 * nB, P, B, 3072, 256);
     /* 2 stage1.x1: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -378,10 +378,10 @@ static void backward_1(RtModel *m, int B)
         };
         float *const dxs[2] = { NULL, act };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 6144 * nB, NULL, c, 2, nB * 3072);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 6656 * nB, NULL, c, 2, nB * 3072);
     }
     /* 1 stage1.step0.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 36864 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 3072 * nB, P, B, 3072, 256);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -404,7 +404,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 36864 * nB, m->input, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 3072 * nB, m->input, P, B, 3072, 256);
     /* 2 stage1.x1: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -412,109 +412,109 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1
         };
         const double *const xs[2] = { m->input, act };
-        rt_sum_forward_d(ctx, act + 3072 * nB, 2, xs, c, nB * 3072);
+        rt_sum_forward_d(ctx, act + 3328 * nB, 2, xs, c, nB * 3072);
     }
     /* 3 stage1.step1.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 37120 * nB, act + 3072 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 6400 * nB, act + 3328 * nB, P, B, 3072, 256);
     /* 4 stage1.x2: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 3072 * nB, act };
-        rt_sum_forward_d(ctx, act + 6144 * nB, 2, xs, c, nB * 3072);
+        const double *const xs[2] = { act + 3328 * nB, act };
+        rt_sum_forward_d(ctx, act + 6656 * nB, 2, xs, c, nB * 3072);
     }
     /* 5 stage1.step2.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 37376 * nB, act + 6144 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 9728 * nB, act + 6656 * nB, P, B, 3072, 256);
     /* 6 stage1.x3: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 6144 * nB, act };
-        rt_sum_forward_d(ctx, act + 9216 * nB, 2, xs, c, nB * 3072);
+        const double *const xs[2] = { act + 6656 * nB, act };
+        rt_sum_forward_d(ctx, act + 9984 * nB, 2, xs, c, nB * 3072);
     }
     /* 7 stage1.step3.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 37632 * nB, act + 9216 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 13056 * nB, act + 9984 * nB, P, B, 3072, 256);
     /* 8 stage1.x4: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 9216 * nB, act };
-        rt_sum_forward_d(ctx, act + 12288 * nB, 2, xs, c, nB * 3072);
+        const double *const xs[2] = { act + 9984 * nB, act };
+        rt_sum_forward_d(ctx, act + 13312 * nB, 2, xs, c, nB * 3072);
     }
     /* 9 stage1.step4.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 37888 * nB, act + 12288 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 16384 * nB, act + 13312 * nB, P, B, 3072, 256);
     /* 10 stage1.x5: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 12288 * nB, act };
-        rt_sum_forward_d(ctx, act + 15360 * nB, 2, xs, c, nB * 3072);
+        const double *const xs[2] = { act + 13312 * nB, act };
+        rt_sum_forward_d(ctx, act + 16640 * nB, 2, xs, c, nB * 3072);
     }
     /* 11 stage1.step5.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 38144 * nB, act + 15360 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 19712 * nB, act + 16640 * nB, P, B, 3072, 256);
     /* 12 stage1.x6: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 15360 * nB, act };
-        rt_sum_forward_d(ctx, act + 18432 * nB, 2, xs, c, nB * 3072);
+        const double *const xs[2] = { act + 16640 * nB, act };
+        rt_sum_forward_d(ctx, act + 19968 * nB, 2, xs, c, nB * 3072);
     }
     /* 13 stage1.step6.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 38400 * nB, act + 18432 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 23040 * nB, act + 19968 * nB, P, B, 3072, 256);
     /* 14 stage1.x7: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 18432 * nB, act };
-        rt_sum_forward_d(ctx, act + 21504 * nB, 2, xs, c, nB * 3072);
+        const double *const xs[2] = { act + 19968 * nB, act };
+        rt_sum_forward_d(ctx, act + 23296 * nB, 2, xs, c, nB * 3072);
     }
     /* 15 stage1.step7.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 38656 * nB, act + 21504 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 26368 * nB, act + 23296 * nB, P, B, 3072, 256);
     /* 16 stage1.x8: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 21504 * nB, act };
-        rt_sum_forward_d(ctx, act + 24576 * nB, 2, xs, c, nB * 3072);
+        const double *const xs[2] = { act + 23296 * nB, act };
+        rt_sum_forward_d(ctx, act + 26624 * nB, 2, xs, c, nB * 3072);
     }
     /* 17 stage1.step8.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 38912 * nB, act + 24576 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 29696 * nB, act + 26624 * nB, P, B, 3072, 256);
     /* 18 stage1.x9: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 24576 * nB, act };
-        rt_sum_forward_d(ctx, act + 27648 * nB, 2, xs, c, nB * 3072);
+        const double *const xs[2] = { act + 26624 * nB, act };
+        rt_sum_forward_d(ctx, act + 29952 * nB, 2, xs, c, nB * 3072);
     }
     /* 19 stage1.step9.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 39168 * nB, act + 27648 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 33024 * nB, act + 29952 * nB, P, B, 3072, 256);
     /* 20 stage1.x10: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 27648 * nB, act };
-        rt_sum_forward_d(ctx, act + 30720 * nB, 2, xs, c, nB * 3072);
+        const double *const xs[2] = { act + 29952 * nB, act };
+        rt_sum_forward_d(ctx, act + 33280 * nB, 2, xs, c, nB * 3072);
     }
     /* 21 head.linear: linear 3x32x32 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 30720 * nB, P + 786432, P + 817152, B, 3072, 10);
+    rt_linear_forward_d(ctx, m->logits, act + 33280 * nB, P + 786432, P + 817152, B, 3072, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -535,115 +535,115 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 21 head.linear: linear 3x32x32 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act, 0, G + 786432, G + 817152, m->dlogits, act + 30720 * nB, P + 786432, B, 3072, 10);
+    rt_linear_backward_d(ctx, act, 0, G + 786432, G + 817152, m->dlogits, act + 33280 * nB, P + 786432, B, 3072, 10);
     /* 20 stage1.x10: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 30720 * nB, act + 33792 * nB };
+        double *const dxs[2] = { act + 33280 * nB, act + 36352 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 19 stage1.step9.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act + 30720 * nB, 1, G, act + 33792 * nB, act + 27648 * nB, act + 39168 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act + 33280 * nB, 1, G, act + 36352 * nB, act + 29952 * nB, act + 33024 * nB, P, B, 3072, 256);
     /* 18 stage1.x9: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act, act + 27648 * nB };
+        double *const dxs[2] = { act, act + 29952 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 30720 * nB, NULL, c, 2, nB * 3072);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 33280 * nB, NULL, c, 2, nB * 3072);
     }
     /* 17 stage1.step8.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 27648 * nB, act + 24576 * nB, act + 38912 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act, 1, G, act + 29952 * nB, act + 26624 * nB, act + 29696 * nB, P, B, 3072, 256);
     /* 16 stage1.x8: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 24576 * nB, act + 27648 * nB };
+        double *const dxs[2] = { act + 26624 * nB, act + 29696 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 15 stage1.step7.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act + 24576 * nB, 1, G, act + 27648 * nB, act + 21504 * nB, act + 38656 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act + 26624 * nB, 1, G, act + 29696 * nB, act + 23296 * nB, act + 26368 * nB, P, B, 3072, 256);
     /* 14 stage1.x7: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act, act + 21504 * nB };
+        double *const dxs[2] = { act, act + 23296 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 24576 * nB, NULL, c, 2, nB * 3072);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 26624 * nB, NULL, c, 2, nB * 3072);
     }
     /* 13 stage1.step6.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 21504 * nB, act + 18432 * nB, act + 38400 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act, 1, G, act + 23296 * nB, act + 19968 * nB, act + 23040 * nB, P, B, 3072, 256);
     /* 12 stage1.x6: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 18432 * nB, act + 21504 * nB };
+        double *const dxs[2] = { act + 19968 * nB, act + 23040 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 11 stage1.step5.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act + 18432 * nB, 1, G, act + 21504 * nB, act + 15360 * nB, act + 38144 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act + 19968 * nB, 1, G, act + 23040 * nB, act + 16640 * nB, act + 19712 * nB, P, B, 3072, 256);
     /* 10 stage1.x5: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act, act + 15360 * nB };
+        double *const dxs[2] = { act, act + 16640 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 18432 * nB, NULL, c, 2, nB * 3072);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 19968 * nB, NULL, c, 2, nB * 3072);
     }
     /* 9 stage1.step4.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 15360 * nB, act + 12288 * nB, act + 37888 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act, 1, G, act + 16640 * nB, act + 13312 * nB, act + 16384 * nB, P, B, 3072, 256);
     /* 8 stage1.x4: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 12288 * nB, act + 15360 * nB };
+        double *const dxs[2] = { act + 13312 * nB, act + 16384 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 7 stage1.step3.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act + 12288 * nB, 1, G, act + 15360 * nB, act + 9216 * nB, act + 37632 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act + 13312 * nB, 1, G, act + 16384 * nB, act + 9984 * nB, act + 13056 * nB, P, B, 3072, 256);
     /* 6 stage1.x3: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act, act + 9216 * nB };
+        double *const dxs[2] = { act, act + 9984 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 12288 * nB, NULL, c, 2, nB * 3072);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 13312 * nB, NULL, c, 2, nB * 3072);
     }
     /* 5 stage1.step2.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 9216 * nB, act + 6144 * nB, act + 37376 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act, 1, G, act + 9984 * nB, act + 6656 * nB, act + 9728 * nB, P, B, 3072, 256);
     /* 4 stage1.x2: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 6144 * nB, act + 9216 * nB };
+        double *const dxs[2] = { act + 6656 * nB, act + 9728 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 3 stage1.step1.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act + 6144 * nB, 1, G, act + 9216 * nB, act + 3072 * nB, act + 37120 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act + 6656 * nB, 1, G, act + 9728 * nB, act + 3328 * nB, act + 6400 * nB, P, B, 3072, 256);
     /* 2 stage1.x1: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -652,10 +652,10 @@ static void backward_d_1(RtModelD *m, int B)
         };
         double *const dxs[2] = { NULL, act };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 6144 * nB, NULL, c, 2, nB * 3072);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 6656 * nB, NULL, c, 2, nB * 3072);
     }
     /* 1 stage1.step0.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 36864 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 3072 * nB, P, B, 3072, 256);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

@@ -130,7 +130,7 @@ static void forward_1(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 9408 * nB, m->input, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 784 * nB, m->input, P, B, 784, 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -138,109 +138,109 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1
         };
         const float *const xs[2] = { m->input, act };
-        rt_sum_forward(ctx, act + 784 * nB, 2, xs, c, nB * 784);
+        rt_sum_forward(ctx, act + 912 * nB, 2, xs, c, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 9536 * nB, act + 784 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 784 * nB, act };
-        rt_sum_forward(ctx, act + 1568 * nB, 2, xs, c, nB * 784);
+        const float *const xs[2] = { act + 912 * nB, act };
+        rt_sum_forward(ctx, act + 1824 * nB, 2, xs, c, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 9664 * nB, act + 1568 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 1568 * nB, act };
-        rt_sum_forward(ctx, act + 2352 * nB, 2, xs, c, nB * 784);
+        const float *const xs[2] = { act + 1824 * nB, act };
+        rt_sum_forward(ctx, act + 2736 * nB, 2, xs, c, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 9792 * nB, act + 2352 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 2352 * nB, act };
-        rt_sum_forward(ctx, act + 3136 * nB, 2, xs, c, nB * 784);
+        const float *const xs[2] = { act + 2736 * nB, act };
+        rt_sum_forward(ctx, act + 3648 * nB, 2, xs, c, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 9920 * nB, act + 3136 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 3136 * nB, act };
-        rt_sum_forward(ctx, act + 3920 * nB, 2, xs, c, nB * 784);
+        const float *const xs[2] = { act + 3648 * nB, act };
+        rt_sum_forward(ctx, act + 4560 * nB, 2, xs, c, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10048 * nB, act + 3920 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 3920 * nB, act };
-        rt_sum_forward(ctx, act + 4704 * nB, 2, xs, c, nB * 784);
+        const float *const xs[2] = { act + 4560 * nB, act };
+        rt_sum_forward(ctx, act + 5472 * nB, 2, xs, c, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10176 * nB, act + 4704 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 4704 * nB, act };
-        rt_sum_forward(ctx, act + 5488 * nB, 2, xs, c, nB * 784);
+        const float *const xs[2] = { act + 5472 * nB, act };
+        rt_sum_forward(ctx, act + 6384 * nB, 2, xs, c, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10304 * nB, act + 5488 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 5488 * nB, act };
-        rt_sum_forward(ctx, act + 6272 * nB, 2, xs, c, nB * 784);
+        const float *const xs[2] = { act + 6384 * nB, act };
+        rt_sum_forward(ctx, act + 7296 * nB, 2, xs, c, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10432 * nB, act + 6272 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 6272 * nB, act };
-        rt_sum_forward(ctx, act + 7056 * nB, 2, xs, c, nB * 784);
+        const float *const xs[2] = { act + 7296 * nB, act };
+        rt_sum_forward(ctx, act + 8208 * nB, 2, xs, c, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10560 * nB, act + 7056 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        const float *const xs[2] = { act + 7056 * nB, act };
-        rt_sum_forward(ctx, act + 7840 * nB, 2, xs, c, nB * 784);
+        const float *const xs[2] = { act + 8208 * nB, act };
+        rt_sum_forward(ctx, act + 9120 * nB, 2, xs, c, nB * 784);
     }
     /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 7840 * nB, P + 100352, P + 108192, B, 784, 10);
+    rt_linear_forward(ctx, m->logits, act + 9120 * nB, P + 100352, P + 108192, B, 784, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -261,115 +261,115 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_backward(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 7840 * nB, P + 100352, B, 784, 10);
+    rt_linear_backward(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 9120 * nB, P + 100352, B, 784, 10);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 7840 * nB, act + 8624 * nB };
+        float *const dxs[2] = { act + 9120 * nB, act + 9904 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 7840 * nB, 1, G, act + 8624 * nB, act + 7056 * nB, act + 10560 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 9120 * nB, 1, G, act + 9904 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act, act + 7056 * nB };
+        float *const dxs[2] = { act, act + 8208 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 7840 * nB, NULL, c, 2, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 2, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 7056 * nB, act + 6272 * nB, act + 10432 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 6272 * nB, act + 7056 * nB };
+        float *const dxs[2] = { act + 7296 * nB, act + 8080 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 6272 * nB, 1, G, act + 7056 * nB, act + 5488 * nB, act + 10304 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act, act + 5488 * nB };
+        float *const dxs[2] = { act, act + 6384 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 6272 * nB, NULL, c, 2, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 2, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 5488 * nB, act + 4704 * nB, act + 10176 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 6384 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 4704 * nB, act + 5488 * nB };
+        float *const dxs[2] = { act + 5472 * nB, act + 6256 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 4704 * nB, 1, G, act + 5488 * nB, act + 3920 * nB, act + 10048 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 5472 * nB, 1, G, act + 6256 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act, act + 3920 * nB };
+        float *const dxs[2] = { act, act + 4560 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 4704 * nB, NULL, c, 2, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 2, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 3920 * nB, act + 3136 * nB, act + 9920 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 3136 * nB, act + 3920 * nB };
+        float *const dxs[2] = { act + 3648 * nB, act + 4432 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 3136 * nB, 1, G, act + 3920 * nB, act + 2352 * nB, act + 9792 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act, act + 2352 * nB };
+        float *const dxs[2] = { act, act + 2736 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 3136 * nB, NULL, c, 2, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 2, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 2352 * nB, act + 1568 * nB, act + 9664 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { act + 1568 * nB, act + 2352 * nB };
+        float *const dxs[2] = { act + 1824 * nB, act + 2608 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 1568 * nB, 1, G, act + 2352 * nB, act + 784 * nB, act + 9536 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 1824 * nB, 1, G, act + 2608 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -378,10 +378,10 @@ static void backward_1(RtModel *m, int B)
         };
         float *const dxs[2] = { NULL, act };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1568 * nB, NULL, c, 2, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 1824 * nB, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 9408 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -404,7 +404,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 9408 * nB, m->input, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 784 * nB, m->input, P, B, 784, 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -412,109 +412,109 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1
         };
         const double *const xs[2] = { m->input, act };
-        rt_sum_forward_d(ctx, act + 784 * nB, 2, xs, c, nB * 784);
+        rt_sum_forward_d(ctx, act + 912 * nB, 2, xs, c, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 9536 * nB, act + 784 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 784 * nB, act };
-        rt_sum_forward_d(ctx, act + 1568 * nB, 2, xs, c, nB * 784);
+        const double *const xs[2] = { act + 912 * nB, act };
+        rt_sum_forward_d(ctx, act + 1824 * nB, 2, xs, c, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 9664 * nB, act + 1568 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 1568 * nB, act };
-        rt_sum_forward_d(ctx, act + 2352 * nB, 2, xs, c, nB * 784);
+        const double *const xs[2] = { act + 1824 * nB, act };
+        rt_sum_forward_d(ctx, act + 2736 * nB, 2, xs, c, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 9792 * nB, act + 2352 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 2352 * nB, act };
-        rt_sum_forward_d(ctx, act + 3136 * nB, 2, xs, c, nB * 784);
+        const double *const xs[2] = { act + 2736 * nB, act };
+        rt_sum_forward_d(ctx, act + 3648 * nB, 2, xs, c, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 9920 * nB, act + 3136 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 3136 * nB, act };
-        rt_sum_forward_d(ctx, act + 3920 * nB, 2, xs, c, nB * 784);
+        const double *const xs[2] = { act + 3648 * nB, act };
+        rt_sum_forward_d(ctx, act + 4560 * nB, 2, xs, c, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10048 * nB, act + 3920 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 3920 * nB, act };
-        rt_sum_forward_d(ctx, act + 4704 * nB, 2, xs, c, nB * 784);
+        const double *const xs[2] = { act + 4560 * nB, act };
+        rt_sum_forward_d(ctx, act + 5472 * nB, 2, xs, c, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10176 * nB, act + 4704 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 4704 * nB, act };
-        rt_sum_forward_d(ctx, act + 5488 * nB, 2, xs, c, nB * 784);
+        const double *const xs[2] = { act + 5472 * nB, act };
+        rt_sum_forward_d(ctx, act + 6384 * nB, 2, xs, c, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10304 * nB, act + 5488 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 5488 * nB, act };
-        rt_sum_forward_d(ctx, act + 6272 * nB, 2, xs, c, nB * 784);
+        const double *const xs[2] = { act + 6384 * nB, act };
+        rt_sum_forward_d(ctx, act + 7296 * nB, 2, xs, c, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10432 * nB, act + 6272 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 6272 * nB, act };
-        rt_sum_forward_d(ctx, act + 7056 * nB, 2, xs, c, nB * 784);
+        const double *const xs[2] = { act + 7296 * nB, act };
+        rt_sum_forward_d(ctx, act + 8208 * nB, 2, xs, c, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10560 * nB, act + 7056 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        const double *const xs[2] = { act + 7056 * nB, act };
-        rt_sum_forward_d(ctx, act + 7840 * nB, 2, xs, c, nB * 784);
+        const double *const xs[2] = { act + 8208 * nB, act };
+        rt_sum_forward_d(ctx, act + 9120 * nB, 2, xs, c, nB * 784);
     }
     /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 7840 * nB, P + 100352, P + 108192, B, 784, 10);
+    rt_linear_forward_d(ctx, m->logits, act + 9120 * nB, P + 100352, P + 108192, B, 784, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -535,115 +535,115 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 7840 * nB, P + 100352, B, 784, 10);
+    rt_linear_backward_d(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 9120 * nB, P + 100352, B, 784, 10);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 7840 * nB, act + 8624 * nB };
+        double *const dxs[2] = { act + 9120 * nB, act + 9904 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 7840 * nB, 1, G, act + 8624 * nB, act + 7056 * nB, act + 10560 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 9120 * nB, 1, G, act + 9904 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act, act + 7056 * nB };
+        double *const dxs[2] = { act, act + 8208 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 7840 * nB, NULL, c, 2, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 2, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 7056 * nB, act + 6272 * nB, act + 10432 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 6272 * nB, act + 7056 * nB };
+        double *const dxs[2] = { act + 7296 * nB, act + 8080 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 6272 * nB, 1, G, act + 7056 * nB, act + 5488 * nB, act + 10304 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act, act + 5488 * nB };
+        double *const dxs[2] = { act, act + 6384 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 6272 * nB, NULL, c, 2, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 2, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 5488 * nB, act + 4704 * nB, act + 10176 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 6384 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 4704 * nB, act + 5488 * nB };
+        double *const dxs[2] = { act + 5472 * nB, act + 6256 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 4704 * nB, 1, G, act + 5488 * nB, act + 3920 * nB, act + 10048 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 5472 * nB, 1, G, act + 6256 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act, act + 3920 * nB };
+        double *const dxs[2] = { act, act + 4560 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 4704 * nB, NULL, c, 2, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 2, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 3920 * nB, act + 3136 * nB, act + 9920 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 3136 * nB, act + 3920 * nB };
+        double *const dxs[2] = { act + 3648 * nB, act + 4432 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 3136 * nB, 1, G, act + 3920 * nB, act + 2352 * nB, act + 9792 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act, act + 2352 * nB };
+        double *const dxs[2] = { act, act + 2736 * nB };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 3136 * nB, NULL, c, 2, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 2, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 2352 * nB, act + 1568 * nB, act + 9664 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { act + 1568 * nB, act + 2352 * nB };
+        double *const dxs[2] = { act + 1824 * nB, act + 2608 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 1568 * nB, 1, G, act + 2352 * nB, act + 784 * nB, act + 9536 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 1824 * nB, 1, G, act + 2608 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -652,10 +652,10 @@ static void backward_d_1(RtModelD *m, int B)
         };
         double *const dxs[2] = { NULL, act };
         const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1568 * nB, NULL, c, 2, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1824 * nB, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 9408 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

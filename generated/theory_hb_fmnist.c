@@ -130,7 +130,7 @@ static void forward_1(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10192 * nB, m->input, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 784 * nB, m->input, P, B, 784, 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -138,10 +138,10 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1
         };
         const float *const xs[2] = { m->input, act };
-        rt_sum_forward(ctx, act + 784 * nB, 2, xs, c, nB * 784);
+        rt_sum_forward(ctx, act + 912 * nB, 2, xs, c, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10320 * nB, act + 784 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -149,11 +149,11 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1,
             (float)-0.5
         };
-        const float *const xs[3] = { act + 784 * nB, act, m->input };
-        rt_sum_forward(ctx, act + 1568 * nB, 3, xs, c, nB * 784);
+        const float *const xs[3] = { act + 912 * nB, act, m->input };
+        rt_sum_forward(ctx, act + 1824 * nB, 3, xs, c, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10448 * nB, act + 1568 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -161,11 +161,11 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1,
             (float)-0.5
         };
-        const float *const xs[3] = { act + 1568 * nB, act, act + 784 * nB };
-        rt_sum_forward(ctx, act + 2352 * nB, 3, xs, c, nB * 784);
+        const float *const xs[3] = { act + 1824 * nB, act, act + 912 * nB };
+        rt_sum_forward(ctx, act + 2736 * nB, 3, xs, c, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10576 * nB, act + 2352 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -173,11 +173,11 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1,
             (float)-0.5
         };
-        const float *const xs[3] = { act + 2352 * nB, act, act + 1568 * nB };
-        rt_sum_forward(ctx, act + 3136 * nB, 3, xs, c, nB * 784);
+        const float *const xs[3] = { act + 2736 * nB, act, act + 1824 * nB };
+        rt_sum_forward(ctx, act + 3648 * nB, 3, xs, c, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10704 * nB, act + 3136 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -185,11 +185,11 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1,
             (float)-0.5
         };
-        const float *const xs[3] = { act + 3136 * nB, act, act + 2352 * nB };
-        rt_sum_forward(ctx, act + 3920 * nB, 3, xs, c, nB * 784);
+        const float *const xs[3] = { act + 3648 * nB, act, act + 2736 * nB };
+        rt_sum_forward(ctx, act + 4560 * nB, 3, xs, c, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10832 * nB, act + 3920 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -197,11 +197,11 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1,
             (float)-0.5
         };
-        const float *const xs[3] = { act + 3920 * nB, act, act + 3136 * nB };
-        rt_sum_forward(ctx, act + 4704 * nB, 3, xs, c, nB * 784);
+        const float *const xs[3] = { act + 4560 * nB, act, act + 3648 * nB };
+        rt_sum_forward(ctx, act + 5472 * nB, 3, xs, c, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 10960 * nB, act + 4704 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -209,11 +209,11 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1,
             (float)-0.5
         };
-        const float *const xs[3] = { act + 4704 * nB, act, act + 3920 * nB };
-        rt_sum_forward(ctx, act + 5488 * nB, 3, xs, c, nB * 784);
+        const float *const xs[3] = { act + 5472 * nB, act, act + 4560 * nB };
+        rt_sum_forward(ctx, act + 6384 * nB, 3, xs, c, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 11088 * nB, act + 5488 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -221,11 +221,11 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1,
             (float)-0.5
         };
-        const float *const xs[3] = { act + 5488 * nB, act, act + 4704 * nB };
-        rt_sum_forward(ctx, act + 6272 * nB, 3, xs, c, nB * 784);
+        const float *const xs[3] = { act + 6384 * nB, act, act + 5472 * nB };
+        rt_sum_forward(ctx, act + 7296 * nB, 3, xs, c, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 11216 * nB, act + 6272 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -233,11 +233,11 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1,
             (float)-0.5
         };
-        const float *const xs[3] = { act + 6272 * nB, act, act + 5488 * nB };
-        rt_sum_forward(ctx, act + 7056 * nB, 3, xs, c, nB * 784);
+        const float *const xs[3] = { act + 7296 * nB, act, act + 6384 * nB };
+        rt_sum_forward(ctx, act + 8208 * nB, 3, xs, c, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 11344 * nB, act + 7056 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -245,11 +245,11 @@ static void forward_1(RtModel *m, int B, int train)
             (float)-1,
             (float)-0.5
         };
-        const float *const xs[3] = { act + 7056 * nB, act, act + 6272 * nB };
-        rt_sum_forward(ctx, act + 7840 * nB, 3, xs, c, nB * 784);
+        const float *const xs[3] = { act + 8208 * nB, act, act + 7296 * nB };
+        rt_sum_forward(ctx, act + 9120 * nB, 3, xs, c, nB * 784);
     }
     /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 7840 * nB, P + 100352, P + 108192, B, 784, 10);
+    rt_linear_forward(ctx, m->logits, act + 9120 * nB, P + 100352, P + 108192, B, 784, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -270,7 +270,7 @@ static void backward_1(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_backward(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 7840 * nB, P + 100352, B, 784, 10);
+    rt_linear_backward(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 9120 * nB, P + 100352, B, 784, 10);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -278,12 +278,12 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)-0.5
         };
-        float *const dxs[3] = { act + 8624 * nB, act + 9408 * nB, act + 7840 * nB };
+        float *const dxs[3] = { act + 9904 * nB, act + 10688 * nB, act + 9120 * nB };
         const int acc[3] = { 0, 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 8624 * nB, 1, G, act + 9408 * nB, act + 7056 * nB, act + 11344 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 9904 * nB, 1, G, act + 10688 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -291,12 +291,12 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)-0.5
         };
-        float *const dxs[3] = { act + 7840 * nB, act + 7056 * nB, act };
+        float *const dxs[3] = { act + 9120 * nB, act + 8208 * nB, act };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 8624 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 9904 * nB, NULL, c, 3, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 7840 * nB, 1, G, act + 7056 * nB, act + 6272 * nB, act + 11216 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 9120 * nB, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -304,12 +304,12 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)-0.5
         };
-        float *const dxs[3] = { act, act + 7056 * nB, act + 6272 * nB };
+        float *const dxs[3] = { act, act + 8080 * nB, act + 7296 * nB };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 7840 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 3, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 7056 * nB, act + 5488 * nB, act + 11088 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -317,12 +317,12 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)-0.5
         };
-        float *const dxs[3] = { act + 6272 * nB, act + 7056 * nB, act + 5488 * nB };
+        float *const dxs[3] = { act + 7296 * nB, act + 8080 * nB, act + 6384 * nB };
         const int acc[3] = { 1, 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 6272 * nB, 1, G, act + 7056 * nB, act + 4704 * nB, act + 10960 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -330,12 +330,12 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)-0.5
         };
-        float *const dxs[3] = { act + 5488 * nB, act + 4704 * nB, act };
+        float *const dxs[3] = { act + 6384 * nB, act + 5472 * nB, act };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 6272 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 3, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 5488 * nB, 1, G, act + 4704 * nB, act + 3920 * nB, act + 10832 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 6384 * nB, 1, G, act + 5472 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -343,12 +343,12 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)-0.5
         };
-        float *const dxs[3] = { act, act + 4704 * nB, act + 3920 * nB };
+        float *const dxs[3] = { act, act + 5344 * nB, act + 4560 * nB };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 5488 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 6384 * nB, NULL, c, 3, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 4704 * nB, act + 3136 * nB, act + 10704 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 5344 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -356,12 +356,12 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)-0.5
         };
-        float *const dxs[3] = { act + 3920 * nB, act + 4704 * nB, act + 3136 * nB };
+        float *const dxs[3] = { act + 4560 * nB, act + 5344 * nB, act + 3648 * nB };
         const int acc[3] = { 1, 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 3920 * nB, 1, G, act + 4704 * nB, act + 2352 * nB, act + 10576 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 4560 * nB, 1, G, act + 5344 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -369,12 +369,12 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)-0.5
         };
-        float *const dxs[3] = { act + 3136 * nB, act + 2352 * nB, act };
+        float *const dxs[3] = { act + 3648 * nB, act + 2736 * nB, act };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 3920 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 4560 * nB, NULL, c, 3, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 3136 * nB, 1, G, act + 2352 * nB, act + 1568 * nB, act + 10448 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 3648 * nB, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -382,24 +382,24 @@ static void backward_1(RtModel *m, int B)
             (float)-1,
             (float)-0.5
         };
-        float *const dxs[3] = { act, act + 1568 * nB, NULL };
+        float *const dxs[3] = { act, act + 1824 * nB, NULL };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 3136 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 3, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 1568 * nB, act + 784 * nB, act + 10320 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 1824 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
             (float)1,
             (float)-1
         };
-        float *const dxs[2] = { NULL, act + 784 * nB };
+        float *const dxs[2] = { NULL, act + 912 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, NULL, 0, G, act + 784 * nB, m->input, act + 10192 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, NULL, 0, G, act + 912 * nB, m->input, act + 784 * nB, P, B, 784, 128);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -422,7 +422,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10192 * nB, m->input, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 784 * nB, m->input, P, B, 784, 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -430,10 +430,10 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1
         };
         const double *const xs[2] = { m->input, act };
-        rt_sum_forward_d(ctx, act + 784 * nB, 2, xs, c, nB * 784);
+        rt_sum_forward_d(ctx, act + 912 * nB, 2, xs, c, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10320 * nB, act + 784 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -441,11 +441,11 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1,
             (double)-0.5
         };
-        const double *const xs[3] = { act + 784 * nB, act, m->input };
-        rt_sum_forward_d(ctx, act + 1568 * nB, 3, xs, c, nB * 784);
+        const double *const xs[3] = { act + 912 * nB, act, m->input };
+        rt_sum_forward_d(ctx, act + 1824 * nB, 3, xs, c, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10448 * nB, act + 1568 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -453,11 +453,11 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1,
             (double)-0.5
         };
-        const double *const xs[3] = { act + 1568 * nB, act, act + 784 * nB };
-        rt_sum_forward_d(ctx, act + 2352 * nB, 3, xs, c, nB * 784);
+        const double *const xs[3] = { act + 1824 * nB, act, act + 912 * nB };
+        rt_sum_forward_d(ctx, act + 2736 * nB, 3, xs, c, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10576 * nB, act + 2352 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -465,11 +465,11 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1,
             (double)-0.5
         };
-        const double *const xs[3] = { act + 2352 * nB, act, act + 1568 * nB };
-        rt_sum_forward_d(ctx, act + 3136 * nB, 3, xs, c, nB * 784);
+        const double *const xs[3] = { act + 2736 * nB, act, act + 1824 * nB };
+        rt_sum_forward_d(ctx, act + 3648 * nB, 3, xs, c, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10704 * nB, act + 3136 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -477,11 +477,11 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1,
             (double)-0.5
         };
-        const double *const xs[3] = { act + 3136 * nB, act, act + 2352 * nB };
-        rt_sum_forward_d(ctx, act + 3920 * nB, 3, xs, c, nB * 784);
+        const double *const xs[3] = { act + 3648 * nB, act, act + 2736 * nB };
+        rt_sum_forward_d(ctx, act + 4560 * nB, 3, xs, c, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10832 * nB, act + 3920 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -489,11 +489,11 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1,
             (double)-0.5
         };
-        const double *const xs[3] = { act + 3920 * nB, act, act + 3136 * nB };
-        rt_sum_forward_d(ctx, act + 4704 * nB, 3, xs, c, nB * 784);
+        const double *const xs[3] = { act + 4560 * nB, act, act + 3648 * nB };
+        rt_sum_forward_d(ctx, act + 5472 * nB, 3, xs, c, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 10960 * nB, act + 4704 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -501,11 +501,11 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1,
             (double)-0.5
         };
-        const double *const xs[3] = { act + 4704 * nB, act, act + 3920 * nB };
-        rt_sum_forward_d(ctx, act + 5488 * nB, 3, xs, c, nB * 784);
+        const double *const xs[3] = { act + 5472 * nB, act, act + 4560 * nB };
+        rt_sum_forward_d(ctx, act + 6384 * nB, 3, xs, c, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 11088 * nB, act + 5488 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -513,11 +513,11 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1,
             (double)-0.5
         };
-        const double *const xs[3] = { act + 5488 * nB, act, act + 4704 * nB };
-        rt_sum_forward_d(ctx, act + 6272 * nB, 3, xs, c, nB * 784);
+        const double *const xs[3] = { act + 6384 * nB, act, act + 5472 * nB };
+        rt_sum_forward_d(ctx, act + 7296 * nB, 3, xs, c, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 11216 * nB, act + 6272 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -525,11 +525,11 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1,
             (double)-0.5
         };
-        const double *const xs[3] = { act + 6272 * nB, act, act + 5488 * nB };
-        rt_sum_forward_d(ctx, act + 7056 * nB, 3, xs, c, nB * 784);
+        const double *const xs[3] = { act + 7296 * nB, act, act + 6384 * nB };
+        rt_sum_forward_d(ctx, act + 8208 * nB, 3, xs, c, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 11344 * nB, act + 7056 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -537,11 +537,11 @@ static void forward_d_1(RtModelD *m, int B, int train)
             (double)-1,
             (double)-0.5
         };
-        const double *const xs[3] = { act + 7056 * nB, act, act + 6272 * nB };
-        rt_sum_forward_d(ctx, act + 7840 * nB, 3, xs, c, nB * 784);
+        const double *const xs[3] = { act + 8208 * nB, act, act + 7296 * nB };
+        rt_sum_forward_d(ctx, act + 9120 * nB, 3, xs, c, nB * 784);
     }
     /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 7840 * nB, P + 100352, P + 108192, B, 784, 10);
+    rt_linear_forward_d(ctx, m->logits, act + 9120 * nB, P + 100352, P + 108192, B, 784, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -562,7 +562,7 @@ static void backward_d_1(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 7840 * nB, P + 100352, B, 784, 10);
+    rt_linear_backward_d(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 9120 * nB, P + 100352, B, 784, 10);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -570,12 +570,12 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)-0.5
         };
-        double *const dxs[3] = { act + 8624 * nB, act + 9408 * nB, act + 7840 * nB };
+        double *const dxs[3] = { act + 9904 * nB, act + 10688 * nB, act + 9120 * nB };
         const int acc[3] = { 0, 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 8624 * nB, 1, G, act + 9408 * nB, act + 7056 * nB, act + 11344 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 9904 * nB, 1, G, act + 10688 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -583,12 +583,12 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)-0.5
         };
-        double *const dxs[3] = { act + 7840 * nB, act + 7056 * nB, act };
+        double *const dxs[3] = { act + 9120 * nB, act + 8208 * nB, act };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 8624 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 9904 * nB, NULL, c, 3, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 7840 * nB, 1, G, act + 7056 * nB, act + 6272 * nB, act + 11216 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 9120 * nB, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -596,12 +596,12 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)-0.5
         };
-        double *const dxs[3] = { act, act + 7056 * nB, act + 6272 * nB };
+        double *const dxs[3] = { act, act + 8080 * nB, act + 7296 * nB };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 7840 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 3, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 7056 * nB, act + 5488 * nB, act + 11088 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -609,12 +609,12 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)-0.5
         };
-        double *const dxs[3] = { act + 6272 * nB, act + 7056 * nB, act + 5488 * nB };
+        double *const dxs[3] = { act + 7296 * nB, act + 8080 * nB, act + 6384 * nB };
         const int acc[3] = { 1, 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 6272 * nB, 1, G, act + 7056 * nB, act + 4704 * nB, act + 10960 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -622,12 +622,12 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)-0.5
         };
-        double *const dxs[3] = { act + 5488 * nB, act + 4704 * nB, act };
+        double *const dxs[3] = { act + 6384 * nB, act + 5472 * nB, act };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 6272 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 3, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 5488 * nB, 1, G, act + 4704 * nB, act + 3920 * nB, act + 10832 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 6384 * nB, 1, G, act + 5472 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -635,12 +635,12 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)-0.5
         };
-        double *const dxs[3] = { act, act + 4704 * nB, act + 3920 * nB };
+        double *const dxs[3] = { act, act + 5344 * nB, act + 4560 * nB };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 5488 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 6384 * nB, NULL, c, 3, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 4704 * nB, act + 3136 * nB, act + 10704 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 5344 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -648,12 +648,12 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)-0.5
         };
-        double *const dxs[3] = { act + 3920 * nB, act + 4704 * nB, act + 3136 * nB };
+        double *const dxs[3] = { act + 4560 * nB, act + 5344 * nB, act + 3648 * nB };
         const int acc[3] = { 1, 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 3920 * nB, 1, G, act + 4704 * nB, act + 2352 * nB, act + 10576 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 4560 * nB, 1, G, act + 5344 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -661,12 +661,12 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)-0.5
         };
-        double *const dxs[3] = { act + 3136 * nB, act + 2352 * nB, act };
+        double *const dxs[3] = { act + 3648 * nB, act + 2736 * nB, act };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 3920 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 4560 * nB, NULL, c, 3, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 3136 * nB, 1, G, act + 2352 * nB, act + 1568 * nB, act + 10448 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 3648 * nB, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -674,24 +674,24 @@ static void backward_d_1(RtModelD *m, int B)
             (double)-1,
             (double)-0.5
         };
-        double *const dxs[3] = { act, act + 1568 * nB, NULL };
+        double *const dxs[3] = { act, act + 1824 * nB, NULL };
         const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 3136 * nB, NULL, c, 3, nB * 784);
+        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 3, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 1568 * nB, act + 784 * nB, act + 10320 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 1824 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
             (double)1,
             (double)-1
         };
-        double *const dxs[2] = { NULL, act + 784 * nB };
+        double *const dxs[2] = { NULL, act + 912 * nB };
         const int acc[2] = { 0, 0 };
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, NULL, 0, G, act + 784 * nB, m->input, act + 10192 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, NULL, 0, G, act + 912 * nB, m->input, act + 784 * nB, P, B, 784, 128);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

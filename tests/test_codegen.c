@@ -463,6 +463,159 @@ START_TEST(test_plan_rejects_grad)
 }
 END_TEST
 
+/* A chain network of one stage of `steps` steps (4 ops each), unrolled
+ * through the front end into a; NULL on failure. */
+static IrGraph *plan_chain(Arena *a, int steps)
+{
+    char src[512];
+    snprintf(src, sizeof src,
+             "optimizer gd { x[k+1] = x[k] - grad(x[k]); }\n"
+             "network deep {\n"
+             "    input 1x8x8; classes 3; stem conv3x3(4);\n"
+             "    grad = bn, relu, conv3x3;\n"
+             "    stage gd steps %d width 4;\n"
+             "    head bn, relu, avgpool, linear;\n"
+             "}\n", steps);
+    int nerr = 0;
+    Spec *sp = fe_load_string(a, "deep.opt", src, strlen(src), NULL, 0, stderr, &nerr);
+    return sp ? fe_unroll(a, sp, "deep", stderr, &nerr) : NULL;
+}
+
+/* The planner is O(n log n): its work counter (reader edges plus free-list
+ * tree nodes visited) stays within a small multiple of n log2 n for a
+ * 3000-step stage (n = nodes + buffers, ~30,000), and tripling the graph
+ * from 1000 steps multiplies it by well under 9, the quadratic packer's
+ * factor (which compared every buffer with every other: ~10^8 steps here).
+ * Counts, not time: the test cannot depend on the machine's load. */
+START_TEST(test_plan_n_log_n)
+{
+    double work[2], n[2];
+    const int steps[2] = { 1000, 3000 };
+    for (int k = 0; k < 2; k++) {
+        Arena *a = arena_new();
+        IrGraph *g = plan_chain(a, steps[k]);
+        ck_assert_ptr_nonnull(g);
+        Plan *p = plan_build(g, stderr);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq(plan_verify(p, stderr), 0);
+        n[k] = (double)g->nnodes + (double)p->nbufs;
+        work[k] = (double)p->work;
+        ck_assert_msg(n[k] > 3.0 * steps[k], "%d steps: only %.0f nodes and buffers", steps[k],
+                      n[k]);
+        ck_assert_msg(work[k] <= 8.0 * n[k] * log2(n[k]),
+                      "%d steps: %.0f planner steps for n = %.0f (bound 8 n log2 n = %.0f)",
+                      steps[k], work[k], n[k], 8.0 * n[k] * log2(n[k]));
+        /* Reuse is kept: a chain needs far less than a buffer per tensor. */
+        ck_assert_uint_lt(2 * p->arena_a, p->naive_a);
+        plan_free(p);
+        arena_free(a);
+    }
+    ck_assert_msg(work[1] < 4.5 * work[0], "work grows %.2fx for 3x the steps",
+                  work[1] / work[0]);
+}
+END_TEST
+
+/* Whether any two buffers of p live at one step share memory, by all pairs:
+ * the oracle for plan_verify's sweep. */
+static bool plan_pairs_overlap(const Plan *p)
+{
+    for (int i = 0; i < p->nbufs; i++)
+        for (int j = 0; j < i; j++) {
+            const PlanBuf *x = &p->bufs[i], *y = &p->bufs[j];
+            if ((x->size_a != 0) != (y->size_a != 0) || x->birth > y->death ||
+                y->birth > x->death)
+                continue;
+            size_t xo = x->size_a ? x->off_a : x->off_b, xs = x->size_a ? x->size_a : x->size_b;
+            size_t yo = y->size_a ? y->off_a : y->off_b, ys = y->size_a ? y->size_a : y->size_b;
+            if (xo < yo + ys && yo < xo + xs)
+                return true;
+        }
+    return false;
+}
+
+/* plan_verify (a sweep, no longer all pairs) agrees with the all-pairs
+ * check on every plan made by moving one buffer onto another's offset or
+ * across its end: overlaps of buffers live together are caught, buffers
+ * never live together may share. */
+START_TEST(test_plan_verify_catches)
+{
+    Arena *a = arena_new();
+    IrGraph *g = plan_chain(a, 3);
+    ck_assert_ptr_nonnull(g);
+    Plan *p = plan_build(g, stderr);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(plan_verify(p, NULL), 0);
+    int tried = 0, shared = 0;
+    for (int i = 0; i < p->nbufs; i++)
+        for (int j = 0; j < p->nbufs; j++) {
+            PlanBuf *x = &p->bufs[i], *y = &p->bufs[j];
+            if (i == j || !x->size_a || !y->size_a || x->size_a < 2 * 16)
+                continue;
+            bool together = x->birth <= y->death && y->birth <= x->death;
+            size_t keep = y->off_a;
+            for (int shift = 0; shift < 2; shift++) {
+                /* y at x's offset, then at x's end minus one aligned unit. */
+                y->off_a = shift ? x->off_a + (x->size_a / 16 - 1) * 16 : x->off_a;
+                if (y->off_a + y->size_a > p->arena_a)
+                    continue;
+                int rc = plan_verify(p, NULL);
+                bool bad = plan_pairs_overlap(p);
+                ck_assert(bad || !together);
+                ck_assert_msg(rc == (bad ? -1 : 0),
+                              "buffers %d [%d,%d] and %d [%d,%d] at %zu/%zu: verify %d", i,
+                              x->birth, x->death, j, y->birth, y->death, x->off_a, y->off_a, rc);
+                tried += bad;
+                shared += !bad;
+            }
+            y->off_a = keep;
+        }
+    ck_assert_int_gt(tried, 10);
+    ck_assert_int_gt(shared, 10);
+    ck_assert_int_eq(plan_verify(p, NULL), 0);
+    plan_free(p);
+    arena_free(a);
+}
+END_TEST
+
+/* The memory check refuses exactly the networks bigger than the machine,
+ * with the message the user sees from emit, build and check. */
+START_TEST(test_plan_memory_check)
+{
+    Arena *a = arena_new();
+    IrGraph *g = plan_chain(a, 2);
+    ck_assert_ptr_nonnull(g);
+    Plan *p = plan_build(g, stderr);
+    ck_assert_ptr_nonnull(p);
+    int B = plan_default_batch(g);
+    ck_assert_int_eq(B, g->train.batch > 0 ? g->train.batch : 128);
+    PlanMemory m = plan_memory(p, g, B);
+    double e = sizeof(float);
+    ck_assert(m.params == (double)p->nparams * e);
+    ck_assert(m.acts == ((double)plan_arena_elems(p, B) + (double)B * 64 + 2.0 * B * 3) * e);
+    /* Parameters, gradients and momentum; plan_total_bytes has the first two. */
+    ck_assert(m.total == (double)plan_total_bytes(p, g, B, sizeof(float)) + m.params);
+    char *msg = NULL;
+    size_t len = 0;
+    FILE *diag = open_memstream(&msg, &len);
+    ck_assert_int_eq(plan_check_memory(p, g, "deep.opt", m.total, diag), 0);
+    ck_assert_int_eq(plan_check_memory(p, g, "deep.opt", 0, diag), 0);   /* unknown */
+    fflush(diag);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_int_eq(plan_check_memory(p, g, "deep.opt", m.total - 1, diag), -1);
+    fclose(diag);
+    char want[512];
+    snprintf(want, sizeof want, "deep.opt: error: network deep needs %.0f MiB at batch %d "
+             "(parameters %.0f MiB, activations %.0f MiB), more than this machine's %.0f MiB\n",
+             m.total / 1048576.0, B, m.params / 1048576.0, m.acts / 1048576.0,
+             (m.total - 1) / 1048576.0);
+    ck_assert_str_eq(msg, want);
+    free(msg);
+    ck_assert(plan_phys_bytes() > 0);
+    plan_free(p);
+    arena_free(a);
+}
+END_TEST
+
 /* --- emitter on hand graphs ------------------------------------------------ */
 
 /* Emit h into dir/name.c, compile it into dir/name; returns the C text. */
@@ -1103,6 +1256,9 @@ static Suite *codegen_suite(void)
     TCase *tc = tcase_create("plan");
     tcase_add_test(tc, test_plan_hand);
     tcase_add_test(tc, test_plan_rejects_grad);
+    tcase_add_test(tc, test_plan_n_log_n);
+    tcase_add_test(tc, test_plan_memory_check);
+    tcase_add_test(tc, test_plan_verify_catches);
     suite_add_tcase(s, tc);
     tc = tcase_create("emit");
     tcase_set_timeout(tc, 300);
