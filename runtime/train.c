@@ -373,6 +373,28 @@ static int resume_state(Train *t, const RtStFile *f, const char *path, RtErr *er
 
 /* --- logs -------------------------------------------------------------------------- */
 
+/* Append text to the log fp (path names it in messages) all or nothing:
+ * logs are unbuffered, so a failed or short write (a full disk, EFBIG)
+ * leaves nothing behind in the stream, and the file is cut back to its old
+ * length, so a resumed run never appends after half a line. -1 with
+ * "PATH: strerror" in err. */
+static int log_write(FILE *fp, const char *path, const char *text, RtErr *err)
+{
+    struct stat st;
+    int have_size = fstat(fileno(fp), &st) == 0;
+    size_t n = strlen(text);
+    errno = 0;
+    if (fwrite(text, 1, n, fp) == n && fflush(fp) == 0)
+        return 0;
+    int e = errno ? errno : EIO;
+    if (have_size && ftruncate(fileno(fp), st.st_size) != 0) {
+        /* Nothing more to do: the error below is what the user must see. */
+    }
+    clearerr(fp);
+    snprintf(err->msg, sizeof err->msg, "%.900s: %s", path, strerror(e));
+    return -1;
+}
+
 static FILE *open_log(const char *dir, const char *file, const char *header, int append,
                       RtErr *err)
 {
@@ -384,9 +406,28 @@ static FILE *open_log(const char *dir, const char *file, const char *header, int
         snprintf(err->msg, sizeof err->msg, "cannot write '%.900s': %s", path, strerror(errno));
         return NULL;
     }
-    if (header && !(append && exists))
-        fprintf(fp, "%s\n", header);
+    /* Unbuffered: every row reaches the file (or fails) when written. */
+    setvbuf(fp, NULL, _IONBF, 0);
+    if (header && !(append && exists)) {
+        char line[512];
+        snprintf(line, sizeof line, "%s\n", header);
+        if (log_write(fp, path, line, err)) {
+            fclose(fp);
+            return NULL;
+        }
+    }
     return fp;
+}
+
+/* Close a log; -1 with "PATH: strerror" in err when that fails. */
+static int close_log(FILE *fp, const char *dir, const char *file, RtErr *err)
+{
+    if (fclose(fp) == 0)
+        return 0;
+    char path[4200];
+    path_join(path, sizeof path, dir, file);
+    snprintf(err->msg, sizeof err->msg, "%.900s: %s", path, strerror(errno));
+    return -1;
 }
 
 static void fmt_duration(char *buf, size_t n, double s)
@@ -478,14 +519,21 @@ static int end_epoch(Train *t, const char *out, RtErr *err)
     double tl = t->part_seen ? t->part_loss / (double)t->part_seen : 0;
     double ta = t->part_seen ? (double)t->part_correct / (double)t->part_seen : 0;
     double ips = t->part_step_seconds > 0 ? (double)t->part_seen / t->part_step_seconds : 0;
-    fprintf(t->csv, "%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f,%.3f\n", t->epoch + 1, lr, tl, ta,
-            t->test_loss, t->test_acc, ips, secs);
-    fflush(t->csv);
-    fprintf(t->jsonl,
-            "{\"epoch\":%d,\"lr\":%.6g,\"train_loss\":%.6f,\"train_acc\":%.6f,"
-            "\"test_loss\":%.6f,\"test_acc\":%.6f,\"images_per_s\":%.1f,\"seconds\":%.3f}\n",
-            t->epoch + 1, lr, tl, ta, t->test_loss, t->test_acc, ips, secs);
-    fflush(t->jsonl);
+    /* The logs first: a full disk stops the run here, before a checkpoint
+     * claims an epoch the logs do not show. */
+    char row[1024], path[4200];
+    snprintf(row, sizeof row, "%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f,%.3f\n", t->epoch + 1, lr, tl,
+             ta, t->test_loss, t->test_acc, ips, secs);
+    path_join(path, sizeof path, out, "log.csv");
+    if (log_write(t->csv, path, row, err))
+        return -1;
+    snprintf(row, sizeof row,
+             "{\"epoch\":%d,\"lr\":%.6g,\"train_loss\":%.6f,\"train_acc\":%.6f,"
+             "\"test_loss\":%.6f,\"test_acc\":%.6f,\"images_per_s\":%.1f,\"seconds\":%.3f}\n",
+             t->epoch + 1, lr, tl, ta, t->test_loss, t->test_acc, ips, secs);
+    path_join(path, sizeof path, out, "log.jsonl");
+    if (log_write(t->jsonl, path, row, err))
+        return -1;
     if (!t->quiet) {
         if (t->tty)
             printf("\r\033[K");
@@ -505,7 +553,6 @@ static int end_epoch(Train *t, const char *out, RtErr *err)
     int improved = t->test_acc > t->best_acc;
     if (improved)
         t->best_acc = t->test_acc;
-    char path[4200];
     if (improved) {
         path_join(path, sizeof path, out, "best.safetensors");
         if (train_save(t, path, err))
@@ -530,15 +577,22 @@ static int write_summary(const Train *t, const char *out, RtErr *err)
         snprintf(err->msg, sizeof err->msg, "cannot write '%.900s': %s", tmp, strerror(errno));
         return -1;
     }
-    fprintf(fp,
+    int bad = fprintf(fp,
             "{\"net\":\"%s\",\"params\":%zu,\"madds\":%lld,\"epochs\":%d,\"seed\":%" PRIu64 ","
             "\"train_seconds\":%.3f,\"test_acc\":%.6f,\"test_loss\":%.6f,"
             "\"best_test_acc\":%.6f,\"images_per_s\":%.1f}\n",
             t->net->name, t->net->nparams, t->net->madds, t->cfg.epochs, t->cfg.seed,
             t->wall_base + (rt_drv_now() - t->t_start), t->test_acc, t->test_loss, t->best_acc,
-            t->step_seconds > 0 ? (double)t->images / t->step_seconds : 0.0);
-    if (fflush(fp) || fsync(fileno(fp)) || fclose(fp)) {
-        snprintf(err->msg, sizeof err->msg, "cannot write '%.900s': %s", tmp, strerror(errno));
+            t->step_seconds > 0 ? (double)t->images / t->step_seconds : 0.0) < 0;
+    bad = fflush(fp) != 0 || bad;
+    bad = fsync(fileno(fp)) != 0 || bad;
+    int e = errno;
+    if (fclose(fp) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    if (bad) {
+        snprintf(err->msg, sizeof err->msg, "%.900s: %s", path, strerror(e ? e : EIO));
         unlink(tmp);
         return -1;
     }
@@ -791,10 +845,15 @@ done:
     }
     if (f)
         rt_st_close(f);
-    if (t->csv)
-        fclose(t->csv);
-    if (t->jsonl)
-        fclose(t->jsonl);
+    /* A log that fails to close is an error even after a good run. */
+    if (t->csv && close_log(t->csv, c->out, "log.csv", &err) && rc == 0) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        rc = 1;
+    }
+    if (t->jsonl && close_log(t->jsonl, c->out, "log.jsonl", &err) && rc == 0) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        rc = 1;
+    }
     free(t->mom);
     free(t->probs);
     free(t->labels);

@@ -8,10 +8,15 @@
  * only reads the files the children wrote. Training uses the synthetic data
  * set and one thread: bit-identity is promised per thread count. */
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "handnet.h"
 #include "tmain.h"
@@ -363,6 +368,148 @@ START_TEST(unwritable_out_dir)
 }
 END_TEST
 
+/* Run rt_main(net, args) in a child whose files may not grow past limit
+ * bytes (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG, the way a
+ * full disk fails them with ENOSPC). Its stderr comes back through a pipe,
+ * which the limit does not touch, into buf. Returns the exit status. */
+static int run_fsize(const char *const *args, rlim_t limit, char *buf, size_t n)
+{
+    int argc = 0;
+    while (args[argc])
+        argc++;
+    int fd[2];
+    ck_assert_int_eq(pipe(fd), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct rlimit rl = {limit, limit};
+        signal(SIGXFSZ, SIG_IGN);
+        if (dup2(fd[1], 2) < 0 || dup2(fd[1], 1) < 0 || setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            _exit(98);
+        close(fd[0]);
+        close(fd[1]);
+        char **argv = calloc((size_t)argc + 1, sizeof *argv);
+        for (int i = 0; argv && i < argc; i++)
+            argv[i] = strdup(args[i]);
+        int rc = argv ? rt_main(&handnet, argc, argv) : 99;
+        for (int i = 0; argv && i < argc; i++)
+            free(argv[i]);
+        free(argv);
+        exit(rc);   /* LeakSanitizer checks the child too */
+    }
+    close(fd[1]);
+    size_t got = 0;
+    ssize_t r;
+    while ((r = read(fd[0], buf + got, n - 1 - got)) > 0 || (r < 0 && errno == EINTR))
+        got += r > 0 ? (size_t)r : 0;
+    buf[got] = 0;
+    close(fd[0]);
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st), "the child died of signal %d", WTERMSIG(st));
+    return WEXITSTATUS(st);
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* The whole of a binary file (size from file_size), or NULL. */
+static char *read_bytes(const char *path, long size)
+{
+    FILE *fp = fopen(path, "rb");
+    char *b = fp && size >= 0 ? malloc((size_t)size + 1) : NULL;
+    if (b && fread(b, 1, (size_t)size, fp) != (size_t)size) {
+        free(b);
+        b = NULL;
+    }
+    if (fp)
+        fclose(fp);
+    return b;
+}
+
+/* Whether dir holds a file whose name contains ".tmp" (a checkpoint or
+ * summary that was never renamed into place). */
+static int has_tmp_file(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q '[.]tmp'", dir);
+    return system(cmd) == 0;
+}
+
+/* Log writes on a full disk: one error naming the log, exit 1, the logs cut
+ * back to whole lines and the good checkpoint byte-identical. A fresh run
+ * whose log.csv header does not fit stops before training; a resumed run
+ * whose next log.csv row does not fit stops before any checkpoint; one whose
+ * log.jsonl row does not fit likewise. */
+START_TEST(full_disk_logs)
+{
+    Tmp t;
+    tmp_make(&t);
+    char msg[8192], want[512];
+    const char *a = tmp_path(&t, 0, "a");
+    const char *csv = tmp_path(&t, 1, "a/log.csv"), *jsonl = tmp_path(&t, 2, "a/log.jsonl");
+    const char *last = tmp_path(&t, 3, "a/last.safetensors");
+    const char *fresh[] = {"handnet", "train", "--data", "synthetic", "--limit", "256",
+                           "--test-limit", "64", "--batch", "32", "--threads", "1", "--seed",
+                           "7", "--quiet", "--epochs", "1", "--out", a, NULL};
+    /* The header is 71 bytes. */
+    ck_assert_int_eq(run_fsize(fresh, 40, msg, sizeof msg), 1);
+    snprintf(want, sizeof want, "error: %s: %s\n", csv, strerror(EFBIG));
+    ck_assert_msg(strcmp(msg, want) == 0, "got:\n%s\nwant:\n%s", msg, want);
+    ck_assert_int_eq(file_size(csv), 0);
+    ck_assert(!exists(last));
+
+    /* One good epoch, then resume for a second under a limit. */
+    ck_assert_int_eq(train(a, "1", "constant", NULL, NULL), 0);
+    long cksz = file_size(last), csvsz = file_size(csv), jsonlsz = file_size(jsonl);
+    char *ck = read_bytes(last, cksz), *csv0 = slurp(csv), *jsonl0 = slurp(jsonl);
+    char *sum0 = slurp(tmp_path(&t, 4, "a/summary.json"));
+    ck_assert(ck && csv0 && jsonl0 && cksz > 1000 && csvsz > 71 && jsonlsz > csvsz - 71);
+    const char *resume[] = {"handnet", "train", "--resume", last, "--epochs", "2", "--quiet",
+                            NULL};
+    for (int which = 0; which < 2; which++) {
+        /* which 0: log.csv's next row (~60 bytes) gets 10 of them, a short
+         * write; which 1: that row fits (20 bytes to spare), log.jsonl's
+         * does not. */
+        long row = csvsz - 71;      /* the header's 71 bytes, then one row */
+        rlim_t lim = which == 0 ? (rlim_t)csvsz + 10 : (rlim_t)(csvsz + row + 20);
+        /* log.jsonl holds one row; the next, about as long, cannot fit. */
+        ck_assert((long)lim < 2 * jsonlsz - 20);
+        ck_assert_int_eq(run_fsize(resume, lim, msg, sizeof msg), 1);
+        snprintf(want, sizeof want, "error: %s: %s\n", which == 0 ? csv : jsonl,
+                 strerror(EFBIG));
+        ck_assert_msg(strcmp(msg, want) == 0, "got:\n%s\nwant:\n%s", msg, want);
+        ck_assert_int_eq(file_size(last), cksz);
+        char *now = read_bytes(last, cksz), *csv1 = slurp(csv), *jsonl1 = slurp(jsonl);
+        ck_assert(now && memcmp(now, ck, (size_t)cksz) == 0);
+        ck_assert_int_eq(file_size(jsonl), jsonlsz);     /* never a half line */
+        ck_assert_str_eq(jsonl1, jsonl0);
+        if (which == 0) {
+            ck_assert_int_eq(file_size(csv), csvsz);
+            ck_assert_str_eq(csv1, csv0);
+        } else {
+            ck_assert_int_gt(file_size(csv), csvsz);     /* its row went in whole */
+        }
+        free(now);
+        free(csv1);
+        free(jsonl1);
+        ck_assert(!has_tmp_file(a));
+        char *sum1 = slurp(tmp_path(&t, 4, "a/summary.json"));
+        ck_assert(sum0 && sum1 && strcmp(sum0, sum1) == 0);     /* still epoch 1's */
+        free(sum1);
+    }
+    free(ck);
+    free(csv0);
+    free(jsonl0);
+    free(sum0);
+    tmp_remove(&t);
+}
+END_TEST
+
 static size_t huge_acts(int B)
 {
     (void)B;
@@ -445,6 +592,7 @@ static Suite *driver_suite(void)
     tcase_add_test(tc, wrong_checkpoint_is_refused);
     tcase_add_test(tc, unwritable_out_dir);
     tcase_add_test(tc, huge_model_refused);
+    tcase_add_test(tc, full_disk_logs);
     tcase_add_test(tc, usage_errors);
     suite_add_tcase(s, tc);
     return s;
