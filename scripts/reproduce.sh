@@ -9,7 +9,7 @@
 #
 # Knobs (environment): REPRO_EPOCHS (default 30), REPRO_SEEDS (3),
 # REPRO_LIMIT (training images, default all), REPRO_TEST_LIMIT (test images,
-# default all), REPRO_THREADS (2),
+# default all), REPRO_THREADS (2), REPRO_JOBS (runs at once, 1),
 # REPRO_OUT (runs/reproduce), REPRO_NETS (spec:net list, default below),
 # REPRO_RESULTS (RESULTS.md).
 set -eu
@@ -21,6 +21,7 @@ SEEDS=${REPRO_SEEDS:-3}
 LIMIT=${REPRO_LIMIT:-0}
 TEST_LIMIT=${REPRO_TEST_LIMIT:-0}
 THREADS=${REPRO_THREADS:-2}
+JOBS=${REPRO_JOBS:-1}
 RESULTS=${REPRO_RESULTS:-RESULTS.md}
 NETS=${REPRO_NETS:-"examples/resnet.opt:resnet20_fmnist examples/heavy_ball.opt:hb20_fmnist \
 examples/nesterov.opt:nesterov20_fmnist examples/momentum.opt:momentum20_fmnist \
@@ -34,7 +35,7 @@ limit_flag=""
 [ "$TEST_LIMIT" -gt 0 ] && limit_flag="$limit_flag --test-limit $TEST_LIMIT"
 # shellcheck disable=SC2086
 set -- "$OPTC" compare $NETS --data fashion-mnist --seeds "$SEEDS" --epochs "$EPOCHS" \
-    --threads "$THREADS" $limit_flag --out "$OUT"
+    --threads "$THREADS" --jobs "$JOBS" $limit_flag --out "$OUT"
 echo "reproduce: $*"
 status=0
 "$@" | tee "$OUT/compare.txt" || status=$?
