@@ -2,8 +2,10 @@
  * without suffix). The bodies live in kernels.inc, written once over T. */
 #include <cblas.h>
 #include "rt.h"
+#include "conv3x3.h"
 
 #define T float
+#define CONV_DIRECT 1   /* try conv3x3.c before im2col + GEMM */
 #define RT_FN(name) name
 #define GEMM cblas_sgemm
 #include "kernels.inc"

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "conv3x3.h"
 #include "gradcheck.h"
 #include "rt.h"
 #include "tmain.h"
@@ -968,6 +969,90 @@ END_TEST
  *   aliased case that must take the general loop);
  * - batch-norm statistics from shifted one-pass sums when the mean is large
  *   next to the spread (a plain sum of squares would cancel). */
+/* The direct 3x3 float kernels (conv3x3.c) against the double plain loops:
+ * forward, input gradient written (acc 0) and added to (acc 1), weight
+ * gradient added to what is there; channel counts that leave partial
+ * register blocks (1, 3), widths with vector tails (28, 7, 9, 5), 1 and 2
+ * threads. On a machine without AVX2 the direct path is not taken and this
+ * checks the im2col path instead; with AVX2 it also asserts that the path
+ * is taken. */
+START_TEST(test_conv_direct)
+{
+    static const int chan[][2] = {{1, 16}, {16, 16}, {16, 32}, {32, 32}, {3, 16}};
+    static const int hw[][2] = {{32, 32}, {28, 28}, {7, 7}, {5, 9}};
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_DATA, 16, 16, 3, 1, 1), avx2);
+    ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, 3, 16, 3, 1, 1), avx2);
+    ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_DATA, 16, 16, 3, 2, 1), 0);
+    ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_DATA, 16, 16, 1, 1, 0), 0);
+    RtRng rng;
+    rt_rng_seed(&rng, 33);
+    for (int ci = 0; ci < 5; ci++)
+        for (int si = 0; si < 4; si++)
+            for (int B = 1; B <= 3; B += 2) {
+                int C = chan[ci][0], Co = chan[ci][1], H = hw[si][0], W = hw[si][1];
+                if (sanitized() && H * W > 100 && C * Co > 256)
+                    continue;       /* the double loops dominate under ASan */
+                size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W;
+                size_t nw = (size_t)Co * C * 9;
+                double *in = xcalloc(ni, sizeof(double)), *w = xcalloc(nw, sizeof(double));
+                double *dout = xcalloc(no, sizeof(double)), *out = xcalloc(no, sizeof(double));
+                double *din = xcalloc(ni, sizeof(double)), *dw = xcalloc(nw, sizeof(double));
+                float *inf = xcalloc(ni, sizeof(float)), *wf = xcalloc(nw, sizeof(float));
+                float *doutf = xcalloc(no, sizeof(float)), *outf = xcalloc(no, sizeof(float));
+                float *dinf = xcalloc(ni, sizeof(float)), *dwf = xcalloc(nw, sizeof(float));
+                gc_fill(in, ni, &rng);
+                gc_fill(w, nw, &rng);
+                gc_fill(dout, no, &rng);
+                for (size_t i = 0; i < ni; i++)
+                    inf[i] = (float)in[i];
+                for (size_t i = 0; i < nw; i++)
+                    wf[i] = (float)w[i];
+                for (size_t i = 0; i < no; i++)
+                    doutf[i] = (float)dout[i];
+                /* oracle: din = 0.5 + conv^T (acc 1), dw = 0.25 + sum */
+                rt_conv2d_forward_ref_d(out, in, w, B, C, H, W, Co, 3, 1, 1);
+                for (size_t i = 0; i < ni; i++)
+                    din[i] = 0.5;
+                for (size_t i = 0; i < nw; i++)
+                    dw[i] = 0.25;
+                rt_conv2d_backward_ref_d(din, 1, dw, dout, in, w, B, C, H, W, Co, 3, 1, 1);
+                for (int th = 1; th <= 2; th++) {
+                    size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
+                    RtCtx ctx = {th, xcalloc(bytes, 1), bytes};
+                    rt_conv2d_forward(&ctx, outf, inf, wf, B, C, H, W, Co, 3, 1, 1);
+                    double e = gc_normdiff_f(outf, out, no);
+                    ck_assert_msg(e < F32_TOL, "forward %d/%d %dx%d B%d t%d: %.3g",
+                                  C, Co, H, W, B, th, e);
+                    for (size_t i = 0; i < nw; i++)
+                        dwf[i] = 0.25f;
+                    for (int acc = 0; acc < 2; acc++) {
+                        for (size_t i = 0; i < ni; i++)
+                            dinf[i] = acc ? 0.5f : 1e30f;   /* acc 0 must overwrite */
+                        rt_conv2d_backward(&ctx, dinf, acc, acc ? dwf : NULL, doutf, inf, wf,
+                                           B, C, H, W, Co, 3, 1, 1);
+                        if (!acc)
+                            for (size_t i = 0; i < ni; i++)
+                                dinf[i] += 0.5f;
+                        e = gc_normdiff_f(dinf, din, ni);
+                        ck_assert_msg(e < F32_TOL, "din acc %d %d/%d %dx%d B%d t%d: %.3g",
+                                      acc, C, Co, H, W, B, th, e);
+                    }
+                    e = gc_normdiff_f(dwf, dw, nw);
+                    ck_assert_msg(e < F32_TOL, "dw %d/%d %dx%d B%d t%d: %.3g",
+                                  C, Co, H, W, B, th, e);
+                    free(ctx.scratch);
+                }
+                free(in), free(w), free(dout), free(out), free(din), free(dw);
+                free(inf), free(wf), free(doutf), free(outf), free(dinf), free(dwf);
+            }
+    openblas_set_num_threads(blas_threads);
+}
+END_TEST
+
 START_TEST(test_fast_paths)
 {
     enum { B = 2, CI = 64, H = 32, W = 32, CO = 3 };
@@ -1122,6 +1207,7 @@ static Suite *kernels_suite(void)
     TCase *fast = tcase_create("fast");
     tcase_set_timeout(fast, 120);
     tcase_add_test(fast, test_fast_paths);
+    tcase_add_test(fast, test_conv_direct);
     suite_add_tcase(s, fast);
     return s;
 }
