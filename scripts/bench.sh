@@ -20,6 +20,13 @@
 #   BENCH_REPRINT=1 prints the table of the last run again without running
 set -u
 
+# Idle OpenMP workers sleep instead of spinning, for optc and PyTorch alike
+# (every run below inherits it; the OpenMP runtime reads it before main): on
+# this shared 2-core machine spinning workers burn the timeslices their
+# preempted partner needs, which cut both sides' 2-thread figures by up to
+# 10x under load (BENCHMARKS.md). A value already set is kept.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+
 B=${1:-build}
 W=$B/bench
 mkdir -p "$W"
