@@ -127,6 +127,30 @@ static void model_threads(int threads)
     openblas_set_num_threads(1);
 }
 
+/* The float and double models have the same fields (RT_MODEL_FIELDS), so
+ * their blocks are allocated and freed by one macro each rather than two
+ * copies of the list. MODEL_ALLOC evaluates to nonzero when every block was
+ * allocated. */
+#define MODEL_ALLOC(m, s)                                                              \
+    ((m)->params = model_alloc((s).params), (m)->grads = model_alloc((s).params),      \
+     (m)->buffers = model_alloc((s).buffers), (m)->acts = model_alloc((s).acts),        \
+     (m)->input = model_alloc((s).input), (m)->logits = model_alloc((s).logits),        \
+     (m)->dlogits = model_alloc((s).logits), (m)->ctx.scratch = model_alloc((s).scratch), \
+     (m)->params && (m)->grads && (m)->buffers && (m)->acts && (m)->input &&             \
+         (m)->logits && (m)->dlogits && (m)->ctx.scratch)
+#define MODEL_FREE(m)                                                                  \
+    do {                                                                               \
+        free((m)->params);                                                             \
+        free((m)->grads);                                                              \
+        free((m)->buffers);                                                            \
+        free((m)->acts);                                                               \
+        free((m)->input);                                                              \
+        free((m)->logits);                                                             \
+        free((m)->dlogits);                                                            \
+        free((m)->ctx.scratch);                                                        \
+        memset((m), 0, sizeof *(m));                                                   \
+    } while (0)
+
 int rt_model_init(RtModel *m, const RtNet *net, int B, int threads, uint64_t seed, RtErr *err)
 {
     ModelSizes s;
@@ -136,16 +160,7 @@ int rt_model_init(RtModel *m, const RtNet *net, int B, int threads, uint64_t see
     m->batch = B;
     m->ctx.threads = threads;
     m->ctx.scratch_bytes = s.scratch;
-    m->params = model_alloc(s.params);
-    m->grads = model_alloc(s.params);
-    m->buffers = model_alloc(s.buffers);
-    m->acts = model_alloc(s.acts);
-    m->input = model_alloc(s.input);
-    m->logits = model_alloc(s.logits);
-    m->dlogits = model_alloc(s.logits);
-    m->ctx.scratch = model_alloc(s.scratch);
-    if (!m->params || !m->grads || !m->buffers || !m->acts || !m->input || !m->logits ||
-        !m->dlogits || !m->ctx.scratch) {
+    if (!MODEL_ALLOC(m, s)) {
         size_t total = 2 * s.params + s.buffers + s.acts + s.input + 2 * s.logits + s.scratch;
         rt_model_free(m);
         snprintf(err->msg, sizeof err->msg,
@@ -169,15 +184,7 @@ int rt_model_init(RtModel *m, const RtNet *net, int B, int threads, uint64_t see
 
 void rt_model_free(RtModel *m)
 {
-    free(m->params);
-    free(m->grads);
-    free(m->buffers);
-    free(m->acts);
-    free(m->input);
-    free(m->logits);
-    free(m->dlogits);
-    free(m->ctx.scratch);
-    memset(m, 0, sizeof *m);
+    MODEL_FREE(m);
 }
 
 int rt_model_init_d(RtModelD *m, const RtNet *net, int B, int threads, RtErr *err)
@@ -189,16 +196,7 @@ int rt_model_init_d(RtModelD *m, const RtNet *net, int B, int threads, RtErr *er
     m->batch = B;
     m->ctx.threads = threads;
     m->ctx.scratch_bytes = s.scratch;
-    m->params = model_alloc(s.params);
-    m->grads = model_alloc(s.params);
-    m->buffers = model_alloc(s.buffers);
-    m->acts = model_alloc(s.acts);
-    m->input = model_alloc(s.input);
-    m->logits = model_alloc(s.logits);
-    m->dlogits = model_alloc(s.logits);
-    m->ctx.scratch = model_alloc(s.scratch);
-    if (!m->params || !m->grads || !m->buffers || !m->acts || !m->input || !m->logits ||
-        !m->dlogits || !m->ctx.scratch) {
+    if (!MODEL_ALLOC(m, s)) {
         rt_model_free_d(m);
         snprintf(err->msg, sizeof err->msg, "model: out of memory (double model, batch %d)", B);
         return -1;
@@ -209,13 +207,5 @@ int rt_model_init_d(RtModelD *m, const RtNet *net, int B, int threads, RtErr *er
 
 void rt_model_free_d(RtModelD *m)
 {
-    free(m->params);
-    free(m->grads);
-    free(m->buffers);
-    free(m->acts);
-    free(m->input);
-    free(m->logits);
-    free(m->dlogits);
-    free(m->ctx.scratch);
-    memset(m, 0, sizeof *m);
+    MODEL_FREE(m);
 }
