@@ -61,7 +61,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     echo "## Command"
     echo
     echo '```'
-    echo "REPRO_EPOCHS=$EPOCHS REPRO_SEEDS=$SEEDS REPRO_LIMIT=$LIMIT REPRO_TEST_LIMIT=$TEST_LIMIT REPRO_THREADS=$THREADS \\"
+    echo "REPRO_EPOCHS=$EPOCHS REPRO_SEEDS=$SEEDS REPRO_LIMIT=$LIMIT REPRO_TEST_LIMIT=$TEST_LIMIT REPRO_THREADS=$THREADS REPRO_JOBS=$JOBS \\"
     echo "  REPRO_NETS=\"$NETS\" make reproduce"
     echo "# which runs:"
     echo "$*"
