@@ -396,8 +396,6 @@ static void check_optimizer(Sema *S, OptInfo *oi, OptDecl *o)
         diag_error(d, o->name_span, "optimizer '%s' never updates the state (write x[k+1] = ...;)", o->name);
         return;
     }
-    if (d->nerrors > e0)
-        return;
     /* Tensor-ness flows along definitions: iterate to a fixed point. */
     TyCtx t = { S, oi, 0, false, false };
     for (int it = 0; it <= oi->nseqs; it++) {
