@@ -376,7 +376,6 @@ static int shortcut(U *u, int node, Span sp)
  * zero tensor, -2 on error (reported at sp). */
 static int materialize(U *u, const Val *v, Span sp, const char *name)
 {
-    Val w = *v;
     Term *t = arena_alloc(u->a, sizeof(Term) * (size_t)(v->n + 1));
     int n = 0;
     for (int i = 0; i < v->n; i++)
@@ -420,7 +419,6 @@ static int materialize(U *u, const Val *v, Span sp, const char *name)
     if (id < 0)
         return -2;
     u->nodes[id].u.sum.coef = c;
-    (void)w;
     return id;
 }
 
@@ -456,8 +454,7 @@ static int grad_block(U *u, int in, Span sp)
         lc.param_prefix = fmt(u, "stage%d.%s", u->stage, g);
         lc.lookup = true;
     }
-    int out = apply_layers(u, ni->grad, ni->ngrad, in, &lc);
-    return out;
+    return apply_layers(u, ni->grad, ni->ngrad, in, &lc);
 }
 
 static bool eval(U *u, const Expr *e, Val *out);
@@ -674,8 +671,7 @@ static int run_stage(U *u, int opt, Arg **args, int nargs, int steps, int x0, Sp
             if (!u->pv[i].learned)
                 continue;
             int dims[1] = { 1 };
-            const char *nm = u->ni ? fmt(u, "stage%d.step%d.%s", u->stage, k, o->params[i]->name)
-                                   : fmt(u, "step%d.%s", k, o->params[i]->name);
+            const char *nm = fmt(u, "%s.%s", step_prefix(u), o->params[i]->name);
             u->lparam[i] = add_param(u, nm, PK_SCALAR, 1, dims, INIT_CONST, 0, false);
             u->params[u->lparam[i]].init_value = u->pv[i].value;
         }
