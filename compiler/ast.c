@@ -30,7 +30,9 @@ Expr *ast_expr(ParseCtx *c, ExprKind k, Span sp, Expr *a, Expr *b)
     if (b && b->depth > d)
         d = b->depth;
     e->depth = d + 1;
-    if (e->depth == AST_MAX_DEPTH)
+    /* >=, not ==: a call's depth is set after this (by the grammar), so a
+     * parent can jump straight past the limit. Silent once reported. */
+    if (e->depth >= AST_MAX_DEPTH)
         diag_fatal(c->diag, sp, "expression nested more than %d levels deep", AST_MAX_DEPTH);
     return e;
 }

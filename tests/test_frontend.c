@@ -462,6 +462,18 @@ START_TEST(test_hostile)
         len += (size_t)sprintf(buf + len, " + x[k]");
     len += (size_t)sprintf(buf + len, "; }");
     ck_assert_int_gt(load_mem(buf, len), 0);
+    /* the same through a call whose argument sits at the depth limit (a
+     * call's depth is set by the grammar, after ast_expr's check) */
+    for (int inner = 490; inner <= 510; inner++) {
+        len = (size_t)sprintf(buf, "optimizer a { x[k+1] = x[k] - grad(x[k]");
+        for (int i = 1; i < inner; i++)
+            len += (size_t)sprintf(buf + len, " + x[k]");
+        len += (size_t)sprintf(buf + len, ")");
+        for (int i = 0; i < 1000; i++)
+            len += (size_t)sprintf(buf + len, " + 0 * x[k]");
+        len += (size_t)sprintf(buf + len, "; }");
+        ck_assert_msg(load_mem(buf, len) > 0, "depth limit bypassed through a call (%d terms)", inner);
+    }
     /* NUL bytes, huge numbers, 2e9 steps */
     static const char nul[] = "optimizer a\0 { x[k+1] = x[k] - grad(x[k]); }";
     ck_assert_int_gt(load_mem(nul, sizeof nul - 1), 0);
