@@ -186,10 +186,13 @@ double rt_drv_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* OpenMP gets the threads and OpenBLAS runs single-threaded inside the
+ * kernels' OpenMP loops: one thread pool, as rt_model_init sets it (see
+ * model_threads in model.c). */
 void rt_drv_set_threads(int threads)
 {
     omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1);
 }
 
 int rt_drv_default_threads(void)
@@ -226,6 +229,14 @@ void rt_drv_evaluate(RtModel *m, const RtNet *net, const RtData *d, float *probs
     *acc = d->n ? (double)correct / d->n : 0;
 }
 
+/* "3x16x3x3" into buf (cap bytes). */
+static void fmt_dims(char *buf, size_t cap, const int *dims, int ndim)
+{
+    buf[0] = 0;
+    for (int j = 0; j < ndim; j++)
+        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%d", j ? "x" : "", dims[j]);
+}
+
 int rt_drv_load_weights(RtStFile *f, const char *path, const RtNet *net, float *params,
                      float *buffers, float *momentum, RtErr *err)
 {
@@ -252,13 +263,9 @@ int rt_drv_load_weights(RtStFile *f, const char *path, const RtNet *net, float *
             for (int j = 0; same && j < ndim; j++)
                 same = dims[j] == t->dims[j];
             if (!same) {
-                char have[64] = "", want[64] = "";
-                for (int j = 0; j < ndim && j < 4; j++)
-                    snprintf(have + strlen(have), sizeof have - strlen(have), "%s%d",
-                             j ? "x" : "", dims[j]);
-                for (int j = 0; j < t->ndim; j++)
-                    snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d",
-                             j ? "x" : "", t->dims[j]);
+                char have[64], want[64];
+                fmt_dims(have, sizeof have, dims, ndim < 4 ? ndim : 4);
+                fmt_dims(want, sizeof want, t->dims, t->ndim);
                 snprintf(err->msg, sizeof err->msg,
                          "%s: tensor '%s' has shape [%s], network '%s' expects [%s]", path, key,
                          have, net->name, want);
@@ -328,10 +335,8 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
     printf("%-44s %-16s %10s\n", "tensor", "shape", "count");
     for (int i = 0; i < net->ntensors; i++) {
         const RtTensor *t = &net->tensors[i];
-        char shape[64] = "";
-        for (int j = 0; j < t->ndim; j++)
-            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%d", j ? "x" : "",
-                     t->dims[j]);
+        char shape[64];
+        fmt_dims(shape, sizeof shape, t->dims, t->ndim);
         printf("%-44s %-16s %10zu%s\n", t->name, shape, t->numel, t->buffer ? "  (buffer)" : "");
     }
     return 0;

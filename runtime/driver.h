@@ -33,7 +33,7 @@ const char *rt_drv_sched_name(RtSchedule s);
 int         rt_drv_sched_parse(const char *s, RtSchedule *out);
 
 double rt_drv_now(void);                  /* monotonic seconds */
-void   rt_drv_set_threads(int threads);   /* OpenMP and OpenBLAS, process-wide */
+void   rt_drv_set_threads(int threads);   /* OpenMP threads, OpenBLAS at 1, process-wide */
 int    rt_drv_default_threads(void);
 int    rt_drv_argmax(const float *row, int k);
 
