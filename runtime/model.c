@@ -98,13 +98,20 @@ static int model_sizes(ModelSizes *s, const RtNet *net, int B, int threads, size
     return 0;
 }
 
+/* Bytes of every block MODEL_ALLOC allocates (params and logits twice:
+ * their gradients). */
+static double model_total(const ModelSizes *s)
+{
+    return 2.0 * (double)s->params + (double)s->buffers + (double)s->acts +
+           (double)s->input + 2.0 * (double)s->logits + (double)s->scratch;
+}
+
 /* Refuse a model larger than the machine's physical memory before touching
  * it: with overcommit the allocation would succeed and the first touch
  * would bring in the OOM killer instead of an error message. */
 static int model_fits(const ModelSizes *s, int B, RtErr *err)
 {
-    double total = 2.0 * (double)s->params + (double)s->buffers + (double)s->acts +
-                   (double)s->input + 2.0 * (double)s->logits + (double)s->scratch;
+    double total = model_total(s);
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     double phys = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
     if (phys > 0 && total > phys) {
@@ -161,11 +168,10 @@ int rt_model_init(RtModel *m, const RtNet *net, int B, int threads, uint64_t see
     m->ctx.threads = threads;
     m->ctx.scratch_bytes = s.scratch;
     if (!MODEL_ALLOC(m, s)) {
-        size_t total = 2 * s.params + s.buffers + s.acts + s.input + 2 * s.logits + s.scratch;
         rt_model_free(m);
         snprintf(err->msg, sizeof err->msg,
-                 "model: out of memory allocating %.1f MiB for batch %d", (double)total / 1048576.0,
-                 B);
+                 "model: out of memory allocating %.1f MiB for batch %d",
+                 model_total(&s) / 1048576.0, B);
         return -1;
     }
     model_threads(threads);
