@@ -37,8 +37,10 @@ limit_flag=""
 set -- "$OPTC" compare $NETS --data fashion-mnist --seeds "$SEEDS" --epochs "$EPOCHS" \
     --threads "$THREADS" --jobs "$JOBS" $limit_flag --out "$OUT"
 echo "reproduce: $*"
-status=0
-"$@" | tee "$OUT/compare.txt" || status=$?
+# A pipeline's status is tee's: compare's own goes through a file.
+rm -f "$OUT/compare.status"
+{ "$@" || echo $? > "$OUT/compare.status"; } | tee "$OUT/compare.txt"
+status=$(cat "$OUT/compare.status" 2>/dev/null || echo 0)
 end=$(date +%s)
 wall=$((end - start))
 
