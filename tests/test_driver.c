@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "handnet.h"
+#include "testutil.h"
 #include "tmain.h"
 
 /* --- a network with a wrong gradient: conv2.weight's scaled by 1.01 --- */
@@ -52,8 +53,7 @@ typedef struct {
 
 static void tmp_make(Tmp *t)
 {
-    snprintf(t->dir, sizeof t->dir, "/tmp/optc-driver-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(t->dir));
+    tu_tmpdir(t->dir, sizeof t->dir, "driver");
 }
 
 static const char *tmp_path(Tmp *t, int slot, const char *rel)
@@ -66,26 +66,12 @@ static const char *tmp_path(Tmp *t, int slot, const char *rel)
 
 static void tmp_remove(Tmp *t)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t->dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    char *buf = calloc(1, 1 << 16);
-    size_t n = fread(buf, 1, (1 << 16) - 1, fp);
-    buf[n] = 0;
-    fclose(fp);
-    return buf;
+    tu_rmrf(t->dir);
 }
 
 static int file_contains(const char *path, const char *needle)
 {
-    char *s = slurp(path);
+    char *s = tu_slurp(path, NULL);
     int ok = s && strstr(s, needle) != NULL;
     if (!ok)
         fprintf(stderr, "%s does not contain '%s'; it holds:\n%s\n", path, needle,
@@ -164,11 +150,8 @@ static const char *meta_of(const char *path, const char *key, char *buf, size_t 
 
 START_TEST(gradcheck_passes)
 {
-    Tmp t;
-    tmp_make(&t);
     const char *args[] = {"handnet", "gradcheck", "--samples", "12", "--threads", "1", NULL};
     ck_assert_int_eq(hn_run(&handnet, args), 0);
-    tmp_remove(&t);
 }
 END_TEST
 
@@ -180,7 +163,7 @@ START_TEST(gradcheck_catches_wrong_gradient)
     const char *args[] = {"handnet", "gradcheck", "--samples", "4", "--threads", "1", NULL};
     ck_assert_int_eq(hn_run_io(&badnet, args, err), 1);
     ck_assert(file_contains(err, "gradcheck: FAILED"));
-    char *table = slurp(err);
+    char *table = tu_slurp(err, NULL);
     const char *row = strstr(table, "\nconv2.weight ");
     ck_assert_ptr_nonnull(row);
     ck_assert(strstr(row, "FAIL\n") && strstr(row, "FAIL\n") < strchr(row + 1, '\n') + 1);
@@ -212,12 +195,10 @@ START_TEST(resume_is_bit_identical)
     ck_assert(same_state(alast, blast, 1));
     ck_assert_str_eq(meta_of(blast, "epoch", v, sizeof v), "2");
     /* the logs continued: header + 2 epoch lines */
-    char *csv = slurp(tmp_path(&t, 5, "b/log.csv"));
+    const char *blog = tmp_path(&t, 5, "b/log.csv");
+    ck_assert_int_eq(tu_count_lines(blog), 3);
+    char *csv = tu_slurp(blog, NULL);
     ck_assert_ptr_nonnull(csv);
-    int lines = 0;
-    for (char *p = csv; *p; p++)
-        lines += *p == '\n';
-    ck_assert_int_eq(lines, 3);
     ck_assert_ptr_nonnull(strstr(csv, "\n2,"));
     free(csv);
     ck_assert(file_contains(tmp_path(&t, 6, "b/summary.json"), "\"epochs\":2"));
@@ -227,7 +208,7 @@ START_TEST(resume_is_bit_identical)
     const char *ev[] = {"handnet", "eval", "--weights", alast, "--threads", "1",
                         "--test-limit", "64", NULL};
     ck_assert_int_eq(hn_run_io(&handnet, ev, evout), 0);
-    char *es = slurp(evout), *ss = slurp(tmp_path(&t, 6, "a/summary.json"));
+    char *es = tu_slurp(evout, NULL), *ss = tu_slurp(tmp_path(&t, 6, "a/summary.json"), NULL);
     ck_assert(es && ss && strstr(es, "test_acc=") && strstr(ss, "\"test_acc\":"));
     double eacc = strtod(strstr(es, "test_acc=") + 9, NULL);
     double sacc = strtod(strstr(ss, "\"test_acc\":") + 11, NULL);
@@ -417,20 +398,6 @@ static long file_size(const char *path)
     return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
-/* The whole of a binary file (size from file_size), or NULL. */
-static char *read_bytes(const char *path, long size)
-{
-    FILE *fp = fopen(path, "rb");
-    char *b = fp && size >= 0 ? malloc((size_t)size + 1) : NULL;
-    if (b && fread(b, 1, (size_t)size, fp) != (size_t)size) {
-        free(b);
-        b = NULL;
-    }
-    if (fp)
-        fclose(fp);
-    return b;
-}
-
 /* Whether dir holds a file whose name contains ".tmp" (a checkpoint or
  * summary that was never renamed into place). */
 static int has_tmp_file(const char *dir)
@@ -466,9 +433,11 @@ START_TEST(full_disk_logs)
     /* One good epoch, then resume for a second under a limit. */
     ck_assert_int_eq(train(a, "1", "constant", NULL, NULL), 0);
     long cksz = file_size(last), csvsz = file_size(csv), jsonlsz = file_size(jsonl);
-    char *ck = read_bytes(last, cksz), *csv0 = slurp(csv), *jsonl0 = slurp(jsonl);
-    char *sum0 = slurp(tmp_path(&t, 4, "a/summary.json"));
-    ck_assert(ck && csv0 && jsonl0 && cksz > 1000 && csvsz > 71 && jsonlsz > csvsz - 71);
+    size_t ckn = 0;
+    char *ck = tu_slurp(last, &ckn), *csv0 = tu_slurp(csv, NULL);
+    char *jsonl0 = tu_slurp(jsonl, NULL), *sum0 = tu_slurp(tmp_path(&t, 4, "a/summary.json"), NULL);
+    ck_assert(ck && csv0 && jsonl0 && (long)ckn == cksz && cksz > 1000 && csvsz > 71 &&
+              jsonlsz > csvsz - 71);
     const char *resume[] = {"handnet", "train", "--resume", last, "--epochs", "2", "--quiet",
                             NULL};
     for (int which = 0; which < 2; which++) {
@@ -484,8 +453,10 @@ START_TEST(full_disk_logs)
                  strerror(EFBIG));
         ck_assert_msg(strcmp(msg, want) == 0, "got:\n%s\nwant:\n%s", msg, want);
         ck_assert_int_eq(file_size(last), cksz);
-        char *now = read_bytes(last, cksz), *csv1 = slurp(csv), *jsonl1 = slurp(jsonl);
-        ck_assert(now && memcmp(now, ck, (size_t)cksz) == 0);
+        size_t nown = 0;
+        char *now = tu_slurp(last, &nown), *csv1 = tu_slurp(csv, NULL);
+        char *jsonl1 = tu_slurp(jsonl, NULL);
+        ck_assert(now && nown == ckn && memcmp(now, ck, ckn) == 0);
         ck_assert_int_eq(file_size(jsonl), jsonlsz);     /* never a half line */
         ck_assert_str_eq(jsonl1, jsonl0);
         if (which == 0) {
@@ -498,7 +469,7 @@ START_TEST(full_disk_logs)
         free(csv1);
         free(jsonl1);
         ck_assert(!has_tmp_file(a));
-        char *sum1 = slurp(tmp_path(&t, 4, "a/summary.json"));
+        char *sum1 = tu_slurp(tmp_path(&t, 4, "a/summary.json"), NULL);
         ck_assert(sum0 && sum1 && strcmp(sum0, sum1) == 0);     /* still epoch 1's */
         free(sum1);
     }

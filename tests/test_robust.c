@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "rt.h"
+#include "testutil.h"
 #include "tmain.h"
 
 /* ------------------------------------------------------------------------ */
@@ -32,52 +33,6 @@ static const char *rb_build_dir(void)
 {
     const char *b = getenv("OPTC_BUILD");
     return b && *b ? b : "build";
-}
-
-static int rb_sanitized(void)
-{
-    const char *s = getenv("OPTC_SANITIZED");
-    return s && *s && strcmp(s, "0") != 0;
-}
-
-/* A fresh directory for one test; the caller removes it with rb_rmrf. */
-static void rb_tmpdir(char *dir, size_t n)
-{
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, n, "%s/optc-robust-XXXXXX", t && *t ? t : "/tmp");
-    ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir, strerror(errno));
-}
-
-static void rb_rmrf(const char *dir)
-{
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-/* The whole file, NUL-terminated (embedded NULs kept); NULL if unreadable. */
-static char *rb_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    ck_assert_ptr_nonnull(b);
-    size_t r;
-    while ((r = fread(b + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n < 2) {
-            cap *= 2;
-            b = realloc(b, cap);
-            ck_assert_ptr_nonnull(b);
-        }
-    }
-    fclose(f);
-    b[n] = '\0';
-    if (len)
-        *len = n;
-    return b;
 }
 
 /* How a child should be run. */
@@ -166,7 +121,7 @@ static void rb_build_net(const char *spec, const char *net, const char *exe, con
     RbRun r = {NULL, err, 0};
     int rc = rb_optc(&r, "build", spec, "-n", net, "-o", exe, NULL);
     if (rc != 0) {
-        char *msg = rb_slurp(err, NULL);
+        char *msg = tu_slurp(err, NULL);
         ck_abort_msg("optc build %s -n %s: status %d:\n%s", spec, net, rc, msg ? msg : "");
     }
 }
@@ -278,10 +233,10 @@ static char *rb_emit(const char *spec, const char *net, const char *dir, size_t 
     RbRun r = {NULL, err, 0};
     int rc = rb_optc(&r, "emit", spec, "-n", net, "-o", cfile, NULL);
     if (rc != 0) {
-        char *msg = rb_slurp(err, NULL);
+        char *msg = tu_slurp(err, NULL);
         ck_abort_msg("optc emit %s -n %s: status %d:\n%s", spec, net, rc, msg ? msg : "");
     }
-    char *c = rb_slurp(cfile, len);
+    char *c = tu_slurp(cfile, len);
     ck_assert_ptr_nonnull(c);
     return c;
 }
@@ -292,7 +247,7 @@ static int rb_compile_only(const char *cfile, const char *dir)
 {
     char flags[4200];
     snprintf(flags, sizeof flags, "%s/optc.flags", rb_build_dir());
-    char *f = rb_slurp(flags, NULL);
+    char *f = tu_slurp(flags, NULL);
     ck_assert_msg(f != NULL, "cannot read %s (run make)", flags);
     char cc[1024] = "", cflags[4096] = "", inc[1024] = "";
     for (char *line = strtok(f, "\n"); line; line = strtok(NULL, "\n")) {
@@ -320,7 +275,7 @@ static int rb_compile_only(const char *cfile, const char *dir)
 START_TEST(test_keyword_names_build_and_train)
 {
     char dir[4096], exe[4200], out[4200], err[4200], run[4200];
-    rb_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "robust");
     const char *nets[] = {"main", "rt_main"};
     for (int i = 0; i < 2; i++) {
         snprintf(exe, sizeof exe, "%s/%s", dir, nets[i]);
@@ -329,7 +284,7 @@ START_TEST(test_keyword_names_build_and_train)
         const char *argv[] = {exe, "info", NULL};
         RbRun r = {out, NULL, 0};
         ck_assert_int_eq(rb_run(argv, &r), 0);
-        char *text = rb_slurp(out, NULL);
+        char *text = tu_slurp(out, NULL);
         ck_assert_ptr_nonnull(text);
         ck_assert_msg(strstr(text, nets[i]) != NULL, "info of %s does not name it:\n%s",
                       nets[i], text);
@@ -337,14 +292,14 @@ START_TEST(test_keyword_names_build_and_train)
         snprintf(run, sizeof run, "%s/run-%s", dir, nets[i]);
         snprintf(err, sizeof err, "%s/train-%s.err", dir, nets[i]);
         int rc = rb_train(exe, run, err, "1", NULL);
-        char *msg = rb_slurp(err, NULL);
+        char *msg = tu_slurp(err, NULL);
         ck_assert_msg(rc == 0, "%s train: status %d: %s", nets[i], rc, msg ? msg : "");
         free(msg);
         char ck[4300], why[1100];
         snprintf(ck, sizeof ck, "%s/last.safetensors", run);
         ck_assert_msg(rb_checkpoint_ok(ck, why, sizeof why), "%s", why);
     }
-    rb_rmrf(dir);
+    tu_rmrf(dir);
 }
 END_TEST
 
@@ -355,7 +310,7 @@ END_TEST
 START_TEST(test_hostile_comments_stay_inert)
 {
     char dir[4096], cfile[4200];
-    rb_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "robust");
     size_t n;
     char *c = rb_emit(rb_spec("comments.opt"), "hostile", dir, &n);
     RbRegion *reg = calloc(n + 1, sizeof *reg);
@@ -383,10 +338,10 @@ START_TEST(test_hostile_comments_stay_inert)
     if (rc != 0) {
         char errf[4200];
         snprintf(errf, sizeof errf, "%s/cc.err", dir);
-        char *msg = rb_slurp(errf, NULL);
+        char *msg = tu_slurp(errf, NULL);
         ck_abort_msg("emitted C does not compile (status %d):\n%s", rc, msg ? msg : "");
     }
-    rb_rmrf(dir);
+    tu_rmrf(dir);
 }
 END_TEST
 
@@ -415,7 +370,7 @@ static int rb_has_literal(const char *c, const RbRegion *reg, size_t n, double v
 START_TEST(test_numbers_round_trip)
 {
     char dir[4096], cfile[4200];
-    rb_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "robust");
     size_t n;
     char *c = rb_emit(rb_spec("numbers.opt"), "numbers", dir, &n);
     RbRegion *reg = calloc(n + 1, sizeof *reg);
@@ -429,7 +384,7 @@ START_TEST(test_numbers_round_trip)
     free(c);
     snprintf(cfile, sizeof cfile, "%s/numbers.c", dir);
     ck_assert_int_eq(rb_compile_only(cfile, dir), 0);
-    rb_rmrf(dir);
+    tu_rmrf(dir);
 }
 END_TEST
 
@@ -439,13 +394,13 @@ END_TEST
 START_TEST(test_define_on_broken_optimizer)
 {
     char dir[4096], err[4200];
-    rb_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "robust");
     snprintf(err, sizeof err, "%s/check.err", dir);
     RbRun r = {NULL, err, 0};
     int rc = rb_optc(&r, "check", "tests/fuzz/regress/define-on-broken-optimizer.opt", "-D",
                      "beta=0.25", NULL);
     ck_assert_msg(rc == 1, "optc check -D beta=0.25 on a broken optimizer: status %d", rc);
-    rb_rmrf(dir);
+    tu_rmrf(dir);
 }
 END_TEST
 
@@ -485,14 +440,14 @@ static void rb_expect_refused(const char *cmd, const char *spec, const char *dir
     char err[4200], out[4200];
     snprintf(err, sizeof err, "%s/%s.err", dir, cmd);
     snprintf(out, sizeof out, "%s/%s.out", dir, cmd);
-    RbRun r = {NULL, err, rb_sanitized() ? 0 : 1024};
+    RbRun r = {NULL, err, tu_sanitized() ? 0 : 1024};
     int rc;
     if (!strcmp(cmd, "check"))
         rc = rb_optc(&r, "check", spec, NULL);
     else
         rc = rb_optc(&r, cmd, spec, "-o", out, NULL);
     char msg[4096] = "";
-    char *text = rb_slurp(err, NULL);
+    char *text = tu_slurp(err, NULL);
     if (text)
         snprintf(msg, sizeof msg, "%s", text);
     free(text);     /* before any assertion: a failure must not leak */
@@ -506,7 +461,7 @@ static void rb_expect_refused(const char *cmd, const char *spec, const char *dir
 START_TEST(test_billion_steps_refused)
 {
     char dir[4096];
-    rb_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "robust");
     const char *spec = rb_write_spec(dir, "steps.opt",
         "optimizer gd { x[k+1] = x[k] - grad(x[k]); }\n"
         "network deep {\n"
@@ -520,7 +475,7 @@ START_TEST(test_billion_steps_refused)
     rb_expect_refused("check", copy, dir);
     rb_expect_refused("ir", copy, dir);
     rb_expect_refused("build", copy, dir);
-    rb_rmrf(dir);
+    tu_rmrf(dir);
 }
 END_TEST
 
@@ -531,7 +486,7 @@ END_TEST
 START_TEST(test_huge_network_refused)
 {
     char dir[4096];
-    rb_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "robust");
     const char *spec = rb_write_spec(dir, "wide.opt",
         "optimizer gd { x[k+1] = x[k] - grad(x[k]); }\n"
         "network wide {\n"
@@ -544,7 +499,7 @@ START_TEST(test_huge_network_refused)
     snprintf(copy, sizeof copy, "%s", spec);
     rb_expect_refused("emit", copy, dir);
     rb_expect_refused("build", copy, dir);
-    rb_rmrf(dir);
+    tu_rmrf(dir);
 }
 END_TEST
 
@@ -588,7 +543,7 @@ static int rb_fill(const char *dir)
 START_TEST(test_full_disk)
 {
     char dir[4096], mnt[4200], exe[4200], run[4300], err[4300], ck[4400], why[1100];
-    rb_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "robust");
     snprintf(mnt, sizeof mnt, "%s/mnt", dir);
     ck_assert_int_eq(mkdir(mnt, 0755), 0);
     snprintf(exe, sizeof exe, "%s/tiny", dir);
@@ -601,7 +556,7 @@ START_TEST(test_full_disk)
     if (mount("tmpfs", mnt, "tmpfs", 0, "size=256k") != 0) {
         printf("test_full_disk: SKIPPED: cannot mount a tmpfs on %s: %s\n", mnt,
                strerror(errno));
-        rb_rmrf(dir);
+        tu_rmrf(dir);
         return;
     }
 
@@ -609,19 +564,19 @@ START_TEST(test_full_disk)
     snprintf(run, sizeof run, "%s/run", mnt);
     snprintf(err, sizeof err, "%s/train1.err", dir);
     int rc1 = rb_train(exe, run, err, "1", NULL);
-    char *msg1 = rb_slurp(err, NULL);
+    char *msg1 = tu_slurp(err, NULL);
     snprintf(ck, sizeof ck, "%s/last.safetensors", run);
     size_t good_len = 0;
-    char *good = rb_slurp(ck, &good_len);
+    char *good = tu_slurp(ck, &good_len);
 
     /* Then the disk fills up and training runs again into the same
      * directory, and into a fresh one. */
     int fill = rb_fill(mnt);
     snprintf(err, sizeof err, "%s/train2.err", dir);
     int rc2 = rb_train(exe, run, err, "1", NULL);
-    char *msg2 = rb_slurp(err, NULL);
+    char *msg2 = tu_slurp(err, NULL);
     size_t after_len = 0;
-    char *after = rb_slurp(ck, &after_len);
+    char *after = tu_slurp(ck, &after_len);
     int ck_ok = rb_checkpoint_ok(ck, why, sizeof why);
     char cmd[4600];
     snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c tmp", run);
@@ -636,7 +591,7 @@ START_TEST(test_full_disk)
     snprintf(fresh, sizeof fresh, "%s/fresh", mnt);
     snprintf(err, sizeof err, "%s/train3.err", dir);
     int rc3 = rb_train(exe, fresh, err, "1", NULL);
-    char *msg3 = rb_slurp(err, NULL);
+    char *msg3 = tu_slurp(err, NULL);
 
     int um = umount(mnt);
     ck_assert_msg(um == 0, "umount %s: %s", mnt, strerror(errno));
@@ -663,21 +618,9 @@ START_TEST(test_full_disk)
     free(msg3);
     free(good);
     free(after);
-    rb_rmrf(dir);
+    tu_rmrf(dir);
 }
 END_TEST
-
-static int rb_count_lines(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    int n = 0, ch;
-    while ((ch = getc(f)) != EOF)
-        n += ch == '\n';
-    fclose(f);
-    return n;
-}
 
 /* Five kill -9's at random moments of a training run (once the first
  * checkpoint exists, each after one or two more epochs are logged, plus a random number of extra polls, so kills
@@ -687,7 +630,7 @@ static int rb_count_lines(const char *path)
 START_TEST(test_kill9_never_corrupts)
 {
     char dir[4096], exe[4200], run[4300], err[4300], ck[4400], log[4400], why[1100];
-    rb_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "robust");
     snprintf(exe, sizeof exe, "%s/tiny", dir);
     const char *spec = rb_write_spec(dir, "tiny.opt", rb_tiny_spec);
     char specp[4300];
@@ -701,7 +644,7 @@ START_TEST(test_kill9_never_corrupts)
     printf("test_kill9_never_corrupts: seed %u\n", seed);
     int mid_write = 0;
     for (int kill_no = 0; kill_no < 5; kill_no++) {
-        int base = rb_count_lines(log);
+        int base = tu_count_lines(log);
         const char *argv[32] = {exe, "train", "--data", "synthetic",
                           "--limit", "32", "--test-limit",
                           "16", "--batch", "8", "--threads",
@@ -726,8 +669,8 @@ START_TEST(test_kill9_never_corrupts)
             }
             ck_assert_msg(++polls < 5000000L, "training never wrote %s", ck);
         }
-        int want = (kill_no == 0 ? rb_count_lines(log) : base) + 1 + (int)(rand_r(&seed) % 2);
-        while (alive && rb_count_lines(log) < want) {
+        int want = (kill_no == 0 ? tu_count_lines(log) : base) + 1 + (int)(rand_r(&seed) % 2);
+        while (alive && tu_count_lines(log) < want) {
             if (waitpid(pid, NULL, WNOHANG) == pid) {
                 alive = 0;
                 break;
@@ -735,12 +678,12 @@ START_TEST(test_kill9_never_corrupts)
             ck_assert_msg(++polls < 5000000L, "training never logged epoch %d", want);
         }
         for (int i = 0; i < extra && alive; i++)
-            (void)rb_count_lines(log);
+            (void)tu_count_lines(log);
         ck_assert_msg(alive, "training exited early (kill %d); see %s", kill_no, err);
         kill(pid, SIGKILL);
         ck_assert_int_eq(rb_wait(pid), 128 + SIGKILL);
         ck_assert_msg(rb_checkpoint_ok(ck, why, sizeof why), "after kill %d (%d lines): %s",
-                      kill_no, rb_count_lines(log), why);
+                      kill_no, tu_count_lines(log), why);
         /* A temporary file left behind: this kill hit a checkpoint write. */
         char tmp[4500];
         snprintf(tmp, sizeof tmp, "%s.tmp.%ld", ck, (long)pid);
@@ -749,7 +692,7 @@ START_TEST(test_kill9_never_corrupts)
         mid_write += access(tmp, F_OK) == 0;
     }
     printf("test_kill9_never_corrupts: %d of 5 kills hit a checkpoint write\n", mid_write);
-    rb_rmrf(dir);
+    tu_rmrf(dir);
 }
 END_TEST
 

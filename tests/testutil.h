@@ -1,0 +1,74 @@
+/* testutil.h — small helpers the end-to-end suites (test_driver, test_robust,
+ * test_train) share: a scratch directory, reading a whole file, counting
+ * lines, and whether the suite runs under the sanitizers. */
+#ifndef OPTC_TESTUTIL_H
+#define OPTC_TESTUTIL_H
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A fresh directory $TMPDIR/optc-TAG-XXXXXX (default /tmp) in dir; the
+ * caller removes it with tu_rmrf. */
+static inline void tu_tmpdir(char *dir, size_t n, const char *tag)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, n, "%s/optc-%s-XXXXXX", t && *t ? t : "/tmp", tag);
+    ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir, strerror(errno));
+}
+
+static inline void tu_rmrf(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* The whole file, NUL-terminated (embedded NULs kept), for the caller to
+ * free; NULL if unreadable. len, when given, receives its size. */
+static inline char *tu_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    ck_assert_ptr_nonnull(b);
+    size_t r;
+    while ((r = fread(b + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 2) {
+            cap *= 2;
+            b = realloc(b, cap);
+            ck_assert_ptr_nonnull(b);
+        }
+    }
+    fclose(f);
+    b[n] = '\0';
+    if (len)
+        *len = n;
+    return b;
+}
+
+/* Newlines in the file at path; 0 if it cannot be read. */
+static inline int tu_count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int n = 0, ch;
+    while ((ch = getc(f)) != EOF)
+        n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+/* Whether OPTC_SANITIZED is set to something other than "" or "0". */
+static inline int tu_sanitized(void)
+{
+    const char *s = getenv("OPTC_SANITIZED");
+    return s && *s && strcmp(s, "0") != 0;
+}
+#endif
