@@ -419,12 +419,14 @@ static const char *rb_write_spec(const char *dir, const char *name, const char *
     return path;
 }
 
-/* A message whose first line (the error itself, not the quoted source)
- * states a size: a number of at least 4 digits. */
+/* A message whose error line (from "error" on: not the file name, which
+ * may hold digits of its own, nor the quoted source) states a size: a
+ * number of at least 4 digits. */
 static int rb_has_size(const char *msg)
 {
+    const char *e = strstr(msg, "error");
     int run = 0;
-    for (const char *p = msg; *p && *p != '\n'; p++) {
+    for (const char *p = e ? e : ""; *p && *p != '\n'; p++) {
         run = (*p >= '0' && *p <= '9') ? run + 1 : 0;
         if (run >= 4)
             return 1;
