@@ -330,6 +330,18 @@ static bool tadd(U *u, Span sp, const Val *a, const Val *b, double sb, Val *out)
     return true;
 }
 
+/* k * t for a tensor value t and a scalar coefficient k. */
+static bool tscale(U *u, Span sp, const Val *t, const IrCoef *k, Val *out)
+{
+    *out = (Val){ .tensor = true, .t = arena_alloc(u->a, sizeof(Term) * (size_t)(t->n + 1)), .n = t->n };
+    for (int i = 0; i < t->n; i++) {
+        out->t[i].node = t->t[i].node;
+        if (!coef_mul(u, sp, &t->t[i].c, k, &out->t[i].c) || !coef_finite(u, sp, &out->t[i].c))
+            return false;
+    }
+    return true;
+}
+
 static IrShape nshape(U *u, int node)
 {
     return u->nodes[node].shape;
@@ -578,15 +590,7 @@ static bool eval(U *u, const Expr *e, Val *out)
             return fail(u, e->span, "product of two tensors is not linear");
         if (!a.tensor && !b.tensor)
             return coef_mul(u, e->span, &a.s, &b.s, &out->s) && coef_finite(u, e->span, &out->s);
-        const Val *t = a.tensor ? &a : &b;
-        const IrCoef *k = a.tensor ? &b.s : &a.s;
-        *out = (Val){ .tensor = true, .t = arena_alloc(u->a, sizeof(Term) * (size_t)(t->n + 1)), .n = t->n };
-        for (int i = 0; i < t->n; i++) {
-            out->t[i].node = t->t[i].node;
-            if (!coef_mul(u, e->span, &t->t[i].c, k, &out->t[i].c) || !coef_finite(u, e->span, &out->t[i].c))
-                return false;
-        }
-        return true;
+        return a.tensor ? tscale(u, e->span, &a, &b.s, out) : tscale(u, e->span, &b, &a.s, out);
     }
     case EX_DIV: {
         if (!eval(u, e->u.bin.a, &a) || !eval(u, e->u.bin.b, &b))
@@ -600,13 +604,7 @@ static bool eval(U *u, const Expr *e, Val *out)
         IrCoef inv = cconst(1 / b.s.c0);
         if (!a.tensor)
             return coef_mul(u, e->span, &a.s, &inv, &out->s) && coef_finite(u, e->span, &out->s);
-        *out = (Val){ .tensor = true, .t = arena_alloc(u->a, sizeof(Term) * (size_t)(a.n + 1)), .n = a.n };
-        for (int i = 0; i < a.n; i++) {
-            out->t[i].node = a.t[i].node;
-            if (!coef_mul(u, e->span, &a.t[i].c, &inv, &out->t[i].c) || !coef_finite(u, e->span, &out->t[i].c))
-                return false;
-        }
-        return true;
+        return tscale(u, e->span, &a, &inv, out);
     }
     }
     DIAG_BUG("expression kind %d", (int)e->kind);
