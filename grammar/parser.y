@@ -33,6 +33,15 @@ static void yyerror(YYLTYPE *loc, yyscan_t scanner, ParseCtx *ctx, const char *m
 #define NEW(T) ((T *)arena_alloc(ctx->arena, sizeof(T)))
 #define ARR(T, l) ((T **)(l).v)
 static Span join(Span a, Span b) { Span s = { a.beg, b.end }; return s; }
+/* A group from its (non-empty) list of atoms. */
+static Group *new_group(ParseCtx *ctx, PList atoms)
+{
+    Group *g = NEW(Group);
+    g->atoms = ARR(Atom, atoms);
+    g->natoms = atoms.n;
+    g->span = join(g->atoms[0]->span, g->atoms[atoms.n - 1]->span);
+    return g;
+}
 }
 
 %union {
@@ -199,18 +208,8 @@ item
     ;
 
 groups
-    : group
-        {
-            Group *g = NEW(Group); g->atoms = ARR(Atom, $1); g->natoms = $1.n;
-            g->span = join(((Atom *)$1.v[0])->span, ((Atom *)$1.v[$1.n - 1])->span);
-            memset(&$$, 0, sizeof $$); ast_push(ctx->arena, &$$, g);
-        }
-    | groups ',' group
-        {
-            Group *g = NEW(Group); g->atoms = ARR(Atom, $3); g->natoms = $3.n;
-            g->span = join(((Atom *)$3.v[0])->span, ((Atom *)$3.v[$3.n - 1])->span);
-            $$ = $1; ast_push(ctx->arena, &$$, g);
-        }
+    : group                 { memset(&$$, 0, sizeof $$); ast_push(ctx->arena, &$$, new_group(ctx, $1)); }
+    | groups ',' group      { $$ = $1; ast_push(ctx->arena, &$$, new_group(ctx, $3)); }
     ;
 
 group
