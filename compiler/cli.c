@@ -30,6 +30,20 @@ static bool split_define(char *s, Define *d)
     return true;
 }
 
+#define MAX_DEFINES 64    /* CliArgs.defs */
+
+/* Appends one -D value to defs[*ndefs]; false, with a message, when it is
+ * malformed or there are too many. */
+static bool add_define(char *v, Define *defs, int *ndefs)
+{
+    if (*ndefs == MAX_DEFINES || !split_define(v, &defs[*ndefs])) {
+        fprintf(stderr, "optc: bad -D '%s' (expected NAME=VALUE)\n", v);
+        return false;
+    }
+    (*ndefs)++;
+    return true;
+}
+
 int cli_parse(CliArgs *ca, int argc, char **argv, const char *usage)
 {
     memset(ca, 0, sizeof *ca);
@@ -45,15 +59,11 @@ int cli_parse(CliArgs *ca, int argc, char **argv, const char *usage)
                 ca->net = v;
             else if (a[1] == 'o')
                 ca->out = v;
-            else if (ca->ndefs == 64 || !split_define(v, &ca->defs[ca->ndefs++])) {
-                fprintf(stderr, "optc: bad -D '%s' (expected NAME=VALUE)\n", v);
+            else if (!add_define(v, ca->defs, &ca->ndefs))
                 return 2;
-            }
         } else if (strncmp(a, "-D", 2) == 0 && a[2]) {
-            if (ca->ndefs == 64 || !split_define(a + 2, &ca->defs[ca->ndefs++])) {
-                fprintf(stderr, "optc: bad -D '%s' (expected NAME=VALUE)\n", a + 2);
+            if (!add_define(a + 2, ca->defs, &ca->ndefs))
                 return 2;
-            }
         } else if (a[0] != '-' && !ca->spec) {
             ca->spec = a;
         } else {
@@ -87,7 +97,7 @@ static const char check_usage[] =
 
 int cmd_check(int argc, char **argv)
 {
-    Define defs[64];
+    Define defs[MAX_DEFINES];
     int ndefs = 0, nfiles = 0, bad = 0;
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i])) {
@@ -103,10 +113,8 @@ int cmd_check(int argc, char **argv)
             fprintf(stderr, "optc check: unknown option '%s'\n%s", argv[i], check_usage);
             return 2;
         }
-        if (d && (ndefs == 64 || !split_define(d, &defs[ndefs++]))) {
-            fprintf(stderr, "optc: bad -D '%s' (expected NAME=VALUE)\n", d);
+        if (d && !add_define(d, defs, &ndefs))
             return 2;
-        }
     }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-D") == 0) {
