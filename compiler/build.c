@@ -375,14 +375,15 @@ int cmd_build(int argc, char **argv)
         size_t n;
         char *text = build_read_file(cfile, &n);
         FILE *f = text ? fopen(kept, "w") : NULL;
-        if (!f || fwrite(text, 1, n, f) != n) {
+        bool ok = f && fwrite(text, 1, n, f) == n;
+        if (f && fclose(f) != 0)
+            ok = false;
+        if (!ok) {
             fprintf(stderr, "optc build: cannot write %s\n", kept);
             rc = 1;
-        }
-        if (f && fclose(f) != 0)
-            rc = 1;
-        if (rc != 0)
+        } else if (rc != 0) {
             fprintf(stderr, "optc build: the emitted C is in %s\n", kept);
+        }
         free(text);
     }
     remove(cfile);
