@@ -221,12 +221,9 @@ static void emit_cs(Emit *e, const IrNode *n)
 static void emit_node_comment(Emit *e, const IrNode *n)
 {
     const IrShape *in = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
-    fputs("    /* ", e->out);
-    /* The name goes through the comment escaper: a newline in it would
-     * start a new " * " line, harmless inside the comment. */
-    char head[64];
-    snprintf(head, sizeof head, "%d ", n->id);
-    fputs(head, e->out);
+    /* Name bytes outside [A-Za-z0-9_.] become '_': nothing in it can
+     * close the comment. */
+    emit_f(e, "    /* %d ", n->id);
     for (const char *c = n->name ? n->name : ""; *c; c++)
         fputc(emit_plain((unsigned char)*c) ? *c : '_', e->out);
     emit_f(e, ": %s %dx%dx%d -> %dx%dx%d */\n", emit_op_text[n->op], in->c, in->h, in->w,
