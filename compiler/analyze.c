@@ -41,15 +41,11 @@ void analyze_defaults(AnalyzeOpts *o)
 }
 
 /* A coefficient's value with learned scalars at their init values. */
-static double coef_value(const IrGraph *g, const IrCoef *c, bool *learned)
+static double coef_value(const IrGraph *g, const IrCoef *c)
 {
     double v = c->c0;
-    for (int t = 0; t < c->nterms; t++) {
-        const IrParam *p = &g->params[c->param[t]];
-        v += c->a[t] * p->init_value;
-        if (learned)
-            *learned = true;
-    }
+    for (int t = 0; t < c->nterms; t++)
+        v += c->a[t] * g->params[c->param[t]].init_value;
     return v;
 }
 
@@ -90,7 +86,7 @@ static void eval_scalar(const IrGraph *g, double hl, double *val)
         case OP_SUM: {
             double s = 0.0;
             for (int j = 0; j < n->nin; j++)
-                s += coef_value(g, &n->u.sum.coef[j], NULL) * val[n->in[j]];
+                s += coef_value(g, &n->u.sum.coef[j]) * val[n->in[j]];
             val[i] = s;
             break;
         }
@@ -212,8 +208,8 @@ static int find_step(IrGraph *const *G, int T, Step *st)
                     if (st->lag[k + i] != lag || st->role[k + i] != role)
                         return 0;
                     if (x->op == OP_SUM) {
-                        double cx = coef_value(g, &x->u.sum.coef[i], NULL);
-                        double cm = coef_value(g, &m->u.sum.coef[i], NULL);
+                        double cx = coef_value(g, &x->u.sum.coef[i]);
+                        double cm = coef_value(g, &m->u.sum.coef[i]);
                         if (fabs(cx - cm) > 1e-12 * (1.0 + fabs(cm)))
                             return 0;   /* k-dependent coefficients */
                     }
@@ -256,7 +252,7 @@ static void step_column(const Step *st, double hl, int c, double *col)
             if (x->op == OP_GRAD)
                 v = hl * in;
             else
-                v += coef_value(g, &x->u.sum.coef[i], NULL) * in;
+                v += coef_value(g, &x->u.sum.coef[i]) * in;
         }
         cur[r] = v;
     }
@@ -424,7 +420,7 @@ int analyze_rate(AnalyzeUnrollFn unroll, void *ctx, const AnalyzeOpts *o, Analyz
         const IrNode *n = &G[AN_T - 1]->nodes[i];
         if (n->op == OP_SUM)
             for (int j = 0; j < n->nin; j++)
-                coef_value(G[AN_T - 1], &n->u.sum.coef[j], &r->learned);
+                r->learned |= n->u.sum.coef[j].nterms > 0;
     }
     if (has_op(G[AN_T - 1], OP_CONCAT)) {
         r->method = AN_CONCAT;
@@ -616,7 +612,7 @@ int analyze_theory(const IrGraph *g, unsigned long long seed, double *fvals, int
             theory_grad(U, d, m, z, out, t);
         } else {
             for (int j = 0; j < n->nin; j++) {
-                double c = coef_value(g, &n->u.sum.coef[j], NULL);
+                double c = coef_value(g, &n->u.sum.coef[j]);
                 const double *x = &val[(size_t)n->in[j] * d];
                 for (int k = 0; k < d; k++)
                     out[k] += c * x[k];
