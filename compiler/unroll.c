@@ -156,8 +156,8 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
             const char *nm = fmt(u, "%s.bn%d", lc->node_prefix, nbn);
             const char *pp = fmt(u, "%s.bn%d", lc->param_prefix, nbn++);
             int dims[1] = { in.c };
-            int g = add_param(u, fmt(u, "%s.gamma", pp), PK_BN_GAMMA, 1, dims, INIT_ONES, 0, lc->lookup);
-            int b = add_param(u, fmt(u, "%s.beta", pp), PK_BN_BETA, 1, dims, INIT_ZEROS, 0, lc->lookup);
+            int g = add_param(u, fmt(u, "%s.weight", pp), PK_BN_GAMMA, 1, dims, INIT_ONES, 0, lc->lookup);
+            int b = add_param(u, fmt(u, "%s.bias", pp), PK_BN_BETA, 1, dims, INIT_ZEROS, 0, lc->lookup);
             int m = add_param(u, fmt(u, "%s.running_mean", pp), PK_BN_MEAN, 1, dims, INIT_ZEROS, 0, lc->lookup);
             int v = add_param(u, fmt(u, "%s.running_var", pp), PK_BN_VAR, 1, dims, INIT_ONES, 0, lc->lookup);
             id = add_node(u, OP_BN, nm, 1, &cur, out, l->span);

@@ -258,9 +258,9 @@ static int h_bn(Hand *h, int x)
     int dims[1] = { s.c };
     char nm[64];
     int i = h->g.nnodes;
-    snprintf(nm, sizeof nm, "bn%d.gamma", i);
+    snprintf(nm, sizeof nm, "bn%d.weight", i);
     int ga = h_param(h, nm, PK_BN_GAMMA, 1, dims, INIT_ONES, 0, true);
-    snprintf(nm, sizeof nm, "bn%d.beta", i);
+    snprintf(nm, sizeof nm, "bn%d.bias", i);
     int be = h_param(h, nm, PK_BN_BETA, 1, dims, INIT_ZEROS, 0, true);
     snprintf(nm, sizeof nm, "bn%d.running_mean", i);
     int me = h_param(h, nm, PK_BN_MEAN, 1, dims, INIT_ZEROS, 0, false);

@@ -240,8 +240,8 @@ START_TEST(test_param_table)
     IrGraph *g = load_net(a, "examples/resnet.opt", "resnet20_cifar", NULL, 0);
     static const struct { const char *name; IrParamKind kind; IrInit init; int fan_in; bool trainable; } want[] = {
         { "stem.conv0.weight", PK_WEIGHT, INIT_KAIMING, 27, true },
-        { "stage1.step0.grad.bn0.gamma", PK_BN_GAMMA, INIT_ONES, 0, true },
-        { "stage1.step0.grad.bn0.beta", PK_BN_BETA, INIT_ZEROS, 0, true },
+        { "stage1.step0.grad.bn0.weight", PK_BN_GAMMA, INIT_ONES, 0, true },
+        { "stage1.step0.grad.bn0.bias", PK_BN_BETA, INIT_ZEROS, 0, true },
         { "stage1.step0.grad.bn0.running_mean", PK_BN_MEAN, INIT_ZEROS, 0, false },
         { "stage1.step0.grad.bn0.running_var", PK_BN_VAR, INIT_ONES, 0, false },
         { "stage2.step0.grad.conv0.weight", PK_WEIGHT, INIT_KAIMING, 144, true },
