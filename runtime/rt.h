@@ -296,6 +296,26 @@ typedef struct {
 int  rt_data_load(RtData *train, RtData *test, const char *spec, int limit, int test_limit,
                   int c, int h, int w, int classes, uint64_t seed, RtErr *err);
 void rt_data_free(RtData *d);
+
+/* The input normalisation, per channel: x = (pixel / 255 - mean[c]) / std[c],
+ * computed in float. Checkpoints store it (metadata input_mean, input_std). */
+#define RT_NORM_MAX_C 64
+typedef struct {
+    int c;                          /* channels; 0: not known yet */
+    float mean[RT_NORM_MAX_C], std[RT_NORM_MAX_C];
+} RtNorm;
+/* rt_data_load with the normalisation explicit: when norm->c > 0 both sets
+ * are normalised with it (its channels must match the images'); otherwise it
+ * is computed from the training set (after limit) and stored in *norm.
+ * train may be NULL when norm is given: only the test set is read. */
+int  rt_data_load_norm(RtData *train, RtData *test, const char *spec, int limit, int test_limit,
+                       int c, int h, int w, int classes, uint64_t seed, RtNorm *norm, RtErr *err);
+/* "m0,m1,..." and "s0,s1,..." ("%.9g": floats round-trip exactly) into
+ * mean and std of cap bytes each; -1 when they do not fit. */
+int  rt_norm_format(const RtNorm *n, char *mean, char *std, size_t cap);
+/* The inverse, for c channels; -1 with a reason in *why when a value is
+ * missing, extra, not a number, not finite, or a std is not positive. */
+int  rt_norm_parse(RtNorm *n, int c, const char *mean, const char *std, const char **why);
 /* Low-level readers (tests use them directly). IDX files may be gzipped. */
 int  rt_idx_read_images(const char *path, float **x, int *n, int *h, int *w, RtErr *err);
 int  rt_idx_read_labels(const char *path, uint8_t **y, int *n, RtErr *err);

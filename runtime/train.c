@@ -48,6 +48,7 @@ typedef struct {
     uint8_t *labels;
     uint32_t *order;
     RtData train, test;
+    RtNorm norm;                  /* the input normalisation, saved in every checkpoint */
     RtRng aug;
     int epoch, step, steps;       /* position: the next step to run */
     long long gstep;              /* steps done since the run began */
@@ -118,8 +119,8 @@ static int prepare_out(const char *dir, RtErr *err)
 /* --- checkpoints ----------------------------------------------------------------- */
 
 typedef struct {
-    const char *kv[80];
-    char buf[40][96];
+    const char *kv[96];
+    char buf[48][96];
     int n, nbuf;
 } Meta;
 
@@ -201,7 +202,11 @@ static int train_save(const Train *t, const char *path, RtErr *err)
     const RtTrainConfig *c = &t->cfg;
     Meta mt;
     mt.n = mt.nbuf = 0;
-    char aug[80], mdl[80];
+    char aug[80], mdl[80], nmean[RT_NORM_MAX_C * 18], nstd[RT_NORM_MAX_C * 18];
+    if (rt_norm_format(&t->norm, nmean, nstd, sizeof nmean)) {
+        snprintf(err->msg, sizeof err->msg, "%s: the input normalisation does not fit", path);
+        goto done;
+    }
     rng_hex(aug, &t->aug);
     rng_hex(mdl, &t->m.rng);
     meta_str(&mt, "format", "optc-checkpoint-1");
@@ -226,6 +231,9 @@ static int train_save(const Train *t, const char *path, RtErr *err)
     meta_fmt(&mt, "limit", "%d", c->limit);
     meta_fmt(&mt, "test_limit", "%d", c->test_limit);
     meta_str(&mt, "data", c->data);
+    meta_fmt(&mt, "data_limit", "%d", c->limit);
+    meta_str(&mt, "input_mean", nmean);
+    meta_str(&mt, "input_std", nstd);
     meta_fmt(&mt, "augment", "%d", t->augment);
     meta_fmt(&mt, "train_seconds", "%a", t->wall_base + (rt_drv_now() - t->t_start));
     meta_fmt(&mt, "step_seconds", "%a", t->step_seconds);
@@ -325,6 +333,28 @@ static int resume_config(Train *t, const RtStFile *f, const char *path, RtDrvOpt
             break;
         }
     }
+    return 0;
+}
+
+/* The input normalisation of a checkpoint into t->norm, with a note when
+ * the run trains on another data set or limit than the one it was computed
+ * on; an older checkpoint without it gets a note and t->norm stays empty
+ * (recomputed from the data, as that optc did). */
+static int resume_norm(Train *t, const RtStFile *f, const char *path, RtErr *err)
+{
+    const RtTrainConfig *c = &t->cfg;
+    const char *m = rt_st_meta(f, "input_mean"), *s = rt_st_meta(f, "input_std"), *why;
+    if (!m && !s) {
+        fprintf(stderr, "note: %s has no input_mean/input_std (an older checkpoint): the input "
+                "normalisation is recomputed from --data %s --limit %d\n", path, c->data,
+                c->limit);
+        return 0;
+    }
+    if (rt_norm_parse(&t->norm, t->net->in_c, m, s, &why)) {
+        snprintf(err->msg, sizeof err->msg, "%s: metadata %s", path, why);
+        return -1;
+    }
+    rt_drv_norm_note(f, path, c->data, c->limit, "training");
     return 0;
 }
 
@@ -757,7 +787,8 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
                      name ? name : "(unknown)", net->name);
             goto fail;
         }
-        if (resume_config(t, f, c->resume, opts, nopts, &data_store, &err))
+        if (resume_config(t, f, c->resume, opts, nopts, &data_store, &err) ||
+            resume_norm(t, f, c->resume, &err))
             goto fail;
     }
     if (!c->out) {
@@ -778,8 +809,8 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
     if (prepare_out(c->out, &err))
         goto fail;
     rt_drv_set_threads(c->threads);
-    if (rt_data_load(&t->train, &t->test, c->data, c->limit, c->test_limit, net->in_c,
-                     net->in_h, net->in_w, net->classes, c->seed, &err))
+    if (rt_data_load_norm(&t->train, &t->test, c->data, c->limit, c->test_limit, net->in_c,
+                          net->in_h, net->in_w, net->classes, c->seed, &t->norm, &err))
         goto fail;
     t->steps = t->train.n / c->batch;
     if (t->steps == 0) {

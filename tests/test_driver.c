@@ -223,6 +223,153 @@ START_TEST(resume_is_bit_identical)
 }
 END_TEST
 
+/* A copy of checkpoint src at dst without the metadata keys named in drop
+ * (NULL-terminated) and with key set to value when set is non-NULL: an
+ * older or damaged checkpoint. */
+static void rewrite_meta(const char *src, const char *dst, const char *const *drop,
+                         const char *set, const char *value)
+{
+    RtErr err;
+    RtStFile *f = rt_st_open(src, &err);
+    ck_assert_msg(f != NULL, "%s", err.msg);
+    int n = rt_st_count(f);
+    RtStEntry *e = calloc((size_t)n, sizeof *e);
+    float **bufs = calloc((size_t)n, sizeof *bufs);
+    for (int i = 0; i < n; i++) {
+        e[i].name = rt_st_name(f, i);
+        ck_assert_int_eq(rt_st_shape(f, e[i].name, &e[i].ndim, e[i].dims), 0);
+        size_t numel = 1;
+        for (int d = 0; d < e[i].ndim; d++)
+            numel *= (size_t)e[i].dims[d];
+        bufs[i] = malloc(numel * sizeof(float) + 1);
+        ck_assert_int_eq(rt_st_read(f, e[i].name, bufs[i], numel, &err), 0);
+        e[i].data = bufs[i];
+    }
+    static const char *const keys[] = {
+        "format", "net", "optc_version", "epoch", "step", "global_step", "seed", "rng_augment",
+        "rng_model", "best_test_acc", "epochs", "batch", "lr", "momentum", "weight_decay",
+        "nesterov", "schedule", "warmup_epochs", "threads", "limit", "test_limit", "data",
+        "data_limit", "input_mean", "input_std", "augment", "train_seconds", "step_seconds",
+        "images", "partial_loss", "partial_correct", "partial_seen", "partial_seconds",
+        "partial_step_seconds"};
+    const char *meta[2 * 40];
+    int nm = 0;
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        int skip = 0;
+        for (int d = 0; drop && drop[d]; d++)
+            skip |= strcmp(drop[d], keys[k]) == 0;
+        const char *v = rt_st_meta(f, keys[k]);
+        if (set && strcmp(set, keys[k]) == 0)
+            v = value;
+        if (skip || !v)
+            continue;
+        meta[2 * nm] = keys[k];
+        meta[2 * nm + 1] = v;
+        nm++;
+    }
+    ck_assert_msg(rt_st_save(dst, e, n, meta, nm, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < n; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(e);
+    rt_st_close(f);
+}
+
+/* "key=NUMBER" in the file at path. */
+static double num_after(const char *path, const char *key)
+{
+    char *s = tu_slurp(path, NULL);
+    ck_assert_ptr_nonnull(s);
+    const char *p = strstr(s, key);
+    ck_assert_msg(p != NULL, "%s lacks %s:\n%s", path, key, s);
+    double v = strtod(p + strlen(key), NULL);
+    free(s);
+    return v;
+}
+
+/* The input normalisation travels in the checkpoint: eval and resume use
+ * it whatever --limit they are given (and say so), an older checkpoint
+ * without it is recomputed from the data with a note, a damaged one is
+ * refused. */
+START_TEST(normalisation_in_checkpoint)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *a = tmp_path(&t, 0, "a"), *err = tmp_path(&t, 1, "err.txt");
+    const char *args[] = {"handnet", "train", "--data", "synthetic", "--limit", "200",
+                          "--test-limit", "64", "--batch", "32", "--threads", "1", "--seed", "3",
+                          "--epochs", "1", "--quiet", "--out", a, NULL};
+    ck_assert_int_eq(hn_run(&handnet, args), 0);
+    const char *last = tmp_path(&t, 2, "a/last.safetensors");
+    char v[256];
+    ck_assert_str_eq(meta_of(last, "data", v, sizeof v), "synthetic");
+    ck_assert_str_eq(meta_of(last, "data_limit", v, sizeof v), "200");
+    RtNorm norm;
+    const char *why = NULL;
+    char mean[64], sd[64];
+    meta_of(last, "input_mean", mean, sizeof mean);
+    meta_of(last, "input_std", sd, sizeof sd);
+    ck_assert_msg(rt_norm_parse(&norm, 1, mean, sd, &why) == 0, "%s / %s: %s", mean, sd, why);
+    /* the synthetic images lie in [0, 1] */
+    ck_assert(norm.mean[0] > 0.1f && norm.mean[0] < 0.9f);
+    ck_assert(norm.std[0] > 0.05f && norm.std[0] < 0.6f);
+    double sloss = num_after(tmp_path(&t, 3, "a/summary.json"), "\"test_loss\":");
+
+    /* eval at another limit: the stored statistics, said in one note */
+    const char *ev[] = {"handnet", "eval", "--weights", last, "--limit", "100",
+                        "--test-limit", "64", "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev, err), 0);
+    ck_assert(file_contains(err, "note: "));
+    ck_assert(file_contains(err, "evaluation normalises its inputs with the checkpoint's "
+                                 "statistics (computed on --data synthetic --limit 200), not on "
+                                 "--data synthetic --limit 100"));
+    ck_assert_double_eq_tol(num_after(err, "test_loss="), sloss, 1e-4);
+    /* at the same data and limit: silent */
+    const char *ev2[] = {"handnet", "eval", "--weights", last, "--test-limit", "64",
+                         "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev2, err), 0);
+    char *out = tu_slurp(err, NULL);
+    ck_assert_ptr_null(strstr(out, "note:"));
+    free(out);
+    ck_assert_double_eq_tol(num_after(err, "test_loss="), sloss, 1e-4);
+
+    /* an older checkpoint: recomputed from its data and limit, with a note */
+    const char *old = tmp_path(&t, 4, "old.safetensors");
+    const char *const drop[] = {"input_mean", "input_std", "data_limit", NULL};
+    rewrite_meta(last, old, drop, NULL, NULL);
+    const char *ev3[] = {"handnet", "eval", "--weights", old, "--test-limit", "64",
+                         "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev3, err), 0);
+    ck_assert(file_contains(err, "has no input_mean/input_std (an older checkpoint): the input "
+                                 "normalisation is recomputed from --data synthetic --limit 200"));
+    ck_assert_double_eq_tol(num_after(err, "test_loss="), sloss, 1e-4);
+
+    /* damaged statistics are refused */
+    const char *bad = tmp_path(&t, 5, "bad.safetensors");
+    rewrite_meta(last, bad, NULL, "input_std", "0");
+    const char *ev4[] = {"handnet", "eval", "--weights", bad, "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev4, err), 1);
+    ck_assert(file_contains(err, bad));
+    ck_assert(file_contains(err, "input_std holds a value that is not positive"));
+    rewrite_meta(last, bad, NULL, "input_mean", "0.5,0.5");
+    ck_assert_int_eq(hn_run_io(&handnet, ev4, err), 1);
+    ck_assert(file_contains(err, "input_mean is not one finite number per input channel"));
+
+    /* resume at another limit keeps the checkpoint's statistics */
+    const char *res[] = {"handnet", "train", "--resume", last, "--limit", "256", "--epochs", "2",
+                         "--quiet", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, res, err), 0);
+    ck_assert(file_contains(err, "training normalises its inputs with the checkpoint's "
+                                 "statistics (computed on --data synthetic --limit 200), not on "
+                                 "--data synthetic --limit 256"));
+    char mean2[64], sd2[64];
+    ck_assert_str_eq(meta_of(last, "input_mean", mean2, sizeof mean2), mean);
+    ck_assert_str_eq(meta_of(last, "input_std", sd2, sizeof sd2), sd);
+    ck_assert_str_eq(meta_of(last, "epoch", v, sizeof v), "2");
+    tmp_remove(&t);
+}
+END_TEST
+
 static void interrupt_case(const char *sig, int want)
 {
     Tmp t;
@@ -560,6 +707,7 @@ static Suite *driver_suite(void)
     tcase_add_test(tc, resume_is_bit_identical);
     tcase_add_test(tc, sigint_checkpoint_and_resume);
     tcase_add_test(tc, sigterm_checkpoint_and_resume);
+    tcase_add_test(tc, normalisation_in_checkpoint);
     suite_add_tcase(s, tc);
     tc = tcase_create("faults");
     tcase_set_timeout(tc, 300);
