@@ -225,9 +225,10 @@ END_TEST
 
 /* A copy of checkpoint src at dst without the metadata keys named in drop
  * (NULL-terminated) and with key set to value when set is non-NULL: an
- * older or damaged checkpoint. */
-static void rewrite_meta(const char *src, const char *dst, const char *const *drop,
-                         const char *set, const char *value)
+ * older or damaged checkpoint. old_bn: BN's .weight/.bias renamed to the
+ * .gamma/.beta of optc before PyTorch's names. */
+static void rewrite_ckpt(const char *src, const char *dst, const char *const *drop,
+                         const char *set, const char *value, int old_bn)
 {
     RtErr err;
     RtStFile *f = rt_st_open(src, &err);
@@ -235,14 +236,21 @@ static void rewrite_meta(const char *src, const char *dst, const char *const *dr
     int n = rt_st_count(f);
     RtStEntry *e = calloc((size_t)n, sizeof *e);
     float **bufs = calloc((size_t)n, sizeof *bufs);
+    char (*names)[96] = calloc((size_t)n, sizeof *names);
     for (int i = 0; i < n; i++) {
-        e[i].name = rt_st_name(f, i);
-        ck_assert_int_eq(rt_st_shape(f, e[i].name, &e[i].ndim, e[i].dims), 0);
+        const char *nm = rt_st_name(f, i), *bn = strstr(nm, "bn");
+        const char *dot = strrchr(nm, '.');
+        snprintf(names[i], sizeof names[i], "%s", nm);
+        if (old_bn && bn && dot && (strcmp(dot, ".weight") == 0 || strcmp(dot, ".bias") == 0))
+            snprintf(names[i], sizeof names[i], "%.*s%s", (int)(dot - nm), nm,
+                     dot[1] == 'w' ? ".gamma" : ".beta");
+        e[i].name = names[i];
+        ck_assert_int_eq(rt_st_shape(f, nm, &e[i].ndim, e[i].dims), 0);
         size_t numel = 1;
         for (int d = 0; d < e[i].ndim; d++)
             numel *= (size_t)e[i].dims[d];
         bufs[i] = malloc(numel * sizeof(float) + 1);
-        ck_assert_int_eq(rt_st_read(f, e[i].name, bufs[i], numel, &err), 0);
+        ck_assert_int_eq(rt_st_read(f, nm, bufs[i], numel, &err), 0);
         e[i].data = bufs[i];
     }
     static const char *const keys[] = {
@@ -271,8 +279,20 @@ static void rewrite_meta(const char *src, const char *dst, const char *const *dr
     for (int i = 0; i < n; i++)
         free(bufs[i]);
     free(bufs);
+    free(names);
     free(e);
     rt_st_close(f);
+}
+
+/* 0 when the checkpoint at path holds a tensor name, else -1. */
+static int st_has(const char *path, const char *name)
+{
+    RtErr err;
+    RtStFile *f = rt_st_open(path, &err);
+    ck_assert_msg(f != NULL, "%s", err.msg);
+    int nd, dims[4], rc = rt_st_shape(f, name, &nd, dims);
+    rt_st_close(f);
+    return rc;
 }
 
 /* "key=NUMBER" in the file at path. */
@@ -336,7 +356,7 @@ START_TEST(normalisation_in_checkpoint)
     /* an older checkpoint: recomputed from its data and limit, with a note */
     const char *old = tmp_path(&t, 4, "old.safetensors");
     const char *const drop[] = {"input_mean", "input_std", "data_limit", NULL};
-    rewrite_meta(last, old, drop, NULL, NULL);
+    rewrite_ckpt(last, old, drop, NULL, NULL, 0);
     const char *ev3[] = {"handnet", "eval", "--weights", old, "--test-limit", "64",
                          "--threads", "1", NULL};
     ck_assert_int_eq(hn_run_io(&handnet, ev3, err), 0);
@@ -346,14 +366,30 @@ START_TEST(normalisation_in_checkpoint)
 
     /* damaged statistics are refused */
     const char *bad = tmp_path(&t, 5, "bad.safetensors");
-    rewrite_meta(last, bad, NULL, "input_std", "0");
+    rewrite_ckpt(last, bad, NULL, "input_std", "0", 0);
     const char *ev4[] = {"handnet", "eval", "--weights", bad, "--threads", "1", NULL};
     ck_assert_int_eq(hn_run_io(&handnet, ev4, err), 1);
     ck_assert(file_contains(err, bad));
     ck_assert(file_contains(err, "input_std holds a value that is not positive"));
-    rewrite_meta(last, bad, NULL, "input_mean", "0.5,0.5");
+    rewrite_ckpt(last, bad, NULL, "input_mean", "0.5,0.5", 0);
     ck_assert_int_eq(hn_run_io(&handnet, ev4, err), 1);
     ck_assert(file_contains(err, "input_mean is not one finite number per input channel"));
+
+    /* BN parameters under their old names load, with one note */
+    const char *oldbn = tmp_path(&t, 6, "oldbn.safetensors");
+    rewrite_ckpt(last, oldbn, NULL, NULL, NULL, 1);
+    ck_assert_int_eq(st_has(oldbn, "bn1.gamma"), 0);
+    ck_assert_int_eq(st_has(oldbn, "momentum.bn2.beta"), 0);
+    ck_assert_int_eq(st_has(oldbn, "bn1.weight"), -1);
+    const char *ev5[] = {"handnet", "eval", "--weights", oldbn, "--test-limit", "64",
+                         "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev5, err), 0);
+    ck_assert(file_contains(err, "BN parameters under their old names .gamma/.beta read as "
+                                 ".weight/.bias"));
+    ck_assert_double_eq_tol(num_after(err, "test_loss="), sloss, 1e-4);
+    const char *res0[] = {"handnet", "train", "--resume", oldbn, "--epochs", "1", "--quiet",
+                          NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, res0, err), 0);
 
     /* resume at another limit keeps the checkpoint's statistics */
     const char *res[] = {"handnet", "train", "--resume", last, "--limit", "256", "--epochs", "2",
