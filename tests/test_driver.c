@@ -478,6 +478,236 @@ START_TEST(nan_loss_stops)
 }
 END_TEST
 
+/* --- strict JSON: RFC 8259, no NaN, Infinity or other extensions --------------- */
+
+typedef struct { const char *p; } Js;
+
+static void js_ws(Js *j)
+{
+    while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')
+        j->p++;
+}
+
+static int js_value(Js *j, int depth);
+
+static int js_string(Js *j)
+{
+    if (*j->p++ != '"')
+        return -1;
+    for (;;) {
+        unsigned char c = (unsigned char)*j->p++;
+        if (c == '"')
+            return 0;
+        if (c < 0x20)
+            return -1;
+        if (c == '\\') {
+            c = (unsigned char)*j->p++;
+            if (c == 'u') {
+                for (int i = 0; i < 4; i++, j->p++)
+                    if (!strchr("0123456789abcdefABCDEF", *j->p) || !*j->p)
+                        return -1;
+            } else if (!c || !strchr("\"\\/bfnrt", c)) {
+                return -1;
+            }
+        }
+    }
+}
+
+static int js_digits(Js *j)
+{
+    if (*j->p < '0' || *j->p > '9')
+        return -1;
+    while (*j->p >= '0' && *j->p <= '9')
+        j->p++;
+    return 0;
+}
+
+static int js_number(Js *j)
+{
+    if (*j->p == '-')
+        j->p++;
+    if (*j->p == '0')
+        j->p++;
+    else if (js_digits(j))
+        return -1;
+    if (*j->p == '.') {
+        j->p++;
+        if (js_digits(j))
+            return -1;
+    }
+    if (*j->p == 'e' || *j->p == 'E') {
+        j->p++;
+        if (*j->p == '+' || *j->p == '-')
+            j->p++;
+        if (js_digits(j))
+            return -1;
+    }
+    return 0;
+}
+
+static int js_value(Js *j, int depth)
+{
+    if (depth > 64)
+        return -1;
+    js_ws(j);
+    char c = *j->p;
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        j->p++;
+        js_ws(j);
+        if (*j->p == close) {
+            j->p++;
+            return 0;
+        }
+        for (;;) {
+            if (c == '{') {
+                js_ws(j);
+                if (js_string(j))
+                    return -1;
+                js_ws(j);
+                if (*j->p++ != ':')
+                    return -1;
+            }
+            if (js_value(j, depth + 1))
+                return -1;
+            js_ws(j);
+            if (*j->p == ',') {
+                j->p++;
+                continue;
+            }
+            return *j->p++ == close ? 0 : -1;
+        }
+    }
+    if (c == '"')
+        return js_string(j);
+    if (c == '-' || (c >= '0' && c <= '9'))
+        return js_number(j);
+    static const char *const words[] = {"true", "false", "null"};
+    for (int i = 0; i < 3; i++)
+        if (strncmp(j->p, words[i], strlen(words[i])) == 0) {
+            j->p += strlen(words[i]);
+            return 0;
+        }
+    return -1;
+}
+
+/* One strict JSON document in text[0..n), nothing else but white space. */
+static int json_strict(const char *text, size_t n)
+{
+    char *s = malloc(n + 1);
+    memcpy(s, text, n);
+    s[n] = 0;
+    Js j = {s};
+    int ok = js_value(&j, 0) == 0;
+    js_ws(&j);
+    ok = ok && *j.p == 0 && strlen(s) == n;
+    free(s);
+    return ok;
+}
+
+/* Every JSON file a run writes in dir parses strictly: summary.json, each
+ * line of log.jsonl, and the JSON header of each checkpoint. Returns the
+ * number of documents checked. */
+static int run_json_strict(const char *dir)
+{
+    static const char *const files[] = {"summary.json", "log.jsonl", "last.safetensors",
+                                        "best.safetensors", "interrupted.safetensors"};
+    int docs = 0;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        size_t len;
+        char *s = tu_slurp(path, &len);
+        if (!s)
+            continue;
+        if (strstr(files[i], ".safetensors")) {
+            ck_assert_uint_ge(len, 8);
+            uint64_t hl = 0;
+            for (int k = 7; k >= 0; k--)
+                hl = hl << 8 | (uint8_t)s[k];
+            ck_assert_uint_le(hl, len - 8);
+            ck_assert_msg(json_strict(s + 8, (size_t)hl), "%s: header is not strict JSON", path);
+            docs++;
+        } else if (strstr(files[i], ".jsonl")) {
+            for (char *line = s, *nl; *line; line = nl + 1) {
+                nl = strchr(line, '\n');
+                ck_assert_msg(nl != NULL, "%s: last line unterminated", path);
+                ck_assert_msg(json_strict(line, (size_t)(nl - line)),
+                              "%s: not strict JSON: %.*s", path, (int)(nl - line), line);
+                docs++;
+            }
+        } else {
+            ck_assert_msg(json_strict(s, len), "%s: not strict JSON: %s", path, s);
+            docs++;
+        }
+        free(s);
+    }
+    return docs;
+}
+
+START_TEST(json_checker_is_strict)
+{
+    static const char *const good[] = {"{}", "[]", "{\"a\":[1,-2.5e-3,0,true,null,\"x\\u00e9\"]}",
+                                       " 0 ", "-0.0E+1"};
+    static const char *const bad[] = {"{\"a\":nan}", "{\"a\":-nan}", "{\"a\":NaN}",
+                                      "{\"a\":inf}", "{\"a\":Infinity}", "[01]", "[1.]",
+                                      "{\"a\":1,}", "[1] x", "{'a':1}", "", "[.5]", "[+1]"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        ck_assert_msg(json_strict(good[i], strlen(good[i])), "rejected %s", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(!json_strict(bad[i], strlen(bad[i])), "accepted %s", bad[i]);
+}
+END_TEST
+
+/* A NaN test loss stops the run like a NaN training loss: exit 1, the
+ * epoch and the last good checkpoint named, that checkpoint kept, nothing
+ * of the bad epoch logged; every JSON file stays strict JSON. */
+START_TEST(nan_test_loss_stops)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *a = tmp_path(&t, 0, "a"), *err = tmp_path(&t, 1, "err.txt");
+    const char *last = tmp_path(&t, 2, "a/last.safetensors");
+    setenv("OPTC_TEST_NAN_TEST_AT", "2", 1);
+    int rc = train(a, "3", "constant", NULL, err);
+    unsetenv("OPTC_TEST_NAN_TEST_AT");
+    ck_assert_int_eq(rc, 1);
+    char want[600];
+    snprintf(want, sizeof want,
+             "error: test loss is NaN at the end of epoch 2 (step 8); last good checkpoint: %s",
+             last);
+    ck_assert(file_contains(err, want));
+    char v[64];
+    ck_assert_str_eq(meta_of(last, "epoch", v, sizeof v), "1");
+    ck_assert(!exists(tmp_path(&t, 3, "a/summary.json")));
+    ck_assert_int_eq(tu_count_lines(tmp_path(&t, 4, "a/log.jsonl")), 1);
+    ck_assert_int_eq(run_json_strict(a), 3);   /* log line, last, best */
+
+    /* The real thing: a resume at lr 1e30 with one step per epoch blows
+     * the weights up in a step whose own loss was still finite (epoch 2
+     * may survive it: BN rescales; epoch 3 does not). */
+    const char *res[] = {"handnet", "train", "--resume", last, "--lr", "1e30", "--limit", "32",
+                         "--epochs", "3", "--quiet", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, res, err), 1);
+    ck_assert(file_contains(err, "error: test loss is "));
+    snprintf(want, sizeof want, "last good checkpoint: %s", last);
+    ck_assert(file_contains(err, want));
+    ck_assert(!exists(tmp_path(&t, 3, "a/summary.json")));
+    ck_assert_int_ge(run_json_strict(a), 3);
+    char *log = tu_slurp(tmp_path(&t, 4, "a/log.jsonl"), NULL);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_ptr_null(strstr(log, "nan"));
+    ck_assert_ptr_null(strstr(log, "inf"));
+    free(log);
+
+    /* A finished run: summary.json, the log and the checkpoints all strict. */
+    const char *b = tmp_path(&t, 5, "b");
+    ck_assert_int_eq(train(b, "2", "constant", NULL, NULL), 0);
+    ck_assert_int_eq(run_json_strict(b), 5);   /* summary, 2 log lines, last, best */
+    tmp_remove(&t);
+}
+END_TEST
+
 START_TEST(wrong_checkpoint_is_refused)
 {
     Tmp t;
@@ -748,6 +978,8 @@ static Suite *driver_suite(void)
     tc = tcase_create("faults");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, nan_loss_stops);
+    tcase_add_test(tc, json_checker_is_strict);
+    tcase_add_test(tc, nan_test_loss_stops);
     tcase_add_test(tc, wrong_checkpoint_is_refused);
     tcase_add_test(tc, unwritable_out_dir);
     tcase_add_test(tc, huge_model_refused);
