@@ -416,8 +416,11 @@ static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
     }
     if (!data)
         data = rt_st_meta(f, "data") ? rt_st_meta(f, "data") : "fashion-mnist";
-    if (!opts[4].seen && rt_st_meta(f, "limit"))
-        limit = atoi(rt_st_meta(f, "limit"));
+    if (!opts[4].seen) {
+        const char *l = rt_st_meta(f, "data_limit") ? rt_st_meta(f, "data_limit")
+                                                     : rt_st_meta(f, "limit");
+        limit = l ? atoi(l) : 0;
+    }
     uint64_t seed = rt_st_meta(f, "seed") ? strtoull(rt_st_meta(f, "seed"), NULL, 10) : 0;
     /* The checkpoint's normalisation when it has one: the test set alone is
      * read. An older checkpoint recomputes it from the training set. */

@@ -364,6 +364,18 @@ START_TEST(normalisation_in_checkpoint)
                                  "normalisation is recomputed from --data synthetic --limit 200"));
     ck_assert_double_eq_tol(num_after(err, "test_loss="), sloss, 1e-4);
 
+    /* a file with data_limit but no limit (not written by ./net train): the
+     * default --limit is data_limit, so no note */
+    const char *nolim = tmp_path(&t, 7, "nolimit.safetensors");
+    const char *const droplim[] = {"limit", NULL};
+    rewrite_ckpt(last, nolim, droplim, NULL, NULL, 0);
+    const char *ev6[] = {"handnet", "eval", "--weights", nolim, "--test-limit", "64",
+                         "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev6, err), 0);
+    out = tu_slurp(err, NULL);
+    ck_assert_msg(strstr(out, "note:") == NULL, "%s", out);
+    free(out);
+
     /* damaged statistics are refused */
     const char *bad = tmp_path(&t, 5, "bad.safetensors");
     rewrite_ckpt(last, bad, NULL, "input_std", "0", 0);
