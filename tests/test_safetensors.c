@@ -533,7 +533,7 @@ START_TEST(many_skipped_one_note)
     char p[512];
     tpath(p, sizeof p, "many.safetensors");
     RawT t[60];
-    char names[60][32];
+    char names[60][48];
     static const uint8_t z[8];
     for (int i = 0; i < 60; i++) {
         snprintf(names[i], sizeof names[i], "layer%d.bn.num_batches_tracked", i);
