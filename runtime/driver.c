@@ -247,12 +247,30 @@ int rt_drv_load_weights(RtStFile *f, const char *path, const RtNet *net, float *
                  net->name);
         return -1;
     }
+    if (rt_st_note(f))
+        fprintf(stderr, "note: %s\n", rt_st_note(f));
+    int old_names = 0;
     for (int i = 0; i < net->ntensors; i++) {
         const RtTensor *t = &net->tensors[i];
         for (int pass = 0; pass < (momentum && !t->buffer ? 2 : 1); pass++) {
             char key[512];
             int ndim, dims[4];
             snprintf(key, sizeof key, "%s%s", pass ? "momentum." : "", t->name);
+            /* Checkpoints of optc before 0.1 named BN's affine parameters
+             * .gamma/.beta; PyTorch's .weight/.bias replaced them. */
+            size_t kl = strlen(key);
+            const char *suffix = t->kind == RT_PK_BN_GAMMA ? ".weight"
+                               : t->kind == RT_PK_BN_BETA ? ".bias" : NULL;
+            if (suffix && rt_st_shape(f, key, &ndim, dims) && kl > strlen(suffix) &&
+                strcmp(key + kl - strlen(suffix), suffix) == 0) {
+                char oldkey[sizeof key];
+                snprintf(oldkey, sizeof oldkey, "%.*s%s", (int)(kl - strlen(suffix)), key,
+                         t->kind == RT_PK_BN_GAMMA ? ".gamma" : ".beta");
+                if (rt_st_shape(f, oldkey, &ndim, dims) == 0) {
+                    memcpy(key, oldkey, sizeof key);
+                    old_names = 1;
+                }
+            }
             if (rt_st_shape(f, key, &ndim, dims)) {
                 snprintf(err->msg, sizeof err->msg,
                          "%s: tensor '%s' is missing (checkpoint not from network '%s'?)", path,
@@ -277,6 +295,9 @@ int rt_drv_load_weights(RtStFile *f, const char *path, const RtNet *net, float *
                 return -1;
         }
     }
+    if (old_names)
+        fprintf(stderr, "note: %s: BN parameters under their old names .gamma/.beta read as "
+                ".weight/.bias\n", path);
     return 0;
 }
 
@@ -395,8 +416,11 @@ static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
     }
     if (!data)
         data = rt_st_meta(f, "data") ? rt_st_meta(f, "data") : "fashion-mnist";
-    if (!opts[4].seen && rt_st_meta(f, "limit"))
-        limit = atoi(rt_st_meta(f, "limit"));
+    if (!opts[4].seen) {
+        const char *l = rt_st_meta(f, "data_limit") ? rt_st_meta(f, "data_limit")
+                                                     : rt_st_meta(f, "limit");
+        limit = l ? atoi(l) : 0;
+    }
     uint64_t seed = rt_st_meta(f, "seed") ? strtoull(rt_st_meta(f, "seed"), NULL, 10) : 0;
     /* The checkpoint's normalisation when it has one: the test set alone is
      * read. An older checkpoint recomputes it from the training set. */

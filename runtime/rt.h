@@ -343,6 +343,13 @@ const char *rt_st_meta(const RtStFile *f, const char *key);   /* NULL when absen
 int         rt_st_count(const RtStFile *f);
 const char *rt_st_name(const RtStFile *f, int i);
 void        rt_st_close(RtStFile *f);
+/* NULL, or one line "PATH: skipped N integer tensors ...: NAME (I64), ..."
+ * naming the integer tensors the reader skipped (PyTorch's
+ * num_batches_tracked). F64/F16/BF16 tensors read as float. */
+const char *rt_st_note(const RtStFile *f);
+/* IEEE half and bfloat16 to float (exact, subnormals, inf and NaN kept). */
+float       rt_st_f16_to_f32(uint16_t h);
+float       rt_st_bf16_to_f32(uint16_t b);
 
 /* --- optimizer ------------------------------------------------------------ */
 /* SGD with momentum (PyTorch's convention: buf = mu*buf + g + wd*p;
