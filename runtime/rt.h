@@ -62,9 +62,12 @@ typedef struct RtBranch {
     int replay;         /* 0: record each element's piece; 1: take the recorded one */
     uint8_t *mask;      /* one piece per element */
     size_t cap;         /* elements mask holds */
+    const uint8_t *ref; /* replay: NULL, or other pieces (same layout) to count
+                           crossings against instead of mask's */
     /* statistics since the last rt_branch_reset */
     size_t seen;        /* elements chosen */
-    size_t crossed;     /* replay: elements whose input selects another piece */
+    size_t crossed;     /* replay: elements whose input selects another piece
+                           than the recorded (or ref) one */
     double cross_min;   /* smallest distance to the kink among the crossed */
     double near_min;    /* smallest distance to a kink among all elements */
 } RtBranch;
@@ -96,7 +99,7 @@ static inline int rt_branch_take(RtBranch *b, uint8_t *m, int piece, double dist
         *m = (uint8_t)piece;
         return piece;
     }
-    if (*m != (uint8_t)piece) {
+    if ((b->ref ? b->ref[m - b->mask] : *m) != (uint8_t)piece) {
         b->crossed++;
         if (dist < b->cross_min)
             b->cross_min = dist;
