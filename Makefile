@@ -20,6 +20,11 @@ PKGS     := openblas zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+# Open MPI, for the data-parallel runtime variant (optc build --mpi); its
+# headers as system headers, outside our warning list.
+HAVE_MPI   := $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1)
+MPI_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags ompi-c 2>/dev/null))
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
 CFLAGS   := $(CSTD) $(OPT) $(WARN) -fopenmp $(SAN) $(EXTRA_CFLAGS)
 CPPFLAGS := -Icompiler -Iruntime -I$(O)/grammar $(PKG_CFLAGS)
 LDLIBS   = $(PKG_LIBS) -fopenmp -lm
@@ -70,6 +75,17 @@ $(O)/libort.a: $(RUNTIME_OBJ)
 $(O)/optc: $(O)/compiler/main.o $(O)/liboptc.a $(O)/libort.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# libort_mpi.a: libort.a with mpi.c compiled against MPI (-DRT_MPI); the
+# plain library keeps the one-process stubs and no MPI symbol.
+ifeq ($(HAVE_MPI),1)
+all: $(O)/libort_mpi.a
+endif
+$(O)/runtime/mpi_on.o: runtime/mpi.c $(wildcard runtime/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(MPI_CFLAGS) $(CFLAGS) -DRT_MPI -c -o $@ $<
+$(O)/libort_mpi.a: $(filter-out $(O)/runtime/mpi.o,$(RUNTIME_OBJ)) $(O)/runtime/mpi_on.o
+	rm -f $@ && ar rcs $@ $^
+
 # What optc build compiles generated programs with: this build's compiler and
 # flags (sanitizers included), the runtime headers and library, as absolute
 # paths; rewritten only when it changes.
@@ -77,7 +93,9 @@ all: $(O)/optc.flags
 $(O)/optc.flags: FORCE
 	@mkdir -p $(@D)
 	@printf '%s\n' 'CC=$(CC)' 'CFLAGS=$(CFLAGS)' 'INCLUDE=$(abspath runtime)' \
-	  'LIBS=$(abspath $(O)/libort.a) $(PKG_LIBS) -fopenmp -lm' > $@.tmp
+	  'LIBS=$(abspath $(O)/libort.a) $(PKG_LIBS) -fopenmp -lm' \
+	  $(if $(HAVE_MPI),'MPI_LIBS=$(abspath $(O)/libort_mpi.a) $(MPI_LIBS) $(PKG_LIBS) -fopenmp -lm') \
+	  > $@.tmp
 	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
 FORCE:
 

@@ -30,7 +30,7 @@ static const char emit_usage[] =
     "  -o FILE           output file\n";
 
 static const char build_usage[] =
-    "usage: optc build SPEC [-n NET] [-D name=value]... [-o PATH] [--keep-c]\n"
+    "usage: optc build SPEC [-n NET] [-D name=value]... [-o PATH] [--keep-c] [--mpi]\n"
     "\n"
     "Emit network NET (default: the first in SPEC), compile it and link it\n"
     "against the runtime into the program PATH (default: ./NET). The compiler,\n"
@@ -38,7 +38,8 @@ static const char build_usage[] =
     "  -n NET            the network to build\n"
     "  -D name=value     override an optimizer parameter or a stage's steps/width\n"
     "  -o PATH           the program to write\n"
-    "  --keep-c          keep the emitted C as PATH.c\n";
+    "  --keep-c          keep the emitted C as PATH.c\n"
+    "  --mpi             link the data-parallel runtime (Open MPI): mpirun -np N PATH train\n";
 
 /* Append s to the dynamic string *buf, quoting it for a shell when it holds
  * anything but plain characters. */
@@ -228,6 +229,7 @@ int cmd_emit(int argc, char **argv)
 /* The build settings make wrote beside the optc executable. */
 typedef struct {
     char cc[1024], cflags[4096], include[PATH_MAX + 1], libs[4096];
+    char mpi_libs[4096];    /* empty when make found no MPI */
 } BuildFlags;
 
 static int build_flags_load(BuildFlags *bf)
@@ -273,6 +275,8 @@ static int build_flags_load(BuildFlags *bf)
             snprintf(bf->include, sizeof bf->include, "%s", v);
         else if (strcmp(line, "LIBS") == 0)
             snprintf(bf->libs, sizeof bf->libs, "%s", v);
+        else if (strcmp(line, "MPI_LIBS") == 0)
+            snprintf(bf->mpi_libs, sizeof bf->mpi_libs, "%s", v);
     }
     fclose(f);
     if (!bf->cc[0] || !bf->include[0] || !bf->libs[0]) {
@@ -310,10 +314,12 @@ int cmd_build(int argc, char **argv)
     int rc = cli_parse(&ca, argc, argv, build_usage);
     if (rc != 0)
         return rc;
-    bool keep_c = false;
+    bool keep_c = false, mpi = false;
     for (int i = 0; i < ca.nrest; i++) {
         if (strcmp(ca.rest[i], "--keep-c") == 0) {
             keep_c = true;
+        } else if (strcmp(ca.rest[i], "--mpi") == 0) {
+            mpi = true;
         } else {
             fprintf(stderr, "optc build: unknown argument '%s'\n%s", ca.rest[i], build_usage);
             return 2;
@@ -322,6 +328,11 @@ int cmd_build(int argc, char **argv)
     BuildFlags bf;
     if (build_flags_load(&bf) != 0)
         return 1;
+    if (mpi && !bf.mpi_libs[0]) {
+        fprintf(stderr, "optc build: --mpi: this optc was built without MPI (install "
+                "libopenmpi-dev and openmpi-bin, then run make)\n");
+        return 1;
+    }
 
     char *command = build_command_line(argc, argv);
     char dir[PATH_MAX];
@@ -359,7 +370,7 @@ int cmd_build(int argc, char **argv)
         build_append(&cmd, &len, &cap, " ", false);
         build_append(&cmd, &len, &cap, cfile, true);
         build_append(&cmd, &len, &cap, " ", false);
-        build_append(&cmd, &len, &cap, bf.libs, false);
+        build_append(&cmd, &len, &cap, mpi ? bf.mpi_libs : bf.libs, false);
         int st = build_run(cmd);
         if (st != 0) {
             fprintf(stderr, "optc build: the C compiler failed (status %d) on the code "

@@ -75,12 +75,26 @@ typedef struct RtBranch {
 /* Clear the statistics (the mask and mode stay). */
 void rt_branch_reset(RtBranch *b);
 
+/* --- synchronised batch norm ----------------------------------------------
+ * Data-parallel training (runtime/mpi.c) splits each batch over ranks; a
+ * BN layer in training mode must still normalise with the statistics of
+ * the whole batch. When ctx->sync is set, the BN training kernels pass
+ * their per-channel sums (and the element count) through sync->sum, which
+ * replaces buf[0..n) on every rank by its sum over all ranks, added in
+ * rank order (bit-identical on every rank and from run to run). It is a
+ * collective: every rank calls it with the same n at the same point. */
+typedef struct RtSync RtSync;
+struct RtSync {
+    void (*sum)(RtSync *s, double *buf, size_t n);
+};
+
 /* --- execution context --------------------------------------------------- */
 typedef struct {
     int threads;            /* OpenMP threads for the runtime's own loops */
     void *scratch;          /* kernel workspace (im2col), owned by the caller */
     size_t scratch_bytes;
     RtBranch *branch;       /* NULL, or the record piecewise kernels freeze (above) */
+    RtSync *sync;           /* NULL, or BN statistics summed across ranks (above) */
 } RtCtx;
 
 /* The n pieces of the call at site, or NULL when ctx has no branch record.

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "rt_mpi.h"
 
 /* The one mutable static the runtime allows: the number of the signal that
  * asked training to stop, set by the handler, read between steps. */
@@ -71,6 +72,13 @@ typedef struct {
     int hook_sig;
     char last_good[4200];
     FILE *csv, *jsonl;
+    /* data parallel (rt_mpi.h); one rank without MPI */
+    RtMpi mp;
+    int off, nb, cap;             /* this rank's slice of every batch; model capacity */
+    float *gx;                    /* ranks > 1: the whole batch before slicing */
+    uint8_t *gy;
+    int stop_sig;                 /* ranks > 1: the stop signal every rank agreed on */
+    long long gstep0;             /* gstep when this session began */
 } Train;
 
 /* --- files ------------------------------------------------------------------- */
@@ -524,24 +532,46 @@ static int train_step(Train *t, double *bad)
 {
     const RtNet *net = t->net;
     const RtTrainConfig *c = &t->cfg;
-    int B = c->batch, K = net->classes;
-    rt_data_batch(t->m.input, t->labels, &t->train, t->order + (size_t)t->step * (size_t)B, B,
-                  t->augment ? c->crop_pad : 0, t->augment ? c->flip : 0, &t->aug);
-    net->forward(&t->m, B, 1);
-    double loss = rt_xent_forward(&t->m.ctx, t->probs, t->m.logits, t->labels, B, K);
+    int B = c->batch, K = net->classes, nb = t->nb, ranks = t->mp.size > 1;
+    /* Ranks draw the whole batch (the same augmentation as one process)
+     * and keep their slice. */
+    rt_data_batch(ranks ? t->gx : t->m.input, ranks ? t->gy : t->labels, &t->train,
+                  t->order + (size_t)t->step * (size_t)B, B, t->augment ? c->crop_pad : 0,
+                  t->augment ? c->flip : 0, &t->aug);
+    if (ranks) {
+        size_t img = (size_t)net->in_c * (size_t)net->in_h * (size_t)net->in_w;
+        memcpy(t->m.input, t->gx + (size_t)t->off * img, (size_t)nb * img * sizeof *t->gx);
+        memcpy(t->labels, t->gy + t->off, (size_t)nb);
+    }
+    net->forward(&t->m, nb, 1);
+    double loss = rt_xent_forward(&t->m.ctx, t->probs, t->m.logits, t->labels, nb, K);
+    long long correct = 0;
+    for (int j = 0; j < nb; j++)
+        correct += rt_drv_argmax(t->m.logits + (size_t)j * (size_t)K, K) == t->labels[j];
+    if (ranks) { /* the whole batch's loss and accuracy, and any stop signal, on every rank */
+        double agree[4] = {loss * nb, (double)correct, train_signal == SIGINT,
+                           train_signal == SIGTERM};
+        rt_mpi_sum_d(&t->mp, agree, 4);
+        loss = agree[0] / B;
+        correct = (long long)agree[1];
+        t->stop_sig = agree[3] > 0 ? SIGTERM : agree[2] > 0 ? SIGINT : 0;
+    }
     if (t->hook_nan == t->gstep + 1)
         loss = (double)NAN;
     if (!isfinite(loss)) {
         *bad = loss;
         return -1;
     }
-    for (int j = 0; j < B; j++)
-        t->part_correct += rt_drv_argmax(t->m.logits + (size_t)j * (size_t)K, K) == t->labels[j];
+    t->part_correct += correct;
     t->part_loss += loss * B;
     t->part_seen += B;
-    rt_xent_backward(&t->m.ctx, t->m.dlogits, t->probs, t->labels, B, K);
+    if (ranks)
+        rt_mpi_xent_backward(t->m.dlogits, t->probs, t->labels, nb, K, B);
+    else
+        rt_xent_backward(&t->m.ctx, t->m.dlogits, t->probs, t->labels, B, K);
     memset(t->m.grads, 0, net->nparams * sizeof *t->m.grads);
-    net->backward(&t->m, B);
+    net->backward(&t->m, nb);
+    rt_mpi_sum_f(&t->mp, t->m.grads, net->nparams);
     double lr = rt_lr_at(c, t->epoch + (double)t->step / t->steps);
     for (int i = 0; i < net->ntensors; i++) {
         const RtTensor *ten = &net->tensors[i];
@@ -573,7 +603,7 @@ static void epoch_order(Train *t)
 static int end_epoch(Train *t, const char *out, RtErr *err)
 {
     const RtTrainConfig *c = &t->cfg;
-    rt_drv_evaluate(&t->m, t->net, &t->test, t->probs, c->batch, &t->test_loss, &t->test_acc);
+    rt_drv_evaluate(&t->m, t->net, &t->test, t->probs, t->cap, &t->test_loss, &t->test_acc);
     if (t->hook_nan_test == t->epoch + 1)
         t->test_loss = (double)NAN;
     /* A diverged network: nothing of this epoch is logged or saved. */
@@ -588,10 +618,11 @@ static int end_epoch(Train *t, const char *out, RtErr *err)
     /* The logs first: a full disk stops the run here, before a checkpoint
      * claims an epoch the logs do not show. */
     char row[1024], path[4200];
+    int io = t->mp.rank == 0;     /* rank 0 alone writes logs and checkpoints */
     snprintf(row, sizeof row, "%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f,%.3f\n", t->epoch + 1, lr, tl,
              ta, t->test_loss, t->test_acc, ips, secs);
     path_join(path, sizeof path, out, "log.csv");
-    if (log_write(t->csv, path, row, err))
+    if (io && log_write(t->csv, path, row, err))
         return -1;
     char j[8][40];
     snprintf(row, sizeof row,
@@ -602,7 +633,7 @@ static int end_epoch(Train *t, const char *out, RtErr *err)
              jnum(j[4], 40, 0, 6, t->test_acc), jnum(j[5], 40, 0, 1, ips),
              jnum(j[6], 40, 0, 3, secs));
     path_join(path, sizeof path, out, "log.jsonl");
-    if (log_write(t->jsonl, path, row, err))
+    if (io && log_write(t->jsonl, path, row, err))
         return -1;
     if (!t->quiet) {
         if (t->tty)
@@ -623,13 +654,13 @@ static int end_epoch(Train *t, const char *out, RtErr *err)
     int improved = t->test_acc > t->best_acc;
     if (improved)
         t->best_acc = t->test_acc;
-    if (improved) {
+    if (improved && io) {
         path_join(path, sizeof path, out, "best.safetensors");
         if (train_save(t, path, err))
             return -1;
     }
     path_join(path, sizeof path, out, "last.safetensors");
-    if (train_save(t, path, err))
+    if (io && train_save(t, path, err))
         return -1;
     snprintf(t->last_good, sizeof t->last_good, "%s", path);
     return 0;
@@ -684,6 +715,36 @@ static long long env_ll(const char *name)
     return v && *v ? strtoll(v, NULL, 10) : 0;
 }
 
+/* What every rank must share: the program (network, provenance, layout),
+ * the command line, the data's labels and normalisation, and the state to
+ * start from (weights, momentum, position, random streams). */
+static uint64_t run_hash(const Train *t, int argc, char **argv)
+{
+    const RtNet *net = t->net;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const char *strs[] = {net->name, net->optc_version, net->command, net->spec, RT_VERSION};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (strs[i])
+            h = rt_mpi_hash(h, strs[i], strlen(strs[i]) + 1);
+    for (int i = 0; i < argc; i++)
+        h = rt_mpi_hash(h, argv[i], strlen(argv[i]) + 1);
+    for (int i = 0; i < net->ntensors; i++) {
+        const RtTensor *ten = &net->tensors[i];
+        h = rt_mpi_hash(h, ten->name, strlen(ten->name) + 1);
+        h = rt_mpi_hash(h, ten->dims, sizeof ten->dims);
+        h = rt_mpi_hash(h, &ten->offset, sizeof ten->offset);
+    }
+    h = rt_mpi_hash(h, t->m.params, net->nparams * sizeof *t->m.params);
+    h = rt_mpi_hash(h, t->m.buffers, net->nbuffers * sizeof *t->m.buffers);
+    h = rt_mpi_hash(h, t->mom, net->nparams * sizeof *t->mom);
+    h = rt_mpi_hash(h, t->train.y, (size_t)t->train.n);
+    h = rt_mpi_hash(h, &t->norm, sizeof t->norm);
+    int pos[4] = {t->epoch, t->step, t->steps, t->augment};
+    h = rt_mpi_hash(h, pos, sizeof pos);
+    h = rt_mpi_hash(h, &t->aug, sizeof t->aug);
+    return rt_mpi_hash(h, &t->m.rng, sizeof t->m.rng);
+}
+
 /* Train until the configured epochs are done. Returns the exit status. */
 static int train_loop(Train *t, const char *out)
 {
@@ -711,8 +772,10 @@ static int train_loop(Train *t, const char *out)
             t->images += c->batch;
             if (t->hook_interrupt == t->gstep)
                 raise(t->hook_sig);
-            if (train_signal) {
-                int sig = train_signal;
+            if (t->mp.size > 1 ? t->stop_sig : train_signal) {
+                int sig = t->mp.size > 1 ? t->stop_sig : train_signal;
+                if (t->mp.rank != 0)  /* rank 0 writes the checkpoint */
+                    return 128 + sig;
                 char path[4200];
                 path_join(path, sizeof path, out, "interrupted.safetensors");
                 /* part_seconds and wall_base are folded in by train_save. */
@@ -741,7 +804,7 @@ static int train_loop(Train *t, const char *out)
         }
     }
     if (!t->evaluated) { /* resumed at the very end: still report the weights */
-        rt_drv_evaluate(&t->m, t->net, &t->test, t->probs, c->batch, &t->test_loss, &t->test_acc);
+        rt_drv_evaluate(&t->m, t->net, &t->test, t->probs, t->cap, &t->test_loss, &t->test_acc);
         if (check_test_loss(t, &err)) {
             fprintf(stderr, "error: %s\n", err.msg);
             return 1;
@@ -750,11 +813,17 @@ static int train_loop(Train *t, const char *out)
     /* A finished run makes an older interrupted checkpoint stale. */
     char stale[4200];
     path_join(stale, sizeof stale, out, "interrupted.safetensors");
-    unlink(stale);
-    if (write_summary(t, out, &err)) {
+    if (t->mp.rank == 0)
+        unlink(stale);
+    if (t->mp.rank == 0 && write_summary(t, out, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 1;
     }
+    if (!t->quiet && t->mp.size > 1 && t->gstep > t->gstep0)
+        printf("mpi: %d ranks; per step %lld bytes of gradients and %lld bytes of BN sums "
+               "summed; %.3f s in the gradient allreduce\n", t->mp.size,
+               t->mp.reduce_bytes / (t->gstep - t->gstep0),
+               t->mp.sync_bytes / (t->gstep - t->gstep0), t->mp.reduce_seconds);
     if (!t->quiet)
         printf("done: %s test_acc=%.4f best_test_acc=%.4f; checkpoints and logs in %s\n",
                t->net->name, t->test_acc, t->best_acc, out);
@@ -827,6 +896,10 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
     struct sigaction sa, old_int, old_term;
     int installed = 0;
     rc = 1;
+    if (rt_mpi_start(&t->mp, &err))
+        goto fail;
+    if (t->mp.rank != 0)
+        t->quiet = 1;
     if (c->resume) {
         if (!(f = rt_st_open(c->resume, &err)))
             goto fail;
@@ -856,7 +929,7 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
         }
         c->out = out_store;
     }
-    if (prepare_out(c->out, &err))
+    if (t->mp.rank == 0 && prepare_out(c->out, &err))
         goto fail;
     rt_drv_set_threads(c->threads);
     if (rt_data_load_norm(&t->train, &t->test, c->data, c->limit, c->test_limit, net->in_c,
@@ -869,8 +942,24 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
                  c->batch);
         goto fail;
     }
-    if (rt_model_init(&t->m, net, c->batch, c->threads, c->seed, &err))
+    if (c->batch < t->mp.size) {
+        snprintf(err.msg, sizeof err.msg, "--batch %d is smaller than the %d ranks", c->batch,
+                 t->mp.size);
         goto fail;
+    }
+    rt_mpi_slice(&t->mp, c->batch, &t->off, &t->nb);
+    t->cap = rt_mpi_slice_max(&t->mp, c->batch);
+    if (rt_model_init(&t->m, net, t->cap, c->threads, c->seed, &err))
+        goto fail;
+    if (t->mp.size > 1) {
+        t->gx = malloc((size_t)c->batch * (size_t)net->in_c * (size_t)net->in_h *
+                       (size_t)net->in_w * sizeof *t->gx);
+        t->gy = malloc((size_t)c->batch);
+        if (!t->gx || !t->gy) {
+            snprintf(err.msg, sizeof err.msg, "out of memory");
+            goto fail;
+        }
+    }
     t->mom = calloc(net->nparams + 1, sizeof *t->mom);
     t->probs = malloc((size_t)c->batch * (size_t)net->classes * sizeof *t->probs);
     t->labels = malloc((size_t)c->batch);
@@ -888,11 +977,17 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
         rt_st_close(f);
         f = NULL;
     }
+    if (rt_mpi_same(&t->mp, run_hash(t, argc, argv), &err))
+        goto fail;
+    if (t->mp.size > 1)
+        t->m.ctx.sync = &t->mp.sync;
+    t->gstep0 = t->gstep;
     t->t_start = rt_drv_now();
-    if (!(t->csv = open_log(c->out, "log.csv",
+    if (t->mp.rank == 0 &&
+        (!(t->csv = open_log(c->out, "log.csv",
                             "epoch,lr,train_loss,train_acc,test_loss,test_acc,images_per_s,seconds",
                             c->resume != NULL, &err)) ||
-        !(t->jsonl = open_log(c->out, "log.jsonl", NULL, c->resume != NULL, &err)))
+         !(t->jsonl = open_log(c->out, "log.jsonl", NULL, c->resume != NULL, &err))))
         goto fail;
     t->tty = isatty(STDOUT_FILENO);
     t->hook_interrupt = env_ll("OPTC_TEST_INTERRUPT_AT");
@@ -908,6 +1003,9 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
                net->name, net->nparams, c->data, t->train.n, t->test.n, c->epochs, c->batch,
                c->lr, c->threads, c->seed, c->out, c->resume ? " resume=" : "",
                c->resume ? c->resume : "");
+    if (!t->quiet && t->mp.size > 1)
+        printf("mpi: %d ranks, %d to %d images each of every batch of %d\n", t->mp.size,
+               c->batch / t->mp.size, t->cap, c->batch);
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = train_on_signal;
     sigemptyset(&sa.sa_mask);
@@ -940,11 +1038,16 @@ done:
     free(t->probs);
     free(t->labels);
     free(t->order);
+    free(t->gx);
+    free(t->gy);
     rt_data_free(&t->train);
     rt_data_free(&t->test);
     if (t->m.params)
         rt_model_free(&t->m);
     free(data_store);
+    /* Ranks that all reached the same exit finish together; one leaving
+     * alone (an error only it saw) ends the job. */
+    rc = rt_mpi_finish(&t->mp, rc, rc == 0 || rc >= 128);
     free(t);
     return rc;
 }
