@@ -14,6 +14,8 @@
  *                             SIGTERM) after global step N (1-based)
  *   OPTC_TEST_NAN_AT=N        treat the loss of global step N as NaN
  *   OPTC_TEST_NAN_TEST_AT=E   treat the test loss after epoch E (1-based) as NaN
+ *   OPTC_TEST_KILL_RANK=R     with OPTC_TEST_INTERRUPT_AT=N under MPI: rank R dies of
+ *                             SIGKILL after step N instead (tests/test_mpi.c)
  *
  * No JSON file written here holds NaN or Inf: a non-finite test loss stops
  * the run (exit 1) before the logs and checkpoints of that epoch are
@@ -68,7 +70,7 @@ typedef struct {
     /* the last evaluation */
     double test_loss, test_acc;
     int evaluated;
-    long long hook_interrupt, hook_nan, hook_nan_test;
+    long long hook_interrupt, hook_nan, hook_nan_test, hook_kill;
     int hook_sig;
     char last_good[4200];
     FILE *csv, *jsonl;
@@ -770,8 +772,9 @@ static int train_loop(Train *t, const char *out)
             t->part_step_seconds += dt;
             t->step_seconds += dt;
             t->images += c->batch;
-            if (t->hook_interrupt == t->gstep)
-                raise(t->hook_sig);
+            if (t->hook_interrupt == t->gstep &&
+                (!t->hook_kill || t->hook_kill == t->mp.rank + 1))
+                raise(t->hook_kill ? SIGKILL : t->hook_sig);
             if (t->mp.size > 1 ? t->stop_sig : train_signal) {
                 int sig = t->mp.size > 1 ? t->stop_sig : train_signal;
                 if (t->mp.rank != 0)  /* rank 0 writes the checkpoint */
@@ -993,6 +996,8 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
     t->hook_interrupt = env_ll("OPTC_TEST_INTERRUPT_AT");
     t->hook_nan = env_ll("OPTC_TEST_NAN_AT");
     t->hook_nan_test = env_ll("OPTC_TEST_NAN_TEST_AT");
+    if (getenv("OPTC_TEST_KILL_RANK") && t->mp.size > 1)
+        t->hook_kill = env_ll("OPTC_TEST_KILL_RANK") + 1;
     {
         const char *s = getenv("OPTC_TEST_INTERRUPT_SIGNAL");
         t->hook_sig = s && strcmp(s, "TERM") == 0 ? SIGTERM : SIGINT;
