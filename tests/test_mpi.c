@@ -10,13 +10,16 @@
  * - a rank killed by SIGKILL ends the job with an error, no hang;
  * - SIGINT to mpirun stops every rank after one checkpoint;
  * - ranks started with different flags are refused.
- * Every case is skipped (a SKIPPED line, nothing asserted) when mpirun or
+ * And without MPI: the synchronised BN kernels, two threads standing in for
+ * two ranks, against one call on the whole batch.
+ * Every mpirun case is skipped (a SKIPPED line, nothing asserted) when mpirun or
  * the MPI runtime is missing, and under the sanitizers (Open MPI's own
  * allocations are reported as leaks). Every child runs under timeout(1):
  * a hang fails the case instead of the suite. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -359,9 +362,139 @@ START_TEST(mismatch_refused)
 }
 END_TEST
 
+/* --- synchronised BN without MPI --------------------------------------------
+ * Two threads play two ranks: each runs the BN kernels on its slice of the
+ * batch with a ctx->sync whose sum meets the other thread at a barrier and
+ * adds both buffers in rank order. */
+
+typedef struct {
+    pthread_barrier_t bar;
+    double *slot[2];
+} BnShared;
+
+typedef struct {
+    RtSync base;            /* first: the kernels hand back &base */
+    BnShared *sh;
+    int rank;
+} BnRank;
+
+static void bn_fake_sum(RtSync *s, double *buf, size_t n)
+{
+    BnRank *r = (BnRank *)(void *)s;
+    r->sh->slot[r->rank] = buf;
+    pthread_barrier_wait(&r->sh->bar);
+    double *sum = malloc(n * sizeof *sum);
+    for (size_t i = 0; sum && i < n; i++)
+        sum[i] = r->sh->slot[0][i] + r->sh->slot[1][i];
+    pthread_barrier_wait(&r->sh->bar);   /* both have read both buffers */
+    if (sum)
+        memcpy(buf, sum, n * sizeof *buf);
+    free(sum);
+}
+
+enum { BN_B = 7, BN_C = 3, BN_HW = 5 };
+
+typedef struct {
+    BnRank sync;
+    int off, nb;
+    const double *in, *dout, *gamma, *beta;
+    double out[BN_B * BN_C * BN_HW], din[BN_B * BN_C * BN_HW];
+    double mean[BN_C], rstd[BN_C], rm[BN_C], rv[BN_C], dg[BN_C], db[BN_C];
+} BnJob;
+
+static void *bn_rank_main(void *arg)
+{
+    BnJob *j = arg;
+    RtCtx ctx = {0};
+    ctx.threads = 1;
+    ctx.sync = &j->sync.base;
+    size_t o = (size_t)j->off * BN_C * BN_HW;
+    rt_bn_forward_train_d(&ctx, j->out, j->mean, j->rstd, j->rm, j->rv, j->in + o, j->gamma,
+                          j->beta, j->nb, BN_C, BN_HW, 0.1, 1e-5);
+    rt_bn_backward_d(&ctx, j->din, 0, j->dg, j->db, j->dout + o, j->in + o, j->mean, j->rstd,
+                     j->gamma, j->nb, BN_C, BN_HW);
+    return NULL;
+}
+
+START_TEST(sync_bn_two_threads)
+{
+    enum { N = BN_B * BN_C * BN_HW };
+    static double in[N], dout[N], out[N], din[N];
+    double gamma[BN_C], beta[BN_C], mean[BN_C], rstd[BN_C], rm[BN_C], rv[BN_C];
+    double dg[BN_C] = {0}, db[BN_C] = {0};
+    RtRng rng;
+    rt_rng_seed(&rng, 11);
+    for (int i = 0; i < N; i++) {
+        in[i] = 3.0 + 2.0 * rt_rng_normal(&rng);     /* a mean well away from 0 */
+        dout[i] = rt_rng_normal(&rng);
+    }
+    for (int c = 0; c < BN_C; c++) {
+        gamma[c] = 1.0 + 0.3 * rt_rng_normal(&rng);
+        beta[c] = 0.2 * rt_rng_normal(&rng);
+        rm[c] = 0.5;
+        rv[c] = 2.0;
+    }
+    RtCtx one = {0};
+    one.threads = 1;
+    rt_bn_forward_train_d(&one, out, mean, rstd, rm, rv, in, gamma, beta, BN_B, BN_C, BN_HW,
+                          0.1, 1e-5);
+    rt_bn_backward_d(&one, din, 0, dg, db, dout, in, mean, rstd, gamma, BN_B, BN_C, BN_HW);
+
+    BnShared sh;
+    ck_assert_int_eq(pthread_barrier_init(&sh.bar, NULL, 2), 0);
+    static BnJob job[2];
+    memset(job, 0, sizeof job);
+    int nbs[2] = {4, 3};                /* uneven slices, as rt_mpi_slice cuts 7 over 2 */
+    for (int r = 0; r < 2; r++) {
+        job[r].sync.base.sum = bn_fake_sum;
+        job[r].sync.sh = &sh;
+        job[r].sync.rank = r;
+        job[r].off = r ? nbs[0] : 0;
+        job[r].nb = nbs[r];
+        job[r].in = in;
+        job[r].dout = dout;
+        job[r].gamma = gamma;
+        job[r].beta = beta;
+        for (int c = 0; c < BN_C; c++) {
+            job[r].rm[c] = 0.5;
+            job[r].rv[c] = 2.0;
+        }
+    }
+    pthread_t th[2];
+    for (int r = 0; r < 2; r++)
+        ck_assert_int_eq(pthread_create(&th[r], NULL, bn_rank_main, &job[r]), 0);
+    for (int r = 0; r < 2; r++)
+        ck_assert_int_eq(pthread_join(th[r], NULL), 0);
+    pthread_barrier_destroy(&sh.bar);
+
+    const double tol = 1e-12;
+    for (int r = 0; r < 2; r++) {
+        size_t o = (size_t)job[r].off * BN_C * BN_HW, n = (size_t)job[r].nb * BN_C * BN_HW;
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_double_eq_tol(job[r].out[i], out[o + i], tol);
+            ck_assert_double_eq_tol(job[r].din[i], din[o + i], tol);
+        }
+        for (int c = 0; c < BN_C; c++) {
+            ck_assert_double_eq_tol(job[r].mean[c], mean[c], tol);
+            ck_assert_double_eq_tol(job[r].rstd[c], rstd[c], tol);
+            ck_assert_double_eq_tol(job[r].rm[c], rm[c], tol);
+            ck_assert_double_eq_tol(job[r].rv[c], rv[c], tol);   /* unbiased, global count */
+        }
+    }
+    for (int c = 0; c < BN_C; c++) {   /* parameter gradients: each rank its own share */
+        ck_assert_double_eq_tol(job[0].dg[c] + job[1].dg[c], dg[c], tol);
+        ck_assert_double_eq_tol(job[0].db[c] + job[1].db[c], db[c], tol);
+        ck_assert(fabs(job[0].db[c] - db[c]) > 1e-6);   /* not the whole batch's */
+    }
+}
+END_TEST
+
 static Suite *mpi_suite(void)
 {
     Suite *s = suite_create("mpi");
+    TCase *tk = tcase_create("sync_bn");
+    tcase_add_test(tk, sync_bn_two_threads);
+    suite_add_tcase(s, tk);
     TCase *tc = tcase_create("mpirun");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, plain_runtime_mpi_free);
