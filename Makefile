@@ -48,9 +48,9 @@ $(O)/grammar/lexer.c $(O)/grammar/lexer.h &: grammar/lexer.l $(O)/grammar/parser
 	flex --header-file=$(O)/grammar/lexer.h -o $(O)/grammar/lexer.c $<
 # Generated scanners and parsers are not held to every warning.
 GEN_CFLAGS = $(filter-out -Wmissing-prototypes -Wswitch-default -Wnull-dereference -Wcast-qual -Wpedantic,$(CFLAGS)) -Wno-unused-function -Wno-sign-compare -Wno-unused-parameter
-$(O)/grammar/parser.o: $(O)/grammar/parser.c $(O)/grammar/lexer.h
+$(O)/grammar/parser.o: $(O)/grammar/parser.c $(O)/grammar/lexer.h $(wildcard compiler/*.h)
 	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
-$(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h
+$(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h $(wildcard compiler/*.h)
 	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
 
 # --- objects ----------------------------------------------------------------

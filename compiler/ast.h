@@ -13,6 +13,10 @@
 #define AST_MAX_DEPTH 500
 #define AST_MAX_NESTING 200
 
+/* Expr.ref of a name that sema has not resolved, and of the step index k. */
+#define AST_UNRESOLVED (-2)
+#define AST_STEP (-1)
+
 typedef enum { EX_NUM, EX_NAME, EX_INDEX, EX_CALL, EX_NEG, EX_ADD, EX_SUB, EX_MUL, EX_DIV } ExprKind;
 
 typedef struct Expr Expr;
@@ -28,6 +32,11 @@ struct Expr {
     ExprKind kind;
     Span span;
     int depth;
+    /* Resolved by sema (ast_expr sets ref to AST_UNRESOLVED): for EX_NAME
+     * the parameter index, AST_STEP for k; for EX_INDEX the sequence index
+     * and the index form s[k+off] (abs false) or s[off] (abs true). */
+    int ref, off;
+    bool abs;
     union {
         double num;                                              /* EX_NUM */
         const char *name;                                        /* EX_NAME */
@@ -142,6 +151,7 @@ typedef struct {
     PVal *defaults;         /* per parameter */
     bool *overridden;       /* per parameter: a -D set it for all uses */
     PVal *override;
+    PVal *values;           /* per parameter: the value in effect (default, then -D) */
     bool ok;
 } OptInfo;
 
@@ -161,8 +171,8 @@ typedef struct {
 typedef struct {
     Span span;
     int opt;                /* OptInfo index */
-    Arg **args;
-    int nargs;
+    PVal *pv;               /* per optimizer parameter: default, then the
+                             * stage's argument, then -D (resolved once) */
     int steps, width, stride;   /* width 0: keep the input channels */
 } StageInfo;
 

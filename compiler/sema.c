@@ -169,9 +169,9 @@ typedef struct {
 
 #define TERR(...) do { if (t->report) diag_error(t->S->d, __VA_ARGS__); return TY_ERR; } while (0)
 
-static int type_expr(TyCtx *t, const Expr *e);
+static int type_expr(TyCtx *t, Expr *e);
 
-static int type_index(TyCtx *t, const Expr *e)
+static int type_index(TyCtx *t, Expr *e)
 {
     const OptDecl *o = t->oi->decl;
     const char *n = e->u.index.name;
@@ -187,6 +187,9 @@ static int type_index(TyCtx *t, const Expr *e)
     bool abs;
     if (!sema_index_form(e->u.index.index, &off, &abs))
         TERR(e->u.index.index->span, "index must be k, k+N, k-N or 0");
+    e->ref = si;
+    e->off = off;
+    e->abs = abs;
     if (abs && off != 0)
         TERR(e->u.index.index->span, "a constant index must be 0");
     if (!abs && off > 1)
@@ -215,7 +218,7 @@ static int type_index(TyCtx *t, const Expr *e)
     return s->tensor ? TY_T : TY_S;
 }
 
-static int type_call(TyCtx *t, const Expr *e)
+static int type_call(TyCtx *t, Expr *e)
 {
     const char *f = e->u.call.name;
     int n = e->u.call.nargs;
@@ -257,7 +260,9 @@ static int type_call(TyCtx *t, const Expr *e)
     return res;
 }
 
-static int type_expr(TyCtx *t, const Expr *e)
+/* The type of e (TY_S, TY_T or TY_ERR); resolves the names in e (Expr.ref,
+ * off, abs) for unroll on the way. */
+static int type_expr(TyCtx *t, Expr *e)
 {
     const OptDecl *o = t->oi->decl;
     int a, b;
@@ -266,12 +271,14 @@ static int type_expr(TyCtx *t, const Expr *e)
         return TY_S;
     case EX_NAME:
         if (strcmp(e->u.name, "k") == 0) {
+            e->ref = AST_STEP;
             if (t->init)
                 TERR(e->span, "an initial value must be a constant");
             return TY_S;
         }
-        if (sema_find_param(o, e->u.name) >= 0)
+        if ((e->ref = sema_find_param(o, e->u.name)) >= 0)
             return TY_S;
+        e->ref = AST_UNRESOLVED;
         if (sema_find_seq(t->oi, e->u.name) >= 0)
             TERR(e->span, "'%s' is a sequence: index it, as in %s[k]", e->u.name, e->u.name);
         TERR(e->span, "unknown name '%s'", e->u.name);
@@ -638,23 +645,25 @@ static void parse_stage(Sema *S, const Item *it, StageInfo *st)
         return;
     }
     const OptDecl *od = S->s->optd[st->opt];
-    st->args = o->args;
-    st->nargs = o->nargs;
+    const OptInfo *oi = &S->s->opts[st->opt];
+    st->pv = arena_alloc(S->a, sizeof(PVal) * (size_t)(od->nparams + 1));
+    for (int i = 0; i < od->nparams && oi->defaults; i++)
+        st->pv[i] = oi->defaults[i];
     for (int i = 0; i < o->nargs; i++) {
         const Arg *a = o->args[i];
-        PVal pv;
+        int pi;
         if (!a->name) {
             diag_error(d, a->span, "stage arguments are named: %s(param = value)", od->name);
             continue;
         }
-        if (sema_find_param(od, a->name) < 0) {
+        if ((pi = sema_find_param(od, a->name)) < 0) {
             diag_error(d, a->name_span, "optimizer '%s' has no parameter '%s'", od->name, a->name);
             continue;
         }
         for (int j = 0; j < i; j++)
             if (o->args[j]->name && strcmp(o->args[j]->name, a->name) == 0)
                 diag_error(d, a->name_span, "duplicate argument '%s'", a->name);
-        sema_pval(d, a->value, &pv);
+        sema_pval(d, a->value, &st->pv[pi]);
     }
     bool seen[3] = { false, false, false };
     for (int i = 1; i < g->natoms; i += 2) {
@@ -936,6 +945,30 @@ static void apply_stage_define(Sema *S, int di, NetInfo *ni, int stage, bool ste
         ni->stages[stage - 1].width = (int)v;
 }
 
+/* The parameter values in effect, resolved once for unroll: per optimizer
+ * (default, then -D) and per stage (default, then its argument, then -D). */
+static void resolve_values(Spec *s)
+{
+    for (int i = 0; i < s->nopt; i++) {
+        OptInfo *oi = &s->opts[i];
+        int np = s->optd[i]->nparams;
+        if (!oi->defaults)      /* unchecked: it has a syntax error */
+            continue;
+        oi->values = arena_alloc(s->arena, sizeof(PVal) * (size_t)(np + 1));
+        for (int j = 0; j < np; j++)
+            oi->values[j] = oi->overridden[j] ? oi->override[j] : oi->defaults[j];
+    }
+    for (int n = 0; n < s->nnet; n++)
+        for (int j = 0; j < s->nets[n].nstages; j++) {
+            StageInfo *st = &s->nets[n].stages[j];
+            if (st->opt < 0 || !st->pv || !s->opts[st->opt].defaults)
+                continue;
+            for (int p = 0; p < s->optd[st->opt]->nparams; p++)
+                if (s->opts[st->opt].overridden[p])
+                    st->pv[p] = s->opts[st->opt].override[p];
+        }
+}
+
 static void apply_defines(Sema *S)
 {
     Spec *s = S->s;
@@ -986,6 +1019,7 @@ static void apply_defines(Sema *S)
         if (!S->def_used[di])
             diag_error_noloc(S->d, "<command line>", "-D %s matches no optimizer parameter or stage", df->name);
     }
+    resolve_values(s);
 }
 
 /* ---- entry points -------------------------------------------------------- */

@@ -570,6 +570,55 @@ START_TEST(test_shared_weights)
 }
 END_TEST
 
+/* Parameter values are resolved once by sema: default, then the stage's
+ * argument, then -D; unroll reads them per stage. */
+START_TEST(test_stage_args)
+{
+    static const char src[] =
+        "optimizer hb(beta = 0.9) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+        "network n { input 3x8x8; classes 10; stem conv3x3(4); grad = bn, relu, conv3x3;\n"
+        "  stage hb(beta = 1 - 1 / 2) steps 3; stage hb steps 3; stage hb(beta = learned(0.3)) steps 2;\n"
+        "  head gap, linear; }\n";
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *s = fe_load_string(a, "args.opt", src, sizeof src - 1, NULL, 0, stderr, &nerr);
+    ck_assert(s != NULL);
+    IrGraph *g = fe_unroll(a, s, NULL, stderr, &nerr);
+    ck_assert(g != NULL);
+    ck_assert_double_eq_tol(find_node(g, "stage1.x2")->u.sum.coef[0].c0, 1.5, 1e-15);
+    ck_assert_double_eq_tol(find_node(g, "stage2.x2")->u.sum.coef[0].c0, 1.9, 1e-15);
+    ck_assert_int_eq(find_node(g, "stage3.x2")->u.sum.coef[0].nterms, 1);
+    ck_assert_int_eq(count_kind(g, PK_SCALAR), 2);
+    /* -D overrides every use, stage arguments included */
+    Define d[] = { { "hb.beta", "0.2" } };
+    s = fe_load_string(a, "args.opt", src, sizeof src - 1, d, 1, stderr, &nerr);
+    ck_assert(s != NULL);
+    g = fe_unroll(a, s, NULL, stderr, &nerr);
+    ck_assert(g != NULL);
+    for (int st = 1; st <= 3; st++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "stage%d.x2", st);
+        ck_assert_int_eq(find_node(g, nm)->u.sum.coef[0].nterms, 0);
+        ck_assert_double_eq_tol(find_node(g, nm)->u.sum.coef[0].c0, 1.2, 1e-15);
+    }
+    ck_assert_int_eq(count_kind(g, PK_SCALAR), 0);
+    /* a bad stage argument is reported once, at load */
+    static const char bad[] =
+        "optimizer hb(beta = 0.9) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+        "network n { input 3x8x8; classes 10; stem conv3x3(4); grad = bn, relu, conv3x3;\n"
+        "  stage hb(beta = 1 / 0) steps 3; head gap, linear; }\n";
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    ck_assert(fe_load_string(a, "bad.opt", bad, sizeof bad - 1, NULL, 0, m, &nerr) == NULL);
+    fclose(m);
+    ck_assert_int_eq(nerr, 1);
+    ck_assert(strstr(buf, "division by zero") != NULL);
+    free(buf);
+    arena_free(a);
+}
+END_TEST
+
 START_TEST(test_theory_shared_u)
 {
     Arena *a = arena_new();
@@ -666,6 +715,7 @@ static Suite *frontend_suite(void)
     tcase_add_test(tc, test_nesterov_fista);
     tcase_add_test(tc, test_defines);
     tcase_add_test(tc, test_shared_weights);
+    tcase_add_test(tc, test_stage_args);
     tcase_add_test(tc, test_theory_shared_u);
     tcase_add_test(tc, test_unroll_optimizer);
     tcase_add_test(tc, test_cli_status);
