@@ -1,6 +1,7 @@
 /* frontend.h — the front end's API: arena, spec loading (lex, parse, sema),
  * unrolling to the IR of ir.h, and the IR printers. Implemented by arena.c,
- * diag.c, the grammar, sema.c, unroll.c, ir_print.c, emit_dot.c. */
+ * diag.c, the grammar, load.c (driving sema.c, network.c, unroll.c),
+ * ir_print.c, emit_dot.c. */
 #ifndef OPTC_FRONTEND_H
 #define OPTC_FRONTEND_H
 
