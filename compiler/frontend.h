@@ -5,6 +5,7 @@
 #ifndef OPTC_FRONTEND_H
 #define OPTC_FRONTEND_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include "ir.h"
 
@@ -38,6 +39,11 @@ int         fe_network_count(const Spec *s);
 const char *fe_network_name(const Spec *s, int i);
 int         fe_optimizer_count(const Spec *s);
 const char *fe_optimizer_name(const Spec *s, int i);
+/* Optimizer i's parameters as in effect after -D (the network-less values
+ * fe_unroll_optimizer uses): the name of parameter j, its value in *value
+ * and whether it is learned (*value is then its initial value). */
+int         fe_optimizer_param_count(const Spec *s, int i);
+const char *fe_optimizer_param(const Spec *s, int i, int j, double *value, bool *learned);
 
 /* Unroll network net (NULL: the first in the file) into an IR graph with
  * every shape known and every fixed scalar folded. NULL on error. */

@@ -126,6 +126,15 @@ int fe_network_count(const Spec *s) { return s->nnet; }
 const char *fe_network_name(const Spec *s, int i) { return s->netd[i]->name; }
 int fe_optimizer_count(const Spec *s) { return s->nopt; }
 const char *fe_optimizer_name(const Spec *s, int i) { return s->optd[i]->name; }
+int fe_optimizer_param_count(const Spec *s, int i) { return s->optd[i]->nparams; }
+
+const char *fe_optimizer_param(const Spec *s, int i, int j, double *value, bool *learned)
+{
+    const PVal *v = &s->opts[i].values[j];
+    *value = v->value;
+    *learned = v->learned;
+    return s->optd[i]->params[j]->name;
+}
 
 static int net_index(Diag *d, const Spec *s, const char *net)
 {

@@ -27,6 +27,7 @@ typedef struct {
     bool failed;
     /* the stage being unrolled */
     int stage, step, stride, width;
+    int at_stage, at_step;      /* stamped on new nodes (IrNode.stage/step) */
     bool transition;
     IrShape old_shape, new_shape;
     int sc_from[64], sc_to[64], nsc;   /* shortcut memo: older state -> its shortcut */
@@ -93,6 +94,8 @@ static int add_node(U *u, IrOp op, const char *name, int nin, const int *in, IrS
     n->id = u->nnodes;
     n->op = op;
     n->name = name;
+    n->stage = u->at_stage;
+    n->step = u->at_step;
     n->nin = nin;
     int *ins = arena_alloc(u->a, sizeof(int) * (size_t)(nin + 1));
     if (nin)
@@ -643,6 +646,7 @@ static int run_stage(U *u, int opt, const PVal *pv, int steps, int x0, Span sp)
     }
     for (int k = 0; k < steps; k++) {
         u->step = k;
+        u->at_step = k;
         u->grad_occ = 0;
         for (int i = 0; i < o->nparams; i++) {
             if (!u->pv[i].learned)
@@ -675,6 +679,7 @@ static int run_stage(U *u, int opt, const PVal *pv, int steps, int x0, Span sp)
             u->set[si][j] = true;
         }
     }
+    u->at_step = -1;
     const Val *xo = &u->vals[oi->state][steps];
     if (xo->n == 0)
         return fail(u, sp, "the stage output is identically zero"), -1;
@@ -696,7 +701,7 @@ static IrGraph *finish(U *u, IrGraph *g, int output)
 IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
 {
     const NetInfo *ni = &s->nets[net];
-    U u = { .a = a, .d = d, .s = s, .ni = ni, .sc_weight = -1 };
+    U u = { .a = a, .d = d, .s = s, .ni = ni, .sc_weight = -1, .at_stage = -1, .at_step = -1 };
     IrGraph *g = arena_alloc(a, sizeof *g);
     g->name = ni->decl->name;
     g->spec_path = s->path;
@@ -729,7 +734,9 @@ IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
         u.sc_weight = -1;
         if (ni->ngrad == 1 && ni->grad[0].kind == L_EXACT && u.transition)
             return fail(&u, st->span, "exact(...) keeps the state's shape: a stage cannot change width or stride"), NULL;
+        u.at_stage = u.stage;
         cur = run_stage(&u, st->opt, st->pv, st->steps, cur, st->span);
+        u.at_stage = -1;
         if (cur >= 0 && u.transition && !same_shape(nshape(&u, cur), u.new_shape)) {
             diag_error(d, st->span, "stage output has shape %s, expected %s", shape_str(&u, nshape(&u, cur)),
                        shape_str(&u, u.new_shape));
@@ -746,7 +753,7 @@ IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
 
 IrGraph *unroll_optimizer(Arena *a, const Spec *s, int opt, int steps, IrShape st, Diag *d)
 {
-    U u = { .a = a, .d = d, .s = s, .sc_weight = -1 };
+    U u = { .a = a, .d = d, .s = s, .sc_weight = -1, .at_stage = -1, .at_step = -1 };
     IrGraph *g = arena_alloc(a, sizeof *g);
     g->name = s->optd[opt]->name;
     g->spec_path = s->path;
@@ -757,6 +764,7 @@ IrGraph *unroll_optimizer(Arena *a, const Spec *s, int opt, int steps, IrShape s
     }
     int x0 = add_node(&u, OP_INPUT, "x0", 0, NULL, st, s->optd[opt]->name_span);
     u.width = st.c;
+    u.at_stage = 1;     /* the optimizer alone is one stage */
     int out = x0 < 0 ? -1 : run_stage(&u, opt, s->opts[opt].values, steps, x0, s->optd[opt]->name_span);
     return out < 0 ? NULL : finish(&u, g, out);
 }

@@ -602,6 +602,16 @@ START_TEST(test_stage_args)
         ck_assert_double_eq_tol(find_node(g, nm)->u.sum.coef[0].c0, 1.2, 1e-15);
     }
     ck_assert_int_eq(count_kind(g, PK_SCALAR), 0);
+    double v = 0;
+    bool learned = true;
+    ck_assert_int_eq(fe_optimizer_param_count(s, 0), 1);
+    ck_assert_str_eq(fe_optimizer_param(s, 0, 0, &v, &learned), "beta");
+    ck_assert(v == 0.2 && !learned);
+    Define dl[] = { { "beta", "learned(0.125)" } };
+    s = fe_load_string(a, "args.opt", src, sizeof src - 1, dl, 1, stderr, &nerr);
+    ck_assert(s != NULL);
+    fe_optimizer_param(s, 0, 0, &v, &learned);
+    ck_assert(v == 0.125 && learned);
     /* a bad stage argument is reported once, at load */
     static const char bad[] =
         "optimizer hb(beta = 0.9) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
@@ -615,6 +625,68 @@ START_TEST(test_stage_args)
     ck_assert_int_eq(nerr, 1);
     ck_assert(strstr(buf, "division by zero") != NULL);
     free(buf);
+    arena_free(a);
+}
+END_TEST
+
+/* IrNode.stage/step agree with the names unroll gives (stageN.stepK...,
+ * stageN.xJ made by step J-1; stem, trans and head outside the stages). */
+START_TEST(test_stage_step_fields)
+{
+    static const char *const nets[][2] = { { "examples/heavy_ball.opt", "hb20_cifar" },
+                                           { "examples/densenet.opt", NULL },
+                                           { "examples/nesterov.opt", NULL } };
+    for (size_t t = 0; t < sizeof nets / sizeof nets[0]; t++) {
+        Arena *a = arena_new();
+        IrGraph *g = load_net(a, nets[t][0], nets[t][1], NULL, 0);
+        int nstage = 0, nstep = 0;
+        for (int i = 0; i < g->nnodes; i++) {
+            const IrNode *n = &g->nodes[i];
+            int st = -1, sp = -1, j, len = 0;
+            if (sscanf(n->name, "stage%d.step%d.%n", &st, &sp, &len) == 2 && len > 0) {
+            } else if (sscanf(n->name, "stage%d.x%d%n", &st, &j, &len) == 2 && n->name[len] == 0) {
+                sp = j - 1;
+            } else if (sscanf(n->name, "stage%d.%n", &st, &len) == 1 && len > 0) {
+                sp = n->step;       /* shortcuts, other sequences: the step that needed them */
+            } else {
+                st = -1;
+            }
+            ck_assert_msg(n->stage == st, "%s: stage %d, expected %d", n->name, n->stage, st);
+            ck_assert_msg(n->step == sp, "%s: step %d, expected %d", n->name, n->step, sp);
+            ck_assert(n->stage == -1 || n->step >= 0);
+            nstage += n->stage > 0;
+            nstep += n->step >= 0;
+        }
+        ck_assert_int_gt(nstage, 0);
+        ck_assert_int_eq(nstep, nstage);
+        ck_assert_int_eq(g->nodes[0].stage, -1);
+        ck_assert_int_eq(g->nodes[g->output].stage, -1);
+        /* dot's clusters come from the fields */
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&buf, &len);
+        ir_dot(m, g);
+        fclose(m);
+        static const char *const cl[] = { "cluster_stem", "cluster_stage1", "cluster_stage2", "cluster_head" };
+        for (size_t c = 0; c < sizeof cl / sizeof cl[0]; c++)
+            ck_assert_msg(strstr(buf, cl[c]) != NULL, "%s: no %s", g->name, cl[c]);
+        ck_assert(strstr(buf, "cluster_trans1") != NULL || t != 1);
+        ck_assert(strstr(buf, "cluster_trans") == NULL || t == 1);
+        free(buf);
+        arena_free(a);
+    }
+    /* the optimizer alone: one stage, x0 outside it */
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *s = fe_load(a, "examples/heavy_ball.opt", NULL, 0, stderr, &nerr);
+    IrGraph *g = fe_unroll_optimizer(a, s, "heavy_ball", 3, (IrShape){ 2, 1, 1 }, stderr, &nerr);
+    ck_assert(g != NULL);
+    ck_assert_int_eq(g->nodes[0].stage, -1);
+    for (int i = 1; i < g->nnodes; i++) {
+        ck_assert_int_eq(g->nodes[i].stage, 1);
+        ck_assert(g->nodes[i].step >= 0 && g->nodes[i].step < 3);
+    }
+    ck_assert_int_eq(g->nodes[g->output].step, 2);
     arena_free(a);
 }
 END_TEST
@@ -716,6 +788,7 @@ static Suite *frontend_suite(void)
     tcase_add_test(tc, test_defines);
     tcase_add_test(tc, test_shared_weights);
     tcase_add_test(tc, test_stage_args);
+    tcase_add_test(tc, test_stage_step_fields);
     tcase_add_test(tc, test_theory_shared_u);
     tcase_add_test(tc, test_unroll_optimizer);
     tcase_add_test(tc, test_cli_status);
