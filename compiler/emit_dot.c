@@ -4,12 +4,6 @@
 #include "diag.h"
 #include "frontend.h"
 
-static const char *const op_text[] = {
-#define OP(name, text, np) text,
-#include "ops.def"
-#undef OP
-};
-
 /* The cluster of each node, from its stage field: stage N's nodes are
  * "stageN"; the others lie before the first stage ("stem"), between stages
  * N and N+1 ("transN") or after the last ("head"); the input (node 0) is in
@@ -40,7 +34,7 @@ static void node_line(FILE *out, const IrNode *n)
 {
     const char *fill = n->op == OP_SUM ? "lightyellow" : n->op == OP_CONV ? "lightblue"
                      : n->op == OP_CONCAT ? "lightpink" : n->op == OP_PAD ? "lightgrey" : "white";
-    fprintf(out, "    n%d [label=\"%s\\n%s\\n%dx%dx%d\", fillcolor=%s];\n", n->id, op_text[n->op], n->name,
+    fprintf(out, "    n%d [label=\"%s\\n%s\\n%dx%dx%d\", fillcolor=%s];\n", n->id, ir_op_name(n->op), n->name,
             n->shape.c, n->shape.h, n->shape.w, fill);
 }
 

@@ -26,6 +26,12 @@ typedef struct { const char *name, *value; } Define;
 
 typedef struct Spec Spec;
 
+/* The whole file at path, NUL-terminated (embedded NULs kept), for the
+ * caller to free; its size in *len when len is given. NULL with errno set
+ * when it cannot be opened or read (EFBIG: larger than limit bytes). The
+ * one file reader of the compiler. */
+char *fe_read_file(const char *path, size_t limit, size_t *len);
+
 /* Parse and check a spec. Diagnostics (file:line:col, source line, carets)
  * go to diag. Returns NULL when there were errors (*nerrors > 0). */
 Spec *fe_load(Arena *a, const char *path, const Define *defs, int ndefs,
@@ -55,6 +61,9 @@ IrGraph *fe_unroll(Arena *a, const Spec *s, const char *net, FILE *diag, int *ne
  * the final x[steps]. For optc analyze. */
 IrGraph *fe_unroll_optimizer(Arena *a, const Spec *s, const char *opt, int steps,
                              IrShape state, FILE *diag, int *nerrors);
+
+/* An op's name in the spec and the printers ("conv", "sum"...). */
+const char *ir_op_name(IrOp op);
 
 /* Printers: one op per line with shapes; Graphviz. */
 void ir_print(FILE *out, const IrGraph *g);

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "rt_defaults.h"
 
 typedef enum {
 #define OP(name, text, np) OP_##name,

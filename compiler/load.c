@@ -79,41 +79,58 @@ Spec *fe_load_string(Arena *a, const char *name, const char *src, size_t len,
     return d.nerrors ? NULL : s;
 }
 
-Spec *fe_load(Arena *a, const char *path, const Define *defs, int ndefs, FILE *diag, int *nerrors)
+char *fe_read_file(const char *path, size_t limit, size_t *len)
 {
     FILE *f = fopen(path, "rb");
-    Diag d;
-    diag_init(&d, a, diag, path, "", 0);
-    if (!f) {
-        diag_error_noloc(&d, path, "cannot open: %s", strerror(errno));
-        *nerrors = d.nerrors;
+    if (!f)
         return NULL;
-    }
-    size_t cap = 4096, len = 0;
+    size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
-    for (;;) {
-        if (len == cap) {
-            if (cap > MAX_SPEC_BYTES)
-                break;
-            cap *= 2;
-            char *nb = realloc(buf, cap);
+    int err = buf ? 0 : ENOMEM;
+    while (!err) {
+        if (n + 1 == cap) {
+            char *nb = cap > limit ? NULL : realloc(buf, cap * 2);
             if (!nb) {
-                free(buf);
-                fclose(f);
-                DIAG_BUG("out of memory");
+                err = cap > limit ? EFBIG : ENOMEM;
+                break;
             }
             buf = nb;
+            cap *= 2;
         }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        if (n == 0)
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
             break;
-        len += n;
     }
-    bool err = ferror(f);
+    if (!err && ferror(f))
+        err = EIO;
+    if (!err && n > limit)
+        err = EFBIG;
     fclose(f);
     if (err) {
         free(buf);
-        diag_error_noloc(&d, path, "read error");
+        errno = err;
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}
+
+Spec *fe_load(Arena *a, const char *path, const Define *defs, int ndefs, FILE *diag, int *nerrors)
+{
+    size_t len;
+    char *buf = fe_read_file(path, MAX_SPEC_BYTES, &len);
+    if (!buf) {
+        Diag d;
+        diag_init(&d, a, diag, path, "", 0);
+        if (errno == EFBIG)
+            diag_error_noloc(&d, NULL, "spec larger than %d bytes", MAX_SPEC_BYTES);
+        else if (errno == EIO)
+            diag_error_noloc(&d, path, "read error");
+        else
+            diag_error_noloc(&d, path, "cannot open: %s", strerror(errno));
         *nerrors = d.nerrors;
         return NULL;
     }

@@ -230,7 +230,7 @@ static void check_network(NetCtx *S, NetInfo *ni, NetDecl *nd)
     Diag *d = S->d;
     ni->decl = nd;
     ni->shortcut = SC_PAD;
-    ni->train = (IrTrain){ .epochs = 10, .batch = 128, .lr = 0.1, .momentum = 0.9,
+    ni->train = (IrTrain){ .epochs = 10, .batch = RT_DEFAULT_BATCH, .lr = 0.1, .momentum = 0.9,
                            .weight_decay = 5e-4, .schedule = SCHED_COSINE, .step_gamma = 0.1 };
     ni->stages = arena_alloc(S->a, sizeof(StageInfo) * (size_t)(nd->nitems + 1));
     ni->stem = arena_alloc(S->a, sizeof(Layer));

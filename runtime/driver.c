@@ -294,7 +294,7 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
                        opts, 1, argc, argv);
     if (rc)
         return rc == 1 ? 0 : rc;
-    int B = net->defaults.batch > 0 ? net->defaults.batch : 128;
+    int B = net->defaults.batch > 0 ? net->defaults.batch : RT_DEFAULT_BATCH;
     size_t act_bytes = net->act_elems(B) * sizeof(float);
     size_t param_bytes = net->nparams * sizeof(float);
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
@@ -347,7 +347,7 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
 static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
 {
     const char *weights = NULL, *data = NULL;
-    int batch = net->defaults.batch > 0 ? net->defaults.batch : 128;
+    int batch = net->defaults.batch > 0 ? net->defaults.batch : RT_DEFAULT_BATCH;
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
     int test_limit = 0, limit = 0;
     RtDrvOpt opts[] = {
@@ -444,7 +444,7 @@ static double median(double *v, int n)
 
 static int cmd_bench(const RtNet *net, const char *prog, int argc, char **argv)
 {
-    int batch = 128, iters = 10, warmup = 3;
+    int batch = RT_DEFAULT_BATCH, iters = 10, warmup = 3;
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
     uint64_t seed = 1;
     RtDrvOpt opts[] = {

@@ -587,7 +587,7 @@ START_TEST(test_plan_memory_check)
     Plan *p = plan_build(g, stderr);
     ck_assert_ptr_nonnull(p);
     int B = plan_default_batch(g);
-    ck_assert_int_eq(B, g->train.batch > 0 ? g->train.batch : 128);
+    ck_assert_int_eq(B, g->train.batch > 0 ? g->train.batch : RT_DEFAULT_BATCH);
     PlanMemory m = plan_memory(p, g, B);
     double e = sizeof(float);
     ck_assert(m.params == (double)p->nparams * e);

@@ -3,10 +3,12 @@
  * coefficients; -D; golden diagnostics of tests/bad; hostile inputs. */
 #include <check.h>
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli.h"
 #include "frontend.h"
 #include "tmain.h"
@@ -358,19 +360,7 @@ END_TEST
 
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(m);
-    fclose(f);
-    return buf;
+    return fe_read_file(path, 1 << 24, NULL);
 }
 
 START_TEST(test_golden_diagnostics)
@@ -691,6 +681,40 @@ START_TEST(test_stage_step_fields)
 }
 END_TEST
 
+/* The compiler's one file reader: whole file, NUL kept, errno on failure,
+ * the size limit honoured; ir_op_name names every op. */
+START_TEST(test_read_file_and_names)
+{
+    char path[] = "/tmp/optc-read-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    char data[10000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)(i % 251);
+    ck_assert_int_eq(write(fd, data, sizeof data), (int)sizeof data);
+    close(fd);
+    size_t len = 0;
+    char *b = fe_read_file(path, 1 << 20, &len);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(len, sizeof data);
+    ck_assert(memcmp(b, data, sizeof data) == 0 && b[len] == 0);
+    free(b);
+    errno = 0;
+    ck_assert_ptr_null(fe_read_file(path, 5000, &len));
+    ck_assert_int_eq(errno, EFBIG);
+    ck_assert_ptr_nonnull(b = fe_read_file(path, sizeof data, NULL));
+    free(b);
+    unlink(path);
+    errno = 0;
+    ck_assert_ptr_null(fe_read_file(path, 1 << 20, &len));
+    ck_assert_int_eq(errno, ENOENT);
+    for (int op = 0; op < OP_COUNT; op++)
+        ck_assert(ir_op_name((IrOp)op)[0] != '?');
+    ck_assert_str_eq(ir_op_name(OP_CONV), "conv");
+    ck_assert_str_eq(ir_op_name(OP_COUNT), "?");
+}
+END_TEST
+
 START_TEST(test_theory_shared_u)
 {
     Arena *a = arena_new();
@@ -789,6 +813,7 @@ static Suite *frontend_suite(void)
     tcase_add_test(tc, test_shared_weights);
     tcase_add_test(tc, test_stage_args);
     tcase_add_test(tc, test_stage_step_fields);
+    tcase_add_test(tc, test_read_file_and_names);
     tcase_add_test(tc, test_theory_shared_u);
     tcase_add_test(tc, test_unroll_optimizer);
     tcase_add_test(tc, test_cli_status);
