@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "cli.h"
 #include "frontend.h"
 #include "tmain.h"
 
@@ -758,47 +757,6 @@ START_TEST(test_unroll_optimizer)
 }
 END_TEST
 
-/* The CLI's exit statuses: 0 clean, 1 user error, 2 usage error. */
-START_TEST(test_cli_status)
-{
-    char c0[] = "check", e1[] = "examples/resnet.opt", e2[] = "examples/densenet.opt",
-         bad[] = "tests/bad/tensor_product.opt", missing[] = "tests/bad/no_such_file.opt",
-         dflag[] = "-D", dval[] = "resnet20_cifar.stage1.steps=4", dbad[] = "stage1.steps=0",
-         opt[] = "--frobnicate", help[] = "--help";
-    char *ok[] = { c0, e1, e2 };
-    ck_assert_int_eq(cmd_check(3, ok), 0);
-    char *withd[] = { c0, e1, dflag, dval };
-    ck_assert_int_eq(cmd_check(4, withd), 0);
-    char *badd[] = { c0, e1, dflag, dbad };
-    ck_assert_int_eq(cmd_check(4, badd), 1);
-    char *one_bad[] = { c0, e1, bad };
-    ck_assert_int_eq(cmd_check(3, one_bad), 1);
-    char *gone[] = { c0, missing };
-    ck_assert_int_eq(cmd_check(2, gone), 1);
-    char *none[] = { c0 };
-    ck_assert_int_eq(cmd_check(1, none), 2);
-    char *unk[] = { c0, opt, e1 };
-    ck_assert_int_eq(cmd_check(3, unk), 2);
-    CliArgs ca;
-    /* -D values are split in place (argv is writable), so use a fresh copy */
-    char ir[] = "ir", nflag[] = "-n", net[] = "resnet56_cifar", dval2[] = "resnet20_cifar.stage1.steps=4";
-    char *args[] = { ir, e1, nflag, net, dflag, dval2, help };
-    ck_assert_int_eq(cli_parse(&ca, 7, args, ""), 0);
-    ck_assert_str_eq(ca.spec, "examples/resnet.opt");
-    ck_assert_str_eq(ca.net, "resnet56_cifar");
-    ck_assert_int_eq(ca.ndefs, 1);
-    ck_assert_str_eq(ca.defs[0].name, "resnet20_cifar.stage1.steps");
-    ck_assert_str_eq(ca.defs[0].value, "4");
-    ck_assert_int_eq(ca.nrest, 1);
-    Arena *a = arena_new();
-    ca.ndefs = 0;
-    IrGraph *g = cli_load_graph(a, &ca);
-    ck_assert(g != NULL);
-    ck_assert_str_eq(g->name, "resnet56_cifar");
-    arena_free(a);
-}
-END_TEST
-
 static Suite *frontend_suite(void)
 {
     Suite *s = suite_create("frontend");
@@ -816,7 +774,6 @@ static Suite *frontend_suite(void)
     tcase_add_test(tc, test_read_file_and_names);
     tcase_add_test(tc, test_theory_shared_u);
     tcase_add_test(tc, test_unroll_optimizer);
-    tcase_add_test(tc, test_cli_status);
     suite_add_tcase(s, tc);
     tc = tcase_create("diagnostics");
     tcase_set_timeout(tc, 120);
