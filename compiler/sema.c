@@ -3,7 +3,6 @@
  * (Expr.ref/off/abs). Also the constant evaluator and the layer-list parser
  * that network.c uses. Network items and -D are network.c's; reading the
  * file and the trial unroll are load.c's. */
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
