@@ -2,7 +2,9 @@
  * becomes at most one OP_SUM; scalar sequences and fixed parameters are
  * folded; learned parameters become one PK_SCALAR per step referenced by
  * IrCoef terms; grad(.) becomes the network's block (or OP_GRAD when the
- * optimizer is unrolled alone for analyze). */
+ * optimizer is unrolled alone for analyze). It reads the spec as sema and
+ * network.c resolved it (Expr.ref/off/abs, OptInfo.values, StageInfo.pv)
+ * and calls back into neither. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
