@@ -224,6 +224,33 @@ static void emit_node_comment(Emit *e, const IrNode *n)
            n->shape.c, n->shape.h, n->shape.w);
 }
 
+/* Branch-record elements per image of a piecewise node (rt.h, RtBranch):
+ * one per element that picks a piece; 0 for smooth ops. */
+static size_t emit_branch_len(const IrNode *n)
+{
+    switch (n->op) {
+    case OP_RELU:
+        return emit_numel(n->shape);
+    case OP_EXACT:
+        return (size_t)n->u.exact.m;
+    case OP_INPUT: case OP_CONV: case OP_BN: case OP_SUM: case OP_CONCAT: case OP_PAD:
+    case OP_AVGPOOL: case OP_GAP: case OP_LINEAR: case OP_DROPOUT: case OP_GRAD: case OP_COUNT:
+        break;
+    }
+    return 0;
+}
+
+/* The per-image offset of node id's pieces: the live piecewise nodes
+ * before it, in node order; with id = nnodes, the per-image total. */
+static size_t emit_branch_site(const Emit *e, int id)
+{
+    size_t off = 0;
+    for (int i = 1; i < id && i < e->g->nnodes; i++)
+        if (e->p->nodes[i].live)
+            off += emit_branch_len(&e->g->nodes[i]);
+    return off;
+}
+
 static void emit_forward_node(Emit *e, const IrNode *n)
 {
     const char *S = e->S;
@@ -253,7 +280,8 @@ static void emit_forward_node(Emit *e, const IrNode *n)
                emit_num(e, n->u.bn.eps));
         break;
     case OP_RELU:
-        emit_f(e, "    rt_relu_forward%s(ctx, %s, %s, nB * %zu);\n", S, out, in, len);
+        emit_f(e, "    rt_relu_forward%s(ctx, %s, %s, nB * %zu, nB * %zu);\n", S, out, in, len,
+               emit_branch_site(e, n->id));
         break;
     case OP_SUM:
         emit_f(e, "    {\n");
@@ -288,9 +316,9 @@ static void emit_forward_node(Emit *e, const IrNode *n)
                emit_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
-        emit_f(e, "    rt_exact_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d);\n", S, out,
+        emit_f(e, "    rt_exact_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d, nB * %zu);\n", S, out,
                emit_buf(e, pn->save0), in, emit_param(e, "P", n->u.exact.u), emit_numel(*is),
-               n->u.exact.m);
+               n->u.exact.m, emit_branch_site(e, n->id));
         break;
     case OP_DROPOUT:
         emit_f(e, "    if (train) {\n        rt_dropout_forward%s(ctx, %s, %s, %s, nB * %zu, %s, "
@@ -348,8 +376,8 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                n->shape.h * n->shape.w);
         break;
     case OP_RELU:
-        emit_f(e, "    rt_relu_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0], acc[0],
-               dout, emit_out(e, n->id), len);
+        emit_f(e, "    rt_relu_backward%s(ctx, %s, %d, %s, %s, nB * %zu, nB * %zu);\n", S,
+               din[0], acc[0], dout, emit_out(e, n->id), len, emit_branch_site(e, n->id));
         break;
     case OP_SUM: {
         bool learned = plan_bwd_reads_input(n);
@@ -413,10 +441,10 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                emit_param(e, "P", n->u.linear.w), emit_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
-        emit_f(e, "    rt_exact_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d);\n", S,
-               din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
+        emit_f(e, "    rt_exact_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d, "
+               "nB * %zu);\n", S, din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
                emit_buf(e, pn->save0), emit_param(e, "P", n->u.exact.u), emit_numel(*is),
-               n->u.exact.m);
+               n->u.exact.m, emit_branch_site(e, n->id));
         break;
     case OP_DROPOUT:
         emit_f(e, "    rt_dropout_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0],
@@ -640,7 +668,8 @@ static void emit_net(Emit *e)
            g->input.w, g->classes);
     emit_f(e, "    .nparams = %zu, .nbuffers = %zu,\n", e->p->nparams, e->p->nbuffers);
     emit_f(e, "    .tensors = tensors, .ntensors = %d,\n", g->nparams);
-    emit_f(e, "    .madds = %lld, .nops = %d,\n", emit_madds(g), nops);
+    emit_f(e, "    .madds = %lld, .nops = %d, .branch_elems = %zu,\n", emit_madds(g), nops,
+           emit_branch_site(e, g->nnodes));
     emit_f(e, "    .act_elems = act_elems, .scratch_bytes = scratch_bytes,\n"
               "    .forward = forward, .backward = backward,\n"
               "    .forward_d = forward_d, .backward_d = backward_d,\n");
