@@ -225,9 +225,7 @@ bool sema_index_form(const Expr *e, int *off, bool *is_abs);
 #define SEMA_MAX_STEPS 10000
 #define SEMA_MAX_WIDTH 65536
 
-/* Layer lists and network-item atoms (sema.c, for network.c). */
-enum { CTX_STEM, CTX_GRAD, CTX_TRANS, CTX_HEAD };
-void parse_layers(Diag *d, Arena *a, const Item *it, int ctx, Layer **out, int *n);
+/* Network-item atoms (sema.c, for network.c); layer lists are layer.h's. */
 bool atom_int(Diag *d, const Atom *at, long lo, long hi, const char *what, int *out);
 bool atom_num(Diag *d, const Atom *at, double lo, double hi, const char *what, double *out);
 bool arg_int(Diag *d, const Arg *g, long lo, long hi, const char *what, int *out);

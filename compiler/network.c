@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ast.h"
+#include "layer.h"
 
 typedef struct {
     Diag *d;
@@ -282,10 +283,10 @@ static void check_network(NetCtx *S, NetInfo *ni, NetDecl *nd)
                 atom_int(d, a, 1, 100000, "classes", &ni->classes);
             break;
         case 2:
-            parse_layers(d, S->a, it, CTX_STEM, &ni->stem, &ni->nstem);
+            layer_parse_list(d, S->a, it, CTX_STEM, &ni->stem, &ni->nstem);
             break;
         case 3:
-            parse_layers(d, S->a, it, CTX_GRAD, &ni->grad, &ni->ngrad);
+            layer_parse_list(d, S->a, it, CTX_GRAD, &ni->grad, &ni->ngrad);
             ni->grad_span = it->span;
             break;
         case 4:
@@ -305,10 +306,10 @@ static void check_network(NetCtx *S, NetInfo *ni, NetDecl *nd)
             }
             break;
         case 6:
-            parse_layers(d, S->a, it, CTX_TRANS, &ni->trans, &ni->ntrans);
+            layer_parse_list(d, S->a, it, CTX_TRANS, &ni->trans, &ni->ntrans);
             break;
         case 7:
-            parse_layers(d, S->a, it, CTX_HEAD, &ni->head, &ni->nhead);
+            layer_parse_list(d, S->a, it, CTX_HEAD, &ni->head, &ni->nhead);
             ni->head_span = it->span;
             break;
         case 8:

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ast.h"
+#include "layer.h"
 
 typedef struct {
     Diag *d;
@@ -557,7 +558,7 @@ static bool parse_layer(Diag *d, const Atom *at, int ctx, Layer *L)
     return false;
 }
 
-void parse_layers(Diag *d, Arena *a, const Item *it, int ctx, Layer **out, int *n)
+void layer_parse_list(Diag *d, Arena *a, const Item *it, int ctx, Layer **out, int *n)
 {
     *n = 0;
     *out = arena_alloc(a, sizeof(Layer) * (size_t)(it->ngroups + 1));
