@@ -50,5 +50,6 @@ int rt_drv_load_weights(RtStFile *f, const char *path, const RtNet *net, float *
 
 int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv);
 int rt_drv_cmd_gradcheck(const RtNet *net, const char *prog, int argc, char **argv);
+int rt_drv_cmd_dump(const RtNet *net, const char *prog, int argc, char **argv);
 
 #endif
