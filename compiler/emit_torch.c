@@ -188,10 +188,14 @@ static void tch_node(Tch *t, const IrNode *n)
               tch_num(t, n->u.bn.eps));
         break;
     case OP_RELU:
+        /* Activations are functions defined once in tch_lib and called by
+         * name (the oracle wraps them to find kinks): a new activation op
+         * is a case like this one plus its def there. */
         tch_f(t, "relu(x%d)\n", x);
         break;
     case OP_SUM:
-        /* Left to right, as the C accumulates; 1 and -1 are exact. */
+        /* Left to right, as the C accumulates in double; products with 1
+         * and -1 and the sign moved into a subtraction change no bit. */
         for (int k = 0; k < n->nin; k++) {
             const IrCoef *c = &n->u.sum.coef[k];
             if (c->nterms == 0 && (c->c0 == 1.0 || c->c0 == -1.0)) {
@@ -201,9 +205,13 @@ static void tch_node(Tch *t, const IrNode *n)
                     tch_f(t, "%sx%d", c->c0 > 0 ? "" : "-", n->in[k]);
                 continue;
             }
-            tch_f(t, "%s", k ? " + " : "");
-            tch_coef(t, c);
-            tch_f(t, " * x%d", n->in[k]);
+            if (k && c->nterms == 0 && c->c0 < 0)   /* a + (-c) x is a - c x exactly */
+                tch_f(t, " - %s * x%d", tch_num(t, -c->c0), n->in[k]);
+            else {
+                tch_f(t, "%s", k ? " + " : "");
+                tch_coef(t, c);
+                tch_f(t, " * x%d", n->in[k]);
+            }
         }
         tch_f(t, "\n");
         break;
