@@ -244,10 +244,10 @@ def main():
     if stale and not os.environ.get("ORACLE_NETS"):
         print("oracle: KNOWN names networks that are not checked: %s" % ", ".join(stale))
         count["fail"] += 1
-    print("oracle: largest error per check over %d networks (tolerance):" % len(nets))
+    print("oracle: largest error per check over %d networks, known failures apart:" % len(nets))
     tols = {"d": TOL_DOUBLE, "f": TOL_FLOAT, "s": TOL_SGD}
     for name, errs in results.items():
-        err, net = max(errs)
+        err, net = max([e for e in errs if KNOWN.get(e[1], ("",))[0] != name] or [(0.0, "-")])
         print("oracle:   %-9s %.3e  (%s; tol %g)" % (name, err, net, tols[name[0]]))
     print("oracle: %d passed, %d failed, %d known failures, 0 skipped" % (
         count["ok"], count["fail"], count["known"]))
