@@ -324,11 +324,11 @@ static const char tch_lib[] =
     "        return P\n"
     "\n"
     "    def forward(self, x):\n"
-    "        \"\"\"Logits [B][classes] of images x [B][C][H][W] (x in the\n"
-    "        parameters' dtype). Training mode: BN batch statistics (running\n"
+    "        \"\"\"Logits [B][classes] of images x [B][C][H][W], computed in the\n"
+    "        parameters' dtype. Training mode: BN batch statistics (running\n"
     "        ones updated) and dropout; eval mode: running statistics.\"\"\"\n"
     "        P = self.tensors()\n"
-    "        x0 = x\n";
+    "        x0 = x.to(next(iter(P.values())).dtype) if P else x\n";
 
 static const char tch_tail[] =
     "\n"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # oracle.sh BUILD — PyTorch as the oracle of the generated code (make oracle).
-# For every network of examples/*.opt: optc emit --pytorch, optc build, and
-# ./NET dump on a seeded batch of 2, two networks at a time; then
+# For every network of examples/*.opt and tests/oracle/*.opt (more op kinds):
+# optc emit --pytorch, optc build, and ./NET dump on a seeded batch of 2, two
+# networks at a time; then
 # tests/oracle/oracle.py compares (tolerances stated there) and
 # tests/oracle/checkpoint.py loads a checkpoint of ./NET train into the
 # emitted module. Skips (counted as a skip, exit 0) when no python can
@@ -32,7 +33,7 @@ trap 'rm -rf "$work"' EXIT INT TERM
 # SPEC NET NESTEROV DECAY_BN: the SGD settings cycle so every combination of
 # Nesterov and BN decay is checked somewhere.
 i=0
-for spec in examples/*.opt; do
+for spec in examples/*.opt tests/oracle/*.opt; do
     for net in $("$optc" list "$spec"); do
         case " ${ORACLE_NETS:-$net} " in *" $net "*) ;; *) continue;; esac
         echo "$spec $net $((i % 2)) $((i / 2 % 2))" >>"$work/nets"
