@@ -142,3 +142,12 @@ FUZZ_SECONDS ?= 60
 check: check-fuzz
 check-fuzz:
 	@scripts/fuzz.sh $(if $(filter 0,$(FUZZ_SECONDS)),replay,$(FUZZ_SECONDS))
+
+# oracle: the PyTorch module optc emits (--pytorch) against the generated C
+# for every example network, and a checkpoint loaded into it
+# (scripts/oracle.sh, tolerances in tests/oracle/oracle.py); a skip, said so,
+# where no python can import torch.
+.PHONY: oracle
+check: oracle
+oracle: all
+	@scripts/oracle.sh $(O)
