@@ -19,12 +19,6 @@
 /* Inputs of one node (sum, concat) the emitter handles. */
 #define EMIT_MAX_IN 64
 
-static const char *const emit_op_text[] = {
-#define OP(name, text, np) text,
-#include "ops.def"
-#undef OP
-};
-
 /* One emission: the graph, its plan, the element type being written. */
 typedef struct {
     FILE *out;
@@ -226,7 +220,7 @@ static void emit_node_comment(Emit *e, const IrNode *n)
     emit_f(e, "    /* %d ", n->id);
     for (const char *c = n->name ? n->name : ""; *c; c++)
         fputc(emit_plain((unsigned char)*c) ? *c : '_', e->out);
-    emit_f(e, ": %s %dx%dx%d -> %dx%dx%d */\n", emit_op_text[n->op], in->c, in->h, in->w,
+    emit_f(e, ": %s %dx%dx%d -> %dx%dx%d */\n", ir_op_name(n->op), in->c, in->h, in->w,
            n->shape.c, n->shape.h, n->shape.w);
 }
 
@@ -708,9 +702,9 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
             g->input.c, g->input.h, g->input.w, g->classes, g->nnodes - 1, emit_madds(g));
     fprintf(out, " * Parameters: %zu; BN running statistics: %zu.\n", p->nparams, p->nbuffers);
     fprintf(out, " * Activation arena: %zu*B + %zu elements (%zu*B + %zu without reuse);\n"
-                 " * a float model at batch 128 takes %.1f MB in all.\n",
-            p->arena_a, p->arena_b, p->naive_a, p->naive_b,
-            (double)plan_total_bytes(p, g, 128, sizeof(float)) / 1e6);
+                 " * a float model at batch %d takes %.1f MB in all.\n",
+            p->arena_a, p->arena_b, p->naive_a, p->naive_b, RT_DEFAULT_BATCH,
+            (double)plan_total_bytes(p, g, RT_DEFAULT_BATCH, sizeof(float)) / 1e6);
     fputs(" *\n * Spec:\n", out);
     emit_comment_text(out, path, strlen(path));
     fputs(" *\n", out);

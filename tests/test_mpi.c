@@ -12,7 +12,7 @@
  * - ranks started with different flags are refused.
  * And without MPI: the synchronised BN kernels, two threads standing in for
  * two ranks, against one call on the whole batch.
- * Every mpirun case is skipped (a SKIPPED line, nothing asserted) when mpirun or
+ * Every mpirun case is skipped (TEST_SKIP) when mpirun or
  * the MPI runtime is missing, and under the sanitizers (Open MPI's own
  * allocations are reported as leaks). Every child runs under timeout(1):
  * a hang fails the case instead of the suite. */
@@ -59,22 +59,20 @@ typedef struct {
     char plain[320], mpi[320];
 } Mp;
 
-/* 1 when the case can run (dir made, both programs built), 0 after a
- * SKIPPED line. */
-static int mp_setup(Mp *m, const char *name)
+/* NULL when the case can run (dir made, both programs built), else why it
+ * cannot (the caller skips with it). */
+static const char *mp_setup(Mp *m)
 {
-    char why[1024] = "";
+    static char why[1024];
     char lib[512];
     snprintf(lib, sizeof lib, "%s/libort_mpi.a", mp_build_dir());
     if (tu_sanitized())
-        snprintf(why, sizeof why, "sanitized build (Open MPI's allocations read as leaks)");
-    else if (system("command -v mpirun >/dev/null 2>&1") != 0)
-        snprintf(why, sizeof why, "mpirun not found (Debian: openmpi-bin)");
-    else if (access(lib, R_OK) != 0)
+        return "sanitized build (Open MPI's allocations read as leaks)";
+    if (system("command -v mpirun >/dev/null 2>&1") != 0)
+        return "mpirun not found (Debian: openmpi-bin)";
+    if (access(lib, R_OK) != 0) {
         snprintf(why, sizeof why, "%s missing (Debian: libopenmpi-dev, then make)", lib);
-    if (why[0]) {
-        printf("test_mpi %s: SKIPPED: %s\n", name, why);
-        return 0;
+        return why;
     }
     /* mpirun refuses root without these; only this suite's children see them. */
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
@@ -93,7 +91,7 @@ static int mp_setup(Mp *m, const char *name)
     snprintf(cmd, sizeof cmd, "%s/optc build %s -o %s && %s/optc build %s --mpi -o %s",
              mp_build_dir(), spec, m->plain, mp_build_dir(), spec, m->mpi);
     ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
-    return 1;
+    return NULL;
 }
 
 /* Run a shell command under a timeout of `limit` seconds, its output in
@@ -191,8 +189,9 @@ static const char *mp_path(const Mp *m, char *buf, size_t n, const char *rel)
 START_TEST(plain_runtime_mpi_free)
 {
     Mp m;
-    if (!mp_setup(&m, "plain_runtime_mpi_free"))
-        return;
+    const char *why = mp_setup(&m);
+    if (why)
+        TEST_SKIP("%s", why);
     ck_assert_int_eq(mp_sh(&m, 30, "nm %s/libort.a | grep -q MPI_", mp_build_dir()), 1);
     ck_assert_int_eq(mp_sh(&m, 30, "nm %s | grep -q MPI_", m.plain), 1);
     MP_OK(&m, mp_sh(&m, 30, "nm %s/libort_mpi.a | grep -q \" U MPI_Sendrecv\"",
@@ -213,8 +212,9 @@ END_TEST
 START_TEST(matches_one_process)
 {
     Mp m;
-    if (!mp_setup(&m, "matches_one_process"))
-        return;
+    const char *why = mp_setup(&m);
+    if (why)
+        TEST_SKIP("%s", why);
     char a[400], b[400];
     MP_OK(&m, mp_sh(&m, 60, "%s " MP_FLAGS " --epochs 1 --out %s/one", m.plain, m.dir));
     for (int n = 2; n <= 3; n++) {
@@ -241,8 +241,9 @@ END_TEST
 START_TEST(bit_identical)
 {
     Mp m;
-    if (!mp_setup(&m, "bit_identical"))
-        return;
+    const char *why = mp_setup(&m);
+    if (why)
+        TEST_SKIP("%s", why);
     for (int r = 0; r < 2; r++)
         MP_OK(&m, mp_sh(&m, 60, "mpirun --oversubscribe -np 2 %s " MP_FLAGS
                         " --epochs 1 --out %s/r%d", m.mpi, m.dir, r));
@@ -262,8 +263,9 @@ END_TEST
 START_TEST(resume_other_n)
 {
     Mp m;
-    if (!mp_setup(&m, "resume_other_n"))
-        return;
+    const char *why = mp_setup(&m);
+    if (why)
+        TEST_SKIP("%s", why);
     char a[400], b[400];
     MP_OK(&m, mp_sh(&m, 60, "%s " MP_FLAGS " --epochs 2 --out %s/ref", m.plain, m.dir));
     int rc = mp_sh(&m, 60, "OPTC_TEST_INTERRUPT_AT=10 mpirun --oversubscribe -np 2 -x "
@@ -298,8 +300,9 @@ END_TEST
 START_TEST(killed_rank)
 {
     Mp m;
-    if (!mp_setup(&m, "killed_rank"))
-        return;
+    const char *why = mp_setup(&m);
+    if (why)
+        TEST_SKIP("%s", why);
     time_t t0 = time(NULL);
     int rc = mp_sh(&m, 60, "OPTC_TEST_INTERRUPT_AT=5 OPTC_TEST_KILL_RANK=1 mpirun "
                    "--oversubscribe -np 2 -x OPTC_TEST_INTERRUPT_AT -x OPTC_TEST_KILL_RANK %s "
@@ -321,8 +324,9 @@ END_TEST
 START_TEST(sigint_to_mpirun)
 {
     Mp m;
-    if (!mp_setup(&m, "sigint_to_mpirun"))
-        return;
+    const char *why = mp_setup(&m);
+    if (why)
+        TEST_SKIP("%s", why);
     char out[400], csv[420], ck[440];
     mp_path(&m, out, sizeof out, "s");
     snprintf(csv, sizeof csv, "%s/log.csv", out);
@@ -348,8 +352,9 @@ END_TEST
 START_TEST(mismatch_refused)
 {
     Mp m;
-    if (!mp_setup(&m, "mismatch_refused"))
-        return;
+    const char *why = mp_setup(&m);
+    if (why)
+        TEST_SKIP("%s", why);
     int rc = mp_sh(&m, 60, "mpirun --oversubscribe -np 1 %s " MP_FLAGS " --epochs 1 --out "
                    "%s/mm : -np 1 %s " MP_FLAGS " --epochs 1 --out %s/mm --lr 0.2",
                    m.mpi, m.dir, m.mpi, m.dir);
