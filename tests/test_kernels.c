@@ -753,7 +753,7 @@ START_TEST(test_bn_running_stats)
     RtRng rng;
     rt_rng_seed(&rng, 5);
     gc_fill(in, B * C * HW, &rng);
-    RtCtx ctx = {1, NULL, 0, NULL};
+    RtCtx ctx = {1, NULL, 0, NULL, NULL};
     rt_bn_forward_train_d(&ctx, out, mean, rstd, rm, rv, in, gamma, beta, B, C, HW, 0.1, 1e-5);
     for (int c = 0; c < C; c++) {
         double s = 0, ss = 0;
@@ -794,7 +794,7 @@ START_TEST(test_dropout_stats)
     float *mask = xcalloc(N, sizeof(float));
     for (int i = 0; i < N; i++)
         in[i] = 1.5f;
-    RtCtx ctx = {2, NULL, 0, NULL};
+    RtCtx ctx = {2, NULL, 0, NULL, NULL};
     RtRng rng, r0;
     rt_rng_seed(&rng, 9);
     r0 = rng;
@@ -822,7 +822,7 @@ START_TEST(test_xent_stable)
     double z[2][3] = {{1000, -1000, 999}, {-800, -801, -799}};
     uint8_t y[2] = {2, 1};
     double p[6], dz[6];
-    RtCtx ctx = {1, NULL, 0, NULL};
+    RtCtx ctx = {1, NULL, 0, NULL, NULL};
     double loss = rt_xent_forward_d(&ctx, p, &z[0][0], y, 2, 3);
     /* loss_b = lse_b - z_b[y_b], lse_0 = 1000 + log(1 + e^-1 + e^-2000),
      * lse_1 = -799 + log(1 + e^-1 + e^-2) */
@@ -902,7 +902,7 @@ START_TEST(test_conv_scratch)
     gc_fill(in, B * C * H * W, &rng);
     gc_fill(w, CO * C * 9, &rng);
     size_t bytes = rt_conv2d_scratch_bytes(1, B, C, H, W, 3, 1, 1, sizeof(double));
-    RtCtx ctx = {2, xcalloc(bytes, 1), bytes, NULL};
+    RtCtx ctx = {2, xcalloc(bytes, 1), bytes, NULL, NULL};
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
     rt_conv2d_forward_d(&ctx, o1, in, w, B, C, H, W, CO, 3, 1, 1);
@@ -935,7 +935,7 @@ START_TEST(test_thread_invariance)
         gamma[i] = 1 + 0.1f * (float)i;
         beta[i] = 0.01f * (float)i;
     }
-    RtCtx c1 = {1, NULL, 0, NULL}, c2 = {2, NULL, 0, NULL};
+    RtCtx c1 = {1, NULL, 0, NULL, NULL}, c2 = {2, NULL, 0, NULL, NULL};
     rt_bn_forward_train(&c1, y1, mean, rstd, NULL, NULL, x, gamma, beta, B, C, HW, 0.1, 1e-5);
     rt_bn_forward_train(&c2, y2, mean, rstd, NULL, NULL, x, gamma, beta, B, C, HW, 0.1, 1e-5);
     ck_assert_mem_eq(y1, y2, N * sizeof(float));
@@ -1022,7 +1022,7 @@ START_TEST(test_conv_direct)
                 rt_conv2d_backward_ref_d(din, 1, dw, dout, in, w, B, C, H, W, Co, 3, 1, 1);
                 for (int th = 1; th <= 2; th++) {
                     size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
-                    RtCtx ctx = {th, xcalloc(bytes, 1), bytes, NULL};
+                    RtCtx ctx = {th, xcalloc(bytes, 1), bytes, NULL, NULL};
                     rt_conv2d_forward(&ctx, outf, inf, wf, B, C, H, W, Co, 3, 1, 1);
                     double e = gc_normdiff_f(outf, out, no);
                     ck_assert_msg(e < F32_TOL, "forward %d/%d %dx%d B%d t%d: %.3g",
@@ -1078,7 +1078,7 @@ START_TEST(test_fast_paths)
             ck_assert_uint_lt(rt_conv2d_scratch_bytes(1, B, CI, H, W, 3, st, pd, 8),
                               (size_t)CI * 9 * Ho * Wo * 8);   /* really banded */
             size_t bytes = rt_conv2d_scratch_bytes(th, B, CI, H, W, 3, st, pd, sizeof(double));
-            RtCtx ctx = {th, xcalloc(bytes, 1), bytes, NULL};
+            RtCtx ctx = {th, xcalloc(bytes, 1), bytes, NULL, NULL};
             double *o1 = xcalloc(nout, sizeof(double)), *o2 = xcalloc(nout, sizeof(double));
             double *d1 = xcalloc(nin, sizeof(double)), *d2 = xcalloc(nin, sizeof(double));
             double *g1 = xcalloc(CO * CI * 9, sizeof(double)), *g2 = xcalloc(CO * CI * 9, sizeof(double));
@@ -1093,7 +1093,7 @@ START_TEST(test_fast_paths)
             ck_assert_double_le(gc_normdiff(g1, g2, CO * CI * 9), 1e-12);
             /* float kernel, same bands in float */
             size_t fb = rt_conv2d_scratch_bytes(th, B, CI, H, W, 3, st, pd, sizeof(float));
-            RtCtx cf = {th, xcalloc(fb, 1), fb, NULL};
+            RtCtx cf = {th, xcalloc(fb, 1), fb, NULL, NULL};
             float *of = xcalloc(nout, sizeof(float)), *dinf = xcalloc(nin, sizeof(float));
             float *gf = xcalloc(CO * CI * 9, sizeof(float)), *doutf = xcalloc(nout, sizeof(float));
             rt_conv2d_forward(&cf, of, inf, wf, B, CI, H, W, CO, 3, st, pd);
@@ -1117,7 +1117,7 @@ START_TEST(test_fast_paths)
     float *x = xcalloc(N, sizeof(float)), *y = xcalloc(N, sizeof(float));
     float *a = xcalloc(N, sizeof(float)), *b = xcalloc(N, sizeof(float));
     float *a0 = xcalloc(N, sizeof(float)), *b0 = xcalloc(N, sizeof(float));
-    RtCtx c2 = {2, NULL, 0, NULL};
+    RtCtx c2 = {2, NULL, 0, NULL, NULL};
     for (int i = 0; i < N; i++) {
         x[i] = (float)rt_rng_normal(&rng);
         y[i] = (float)rt_rng_normal(&rng);
@@ -1204,7 +1204,7 @@ START_TEST(test_branch_record)
     float *gf = xcalloc(N, sizeof(float));
     uint8_t *mask = xcalloc(N + SITE, 1);
     RtBranch br = {.replay = 0, .mask = mask, .cap = N + SITE};
-    RtCtx c = {1, NULL, 0, &br};
+    RtCtx c = {1, NULL, 0, &br, NULL};
     gc_fill(x, N, &rng);
     double amin = INFINITY;
     for (int i = 0; i < N; i++) {
