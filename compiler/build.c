@@ -43,7 +43,7 @@ static const char build_usage[] =
     "  -D name=value     override an optimizer parameter or a stage's steps/width\n"
     "  -o PATH           the program to write\n"
     "  --keep-c          keep the emitted C as PATH.c\n"
-    "  --mpi             link the data-parallel runtime (Open MPI): mpirun -np N PATH train\n";
+    "  --mpi             link the MPI runtime: mpirun -np N PATH train (docs/mpi.md)\n";
 
 /* Append s to the dynamic string *buf, quoting it for a shell when it holds
  * anything but plain characters. */

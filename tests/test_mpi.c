@@ -11,7 +11,8 @@
  * - SIGINT to mpirun stops every rank after one checkpoint;
  * - ranks started with different flags are refused.
  * And without MPI: the synchronised BN kernels, two threads standing in for
- * two ranks, against one call on the whole batch.
+ * two ranks, against one call on the whole batch; optc build --mpi refused
+ * by an optc that has no MPI runtime.
  * Every mpirun case is skipped (TEST_SKIP) when mpirun or the MPI runtime
  * is missing. Under the sanitizers the children run without leak checks
  * (Open MPI's own allocations would read as leaks). Every child runs under
@@ -206,6 +207,30 @@ START_TEST(plain_runtime_mpi_free)
     ck_assert(!mp_exists(&m, "p/last.safetensors"));
     free(log);
     tu_rmrf(m.dir);
+}
+END_TEST
+
+/* optc build --mpi with an optc.flags that has no MPI_LIBS line (make found
+ * no Open MPI): a clear error, no program. Needs no MPI. */
+START_TEST(build_without_mpi_refused)
+{
+    char dir[256], flags[320], cmd[2048], log[320];
+    tu_tmpdir(dir, sizeof dir, "mpi");
+    snprintf(flags, sizeof flags, "%s/optc.flags", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    snprintf(cmd, sizeof cmd, "grep -v '^MPI_LIBS=' %s/optc.flags > %s", mp_build_dir(), flags);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "OPTC_FLAGS=%s %s/optc build examples/theory.opt -n "
+             "theory_gd_fmnist --mpi -o %s/t >%s 2>&1", flags, mp_build_dir(), dir, log);
+    int st = system(cmd);
+    char *out = tu_slurp(log, NULL);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1 && out &&
+                  strstr(out, "--mpi: this optc was built without MPI"), "%s", out ? out : "");
+    char t[300];
+    snprintf(t, sizeof t, "%s/t", dir);
+    ck_assert(access(t, F_OK) != 0);
+    free(out);
+    tu_rmrf(dir);
 }
 END_TEST
 
@@ -499,8 +524,9 @@ END_TEST
 static Suite *mpi_suite(void)
 {
     Suite *s = suite_create("mpi");
-    TCase *tk = tcase_create("sync_bn");
+    TCase *tk = tcase_create("no_mpi");
     tcase_add_test(tk, sync_bn_two_threads);
+    tcase_add_test(tk, build_without_mpi_refused);
     suite_add_tcase(s, tk);
     TCase *tc = tcase_create("mpirun");
     tcase_set_timeout(tc, 240);
