@@ -80,6 +80,7 @@ typedef struct {
     float *gx;                    /* ranks > 1: the whole batch before slicing */
     uint8_t *gy;
     int stop_sig;                 /* ranks > 1: the stop signal every rank agreed on */
+    int agreed;                   /* the error ending the run was reached by every rank */
     long long gstep0;             /* gstep when this session began */
 } Train;
 
@@ -609,8 +610,10 @@ static int end_epoch(Train *t, const char *out, RtErr *err)
     if (t->hook_nan_test == t->epoch + 1)
         t->test_loss = (double)NAN;
     /* A diverged network: nothing of this epoch is logged or saved. */
-    if (check_test_loss(t, err))
+    if (check_test_loss(t, err)) {
+        t->agreed = 1;
         return -1;
+    }
     t->evaluated = 1;
     double secs = t->part_seconds + (rt_drv_now() - t->t_start);
     double lr = rt_lr_at(c, t->epoch);
@@ -761,9 +764,11 @@ static int train_loop(Train *t, const char *out)
             if (train_step(t, &bad)) {
                 if (t->tty && !t->quiet)
                     printf("\n");
-                fprintf(stderr, "error: loss is %s at epoch %d step %d; last good checkpoint: %s\n",
-                        isnan(bad) ? "NaN" : "Inf", t->epoch + 1, t->step + 1,
-                        t->last_good[0] ? t->last_good : "none");
+                t->agreed = 1;    /* the loss is the whole batch's, on every rank */
+                if (t->mp.rank == 0)
+                    fprintf(stderr, "error: loss is %s at epoch %d step %d; last good checkpoint: "
+                            "%s\n", isnan(bad) ? "NaN" : "Inf", t->epoch + 1, t->step + 1,
+                            t->last_good[0] ? t->last_good : "none");
                 return 1;
             }
             double dt = rt_drv_now() - s0;
@@ -802,14 +807,17 @@ static int train_loop(Train *t, const char *out)
             }
         }
         if (end_epoch(t, out, &err)) {
-            fprintf(stderr, "error: %s\n", err.msg);
+            if (t->mp.rank == 0 || !t->agreed)
+                fprintf(stderr, "error: %s\n", err.msg);
             return 1;
         }
     }
     if (!t->evaluated) { /* resumed at the very end: still report the weights */
         rt_drv_evaluate(&t->m, t->net, &t->test, t->probs, t->cap, &t->test_loss, &t->test_acc);
         if (check_test_loss(t, &err)) {
-            fprintf(stderr, "error: %s\n", err.msg);
+            t->agreed = 1;
+            if (t->mp.rank == 0)
+                fprintf(stderr, "error: %s\n", err.msg);
             return 1;
         }
     }
@@ -1052,7 +1060,7 @@ done:
     free(data_store);
     /* Ranks that all reached the same exit finish together; one leaving
      * alone (an error only it saw) ends the job. */
-    rc = rt_mpi_finish(&t->mp, rc, rc == 0 || rc >= 128);
+    rc = rt_mpi_finish(&t->mp, rc, rc == 0 || rc >= 128 || t->agreed);
     free(t);
     return rc;
 }

@@ -9,7 +9,8 @@
  *   both end where one uninterrupted process ends;
  * - a rank killed by SIGKILL ends the job with an error, no hang;
  * - SIGINT to mpirun stops every rank after one checkpoint;
- * - ranks started with different flags are refused.
+ * - ranks started with different flags are refused;
+ * - a NaN loss stops every rank at the same step, with one error line.
  * And without MPI: the synchronised BN kernels, two threads standing in for
  * two ranks, against one call on the whole batch; optc build --mpi refused
  * by an optc that has no MPI runtime.
@@ -375,6 +376,26 @@ START_TEST(sigint_to_mpirun)
 }
 END_TEST
 
+/* A NaN loss at step 3 is the whole batch's: every rank stops there, rank 0
+ * alone says so, and the job exits 1 without a checkpoint. */
+START_TEST(nan_stops_every_rank)
+{
+    Mp m;
+    const char *why = mp_setup(&m);
+    if (why)
+        TEST_SKIP("%s", why);
+    int rc = mp_sh(&m, 60, "OPTC_TEST_NAN_AT=3 mpirun --oversubscribe -np 2 -x OPTC_TEST_NAN_AT "
+                   "%s " MP_FLAGS " --epochs 1 --out %s/nan", m.mpi, m.dir);
+    char *log = mp_log(&m);
+    const char *msg = "error: loss is NaN at epoch 1 step 3; last good checkpoint: none";
+    const char *first = strstr(log, msg);
+    ck_assert_msg(rc == 1 && first && !strstr(first + 1, msg), "status %d:\n%s", rc, log);
+    ck_assert(!mp_exists(&m, "nan/last.safetensors"));
+    free(log);
+    tu_rmrf(m.dir);
+}
+END_TEST
+
 /* Rank 1 asks for another learning rate: refused at start, by name. */
 START_TEST(mismatch_refused)
 {
@@ -537,6 +558,7 @@ static Suite *mpi_suite(void)
     tcase_add_test(tc, killed_rank);
     tcase_add_test(tc, sigint_to_mpirun);
     tcase_add_test(tc, mismatch_refused);
+    tcase_add_test(tc, nan_stops_every_rank);
     suite_add_tcase(s, tc);
     return s;
 }
