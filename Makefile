@@ -24,9 +24,11 @@ CPPFLAGS := -Icompiler -Iruntime -I$(O)/grammar $(PKG_CFLAGS)
 LDLIBS   = $(PKG_LIBS) -fopenmp -lm
 
 COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+ORCH_SRC     := $(wildcard orchestrate/*.c)
 RUNTIME_SRC  := $(wildcard runtime/*.c)
 TEST_SRC     := $(wildcard tests/test_*.c)
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(O)/%.o) $(O)/grammar/parser.o $(O)/grammar/lexer.o
+ORCH_OBJ     := $(ORCH_SRC:%.c=$(O)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(O)/%.o)
 TESTS        := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 
@@ -57,16 +59,23 @@ $(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h
 $(O)/compiler/%.o: compiler/%.c $(O)/grammar/parser.h $(O)/grammar/lexer.h $(wildcard compiler/*.h compiler/*.def)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+# orchestrate/: commands that drive the compiler and the programs it builds
+# (optc compare), built on the compiler's API, never called by it.
+$(O)/orchestrate/%.o: orchestrate/%.c $(O)/grammar/parser.h $(wildcard compiler/*.h orchestrate/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Iorchestrate $(CFLAGS) -c -o $@ $<
 $(O)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h runtime/*.inc)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(O)/liboptc.a: $(COMPILER_OBJ)
 	rm -f $@ && ar rcs $@ $^
+$(O)/liborch.a: $(ORCH_OBJ)
+	rm -f $@ && ar rcs $@ $^
 $(O)/libort.a: $(RUNTIME_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
-$(O)/optc: $(O)/compiler/main.o $(O)/liboptc.a $(O)/libort.a
+$(O)/optc: $(O)/compiler/main.o $(O)/liborch.a $(O)/liboptc.a $(O)/libort.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # What optc build compiles generated programs with: this build's compiler and
@@ -81,9 +90,10 @@ $(O)/optc.flags: FORCE
 FORCE:
 
 # --- tests ------------------------------------------------------------------
-$(O)/tests/%: tests/%.c $(wildcard tests/*.h) $(O)/liboptc.a $(O)/libort.a
+$(O)/tests/%: tests/%.c $(wildcard tests/*.h) $(O)/liborch.a $(O)/liboptc.a $(O)/libort.a
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(O)/liboptc.a $(O)/libort.a $(CHECK_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Iorchestrate -Itests $(CFLAGS) -o $@ $< $(O)/liborch.a $(O)/liboptc.a \
+	  $(O)/libort.a $(CHECK_LIBS) $(LDLIBS)
 
 tests: all $(TESTS)
 

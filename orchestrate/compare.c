@@ -317,25 +317,10 @@ static bool file_exists(const char *path)
 
 static int build_entry(const Entry *e, const char *bin)
 {
-    char *argv[8 + 2 * CMP_MAXDEF];
-    int n = 0;
-    argv[n++] = (char *)(uintptr_t)"build";
-    argv[n++] = (char *)(uintptr_t)e->spec;
-    if (e->net) {
-        argv[n++] = (char *)(uintptr_t)"-n";
-        argv[n++] = (char *)(uintptr_t)e->net;
-    }
-    char dbuf[CMP_MAXDEF][256];
-    for (int d = 0; d < e->ndefs; d++) {
-        snprintf(dbuf[d], sizeof dbuf[d], "%s=%s", e->defs[d].name, e->defs[d].value);
-        argv[n++] = (char *)(uintptr_t)"-D";
-        argv[n++] = dbuf[d];
-    }
-    argv[n++] = (char *)(uintptr_t)"-o";
-    argv[n++] = (char *)(uintptr_t)bin;
-    argv[n] = NULL;
+    BuildRequest req = { .spec = e->spec, .net = e->net, .defs = e->defs, .ndefs = e->ndefs,
+                         .out = bin };
     fflush(stdout);
-    return cmd_build(n, argv);
+    return build_program(&req, stderr);
 }
 
 /* Start the training of one run; with redirect its output goes to
