@@ -629,6 +629,35 @@ done:
     return nf;
 }
 
+const char *analyze_network_optimizer(const Spec *s, const char *net, const char **why)
+{
+    int ni = net ? -1 : 0;
+    for (int i = 0; net && i < s->nnet; i++)
+        if (!strcmp(s->netd[i]->name, net))
+            ni = i;
+    if (ni < 0 || ni >= s->nnet) {
+        *why = "no such network";
+        return NULL;
+    }
+    const NetInfo *n = &s->nets[ni];
+    if (n->nstages == 0) {
+        *why = "no stages";
+        return NULL;
+    }
+    for (int j = 0; j < n->nstages; j++) {
+        if (n->stages[j].opt != n->stages[0].opt) {
+            *why = "stages run different optimizers";
+            return NULL;
+        }
+        if (n->stages[j].nargs > 0) {
+            *why = "a stage passes arguments";
+            return NULL;
+        }
+    }
+    *why = NULL;
+    return s->optd[n->stages[0].opt]->name;
+}
+
 /* ---- the command ------------------------------------------------------------ */
 
 static const char usage[] =

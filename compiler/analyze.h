@@ -62,6 +62,13 @@ int analyze_rate(AnalyzeUnrollFn unroll, void *ctx, const AnalyzeOpts *o,
 int analyze_optimizer(const Spec *s, const char *opt, const AnalyzeOpts *o,
                       AnalyzeResult *r, FILE *diag);
 
+/* The optimizer that every stage of network net (NULL: the first) runs,
+ * whose analyze_optimizer rate is the network's; NULL with *why set when
+ * no one optimizer's rate describes it (stages run different optimizers,
+ * or a stage passes arguments that analyze_optimizer does not see) or net
+ * is unknown. */
+const char *analyze_network_optimizer(const Spec *s, const char *net, const char **why);
+
 /* Evaluate f(z) = |z|^2/2 - sum_i Psi(u_i^T z), Psi(t) = relu(t)^2/2, along
  * the stages of a network whose grad block is exact(relu): fvals[k] gets
  * f at the k-th state the network computes (states are the values that a
