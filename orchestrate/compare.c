@@ -952,25 +952,49 @@ static int write_csv(const Opts *o, const Entry *ent, int n)
     return 0;
 }
 
-/* Run gnuplot on OUT/script (in OUT, so the script's relative names hold);
- * true when it wrote OUT/png. */
+/* Run gnuplot on OUT/script (in OUT, so the script's relative names hold;
+ * its messages appended to OUT/gnuplot.log); true when it wrote OUT/png. */
 static bool run_gnuplot(const Opts *o, const char *script, const char *png)
 {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-        if (chdir(o->out) == 0)
+        int fd = chdir(o->out) == 0 ? open("gnuplot.log", O_WRONLY | O_CREAT | O_APPEND, 0644)
+                                    : -1;
+        if (fd >= 0 && dup2(fd, 2) >= 0)
             execlp("gnuplot", "gnuplot", script, (char *)NULL);
         _exit(127);
     }
     int st = 0;
     if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        fprintf(stderr, "optc compare: gnuplot failed; %s/%s and its data are there to plot "
-                        "by hand\n", o->out, script);
+        fprintf(stderr, "optc compare: gnuplot failed on %s/%s (its messages are in "
+                        "gnuplot.log there; the script and its data are there to plot by "
+                        "hand)\n", o->out, script);
         return false;
     }
     printf("wrote %s/%s\n", o->out, png);
     return true;
+}
+
+/* A y range holding [lo, hi] with a margin, at least 1 point wide, so
+ * gnuplot never meets an empty range (all runs at the same accuracy). */
+static void yrange(FILE *f, double lo, double hi)
+{
+    double pad = 0.12 * (hi - lo);
+    if (pad < 0.5)
+        pad = 0.5;
+    fprintf(f, "set yrange [%.4f:%.4f]\n", lo - pad, hi + pad);
+}
+
+/* Widen [*lo, *hi] to hold entry e's mean +- std. */
+static void acc_span(const Entry *e, double *lo, double *hi)
+{
+    double am, as;
+    mean_std(e->acc, e->nok, &am, &as);
+    if (am - as < *lo)
+        *lo = am - as;
+    if (am + as > *hi)
+        *hi = am + as;
 }
 
 static FILE *open_out(const Opts *o, const char *name)
@@ -1018,6 +1042,13 @@ static int plot_curves(const Opts *o, const Entry *ent, int n)
     /* whole epochs on the axis; gnuplot's own tics when there are many */
     if (maxep <= 20)
         fprintf(f, "set xtics 1\nset xrange [0.8:%g]\n", maxep + 0.2);
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++)
+        for (int ep = 0; ep < ent[i].ncurve; ep++) {
+            lo = fmin(lo, ent[i].curve[ep]);
+            hi = fmax(hi, ent[i].curve[ep]);
+        }
+    yrange(f, lo, hi);
     fprintf(f, "plot");
     int k = 0;
     for (int i = 0; i < n; i++) {
@@ -1098,9 +1129,13 @@ static int plot_rate(const Opts *o, const Entry *ent, int n)
                "set xlabel 'rate per step (optc analyze; lower = faster optimizer)'\n"
                "set ylabel 'test accuracy (%%)'\n"
                "set grid\nset key below\nset bmargin 6\n"
-               "set xrange [%g:%g]\nset offsets 0, 0, graph 0.12, graph 0.12\n",
+               "set xrange [%g:%g]\n",
             o->an.L / o->an.mu, entry_h(o), o->seeds, o->seeds == 1 ? "" : "s",
             lo - 0.1 * span, hi + 0.3 * span);
+    double ylo = INFINITY, yhi = -INFINITY;
+    for (int i = 0; i < m; i++)
+        acc_span(&ent[idx[i]], &ylo, &yhi);
+    yrange(f, ylo, yhi);
     static const double lift[] = { 0.9, -0.9, 1.9, -1.9, 2.9, -2.9 };
     int run = 0;
     for (int i = 0; i < m; i++) {
@@ -1178,8 +1213,13 @@ static int plot_sweep(const Opts *o, const Entry *ent, int n)
                "%g)\"\n"
                "set xlabel '%s'\nset ylabel 'test accuracy (%%)'\n"
                "set grid\nset key below\nset bmargin 6\nset offsets graph 0.05, graph 0.05, "
-               "graph 0.12, graph 0.12\n",
+               "0, 0\n",
             sw->name, o->seeds, o->seeds == 1 ? "" : "s", o->an.L / o->an.mu, sw->name);
+    double ylo = INFINITY, yhi = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (ent[i].nok > 0)
+            acc_span(&ent[i], &ylo, &yhi);
+    yrange(f, ylo, yhi);
     if (!sw->numeric) {
         fprintf(f, "set xtics (");
         for (int v = 0; v < sw->nvalues; v++)
