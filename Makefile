@@ -1,6 +1,6 @@
 # optc — build, test, demo, bench.
 # Outputs go under $(O) (build/ by default); nothing here is committed.
-# Targets: all check demo bench deps examples generated clean fuzz reproduce
+# Targets: all check demo explore bench deps examples generated clean fuzz reproduce
 
 O        ?= build
 CC       ?= cc
@@ -33,7 +33,7 @@ RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(O)/%.o)
 TESTS        := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 
 .PHONY: all check check-fast check-san deps examples generated generated-check \
-        demo bench fuzz reproduce clean tests
+        demo explore bench fuzz reproduce clean tests
 .SUFFIXES:
 
 all: $(O)/optc $(O)/libort.a
@@ -124,6 +124,11 @@ generated-check: $(O)/optc
 
 demo: deps all
 	@scripts/demo.sh $(O)
+
+# The heavy-ball beta sweep against gd and Nesterov: accuracy beside the
+# optimizer's rate, runs/explore/ (under 15 minutes on 2 cores).
+explore: deps all
+	@scripts/explore.sh $(O)
 
 bench: deps all
 	@scripts/bench.sh $(O)

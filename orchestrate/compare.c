@@ -1033,8 +1033,8 @@ static int plot_curves(const Opts *o, const Entry *ent, int n)
                "set output 'curves.png'\n"
                "set title 'test accuracy, mean over %d seed%s'\n"
                "set xlabel 'epoch'\nset ylabel 'test accuracy (%%)'\n"
-               "set key bottom right\nset grid\n",
-            o->seeds, o->seeds == 1 ? "" : "s");
+               "set key %s\nset grid\n",
+            o->seeds, o->seeds == 1 ? "" : "s", nplot > 4 ? "below" : "bottom right");
     int maxep = 0;
     for (int i = 0; i < n; i++)
         if (ent[i].ncurve > maxep)
