@@ -125,17 +125,17 @@ static char *build_read_file(const char *path, size_t *len)
     return buf;
 }
 
-/* Load, plan and emit network net of the spec (text, len) read from path
- * to out; diagnostics to diag. Returns the exit status. The spec is read
- * once by the caller: the same bytes are compiled and embedded. */
-static int build_emit_to(FILE *out, const char *path, const char *text, size_t len,
-                         const char *net, const Define *defs, int ndefs, const char *command,
-                         char *netname, size_t netname_size, FILE *diag)
+/* Load, plan and emit req's network to out, from the spec's text (read
+ * once by the caller: the bytes compiled are the bytes embedded);
+ * diagnostics to diag. Returns the exit status. */
+static int build_emit_to(FILE *out, const BuildRequest *req, const char *text, size_t len,
+                         const char *command, char *netname, size_t netname_size, FILE *diag)
 {
+    const char *path = req->spec;
     Arena *a = arena_new();
     int nerr = 0;
-    Spec *s = fe_load_string(a, path, text, len, defs, ndefs, diag, &nerr);
-    IrGraph *g = s ? fe_unroll(a, s, net, diag, &nerr) : NULL;
+    Spec *s = fe_load_string(a, path, text, len, req->defs, req->ndefs, diag, &nerr);
+    IrGraph *g = s ? fe_unroll(a, s, req->net, diag, &nerr) : NULL;
     if (!g) {
         arena_free(a);
         return 1;
@@ -183,8 +183,7 @@ static int build_emit_file(const char *path, const BuildRequest *req, const char
         free(tmp);
         return 1;
     }
-    int rc = build_emit_to(f, req->spec, text, len, req->net, req->defs, req->ndefs, command,
-                           netname, netname_size, diag);
+    int rc = build_emit_to(f, req, text, len, command, netname, netname_size, diag);
     if (fclose(f) != 0 && rc == 0) {
         fprintf(diag, "optc: cannot write %s: %s\n", tmp, strerror(errno));
         rc = 1;
@@ -228,8 +227,7 @@ int cmd_emit(int argc, char **argv)
     char *command = build_command_line(argc, argv);
     BuildRequest req = { .spec = ca.spec, .net = ca.net, .defs = ca.defs, .ndefs = ca.ndefs };
     if (!ca.out || strcmp(ca.out, "-") == 0)
-        rc = build_emit_to(stdout, ca.spec, text, len, ca.net, ca.defs, ca.ndefs, command, NULL,
-                           0, stderr);
+        rc = build_emit_to(stdout, &req, text, len, command, NULL, 0, stderr);
     else
         rc = build_emit_file(ca.out, &req, text, len, command, NULL, 0, stderr);
     if (rc == 0 && fflush(stdout) != 0) {

@@ -224,6 +224,43 @@ START_TEST(exit_codes)
 }
 END_TEST
 
+/* build_program, as compare calls it: diagnostics to the FILE given, the
+ * program written, the command that rebuilds it recorded in the C. */
+START_TEST(build_program_call)
+{
+    char b[PATH_MAX + 16], bin[PATH_MAX + 16], missing[PATH_MAX + 16];
+    snprintf(b, sizeof b, "%s/hb_tiny.opt", tmpdir);
+    snprintf(bin, sizeof bin, "%s/hb", tmpdir);
+    snprintf(missing, sizeof missing, "%s/missing.opt", tmpdir);
+    write_file(b, spec_b);
+    char *msg = NULL;
+    size_t msglen = 0;
+    FILE *diag = open_memstream(&msg, &msglen);
+    ck_assert_ptr_nonnull(diag);
+    BuildRequest bad = { .spec = missing, .out = bin };
+    ck_assert_int_eq(build_program(&bad, diag), 1);
+    Define unknown = { "gamma", "1" };
+    BuildRequest bad_def = { .spec = b, .defs = &unknown, .ndefs = 1, .out = bin };
+    ck_assert_int_eq(build_program(&bad_def, diag), 1);
+    fclose(diag);
+    ck_assert_ptr_nonnull(strstr(msg, "missing.opt: error: cannot open"));
+    ck_assert_ptr_nonnull(strstr(msg, "-D gamma matches no optimizer parameter or stage"));
+    ck_assert_int_ne(access(bin, F_OK), 0);
+    free(msg);
+
+    Define beta = { "beta", "0.25" };
+    BuildRequest ok = { .spec = b, .defs = &beta, .ndefs = 1, .out = bin, .keep_c = true };
+    ck_assert_int_eq(build_program(&ok, stderr), 0);
+    ck_assert_int_eq(access(bin, X_OK), 0);
+    char cfile[PATH_MAX + 32], want[3 * PATH_MAX];
+    snprintf(cfile, sizeof cfile, "%s.c", bin);
+    snprintf(want, sizeof want, "optc build %s -D beta=0.25 -o %s --keep-c", b, bin);
+    const char *c = read_file(cfile);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_msg(strstr(c, want), "no '%s' in the emitted C", want);
+}
+END_TEST
+
 /* The grid of two sweeps over two specs, as --dry-run prints it: a spec
  * gets the product of the sweeps it has (gd has no beta), the first sweep
  * outermost, labels from the values; nothing is built. */
@@ -481,6 +518,7 @@ static Suite *compare_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, two_specs_two_seeds);
     tcase_add_test(tc, exit_codes);
+    tcase_add_test(tc, build_program_call);
     tcase_add_test(tc, sweep_grid);
     tcase_add_test(tc, sweep_errors);
     tcase_add_test(tc, sweep_csv_and_rates);
