@@ -86,7 +86,13 @@ typedef struct {
     const Spec *s;
     const OptInfo *oi;
     const char *fail;           /* why the rule is not a linear multistep rule */
+    int inlines;                /* sequences defined at k substituted so far */
 } Sym;
+
+/* Substitutions of y[k] = ... per statement: sema's causality rules out
+ * cycles, but a chain of sequences each reading the previous twice would
+ * still grow exponentially. */
+#define MAX_INLINES 4096
 
 static Poly poly_const(double c)
 {
@@ -347,6 +353,10 @@ static bool sym_expr(Sym *S, const Expr *e, int shift, int depth, Val *out)
             return true;
         }
         out->tensor = true;
+        if (q->off == 0 && !e->abs && ++S->inlines > MAX_INLINES) {
+            S->fail = "too many substitutions of sequences defined at k";
+            return false;
+        }
         if (q->off == 0 && !e->abs)        /* y[k+o]: its definition, shifted */
             return sym_expr(S, oi->decl->stmts[q->def_stmt]->rhs, shift + e->off, depth + 1, out);
         out->l.n = 1;
@@ -562,7 +572,7 @@ static Rule *rule_build(Arena *a, const Spec *s, int opt)
     const OptDecl *od = oi->decl;
     Rule *R = arena_alloc(a, sizeof *R);
     Sym *S = &R->S;
-    *S = (Sym){ a, s, oi, NULL };
+    *S = (Sym){ a, s, oi, NULL, 0 };
     InvRule *P = &R->pub;
     P->opt = od->name;
     R->eqs = arena_alloc(a, sizeof(Eq) * (size_t)(od->nstmts + 1));
@@ -574,6 +584,7 @@ static Rule *rule_build(Arena *a, const Spec *s, int opt)
         if (oi->stmt_kind[i] != SK_UPDATE || !oi->seqs[q].tensor || oi->seqs[q].off != 1)
             continue;
         Val v;
+        S->inlines = 0;
         if (!sym_expr(S, od->stmts[i]->rhs, 0, 0, &v) || S->fail) {
             P->why = S->fail ? S->fail : "an update that is not linear";
             return R;

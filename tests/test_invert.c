@@ -222,6 +222,29 @@ START_TEST(rule_alone)
 }
 END_TEST
 
+/* A chain of sequences defined at k, each reading the previous twice, is
+ * refused quickly instead of being substituted 2^40 times. */
+START_TEST(substitution_chain_bounded)
+{
+    static char src[8192];
+    size_t n = 0;
+    n += (size_t)snprintf(src + n, sizeof src - n, "optimizer ch {\n    y0[k] = x[k] + x[k-1];\n");
+    for (int i = 1; i < 40; i++)
+        n += (size_t)snprintf(src + n, sizeof src - n, "    y%d[k] = y%d[k] + 0.5 * y%d[k];\n", i, i - 1, i - 1);
+    n += (size_t)snprintf(src + n, sizeof src - n,
+                          "    x[k+1] = x[k] - grad(x[k]) + 0.1 * y39[k];\n}\n");
+    ck_assert(n < sizeof src);
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *s = fe_load_string(a, "chain.opt", src, n, NULL, 0, stderr, &nerr);
+    ck_assert_ptr_nonnull(s);
+    InvRule *r = inv_rule(a, s, "ch");
+    ck_assert(!r->invertible);
+    contains(r->why, "too many substitutions");
+    arena_free(a);
+}
+END_TEST
+
 /* optc check --explain examples/heavy_ball.opt -n hb20_fmnist, as printed. */
 START_TEST(explain_heavy_ball)
 {
@@ -269,6 +292,7 @@ static Suite *invert_suite(void)
     tcase_add_test(tc, beta_zero_refused);
     tcase_add_test(tc, strided_first_step);
     tcase_add_test(tc, rule_alone);
+    tcase_add_test(tc, substitution_chain_bounded);
     tcase_add_test(tc, explain_heavy_ball);
     suite_add_tcase(s, tc);
     return s;
