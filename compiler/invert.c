@@ -816,14 +816,12 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
                 return (StepV){ INV_NO, afmt(a, "%s's coefficient %s is 0 here", P->unknown[u], dv) };
             continue;
         }
+        /* Said without the step's parameter names, so equal steps group. */
         double init = c->c0;
-        Str names = { .n = 0 };
-        for (int t = 0; t < c->nterms; t++) {
+        for (int t = 0; t < c->nterms; t++)
             init += c->a[t] * N->g->params[c->param[t]].init_value;
-            sput(&names, "%s%s", t ? ", " : "", N->g->params[c->param[t]].name);
-        }
         res.v = INV_COND;
-        res.why = afmt(a, "while %s != 0 (learned: %s%s)", dv, names.b,
+        res.why = afmt(a, "while %s != 0 (learned, one per step%s)", dv,
                        init == 0 ? "; it starts at 0, where it is not invertible" : "");
     }
     return res;

@@ -7,8 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "invert.h"
 #include "tmain.h"
+#include "cgutil.h"
 
 /* A network body around optimizer OPT: stage 1 keeps the shape, stage 2
  * strides. */
@@ -279,6 +282,46 @@ START_TEST(explain_heavy_ball)
 }
 END_TEST
 
+/* The flag on optc's command line: status, stdout, and its misuses. */
+static int optc(const char *args, char **out)
+{
+    char path[] = "/tmp/optc-invert-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/optc %s >%s 2>&1", build_dir(), args, path);
+    int st = system(cmd);
+    *out = read_all(path);
+    unlink(path);
+    ck_assert_ptr_nonnull(*out);
+    return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
+}
+
+START_TEST(explain_flag)
+{
+    char *out;
+    if (access("examples/heavy_ball.opt", R_OK) != 0)
+        TEST_SKIP("examples/heavy_ball.opt not found (run from the project root)");
+    ck_assert_int_eq(optc("check --explain examples/heavy_ball.opt -n hb20_fmnist", &out), 0);
+    contains(out, "network hb20_fmnist\n");
+    contains(out, "x[k-1] = ((1 + beta) * x[k] - grad(x[k]) - x[k+1]) / beta");
+    ck_assert_ptr_null(strstr(out, "hb20_cifar"));
+    free(out);
+    ck_assert_int_eq(optc("check --explain examples/resnet.opt -n resnet20_fmnist", &out), 0);
+    contains(out, "fixed-point");
+    free(out);
+    ck_assert_int_eq(optc("check --explain examples/heavy_ball.opt -n nope", &out), 1);
+    contains(out, "no network named 'nope'");
+    free(out);
+    ck_assert_int_eq(optc("check examples/heavy_ball.opt -n hb20_fmnist", &out), 2);
+    free(out);
+    ck_assert_int_eq(optc("check --help", &out), 0);
+    contains(out, "--explain");
+    free(out);
+}
+END_TEST
+
 static Suite *invert_suite(void)
 {
     Suite *s = suite_create("invert");
@@ -294,6 +337,7 @@ static Suite *invert_suite(void)
     tcase_add_test(tc, rule_alone);
     tcase_add_test(tc, substitution_chain_bounded);
     tcase_add_test(tc, explain_heavy_ball);
+    tcase_add_test(tc, explain_flag);
     suite_add_tcase(s, tc);
     return s;
 }
