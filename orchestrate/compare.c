@@ -1035,6 +1035,8 @@ static int plot_curves(const Opts *o, const Entry *ent, int n)
                "set xlabel 'epoch'\nset ylabel 'test accuracy (%%)'\n"
                "set key %s\nset grid\n",
             o->seeds, o->seeds == 1 ? "" : "s", nplot > 4 ? "below" : "bottom right");
+    if (nplot > 4)     /* room under the x label for the key's rows */
+        fprintf(f, "set bmargin %d\n", 5 + (nplot + 2) / 3);
     int maxep = 0;
     for (int i = 0; i < n; i++)
         if (ent[i].ncurve > maxep)
