@@ -477,10 +477,8 @@ static bool is_png(const char *path)
  * the data and scripts behind them). Skipped without gnuplot. */
 START_TEST(sweep_plots)
 {
-    if (!have_gnuplot()) {
-        printf("sweep_plots: SKIPPED: gnuplot is not installed\n");
-        return;
-    }
+    if (!have_gnuplot())
+        TEST_SKIP("gnuplot is not installed");
     char b[PATH_MAX + 16], out[PATH_MAX + 16], cap[PATH_MAX + 32];
     snprintf(b, sizeof b, "%s/hb_tiny.opt", tmpdir);
     snprintf(out, sizeof out, "%s/out", tmpdir);
