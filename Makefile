@@ -98,6 +98,15 @@ $(O)/tests/%: tests/%.c $(wildcard tests/*.h) $(O)/liborch.a $(O)/liboptc.a $(O)
 
 tests: all $(TESTS)
 
+# The hand net with one gradient bug planted (tests/plantnet.c; 0: none),
+# for test_gradcheck; the bugs wrap runtime kernels with the linker's --wrap.
+PLANTS     := $(foreach i,0 1 2 3,$(O)/plant/handnet_$(i))
+PLANT_WRAP := $(foreach f,rt_bn_backward rt_sum_backward rt_conv2d_backward,-Wl,--wrap=$(f) -Wl,--wrap=$(f)_d)
+$(O)/plant/handnet_%: tests/plantnet.c tests/handnet.h $(O)/libort.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -DRT_PLANT=$* -o $@ $< $(PLANT_WRAP) $(O)/libort.a $(LDLIBS)
+$(O)/tests/test_gradcheck: $(PLANTS) $(O)/optc $(O)/optc.flags
+
 # Plain build first, then the same suites under AddressSanitizer + UBSan.
 check: deps
 	$(MAKE) check-fast
