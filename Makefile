@@ -54,10 +54,10 @@ $(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h
 	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
 
 # --- objects ----------------------------------------------------------------
-$(O)/compiler/%.o: compiler/%.c $(O)/grammar/parser.h $(O)/grammar/lexer.h $(wildcard compiler/*.h compiler/*.def)
+$(O)/compiler/%.o: compiler/%.c $(O)/grammar/parser.h $(O)/grammar/lexer.h $(wildcard compiler/*.h compiler/*.def) runtime/act.def runtime/rt.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
-$(O)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h runtime/*.inc)
+$(O)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h runtime/*.inc runtime/*.def)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -81,7 +81,7 @@ $(O)/optc.flags: FORCE
 FORCE:
 
 # --- tests ------------------------------------------------------------------
-$(O)/tests/%: tests/%.c $(wildcard tests/*.h) $(O)/liboptc.a $(O)/libort.a
+$(O)/tests/%: tests/%.c $(wildcard tests/*.h runtime/*.def) $(O)/liboptc.a $(O)/libort.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(O)/liboptc.a $(O)/libort.a $(CHECK_LIBS) $(LDLIBS)
 

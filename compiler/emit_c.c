@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "frontend.h"
+#include "optable.h"
 #include "plan.h"
 
 /* C11 guarantees string literals of 4095 characters; -Wpedantic warns
@@ -18,12 +19,6 @@
 #define EMIT_MAX_LITERAL 4000
 /* Inputs of one node (sum, concat) the emitter handles. */
 #define EMIT_MAX_IN 64
-
-static const char *const emit_op_text[] = {
-#define OP(name, text, np) text,
-#include "ops.def"
-#undef OP
-};
 
 /* One emission: the graph, its plan, the element type being written. */
 typedef struct {
@@ -226,8 +221,22 @@ static void emit_node_comment(Emit *e, const IrNode *n)
     emit_f(e, "    /* %d ", n->id);
     for (const char *c = n->name ? n->name : ""; *c; c++)
         fputc(emit_plain((unsigned char)*c) ? *c : '_', e->out);
-    emit_f(e, ": %s %dx%dx%d -> %dx%dx%d */\n", emit_op_text[n->op], in->c, in->h, in->w,
+    emit_f(e, ": %s %dx%dx%d -> %dx%dx%d */\n", op_name(n->op), in->c, in->h, in->w,
            n->shape.c, n->shape.h, n->shape.w);
+}
+
+/* The RtAct constant of an exact block's activation (plan_build checked
+ * the name): the act.def line's NAME. */
+static const char *emit_act(const char *phi)
+{
+    switch (op_find(phi, OPF_ACT)) {
+#define OP(name, text, flags, madds)
+#define ACT(name, NAME, arg, def, kernels) case OP_##NAME: return "RT_ACT_" #NAME;
+#include "ops.def"
+#undef ACT
+#undef OP
+    default: return "RT_ACT_RELU";
+    }
 }
 
 static void emit_forward_node(Emit *e, const IrNode *n)
@@ -239,6 +248,15 @@ static void emit_forward_node(Emit *e, const IrNode *n)
     const PlanNode *pn = &e->p->nodes[n->id];
     size_t len = emit_numel(n->shape);
     emit_node_comment(e, n);
+    const OpInfo *oi = op_info(n->op);
+    if (oi->flags & OPF_ACT) {
+        if (n->op == OP_RELU)
+            emit_f(e, "    rt_relu_forward%s(ctx, %s, %s, nB * %zu);\n", S, out, in, len);
+        else
+            emit_f(e, "    rt_%s_forward%s(ctx, %s, %s, nB * %zu, %s);\n", oi->text, S, out, in,
+                   len, emit_num(e, n->u.act.a));
+        return;
+    }
     switch (n->op) {
     case OP_CONV:
         emit_f(e, "    rt_conv2d_forward%s(ctx, %s, %s, %s, B, %d, %d, %d, %d, %d, %d, %d);\n", S,
@@ -257,9 +275,6 @@ static void emit_forward_node(Emit *e, const IrNode *n)
                emit_param(e, "P", n->u.bn.beta), emit_param(e, "buf", n->u.bn.mean),
                emit_param(e, "buf", n->u.bn.var), n->shape.c, n->shape.h * n->shape.w,
                emit_num(e, n->u.bn.eps));
-        break;
-    case OP_RELU:
-        emit_f(e, "    rt_relu_forward%s(ctx, %s, %s, nB * %zu);\n", S, out, in, len);
         break;
     case OP_SUM:
         emit_f(e, "    {\n");
@@ -294,9 +309,9 @@ static void emit_forward_node(Emit *e, const IrNode *n)
                emit_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
-        emit_f(e, "    rt_exact_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d);\n", S, out,
+        emit_f(e, "    rt_exact_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d, %s, %s);\n", S, out,
                emit_buf(e, pn->save0), in, emit_param(e, "P", n->u.exact.u), emit_numel(*is),
-               n->u.exact.m);
+               n->u.exact.m, emit_act(n->u.exact.phi), emit_num(e, n->u.exact.alpha));
         break;
     case OP_DROPOUT:
         emit_f(e, "    if (train) {\n        rt_dropout_forward%s(ctx, %s, %s, %s, nB * %zu, %s, "
@@ -308,7 +323,7 @@ static void emit_forward_node(Emit *e, const IrNode *n)
                "        rt_sum_forward%s(ctx, %s, 1, xs, one, nB * %zu);\n    }\n", e->T, e->T,
                in, S, out, len);
         break;
-    case OP_INPUT: case OP_GRAD: case OP_COUNT:
+    default:    /* input, grad: nothing to run */
         break;
     }
 }
@@ -339,6 +354,16 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
     const char *in = n->nin ? emit_out(e, n->in[0]) : "NULL";
     size_t len = emit_numel(n->shape);
     emit_node_comment(e, n);
+    const OpInfo *oi = op_info(n->op);
+    if (oi->flags & OPF_ACT) {
+        if (n->op == OP_RELU)
+            emit_f(e, "    rt_relu_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0],
+                   acc[0], dout, emit_out(e, n->id), len);
+        else
+            emit_f(e, "    rt_%s_backward%s(ctx, %s, %d, %s, %s, nB * %zu, %s);\n", oi->text, S,
+                   din[0], acc[0], dout, in, len, emit_num(e, n->u.act.a));
+        return;
+    }
     switch (n->op) {
     case OP_CONV:
         emit_f(e, "    rt_conv2d_backward%s(ctx, %s, %d, %s, %s, %s, %s, B, %d, %d, %d, %d, %d, "
@@ -353,12 +378,8 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                emit_buf(e, pn->save1), emit_param(e, "P", n->u.bn.gamma), n->shape.c,
                n->shape.h * n->shape.w);
         break;
-    case OP_RELU:
-        emit_f(e, "    rt_relu_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0], acc[0],
-               dout, emit_out(e, n->id), len);
-        break;
     case OP_SUM: {
-        bool learned = plan_bwd_reads_input(n);
+        bool learned = op_bwd_reads_input(n);
         emit_f(e, "    {\n");
         emit_coefs(e, n);
         emit_f(e, "        %s *const dxs[%d] = {", e->T, n->nin);
@@ -419,16 +440,16 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                emit_param(e, "P", n->u.linear.w), emit_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
-        emit_f(e, "    rt_exact_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d);\n", S,
-               din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
+        emit_f(e, "    rt_exact_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d, %s, %s);\n",
+               S, din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
                emit_buf(e, pn->save0), emit_param(e, "P", n->u.exact.u), emit_numel(*is),
-               n->u.exact.m);
+               n->u.exact.m, emit_act(n->u.exact.phi), emit_num(e, n->u.exact.alpha));
         break;
     case OP_DROPOUT:
         emit_f(e, "    rt_dropout_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0],
                acc[0], dout, emit_buf(e, pn->save0), len);
         break;
-    case OP_INPUT: case OP_GRAD: case OP_COUNT:
+    default:    /* input, grad: nothing to run */
         break;
     }
 }
@@ -516,23 +537,9 @@ long long emit_madds(const IrGraph *g)
 {
     long long total = 0;
     for (int i = 1; i < g->nnodes; i++) {
-        const IrNode *n = &g->nodes[i];
-        const IrShape *is = n->nin ? &g->nodes[n->in[0]].shape : &n->shape;
-        switch (n->op) {
-        case OP_CONV:
-            total += (long long)n->shape.c * n->shape.h * n->shape.w * is->c * n->u.conv.k *
-                     n->u.conv.k;
-            break;
-        case OP_LINEAR:
-            total += (long long)emit_numel(*is) * n->shape.c;
-            break;
-        case OP_EXACT:
-            total += 2LL * (long long)emit_numel(*is) * n->u.exact.m;
-            break;
-        case OP_INPUT: case OP_BN: case OP_RELU: case OP_SUM: case OP_CONCAT: case OP_PAD:
-        case OP_AVGPOOL: case OP_GAP: case OP_DROPOUT: case OP_GRAD: case OP_COUNT:
-            break;
-        }
+        const OpInfo *oi = op_info(g->nodes[i].op);
+        if (oi->madds)
+            total += oi->madds(g, &g->nodes[i]);
     }
     return total;
 }

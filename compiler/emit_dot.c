@@ -2,12 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "frontend.h"
-
-static const char *const op_text[] = {
-#define OP(name, text, np) text,
-#include "ops.def"
-#undef OP
-};
+#include "optable.h"
 
 /* The cluster a node belongs to: the part of its name before the first
  * '.' ("stem", "stage2", "trans1", "head"), or "" for the input. */
@@ -21,7 +16,7 @@ static void node_line(FILE *out, const IrNode *n)
 {
     const char *fill = n->op == OP_SUM ? "lightyellow" : n->op == OP_CONV ? "lightblue"
                      : n->op == OP_CONCAT ? "lightpink" : n->op == OP_PAD ? "lightgrey" : "white";
-    fprintf(out, "    n%d [label=\"%s\\n%s\\n%dx%dx%d\", fillcolor=%s];\n", n->id, op_text[n->op], n->name,
+    fprintf(out, "    n%d [label=\"%s\\n%s\\n%dx%dx%d\", fillcolor=%s];\n", n->id, op_name(n->op), n->name,
             n->shape.c, n->shape.h, n->shape.w, fill);
 }
 

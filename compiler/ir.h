@@ -15,8 +15,10 @@
 #include <stddef.h>
 
 typedef enum {
-#define OP(name, text, np) OP_##name,
+#define OP(name, text, flags, madds) OP_##name,
+#define ACT(name, NAME, arg, def, kernels) OP_##NAME,
 #include "ops.def"
+#undef ACT
 #undef OP
     OP_COUNT
 } IrOp;
@@ -79,8 +81,9 @@ typedef struct {
         struct { int stride; } pad;                             /* out channels = shape.c */
         struct { int k, stride; } pool;
         struct { int w, b; } linear;                            /* b may be -1 */
-        struct { int u, m; char phi[16]; } exact;               /* U: d x m, phi "relu" */
+        struct { int u, m; char phi[16]; double alpha; } exact; /* U: d x m, phi "relu", its a */
         struct { double p; } dropout;
+        struct { double a; } act;       /* an activation's argument (leaky_relu, elu) */
     } u;
 } IrNode;
 

@@ -2,12 +2,7 @@
  * inputs, output shape and parameters. */
 #include <string.h>
 #include "frontend.h"
-
-static const char *const op_text[] = {
-#define OP(name, text, np) text,
-#include "ops.def"
-#undef OP
-};
+#include "optable.h"
 
 static void param_ref(FILE *out, const IrGraph *g, const char *role, int p)
 {
@@ -38,10 +33,13 @@ void ir_print(FILE *out, const IrGraph *g)
     fprintf(out, "# %d ops, %d parameter tensors, %zu trainable values\n", g->nnodes, g->nparams, total);
     for (int i = 0; i < g->nnodes; i++) {
         const IrNode *n = &g->nodes[i];
-        fprintf(out, "%4d %-7s %-32s (", n->id, op_text[n->op], n->name);
+        const OpInfo *oi = op_info(n->op);
+        fprintf(out, "%4d %-7s %-32s (", n->id, oi->text, n->name);
         for (int j = 0; j < n->nin; j++)
             fprintf(out, "%s%d", j ? "," : "", n->in[j]);
         fprintf(out, ") -> %dx%dx%d", n->shape.c, n->shape.h, n->shape.w);
+        if ((oi->flags & OPF_ACT) && oi->arg[0])
+            fprintf(out, " %s=%g", oi->arg, n->u.act.a);
         switch (n->op) {
         case OP_CONV:
             fprintf(out, " k%d s%d p%d", n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
@@ -71,12 +69,14 @@ void ir_print(FILE *out, const IrGraph *g)
             break;
         case OP_EXACT:
             fprintf(out, " %s m=%d", n->u.exact.phi, n->u.exact.m);
+            if (op_info((IrOp)op_find(n->u.exact.phi, OPF_ACT))->arg[0])
+                fprintf(out, " a=%g", n->u.exact.alpha);
             param_ref(out, g, "U", n->u.exact.u);
             break;
         case OP_DROPOUT:
             fprintf(out, " p=%g", n->u.dropout.p);
             break;
-        case OP_INPUT: case OP_RELU: case OP_CONCAT: case OP_GAP: case OP_GRAD: case OP_COUNT:
+        default:    /* no attributes beyond the shape */
             break;
         }
         fputc('\n', out);

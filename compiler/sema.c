@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ast.h"
+#include "layer.h"
 
 #define MAX_STEPS 10000
 #define MAX_WIDTH 65536
@@ -476,137 +477,6 @@ static const Atom *single_atom(Diag *d, const Item *it)
     return it->groups[0]->atoms[0];
 }
 
-enum { CTX_STEM, CTX_GRAD, CTX_TRANS, CTX_HEAD };
-
-static bool parse_layer(Diag *d, const Atom *at, int ctx, Layer *L)
-{
-    memset(L, 0, sizeof *L);
-    L->span = at->span;
-    if (at->kind != AT_NAME && at->kind != AT_CALL) {
-        diag_error(d, at->span, "expected a layer name");
-        return false;
-    }
-    const char *n = at->name;
-    int k1, k2, nc = 0;
-    if (sscanf(n, "conv%dx%d%n", &k1, &k2, &nc) == 2 && n[nc] == 0) {
-        if (k1 != k2 || k1 < 1 || k1 > 11 || k1 % 2 == 0) {
-            diag_error(d, at->span, "convolution size must be odd, square and at most 11x11");
-            return false;
-        }
-        L->kind = L_CONV;
-        L->k = k1;
-        if (at->nargs > 1) {
-            diag_error(d, at->span, "%s takes at most one argument: a width or ratio = r", n);
-            return false;
-        }
-        if (at->nargs == 1) {
-            const Arg *g = at->args[0];
-            if (g->name && strcmp(g->name, "ratio") == 0) {
-                if (!sema_const(d, g->value, &L->ratio))
-                    return false;
-                if (!(L->ratio > 0 && L->ratio <= 16)) {
-                    diag_error(d, g->value->span, "ratio must be in (0, 16]");
-                    return false;
-                }
-            } else if (g->name) {
-                diag_error(d, g->name_span, "unknown argument '%s' (a conv takes a width or ratio = r)", g->name);
-                return false;
-            } else if (!arg_int(d, g, 1, MAX_WIDTH, "width", &L->width)) {
-                return false;
-            }
-        }
-        if (ctx == CTX_HEAD) {
-            diag_error(d, at->span, "convolutions are not allowed in the head");
-            return false;
-        }
-        return true;
-    }
-    bool noargs = at->nargs == 0;
-    if (strcmp(n, "bn") == 0 || strcmp(n, "relu") == 0 || strcmp(n, "gap") == 0 ||
-        strcmp(n, "linear") == 0) {
-        if (!noargs) {
-            diag_error(d, at->span, "'%s' takes no arguments", n);
-            return false;
-        }
-        L->kind = n[0] == 'b' ? L_BN : n[0] == 'r' ? L_RELU : n[0] == 'g' ? L_GAP : L_LINEAR;
-        if (L->kind == L_LINEAR && ctx != CTX_HEAD) {
-            diag_error(d, at->span, "'linear' is only allowed in the head");
-            return false;
-        }
-        return true;
-    }
-    if (strcmp(n, "avgpool") == 0) {
-        if (noargs) {
-            L->kind = L_GAP;
-            return true;
-        }
-        L->kind = L_AVGPOOL;
-        return at->nargs == 1 && !at->args[0]->name ? arg_int(d, at->args[0], 1, 64, "pool size", &L->k)
-                                                     : (diag_error(d, at->span, "avgpool takes one size"), false);
-    }
-    if (strcmp(n, "dropout") == 0) {
-        L->kind = L_DROPOUT;
-        if (at->nargs != 1 || at->args[0]->name) {
-            diag_error(d, at->span, "dropout takes one probability: dropout(0.2)");
-            return false;
-        }
-        if (!sema_const(d, at->args[0]->value, &L->p))
-            return false;
-        if (!(L->p >= 0 && L->p < 1)) {
-            diag_error(d, at->args[0]->value->span, "dropout probability must be in [0, 1)");
-            return false;
-        }
-        return true;
-    }
-    if (strcmp(n, "exact") == 0) {
-        L->kind = L_EXACT;
-        if (ctx != CTX_GRAD) {
-            diag_error(d, at->span, "'exact' is only allowed as the grad block");
-            return false;
-        }
-        if (at->nargs != 2 || at->args[0]->name || at->args[0]->value->kind != EX_NAME) {
-            diag_error(d, at->span, "exact takes an activation and a width: exact(relu, 64)");
-            return false;
-        }
-        const char *phi = at->args[0]->value->u.name;
-        if (strcmp(phi, "relu") != 0) {
-            diag_error(d, at->args[0]->span, "unknown activation '%s' (exact supports relu)", phi);
-            return false;
-        }
-        strcpy(L->phi, "relu");
-        return arg_int(d, at->args[1], 1, MAX_WIDTH, "exact width", &L->m);
-    }
-    diag_error(d, at->span, "unknown layer '%s'", n);
-    return false;
-}
-
-static void parse_layers(Diag *d, Arena *a, const Item *it, int ctx, Layer **out, int *n)
-{
-    *n = 0;
-    *out = arena_alloc(a, sizeof(Layer) * (size_t)(it->ngroups + 1));
-    if (it->ngroups == 1 && it->groups[0]->natoms == 1 && it->groups[0]->atoms[0]->kind == AT_NAME &&
-        strcmp(it->groups[0]->atoms[0]->name, "none") == 0 && ctx != CTX_GRAD && ctx != CTX_HEAD)
-        return;
-    if (it->ngroups == 0) {
-        diag_error(d, it->span, "'%s' needs a list of layers", it->name);
-        return;
-    }
-    for (int i = 0; i < it->ngroups; i++) {
-        const Group *g = it->groups[i];
-        if (g->natoms != 1) {
-            diag_error(d, g->span, "expected one layer between commas");
-            continue;
-        }
-        if (parse_layer(d, g->atoms[0], ctx, &(*out)[*n]))
-            (*n)++;
-    }
-    if (ctx == CTX_GRAD) {
-        for (int i = 0; i < *n; i++)
-            if ((*out)[i].kind == L_EXACT && *n != 1)
-                diag_error(d, (*out)[i].span, "exact(...) must be the whole grad block");
-    }
-}
-
 static int find_opt(const Spec *s, const char *name)
 {
     for (int i = 0; i < s->nopt; i++)
@@ -857,10 +727,10 @@ static void check_network(Sema *S, NetInfo *ni, NetDecl *nd)
                 atom_int(d, a, 1, 100000, "classes", &ni->classes);
             break;
         case 2:
-            parse_layers(d, S->a, it, CTX_STEM, &ni->stem, &ni->nstem);
+            layer_parse_list(d, S->a, it, CTX_STEM, &ni->stem, &ni->nstem);
             break;
         case 3:
-            parse_layers(d, S->a, it, CTX_GRAD, &ni->grad, &ni->ngrad);
+            layer_parse_list(d, S->a, it, CTX_GRAD, &ni->grad, &ni->ngrad);
             ni->grad_span = it->span;
             break;
         case 4:
@@ -880,10 +750,10 @@ static void check_network(Sema *S, NetInfo *ni, NetDecl *nd)
             }
             break;
         case 6:
-            parse_layers(d, S->a, it, CTX_TRANS, &ni->trans, &ni->ntrans);
+            layer_parse_list(d, S->a, it, CTX_TRANS, &ni->trans, &ni->ntrans);
             break;
         case 7:
-            parse_layers(d, S->a, it, CTX_HEAD, &ni->head, &ni->nhead);
+            layer_parse_list(d, S->a, it, CTX_HEAD, &ni->head, &ni->nhead);
             ni->head_span = it->span;
             break;
         case 8:
@@ -897,7 +767,7 @@ static void check_network(Sema *S, NetInfo *ni, NetDecl *nd)
             diag_error(d, nd->name_span, "network '%s' has no '%s'", nd->name, once[required[j]]);
     if (ni->nstages == 0)
         diag_error(d, nd->name_span, "network '%s' has no stage", nd->name);
-    if (ni->nhead && ni->head[ni->nhead - 1].kind != L_LINEAR)
+    if (ni->nhead && ni->head[ni->nhead - 1].op != OP_LINEAR)
         diag_error(d, ni->head_span, "the head must end with 'linear'");
 }
 

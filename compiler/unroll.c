@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ast.h"
+#include "optable.h"
 
 #define MAX_NODES 2000000
 #define MAX_ELEMS (1L << 28)
@@ -144,15 +145,25 @@ typedef struct {
     int stride;                 /* the first conv's stride */
 } LayerCtx;
 
+/* Node names number each kind within a list: conv0, conv1, bn0, relu0...
+ * (pooling ops share one count). */
 static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
 {
-    int nconv = 0, nbn = 0, nrelu = 0, npool = 0, ndrop = 0;
+    int nconv = 0, nbn = 0, npool = 0, ndrop = 0, nact[OP_COUNT] = { 0 };
     for (int i = 0; i < n && cur >= 0; i++) {
         IrShape in = u->nodes[cur].shape, out = in;
         const Layer *l = &L[i];
         int id;
-        switch (l->kind) {
-        case L_BN: {
+        if (op_info(l->op)->flags & OPF_ACT) {     /* pointwise: the shape is kept */
+            id = add_node(u, l->op, fmt(u, "%s.%s%d", lc->node_prefix, op_name(l->op), nact[l->op]++), 1,
+                          &cur, out, l->span);
+            if (id >= 0)
+                u->nodes[id].u.act.a = l->a;
+            cur = id;
+            continue;
+        }
+        switch (l->op) {
+        case OP_BN: {
             const char *nm = fmt(u, "%s.bn%d", lc->node_prefix, nbn);
             const char *pp = fmt(u, "%s.bn%d", lc->param_prefix, nbn++);
             int dims[1] = { in.c };
@@ -165,10 +176,7 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
                 u->nodes[id].u.bn = (__typeof__(u->nodes[id].u.bn)){ g, b, m, v, 1e-5, 0.1 };
             break;
         }
-        case L_RELU:
-            id = add_node(u, OP_RELU, fmt(u, "%s.relu%d", lc->node_prefix, nrelu++), 1, &cur, out, l->span);
-            break;
-        case L_CONV: {
+        case OP_CONV: {
             int cout = l->width ? l->width : l->ratio > 0 ? (int)floor(in.c * l->ratio) : lc->width;
             if (cout < 1)
                 cout = 1;
@@ -183,7 +191,7 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
                 u->nodes[id].u.conv = (__typeof__(u->nodes[id].u.conv)){ cout, l->k, s, l->k / 2, w };
             break;
         }
-        case L_AVGPOOL:
+        case OP_AVGPOOL:
             if (in.h < l->k || in.w < l->k) {
                 diag_error(u->d, l->span, "avgpool(%d) on a %dx%d map", l->k, in.h, in.w);
                 u->failed = true;
@@ -194,16 +202,16 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
             if (id >= 0)
                 u->nodes[id].u.pool = (__typeof__(u->nodes[id].u.pool)){ l->k, l->k };
             break;
-        case L_GAP:
+        case OP_GAP:
             out = (IrShape){ in.c, 1, 1 };
             id = add_node(u, OP_GAP, fmt(u, "%s.gap%d", lc->node_prefix, npool++), 1, &cur, out, l->span);
             break;
-        case L_DROPOUT:
+        case OP_DROPOUT:
             id = add_node(u, OP_DROPOUT, fmt(u, "%s.dropout%d", lc->node_prefix, ndrop++), 1, &cur, out, l->span);
             if (id >= 0)
                 u->nodes[id].u.dropout.p = l->p;
             break;
-        case L_LINEAR: {
+        case OP_LINEAR: {
             int classes = u->ni->classes;
             int fan = in.c * in.h * in.w;
             int wd[2] = { classes, fan }, bd[1] = { classes };
@@ -215,7 +223,7 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
                 u->nodes[id].u.linear = (__typeof__(u->nodes[id].u.linear)){ w, b };
             break;
         }
-        case L_EXACT: {
+        case OP_EXACT: {
             int dsz = in.c * in.h * in.w;
             int dims[2] = { dsz, l->m };
             /* One U for the whole network (per state size, should stages differ). */
@@ -229,11 +237,12 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
                 u->nodes[id].u.exact.u = w;
                 u->nodes[id].u.exact.m = l->m;
                 strcpy(u->nodes[id].u.exact.phi, l->phi);
+                u->nodes[id].u.exact.alpha = l->a;
             }
             break;
         }
         default:
-            DIAG_BUG("layer kind %d", (int)l->kind);
+            DIAG_BUG("layer op %d", (int)l->op);
         }
         cur = id;
     }
@@ -726,7 +735,7 @@ IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
     g->train = ni->train;
     int cur = add_node(&u, OP_INPUT, "input", 0, NULL, ni->input, ni->decl->name_span);
     LayerCtx lc = { "stem", "stem", false, ni->input.c, 1 };
-    for (int i = 0; i < ni->nstem && ni->stem[i].kind == L_CONV && !ni->stem[i].width; i++)
+    for (int i = 0; i < ni->nstem && ni->stem[i].op == OP_CONV && !ni->stem[i].width; i++)
         if (!ni->stem[i].ratio)
             return fail(&u, ni->stem[i].span, "a stem convolution needs a width, e.g. conv3x3(16)"), NULL;
     cur = apply_layers(&u, ni->stem, ni->nstem, cur, &lc);
@@ -748,7 +757,7 @@ IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
         u.new_shape = (IrShape){ u.width, (in.h - 1) / st->stride + 1, (in.w - 1) / st->stride + 1 };
         u.nsc = 0;
         u.sc_weight = -1;
-        if (ni->ngrad == 1 && ni->grad[0].kind == L_EXACT && u.transition)
+        if (ni->ngrad == 1 && ni->grad[0].op == OP_EXACT && u.transition)
             return fail(&u, st->span, "exact(...) keeps the state's shape: a stage cannot change width or stride"), NULL;
         cur = run_stage(&u, st->opt, st->args, st->nargs, st->steps, cur, st->span);
         if (cur >= 0 && u.transition && !same_shape(nshape(&u, cur), u.new_shape)) {

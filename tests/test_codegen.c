@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "actref.h"
 #include "frontend.h"
 #include "rt.h"
 #include "plan.h"
@@ -705,7 +706,16 @@ END_TEST
 
 typedef enum { TH_GD, TH_HB, TH_NAG } ThKind;
 
-/* grad f(z) = z - U relu(U^T z), U[d][m] row-major. */
+/* The activation of the exact block under test: act.def's lines. */
+static const struct { const char *name; double a; } th_acts[] = {
+#define ACT(name, NAME, arg, def, k) { #name, def },
+#include "act.def"
+#undef ACT
+};
+#define TH_NACTS ((int)(sizeof th_acts / sizeof th_acts[0]))
+static int th_act;
+
+/* grad f(z) = z - U phi(U^T z), U[d][m] row-major, phi = th_acts[th_act]. */
 static void th_grad(double *g, const double *z, const double *U, int d, int m)
 {
     double *a = calloc((size_t)m, sizeof *a);
@@ -714,7 +724,8 @@ static void th_grad(double *g, const double *z, const double *U, int d, int m)
         double s = 0;
         for (int i = 0; i < d; i++)
             s += z[i] * U[(size_t)i * m + j];
-        a[j] = s > 0 ? s : 0;
+        a[j] = actref_phi(th_acts[th_act].name, s, th_acts[th_act].a);
+        ck_assert(!isnan(a[j]));
     }
     for (int i = 0; i < d; i++) {
         double s = 0;
@@ -893,6 +904,7 @@ static void th_check(const char *src, const char *net, ThKind kind, double beta)
     arena_free(a);
 }
 
+/* @: the activation. */
 static const char theory_spec[] =
     "optimizer gd { x[k+1] = x[k] - grad(x[k]); }\n"
     "optimizer hb(beta = 0.5) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
@@ -902,18 +914,24 @@ static const char theory_spec[] =
     "    y[k] = x[k] + (t[k] - 1) / t[k+1] * (x[k] - x[k-1]);\n"
     "    x[k+1] = y[k] - grad(y[k]);\n"
     "}\n"
-    "network th_gd { input 2x3x3; classes 3; stem none; grad = exact(relu, 7);\n"
+    "network th_gd { input 2x3x3; classes 3; stem none; grad = exact(@, 7);\n"
     "    stage gd steps 6; head linear; }\n"
-    "network th_hb { input 2x3x3; classes 3; stem none; grad = exact(relu, 7);\n"
+    "network th_hb { input 2x3x3; classes 3; stem none; grad = exact(@, 7);\n"
     "    stage hb steps 6; head linear; }\n"
-    "network th_nag { input 2x3x3; classes 3; stem none; grad = exact(relu, 7);\n"
+    "network th_nag { input 2x3x3; classes 3; stem none; grad = exact(@, 7);\n"
     "    stage nag steps 6; head linear; }\n";
 
+/* Loop index: activation _i / 3 of act.def, optimizer _i % 3. */
 START_TEST(test_theory)
 {
     static const char *const nets[] = { "th_gd", "th_hb", "th_nag" };
     static const ThKind kinds[] = { TH_GD, TH_HB, TH_NAG };
-    th_check(theory_spec, nets[_i], kinds[_i], 0.5);
+    char src[sizeof theory_spec + 64];
+    th_act = _i / 3;
+    size_t n = 0;
+    for (const char *c = theory_spec; *c && n + 20 < sizeof src; c++)
+        n += (size_t)snprintf(src + n, sizeof src - n, "%s", *c == '@' ? th_acts[th_act].name : (char[]){ *c, 0 });
+    th_check(src, nets[_i % 3], kinds[_i % 3], 0.5);
 }
 END_TEST
 
@@ -1166,6 +1184,8 @@ static const struct { const char *spec, *net, *defs; } fm[] = {
       "-D densenet_bc100_fmnist.stage3.steps=2" },
     { "examples/theory.opt", "theory_hb_fmnist", "" },
     { "examples/theory.opt", "theory_gd_fmnist", "" },
+    { "examples/activations.opt", "acts_fmnist", "" },
+    { "examples/activations.opt", "theory_tanh_fmnist", "" },
 };
 #define NFM ((int)(sizeof fm / sizeof fm[0]))
 
@@ -1174,7 +1194,7 @@ START_TEST(test_fmnist_table_complete)
 {
     char *out = NULL;
     const char *specs[] = { "resnet", "heavy_ball", "nesterov", "momentum", "lm", "densenet",
-                            "theory" };
+                            "theory", "activations" };
     int found = 0;
     for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
         char args[128];
@@ -1264,7 +1284,7 @@ static Suite *codegen_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_emit_hand);
     tcase_add_test(tc, test_emit_escaping);
-    tcase_add_loop_test(tc, test_theory, 0, 3);
+    tcase_add_loop_test(tc, test_theory, 0, 3 * TH_NACTS);
     suite_add_tcase(s, tc);
     tc = tcase_create("examples");
     tcase_set_timeout(tc, 600);

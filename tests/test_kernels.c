@@ -367,11 +367,12 @@ static void exact_init(Prob *p, int s)
 
 #define ADAPT_EXACT(T, S, KS, X, A)                                                           \
 static void exact_fwd##S(Prob *p, const RtCtx *c, T *out)                                 \
-{ rt_exact_forward##KS(c, out, p->A[0], p->X[0], p->X[1], p->d[0], p->d[1], p->d[2]); }    \
+{ rt_exact_forward##KS(c, out, p->A[0], p->X[0], p->X[1], p->d[0], p->d[1], p->d[2], \
+                      RT_ACT_RELU, 0.0); }                                                \
 static void exact_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)          \
 {                                                                                         \
     rt_exact_backward##KS(c, g[0], acc, g[1], dout, p->X[0], p->A[0], p->X[1],             \
-                         p->d[0], p->d[1], p->d[2]);                                      \
+                         p->d[0], p->d[1], p->d[2], RT_ACT_RELU, 0.0);              \
 }
 ADAPT_EXACT(float, _f, , xf, auxf)
 ADAPT_EXACT(double, _d, _d, xd, auxd)
