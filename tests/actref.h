@@ -22,6 +22,8 @@ static inline double actref_phi(const char *n, double x, double a)
         return (exp(x) - exp(-x)) / (exp(x) + exp(-x));
     if (!strcmp(n, "softplus"))
         return log(1 + exp(x));
+    if (!strcmp(n, "softsign"))
+        return x / (1 + fabs(x));
     if (!strcmp(n, "silu"))
         return x / (1 + exp(-x));
     if (!strcmp(n, "gelu"))
