@@ -1,5 +1,7 @@
 /* optable.c — the op table (optable.h): the rows of ops.def with the
  * activation arguments of act.def and each op's multiply-add count. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "optable.h"
 #include "rt.h"
@@ -81,4 +83,14 @@ bool op_bwd_reads_output(const IrNode *n)
 bool op_has_params(const IrNode *n)
 {
     return (op_info(n->op)->flags & OPF_PARAMS) || op_has_learned(n);
+}
+
+const char *op_num(char *buf, size_t size, double v)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return buf;
+    }
+    return buf;     /* NaN: %.17g already written */
 }

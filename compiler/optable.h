@@ -38,4 +38,8 @@ bool op_bwd_reads_output(const IrNode *n);
 /* Whether node n owns trainable parameters (learned sum coefficients too). */
 bool op_has_params(const IrNode *n);
 
+/* v in the shortest %g form that reads back as the same double ("1.9",
+ * not "1.8999999999999999"), written into buf; returns buf. */
+const char *op_num(char *buf, size_t size, double v);
+
 #endif

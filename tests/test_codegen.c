@@ -935,6 +935,52 @@ START_TEST(test_theory)
 }
 END_TEST
 
+/* --- optc dot: the optimizer view ------------------------------------------- */
+
+/* Heavy ball drawn as its optimizer: each grad block one node, the sums with
+ * their coefficients, the skip from two steps back dashed; --layers keeps
+ * every op. */
+START_TEST(test_dot_optimizer)
+{
+    static const char src[] =
+        "optimizer hb(beta = 0.9) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+        "network n { input 1x8x8; classes 2; stem conv3x3(4); grad = bn, relu, conv3x3;\n"
+        "    stage hb steps 3; head bn, relu, avgpool, linear; }\n";
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *sp = fe_load_string(a, "dot.opt", src, strlen(src), NULL, 0, stderr, &nerr);
+    ck_assert_ptr_nonnull(sp);
+    IrGraph *g = fe_unroll(a, sp, "n", stderr, &nerr);
+    ck_assert_ptr_nonnull(g);
+    char *buf = NULL, *all = NULL;
+    size_t len = 0, alen = 0;
+    FILE *m = open_memstream(&buf, &len);
+    ir_dot(m, g);
+    fclose(m);
+    m = open_memstream(&all, &alen);
+    ir_dot_layers(m, g);
+    fclose(m);
+    /* One node per grad block, none per layer inside it. */
+    ck_assert_ptr_nonnull(strstr(buf, "label=\"stage1.step2.grad\\nbn relu conv\\n4x8x8\""));
+    ck_assert_ptr_null(strstr(buf, "stage1.step0.grad.conv0"));
+    ck_assert_ptr_nonnull(strstr(all, "stage1.step0.grad.conv0"));
+    /* x3 = 1.9 x2 - g2 - 0.9 x1: coefficients in their shortest form, the
+     * older state's edge dashed. */
+    ck_assert_ptr_nonnull(strstr(buf, "[label=\"1.9\"]"));
+    ck_assert_ptr_nonnull(strstr(buf, "[label=\"-0.9\", style=dashed"));
+    ck_assert_ptr_null(strstr(buf, "1.8999"));
+    int edges = 0;
+    for (const char *c = buf; (c = strstr(c, " -> ")); c++)
+        edges++;
+    /* input->stem, stem->head... : 1 + 3 steps x (state->grad, 2 or 3 sum
+     * edges) + head: far fewer than the layer graph's. */
+    ck_assert_int_eq(edges, 1 + (1 + 2) + (1 + 3) + (1 + 3) + 1);
+    free(buf);
+    free(all);
+    arena_free(a);
+}
+END_TEST
+
 /* --- the example specs through the optc command line ----------------------- */
 
 static char *optc_cmd(const char *args)
@@ -1285,6 +1331,7 @@ static Suite *codegen_suite(void)
     tcase_add_test(tc, test_emit_hand);
     tcase_add_test(tc, test_emit_escaping);
     tcase_add_loop_test(tc, test_theory, 0, 3 * TH_NACTS);
+    tcase_add_test(tc, test_dot_optimizer);
     suite_add_tcase(s, tc);
     tc = tcase_create("examples");
     tcase_set_timeout(tc, 600);
