@@ -1,6 +1,7 @@
 # optc — build, test, demo, bench.
 # Outputs go under $(O) (build/ by default); nothing here is committed.
 # Targets: all check demo bench deps examples generated clean fuzz reproduce
+#          gradcheck-all
 
 O        ?= build
 CC       ?= cc
@@ -108,6 +109,12 @@ examples: all
 
 generated: $(O)/optc
 	@scripts/generated.sh $(O) write
+
+# Every example network's gradcheck over batches 1 2 4 8 and seeds 1 2 3
+# (JOBS, GC_ARGS, NETS: see the script).
+.PHONY: gradcheck-all
+gradcheck-all: all
+	@scripts/gradcheck_all.sh $(O)
 
 generated-check: $(O)/optc
 	@scripts/generated.sh $(O) check

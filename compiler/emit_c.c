@@ -231,12 +231,23 @@ static const char *emit_act(const char *phi)
 {
     switch (op_find(phi, OPF_ACT)) {
 #define OP(name, text, flags, madds)
-#define ACT(name, NAME, arg, def, kernels) case OP_##NAME: return "RT_ACT_" #NAME;
+#define ACT(name, NAME, arg, def, kernels, kink) case OP_##NAME: return "RT_ACT_" #NAME;
 #include "ops.def"
 #undef ACT
 #undef OP
     default: return "RT_ACT_RELU";
     }
+}
+
+/* The per-image offset of node id's pieces: the live piecewise nodes
+ * before it, in node order; with id = nnodes, the per-image total. */
+static size_t emit_branch_site(const Emit *e, int id)
+{
+    size_t off = 0;
+    for (int i = 1; i < id && i < e->g->nnodes; i++)
+        if (e->p->nodes[i].live)
+            off += op_branch_len(&e->g->nodes[i]);
+    return off;
 }
 
 static void emit_forward_node(Emit *e, const IrNode *n)
@@ -250,11 +261,13 @@ static void emit_forward_node(Emit *e, const IrNode *n)
     emit_node_comment(e, n);
     const OpInfo *oi = op_info(n->op);
     if (oi->flags & OPF_ACT) {
+        size_t site = oi->kink ? emit_branch_site(e, n->id) : 0;
         if (n->op == OP_RELU)
-            emit_f(e, "    rt_relu_forward%s(ctx, %s, %s, nB * %zu);\n", S, out, in, len);
+            emit_f(e, "    rt_relu_forward%s(ctx, %s, %s, nB * %zu, nB * %zu);\n", S, out, in,
+                   len, site);
         else
-            emit_f(e, "    rt_%s_forward%s(ctx, %s, %s, nB * %zu, %s);\n", oi->text, S, out, in,
-                   len, emit_num(e, n->u.act.a));
+            emit_f(e, "    rt_%s_forward%s(ctx, %s, %s, nB * %zu, %s, nB * %zu);\n", oi->text, S,
+                   out, in, len, emit_num(e, n->u.act.a), site);
         return;
     }
     switch (n->op) {
@@ -309,9 +322,10 @@ static void emit_forward_node(Emit *e, const IrNode *n)
                emit_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
-        emit_f(e, "    rt_exact_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d, %s, %s);\n", S, out,
-               emit_buf(e, pn->save0), in, emit_param(e, "P", n->u.exact.u), emit_numel(*is),
-               n->u.exact.m, emit_act(n->u.exact.phi), emit_num(e, n->u.exact.alpha));
+        emit_f(e, "    rt_exact_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d, %s, %s, nB * %zu);\n",
+               S, out, emit_buf(e, pn->save0), in, emit_param(e, "P", n->u.exact.u),
+               emit_numel(*is), n->u.exact.m, emit_act(n->u.exact.phi),
+               emit_num(e, n->u.exact.alpha), emit_branch_site(e, n->id));
         break;
     case OP_DROPOUT:
         emit_f(e, "    if (train) {\n        rt_dropout_forward%s(ctx, %s, %s, %s, nB * %zu, %s, "
@@ -356,12 +370,13 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
     emit_node_comment(e, n);
     const OpInfo *oi = op_info(n->op);
     if (oi->flags & OPF_ACT) {
+        size_t site = oi->kink ? emit_branch_site(e, n->id) : 0;
         if (n->op == OP_RELU)
-            emit_f(e, "    rt_relu_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0],
-                   acc[0], dout, emit_out(e, n->id), len);
+            emit_f(e, "    rt_relu_backward%s(ctx, %s, %d, %s, %s, nB * %zu, nB * %zu);\n", S,
+                   din[0], acc[0], dout, emit_out(e, n->id), len, site);
         else
-            emit_f(e, "    rt_%s_backward%s(ctx, %s, %d, %s, %s, nB * %zu, %s);\n", oi->text, S,
-                   din[0], acc[0], dout, in, len, emit_num(e, n->u.act.a));
+            emit_f(e, "    rt_%s_backward%s(ctx, %s, %d, %s, %s, nB * %zu, %s, nB * %zu);\n",
+                   oi->text, S, din[0], acc[0], dout, in, len, emit_num(e, n->u.act.a), site);
         return;
     }
     switch (n->op) {
@@ -440,10 +455,11 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                emit_param(e, "P", n->u.linear.w), emit_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
-        emit_f(e, "    rt_exact_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d, %s, %s);\n",
-               S, din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
+        emit_f(e, "    rt_exact_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d, %s, %s, "
+               "nB * %zu);\n", S, din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
                emit_buf(e, pn->save0), emit_param(e, "P", n->u.exact.u), emit_numel(*is),
-               n->u.exact.m, emit_act(n->u.exact.phi), emit_num(e, n->u.exact.alpha));
+               n->u.exact.m, emit_act(n->u.exact.phi), emit_num(e, n->u.exact.alpha),
+               emit_branch_site(e, n->id));
         break;
     case OP_DROPOUT:
         emit_f(e, "    rt_dropout_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0],
@@ -653,7 +669,8 @@ static void emit_net(Emit *e)
            g->input.w, g->classes);
     emit_f(e, "    .nparams = %zu, .nbuffers = %zu,\n", e->p->nparams, e->p->nbuffers);
     emit_f(e, "    .tensors = tensors, .ntensors = %d,\n", g->nparams);
-    emit_f(e, "    .madds = %lld, .nops = %d,\n", emit_madds(g), nops);
+    emit_f(e, "    .madds = %lld, .nops = %d, .branch_elems = %zu,\n", emit_madds(g), nops,
+           emit_branch_site(e, g->nnodes));
     emit_f(e, "    .act_elems = act_elems, .scratch_bytes = scratch_bytes,\n"
               "    .forward = forward, .backward = backward,\n"
               "    .forward_d = forward_d, .backward_d = backward_d,\n");

@@ -16,7 +16,7 @@
 
 typedef enum {
 #define OP(name, text, flags, madds) OP_##name,
-#define ACT(name, NAME, arg, def, kernels) OP_##NAME,
+#define ACT(name, NAME, arg, def, kernels, kink) OP_##NAME,
 #include "ops.def"
 #undef ACT
 #undef OP

@@ -33,10 +33,10 @@ static long long madds_exact(const IrGraph *g, const IrNode *n)
 }
 
 static const OpInfo op_table[OP_COUNT] = {
-#define OP(name, text, flags, madds) [OP_##name] = { text, flags, "", 0, -1, madds },
-#define ACT(name, NAME, arg, def, kernels)                                                 \
+#define OP(name, text, flags, madds) [OP_##name] = { text, flags, "", 0, -1, false, madds },
+#define ACT(name, NAME, arg, def, kernels, kink)                                                 \
     [OP_##NAME] = { #name, OPF_LAYER | OPF_ACT | ((kernels) ? OPF_BWD_IN : OPF_BWD_OUT),     \
-                    arg, def, RT_ACT_##NAME, NULL },
+                    arg, def, RT_ACT_##NAME, kink, NULL },
 #include "ops.def"
 #undef ACT
 #undef OP
@@ -78,6 +78,17 @@ bool op_bwd_reads_input(const IrNode *n)
 bool op_bwd_reads_output(const IrNode *n)
 {
     return (op_info(n->op)->flags & OPF_BWD_OUT) != 0;
+}
+
+size_t op_branch_len(const IrNode *n)
+{
+    if (op_info(n->op)->kink)
+        return numel(n->shape);
+    if (n->op == OP_EXACT) {
+        int phi = op_find(n->u.exact.phi, OPF_ACT);
+        return phi >= 0 && op_info((IrOp)phi)->kink ? (size_t)n->u.exact.m : 0;
+    }
+    return 0;
 }
 
 bool op_has_params(const IrNode *n)

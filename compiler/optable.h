@@ -20,6 +20,8 @@ typedef struct {
     const char *arg;        /* activations: the optional argument ("a"), "" for none */
     double arg_default;     /* ...and its default */
     int act;                /* activations: the RtAct id (exact's phi), else -1 */
+    bool kink;              /* activations: two pieces at 0 (a gradient check
+                               freezes them: rt.h RtBranch) */
     /* Multiply-adds per image of node n (its input shape is), NULL for none
      * worth counting (pointwise ops). */
     long long (*madds)(const IrGraph *g, const IrNode *n);
@@ -35,6 +37,10 @@ int op_find(const char *name, unsigned need);
  * with learned coefficients reads its inputs for their gradients). */
 bool op_bwd_reads_input(const IrNode *n);
 bool op_bwd_reads_output(const IrNode *n);
+/* Branch-record elements per image of node n (rt.h RtBranch): one per
+ * element of an activation with a kink, m for an exact block whose phi has
+ * one, 0 for smooth ops. */
+size_t op_branch_len(const IrNode *n);
 /* Whether node n owns trainable parameters (learned sum coefficients too). */
 bool op_has_params(const IrNode *n);
 

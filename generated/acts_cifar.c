@@ -15,9 +15,6 @@
  * # The paper's activations as layers: small residual networks whose layers use
  * # several of them, and a theory network whose exact block runs heavy ball on
  * # f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = tanh.
- * # acts_fmnist is gradient-checked by the tests, so it keeps to activations
- * # whose derivative is continuous (KINK: leaky_relu joins it once gradcheck
- * # freezes piecewise branches; until then only acts_cifar uses it).
  * optimizer gd {
  *     x[k+1] = x[k] - grad(x[k]);
  * }
@@ -30,10 +27,10 @@
  *     input    1x28x28;
  *     classes  10;
  *     stem     conv3x3(16), bn, gelu;
- *     grad     = bn, elu, conv3x3, bn, silu, conv3x3;
+ *     grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, silu, conv3x3;
  *     stage    heavy_ball steps 2 width 16;
  *     stage    gd steps 2 width 32 stride 2;
- *     head     bn, softplus, avgpool, linear;
+ *     head     bn, elu, avgpool, linear;
  *     train    { epochs 3; lr 0.1; schedule cosine; weight_decay 5e-4; }
  * }
  * 
@@ -41,7 +38,7 @@
  *     input    3x32x32;
  *     classes  10;
  *     stem     conv3x3(16), bn, leaky_relu(a = 0.1);
- *     grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, gelu, conv3x3;
+ *     grad     = bn, softsign, conv3x3, bn, gelu, conv3x3;
  *     stage    heavy_ball steps 3 width 16;
  *     stage    heavy_ball steps 3 width 32 stride 2;
  *     head     bn, silu, avgpool, linear;
@@ -67,9 +64,6 @@ static const char spec_text[] =
     "\043\040The\040paper\047s\040activations\040as\040layers\072\040small\040residual\040networks\040whose\040layers\040use\012"
     "\043\040several\040of\040them\054\040and\040a\040theory\040network\040whose\040exact\040block\040runs\040heavy\040ball\040on\012"
     "\043\040f\050z\051\040\075\040\174z\174\1362\0572\040\055\040sum_i\040Psi\050u_i\136T\040z\051\040with\040Psi\047\040\075\040tanh.\012"
-    "\043\040acts_fmnist\040is\040gradient\055checked\040by\040the\040tests\054\040so\040it\040keeps\040to\040activations\012"
-    "\043\040whose\040derivative\040is\040continuous\040\050KINK\072\040leaky_relu\040joins\040it\040once\040gradcheck\012"
-    "\043\040freezes\040piecewise\040branches\073\040until\040then\040only\040acts_cifar\040uses\040it\051.\012"
     "optimizer\040gd\040\173\012"
     "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\073\012"
     "\175\012"
@@ -82,10 +76,10 @@ static const char spec_text[] =
     "\040\040\040\040input\040\040\040\0401x28x28\073\012"
     "\040\040\040\040classes\040\04010\073\012"
     "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040gelu\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040elu\054\040conv3x3\054\040bn\054\040silu\054\040conv3x3\073\012"
+    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040leaky_relu\050a\040\075\0400.1\051\054\040conv3x3\054\040bn\054\040silu\054\040conv3x3\073\012"
     "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0402\040width\04016\073\012"
     "\040\040\040\040stage\040\040\040\040gd\040steps\0402\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040softplus\054\040avgpool\054\040linear\073\012"
+    "\040\040\040\040head\040\040\040\040\040bn\054\040elu\054\040avgpool\054\040linear\073\012"
     "\040\040\040\040train\040\040\040\040\173\040epochs\0403\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0405e\0554\073\040\175\012"
     "\175\012"
     "\012"
@@ -93,7 +87,7 @@ static const char spec_text[] =
     "\040\040\040\040input\040\040\040\0403x32x32\073\012"
     "\040\040\040\040classes\040\04010\073\012"
     "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040leaky_relu\050a\040\075\0400.1\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040leaky_relu\050a\040\075\0400.1\051\054\040conv3x3\054\040bn\054\040gelu\054\040conv3x3\073\012"
+    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040softsign\054\040conv3x3\054\040bn\054\040gelu\054\040conv3x3\073\012"
     "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04016\073\012"
     "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04032\040stride\0402\073\012"
     "\040\040\040\040head\040\040\040\040\040bn\054\040silu\054\040avgpool\054\040linear\073\012"
@@ -228,14 +222,14 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stem.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001);
+    rt_leaky_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001, nB * 0);
     /* 4 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
         rt_bn_forward_train(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 464, P + 480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 32768 * nB, P + 464, P + 480, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
-    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, 0.10000000000000001);
+    /* 5 stage1.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
     /* 6 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 81920 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 7 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -244,7 +238,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 98304 * nB, act + 81920 * nB, P + 2800, P + 2816, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 8 stage1.step0.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0);
+    rt_gelu_forward(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -261,8 +255,8 @@ static void forward_1(RtModel *m, int B, int train)
         rt_bn_forward_train(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 147456 * nB, P + 5136, P + 5152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 131072 * nB, act + 147456 * nB, P + 5136, P + 5152, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
-    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward(ctx, act + 163840 * nB, act + 131072 * nB, nB * 16384, 0.10000000000000001);
+    /* 12 stage1.step1.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_forward(ctx, act + 163840 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
     /* 13 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 180224 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -271,7 +265,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 196608 * nB, act + 180224 * nB, P + 7472, P + 7488, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 15 stage1.step1.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, 0);
+    rt_gelu_forward(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
     /* 16 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -289,8 +283,8 @@ static void forward_1(RtModel *m, int B, int train)
         rt_bn_forward_train(ctx, act + 229376 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 245760 * nB, P + 9808, P + 9824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 229376 * nB, act + 245760 * nB, P + 9808, P + 9824, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
-    /* 19 stage1.step2.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward(ctx, act + 262144 * nB, act + 229376 * nB, nB * 16384, 0.10000000000000001);
+    /* 19 stage1.step2.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_forward(ctx, act + 262144 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
     /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 278528 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -299,7 +293,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 294912 * nB, act + 278528 * nB, P + 12144, P + 12160, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 22 stage1.step2.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward(ctx, act + 311296 * nB, act + 294912 * nB, nB * 16384, 0);
+    rt_gelu_forward(ctx, act + 311296 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
     /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -329,8 +323,8 @@ static void forward_2(RtModel *m, int B, int train)
         rt_bn_forward_train(ctx, act + 327680 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 344064 * nB, P + 14480, P + 14496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 327680 * nB, act + 344064 * nB, P + 14480, P + 14496, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
-    /* 26 stage2.step0.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward(ctx, act + 360448 * nB, act + 327680 * nB, nB * 16384, 0.10000000000000001);
+    /* 26 stage2.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_forward(ctx, act + 360448 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
     /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 376832 * nB, act + 360448 * nB, P + 14512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -339,7 +333,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 385024 * nB, act + 376832 * nB, P + 19120, P + 19152, buf + 256, buf + 288, B, 32, 256, 1.0000000000000001e-05);
     /* 29 stage2.step0.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward(ctx, act + 393216 * nB, act + 385024 * nB, nB * 8192, 0);
+    rt_gelu_forward(ctx, act + 393216 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
     /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 31 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
@@ -358,8 +352,8 @@ static void forward_2(RtModel *m, int B, int train)
         rt_bn_forward_train(ctx, act + 401408 * nB, fix + 320, fix + 352, buf + 320, buf + 352, act + 417792 * nB, P + 28400, P + 28432, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 401408 * nB, act + 417792 * nB, P + 28400, P + 28432, buf + 320, buf + 352, B, 32, 256, 1.0000000000000001e-05);
-    /* 34 stage2.step1.grad.leaky_relu0: leaky_relu 32x16x16 -> 32x16x16 */
-    rt_leaky_relu_forward(ctx, act + 425984 * nB, act + 401408 * nB, nB * 8192, 0.10000000000000001);
+    /* 34 stage2.step1.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
+    rt_softsign_forward(ctx, act + 425984 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
     /* 35 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 434176 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 36 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -368,7 +362,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 434176 * nB, P + 37680, P + 37712, buf + 384, buf + 416, B, 32, 256, 1.0000000000000001e-05);
     /* 37 stage2.step1.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward(ctx, act + 450560 * nB, act + 442368 * nB, nB * 8192, 0);
+    rt_gelu_forward(ctx, act + 450560 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
     /* 38 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -386,8 +380,8 @@ static void forward_2(RtModel *m, int B, int train)
         rt_bn_forward_train(ctx, act + 409600 * nB, fix + 448, fix + 480, buf + 448, buf + 480, act + 466944 * nB, P + 46960, P + 46992, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 409600 * nB, act + 466944 * nB, P + 46960, P + 46992, buf + 448, buf + 480, B, 32, 256, 1.0000000000000001e-05);
-    /* 41 stage2.step2.grad.leaky_relu0: leaky_relu 32x16x16 -> 32x16x16 */
-    rt_leaky_relu_forward(ctx, act + 458752 * nB, act + 409600 * nB, nB * 8192, 0.10000000000000001);
+    /* 41 stage2.step2.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
+    rt_softsign_forward(ctx, act + 458752 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
     /* 42 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 475136 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 43 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -396,7 +390,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 483328 * nB, act + 475136 * nB, P + 56240, P + 56272, buf + 512, buf + 544, B, 32, 256, 1.0000000000000001e-05);
     /* 44 stage2.step2.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward(ctx, act + 491520 * nB, act + 483328 * nB, nB * 8192, 0);
+    rt_gelu_forward(ctx, act + 491520 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
     /* 45 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 46 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -415,7 +409,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 499712 * nB, act + 507904 * nB, P + 65520, P + 65552, buf + 576, buf + 608, B, 32, 256, 1.0000000000000001e-05);
     /* 48 head.silu0: silu 32x16x16 -> 32x16x16 */
-    rt_silu_forward(ctx, act + 516096 * nB, act + 499712 * nB, nB * 8192, 0);
+    rt_silu_forward(ctx, act + 516096 * nB, act + 499712 * nB, nB * 8192, 0, nB * 0);
 }
 
 /* Forward, part 3 of 3. */
@@ -458,7 +452,7 @@ static void backward_1(RtModel *m, int B)
     /* 49 head.gap0: gap 32x16x16 -> 32x1x1 */
     rt_gap_backward(ctx, act + 516128 * nB, 0, act + 516096 * nB, B, 32, 256);
     /* 48 head.silu0: silu 32x16x16 -> 32x16x16 */
-    rt_silu_backward(ctx, act + 524320 * nB, 0, act + 516128 * nB, act + 499712 * nB, nB * 8192, 0);
+    rt_silu_backward(ctx, act + 524320 * nB, 0, act + 516128 * nB, act + 499712 * nB, nB * 8192, 0, nB * 0);
     /* 47 head.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 499712 * nB, 0, G + 65520, G + 65552, act + 524320 * nB, act + 507904 * nB, fix + 576, fix + 608, P + 65520, B, 32, 256);
     /* 46 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -475,13 +469,13 @@ static void backward_1(RtModel *m, int B)
     /* 45 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 499712 * nB, 0, G + 56304, act + 524288 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.step2.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward(ctx, act + 491520 * nB, 0, act + 499712 * nB, act + 483328 * nB, nB * 8192, 0);
+    rt_gelu_backward(ctx, act + 491520 * nB, 0, act + 499712 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
     /* 43 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 483328 * nB, 0, G + 56240, G + 56272, act + 491520 * nB, act + 475136 * nB, fix + 512, fix + 544, P + 56240, B, 32, 256);
     /* 42 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 475136 * nB, 0, G + 47024, act + 483328 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 41 stage2.step2.grad.leaky_relu0: leaky_relu 32x16x16 -> 32x16x16 */
-    rt_leaky_relu_backward(ctx, act + 458752 * nB, 0, act + 475136 * nB, act + 409600 * nB, nB * 8192, 0.10000000000000001);
+    /* 41 stage2.step2.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
+    rt_softsign_backward(ctx, act + 458752 * nB, 0, act + 475136 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
     /* 40 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 516096 * nB, 1, G + 46960, G + 46992, act + 458752 * nB, act + 466944 * nB, fix + 448, fix + 480, P + 46960, B, 32, 256);
     /* 39 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -498,13 +492,13 @@ static void backward_1(RtModel *m, int B)
     /* 38 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 466944 * nB, 0, G + 37744, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.step1.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward(ctx, act + 450560 * nB, 0, act + 466944 * nB, act + 442368 * nB, nB * 8192, 0);
+    rt_gelu_backward(ctx, act + 450560 * nB, 0, act + 466944 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
     /* 36 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 442368 * nB, 0, G + 37680, G + 37712, act + 450560 * nB, act + 434176 * nB, fix + 384, fix + 416, P + 37680, B, 32, 256);
     /* 35 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 434176 * nB, 0, G + 28464, act + 442368 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 34 stage2.step1.grad.leaky_relu0: leaky_relu 32x16x16 -> 32x16x16 */
-    rt_leaky_relu_backward(ctx, act + 425984 * nB, 0, act + 434176 * nB, act + 401408 * nB, nB * 8192, 0.10000000000000001);
+    /* 34 stage2.step1.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
+    rt_softsign_backward(ctx, act + 425984 * nB, 0, act + 434176 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
     /* 33 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 507904 * nB, 1, G + 28400, G + 28432, act + 425984 * nB, act + 417792 * nB, fix + 320, fix + 352, P + 28400, B, 32, 256);
     /* 32 stage2.x1: sum 32x16x16 -> 32x16x16 */
@@ -522,7 +516,7 @@ static void backward_1(RtModel *m, int B)
     /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 409600 * nB, 0, G + 19184, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.step0.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward(ctx, act + 393216 * nB, 0, act + 409600 * nB, act + 385024 * nB, nB * 8192, 0);
+    rt_gelu_backward(ctx, act + 393216 * nB, 0, act + 409600 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
     /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 385024 * nB, 0, G + 19120, G + 19152, act + 393216 * nB, act + 376832 * nB, fix + 256, fix + 288, P + 19120, B, 32, 256);
     /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
@@ -539,8 +533,8 @@ static void backward_2(RtModel *m, int B)
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 26 stage2.step0.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward(ctx, act + 360448 * nB, 0, act + 393216 * nB, act + 327680 * nB, nB * 16384, 0.10000000000000001);
+    /* 26 stage2.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_backward(ctx, act + 360448 * nB, 0, act + 393216 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
     /* 25 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 417792 * nB, 1, G + 14480, G + 14496, act + 360448 * nB, act + 344064 * nB, fix + 224, fix + 240, P + 14480, B, 16, 1024);
     /* 24 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -557,13 +551,13 @@ static void backward_2(RtModel *m, int B)
     /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 12176, act + 360448 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward(ctx, act + 311296 * nB, 0, act + 376832 * nB, act + 294912 * nB, nB * 16384, 0);
+    rt_gelu_backward(ctx, act + 311296 * nB, 0, act + 376832 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 294912 * nB, 0, G + 12144, G + 12160, act + 311296 * nB, act + 278528 * nB, fix + 192, fix + 208, P + 12144, B, 16, 1024);
     /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 278528 * nB, 0, G + 9840, act + 294912 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward(ctx, act + 262144 * nB, 0, act + 278528 * nB, act + 229376 * nB, nB * 16384, 0.10000000000000001);
+    /* 19 stage1.step2.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_backward(ctx, act + 262144 * nB, 0, act + 278528 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
     /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 344064 * nB, 1, G + 9808, G + 9824, act + 262144 * nB, act + 245760 * nB, fix + 160, fix + 176, P + 9808, B, 16, 1024);
     /* 17 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -580,13 +574,13 @@ static void backward_2(RtModel *m, int B)
     /* 16 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 262144 * nB, 0, G + 7504, act + 245760 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.step1.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward(ctx, act + 212992 * nB, 0, act + 262144 * nB, act + 196608 * nB, nB * 16384, 0);
+    rt_gelu_backward(ctx, act + 212992 * nB, 0, act + 262144 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
     /* 14 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 196608 * nB, 0, G + 7472, G + 7488, act + 212992 * nB, act + 180224 * nB, fix + 128, fix + 144, P + 7472, B, 16, 1024);
     /* 13 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 180224 * nB, 0, G + 5168, act + 196608 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward(ctx, act + 163840 * nB, 0, act + 180224 * nB, act + 131072 * nB, nB * 16384, 0.10000000000000001);
+    /* 12 stage1.step1.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_backward(ctx, act + 163840 * nB, 0, act + 180224 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
     /* 11 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 327680 * nB, 1, G + 5136, G + 5152, act + 163840 * nB, act + 147456 * nB, fix + 96, fix + 112, P + 5136, B, 16, 1024);
     /* 10 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -602,17 +596,17 @@ static void backward_2(RtModel *m, int B)
     /* 9 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 147456 * nB, 0, G + 2832, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.step0.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward(ctx, act + 114688 * nB, 0, act + 147456 * nB, act + 98304 * nB, nB * 16384, 0);
+    rt_gelu_backward(ctx, act + 114688 * nB, 0, act + 147456 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
     /* 7 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 98304 * nB, 0, G + 2800, G + 2816, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 2800, B, 16, 1024);
     /* 6 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 81920 * nB, 0, G + 496, act + 98304 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward(ctx, act + 65536 * nB, 0, act + 81920 * nB, act + 49152 * nB, nB * 16384, 0.10000000000000001);
+    /* 5 stage1.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_backward(ctx, act + 65536 * nB, 0, act + 81920 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
     /* 4 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 229376 * nB, 1, G + 464, G + 480, act + 65536 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 464, B, 16, 1024);
     /* 3 stem.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward(ctx, act + 32768 * nB, 0, act + 229376 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001);
+    rt_leaky_relu_backward(ctx, act + 32768 * nB, 0, act + 229376 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001, nB * 0);
 }
 
 /* Backward, part 3 of 3. */
@@ -660,14 +654,14 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stem.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001);
+    rt_leaky_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001, nB * 0);
     /* 4 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     if (train)
         rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 464, P + 480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 32768 * nB, P + 464, P + 480, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
-    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, 0.10000000000000001);
+    /* 5 stage1.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
     /* 6 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 81920 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 7 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -676,7 +670,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 98304 * nB, act + 81920 * nB, P + 2800, P + 2816, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 8 stage1.step0.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward_d(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0);
+    rt_gelu_forward_d(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -693,8 +687,8 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_bn_forward_train_d(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 147456 * nB, P + 5136, P + 5152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 131072 * nB, act + 147456 * nB, P + 5136, P + 5152, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
-    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward_d(ctx, act + 163840 * nB, act + 131072 * nB, nB * 16384, 0.10000000000000001);
+    /* 12 stage1.step1.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_forward_d(ctx, act + 163840 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
     /* 13 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -703,7 +697,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 196608 * nB, act + 180224 * nB, P + 7472, P + 7488, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 15 stage1.step1.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward_d(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, 0);
+    rt_gelu_forward_d(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
     /* 16 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -721,8 +715,8 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_bn_forward_train_d(ctx, act + 229376 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 245760 * nB, P + 9808, P + 9824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 229376 * nB, act + 245760 * nB, P + 9808, P + 9824, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
-    /* 19 stage1.step2.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward_d(ctx, act + 262144 * nB, act + 229376 * nB, nB * 16384, 0.10000000000000001);
+    /* 19 stage1.step2.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_forward_d(ctx, act + 262144 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
     /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 278528 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -731,7 +725,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 294912 * nB, act + 278528 * nB, P + 12144, P + 12160, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 22 stage1.step2.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward_d(ctx, act + 311296 * nB, act + 294912 * nB, nB * 16384, 0);
+    rt_gelu_forward_d(ctx, act + 311296 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
     /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -761,8 +755,8 @@ static void forward_d_2(RtModelD *m, int B, int train)
         rt_bn_forward_train_d(ctx, act + 327680 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 344064 * nB, P + 14480, P + 14496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 327680 * nB, act + 344064 * nB, P + 14480, P + 14496, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
-    /* 26 stage2.step0.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward_d(ctx, act + 360448 * nB, act + 327680 * nB, nB * 16384, 0.10000000000000001);
+    /* 26 stage2.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_forward_d(ctx, act + 360448 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
     /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 360448 * nB, P + 14512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -771,7 +765,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 385024 * nB, act + 376832 * nB, P + 19120, P + 19152, buf + 256, buf + 288, B, 32, 256, 1.0000000000000001e-05);
     /* 29 stage2.step0.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward_d(ctx, act + 393216 * nB, act + 385024 * nB, nB * 8192, 0);
+    rt_gelu_forward_d(ctx, act + 393216 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
     /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 31 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
@@ -790,8 +784,8 @@ static void forward_d_2(RtModelD *m, int B, int train)
         rt_bn_forward_train_d(ctx, act + 401408 * nB, fix + 320, fix + 352, buf + 320, buf + 352, act + 417792 * nB, P + 28400, P + 28432, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 401408 * nB, act + 417792 * nB, P + 28400, P + 28432, buf + 320, buf + 352, B, 32, 256, 1.0000000000000001e-05);
-    /* 34 stage2.step1.grad.leaky_relu0: leaky_relu 32x16x16 -> 32x16x16 */
-    rt_leaky_relu_forward_d(ctx, act + 425984 * nB, act + 401408 * nB, nB * 8192, 0.10000000000000001);
+    /* 34 stage2.step1.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
+    rt_softsign_forward_d(ctx, act + 425984 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
     /* 35 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 434176 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 36 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -800,7 +794,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 434176 * nB, P + 37680, P + 37712, buf + 384, buf + 416, B, 32, 256, 1.0000000000000001e-05);
     /* 37 stage2.step1.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward_d(ctx, act + 450560 * nB, act + 442368 * nB, nB * 8192, 0);
+    rt_gelu_forward_d(ctx, act + 450560 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
     /* 38 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -818,8 +812,8 @@ static void forward_d_2(RtModelD *m, int B, int train)
         rt_bn_forward_train_d(ctx, act + 409600 * nB, fix + 448, fix + 480, buf + 448, buf + 480, act + 466944 * nB, P + 46960, P + 46992, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 409600 * nB, act + 466944 * nB, P + 46960, P + 46992, buf + 448, buf + 480, B, 32, 256, 1.0000000000000001e-05);
-    /* 41 stage2.step2.grad.leaky_relu0: leaky_relu 32x16x16 -> 32x16x16 */
-    rt_leaky_relu_forward_d(ctx, act + 458752 * nB, act + 409600 * nB, nB * 8192, 0.10000000000000001);
+    /* 41 stage2.step2.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
+    rt_softsign_forward_d(ctx, act + 458752 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
     /* 42 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 475136 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 43 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -828,7 +822,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 483328 * nB, act + 475136 * nB, P + 56240, P + 56272, buf + 512, buf + 544, B, 32, 256, 1.0000000000000001e-05);
     /* 44 stage2.step2.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward_d(ctx, act + 491520 * nB, act + 483328 * nB, nB * 8192, 0);
+    rt_gelu_forward_d(ctx, act + 491520 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
     /* 45 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 46 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -847,7 +841,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 499712 * nB, act + 507904 * nB, P + 65520, P + 65552, buf + 576, buf + 608, B, 32, 256, 1.0000000000000001e-05);
     /* 48 head.silu0: silu 32x16x16 -> 32x16x16 */
-    rt_silu_forward_d(ctx, act + 516096 * nB, act + 499712 * nB, nB * 8192, 0);
+    rt_silu_forward_d(ctx, act + 516096 * nB, act + 499712 * nB, nB * 8192, 0, nB * 0);
 }
 
 /* Forward, part 3 of 3. */
@@ -890,7 +884,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 49 head.gap0: gap 32x16x16 -> 32x1x1 */
     rt_gap_backward_d(ctx, act + 516128 * nB, 0, act + 516096 * nB, B, 32, 256);
     /* 48 head.silu0: silu 32x16x16 -> 32x16x16 */
-    rt_silu_backward_d(ctx, act + 524320 * nB, 0, act + 516128 * nB, act + 499712 * nB, nB * 8192, 0);
+    rt_silu_backward_d(ctx, act + 524320 * nB, 0, act + 516128 * nB, act + 499712 * nB, nB * 8192, 0, nB * 0);
     /* 47 head.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 499712 * nB, 0, G + 65520, G + 65552, act + 524320 * nB, act + 507904 * nB, fix + 576, fix + 608, P + 65520, B, 32, 256);
     /* 46 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -907,13 +901,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 45 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 499712 * nB, 0, G + 56304, act + 524288 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.step2.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward_d(ctx, act + 491520 * nB, 0, act + 499712 * nB, act + 483328 * nB, nB * 8192, 0);
+    rt_gelu_backward_d(ctx, act + 491520 * nB, 0, act + 499712 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
     /* 43 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 483328 * nB, 0, G + 56240, G + 56272, act + 491520 * nB, act + 475136 * nB, fix + 512, fix + 544, P + 56240, B, 32, 256);
     /* 42 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 475136 * nB, 0, G + 47024, act + 483328 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 41 stage2.step2.grad.leaky_relu0: leaky_relu 32x16x16 -> 32x16x16 */
-    rt_leaky_relu_backward_d(ctx, act + 458752 * nB, 0, act + 475136 * nB, act + 409600 * nB, nB * 8192, 0.10000000000000001);
+    /* 41 stage2.step2.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
+    rt_softsign_backward_d(ctx, act + 458752 * nB, 0, act + 475136 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
     /* 40 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 516096 * nB, 1, G + 46960, G + 46992, act + 458752 * nB, act + 466944 * nB, fix + 448, fix + 480, P + 46960, B, 32, 256);
     /* 39 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -930,13 +924,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 38 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 466944 * nB, 0, G + 37744, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.step1.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward_d(ctx, act + 450560 * nB, 0, act + 466944 * nB, act + 442368 * nB, nB * 8192, 0);
+    rt_gelu_backward_d(ctx, act + 450560 * nB, 0, act + 466944 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
     /* 36 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 442368 * nB, 0, G + 37680, G + 37712, act + 450560 * nB, act + 434176 * nB, fix + 384, fix + 416, P + 37680, B, 32, 256);
     /* 35 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 434176 * nB, 0, G + 28464, act + 442368 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 34 stage2.step1.grad.leaky_relu0: leaky_relu 32x16x16 -> 32x16x16 */
-    rt_leaky_relu_backward_d(ctx, act + 425984 * nB, 0, act + 434176 * nB, act + 401408 * nB, nB * 8192, 0.10000000000000001);
+    /* 34 stage2.step1.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
+    rt_softsign_backward_d(ctx, act + 425984 * nB, 0, act + 434176 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
     /* 33 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 507904 * nB, 1, G + 28400, G + 28432, act + 425984 * nB, act + 417792 * nB, fix + 320, fix + 352, P + 28400, B, 32, 256);
     /* 32 stage2.x1: sum 32x16x16 -> 32x16x16 */
@@ -954,7 +948,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 409600 * nB, 0, G + 19184, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.step0.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward_d(ctx, act + 393216 * nB, 0, act + 409600 * nB, act + 385024 * nB, nB * 8192, 0);
+    rt_gelu_backward_d(ctx, act + 393216 * nB, 0, act + 409600 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
     /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 385024 * nB, 0, G + 19120, G + 19152, act + 393216 * nB, act + 376832 * nB, fix + 256, fix + 288, P + 19120, B, 32, 256);
     /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
@@ -971,8 +965,8 @@ static void backward_d_2(RtModelD *m, int B)
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 26 stage2.step0.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward_d(ctx, act + 360448 * nB, 0, act + 393216 * nB, act + 327680 * nB, nB * 16384, 0.10000000000000001);
+    /* 26 stage2.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_backward_d(ctx, act + 360448 * nB, 0, act + 393216 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
     /* 25 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 417792 * nB, 1, G + 14480, G + 14496, act + 360448 * nB, act + 344064 * nB, fix + 224, fix + 240, P + 14480, B, 16, 1024);
     /* 24 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -989,13 +983,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 12176, act + 360448 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward_d(ctx, act + 311296 * nB, 0, act + 376832 * nB, act + 294912 * nB, nB * 16384, 0);
+    rt_gelu_backward_d(ctx, act + 311296 * nB, 0, act + 376832 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
     /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 294912 * nB, 0, G + 12144, G + 12160, act + 311296 * nB, act + 278528 * nB, fix + 192, fix + 208, P + 12144, B, 16, 1024);
     /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 278528 * nB, 0, G + 9840, act + 294912 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward_d(ctx, act + 262144 * nB, 0, act + 278528 * nB, act + 229376 * nB, nB * 16384, 0.10000000000000001);
+    /* 19 stage1.step2.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_backward_d(ctx, act + 262144 * nB, 0, act + 278528 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
     /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 344064 * nB, 1, G + 9808, G + 9824, act + 262144 * nB, act + 245760 * nB, fix + 160, fix + 176, P + 9808, B, 16, 1024);
     /* 17 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -1012,13 +1006,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 16 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 262144 * nB, 0, G + 7504, act + 245760 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.step1.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward_d(ctx, act + 212992 * nB, 0, act + 262144 * nB, act + 196608 * nB, nB * 16384, 0);
+    rt_gelu_backward_d(ctx, act + 212992 * nB, 0, act + 262144 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
     /* 14 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 7472, G + 7488, act + 212992 * nB, act + 180224 * nB, fix + 128, fix + 144, P + 7472, B, 16, 1024);
     /* 13 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 180224 * nB, 0, G + 5168, act + 196608 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward_d(ctx, act + 163840 * nB, 0, act + 180224 * nB, act + 131072 * nB, nB * 16384, 0.10000000000000001);
+    /* 12 stage1.step1.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_backward_d(ctx, act + 163840 * nB, 0, act + 180224 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
     /* 11 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 327680 * nB, 1, G + 5136, G + 5152, act + 163840 * nB, act + 147456 * nB, fix + 96, fix + 112, P + 5136, B, 16, 1024);
     /* 10 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -1034,17 +1028,17 @@ static void backward_d_2(RtModelD *m, int B)
     /* 9 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 147456 * nB, 0, G + 2832, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.step0.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward_d(ctx, act + 114688 * nB, 0, act + 147456 * nB, act + 98304 * nB, nB * 16384, 0);
+    rt_gelu_backward_d(ctx, act + 114688 * nB, 0, act + 147456 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
     /* 7 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 98304 * nB, 0, G + 2800, G + 2816, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 2800, B, 16, 1024);
     /* 6 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 81920 * nB, 0, G + 496, act + 98304 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward_d(ctx, act + 65536 * nB, 0, act + 81920 * nB, act + 49152 * nB, nB * 16384, 0.10000000000000001);
+    /* 5 stage1.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
+    rt_softsign_backward_d(ctx, act + 65536 * nB, 0, act + 81920 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
     /* 4 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 229376 * nB, 1, G + 464, G + 480, act + 65536 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 464, B, 16, 1024);
     /* 3 stem.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward_d(ctx, act + 32768 * nB, 0, act + 229376 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001);
+    rt_leaky_relu_backward_d(ctx, act + 32768 * nB, 0, act + 229376 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001, nB * 0);
 }
 
 /* Backward, part 3 of 3. */
@@ -1080,7 +1074,7 @@ static const RtNet net = {
     .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10,
     .nparams = 65914, .nbuffers = 640,
     .tensors = tensors, .ntensors = 71,
-    .madds = 27574592, .nops = 50,
+    .madds = 27574592, .nops = 50, .branch_elems = 16384,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

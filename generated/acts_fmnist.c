@@ -15,9 +15,6 @@
  * # The paper's activations as layers: small residual networks whose layers use
  * # several of them, and a theory network whose exact block runs heavy ball on
  * # f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = tanh.
- * # acts_fmnist is gradient-checked by the tests, so it keeps to activations
- * # whose derivative is continuous (KINK: leaky_relu joins it once gradcheck
- * # freezes piecewise branches; until then only acts_cifar uses it).
  * optimizer gd {
  *     x[k+1] = x[k] - grad(x[k]);
  * }
@@ -30,10 +27,10 @@
  *     input    1x28x28;
  *     classes  10;
  *     stem     conv3x3(16), bn, gelu;
- *     grad     = bn, elu, conv3x3, bn, silu, conv3x3;
+ *     grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, silu, conv3x3;
  *     stage    heavy_ball steps 2 width 16;
  *     stage    gd steps 2 width 32 stride 2;
- *     head     bn, softplus, avgpool, linear;
+ *     head     bn, elu, avgpool, linear;
  *     train    { epochs 3; lr 0.1; schedule cosine; weight_decay 5e-4; }
  * }
  * 
@@ -41,7 +38,7 @@
  *     input    3x32x32;
  *     classes  10;
  *     stem     conv3x3(16), bn, leaky_relu(a = 0.1);
- *     grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, gelu, conv3x3;
+ *     grad     = bn, softsign, conv3x3, bn, gelu, conv3x3;
  *     stage    heavy_ball steps 3 width 16;
  *     stage    heavy_ball steps 3 width 32 stride 2;
  *     head     bn, silu, avgpool, linear;
@@ -67,9 +64,6 @@ static const char spec_text[] =
     "\043\040The\040paper\047s\040activations\040as\040layers\072\040small\040residual\040networks\040whose\040layers\040use\012"
     "\043\040several\040of\040them\054\040and\040a\040theory\040network\040whose\040exact\040block\040runs\040heavy\040ball\040on\012"
     "\043\040f\050z\051\040\075\040\174z\174\1362\0572\040\055\040sum_i\040Psi\050u_i\136T\040z\051\040with\040Psi\047\040\075\040tanh.\012"
-    "\043\040acts_fmnist\040is\040gradient\055checked\040by\040the\040tests\054\040so\040it\040keeps\040to\040activations\012"
-    "\043\040whose\040derivative\040is\040continuous\040\050KINK\072\040leaky_relu\040joins\040it\040once\040gradcheck\012"
-    "\043\040freezes\040piecewise\040branches\073\040until\040then\040only\040acts_cifar\040uses\040it\051.\012"
     "optimizer\040gd\040\173\012"
     "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\073\012"
     "\175\012"
@@ -82,10 +76,10 @@ static const char spec_text[] =
     "\040\040\040\040input\040\040\040\0401x28x28\073\012"
     "\040\040\040\040classes\040\04010\073\012"
     "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040gelu\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040elu\054\040conv3x3\054\040bn\054\040silu\054\040conv3x3\073\012"
+    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040leaky_relu\050a\040\075\0400.1\051\054\040conv3x3\054\040bn\054\040silu\054\040conv3x3\073\012"
     "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0402\040width\04016\073\012"
     "\040\040\040\040stage\040\040\040\040gd\040steps\0402\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040softplus\054\040avgpool\054\040linear\073\012"
+    "\040\040\040\040head\040\040\040\040\040bn\054\040elu\054\040avgpool\054\040linear\073\012"
     "\040\040\040\040train\040\040\040\040\173\040epochs\0403\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0405e\0554\073\040\175\012"
     "\175\012"
     "\012"
@@ -93,7 +87,7 @@ static const char spec_text[] =
     "\040\040\040\040input\040\040\040\0403x32x32\073\012"
     "\040\040\040\040classes\040\04010\073\012"
     "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040leaky_relu\050a\040\075\0400.1\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040leaky_relu\050a\040\075\0400.1\051\054\040conv3x3\054\040bn\054\040gelu\054\040conv3x3\073\012"
+    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040softsign\054\040conv3x3\054\040bn\054\040gelu\054\040conv3x3\073\012"
     "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04016\073\012"
     "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04032\040stride\0402\073\012"
     "\040\040\040\040head\040\040\040\040\040bn\054\040silu\054\040avgpool\054\040linear\073\012"
@@ -208,14 +202,14 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stem.gelu0: gelu 16x28x28 -> 16x28x28 */
-    rt_gelu_forward(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, 0);
+    rt_gelu_forward(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
     /* 4 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
         rt_bn_forward_train(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 176, P + 192, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 37632 * nB, act + 25088 * nB, P + 176, P + 192, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
-    /* 5 stage1.step0.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_forward(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, 1);
+    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_forward(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, 0.10000000000000001, nB * 0);
     /* 6 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 62720 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
     /* 7 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -224,7 +218,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 75264 * nB, act + 62720 * nB, P + 2512, P + 2528, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 8 stage1.step0.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_forward(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, 0);
+    rt_silu_forward(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -241,8 +235,8 @@ static void forward_1(RtModel *m, int B, int train)
         rt_bn_forward_train(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 112896 * nB, P + 4848, P + 4864, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 100352 * nB, act + 112896 * nB, P + 4848, P + 4864, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
-    /* 12 stage1.step1.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_forward(ctx, act + 125440 * nB, act + 100352 * nB, nB * 12544, 1);
+    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_forward(ctx, act + 125440 * nB, act + 100352 * nB, nB * 12544, 0.10000000000000001, nB * 12544);
     /* 13 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 137984 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -251,7 +245,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 150528 * nB, act + 137984 * nB, P + 7184, P + 7200, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 15 stage1.step1.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_forward(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, 0);
+    rt_silu_forward(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
     /* 16 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -269,8 +263,8 @@ static void forward_1(RtModel *m, int B, int train)
         rt_bn_forward_train(ctx, act + 175616 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 188160 * nB, P + 9520, P + 9536, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 175616 * nB, act + 188160 * nB, P + 9520, P + 9536, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
-    /* 19 stage2.step0.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_forward(ctx, act + 200704 * nB, act + 175616 * nB, nB * 12544, 1);
+    /* 19 stage2.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_forward(ctx, act + 200704 * nB, act + 175616 * nB, nB * 12544, 0.10000000000000001, nB * 25088);
     /* 20 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 213248 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
     /* 21 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -279,7 +273,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 219520 * nB, act + 213248 * nB, P + 14160, P + 14192, buf + 192, buf + 224, B, 32, 196, 1.0000000000000001e-05);
     /* 22 stage2.step0.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_forward(ctx, act + 225792 * nB, act + 219520 * nB, nB * 6272, 0);
+    rt_silu_forward(ctx, act + 225792 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
     /* 23 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
     /* 24 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
@@ -310,8 +304,8 @@ static void forward_2(RtModel *m, int B, int train)
         rt_bn_forward_train(ctx, act + 232064 * nB, fix + 256, fix + 288, buf + 256, buf + 288, act + 244608 * nB, P + 23440, P + 23472, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 232064 * nB, act + 244608 * nB, P + 23440, P + 23472, buf + 256, buf + 288, B, 32, 196, 1.0000000000000001e-05);
-    /* 27 stage2.step1.grad.elu0: elu 32x14x14 -> 32x14x14 */
-    rt_elu_forward(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, 1);
+    /* 27 stage2.step1.grad.leaky_relu0: leaky_relu 32x14x14 -> 32x14x14 */
+    rt_leaky_relu_forward(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, 0.10000000000000001, nB * 37632);
     /* 28 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 250880 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -320,7 +314,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 257152 * nB, act + 250880 * nB, P + 32720, P + 32752, buf + 320, buf + 352, B, 32, 196, 1.0000000000000001e-05);
     /* 30 stage2.step1.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_forward(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, 0);
+    rt_silu_forward(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
     /* 31 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -337,8 +331,8 @@ static void forward_2(RtModel *m, int B, int train)
         rt_bn_forward_train(ctx, act + 269696 * nB, fix + 384, fix + 416, buf + 384, buf + 416, act + 275968 * nB, P + 42000, P + 42032, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval(ctx, act + 269696 * nB, act + 275968 * nB, P + 42000, P + 42032, buf + 384, buf + 416, B, 32, 196, 1.0000000000000001e-05);
-    /* 34 head.softplus0: softplus 32x14x14 -> 32x14x14 */
-    rt_softplus_forward(ctx, act + 282240 * nB, act + 269696 * nB, nB * 6272, 0);
+    /* 34 head.elu0: elu 32x14x14 -> 32x14x14 */
+    rt_elu_forward(ctx, act + 282240 * nB, act + 269696 * nB, nB * 6272, 1, nB * 43904);
     /* 35 head.gap0: gap 32x14x14 -> 32x1x1 */
     rt_gap_forward(ctx, act + 288512 * nB, act + 282240 * nB, B, 32, 196);
     /* 36 head.linear: linear 32x1x1 -> 10x1x1 */
@@ -367,8 +361,8 @@ static void backward_1(RtModel *m, int B)
     rt_linear_backward(ctx, act + 282240 * nB, 0, G + 42064, G + 42384, m->dlogits, act + 288512 * nB, P + 42064, B, 32, 10);
     /* 35 head.gap0: gap 32x14x14 -> 32x1x1 */
     rt_gap_backward(ctx, act + 282272 * nB, 0, act + 282240 * nB, B, 32, 196);
-    /* 34 head.softplus0: softplus 32x14x14 -> 32x14x14 */
-    rt_softplus_backward(ctx, act + 288544 * nB, 0, act + 282272 * nB, act + 269696 * nB, nB * 6272, 0);
+    /* 34 head.elu0: elu 32x14x14 -> 32x14x14 */
+    rt_elu_backward(ctx, act + 288544 * nB, 0, act + 282272 * nB, act + 269696 * nB, nB * 6272, 1, nB * 43904);
     /* 33 head.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 269696 * nB, 0, G + 42000, G + 42032, act + 288544 * nB, act + 275968 * nB, fix + 384, fix + 416, P + 42000, B, 32, 196);
     /* 32 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -384,13 +378,13 @@ static void backward_1(RtModel *m, int B)
     /* 31 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 269696 * nB, 0, G + 32784, act + 282240 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
     /* 30 stage2.step1.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_backward(ctx, act + 263424 * nB, 0, act + 269696 * nB, act + 257152 * nB, nB * 6272, 0);
+    rt_silu_backward(ctx, act + 263424 * nB, 0, act + 269696 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
     /* 29 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 257152 * nB, 0, G + 32720, G + 32752, act + 263424 * nB, act + 250880 * nB, fix + 320, fix + 352, P + 32720, B, 32, 196);
     /* 28 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 250880 * nB, 0, G + 23504, act + 257152 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 27 stage2.step1.grad.elu0: elu 32x14x14 -> 32x14x14 */
-    rt_elu_backward(ctx, act + 238336 * nB, 0, act + 250880 * nB, act + 232064 * nB, nB * 6272, 1);
+    /* 27 stage2.step1.grad.leaky_relu0: leaky_relu 32x14x14 -> 32x14x14 */
+    rt_leaky_relu_backward(ctx, act + 238336 * nB, 0, act + 250880 * nB, act + 232064 * nB, nB * 6272, 0.10000000000000001, nB * 37632);
     /* 26 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 275968 * nB, 1, G + 23440, G + 23472, act + 238336 * nB, act + 244608 * nB, fix + 256, fix + 288, P + 23440, B, 32, 196);
     /* 25 stage2.x1: sum 32x14x14 -> 32x14x14 */
@@ -408,13 +402,13 @@ static void backward_1(RtModel *m, int B)
     /* 23 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 238336 * nB, 0, G + 14224, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
     /* 22 stage2.step0.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_backward(ctx, act + 225792 * nB, 0, act + 238336 * nB, act + 219520 * nB, nB * 6272, 0);
+    rt_silu_backward(ctx, act + 225792 * nB, 0, act + 238336 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
     /* 21 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 219520 * nB, 0, G + 14160, G + 14192, act + 225792 * nB, act + 213248 * nB, fix + 192, fix + 224, P + 14160, B, 32, 196);
     /* 20 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 225792 * nB, 0, G + 9552, act + 219520 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 19 stage2.step0.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_backward(ctx, act + 200704 * nB, 0, act + 225792 * nB, act + 175616 * nB, nB * 12544, 1);
+    /* 19 stage2.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_backward(ctx, act + 200704 * nB, 0, act + 225792 * nB, act + 175616 * nB, nB * 12544, 0.10000000000000001, nB * 25088);
     /* 18 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 244608 * nB, 1, G + 9520, G + 9536, act + 200704 * nB, act + 188160 * nB, fix + 160, fix + 176, P + 9520, B, 16, 784);
     /* 17 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -431,7 +425,7 @@ static void backward_1(RtModel *m, int B)
     /* 16 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 213248 * nB, 0, G + 7216, act + 200704 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.step1.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_backward(ctx, act + 163072 * nB, 0, act + 213248 * nB, act + 150528 * nB, nB * 12544, 0);
+    rt_silu_backward(ctx, act + 163072 * nB, 0, act + 213248 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
     /* 14 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 150528 * nB, 0, G + 7184, G + 7200, act + 163072 * nB, act + 137984 * nB, fix + 128, fix + 144, P + 7184, B, 16, 784);
     /* 13 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
@@ -448,8 +442,8 @@ static void backward_2(RtModel *m, int B)
     const float *const P = m->params;
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 12 stage1.step1.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_backward(ctx, act + 125440 * nB, 0, act + 137984 * nB, act + 100352 * nB, nB * 12544, 1);
+    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_backward(ctx, act + 125440 * nB, 0, act + 137984 * nB, act + 100352 * nB, nB * 12544, 0.10000000000000001, nB * 12544);
     /* 11 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 188160 * nB, 1, G + 4848, G + 4864, act + 125440 * nB, act + 112896 * nB, fix + 96, fix + 112, P + 4848, B, 16, 784);
     /* 10 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -465,17 +459,17 @@ static void backward_2(RtModel *m, int B)
     /* 9 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 112896 * nB, 0, G + 2544, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.step0.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_backward(ctx, act + 87808 * nB, 0, act + 112896 * nB, act + 75264 * nB, nB * 12544, 0);
+    rt_silu_backward(ctx, act + 87808 * nB, 0, act + 112896 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
     /* 7 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 75264 * nB, 0, G + 2512, G + 2528, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 2512, B, 16, 784);
     /* 6 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 62720 * nB, 0, G + 208, act + 75264 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_backward(ctx, act + 50176 * nB, 0, act + 62720 * nB, act + 37632 * nB, nB * 12544, 1);
+    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_backward(ctx, act + 50176 * nB, 0, act + 62720 * nB, act + 37632 * nB, nB * 12544, 0.10000000000000001, nB * 0);
     /* 4 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 175616 * nB, 1, G + 176, G + 192, act + 50176 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 176, B, 16, 784);
     /* 3 stem.gelu0: gelu 16x28x28 -> 16x28x28 */
-    rt_gelu_backward(ctx, act + 25088 * nB, 0, act + 175616 * nB, act + 12544 * nB, nB * 12544, 0);
+    rt_gelu_backward(ctx, act + 25088 * nB, 0, act + 175616 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
     /* 2 stem.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 12544 * nB, 0, G + 144, G + 160, act + 25088 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
@@ -510,14 +504,14 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stem.gelu0: gelu 16x28x28 -> 16x28x28 */
-    rt_gelu_forward_d(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, 0);
+    rt_gelu_forward_d(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
     /* 4 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     if (train)
         rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 176, P + 192, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 25088 * nB, P + 176, P + 192, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
-    /* 5 stage1.step0.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_forward_d(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, 1);
+    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_forward_d(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, 0.10000000000000001, nB * 0);
     /* 6 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 62720 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
     /* 7 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -526,7 +520,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 75264 * nB, act + 62720 * nB, P + 2512, P + 2528, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 8 stage1.step0.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_forward_d(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, 0);
+    rt_silu_forward_d(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -543,8 +537,8 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_bn_forward_train_d(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 112896 * nB, P + 4848, P + 4864, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 100352 * nB, act + 112896 * nB, P + 4848, P + 4864, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
-    /* 12 stage1.step1.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_forward_d(ctx, act + 125440 * nB, act + 100352 * nB, nB * 12544, 1);
+    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_forward_d(ctx, act + 125440 * nB, act + 100352 * nB, nB * 12544, 0.10000000000000001, nB * 12544);
     /* 13 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 137984 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -553,7 +547,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 150528 * nB, act + 137984 * nB, P + 7184, P + 7200, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 15 stage1.step1.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_forward_d(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, 0);
+    rt_silu_forward_d(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
     /* 16 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -571,8 +565,8 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_bn_forward_train_d(ctx, act + 175616 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 188160 * nB, P + 9520, P + 9536, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 175616 * nB, act + 188160 * nB, P + 9520, P + 9536, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
-    /* 19 stage2.step0.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_forward_d(ctx, act + 200704 * nB, act + 175616 * nB, nB * 12544, 1);
+    /* 19 stage2.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_forward_d(ctx, act + 200704 * nB, act + 175616 * nB, nB * 12544, 0.10000000000000001, nB * 25088);
     /* 20 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 213248 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
     /* 21 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -581,7 +575,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 219520 * nB, act + 213248 * nB, P + 14160, P + 14192, buf + 192, buf + 224, B, 32, 196, 1.0000000000000001e-05);
     /* 22 stage2.step0.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_forward_d(ctx, act + 225792 * nB, act + 219520 * nB, nB * 6272, 0);
+    rt_silu_forward_d(ctx, act + 225792 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
     /* 23 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
     /* 24 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
@@ -612,8 +606,8 @@ static void forward_d_2(RtModelD *m, int B, int train)
         rt_bn_forward_train_d(ctx, act + 232064 * nB, fix + 256, fix + 288, buf + 256, buf + 288, act + 244608 * nB, P + 23440, P + 23472, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 232064 * nB, act + 244608 * nB, P + 23440, P + 23472, buf + 256, buf + 288, B, 32, 196, 1.0000000000000001e-05);
-    /* 27 stage2.step1.grad.elu0: elu 32x14x14 -> 32x14x14 */
-    rt_elu_forward_d(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, 1);
+    /* 27 stage2.step1.grad.leaky_relu0: leaky_relu 32x14x14 -> 32x14x14 */
+    rt_leaky_relu_forward_d(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, 0.10000000000000001, nB * 37632);
     /* 28 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 250880 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -622,7 +616,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 257152 * nB, act + 250880 * nB, P + 32720, P + 32752, buf + 320, buf + 352, B, 32, 196, 1.0000000000000001e-05);
     /* 30 stage2.step1.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_forward_d(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, 0);
+    rt_silu_forward_d(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
     /* 31 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -639,8 +633,8 @@ static void forward_d_2(RtModelD *m, int B, int train)
         rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 384, fix + 416, buf + 384, buf + 416, act + 275968 * nB, P + 42000, P + 42032, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
     else
         rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 275968 * nB, P + 42000, P + 42032, buf + 384, buf + 416, B, 32, 196, 1.0000000000000001e-05);
-    /* 34 head.softplus0: softplus 32x14x14 -> 32x14x14 */
-    rt_softplus_forward_d(ctx, act + 282240 * nB, act + 269696 * nB, nB * 6272, 0);
+    /* 34 head.elu0: elu 32x14x14 -> 32x14x14 */
+    rt_elu_forward_d(ctx, act + 282240 * nB, act + 269696 * nB, nB * 6272, 1, nB * 43904);
     /* 35 head.gap0: gap 32x14x14 -> 32x1x1 */
     rt_gap_forward_d(ctx, act + 288512 * nB, act + 282240 * nB, B, 32, 196);
     /* 36 head.linear: linear 32x1x1 -> 10x1x1 */
@@ -669,8 +663,8 @@ static void backward_d_1(RtModelD *m, int B)
     rt_linear_backward_d(ctx, act + 282240 * nB, 0, G + 42064, G + 42384, m->dlogits, act + 288512 * nB, P + 42064, B, 32, 10);
     /* 35 head.gap0: gap 32x14x14 -> 32x1x1 */
     rt_gap_backward_d(ctx, act + 282272 * nB, 0, act + 282240 * nB, B, 32, 196);
-    /* 34 head.softplus0: softplus 32x14x14 -> 32x14x14 */
-    rt_softplus_backward_d(ctx, act + 288544 * nB, 0, act + 282272 * nB, act + 269696 * nB, nB * 6272, 0);
+    /* 34 head.elu0: elu 32x14x14 -> 32x14x14 */
+    rt_elu_backward_d(ctx, act + 288544 * nB, 0, act + 282272 * nB, act + 269696 * nB, nB * 6272, 1, nB * 43904);
     /* 33 head.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 269696 * nB, 0, G + 42000, G + 42032, act + 288544 * nB, act + 275968 * nB, fix + 384, fix + 416, P + 42000, B, 32, 196);
     /* 32 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -686,13 +680,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 31 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 269696 * nB, 0, G + 32784, act + 282240 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
     /* 30 stage2.step1.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_backward_d(ctx, act + 263424 * nB, 0, act + 269696 * nB, act + 257152 * nB, nB * 6272, 0);
+    rt_silu_backward_d(ctx, act + 263424 * nB, 0, act + 269696 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
     /* 29 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 257152 * nB, 0, G + 32720, G + 32752, act + 263424 * nB, act + 250880 * nB, fix + 320, fix + 352, P + 32720, B, 32, 196);
     /* 28 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 250880 * nB, 0, G + 23504, act + 257152 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 27 stage2.step1.grad.elu0: elu 32x14x14 -> 32x14x14 */
-    rt_elu_backward_d(ctx, act + 238336 * nB, 0, act + 250880 * nB, act + 232064 * nB, nB * 6272, 1);
+    /* 27 stage2.step1.grad.leaky_relu0: leaky_relu 32x14x14 -> 32x14x14 */
+    rt_leaky_relu_backward_d(ctx, act + 238336 * nB, 0, act + 250880 * nB, act + 232064 * nB, nB * 6272, 0.10000000000000001, nB * 37632);
     /* 26 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 275968 * nB, 1, G + 23440, G + 23472, act + 238336 * nB, act + 244608 * nB, fix + 256, fix + 288, P + 23440, B, 32, 196);
     /* 25 stage2.x1: sum 32x14x14 -> 32x14x14 */
@@ -710,13 +704,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 23 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 238336 * nB, 0, G + 14224, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
     /* 22 stage2.step0.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_backward_d(ctx, act + 225792 * nB, 0, act + 238336 * nB, act + 219520 * nB, nB * 6272, 0);
+    rt_silu_backward_d(ctx, act + 225792 * nB, 0, act + 238336 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
     /* 21 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 219520 * nB, 0, G + 14160, G + 14192, act + 225792 * nB, act + 213248 * nB, fix + 192, fix + 224, P + 14160, B, 32, 196);
     /* 20 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 225792 * nB, 0, G + 9552, act + 219520 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 19 stage2.step0.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_backward_d(ctx, act + 200704 * nB, 0, act + 225792 * nB, act + 175616 * nB, nB * 12544, 1);
+    /* 19 stage2.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_backward_d(ctx, act + 200704 * nB, 0, act + 225792 * nB, act + 175616 * nB, nB * 12544, 0.10000000000000001, nB * 25088);
     /* 18 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 244608 * nB, 1, G + 9520, G + 9536, act + 200704 * nB, act + 188160 * nB, fix + 160, fix + 176, P + 9520, B, 16, 784);
     /* 17 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -733,7 +727,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 16 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 213248 * nB, 0, G + 7216, act + 200704 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.step1.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_backward_d(ctx, act + 163072 * nB, 0, act + 213248 * nB, act + 150528 * nB, nB * 12544, 0);
+    rt_silu_backward_d(ctx, act + 163072 * nB, 0, act + 213248 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
     /* 14 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 150528 * nB, 0, G + 7184, G + 7200, act + 163072 * nB, act + 137984 * nB, fix + 128, fix + 144, P + 7184, B, 16, 784);
     /* 13 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
@@ -750,8 +744,8 @@ static void backward_d_2(RtModelD *m, int B)
     const double *const P = m->params;
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 12 stage1.step1.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_backward_d(ctx, act + 125440 * nB, 0, act + 137984 * nB, act + 100352 * nB, nB * 12544, 1);
+    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_backward_d(ctx, act + 125440 * nB, 0, act + 137984 * nB, act + 100352 * nB, nB * 12544, 0.10000000000000001, nB * 12544);
     /* 11 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 188160 * nB, 1, G + 4848, G + 4864, act + 125440 * nB, act + 112896 * nB, fix + 96, fix + 112, P + 4848, B, 16, 784);
     /* 10 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -767,17 +761,17 @@ static void backward_d_2(RtModelD *m, int B)
     /* 9 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 112896 * nB, 0, G + 2544, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.step0.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_backward_d(ctx, act + 87808 * nB, 0, act + 112896 * nB, act + 75264 * nB, nB * 12544, 0);
+    rt_silu_backward_d(ctx, act + 87808 * nB, 0, act + 112896 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
     /* 7 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 75264 * nB, 0, G + 2512, G + 2528, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 2512, B, 16, 784);
     /* 6 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 62720 * nB, 0, G + 208, act + 75264 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.elu0: elu 16x28x28 -> 16x28x28 */
-    rt_elu_backward_d(ctx, act + 50176 * nB, 0, act + 62720 * nB, act + 37632 * nB, nB * 12544, 1);
+    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
+    rt_leaky_relu_backward_d(ctx, act + 50176 * nB, 0, act + 62720 * nB, act + 37632 * nB, nB * 12544, 0.10000000000000001, nB * 0);
     /* 4 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 175616 * nB, 1, G + 176, G + 192, act + 50176 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 176, B, 16, 784);
     /* 3 stem.gelu0: gelu 16x28x28 -> 16x28x28 */
-    rt_gelu_backward_d(ctx, act + 25088 * nB, 0, act + 175616 * nB, act + 12544 * nB, nB * 12544, 0);
+    rt_gelu_backward_d(ctx, act + 25088 * nB, 0, act + 175616 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
     /* 2 stem.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 12544 * nB, 0, G + 144, G + 160, act + 25088 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
@@ -800,7 +794,7 @@ static const RtNet net = {
     .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
     .nparams = 42394, .nbuffers = 448,
     .tensors = tensors, .ntensors = 51,
-    .madds = 13660736, .nops = 36,
+    .madds = 13660736, .nops = 36, .branch_elems = 50176,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

@@ -15,9 +15,6 @@
  * # The paper's activations as layers: small residual networks whose layers use
  * # several of them, and a theory network whose exact block runs heavy ball on
  * # f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = tanh.
- * # acts_fmnist is gradient-checked by the tests, so it keeps to activations
- * # whose derivative is continuous (KINK: leaky_relu joins it once gradcheck
- * # freezes piecewise branches; until then only acts_cifar uses it).
  * optimizer gd {
  *     x[k+1] = x[k] - grad(x[k]);
  * }
@@ -30,10 +27,10 @@
  *     input    1x28x28;
  *     classes  10;
  *     stem     conv3x3(16), bn, gelu;
- *     grad     = bn, elu, conv3x3, bn, silu, conv3x3;
+ *     grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, silu, conv3x3;
  *     stage    heavy_ball steps 2 width 16;
  *     stage    gd steps 2 width 32 stride 2;
- *     head     bn, softplus, avgpool, linear;
+ *     head     bn, elu, avgpool, linear;
  *     train    { epochs 3; lr 0.1; schedule cosine; weight_decay 5e-4; }
  * }
  * 
@@ -41,7 +38,7 @@
  *     input    3x32x32;
  *     classes  10;
  *     stem     conv3x3(16), bn, leaky_relu(a = 0.1);
- *     grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, gelu, conv3x3;
+ *     grad     = bn, softsign, conv3x3, bn, gelu, conv3x3;
  *     stage    heavy_ball steps 3 width 16;
  *     stage    heavy_ball steps 3 width 32 stride 2;
  *     head     bn, silu, avgpool, linear;
@@ -67,9 +64,6 @@ static const char spec_text[] =
     "\043\040The\040paper\047s\040activations\040as\040layers\072\040small\040residual\040networks\040whose\040layers\040use\012"
     "\043\040several\040of\040them\054\040and\040a\040theory\040network\040whose\040exact\040block\040runs\040heavy\040ball\040on\012"
     "\043\040f\050z\051\040\075\040\174z\174\1362\0572\040\055\040sum_i\040Psi\050u_i\136T\040z\051\040with\040Psi\047\040\075\040tanh.\012"
-    "\043\040acts_fmnist\040is\040gradient\055checked\040by\040the\040tests\054\040so\040it\040keeps\040to\040activations\012"
-    "\043\040whose\040derivative\040is\040continuous\040\050KINK\072\040leaky_relu\040joins\040it\040once\040gradcheck\012"
-    "\043\040freezes\040piecewise\040branches\073\040until\040then\040only\040acts_cifar\040uses\040it\051.\012"
     "optimizer\040gd\040\173\012"
     "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\073\012"
     "\175\012"
@@ -82,10 +76,10 @@ static const char spec_text[] =
     "\040\040\040\040input\040\040\040\0401x28x28\073\012"
     "\040\040\040\040classes\040\04010\073\012"
     "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040gelu\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040elu\054\040conv3x3\054\040bn\054\040silu\054\040conv3x3\073\012"
+    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040leaky_relu\050a\040\075\0400.1\051\054\040conv3x3\054\040bn\054\040silu\054\040conv3x3\073\012"
     "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0402\040width\04016\073\012"
     "\040\040\040\040stage\040\040\040\040gd\040steps\0402\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040softplus\054\040avgpool\054\040linear\073\012"
+    "\040\040\040\040head\040\040\040\040\040bn\054\040elu\054\040avgpool\054\040linear\073\012"
     "\040\040\040\040train\040\040\040\040\173\040epochs\0403\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0405e\0554\073\040\175\012"
     "\175\012"
     "\012"
@@ -93,7 +87,7 @@ static const char spec_text[] =
     "\040\040\040\040input\040\040\040\0403x32x32\073\012"
     "\040\040\040\040classes\040\04010\073\012"
     "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040leaky_relu\050a\040\075\0400.1\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040leaky_relu\050a\040\075\0400.1\051\054\040conv3x3\054\040bn\054\040gelu\054\040conv3x3\073\012"
+    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040softsign\054\040conv3x3\054\040bn\054\040gelu\054\040conv3x3\073\012"
     "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04016\073\012"
     "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04032\040stride\0402\073\012"
     "\040\040\040\040head\040\040\040\040\040bn\054\040silu\054\040avgpool\054\040linear\073\012"
@@ -142,7 +136,7 @@ static void forward_1(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -153,7 +147,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 912 * nB, 2, xs, c, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -165,7 +159,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 1824 * nB, 3, xs, c, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -177,7 +171,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 2736 * nB, 3, xs, c, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -189,7 +183,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 3648 * nB, 3, xs, c, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -201,7 +195,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 4560 * nB, 3, xs, c, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -213,9 +207,9 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 5472 * nB, 3, xs, c, nB * 784);
     }
     /* 13 head.softplus0: softplus 1x28x28 -> 1x28x28 */
-    rt_softplus_forward(ctx, act, act + 5472 * nB, nB * 784, 0);
+    rt_softplus_forward(ctx, act, act + 5472 * nB, nB * 784, 0, nB * 0);
     /* 14 head.sigmoid0: sigmoid 1x28x28 -> 1x28x28 */
-    rt_sigmoid_forward(ctx, act + 6256 * nB, act, nB * 784, 0);
+    rt_sigmoid_forward(ctx, act + 6256 * nB, act, nB * 784, 0, nB * 0);
     /* 15 head.linear: linear 1x28x28 -> 10x1x1 */
     rt_linear_forward(ctx, m->logits, act + 6256 * nB, P + 100352, P + 108192, B, 784, 10);
 }
@@ -240,9 +234,9 @@ static void backward_1(RtModel *m, int B)
     /* 15 head.linear: linear 1x28x28 -> 10x1x1 */
     rt_linear_backward(ctx, act + 7040 * nB, 0, G + 100352, G + 108192, m->dlogits, act + 6256 * nB, P + 100352, B, 784, 10);
     /* 14 head.sigmoid0: sigmoid 1x28x28 -> 1x28x28 */
-    rt_sigmoid_backward(ctx, act + 6256 * nB, 0, act + 7040 * nB, act, nB * 784, 0);
+    rt_sigmoid_backward(ctx, act + 6256 * nB, 0, act + 7040 * nB, act, nB * 784, 0, nB * 0);
     /* 13 head.softplus0: softplus 1x28x28 -> 1x28x28 */
-    rt_softplus_backward(ctx, act, 0, act + 6256 * nB, act + 5472 * nB, nB * 784, 0);
+    rt_softplus_backward(ctx, act, 0, act + 6256 * nB, act + 5472 * nB, nB * 784, 0, nB * 0);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -255,7 +249,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 6256 * nB, 1, G, act + 7040 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward(ctx, act + 6256 * nB, 1, G, act + 7040 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -268,7 +262,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 6256 * nB, NULL, c, 3, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 5472 * nB, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward(ctx, act + 5472 * nB, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -281,7 +275,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 3, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward(ctx, act, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -294,7 +288,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -307,7 +301,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 3, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 2736 * nB, 1, G, act, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward(ctx, act + 2736 * nB, 1, G, act, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -319,7 +313,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 2736 * nB, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -342,7 +336,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward_d(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -353,7 +347,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 912 * nB, 2, xs, c, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward_d(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -365,7 +359,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 1824 * nB, 3, xs, c, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward_d(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -377,7 +371,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 2736 * nB, 3, xs, c, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward_d(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -389,7 +383,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 3648 * nB, 3, xs, c, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward_d(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -401,7 +395,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 4560 * nB, 3, xs, c, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_forward_d(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -413,9 +407,9 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 5472 * nB, 3, xs, c, nB * 784);
     }
     /* 13 head.softplus0: softplus 1x28x28 -> 1x28x28 */
-    rt_softplus_forward_d(ctx, act, act + 5472 * nB, nB * 784, 0);
+    rt_softplus_forward_d(ctx, act, act + 5472 * nB, nB * 784, 0, nB * 0);
     /* 14 head.sigmoid0: sigmoid 1x28x28 -> 1x28x28 */
-    rt_sigmoid_forward_d(ctx, act + 6256 * nB, act, nB * 784, 0);
+    rt_sigmoid_forward_d(ctx, act + 6256 * nB, act, nB * 784, 0, nB * 0);
     /* 15 head.linear: linear 1x28x28 -> 10x1x1 */
     rt_linear_forward_d(ctx, m->logits, act + 6256 * nB, P + 100352, P + 108192, B, 784, 10);
 }
@@ -440,9 +434,9 @@ static void backward_d_1(RtModelD *m, int B)
     /* 15 head.linear: linear 1x28x28 -> 10x1x1 */
     rt_linear_backward_d(ctx, act + 7040 * nB, 0, G + 100352, G + 108192, m->dlogits, act + 6256 * nB, P + 100352, B, 784, 10);
     /* 14 head.sigmoid0: sigmoid 1x28x28 -> 1x28x28 */
-    rt_sigmoid_backward_d(ctx, act + 6256 * nB, 0, act + 7040 * nB, act, nB * 784, 0);
+    rt_sigmoid_backward_d(ctx, act + 6256 * nB, 0, act + 7040 * nB, act, nB * 784, 0, nB * 0);
     /* 13 head.softplus0: softplus 1x28x28 -> 1x28x28 */
-    rt_softplus_backward_d(ctx, act, 0, act + 6256 * nB, act + 5472 * nB, nB * 784, 0);
+    rt_softplus_backward_d(ctx, act, 0, act + 6256 * nB, act + 5472 * nB, nB * 784, 0, nB * 0);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -455,7 +449,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 6256 * nB, 1, G, act + 7040 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward_d(ctx, act + 6256 * nB, 1, G, act + 7040 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -468,7 +462,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 6256 * nB, NULL, c, 3, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 5472 * nB, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward_d(ctx, act + 5472 * nB, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -481,7 +475,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 3, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward_d(ctx, act, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -494,7 +488,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward_d(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -507,7 +501,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 3, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 2736 * nB, 1, G, act, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward_d(ctx, act + 2736 * nB, 1, G, act, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -519,7 +513,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2736 * nB, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, RT_ACT_TANH, 0);
+    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -537,7 +531,7 @@ static const RtNet net = {
     .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
     .nparams = 108202, .nbuffers = 0,
     .tensors = tensors, .ntensors = 3,
-    .madds = 1212064, .nops = 15,
+    .madds = 1212064, .nops = 15, .branch_elems = 0,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

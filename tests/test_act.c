@@ -4,9 +4,10 @@
  *      the textbook formula (libm in double), tolerance REF_TOL;
  *  (b) the double backward against central differences of L = <phi(x), R>
  *      (h = FD_H relative to max(1, |x|)), tolerance FD_TOL per entry;
- *      inputs are kept KINK_GAP away from 0, where relu, leaky_relu and elu
- *      have their kinks (KINK: to be replaced by the frozen-branch mechanism
- *      of the gradient checks once it lands);
+ *      random inputs are kept KINK_GAP away from 0, and an activation with
+ *      a kink (relu, leaky_relu, elu) is also checked at inputs within 1e-9
+ *      of it, its pieces frozen by a branch record (rt.h RtBranch: recorded
+ *      at x, replayed at x +- h; the replay must see crossings);
  *  (c) float forward and backward against double, normwise, F32_TOL;
  *  (d) acc == 1 adds, acc == 0 overwrites, a NULL din is skipped;
  *  (e) Psi (the theory block's objective) has Psi(0) = 0 and Psi' = phi
@@ -38,10 +39,11 @@ typedef struct {
     int act;
     double a;                   /* the argument used (not always the default) */
     int generic;                /* kernels written by act.inc (relu's are not) */
+    int kink;                   /* two pieces at 0 */
 } Act;
 
 static const Act acts[] = {
-#define ACT(name, NAME, arg, def, k) { #name, RT_ACT_##NAME, (arg)[0] ? 0.5 * (def) + 0.05 : 0.0, k },
+#define ACT(name, NAME, arg, def, k, kink) { #name, RT_ACT_##NAME, (arg)[0] ? 0.5 * (def) + 0.05 : 0.0, k, kink },
 #include "act.def"
 #undef ACT
 };
@@ -59,55 +61,55 @@ static void fill(double *x, size_t n, uint64_t seed, double scale)
     }
 }
 
-static void fwd_d(const Act *A, double *out, const double *in, size_t n)
+static void fwd_d(const Act *A, const RtCtx *c, double *out, const double *in, size_t n)
 {
     if (A->generic) {
-#define ACT(name, NAME, arg, def, k) \
+#define ACT(name, NAME, arg, def, k, kink) \
         if (A->act == RT_ACT_##NAME && k) { FWD_##k(name, _d, out, in, n, A->a); return; }
-#define FWD_1(name, S, o, i, n, a) rt_##name##_forward##S(NULL, o, i, n, a)
+#define FWD_1(name, S, o, i, n, a) rt_##name##_forward##S(c, o, i, n, a, 0)
 #define FWD_0(name, S, o, i, n, a) (void)0
 #include "act.def"
 #undef ACT
     }
-    rt_relu_forward_d(NULL, out, in, n);
+    rt_relu_forward_d(c, out, in, n, 0);
 }
 
-static void fwd_f(const Act *A, float *out, const float *in, size_t n)
+static void fwd_f(const Act *A, const RtCtx *c, float *out, const float *in, size_t n)
 {
     if (A->generic) {
-#define ACT(name, NAME, arg, def, k) \
+#define ACT(name, NAME, arg, def, k, kink) \
         if (A->act == RT_ACT_##NAME && k) { FWD_##k(name, , out, in, n, A->a); return; }
 #include "act.def"
 #undef ACT
     }
-    rt_relu_forward(NULL, out, in, n);
+    rt_relu_forward(c, out, in, n, 0);
 }
 
 /* relu's backward reads the output: y is phi(x) there. */
-static void bwd_d(const Act *A, double *din, int acc, const double *dout, const double *x,
+static void bwd_d(const Act *A, const RtCtx *c, double *din, int acc, const double *dout, const double *x,
                   const double *y, size_t n)
 {
     if (A->generic) {
-#define ACT(name, NAME, arg, def, k) \
+#define ACT(name, NAME, arg, def, k, kink) \
         if (A->act == RT_ACT_##NAME && k) { BWD_##k(name, _d, din, acc, dout, x, n, A->a); return; }
-#define BWD_1(name, S, di, ac, d, x, n, a) rt_##name##_backward##S(NULL, di, ac, d, x, n, a)
+#define BWD_1(name, S, di, ac, d, x, n, a) rt_##name##_backward##S(c, di, ac, d, x, n, a, 0)
 #define BWD_0(name, S, di, ac, d, x, n, a) (void)0
 #include "act.def"
 #undef ACT
     }
-    rt_relu_backward_d(NULL, din, acc, dout, y, n);
+    rt_relu_backward_d(c, din, acc, dout, y, n, 0);
 }
 
-static void bwd_f(const Act *A, float *din, int acc, const float *dout, const float *x,
+static void bwd_f(const Act *A, const RtCtx *c, float *din, int acc, const float *dout, const float *x,
                   const float *y, size_t n)
 {
     if (A->generic) {
-#define ACT(name, NAME, arg, def, k) \
+#define ACT(name, NAME, arg, def, k, kink) \
         if (A->act == RT_ACT_##NAME && k) { BWD_##k(name, , din, acc, dout, x, n, A->a); return; }
 #include "act.def"
 #undef ACT
     }
-    rt_relu_backward(NULL, din, acc, dout, y, n);
+    rt_relu_backward(c, din, acc, dout, y, n, 0);
 }
 
 /* (a) */
@@ -118,7 +120,7 @@ START_TEST(forward_matches_reference)
     fill(x, N, 11 + (uint64_t)_i, 3.0);
     x[0] = 40;      /* far tails: no overflow, no NaN */
     x[1] = -40;
-    fwd_d(A, y, x, N);
+    fwd_d(A, NULL, y, x, N);
     double worst = 0;
     for (size_t i = 0; i < N; i++) {
         double r = actref_phi(A->name, x[i], A->a);
@@ -131,11 +133,11 @@ START_TEST(forward_matches_reference)
 }
 END_TEST
 
-typedef struct { const Act *A; const double *x; size_t n; } FdState;
+typedef struct { const Act *A; const RtCtx *c; const double *x; size_t n; } FdState;
 static void fd_fwd(void *st, double *out)
 {
     FdState *s = st;
-    fwd_d(s->A, out, s->x, s->n);
+    fwd_d(s->A, s->c, out, s->x, s->n);
 }
 
 /* (b) */
@@ -147,16 +149,29 @@ START_TEST(backward_matches_differences)
     double *dx = malloc(n * sizeof *dx), *op = malloc(n * sizeof *op), *om = malloc(n * sizeof *om);
     fill(x, n, 21 + (uint64_t)_i, 2.0);
     fill(R, n, 31 + (uint64_t)_i, 1.0);
-    fwd_d(A, y, x, n);
-    bwd_d(A, dx, 0, R, x, y, n);
-    FdState s = { A, x, n };
+    uint8_t *mask = calloc(n, 1);
+    RtBranch br = { .replay = 0, .mask = mask, .cap = n };
+    RtCtx ctx = { 1, NULL, 0, &br };
+    const RtCtx *c = NULL;
+    if (A->kink) {      /* right at the kink: only a frozen branch passes */
+        x[0] = 1e-9;
+        x[1] = -1e-9;
+        c = &ctx;
+    }
+    fwd_d(A, c, y, x, n);   /* records the pieces */
+    br.replay = 1;
+    rt_branch_reset(&br);
+    bwd_d(A, c, dx, 0, R, x, y, n);
+    FdState s = { A, c, x, n };
     double floor = 1e-3 * gc_maxabs(dx, n), worst = 0;
     for (size_t i = 0; i < n; i++) {
         double num = gc_central(fd_fwd, &s, x, i, FD_H, R, n, op, om);
         worst = fmax(worst, gc_relerr(dx[i], num, floor));
     }
     ck_assert_msg(worst <= FD_TOL, "%s: backward off central differences by %g", A->name, worst);
-    free(x); free(y); free(R); free(dx); free(op); free(om);
+    if (A->kink)
+        ck_assert_msg(br.crossed > 0, "%s: the differences never crossed the kink", A->name);
+    free(x); free(y); free(R); free(dx); free(op); free(om); free(mask);
 }
 END_TEST
 
@@ -172,20 +187,20 @@ START_TEST(float_matches_double_and_acc)
     fill(g, N, 51 + (uint64_t)_i, 1.0);
     gc_to_float(xf, x, N);
     gc_to_float(gf, g, N);
-    fwd_d(A, y, x, N);
-    fwd_f(A, yf, xf, N);
+    fwd_d(A, NULL, y, x, N);
+    fwd_f(A, NULL, yf, xf, N);
     ck_assert_msg(gc_normdiff_f(yf, y, N) <= F32_TOL, "%s: float forward off by %g", A->name,
                   gc_normdiff_f(yf, y, N));
-    bwd_d(A, dx, 0, g, x, y, N);
-    bwd_f(A, dxf, 0, gf, xf, yf, N);
+    bwd_d(A, NULL, dx, 0, g, x, y, N);
+    bwd_f(A, NULL, dxf, 0, gf, xf, yf, N);
     ck_assert_msg(gc_normdiff_f(dxf, dx, N) <= F32_TOL, "%s: float backward off by %g",
                   A->name, gc_normdiff_f(dxf, dx, N));
     for (size_t i = 0; i < N; i++)
         dx2[i] = 1.0;
-    bwd_d(A, dx2, 1, g, x, y, N);
+    bwd_d(A, NULL, dx2, 1, g, x, y, N);
     for (size_t i = 0; i < N; i++)
         ck_assert_double_eq_tol(dx2[i], 1.0 + dx[i], 1e-12);
-    bwd_d(A, NULL, 0, g, x, y, N);      /* must not crash or write */
+    bwd_d(A, NULL, NULL, 0, g, x, y, N);    /* must not crash or write */
     free(x); free(y); free(g); free(dx); free(dx2); free(xf); free(yf); free(gf); free(dxf);
 }
 END_TEST
@@ -205,11 +220,11 @@ START_TEST(psi_is_the_antiderivative)
 }
 END_TEST
 
-typedef struct { const Act *A; double *x, *U, *a; int B, d, m; } ExState;
+typedef struct { const Act *A; const RtCtx *c; double *x, *U, *a; int B, d, m; } ExState;
 static void ex_fwd(void *st, double *out)
 {
     ExState *s = st;
-    rt_exact_forward_d(NULL, out, s->a, s->x, s->U, s->B, s->d, s->m, s->A->act, s->A->a);
+    rt_exact_forward_d(s->c, out, s->a, s->x, s->U, s->B, s->d, s->m, s->A->act, s->A->a, 0);
 }
 
 /* (f) */
@@ -224,11 +239,17 @@ START_TEST(exact_block_gradients)
     fill(x, nx, 61 + (uint64_t)_i, 1.0);
     fill(U, nu, 71 + (uint64_t)_i, 0.5);
     fill(R, nx, 81 + (uint64_t)_i, 1.0);
-    ExState s = { A, x, U, a, B, d, m };
+    /* A kinked phi: the pieces of a = x U frozen (recorded here, replayed
+     * by every difference). */
+    uint8_t *mask = calloc(na, 1);
+    RtBranch br = { .replay = 0, .mask = mask, .cap = na };
+    RtCtx ctx = { 1, NULL, 0, &br };
+    ExState s = { A, A->kink ? &ctx : NULL, x, U, a, B, d, m };
     ex_fwd(&s, y);
-    for (size_t i = 0; i < na; i++)         /* the kinks of a = x U are avoided too */
-        ck_assert_msg(fabs(a[i]) > 1e-4, "%s: a pre-activation at %g: reseed", A->name, a[i]);
-    rt_exact_backward_d(NULL, dx, 0, dU, R, x, a, U, B, d, m, A->act, A->a);
+    br.replay = 1;
+    for (size_t i = 0; i < na && !A->kink; i++)     /* smooth: no kink to avoid */
+        ck_assert(isfinite(a[i]));
+    rt_exact_backward_d(s.c, dx, 0, dU, R, x, a, U, B, d, m, A->act, A->a, 0);
     double fx = 1e-3 * gc_maxabs(dx, nx), fu = 1e-3 * gc_maxabs(dU, nu), worst = 0;
     for (size_t i = 0; i < nx; i++)
         worst = fmax(worst, gc_relerr(dx[i], gc_central(ex_fwd, &s, x, i, FD_H, R, nx, op, om), fx));
@@ -243,14 +264,17 @@ START_TEST(exact_block_gradients)
     gc_to_float(xf, x, nx);
     gc_to_float(Uf, U, nu);
     gc_to_float(Rf, R, nx);
+    s.c = NULL;
     ex_fwd(&s, y);
-    rt_exact_forward(NULL, yf, af, xf, Uf, B, d, m, A->act, A->a);
-    rt_exact_backward(NULL, dxf, 0, dUf, Rf, xf, af, Uf, B, d, m, A->act, A->a);
+    rt_exact_backward_d(NULL, dx, 0, memset(dU, 0, nu * sizeof *dU), R, x, a, U, B, d, m, A->act,
+                        A->a, 0);
+    rt_exact_forward(NULL, yf, af, xf, Uf, B, d, m, A->act, A->a, 0);
+    rt_exact_backward(NULL, dxf, 0, dUf, Rf, xf, af, Uf, B, d, m, A->act, A->a, 0);
     ck_assert_double_le(gc_normdiff_f(yf, y, nx), F32_TOL);
     ck_assert_double_le(gc_normdiff_f(dxf, dx, nx), F32_TOL);
     ck_assert_double_le(gc_normdiff_f(dUf, dU, nu), F32_TOL);
     free(x); free(U); free(a); free(R); free(y); free(dx); free(dU); free(op); free(om);
-    free(xf); free(Uf); free(af); free(Rf); free(yf); free(dxf); free(dUf);
+    free(mask); free(xf); free(Uf); free(af); free(Rf); free(yf); free(dxf); free(dUf);
 }
 END_TEST
 

@@ -299,7 +299,7 @@ END_TEST
 
 /* The activations of act.def, each the exact block's phi in turn. */
 static const struct { const char *name; double a; } th_acts[] = {
-#define ACT(name, NAME, arg, def, k) { #name, def },
+#define ACT(name, NAME, arg, def, k, kink) { #name, def },
 #include "act.def"
 #undef ACT
 };

@@ -708,7 +708,7 @@ typedef enum { TH_GD, TH_HB, TH_NAG } ThKind;
 
 /* The activation of the exact block under test: act.def's lines. */
 static const struct { const char *name; double a; } th_acts[] = {
-#define ACT(name, NAME, arg, def, k) { #name, def },
+#define ACT(name, NAME, arg, def, k, kink) { #name, def },
 #include "act.def"
 #undef ACT
 };
