@@ -58,13 +58,16 @@ typedef struct {
 
 /* A scaled-sum coefficient: c = c0 + sum_j a[j] * param[j], where each
  * param[j] indexes a one-element PK_SCALAR parameter. Fixed coefficients
- * have nterms == 0. Products of learned scalars are rejected by sema. */
+ * have nterms == 0. Products of learned scalars are rejected by sema. src
+ * is the coefficient in the optimizer's own terms ("1 + beta", "-beta"),
+ * or NULL when it involves no parameter (a plain number). */
 #define IR_COEF_TERMS 4
 typedef struct {
     double c0;
     int nterms;
     int param[IR_COEF_TERMS];
     double a[IR_COEF_TERMS];
+    const char *src;
 } IrCoef;
 
 typedef struct {

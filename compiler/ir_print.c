@@ -15,11 +15,19 @@ static void param_ref(FILE *out, const IrGraph *g, const char *role, int p)
     fputc(']', out);
 }
 
+/* c0+a*param... in the shortest forms that read back exactly, then its
+ * source in the optimizer's terms: "1.9 (1 + beta)". */
 static void coef(FILE *out, const IrGraph *g, const IrCoef *c)
 {
-    fprintf(out, "%.17g", c->c0);
-    for (int i = 0; i < c->nterms; i++)
-        fprintf(out, "%+.17g*%s", c->a[i], g->params[c->param[i]].name);
+    char b[40];
+    bool lead = c->c0 != 0 || c->nterms == 0;
+    if (lead)
+        fputs(op_num(b, sizeof b, c->c0), out);
+    for (int i = 0; i < c->nterms; i++, lead = true)
+        fprintf(out, "%s%s*%s", c->a[i] < 0 || !lead ? "" : "+", op_num(b, sizeof b, c->a[i]),
+                g->params[c->param[i]].name);
+    if (c->src)
+        fprintf(out, " (%s)", c->src);
 }
 
 void ir_print(FILE *out, const IrGraph *g)

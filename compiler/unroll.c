@@ -274,9 +274,66 @@ static void coef_norm(IrCoef *c)
     c->nterms = j;
 }
 
+/* --- coefficient source text (IrCoef.src) ---
+ * Built alongside the value when a parameter takes part, so the emitted
+ * code can say where a number comes from; NULL (a plain number) otherwise,
+ * and when it would grow past COEF_SRC_MAX (a parameter inside a long
+ * sequence recurrence). */
+#define COEF_SRC_MAX 64
+
+/* c's text: its src, or its value when it is a plain number. */
+static const char *coef_text(U *u, const IrCoef *c)
+{
+    return c->src ? c->src : fmt(u, "%g", c->c0);
+}
+
+static bool coef_compound(const char *s)
+{
+    return strstr(s, " + ") || strstr(s, " - ");
+}
+
+static const char *coef_src_keep(const char *s)
+{
+    return s && strlen(s) <= COEF_SRC_MAX ? s : NULL;
+}
+
+/* The text of a + sb * b (sb is 1 or -1 in every caller that has text). */
+static const char *coef_src_add(U *u, const IrCoef *a, const IrCoef *b, double sb)
+{
+    if (!a->src && !b->src)
+        return NULL;
+    bool a0 = !a->src && a->c0 == 0 && a->nterms == 0;
+    const char *bt = coef_text(u, b);
+    if (sb != 1 && sb != -1)
+        return NULL;
+    if (a0)
+        return sb > 0 ? bt : fmt(u, coef_compound(bt) ? "-(%s)" : "-%s", bt);
+    return fmt(u, sb > 0 || !coef_compound(bt) ? "%s %c %s" : "%s %c (%s)", coef_text(u, a),
+               sb > 0 ? '+' : '-', bt);
+}
+
+/* The text of a * b. */
+static const char *coef_src_mul(U *u, const IrCoef *a, const IrCoef *b)
+{
+    if (!a->src && !b->src)
+        return NULL;
+    const IrCoef *x = a->src ? a : b, *k = a->src ? b : a;   /* k may be text too */
+    if (!k->src && k->c0 == 0 && k->nterms == 0)
+        return NULL;                                        /* 0 * beta is 0 */
+    if (!k->src && k->c0 == 1)
+        return x->src;
+    if (!k->src && k->c0 == -1)
+        return fmt(u, coef_compound(x->src) ? "-(%s)" : "-%s", x->src);
+    const char *at = coef_text(u, a), *bt = coef_text(u, b);
+    return fmt(u, "%s%s%s * %s%s%s", coef_compound(at) ? "(" : "", at, coef_compound(at) ? ")" : "",
+               coef_compound(bt) ? "(" : "", bt, coef_compound(bt) ? ")" : "");
+}
+
 static bool coef_add(U *u, Span sp, IrCoef a, const IrCoef *b, double sb, IrCoef *out)
 {
+    const char *src = coef_src_keep(coef_src_add(u, &a, b, sb));
     a.c0 += sb * b->c0;
+    a.src = src;
     for (int i = 0; i < b->nterms; i++) {
         int j = 0;
         while (j < a.nterms && a.param[j] != b->param[i])
@@ -301,6 +358,7 @@ static bool coef_mul(U *u, Span sp, const IrCoef *a, const IrCoef *b, IrCoef *ou
         return fail(u, sp, "product of learned parameters is not linear");
     const IrCoef *k = a->nterms ? b : a, *v = a->nterms ? a : b;
     IrCoef r = *v;
+    r.src = coef_src_keep(coef_src_mul(u, a, b));
     r.c0 *= k->c0;
     for (int i = 0; i < r.nterms; i++)
         r.a[i] *= k->c0;
@@ -520,6 +578,7 @@ static bool eval(U *u, const Expr *e, Val *out)
         } else {
             out->s = cconst(u->pv[pi].value);
         }
+        out->s.src = e->u.name;
         return true;
     }
     case EX_INDEX: {
@@ -611,6 +670,8 @@ static bool eval(U *u, const Expr *e, Val *out)
         if (b.s.c0 == 0)
             return fail(u, e->u.bin.b->span, "division by zero");
         IrCoef inv = cconst(1 / b.s.c0);
+        if (b.s.src)
+            inv.src = coef_src_keep(fmt(u, coef_compound(b.s.src) ? "1 / (%s)" : "1 / %s", b.s.src));
         if (!a.tensor)
             return coef_mul(u, e->span, &a.s, &inv, &out->s) && coef_finite(u, e->span, &out->s);
         return tscale(u, e->span, &a, &inv, out);

@@ -11,172 +11,133 @@
  *
  * Spec:
  * examples/activations.opt
- *
- * # The paper's activations as layers: small residual networks whose layers use
- * # several of them, and a theory network whose exact block runs heavy ball on
- * # f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = tanh.
- * optimizer gd {
- *     x[k+1] = x[k] - grad(x[k]);
- * }
- * 
- * optimizer heavy_ball(beta = 0.9) {
- *     x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);
- * }
- * 
- * network acts_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     conv3x3(16), bn, gelu;
- *     grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, silu, conv3x3;
- *     stage    heavy_ball steps 2 width 16;
- *     stage    gd steps 2 width 32 stride 2;
- *     head     bn, elu, avgpool, linear;
- *     train    { epochs 3; lr 0.1; schedule cosine; weight_decay 5e-4; }
- * }
- * 
- * network acts_cifar {
- *     input    3x32x32;
- *     classes  10;
- *     stem     conv3x3(16), bn, leaky_relu(a = 0.1);
- *     grad     = bn, softsign, conv3x3, bn, gelu, conv3x3;
- *     stage    heavy_ball steps 3 width 16;
- *     stage    heavy_ball steps 3 width 32 stride 2;
- *     head     bn, silu, avgpool, linear;
- *     train    { epochs 30; lr 0.1; schedule cosine; weight_decay 5e-4; augment crop(4), flip; }
- * }
- * 
- * network theory_tanh_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     none;
- *     grad     = exact(tanh, 128);
- *     stage    heavy_ball(beta = 0.5) steps 6;
- *     head     softplus, sigmoid, linear;
- *     train    { epochs 3; lr 0.01; }
- * }
+ * (its text is spec_text below)
  */
+#ifndef OPTC_BODY
 #include <stddef.h>
 #include "rt.h"
 
 static const char command_text[] =
-    "optc\040emit\040examples\057activations.opt\040\055n\040acts_cifar";
+    "optc emit examples/activations.opt -n acts_cifar";
 static const char spec_text[] =
-    "\043\040The\040paper\047s\040activations\040as\040layers\072\040small\040residual\040networks\040whose\040layers\040use\012"
-    "\043\040several\040of\040them\054\040and\040a\040theory\040network\040whose\040exact\040block\040runs\040heavy\040ball\040on\012"
-    "\043\040f\050z\051\040\075\040\174z\174\1362\0572\040\055\040sum_i\040Psi\050u_i\136T\040z\051\040with\040Psi\047\040\075\040tanh.\012"
-    "optimizer\040gd\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\073\012"
-    "\175\012"
-    "\012"
-    "optimizer\040heavy_ball\050beta\040\075\0400.9\051\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\040\053\040beta\040\052\040\050x\133k\135\040\055\040x\133k\0551\135\051\073\012"
-    "\175\012"
-    "\012"
-    "network\040acts_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040gelu\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040leaky_relu\050a\040\075\0400.1\051\054\040conv3x3\054\040bn\054\040silu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0402\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0402\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040elu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\0403\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0405e\0554\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040acts_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040leaky_relu\050a\040\075\0400.1\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040softsign\054\040conv3x3\054\040bn\054\040gelu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040silu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04030\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0405e\0554\073\040augment\040crop\0504\051\054\040flip\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040theory_tanh_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040none\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040exact\050tanh\054\040128\051\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\050beta\040\075\0400.5\051\040steps\0406\073\012"
-    "\040\040\040\040head\040\040\040\040\040softplus\054\040sigmoid\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\0403\073\040lr\0400.01\073\040\175\012"
-    "\175\012";
+    "# The paper's activations as layers: small residual networks whose layers use\n"
+    "# several of them, and a theory network whose exact block runs heavy ball on\n"
+    "# f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = tanh.\n"
+    "optimizer gd {\n"
+    "    x[k+1] = x[k] - grad(x[k]);\n"
+    "}\n"
+    "\n"
+    "optimizer heavy_ball(beta = 0.9) {\n"
+    "    x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);\n"
+    "}\n"
+    "\n"
+    "network acts_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16), bn, gelu;\n"
+    "    grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, silu, conv3x3;\n"
+    "    stage    heavy_ball steps 2 width 16;\n"
+    "    stage    gd steps 2 width 32 stride 2;\n"
+    "    head     bn, elu, avgpool, linear;\n"
+    "    train    { epochs 3; lr 0.1; schedule cosine; weight_decay 5e-4; }\n"
+    "}\n"
+    "\n"
+    "network acts_cifar {\n"
+    "    input    3x32x32;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16), bn, leaky_relu(a = 0.1);\n"
+    "    grad     = bn, softsign, conv3x3, bn, gelu, conv3x3;\n"
+    "    stage    heavy_ball steps 3 width 16;\n"
+    "    stage    heavy_ball steps 3 width 32 stride 2;\n"
+    "    head     bn, silu, avgpool, linear;\n"
+    "    train    { epochs 30; lr 0.1; schedule cosine; weight_decay 5e-4; augment crop(4), flip; }\n"
+    "}\n"
+    "\n"
+    "network theory_tanh_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     none;\n"
+    "    grad     = exact(tanh, 128);\n"
+    "    stage    heavy_ball(beta = 0.5) steps 6;\n"
+    "    head     softplus, sigmoid, linear;\n"
+    "    train    { epochs 3; lr 0.01; }\n"
+    "}\n";
 
-/* The parameter block (buffer 0) and the BN running statistics (1). */
+/* The parameter block (buffer 0) and the BN running statistics (1), one
+ * row per tensor: offset and numel in elements within its block. */
 static const RtTensor tensors[71] = {
-    { "stem.conv0.weight", RT_PK_WEIGHT, 4, { 16, 3, 3, 3 }, 0, 432, 0, RT_INIT_KAIMING, 0, 27 },
-    { "stem.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 432, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stem.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 448, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stem.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 0, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stem.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 16, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 464, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 480, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 32, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 48, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 496, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 2800, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 2816, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 64, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 80, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 2832, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 5136, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 5152, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 96, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 112, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 5168, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 7472, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 7488, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 128, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 144, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 7504, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 9808, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 9824, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 160, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 176, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 9840, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 12144, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 12160, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 192, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 208, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 12176, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 14480, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 14496, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 224, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 240, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 16, 3, 3 }, 14512, 4608, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 19120, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 19152, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 256, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 288, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 19184, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 28400, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 28432, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 320, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 352, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 28464, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 37680, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 37712, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 384, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 416, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 37744, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 46960, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 46992, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 448, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 480, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 47024, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 56240, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 56272, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 512, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 544, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 56304, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "head.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 65520, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "head.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 65552, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 576, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 608, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "head.linear.weight", RT_PK_WEIGHT, 2, { 10, 32, 0, 0 }, 65584, 320, 0, RT_INIT_UNIFORM, 0, 32 },
-    { "head.linear.bias", RT_PK_BIAS, 1, { 10, 0, 0, 0 }, 65904, 10, 0, RT_INIT_UNIFORM, 0, 32 },
+    /* name                                 kind             ndim dims                 offset    numel buf init              value fan_in */
+    { "stem.conv0.weight",                  RT_PK_WEIGHT,    4, { 16, 3, 3, 3 },             0,      432, 0, RT_INIT_KAIMING,  0, 27 },
+    { "stem.bn0.weight",                    RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },           432,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stem.bn0.bias",                      RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },           448,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stem.bn0.running_mean",              RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },             0,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stem.bn0.running_var",               RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            16,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },           464,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },           480,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            32,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            48,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },          496,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          2800,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          2816,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            64,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            80,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         2832,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          5136,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          5152,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            96,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           112,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         5168,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          7472,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          7488,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           128,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           144,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         7504,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          9808,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          9824,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           160,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           176,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         9840,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         12144,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         12160,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           192,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           208,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        12176,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         14480,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         14496,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           224,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           240,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 16, 3, 3 },        14512,     4608, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         19120,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         19152,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           256,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           288,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        19184,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         28400,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         28432,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           320,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           352,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        28464,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         37680,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         37712,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           384,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           416,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        37744,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         46960,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         46992,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           448,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           480,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        47024,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         56240,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         56272,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           512,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           544,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        56304,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "head.bn0.weight",                    RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         65520,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "head.bn0.bias",                      RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         65552,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_mean",              RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           576,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_var",               RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           608,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "head.linear.weight",                 RT_PK_WEIGHT,    2, { 10, 32, 0, 0 },        65584,      320, 0, RT_INIT_UNIFORM,  0, 32 },
+    { "head.linear.bias",                   RT_PK_BIAS,      1, { 10, 0, 0, 0 },         65904,       10, 0, RT_INIT_UNIFORM,  0, 32 },
 };
 
 /* Activation arena elements at batch B. */
@@ -204,867 +165,29 @@ static size_t scratch_bytes(int B, int threads, size_t elem_size)
     return s;
 }
 
-/* Forward, part 1 of 3. */
-static void forward_1(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-    /* 2 stem.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
-    /* 3 stem.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001, nB * 0);
-    /* 4 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 464, P + 480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 49152 * nB, act + 32768 * nB, P + 464, P + 480, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
-    /* 5 stage1.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
-    /* 6 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 81920 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 7 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 2800, P + 2816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 98304 * nB, act + 81920 * nB, P + 2800, P + 2816, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
-    /* 8 stage1.step0.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
-    /* 9 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 10 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 32768 * nB, act + 131072 * nB };
-        rt_sum_forward(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 11 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 147456 * nB, P + 5136, P + 5152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 131072 * nB, act + 147456 * nB, P + 5136, P + 5152, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
-    /* 12 stage1.step1.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_forward(ctx, act + 163840 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
-    /* 13 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 180224 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 14 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 196608 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 180224 * nB, P + 7472, P + 7488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 196608 * nB, act + 180224 * nB, P + 7472, P + 7488, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
-    /* 15 stage1.step1.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
-    /* 16 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 17 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 147456 * nB, act + 229376 * nB, act + 32768 * nB };
-        rt_sum_forward(ctx, act + 245760 * nB, 3, xs, c, nB * 16384);
-    }
-    /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 229376 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 245760 * nB, P + 9808, P + 9824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 229376 * nB, act + 245760 * nB, P + 9808, P + 9824, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
-    /* 19 stage1.step2.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_forward(ctx, act + 262144 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
-    /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 278528 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 294912 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 278528 * nB, P + 12144, P + 12160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 294912 * nB, act + 278528 * nB, P + 12144, P + 12160, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
-    /* 22 stage1.step2.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward(ctx, act + 311296 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
-    /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 24 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 245760 * nB, act + 327680 * nB, act + 147456 * nB };
-        rt_sum_forward(ctx, act + 344064 * nB, 3, xs, c, nB * 16384);
-    }
-}
-
-/* Forward, part 2 of 3. */
-static void forward_2(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 327680 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 344064 * nB, P + 14480, P + 14496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 327680 * nB, act + 344064 * nB, P + 14480, P + 14496, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
-    /* 26 stage2.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_forward(ctx, act + 360448 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
-    /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 376832 * nB, act + 360448 * nB, P + 14512, B, 16, 32, 32, 32, 3, 2, 1);
-    /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 385024 * nB, fix + 256, fix + 288, buf + 256, buf + 288, act + 376832 * nB, P + 19120, P + 19152, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 385024 * nB, act + 376832 * nB, P + 19120, P + 19152, buf + 256, buf + 288, B, 32, 256, 1.0000000000000001e-05);
-    /* 29 stage2.step0.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward(ctx, act + 393216 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
-    /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 31 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward(ctx, act + 409600 * nB, act + 344064 * nB, B, 16, 32, 32, 32, 2);
-    /* 32 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 409600 * nB, act + 401408 * nB };
-        rt_sum_forward(ctx, act + 417792 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 33 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 401408 * nB, fix + 320, fix + 352, buf + 320, buf + 352, act + 417792 * nB, P + 28400, P + 28432, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 401408 * nB, act + 417792 * nB, P + 28400, P + 28432, buf + 320, buf + 352, B, 32, 256, 1.0000000000000001e-05);
-    /* 34 stage2.step1.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
-    rt_softsign_forward(ctx, act + 425984 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
-    /* 35 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 434176 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 36 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 384, fix + 416, buf + 384, buf + 416, act + 434176 * nB, P + 37680, P + 37712, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 442368 * nB, act + 434176 * nB, P + 37680, P + 37712, buf + 384, buf + 416, B, 32, 256, 1.0000000000000001e-05);
-    /* 37 stage2.step1.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward(ctx, act + 450560 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
-    /* 38 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 39 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 417792 * nB, act + 458752 * nB, act + 409600 * nB };
-        rt_sum_forward(ctx, act + 466944 * nB, 3, xs, c, nB * 8192);
-    }
-    /* 40 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 409600 * nB, fix + 448, fix + 480, buf + 448, buf + 480, act + 466944 * nB, P + 46960, P + 46992, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 409600 * nB, act + 466944 * nB, P + 46960, P + 46992, buf + 448, buf + 480, B, 32, 256, 1.0000000000000001e-05);
-    /* 41 stage2.step2.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
-    rt_softsign_forward(ctx, act + 458752 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
-    /* 42 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 475136 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 43 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 483328 * nB, fix + 512, fix + 544, buf + 512, buf + 544, act + 475136 * nB, P + 56240, P + 56272, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 483328 * nB, act + 475136 * nB, P + 56240, P + 56272, buf + 512, buf + 544, B, 32, 256, 1.0000000000000001e-05);
-    /* 44 stage2.step2.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward(ctx, act + 491520 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
-    /* 45 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 46 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 466944 * nB, act + 499712 * nB, act + 417792 * nB };
-        rt_sum_forward(ctx, act + 507904 * nB, 3, xs, c, nB * 8192);
-    }
-    /* 47 head.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 499712 * nB, fix + 576, fix + 608, buf + 576, buf + 608, act + 507904 * nB, P + 65520, P + 65552, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 499712 * nB, act + 507904 * nB, P + 65520, P + 65552, buf + 576, buf + 608, B, 32, 256, 1.0000000000000001e-05);
-    /* 48 head.silu0: silu 32x16x16 -> 32x16x16 */
-    rt_silu_forward(ctx, act + 516096 * nB, act + 499712 * nB, nB * 8192, 0, nB * 0);
-}
-
-/* Forward, part 3 of 3. */
-static void forward_3(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 head.gap0: gap 32x16x16 -> 32x1x1 */
-    rt_gap_forward(ctx, act + 524288 * nB, act + 516096 * nB, B, 32, 256);
-    /* 50 head.linear: linear 32x1x1 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 524288 * nB, P + 65584, P + 65904, B, 32, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward(RtModel *m, int B, int train)
-{
-    forward_1(m, B, train);
-    forward_2(m, B, train);
-    forward_3(m, B, train);
-}
-
-/* Backward, part 1 of 3. */
-static void backward_1(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 50 head.linear: linear 32x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 516096 * nB, 0, G + 65584, G + 65904, m->dlogits, act + 524288 * nB, P + 65584, B, 32, 10);
-    /* 49 head.gap0: gap 32x16x16 -> 32x1x1 */
-    rt_gap_backward(ctx, act + 516128 * nB, 0, act + 516096 * nB, B, 32, 256);
-    /* 48 head.silu0: silu 32x16x16 -> 32x16x16 */
-    rt_silu_backward(ctx, act + 524320 * nB, 0, act + 516128 * nB, act + 499712 * nB, nB * 8192, 0, nB * 0);
-    /* 47 head.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 499712 * nB, 0, G + 65520, G + 65552, act + 524320 * nB, act + 507904 * nB, fix + 576, fix + 608, P + 65520, B, 32, 256);
-    /* 46 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 516096 * nB, act + 524288 * nB, act + 507904 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 499712 * nB, NULL, c, 3, nB * 8192);
-    }
-    /* 45 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 499712 * nB, 0, G + 56304, act + 524288 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 44 stage2.step2.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward(ctx, act + 491520 * nB, 0, act + 499712 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
-    /* 43 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 483328 * nB, 0, G + 56240, G + 56272, act + 491520 * nB, act + 475136 * nB, fix + 512, fix + 544, P + 56240, B, 32, 256);
-    /* 42 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 475136 * nB, 0, G + 47024, act + 483328 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 41 stage2.step2.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
-    rt_softsign_backward(ctx, act + 458752 * nB, 0, act + 475136 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
-    /* 40 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 516096 * nB, 1, G + 46960, G + 46992, act + 458752 * nB, act + 466944 * nB, fix + 448, fix + 480, P + 46960, B, 32, 256);
-    /* 39 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 507904 * nB, act + 458752 * nB, act + 409600 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 516096 * nB, NULL, c, 3, nB * 8192);
-    }
-    /* 38 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 466944 * nB, 0, G + 37744, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 37 stage2.step1.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward(ctx, act + 450560 * nB, 0, act + 466944 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
-    /* 36 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 442368 * nB, 0, G + 37680, G + 37712, act + 450560 * nB, act + 434176 * nB, fix + 384, fix + 416, P + 37680, B, 32, 256);
-    /* 35 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 434176 * nB, 0, G + 28464, act + 442368 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 34 stage2.step1.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
-    rt_softsign_backward(ctx, act + 425984 * nB, 0, act + 434176 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
-    /* 33 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 507904 * nB, 1, G + 28400, G + 28432, act + 425984 * nB, act + 417792 * nB, fix + 320, fix + 352, P + 28400, B, 32, 256);
-    /* 32 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 409600 * nB, act + 401408 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 507904 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 31 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward(ctx, act + 417792 * nB, 0, act + 409600 * nB, B, 16, 32, 32, 32, 2);
-    /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 409600 * nB, 0, G + 19184, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 29 stage2.step0.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward(ctx, act + 393216 * nB, 0, act + 409600 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
-    /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 385024 * nB, 0, G + 19120, G + 19152, act + 393216 * nB, act + 376832 * nB, fix + 256, fix + 288, P + 19120, B, 32, 256);
-    /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 393216 * nB, 0, G + 14512, act + 385024 * nB, act + 360448 * nB, P + 14512, B, 16, 32, 32, 32, 3, 2, 1);
-}
-
-/* Backward, part 2 of 3. */
-static void backward_2(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 26 stage2.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_backward(ctx, act + 360448 * nB, 0, act + 393216 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
-    /* 25 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 417792 * nB, 1, G + 14480, G + 14496, act + 360448 * nB, act + 344064 * nB, fix + 224, fix + 240, P + 14480, B, 16, 1024);
-    /* 24 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 344064 * nB, act + 360448 * nB, act + 327680 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 417792 * nB, NULL, c, 3, nB * 16384);
-    }
-    /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 12176, act + 360448 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 22 stage1.step2.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward(ctx, act + 311296 * nB, 0, act + 376832 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
-    /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 294912 * nB, 0, G + 12144, G + 12160, act + 311296 * nB, act + 278528 * nB, fix + 192, fix + 208, P + 12144, B, 16, 1024);
-    /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 278528 * nB, 0, G + 9840, act + 294912 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_backward(ctx, act + 262144 * nB, 0, act + 278528 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
-    /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 344064 * nB, 1, G + 9808, G + 9824, act + 262144 * nB, act + 245760 * nB, fix + 160, fix + 176, P + 9808, B, 16, 1024);
-    /* 17 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 327680 * nB, act + 245760 * nB, act + 229376 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 3, nB * 16384);
-    }
-    /* 16 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 262144 * nB, 0, G + 7504, act + 245760 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 15 stage1.step1.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward(ctx, act + 212992 * nB, 0, act + 262144 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
-    /* 14 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 7472, G + 7488, act + 212992 * nB, act + 180224 * nB, fix + 128, fix + 144, P + 7472, B, 16, 1024);
-    /* 13 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 180224 * nB, 0, G + 5168, act + 196608 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 12 stage1.step1.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_backward(ctx, act + 163840 * nB, 0, act + 180224 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
-    /* 11 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 327680 * nB, 1, G + 5136, G + 5152, act + 163840 * nB, act + 147456 * nB, fix + 96, fix + 112, P + 5136, B, 16, 1024);
-    /* 10 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 229376 * nB, act + 131072 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 9 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 147456 * nB, 0, G + 2832, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 8 stage1.step0.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward(ctx, act + 114688 * nB, 0, act + 147456 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
-    /* 7 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 98304 * nB, 0, G + 2800, G + 2816, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 2800, B, 16, 1024);
-    /* 6 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 81920 * nB, 0, G + 496, act + 98304 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_backward(ctx, act + 65536 * nB, 0, act + 81920 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
-    /* 4 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 229376 * nB, 1, G + 464, G + 480, act + 65536 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 464, B, 16, 1024);
-    /* 3 stem.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward(ctx, act + 32768 * nB, 0, act + 229376 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001, nB * 0);
-}
-
-/* Backward, part 3 of 3. */
-static void backward_3(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 2 stem.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 16384 * nB, 0, G + 432, G + 448, act + 32768 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, NULL, 0, G, act + 16384 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward(RtModel *m, int B)
-{
-    backward_1(m, B);
-    backward_2(m, B);
-    backward_3(m, B);
-}
-
-/* The same in double precision, for gradcheck. */
-
-/* Forward, part 1 of 3. */
-static void forward_d_1(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-    /* 2 stem.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
-    /* 3 stem.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001, nB * 0);
-    /* 4 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 464, P + 480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 32768 * nB, P + 464, P + 480, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
-    /* 5 stage1.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
-    /* 6 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 81920 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 7 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 2800, P + 2816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 98304 * nB, act + 81920 * nB, P + 2800, P + 2816, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
-    /* 8 stage1.step0.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward_d(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
-    /* 9 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 10 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 32768 * nB, act + 131072 * nB };
-        rt_sum_forward_d(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 11 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 147456 * nB, P + 5136, P + 5152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 131072 * nB, act + 147456 * nB, P + 5136, P + 5152, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
-    /* 12 stage1.step1.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_forward_d(ctx, act + 163840 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
-    /* 13 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 14 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 196608 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 180224 * nB, P + 7472, P + 7488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 196608 * nB, act + 180224 * nB, P + 7472, P + 7488, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
-    /* 15 stage1.step1.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward_d(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
-    /* 16 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 17 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 147456 * nB, act + 229376 * nB, act + 32768 * nB };
-        rt_sum_forward_d(ctx, act + 245760 * nB, 3, xs, c, nB * 16384);
-    }
-    /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 229376 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 245760 * nB, P + 9808, P + 9824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 229376 * nB, act + 245760 * nB, P + 9808, P + 9824, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
-    /* 19 stage1.step2.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_forward_d(ctx, act + 262144 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
-    /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 278528 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 294912 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 278528 * nB, P + 12144, P + 12160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 294912 * nB, act + 278528 * nB, P + 12144, P + 12160, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
-    /* 22 stage1.step2.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_forward_d(ctx, act + 311296 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
-    /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 24 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 245760 * nB, act + 327680 * nB, act + 147456 * nB };
-        rt_sum_forward_d(ctx, act + 344064 * nB, 3, xs, c, nB * 16384);
-    }
-}
-
-/* Forward, part 2 of 3. */
-static void forward_d_2(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 327680 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 344064 * nB, P + 14480, P + 14496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 327680 * nB, act + 344064 * nB, P + 14480, P + 14496, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
-    /* 26 stage2.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_forward_d(ctx, act + 360448 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
-    /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 360448 * nB, P + 14512, B, 16, 32, 32, 32, 3, 2, 1);
-    /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 385024 * nB, fix + 256, fix + 288, buf + 256, buf + 288, act + 376832 * nB, P + 19120, P + 19152, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 385024 * nB, act + 376832 * nB, P + 19120, P + 19152, buf + 256, buf + 288, B, 32, 256, 1.0000000000000001e-05);
-    /* 29 stage2.step0.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward_d(ctx, act + 393216 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
-    /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 31 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward_d(ctx, act + 409600 * nB, act + 344064 * nB, B, 16, 32, 32, 32, 2);
-    /* 32 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 409600 * nB, act + 401408 * nB };
-        rt_sum_forward_d(ctx, act + 417792 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 33 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 401408 * nB, fix + 320, fix + 352, buf + 320, buf + 352, act + 417792 * nB, P + 28400, P + 28432, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 401408 * nB, act + 417792 * nB, P + 28400, P + 28432, buf + 320, buf + 352, B, 32, 256, 1.0000000000000001e-05);
-    /* 34 stage2.step1.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
-    rt_softsign_forward_d(ctx, act + 425984 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
-    /* 35 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 434176 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 36 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 384, fix + 416, buf + 384, buf + 416, act + 434176 * nB, P + 37680, P + 37712, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 434176 * nB, P + 37680, P + 37712, buf + 384, buf + 416, B, 32, 256, 1.0000000000000001e-05);
-    /* 37 stage2.step1.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward_d(ctx, act + 450560 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
-    /* 38 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 39 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 417792 * nB, act + 458752 * nB, act + 409600 * nB };
-        rt_sum_forward_d(ctx, act + 466944 * nB, 3, xs, c, nB * 8192);
-    }
-    /* 40 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 409600 * nB, fix + 448, fix + 480, buf + 448, buf + 480, act + 466944 * nB, P + 46960, P + 46992, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 409600 * nB, act + 466944 * nB, P + 46960, P + 46992, buf + 448, buf + 480, B, 32, 256, 1.0000000000000001e-05);
-    /* 41 stage2.step2.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
-    rt_softsign_forward_d(ctx, act + 458752 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
-    /* 42 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 475136 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 43 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 483328 * nB, fix + 512, fix + 544, buf + 512, buf + 544, act + 475136 * nB, P + 56240, P + 56272, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 483328 * nB, act + 475136 * nB, P + 56240, P + 56272, buf + 512, buf + 544, B, 32, 256, 1.0000000000000001e-05);
-    /* 44 stage2.step2.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_forward_d(ctx, act + 491520 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
-    /* 45 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 46 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 466944 * nB, act + 499712 * nB, act + 417792 * nB };
-        rt_sum_forward_d(ctx, act + 507904 * nB, 3, xs, c, nB * 8192);
-    }
-    /* 47 head.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 499712 * nB, fix + 576, fix + 608, buf + 576, buf + 608, act + 507904 * nB, P + 65520, P + 65552, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 499712 * nB, act + 507904 * nB, P + 65520, P + 65552, buf + 576, buf + 608, B, 32, 256, 1.0000000000000001e-05);
-    /* 48 head.silu0: silu 32x16x16 -> 32x16x16 */
-    rt_silu_forward_d(ctx, act + 516096 * nB, act + 499712 * nB, nB * 8192, 0, nB * 0);
-}
-
-/* Forward, part 3 of 3. */
-static void forward_d_3(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 head.gap0: gap 32x16x16 -> 32x1x1 */
-    rt_gap_forward_d(ctx, act + 524288 * nB, act + 516096 * nB, B, 32, 256);
-    /* 50 head.linear: linear 32x1x1 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 524288 * nB, P + 65584, P + 65904, B, 32, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward_d(RtModelD *m, int B, int train)
-{
-    forward_d_1(m, B, train);
-    forward_d_2(m, B, train);
-    forward_d_3(m, B, train);
-}
-
-/* Backward, part 1 of 3. */
-static void backward_d_1(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 50 head.linear: linear 32x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 516096 * nB, 0, G + 65584, G + 65904, m->dlogits, act + 524288 * nB, P + 65584, B, 32, 10);
-    /* 49 head.gap0: gap 32x16x16 -> 32x1x1 */
-    rt_gap_backward_d(ctx, act + 516128 * nB, 0, act + 516096 * nB, B, 32, 256);
-    /* 48 head.silu0: silu 32x16x16 -> 32x16x16 */
-    rt_silu_backward_d(ctx, act + 524320 * nB, 0, act + 516128 * nB, act + 499712 * nB, nB * 8192, 0, nB * 0);
-    /* 47 head.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 499712 * nB, 0, G + 65520, G + 65552, act + 524320 * nB, act + 507904 * nB, fix + 576, fix + 608, P + 65520, B, 32, 256);
-    /* 46 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 516096 * nB, act + 524288 * nB, act + 507904 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 499712 * nB, NULL, c, 3, nB * 8192);
-    }
-    /* 45 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 499712 * nB, 0, G + 56304, act + 524288 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 44 stage2.step2.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward_d(ctx, act + 491520 * nB, 0, act + 499712 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
-    /* 43 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 483328 * nB, 0, G + 56240, G + 56272, act + 491520 * nB, act + 475136 * nB, fix + 512, fix + 544, P + 56240, B, 32, 256);
-    /* 42 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 475136 * nB, 0, G + 47024, act + 483328 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 41 stage2.step2.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
-    rt_softsign_backward_d(ctx, act + 458752 * nB, 0, act + 475136 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
-    /* 40 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 516096 * nB, 1, G + 46960, G + 46992, act + 458752 * nB, act + 466944 * nB, fix + 448, fix + 480, P + 46960, B, 32, 256);
-    /* 39 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 507904 * nB, act + 458752 * nB, act + 409600 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 516096 * nB, NULL, c, 3, nB * 8192);
-    }
-    /* 38 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 466944 * nB, 0, G + 37744, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 37 stage2.step1.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward_d(ctx, act + 450560 * nB, 0, act + 466944 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
-    /* 36 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 442368 * nB, 0, G + 37680, G + 37712, act + 450560 * nB, act + 434176 * nB, fix + 384, fix + 416, P + 37680, B, 32, 256);
-    /* 35 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 434176 * nB, 0, G + 28464, act + 442368 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 34 stage2.step1.grad.softsign0: softsign 32x16x16 -> 32x16x16 */
-    rt_softsign_backward_d(ctx, act + 425984 * nB, 0, act + 434176 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
-    /* 33 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 507904 * nB, 1, G + 28400, G + 28432, act + 425984 * nB, act + 417792 * nB, fix + 320, fix + 352, P + 28400, B, 32, 256);
-    /* 32 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 409600 * nB, act + 401408 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 507904 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 31 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward_d(ctx, act + 417792 * nB, 0, act + 409600 * nB, B, 16, 32, 32, 32, 2);
-    /* 30 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 409600 * nB, 0, G + 19184, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 29 stage2.step0.grad.gelu0: gelu 32x16x16 -> 32x16x16 */
-    rt_gelu_backward_d(ctx, act + 393216 * nB, 0, act + 409600 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
-    /* 28 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 385024 * nB, 0, G + 19120, G + 19152, act + 393216 * nB, act + 376832 * nB, fix + 256, fix + 288, P + 19120, B, 32, 256);
-    /* 27 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 393216 * nB, 0, G + 14512, act + 385024 * nB, act + 360448 * nB, P + 14512, B, 16, 32, 32, 32, 3, 2, 1);
-}
-
-/* Backward, part 2 of 3. */
-static void backward_d_2(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 26 stage2.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_backward_d(ctx, act + 360448 * nB, 0, act + 393216 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
-    /* 25 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 417792 * nB, 1, G + 14480, G + 14496, act + 360448 * nB, act + 344064 * nB, fix + 224, fix + 240, P + 14480, B, 16, 1024);
-    /* 24 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 344064 * nB, act + 360448 * nB, act + 327680 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 417792 * nB, NULL, c, 3, nB * 16384);
-    }
-    /* 23 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 12176, act + 360448 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 22 stage1.step2.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward_d(ctx, act + 311296 * nB, 0, act + 376832 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
-    /* 21 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 294912 * nB, 0, G + 12144, G + 12160, act + 311296 * nB, act + 278528 * nB, fix + 192, fix + 208, P + 12144, B, 16, 1024);
-    /* 20 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 278528 * nB, 0, G + 9840, act + 294912 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_backward_d(ctx, act + 262144 * nB, 0, act + 278528 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
-    /* 18 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 344064 * nB, 1, G + 9808, G + 9824, act + 262144 * nB, act + 245760 * nB, fix + 160, fix + 176, P + 9808, B, 16, 1024);
-    /* 17 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 327680 * nB, act + 245760 * nB, act + 229376 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 3, nB * 16384);
-    }
-    /* 16 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 262144 * nB, 0, G + 7504, act + 245760 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 15 stage1.step1.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward_d(ctx, act + 212992 * nB, 0, act + 262144 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
-    /* 14 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 7472, G + 7488, act + 212992 * nB, act + 180224 * nB, fix + 128, fix + 144, P + 7472, B, 16, 1024);
-    /* 13 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 180224 * nB, 0, G + 5168, act + 196608 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 12 stage1.step1.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_backward_d(ctx, act + 163840 * nB, 0, act + 180224 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
-    /* 11 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 327680 * nB, 1, G + 5136, G + 5152, act + 163840 * nB, act + 147456 * nB, fix + 96, fix + 112, P + 5136, B, 16, 1024);
-    /* 10 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 229376 * nB, act + 131072 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 9 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 147456 * nB, 0, G + 2832, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 8 stage1.step0.grad.gelu0: gelu 16x32x32 -> 16x32x32 */
-    rt_gelu_backward_d(ctx, act + 114688 * nB, 0, act + 147456 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
-    /* 7 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 98304 * nB, 0, G + 2800, G + 2816, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 2800, B, 16, 1024);
-    /* 6 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 81920 * nB, 0, G + 496, act + 98304 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.softsign0: softsign 16x32x32 -> 16x32x32 */
-    rt_softsign_backward_d(ctx, act + 65536 * nB, 0, act + 81920 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
-    /* 4 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 229376 * nB, 1, G + 464, G + 480, act + 65536 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 464, B, 16, 1024);
-    /* 3 stem.leaky_relu0: leaky_relu 16x32x32 -> 16x32x32 */
-    rt_leaky_relu_backward_d(ctx, act + 32768 * nB, 0, act + 229376 * nB, act + 16384 * nB, nB * 16384, 0.10000000000000001, nB * 0);
-}
-
-/* Backward, part 3 of 3. */
-static void backward_d_3(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 532512 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 2 stem.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 16384 * nB, 0, G + 432, G + 448, act + 32768 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, NULL, 0, G, act + 16384 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward_d(RtModelD *m, int B)
-{
-    backward_d_1(m, B);
-    backward_d_2(m, B);
-    backward_d_3(m, B);
-}
+/* The forward and backward passes (after the #else below) are written once
+ * over T and compiled twice, by this file including itself: in float for
+ * training, and in double (names ending in _d) for gradcheck. */
+#define OPTC_BODY
+#ifdef __FILE_NAME__
+#define OPTC_SELF __FILE_NAME__
+#else
+#define OPTC_SELF __FILE__
+#endif
+#define T float
+#define FN(name) name
+#define Model RtModel
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
+#define T double
+#define FN(name) name##_d
+#define Model RtModelD
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
 
 static const RtNet net = {
     .name = "acts_cifar",
@@ -1079,9 +202,9 @@ static const RtNet net = {
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,
     .defaults = {
-        .epochs = 30, .batch = 128, .lr = 0.10000000000000001, .momentum = 0.90000000000000002,
-        .weight_decay = 0.00050000000000000001, .nesterov = 0, .decay_bn = 0,
-        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.10000000000000001,
+        .epochs = 30, .batch = 128, .lr = 0.1, .momentum = 0.9,
+        .weight_decay = 0.0005, .nesterov = 0, .decay_bn = 0,
+        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.1,
         .milestones = { 0, 0, 0, 0 }, .nmilestones = 0,
         .crop_pad = 4, .flip = 1,
     },
@@ -1091,3 +214,437 @@ int main(int argc, char **argv)
 {
     return rt_main(&net, argc, argv);
 }
+
+#else /* OPTC_BODY: the passes, over T */
+
+/* Forward, part 1 of 3. */
+static void FN(forward_1)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 532512 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    /* 2 stem.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1e-05);
+    /* 3 stem.leaky_relu0 = leaky_relu(stem.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_leaky_relu_forward)(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, 0.1, nB * 0);
+    /* 4 stage1.step0.grad.bn0 = bn(stem.leaky_relu0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 464, P + 480, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 49152 * nB, act + 32768 * nB, P + 464, P + 480, buf + 32, buf + 48, B, 16, 1024, 1e-05);
+    /* 5 stage1.step0.grad.softsign0 = softsign(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_softsign_forward)(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
+    /* 6 stage1.step0.grad.conv0 = conv(stage1.step0.grad.softsign0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 81920 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 7 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 2800, P + 2816, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 98304 * nB, act + 81920 * nB, P + 2800, P + 2816, buf + 64, buf + 80, B, 16, 1024, 1e-05);
+    /* 8 stage1.step0.grad.gelu0 = gelu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_gelu_forward)(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
+    /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.gelu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 10 stage1.x1 = sum(stem.leaky_relu0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 32768 * nB, act + 131072 * nB };
+        FN(rt_sum_forward)(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 11 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 147456 * nB, P + 5136, P + 5152, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 131072 * nB, act + 147456 * nB, P + 5136, P + 5152, buf + 96, buf + 112, B, 16, 1024, 1e-05);
+    /* 12 stage1.step1.grad.softsign0 = softsign(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_softsign_forward)(ctx, act + 163840 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
+    /* 13 stage1.step1.grad.conv0 = conv(stage1.step1.grad.softsign0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 14 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 196608 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 180224 * nB, P + 7472, P + 7488, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 196608 * nB, act + 180224 * nB, P + 7472, P + 7488, buf + 128, buf + 144, B, 16, 1024, 1e-05);
+    /* 15 stage1.step1.grad.gelu0 = gelu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_gelu_forward)(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
+    /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.gelu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.leaky_relu0): 16x32x32 -> 16x32x32 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 147456 * nB, act + 229376 * nB, act + 32768 * nB };
+        FN(rt_sum_forward)(ctx, act + 245760 * nB, 3, xs, c, nB * 16384);
+    }
+    /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 229376 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 245760 * nB, P + 9808, P + 9824, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 229376 * nB, act + 245760 * nB, P + 9808, P + 9824, buf + 160, buf + 176, B, 16, 1024, 1e-05);
+    /* 19 stage1.step2.grad.softsign0 = softsign(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_softsign_forward)(ctx, act + 262144 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
+    /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.softsign0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 278528 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 294912 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 278528 * nB, P + 12144, P + 12160, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 294912 * nB, act + 278528 * nB, P + 12144, P + 12160, buf + 192, buf + 208, B, 16, 1024, 1e-05);
+    /* 22 stage1.step2.grad.gelu0 = gelu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_gelu_forward)(ctx, act + 311296 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
+    /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.gelu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 24 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 245760 * nB, act + 327680 * nB, act + 147456 * nB };
+        FN(rt_sum_forward)(ctx, act + 344064 * nB, 3, xs, c, nB * 16384);
+    }
+}
+
+/* Forward, part 2 of 3. */
+static void FN(forward_2)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 532512 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 25 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 327680 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 344064 * nB, P + 14480, P + 14496, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 327680 * nB, act + 344064 * nB, P + 14480, P + 14496, buf + 224, buf + 240, B, 16, 1024, 1e-05);
+    /* 26 stage2.step0.grad.softsign0 = softsign(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_softsign_forward)(ctx, act + 360448 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
+    /* 27 stage2.step0.grad.conv0 = conv(stage2.step0.grad.softsign0): 16x32x32 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 376832 * nB, act + 360448 * nB, P + 14512, B, 16, 32, 32, 32, 3, 2, 1);
+    /* 28 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 385024 * nB, fix + 256, fix + 288, buf + 256, buf + 288, act + 376832 * nB, P + 19120, P + 19152, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 385024 * nB, act + 376832 * nB, P + 19120, P + 19152, buf + 256, buf + 288, B, 32, 256, 1e-05);
+    /* 29 stage2.step0.grad.gelu0 = gelu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_gelu_forward)(ctx, act + 393216 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
+    /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.gelu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 31 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
+    FN(rt_pad_forward)(ctx, act + 409600 * nB, act + 344064 * nB, B, 16, 32, 32, 32, 2);
+    /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 409600 * nB, act + 401408 * nB };
+        FN(rt_sum_forward)(ctx, act + 417792 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 33 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 401408 * nB, fix + 320, fix + 352, buf + 320, buf + 352, act + 417792 * nB, P + 28400, P + 28432, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 401408 * nB, act + 417792 * nB, P + 28400, P + 28432, buf + 320, buf + 352, B, 32, 256, 1e-05);
+    /* 34 stage2.step1.grad.softsign0 = softsign(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_softsign_forward)(ctx, act + 425984 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
+    /* 35 stage2.step1.grad.conv0 = conv(stage2.step1.grad.softsign0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 434176 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 36 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 442368 * nB, fix + 384, fix + 416, buf + 384, buf + 416, act + 434176 * nB, P + 37680, P + 37712, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 442368 * nB, act + 434176 * nB, P + 37680, P + 37712, buf + 384, buf + 416, B, 32, 256, 1e-05);
+    /* 37 stage2.step1.grad.gelu0 = gelu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_gelu_forward)(ctx, act + 450560 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
+    /* 38 stage2.step1.grad.conv1 = conv(stage2.step1.grad.gelu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 39 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 417792 * nB, act + 458752 * nB, act + 409600 * nB };
+        FN(rt_sum_forward)(ctx, act + 466944 * nB, 3, xs, c, nB * 8192);
+    }
+    /* 40 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 409600 * nB, fix + 448, fix + 480, buf + 448, buf + 480, act + 466944 * nB, P + 46960, P + 46992, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 409600 * nB, act + 466944 * nB, P + 46960, P + 46992, buf + 448, buf + 480, B, 32, 256, 1e-05);
+    /* 41 stage2.step2.grad.softsign0 = softsign(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_softsign_forward)(ctx, act + 458752 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
+    /* 42 stage2.step2.grad.conv0 = conv(stage2.step2.grad.softsign0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 475136 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 43 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 483328 * nB, fix + 512, fix + 544, buf + 512, buf + 544, act + 475136 * nB, P + 56240, P + 56272, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 483328 * nB, act + 475136 * nB, P + 56240, P + 56272, buf + 512, buf + 544, B, 32, 256, 1e-05);
+    /* 44 stage2.step2.grad.gelu0 = gelu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_gelu_forward)(ctx, act + 491520 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
+    /* 45 stage2.step2.grad.conv1 = conv(stage2.step2.grad.gelu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 46 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 466944 * nB, act + 499712 * nB, act + 417792 * nB };
+        FN(rt_sum_forward)(ctx, act + 507904 * nB, 3, xs, c, nB * 8192);
+    }
+    /* 47 head.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 499712 * nB, fix + 576, fix + 608, buf + 576, buf + 608, act + 507904 * nB, P + 65520, P + 65552, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 499712 * nB, act + 507904 * nB, P + 65520, P + 65552, buf + 576, buf + 608, B, 32, 256, 1e-05);
+    /* 48 head.silu0 = silu(head.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_silu_forward)(ctx, act + 516096 * nB, act + 499712 * nB, nB * 8192, 0, nB * 0);
+}
+
+/* Forward, part 3 of 3. */
+static void FN(forward_3)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 532512 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 49 head.gap0 = gap(head.silu0): 32x16x16 -> 32x1x1 */
+    FN(rt_gap_forward)(ctx, act + 524288 * nB, act + 516096 * nB, B, 32, 256);
+    /* 50 head.linear = linear(head.gap0): 32x1x1 -> 10x1x1 */
+    FN(rt_linear_forward)(ctx, m->logits, act + 524288 * nB, P + 65584, P + 65904, B, 32, 10);
+}
+
+/* Forward pass on a batch of B <= m->batch images; train selects batch
+ * statistics (and updates the running ones) and dropout. */
+static void FN(forward)(Model *m, int B, int train)
+{
+    FN(forward_1)(m, B, train);
+    FN(forward_2)(m, B, train);
+    FN(forward_3)(m, B, train);
+}
+
+/* Backward, part 1 of 3. */
+static void FN(backward_1)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 532512 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 50 head.linear = linear(head.gap0): 32x1x1 -> 10x1x1 */
+    FN(rt_linear_backward)(ctx, act + 516096 * nB, 0, G + 65584, G + 65904, m->dlogits, act + 524288 * nB, P + 65584, B, 32, 10);
+    /* 49 head.gap0 = gap(head.silu0): 32x16x16 -> 32x1x1 */
+    FN(rt_gap_backward)(ctx, act + 516128 * nB, 0, act + 516096 * nB, B, 32, 256);
+    /* 48 head.silu0 = silu(head.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_silu_backward)(ctx, act + 524320 * nB, 0, act + 516128 * nB, act + 499712 * nB, nB * 8192, 0, nB * 0);
+    /* 47 head.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 499712 * nB, 0, G + 65520, G + 65552, act + 524320 * nB, act + 507904 * nB, fix + 576, fix + 608, P + 65520, B, 32, 256);
+    /* 46 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 516096 * nB, act + 524288 * nB, act + 507904 * nB };
+        const int acc[3] = { 0, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 499712 * nB, NULL, c, 3, nB * 8192);
+    }
+    /* 45 stage2.step2.grad.conv1 = conv(stage2.step2.grad.gelu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 499712 * nB, 0, G + 56304, act + 524288 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 44 stage2.step2.grad.gelu0 = gelu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_gelu_backward)(ctx, act + 491520 * nB, 0, act + 499712 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
+    /* 43 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 483328 * nB, 0, G + 56240, G + 56272, act + 491520 * nB, act + 475136 * nB, fix + 512, fix + 544, P + 56240, B, 32, 256);
+    /* 42 stage2.step2.grad.conv0 = conv(stage2.step2.grad.softsign0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 475136 * nB, 0, G + 47024, act + 483328 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 41 stage2.step2.grad.softsign0 = softsign(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_softsign_backward)(ctx, act + 458752 * nB, 0, act + 475136 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
+    /* 40 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 516096 * nB, 1, G + 46960, G + 46992, act + 458752 * nB, act + 466944 * nB, fix + 448, fix + 480, P + 46960, B, 32, 256);
+    /* 39 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 507904 * nB, act + 458752 * nB, act + 409600 * nB };
+        const int acc[3] = { 1, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 516096 * nB, NULL, c, 3, nB * 8192);
+    }
+    /* 38 stage2.step1.grad.conv1 = conv(stage2.step1.grad.gelu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 466944 * nB, 0, G + 37744, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 37 stage2.step1.grad.gelu0 = gelu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_gelu_backward)(ctx, act + 450560 * nB, 0, act + 466944 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
+    /* 36 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 442368 * nB, 0, G + 37680, G + 37712, act + 450560 * nB, act + 434176 * nB, fix + 384, fix + 416, P + 37680, B, 32, 256);
+    /* 35 stage2.step1.grad.conv0 = conv(stage2.step1.grad.softsign0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 434176 * nB, 0, G + 28464, act + 442368 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 34 stage2.step1.grad.softsign0 = softsign(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_softsign_backward)(ctx, act + 425984 * nB, 0, act + 434176 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
+    /* 33 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 507904 * nB, 1, G + 28400, G + 28432, act + 425984 * nB, act + 417792 * nB, fix + 320, fix + 352, P + 28400, B, 32, 256);
+    /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 409600 * nB, act + 401408 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 507904 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 31 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
+    FN(rt_pad_backward)(ctx, act + 417792 * nB, 0, act + 409600 * nB, B, 16, 32, 32, 32, 2);
+    /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.gelu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 409600 * nB, 0, G + 19184, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 29 stage2.step0.grad.gelu0 = gelu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_gelu_backward)(ctx, act + 393216 * nB, 0, act + 409600 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
+    /* 28 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 385024 * nB, 0, G + 19120, G + 19152, act + 393216 * nB, act + 376832 * nB, fix + 256, fix + 288, P + 19120, B, 32, 256);
+    /* 27 stage2.step0.grad.conv0 = conv(stage2.step0.grad.softsign0): 16x32x32 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 393216 * nB, 0, G + 14512, act + 385024 * nB, act + 360448 * nB, P + 14512, B, 16, 32, 32, 32, 3, 2, 1);
+}
+
+/* Backward, part 2 of 3. */
+static void FN(backward_2)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 532512 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 26 stage2.step0.grad.softsign0 = softsign(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_softsign_backward)(ctx, act + 360448 * nB, 0, act + 393216 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
+    /* 25 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 417792 * nB, 1, G + 14480, G + 14496, act + 360448 * nB, act + 344064 * nB, fix + 224, fix + 240, P + 14480, B, 16, 1024);
+    /* 24 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 344064 * nB, act + 360448 * nB, act + 327680 * nB };
+        const int acc[3] = { 0, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 417792 * nB, NULL, c, 3, nB * 16384);
+    }
+    /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.gelu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 376832 * nB, 0, G + 12176, act + 360448 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 22 stage1.step2.grad.gelu0 = gelu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_gelu_backward)(ctx, act + 311296 * nB, 0, act + 376832 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
+    /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 294912 * nB, 0, G + 12144, G + 12160, act + 311296 * nB, act + 278528 * nB, fix + 192, fix + 208, P + 12144, B, 16, 1024);
+    /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.softsign0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 278528 * nB, 0, G + 9840, act + 294912 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 19 stage1.step2.grad.softsign0 = softsign(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_softsign_backward)(ctx, act + 262144 * nB, 0, act + 278528 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
+    /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 344064 * nB, 1, G + 9808, G + 9824, act + 262144 * nB, act + 245760 * nB, fix + 160, fix + 176, P + 9808, B, 16, 1024);
+    /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.leaky_relu0): 16x32x32 -> 16x32x32 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 327680 * nB, act + 245760 * nB, act + 229376 * nB };
+        const int acc[3] = { 1, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 3, nB * 16384);
+    }
+    /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.gelu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 262144 * nB, 0, G + 7504, act + 245760 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 15 stage1.step1.grad.gelu0 = gelu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_gelu_backward)(ctx, act + 212992 * nB, 0, act + 262144 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
+    /* 14 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 196608 * nB, 0, G + 7472, G + 7488, act + 212992 * nB, act + 180224 * nB, fix + 128, fix + 144, P + 7472, B, 16, 1024);
+    /* 13 stage1.step1.grad.conv0 = conv(stage1.step1.grad.softsign0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 180224 * nB, 0, G + 5168, act + 196608 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 12 stage1.step1.grad.softsign0 = softsign(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_softsign_backward)(ctx, act + 163840 * nB, 0, act + 180224 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
+    /* 11 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 327680 * nB, 1, G + 5136, G + 5152, act + 163840 * nB, act + 147456 * nB, fix + 96, fix + 112, P + 5136, B, 16, 1024);
+    /* 10 stage1.x1 = sum(stem.leaky_relu0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 229376 * nB, act + 131072 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.gelu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 147456 * nB, 0, G + 2832, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 8 stage1.step0.grad.gelu0 = gelu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_gelu_backward)(ctx, act + 114688 * nB, 0, act + 147456 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
+    /* 7 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 98304 * nB, 0, G + 2800, G + 2816, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 2800, B, 16, 1024);
+    /* 6 stage1.step0.grad.conv0 = conv(stage1.step0.grad.softsign0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 81920 * nB, 0, G + 496, act + 98304 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 5 stage1.step0.grad.softsign0 = softsign(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_softsign_backward)(ctx, act + 65536 * nB, 0, act + 81920 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
+    /* 4 stage1.step0.grad.bn0 = bn(stem.leaky_relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 229376 * nB, 1, G + 464, G + 480, act + 65536 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 464, B, 16, 1024);
+    /* 3 stem.leaky_relu0 = leaky_relu(stem.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_leaky_relu_backward)(ctx, act + 32768 * nB, 0, act + 229376 * nB, act + 16384 * nB, nB * 16384, 0.1, nB * 0);
+}
+
+/* Backward, part 3 of 3. */
+static void FN(backward_3)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 532512 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 2 stem.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 16384 * nB, 0, G + 432, G + 448, act + 32768 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
+    /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 16384 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+}
+
+/* Backward pass from m->dlogits after a training forward on the same
+ * batch: parameter gradients accumulate into m->grads. */
+static void FN(backward)(Model *m, int B)
+{
+    FN(backward_1)(m, B);
+    FN(backward_2)(m, B);
+    FN(backward_3)(m, B);
+}
+
+#endif /* OPTC_BODY */

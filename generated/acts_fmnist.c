@@ -11,152 +11,113 @@
  *
  * Spec:
  * examples/activations.opt
- *
- * # The paper's activations as layers: small residual networks whose layers use
- * # several of them, and a theory network whose exact block runs heavy ball on
- * # f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = tanh.
- * optimizer gd {
- *     x[k+1] = x[k] - grad(x[k]);
- * }
- * 
- * optimizer heavy_ball(beta = 0.9) {
- *     x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);
- * }
- * 
- * network acts_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     conv3x3(16), bn, gelu;
- *     grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, silu, conv3x3;
- *     stage    heavy_ball steps 2 width 16;
- *     stage    gd steps 2 width 32 stride 2;
- *     head     bn, elu, avgpool, linear;
- *     train    { epochs 3; lr 0.1; schedule cosine; weight_decay 5e-4; }
- * }
- * 
- * network acts_cifar {
- *     input    3x32x32;
- *     classes  10;
- *     stem     conv3x3(16), bn, leaky_relu(a = 0.1);
- *     grad     = bn, softsign, conv3x3, bn, gelu, conv3x3;
- *     stage    heavy_ball steps 3 width 16;
- *     stage    heavy_ball steps 3 width 32 stride 2;
- *     head     bn, silu, avgpool, linear;
- *     train    { epochs 30; lr 0.1; schedule cosine; weight_decay 5e-4; augment crop(4), flip; }
- * }
- * 
- * network theory_tanh_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     none;
- *     grad     = exact(tanh, 128);
- *     stage    heavy_ball(beta = 0.5) steps 6;
- *     head     softplus, sigmoid, linear;
- *     train    { epochs 3; lr 0.01; }
- * }
+ * (its text is spec_text below)
  */
+#ifndef OPTC_BODY
 #include <stddef.h>
 #include "rt.h"
 
 static const char command_text[] =
-    "optc\040emit\040examples\057activations.opt\040\055n\040acts_fmnist";
+    "optc emit examples/activations.opt -n acts_fmnist";
 static const char spec_text[] =
-    "\043\040The\040paper\047s\040activations\040as\040layers\072\040small\040residual\040networks\040whose\040layers\040use\012"
-    "\043\040several\040of\040them\054\040and\040a\040theory\040network\040whose\040exact\040block\040runs\040heavy\040ball\040on\012"
-    "\043\040f\050z\051\040\075\040\174z\174\1362\0572\040\055\040sum_i\040Psi\050u_i\136T\040z\051\040with\040Psi\047\040\075\040tanh.\012"
-    "optimizer\040gd\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\073\012"
-    "\175\012"
-    "\012"
-    "optimizer\040heavy_ball\050beta\040\075\0400.9\051\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\040\053\040beta\040\052\040\050x\133k\135\040\055\040x\133k\0551\135\051\073\012"
-    "\175\012"
-    "\012"
-    "network\040acts_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040gelu\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040leaky_relu\050a\040\075\0400.1\051\054\040conv3x3\054\040bn\054\040silu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0402\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0402\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040elu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\0403\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0405e\0554\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040acts_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040leaky_relu\050a\040\075\0400.1\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040softsign\054\040conv3x3\054\040bn\054\040gelu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040silu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04030\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0405e\0554\073\040augment\040crop\0504\051\054\040flip\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040theory_tanh_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040none\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040exact\050tanh\054\040128\051\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\050beta\040\075\0400.5\051\040steps\0406\073\012"
-    "\040\040\040\040head\040\040\040\040\040softplus\054\040sigmoid\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\0403\073\040lr\0400.01\073\040\175\012"
-    "\175\012";
+    "# The paper's activations as layers: small residual networks whose layers use\n"
+    "# several of them, and a theory network whose exact block runs heavy ball on\n"
+    "# f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = tanh.\n"
+    "optimizer gd {\n"
+    "    x[k+1] = x[k] - grad(x[k]);\n"
+    "}\n"
+    "\n"
+    "optimizer heavy_ball(beta = 0.9) {\n"
+    "    x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);\n"
+    "}\n"
+    "\n"
+    "network acts_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16), bn, gelu;\n"
+    "    grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, silu, conv3x3;\n"
+    "    stage    heavy_ball steps 2 width 16;\n"
+    "    stage    gd steps 2 width 32 stride 2;\n"
+    "    head     bn, elu, avgpool, linear;\n"
+    "    train    { epochs 3; lr 0.1; schedule cosine; weight_decay 5e-4; }\n"
+    "}\n"
+    "\n"
+    "network acts_cifar {\n"
+    "    input    3x32x32;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16), bn, leaky_relu(a = 0.1);\n"
+    "    grad     = bn, softsign, conv3x3, bn, gelu, conv3x3;\n"
+    "    stage    heavy_ball steps 3 width 16;\n"
+    "    stage    heavy_ball steps 3 width 32 stride 2;\n"
+    "    head     bn, silu, avgpool, linear;\n"
+    "    train    { epochs 30; lr 0.1; schedule cosine; weight_decay 5e-4; augment crop(4), flip; }\n"
+    "}\n"
+    "\n"
+    "network theory_tanh_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     none;\n"
+    "    grad     = exact(tanh, 128);\n"
+    "    stage    heavy_ball(beta = 0.5) steps 6;\n"
+    "    head     softplus, sigmoid, linear;\n"
+    "    train    { epochs 3; lr 0.01; }\n"
+    "}\n";
 
-/* The parameter block (buffer 0) and the BN running statistics (1). */
+/* The parameter block (buffer 0) and the BN running statistics (1), one
+ * row per tensor: offset and numel in elements within its block. */
 static const RtTensor tensors[51] = {
-    { "stem.conv0.weight", RT_PK_WEIGHT, 4, { 16, 1, 3, 3 }, 0, 144, 0, RT_INIT_KAIMING, 0, 9 },
-    { "stem.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 144, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stem.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 160, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stem.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 0, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stem.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 16, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 176, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 192, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 32, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 48, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 208, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 2512, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 2528, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 64, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 80, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 2544, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 4848, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 4864, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 96, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 112, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 4880, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 7184, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 7200, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 128, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 144, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 7216, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 9520, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 9536, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 160, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 176, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 16, 3, 3 }, 9552, 4608, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 14160, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 14192, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 192, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 224, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 14224, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 23440, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 23472, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 256, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 288, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 23504, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 32720, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 32752, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 320, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 352, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 32784, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "head.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 42000, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "head.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 42032, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 384, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 416, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "head.linear.weight", RT_PK_WEIGHT, 2, { 10, 32, 0, 0 }, 42064, 320, 0, RT_INIT_UNIFORM, 0, 32 },
-    { "head.linear.bias", RT_PK_BIAS, 1, { 10, 0, 0, 0 }, 42384, 10, 0, RT_INIT_UNIFORM, 0, 32 },
+    /* name                                 kind             ndim dims                 offset    numel buf init              value fan_in */
+    { "stem.conv0.weight",                  RT_PK_WEIGHT,    4, { 16, 1, 3, 3 },             0,      144, 0, RT_INIT_KAIMING,  0, 9 },
+    { "stem.bn0.weight",                    RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },           144,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stem.bn0.bias",                      RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },           160,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stem.bn0.running_mean",              RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },             0,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stem.bn0.running_var",               RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            16,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },           176,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },           192,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            32,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            48,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },          208,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          2512,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          2528,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            64,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            80,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         2544,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          4848,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          4864,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            96,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           112,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         4880,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          7184,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          7200,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           128,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           144,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         7216,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          9520,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          9536,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           160,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           176,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 16, 3, 3 },         9552,     4608, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         14160,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         14192,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           192,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           224,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        14224,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         23440,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         23472,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           256,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           288,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        23504,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         32720,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         32752,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           320,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           352,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        32784,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "head.bn0.weight",                    RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         42000,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "head.bn0.bias",                      RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         42032,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_mean",              RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           384,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_var",               RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           416,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "head.linear.weight",                 RT_PK_WEIGHT,    2, { 10, 32, 0, 0 },        42064,      320, 0, RT_INIT_UNIFORM,  0, 32 },
+    { "head.linear.bias",                   RT_PK_BIAS,      1, { 10, 0, 0, 0 },         42384,       10, 0, RT_INIT_UNIFORM,  0, 32 },
 };
 
 /* Activation arena elements at batch B. */
@@ -184,607 +145,29 @@ static size_t scratch_bytes(int B, int threads, size_t elem_size)
     return s;
 }
 
-/* Forward, part 1 of 2. */
-static void forward_1(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294816 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-    /* 2 stem.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
-    /* 3 stem.gelu0: gelu 16x28x28 -> 16x28x28 */
-    rt_gelu_forward(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
-    /* 4 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 176, P + 192, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 37632 * nB, act + 25088 * nB, P + 176, P + 192, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
-    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_forward(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, 0.10000000000000001, nB * 0);
-    /* 6 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 62720 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 7 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 2512, P + 2528, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 75264 * nB, act + 62720 * nB, P + 2512, P + 2528, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
-    /* 8 stage1.step0.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_forward(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
-    /* 9 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 10 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 25088 * nB, act + 100352 * nB };
-        rt_sum_forward(ctx, act + 112896 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 11 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 112896 * nB, P + 4848, P + 4864, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 100352 * nB, act + 112896 * nB, P + 4848, P + 4864, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
-    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_forward(ctx, act + 125440 * nB, act + 100352 * nB, nB * 12544, 0.10000000000000001, nB * 12544);
-    /* 13 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 137984 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 14 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 150528 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 137984 * nB, P + 7184, P + 7200, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 150528 * nB, act + 137984 * nB, P + 7184, P + 7200, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
-    /* 15 stage1.step1.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_forward(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
-    /* 16 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 17 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 112896 * nB, act + 175616 * nB, act + 25088 * nB };
-        rt_sum_forward(ctx, act + 188160 * nB, 3, xs, c, nB * 12544);
-    }
-    /* 18 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 175616 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 188160 * nB, P + 9520, P + 9536, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 175616 * nB, act + 188160 * nB, P + 9520, P + 9536, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
-    /* 19 stage2.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_forward(ctx, act + 200704 * nB, act + 175616 * nB, nB * 12544, 0.10000000000000001, nB * 25088);
-    /* 20 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 213248 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 21 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 219520 * nB, fix + 192, fix + 224, buf + 192, buf + 224, act + 213248 * nB, P + 14160, P + 14192, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 219520 * nB, act + 213248 * nB, P + 14160, P + 14192, buf + 192, buf + 224, B, 32, 196, 1.0000000000000001e-05);
-    /* 22 stage2.step0.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_forward(ctx, act + 225792 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
-    /* 23 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 24 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward(ctx, act + 238336 * nB, act + 188160 * nB, B, 16, 28, 28, 32, 2);
-}
-
-/* Forward, part 2 of 2. */
-static void forward_2(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294816 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 238336 * nB, act + 232064 * nB };
-        rt_sum_forward(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 26 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 232064 * nB, fix + 256, fix + 288, buf + 256, buf + 288, act + 244608 * nB, P + 23440, P + 23472, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 232064 * nB, act + 244608 * nB, P + 23440, P + 23472, buf + 256, buf + 288, B, 32, 196, 1.0000000000000001e-05);
-    /* 27 stage2.step1.grad.leaky_relu0: leaky_relu 32x14x14 -> 32x14x14 */
-    rt_leaky_relu_forward(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, 0.10000000000000001, nB * 37632);
-    /* 28 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 250880 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 29 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 257152 * nB, fix + 320, fix + 352, buf + 320, buf + 352, act + 250880 * nB, P + 32720, P + 32752, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 257152 * nB, act + 250880 * nB, P + 32720, P + 32752, buf + 320, buf + 352, B, 32, 196, 1.0000000000000001e-05);
-    /* 30 stage2.step1.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_forward(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
-    /* 31 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 32 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 244608 * nB, act + 269696 * nB };
-        rt_sum_forward(ctx, act + 275968 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 33 head.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 384, fix + 416, buf + 384, buf + 416, act + 275968 * nB, P + 42000, P + 42032, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 269696 * nB, act + 275968 * nB, P + 42000, P + 42032, buf + 384, buf + 416, B, 32, 196, 1.0000000000000001e-05);
-    /* 34 head.elu0: elu 32x14x14 -> 32x14x14 */
-    rt_elu_forward(ctx, act + 282240 * nB, act + 269696 * nB, nB * 6272, 1, nB * 43904);
-    /* 35 head.gap0: gap 32x14x14 -> 32x1x1 */
-    rt_gap_forward(ctx, act + 288512 * nB, act + 282240 * nB, B, 32, 196);
-    /* 36 head.linear: linear 32x1x1 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 288512 * nB, P + 42064, P + 42384, B, 32, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward(RtModel *m, int B, int train)
-{
-    forward_1(m, B, train);
-    forward_2(m, B, train);
-}
-
-/* Backward, part 1 of 2. */
-static void backward_1(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294816 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 36 head.linear: linear 32x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 282240 * nB, 0, G + 42064, G + 42384, m->dlogits, act + 288512 * nB, P + 42064, B, 32, 10);
-    /* 35 head.gap0: gap 32x14x14 -> 32x1x1 */
-    rt_gap_backward(ctx, act + 282272 * nB, 0, act + 282240 * nB, B, 32, 196);
-    /* 34 head.elu0: elu 32x14x14 -> 32x14x14 */
-    rt_elu_backward(ctx, act + 288544 * nB, 0, act + 282272 * nB, act + 269696 * nB, nB * 6272, 1, nB * 43904);
-    /* 33 head.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 269696 * nB, 0, G + 42000, G + 42032, act + 288544 * nB, act + 275968 * nB, fix + 384, fix + 416, P + 42000, B, 32, 196);
-    /* 32 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 275968 * nB, act + 282240 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 269696 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 31 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 269696 * nB, 0, G + 32784, act + 282240 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 30 stage2.step1.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_backward(ctx, act + 263424 * nB, 0, act + 269696 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
-    /* 29 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 257152 * nB, 0, G + 32720, G + 32752, act + 263424 * nB, act + 250880 * nB, fix + 320, fix + 352, P + 32720, B, 32, 196);
-    /* 28 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 250880 * nB, 0, G + 23504, act + 257152 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 27 stage2.step1.grad.leaky_relu0: leaky_relu 32x14x14 -> 32x14x14 */
-    rt_leaky_relu_backward(ctx, act + 238336 * nB, 0, act + 250880 * nB, act + 232064 * nB, nB * 6272, 0.10000000000000001, nB * 37632);
-    /* 26 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 275968 * nB, 1, G + 23440, G + 23472, act + 238336 * nB, act + 244608 * nB, fix + 256, fix + 288, P + 23440, B, 32, 196);
-    /* 25 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 238336 * nB, act + 232064 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 24 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward(ctx, act + 244608 * nB, 0, act + 238336 * nB, B, 16, 28, 28, 32, 2);
-    /* 23 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 238336 * nB, 0, G + 14224, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 22 stage2.step0.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_backward(ctx, act + 225792 * nB, 0, act + 238336 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
-    /* 21 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 219520 * nB, 0, G + 14160, G + 14192, act + 225792 * nB, act + 213248 * nB, fix + 192, fix + 224, P + 14160, B, 32, 196);
-    /* 20 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 225792 * nB, 0, G + 9552, act + 219520 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 19 stage2.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_backward(ctx, act + 200704 * nB, 0, act + 225792 * nB, act + 175616 * nB, nB * 12544, 0.10000000000000001, nB * 25088);
-    /* 18 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 244608 * nB, 1, G + 9520, G + 9536, act + 200704 * nB, act + 188160 * nB, fix + 160, fix + 176, P + 9520, B, 16, 784);
-    /* 17 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 188160 * nB, act + 200704 * nB, act + 175616 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 244608 * nB, NULL, c, 3, nB * 12544);
-    }
-    /* 16 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 213248 * nB, 0, G + 7216, act + 200704 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 15 stage1.step1.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_backward(ctx, act + 163072 * nB, 0, act + 213248 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
-    /* 14 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 150528 * nB, 0, G + 7184, G + 7200, act + 163072 * nB, act + 137984 * nB, fix + 128, fix + 144, P + 7184, B, 16, 784);
-    /* 13 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 137984 * nB, 0, G + 4880, act + 150528 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1);
-}
-
-/* Backward, part 2 of 2. */
-static void backward_2(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294816 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_backward(ctx, act + 125440 * nB, 0, act + 137984 * nB, act + 100352 * nB, nB * 12544, 0.10000000000000001, nB * 12544);
-    /* 11 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 188160 * nB, 1, G + 4848, G + 4864, act + 125440 * nB, act + 112896 * nB, fix + 96, fix + 112, P + 4848, B, 16, 784);
-    /* 10 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 175616 * nB, act + 100352 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 188160 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 9 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 112896 * nB, 0, G + 2544, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 8 stage1.step0.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_backward(ctx, act + 87808 * nB, 0, act + 112896 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
-    /* 7 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 75264 * nB, 0, G + 2512, G + 2528, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 2512, B, 16, 784);
-    /* 6 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 62720 * nB, 0, G + 208, act + 75264 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_backward(ctx, act + 50176 * nB, 0, act + 62720 * nB, act + 37632 * nB, nB * 12544, 0.10000000000000001, nB * 0);
-    /* 4 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 175616 * nB, 1, G + 176, G + 192, act + 50176 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 176, B, 16, 784);
-    /* 3 stem.gelu0: gelu 16x28x28 -> 16x28x28 */
-    rt_gelu_backward(ctx, act + 25088 * nB, 0, act + 175616 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
-    /* 2 stem.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 12544 * nB, 0, G + 144, G + 160, act + 25088 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, NULL, 0, G, act + 12544 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward(RtModel *m, int B)
-{
-    backward_1(m, B);
-    backward_2(m, B);
-}
-
-/* The same in double precision, for gradcheck. */
-
-/* Forward, part 1 of 2. */
-static void forward_d_1(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294816 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-    /* 2 stem.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
-    /* 3 stem.gelu0: gelu 16x28x28 -> 16x28x28 */
-    rt_gelu_forward_d(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
-    /* 4 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 176, P + 192, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 25088 * nB, P + 176, P + 192, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
-    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_forward_d(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, 0.10000000000000001, nB * 0);
-    /* 6 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 62720 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 7 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 2512, P + 2528, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 75264 * nB, act + 62720 * nB, P + 2512, P + 2528, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
-    /* 8 stage1.step0.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_forward_d(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
-    /* 9 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 10 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 25088 * nB, act + 100352 * nB };
-        rt_sum_forward_d(ctx, act + 112896 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 11 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 112896 * nB, P + 4848, P + 4864, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 100352 * nB, act + 112896 * nB, P + 4848, P + 4864, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
-    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_forward_d(ctx, act + 125440 * nB, act + 100352 * nB, nB * 12544, 0.10000000000000001, nB * 12544);
-    /* 13 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 137984 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 14 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 150528 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 137984 * nB, P + 7184, P + 7200, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 150528 * nB, act + 137984 * nB, P + 7184, P + 7200, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
-    /* 15 stage1.step1.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_forward_d(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
-    /* 16 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 17 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 112896 * nB, act + 175616 * nB, act + 25088 * nB };
-        rt_sum_forward_d(ctx, act + 188160 * nB, 3, xs, c, nB * 12544);
-    }
-    /* 18 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 175616 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 188160 * nB, P + 9520, P + 9536, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 175616 * nB, act + 188160 * nB, P + 9520, P + 9536, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
-    /* 19 stage2.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_forward_d(ctx, act + 200704 * nB, act + 175616 * nB, nB * 12544, 0.10000000000000001, nB * 25088);
-    /* 20 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 213248 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 21 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 219520 * nB, fix + 192, fix + 224, buf + 192, buf + 224, act + 213248 * nB, P + 14160, P + 14192, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 219520 * nB, act + 213248 * nB, P + 14160, P + 14192, buf + 192, buf + 224, B, 32, 196, 1.0000000000000001e-05);
-    /* 22 stage2.step0.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_forward_d(ctx, act + 225792 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
-    /* 23 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 24 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward_d(ctx, act + 238336 * nB, act + 188160 * nB, B, 16, 28, 28, 32, 2);
-}
-
-/* Forward, part 2 of 2. */
-static void forward_d_2(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294816 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 238336 * nB, act + 232064 * nB };
-        rt_sum_forward_d(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 26 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 232064 * nB, fix + 256, fix + 288, buf + 256, buf + 288, act + 244608 * nB, P + 23440, P + 23472, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 232064 * nB, act + 244608 * nB, P + 23440, P + 23472, buf + 256, buf + 288, B, 32, 196, 1.0000000000000001e-05);
-    /* 27 stage2.step1.grad.leaky_relu0: leaky_relu 32x14x14 -> 32x14x14 */
-    rt_leaky_relu_forward_d(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, 0.10000000000000001, nB * 37632);
-    /* 28 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 250880 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 29 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 257152 * nB, fix + 320, fix + 352, buf + 320, buf + 352, act + 250880 * nB, P + 32720, P + 32752, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 257152 * nB, act + 250880 * nB, P + 32720, P + 32752, buf + 320, buf + 352, B, 32, 196, 1.0000000000000001e-05);
-    /* 30 stage2.step1.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_forward_d(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
-    /* 31 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 32 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 244608 * nB, act + 269696 * nB };
-        rt_sum_forward_d(ctx, act + 275968 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 33 head.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 384, fix + 416, buf + 384, buf + 416, act + 275968 * nB, P + 42000, P + 42032, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 275968 * nB, P + 42000, P + 42032, buf + 384, buf + 416, B, 32, 196, 1.0000000000000001e-05);
-    /* 34 head.elu0: elu 32x14x14 -> 32x14x14 */
-    rt_elu_forward_d(ctx, act + 282240 * nB, act + 269696 * nB, nB * 6272, 1, nB * 43904);
-    /* 35 head.gap0: gap 32x14x14 -> 32x1x1 */
-    rt_gap_forward_d(ctx, act + 288512 * nB, act + 282240 * nB, B, 32, 196);
-    /* 36 head.linear: linear 32x1x1 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 288512 * nB, P + 42064, P + 42384, B, 32, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward_d(RtModelD *m, int B, int train)
-{
-    forward_d_1(m, B, train);
-    forward_d_2(m, B, train);
-}
-
-/* Backward, part 1 of 2. */
-static void backward_d_1(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294816 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 36 head.linear: linear 32x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 282240 * nB, 0, G + 42064, G + 42384, m->dlogits, act + 288512 * nB, P + 42064, B, 32, 10);
-    /* 35 head.gap0: gap 32x14x14 -> 32x1x1 */
-    rt_gap_backward_d(ctx, act + 282272 * nB, 0, act + 282240 * nB, B, 32, 196);
-    /* 34 head.elu0: elu 32x14x14 -> 32x14x14 */
-    rt_elu_backward_d(ctx, act + 288544 * nB, 0, act + 282272 * nB, act + 269696 * nB, nB * 6272, 1, nB * 43904);
-    /* 33 head.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 269696 * nB, 0, G + 42000, G + 42032, act + 288544 * nB, act + 275968 * nB, fix + 384, fix + 416, P + 42000, B, 32, 196);
-    /* 32 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 275968 * nB, act + 282240 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 269696 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 31 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 269696 * nB, 0, G + 32784, act + 282240 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 30 stage2.step1.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_backward_d(ctx, act + 263424 * nB, 0, act + 269696 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
-    /* 29 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 257152 * nB, 0, G + 32720, G + 32752, act + 263424 * nB, act + 250880 * nB, fix + 320, fix + 352, P + 32720, B, 32, 196);
-    /* 28 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 250880 * nB, 0, G + 23504, act + 257152 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 27 stage2.step1.grad.leaky_relu0: leaky_relu 32x14x14 -> 32x14x14 */
-    rt_leaky_relu_backward_d(ctx, act + 238336 * nB, 0, act + 250880 * nB, act + 232064 * nB, nB * 6272, 0.10000000000000001, nB * 37632);
-    /* 26 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 275968 * nB, 1, G + 23440, G + 23472, act + 238336 * nB, act + 244608 * nB, fix + 256, fix + 288, P + 23440, B, 32, 196);
-    /* 25 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 238336 * nB, act + 232064 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 24 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward_d(ctx, act + 244608 * nB, 0, act + 238336 * nB, B, 16, 28, 28, 32, 2);
-    /* 23 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 238336 * nB, 0, G + 14224, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 22 stage2.step0.grad.silu0: silu 32x14x14 -> 32x14x14 */
-    rt_silu_backward_d(ctx, act + 225792 * nB, 0, act + 238336 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
-    /* 21 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 219520 * nB, 0, G + 14160, G + 14192, act + 225792 * nB, act + 213248 * nB, fix + 192, fix + 224, P + 14160, B, 32, 196);
-    /* 20 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 225792 * nB, 0, G + 9552, act + 219520 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 19 stage2.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_backward_d(ctx, act + 200704 * nB, 0, act + 225792 * nB, act + 175616 * nB, nB * 12544, 0.10000000000000001, nB * 25088);
-    /* 18 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 244608 * nB, 1, G + 9520, G + 9536, act + 200704 * nB, act + 188160 * nB, fix + 160, fix + 176, P + 9520, B, 16, 784);
-    /* 17 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 188160 * nB, act + 200704 * nB, act + 175616 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 244608 * nB, NULL, c, 3, nB * 12544);
-    }
-    /* 16 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 213248 * nB, 0, G + 7216, act + 200704 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 15 stage1.step1.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_backward_d(ctx, act + 163072 * nB, 0, act + 213248 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
-    /* 14 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 150528 * nB, 0, G + 7184, G + 7200, act + 163072 * nB, act + 137984 * nB, fix + 128, fix + 144, P + 7184, B, 16, 784);
-    /* 13 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 137984 * nB, 0, G + 4880, act + 150528 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1);
-}
-
-/* Backward, part 2 of 2. */
-static void backward_d_2(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294816 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 12 stage1.step1.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_backward_d(ctx, act + 125440 * nB, 0, act + 137984 * nB, act + 100352 * nB, nB * 12544, 0.10000000000000001, nB * 12544);
-    /* 11 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 188160 * nB, 1, G + 4848, G + 4864, act + 125440 * nB, act + 112896 * nB, fix + 96, fix + 112, P + 4848, B, 16, 784);
-    /* 10 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 175616 * nB, act + 100352 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 188160 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 9 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 112896 * nB, 0, G + 2544, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 8 stage1.step0.grad.silu0: silu 16x28x28 -> 16x28x28 */
-    rt_silu_backward_d(ctx, act + 87808 * nB, 0, act + 112896 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
-    /* 7 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 75264 * nB, 0, G + 2512, G + 2528, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 2512, B, 16, 784);
-    /* 6 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 62720 * nB, 0, G + 208, act + 75264 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.leaky_relu0: leaky_relu 16x28x28 -> 16x28x28 */
-    rt_leaky_relu_backward_d(ctx, act + 50176 * nB, 0, act + 62720 * nB, act + 37632 * nB, nB * 12544, 0.10000000000000001, nB * 0);
-    /* 4 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 175616 * nB, 1, G + 176, G + 192, act + 50176 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 176, B, 16, 784);
-    /* 3 stem.gelu0: gelu 16x28x28 -> 16x28x28 */
-    rt_gelu_backward_d(ctx, act + 25088 * nB, 0, act + 175616 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
-    /* 2 stem.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 12544 * nB, 0, G + 144, G + 160, act + 25088 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, NULL, 0, G, act + 12544 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward_d(RtModelD *m, int B)
-{
-    backward_d_1(m, B);
-    backward_d_2(m, B);
-}
+/* The forward and backward passes (after the #else below) are written once
+ * over T and compiled twice, by this file including itself: in float for
+ * training, and in double (names ending in _d) for gradcheck. */
+#define OPTC_BODY
+#ifdef __FILE_NAME__
+#define OPTC_SELF __FILE_NAME__
+#else
+#define OPTC_SELF __FILE__
+#endif
+#define T float
+#define FN(name) name
+#define Model RtModel
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
+#define T double
+#define FN(name) name##_d
+#define Model RtModelD
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
 
 static const RtNet net = {
     .name = "acts_fmnist",
@@ -799,9 +182,9 @@ static const RtNet net = {
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,
     .defaults = {
-        .epochs = 3, .batch = 128, .lr = 0.10000000000000001, .momentum = 0.90000000000000002,
-        .weight_decay = 0.00050000000000000001, .nesterov = 0, .decay_bn = 0,
-        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.10000000000000001,
+        .epochs = 3, .batch = 128, .lr = 0.1, .momentum = 0.9,
+        .weight_decay = 0.0005, .nesterov = 0, .decay_bn = 0,
+        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.1,
         .milestones = { 0, 0, 0, 0 }, .nmilestones = 0,
         .crop_pad = 0, .flip = 0,
     },
@@ -811,3 +194,307 @@ int main(int argc, char **argv)
 {
     return rt_main(&net, argc, argv);
 }
+
+#else /* OPTC_BODY: the passes, over T */
+
+/* Forward, part 1 of 2. */
+static void FN(forward_1)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294816 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
+    /* 2 stem.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1e-05);
+    /* 3 stem.gelu0 = gelu(stem.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_gelu_forward)(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
+    /* 4 stage1.step0.grad.bn0 = bn(stem.gelu0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 176, P + 192, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 37632 * nB, act + 25088 * nB, P + 176, P + 192, buf + 32, buf + 48, B, 16, 784, 1e-05);
+    /* 5 stage1.step0.grad.leaky_relu0 = leaky_relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_leaky_relu_forward)(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, 0.1, nB * 0);
+    /* 6 stage1.step0.grad.conv0 = conv(stage1.step0.grad.leaky_relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 62720 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 7 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 2512, P + 2528, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 75264 * nB, act + 62720 * nB, P + 2512, P + 2528, buf + 64, buf + 80, B, 16, 784, 1e-05);
+    /* 8 stage1.step0.grad.silu0 = silu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_silu_forward)(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
+    /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.silu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 10 stage1.x1 = sum(stem.gelu0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 25088 * nB, act + 100352 * nB };
+        FN(rt_sum_forward)(ctx, act + 112896 * nB, 2, xs, c, nB * 12544);
+    }
+    /* 11 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 112896 * nB, P + 4848, P + 4864, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 100352 * nB, act + 112896 * nB, P + 4848, P + 4864, buf + 96, buf + 112, B, 16, 784, 1e-05);
+    /* 12 stage1.step1.grad.leaky_relu0 = leaky_relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_leaky_relu_forward)(ctx, act + 125440 * nB, act + 100352 * nB, nB * 12544, 0.1, nB * 12544);
+    /* 13 stage1.step1.grad.conv0 = conv(stage1.step1.grad.leaky_relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 14 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 150528 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 137984 * nB, P + 7184, P + 7200, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 150528 * nB, act + 137984 * nB, P + 7184, P + 7200, buf + 128, buf + 144, B, 16, 784, 1e-05);
+    /* 15 stage1.step1.grad.silu0 = silu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_silu_forward)(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
+    /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.silu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.gelu0): 16x28x28 -> 16x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 112896 * nB, act + 175616 * nB, act + 25088 * nB };
+        FN(rt_sum_forward)(ctx, act + 188160 * nB, 3, xs, c, nB * 12544);
+    }
+    /* 18 stage2.step0.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 175616 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 188160 * nB, P + 9520, P + 9536, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 175616 * nB, act + 188160 * nB, P + 9520, P + 9536, buf + 160, buf + 176, B, 16, 784, 1e-05);
+    /* 19 stage2.step0.grad.leaky_relu0 = leaky_relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_leaky_relu_forward)(ctx, act + 200704 * nB, act + 175616 * nB, nB * 12544, 0.1, nB * 25088);
+    /* 20 stage2.step0.grad.conv0 = conv(stage2.step0.grad.leaky_relu0): 16x28x28 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 213248 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
+    /* 21 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 219520 * nB, fix + 192, fix + 224, buf + 192, buf + 224, act + 213248 * nB, P + 14160, P + 14192, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 219520 * nB, act + 213248 * nB, P + 14160, P + 14192, buf + 192, buf + 224, B, 32, 196, 1e-05);
+    /* 22 stage2.step0.grad.silu0 = silu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_silu_forward)(ctx, act + 225792 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
+    /* 23 stage2.step0.grad.conv1 = conv(stage2.step0.grad.silu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 24 stage2.shortcut0 = pad(stage1.x2): 16x28x28 -> 32x14x14 */
+    FN(rt_pad_forward)(ctx, act + 238336 * nB, act + 188160 * nB, B, 16, 28, 28, 32, 2);
+}
+
+/* Forward, part 2 of 2. */
+static void FN(forward_2)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294816 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 25 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 238336 * nB, act + 232064 * nB };
+        FN(rt_sum_forward)(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
+    }
+    /* 26 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 232064 * nB, fix + 256, fix + 288, buf + 256, buf + 288, act + 244608 * nB, P + 23440, P + 23472, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 232064 * nB, act + 244608 * nB, P + 23440, P + 23472, buf + 256, buf + 288, B, 32, 196, 1e-05);
+    /* 27 stage2.step1.grad.leaky_relu0 = leaky_relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_leaky_relu_forward)(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, 0.1, nB * 37632);
+    /* 28 stage2.step1.grad.conv0 = conv(stage2.step1.grad.leaky_relu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 250880 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 29 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 257152 * nB, fix + 320, fix + 352, buf + 320, buf + 352, act + 250880 * nB, P + 32720, P + 32752, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 257152 * nB, act + 250880 * nB, P + 32720, P + 32752, buf + 320, buf + 352, B, 32, 196, 1e-05);
+    /* 30 stage2.step1.grad.silu0 = silu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_silu_forward)(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
+    /* 31 stage2.step1.grad.conv1 = conv(stage2.step1.grad.silu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 32 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 244608 * nB, act + 269696 * nB };
+        FN(rt_sum_forward)(ctx, act + 275968 * nB, 2, xs, c, nB * 6272);
+    }
+    /* 33 head.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 269696 * nB, fix + 384, fix + 416, buf + 384, buf + 416, act + 275968 * nB, P + 42000, P + 42032, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 269696 * nB, act + 275968 * nB, P + 42000, P + 42032, buf + 384, buf + 416, B, 32, 196, 1e-05);
+    /* 34 head.elu0 = elu(head.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_elu_forward)(ctx, act + 282240 * nB, act + 269696 * nB, nB * 6272, 1, nB * 43904);
+    /* 35 head.gap0 = gap(head.elu0): 32x14x14 -> 32x1x1 */
+    FN(rt_gap_forward)(ctx, act + 288512 * nB, act + 282240 * nB, B, 32, 196);
+    /* 36 head.linear = linear(head.gap0): 32x1x1 -> 10x1x1 */
+    FN(rt_linear_forward)(ctx, m->logits, act + 288512 * nB, P + 42064, P + 42384, B, 32, 10);
+}
+
+/* Forward pass on a batch of B <= m->batch images; train selects batch
+ * statistics (and updates the running ones) and dropout. */
+static void FN(forward)(Model *m, int B, int train)
+{
+    FN(forward_1)(m, B, train);
+    FN(forward_2)(m, B, train);
+}
+
+/* Backward, part 1 of 2. */
+static void FN(backward_1)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294816 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 36 head.linear = linear(head.gap0): 32x1x1 -> 10x1x1 */
+    FN(rt_linear_backward)(ctx, act + 282240 * nB, 0, G + 42064, G + 42384, m->dlogits, act + 288512 * nB, P + 42064, B, 32, 10);
+    /* 35 head.gap0 = gap(head.elu0): 32x14x14 -> 32x1x1 */
+    FN(rt_gap_backward)(ctx, act + 282272 * nB, 0, act + 282240 * nB, B, 32, 196);
+    /* 34 head.elu0 = elu(head.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_elu_backward)(ctx, act + 288544 * nB, 0, act + 282272 * nB, act + 269696 * nB, nB * 6272, 1, nB * 43904);
+    /* 33 head.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 269696 * nB, 0, G + 42000, G + 42032, act + 288544 * nB, act + 275968 * nB, fix + 384, fix + 416, P + 42000, B, 32, 196);
+    /* 32 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 275968 * nB, act + 282240 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 269696 * nB, NULL, c, 2, nB * 6272);
+    }
+    /* 31 stage2.step1.grad.conv1 = conv(stage2.step1.grad.silu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 269696 * nB, 0, G + 32784, act + 282240 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 30 stage2.step1.grad.silu0 = silu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_silu_backward)(ctx, act + 263424 * nB, 0, act + 269696 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
+    /* 29 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 257152 * nB, 0, G + 32720, G + 32752, act + 263424 * nB, act + 250880 * nB, fix + 320, fix + 352, P + 32720, B, 32, 196);
+    /* 28 stage2.step1.grad.conv0 = conv(stage2.step1.grad.leaky_relu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 250880 * nB, 0, G + 23504, act + 257152 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 27 stage2.step1.grad.leaky_relu0 = leaky_relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_leaky_relu_backward)(ctx, act + 238336 * nB, 0, act + 250880 * nB, act + 232064 * nB, nB * 6272, 0.1, nB * 37632);
+    /* 26 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 275968 * nB, 1, G + 23440, G + 23472, act + 238336 * nB, act + 244608 * nB, fix + 256, fix + 288, P + 23440, B, 32, 196);
+    /* 25 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 238336 * nB, act + 232064 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 6272);
+    }
+    /* 24 stage2.shortcut0 = pad(stage1.x2): 16x28x28 -> 32x14x14 */
+    FN(rt_pad_backward)(ctx, act + 244608 * nB, 0, act + 238336 * nB, B, 16, 28, 28, 32, 2);
+    /* 23 stage2.step0.grad.conv1 = conv(stage2.step0.grad.silu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 238336 * nB, 0, G + 14224, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 22 stage2.step0.grad.silu0 = silu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_silu_backward)(ctx, act + 225792 * nB, 0, act + 238336 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
+    /* 21 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 219520 * nB, 0, G + 14160, G + 14192, act + 225792 * nB, act + 213248 * nB, fix + 192, fix + 224, P + 14160, B, 32, 196);
+    /* 20 stage2.step0.grad.conv0 = conv(stage2.step0.grad.leaky_relu0): 16x28x28 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 225792 * nB, 0, G + 9552, act + 219520 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
+    /* 19 stage2.step0.grad.leaky_relu0 = leaky_relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_leaky_relu_backward)(ctx, act + 200704 * nB, 0, act + 225792 * nB, act + 175616 * nB, nB * 12544, 0.1, nB * 25088);
+    /* 18 stage2.step0.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 244608 * nB, 1, G + 9520, G + 9536, act + 200704 * nB, act + 188160 * nB, fix + 160, fix + 176, P + 9520, B, 16, 784);
+    /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.gelu0): 16x28x28 -> 16x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 188160 * nB, act + 200704 * nB, act + 175616 * nB };
+        const int acc[3] = { 0, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 244608 * nB, NULL, c, 3, nB * 12544);
+    }
+    /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.silu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 213248 * nB, 0, G + 7216, act + 200704 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 15 stage1.step1.grad.silu0 = silu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_silu_backward)(ctx, act + 163072 * nB, 0, act + 213248 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
+    /* 14 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 150528 * nB, 0, G + 7184, G + 7200, act + 163072 * nB, act + 137984 * nB, fix + 128, fix + 144, P + 7184, B, 16, 784);
+    /* 13 stage1.step1.grad.conv0 = conv(stage1.step1.grad.leaky_relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 137984 * nB, 0, G + 4880, act + 150528 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1);
+}
+
+/* Backward, part 2 of 2. */
+static void FN(backward_2)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294816 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 12 stage1.step1.grad.leaky_relu0 = leaky_relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_leaky_relu_backward)(ctx, act + 125440 * nB, 0, act + 137984 * nB, act + 100352 * nB, nB * 12544, 0.1, nB * 12544);
+    /* 11 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 188160 * nB, 1, G + 4848, G + 4864, act + 125440 * nB, act + 112896 * nB, fix + 96, fix + 112, P + 4848, B, 16, 784);
+    /* 10 stage1.x1 = sum(stem.gelu0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 175616 * nB, act + 100352 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 188160 * nB, NULL, c, 2, nB * 12544);
+    }
+    /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.silu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 112896 * nB, 0, G + 2544, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 8 stage1.step0.grad.silu0 = silu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_silu_backward)(ctx, act + 87808 * nB, 0, act + 112896 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
+    /* 7 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 75264 * nB, 0, G + 2512, G + 2528, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 2512, B, 16, 784);
+    /* 6 stage1.step0.grad.conv0 = conv(stage1.step0.grad.leaky_relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 62720 * nB, 0, G + 208, act + 75264 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 5 stage1.step0.grad.leaky_relu0 = leaky_relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_leaky_relu_backward)(ctx, act + 50176 * nB, 0, act + 62720 * nB, act + 37632 * nB, nB * 12544, 0.1, nB * 0);
+    /* 4 stage1.step0.grad.bn0 = bn(stem.gelu0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 175616 * nB, 1, G + 176, G + 192, act + 50176 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 176, B, 16, 784);
+    /* 3 stem.gelu0 = gelu(stem.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_gelu_backward)(ctx, act + 25088 * nB, 0, act + 175616 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
+    /* 2 stem.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 12544 * nB, 0, G + 144, G + 160, act + 25088 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
+    /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 12544 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
+}
+
+/* Backward pass from m->dlogits after a training forward on the same
+ * batch: parameter gradients accumulate into m->grads. */
+static void FN(backward)(Model *m, int B)
+{
+    FN(backward_1)(m, B);
+    FN(backward_2)(m, B);
+}
+
+#endif /* OPTC_BODY */

@@ -11,104 +11,65 @@
  *
  * Spec:
  * examples/activations.opt
- *
- * # The paper's activations as layers: small residual networks whose layers use
- * # several of them, and a theory network whose exact block runs heavy ball on
- * # f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = tanh.
- * optimizer gd {
- *     x[k+1] = x[k] - grad(x[k]);
- * }
- * 
- * optimizer heavy_ball(beta = 0.9) {
- *     x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);
- * }
- * 
- * network acts_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     conv3x3(16), bn, gelu;
- *     grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, silu, conv3x3;
- *     stage    heavy_ball steps 2 width 16;
- *     stage    gd steps 2 width 32 stride 2;
- *     head     bn, elu, avgpool, linear;
- *     train    { epochs 3; lr 0.1; schedule cosine; weight_decay 5e-4; }
- * }
- * 
- * network acts_cifar {
- *     input    3x32x32;
- *     classes  10;
- *     stem     conv3x3(16), bn, leaky_relu(a = 0.1);
- *     grad     = bn, softsign, conv3x3, bn, gelu, conv3x3;
- *     stage    heavy_ball steps 3 width 16;
- *     stage    heavy_ball steps 3 width 32 stride 2;
- *     head     bn, silu, avgpool, linear;
- *     train    { epochs 30; lr 0.1; schedule cosine; weight_decay 5e-4; augment crop(4), flip; }
- * }
- * 
- * network theory_tanh_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     none;
- *     grad     = exact(tanh, 128);
- *     stage    heavy_ball(beta = 0.5) steps 6;
- *     head     softplus, sigmoid, linear;
- *     train    { epochs 3; lr 0.01; }
- * }
+ * (its text is spec_text below)
  */
+#ifndef OPTC_BODY
 #include <stddef.h>
 #include "rt.h"
 
 static const char command_text[] =
-    "optc\040emit\040examples\057activations.opt\040\055n\040theory_tanh_fmnist";
+    "optc emit examples/activations.opt -n theory_tanh_fmnist";
 static const char spec_text[] =
-    "\043\040The\040paper\047s\040activations\040as\040layers\072\040small\040residual\040networks\040whose\040layers\040use\012"
-    "\043\040several\040of\040them\054\040and\040a\040theory\040network\040whose\040exact\040block\040runs\040heavy\040ball\040on\012"
-    "\043\040f\050z\051\040\075\040\174z\174\1362\0572\040\055\040sum_i\040Psi\050u_i\136T\040z\051\040with\040Psi\047\040\075\040tanh.\012"
-    "optimizer\040gd\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\073\012"
-    "\175\012"
-    "\012"
-    "optimizer\040heavy_ball\050beta\040\075\0400.9\051\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\040\053\040beta\040\052\040\050x\133k\135\040\055\040x\133k\0551\135\051\073\012"
-    "\175\012"
-    "\012"
-    "network\040acts_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040gelu\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040leaky_relu\050a\040\075\0400.1\051\054\040conv3x3\054\040bn\054\040silu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0402\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0402\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040elu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\0403\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0405e\0554\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040acts_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\054\040bn\054\040leaky_relu\050a\040\075\0400.1\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040softsign\054\040conv3x3\054\040bn\054\040gelu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040silu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04030\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0405e\0554\073\040augment\040crop\0504\051\054\040flip\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040theory_tanh_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040none\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040exact\050tanh\054\040128\051\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\050beta\040\075\0400.5\051\040steps\0406\073\012"
-    "\040\040\040\040head\040\040\040\040\040softplus\054\040sigmoid\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\0403\073\040lr\0400.01\073\040\175\012"
-    "\175\012";
+    "# The paper's activations as layers: small residual networks whose layers use\n"
+    "# several of them, and a theory network whose exact block runs heavy ball on\n"
+    "# f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = tanh.\n"
+    "optimizer gd {\n"
+    "    x[k+1] = x[k] - grad(x[k]);\n"
+    "}\n"
+    "\n"
+    "optimizer heavy_ball(beta = 0.9) {\n"
+    "    x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);\n"
+    "}\n"
+    "\n"
+    "network acts_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16), bn, gelu;\n"
+    "    grad     = bn, leaky_relu(a = 0.1), conv3x3, bn, silu, conv3x3;\n"
+    "    stage    heavy_ball steps 2 width 16;\n"
+    "    stage    gd steps 2 width 32 stride 2;\n"
+    "    head     bn, elu, avgpool, linear;\n"
+    "    train    { epochs 3; lr 0.1; schedule cosine; weight_decay 5e-4; }\n"
+    "}\n"
+    "\n"
+    "network acts_cifar {\n"
+    "    input    3x32x32;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16), bn, leaky_relu(a = 0.1);\n"
+    "    grad     = bn, softsign, conv3x3, bn, gelu, conv3x3;\n"
+    "    stage    heavy_ball steps 3 width 16;\n"
+    "    stage    heavy_ball steps 3 width 32 stride 2;\n"
+    "    head     bn, silu, avgpool, linear;\n"
+    "    train    { epochs 30; lr 0.1; schedule cosine; weight_decay 5e-4; augment crop(4), flip; }\n"
+    "}\n"
+    "\n"
+    "network theory_tanh_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     none;\n"
+    "    grad     = exact(tanh, 128);\n"
+    "    stage    heavy_ball(beta = 0.5) steps 6;\n"
+    "    head     softplus, sigmoid, linear;\n"
+    "    train    { epochs 3; lr 0.01; }\n"
+    "}\n";
 
-/* The parameter block (buffer 0) and the BN running statistics (1). */
+/* The parameter block (buffer 0) and the BN running statistics (1), one
+ * row per tensor: offset and numel in elements within its block. */
 static const RtTensor tensors[3] = {
-    { "grad.exact.U", RT_PK_WEIGHT, 2, { 784, 128, 0, 0 }, 0, 100352, 0, RT_INIT_UNIFORM, 0, 784 },
-    { "head.linear.weight", RT_PK_WEIGHT, 2, { 10, 784, 0, 0 }, 100352, 7840, 0, RT_INIT_UNIFORM, 0, 784 },
-    { "head.linear.bias", RT_PK_BIAS, 1, { 10, 0, 0, 0 }, 108192, 10, 0, RT_INIT_UNIFORM, 0, 784 },
+    /* name                 kind             ndim dims                 offset    numel buf init              value fan_in */
+    { "grad.exact.U",       RT_PK_WEIGHT,    2, { 784, 128, 0, 0 },          0,   100352, 0, RT_INIT_UNIFORM,  0, 784 },
+    { "head.linear.weight", RT_PK_WEIGHT,    2, { 10, 784, 0, 0 },      100352,     7840, 0, RT_INIT_UNIFORM,  0, 784 },
+    { "head.linear.bias",   RT_PK_BIAS,      1, { 10, 0, 0, 0 },        108192,       10, 0, RT_INIT_UNIFORM,  0, 784 },
 };
 
 /* Activation arena elements at batch B. */
@@ -125,403 +86,29 @@ static size_t scratch_bytes(int B, int threads, size_t elem_size)
     return s;
 }
 
-/* Forward, part 1 of 1. */
-static void forward_1(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 7824 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { m->input, act };
-        rt_sum_forward(ctx, act + 912 * nB, 2, xs, c, nB * 784);
-    }
-    /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[3] = {
-            (float)1.5,
-            (float)-1,
-            (float)-0.5
-        };
-        const float *const xs[3] = { act + 912 * nB, act, m->input };
-        rt_sum_forward(ctx, act + 1824 * nB, 3, xs, c, nB * 784);
-    }
-    /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[3] = {
-            (float)1.5,
-            (float)-1,
-            (float)-0.5
-        };
-        const float *const xs[3] = { act + 1824 * nB, act, act + 912 * nB };
-        rt_sum_forward(ctx, act + 2736 * nB, 3, xs, c, nB * 784);
-    }
-    /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[3] = {
-            (float)1.5,
-            (float)-1,
-            (float)-0.5
-        };
-        const float *const xs[3] = { act + 2736 * nB, act, act + 1824 * nB };
-        rt_sum_forward(ctx, act + 3648 * nB, 3, xs, c, nB * 784);
-    }
-    /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[3] = {
-            (float)1.5,
-            (float)-1,
-            (float)-0.5
-        };
-        const float *const xs[3] = { act + 3648 * nB, act, act + 2736 * nB };
-        rt_sum_forward(ctx, act + 4560 * nB, 3, xs, c, nB * 784);
-    }
-    /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[3] = {
-            (float)1.5,
-            (float)-1,
-            (float)-0.5
-        };
-        const float *const xs[3] = { act + 4560 * nB, act, act + 3648 * nB };
-        rt_sum_forward(ctx, act + 5472 * nB, 3, xs, c, nB * 784);
-    }
-    /* 13 head.softplus0: softplus 1x28x28 -> 1x28x28 */
-    rt_softplus_forward(ctx, act, act + 5472 * nB, nB * 784, 0, nB * 0);
-    /* 14 head.sigmoid0: sigmoid 1x28x28 -> 1x28x28 */
-    rt_sigmoid_forward(ctx, act + 6256 * nB, act, nB * 784, 0, nB * 0);
-    /* 15 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 6256 * nB, P + 100352, P + 108192, B, 784, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward(RtModel *m, int B, int train)
-{
-    forward_1(m, B, train);
-}
-
-/* Backward, part 1 of 1. */
-static void backward_1(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 7824 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 15 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 7040 * nB, 0, G + 100352, G + 108192, m->dlogits, act + 6256 * nB, P + 100352, B, 784, 10);
-    /* 14 head.sigmoid0: sigmoid 1x28x28 -> 1x28x28 */
-    rt_sigmoid_backward(ctx, act + 6256 * nB, 0, act + 7040 * nB, act, nB * 784, 0, nB * 0);
-    /* 13 head.softplus0: softplus 1x28x28 -> 1x28x28 */
-    rt_softplus_backward(ctx, act, 0, act + 6256 * nB, act + 5472 * nB, nB * 784, 0, nB * 0);
-    /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[3] = {
-            (float)1.5,
-            (float)-1,
-            (float)-0.5
-        };
-        float *const dxs[3] = { act + 6256 * nB, act + 7040 * nB, act + 5472 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
-    }
-    /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 6256 * nB, 1, G, act + 7040 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[3] = {
-            (float)1.5,
-            (float)-1,
-            (float)-0.5
-        };
-        float *const dxs[3] = { act + 5472 * nB, act + 4560 * nB, act };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 6256 * nB, NULL, c, 3, nB * 784);
-    }
-    /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 5472 * nB, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[3] = {
-            (float)1.5,
-            (float)-1,
-            (float)-0.5
-        };
-        float *const dxs[3] = { act, act + 4432 * nB, act + 3648 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 3, nB * 784);
-    }
-    /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[3] = {
-            (float)1.5,
-            (float)-1,
-            (float)-0.5
-        };
-        float *const dxs[3] = { act + 3648 * nB, act + 4432 * nB, act + 2736 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
-    }
-    /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[3] = {
-            (float)1.5,
-            (float)-1,
-            (float)-0.5
-        };
-        float *const dxs[3] = { act + 2736 * nB, act, NULL };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 3, nB * 784);
-    }
-    /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 2736 * nB, 1, G, act, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { NULL, act };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 2736 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward(RtModel *m, int B)
-{
-    backward_1(m, B);
-}
-
-/* The same in double precision, for gradcheck. */
-
-/* Forward, part 1 of 1. */
-static void forward_d_1(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 7824 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { m->input, act };
-        rt_sum_forward_d(ctx, act + 912 * nB, 2, xs, c, nB * 784);
-    }
-    /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[3] = {
-            (double)1.5,
-            (double)-1,
-            (double)-0.5
-        };
-        const double *const xs[3] = { act + 912 * nB, act, m->input };
-        rt_sum_forward_d(ctx, act + 1824 * nB, 3, xs, c, nB * 784);
-    }
-    /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[3] = {
-            (double)1.5,
-            (double)-1,
-            (double)-0.5
-        };
-        const double *const xs[3] = { act + 1824 * nB, act, act + 912 * nB };
-        rt_sum_forward_d(ctx, act + 2736 * nB, 3, xs, c, nB * 784);
-    }
-    /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[3] = {
-            (double)1.5,
-            (double)-1,
-            (double)-0.5
-        };
-        const double *const xs[3] = { act + 2736 * nB, act, act + 1824 * nB };
-        rt_sum_forward_d(ctx, act + 3648 * nB, 3, xs, c, nB * 784);
-    }
-    /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[3] = {
-            (double)1.5,
-            (double)-1,
-            (double)-0.5
-        };
-        const double *const xs[3] = { act + 3648 * nB, act, act + 2736 * nB };
-        rt_sum_forward_d(ctx, act + 4560 * nB, 3, xs, c, nB * 784);
-    }
-    /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[3] = {
-            (double)1.5,
-            (double)-1,
-            (double)-0.5
-        };
-        const double *const xs[3] = { act + 4560 * nB, act, act + 3648 * nB };
-        rt_sum_forward_d(ctx, act + 5472 * nB, 3, xs, c, nB * 784);
-    }
-    /* 13 head.softplus0: softplus 1x28x28 -> 1x28x28 */
-    rt_softplus_forward_d(ctx, act, act + 5472 * nB, nB * 784, 0, nB * 0);
-    /* 14 head.sigmoid0: sigmoid 1x28x28 -> 1x28x28 */
-    rt_sigmoid_forward_d(ctx, act + 6256 * nB, act, nB * 784, 0, nB * 0);
-    /* 15 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 6256 * nB, P + 100352, P + 108192, B, 784, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward_d(RtModelD *m, int B, int train)
-{
-    forward_d_1(m, B, train);
-}
-
-/* Backward, part 1 of 1. */
-static void backward_d_1(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 7824 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 15 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 7040 * nB, 0, G + 100352, G + 108192, m->dlogits, act + 6256 * nB, P + 100352, B, 784, 10);
-    /* 14 head.sigmoid0: sigmoid 1x28x28 -> 1x28x28 */
-    rt_sigmoid_backward_d(ctx, act + 6256 * nB, 0, act + 7040 * nB, act, nB * 784, 0, nB * 0);
-    /* 13 head.softplus0: softplus 1x28x28 -> 1x28x28 */
-    rt_softplus_backward_d(ctx, act, 0, act + 6256 * nB, act + 5472 * nB, nB * 784, 0, nB * 0);
-    /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[3] = {
-            (double)1.5,
-            (double)-1,
-            (double)-0.5
-        };
-        double *const dxs[3] = { act + 6256 * nB, act + 7040 * nB, act + 5472 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
-    }
-    /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 6256 * nB, 1, G, act + 7040 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[3] = {
-            (double)1.5,
-            (double)-1,
-            (double)-0.5
-        };
-        double *const dxs[3] = { act + 5472 * nB, act + 4560 * nB, act };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 6256 * nB, NULL, c, 3, nB * 784);
-    }
-    /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 5472 * nB, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[3] = {
-            (double)1.5,
-            (double)-1,
-            (double)-0.5
-        };
-        double *const dxs[3] = { act, act + 4432 * nB, act + 3648 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 3, nB * 784);
-    }
-    /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[3] = {
-            (double)1.5,
-            (double)-1,
-            (double)-0.5
-        };
-        double *const dxs[3] = { act + 3648 * nB, act + 4432 * nB, act + 2736 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
-    }
-    /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[3] = {
-            (double)1.5,
-            (double)-1,
-            (double)-0.5
-        };
-        double *const dxs[3] = { act + 2736 * nB, act, NULL };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 3, nB * 784);
-    }
-    /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 2736 * nB, 1, G, act, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-    /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { NULL, act };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2736 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward_d(RtModelD *m, int B)
-{
-    backward_d_1(m, B);
-}
+/* The forward and backward passes (after the #else below) are written once
+ * over T and compiled twice, by this file including itself: in float for
+ * training, and in double (names ending in _d) for gradcheck. */
+#define OPTC_BODY
+#ifdef __FILE_NAME__
+#define OPTC_SELF __FILE_NAME__
+#else
+#define OPTC_SELF __FILE__
+#endif
+#define T float
+#define FN(name) name
+#define Model RtModel
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
+#define T double
+#define FN(name) name##_d
+#define Model RtModelD
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
 
 static const RtNet net = {
     .name = "theory_tanh_fmnist",
@@ -536,9 +123,9 @@ static const RtNet net = {
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,
     .defaults = {
-        .epochs = 3, .batch = 128, .lr = 0.01, .momentum = 0.90000000000000002,
-        .weight_decay = 0.00050000000000000001, .nesterov = 0, .decay_bn = 0,
-        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.10000000000000001,
+        .epochs = 3, .batch = 128, .lr = 0.01, .momentum = 0.9,
+        .weight_decay = 0.0005, .nesterov = 0, .decay_bn = 0,
+        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.1,
         .milestones = { 0, 0, 0, 0 }, .nmilestones = 0,
         .crop_pad = 0, .flip = 0,
     },
@@ -548,3 +135,205 @@ int main(int argc, char **argv)
 {
     return rt_main(&net, argc, argv);
 }
+
+#else /* OPTC_BODY: the passes, over T */
+
+/* Forward, part 1 of 1. */
+static void FN(forward_1)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 7824 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 1 stage1.step0.grad.exact = exact(input): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 2 stage1.x1 = sum(input, stage1.step0.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { m->input, act };
+        FN(rt_sum_forward)(ctx, act + 912 * nB, 2, xs, c, nB * 784);
+    }
+    /* 3 stage1.step1.grad.exact = exact(stage1.x1): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 4 stage1.x2 = sum(stage1.x1, stage1.step1.grad.exact, input): 1x28x28 -> 1x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.5,
+            (T)-1,
+            /* -beta */ (T)-0.5
+        };
+        const T *const xs[3] = { act + 912 * nB, act, m->input };
+        FN(rt_sum_forward)(ctx, act + 1824 * nB, 3, xs, c, nB * 784);
+    }
+    /* 5 stage1.step2.grad.exact = exact(stage1.x2): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 6 stage1.x3 = sum(stage1.x2, stage1.step2.grad.exact, stage1.x1): 1x28x28 -> 1x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.5,
+            (T)-1,
+            /* -beta */ (T)-0.5
+        };
+        const T *const xs[3] = { act + 1824 * nB, act, act + 912 * nB };
+        FN(rt_sum_forward)(ctx, act + 2736 * nB, 3, xs, c, nB * 784);
+    }
+    /* 7 stage1.step3.grad.exact = exact(stage1.x3): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 8 stage1.x4 = sum(stage1.x3, stage1.step3.grad.exact, stage1.x2): 1x28x28 -> 1x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.5,
+            (T)-1,
+            /* -beta */ (T)-0.5
+        };
+        const T *const xs[3] = { act + 2736 * nB, act, act + 1824 * nB };
+        FN(rt_sum_forward)(ctx, act + 3648 * nB, 3, xs, c, nB * 784);
+    }
+    /* 9 stage1.step4.grad.exact = exact(stage1.x4): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 10 stage1.x5 = sum(stage1.x4, stage1.step4.grad.exact, stage1.x3): 1x28x28 -> 1x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.5,
+            (T)-1,
+            /* -beta */ (T)-0.5
+        };
+        const T *const xs[3] = { act + 3648 * nB, act, act + 2736 * nB };
+        FN(rt_sum_forward)(ctx, act + 4560 * nB, 3, xs, c, nB * 784);
+    }
+    /* 11 stage1.step5.grad.exact = exact(stage1.x5): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 12 stage1.x6 = sum(stage1.x5, stage1.step5.grad.exact, stage1.x4): 1x28x28 -> 1x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.5,
+            (T)-1,
+            /* -beta */ (T)-0.5
+        };
+        const T *const xs[3] = { act + 4560 * nB, act, act + 3648 * nB };
+        FN(rt_sum_forward)(ctx, act + 5472 * nB, 3, xs, c, nB * 784);
+    }
+    /* 13 head.softplus0 = softplus(stage1.x6): 1x28x28 -> 1x28x28 */
+    FN(rt_softplus_forward)(ctx, act, act + 5472 * nB, nB * 784, 0, nB * 0);
+    /* 14 head.sigmoid0 = sigmoid(head.softplus0): 1x28x28 -> 1x28x28 */
+    FN(rt_sigmoid_forward)(ctx, act + 6256 * nB, act, nB * 784, 0, nB * 0);
+    /* 15 head.linear = linear(head.sigmoid0): 1x28x28 -> 10x1x1 */
+    FN(rt_linear_forward)(ctx, m->logits, act + 6256 * nB, P + 100352, P + 108192, B, 784, 10);
+}
+
+/* Forward pass on a batch of B <= m->batch images; train selects batch
+ * statistics (and updates the running ones) and dropout. */
+static void FN(forward)(Model *m, int B, int train)
+{
+    FN(forward_1)(m, B, train);
+}
+
+/* Backward, part 1 of 1. */
+static void FN(backward_1)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 7824 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 15 head.linear = linear(head.sigmoid0): 1x28x28 -> 10x1x1 */
+    FN(rt_linear_backward)(ctx, act + 7040 * nB, 0, G + 100352, G + 108192, m->dlogits, act + 6256 * nB, P + 100352, B, 784, 10);
+    /* 14 head.sigmoid0 = sigmoid(head.softplus0): 1x28x28 -> 1x28x28 */
+    FN(rt_sigmoid_backward)(ctx, act + 6256 * nB, 0, act + 7040 * nB, act, nB * 784, 0, nB * 0);
+    /* 13 head.softplus0 = softplus(stage1.x6): 1x28x28 -> 1x28x28 */
+    FN(rt_softplus_backward)(ctx, act, 0, act + 6256 * nB, act + 5472 * nB, nB * 784, 0, nB * 0);
+    /* 12 stage1.x6 = sum(stage1.x5, stage1.step5.grad.exact, stage1.x4): 1x28x28 -> 1x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.5,
+            (T)-1,
+            /* -beta */ (T)-0.5
+        };
+        T *const dxs[3] = { act + 6256 * nB, act + 7040 * nB, act + 5472 * nB };
+        const int acc[3] = { 0, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
+    }
+    /* 11 stage1.step5.grad.exact = exact(stage1.x5): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act + 6256 * nB, 1, G, act + 7040 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 10 stage1.x5 = sum(stage1.x4, stage1.step4.grad.exact, stage1.x3): 1x28x28 -> 1x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.5,
+            (T)-1,
+            /* -beta */ (T)-0.5
+        };
+        T *const dxs[3] = { act + 5472 * nB, act + 4560 * nB, act };
+        const int acc[3] = { 1, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 6256 * nB, NULL, c, 3, nB * 784);
+    }
+    /* 9 stage1.step4.grad.exact = exact(stage1.x4): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act + 5472 * nB, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 8 stage1.x4 = sum(stage1.x3, stage1.step3.grad.exact, stage1.x2): 1x28x28 -> 1x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.5,
+            (T)-1,
+            /* -beta */ (T)-0.5
+        };
+        T *const dxs[3] = { act, act + 4432 * nB, act + 3648 * nB };
+        const int acc[3] = { 1, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 3, nB * 784);
+    }
+    /* 7 stage1.step3.grad.exact = exact(stage1.x3): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 6 stage1.x3 = sum(stage1.x2, stage1.step2.grad.exact, stage1.x1): 1x28x28 -> 1x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.5,
+            (T)-1,
+            /* -beta */ (T)-0.5
+        };
+        T *const dxs[3] = { act + 3648 * nB, act + 4432 * nB, act + 2736 * nB };
+        const int acc[3] = { 1, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
+    }
+    /* 5 stage1.step2.grad.exact = exact(stage1.x2): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 4 stage1.x2 = sum(stage1.x1, stage1.step1.grad.exact, input): 1x28x28 -> 1x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.5,
+            (T)-1,
+            /* -beta */ (T)-0.5
+        };
+        T *const dxs[3] = { act + 2736 * nB, act, NULL };
+        const int acc[3] = { 1, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 3, nB * 784);
+    }
+    /* 3 stage1.step1.grad.exact = exact(stage1.x1): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act + 2736 * nB, 1, G, act, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+    /* 2 stage1.x1 = sum(input, stage1.step0.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { NULL, act };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2736 * nB, NULL, c, 2, nB * 784);
+    }
+    /* 1 stage1.step0.grad.exact = exact(input): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, RT_ACT_TANH, 0, nB * 0);
+}
+
+/* Backward pass from m->dlogits after a training forward on the same
+ * batch: parameter gradients accumulate into m->grads. */
+static void FN(backward)(Model *m, int B)
+{
+    FN(backward_1)(m, B);
+}
+
+#endif /* OPTC_BODY */

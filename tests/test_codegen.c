@@ -1101,18 +1101,63 @@ END_TEST
 
 /* The part of an emitted file that defines the computation: tensor table,
  * sizes, forward and backward (not the provenance or the train defaults). */
+/* The code of an emitted network that does not depend on its name and
+ * spec: the tensor table up to the RtNet, and the passes after it, with
+ * comments removed (they name where coefficients come from: "1 + beta"). */
 static char *emitted_core(const char *args)
 {
     char *out = NULL;
     optc_ok(args, &out);
     char *a = strstr(out, "static const RtTensor tensors");
     char *b = strstr(out, "static const RtNet net");
-    ck_assert(a && b && a < b);
+    char *c = strstr(out, "#else /* OPTC_BODY");
+    ck_assert(a && b && c && a < b && b < c);
     *b = '\0';
-    char *core = strdup(a);
+    size_t na = strlen(a), nc = strlen(c);
+    char *core = malloc(na + nc + 1);
+    ck_assert_ptr_nonnull(core);
+    size_t n = 0;
+    for (const char *src = a; src; src = src == a ? c : NULL)
+        for (const char *p = src; *p; p++) {
+            if (p[0] == '/' && p[1] == '*') {
+                const char *end = strstr(p + 2, "*/");
+                ck_assert_ptr_nonnull(end);
+                p = end + (end[2] == ' ' ? 2 : 1);     /* and the space after it */
+                continue;
+            }
+            core[n++] = *p;
+        }
+    core[n] = '\0';
     free(out);
     return core;
 }
+
+/* The emitted heavy ball reads beside its spec: coefficients with their
+ * source in the shortest form, the spec once (as a readable string), the
+ * calls naming their tensors, one body for float and double. */
+START_TEST(test_emit_readable)
+{
+    char *out = NULL;
+    optc_ok("emit examples/heavy_ball.opt -n hb20_fmnist", &out);
+    ck_assert_ptr_nonnull(strstr(out, "/* 1 + beta */ (T)1.9,"));
+    ck_assert_ptr_nonnull(strstr(out, "/* -beta */ (T)-0.9"));
+    ck_assert_ptr_null(strstr(out, "1.8999999999999999"));
+    ck_assert_ptr_null(strstr(out, "0.90000000000000002"));
+    const char *spec = "    x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);\\n\"";
+    char *first = strstr(out, spec);
+    ck_assert_ptr_nonnull(first);
+    ck_assert_ptr_null(strstr(first + strlen(spec), "x[k+1] = x[k]"));     /* once */
+    ck_assert_ptr_nonnull(strstr(out, "/* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, "
+                                      "stem.conv0): 16x28x28 -> 16x28x28 */"));
+    ck_assert_ptr_nonnull(strstr(out, "/* name "));                /* the table's header */
+    /* one body: a single definition of the first forward part, over T */
+    char *f1 = strstr(out, "static void FN(forward_1)(Model *m, int B, int train)");
+    ck_assert_ptr_nonnull(f1);
+    ck_assert_ptr_null(strstr(f1 + 1, "static void FN(forward_1)"));
+    ck_assert_ptr_null(strstr(out, "forward_d_1"));
+    free(out);
+}
+END_TEST
 
 /* Heavy ball with beta = 0 is gradient descent: the same emitted network,
  * and the same outputs for the same weights. */
@@ -1332,6 +1377,7 @@ static Suite *codegen_suite(void)
     tcase_add_test(tc, test_emit_escaping);
     tcase_add_loop_test(tc, test_theory, 0, 3 * TH_NACTS);
     tcase_add_test(tc, test_dot_optimizer);
+    tcase_add_test(tc, test_emit_readable);
     suite_add_tcase(s, tc);
     tc = tcase_create("examples");
     tcase_set_timeout(tc, 600);
