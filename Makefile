@@ -49,9 +49,9 @@ $(O)/grammar/lexer.c $(O)/grammar/lexer.h &: grammar/lexer.l $(O)/grammar/parser
 	flex --header-file=$(O)/grammar/lexer.h -o $(O)/grammar/lexer.c $<
 # Generated scanners and parsers are not held to every warning.
 GEN_CFLAGS = $(filter-out -Wmissing-prototypes -Wswitch-default -Wnull-dereference -Wcast-qual -Wpedantic,$(CFLAGS)) -Wno-unused-function -Wno-sign-compare -Wno-unused-parameter
-$(O)/grammar/parser.o: $(O)/grammar/parser.c $(O)/grammar/lexer.h
+$(O)/grammar/parser.o: $(O)/grammar/parser.c $(O)/grammar/lexer.h $(wildcard compiler/*.h)
 	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
-$(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h
+$(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h $(wildcard compiler/*.h)
 	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
 
 # --- objects ----------------------------------------------------------------
@@ -142,3 +142,12 @@ FUZZ_SECONDS ?= 60
 check: check-fuzz
 check-fuzz:
 	@scripts/fuzz.sh $(if $(filter 0,$(FUZZ_SECONDS)),replay,$(FUZZ_SECONDS))
+
+# oracle: the PyTorch module optc emits (--pytorch) against the generated C
+# for every example network, and a checkpoint loaded into it
+# (scripts/oracle.sh, tolerances in tests/oracle/oracle.py); a skip, said so,
+# where no python can import torch.
+.PHONY: oracle
+check: oracle
+oracle: all
+	@scripts/oracle.sh $(O)

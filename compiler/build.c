@@ -14,12 +14,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "cli.h"
+#include "emit_torch.h"
 #include "plan.h"
 
 extern char **environ;
 
 static const char emit_usage[] =
-    "usage: optc emit SPEC [-n NET] [-D name=value]... [-o FILE]\n"
+    "usage: optc emit SPEC [-n NET] [-D name=value]... [-o FILE] [--pytorch]\n"
     "\n"
     "Write the C program of network NET (default: the first in SPEC) to FILE\n"
     "(standard output when FILE is missing or -). The file opens with optc's\n"
@@ -27,7 +28,10 @@ static const char emit_usage[] =
     "(runtime/rt.h, build/libort.a).\n"
     "  -n NET            the network to emit\n"
     "  -D name=value     override an optimizer parameter or a stage's steps/width\n"
-    "  -o FILE           output file\n";
+    "  -o FILE           output file\n"
+    "  --pytorch         write a PyTorch module (Python) computing the same function\n"
+    "                    instead: build() returns it, its state_dict keys are the\n"
+    "                    checkpoint's tensor names (docs/pytorch.md)\n";
 
 static const char build_usage[] =
     "usage: optc build SPEC [-n NET] [-D name=value]... [-o PATH] [--keep-c]\n"
@@ -127,7 +131,7 @@ static char *build_read_file(const char *path, size_t *len)
 
 /* Load, plan and emit ca's network to out. Returns the exit status. */
 static int build_emit_to(FILE *out, const CliArgs *ca, const char *command, char *netname,
-                         size_t netname_size)
+                         size_t netname_size, bool torch)
 {
     Arena *a = arena_new();
     IrGraph *g = cli_load_graph(a, ca);
@@ -151,7 +155,7 @@ static int build_emit_to(FILE *out, const CliArgs *ca, const char *command, char
     if (p && plan_check_memory(p, g, ca->spec, plan_phys_bytes(), stderr) == 0) {
         EmitInfo info = { .command = command, .spec_path = ca->spec, .spec_text = text,
                           .spec_len = len };
-        rc = emit_c(out, g, p, &info, stderr) == 0 ? 0 : 1;
+        rc = (torch ? emit_torch : emit_c)(out, g, p, &info, stderr) == 0 ? 0 : 1;
     }
     plan_free(p);
     free(text);
@@ -162,7 +166,7 @@ static int build_emit_to(FILE *out, const CliArgs *ca, const char *command, char
 /* Emit to path through a temporary file renamed into place, so a failed
  * run leaves no half-written file. */
 static int build_emit_file(const char *path, const CliArgs *ca, const char *command,
-                           char *netname, size_t netname_size)
+                           char *netname, size_t netname_size, bool torch)
 {
     size_t n = strlen(path) + 32;
     char *tmp = malloc(n);
@@ -175,7 +179,7 @@ static int build_emit_file(const char *path, const CliArgs *ca, const char *comm
         free(tmp);
         return 1;
     }
-    int rc = build_emit_to(f, ca, command, netname, netname_size);
+    int rc = build_emit_to(f, ca, command, netname, netname_size, torch);
     if (fclose(f) != 0 && rc == 0) {
         fprintf(stderr, "optc: cannot write %s: %s\n", tmp, strerror(errno));
         rc = 1;
@@ -208,15 +212,19 @@ int cmd_emit(int argc, char **argv)
     int rc = cli_parse(&ca, argc, argv, emit_usage);
     if (rc != 0)
         return rc;
-    if (ca.nrest > 0) {
-        fprintf(stderr, "optc emit: unknown argument '%s'\n%s", ca.rest[0], emit_usage);
-        return 2;
+    bool torch = false;
+    for (int i = 0; i < ca.nrest; i++) {
+        if (strcmp(ca.rest[i], "--pytorch") != 0) {
+            fprintf(stderr, "optc emit: unknown argument '%s'\n%s", ca.rest[i], emit_usage);
+            return 2;
+        }
+        torch = true;
     }
     char *command = build_command_line(argc, argv);
     if (!ca.out || strcmp(ca.out, "-") == 0)
-        rc = build_emit_to(stdout, &ca, command, NULL, 0);
+        rc = build_emit_to(stdout, &ca, command, NULL, 0, torch);
     else
-        rc = build_emit_file(ca.out, &ca, command, NULL, 0);
+        rc = build_emit_file(ca.out, &ca, command, NULL, 0, torch);
     if (rc == 0 && fflush(stdout) != 0) {
         fprintf(stderr, "optc emit: write error: %s\n", strerror(errno));
         rc = 1;
@@ -336,7 +344,7 @@ int cmd_build(int argc, char **argv)
     char cfile[PATH_MAX + 16];
     snprintf(cfile, sizeof cfile, "%s/net.c", dir);
     char netname[256] = "";
-    rc = build_emit_file(cfile, &ca, command, netname, sizeof netname);
+    rc = build_emit_file(cfile, &ca, command, netname, sizeof netname, false);
     free(command);
 
     char out[PATH_MAX];

@@ -256,7 +256,7 @@ static void emit_node_comment(Emit *e, const IrNode *n)
     const IrShape *in = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
     emit_f(e, "    /* %d ", n->id);
     emit_comment_name(e, n->name);
-    emit_f(e, " = %s(", op_name(n->op));
+    emit_f(e, " = %s(", ir_op_name(n->op));
     for (int k = 0; k < n->nin && k < 8; k++) {
         emit_f(e, "%s", k ? ", " : "");
         emit_comment_name(e, e->g->nodes[n->in[k]].name);
@@ -759,9 +759,9 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
             g->input.c, g->input.h, g->input.w, g->classes, g->nnodes - 1, emit_madds(g));
     fprintf(out, " * Parameters: %zu; BN running statistics: %zu.\n", p->nparams, p->nbuffers);
     fprintf(out, " * Activation arena: %zu*B + %zu elements (%zu*B + %zu without reuse);\n"
-                 " * a float model at batch 128 takes %.1f MB in all.\n",
-            p->arena_a, p->arena_b, p->naive_a, p->naive_b,
-            (double)plan_total_bytes(p, g, 128, sizeof(float)) / 1e6);
+                 " * a float model at batch %d takes %.1f MB in all.\n",
+            p->arena_a, p->arena_b, p->naive_a, p->naive_b, RT_DEFAULT_BATCH,
+            (double)plan_total_bytes(p, g, RT_DEFAULT_BATCH, sizeof(float)) / 1e6);
     fputs(" *\n * Spec:\n", out);
     emit_comment_text(out, path, strlen(path));
     /* The spec is written once: as the string spec_text below, or here

@@ -10,7 +10,7 @@
 #include "layer.h"
 #include "optable.h"
 
-#define LAYER_MAX_WIDTH 65536   /* as sema's bound on a stage width */
+#define LAYER_MAX_WIDTH SEMA_MAX_WIDTH
 
 /* An integer constant expression in lo..hi. */
 static bool layer_int(Diag *d, const Arg *g, long lo, long hi, const char *what, int *out)
@@ -34,7 +34,7 @@ static const char *layer_act_names(char *buf, size_t size)
     for (int i = 0; i < OP_COUNT && len < size; i++)
         if (op_info((IrOp)i)->flags & OPF_ACT)
             len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? ", " : "",
-                                    op_name((IrOp)i));
+                                    ir_op_name((IrOp)i));
     return buf;
 }
 

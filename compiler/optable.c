@@ -47,7 +47,7 @@ const OpInfo *op_info(IrOp op)
     return &op_table[(unsigned)op < OP_COUNT ? op : OP_INPUT];
 }
 
-const char *op_name(IrOp op)
+const char *ir_op_name(IrOp op)
 {
     return (unsigned)op < OP_COUNT ? op_table[op].text : "?";
 }

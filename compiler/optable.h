@@ -4,7 +4,7 @@
 #ifndef OPTC_OPTABLE_H
 #define OPTC_OPTABLE_H
 
-#include "ir.h"
+#include "frontend.h"
 
 enum {
     OPF_LAYER   = 1u << 0,  /* written as a layer in a spec (its text is the name) */
@@ -29,8 +29,6 @@ typedef struct {
 
 /* The row of op (op < OP_COUNT). */
 const OpInfo *op_info(IrOp op);
-/* The op's text ("?" for an out-of-range value). */
-const char *op_name(IrOp op);
 /* The op whose text is name and whose flags include all of need; -1 if none. */
 int op_find(const char *name, unsigned need);
 /* Whether node n's backward reads its input / output activation (a sum

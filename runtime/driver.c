@@ -6,6 +6,7 @@
  *   gradcheck  analytic double gradients against finite differences, and
  *              float gradients against double ones
  *   bench      training and inference throughput on synthetic input
+ *   dump       every number of one batch, double and float, for an oracle
  *
  * Exit status: 0 ok, 1 a user error at run time (bad file, NaN loss, failed
  * gradient check), 2 a usage error (unknown flag, bad number), 128 + signal
@@ -329,7 +330,7 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
                        opts, 1, argc, argv);
     if (rc)
         return rc == 1 ? 0 : rc;
-    int B = net->defaults.batch > 0 ? net->defaults.batch : 128;
+    int B = net->defaults.batch > 0 ? net->defaults.batch : RT_DEFAULT_BATCH;
     size_t act_bytes = net->act_elems(B) * sizeof(float);
     size_t param_bytes = net->nparams * sizeof(float);
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
@@ -382,7 +383,7 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
 static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
 {
     const char *weights = NULL, *data = NULL;
-    int batch = net->defaults.batch > 0 ? net->defaults.batch : 128;
+    int batch = net->defaults.batch > 0 ? net->defaults.batch : RT_DEFAULT_BATCH;
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
     int test_limit = 0, limit = 0;
     RtDrvOpt opts[] = {
@@ -499,7 +500,7 @@ static double median(double *v, int n)
 
 static int cmd_bench(const RtNet *net, const char *prog, int argc, char **argv)
 {
-    int batch = 128, iters = 10, warmup = 3;
+    int batch = RT_DEFAULT_BATCH, iters = 10, warmup = 3;
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
     uint64_t seed = 1;
     RtDrvOpt opts[] = {
@@ -594,7 +595,8 @@ static void main_usage(FILE *fp, const RtNet *net, const char *prog)
             "  eval       evaluate a checkpoint on the test set\n"
             "  info       parameter count, multiply-adds, memory, parameter table\n"
             "  gradcheck  check the gradients against finite differences\n"
-            "  bench      training and inference throughput\n",
+            "  bench      training and inference throughput\n"
+            "  dump       one batch's loss, logits, gradients and SGD step, for an oracle\n",
             prog, net->name, net->optc_version ? net->optc_version : RT_VERSION);
 }
 
@@ -622,6 +624,8 @@ int rt_main(const RtNet *net, int argc, char **argv)
         return rt_drv_cmd_gradcheck(net, prog, n, rest);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(net, prog, n, rest);
+    if (strcmp(cmd, "dump") == 0)
+        return rt_drv_cmd_dump(net, prog, n, rest);
     fprintf(stderr, "%s: error: unknown command '%s'\n", prog, cmd);
     main_usage(stderr, net, prog);
     return 2;

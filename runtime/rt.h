@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "rt_defaults.h"
 
 #define RT_VERSION "0.1.0"
 

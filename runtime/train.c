@@ -782,7 +782,7 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
     RtTrainConfig *c = &t->cfg;
     *c = net->defaults;
     if (c->epochs <= 0) c->epochs = 10;
-    if (c->batch <= 0) c->batch = 128;
+    if (c->batch <= 0) c->batch = RT_DEFAULT_BATCH;
     if (c->lr <= 0) c->lr = 0.1;
     if (c->threads <= 0) c->threads = rt_drv_default_threads();
     if (!c->data) c->data = "fashion-mnist";
