@@ -57,15 +57,15 @@ $(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h $(wildcard comp
 	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
 
 # --- objects ----------------------------------------------------------------
-$(O)/compiler/%.o: compiler/%.c $(O)/grammar/parser.h $(O)/grammar/lexer.h $(wildcard compiler/*.h compiler/*.def)
+$(O)/compiler/%.o: compiler/%.c $(O)/grammar/parser.h $(O)/grammar/lexer.h $(wildcard compiler/*.h compiler/*.def) runtime/act.def runtime/rt.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 # orchestrate/: commands that drive the compiler and the programs it builds
 # (optc compare), built on the compiler's API, never called by it.
-$(O)/orchestrate/%.o: orchestrate/%.c $(O)/grammar/parser.h $(wildcard compiler/*.h orchestrate/*.h)
+$(O)/orchestrate/%.o: orchestrate/%.c $(O)/grammar/parser.h $(wildcard compiler/*.h orchestrate/*.h) runtime/act.def runtime/rt.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iorchestrate $(CFLAGS) -c -o $@ $<
-$(O)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h runtime/*.inc)
+$(O)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h runtime/*.inc runtime/*.def)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -91,7 +91,7 @@ $(O)/optc.flags: FORCE
 FORCE:
 
 # --- tests ------------------------------------------------------------------
-$(O)/tests/%: tests/%.c $(wildcard tests/*.h) $(O)/liborch.a $(O)/liboptc.a $(O)/libort.a
+$(O)/tests/%: tests/%.c $(wildcard tests/*.h runtime/*.def) $(O)/liborch.a $(O)/liboptc.a $(O)/libort.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iorchestrate -Itests $(CFLAGS) -o $@ $< $(O)/liborch.a $(O)/liboptc.a \
 	  $(O)/libort.a $(CHECK_LIBS) $(LDLIBS)

@@ -218,13 +218,23 @@ int cmd_ir(int argc, char **argv)
 }
 
 static const char dot_usage[] =
-    "usage: optc dot SPEC [-n NET] [-D NAME=VALUE]... [-o OUT]\n"
-    "Print the unrolled graph as Graphviz (one cluster per stage): optc dot x.opt | dot -Tsvg\n"
+    "usage: optc dot SPEC [-n NET] [-D NAME=VALUE]... [-o OUT] [--layers]\n"
+    "Print the network as Graphviz: optc dot x.opt | dot -Tsvg. By default the optimizer:\n"
+    "each grad block one node, each sum a node whose incoming edges carry their\n"
+    "coefficients. --layers: every op, one cluster per stage.\n"
     DEFINE_HELP;
 
 int cmd_dot(int argc, char **argv)
 {
-    return graph_cmd(argc, argv, dot_usage, ir_dot);
+    bool layers = false;
+    int n = 0;
+    for (int i = 0; i < argc; i++) {    /* --layers is dot's own: drop it */
+        if (i > 0 && strcmp(argv[i], "--layers") == 0)
+            layers = true;
+        else
+            argv[n++] = argv[i];
+    }
+    return graph_cmd(n, argv, dot_usage, layers ? ir_dot_layers : ir_dot);
 }
 
 static const char list_usage[] =

@@ -69,11 +69,15 @@ IrGraph *fe_unroll(Arena *a, const Spec *s, const char *net, FILE *diag, int *ne
 IrGraph *fe_unroll_optimizer(Arena *a, const Spec *s, const char *opt, int steps,
                              IrShape state, FILE *diag, int *nerrors);
 
-/* An op's name in the spec and the printers ("conv", "sum"...). */
+/* An op's name in the spec and the printers ("conv", "sum"...): the op
+ * table's (optable.c); "?" for a value that is no op. */
 const char *ir_op_name(IrOp op);
 
-/* Printers: one op per line with shapes; Graphviz. */
+/* Printers: one op per line with shapes; Graphviz of the optimizer (grad
+ * blocks as nodes, sums with their coefficients on the edges); Graphviz of
+ * every op. */
 void ir_print(FILE *out, const IrGraph *g);
 void ir_dot(FILE *out, const IrGraph *g);
+void ir_dot_layers(FILE *out, const IrGraph *g);
 
 #endif

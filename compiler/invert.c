@@ -13,6 +13,7 @@
 #include <string.h>
 #include "ast.h"
 #include "invert.h"
+#include "optable.h"
 #include "plan.h"
 
 /* ---- text ---------------------------------------------------------------- */
@@ -1002,9 +1003,9 @@ InvReport *inv_analyze(Arena *a, const Spec *s, const IrGraph *g)
         const IrNode *n = &g->nodes[i];
         N.names[N.nnames++] = (NameId){ n->name, i };
         N.size[i] = (double)n->shape.c * n->shape.h * n->shape.w;
-        if (plan_bwd_reads_output(n))
+        if (op_bwd_reads_output(n))
             N.saved[i] = true;
-        if (plan_bwd_reads_input(n))
+        if (op_bwd_reads_input(n))
             for (int t = 0; t < n->nin; t++)
                 N.saved[n->in[t]] = true;
     }

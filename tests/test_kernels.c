@@ -376,11 +376,12 @@ static void exact_init(Prob *p, int s)
 
 #define ADAPT_EXACT(T, S, KS, X, A)                                                           \
 static void exact_fwd##S(Prob *p, const RtCtx *c, T *out)                                 \
-{ rt_exact_forward##KS(c, out, p->A[0], p->X[0], p->X[1], p->d[0], p->d[1], p->d[2], 0); } \
+{ rt_exact_forward##KS(c, out, p->A[0], p->X[0], p->X[1], p->d[0], p->d[1], p->d[2],      \
+                      RT_ACT_RELU, 0.0, 0); }                                             \
 static void exact_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)          \
 {                                                                                         \
     rt_exact_backward##KS(c, g[0], acc, g[1], dout, p->X[0], p->A[0], p->X[1],             \
-                         p->d[0], p->d[1], p->d[2], 0);                                   \
+                         p->d[0], p->d[1], p->d[2], RT_ACT_RELU, 0.0, 0);                 \
 }
 ADAPT_EXACT(float, _f, , xf, auxf)
 ADAPT_EXACT(double, _d, _d, xd, auxd)
@@ -1294,12 +1295,12 @@ START_TEST(test_branch_record)
         nin[i] = -in[i];
     br.replay = 0;
     rt_branch_reset(&br);
-    rt_exact_forward_d(&c, out, a, in, U, Bx, D, M, SITE);
+    rt_exact_forward_d(&c, out, a, in, U, Bx, D, M, RT_ACT_RELU, 0.0, SITE);
     for (int i = 0; i < Bx * M; i++)
         bad += mask[SITE + i] != (a[i] > 0);
     br.replay = 1;
     rt_branch_reset(&br);
-    rt_exact_forward_d(&c, out, a2, nin, U, Bx, D, M, SITE);
+    rt_exact_forward_d(&c, out, a2, nin, U, Bx, D, M, RT_ACT_RELU, 0.0, SITE);
     ck_assert_uint_eq(br.seen, Bx * M);
     ck_assert_uint_eq(br.crossed, Bx * M);
     for (int b = 0; b < Bx; b++)
@@ -1311,7 +1312,8 @@ START_TEST(test_branch_record)
         }
     /* backward: da = -(dout U) on the recorded pieces */
     memset(dU, 0, sizeof dU);
-    rt_exact_backward_d(&c, din, 0, dU, dout, nin, a2, U, Bx, D, M, SITE);
+    rt_exact_backward_d(&c, din, 0, dU, dout, nin, a2, U, Bx, D, M, RT_ACT_RELU, 0.0,
+                        SITE);
     for (int b = 0; b < Bx; b++)
         for (int j = 0; j < D; j++) {
             double v = dout[b * D + j];
