@@ -39,16 +39,20 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "conv3x3.h"
 
 /* Where the taps of an output pixel lie in the padded buffer (see above). */
 typedef struct {
-    int S, pitch, Wh;   /* stride; floats per padded row; odd columns' start */
-    int Ho, Wo, nv;     /* output size; vectors per output row */
-    int coff[3];        /* column offset of tap kx */
-    size_t P;           /* floats per padded channel */
+    int S, pitch;       /* padded rows per output row (stride, doubled for pairs); floats per row */
+    int Ho, Wo, nv;     /* output as the kernels see it; vectors per output row */
+    int pair;           /* 1: a row holds output rows 2y' and 2y'+1 (Wo = 8 in 16 lanes) */
+    int planes;         /* 3: one plane per kx; 1: tap kx is column offset kx */
+    int stride, rows;   /* the conv's stride; rows per plane */
+    int coff[3];        /* offset of tap kx's plane */
+    size_t P;           /* floats per padded channel (3 planes) */
 } ConvGeo;
 
 enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
@@ -67,31 +71,44 @@ static int isa(void)
     return best;
 }
 
-/* The variant for an output width: 16-float vectors only where a row fills
- * them (an 8-wide row would leave half of every product unused). */
-static int variant(int Wo)
+/* The variant and layout for a conv. Forward and input gradient: 16-float
+ * vectors where a row fills them, or where an 8-wide output of an even
+ * height pairs its rows (for 16 and more output channels: with 12 the
+ * paired kernel measured slower); weight gradient: 16-float vectors only for rows of
+ * 32 and more (bench/conv_bench.c measured the 8-wide kernel as fast or
+ * faster below that). Else 8-float vectors. Three planes (one per kx)
+ * for paired rows and stride 2, where consecutive lanes are not
+ * consecutive columns; one plane otherwise (measured faster: a third of
+ * the data to keep in cache). */
+static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
 {
-    int i = isa();
-    return i == ISA_AVX512 && Wo < 12 ? ISA_AVX2 : i;
-}
-
-static ConvGeo geometry(int vw, int H, int W, int S)
-{
+    int Ho = rt_conv_out(H, 3, S, 1), Wo = rt_conv_out(W, 3, S, 1);
+    int v = isa(), vw = 8;
     ConvGeo g;
-    g.S = S;
-    g.Ho = rt_conv_out(H, 3, S, 1);
-    g.Wo = rt_conv_out(W, 3, S, 1);
-    g.nv = (g.Wo + vw - 1) / vw;
-    if (S == 1) {
-        g.Wh = 0;
-        g.pitch = g.nv * vw + 4;                /* reads reach nv*vw + 1 */
-        g.coff[0] = 0, g.coff[1] = 1, g.coff[2] = 2;
+    g.pair = 0;
+    if (v == ISA_AVX512 && Wo >= (weights ? 32 : 12))
+        vw = 16;
+    else if (v == ISA_AVX512 && !weights && Wo == 8 && Ho % 2 == 0 && Co >= 16)
+        vw = 16, g.pair = 1;
+    else if (v == ISA_AVX512)
+        v = ISA_AVX2;
+    *variant = v;
+    g.stride = S;
+    g.planes = g.pair || S > 1 ? 3 : 1;
+    if (g.pair) {
+        g.S = 2 * S, g.Ho = Ho / 2, g.Wo = 16, g.nv = 1, g.pitch = 16;
+        g.rows = H + 2 - S;
     } else {
-        g.Wh = g.nv * vw + 4;                   /* holds (W + 2) / 2 even columns */
-        g.pitch = 2 * g.Wh;
-        g.coff[0] = 0, g.coff[1] = g.Wh, g.coff[2] = 1;
+        g.S = S, g.Ho = Ho, g.Wo = Wo, g.nv = (Wo + vw - 1) / vw;
+        g.pitch = g.nv * vw + (g.planes == 1 ? vw : 0);    /* one plane: reads reach nv*vw+1 */
+        g.rows = H + 2;
     }
-    g.P = (size_t)(H + 2) * g.pitch;
+    size_t plane = (size_t)g.rows * g.pitch;
+    if (g.planes == 3)
+        g.coff[0] = 0, g.coff[1] = (int)plane, g.coff[2] = (int)(2 * plane);
+    else
+        g.coff[0] = 0, g.coff[1] = 1, g.coff[2] = 2;
+    g.P = (size_t)g.planes * plane;
     return g;
 }
 
@@ -105,29 +122,38 @@ int rt_conv3x3_taken(int what, int Cin, int Cout, int K, int stride, int pad)
            && (stride == 1 || stride == 2);
 }
 
-/* Copy channels x[C][H][W] into xp as the padded layout of g, every float
- * of the C padded channels written (the slice is shared by every conv). */
+/* Copy channels x[C][H][W] into xp in the layout of g, every float of the
+ * C padded channels written (the slice is shared by every conv): plane kx,
+ * row r, lane l holds padded row r (+ stride for the second half of a
+ * pair), padded column stride * l + kx, where padded (r, c) is input
+ * (r-1, c-1) inside the image and 0 outside. */
 static void pad_image(float *xp, const float *x, int C, int H, int W, const ConvGeo *g)
 {
-    for (int c = 0; c < C; c++) {
-        float *d = xp + (size_t)c * g->P;
-        memset(d, 0, (size_t)g->pitch * sizeof(float));
-        memset(d + (size_t)(H + 1) * g->pitch, 0, (size_t)g->pitch * sizeof(float));
-        for (int y = 0; y < H; y++) {
-            float *r = d + (size_t)(y + 1) * g->pitch;
-            const float *s = x + ((size_t)c * H + y) * W;
-            if (g->S == 1) {
-                r[0] = 0;
-                memcpy(r + 1, s, (size_t)W * sizeof(float));
-                memset(r + W + 1, 0, (size_t)(g->pitch - W - 1) * sizeof(float));
-            } else {
-                /* padded column x+1: even ones from 0, odd ones from Wh */
-                memset(r, 0, (size_t)g->pitch * sizeof(float));
-                for (int i = 0; i < W; i++)
-                    r[(i & 1) ? (i + 1) / 2 : g->Wh + i / 2] = s[i];
-            }
+    int half = g->pair ? 8 : g->pitch, s = g->stride;
+    for (int c = 0; c < C; c++)
+        for (int kx = 0; kx < g->planes; kx++) {
+            float *d = xp + (size_t)c * g->P + (g->planes == 3 ? g->coff[kx] : 0);
+            /* lanes u whose column s*u + kx - 1 lies in [0, W) */
+            int lo = kx >= 1 ? 0 : 1, hi = W - kx < 0 ? 0 : (W - kx) / s + 1;
+            if (hi > half)
+                hi = half;
+            for (int r = 0; r < g->rows; r++)
+                for (int q = 0; q * half < g->pitch; q++) {
+                    float *o = d + (size_t)r * g->pitch + q * half;
+                    int y = r + q * s - 1;
+                    if (y < 0 || y >= H) {
+                        memset(o, 0, (size_t)half * sizeof(float));
+                        continue;
+                    }
+                    const float *src = x + ((size_t)c * H + y) * W;
+                    for (int u = 0; u < lo; u++)
+                        o[u] = 0;
+                    for (int u = lo; u < hi; u++)
+                        o[u] = src[s * u + kx - 1];
+                    for (int u = hi > lo ? hi : lo; u < half; u++)
+                        o[u] = 0;
+                }
         }
-    }
 }
 
 /* --- the AVX2 variant -------------------------------------------------------- */
@@ -235,20 +261,31 @@ static int chunk_channels(int C, int G, size_t P, size_t budget)
 /* That budget, in floats, for a conv of Cin channels of H x W. */
 static size_t budget(int B, int Cin, int H, int W, int S)
 {
-    return rt_conv2d_scratch_bytes(1, B, Cin, H, W, 3, S, 1, sizeof(float)) / sizeof(float);
+    size_t n = rt_conv2d_scratch_bytes(1, B, Cin, H, W, 3, S, 1, sizeof(float)) / sizeof(float);
+    return n > 32 ? n - 32 : 0;     /* room to align the slice and round it to 16 */
 }
 
 /* Threads that get a slice of at least `need` floats (at most n work items),
- * and the slice size in floats; 0 when not even one fits. */
-static int team(const RtCtx *ctx, int n, size_t need, size_t *slice)
+ * the slice size in floats (a multiple of 16) and the first slice (64-byte
+ * aligned, so the kernels' loads are); 0 threads when not even one fits. */
+static int team(const RtCtx *ctx, int n, size_t need, size_t *slice, float **base)
 {
     int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
     if (t > n)
         t = n > 0 ? n : 1;
-    size_t have = ctx && ctx->scratch ? ctx->scratch_bytes / sizeof(float) : 0;
+    size_t have = 0;
+    *base = NULL;
+    if (ctx && ctx->scratch) {
+        size_t skip = (64 - (size_t)((uintptr_t)ctx->scratch % 64)) % 64;
+        if (ctx->scratch_bytes > skip) {
+            have = (ctx->scratch_bytes - skip) / sizeof(float);
+            *base = (float *)(void *)((char *)ctx->scratch + skip);
+        }
+    }
+    need = (need + 15) / 16 * 16;
     if (have / need < (size_t)t)
         t = (int)(have / need);
-    *slice = t > 0 ? have / (size_t)t : 0;
+    *slice = t > 0 ? have / (size_t)t / 16 * 16 : 0;
     return t;
 }
 
@@ -267,15 +304,14 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
                   ptrdiff_t wo, ptrdiff_t wi, int flip, int B, int C, int H, int W, int Co,
                   int S, size_t room)
 {
-    ConvGeo g0 = geometry(8, H, W, S);
-    int v = variant(g0.Wo);
-    ConvGeo g = v == ISA_AVX512 ? geometry(16, H, W, S) : g0;
+    int v;
+    ConvGeo g = geometry(H, W, S, Co, 0, &v);
     int cc = chunk_channels(C, 1, g.P, room);
     size_t slice;
-    int t = cc < 1 ? 0 : team(ctx, B, (size_t)cc * g.P, &slice);
+    float *scratch;
+    int t = cc < 1 ? 0 : team(ctx, B, (size_t)cc * g.P, &slice, &scratch);
     if (t < 1)
         return 0;
-    float *scratch = ctx->scratch;
 #pragma omp parallel for num_threads(t) schedule(static)
     for (int b = 0; b < B; b++) {
         float *xp = scratch + (size_t)omp_get_thread_num() * slice;
@@ -304,9 +340,8 @@ int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const floa
 static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
                    int Cin, int H, int W, int Cout, int S)
 {
-    ConvGeo g0 = geometry(8, H, W, S);
-    int v = variant(g0.Wo);
-    ConvGeo g = v == ISA_AVX512 ? geometry(16, H, W, S) : g0;
+    int v;
+    ConvGeo g = geometry(H, W, S, Cout, 1, &v);
     int G = (DW_PIXELS + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
     size_t room = budget(B, Cin, H, W, S);
     if (G > B)
@@ -316,10 +351,10 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
     int cc = G < 1 ? 0 : chunk_channels(Cin, G, g.P, room), db = v == ISA_AVX512 ? 6 : 3;
     int nb = (Cout + db - 1) / db;
     size_t slice;
-    int t = cc < 1 ? 0 : team(ctx, nb, (size_t)G * cc * g.P, &slice);
+    float *scratch;
+    int t = cc < 1 ? 0 : team(ctx, nb, (size_t)G * cc * g.P, &slice, &scratch);
     if (t < 1)
         return 0;
-    float *scratch = ctx->scratch;
     size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
 #pragma omp parallel num_threads(t)
     {
