@@ -22,7 +22,7 @@
  * padded output gradient with the weights read transposed and flipped.
  * Weight gradient (stride 1 and 2): per group of images, a block of output
  * channels x 3 taps in vector registers, added into dw in batch order; each
- * thread owns whole blocks of output channels. Every summation order
+ * thread owns a range of input channels. Every summation order
  * depends on the shapes alone, never on the thread count.
  *
  * Workspace: the padded buffers live in ctx->scratch, one slice per thread
@@ -146,11 +146,21 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
                         continue;
                     }
                     const float *src = x + ((size_t)c * H + y) * W;
+                    int top = hi > lo ? hi : lo;
+                    /* rows are 8..48 floats: inline loops beat library calls */
                     for (int u = 0; u < lo; u++)
                         o[u] = 0;
-                    for (int u = lo; u < hi; u++)
-                        o[u] = src[s * u + kx - 1];
-                    for (int u = hi > lo ? hi : lo; u < half; u++)
+                    if (s == 1) {
+                        const float *ss = src + kx - 1;
+#pragma omp simd
+                        for (int u = lo; u < top; u++)
+                            o[u] = ss[u];
+                    } else {
+                        const float *ss = src + kx - 1;
+                        for (int u = lo; u < top; u++)
+                            o[u] = ss[2 * u];
+                    }
+                    for (int u = top; u < half; u++)
                         o[u] = 0;
                 }
         }
@@ -335,8 +345,11 @@ int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const floa
                   budget(B, Cin, H, W, stride));
 }
 
-/* The weight gradient: thread i owns output-channel blocks of nb and walks
- * the whole batch in order, G images and a chunk of channels at a time. */
+/* The weight gradient: thread i owns the input channels [Cin*i/t,
+ * Cin*(i+1)/t) (so it pads only those, and the dw entries it writes are its
+ * own) and walks the whole batch in order, G images and a chunk of its
+ * channels at a time. Each entry's sum runs over the groups of images in
+ * batch order whatever the split. */
 static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
                    int Cin, int H, int W, int Cout, int S)
 {
@@ -348,32 +361,29 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
         G = B;
     if ((size_t)G * g.P > room)
         G = (int)(room / g.P);
-    int cc = G < 1 ? 0 : chunk_channels(Cin, G, g.P, room), db = v == ISA_AVX512 ? 6 : 3;
-    int nb = (Cout + db - 1) / db;
+    int cc = G < 1 ? 0 : chunk_channels(Cin, G, g.P, room);
     size_t slice;
     float *scratch;
-    int t = cc < 1 ? 0 : team(ctx, nb, (size_t)G * cc * g.P, &slice, &scratch);
+    int t = cc < 1 ? 0 : team(ctx, Cin, (size_t)G * cc * g.P, &slice, &scratch);
     if (t < 1)
         return 0;
     size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), n = omp_get_num_threads();
-        int co0 = db * (int)((long long)nb * i / n), co1 = db * (int)((long long)nb * (i + 1) / n);
-        if (co1 > Cout)
-            co1 = Cout;
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
         float *xp = scratch + (size_t)i * slice;
-        for (int b = 0; b < B && co1 > co0; b += G) {
+        for (int b = 0; b < B; b += G) {
             int gn = B - b < G ? B - b : G;
-            for (int c0 = 0; c0 < Cin; c0 += cc) {
-                int nc = Cin - c0 < cc ? Cin - c0 : cc;
+            for (int c0 = ci0; c0 < ci1; c0 += cc) {
+                int nc = ci1 - c0 < cc ? ci1 - c0 : cc;
                 for (int im = 0; im < gn; im++)
                     pad_image(xp + (size_t)im * nc * g.P, in + (b + im) * img_in + (size_t)c0 * H * W,
                               nc, H, W, &g);
                 if (v == ISA_AVX512)
-                    dw_images_avx512(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, co0, co1);
+                    dw_images_avx512(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, 0, Cout);
                 else
-                    dw_images_avx2(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, co0, co1);
+                    dw_images_avx2(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, 0, Cout);
             }
         }
     }
