@@ -5,8 +5,9 @@
  *   - forward (stride 1 and 2), input gradient written (acc 0) and added to
  *     (acc 1, stride 1), weight gradient added to what is there (stride 1
  *     and 2);
- *   - channel counts that leave partial register blocks (1, 3, 12),
- *     widths with vector tails (5, 7, 9, 17, 28) and the networks' 32, 16, 8;
+ *   - channel counts that leave partial register blocks (1, 2, 3, 5, 7, 12),
+ *     widths with vector tails (5, 7, 9, 17, 28, 33, 34) and the networks'
+ *     32, 16, 8; rows of three 16-float vectors (the general loop);
  *   - batches of 1 and 3 and 1 and 2 threads, with the workspace
  *     rt_conv2d_scratch_bytes gives;
  *   - the same bytes for 1 and 2 threads (no summation order depends on the
@@ -59,6 +60,7 @@ static const Shape shapes[] = {
     {1, 3, 28, 28, 16, 1},  {3, 16, 7, 7, 3, 1},    {3, 12, 17, 17, 12, 1},
     {3, 3, 17, 9, 5, 2},    {1, 48, 8, 8, 12, 1},   {3, 16, 9, 7, 16, 2},
     {1, 64, 32, 32, 16, 1}, {3, 12, 5, 5, 48, 2},
+    {2, 5, 33, 33, 7, 1},   {1, 2, 32, 34, 1, 1},   {2, 4, 66, 40, 2, 2},
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
 
