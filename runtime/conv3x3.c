@@ -405,3 +405,72 @@ int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
         return 0;
     return 1;
 }
+
+/* --- pointwise convolutions ------------------------------------------------------
+ * 1x1, stride 1, no padding: out = W x per image, din (+)= W^T dout, dw +=
+ * dout x^T. Same register blocking as the 3x3 kernels, no padded copy, no
+ * workspace; the batch is split over the team for the first two, the
+ * input channels for dw (each entry summed over the images in batch order
+ * whatever the thread count). Replaces OpenBLAS, whose Debian build runs
+ * its SSE3 kernels on CPUs it does not know. */
+
+static int pw_variant(int N)
+{
+    int v = isa();
+    return v == ISA_AVX512 && N < 12 ? ISA_AVX2 : v;
+}
+
+static int pw_team(const RtCtx *ctx, int n)
+{
+    int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
+    return t < n ? t : (n > 0 ? n : 1);
+}
+
+static void pw_data(const RtCtx *ctx, float *out, int acc, const float *x, const float *w,
+                    ptrdiff_t wo, ptrdiff_t wi, int B, int C, int Co, int N)
+{
+    int v = pw_variant(N);
+#pragma omp parallel for num_threads(pw_team(ctx, B)) schedule(static)
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * C * N;
+        float *ob = out + (size_t)b * Co * N;
+        if (v == ISA_AVX512)
+            pw_image_avx512(ob, acc, xb, w, wo, wi, C, Co, N);
+        else
+            pw_image_avx2(ob, acc, xb, w, wo, wi, C, Co, N);
+    }
+}
+
+int rt_conv1x1_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
+                       int B, int Cin, int N, int Cout)
+{
+    if (isa() == ISA_NONE || Cin <= 0 || Cout <= 0 || N <= 0)
+        return 0;
+    pw_data(ctx, out, 0, in, w, Cin, 1, B, Cin, Cout, N);
+    return 1;
+}
+
+int rt_conv1x1_backward(const RtCtx *ctx, float *din, int acc, float *dw, const float *dout,
+                        const float *in, const float *w, int B, int Cin, int N, int Cout)
+{
+    if (isa() == ISA_NONE || Cin <= 0 || Cout <= 0 || N <= 0)
+        return 0;
+    if (din)    /* din[ci] = sum_co w[co][ci] dout[co] */
+        pw_data(ctx, din, acc, dout, w, 1, Cin, B, Cout, Cin, N);
+    if (!dw)
+        return 1;
+    int v = pw_variant(N), t = pw_team(ctx, Cin);
+#pragma omp parallel num_threads(t)
+    {
+        int i = omp_get_thread_num(), n = omp_get_num_threads();
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+        for (int b = 0; b < B && ci1 > ci0; b++) {
+            const float *xb = in + (size_t)b * Cin * N, *db = dout + (size_t)b * Cout * N;
+            if (v == ISA_AVX512)
+                pw_dw_image_avx512(dw, db, xb, Cin, Cout, N, ci0, ci1);
+            else
+                pw_dw_image_avx2(dw, db, xb, Cin, Cout, N, ci0, ci1);
+        }
+    }
+    return 1;
+}

@@ -29,4 +29,13 @@ int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
                         const float *in, const float *w, int B, int Cin, int H, int W,
                         int Cout, int stride);
 
+/* The pointwise conv (K = 1, stride 1, pad 0) of N = H*W pixels directly:
+ * return 1 having computed it (forward: out = ...; backward: din (+)= per
+ * acc and dw += , either may be NULL), or 0 having touched nothing (no
+ * AVX2+FMA, or OPTC_CONV_ISA=none). Needs no workspace. */
+int rt_conv1x1_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
+                       int B, int Cin, int N, int Cout);
+int rt_conv1x1_backward(const RtCtx *ctx, float *din, int acc, float *dw, const float *dout,
+                        const float *in, const float *w, int B, int Cin, int N, int Cout);
+
 #endif

@@ -12,7 +12,8 @@
  *     rt_conv2d_scratch_bytes gives;
  *   - the same bytes for 1 and 2 threads (no summation order depends on the
  *     thread count);
- *   - a 64-channel 32x32 image, padded in several chunks.
+ *   - a 64-channel 32x32 image, padded in several chunks;
+ *   - the pointwise (1x1) kernels the same way.
  * Tolerance: normwise relative difference max|f - d| / max|d| < F32_TOL
  * (1e-4; the float kernels sum up to 64*9*128*32*32 products). On a machine
  * without AVX2+FMA the direct kernels are not taken and the cases report
@@ -181,6 +182,79 @@ START_TEST(test_direct_vs_ref)
 }
 END_TEST
 
+/* The pointwise kernels (1x1, stride 1, no padding) through rt_conv2d_*:
+ * forward, din added (acc 1) and written (acc 0), dw added, 1 and 2
+ * threads (bytes equal), against the double loops; loop index: shape i * 2
+ * + variant. */
+static const int pw_shapes[][5] = {     /* B, C, H, W, Co */
+    {3, 24, 32, 32, 48}, {2, 48, 8, 8, 12}, {3, 5, 7, 7, 3}, {1, 13, 5, 3, 9}, {2, 36, 16, 16, 7},
+};
+#define NPW (int)(sizeof pw_shapes / sizeof pw_shapes[0])
+
+START_TEST(test_pointwise)
+{
+    const int *d = pw_shapes[_i / 2];
+    int B = d[0], C = d[1], H = d[2], W = d[3], Co = d[4];
+    if (isa_env[_i % 2])
+        setenv("OPTC_CONV_ISA", isa_env[_i % 2], 1);
+    size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W, nw = (size_t)Co * C;
+    double *in = xcalloc(ni, sizeof(double)), *w = xcalloc(nw, sizeof(double));
+    double *dout = xcalloc(no, sizeof(double)), *out = xcalloc(no, sizeof(double));
+    double *din = xcalloc(ni, sizeof(double)), *dw = xcalloc(nw, sizeof(double));
+    float *inf = xcalloc(ni, sizeof(float)), *wf = xcalloc(nw, sizeof(float));
+    float *doutf = xcalloc(no, sizeof(float)), *of[2], *dif[2], *dwf[2];
+    RtRng rng;
+    rt_rng_seed(&rng, 77u + (unsigned)_i);
+    gc_fill(in, ni, &rng);
+    gc_fill(w, nw, &rng);
+    gc_fill(dout, no, &rng);
+    gc_to_float(inf, in, ni);
+    gc_to_float(wf, w, nw);
+    gc_to_float(doutf, dout, no);
+    rt_conv2d_forward_ref_d(out, in, w, B, C, H, W, Co, 1, 1, 0);
+    for (size_t i = 0; i < nw; i++)
+        dw[i] = 0.25;
+    rt_conv2d_backward_ref_d(din, 0, dw, dout, in, w, B, C, H, W, Co, 1, 1, 0);
+    ck_assert_int_eq(rt_conv2d_scratch_bytes(2, B, C, H, W, 1, 1, 0, sizeof(float)), 0);
+    for (int k = 0; k < 2; k++) {
+        RtCtx ctx = {k + 1, NULL, 0};
+        of[k] = xcalloc(no, sizeof(float));
+        dif[k] = xcalloc(ni, sizeof(float));
+        dwf[k] = xcalloc(nw, sizeof(float));
+        if (has_avx2())
+            ck_assert_int_eq(rt_conv1x1_forward(&ctx, of[k], inf, wf, B, C, H * W, Co), 1);
+        rt_conv2d_forward(&ctx, of[k], inf, wf, B, C, H, W, Co, 1, 1, 0);
+        double e = gc_normdiff_f(of[k], out, no);
+        ck_assert_msg(e < F32_TOL, "pointwise forward %d/%d %dx%d t%d: %.3g", C, Co, H, W, k + 1, e);
+        for (size_t i = 0; i < ni; i++)
+            dif[k][i] = 1e30f;                      /* acc 0 must overwrite */
+        for (size_t i = 0; i < nw; i++)
+            dwf[k][i] = 0.25f;
+        rt_conv2d_backward(&ctx, dif[k], 0, dwf[k], doutf, inf, wf, B, C, H, W, Co, 1, 1, 0);
+        e = gc_normdiff_f(dif[k], din, ni);
+        ck_assert_msg(e < F32_TOL, "pointwise din %d/%d %dx%d t%d: %.3g", C, Co, H, W, k + 1, e);
+        e = gc_normdiff_f(dwf[k], dw, nw);
+        ck_assert_msg(e < F32_TOL, "pointwise dw %d/%d %dx%d t%d: %.3g", C, Co, H, W, k + 1, e);
+        /* acc 1 adds the same again */
+        rt_conv2d_backward(&ctx, dif[k], 1, NULL, doutf, inf, wf, B, C, H, W, Co, 1, 1, 0);
+        for (size_t i = 0; i < ni; i++)
+            dif[k][i] *= 0.5f;                      /* exact: back to one din */
+        e = gc_normdiff_f(dif[k], din, ni);
+        ck_assert_msg(e < F32_TOL, "pointwise din acc 1 %d/%d t%d: %.3g", C, Co, k + 1, e);
+    }
+    if (has_avx2()) {   /* OpenBLAS's threading is its own business */
+        ck_assert_mem_eq(of[0], of[1], no * sizeof(float));
+        ck_assert_mem_eq(dif[0], dif[1], ni * sizeof(float));
+        ck_assert_mem_eq(dwf[0], dwf[1], nw * sizeof(float));
+    }
+    for (int k = 0; k < 2; k++)
+        free(of[k]), free(dif[k]), free(dwf[k]);
+    free(in), free(w), free(dout), free(out), free(din), free(dw);
+    free(inf), free(wf), free(doutf);
+    unsetenv("OPTC_CONV_ISA");
+}
+END_TEST
+
 /* OPTC_CONV_ISA=none turns the direct kernels off: the callers' im2col
  * path then runs (and still agrees with the loops). */
 START_TEST(test_isa_none)
@@ -224,6 +298,7 @@ static Suite *conv_suite(void)
     TCase *tc = tcase_create("direct");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_direct_vs_ref, 0, 2 * NSHAPES);
+    tcase_add_loop_test(tc, test_pointwise, 0, 2 * NPW);
     tcase_add_test(tc, test_isa_none);
     tcase_add_test(tc, test_small_scratch);
     suite_add_tcase(s, tc);
