@@ -1,5 +1,5 @@
 /* conv_bench.c — per-kernel timings of the runtime's float convolutions on
- * the 3x3 shapes of ResNet-20 and DenseNet-BC (batch 128 unless given),
+ * the 3x3 and 1x1 shapes of ResNet-20 and DenseNet-BC (batch 128 unless given),
  * one thread, for each kernel path: im2col + OpenBLAS (OPTC_CONV_ISA=none),
  * the AVX2 direct kernels and the AVX-512 ones (where the CPU has them).
  * Times are the median of REPS calls of this thread's CPU time, so other
@@ -34,14 +34,15 @@ static int cmp(const void *a, const void *b)
 
 typedef struct {
     const char *name;
-    int C, H, W, Co, S;
+    int C, H, W, Co, S, K;  /* K 1: pointwise (stride 1, pad 0); else 3x3 pad 1 */
 } Shape;
 
 static const Shape shapes[] = {
-    {"res 16->16 32x32", 16, 32, 32, 16, 1}, {"res 16->32 s2", 16, 32, 32, 32, 2},
-    {"res 32->32 16x16", 32, 16, 16, 32, 1}, {"res 32->64 s2", 32, 16, 16, 64, 2},
-    {"res 64->64 8x8", 64, 8, 8, 64, 1},     {"dense 48->12 32x32", 48, 32, 32, 12, 1},
-    {"dense 48->12 8x8", 48, 8, 8, 12, 1},
+    {"res 16->16 32x32", 16, 32, 32, 16, 1, 3}, {"res 16->32 s2", 16, 32, 32, 32, 2, 3},
+    {"res 32->32 16x16", 32, 16, 16, 32, 1, 3}, {"res 32->64 s2", 32, 16, 16, 64, 2, 3},
+    {"res 64->64 8x8", 64, 8, 8, 64, 1, 3},     {"dense 48->12 32x32", 48, 32, 32, 12, 1, 3},
+    {"dense 48->12 8x8", 48, 8, 8, 12, 1, 3},   {"dense 1x1 96->48 32", 96, 32, 32, 48, 1, 1},
+    {"dense 1x1 168->84 32", 168, 32, 32, 84, 1, 1}, {"dense 1x1 96->48 8x8", 96, 8, 8, 48, 1, 1},
 };
 
 int main(int argc, char **argv)
@@ -58,13 +59,14 @@ int main(int argc, char **argv)
     printf("%-20s %-4s %-7s %9s %8s\n", "shape", "pass", "path", "ms", "GFLOP/s");
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const Shape *s = &shapes[si];
-        int Ho = rt_conv_out(s->H, 3, s->S, 1), Wo = rt_conv_out(s->W, 3, s->S, 1);
+        int K = s->K, P = K == 3 ? 1 : 0;
+        int Ho = rt_conv_out(s->H, K, s->S, P), Wo = rt_conv_out(s->W, K, s->S, P);
         size_t ni = (size_t)B * s->C * s->H * s->W, no = (size_t)B * s->Co * Ho * Wo;
-        size_t nw = (size_t)s->Co * s->C * 9;
+        size_t nw = (size_t)s->Co * s->C * K * K;
         float *in = malloc(ni * sizeof(float)), *din = malloc(ni * sizeof(float));
         float *out = malloc(no * sizeof(float)), *w = malloc(nw * sizeof(float));
         float *dw = calloc(nw, sizeof(float));
-        size_t bytes = rt_conv2d_scratch_bytes(1, B, s->C, s->H, s->W, 3, s->S, 1, sizeof(float));
+        size_t bytes = rt_conv2d_scratch_bytes(1, B, s->C, s->H, s->W, K, s->S, P, sizeof(float));
         void *scratch = malloc(bytes ? bytes : 1);
         double *t = malloc((size_t)reps * sizeof(double));
         if (!in || !din || !out || !w || !dw || !scratch || !t) {
@@ -78,22 +80,20 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < no; i++)
             out[i] = (float)((i * 31) % 1000) * 1e-3f - 0.5f;
         RtCtx ctx = {1, scratch, bytes};
-        double flop = 2.0 * (double)no * s->C * 9;
+        double flop = 2.0 * (double)no * s->C * K * K;
         for (int pass = 0; pass < 3; pass++) {
-            if (pass == 1 && s->S != 1)
-                ;   /* stride-2 din: im2col + GEMM on every path */
             for (int p = 0; p < npaths; p++) {
                 setenv("OPTC_CONV_ISA", paths[p], 1);
                 for (int r = 0; r < reps + 1; r++) {
                     double t0 = cpu_ms();
                     if (pass == 0)
-                        rt_conv2d_forward(&ctx, out, in, w, B, s->C, s->H, s->W, s->Co, 3, s->S, 1);
+                        rt_conv2d_forward(&ctx, out, in, w, B, s->C, s->H, s->W, s->Co, K, s->S, P);
                     else if (pass == 1)
                         rt_conv2d_backward(&ctx, din, 0, NULL, out, in, w, B, s->C, s->H, s->W,
-                                           s->Co, 3, s->S, 1);
+                                           s->Co, K, s->S, P);
                     else
                         rt_conv2d_backward(&ctx, NULL, 0, dw, out, in, w, B, s->C, s->H, s->W,
-                                           s->Co, 3, s->S, 1);
+                                           s->Co, K, s->S, P);
                     if (r > 0)  /* the first call warms the caches */
                         t[r - 1] = cpu_ms() - t0;
                 }
