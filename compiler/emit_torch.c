@@ -19,12 +19,31 @@
 #include <string.h>
 #include "emit_torch.h"
 #include "frontend.h"
+#include "optable.h"
 
-static const char *const tch_op_text[] = {
-#define OP(name, text, np) text,
-#include "ops.def"
-#undef OP
+/* Each activation of the op table as PyTorch computes it (its functional
+ * form); the module defines one Python function per activation, which the
+ * forward calls by name (the oracle wraps the kinked ones). An activation
+ * missing here cannot be emitted (tch_act_expr returns NULL). */
+static const struct { const char *name, *expr; } tch_acts[] = {
+    { "relu", "F.relu(x)" },
+    { "leaky_relu", "F.leaky_relu(x, a)" },
+    { "elu", "F.elu(x, a)" },
+    { "sigmoid", "torch.sigmoid(x)" },
+    { "tanh", "torch.tanh(x)" },
+    { "softplus", "F.softplus(x)" },
+    { "softsign", "F.softsign(x)" },
+    { "silu", "F.silu(x)" },
+    { "gelu", "F.gelu(x)" },     /* the exact erf form, as optc's */
 };
+
+static const char *tch_act_expr(const char *name)
+{
+    for (size_t i = 0; i < sizeof tch_acts / sizeof tch_acts[0]; i++)
+        if (strcmp(tch_acts[i].name, name) == 0)
+            return tch_acts[i].expr;
+    return NULL;
+}
 
 typedef struct {
     FILE *out;
@@ -158,7 +177,7 @@ static void tch_node_comment(Tch *t, const IrNode *n)
     tch_f(t, "        # %d ", n->id);
     for (const char *c = n->name ? n->name : ""; *c; c++)
         fputc(tch_plain((unsigned char)*c) ? *c : '_', t->out);
-    tch_f(t, ": %s %dx%dx%d -> %dx%dx%d\n", tch_op_text[n->op], in->c, in->h, in->w,
+    tch_f(t, ": %s %dx%dx%d -> %dx%dx%d\n", ir_op_name(n->op), in->c, in->h, in->w,
           n->shape.c, n->shape.h, n->shape.w);
 }
 
@@ -169,6 +188,18 @@ static void tch_node(Tch *t, const IrNode *n)
     int x = n->nin ? n->in[0] : 0;
     tch_node_comment(t, n);
     tch_f(t, "        x%d = ", n->id);
+    const OpInfo *oi = op_info(n->op);
+    if (oi->flags & OPF_ACT) {
+        /* Activations are functions defined once (tch_act_defs) and called
+         * by name, with their argument when they have one. */
+        if (!tch_act_expr(oi->text))
+            t->bad = 1;
+        if (oi->arg[0])
+            tch_f(t, "%s(x%d, %s)\n", oi->text, x, tch_num(t, n->u.act.a));
+        else
+            tch_f(t, "%s(x%d)\n", oi->text, x);
+        return;
+    }
     switch (n->op) {
     case OP_CONV:
         tch_f(t, "F.conv2d(x%d, ", x);
@@ -186,12 +217,6 @@ static void tch_node(Tch *t, const IrNode *n)
         tch_param(t, n->u.bn.beta);
         tch_f(t, ", self.training, %s, %s)\n", tch_num(t, n->u.bn.momentum),
               tch_num(t, n->u.bn.eps));
-        break;
-    case OP_RELU:
-        /* Activations are functions defined once in tch_lib and called by
-         * name (the oracle wraps them to find kinks): a new activation op
-         * is a case like this one plus its def there. */
-        tch_f(t, "relu(x%d)\n", x);
         break;
     case OP_SUM:
         /* Left to right, as the C accumulates in double; products with 1
@@ -241,17 +266,25 @@ static void tch_node(Tch *t, const IrNode *n)
             tch_f(t, "None");
         tch_f(t, ").view(-1, %d, %d, %d)\n", n->shape.c, n->shape.h, n->shape.w);
         break;
-    case OP_EXACT:
-        if (strcmp(n->u.exact.phi, "relu") != 0)
+    case OP_EXACT: {
+        int phi = op_find(n->u.exact.phi, OPF_ACT);
+        if (phi < 0 || !tch_act_expr(n->u.exact.phi)) {
             t->bad = 1;
+            tch_f(t, "None\n");
+            break;
+        }
         tch_f(t, "exact(x%d, ", x);
         tch_param(t, n->u.exact.u);
-        tch_f(t, ", relu)\n");
+        tch_f(t, ", %s", n->u.exact.phi);
+        if (op_info((IrOp)phi)->arg[0])
+            tch_f(t, ", %s", tch_num(t, n->u.exact.alpha));
+        tch_f(t, ")\n");
         break;
+    }
     case OP_DROPOUT:
         tch_f(t, "F.dropout(x%d, %s, self.training)\n", x, tch_num(t, n->u.dropout.p));
         break;
-    case OP_INPUT: case OP_GRAD: case OP_COUNT:
+    default:    /* input, grad: not an op of a module */
         t->bad = 1;
         tch_f(t, "None\n");
         break;
@@ -260,22 +293,41 @@ static void tch_node(Tch *t, const IrNode *n)
 
 /* The fixed part of every file: activations, the exact block, the tensor
  * tree, the loss, optc's weight-decay classes. */
-static const char tch_lib[] =
+static const char tch_imports[] =
     "import math\n"
     "\n"
     "import torch\n"
     "import torch.nn.functional as F\n"
     "\n"
-    "\n"
-    "# The activations, one function each: the forward calls these names.\n"
-    "def relu(x):\n"
-    "    return F.relu(x)\n"
-    "\n"
-    "\n"
-    "def exact(x, U, phi):\n"
+    "\n";
+
+/* One function per activation of the op table: the forward calls these
+ * names. */
+static void tch_act_defs(Tch *t)
+{
+    tch_f(t, "# The activations, one function each: the forward calls these names.\n");
+    for (int i = 0; i < OP_COUNT; i++) {
+        const OpInfo *oi = op_info((IrOp)i);
+        if (!(oi->flags & OPF_ACT))
+            continue;
+        const char *expr = tch_act_expr(oi->text);
+        if (!expr) {
+            t->bad = 1;
+            continue;
+        }
+        if (oi->arg[0])
+            tch_f(t, "def %s(x, a=%s):\n    return %s\n\n\n", oi->text, tch_num(t, oi->arg_default),
+                  expr);
+        else
+            tch_f(t, "def %s(x):\n    return %s\n\n\n", oi->text, expr);
+    }
+}
+
+static const char tch_lib[] =
+    "def exact(x, U, phi, *arg):\n"
     "    \"\"\"The theory block z - U phi(U^T z) on the flattened input (U: d x m).\"\"\"\n"
     "    z = x.flatten(1)\n"
-    "    return (z - phi(z @ U) @ U.t()).view_as(x)\n"
+    "    return (z - phi(z @ U, *arg) @ U.t()).view_as(x)\n"
     "\n"
     "\n"
     "def loss(logits, labels):\n"
@@ -384,6 +436,8 @@ int emit_torch(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info,
     fputs("\"\"\"optc network as a PyTorch module: build() returns it; loss(logits, labels)\n"
           "is optc's loss; param_groups(model) gives torch.optim.SGD optc's decay classes.\"\"\"\n",
           out);
+    fputs(tch_imports, out);
+    tch_act_defs(t);
     fputs(tch_lib, out);
     for (int i = 1; i < g->nnodes; i++)
         if (p->nodes[i].live)

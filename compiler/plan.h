@@ -99,10 +99,6 @@ int plan_check_memory(const Plan *p, const IrGraph *g, const char *spec, double 
  * lie inside the arena. Returns 0, or -1 with a message on diag. */
 int plan_verify(const Plan *p, FILE *diag);
 
-/* Whether an op's backward reads its input / output activations. */
-bool plan_bwd_reads_input(const IrNode *n);
-bool plan_bwd_reads_output(const IrNode *n);
-
 /* --- the C emitter (emit_c.c) ------------------------------------------- */
 
 /* Provenance recorded in the generated file. */

@@ -112,24 +112,34 @@ def state_of(t, prefix, names):
     return {n: t[prefix + n] for n in names}
 
 
+# The module's activations with a kink at 0 (optc's act.def kink column).
+KINKED = ("relu", "leaky_relu", "elu")
+
+
 class Kinks:
-    """Wraps the module's relu to record the smallest |input| it sees and
-    how many inputs lie within KINK_FLOAT of zero relative to their tensor."""
+    """Wraps the module's kinked activations to record the smallest |input|
+    they see and how many inputs lie within KINK_FLOAT of zero relative to
+    their tensor."""
 
     def __init__(self, mod):
-        self.mod, self.orig, self.min, self.nfloat = mod, mod.relu, math.inf, 0
+        self.mod, self.min, self.nfloat = mod, math.inf, 0
+        self.orig = {n: getattr(mod, n) for n in KINKED if hasattr(mod, n)}
 
     def __enter__(self):
-        def relu(x):
-            a = x.detach().abs()
-            self.min = min(self.min, a.min().item())
-            self.nfloat += int((a < KINK_FLOAT * a.max()).sum())
-            return self.orig(x)
-        self.mod.relu = relu
+        def wrap(f):
+            def act(x, *arg):
+                a = x.detach().abs()
+                self.min = min(self.min, a.min().item())
+                self.nfloat += int((a < KINK_FLOAT * a.max()).sum())
+                return f(x, *arg)
+            return act
+        for n, f in self.orig.items():
+            setattr(self.mod, n, wrap(f))
         return self
 
     def __exit__(self, *exc):
-        self.mod.relu = self.orig
+        for n, f in self.orig.items():
+            setattr(self.mod, n, f)
 
 
 def check_net(work, net, results):
