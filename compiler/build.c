@@ -27,7 +27,9 @@ static const char emit_usage[] =
     "(runtime/rt.h, build/libort.a).\n"
     "  -n NET            the network to emit\n"
     "  -D name=value     override an optimizer parameter or a stage's steps/width\n"
-    "  -o FILE           output file\n";
+    "  -o FILE           output file\n"
+    "  --inference       standalone C99 inference code of a trained network instead\n"
+    "                    (optc emit --inference --help)\n";
 
 static const char build_usage[] =
     "usage: optc build SPEC [-n NET] [-D name=value]... [-o PATH] [--keep-c]\n"
@@ -200,6 +202,13 @@ static bool build_wants_help(int argc, char **argv)
 
 int cmd_emit(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--inference") == 0) {   /* cli.c, emit_infer.c */
+            char *command = build_command_line(argc, argv);
+            int rc = cmd_emit_inference(argc, argv, command);
+            free(command);
+            return rc;
+        }
     if (build_wants_help(argc, argv)) {
         fputs(emit_usage, stdout);
         return 0;
