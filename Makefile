@@ -1,6 +1,7 @@
 # optc — build, test, demo, bench.
 # Outputs go under $(O) (build/ by default); nothing here is committed.
 # Targets: all check demo bench deps examples generated clean fuzz reproduce
+#          gradcheck-all
 
 O        ?= build
 CC       ?= cc
@@ -48,9 +49,9 @@ $(O)/grammar/lexer.c $(O)/grammar/lexer.h &: grammar/lexer.l $(O)/grammar/parser
 	flex --header-file=$(O)/grammar/lexer.h -o $(O)/grammar/lexer.c $<
 # Generated scanners and parsers are not held to every warning.
 GEN_CFLAGS = $(filter-out -Wmissing-prototypes -Wswitch-default -Wnull-dereference -Wcast-qual -Wpedantic,$(CFLAGS)) -Wno-unused-function -Wno-sign-compare -Wno-unused-parameter
-$(O)/grammar/parser.o: $(O)/grammar/parser.c $(O)/grammar/lexer.h
+$(O)/grammar/parser.o: $(O)/grammar/parser.c $(O)/grammar/lexer.h $(wildcard compiler/*.h)
 	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
-$(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h
+$(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h $(wildcard compiler/*.h)
 	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
 
 # --- objects ----------------------------------------------------------------
@@ -109,6 +110,12 @@ examples: all
 generated: $(O)/optc
 	@scripts/generated.sh $(O) write
 
+# Every example network's gradcheck over batches 1 2 4 8 and seeds 1 2 3
+# (JOBS, GC_ARGS, NETS: see the script).
+.PHONY: gradcheck-all
+gradcheck-all: all
+	@scripts/gradcheck_all.sh $(O)
+
 generated-check: $(O)/optc
 	@scripts/generated.sh $(O) check
 
@@ -129,7 +136,7 @@ reproduce: deps all
 # which runs a subset on 200 images).
 .PHONY: infer-check
 infer-check: tests
-	@OPTC_BUILD=$(O) OPTC_INFER_ALL=1 CK_RUN_CASE=eval $(O)/tests/test_infer
+	@OPTC_BUILD=$(O) OPTC_INFER_ALL=1 $(O)/tests/test_infer
 
 clean:
 	rm -rf build

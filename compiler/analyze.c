@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "analyze.h"
-#include "ast.h"
 #include "cli.h"
 
 /* LAPACK's general eigenvalue solver, provided by OpenBLAS (no header is
@@ -652,13 +651,14 @@ static int parse_pos(const char *flag, const char *s, double *out)
 /* "beta=0.9,g=learned(0.5)": the parameter values in effect (after -D). */
 static void opt_params(const Spec *s, int i, char *buf, size_t cap)
 {
-    const OptInfo *oi = &s->opts[i];
     size_t n = 0;
     buf[0] = 0;
-    for (int j = 0; j < oi->decl->nparams && n < cap; j++) {
-        PVal v = oi->overridden[j] ? oi->override[j] : oi->defaults[j];
-        n += (size_t)snprintf(buf + n, cap - n, v.learned ? "%s%s=learned(%g)" : "%s%s=%g",
-                              j ? "," : "", oi->decl->params[j]->name, v.value);
+    for (int j = 0; j < fe_optimizer_param_count(s, i) && n < cap; j++) {
+        double v;
+        bool learned;
+        const char *name = fe_optimizer_param(s, i, j, &v, &learned);
+        n += (size_t)snprintf(buf + n, cap - n, learned ? "%s%s=learned(%g)" : "%s%s=%g",
+                              j ? "," : "", name, v);
     }
     if (!buf[0])
         snprintf(buf, cap, "-");

@@ -22,6 +22,7 @@ Expr *ast_expr(ParseCtx *c, ExprKind k, Span sp, Expr *a, Expr *b)
     Expr *e = arena_alloc(c->arena, sizeof *e);
     e->kind = k;
     e->span = sp;
+    e->ref = AST_UNRESOLVED;
     e->u.bin.a = a;
     e->u.bin.b = b;
     int d = 0;

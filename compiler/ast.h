@@ -1,6 +1,6 @@
 /* ast.h — the front end's internal header: syntax tree (every node carries
- * its Span), the checked spec (Spec), and the phase entry points shared by
- * the grammar, sema.c and unroll.c. */
+ * its Span), the checked spec (Spec), and the phase entry points of the
+ * grammar, sema.c, network.c and unroll.c, driven by load.c. */
 #ifndef OPTC_AST_H
 #define OPTC_AST_H
 
@@ -12,6 +12,10 @@
  * unroll; the lexer separately bounds bracket nesting). */
 #define AST_MAX_DEPTH 500
 #define AST_MAX_NESTING 200
+
+/* Expr.ref of a name that sema has not resolved, and of the step index k. */
+#define AST_UNRESOLVED (-2)
+#define AST_STEP (-1)
 
 typedef enum { EX_NUM, EX_NAME, EX_INDEX, EX_CALL, EX_NEG, EX_ADD, EX_SUB, EX_MUL, EX_DIV } ExprKind;
 
@@ -28,6 +32,11 @@ struct Expr {
     ExprKind kind;
     Span span;
     int depth;
+    /* Resolved by sema (ast_expr sets ref to AST_UNRESOLVED): for EX_NAME
+     * the parameter index, AST_STEP for k; for EX_INDEX the sequence index
+     * and the index form s[k+off] (abs false) or s[off] (abs true). */
+    int ref, off;
+    bool abs;
     union {
         double num;                                              /* EX_NUM */
         const char *name;                                        /* EX_NAME */
@@ -142,6 +151,7 @@ typedef struct {
     PVal *defaults;         /* per parameter */
     bool *overridden;       /* per parameter: a -D set it for all uses */
     PVal *override;
+    PVal *values;           /* per parameter: the value in effect (default, then -D) */
     bool ok;
 } OptInfo;
 
@@ -161,8 +171,8 @@ typedef struct {
 typedef struct {
     Span span;
     int opt;                /* OptInfo index */
-    Arg **args;
-    int nargs;
+    PVal *pv;               /* per optimizer parameter: default, then the
+                             * stage's argument, then -D (resolved once) */
     int steps, width, stride;   /* width 0: keep the input channels */
 } StageInfo;
 
@@ -196,18 +206,41 @@ struct Spec {
 /* The parse (grammar/parser.y): fills ctx->opts / ctx->nets. */
 void ast_parse(ParseCtx *c, const char *src, size_t len);
 
-/* unroll.c: net is an index into s->nets; diag reports shape and
- * linearity errors at the causing expression. NULL on error. */
-IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d);
-IrGraph *unroll_optimizer(Arena *a, const Spec *s, int opt, int steps, IrShape st, Diag *d);
-
-/* sema.c helpers shared with unroll */
+/* The phases, called in this order by load.c (fe_load_string); each
+ * consumes what the previous one filled in and none calls back.
+ *
+ * sema.c: an optimizer's names, types, linearity and causality; resolves
+ * every Expr.ref/off/abs and fills oi (defaults, sequences, statements). */
+void sema_check_optimizer(Diag *d, Arena *a, OptInfo *oi, OptDecl *o);
 /* A parameter value: a constant expression or learned(constant). */
 bool sema_pval(Diag *d, const Expr *e, PVal *out);
+/* A constant scalar expression: numbers, + - * /, sqrt, pow. */
 bool sema_const(Diag *d, const Expr *e, double *out);
 int sema_find_param(const OptDecl *o, const char *name);
 int sema_find_seq(const OptInfo *oi, const char *name);
+int sema_find_opt(const Spec *s, const char *name);
 /* s[k+off] (*is_abs false) or s[abs] (*is_abs true); false if not that form. */
 bool sema_index_form(const Expr *e, int *off, bool *is_abs);
+
+#define SEMA_MAX_STEPS 10000
+#define SEMA_MAX_WIDTH 65536
+
+/* Network-item atoms (sema.c, for network.c); layer lists are layer.h's. */
+bool atom_int(Diag *d, const Atom *at, long lo, long hi, const char *what, int *out);
+bool atom_num(Diag *d, const Atom *at, double lo, double hi, const char *what, double *out);
+bool arg_int(Diag *d, const Arg *g, long lo, long hi, const char *what, int *out);
+const Atom *single_atom(Diag *d, const Item *it);  /* the item's one atom */
+
+/* network.c: network i's items into s->nets[i] (stage parameter values
+ * from defaults and arguments); then -D over the whole spec, after which
+ * OptInfo.values and StageInfo.pv hold the values in effect. */
+void network_check(Diag *d, Arena *a, Spec *s, int i);
+void network_apply_defines(Diag *d, Spec *s, const Define *defs, int ndefs);
+
+/* unroll.c: net is an index into s->nets; reads the resolved spec only.
+ * diag reports shape and linearity errors at the causing expression. NULL
+ * on error. */
+IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d);
+IrGraph *unroll_optimizer(Arena *a, const Spec *s, int opt, int steps, IrShape st, Diag *d);
 
 #endif

@@ -217,6 +217,10 @@ int cmd_list(int argc, char **argv)
     int rc = cli_parse(&ca, argc, argv, list_usage);
     if (rc)
         return rc;
+    if (ca.nrest) {
+        fprintf(stderr, "optc list: unknown argument '%s'\n%s", ca.rest[0], list_usage);
+        return 2;
+    }
     Arena *a = arena_new();
     int nerr = 0;
     Spec *s = fe_load(a, ca.spec, ca.defs, ca.ndefs, stderr, &nerr);

@@ -19,12 +19,6 @@
 /* Inputs of one node (sum, concat) the emitter handles. */
 #define EMIT_MAX_IN 64
 
-static const char *const emit_op_text[] = {
-#define OP(name, text, np) text,
-#include "ops.def"
-#undef OP
-};
-
 /* One emission: the graph, its plan, the element type being written. */
 typedef struct {
     FILE *out;
@@ -226,8 +220,35 @@ static void emit_node_comment(Emit *e, const IrNode *n)
     emit_f(e, "    /* %d ", n->id);
     for (const char *c = n->name ? n->name : ""; *c; c++)
         fputc(emit_plain((unsigned char)*c) ? *c : '_', e->out);
-    emit_f(e, ": %s %dx%dx%d -> %dx%dx%d */\n", emit_op_text[n->op], in->c, in->h, in->w,
+    emit_f(e, ": %s %dx%dx%d -> %dx%dx%d */\n", ir_op_name(n->op), in->c, in->h, in->w,
            n->shape.c, n->shape.h, n->shape.w);
+}
+
+/* Branch-record elements per image of a piecewise node (rt.h, RtBranch):
+ * one per element that picks a piece; 0 for smooth ops. */
+static size_t emit_branch_len(const IrNode *n)
+{
+    switch (n->op) {
+    case OP_RELU:
+        return emit_numel(n->shape);
+    case OP_EXACT:
+        return (size_t)n->u.exact.m;
+    case OP_INPUT: case OP_CONV: case OP_BN: case OP_SUM: case OP_CONCAT: case OP_PAD:
+    case OP_AVGPOOL: case OP_GAP: case OP_LINEAR: case OP_DROPOUT: case OP_GRAD: case OP_COUNT:
+        break;
+    }
+    return 0;
+}
+
+/* The per-image offset of node id's pieces: the live piecewise nodes
+ * before it, in node order; with id = nnodes, the per-image total. */
+static size_t emit_branch_site(const Emit *e, int id)
+{
+    size_t off = 0;
+    for (int i = 1; i < id && i < e->g->nnodes; i++)
+        if (e->p->nodes[i].live)
+            off += emit_branch_len(&e->g->nodes[i]);
+    return off;
 }
 
 static void emit_forward_node(Emit *e, const IrNode *n)
@@ -259,7 +280,8 @@ static void emit_forward_node(Emit *e, const IrNode *n)
                emit_num(e, n->u.bn.eps));
         break;
     case OP_RELU:
-        emit_f(e, "    rt_relu_forward%s(ctx, %s, %s, nB * %zu);\n", S, out, in, len);
+        emit_f(e, "    rt_relu_forward%s(ctx, %s, %s, nB * %zu, nB * %zu);\n", S, out, in, len,
+               emit_branch_site(e, n->id));
         break;
     case OP_SUM:
         emit_f(e, "    {\n");
@@ -294,9 +316,9 @@ static void emit_forward_node(Emit *e, const IrNode *n)
                emit_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
-        emit_f(e, "    rt_exact_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d);\n", S, out,
+        emit_f(e, "    rt_exact_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d, nB * %zu);\n", S, out,
                emit_buf(e, pn->save0), in, emit_param(e, "P", n->u.exact.u), emit_numel(*is),
-               n->u.exact.m);
+               n->u.exact.m, emit_branch_site(e, n->id));
         break;
     case OP_DROPOUT:
         emit_f(e, "    if (train) {\n        rt_dropout_forward%s(ctx, %s, %s, %s, nB * %zu, %s, "
@@ -354,8 +376,8 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                n->shape.h * n->shape.w);
         break;
     case OP_RELU:
-        emit_f(e, "    rt_relu_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0], acc[0],
-               dout, emit_out(e, n->id), len);
+        emit_f(e, "    rt_relu_backward%s(ctx, %s, %d, %s, %s, nB * %zu, nB * %zu);\n", S,
+               din[0], acc[0], dout, emit_out(e, n->id), len, emit_branch_site(e, n->id));
         break;
     case OP_SUM: {
         bool learned = plan_bwd_reads_input(n);
@@ -419,10 +441,10 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                emit_param(e, "P", n->u.linear.w), emit_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
-        emit_f(e, "    rt_exact_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d);\n", S,
-               din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
+        emit_f(e, "    rt_exact_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d, "
+               "nB * %zu);\n", S, din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
                emit_buf(e, pn->save0), emit_param(e, "P", n->u.exact.u), emit_numel(*is),
-               n->u.exact.m);
+               n->u.exact.m, emit_branch_site(e, n->id));
         break;
     case OP_DROPOUT:
         emit_f(e, "    rt_dropout_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0],
@@ -646,7 +668,8 @@ static void emit_net(Emit *e)
            g->input.w, g->classes);
     emit_f(e, "    .nparams = %zu, .nbuffers = %zu,\n", e->p->nparams, e->p->nbuffers);
     emit_f(e, "    .tensors = tensors, .ntensors = %d,\n", g->nparams);
-    emit_f(e, "    .madds = %lld, .nops = %d,\n", emit_madds(g), nops);
+    emit_f(e, "    .madds = %lld, .nops = %d, .branch_elems = %zu,\n", emit_madds(g), nops,
+           emit_branch_site(e, g->nnodes));
     emit_f(e, "    .act_elems = act_elems, .scratch_bytes = scratch_bytes,\n"
               "    .forward = forward, .backward = backward,\n"
               "    .forward_d = forward_d, .backward_d = backward_d,\n");
@@ -679,9 +702,9 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
             g->input.c, g->input.h, g->input.w, g->classes, g->nnodes - 1, emit_madds(g));
     fprintf(out, " * Parameters: %zu; BN running statistics: %zu.\n", p->nparams, p->nbuffers);
     fprintf(out, " * Activation arena: %zu*B + %zu elements (%zu*B + %zu without reuse);\n"
-                 " * a float model at batch 128 takes %.1f MB in all.\n",
-            p->arena_a, p->arena_b, p->naive_a, p->naive_b,
-            (double)plan_total_bytes(p, g, 128, sizeof(float)) / 1e6);
+                 " * a float model at batch %d takes %.1f MB in all.\n",
+            p->arena_a, p->arena_b, p->naive_a, p->naive_b, RT_DEFAULT_BATCH,
+            (double)plan_total_bytes(p, g, RT_DEFAULT_BATCH, sizeof(float)) / 1e6);
     fputs(" *\n * Spec:\n", out);
     emit_comment_text(out, path, strlen(path));
     fputs(" *\n", out);

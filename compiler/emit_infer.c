@@ -102,7 +102,7 @@ typedef struct {
     InferArr *arr;
     int narr, caparr;
     int *warr, *barr;   /* per node: arrays of its (folded) weight / bias, -1 none */
-    float mean[64], inv_std[64];
+    RtNorm norm;        /* the input normalisation, as the data loader applies it */
     unsigned char used_act[INFER_MAX_ACTS]; /* per infer_acts row: 1 the function, 2 the loop */
     bool bad;
     FILE *diag;
@@ -199,38 +199,16 @@ static float *infer_alloc(size_t n)
 
 /* --- reading the checkpoint ------------------------------------------------ */
 
-/* "a,b,c" into v[want]; false unless exactly want finite numbers. */
-static bool infer_parse_list(const char *s, double *v, int want)
-{
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        errno = 0;
-        double x = strtod(p, &end);
-        if (end == p || errno || !isfinite(x) || n == want)
-            return false;
-        v[n++] = x;
-        p = end;
-        if (*p == ',')
-            p++;
-        else if (*p)
-            return false;
-    }
-    return n == want;
-}
-
 static int infer_norm(Infer *in, const EmitInferRequest *rq, const RtStFile *f)
 {
     int C = in->g->input.c;
-    double mean[64], sd[64];
-    if (C > 64) {
-        fprintf(in->diag, "optc: %s: %d input channels; inference supports at most 64\n",
-                in->g->name, C);
+    if (C > RT_NORM_MAX_C) {
+        fprintf(in->diag, "optc: %s: %d input channels; inference supports at most %d\n",
+                in->g->name, C, RT_NORM_MAX_C);
         return -1;
     }
     const char *ms = rt_st_meta(f, "input_mean"), *ss = rt_st_meta(f, "input_std");
-    const char *from = rq->weights;
+    const char *from = rq->weights, *why = NULL;
     char *copy = NULL;
     if (rq->norm) {
         copy = infer_strdup(rq->norm);
@@ -250,19 +228,11 @@ static int infer_norm(Infer *in, const EmitInferRequest *rq, const RtStFile *f)
                 "--norm MEAN,...:STD,... (one value per input channel)\n", rq->weights);
         return -1;
     }
-    bool ok = infer_parse_list(ms, mean, C) && infer_parse_list(ss, sd, C);
-    for (int c = 0; ok && c < C; c++)
-        ok = sd[c] > 0;
-    if (!ok) {
-        fprintf(in->diag, "%s: error: input normalisation '%s' / '%s' is not %d finite mean(s) "
-                "and %d positive std(s)\n", from, ms, ss, C, C);
+    /* The runtime's own parser: the same values the data loader applies. */
+    if (rt_norm_parse(&in->norm, C, ms, ss, &why) != 0) {
+        fprintf(in->diag, "%s: error: input normalisation: %s\n", from, why);
         free(copy);
         return -1;
-    }
-    /* As the data loader applies it: (x - (float)mean) * (float)(1 / std). */
-    for (int c = 0; c < C; c++) {
-        in->mean[c] = (float)mean[c];
-        in->inv_std[c] = (float)(1.0 / sd[c]);
     }
     free(copy);
     return 0;
@@ -490,7 +460,7 @@ static int infer_plan(Infer *in)
 static const char *const infer_reserved[] = {
     "act", "pixels", "logits", "xs", "c", "cs", "normalise", "conv2d", "affine", "sum",
     "concat", "pad_channels", "avgpool", "gap", "linear", "exact", "input_mean",
-    "input_inv_std",
+    "input_std",
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
     "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
     "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
@@ -659,13 +629,13 @@ enum { H_NORM, H_CONV, H_AFFINE, H_SUM, H_CONCAT, H_PAD, H_AVGPOOL, H_GAP, H_LIN
 
 static const char *const infer_helpers[H_COUNT] = {
     [H_NORM] =
-    "/* out[c][i] = (pixels[c][i] - mean[c]) * inv_std[c]. */\n"
+    "/* out[c][i] = (pixels[c][i] - mean[c]) / std[c], as the training data was. */\n"
     "static void normalise(float *out, const float *pixels, const float *mean,\n"
-    "                      const float *inv_std, int C, int HW)\n"
+    "                      const float *std, int C, int HW)\n"
     "{\n"
     "    for (int c = 0; c < C; c++)\n"
     "        for (int i = 0; i < HW; i++)\n"
-    "            out[c * HW + i] = (pixels[c * HW + i] - mean[c]) * inv_std[c];\n"
+    "            out[c * HW + i] = (pixels[c * HW + i] - mean[c]) / std[c];\n"
     "}\n",
     [H_CONV] =
     "/* out[Cout][Ho][Wo] = bias + conv(in[Cin][H][W], w[Cout][Cin][K][K]), zero\n"
@@ -918,7 +888,7 @@ static void infer_op(Infer *in, FILE *out, int i, bool *used)
     switch (x->op) {
     case OP_INPUT:
         used[H_NORM] = true;
-        fprintf(out, "    normalise(%s, pixels, input_mean, input_inv_std, %d, %d);\n", y,
+        fprintf(out, "    normalise(%s, pixels, input_mean, input_std, %d, %d);\n", y,
                 x->shape.c, hw);
         break;
     case OP_BN:
@@ -1031,12 +1001,12 @@ static int infer_write_code(Infer *in, FILE *out, const EmitInferRequest *rq)
     fprintf(out, "static const float input_mean[%d] = {", g->input.c);
     for (int c = 0; c < g->input.c; c++) {
         fputs(c ? ", " : " ", out);
-        infer_float(out, in->mean[c]);
+        infer_float(out, in->norm.mean[c]);
     }
-    fprintf(out, " };\nstatic const float input_inv_std[%d] = {", g->input.c);
+    fprintf(out, " };\nstatic const float input_std[%d] = {", g->input.c);
     for (int c = 0; c < g->input.c; c++) {
         fputs(c ? ", " : " ", out);
-        infer_float(out, in->inv_std[c]);
+        infer_float(out, in->norm.std[c]);
     }
     fprintf(out, " };\n");
 

@@ -1,9 +1,11 @@
 /* frontend.h — the front end's API: arena, spec loading (lex, parse, sema),
  * unrolling to the IR of ir.h, and the IR printers. Implemented by arena.c,
- * diag.c, the grammar, sema.c, unroll.c, ir_print.c, emit_dot.c. */
+ * diag.c, the grammar, load.c (driving sema.c, network.c, unroll.c),
+ * ir_print.c, emit_dot.c. */
 #ifndef OPTC_FRONTEND_H
 #define OPTC_FRONTEND_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include "ir.h"
 
@@ -24,6 +26,12 @@ typedef struct { const char *name, *value; } Define;
 
 typedef struct Spec Spec;
 
+/* The whole file at path, NUL-terminated (embedded NULs kept), for the
+ * caller to free; its size in *len when len is given. NULL with errno set
+ * when it cannot be opened or read (EFBIG: larger than limit bytes). The
+ * one file reader of the compiler. */
+char *fe_read_file(const char *path, size_t limit, size_t *len);
+
 /* Parse and check a spec. Diagnostics (file:line:col, source line, carets)
  * go to diag. Returns NULL when there were errors (*nerrors > 0). */
 Spec *fe_load(Arena *a, const char *path, const Define *defs, int ndefs,
@@ -37,6 +45,11 @@ int         fe_network_count(const Spec *s);
 const char *fe_network_name(const Spec *s, int i);
 int         fe_optimizer_count(const Spec *s);
 const char *fe_optimizer_name(const Spec *s, int i);
+/* Optimizer i's parameters as in effect after -D (the network-less values
+ * fe_unroll_optimizer uses): the name of parameter j, its value in *value
+ * and whether it is learned (*value is then its initial value). */
+int         fe_optimizer_param_count(const Spec *s, int i);
+const char *fe_optimizer_param(const Spec *s, int i, int j, double *value, bool *learned);
 
 /* Unroll network net (NULL: the first in the file) into an IR graph with
  * every shape known and every fixed scalar folded. NULL on error. */
@@ -48,6 +61,9 @@ IrGraph *fe_unroll(Arena *a, const Spec *s, const char *net, FILE *diag, int *ne
  * the final x[steps]. For optc analyze. */
 IrGraph *fe_unroll_optimizer(Arena *a, const Spec *s, const char *opt, int steps,
                              IrShape state, FILE *diag, int *nerrors);
+
+/* An op's name in the spec and the printers ("conv", "sum"...). */
+const char *ir_op_name(IrOp op);
 
 /* Printers: one op per line with shapes; Graphviz. */
 void ir_print(FILE *out, const IrGraph *g);

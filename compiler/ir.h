@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "rt_defaults.h"
 
 typedef enum {
 #define OP(name, text, np) OP_##name,
@@ -69,6 +70,10 @@ typedef struct {
     int id;
     IrOp op;
     const char *name;       /* e.g. "stage1.step0.grad.conv0", "stage1.x1" */
+    int stage;              /* 1-based stage the node belongs to; -1 outside
+                             * the stages (input, stem, transitions, head) */
+    int step;               /* 0-based step of that stage that made it; -1
+                             * outside a step (initial values, not a stage) */
     int nin;
     const int *in;          /* node ids, nin of them */
     IrShape shape;          /* output shape, per image */

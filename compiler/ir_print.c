@@ -9,6 +9,11 @@ static const char *const op_text[] = {
 #undef OP
 };
 
+const char *ir_op_name(IrOp op)
+{
+    return op >= 0 && op < OP_COUNT ? op_text[op] : "?";
+}
+
 static void param_ref(FILE *out, const IrGraph *g, const char *role, int p)
 {
     if (p < 0)
@@ -38,7 +43,7 @@ void ir_print(FILE *out, const IrGraph *g)
     fprintf(out, "# %d ops, %d parameter tensors, %zu trainable values\n", g->nnodes, g->nparams, total);
     for (int i = 0; i < g->nnodes; i++) {
         const IrNode *n = &g->nodes[i];
-        fprintf(out, "%4d %-7s %-32s (", n->id, op_text[n->op], n->name);
+        fprintf(out, "%4d %-7s %-32s (", n->id, ir_op_name(n->op), n->name);
         for (int j = 0; j < n->nin; j++)
             fprintf(out, "%s%d", j ? "," : "", n->in[j]);
         fprintf(out, ") -> %dx%dx%d", n->shape.c, n->shape.h, n->shape.w);

@@ -545,7 +545,7 @@ PlanMemory plan_memory(const Plan *p, const IrGraph *g, int B)
 
 int plan_default_batch(const IrGraph *g)
 {
-    return g->train.batch > 0 ? g->train.batch : 128;  /* the runtime's default */
+    return g->train.batch > 0 ? g->train.batch : RT_DEFAULT_BATCH;
 }
 
 double plan_phys_bytes(void)

@@ -1,23 +1,17 @@
-/* sema.c — loading a spec: read, parse, check names, types, causality and
- * ranges, apply -D overrides, then unroll every network once so shape and
- * linearity errors are reported by `optc check` too. */
-#include <errno.h>
+/* sema.c — the optimizers of a spec: names, types (scalar or tensor),
+ * linearity and causality; every name of an update resolved for unroll
+ * (Expr.ref/off/abs). Also the constant evaluator and the layer-list parser
+ * that network.c uses. Network items and -D are network.c's; reading the
+ * file and the trial unroll are load.c's. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ast.h"
-
-#define MAX_STEPS 10000
-#define MAX_WIDTH 65536
-#define MAX_SPEC_BYTES (16 << 20)
+#include "layer.h"
 
 typedef struct {
     Diag *d;
-    Spec *s;
     Arena *a;
-    const Define *defs;
-    int ndefs;
-    bool *def_used;
 } Sema;
 
 enum { TY_ERR = -1, TY_S = 0, TY_T = 1 };
@@ -136,27 +130,6 @@ bool sema_pval(Diag *d, const Expr *e, PVal *out)
     return sema_const(d, e, &out->value);
 }
 
-/* A -D value: a number or learned(number). */
-static bool define_value(const char *v, PVal *out)
-{
-    char *end;
-    out->learned = false;
-    if (strncmp(v, "learned(", 8) == 0) {
-        out->learned = true;
-        v += 8;
-    }
-    errno = 0;
-    out->value = strtod(v, &end);
-    if (end == v || errno || !isfinite(out->value))
-        return false;
-    if (out->learned) {
-        if (*end != ')')
-            return false;
-        end++;
-    }
-    return *end == 0;
-}
-
 /* ---- optimizers --------------------------------------------------------- */
 
 typedef struct {
@@ -169,9 +142,9 @@ typedef struct {
 
 #define TERR(...) do { if (t->report) diag_error(t->S->d, __VA_ARGS__); return TY_ERR; } while (0)
 
-static int type_expr(TyCtx *t, const Expr *e);
+static int type_expr(TyCtx *t, Expr *e);
 
-static int type_index(TyCtx *t, const Expr *e)
+static int type_index(TyCtx *t, Expr *e)
 {
     const OptDecl *o = t->oi->decl;
     const char *n = e->u.index.name;
@@ -187,6 +160,9 @@ static int type_index(TyCtx *t, const Expr *e)
     bool abs;
     if (!sema_index_form(e->u.index.index, &off, &abs))
         TERR(e->u.index.index->span, "index must be k, k+N, k-N or 0");
+    e->ref = si;
+    e->off = off;
+    e->abs = abs;
     if (abs && off != 0)
         TERR(e->u.index.index->span, "a constant index must be 0");
     if (!abs && off > 1)
@@ -215,7 +191,7 @@ static int type_index(TyCtx *t, const Expr *e)
     return s->tensor ? TY_T : TY_S;
 }
 
-static int type_call(TyCtx *t, const Expr *e)
+static int type_call(TyCtx *t, Expr *e)
 {
     const char *f = e->u.call.name;
     int n = e->u.call.nargs;
@@ -257,7 +233,9 @@ static int type_call(TyCtx *t, const Expr *e)
     return res;
 }
 
-static int type_expr(TyCtx *t, const Expr *e)
+/* The type of e (TY_S, TY_T or TY_ERR); resolves the names in e (Expr.ref,
+ * off, abs) for unroll on the way. */
+static int type_expr(TyCtx *t, Expr *e)
 {
     const OptDecl *o = t->oi->decl;
     int a, b;
@@ -266,12 +244,14 @@ static int type_expr(TyCtx *t, const Expr *e)
         return TY_S;
     case EX_NAME:
         if (strcmp(e->u.name, "k") == 0) {
+            e->ref = AST_STEP;
             if (t->init)
                 TERR(e->span, "an initial value must be a constant");
             return TY_S;
         }
-        if (sema_find_param(o, e->u.name) >= 0)
+        if ((e->ref = sema_find_param(o, e->u.name)) >= 0)
             return TY_S;
+        e->ref = AST_UNRESOLVED;
         if (sema_find_seq(t->oi, e->u.name) >= 0)
             TERR(e->span, "'%s' is a sequence: index it, as in %s[k]", e->u.name, e->u.name);
         TERR(e->span, "unknown name '%s'", e->u.name);
@@ -311,9 +291,9 @@ static int type_expr(TyCtx *t, const Expr *e)
     return TY_ERR;
 }
 
-static void check_optimizer(Sema *S, OptInfo *oi, OptDecl *o)
+void sema_check_optimizer(Diag *d, Arena *a, OptInfo *oi, OptDecl *o)
 {
-    Diag *d = S->d;
+    Sema SS = { d, a }, *S = &SS;
     int e0 = d->nerrors;
     oi->decl = o;
     oi->state = -1;
@@ -431,7 +411,7 @@ static void check_optimizer(Sema *S, OptInfo *oi, OptDecl *o)
 
 /* ---- networks ----------------------------------------------------------- */
 
-static bool atom_int(Diag *d, const Atom *at, long lo, long hi, const char *what, int *out)
+bool atom_int(Diag *d, const Atom *at, long lo, long hi, const char *what, int *out)
 {
     long v;
     if (at->kind != AT_NUM || !int_value(at->num, &v) || v < lo || v > hi) {
@@ -442,7 +422,7 @@ static bool atom_int(Diag *d, const Atom *at, long lo, long hi, const char *what
     return true;
 }
 
-static bool atom_num(Diag *d, const Atom *at, double lo, double hi, const char *what, double *out)
+bool atom_num(Diag *d, const Atom *at, double lo, double hi, const char *what, double *out)
 {
     if (at->kind != AT_NUM || !(at->num >= lo && at->num <= hi)) {
         diag_error(d, at->span, "%s must be a number in [%g, %g]", what, lo, hi);
@@ -452,7 +432,7 @@ static bool atom_num(Diag *d, const Atom *at, double lo, double hi, const char *
     return true;
 }
 
-static bool arg_int(Diag *d, const Arg *g, long lo, long hi, const char *what, int *out)
+bool arg_int(Diag *d, const Arg *g, long lo, long hi, const char *what, int *out)
 {
     double v;
     long n;
@@ -467,7 +447,7 @@ static bool arg_int(Diag *d, const Arg *g, long lo, long hi, const char *what, i
 }
 
 /* One atom as a single word (no args). */
-static const Atom *single_atom(Diag *d, const Item *it)
+const Atom *single_atom(Diag *d, const Item *it)
 {
     if (it->ngroups != 1 || it->groups[0]->natoms != 1) {
         diag_error(d, it->span, "'%s' takes one value", it->name);
@@ -475,8 +455,6 @@ static const Atom *single_atom(Diag *d, const Item *it)
     }
     return it->groups[0]->atoms[0];
 }
-
-enum { CTX_STEM, CTX_GRAD, CTX_TRANS, CTX_HEAD };
 
 static bool parse_layer(Diag *d, const Atom *at, int ctx, Layer *L)
 {
@@ -511,7 +489,7 @@ static bool parse_layer(Diag *d, const Atom *at, int ctx, Layer *L)
             } else if (g->name) {
                 diag_error(d, g->name_span, "unknown argument '%s' (a conv takes a width or ratio = r)", g->name);
                 return false;
-            } else if (!arg_int(d, g, 1, MAX_WIDTH, "width", &L->width)) {
+            } else if (!arg_int(d, g, 1, SEMA_MAX_WIDTH, "width", &L->width)) {
                 return false;
             }
         }
@@ -574,13 +552,13 @@ static bool parse_layer(Diag *d, const Atom *at, int ctx, Layer *L)
             return false;
         }
         strcpy(L->phi, "relu");
-        return arg_int(d, at->args[1], 1, MAX_WIDTH, "exact width", &L->m);
+        return arg_int(d, at->args[1], 1, SEMA_MAX_WIDTH, "exact width", &L->m);
     }
     diag_error(d, at->span, "unknown layer '%s'", n);
     return false;
 }
 
-static void parse_layers(Diag *d, Arena *a, const Item *it, int ctx, Layer **out, int *n)
+void layer_parse_list(Diag *d, Arena *a, const Item *it, int ctx, Layer **out, int *n)
 {
     *n = 0;
     *out = arena_alloc(a, sizeof(Layer) * (size_t)(it->ngroups + 1));
@@ -607,546 +585,10 @@ static void parse_layers(Diag *d, Arena *a, const Item *it, int ctx, Layer **out
     }
 }
 
-static int find_opt(const Spec *s, const char *name)
+int sema_find_opt(const Spec *s, const char *name)
 {
     for (int i = 0; i < s->nopt; i++)
         if (strcmp(s->optd[i]->name, name) == 0)
             return i;
     return -1;
-}
-
-static void parse_stage(Sema *S, const Item *it, StageInfo *st)
-{
-    Diag *d = S->d;
-    memset(st, 0, sizeof *st);
-    st->span = it->span;
-    st->opt = -1;
-    st->stride = 1;
-    if (it->ngroups != 1) {
-        diag_error(d, it->span, "expected: stage OPTIMIZER[(args)] steps N [width W] [stride S];");
-        return;
-    }
-    const Group *g = it->groups[0];
-    const Atom *o = g->atoms[0];
-    if (o->kind != AT_NAME && o->kind != AT_CALL) {
-        diag_error(d, o->span, "expected an optimizer name");
-        return;
-    }
-    st->opt = find_opt(S->s, o->name);
-    if (st->opt < 0) {
-        diag_error(d, o->span, "unknown optimizer '%s'", o->name);
-        return;
-    }
-    const OptDecl *od = S->s->optd[st->opt];
-    st->args = o->args;
-    st->nargs = o->nargs;
-    for (int i = 0; i < o->nargs; i++) {
-        const Arg *a = o->args[i];
-        PVal pv;
-        if (!a->name) {
-            diag_error(d, a->span, "stage arguments are named: %s(param = value)", od->name);
-            continue;
-        }
-        if (sema_find_param(od, a->name) < 0) {
-            diag_error(d, a->name_span, "optimizer '%s' has no parameter '%s'", od->name, a->name);
-            continue;
-        }
-        for (int j = 0; j < i; j++)
-            if (o->args[j]->name && strcmp(o->args[j]->name, a->name) == 0)
-                diag_error(d, a->name_span, "duplicate argument '%s'", a->name);
-        sema_pval(d, a->value, &pv);
-    }
-    bool seen[3] = { false, false, false };
-    for (int i = 1; i < g->natoms; i += 2) {
-        const Atom *kw = g->atoms[i];
-        if (kw->kind != AT_NAME) {
-            diag_error(d, kw->span, "expected steps, width or stride");
-            return;
-        }
-        int which = strcmp(kw->name, "steps") == 0 ? 0 : strcmp(kw->name, "width") == 0 ? 1
-                  : strcmp(kw->name, "stride") == 0 ? 2 : -1;
-        if (which < 0) {
-            diag_error(d, kw->span, "unknown stage option '%s' (expected steps, width or stride)", kw->name);
-            return;
-        }
-        if (seen[which])
-            diag_error(d, kw->span, "duplicate '%s'", kw->name);
-        seen[which] = true;
-        if (i + 1 >= g->natoms) {
-            diag_error(d, kw->span, "'%s' needs a value", kw->name);
-            return;
-        }
-        const Atom *v = g->atoms[i + 1];
-        if (which == 0)
-            atom_int(d, v, 1, MAX_STEPS, "steps", &st->steps);
-        else if (which == 1)
-            atom_int(d, v, 1, MAX_WIDTH, "width", &st->width);
-        else
-            atom_int(d, v, 1, 8, "stride", &st->stride);
-    }
-    if (!seen[0])
-        diag_error(d, it->span, "stage needs 'steps N'");
-}
-
-static bool word_is(const Atom *a, const char *w)
-{
-    return a->kind == AT_NAME && strcmp(a->name, w) == 0;
-}
-
-static bool bool_item(Diag *d, const Item *it, bool *out)
-{
-    if (it->ngroups == 0) {
-        *out = true;
-        return true;
-    }
-    const Atom *a = single_atom(d, it);
-    if (!a)
-        return false;
-    if (word_is(a, "true") || word_is(a, "on") || (a->kind == AT_NUM && a->num == 1))
-        *out = true;
-    else if (word_is(a, "false") || word_is(a, "off") || (a->kind == AT_NUM && a->num == 0))
-        *out = false;
-    else {
-        diag_error(d, a->span, "expected true or false");
-        return false;
-    }
-    return true;
-}
-
-static void parse_train(Diag *d, const Item *blk, IrTrain *t)
-{
-    for (int i = 0; i < blk->nitems; i++) {
-        const Item *it = blk->items[i];
-        const char *n = it->name;
-        const Atom *a;
-        if (it->block) {
-            diag_error(d, it->span, "unexpected block in train");
-            continue;
-        }
-        if (strcmp(n, "nesterov") == 0) {
-            bool_item(d, it, &t->nesterov);
-            continue;
-        }
-        if (strcmp(n, "decay_bn") == 0) {
-            bool_item(d, it, &t->decay_bn);
-            continue;
-        }
-        if (strcmp(n, "augment") == 0) {
-            for (int j = 0; j < it->ngroups; j++) {
-                const Group *g = it->groups[j];
-                const Atom *x = g->atoms[0];
-                if (g->natoms != 1)
-                    diag_error(d, g->span, "expected crop(N), flip or none");
-                else if (word_is(x, "flip"))
-                    t->flip = true;
-                else if (word_is(x, "none"))
-                    ;
-                else if (x->kind == AT_CALL && strcmp(x->name, "crop") == 0 && x->nargs == 1 && !x->args[0]->name)
-                    arg_int(d, x->args[0], 1, 64, "crop padding", &t->crop_pad);
-                else
-                    diag_error(d, x->span, "expected crop(N), flip or none");
-            }
-            continue;
-        }
-        if (strcmp(n, "schedule") == 0) {
-            if (!(a = single_atom(d, it)))
-                continue;
-            if (word_is(a, "constant"))
-                t->schedule = SCHED_CONSTANT;
-            else if (word_is(a, "cosine"))
-                t->schedule = SCHED_COSINE;
-            else if (a->kind == AT_CALL && strcmp(a->name, "step") == 0) {
-                t->schedule = SCHED_STEP;
-                t->step_gamma = 0.1;
-                t->nmilestones = 0;
-                for (int j = 0; j < a->nargs; j++) {
-                    const Arg *g = a->args[j];
-                    if (g->name && strcmp(g->name, "gamma") == 0) {
-                        if (sema_const(d, g->value, &t->step_gamma) && !(t->step_gamma > 0 && t->step_gamma <= 1))
-                            diag_error(d, g->value->span, "gamma must be in (0, 1]");
-                    } else if (g->name) {
-                        diag_error(d, g->name_span, "unknown argument '%s'", g->name);
-                    } else if (t->nmilestones == 4) {
-                        diag_error(d, g->span, "at most 4 milestones");
-                    } else if (arg_int(d, g, 1, 100000, "milestone", &t->milestones[t->nmilestones])) {
-                        if (t->nmilestones && t->milestones[t->nmilestones] <= t->milestones[t->nmilestones - 1])
-                            diag_error(d, g->span, "milestones must increase");
-                        t->nmilestones++;
-                    }
-                }
-                if (t->nmilestones == 0)
-                    diag_error(d, a->span, "step(...) needs at least one milestone epoch");
-            } else
-                diag_error(d, a->span, "expected constant, cosine or step(m1, m2, ..., gamma = g)");
-            continue;
-        }
-        if (!(a = single_atom(d, it)))
-            continue;
-        if (strcmp(n, "epochs") == 0)
-            atom_int(d, a, 1, 100000, "epochs", &t->epochs);
-        else if (strcmp(n, "batch") == 0)
-            atom_int(d, a, 1, 65536, "batch", &t->batch);
-        else if (strcmp(n, "warmup") == 0)
-            atom_int(d, a, 0, 100000, "warmup", &t->warmup_epochs);
-        else if (strcmp(n, "lr") == 0) {
-            if (atom_num(d, a, 0, 100, "lr", &t->lr) && t->lr == 0)
-                diag_error(d, a->span, "lr must be positive");
-        } else if (strcmp(n, "momentum") == 0)
-            atom_num(d, a, 0, 0.999999, "momentum", &t->momentum);
-        else if (strcmp(n, "weight_decay") == 0)
-            atom_num(d, a, 0, 1, "weight_decay", &t->weight_decay);
-        else
-            diag_error(d, it->name_span, "unknown train setting '%s'", n);
-    }
-}
-
-static void check_network(Sema *S, NetInfo *ni, NetDecl *nd)
-{
-    Diag *d = S->d;
-    ni->decl = nd;
-    ni->shortcut = SC_PAD;
-    ni->train = (IrTrain){ .epochs = 10, .batch = 128, .lr = 0.1, .momentum = 0.9,
-                           .weight_decay = 5e-4, .schedule = SCHED_COSINE, .step_gamma = 0.1 };
-    ni->stages = arena_alloc(S->a, sizeof(StageInfo) * (size_t)(nd->nitems + 1));
-    ni->stem = arena_alloc(S->a, sizeof(Layer));
-    ni->trans = arena_alloc(S->a, sizeof(Layer));
-    static const char *const once[] = { "input", "classes", "stem", "grad", "share", "shortcut",
-                                        "transition", "head", "train" };
-    enum { NONCE = sizeof once / sizeof once[0] };
-    const Item *seen[NONCE] = { 0 };
-    for (int i = 0; i < nd->nitems; i++) {
-        const Item *it = nd->items[i];
-        const char *n = it->name;
-        if (strcmp(n, "stage") == 0) {
-            parse_stage(S, it, &ni->stages[ni->nstages++]);
-            continue;
-        }
-        int w = -1;
-        for (int j = 0; j < NONCE; j++)
-            if (strcmp(n, once[j]) == 0)
-                w = j;
-        if (w < 0) {
-            diag_error(d, it->name_span, "unknown network item '%s'", n);
-            continue;
-        }
-        if (seen[w]) {
-            diag_error(d, it->name_span, "duplicate '%s'", n);
-            diag_note(d, seen[w]->name_span, "first given here");
-            continue;
-        }
-        seen[w] = it;
-        if ((w == 8) != it->block) {
-            diag_error(d, it->span, w == 8 ? "train takes a block: train { epochs 10; ... }"
-                                           : "unexpected block");
-            continue;
-        }
-        const Atom *a;
-        switch (w) {
-        case 0:
-            if (it->ngroups != 1 || it->groups[0]->natoms != 1)
-                diag_error(d, it->span, "expected the input shape as CxHxW, e.g. 3x32x32");
-            else if ((a = single_atom(d, it))) {
-                if (a->kind != AT_DIMS)
-                    diag_error(d, a->span, "expected the input shape as CxHxW, e.g. 3x32x32");
-                else
-                    ni->input = (IrShape){ a->dims[0], a->dims[1], a->dims[2] };
-            }
-            break;
-        case 1:
-            if ((a = single_atom(d, it)))
-                atom_int(d, a, 1, 100000, "classes", &ni->classes);
-            break;
-        case 2:
-            parse_layers(d, S->a, it, CTX_STEM, &ni->stem, &ni->nstem);
-            break;
-        case 3:
-            parse_layers(d, S->a, it, CTX_GRAD, &ni->grad, &ni->ngrad);
-            ni->grad_span = it->span;
-            break;
-        case 4:
-            if ((a = single_atom(d, it))) {
-                if (word_is(a, "stage"))
-                    ni->share = true;
-                else if (!word_is(a, "none"))
-                    diag_error(d, a->span, "expected share = none | stage");
-            }
-            break;
-        case 5:
-            if ((a = single_atom(d, it))) {
-                if (word_is(a, "conv1x1"))
-                    ni->shortcut = SC_CONV;
-                else if (!word_is(a, "pad"))
-                    diag_error(d, a->span, "expected shortcut = pad | conv1x1");
-            }
-            break;
-        case 6:
-            parse_layers(d, S->a, it, CTX_TRANS, &ni->trans, &ni->ntrans);
-            break;
-        case 7:
-            parse_layers(d, S->a, it, CTX_HEAD, &ni->head, &ni->nhead);
-            ni->head_span = it->span;
-            break;
-        case 8:
-            parse_train(d, it, &ni->train);
-            break;
-        }
-    }
-    static const int required[] = { 0, 1, 3, 7 };
-    for (int j = 0; j < 4; j++)
-        if (!seen[required[j]])
-            diag_error(d, nd->name_span, "network '%s' has no '%s'", nd->name, once[required[j]]);
-    if (ni->nstages == 0)
-        diag_error(d, nd->name_span, "network '%s' has no stage", nd->name);
-    if (ni->nhead && ni->head[ni->nhead - 1].kind != L_LINEAR)
-        diag_error(d, ni->head_span, "the head must end with 'linear'");
-}
-
-/* ---- -D ----------------------------------------------------------------- */
-
-static bool stage_key(const char *a, const char *b, int *stage, bool *steps)
-{
-    int n = 0, st;
-    if (sscanf(a, "stage%d%n", &st, &n) != 1 || a[n] != 0 || st < 1)
-        return false;
-    if (strcmp(b, "steps") != 0 && strcmp(b, "width") != 0)
-        return false;
-    *stage = st;
-    *steps = b[1] == 't';
-    return true;
-}
-
-static void apply_stage_define(Sema *S, int di, NetInfo *ni, int stage, bool steps)
-{
-    if (stage > ni->nstages)
-        return;
-    long v;
-    char *end;
-    errno = 0;
-    v = strtol(S->defs[di].value, &end, 10);
-    S->def_used[di] = true;
-    if (errno || *end || end == S->defs[di].value || v < 1 || v > (steps ? MAX_STEPS : MAX_WIDTH)) {
-        diag_error_noloc(S->d, "<command line>", "-D %s=%s: %s must be an integer in 1..%d",
-                         S->defs[di].name, S->defs[di].value, steps ? "steps" : "width",
-                         steps ? MAX_STEPS : MAX_WIDTH);
-        return;
-    }
-    if (steps)
-        ni->stages[stage - 1].steps = (int)v;
-    else
-        ni->stages[stage - 1].width = (int)v;
-}
-
-static void apply_defines(Sema *S)
-{
-    Spec *s = S->s;
-    for (int di = 0; di < S->ndefs; di++) {
-        const Define *df = &S->defs[di];
-        char buf[256];
-        if (!df->name || !df->value || strlen(df->name) >= sizeof buf) {
-            diag_error_noloc(S->d, "<command line>", "malformed -D");
-            continue;
-        }
-        strcpy(buf, df->name);
-        char *part[4];
-        int np = 0;
-        for (char *p = buf; np < 4;) {
-            part[np++] = p;
-            p = strchr(p, '.');
-            if (!p)
-                break;
-            *p++ = 0;
-        }
-        int stage;
-        bool steps;
-        if (np == 1 || np == 2) {
-            for (int oi = 0; oi < s->nopt; oi++) {
-                if (np == 2 && strcmp(part[0], s->optd[oi]->name) != 0)
-                    continue;
-                int pi = sema_find_param(s->optd[oi], part[np - 1]);
-                if (pi < 0)
-                    continue;
-                S->def_used[di] = true;
-                if (!s->opts[oi].override)  /* unchecked: it has a syntax error */
-                    continue;
-                if (!define_value(df->value, &s->opts[oi].override[pi])) {
-                    diag_error_noloc(S->d, "<command line>", "-D %s=%s: expected a number or learned(number)",
-                                     df->name, df->value);
-                    break;
-                }
-                s->opts[oi].overridden[pi] = true;
-            }
-        }
-        if (np == 2 && stage_key(part[0], part[1], &stage, &steps))
-            for (int ni = 0; ni < s->nnet; ni++)
-                apply_stage_define(S, di, &s->nets[ni], stage, steps);
-        if (np == 3 && stage_key(part[1], part[2], &stage, &steps))
-            for (int ni = 0; ni < s->nnet; ni++)
-                if (strcmp(s->netd[ni]->name, part[0]) == 0)
-                    apply_stage_define(S, di, &s->nets[ni], stage, steps);
-        if (!S->def_used[di])
-            diag_error_noloc(S->d, "<command line>", "-D %s matches no optimizer parameter or stage", df->name);
-    }
-}
-
-/* ---- entry points -------------------------------------------------------- */
-
-/* Declarations holding a syntax error are not checked further: their
- * statements are incomplete and would only produce follow-on errors. */
-static bool has_syntax_error(const ParseCtx *pc, Span sp)
-{
-    for (int i = 0; i < pc->syntax_errors.n; i++) {
-        int off = *(const int *)pc->syntax_errors.v[i];
-        if (off >= sp.beg && off <= sp.end)
-            return true;
-    }
-    return false;
-}
-
-Spec *fe_load_string(Arena *a, const char *name, const char *src, size_t len,
-                     const Define *defs, int ndefs, FILE *diag, int *nerrors)
-{
-    Spec *s = arena_alloc(a, sizeof *s);
-    char *copy = arena_alloc(a, len + 1);
-    memcpy(copy, src, len);
-    s->path = arena_strdup(a, name);
-    s->src = copy;
-    s->len = len;
-    s->arena = a;
-    Diag d;
-    diag_init(&d, a, diag, s->path, copy, len);
-    if (len > MAX_SPEC_BYTES) {
-        diag_error_noloc(&d, NULL, "spec larger than %d bytes", MAX_SPEC_BYTES);
-        *nerrors = d.nerrors;
-        return NULL;
-    }
-    ParseCtx pc = { .arena = a, .diag = &d };
-    ast_parse(&pc, copy, len);
-    s->optd = (OptDecl **)pc.opts.v;
-    s->nopt = pc.opts.n;
-    s->netd = (NetDecl **)pc.nets.v;
-    s->nnet = pc.nets.n;
-    Sema S = { &d, s, a, defs, ndefs, arena_alloc(a, sizeof(bool) * (size_t)(ndefs + 1)) };
-    s->opts = arena_alloc(a, sizeof(OptInfo) * (size_t)(s->nopt + 1));
-    s->nets = arena_alloc(a, sizeof(NetInfo) * (size_t)(s->nnet + 1));
-    if (!d.stop) {
-        for (int i = 0; i < s->nopt; i++) {
-            for (int j = 0; j < i; j++)
-                if (strcmp(s->optd[i]->name, s->optd[j]->name) == 0) {
-                    diag_error(&d, s->optd[i]->name_span, "duplicate optimizer '%s'", s->optd[i]->name);
-                    diag_note(&d, s->optd[j]->name_span, "first defined here");
-                }
-            if (!has_syntax_error(&pc, s->optd[i]->span))
-                check_optimizer(&S, &s->opts[i], s->optd[i]);
-        }
-        for (int i = 0; i < s->nnet; i++) {
-            for (int j = 0; j < i; j++)
-                if (strcmp(s->netd[i]->name, s->netd[j]->name) == 0) {
-                    diag_error(&d, s->netd[i]->name_span, "duplicate network '%s'", s->netd[i]->name);
-                    diag_note(&d, s->netd[j]->name_span, "first defined here");
-                }
-            if (!has_syntax_error(&pc, s->netd[i]->span))
-                check_network(&S, &s->nets[i], s->netd[i]);
-        }
-        apply_defines(&S);
-    }
-    if (d.nerrors == 0 && s->nopt == 0 && s->nnet == 0)
-        diag_error_noloc(&d, NULL, "no optimizer or network in this spec");
-    /* A trial unroll of each network reports shape and linearity errors. */
-    for (int i = 0; i < s->nnet && d.nerrors == 0; i++) {
-        Arena *tmp = arena_new();
-        unroll_network(tmp, s, i, &d);
-        arena_free(tmp);
-    }
-    *nerrors = d.nerrors;
-    return d.nerrors ? NULL : s;
-}
-
-Spec *fe_load(Arena *a, const char *path, const Define *defs, int ndefs, FILE *diag, int *nerrors)
-{
-    FILE *f = fopen(path, "rb");
-    Diag d;
-    diag_init(&d, a, diag, path, "", 0);
-    if (!f) {
-        diag_error_noloc(&d, path, "cannot open: %s", strerror(errno));
-        *nerrors = d.nerrors;
-        return NULL;
-    }
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (len == cap) {
-            if (cap > MAX_SPEC_BYTES)
-                break;
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                DIAG_BUG("out of memory");
-            }
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        if (n == 0)
-            break;
-        len += n;
-    }
-    bool err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        diag_error_noloc(&d, path, "read error");
-        *nerrors = d.nerrors;
-        return NULL;
-    }
-    Spec *s = fe_load_string(a, path, buf, len, defs, ndefs, diag, nerrors);
-    free(buf);
-    return s;
-}
-
-int fe_network_count(const Spec *s) { return s->nnet; }
-const char *fe_network_name(const Spec *s, int i) { return s->netd[i]->name; }
-int fe_optimizer_count(const Spec *s) { return s->nopt; }
-const char *fe_optimizer_name(const Spec *s, int i) { return s->optd[i]->name; }
-
-static int net_index(Diag *d, const Spec *s, const char *net)
-{
-    if (s->nnet == 0) {
-        diag_error_noloc(d, NULL, "no network in this spec");
-        return -1;
-    }
-    if (!net)
-        return 0;
-    for (int i = 0; i < s->nnet; i++)
-        if (strcmp(s->netd[i]->name, net) == 0)
-            return i;
-    diag_error_noloc(d, NULL, "no network named '%s'", net);
-    return -1;
-}
-
-IrGraph *fe_unroll(Arena *a, const Spec *s, const char *net, FILE *diag, int *nerrors)
-{
-    Diag d;
-    diag_init(&d, a, diag, s->path, s->src, s->len);
-    int ni = net_index(&d, s, net);
-    IrGraph *g = ni < 0 ? NULL : unroll_network(a, s, ni, &d);
-    *nerrors = d.nerrors;
-    return d.nerrors ? NULL : g;
-}
-
-IrGraph *fe_unroll_optimizer(Arena *a, const Spec *s, const char *opt, int steps,
-                             IrShape state, FILE *diag, int *nerrors)
-{
-    Diag d;
-    diag_init(&d, a, diag, s->path, s->src, s->len);
-    int oi = opt ? find_opt(s, opt) : (s->nopt ? 0 : -1);
-    IrGraph *g = NULL;
-    if (oi < 0)
-        diag_error_noloc(&d, NULL, "no optimizer named '%s'", opt ? opt : "(none)");
-    else if (steps < 1 || steps > MAX_STEPS)
-        diag_error_noloc(&d, NULL, "steps must be in 1..%d", MAX_STEPS);
-    else
-        g = unroll_optimizer(a, s, oi, steps, state, &d);
-    *nerrors = d.nerrors;
-    return d.nerrors ? NULL : g;
 }

@@ -2,7 +2,9 @@
  * becomes at most one OP_SUM; scalar sequences and fixed parameters are
  * folded; learned parameters become one PK_SCALAR per step referenced by
  * IrCoef terms; grad(.) becomes the network's block (or OP_GRAD when the
- * optimizer is unrolled alone for analyze). */
+ * optimizer is unrolled alone for analyze). It reads the spec as sema and
+ * network.c resolved it (Expr.ref/off/abs, OptInfo.values, StageInfo.pv)
+ * and calls back into neither. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -27,13 +29,14 @@ typedef struct {
     bool failed;
     /* the stage being unrolled */
     int stage, step, stride, width;
+    int at_stage, at_step;      /* stamped on new nodes (IrNode.stage/step) */
     bool transition;
     IrShape old_shape, new_shape;
     int sc_from[64], sc_to[64], nsc;   /* shortcut memo: older state -> its shortcut */
     int sc_weight;
     int grad_occ;
     const OptInfo *oi;
-    PVal *pv;
+    const PVal *pv;             /* per optimizer parameter: its value here */
     int *lparam;                /* per optimizer parameter: this step's PK_SCALAR */
     Val **vals;                 /* per sequence, per index */
     bool **set;
@@ -93,6 +96,8 @@ static int add_node(U *u, IrOp op, const char *name, int nin, const int *in, IrS
     n->id = u->nnodes;
     n->op = op;
     n->name = name;
+    n->stage = u->at_stage;
+    n->step = u->at_step;
     n->nin = nin;
     int *ins = arena_alloc(u->a, sizeof(int) * (size_t)(nin + 1));
     if (nin)
@@ -495,12 +500,12 @@ static bool eval(U *u, const Expr *e, Val *out)
         out->s = cconst(e->u.num);
         return true;
     case EX_NAME: {
-        if (strcmp(e->u.name, "k") == 0) {
+        int pi = e->ref;
+        if (pi == AST_STEP) {
             out->s = cconst(u->step);
             return true;
         }
-        int pi = sema_find_param(u->oi->decl, e->u.name);
-        if (pi < 0)
+        if (pi < 0 || pi >= u->oi->decl->nparams)
             DIAG_BUG("unresolved name %s", e->u.name);
         if (u->pv[pi].learned) {
             if (u->lparam[pi] < 0)
@@ -514,11 +519,10 @@ static bool eval(U *u, const Expr *e, Val *out)
         return true;
     }
     case EX_INDEX: {
-        int si = sema_find_seq(u->oi, e->u.index.name), off;
-        bool abs;
-        if (si < 0 || !sema_index_form(e->u.index.index, &off, &abs))
-            DIAG_BUG("unchecked index");
-        int j = abs ? off : u->step + off;
+        int si = e->ref;
+        if (si < 0 || si >= u->oi->nseqs)
+            DIAG_BUG("unresolved sequence %s", e->u.index.name);
+        int j = e->abs ? e->off : u->step + e->off;
         if (j < 0)
             j = 0;
         if (!u->set[si][j])
@@ -610,35 +614,15 @@ static bool eval(U *u, const Expr *e, Val *out)
     DIAG_BUG("expression kind %d", (int)e->kind);
 }
 
-/* Resolves the stage's parameter values: default, then the stage's
- * arguments, then -D (which overrides all uses). */
-static bool stage_params(U *u, const OptInfo *oi, Arg **args, int nargs)
-{
-    const OptDecl *o = oi->decl;
-    u->pv = arena_alloc(u->a, sizeof(PVal) * (size_t)(o->nparams + 1));
-    u->lparam = arena_alloc(u->a, sizeof(int) * (size_t)(o->nparams + 1));
-    for (int i = 0; i < o->nparams; i++)
-        u->pv[i] = oi->defaults[i];
-    for (int i = 0; i < nargs; i++) {
-        int pi = sema_find_param(o, args[i]->name);
-        if (pi < 0 || !sema_pval(u->d, args[i]->value, &u->pv[pi]))
-            return fail(u, args[i]->span, "bad stage argument");
-    }
-    for (int i = 0; i < o->nparams; i++)
-        if (oi->overridden[i])
-            u->pv[i] = oi->override[i];
-    return true;
-}
-
-/* Unrolls one stage of steps steps from node x0; returns the output node
- * (x[steps]) or -1 on error. */
-static int run_stage(U *u, int opt, Arg **args, int nargs, int steps, int x0, Span sp)
+/* Unrolls one stage of steps steps from node x0 with the parameter values
+ * pv (resolved by sema); returns the output node (x[steps]) or -1 on error. */
+static int run_stage(U *u, int opt, const PVal *pv, int steps, int x0, Span sp)
 {
     const OptInfo *oi = &u->s->opts[opt];
     const OptDecl *o = oi->decl;
     u->oi = oi;
-    if (!stage_params(u, oi, args, nargs))
-        return -1;
+    u->pv = pv;
+    u->lparam = arena_alloc(u->a, sizeof(int) * (size_t)(o->nparams + 1));
     u->vals = arena_alloc(u->a, sizeof(Val *) * (size_t)oi->nseqs);
     u->set = arena_alloc(u->a, sizeof(bool *) * (size_t)oi->nseqs);
     for (int i = 0; i < oi->nseqs; i++) {
@@ -664,6 +648,7 @@ static int run_stage(U *u, int opt, Arg **args, int nargs, int steps, int x0, Sp
     }
     for (int k = 0; k < steps; k++) {
         u->step = k;
+        u->at_step = k;
         u->grad_occ = 0;
         for (int i = 0; i < o->nparams; i++) {
             if (!u->pv[i].learned)
@@ -696,6 +681,7 @@ static int run_stage(U *u, int opt, Arg **args, int nargs, int steps, int x0, Sp
             u->set[si][j] = true;
         }
     }
+    u->at_step = -1;
     const Val *xo = &u->vals[oi->state][steps];
     if (xo->n == 0)
         return fail(u, sp, "the stage output is identically zero"), -1;
@@ -717,7 +703,7 @@ static IrGraph *finish(U *u, IrGraph *g, int output)
 IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
 {
     const NetInfo *ni = &s->nets[net];
-    U u = { .a = a, .d = d, .s = s, .ni = ni, .sc_weight = -1 };
+    U u = { .a = a, .d = d, .s = s, .ni = ni, .sc_weight = -1, .at_stage = -1, .at_step = -1 };
     IrGraph *g = arena_alloc(a, sizeof *g);
     g->name = ni->decl->name;
     g->spec_path = s->path;
@@ -750,7 +736,9 @@ IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
         u.sc_weight = -1;
         if (ni->ngrad == 1 && ni->grad[0].kind == L_EXACT && u.transition)
             return fail(&u, st->span, "exact(...) keeps the state's shape: a stage cannot change width or stride"), NULL;
-        cur = run_stage(&u, st->opt, st->args, st->nargs, st->steps, cur, st->span);
+        u.at_stage = u.stage;
+        cur = run_stage(&u, st->opt, st->pv, st->steps, cur, st->span);
+        u.at_stage = -1;
         if (cur >= 0 && u.transition && !same_shape(nshape(&u, cur), u.new_shape)) {
             diag_error(d, st->span, "stage output has shape %s, expected %s", shape_str(&u, nshape(&u, cur)),
                        shape_str(&u, u.new_shape));
@@ -767,7 +755,7 @@ IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
 
 IrGraph *unroll_optimizer(Arena *a, const Spec *s, int opt, int steps, IrShape st, Diag *d)
 {
-    U u = { .a = a, .d = d, .s = s, .sc_weight = -1 };
+    U u = { .a = a, .d = d, .s = s, .sc_weight = -1, .at_stage = -1, .at_step = -1 };
     IrGraph *g = arena_alloc(a, sizeof *g);
     g->name = s->optd[opt]->name;
     g->spec_path = s->path;
@@ -778,6 +766,7 @@ IrGraph *unroll_optimizer(Arena *a, const Spec *s, int opt, int steps, IrShape s
     }
     int x0 = add_node(&u, OP_INPUT, "x0", 0, NULL, st, s->optd[opt]->name_span);
     u.width = st.c;
-    int out = x0 < 0 ? -1 : run_stage(&u, opt, NULL, 0, steps, x0, s->optd[opt]->name_span);
+    u.at_stage = 1;     /* the optimizer alone is one stage */
+    int out = x0 < 0 ? -1 : run_stage(&u, opt, s->opts[opt].values, steps, x0, s->optd[opt]->name_span);
     return out < 0 ? NULL : finish(&u, g, out);
 }

@@ -241,7 +241,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 433, P + 449, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -250,7 +250,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2769, P + 2785, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 65536 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -268,7 +268,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 81920 * nB, P + 5106, P + 5122, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 98304 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -277,7 +277,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 49152 * nB, P + 7442, P + 7458, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 114688 * nB, act + 131072 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -296,7 +296,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 163840 * nB, act + 147456 * nB, P + 9779, P + 9795, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 180224 * nB, act + 163840 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 180224 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 163840 * nB, act + 180224 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -305,7 +305,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 196608 * nB, act + 163840 * nB, P + 12115, P + 12131, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 196608 * nB, act + 212992 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -324,7 +324,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 245760 * nB, act + 229376 * nB, P + 14452, P + 14468, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384, nB * 98304);
 }
 
 /* Forward, part 2 of 3. */
@@ -345,7 +345,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 253952 * nB, act + 245760 * nB, P + 19092, P + 19124, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 278528 * nB, act + 253952 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 278528 * nB, act + 253952 * nB, nB * 8192, nB * 114688);
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 253952 * nB, act + 278528 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
@@ -365,7 +365,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 253952 * nB, act + 294912 * nB, P + 28373, P + 28405, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 303104 * nB, act + 253952 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 303104 * nB, act + 253952 * nB, nB * 8192, nB * 122880);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 253952 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -374,7 +374,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 253952 * nB, P + 37653, P + 37685, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 319488 * nB, act + 311296 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 319488 * nB, act + 311296 * nB, nB * 8192, nB * 131072);
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 311296 * nB, act + 319488 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -393,7 +393,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 335872 * nB, act + 327680 * nB, P + 46934, P + 46966, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 344064 * nB, act + 335872 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 344064 * nB, act + 335872 * nB, nB * 8192, nB * 139264);
     /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 335872 * nB, act + 344064 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -402,7 +402,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 352256 * nB, act + 335872 * nB, P + 56214, P + 56246, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 360448 * nB, act + 352256 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 360448 * nB, act + 352256 * nB, nB * 8192, nB * 147456);
     /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 352256 * nB, act + 360448 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -421,7 +421,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 376832 * nB, act + 368640 * nB, P + 65495, P + 65527, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 385024 * nB, act + 376832 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 385024 * nB, act + 376832 * nB, nB * 8192, nB * 155648);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 376832 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -442,7 +442,7 @@ static void forward_3(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 393216 * nB, act + 380928 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 393216 * nB, act + 380928 * nB, nB * 4096, nB * 163840);
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 380928 * nB, act + 393216 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
@@ -462,7 +462,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 380928 * nB, act + 401408 * nB, P + 120984, P + 121048, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 405504 * nB, act + 380928 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 405504 * nB, act + 380928 * nB, nB * 4096, nB * 167936);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 380928 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -471,7 +471,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 409600 * nB, act + 380928 * nB, P + 157976, P + 158040, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 413696 * nB, act + 409600 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 413696 * nB, act + 409600 * nB, nB * 4096, nB * 172032);
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 409600 * nB, act + 413696 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -490,7 +490,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 421888 * nB, act + 417792 * nB, P + 194969, P + 195033, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 425984 * nB, act + 421888 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 425984 * nB, act + 421888 * nB, nB * 4096, nB * 176128);
     /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 421888 * nB, act + 425984 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -499,7 +499,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 430080 * nB, act + 421888 * nB, P + 231961, P + 232025, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 434176 * nB, act + 430080 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 434176 * nB, act + 430080 * nB, nB * 4096, nB * 180224);
     /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 430080 * nB, act + 434176 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
     /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -518,7 +518,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 438272 * nB, P + 268953, P + 269017, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 446464 * nB, act + 442368 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 446464 * nB, act + 442368 * nB, nB * 4096, nB * 184320);
     /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_forward(ctx, act + 442368 * nB, act + 446464 * nB, B, 64, 64);
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
@@ -549,7 +549,7 @@ static void backward_1(RtModel *m, int B)
     /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_backward(ctx, act + 450560 * nB, 0, act + 442432 * nB, B, 64, 64);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 442368 * nB, 0, act + 450560 * nB, act + 446464 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 442368 * nB, 0, act + 450560 * nB, act + 446464 * nB, nB * 4096, nB * 184320);
     /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 446464 * nB, 0, G + 268953, G + 269017, act + 442368 * nB, act + 438272 * nB, fix + 1248, fix + 1312, P + 268953, B, 64, 64);
     /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -570,13 +570,13 @@ static void backward_1(RtModel *m, int B)
     /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 430080 * nB, 0, G + 232089, act + 450560 * nB, act + 434176 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 446464 * nB, 0, act + 430080 * nB, act + 434176 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 446464 * nB, 0, act + 430080 * nB, act + 434176 * nB, nB * 4096, nB * 180224);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 430080 * nB, 0, G + 231961, G + 232025, act + 446464 * nB, act + 421888 * nB, fix + 1120, fix + 1184, P + 231961, B, 64, 64);
     /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 421888 * nB, 0, G + 195097, act + 430080 * nB, act + 425984 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 430080 * nB, 0, act + 421888 * nB, act + 425984 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 430080 * nB, 0, act + 421888 * nB, act + 425984 * nB, nB * 4096, nB * 176128);
     /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 442368 * nB, 1, G + 194969, G + 195033, act + 430080 * nB, act + 417792 * nB, fix + 992, fix + 1056, P + 194969, B, 64, 64);
     /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -597,13 +597,13 @@ static void backward_1(RtModel *m, int B)
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 397312 * nB, 0, G + 158104, act + 421888 * nB, act + 413696 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 409600 * nB, 0, act + 397312 * nB, act + 413696 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 409600 * nB, 0, act + 397312 * nB, act + 413696 * nB, nB * 4096, nB * 172032);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 397312 * nB, 0, G + 157976, G + 158040, act + 409600 * nB, act + 380928 * nB, fix + 864, fix + 928, P + 157976, B, 64, 64);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 380928 * nB, 0, G + 121112, act + 397312 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 397312 * nB, 0, act + 380928 * nB, act + 405504 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 397312 * nB, 0, act + 380928 * nB, act + 405504 * nB, nB * 4096, nB * 167936);
     /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 397312 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, B, 64, 64);
     /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
@@ -621,7 +621,7 @@ static void backward_1(RtModel *m, int B)
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 405504 * nB, 0, G + 84119, act + 380928 * nB, act + 393216 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 380928 * nB, 0, act + 405504 * nB, act + 393216 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 380928 * nB, 0, act + 405504 * nB, act + 393216 * nB, nB * 4096, nB * 163840);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 393216 * nB, 0, G + 83991, G + 84055, act + 380928 * nB, act + 376832 * nB, fix + 608, fix + 672, P + 83991, B, 64, 64);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
@@ -639,7 +639,7 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 405504 * nB, 0, act + 376832 * nB, act + 385024 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 405504 * nB, 0, act + 376832 * nB, act + 385024 * nB, nB * 8192, nB * 155648);
     /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 397312 * nB, 1, G + 65495, G + 65527, act + 405504 * nB, act + 368640 * nB, fix + 544, fix + 576, P + 65495, B, 32, 256);
     /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -660,13 +660,13 @@ static void backward_2(RtModel *m, int B)
     /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 352256 * nB, 0, G + 56278, act + 385024 * nB, act + 360448 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 385024 * nB, 0, act + 352256 * nB, act + 360448 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 385024 * nB, 0, act + 352256 * nB, act + 360448 * nB, nB * 8192, nB * 147456);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 352256 * nB, 0, G + 56214, G + 56246, act + 385024 * nB, act + 335872 * nB, fix + 480, fix + 512, P + 56214, B, 32, 256);
     /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 335872 * nB, 0, G + 46998, act + 352256 * nB, act + 344064 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 352256 * nB, 0, act + 335872 * nB, act + 344064 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 352256 * nB, 0, act + 335872 * nB, act + 344064 * nB, nB * 8192, nB * 139264);
     /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 376832 * nB, 1, G + 46934, G + 46966, act + 352256 * nB, act + 327680 * nB, fix + 416, fix + 448, P + 46934, B, 32, 256);
     /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -687,13 +687,13 @@ static void backward_2(RtModel *m, int B)
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 286720 * nB, 0, G + 37717, act + 335872 * nB, act + 319488 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 311296 * nB, 0, act + 286720 * nB, act + 319488 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 311296 * nB, 0, act + 286720 * nB, act + 319488 * nB, nB * 8192, nB * 131072);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 286720 * nB, 0, G + 37653, G + 37685, act + 311296 * nB, act + 253952 * nB, fix + 352, fix + 384, P + 37653, B, 32, 256);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 253952 * nB, 0, G + 28437, act + 286720 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 286720 * nB, 0, act + 253952 * nB, act + 303104 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 286720 * nB, 0, act + 253952 * nB, act + 303104 * nB, nB * 8192, nB * 122880);
     /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 286720 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, B, 32, 256);
     /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
@@ -711,13 +711,13 @@ static void backward_2(RtModel *m, int B)
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 303104 * nB, 0, G + 19156, act + 253952 * nB, act + 278528 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 253952 * nB, 0, act + 303104 * nB, act + 278528 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 253952 * nB, 0, act + 303104 * nB, act + 278528 * nB, nB * 8192, nB * 114688);
     /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 278528 * nB, 0, G + 19092, G + 19124, act + 253952 * nB, act + 245760 * nB, fix + 224, fix + 256, P + 19092, B, 32, 256);
     /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 14484, act + 278528 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 303104 * nB, 0, act + 245760 * nB, act + 262144 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 303104 * nB, 0, act + 245760 * nB, act + 262144 * nB, nB * 16384, nB * 98304);
     /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 286720 * nB, 1, G + 14452, G + 14468, act + 303104 * nB, act + 229376 * nB, fix + 192, fix + 208, P + 14452, B, 16, 1024);
 }
@@ -750,13 +750,13 @@ static void backward_3(RtModel *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 196608 * nB, 0, G + 12147, act + 262144 * nB, act + 212992 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384, nB * 81920);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12115, G + 12131, act + 262144 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12115, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 163840 * nB, 0, G + 9811, act + 196608 * nB, act + 180224 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 163840 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 163840 * nB, act + 180224 * nB, nB * 16384, nB * 65536);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 245760 * nB, 1, G + 9779, G + 9795, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9779, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -777,13 +777,13 @@ static void backward_3(RtModel *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 114688 * nB, 0, G + 7474, act + 163840 * nB, act + 131072 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 163840 * nB, 0, act + 114688 * nB, act + 131072 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 163840 * nB, 0, act + 114688 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 114688 * nB, 0, G + 7442, G + 7458, act + 163840 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7442, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 49152 * nB, 0, G + 5138, act + 114688 * nB, act + 98304 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 114688 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 114688 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -799,13 +799,13 @@ static void backward_3(RtModel *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 81920 * nB, 0, G + 2801, act + 49152 * nB, act + 65536 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 49152 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 49152 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 49152 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2769, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 16384 * nB, 0, G + 465, act + 65536 * nB, act + 32768 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 49152 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 49152 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 147456 * nB, 1, G + 433, G + 449, act + 49152 * nB, act, fix, fix + 16, P + 433, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
@@ -841,7 +841,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 433, P + 449, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -850,7 +850,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2769, P + 2785, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 65536 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -868,7 +868,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 81920 * nB, P + 5106, P + 5122, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 98304 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -877,7 +877,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 49152 * nB, P + 7442, P + 7458, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 131072 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -896,7 +896,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 163840 * nB, act + 147456 * nB, P + 9779, P + 9795, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 180224 * nB, act + 163840 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 180224 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 163840 * nB, act + 180224 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -905,7 +905,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 196608 * nB, act + 163840 * nB, P + 12115, P + 12131, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 196608 * nB, act + 212992 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -924,7 +924,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 229376 * nB, P + 14452, P + 14468, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384, nB * 98304);
 }
 
 /* Forward, part 2 of 3. */
@@ -945,7 +945,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 253952 * nB, act + 245760 * nB, P + 19092, P + 19124, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 278528 * nB, act + 253952 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 278528 * nB, act + 253952 * nB, nB * 8192, nB * 114688);
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 253952 * nB, act + 278528 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
@@ -965,7 +965,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 253952 * nB, act + 294912 * nB, P + 28373, P + 28405, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 303104 * nB, act + 253952 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 303104 * nB, act + 253952 * nB, nB * 8192, nB * 122880);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 253952 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -974,7 +974,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 253952 * nB, P + 37653, P + 37685, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 319488 * nB, act + 311296 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 319488 * nB, act + 311296 * nB, nB * 8192, nB * 131072);
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 319488 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -993,7 +993,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 335872 * nB, act + 327680 * nB, P + 46934, P + 46966, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 344064 * nB, act + 335872 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 344064 * nB, act + 335872 * nB, nB * 8192, nB * 139264);
     /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 335872 * nB, act + 344064 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1002,7 +1002,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 352256 * nB, act + 335872 * nB, P + 56214, P + 56246, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 360448 * nB, act + 352256 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 360448 * nB, act + 352256 * nB, nB * 8192, nB * 147456);
     /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 352256 * nB, act + 360448 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -1021,7 +1021,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 368640 * nB, P + 65495, P + 65527, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 385024 * nB, act + 376832 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 385024 * nB, act + 376832 * nB, nB * 8192, nB * 155648);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1042,7 +1042,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 393216 * nB, act + 380928 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 393216 * nB, act + 380928 * nB, nB * 4096, nB * 163840);
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 380928 * nB, act + 393216 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
@@ -1062,7 +1062,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 380928 * nB, act + 401408 * nB, P + 120984, P + 121048, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 405504 * nB, act + 380928 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 405504 * nB, act + 380928 * nB, nB * 4096, nB * 167936);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 380928 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1071,7 +1071,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 409600 * nB, act + 380928 * nB, P + 157976, P + 158040, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 413696 * nB, act + 409600 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 413696 * nB, act + 409600 * nB, nB * 4096, nB * 172032);
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 409600 * nB, act + 413696 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -1090,7 +1090,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 421888 * nB, act + 417792 * nB, P + 194969, P + 195033, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 425984 * nB, act + 421888 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 425984 * nB, act + 421888 * nB, nB * 4096, nB * 176128);
     /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 421888 * nB, act + 425984 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1099,7 +1099,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 430080 * nB, act + 421888 * nB, P + 231961, P + 232025, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 434176 * nB, act + 430080 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 434176 * nB, act + 430080 * nB, nB * 4096, nB * 180224);
     /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 430080 * nB, act + 434176 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
     /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -1118,7 +1118,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 438272 * nB, P + 268953, P + 269017, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 446464 * nB, act + 442368 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 446464 * nB, act + 442368 * nB, nB * 4096, nB * 184320);
     /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_forward_d(ctx, act + 442368 * nB, act + 446464 * nB, B, 64, 64);
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
@@ -1149,7 +1149,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_backward_d(ctx, act + 450560 * nB, 0, act + 442432 * nB, B, 64, 64);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 442368 * nB, 0, act + 450560 * nB, act + 446464 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 442368 * nB, 0, act + 450560 * nB, act + 446464 * nB, nB * 4096, nB * 184320);
     /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 446464 * nB, 0, G + 268953, G + 269017, act + 442368 * nB, act + 438272 * nB, fix + 1248, fix + 1312, P + 268953, B, 64, 64);
     /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -1170,13 +1170,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 430080 * nB, 0, G + 232089, act + 450560 * nB, act + 434176 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 446464 * nB, 0, act + 430080 * nB, act + 434176 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 446464 * nB, 0, act + 430080 * nB, act + 434176 * nB, nB * 4096, nB * 180224);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 430080 * nB, 0, G + 231961, G + 232025, act + 446464 * nB, act + 421888 * nB, fix + 1120, fix + 1184, P + 231961, B, 64, 64);
     /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 421888 * nB, 0, G + 195097, act + 430080 * nB, act + 425984 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 430080 * nB, 0, act + 421888 * nB, act + 425984 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 430080 * nB, 0, act + 421888 * nB, act + 425984 * nB, nB * 4096, nB * 176128);
     /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 442368 * nB, 1, G + 194969, G + 195033, act + 430080 * nB, act + 417792 * nB, fix + 992, fix + 1056, P + 194969, B, 64, 64);
     /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -1197,13 +1197,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 397312 * nB, 0, G + 158104, act + 421888 * nB, act + 413696 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 397312 * nB, act + 413696 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 397312 * nB, act + 413696 * nB, nB * 4096, nB * 172032);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 397312 * nB, 0, G + 157976, G + 158040, act + 409600 * nB, act + 380928 * nB, fix + 864, fix + 928, P + 157976, B, 64, 64);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 380928 * nB, 0, G + 121112, act + 397312 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 397312 * nB, 0, act + 380928 * nB, act + 405504 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 397312 * nB, 0, act + 380928 * nB, act + 405504 * nB, nB * 4096, nB * 167936);
     /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 397312 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, B, 64, 64);
     /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
@@ -1221,7 +1221,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 405504 * nB, 0, G + 84119, act + 380928 * nB, act + 393216 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 380928 * nB, 0, act + 405504 * nB, act + 393216 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 380928 * nB, 0, act + 405504 * nB, act + 393216 * nB, nB * 4096, nB * 163840);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 393216 * nB, 0, G + 83991, G + 84055, act + 380928 * nB, act + 376832 * nB, fix + 608, fix + 672, P + 83991, B, 64, 64);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
@@ -1239,7 +1239,7 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 405504 * nB, 0, act + 376832 * nB, act + 385024 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 405504 * nB, 0, act + 376832 * nB, act + 385024 * nB, nB * 8192, nB * 155648);
     /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 397312 * nB, 1, G + 65495, G + 65527, act + 405504 * nB, act + 368640 * nB, fix + 544, fix + 576, P + 65495, B, 32, 256);
     /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -1260,13 +1260,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 352256 * nB, 0, G + 56278, act + 385024 * nB, act + 360448 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 385024 * nB, 0, act + 352256 * nB, act + 360448 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 385024 * nB, 0, act + 352256 * nB, act + 360448 * nB, nB * 8192, nB * 147456);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 352256 * nB, 0, G + 56214, G + 56246, act + 385024 * nB, act + 335872 * nB, fix + 480, fix + 512, P + 56214, B, 32, 256);
     /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 335872 * nB, 0, G + 46998, act + 352256 * nB, act + 344064 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 352256 * nB, 0, act + 335872 * nB, act + 344064 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 352256 * nB, 0, act + 335872 * nB, act + 344064 * nB, nB * 8192, nB * 139264);
     /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 376832 * nB, 1, G + 46934, G + 46966, act + 352256 * nB, act + 327680 * nB, fix + 416, fix + 448, P + 46934, B, 32, 256);
     /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -1287,13 +1287,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 286720 * nB, 0, G + 37717, act + 335872 * nB, act + 319488 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 311296 * nB, 0, act + 286720 * nB, act + 319488 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 311296 * nB, 0, act + 286720 * nB, act + 319488 * nB, nB * 8192, nB * 131072);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 286720 * nB, 0, G + 37653, G + 37685, act + 311296 * nB, act + 253952 * nB, fix + 352, fix + 384, P + 37653, B, 32, 256);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 253952 * nB, 0, G + 28437, act + 286720 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 286720 * nB, 0, act + 253952 * nB, act + 303104 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 286720 * nB, 0, act + 253952 * nB, act + 303104 * nB, nB * 8192, nB * 122880);
     /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 286720 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, B, 32, 256);
     /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
@@ -1311,13 +1311,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 303104 * nB, 0, G + 19156, act + 253952 * nB, act + 278528 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 253952 * nB, 0, act + 303104 * nB, act + 278528 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 253952 * nB, 0, act + 303104 * nB, act + 278528 * nB, nB * 8192, nB * 114688);
     /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 278528 * nB, 0, G + 19092, G + 19124, act + 253952 * nB, act + 245760 * nB, fix + 224, fix + 256, P + 19092, B, 32, 256);
     /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 14484, act + 278528 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 303104 * nB, 0, act + 245760 * nB, act + 262144 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 303104 * nB, 0, act + 245760 * nB, act + 262144 * nB, nB * 16384, nB * 98304);
     /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 286720 * nB, 1, G + 14452, G + 14468, act + 303104 * nB, act + 229376 * nB, fix + 192, fix + 208, P + 14452, B, 16, 1024);
 }
@@ -1350,13 +1350,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 196608 * nB, 0, G + 12147, act + 262144 * nB, act + 212992 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384, nB * 81920);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12115, G + 12131, act + 262144 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12115, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 163840 * nB, 0, G + 9811, act + 196608 * nB, act + 180224 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 163840 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 163840 * nB, act + 180224 * nB, nB * 16384, nB * 65536);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 245760 * nB, 1, G + 9779, G + 9795, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9779, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -1377,13 +1377,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 114688 * nB, 0, G + 7474, act + 163840 * nB, act + 131072 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 163840 * nB, 0, act + 114688 * nB, act + 131072 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 163840 * nB, 0, act + 114688 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 114688 * nB, 0, G + 7442, G + 7458, act + 163840 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7442, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 49152 * nB, 0, G + 5138, act + 114688 * nB, act + 98304 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 114688 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 114688 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -1399,13 +1399,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 81920 * nB, 0, G + 2801, act + 49152 * nB, act + 65536 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 49152 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 49152 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 49152 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2769, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 16384 * nB, 0, G + 465, act + 65536 * nB, act + 32768 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 49152 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 49152 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 147456 * nB, 1, G + 433, G + 449, act + 49152 * nB, act, fix, fix + 16, P + 433, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
@@ -1429,7 +1429,7 @@ static const RtNet net = {
     .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10,
     .nparams = 269731, .nbuffers = 1376,
     .tensors = tensors, .ntensors = 106,
-    .madds = 40551040, .nops = 70,
+    .madds = 40551040, .nops = 70, .branch_elems = 188416,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

@@ -241,7 +241,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 12544 * nB, act, P + 145, P + 161, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 12544 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -250,7 +250,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 37632 * nB, act + 12544 * nB, P + 2481, P + 2497, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
     /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -268,7 +268,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 37632 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544, nB * 25088);
     /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 37632 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -277,7 +277,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 87808 * nB, act + 37632 * nB, P + 7154, P + 7170, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544, nB * 37632);
     /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 87808 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -296,7 +296,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 125440 * nB, act + 112896 * nB, P + 9491, P + 9507, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 137984 * nB, act + 125440 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 137984 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
     /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 125440 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -305,7 +305,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 150528 * nB, act + 125440 * nB, P + 11827, P + 11843, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
     /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 150528 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x28x28 -> 16x28x28 */
@@ -324,7 +324,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 188160 * nB, act + 175616 * nB, P + 14164, P + 14180, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 200704 * nB, act + 188160 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 200704 * nB, act + 188160 * nB, nB * 12544, nB * 75264);
 }
 
 /* Forward, part 2 of 3. */
@@ -345,7 +345,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 194432 * nB, act + 188160 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 213248 * nB, act + 194432 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 213248 * nB, act + 194432 * nB, nB * 6272, nB * 87808);
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
@@ -365,7 +365,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 194432 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 232064 * nB, act + 194432 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 232064 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 194432 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -374,7 +374,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 238336 * nB, act + 194432 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 244608 * nB, act + 238336 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 244608 * nB, act + 238336 * nB, nB * 6272, nB * 100352);
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 238336 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -393,7 +393,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 257152 * nB, act + 250880 * nB, P + 46646, P + 46678, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, nB * 106624);
     /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 257152 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -402,7 +402,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 269696 * nB, act + 257152 * nB, P + 55926, P + 55958, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 275968 * nB, act + 269696 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 275968 * nB, act + 269696 * nB, nB * 6272, nB * 112896);
     /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 269696 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
@@ -421,7 +421,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 288512 * nB, act + 282240 * nB, P + 65207, P + 65239, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 294784 * nB, act + 288512 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 294784 * nB, act + 288512 * nB, nB * 6272, nB * 119168);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 288512 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -442,7 +442,7 @@ static void forward_3(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 301056 * nB, act + 291648 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 301056 * nB, act + 291648 * nB, nB * 3136, nB * 125440);
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
@@ -462,7 +462,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 291648 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 310464 * nB, act + 291648 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 310464 * nB, act + 291648 * nB, nB * 3136, nB * 128576);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 291648 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -471,7 +471,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 313600 * nB, act + 291648 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 316736 * nB, act + 313600 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 316736 * nB, act + 313600 * nB, nB * 3136, nB * 131712);
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 313600 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
@@ -490,7 +490,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 323008 * nB, act + 319872 * nB, P + 194681, P + 194745, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 326144 * nB, act + 323008 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 326144 * nB, act + 323008 * nB, nB * 3136, nB * 134848);
     /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 323008 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -499,7 +499,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 329280 * nB, act + 323008 * nB, P + 231673, P + 231737, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 332416 * nB, act + 329280 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 332416 * nB, act + 329280 * nB, nB * 3136, nB * 137984);
     /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 329280 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
     /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
@@ -518,7 +518,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 338688 * nB, act + 335552 * nB, P + 268665, P + 268729, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 341824 * nB, act + 338688 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 341824 * nB, act + 338688 * nB, nB * 3136, nB * 141120);
     /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
     rt_gap_forward(ctx, act + 338688 * nB, act + 341824 * nB, B, 64, 49);
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
@@ -549,7 +549,7 @@ static void backward_1(RtModel *m, int B)
     /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
     rt_gap_backward(ctx, act + 344960 * nB, 0, act + 338752 * nB, B, 64, 49);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 338688 * nB, 0, act + 344960 * nB, act + 341824 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 338688 * nB, 0, act + 344960 * nB, act + 341824 * nB, nB * 3136, nB * 141120);
     /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 341824 * nB, 0, G + 268665, G + 268729, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, B, 64, 49);
     /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
@@ -570,13 +570,13 @@ static void backward_1(RtModel *m, int B)
     /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 329280 * nB, 0, G + 231801, act + 344960 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 341824 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 341824 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136, nB * 137984);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 329280 * nB, 0, G + 231673, G + 231737, act + 341824 * nB, act + 323008 * nB, fix + 1120, fix + 1184, P + 231673, B, 64, 49);
     /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 323008 * nB, 0, G + 194809, act + 329280 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 329280 * nB, 0, act + 323008 * nB, act + 326144 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 329280 * nB, 0, act + 323008 * nB, act + 326144 * nB, nB * 3136, nB * 134848);
     /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 329280 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, B, 64, 49);
     /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
@@ -597,13 +597,13 @@ static void backward_1(RtModel *m, int B)
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 313600 * nB, 0, act + 304192 * nB, act + 316736 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 313600 * nB, 0, act + 304192 * nB, act + 316736 * nB, nB * 3136, nB * 131712);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 304192 * nB, 0, G + 157688, G + 157752, act + 313600 * nB, act + 291648 * nB, fix + 864, fix + 928, P + 157688, B, 64, 49);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 291648 * nB, 0, G + 120824, act + 304192 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 304192 * nB, 0, act + 291648 * nB, act + 310464 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 304192 * nB, 0, act + 291648 * nB, act + 310464 * nB, nB * 3136, nB * 128576);
     /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, B, 64, 49);
     /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
@@ -621,7 +621,7 @@ static void backward_1(RtModel *m, int B)
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 310464 * nB, 0, G + 83831, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 291648 * nB, 0, act + 310464 * nB, act + 301056 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 291648 * nB, 0, act + 310464 * nB, act + 301056 * nB, nB * 3136, nB * 125440);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 291648 * nB, act + 288512 * nB, fix + 608, fix + 672, P + 83703, B, 64, 49);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
@@ -639,7 +639,7 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 310464 * nB, 0, act + 288512 * nB, act + 294784 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 310464 * nB, 0, act + 288512 * nB, act + 294784 * nB, nB * 6272, nB * 119168);
     /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 310464 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, B, 32, 196);
     /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
@@ -660,13 +660,13 @@ static void backward_2(RtModel *m, int B)
     /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 269696 * nB, 0, G + 55990, act + 294784 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 294784 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 294784 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272, nB * 112896);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 269696 * nB, 0, G + 55926, G + 55958, act + 294784 * nB, act + 257152 * nB, fix + 480, fix + 512, P + 55926, B, 32, 196);
     /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 257152 * nB, 0, G + 46710, act + 269696 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 269696 * nB, 0, act + 257152 * nB, act + 263424 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 269696 * nB, 0, act + 257152 * nB, act + 263424 * nB, nB * 6272, nB * 106624);
     /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 269696 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, B, 32, 196);
     /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -687,13 +687,13 @@ static void backward_2(RtModel *m, int B)
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 238336 * nB, 0, act + 219520 * nB, act + 244608 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 238336 * nB, 0, act + 219520 * nB, act + 244608 * nB, nB * 6272, nB * 100352);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 219520 * nB, 0, G + 37365, G + 37397, act + 238336 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37365, B, 32, 196);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 194432 * nB, 0, G + 28149, act + 219520 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 219520 * nB, 0, act + 194432 * nB, act + 232064 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 219520 * nB, 0, act + 194432 * nB, act + 232064 * nB, nB * 6272, nB * 94080);
     /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, B, 32, 196);
     /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
@@ -711,13 +711,13 @@ static void backward_2(RtModel *m, int B)
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 232064 * nB, 0, G + 18868, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 194432 * nB, 0, act + 232064 * nB, act + 213248 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 194432 * nB, 0, act + 232064 * nB, act + 213248 * nB, nB * 6272, nB * 87808);
     /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 194432 * nB, act + 188160 * nB, fix + 224, fix + 256, P + 18804, B, 32, 196);
     /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 188160 * nB, 0, G + 14196, act + 213248 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 232064 * nB, 0, act + 188160 * nB, act + 200704 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 232064 * nB, 0, act + 188160 * nB, act + 200704 * nB, nB * 12544, nB * 75264);
     /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 232064 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, B, 16, 784);
 }
@@ -750,13 +750,13 @@ static void backward_3(RtModel *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 150528 * nB, 0, G + 11859, act + 200704 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 200704 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 200704 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544, nB * 62720);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 150528 * nB, 0, G + 11827, G + 11843, act + 200704 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11827, B, 16, 784);
     /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 125440 * nB, 0, G + 9523, act + 150528 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 150528 * nB, 0, act + 125440 * nB, act + 137984 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 150528 * nB, 0, act + 125440 * nB, act + 137984 * nB, nB * 12544, nB * 50176);
     /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, B, 16, 784);
     /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -777,13 +777,13 @@ static void backward_3(RtModel *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 87808 * nB, 0, G + 7186, act + 125440 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 125440 * nB, 0, act + 87808 * nB, act + 100352 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 125440 * nB, 0, act + 87808 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 87808 * nB, 0, G + 7154, G + 7170, act + 125440 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7154, B, 16, 784);
     /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 37632 * nB, 0, G + 4850, act + 87808 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 87808 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 87808 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
     /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, B, 16, 784);
     /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -799,13 +799,13 @@ static void backward_3(RtModel *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 62720 * nB, 0, G + 2513, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 37632 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 37632 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2481, B, 16, 784);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 12544 * nB, 0, G + 177, act + 50176 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 37632 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 37632 * nB, act, fix, fix + 16, P + 145, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
@@ -841,7 +841,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 12544 * nB, act, P + 145, P + 161, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 12544 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -850,7 +850,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 12544 * nB, P + 2481, P + 2497, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
     /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -868,7 +868,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544, nB * 25088);
     /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 37632 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -877,7 +877,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 87808 * nB, act + 37632 * nB, P + 7154, P + 7170, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544, nB * 37632);
     /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 87808 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -896,7 +896,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 125440 * nB, act + 112896 * nB, P + 9491, P + 9507, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 137984 * nB, act + 125440 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 137984 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
     /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 125440 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -905,7 +905,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 150528 * nB, act + 125440 * nB, P + 11827, P + 11843, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
     /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 150528 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x28x28 -> 16x28x28 */
@@ -924,7 +924,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 188160 * nB, act + 175616 * nB, P + 14164, P + 14180, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 200704 * nB, act + 188160 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 200704 * nB, act + 188160 * nB, nB * 12544, nB * 75264);
 }
 
 /* Forward, part 2 of 3. */
@@ -945,7 +945,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 194432 * nB, act + 188160 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 213248 * nB, act + 194432 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 213248 * nB, act + 194432 * nB, nB * 6272, nB * 87808);
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
@@ -965,7 +965,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 194432 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 232064 * nB, act + 194432 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 232064 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 194432 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -974,7 +974,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 238336 * nB, act + 194432 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 244608 * nB, act + 238336 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 244608 * nB, act + 238336 * nB, nB * 6272, nB * 100352);
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 238336 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -993,7 +993,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 257152 * nB, act + 250880 * nB, P + 46646, P + 46678, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, nB * 106624);
     /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 257152 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -1002,7 +1002,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 257152 * nB, P + 55926, P + 55958, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 275968 * nB, act + 269696 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 275968 * nB, act + 269696 * nB, nB * 6272, nB * 112896);
     /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 269696 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
@@ -1021,7 +1021,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 288512 * nB, act + 282240 * nB, P + 65207, P + 65239, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 294784 * nB, act + 288512 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 294784 * nB, act + 288512 * nB, nB * 6272, nB * 119168);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 288512 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -1042,7 +1042,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 301056 * nB, act + 291648 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 301056 * nB, act + 291648 * nB, nB * 3136, nB * 125440);
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
@@ -1062,7 +1062,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 291648 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 310464 * nB, act + 291648 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 310464 * nB, act + 291648 * nB, nB * 3136, nB * 128576);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 291648 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -1071,7 +1071,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 313600 * nB, act + 291648 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 316736 * nB, act + 313600 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 316736 * nB, act + 313600 * nB, nB * 3136, nB * 131712);
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 313600 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
@@ -1090,7 +1090,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 323008 * nB, act + 319872 * nB, P + 194681, P + 194745, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 326144 * nB, act + 323008 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 326144 * nB, act + 323008 * nB, nB * 3136, nB * 134848);
     /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 323008 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -1099,7 +1099,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 329280 * nB, act + 323008 * nB, P + 231673, P + 231737, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 332416 * nB, act + 329280 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 332416 * nB, act + 329280 * nB, nB * 3136, nB * 137984);
     /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 329280 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
     /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
@@ -1118,7 +1118,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 338688 * nB, act + 335552 * nB, P + 268665, P + 268729, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 341824 * nB, act + 338688 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 341824 * nB, act + 338688 * nB, nB * 3136, nB * 141120);
     /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
     rt_gap_forward_d(ctx, act + 338688 * nB, act + 341824 * nB, B, 64, 49);
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
@@ -1149,7 +1149,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
     rt_gap_backward_d(ctx, act + 344960 * nB, 0, act + 338752 * nB, B, 64, 49);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 338688 * nB, 0, act + 344960 * nB, act + 341824 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 338688 * nB, 0, act + 344960 * nB, act + 341824 * nB, nB * 3136, nB * 141120);
     /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 341824 * nB, 0, G + 268665, G + 268729, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, B, 64, 49);
     /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
@@ -1170,13 +1170,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 329280 * nB, 0, G + 231801, act + 344960 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 341824 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 341824 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136, nB * 137984);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 329280 * nB, 0, G + 231673, G + 231737, act + 341824 * nB, act + 323008 * nB, fix + 1120, fix + 1184, P + 231673, B, 64, 49);
     /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 323008 * nB, 0, G + 194809, act + 329280 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 329280 * nB, 0, act + 323008 * nB, act + 326144 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 329280 * nB, 0, act + 323008 * nB, act + 326144 * nB, nB * 3136, nB * 134848);
     /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 329280 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, B, 64, 49);
     /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
@@ -1197,13 +1197,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 313600 * nB, 0, act + 304192 * nB, act + 316736 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 313600 * nB, 0, act + 304192 * nB, act + 316736 * nB, nB * 3136, nB * 131712);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 304192 * nB, 0, G + 157688, G + 157752, act + 313600 * nB, act + 291648 * nB, fix + 864, fix + 928, P + 157688, B, 64, 49);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 291648 * nB, 0, G + 120824, act + 304192 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 304192 * nB, 0, act + 291648 * nB, act + 310464 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 304192 * nB, 0, act + 291648 * nB, act + 310464 * nB, nB * 3136, nB * 128576);
     /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, B, 64, 49);
     /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
@@ -1221,7 +1221,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 310464 * nB, 0, G + 83831, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 291648 * nB, 0, act + 310464 * nB, act + 301056 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 291648 * nB, 0, act + 310464 * nB, act + 301056 * nB, nB * 3136, nB * 125440);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 291648 * nB, act + 288512 * nB, fix + 608, fix + 672, P + 83703, B, 64, 49);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
@@ -1239,7 +1239,7 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 310464 * nB, 0, act + 288512 * nB, act + 294784 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 310464 * nB, 0, act + 288512 * nB, act + 294784 * nB, nB * 6272, nB * 119168);
     /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 310464 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, B, 32, 196);
     /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
@@ -1260,13 +1260,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 269696 * nB, 0, G + 55990, act + 294784 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 294784 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 294784 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272, nB * 112896);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 269696 * nB, 0, G + 55926, G + 55958, act + 294784 * nB, act + 257152 * nB, fix + 480, fix + 512, P + 55926, B, 32, 196);
     /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 257152 * nB, 0, G + 46710, act + 269696 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 269696 * nB, 0, act + 257152 * nB, act + 263424 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 269696 * nB, 0, act + 257152 * nB, act + 263424 * nB, nB * 6272, nB * 106624);
     /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 269696 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, B, 32, 196);
     /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -1287,13 +1287,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 238336 * nB, 0, act + 219520 * nB, act + 244608 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 238336 * nB, 0, act + 219520 * nB, act + 244608 * nB, nB * 6272, nB * 100352);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 219520 * nB, 0, G + 37365, G + 37397, act + 238336 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37365, B, 32, 196);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 194432 * nB, 0, G + 28149, act + 219520 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 219520 * nB, 0, act + 194432 * nB, act + 232064 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 219520 * nB, 0, act + 194432 * nB, act + 232064 * nB, nB * 6272, nB * 94080);
     /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, B, 32, 196);
     /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
@@ -1311,13 +1311,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 232064 * nB, 0, G + 18868, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 194432 * nB, 0, act + 232064 * nB, act + 213248 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 194432 * nB, 0, act + 232064 * nB, act + 213248 * nB, nB * 6272, nB * 87808);
     /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 194432 * nB, act + 188160 * nB, fix + 224, fix + 256, P + 18804, B, 32, 196);
     /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 188160 * nB, 0, G + 14196, act + 213248 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 232064 * nB, 0, act + 188160 * nB, act + 200704 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 232064 * nB, 0, act + 188160 * nB, act + 200704 * nB, nB * 12544, nB * 75264);
     /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 232064 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, B, 16, 784);
 }
@@ -1350,13 +1350,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 150528 * nB, 0, G + 11859, act + 200704 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 200704 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 200704 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544, nB * 62720);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 150528 * nB, 0, G + 11827, G + 11843, act + 200704 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11827, B, 16, 784);
     /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 125440 * nB, 0, G + 9523, act + 150528 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 150528 * nB, 0, act + 125440 * nB, act + 137984 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 150528 * nB, 0, act + 125440 * nB, act + 137984 * nB, nB * 12544, nB * 50176);
     /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, B, 16, 784);
     /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -1377,13 +1377,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 87808 * nB, 0, G + 7186, act + 125440 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 125440 * nB, 0, act + 87808 * nB, act + 100352 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 125440 * nB, 0, act + 87808 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 87808 * nB, 0, G + 7154, G + 7170, act + 125440 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7154, B, 16, 784);
     /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 37632 * nB, 0, G + 4850, act + 87808 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 87808 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 87808 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
     /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, B, 16, 784);
     /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -1399,13 +1399,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 62720 * nB, 0, G + 2513, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 37632 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2481, B, 16, 784);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 12544 * nB, 0, G + 177, act + 50176 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 37632 * nB, act, fix, fix + 16, P + 145, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
@@ -1429,7 +1429,7 @@ static const RtNet net = {
     .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
     .nparams = 269443, .nbuffers = 1376,
     .tensors = tensors, .ntensors = 106,
-    .madds = 30821248, .nops = 70,
+    .madds = 30821248, .nops = 70, .branch_elems = 144256,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

@@ -744,7 +744,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -753,7 +753,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -771,7 +771,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -780,7 +780,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -798,7 +798,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -807,7 +807,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -825,7 +825,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
 }
 
 /* Forward, part 2 of 17. */
@@ -846,7 +846,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384, nB * 114688);
     /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 245760 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
@@ -864,7 +864,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1.0000000000000001e-05);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384, nB * 131072);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -873,7 +873,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1.0000000000000001e-05);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384, nB * 147456);
     /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 311296 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
@@ -891,7 +891,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1.0000000000000001e-05);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384, nB * 163840);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -900,7 +900,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1.0000000000000001e-05);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384, nB * 180224);
     /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 376832 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
@@ -918,7 +918,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1.0000000000000001e-05);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384, nB * 196608);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -927,7 +927,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1.0000000000000001e-05);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384, nB * 212992);
 }
 
 /* Forward, part 3 of 17. */
@@ -957,7 +957,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1.0000000000000001e-05);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384, nB * 229376);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -966,7 +966,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1.0000000000000001e-05);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384, nB * 245760);
     /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 507904 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
@@ -984,7 +984,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1.0000000000000001e-05);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384, nB * 262144);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -993,7 +993,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1.0000000000000001e-05);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384, nB * 278528);
     /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 573440 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
@@ -1011,7 +1011,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1.0000000000000001e-05);
     /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384, nB * 294912);
     /* 67 stage1.step9.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
     /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -1020,7 +1020,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 638976 * nB, act + 573440 * nB, P + 44816, P + 44832, buf + 608, buf + 624, B, 16, 1024, 1.0000000000000001e-05);
     /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 655360 * nB, act + 638976 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 655360 * nB, act + 638976 * nB, nB * 16384, nB * 311296);
     /* 70 stage1.step9.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 638976 * nB, act + 655360 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
     /* 71 stage1.x10: sum 16x32x32 -> 16x32x32 */
@@ -1050,7 +1050,7 @@ static void forward_4(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage1.step10.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 688128 * nB, act + 638976 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 688128 * nB, act + 638976 * nB, nB * 16384, nB * 327680);
     /* 74 stage1.step10.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 638976 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
     /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -1059,7 +1059,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 704512 * nB, act + 638976 * nB, P + 49488, P + 49504, buf + 672, buf + 688, B, 16, 1024, 1.0000000000000001e-05);
     /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 720896 * nB, act + 704512 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 720896 * nB, act + 704512 * nB, nB * 16384, nB * 344064);
     /* 77 stage1.step10.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 704512 * nB, act + 720896 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
     /* 78 stage1.x11: sum 16x32x32 -> 16x32x32 */
@@ -1077,7 +1077,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 704512 * nB, act + 737280 * nB, P + 51824, P + 51840, buf + 704, buf + 720, B, 16, 1024, 1.0000000000000001e-05);
     /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 753664 * nB, act + 704512 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 753664 * nB, act + 704512 * nB, nB * 16384, nB * 360448);
     /* 81 stage1.step11.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 704512 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
     /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -1086,7 +1086,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 770048 * nB, act + 704512 * nB, P + 54160, P + 54176, buf + 736, buf + 752, B, 16, 1024, 1.0000000000000001e-05);
     /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 786432 * nB, act + 770048 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 786432 * nB, act + 770048 * nB, nB * 16384, nB * 376832);
     /* 84 stage1.step11.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 770048 * nB, act + 786432 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
     /* 85 stage1.x12: sum 16x32x32 -> 16x32x32 */
@@ -1104,7 +1104,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 770048 * nB, act + 802816 * nB, P + 56496, P + 56512, buf + 768, buf + 784, B, 16, 1024, 1.0000000000000001e-05);
     /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 819200 * nB, act + 770048 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 819200 * nB, act + 770048 * nB, nB * 16384, nB * 393216);
     /* 88 stage1.step12.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 770048 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
     /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -1113,7 +1113,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 835584 * nB, act + 770048 * nB, P + 58832, P + 58848, buf + 800, buf + 816, B, 16, 1024, 1.0000000000000001e-05);
     /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 851968 * nB, act + 835584 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 851968 * nB, act + 835584 * nB, nB * 16384, nB * 409600);
     /* 91 stage1.step12.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 835584 * nB, act + 851968 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
     /* 92 stage1.x13: sum 16x32x32 -> 16x32x32 */
@@ -1131,7 +1131,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 835584 * nB, act + 868352 * nB, P + 61168, P + 61184, buf + 832, buf + 848, B, 16, 1024, 1.0000000000000001e-05);
     /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 884736 * nB, act + 835584 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 884736 * nB, act + 835584 * nB, nB * 16384, nB * 425984);
     /* 95 stage1.step13.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 835584 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
     /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -1152,7 +1152,7 @@ static void forward_5(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 97 stage1.step13.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 917504 * nB, act + 901120 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 917504 * nB, act + 901120 * nB, nB * 16384, nB * 442368);
     /* 98 stage1.step13.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 901120 * nB, act + 917504 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
     /* 99 stage1.x14: sum 16x32x32 -> 16x32x32 */
@@ -1170,7 +1170,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 901120 * nB, act + 933888 * nB, P + 65840, P + 65856, buf + 896, buf + 912, B, 16, 1024, 1.0000000000000001e-05);
     /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 950272 * nB, act + 901120 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 950272 * nB, act + 901120 * nB, nB * 16384, nB * 458752);
     /* 102 stage1.step14.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 901120 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
     /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -1179,7 +1179,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 966656 * nB, act + 901120 * nB, P + 68176, P + 68192, buf + 928, buf + 944, B, 16, 1024, 1.0000000000000001e-05);
     /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 983040 * nB, act + 966656 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 983040 * nB, act + 966656 * nB, nB * 16384, nB * 475136);
     /* 105 stage1.step14.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 966656 * nB, act + 983040 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
     /* 106 stage1.x15: sum 16x32x32 -> 16x32x32 */
@@ -1197,7 +1197,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 966656 * nB, act + 999424 * nB, P + 70512, P + 70528, buf + 960, buf + 976, B, 16, 1024, 1.0000000000000001e-05);
     /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1015808 * nB, act + 966656 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 1015808 * nB, act + 966656 * nB, nB * 16384, nB * 491520);
     /* 109 stage1.step15.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 966656 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
     /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -1206,7 +1206,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1032192 * nB, act + 966656 * nB, P + 72848, P + 72864, buf + 992, buf + 1008, B, 16, 1024, 1.0000000000000001e-05);
     /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1048576 * nB, act + 1032192 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 1048576 * nB, act + 1032192 * nB, nB * 16384, nB * 507904);
     /* 112 stage1.step15.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 1032192 * nB, act + 1048576 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
     /* 113 stage1.x16: sum 16x32x32 -> 16x32x32 */
@@ -1224,7 +1224,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1032192 * nB, act + 1064960 * nB, P + 75184, P + 75200, buf + 1024, buf + 1040, B, 16, 1024, 1.0000000000000001e-05);
     /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1081344 * nB, act + 1032192 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 1081344 * nB, act + 1032192 * nB, nB * 16384, nB * 524288);
     /* 116 stage1.step16.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 1032192 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
     /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -1233,7 +1233,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1097728 * nB, act + 1032192 * nB, P + 77520, P + 77536, buf + 1056, buf + 1072, B, 16, 1024, 1.0000000000000001e-05);
     /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1114112 * nB, act + 1097728 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 1114112 * nB, act + 1097728 * nB, nB * 16384, nB * 540672);
     /* 119 stage1.step16.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 1097728 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
     /* 120 stage1.x17: sum 16x32x32 -> 16x32x32 */
@@ -1263,7 +1263,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1097728 * nB, act + 1130496 * nB, P + 79856, P + 79872, buf + 1088, buf + 1104, B, 16, 1024, 1.0000000000000001e-05);
     /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1146880 * nB, act + 1097728 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 1146880 * nB, act + 1097728 * nB, nB * 16384, nB * 557056);
     /* 123 stage1.step17.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 1097728 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
     /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -1272,7 +1272,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1163264 * nB, act + 1097728 * nB, P + 82192, P + 82208, buf + 1120, buf + 1136, B, 16, 1024, 1.0000000000000001e-05);
     /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1179648 * nB, act + 1163264 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 1179648 * nB, act + 1163264 * nB, nB * 16384, nB * 573440);
     /* 126 stage1.step17.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 1163264 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
     /* 127 stage1.x18: sum 16x32x32 -> 16x32x32 */
@@ -1290,7 +1290,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1163264 * nB, act + 1196032 * nB, P + 84528, P + 84544, buf + 1152, buf + 1168, B, 16, 1024, 1.0000000000000001e-05);
     /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1212416 * nB, act + 1163264 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 1212416 * nB, act + 1163264 * nB, nB * 16384, nB * 589824);
     /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1163264 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
     /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1299,7 +1299,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1171456 * nB, act + 1163264 * nB, P + 89168, P + 89200, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
     /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1228800 * nB, act + 1171456 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1228800 * nB, act + 1171456 * nB, nB * 8192, nB * 606208);
     /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 134 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
@@ -1319,7 +1319,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1171456 * nB, act + 1245184 * nB, P + 98448, P + 98480, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
     /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1236992 * nB, act + 1171456 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1236992 * nB, act + 1171456 * nB, nB * 8192, nB * 614400);
     /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1171456 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1328,7 +1328,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1253376 * nB, act + 1171456 * nB, P + 107728, P + 107760, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
     /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1261568 * nB, act + 1253376 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1261568 * nB, act + 1253376 * nB, nB * 8192, nB * 622592);
     /* 141 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1253376 * nB, act + 1261568 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 142 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -1346,7 +1346,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1253376 * nB, act + 1269760 * nB, P + 117008, P + 117040, buf + 1376, buf + 1408, B, 32, 256, 1.0000000000000001e-05);
     /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1277952 * nB, act + 1253376 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1277952 * nB, act + 1253376 * nB, nB * 8192, nB * 630784);
 }
 
 /* Forward, part 7 of 17. */
@@ -1367,7 +1367,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1286144 * nB, act + 1253376 * nB, P + 126288, P + 126320, buf + 1440, buf + 1472, B, 32, 256, 1.0000000000000001e-05);
     /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1294336 * nB, act + 1286144 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1294336 * nB, act + 1286144 * nB, nB * 8192, nB * 638976);
     /* 148 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1286144 * nB, act + 1294336 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 149 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -1385,7 +1385,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1286144 * nB, act + 1302528 * nB, P + 135568, P + 135600, buf + 1504, buf + 1536, B, 32, 256, 1.0000000000000001e-05);
     /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1310720 * nB, act + 1286144 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1310720 * nB, act + 1286144 * nB, nB * 8192, nB * 647168);
     /* 152 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1286144 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1394,7 +1394,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1318912 * nB, act + 1286144 * nB, P + 144848, P + 144880, buf + 1568, buf + 1600, B, 32, 256, 1.0000000000000001e-05);
     /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1327104 * nB, act + 1318912 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1327104 * nB, act + 1318912 * nB, nB * 8192, nB * 655360);
     /* 155 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1318912 * nB, act + 1327104 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 156 stage2.x4: sum 32x16x16 -> 32x16x16 */
@@ -1412,7 +1412,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1318912 * nB, act + 1335296 * nB, P + 154128, P + 154160, buf + 1632, buf + 1664, B, 32, 256, 1.0000000000000001e-05);
     /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1343488 * nB, act + 1318912 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1343488 * nB, act + 1318912 * nB, nB * 8192, nB * 663552);
     /* 159 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1318912 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1421,7 +1421,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1351680 * nB, act + 1318912 * nB, P + 163408, P + 163440, buf + 1696, buf + 1728, B, 32, 256, 1.0000000000000001e-05);
     /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1359872 * nB, act + 1351680 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1359872 * nB, act + 1351680 * nB, nB * 8192, nB * 671744);
     /* 162 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1351680 * nB, act + 1359872 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 163 stage2.x5: sum 32x16x16 -> 32x16x16 */
@@ -1439,7 +1439,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1351680 * nB, act + 1368064 * nB, P + 172688, P + 172720, buf + 1760, buf + 1792, B, 32, 256, 1.0000000000000001e-05);
     /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1376256 * nB, act + 1351680 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1376256 * nB, act + 1351680 * nB, nB * 8192, nB * 679936);
     /* 166 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1351680 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1448,7 +1448,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1384448 * nB, act + 1351680 * nB, P + 181968, P + 182000, buf + 1824, buf + 1856, B, 32, 256, 1.0000000000000001e-05);
     /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1392640 * nB, act + 1384448 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1392640 * nB, act + 1384448 * nB, nB * 8192, nB * 688128);
 }
 
 /* Forward, part 8 of 17. */
@@ -1478,7 +1478,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1384448 * nB, act + 1400832 * nB, P + 191248, P + 191280, buf + 1888, buf + 1920, B, 32, 256, 1.0000000000000001e-05);
     /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1409024 * nB, act + 1384448 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1409024 * nB, act + 1384448 * nB, nB * 8192, nB * 696320);
     /* 173 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1384448 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
     /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1487,7 +1487,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1417216 * nB, act + 1384448 * nB, P + 200528, P + 200560, buf + 1952, buf + 1984, B, 32, 256, 1.0000000000000001e-05);
     /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1425408 * nB, act + 1417216 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1425408 * nB, act + 1417216 * nB, nB * 8192, nB * 704512);
     /* 176 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1417216 * nB, act + 1425408 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
     /* 177 stage2.x7: sum 32x16x16 -> 32x16x16 */
@@ -1505,7 +1505,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1417216 * nB, act + 1433600 * nB, P + 209808, P + 209840, buf + 2016, buf + 2048, B, 32, 256, 1.0000000000000001e-05);
     /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1441792 * nB, act + 1417216 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1441792 * nB, act + 1417216 * nB, nB * 8192, nB * 712704);
     /* 180 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1417216 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
     /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1514,7 +1514,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1449984 * nB, act + 1417216 * nB, P + 219088, P + 219120, buf + 2080, buf + 2112, B, 32, 256, 1.0000000000000001e-05);
     /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1458176 * nB, act + 1449984 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1458176 * nB, act + 1449984 * nB, nB * 8192, nB * 720896);
     /* 183 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1449984 * nB, act + 1458176 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 184 stage2.x8: sum 32x16x16 -> 32x16x16 */
@@ -1532,7 +1532,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1449984 * nB, act + 1466368 * nB, P + 228368, P + 228400, buf + 2144, buf + 2176, B, 32, 256, 1.0000000000000001e-05);
     /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1474560 * nB, act + 1449984 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1474560 * nB, act + 1449984 * nB, nB * 8192, nB * 729088);
     /* 187 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1449984 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1541,7 +1541,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1482752 * nB, act + 1449984 * nB, P + 237648, P + 237680, buf + 2208, buf + 2240, B, 32, 256, 1.0000000000000001e-05);
     /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1490944 * nB, act + 1482752 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1490944 * nB, act + 1482752 * nB, nB * 8192, nB * 737280);
     /* 190 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1482752 * nB, act + 1490944 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 191 stage2.x9: sum 32x16x16 -> 32x16x16 */
@@ -1571,7 +1571,7 @@ static void forward_9(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 stage2.step9.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1507328 * nB, act + 1482752 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1507328 * nB, act + 1482752 * nB, nB * 8192, nB * 745472);
     /* 194 stage2.step9.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1482752 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1580,7 +1580,7 @@ static void forward_9(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1515520 * nB, act + 1482752 * nB, P + 256208, P + 256240, buf + 2336, buf + 2368, B, 32, 256, 1.0000000000000001e-05);
     /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1523712 * nB, act + 1515520 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1523712 * nB, act + 1515520 * nB, nB * 8192, nB * 753664);
     /* 197 stage2.step9.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1515520 * nB, act + 1523712 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 198 stage2.x10: sum 32x16x16 -> 32x16x16 */
@@ -1598,7 +1598,7 @@ static void forward_9(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1515520 * nB, act + 1531904 * nB, P + 265488, P + 265520, buf + 2400, buf + 2432, B, 32, 256, 1.0000000000000001e-05);
     /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1540096 * nB, act + 1515520 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1540096 * nB, act + 1515520 * nB, nB * 8192, nB * 761856);
     /* 201 stage2.step10.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1515520 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
     /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1607,7 +1607,7 @@ static void forward_9(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1548288 * nB, act + 1515520 * nB, P + 274768, P + 274800, buf + 2464, buf + 2496, B, 32, 256, 1.0000000000000001e-05);
     /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1556480 * nB, act + 1548288 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1556480 * nB, act + 1548288 * nB, nB * 8192, nB * 770048);
     /* 204 stage2.step10.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1548288 * nB, act + 1556480 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
     /* 205 stage2.x11: sum 32x16x16 -> 32x16x16 */
@@ -1625,7 +1625,7 @@ static void forward_9(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1548288 * nB, act + 1564672 * nB, P + 284048, P + 284080, buf + 2528, buf + 2560, B, 32, 256, 1.0000000000000001e-05);
     /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1572864 * nB, act + 1548288 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1572864 * nB, act + 1548288 * nB, nB * 8192, nB * 778240);
     /* 208 stage2.step11.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1548288 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
     /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1634,7 +1634,7 @@ static void forward_9(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1581056 * nB, act + 1548288 * nB, P + 293328, P + 293360, buf + 2592, buf + 2624, B, 32, 256, 1.0000000000000001e-05);
     /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1589248 * nB, act + 1581056 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1589248 * nB, act + 1581056 * nB, nB * 8192, nB * 786432);
     /* 211 stage2.step11.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1581056 * nB, act + 1589248 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
     /* 212 stage2.x12: sum 32x16x16 -> 32x16x16 */
@@ -1652,7 +1652,7 @@ static void forward_9(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1581056 * nB, act + 1597440 * nB, P + 302608, P + 302640, buf + 2656, buf + 2688, B, 32, 256, 1.0000000000000001e-05);
     /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1605632 * nB, act + 1581056 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1605632 * nB, act + 1581056 * nB, nB * 8192, nB * 794624);
     /* 215 stage2.step12.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1581056 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
     /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1673,7 +1673,7 @@ static void forward_10(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 217 stage2.step12.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1622016 * nB, act + 1613824 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1622016 * nB, act + 1613824 * nB, nB * 8192, nB * 802816);
     /* 218 stage2.step12.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1613824 * nB, act + 1622016 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
     /* 219 stage2.x13: sum 32x16x16 -> 32x16x16 */
@@ -1691,7 +1691,7 @@ static void forward_10(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1613824 * nB, act + 1630208 * nB, P + 321168, P + 321200, buf + 2784, buf + 2816, B, 32, 256, 1.0000000000000001e-05);
     /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1638400 * nB, act + 1613824 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1638400 * nB, act + 1613824 * nB, nB * 8192, nB * 811008);
     /* 222 stage2.step13.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1613824 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1700,7 +1700,7 @@ static void forward_10(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1646592 * nB, act + 1613824 * nB, P + 330448, P + 330480, buf + 2848, buf + 2880, B, 32, 256, 1.0000000000000001e-05);
     /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1654784 * nB, act + 1646592 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1654784 * nB, act + 1646592 * nB, nB * 8192, nB * 819200);
     /* 225 stage2.step13.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1646592 * nB, act + 1654784 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 226 stage2.x14: sum 32x16x16 -> 32x16x16 */
@@ -1718,7 +1718,7 @@ static void forward_10(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1646592 * nB, act + 1662976 * nB, P + 339728, P + 339760, buf + 2912, buf + 2944, B, 32, 256, 1.0000000000000001e-05);
     /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1671168 * nB, act + 1646592 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1671168 * nB, act + 1646592 * nB, nB * 8192, nB * 827392);
     /* 229 stage2.step14.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1646592 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1727,7 +1727,7 @@ static void forward_10(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1679360 * nB, act + 1646592 * nB, P + 349008, P + 349040, buf + 2976, buf + 3008, B, 32, 256, 1.0000000000000001e-05);
     /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1687552 * nB, act + 1679360 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1687552 * nB, act + 1679360 * nB, nB * 8192, nB * 835584);
     /* 232 stage2.step14.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1679360 * nB, act + 1687552 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
     /* 233 stage2.x15: sum 32x16x16 -> 32x16x16 */
@@ -1745,7 +1745,7 @@ static void forward_10(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1679360 * nB, act + 1695744 * nB, P + 358288, P + 358320, buf + 3040, buf + 3072, B, 32, 256, 1.0000000000000001e-05);
     /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1703936 * nB, act + 1679360 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1703936 * nB, act + 1679360 * nB, nB * 8192, nB * 843776);
     /* 236 stage2.step15.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1679360 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1754,7 +1754,7 @@ static void forward_10(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1712128 * nB, act + 1679360 * nB, P + 367568, P + 367600, buf + 3104, buf + 3136, B, 32, 256, 1.0000000000000001e-05);
     /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1720320 * nB, act + 1712128 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1720320 * nB, act + 1712128 * nB, nB * 8192, nB * 851968);
     /* 239 stage2.step15.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1712128 * nB, act + 1720320 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 240 stage2.x16: sum 32x16x16 -> 32x16x16 */
@@ -1784,7 +1784,7 @@ static void forward_11(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1712128 * nB, act + 1728512 * nB, P + 376848, P + 376880, buf + 3168, buf + 3200, B, 32, 256, 1.0000000000000001e-05);
     /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1736704 * nB, act + 1712128 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1736704 * nB, act + 1712128 * nB, nB * 8192, nB * 860160);
     /* 243 stage2.step16.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1712128 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1793,7 +1793,7 @@ static void forward_11(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1744896 * nB, act + 1712128 * nB, P + 386128, P + 386160, buf + 3232, buf + 3264, B, 32, 256, 1.0000000000000001e-05);
     /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1753088 * nB, act + 1744896 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1753088 * nB, act + 1744896 * nB, nB * 8192, nB * 868352);
     /* 246 stage2.step16.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1744896 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 247 stage2.x17: sum 32x16x16 -> 32x16x16 */
@@ -1811,7 +1811,7 @@ static void forward_11(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1744896 * nB, act + 1761280 * nB, P + 395408, P + 395440, buf + 3296, buf + 3328, B, 32, 256, 1.0000000000000001e-05);
     /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1769472 * nB, act + 1744896 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1769472 * nB, act + 1744896 * nB, nB * 8192, nB * 876544);
     /* 250 stage2.step17.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1744896 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1820,7 +1820,7 @@ static void forward_11(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1777664 * nB, act + 1744896 * nB, P + 404688, P + 404720, buf + 3360, buf + 3392, B, 32, 256, 1.0000000000000001e-05);
     /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1785856 * nB, act + 1777664 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1785856 * nB, act + 1777664 * nB, nB * 8192, nB * 884736);
     /* 253 stage2.step17.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 1777664 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 254 stage2.x18: sum 32x16x16 -> 32x16x16 */
@@ -1838,7 +1838,7 @@ static void forward_11(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1777664 * nB, act + 1794048 * nB, P + 413968, P + 414000, buf + 3424, buf + 3456, B, 32, 256, 1.0000000000000001e-05);
     /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1802240 * nB, act + 1777664 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 1802240 * nB, act + 1777664 * nB, nB * 8192, nB * 892928);
     /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1777664 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
     /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1847,7 +1847,7 @@ static void forward_11(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1781760 * nB, act + 1777664 * nB, P + 432464, P + 432528, buf + 3488, buf + 3552, B, 64, 64, 1.0000000000000001e-05);
     /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1810432 * nB, act + 1781760 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1810432 * nB, act + 1781760 * nB, nB * 4096, nB * 901120);
     /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
     /* 261 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
@@ -1867,7 +1867,7 @@ static void forward_11(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1781760 * nB, act + 1818624 * nB, P + 469456, P + 469520, buf + 3616, buf + 3680, B, 64, 64, 1.0000000000000001e-05);
     /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1814528 * nB, act + 1781760 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1814528 * nB, act + 1781760 * nB, nB * 4096, nB * 905216);
 }
 
 /* Forward, part 12 of 17. */
@@ -1888,7 +1888,7 @@ static void forward_12(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1822720 * nB, act + 1781760 * nB, P + 506448, P + 506512, buf + 3744, buf + 3808, B, 64, 64, 1.0000000000000001e-05);
     /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1826816 * nB, act + 1822720 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1826816 * nB, act + 1822720 * nB, nB * 4096, nB * 909312);
     /* 268 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1822720 * nB, act + 1826816 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
     /* 269 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -1906,7 +1906,7 @@ static void forward_12(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1822720 * nB, act + 1830912 * nB, P + 543440, P + 543504, buf + 3872, buf + 3936, B, 64, 64, 1.0000000000000001e-05);
     /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1835008 * nB, act + 1822720 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1835008 * nB, act + 1822720 * nB, nB * 4096, nB * 913408);
     /* 272 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1822720 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
     /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1915,7 +1915,7 @@ static void forward_12(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1839104 * nB, act + 1822720 * nB, P + 580432, P + 580496, buf + 4000, buf + 4064, B, 64, 64, 1.0000000000000001e-05);
     /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1843200 * nB, act + 1839104 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1843200 * nB, act + 1839104 * nB, nB * 4096, nB * 917504);
     /* 275 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1839104 * nB, act + 1843200 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
     /* 276 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -1933,7 +1933,7 @@ static void forward_12(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1839104 * nB, act + 1847296 * nB, P + 617424, P + 617488, buf + 4128, buf + 4192, B, 64, 64, 1.0000000000000001e-05);
     /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1851392 * nB, act + 1839104 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1851392 * nB, act + 1839104 * nB, nB * 4096, nB * 921600);
     /* 279 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1839104 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
     /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1942,7 +1942,7 @@ static void forward_12(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1855488 * nB, act + 1839104 * nB, P + 654416, P + 654480, buf + 4256, buf + 4320, B, 64, 64, 1.0000000000000001e-05);
     /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1859584 * nB, act + 1855488 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1859584 * nB, act + 1855488 * nB, nB * 4096, nB * 925696);
     /* 282 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1855488 * nB, act + 1859584 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
     /* 283 stage3.x4: sum 64x8x8 -> 64x8x8 */
@@ -1960,7 +1960,7 @@ static void forward_12(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1855488 * nB, act + 1863680 * nB, P + 691408, P + 691472, buf + 4384, buf + 4448, B, 64, 64, 1.0000000000000001e-05);
     /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1867776 * nB, act + 1855488 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1867776 * nB, act + 1855488 * nB, nB * 4096, nB * 929792);
     /* 286 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1855488 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
     /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1969,7 +1969,7 @@ static void forward_12(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1871872 * nB, act + 1855488 * nB, P + 728400, P + 728464, buf + 4512, buf + 4576, B, 64, 64, 1.0000000000000001e-05);
     /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1875968 * nB, act + 1871872 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1875968 * nB, act + 1871872 * nB, nB * 4096, nB * 933888);
 }
 
 /* Forward, part 13 of 17. */
@@ -1999,7 +1999,7 @@ static void forward_13(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1871872 * nB, act + 1880064 * nB, P + 765392, P + 765456, buf + 4640, buf + 4704, B, 64, 64, 1.0000000000000001e-05);
     /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1884160 * nB, act + 1871872 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1884160 * nB, act + 1871872 * nB, nB * 4096, nB * 937984);
     /* 293 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1871872 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
     /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2008,7 +2008,7 @@ static void forward_13(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1888256 * nB, act + 1871872 * nB, P + 802384, P + 802448, buf + 4768, buf + 4832, B, 64, 64, 1.0000000000000001e-05);
     /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1892352 * nB, act + 1888256 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1892352 * nB, act + 1888256 * nB, nB * 4096, nB * 942080);
     /* 296 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1888256 * nB, act + 1892352 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
     /* 297 stage3.x6: sum 64x8x8 -> 64x8x8 */
@@ -2026,7 +2026,7 @@ static void forward_13(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1888256 * nB, act + 1896448 * nB, P + 839376, P + 839440, buf + 4896, buf + 4960, B, 64, 64, 1.0000000000000001e-05);
     /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1900544 * nB, act + 1888256 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1900544 * nB, act + 1888256 * nB, nB * 4096, nB * 946176);
     /* 300 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1888256 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2035,7 +2035,7 @@ static void forward_13(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1904640 * nB, act + 1888256 * nB, P + 876368, P + 876432, buf + 5024, buf + 5088, B, 64, 64, 1.0000000000000001e-05);
     /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1908736 * nB, act + 1904640 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1908736 * nB, act + 1904640 * nB, nB * 4096, nB * 950272);
     /* 303 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1904640 * nB, act + 1908736 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 304 stage3.x7: sum 64x8x8 -> 64x8x8 */
@@ -2053,7 +2053,7 @@ static void forward_13(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1904640 * nB, act + 1912832 * nB, P + 913360, P + 913424, buf + 5152, buf + 5216, B, 64, 64, 1.0000000000000001e-05);
     /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1916928 * nB, act + 1904640 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1916928 * nB, act + 1904640 * nB, nB * 4096, nB * 954368);
     /* 307 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1904640 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2062,7 +2062,7 @@ static void forward_13(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1921024 * nB, act + 1904640 * nB, P + 950352, P + 950416, buf + 5280, buf + 5344, B, 64, 64, 1.0000000000000001e-05);
     /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1925120 * nB, act + 1921024 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1925120 * nB, act + 1921024 * nB, nB * 4096, nB * 958464);
     /* 310 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1921024 * nB, act + 1925120 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 311 stage3.x8: sum 64x8x8 -> 64x8x8 */
@@ -2092,7 +2092,7 @@ static void forward_14(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 313 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1933312 * nB, act + 1921024 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1933312 * nB, act + 1921024 * nB, nB * 4096, nB * 962560);
     /* 314 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1921024 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
     /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2101,7 +2101,7 @@ static void forward_14(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1937408 * nB, act + 1921024 * nB, P + 1024336, P + 1024400, buf + 5536, buf + 5600, B, 64, 64, 1.0000000000000001e-05);
     /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1941504 * nB, act + 1937408 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1941504 * nB, act + 1937408 * nB, nB * 4096, nB * 966656);
     /* 317 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1937408 * nB, act + 1941504 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 318 stage3.x9: sum 64x8x8 -> 64x8x8 */
@@ -2119,7 +2119,7 @@ static void forward_14(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1937408 * nB, act + 1945600 * nB, P + 1061328, P + 1061392, buf + 5664, buf + 5728, B, 64, 64, 1.0000000000000001e-05);
     /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1949696 * nB, act + 1937408 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1949696 * nB, act + 1937408 * nB, nB * 4096, nB * 970752);
     /* 321 stage3.step9.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1937408 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2128,7 +2128,7 @@ static void forward_14(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1953792 * nB, act + 1937408 * nB, P + 1098320, P + 1098384, buf + 5792, buf + 5856, B, 64, 64, 1.0000000000000001e-05);
     /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1957888 * nB, act + 1953792 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1957888 * nB, act + 1953792 * nB, nB * 4096, nB * 974848);
     /* 324 stage3.step9.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1953792 * nB, act + 1957888 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 325 stage3.x10: sum 64x8x8 -> 64x8x8 */
@@ -2146,7 +2146,7 @@ static void forward_14(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1953792 * nB, act + 1961984 * nB, P + 1135312, P + 1135376, buf + 5920, buf + 5984, B, 64, 64, 1.0000000000000001e-05);
     /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1966080 * nB, act + 1953792 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1966080 * nB, act + 1953792 * nB, nB * 4096, nB * 978944);
     /* 328 stage3.step10.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1953792 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2155,7 +2155,7 @@ static void forward_14(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1970176 * nB, act + 1953792 * nB, P + 1172304, P + 1172368, buf + 6048, buf + 6112, B, 64, 64, 1.0000000000000001e-05);
     /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1974272 * nB, act + 1970176 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1974272 * nB, act + 1970176 * nB, nB * 4096, nB * 983040);
     /* 331 stage3.step10.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1970176 * nB, act + 1974272 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 332 stage3.x11: sum 64x8x8 -> 64x8x8 */
@@ -2173,7 +2173,7 @@ static void forward_14(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1970176 * nB, act + 1978368 * nB, P + 1209296, P + 1209360, buf + 6176, buf + 6240, B, 64, 64, 1.0000000000000001e-05);
     /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1982464 * nB, act + 1970176 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1982464 * nB, act + 1970176 * nB, nB * 4096, nB * 987136);
     /* 335 stage3.step11.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1970176 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2194,7 +2194,7 @@ static void forward_15(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 337 stage3.step11.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1990656 * nB, act + 1986560 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1990656 * nB, act + 1986560 * nB, nB * 4096, nB * 991232);
     /* 338 stage3.step11.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1986560 * nB, act + 1990656 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 339 stage3.x12: sum 64x8x8 -> 64x8x8 */
@@ -2212,7 +2212,7 @@ static void forward_15(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1986560 * nB, act + 1994752 * nB, P + 1283280, P + 1283344, buf + 6432, buf + 6496, B, 64, 64, 1.0000000000000001e-05);
     /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1998848 * nB, act + 1986560 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1998848 * nB, act + 1986560 * nB, nB * 4096, nB * 995328);
     /* 342 stage3.step12.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1986560 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2221,7 +2221,7 @@ static void forward_15(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2002944 * nB, act + 1986560 * nB, P + 1320272, P + 1320336, buf + 6560, buf + 6624, B, 64, 64, 1.0000000000000001e-05);
     /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2007040 * nB, act + 2002944 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2007040 * nB, act + 2002944 * nB, nB * 4096, nB * 999424);
     /* 345 stage3.step12.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2002944 * nB, act + 2007040 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 346 stage3.x13: sum 64x8x8 -> 64x8x8 */
@@ -2239,7 +2239,7 @@ static void forward_15(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2002944 * nB, act + 2011136 * nB, P + 1357264, P + 1357328, buf + 6688, buf + 6752, B, 64, 64, 1.0000000000000001e-05);
     /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2015232 * nB, act + 2002944 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2015232 * nB, act + 2002944 * nB, nB * 4096, nB * 1003520);
     /* 349 stage3.step13.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2002944 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2248,7 +2248,7 @@ static void forward_15(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2019328 * nB, act + 2002944 * nB, P + 1394256, P + 1394320, buf + 6816, buf + 6880, B, 64, 64, 1.0000000000000001e-05);
     /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2023424 * nB, act + 2019328 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2023424 * nB, act + 2019328 * nB, nB * 4096, nB * 1007616);
     /* 352 stage3.step13.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2019328 * nB, act + 2023424 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 353 stage3.x14: sum 64x8x8 -> 64x8x8 */
@@ -2266,7 +2266,7 @@ static void forward_15(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2019328 * nB, act + 2027520 * nB, P + 1431248, P + 1431312, buf + 6944, buf + 7008, B, 64, 64, 1.0000000000000001e-05);
     /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2031616 * nB, act + 2019328 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2031616 * nB, act + 2019328 * nB, nB * 4096, nB * 1011712);
     /* 356 stage3.step14.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2019328 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2275,7 +2275,7 @@ static void forward_15(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2035712 * nB, act + 2019328 * nB, P + 1468240, P + 1468304, buf + 7072, buf + 7136, B, 64, 64, 1.0000000000000001e-05);
     /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2039808 * nB, act + 2035712 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2039808 * nB, act + 2035712 * nB, nB * 4096, nB * 1015808);
     /* 359 stage3.step14.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2035712 * nB, act + 2039808 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
     /* 360 stage3.x15: sum 64x8x8 -> 64x8x8 */
@@ -2305,7 +2305,7 @@ static void forward_16(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2035712 * nB, act + 2043904 * nB, P + 1505232, P + 1505296, buf + 7200, buf + 7264, B, 64, 64, 1.0000000000000001e-05);
     /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2048000 * nB, act + 2035712 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2048000 * nB, act + 2035712 * nB, nB * 4096, nB * 1019904);
     /* 363 stage3.step15.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2035712 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
     /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2314,7 +2314,7 @@ static void forward_16(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2052096 * nB, act + 2035712 * nB, P + 1542224, P + 1542288, buf + 7328, buf + 7392, B, 64, 64, 1.0000000000000001e-05);
     /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2056192 * nB, act + 2052096 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2056192 * nB, act + 2052096 * nB, nB * 4096, nB * 1024000);
     /* 366 stage3.step15.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2052096 * nB, act + 2056192 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
     /* 367 stage3.x16: sum 64x8x8 -> 64x8x8 */
@@ -2332,7 +2332,7 @@ static void forward_16(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2052096 * nB, act + 2060288 * nB, P + 1579216, P + 1579280, buf + 7456, buf + 7520, B, 64, 64, 1.0000000000000001e-05);
     /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2064384 * nB, act + 2052096 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2064384 * nB, act + 2052096 * nB, nB * 4096, nB * 1028096);
     /* 370 stage3.step16.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2052096 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
     /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2341,7 +2341,7 @@ static void forward_16(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2068480 * nB, act + 2052096 * nB, P + 1616208, P + 1616272, buf + 7584, buf + 7648, B, 64, 64, 1.0000000000000001e-05);
     /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2072576 * nB, act + 2068480 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2072576 * nB, act + 2068480 * nB, nB * 4096, nB * 1032192);
     /* 373 stage3.step16.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2068480 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
     /* 374 stage3.x17: sum 64x8x8 -> 64x8x8 */
@@ -2359,7 +2359,7 @@ static void forward_16(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2068480 * nB, act + 2076672 * nB, P + 1653200, P + 1653264, buf + 7712, buf + 7776, B, 64, 64, 1.0000000000000001e-05);
     /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2080768 * nB, act + 2068480 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2080768 * nB, act + 2068480 * nB, nB * 4096, nB * 1036288);
     /* 377 stage3.step17.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2068480 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
     /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2368,7 +2368,7 @@ static void forward_16(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2084864 * nB, act + 2068480 * nB, P + 1690192, P + 1690256, buf + 7840, buf + 7904, B, 64, 64, 1.0000000000000001e-05);
     /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2088960 * nB, act + 2084864 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2088960 * nB, act + 2084864 * nB, nB * 4096, nB * 1040384);
     /* 380 stage3.step17.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 2084864 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
     /* 381 stage3.x18: sum 64x8x8 -> 64x8x8 */
@@ -2386,7 +2386,7 @@ static void forward_16(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 2084864 * nB, act + 2093056 * nB, P + 1727184, P + 1727248, buf + 7968, buf + 8032, B, 64, 64, 1.0000000000000001e-05);
     /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2097152 * nB, act + 2084864 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 2097152 * nB, act + 2084864 * nB, nB * 4096, nB * 1044480);
     /* 384 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_forward(ctx, act + 2084864 * nB, act + 2097152 * nB, B, 64, 64);
 }
@@ -2443,7 +2443,7 @@ static void backward_1(RtModel *m, int B)
     /* 384 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_backward(ctx, act + 2101248 * nB, 0, act + 2084928 * nB, B, 64, 64);
     /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, act + 2097152 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, act + 2097152 * nB, nB * 4096, nB * 1044480);
     /* 382 head.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2097152 * nB, 0, G + 1727184, G + 1727248, act + 2084864 * nB, act + 2093056 * nB, fix + 7968, fix + 8032, P + 1727184, B, 64, 64);
     /* 381 stage3.x18: sum 64x8x8 -> 64x8x8 */
@@ -2459,13 +2459,13 @@ static void backward_1(RtModel *m, int B)
     /* 380 stage3.step17.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2097152 * nB, 0, G + 1690320, act + 2093056 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
     /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2093056 * nB, 0, act + 2097152 * nB, act + 2088960 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2093056 * nB, 0, act + 2097152 * nB, act + 2088960 * nB, nB * 4096, nB * 1040384);
     /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2088960 * nB, 0, G + 1690192, G + 1690256, act + 2093056 * nB, act + 2068480 * nB, fix + 7840, fix + 7904, P + 1690192, B, 64, 64);
     /* 377 stage3.step17.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2068480 * nB, 0, G + 1653328, act + 2088960 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
     /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2088960 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2088960 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096, nB * 1036288);
     /* 375 stage3.step17.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2084864 * nB, 1, G + 1653200, G + 1653264, act + 2088960 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, B, 64, 64);
     /* 374 stage3.x17: sum 64x8x8 -> 64x8x8 */
@@ -2481,13 +2481,13 @@ static void backward_1(RtModel *m, int B)
     /* 373 stage3.step16.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2080768 * nB, 0, G + 1616336, act + 2076672 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
     /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2076672 * nB, 0, act + 2080768 * nB, act + 2072576 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2076672 * nB, 0, act + 2080768 * nB, act + 2072576 * nB, nB * 4096, nB * 1032192);
     /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2072576 * nB, 0, G + 1616208, G + 1616272, act + 2076672 * nB, act + 2052096 * nB, fix + 7584, fix + 7648, P + 1616208, B, 64, 64);
     /* 370 stage3.step16.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2052096 * nB, 0, G + 1579344, act + 2072576 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
     /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2072576 * nB, 0, act + 2052096 * nB, act + 2064384 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2072576 * nB, 0, act + 2052096 * nB, act + 2064384 * nB, nB * 4096, nB * 1028096);
     /* 368 stage3.step16.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2068480 * nB, 1, G + 1579216, G + 1579280, act + 2072576 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, B, 64, 64);
     /* 367 stage3.x16: sum 64x8x8 -> 64x8x8 */
@@ -2503,13 +2503,13 @@ static void backward_1(RtModel *m, int B)
     /* 366 stage3.step15.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2064384 * nB, 0, G + 1542352, act + 2060288 * nB, act + 2056192 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
     /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2060288 * nB, 0, act + 2064384 * nB, act + 2056192 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2060288 * nB, 0, act + 2064384 * nB, act + 2056192 * nB, nB * 4096, nB * 1024000);
     /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2056192 * nB, 0, G + 1542224, G + 1542288, act + 2060288 * nB, act + 2035712 * nB, fix + 7328, fix + 7392, P + 1542224, B, 64, 64);
     /* 363 stage3.step15.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2035712 * nB, 0, G + 1505360, act + 2056192 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
     /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2056192 * nB, 0, act + 2035712 * nB, act + 2048000 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2056192 * nB, 0, act + 2035712 * nB, act + 2048000 * nB, nB * 4096, nB * 1019904);
 }
 
 /* Backward, part 2 of 17. */
@@ -2537,13 +2537,13 @@ static void backward_2(RtModel *m, int B)
     /* 359 stage3.step14.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2048000 * nB, 0, G + 1468368, act + 2043904 * nB, act + 2039808 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
     /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2043904 * nB, 0, act + 2048000 * nB, act + 2039808 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2043904 * nB, 0, act + 2048000 * nB, act + 2039808 * nB, nB * 4096, nB * 1015808);
     /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2039808 * nB, 0, G + 1468240, G + 1468304, act + 2043904 * nB, act + 2019328 * nB, fix + 7072, fix + 7136, P + 1468240, B, 64, 64);
     /* 356 stage3.step14.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2019328 * nB, 0, G + 1431376, act + 2039808 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2039808 * nB, 0, act + 2019328 * nB, act + 2031616 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2039808 * nB, 0, act + 2019328 * nB, act + 2031616 * nB, nB * 4096, nB * 1011712);
     /* 354 stage3.step14.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2035712 * nB, 1, G + 1431248, G + 1431312, act + 2039808 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, B, 64, 64);
     /* 353 stage3.x14: sum 64x8x8 -> 64x8x8 */
@@ -2559,13 +2559,13 @@ static void backward_2(RtModel *m, int B)
     /* 352 stage3.step13.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2031616 * nB, 0, G + 1394384, act + 2027520 * nB, act + 2023424 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2027520 * nB, 0, act + 2031616 * nB, act + 2023424 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2027520 * nB, 0, act + 2031616 * nB, act + 2023424 * nB, nB * 4096, nB * 1007616);
     /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2023424 * nB, 0, G + 1394256, G + 1394320, act + 2027520 * nB, act + 2002944 * nB, fix + 6816, fix + 6880, P + 1394256, B, 64, 64);
     /* 349 stage3.step13.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2002944 * nB, 0, G + 1357392, act + 2023424 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2023424 * nB, 0, act + 2002944 * nB, act + 2015232 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2023424 * nB, 0, act + 2002944 * nB, act + 2015232 * nB, nB * 4096, nB * 1003520);
     /* 347 stage3.step13.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2019328 * nB, 1, G + 1357264, G + 1357328, act + 2023424 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, B, 64, 64);
     /* 346 stage3.x13: sum 64x8x8 -> 64x8x8 */
@@ -2581,13 +2581,13 @@ static void backward_2(RtModel *m, int B)
     /* 345 stage3.step12.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 2015232 * nB, 0, G + 1320400, act + 2011136 * nB, act + 2007040 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2011136 * nB, 0, act + 2015232 * nB, act + 2007040 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2011136 * nB, 0, act + 2015232 * nB, act + 2007040 * nB, nB * 4096, nB * 999424);
     /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2007040 * nB, 0, G + 1320272, G + 1320336, act + 2011136 * nB, act + 1986560 * nB, fix + 6560, fix + 6624, P + 1320272, B, 64, 64);
     /* 342 stage3.step12.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1986560 * nB, 0, G + 1283408, act + 2007040 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2007040 * nB, 0, act + 1986560 * nB, act + 1998848 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 2007040 * nB, 0, act + 1986560 * nB, act + 1998848 * nB, nB * 4096, nB * 995328);
     /* 340 stage3.step12.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 2002944 * nB, 1, G + 1283280, G + 1283344, act + 2007040 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, B, 64, 64);
     /* 339 stage3.x12: sum 64x8x8 -> 64x8x8 */
@@ -2615,13 +2615,13 @@ static void backward_3(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 337 stage3.step11.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1994752 * nB, 0, act + 1998848 * nB, act + 1990656 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1994752 * nB, 0, act + 1998848 * nB, act + 1990656 * nB, nB * 4096, nB * 991232);
     /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1990656 * nB, 0, G + 1246288, G + 1246352, act + 1994752 * nB, act + 1970176 * nB, fix + 6304, fix + 6368, P + 1246288, B, 64, 64);
     /* 335 stage3.step11.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1970176 * nB, 0, G + 1209424, act + 1990656 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1990656 * nB, 0, act + 1970176 * nB, act + 1982464 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1990656 * nB, 0, act + 1970176 * nB, act + 1982464 * nB, nB * 4096, nB * 987136);
     /* 333 stage3.step11.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1986560 * nB, 1, G + 1209296, G + 1209360, act + 1990656 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, B, 64, 64);
     /* 332 stage3.x11: sum 64x8x8 -> 64x8x8 */
@@ -2637,13 +2637,13 @@ static void backward_3(RtModel *m, int B)
     /* 331 stage3.step10.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1982464 * nB, 0, G + 1172432, act + 1978368 * nB, act + 1974272 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1978368 * nB, 0, act + 1982464 * nB, act + 1974272 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1978368 * nB, 0, act + 1982464 * nB, act + 1974272 * nB, nB * 4096, nB * 983040);
     /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1974272 * nB, 0, G + 1172304, G + 1172368, act + 1978368 * nB, act + 1953792 * nB, fix + 6048, fix + 6112, P + 1172304, B, 64, 64);
     /* 328 stage3.step10.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1953792 * nB, 0, G + 1135440, act + 1974272 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1974272 * nB, 0, act + 1953792 * nB, act + 1966080 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1974272 * nB, 0, act + 1953792 * nB, act + 1966080 * nB, nB * 4096, nB * 978944);
     /* 326 stage3.step10.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1970176 * nB, 1, G + 1135312, G + 1135376, act + 1974272 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, B, 64, 64);
     /* 325 stage3.x10: sum 64x8x8 -> 64x8x8 */
@@ -2659,13 +2659,13 @@ static void backward_3(RtModel *m, int B)
     /* 324 stage3.step9.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1966080 * nB, 0, G + 1098448, act + 1961984 * nB, act + 1957888 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1961984 * nB, 0, act + 1966080 * nB, act + 1957888 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1961984 * nB, 0, act + 1966080 * nB, act + 1957888 * nB, nB * 4096, nB * 974848);
     /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1957888 * nB, 0, G + 1098320, G + 1098384, act + 1961984 * nB, act + 1937408 * nB, fix + 5792, fix + 5856, P + 1098320, B, 64, 64);
     /* 321 stage3.step9.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1937408 * nB, 0, G + 1061456, act + 1957888 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1957888 * nB, 0, act + 1937408 * nB, act + 1949696 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1957888 * nB, 0, act + 1937408 * nB, act + 1949696 * nB, nB * 4096, nB * 970752);
     /* 319 stage3.step9.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1953792 * nB, 1, G + 1061328, G + 1061392, act + 1957888 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, B, 64, 64);
     /* 318 stage3.x9: sum 64x8x8 -> 64x8x8 */
@@ -2681,7 +2681,7 @@ static void backward_3(RtModel *m, int B)
     /* 317 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1949696 * nB, 0, G + 1024464, act + 1945600 * nB, act + 1941504 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1945600 * nB, 0, act + 1949696 * nB, act + 1941504 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1945600 * nB, 0, act + 1949696 * nB, act + 1941504 * nB, nB * 4096, nB * 966656);
     /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1941504 * nB, 0, G + 1024336, G + 1024400, act + 1945600 * nB, act + 1921024 * nB, fix + 5536, fix + 5600, P + 1024336, B, 64, 64);
     /* 314 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
@@ -2699,7 +2699,7 @@ static void backward_4(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 313 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1941504 * nB, 0, act + 1921024 * nB, act + 1933312 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1941504 * nB, 0, act + 1921024 * nB, act + 1933312 * nB, nB * 4096, nB * 962560);
     /* 312 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1937408 * nB, 1, G + 987344, G + 987408, act + 1941504 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, B, 64, 64);
     /* 311 stage3.x8: sum 64x8x8 -> 64x8x8 */
@@ -2715,13 +2715,13 @@ static void backward_4(RtModel *m, int B)
     /* 310 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1933312 * nB, 0, G + 950480, act + 1929216 * nB, act + 1925120 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1929216 * nB, 0, act + 1933312 * nB, act + 1925120 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1929216 * nB, 0, act + 1933312 * nB, act + 1925120 * nB, nB * 4096, nB * 958464);
     /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1925120 * nB, 0, G + 950352, G + 950416, act + 1929216 * nB, act + 1904640 * nB, fix + 5280, fix + 5344, P + 950352, B, 64, 64);
     /* 307 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1904640 * nB, 0, G + 913488, act + 1925120 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1925120 * nB, 0, act + 1904640 * nB, act + 1916928 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1925120 * nB, 0, act + 1904640 * nB, act + 1916928 * nB, nB * 4096, nB * 954368);
     /* 305 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1921024 * nB, 1, G + 913360, G + 913424, act + 1925120 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, B, 64, 64);
     /* 304 stage3.x7: sum 64x8x8 -> 64x8x8 */
@@ -2737,13 +2737,13 @@ static void backward_4(RtModel *m, int B)
     /* 303 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1916928 * nB, 0, G + 876496, act + 1912832 * nB, act + 1908736 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1912832 * nB, 0, act + 1916928 * nB, act + 1908736 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1912832 * nB, 0, act + 1916928 * nB, act + 1908736 * nB, nB * 4096, nB * 950272);
     /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1908736 * nB, 0, G + 876368, G + 876432, act + 1912832 * nB, act + 1888256 * nB, fix + 5024, fix + 5088, P + 876368, B, 64, 64);
     /* 300 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1888256 * nB, 0, G + 839504, act + 1908736 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1908736 * nB, 0, act + 1888256 * nB, act + 1900544 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1908736 * nB, 0, act + 1888256 * nB, act + 1900544 * nB, nB * 4096, nB * 946176);
     /* 298 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1904640 * nB, 1, G + 839376, G + 839440, act + 1908736 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, B, 64, 64);
     /* 297 stage3.x6: sum 64x8x8 -> 64x8x8 */
@@ -2759,13 +2759,13 @@ static void backward_4(RtModel *m, int B)
     /* 296 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1900544 * nB, 0, G + 802512, act + 1896448 * nB, act + 1892352 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
     /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1896448 * nB, 0, act + 1900544 * nB, act + 1892352 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1896448 * nB, 0, act + 1900544 * nB, act + 1892352 * nB, nB * 4096, nB * 942080);
     /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1892352 * nB, 0, G + 802384, G + 802448, act + 1896448 * nB, act + 1871872 * nB, fix + 4768, fix + 4832, P + 802384, B, 64, 64);
     /* 293 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1871872 * nB, 0, G + 765520, act + 1892352 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
     /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1892352 * nB, 0, act + 1871872 * nB, act + 1884160 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1892352 * nB, 0, act + 1871872 * nB, act + 1884160 * nB, nB * 4096, nB * 937984);
     /* 291 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1888256 * nB, 1, G + 765392, G + 765456, act + 1892352 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, B, 64, 64);
     /* 290 stage3.x5: sum 64x8x8 -> 64x8x8 */
@@ -2793,13 +2793,13 @@ static void backward_5(RtModel *m, int B)
     /* 289 stage3.step4.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1884160 * nB, 0, G + 728528, act + 1880064 * nB, act + 1875968 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
     /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1880064 * nB, 0, act + 1884160 * nB, act + 1875968 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1880064 * nB, 0, act + 1884160 * nB, act + 1875968 * nB, nB * 4096, nB * 933888);
     /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1875968 * nB, 0, G + 728400, G + 728464, act + 1880064 * nB, act + 1855488 * nB, fix + 4512, fix + 4576, P + 728400, B, 64, 64);
     /* 286 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1855488 * nB, 0, G + 691536, act + 1875968 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
     /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1875968 * nB, 0, act + 1855488 * nB, act + 1867776 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1875968 * nB, 0, act + 1855488 * nB, act + 1867776 * nB, nB * 4096, nB * 929792);
     /* 284 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1871872 * nB, 1, G + 691408, G + 691472, act + 1875968 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, B, 64, 64);
     /* 283 stage3.x4: sum 64x8x8 -> 64x8x8 */
@@ -2815,13 +2815,13 @@ static void backward_5(RtModel *m, int B)
     /* 282 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1867776 * nB, 0, G + 654544, act + 1863680 * nB, act + 1859584 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
     /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1863680 * nB, 0, act + 1867776 * nB, act + 1859584 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1863680 * nB, 0, act + 1867776 * nB, act + 1859584 * nB, nB * 4096, nB * 925696);
     /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1859584 * nB, 0, G + 654416, G + 654480, act + 1863680 * nB, act + 1839104 * nB, fix + 4256, fix + 4320, P + 654416, B, 64, 64);
     /* 279 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1839104 * nB, 0, G + 617552, act + 1859584 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
     /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1859584 * nB, 0, act + 1839104 * nB, act + 1851392 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1859584 * nB, 0, act + 1839104 * nB, act + 1851392 * nB, nB * 4096, nB * 921600);
     /* 277 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1855488 * nB, 1, G + 617424, G + 617488, act + 1859584 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, B, 64, 64);
     /* 276 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -2837,13 +2837,13 @@ static void backward_5(RtModel *m, int B)
     /* 275 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1851392 * nB, 0, G + 580560, act + 1847296 * nB, act + 1843200 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
     /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1847296 * nB, 0, act + 1851392 * nB, act + 1843200 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1847296 * nB, 0, act + 1851392 * nB, act + 1843200 * nB, nB * 4096, nB * 917504);
     /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1843200 * nB, 0, G + 580432, G + 580496, act + 1847296 * nB, act + 1822720 * nB, fix + 4000, fix + 4064, P + 580432, B, 64, 64);
     /* 272 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1822720 * nB, 0, G + 543568, act + 1843200 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
     /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1843200 * nB, 0, act + 1822720 * nB, act + 1835008 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1843200 * nB, 0, act + 1822720 * nB, act + 1835008 * nB, nB * 4096, nB * 913408);
     /* 270 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1839104 * nB, 1, G + 543440, G + 543504, act + 1843200 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, B, 64, 64);
     /* 269 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -2859,7 +2859,7 @@ static void backward_5(RtModel *m, int B)
     /* 268 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1835008 * nB, 0, G + 506576, act + 1830912 * nB, act + 1826816 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
     /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1830912 * nB, 0, act + 1835008 * nB, act + 1826816 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1830912 * nB, 0, act + 1835008 * nB, act + 1826816 * nB, nB * 4096, nB * 909312);
     /* 266 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1826816 * nB, 0, G + 506448, G + 506512, act + 1830912 * nB, act + 1781760 * nB, fix + 3744, fix + 3808, P + 506448, B, 64, 64);
 }
@@ -2877,7 +2877,7 @@ static void backward_6(RtModel *m, int B)
     /* 265 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1781760 * nB, 0, G + 469584, act + 1826816 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
     /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1826816 * nB, 0, act + 1781760 * nB, act + 1814528 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1826816 * nB, 0, act + 1781760 * nB, act + 1814528 * nB, nB * 4096, nB * 905216);
     /* 263 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1822720 * nB, 1, G + 469456, G + 469520, act + 1826816 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, B, 64, 64);
     /* 262 stage3.x1: sum 64x8x8 -> 64x8x8 */
@@ -2895,13 +2895,13 @@ static void backward_6(RtModel *m, int B)
     /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1814528 * nB, 0, G + 432592, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
     /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1781760 * nB, 0, act + 1814528 * nB, act + 1810432 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1781760 * nB, 0, act + 1814528 * nB, act + 1810432 * nB, nB * 4096, nB * 901120);
     /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1810432 * nB, 0, G + 432464, G + 432528, act + 1781760 * nB, act + 1777664 * nB, fix + 3488, fix + 3552, P + 432464, B, 64, 64);
     /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1777664 * nB, 0, G + 414032, act + 1810432 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
     /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1810432 * nB, 0, act + 1777664 * nB, act + 1802240 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1810432 * nB, 0, act + 1777664 * nB, act + 1802240 * nB, nB * 8192, nB * 892928);
     /* 255 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1818624 * nB, 1, G + 413968, G + 414000, act + 1810432 * nB, act + 1794048 * nB, fix + 3424, fix + 3456, P + 413968, B, 32, 256);
     /* 254 stage2.x18: sum 32x16x16 -> 32x16x16 */
@@ -2917,13 +2917,13 @@ static void backward_6(RtModel *m, int B)
     /* 253 stage2.step17.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1802240 * nB, 0, G + 404752, act + 1794048 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1794048 * nB, 0, act + 1802240 * nB, act + 1785856 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1794048 * nB, 0, act + 1802240 * nB, act + 1785856 * nB, nB * 8192, nB * 884736);
     /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1785856 * nB, 0, G + 404688, G + 404720, act + 1794048 * nB, act + 1744896 * nB, fix + 3360, fix + 3392, P + 404688, B, 32, 256);
     /* 250 stage2.step17.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1744896 * nB, 0, G + 395472, act + 1785856 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1785856 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1785856 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192, nB * 876544);
     /* 248 stage2.step17.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1777664 * nB, 1, G + 395408, G + 395440, act + 1785856 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, B, 32, 256);
     /* 247 stage2.x17: sum 32x16x16 -> 32x16x16 */
@@ -2939,13 +2939,13 @@ static void backward_6(RtModel *m, int B)
     /* 246 stage2.step16.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1769472 * nB, 0, G + 386192, act + 1761280 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1761280 * nB, 0, act + 1769472 * nB, act + 1753088 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1761280 * nB, 0, act + 1769472 * nB, act + 1753088 * nB, nB * 8192, nB * 868352);
     /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1753088 * nB, 0, G + 386128, G + 386160, act + 1761280 * nB, act + 1712128 * nB, fix + 3232, fix + 3264, P + 386128, B, 32, 256);
     /* 243 stage2.step16.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1712128 * nB, 0, G + 376912, act + 1753088 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1753088 * nB, 0, act + 1712128 * nB, act + 1736704 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1753088 * nB, 0, act + 1712128 * nB, act + 1736704 * nB, nB * 8192, nB * 860160);
 }
 
 /* Backward, part 7 of 17. */
@@ -2973,13 +2973,13 @@ static void backward_7(RtModel *m, int B)
     /* 239 stage2.step15.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1736704 * nB, 0, G + 367632, act + 1728512 * nB, act + 1720320 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1728512 * nB, 0, act + 1736704 * nB, act + 1720320 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1728512 * nB, 0, act + 1736704 * nB, act + 1720320 * nB, nB * 8192, nB * 851968);
     /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1720320 * nB, 0, G + 367568, G + 367600, act + 1728512 * nB, act + 1679360 * nB, fix + 3104, fix + 3136, P + 367568, B, 32, 256);
     /* 236 stage2.step15.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1679360 * nB, 0, G + 358352, act + 1720320 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1720320 * nB, 0, act + 1679360 * nB, act + 1703936 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1720320 * nB, 0, act + 1679360 * nB, act + 1703936 * nB, nB * 8192, nB * 843776);
     /* 234 stage2.step15.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1712128 * nB, 1, G + 358288, G + 358320, act + 1720320 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, B, 32, 256);
     /* 233 stage2.x15: sum 32x16x16 -> 32x16x16 */
@@ -2995,13 +2995,13 @@ static void backward_7(RtModel *m, int B)
     /* 232 stage2.step14.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1703936 * nB, 0, G + 349072, act + 1695744 * nB, act + 1687552 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
     /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1695744 * nB, 0, act + 1703936 * nB, act + 1687552 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1695744 * nB, 0, act + 1703936 * nB, act + 1687552 * nB, nB * 8192, nB * 835584);
     /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1687552 * nB, 0, G + 349008, G + 349040, act + 1695744 * nB, act + 1646592 * nB, fix + 2976, fix + 3008, P + 349008, B, 32, 256);
     /* 229 stage2.step14.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1646592 * nB, 0, G + 339792, act + 1687552 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1687552 * nB, 0, act + 1646592 * nB, act + 1671168 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1687552 * nB, 0, act + 1646592 * nB, act + 1671168 * nB, nB * 8192, nB * 827392);
     /* 227 stage2.step14.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1679360 * nB, 1, G + 339728, G + 339760, act + 1687552 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, B, 32, 256);
     /* 226 stage2.x14: sum 32x16x16 -> 32x16x16 */
@@ -3017,13 +3017,13 @@ static void backward_7(RtModel *m, int B)
     /* 225 stage2.step13.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1671168 * nB, 0, G + 330512, act + 1662976 * nB, act + 1654784 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1662976 * nB, 0, act + 1671168 * nB, act + 1654784 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1662976 * nB, 0, act + 1671168 * nB, act + 1654784 * nB, nB * 8192, nB * 819200);
     /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1654784 * nB, 0, G + 330448, G + 330480, act + 1662976 * nB, act + 1613824 * nB, fix + 2848, fix + 2880, P + 330448, B, 32, 256);
     /* 222 stage2.step13.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1613824 * nB, 0, G + 321232, act + 1654784 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1654784 * nB, 0, act + 1613824 * nB, act + 1638400 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1654784 * nB, 0, act + 1613824 * nB, act + 1638400 * nB, nB * 8192, nB * 811008);
     /* 220 stage2.step13.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1646592 * nB, 1, G + 321168, G + 321200, act + 1654784 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, B, 32, 256);
     /* 219 stage2.x13: sum 32x16x16 -> 32x16x16 */
@@ -3051,13 +3051,13 @@ static void backward_8(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 217 stage2.step12.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1630208 * nB, 0, act + 1638400 * nB, act + 1622016 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1630208 * nB, 0, act + 1638400 * nB, act + 1622016 * nB, nB * 8192, nB * 802816);
     /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1622016 * nB, 0, G + 311888, G + 311920, act + 1630208 * nB, act + 1581056 * nB, fix + 2720, fix + 2752, P + 311888, B, 32, 256);
     /* 215 stage2.step12.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1581056 * nB, 0, G + 302672, act + 1622016 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
     /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1622016 * nB, 0, act + 1581056 * nB, act + 1605632 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1622016 * nB, 0, act + 1581056 * nB, act + 1605632 * nB, nB * 8192, nB * 794624);
     /* 213 stage2.step12.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1613824 * nB, 1, G + 302608, G + 302640, act + 1622016 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, B, 32, 256);
     /* 212 stage2.x12: sum 32x16x16 -> 32x16x16 */
@@ -3073,13 +3073,13 @@ static void backward_8(RtModel *m, int B)
     /* 211 stage2.step11.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1605632 * nB, 0, G + 293392, act + 1597440 * nB, act + 1589248 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
     /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1597440 * nB, 0, act + 1605632 * nB, act + 1589248 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1597440 * nB, 0, act + 1605632 * nB, act + 1589248 * nB, nB * 8192, nB * 786432);
     /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1589248 * nB, 0, G + 293328, G + 293360, act + 1597440 * nB, act + 1548288 * nB, fix + 2592, fix + 2624, P + 293328, B, 32, 256);
     /* 208 stage2.step11.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1548288 * nB, 0, G + 284112, act + 1589248 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
     /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1589248 * nB, 0, act + 1548288 * nB, act + 1572864 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1589248 * nB, 0, act + 1548288 * nB, act + 1572864 * nB, nB * 8192, nB * 778240);
     /* 206 stage2.step11.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1581056 * nB, 1, G + 284048, G + 284080, act + 1589248 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, B, 32, 256);
     /* 205 stage2.x11: sum 32x16x16 -> 32x16x16 */
@@ -3095,13 +3095,13 @@ static void backward_8(RtModel *m, int B)
     /* 204 stage2.step10.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1572864 * nB, 0, G + 274832, act + 1564672 * nB, act + 1556480 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
     /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1564672 * nB, 0, act + 1572864 * nB, act + 1556480 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1564672 * nB, 0, act + 1572864 * nB, act + 1556480 * nB, nB * 8192, nB * 770048);
     /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1556480 * nB, 0, G + 274768, G + 274800, act + 1564672 * nB, act + 1515520 * nB, fix + 2464, fix + 2496, P + 274768, B, 32, 256);
     /* 201 stage2.step10.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1515520 * nB, 0, G + 265552, act + 1556480 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
     /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1556480 * nB, 0, act + 1515520 * nB, act + 1540096 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1556480 * nB, 0, act + 1515520 * nB, act + 1540096 * nB, nB * 8192, nB * 761856);
     /* 199 stage2.step10.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1548288 * nB, 1, G + 265488, G + 265520, act + 1556480 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, B, 32, 256);
     /* 198 stage2.x10: sum 32x16x16 -> 32x16x16 */
@@ -3117,7 +3117,7 @@ static void backward_8(RtModel *m, int B)
     /* 197 stage2.step9.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1540096 * nB, 0, G + 256272, act + 1531904 * nB, act + 1523712 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1531904 * nB, 0, act + 1540096 * nB, act + 1523712 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1531904 * nB, 0, act + 1540096 * nB, act + 1523712 * nB, nB * 8192, nB * 753664);
     /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1523712 * nB, 0, G + 256208, G + 256240, act + 1531904 * nB, act + 1482752 * nB, fix + 2336, fix + 2368, P + 256208, B, 32, 256);
     /* 194 stage2.step9.grad.conv0: conv 32x16x16 -> 32x16x16 */
@@ -3135,7 +3135,7 @@ static void backward_9(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 193 stage2.step9.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1523712 * nB, 0, act + 1482752 * nB, act + 1507328 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1523712 * nB, 0, act + 1482752 * nB, act + 1507328 * nB, nB * 8192, nB * 745472);
     /* 192 stage2.step9.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1515520 * nB, 1, G + 246928, G + 246960, act + 1523712 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, B, 32, 256);
     /* 191 stage2.x9: sum 32x16x16 -> 32x16x16 */
@@ -3151,13 +3151,13 @@ static void backward_9(RtModel *m, int B)
     /* 190 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1507328 * nB, 0, G + 237712, act + 1499136 * nB, act + 1490944 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1499136 * nB, 0, act + 1507328 * nB, act + 1490944 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1499136 * nB, 0, act + 1507328 * nB, act + 1490944 * nB, nB * 8192, nB * 737280);
     /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1490944 * nB, 0, G + 237648, G + 237680, act + 1499136 * nB, act + 1449984 * nB, fix + 2208, fix + 2240, P + 237648, B, 32, 256);
     /* 187 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1449984 * nB, 0, G + 228432, act + 1490944 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1490944 * nB, 0, act + 1449984 * nB, act + 1474560 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1490944 * nB, 0, act + 1449984 * nB, act + 1474560 * nB, nB * 8192, nB * 729088);
     /* 185 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1482752 * nB, 1, G + 228368, G + 228400, act + 1490944 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, B, 32, 256);
     /* 184 stage2.x8: sum 32x16x16 -> 32x16x16 */
@@ -3173,13 +3173,13 @@ static void backward_9(RtModel *m, int B)
     /* 183 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1474560 * nB, 0, G + 219152, act + 1466368 * nB, act + 1458176 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1466368 * nB, 0, act + 1474560 * nB, act + 1458176 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1466368 * nB, 0, act + 1474560 * nB, act + 1458176 * nB, nB * 8192, nB * 720896);
     /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1458176 * nB, 0, G + 219088, G + 219120, act + 1466368 * nB, act + 1417216 * nB, fix + 2080, fix + 2112, P + 219088, B, 32, 256);
     /* 180 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1417216 * nB, 0, G + 209872, act + 1458176 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
     /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1458176 * nB, 0, act + 1417216 * nB, act + 1441792 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1458176 * nB, 0, act + 1417216 * nB, act + 1441792 * nB, nB * 8192, nB * 712704);
     /* 178 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1449984 * nB, 1, G + 209808, G + 209840, act + 1458176 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, B, 32, 256);
     /* 177 stage2.x7: sum 32x16x16 -> 32x16x16 */
@@ -3195,13 +3195,13 @@ static void backward_9(RtModel *m, int B)
     /* 176 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1441792 * nB, 0, G + 200592, act + 1433600 * nB, act + 1425408 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
     /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1433600 * nB, 0, act + 1441792 * nB, act + 1425408 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1433600 * nB, 0, act + 1441792 * nB, act + 1425408 * nB, nB * 8192, nB * 704512);
     /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1425408 * nB, 0, G + 200528, G + 200560, act + 1433600 * nB, act + 1384448 * nB, fix + 1952, fix + 1984, P + 200528, B, 32, 256);
     /* 173 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1384448 * nB, 0, G + 191312, act + 1425408 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
     /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1425408 * nB, 0, act + 1384448 * nB, act + 1409024 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1425408 * nB, 0, act + 1384448 * nB, act + 1409024 * nB, nB * 8192, nB * 696320);
     /* 171 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1417216 * nB, 1, G + 191248, G + 191280, act + 1425408 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, B, 32, 256);
     /* 170 stage2.x6: sum 32x16x16 -> 32x16x16 */
@@ -3229,13 +3229,13 @@ static void backward_10(RtModel *m, int B)
     /* 169 stage2.step5.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1409024 * nB, 0, G + 182032, act + 1400832 * nB, act + 1392640 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
     /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1400832 * nB, 0, act + 1409024 * nB, act + 1392640 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1400832 * nB, 0, act + 1409024 * nB, act + 1392640 * nB, nB * 8192, nB * 688128);
     /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1392640 * nB, 0, G + 181968, G + 182000, act + 1400832 * nB, act + 1351680 * nB, fix + 1824, fix + 1856, P + 181968, B, 32, 256);
     /* 166 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1351680 * nB, 0, G + 172752, act + 1392640 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1392640 * nB, 0, act + 1351680 * nB, act + 1376256 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1392640 * nB, 0, act + 1351680 * nB, act + 1376256 * nB, nB * 8192, nB * 679936);
     /* 164 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1384448 * nB, 1, G + 172688, G + 172720, act + 1392640 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, B, 32, 256);
     /* 163 stage2.x5: sum 32x16x16 -> 32x16x16 */
@@ -3251,13 +3251,13 @@ static void backward_10(RtModel *m, int B)
     /* 162 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1376256 * nB, 0, G + 163472, act + 1368064 * nB, act + 1359872 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1368064 * nB, 0, act + 1376256 * nB, act + 1359872 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1368064 * nB, 0, act + 1376256 * nB, act + 1359872 * nB, nB * 8192, nB * 671744);
     /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1359872 * nB, 0, G + 163408, G + 163440, act + 1368064 * nB, act + 1318912 * nB, fix + 1696, fix + 1728, P + 163408, B, 32, 256);
     /* 159 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1318912 * nB, 0, G + 154192, act + 1359872 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1359872 * nB, 0, act + 1318912 * nB, act + 1343488 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1359872 * nB, 0, act + 1318912 * nB, act + 1343488 * nB, nB * 8192, nB * 663552);
     /* 157 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1351680 * nB, 1, G + 154128, G + 154160, act + 1359872 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, B, 32, 256);
     /* 156 stage2.x4: sum 32x16x16 -> 32x16x16 */
@@ -3273,13 +3273,13 @@ static void backward_10(RtModel *m, int B)
     /* 155 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1343488 * nB, 0, G + 144912, act + 1335296 * nB, act + 1327104 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1335296 * nB, 0, act + 1343488 * nB, act + 1327104 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1335296 * nB, 0, act + 1343488 * nB, act + 1327104 * nB, nB * 8192, nB * 655360);
     /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1327104 * nB, 0, G + 144848, G + 144880, act + 1335296 * nB, act + 1286144 * nB, fix + 1568, fix + 1600, P + 144848, B, 32, 256);
     /* 152 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1286144 * nB, 0, G + 135632, act + 1327104 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1327104 * nB, 0, act + 1286144 * nB, act + 1310720 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1327104 * nB, 0, act + 1286144 * nB, act + 1310720 * nB, nB * 8192, nB * 647168);
     /* 150 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1318912 * nB, 1, G + 135568, G + 135600, act + 1327104 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, B, 32, 256);
     /* 149 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -3295,7 +3295,7 @@ static void backward_10(RtModel *m, int B)
     /* 148 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1310720 * nB, 0, G + 126352, act + 1302528 * nB, act + 1294336 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1302528 * nB, 0, act + 1310720 * nB, act + 1294336 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1302528 * nB, 0, act + 1310720 * nB, act + 1294336 * nB, nB * 8192, nB * 638976);
     /* 146 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1294336 * nB, 0, G + 126288, G + 126320, act + 1302528 * nB, act + 1253376 * nB, fix + 1440, fix + 1472, P + 126288, B, 32, 256);
 }
@@ -3313,7 +3313,7 @@ static void backward_11(RtModel *m, int B)
     /* 145 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1253376 * nB, 0, G + 117072, act + 1294336 * nB, act + 1277952 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
     /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1294336 * nB, 0, act + 1253376 * nB, act + 1277952 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1294336 * nB, 0, act + 1253376 * nB, act + 1277952 * nB, nB * 8192, nB * 630784);
     /* 143 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1286144 * nB, 1, G + 117008, G + 117040, act + 1294336 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, B, 32, 256);
     /* 142 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -3329,13 +3329,13 @@ static void backward_11(RtModel *m, int B)
     /* 141 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1277952 * nB, 0, G + 107792, act + 1269760 * nB, act + 1261568 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1269760 * nB, 0, act + 1277952 * nB, act + 1261568 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1269760 * nB, 0, act + 1277952 * nB, act + 1261568 * nB, nB * 8192, nB * 622592);
     /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1261568 * nB, 0, G + 107728, G + 107760, act + 1269760 * nB, act + 1171456 * nB, fix + 1312, fix + 1344, P + 107728, B, 32, 256);
     /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1171456 * nB, 0, G + 98512, act + 1261568 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1261568 * nB, 0, act + 1171456 * nB, act + 1236992 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1261568 * nB, 0, act + 1171456 * nB, act + 1236992 * nB, nB * 8192, nB * 614400);
     /* 136 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1253376 * nB, 1, G + 98448, G + 98480, act + 1261568 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, B, 32, 256);
     /* 135 stage2.x1: sum 32x16x16 -> 32x16x16 */
@@ -3353,13 +3353,13 @@ static void backward_11(RtModel *m, int B)
     /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1236992 * nB, 0, G + 89232, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1171456 * nB, 0, act + 1236992 * nB, act + 1228800 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 1171456 * nB, 0, act + 1236992 * nB, act + 1228800 * nB, nB * 8192, nB * 606208);
     /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 1228800 * nB, 0, G + 89168, G + 89200, act + 1171456 * nB, act + 1163264 * nB, fix + 1184, fix + 1216, P + 89168, B, 32, 256);
     /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 1163264 * nB, 0, G + 84560, act + 1228800 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
     /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1228800 * nB, 0, act + 1163264 * nB, act + 1212416 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 1228800 * nB, 0, act + 1163264 * nB, act + 1212416 * nB, nB * 16384, nB * 589824);
     /* 128 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 1245184 * nB, 1, G + 84528, G + 84544, act + 1228800 * nB, act + 1196032 * nB, fix + 1152, fix + 1168, P + 84528, B, 16, 1024);
     /* 127 stage1.x18: sum 16x32x32 -> 16x32x32 */
@@ -3375,13 +3375,13 @@ static void backward_11(RtModel *m, int B)
     /* 126 stage1.step17.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 1212416 * nB, 0, G + 82224, act + 1196032 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
     /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1196032 * nB, 0, act + 1212416 * nB, act + 1179648 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 1196032 * nB, 0, act + 1212416 * nB, act + 1179648 * nB, nB * 16384, nB * 573440);
     /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 1179648 * nB, 0, G + 82192, G + 82208, act + 1196032 * nB, act + 1097728 * nB, fix + 1120, fix + 1136, P + 82192, B, 16, 1024);
     /* 123 stage1.step17.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 1097728 * nB, 0, G + 79888, act + 1179648 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
     /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1179648 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 1179648 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384, nB * 557056);
 }
 
 /* Backward, part 12 of 17. */
@@ -3409,13 +3409,13 @@ static void backward_12(RtModel *m, int B)
     /* 119 stage1.step16.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 1146880 * nB, 0, G + 77552, act + 1130496 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
     /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1130496 * nB, 0, act + 1146880 * nB, act + 1114112 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 1130496 * nB, 0, act + 1146880 * nB, act + 1114112 * nB, nB * 16384, nB * 540672);
     /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 1114112 * nB, 0, G + 77520, G + 77536, act + 1130496 * nB, act + 1032192 * nB, fix + 1056, fix + 1072, P + 77520, B, 16, 1024);
     /* 116 stage1.step16.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 1032192 * nB, 0, G + 75216, act + 1114112 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
     /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1114112 * nB, 0, act + 1032192 * nB, act + 1081344 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 1114112 * nB, 0, act + 1032192 * nB, act + 1081344 * nB, nB * 16384, nB * 524288);
     /* 114 stage1.step16.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 1097728 * nB, 1, G + 75184, G + 75200, act + 1114112 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, B, 16, 1024);
     /* 113 stage1.x16: sum 16x32x32 -> 16x32x32 */
@@ -3431,13 +3431,13 @@ static void backward_12(RtModel *m, int B)
     /* 112 stage1.step15.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 1081344 * nB, 0, G + 72880, act + 1064960 * nB, act + 1048576 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
     /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1064960 * nB, 0, act + 1081344 * nB, act + 1048576 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 1064960 * nB, 0, act + 1081344 * nB, act + 1048576 * nB, nB * 16384, nB * 507904);
     /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 1048576 * nB, 0, G + 72848, G + 72864, act + 1064960 * nB, act + 966656 * nB, fix + 992, fix + 1008, P + 72848, B, 16, 1024);
     /* 109 stage1.step15.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 966656 * nB, 0, G + 70544, act + 1048576 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
     /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1048576 * nB, 0, act + 966656 * nB, act + 1015808 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 1048576 * nB, 0, act + 966656 * nB, act + 1015808 * nB, nB * 16384, nB * 491520);
     /* 107 stage1.step15.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 1032192 * nB, 1, G + 70512, G + 70528, act + 1048576 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, B, 16, 1024);
     /* 106 stage1.x15: sum 16x32x32 -> 16x32x32 */
@@ -3453,13 +3453,13 @@ static void backward_12(RtModel *m, int B)
     /* 105 stage1.step14.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 1015808 * nB, 0, G + 68208, act + 999424 * nB, act + 983040 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
     /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 999424 * nB, 0, act + 1015808 * nB, act + 983040 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 999424 * nB, 0, act + 1015808 * nB, act + 983040 * nB, nB * 16384, nB * 475136);
     /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 983040 * nB, 0, G + 68176, G + 68192, act + 999424 * nB, act + 901120 * nB, fix + 928, fix + 944, P + 68176, B, 16, 1024);
     /* 102 stage1.step14.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 901120 * nB, 0, G + 65872, act + 983040 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
     /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 983040 * nB, 0, act + 901120 * nB, act + 950272 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 983040 * nB, 0, act + 901120 * nB, act + 950272 * nB, nB * 16384, nB * 458752);
     /* 100 stage1.step14.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 966656 * nB, 1, G + 65840, G + 65856, act + 983040 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, B, 16, 1024);
     /* 99 stage1.x14: sum 16x32x32 -> 16x32x32 */
@@ -3487,13 +3487,13 @@ static void backward_13(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 97 stage1.step13.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 933888 * nB, 0, act + 950272 * nB, act + 917504 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 933888 * nB, 0, act + 950272 * nB, act + 917504 * nB, nB * 16384, nB * 442368);
     /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 917504 * nB, 0, G + 63504, G + 63520, act + 933888 * nB, act + 835584 * nB, fix + 864, fix + 880, P + 63504, B, 16, 1024);
     /* 95 stage1.step13.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 835584 * nB, 0, G + 61200, act + 917504 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
     /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 917504 * nB, 0, act + 835584 * nB, act + 884736 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 917504 * nB, 0, act + 835584 * nB, act + 884736 * nB, nB * 16384, nB * 425984);
     /* 93 stage1.step13.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 901120 * nB, 1, G + 61168, G + 61184, act + 917504 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, B, 16, 1024);
     /* 92 stage1.x13: sum 16x32x32 -> 16x32x32 */
@@ -3509,13 +3509,13 @@ static void backward_13(RtModel *m, int B)
     /* 91 stage1.step12.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 884736 * nB, 0, G + 58864, act + 868352 * nB, act + 851968 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
     /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 868352 * nB, 0, act + 884736 * nB, act + 851968 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 868352 * nB, 0, act + 884736 * nB, act + 851968 * nB, nB * 16384, nB * 409600);
     /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 851968 * nB, 0, G + 58832, G + 58848, act + 868352 * nB, act + 770048 * nB, fix + 800, fix + 816, P + 58832, B, 16, 1024);
     /* 88 stage1.step12.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 770048 * nB, 0, G + 56528, act + 851968 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
     /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 851968 * nB, 0, act + 770048 * nB, act + 819200 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 851968 * nB, 0, act + 770048 * nB, act + 819200 * nB, nB * 16384, nB * 393216);
     /* 86 stage1.step12.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 835584 * nB, 1, G + 56496, G + 56512, act + 851968 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, B, 16, 1024);
     /* 85 stage1.x12: sum 16x32x32 -> 16x32x32 */
@@ -3531,13 +3531,13 @@ static void backward_13(RtModel *m, int B)
     /* 84 stage1.step11.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 819200 * nB, 0, G + 54192, act + 802816 * nB, act + 786432 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
     /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 802816 * nB, 0, act + 819200 * nB, act + 786432 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 802816 * nB, 0, act + 819200 * nB, act + 786432 * nB, nB * 16384, nB * 376832);
     /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 786432 * nB, 0, G + 54160, G + 54176, act + 802816 * nB, act + 704512 * nB, fix + 736, fix + 752, P + 54160, B, 16, 1024);
     /* 81 stage1.step11.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 704512 * nB, 0, G + 51856, act + 786432 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
     /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 786432 * nB, 0, act + 704512 * nB, act + 753664 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 786432 * nB, 0, act + 704512 * nB, act + 753664 * nB, nB * 16384, nB * 360448);
     /* 79 stage1.step11.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 770048 * nB, 1, G + 51824, G + 51840, act + 786432 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, B, 16, 1024);
     /* 78 stage1.x11: sum 16x32x32 -> 16x32x32 */
@@ -3553,7 +3553,7 @@ static void backward_13(RtModel *m, int B)
     /* 77 stage1.step10.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 753664 * nB, 0, G + 49520, act + 737280 * nB, act + 720896 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
     /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 737280 * nB, 0, act + 753664 * nB, act + 720896 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 737280 * nB, 0, act + 753664 * nB, act + 720896 * nB, nB * 16384, nB * 344064);
     /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 720896 * nB, 0, G + 49488, G + 49504, act + 737280 * nB, act + 638976 * nB, fix + 672, fix + 688, P + 49488, B, 16, 1024);
     /* 74 stage1.step10.grad.conv0: conv 16x32x32 -> 16x32x32 */
@@ -3571,7 +3571,7 @@ static void backward_14(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 73 stage1.step10.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 720896 * nB, 0, act + 638976 * nB, act + 688128 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 720896 * nB, 0, act + 638976 * nB, act + 688128 * nB, nB * 16384, nB * 327680);
     /* 72 stage1.step10.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 704512 * nB, 1, G + 47152, G + 47168, act + 720896 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, B, 16, 1024);
     /* 71 stage1.x10: sum 16x32x32 -> 16x32x32 */
@@ -3587,13 +3587,13 @@ static void backward_14(RtModel *m, int B)
     /* 70 stage1.step9.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 688128 * nB, 0, G + 44848, act + 671744 * nB, act + 655360 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
     /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 671744 * nB, 0, act + 688128 * nB, act + 655360 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 671744 * nB, 0, act + 688128 * nB, act + 655360 * nB, nB * 16384, nB * 311296);
     /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 655360 * nB, 0, G + 44816, G + 44832, act + 671744 * nB, act + 573440 * nB, fix + 608, fix + 624, P + 44816, B, 16, 1024);
     /* 67 stage1.step9.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 573440 * nB, 0, G + 42512, act + 655360 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
     /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 655360 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 655360 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384, nB * 294912);
     /* 65 stage1.step9.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
@@ -3609,13 +3609,13 @@ static void backward_14(RtModel *m, int B)
     /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384, nB * 278528);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384, nB * 262144);
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
@@ -3631,13 +3631,13 @@ static void backward_14(RtModel *m, int B)
     /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384, nB * 245760);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 442368 * nB, 0, G + 33168, act + 524288 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384, nB * 229376);
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
     /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
@@ -3665,13 +3665,13 @@ static void backward_15(RtModel *m, int B)
     /* 49 stage1.step6.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 491520 * nB, 0, G + 30832, act + 475136 * nB, act + 458752 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384, nB * 212992);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384, nB * 196608);
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
@@ -3687,13 +3687,13 @@ static void backward_15(RtModel *m, int B)
     /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 425984 * nB, 0, G + 26160, act + 409600 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384, nB * 180224);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384, nB * 163840);
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
@@ -3709,13 +3709,13 @@ static void backward_15(RtModel *m, int B)
     /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 360448 * nB, 0, G + 21488, act + 344064 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384, nB * 147456);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384, nB * 131072);
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
@@ -3731,7 +3731,7 @@ static void backward_15(RtModel *m, int B)
     /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 294912 * nB, 0, G + 16816, act + 278528 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384, nB * 114688);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
 }
@@ -3749,7 +3749,7 @@ static void backward_16(RtModel *m, int B)
     /* 25 stage1.step3.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 180224 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -3765,13 +3765,13 @@ static void backward_16(RtModel *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -3787,13 +3787,13 @@ static void backward_16(RtModel *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -3809,13 +3809,13 @@ static void backward_16(RtModel *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
 }
@@ -3877,7 +3877,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -3886,7 +3886,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -3904,7 +3904,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -3913,7 +3913,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -3931,7 +3931,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -3940,7 +3940,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -3958,7 +3958,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
 }
 
 /* Forward, part 2 of 17. */
@@ -3979,7 +3979,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384, nB * 114688);
     /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
@@ -3997,7 +3997,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1.0000000000000001e-05);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384, nB * 131072);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4006,7 +4006,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1.0000000000000001e-05);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384, nB * 147456);
     /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
@@ -4024,7 +4024,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1.0000000000000001e-05);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384, nB * 163840);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4033,7 +4033,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1.0000000000000001e-05);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384, nB * 180224);
     /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
@@ -4051,7 +4051,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1.0000000000000001e-05);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384, nB * 196608);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4060,7 +4060,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1.0000000000000001e-05);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384, nB * 212992);
 }
 
 /* Forward, part 3 of 17. */
@@ -4090,7 +4090,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1.0000000000000001e-05);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384, nB * 229376);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4099,7 +4099,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1.0000000000000001e-05);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384, nB * 245760);
     /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 507904 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
@@ -4117,7 +4117,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1.0000000000000001e-05);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384, nB * 262144);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4126,7 +4126,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1.0000000000000001e-05);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384, nB * 278528);
     /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 573440 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
@@ -4144,7 +4144,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1.0000000000000001e-05);
     /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384, nB * 294912);
     /* 67 stage1.step9.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
     /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4153,7 +4153,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 638976 * nB, act + 573440 * nB, P + 44816, P + 44832, buf + 608, buf + 624, B, 16, 1024, 1.0000000000000001e-05);
     /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 655360 * nB, act + 638976 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 655360 * nB, act + 638976 * nB, nB * 16384, nB * 311296);
     /* 70 stage1.step9.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 638976 * nB, act + 655360 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
     /* 71 stage1.x10: sum 16x32x32 -> 16x32x32 */
@@ -4183,7 +4183,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage1.step10.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 688128 * nB, act + 638976 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 688128 * nB, act + 638976 * nB, nB * 16384, nB * 327680);
     /* 74 stage1.step10.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 638976 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
     /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4192,7 +4192,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 704512 * nB, act + 638976 * nB, P + 49488, P + 49504, buf + 672, buf + 688, B, 16, 1024, 1.0000000000000001e-05);
     /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 720896 * nB, act + 704512 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 720896 * nB, act + 704512 * nB, nB * 16384, nB * 344064);
     /* 77 stage1.step10.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 704512 * nB, act + 720896 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
     /* 78 stage1.x11: sum 16x32x32 -> 16x32x32 */
@@ -4210,7 +4210,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 704512 * nB, act + 737280 * nB, P + 51824, P + 51840, buf + 704, buf + 720, B, 16, 1024, 1.0000000000000001e-05);
     /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 753664 * nB, act + 704512 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 753664 * nB, act + 704512 * nB, nB * 16384, nB * 360448);
     /* 81 stage1.step11.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 704512 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
     /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4219,7 +4219,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 770048 * nB, act + 704512 * nB, P + 54160, P + 54176, buf + 736, buf + 752, B, 16, 1024, 1.0000000000000001e-05);
     /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 786432 * nB, act + 770048 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 786432 * nB, act + 770048 * nB, nB * 16384, nB * 376832);
     /* 84 stage1.step11.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 770048 * nB, act + 786432 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
     /* 85 stage1.x12: sum 16x32x32 -> 16x32x32 */
@@ -4237,7 +4237,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 770048 * nB, act + 802816 * nB, P + 56496, P + 56512, buf + 768, buf + 784, B, 16, 1024, 1.0000000000000001e-05);
     /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 819200 * nB, act + 770048 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 819200 * nB, act + 770048 * nB, nB * 16384, nB * 393216);
     /* 88 stage1.step12.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 770048 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
     /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4246,7 +4246,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 835584 * nB, act + 770048 * nB, P + 58832, P + 58848, buf + 800, buf + 816, B, 16, 1024, 1.0000000000000001e-05);
     /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 851968 * nB, act + 835584 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 851968 * nB, act + 835584 * nB, nB * 16384, nB * 409600);
     /* 91 stage1.step12.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 835584 * nB, act + 851968 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
     /* 92 stage1.x13: sum 16x32x32 -> 16x32x32 */
@@ -4264,7 +4264,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 835584 * nB, act + 868352 * nB, P + 61168, P + 61184, buf + 832, buf + 848, B, 16, 1024, 1.0000000000000001e-05);
     /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 884736 * nB, act + 835584 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 884736 * nB, act + 835584 * nB, nB * 16384, nB * 425984);
     /* 95 stage1.step13.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 835584 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
     /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4285,7 +4285,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 97 stage1.step13.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 917504 * nB, act + 901120 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 917504 * nB, act + 901120 * nB, nB * 16384, nB * 442368);
     /* 98 stage1.step13.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 901120 * nB, act + 917504 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
     /* 99 stage1.x14: sum 16x32x32 -> 16x32x32 */
@@ -4303,7 +4303,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 901120 * nB, act + 933888 * nB, P + 65840, P + 65856, buf + 896, buf + 912, B, 16, 1024, 1.0000000000000001e-05);
     /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 950272 * nB, act + 901120 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 950272 * nB, act + 901120 * nB, nB * 16384, nB * 458752);
     /* 102 stage1.step14.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 901120 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
     /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4312,7 +4312,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 966656 * nB, act + 901120 * nB, P + 68176, P + 68192, buf + 928, buf + 944, B, 16, 1024, 1.0000000000000001e-05);
     /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 983040 * nB, act + 966656 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 983040 * nB, act + 966656 * nB, nB * 16384, nB * 475136);
     /* 105 stage1.step14.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 966656 * nB, act + 983040 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
     /* 106 stage1.x15: sum 16x32x32 -> 16x32x32 */
@@ -4330,7 +4330,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 966656 * nB, act + 999424 * nB, P + 70512, P + 70528, buf + 960, buf + 976, B, 16, 1024, 1.0000000000000001e-05);
     /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1015808 * nB, act + 966656 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 1015808 * nB, act + 966656 * nB, nB * 16384, nB * 491520);
     /* 109 stage1.step15.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 966656 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
     /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4339,7 +4339,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1032192 * nB, act + 966656 * nB, P + 72848, P + 72864, buf + 992, buf + 1008, B, 16, 1024, 1.0000000000000001e-05);
     /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1048576 * nB, act + 1032192 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 1048576 * nB, act + 1032192 * nB, nB * 16384, nB * 507904);
     /* 112 stage1.step15.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 1032192 * nB, act + 1048576 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
     /* 113 stage1.x16: sum 16x32x32 -> 16x32x32 */
@@ -4357,7 +4357,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1032192 * nB, act + 1064960 * nB, P + 75184, P + 75200, buf + 1024, buf + 1040, B, 16, 1024, 1.0000000000000001e-05);
     /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1081344 * nB, act + 1032192 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 1081344 * nB, act + 1032192 * nB, nB * 16384, nB * 524288);
     /* 116 stage1.step16.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 1032192 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
     /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4366,7 +4366,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1097728 * nB, act + 1032192 * nB, P + 77520, P + 77536, buf + 1056, buf + 1072, B, 16, 1024, 1.0000000000000001e-05);
     /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1114112 * nB, act + 1097728 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 1114112 * nB, act + 1097728 * nB, nB * 16384, nB * 540672);
     /* 119 stage1.step16.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 1097728 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
     /* 120 stage1.x17: sum 16x32x32 -> 16x32x32 */
@@ -4396,7 +4396,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1097728 * nB, act + 1130496 * nB, P + 79856, P + 79872, buf + 1088, buf + 1104, B, 16, 1024, 1.0000000000000001e-05);
     /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1146880 * nB, act + 1097728 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 1146880 * nB, act + 1097728 * nB, nB * 16384, nB * 557056);
     /* 123 stage1.step17.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 1097728 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
     /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -4405,7 +4405,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1163264 * nB, act + 1097728 * nB, P + 82192, P + 82208, buf + 1120, buf + 1136, B, 16, 1024, 1.0000000000000001e-05);
     /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1179648 * nB, act + 1163264 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 1179648 * nB, act + 1163264 * nB, nB * 16384, nB * 573440);
     /* 126 stage1.step17.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 1163264 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
     /* 127 stage1.x18: sum 16x32x32 -> 16x32x32 */
@@ -4423,7 +4423,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1163264 * nB, act + 1196032 * nB, P + 84528, P + 84544, buf + 1152, buf + 1168, B, 16, 1024, 1.0000000000000001e-05);
     /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1212416 * nB, act + 1163264 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 1212416 * nB, act + 1163264 * nB, nB * 16384, nB * 589824);
     /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1163264 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
     /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4432,7 +4432,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1171456 * nB, act + 1163264 * nB, P + 89168, P + 89200, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
     /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1228800 * nB, act + 1171456 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1228800 * nB, act + 1171456 * nB, nB * 8192, nB * 606208);
     /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 134 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
@@ -4452,7 +4452,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1171456 * nB, act + 1245184 * nB, P + 98448, P + 98480, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
     /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1236992 * nB, act + 1171456 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1236992 * nB, act + 1171456 * nB, nB * 8192, nB * 614400);
     /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1171456 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4461,7 +4461,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1253376 * nB, act + 1171456 * nB, P + 107728, P + 107760, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
     /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1261568 * nB, act + 1253376 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1261568 * nB, act + 1253376 * nB, nB * 8192, nB * 622592);
     /* 141 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1253376 * nB, act + 1261568 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 142 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -4479,7 +4479,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1253376 * nB, act + 1269760 * nB, P + 117008, P + 117040, buf + 1376, buf + 1408, B, 32, 256, 1.0000000000000001e-05);
     /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1277952 * nB, act + 1253376 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1277952 * nB, act + 1253376 * nB, nB * 8192, nB * 630784);
 }
 
 /* Forward, part 7 of 17. */
@@ -4500,7 +4500,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1286144 * nB, act + 1253376 * nB, P + 126288, P + 126320, buf + 1440, buf + 1472, B, 32, 256, 1.0000000000000001e-05);
     /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1294336 * nB, act + 1286144 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1294336 * nB, act + 1286144 * nB, nB * 8192, nB * 638976);
     /* 148 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1286144 * nB, act + 1294336 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 149 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -4518,7 +4518,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1286144 * nB, act + 1302528 * nB, P + 135568, P + 135600, buf + 1504, buf + 1536, B, 32, 256, 1.0000000000000001e-05);
     /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1310720 * nB, act + 1286144 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1310720 * nB, act + 1286144 * nB, nB * 8192, nB * 647168);
     /* 152 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1286144 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4527,7 +4527,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1318912 * nB, act + 1286144 * nB, P + 144848, P + 144880, buf + 1568, buf + 1600, B, 32, 256, 1.0000000000000001e-05);
     /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1327104 * nB, act + 1318912 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1327104 * nB, act + 1318912 * nB, nB * 8192, nB * 655360);
     /* 155 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1318912 * nB, act + 1327104 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 156 stage2.x4: sum 32x16x16 -> 32x16x16 */
@@ -4545,7 +4545,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1318912 * nB, act + 1335296 * nB, P + 154128, P + 154160, buf + 1632, buf + 1664, B, 32, 256, 1.0000000000000001e-05);
     /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1343488 * nB, act + 1318912 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1343488 * nB, act + 1318912 * nB, nB * 8192, nB * 663552);
     /* 159 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1318912 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4554,7 +4554,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1351680 * nB, act + 1318912 * nB, P + 163408, P + 163440, buf + 1696, buf + 1728, B, 32, 256, 1.0000000000000001e-05);
     /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1359872 * nB, act + 1351680 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1359872 * nB, act + 1351680 * nB, nB * 8192, nB * 671744);
     /* 162 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1351680 * nB, act + 1359872 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 163 stage2.x5: sum 32x16x16 -> 32x16x16 */
@@ -4572,7 +4572,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1351680 * nB, act + 1368064 * nB, P + 172688, P + 172720, buf + 1760, buf + 1792, B, 32, 256, 1.0000000000000001e-05);
     /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1376256 * nB, act + 1351680 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1376256 * nB, act + 1351680 * nB, nB * 8192, nB * 679936);
     /* 166 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1351680 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4581,7 +4581,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1384448 * nB, act + 1351680 * nB, P + 181968, P + 182000, buf + 1824, buf + 1856, B, 32, 256, 1.0000000000000001e-05);
     /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1392640 * nB, act + 1384448 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1392640 * nB, act + 1384448 * nB, nB * 8192, nB * 688128);
 }
 
 /* Forward, part 8 of 17. */
@@ -4611,7 +4611,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1384448 * nB, act + 1400832 * nB, P + 191248, P + 191280, buf + 1888, buf + 1920, B, 32, 256, 1.0000000000000001e-05);
     /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1409024 * nB, act + 1384448 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1409024 * nB, act + 1384448 * nB, nB * 8192, nB * 696320);
     /* 173 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1384448 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
     /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4620,7 +4620,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1417216 * nB, act + 1384448 * nB, P + 200528, P + 200560, buf + 1952, buf + 1984, B, 32, 256, 1.0000000000000001e-05);
     /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1425408 * nB, act + 1417216 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1425408 * nB, act + 1417216 * nB, nB * 8192, nB * 704512);
     /* 176 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1417216 * nB, act + 1425408 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
     /* 177 stage2.x7: sum 32x16x16 -> 32x16x16 */
@@ -4638,7 +4638,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1417216 * nB, act + 1433600 * nB, P + 209808, P + 209840, buf + 2016, buf + 2048, B, 32, 256, 1.0000000000000001e-05);
     /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1441792 * nB, act + 1417216 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1441792 * nB, act + 1417216 * nB, nB * 8192, nB * 712704);
     /* 180 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1417216 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
     /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4647,7 +4647,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1449984 * nB, act + 1417216 * nB, P + 219088, P + 219120, buf + 2080, buf + 2112, B, 32, 256, 1.0000000000000001e-05);
     /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1458176 * nB, act + 1449984 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1458176 * nB, act + 1449984 * nB, nB * 8192, nB * 720896);
     /* 183 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1449984 * nB, act + 1458176 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 184 stage2.x8: sum 32x16x16 -> 32x16x16 */
@@ -4665,7 +4665,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1449984 * nB, act + 1466368 * nB, P + 228368, P + 228400, buf + 2144, buf + 2176, B, 32, 256, 1.0000000000000001e-05);
     /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1474560 * nB, act + 1449984 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1474560 * nB, act + 1449984 * nB, nB * 8192, nB * 729088);
     /* 187 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1449984 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4674,7 +4674,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1482752 * nB, act + 1449984 * nB, P + 237648, P + 237680, buf + 2208, buf + 2240, B, 32, 256, 1.0000000000000001e-05);
     /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1490944 * nB, act + 1482752 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1490944 * nB, act + 1482752 * nB, nB * 8192, nB * 737280);
     /* 190 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1482752 * nB, act + 1490944 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 191 stage2.x9: sum 32x16x16 -> 32x16x16 */
@@ -4704,7 +4704,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 stage2.step9.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1507328 * nB, act + 1482752 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1507328 * nB, act + 1482752 * nB, nB * 8192, nB * 745472);
     /* 194 stage2.step9.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1482752 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4713,7 +4713,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1515520 * nB, act + 1482752 * nB, P + 256208, P + 256240, buf + 2336, buf + 2368, B, 32, 256, 1.0000000000000001e-05);
     /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1523712 * nB, act + 1515520 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1523712 * nB, act + 1515520 * nB, nB * 8192, nB * 753664);
     /* 197 stage2.step9.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1515520 * nB, act + 1523712 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 198 stage2.x10: sum 32x16x16 -> 32x16x16 */
@@ -4731,7 +4731,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1515520 * nB, act + 1531904 * nB, P + 265488, P + 265520, buf + 2400, buf + 2432, B, 32, 256, 1.0000000000000001e-05);
     /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1540096 * nB, act + 1515520 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1540096 * nB, act + 1515520 * nB, nB * 8192, nB * 761856);
     /* 201 stage2.step10.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1515520 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
     /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4740,7 +4740,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1548288 * nB, act + 1515520 * nB, P + 274768, P + 274800, buf + 2464, buf + 2496, B, 32, 256, 1.0000000000000001e-05);
     /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1556480 * nB, act + 1548288 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1556480 * nB, act + 1548288 * nB, nB * 8192, nB * 770048);
     /* 204 stage2.step10.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1548288 * nB, act + 1556480 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
     /* 205 stage2.x11: sum 32x16x16 -> 32x16x16 */
@@ -4758,7 +4758,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1548288 * nB, act + 1564672 * nB, P + 284048, P + 284080, buf + 2528, buf + 2560, B, 32, 256, 1.0000000000000001e-05);
     /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1572864 * nB, act + 1548288 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1572864 * nB, act + 1548288 * nB, nB * 8192, nB * 778240);
     /* 208 stage2.step11.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1548288 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
     /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4767,7 +4767,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1581056 * nB, act + 1548288 * nB, P + 293328, P + 293360, buf + 2592, buf + 2624, B, 32, 256, 1.0000000000000001e-05);
     /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1589248 * nB, act + 1581056 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1589248 * nB, act + 1581056 * nB, nB * 8192, nB * 786432);
     /* 211 stage2.step11.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1581056 * nB, act + 1589248 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
     /* 212 stage2.x12: sum 32x16x16 -> 32x16x16 */
@@ -4785,7 +4785,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1581056 * nB, act + 1597440 * nB, P + 302608, P + 302640, buf + 2656, buf + 2688, B, 32, 256, 1.0000000000000001e-05);
     /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1605632 * nB, act + 1581056 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1605632 * nB, act + 1581056 * nB, nB * 8192, nB * 794624);
     /* 215 stage2.step12.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1581056 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
     /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4806,7 +4806,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 217 stage2.step12.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1622016 * nB, act + 1613824 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1622016 * nB, act + 1613824 * nB, nB * 8192, nB * 802816);
     /* 218 stage2.step12.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1613824 * nB, act + 1622016 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
     /* 219 stage2.x13: sum 32x16x16 -> 32x16x16 */
@@ -4824,7 +4824,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1613824 * nB, act + 1630208 * nB, P + 321168, P + 321200, buf + 2784, buf + 2816, B, 32, 256, 1.0000000000000001e-05);
     /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1638400 * nB, act + 1613824 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1638400 * nB, act + 1613824 * nB, nB * 8192, nB * 811008);
     /* 222 stage2.step13.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1613824 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4833,7 +4833,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1646592 * nB, act + 1613824 * nB, P + 330448, P + 330480, buf + 2848, buf + 2880, B, 32, 256, 1.0000000000000001e-05);
     /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1654784 * nB, act + 1646592 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1654784 * nB, act + 1646592 * nB, nB * 8192, nB * 819200);
     /* 225 stage2.step13.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1646592 * nB, act + 1654784 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 226 stage2.x14: sum 32x16x16 -> 32x16x16 */
@@ -4851,7 +4851,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1646592 * nB, act + 1662976 * nB, P + 339728, P + 339760, buf + 2912, buf + 2944, B, 32, 256, 1.0000000000000001e-05);
     /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1671168 * nB, act + 1646592 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1671168 * nB, act + 1646592 * nB, nB * 8192, nB * 827392);
     /* 229 stage2.step14.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1646592 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4860,7 +4860,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1679360 * nB, act + 1646592 * nB, P + 349008, P + 349040, buf + 2976, buf + 3008, B, 32, 256, 1.0000000000000001e-05);
     /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1687552 * nB, act + 1679360 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1687552 * nB, act + 1679360 * nB, nB * 8192, nB * 835584);
     /* 232 stage2.step14.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1679360 * nB, act + 1687552 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
     /* 233 stage2.x15: sum 32x16x16 -> 32x16x16 */
@@ -4878,7 +4878,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1679360 * nB, act + 1695744 * nB, P + 358288, P + 358320, buf + 3040, buf + 3072, B, 32, 256, 1.0000000000000001e-05);
     /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1703936 * nB, act + 1679360 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1703936 * nB, act + 1679360 * nB, nB * 8192, nB * 843776);
     /* 236 stage2.step15.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1679360 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4887,7 +4887,7 @@ static void forward_d_10(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1712128 * nB, act + 1679360 * nB, P + 367568, P + 367600, buf + 3104, buf + 3136, B, 32, 256, 1.0000000000000001e-05);
     /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1720320 * nB, act + 1712128 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1720320 * nB, act + 1712128 * nB, nB * 8192, nB * 851968);
     /* 239 stage2.step15.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1712128 * nB, act + 1720320 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 240 stage2.x16: sum 32x16x16 -> 32x16x16 */
@@ -4917,7 +4917,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1712128 * nB, act + 1728512 * nB, P + 376848, P + 376880, buf + 3168, buf + 3200, B, 32, 256, 1.0000000000000001e-05);
     /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1736704 * nB, act + 1712128 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1736704 * nB, act + 1712128 * nB, nB * 8192, nB * 860160);
     /* 243 stage2.step16.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1712128 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4926,7 +4926,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1744896 * nB, act + 1712128 * nB, P + 386128, P + 386160, buf + 3232, buf + 3264, B, 32, 256, 1.0000000000000001e-05);
     /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1753088 * nB, act + 1744896 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1753088 * nB, act + 1744896 * nB, nB * 8192, nB * 868352);
     /* 246 stage2.step16.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1744896 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 247 stage2.x17: sum 32x16x16 -> 32x16x16 */
@@ -4944,7 +4944,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1744896 * nB, act + 1761280 * nB, P + 395408, P + 395440, buf + 3296, buf + 3328, B, 32, 256, 1.0000000000000001e-05);
     /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1769472 * nB, act + 1744896 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1769472 * nB, act + 1744896 * nB, nB * 8192, nB * 876544);
     /* 250 stage2.step17.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1744896 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -4953,7 +4953,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1777664 * nB, act + 1744896 * nB, P + 404688, P + 404720, buf + 3360, buf + 3392, B, 32, 256, 1.0000000000000001e-05);
     /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1785856 * nB, act + 1777664 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1785856 * nB, act + 1777664 * nB, nB * 8192, nB * 884736);
     /* 253 stage2.step17.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 1777664 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 254 stage2.x18: sum 32x16x16 -> 32x16x16 */
@@ -4971,7 +4971,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1777664 * nB, act + 1794048 * nB, P + 413968, P + 414000, buf + 3424, buf + 3456, B, 32, 256, 1.0000000000000001e-05);
     /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1802240 * nB, act + 1777664 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 1802240 * nB, act + 1777664 * nB, nB * 8192, nB * 892928);
     /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1777664 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
     /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -4980,7 +4980,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1781760 * nB, act + 1777664 * nB, P + 432464, P + 432528, buf + 3488, buf + 3552, B, 64, 64, 1.0000000000000001e-05);
     /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1810432 * nB, act + 1781760 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1810432 * nB, act + 1781760 * nB, nB * 4096, nB * 901120);
     /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
     /* 261 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
@@ -5000,7 +5000,7 @@ static void forward_d_11(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1781760 * nB, act + 1818624 * nB, P + 469456, P + 469520, buf + 3616, buf + 3680, B, 64, 64, 1.0000000000000001e-05);
     /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1814528 * nB, act + 1781760 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1814528 * nB, act + 1781760 * nB, nB * 4096, nB * 905216);
 }
 
 /* Forward, part 12 of 17. */
@@ -5021,7 +5021,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1822720 * nB, act + 1781760 * nB, P + 506448, P + 506512, buf + 3744, buf + 3808, B, 64, 64, 1.0000000000000001e-05);
     /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1826816 * nB, act + 1822720 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1826816 * nB, act + 1822720 * nB, nB * 4096, nB * 909312);
     /* 268 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1822720 * nB, act + 1826816 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
     /* 269 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -5039,7 +5039,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1822720 * nB, act + 1830912 * nB, P + 543440, P + 543504, buf + 3872, buf + 3936, B, 64, 64, 1.0000000000000001e-05);
     /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1835008 * nB, act + 1822720 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1835008 * nB, act + 1822720 * nB, nB * 4096, nB * 913408);
     /* 272 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1822720 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
     /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5048,7 +5048,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1839104 * nB, act + 1822720 * nB, P + 580432, P + 580496, buf + 4000, buf + 4064, B, 64, 64, 1.0000000000000001e-05);
     /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1843200 * nB, act + 1839104 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1843200 * nB, act + 1839104 * nB, nB * 4096, nB * 917504);
     /* 275 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1839104 * nB, act + 1843200 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
     /* 276 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -5066,7 +5066,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1839104 * nB, act + 1847296 * nB, P + 617424, P + 617488, buf + 4128, buf + 4192, B, 64, 64, 1.0000000000000001e-05);
     /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1851392 * nB, act + 1839104 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1851392 * nB, act + 1839104 * nB, nB * 4096, nB * 921600);
     /* 279 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1839104 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
     /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5075,7 +5075,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1855488 * nB, act + 1839104 * nB, P + 654416, P + 654480, buf + 4256, buf + 4320, B, 64, 64, 1.0000000000000001e-05);
     /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1859584 * nB, act + 1855488 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1859584 * nB, act + 1855488 * nB, nB * 4096, nB * 925696);
     /* 282 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1855488 * nB, act + 1859584 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
     /* 283 stage3.x4: sum 64x8x8 -> 64x8x8 */
@@ -5093,7 +5093,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1855488 * nB, act + 1863680 * nB, P + 691408, P + 691472, buf + 4384, buf + 4448, B, 64, 64, 1.0000000000000001e-05);
     /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1867776 * nB, act + 1855488 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1867776 * nB, act + 1855488 * nB, nB * 4096, nB * 929792);
     /* 286 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1855488 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
     /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5102,7 +5102,7 @@ static void forward_d_12(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1871872 * nB, act + 1855488 * nB, P + 728400, P + 728464, buf + 4512, buf + 4576, B, 64, 64, 1.0000000000000001e-05);
     /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1875968 * nB, act + 1871872 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1875968 * nB, act + 1871872 * nB, nB * 4096, nB * 933888);
 }
 
 /* Forward, part 13 of 17. */
@@ -5132,7 +5132,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1871872 * nB, act + 1880064 * nB, P + 765392, P + 765456, buf + 4640, buf + 4704, B, 64, 64, 1.0000000000000001e-05);
     /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1884160 * nB, act + 1871872 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1884160 * nB, act + 1871872 * nB, nB * 4096, nB * 937984);
     /* 293 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1871872 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
     /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5141,7 +5141,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1888256 * nB, act + 1871872 * nB, P + 802384, P + 802448, buf + 4768, buf + 4832, B, 64, 64, 1.0000000000000001e-05);
     /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1892352 * nB, act + 1888256 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1892352 * nB, act + 1888256 * nB, nB * 4096, nB * 942080);
     /* 296 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1888256 * nB, act + 1892352 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
     /* 297 stage3.x6: sum 64x8x8 -> 64x8x8 */
@@ -5159,7 +5159,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1888256 * nB, act + 1896448 * nB, P + 839376, P + 839440, buf + 4896, buf + 4960, B, 64, 64, 1.0000000000000001e-05);
     /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1900544 * nB, act + 1888256 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1900544 * nB, act + 1888256 * nB, nB * 4096, nB * 946176);
     /* 300 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1888256 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5168,7 +5168,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1904640 * nB, act + 1888256 * nB, P + 876368, P + 876432, buf + 5024, buf + 5088, B, 64, 64, 1.0000000000000001e-05);
     /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1908736 * nB, act + 1904640 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1908736 * nB, act + 1904640 * nB, nB * 4096, nB * 950272);
     /* 303 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1904640 * nB, act + 1908736 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 304 stage3.x7: sum 64x8x8 -> 64x8x8 */
@@ -5186,7 +5186,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1904640 * nB, act + 1912832 * nB, P + 913360, P + 913424, buf + 5152, buf + 5216, B, 64, 64, 1.0000000000000001e-05);
     /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1916928 * nB, act + 1904640 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1916928 * nB, act + 1904640 * nB, nB * 4096, nB * 954368);
     /* 307 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1904640 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5195,7 +5195,7 @@ static void forward_d_13(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1921024 * nB, act + 1904640 * nB, P + 950352, P + 950416, buf + 5280, buf + 5344, B, 64, 64, 1.0000000000000001e-05);
     /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1925120 * nB, act + 1921024 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1925120 * nB, act + 1921024 * nB, nB * 4096, nB * 958464);
     /* 310 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1921024 * nB, act + 1925120 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 311 stage3.x8: sum 64x8x8 -> 64x8x8 */
@@ -5225,7 +5225,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 313 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1933312 * nB, act + 1921024 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1933312 * nB, act + 1921024 * nB, nB * 4096, nB * 962560);
     /* 314 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1921024 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
     /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5234,7 +5234,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1937408 * nB, act + 1921024 * nB, P + 1024336, P + 1024400, buf + 5536, buf + 5600, B, 64, 64, 1.0000000000000001e-05);
     /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1941504 * nB, act + 1937408 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1941504 * nB, act + 1937408 * nB, nB * 4096, nB * 966656);
     /* 317 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1937408 * nB, act + 1941504 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 318 stage3.x9: sum 64x8x8 -> 64x8x8 */
@@ -5252,7 +5252,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1937408 * nB, act + 1945600 * nB, P + 1061328, P + 1061392, buf + 5664, buf + 5728, B, 64, 64, 1.0000000000000001e-05);
     /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1949696 * nB, act + 1937408 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1949696 * nB, act + 1937408 * nB, nB * 4096, nB * 970752);
     /* 321 stage3.step9.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1937408 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5261,7 +5261,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1953792 * nB, act + 1937408 * nB, P + 1098320, P + 1098384, buf + 5792, buf + 5856, B, 64, 64, 1.0000000000000001e-05);
     /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1957888 * nB, act + 1953792 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1957888 * nB, act + 1953792 * nB, nB * 4096, nB * 974848);
     /* 324 stage3.step9.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1953792 * nB, act + 1957888 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 325 stage3.x10: sum 64x8x8 -> 64x8x8 */
@@ -5279,7 +5279,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1953792 * nB, act + 1961984 * nB, P + 1135312, P + 1135376, buf + 5920, buf + 5984, B, 64, 64, 1.0000000000000001e-05);
     /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1966080 * nB, act + 1953792 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1966080 * nB, act + 1953792 * nB, nB * 4096, nB * 978944);
     /* 328 stage3.step10.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1953792 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5288,7 +5288,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1970176 * nB, act + 1953792 * nB, P + 1172304, P + 1172368, buf + 6048, buf + 6112, B, 64, 64, 1.0000000000000001e-05);
     /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1974272 * nB, act + 1970176 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1974272 * nB, act + 1970176 * nB, nB * 4096, nB * 983040);
     /* 331 stage3.step10.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1970176 * nB, act + 1974272 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 332 stage3.x11: sum 64x8x8 -> 64x8x8 */
@@ -5306,7 +5306,7 @@ static void forward_d_14(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1970176 * nB, act + 1978368 * nB, P + 1209296, P + 1209360, buf + 6176, buf + 6240, B, 64, 64, 1.0000000000000001e-05);
     /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1982464 * nB, act + 1970176 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1982464 * nB, act + 1970176 * nB, nB * 4096, nB * 987136);
     /* 335 stage3.step11.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1970176 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5327,7 +5327,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 337 stage3.step11.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1990656 * nB, act + 1986560 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1990656 * nB, act + 1986560 * nB, nB * 4096, nB * 991232);
     /* 338 stage3.step11.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1986560 * nB, act + 1990656 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 339 stage3.x12: sum 64x8x8 -> 64x8x8 */
@@ -5345,7 +5345,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1986560 * nB, act + 1994752 * nB, P + 1283280, P + 1283344, buf + 6432, buf + 6496, B, 64, 64, 1.0000000000000001e-05);
     /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1998848 * nB, act + 1986560 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1998848 * nB, act + 1986560 * nB, nB * 4096, nB * 995328);
     /* 342 stage3.step12.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1986560 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5354,7 +5354,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2002944 * nB, act + 1986560 * nB, P + 1320272, P + 1320336, buf + 6560, buf + 6624, B, 64, 64, 1.0000000000000001e-05);
     /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2007040 * nB, act + 2002944 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2007040 * nB, act + 2002944 * nB, nB * 4096, nB * 999424);
     /* 345 stage3.step12.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2002944 * nB, act + 2007040 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 346 stage3.x13: sum 64x8x8 -> 64x8x8 */
@@ -5372,7 +5372,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2002944 * nB, act + 2011136 * nB, P + 1357264, P + 1357328, buf + 6688, buf + 6752, B, 64, 64, 1.0000000000000001e-05);
     /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2015232 * nB, act + 2002944 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2015232 * nB, act + 2002944 * nB, nB * 4096, nB * 1003520);
     /* 349 stage3.step13.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2002944 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5381,7 +5381,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2019328 * nB, act + 2002944 * nB, P + 1394256, P + 1394320, buf + 6816, buf + 6880, B, 64, 64, 1.0000000000000001e-05);
     /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2023424 * nB, act + 2019328 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2023424 * nB, act + 2019328 * nB, nB * 4096, nB * 1007616);
     /* 352 stage3.step13.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2019328 * nB, act + 2023424 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 353 stage3.x14: sum 64x8x8 -> 64x8x8 */
@@ -5399,7 +5399,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2019328 * nB, act + 2027520 * nB, P + 1431248, P + 1431312, buf + 6944, buf + 7008, B, 64, 64, 1.0000000000000001e-05);
     /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2031616 * nB, act + 2019328 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2031616 * nB, act + 2019328 * nB, nB * 4096, nB * 1011712);
     /* 356 stage3.step14.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2019328 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5408,7 +5408,7 @@ static void forward_d_15(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2035712 * nB, act + 2019328 * nB, P + 1468240, P + 1468304, buf + 7072, buf + 7136, B, 64, 64, 1.0000000000000001e-05);
     /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2039808 * nB, act + 2035712 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2039808 * nB, act + 2035712 * nB, nB * 4096, nB * 1015808);
     /* 359 stage3.step14.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2035712 * nB, act + 2039808 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
     /* 360 stage3.x15: sum 64x8x8 -> 64x8x8 */
@@ -5438,7 +5438,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2035712 * nB, act + 2043904 * nB, P + 1505232, P + 1505296, buf + 7200, buf + 7264, B, 64, 64, 1.0000000000000001e-05);
     /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2048000 * nB, act + 2035712 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2048000 * nB, act + 2035712 * nB, nB * 4096, nB * 1019904);
     /* 363 stage3.step15.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2035712 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
     /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5447,7 +5447,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2052096 * nB, act + 2035712 * nB, P + 1542224, P + 1542288, buf + 7328, buf + 7392, B, 64, 64, 1.0000000000000001e-05);
     /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2056192 * nB, act + 2052096 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2056192 * nB, act + 2052096 * nB, nB * 4096, nB * 1024000);
     /* 366 stage3.step15.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2052096 * nB, act + 2056192 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
     /* 367 stage3.x16: sum 64x8x8 -> 64x8x8 */
@@ -5465,7 +5465,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2052096 * nB, act + 2060288 * nB, P + 1579216, P + 1579280, buf + 7456, buf + 7520, B, 64, 64, 1.0000000000000001e-05);
     /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2064384 * nB, act + 2052096 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2064384 * nB, act + 2052096 * nB, nB * 4096, nB * 1028096);
     /* 370 stage3.step16.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2052096 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
     /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5474,7 +5474,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2068480 * nB, act + 2052096 * nB, P + 1616208, P + 1616272, buf + 7584, buf + 7648, B, 64, 64, 1.0000000000000001e-05);
     /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2072576 * nB, act + 2068480 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2072576 * nB, act + 2068480 * nB, nB * 4096, nB * 1032192);
     /* 373 stage3.step16.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2068480 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
     /* 374 stage3.x17: sum 64x8x8 -> 64x8x8 */
@@ -5492,7 +5492,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2068480 * nB, act + 2076672 * nB, P + 1653200, P + 1653264, buf + 7712, buf + 7776, B, 64, 64, 1.0000000000000001e-05);
     /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2080768 * nB, act + 2068480 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2080768 * nB, act + 2068480 * nB, nB * 4096, nB * 1036288);
     /* 377 stage3.step17.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2068480 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
     /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -5501,7 +5501,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2084864 * nB, act + 2068480 * nB, P + 1690192, P + 1690256, buf + 7840, buf + 7904, B, 64, 64, 1.0000000000000001e-05);
     /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2088960 * nB, act + 2084864 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2088960 * nB, act + 2084864 * nB, nB * 4096, nB * 1040384);
     /* 380 stage3.step17.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 2084864 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
     /* 381 stage3.x18: sum 64x8x8 -> 64x8x8 */
@@ -5519,7 +5519,7 @@ static void forward_d_16(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 2084864 * nB, act + 2093056 * nB, P + 1727184, P + 1727248, buf + 7968, buf + 8032, B, 64, 64, 1.0000000000000001e-05);
     /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2097152 * nB, act + 2084864 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 2097152 * nB, act + 2084864 * nB, nB * 4096, nB * 1044480);
     /* 384 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_forward_d(ctx, act + 2084864 * nB, act + 2097152 * nB, B, 64, 64);
 }
@@ -5576,7 +5576,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 384 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_backward_d(ctx, act + 2101248 * nB, 0, act + 2084928 * nB, B, 64, 64);
     /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, act + 2097152 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, act + 2097152 * nB, nB * 4096, nB * 1044480);
     /* 382 head.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2097152 * nB, 0, G + 1727184, G + 1727248, act + 2084864 * nB, act + 2093056 * nB, fix + 7968, fix + 8032, P + 1727184, B, 64, 64);
     /* 381 stage3.x18: sum 64x8x8 -> 64x8x8 */
@@ -5592,13 +5592,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 380 stage3.step17.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2097152 * nB, 0, G + 1690320, act + 2093056 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
     /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2093056 * nB, 0, act + 2097152 * nB, act + 2088960 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2093056 * nB, 0, act + 2097152 * nB, act + 2088960 * nB, nB * 4096, nB * 1040384);
     /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2088960 * nB, 0, G + 1690192, G + 1690256, act + 2093056 * nB, act + 2068480 * nB, fix + 7840, fix + 7904, P + 1690192, B, 64, 64);
     /* 377 stage3.step17.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2068480 * nB, 0, G + 1653328, act + 2088960 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
     /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2088960 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2088960 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096, nB * 1036288);
     /* 375 stage3.step17.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2084864 * nB, 1, G + 1653200, G + 1653264, act + 2088960 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, B, 64, 64);
     /* 374 stage3.x17: sum 64x8x8 -> 64x8x8 */
@@ -5614,13 +5614,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 373 stage3.step16.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2080768 * nB, 0, G + 1616336, act + 2076672 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
     /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2076672 * nB, 0, act + 2080768 * nB, act + 2072576 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2076672 * nB, 0, act + 2080768 * nB, act + 2072576 * nB, nB * 4096, nB * 1032192);
     /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2072576 * nB, 0, G + 1616208, G + 1616272, act + 2076672 * nB, act + 2052096 * nB, fix + 7584, fix + 7648, P + 1616208, B, 64, 64);
     /* 370 stage3.step16.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2052096 * nB, 0, G + 1579344, act + 2072576 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
     /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2072576 * nB, 0, act + 2052096 * nB, act + 2064384 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2072576 * nB, 0, act + 2052096 * nB, act + 2064384 * nB, nB * 4096, nB * 1028096);
     /* 368 stage3.step16.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2068480 * nB, 1, G + 1579216, G + 1579280, act + 2072576 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, B, 64, 64);
     /* 367 stage3.x16: sum 64x8x8 -> 64x8x8 */
@@ -5636,13 +5636,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 366 stage3.step15.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2064384 * nB, 0, G + 1542352, act + 2060288 * nB, act + 2056192 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
     /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2060288 * nB, 0, act + 2064384 * nB, act + 2056192 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2060288 * nB, 0, act + 2064384 * nB, act + 2056192 * nB, nB * 4096, nB * 1024000);
     /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2056192 * nB, 0, G + 1542224, G + 1542288, act + 2060288 * nB, act + 2035712 * nB, fix + 7328, fix + 7392, P + 1542224, B, 64, 64);
     /* 363 stage3.step15.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2035712 * nB, 0, G + 1505360, act + 2056192 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
     /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2056192 * nB, 0, act + 2035712 * nB, act + 2048000 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2056192 * nB, 0, act + 2035712 * nB, act + 2048000 * nB, nB * 4096, nB * 1019904);
 }
 
 /* Backward, part 2 of 17. */
@@ -5670,13 +5670,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 359 stage3.step14.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2048000 * nB, 0, G + 1468368, act + 2043904 * nB, act + 2039808 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
     /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2043904 * nB, 0, act + 2048000 * nB, act + 2039808 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2043904 * nB, 0, act + 2048000 * nB, act + 2039808 * nB, nB * 4096, nB * 1015808);
     /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2039808 * nB, 0, G + 1468240, G + 1468304, act + 2043904 * nB, act + 2019328 * nB, fix + 7072, fix + 7136, P + 1468240, B, 64, 64);
     /* 356 stage3.step14.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2019328 * nB, 0, G + 1431376, act + 2039808 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2039808 * nB, 0, act + 2019328 * nB, act + 2031616 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2039808 * nB, 0, act + 2019328 * nB, act + 2031616 * nB, nB * 4096, nB * 1011712);
     /* 354 stage3.step14.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2035712 * nB, 1, G + 1431248, G + 1431312, act + 2039808 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, B, 64, 64);
     /* 353 stage3.x14: sum 64x8x8 -> 64x8x8 */
@@ -5692,13 +5692,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 352 stage3.step13.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2031616 * nB, 0, G + 1394384, act + 2027520 * nB, act + 2023424 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2027520 * nB, 0, act + 2031616 * nB, act + 2023424 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2027520 * nB, 0, act + 2031616 * nB, act + 2023424 * nB, nB * 4096, nB * 1007616);
     /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2023424 * nB, 0, G + 1394256, G + 1394320, act + 2027520 * nB, act + 2002944 * nB, fix + 6816, fix + 6880, P + 1394256, B, 64, 64);
     /* 349 stage3.step13.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2002944 * nB, 0, G + 1357392, act + 2023424 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2023424 * nB, 0, act + 2002944 * nB, act + 2015232 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2023424 * nB, 0, act + 2002944 * nB, act + 2015232 * nB, nB * 4096, nB * 1003520);
     /* 347 stage3.step13.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2019328 * nB, 1, G + 1357264, G + 1357328, act + 2023424 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, B, 64, 64);
     /* 346 stage3.x13: sum 64x8x8 -> 64x8x8 */
@@ -5714,13 +5714,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 345 stage3.step12.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 2015232 * nB, 0, G + 1320400, act + 2011136 * nB, act + 2007040 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2011136 * nB, 0, act + 2015232 * nB, act + 2007040 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2011136 * nB, 0, act + 2015232 * nB, act + 2007040 * nB, nB * 4096, nB * 999424);
     /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2007040 * nB, 0, G + 1320272, G + 1320336, act + 2011136 * nB, act + 1986560 * nB, fix + 6560, fix + 6624, P + 1320272, B, 64, 64);
     /* 342 stage3.step12.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1986560 * nB, 0, G + 1283408, act + 2007040 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2007040 * nB, 0, act + 1986560 * nB, act + 1998848 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 2007040 * nB, 0, act + 1986560 * nB, act + 1998848 * nB, nB * 4096, nB * 995328);
     /* 340 stage3.step12.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 2002944 * nB, 1, G + 1283280, G + 1283344, act + 2007040 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, B, 64, 64);
     /* 339 stage3.x12: sum 64x8x8 -> 64x8x8 */
@@ -5748,13 +5748,13 @@ static void backward_d_3(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 337 stage3.step11.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1994752 * nB, 0, act + 1998848 * nB, act + 1990656 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1994752 * nB, 0, act + 1998848 * nB, act + 1990656 * nB, nB * 4096, nB * 991232);
     /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1990656 * nB, 0, G + 1246288, G + 1246352, act + 1994752 * nB, act + 1970176 * nB, fix + 6304, fix + 6368, P + 1246288, B, 64, 64);
     /* 335 stage3.step11.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1970176 * nB, 0, G + 1209424, act + 1990656 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1990656 * nB, 0, act + 1970176 * nB, act + 1982464 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1990656 * nB, 0, act + 1970176 * nB, act + 1982464 * nB, nB * 4096, nB * 987136);
     /* 333 stage3.step11.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1986560 * nB, 1, G + 1209296, G + 1209360, act + 1990656 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, B, 64, 64);
     /* 332 stage3.x11: sum 64x8x8 -> 64x8x8 */
@@ -5770,13 +5770,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 331 stage3.step10.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1982464 * nB, 0, G + 1172432, act + 1978368 * nB, act + 1974272 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1978368 * nB, 0, act + 1982464 * nB, act + 1974272 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1978368 * nB, 0, act + 1982464 * nB, act + 1974272 * nB, nB * 4096, nB * 983040);
     /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1974272 * nB, 0, G + 1172304, G + 1172368, act + 1978368 * nB, act + 1953792 * nB, fix + 6048, fix + 6112, P + 1172304, B, 64, 64);
     /* 328 stage3.step10.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1953792 * nB, 0, G + 1135440, act + 1974272 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1974272 * nB, 0, act + 1953792 * nB, act + 1966080 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1974272 * nB, 0, act + 1953792 * nB, act + 1966080 * nB, nB * 4096, nB * 978944);
     /* 326 stage3.step10.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1970176 * nB, 1, G + 1135312, G + 1135376, act + 1974272 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, B, 64, 64);
     /* 325 stage3.x10: sum 64x8x8 -> 64x8x8 */
@@ -5792,13 +5792,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 324 stage3.step9.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1966080 * nB, 0, G + 1098448, act + 1961984 * nB, act + 1957888 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1961984 * nB, 0, act + 1966080 * nB, act + 1957888 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1961984 * nB, 0, act + 1966080 * nB, act + 1957888 * nB, nB * 4096, nB * 974848);
     /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1957888 * nB, 0, G + 1098320, G + 1098384, act + 1961984 * nB, act + 1937408 * nB, fix + 5792, fix + 5856, P + 1098320, B, 64, 64);
     /* 321 stage3.step9.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1937408 * nB, 0, G + 1061456, act + 1957888 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1957888 * nB, 0, act + 1937408 * nB, act + 1949696 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1957888 * nB, 0, act + 1937408 * nB, act + 1949696 * nB, nB * 4096, nB * 970752);
     /* 319 stage3.step9.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1953792 * nB, 1, G + 1061328, G + 1061392, act + 1957888 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, B, 64, 64);
     /* 318 stage3.x9: sum 64x8x8 -> 64x8x8 */
@@ -5814,7 +5814,7 @@ static void backward_d_3(RtModelD *m, int B)
     /* 317 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1949696 * nB, 0, G + 1024464, act + 1945600 * nB, act + 1941504 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1945600 * nB, 0, act + 1949696 * nB, act + 1941504 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1945600 * nB, 0, act + 1949696 * nB, act + 1941504 * nB, nB * 4096, nB * 966656);
     /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1941504 * nB, 0, G + 1024336, G + 1024400, act + 1945600 * nB, act + 1921024 * nB, fix + 5536, fix + 5600, P + 1024336, B, 64, 64);
     /* 314 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
@@ -5832,7 +5832,7 @@ static void backward_d_4(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 313 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1941504 * nB, 0, act + 1921024 * nB, act + 1933312 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1941504 * nB, 0, act + 1921024 * nB, act + 1933312 * nB, nB * 4096, nB * 962560);
     /* 312 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1937408 * nB, 1, G + 987344, G + 987408, act + 1941504 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, B, 64, 64);
     /* 311 stage3.x8: sum 64x8x8 -> 64x8x8 */
@@ -5848,13 +5848,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 310 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1933312 * nB, 0, G + 950480, act + 1929216 * nB, act + 1925120 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1929216 * nB, 0, act + 1933312 * nB, act + 1925120 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1929216 * nB, 0, act + 1933312 * nB, act + 1925120 * nB, nB * 4096, nB * 958464);
     /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1925120 * nB, 0, G + 950352, G + 950416, act + 1929216 * nB, act + 1904640 * nB, fix + 5280, fix + 5344, P + 950352, B, 64, 64);
     /* 307 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1904640 * nB, 0, G + 913488, act + 1925120 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1925120 * nB, 0, act + 1904640 * nB, act + 1916928 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1925120 * nB, 0, act + 1904640 * nB, act + 1916928 * nB, nB * 4096, nB * 954368);
     /* 305 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1921024 * nB, 1, G + 913360, G + 913424, act + 1925120 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, B, 64, 64);
     /* 304 stage3.x7: sum 64x8x8 -> 64x8x8 */
@@ -5870,13 +5870,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 303 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1916928 * nB, 0, G + 876496, act + 1912832 * nB, act + 1908736 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1912832 * nB, 0, act + 1916928 * nB, act + 1908736 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1912832 * nB, 0, act + 1916928 * nB, act + 1908736 * nB, nB * 4096, nB * 950272);
     /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1908736 * nB, 0, G + 876368, G + 876432, act + 1912832 * nB, act + 1888256 * nB, fix + 5024, fix + 5088, P + 876368, B, 64, 64);
     /* 300 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1888256 * nB, 0, G + 839504, act + 1908736 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1908736 * nB, 0, act + 1888256 * nB, act + 1900544 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1908736 * nB, 0, act + 1888256 * nB, act + 1900544 * nB, nB * 4096, nB * 946176);
     /* 298 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1904640 * nB, 1, G + 839376, G + 839440, act + 1908736 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, B, 64, 64);
     /* 297 stage3.x6: sum 64x8x8 -> 64x8x8 */
@@ -5892,13 +5892,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 296 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1900544 * nB, 0, G + 802512, act + 1896448 * nB, act + 1892352 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
     /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1896448 * nB, 0, act + 1900544 * nB, act + 1892352 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1896448 * nB, 0, act + 1900544 * nB, act + 1892352 * nB, nB * 4096, nB * 942080);
     /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1892352 * nB, 0, G + 802384, G + 802448, act + 1896448 * nB, act + 1871872 * nB, fix + 4768, fix + 4832, P + 802384, B, 64, 64);
     /* 293 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1871872 * nB, 0, G + 765520, act + 1892352 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
     /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1892352 * nB, 0, act + 1871872 * nB, act + 1884160 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1892352 * nB, 0, act + 1871872 * nB, act + 1884160 * nB, nB * 4096, nB * 937984);
     /* 291 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1888256 * nB, 1, G + 765392, G + 765456, act + 1892352 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, B, 64, 64);
     /* 290 stage3.x5: sum 64x8x8 -> 64x8x8 */
@@ -5926,13 +5926,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 289 stage3.step4.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1884160 * nB, 0, G + 728528, act + 1880064 * nB, act + 1875968 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
     /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1880064 * nB, 0, act + 1884160 * nB, act + 1875968 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1880064 * nB, 0, act + 1884160 * nB, act + 1875968 * nB, nB * 4096, nB * 933888);
     /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1875968 * nB, 0, G + 728400, G + 728464, act + 1880064 * nB, act + 1855488 * nB, fix + 4512, fix + 4576, P + 728400, B, 64, 64);
     /* 286 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1855488 * nB, 0, G + 691536, act + 1875968 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
     /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1875968 * nB, 0, act + 1855488 * nB, act + 1867776 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1875968 * nB, 0, act + 1855488 * nB, act + 1867776 * nB, nB * 4096, nB * 929792);
     /* 284 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1871872 * nB, 1, G + 691408, G + 691472, act + 1875968 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, B, 64, 64);
     /* 283 stage3.x4: sum 64x8x8 -> 64x8x8 */
@@ -5948,13 +5948,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 282 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1867776 * nB, 0, G + 654544, act + 1863680 * nB, act + 1859584 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
     /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1863680 * nB, 0, act + 1867776 * nB, act + 1859584 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1863680 * nB, 0, act + 1867776 * nB, act + 1859584 * nB, nB * 4096, nB * 925696);
     /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1859584 * nB, 0, G + 654416, G + 654480, act + 1863680 * nB, act + 1839104 * nB, fix + 4256, fix + 4320, P + 654416, B, 64, 64);
     /* 279 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1839104 * nB, 0, G + 617552, act + 1859584 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
     /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1859584 * nB, 0, act + 1839104 * nB, act + 1851392 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1859584 * nB, 0, act + 1839104 * nB, act + 1851392 * nB, nB * 4096, nB * 921600);
     /* 277 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1855488 * nB, 1, G + 617424, G + 617488, act + 1859584 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, B, 64, 64);
     /* 276 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -5970,13 +5970,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 275 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1851392 * nB, 0, G + 580560, act + 1847296 * nB, act + 1843200 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
     /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1847296 * nB, 0, act + 1851392 * nB, act + 1843200 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1847296 * nB, 0, act + 1851392 * nB, act + 1843200 * nB, nB * 4096, nB * 917504);
     /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1843200 * nB, 0, G + 580432, G + 580496, act + 1847296 * nB, act + 1822720 * nB, fix + 4000, fix + 4064, P + 580432, B, 64, 64);
     /* 272 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1822720 * nB, 0, G + 543568, act + 1843200 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
     /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1843200 * nB, 0, act + 1822720 * nB, act + 1835008 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1843200 * nB, 0, act + 1822720 * nB, act + 1835008 * nB, nB * 4096, nB * 913408);
     /* 270 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1839104 * nB, 1, G + 543440, G + 543504, act + 1843200 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, B, 64, 64);
     /* 269 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -5992,7 +5992,7 @@ static void backward_d_5(RtModelD *m, int B)
     /* 268 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1835008 * nB, 0, G + 506576, act + 1830912 * nB, act + 1826816 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
     /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1830912 * nB, 0, act + 1835008 * nB, act + 1826816 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1830912 * nB, 0, act + 1835008 * nB, act + 1826816 * nB, nB * 4096, nB * 909312);
     /* 266 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1826816 * nB, 0, G + 506448, G + 506512, act + 1830912 * nB, act + 1781760 * nB, fix + 3744, fix + 3808, P + 506448, B, 64, 64);
 }
@@ -6010,7 +6010,7 @@ static void backward_d_6(RtModelD *m, int B)
     /* 265 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1781760 * nB, 0, G + 469584, act + 1826816 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
     /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1826816 * nB, 0, act + 1781760 * nB, act + 1814528 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1826816 * nB, 0, act + 1781760 * nB, act + 1814528 * nB, nB * 4096, nB * 905216);
     /* 263 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1822720 * nB, 1, G + 469456, G + 469520, act + 1826816 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, B, 64, 64);
     /* 262 stage3.x1: sum 64x8x8 -> 64x8x8 */
@@ -6028,13 +6028,13 @@ static void backward_d_6(RtModelD *m, int B)
     /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1814528 * nB, 0, G + 432592, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
     /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1781760 * nB, 0, act + 1814528 * nB, act + 1810432 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1781760 * nB, 0, act + 1814528 * nB, act + 1810432 * nB, nB * 4096, nB * 901120);
     /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1810432 * nB, 0, G + 432464, G + 432528, act + 1781760 * nB, act + 1777664 * nB, fix + 3488, fix + 3552, P + 432464, B, 64, 64);
     /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1777664 * nB, 0, G + 414032, act + 1810432 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
     /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1810432 * nB, 0, act + 1777664 * nB, act + 1802240 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1810432 * nB, 0, act + 1777664 * nB, act + 1802240 * nB, nB * 8192, nB * 892928);
     /* 255 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1818624 * nB, 1, G + 413968, G + 414000, act + 1810432 * nB, act + 1794048 * nB, fix + 3424, fix + 3456, P + 413968, B, 32, 256);
     /* 254 stage2.x18: sum 32x16x16 -> 32x16x16 */
@@ -6050,13 +6050,13 @@ static void backward_d_6(RtModelD *m, int B)
     /* 253 stage2.step17.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1802240 * nB, 0, G + 404752, act + 1794048 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1794048 * nB, 0, act + 1802240 * nB, act + 1785856 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1794048 * nB, 0, act + 1802240 * nB, act + 1785856 * nB, nB * 8192, nB * 884736);
     /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1785856 * nB, 0, G + 404688, G + 404720, act + 1794048 * nB, act + 1744896 * nB, fix + 3360, fix + 3392, P + 404688, B, 32, 256);
     /* 250 stage2.step17.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1744896 * nB, 0, G + 395472, act + 1785856 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1785856 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1785856 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192, nB * 876544);
     /* 248 stage2.step17.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1777664 * nB, 1, G + 395408, G + 395440, act + 1785856 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, B, 32, 256);
     /* 247 stage2.x17: sum 32x16x16 -> 32x16x16 */
@@ -6072,13 +6072,13 @@ static void backward_d_6(RtModelD *m, int B)
     /* 246 stage2.step16.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1769472 * nB, 0, G + 386192, act + 1761280 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1761280 * nB, 0, act + 1769472 * nB, act + 1753088 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1761280 * nB, 0, act + 1769472 * nB, act + 1753088 * nB, nB * 8192, nB * 868352);
     /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1753088 * nB, 0, G + 386128, G + 386160, act + 1761280 * nB, act + 1712128 * nB, fix + 3232, fix + 3264, P + 386128, B, 32, 256);
     /* 243 stage2.step16.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1712128 * nB, 0, G + 376912, act + 1753088 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1753088 * nB, 0, act + 1712128 * nB, act + 1736704 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1753088 * nB, 0, act + 1712128 * nB, act + 1736704 * nB, nB * 8192, nB * 860160);
 }
 
 /* Backward, part 7 of 17. */
@@ -6106,13 +6106,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 239 stage2.step15.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1736704 * nB, 0, G + 367632, act + 1728512 * nB, act + 1720320 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1728512 * nB, 0, act + 1736704 * nB, act + 1720320 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1728512 * nB, 0, act + 1736704 * nB, act + 1720320 * nB, nB * 8192, nB * 851968);
     /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1720320 * nB, 0, G + 367568, G + 367600, act + 1728512 * nB, act + 1679360 * nB, fix + 3104, fix + 3136, P + 367568, B, 32, 256);
     /* 236 stage2.step15.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1679360 * nB, 0, G + 358352, act + 1720320 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1720320 * nB, 0, act + 1679360 * nB, act + 1703936 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1720320 * nB, 0, act + 1679360 * nB, act + 1703936 * nB, nB * 8192, nB * 843776);
     /* 234 stage2.step15.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1712128 * nB, 1, G + 358288, G + 358320, act + 1720320 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, B, 32, 256);
     /* 233 stage2.x15: sum 32x16x16 -> 32x16x16 */
@@ -6128,13 +6128,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 232 stage2.step14.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1703936 * nB, 0, G + 349072, act + 1695744 * nB, act + 1687552 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
     /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1695744 * nB, 0, act + 1703936 * nB, act + 1687552 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1695744 * nB, 0, act + 1703936 * nB, act + 1687552 * nB, nB * 8192, nB * 835584);
     /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1687552 * nB, 0, G + 349008, G + 349040, act + 1695744 * nB, act + 1646592 * nB, fix + 2976, fix + 3008, P + 349008, B, 32, 256);
     /* 229 stage2.step14.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1646592 * nB, 0, G + 339792, act + 1687552 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1687552 * nB, 0, act + 1646592 * nB, act + 1671168 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1687552 * nB, 0, act + 1646592 * nB, act + 1671168 * nB, nB * 8192, nB * 827392);
     /* 227 stage2.step14.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1679360 * nB, 1, G + 339728, G + 339760, act + 1687552 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, B, 32, 256);
     /* 226 stage2.x14: sum 32x16x16 -> 32x16x16 */
@@ -6150,13 +6150,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 225 stage2.step13.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1671168 * nB, 0, G + 330512, act + 1662976 * nB, act + 1654784 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1662976 * nB, 0, act + 1671168 * nB, act + 1654784 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1662976 * nB, 0, act + 1671168 * nB, act + 1654784 * nB, nB * 8192, nB * 819200);
     /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1654784 * nB, 0, G + 330448, G + 330480, act + 1662976 * nB, act + 1613824 * nB, fix + 2848, fix + 2880, P + 330448, B, 32, 256);
     /* 222 stage2.step13.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1613824 * nB, 0, G + 321232, act + 1654784 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1654784 * nB, 0, act + 1613824 * nB, act + 1638400 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1654784 * nB, 0, act + 1613824 * nB, act + 1638400 * nB, nB * 8192, nB * 811008);
     /* 220 stage2.step13.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1646592 * nB, 1, G + 321168, G + 321200, act + 1654784 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, B, 32, 256);
     /* 219 stage2.x13: sum 32x16x16 -> 32x16x16 */
@@ -6184,13 +6184,13 @@ static void backward_d_8(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 217 stage2.step12.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1630208 * nB, 0, act + 1638400 * nB, act + 1622016 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1630208 * nB, 0, act + 1638400 * nB, act + 1622016 * nB, nB * 8192, nB * 802816);
     /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1622016 * nB, 0, G + 311888, G + 311920, act + 1630208 * nB, act + 1581056 * nB, fix + 2720, fix + 2752, P + 311888, B, 32, 256);
     /* 215 stage2.step12.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1581056 * nB, 0, G + 302672, act + 1622016 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
     /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1622016 * nB, 0, act + 1581056 * nB, act + 1605632 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1622016 * nB, 0, act + 1581056 * nB, act + 1605632 * nB, nB * 8192, nB * 794624);
     /* 213 stage2.step12.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1613824 * nB, 1, G + 302608, G + 302640, act + 1622016 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, B, 32, 256);
     /* 212 stage2.x12: sum 32x16x16 -> 32x16x16 */
@@ -6206,13 +6206,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 211 stage2.step11.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1605632 * nB, 0, G + 293392, act + 1597440 * nB, act + 1589248 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
     /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1597440 * nB, 0, act + 1605632 * nB, act + 1589248 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1597440 * nB, 0, act + 1605632 * nB, act + 1589248 * nB, nB * 8192, nB * 786432);
     /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1589248 * nB, 0, G + 293328, G + 293360, act + 1597440 * nB, act + 1548288 * nB, fix + 2592, fix + 2624, P + 293328, B, 32, 256);
     /* 208 stage2.step11.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1548288 * nB, 0, G + 284112, act + 1589248 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
     /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1589248 * nB, 0, act + 1548288 * nB, act + 1572864 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1589248 * nB, 0, act + 1548288 * nB, act + 1572864 * nB, nB * 8192, nB * 778240);
     /* 206 stage2.step11.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1581056 * nB, 1, G + 284048, G + 284080, act + 1589248 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, B, 32, 256);
     /* 205 stage2.x11: sum 32x16x16 -> 32x16x16 */
@@ -6228,13 +6228,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 204 stage2.step10.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1572864 * nB, 0, G + 274832, act + 1564672 * nB, act + 1556480 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
     /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1564672 * nB, 0, act + 1572864 * nB, act + 1556480 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1564672 * nB, 0, act + 1572864 * nB, act + 1556480 * nB, nB * 8192, nB * 770048);
     /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1556480 * nB, 0, G + 274768, G + 274800, act + 1564672 * nB, act + 1515520 * nB, fix + 2464, fix + 2496, P + 274768, B, 32, 256);
     /* 201 stage2.step10.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1515520 * nB, 0, G + 265552, act + 1556480 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
     /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1556480 * nB, 0, act + 1515520 * nB, act + 1540096 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1556480 * nB, 0, act + 1515520 * nB, act + 1540096 * nB, nB * 8192, nB * 761856);
     /* 199 stage2.step10.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1548288 * nB, 1, G + 265488, G + 265520, act + 1556480 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, B, 32, 256);
     /* 198 stage2.x10: sum 32x16x16 -> 32x16x16 */
@@ -6250,7 +6250,7 @@ static void backward_d_8(RtModelD *m, int B)
     /* 197 stage2.step9.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1540096 * nB, 0, G + 256272, act + 1531904 * nB, act + 1523712 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1531904 * nB, 0, act + 1540096 * nB, act + 1523712 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1531904 * nB, 0, act + 1540096 * nB, act + 1523712 * nB, nB * 8192, nB * 753664);
     /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1523712 * nB, 0, G + 256208, G + 256240, act + 1531904 * nB, act + 1482752 * nB, fix + 2336, fix + 2368, P + 256208, B, 32, 256);
     /* 194 stage2.step9.grad.conv0: conv 32x16x16 -> 32x16x16 */
@@ -6268,7 +6268,7 @@ static void backward_d_9(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 193 stage2.step9.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1523712 * nB, 0, act + 1482752 * nB, act + 1507328 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1523712 * nB, 0, act + 1482752 * nB, act + 1507328 * nB, nB * 8192, nB * 745472);
     /* 192 stage2.step9.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1515520 * nB, 1, G + 246928, G + 246960, act + 1523712 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, B, 32, 256);
     /* 191 stage2.x9: sum 32x16x16 -> 32x16x16 */
@@ -6284,13 +6284,13 @@ static void backward_d_9(RtModelD *m, int B)
     /* 190 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1507328 * nB, 0, G + 237712, act + 1499136 * nB, act + 1490944 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1499136 * nB, 0, act + 1507328 * nB, act + 1490944 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1499136 * nB, 0, act + 1507328 * nB, act + 1490944 * nB, nB * 8192, nB * 737280);
     /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1490944 * nB, 0, G + 237648, G + 237680, act + 1499136 * nB, act + 1449984 * nB, fix + 2208, fix + 2240, P + 237648, B, 32, 256);
     /* 187 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1449984 * nB, 0, G + 228432, act + 1490944 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1490944 * nB, 0, act + 1449984 * nB, act + 1474560 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1490944 * nB, 0, act + 1449984 * nB, act + 1474560 * nB, nB * 8192, nB * 729088);
     /* 185 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1482752 * nB, 1, G + 228368, G + 228400, act + 1490944 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, B, 32, 256);
     /* 184 stage2.x8: sum 32x16x16 -> 32x16x16 */
@@ -6306,13 +6306,13 @@ static void backward_d_9(RtModelD *m, int B)
     /* 183 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1474560 * nB, 0, G + 219152, act + 1466368 * nB, act + 1458176 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1466368 * nB, 0, act + 1474560 * nB, act + 1458176 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1466368 * nB, 0, act + 1474560 * nB, act + 1458176 * nB, nB * 8192, nB * 720896);
     /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1458176 * nB, 0, G + 219088, G + 219120, act + 1466368 * nB, act + 1417216 * nB, fix + 2080, fix + 2112, P + 219088, B, 32, 256);
     /* 180 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1417216 * nB, 0, G + 209872, act + 1458176 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
     /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1458176 * nB, 0, act + 1417216 * nB, act + 1441792 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1458176 * nB, 0, act + 1417216 * nB, act + 1441792 * nB, nB * 8192, nB * 712704);
     /* 178 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1449984 * nB, 1, G + 209808, G + 209840, act + 1458176 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, B, 32, 256);
     /* 177 stage2.x7: sum 32x16x16 -> 32x16x16 */
@@ -6328,13 +6328,13 @@ static void backward_d_9(RtModelD *m, int B)
     /* 176 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1441792 * nB, 0, G + 200592, act + 1433600 * nB, act + 1425408 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
     /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1433600 * nB, 0, act + 1441792 * nB, act + 1425408 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1433600 * nB, 0, act + 1441792 * nB, act + 1425408 * nB, nB * 8192, nB * 704512);
     /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1425408 * nB, 0, G + 200528, G + 200560, act + 1433600 * nB, act + 1384448 * nB, fix + 1952, fix + 1984, P + 200528, B, 32, 256);
     /* 173 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1384448 * nB, 0, G + 191312, act + 1425408 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
     /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1425408 * nB, 0, act + 1384448 * nB, act + 1409024 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1425408 * nB, 0, act + 1384448 * nB, act + 1409024 * nB, nB * 8192, nB * 696320);
     /* 171 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1417216 * nB, 1, G + 191248, G + 191280, act + 1425408 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, B, 32, 256);
     /* 170 stage2.x6: sum 32x16x16 -> 32x16x16 */
@@ -6362,13 +6362,13 @@ static void backward_d_10(RtModelD *m, int B)
     /* 169 stage2.step5.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1409024 * nB, 0, G + 182032, act + 1400832 * nB, act + 1392640 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
     /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1400832 * nB, 0, act + 1409024 * nB, act + 1392640 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1400832 * nB, 0, act + 1409024 * nB, act + 1392640 * nB, nB * 8192, nB * 688128);
     /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1392640 * nB, 0, G + 181968, G + 182000, act + 1400832 * nB, act + 1351680 * nB, fix + 1824, fix + 1856, P + 181968, B, 32, 256);
     /* 166 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1351680 * nB, 0, G + 172752, act + 1392640 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1392640 * nB, 0, act + 1351680 * nB, act + 1376256 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1392640 * nB, 0, act + 1351680 * nB, act + 1376256 * nB, nB * 8192, nB * 679936);
     /* 164 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1384448 * nB, 1, G + 172688, G + 172720, act + 1392640 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, B, 32, 256);
     /* 163 stage2.x5: sum 32x16x16 -> 32x16x16 */
@@ -6384,13 +6384,13 @@ static void backward_d_10(RtModelD *m, int B)
     /* 162 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1376256 * nB, 0, G + 163472, act + 1368064 * nB, act + 1359872 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1368064 * nB, 0, act + 1376256 * nB, act + 1359872 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1368064 * nB, 0, act + 1376256 * nB, act + 1359872 * nB, nB * 8192, nB * 671744);
     /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1359872 * nB, 0, G + 163408, G + 163440, act + 1368064 * nB, act + 1318912 * nB, fix + 1696, fix + 1728, P + 163408, B, 32, 256);
     /* 159 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1318912 * nB, 0, G + 154192, act + 1359872 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1359872 * nB, 0, act + 1318912 * nB, act + 1343488 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1359872 * nB, 0, act + 1318912 * nB, act + 1343488 * nB, nB * 8192, nB * 663552);
     /* 157 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1351680 * nB, 1, G + 154128, G + 154160, act + 1359872 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, B, 32, 256);
     /* 156 stage2.x4: sum 32x16x16 -> 32x16x16 */
@@ -6406,13 +6406,13 @@ static void backward_d_10(RtModelD *m, int B)
     /* 155 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1343488 * nB, 0, G + 144912, act + 1335296 * nB, act + 1327104 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1335296 * nB, 0, act + 1343488 * nB, act + 1327104 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1335296 * nB, 0, act + 1343488 * nB, act + 1327104 * nB, nB * 8192, nB * 655360);
     /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1327104 * nB, 0, G + 144848, G + 144880, act + 1335296 * nB, act + 1286144 * nB, fix + 1568, fix + 1600, P + 144848, B, 32, 256);
     /* 152 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1286144 * nB, 0, G + 135632, act + 1327104 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1327104 * nB, 0, act + 1286144 * nB, act + 1310720 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1327104 * nB, 0, act + 1286144 * nB, act + 1310720 * nB, nB * 8192, nB * 647168);
     /* 150 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1318912 * nB, 1, G + 135568, G + 135600, act + 1327104 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, B, 32, 256);
     /* 149 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -6428,7 +6428,7 @@ static void backward_d_10(RtModelD *m, int B)
     /* 148 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1310720 * nB, 0, G + 126352, act + 1302528 * nB, act + 1294336 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1302528 * nB, 0, act + 1310720 * nB, act + 1294336 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1302528 * nB, 0, act + 1310720 * nB, act + 1294336 * nB, nB * 8192, nB * 638976);
     /* 146 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1294336 * nB, 0, G + 126288, G + 126320, act + 1302528 * nB, act + 1253376 * nB, fix + 1440, fix + 1472, P + 126288, B, 32, 256);
 }
@@ -6446,7 +6446,7 @@ static void backward_d_11(RtModelD *m, int B)
     /* 145 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1253376 * nB, 0, G + 117072, act + 1294336 * nB, act + 1277952 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
     /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1294336 * nB, 0, act + 1253376 * nB, act + 1277952 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1294336 * nB, 0, act + 1253376 * nB, act + 1277952 * nB, nB * 8192, nB * 630784);
     /* 143 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1286144 * nB, 1, G + 117008, G + 117040, act + 1294336 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, B, 32, 256);
     /* 142 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -6462,13 +6462,13 @@ static void backward_d_11(RtModelD *m, int B)
     /* 141 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1277952 * nB, 0, G + 107792, act + 1269760 * nB, act + 1261568 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1269760 * nB, 0, act + 1277952 * nB, act + 1261568 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1269760 * nB, 0, act + 1277952 * nB, act + 1261568 * nB, nB * 8192, nB * 622592);
     /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1261568 * nB, 0, G + 107728, G + 107760, act + 1269760 * nB, act + 1171456 * nB, fix + 1312, fix + 1344, P + 107728, B, 32, 256);
     /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1171456 * nB, 0, G + 98512, act + 1261568 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1261568 * nB, 0, act + 1171456 * nB, act + 1236992 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1261568 * nB, 0, act + 1171456 * nB, act + 1236992 * nB, nB * 8192, nB * 614400);
     /* 136 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1253376 * nB, 1, G + 98448, G + 98480, act + 1261568 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, B, 32, 256);
     /* 135 stage2.x1: sum 32x16x16 -> 32x16x16 */
@@ -6486,13 +6486,13 @@ static void backward_d_11(RtModelD *m, int B)
     /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1236992 * nB, 0, G + 89232, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1171456 * nB, 0, act + 1236992 * nB, act + 1228800 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 1171456 * nB, 0, act + 1236992 * nB, act + 1228800 * nB, nB * 8192, nB * 606208);
     /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 1228800 * nB, 0, G + 89168, G + 89200, act + 1171456 * nB, act + 1163264 * nB, fix + 1184, fix + 1216, P + 89168, B, 32, 256);
     /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 1163264 * nB, 0, G + 84560, act + 1228800 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
     /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1228800 * nB, 0, act + 1163264 * nB, act + 1212416 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 1228800 * nB, 0, act + 1163264 * nB, act + 1212416 * nB, nB * 16384, nB * 589824);
     /* 128 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 1245184 * nB, 1, G + 84528, G + 84544, act + 1228800 * nB, act + 1196032 * nB, fix + 1152, fix + 1168, P + 84528, B, 16, 1024);
     /* 127 stage1.x18: sum 16x32x32 -> 16x32x32 */
@@ -6508,13 +6508,13 @@ static void backward_d_11(RtModelD *m, int B)
     /* 126 stage1.step17.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 1212416 * nB, 0, G + 82224, act + 1196032 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
     /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1196032 * nB, 0, act + 1212416 * nB, act + 1179648 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 1196032 * nB, 0, act + 1212416 * nB, act + 1179648 * nB, nB * 16384, nB * 573440);
     /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 1179648 * nB, 0, G + 82192, G + 82208, act + 1196032 * nB, act + 1097728 * nB, fix + 1120, fix + 1136, P + 82192, B, 16, 1024);
     /* 123 stage1.step17.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 1097728 * nB, 0, G + 79888, act + 1179648 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
     /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1179648 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 1179648 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384, nB * 557056);
 }
 
 /* Backward, part 12 of 17. */
@@ -6542,13 +6542,13 @@ static void backward_d_12(RtModelD *m, int B)
     /* 119 stage1.step16.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 1146880 * nB, 0, G + 77552, act + 1130496 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
     /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1130496 * nB, 0, act + 1146880 * nB, act + 1114112 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 1130496 * nB, 0, act + 1146880 * nB, act + 1114112 * nB, nB * 16384, nB * 540672);
     /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 1114112 * nB, 0, G + 77520, G + 77536, act + 1130496 * nB, act + 1032192 * nB, fix + 1056, fix + 1072, P + 77520, B, 16, 1024);
     /* 116 stage1.step16.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 1032192 * nB, 0, G + 75216, act + 1114112 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
     /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1114112 * nB, 0, act + 1032192 * nB, act + 1081344 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 1114112 * nB, 0, act + 1032192 * nB, act + 1081344 * nB, nB * 16384, nB * 524288);
     /* 114 stage1.step16.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 1097728 * nB, 1, G + 75184, G + 75200, act + 1114112 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, B, 16, 1024);
     /* 113 stage1.x16: sum 16x32x32 -> 16x32x32 */
@@ -6564,13 +6564,13 @@ static void backward_d_12(RtModelD *m, int B)
     /* 112 stage1.step15.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 1081344 * nB, 0, G + 72880, act + 1064960 * nB, act + 1048576 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
     /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1064960 * nB, 0, act + 1081344 * nB, act + 1048576 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 1064960 * nB, 0, act + 1081344 * nB, act + 1048576 * nB, nB * 16384, nB * 507904);
     /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 1048576 * nB, 0, G + 72848, G + 72864, act + 1064960 * nB, act + 966656 * nB, fix + 992, fix + 1008, P + 72848, B, 16, 1024);
     /* 109 stage1.step15.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 966656 * nB, 0, G + 70544, act + 1048576 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
     /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1048576 * nB, 0, act + 966656 * nB, act + 1015808 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 1048576 * nB, 0, act + 966656 * nB, act + 1015808 * nB, nB * 16384, nB * 491520);
     /* 107 stage1.step15.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 1032192 * nB, 1, G + 70512, G + 70528, act + 1048576 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, B, 16, 1024);
     /* 106 stage1.x15: sum 16x32x32 -> 16x32x32 */
@@ -6586,13 +6586,13 @@ static void backward_d_12(RtModelD *m, int B)
     /* 105 stage1.step14.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 1015808 * nB, 0, G + 68208, act + 999424 * nB, act + 983040 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
     /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 999424 * nB, 0, act + 1015808 * nB, act + 983040 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 999424 * nB, 0, act + 1015808 * nB, act + 983040 * nB, nB * 16384, nB * 475136);
     /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 983040 * nB, 0, G + 68176, G + 68192, act + 999424 * nB, act + 901120 * nB, fix + 928, fix + 944, P + 68176, B, 16, 1024);
     /* 102 stage1.step14.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 901120 * nB, 0, G + 65872, act + 983040 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
     /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 983040 * nB, 0, act + 901120 * nB, act + 950272 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 983040 * nB, 0, act + 901120 * nB, act + 950272 * nB, nB * 16384, nB * 458752);
     /* 100 stage1.step14.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 966656 * nB, 1, G + 65840, G + 65856, act + 983040 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, B, 16, 1024);
     /* 99 stage1.x14: sum 16x32x32 -> 16x32x32 */
@@ -6620,13 +6620,13 @@ static void backward_d_13(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 97 stage1.step13.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 933888 * nB, 0, act + 950272 * nB, act + 917504 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 933888 * nB, 0, act + 950272 * nB, act + 917504 * nB, nB * 16384, nB * 442368);
     /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 917504 * nB, 0, G + 63504, G + 63520, act + 933888 * nB, act + 835584 * nB, fix + 864, fix + 880, P + 63504, B, 16, 1024);
     /* 95 stage1.step13.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 835584 * nB, 0, G + 61200, act + 917504 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
     /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 917504 * nB, 0, act + 835584 * nB, act + 884736 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 917504 * nB, 0, act + 835584 * nB, act + 884736 * nB, nB * 16384, nB * 425984);
     /* 93 stage1.step13.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 901120 * nB, 1, G + 61168, G + 61184, act + 917504 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, B, 16, 1024);
     /* 92 stage1.x13: sum 16x32x32 -> 16x32x32 */
@@ -6642,13 +6642,13 @@ static void backward_d_13(RtModelD *m, int B)
     /* 91 stage1.step12.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 884736 * nB, 0, G + 58864, act + 868352 * nB, act + 851968 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
     /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 868352 * nB, 0, act + 884736 * nB, act + 851968 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 868352 * nB, 0, act + 884736 * nB, act + 851968 * nB, nB * 16384, nB * 409600);
     /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 851968 * nB, 0, G + 58832, G + 58848, act + 868352 * nB, act + 770048 * nB, fix + 800, fix + 816, P + 58832, B, 16, 1024);
     /* 88 stage1.step12.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 770048 * nB, 0, G + 56528, act + 851968 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
     /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 851968 * nB, 0, act + 770048 * nB, act + 819200 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 851968 * nB, 0, act + 770048 * nB, act + 819200 * nB, nB * 16384, nB * 393216);
     /* 86 stage1.step12.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 835584 * nB, 1, G + 56496, G + 56512, act + 851968 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, B, 16, 1024);
     /* 85 stage1.x12: sum 16x32x32 -> 16x32x32 */
@@ -6664,13 +6664,13 @@ static void backward_d_13(RtModelD *m, int B)
     /* 84 stage1.step11.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 819200 * nB, 0, G + 54192, act + 802816 * nB, act + 786432 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
     /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 802816 * nB, 0, act + 819200 * nB, act + 786432 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 802816 * nB, 0, act + 819200 * nB, act + 786432 * nB, nB * 16384, nB * 376832);
     /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 786432 * nB, 0, G + 54160, G + 54176, act + 802816 * nB, act + 704512 * nB, fix + 736, fix + 752, P + 54160, B, 16, 1024);
     /* 81 stage1.step11.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 704512 * nB, 0, G + 51856, act + 786432 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
     /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 786432 * nB, 0, act + 704512 * nB, act + 753664 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 786432 * nB, 0, act + 704512 * nB, act + 753664 * nB, nB * 16384, nB * 360448);
     /* 79 stage1.step11.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 770048 * nB, 1, G + 51824, G + 51840, act + 786432 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, B, 16, 1024);
     /* 78 stage1.x11: sum 16x32x32 -> 16x32x32 */
@@ -6686,7 +6686,7 @@ static void backward_d_13(RtModelD *m, int B)
     /* 77 stage1.step10.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 753664 * nB, 0, G + 49520, act + 737280 * nB, act + 720896 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
     /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 737280 * nB, 0, act + 753664 * nB, act + 720896 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 737280 * nB, 0, act + 753664 * nB, act + 720896 * nB, nB * 16384, nB * 344064);
     /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 720896 * nB, 0, G + 49488, G + 49504, act + 737280 * nB, act + 638976 * nB, fix + 672, fix + 688, P + 49488, B, 16, 1024);
     /* 74 stage1.step10.grad.conv0: conv 16x32x32 -> 16x32x32 */
@@ -6704,7 +6704,7 @@ static void backward_d_14(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 73 stage1.step10.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 720896 * nB, 0, act + 638976 * nB, act + 688128 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 720896 * nB, 0, act + 638976 * nB, act + 688128 * nB, nB * 16384, nB * 327680);
     /* 72 stage1.step10.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 704512 * nB, 1, G + 47152, G + 47168, act + 720896 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, B, 16, 1024);
     /* 71 stage1.x10: sum 16x32x32 -> 16x32x32 */
@@ -6720,13 +6720,13 @@ static void backward_d_14(RtModelD *m, int B)
     /* 70 stage1.step9.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 688128 * nB, 0, G + 44848, act + 671744 * nB, act + 655360 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
     /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 671744 * nB, 0, act + 688128 * nB, act + 655360 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 671744 * nB, 0, act + 688128 * nB, act + 655360 * nB, nB * 16384, nB * 311296);
     /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 655360 * nB, 0, G + 44816, G + 44832, act + 671744 * nB, act + 573440 * nB, fix + 608, fix + 624, P + 44816, B, 16, 1024);
     /* 67 stage1.step9.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 573440 * nB, 0, G + 42512, act + 655360 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
     /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 655360 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 655360 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384, nB * 294912);
     /* 65 stage1.step9.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
@@ -6742,13 +6742,13 @@ static void backward_d_14(RtModelD *m, int B)
     /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384, nB * 278528);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384, nB * 262144);
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
@@ -6764,13 +6764,13 @@ static void backward_d_14(RtModelD *m, int B)
     /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384, nB * 245760);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 442368 * nB, 0, G + 33168, act + 524288 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384, nB * 229376);
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
     /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
@@ -6798,13 +6798,13 @@ static void backward_d_15(RtModelD *m, int B)
     /* 49 stage1.step6.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 491520 * nB, 0, G + 30832, act + 475136 * nB, act + 458752 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384, nB * 212992);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384, nB * 196608);
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
@@ -6820,13 +6820,13 @@ static void backward_d_15(RtModelD *m, int B)
     /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 425984 * nB, 0, G + 26160, act + 409600 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384, nB * 180224);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384, nB * 163840);
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
@@ -6842,13 +6842,13 @@ static void backward_d_15(RtModelD *m, int B)
     /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 360448 * nB, 0, G + 21488, act + 344064 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384, nB * 147456);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384, nB * 131072);
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
@@ -6864,7 +6864,7 @@ static void backward_d_15(RtModelD *m, int B)
     /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 294912 * nB, 0, G + 16816, act + 278528 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384, nB * 114688);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
 }
@@ -6882,7 +6882,7 @@ static void backward_d_16(RtModelD *m, int B)
     /* 25 stage1.step3.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 180224 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -6898,13 +6898,13 @@ static void backward_d_16(RtModelD *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -6920,13 +6920,13 @@ static void backward_d_16(RtModelD *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -6942,13 +6942,13 @@ static void backward_d_16(RtModelD *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
 }
@@ -6998,7 +6998,7 @@ static const RtNet net = {
     .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10,
     .nparams = 1727962, .nbuffers = 8096,
     .tensors = tensors, .ntensors = 547,
-    .madds = 252887680, .nops = 385,
+    .madds = 252887680, .nops = 385, .branch_elems = 1048576,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

@@ -294,7 +294,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -303,7 +303,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -321,7 +321,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -330,7 +330,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -348,7 +348,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -357,7 +357,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -375,7 +375,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
 }
 
 /* Forward, part 2 of 3. */
@@ -396,7 +396,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 188416 * nB, act + 180224 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 245760 * nB, act + 188416 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 245760 * nB, act + 188416 * nB, nB * 8192, nB * 114688);
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
@@ -416,7 +416,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 188416 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 253952 * nB, act + 188416 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 253952 * nB, act + 188416 * nB, nB * 8192, nB * 122880);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 188416 * nB, act + 253952 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -425,7 +425,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 270336 * nB, act + 188416 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 278528 * nB, act + 270336 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 278528 * nB, act + 270336 * nB, nB * 8192, nB * 131072);
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 270336 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -443,7 +443,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 270336 * nB, act + 286720 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 294912 * nB, act + 270336 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 294912 * nB, act + 270336 * nB, nB * 8192, nB * 139264);
     /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 270336 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -452,7 +452,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 303104 * nB, act + 270336 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 311296 * nB, act + 303104 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 311296 * nB, act + 303104 * nB, nB * 8192, nB * 147456);
     /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 303104 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -470,7 +470,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 303104 * nB, act + 319488 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 327680 * nB, act + 303104 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 327680 * nB, act + 303104 * nB, nB * 8192, nB * 155648);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 303104 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -491,7 +491,7 @@ static void forward_3(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 335872 * nB, act + 307200 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 335872 * nB, act + 307200 * nB, nB * 4096, nB * 163840);
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
@@ -511,7 +511,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 307200 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 339968 * nB, act + 307200 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 339968 * nB, act + 307200 * nB, nB * 4096, nB * 167936);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 307200 * nB, act + 339968 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -520,7 +520,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 348160 * nB, act + 307200 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 352256 * nB, act + 348160 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 352256 * nB, act + 348160 * nB, nB * 4096, nB * 172032);
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 348160 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -538,7 +538,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 348160 * nB, act + 356352 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 360448 * nB, act + 348160 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 360448 * nB, act + 348160 * nB, nB * 4096, nB * 176128);
     /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 348160 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -547,7 +547,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 364544 * nB, act + 348160 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 368640 * nB, act + 364544 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 368640 * nB, act + 364544 * nB, nB * 4096, nB * 180224);
     /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 364544 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -565,7 +565,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 364544 * nB, act + 372736 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 376832 * nB, act + 364544 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 376832 * nB, act + 364544 * nB, nB * 4096, nB * 184320);
     /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_forward(ctx, act + 364544 * nB, act + 376832 * nB, B, 64, 64);
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
@@ -596,7 +596,7 @@ static void backward_1(RtModel *m, int B)
     /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_backward(ctx, act + 380928 * nB, 0, act + 364608 * nB, B, 64, 64);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 364544 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 364544 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096, nB * 184320);
     /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 376832 * nB, 0, G + 268944, G + 269008, act + 364544 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64);
     /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -612,13 +612,13 @@ static void backward_1(RtModel *m, int B)
     /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 232080, act + 372736 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 372736 * nB, 0, act + 376832 * nB, act + 368640 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 372736 * nB, 0, act + 376832 * nB, act + 368640 * nB, nB * 4096, nB * 180224);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 368640 * nB, 0, G + 231952, G + 232016, act + 372736 * nB, act + 348160 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64);
     /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 348160 * nB, 0, G + 195088, act + 368640 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 368640 * nB, 0, act + 348160 * nB, act + 360448 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 368640 * nB, 0, act + 348160 * nB, act + 360448 * nB, nB * 4096, nB * 176128);
     /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 364544 * nB, 1, G + 194960, G + 195024, act + 368640 * nB, act + 356352 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64);
     /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -634,13 +634,13 @@ static void backward_1(RtModel *m, int B)
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 356352 * nB, 0, act + 360448 * nB, act + 352256 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 356352 * nB, 0, act + 360448 * nB, act + 352256 * nB, nB * 4096, nB * 172032);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 352256 * nB, 0, G + 157968, G + 158032, act + 356352 * nB, act + 307200 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 307200 * nB, 0, G + 121104, act + 352256 * nB, act + 339968 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 352256 * nB, 0, act + 307200 * nB, act + 339968 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 352256 * nB, 0, act + 307200 * nB, act + 339968 * nB, nB * 4096, nB * 167936);
     /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 348160 * nB, 1, G + 120976, G + 121040, act + 352256 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64);
     /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
@@ -658,7 +658,7 @@ static void backward_1(RtModel *m, int B)
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 339968 * nB, 0, G + 84112, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 307200 * nB, 0, act + 339968 * nB, act + 335872 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 307200 * nB, 0, act + 339968 * nB, act + 335872 * nB, nB * 4096, nB * 163840);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 307200 * nB, act + 303104 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
@@ -676,7 +676,7 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 335872 * nB, 0, act + 303104 * nB, act + 327680 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 335872 * nB, 0, act + 303104 * nB, act + 327680 * nB, nB * 8192, nB * 155648);
     /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 335872 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256);
     /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -692,13 +692,13 @@ static void backward_2(RtModel *m, int B)
     /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 327680 * nB, 0, G + 56272, act + 319488 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 319488 * nB, 0, act + 327680 * nB, act + 311296 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 319488 * nB, 0, act + 327680 * nB, act + 311296 * nB, nB * 8192, nB * 147456);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 311296 * nB, 0, G + 56208, G + 56240, act + 319488 * nB, act + 270336 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256);
     /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 270336 * nB, 0, G + 46992, act + 311296 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 311296 * nB, 0, act + 270336 * nB, act + 294912 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 311296 * nB, 0, act + 270336 * nB, act + 294912 * nB, nB * 8192, nB * 139264);
     /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 303104 * nB, 1, G + 46928, G + 46960, act + 311296 * nB, act + 286720 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256);
     /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -714,13 +714,13 @@ static void backward_2(RtModel *m, int B)
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 286720 * nB, 0, act + 294912 * nB, act + 278528 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 286720 * nB, 0, act + 294912 * nB, act + 278528 * nB, nB * 8192, nB * 131072);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 278528 * nB, 0, G + 37648, G + 37680, act + 286720 * nB, act + 188416 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 188416 * nB, 0, G + 28432, act + 278528 * nB, act + 253952 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 188416 * nB, act + 253952 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 188416 * nB, act + 253952 * nB, nB * 8192, nB * 122880);
     /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 270336 * nB, 1, G + 28368, G + 28400, act + 278528 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256);
     /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
@@ -738,13 +738,13 @@ static void backward_2(RtModel *m, int B)
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 253952 * nB, 0, G + 19152, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 188416 * nB, 0, act + 253952 * nB, act + 245760 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 188416 * nB, 0, act + 253952 * nB, act + 245760 * nB, nB * 8192, nB * 114688);
     /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 188416 * nB, act + 180224 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256);
     /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 180224 * nB, 0, G + 14480, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 245760 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 245760 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
     /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 245760 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
 }
@@ -772,13 +772,13 @@ static void backward_3(RtModel *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -794,13 +794,13 @@ static void backward_3(RtModel *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -816,13 +816,13 @@ static void backward_3(RtModel *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
@@ -858,7 +858,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -867,7 +867,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -885,7 +885,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -894,7 +894,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -912,7 +912,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -921,7 +921,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -939,7 +939,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
 }
 
 /* Forward, part 2 of 3. */
@@ -960,7 +960,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 188416 * nB, act + 180224 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 245760 * nB, act + 188416 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 245760 * nB, act + 188416 * nB, nB * 8192, nB * 114688);
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
@@ -980,7 +980,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 188416 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 253952 * nB, act + 188416 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 253952 * nB, act + 188416 * nB, nB * 8192, nB * 122880);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 188416 * nB, act + 253952 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -989,7 +989,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 270336 * nB, act + 188416 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 278528 * nB, act + 270336 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 278528 * nB, act + 270336 * nB, nB * 8192, nB * 131072);
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 270336 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -1007,7 +1007,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 270336 * nB, act + 286720 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 294912 * nB, act + 270336 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 294912 * nB, act + 270336 * nB, nB * 8192, nB * 139264);
     /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 270336 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1016,7 +1016,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 303104 * nB, act + 270336 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 311296 * nB, act + 303104 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 311296 * nB, act + 303104 * nB, nB * 8192, nB * 147456);
     /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 303104 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -1034,7 +1034,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 303104 * nB, act + 319488 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 327680 * nB, act + 303104 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 327680 * nB, act + 303104 * nB, nB * 8192, nB * 155648);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 303104 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1055,7 +1055,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 335872 * nB, act + 307200 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 335872 * nB, act + 307200 * nB, nB * 4096, nB * 163840);
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
@@ -1075,7 +1075,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 307200 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 339968 * nB, act + 307200 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 339968 * nB, act + 307200 * nB, nB * 4096, nB * 167936);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 307200 * nB, act + 339968 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1084,7 +1084,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 348160 * nB, act + 307200 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 352256 * nB, act + 348160 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 352256 * nB, act + 348160 * nB, nB * 4096, nB * 172032);
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 348160 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -1102,7 +1102,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 348160 * nB, act + 356352 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 360448 * nB, act + 348160 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 360448 * nB, act + 348160 * nB, nB * 4096, nB * 176128);
     /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 348160 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1111,7 +1111,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 364544 * nB, act + 348160 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 368640 * nB, act + 364544 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 368640 * nB, act + 364544 * nB, nB * 4096, nB * 180224);
     /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 364544 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -1129,7 +1129,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 364544 * nB, act + 372736 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 376832 * nB, act + 364544 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 376832 * nB, act + 364544 * nB, nB * 4096, nB * 184320);
     /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_forward_d(ctx, act + 364544 * nB, act + 376832 * nB, B, 64, 64);
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
@@ -1160,7 +1160,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_backward_d(ctx, act + 380928 * nB, 0, act + 364608 * nB, B, 64, 64);
     /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 364544 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 364544 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096, nB * 184320);
     /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 376832 * nB, 0, G + 268944, G + 269008, act + 364544 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64);
     /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -1176,13 +1176,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 232080, act + 372736 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 372736 * nB, 0, act + 376832 * nB, act + 368640 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 372736 * nB, 0, act + 376832 * nB, act + 368640 * nB, nB * 4096, nB * 180224);
     /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 368640 * nB, 0, G + 231952, G + 232016, act + 372736 * nB, act + 348160 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64);
     /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 348160 * nB, 0, G + 195088, act + 368640 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 368640 * nB, 0, act + 348160 * nB, act + 360448 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 368640 * nB, 0, act + 348160 * nB, act + 360448 * nB, nB * 4096, nB * 176128);
     /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 364544 * nB, 1, G + 194960, G + 195024, act + 368640 * nB, act + 356352 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64);
     /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -1198,13 +1198,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 356352 * nB, 0, act + 360448 * nB, act + 352256 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 356352 * nB, 0, act + 360448 * nB, act + 352256 * nB, nB * 4096, nB * 172032);
     /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 352256 * nB, 0, G + 157968, G + 158032, act + 356352 * nB, act + 307200 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64);
     /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 307200 * nB, 0, G + 121104, act + 352256 * nB, act + 339968 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 352256 * nB, 0, act + 307200 * nB, act + 339968 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 352256 * nB, 0, act + 307200 * nB, act + 339968 * nB, nB * 4096, nB * 167936);
     /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 348160 * nB, 1, G + 120976, G + 121040, act + 352256 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64);
     /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
@@ -1222,7 +1222,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 339968 * nB, 0, G + 84112, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 307200 * nB, 0, act + 339968 * nB, act + 335872 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 307200 * nB, 0, act + 339968 * nB, act + 335872 * nB, nB * 4096, nB * 163840);
     /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 307200 * nB, act + 303104 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64);
     /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
@@ -1240,7 +1240,7 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 335872 * nB, 0, act + 303104 * nB, act + 327680 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 335872 * nB, 0, act + 303104 * nB, act + 327680 * nB, nB * 8192, nB * 155648);
     /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 335872 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256);
     /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -1256,13 +1256,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 327680 * nB, 0, G + 56272, act + 319488 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 319488 * nB, 0, act + 327680 * nB, act + 311296 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 319488 * nB, 0, act + 327680 * nB, act + 311296 * nB, nB * 8192, nB * 147456);
     /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 311296 * nB, 0, G + 56208, G + 56240, act + 319488 * nB, act + 270336 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256);
     /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 270336 * nB, 0, G + 46992, act + 311296 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 311296 * nB, 0, act + 270336 * nB, act + 294912 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 311296 * nB, 0, act + 270336 * nB, act + 294912 * nB, nB * 8192, nB * 139264);
     /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 303104 * nB, 1, G + 46928, G + 46960, act + 311296 * nB, act + 286720 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256);
     /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -1278,13 +1278,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 286720 * nB, 0, act + 294912 * nB, act + 278528 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 286720 * nB, 0, act + 294912 * nB, act + 278528 * nB, nB * 8192, nB * 131072);
     /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 278528 * nB, 0, G + 37648, G + 37680, act + 286720 * nB, act + 188416 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256);
     /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 188416 * nB, 0, G + 28432, act + 278528 * nB, act + 253952 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 188416 * nB, act + 253952 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 188416 * nB, act + 253952 * nB, nB * 8192, nB * 122880);
     /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 270336 * nB, 1, G + 28368, G + 28400, act + 278528 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256);
     /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
@@ -1302,13 +1302,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 253952 * nB, 0, G + 19152, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 188416 * nB, 0, act + 253952 * nB, act + 245760 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 188416 * nB, 0, act + 253952 * nB, act + 245760 * nB, nB * 8192, nB * 114688);
     /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 188416 * nB, act + 180224 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256);
     /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 180224 * nB, 0, G + 14480, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 245760 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 245760 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
     /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 245760 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
 }
@@ -1336,13 +1336,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -1358,13 +1358,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -1380,13 +1380,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
@@ -1410,7 +1410,7 @@ static const RtNet net = {
     .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10,
     .nparams = 269722, .nbuffers = 1376,
     .tensors = tensors, .ntensors = 97,
-    .madds = 40551040, .nops = 70,
+    .madds = 40551040, .nops = 70, .branch_elems = 188416,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

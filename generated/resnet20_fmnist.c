@@ -294,7 +294,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 12544 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -303,7 +303,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 37632 * nB, act + 12544 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
     /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 37632 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -321,7 +321,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 37632 * nB, act + 62720 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544, nB * 25088);
     /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 37632 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -330,7 +330,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 87808 * nB, act + 37632 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544, nB * 37632);
     /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 87808 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -348,7 +348,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 87808 * nB, act + 112896 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 125440 * nB, act + 87808 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 125440 * nB, act + 87808 * nB, nB * 12544, nB * 50176);
     /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 87808 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -357,7 +357,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 137984 * nB, act + 87808 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 150528 * nB, act + 137984 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 150528 * nB, act + 137984 * nB, nB * 12544, nB * 62720);
     /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward(ctx, act + 137984 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x28x28 -> 16x28x28 */
@@ -375,7 +375,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 137984 * nB, act + 163072 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 175616 * nB, act + 137984 * nB, nB * 12544);
+    rt_relu_forward(ctx, act + 175616 * nB, act + 137984 * nB, nB * 12544, nB * 75264);
 }
 
 /* Forward, part 2 of 3. */
@@ -396,7 +396,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 144256 * nB, act + 137984 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 188160 * nB, act + 144256 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 188160 * nB, act + 144256 * nB, nB * 6272, nB * 87808);
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
@@ -416,7 +416,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 144256 * nB, act + 200704 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 194432 * nB, act + 144256 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 194432 * nB, act + 144256 * nB, nB * 6272, nB * 94080);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 144256 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -425,7 +425,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 206976 * nB, act + 144256 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 213248 * nB, act + 206976 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 213248 * nB, act + 206976 * nB, nB * 6272, nB * 100352);
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 206976 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -443,7 +443,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 206976 * nB, act + 219520 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 225792 * nB, act + 206976 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 225792 * nB, act + 206976 * nB, nB * 6272, nB * 106624);
     /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 206976 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -452,7 +452,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 232064 * nB, act + 206976 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, nB * 112896);
     /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward(ctx, act + 232064 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
@@ -470,7 +470,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 232064 * nB, act + 244608 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 250880 * nB, act + 232064 * nB, nB * 6272);
+    rt_relu_forward(ctx, act + 250880 * nB, act + 232064 * nB, nB * 6272, nB * 119168);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 232064 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -491,7 +491,7 @@ static void forward_3(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 257152 * nB, act + 235200 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 257152 * nB, act + 235200 * nB, nB * 3136, nB * 125440);
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
@@ -511,7 +511,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 235200 * nB, act + 263424 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 260288 * nB, act + 235200 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 260288 * nB, act + 235200 * nB, nB * 3136, nB * 128576);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 235200 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -520,7 +520,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 266560 * nB, act + 235200 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 269696 * nB, act + 266560 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 269696 * nB, act + 266560 * nB, nB * 3136, nB * 131712);
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 266560 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
@@ -538,7 +538,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 266560 * nB, act + 272832 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 275968 * nB, act + 266560 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 275968 * nB, act + 266560 * nB, nB * 3136, nB * 134848);
     /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 266560 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -547,7 +547,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 279104 * nB, act + 266560 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 282240 * nB, act + 279104 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 282240 * nB, act + 279104 * nB, nB * 3136, nB * 137984);
     /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward(ctx, act + 279104 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
@@ -565,7 +565,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 279104 * nB, act + 285376 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 288512 * nB, act + 279104 * nB, nB * 3136);
+    rt_relu_forward(ctx, act + 288512 * nB, act + 279104 * nB, nB * 3136, nB * 141120);
     /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
     rt_gap_forward(ctx, act + 279104 * nB, act + 288512 * nB, B, 64, 49);
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
@@ -596,7 +596,7 @@ static void backward_1(RtModel *m, int B)
     /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
     rt_gap_backward(ctx, act + 291648 * nB, 0, act + 279168 * nB, B, 64, 49);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 279104 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 279104 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136, nB * 141120);
     /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 288512 * nB, 0, G + 268656, G + 268720, act + 279104 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49);
     /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
@@ -612,13 +612,13 @@ static void backward_1(RtModel *m, int B)
     /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 288512 * nB, 0, G + 231792, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 285376 * nB, 0, act + 288512 * nB, act + 282240 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 285376 * nB, 0, act + 288512 * nB, act + 282240 * nB, nB * 3136, nB * 137984);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 282240 * nB, 0, G + 231664, G + 231728, act + 285376 * nB, act + 266560 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49);
     /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 266560 * nB, 0, G + 194800, act + 282240 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 282240 * nB, 0, act + 266560 * nB, act + 275968 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 282240 * nB, 0, act + 266560 * nB, act + 275968 * nB, nB * 3136, nB * 134848);
     /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 279104 * nB, 1, G + 194672, G + 194736, act + 282240 * nB, act + 272832 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49);
     /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
@@ -634,13 +634,13 @@ static void backward_1(RtModel *m, int B)
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 275968 * nB, 0, G + 157808, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 272832 * nB, 0, act + 275968 * nB, act + 269696 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 272832 * nB, 0, act + 275968 * nB, act + 269696 * nB, nB * 3136, nB * 131712);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 269696 * nB, 0, G + 157680, G + 157744, act + 272832 * nB, act + 235200 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 235200 * nB, 0, G + 120816, act + 269696 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 269696 * nB, 0, act + 235200 * nB, act + 260288 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 269696 * nB, 0, act + 235200 * nB, act + 260288 * nB, nB * 3136, nB * 128576);
     /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 266560 * nB, 1, G + 120688, G + 120752, act + 269696 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49);
     /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
@@ -658,7 +658,7 @@ static void backward_1(RtModel *m, int B)
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward(ctx, act + 260288 * nB, 0, G + 83824, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 235200 * nB, 0, act + 260288 * nB, act + 257152 * nB, nB * 3136);
+    rt_relu_backward(ctx, act + 235200 * nB, 0, act + 260288 * nB, act + 257152 * nB, nB * 3136, nB * 125440);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward(ctx, act + 257152 * nB, 0, G + 83696, G + 83760, act + 235200 * nB, act + 232064 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
@@ -676,7 +676,7 @@ static void backward_2(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 257152 * nB, 0, act + 232064 * nB, act + 250880 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 257152 * nB, 0, act + 232064 * nB, act + 250880 * nB, nB * 6272, nB * 119168);
     /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 257152 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196);
     /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
@@ -692,13 +692,13 @@ static void backward_2(RtModel *m, int B)
     /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 250880 * nB, 0, G + 55984, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 244608 * nB, 0, act + 250880 * nB, act + 238336 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 244608 * nB, 0, act + 250880 * nB, act + 238336 * nB, nB * 6272, nB * 112896);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 238336 * nB, 0, G + 55920, G + 55952, act + 244608 * nB, act + 206976 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196);
     /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 206976 * nB, 0, G + 46704, act + 238336 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 238336 * nB, 0, act + 206976 * nB, act + 225792 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 238336 * nB, 0, act + 206976 * nB, act + 225792 * nB, nB * 6272, nB * 106624);
     /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 232064 * nB, 1, G + 46640, G + 46672, act + 238336 * nB, act + 219520 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196);
     /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -714,13 +714,13 @@ static void backward_2(RtModel *m, int B)
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 225792 * nB, 0, G + 37424, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 219520 * nB, 0, act + 225792 * nB, act + 213248 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 219520 * nB, 0, act + 225792 * nB, act + 213248 * nB, nB * 6272, nB * 100352);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 213248 * nB, 0, G + 37360, G + 37392, act + 219520 * nB, act + 144256 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 144256 * nB, 0, G + 28144, act + 213248 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 213248 * nB, 0, act + 144256 * nB, act + 194432 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 213248 * nB, 0, act + 144256 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
     /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 206976 * nB, 1, G + 28080, G + 28112, act + 213248 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196);
     /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
@@ -738,13 +738,13 @@ static void backward_2(RtModel *m, int B)
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 194432 * nB, 0, G + 18864, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 144256 * nB, 0, act + 194432 * nB, act + 188160 * nB, nB * 6272);
+    rt_relu_backward(ctx, act + 144256 * nB, 0, act + 194432 * nB, act + 188160 * nB, nB * 6272, nB * 87808);
     /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward(ctx, act + 188160 * nB, 0, G + 18800, G + 18832, act + 144256 * nB, act + 137984 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196);
     /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
     rt_conv2d_backward(ctx, act + 137984 * nB, 0, G + 14192, act + 188160 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 188160 * nB, 0, act + 137984 * nB, act + 175616 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 188160 * nB, 0, act + 137984 * nB, act + 175616 * nB, nB * 12544, nB * 75264);
     /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 188160 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784);
 }
@@ -772,13 +772,13 @@ static void backward_3(RtModel *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 175616 * nB, 0, G + 11856, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 163072 * nB, 0, act + 175616 * nB, act + 150528 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 163072 * nB, 0, act + 175616 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 150528 * nB, 0, G + 11824, G + 11840, act + 163072 * nB, act + 87808 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784);
     /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 87808 * nB, 0, G + 9520, act + 150528 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 150528 * nB, 0, act + 87808 * nB, act + 125440 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 150528 * nB, 0, act + 87808 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
     /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 137984 * nB, 1, G + 9488, G + 9504, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784);
     /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -794,13 +794,13 @@ static void backward_3(RtModel *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 125440 * nB, 0, G + 7184, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 112896 * nB, 0, act + 125440 * nB, act + 100352 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 112896 * nB, 0, act + 125440 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 100352 * nB, 0, G + 7152, G + 7168, act + 112896 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784);
     /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 37632 * nB, 0, G + 4848, act + 100352 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 100352 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 100352 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
     /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 87808 * nB, 1, G + 4816, G + 4832, act + 100352 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784);
     /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -816,13 +816,13 @@ static void backward_3(RtModel *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 75264 * nB, 0, G + 2512, act + 62720 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 62720 * nB, 0, act + 75264 * nB, act + 50176 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 62720 * nB, 0, act + 75264 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 62720 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward(ctx, act + 12544 * nB, 0, G + 176, act + 50176 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544);
+    rt_relu_backward(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
@@ -858,7 +858,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 12544 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -867,7 +867,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 12544 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
     /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 37632 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -885,7 +885,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 62720 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544, nB * 25088);
     /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 37632 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -894,7 +894,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 87808 * nB, act + 37632 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544, nB * 37632);
     /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 87808 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -912,7 +912,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 87808 * nB, act + 112896 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 125440 * nB, act + 87808 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 125440 * nB, act + 87808 * nB, nB * 12544, nB * 50176);
     /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 87808 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
@@ -921,7 +921,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 137984 * nB, act + 87808 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 150528 * nB, act + 137984 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 150528 * nB, act + 137984 * nB, nB * 12544, nB * 62720);
     /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_forward_d(ctx, act + 137984 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x28x28 -> 16x28x28 */
@@ -939,7 +939,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 137984 * nB, act + 163072 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 175616 * nB, act + 137984 * nB, nB * 12544);
+    rt_relu_forward_d(ctx, act + 175616 * nB, act + 137984 * nB, nB * 12544, nB * 75264);
 }
 
 /* Forward, part 2 of 3. */
@@ -960,7 +960,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 144256 * nB, act + 137984 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 188160 * nB, act + 144256 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 188160 * nB, act + 144256 * nB, nB * 6272, nB * 87808);
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
@@ -980,7 +980,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 144256 * nB, act + 200704 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 194432 * nB, act + 144256 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 194432 * nB, act + 144256 * nB, nB * 6272, nB * 94080);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 144256 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -989,7 +989,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 206976 * nB, act + 144256 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 213248 * nB, act + 206976 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 213248 * nB, act + 206976 * nB, nB * 6272, nB * 100352);
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 206976 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -1007,7 +1007,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 206976 * nB, act + 219520 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 225792 * nB, act + 206976 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 225792 * nB, act + 206976 * nB, nB * 6272, nB * 106624);
     /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 206976 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
@@ -1016,7 +1016,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 232064 * nB, act + 206976 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, nB * 112896);
     /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_forward_d(ctx, act + 232064 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
@@ -1034,7 +1034,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 232064 * nB, act + 244608 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 250880 * nB, act + 232064 * nB, nB * 6272);
+    rt_relu_forward_d(ctx, act + 250880 * nB, act + 232064 * nB, nB * 6272, nB * 119168);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 232064 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -1055,7 +1055,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 257152 * nB, act + 235200 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 257152 * nB, act + 235200 * nB, nB * 3136, nB * 125440);
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
@@ -1075,7 +1075,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 235200 * nB, act + 263424 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 260288 * nB, act + 235200 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 260288 * nB, act + 235200 * nB, nB * 3136, nB * 128576);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 235200 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -1084,7 +1084,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 266560 * nB, act + 235200 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 269696 * nB, act + 266560 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 269696 * nB, act + 266560 * nB, nB * 3136, nB * 131712);
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 266560 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
@@ -1102,7 +1102,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 266560 * nB, act + 272832 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 275968 * nB, act + 266560 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 275968 * nB, act + 266560 * nB, nB * 3136, nB * 134848);
     /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 266560 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
@@ -1111,7 +1111,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 279104 * nB, act + 266560 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 282240 * nB, act + 279104 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 282240 * nB, act + 279104 * nB, nB * 3136, nB * 137984);
     /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_forward_d(ctx, act + 279104 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
@@ -1129,7 +1129,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 279104 * nB, act + 285376 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 288512 * nB, act + 279104 * nB, nB * 3136);
+    rt_relu_forward_d(ctx, act + 288512 * nB, act + 279104 * nB, nB * 3136, nB * 141120);
     /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
     rt_gap_forward_d(ctx, act + 279104 * nB, act + 288512 * nB, B, 64, 49);
     /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
@@ -1160,7 +1160,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
     rt_gap_backward_d(ctx, act + 291648 * nB, 0, act + 279168 * nB, B, 64, 49);
     /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 279104 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 279104 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136, nB * 141120);
     /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 288512 * nB, 0, G + 268656, G + 268720, act + 279104 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49);
     /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
@@ -1176,13 +1176,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 288512 * nB, 0, G + 231792, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 285376 * nB, 0, act + 288512 * nB, act + 282240 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 285376 * nB, 0, act + 288512 * nB, act + 282240 * nB, nB * 3136, nB * 137984);
     /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 282240 * nB, 0, G + 231664, G + 231728, act + 285376 * nB, act + 266560 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49);
     /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 266560 * nB, 0, G + 194800, act + 282240 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 282240 * nB, 0, act + 266560 * nB, act + 275968 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 282240 * nB, 0, act + 266560 * nB, act + 275968 * nB, nB * 3136, nB * 134848);
     /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 279104 * nB, 1, G + 194672, G + 194736, act + 282240 * nB, act + 272832 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49);
     /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
@@ -1198,13 +1198,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 275968 * nB, 0, G + 157808, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 272832 * nB, 0, act + 275968 * nB, act + 269696 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 272832 * nB, 0, act + 275968 * nB, act + 269696 * nB, nB * 3136, nB * 131712);
     /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 269696 * nB, 0, G + 157680, G + 157744, act + 272832 * nB, act + 235200 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49);
     /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 235200 * nB, 0, G + 120816, act + 269696 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 269696 * nB, 0, act + 235200 * nB, act + 260288 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 269696 * nB, 0, act + 235200 * nB, act + 260288 * nB, nB * 3136, nB * 128576);
     /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 266560 * nB, 1, G + 120688, G + 120752, act + 269696 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49);
     /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
@@ -1222,7 +1222,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
     rt_conv2d_backward_d(ctx, act + 260288 * nB, 0, G + 83824, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 235200 * nB, 0, act + 260288 * nB, act + 257152 * nB, nB * 3136);
+    rt_relu_backward_d(ctx, act + 235200 * nB, 0, act + 260288 * nB, act + 257152 * nB, nB * 3136, nB * 125440);
     /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
     rt_bn_backward_d(ctx, act + 257152 * nB, 0, G + 83696, G + 83760, act + 235200 * nB, act + 232064 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49);
     /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
@@ -1240,7 +1240,7 @@ static void backward_d_2(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 257152 * nB, 0, act + 232064 * nB, act + 250880 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 257152 * nB, 0, act + 232064 * nB, act + 250880 * nB, nB * 6272, nB * 119168);
     /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 257152 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196);
     /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
@@ -1256,13 +1256,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 250880 * nB, 0, G + 55984, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 244608 * nB, 0, act + 250880 * nB, act + 238336 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 244608 * nB, 0, act + 250880 * nB, act + 238336 * nB, nB * 6272, nB * 112896);
     /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 238336 * nB, 0, G + 55920, G + 55952, act + 244608 * nB, act + 206976 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196);
     /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 206976 * nB, 0, G + 46704, act + 238336 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 238336 * nB, 0, act + 206976 * nB, act + 225792 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 238336 * nB, 0, act + 206976 * nB, act + 225792 * nB, nB * 6272, nB * 106624);
     /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 232064 * nB, 1, G + 46640, G + 46672, act + 238336 * nB, act + 219520 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196);
     /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
@@ -1278,13 +1278,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 225792 * nB, 0, G + 37424, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 219520 * nB, 0, act + 225792 * nB, act + 213248 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 219520 * nB, 0, act + 225792 * nB, act + 213248 * nB, nB * 6272, nB * 100352);
     /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 213248 * nB, 0, G + 37360, G + 37392, act + 219520 * nB, act + 144256 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196);
     /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 144256 * nB, 0, G + 28144, act + 213248 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 213248 * nB, 0, act + 144256 * nB, act + 194432 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 213248 * nB, 0, act + 144256 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
     /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 206976 * nB, 1, G + 28080, G + 28112, act + 213248 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196);
     /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
@@ -1302,13 +1302,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 194432 * nB, 0, G + 18864, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 144256 * nB, 0, act + 194432 * nB, act + 188160 * nB, nB * 6272);
+    rt_relu_backward_d(ctx, act + 144256 * nB, 0, act + 194432 * nB, act + 188160 * nB, nB * 6272, nB * 87808);
     /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
     rt_bn_backward_d(ctx, act + 188160 * nB, 0, G + 18800, G + 18832, act + 144256 * nB, act + 137984 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196);
     /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
     rt_conv2d_backward_d(ctx, act + 137984 * nB, 0, G + 14192, act + 188160 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 188160 * nB, 0, act + 137984 * nB, act + 175616 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 188160 * nB, 0, act + 137984 * nB, act + 175616 * nB, nB * 12544, nB * 75264);
     /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 188160 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784);
 }
@@ -1336,13 +1336,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 175616 * nB, 0, G + 11856, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 163072 * nB, 0, act + 175616 * nB, act + 150528 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 163072 * nB, 0, act + 175616 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
     /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 150528 * nB, 0, G + 11824, G + 11840, act + 163072 * nB, act + 87808 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784);
     /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 87808 * nB, 0, G + 9520, act + 150528 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 150528 * nB, 0, act + 87808 * nB, act + 125440 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 150528 * nB, 0, act + 87808 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
     /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 137984 * nB, 1, G + 9488, G + 9504, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784);
     /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
@@ -1358,13 +1358,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 125440 * nB, 0, G + 7184, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 112896 * nB, 0, act + 125440 * nB, act + 100352 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 112896 * nB, 0, act + 125440 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
     /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 100352 * nB, 0, G + 7152, G + 7168, act + 112896 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784);
     /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 37632 * nB, 0, G + 4848, act + 100352 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 100352 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 100352 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
     /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 87808 * nB, 1, G + 4816, G + 4832, act + 100352 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784);
     /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
@@ -1380,13 +1380,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 75264 * nB, 0, G + 2512, act + 62720 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 62720 * nB, 0, act + 75264 * nB, act + 50176 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 62720 * nB, 0, act + 75264 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
     /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 62720 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784);
     /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
     rt_conv2d_backward_d(ctx, act + 12544 * nB, 0, G + 176, act + 50176 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544);
+    rt_relu_backward_d(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
     rt_bn_backward_d(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
     /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
@@ -1410,7 +1410,7 @@ static const RtNet net = {
     .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
     .nparams = 269434, .nbuffers = 1376,
     .tensors = tensors, .ntensors = 97,
-    .madds = 30821248, .nops = 70,
+    .madds = 30821248, .nops = 70, .branch_elems = 144256,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

@@ -474,7 +474,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -483,7 +483,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -501,7 +501,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -510,7 +510,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -528,7 +528,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -537,7 +537,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -555,7 +555,7 @@ static void forward_1(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
 }
 
 /* Forward, part 2 of 9. */
@@ -576,7 +576,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384, nB * 114688);
     /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 245760 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
@@ -594,7 +594,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1.0000000000000001e-05);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384, nB * 131072);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -603,7 +603,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1.0000000000000001e-05);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384, nB * 147456);
     /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 311296 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
@@ -621,7 +621,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1.0000000000000001e-05);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384, nB * 163840);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -630,7 +630,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1.0000000000000001e-05);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384, nB * 180224);
     /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 376832 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
@@ -648,7 +648,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1.0000000000000001e-05);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384, nB * 196608);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -657,7 +657,7 @@ static void forward_2(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1.0000000000000001e-05);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384, nB * 212992);
 }
 
 /* Forward, part 3 of 9. */
@@ -687,7 +687,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1.0000000000000001e-05);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384, nB * 229376);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -696,7 +696,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1.0000000000000001e-05);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384, nB * 245760);
     /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 507904 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
@@ -714,7 +714,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1.0000000000000001e-05);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384, nB * 262144);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -723,7 +723,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1.0000000000000001e-05);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384, nB * 278528);
     /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward(ctx, act + 573440 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
@@ -741,7 +741,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1.0000000000000001e-05);
     /* 66 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384);
+    rt_relu_forward(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384, nB * 294912);
     /* 67 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 68 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -750,7 +750,7 @@ static void forward_3(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 581632 * nB, act + 573440 * nB, P + 47120, P + 47152, buf + 608, buf + 640, B, 32, 256, 1.0000000000000001e-05);
     /* 69 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 638976 * nB, act + 581632 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 638976 * nB, act + 581632 * nB, nB * 8192, nB * 311296);
     /* 70 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 581632 * nB, act + 638976 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 71 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
@@ -782,7 +782,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 581632 * nB, act + 655360 * nB, P + 56400, P + 56432, buf + 672, buf + 704, B, 32, 256, 1.0000000000000001e-05);
     /* 74 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 647168 * nB, act + 581632 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 647168 * nB, act + 581632 * nB, nB * 8192, nB * 319488);
     /* 75 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 581632 * nB, act + 647168 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 76 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -791,7 +791,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 663552 * nB, act + 581632 * nB, P + 65680, P + 65712, buf + 736, buf + 768, B, 32, 256, 1.0000000000000001e-05);
     /* 77 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 671744 * nB, act + 663552 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 671744 * nB, act + 663552 * nB, nB * 8192, nB * 327680);
     /* 78 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 663552 * nB, act + 671744 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 79 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -809,7 +809,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 663552 * nB, act + 679936 * nB, P + 74960, P + 74992, buf + 800, buf + 832, B, 32, 256, 1.0000000000000001e-05);
     /* 81 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 688128 * nB, act + 663552 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 688128 * nB, act + 663552 * nB, nB * 8192, nB * 335872);
     /* 82 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 663552 * nB, act + 688128 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 83 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -818,7 +818,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 696320 * nB, act + 663552 * nB, P + 84240, P + 84272, buf + 864, buf + 896, B, 32, 256, 1.0000000000000001e-05);
     /* 84 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 704512 * nB, act + 696320 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 704512 * nB, act + 696320 * nB, nB * 8192, nB * 344064);
     /* 85 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 696320 * nB, act + 704512 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 86 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -836,7 +836,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 696320 * nB, act + 712704 * nB, P + 93520, P + 93552, buf + 928, buf + 960, B, 32, 256, 1.0000000000000001e-05);
     /* 88 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 720896 * nB, act + 696320 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 720896 * nB, act + 696320 * nB, nB * 8192, nB * 352256);
     /* 89 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 696320 * nB, act + 720896 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
     /* 90 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -845,7 +845,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 729088 * nB, act + 696320 * nB, P + 102800, P + 102832, buf + 992, buf + 1024, B, 32, 256, 1.0000000000000001e-05);
     /* 91 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 737280 * nB, act + 729088 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 737280 * nB, act + 729088 * nB, nB * 8192, nB * 360448);
     /* 92 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 729088 * nB, act + 737280 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
     /* 93 stage2.x4: sum 32x16x16 -> 32x16x16 */
@@ -863,7 +863,7 @@ static void forward_4(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 729088 * nB, act + 745472 * nB, P + 112080, P + 112112, buf + 1056, buf + 1088, B, 32, 256, 1.0000000000000001e-05);
     /* 95 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 753664 * nB, act + 729088 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 753664 * nB, act + 729088 * nB, nB * 8192, nB * 368640);
     /* 96 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 729088 * nB, act + 753664 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
 }
@@ -884,7 +884,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 761856 * nB, act + 729088 * nB, P + 121360, P + 121392, buf + 1120, buf + 1152, B, 32, 256, 1.0000000000000001e-05);
     /* 98 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 770048 * nB, act + 761856 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 770048 * nB, act + 761856 * nB, nB * 8192, nB * 376832);
     /* 99 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 761856 * nB, act + 770048 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
     /* 100 stage2.x5: sum 32x16x16 -> 32x16x16 */
@@ -902,7 +902,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 761856 * nB, act + 778240 * nB, P + 130640, P + 130672, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
     /* 102 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 786432 * nB, act + 761856 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 786432 * nB, act + 761856 * nB, nB * 8192, nB * 385024);
     /* 103 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 761856 * nB, act + 786432 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
     /* 104 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -911,7 +911,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 794624 * nB, act + 761856 * nB, P + 139920, P + 139952, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
     /* 105 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 802816 * nB, act + 794624 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 802816 * nB, act + 794624 * nB, nB * 8192, nB * 393216);
     /* 106 stage2.step5.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 794624 * nB, act + 802816 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
     /* 107 stage2.x6: sum 32x16x16 -> 32x16x16 */
@@ -929,7 +929,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 794624 * nB, act + 811008 * nB, P + 149200, P + 149232, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
     /* 109 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 819200 * nB, act + 794624 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 819200 * nB, act + 794624 * nB, nB * 8192, nB * 401408);
     /* 110 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 794624 * nB, act + 819200 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
     /* 111 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -938,7 +938,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 827392 * nB, act + 794624 * nB, P + 158480, P + 158512, buf + 1376, buf + 1408, B, 32, 256, 1.0000000000000001e-05);
     /* 112 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 835584 * nB, act + 827392 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 835584 * nB, act + 827392 * nB, nB * 8192, nB * 409600);
     /* 113 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 827392 * nB, act + 835584 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
     /* 114 stage2.x7: sum 32x16x16 -> 32x16x16 */
@@ -956,7 +956,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 827392 * nB, act + 843776 * nB, P + 167760, P + 167792, buf + 1440, buf + 1472, B, 32, 256, 1.0000000000000001e-05);
     /* 116 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 851968 * nB, act + 827392 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 851968 * nB, act + 827392 * nB, nB * 8192, nB * 417792);
     /* 117 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 827392 * nB, act + 851968 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
     /* 118 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -965,7 +965,7 @@ static void forward_5(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 860160 * nB, act + 827392 * nB, P + 177040, P + 177072, buf + 1504, buf + 1536, B, 32, 256, 1.0000000000000001e-05);
     /* 119 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 868352 * nB, act + 860160 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 868352 * nB, act + 860160 * nB, nB * 8192, nB * 425984);
     /* 120 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 860160 * nB, act + 868352 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
 }
@@ -995,7 +995,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 860160 * nB, act + 876544 * nB, P + 186320, P + 186352, buf + 1568, buf + 1600, B, 32, 256, 1.0000000000000001e-05);
     /* 123 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 884736 * nB, act + 860160 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 884736 * nB, act + 860160 * nB, nB * 8192, nB * 434176);
     /* 124 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 860160 * nB, act + 884736 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
     /* 125 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -1004,7 +1004,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 892928 * nB, act + 860160 * nB, P + 195600, P + 195632, buf + 1632, buf + 1664, B, 32, 256, 1.0000000000000001e-05);
     /* 126 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 901120 * nB, act + 892928 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 901120 * nB, act + 892928 * nB, nB * 8192, nB * 442368);
     /* 127 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward(ctx, act + 892928 * nB, act + 901120 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
     /* 128 stage2.x9: sum 32x16x16 -> 32x16x16 */
@@ -1022,7 +1022,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 892928 * nB, act + 909312 * nB, P + 204880, P + 204912, buf + 1696, buf + 1728, B, 32, 256, 1.0000000000000001e-05);
     /* 130 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 917504 * nB, act + 892928 * nB, nB * 8192);
+    rt_relu_forward(ctx, act + 917504 * nB, act + 892928 * nB, nB * 8192, nB * 450560);
     /* 131 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 892928 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
     /* 132 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1031,7 +1031,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 897024 * nB, act + 892928 * nB, P + 223376, P + 223440, buf + 1760, buf + 1824, B, 64, 64, 1.0000000000000001e-05);
     /* 133 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 925696 * nB, act + 897024 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 925696 * nB, act + 897024 * nB, nB * 4096, nB * 458752);
     /* 134 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 897024 * nB, act + 925696 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 135 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
@@ -1051,7 +1051,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 897024 * nB, act + 933888 * nB, P + 260368, P + 260432, buf + 1888, buf + 1952, B, 64, 64, 1.0000000000000001e-05);
     /* 138 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 929792 * nB, act + 897024 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 929792 * nB, act + 897024 * nB, nB * 4096, nB * 462848);
     /* 139 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 897024 * nB, act + 929792 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 140 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1060,7 +1060,7 @@ static void forward_6(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 937984 * nB, act + 897024 * nB, P + 297360, P + 297424, buf + 2016, buf + 2080, B, 64, 64, 1.0000000000000001e-05);
     /* 141 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 942080 * nB, act + 937984 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 942080 * nB, act + 937984 * nB, nB * 4096, nB * 466944);
     /* 142 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 937984 * nB, act + 942080 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 143 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -1090,7 +1090,7 @@ static void forward_7(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 145 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 950272 * nB, act + 937984 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 950272 * nB, act + 937984 * nB, nB * 4096, nB * 471040);
     /* 146 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 937984 * nB, act + 950272 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 147 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1099,7 +1099,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 954368 * nB, act + 937984 * nB, P + 371344, P + 371408, buf + 2272, buf + 2336, B, 64, 64, 1.0000000000000001e-05);
     /* 148 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 958464 * nB, act + 954368 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 958464 * nB, act + 954368 * nB, nB * 4096, nB * 475136);
     /* 149 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 954368 * nB, act + 958464 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
     /* 150 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -1117,7 +1117,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 954368 * nB, act + 962560 * nB, P + 408336, P + 408400, buf + 2400, buf + 2464, B, 64, 64, 1.0000000000000001e-05);
     /* 152 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 966656 * nB, act + 954368 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 966656 * nB, act + 954368 * nB, nB * 4096, nB * 479232);
     /* 153 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 954368 * nB, act + 966656 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 154 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1126,7 +1126,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 970752 * nB, act + 954368 * nB, P + 445328, P + 445392, buf + 2528, buf + 2592, B, 64, 64, 1.0000000000000001e-05);
     /* 155 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 974848 * nB, act + 970752 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 974848 * nB, act + 970752 * nB, nB * 4096, nB * 483328);
     /* 156 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 970752 * nB, act + 974848 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 157 stage3.x4: sum 64x8x8 -> 64x8x8 */
@@ -1144,7 +1144,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 970752 * nB, act + 978944 * nB, P + 482320, P + 482384, buf + 2656, buf + 2720, B, 64, 64, 1.0000000000000001e-05);
     /* 159 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 983040 * nB, act + 970752 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 983040 * nB, act + 970752 * nB, nB * 4096, nB * 487424);
     /* 160 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 970752 * nB, act + 983040 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 161 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1153,7 +1153,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 987136 * nB, act + 970752 * nB, P + 519312, P + 519376, buf + 2784, buf + 2848, B, 64, 64, 1.0000000000000001e-05);
     /* 162 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 991232 * nB, act + 987136 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 991232 * nB, act + 987136 * nB, nB * 4096, nB * 491520);
     /* 163 stage3.step4.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 987136 * nB, act + 991232 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 164 stage3.x5: sum 64x8x8 -> 64x8x8 */
@@ -1171,7 +1171,7 @@ static void forward_7(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 987136 * nB, act + 995328 * nB, P + 556304, P + 556368, buf + 2912, buf + 2976, B, 64, 64, 1.0000000000000001e-05);
     /* 166 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 999424 * nB, act + 987136 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 999424 * nB, act + 987136 * nB, nB * 4096, nB * 495616);
     /* 167 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 987136 * nB, act + 999424 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 168 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1192,7 +1192,7 @@ static void forward_8(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1007616 * nB, act + 1003520 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1007616 * nB, act + 1003520 * nB, nB * 4096, nB * 499712);
     /* 170 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1003520 * nB, act + 1007616 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 171 stage3.x6: sum 64x8x8 -> 64x8x8 */
@@ -1210,7 +1210,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1003520 * nB, act + 1011712 * nB, P + 630288, P + 630352, buf + 3168, buf + 3232, B, 64, 64, 1.0000000000000001e-05);
     /* 173 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1015808 * nB, act + 1003520 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1015808 * nB, act + 1003520 * nB, nB * 4096, nB * 503808);
     /* 174 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1003520 * nB, act + 1015808 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 175 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1219,7 +1219,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1019904 * nB, act + 1003520 * nB, P + 667280, P + 667344, buf + 3296, buf + 3360, B, 64, 64, 1.0000000000000001e-05);
     /* 176 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1024000 * nB, act + 1019904 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1024000 * nB, act + 1019904 * nB, nB * 4096, nB * 507904);
     /* 177 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1019904 * nB, act + 1024000 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 178 stage3.x7: sum 64x8x8 -> 64x8x8 */
@@ -1237,7 +1237,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1019904 * nB, act + 1028096 * nB, P + 704272, P + 704336, buf + 3424, buf + 3488, B, 64, 64, 1.0000000000000001e-05);
     /* 180 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1032192 * nB, act + 1019904 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1032192 * nB, act + 1019904 * nB, nB * 4096, nB * 512000);
     /* 181 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1019904 * nB, act + 1032192 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 182 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1246,7 +1246,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1036288 * nB, act + 1019904 * nB, P + 741264, P + 741328, buf + 3552, buf + 3616, B, 64, 64, 1.0000000000000001e-05);
     /* 183 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1040384 * nB, act + 1036288 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1040384 * nB, act + 1036288 * nB, nB * 4096, nB * 516096);
     /* 184 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1036288 * nB, act + 1040384 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 185 stage3.x8: sum 64x8x8 -> 64x8x8 */
@@ -1264,7 +1264,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1036288 * nB, act + 1044480 * nB, P + 778256, P + 778320, buf + 3680, buf + 3744, B, 64, 64, 1.0000000000000001e-05);
     /* 187 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1048576 * nB, act + 1036288 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1048576 * nB, act + 1036288 * nB, nB * 4096, nB * 520192);
     /* 188 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1036288 * nB, act + 1048576 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 189 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -1273,7 +1273,7 @@ static void forward_8(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1052672 * nB, act + 1036288 * nB, P + 815248, P + 815312, buf + 3808, buf + 3872, B, 64, 64, 1.0000000000000001e-05);
     /* 190 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1056768 * nB, act + 1052672 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1056768 * nB, act + 1052672 * nB, nB * 4096, nB * 524288);
     /* 191 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward(ctx, act + 1052672 * nB, act + 1056768 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 192 stage3.x9: sum 64x8x8 -> 64x8x8 */
@@ -1303,7 +1303,7 @@ static void forward_9(RtModel *m, int B, int train)
     else
         rt_bn_forward_eval(ctx, act + 1052672 * nB, act + 1060864 * nB, P + 852240, P + 852304, buf + 3936, buf + 4000, B, 64, 64, 1.0000000000000001e-05);
     /* 194 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1064960 * nB, act + 1052672 * nB, nB * 4096);
+    rt_relu_forward(ctx, act + 1064960 * nB, act + 1052672 * nB, nB * 4096, nB * 528384);
     /* 195 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_forward(ctx, act + 1052672 * nB, act + 1064960 * nB, B, 64, 64);
     /* 196 head.linear: linear 64x1x1 -> 10x1x1 */
@@ -1340,7 +1340,7 @@ static void backward_1(RtModel *m, int B)
     /* 195 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_backward(ctx, act + 1069056 * nB, 0, act + 1052736 * nB, B, 64, 64);
     /* 194 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1052672 * nB, 0, act + 1069056 * nB, act + 1064960 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1052672 * nB, 0, act + 1069056 * nB, act + 1064960 * nB, nB * 4096, nB * 528384);
     /* 193 head.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1064960 * nB, 0, G + 852240, G + 852304, act + 1052672 * nB, act + 1060864 * nB, fix + 3936, fix + 4000, P + 852240, B, 64, 64);
     /* 192 stage3.x9: sum 64x8x8 -> 64x8x8 */
@@ -1356,13 +1356,13 @@ static void backward_1(RtModel *m, int B)
     /* 191 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1064960 * nB, 0, G + 815376, act + 1060864 * nB, act + 1056768 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 190 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1060864 * nB, 0, act + 1064960 * nB, act + 1056768 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1060864 * nB, 0, act + 1064960 * nB, act + 1056768 * nB, nB * 4096, nB * 524288);
     /* 189 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1056768 * nB, 0, G + 815248, G + 815312, act + 1060864 * nB, act + 1036288 * nB, fix + 3808, fix + 3872, P + 815248, B, 64, 64);
     /* 188 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1036288 * nB, 0, G + 778384, act + 1056768 * nB, act + 1048576 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 187 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1056768 * nB, 0, act + 1036288 * nB, act + 1048576 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1056768 * nB, 0, act + 1036288 * nB, act + 1048576 * nB, nB * 4096, nB * 520192);
     /* 186 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1052672 * nB, 1, G + 778256, G + 778320, act + 1056768 * nB, act + 1044480 * nB, fix + 3680, fix + 3744, P + 778256, B, 64, 64);
     /* 185 stage3.x8: sum 64x8x8 -> 64x8x8 */
@@ -1378,13 +1378,13 @@ static void backward_1(RtModel *m, int B)
     /* 184 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1048576 * nB, 0, G + 741392, act + 1044480 * nB, act + 1040384 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 183 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1044480 * nB, 0, act + 1048576 * nB, act + 1040384 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1044480 * nB, 0, act + 1048576 * nB, act + 1040384 * nB, nB * 4096, nB * 516096);
     /* 182 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1040384 * nB, 0, G + 741264, G + 741328, act + 1044480 * nB, act + 1019904 * nB, fix + 3552, fix + 3616, P + 741264, B, 64, 64);
     /* 181 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1019904 * nB, 0, G + 704400, act + 1040384 * nB, act + 1032192 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 180 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1040384 * nB, 0, act + 1019904 * nB, act + 1032192 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1040384 * nB, 0, act + 1019904 * nB, act + 1032192 * nB, nB * 4096, nB * 512000);
     /* 179 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1036288 * nB, 1, G + 704272, G + 704336, act + 1040384 * nB, act + 1028096 * nB, fix + 3424, fix + 3488, P + 704272, B, 64, 64);
     /* 178 stage3.x7: sum 64x8x8 -> 64x8x8 */
@@ -1400,13 +1400,13 @@ static void backward_1(RtModel *m, int B)
     /* 177 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1032192 * nB, 0, G + 667408, act + 1028096 * nB, act + 1024000 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 176 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1028096 * nB, 0, act + 1032192 * nB, act + 1024000 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1028096 * nB, 0, act + 1032192 * nB, act + 1024000 * nB, nB * 4096, nB * 507904);
     /* 175 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1024000 * nB, 0, G + 667280, G + 667344, act + 1028096 * nB, act + 1003520 * nB, fix + 3296, fix + 3360, P + 667280, B, 64, 64);
     /* 174 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1003520 * nB, 0, G + 630416, act + 1024000 * nB, act + 1015808 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 173 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1024000 * nB, 0, act + 1003520 * nB, act + 1015808 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1024000 * nB, 0, act + 1003520 * nB, act + 1015808 * nB, nB * 4096, nB * 503808);
 }
 
 /* Backward, part 2 of 9. */
@@ -1434,13 +1434,13 @@ static void backward_2(RtModel *m, int B)
     /* 170 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 1015808 * nB, 0, G + 593424, act + 1011712 * nB, act + 1007616 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 169 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1011712 * nB, 0, act + 1015808 * nB, act + 1007616 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1011712 * nB, 0, act + 1015808 * nB, act + 1007616 * nB, nB * 4096, nB * 499712);
     /* 168 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1007616 * nB, 0, G + 593296, G + 593360, act + 1011712 * nB, act + 987136 * nB, fix + 3040, fix + 3104, P + 593296, B, 64, 64);
     /* 167 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 987136 * nB, 0, G + 556432, act + 1007616 * nB, act + 999424 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 166 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1007616 * nB, 0, act + 987136 * nB, act + 999424 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 1007616 * nB, 0, act + 987136 * nB, act + 999424 * nB, nB * 4096, nB * 495616);
     /* 165 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 1003520 * nB, 1, G + 556304, G + 556368, act + 1007616 * nB, act + 995328 * nB, fix + 2912, fix + 2976, P + 556304, B, 64, 64);
     /* 164 stage3.x5: sum 64x8x8 -> 64x8x8 */
@@ -1456,13 +1456,13 @@ static void backward_2(RtModel *m, int B)
     /* 163 stage3.step4.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 999424 * nB, 0, G + 519440, act + 995328 * nB, act + 991232 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 162 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 995328 * nB, 0, act + 999424 * nB, act + 991232 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 995328 * nB, 0, act + 999424 * nB, act + 991232 * nB, nB * 4096, nB * 491520);
     /* 161 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 991232 * nB, 0, G + 519312, G + 519376, act + 995328 * nB, act + 970752 * nB, fix + 2784, fix + 2848, P + 519312, B, 64, 64);
     /* 160 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 970752 * nB, 0, G + 482448, act + 991232 * nB, act + 983040 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 159 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 991232 * nB, 0, act + 970752 * nB, act + 983040 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 991232 * nB, 0, act + 970752 * nB, act + 983040 * nB, nB * 4096, nB * 487424);
     /* 158 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 987136 * nB, 1, G + 482320, G + 482384, act + 991232 * nB, act + 978944 * nB, fix + 2656, fix + 2720, P + 482320, B, 64, 64);
     /* 157 stage3.x4: sum 64x8x8 -> 64x8x8 */
@@ -1478,13 +1478,13 @@ static void backward_2(RtModel *m, int B)
     /* 156 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 983040 * nB, 0, G + 445456, act + 978944 * nB, act + 974848 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 155 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 978944 * nB, 0, act + 983040 * nB, act + 974848 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 978944 * nB, 0, act + 983040 * nB, act + 974848 * nB, nB * 4096, nB * 483328);
     /* 154 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 974848 * nB, 0, G + 445328, G + 445392, act + 978944 * nB, act + 954368 * nB, fix + 2528, fix + 2592, P + 445328, B, 64, 64);
     /* 153 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 954368 * nB, 0, G + 408464, act + 974848 * nB, act + 966656 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 152 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 974848 * nB, 0, act + 954368 * nB, act + 966656 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 974848 * nB, 0, act + 954368 * nB, act + 966656 * nB, nB * 4096, nB * 479232);
     /* 151 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 970752 * nB, 1, G + 408336, G + 408400, act + 974848 * nB, act + 962560 * nB, fix + 2400, fix + 2464, P + 408336, B, 64, 64);
     /* 150 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -1512,13 +1512,13 @@ static void backward_3(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 148 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 962560 * nB, 0, act + 966656 * nB, act + 958464 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 962560 * nB, 0, act + 966656 * nB, act + 958464 * nB, nB * 4096, nB * 475136);
     /* 147 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 958464 * nB, 0, G + 371344, G + 371408, act + 962560 * nB, act + 937984 * nB, fix + 2272, fix + 2336, P + 371344, B, 64, 64);
     /* 146 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 937984 * nB, 0, G + 334480, act + 958464 * nB, act + 950272 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 145 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 958464 * nB, 0, act + 937984 * nB, act + 950272 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 958464 * nB, 0, act + 937984 * nB, act + 950272 * nB, nB * 4096, nB * 471040);
     /* 144 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 954368 * nB, 1, G + 334352, G + 334416, act + 958464 * nB, act + 946176 * nB, fix + 2144, fix + 2208, P + 334352, B, 64, 64);
     /* 143 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -1534,13 +1534,13 @@ static void backward_3(RtModel *m, int B)
     /* 142 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 950272 * nB, 0, G + 297488, act + 946176 * nB, act + 942080 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 141 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 946176 * nB, 0, act + 950272 * nB, act + 942080 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 946176 * nB, 0, act + 950272 * nB, act + 942080 * nB, nB * 4096, nB * 466944);
     /* 140 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 942080 * nB, 0, G + 297360, G + 297424, act + 946176 * nB, act + 897024 * nB, fix + 2016, fix + 2080, P + 297360, B, 64, 64);
     /* 139 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 897024 * nB, 0, G + 260496, act + 942080 * nB, act + 929792 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 138 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 942080 * nB, 0, act + 897024 * nB, act + 929792 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 942080 * nB, 0, act + 897024 * nB, act + 929792 * nB, nB * 4096, nB * 462848);
     /* 137 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 937984 * nB, 1, G + 260368, G + 260432, act + 942080 * nB, act + 933888 * nB, fix + 1888, fix + 1952, P + 260368, B, 64, 64);
     /* 136 stage3.x1: sum 64x8x8 -> 64x8x8 */
@@ -1558,13 +1558,13 @@ static void backward_3(RtModel *m, int B)
     /* 134 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 929792 * nB, 0, G + 223504, act + 897024 * nB, act + 925696 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 133 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 897024 * nB, 0, act + 929792 * nB, act + 925696 * nB, nB * 4096);
+    rt_relu_backward(ctx, act + 897024 * nB, 0, act + 929792 * nB, act + 925696 * nB, nB * 4096, nB * 458752);
     /* 132 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward(ctx, act + 925696 * nB, 0, G + 223376, G + 223440, act + 897024 * nB, act + 892928 * nB, fix + 1760, fix + 1824, P + 223376, B, 64, 64);
     /* 131 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_backward(ctx, act + 892928 * nB, 0, G + 204944, act + 925696 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
     /* 130 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 925696 * nB, 0, act + 892928 * nB, act + 917504 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 925696 * nB, 0, act + 892928 * nB, act + 917504 * nB, nB * 8192, nB * 450560);
     /* 129 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 933888 * nB, 1, G + 204880, G + 204912, act + 925696 * nB, act + 909312 * nB, fix + 1696, fix + 1728, P + 204880, B, 32, 256);
     /* 128 stage2.x9: sum 32x16x16 -> 32x16x16 */
@@ -1580,7 +1580,7 @@ static void backward_3(RtModel *m, int B)
     /* 127 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 917504 * nB, 0, G + 195664, act + 909312 * nB, act + 901120 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
     /* 126 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 909312 * nB, 0, act + 917504 * nB, act + 901120 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 909312 * nB, 0, act + 917504 * nB, act + 901120 * nB, nB * 8192, nB * 442368);
     /* 125 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 901120 * nB, 0, G + 195600, G + 195632, act + 909312 * nB, act + 860160 * nB, fix + 1632, fix + 1664, P + 195600, B, 32, 256);
 }
@@ -1598,7 +1598,7 @@ static void backward_4(RtModel *m, int B)
     /* 124 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 860160 * nB, 0, G + 186384, act + 901120 * nB, act + 884736 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
     /* 123 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 901120 * nB, 0, act + 860160 * nB, act + 884736 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 901120 * nB, 0, act + 860160 * nB, act + 884736 * nB, nB * 8192, nB * 434176);
     /* 122 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 892928 * nB, 1, G + 186320, G + 186352, act + 901120 * nB, act + 876544 * nB, fix + 1568, fix + 1600, P + 186320, B, 32, 256);
     /* 121 stage2.x8: sum 32x16x16 -> 32x16x16 */
@@ -1614,13 +1614,13 @@ static void backward_4(RtModel *m, int B)
     /* 120 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 884736 * nB, 0, G + 177104, act + 876544 * nB, act + 868352 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
     /* 119 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 876544 * nB, 0, act + 884736 * nB, act + 868352 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 876544 * nB, 0, act + 884736 * nB, act + 868352 * nB, nB * 8192, nB * 425984);
     /* 118 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 868352 * nB, 0, G + 177040, G + 177072, act + 876544 * nB, act + 827392 * nB, fix + 1504, fix + 1536, P + 177040, B, 32, 256);
     /* 117 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 827392 * nB, 0, G + 167824, act + 868352 * nB, act + 851968 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
     /* 116 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 868352 * nB, 0, act + 827392 * nB, act + 851968 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 868352 * nB, 0, act + 827392 * nB, act + 851968 * nB, nB * 8192, nB * 417792);
     /* 115 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 860160 * nB, 1, G + 167760, G + 167792, act + 868352 * nB, act + 843776 * nB, fix + 1440, fix + 1472, P + 167760, B, 32, 256);
     /* 114 stage2.x7: sum 32x16x16 -> 32x16x16 */
@@ -1636,13 +1636,13 @@ static void backward_4(RtModel *m, int B)
     /* 113 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 851968 * nB, 0, G + 158544, act + 843776 * nB, act + 835584 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
     /* 112 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 843776 * nB, 0, act + 851968 * nB, act + 835584 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 843776 * nB, 0, act + 851968 * nB, act + 835584 * nB, nB * 8192, nB * 409600);
     /* 111 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 835584 * nB, 0, G + 158480, G + 158512, act + 843776 * nB, act + 794624 * nB, fix + 1376, fix + 1408, P + 158480, B, 32, 256);
     /* 110 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 794624 * nB, 0, G + 149264, act + 835584 * nB, act + 819200 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
     /* 109 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 835584 * nB, 0, act + 794624 * nB, act + 819200 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 835584 * nB, 0, act + 794624 * nB, act + 819200 * nB, nB * 8192, nB * 401408);
     /* 108 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 827392 * nB, 1, G + 149200, G + 149232, act + 835584 * nB, act + 811008 * nB, fix + 1312, fix + 1344, P + 149200, B, 32, 256);
     /* 107 stage2.x6: sum 32x16x16 -> 32x16x16 */
@@ -1658,13 +1658,13 @@ static void backward_4(RtModel *m, int B)
     /* 106 stage2.step5.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 819200 * nB, 0, G + 139984, act + 811008 * nB, act + 802816 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
     /* 105 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 811008 * nB, 0, act + 819200 * nB, act + 802816 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 811008 * nB, 0, act + 819200 * nB, act + 802816 * nB, nB * 8192, nB * 393216);
     /* 104 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 802816 * nB, 0, G + 139920, G + 139952, act + 811008 * nB, act + 761856 * nB, fix + 1248, fix + 1280, P + 139920, B, 32, 256);
     /* 103 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 761856 * nB, 0, G + 130704, act + 802816 * nB, act + 786432 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
     /* 102 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 802816 * nB, 0, act + 761856 * nB, act + 786432 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 802816 * nB, 0, act + 761856 * nB, act + 786432 * nB, nB * 8192, nB * 385024);
     /* 101 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 794624 * nB, 1, G + 130640, G + 130672, act + 802816 * nB, act + 778240 * nB, fix + 1184, fix + 1216, P + 130640, B, 32, 256);
 }
@@ -1692,13 +1692,13 @@ static void backward_5(RtModel *m, int B)
     /* 99 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 786432 * nB, 0, G + 121424, act + 778240 * nB, act + 770048 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
     /* 98 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 778240 * nB, 0, act + 786432 * nB, act + 770048 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 778240 * nB, 0, act + 786432 * nB, act + 770048 * nB, nB * 8192, nB * 376832);
     /* 97 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 770048 * nB, 0, G + 121360, G + 121392, act + 778240 * nB, act + 729088 * nB, fix + 1120, fix + 1152, P + 121360, B, 32, 256);
     /* 96 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 729088 * nB, 0, G + 112144, act + 770048 * nB, act + 753664 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
     /* 95 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 770048 * nB, 0, act + 729088 * nB, act + 753664 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 770048 * nB, 0, act + 729088 * nB, act + 753664 * nB, nB * 8192, nB * 368640);
     /* 94 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 761856 * nB, 1, G + 112080, G + 112112, act + 770048 * nB, act + 745472 * nB, fix + 1056, fix + 1088, P + 112080, B, 32, 256);
     /* 93 stage2.x4: sum 32x16x16 -> 32x16x16 */
@@ -1714,13 +1714,13 @@ static void backward_5(RtModel *m, int B)
     /* 92 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 753664 * nB, 0, G + 102864, act + 745472 * nB, act + 737280 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
     /* 91 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 745472 * nB, 0, act + 753664 * nB, act + 737280 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 745472 * nB, 0, act + 753664 * nB, act + 737280 * nB, nB * 8192, nB * 360448);
     /* 90 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 737280 * nB, 0, G + 102800, G + 102832, act + 745472 * nB, act + 696320 * nB, fix + 992, fix + 1024, P + 102800, B, 32, 256);
     /* 89 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 696320 * nB, 0, G + 93584, act + 737280 * nB, act + 720896 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
     /* 88 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 737280 * nB, 0, act + 696320 * nB, act + 720896 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 737280 * nB, 0, act + 696320 * nB, act + 720896 * nB, nB * 8192, nB * 352256);
     /* 87 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 729088 * nB, 1, G + 93520, G + 93552, act + 737280 * nB, act + 712704 * nB, fix + 928, fix + 960, P + 93520, B, 32, 256);
     /* 86 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -1736,13 +1736,13 @@ static void backward_5(RtModel *m, int B)
     /* 85 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 720896 * nB, 0, G + 84304, act + 712704 * nB, act + 704512 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 84 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 712704 * nB, 0, act + 720896 * nB, act + 704512 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 712704 * nB, 0, act + 720896 * nB, act + 704512 * nB, nB * 8192, nB * 344064);
     /* 83 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 704512 * nB, 0, G + 84240, G + 84272, act + 712704 * nB, act + 663552 * nB, fix + 864, fix + 896, P + 84240, B, 32, 256);
     /* 82 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 663552 * nB, 0, G + 75024, act + 704512 * nB, act + 688128 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 81 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 704512 * nB, 0, act + 663552 * nB, act + 688128 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 704512 * nB, 0, act + 663552 * nB, act + 688128 * nB, nB * 8192, nB * 335872);
     /* 80 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 696320 * nB, 1, G + 74960, G + 74992, act + 704512 * nB, act + 679936 * nB, fix + 800, fix + 832, P + 74960, B, 32, 256);
     /* 79 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -1758,7 +1758,7 @@ static void backward_5(RtModel *m, int B)
     /* 78 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 688128 * nB, 0, G + 65744, act + 679936 * nB, act + 671744 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 77 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 679936 * nB, 0, act + 688128 * nB, act + 671744 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 679936 * nB, 0, act + 688128 * nB, act + 671744 * nB, nB * 8192, nB * 327680);
 }
 
 /* Backward, part 6 of 9. */
@@ -1776,7 +1776,7 @@ static void backward_6(RtModel *m, int B)
     /* 75 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 581632 * nB, 0, G + 56464, act + 671744 * nB, act + 647168 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 74 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 671744 * nB, 0, act + 581632 * nB, act + 647168 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 671744 * nB, 0, act + 581632 * nB, act + 647168 * nB, nB * 8192, nB * 319488);
     /* 73 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 663552 * nB, 1, G + 56400, G + 56432, act + 671744 * nB, act + 655360 * nB, fix + 672, fix + 704, P + 56400, B, 32, 256);
     /* 72 stage2.x1: sum 32x16x16 -> 32x16x16 */
@@ -1794,13 +1794,13 @@ static void backward_6(RtModel *m, int B)
     /* 70 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 647168 * nB, 0, G + 47184, act + 581632 * nB, act + 638976 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 69 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 581632 * nB, 0, act + 647168 * nB, act + 638976 * nB, nB * 8192);
+    rt_relu_backward(ctx, act + 581632 * nB, 0, act + 647168 * nB, act + 638976 * nB, nB * 8192, nB * 311296);
     /* 68 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward(ctx, act + 638976 * nB, 0, G + 47120, G + 47152, act + 581632 * nB, act + 573440 * nB, fix + 608, fix + 640, P + 47120, B, 32, 256);
     /* 67 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_backward(ctx, act + 573440 * nB, 0, G + 42512, act + 638976 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 66 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 638976 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 638976 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384, nB * 294912);
     /* 65 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 655360 * nB, 1, G + 42480, G + 42496, act + 638976 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
@@ -1816,13 +1816,13 @@ static void backward_6(RtModel *m, int B)
     /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384, nB * 278528);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384, nB * 262144);
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
@@ -1838,7 +1838,7 @@ static void backward_6(RtModel *m, int B)
     /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384, nB * 245760);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
@@ -1856,7 +1856,7 @@ static void backward_7(RtModel *m, int B)
     float *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384, nB * 229376);
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
     /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
@@ -1872,13 +1872,13 @@ static void backward_7(RtModel *m, int B)
     /* 49 stage1.step6.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 491520 * nB, 0, G + 30832, act + 475136 * nB, act + 458752 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384, nB * 212992);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384, nB * 196608);
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
@@ -1894,13 +1894,13 @@ static void backward_7(RtModel *m, int B)
     /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 425984 * nB, 0, G + 26160, act + 409600 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384, nB * 180224);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384, nB * 163840);
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
@@ -1916,13 +1916,13 @@ static void backward_7(RtModel *m, int B)
     /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 360448 * nB, 0, G + 21488, act + 344064 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384, nB * 147456);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384, nB * 131072);
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
@@ -1950,13 +1950,13 @@ static void backward_8(RtModel *m, int B)
     /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 294912 * nB, 0, G + 16816, act + 278528 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384, nB * 114688);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
     /* 25 stage1.step3.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 180224 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -1972,13 +1972,13 @@ static void backward_8(RtModel *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -1994,13 +1994,13 @@ static void backward_8(RtModel *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -2016,7 +2016,7 @@ static void backward_8(RtModel *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
 }
@@ -2034,7 +2034,7 @@ static void backward_9(RtModel *m, int B)
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
+    rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
@@ -2076,7 +2076,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -2085,7 +2085,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -2103,7 +2103,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -2112,7 +2112,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -2130,7 +2130,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -2139,7 +2139,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -2157,7 +2157,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
 }
 
 /* Forward, part 2 of 9. */
@@ -2178,7 +2178,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384, nB * 114688);
     /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
@@ -2196,7 +2196,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1.0000000000000001e-05);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384, nB * 131072);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -2205,7 +2205,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1.0000000000000001e-05);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384, nB * 147456);
     /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
@@ -2223,7 +2223,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1.0000000000000001e-05);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384, nB * 163840);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -2232,7 +2232,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1.0000000000000001e-05);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384, nB * 180224);
     /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
@@ -2250,7 +2250,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1.0000000000000001e-05);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384, nB * 196608);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -2259,7 +2259,7 @@ static void forward_d_2(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1.0000000000000001e-05);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384, nB * 212992);
 }
 
 /* Forward, part 3 of 9. */
@@ -2289,7 +2289,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1.0000000000000001e-05);
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384, nB * 229376);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -2298,7 +2298,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1.0000000000000001e-05);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384, nB * 245760);
     /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 507904 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
@@ -2316,7 +2316,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1.0000000000000001e-05);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384, nB * 262144);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
@@ -2325,7 +2325,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1.0000000000000001e-05);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384, nB * 278528);
     /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_forward_d(ctx, act + 573440 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
@@ -2343,7 +2343,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1.0000000000000001e-05);
     /* 66 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384);
+    rt_relu_forward_d(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384, nB * 294912);
     /* 67 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 68 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -2352,7 +2352,7 @@ static void forward_d_3(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 581632 * nB, act + 573440 * nB, P + 47120, P + 47152, buf + 608, buf + 640, B, 32, 256, 1.0000000000000001e-05);
     /* 69 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 638976 * nB, act + 581632 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 638976 * nB, act + 581632 * nB, nB * 8192, nB * 311296);
     /* 70 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 581632 * nB, act + 638976 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 71 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
@@ -2384,7 +2384,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 581632 * nB, act + 655360 * nB, P + 56400, P + 56432, buf + 672, buf + 704, B, 32, 256, 1.0000000000000001e-05);
     /* 74 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 647168 * nB, act + 581632 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 647168 * nB, act + 581632 * nB, nB * 8192, nB * 319488);
     /* 75 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 581632 * nB, act + 647168 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 76 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -2393,7 +2393,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 663552 * nB, act + 581632 * nB, P + 65680, P + 65712, buf + 736, buf + 768, B, 32, 256, 1.0000000000000001e-05);
     /* 77 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 671744 * nB, act + 663552 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 671744 * nB, act + 663552 * nB, nB * 8192, nB * 327680);
     /* 78 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 663552 * nB, act + 671744 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 79 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -2411,7 +2411,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 663552 * nB, act + 679936 * nB, P + 74960, P + 74992, buf + 800, buf + 832, B, 32, 256, 1.0000000000000001e-05);
     /* 81 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 688128 * nB, act + 663552 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 688128 * nB, act + 663552 * nB, nB * 8192, nB * 335872);
     /* 82 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 663552 * nB, act + 688128 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 83 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -2420,7 +2420,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 696320 * nB, act + 663552 * nB, P + 84240, P + 84272, buf + 864, buf + 896, B, 32, 256, 1.0000000000000001e-05);
     /* 84 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 704512 * nB, act + 696320 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 704512 * nB, act + 696320 * nB, nB * 8192, nB * 344064);
     /* 85 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 696320 * nB, act + 704512 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 86 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -2438,7 +2438,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 696320 * nB, act + 712704 * nB, P + 93520, P + 93552, buf + 928, buf + 960, B, 32, 256, 1.0000000000000001e-05);
     /* 88 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 720896 * nB, act + 696320 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 720896 * nB, act + 696320 * nB, nB * 8192, nB * 352256);
     /* 89 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 696320 * nB, act + 720896 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
     /* 90 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -2447,7 +2447,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 729088 * nB, act + 696320 * nB, P + 102800, P + 102832, buf + 992, buf + 1024, B, 32, 256, 1.0000000000000001e-05);
     /* 91 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 737280 * nB, act + 729088 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 737280 * nB, act + 729088 * nB, nB * 8192, nB * 360448);
     /* 92 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 729088 * nB, act + 737280 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
     /* 93 stage2.x4: sum 32x16x16 -> 32x16x16 */
@@ -2465,7 +2465,7 @@ static void forward_d_4(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 729088 * nB, act + 745472 * nB, P + 112080, P + 112112, buf + 1056, buf + 1088, B, 32, 256, 1.0000000000000001e-05);
     /* 95 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 753664 * nB, act + 729088 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 753664 * nB, act + 729088 * nB, nB * 8192, nB * 368640);
     /* 96 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 729088 * nB, act + 753664 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
 }
@@ -2486,7 +2486,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 761856 * nB, act + 729088 * nB, P + 121360, P + 121392, buf + 1120, buf + 1152, B, 32, 256, 1.0000000000000001e-05);
     /* 98 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 770048 * nB, act + 761856 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 770048 * nB, act + 761856 * nB, nB * 8192, nB * 376832);
     /* 99 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 761856 * nB, act + 770048 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
     /* 100 stage2.x5: sum 32x16x16 -> 32x16x16 */
@@ -2504,7 +2504,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 761856 * nB, act + 778240 * nB, P + 130640, P + 130672, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
     /* 102 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 786432 * nB, act + 761856 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 786432 * nB, act + 761856 * nB, nB * 8192, nB * 385024);
     /* 103 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 761856 * nB, act + 786432 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
     /* 104 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -2513,7 +2513,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 794624 * nB, act + 761856 * nB, P + 139920, P + 139952, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
     /* 105 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 802816 * nB, act + 794624 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 802816 * nB, act + 794624 * nB, nB * 8192, nB * 393216);
     /* 106 stage2.step5.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 794624 * nB, act + 802816 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
     /* 107 stage2.x6: sum 32x16x16 -> 32x16x16 */
@@ -2531,7 +2531,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 794624 * nB, act + 811008 * nB, P + 149200, P + 149232, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
     /* 109 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 819200 * nB, act + 794624 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 819200 * nB, act + 794624 * nB, nB * 8192, nB * 401408);
     /* 110 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 794624 * nB, act + 819200 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
     /* 111 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -2540,7 +2540,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 827392 * nB, act + 794624 * nB, P + 158480, P + 158512, buf + 1376, buf + 1408, B, 32, 256, 1.0000000000000001e-05);
     /* 112 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 835584 * nB, act + 827392 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 835584 * nB, act + 827392 * nB, nB * 8192, nB * 409600);
     /* 113 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 827392 * nB, act + 835584 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
     /* 114 stage2.x7: sum 32x16x16 -> 32x16x16 */
@@ -2558,7 +2558,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 827392 * nB, act + 843776 * nB, P + 167760, P + 167792, buf + 1440, buf + 1472, B, 32, 256, 1.0000000000000001e-05);
     /* 116 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 851968 * nB, act + 827392 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 851968 * nB, act + 827392 * nB, nB * 8192, nB * 417792);
     /* 117 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 827392 * nB, act + 851968 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
     /* 118 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -2567,7 +2567,7 @@ static void forward_d_5(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 860160 * nB, act + 827392 * nB, P + 177040, P + 177072, buf + 1504, buf + 1536, B, 32, 256, 1.0000000000000001e-05);
     /* 119 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 868352 * nB, act + 860160 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 868352 * nB, act + 860160 * nB, nB * 8192, nB * 425984);
     /* 120 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 860160 * nB, act + 868352 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
 }
@@ -2597,7 +2597,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 860160 * nB, act + 876544 * nB, P + 186320, P + 186352, buf + 1568, buf + 1600, B, 32, 256, 1.0000000000000001e-05);
     /* 123 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 884736 * nB, act + 860160 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 884736 * nB, act + 860160 * nB, nB * 8192, nB * 434176);
     /* 124 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 860160 * nB, act + 884736 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
     /* 125 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
@@ -2606,7 +2606,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 892928 * nB, act + 860160 * nB, P + 195600, P + 195632, buf + 1632, buf + 1664, B, 32, 256, 1.0000000000000001e-05);
     /* 126 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 901120 * nB, act + 892928 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 901120 * nB, act + 892928 * nB, nB * 8192, nB * 442368);
     /* 127 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_forward_d(ctx, act + 892928 * nB, act + 901120 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
     /* 128 stage2.x9: sum 32x16x16 -> 32x16x16 */
@@ -2624,7 +2624,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 892928 * nB, act + 909312 * nB, P + 204880, P + 204912, buf + 1696, buf + 1728, B, 32, 256, 1.0000000000000001e-05);
     /* 130 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 917504 * nB, act + 892928 * nB, nB * 8192);
+    rt_relu_forward_d(ctx, act + 917504 * nB, act + 892928 * nB, nB * 8192, nB * 450560);
     /* 131 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 892928 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
     /* 132 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2633,7 +2633,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 897024 * nB, act + 892928 * nB, P + 223376, P + 223440, buf + 1760, buf + 1824, B, 64, 64, 1.0000000000000001e-05);
     /* 133 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 925696 * nB, act + 897024 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 925696 * nB, act + 897024 * nB, nB * 4096, nB * 458752);
     /* 134 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 897024 * nB, act + 925696 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 135 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
@@ -2653,7 +2653,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 897024 * nB, act + 933888 * nB, P + 260368, P + 260432, buf + 1888, buf + 1952, B, 64, 64, 1.0000000000000001e-05);
     /* 138 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 929792 * nB, act + 897024 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 929792 * nB, act + 897024 * nB, nB * 4096, nB * 462848);
     /* 139 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 897024 * nB, act + 929792 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 140 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2662,7 +2662,7 @@ static void forward_d_6(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 937984 * nB, act + 897024 * nB, P + 297360, P + 297424, buf + 2016, buf + 2080, B, 64, 64, 1.0000000000000001e-05);
     /* 141 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 942080 * nB, act + 937984 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 942080 * nB, act + 937984 * nB, nB * 4096, nB * 466944);
     /* 142 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 937984 * nB, act + 942080 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 143 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -2692,7 +2692,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 145 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 950272 * nB, act + 937984 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 950272 * nB, act + 937984 * nB, nB * 4096, nB * 471040);
     /* 146 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 937984 * nB, act + 950272 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 147 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2701,7 +2701,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 954368 * nB, act + 937984 * nB, P + 371344, P + 371408, buf + 2272, buf + 2336, B, 64, 64, 1.0000000000000001e-05);
     /* 148 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 958464 * nB, act + 954368 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 958464 * nB, act + 954368 * nB, nB * 4096, nB * 475136);
     /* 149 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 954368 * nB, act + 958464 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
     /* 150 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -2719,7 +2719,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 954368 * nB, act + 962560 * nB, P + 408336, P + 408400, buf + 2400, buf + 2464, B, 64, 64, 1.0000000000000001e-05);
     /* 152 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 966656 * nB, act + 954368 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 966656 * nB, act + 954368 * nB, nB * 4096, nB * 479232);
     /* 153 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 954368 * nB, act + 966656 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 154 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2728,7 +2728,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 970752 * nB, act + 954368 * nB, P + 445328, P + 445392, buf + 2528, buf + 2592, B, 64, 64, 1.0000000000000001e-05);
     /* 155 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 974848 * nB, act + 970752 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 974848 * nB, act + 970752 * nB, nB * 4096, nB * 483328);
     /* 156 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 970752 * nB, act + 974848 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 157 stage3.x4: sum 64x8x8 -> 64x8x8 */
@@ -2746,7 +2746,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 970752 * nB, act + 978944 * nB, P + 482320, P + 482384, buf + 2656, buf + 2720, B, 64, 64, 1.0000000000000001e-05);
     /* 159 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 983040 * nB, act + 970752 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 983040 * nB, act + 970752 * nB, nB * 4096, nB * 487424);
     /* 160 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 970752 * nB, act + 983040 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 161 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2755,7 +2755,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 987136 * nB, act + 970752 * nB, P + 519312, P + 519376, buf + 2784, buf + 2848, B, 64, 64, 1.0000000000000001e-05);
     /* 162 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 991232 * nB, act + 987136 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 991232 * nB, act + 987136 * nB, nB * 4096, nB * 491520);
     /* 163 stage3.step4.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 987136 * nB, act + 991232 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 164 stage3.x5: sum 64x8x8 -> 64x8x8 */
@@ -2773,7 +2773,7 @@ static void forward_d_7(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 987136 * nB, act + 995328 * nB, P + 556304, P + 556368, buf + 2912, buf + 2976, B, 64, 64, 1.0000000000000001e-05);
     /* 166 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 999424 * nB, act + 987136 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 999424 * nB, act + 987136 * nB, nB * 4096, nB * 495616);
     /* 167 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 987136 * nB, act + 999424 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 168 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2794,7 +2794,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1007616 * nB, act + 1003520 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1007616 * nB, act + 1003520 * nB, nB * 4096, nB * 499712);
     /* 170 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1003520 * nB, act + 1007616 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 171 stage3.x6: sum 64x8x8 -> 64x8x8 */
@@ -2812,7 +2812,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1003520 * nB, act + 1011712 * nB, P + 630288, P + 630352, buf + 3168, buf + 3232, B, 64, 64, 1.0000000000000001e-05);
     /* 173 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1015808 * nB, act + 1003520 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1015808 * nB, act + 1003520 * nB, nB * 4096, nB * 503808);
     /* 174 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1003520 * nB, act + 1015808 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 175 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2821,7 +2821,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1019904 * nB, act + 1003520 * nB, P + 667280, P + 667344, buf + 3296, buf + 3360, B, 64, 64, 1.0000000000000001e-05);
     /* 176 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1024000 * nB, act + 1019904 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1024000 * nB, act + 1019904 * nB, nB * 4096, nB * 507904);
     /* 177 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1019904 * nB, act + 1024000 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 178 stage3.x7: sum 64x8x8 -> 64x8x8 */
@@ -2839,7 +2839,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1019904 * nB, act + 1028096 * nB, P + 704272, P + 704336, buf + 3424, buf + 3488, B, 64, 64, 1.0000000000000001e-05);
     /* 180 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1032192 * nB, act + 1019904 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1032192 * nB, act + 1019904 * nB, nB * 4096, nB * 512000);
     /* 181 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1019904 * nB, act + 1032192 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 182 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2848,7 +2848,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1036288 * nB, act + 1019904 * nB, P + 741264, P + 741328, buf + 3552, buf + 3616, B, 64, 64, 1.0000000000000001e-05);
     /* 183 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1040384 * nB, act + 1036288 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1040384 * nB, act + 1036288 * nB, nB * 4096, nB * 516096);
     /* 184 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1036288 * nB, act + 1040384 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 185 stage3.x8: sum 64x8x8 -> 64x8x8 */
@@ -2866,7 +2866,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1036288 * nB, act + 1044480 * nB, P + 778256, P + 778320, buf + 3680, buf + 3744, B, 64, 64, 1.0000000000000001e-05);
     /* 187 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1048576 * nB, act + 1036288 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1048576 * nB, act + 1036288 * nB, nB * 4096, nB * 520192);
     /* 188 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1036288 * nB, act + 1048576 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 189 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
@@ -2875,7 +2875,7 @@ static void forward_d_8(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1052672 * nB, act + 1036288 * nB, P + 815248, P + 815312, buf + 3808, buf + 3872, B, 64, 64, 1.0000000000000001e-05);
     /* 190 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1056768 * nB, act + 1052672 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1056768 * nB, act + 1052672 * nB, nB * 4096, nB * 524288);
     /* 191 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_forward_d(ctx, act + 1052672 * nB, act + 1056768 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 192 stage3.x9: sum 64x8x8 -> 64x8x8 */
@@ -2905,7 +2905,7 @@ static void forward_d_9(RtModelD *m, int B, int train)
     else
         rt_bn_forward_eval_d(ctx, act + 1052672 * nB, act + 1060864 * nB, P + 852240, P + 852304, buf + 3936, buf + 4000, B, 64, 64, 1.0000000000000001e-05);
     /* 194 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1064960 * nB, act + 1052672 * nB, nB * 4096);
+    rt_relu_forward_d(ctx, act + 1064960 * nB, act + 1052672 * nB, nB * 4096, nB * 528384);
     /* 195 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_forward_d(ctx, act + 1052672 * nB, act + 1064960 * nB, B, 64, 64);
     /* 196 head.linear: linear 64x1x1 -> 10x1x1 */
@@ -2942,7 +2942,7 @@ static void backward_d_1(RtModelD *m, int B)
     /* 195 head.gap0: gap 64x8x8 -> 64x1x1 */
     rt_gap_backward_d(ctx, act + 1069056 * nB, 0, act + 1052736 * nB, B, 64, 64);
     /* 194 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1052672 * nB, 0, act + 1069056 * nB, act + 1064960 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1052672 * nB, 0, act + 1069056 * nB, act + 1064960 * nB, nB * 4096, nB * 528384);
     /* 193 head.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1064960 * nB, 0, G + 852240, G + 852304, act + 1052672 * nB, act + 1060864 * nB, fix + 3936, fix + 4000, P + 852240, B, 64, 64);
     /* 192 stage3.x9: sum 64x8x8 -> 64x8x8 */
@@ -2958,13 +2958,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 191 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1064960 * nB, 0, G + 815376, act + 1060864 * nB, act + 1056768 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 190 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1060864 * nB, 0, act + 1064960 * nB, act + 1056768 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1060864 * nB, 0, act + 1064960 * nB, act + 1056768 * nB, nB * 4096, nB * 524288);
     /* 189 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1056768 * nB, 0, G + 815248, G + 815312, act + 1060864 * nB, act + 1036288 * nB, fix + 3808, fix + 3872, P + 815248, B, 64, 64);
     /* 188 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1036288 * nB, 0, G + 778384, act + 1056768 * nB, act + 1048576 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 187 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1056768 * nB, 0, act + 1036288 * nB, act + 1048576 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1056768 * nB, 0, act + 1036288 * nB, act + 1048576 * nB, nB * 4096, nB * 520192);
     /* 186 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1052672 * nB, 1, G + 778256, G + 778320, act + 1056768 * nB, act + 1044480 * nB, fix + 3680, fix + 3744, P + 778256, B, 64, 64);
     /* 185 stage3.x8: sum 64x8x8 -> 64x8x8 */
@@ -2980,13 +2980,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 184 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1048576 * nB, 0, G + 741392, act + 1044480 * nB, act + 1040384 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 183 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1044480 * nB, 0, act + 1048576 * nB, act + 1040384 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1044480 * nB, 0, act + 1048576 * nB, act + 1040384 * nB, nB * 4096, nB * 516096);
     /* 182 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1040384 * nB, 0, G + 741264, G + 741328, act + 1044480 * nB, act + 1019904 * nB, fix + 3552, fix + 3616, P + 741264, B, 64, 64);
     /* 181 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1019904 * nB, 0, G + 704400, act + 1040384 * nB, act + 1032192 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 180 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1040384 * nB, 0, act + 1019904 * nB, act + 1032192 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1040384 * nB, 0, act + 1019904 * nB, act + 1032192 * nB, nB * 4096, nB * 512000);
     /* 179 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1036288 * nB, 1, G + 704272, G + 704336, act + 1040384 * nB, act + 1028096 * nB, fix + 3424, fix + 3488, P + 704272, B, 64, 64);
     /* 178 stage3.x7: sum 64x8x8 -> 64x8x8 */
@@ -3002,13 +3002,13 @@ static void backward_d_1(RtModelD *m, int B)
     /* 177 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1032192 * nB, 0, G + 667408, act + 1028096 * nB, act + 1024000 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 176 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1028096 * nB, 0, act + 1032192 * nB, act + 1024000 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1028096 * nB, 0, act + 1032192 * nB, act + 1024000 * nB, nB * 4096, nB * 507904);
     /* 175 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1024000 * nB, 0, G + 667280, G + 667344, act + 1028096 * nB, act + 1003520 * nB, fix + 3296, fix + 3360, P + 667280, B, 64, 64);
     /* 174 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1003520 * nB, 0, G + 630416, act + 1024000 * nB, act + 1015808 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 173 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1024000 * nB, 0, act + 1003520 * nB, act + 1015808 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1024000 * nB, 0, act + 1003520 * nB, act + 1015808 * nB, nB * 4096, nB * 503808);
 }
 
 /* Backward, part 2 of 9. */
@@ -3036,13 +3036,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 170 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 1015808 * nB, 0, G + 593424, act + 1011712 * nB, act + 1007616 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 169 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1011712 * nB, 0, act + 1015808 * nB, act + 1007616 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1011712 * nB, 0, act + 1015808 * nB, act + 1007616 * nB, nB * 4096, nB * 499712);
     /* 168 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1007616 * nB, 0, G + 593296, G + 593360, act + 1011712 * nB, act + 987136 * nB, fix + 3040, fix + 3104, P + 593296, B, 64, 64);
     /* 167 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 987136 * nB, 0, G + 556432, act + 1007616 * nB, act + 999424 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 166 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1007616 * nB, 0, act + 987136 * nB, act + 999424 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 1007616 * nB, 0, act + 987136 * nB, act + 999424 * nB, nB * 4096, nB * 495616);
     /* 165 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 1003520 * nB, 1, G + 556304, G + 556368, act + 1007616 * nB, act + 995328 * nB, fix + 2912, fix + 2976, P + 556304, B, 64, 64);
     /* 164 stage3.x5: sum 64x8x8 -> 64x8x8 */
@@ -3058,13 +3058,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 163 stage3.step4.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 999424 * nB, 0, G + 519440, act + 995328 * nB, act + 991232 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 162 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 995328 * nB, 0, act + 999424 * nB, act + 991232 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 995328 * nB, 0, act + 999424 * nB, act + 991232 * nB, nB * 4096, nB * 491520);
     /* 161 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 991232 * nB, 0, G + 519312, G + 519376, act + 995328 * nB, act + 970752 * nB, fix + 2784, fix + 2848, P + 519312, B, 64, 64);
     /* 160 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 970752 * nB, 0, G + 482448, act + 991232 * nB, act + 983040 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 159 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 991232 * nB, 0, act + 970752 * nB, act + 983040 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 991232 * nB, 0, act + 970752 * nB, act + 983040 * nB, nB * 4096, nB * 487424);
     /* 158 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 987136 * nB, 1, G + 482320, G + 482384, act + 991232 * nB, act + 978944 * nB, fix + 2656, fix + 2720, P + 482320, B, 64, 64);
     /* 157 stage3.x4: sum 64x8x8 -> 64x8x8 */
@@ -3080,13 +3080,13 @@ static void backward_d_2(RtModelD *m, int B)
     /* 156 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 983040 * nB, 0, G + 445456, act + 978944 * nB, act + 974848 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 155 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 978944 * nB, 0, act + 983040 * nB, act + 974848 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 978944 * nB, 0, act + 983040 * nB, act + 974848 * nB, nB * 4096, nB * 483328);
     /* 154 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 974848 * nB, 0, G + 445328, G + 445392, act + 978944 * nB, act + 954368 * nB, fix + 2528, fix + 2592, P + 445328, B, 64, 64);
     /* 153 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 954368 * nB, 0, G + 408464, act + 974848 * nB, act + 966656 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 152 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 974848 * nB, 0, act + 954368 * nB, act + 966656 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 974848 * nB, 0, act + 954368 * nB, act + 966656 * nB, nB * 4096, nB * 479232);
     /* 151 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 970752 * nB, 1, G + 408336, G + 408400, act + 974848 * nB, act + 962560 * nB, fix + 2400, fix + 2464, P + 408336, B, 64, 64);
     /* 150 stage3.x3: sum 64x8x8 -> 64x8x8 */
@@ -3114,13 +3114,13 @@ static void backward_d_3(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 148 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 962560 * nB, 0, act + 966656 * nB, act + 958464 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 962560 * nB, 0, act + 966656 * nB, act + 958464 * nB, nB * 4096, nB * 475136);
     /* 147 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 958464 * nB, 0, G + 371344, G + 371408, act + 962560 * nB, act + 937984 * nB, fix + 2272, fix + 2336, P + 371344, B, 64, 64);
     /* 146 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 937984 * nB, 0, G + 334480, act + 958464 * nB, act + 950272 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 145 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 958464 * nB, 0, act + 937984 * nB, act + 950272 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 958464 * nB, 0, act + 937984 * nB, act + 950272 * nB, nB * 4096, nB * 471040);
     /* 144 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 954368 * nB, 1, G + 334352, G + 334416, act + 958464 * nB, act + 946176 * nB, fix + 2144, fix + 2208, P + 334352, B, 64, 64);
     /* 143 stage3.x2: sum 64x8x8 -> 64x8x8 */
@@ -3136,13 +3136,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 142 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 950272 * nB, 0, G + 297488, act + 946176 * nB, act + 942080 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 141 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 946176 * nB, 0, act + 950272 * nB, act + 942080 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 946176 * nB, 0, act + 950272 * nB, act + 942080 * nB, nB * 4096, nB * 466944);
     /* 140 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 942080 * nB, 0, G + 297360, G + 297424, act + 946176 * nB, act + 897024 * nB, fix + 2016, fix + 2080, P + 297360, B, 64, 64);
     /* 139 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 897024 * nB, 0, G + 260496, act + 942080 * nB, act + 929792 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 138 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 942080 * nB, 0, act + 897024 * nB, act + 929792 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 942080 * nB, 0, act + 897024 * nB, act + 929792 * nB, nB * 4096, nB * 462848);
     /* 137 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 937984 * nB, 1, G + 260368, G + 260432, act + 942080 * nB, act + 933888 * nB, fix + 1888, fix + 1952, P + 260368, B, 64, 64);
     /* 136 stage3.x1: sum 64x8x8 -> 64x8x8 */
@@ -3160,13 +3160,13 @@ static void backward_d_3(RtModelD *m, int B)
     /* 134 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 929792 * nB, 0, G + 223504, act + 897024 * nB, act + 925696 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 133 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 897024 * nB, 0, act + 929792 * nB, act + 925696 * nB, nB * 4096);
+    rt_relu_backward_d(ctx, act + 897024 * nB, 0, act + 929792 * nB, act + 925696 * nB, nB * 4096, nB * 458752);
     /* 132 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
     rt_bn_backward_d(ctx, act + 925696 * nB, 0, G + 223376, G + 223440, act + 897024 * nB, act + 892928 * nB, fix + 1760, fix + 1824, P + 223376, B, 64, 64);
     /* 131 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
     rt_conv2d_backward_d(ctx, act + 892928 * nB, 0, G + 204944, act + 925696 * nB, act + 917504 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
     /* 130 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 925696 * nB, 0, act + 892928 * nB, act + 917504 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 925696 * nB, 0, act + 892928 * nB, act + 917504 * nB, nB * 8192, nB * 450560);
     /* 129 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 933888 * nB, 1, G + 204880, G + 204912, act + 925696 * nB, act + 909312 * nB, fix + 1696, fix + 1728, P + 204880, B, 32, 256);
     /* 128 stage2.x9: sum 32x16x16 -> 32x16x16 */
@@ -3182,7 +3182,7 @@ static void backward_d_3(RtModelD *m, int B)
     /* 127 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 917504 * nB, 0, G + 195664, act + 909312 * nB, act + 901120 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
     /* 126 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 909312 * nB, 0, act + 917504 * nB, act + 901120 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 909312 * nB, 0, act + 917504 * nB, act + 901120 * nB, nB * 8192, nB * 442368);
     /* 125 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 901120 * nB, 0, G + 195600, G + 195632, act + 909312 * nB, act + 860160 * nB, fix + 1632, fix + 1664, P + 195600, B, 32, 256);
 }
@@ -3200,7 +3200,7 @@ static void backward_d_4(RtModelD *m, int B)
     /* 124 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 860160 * nB, 0, G + 186384, act + 901120 * nB, act + 884736 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
     /* 123 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 901120 * nB, 0, act + 860160 * nB, act + 884736 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 901120 * nB, 0, act + 860160 * nB, act + 884736 * nB, nB * 8192, nB * 434176);
     /* 122 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 892928 * nB, 1, G + 186320, G + 186352, act + 901120 * nB, act + 876544 * nB, fix + 1568, fix + 1600, P + 186320, B, 32, 256);
     /* 121 stage2.x8: sum 32x16x16 -> 32x16x16 */
@@ -3216,13 +3216,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 120 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 884736 * nB, 0, G + 177104, act + 876544 * nB, act + 868352 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
     /* 119 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 876544 * nB, 0, act + 884736 * nB, act + 868352 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 876544 * nB, 0, act + 884736 * nB, act + 868352 * nB, nB * 8192, nB * 425984);
     /* 118 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 868352 * nB, 0, G + 177040, G + 177072, act + 876544 * nB, act + 827392 * nB, fix + 1504, fix + 1536, P + 177040, B, 32, 256);
     /* 117 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 827392 * nB, 0, G + 167824, act + 868352 * nB, act + 851968 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
     /* 116 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 868352 * nB, 0, act + 827392 * nB, act + 851968 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 868352 * nB, 0, act + 827392 * nB, act + 851968 * nB, nB * 8192, nB * 417792);
     /* 115 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 860160 * nB, 1, G + 167760, G + 167792, act + 868352 * nB, act + 843776 * nB, fix + 1440, fix + 1472, P + 167760, B, 32, 256);
     /* 114 stage2.x7: sum 32x16x16 -> 32x16x16 */
@@ -3238,13 +3238,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 113 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 851968 * nB, 0, G + 158544, act + 843776 * nB, act + 835584 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
     /* 112 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 843776 * nB, 0, act + 851968 * nB, act + 835584 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 843776 * nB, 0, act + 851968 * nB, act + 835584 * nB, nB * 8192, nB * 409600);
     /* 111 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 835584 * nB, 0, G + 158480, G + 158512, act + 843776 * nB, act + 794624 * nB, fix + 1376, fix + 1408, P + 158480, B, 32, 256);
     /* 110 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 794624 * nB, 0, G + 149264, act + 835584 * nB, act + 819200 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
     /* 109 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 835584 * nB, 0, act + 794624 * nB, act + 819200 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 835584 * nB, 0, act + 794624 * nB, act + 819200 * nB, nB * 8192, nB * 401408);
     /* 108 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 827392 * nB, 1, G + 149200, G + 149232, act + 835584 * nB, act + 811008 * nB, fix + 1312, fix + 1344, P + 149200, B, 32, 256);
     /* 107 stage2.x6: sum 32x16x16 -> 32x16x16 */
@@ -3260,13 +3260,13 @@ static void backward_d_4(RtModelD *m, int B)
     /* 106 stage2.step5.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 819200 * nB, 0, G + 139984, act + 811008 * nB, act + 802816 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
     /* 105 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 811008 * nB, 0, act + 819200 * nB, act + 802816 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 811008 * nB, 0, act + 819200 * nB, act + 802816 * nB, nB * 8192, nB * 393216);
     /* 104 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 802816 * nB, 0, G + 139920, G + 139952, act + 811008 * nB, act + 761856 * nB, fix + 1248, fix + 1280, P + 139920, B, 32, 256);
     /* 103 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 761856 * nB, 0, G + 130704, act + 802816 * nB, act + 786432 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
     /* 102 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 802816 * nB, 0, act + 761856 * nB, act + 786432 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 802816 * nB, 0, act + 761856 * nB, act + 786432 * nB, nB * 8192, nB * 385024);
     /* 101 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 794624 * nB, 1, G + 130640, G + 130672, act + 802816 * nB, act + 778240 * nB, fix + 1184, fix + 1216, P + 130640, B, 32, 256);
 }
@@ -3294,13 +3294,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 99 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 786432 * nB, 0, G + 121424, act + 778240 * nB, act + 770048 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
     /* 98 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 778240 * nB, 0, act + 786432 * nB, act + 770048 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 778240 * nB, 0, act + 786432 * nB, act + 770048 * nB, nB * 8192, nB * 376832);
     /* 97 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 770048 * nB, 0, G + 121360, G + 121392, act + 778240 * nB, act + 729088 * nB, fix + 1120, fix + 1152, P + 121360, B, 32, 256);
     /* 96 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 729088 * nB, 0, G + 112144, act + 770048 * nB, act + 753664 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
     /* 95 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 770048 * nB, 0, act + 729088 * nB, act + 753664 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 770048 * nB, 0, act + 729088 * nB, act + 753664 * nB, nB * 8192, nB * 368640);
     /* 94 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 761856 * nB, 1, G + 112080, G + 112112, act + 770048 * nB, act + 745472 * nB, fix + 1056, fix + 1088, P + 112080, B, 32, 256);
     /* 93 stage2.x4: sum 32x16x16 -> 32x16x16 */
@@ -3316,13 +3316,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 92 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 753664 * nB, 0, G + 102864, act + 745472 * nB, act + 737280 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
     /* 91 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 745472 * nB, 0, act + 753664 * nB, act + 737280 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 745472 * nB, 0, act + 753664 * nB, act + 737280 * nB, nB * 8192, nB * 360448);
     /* 90 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 737280 * nB, 0, G + 102800, G + 102832, act + 745472 * nB, act + 696320 * nB, fix + 992, fix + 1024, P + 102800, B, 32, 256);
     /* 89 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 696320 * nB, 0, G + 93584, act + 737280 * nB, act + 720896 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
     /* 88 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 737280 * nB, 0, act + 696320 * nB, act + 720896 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 737280 * nB, 0, act + 696320 * nB, act + 720896 * nB, nB * 8192, nB * 352256);
     /* 87 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 729088 * nB, 1, G + 93520, G + 93552, act + 737280 * nB, act + 712704 * nB, fix + 928, fix + 960, P + 93520, B, 32, 256);
     /* 86 stage2.x3: sum 32x16x16 -> 32x16x16 */
@@ -3338,13 +3338,13 @@ static void backward_d_5(RtModelD *m, int B)
     /* 85 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 720896 * nB, 0, G + 84304, act + 712704 * nB, act + 704512 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 84 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 712704 * nB, 0, act + 720896 * nB, act + 704512 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 712704 * nB, 0, act + 720896 * nB, act + 704512 * nB, nB * 8192, nB * 344064);
     /* 83 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 704512 * nB, 0, G + 84240, G + 84272, act + 712704 * nB, act + 663552 * nB, fix + 864, fix + 896, P + 84240, B, 32, 256);
     /* 82 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 663552 * nB, 0, G + 75024, act + 704512 * nB, act + 688128 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 81 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 704512 * nB, 0, act + 663552 * nB, act + 688128 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 704512 * nB, 0, act + 663552 * nB, act + 688128 * nB, nB * 8192, nB * 335872);
     /* 80 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 696320 * nB, 1, G + 74960, G + 74992, act + 704512 * nB, act + 679936 * nB, fix + 800, fix + 832, P + 74960, B, 32, 256);
     /* 79 stage2.x2: sum 32x16x16 -> 32x16x16 */
@@ -3360,7 +3360,7 @@ static void backward_d_5(RtModelD *m, int B)
     /* 78 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 688128 * nB, 0, G + 65744, act + 679936 * nB, act + 671744 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 77 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 679936 * nB, 0, act + 688128 * nB, act + 671744 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 679936 * nB, 0, act + 688128 * nB, act + 671744 * nB, nB * 8192, nB * 327680);
 }
 
 /* Backward, part 6 of 9. */
@@ -3378,7 +3378,7 @@ static void backward_d_6(RtModelD *m, int B)
     /* 75 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 581632 * nB, 0, G + 56464, act + 671744 * nB, act + 647168 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 74 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 671744 * nB, 0, act + 581632 * nB, act + 647168 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 671744 * nB, 0, act + 581632 * nB, act + 647168 * nB, nB * 8192, nB * 319488);
     /* 73 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 663552 * nB, 1, G + 56400, G + 56432, act + 671744 * nB, act + 655360 * nB, fix + 672, fix + 704, P + 56400, B, 32, 256);
     /* 72 stage2.x1: sum 32x16x16 -> 32x16x16 */
@@ -3396,13 +3396,13 @@ static void backward_d_6(RtModelD *m, int B)
     /* 70 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 647168 * nB, 0, G + 47184, act + 581632 * nB, act + 638976 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 69 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 581632 * nB, 0, act + 647168 * nB, act + 638976 * nB, nB * 8192);
+    rt_relu_backward_d(ctx, act + 581632 * nB, 0, act + 647168 * nB, act + 638976 * nB, nB * 8192, nB * 311296);
     /* 68 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
     rt_bn_backward_d(ctx, act + 638976 * nB, 0, G + 47120, G + 47152, act + 581632 * nB, act + 573440 * nB, fix + 608, fix + 640, P + 47120, B, 32, 256);
     /* 67 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
     rt_conv2d_backward_d(ctx, act + 573440 * nB, 0, G + 42512, act + 638976 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 66 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 638976 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 638976 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384, nB * 294912);
     /* 65 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 655360 * nB, 1, G + 42480, G + 42496, act + 638976 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
     /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
@@ -3418,13 +3418,13 @@ static void backward_d_6(RtModelD *m, int B)
     /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384, nB * 278528);
     /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
     /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384, nB * 262144);
     /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
     /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
@@ -3440,7 +3440,7 @@ static void backward_d_6(RtModelD *m, int B)
     /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384, nB * 245760);
     /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
     /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
@@ -3458,7 +3458,7 @@ static void backward_d_7(RtModelD *m, int B)
     double *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384, nB * 229376);
     /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
     /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
@@ -3474,13 +3474,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 49 stage1.step6.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 491520 * nB, 0, G + 30832, act + 475136 * nB, act + 458752 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384, nB * 212992);
     /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
     /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384, nB * 196608);
     /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
     /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
@@ -3496,13 +3496,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 425984 * nB, 0, G + 26160, act + 409600 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384, nB * 180224);
     /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
     /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384, nB * 163840);
     /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
     /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
@@ -3518,13 +3518,13 @@ static void backward_d_7(RtModelD *m, int B)
     /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 360448 * nB, 0, G + 21488, act + 344064 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384, nB * 147456);
     /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
     /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384, nB * 131072);
     /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
     /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
@@ -3552,13 +3552,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 294912 * nB, 0, G + 16816, act + 278528 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384, nB * 114688);
     /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
     /* 25 stage1.step3.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 180224 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
     /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
     /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
@@ -3574,13 +3574,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
     /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
     /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
     /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
     /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
@@ -3596,13 +3596,13 @@ static void backward_d_8(RtModelD *m, int B)
     /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
     /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
     /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
     /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
     /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
@@ -3618,7 +3618,7 @@ static void backward_d_8(RtModelD *m, int B)
     /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
     /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
 }
@@ -3636,7 +3636,7 @@ static void backward_d_9(RtModelD *m, int B)
     /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
     rt_conv2d_backward_d(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384);
+    rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
     /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
     rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
     /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
@@ -3666,7 +3666,7 @@ static const RtNet net = {
     .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10,
     .nparams = 853018, .nbuffers = 4064,
     .tensors = tensors, .ntensors = 277,
-    .madds = 125485696, .nops = 196,
+    .madds = 125485696, .nops = 196, .branch_elems = 532480,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

@@ -130,7 +130,7 @@ static void forward_1(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 3072 * nB, m->input, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 3072 * nB, m->input, P, B, 3072, 256, nB * 0);
     /* 2 stage1.x1: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -141,7 +141,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 3328 * nB, 2, xs, c, nB * 3072);
     }
     /* 3 stage1.step1.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 6400 * nB, act + 3328 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 6400 * nB, act + 3328 * nB, P, B, 3072, 256, nB * 256);
     /* 4 stage1.x2: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -152,7 +152,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 6656 * nB, 2, xs, c, nB * 3072);
     }
     /* 5 stage1.step2.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 9728 * nB, act + 6656 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 9728 * nB, act + 6656 * nB, P, B, 3072, 256, nB * 512);
     /* 6 stage1.x3: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -163,7 +163,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 9984 * nB, 2, xs, c, nB * 3072);
     }
     /* 7 stage1.step3.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 13056 * nB, act + 9984 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 13056 * nB, act + 9984 * nB, P, B, 3072, 256, nB * 768);
     /* 8 stage1.x4: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -174,7 +174,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 13312 * nB, 2, xs, c, nB * 3072);
     }
     /* 9 stage1.step4.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 16384 * nB, act + 13312 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 16384 * nB, act + 13312 * nB, P, B, 3072, 256, nB * 1024);
     /* 10 stage1.x5: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -185,7 +185,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 16640 * nB, 2, xs, c, nB * 3072);
     }
     /* 11 stage1.step5.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 19712 * nB, act + 16640 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 19712 * nB, act + 16640 * nB, P, B, 3072, 256, nB * 1280);
     /* 12 stage1.x6: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -196,7 +196,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 19968 * nB, 2, xs, c, nB * 3072);
     }
     /* 13 stage1.step6.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 23040 * nB, act + 19968 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 23040 * nB, act + 19968 * nB, P, B, 3072, 256, nB * 1536);
     /* 14 stage1.x7: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -207,7 +207,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 23296 * nB, 2, xs, c, nB * 3072);
     }
     /* 15 stage1.step7.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 26368 * nB, act + 23296 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 26368 * nB, act + 23296 * nB, P, B, 3072, 256, nB * 1792);
     /* 16 stage1.x8: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -218,7 +218,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 26624 * nB, 2, xs, c, nB * 3072);
     }
     /* 17 stage1.step8.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 29696 * nB, act + 26624 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 29696 * nB, act + 26624 * nB, P, B, 3072, 256, nB * 2048);
     /* 18 stage1.x9: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -229,7 +229,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 29952 * nB, 2, xs, c, nB * 3072);
     }
     /* 19 stage1.step9.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward(ctx, act, act + 33024 * nB, act + 29952 * nB, P, B, 3072, 256);
+    rt_exact_forward(ctx, act, act + 33024 * nB, act + 29952 * nB, P, B, 3072, 256, nB * 2304);
     /* 20 stage1.x10: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -273,7 +273,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 19 stage1.step9.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act + 33280 * nB, 1, G, act + 36352 * nB, act + 29952 * nB, act + 33024 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act + 33280 * nB, 1, G, act + 36352 * nB, act + 29952 * nB, act + 33024 * nB, P, B, 3072, 256, nB * 2304);
     /* 18 stage1.x9: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -285,7 +285,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 33280 * nB, NULL, c, 2, nB * 3072);
     }
     /* 17 stage1.step8.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act, 1, G, act + 29952 * nB, act + 26624 * nB, act + 29696 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act, 1, G, act + 29952 * nB, act + 26624 * nB, act + 29696 * nB, P, B, 3072, 256, nB * 2048);
     /* 16 stage1.x8: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -297,7 +297,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 15 stage1.step7.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act + 26624 * nB, 1, G, act + 29696 * nB, act + 23296 * nB, act + 26368 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act + 26624 * nB, 1, G, act + 29696 * nB, act + 23296 * nB, act + 26368 * nB, P, B, 3072, 256, nB * 1792);
     /* 14 stage1.x7: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -309,7 +309,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 26624 * nB, NULL, c, 2, nB * 3072);
     }
     /* 13 stage1.step6.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act, 1, G, act + 23296 * nB, act + 19968 * nB, act + 23040 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act, 1, G, act + 23296 * nB, act + 19968 * nB, act + 23040 * nB, P, B, 3072, 256, nB * 1536);
     /* 12 stage1.x6: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -321,7 +321,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 11 stage1.step5.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act + 19968 * nB, 1, G, act + 23040 * nB, act + 16640 * nB, act + 19712 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act + 19968 * nB, 1, G, act + 23040 * nB, act + 16640 * nB, act + 19712 * nB, P, B, 3072, 256, nB * 1280);
     /* 10 stage1.x5: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -333,7 +333,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 19968 * nB, NULL, c, 2, nB * 3072);
     }
     /* 9 stage1.step4.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act, 1, G, act + 16640 * nB, act + 13312 * nB, act + 16384 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act, 1, G, act + 16640 * nB, act + 13312 * nB, act + 16384 * nB, P, B, 3072, 256, nB * 1024);
     /* 8 stage1.x4: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -345,7 +345,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 7 stage1.step3.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act + 13312 * nB, 1, G, act + 16384 * nB, act + 9984 * nB, act + 13056 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act + 13312 * nB, 1, G, act + 16384 * nB, act + 9984 * nB, act + 13056 * nB, P, B, 3072, 256, nB * 768);
     /* 6 stage1.x3: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -357,7 +357,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 13312 * nB, NULL, c, 2, nB * 3072);
     }
     /* 5 stage1.step2.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act, 1, G, act + 9984 * nB, act + 6656 * nB, act + 9728 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act, 1, G, act + 9984 * nB, act + 6656 * nB, act + 9728 * nB, P, B, 3072, 256, nB * 512);
     /* 4 stage1.x2: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -369,7 +369,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 3 stage1.step1.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, act + 6656 * nB, 1, G, act + 9728 * nB, act + 3328 * nB, act + 6400 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, act + 6656 * nB, 1, G, act + 9728 * nB, act + 3328 * nB, act + 6400 * nB, P, B, 3072, 256, nB * 256);
     /* 2 stage1.x1: sum 3x32x32 -> 3x32x32 */
     {
         const float c[2] = {
@@ -381,7 +381,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 6656 * nB, NULL, c, 2, nB * 3072);
     }
     /* 1 stage1.step0.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 3072 * nB, P, B, 3072, 256);
+    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 3072 * nB, P, B, 3072, 256, nB * 0);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -404,7 +404,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 3072 * nB, m->input, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 3072 * nB, m->input, P, B, 3072, 256, nB * 0);
     /* 2 stage1.x1: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -415,7 +415,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 3328 * nB, 2, xs, c, nB * 3072);
     }
     /* 3 stage1.step1.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 6400 * nB, act + 3328 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 6400 * nB, act + 3328 * nB, P, B, 3072, 256, nB * 256);
     /* 4 stage1.x2: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -426,7 +426,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 6656 * nB, 2, xs, c, nB * 3072);
     }
     /* 5 stage1.step2.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 9728 * nB, act + 6656 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 9728 * nB, act + 6656 * nB, P, B, 3072, 256, nB * 512);
     /* 6 stage1.x3: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -437,7 +437,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 9984 * nB, 2, xs, c, nB * 3072);
     }
     /* 7 stage1.step3.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 13056 * nB, act + 9984 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 13056 * nB, act + 9984 * nB, P, B, 3072, 256, nB * 768);
     /* 8 stage1.x4: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -448,7 +448,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 13312 * nB, 2, xs, c, nB * 3072);
     }
     /* 9 stage1.step4.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 16384 * nB, act + 13312 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 16384 * nB, act + 13312 * nB, P, B, 3072, 256, nB * 1024);
     /* 10 stage1.x5: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -459,7 +459,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 16640 * nB, 2, xs, c, nB * 3072);
     }
     /* 11 stage1.step5.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 19712 * nB, act + 16640 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 19712 * nB, act + 16640 * nB, P, B, 3072, 256, nB * 1280);
     /* 12 stage1.x6: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -470,7 +470,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 19968 * nB, 2, xs, c, nB * 3072);
     }
     /* 13 stage1.step6.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 23040 * nB, act + 19968 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 23040 * nB, act + 19968 * nB, P, B, 3072, 256, nB * 1536);
     /* 14 stage1.x7: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -481,7 +481,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 23296 * nB, 2, xs, c, nB * 3072);
     }
     /* 15 stage1.step7.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 26368 * nB, act + 23296 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 26368 * nB, act + 23296 * nB, P, B, 3072, 256, nB * 1792);
     /* 16 stage1.x8: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -492,7 +492,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 26624 * nB, 2, xs, c, nB * 3072);
     }
     /* 17 stage1.step8.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 29696 * nB, act + 26624 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 29696 * nB, act + 26624 * nB, P, B, 3072, 256, nB * 2048);
     /* 18 stage1.x9: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -503,7 +503,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 29952 * nB, 2, xs, c, nB * 3072);
     }
     /* 19 stage1.step9.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_forward_d(ctx, act, act + 33024 * nB, act + 29952 * nB, P, B, 3072, 256);
+    rt_exact_forward_d(ctx, act, act + 33024 * nB, act + 29952 * nB, P, B, 3072, 256, nB * 2304);
     /* 20 stage1.x10: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -547,7 +547,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 19 stage1.step9.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act + 33280 * nB, 1, G, act + 36352 * nB, act + 29952 * nB, act + 33024 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act + 33280 * nB, 1, G, act + 36352 * nB, act + 29952 * nB, act + 33024 * nB, P, B, 3072, 256, nB * 2304);
     /* 18 stage1.x9: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -559,7 +559,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 33280 * nB, NULL, c, 2, nB * 3072);
     }
     /* 17 stage1.step8.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 29952 * nB, act + 26624 * nB, act + 29696 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act, 1, G, act + 29952 * nB, act + 26624 * nB, act + 29696 * nB, P, B, 3072, 256, nB * 2048);
     /* 16 stage1.x8: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -571,7 +571,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 15 stage1.step7.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act + 26624 * nB, 1, G, act + 29696 * nB, act + 23296 * nB, act + 26368 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act + 26624 * nB, 1, G, act + 29696 * nB, act + 23296 * nB, act + 26368 * nB, P, B, 3072, 256, nB * 1792);
     /* 14 stage1.x7: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -583,7 +583,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 26624 * nB, NULL, c, 2, nB * 3072);
     }
     /* 13 stage1.step6.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 23296 * nB, act + 19968 * nB, act + 23040 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act, 1, G, act + 23296 * nB, act + 19968 * nB, act + 23040 * nB, P, B, 3072, 256, nB * 1536);
     /* 12 stage1.x6: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -595,7 +595,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 11 stage1.step5.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act + 19968 * nB, 1, G, act + 23040 * nB, act + 16640 * nB, act + 19712 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act + 19968 * nB, 1, G, act + 23040 * nB, act + 16640 * nB, act + 19712 * nB, P, B, 3072, 256, nB * 1280);
     /* 10 stage1.x5: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -607,7 +607,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 19968 * nB, NULL, c, 2, nB * 3072);
     }
     /* 9 stage1.step4.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 16640 * nB, act + 13312 * nB, act + 16384 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act, 1, G, act + 16640 * nB, act + 13312 * nB, act + 16384 * nB, P, B, 3072, 256, nB * 1024);
     /* 8 stage1.x4: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -619,7 +619,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 7 stage1.step3.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act + 13312 * nB, 1, G, act + 16384 * nB, act + 9984 * nB, act + 13056 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act + 13312 * nB, 1, G, act + 16384 * nB, act + 9984 * nB, act + 13056 * nB, P, B, 3072, 256, nB * 768);
     /* 6 stage1.x3: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -631,7 +631,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 13312 * nB, NULL, c, 2, nB * 3072);
     }
     /* 5 stage1.step2.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 9984 * nB, act + 6656 * nB, act + 9728 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act, 1, G, act + 9984 * nB, act + 6656 * nB, act + 9728 * nB, P, B, 3072, 256, nB * 512);
     /* 4 stage1.x2: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -643,7 +643,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 3 stage1.step1.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, act + 6656 * nB, 1, G, act + 9728 * nB, act + 3328 * nB, act + 6400 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, act + 6656 * nB, 1, G, act + 9728 * nB, act + 3328 * nB, act + 6400 * nB, P, B, 3072, 256, nB * 256);
     /* 2 stage1.x1: sum 3x32x32 -> 3x32x32 */
     {
         const double c[2] = {
@@ -655,7 +655,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 6656 * nB, NULL, c, 2, nB * 3072);
     }
     /* 1 stage1.step0.grad.exact: exact 3x32x32 -> 3x32x32 */
-    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 3072 * nB, P, B, 3072, 256);
+    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 3072 * nB, P, B, 3072, 256, nB * 0);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -673,7 +673,7 @@ static const RtNet net = {
     .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10,
     .nparams = 817162, .nbuffers = 0,
     .tensors = tensors, .ntensors = 3,
-    .madds = 15759360, .nops = 21,
+    .madds = 15759360, .nops = 21, .branch_elems = 2560,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

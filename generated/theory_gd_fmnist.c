@@ -130,7 +130,7 @@ static void forward_1(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 784 * nB, m->input, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, nB * 0);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -141,7 +141,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 912 * nB, 2, xs, c, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, nB * 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -152,7 +152,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 1824 * nB, 2, xs, c, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, nB * 256);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -163,7 +163,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 2736 * nB, 2, xs, c, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, nB * 384);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -174,7 +174,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 3648 * nB, 2, xs, c, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, nB * 512);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -185,7 +185,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 4560 * nB, 2, xs, c, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, nB * 640);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -196,7 +196,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 5472 * nB, 2, xs, c, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128, nB * 768);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -207,7 +207,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 6384 * nB, 2, xs, c, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128, nB * 896);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -218,7 +218,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 7296 * nB, 2, xs, c, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128, nB * 1024);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -229,7 +229,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 8208 * nB, 2, xs, c, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128, nB * 1152);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -273,7 +273,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 9120 * nB, 1, G, act + 9904 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 9120 * nB, 1, G, act + 9904 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128, nB * 1152);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -285,7 +285,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 2, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128, nB * 1024);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -297,7 +297,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128, nB * 896);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -309,7 +309,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 2, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 6384 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 6384 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128, nB * 768);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -321,7 +321,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 5472 * nB, 1, G, act + 6256 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 5472 * nB, 1, G, act + 6256 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, nB * 640);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -333,7 +333,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 2, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, nB * 512);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -345,7 +345,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, nB * 384);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -357,7 +357,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 2, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, nB * 256);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -369,7 +369,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 1824 * nB, 1, G, act + 2608 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 1824 * nB, 1, G, act + 2608 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, nB * 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -381,7 +381,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 1824 * nB, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, nB * 0);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -404,7 +404,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 784 * nB, m->input, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, nB * 0);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -415,7 +415,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 912 * nB, 2, xs, c, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, nB * 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -426,7 +426,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 1824 * nB, 2, xs, c, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, nB * 256);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -437,7 +437,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 2736 * nB, 2, xs, c, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, nB * 384);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -448,7 +448,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 3648 * nB, 2, xs, c, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, nB * 512);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -459,7 +459,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 4560 * nB, 2, xs, c, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, nB * 640);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -470,7 +470,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 5472 * nB, 2, xs, c, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128, nB * 768);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -481,7 +481,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 6384 * nB, 2, xs, c, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128, nB * 896);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -492,7 +492,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 7296 * nB, 2, xs, c, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128, nB * 1024);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -503,7 +503,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 8208 * nB, 2, xs, c, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128, nB * 1152);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -547,7 +547,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 9120 * nB, 1, G, act + 9904 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 9120 * nB, 1, G, act + 9904 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128, nB * 1152);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -559,7 +559,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 2, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128, nB * 1024);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -571,7 +571,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128, nB * 896);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -583,7 +583,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 2, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 6384 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 6384 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128, nB * 768);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -595,7 +595,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 5472 * nB, 1, G, act + 6256 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 5472 * nB, 1, G, act + 6256 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, nB * 640);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -607,7 +607,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 2, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, nB * 512);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -619,7 +619,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, nB * 384);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -631,7 +631,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 2, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, nB * 256);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -643,7 +643,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 1824 * nB, 1, G, act + 2608 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 1824 * nB, 1, G, act + 2608 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, nB * 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -655,7 +655,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1824 * nB, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, nB * 0);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -673,7 +673,7 @@ static const RtNet net = {
     .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
     .nparams = 108202, .nbuffers = 0,
     .tensors = tensors, .ntensors = 3,
-    .madds = 2014880, .nops = 21,
+    .madds = 2014880, .nops = 21, .branch_elems = 1280,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

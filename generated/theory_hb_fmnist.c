@@ -130,7 +130,7 @@ static void forward_1(RtModel *m, int B, int train)
     float *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 784 * nB, m->input, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, nB * 0);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -141,7 +141,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 912 * nB, 2, xs, c, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, nB * 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -153,7 +153,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 1824 * nB, 3, xs, c, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, nB * 256);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -165,7 +165,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 2736 * nB, 3, xs, c, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, nB * 384);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -177,7 +177,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 3648 * nB, 3, xs, c, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, nB * 512);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -189,7 +189,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 4560 * nB, 3, xs, c, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, nB * 640);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -201,7 +201,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 5472 * nB, 3, xs, c, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128, nB * 768);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -213,7 +213,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 6384 * nB, 3, xs, c, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128, nB * 896);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -225,7 +225,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 7296 * nB, 3, xs, c, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128, nB * 1024);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -237,7 +237,7 @@ static void forward_1(RtModel *m, int B, int train)
         rt_sum_forward(ctx, act + 8208 * nB, 3, xs, c, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128);
+    rt_exact_forward(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128, nB * 1152);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -283,7 +283,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 9904 * nB, 1, G, act + 10688 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 9904 * nB, 1, G, act + 10688 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128, nB * 1152);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -296,7 +296,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 9904 * nB, NULL, c, 3, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 9120 * nB, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 9120 * nB, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128, nB * 1024);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -309,7 +309,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 3, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128, nB * 896);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -322,7 +322,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128, nB * 768);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -335,7 +335,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 3, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 6384 * nB, 1, G, act + 5472 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 6384 * nB, 1, G, act + 5472 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, nB * 640);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -348,7 +348,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 6384 * nB, NULL, c, 3, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 5344 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 5344 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, nB * 512);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -361,7 +361,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 4560 * nB, 1, G, act + 5344 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 4560 * nB, 1, G, act + 5344 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, nB * 384);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -374,7 +374,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 4560 * nB, NULL, c, 3, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 3648 * nB, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act + 3648 * nB, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, nB * 256);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const float c[3] = {
@@ -387,7 +387,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 3, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 1824 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, act, 1, G, act + 1824 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, nB * 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const float c[2] = {
@@ -399,7 +399,7 @@ static void backward_1(RtModel *m, int B)
         rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, NULL, 0, G, act + 912 * nB, m->input, act + 784 * nB, P, B, 784, 128);
+    rt_exact_backward(ctx, NULL, 0, G, act + 912 * nB, m->input, act + 784 * nB, P, B, 784, 128, nB * 0);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -422,7 +422,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
     double *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 784 * nB, m->input, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, nB * 0);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -433,7 +433,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 912 * nB, 2, xs, c, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, nB * 128);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -445,7 +445,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 1824 * nB, 3, xs, c, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, nB * 256);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -457,7 +457,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 2736 * nB, 3, xs, c, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, nB * 384);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -469,7 +469,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 3648 * nB, 3, xs, c, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, nB * 512);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -481,7 +481,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 4560 * nB, 3, xs, c, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, nB * 640);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -493,7 +493,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 5472 * nB, 3, xs, c, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128, nB * 768);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -505,7 +505,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 6384 * nB, 3, xs, c, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128, nB * 896);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -517,7 +517,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 7296 * nB, 3, xs, c, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128, nB * 1024);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -529,7 +529,7 @@ static void forward_d_1(RtModelD *m, int B, int train)
         rt_sum_forward_d(ctx, act + 8208 * nB, 3, xs, c, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128);
+    rt_exact_forward_d(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128, nB * 1152);
     /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -575,7 +575,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 9904 * nB, 1, G, act + 10688 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 9904 * nB, 1, G, act + 10688 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128, nB * 1152);
     /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -588,7 +588,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 9904 * nB, NULL, c, 3, nB * 784);
     }
     /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 9120 * nB, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 9120 * nB, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128, nB * 1024);
     /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -601,7 +601,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 3, nB * 784);
     }
     /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128, nB * 896);
     /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -614,7 +614,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128, nB * 768);
     /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -627,7 +627,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 3, nB * 784);
     }
     /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 6384 * nB, 1, G, act + 5472 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 6384 * nB, 1, G, act + 5472 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, nB * 640);
     /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -640,7 +640,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 6384 * nB, NULL, c, 3, nB * 784);
     }
     /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 5344 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 5344 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, nB * 512);
     /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -653,7 +653,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 3, nB * 784);
     }
     /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 4560 * nB, 1, G, act + 5344 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 4560 * nB, 1, G, act + 5344 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, nB * 384);
     /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -666,7 +666,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 4560 * nB, NULL, c, 3, nB * 784);
     }
     /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 3648 * nB, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act + 3648 * nB, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, nB * 256);
     /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
     {
         const double c[3] = {
@@ -679,7 +679,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 3, nB * 784);
     }
     /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 1824 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, act, 1, G, act + 1824 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, nB * 128);
     /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
     {
         const double c[2] = {
@@ -691,7 +691,7 @@ static void backward_d_1(RtModelD *m, int B)
         rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, NULL, 0, G, act + 912 * nB, m->input, act + 784 * nB, P, B, 784, 128);
+    rt_exact_backward_d(ctx, NULL, 0, G, act + 912 * nB, m->input, act + 784 * nB, P, B, 784, 128, nB * 0);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same
@@ -709,7 +709,7 @@ static const RtNet net = {
     .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
     .nparams = 108202, .nbuffers = 0,
     .tensors = tensors, .ntensors = 3,
-    .madds = 2014880, .nops = 21,
+    .madds = 2014880, .nops = 21, .branch_elems = 1280,
     .act_elems = act_elems, .scratch_bytes = scratch_bytes,
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,

@@ -1,6 +1,7 @@
 /* parser.y — optc's grammar: a pure reentrant LALR(1) parser with byte-span
  * locations on every node and recovery at statement level, so one run
- * reports several errors. Semantic checks live in sema.c. */
+ * reports several errors. Semantic checks live in sema.c
+ * (optimizers) and network.c (network items), driven by load.c. */
 %define api.pure full
 %locations
 %define api.location.type {Span}

@@ -480,10 +480,17 @@ static int load_synthetic(RtData *tr, RtData *te, int limit, int test_limit, int
     return 0;
 }
 
-/* Normalise both sets per channel with the training set's statistics. */
-static void normalise(RtData *tr, RtData *te)
+/* Per-channel mean and std of the training set, in double, rounded to
+ * float (what a checkpoint stores). A constant channel gets std 1. */
+static int norm_compute(RtNorm *n, const RtData *tr, RtErr *err)
 {
+    if (tr->c > RT_NORM_MAX_C) {
+        set_err(err, "%d input channels, the normalisation supports at most %d", tr->c,
+                RT_NORM_MAX_C);
+        return -1;
+    }
     size_t hw = (size_t)tr->h * tr->w;
+    n->c = tr->c;
     for (int ch = 0; ch < tr->c; ch++) {
         double s = 0.0, s2 = 0.0;
         for (int i = 0; i < tr->n; i++) {
@@ -497,24 +504,112 @@ static void normalise(RtData *tr, RtData *te)
             s2 += a2;
         }
         double cnt = (double)tr->n * (double)hw;
-        double mean = s / cnt, var = s2 / cnt - mean * mean;
-        double sd = var > 1e-12 ? sqrt(var) : 1.0;
-        float fm = (float)mean, fr = (float)(1.0 / sd);
-        RtData *sets[2] = {tr, te};
-        for (int s_ = 0; s_ < 2; s_++) {
-            RtData *d = sets[s_];
-            for (int i = 0; i < d->n; i++) {
-                float *p = d->x + ((size_t)i * d->c + ch) * hw;
-                for (size_t j = 0; j < hw; j++)
-                    p[j] = (p[j] - fm) * fr;
-            }
-        }
+        double mean = cnt > 0 ? s / cnt : 0.0, var = cnt > 0 ? s2 / cnt - mean * mean : 0.0;
+        n->mean[ch] = (float)mean;
+        n->std[ch] = var > 1e-12 ? (float)sqrt(var) : 1.0f;
     }
+    return 0;
+}
+
+/* x = (x - mean) / std per channel, in float: the same operation the
+ * emitted inference code and PyTorch's Normalize perform. */
+static void norm_apply(const RtNorm *n, RtData *d)
+{
+    if (!d || !d->x)
+        return;
+    size_t hw = (size_t)d->h * d->w;
+    for (int i = 0; i < d->n; i++)
+        for (int ch = 0; ch < d->c; ch++) {
+            float *p = d->x + ((size_t)i * d->c + ch) * hw;
+            float m = n->mean[ch], s = n->std[ch];
+            for (size_t j = 0; j < hw; j++)
+                p[j] = (p[j] - m) / s;
+        }
+}
+
+int rt_norm_format(const RtNorm *n, char *mean, char *std, size_t cap)
+{
+    size_t a = 0, b = 0;
+    if (cap == 0)
+        return -1;
+    mean[0] = std[0] = 0;
+    for (int ch = 0; ch < n->c; ch++) {
+        int x = snprintf(mean + a, cap - a, "%s%.9g", ch ? "," : "", (double)n->mean[ch]);
+        int y = snprintf(std + b, cap - b, "%s%.9g", ch ? "," : "", (double)n->std[ch]);
+        if (x < 0 || y < 0 || (size_t)x >= cap - a || (size_t)y >= cap - b)
+            return -1;
+        a += (size_t)x;
+        b += (size_t)y;
+    }
+    return 0;
+}
+
+/* c comma-separated finite floats from s into v; -1 with *why. */
+static int parse_floats(float *v, int c, const char *s, const char *what, const char **why)
+{
+    const char *p = s;
+    for (int i = 0; i < c; i++) {
+        char *end;
+        errno = 0;
+        double x = strtod(p, &end);
+        int last = i == c - 1;
+        if (end == p || errno || !isfinite((float)x) || *end != (last ? 0 : ',')) {
+            *why = what;
+            return -1;
+        }
+        v[i] = (float)x;
+        p = end + (*end == ',');
+    }
+    return 0;
+}
+
+int rt_norm_parse(RtNorm *n, int c, const char *mean, const char *std, const char **why)
+{
+    const char *unused;
+    if (!why)
+        why = &unused;
+    if (c <= 0 || c > RT_NORM_MAX_C) {
+        *why = "unsupported number of channels";
+        return -1;
+    }
+    if (!mean || !std) {
+        *why = "input_mean or input_std is missing";
+        return -1;
+    }
+    if (parse_floats(n->mean, c, mean, "input_mean is not one finite number per input channel",
+                     why) ||
+        parse_floats(n->std, c, std, "input_std is not one finite number per input channel",
+                     why))
+        return -1;
+    for (int i = 0; i < c; i++)
+        if (!(n->std[i] > 0.0f)) {
+            *why = "input_std holds a value that is not positive";
+            return -1;
+        }
+    n->c = c;
+    return 0;
 }
 
 int rt_data_load(RtData *train, RtData *test, const char *spec, int limit, int test_limit,
                  int c, int h, int w, int classes, uint64_t seed, RtErr *err)
 {
+    RtNorm n = {0};
+    return rt_data_load_norm(train, test, spec, limit, test_limit, c, h, w, classes, seed, &n,
+                             err);
+}
+
+int rt_data_load_norm(RtData *train, RtData *test, const char *spec, int limit, int test_limit,
+                      int c, int h, int w, int classes, uint64_t seed, RtNorm *norm, RtErr *err)
+{
+    RtData scratch;
+    int want_train = train != NULL;
+    if (!want_train) {
+        if (!norm || norm->c <= 0) {
+            set_err(err, "internal error: the test set alone needs a given normalisation");
+            return -1;
+        }
+        train = &scratch;
+    }
     memset(train, 0, sizeof *train);
     memset(test, 0, sizeof *test);
     if (!spec)
@@ -548,7 +643,7 @@ int rt_data_load(RtData *train, RtData *test, const char *spec, int limit, int t
         int dflt = !dir;
         if (!dir)
             dir = FASHION_DIR;
-        if (load_idx_split(train, dir, "train", 10, err) ||
+        if ((want_train && load_idx_split(train, dir, "train", 10, err)) ||
             load_idx_split(test, dir, "t10k", 10, err)) {
             rt_data_free(train);
             if (dflt && err && strstr(err->msg, strerror(ENOENT))) {
@@ -559,7 +654,8 @@ int rt_data_load(RtData *train, RtData *test, const char *spec, int limit, int t
             }
             return -1;
         }
-        idx_path(shownbuf, sizeof shownbuf, dir, "train-images-idx3-ubyte");
+        idx_path(shownbuf, sizeof shownbuf, dir,
+                 want_train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte");
         shown = shownbuf;
     } else if (!strcmp(kind, "cifar10") || !strcmp(kind, "cifar100")) {
         int c100 = !strcmp(kind, "cifar100");
@@ -573,35 +669,57 @@ int rt_data_load(RtData *train, RtData *test, const char *spec, int limit, int t
         static const char *const c10te[] = {"test_batch.bin"};
         static const char *const c100tr[] = {"train.bin"};
         static const char *const c100te[] = {"test.bin"};
-        if (load_cifar_files(train, dir, c100 ? c100tr : c10tr, c100 ? 1 : 5, c100, err))
+        if (want_train &&
+            load_cifar_files(train, dir, c100 ? c100tr : c10tr, c100 ? 1 : 5, c100, err))
             return -1;
         if (load_cifar_files(test, dir, c100 ? c100te : c10te, 1, c100, err)) {
             rt_data_free(train);
             return -1;
         }
-        snprintf(shownbuf, sizeof shownbuf, "%s/%s", dir, c100 ? c100tr[0] : c10tr[0]);
+        snprintf(shownbuf, sizeof shownbuf, "%s/%s", dir,
+                 want_train ? (c100 ? c100tr[0] : c10tr[0]) : (c100 ? c100te[0] : c10te[0]));
         shown = shownbuf;
     } else {
         set_err(err, "--data %s: unknown data set (expected fashion-mnist, fashion-mnist:DIR, "
                 "mnist:DIR, cifar10:DIR, cifar100:DIR or synthetic)", spec);
         return -1;
     }
-    if (shown && (train->c != c || train->h != h || train->w != w || train->classes != classes ||
-                  test->h != train->h || test->w != train->w)) {
-        if (test->h != train->h || test->w != train->w)
+    if (!want_train)   /* the synthetic set makes both; the test set alone is wanted */
+        rt_data_free(train);
+    const RtData *ref = want_train ? train : test;
+    if (shown && (ref->c != c || ref->h != h || ref->w != w || ref->classes != classes ||
+                  (want_train && (test->h != train->h || test->w != train->w)))) {
+        if (ref->c == c && ref->classes == classes && ref->h == h && ref->w == w)
             set_err(err, "%s: training images are %dx%d, test images %dx%d", shown, train->h,
                     train->w, test->h, test->w);
         else
             set_err(err, "%s: the network expects %dx%dx%d images in %d classes, %s is "
-                    "%dx%dx%d in %d classes", shown, c, h, w, classes, kind, train->c,
-                    train->h, train->w, train->classes);
+                    "%dx%dx%d in %d classes", shown, c, h, w, classes, kind, ref->c,
+                    ref->h, ref->w, ref->classes);
         rt_data_free(train);
         rt_data_free(test);
         return -1;
     }
     data_truncate(train, limit);
     data_truncate(test, test_limit);
-    normalise(train, test);
+    RtNorm local = {0};
+    if (!norm)
+        norm = &local;
+    if (norm->c > 0) {
+        if (norm->c != ref->c) {
+            set_err(err, "the input normalisation has %d channels, %s has %d", norm->c, spec,
+                    ref->c);
+            rt_data_free(train);
+            rt_data_free(test);
+            return -1;
+        }
+    } else if (norm_compute(norm, train, err)) {
+        rt_data_free(train);
+        rt_data_free(test);
+        return -1;
+    }
+    norm_apply(norm, train);
+    norm_apply(norm, test);
     return 0;
 }
 

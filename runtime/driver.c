@@ -247,12 +247,30 @@ int rt_drv_load_weights(RtStFile *f, const char *path, const RtNet *net, float *
                  net->name);
         return -1;
     }
+    if (rt_st_note(f))
+        fprintf(stderr, "note: %s\n", rt_st_note(f));
+    int old_names = 0;
     for (int i = 0; i < net->ntensors; i++) {
         const RtTensor *t = &net->tensors[i];
         for (int pass = 0; pass < (momentum && !t->buffer ? 2 : 1); pass++) {
             char key[512];
             int ndim, dims[4];
             snprintf(key, sizeof key, "%s%s", pass ? "momentum." : "", t->name);
+            /* Checkpoints of optc before 0.1 named BN's affine parameters
+             * .gamma/.beta; PyTorch's .weight/.bias replaced them. */
+            size_t kl = strlen(key);
+            const char *suffix = t->kind == RT_PK_BN_GAMMA ? ".weight"
+                               : t->kind == RT_PK_BN_BETA ? ".bias" : NULL;
+            if (suffix && rt_st_shape(f, key, &ndim, dims) && kl > strlen(suffix) &&
+                strcmp(key + kl - strlen(suffix), suffix) == 0) {
+                char oldkey[sizeof key];
+                snprintf(oldkey, sizeof oldkey, "%.*s%s", (int)(kl - strlen(suffix)), key,
+                         t->kind == RT_PK_BN_GAMMA ? ".gamma" : ".beta");
+                if (rt_st_shape(f, oldkey, &ndim, dims) == 0) {
+                    memcpy(key, oldkey, sizeof key);
+                    old_names = 1;
+                }
+            }
             if (rt_st_shape(f, key, &ndim, dims)) {
                 snprintf(err->msg, sizeof err->msg,
                          "%s: tensor '%s' is missing (checkpoint not from network '%s'?)", path,
@@ -277,7 +295,24 @@ int rt_drv_load_weights(RtStFile *f, const char *path, const RtNet *net, float *
                 return -1;
         }
     }
+    if (old_names)
+        fprintf(stderr, "note: %s: BN parameters under their old names .gamma/.beta read as "
+                ".weight/.bias\n", path);
     return 0;
+}
+
+void rt_drv_norm_note(const RtStFile *f, const char *path, const char *data, int limit,
+                      const char *what)
+{
+    const char *cdata = rt_st_meta(f, "data"), *clim = rt_st_meta(f, "data_limit");
+    if (!clim)
+        clim = rt_st_meta(f, "limit");
+    int climit = clim ? atoi(clim) : 0;
+    if (cdata && strcmp(cdata, data) == 0 && climit == limit)
+        return;
+    fprintf(stderr, "note: %s: %s normalises its inputs with the checkpoint's statistics "
+            "(computed on --data %s --limit %d), not on --data %s --limit %d\n", path, what,
+            cdata ? cdata : "(unknown)", climit, data, limit);
 }
 
 /* --- info ------------------------------------------------------------------ */
@@ -294,7 +329,7 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
                        opts, 1, argc, argv);
     if (rc)
         return rc == 1 ? 0 : rc;
-    int B = net->defaults.batch > 0 ? net->defaults.batch : 128;
+    int B = net->defaults.batch > 0 ? net->defaults.batch : RT_DEFAULT_BATCH;
     size_t act_bytes = net->act_elems(B) * sizeof(float);
     size_t param_bytes = net->nparams * sizeof(float);
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
@@ -370,7 +405,7 @@ static int write_logits(RtModel *m, const RtNet *net, const RtData *d, int B, co
 static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
 {
     const char *weights = NULL, *data = NULL, *logits = NULL;
-    int batch = net->defaults.batch > 0 ? net->defaults.batch : 128;
+    int batch = net->defaults.batch > 0 ? net->defaults.batch : RT_DEFAULT_BATCH;
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
     int test_limit = 0, limit = 0;
     RtDrvOpt opts[] = {
@@ -381,7 +416,8 @@ static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
         {"batch", OPT_INT, &batch, 1, 65536, "N", "evaluation batch", 0},
         {"threads", OPT_INT, &threads, 1, 1024, "N", "threads", 0},
         {"limit", OPT_INT, &limit, 0, 1e9, "N",
-         "training images the normalisation was computed on (default: the checkpoint's)", 0},
+         "training images to compute the normalisation on, for a checkpoint without "
+         "input_mean/input_std (default: the checkpoint's)", 0},
         {"test-limit", OPT_INT, &test_limit, 0, 1e9, "N", "use the first N test images (0: all)",
          0},
         {"logits", OPT_STR, &logits, 0, 0, "FILE",
@@ -405,16 +441,35 @@ static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
     }
     if (!data)
         data = rt_st_meta(f, "data") ? rt_st_meta(f, "data") : "fashion-mnist";
-    if (!opts[4].seen && rt_st_meta(f, "limit"))
-        limit = atoi(rt_st_meta(f, "limit"));
+    if (!opts[4].seen) {
+        const char *l = rt_st_meta(f, "data_limit") ? rt_st_meta(f, "data_limit")
+                                                     : rt_st_meta(f, "limit");
+        limit = l ? atoi(l) : 0;
+    }
     uint64_t seed = rt_st_meta(f, "seed") ? strtoull(rt_st_meta(f, "seed"), NULL, 10) : 0;
+    /* The checkpoint's normalisation when it has one: the test set alone is
+     * read. An older checkpoint recomputes it from the training set. */
+    RtNorm norm = {0};
+    const char *nm = rt_st_meta(f, "input_mean"), *ns = rt_st_meta(f, "input_std"), *why;
+    if (!nm && !ns) {
+        fprintf(stderr, "note: %s has no input_mean/input_std (an older checkpoint): the input "
+                "normalisation is recomputed from --data %s --limit %d\n", weights, data, limit);
+    } else if (rt_norm_parse(&norm, net->in_c, nm, ns, &why)) {
+        fprintf(stderr, "error: %s: metadata %s\n", weights, why);
+        rt_st_close(f);
+        return 1;
+    } else {
+        rt_drv_norm_note(f, weights, data, limit, "evaluation");
+    }
     char *data_copy = strdup(data);   /* the file's strings go away on close */
     RtModel m;
     RtData train = {0}, test = {0};
     float *probs = NULL;
     int status = 1;
     rt_drv_set_threads(threads);
-    if (rt_model_init(&m, net, batch, threads, 0, &err)) {
+    if (!data_copy || rt_model_init(&m, net, batch, threads, 0, &err)) {
+        if (!data_copy)
+            snprintf(err.msg, sizeof err.msg, "out of memory");
         fprintf(stderr, "error: %s\n", err.msg);
         rt_st_close(f);
         free(data_copy);
@@ -426,8 +481,8 @@ static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
     }
     rt_st_close(f);
     f = NULL;
-    if (rt_data_load(&train, &test, data_copy, limit, test_limit, net->in_c, net->in_h,
-                     net->in_w, net->classes, seed, &err)) {
+    if (rt_data_load_norm(norm.c ? NULL : &train, &test, data_copy, limit, test_limit, net->in_c,
+                          net->in_h, net->in_w, net->classes, seed, &norm, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         goto done;
     }
@@ -473,7 +528,7 @@ static double median(double *v, int n)
 
 static int cmd_bench(const RtNet *net, const char *prog, int argc, char **argv)
 {
-    int batch = 128, iters = 10, warmup = 3;
+    int batch = RT_DEFAULT_BATCH, iters = 10, warmup = 3;
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
     uint64_t seed = 1;
     RtDrvOpt opts[] = {

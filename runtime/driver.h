@@ -48,6 +48,12 @@ void rt_drv_evaluate(RtModel *m, const RtNet *net, const RtData *d, float *probs
 int rt_drv_load_weights(RtStFile *f, const char *path, const RtNet *net, float *params,
                      float *buffers, float *momentum, RtErr *err);
 
+/* One note on stderr when a checkpoint's input normalisation, computed on
+ * its metadata data / data_limit, is used for `what` (training, evaluation)
+ * on another data set or limit. */
+void rt_drv_norm_note(const RtStFile *f, const char *path, const char *data, int limit,
+                      const char *what);
+
 int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv);
 int rt_drv_cmd_gradcheck(const RtNet *net, const char *prog, int argc, char **argv);
 

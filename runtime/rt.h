@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "rt_defaults.h"
 
 #define RT_VERSION "0.1.0"
 
@@ -32,12 +33,80 @@ double   rt_rng_uniform(RtRng *r);            /* [0, 1) */
 double   rt_rng_normal(RtRng *r);             /* N(0, 1) */
 uint32_t rt_rng_below(RtRng *r, uint32_t n);  /* uniform in [0, n) */
 
+/* --- branch records (gradient checks) -------------------------------------
+ * A piecewise kernel (relu, the exact block's relu, any later activation
+ * with a kink) chooses a piece per element. Central differences across a
+ * kink measure neither piece, and float and double can put an input that
+ * lies within rounding of the kink on different sides. A branch record lets
+ * a check freeze the choices: a recording pass stores each element's piece,
+ * replaying passes take the stored piece whatever their input says, so the
+ * checked function is one smooth function of the parameters.
+ *
+ * Contract for every piecewise kernel (forward and backward):
+ * - It takes a site: the element offset of its pieces in rec->mask. The
+ *   emitter lays the piecewise calls of a network one after another, per
+ *   image, and passes B * (per-image offset); RtNet.branch_elems is the
+ *   per-image total, so a record for batch B holds B * branch_elems bytes.
+ *   The call's elements are mask[site .. site + n).
+ * - m = rt_branch_mask(ctx, site, n) is NULL when ctx->branch is NULL (the
+ *   training and evaluation case: the kernel runs its usual code, the cost
+ *   is that one test per call). Otherwise the forward chooses each
+ *   element's piece by p = rt_branch_take(ctx->branch, &m[i], piece, dist),
+ *   where piece is what its input selects (0..255) and dist the input's
+ *   distance to the nearest kink, and computes that piece's formula even
+ *   when the input lies outside it (the piece extended: relu's piece 1 is
+ *   the identity, also for a negative input). The backward reads m[i] as
+ *   the piece and never looks at the input's side.
+ * - Branch-mode loops run on one thread (rt_branch_take counts without
+ *   atomics). */
+typedef struct RtBranch {
+    int replay;         /* 0: record each element's piece; 1: take the recorded one */
+    uint8_t *mask;      /* one piece per element */
+    size_t cap;         /* elements mask holds */
+    const uint8_t *ref; /* replay: NULL, or other pieces (same layout) to count
+                           crossings against instead of mask's */
+    /* statistics since the last rt_branch_reset */
+    size_t seen;        /* elements chosen */
+    size_t crossed;     /* replay: elements whose input selects another piece
+                           than the recorded (or ref) one */
+    double cross_min;   /* smallest distance to the kink among the crossed */
+    double near_min;    /* smallest distance to a kink among all elements */
+} RtBranch;
+
+/* Clear the statistics (the mask and mode stay). */
+void rt_branch_reset(RtBranch *b);
+
 /* --- execution context --------------------------------------------------- */
 typedef struct {
     int threads;            /* OpenMP threads for the runtime's own loops */
     void *scratch;          /* kernel workspace (im2col), owned by the caller */
     size_t scratch_bytes;
+    RtBranch *branch;       /* NULL, or the record piecewise kernels freeze (above) */
 } RtCtx;
+
+/* The n pieces of the call at site, or NULL when ctx has no branch record.
+ * Aborts with a message when the site lies outside the record (a network
+ * whose branch_elems is wrong). */
+uint8_t *rt_branch_mask(const RtCtx *ctx, size_t site, size_t n);
+
+/* Record (piece stored and returned) or replay (the stored piece returned,
+ * a disagreement with `piece` counted) one element. */
+static inline int rt_branch_take(RtBranch *b, uint8_t *m, int piece, double dist)
+{
+    b->seen++;
+    if (dist < b->near_min)
+        b->near_min = dist;
+    if (!b->replay) {
+        *m = (uint8_t)piece;
+        return piece;
+    }
+    if ((b->ref ? b->ref[m - b->mask] : *m) != (uint8_t)piece) {
+        b->crossed++;
+        if (dist < b->cross_min)
+            b->cross_min = dist;
+    }
+    return *m;
+}
 
 /* Workspace a conv2d forward or backward call needs, in bytes, for elements
  * of elem_size bytes. The caller sizes ctx->scratch as the maximum over all
@@ -57,6 +126,8 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  * linear in[B][IN] w[OUT][IN] b[OUT] out[B][OUT];
  * exact (theory block, phi = relu) in/out[B][d] U[d][m] a[B][m]:
  *   a = in U, out = in - relu(a) U^T;
+ * relu and exact are piecewise: site is their branch-record offset (see
+ * RtBranch; n resp. B*m pieces);
  * concat out[B][sum cs][HW] from xs[i][B][cs[i]][HW];
  * sum out[len] = sum_i c[i] xs[i][len];
  * dropout mask[n] holds 0 or 1/(1-p);
@@ -82,9 +153,9 @@ void rt_bn_forward_eval##S(const RtCtx *ctx, T *out, const T *in, const T *gamma
 void rt_bn_backward##S(const RtCtx *ctx, T *din, int acc, T *dgamma, T *dbeta,          \
         const T *dout, const T *in, const T *mean, const T *rstd, const T *gamma,       \
         int B, int C, int HW);                                                          \
-void rt_relu_forward##S(const RtCtx *ctx, T *out, const T *in, size_t n);               \
+void rt_relu_forward##S(const RtCtx *ctx, T *out, const T *in, size_t n, size_t site);  \
 void rt_relu_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,              \
-        const T *out, size_t n);                                                        \
+        const T *out, size_t n, size_t site);                                           \
 void rt_sum_forward##S(const RtCtx *ctx, T *out, int n, const T *const *xs,             \
         const T *c, size_t len);                                                        \
 void rt_sum_backward##S(const RtCtx *ctx, T *const *dxs, const int *acc, T *dc,         \
@@ -113,9 +184,9 @@ void rt_linear_forward_ref##S(T *out, const T *in, const T *w, const T *b,      
 void rt_linear_backward_ref##S(T *din, int acc, T *dw, T *db, const T *dout,            \
         const T *in, const T *w, int B, int IN, int OUT);                               \
 void rt_exact_forward##S(const RtCtx *ctx, T *out, T *a, const T *in, const T *U,       \
-        int B, int d, int m);                                                           \
+        int B, int d, int m, size_t site);                                              \
 void rt_exact_backward##S(const RtCtx *ctx, T *din, int acc, T *dU, const T *dout,      \
-        const T *in, const T *a, const T *U, int B, int d, int m);                      \
+        const T *in, const T *a, const T *U, int B, int d, int m, size_t site);         \
 void rt_dropout_forward##S(const RtCtx *ctx, T *out, T *mask, const T *in, size_t n,    \
         double p, RtRng *rng);                                                          \
 void rt_dropout_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,           \
@@ -195,6 +266,7 @@ typedef struct RtNet {
     const RtTensor *tensors;
     int ntensors;
     long long madds;                            /* forward multiply-adds per image */
+    size_t branch_elems;                        /* piecewise elements per image (RtBranch) */
     int nops;
     size_t (*act_elems)(int B);                 /* activation arena elements */
     size_t (*scratch_bytes)(int B, int threads, size_t elem_size);
@@ -228,6 +300,26 @@ typedef struct {
 int  rt_data_load(RtData *train, RtData *test, const char *spec, int limit, int test_limit,
                   int c, int h, int w, int classes, uint64_t seed, RtErr *err);
 void rt_data_free(RtData *d);
+
+/* The input normalisation, per channel: x = (pixel / 255 - mean[c]) / std[c],
+ * computed in float. Checkpoints store it (metadata input_mean, input_std). */
+#define RT_NORM_MAX_C 64
+typedef struct {
+    int c;                          /* channels; 0: not known yet */
+    float mean[RT_NORM_MAX_C], std[RT_NORM_MAX_C];
+} RtNorm;
+/* rt_data_load with the normalisation explicit: when norm->c > 0 both sets
+ * are normalised with it (its channels must match the images'); otherwise it
+ * is computed from the training set (after limit) and stored in *norm.
+ * train may be NULL when norm is given: only the test set is read. */
+int  rt_data_load_norm(RtData *train, RtData *test, const char *spec, int limit, int test_limit,
+                       int c, int h, int w, int classes, uint64_t seed, RtNorm *norm, RtErr *err);
+/* "m0,m1,..." and "s0,s1,..." ("%.9g": floats round-trip exactly) into
+ * mean and std of cap bytes each; -1 when they do not fit. */
+int  rt_norm_format(const RtNorm *n, char *mean, char *std, size_t cap);
+/* The inverse, for c channels; -1 with a reason in *why when a value is
+ * missing, extra, not a number, not finite, or a std is not positive. */
+int  rt_norm_parse(RtNorm *n, int c, const char *mean, const char *std, const char **why);
 /* Low-level readers (tests use them directly). IDX files may be gzipped. */
 int  rt_idx_read_images(const char *path, float **x, int *n, int *h, int *w, RtErr *err);
 int  rt_idx_read_labels(const char *path, uint8_t **y, int *n, RtErr *err);
@@ -255,6 +347,13 @@ const char *rt_st_meta(const RtStFile *f, const char *key);   /* NULL when absen
 int         rt_st_count(const RtStFile *f);
 const char *rt_st_name(const RtStFile *f, int i);
 void        rt_st_close(RtStFile *f);
+/* NULL, or one line "PATH: skipped N integer tensors ...: NAME (I64), ..."
+ * naming the integer tensors the reader skipped (PyTorch's
+ * num_batches_tracked). F64/F16/BF16 tensors read as float. */
+const char *rt_st_note(const RtStFile *f);
+/* IEEE half and bfloat16 to float (exact, subnormals, inf and NaN kept). */
+float       rt_st_f16_to_f32(uint16_t h);
+float       rt_st_bf16_to_f32(uint16_t b);
 
 /* --- optimizer ------------------------------------------------------------ */
 /* SGD with momentum (PyTorch's convention: buf = mu*buf + g + wd*p;

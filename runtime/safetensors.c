@@ -7,15 +7,26 @@
  * relative to the end of the header), little-endian.
  *
  * Writes are atomic (temporary file in the same directory, fsync, rename,
- * fsync of the directory). Reads validate the whole header with a small
- * strict JSON parser, with the same rules as the reference implementation
- * (tensors must tile the data region exactly), so a file we accept is one
- * Python's safetensors accepts, and vice versa for F32 files. */
+ * fsync of the directory) and always F32. Reads validate the whole header
+ * with a small strict JSON parser, with the same rules as the reference
+ * implementation (tensors must tile the data region exactly), so a file we
+ * accept is one Python's safetensors accepts. F32, F64, F16 and BF16 tensors
+ * are read as float (F64 rounded to nearest, the others exactly); integer
+ * tensors (PyTorch's I64 num_batches_tracked, masks) are validated like the
+ * rest, then skipped: absent to rt_st_shape/read/count/name, listed in one
+ * note (rt_st_note). Any other dtype (F8, complex...) is refused.
+ *
+ * The JSON parser is hand-written rather than a library: the header's
+ * grammar is tiny, the reference's exact rules (integer-only numbers, no
+ * duplicate keys, no trailing bytes) are checked as it goes, and the
+ * runtime stays dependency-free; a libFuzzer harness
+ * (tests/fuzz/fuzz_readers.c) covers it. */
 #include "rt.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +37,34 @@
 /* The reference implementation refuses headers above 100 MB. */
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
 #define ST_MAX_RANK 4
+/* Skipped (integer) tensors may have a higher rank; their shape is only
+ * checked against their bytes. */
+#define ST_PARSE_RANK 8
+
+typedef enum { ST_FLOAT, ST_INT } StKind;
+typedef enum { ST_F32, ST_F64, ST_F16, ST_BF16, ST_OTHER } StFloat;
+
+/* The dtypes of the safetensors format this reader knows. */
+static const struct {
+    const char *name;
+    int size;
+    StKind kind;
+    StFloat flt;
+} st_dtypes[] = {
+    {"F32", 4, ST_FLOAT, ST_F32}, {"F64", 8, ST_FLOAT, ST_F64},
+    {"F16", 2, ST_FLOAT, ST_F16}, {"BF16", 2, ST_FLOAT, ST_BF16},
+    {"I64", 8, ST_INT, ST_OTHER}, {"I32", 4, ST_INT, ST_OTHER},
+    {"I16", 2, ST_INT, ST_OTHER}, {"I8", 1, ST_INT, ST_OTHER},
+    {"U64", 8, ST_INT, ST_OTHER}, {"U32", 4, ST_INT, ST_OTHER},
+    {"U16", 2, ST_INT, ST_OTHER}, {"U8", 1, ST_INT, ST_OTHER},
+    {"BOOL", 1, ST_INT, ST_OTHER},
+};
 
 typedef struct {
     char *name;
     int ndim;
-    int dims[ST_MAX_RANK];
+    int dims[ST_PARSE_RANK];
+    int dtype;              /* index into st_dtypes; -1 until seen */
     uint64_t begin, end;
 } StTensor;
 
@@ -44,6 +78,7 @@ struct RtStFile {
     int nt, tcap;
     char **meta;            /* key, value, key, value ... */
     int nmeta, mcap;        /* pairs */
+    char *note;             /* the integer tensors skipped, or NULL */
 };
 
 static void set_err(RtErr *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -577,6 +612,7 @@ static void st_free_contents(RtStFile *f)
         free(f->meta[i]);
     free(f->t);
     free(f->meta);
+    free(f->note);
     free(f->bytes);
     free(f->path);
 }
@@ -659,11 +695,15 @@ static int parse_tensor(Js *j, StTensor *t)
             const char *at = j->p;
             if (js_string(j, &dt))
                 return -1;
-            int f32 = !strcmp(dt, "F32");
+            t->dtype = -1;
+            for (size_t k = 0; k < sizeof st_dtypes / sizeof st_dtypes[0]; k++)
+                if (!strcmp(dt, st_dtypes[k].name))
+                    t->dtype = (int)k;
             free(dt);
-            if (!f32) {
+            if (t->dtype < 0) {
                 j->p = at;
-                return js_fail(j, "unsupported dtype (only F32 is supported)");
+                return js_fail(j, "unsupported dtype (optc reads F32, F64, F16 and BF16 tensors "
+                               "and skips integer ones)");
             }
         } else if (which == 2) {
             if (js_expect(j, '['))
@@ -674,8 +714,8 @@ static int parse_tensor(Js *j, StTensor *t)
                     uint64_t d;
                     if (js_uint(j, &d))
                         return -1;
-                    if (t->ndim == ST_MAX_RANK)
-                        return js_fail(j, "tensor rank above 4 is not supported");
+                    if (t->ndim == ST_PARSE_RANK)
+                        return js_fail(j, "tensor rank above 8 is not supported");
                     if (d > INT_MAX)
                         return js_fail(j, "dimension too large");
                     t->dims[t->ndim++] = (int)d;
@@ -695,8 +735,10 @@ static int parse_tensor(Js *j, StTensor *t)
         return -1;
     if (!seen_dtype || !seen_shape || !seen_off)
         return js_fail(j, "tensor entry lacks dtype, shape or data_offsets");
+    if (st_dtypes[t->dtype].kind == ST_FLOAT && t->ndim > ST_MAX_RANK)
+        return js_fail(j, "tensor rank above 4 is not supported");
     /* Bytes must match dtype x shape. */
-    uint64_t bytes = 4;
+    uint64_t bytes = (uint64_t)st_dtypes[t->dtype].size;
     for (int d = 0; d < t->ndim; d++) {
         if (t->dims[d] && bytes > UINT64_MAX / (uint64_t)t->dims[d])
             return js_fail(j, "shape too large");
@@ -821,6 +863,49 @@ static int check_layout(RtStFile *f, RtErr *err)
     return 0;
 }
 
+/* Drop the integer tensors (their layout was checked) and describe them in
+ * f->note: the count, then names and dtypes up to about 300 characters. */
+static int skip_integers(RtStFile *f, RtErr *err)
+{
+    int kept = 0, skipped = 0, cut = 0;
+    Buf b = {0};
+    for (int i = 0; i < f->nt; i++) {
+        StTensor *t = &f->t[i];
+        if (st_dtypes[t->dtype].kind == ST_FLOAT) {
+            f->t[kept++] = *t;
+            continue;
+        }
+        if (skipped == 0 || b.len < 300) {
+            buf_str(&b, skipped ? ", " : "");
+            buf_str(&b, t->name);
+            buf_str(&b, " (");
+            buf_str(&b, st_dtypes[t->dtype].name);
+            buf_str(&b, ")");
+        } else if (!cut) {
+            buf_str(&b, ", ...");
+            cut = 1;
+        }
+        skipped++;
+        free(t->name);
+    }
+    f->nt = kept;
+    if (skipped == 0)
+        return 0;
+    char head[128];
+    snprintf(head, sizeof head, "skipped %d integer tensor%s optc does not use: ", skipped,
+             skipped == 1 ? "" : "s");
+    size_t n = strlen(f->path) + 2 + strlen(head) + (b.b ? b.len : 0) + 1;
+    f->note = b.oom ? NULL : malloc(n);
+    if (!f->note) {
+        free(b.b);
+        set_err(err, "%s: out of memory", f->path);
+        return -1;
+    }
+    snprintf(f->note, n, "%s: %s%s", f->path, head, b.b);
+    free(b.b);
+    return 0;
+}
+
 RtStFile *rt_st_open(const char *path, RtErr *err)
 {
     RtStFile *f = calloc(1, sizeof *f);
@@ -886,7 +971,7 @@ RtStFile *rt_st_open(const char *path, RtErr *err)
         goto fail;
     f->data = f->bytes + 8 + hl;
     f->data_len = f->size - 8 - (size_t)hl;
-    if (check_layout(f, err))
+    if (check_layout(f, err) || skip_integers(f, err))
         goto fail;
     return f;
 fail_fd:
@@ -923,19 +1008,75 @@ int rt_st_read(RtStFile *f, const char *name, float *dst, size_t numel, RtErr *e
         set_err(err, "%s: no tensor '%s'", f->path, name);
         return -1;
     }
-    size_t have = (size_t)((t->end - t->begin) / 4);
+    int size = st_dtypes[t->dtype].size;
+    size_t have = (size_t)((t->end - t->begin) / (uint64_t)size);
     if (have != numel) {
         set_err(err, "%s: tensor '%s' has %zu elements, expected %zu", f->path, name, have,
                 numel);
         return -1;
     }
     const uint8_t *p = f->data + t->begin;
-    for (size_t i = 0; i < numel; i++, p += 4) {
-        uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                     (uint32_t)p[3] << 24;
-        memcpy(&dst[i], &u, 4);
+    switch (st_dtypes[t->dtype].flt) {
+    case ST_F32:
+        for (size_t i = 0; i < numel; i++, p += 4) {
+            uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                         (uint32_t)p[3] << 24;
+            memcpy(&dst[i], &u, 4);
+        }
+        break;
+    case ST_F64:
+        for (size_t i = 0; i < numel; i++, p += 8) {
+            uint64_t u = 0;
+            for (int k = 7; k >= 0; k--)
+                u = u << 8 | p[k];
+            double d;
+            memcpy(&d, &u, 8);
+            dst[i] = (float)d;   /* round to nearest; beyond FLT_MAX: inf */
+        }
+        break;
+    case ST_F16:
+        for (size_t i = 0; i < numel; i++, p += 2)
+            dst[i] = rt_st_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+        break;
+    case ST_BF16:
+        for (size_t i = 0; i < numel; i++, p += 2)
+            dst[i] = rt_st_bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
+        break;
+    case ST_OTHER:
+        set_err(err, "%s: tensor '%s' is not a float tensor", f->path, name);
+        return -1;
     }
     return 0;
+}
+
+float rt_st_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, e = h >> 10 & 0x1f, m = h & 0x3ff, u;
+    if (e == 0) {
+        /* zero and subnormals: m * 2^-24, a normal float, exact */
+        float v = ldexpf((float)m, -24);
+        return sign ? -v : v;
+    }
+    if (e == 31)
+        u = sign | 0x7f800000u | m << 13;            /* inf, NaN (payload kept) */
+    else
+        u = sign | (e - 15 + 127) << 23 | m << 13;
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+float rt_st_bf16_to_f32(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+const char *rt_st_note(const RtStFile *f)
+{
+    return f->note;
 }
 
 const char *rt_st_meta(const RtStFile *f, const char *key)

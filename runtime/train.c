@@ -12,7 +12,12 @@
  * Test hooks (environment, read once per run; used by tests/test_driver.c):
  *   OPTC_TEST_INTERRUPT_AT=N  raise SIGINT (or OPTC_TEST_INTERRUPT_SIGNAL=TERM:
  *                             SIGTERM) after global step N (1-based)
- *   OPTC_TEST_NAN_AT=N        treat the loss of global step N as NaN */
+ *   OPTC_TEST_NAN_AT=N        treat the loss of global step N as NaN
+ *   OPTC_TEST_NAN_TEST_AT=E   treat the test loss after epoch E (1-based) as NaN
+ *
+ * No JSON file written here holds NaN or Inf: a non-finite test loss stops
+ * the run (exit 1) before the logs and checkpoints of that epoch are
+ * written, and any other non-finite number is written as null. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -48,6 +53,7 @@ typedef struct {
     uint8_t *labels;
     uint32_t *order;
     RtData train, test;
+    RtNorm norm;                  /* the input normalisation, saved in every checkpoint */
     RtRng aug;
     int epoch, step, steps;       /* position: the next step to run */
     long long gstep;              /* steps done since the run began */
@@ -61,7 +67,7 @@ typedef struct {
     /* the last evaluation */
     double test_loss, test_acc;
     int evaluated;
-    long long hook_interrupt, hook_nan;
+    long long hook_interrupt, hook_nan, hook_nan_test;
     int hook_sig;
     char last_good[4200];
     FILE *csv, *jsonl;
@@ -118,8 +124,8 @@ static int prepare_out(const char *dir, RtErr *err)
 /* --- checkpoints ----------------------------------------------------------------- */
 
 typedef struct {
-    const char *kv[80];
-    char buf[40][96];
+    const char *kv[96];
+    char buf[48][96];
     int n, nbuf;
 } Meta;
 
@@ -201,7 +207,11 @@ static int train_save(const Train *t, const char *path, RtErr *err)
     const RtTrainConfig *c = &t->cfg;
     Meta mt;
     mt.n = mt.nbuf = 0;
-    char aug[80], mdl[80];
+    char aug[80], mdl[80], nmean[RT_NORM_MAX_C * 18], nstd[RT_NORM_MAX_C * 18];
+    if (rt_norm_format(&t->norm, nmean, nstd, sizeof nmean)) {
+        snprintf(err->msg, sizeof err->msg, "%s: the input normalisation does not fit", path);
+        goto done;
+    }
     rng_hex(aug, &t->aug);
     rng_hex(mdl, &t->m.rng);
     meta_str(&mt, "format", "optc-checkpoint-1");
@@ -226,6 +236,9 @@ static int train_save(const Train *t, const char *path, RtErr *err)
     meta_fmt(&mt, "limit", "%d", c->limit);
     meta_fmt(&mt, "test_limit", "%d", c->test_limit);
     meta_str(&mt, "data", c->data);
+    meta_fmt(&mt, "data_limit", "%d", c->limit);
+    meta_str(&mt, "input_mean", nmean);
+    meta_str(&mt, "input_std", nstd);
     meta_fmt(&mt, "augment", "%d", t->augment);
     meta_fmt(&mt, "train_seconds", "%a", t->wall_base + (rt_drv_now() - t->t_start));
     meta_fmt(&mt, "step_seconds", "%a", t->step_seconds);
@@ -325,6 +338,28 @@ static int resume_config(Train *t, const RtStFile *f, const char *path, RtDrvOpt
             break;
         }
     }
+    return 0;
+}
+
+/* The input normalisation of a checkpoint into t->norm, with a note when
+ * the run trains on another data set or limit than the one it was computed
+ * on; an older checkpoint without it gets a note and t->norm stays empty
+ * (recomputed from the data, as that optc did). */
+static int resume_norm(Train *t, const RtStFile *f, const char *path, RtErr *err)
+{
+    const RtTrainConfig *c = &t->cfg;
+    const char *m = rt_st_meta(f, "input_mean"), *s = rt_st_meta(f, "input_std"), *why;
+    if (!m && !s) {
+        fprintf(stderr, "note: %s has no input_mean/input_std (an older checkpoint): the input "
+                "normalisation is recomputed from --data %s --limit %d\n", path, c->data,
+                c->limit);
+        return 0;
+    }
+    if (rt_norm_parse(&t->norm, t->net->in_c, m, s, &why)) {
+        snprintf(err->msg, sizeof err->msg, "%s: metadata %s", path, why);
+        return -1;
+    }
+    rt_drv_norm_note(f, path, c->data, c->limit, "training");
     return 0;
 }
 
@@ -455,6 +490,32 @@ static void progress(const Train *t, double loss_avg, double acc)
     fflush(stdout);
 }
 
+/* A JSON number: v with prec digits after the point (fixed) or prec
+ * significant digits (general), or null when v is NaN or infinite, which
+ * JSON cannot hold. */
+static const char *jnum(char *buf, size_t n, int general, int prec, double v)
+{
+    if (!isfinite(v))
+        return "null";
+    if (general || fabs(v) >= 1e15)   /* no 300-digit fixed-point numbers */
+        snprintf(buf, n, "%.*g", prec < 6 ? 6 : prec, v);
+    else
+        snprintf(buf, n, "%.*f", prec, v);
+    return buf;
+}
+
+/* The evaluation result is finite, or err says where it is not. */
+static int check_test_loss(const Train *t, RtErr *err)
+{
+    if (isfinite(t->test_loss))
+        return 0;
+    snprintf(err->msg, sizeof err->msg,
+             "test loss is %s at the end of epoch %d (step %d); last good checkpoint: %.900s",
+             isnan(t->test_loss) ? "NaN" : "Inf", t->epoch + 1, t->step,
+             t->last_good[0] ? t->last_good : "none");
+    return -1;
+}
+
 /* --- the loop ------------------------------------------------------------------------- */
 
 /* One SGD step on batch t->step of epoch t->epoch. -1 on a non-finite loss
@@ -513,6 +574,11 @@ static int end_epoch(Train *t, const char *out, RtErr *err)
 {
     const RtTrainConfig *c = &t->cfg;
     rt_drv_evaluate(&t->m, t->net, &t->test, t->probs, c->batch, &t->test_loss, &t->test_acc);
+    if (t->hook_nan_test == t->epoch + 1)
+        t->test_loss = (double)NAN;
+    /* A diverged network: nothing of this epoch is logged or saved. */
+    if (check_test_loss(t, err))
+        return -1;
     t->evaluated = 1;
     double secs = t->part_seconds + (rt_drv_now() - t->t_start);
     double lr = rt_lr_at(c, t->epoch);
@@ -527,10 +593,14 @@ static int end_epoch(Train *t, const char *out, RtErr *err)
     path_join(path, sizeof path, out, "log.csv");
     if (log_write(t->csv, path, row, err))
         return -1;
+    char j[8][40];
     snprintf(row, sizeof row,
-             "{\"epoch\":%d,\"lr\":%.6g,\"train_loss\":%.6f,\"train_acc\":%.6f,"
-             "\"test_loss\":%.6f,\"test_acc\":%.6f,\"images_per_s\":%.1f,\"seconds\":%.3f}\n",
-             t->epoch + 1, lr, tl, ta, t->test_loss, t->test_acc, ips, secs);
+             "{\"epoch\":%d,\"lr\":%s,\"train_loss\":%s,\"train_acc\":%s,"
+             "\"test_loss\":%s,\"test_acc\":%s,\"images_per_s\":%s,\"seconds\":%s}\n",
+             t->epoch + 1, jnum(j[0], 40, 1, 6, lr), jnum(j[1], 40, 0, 6, tl),
+             jnum(j[2], 40, 0, 6, ta), jnum(j[3], 40, 0, 6, t->test_loss),
+             jnum(j[4], 40, 0, 6, t->test_acc), jnum(j[5], 40, 0, 1, ips),
+             jnum(j[6], 40, 0, 3, secs));
     path_join(path, sizeof path, out, "log.jsonl");
     if (log_write(t->jsonl, path, row, err))
         return -1;
@@ -577,13 +647,17 @@ static int write_summary(const Train *t, const char *out, RtErr *err)
         snprintf(err->msg, sizeof err->msg, "cannot write '%.900s': %s", tmp, strerror(errno));
         return -1;
     }
+    char j[5][40];
     int bad = fprintf(fp,
             "{\"net\":\"%s\",\"params\":%zu,\"madds\":%lld,\"epochs\":%d,\"seed\":%" PRIu64 ","
-            "\"train_seconds\":%.3f,\"test_acc\":%.6f,\"test_loss\":%.6f,"
-            "\"best_test_acc\":%.6f,\"images_per_s\":%.1f}\n",
+            "\"train_seconds\":%s,\"test_acc\":%s,\"test_loss\":%s,"
+            "\"best_test_acc\":%s,\"images_per_s\":%s}\n",
             t->net->name, t->net->nparams, t->net->madds, t->cfg.epochs, t->cfg.seed,
-            t->wall_base + (rt_drv_now() - t->t_start), t->test_acc, t->test_loss, t->best_acc,
-            t->step_seconds > 0 ? (double)t->images / t->step_seconds : 0.0) < 0;
+            jnum(j[0], 40, 0, 3, t->wall_base + (rt_drv_now() - t->t_start)),
+            jnum(j[1], 40, 0, 6, t->test_acc), jnum(j[2], 40, 0, 6, t->test_loss),
+            jnum(j[3], 40, 0, 6, t->best_acc),
+            jnum(j[4], 40, 0, 1,
+                 t->step_seconds > 0 ? (double)t->images / t->step_seconds : 0.0)) < 0;
     bad = fflush(fp) != 0 || bad;
     bad = fsync(fileno(fp)) != 0 || bad;
     int e = errno;
@@ -666,8 +740,13 @@ static int train_loop(Train *t, const char *out)
             return 1;
         }
     }
-    if (!t->evaluated)   /* resumed at the very end: still report the weights */
+    if (!t->evaluated) { /* resumed at the very end: still report the weights */
         rt_drv_evaluate(&t->m, t->net, &t->test, t->probs, c->batch, &t->test_loss, &t->test_acc);
+        if (check_test_loss(t, &err)) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return 1;
+        }
+    }
     /* A finished run makes an older interrupted checkpoint stale. */
     char stale[4200];
     path_join(stale, sizeof stale, out, "interrupted.safetensors");
@@ -690,7 +769,8 @@ static const char train_about[] =
     "SIGINT/SIGTERM finish the current step, write OUT/interrupted.safetensors and exit\n"
     "130/143; --resume continues any checkpoint exactly (same seed and threads give\n"
     "bit-identical results), taking every flag not given again from the checkpoint.\n"
-    "A NaN or Inf loss stops training (exit 1) without touching the checkpoints.";
+    "A NaN or Inf loss, training or test, stops training (exit 1) without touching the\n"
+    "checkpoints; the error names the last good one.";
 
 int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
 {
@@ -702,7 +782,7 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
     RtTrainConfig *c = &t->cfg;
     *c = net->defaults;
     if (c->epochs <= 0) c->epochs = 10;
-    if (c->batch <= 0) c->batch = 128;
+    if (c->batch <= 0) c->batch = RT_DEFAULT_BATCH;
     if (c->lr <= 0) c->lr = 0.1;
     if (c->threads <= 0) c->threads = rt_drv_default_threads();
     if (!c->data) c->data = "fashion-mnist";
@@ -757,7 +837,8 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
                      name ? name : "(unknown)", net->name);
             goto fail;
         }
-        if (resume_config(t, f, c->resume, opts, nopts, &data_store, &err))
+        if (resume_config(t, f, c->resume, opts, nopts, &data_store, &err) ||
+            resume_norm(t, f, c->resume, &err))
             goto fail;
     }
     if (!c->out) {
@@ -778,8 +859,8 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
     if (prepare_out(c->out, &err))
         goto fail;
     rt_drv_set_threads(c->threads);
-    if (rt_data_load(&t->train, &t->test, c->data, c->limit, c->test_limit, net->in_c,
-                     net->in_h, net->in_w, net->classes, c->seed, &err))
+    if (rt_data_load_norm(&t->train, &t->test, c->data, c->limit, c->test_limit, net->in_c,
+                          net->in_h, net->in_w, net->classes, c->seed, &t->norm, &err))
         goto fail;
     t->steps = t->train.n / c->batch;
     if (t->steps == 0) {
@@ -816,6 +897,7 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
     t->tty = isatty(STDOUT_FILENO);
     t->hook_interrupt = env_ll("OPTC_TEST_INTERRUPT_AT");
     t->hook_nan = env_ll("OPTC_TEST_NAN_AT");
+    t->hook_nan_test = env_ll("OPTC_TEST_NAN_TEST_AT");
     {
         const char *s = getenv("OPTC_TEST_INTERRUPT_SIGNAL");
         t->hook_sig = s && strcmp(s, "TERM") == 0 ? SIGTERM : SIGINT;

@@ -1,8 +1,12 @@
 #!/bin/sh
-# fuzz.sh — build optc's front end with libFuzzer + ASan + UBSan and fuzz it.
+# fuzz.sh — build optc's front end and the runtime's file readers with
+# libFuzzer + ASan + UBSan and fuzz them (two harnesses: fuzz_frontend for
+# specs, fuzz_readers for safetensors, IDX plain and gzip, CIFAR files).
 #
 #   scripts/fuzz.sh [SECONDS]   replay the regression inputs, then run a
-#                               campaign of SECONDS (default 600)
+#                               campaign of SECONDS in all (default 600): two
+#                               thirds on the front end, one third on the
+#                               readers
 #   scripts/fuzz.sh replay      build and replay the regression inputs only
 #   FUZZ_FORK=1 scripts/fuzz.sh N   a long campaign that keeps going after a
 #                               finding (libFuzzer -fork=1) and fails at the end
@@ -15,7 +19,11 @@
 # tests/bad/*.opt, tests/inject/*.opt and tests/fuzz/regress/*. Any crash, hang (> 5 s for one
 # input), leak, out-of-memory (> 2048 MB) or sanitizer report fails the run
 # with the input saved under build/fuzz/artifacts/; copy it into
-# tests/fuzz/regress/ once fixed, so make check replays it forever.
+# tests/fuzz/regress/ once fixed, so make check replays it forever. The
+# readers' campaign keeps build/fuzz/corpus-readers, is seeded with
+# tests/fuzz/readers/* (small valid files, first byte = which reader; see
+# fuzz_readers.c) and saves findings as build/fuzz/artifacts/readers-*; copy
+# them into tests/fuzz/readers/ once fixed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
@@ -47,6 +55,20 @@ if [ ! -x $bin ] || [ tests/fuzz/fuzz_frontend.c -nt $bin ] || [ $B/liboptc.a -n
         echo "fuzz: linking the harness failed" >&2; exit 1; }
 fi
 
+# The readers: runtime/safetensors.c, data.c and rng.c compiled straight
+# into the harness (no OpenMP, BLAS or driver needed).
+rbin=$B/fuzz_readers
+RSRC="tests/fuzz/fuzz_readers.c runtime/safetensors.c runtime/data.c runtime/rng.c"
+stale=0
+[ -x $rbin ] || stale=1
+for f in $RSRC runtime/rt.h; do [ "$f" -nt $rbin ] && stale=1; done
+if [ $stale = 1 ]; then
+    "$CLANG" -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O1 -g \
+        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+        -Iruntime -o $rbin $RSRC -lz -lm || {
+        echo "fuzz: linking the readers' harness failed" >&2; exit 1; }
+fi
+
 # Stray environment from a sanitizer test run must not change the verdict.
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -66,25 +88,54 @@ if [ $# -gt 0 ] && [ "${FUZZ_SKIP_REPLAY:-0}" != 1 ]; then
     fi
     echo "fuzz: replayed $# regression inputs and seeds"
 fi
+set -- $(ls tests/fuzz/readers/* 2>/dev/null)
+if [ $# -gt 0 ] && [ "${FUZZ_SKIP_REPLAY:-0}" != 1 ]; then
+    if ! $rbin $OPTS "$@" >$B/replay-readers.log 2>&1; then
+        tail -n 60 $B/replay-readers.log >&2
+        echo "fuzz: a readers' regression input or seed fails (log: $B/replay-readers.log)" >&2
+        exit 1
+    fi
+    echo "fuzz: replayed $# readers' inputs"
+fi
 [ "$arg" = replay ] && exit 0
+rsecs=$((arg / 3))
+fsecs=$((arg - rsecs))
 
-dict=
-[ -f tests/fuzz/optc.dict ] && dict=-dict=tests/fuzz/optc.dict
 fork=
 [ "${FUZZ_FORK:-0}" = 1 ] && fork="-fork=1 -ignore_timeouts=1 -ignore_crashes=1 -ignore_ooms=1"
 rm -f $B/artifacts/*
-$bin $OPTS $dict $fork -max_total_time="$arg" -print_final_stats=1 \
-    -artifact_prefix=$B/artifacts/ $B/corpus $B/seeds tests/fuzz/regress >$B/campaign.log 2>&1
-rc=$?
-execs=$(sed -n 's/^stat::number_of_executed_units: *//p' $B/campaign.log | tail -1)
-[ -z "$execs" ] && execs=$(sed -n 's/^#\([0-9][0-9]*\):* .*/\1/p' $B/campaign.log | tail -1)
-corpus=$(ls $B/corpus | wc -l)
-found=$(ls $B/artifacts | wc -l)
-if [ $rc -ne 0 ] || [ "$found" -ne 0 ]; then
-    ls $B/artifacts >&2
-    grep -E 'ERROR|SUMMARY|runtime error|Test unit written|contract violated' $B/campaign.log >&2
-    echo "fuzz: FAILED after ${execs:-?} executions (log: $B/campaign.log); reproduce with" >&2
-    echo "  $bin $B/artifacts/<file>" >&2
-    exit 1
+
+# campaign NAME BINARY SECONDS CORPUS [DICT] -- SEEDS...: one libFuzzer run;
+# prints a line and returns 0 when it found nothing.
+campaign() {
+    name=$1 bin=$2 secs=$3 corpus=$4 dict=$5
+    shift 5
+    mkdir -p $corpus
+    $bin $OPTS $dict $fork -max_total_time="$secs" -print_final_stats=1 \
+        -artifact_prefix=$B/artifacts/$name- $corpus "$@" >$B/campaign-$name.log 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' $B/campaign-$name.log | tail -1)
+    [ -z "$execs" ] && execs=$(sed -n 's/^#\([0-9][0-9]*\):* .*/\1/p' $B/campaign-$name.log | tail -1)
+    ncorpus=$(ls $corpus | wc -l)
+    found=$(ls $B/artifacts | grep -c "^$name-")
+    if [ $rc -ne 0 ] || [ "$found" -ne 0 ]; then
+        ls $B/artifacts | grep "^$name-" >&2
+        grep -E 'ERROR|SUMMARY|runtime error|Test unit written|contract violated' \
+            $B/campaign-$name.log >&2
+        echo "fuzz: $name FAILED after ${execs:-?} executions (log: $B/campaign-$name.log);" \
+            "reproduce with" >&2
+        echo "  $bin $B/artifacts/$name-<file>" >&2
+        return 1
+    fi
+    echo "fuzz: $name ${secs} s, ${execs:-?} executions, corpus $ncorpus inputs, no crash, hang," \
+        "leak or sanitizer report"
+}
+
+dict=
+[ -f tests/fuzz/optc.dict ] && dict=-dict=tests/fuzz/optc.dict
+status=0
+campaign frontend $bin $fsecs $B/corpus "$dict" $B/seeds tests/fuzz/regress || status=1
+if [ $rsecs -gt 0 ]; then   # 0 would mean "no limit" to libFuzzer
+    campaign readers $rbin $rsecs $B/corpus-readers "" tests/fuzz/readers || status=1
 fi
-echo "fuzz: ${arg} s, ${execs:-?} executions, corpus $corpus inputs, no crash, hang, leak or sanitizer report"
+exit $status

@@ -89,7 +89,7 @@ static void hn_forward##S(MODEL *m, int B, int train)                           
     else                                                                                     \
         rt_bn_forward_eval##S(&m->ctx, b1, c1, p + HN_P_G1, p + HN_P_B1, bf + HN_B_RM1,      \
                               bf + HN_B_RV1, B, 16, 784, 1e-5);                              \
-    rt_relu_forward##S(&m->ctx, r1, b1, (size_t)B * HN_N1);                                  \
+    rt_relu_forward##S(&m->ctx, r1, b1, (size_t)B * HN_N1, 0);                               \
     rt_conv2d_forward##S(&m->ctx, c2, r1, p + HN_P_CONV2, B, 16, 28, 28, 32, 3, 2, 1);        \
     if (train)                                                                               \
         rt_bn_forward_train##S(&m->ctx, b2, st + 32, st + 64, bf + HN_B_RM2, bf + HN_B_RV2,  \
@@ -97,7 +97,7 @@ static void hn_forward##S(MODEL *m, int B, int train)                           
     else                                                                                     \
         rt_bn_forward_eval##S(&m->ctx, b2, c2, p + HN_P_G2, p + HN_P_B2, bf + HN_B_RM2,      \
                               bf + HN_B_RV2, B, 32, 196, 1e-5);                              \
-    rt_relu_forward##S(&m->ctx, r2, b2, (size_t)B * HN_N2);                                  \
+    rt_relu_forward##S(&m->ctx, r2, b2, (size_t)B * HN_N2, (size_t)B * HN_N1);               \
     const T *xs[1] = {r2};                                                                   \
     rt_sum_forward##S(&m->ctx, s, 1, xs, p + HN_P_ALPHA, (size_t)B * HN_N2);                 \
     rt_avgpool_forward##S(&m->ctx, pl, s, B, 32, 14, 14, 2, 2);                              \
@@ -130,12 +130,12 @@ static void hn_backward##S(MODEL *m, int B)                                     
     const T *xs[1] = {r2};                                                                   \
     rt_sum_backward##S(&m->ctx, dxs, acc, g + HN_P_ALPHA, gs, xs, p + HN_P_ALPHA, 1,         \
                        (size_t)B * HN_N2);                                                   \
-    rt_relu_backward##S(&m->ctx, gb2, 0, gr2, r2, (size_t)B * HN_N2);                        \
+    rt_relu_backward##S(&m->ctx, gb2, 0, gr2, r2, (size_t)B * HN_N2, (size_t)B * HN_N1);     \
     rt_bn_backward##S(&m->ctx, gc2, 0, g + HN_P_G2, g + HN_P_B2, gb2, c2, st + 32, st + 64,  \
                       p + HN_P_G2, B, 32, 196);                                              \
     rt_conv2d_backward##S(&m->ctx, gr1, 0, g + HN_P_CONV2, gc2, r1, p + HN_P_CONV2,          \
                           B, 16, 28, 28, 32, 3, 2, 1);                                       \
-    rt_relu_backward##S(&m->ctx, gb1, 0, gr1, r1, (size_t)B * HN_N1);                        \
+    rt_relu_backward##S(&m->ctx, gb1, 0, gr1, r1, (size_t)B * HN_N1, 0);                     \
     rt_bn_backward##S(&m->ctx, gc1, 0, g + HN_P_G1, g + HN_P_B1, gb1, c1, st, st + 16,       \
                       p + HN_P_G1, B, 16, 784);                                              \
     rt_conv2d_backward##S(&m->ctx, NULL, 0, g + HN_P_CONV1, gc1, m->input, p + HN_P_CONV1,   \
@@ -170,6 +170,7 @@ static const RtTensor hn_tensors[] = {
         .nparams = HN_NPARAMS, .nbuffers = HN_NBUFFERS, .tensors = hn_tensors,              \
         .ntensors = (int)(sizeof hn_tensors / sizeof hn_tensors[0]),                        \
         .madds = 16LL * 9 * 784 + 32LL * 144 * 196 + 10LL * HN_NP, .nops = 11,              \
+        .branch_elems = HN_N1 + HN_N2,   /* the two relus, in order */                     \
         .act_elems = hn_act_elems, .scratch_bytes = hn_scratch, .forward = FWD,              \
         .backward = BWD, .forward_d = FWD_D, .backward_d = BWD_D,                            \
         .defaults = {.epochs = 6, .batch = 32, .lr = 0.05, .momentum = 0.9,                  \

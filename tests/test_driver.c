@@ -223,6 +223,201 @@ START_TEST(resume_is_bit_identical)
 }
 END_TEST
 
+/* A copy of checkpoint src at dst without the metadata keys named in drop
+ * (NULL-terminated) and with key set to value when set is non-NULL: an
+ * older or damaged checkpoint. old_bn: BN's .weight/.bias renamed to the
+ * .gamma/.beta of optc before PyTorch's names. */
+static void rewrite_ckpt(const char *src, const char *dst, const char *const *drop,
+                         const char *set, const char *value, int old_bn)
+{
+    RtErr err;
+    RtStFile *f = rt_st_open(src, &err);
+    ck_assert_msg(f != NULL, "%s", err.msg);
+    int n = rt_st_count(f);
+    RtStEntry *e = calloc((size_t)n, sizeof *e);
+    float **bufs = calloc((size_t)n, sizeof *bufs);
+    char (*names)[96] = calloc((size_t)n, sizeof *names);
+    for (int i = 0; i < n; i++) {
+        const char *nm = rt_st_name(f, i), *bn = strstr(nm, "bn");
+        const char *dot = strrchr(nm, '.');
+        snprintf(names[i], sizeof names[i], "%s", nm);
+        if (old_bn && bn && dot && (strcmp(dot, ".weight") == 0 || strcmp(dot, ".bias") == 0))
+            snprintf(names[i], sizeof names[i], "%.*s%s", (int)(dot - nm), nm,
+                     dot[1] == 'w' ? ".gamma" : ".beta");
+        e[i].name = names[i];
+        ck_assert_int_eq(rt_st_shape(f, nm, &e[i].ndim, e[i].dims), 0);
+        size_t numel = 1;
+        for (int d = 0; d < e[i].ndim; d++)
+            numel *= (size_t)e[i].dims[d];
+        bufs[i] = malloc(numel * sizeof(float) + 1);
+        ck_assert_int_eq(rt_st_read(f, nm, bufs[i], numel, &err), 0);
+        e[i].data = bufs[i];
+    }
+    static const char *const keys[] = {
+        "format", "net", "optc_version", "epoch", "step", "global_step", "seed", "rng_augment",
+        "rng_model", "best_test_acc", "epochs", "batch", "lr", "momentum", "weight_decay",
+        "nesterov", "schedule", "warmup_epochs", "threads", "limit", "test_limit", "data",
+        "data_limit", "input_mean", "input_std", "augment", "train_seconds", "step_seconds",
+        "images", "partial_loss", "partial_correct", "partial_seen", "partial_seconds",
+        "partial_step_seconds"};
+    const char *meta[2 * 40];
+    int nm = 0;
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        int skip = 0;
+        for (int d = 0; drop && drop[d]; d++)
+            skip |= strcmp(drop[d], keys[k]) == 0;
+        const char *v = rt_st_meta(f, keys[k]);
+        if (set && strcmp(set, keys[k]) == 0)
+            v = value;
+        if (skip || !v)
+            continue;
+        meta[2 * nm] = keys[k];
+        meta[2 * nm + 1] = v;
+        nm++;
+    }
+    ck_assert_msg(rt_st_save(dst, e, n, meta, nm, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < n; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(names);
+    free(e);
+    rt_st_close(f);
+}
+
+/* 0 when the checkpoint at path holds a tensor name, else -1. */
+static int st_has(const char *path, const char *name)
+{
+    RtErr err;
+    RtStFile *f = rt_st_open(path, &err);
+    ck_assert_msg(f != NULL, "%s", err.msg);
+    int nd, dims[4], rc = rt_st_shape(f, name, &nd, dims);
+    rt_st_close(f);
+    return rc;
+}
+
+/* "key=NUMBER" in the file at path. */
+static double num_after(const char *path, const char *key)
+{
+    char *s = tu_slurp(path, NULL);
+    ck_assert_ptr_nonnull(s);
+    const char *p = strstr(s, key);
+    ck_assert_msg(p != NULL, "%s lacks %s:\n%s", path, key, s);
+    double v = strtod(p + strlen(key), NULL);
+    free(s);
+    return v;
+}
+
+/* The input normalisation travels in the checkpoint: eval and resume use
+ * it whatever --limit they are given (and say so), an older checkpoint
+ * without it is recomputed from the data with a note, a damaged one is
+ * refused. */
+START_TEST(normalisation_in_checkpoint)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *a = tmp_path(&t, 0, "a"), *err = tmp_path(&t, 1, "err.txt");
+    const char *args[] = {"handnet", "train", "--data", "synthetic", "--limit", "200",
+                          "--test-limit", "64", "--batch", "32", "--threads", "1", "--seed", "3",
+                          "--epochs", "1", "--quiet", "--out", a, NULL};
+    ck_assert_int_eq(hn_run(&handnet, args), 0);
+    const char *last = tmp_path(&t, 2, "a/last.safetensors");
+    char v[256];
+    ck_assert_str_eq(meta_of(last, "data", v, sizeof v), "synthetic");
+    ck_assert_str_eq(meta_of(last, "data_limit", v, sizeof v), "200");
+    RtNorm norm;
+    const char *why = NULL;
+    char mean[64], sd[64];
+    meta_of(last, "input_mean", mean, sizeof mean);
+    meta_of(last, "input_std", sd, sizeof sd);
+    ck_assert_msg(rt_norm_parse(&norm, 1, mean, sd, &why) == 0, "%s / %s: %s", mean, sd, why);
+    /* the synthetic images lie in [0, 1] */
+    ck_assert(norm.mean[0] > 0.1f && norm.mean[0] < 0.9f);
+    ck_assert(norm.std[0] > 0.05f && norm.std[0] < 0.6f);
+    double sloss = num_after(tmp_path(&t, 3, "a/summary.json"), "\"test_loss\":");
+
+    /* eval at another limit: the stored statistics, said in one note */
+    const char *ev[] = {"handnet", "eval", "--weights", last, "--limit", "100",
+                        "--test-limit", "64", "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev, err), 0);
+    ck_assert(file_contains(err, "note: "));
+    ck_assert(file_contains(err, "evaluation normalises its inputs with the checkpoint's "
+                                 "statistics (computed on --data synthetic --limit 200), not on "
+                                 "--data synthetic --limit 100"));
+    ck_assert_double_eq_tol(num_after(err, "test_loss="), sloss, 1e-4);
+    /* at the same data and limit: silent */
+    const char *ev2[] = {"handnet", "eval", "--weights", last, "--test-limit", "64",
+                         "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev2, err), 0);
+    char *out = tu_slurp(err, NULL);
+    ck_assert_ptr_null(strstr(out, "note:"));
+    free(out);
+    ck_assert_double_eq_tol(num_after(err, "test_loss="), sloss, 1e-4);
+
+    /* an older checkpoint: recomputed from its data and limit, with a note */
+    const char *old = tmp_path(&t, 4, "old.safetensors");
+    const char *const drop[] = {"input_mean", "input_std", "data_limit", NULL};
+    rewrite_ckpt(last, old, drop, NULL, NULL, 0);
+    const char *ev3[] = {"handnet", "eval", "--weights", old, "--test-limit", "64",
+                         "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev3, err), 0);
+    ck_assert(file_contains(err, "has no input_mean/input_std (an older checkpoint): the input "
+                                 "normalisation is recomputed from --data synthetic --limit 200"));
+    ck_assert_double_eq_tol(num_after(err, "test_loss="), sloss, 1e-4);
+
+    /* a file with data_limit but no limit (not written by ./net train): the
+     * default --limit is data_limit, so no note */
+    const char *nolim = tmp_path(&t, 7, "nolimit.safetensors");
+    const char *const droplim[] = {"limit", NULL};
+    rewrite_ckpt(last, nolim, droplim, NULL, NULL, 0);
+    const char *ev6[] = {"handnet", "eval", "--weights", nolim, "--test-limit", "64",
+                         "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev6, err), 0);
+    out = tu_slurp(err, NULL);
+    ck_assert_msg(strstr(out, "note:") == NULL, "%s", out);
+    free(out);
+
+    /* damaged statistics are refused */
+    const char *bad = tmp_path(&t, 5, "bad.safetensors");
+    rewrite_ckpt(last, bad, NULL, "input_std", "0", 0);
+    const char *ev4[] = {"handnet", "eval", "--weights", bad, "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev4, err), 1);
+    ck_assert(file_contains(err, bad));
+    ck_assert(file_contains(err, "input_std holds a value that is not positive"));
+    rewrite_ckpt(last, bad, NULL, "input_mean", "0.5,0.5", 0);
+    ck_assert_int_eq(hn_run_io(&handnet, ev4, err), 1);
+    ck_assert(file_contains(err, "input_mean is not one finite number per input channel"));
+
+    /* BN parameters under their old names load, with one note */
+    const char *oldbn = tmp_path(&t, 6, "oldbn.safetensors");
+    rewrite_ckpt(last, oldbn, NULL, NULL, NULL, 1);
+    ck_assert_int_eq(st_has(oldbn, "bn1.gamma"), 0);
+    ck_assert_int_eq(st_has(oldbn, "momentum.bn2.beta"), 0);
+    ck_assert_int_eq(st_has(oldbn, "bn1.weight"), -1);
+    const char *ev5[] = {"handnet", "eval", "--weights", oldbn, "--test-limit", "64",
+                         "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, ev5, err), 0);
+    ck_assert(file_contains(err, "BN parameters under their old names .gamma/.beta read as "
+                                 ".weight/.bias"));
+    ck_assert_double_eq_tol(num_after(err, "test_loss="), sloss, 1e-4);
+    const char *res0[] = {"handnet", "train", "--resume", oldbn, "--epochs", "1", "--quiet",
+                          NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, res0, err), 0);
+
+    /* resume at another limit keeps the checkpoint's statistics */
+    const char *res[] = {"handnet", "train", "--resume", last, "--limit", "256", "--epochs", "2",
+                         "--quiet", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, res, err), 0);
+    ck_assert(file_contains(err, "training normalises its inputs with the checkpoint's "
+                                 "statistics (computed on --data synthetic --limit 200), not on "
+                                 "--data synthetic --limit 256"));
+    char mean2[64], sd2[64];
+    ck_assert_str_eq(meta_of(last, "input_mean", mean2, sizeof mean2), mean);
+    ck_assert_str_eq(meta_of(last, "input_std", sd2, sizeof sd2), sd);
+    ck_assert_str_eq(meta_of(last, "epoch", v, sizeof v), "2");
+    tmp_remove(&t);
+}
+END_TEST
+
 static void interrupt_case(const char *sig, int want)
 {
     Tmp t;
@@ -291,6 +486,236 @@ START_TEST(nan_loss_stops)
     ck_assert_int_eq(hn_run_io(&handnet, args, err2), 1);
     ck_assert(file_contains(err2, "error: loss is"));
     ck_assert(file_contains(err2, "last good checkpoint: "));
+    tmp_remove(&t);
+}
+END_TEST
+
+/* --- strict JSON: RFC 8259, no NaN, Infinity or other extensions --------------- */
+
+typedef struct { const char *p; } Js;
+
+static void js_ws(Js *j)
+{
+    while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')
+        j->p++;
+}
+
+static int js_value(Js *j, int depth);
+
+static int js_string(Js *j)
+{
+    if (*j->p++ != '"')
+        return -1;
+    for (;;) {
+        unsigned char c = (unsigned char)*j->p++;
+        if (c == '"')
+            return 0;
+        if (c < 0x20)
+            return -1;
+        if (c == '\\') {
+            c = (unsigned char)*j->p++;
+            if (c == 'u') {
+                for (int i = 0; i < 4; i++, j->p++)
+                    if (!strchr("0123456789abcdefABCDEF", *j->p) || !*j->p)
+                        return -1;
+            } else if (!c || !strchr("\"\\/bfnrt", c)) {
+                return -1;
+            }
+        }
+    }
+}
+
+static int js_digits(Js *j)
+{
+    if (*j->p < '0' || *j->p > '9')
+        return -1;
+    while (*j->p >= '0' && *j->p <= '9')
+        j->p++;
+    return 0;
+}
+
+static int js_number(Js *j)
+{
+    if (*j->p == '-')
+        j->p++;
+    if (*j->p == '0')
+        j->p++;
+    else if (js_digits(j))
+        return -1;
+    if (*j->p == '.') {
+        j->p++;
+        if (js_digits(j))
+            return -1;
+    }
+    if (*j->p == 'e' || *j->p == 'E') {
+        j->p++;
+        if (*j->p == '+' || *j->p == '-')
+            j->p++;
+        if (js_digits(j))
+            return -1;
+    }
+    return 0;
+}
+
+static int js_value(Js *j, int depth)
+{
+    if (depth > 64)
+        return -1;
+    js_ws(j);
+    char c = *j->p;
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        j->p++;
+        js_ws(j);
+        if (*j->p == close) {
+            j->p++;
+            return 0;
+        }
+        for (;;) {
+            if (c == '{') {
+                js_ws(j);
+                if (js_string(j))
+                    return -1;
+                js_ws(j);
+                if (*j->p++ != ':')
+                    return -1;
+            }
+            if (js_value(j, depth + 1))
+                return -1;
+            js_ws(j);
+            if (*j->p == ',') {
+                j->p++;
+                continue;
+            }
+            return *j->p++ == close ? 0 : -1;
+        }
+    }
+    if (c == '"')
+        return js_string(j);
+    if (c == '-' || (c >= '0' && c <= '9'))
+        return js_number(j);
+    static const char *const words[] = {"true", "false", "null"};
+    for (int i = 0; i < 3; i++)
+        if (strncmp(j->p, words[i], strlen(words[i])) == 0) {
+            j->p += strlen(words[i]);
+            return 0;
+        }
+    return -1;
+}
+
+/* One strict JSON document in text[0..n), nothing else but white space. */
+static int json_strict(const char *text, size_t n)
+{
+    char *s = malloc(n + 1);
+    memcpy(s, text, n);
+    s[n] = 0;
+    Js j = {s};
+    int ok = js_value(&j, 0) == 0;
+    js_ws(&j);
+    ok = ok && *j.p == 0 && strlen(s) == n;
+    free(s);
+    return ok;
+}
+
+/* Every JSON file a run writes in dir parses strictly: summary.json, each
+ * line of log.jsonl, and the JSON header of each checkpoint. Returns the
+ * number of documents checked. */
+static int run_json_strict(const char *dir)
+{
+    static const char *const files[] = {"summary.json", "log.jsonl", "last.safetensors",
+                                        "best.safetensors", "interrupted.safetensors"};
+    int docs = 0;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        size_t len;
+        char *s = tu_slurp(path, &len);
+        if (!s)
+            continue;
+        if (strstr(files[i], ".safetensors")) {
+            ck_assert_uint_ge(len, 8);
+            uint64_t hl = 0;
+            for (int k = 7; k >= 0; k--)
+                hl = hl << 8 | (uint8_t)s[k];
+            ck_assert_uint_le(hl, len - 8);
+            ck_assert_msg(json_strict(s + 8, (size_t)hl), "%s: header is not strict JSON", path);
+            docs++;
+        } else if (strstr(files[i], ".jsonl")) {
+            for (char *line = s, *nl; *line; line = nl + 1) {
+                nl = strchr(line, '\n');
+                ck_assert_msg(nl != NULL, "%s: last line unterminated", path);
+                ck_assert_msg(json_strict(line, (size_t)(nl - line)),
+                              "%s: not strict JSON: %.*s", path, (int)(nl - line), line);
+                docs++;
+            }
+        } else {
+            ck_assert_msg(json_strict(s, len), "%s: not strict JSON: %s", path, s);
+            docs++;
+        }
+        free(s);
+    }
+    return docs;
+}
+
+START_TEST(json_checker_is_strict)
+{
+    static const char *const good[] = {"{}", "[]", "{\"a\":[1,-2.5e-3,0,true,null,\"x\\u00e9\"]}",
+                                       " 0 ", "-0.0E+1"};
+    static const char *const bad[] = {"{\"a\":nan}", "{\"a\":-nan}", "{\"a\":NaN}",
+                                      "{\"a\":inf}", "{\"a\":Infinity}", "[01]", "[1.]",
+                                      "{\"a\":1,}", "[1] x", "{'a':1}", "", "[.5]", "[+1]"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        ck_assert_msg(json_strict(good[i], strlen(good[i])), "rejected %s", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(!json_strict(bad[i], strlen(bad[i])), "accepted %s", bad[i]);
+}
+END_TEST
+
+/* A NaN test loss stops the run like a NaN training loss: exit 1, the
+ * epoch and the last good checkpoint named, that checkpoint kept, nothing
+ * of the bad epoch logged; every JSON file stays strict JSON. */
+START_TEST(nan_test_loss_stops)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *a = tmp_path(&t, 0, "a"), *err = tmp_path(&t, 1, "err.txt");
+    const char *last = tmp_path(&t, 2, "a/last.safetensors");
+    setenv("OPTC_TEST_NAN_TEST_AT", "2", 1);
+    int rc = train(a, "3", "constant", NULL, err);
+    unsetenv("OPTC_TEST_NAN_TEST_AT");
+    ck_assert_int_eq(rc, 1);
+    char want[600];
+    snprintf(want, sizeof want,
+             "error: test loss is NaN at the end of epoch 2 (step 8); last good checkpoint: %s",
+             last);
+    ck_assert(file_contains(err, want));
+    char v[64];
+    ck_assert_str_eq(meta_of(last, "epoch", v, sizeof v), "1");
+    ck_assert(!exists(tmp_path(&t, 3, "a/summary.json")));
+    ck_assert_int_eq(tu_count_lines(tmp_path(&t, 4, "a/log.jsonl")), 1);
+    ck_assert_int_eq(run_json_strict(a), 3);   /* log line, last, best */
+
+    /* The real thing: a resume at lr 1e30 with one step per epoch blows
+     * the weights up in a step whose own loss was still finite (epoch 2
+     * may survive it: BN rescales; epoch 3 does not). */
+    const char *res[] = {"handnet", "train", "--resume", last, "--lr", "1e30", "--limit", "32",
+                         "--epochs", "3", "--quiet", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, res, err), 1);
+    ck_assert(file_contains(err, "error: test loss is "));
+    snprintf(want, sizeof want, "last good checkpoint: %s", last);
+    ck_assert(file_contains(err, want));
+    ck_assert(!exists(tmp_path(&t, 3, "a/summary.json")));
+    ck_assert_int_ge(run_json_strict(a), 3);
+    char *log = tu_slurp(tmp_path(&t, 4, "a/log.jsonl"), NULL);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_ptr_null(strstr(log, "nan"));
+    ck_assert_ptr_null(strstr(log, "inf"));
+    free(log);
+
+    /* A finished run: summary.json, the log and the checkpoints all strict. */
+    const char *b = tmp_path(&t, 5, "b");
+    ck_assert_int_eq(train(b, "2", "constant", NULL, NULL), 0);
+    ck_assert_int_eq(run_json_strict(b), 5);   /* summary, 2 log lines, last, best */
     tmp_remove(&t);
 }
 END_TEST
@@ -560,10 +985,13 @@ static Suite *driver_suite(void)
     tcase_add_test(tc, resume_is_bit_identical);
     tcase_add_test(tc, sigint_checkpoint_and_resume);
     tcase_add_test(tc, sigterm_checkpoint_and_resume);
+    tcase_add_test(tc, normalisation_in_checkpoint);
     suite_add_tcase(s, tc);
     tc = tcase_create("faults");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, nan_loss_stops);
+    tcase_add_test(tc, json_checker_is_strict);
+    tcase_add_test(tc, nan_test_loss_stops);
     tcase_add_test(tc, wrong_checkpoint_is_refused);
     tcase_add_test(tc, unwritable_out_dir);
     tcase_add_test(tc, huge_model_refused);

@@ -3,11 +3,12 @@
  * coefficients; -D; golden diagnostics of tests/bad; hostile inputs. */
 #include <check.h>
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "cli.h"
+#include <unistd.h>
 #include "frontend.h"
 #include "tmain.h"
 
@@ -358,19 +359,7 @@ END_TEST
 
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(m);
-    fclose(f);
-    return buf;
+    return fe_read_file(path, 1 << 24, NULL);
 }
 
 START_TEST(test_golden_diagnostics)
@@ -570,6 +559,161 @@ START_TEST(test_shared_weights)
 }
 END_TEST
 
+/* Parameter values are resolved once by sema: default, then the stage's
+ * argument, then -D; unroll reads them per stage. */
+START_TEST(test_stage_args)
+{
+    static const char src[] =
+        "optimizer hb(beta = 0.9) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+        "network n { input 3x8x8; classes 10; stem conv3x3(4); grad = bn, relu, conv3x3;\n"
+        "  stage hb(beta = 1 - 1 / 2) steps 3; stage hb steps 3; stage hb(beta = learned(0.3)) steps 2;\n"
+        "  head gap, linear; }\n";
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *s = fe_load_string(a, "args.opt", src, sizeof src - 1, NULL, 0, stderr, &nerr);
+    ck_assert(s != NULL);
+    IrGraph *g = fe_unroll(a, s, NULL, stderr, &nerr);
+    ck_assert(g != NULL);
+    ck_assert_double_eq_tol(find_node(g, "stage1.x2")->u.sum.coef[0].c0, 1.5, 1e-15);
+    ck_assert_double_eq_tol(find_node(g, "stage2.x2")->u.sum.coef[0].c0, 1.9, 1e-15);
+    ck_assert_int_eq(find_node(g, "stage3.x2")->u.sum.coef[0].nterms, 1);
+    ck_assert_int_eq(count_kind(g, PK_SCALAR), 2);
+    /* -D overrides every use, stage arguments included */
+    Define d[] = { { "hb.beta", "0.2" } };
+    s = fe_load_string(a, "args.opt", src, sizeof src - 1, d, 1, stderr, &nerr);
+    ck_assert(s != NULL);
+    g = fe_unroll(a, s, NULL, stderr, &nerr);
+    ck_assert(g != NULL);
+    for (int st = 1; st <= 3; st++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "stage%d.x2", st);
+        ck_assert_int_eq(find_node(g, nm)->u.sum.coef[0].nterms, 0);
+        ck_assert_double_eq_tol(find_node(g, nm)->u.sum.coef[0].c0, 1.2, 1e-15);
+    }
+    ck_assert_int_eq(count_kind(g, PK_SCALAR), 0);
+    double v = 0;
+    bool learned = true;
+    ck_assert_int_eq(fe_optimizer_param_count(s, 0), 1);
+    ck_assert_str_eq(fe_optimizer_param(s, 0, 0, &v, &learned), "beta");
+    ck_assert(v == 0.2 && !learned);
+    Define dl[] = { { "beta", "learned(0.125)" } };
+    s = fe_load_string(a, "args.opt", src, sizeof src - 1, dl, 1, stderr, &nerr);
+    ck_assert(s != NULL);
+    fe_optimizer_param(s, 0, 0, &v, &learned);
+    ck_assert(v == 0.125 && learned);
+    /* a bad stage argument is reported once, at load */
+    static const char bad[] =
+        "optimizer hb(beta = 0.9) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+        "network n { input 3x8x8; classes 10; stem conv3x3(4); grad = bn, relu, conv3x3;\n"
+        "  stage hb(beta = 1 / 0) steps 3; head gap, linear; }\n";
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    ck_assert(fe_load_string(a, "bad.opt", bad, sizeof bad - 1, NULL, 0, m, &nerr) == NULL);
+    fclose(m);
+    ck_assert_int_eq(nerr, 1);
+    ck_assert(strstr(buf, "division by zero") != NULL);
+    free(buf);
+    arena_free(a);
+}
+END_TEST
+
+/* IrNode.stage/step agree with the names unroll gives (stageN.stepK...,
+ * stageN.xJ made by step J-1; stem, trans and head outside the stages). */
+START_TEST(test_stage_step_fields)
+{
+    static const char *const nets[][2] = { { "examples/heavy_ball.opt", "hb20_cifar" },
+                                           { "examples/densenet.opt", NULL },
+                                           { "examples/nesterov.opt", NULL } };
+    for (size_t t = 0; t < sizeof nets / sizeof nets[0]; t++) {
+        Arena *a = arena_new();
+        IrGraph *g = load_net(a, nets[t][0], nets[t][1], NULL, 0);
+        int nstage = 0, nstep = 0;
+        for (int i = 0; i < g->nnodes; i++) {
+            const IrNode *n = &g->nodes[i];
+            int st = -1, sp = -1, j, len = 0;
+            if (sscanf(n->name, "stage%d.step%d.%n", &st, &sp, &len) == 2 && len > 0) {
+            } else if (sscanf(n->name, "stage%d.x%d%n", &st, &j, &len) == 2 && n->name[len] == 0) {
+                sp = j - 1;
+            } else if (sscanf(n->name, "stage%d.%n", &st, &len) == 1 && len > 0) {
+                sp = n->step;       /* shortcuts, other sequences: the step that needed them */
+            } else {
+                st = -1;
+            }
+            ck_assert_msg(n->stage == st, "%s: stage %d, expected %d", n->name, n->stage, st);
+            ck_assert_msg(n->step == sp, "%s: step %d, expected %d", n->name, n->step, sp);
+            ck_assert(n->stage == -1 || n->step >= 0);
+            nstage += n->stage > 0;
+            nstep += n->step >= 0;
+        }
+        ck_assert_int_gt(nstage, 0);
+        ck_assert_int_eq(nstep, nstage);
+        ck_assert_int_eq(g->nodes[0].stage, -1);
+        ck_assert_int_eq(g->nodes[g->output].stage, -1);
+        /* dot's clusters come from the fields */
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&buf, &len);
+        ir_dot(m, g);
+        fclose(m);
+        static const char *const cl[] = { "cluster_stem", "cluster_stage1", "cluster_stage2", "cluster_head" };
+        for (size_t c = 0; c < sizeof cl / sizeof cl[0]; c++)
+            ck_assert_msg(strstr(buf, cl[c]) != NULL, "%s: no %s", g->name, cl[c]);
+        ck_assert(strstr(buf, "cluster_trans1") != NULL || t != 1);
+        ck_assert(strstr(buf, "cluster_trans") == NULL || t == 1);
+        free(buf);
+        arena_free(a);
+    }
+    /* the optimizer alone: one stage, x0 outside it */
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *s = fe_load(a, "examples/heavy_ball.opt", NULL, 0, stderr, &nerr);
+    IrGraph *g = fe_unroll_optimizer(a, s, "heavy_ball", 3, (IrShape){ 2, 1, 1 }, stderr, &nerr);
+    ck_assert(g != NULL);
+    ck_assert_int_eq(g->nodes[0].stage, -1);
+    for (int i = 1; i < g->nnodes; i++) {
+        ck_assert_int_eq(g->nodes[i].stage, 1);
+        ck_assert(g->nodes[i].step >= 0 && g->nodes[i].step < 3);
+    }
+    ck_assert_int_eq(g->nodes[g->output].step, 2);
+    arena_free(a);
+}
+END_TEST
+
+/* The compiler's one file reader: whole file, NUL kept, errno on failure,
+ * the size limit honoured; ir_op_name names every op. */
+START_TEST(test_read_file_and_names)
+{
+    char path[] = "/tmp/optc-read-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    char data[10000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)(i % 251);
+    ck_assert_int_eq(write(fd, data, sizeof data), (int)sizeof data);
+    close(fd);
+    size_t len = 0;
+    char *b = fe_read_file(path, 1 << 20, &len);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(len, sizeof data);
+    ck_assert(memcmp(b, data, sizeof data) == 0 && b[len] == 0);
+    free(b);
+    errno = 0;
+    ck_assert_ptr_null(fe_read_file(path, 5000, &len));
+    ck_assert_int_eq(errno, EFBIG);
+    ck_assert_ptr_nonnull(b = fe_read_file(path, sizeof data, NULL));
+    free(b);
+    unlink(path);
+    errno = 0;
+    ck_assert_ptr_null(fe_read_file(path, 1 << 20, &len));
+    ck_assert_int_eq(errno, ENOENT);
+    for (int op = 0; op < OP_COUNT; op++)
+        ck_assert(ir_op_name((IrOp)op)[0] != '?');
+    ck_assert_str_eq(ir_op_name(OP_CONV), "conv");
+    ck_assert_str_eq(ir_op_name(OP_COUNT), "?");
+}
+END_TEST
+
 START_TEST(test_theory_shared_u)
 {
     Arena *a = arena_new();
@@ -613,47 +757,6 @@ START_TEST(test_unroll_optimizer)
 }
 END_TEST
 
-/* The CLI's exit statuses: 0 clean, 1 user error, 2 usage error. */
-START_TEST(test_cli_status)
-{
-    char c0[] = "check", e1[] = "examples/resnet.opt", e2[] = "examples/densenet.opt",
-         bad[] = "tests/bad/tensor_product.opt", missing[] = "tests/bad/no_such_file.opt",
-         dflag[] = "-D", dval[] = "resnet20_cifar.stage1.steps=4", dbad[] = "stage1.steps=0",
-         opt[] = "--frobnicate", help[] = "--help";
-    char *ok[] = { c0, e1, e2 };
-    ck_assert_int_eq(cmd_check(3, ok), 0);
-    char *withd[] = { c0, e1, dflag, dval };
-    ck_assert_int_eq(cmd_check(4, withd), 0);
-    char *badd[] = { c0, e1, dflag, dbad };
-    ck_assert_int_eq(cmd_check(4, badd), 1);
-    char *one_bad[] = { c0, e1, bad };
-    ck_assert_int_eq(cmd_check(3, one_bad), 1);
-    char *gone[] = { c0, missing };
-    ck_assert_int_eq(cmd_check(2, gone), 1);
-    char *none[] = { c0 };
-    ck_assert_int_eq(cmd_check(1, none), 2);
-    char *unk[] = { c0, opt, e1 };
-    ck_assert_int_eq(cmd_check(3, unk), 2);
-    CliArgs ca;
-    /* -D values are split in place (argv is writable), so use a fresh copy */
-    char ir[] = "ir", nflag[] = "-n", net[] = "resnet56_cifar", dval2[] = "resnet20_cifar.stage1.steps=4";
-    char *args[] = { ir, e1, nflag, net, dflag, dval2, help };
-    ck_assert_int_eq(cli_parse(&ca, 7, args, ""), 0);
-    ck_assert_str_eq(ca.spec, "examples/resnet.opt");
-    ck_assert_str_eq(ca.net, "resnet56_cifar");
-    ck_assert_int_eq(ca.ndefs, 1);
-    ck_assert_str_eq(ca.defs[0].name, "resnet20_cifar.stage1.steps");
-    ck_assert_str_eq(ca.defs[0].value, "4");
-    ck_assert_int_eq(ca.nrest, 1);
-    Arena *a = arena_new();
-    ca.ndefs = 0;
-    IrGraph *g = cli_load_graph(a, &ca);
-    ck_assert(g != NULL);
-    ck_assert_str_eq(g->name, "resnet56_cifar");
-    arena_free(a);
-}
-END_TEST
-
 static Suite *frontend_suite(void)
 {
     Suite *s = suite_create("frontend");
@@ -666,9 +769,11 @@ static Suite *frontend_suite(void)
     tcase_add_test(tc, test_nesterov_fista);
     tcase_add_test(tc, test_defines);
     tcase_add_test(tc, test_shared_weights);
+    tcase_add_test(tc, test_stage_args);
+    tcase_add_test(tc, test_stage_step_fields);
+    tcase_add_test(tc, test_read_file_and_names);
     tcase_add_test(tc, test_theory_shared_u);
     tcase_add_test(tc, test_unroll_optimizer);
-    tcase_add_test(tc, test_cli_status);
     suite_add_tcase(s, tc);
     tc = tcase_create("diagnostics");
     tcase_set_timeout(tc, 120);

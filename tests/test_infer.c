@@ -6,17 +6,18 @@
  * `-std=c99 -pedantic -Wall -Wextra -Werror -Wdouble-promotion`; a harness
  * runs NET_predict on the same raw test images (pixels in [0, 1]): every
  * predicted class must equal eval's and every logit be within 1e-4. The
- * object files must reference no allocator, BLAS or OpenMP symbol, and
- * compile with arm-none-eabi-gcc for a Cortex-M4 (skipped, and said so,
- * where that compiler is absent). Fashion-MNIST networks use the Debian
- * data set; 3x32x32 networks a small CIFAR-format set this test writes.
+ * object files must reference no allocator, BLAS or OpenMP symbol. With
+ * random weights, the files must compile with arm-none-eabi-gcc for a
+ * Cortex-M4 (skipped, and said so, where that compiler is absent).
+ * Fashion-MNIST networks use the Debian data set; 3x32x32 networks a small
+ * CIFAR-format set this test writes.
  *
  * The suite runs a subset on 200 test images; OPTC_INFER_ALL=1 (make
  * infer-check) runs every example network on the whole test set and prints
- * sizes and latencies. Until checkpoints carry input_mean/input_std the
- * normalisation is computed here as the data loader does and passed with
- * --norm; when they do, the stored one is used and checked against it.
- * Run from the project root. */
+ * sizes and latencies. The checkpoint's input_mean/input_std are used and
+ * checked against the normalisation computed here as the data loader does
+ * (a checkpoint without them gets it through --norm). Run from the project
+ * root. */
 #include <check.h>
 #include <math.h>
 #include <stdarg.h>
@@ -311,21 +312,12 @@ START_TEST(matches_eval)
 {
     const Case *c = &cases[_i];
     int all = all_mode();
-    if (!c->suite && !all) {
-        printf("test_infer: %s: SKIPPED: not in the suite's subset (make infer-check runs "
-               "it)\n", c->net);
-        return;
-    }
-    if (tu_sanitized() && strcmp(c->net, "ops_fmnist") != 0) {
-        printf("test_infer: %s: SKIPPED under the sanitizers (ops_fmnist runs there)\n",
-               c->net);
-        return;
-    }
-    if (!c->cifar && access(FASHION "/t10k-images-idx3-ubyte.gz", R_OK) != 0) {
-        printf("test_infer: %s: SKIPPED: no Fashion-MNIST in " FASHION " (make deps)\n",
-               c->net);
-        return;
-    }
+    if (!c->suite && !all)
+        TEST_SKIP("%s: not in the suite's subset (make infer-check runs it)", c->net);
+    if (tu_sanitized() && strcmp(c->net, "ops_fmnist") != 0)
+        TEST_SKIP("%s: not under the sanitizers (ops_fmnist runs there)", c->net);
+    if (!c->cifar && access(FASHION "/t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        TEST_SKIP("%s: no Fashion-MNIST in " FASHION " (make deps)", c->net);
     char dir[512], inf[600];
     tu_tmpdir(dir, sizeof dir, "infer");
     snprintf(inf, sizeof inf, "%s/inf", dir);
@@ -414,15 +406,10 @@ START_TEST(matches_eval)
                 big = fabs((double)ref[i * 10 + k]);
         }
     }
-    long sz[3];
-    int arm = arm_build(inf, c->net, sz);
     printf("test_infer: %s: %d images, max |logit - eval's| %.3g (max |logit| %.3g), %d "
            "classes differ; %.3f ms/image (eval: %.3f ms/image at its batch)", c->net, d.ntest,
            worst, big, differ, ms_img, eval_ips > 0 ? 1e3 / eval_ips : -1.0);
-    if (arm == 0)
-        printf("; cortex-m4 text %ld data %ld bss %ld bytes\n", sz[0], sz[1], sz[2]);
-    else
-        printf("; cortex-m4 build SKIPPED: no arm-none-eabi-gcc (gcc-arm-none-eabi)\n");
+    printf("\n");
     fflush(stdout);
     ck_assert_msg(differ == 0, "%s: %d of %d predicted classes differ from eval's", c->net,
                   differ, d.ntest);
@@ -458,7 +445,12 @@ static void random_ckpt(const IrGraph *g, const char *path, int meta)
         t[i] = (RtStEntry){ p->name, p->ndim, { p->dims[0], p->dims[1], p->dims[2], p->dims[3] },
                             x };
     }
-    const char *kv[] = { "net", g->name, "input_mean", "0.25", "input_std", "0.5" };
+    char ms[256] = "", ss[256] = "";
+    for (int c = 0; c < g->input.c; c++) {
+        strcat(ms, c ? ",0.25" : "0.25");
+        strcat(ss, c ? ",0.5" : "0.5");
+    }
+    const char *kv[] = { "net", g->name, "input_mean", ms, "input_std", ss };
     RtErr err;
     ck_assert_msg(rt_st_save(path, t, g->nparams, kv, meta ? 3 : 1, &err) == 0, "%s", err.msg);
     for (int i = 0; i < g->nparams; i++)
@@ -535,9 +527,9 @@ START_TEST(files_and_folding)
     ck_assert_int_eq(count(code, "static float act["), 1);
     ck_assert_ptr_null(strstr(code, "malloc"));
     ck_assert_ptr_null(strstr(code, "double"));
-    /* the normalisation of the metadata: mean 0.25, 1 / std = 2 */
+    /* the normalisation of the metadata */
     ck_assert_ptr_nonnull(strstr(code, "input_mean[1] = { 0.25f }"));
-    ck_assert_ptr_nonnull(strstr(code, "input_inv_std[1] = { 2.0f }"));
+    ck_assert_ptr_nonnull(strstr(code, "input_std[1] = { 0.5f }"));
     free(code);
     snprintf(path, sizeof path, "%s/resnet20_fmnist_weights.c", out);
     char *w = tu_slurp(path, NULL);
@@ -612,6 +604,39 @@ START_TEST(errors)
 }
 END_TEST
 
+/* Every network of the table with random weights: the files build for a
+ * Cortex-M4 with the strict warnings and reference no allocator; prints
+ * their sizes. */
+START_TEST(cortex_m4)
+{
+    const Case *c = &cases[_i];
+    if (!c->suite && !all_mode())
+        TEST_SKIP("%s: not in the suite's subset (make infer-check runs it)", c->net);
+    if (!have("arm-none-eabi-gcc") || !have("arm-none-eabi-size"))
+        TEST_SKIP("%s: no arm-none-eabi-gcc (Debian gcc-arm-none-eabi, make deps)", c->net);
+    if (tu_sanitized())
+        TEST_SKIP("%s: not under the sanitizers (nothing here is instrumented)", c->net);
+    char dir[512], ck[600], inf[600];
+    tu_tmpdir(dir, sizeof dir, "inferm");
+    snprintf(ck, sizeof ck, "%s/ck.safetensors", dir);
+    snprintf(inf, sizeof inf, "%s/inf", dir);
+    Arena *a = arena_new();
+    IrGraph *g = load(a, c->spec, c->net);
+    random_ckpt(g, ck, 1);
+    EmitInferRequest rq = { .g = g, .weights = ck, .dir = inf };
+    char *msg;
+    ck_assert_msg(emit(&rq, &msg) == 0, "%s", msg);
+    free(msg);
+    long sz[3];
+    ck_assert_int_eq(arm_build(inf, c->net, sz), 0);
+    printf("test_infer: %s: cortex-m4 text %ld data %ld bss %ld bytes\n", c->net, sz[0],
+           sz[1], sz[2]);
+    fflush(stdout);
+    arena_free(a);
+    tu_rmrf(dir);
+}
+END_TEST
+
 static Suite *infer_suite(void)
 {
     Suite *s = suite_create("infer");
@@ -619,6 +644,10 @@ static Suite *infer_suite(void)
     tcase_add_test(tc, files_and_folding);
     tcase_add_test(tc, errors);
     tcase_set_timeout(tc, 120);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("arm");
+    tcase_add_loop_test(tc, cortex_m4, 0, NCASES);
+    tcase_set_timeout(tc, all_mode() ? 3600 : 300);
     suite_add_tcase(s, tc);
     tc = tcase_create("eval");
     tcase_add_loop_test(tc, matches_eval, 0, NCASES);

@@ -177,11 +177,11 @@ static void relu_init(Prob *p, int s)
 #define ADAPT_RELU(T, S, KS, X, A)                                                            \
 static void relu_fwd##S(Prob *p, const RtCtx *c, T *out)                                  \
 {                                                                                         \
-    rt_relu_forward##KS(c, out, p->X[0], p->len[0]);                                       \
+    rt_relu_forward##KS(c, out, p->X[0], p->len[0], 0);                                   \
     memcpy(p->A[0], out, p->len[0] * sizeof(T));                                          \
 }                                                                                         \
 static void relu_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)           \
-{ rt_relu_backward##KS(c, g[0], acc, dout, p->A[0], p->len[0]); }
+{ rt_relu_backward##KS(c, g[0], acc, dout, p->A[0], p->len[0], 0); }
 ADAPT_RELU(float, _f, , xf, auxf)
 ADAPT_RELU(double, _d, _d, xd, auxd)
 
@@ -367,11 +367,11 @@ static void exact_init(Prob *p, int s)
 
 #define ADAPT_EXACT(T, S, KS, X, A)                                                           \
 static void exact_fwd##S(Prob *p, const RtCtx *c, T *out)                                 \
-{ rt_exact_forward##KS(c, out, p->A[0], p->X[0], p->X[1], p->d[0], p->d[1], p->d[2]); }    \
+{ rt_exact_forward##KS(c, out, p->A[0], p->X[0], p->X[1], p->d[0], p->d[1], p->d[2], 0); } \
 static void exact_bwd##S(Prob *p, const RtCtx *c, const T *dout, T **g, int acc)          \
 {                                                                                         \
     rt_exact_backward##KS(c, g[0], acc, g[1], dout, p->X[0], p->A[0], p->X[1],             \
-                         p->d[0], p->d[1], p->d[2]);                                      \
+                         p->d[0], p->d[1], p->d[2], 0);                                   \
 }
 ADAPT_EXACT(float, _f, , xf, auxf)
 ADAPT_EXACT(double, _d, _d, xd, auxd)
@@ -753,7 +753,7 @@ START_TEST(test_bn_running_stats)
     RtRng rng;
     rt_rng_seed(&rng, 5);
     gc_fill(in, B * C * HW, &rng);
-    RtCtx ctx = {1, NULL, 0};
+    RtCtx ctx = {1, NULL, 0, NULL};
     rt_bn_forward_train_d(&ctx, out, mean, rstd, rm, rv, in, gamma, beta, B, C, HW, 0.1, 1e-5);
     for (int c = 0; c < C; c++) {
         double s = 0, ss = 0;
@@ -794,7 +794,7 @@ START_TEST(test_dropout_stats)
     float *mask = xcalloc(N, sizeof(float));
     for (int i = 0; i < N; i++)
         in[i] = 1.5f;
-    RtCtx ctx = {2, NULL, 0};
+    RtCtx ctx = {2, NULL, 0, NULL};
     RtRng rng, r0;
     rt_rng_seed(&rng, 9);
     r0 = rng;
@@ -822,7 +822,7 @@ START_TEST(test_xent_stable)
     double z[2][3] = {{1000, -1000, 999}, {-800, -801, -799}};
     uint8_t y[2] = {2, 1};
     double p[6], dz[6];
-    RtCtx ctx = {1, NULL, 0};
+    RtCtx ctx = {1, NULL, 0, NULL};
     double loss = rt_xent_forward_d(&ctx, p, &z[0][0], y, 2, 3);
     /* loss_b = lse_b - z_b[y_b], lse_0 = 1000 + log(1 + e^-1 + e^-2000),
      * lse_1 = -799 + log(1 + e^-1 + e^-2) */
@@ -902,7 +902,7 @@ START_TEST(test_conv_scratch)
     gc_fill(in, B * C * H * W, &rng);
     gc_fill(w, CO * C * 9, &rng);
     size_t bytes = rt_conv2d_scratch_bytes(1, B, C, H, W, 3, 1, 1, sizeof(double));
-    RtCtx ctx = {2, xcalloc(bytes, 1), bytes};
+    RtCtx ctx = {2, xcalloc(bytes, 1), bytes, NULL};
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
     rt_conv2d_forward_d(&ctx, o1, in, w, B, C, H, W, CO, 3, 1, 1);
@@ -935,7 +935,7 @@ START_TEST(test_thread_invariance)
         gamma[i] = 1 + 0.1f * (float)i;
         beta[i] = 0.01f * (float)i;
     }
-    RtCtx c1 = {1, NULL, 0}, c2 = {2, NULL, 0};
+    RtCtx c1 = {1, NULL, 0, NULL}, c2 = {2, NULL, 0, NULL};
     rt_bn_forward_train(&c1, y1, mean, rstd, NULL, NULL, x, gamma, beta, B, C, HW, 0.1, 1e-5);
     rt_bn_forward_train(&c2, y2, mean, rstd, NULL, NULL, x, gamma, beta, B, C, HW, 0.1, 1e-5);
     ck_assert_mem_eq(y1, y2, N * sizeof(float));
@@ -1022,7 +1022,7 @@ START_TEST(test_conv_direct)
                 rt_conv2d_backward_ref_d(din, 1, dw, dout, in, w, B, C, H, W, Co, 3, 1, 1);
                 for (int th = 1; th <= 2; th++) {
                     size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
-                    RtCtx ctx = {th, xcalloc(bytes, 1), bytes};
+                    RtCtx ctx = {th, xcalloc(bytes, 1), bytes, NULL};
                     rt_conv2d_forward(&ctx, outf, inf, wf, B, C, H, W, Co, 3, 1, 1);
                     double e = gc_normdiff_f(outf, out, no);
                     ck_assert_msg(e < F32_TOL, "forward %d/%d %dx%d B%d t%d: %.3g",
@@ -1078,7 +1078,7 @@ START_TEST(test_fast_paths)
             ck_assert_uint_lt(rt_conv2d_scratch_bytes(1, B, CI, H, W, 3, st, pd, 8),
                               (size_t)CI * 9 * Ho * Wo * 8);   /* really banded */
             size_t bytes = rt_conv2d_scratch_bytes(th, B, CI, H, W, 3, st, pd, sizeof(double));
-            RtCtx ctx = {th, xcalloc(bytes, 1), bytes};
+            RtCtx ctx = {th, xcalloc(bytes, 1), bytes, NULL};
             double *o1 = xcalloc(nout, sizeof(double)), *o2 = xcalloc(nout, sizeof(double));
             double *d1 = xcalloc(nin, sizeof(double)), *d2 = xcalloc(nin, sizeof(double));
             double *g1 = xcalloc(CO * CI * 9, sizeof(double)), *g2 = xcalloc(CO * CI * 9, sizeof(double));
@@ -1093,7 +1093,7 @@ START_TEST(test_fast_paths)
             ck_assert_double_le(gc_normdiff(g1, g2, CO * CI * 9), 1e-12);
             /* float kernel, same bands in float */
             size_t fb = rt_conv2d_scratch_bytes(th, B, CI, H, W, 3, st, pd, sizeof(float));
-            RtCtx cf = {th, xcalloc(fb, 1), fb};
+            RtCtx cf = {th, xcalloc(fb, 1), fb, NULL};
             float *of = xcalloc(nout, sizeof(float)), *dinf = xcalloc(nin, sizeof(float));
             float *gf = xcalloc(CO * CI * 9, sizeof(float)), *doutf = xcalloc(nout, sizeof(float));
             rt_conv2d_forward(&cf, of, inf, wf, B, CI, H, W, CO, 3, st, pd);
@@ -1117,7 +1117,7 @@ START_TEST(test_fast_paths)
     float *x = xcalloc(N, sizeof(float)), *y = xcalloc(N, sizeof(float));
     float *a = xcalloc(N, sizeof(float)), *b = xcalloc(N, sizeof(float));
     float *a0 = xcalloc(N, sizeof(float)), *b0 = xcalloc(N, sizeof(float));
-    RtCtx c2 = {2, NULL, 0};
+    RtCtx c2 = {2, NULL, 0, NULL};
     for (int i = 0; i < N; i++) {
         x[i] = (float)rt_rng_normal(&rng);
         y[i] = (float)rt_rng_normal(&rng);
@@ -1126,12 +1126,12 @@ START_TEST(test_fast_paths)
     /* mismatches are counted, not asserted one by one: every ck_assert
      * writes to Check's pipe, and 10^5 of them take seconds */
     int bad = 0;
-    rt_relu_forward(&c2, a, x, N);
+    rt_relu_forward(&c2, a, x, N, 0);
     for (int i = 0; i < N; i++)
         bad += a[i] != (x[i] > 0 ? x[i] : 0.0f);
     for (int acc = 0; acc < 2; acc++) {
         memcpy(b, a0, N * sizeof(float));
-        rt_relu_backward(&c2, b, acc, y, a, N);
+        rt_relu_backward(&c2, b, acc, y, a, N, 0);
         for (int i = 0; i < N; i++)
             bad += b[i] != (acc ? a0[i] : 0.0f) + (a[i] > 0 ? y[i] : 0.0f);
     }
@@ -1188,6 +1188,116 @@ START_TEST(test_fast_paths)
 }
 END_TEST
 
+/* Branch records (rt.h, RtBranch): a recording relu stores each element's
+ * piece; a replaying one takes the stored piece whatever its input says (the
+ * identity extended to negative inputs, zero for positive ones), counts the
+ * elements that crossed and the closest one; the backward follows the
+ * record; exact's relu the same. Sites put each call at its own offset. */
+START_TEST(test_branch_record)
+{
+    enum { N = 1000, SITE = 8, Bx = 2, D = 3, M = 4 };
+    RtRng rng;
+    rt_rng_seed(&rng, 11);
+    double *x = xcalloc(N, sizeof(double)), *y = xcalloc(N, sizeof(double));
+    double *o = xcalloc(N, sizeof(double)), *g = xcalloc(N, sizeof(double));
+    float *xf = xcalloc(N, sizeof(float)), *of = xcalloc(N, sizeof(float));
+    float *gf = xcalloc(N, sizeof(float));
+    uint8_t *mask = xcalloc(N + SITE, 1);
+    RtBranch br = {.replay = 0, .mask = mask, .cap = N + SITE};
+    RtCtx c = {1, NULL, 0, &br};
+    gc_fill(x, N, &rng);
+    double amin = INFINITY;
+    for (int i = 0; i < N; i++) {
+        y[i] = -x[i];
+        xf[i] = (float)x[i];
+        amin = fmin(amin, fabs(x[i]));
+    }
+    int bad = 0;
+    rt_branch_reset(&br);
+    rt_relu_forward_d(&c, o, x, N, SITE);
+    for (int i = 0; i < N; i++)
+        bad += mask[SITE + i] != (x[i] > 0) || o[i] != (x[i] > 0 ? x[i] : 0);
+    ck_assert_int_eq(bad, 0);
+    ck_assert_uint_eq(br.seen, N);
+    ck_assert_uint_eq(br.crossed, 0);
+    ck_assert_double_eq(br.near_min, amin);
+
+    br.replay = 1;
+    rt_branch_reset(&br);
+    rt_relu_forward_d(&c, o, y, N, SITE);
+    size_t nz = 0;
+    for (int i = 0; i < N; i++) {
+        nz += x[i] != 0;
+        bad += o[i] != (x[i] > 0 ? y[i] : 0);
+    }
+    ck_assert_int_eq(bad, 0);
+    ck_assert_uint_eq(br.crossed, nz);
+    ck_assert_double_eq(br.cross_min, amin);
+    for (int acc = 0; acc < 2; acc++) {
+        for (int i = 0; i < N; i++)
+            g[i] = gf[i] = 1;
+        rt_relu_backward_d(&c, g, acc, x, o, N, SITE);
+        rt_relu_backward(&c, gf, acc, xf, of, N, SITE);
+        for (int i = 0; i < N; i++) {
+            bad += g[i] != acc + (x[i] > 0 ? x[i] : 0);
+            bad += gf[i] != (float)acc + (x[i] > 0 ? xf[i] : 0.0f);
+        }
+    }
+    ck_assert_int_eq(bad, 0);
+    /* the float kernel replays the same record */
+    rt_branch_reset(&br);
+    for (int i = 0; i < N; i++)
+        xf[i] = (float)y[i];
+    rt_relu_forward(&c, of, xf, N, SITE);
+    for (int i = 0; i < N; i++)
+        bad += of[i] != (x[i] > 0 ? xf[i] : 0.0f);
+    ck_assert_int_eq(bad, 0);
+    ck_assert_uint_eq(br.crossed, nz);
+
+    /* exact: record at in, replay at -in (every a flips sign) */
+    double in[Bx * D], nin[Bx * D], U[D * M], a[Bx * M], a2[Bx * M], out[Bx * D];
+    double dout[Bx * D], din[Bx * D], dU[D * M];
+    gc_fill(in, Bx * D, &rng);
+    gc_fill(U, D * M, &rng);
+    gc_fill(dout, Bx * D, &rng);
+    for (int i = 0; i < Bx * D; i++)
+        nin[i] = -in[i];
+    br.replay = 0;
+    rt_branch_reset(&br);
+    rt_exact_forward_d(&c, out, a, in, U, Bx, D, M, SITE);
+    for (int i = 0; i < Bx * M; i++)
+        bad += mask[SITE + i] != (a[i] > 0);
+    br.replay = 1;
+    rt_branch_reset(&br);
+    rt_exact_forward_d(&c, out, a2, nin, U, Bx, D, M, SITE);
+    ck_assert_uint_eq(br.seen, Bx * M);
+    ck_assert_uint_eq(br.crossed, Bx * M);
+    for (int b = 0; b < Bx; b++)
+        for (int j = 0; j < D; j++) {
+            double v = nin[b * D + j];
+            for (int k = 0; k < M; k++)
+                v -= (mask[SITE + b * M + k] ? a2[b * M + k] : 0) * U[j * M + k];
+            bad += fabs(out[b * D + j] - v) > 1e-12;
+        }
+    /* backward: da = -(dout U) on the recorded pieces */
+    memset(dU, 0, sizeof dU);
+    rt_exact_backward_d(&c, din, 0, dU, dout, nin, a2, U, Bx, D, M, SITE);
+    for (int b = 0; b < Bx; b++)
+        for (int j = 0; j < D; j++) {
+            double v = dout[b * D + j];
+            for (int k = 0; k < M; k++) {
+                double da = 0;
+                for (int jj = 0; jj < D; jj++)
+                    da -= dout[b * D + jj] * U[jj * M + k];
+                v += (mask[SITE + b * M + k] ? da : 0) * U[j * M + k];
+            }
+            bad += fabs(din[b * D + j] - v) > 1e-12;
+        }
+    ck_assert_int_eq(bad, 0);
+    free(x), free(y), free(o), free(g), free(xf), free(of), free(gf), free(mask);
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -1203,6 +1313,7 @@ static Suite *kernels_suite(void)
     tcase_add_test(sem, test_rng);
     tcase_add_test(sem, test_conv_scratch);
     tcase_add_test(sem, test_thread_invariance);
+    tcase_add_test(sem, test_branch_record);
     suite_add_tcase(s, sem);
     TCase *fast = tcase_create("fast");
     tcase_set_timeout(fast, 120);

@@ -234,7 +234,18 @@ static const struct {
 } bad_hdr[] = {
     {"[]", 0, "must start with '{'"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4, "expected '}'"},
-    {"{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2, "unsupported dtype"},
+    {"{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, "unsupported dtype"},
+    {"{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unsupported dtype"},
+    {"{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2, "do not match"},
+    {"{\"a\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "do not match"},
+    {"{\"a\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,4]}}", 4, "do not match"},
+    {"{\"a\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
+     "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "overlap"},
+    {"{\"a\":{\"dtype\":\"BOOL\",\"shape\":[1],\"data_offsets\":[0,1]}}", 2, "after the last tensor"},
+    {"{\"a\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}", 1,
+     "rank above 8"},
+    {"{\"a\":{\"shape\":[1],\"dtype\":\"F16\",\"data_offsets\":[0,2]},"
+     "\"a\":{\"dtype\":\"I8\",\"shape\":[1],\"data_offsets\":[2,3]}}", 3, "duplicate tensor 'a'"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, "do not match"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4, "truncated"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
@@ -348,6 +359,197 @@ START_TEST(malformed_file)
         ck_assert_ptr_nonnull(strstr(err.msg, p));
     }
     free(whole);
+}
+END_TEST
+
+/* A raw safetensors file from tensors given as (name, dtype, shape text,
+ * little-endian bytes): what PyTorch's writer makes. */
+typedef struct {
+    const char *name, *dtype, *shape;
+    const void *bytes;
+    size_t n;
+} RawT;
+
+static void write_raw(const char *path, const RawT *t, int n, const char *meta)
+{
+    char hdr[16384];
+    size_t hl = 0, off = 0;
+    hl += (size_t)snprintf(hdr + hl, sizeof hdr - hl, "{%s%s", meta ? meta : "", meta ? "," : "");
+    for (int i = 0; i < n; i++) {
+        hl += (size_t)snprintf(hdr + hl, sizeof hdr - hl,
+                               "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[%zu,%zu]}",
+                               i ? "," : "", t[i].name, t[i].dtype, t[i].shape, off, off + t[i].n);
+        off += t[i].n;
+    }
+    hl += (size_t)snprintf(hdr + hl, sizeof hdr - hl, "}");
+    while (hl % 8)
+        hdr[hl++] = ' ';
+    ck_assert_uint_lt(hl, sizeof hdr);
+    uint8_t *b = malloc(8 + hl + off + 1);
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    memcpy(b + 8, hdr, hl);
+    size_t at = 8 + hl;
+    for (int i = 0; i < n; i++) {
+        memcpy(b + at, t[i].bytes, t[i].n);
+        at += t[i].n;
+    }
+    spit(path, b, at);
+    free(b);
+}
+
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* F64, F16 and BF16 tensors are converted to float (F64 rounded to
+ * nearest, ties to even; the half formats exactly, subnormals, infinities
+ * and NaN included); integer tensors (PyTorch's I64 num_batches_tracked, a
+ * BOOL mask, U8) are skipped and named in one note; F32 stays bit-exact. */
+START_TEST(dtypes_converted)
+{
+    char p[512];
+    tpath(p, sizeof p, "torch.safetensors");
+    /* F16: +0, -0, min subnormal, max subnormal, min normal, 1, max, inf,
+     * -inf, NaN, -2.5 */
+    static const uint16_t h[] = {0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x3c00,
+                                 0x7bff, 0x7c00, 0xfc00, 0x7e00, 0xc100};
+    const float hwant[] = {0.0f, -0.0f, 0x1p-24f, 0x3ffp-24f, 0x1p-14f, 1.0f, 65504.0f,
+                           INFINITY, -INFINITY, NAN, -2.5f};
+    /* BF16: +0, -0, smallest subnormal, 1, -2, max, inf, -inf, NaN, pi-ish */
+    static const uint16_t bf[] = {0x0000, 0x8000, 0x0001, 0x3f80, 0xc000, 0x7f7f,
+                                  0x7f80, 0xff80, 0x7fc0, 0x4049};
+    /* F64: 1/3, a tie (1 + 2^-24: to even, 1), just above the tie (up),
+     * the smallest float subnormal, below half of it (0), beyond FLT_MAX
+     * (inf), -inf, NaN, -0 */
+    const double d[] = {1.0 / 3.0, 1.0 + 0x1p-24, 1.0 + 0x1p-24 + 0x1p-52, 0x1p-149,
+                        0x1p-151, 1e300, -INFINITY, NAN, -0.0};
+    const float dwant[] = {(float)(1.0 / 3.0), 1.0f, 1.0f + 0x1p-23f, 0x1p-149f, 0.0f,
+                           INFINITY, -INFINITY, NAN, -0.0f};
+    ck_assert_uint_eq(fbits(dwant[0]), 0x3eaaaaabu);
+    uint8_t hb[sizeof h], bb[sizeof bf], db[sizeof d];
+    for (size_t i = 0; i < sizeof h / 2; i++) {
+        hb[2 * i] = (uint8_t)h[i];
+        hb[2 * i + 1] = (uint8_t)(h[i] >> 8);
+    }
+    for (size_t i = 0; i < sizeof bf / 2; i++) {
+        bb[2 * i] = (uint8_t)bf[i];
+        bb[2 * i + 1] = (uint8_t)(bf[i] >> 8);
+    }
+    for (size_t i = 0; i < sizeof d / 8; i++) {
+        uint64_t u;
+        memcpy(&u, &d[i], 8);
+        for (int k = 0; k < 8; k++)
+            db[8 * i + (size_t)k] = (uint8_t)(u >> (8 * k));
+    }
+    const float f32[2] = {1.5f, -3.25f};
+    uint8_t fb[8];
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 4; k++)
+            fb[4 * i + k] = (uint8_t)(fbits(f32[i]) >> (8 * k));
+    const uint8_t i64[8] = {7, 0, 0, 0, 0, 0, 0, 0}, mask[3] = {1, 0, 1}, u8[2] = {9, 9};
+    const RawT t[] = {
+        {"bn1.num_batches_tracked", "I64", "", i64, 8},
+        {"half", "F16", "11", hb, sizeof hb},
+        {"mask", "BOOL", "3", mask, 3},
+        {"brain", "BF16", "2,5", bb, sizeof bb},
+        {"dbl", "F64", "9", db, sizeof db},
+        {"bytes", "U8", "1,1,1,1,1,2", u8, 2},
+        {"f", "F32", "2", fb, 8},
+    };
+    write_raw(p, t, 7, "\"__metadata__\":{\"format\":\"pt\"}");
+    RtErr err = {{0}};
+    RtStFile *f = rt_st_open(p, &err);
+    ck_assert_msg(f != NULL, "%s", err.msg);
+    ck_assert_int_eq(rt_st_count(f), 4);
+    ck_assert_str_eq(rt_st_meta(f, "format"), "pt");
+    const char *note = rt_st_note(f);
+    ck_assert_ptr_nonnull(note);
+    ck_assert_msg(strstr(note, p) && strstr(note, "skipped 3 integer tensors optc does not use: "
+                                                "bn1.num_batches_tracked (I64), mask (BOOL), "
+                                                "bytes (U8)"), "%s", note);
+    int nd, dims[4];
+    ck_assert_int_eq(rt_st_shape(f, "bn1.num_batches_tracked", &nd, dims), -1);
+    ck_assert_int_eq(rt_st_read(f, "mask", (float[3]){0}, 3, &err), -1);
+    ck_assert_int_eq(rt_st_shape(f, "brain", &nd, dims), 0);
+    ck_assert_int_eq(nd, 2);
+    ck_assert_int_eq(dims[1], 5);
+    float out[16];
+    ck_assert_int_eq(rt_st_read(f, "half", out, 11, &err), 0);
+    for (int i = 0; i < 11; i++)
+        if (isnan(hwant[i]))
+            ck_assert_msg(isnan(out[i]), "half %d", i);
+        else
+            ck_assert_msg(fbits(out[i]) == fbits(hwant[i]), "half %d: %a, want %a", i,
+                          (double)out[i], (double)hwant[i]);
+    ck_assert_int_eq(rt_st_read(f, "brain", out, 10, &err), 0);
+    for (int i = 0; i < 10; i++)
+        ck_assert_msg(fbits(out[i]) == (uint32_t)bf[i] << 16, "bf16 %d: %08x", i, fbits(out[i]));
+    ck_assert(out[2] > 0.0f && out[2] < 1e-38f);   /* a float subnormal */
+    ck_assert(isnan(out[8]));
+    ck_assert_int_eq(rt_st_read(f, "dbl", out, 9, &err), 0);
+    for (int i = 0; i < 9; i++)
+        if (isnan(dwant[i]))
+            ck_assert_msg(isnan(out[i]), "f64 %d", i);
+        else
+            ck_assert_msg(fbits(out[i]) == fbits(dwant[i]), "f64 %d: %a, want %a", i,
+                          (double)out[i], (double)dwant[i]);
+    ck_assert_int_eq(rt_st_read(f, "dbl", out, 8, &err), -1);
+    ck_assert_msg(strstr(err.msg, "has 9 elements, expected 8"), "%s", err.msg);
+    ck_assert_int_eq(rt_st_read(f, "f", out, 2, &err), 0);
+    ck_assert(out[0] == 1.5f && out[1] == -3.25f);
+    rt_st_close(f);
+    /* every half value converts to the float it denotes */
+    for (uint32_t u = 0; u < 0x10000; u++) {
+        uint16_t x = (uint16_t)u;
+        int e = x >> 10 & 0x1f, m = x & 0x3ff;
+        float v = rt_st_f16_to_f32(x);
+        if (e == 31) {
+            ck_assert(m ? isnan(v) : isinf(v));
+            continue;
+        }
+        double want = e ? ldexp(1024 + m, e - 25) : ldexp(m, -24);
+        if (x & 0x8000)
+            want = -want;
+        ck_assert_msg((double)v == want && !signbit(v) == !signbit(want), "f16 %04x", u);
+    }
+    /* a file of F32 tensors only has no note */
+    RtStEntry e[1] = {{"x", 1, {2}, f32}};
+    ck_assert_int_eq(rt_st_save(p, e, 1, NULL, 0, &err), 0);
+    f = rt_st_open(p, &err);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_null(rt_st_note(f));
+    rt_st_close(f);
+}
+END_TEST
+
+/* One note however many integer tensors there are: the count, then names
+ * up to about 300 characters. */
+START_TEST(many_skipped_one_note)
+{
+    char p[512];
+    tpath(p, sizeof p, "many.safetensors");
+    RawT t[60];
+    char names[60][48];
+    static const uint8_t z[8];
+    for (int i = 0; i < 60; i++) {
+        snprintf(names[i], sizeof names[i], "layer%d.bn.num_batches_tracked", i);
+        t[i] = (RawT){names[i], "I64", "", z, 8};
+    }
+    write_raw(p, t, 60, NULL);
+    RtErr err = {{0}};
+    RtStFile *f = rt_st_open(p, &err);
+    ck_assert_msg(f != NULL, "%s", err.msg);
+    ck_assert_int_eq(rt_st_count(f), 0);
+    const char *note = rt_st_note(f);
+    ck_assert_ptr_nonnull(note);
+    ck_assert_ptr_null(strchr(note, '\n'));
+    ck_assert_msg(strstr(note, "skipped 60 integer tensors") && strstr(note, ", ...") &&
+                  strlen(note) < 300 + 200 + strlen(p), "%s", note);
+    rt_st_close(f);
 }
 END_TEST
 
@@ -497,6 +699,8 @@ static Suite *st_suite(void)
     tcase_add_test(tc, save_rejects);
     tcase_add_loop_test(tc, malformed_header, 0, (int)(sizeof bad_hdr / sizeof bad_hdr[0]));
     tcase_add_test(tc, malformed_file);
+    tcase_add_test(tc, dtypes_converted);
+    tcase_add_test(tc, many_skipped_one_note);
     tcase_add_test(tc, atomic_save);
     tcase_add_test(tc, mutations);
     suite_add_tcase(s, tc);
