@@ -89,6 +89,7 @@ typedef struct {
     char *what;         /* comment: where it comes from */
     float *data;
     size_t n;
+    int key, variant;   /* the parameter it is made of, and how; key -1: unique */
 } InferArr;
 
 typedef struct {
@@ -167,8 +168,19 @@ static void infer_float(FILE *out, float v)
     fprintf(out, "%sf", s);
 }
 
-static int infer_add_arr(Infer *in, char *name, char *what, float *data, size_t n)
+/* Add an array; one made the same way (key, variant) from the same
+ * parameter as an earlier one (weights shared between steps, the theory
+ * block's one U) is that one. */
+static int infer_add_arr(Infer *in, char *name, char *what, float *data, size_t n, int key,
+                         int variant)
 {
+    for (int i = 0; key >= 0 && i < in->narr; i++)
+        if (in->arr[i].key == key && in->arr[i].variant == variant) {
+            free(name);
+            free(what);
+            free(data);
+            return i;
+        }
     if (in->narr == in->caparr) {
         in->caparr = in->caparr ? 2 * in->caparr : 64;
         InferArr *na = realloc(in->arr, (size_t)in->caparr * sizeof *na);
@@ -185,7 +197,7 @@ static int infer_add_arr(Infer *in, char *name, char *what, float *data, size_t 
     for (size_t i = 0; i < n; i++)
         if (!isfinite(data[i]))
             in->bad = true;
-    in->arr[in->narr] = (InferArr){ name, what, data, n };
+    in->arr[in->narr] = (InferArr){ name, what, data, n, key, variant };
     return in->narr++;
 }
 
@@ -546,13 +558,14 @@ static void infer_weights(Infer *in)
             size_t bl = strlen(base);
             if (bl > 7 && strcmp(base + bl - 7, "_weight") == 0)
                 base[bl - 7] = '\0';
+            bool plain = n->bn < 0 && n->scale_node < 0;
             in->warr[i] = infer_add_arr(in, infer_fmt("%s_%s_weight", in->lname, base),
-                                        what, w, wp->numel);
+                                        what, w, wp->numel, plain ? cv->u.conv.w : -1, 0);
             if (b)
                 in->barr[i] = infer_add_arr(in, infer_fmt("%s_%s_bias", in->lname, base),
                                             infer_fmt("%s: shift of %s", wp->name,
                                                       g->nodes[n->bn].name),
-                                            b, (size_t)cout);
+                                            b, (size_t)cout, -1, 0);
             free(base);
         } else if (x->op == OP_BN) {
             int C = x->shape.c;
@@ -567,10 +580,10 @@ static void infer_weights(Infer *in)
             char *id = infer_ident(x->name);
             in->warr[i] = infer_add_arr(in, infer_fmt("%s_%s_scale", in->lname, id),
                                         infer_fmt("%s: weight / sqrt(running_var + eps)",
-                                                  x->name), s, (size_t)C);
+                                                  x->name), s, (size_t)C, x->u.bn.gamma, 1);
             in->barr[i] = infer_add_arr(in, infer_fmt("%s_%s_shift", in->lname, id),
                                         infer_fmt("%s: bias - running_mean * scale", x->name),
-                                        b, (size_t)C);
+                                        b, (size_t)C, x->u.bn.gamma, 2);
             free(id);
         } else if (x->op == OP_LINEAR || x->op == OP_EXACT) {
             int wi = x->op == OP_LINEAR ? x->u.linear.w : x->u.exact.u;
@@ -579,7 +592,7 @@ static void infer_weights(Infer *in)
             memcpy(w, in->param[wi], wp->numel * sizeof *w);
             char *id = infer_ident(wp->name);
             in->warr[i] = infer_add_arr(in, infer_fmt("%s_%s", in->lname, id),
-                                        infer_fmt("%s", wp->name), w, wp->numel);
+                                        infer_fmt("%s", wp->name), w, wp->numel, wi, 0);
             free(id);
             if (x->op == OP_LINEAR && x->u.linear.b >= 0) {
                 const IrParam *bp = &g->params[x->u.linear.b];
@@ -587,7 +600,8 @@ static void infer_weights(Infer *in)
                 memcpy(b, in->param[x->u.linear.b], bp->numel * sizeof *b);
                 id = infer_ident(bp->name);
                 in->barr[i] = infer_add_arr(in, infer_fmt("%s_%s", in->lname, id),
-                                            infer_fmt("%s", bp->name), b, bp->numel);
+                                            infer_fmt("%s", bp->name), b, bp->numel,
+                                            x->u.linear.b, 0);
                 free(id);
             }
         }
