@@ -391,7 +391,8 @@ static int infer_plan(Infer *in)
             nd[src].folded_into = i;
             nd[i].conv = nd[src].conv >= 0 ? nd[src].conv : src;
             nd[i].bn = nd[src].bn;
-            nd[i].scale = infer_coef(in, &x->u.sum.coef[0]);
+            nd[i].scale = (nd[src].conv >= 0 ? nd[src].scale : 1.0f) *
+                          infer_coef(in, &x->u.sum.coef[0]);
             nd[i].scale_node = i;
         }
     }

@@ -13,8 +13,8 @@
  * CIFAR-format set this test writes.
  *
  * The suite runs a subset on 200 test images; OPTC_INFER_ALL=1 (make
- * infer-check) runs every example network on the whole test set and prints
- * sizes and latencies. The checkpoint's input_mean/input_std are used and
+ * infer-check) runs every example network on the whole test set
+ * (OPTC_INFER_IMAGES=N: the first N) and prints sizes and latencies. The checkpoint's input_mean/input_std are used and
  * checked against the normalisation computed here as the data loader does
  * (a checkpoint without them gets it through --norm). Run from the project
  * root. */
@@ -323,7 +323,10 @@ START_TEST(matches_eval)
     snprintf(inf, sizeof inf, "%s/inf", dir);
     const char *B = build_dir();
     Data d = { 0 };
-    int ntest = all ? 0 : SUITE_TEST;
+    /* OPTC_INFER_IMAGES=N: the first N test images (default: 200 in the
+     * suite, all of them with OPTC_INFER_ALL). */
+    const char *ni = getenv("OPTC_INFER_IMAGES");
+    int ntest = ni && *ni ? atoi(ni) : all ? 0 : SUITE_TEST;
     if (c->cifar)
         data_cifar(&d, dir, ntest);
     else
