@@ -1,7 +1,7 @@
 # optc — build, test, demo, bench.
 # Outputs go under $(O) (build/ by default); nothing here is committed.
-# Targets: all check demo bench deps examples generated clean fuzz reproduce
-#          gradcheck-all
+# Targets: all check demo explore bench deps examples generated clean fuzz reproduce
+#          gradcheck-all oracle
 
 O        ?= build
 CC       ?= cc
@@ -25,14 +25,16 @@ CPPFLAGS := -Icompiler -Iruntime -I$(O)/grammar $(PKG_CFLAGS)
 LDLIBS   = $(PKG_LIBS) -fopenmp -lm
 
 COMPILER_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+ORCH_SRC     := $(wildcard orchestrate/*.c)
 RUNTIME_SRC  := $(wildcard runtime/*.c)
 TEST_SRC     := $(wildcard tests/test_*.c)
 COMPILER_OBJ := $(COMPILER_SRC:%.c=$(O)/%.o) $(O)/grammar/parser.o $(O)/grammar/lexer.o
+ORCH_OBJ     := $(ORCH_SRC:%.c=$(O)/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(O)/%.o)
 TESTS        := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 
 .PHONY: all check check-fast check-san deps examples generated generated-check \
-        demo bench fuzz reproduce clean tests
+        demo explore bench fuzz reproduce clean tests
 .SUFFIXES:
 
 all: $(O)/optc $(O)/libort.a
@@ -55,19 +57,26 @@ $(O)/grammar/lexer.o: $(O)/grammar/lexer.c $(O)/grammar/parser.h $(wildcard comp
 	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
 
 # --- objects ----------------------------------------------------------------
-$(O)/compiler/%.o: compiler/%.c $(O)/grammar/parser.h $(O)/grammar/lexer.h $(wildcard compiler/*.h compiler/*.def)
+$(O)/compiler/%.o: compiler/%.c $(O)/grammar/parser.h $(O)/grammar/lexer.h $(wildcard compiler/*.h compiler/*.def) runtime/act.def runtime/rt.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
-$(O)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h runtime/*.inc)
+# orchestrate/: commands that drive the compiler and the programs it builds
+# (optc compare), built on the compiler's API, never called by it.
+$(O)/orchestrate/%.o: orchestrate/%.c $(O)/grammar/parser.h $(wildcard compiler/*.h orchestrate/*.h) runtime/act.def runtime/rt.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Iorchestrate $(CFLAGS) -c -o $@ $<
+$(O)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h runtime/*.inc runtime/*.def)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(O)/liboptc.a: $(COMPILER_OBJ)
 	rm -f $@ && ar rcs $@ $^
+$(O)/liborch.a: $(ORCH_OBJ)
+	rm -f $@ && ar rcs $@ $^
 $(O)/libort.a: $(RUNTIME_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
-$(O)/optc: $(O)/compiler/main.o $(O)/liboptc.a $(O)/libort.a
+$(O)/optc: $(O)/compiler/main.o $(O)/liborch.a $(O)/liboptc.a $(O)/libort.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # What optc build compiles generated programs with: this build's compiler and
@@ -82,11 +91,21 @@ $(O)/optc.flags: FORCE
 FORCE:
 
 # --- tests ------------------------------------------------------------------
-$(O)/tests/%: tests/%.c $(wildcard tests/*.h) $(O)/liboptc.a $(O)/libort.a
+$(O)/tests/%: tests/%.c $(wildcard tests/*.h runtime/*.def) $(O)/liborch.a $(O)/liboptc.a $(O)/libort.a
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(O)/liboptc.a $(O)/libort.a $(CHECK_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Iorchestrate -Itests $(CFLAGS) -o $@ $< $(O)/liborch.a $(O)/liboptc.a \
+	  $(O)/libort.a $(CHECK_LIBS) $(LDLIBS)
 
 tests: all $(TESTS)
+
+# The hand net with one gradient bug planted (tests/plantnet.c; 0: none),
+# for test_gradcheck; the bugs wrap runtime kernels with the linker's --wrap.
+PLANTS     := $(foreach i,0 1 2 3,$(O)/plant/handnet_$(i))
+PLANT_WRAP := $(foreach f,rt_bn_backward rt_sum_backward rt_conv2d_backward,-Wl,--wrap=$(f) -Wl,--wrap=$(f)_d)
+$(O)/plant/handnet_%: tests/plantnet.c tests/handnet.h $(O)/libort.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -DRT_PLANT=$* -o $@ $< $(PLANT_WRAP) $(O)/libort.a $(LDLIBS)
+$(O)/tests/test_gradcheck: $(PLANTS) $(O)/optc $(O)/optc.flags
 
 # Plain build first, then the same suites under AddressSanitizer + UBSan.
 check: deps
@@ -122,6 +141,11 @@ generated-check: $(O)/optc
 demo: deps all
 	@scripts/demo.sh $(O)
 
+# The heavy-ball beta sweep against gd and Nesterov: accuracy beside the
+# optimizer's rate, runs/explore/ (under 15 minutes on 2 cores).
+explore: deps all
+	@scripts/explore.sh $(O)
+
 bench: deps all
 	@scripts/bench.sh $(O)
 
@@ -149,3 +173,12 @@ FUZZ_SECONDS ?= 60
 check: check-fuzz
 check-fuzz:
 	@scripts/fuzz.sh $(if $(filter 0,$(FUZZ_SECONDS)),replay,$(FUZZ_SECONDS))
+
+# oracle: the PyTorch module optc emits (--pytorch) against the generated C
+# for every example network, and a checkpoint loaded into it
+# (scripts/oracle.sh, tolerances in tests/oracle/oracle.py); a skip, said so,
+# where no python can import torch.
+.PHONY: oracle
+check: oracle
+oracle: all
+	@scripts/oracle.sh $(O)

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "analyze.h"
+#include "optable.h"
+#include "rt.h"
 #include "cli.h"
 
 /* LAPACK's general eigenvalue solver, provided by OpenBLAS (no header is
@@ -478,8 +480,12 @@ static double rnd_normal(uint64_t *s)
     return sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]);
 }
 
-/* f(z) = |z|^2/2 - sum_i relu(u_i^T z)^2/2 for U d x m (row-major). */
-static double theory_f(const double *U, int d, int m, const double *z)
+/* The exact block's activation: an RtAct and its argument. */
+typedef struct { int act; double a; } Phi;
+
+/* f(z) = |z|^2/2 - sum_i Psi(u_i^T z) for U d x m (row-major), Psi the
+ * antiderivative of phi with Psi(0) = 0 (runtime/act.inc). */
+static double theory_f(Phi phi, const double *U, int d, int m, const double *z)
 {
     double f = 0;
     for (int i = 0; i < d; i++)
@@ -488,20 +494,20 @@ static double theory_f(const double *U, int d, int m, const double *z)
         double t = 0;
         for (int i = 0; i < d; i++)
             t += U[(size_t)i * m + j] * z[i];
-        if (t > 0)
-            f -= 0.5 * t * t;
+        f -= rt_act_psi_d(phi.act, phi.a, t);
     }
     return f;
 }
 
-/* grad f(z) = z - U relu(U^T z): the exact block. */
-static void theory_grad(const double *U, int d, int m, const double *z, double *out, double *t)
+/* grad f(z) = z - U phi(U^T z): the exact block. */
+static void theory_grad(Phi phi, const double *U, int d, int m, const double *z, double *out,
+                        double *t)
 {
     for (int j = 0; j < m; j++) {
         double s = 0;
         for (int i = 0; i < d; i++)
             s += U[(size_t)i * m + j] * z[i];
-        t[j] = s > 0 ? s : 0;
+        t[j] = rt_act_phi_d(phi.act, phi.a, s, NULL);
     }
     for (int i = 0; i < d; i++) {
         double s = 0;
@@ -567,10 +573,12 @@ int analyze_theory(const IrGraph *g, unsigned long long seed, double *fvals, int
     int d = e0->u.exact.m > 0 ? g->params[e0->u.exact.u].dims[0] : 0;
     int m = e0->u.exact.m;
     int z0 = e0->in[0];
-    if (d <= 0 || m <= 0) {
+    int op = op_find(e0->u.exact.phi, OPF_ACT);
+    if (d <= 0 || m <= 0 || op < 0) {
         fprintf(diag, "optc analyze: bad exact block in %s\n", g->name);
         return -1;
     }
+    Phi phi = { op_info((IrOp)op)->act, e0->u.exact.alpha };
     /* The stage input is the latest non-stage node before the first exact
      * block: every stage node must read it or a later stage node. */
     for (int i = first - 1; i > z0; i--)
@@ -600,15 +608,16 @@ int analyze_theory(const IrGraph *g, unsigned long long seed, double *fvals, int
             break;
         double *out = &val[(size_t)i * d];
         if (n->op == OP_EXACT) {
-            if (n->u.exact.u != e0->u.exact.u) {
-                fprintf(diag, "optc analyze: %s: exact blocks do not share U\n", g->name);
+            if (n->u.exact.u != e0->u.exact.u || strcmp(n->u.exact.phi, e0->u.exact.phi) != 0 ||
+                n->u.exact.alpha != e0->u.exact.alpha) {
+                fprintf(diag, "optc analyze: %s: exact blocks do not share U and phi\n", g->name);
                 nf = -1;
                 goto done;
             }
             const double *z = &val[(size_t)n->in[0] * d];
             if (nf < cap)
-                fvals[nf++] = theory_f(U, d, m, z);
-            theory_grad(U, d, m, z, out, t);
+                fvals[nf++] = theory_f(phi, U, d, m, z);
+            theory_grad(phi, U, d, m, z, out, t);
         } else {
             for (int j = 0; j < n->nin; j++) {
                 double c = coef_value(g, &n->u.sum.coef[j]);
@@ -620,7 +629,7 @@ int analyze_theory(const IrGraph *g, unsigned long long seed, double *fvals, int
         last = i;
     }
     if (nf < cap)
-        fvals[nf++] = theory_f(U, d, m, &val[(size_t)last * d]);
+        fvals[nf++] = theory_f(phi, U, d, m, &val[(size_t)last * d]);
 done:
     free(U);
     free(val);
@@ -634,7 +643,7 @@ static const char usage[] =
     "usage: optc analyze SPEC [--mu X] [--L X] [--h X] [--steps N] [-D name=value]...\n"
     "  Each optimizer of SPEC on quadratics: grad(z) = h*A z, eig(A) in [mu, L]\n"
     "  (defaults mu 0.01, L 1, h 1/L, steps 400 for k-dependent coefficients).\n"
-    "  Networks whose grad block is exact(relu) are run on their f.\n";
+    "  Networks whose grad block is exact(ACT, M) are run on their f, per step.\n";
 
 static int parse_pos(const char *flag, const char *s, double *out)
 {
@@ -772,10 +781,20 @@ int cmd_analyze(int argc, char **argv)
             status = 1;
             continue;
         }
-        printf("\nnetwork %s (exact block) on f(z) = |z|^2/2 - sum relu(u_i^T z)^2/2,\n"
-               "seeded U at spectral norm 0.9, min f = 0; f where each grad is taken, then "
+        const IrNode *e = NULL;
+        for (int k = 0; k < g->nnodes && !e; k++)
+            e = g->nodes[k].op == OP_EXACT ? &g->nodes[k] : NULL;
+        const OpInfo *oi = op_info((IrOp)op_find(e->u.exact.phi, OPF_ACT));
+        char phi[64];
+        if (oi->arg[0])
+            snprintf(phi, sizeof phi, "%s(%s = %g)", e->u.exact.phi, oi->arg, e->u.exact.alpha);
+        else
+            snprintf(phi, sizeof phi, "%s", e->u.exact.phi);
+        bool zero_min = rt_act_phi_d(oi->act, e->u.exact.alpha, 0.0, NULL) == 0.0;
+        printf("\nnetwork %s (exact block) on f(z) = |z|^2/2 - sum_i Psi(u_i^T z), Psi' = %s,\n"
+               "seeded U at spectral norm 0.9, %s; f where each grad is taken, then "
                "f(output):\n",
-               net);
+               net, phi, zero_min ? "min f = 0 at z = 0" : "phi(0) != 0: min f < 0, not at 0");
         for (int k = 0; k < nf; k++)
             printf("  %s %3d  f = %.6e\n", k + 1 < nf ? "step" : "out ", k, f[k]);
     }

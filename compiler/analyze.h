@@ -62,6 +62,7 @@ int analyze_rate(AnalyzeUnrollFn unroll, void *ctx, const AnalyzeOpts *o,
 int analyze_optimizer(const Spec *s, const char *opt, const AnalyzeOpts *o,
                       AnalyzeResult *r, FILE *diag);
 
+
 /* Evaluate f(z) = |z|^2/2 - sum_i Psi(u_i^T z), Psi(t) = relu(t)^2/2, along
  * the stages of a network whose grad block is exact(relu): fvals[k] gets
  * f at the k-th state the network computes (states are the values that a

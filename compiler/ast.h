@@ -155,17 +155,17 @@ typedef struct {
     bool ok;
 } OptInfo;
 
-typedef enum { L_BN, L_RELU, L_CONV, L_AVGPOOL, L_GAP, L_DROPOUT, L_LINEAR, L_EXACT } LayerKind;
-
+/* One layer of a stem, grad block, transition or head (layer.c). */
 typedef struct {
-    LayerKind kind;
+    IrOp op;                /* the op it becomes (optable.h) */
     Span span;
     int k;                  /* conv / avgpool size */
     int width;              /* conv: explicit width, 0 = stage width */
     double ratio;           /* conv: width = ratio * input channels (0: unused) */
     double p;               /* dropout */
     int m;                  /* exact: columns of U */
-    char phi[16];
+    char phi[16];           /* exact: the activation */
+    double a;               /* an activation's argument (also exact's phi's) */
 } Layer;
 
 typedef struct {

@@ -14,12 +14,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "cli.h"
+#include "emit_torch.h"
 #include "plan.h"
 
 extern char **environ;
 
 static const char emit_usage[] =
-    "usage: optc emit SPEC [-n NET] [-D name=value]... [-o FILE]\n"
+    "usage: optc emit SPEC [-n NET] [-D name=value]... [-o FILE] [--pytorch]\n"
     "\n"
     "Write the C program of network NET (default: the first in SPEC) to FILE\n"
     "(standard output when FILE is missing or -). The file opens with optc's\n"
@@ -28,6 +29,9 @@ static const char emit_usage[] =
     "  -n NET            the network to emit\n"
     "  -D name=value     override an optimizer parameter or a stage's steps/width\n"
     "  -o FILE           output file\n"
+    "  --pytorch         write a PyTorch module (Python) computing the same function\n"
+    "                    instead: build() returns it, its state_dict keys are the\n"
+    "                    checkpoint's tensor names (docs/pytorch.md)\n"
     "  --inference       standalone C99 inference code of a trained network instead\n"
     "                    (optc emit --inference --help)\n";
 
@@ -127,44 +131,53 @@ static char *build_read_file(const char *path, size_t *len)
     return buf;
 }
 
-/* Load, plan and emit ca's network to out. Returns the exit status. */
-static int build_emit_to(FILE *out, const CliArgs *ca, const char *command, char *netname,
-                         size_t netname_size)
+/* Load, plan and emit req's network to out, from the spec's text (read
+ * once by the caller: the bytes compiled are the bytes embedded);
+ * diagnostics to diag. Returns the exit status. */
+static int build_emit_to(FILE *out, const BuildRequest *req, const char *text, size_t len,
+                         const char *command, char *netname, size_t netname_size, FILE *diag,
+                         bool torch)
 {
+    const char *path = req->spec;
     Arena *a = arena_new();
-    IrGraph *g = cli_load_graph(a, ca);
+    int nerr = 0;
+    Spec *s = fe_load_string(a, path, text, len, req->defs, req->ndefs, diag, &nerr);
+    IrGraph *g = s ? fe_unroll(a, s, req->net, diag, &nerr) : NULL;
     if (!g) {
         arena_free(a);
         return 1;
     }
     if (netname)
         snprintf(netname, netname_size, "%s", g->name);
-    size_t len = 0;
-    char *text = build_read_file(ca->spec, &len);
-    if (!text) {
-        fprintf(stderr, "optc: %s: %s\n", ca->spec, strerror(errno));
-        arena_free(a);
-        return 1;
-    }
     int rc = 1;
-    Plan *p = plan_build(g, stderr);
+    Plan *p = plan_build(g, diag);
     /* Before the C exists: a program the machine cannot hold is refused
      * here, with its size, not killed by the OOM killer later. */
-    if (p && plan_check_memory(p, g, ca->spec, plan_phys_bytes(), stderr) == 0) {
-        EmitInfo info = { .command = command, .spec_path = ca->spec, .spec_text = text,
+    if (p && plan_check_memory(p, g, path, plan_phys_bytes(), diag) == 0) {
+        EmitInfo info = { .command = command, .spec_path = path, .spec_text = text,
                           .spec_len = len };
-        rc = emit_c(out, g, p, &info, stderr) == 0 ? 0 : 1;
+        rc = (torch ? emit_torch : emit_c)(out, g, p, &info, diag) == 0 ? 0 : 1;
     }
     plan_free(p);
-    free(text);
     arena_free(a);
     return rc;
 }
 
+/* The spec file's text, or NULL after "PATH: error: cannot open: ..." on
+ * diag (the front end's wording). */
+static char *build_read_spec(const char *path, size_t *len, FILE *diag)
+{
+    char *text = build_read_file(path, len);
+    if (!text)
+        fprintf(diag, "%s: error: cannot open: %s\n", path, strerror(errno));
+    return text;
+}
+
 /* Emit to path through a temporary file renamed into place, so a failed
  * run leaves no half-written file. */
-static int build_emit_file(const char *path, const CliArgs *ca, const char *command,
-                           char *netname, size_t netname_size)
+static int build_emit_file(const char *path, const BuildRequest *req, const char *text,
+                           size_t len, const char *command, char *netname,
+                           size_t netname_size, FILE *diag, bool torch)
 {
     size_t n = strlen(path) + 32;
     char *tmp = malloc(n);
@@ -173,17 +186,17 @@ static int build_emit_file(const char *path, const CliArgs *ca, const char *comm
     snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) {
-        fprintf(stderr, "optc: cannot write %s: %s\n", tmp, strerror(errno));
+        fprintf(diag, "optc: cannot write %s: %s\n", tmp, strerror(errno));
         free(tmp);
         return 1;
     }
-    int rc = build_emit_to(f, ca, command, netname, netname_size);
+    int rc = build_emit_to(f, req, text, len, command, netname, netname_size, diag, torch);
     if (fclose(f) != 0 && rc == 0) {
-        fprintf(stderr, "optc: cannot write %s: %s\n", tmp, strerror(errno));
+        fprintf(diag, "optc: cannot write %s: %s\n", tmp, strerror(errno));
         rc = 1;
     }
     if (rc == 0 && rename(tmp, path) != 0) {
-        fprintf(stderr, "optc: cannot write %s: %s\n", path, strerror(errno));
+        fprintf(diag, "optc: cannot write %s: %s\n", path, strerror(errno));
         rc = 1;
     }
     if (rc != 0)
@@ -217,20 +230,30 @@ int cmd_emit(int argc, char **argv)
     int rc = cli_parse(&ca, argc, argv, emit_usage);
     if (rc != 0)
         return rc;
-    if (ca.nrest > 0) {
-        fprintf(stderr, "optc emit: unknown argument '%s'\n%s", ca.rest[0], emit_usage);
-        return 2;
+    bool torch = false;
+    for (int i = 0; i < ca.nrest; i++) {
+        if (strcmp(ca.rest[i], "--pytorch") != 0) {
+            fprintf(stderr, "optc emit: unknown argument '%s'\n%s", ca.rest[i], emit_usage);
+            return 2;
+        }
+        torch = true;
     }
+    size_t len;
+    char *text = build_read_spec(ca.spec, &len, stderr);
+    if (!text)
+        return 1;
     char *command = build_command_line(argc, argv);
+    BuildRequest req = { .spec = ca.spec, .net = ca.net, .defs = ca.defs, .ndefs = ca.ndefs };
     if (!ca.out || strcmp(ca.out, "-") == 0)
-        rc = build_emit_to(stdout, &ca, command, NULL, 0);
+        rc = build_emit_to(stdout, &req, text, len, command, NULL, 0, stderr, torch);
     else
-        rc = build_emit_file(ca.out, &ca, command, NULL, 0);
+        rc = build_emit_file(ca.out, &req, text, len, command, NULL, 0, stderr, torch);
     if (rc == 0 && fflush(stdout) != 0) {
         fprintf(stderr, "optc emit: write error: %s\n", strerror(errno));
         rc = 1;
     }
     free(command);
+    free(text);
     return rc;
 }
 
@@ -239,7 +262,7 @@ typedef struct {
     char cc[1024], cflags[4096], include[PATH_MAX + 1], libs[4096];
 } BuildFlags;
 
-static int build_flags_load(BuildFlags *bf)
+static int build_flags_load(BuildFlags *bf, FILE *diag)
 {
     char exe[PATH_MAX + 1];
     const char *env = getenv("OPTC_FLAGS");     /* an explicit file wins */
@@ -249,7 +272,7 @@ static int build_flags_load(BuildFlags *bf)
     } else {
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         if (n <= 0) {
-            fprintf(stderr, "optc build: cannot locate the optc executable: %s\n",
+            fprintf(diag, "optc build: cannot locate the optc executable: %s\n",
                     strerror(errno));
             return -1;
         }
@@ -261,7 +284,7 @@ static int build_flags_load(BuildFlags *bf)
     }
     FILE *f = fopen(path, "r");
     if (!f) {
-        fprintf(stderr, "optc build: cannot read %s: %s (it is written by make next to "
+        fprintf(diag, "optc build: cannot read %s: %s (it is written by make next to "
                 "optc; run make)\n", path, strerror(errno));
         return -1;
     }
@@ -285,21 +308,21 @@ static int build_flags_load(BuildFlags *bf)
     }
     fclose(f);
     if (!bf->cc[0] || !bf->include[0] || !bf->libs[0]) {
-        fprintf(stderr, "optc build: %s lacks CC, INCLUDE or LIBS\n", path);
+        fprintf(diag, "optc build: %s lacks CC, INCLUDE or LIBS\n", path);
         return -1;
     }
     return 0;
 }
 
 /* Run a shell command line; returns its exit status (or -1). */
-static int build_run(char *cmd)
+static int build_run(char *cmd, FILE *diag)
 {
     char sh[] = "sh", dash_c[] = "-c";
     char *args[] = { sh, dash_c, cmd, NULL };
     pid_t pid;
     int rc = posix_spawn(&pid, "/bin/sh", NULL, NULL, args, environ);
     if (rc != 0) {
-        fprintf(stderr, "optc build: cannot run /bin/sh: %s\n", strerror(rc));
+        fprintf(diag, "optc build: cannot run /bin/sh: %s\n", strerror(rc));
         return -1;
     }
     int status;
@@ -309,50 +332,66 @@ static int build_run(char *cmd)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-int cmd_build(int argc, char **argv)
+/* "optc build SPEC [-n NET] [-D name=value]... [-o OUT]": the command that
+ * rebuilds req, recorded in the emitted C when the caller gives none. */
+static char *build_request_line(const BuildRequest *req)
 {
-    if (build_wants_help(argc, argv)) {
-        fputs(build_usage, stdout);
-        return 0;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    build_append(&buf, &len, &cap, "optc build ", false);
+    build_append(&buf, &len, &cap, req->spec, true);
+    if (req->net) {
+        build_append(&buf, &len, &cap, " -n ", false);
+        build_append(&buf, &len, &cap, req->net, true);
     }
-    CliArgs ca;
-    int rc = cli_parse(&ca, argc, argv, build_usage);
-    if (rc != 0)
-        return rc;
-    bool keep_c = false;
-    for (int i = 0; i < ca.nrest; i++) {
-        if (strcmp(ca.rest[i], "--keep-c") == 0) {
-            keep_c = true;
-        } else {
-            fprintf(stderr, "optc build: unknown argument '%s'\n%s", ca.rest[i], build_usage);
-            return 2;
-        }
+    for (int i = 0; i < req->ndefs; i++) {
+        size_t n = strlen(req->defs[i].name) + strlen(req->defs[i].value) + 2;
+        char *d = malloc(n);
+        if (!d)
+            abort();
+        snprintf(d, n, "%s=%s", req->defs[i].name, req->defs[i].value);
+        build_append(&buf, &len, &cap, " -D ", false);
+        build_append(&buf, &len, &cap, d, true);
+        free(d);
     }
-    BuildFlags bf;
-    if (build_flags_load(&bf) != 0)
-        return 1;
+    if (req->out) {
+        build_append(&buf, &len, &cap, " -o ", false);
+        build_append(&buf, &len, &cap, req->out, true);
+    }
+    if (req->keep_c)
+        build_append(&buf, &len, &cap, " --keep-c", false);
+    return buf;
+}
 
-    char *command = build_command_line(argc, argv);
+int build_program(const BuildRequest *req, FILE *diag)
+{
+    BuildFlags bf;
+    if (build_flags_load(&bf, diag) != 0)
+        return 1;
+    size_t speclen;
+    char *spec = build_read_spec(req->spec, &speclen, diag);
+    if (!spec)
+        return 1;
     char dir[PATH_MAX];
     const char *tmpdir = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/optc-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
     if (!mkdtemp(dir)) {
-        fprintf(stderr, "optc build: cannot create a directory in %s: %s\n",
+        fprintf(diag, "optc build: cannot create a directory in %s: %s\n",
                 tmpdir && *tmpdir ? tmpdir : "/tmp", strerror(errno));
-        free(command);
+        free(spec);
         return 1;
     }
     char cfile[PATH_MAX + 16];
     snprintf(cfile, sizeof cfile, "%s/net.c", dir);
     char netname[256] = "";
-    rc = build_emit_file(cfile, &ca, command, netname, sizeof netname);
+    char *command = req->command ? NULL : build_request_line(req);
+    int rc = build_emit_file(cfile, req, spec, speclen, req->command ? req->command : command,
+                             netname, sizeof netname, diag, false);
     free(command);
+    free(spec);
 
     char out[PATH_MAX];
-    if (ca.out && strcmp(ca.out, "-") != 0)
-        snprintf(out, sizeof out, "%s", ca.out);
-    else
-        snprintf(out, sizeof out, "%s", netname);
+    snprintf(out, sizeof out, "%s", req->out ? req->out : netname);
 
     bool emitted = rc == 0;
     if (rc == 0) {
@@ -369,16 +408,16 @@ int cmd_build(int argc, char **argv)
         build_append(&cmd, &len, &cap, cfile, true);
         build_append(&cmd, &len, &cap, " ", false);
         build_append(&cmd, &len, &cap, bf.libs, false);
-        int st = build_run(cmd);
+        int st = build_run(cmd, diag);
         if (st != 0) {
-            fprintf(stderr, "optc build: the C compiler failed (status %d) on the code "
+            fprintf(diag, "optc build: the C compiler failed (status %d) on the code "
                     "emitted for %s:\n  %s\n", st, netname, cmd);
             rc = 1;
         }
         free(cmd);
     }
     /* Kept even when the C compiler failed: that is when it is wanted. */
-    if (keep_c && emitted) {
+    if (req->keep_c && emitted) {
         char kept[PATH_MAX + 8];
         snprintf(kept, sizeof kept, "%s.c", out);
         size_t n;
@@ -388,14 +427,41 @@ int cmd_build(int argc, char **argv)
         if (f && fclose(f) != 0)
             ok = false;
         if (!ok) {
-            fprintf(stderr, "optc build: cannot write %s\n", kept);
+            fprintf(diag, "optc build: cannot write %s\n", kept);
             rc = 1;
         } else if (rc != 0) {
-            fprintf(stderr, "optc build: the emitted C is in %s\n", kept);
+            fprintf(diag, "optc build: the emitted C is in %s\n", kept);
         }
         free(text);
     }
     remove(cfile);
     rmdir(dir);
+    return rc;
+}
+
+int cmd_build(int argc, char **argv)
+{
+    if (build_wants_help(argc, argv)) {
+        fputs(build_usage, stdout);
+        return 0;
+    }
+    CliArgs ca;
+    int rc = cli_parse(&ca, argc, argv, build_usage);
+    if (rc != 0)
+        return rc;
+    BuildRequest req = { .spec = ca.spec, .net = ca.net, .defs = ca.defs, .ndefs = ca.ndefs,
+                         .out = ca.out && strcmp(ca.out, "-") != 0 ? ca.out : NULL };
+    for (int i = 0; i < ca.nrest; i++) {
+        if (strcmp(ca.rest[i], "--keep-c") == 0) {
+            req.keep_c = true;
+        } else {
+            fprintf(stderr, "optc build: unknown argument '%s'\n%s", ca.rest[i], build_usage);
+            return 2;
+        }
+    }
+    char *command = build_command_line(argc, argv);
+    req.command = command;
+    rc = build_program(&req, stderr);
+    free(command);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "invert.h"
 #include "plan.h"
 
 #define DEFINE_HELP                                                                 \
@@ -91,21 +92,32 @@ IrGraph *cli_load_graph(Arena *a, const CliArgs *ca)
 }
 
 static const char check_usage[] =
-    "usage: optc check SPEC... [-D NAME=VALUE]...\n"
+    "usage: optc check SPEC... [-D NAME=VALUE]... [--explain [-n NET]]\n"
     "Parse and check each spec (and unroll each network); print diagnostics.\n"
-    "Exit status 0 when all are clean, 1 otherwise.\n" DEFINE_HELP;
+    "Exit status 0 when all are clean, 1 otherwise.\n"
+    "  --explain      also print, per network (only NET with -n) and stage, whether a\n"
+    "                 memory-free backward pass could rebuild its states: the inverse\n"
+    "                 in the spec's terms, or why not, per step where it differs; what\n"
+    "                 must stay stored; activations per image, stored vs memory-free\n"
+    "                 (docs/memory-free.md)\n" DEFINE_HELP;
 
 int cmd_check(int argc, char **argv)
 {
     Define defs[MAX_DEFINES];
     int ndefs = 0, nfiles = 0, bad = 0;
+    bool explain = false;
+    const char *net = NULL;
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i])) {
             fputs(check_usage, stdout);
             return 0;
         }
         char *d = NULL;
-        if (strcmp(argv[i], "-D") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--explain") == 0)
+            explain = true;
+        else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
+            net = argv[++i];
+        else if (strcmp(argv[i], "-D") == 0 && i + 1 < argc)
             d = argv[++i];
         else if (strncmp(argv[i], "-D", 2) == 0 && argv[i][2])
             d = argv[i] + 2;
@@ -116,8 +128,12 @@ int cmd_check(int argc, char **argv)
         if (d && !add_define(d, defs, &ndefs))
             return 2;
     }
+    if (net && !explain) {
+        fprintf(stderr, "optc check: -n goes with --explain\n%s", check_usage);
+        return 2;
+    }
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-D") == 0) {
+        if (strcmp(argv[i], "-D") == 0 || strcmp(argv[i], "-n") == 0) {
             i++;
             continue;
         }
@@ -131,12 +147,21 @@ int cmd_check(int argc, char **argv)
         bad += s == NULL;
         /* A network the machine cannot train is an error here too (plan.h);
          * graphs the back end cannot plan are emit's business, so quietly. */
+        bool found = false;
         for (int k = 0; s && k < fe_network_count(s); k++) {
             IrGraph *g = fe_unroll(a, s, fe_network_name(s, k), stderr, &nerr);
             Plan *p = g ? plan_build(g, NULL) : NULL;
             if (p && plan_check_memory(p, g, argv[i], plan_phys_bytes(), stderr) != 0)
                 bad++;
             plan_free(p);
+            if (g && explain && (!net || strcmp(net, g->name) == 0)) {
+                found = true;
+                inv_print(stdout, inv_analyze(a, s, g));
+            }
+        }
+        if (s && net && !found) {
+            fprintf(stderr, "%s: error: no network named '%s'\n", argv[i], net);
+            bad++;
         }
         arena_free(a);
     }
@@ -193,13 +218,23 @@ int cmd_ir(int argc, char **argv)
 }
 
 static const char dot_usage[] =
-    "usage: optc dot SPEC [-n NET] [-D NAME=VALUE]... [-o OUT]\n"
-    "Print the unrolled graph as Graphviz (one cluster per stage): optc dot x.opt | dot -Tsvg\n"
+    "usage: optc dot SPEC [-n NET] [-D NAME=VALUE]... [-o OUT] [--layers]\n"
+    "Print the network as Graphviz: optc dot x.opt | dot -Tsvg. By default the optimizer:\n"
+    "each grad block one node, each sum a node whose incoming edges carry their\n"
+    "coefficients. --layers: every op, one cluster per stage.\n"
     DEFINE_HELP;
 
 int cmd_dot(int argc, char **argv)
 {
-    return graph_cmd(argc, argv, dot_usage, ir_dot);
+    bool layers = false;
+    int n = 0;
+    for (int i = 0; i < argc; i++) {    /* --layers is dot's own: drop it */
+        if (i > 0 && strcmp(argv[i], "--layers") == 0)
+            layers = true;
+        else
+            argv[n++] = argv[i];
+    }
+    return graph_cmd(n, argv, dot_usage, layers ? ir_dot_layers : ir_dot);
 }
 
 static const char list_usage[] =

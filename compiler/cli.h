@@ -16,7 +16,7 @@ int cmd_emit(int argc, char **argv);      /* build.c */
 int cmd_emit_inference(int argc, char **argv, const char *command);  /* cli.c */
 int cmd_build(int argc, char **argv);     /* build.c */
 int cmd_analyze(int argc, char **argv);   /* analyze.c */
-int cmd_compare(int argc, char **argv);   /* compare.c */
+int cmd_compare(int argc, char **argv);   /* orchestrate/compare.c */
 
 /* Common flags of the commands that take one spec: SPEC [-n NET]
  * [-D name=value]... [-o OUT]. Unknown flags are left for the caller in
@@ -35,6 +35,25 @@ int cli_parse(CliArgs *ca, int argc, char **argv, const char *usage);
 /* Load ca->spec with its -D's and unroll ca->net; diagnostics to stderr.
  * NULL on error (already reported). */
 IrGraph *cli_load_graph(Arena *a, const CliArgs *ca);
+
+/* One program to build: optc build as a call (optc compare builds its
+ * variants through it). */
+typedef struct {
+    const char *spec;       /* spec file path, read once */
+    const char *net;        /* the network; NULL: the first in the spec */
+    const Define *defs;     /* -D overrides, ndefs of them */
+    int ndefs;
+    const char *out;        /* the program to write; NULL: ./NET */
+    bool keep_c;            /* keep the emitted C as OUT.c */
+    const char *command;    /* recorded in the emitted C; NULL: the optc build
+                             * command line that rebuilds this request */
+} BuildRequest;
+
+/* Emit, compile and link req's network against the runtime (compiler,
+ * flags and library from optc.flags beside the optc executable, or the
+ * file $OPTC_FLAGS). Returns 0, or 1 with diagnostics on diag; the C
+ * compiler's own messages go to standard error. */
+int build_program(const BuildRequest *req, FILE *diag);
 
 /* Standalone inference code of one trained network (emit_infer.c). */
 typedef struct {

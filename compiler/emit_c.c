@@ -3,14 +3,16 @@
  *
  * Safety of the output: user text reaches the file only in the opening
  * comment (escaped so it cannot close the comment or form trigraphs) and
- * in string literals (every byte outside [A-Za-z0-9_.] written as an octal
- * escape). Identifiers in the file are fixed names, never derived from the
- * spec. */
+ * in string literals (quote, backslash and '?' escaped, bytes outside
+ * printable ASCII as octal escapes). Identifiers in the file are fixed
+ * names, never derived from the spec; comments beside the code carry the
+ * compiler's own names, filtered (emit_comment_name). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include "frontend.h"
+#include "optable.h"
 #include "plan.h"
 
 /* C11 guarantees string literals of 4095 characters; -Wpedantic warns
@@ -46,7 +48,14 @@ static void emit_f(Emit *e, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A double as a C literal that reads back to the same value. */
+static bool emit_plain(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.';
+}
+
+/* A double as a C literal that reads back to the same value, in the
+ * shortest such form ("1.9", not "1.8999999999999999"). */
 static const char *emit_num(Emit *e, double v)
 {
     char *s = e->ring[e->ringpos++ % 64];
@@ -55,8 +64,24 @@ static const char *emit_num(Emit *e, double v)
         snprintf(s, sizeof e->ring[0], "0");
         return s;
     }
-    snprintf(s, sizeof e->ring[0], "%.17g", v);
-    return s;
+    return op_num(s, sizeof e->ring[0], v);
+}
+
+/* Text for a comment from the compiler's own names (node, parameter and
+ * optimizer-parameter names, coefficient sources): bytes outside
+ * [A-Za-z0-9_. +-*()/] become '_', and a '*' '/' or '/' '*' pair cannot
+ * form, so nothing can close or open a comment. */
+static void emit_comment_name(Emit *e, const char *s)
+{
+    char prev = 0;
+    for (; s && *s; s++) {
+        char c = *s;
+        bool ok = emit_plain((unsigned char)c) || strchr(" +-*()/", c);
+        if (!ok || (c == '/' && prev == '*') || (c == '*' && prev == '/'))
+            c = '_';
+        fputc(c, e->out);
+        prev = c;
+    }
 }
 
 /* Text inside the opening block comment: no "*" "/" pair, no "/" "*" pair
@@ -87,19 +112,22 @@ static void emit_comment_text(FILE *out, const char *s, size_t n)
     fputc('\n', out);
 }
 
-static bool emit_plain(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.';
-}
-
-/* A string literal of n bytes, split after each newline. */
+/* A string literal of n bytes that reads like the text: printable ASCII as
+ * itself except '"', '\\' and '?' (no trigraphs), which are escaped, as are
+ * newlines and tabs; every other byte an octal escape. Split after each
+ * newline. */
 static void emit_literal(FILE *out, const char *s, size_t n, const char *indent)
 {
     fputc('"', out);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (emit_plain(c))
+        if (c == '"' || c == '\\' || c == '?')
+            fprintf(out, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", out);
+        else if (c == '\t')
+            fputs("\\t", out);
+        else if (c >= 0x20 && c < 0x7f)
             fputc(c, out);
         else
             fprintf(out, "\\%03o", c);
@@ -183,14 +211,22 @@ static void emit_coefs(Emit *e, const IrNode *n)
     for (int k = 0; k < n->nin; k++) {
         const IrCoef *c = &n->u.sum.coef[k];
         emit_f(e, "%s", k ? ",\n            " : "\n            ");
+        if (c->src) {   /* where the number comes from: "1 + beta" */
+            emit_f(e, "/* ");
+            emit_comment_name(e, c->src);
+            emit_f(e, " */ ");
+        }
         if (c->nterms == 0) {
             emit_f(e, "(%s)%s", e->T, emit_num(e, c->c0));
             continue;
         }
         emit_f(e, "(%s)(%s", e->T, emit_num(e, c->c0));
-        for (int j = 0; j < c->nterms; j++)
-            emit_f(e, " + %s * (double)P[%zu]", emit_num(e, c->a[j]),
+        for (int j = 0; j < c->nterms; j++) {
+            emit_f(e, " + %s * (double)P[%zu] /* ", emit_num(e, c->a[j]),
                    e->p->param_off[c->param[j]]);
+            emit_comment_name(e, e->g->params[c->param[j]].name);
+            emit_f(e, " */");
+        }
         emit_f(e, ")");
     }
     emit_f(e, "\n        };\n");
@@ -212,32 +248,35 @@ static void emit_cs(Emit *e, const IrNode *n)
     emit_f(e, " };\n");
 }
 
+/* The call's comment names its tensors: "8 stage1.x1 = sum(stem.conv0,
+ * stage1.step0.grad.conv1): 16x28x28 -> 16x28x28", so the anonymous arena
+ * offsets of the call read as the node's output and inputs, in order. */
 static void emit_node_comment(Emit *e, const IrNode *n)
 {
     const IrShape *in = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
-    /* Name bytes outside [A-Za-z0-9_.] become '_': nothing in it can
-     * close the comment. */
     emit_f(e, "    /* %d ", n->id);
-    for (const char *c = n->name ? n->name : ""; *c; c++)
-        fputc(emit_plain((unsigned char)*c) ? *c : '_', e->out);
-    emit_f(e, ": %s %dx%dx%d -> %dx%dx%d */\n", ir_op_name(n->op), in->c, in->h, in->w,
+    emit_comment_name(e, n->name);
+    emit_f(e, " = %s(", ir_op_name(n->op));
+    for (int k = 0; k < n->nin && k < 8; k++) {
+        emit_f(e, "%s", k ? ", " : "");
+        emit_comment_name(e, e->g->nodes[n->in[k]].name);
+    }
+    emit_f(e, "%s): %dx%dx%d -> %dx%dx%d */\n", n->nin > 8 ? ", ..." : "", in->c, in->h, in->w,
            n->shape.c, n->shape.h, n->shape.w);
 }
 
-/* Branch-record elements per image of a piecewise node (rt.h, RtBranch):
- * one per element that picks a piece; 0 for smooth ops. */
-static size_t emit_branch_len(const IrNode *n)
+/* The RtAct constant of an exact block's activation (plan_build checked
+ * the name): the act.def line's NAME. */
+static const char *emit_act(const char *phi)
 {
-    switch (n->op) {
-    case OP_RELU:
-        return emit_numel(n->shape);
-    case OP_EXACT:
-        return (size_t)n->u.exact.m;
-    case OP_INPUT: case OP_CONV: case OP_BN: case OP_SUM: case OP_CONCAT: case OP_PAD:
-    case OP_AVGPOOL: case OP_GAP: case OP_LINEAR: case OP_DROPOUT: case OP_GRAD: case OP_COUNT:
-        break;
+    switch (op_find(phi, OPF_ACT)) {
+#define OP(name, text, flags, madds)
+#define ACT(name, NAME, arg, def, kernels, kink) case OP_##NAME: return "RT_ACT_" #NAME;
+#include "ops.def"
+#undef ACT
+#undef OP
+    default: return "RT_ACT_RELU";
     }
-    return 0;
 }
 
 /* The per-image offset of node id's pieces: the live piecewise nodes
@@ -247,7 +286,7 @@ static size_t emit_branch_site(const Emit *e, int id)
     size_t off = 0;
     for (int i = 1; i < id && i < e->g->nnodes; i++)
         if (e->p->nodes[i].live)
-            off += emit_branch_len(&e->g->nodes[i]);
+            off += op_branch_len(&e->g->nodes[i]);
     return off;
 }
 
@@ -260,77 +299,85 @@ static void emit_forward_node(Emit *e, const IrNode *n)
     const PlanNode *pn = &e->p->nodes[n->id];
     size_t len = emit_numel(n->shape);
     emit_node_comment(e, n);
+    const OpInfo *oi = op_info(n->op);
+    if (oi->flags & OPF_ACT) {
+        size_t site = oi->kink ? emit_branch_site(e, n->id) : 0;
+        if (n->op == OP_RELU)
+            emit_f(e, "    FN(rt_relu_forward%s)(ctx, %s, %s, nB * %zu, nB * %zu);\n", S, out, in,
+                   len, site);
+        else
+            emit_f(e, "    FN(rt_%s_forward%s)(ctx, %s, %s, nB * %zu, %s, nB * %zu);\n", oi->text, S,
+                   out, in, len, emit_num(e, n->u.act.a), site);
+        return;
+    }
     switch (n->op) {
     case OP_CONV:
-        emit_f(e, "    rt_conv2d_forward%s(ctx, %s, %s, %s, B, %d, %d, %d, %d, %d, %d, %d);\n", S,
+        emit_f(e, "    FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, %d, %d, %d, %d, %d);\n", S,
                out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout,
                n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
         break;
     case OP_BN:
-        emit_f(e, "    if (train)\n        rt_bn_forward_train%s(ctx, %s, %s, %s, %s, %s, %s, "
+        emit_f(e, "    if (train)\n        FN(rt_bn_forward_train%s)(ctx, %s, %s, %s, %s, %s, %s, "
                "%s, %s, B, %d, %d, %s, %s);\n", S, out, emit_buf(e, pn->save0),
                emit_buf(e, pn->save1), emit_param(e, "buf", n->u.bn.mean),
                emit_param(e, "buf", n->u.bn.var), in, emit_param(e, "P", n->u.bn.gamma),
                emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
                emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps));
-        emit_f(e, "    else\n        rt_bn_forward_eval%s(ctx, %s, %s, %s, %s, %s, %s, B, %d, "
+        emit_f(e, "    else\n        FN(rt_bn_forward_eval%s)(ctx, %s, %s, %s, %s, %s, %s, B, %d, "
                "%d, %s);\n", S, out, in, emit_param(e, "P", n->u.bn.gamma),
                emit_param(e, "P", n->u.bn.beta), emit_param(e, "buf", n->u.bn.mean),
                emit_param(e, "buf", n->u.bn.var), n->shape.c, n->shape.h * n->shape.w,
                emit_num(e, n->u.bn.eps));
         break;
-    case OP_RELU:
-        emit_f(e, "    rt_relu_forward%s(ctx, %s, %s, nB * %zu, nB * %zu);\n", S, out, in, len,
-               emit_branch_site(e, n->id));
-        break;
     case OP_SUM:
         emit_f(e, "    {\n");
         emit_coefs(e, n);
         emit_xs(e, n);
-        emit_f(e, "        rt_sum_forward%s(ctx, %s, %d, xs, c, nB * %zu);\n    }\n", S, out,
+        emit_f(e, "        FN(rt_sum_forward%s)(ctx, %s, %d, xs, c, nB * %zu);\n    }\n", S, out,
                n->nin, len);
         break;
     case OP_CONCAT:
         emit_f(e, "    {\n");
         emit_xs(e, n);
         emit_cs(e, n);
-        emit_f(e, "        rt_concat_forward%s(ctx, %s, %d, xs, cs, B, %d);\n    }\n", S, out,
+        emit_f(e, "        FN(rt_concat_forward%s)(ctx, %s, %d, xs, cs, B, %d);\n    }\n", S, out,
                n->nin, n->shape.h * n->shape.w);
         break;
     case OP_PAD:
-        emit_f(e, "    rt_pad_forward%s(ctx, %s, %s, B, %d, %d, %d, %d, %d);\n", S, out, in,
+        emit_f(e, "    FN(rt_pad_forward%s)(ctx, %s, %s, B, %d, %d, %d, %d, %d);\n", S, out, in,
                is->c, is->h, is->w, n->shape.c, n->u.pad.stride);
         break;
     case OP_AVGPOOL:
-        emit_f(e, "    rt_avgpool_forward%s(ctx, %s, %s, B, %d, %d, %d, %d, %d);\n", S, out, in,
+        emit_f(e, "    FN(rt_avgpool_forward%s)(ctx, %s, %s, B, %d, %d, %d, %d, %d);\n", S, out, in,
                is->c, is->h, is->w, n->u.pool.k, n->u.pool.stride);
         break;
     case OP_GAP:
-        emit_f(e, "    rt_gap_forward%s(ctx, %s, %s, B, %d, %d);\n", S, out, in, is->c,
+        emit_f(e, "    FN(rt_gap_forward%s)(ctx, %s, %s, B, %d, %d);\n", S, out, in, is->c,
                is->h * is->w);
         break;
     case OP_LINEAR:
-        emit_f(e, "    rt_linear_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d);\n", S, out, in,
+        emit_f(e, "    FN(rt_linear_forward%s)(ctx, %s, %s, %s, %s, B, %zu, %d);\n", S, out, in,
                emit_param(e, "P", n->u.linear.w),
                n->u.linear.b >= 0 ? emit_param(e, "P", n->u.linear.b) : "NULL",
                emit_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
-        emit_f(e, "    rt_exact_forward%s(ctx, %s, %s, %s, %s, B, %zu, %d, nB * %zu);\n", S, out,
-               emit_buf(e, pn->save0), in, emit_param(e, "P", n->u.exact.u), emit_numel(*is),
-               n->u.exact.m, emit_branch_site(e, n->id));
+        emit_f(e, "    FN(rt_exact_forward%s)(ctx, %s, %s, %s, %s, B, %zu, %d, %s, %s, nB * %zu);\n",
+               S, out, emit_buf(e, pn->save0), in, emit_param(e, "P", n->u.exact.u),
+               emit_numel(*is), n->u.exact.m, emit_act(n->u.exact.phi),
+               emit_num(e, n->u.exact.alpha), emit_branch_site(e, n->id));
         break;
     case OP_DROPOUT:
-        emit_f(e, "    if (train) {\n        rt_dropout_forward%s(ctx, %s, %s, %s, nB * %zu, %s, "
+        emit_f(e, "    if (train) {\n        FN(rt_dropout_forward%s)(ctx, %s, %s, %s, nB * %zu, %s, "
                "&m->rng);\n", S, out, emit_buf(e, pn->save0), in, len,
                emit_num(e, n->u.dropout.p));
         /* Evaluation copies the input: a one-term sum. */
         emit_f(e, "    } else {\n        const %s one[1] = { 1 };\n"
                "        const %s *const xs[1] = { %s };\n"
-               "        rt_sum_forward%s(ctx, %s, 1, xs, one, nB * %zu);\n    }\n", e->T, e->T,
+               "        FN(rt_sum_forward%s)(ctx, %s, 1, xs, one, nB * %zu);\n    }\n", e->T, e->T,
                in, S, out, len);
         break;
-    case OP_INPUT: case OP_GRAD: case OP_COUNT:
+    default:    /* input, grad: nothing to run */
         break;
     }
 }
@@ -361,26 +408,33 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
     const char *in = n->nin ? emit_out(e, n->in[0]) : "NULL";
     size_t len = emit_numel(n->shape);
     emit_node_comment(e, n);
+    const OpInfo *oi = op_info(n->op);
+    if (oi->flags & OPF_ACT) {
+        size_t site = oi->kink ? emit_branch_site(e, n->id) : 0;
+        if (n->op == OP_RELU)
+            emit_f(e, "    FN(rt_relu_backward%s)(ctx, %s, %d, %s, %s, nB * %zu, nB * %zu);\n", S,
+                   din[0], acc[0], dout, emit_out(e, n->id), len, site);
+        else
+            emit_f(e, "    FN(rt_%s_backward%s)(ctx, %s, %d, %s, %s, nB * %zu, %s, nB * %zu);\n",
+                   oi->text, S, din[0], acc[0], dout, in, len, emit_num(e, n->u.act.a), site);
+        return;
+    }
     switch (n->op) {
     case OP_CONV:
-        emit_f(e, "    rt_conv2d_backward%s(ctx, %s, %d, %s, %s, %s, %s, B, %d, %d, %d, %d, %d, "
+        emit_f(e, "    FN(rt_conv2d_backward%s)(ctx, %s, %d, %s, %s, %s, %s, B, %d, %d, %d, %d, %d, "
                "%d, %d);\n", S, din[0], acc[0], emit_param(e, "G", n->u.conv.w), dout, in,
                emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout,
                n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
         break;
     case OP_BN:
-        emit_f(e, "    rt_bn_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, %s, %s, B, %d, %d);\n",
+        emit_f(e, "    FN(rt_bn_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, %s, B, %d, %d);\n",
                S, din[0], acc[0], emit_param(e, "G", n->u.bn.gamma),
                emit_param(e, "G", n->u.bn.beta), dout, in, emit_buf(e, pn->save0),
                emit_buf(e, pn->save1), emit_param(e, "P", n->u.bn.gamma), n->shape.c,
                n->shape.h * n->shape.w);
         break;
-    case OP_RELU:
-        emit_f(e, "    rt_relu_backward%s(ctx, %s, %d, %s, %s, nB * %zu, nB * %zu);\n", S,
-               din[0], acc[0], dout, emit_out(e, n->id), len, emit_branch_site(e, n->id));
-        break;
     case OP_SUM: {
-        bool learned = plan_bwd_reads_input(n);
+        bool learned = op_bwd_reads_input(n);
         emit_f(e, "    {\n");
         emit_coefs(e, n);
         emit_f(e, "        %s *const dxs[%d] = {", e->T, n->nin);
@@ -393,7 +447,7 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         if (learned) {
             emit_xs(e, n);
             emit_f(e, "        %s dc[%d] = { 0 };\n", e->T, n->nin);
-            emit_f(e, "        rt_sum_backward%s(ctx, dxs, acc, dc, %s, xs, c, %d, nB * %zu);\n",
+            emit_f(e, "        FN(rt_sum_backward%s)(ctx, dxs, acc, dc, %s, xs, c, %d, nB * %zu);\n",
                    S, dout, n->nin, len);
             for (int k = 0; k < n->nin; k++) {
                 const IrCoef *c = &n->u.sum.coef[k];
@@ -404,7 +458,7 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         } else {
             /* Fixed coefficients: no dc, so the inputs are not read and
              * their activations may already be reused. */
-            emit_f(e, "        rt_sum_backward%s(ctx, dxs, acc, NULL, %s, NULL, c, %d, "
+            emit_f(e, "        FN(rt_sum_backward%s)(ctx, dxs, acc, NULL, %s, NULL, c, %d, "
                    "nB * %zu);\n", S, dout, n->nin, len);
         }
         emit_f(e, "    }\n");
@@ -419,38 +473,39 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
             emit_f(e, "%s%d", k ? ", " : " ", acc[k]);
         emit_f(e, " };\n");
         emit_cs(e, n);
-        emit_f(e, "        rt_concat_backward%s(ctx, dxs, acc, %s, %d, cs, B, %d);\n    }\n", S,
+        emit_f(e, "        FN(rt_concat_backward%s)(ctx, dxs, acc, %s, %d, cs, B, %d);\n    }\n", S,
                dout, n->nin, n->shape.h * n->shape.w);
         break;
     case OP_PAD:
-        emit_f(e, "    rt_pad_backward%s(ctx, %s, %d, %s, B, %d, %d, %d, %d, %d);\n", S, din[0],
+        emit_f(e, "    FN(rt_pad_backward%s)(ctx, %s, %d, %s, B, %d, %d, %d, %d, %d);\n", S, din[0],
                acc[0], dout, is->c, is->h, is->w, n->shape.c, n->u.pad.stride);
         break;
     case OP_AVGPOOL:
-        emit_f(e, "    rt_avgpool_backward%s(ctx, %s, %d, %s, B, %d, %d, %d, %d, %d);\n", S,
+        emit_f(e, "    FN(rt_avgpool_backward%s)(ctx, %s, %d, %s, B, %d, %d, %d, %d, %d);\n", S,
                din[0], acc[0], dout, is->c, is->h, is->w, n->u.pool.k, n->u.pool.stride);
         break;
     case OP_GAP:
-        emit_f(e, "    rt_gap_backward%s(ctx, %s, %d, %s, B, %d, %d);\n", S, din[0], acc[0],
+        emit_f(e, "    FN(rt_gap_backward%s)(ctx, %s, %d, %s, B, %d, %d);\n", S, din[0], acc[0],
                dout, is->c, is->h * is->w);
         break;
     case OP_LINEAR:
-        emit_f(e, "    rt_linear_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d);\n", S,
+        emit_f(e, "    FN(rt_linear_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d);\n", S,
                din[0], acc[0], emit_param(e, "G", n->u.linear.w),
                n->u.linear.b >= 0 ? emit_param(e, "G", n->u.linear.b) : "NULL", dout, in,
                emit_param(e, "P", n->u.linear.w), emit_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
-        emit_f(e, "    rt_exact_backward%s(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d, "
+        emit_f(e, "    FN(rt_exact_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d, %s, %s, "
                "nB * %zu);\n", S, din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
                emit_buf(e, pn->save0), emit_param(e, "P", n->u.exact.u), emit_numel(*is),
-               n->u.exact.m, emit_branch_site(e, n->id));
+               n->u.exact.m, emit_act(n->u.exact.phi), emit_num(e, n->u.exact.alpha),
+               emit_branch_site(e, n->id));
         break;
     case OP_DROPOUT:
-        emit_f(e, "    rt_dropout_backward%s(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0],
+        emit_f(e, "    FN(rt_dropout_backward%s)(ctx, %s, %d, %s, %s, nB * %zu);\n", S, din[0],
                acc[0], dout, emit_buf(e, pn->save0), len);
         break;
-    case OP_INPUT: case OP_GRAD: case OP_COUNT:
+    default:    /* input, grad: nothing to run */
         break;
     }
 }
@@ -492,7 +547,7 @@ static void emit_bodies(Emit *e, const char *model)
     int i = 1;
     for (int part = 0; part < fparts; part++) {
         emit_f(e, "\n/* Forward, part %d of %d. */\n", part + 1, fparts);
-        emit_f(e, "static void forward%s_%d(%s *m, int B, int train)\n{\n", e->S, part + 1,
+        emit_f(e, "static void FN(forward%s_%d)(%s *m, int B, int train)\n{\n", e->S, part + 1,
                model);
         emit_prologue(e, true);
         for (int done = 0; i < g->nnodes && done < EMIT_PART_OPS; i++)
@@ -504,9 +559,9 @@ static void emit_bodies(Emit *e, const char *model)
     }
     emit_f(e, "\n/* Forward pass on a batch of B <= m->batch images; train selects batch\n"
               " * statistics (and updates the running ones) and dropout. */\n");
-    emit_f(e, "static void forward%s(%s *m, int B, int train)\n{\n", e->S, model);
+    emit_f(e, "static void FN(forward%s)(%s *m, int B, int train)\n{\n", e->S, model);
     for (int part = 0; part < fparts; part++)
-        emit_f(e, "    forward%s_%d(m, B, train);\n", e->S, part + 1);
+        emit_f(e, "    FN(forward%s_%d)(m, B, train);\n", e->S, part + 1);
     emit_f(e, "}\n");
 
     /* Backward parts, in reverse node order. */
@@ -516,7 +571,7 @@ static void emit_bodies(Emit *e, const char *model)
     i = g->nnodes - 1;
     for (int part = 0; part < bparts; part++) {
         emit_f(e, "\n/* Backward, part %d of %d. */\n", part + 1, bparts);
-        emit_f(e, "static void backward%s_%d(%s *m, int B)\n{\n", e->S, part + 1, model);
+        emit_f(e, "static void FN(backward%s_%d)(%s *m, int B)\n{\n", e->S, part + 1, model);
         emit_prologue(e, false);
         for (int done = 0; i >= 1 && done < EMIT_PART_OPS; i--)
             if (e->p->nodes[i].live && e->p->nodes[i].needs_grad) {
@@ -528,9 +583,9 @@ static void emit_bodies(Emit *e, const char *model)
     free(written);
     emit_f(e, "\n/* Backward pass from m->dlogits after a training forward on the same\n"
               " * batch: parameter gradients accumulate into m->grads. */\n");
-    emit_f(e, "static void backward%s(%s *m, int B)\n{\n", e->S, model);
+    emit_f(e, "static void FN(backward%s)(%s *m, int B)\n{\n", e->S, model);
     for (int part = 0; part < bparts; part++)
-        emit_f(e, "    backward%s_%d(m, B);\n", e->S, part + 1);
+        emit_f(e, "    FN(backward%s_%d)(m, B);\n", e->S, part + 1);
     emit_f(e, "}\n");
 }
 
@@ -538,23 +593,9 @@ long long emit_madds(const IrGraph *g)
 {
     long long total = 0;
     for (int i = 1; i < g->nnodes; i++) {
-        const IrNode *n = &g->nodes[i];
-        const IrShape *is = n->nin ? &g->nodes[n->in[0]].shape : &n->shape;
-        switch (n->op) {
-        case OP_CONV:
-            total += (long long)n->shape.c * n->shape.h * n->shape.w * is->c * n->u.conv.k *
-                     n->u.conv.k;
-            break;
-        case OP_LINEAR:
-            total += (long long)emit_numel(*is) * n->shape.c;
-            break;
-        case OP_EXACT:
-            total += 2LL * (long long)emit_numel(*is) * n->u.exact.m;
-            break;
-        case OP_INPUT: case OP_BN: case OP_RELU: case OP_SUM: case OP_CONCAT: case OP_PAD:
-        case OP_AVGPOOL: case OP_GAP: case OP_DROPOUT: case OP_GRAD: case OP_COUNT:
-            break;
-        }
+        const OpInfo *oi = op_info(g->nodes[i].op);
+        if (oi->madds)
+            total += oi->madds(g, &g->nodes[i]);
     }
     return total;
 }
@@ -588,12 +629,21 @@ static const char *emit_init(IrInit k)
 static void emit_tensors(Emit *e)
 {
     const IrGraph *g = e->g;
-    emit_f(e, "\n/* The parameter block (buffer 0) and the BN running statistics (1). */\n");
+    emit_f(e, "\n/* The parameter block (buffer 0) and the BN running statistics (1), one\n"
+              " * row per tensor: offset and numel in elements within its block. */\n");
     if (g->nparams == 0) {
         emit_f(e, "static const RtTensor tensors[1];\n");
         return;
     }
+    int wn = 4;     /* the name column: the longest plain name, quoted */
+    for (int i = 0; i < g->nparams; i++) {
+        size_t l = g->params[i].name ? strlen(g->params[i].name) + 3 : 3;
+        if (l > (size_t)wn && l < 80)
+            wn = (int)l;
+    }
     emit_f(e, "static const RtTensor tensors[%d] = {\n", g->nparams);
+    emit_f(e, "    /* %-*s %-16s ndim %-18s %8s %8s buf %-17s %-5s fan_in */\n", wn - 1, "name",
+           "kind", "dims", "offset", "numel", "init", "value");
     for (int i = 0; i < g->nparams; i++) {
         const IrParam *t = &g->params[i];
         const char *name = t->name ? t->name : "";
@@ -601,11 +651,18 @@ static void emit_tensors(Emit *e)
             e->bad = 1;
         emit_f(e, "    { ");
         emit_literal(e->out, name, strlen(name), "");
-        emit_f(e, ", %s, %d, {", emit_kind(t->kind), t->ndim);
-        for (int d = 0; d < 4; d++)
-            emit_f(e, "%s%d", d ? ", " : " ", d < t->ndim ? t->dims[d] : 0);
-        emit_f(e, " }, %zu, %zu, %d, %s, %s, %d },\n", e->p->param_off[i], t->numel,
-               t->trainable ? 0 : 1, emit_init(t->init), emit_num(e, t->init_value), t->fan_in);
+        char kind[32];
+        snprintf(kind, sizeof kind, "%s,", emit_kind(t->kind));
+        emit_f(e, ",%*s %-16s %d, ", (int)(strlen(name) + 3 < (size_t)wn ? wn - strlen(name) - 3 : 0),
+               "", kind, t->ndim);
+        char dims[64];
+        snprintf(dims, sizeof dims, "{ %d, %d, %d, %d },", t->ndim > 0 ? t->dims[0] : 0,
+                 t->ndim > 1 ? t->dims[1] : 0, t->ndim > 2 ? t->dims[2] : 0,
+                 t->ndim > 3 ? t->dims[3] : 0);
+        char init[32];
+        snprintf(init, sizeof init, "%s,", emit_init(t->init));
+        emit_f(e, "%-21s %8zu, %8zu, %d, %-17s %s, %d },\n", dims, e->p->param_off[i], t->numel,
+               t->trainable ? 0 : 1, init, emit_num(e, t->init_value), t->fan_in);
     }
     emit_f(e, "};\n");
 }
@@ -707,10 +764,16 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
             (double)plan_total_bytes(p, g, RT_DEFAULT_BATCH, sizeof(float)) / 1e6);
     fputs(" *\n * Spec:\n", out);
     emit_comment_text(out, path, strlen(path));
-    fputs(" *\n", out);
-    if (info && info->spec_text)
+    /* The spec is written once: as the string spec_text below, or here
+     * when it is too long for one string literal (then spec_text is a
+     * byte list). */
+    if (info && info->spec_text && info->spec_len > EMIT_MAX_LITERAL) {
+        fputs(" *\n", out);
         emit_comment_text(out, info->spec_text, info->spec_len);
-    fputs(" */\n#include <stddef.h>\n#include \"rt.h\"\n\n", out);
+    } else {
+        fputs(" * (its text is spec_text below)\n", out);
+    }
+    fputs(" */\n#ifndef OPTC_BODY\n#include <stddef.h>\n#include \"rt.h\"\n\n", out);
 
     emit_text_array(out, "command_text", cmd, strlen(cmd));
     if (info && info->spec_text)
@@ -723,13 +786,25 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
               "static size_t act_elems(int B)\n{\n"
               "    return (size_t)%zu * (size_t)B + (size_t)%zu;\n}\n", p->arena_a, p->arena_b);
     emit_scratch(e);
-    emit_bodies(e, "RtModel");
-    e->T = "double";
-    e->S = "_d";
-    emit_f(e, "\n/* The same in double precision, for gradcheck. */\n");
-    emit_bodies(e, "RtModelD");
+    /* One body over T, compiled twice by the file including itself (by its
+     * own name, so from any directory). */
+    emit_f(e, "\n/* The forward and backward passes (after the #else below) are written once\n"
+              " * over T and compiled twice, by this file including itself: in float for\n"
+              " * training, and in double (names ending in _d) for gradcheck. */\n"
+              "#define OPTC_BODY\n"
+              "#ifdef __FILE_NAME__\n#define OPTC_SELF __FILE_NAME__\n"
+              "#else\n#define OPTC_SELF __FILE__\n#endif\n"
+              "#define T float\n#define FN(name) name\n#define Model RtModel\n"
+              "#include OPTC_SELF\n#undef T\n#undef FN\n#undef Model\n"
+              "#define T double\n#define FN(name) name##_d\n#define Model RtModelD\n"
+              "#include OPTC_SELF\n#undef T\n#undef FN\n#undef Model\n");
     emit_net(e);
     emit_f(e, "\nint main(int argc, char **argv)\n{\n    return rt_main(&net, argc, argv);\n}\n");
+    emit_f(e, "\n#else /* OPTC_BODY: the passes, over T */\n");
+    e->T = "T";
+    e->S = "";
+    emit_bodies(e, "Model");
+    emit_f(e, "\n#endif /* OPTC_BODY */\n");
     if (e->bad) {
         fprintf(diag, "optc: %s: a value cannot be written as C (non-finite number, name "
                 "too long or too many inputs)\n", g->name);

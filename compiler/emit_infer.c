@@ -34,11 +34,10 @@
 /* Inputs of one sum or concat the emitter handles. */
 #define INFER_MAX_IN 256
 
-/* Elementwise activations: the IR op, the name of the generated helper, the
- * body of `static float NAME(float v)`, and whether it needs libm. The
- * activations another helper is adding (leaky_relu, elu, sigmoid, tanh,
- * softplus, softsign, silu, gelu) are one row each here once they are IR
- * ops; exact(phi) looks phi up by name in the same table. */
+/* Elementwise activations (runtime/act.def): the IR op, its name (the
+ * generated helpers act_NAME(v, a) and apply_NAME(out, in, n, a)), the body of
+ * act_NAME in float, and whether it needs libm. exact(phi) looks phi up by
+ * name here. A new activation of act.def is one row. */
 typedef struct {
     IrOp op;
     const char *name;
@@ -47,7 +46,20 @@ typedef struct {
 } InferAct;
 
 static const InferAct infer_acts[] = {
-    { OP_RELU, "relu", "return v > 0.0f ? v : 0.0f;", false },
+    { OP_RELU, "relu", "(void)a;\n    return v > 0.0f ? v : 0.0f;", false },
+    { OP_LEAKY_RELU, "leaky_relu", "return v > 0.0f ? v : a * v;", false },
+    { OP_ELU, "elu", "return v > 0.0f ? v : a * expm1f(v);", true },
+    { OP_SIGMOID, "sigmoid", "float e;\n    (void)a;\n    if (v >= 0.0f)\n"
+      "        return 1.0f / (1.0f + expf(-v));\n    e = expf(v);\n    return e / (1.0f + e);",
+      true },
+    { OP_TANH, "tanh", "(void)a;\n    return tanhf(v);", true },
+    { OP_SOFTPLUS, "softplus", "(void)a;\n    return (v > 0.0f ? v : 0.0f) + log1pf(expf(-fabsf(v)));",
+      true },
+    { OP_SOFTSIGN, "softsign", "(void)a;\n    return v / (1.0f + fabsf(v));", true },
+    { OP_SILU, "silu", "float e;\n    (void)a;\n    if (v >= 0.0f)\n"
+      "        return v / (1.0f + expf(-v));\n    e = expf(v);\n    return v * e / (1.0f + e);",
+      true },
+    { OP_GELU, "gelu", "(void)a;\n    return 0.5f * v * (1.0f + erff(v * 0.707106781f));", true },
 };
 #define INFER_NACTS ((int)(sizeof infer_acts / sizeof infer_acts[0]))
 #define INFER_MAX_ACTS 32
@@ -490,7 +502,7 @@ static void infer_names(Infer *in)
         bool clash = s[0] == '\0' || (s[0] >= '0' && s[0] <= '9');
         for (size_t k = 0; !clash && k < sizeof infer_reserved / sizeof *infer_reserved; k++)
             clash = strcmp(s, infer_reserved[k]) == 0 || infer_act_name(s) ||
-                    strncmp(s, "act_", 4) == 0;     /* activation helpers */
+                    strncmp(s, "act_", 4) == 0 || strncmp(s, "apply_", 6) == 0;
         for (int j = 0; !clash && j < i; j++)
             clash = in->nd[j].local && strcmp(in->nd[j].local, s) == 0;
         if (clash) {
@@ -773,7 +785,7 @@ static const char *const infer_helpers[H_COUNT] = {
     [H_EXACT] =
     "/* The theory block: a = in U, out = in - phi(a) U^T, U[d][m]; a[m] is scratch. */\n"
     "static void exact(float *out, float *a, const float *in, const float *U, int d, int m,\n"
-    "                  float (*phi)(float))\n"
+    "                  float (*phi)(float, float), float alpha)\n"
     "{\n"
     "    for (int j = 0; j < m; j++)\n"
     "        a[j] = 0.0f;\n"
@@ -781,7 +793,7 @@ static const char *const infer_helpers[H_COUNT] = {
     "        for (int j = 0; j < m; j++)\n"
     "            a[j] += in[i] * U[i * m + j];\n"
     "    for (int j = 0; j < m; j++)\n"
-    "        a[j] = phi(a[j]);\n"
+    "        a[j] = phi(a[j], alpha);\n"
     "    for (int i = 0; i < d; i++) {\n"
     "        float s = 0.0f;\n"
     "        for (int j = 0; j < m; j++)\n"
@@ -861,10 +873,12 @@ static void infer_op_comment(Infer *in, FILE *out, int i)
         case OP_LINEAR: fputs(": linear", out); break;
         case OP_EXACT: fprintf(out, ": exact(%s, %d)", x->u.exact.phi, x->u.exact.m); break;
         case OP_DROPOUT: fputs(": dropout, the identity at inference", out); break;
-        case OP_RELU: case OP_GRAD: case OP_COUNT:
-            if (infer_act_op(x->op))
-                fprintf(out, ": %s", infer_act_op(x->op)->name);
+        default: {  /* the activations (infer_acts) */
+            const InferAct *act = infer_act_op(x->op);
+            if (act)
+                fprintf(out, ": %s", act->name);
             break;
+        }
         }
     }
     const IrShape *is = x->nin ? &g->nodes[infer_src(in, i)->in[0]].shape : &x->shape;
@@ -897,7 +911,9 @@ static void infer_op(Infer *in, FILE *out, int i, bool *used)
     const InferAct *act = infer_act_op(x->op);
     if (act) {
         in->used_act[act - infer_acts] |= 3;
-        fprintf(out, "    %s(%s, %s, %zu);\n", act->name, y, a, len);
+        fprintf(out, "    apply_%s(%s, %s, %zu, ", act->name, y, a, len);
+        infer_float(out, (float)x->u.act.a);
+        fputs(");\n", out);
         return;
     }
     switch (x->op) {
@@ -957,11 +973,13 @@ static void infer_op(Infer *in, FILE *out, int i, bool *used)
             abort();
         used[H_EXACT] = true;
         in->used_act[phi - infer_acts] |= 1;
-        fprintf(out, "    exact(%s, act + %zu, %s, %s, %zu, %d, act_%s);\n", y,
+        fprintf(out, "    exact(%s, act + %zu, %s, %s, %zu, %d, act_%s, ", y,
                 in->bufs[n->scratch].off_a, a, W, infer_numel(*is), x->u.exact.m, phi->name);
+        infer_float(out, (float)x->u.exact.alpha);
+        fputs(");\n", out);
         break;
     }
-    case OP_CONV: case OP_RELU: case OP_GRAD: case OP_COUNT:
+    default:    /* conv and the activations are written above */
         break;
     }
 }
@@ -1028,13 +1046,13 @@ static int infer_write_code(Infer *in, FILE *out, const EmitInferRequest *rq)
     for (int a = 0; a < INFER_NACTS; a++) {
         const char *nm = infer_acts[a].name;
         if (in->used_act[a])
-            fprintf(out, "\nstatic float act_%s(float v)\n{\n    %s\n}\n", nm,
+            fprintf(out, "\nstatic float act_%s(float v, float a)\n{\n    %s\n}\n", nm,
                     infer_acts[a].body);
         if (in->used_act[a] & 2)
-            fprintf(out, "\n/* out[i] = %s(in[i]) (in place allowed). */\n"
-                         "static void %s(float *out, const float *in, int n)\n{\n"
-                         "    for (int i = 0; i < n; i++)\n        out[i] = act_%s(in[i]);\n}\n",
-                    nm, nm, nm);
+            fprintf(out, "\n/* out[i] = %s(in[i]) (in place allowed); a: its argument. */\n"
+                         "static void apply_%s(float *out, const float *in, int n, float a)\n{\n"
+                         "    for (int i = 0; i < n; i++)\n"
+                         "        out[i] = act_%s(in[i], a);\n}\n", nm, nm, nm);
     }
     for (int h = 0; h < H_COUNT; h++)
         if (used[h])

@@ -53,6 +53,13 @@ const char *fe_optimizer_param(const Spec *s, int i, int j, double *value, bool 
 
 /* Unroll network net (NULL: the first in the file) into an IR graph with
  * every shape known and every fixed scalar folded. NULL on error. */
+/* The optimizer that every stage of network net (NULL: the first) runs,
+ * whose analyze rate is the network's; NULL with *why set when
+ * no one optimizer's rate describes it (stages run different optimizers,
+ * or a stage passes arguments that analyze_optimizer does not see) or net
+ * is unknown. */
+const char *fe_network_optimizer(const Spec *s, const char *net, const char **why);
+
 IrGraph *fe_unroll(Arena *a, const Spec *s, const char *net, FILE *diag, int *nerrors);
 
 /* Unroll optimizer opt alone (default parameters, after -D) for steps steps
@@ -62,11 +69,15 @@ IrGraph *fe_unroll(Arena *a, const Spec *s, const char *net, FILE *diag, int *ne
 IrGraph *fe_unroll_optimizer(Arena *a, const Spec *s, const char *opt, int steps,
                              IrShape state, FILE *diag, int *nerrors);
 
-/* An op's name in the spec and the printers ("conv", "sum"...). */
+/* An op's name in the spec and the printers ("conv", "sum"...): the op
+ * table's (optable.c); "?" for a value that is no op. */
 const char *ir_op_name(IrOp op);
 
-/* Printers: one op per line with shapes; Graphviz. */
+/* Printers: one op per line with shapes; Graphviz of the optimizer (grad
+ * blocks as nodes, sums with their coefficients on the edges); Graphviz of
+ * every op. */
 void ir_print(FILE *out, const IrGraph *g);
 void ir_dot(FILE *out, const IrGraph *g);
+void ir_dot_layers(FILE *out, const IrGraph *g);
 
 #endif

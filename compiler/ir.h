@@ -16,8 +16,10 @@
 #include "rt_defaults.h"
 
 typedef enum {
-#define OP(name, text, np) OP_##name,
+#define OP(name, text, flags, madds) OP_##name,
+#define ACT(name, NAME, arg, def, kernels, kink) OP_##NAME,
 #include "ops.def"
+#undef ACT
 #undef OP
     OP_COUNT
 } IrOp;
@@ -57,13 +59,16 @@ typedef struct {
 
 /* A scaled-sum coefficient: c = c0 + sum_j a[j] * param[j], where each
  * param[j] indexes a one-element PK_SCALAR parameter. Fixed coefficients
- * have nterms == 0. Products of learned scalars are rejected by sema. */
+ * have nterms == 0. Products of learned scalars are rejected by sema. src
+ * is the coefficient in the optimizer's own terms ("1 + beta", "-beta"),
+ * or NULL when it involves no parameter (a plain number). */
 #define IR_COEF_TERMS 4
 typedef struct {
     double c0;
     int nterms;
     int param[IR_COEF_TERMS];
     double a[IR_COEF_TERMS];
+    const char *src;
 } IrCoef;
 
 typedef struct {
@@ -84,8 +89,9 @@ typedef struct {
         struct { int stride; } pad;                             /* out channels = shape.c */
         struct { int k, stride; } pool;
         struct { int w, b; } linear;                            /* b may be -1 */
-        struct { int u, m; char phi[16]; } exact;               /* U: d x m, phi "relu" */
+        struct { int u, m; char phi[16]; double alpha; } exact; /* U: d x m, phi "relu", its a */
         struct { double p; } dropout;
+        struct { double a; } act;       /* an activation's argument (leaky_relu, elu) */
     } u;
 } IrNode;
 

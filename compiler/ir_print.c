@@ -2,17 +2,7 @@
  * inputs, output shape and parameters. */
 #include <string.h>
 #include "frontend.h"
-
-static const char *const op_text[] = {
-#define OP(name, text, np) text,
-#include "ops.def"
-#undef OP
-};
-
-const char *ir_op_name(IrOp op)
-{
-    return op >= 0 && op < OP_COUNT ? op_text[op] : "?";
-}
+#include "optable.h"
 
 static void param_ref(FILE *out, const IrGraph *g, const char *role, int p)
 {
@@ -25,11 +15,19 @@ static void param_ref(FILE *out, const IrGraph *g, const char *role, int p)
     fputc(']', out);
 }
 
+/* c0+a*param... in the shortest forms that read back exactly, then its
+ * source in the optimizer's terms: "1.9 (1 + beta)". */
 static void coef(FILE *out, const IrGraph *g, const IrCoef *c)
 {
-    fprintf(out, "%.17g", c->c0);
-    for (int i = 0; i < c->nterms; i++)
-        fprintf(out, "%+.17g*%s", c->a[i], g->params[c->param[i]].name);
+    char b[40];
+    bool lead = c->c0 != 0 || c->nterms == 0;
+    if (lead)
+        fputs(op_num(b, sizeof b, c->c0), out);
+    for (int i = 0; i < c->nterms; i++, lead = true)
+        fprintf(out, "%s%s*%s", c->a[i] < 0 || !lead ? "" : "+", op_num(b, sizeof b, c->a[i]),
+                g->params[c->param[i]].name);
+    if (c->src)
+        fprintf(out, " (%s)", c->src);
 }
 
 void ir_print(FILE *out, const IrGraph *g)
@@ -43,10 +41,13 @@ void ir_print(FILE *out, const IrGraph *g)
     fprintf(out, "# %d ops, %d parameter tensors, %zu trainable values\n", g->nnodes, g->nparams, total);
     for (int i = 0; i < g->nnodes; i++) {
         const IrNode *n = &g->nodes[i];
-        fprintf(out, "%4d %-7s %-32s (", n->id, ir_op_name(n->op), n->name);
+        const OpInfo *oi = op_info(n->op);
+        fprintf(out, "%4d %-7s %-32s (", n->id, oi->text, n->name);
         for (int j = 0; j < n->nin; j++)
             fprintf(out, "%s%d", j ? "," : "", n->in[j]);
         fprintf(out, ") -> %dx%dx%d", n->shape.c, n->shape.h, n->shape.w);
+        if ((oi->flags & OPF_ACT) && oi->arg[0])
+            fprintf(out, " %s=%g", oi->arg, n->u.act.a);
         switch (n->op) {
         case OP_CONV:
             fprintf(out, " k%d s%d p%d", n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
@@ -76,12 +77,14 @@ void ir_print(FILE *out, const IrGraph *g)
             break;
         case OP_EXACT:
             fprintf(out, " %s m=%d", n->u.exact.phi, n->u.exact.m);
+            if (op_info((IrOp)op_find(n->u.exact.phi, OPF_ACT))->arg[0])
+                fprintf(out, " a=%g", n->u.exact.alpha);
             param_ref(out, g, "U", n->u.exact.u);
             break;
         case OP_DROPOUT:
             fprintf(out, " p=%g", n->u.dropout.p);
             break;
-        case OP_INPUT: case OP_RELU: case OP_CONCAT: case OP_GAP: case OP_GRAD: case OP_COUNT:
+        default:    /* no attributes beyond the shape */
             break;
         }
         fputc('\n', out);

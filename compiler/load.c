@@ -194,3 +194,37 @@ IrGraph *fe_unroll_optimizer(Arena *a, const Spec *s, const char *opt, int steps
     *nerrors = d.nerrors;
     return d.nerrors ? NULL : g;
 }
+
+const char *fe_network_optimizer(const Spec *s, const char *net, const char **why)
+{
+    int ni = net ? -1 : 0;
+    for (int i = 0; net && i < s->nnet; i++)
+        if (!strcmp(s->netd[i]->name, net))
+            ni = i;
+    if (ni < 0 || ni >= s->nnet) {
+        *why = "no such network";
+        return NULL;
+    }
+    const NetInfo *n = &s->nets[ni];
+    if (n->nstages == 0) {
+        *why = "no stages";
+        return NULL;
+    }
+    for (int j = 0; j < n->nstages; j++) {
+        if (n->stages[j].opt != n->stages[0].opt) {
+            *why = "stages run different optimizers";
+            return NULL;
+        }
+        /* analyze runs the optimizer with its own values (after -D): a
+         * stage whose arguments change one is not described by it. */
+        const OptInfo *oi = &s->opts[n->stages[j].opt];
+        for (int q = 0; q < s->optd[n->stages[j].opt]->nparams; q++)
+            if (n->stages[j].pv[q].learned != oi->values[q].learned ||
+                n->stages[j].pv[q].value != oi->values[q].value) {
+                *why = "a stage passes arguments";
+                return NULL;
+            }
+    }
+    *why = NULL;
+    return s->optd[n->stages[0].opt]->name;
+}

@@ -323,7 +323,7 @@ static void check_network(NetCtx *S, NetInfo *ni, NetDecl *nd)
             diag_error(d, nd->name_span, "network '%s' has no '%s'", nd->name, once[required[j]]);
     if (ni->nstages == 0)
         diag_error(d, nd->name_span, "network '%s' has no stage", nd->name);
-    if (ni->nhead && ni->head[ni->nhead - 1].kind != L_LINEAR)
+    if (ni->nhead && ni->head[ni->nhead - 1].op != OP_LINEAR)
         diag_error(d, ni->head_span, "the head must end with 'linear'");
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "optable.h"
 #include "plan.h"
 
 /* Offsets are kept multiples of this many elements (64 bytes of floats). */
@@ -28,58 +29,6 @@ int plan_time_fwd(const IrGraph *g, int node)
 int plan_time_bwd(const IrGraph *g, int node)
 {
     return 2 * g->nnodes - 1 - node;
-}
-
-static bool plan_has_learned(const IrNode *n)
-{
-    if (n->op != OP_SUM)
-        return false;
-    for (int i = 0; i < n->nin; i++)
-        if (n->u.sum.coef[i].nterms > 0)
-            return true;
-    return false;
-}
-
-bool plan_bwd_reads_input(const IrNode *n)
-{
-    switch (n->op) {
-    case OP_CONV: case OP_BN: case OP_LINEAR: case OP_EXACT:
-        return true;
-    case OP_SUM:
-        return plan_has_learned(n);     /* only for the coefficient gradients */
-    case OP_INPUT: case OP_RELU: case OP_CONCAT: case OP_PAD: case OP_AVGPOOL:
-    case OP_GAP: case OP_DROPOUT: case OP_GRAD: case OP_COUNT:
-        return false;
-    }
-    return false;
-}
-
-bool plan_bwd_reads_output(const IrNode *n)
-{
-    switch (n->op) {
-    case OP_RELU:
-        return true;
-    case OP_INPUT: case OP_CONV: case OP_BN: case OP_SUM: case OP_CONCAT: case OP_PAD:
-    case OP_AVGPOOL: case OP_GAP: case OP_LINEAR: case OP_EXACT: case OP_DROPOUT:
-    case OP_GRAD: case OP_COUNT:
-        return false;
-    }
-    return false;
-}
-
-/* Whether a node owns trainable parameters (learned sum coefficients too). */
-static bool plan_has_params(const IrNode *n)
-{
-    switch (n->op) {
-    case OP_CONV: case OP_BN: case OP_LINEAR: case OP_EXACT:
-        return true;
-    case OP_SUM:
-        return plan_has_learned(n);
-    case OP_INPUT: case OP_RELU: case OP_CONCAT: case OP_PAD: case OP_AVGPOOL:
-    case OP_GAP: case OP_DROPOUT: case OP_GRAD: case OP_COUNT:
-        return false;
-    }
-    return false;
 }
 
 static int plan_add(Plan *p, int *cap, PlanBufKind kind, int node, size_t a, size_t b,
@@ -367,8 +316,8 @@ static bool plan_supported(const IrGraph *g, FILE *diag)
                     "(optc analyze) have them\n", g->name, n->name);
             return false;
         }
-        if (n->op == OP_EXACT && strcmp(n->u.exact.phi, "relu") != 0) {
-            plan_say(diag, "optc: %s: exact(%s) is not supported by the runtime (only relu)\n",
+        if (n->op == OP_EXACT && op_find(n->u.exact.phi, OPF_ACT) < 0) {
+            plan_say(diag, "optc: %s: exact(%s): not an activation of the runtime\n",
                     g->name, n->u.exact.phi);
             return false;
         }
@@ -426,7 +375,7 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
                 p->nodes[g->nodes[i].in[k]].live = true;
     for (int i = 1; i < N; i++) {
         const IrNode *n = &g->nodes[i];
-        bool ng = plan_has_params(n);
+        bool ng = op_has_params(n);
         for (int k = 0; k < n->nin; k++)
             ng = ng || p->nodes[n->in[k]].needs_grad;
         p->nodes[i].needs_grad = ng && p->nodes[i].live;
@@ -473,13 +422,13 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
                 if (plan_time_fwd(g, j) > death)
                     death = plan_time_fwd(g, j);
                 if (p->nodes[j].needs_grad) {
-                    if (plan_bwd_reads_input(c) && plan_time_bwd(g, j) > death)
+                    if (op_bwd_reads_input(c) && plan_time_bwd(g, j) > death)
                         death = plan_time_bwd(g, j);
                     if (first_grad_write < 0 || plan_time_bwd(g, j) < first_grad_write)
                         first_grad_write = plan_time_bwd(g, j);
                 }
             }
-            if (pn->needs_grad && plan_bwd_reads_output(n) && tb > death)
+            if (pn->needs_grad && op_bwd_reads_output(n) && tb > death)
                 death = tb;
             pn->out = plan_add(p, &cap, PB_OUT, i, plan_numel(n->shape), 0, tf, death);
             if (pn->needs_grad && first_grad_write >= 0)

@@ -107,10 +107,6 @@ size_t plan_pack_lifetimes(PlanBuf *bufs, int n);
 /* plan_verify for such buffers in a region of extent elements. */
 int plan_verify_lifetimes(PlanBuf *bufs, int n, size_t extent, FILE *diag);
 
-/* Whether an op's backward reads its input / output activations. */
-bool plan_bwd_reads_input(const IrNode *n);
-bool plan_bwd_reads_output(const IrNode *n);
-
 /* --- the C emitter (emit_c.c) ------------------------------------------- */
 
 /* Provenance recorded in the generated file. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ast.h"
+#include "optable.h"
 
 #define MAX_NODES 2000000
 #define MAX_ELEMS (1L << 28)
@@ -149,15 +150,25 @@ typedef struct {
     int stride;                 /* the first conv's stride */
 } LayerCtx;
 
+/* Node names number each kind within a list: conv0, conv1, bn0, relu0...
+ * (pooling ops share one count). */
 static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
 {
-    int nconv = 0, nbn = 0, nrelu = 0, npool = 0, ndrop = 0;
+    int nconv = 0, nbn = 0, npool = 0, ndrop = 0, nact[OP_COUNT] = { 0 };
     for (int i = 0; i < n && cur >= 0; i++) {
         IrShape in = u->nodes[cur].shape, out = in;
         const Layer *l = &L[i];
         int id;
-        switch (l->kind) {
-        case L_BN: {
+        if (op_info(l->op)->flags & OPF_ACT) {     /* pointwise: the shape is kept */
+            id = add_node(u, l->op, fmt(u, "%s.%s%d", lc->node_prefix, ir_op_name(l->op), nact[l->op]++), 1,
+                          &cur, out, l->span);
+            if (id >= 0)
+                u->nodes[id].u.act.a = l->a;
+            cur = id;
+            continue;
+        }
+        switch (l->op) {
+        case OP_BN: {
             const char *nm = fmt(u, "%s.bn%d", lc->node_prefix, nbn);
             const char *pp = fmt(u, "%s.bn%d", lc->param_prefix, nbn++);
             int dims[1] = { in.c };
@@ -170,10 +181,7 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
                 u->nodes[id].u.bn = (__typeof__(u->nodes[id].u.bn)){ g, b, m, v, 1e-5, 0.1 };
             break;
         }
-        case L_RELU:
-            id = add_node(u, OP_RELU, fmt(u, "%s.relu%d", lc->node_prefix, nrelu++), 1, &cur, out, l->span);
-            break;
-        case L_CONV: {
+        case OP_CONV: {
             int cout = l->width ? l->width : l->ratio > 0 ? (int)floor(in.c * l->ratio) : lc->width;
             if (cout < 1)
                 cout = 1;
@@ -188,7 +196,7 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
                 u->nodes[id].u.conv = (__typeof__(u->nodes[id].u.conv)){ cout, l->k, s, l->k / 2, w };
             break;
         }
-        case L_AVGPOOL:
+        case OP_AVGPOOL:
             if (in.h < l->k || in.w < l->k) {
                 diag_error(u->d, l->span, "avgpool(%d) on a %dx%d map", l->k, in.h, in.w);
                 u->failed = true;
@@ -199,16 +207,16 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
             if (id >= 0)
                 u->nodes[id].u.pool = (__typeof__(u->nodes[id].u.pool)){ l->k, l->k };
             break;
-        case L_GAP:
+        case OP_GAP:
             out = (IrShape){ in.c, 1, 1 };
             id = add_node(u, OP_GAP, fmt(u, "%s.gap%d", lc->node_prefix, npool++), 1, &cur, out, l->span);
             break;
-        case L_DROPOUT:
+        case OP_DROPOUT:
             id = add_node(u, OP_DROPOUT, fmt(u, "%s.dropout%d", lc->node_prefix, ndrop++), 1, &cur, out, l->span);
             if (id >= 0)
                 u->nodes[id].u.dropout.p = l->p;
             break;
-        case L_LINEAR: {
+        case OP_LINEAR: {
             int classes = u->ni->classes;
             int fan = in.c * in.h * in.w;
             int wd[2] = { classes, fan }, bd[1] = { classes };
@@ -220,7 +228,7 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
                 u->nodes[id].u.linear = (__typeof__(u->nodes[id].u.linear)){ w, b };
             break;
         }
-        case L_EXACT: {
+        case OP_EXACT: {
             int dsz = in.c * in.h * in.w;
             int dims[2] = { dsz, l->m };
             /* One U for the whole network (per state size, should stages differ). */
@@ -234,11 +242,12 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
                 u->nodes[id].u.exact.u = w;
                 u->nodes[id].u.exact.m = l->m;
                 strcpy(u->nodes[id].u.exact.phi, l->phi);
+                u->nodes[id].u.exact.alpha = l->a;
             }
             break;
         }
         default:
-            DIAG_BUG("layer kind %d", (int)l->kind);
+            DIAG_BUG("layer op %d", (int)l->op);
         }
         cur = id;
     }
@@ -270,9 +279,66 @@ static void coef_norm(IrCoef *c)
     c->nterms = j;
 }
 
+/* --- coefficient source text (IrCoef.src) ---
+ * Built alongside the value when a parameter takes part, so the emitted
+ * code can say where a number comes from; NULL (a plain number) otherwise,
+ * and when it would grow past COEF_SRC_MAX (a parameter inside a long
+ * sequence recurrence). */
+#define COEF_SRC_MAX 64
+
+/* c's text: its src, or its value when it is a plain number. */
+static const char *coef_text(U *u, const IrCoef *c)
+{
+    return c->src ? c->src : fmt(u, "%g", c->c0);
+}
+
+static bool coef_compound(const char *s)
+{
+    return strstr(s, " + ") || strstr(s, " - ");
+}
+
+static const char *coef_src_keep(const char *s)
+{
+    return s && strlen(s) <= COEF_SRC_MAX ? s : NULL;
+}
+
+/* The text of a + sb * b (sb is 1 or -1 in every caller that has text). */
+static const char *coef_src_add(U *u, const IrCoef *a, const IrCoef *b, double sb)
+{
+    if (!a->src && !b->src)
+        return NULL;
+    bool a0 = !a->src && a->c0 == 0 && a->nterms == 0;
+    const char *bt = coef_text(u, b);
+    if (sb != 1 && sb != -1)
+        return NULL;
+    if (a0)
+        return sb > 0 ? bt : fmt(u, coef_compound(bt) ? "-(%s)" : "-%s", bt);
+    return fmt(u, sb > 0 || !coef_compound(bt) ? "%s %c %s" : "%s %c (%s)", coef_text(u, a),
+               sb > 0 ? '+' : '-', bt);
+}
+
+/* The text of a * b. */
+static const char *coef_src_mul(U *u, const IrCoef *a, const IrCoef *b)
+{
+    if (!a->src && !b->src)
+        return NULL;
+    const IrCoef *x = a->src ? a : b, *k = a->src ? b : a;   /* k may be text too */
+    if (!k->src && k->c0 == 0 && k->nterms == 0)
+        return NULL;                                        /* 0 * beta is 0 */
+    if (!k->src && k->c0 == 1)
+        return x->src;
+    if (!k->src && k->c0 == -1)
+        return fmt(u, coef_compound(x->src) ? "-(%s)" : "-%s", x->src);
+    const char *at = coef_text(u, a), *bt = coef_text(u, b);
+    return fmt(u, "%s%s%s * %s%s%s", coef_compound(at) ? "(" : "", at, coef_compound(at) ? ")" : "",
+               coef_compound(bt) ? "(" : "", bt, coef_compound(bt) ? ")" : "");
+}
+
 static bool coef_add(U *u, Span sp, IrCoef a, const IrCoef *b, double sb, IrCoef *out)
 {
+    const char *src = coef_src_keep(coef_src_add(u, &a, b, sb));
     a.c0 += sb * b->c0;
+    a.src = src;
     for (int i = 0; i < b->nterms; i++) {
         int j = 0;
         while (j < a.nterms && a.param[j] != b->param[i])
@@ -297,6 +363,7 @@ static bool coef_mul(U *u, Span sp, const IrCoef *a, const IrCoef *b, IrCoef *ou
         return fail(u, sp, "product of learned parameters is not linear");
     const IrCoef *k = a->nterms ? b : a, *v = a->nterms ? a : b;
     IrCoef r = *v;
+    r.src = coef_src_keep(coef_src_mul(u, a, b));
     r.c0 *= k->c0;
     for (int i = 0; i < r.nterms; i++)
         r.a[i] *= k->c0;
@@ -516,6 +583,7 @@ static bool eval(U *u, const Expr *e, Val *out)
         } else {
             out->s = cconst(u->pv[pi].value);
         }
+        out->s.src = e->u.name;
         return true;
     }
     case EX_INDEX: {
@@ -606,6 +674,8 @@ static bool eval(U *u, const Expr *e, Val *out)
         if (b.s.c0 == 0)
             return fail(u, e->u.bin.b->span, "division by zero");
         IrCoef inv = cconst(1 / b.s.c0);
+        if (b.s.src)
+            inv.src = coef_src_keep(fmt(u, coef_compound(b.s.src) ? "1 / (%s)" : "1 / %s", b.s.src));
         if (!a.tensor)
             return coef_mul(u, e->span, &a.s, &inv, &out->s) && coef_finite(u, e->span, &out->s);
         return tscale(u, e->span, &a, &inv, out);
@@ -712,7 +782,7 @@ IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
     g->train = ni->train;
     int cur = add_node(&u, OP_INPUT, "input", 0, NULL, ni->input, ni->decl->name_span);
     LayerCtx lc = { "stem", "stem", false, ni->input.c, 1 };
-    for (int i = 0; i < ni->nstem && ni->stem[i].kind == L_CONV && !ni->stem[i].width; i++)
+    for (int i = 0; i < ni->nstem && ni->stem[i].op == OP_CONV && !ni->stem[i].width; i++)
         if (!ni->stem[i].ratio)
             return fail(&u, ni->stem[i].span, "a stem convolution needs a width, e.g. conv3x3(16)"), NULL;
     cur = apply_layers(&u, ni->stem, ni->nstem, cur, &lc);
@@ -734,7 +804,7 @@ IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
         u.new_shape = (IrShape){ u.width, (in.h - 1) / st->stride + 1, (in.w - 1) / st->stride + 1 };
         u.nsc = 0;
         u.sc_weight = -1;
-        if (ni->ngrad == 1 && ni->grad[0].kind == L_EXACT && u.transition)
+        if (ni->ngrad == 1 && ni->grad[0].op == OP_EXACT && u.transition)
             return fail(&u, st->span, "exact(...) keeps the state's shape: a stage cannot change width or stride"), NULL;
         u.at_stage = u.stage;
         cur = run_stage(&u, st->opt, st->pv, st->steps, cur, st->span);

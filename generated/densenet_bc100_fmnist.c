@@ -11,578 +11,549 @@
  *
  * Spec:
  * examples/densenet.opt
- *
- * # Keeping every earlier state: x[k+1] = concat(x[k], grad(x[k])) is DenseNet.
- * # DenseNet-BC, growth rate k = 12, depth 100: 3 dense stages of 16 steps with
- * # bottleneck blocks, transitions halving the channels (compression 0.5).
- * optimizer dense {
- *     x[k+1] = concat(x[k], grad(x[k]));
- * }
- * 
- * network densenet_bc100_cifar {
- *     input      3x32x32;
- *     classes    10;
- *     stem       conv3x3(24);
- *     grad       = bn, relu, conv1x1(48), bn, relu, conv3x3(12);
- *     stage      dense steps 16;
- *     stage      dense steps 16;
- *     stage      dense steps 16;
- *     transition = bn, relu, conv1x1(ratio = 0.5), avgpool(2);
- *     head       bn, relu, avgpool, linear;
- *     train      { epochs 30; batch 64; lr 0.1; schedule cosine; weight_decay 1e-4; augment crop(4), flip; }
- * }
- * 
- * network densenet_bc100_fmnist {
- *     input      1x28x28;
- *     classes    10;
- *     stem       conv3x3(24);
- *     grad       = bn, relu, conv1x1(48), bn, relu, conv3x3(12);
- *     stage      dense steps 16;
- *     stage      dense steps 16;
- *     stage      dense steps 16;
- *     transition = bn, relu, conv1x1(ratio = 0.5), avgpool(2);
- *     head       bn, relu, avgpool, linear;
- *     train      { epochs 10; batch 64; weight_decay 1e-4; augment crop(2); }
- * }
+ * (its text is spec_text below)
  */
+#ifndef OPTC_BODY
 #include <stddef.h>
 #include "rt.h"
 
 static const char command_text[] =
-    "optc\040emit\040examples\057densenet.opt\040\055n\040densenet_bc100_fmnist";
+    "optc emit examples/densenet.opt -n densenet_bc100_fmnist";
 static const char spec_text[] =
-    "\043\040Keeping\040every\040earlier\040state\072\040x\133k\0531\135\040\075\040concat\050x\133k\135\054\040grad\050x\133k\135\051\051\040is\040DenseNet.\012"
-    "\043\040DenseNet\055BC\054\040growth\040rate\040k\040\075\04012\054\040depth\040100\072\0403\040dense\040stages\040of\04016\040steps\040with\012"
-    "\043\040bottleneck\040blocks\054\040transitions\040halving\040the\040channels\040\050compression\0400.5\051.\012"
-    "optimizer\040dense\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040concat\050x\133k\135\054\040grad\050x\133k\135\051\051\073\012"
-    "\175\012"
-    "\012"
-    "network\040densenet_bc100_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\040\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040\040\040conv3x3\05024\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\040\040\075\040bn\054\040relu\054\040conv1x1\05048\051\054\040bn\054\040relu\054\040conv3x3\05012\051\073\012"
-    "\040\040\040\040stage\040\040\040\040\040\040dense\040steps\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040\040\040dense\040steps\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040\040\040dense\040steps\04016\073\012"
-    "\040\040\040\040transition\040\075\040bn\054\040relu\054\040conv1x1\050ratio\040\075\0400.5\051\054\040avgpool\0502\051\073\012"
-    "\040\040\040\040head\040\040\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\040\040\173\040epochs\04030\073\040batch\04064\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0401e\0554\073\040augment\040crop\0504\051\054\040flip\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040densenet_bc100_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\040\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040\040\040conv3x3\05024\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\040\040\075\040bn\054\040relu\054\040conv1x1\05048\051\054\040bn\054\040relu\054\040conv3x3\05012\051\073\012"
-    "\040\040\040\040stage\040\040\040\040\040\040dense\040steps\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040\040\040dense\040steps\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040\040\040dense\040steps\04016\073\012"
-    "\040\040\040\040transition\040\075\040bn\054\040relu\054\040conv1x1\050ratio\040\075\0400.5\051\054\040avgpool\0502\051\073\012"
-    "\040\040\040\040head\040\040\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\040\040\173\040epochs\04010\073\040batch\04064\073\040weight_decay\0401e\0554\073\040augment\040crop\0502\051\073\040\175\012"
-    "\175\012";
+    "# Keeping every earlier state: x[k+1] = concat(x[k], grad(x[k])) is DenseNet.\n"
+    "# DenseNet-BC, growth rate k = 12, depth 100: 3 dense stages of 16 steps with\n"
+    "# bottleneck blocks, transitions halving the channels (compression 0.5).\n"
+    "optimizer dense {\n"
+    "    x[k+1] = concat(x[k], grad(x[k]));\n"
+    "}\n"
+    "\n"
+    "network densenet_bc100_cifar {\n"
+    "    input      3x32x32;\n"
+    "    classes    10;\n"
+    "    stem       conv3x3(24);\n"
+    "    grad       = bn, relu, conv1x1(48), bn, relu, conv3x3(12);\n"
+    "    stage      dense steps 16;\n"
+    "    stage      dense steps 16;\n"
+    "    stage      dense steps 16;\n"
+    "    transition = bn, relu, conv1x1(ratio = 0.5), avgpool(2);\n"
+    "    head       bn, relu, avgpool, linear;\n"
+    "    train      { epochs 30; batch 64; lr 0.1; schedule cosine; weight_decay 1e-4; augment crop(4), flip; }\n"
+    "}\n"
+    "\n"
+    "network densenet_bc100_fmnist {\n"
+    "    input      1x28x28;\n"
+    "    classes    10;\n"
+    "    stem       conv3x3(24);\n"
+    "    grad       = bn, relu, conv1x1(48), bn, relu, conv3x3(12);\n"
+    "    stage      dense steps 16;\n"
+    "    stage      dense steps 16;\n"
+    "    stage      dense steps 16;\n"
+    "    transition = bn, relu, conv1x1(ratio = 0.5), avgpool(2);\n"
+    "    head       bn, relu, avgpool, linear;\n"
+    "    train      { epochs 10; batch 64; weight_decay 1e-4; augment crop(2); }\n"
+    "}\n";
 
-/* The parameter block (buffer 0) and the BN running statistics (1). */
+/* The parameter block (buffer 0) and the BN running statistics (1), one
+ * row per tensor: offset and numel in elements within its block. */
 static const RtTensor tensors[497] = {
-    { "stem.conv0.weight", RT_PK_WEIGHT, 4, { 24, 1, 3, 3 }, 0, 216, 0, RT_INIT_KAIMING, 0, 9 },
-    { "stage1.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 24, 0, 0, 0 }, 216, 24, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 24, 0, 0, 0 }, 240, 24, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 24, 0, 0, 0 }, 0, 24, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 24, 0, 0, 0 }, 24, 24, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 24, 1, 1 }, 264, 1152, 0, RT_INIT_KAIMING, 0, 24 },
-    { "stage1.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 1416, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 1464, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 48, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 96, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 1512, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 36, 0, 0, 0 }, 6696, 36, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 36, 0, 0, 0 }, 6732, 36, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 36, 0, 0, 0 }, 144, 36, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 36, 0, 0, 0 }, 180, 36, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 36, 1, 1 }, 6768, 1728, 0, RT_INIT_KAIMING, 0, 36 },
-    { "stage1.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 8496, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 8544, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 216, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 264, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 8592, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 13776, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 13824, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 312, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 360, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 48, 1, 1 }, 13872, 2304, 0, RT_INIT_KAIMING, 0, 48 },
-    { "stage1.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 16176, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 16224, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 408, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 456, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 16272, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step3.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 60, 0, 0, 0 }, 21456, 60, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step3.grad.bn0.bias", RT_PK_BN_BETA, 1, { 60, 0, 0, 0 }, 21516, 60, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step3.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 60, 0, 0, 0 }, 504, 60, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step3.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 60, 0, 0, 0 }, 564, 60, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step3.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 60, 1, 1 }, 21576, 2880, 0, RT_INIT_KAIMING, 0, 60 },
-    { "stage1.step3.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 24456, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step3.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 24504, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step3.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 624, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step3.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 672, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step3.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 24552, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step4.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 72, 0, 0, 0 }, 29736, 72, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step4.grad.bn0.bias", RT_PK_BN_BETA, 1, { 72, 0, 0, 0 }, 29808, 72, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step4.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 72, 0, 0, 0 }, 720, 72, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step4.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 72, 0, 0, 0 }, 792, 72, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step4.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 72, 1, 1 }, 29880, 3456, 0, RT_INIT_KAIMING, 0, 72 },
-    { "stage1.step4.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 33336, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step4.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 33384, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step4.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 864, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step4.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 912, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step4.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 33432, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step5.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 84, 0, 0, 0 }, 38616, 84, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step5.grad.bn0.bias", RT_PK_BN_BETA, 1, { 84, 0, 0, 0 }, 38700, 84, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step5.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 84, 0, 0, 0 }, 960, 84, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step5.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 84, 0, 0, 0 }, 1044, 84, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step5.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 84, 1, 1 }, 38784, 4032, 0, RT_INIT_KAIMING, 0, 84 },
-    { "stage1.step5.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 42816, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step5.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 42864, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step5.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 1128, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step5.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 1176, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step5.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 42912, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step6.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 96, 0, 0, 0 }, 48096, 96, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step6.grad.bn0.bias", RT_PK_BN_BETA, 1, { 96, 0, 0, 0 }, 48192, 96, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step6.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 96, 0, 0, 0 }, 1224, 96, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step6.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 96, 0, 0, 0 }, 1320, 96, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step6.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 96, 1, 1 }, 48288, 4608, 0, RT_INIT_KAIMING, 0, 96 },
-    { "stage1.step6.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 52896, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step6.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 52944, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step6.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 1416, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step6.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 1464, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step6.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 52992, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step7.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 108, 0, 0, 0 }, 58176, 108, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step7.grad.bn0.bias", RT_PK_BN_BETA, 1, { 108, 0, 0, 0 }, 58284, 108, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step7.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 108, 0, 0, 0 }, 1512, 108, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step7.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 108, 0, 0, 0 }, 1620, 108, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step7.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 108, 1, 1 }, 58392, 5184, 0, RT_INIT_KAIMING, 0, 108 },
-    { "stage1.step7.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 63576, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step7.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 63624, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step7.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 1728, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step7.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 1776, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step7.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 63672, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step8.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 120, 0, 0, 0 }, 68856, 120, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step8.grad.bn0.bias", RT_PK_BN_BETA, 1, { 120, 0, 0, 0 }, 68976, 120, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step8.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 120, 0, 0, 0 }, 1824, 120, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step8.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 120, 0, 0, 0 }, 1944, 120, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step8.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 120, 1, 1 }, 69096, 5760, 0, RT_INIT_KAIMING, 0, 120 },
-    { "stage1.step8.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 74856, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step8.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 74904, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step8.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 2064, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step8.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 2112, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step8.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 74952, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step9.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 132, 0, 0, 0 }, 80136, 132, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step9.grad.bn0.bias", RT_PK_BN_BETA, 1, { 132, 0, 0, 0 }, 80268, 132, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step9.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 132, 0, 0, 0 }, 2160, 132, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step9.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 132, 0, 0, 0 }, 2292, 132, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step9.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 132, 1, 1 }, 80400, 6336, 0, RT_INIT_KAIMING, 0, 132 },
-    { "stage1.step9.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 86736, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step9.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 86784, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step9.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 2424, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step9.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 2472, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step9.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 86832, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step10.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 144, 0, 0, 0 }, 92016, 144, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step10.grad.bn0.bias", RT_PK_BN_BETA, 1, { 144, 0, 0, 0 }, 92160, 144, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step10.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 144, 0, 0, 0 }, 2520, 144, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step10.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 144, 0, 0, 0 }, 2664, 144, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step10.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 144, 1, 1 }, 92304, 6912, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step10.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 99216, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step10.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 99264, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step10.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 2808, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step10.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 2856, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step10.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 99312, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step11.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 156, 0, 0, 0 }, 104496, 156, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step11.grad.bn0.bias", RT_PK_BN_BETA, 1, { 156, 0, 0, 0 }, 104652, 156, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step11.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 156, 0, 0, 0 }, 2904, 156, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step11.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 156, 0, 0, 0 }, 3060, 156, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step11.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 156, 1, 1 }, 104808, 7488, 0, RT_INIT_KAIMING, 0, 156 },
-    { "stage1.step11.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 112296, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step11.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 112344, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step11.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 3216, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step11.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 3264, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step11.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 112392, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step12.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 168, 0, 0, 0 }, 117576, 168, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step12.grad.bn0.bias", RT_PK_BN_BETA, 1, { 168, 0, 0, 0 }, 117744, 168, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step12.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 168, 0, 0, 0 }, 3312, 168, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step12.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 168, 0, 0, 0 }, 3480, 168, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step12.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 168, 1, 1 }, 117912, 8064, 0, RT_INIT_KAIMING, 0, 168 },
-    { "stage1.step12.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 125976, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step12.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 126024, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step12.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 3648, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step12.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 3696, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step12.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 126072, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step13.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 180, 0, 0, 0 }, 131256, 180, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step13.grad.bn0.bias", RT_PK_BN_BETA, 1, { 180, 0, 0, 0 }, 131436, 180, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step13.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 180, 0, 0, 0 }, 3744, 180, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step13.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 180, 0, 0, 0 }, 3924, 180, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step13.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 180, 1, 1 }, 131616, 8640, 0, RT_INIT_KAIMING, 0, 180 },
-    { "stage1.step13.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 140256, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step13.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 140304, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step13.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 4104, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step13.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 4152, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step13.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 140352, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step14.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 192, 0, 0, 0 }, 145536, 192, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step14.grad.bn0.bias", RT_PK_BN_BETA, 1, { 192, 0, 0, 0 }, 145728, 192, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step14.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 192, 0, 0, 0 }, 4200, 192, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step14.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 192, 0, 0, 0 }, 4392, 192, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step14.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 192, 1, 1 }, 145920, 9216, 0, RT_INIT_KAIMING, 0, 192 },
-    { "stage1.step14.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 155136, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step14.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 155184, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step14.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 4584, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step14.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 4632, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step14.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 155232, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage1.step15.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 204, 0, 0, 0 }, 160416, 204, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step15.grad.bn0.bias", RT_PK_BN_BETA, 1, { 204, 0, 0, 0 }, 160620, 204, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step15.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 204, 0, 0, 0 }, 4680, 204, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step15.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 204, 0, 0, 0 }, 4884, 204, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step15.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 204, 1, 1 }, 160824, 9792, 0, RT_INIT_KAIMING, 0, 204 },
-    { "stage1.step15.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 170616, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step15.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 170664, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step15.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 5088, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step15.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 5136, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step15.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 170712, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "trans1.bn0.weight", RT_PK_BN_GAMMA, 1, { 216, 0, 0, 0 }, 175896, 216, 0, RT_INIT_ONES, 0, 0 },
-    { "trans1.bn0.bias", RT_PK_BN_BETA, 1, { 216, 0, 0, 0 }, 176112, 216, 0, RT_INIT_ZEROS, 0, 0 },
-    { "trans1.bn0.running_mean", RT_PK_BN_MEAN, 1, { 216, 0, 0, 0 }, 5184, 216, 1, RT_INIT_ZEROS, 0, 0 },
-    { "trans1.bn0.running_var", RT_PK_BN_VAR, 1, { 216, 0, 0, 0 }, 5400, 216, 1, RT_INIT_ONES, 0, 0 },
-    { "trans1.conv0.weight", RT_PK_WEIGHT, 4, { 108, 216, 1, 1 }, 176328, 23328, 0, RT_INIT_KAIMING, 0, 216 },
-    { "stage2.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 108, 0, 0, 0 }, 199656, 108, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 108, 0, 0, 0 }, 199764, 108, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 108, 0, 0, 0 }, 5616, 108, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 108, 0, 0, 0 }, 5724, 108, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 108, 1, 1 }, 199872, 5184, 0, RT_INIT_KAIMING, 0, 108 },
-    { "stage2.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 205056, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 205104, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 5832, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 5880, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 205152, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 120, 0, 0, 0 }, 210336, 120, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 120, 0, 0, 0 }, 210456, 120, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 120, 0, 0, 0 }, 5928, 120, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 120, 0, 0, 0 }, 6048, 120, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 120, 1, 1 }, 210576, 5760, 0, RT_INIT_KAIMING, 0, 120 },
-    { "stage2.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 216336, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 216384, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 6168, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 6216, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 216432, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 132, 0, 0, 0 }, 221616, 132, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 132, 0, 0, 0 }, 221748, 132, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 132, 0, 0, 0 }, 6264, 132, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 132, 0, 0, 0 }, 6396, 132, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 132, 1, 1 }, 221880, 6336, 0, RT_INIT_KAIMING, 0, 132 },
-    { "stage2.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 228216, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 228264, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 6528, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 6576, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 228312, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step3.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 144, 0, 0, 0 }, 233496, 144, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step3.grad.bn0.bias", RT_PK_BN_BETA, 1, { 144, 0, 0, 0 }, 233640, 144, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step3.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 144, 0, 0, 0 }, 6624, 144, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step3.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 144, 0, 0, 0 }, 6768, 144, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step3.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 144, 1, 1 }, 233784, 6912, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step3.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 240696, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step3.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 240744, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step3.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 6912, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step3.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 6960, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step3.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 240792, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step4.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 156, 0, 0, 0 }, 245976, 156, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step4.grad.bn0.bias", RT_PK_BN_BETA, 1, { 156, 0, 0, 0 }, 246132, 156, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step4.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 156, 0, 0, 0 }, 7008, 156, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step4.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 156, 0, 0, 0 }, 7164, 156, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step4.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 156, 1, 1 }, 246288, 7488, 0, RT_INIT_KAIMING, 0, 156 },
-    { "stage2.step4.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 253776, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step4.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 253824, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step4.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 7320, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step4.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 7368, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step4.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 253872, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step5.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 168, 0, 0, 0 }, 259056, 168, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step5.grad.bn0.bias", RT_PK_BN_BETA, 1, { 168, 0, 0, 0 }, 259224, 168, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step5.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 168, 0, 0, 0 }, 7416, 168, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step5.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 168, 0, 0, 0 }, 7584, 168, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step5.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 168, 1, 1 }, 259392, 8064, 0, RT_INIT_KAIMING, 0, 168 },
-    { "stage2.step5.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 267456, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step5.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 267504, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step5.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 7752, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step5.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 7800, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step5.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 267552, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step6.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 180, 0, 0, 0 }, 272736, 180, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step6.grad.bn0.bias", RT_PK_BN_BETA, 1, { 180, 0, 0, 0 }, 272916, 180, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step6.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 180, 0, 0, 0 }, 7848, 180, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step6.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 180, 0, 0, 0 }, 8028, 180, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step6.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 180, 1, 1 }, 273096, 8640, 0, RT_INIT_KAIMING, 0, 180 },
-    { "stage2.step6.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 281736, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step6.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 281784, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step6.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 8208, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step6.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 8256, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step6.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 281832, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step7.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 192, 0, 0, 0 }, 287016, 192, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step7.grad.bn0.bias", RT_PK_BN_BETA, 1, { 192, 0, 0, 0 }, 287208, 192, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step7.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 192, 0, 0, 0 }, 8304, 192, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step7.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 192, 0, 0, 0 }, 8496, 192, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step7.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 192, 1, 1 }, 287400, 9216, 0, RT_INIT_KAIMING, 0, 192 },
-    { "stage2.step7.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 296616, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step7.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 296664, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step7.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 8688, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step7.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 8736, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step7.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 296712, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step8.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 204, 0, 0, 0 }, 301896, 204, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step8.grad.bn0.bias", RT_PK_BN_BETA, 1, { 204, 0, 0, 0 }, 302100, 204, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step8.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 204, 0, 0, 0 }, 8784, 204, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step8.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 204, 0, 0, 0 }, 8988, 204, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step8.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 204, 1, 1 }, 302304, 9792, 0, RT_INIT_KAIMING, 0, 204 },
-    { "stage2.step8.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 312096, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step8.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 312144, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step8.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 9192, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step8.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 9240, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step8.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 312192, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step9.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 216, 0, 0, 0 }, 317376, 216, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step9.grad.bn0.bias", RT_PK_BN_BETA, 1, { 216, 0, 0, 0 }, 317592, 216, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step9.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 216, 0, 0, 0 }, 9288, 216, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step9.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 216, 0, 0, 0 }, 9504, 216, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step9.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 216, 1, 1 }, 317808, 10368, 0, RT_INIT_KAIMING, 0, 216 },
-    { "stage2.step9.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 328176, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step9.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 328224, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step9.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 9720, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step9.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 9768, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step9.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 328272, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step10.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 228, 0, 0, 0 }, 333456, 228, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step10.grad.bn0.bias", RT_PK_BN_BETA, 1, { 228, 0, 0, 0 }, 333684, 228, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step10.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 228, 0, 0, 0 }, 9816, 228, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step10.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 228, 0, 0, 0 }, 10044, 228, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step10.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 228, 1, 1 }, 333912, 10944, 0, RT_INIT_KAIMING, 0, 228 },
-    { "stage2.step10.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 344856, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step10.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 344904, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step10.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 10272, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step10.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 10320, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step10.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 344952, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step11.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 240, 0, 0, 0 }, 350136, 240, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step11.grad.bn0.bias", RT_PK_BN_BETA, 1, { 240, 0, 0, 0 }, 350376, 240, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step11.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 240, 0, 0, 0 }, 10368, 240, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step11.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 240, 0, 0, 0 }, 10608, 240, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step11.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 240, 1, 1 }, 350616, 11520, 0, RT_INIT_KAIMING, 0, 240 },
-    { "stage2.step11.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 362136, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step11.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 362184, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step11.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 10848, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step11.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 10896, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step11.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 362232, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step12.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 252, 0, 0, 0 }, 367416, 252, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step12.grad.bn0.bias", RT_PK_BN_BETA, 1, { 252, 0, 0, 0 }, 367668, 252, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step12.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 252, 0, 0, 0 }, 10944, 252, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step12.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 252, 0, 0, 0 }, 11196, 252, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step12.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 252, 1, 1 }, 367920, 12096, 0, RT_INIT_KAIMING, 0, 252 },
-    { "stage2.step12.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 380016, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step12.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 380064, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step12.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 11448, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step12.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 11496, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step12.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 380112, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step13.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 264, 0, 0, 0 }, 385296, 264, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step13.grad.bn0.bias", RT_PK_BN_BETA, 1, { 264, 0, 0, 0 }, 385560, 264, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step13.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 264, 0, 0, 0 }, 11544, 264, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step13.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 264, 0, 0, 0 }, 11808, 264, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step13.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 264, 1, 1 }, 385824, 12672, 0, RT_INIT_KAIMING, 0, 264 },
-    { "stage2.step13.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 398496, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step13.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 398544, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step13.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 12072, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step13.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 12120, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step13.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 398592, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step14.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 276, 0, 0, 0 }, 403776, 276, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step14.grad.bn0.bias", RT_PK_BN_BETA, 1, { 276, 0, 0, 0 }, 404052, 276, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step14.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 276, 0, 0, 0 }, 12168, 276, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step14.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 276, 0, 0, 0 }, 12444, 276, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step14.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 276, 1, 1 }, 404328, 13248, 0, RT_INIT_KAIMING, 0, 276 },
-    { "stage2.step14.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 417576, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step14.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 417624, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step14.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 12720, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step14.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 12768, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step14.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 417672, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage2.step15.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 288, 0, 0, 0 }, 422856, 288, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step15.grad.bn0.bias", RT_PK_BN_BETA, 1, { 288, 0, 0, 0 }, 423144, 288, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step15.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 288, 0, 0, 0 }, 12816, 288, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step15.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 288, 0, 0, 0 }, 13104, 288, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step15.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 288, 1, 1 }, 423432, 13824, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step15.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 437256, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step15.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 437304, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step15.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 13392, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step15.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 13440, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step15.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 437352, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "trans2.bn0.weight", RT_PK_BN_GAMMA, 1, { 300, 0, 0, 0 }, 442536, 300, 0, RT_INIT_ONES, 0, 0 },
-    { "trans2.bn0.bias", RT_PK_BN_BETA, 1, { 300, 0, 0, 0 }, 442836, 300, 0, RT_INIT_ZEROS, 0, 0 },
-    { "trans2.bn0.running_mean", RT_PK_BN_MEAN, 1, { 300, 0, 0, 0 }, 13488, 300, 1, RT_INIT_ZEROS, 0, 0 },
-    { "trans2.bn0.running_var", RT_PK_BN_VAR, 1, { 300, 0, 0, 0 }, 13788, 300, 1, RT_INIT_ONES, 0, 0 },
-    { "trans2.conv0.weight", RT_PK_WEIGHT, 4, { 150, 300, 1, 1 }, 443136, 45000, 0, RT_INIT_KAIMING, 0, 300 },
-    { "stage3.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 150, 0, 0, 0 }, 488136, 150, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 150, 0, 0, 0 }, 488286, 150, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 150, 0, 0, 0 }, 14088, 150, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 150, 0, 0, 0 }, 14238, 150, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 150, 1, 1 }, 488436, 7200, 0, RT_INIT_KAIMING, 0, 150 },
-    { "stage3.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 495636, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 495684, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 14388, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 14436, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 495732, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 162, 0, 0, 0 }, 500916, 162, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 162, 0, 0, 0 }, 501078, 162, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 162, 0, 0, 0 }, 14484, 162, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 162, 0, 0, 0 }, 14646, 162, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 162, 1, 1 }, 501240, 7776, 0, RT_INIT_KAIMING, 0, 162 },
-    { "stage3.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 509016, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 509064, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 14808, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 14856, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 509112, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 174, 0, 0, 0 }, 514296, 174, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 174, 0, 0, 0 }, 514470, 174, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 174, 0, 0, 0 }, 14904, 174, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 174, 0, 0, 0 }, 15078, 174, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 174, 1, 1 }, 514644, 8352, 0, RT_INIT_KAIMING, 0, 174 },
-    { "stage3.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 522996, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 523044, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 15252, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 15300, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 523092, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step3.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 186, 0, 0, 0 }, 528276, 186, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step3.grad.bn0.bias", RT_PK_BN_BETA, 1, { 186, 0, 0, 0 }, 528462, 186, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step3.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 186, 0, 0, 0 }, 15348, 186, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step3.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 186, 0, 0, 0 }, 15534, 186, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step3.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 186, 1, 1 }, 528648, 8928, 0, RT_INIT_KAIMING, 0, 186 },
-    { "stage3.step3.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 537576, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step3.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 537624, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step3.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 15720, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step3.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 15768, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step3.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 537672, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step4.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 198, 0, 0, 0 }, 542856, 198, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step4.grad.bn0.bias", RT_PK_BN_BETA, 1, { 198, 0, 0, 0 }, 543054, 198, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step4.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 198, 0, 0, 0 }, 15816, 198, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step4.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 198, 0, 0, 0 }, 16014, 198, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step4.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 198, 1, 1 }, 543252, 9504, 0, RT_INIT_KAIMING, 0, 198 },
-    { "stage3.step4.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 552756, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step4.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 552804, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step4.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 16212, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step4.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 16260, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step4.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 552852, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step5.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 210, 0, 0, 0 }, 558036, 210, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step5.grad.bn0.bias", RT_PK_BN_BETA, 1, { 210, 0, 0, 0 }, 558246, 210, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step5.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 210, 0, 0, 0 }, 16308, 210, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step5.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 210, 0, 0, 0 }, 16518, 210, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step5.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 210, 1, 1 }, 558456, 10080, 0, RT_INIT_KAIMING, 0, 210 },
-    { "stage3.step5.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 568536, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step5.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 568584, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step5.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 16728, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step5.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 16776, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step5.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 568632, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step6.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 222, 0, 0, 0 }, 573816, 222, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step6.grad.bn0.bias", RT_PK_BN_BETA, 1, { 222, 0, 0, 0 }, 574038, 222, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step6.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 222, 0, 0, 0 }, 16824, 222, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step6.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 222, 0, 0, 0 }, 17046, 222, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step6.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 222, 1, 1 }, 574260, 10656, 0, RT_INIT_KAIMING, 0, 222 },
-    { "stage3.step6.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 584916, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step6.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 584964, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step6.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 17268, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step6.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 17316, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step6.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 585012, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step7.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 234, 0, 0, 0 }, 590196, 234, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step7.grad.bn0.bias", RT_PK_BN_BETA, 1, { 234, 0, 0, 0 }, 590430, 234, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step7.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 234, 0, 0, 0 }, 17364, 234, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step7.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 234, 0, 0, 0 }, 17598, 234, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step7.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 234, 1, 1 }, 590664, 11232, 0, RT_INIT_KAIMING, 0, 234 },
-    { "stage3.step7.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 601896, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step7.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 601944, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step7.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 17832, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step7.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 17880, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step7.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 601992, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step8.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 246, 0, 0, 0 }, 607176, 246, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step8.grad.bn0.bias", RT_PK_BN_BETA, 1, { 246, 0, 0, 0 }, 607422, 246, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step8.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 246, 0, 0, 0 }, 17928, 246, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step8.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 246, 0, 0, 0 }, 18174, 246, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step8.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 246, 1, 1 }, 607668, 11808, 0, RT_INIT_KAIMING, 0, 246 },
-    { "stage3.step8.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 619476, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step8.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 619524, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step8.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 18420, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step8.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 18468, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step8.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 619572, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step9.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 258, 0, 0, 0 }, 624756, 258, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step9.grad.bn0.bias", RT_PK_BN_BETA, 1, { 258, 0, 0, 0 }, 625014, 258, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step9.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 258, 0, 0, 0 }, 18516, 258, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step9.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 258, 0, 0, 0 }, 18774, 258, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step9.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 258, 1, 1 }, 625272, 12384, 0, RT_INIT_KAIMING, 0, 258 },
-    { "stage3.step9.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 637656, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step9.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 637704, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step9.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 19032, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step9.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 19080, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step9.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 637752, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step10.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 270, 0, 0, 0 }, 642936, 270, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step10.grad.bn0.bias", RT_PK_BN_BETA, 1, { 270, 0, 0, 0 }, 643206, 270, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step10.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 270, 0, 0, 0 }, 19128, 270, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step10.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 270, 0, 0, 0 }, 19398, 270, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step10.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 270, 1, 1 }, 643476, 12960, 0, RT_INIT_KAIMING, 0, 270 },
-    { "stage3.step10.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 656436, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step10.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 656484, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step10.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 19668, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step10.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 19716, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step10.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 656532, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step11.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 282, 0, 0, 0 }, 661716, 282, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step11.grad.bn0.bias", RT_PK_BN_BETA, 1, { 282, 0, 0, 0 }, 661998, 282, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step11.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 282, 0, 0, 0 }, 19764, 282, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step11.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 282, 0, 0, 0 }, 20046, 282, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step11.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 282, 1, 1 }, 662280, 13536, 0, RT_INIT_KAIMING, 0, 282 },
-    { "stage3.step11.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 675816, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step11.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 675864, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step11.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 20328, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step11.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 20376, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step11.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 675912, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step12.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 294, 0, 0, 0 }, 681096, 294, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step12.grad.bn0.bias", RT_PK_BN_BETA, 1, { 294, 0, 0, 0 }, 681390, 294, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step12.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 294, 0, 0, 0 }, 20424, 294, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step12.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 294, 0, 0, 0 }, 20718, 294, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step12.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 294, 1, 1 }, 681684, 14112, 0, RT_INIT_KAIMING, 0, 294 },
-    { "stage3.step12.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 695796, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step12.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 695844, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step12.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 21012, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step12.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 21060, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step12.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 695892, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step13.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 306, 0, 0, 0 }, 701076, 306, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step13.grad.bn0.bias", RT_PK_BN_BETA, 1, { 306, 0, 0, 0 }, 701382, 306, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step13.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 306, 0, 0, 0 }, 21108, 306, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step13.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 306, 0, 0, 0 }, 21414, 306, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step13.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 306, 1, 1 }, 701688, 14688, 0, RT_INIT_KAIMING, 0, 306 },
-    { "stage3.step13.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 716376, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step13.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 716424, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step13.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 21720, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step13.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 21768, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step13.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 716472, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step14.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 318, 0, 0, 0 }, 721656, 318, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step14.grad.bn0.bias", RT_PK_BN_BETA, 1, { 318, 0, 0, 0 }, 721974, 318, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step14.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 318, 0, 0, 0 }, 21816, 318, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step14.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 318, 0, 0, 0 }, 22134, 318, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step14.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 318, 1, 1 }, 722292, 15264, 0, RT_INIT_KAIMING, 0, 318 },
-    { "stage3.step14.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 737556, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step14.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 737604, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step14.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 22452, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step14.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 22500, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step14.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 737652, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "stage3.step15.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 330, 0, 0, 0 }, 742836, 330, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step15.grad.bn0.bias", RT_PK_BN_BETA, 1, { 330, 0, 0, 0 }, 743166, 330, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step15.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 330, 0, 0, 0 }, 22548, 330, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step15.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 330, 0, 0, 0 }, 22878, 330, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step15.grad.conv0.weight", RT_PK_WEIGHT, 4, { 48, 330, 1, 1 }, 743496, 15840, 0, RT_INIT_KAIMING, 0, 330 },
-    { "stage3.step15.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 48, 0, 0, 0 }, 759336, 48, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step15.grad.bn1.bias", RT_PK_BN_BETA, 1, { 48, 0, 0, 0 }, 759384, 48, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step15.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 48, 0, 0, 0 }, 23208, 48, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step15.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 48, 0, 0, 0 }, 23256, 48, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step15.grad.conv1.weight", RT_PK_WEIGHT, 4, { 12, 48, 3, 3 }, 759432, 5184, 0, RT_INIT_KAIMING, 0, 432 },
-    { "head.bn0.weight", RT_PK_BN_GAMMA, 1, { 342, 0, 0, 0 }, 764616, 342, 0, RT_INIT_ONES, 0, 0 },
-    { "head.bn0.bias", RT_PK_BN_BETA, 1, { 342, 0, 0, 0 }, 764958, 342, 0, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_mean", RT_PK_BN_MEAN, 1, { 342, 0, 0, 0 }, 23304, 342, 1, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_var", RT_PK_BN_VAR, 1, { 342, 0, 0, 0 }, 23646, 342, 1, RT_INIT_ONES, 0, 0 },
-    { "head.linear.weight", RT_PK_WEIGHT, 2, { 10, 342, 0, 0 }, 765300, 3420, 0, RT_INIT_UNIFORM, 0, 342 },
-    { "head.linear.bias", RT_PK_BIAS, 1, { 10, 0, 0, 0 }, 768720, 10, 0, RT_INIT_UNIFORM, 0, 342 },
+    /* name                                  kind             ndim dims                 offset    numel buf init              value fan_in */
+    { "stem.conv0.weight",                   RT_PK_WEIGHT,    4, { 24, 1, 3, 3 },             0,      216, 0, RT_INIT_KAIMING,  0, 9 },
+    { "stage1.step0.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 24, 0, 0, 0 },           216,       24, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 24, 0, 0, 0 },           240,       24, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 24, 0, 0, 0 },             0,       24, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 24, 0, 0, 0 },            24,       24, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 24, 1, 1 },          264,     1152, 0, RT_INIT_KAIMING,  0, 24 },
+    { "stage1.step0.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },          1416,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },          1464,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },            48,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },            96,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },         1512,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step1.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 36, 0, 0, 0 },          6696,       36, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 36, 0, 0, 0 },          6732,       36, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 36, 0, 0, 0 },           144,       36, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 36, 0, 0, 0 },           180,       36, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 36, 1, 1 },         6768,     1728, 0, RT_INIT_KAIMING,  0, 36 },
+    { "stage1.step1.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },          8496,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },          8544,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },           216,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },           264,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },         8592,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step2.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },         13776,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },         13824,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },           312,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },           360,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 48, 1, 1 },        13872,     2304, 0, RT_INIT_KAIMING,  0, 48 },
+    { "stage1.step2.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },         16176,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },         16224,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },           408,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },           456,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },        16272,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step3.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 60, 0, 0, 0 },         21456,       60, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step3.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 60, 0, 0, 0 },         21516,       60, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step3.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 60, 0, 0, 0 },           504,       60, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step3.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 60, 0, 0, 0 },           564,       60, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step3.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 60, 1, 1 },        21576,     2880, 0, RT_INIT_KAIMING,  0, 60 },
+    { "stage1.step3.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },         24456,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step3.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },         24504,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step3.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },           624,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step3.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },           672,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step3.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },        24552,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step4.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 72, 0, 0, 0 },         29736,       72, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step4.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 72, 0, 0, 0 },         29808,       72, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step4.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 72, 0, 0, 0 },           720,       72, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step4.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 72, 0, 0, 0 },           792,       72, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step4.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 72, 1, 1 },        29880,     3456, 0, RT_INIT_KAIMING,  0, 72 },
+    { "stage1.step4.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },         33336,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step4.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },         33384,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step4.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },           864,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step4.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },           912,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step4.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },        33432,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step5.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 84, 0, 0, 0 },         38616,       84, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step5.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 84, 0, 0, 0 },         38700,       84, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step5.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 84, 0, 0, 0 },           960,       84, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step5.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 84, 0, 0, 0 },          1044,       84, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step5.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 84, 1, 1 },        38784,     4032, 0, RT_INIT_KAIMING,  0, 84 },
+    { "stage1.step5.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },         42816,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step5.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },         42864,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step5.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          1128,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step5.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          1176,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step5.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },        42912,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step6.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 96, 0, 0, 0 },         48096,       96, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step6.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 96, 0, 0, 0 },         48192,       96, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step6.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 96, 0, 0, 0 },          1224,       96, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step6.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 96, 0, 0, 0 },          1320,       96, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step6.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 96, 1, 1 },        48288,     4608, 0, RT_INIT_KAIMING,  0, 96 },
+    { "stage1.step6.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },         52896,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step6.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },         52944,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step6.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          1416,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step6.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          1464,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step6.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },        52992,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step7.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 108, 0, 0, 0 },        58176,      108, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step7.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 108, 0, 0, 0 },        58284,      108, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step7.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 108, 0, 0, 0 },         1512,      108, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step7.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 108, 0, 0, 0 },         1620,      108, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step7.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 108, 1, 1 },       58392,     5184, 0, RT_INIT_KAIMING,  0, 108 },
+    { "stage1.step7.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },         63576,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step7.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },         63624,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step7.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          1728,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step7.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          1776,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step7.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },        63672,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step8.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 120, 0, 0, 0 },        68856,      120, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step8.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 120, 0, 0, 0 },        68976,      120, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step8.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 120, 0, 0, 0 },         1824,      120, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step8.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 120, 0, 0, 0 },         1944,      120, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step8.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 120, 1, 1 },       69096,     5760, 0, RT_INIT_KAIMING,  0, 120 },
+    { "stage1.step8.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },         74856,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step8.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },         74904,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step8.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          2064,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step8.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          2112,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step8.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },        74952,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step9.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 132, 0, 0, 0 },        80136,      132, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step9.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 132, 0, 0, 0 },        80268,      132, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step9.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 132, 0, 0, 0 },         2160,      132, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step9.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 132, 0, 0, 0 },         2292,      132, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step9.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 132, 1, 1 },       80400,     6336, 0, RT_INIT_KAIMING,  0, 132 },
+    { "stage1.step9.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },         86736,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step9.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },         86784,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step9.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          2424,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step9.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          2472,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step9.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },        86832,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step10.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 144, 0, 0, 0 },        92016,      144, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step10.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 144, 0, 0, 0 },        92160,      144, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step10.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 144, 0, 0, 0 },         2520,      144, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step10.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 144, 0, 0, 0 },         2664,      144, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step10.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 144, 1, 1 },       92304,     6912, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step10.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },         99216,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step10.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },         99264,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step10.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          2808,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step10.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          2856,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step10.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },        99312,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step11.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 156, 0, 0, 0 },       104496,      156, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step11.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 156, 0, 0, 0 },       104652,      156, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step11.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 156, 0, 0, 0 },         2904,      156, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step11.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 156, 0, 0, 0 },         3060,      156, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step11.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 156, 1, 1 },      104808,     7488, 0, RT_INIT_KAIMING,  0, 156 },
+    { "stage1.step11.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        112296,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step11.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        112344,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step11.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          3216,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step11.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          3264,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step11.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       112392,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step12.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 168, 0, 0, 0 },       117576,      168, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step12.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 168, 0, 0, 0 },       117744,      168, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step12.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 168, 0, 0, 0 },         3312,      168, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step12.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 168, 0, 0, 0 },         3480,      168, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step12.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 168, 1, 1 },      117912,     8064, 0, RT_INIT_KAIMING,  0, 168 },
+    { "stage1.step12.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        125976,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step12.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        126024,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step12.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          3648,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step12.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          3696,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step12.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       126072,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step13.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 180, 0, 0, 0 },       131256,      180, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step13.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 180, 0, 0, 0 },       131436,      180, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step13.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 180, 0, 0, 0 },         3744,      180, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step13.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 180, 0, 0, 0 },         3924,      180, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step13.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 180, 1, 1 },      131616,     8640, 0, RT_INIT_KAIMING,  0, 180 },
+    { "stage1.step13.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        140256,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step13.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        140304,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step13.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          4104,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step13.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          4152,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step13.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       140352,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step14.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 192, 0, 0, 0 },       145536,      192, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step14.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 192, 0, 0, 0 },       145728,      192, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step14.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 192, 0, 0, 0 },         4200,      192, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step14.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 192, 0, 0, 0 },         4392,      192, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step14.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 192, 1, 1 },      145920,     9216, 0, RT_INIT_KAIMING,  0, 192 },
+    { "stage1.step14.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        155136,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step14.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        155184,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step14.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          4584,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step14.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          4632,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step14.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       155232,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage1.step15.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 204, 0, 0, 0 },       160416,      204, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step15.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 204, 0, 0, 0 },       160620,      204, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step15.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 204, 0, 0, 0 },         4680,      204, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step15.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 204, 0, 0, 0 },         4884,      204, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step15.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 204, 1, 1 },      160824,     9792, 0, RT_INIT_KAIMING,  0, 204 },
+    { "stage1.step15.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        170616,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step15.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        170664,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step15.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          5088,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step15.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          5136,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step15.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       170712,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "trans1.bn0.weight",                   RT_PK_BN_GAMMA,  1, { 216, 0, 0, 0 },       175896,      216, 0, RT_INIT_ONES,     0, 0 },
+    { "trans1.bn0.bias",                     RT_PK_BN_BETA,   1, { 216, 0, 0, 0 },       176112,      216, 0, RT_INIT_ZEROS,    0, 0 },
+    { "trans1.bn0.running_mean",             RT_PK_BN_MEAN,   1, { 216, 0, 0, 0 },         5184,      216, 1, RT_INIT_ZEROS,    0, 0 },
+    { "trans1.bn0.running_var",              RT_PK_BN_VAR,    1, { 216, 0, 0, 0 },         5400,      216, 1, RT_INIT_ONES,     0, 0 },
+    { "trans1.conv0.weight",                 RT_PK_WEIGHT,    4, { 108, 216, 1, 1 },     176328,    23328, 0, RT_INIT_KAIMING,  0, 216 },
+    { "stage2.step0.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 108, 0, 0, 0 },       199656,      108, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 108, 0, 0, 0 },       199764,      108, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 108, 0, 0, 0 },         5616,      108, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 108, 0, 0, 0 },         5724,      108, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 108, 1, 1 },      199872,     5184, 0, RT_INIT_KAIMING,  0, 108 },
+    { "stage2.step0.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        205056,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        205104,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          5832,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          5880,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       205152,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step1.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 120, 0, 0, 0 },       210336,      120, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 120, 0, 0, 0 },       210456,      120, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 120, 0, 0, 0 },         5928,      120, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 120, 0, 0, 0 },         6048,      120, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 120, 1, 1 },      210576,     5760, 0, RT_INIT_KAIMING,  0, 120 },
+    { "stage2.step1.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        216336,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        216384,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          6168,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          6216,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       216432,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step2.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 132, 0, 0, 0 },       221616,      132, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 132, 0, 0, 0 },       221748,      132, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 132, 0, 0, 0 },         6264,      132, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 132, 0, 0, 0 },         6396,      132, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 132, 1, 1 },      221880,     6336, 0, RT_INIT_KAIMING,  0, 132 },
+    { "stage2.step2.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        228216,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        228264,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          6528,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          6576,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       228312,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step3.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 144, 0, 0, 0 },       233496,      144, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step3.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 144, 0, 0, 0 },       233640,      144, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step3.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 144, 0, 0, 0 },         6624,      144, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step3.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 144, 0, 0, 0 },         6768,      144, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step3.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 144, 1, 1 },      233784,     6912, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step3.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        240696,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step3.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        240744,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step3.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          6912,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step3.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          6960,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step3.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       240792,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step4.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 156, 0, 0, 0 },       245976,      156, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step4.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 156, 0, 0, 0 },       246132,      156, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step4.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 156, 0, 0, 0 },         7008,      156, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step4.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 156, 0, 0, 0 },         7164,      156, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step4.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 156, 1, 1 },      246288,     7488, 0, RT_INIT_KAIMING,  0, 156 },
+    { "stage2.step4.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        253776,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step4.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        253824,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step4.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          7320,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step4.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          7368,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step4.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       253872,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step5.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 168, 0, 0, 0 },       259056,      168, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step5.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 168, 0, 0, 0 },       259224,      168, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step5.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 168, 0, 0, 0 },         7416,      168, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step5.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 168, 0, 0, 0 },         7584,      168, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step5.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 168, 1, 1 },      259392,     8064, 0, RT_INIT_KAIMING,  0, 168 },
+    { "stage2.step5.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        267456,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step5.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        267504,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step5.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          7752,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step5.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          7800,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step5.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       267552,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step6.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 180, 0, 0, 0 },       272736,      180, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step6.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 180, 0, 0, 0 },       272916,      180, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step6.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 180, 0, 0, 0 },         7848,      180, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step6.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 180, 0, 0, 0 },         8028,      180, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step6.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 180, 1, 1 },      273096,     8640, 0, RT_INIT_KAIMING,  0, 180 },
+    { "stage2.step6.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        281736,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step6.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        281784,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step6.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          8208,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step6.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          8256,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step6.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       281832,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step7.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 192, 0, 0, 0 },       287016,      192, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step7.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 192, 0, 0, 0 },       287208,      192, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step7.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 192, 0, 0, 0 },         8304,      192, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step7.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 192, 0, 0, 0 },         8496,      192, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step7.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 192, 1, 1 },      287400,     9216, 0, RT_INIT_KAIMING,  0, 192 },
+    { "stage2.step7.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        296616,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step7.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        296664,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step7.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          8688,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step7.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          8736,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step7.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       296712,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step8.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 204, 0, 0, 0 },       301896,      204, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step8.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 204, 0, 0, 0 },       302100,      204, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step8.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 204, 0, 0, 0 },         8784,      204, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step8.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 204, 0, 0, 0 },         8988,      204, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step8.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 204, 1, 1 },      302304,     9792, 0, RT_INIT_KAIMING,  0, 204 },
+    { "stage2.step8.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        312096,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step8.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        312144,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step8.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          9192,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step8.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          9240,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step8.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       312192,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step9.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 216, 0, 0, 0 },       317376,      216, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step9.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 216, 0, 0, 0 },       317592,      216, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step9.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 216, 0, 0, 0 },         9288,      216, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step9.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 216, 0, 0, 0 },         9504,      216, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step9.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 216, 1, 1 },      317808,    10368, 0, RT_INIT_KAIMING,  0, 216 },
+    { "stage2.step9.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        328176,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step9.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        328224,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step9.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },          9720,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step9.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },          9768,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step9.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       328272,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step10.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 228, 0, 0, 0 },       333456,      228, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step10.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 228, 0, 0, 0 },       333684,      228, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step10.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 228, 0, 0, 0 },         9816,      228, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step10.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 228, 0, 0, 0 },        10044,      228, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step10.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 228, 1, 1 },      333912,    10944, 0, RT_INIT_KAIMING,  0, 228 },
+    { "stage2.step10.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        344856,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step10.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        344904,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step10.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         10272,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step10.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         10320,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step10.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       344952,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step11.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 240, 0, 0, 0 },       350136,      240, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step11.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 240, 0, 0, 0 },       350376,      240, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step11.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 240, 0, 0, 0 },        10368,      240, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step11.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 240, 0, 0, 0 },        10608,      240, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step11.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 240, 1, 1 },      350616,    11520, 0, RT_INIT_KAIMING,  0, 240 },
+    { "stage2.step11.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        362136,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step11.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        362184,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step11.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         10848,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step11.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         10896,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step11.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       362232,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step12.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 252, 0, 0, 0 },       367416,      252, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step12.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 252, 0, 0, 0 },       367668,      252, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step12.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 252, 0, 0, 0 },        10944,      252, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step12.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 252, 0, 0, 0 },        11196,      252, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step12.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 252, 1, 1 },      367920,    12096, 0, RT_INIT_KAIMING,  0, 252 },
+    { "stage2.step12.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        380016,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step12.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        380064,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step12.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         11448,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step12.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         11496,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step12.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       380112,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step13.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 264, 0, 0, 0 },       385296,      264, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step13.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 264, 0, 0, 0 },       385560,      264, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step13.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 264, 0, 0, 0 },        11544,      264, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step13.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 264, 0, 0, 0 },        11808,      264, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step13.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 264, 1, 1 },      385824,    12672, 0, RT_INIT_KAIMING,  0, 264 },
+    { "stage2.step13.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        398496,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step13.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        398544,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step13.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         12072,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step13.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         12120,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step13.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       398592,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step14.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 276, 0, 0, 0 },       403776,      276, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step14.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 276, 0, 0, 0 },       404052,      276, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step14.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 276, 0, 0, 0 },        12168,      276, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step14.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 276, 0, 0, 0 },        12444,      276, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step14.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 276, 1, 1 },      404328,    13248, 0, RT_INIT_KAIMING,  0, 276 },
+    { "stage2.step14.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        417576,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step14.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        417624,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step14.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         12720,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step14.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         12768,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step14.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       417672,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage2.step15.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 288, 0, 0, 0 },       422856,      288, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step15.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 288, 0, 0, 0 },       423144,      288, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step15.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 288, 0, 0, 0 },        12816,      288, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step15.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 288, 0, 0, 0 },        13104,      288, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step15.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 288, 1, 1 },      423432,    13824, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step15.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        437256,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step15.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        437304,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step15.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         13392,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step15.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         13440,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step15.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       437352,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "trans2.bn0.weight",                   RT_PK_BN_GAMMA,  1, { 300, 0, 0, 0 },       442536,      300, 0, RT_INIT_ONES,     0, 0 },
+    { "trans2.bn0.bias",                     RT_PK_BN_BETA,   1, { 300, 0, 0, 0 },       442836,      300, 0, RT_INIT_ZEROS,    0, 0 },
+    { "trans2.bn0.running_mean",             RT_PK_BN_MEAN,   1, { 300, 0, 0, 0 },        13488,      300, 1, RT_INIT_ZEROS,    0, 0 },
+    { "trans2.bn0.running_var",              RT_PK_BN_VAR,    1, { 300, 0, 0, 0 },        13788,      300, 1, RT_INIT_ONES,     0, 0 },
+    { "trans2.conv0.weight",                 RT_PK_WEIGHT,    4, { 150, 300, 1, 1 },     443136,    45000, 0, RT_INIT_KAIMING,  0, 300 },
+    { "stage3.step0.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 150, 0, 0, 0 },       488136,      150, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 150, 0, 0, 0 },       488286,      150, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 150, 0, 0, 0 },        14088,      150, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 150, 0, 0, 0 },        14238,      150, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 150, 1, 1 },      488436,     7200, 0, RT_INIT_KAIMING,  0, 150 },
+    { "stage3.step0.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        495636,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        495684,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         14388,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         14436,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       495732,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step1.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 162, 0, 0, 0 },       500916,      162, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 162, 0, 0, 0 },       501078,      162, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 162, 0, 0, 0 },        14484,      162, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 162, 0, 0, 0 },        14646,      162, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 162, 1, 1 },      501240,     7776, 0, RT_INIT_KAIMING,  0, 162 },
+    { "stage3.step1.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        509016,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        509064,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         14808,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         14856,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       509112,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step2.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 174, 0, 0, 0 },       514296,      174, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 174, 0, 0, 0 },       514470,      174, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 174, 0, 0, 0 },        14904,      174, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 174, 0, 0, 0 },        15078,      174, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 174, 1, 1 },      514644,     8352, 0, RT_INIT_KAIMING,  0, 174 },
+    { "stage3.step2.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        522996,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        523044,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         15252,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         15300,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       523092,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step3.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 186, 0, 0, 0 },       528276,      186, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step3.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 186, 0, 0, 0 },       528462,      186, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step3.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 186, 0, 0, 0 },        15348,      186, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step3.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 186, 0, 0, 0 },        15534,      186, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step3.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 186, 1, 1 },      528648,     8928, 0, RT_INIT_KAIMING,  0, 186 },
+    { "stage3.step3.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        537576,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step3.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        537624,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step3.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         15720,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step3.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         15768,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step3.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       537672,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step4.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 198, 0, 0, 0 },       542856,      198, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step4.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 198, 0, 0, 0 },       543054,      198, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step4.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 198, 0, 0, 0 },        15816,      198, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step4.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 198, 0, 0, 0 },        16014,      198, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step4.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 198, 1, 1 },      543252,     9504, 0, RT_INIT_KAIMING,  0, 198 },
+    { "stage3.step4.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        552756,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step4.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        552804,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step4.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         16212,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step4.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         16260,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step4.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       552852,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step5.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 210, 0, 0, 0 },       558036,      210, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step5.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 210, 0, 0, 0 },       558246,      210, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step5.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 210, 0, 0, 0 },        16308,      210, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step5.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 210, 0, 0, 0 },        16518,      210, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step5.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 210, 1, 1 },      558456,    10080, 0, RT_INIT_KAIMING,  0, 210 },
+    { "stage3.step5.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        568536,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step5.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        568584,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step5.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         16728,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step5.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         16776,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step5.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       568632,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step6.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 222, 0, 0, 0 },       573816,      222, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step6.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 222, 0, 0, 0 },       574038,      222, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step6.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 222, 0, 0, 0 },        16824,      222, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step6.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 222, 0, 0, 0 },        17046,      222, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step6.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 222, 1, 1 },      574260,    10656, 0, RT_INIT_KAIMING,  0, 222 },
+    { "stage3.step6.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        584916,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step6.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        584964,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step6.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         17268,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step6.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         17316,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step6.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       585012,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step7.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 234, 0, 0, 0 },       590196,      234, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step7.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 234, 0, 0, 0 },       590430,      234, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step7.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 234, 0, 0, 0 },        17364,      234, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step7.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 234, 0, 0, 0 },        17598,      234, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step7.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 234, 1, 1 },      590664,    11232, 0, RT_INIT_KAIMING,  0, 234 },
+    { "stage3.step7.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        601896,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step7.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        601944,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step7.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         17832,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step7.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         17880,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step7.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       601992,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step8.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 246, 0, 0, 0 },       607176,      246, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step8.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 246, 0, 0, 0 },       607422,      246, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step8.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 246, 0, 0, 0 },        17928,      246, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step8.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 246, 0, 0, 0 },        18174,      246, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step8.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 246, 1, 1 },      607668,    11808, 0, RT_INIT_KAIMING,  0, 246 },
+    { "stage3.step8.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        619476,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step8.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        619524,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step8.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         18420,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step8.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         18468,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step8.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       619572,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step9.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 258, 0, 0, 0 },       624756,      258, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step9.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 258, 0, 0, 0 },       625014,      258, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step9.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 258, 0, 0, 0 },        18516,      258, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step9.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 258, 0, 0, 0 },        18774,      258, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step9.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 48, 258, 1, 1 },      625272,    12384, 0, RT_INIT_KAIMING,  0, 258 },
+    { "stage3.step9.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        637656,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step9.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        637704,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step9.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         19032,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step9.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         19080,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step9.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       637752,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step10.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 270, 0, 0, 0 },       642936,      270, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step10.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 270, 0, 0, 0 },       643206,      270, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step10.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 270, 0, 0, 0 },        19128,      270, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step10.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 270, 0, 0, 0 },        19398,      270, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step10.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 270, 1, 1 },      643476,    12960, 0, RT_INIT_KAIMING,  0, 270 },
+    { "stage3.step10.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        656436,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step10.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        656484,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step10.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         19668,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step10.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         19716,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step10.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       656532,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step11.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 282, 0, 0, 0 },       661716,      282, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step11.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 282, 0, 0, 0 },       661998,      282, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step11.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 282, 0, 0, 0 },        19764,      282, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step11.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 282, 0, 0, 0 },        20046,      282, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step11.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 282, 1, 1 },      662280,    13536, 0, RT_INIT_KAIMING,  0, 282 },
+    { "stage3.step11.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        675816,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step11.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        675864,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step11.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         20328,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step11.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         20376,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step11.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       675912,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step12.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 294, 0, 0, 0 },       681096,      294, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step12.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 294, 0, 0, 0 },       681390,      294, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step12.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 294, 0, 0, 0 },        20424,      294, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step12.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 294, 0, 0, 0 },        20718,      294, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step12.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 294, 1, 1 },      681684,    14112, 0, RT_INIT_KAIMING,  0, 294 },
+    { "stage3.step12.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        695796,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step12.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        695844,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step12.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         21012,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step12.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         21060,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step12.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       695892,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step13.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 306, 0, 0, 0 },       701076,      306, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step13.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 306, 0, 0, 0 },       701382,      306, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step13.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 306, 0, 0, 0 },        21108,      306, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step13.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 306, 0, 0, 0 },        21414,      306, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step13.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 306, 1, 1 },      701688,    14688, 0, RT_INIT_KAIMING,  0, 306 },
+    { "stage3.step13.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        716376,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step13.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        716424,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step13.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         21720,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step13.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         21768,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step13.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       716472,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step14.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 318, 0, 0, 0 },       721656,      318, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step14.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 318, 0, 0, 0 },       721974,      318, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step14.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 318, 0, 0, 0 },        21816,      318, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step14.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 318, 0, 0, 0 },        22134,      318, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step14.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 318, 1, 1 },      722292,    15264, 0, RT_INIT_KAIMING,  0, 318 },
+    { "stage3.step14.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        737556,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step14.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        737604,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step14.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         22452,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step14.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         22500,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step14.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       737652,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "stage3.step15.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 330, 0, 0, 0 },       742836,      330, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step15.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 330, 0, 0, 0 },       743166,      330, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step15.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 330, 0, 0, 0 },        22548,      330, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step15.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 330, 0, 0, 0 },        22878,      330, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step15.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 48, 330, 1, 1 },      743496,    15840, 0, RT_INIT_KAIMING,  0, 330 },
+    { "stage3.step15.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 48, 0, 0, 0 },        759336,       48, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step15.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 48, 0, 0, 0 },        759384,       48, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step15.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 48, 0, 0, 0 },         23208,       48, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step15.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 48, 0, 0, 0 },         23256,       48, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step15.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 12, 48, 3, 3 },       759432,     5184, 0, RT_INIT_KAIMING,  0, 432 },
+    { "head.bn0.weight",                     RT_PK_BN_GAMMA,  1, { 342, 0, 0, 0 },       764616,      342, 0, RT_INIT_ONES,     0, 0 },
+    { "head.bn0.bias",                       RT_PK_BN_BETA,   1, { 342, 0, 0, 0 },       764958,      342, 0, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_mean",               RT_PK_BN_MEAN,   1, { 342, 0, 0, 0 },        23304,      342, 1, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_var",                RT_PK_BN_VAR,    1, { 342, 0, 0, 0 },        23646,      342, 1, RT_INIT_ONES,     0, 0 },
+    { "head.linear.weight",                  RT_PK_WEIGHT,    2, { 10, 342, 0, 0 },      765300,     3420, 0, RT_INIT_UNIFORM,  0, 342 },
+    { "head.linear.bias",                    RT_PK_BIAS,      1, { 10, 0, 0, 0 },        768720,       10, 0, RT_INIT_UNIFORM,  0, 342 },
 };
 
 /* Activation arena elements at batch B. */
@@ -760,5061 +731,29 @@ static size_t scratch_bytes(int B, int threads, size_t elem_size)
     return s;
 }
 
-/* Forward, part 1 of 15. */
-static void forward_1(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 1x28x28 -> 24x28x28 */
-    rt_conv2d_forward(ctx, act, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
-    /* 2 stage1.step0.grad.bn0: bn 24x28x28 -> 24x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 18816 * nB, fix, fix + 32, buf, buf + 24, act, P + 216, P + 240, B, 24, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 18816 * nB, act, P + 216, P + 240, buf, buf + 24, B, 24, 784, 1.0000000000000001e-05);
-    /* 3 stage1.step0.grad.relu0: relu 24x28x28 -> 24x28x28 */
-    rt_relu_forward(ctx, act + 37632 * nB, act + 18816 * nB, nB * 18816, nB * 0);
-    /* 4 stage1.step0.grad.conv0: conv 24x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 56448 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
-    /* 5 stage1.step0.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 94080 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 56448 * nB, P + 1416, P + 1464, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 94080 * nB, act + 56448 * nB, P + 1416, P + 1464, buf + 48, buf + 96, B, 48, 784, 1.0000000000000001e-05);
-    /* 6 stage1.step0.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 131712 * nB, act + 94080 * nB, nB * 37632, nB * 18816);
-    /* 7 stage1.step0.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 131712 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 8 stage1.step0.concat: concat 24x28x28 -> 36x28x28 */
-    {
-        const float *const xs[2] = { act, act + 18816 * nB };
-        const int cs[2] = { 24, 12 };
-        rt_concat_forward(ctx, act + 94080 * nB, 2, xs, cs, B, 784);
-    }
-    /* 9 stage1.step1.grad.bn0: bn 36x28x28 -> 36x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 169344 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 94080 * nB, P + 6696, P + 6732, B, 36, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 169344 * nB, act + 94080 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1.0000000000000001e-05);
-    /* 10 stage1.step1.grad.relu0: relu 36x28x28 -> 36x28x28 */
-    rt_relu_forward(ctx, act + 197568 * nB, act + 169344 * nB, nB * 28224, nB * 56448);
-    /* 11 stage1.step1.grad.conv0: conv 36x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 225792 * nB, act + 197568 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
-    /* 12 stage1.step1.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 263424 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 225792 * nB, P + 8496, P + 8544, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 263424 * nB, act + 225792 * nB, P + 8496, P + 8544, buf + 216, buf + 264, B, 48, 784, 1.0000000000000001e-05);
-    /* 13 stage1.step1.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 301056 * nB, act + 263424 * nB, nB * 37632, nB * 84672);
-    /* 14 stage1.step1.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 301056 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 15 stage1.step1.concat: concat 36x28x28 -> 48x28x28 */
-    {
-        const float *const xs[2] = { act + 94080 * nB, act + 18816 * nB };
-        const int cs[2] = { 36, 12 };
-        rt_concat_forward(ctx, act + 263424 * nB, 2, xs, cs, B, 784);
-    }
-    /* 16 stage1.step2.grad.bn0: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 338688 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 263424 * nB, P + 13776, P + 13824, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 338688 * nB, act + 263424 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1.0000000000000001e-05);
-    /* 17 stage1.step2.grad.relu0: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 376320 * nB, act + 338688 * nB, nB * 37632, nB * 122304);
-    /* 18 stage1.step2.grad.conv0: conv 48x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 338688 * nB, act + 376320 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
-    /* 19 stage1.step2.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 413952 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 338688 * nB, P + 16176, P + 16224, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 413952 * nB, act + 338688 * nB, P + 16176, P + 16224, buf + 408, buf + 456, B, 48, 784, 1.0000000000000001e-05);
-    /* 20 stage1.step2.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 451584 * nB, act + 413952 * nB, nB * 37632, nB * 159936);
-    /* 21 stage1.step2.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 451584 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 22 stage1.step2.concat: concat 48x28x28 -> 60x28x28 */
-    {
-        const float *const xs[2] = { act + 263424 * nB, act + 18816 * nB };
-        const int cs[2] = { 48, 12 };
-        rt_concat_forward(ctx, act + 489216 * nB, 2, xs, cs, B, 784);
-    }
-    /* 23 stage1.step3.grad.bn0: bn 60x28x28 -> 60x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 536256 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 489216 * nB, P + 21456, P + 21516, B, 60, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 536256 * nB, act + 489216 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1.0000000000000001e-05);
-    /* 24 stage1.step3.grad.relu0: relu 60x28x28 -> 60x28x28 */
-    rt_relu_forward(ctx, act + 583296 * nB, act + 536256 * nB, nB * 47040, nB * 197568);
-}
-
-/* Forward, part 2 of 15. */
-static void forward_2(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage1.step3.grad.conv0: conv 60x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 413952 * nB, act + 583296 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
-    /* 26 stage1.step3.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 536256 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 413952 * nB, P + 24456, P + 24504, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 536256 * nB, act + 413952 * nB, P + 24456, P + 24504, buf + 624, buf + 672, B, 48, 784, 1.0000000000000001e-05);
-    /* 27 stage1.step3.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 630336 * nB, act + 536256 * nB, nB * 37632, nB * 244608);
-    /* 28 stage1.step3.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 630336 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 29 stage1.step3.concat: concat 60x28x28 -> 72x28x28 */
-    {
-        const float *const xs[2] = { act + 489216 * nB, act + 18816 * nB };
-        const int cs[2] = { 60, 12 };
-        rt_concat_forward(ctx, act + 667968 * nB, 2, xs, cs, B, 784);
-    }
-    /* 30 stage1.step4.grad.bn0: bn 72x28x28 -> 72x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 724416 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 667968 * nB, P + 29736, P + 29808, B, 72, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 724416 * nB, act + 667968 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1.0000000000000001e-05);
-    /* 31 stage1.step4.grad.relu0: relu 72x28x28 -> 72x28x28 */
-    rt_relu_forward(ctx, act + 780864 * nB, act + 724416 * nB, nB * 56448, nB * 282240);
-    /* 32 stage1.step4.grad.conv0: conv 72x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 536256 * nB, act + 780864 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
-    /* 33 stage1.step4.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 724416 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 536256 * nB, P + 33336, P + 33384, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 724416 * nB, act + 536256 * nB, P + 33336, P + 33384, buf + 864, buf + 912, B, 48, 784, 1.0000000000000001e-05);
-    /* 34 stage1.step4.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 837312 * nB, act + 724416 * nB, nB * 37632, nB * 338688);
-    /* 35 stage1.step4.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 837312 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 36 stage1.step4.concat: concat 72x28x28 -> 84x28x28 */
-    {
-        const float *const xs[2] = { act + 667968 * nB, act + 18816 * nB };
-        const int cs[2] = { 72, 12 };
-        rt_concat_forward(ctx, act + 874944 * nB, 2, xs, cs, B, 784);
-    }
-    /* 37 stage1.step5.grad.bn0: bn 84x28x28 -> 84x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 940800 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 874944 * nB, P + 38616, P + 38700, B, 84, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 940800 * nB, act + 874944 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1.0000000000000001e-05);
-    /* 38 stage1.step5.grad.relu0: relu 84x28x28 -> 84x28x28 */
-    rt_relu_forward(ctx, act + 1006656 * nB, act + 940800 * nB, nB * 65856, nB * 376320);
-    /* 39 stage1.step5.grad.conv0: conv 84x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 724416 * nB, act + 1006656 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
-    /* 40 stage1.step5.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 940800 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 724416 * nB, P + 42816, P + 42864, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 940800 * nB, act + 724416 * nB, P + 42816, P + 42864, buf + 1128, buf + 1176, B, 48, 784, 1.0000000000000001e-05);
-    /* 41 stage1.step5.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 1072512 * nB, act + 940800 * nB, nB * 37632, nB * 442176);
-    /* 42 stage1.step5.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 1072512 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 43 stage1.step5.concat: concat 84x28x28 -> 96x28x28 */
-    {
-        const float *const xs[2] = { act + 874944 * nB, act + 18816 * nB };
-        const int cs[2] = { 84, 12 };
-        rt_concat_forward(ctx, act + 1110144 * nB, 2, xs, cs, B, 784);
-    }
-    /* 44 stage1.step6.grad.bn0: bn 96x28x28 -> 96x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1185408 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 1110144 * nB, P + 48096, P + 48192, B, 96, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1185408 * nB, act + 1110144 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1.0000000000000001e-05);
-    /* 45 stage1.step6.grad.relu0: relu 96x28x28 -> 96x28x28 */
-    rt_relu_forward(ctx, act + 1260672 * nB, act + 1185408 * nB, nB * 75264, nB * 479808);
-    /* 46 stage1.step6.grad.conv0: conv 96x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 940800 * nB, act + 1260672 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
-    /* 47 stage1.step6.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1185408 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 940800 * nB, P + 52896, P + 52944, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1185408 * nB, act + 940800 * nB, P + 52896, P + 52944, buf + 1416, buf + 1464, B, 48, 784, 1.0000000000000001e-05);
-    /* 48 stage1.step6.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 1223040 * nB, act + 1185408 * nB, nB * 37632, nB * 555072);
-}
-
-/* Forward, part 3 of 15. */
-static void forward_3(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 stage1.step6.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 1223040 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 50 stage1.step6.concat: concat 96x28x28 -> 108x28x28 */
-    {
-        const float *const xs[2] = { act + 1110144 * nB, act + 18816 * nB };
-        const int cs[2] = { 96, 12 };
-        rt_concat_forward(ctx, act + 1335936 * nB, 2, xs, cs, B, 784);
-    }
-    /* 51 stage1.step7.grad.bn0: bn 108x28x28 -> 108x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1420608 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 1335936 * nB, P + 58176, P + 58284, B, 108, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1420608 * nB, act + 1335936 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1.0000000000000001e-05);
-    /* 52 stage1.step7.grad.relu0: relu 108x28x28 -> 108x28x28 */
-    rt_relu_forward(ctx, act + 1505280 * nB, act + 1420608 * nB, nB * 84672, nB * 592704);
-    /* 53 stage1.step7.grad.conv0: conv 108x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 1185408 * nB, act + 1505280 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
-    /* 54 stage1.step7.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1420608 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 1185408 * nB, P + 63576, P + 63624, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1420608 * nB, act + 1185408 * nB, P + 63576, P + 63624, buf + 1728, buf + 1776, B, 48, 784, 1.0000000000000001e-05);
-    /* 55 stage1.step7.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 1458240 * nB, act + 1420608 * nB, nB * 37632, nB * 677376);
-    /* 56 stage1.step7.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 1458240 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 57 stage1.step7.concat: concat 108x28x28 -> 120x28x28 */
-    {
-        const float *const xs[2] = { act + 1335936 * nB, act + 18816 * nB };
-        const int cs[2] = { 108, 12 };
-        rt_concat_forward(ctx, act + 1589952 * nB, 2, xs, cs, B, 784);
-    }
-    /* 58 stage1.step8.grad.bn0: bn 120x28x28 -> 120x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1684032 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 1589952 * nB, P + 68856, P + 68976, B, 120, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1684032 * nB, act + 1589952 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1.0000000000000001e-05);
-    /* 59 stage1.step8.grad.relu0: relu 120x28x28 -> 120x28x28 */
-    rt_relu_forward(ctx, act + 1778112 * nB, act + 1684032 * nB, nB * 94080, nB * 715008);
-    /* 60 stage1.step8.grad.conv0: conv 120x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 1420608 * nB, act + 1778112 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
-    /* 61 stage1.step8.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1684032 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 1420608 * nB, P + 74856, P + 74904, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1684032 * nB, act + 1420608 * nB, P + 74856, P + 74904, buf + 2064, buf + 2112, B, 48, 784, 1.0000000000000001e-05);
-    /* 62 stage1.step8.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 1721664 * nB, act + 1684032 * nB, nB * 37632, nB * 809088);
-    /* 63 stage1.step8.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 1721664 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 64 stage1.step8.concat: concat 120x28x28 -> 132x28x28 */
-    {
-        const float *const xs[2] = { act + 1589952 * nB, act + 18816 * nB };
-        const int cs[2] = { 120, 12 };
-        rt_concat_forward(ctx, act + 1872192 * nB, 2, xs, cs, B, 784);
-    }
-    /* 65 stage1.step9.grad.bn0: bn 132x28x28 -> 132x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1975680 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 1872192 * nB, P + 80136, P + 80268, B, 132, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1975680 * nB, act + 1872192 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1.0000000000000001e-05);
-    /* 66 stage1.step9.grad.relu0: relu 132x28x28 -> 132x28x28 */
-    rt_relu_forward(ctx, act + 2079168 * nB, act + 1975680 * nB, nB * 103488, nB * 846720);
-    /* 67 stage1.step9.grad.conv0: conv 132x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 1684032 * nB, act + 2079168 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
-    /* 68 stage1.step9.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1975680 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 1684032 * nB, P + 86736, P + 86784, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1975680 * nB, act + 1684032 * nB, P + 86736, P + 86784, buf + 2424, buf + 2472, B, 48, 784, 1.0000000000000001e-05);
-    /* 69 stage1.step9.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 2013312 * nB, act + 1975680 * nB, nB * 37632, nB * 950208);
-    /* 70 stage1.step9.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 2013312 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 71 stage1.step9.concat: concat 132x28x28 -> 144x28x28 */
-    {
-        const float *const xs[2] = { act + 1872192 * nB, act + 18816 * nB };
-        const int cs[2] = { 132, 12 };
-        rt_concat_forward(ctx, act + 2182656 * nB, 2, xs, cs, B, 784);
-    }
-    /* 72 stage1.step10.grad.bn0: bn 144x28x28 -> 144x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2295552 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 2182656 * nB, P + 92016, P + 92160, B, 144, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2295552 * nB, act + 2182656 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1.0000000000000001e-05);
-}
-
-/* Forward, part 4 of 15. */
-static void forward_4(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 73 stage1.step10.grad.relu0: relu 144x28x28 -> 144x28x28 */
-    rt_relu_forward(ctx, act + 2408448 * nB, act + 2295552 * nB, nB * 112896, nB * 987840);
-    /* 74 stage1.step10.grad.conv0: conv 144x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 1975680 * nB, act + 2408448 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
-    /* 75 stage1.step10.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2295552 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 1975680 * nB, P + 99216, P + 99264, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2295552 * nB, act + 1975680 * nB, P + 99216, P + 99264, buf + 2808, buf + 2856, B, 48, 784, 1.0000000000000001e-05);
-    /* 76 stage1.step10.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 2333184 * nB, act + 2295552 * nB, nB * 37632, nB * 1100736);
-    /* 77 stage1.step10.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 2333184 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 78 stage1.step10.concat: concat 144x28x28 -> 156x28x28 */
-    {
-        const float *const xs[2] = { act + 2182656 * nB, act + 18816 * nB };
-        const int cs[2] = { 144, 12 };
-        rt_concat_forward(ctx, act + 2521344 * nB, 2, xs, cs, B, 784);
-    }
-    /* 79 stage1.step11.grad.bn0: bn 156x28x28 -> 156x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2643648 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 2521344 * nB, P + 104496, P + 104652, B, 156, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2643648 * nB, act + 2521344 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1.0000000000000001e-05);
-    /* 80 stage1.step11.grad.relu0: relu 156x28x28 -> 156x28x28 */
-    rt_relu_forward(ctx, act + 2765952 * nB, act + 2643648 * nB, nB * 122304, nB * 1138368);
-    /* 81 stage1.step11.grad.conv0: conv 156x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 2295552 * nB, act + 2765952 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
-    /* 82 stage1.step11.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2370816 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 2295552 * nB, P + 112296, P + 112344, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2370816 * nB, act + 2295552 * nB, P + 112296, P + 112344, buf + 3216, buf + 3264, B, 48, 784, 1.0000000000000001e-05);
-    /* 83 stage1.step11.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 2643648 * nB, act + 2370816 * nB, nB * 37632, nB * 1260672);
-    /* 84 stage1.step11.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 2643648 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 85 stage1.step11.concat: concat 156x28x28 -> 168x28x28 */
-    {
-        const float *const xs[2] = { act + 2521344 * nB, act + 18816 * nB };
-        const int cs[2] = { 156, 12 };
-        rt_concat_forward(ctx, act + 2888256 * nB, 2, xs, cs, B, 784);
-    }
-    /* 86 stage1.step12.grad.bn0: bn 168x28x28 -> 168x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3019968 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 2888256 * nB, P + 117576, P + 117744, B, 168, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3019968 * nB, act + 2888256 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1.0000000000000001e-05);
-    /* 87 stage1.step12.grad.relu0: relu 168x28x28 -> 168x28x28 */
-    rt_relu_forward(ctx, act + 3151680 * nB, act + 3019968 * nB, nB * 131712, nB * 1298304);
-    /* 88 stage1.step12.grad.conv0: conv 168x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 2370816 * nB, act + 3151680 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
-    /* 89 stage1.step12.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2681280 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 2370816 * nB, P + 125976, P + 126024, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2681280 * nB, act + 2370816 * nB, P + 125976, P + 126024, buf + 3648, buf + 3696, B, 48, 784, 1.0000000000000001e-05);
-    /* 90 stage1.step12.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 2718912 * nB, act + 2681280 * nB, nB * 37632, nB * 1430016);
-    /* 91 stage1.step12.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 2718912 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 92 stage1.step12.concat: concat 168x28x28 -> 180x28x28 */
-    {
-        const float *const xs[2] = { act + 2888256 * nB, act + 18816 * nB };
-        const int cs[2] = { 168, 12 };
-        rt_concat_forward(ctx, act + 3283392 * nB, 2, xs, cs, B, 784);
-    }
-    /* 93 stage1.step13.grad.bn0: bn 180x28x28 -> 180x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3424512 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 3283392 * nB, P + 131256, P + 131436, B, 180, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3424512 * nB, act + 3283392 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1.0000000000000001e-05);
-    /* 94 stage1.step13.grad.relu0: relu 180x28x28 -> 180x28x28 */
-    rt_relu_forward(ctx, act + 3565632 * nB, act + 3424512 * nB, nB * 141120, nB * 1467648);
-    /* 95 stage1.step13.grad.conv0: conv 180x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 2681280 * nB, act + 3565632 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
-    /* 96 stage1.step13.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3019968 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 2681280 * nB, P + 140256, P + 140304, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3019968 * nB, act + 2681280 * nB, P + 140256, P + 140304, buf + 4104, buf + 4152, B, 48, 784, 1.0000000000000001e-05);
-}
-
-/* Forward, part 5 of 15. */
-static void forward_5(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 97 stage1.step13.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 3057600 * nB, act + 3019968 * nB, nB * 37632, nB * 1608768);
-    /* 98 stage1.step13.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 3057600 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 99 stage1.step13.concat: concat 180x28x28 -> 192x28x28 */
-    {
-        const float *const xs[2] = { act + 3283392 * nB, act + 18816 * nB };
-        const int cs[2] = { 180, 12 };
-        rt_concat_forward(ctx, act + 3706752 * nB, 2, xs, cs, B, 784);
-    }
-    /* 100 stage1.step14.grad.bn0: bn 192x28x28 -> 192x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3857280 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 3706752 * nB, P + 145536, P + 145728, B, 192, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3857280 * nB, act + 3706752 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1.0000000000000001e-05);
-    /* 101 stage1.step14.grad.relu0: relu 192x28x28 -> 192x28x28 */
-    rt_relu_forward(ctx, act + 4007808 * nB, act + 3857280 * nB, nB * 150528, nB * 1646400);
-    /* 102 stage1.step14.grad.conv0: conv 192x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 3019968 * nB, act + 4007808 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
-    /* 103 stage1.step14.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3095232 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 3019968 * nB, P + 155136, P + 155184, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3095232 * nB, act + 3019968 * nB, P + 155136, P + 155184, buf + 4584, buf + 4632, B, 48, 784, 1.0000000000000001e-05);
-    /* 104 stage1.step14.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 3424512 * nB, act + 3095232 * nB, nB * 37632, nB * 1796928);
-    /* 105 stage1.step14.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 3424512 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 106 stage1.step14.concat: concat 192x28x28 -> 204x28x28 */
-    {
-        const float *const xs[2] = { act + 3706752 * nB, act + 18816 * nB };
-        const int cs[2] = { 192, 12 };
-        rt_concat_forward(ctx, act + 4158336 * nB, 2, xs, cs, B, 784);
-    }
-    /* 107 stage1.step15.grad.bn0: bn 204x28x28 -> 204x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4318272 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 4158336 * nB, P + 160416, P + 160620, B, 204, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4318272 * nB, act + 4158336 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1.0000000000000001e-05);
-    /* 108 stage1.step15.grad.relu0: relu 204x28x28 -> 204x28x28 */
-    rt_relu_forward(ctx, act + 4478208 * nB, act + 4318272 * nB, nB * 159936, nB * 1834560);
-    /* 109 stage1.step15.grad.conv0: conv 204x28x28 -> 48x28x28 */
-    rt_conv2d_forward(ctx, act + 3095232 * nB, act + 4478208 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
-    /* 110 stage1.step15.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3462144 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 3095232 * nB, P + 170616, P + 170664, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3462144 * nB, act + 3095232 * nB, P + 170616, P + 170664, buf + 5088, buf + 5136, B, 48, 784, 1.0000000000000001e-05);
-    /* 111 stage1.step15.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward(ctx, act + 3499776 * nB, act + 3462144 * nB, nB * 37632, nB * 1994496);
-    /* 112 stage1.step15.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 3499776 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 113 stage1.step15.concat: concat 204x28x28 -> 216x28x28 */
-    {
-        const float *const xs[2] = { act + 4158336 * nB, act + 18816 * nB };
-        const int cs[2] = { 204, 12 };
-        rt_concat_forward(ctx, act + 4638144 * nB, 2, xs, cs, B, 784);
-    }
-    /* 114 trans1.bn0: bn 216x28x28 -> 216x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4807488 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 4638144 * nB, P + 175896, P + 176112, B, 216, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4807488 * nB, act + 4638144 * nB, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1.0000000000000001e-05);
-    /* 115 trans1.relu0: relu 216x28x28 -> 216x28x28 */
-    rt_relu_forward(ctx, act + 4976832 * nB, act + 4807488 * nB, nB * 169344, nB * 2032128);
-    /* 116 trans1.conv0: conv 216x28x28 -> 108x28x28 */
-    rt_conv2d_forward(ctx, act + 3857280 * nB, act + 4976832 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
-    /* 117 trans1.avgpool0: avgpool 108x28x28 -> 108x14x14 */
-    rt_avgpool_forward(ctx, act + 169344 * nB, act + 3857280 * nB, B, 108, 28, 28, 2, 2);
-    /* 118 stage2.step0.grad.bn0: bn 108x14x14 -> 108x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 978432 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 169344 * nB, P + 199656, P + 199764, B, 108, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 978432 * nB, act + 169344 * nB, P + 199656, P + 199764, buf + 5616, buf + 5724, B, 108, 196, 1.0000000000000001e-05);
-    /* 119 stage2.step0.grad.relu0: relu 108x14x14 -> 108x14x14 */
-    rt_relu_forward(ctx, act + 2050944 * nB, act + 978432 * nB, nB * 21168, nB * 2201472);
-    /* 120 stage2.step0.grad.conv0: conv 108x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 18816 * nB, act + 2050944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
-}
-
-/* Forward, part 6 of 15. */
-static void forward_6(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 121 stage2.step0.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 28224 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 18816 * nB, P + 205056, P + 205104, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 28224 * nB, act + 18816 * nB, P + 205056, P + 205104, buf + 5832, buf + 5880, B, 48, 196, 1.0000000000000001e-05);
-    /* 122 stage2.step0.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 122304 * nB, act + 28224 * nB, nB * 9408, nB * 2222640);
-    /* 123 stage2.step0.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 28224 * nB, act + 122304 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 124 stage2.step0.concat: concat 108x14x14 -> 120x14x14 */
-    {
-        const float *const xs[2] = { act + 169344 * nB, act + 28224 * nB };
-        const int cs[2] = { 108, 12 };
-        rt_concat_forward(ctx, act + 978432 * nB, 2, xs, cs, B, 196);
-    }
-    /* 125 stage2.step1.grad.bn0: bn 120x14x14 -> 120x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3462144 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 978432 * nB, P + 210336, P + 210456, B, 120, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3462144 * nB, act + 978432 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1.0000000000000001e-05);
-    /* 126 stage2.step1.grad.relu0: relu 120x14x14 -> 120x14x14 */
-    rt_relu_forward(ctx, act + 3537408 * nB, act + 3462144 * nB, nB * 23520, nB * 2232048);
-    /* 127 stage2.step1.grad.conv0: conv 120x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 28224 * nB, act + 3537408 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
-    /* 128 stage2.step1.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 573888 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 28224 * nB, P + 216336, P + 216384, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 573888 * nB, act + 28224 * nB, P + 216336, P + 216384, buf + 6168, buf + 6216, B, 48, 196, 1.0000000000000001e-05);
-    /* 129 stage2.step1.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 762048 * nB, act + 573888 * nB, nB * 9408, nB * 2255568);
-    /* 130 stage2.step1.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 762048 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 131 stage2.step1.concat: concat 120x14x14 -> 132x14x14 */
-    {
-        const float *const xs[2] = { act + 978432 * nB, act + 190512 * nB };
-        const int cs[2] = { 120, 12 };
-        rt_concat_forward(ctx, act + 3462144 * nB, 2, xs, cs, B, 196);
-    }
-    /* 132 stage2.step2.grad.bn0: bn 132x14x14 -> 132x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3857280 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 3462144 * nB, P + 221616, P + 221748, B, 132, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3857280 * nB, act + 3462144 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1.0000000000000001e-05);
-    /* 133 stage2.step2.grad.relu0: relu 132x14x14 -> 132x14x14 */
-    rt_relu_forward(ctx, act + 3883152 * nB, act + 3857280 * nB, nB * 25872, nB * 2264976);
-    /* 134 stage2.step2.grad.conv0: conv 132x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 573888 * nB, act + 3883152 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
-    /* 135 stage2.step2.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 771456 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 573888 * nB, P + 228216, P + 228264, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 771456 * nB, act + 573888 * nB, P + 228216, P + 228264, buf + 6528, buf + 6576, B, 48, 196, 1.0000000000000001e-05);
-    /* 136 stage2.step2.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 1495872 * nB, act + 771456 * nB, nB * 9408, nB * 2290848);
-    /* 137 stage2.step2.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 1495872 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 138 stage2.step2.concat: concat 132x14x14 -> 144x14x14 */
-    {
-        const float *const xs[2] = { act + 3462144 * nB, act + 190512 * nB };
-        const int cs[2] = { 132, 12 };
-        rt_concat_forward(ctx, act + 3909024 * nB, 2, xs, cs, B, 196);
-    }
-    /* 139 stage2.step3.grad.bn0: bn 144x14x14 -> 144x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3937248 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 3909024 * nB, P + 233496, P + 233640, B, 144, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3937248 * nB, act + 3909024 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1.0000000000000001e-05);
-    /* 140 stage2.step3.grad.relu0: relu 144x14x14 -> 144x14x14 */
-    rt_relu_forward(ctx, act + 3965472 * nB, act + 3937248 * nB, nB * 28224, nB * 2300256);
-    /* 141 stage2.step3.grad.conv0: conv 144x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 771456 * nB, act + 3965472 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
-    /* 142 stage2.step3.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1759296 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 771456 * nB, P + 240696, P + 240744, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1759296 * nB, act + 771456 * nB, P + 240696, P + 240744, buf + 6912, buf + 6960, B, 48, 196, 1.0000000000000001e-05);
-    /* 143 stage2.step3.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 1768704 * nB, act + 1759296 * nB, nB * 9408, nB * 2328480);
-    /* 144 stage2.step3.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 1768704 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
-}
-
-/* Forward, part 7 of 15. */
-static void forward_7(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 145 stage2.step3.concat: concat 144x14x14 -> 156x14x14 */
-    {
-        const float *const xs[2] = { act + 3909024 * nB, act + 190512 * nB };
-        const int cs[2] = { 144, 12 };
-        rt_concat_forward(ctx, act + 4318272 * nB, 2, xs, cs, B, 196);
-    }
-    /* 146 stage2.step4.grad.bn0: bn 156x14x14 -> 156x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4348848 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 4318272 * nB, P + 245976, P + 246132, B, 156, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4348848 * nB, act + 4318272 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1.0000000000000001e-05);
-    /* 147 stage2.step4.grad.relu0: relu 156x14x14 -> 156x14x14 */
-    rt_relu_forward(ctx, act + 4379424 * nB, act + 4348848 * nB, nB * 30576, nB * 2337888);
-    /* 148 stage2.step4.grad.conv0: conv 156x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 1759296 * nB, act + 4379424 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
-    /* 149 stage2.step4.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2756544 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 1759296 * nB, P + 253776, P + 253824, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2756544 * nB, act + 1759296 * nB, P + 253776, P + 253824, buf + 7320, buf + 7368, B, 48, 196, 1.0000000000000001e-05);
-    /* 150 stage2.step4.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 3132864 * nB, act + 2756544 * nB, nB * 9408, nB * 2368464);
-    /* 151 stage2.step4.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 3132864 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 152 stage2.step4.concat: concat 156x14x14 -> 168x14x14 */
-    {
-        const float *const xs[2] = { act + 4318272 * nB, act + 190512 * nB };
-        const int cs[2] = { 156, 12 };
-        rt_concat_forward(ctx, act + 4410000 * nB, 2, xs, cs, B, 196);
-    }
-    /* 153 stage2.step5.grad.bn0: bn 168x14x14 -> 168x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4442928 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 4410000 * nB, P + 259056, P + 259224, B, 168, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4442928 * nB, act + 4410000 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1.0000000000000001e-05);
-    /* 154 stage2.step5.grad.relu0: relu 168x14x14 -> 168x14x14 */
-    rt_relu_forward(ctx, act + 4807488 * nB, act + 4442928 * nB, nB * 32928, nB * 2377872);
-    /* 155 stage2.step5.grad.conv0: conv 168x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 2756544 * nB, act + 4807488 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
-    /* 156 stage2.step5.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3142272 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 2756544 * nB, P + 267456, P + 267504, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3142272 * nB, act + 2756544 * nB, P + 267456, P + 267504, buf + 7752, buf + 7800, B, 48, 196, 1.0000000000000001e-05);
-    /* 157 stage2.step5.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 3488016 * nB, act + 3142272 * nB, nB * 9408, nB * 2410800);
-    /* 158 stage2.step5.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 3488016 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 159 stage2.step5.concat: concat 168x14x14 -> 180x14x14 */
-    {
-        const float *const xs[2] = { act + 4410000 * nB, act + 190512 * nB };
-        const int cs[2] = { 168, 12 };
-        rt_concat_forward(ctx, act + 4442928 * nB, 2, xs, cs, B, 196);
-    }
-    /* 160 stage2.step6.grad.bn0: bn 180x14x14 -> 180x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4840416 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 4442928 * nB, P + 272736, P + 272916, B, 180, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4840416 * nB, act + 4442928 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1.0000000000000001e-05);
-    /* 161 stage2.step6.grad.relu0: relu 180x14x14 -> 180x14x14 */
-    rt_relu_forward(ctx, act + 4875696 * nB, act + 4840416 * nB, nB * 35280, nB * 2420208);
-    /* 162 stage2.step6.grad.conv0: conv 180x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 3142272 * nB, act + 4875696 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
-    /* 163 stage2.step6.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3857280 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 3142272 * nB, P + 281736, P + 281784, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3857280 * nB, act + 3142272 * nB, P + 281736, P + 281784, buf + 8208, buf + 8256, B, 48, 196, 1.0000000000000001e-05);
-    /* 164 stage2.step6.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 3866688 * nB, act + 3857280 * nB, nB * 9408, nB * 2455488);
-    /* 165 stage2.step6.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 3866688 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 166 stage2.step6.concat: concat 180x14x14 -> 192x14x14 */
-    {
-        const float *const xs[2] = { act + 4442928 * nB, act + 190512 * nB };
-        const int cs[2] = { 180, 12 };
-        rt_concat_forward(ctx, act + 4910976 * nB, 2, xs, cs, B, 196);
-    }
-    /* 167 stage2.step7.grad.bn0: bn 192x14x14 -> 192x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5146176 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 4910976 * nB, P + 287016, P + 287208, B, 192, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5146176 * nB, act + 4910976 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1.0000000000000001e-05);
-    /* 168 stage2.step7.grad.relu0: relu 192x14x14 -> 192x14x14 */
-    rt_relu_forward(ctx, act + 5183808 * nB, act + 5146176 * nB, nB * 37632, nB * 2464896);
-}
-
-/* Forward, part 8 of 15. */
-static void forward_8(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 169 stage2.step7.grad.conv0: conv 192x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 3857280 * nB, act + 5183808 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
-    /* 170 stage2.step7.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3937248 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 3857280 * nB, P + 296616, P + 296664, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3937248 * nB, act + 3857280 * nB, P + 296616, P + 296664, buf + 8688, buf + 8736, B, 48, 196, 1.0000000000000001e-05);
-    /* 171 stage2.step7.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 3946656 * nB, act + 3937248 * nB, nB * 9408, nB * 2502528);
-    /* 172 stage2.step7.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 3946656 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 173 stage2.step7.concat: concat 192x14x14 -> 204x14x14 */
-    {
-        const float *const xs[2] = { act + 4910976 * nB, act + 190512 * nB };
-        const int cs[2] = { 192, 12 };
-        rt_concat_forward(ctx, act + 5221440 * nB, 2, xs, cs, B, 196);
-    }
-    /* 174 stage2.step8.grad.bn0: bn 204x14x14 -> 204x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5261424 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 5221440 * nB, P + 301896, P + 302100, B, 204, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5261424 * nB, act + 5221440 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1.0000000000000001e-05);
-    /* 175 stage2.step8.grad.relu0: relu 204x14x14 -> 204x14x14 */
-    rt_relu_forward(ctx, act + 5301408 * nB, act + 5261424 * nB, nB * 39984, nB * 2511936);
-    /* 176 stage2.step8.grad.conv0: conv 204x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 3937248 * nB, act + 5301408 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
-    /* 177 stage2.step8.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3956064 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 3937248 * nB, P + 312096, P + 312144, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3956064 * nB, act + 3937248 * nB, P + 312096, P + 312144, buf + 9192, buf + 9240, B, 48, 196, 1.0000000000000001e-05);
-    /* 178 stage2.step8.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 3993696 * nB, act + 3956064 * nB, nB * 9408, nB * 2551920);
-    /* 179 stage2.step8.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 3993696 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 180 stage2.step8.concat: concat 204x14x14 -> 216x14x14 */
-    {
-        const float *const xs[2] = { act + 5221440 * nB, act + 190512 * nB };
-        const int cs[2] = { 204, 12 };
-        rt_concat_forward(ctx, act + 5341392 * nB, 2, xs, cs, B, 196);
-    }
-    /* 181 stage2.step9.grad.bn0: bn 216x14x14 -> 216x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5383728 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 5341392 * nB, P + 317376, P + 317592, B, 216, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5383728 * nB, act + 5341392 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1.0000000000000001e-05);
-    /* 182 stage2.step9.grad.relu0: relu 216x14x14 -> 216x14x14 */
-    rt_relu_forward(ctx, act + 5426064 * nB, act + 5383728 * nB, nB * 42336, nB * 2561328);
-    /* 183 stage2.step9.grad.conv0: conv 216x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 3956064 * nB, act + 5426064 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
-    /* 184 stage2.step9.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4348848 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 3956064 * nB, P + 328176, P + 328224, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4348848 * nB, act + 3956064 * nB, P + 328176, P + 328224, buf + 9720, buf + 9768, B, 48, 196, 1.0000000000000001e-05);
-    /* 185 stage2.step9.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 4358256 * nB, act + 4348848 * nB, nB * 9408, nB * 2603664);
-    /* 186 stage2.step9.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 4358256 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 187 stage2.step9.concat: concat 216x14x14 -> 228x14x14 */
-    {
-        const float *const xs[2] = { act + 5341392 * nB, act + 190512 * nB };
-        const int cs[2] = { 216, 12 };
-        rt_concat_forward(ctx, act + 5468400 * nB, 2, xs, cs, B, 196);
-    }
-    /* 188 stage2.step10.grad.bn0: bn 228x14x14 -> 228x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5513088 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 5468400 * nB, P + 333456, P + 333684, B, 228, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5513088 * nB, act + 5468400 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1.0000000000000001e-05);
-    /* 189 stage2.step10.grad.relu0: relu 228x14x14 -> 228x14x14 */
-    rt_relu_forward(ctx, act + 5557776 * nB, act + 5513088 * nB, nB * 44688, nB * 2613072);
-    /* 190 stage2.step10.grad.conv0: conv 228x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 4348848 * nB, act + 5557776 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
-    /* 191 stage2.step10.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4367664 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 4348848 * nB, P + 344856, P + 344904, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4367664 * nB, act + 4348848 * nB, P + 344856, P + 344904, buf + 10272, buf + 10320, B, 48, 196, 1.0000000000000001e-05);
-    /* 192 stage2.step10.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 4840416 * nB, act + 4367664 * nB, nB * 9408, nB * 2657760);
-}
-
-/* Forward, part 9 of 15. */
-static void forward_9(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 193 stage2.step10.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 4840416 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 194 stage2.step10.concat: concat 228x14x14 -> 240x14x14 */
-    {
-        const float *const xs[2] = { act + 5468400 * nB, act + 190512 * nB };
-        const int cs[2] = { 228, 12 };
-        rt_concat_forward(ctx, act + 5602464 * nB, 2, xs, cs, B, 196);
-    }
-    /* 195 stage2.step11.grad.bn0: bn 240x14x14 -> 240x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5649504 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 5602464 * nB, P + 350136, P + 350376, B, 240, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5649504 * nB, act + 5602464 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1.0000000000000001e-05);
-    /* 196 stage2.step11.grad.relu0: relu 240x14x14 -> 240x14x14 */
-    rt_relu_forward(ctx, act + 5696544 * nB, act + 5649504 * nB, nB * 47040, nB * 2667168);
-    /* 197 stage2.step11.grad.conv0: conv 240x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 4367664 * nB, act + 5696544 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
-    /* 198 stage2.step11.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4849824 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 4367664 * nB, P + 362136, P + 362184, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4849824 * nB, act + 4367664 * nB, P + 362136, P + 362184, buf + 10848, buf + 10896, B, 48, 196, 1.0000000000000001e-05);
-    /* 199 stage2.step11.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 4859232 * nB, act + 4849824 * nB, nB * 9408, nB * 2714208);
-    /* 200 stage2.step11.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 4859232 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 201 stage2.step11.concat: concat 240x14x14 -> 252x14x14 */
-    {
-        const float *const xs[2] = { act + 5602464 * nB, act + 190512 * nB };
-        const int cs[2] = { 240, 12 };
-        rt_concat_forward(ctx, act + 5743584 * nB, 2, xs, cs, B, 196);
-    }
-    /* 202 stage2.step12.grad.bn0: bn 252x14x14 -> 252x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5792976 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 5743584 * nB, P + 367416, P + 367668, B, 252, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5792976 * nB, act + 5743584 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1.0000000000000001e-05);
-    /* 203 stage2.step12.grad.relu0: relu 252x14x14 -> 252x14x14 */
-    rt_relu_forward(ctx, act + 5842368 * nB, act + 5792976 * nB, nB * 49392, nB * 2723616);
-    /* 204 stage2.step12.grad.conv0: conv 252x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 4849824 * nB, act + 5842368 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
-    /* 205 stage2.step12.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4948608 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 4849824 * nB, P + 380016, P + 380064, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4948608 * nB, act + 4849824 * nB, P + 380016, P + 380064, buf + 11448, buf + 11496, B, 48, 196, 1.0000000000000001e-05);
-    /* 206 stage2.step12.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 4958016 * nB, act + 4948608 * nB, nB * 9408, nB * 2773008);
-    /* 207 stage2.step12.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 4958016 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 208 stage2.step12.concat: concat 252x14x14 -> 264x14x14 */
-    {
-        const float *const xs[2] = { act + 5743584 * nB, act + 190512 * nB };
-        const int cs[2] = { 252, 12 };
-        rt_concat_forward(ctx, act + 5891760 * nB, 2, xs, cs, B, 196);
-    }
-    /* 209 stage2.step13.grad.bn0: bn 264x14x14 -> 264x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5943504 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 5891760 * nB, P + 385296, P + 385560, B, 264, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5943504 * nB, act + 5891760 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1.0000000000000001e-05);
-    /* 210 stage2.step13.grad.relu0: relu 264x14x14 -> 264x14x14 */
-    rt_relu_forward(ctx, act + 5995248 * nB, act + 5943504 * nB, nB * 51744, nB * 2782416);
-    /* 211 stage2.step13.grad.conv0: conv 264x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 4948608 * nB, act + 5995248 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
-    /* 212 stage2.step13.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4967424 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 4948608 * nB, P + 398496, P + 398544, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4967424 * nB, act + 4948608 * nB, P + 398496, P + 398544, buf + 12072, buf + 12120, B, 48, 196, 1.0000000000000001e-05);
-    /* 213 stage2.step13.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 5146176 * nB, act + 4967424 * nB, nB * 9408, nB * 2834160);
-    /* 214 stage2.step13.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 5146176 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 215 stage2.step13.concat: concat 264x14x14 -> 276x14x14 */
-    {
-        const float *const xs[2] = { act + 5891760 * nB, act + 190512 * nB };
-        const int cs[2] = { 264, 12 };
-        rt_concat_forward(ctx, act + 6046992 * nB, 2, xs, cs, B, 196);
-    }
-    /* 216 stage2.step14.grad.bn0: bn 276x14x14 -> 276x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6101088 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 6046992 * nB, P + 403776, P + 404052, B, 276, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6101088 * nB, act + 6046992 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1.0000000000000001e-05);
-}
-
-/* Forward, part 10 of 15. */
-static void forward_10(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 217 stage2.step14.grad.relu0: relu 276x14x14 -> 276x14x14 */
-    rt_relu_forward(ctx, act + 6155184 * nB, act + 6101088 * nB, nB * 54096, nB * 2843568);
-    /* 218 stage2.step14.grad.conv0: conv 276x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 4967424 * nB, act + 6155184 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
-    /* 219 stage2.step14.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5155584 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 4967424 * nB, P + 417576, P + 417624, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5155584 * nB, act + 4967424 * nB, P + 417576, P + 417624, buf + 12720, buf + 12768, B, 48, 196, 1.0000000000000001e-05);
-    /* 220 stage2.step14.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 5164992 * nB, act + 5155584 * nB, nB * 9408, nB * 2897664);
-    /* 221 stage2.step14.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 5164992 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 222 stage2.step14.concat: concat 276x14x14 -> 288x14x14 */
-    {
-        const float *const xs[2] = { act + 6046992 * nB, act + 190512 * nB };
-        const int cs[2] = { 276, 12 };
-        rt_concat_forward(ctx, act + 6209280 * nB, 2, xs, cs, B, 196);
-    }
-    /* 223 stage2.step15.grad.bn0: bn 288x14x14 -> 288x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6265728 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 6209280 * nB, P + 422856, P + 423144, B, 288, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6265728 * nB, act + 6209280 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1.0000000000000001e-05);
-    /* 224 stage2.step15.grad.relu0: relu 288x14x14 -> 288x14x14 */
-    rt_relu_forward(ctx, act + 6322176 * nB, act + 6265728 * nB, nB * 56448, nB * 2907072);
-    /* 225 stage2.step15.grad.conv0: conv 288x14x14 -> 48x14x14 */
-    rt_conv2d_forward(ctx, act + 5155584 * nB, act + 6322176 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
-    /* 226 stage2.step15.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5174400 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 5155584 * nB, P + 437256, P + 437304, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5174400 * nB, act + 5155584 * nB, P + 437256, P + 437304, buf + 13392, buf + 13440, B, 48, 196, 1.0000000000000001e-05);
-    /* 227 stage2.step15.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward(ctx, act + 5261424 * nB, act + 5174400 * nB, nB * 9408, nB * 2963520);
-    /* 228 stage2.step15.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 5261424 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 229 stage2.step15.concat: concat 288x14x14 -> 300x14x14 */
-    {
-        const float *const xs[2] = { act + 6209280 * nB, act + 190512 * nB };
-        const int cs[2] = { 288, 12 };
-        rt_concat_forward(ctx, act + 6378624 * nB, 2, xs, cs, B, 196);
-    }
-    /* 230 trans2.bn0: bn 300x14x14 -> 300x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6437424 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 6378624 * nB, P + 442536, P + 442836, B, 300, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6437424 * nB, act + 6378624 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1.0000000000000001e-05);
-    /* 231 trans2.relu0: relu 300x14x14 -> 300x14x14 */
-    rt_relu_forward(ctx, act + 6496224 * nB, act + 6437424 * nB, nB * 58800, nB * 2972928);
-    /* 232 trans2.conv0: conv 300x14x14 -> 150x14x14 */
-    rt_conv2d_forward(ctx, act + 5270832 * nB, act + 6496224 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
-    /* 233 trans2.avgpool0: avgpool 150x14x14 -> 150x7x7 */
-    rt_avgpool_forward(ctx, act + 5174400 * nB, act + 5270832 * nB, B, 150, 14, 14, 2, 2);
-    /* 234 stage3.step0.grad.bn0: bn 150x7x7 -> 150x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5270832 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 5174400 * nB, P + 488136, P + 488286, B, 150, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5270832 * nB, act + 5174400 * nB, P + 488136, P + 488286, buf + 14088, buf + 14238, B, 150, 49, 1.0000000000000001e-05);
-    /* 235 stage3.step0.grad.relu0: relu 150x7x7 -> 150x7x7 */
-    rt_relu_forward(ctx, act + 5278192 * nB, act + 5270832 * nB, nB * 7350, nB * 3031728);
-    /* 236 stage3.step0.grad.conv0: conv 150x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 190512 * nB, act + 5278192 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
-    /* 237 stage3.step0.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 192864 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 190512 * nB, P + 495636, P + 495684, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 192864 * nB, act + 190512 * nB, P + 495636, P + 495684, buf + 14388, buf + 14436, B, 48, 49, 1.0000000000000001e-05);
-    /* 238 stage3.step0.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 195216 * nB, act + 192864 * nB, nB * 2352, nB * 3039078);
-    /* 239 stage3.step0.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 192864 * nB, act + 195216 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 240 stage3.step0.concat: concat 150x7x7 -> 162x7x7 */
-    {
-        const float *const xs[2] = { act + 5174400 * nB, act + 192864 * nB };
-        const int cs[2] = { 150, 12 };
-        rt_concat_forward(ctx, act + 5285552 * nB, 2, xs, cs, B, 49);
-    }
-}
-
-/* Forward, part 11 of 15. */
-static void forward_11(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 241 stage3.step1.grad.bn0: bn 162x7x7 -> 162x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5383728 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 5285552 * nB, P + 500916, P + 501078, B, 162, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5383728 * nB, act + 5285552 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1.0000000000000001e-05);
-    /* 242 stage3.step1.grad.relu0: relu 162x7x7 -> 162x7x7 */
-    rt_relu_forward(ctx, act + 5391680 * nB, act + 5383728 * nB, nB * 7938, nB * 3041430);
-    /* 243 stage3.step1.grad.conv0: conv 162x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 192864 * nB, act + 5391680 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
-    /* 244 stage3.step1.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1001952 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 192864 * nB, P + 509016, P + 509064, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1001952 * nB, act + 192864 * nB, P + 509016, P + 509064, buf + 14808, buf + 14856, B, 48, 49, 1.0000000000000001e-05);
-    /* 245 stage3.step1.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 1004304 * nB, act + 1001952 * nB, nB * 2352, nB * 3049368);
-    /* 246 stage3.step1.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 1001952 * nB, act + 1004304 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 247 stage3.step1.concat: concat 162x7x7 -> 174x7x7 */
-    {
-        const float *const xs[2] = { act + 5285552 * nB, act + 1001952 * nB };
-        const int cs[2] = { 162, 12 };
-        rt_concat_forward(ctx, act + 5399632 * nB, 2, xs, cs, B, 49);
-    }
-    /* 248 stage3.step2.grad.bn0: bn 174x7x7 -> 174x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5408160 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 5399632 * nB, P + 514296, P + 514470, B, 174, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5408160 * nB, act + 5399632 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1.0000000000000001e-05);
-    /* 249 stage3.step2.grad.relu0: relu 174x7x7 -> 174x7x7 */
-    rt_relu_forward(ctx, act + 5416688 * nB, act + 5408160 * nB, nB * 8526, nB * 3051720);
-    /* 250 stage3.step2.grad.conv0: conv 174x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 1001952 * nB, act + 5416688 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
-    /* 251 stage3.step2.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2072112 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 1001952 * nB, P + 522996, P + 523044, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2072112 * nB, act + 1001952 * nB, P + 522996, P + 523044, buf + 15252, buf + 15300, B, 48, 49, 1.0000000000000001e-05);
-    /* 252 stage3.step2.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 2074464 * nB, act + 2072112 * nB, nB * 2352, nB * 3060246);
-    /* 253 stage3.step2.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 2072112 * nB, act + 2074464 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 254 stage3.step2.concat: concat 174x7x7 -> 186x7x7 */
-    {
-        const float *const xs[2] = { act + 5399632 * nB, act + 2072112 * nB };
-        const int cs[2] = { 174, 12 };
-        rt_concat_forward(ctx, act + 5513088 * nB, 2, xs, cs, B, 49);
-    }
-    /* 255 stage3.step3.grad.bn0: bn 186x7x7 -> 186x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5522208 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 5513088 * nB, P + 528276, P + 528462, B, 186, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5522208 * nB, act + 5513088 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1.0000000000000001e-05);
-    /* 256 stage3.step3.grad.relu0: relu 186x7x7 -> 186x7x7 */
-    rt_relu_forward(ctx, act + 5531328 * nB, act + 5522208 * nB, nB * 9114, nB * 3062598);
-    /* 257 stage3.step3.grad.conv0: conv 186x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 2072112 * nB, act + 5531328 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
-    /* 258 stage3.step3.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2076816 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 2072112 * nB, P + 537576, P + 537624, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2076816 * nB, act + 2072112 * nB, P + 537576, P + 537624, buf + 15720, buf + 15768, B, 48, 49, 1.0000000000000001e-05);
-    /* 259 stage3.step3.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 3497424 * nB, act + 2076816 * nB, nB * 2352, nB * 3071712);
-    /* 260 stage3.step3.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 2076816 * nB, act + 3497424 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 261 stage3.step3.concat: concat 186x7x7 -> 198x7x7 */
-    {
-        const float *const xs[2] = { act + 5513088 * nB, act + 2076816 * nB };
-        const int cs[2] = { 186, 12 };
-        rt_concat_forward(ctx, act + 5540448 * nB, 2, xs, cs, B, 49);
-    }
-    /* 262 stage3.step4.grad.bn0: bn 198x7x7 -> 198x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5649504 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 5540448 * nB, P + 542856, P + 543054, B, 198, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5649504 * nB, act + 5540448 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1.0000000000000001e-05);
-    /* 263 stage3.step4.grad.relu0: relu 198x7x7 -> 198x7x7 */
-    rt_relu_forward(ctx, act + 5659216 * nB, act + 5649504 * nB, nB * 9702, nB * 3074064);
-    /* 264 stage3.step4.grad.conv0: conv 198x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 2076816 * nB, act + 5659216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
-}
-
-/* Forward, part 12 of 15. */
-static void forward_12(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 265 stage3.step4.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3560928 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 2076816 * nB, P + 552756, P + 552804, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3560928 * nB, act + 2076816 * nB, P + 552756, P + 552804, buf + 16212, buf + 16260, B, 48, 49, 1.0000000000000001e-05);
-    /* 266 stage3.step4.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 3563280 * nB, act + 3560928 * nB, nB * 2352, nB * 3083766);
-    /* 267 stage3.step4.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 3560928 * nB, act + 3563280 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 268 stage3.step4.concat: concat 198x7x7 -> 210x7x7 */
-    {
-        const float *const xs[2] = { act + 5540448 * nB, act + 3560928 * nB };
-        const int cs[2] = { 198, 12 };
-        rt_concat_forward(ctx, act + 5668928 * nB, 2, xs, cs, B, 49);
-    }
-    /* 269 stage3.step5.grad.bn0: bn 210x7x7 -> 210x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5679232 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 5668928 * nB, P + 558036, P + 558246, B, 210, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5679232 * nB, act + 5668928 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1.0000000000000001e-05);
-    /* 270 stage3.step5.grad.relu0: relu 210x7x7 -> 210x7x7 */
-    rt_relu_forward(ctx, act + 5792976 * nB, act + 5679232 * nB, nB * 10290, nB * 3086118);
-    /* 271 stage3.step5.grad.conv0: conv 210x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 3560928 * nB, act + 5792976 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
-    /* 272 stage3.step5.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3876096 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 3560928 * nB, P + 568536, P + 568584, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3876096 * nB, act + 3560928 * nB, P + 568536, P + 568584, buf + 16728, buf + 16776, B, 48, 49, 1.0000000000000001e-05);
-    /* 273 stage3.step5.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 3878448 * nB, act + 3876096 * nB, nB * 2352, nB * 3096408);
-    /* 274 stage3.step5.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 3876096 * nB, act + 3878448 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 275 stage3.step5.concat: concat 210x7x7 -> 222x7x7 */
-    {
-        const float *const xs[2] = { act + 5668928 * nB, act + 3876096 * nB };
-        const int cs[2] = { 210, 12 };
-        rt_concat_forward(ctx, act + 5679232 * nB, 2, xs, cs, B, 49);
-    }
-    /* 276 stage3.step6.grad.bn0: bn 222x7x7 -> 222x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5803280 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 5679232 * nB, P + 573816, P + 574038, B, 222, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5803280 * nB, act + 5679232 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1.0000000000000001e-05);
-    /* 277 stage3.step6.grad.relu0: relu 222x7x7 -> 222x7x7 */
-    rt_relu_forward(ctx, act + 5814160 * nB, act + 5803280 * nB, nB * 10878, nB * 3098760);
-    /* 278 stage3.step6.grad.conv0: conv 222x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 3876096 * nB, act + 5814160 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
-    /* 279 stage3.step6.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 3880800 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 3876096 * nB, P + 584916, P + 584964, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 3880800 * nB, act + 3876096 * nB, P + 584916, P + 584964, buf + 17268, buf + 17316, B, 48, 49, 1.0000000000000001e-05);
-    /* 280 stage3.step6.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 4003104 * nB, act + 3880800 * nB, nB * 2352, nB * 3109638);
-    /* 281 stage3.step6.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 3880800 * nB, act + 4003104 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 282 stage3.step6.concat: concat 222x7x7 -> 234x7x7 */
-    {
-        const float *const xs[2] = { act + 5679232 * nB, act + 3880800 * nB };
-        const int cs[2] = { 222, 12 };
-        rt_concat_forward(ctx, act + 5825040 * nB, 2, xs, cs, B, 49);
-    }
-    /* 283 stage3.step7.grad.bn0: bn 234x7x7 -> 234x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5943504 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 5825040 * nB, P + 590196, P + 590430, B, 234, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5943504 * nB, act + 5825040 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1.0000000000000001e-05);
-    /* 284 stage3.step7.grad.relu0: relu 234x7x7 -> 234x7x7 */
-    rt_relu_forward(ctx, act + 5954976 * nB, act + 5943504 * nB, nB * 11466, nB * 3111990);
-    /* 285 stage3.step7.grad.conv0: conv 234x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 3880800 * nB, act + 5954976 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
-    /* 286 stage3.step7.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4005456 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 3880800 * nB, P + 601896, P + 601944, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4005456 * nB, act + 3880800 * nB, P + 601896, P + 601944, buf + 17832, buf + 17880, B, 48, 49, 1.0000000000000001e-05);
-    /* 287 stage3.step7.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 4377072 * nB, act + 4005456 * nB, nB * 2352, nB * 3123456);
-    /* 288 stage3.step7.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 4005456 * nB, act + 4377072 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
-}
-
-/* Forward, part 13 of 15. */
-static void forward_13(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 289 stage3.step7.concat: concat 234x7x7 -> 246x7x7 */
-    {
-        const float *const xs[2] = { act + 5825040 * nB, act + 4005456 * nB };
-        const int cs[2] = { 234, 12 };
-        rt_concat_forward(ctx, act + 5966448 * nB, 2, xs, cs, B, 49);
-    }
-    /* 290 stage3.step8.grad.bn0: bn 246x7x7 -> 246x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5978512 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 5966448 * nB, P + 607176, P + 607422, B, 246, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5978512 * nB, act + 5966448 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1.0000000000000001e-05);
-    /* 291 stage3.step8.grad.relu0: relu 246x7x7 -> 246x7x7 */
-    rt_relu_forward(ctx, act + 6101088 * nB, act + 5978512 * nB, nB * 12054, nB * 3125808);
-    /* 292 stage3.step8.grad.conv0: conv 246x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 4005456 * nB, act + 6101088 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
-    /* 293 stage3.step8.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4868640 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 4005456 * nB, P + 619476, P + 619524, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4868640 * nB, act + 4005456 * nB, P + 619476, P + 619524, buf + 18420, buf + 18468, B, 48, 49, 1.0000000000000001e-05);
-    /* 294 stage3.step8.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 4870992 * nB, act + 4868640 * nB, nB * 2352, nB * 3137862);
-    /* 295 stage3.step8.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 4868640 * nB, act + 4870992 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 296 stage3.step8.concat: concat 246x7x7 -> 258x7x7 */
-    {
-        const float *const xs[2] = { act + 5966448 * nB, act + 4868640 * nB };
-        const int cs[2] = { 246, 12 };
-        rt_concat_forward(ctx, act + 5978512 * nB, 2, xs, cs, B, 49);
-    }
-    /* 297 stage3.step9.grad.bn0: bn 258x7x7 -> 258x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6113152 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 5978512 * nB, P + 624756, P + 625014, B, 258, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6113152 * nB, act + 5978512 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1.0000000000000001e-05);
-    /* 298 stage3.step9.grad.relu0: relu 258x7x7 -> 258x7x7 */
-    rt_relu_forward(ctx, act + 6125808 * nB, act + 6113152 * nB, nB * 12642, nB * 3140214);
-    /* 299 stage3.step9.grad.conv0: conv 258x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 4868640 * nB, act + 6125808 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
-    /* 300 stage3.step9.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 4873344 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 4868640 * nB, P + 637656, P + 637704, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 4873344 * nB, act + 4868640 * nB, P + 637656, P + 637704, buf + 19032, buf + 19080, B, 48, 49, 1.0000000000000001e-05);
-    /* 301 stage3.step9.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 5270832 * nB, act + 4873344 * nB, nB * 2352, nB * 3152856);
-    /* 302 stage3.step9.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 4873344 * nB, act + 5270832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 303 stage3.step9.concat: concat 258x7x7 -> 270x7x7 */
-    {
-        const float *const xs[2] = { act + 5978512 * nB, act + 4873344 * nB };
-        const int cs[2] = { 258, 12 };
-        rt_concat_forward(ctx, act + 6138464 * nB, 2, xs, cs, B, 49);
-    }
-    /* 304 stage3.step10.grad.bn0: bn 270x7x7 -> 270x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6265728 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 6138464 * nB, P + 642936, P + 643206, B, 270, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6265728 * nB, act + 6138464 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1.0000000000000001e-05);
-    /* 305 stage3.step10.grad.relu0: relu 270x7x7 -> 270x7x7 */
-    rt_relu_forward(ctx, act + 6278960 * nB, act + 6265728 * nB, nB * 13230, nB * 3155208);
-    /* 306 stage3.step10.grad.conv0: conv 270x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 4873344 * nB, act + 6278960 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
-    /* 307 stage3.step10.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5273184 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 4873344 * nB, P + 656436, P + 656484, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5273184 * nB, act + 4873344 * nB, P + 656436, P + 656484, buf + 19668, buf + 19716, B, 48, 49, 1.0000000000000001e-05);
-    /* 308 stage3.step10.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 5275536 * nB, act + 5273184 * nB, nB * 2352, nB * 3168438);
-    /* 309 stage3.step10.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5275536 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 310 stage3.step10.concat: concat 270x7x7 -> 282x7x7 */
-    {
-        const float *const xs[2] = { act + 6138464 * nB, act + 5181760 * nB };
-        const int cs[2] = { 270, 12 };
-        rt_concat_forward(ctx, act + 6292192 * nB, 2, xs, cs, B, 49);
-    }
-    /* 311 stage3.step11.grad.bn0: bn 282x7x7 -> 282x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6306016 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 6292192 * nB, P + 661716, P + 661998, B, 282, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6306016 * nB, act + 6292192 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1.0000000000000001e-05);
-    /* 312 stage3.step11.grad.relu0: relu 282x7x7 -> 282x7x7 */
-    rt_relu_forward(ctx, act + 6437424 * nB, act + 6306016 * nB, nB * 13818, nB * 3170790);
-}
-
-/* Forward, part 14 of 15. */
-static void forward_14(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 313 stage3.step11.grad.conv0: conv 282x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 5273184 * nB, act + 6437424 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
-    /* 314 stage3.step11.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5293504 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 5273184 * nB, P + 675816, P + 675864, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5293504 * nB, act + 5273184 * nB, P + 675816, P + 675864, buf + 20328, buf + 20376, B, 48, 49, 1.0000000000000001e-05);
-    /* 315 stage3.step11.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 5295856 * nB, act + 5293504 * nB, nB * 2352, nB * 3184608);
-    /* 316 stage3.step11.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5295856 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 317 stage3.step11.concat: concat 282x7x7 -> 294x7x7 */
-    {
-        const float *const xs[2] = { act + 6292192 * nB, act + 5181760 * nB };
-        const int cs[2] = { 282, 12 };
-        rt_concat_forward(ctx, act + 6306016 * nB, 2, xs, cs, B, 49);
-    }
-    /* 318 stage3.step12.grad.bn0: bn 294x7x7 -> 294x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6451248 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 6306016 * nB, P + 681096, P + 681390, B, 294, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6451248 * nB, act + 6306016 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1.0000000000000001e-05);
-    /* 319 stage3.step12.grad.relu0: relu 294x7x7 -> 294x7x7 */
-    rt_relu_forward(ctx, act + 6465664 * nB, act + 6451248 * nB, nB * 14406, nB * 3186960);
-    /* 320 stage3.step12.grad.conv0: conv 294x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 5293504 * nB, act + 6465664 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
-    /* 321 stage3.step12.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5298208 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 5293504 * nB, P + 695796, P + 695844, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5298208 * nB, act + 5293504 * nB, P + 695796, P + 695844, buf + 21012, buf + 21060, B, 48, 49, 1.0000000000000001e-05);
-    /* 322 stage3.step12.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 5383728 * nB, act + 5298208 * nB, nB * 2352, nB * 3201366);
-    /* 323 stage3.step12.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5383728 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 324 stage3.step12.concat: concat 294x7x7 -> 306x7x7 */
-    {
-        const float *const xs[2] = { act + 6306016 * nB, act + 5181760 * nB };
-        const int cs[2] = { 294, 12 };
-        rt_concat_forward(ctx, act + 6480080 * nB, 2, xs, cs, B, 49);
-    }
-    /* 325 stage3.step13.grad.bn0: bn 306x7x7 -> 306x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6555024 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 6480080 * nB, P + 701076, P + 701382, B, 306, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6555024 * nB, act + 6480080 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1.0000000000000001e-05);
-    /* 326 stage3.step13.grad.relu0: relu 306x7x7 -> 306x7x7 */
-    rt_relu_forward(ctx, act + 6570032 * nB, act + 6555024 * nB, nB * 14994, nB * 3203718);
-    /* 327 stage3.step13.grad.conv0: conv 306x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 5298208 * nB, act + 6570032 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
-    /* 328 stage3.step13.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5386080 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 5298208 * nB, P + 716376, P + 716424, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5386080 * nB, act + 5298208 * nB, P + 716376, P + 716424, buf + 21720, buf + 21768, B, 48, 49, 1.0000000000000001e-05);
-    /* 329 stage3.step13.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 5388432 * nB, act + 5386080 * nB, nB * 2352, nB * 3218712);
-    /* 330 stage3.step13.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5388432 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 331 stage3.step13.concat: concat 306x7x7 -> 318x7x7 */
-    {
-        const float *const xs[2] = { act + 6480080 * nB, act + 5181760 * nB };
-        const int cs[2] = { 306, 12 };
-        rt_concat_forward(ctx, act + 6585040 * nB, 2, xs, cs, B, 49);
-    }
-    /* 332 stage3.step14.grad.bn0: bn 318x7x7 -> 318x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6600624 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 6585040 * nB, P + 721656, P + 721974, B, 318, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6600624 * nB, act + 6585040 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1.0000000000000001e-05);
-    /* 333 stage3.step14.grad.relu0: relu 318x7x7 -> 318x7x7 */
-    rt_relu_forward(ctx, act + 6616208 * nB, act + 6600624 * nB, nB * 15582, nB * 3221064);
-    /* 334 stage3.step14.grad.conv0: conv 318x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 5386080 * nB, act + 6616208 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
-    /* 335 stage3.step14.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5408160 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 5386080 * nB, P + 737556, P + 737604, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5408160 * nB, act + 5386080 * nB, P + 737556, P + 737604, buf + 22452, buf + 22500, B, 48, 49, 1.0000000000000001e-05);
-    /* 336 stage3.step14.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 5410512 * nB, act + 5408160 * nB, nB * 2352, nB * 3236646);
-}
-
-/* Forward, part 15 of 15. */
-static void forward_15(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 337 stage3.step14.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5410512 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 338 stage3.step14.concat: concat 318x7x7 -> 330x7x7 */
-    {
-        const float *const xs[2] = { act + 6585040 * nB, act + 5181760 * nB };
-        const int cs[2] = { 318, 12 };
-        rt_concat_forward(ctx, act + 6631792 * nB, 2, xs, cs, B, 49);
-    }
-    /* 339 stage3.step15.grad.bn0: bn 330x7x7 -> 330x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6647968 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 6631792 * nB, P + 742836, P + 743166, B, 330, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6647968 * nB, act + 6631792 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1.0000000000000001e-05);
-    /* 340 stage3.step15.grad.relu0: relu 330x7x7 -> 330x7x7 */
-    rt_relu_forward(ctx, act + 6664144 * nB, act + 6647968 * nB, nB * 16170, nB * 3238998);
-    /* 341 stage3.step15.grad.conv0: conv 330x7x7 -> 48x7x7 */
-    rt_conv2d_forward(ctx, act + 5408160 * nB, act + 6664144 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
-    /* 342 stage3.step15.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 5412864 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 5408160 * nB, P + 759336, P + 759384, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 5412864 * nB, act + 5408160 * nB, P + 759336, P + 759384, buf + 23208, buf + 23256, B, 48, 49, 1.0000000000000001e-05);
-    /* 343 stage3.step15.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward(ctx, act + 5522208 * nB, act + 5412864 * nB, nB * 2352, nB * 3255168);
-    /* 344 stage3.step15.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward(ctx, act + 5181760 * nB, act + 5522208 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 345 stage3.step15.concat: concat 330x7x7 -> 342x7x7 */
-    {
-        const float *const xs[2] = { act + 6631792 * nB, act + 5181760 * nB };
-        const int cs[2] = { 330, 12 };
-        rt_concat_forward(ctx, act + 6680320 * nB, 2, xs, cs, B, 49);
-    }
-    /* 346 head.bn0: bn 342x7x7 -> 342x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 6697088 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 6680320 * nB, P + 764616, P + 764958, B, 342, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 6697088 * nB, act + 6680320 * nB, P + 764616, P + 764958, buf + 23304, buf + 23646, B, 342, 49, 1.0000000000000001e-05);
-    /* 347 head.relu0: relu 342x7x7 -> 342x7x7 */
-    rt_relu_forward(ctx, act + 6713856 * nB, act + 6697088 * nB, nB * 16758, nB * 3257520);
-    /* 348 head.gap0: gap 342x7x7 -> 342x1x1 */
-    rt_gap_forward(ctx, act + 5181760 * nB, act + 6713856 * nB, B, 342, 49);
-    /* 349 head.linear: linear 342x1x1 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 5181760 * nB, P + 765300, P + 768720, B, 342, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward(RtModel *m, int B, int train)
-{
-    forward_1(m, B, train);
-    forward_2(m, B, train);
-    forward_3(m, B, train);
-    forward_4(m, B, train);
-    forward_5(m, B, train);
-    forward_6(m, B, train);
-    forward_7(m, B, train);
-    forward_8(m, B, train);
-    forward_9(m, B, train);
-    forward_10(m, B, train);
-    forward_11(m, B, train);
-    forward_12(m, B, train);
-    forward_13(m, B, train);
-    forward_14(m, B, train);
-    forward_15(m, B, train);
-}
-
-/* Backward, part 1 of 15. */
-static void backward_1(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 349 head.linear: linear 342x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 5182112 * nB, 0, G + 765300, G + 768720, m->dlogits, act + 5181760 * nB, P + 765300, B, 342, 10);
-    /* 348 head.gap0: gap 342x7x7 -> 342x1x1 */
-    rt_gap_backward(ctx, act + 6697088 * nB, 0, act + 5182112 * nB, B, 342, 49);
-    /* 347 head.relu0: relu 342x7x7 -> 342x7x7 */
-    rt_relu_backward(ctx, act + 6730624 * nB, 0, act + 6697088 * nB, act + 6713856 * nB, nB * 16758, nB * 3257520);
-    /* 346 head.bn0: bn 342x7x7 -> 342x7x7 */
-    rt_bn_backward(ctx, act + 6697088 * nB, 0, G + 764616, G + 764958, act + 6730624 * nB, act + 6680320 * nB, fix + 23968, fix + 24320, P + 764616, B, 342, 49);
-    /* 345 stage3.step15.concat: concat 330x7x7 -> 342x7x7 */
-    {
-        float *const dxs[2] = { act + 6647968 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 330, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6697088 * nB, 2, cs, B, 49);
-    }
-    /* 344 stage3.step15.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 5412864 * nB, 0, G + 759432, act + 5181760 * nB, act + 5522208 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 343 stage3.step15.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 5524560 * nB, 0, act + 5412864 * nB, act + 5522208 * nB, nB * 2352, nB * 3255168);
-    /* 342 stage3.step15.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 5412864 * nB, 0, G + 759336, G + 759384, act + 5524560 * nB, act + 5408160 * nB, fix + 23872, fix + 23920, P + 759336, B, 48, 49);
-    /* 341 stage3.step15.grad.conv0: conv 330x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 6680320 * nB, 0, G + 743496, act + 5412864 * nB, act + 6664144 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
-    /* 340 stage3.step15.grad.relu0: relu 330x7x7 -> 330x7x7 */
-    rt_relu_backward(ctx, act + 6696496 * nB, 0, act + 6680320 * nB, act + 6664144 * nB, nB * 16170, nB * 3238998);
-    /* 339 stage3.step15.grad.bn0: bn 330x7x7 -> 330x7x7 */
-    rt_bn_backward(ctx, act + 6647968 * nB, 1, G + 742836, G + 743166, act + 6696496 * nB, act + 6631792 * nB, fix + 23200, fix + 23536, P + 742836, B, 330, 49);
-    /* 338 stage3.step14.concat: concat 318x7x7 -> 330x7x7 */
-    {
-        float *const dxs[2] = { act + 6600624 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 318, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6647968 * nB, 2, cs, B, 49);
-    }
-    /* 337 stage3.step14.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 5408160 * nB, 0, G + 737652, act + 5181760 * nB, act + 5410512 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 336 stage3.step14.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 5412864 * nB, 0, act + 5408160 * nB, act + 5410512 * nB, nB * 2352, nB * 3236646);
-    /* 335 stage3.step14.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 5408160 * nB, 0, G + 737556, G + 737604, act + 5412864 * nB, act + 5386080 * nB, fix + 23104, fix + 23152, P + 737556, B, 48, 49);
-    /* 334 stage3.step14.grad.conv0: conv 318x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 6631792 * nB, 0, G + 722292, act + 5408160 * nB, act + 6616208 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
-    /* 333 stage3.step14.grad.relu0: relu 318x7x7 -> 318x7x7 */
-    rt_relu_backward(ctx, act + 6647376 * nB, 0, act + 6631792 * nB, act + 6616208 * nB, nB * 15582, nB * 3221064);
-    /* 332 stage3.step14.grad.bn0: bn 318x7x7 -> 318x7x7 */
-    rt_bn_backward(ctx, act + 6600624 * nB, 1, G + 721656, G + 721974, act + 6647376 * nB, act + 6585040 * nB, fix + 22464, fix + 22784, P + 721656, B, 318, 49);
-    /* 331 stage3.step13.concat: concat 306x7x7 -> 318x7x7 */
-    {
-        float *const dxs[2] = { act + 6555024 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 306, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6600624 * nB, 2, cs, B, 49);
-    }
-    /* 330 stage3.step13.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 5386080 * nB, 0, G + 716472, act + 5181760 * nB, act + 5388432 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 329 stage3.step13.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 5408160 * nB, 0, act + 5386080 * nB, act + 5388432 * nB, nB * 2352, nB * 3218712);
-    /* 328 stage3.step13.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 5386080 * nB, 0, G + 716376, G + 716424, act + 5408160 * nB, act + 5298208 * nB, fix + 22368, fix + 22416, P + 716376, B, 48, 49);
-    /* 327 stage3.step13.grad.conv0: conv 306x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 6585040 * nB, 0, G + 701688, act + 5386080 * nB, act + 6570032 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
-    /* 326 stage3.step13.grad.relu0: relu 306x7x7 -> 306x7x7 */
-    rt_relu_backward(ctx, act + 6600048 * nB, 0, act + 6585040 * nB, act + 6570032 * nB, nB * 14994, nB * 3203718);
-}
-
-/* Backward, part 2 of 15. */
-static void backward_2(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 325 stage3.step13.grad.bn0: bn 306x7x7 -> 306x7x7 */
-    rt_bn_backward(ctx, act + 6555024 * nB, 1, G + 701076, G + 701382, act + 6600048 * nB, act + 6480080 * nB, fix + 21728, fix + 22048, P + 701076, B, 306, 49);
-    /* 324 stage3.step12.concat: concat 294x7x7 -> 306x7x7 */
-    {
-        float *const dxs[2] = { act + 6451248 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 294, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6555024 * nB, 2, cs, B, 49);
-    }
-    /* 323 stage3.step12.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 5298208 * nB, 0, G + 695892, act + 5181760 * nB, act + 5383728 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 322 stage3.step12.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 5386080 * nB, 0, act + 5298208 * nB, act + 5383728 * nB, nB * 2352, nB * 3201366);
-    /* 321 stage3.step12.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 5298208 * nB, 0, G + 695796, G + 695844, act + 5386080 * nB, act + 5293504 * nB, fix + 21632, fix + 21680, P + 695796, B, 48, 49);
-    /* 320 stage3.step12.grad.conv0: conv 294x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 6480080 * nB, 0, G + 681684, act + 5298208 * nB, act + 6465664 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
-    /* 319 stage3.step12.grad.relu0: relu 294x7x7 -> 294x7x7 */
-    rt_relu_backward(ctx, act + 6555024 * nB, 0, act + 6480080 * nB, act + 6465664 * nB, nB * 14406, nB * 3186960);
-    /* 318 stage3.step12.grad.bn0: bn 294x7x7 -> 294x7x7 */
-    rt_bn_backward(ctx, act + 6451248 * nB, 1, G + 681096, G + 681390, act + 6555024 * nB, act + 6306016 * nB, fix + 21024, fix + 21328, P + 681096, B, 294, 49);
-    /* 317 stage3.step11.concat: concat 282x7x7 -> 294x7x7 */
-    {
-        float *const dxs[2] = { act + 6306016 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 282, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6451248 * nB, 2, cs, B, 49);
-    }
-    /* 316 stage3.step11.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 5293504 * nB, 0, G + 675912, act + 5181760 * nB, act + 5295856 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 315 stage3.step11.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 5298208 * nB, 0, act + 5293504 * nB, act + 5295856 * nB, nB * 2352, nB * 3184608);
-    /* 314 stage3.step11.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 5293504 * nB, 0, G + 675816, G + 675864, act + 5298208 * nB, act + 5273184 * nB, fix + 20928, fix + 20976, P + 675816, B, 48, 49);
-    /* 313 stage3.step11.grad.conv0: conv 282x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 6451248 * nB, 0, G + 662280, act + 5293504 * nB, act + 6437424 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
-    /* 312 stage3.step11.grad.relu0: relu 282x7x7 -> 282x7x7 */
-    rt_relu_backward(ctx, act + 6465072 * nB, 0, act + 6451248 * nB, act + 6437424 * nB, nB * 13818, nB * 3170790);
-    /* 311 stage3.step11.grad.bn0: bn 282x7x7 -> 282x7x7 */
-    rt_bn_backward(ctx, act + 6306016 * nB, 1, G + 661716, G + 661998, act + 6465072 * nB, act + 6292192 * nB, fix + 20352, fix + 20640, P + 661716, B, 282, 49);
-    /* 310 stage3.step10.concat: concat 270x7x7 -> 282x7x7 */
-    {
-        float *const dxs[2] = { act + 6265728 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 270, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6306016 * nB, 2, cs, B, 49);
-    }
-    /* 309 stage3.step10.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 5273184 * nB, 0, G + 656532, act + 5181760 * nB, act + 5275536 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 308 stage3.step10.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 5293504 * nB, 0, act + 5273184 * nB, act + 5275536 * nB, nB * 2352, nB * 3168438);
-    /* 307 stage3.step10.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 5273184 * nB, 0, G + 656436, G + 656484, act + 5293504 * nB, act + 4873344 * nB, fix + 20256, fix + 20304, P + 656436, B, 48, 49);
-    /* 306 stage3.step10.grad.conv0: conv 270x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 6292192 * nB, 0, G + 643476, act + 5273184 * nB, act + 6278960 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
-    /* 305 stage3.step10.grad.relu0: relu 270x7x7 -> 270x7x7 */
-    rt_relu_backward(ctx, act + 6305424 * nB, 0, act + 6292192 * nB, act + 6278960 * nB, nB * 13230, nB * 3155208);
-    /* 304 stage3.step10.grad.bn0: bn 270x7x7 -> 270x7x7 */
-    rt_bn_backward(ctx, act + 6265728 * nB, 1, G + 642936, G + 643206, act + 6305424 * nB, act + 6138464 * nB, fix + 19712, fix + 19984, P + 642936, B, 270, 49);
-    /* 303 stage3.step9.concat: concat 258x7x7 -> 270x7x7 */
-    {
-        float *const dxs[2] = { act + 6113152 * nB, act + 4873344 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 258, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6265728 * nB, 2, cs, B, 49);
-    }
-    /* 302 stage3.step9.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 5273184 * nB, 0, G + 637752, act + 4873344 * nB, act + 5270832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
-}
-
-/* Backward, part 3 of 15. */
-static void backward_3(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 301 stage3.step9.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 4873344 * nB, 0, act + 5273184 * nB, act + 5270832 * nB, nB * 2352, nB * 3152856);
-    /* 300 stage3.step9.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 5270832 * nB, 0, G + 637656, G + 637704, act + 4873344 * nB, act + 4868640 * nB, fix + 19616, fix + 19664, P + 637656, B, 48, 49);
-    /* 299 stage3.step9.grad.conv0: conv 258x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 6138464 * nB, 0, G + 625272, act + 5270832 * nB, act + 6125808 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
-    /* 298 stage3.step9.grad.relu0: relu 258x7x7 -> 258x7x7 */
-    rt_relu_backward(ctx, act + 6265728 * nB, 0, act + 6138464 * nB, act + 6125808 * nB, nB * 12642, nB * 3140214);
-    /* 297 stage3.step9.grad.bn0: bn 258x7x7 -> 258x7x7 */
-    rt_bn_backward(ctx, act + 6113152 * nB, 1, G + 624756, G + 625014, act + 6265728 * nB, act + 5978512 * nB, fix + 19072, fix + 19344, P + 624756, B, 258, 49);
-    /* 296 stage3.step8.concat: concat 246x7x7 -> 258x7x7 */
-    {
-        float *const dxs[2] = { act + 5978512 * nB, act + 4868640 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 246, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6113152 * nB, 2, cs, B, 49);
-    }
-    /* 295 stage3.step8.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 4873344 * nB, 0, G + 619572, act + 4868640 * nB, act + 4870992 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 294 stage3.step8.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 4868640 * nB, 0, act + 4873344 * nB, act + 4870992 * nB, nB * 2352, nB * 3137862);
-    /* 293 stage3.step8.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 4870992 * nB, 0, G + 619476, G + 619524, act + 4868640 * nB, act + 4005456 * nB, fix + 18976, fix + 19024, P + 619476, B, 48, 49);
-    /* 292 stage3.step8.grad.conv0: conv 246x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 6113152 * nB, 0, G + 607668, act + 4870992 * nB, act + 6101088 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
-    /* 291 stage3.step8.grad.relu0: relu 246x7x7 -> 246x7x7 */
-    rt_relu_backward(ctx, act + 6125216 * nB, 0, act + 6113152 * nB, act + 6101088 * nB, nB * 12054, nB * 3125808);
-    /* 290 stage3.step8.grad.bn0: bn 246x7x7 -> 246x7x7 */
-    rt_bn_backward(ctx, act + 5978512 * nB, 1, G + 607176, G + 607422, act + 6125216 * nB, act + 5966448 * nB, fix + 18464, fix + 18720, P + 607176, B, 246, 49);
-    /* 289 stage3.step7.concat: concat 234x7x7 -> 246x7x7 */
-    {
-        float *const dxs[2] = { act + 5943504 * nB, act + 4005456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 234, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5978512 * nB, 2, cs, B, 49);
-    }
-    /* 288 stage3.step7.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 4868640 * nB, 0, G + 601992, act + 4005456 * nB, act + 4377072 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 287 stage3.step7.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 4005456 * nB, 0, act + 4868640 * nB, act + 4377072 * nB, nB * 2352, nB * 3123456);
-    /* 286 stage3.step7.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 4377072 * nB, 0, G + 601896, G + 601944, act + 4005456 * nB, act + 3880800 * nB, fix + 18368, fix + 18416, P + 601896, B, 48, 49);
-    /* 285 stage3.step7.grad.conv0: conv 234x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 5966448 * nB, 0, G + 590664, act + 4377072 * nB, act + 5954976 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
-    /* 284 stage3.step7.grad.relu0: relu 234x7x7 -> 234x7x7 */
-    rt_relu_backward(ctx, act + 5977920 * nB, 0, act + 5966448 * nB, act + 5954976 * nB, nB * 11466, nB * 3111990);
-    /* 283 stage3.step7.grad.bn0: bn 234x7x7 -> 234x7x7 */
-    rt_bn_backward(ctx, act + 5943504 * nB, 1, G + 590196, G + 590430, act + 5977920 * nB, act + 5825040 * nB, fix + 17888, fix + 18128, P + 590196, B, 234, 49);
-    /* 282 stage3.step6.concat: concat 222x7x7 -> 234x7x7 */
-    {
-        float *const dxs[2] = { act + 5803280 * nB, act + 3880800 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 222, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5943504 * nB, 2, cs, B, 49);
-    }
-    /* 281 stage3.step6.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 4005456 * nB, 0, G + 585012, act + 3880800 * nB, act + 4003104 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 280 stage3.step6.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 3880800 * nB, 0, act + 4005456 * nB, act + 4003104 * nB, nB * 2352, nB * 3109638);
-    /* 279 stage3.step6.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 4003104 * nB, 0, G + 584916, G + 584964, act + 3880800 * nB, act + 3876096 * nB, fix + 17792, fix + 17840, P + 584916, B, 48, 49);
-    /* 278 stage3.step6.grad.conv0: conv 222x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 5825040 * nB, 0, G + 574260, act + 4003104 * nB, act + 5814160 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
-}
-
-/* Backward, part 4 of 15. */
-static void backward_4(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 277 stage3.step6.grad.relu0: relu 222x7x7 -> 222x7x7 */
-    rt_relu_backward(ctx, act + 5943504 * nB, 0, act + 5825040 * nB, act + 5814160 * nB, nB * 10878, nB * 3098760);
-    /* 276 stage3.step6.grad.bn0: bn 222x7x7 -> 222x7x7 */
-    rt_bn_backward(ctx, act + 5803280 * nB, 1, G + 573816, G + 574038, act + 5943504 * nB, act + 5679232 * nB, fix + 17344, fix + 17568, P + 573816, B, 222, 49);
-    /* 275 stage3.step5.concat: concat 210x7x7 -> 222x7x7 */
-    {
-        float *const dxs[2] = { act + 5679232 * nB, act + 3876096 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 210, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5803280 * nB, 2, cs, B, 49);
-    }
-    /* 274 stage3.step5.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 3880800 * nB, 0, G + 568632, act + 3876096 * nB, act + 3878448 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 273 stage3.step5.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 3876096 * nB, 0, act + 3880800 * nB, act + 3878448 * nB, nB * 2352, nB * 3096408);
-    /* 272 stage3.step5.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 3878448 * nB, 0, G + 568536, G + 568584, act + 3876096 * nB, act + 3560928 * nB, fix + 17248, fix + 17296, P + 568536, B, 48, 49);
-    /* 271 stage3.step5.grad.conv0: conv 210x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 5803280 * nB, 0, G + 558456, act + 3878448 * nB, act + 5792976 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
-    /* 270 stage3.step5.grad.relu0: relu 210x7x7 -> 210x7x7 */
-    rt_relu_backward(ctx, act + 5813584 * nB, 0, act + 5803280 * nB, act + 5792976 * nB, nB * 10290, nB * 3086118);
-    /* 269 stage3.step5.grad.bn0: bn 210x7x7 -> 210x7x7 */
-    rt_bn_backward(ctx, act + 5679232 * nB, 1, G + 558036, G + 558246, act + 5813584 * nB, act + 5668928 * nB, fix + 16800, fix + 17024, P + 558036, B, 210, 49);
-    /* 268 stage3.step4.concat: concat 198x7x7 -> 210x7x7 */
-    {
-        float *const dxs[2] = { act + 5649504 * nB, act + 3560928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 198, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5679232 * nB, 2, cs, B, 49);
-    }
-    /* 267 stage3.step4.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 3876096 * nB, 0, G + 552852, act + 3560928 * nB, act + 3563280 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 266 stage3.step4.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 3560928 * nB, 0, act + 3876096 * nB, act + 3563280 * nB, nB * 2352, nB * 3083766);
-    /* 265 stage3.step4.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 3563280 * nB, 0, G + 552756, G + 552804, act + 3560928 * nB, act + 2076816 * nB, fix + 16704, fix + 16752, P + 552756, B, 48, 49);
-    /* 264 stage3.step4.grad.conv0: conv 198x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 5668928 * nB, 0, G + 543252, act + 3563280 * nB, act + 5659216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
-    /* 263 stage3.step4.grad.relu0: relu 198x7x7 -> 198x7x7 */
-    rt_relu_backward(ctx, act + 5678640 * nB, 0, act + 5668928 * nB, act + 5659216 * nB, nB * 9702, nB * 3074064);
-    /* 262 stage3.step4.grad.bn0: bn 198x7x7 -> 198x7x7 */
-    rt_bn_backward(ctx, act + 5649504 * nB, 1, G + 542856, G + 543054, act + 5678640 * nB, act + 5540448 * nB, fix + 16288, fix + 16496, P + 542856, B, 198, 49);
-    /* 261 stage3.step3.concat: concat 186x7x7 -> 198x7x7 */
-    {
-        float *const dxs[2] = { act + 5522208 * nB, act + 2076816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 186, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5649504 * nB, 2, cs, B, 49);
-    }
-    /* 260 stage3.step3.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 3560928 * nB, 0, G + 537672, act + 2076816 * nB, act + 3497424 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 259 stage3.step3.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 2076816 * nB, 0, act + 3560928 * nB, act + 3497424 * nB, nB * 2352, nB * 3071712);
-    /* 258 stage3.step3.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 3497424 * nB, 0, G + 537576, G + 537624, act + 2076816 * nB, act + 2072112 * nB, fix + 16192, fix + 16240, P + 537576, B, 48, 49);
-    /* 257 stage3.step3.grad.conv0: conv 186x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 5540448 * nB, 0, G + 528648, act + 3497424 * nB, act + 5531328 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
-    /* 256 stage3.step3.grad.relu0: relu 186x7x7 -> 186x7x7 */
-    rt_relu_backward(ctx, act + 5649504 * nB, 0, act + 5540448 * nB, act + 5531328 * nB, nB * 9114, nB * 3062598);
-    /* 255 stage3.step3.grad.bn0: bn 186x7x7 -> 186x7x7 */
-    rt_bn_backward(ctx, act + 5522208 * nB, 1, G + 528276, G + 528462, act + 5649504 * nB, act + 5513088 * nB, fix + 15808, fix + 16000, P + 528276, B, 186, 49);
-    /* 254 stage3.step2.concat: concat 174x7x7 -> 186x7x7 */
-    {
-        float *const dxs[2] = { act + 5408160 * nB, act + 2072112 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 174, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5522208 * nB, 2, cs, B, 49);
-    }
-}
-
-/* Backward, part 5 of 15. */
-static void backward_5(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 253 stage3.step2.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 2076816 * nB, 0, G + 523092, act + 2072112 * nB, act + 2074464 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 252 stage3.step2.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 2072112 * nB, 0, act + 2076816 * nB, act + 2074464 * nB, nB * 2352, nB * 3060246);
-    /* 251 stage3.step2.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 2074464 * nB, 0, G + 522996, G + 523044, act + 2072112 * nB, act + 1001952 * nB, fix + 15712, fix + 15760, P + 522996, B, 48, 49);
-    /* 250 stage3.step2.grad.conv0: conv 174x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 5513088 * nB, 0, G + 514644, act + 2074464 * nB, act + 5416688 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
-    /* 249 stage3.step2.grad.relu0: relu 174x7x7 -> 174x7x7 */
-    rt_relu_backward(ctx, act + 5521616 * nB, 0, act + 5513088 * nB, act + 5416688 * nB, nB * 8526, nB * 3051720);
-    /* 248 stage3.step2.grad.bn0: bn 174x7x7 -> 174x7x7 */
-    rt_bn_backward(ctx, act + 5408160 * nB, 1, G + 514296, G + 514470, act + 5521616 * nB, act + 5399632 * nB, fix + 15360, fix + 15536, P + 514296, B, 174, 49);
-    /* 247 stage3.step1.concat: concat 162x7x7 -> 174x7x7 */
-    {
-        float *const dxs[2] = { act + 5383728 * nB, act + 1001952 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 162, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5408160 * nB, 2, cs, B, 49);
-    }
-    /* 246 stage3.step1.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 2072112 * nB, 0, G + 509112, act + 1001952 * nB, act + 1004304 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 245 stage3.step1.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 1001952 * nB, 0, act + 2072112 * nB, act + 1004304 * nB, nB * 2352, nB * 3049368);
-    /* 244 stage3.step1.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 1004304 * nB, 0, G + 509016, G + 509064, act + 1001952 * nB, act + 192864 * nB, fix + 15264, fix + 15312, P + 509016, B, 48, 49);
-    /* 243 stage3.step1.grad.conv0: conv 162x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 5399632 * nB, 0, G + 501240, act + 1004304 * nB, act + 5391680 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
-    /* 242 stage3.step1.grad.relu0: relu 162x7x7 -> 162x7x7 */
-    rt_relu_backward(ctx, act + 5407584 * nB, 0, act + 5399632 * nB, act + 5391680 * nB, nB * 7938, nB * 3041430);
-    /* 241 stage3.step1.grad.bn0: bn 162x7x7 -> 162x7x7 */
-    rt_bn_backward(ctx, act + 5383728 * nB, 1, G + 500916, G + 501078, act + 5407584 * nB, act + 5285552 * nB, fix + 14912, fix + 15088, P + 500916, B, 162, 49);
-    /* 240 stage3.step0.concat: concat 150x7x7 -> 162x7x7 */
-    {
-        float *const dxs[2] = { act + 5270832 * nB, act + 192864 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 150, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5383728 * nB, 2, cs, B, 49);
-    }
-    /* 239 stage3.step0.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward(ctx, act + 1001952 * nB, 0, G + 495732, act + 192864 * nB, act + 195216 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 238 stage3.step0.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward(ctx, act + 192864 * nB, 0, act + 1001952 * nB, act + 195216 * nB, nB * 2352, nB * 3039078);
-    /* 237 stage3.step0.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward(ctx, act + 195216 * nB, 0, G + 495636, G + 495684, act + 192864 * nB, act + 190512 * nB, fix + 14816, fix + 14864, P + 495636, B, 48, 49);
-    /* 236 stage3.step0.grad.conv0: conv 150x7x7 -> 48x7x7 */
-    rt_conv2d_backward(ctx, act + 5285552 * nB, 0, G + 488436, act + 195216 * nB, act + 5278192 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
-    /* 235 stage3.step0.grad.relu0: relu 150x7x7 -> 150x7x7 */
-    rt_relu_backward(ctx, act + 5292912 * nB, 0, act + 5285552 * nB, act + 5278192 * nB, nB * 7350, nB * 3031728);
-    /* 234 stage3.step0.grad.bn0: bn 150x7x7 -> 150x7x7 */
-    rt_bn_backward(ctx, act + 5270832 * nB, 1, G + 488136, G + 488286, act + 5292912 * nB, act + 5174400 * nB, fix + 14496, fix + 14656, P + 488136, B, 150, 49);
-    /* 233 trans2.avgpool0: avgpool 150x14x14 -> 150x7x7 */
-    rt_avgpool_backward(ctx, act + 5383728 * nB, 0, act + 5270832 * nB, B, 150, 14, 14, 2, 2);
-    /* 232 trans2.conv0: conv 300x14x14 -> 150x14x14 */
-    rt_conv2d_backward(ctx, act + 6437424 * nB, 0, G + 443136, act + 5383728 * nB, act + 6496224 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
-    /* 231 trans2.relu0: relu 300x14x14 -> 300x14x14 */
-    rt_relu_backward(ctx, act + 6555024 * nB, 0, act + 6437424 * nB, act + 6496224 * nB, nB * 58800, nB * 2972928);
-    /* 230 trans2.bn0: bn 300x14x14 -> 300x14x14 */
-    rt_bn_backward(ctx, act + 6437424 * nB, 0, G + 442536, G + 442836, act + 6555024 * nB, act + 6378624 * nB, fix + 13888, fix + 14192, P + 442536, B, 300, 196);
-}
-
-/* Backward, part 6 of 15. */
-static void backward_6(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 229 stage2.step15.concat: concat 288x14x14 -> 300x14x14 */
-    {
-        float *const dxs[2] = { act + 6265728 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 288, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6437424 * nB, 2, cs, B, 196);
-    }
-    /* 228 stage2.step15.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 5174400 * nB, 0, G + 437352, act + 190512 * nB, act + 5261424 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 227 stage2.step15.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 5270832 * nB, 0, act + 5174400 * nB, act + 5261424 * nB, nB * 9408, nB * 2963520);
-    /* 226 stage2.step15.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 5174400 * nB, 0, G + 437256, G + 437304, act + 5270832 * nB, act + 5155584 * nB, fix + 13792, fix + 13840, P + 437256, B, 48, 196);
-    /* 225 stage2.step15.grad.conv0: conv 288x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 6378624 * nB, 0, G + 423432, act + 5174400 * nB, act + 6322176 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
-    /* 224 stage2.step15.grad.relu0: relu 288x14x14 -> 288x14x14 */
-    rt_relu_backward(ctx, act + 6435072 * nB, 0, act + 6378624 * nB, act + 6322176 * nB, nB * 56448, nB * 2907072);
-    /* 223 stage2.step15.grad.bn0: bn 288x14x14 -> 288x14x14 */
-    rt_bn_backward(ctx, act + 6265728 * nB, 1, G + 422856, G + 423144, act + 6435072 * nB, act + 6209280 * nB, fix + 13216, fix + 13504, P + 422856, B, 288, 196);
-    /* 222 stage2.step14.concat: concat 276x14x14 -> 288x14x14 */
-    {
-        float *const dxs[2] = { act + 6101088 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 276, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6265728 * nB, 2, cs, B, 196);
-    }
-    /* 221 stage2.step14.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 5155584 * nB, 0, G + 417672, act + 190512 * nB, act + 5164992 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 220 stage2.step14.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 5174400 * nB, 0, act + 5155584 * nB, act + 5164992 * nB, nB * 9408, nB * 2897664);
-    /* 219 stage2.step14.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 5155584 * nB, 0, G + 417576, G + 417624, act + 5174400 * nB, act + 4967424 * nB, fix + 13120, fix + 13168, P + 417576, B, 48, 196);
-    /* 218 stage2.step14.grad.conv0: conv 276x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 6209280 * nB, 0, G + 404328, act + 5155584 * nB, act + 6155184 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
-    /* 217 stage2.step14.grad.relu0: relu 276x14x14 -> 276x14x14 */
-    rt_relu_backward(ctx, act + 6263376 * nB, 0, act + 6209280 * nB, act + 6155184 * nB, nB * 54096, nB * 2843568);
-    /* 216 stage2.step14.grad.bn0: bn 276x14x14 -> 276x14x14 */
-    rt_bn_backward(ctx, act + 6101088 * nB, 1, G + 403776, G + 404052, act + 6263376 * nB, act + 6046992 * nB, fix + 12544, fix + 12832, P + 403776, B, 276, 196);
-    /* 215 stage2.step13.concat: concat 264x14x14 -> 276x14x14 */
-    {
-        float *const dxs[2] = { act + 5943504 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 264, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 6101088 * nB, 2, cs, B, 196);
-    }
-    /* 214 stage2.step13.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 4967424 * nB, 0, G + 398592, act + 190512 * nB, act + 5146176 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 213 stage2.step13.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 5155584 * nB, 0, act + 4967424 * nB, act + 5146176 * nB, nB * 9408, nB * 2834160);
-    /* 212 stage2.step13.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 4967424 * nB, 0, G + 398496, G + 398544, act + 5155584 * nB, act + 4948608 * nB, fix + 12448, fix + 12496, P + 398496, B, 48, 196);
-    /* 211 stage2.step13.grad.conv0: conv 264x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 6046992 * nB, 0, G + 385824, act + 4967424 * nB, act + 5995248 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
-    /* 210 stage2.step13.grad.relu0: relu 264x14x14 -> 264x14x14 */
-    rt_relu_backward(ctx, act + 6098736 * nB, 0, act + 6046992 * nB, act + 5995248 * nB, nB * 51744, nB * 2782416);
-    /* 209 stage2.step13.grad.bn0: bn 264x14x14 -> 264x14x14 */
-    rt_bn_backward(ctx, act + 5943504 * nB, 1, G + 385296, G + 385560, act + 6098736 * nB, act + 5891760 * nB, fix + 11904, fix + 12176, P + 385296, B, 264, 196);
-    /* 208 stage2.step12.concat: concat 252x14x14 -> 264x14x14 */
-    {
-        float *const dxs[2] = { act + 5792976 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 252, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5943504 * nB, 2, cs, B, 196);
-    }
-    /* 207 stage2.step12.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 4948608 * nB, 0, G + 380112, act + 190512 * nB, act + 4958016 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 206 stage2.step12.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 4967424 * nB, 0, act + 4948608 * nB, act + 4958016 * nB, nB * 9408, nB * 2773008);
-}
-
-/* Backward, part 7 of 15. */
-static void backward_7(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 205 stage2.step12.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 4948608 * nB, 0, G + 380016, G + 380064, act + 4967424 * nB, act + 4849824 * nB, fix + 11808, fix + 11856, P + 380016, B, 48, 196);
-    /* 204 stage2.step12.grad.conv0: conv 252x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 5891760 * nB, 0, G + 367920, act + 4948608 * nB, act + 5842368 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
-    /* 203 stage2.step12.grad.relu0: relu 252x14x14 -> 252x14x14 */
-    rt_relu_backward(ctx, act + 5941152 * nB, 0, act + 5891760 * nB, act + 5842368 * nB, nB * 49392, nB * 2723616);
-    /* 202 stage2.step12.grad.bn0: bn 252x14x14 -> 252x14x14 */
-    rt_bn_backward(ctx, act + 5792976 * nB, 1, G + 367416, G + 367668, act + 5941152 * nB, act + 5743584 * nB, fix + 11296, fix + 11552, P + 367416, B, 252, 196);
-    /* 201 stage2.step11.concat: concat 240x14x14 -> 252x14x14 */
-    {
-        float *const dxs[2] = { act + 5649504 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 240, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5792976 * nB, 2, cs, B, 196);
-    }
-    /* 200 stage2.step11.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 4849824 * nB, 0, G + 362232, act + 190512 * nB, act + 4859232 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 199 stage2.step11.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 4948608 * nB, 0, act + 4849824 * nB, act + 4859232 * nB, nB * 9408, nB * 2714208);
-    /* 198 stage2.step11.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 4849824 * nB, 0, G + 362136, G + 362184, act + 4948608 * nB, act + 4367664 * nB, fix + 11200, fix + 11248, P + 362136, B, 48, 196);
-    /* 197 stage2.step11.grad.conv0: conv 240x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 5743584 * nB, 0, G + 350616, act + 4849824 * nB, act + 5696544 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
-    /* 196 stage2.step11.grad.relu0: relu 240x14x14 -> 240x14x14 */
-    rt_relu_backward(ctx, act + 5790624 * nB, 0, act + 5743584 * nB, act + 5696544 * nB, nB * 47040, nB * 2667168);
-    /* 195 stage2.step11.grad.bn0: bn 240x14x14 -> 240x14x14 */
-    rt_bn_backward(ctx, act + 5649504 * nB, 1, G + 350136, G + 350376, act + 5790624 * nB, act + 5602464 * nB, fix + 10720, fix + 10960, P + 350136, B, 240, 196);
-    /* 194 stage2.step10.concat: concat 228x14x14 -> 240x14x14 */
-    {
-        float *const dxs[2] = { act + 5513088 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 228, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5649504 * nB, 2, cs, B, 196);
-    }
-    /* 193 stage2.step10.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 4367664 * nB, 0, G + 344952, act + 190512 * nB, act + 4840416 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 192 stage2.step10.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 4849824 * nB, 0, act + 4367664 * nB, act + 4840416 * nB, nB * 9408, nB * 2657760);
-    /* 191 stage2.step10.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 4367664 * nB, 0, G + 344856, G + 344904, act + 4849824 * nB, act + 4348848 * nB, fix + 10624, fix + 10672, P + 344856, B, 48, 196);
-    /* 190 stage2.step10.grad.conv0: conv 228x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 5602464 * nB, 0, G + 333912, act + 4367664 * nB, act + 5557776 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
-    /* 189 stage2.step10.grad.relu0: relu 228x14x14 -> 228x14x14 */
-    rt_relu_backward(ctx, act + 5647152 * nB, 0, act + 5602464 * nB, act + 5557776 * nB, nB * 44688, nB * 2613072);
-    /* 188 stage2.step10.grad.bn0: bn 228x14x14 -> 228x14x14 */
-    rt_bn_backward(ctx, act + 5513088 * nB, 1, G + 333456, G + 333684, act + 5647152 * nB, act + 5468400 * nB, fix + 10144, fix + 10384, P + 333456, B, 228, 196);
-    /* 187 stage2.step9.concat: concat 216x14x14 -> 228x14x14 */
-    {
-        float *const dxs[2] = { act + 5383728 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 216, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5513088 * nB, 2, cs, B, 196);
-    }
-    /* 186 stage2.step9.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 4348848 * nB, 0, G + 328272, act + 190512 * nB, act + 4358256 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 185 stage2.step9.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 4367664 * nB, 0, act + 4348848 * nB, act + 4358256 * nB, nB * 9408, nB * 2603664);
-    /* 184 stage2.step9.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 4348848 * nB, 0, G + 328176, G + 328224, act + 4367664 * nB, act + 3956064 * nB, fix + 10048, fix + 10096, P + 328176, B, 48, 196);
-    /* 183 stage2.step9.grad.conv0: conv 216x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 5468400 * nB, 0, G + 317808, act + 4348848 * nB, act + 5426064 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
-    /* 182 stage2.step9.grad.relu0: relu 216x14x14 -> 216x14x14 */
-    rt_relu_backward(ctx, act + 5510736 * nB, 0, act + 5468400 * nB, act + 5426064 * nB, nB * 42336, nB * 2561328);
-}
-
-/* Backward, part 8 of 15. */
-static void backward_8(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 181 stage2.step9.grad.bn0: bn 216x14x14 -> 216x14x14 */
-    rt_bn_backward(ctx, act + 5383728 * nB, 1, G + 317376, G + 317592, act + 5510736 * nB, act + 5341392 * nB, fix + 9600, fix + 9824, P + 317376, B, 216, 196);
-    /* 180 stage2.step8.concat: concat 204x14x14 -> 216x14x14 */
-    {
-        float *const dxs[2] = { act + 5261424 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 204, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5383728 * nB, 2, cs, B, 196);
-    }
-    /* 179 stage2.step8.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 3956064 * nB, 0, G + 312192, act + 190512 * nB, act + 3993696 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 178 stage2.step8.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 4348848 * nB, 0, act + 3956064 * nB, act + 3993696 * nB, nB * 9408, nB * 2551920);
-    /* 177 stage2.step8.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 3956064 * nB, 0, G + 312096, G + 312144, act + 4348848 * nB, act + 3937248 * nB, fix + 9504, fix + 9552, P + 312096, B, 48, 196);
-    /* 176 stage2.step8.grad.conv0: conv 204x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 5341392 * nB, 0, G + 302304, act + 3956064 * nB, act + 5301408 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
-    /* 175 stage2.step8.grad.relu0: relu 204x14x14 -> 204x14x14 */
-    rt_relu_backward(ctx, act + 5381376 * nB, 0, act + 5341392 * nB, act + 5301408 * nB, nB * 39984, nB * 2511936);
-    /* 174 stage2.step8.grad.bn0: bn 204x14x14 -> 204x14x14 */
-    rt_bn_backward(ctx, act + 5261424 * nB, 1, G + 301896, G + 302100, act + 5381376 * nB, act + 5221440 * nB, fix + 9088, fix + 9296, P + 301896, B, 204, 196);
-    /* 173 stage2.step7.concat: concat 192x14x14 -> 204x14x14 */
-    {
-        float *const dxs[2] = { act + 5146176 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 192, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5261424 * nB, 2, cs, B, 196);
-    }
-    /* 172 stage2.step7.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 3937248 * nB, 0, G + 296712, act + 190512 * nB, act + 3946656 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 171 stage2.step7.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 3956064 * nB, 0, act + 3937248 * nB, act + 3946656 * nB, nB * 9408, nB * 2502528);
-    /* 170 stage2.step7.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 3937248 * nB, 0, G + 296616, G + 296664, act + 3956064 * nB, act + 3857280 * nB, fix + 8992, fix + 9040, P + 296616, B, 48, 196);
-    /* 169 stage2.step7.grad.conv0: conv 192x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 5221440 * nB, 0, G + 287400, act + 3937248 * nB, act + 5183808 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
-    /* 168 stage2.step7.grad.relu0: relu 192x14x14 -> 192x14x14 */
-    rt_relu_backward(ctx, act + 5259072 * nB, 0, act + 5221440 * nB, act + 5183808 * nB, nB * 37632, nB * 2464896);
-    /* 167 stage2.step7.grad.bn0: bn 192x14x14 -> 192x14x14 */
-    rt_bn_backward(ctx, act + 5146176 * nB, 1, G + 287016, G + 287208, act + 5259072 * nB, act + 4910976 * nB, fix + 8608, fix + 8800, P + 287016, B, 192, 196);
-    /* 166 stage2.step6.concat: concat 180x14x14 -> 192x14x14 */
-    {
-        float *const dxs[2] = { act + 4840416 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 180, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 5146176 * nB, 2, cs, B, 196);
-    }
-    /* 165 stage2.step6.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 3857280 * nB, 0, G + 281832, act + 190512 * nB, act + 3866688 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 164 stage2.step6.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 3937248 * nB, 0, act + 3857280 * nB, act + 3866688 * nB, nB * 9408, nB * 2455488);
-    /* 163 stage2.step6.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 3857280 * nB, 0, G + 281736, G + 281784, act + 3937248 * nB, act + 3142272 * nB, fix + 8512, fix + 8560, P + 281736, B, 48, 196);
-    /* 162 stage2.step6.grad.conv0: conv 180x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 4910976 * nB, 0, G + 273096, act + 3857280 * nB, act + 4875696 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
-    /* 161 stage2.step6.grad.relu0: relu 180x14x14 -> 180x14x14 */
-    rt_relu_backward(ctx, act + 5146176 * nB, 0, act + 4910976 * nB, act + 4875696 * nB, nB * 35280, nB * 2420208);
-    /* 160 stage2.step6.grad.bn0: bn 180x14x14 -> 180x14x14 */
-    rt_bn_backward(ctx, act + 4840416 * nB, 1, G + 272736, G + 272916, act + 5146176 * nB, act + 4442928 * nB, fix + 8128, fix + 8320, P + 272736, B, 180, 196);
-    /* 159 stage2.step5.concat: concat 168x14x14 -> 180x14x14 */
-    {
-        float *const dxs[2] = { act + 4442928 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 168, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 4840416 * nB, 2, cs, B, 196);
-    }
-    /* 158 stage2.step5.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 3142272 * nB, 0, G + 267552, act + 190512 * nB, act + 3488016 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
-}
-
-/* Backward, part 9 of 15. */
-static void backward_9(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 157 stage2.step5.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 3857280 * nB, 0, act + 3142272 * nB, act + 3488016 * nB, nB * 9408, nB * 2410800);
-    /* 156 stage2.step5.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 3142272 * nB, 0, G + 267456, G + 267504, act + 3857280 * nB, act + 2756544 * nB, fix + 8032, fix + 8080, P + 267456, B, 48, 196);
-    /* 155 stage2.step5.grad.conv0: conv 168x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 4840416 * nB, 0, G + 259392, act + 3142272 * nB, act + 4807488 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
-    /* 154 stage2.step5.grad.relu0: relu 168x14x14 -> 168x14x14 */
-    rt_relu_backward(ctx, act + 4873344 * nB, 0, act + 4840416 * nB, act + 4807488 * nB, nB * 32928, nB * 2377872);
-    /* 153 stage2.step5.grad.bn0: bn 168x14x14 -> 168x14x14 */
-    rt_bn_backward(ctx, act + 4442928 * nB, 1, G + 259056, G + 259224, act + 4873344 * nB, act + 4410000 * nB, fix + 7680, fix + 7856, P + 259056, B, 168, 196);
-    /* 152 stage2.step4.concat: concat 156x14x14 -> 168x14x14 */
-    {
-        float *const dxs[2] = { act + 4348848 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 156, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 4442928 * nB, 2, cs, B, 196);
-    }
-    /* 151 stage2.step4.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 2756544 * nB, 0, G + 253872, act + 190512 * nB, act + 3132864 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 150 stage2.step4.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 3142272 * nB, 0, act + 2756544 * nB, act + 3132864 * nB, nB * 9408, nB * 2368464);
-    /* 149 stage2.step4.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 2756544 * nB, 0, G + 253776, G + 253824, act + 3142272 * nB, act + 1759296 * nB, fix + 7584, fix + 7632, P + 253776, B, 48, 196);
-    /* 148 stage2.step4.grad.conv0: conv 156x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 4410000 * nB, 0, G + 246288, act + 2756544 * nB, act + 4379424 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
-    /* 147 stage2.step4.grad.relu0: relu 156x14x14 -> 156x14x14 */
-    rt_relu_backward(ctx, act + 4440576 * nB, 0, act + 4410000 * nB, act + 4379424 * nB, nB * 30576, nB * 2337888);
-    /* 146 stage2.step4.grad.bn0: bn 156x14x14 -> 156x14x14 */
-    rt_bn_backward(ctx, act + 4348848 * nB, 1, G + 245976, G + 246132, act + 4440576 * nB, act + 4318272 * nB, fix + 7264, fix + 7424, P + 245976, B, 156, 196);
-    /* 145 stage2.step3.concat: concat 144x14x14 -> 156x14x14 */
-    {
-        float *const dxs[2] = { act + 3937248 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 144, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 4348848 * nB, 2, cs, B, 196);
-    }
-    /* 144 stage2.step3.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 1759296 * nB, 0, G + 240792, act + 190512 * nB, act + 1768704 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 143 stage2.step3.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 2756544 * nB, 0, act + 1759296 * nB, act + 1768704 * nB, nB * 9408, nB * 2328480);
-    /* 142 stage2.step3.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 1759296 * nB, 0, G + 240696, G + 240744, act + 2756544 * nB, act + 771456 * nB, fix + 7168, fix + 7216, P + 240696, B, 48, 196);
-    /* 141 stage2.step3.grad.conv0: conv 144x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 4318272 * nB, 0, G + 233784, act + 1759296 * nB, act + 3965472 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
-    /* 140 stage2.step3.grad.relu0: relu 144x14x14 -> 144x14x14 */
-    rt_relu_backward(ctx, act + 4346496 * nB, 0, act + 4318272 * nB, act + 3965472 * nB, nB * 28224, nB * 2300256);
-    /* 139 stage2.step3.grad.bn0: bn 144x14x14 -> 144x14x14 */
-    rt_bn_backward(ctx, act + 3937248 * nB, 1, G + 233496, G + 233640, act + 4346496 * nB, act + 3909024 * nB, fix + 6880, fix + 7024, P + 233496, B, 144, 196);
-    /* 138 stage2.step2.concat: concat 132x14x14 -> 144x14x14 */
-    {
-        float *const dxs[2] = { act + 3857280 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 132, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 3937248 * nB, 2, cs, B, 196);
-    }
-    /* 137 stage2.step2.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 771456 * nB, 0, G + 228312, act + 190512 * nB, act + 1495872 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 136 stage2.step2.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 1759296 * nB, 0, act + 771456 * nB, act + 1495872 * nB, nB * 9408, nB * 2290848);
-    /* 135 stage2.step2.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 771456 * nB, 0, G + 228216, G + 228264, act + 1759296 * nB, act + 573888 * nB, fix + 6784, fix + 6832, P + 228216, B, 48, 196);
-    /* 134 stage2.step2.grad.conv0: conv 132x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 3909024 * nB, 0, G + 221880, act + 771456 * nB, act + 3883152 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
-}
-
-/* Backward, part 10 of 15. */
-static void backward_10(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 133 stage2.step2.grad.relu0: relu 132x14x14 -> 132x14x14 */
-    rt_relu_backward(ctx, act + 3934896 * nB, 0, act + 3909024 * nB, act + 3883152 * nB, nB * 25872, nB * 2264976);
-    /* 132 stage2.step2.grad.bn0: bn 132x14x14 -> 132x14x14 */
-    rt_bn_backward(ctx, act + 3857280 * nB, 1, G + 221616, G + 221748, act + 3934896 * nB, act + 3462144 * nB, fix + 6496, fix + 6640, P + 221616, B, 132, 196);
-    /* 131 stage2.step1.concat: concat 120x14x14 -> 132x14x14 */
-    {
-        float *const dxs[2] = { act + 3462144 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 120, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 3857280 * nB, 2, cs, B, 196);
-    }
-    /* 130 stage2.step1.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 573888 * nB, 0, G + 216432, act + 190512 * nB, act + 762048 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 129 stage2.step1.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 771456 * nB, 0, act + 573888 * nB, act + 762048 * nB, nB * 9408, nB * 2255568);
-    /* 128 stage2.step1.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 573888 * nB, 0, G + 216336, G + 216384, act + 771456 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, B, 48, 196);
-    /* 127 stage2.step1.grad.conv0: conv 120x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 3857280 * nB, 0, G + 210576, act + 573888 * nB, act + 3537408 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
-    /* 126 stage2.step1.grad.relu0: relu 120x14x14 -> 120x14x14 */
-    rt_relu_backward(ctx, act + 3880800 * nB, 0, act + 3857280 * nB, act + 3537408 * nB, nB * 23520, nB * 2232048);
-    /* 125 stage2.step1.grad.bn0: bn 120x14x14 -> 120x14x14 */
-    rt_bn_backward(ctx, act + 3462144 * nB, 1, G + 210336, G + 210456, act + 3880800 * nB, act + 978432 * nB, fix + 6144, fix + 6272, P + 210336, B, 120, 196);
-    /* 124 stage2.step0.concat: concat 108x14x14 -> 120x14x14 */
-    {
-        float *const dxs[2] = { act + 978432 * nB, act + 28224 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 108, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 3462144 * nB, 2, cs, B, 196);
-    }
-    /* 123 stage2.step0.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward(ctx, act + 573888 * nB, 0, G + 205152, act + 28224 * nB, act + 122304 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 122 stage2.step0.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward(ctx, act + 28224 * nB, 0, act + 573888 * nB, act + 122304 * nB, nB * 9408, nB * 2222640);
-    /* 121 stage2.step0.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward(ctx, act + 122304 * nB, 0, G + 205056, G + 205104, act + 28224 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, B, 48, 196);
-    /* 120 stage2.step0.grad.conv0: conv 108x14x14 -> 48x14x14 */
-    rt_conv2d_backward(ctx, act + 3462144 * nB, 0, G + 199872, act + 122304 * nB, act + 2050944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
-    /* 119 stage2.step0.grad.relu0: relu 108x14x14 -> 108x14x14 */
-    rt_relu_backward(ctx, act + 3537408 * nB, 0, act + 3462144 * nB, act + 2050944 * nB, nB * 21168, nB * 2201472);
-    /* 118 stage2.step0.grad.bn0: bn 108x14x14 -> 108x14x14 */
-    rt_bn_backward(ctx, act + 978432 * nB, 1, G + 199656, G + 199764, act + 3537408 * nB, act + 169344 * nB, fix + 5824, fix + 5936, P + 199656, B, 108, 196);
-    /* 117 trans1.avgpool0: avgpool 108x28x28 -> 108x14x14 */
-    rt_avgpool_backward(ctx, act + 3857280 * nB, 0, act + 978432 * nB, B, 108, 28, 28, 2, 2);
-    /* 116 trans1.conv0: conv 216x28x28 -> 108x28x28 */
-    rt_conv2d_backward(ctx, act + 4807488 * nB, 0, G + 176328, act + 3857280 * nB, act + 4976832 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
-    /* 115 trans1.relu0: relu 216x28x28 -> 216x28x28 */
-    rt_relu_backward(ctx, act + 5146176 * nB, 0, act + 4807488 * nB, act + 4976832 * nB, nB * 169344, nB * 2032128);
-    /* 114 trans1.bn0: bn 216x28x28 -> 216x28x28 */
-    rt_bn_backward(ctx, act + 4807488 * nB, 0, G + 175896, G + 176112, act + 5146176 * nB, act + 4638144 * nB, fix + 5376, fix + 5600, P + 175896, B, 216, 784);
-    /* 113 stage1.step15.concat: concat 204x28x28 -> 216x28x28 */
-    {
-        float *const dxs[2] = { act + 4318272 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 204, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 4807488 * nB, 2, cs, B, 784);
-    }
-    /* 112 stage1.step15.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 3462144 * nB, 0, G + 170712, act + 18816 * nB, act + 3499776 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 111 stage1.step15.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 3857280 * nB, 0, act + 3462144 * nB, act + 3499776 * nB, nB * 37632, nB * 1994496);
-    /* 110 stage1.step15.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 3462144 * nB, 0, G + 170616, G + 170664, act + 3857280 * nB, act + 3095232 * nB, fix + 5280, fix + 5328, P + 170616, B, 48, 784);
-}
-
-/* Backward, part 11 of 15. */
-static void backward_11(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 109 stage1.step15.grad.conv0: conv 204x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 4638144 * nB, 0, G + 160824, act + 3462144 * nB, act + 4478208 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
-    /* 108 stage1.step15.grad.relu0: relu 204x28x28 -> 204x28x28 */
-    rt_relu_backward(ctx, act + 4798080 * nB, 0, act + 4638144 * nB, act + 4478208 * nB, nB * 159936, nB * 1834560);
-    /* 107 stage1.step15.grad.bn0: bn 204x28x28 -> 204x28x28 */
-    rt_bn_backward(ctx, act + 4318272 * nB, 1, G + 160416, G + 160620, act + 4798080 * nB, act + 4158336 * nB, fix + 4864, fix + 5072, P + 160416, B, 204, 784);
-    /* 106 stage1.step14.concat: concat 192x28x28 -> 204x28x28 */
-    {
-        float *const dxs[2] = { act + 3857280 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 192, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 4318272 * nB, 2, cs, B, 784);
-    }
-    /* 105 stage1.step14.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 3095232 * nB, 0, G + 155232, act + 18816 * nB, act + 3424512 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 104 stage1.step14.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 3462144 * nB, 0, act + 3095232 * nB, act + 3424512 * nB, nB * 37632, nB * 1796928);
-    /* 103 stage1.step14.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 3095232 * nB, 0, G + 155136, G + 155184, act + 3462144 * nB, act + 3019968 * nB, fix + 4768, fix + 4816, P + 155136, B, 48, 784);
-    /* 102 stage1.step14.grad.conv0: conv 192x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 4158336 * nB, 0, G + 145920, act + 3095232 * nB, act + 4007808 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
-    /* 101 stage1.step14.grad.relu0: relu 192x28x28 -> 192x28x28 */
-    rt_relu_backward(ctx, act + 4308864 * nB, 0, act + 4158336 * nB, act + 4007808 * nB, nB * 150528, nB * 1646400);
-    /* 100 stage1.step14.grad.bn0: bn 192x28x28 -> 192x28x28 */
-    rt_bn_backward(ctx, act + 3857280 * nB, 1, G + 145536, G + 145728, act + 4308864 * nB, act + 3706752 * nB, fix + 4384, fix + 4576, P + 145536, B, 192, 784);
-    /* 99 stage1.step13.concat: concat 180x28x28 -> 192x28x28 */
-    {
-        float *const dxs[2] = { act + 3424512 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 180, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 3857280 * nB, 2, cs, B, 784);
-    }
-    /* 98 stage1.step13.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 3019968 * nB, 0, G + 140352, act + 18816 * nB, act + 3057600 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 97 stage1.step13.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 3095232 * nB, 0, act + 3019968 * nB, act + 3057600 * nB, nB * 37632, nB * 1608768);
-    /* 96 stage1.step13.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 3019968 * nB, 0, G + 140256, G + 140304, act + 3095232 * nB, act + 2681280 * nB, fix + 4288, fix + 4336, P + 140256, B, 48, 784);
-    /* 95 stage1.step13.grad.conv0: conv 180x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 3706752 * nB, 0, G + 131616, act + 3019968 * nB, act + 3565632 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
-    /* 94 stage1.step13.grad.relu0: relu 180x28x28 -> 180x28x28 */
-    rt_relu_backward(ctx, act + 3847872 * nB, 0, act + 3706752 * nB, act + 3565632 * nB, nB * 141120, nB * 1467648);
-    /* 93 stage1.step13.grad.bn0: bn 180x28x28 -> 180x28x28 */
-    rt_bn_backward(ctx, act + 3424512 * nB, 1, G + 131256, G + 131436, act + 3847872 * nB, act + 3283392 * nB, fix + 3904, fix + 4096, P + 131256, B, 180, 784);
-    /* 92 stage1.step12.concat: concat 168x28x28 -> 180x28x28 */
-    {
-        float *const dxs[2] = { act + 3019968 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 168, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 3424512 * nB, 2, cs, B, 784);
-    }
-    /* 91 stage1.step12.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 2681280 * nB, 0, G + 126072, act + 18816 * nB, act + 2718912 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 90 stage1.step12.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 3283392 * nB, 0, act + 2681280 * nB, act + 2718912 * nB, nB * 37632, nB * 1430016);
-    /* 89 stage1.step12.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 2681280 * nB, 0, G + 125976, G + 126024, act + 3283392 * nB, act + 2370816 * nB, fix + 3808, fix + 3856, P + 125976, B, 48, 784);
-    /* 88 stage1.step12.grad.conv0: conv 168x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 3283392 * nB, 0, G + 117912, act + 2681280 * nB, act + 3151680 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
-    /* 87 stage1.step12.grad.relu0: relu 168x28x28 -> 168x28x28 */
-    rt_relu_backward(ctx, act + 3415104 * nB, 0, act + 3283392 * nB, act + 3151680 * nB, nB * 131712, nB * 1298304);
-    /* 86 stage1.step12.grad.bn0: bn 168x28x28 -> 168x28x28 */
-    rt_bn_backward(ctx, act + 3019968 * nB, 1, G + 117576, G + 117744, act + 3415104 * nB, act + 2888256 * nB, fix + 3456, fix + 3632, P + 117576, B, 168, 784);
-}
-
-/* Backward, part 12 of 15. */
-static void backward_12(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 85 stage1.step11.concat: concat 156x28x28 -> 168x28x28 */
-    {
-        float *const dxs[2] = { act + 2888256 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 156, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 3019968 * nB, 2, cs, B, 784);
-    }
-    /* 84 stage1.step11.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 2370816 * nB, 0, G + 112392, act + 18816 * nB, act + 2643648 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 83 stage1.step11.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 2681280 * nB, 0, act + 2370816 * nB, act + 2643648 * nB, nB * 37632, nB * 1260672);
-    /* 82 stage1.step11.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 2370816 * nB, 0, G + 112296, G + 112344, act + 2681280 * nB, act + 2295552 * nB, fix + 3360, fix + 3408, P + 112296, B, 48, 784);
-    /* 81 stage1.step11.grad.conv0: conv 156x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 2643648 * nB, 0, G + 104808, act + 2370816 * nB, act + 2765952 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
-    /* 80 stage1.step11.grad.relu0: relu 156x28x28 -> 156x28x28 */
-    rt_relu_backward(ctx, act + 3010560 * nB, 0, act + 2643648 * nB, act + 2765952 * nB, nB * 122304, nB * 1138368);
-    /* 79 stage1.step11.grad.bn0: bn 156x28x28 -> 156x28x28 */
-    rt_bn_backward(ctx, act + 2888256 * nB, 1, G + 104496, G + 104652, act + 3010560 * nB, act + 2521344 * nB, fix + 3040, fix + 3200, P + 104496, B, 156, 784);
-    /* 78 stage1.step10.concat: concat 144x28x28 -> 156x28x28 */
-    {
-        float *const dxs[2] = { act + 2521344 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 144, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 2888256 * nB, 2, cs, B, 784);
-    }
-    /* 77 stage1.step10.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 2295552 * nB, 0, G + 99312, act + 18816 * nB, act + 2333184 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 76 stage1.step10.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 2370816 * nB, 0, act + 2295552 * nB, act + 2333184 * nB, nB * 37632, nB * 1100736);
-    /* 75 stage1.step10.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 2295552 * nB, 0, G + 99216, G + 99264, act + 2370816 * nB, act + 1975680 * nB, fix + 2944, fix + 2992, P + 99216, B, 48, 784);
-    /* 74 stage1.step10.grad.conv0: conv 144x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 2634240 * nB, 0, G + 92304, act + 2295552 * nB, act + 2408448 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
-    /* 73 stage1.step10.grad.relu0: relu 144x28x28 -> 144x28x28 */
-    rt_relu_backward(ctx, act + 2295552 * nB, 0, act + 2634240 * nB, act + 2408448 * nB, nB * 112896, nB * 987840);
-    /* 72 stage1.step10.grad.bn0: bn 144x28x28 -> 144x28x28 */
-    rt_bn_backward(ctx, act + 2521344 * nB, 1, G + 92016, G + 92160, act + 2295552 * nB, act + 2182656 * nB, fix + 2656, fix + 2800, P + 92016, B, 144, 784);
-    /* 71 stage1.step9.concat: concat 132x28x28 -> 144x28x28 */
-    {
-        float *const dxs[2] = { act + 2182656 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 132, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 2521344 * nB, 2, cs, B, 784);
-    }
-    /* 70 stage1.step9.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 1975680 * nB, 0, G + 86832, act + 18816 * nB, act + 2013312 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 69 stage1.step9.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 2286144 * nB, 0, act + 1975680 * nB, act + 2013312 * nB, nB * 37632, nB * 950208);
-    /* 68 stage1.step9.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 1975680 * nB, 0, G + 86736, G + 86784, act + 2286144 * nB, act + 1684032 * nB, fix + 2560, fix + 2608, P + 86736, B, 48, 784);
-    /* 67 stage1.step9.grad.conv0: conv 132x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 2286144 * nB, 0, G + 80400, act + 1975680 * nB, act + 2079168 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
-    /* 66 stage1.step9.grad.relu0: relu 132x28x28 -> 132x28x28 */
-    rt_relu_backward(ctx, act + 1975680 * nB, 0, act + 2286144 * nB, act + 2079168 * nB, nB * 103488, nB * 846720);
-    /* 65 stage1.step9.grad.bn0: bn 132x28x28 -> 132x28x28 */
-    rt_bn_backward(ctx, act + 2182656 * nB, 1, G + 80136, G + 80268, act + 1975680 * nB, act + 1872192 * nB, fix + 2272, fix + 2416, P + 80136, B, 132, 784);
-    /* 64 stage1.step8.concat: concat 120x28x28 -> 132x28x28 */
-    {
-        float *const dxs[2] = { act + 1872192 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 120, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 2182656 * nB, 2, cs, B, 784);
-    }
-    /* 63 stage1.step8.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 1684032 * nB, 0, G + 74952, act + 18816 * nB, act + 1721664 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 62 stage1.step8.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 1966272 * nB, 0, act + 1684032 * nB, act + 1721664 * nB, nB * 37632, nB * 809088);
-}
-
-/* Backward, part 13 of 15. */
-static void backward_13(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 61 stage1.step8.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 1684032 * nB, 0, G + 74856, G + 74904, act + 1966272 * nB, act + 1420608 * nB, fix + 2176, fix + 2224, P + 74856, B, 48, 784);
-    /* 60 stage1.step8.grad.conv0: conv 120x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 1966272 * nB, 0, G + 69096, act + 1684032 * nB, act + 1778112 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
-    /* 59 stage1.step8.grad.relu0: relu 120x28x28 -> 120x28x28 */
-    rt_relu_backward(ctx, act + 1684032 * nB, 0, act + 1966272 * nB, act + 1778112 * nB, nB * 94080, nB * 715008);
-    /* 58 stage1.step8.grad.bn0: bn 120x28x28 -> 120x28x28 */
-    rt_bn_backward(ctx, act + 1872192 * nB, 1, G + 68856, G + 68976, act + 1684032 * nB, act + 1589952 * nB, fix + 1920, fix + 2048, P + 68856, B, 120, 784);
-    /* 57 stage1.step7.concat: concat 108x28x28 -> 120x28x28 */
-    {
-        float *const dxs[2] = { act + 1589952 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 108, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 1872192 * nB, 2, cs, B, 784);
-    }
-    /* 56 stage1.step7.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 1420608 * nB, 0, G + 63672, act + 18816 * nB, act + 1458240 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 55 stage1.step7.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 1674624 * nB, 0, act + 1420608 * nB, act + 1458240 * nB, nB * 37632, nB * 677376);
-    /* 54 stage1.step7.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 1420608 * nB, 0, G + 63576, G + 63624, act + 1674624 * nB, act + 1185408 * nB, fix + 1824, fix + 1872, P + 63576, B, 48, 784);
-    /* 53 stage1.step7.grad.conv0: conv 108x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 1674624 * nB, 0, G + 58392, act + 1420608 * nB, act + 1505280 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
-    /* 52 stage1.step7.grad.relu0: relu 108x28x28 -> 108x28x28 */
-    rt_relu_backward(ctx, act + 1420608 * nB, 0, act + 1674624 * nB, act + 1505280 * nB, nB * 84672, nB * 592704);
-    /* 51 stage1.step7.grad.bn0: bn 108x28x28 -> 108x28x28 */
-    rt_bn_backward(ctx, act + 1589952 * nB, 1, G + 58176, G + 58284, act + 1420608 * nB, act + 1335936 * nB, fix + 1600, fix + 1712, P + 58176, B, 108, 784);
-    /* 50 stage1.step6.concat: concat 96x28x28 -> 108x28x28 */
-    {
-        float *const dxs[2] = { act + 1335936 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 96, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 1589952 * nB, 2, cs, B, 784);
-    }
-    /* 49 stage1.step6.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 1185408 * nB, 0, G + 52992, act + 18816 * nB, act + 1223040 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 48 stage1.step6.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 1411200 * nB, 0, act + 1185408 * nB, act + 1223040 * nB, nB * 37632, nB * 555072);
-    /* 47 stage1.step6.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 1185408 * nB, 0, G + 52896, G + 52944, act + 1411200 * nB, act + 940800 * nB, fix + 1504, fix + 1552, P + 52896, B, 48, 784);
-    /* 46 stage1.step6.grad.conv0: conv 96x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 1411200 * nB, 0, G + 48288, act + 1185408 * nB, act + 1260672 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
-    /* 45 stage1.step6.grad.relu0: relu 96x28x28 -> 96x28x28 */
-    rt_relu_backward(ctx, act + 1185408 * nB, 0, act + 1411200 * nB, act + 1260672 * nB, nB * 75264, nB * 479808);
-    /* 44 stage1.step6.grad.bn0: bn 96x28x28 -> 96x28x28 */
-    rt_bn_backward(ctx, act + 1335936 * nB, 1, G + 48096, G + 48192, act + 1185408 * nB, act + 1110144 * nB, fix + 1312, fix + 1408, P + 48096, B, 96, 784);
-    /* 43 stage1.step5.concat: concat 84x28x28 -> 96x28x28 */
-    {
-        float *const dxs[2] = { act + 940800 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 84, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 1335936 * nB, 2, cs, B, 784);
-    }
-    /* 42 stage1.step5.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 1110144 * nB, 0, G + 42912, act + 18816 * nB, act + 1072512 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 41 stage1.step5.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 1147776 * nB, 0, act + 1110144 * nB, act + 1072512 * nB, nB * 37632, nB * 442176);
-    /* 40 stage1.step5.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 1072512 * nB, 0, G + 42816, G + 42864, act + 1147776 * nB, act + 724416 * nB, fix + 1216, fix + 1264, P + 42816, B, 48, 784);
-    /* 39 stage1.step5.grad.conv0: conv 84x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 1110144 * nB, 0, G + 38784, act + 1072512 * nB, act + 1006656 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
-    /* 38 stage1.step5.grad.relu0: relu 84x28x28 -> 84x28x28 */
-    rt_relu_backward(ctx, act + 1176000 * nB, 0, act + 1110144 * nB, act + 1006656 * nB, nB * 65856, nB * 376320);
-}
-
-/* Backward, part 14 of 15. */
-static void backward_14(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 37 stage1.step5.grad.bn0: bn 84x28x28 -> 84x28x28 */
-    rt_bn_backward(ctx, act + 940800 * nB, 1, G + 38616, G + 38700, act + 1176000 * nB, act + 874944 * nB, fix + 1024, fix + 1120, P + 38616, B, 84, 784);
-    /* 36 stage1.step4.concat: concat 72x28x28 -> 84x28x28 */
-    {
-        float *const dxs[2] = { act + 724416 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 72, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 940800 * nB, 2, cs, B, 784);
-    }
-    /* 35 stage1.step4.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 874944 * nB, 0, G + 33432, act + 18816 * nB, act + 837312 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 34 stage1.step4.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 912576 * nB, 0, act + 874944 * nB, act + 837312 * nB, nB * 37632, nB * 338688);
-    /* 33 stage1.step4.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 837312 * nB, 0, G + 33336, G + 33384, act + 912576 * nB, act + 536256 * nB, fix + 928, fix + 976, P + 33336, B, 48, 784);
-    /* 32 stage1.step4.grad.conv0: conv 72x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 874944 * nB, 0, G + 29880, act + 837312 * nB, act + 780864 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
-    /* 31 stage1.step4.grad.relu0: relu 72x28x28 -> 72x28x28 */
-    rt_relu_backward(ctx, act + 931392 * nB, 0, act + 874944 * nB, act + 780864 * nB, nB * 56448, nB * 282240);
-    /* 30 stage1.step4.grad.bn0: bn 72x28x28 -> 72x28x28 */
-    rt_bn_backward(ctx, act + 724416 * nB, 1, G + 29736, G + 29808, act + 931392 * nB, act + 667968 * nB, fix + 768, fix + 848, P + 29736, B, 72, 784);
-    /* 29 stage1.step3.concat: concat 60x28x28 -> 72x28x28 */
-    {
-        float *const dxs[2] = { act + 536256 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 60, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 724416 * nB, 2, cs, B, 784);
-    }
-    /* 28 stage1.step3.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 667968 * nB, 0, G + 24552, act + 18816 * nB, act + 630336 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 27 stage1.step3.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 705600 * nB, 0, act + 667968 * nB, act + 630336 * nB, nB * 37632, nB * 244608);
-    /* 26 stage1.step3.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 630336 * nB, 0, G + 24456, G + 24504, act + 705600 * nB, act + 413952 * nB, fix + 672, fix + 720, P + 24456, B, 48, 784);
-    /* 25 stage1.step3.grad.conv0: conv 60x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 667968 * nB, 0, G + 21576, act + 630336 * nB, act + 583296 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
-    /* 24 stage1.step3.grad.relu0: relu 60x28x28 -> 60x28x28 */
-    rt_relu_backward(ctx, act + 715008 * nB, 0, act + 667968 * nB, act + 583296 * nB, nB * 47040, nB * 197568);
-    /* 23 stage1.step3.grad.bn0: bn 60x28x28 -> 60x28x28 */
-    rt_bn_backward(ctx, act + 536256 * nB, 1, G + 21456, G + 21516, act + 715008 * nB, act + 489216 * nB, fix + 544, fix + 608, P + 21456, B, 60, 784);
-    /* 22 stage1.step2.concat: concat 48x28x28 -> 60x28x28 */
-    {
-        float *const dxs[2] = { act + 413952 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 48, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 536256 * nB, 2, cs, B, 784);
-    }
-    /* 21 stage1.step2.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 489216 * nB, 0, G + 16272, act + 18816 * nB, act + 451584 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 20 stage1.step2.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 526848 * nB, 0, act + 489216 * nB, act + 451584 * nB, nB * 37632, nB * 159936);
-    /* 19 stage1.step2.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 451584 * nB, 0, G + 16176, G + 16224, act + 526848 * nB, act + 338688 * nB, fix + 448, fix + 496, P + 16176, B, 48, 784);
-    /* 18 stage1.step2.grad.conv0: conv 48x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 338688 * nB, 0, G + 13872, act + 451584 * nB, act + 376320 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
-    /* 17 stage1.step2.grad.relu0: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 451584 * nB, 0, act + 338688 * nB, act + 376320 * nB, nB * 37632, nB * 122304);
-    /* 16 stage1.step2.grad.bn0: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 413952 * nB, 1, G + 13776, G + 13824, act + 451584 * nB, act + 263424 * nB, fix + 352, fix + 400, P + 13776, B, 48, 784);
-    /* 15 stage1.step1.concat: concat 36x28x28 -> 48x28x28 */
-    {
-        float *const dxs[2] = { act + 169344 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 36, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 413952 * nB, 2, cs, B, 784);
-    }
-    /* 14 stage1.step1.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 263424 * nB, 0, G + 8592, act + 18816 * nB, act + 301056 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
-}
-
-/* Backward, part 15 of 15. */
-static void backward_15(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 13 stage1.step1.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 338688 * nB, 0, act + 263424 * nB, act + 301056 * nB, nB * 37632, nB * 84672);
-    /* 12 stage1.step1.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 263424 * nB, 0, G + 8496, G + 8544, act + 338688 * nB, act + 225792 * nB, fix + 256, fix + 304, P + 8496, B, 48, 784);
-    /* 11 stage1.step1.grad.conv0: conv 36x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 225792 * nB, 0, G + 6768, act + 263424 * nB, act + 197568 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
-    /* 10 stage1.step1.grad.relu0: relu 36x28x28 -> 36x28x28 */
-    rt_relu_backward(ctx, act + 254016 * nB, 0, act + 225792 * nB, act + 197568 * nB, nB * 28224, nB * 56448);
-    /* 9 stage1.step1.grad.bn0: bn 36x28x28 -> 36x28x28 */
-    rt_bn_backward(ctx, act + 169344 * nB, 1, G + 6696, G + 6732, act + 254016 * nB, act + 94080 * nB, fix + 160, fix + 208, P + 6696, B, 36, 784);
-    /* 8 stage1.step0.concat: concat 24x28x28 -> 36x28x28 */
-    {
-        float *const dxs[2] = { act + 18816 * nB, act + 94080 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 24, 12 };
-        rt_concat_backward(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 784);
-    }
-    /* 7 stage1.step0.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward(ctx, act + 169344 * nB, 0, G + 1512, act + 94080 * nB, act + 131712 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 6 stage1.step0.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward(ctx, act + 94080 * nB, 0, act + 169344 * nB, act + 131712 * nB, nB * 37632, nB * 18816);
-    /* 5 stage1.step0.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward(ctx, act + 131712 * nB, 0, G + 1416, G + 1464, act + 94080 * nB, act + 56448 * nB, fix + 64, fix + 112, P + 1416, B, 48, 784);
-    /* 4 stage1.step0.grad.conv0: conv 24x28x28 -> 48x28x28 */
-    rt_conv2d_backward(ctx, act + 56448 * nB, 0, G + 264, act + 131712 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
-    /* 3 stage1.step0.grad.relu0: relu 24x28x28 -> 24x28x28 */
-    rt_relu_backward(ctx, act + 75264 * nB, 0, act + 56448 * nB, act + 37632 * nB, nB * 18816, nB * 0);
-    /* 2 stage1.step0.grad.bn0: bn 24x28x28 -> 24x28x28 */
-    rt_bn_backward(ctx, act + 18816 * nB, 1, G + 216, G + 240, act + 75264 * nB, act, fix, fix + 32, P + 216, B, 24, 784);
-    /* 1 stem.conv0: conv 1x28x28 -> 24x28x28 */
-    rt_conv2d_backward(ctx, NULL, 0, G, act + 18816 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward(RtModel *m, int B)
-{
-    backward_1(m, B);
-    backward_2(m, B);
-    backward_3(m, B);
-    backward_4(m, B);
-    backward_5(m, B);
-    backward_6(m, B);
-    backward_7(m, B);
-    backward_8(m, B);
-    backward_9(m, B);
-    backward_10(m, B);
-    backward_11(m, B);
-    backward_12(m, B);
-    backward_13(m, B);
-    backward_14(m, B);
-    backward_15(m, B);
-}
-
-/* The same in double precision, for gradcheck. */
-
-/* Forward, part 1 of 15. */
-static void forward_d_1(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 1x28x28 -> 24x28x28 */
-    rt_conv2d_forward_d(ctx, act, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
-    /* 2 stage1.step0.grad.bn0: bn 24x28x28 -> 24x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 18816 * nB, fix, fix + 32, buf, buf + 24, act, P + 216, P + 240, B, 24, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 18816 * nB, act, P + 216, P + 240, buf, buf + 24, B, 24, 784, 1.0000000000000001e-05);
-    /* 3 stage1.step0.grad.relu0: relu 24x28x28 -> 24x28x28 */
-    rt_relu_forward_d(ctx, act + 37632 * nB, act + 18816 * nB, nB * 18816, nB * 0);
-    /* 4 stage1.step0.grad.conv0: conv 24x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 56448 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
-    /* 5 stage1.step0.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 94080 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 56448 * nB, P + 1416, P + 1464, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 94080 * nB, act + 56448 * nB, P + 1416, P + 1464, buf + 48, buf + 96, B, 48, 784, 1.0000000000000001e-05);
-    /* 6 stage1.step0.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 131712 * nB, act + 94080 * nB, nB * 37632, nB * 18816);
-    /* 7 stage1.step0.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 131712 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 8 stage1.step0.concat: concat 24x28x28 -> 36x28x28 */
-    {
-        const double *const xs[2] = { act, act + 18816 * nB };
-        const int cs[2] = { 24, 12 };
-        rt_concat_forward_d(ctx, act + 94080 * nB, 2, xs, cs, B, 784);
-    }
-    /* 9 stage1.step1.grad.bn0: bn 36x28x28 -> 36x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 169344 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 94080 * nB, P + 6696, P + 6732, B, 36, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 169344 * nB, act + 94080 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1.0000000000000001e-05);
-    /* 10 stage1.step1.grad.relu0: relu 36x28x28 -> 36x28x28 */
-    rt_relu_forward_d(ctx, act + 197568 * nB, act + 169344 * nB, nB * 28224, nB * 56448);
-    /* 11 stage1.step1.grad.conv0: conv 36x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 225792 * nB, act + 197568 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
-    /* 12 stage1.step1.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 263424 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 225792 * nB, P + 8496, P + 8544, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 263424 * nB, act + 225792 * nB, P + 8496, P + 8544, buf + 216, buf + 264, B, 48, 784, 1.0000000000000001e-05);
-    /* 13 stage1.step1.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 301056 * nB, act + 263424 * nB, nB * 37632, nB * 84672);
-    /* 14 stage1.step1.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 301056 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 15 stage1.step1.concat: concat 36x28x28 -> 48x28x28 */
-    {
-        const double *const xs[2] = { act + 94080 * nB, act + 18816 * nB };
-        const int cs[2] = { 36, 12 };
-        rt_concat_forward_d(ctx, act + 263424 * nB, 2, xs, cs, B, 784);
-    }
-    /* 16 stage1.step2.grad.bn0: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 338688 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 263424 * nB, P + 13776, P + 13824, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 338688 * nB, act + 263424 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1.0000000000000001e-05);
-    /* 17 stage1.step2.grad.relu0: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 376320 * nB, act + 338688 * nB, nB * 37632, nB * 122304);
-    /* 18 stage1.step2.grad.conv0: conv 48x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 338688 * nB, act + 376320 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
-    /* 19 stage1.step2.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 413952 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 338688 * nB, P + 16176, P + 16224, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 413952 * nB, act + 338688 * nB, P + 16176, P + 16224, buf + 408, buf + 456, B, 48, 784, 1.0000000000000001e-05);
-    /* 20 stage1.step2.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 451584 * nB, act + 413952 * nB, nB * 37632, nB * 159936);
-    /* 21 stage1.step2.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 451584 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 22 stage1.step2.concat: concat 48x28x28 -> 60x28x28 */
-    {
-        const double *const xs[2] = { act + 263424 * nB, act + 18816 * nB };
-        const int cs[2] = { 48, 12 };
-        rt_concat_forward_d(ctx, act + 489216 * nB, 2, xs, cs, B, 784);
-    }
-    /* 23 stage1.step3.grad.bn0: bn 60x28x28 -> 60x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 536256 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 489216 * nB, P + 21456, P + 21516, B, 60, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 536256 * nB, act + 489216 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1.0000000000000001e-05);
-    /* 24 stage1.step3.grad.relu0: relu 60x28x28 -> 60x28x28 */
-    rt_relu_forward_d(ctx, act + 583296 * nB, act + 536256 * nB, nB * 47040, nB * 197568);
-}
-
-/* Forward, part 2 of 15. */
-static void forward_d_2(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage1.step3.grad.conv0: conv 60x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 413952 * nB, act + 583296 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
-    /* 26 stage1.step3.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 536256 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 413952 * nB, P + 24456, P + 24504, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 536256 * nB, act + 413952 * nB, P + 24456, P + 24504, buf + 624, buf + 672, B, 48, 784, 1.0000000000000001e-05);
-    /* 27 stage1.step3.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 630336 * nB, act + 536256 * nB, nB * 37632, nB * 244608);
-    /* 28 stage1.step3.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 630336 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 29 stage1.step3.concat: concat 60x28x28 -> 72x28x28 */
-    {
-        const double *const xs[2] = { act + 489216 * nB, act + 18816 * nB };
-        const int cs[2] = { 60, 12 };
-        rt_concat_forward_d(ctx, act + 667968 * nB, 2, xs, cs, B, 784);
-    }
-    /* 30 stage1.step4.grad.bn0: bn 72x28x28 -> 72x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 724416 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 667968 * nB, P + 29736, P + 29808, B, 72, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 724416 * nB, act + 667968 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1.0000000000000001e-05);
-    /* 31 stage1.step4.grad.relu0: relu 72x28x28 -> 72x28x28 */
-    rt_relu_forward_d(ctx, act + 780864 * nB, act + 724416 * nB, nB * 56448, nB * 282240);
-    /* 32 stage1.step4.grad.conv0: conv 72x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 536256 * nB, act + 780864 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
-    /* 33 stage1.step4.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 724416 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 536256 * nB, P + 33336, P + 33384, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 724416 * nB, act + 536256 * nB, P + 33336, P + 33384, buf + 864, buf + 912, B, 48, 784, 1.0000000000000001e-05);
-    /* 34 stage1.step4.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 837312 * nB, act + 724416 * nB, nB * 37632, nB * 338688);
-    /* 35 stage1.step4.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 837312 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 36 stage1.step4.concat: concat 72x28x28 -> 84x28x28 */
-    {
-        const double *const xs[2] = { act + 667968 * nB, act + 18816 * nB };
-        const int cs[2] = { 72, 12 };
-        rt_concat_forward_d(ctx, act + 874944 * nB, 2, xs, cs, B, 784);
-    }
-    /* 37 stage1.step5.grad.bn0: bn 84x28x28 -> 84x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 940800 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 874944 * nB, P + 38616, P + 38700, B, 84, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 940800 * nB, act + 874944 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1.0000000000000001e-05);
-    /* 38 stage1.step5.grad.relu0: relu 84x28x28 -> 84x28x28 */
-    rt_relu_forward_d(ctx, act + 1006656 * nB, act + 940800 * nB, nB * 65856, nB * 376320);
-    /* 39 stage1.step5.grad.conv0: conv 84x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 724416 * nB, act + 1006656 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
-    /* 40 stage1.step5.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 940800 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 724416 * nB, P + 42816, P + 42864, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 940800 * nB, act + 724416 * nB, P + 42816, P + 42864, buf + 1128, buf + 1176, B, 48, 784, 1.0000000000000001e-05);
-    /* 41 stage1.step5.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 1072512 * nB, act + 940800 * nB, nB * 37632, nB * 442176);
-    /* 42 stage1.step5.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 1072512 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 43 stage1.step5.concat: concat 84x28x28 -> 96x28x28 */
-    {
-        const double *const xs[2] = { act + 874944 * nB, act + 18816 * nB };
-        const int cs[2] = { 84, 12 };
-        rt_concat_forward_d(ctx, act + 1110144 * nB, 2, xs, cs, B, 784);
-    }
-    /* 44 stage1.step6.grad.bn0: bn 96x28x28 -> 96x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1185408 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 1110144 * nB, P + 48096, P + 48192, B, 96, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1185408 * nB, act + 1110144 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1.0000000000000001e-05);
-    /* 45 stage1.step6.grad.relu0: relu 96x28x28 -> 96x28x28 */
-    rt_relu_forward_d(ctx, act + 1260672 * nB, act + 1185408 * nB, nB * 75264, nB * 479808);
-    /* 46 stage1.step6.grad.conv0: conv 96x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 940800 * nB, act + 1260672 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
-    /* 47 stage1.step6.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1185408 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 940800 * nB, P + 52896, P + 52944, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1185408 * nB, act + 940800 * nB, P + 52896, P + 52944, buf + 1416, buf + 1464, B, 48, 784, 1.0000000000000001e-05);
-    /* 48 stage1.step6.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 1223040 * nB, act + 1185408 * nB, nB * 37632, nB * 555072);
-}
-
-/* Forward, part 3 of 15. */
-static void forward_d_3(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 stage1.step6.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 1223040 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 50 stage1.step6.concat: concat 96x28x28 -> 108x28x28 */
-    {
-        const double *const xs[2] = { act + 1110144 * nB, act + 18816 * nB };
-        const int cs[2] = { 96, 12 };
-        rt_concat_forward_d(ctx, act + 1335936 * nB, 2, xs, cs, B, 784);
-    }
-    /* 51 stage1.step7.grad.bn0: bn 108x28x28 -> 108x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1420608 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 1335936 * nB, P + 58176, P + 58284, B, 108, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1420608 * nB, act + 1335936 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1.0000000000000001e-05);
-    /* 52 stage1.step7.grad.relu0: relu 108x28x28 -> 108x28x28 */
-    rt_relu_forward_d(ctx, act + 1505280 * nB, act + 1420608 * nB, nB * 84672, nB * 592704);
-    /* 53 stage1.step7.grad.conv0: conv 108x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 1185408 * nB, act + 1505280 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
-    /* 54 stage1.step7.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1420608 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 1185408 * nB, P + 63576, P + 63624, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1420608 * nB, act + 1185408 * nB, P + 63576, P + 63624, buf + 1728, buf + 1776, B, 48, 784, 1.0000000000000001e-05);
-    /* 55 stage1.step7.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 1458240 * nB, act + 1420608 * nB, nB * 37632, nB * 677376);
-    /* 56 stage1.step7.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 1458240 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 57 stage1.step7.concat: concat 108x28x28 -> 120x28x28 */
-    {
-        const double *const xs[2] = { act + 1335936 * nB, act + 18816 * nB };
-        const int cs[2] = { 108, 12 };
-        rt_concat_forward_d(ctx, act + 1589952 * nB, 2, xs, cs, B, 784);
-    }
-    /* 58 stage1.step8.grad.bn0: bn 120x28x28 -> 120x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1684032 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 1589952 * nB, P + 68856, P + 68976, B, 120, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1684032 * nB, act + 1589952 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1.0000000000000001e-05);
-    /* 59 stage1.step8.grad.relu0: relu 120x28x28 -> 120x28x28 */
-    rt_relu_forward_d(ctx, act + 1778112 * nB, act + 1684032 * nB, nB * 94080, nB * 715008);
-    /* 60 stage1.step8.grad.conv0: conv 120x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 1420608 * nB, act + 1778112 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
-    /* 61 stage1.step8.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1684032 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 1420608 * nB, P + 74856, P + 74904, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1684032 * nB, act + 1420608 * nB, P + 74856, P + 74904, buf + 2064, buf + 2112, B, 48, 784, 1.0000000000000001e-05);
-    /* 62 stage1.step8.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 1721664 * nB, act + 1684032 * nB, nB * 37632, nB * 809088);
-    /* 63 stage1.step8.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 1721664 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 64 stage1.step8.concat: concat 120x28x28 -> 132x28x28 */
-    {
-        const double *const xs[2] = { act + 1589952 * nB, act + 18816 * nB };
-        const int cs[2] = { 120, 12 };
-        rt_concat_forward_d(ctx, act + 1872192 * nB, 2, xs, cs, B, 784);
-    }
-    /* 65 stage1.step9.grad.bn0: bn 132x28x28 -> 132x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1975680 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 1872192 * nB, P + 80136, P + 80268, B, 132, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1975680 * nB, act + 1872192 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1.0000000000000001e-05);
-    /* 66 stage1.step9.grad.relu0: relu 132x28x28 -> 132x28x28 */
-    rt_relu_forward_d(ctx, act + 2079168 * nB, act + 1975680 * nB, nB * 103488, nB * 846720);
-    /* 67 stage1.step9.grad.conv0: conv 132x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 1684032 * nB, act + 2079168 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
-    /* 68 stage1.step9.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1975680 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 1684032 * nB, P + 86736, P + 86784, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1975680 * nB, act + 1684032 * nB, P + 86736, P + 86784, buf + 2424, buf + 2472, B, 48, 784, 1.0000000000000001e-05);
-    /* 69 stage1.step9.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 2013312 * nB, act + 1975680 * nB, nB * 37632, nB * 950208);
-    /* 70 stage1.step9.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 2013312 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 71 stage1.step9.concat: concat 132x28x28 -> 144x28x28 */
-    {
-        const double *const xs[2] = { act + 1872192 * nB, act + 18816 * nB };
-        const int cs[2] = { 132, 12 };
-        rt_concat_forward_d(ctx, act + 2182656 * nB, 2, xs, cs, B, 784);
-    }
-    /* 72 stage1.step10.grad.bn0: bn 144x28x28 -> 144x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2295552 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 2182656 * nB, P + 92016, P + 92160, B, 144, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2295552 * nB, act + 2182656 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1.0000000000000001e-05);
-}
-
-/* Forward, part 4 of 15. */
-static void forward_d_4(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 73 stage1.step10.grad.relu0: relu 144x28x28 -> 144x28x28 */
-    rt_relu_forward_d(ctx, act + 2408448 * nB, act + 2295552 * nB, nB * 112896, nB * 987840);
-    /* 74 stage1.step10.grad.conv0: conv 144x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 1975680 * nB, act + 2408448 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
-    /* 75 stage1.step10.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2295552 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 1975680 * nB, P + 99216, P + 99264, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2295552 * nB, act + 1975680 * nB, P + 99216, P + 99264, buf + 2808, buf + 2856, B, 48, 784, 1.0000000000000001e-05);
-    /* 76 stage1.step10.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 2333184 * nB, act + 2295552 * nB, nB * 37632, nB * 1100736);
-    /* 77 stage1.step10.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 2333184 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 78 stage1.step10.concat: concat 144x28x28 -> 156x28x28 */
-    {
-        const double *const xs[2] = { act + 2182656 * nB, act + 18816 * nB };
-        const int cs[2] = { 144, 12 };
-        rt_concat_forward_d(ctx, act + 2521344 * nB, 2, xs, cs, B, 784);
-    }
-    /* 79 stage1.step11.grad.bn0: bn 156x28x28 -> 156x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2643648 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 2521344 * nB, P + 104496, P + 104652, B, 156, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2643648 * nB, act + 2521344 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1.0000000000000001e-05);
-    /* 80 stage1.step11.grad.relu0: relu 156x28x28 -> 156x28x28 */
-    rt_relu_forward_d(ctx, act + 2765952 * nB, act + 2643648 * nB, nB * 122304, nB * 1138368);
-    /* 81 stage1.step11.grad.conv0: conv 156x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 2295552 * nB, act + 2765952 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
-    /* 82 stage1.step11.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2370816 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 2295552 * nB, P + 112296, P + 112344, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2370816 * nB, act + 2295552 * nB, P + 112296, P + 112344, buf + 3216, buf + 3264, B, 48, 784, 1.0000000000000001e-05);
-    /* 83 stage1.step11.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 2643648 * nB, act + 2370816 * nB, nB * 37632, nB * 1260672);
-    /* 84 stage1.step11.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 2643648 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 85 stage1.step11.concat: concat 156x28x28 -> 168x28x28 */
-    {
-        const double *const xs[2] = { act + 2521344 * nB, act + 18816 * nB };
-        const int cs[2] = { 156, 12 };
-        rt_concat_forward_d(ctx, act + 2888256 * nB, 2, xs, cs, B, 784);
-    }
-    /* 86 stage1.step12.grad.bn0: bn 168x28x28 -> 168x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3019968 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 2888256 * nB, P + 117576, P + 117744, B, 168, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3019968 * nB, act + 2888256 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1.0000000000000001e-05);
-    /* 87 stage1.step12.grad.relu0: relu 168x28x28 -> 168x28x28 */
-    rt_relu_forward_d(ctx, act + 3151680 * nB, act + 3019968 * nB, nB * 131712, nB * 1298304);
-    /* 88 stage1.step12.grad.conv0: conv 168x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 2370816 * nB, act + 3151680 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
-    /* 89 stage1.step12.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2681280 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 2370816 * nB, P + 125976, P + 126024, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2681280 * nB, act + 2370816 * nB, P + 125976, P + 126024, buf + 3648, buf + 3696, B, 48, 784, 1.0000000000000001e-05);
-    /* 90 stage1.step12.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 2718912 * nB, act + 2681280 * nB, nB * 37632, nB * 1430016);
-    /* 91 stage1.step12.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 2718912 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 92 stage1.step12.concat: concat 168x28x28 -> 180x28x28 */
-    {
-        const double *const xs[2] = { act + 2888256 * nB, act + 18816 * nB };
-        const int cs[2] = { 168, 12 };
-        rt_concat_forward_d(ctx, act + 3283392 * nB, 2, xs, cs, B, 784);
-    }
-    /* 93 stage1.step13.grad.bn0: bn 180x28x28 -> 180x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3424512 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 3283392 * nB, P + 131256, P + 131436, B, 180, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3424512 * nB, act + 3283392 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1.0000000000000001e-05);
-    /* 94 stage1.step13.grad.relu0: relu 180x28x28 -> 180x28x28 */
-    rt_relu_forward_d(ctx, act + 3565632 * nB, act + 3424512 * nB, nB * 141120, nB * 1467648);
-    /* 95 stage1.step13.grad.conv0: conv 180x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 2681280 * nB, act + 3565632 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
-    /* 96 stage1.step13.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3019968 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 2681280 * nB, P + 140256, P + 140304, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3019968 * nB, act + 2681280 * nB, P + 140256, P + 140304, buf + 4104, buf + 4152, B, 48, 784, 1.0000000000000001e-05);
-}
-
-/* Forward, part 5 of 15. */
-static void forward_d_5(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 97 stage1.step13.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 3057600 * nB, act + 3019968 * nB, nB * 37632, nB * 1608768);
-    /* 98 stage1.step13.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 3057600 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 99 stage1.step13.concat: concat 180x28x28 -> 192x28x28 */
-    {
-        const double *const xs[2] = { act + 3283392 * nB, act + 18816 * nB };
-        const int cs[2] = { 180, 12 };
-        rt_concat_forward_d(ctx, act + 3706752 * nB, 2, xs, cs, B, 784);
-    }
-    /* 100 stage1.step14.grad.bn0: bn 192x28x28 -> 192x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3857280 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 3706752 * nB, P + 145536, P + 145728, B, 192, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3857280 * nB, act + 3706752 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1.0000000000000001e-05);
-    /* 101 stage1.step14.grad.relu0: relu 192x28x28 -> 192x28x28 */
-    rt_relu_forward_d(ctx, act + 4007808 * nB, act + 3857280 * nB, nB * 150528, nB * 1646400);
-    /* 102 stage1.step14.grad.conv0: conv 192x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 3019968 * nB, act + 4007808 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
-    /* 103 stage1.step14.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3095232 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 3019968 * nB, P + 155136, P + 155184, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3095232 * nB, act + 3019968 * nB, P + 155136, P + 155184, buf + 4584, buf + 4632, B, 48, 784, 1.0000000000000001e-05);
-    /* 104 stage1.step14.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 3424512 * nB, act + 3095232 * nB, nB * 37632, nB * 1796928);
-    /* 105 stage1.step14.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 3424512 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 106 stage1.step14.concat: concat 192x28x28 -> 204x28x28 */
-    {
-        const double *const xs[2] = { act + 3706752 * nB, act + 18816 * nB };
-        const int cs[2] = { 192, 12 };
-        rt_concat_forward_d(ctx, act + 4158336 * nB, 2, xs, cs, B, 784);
-    }
-    /* 107 stage1.step15.grad.bn0: bn 204x28x28 -> 204x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4318272 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 4158336 * nB, P + 160416, P + 160620, B, 204, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4318272 * nB, act + 4158336 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1.0000000000000001e-05);
-    /* 108 stage1.step15.grad.relu0: relu 204x28x28 -> 204x28x28 */
-    rt_relu_forward_d(ctx, act + 4478208 * nB, act + 4318272 * nB, nB * 159936, nB * 1834560);
-    /* 109 stage1.step15.grad.conv0: conv 204x28x28 -> 48x28x28 */
-    rt_conv2d_forward_d(ctx, act + 3095232 * nB, act + 4478208 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
-    /* 110 stage1.step15.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3462144 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 3095232 * nB, P + 170616, P + 170664, B, 48, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3462144 * nB, act + 3095232 * nB, P + 170616, P + 170664, buf + 5088, buf + 5136, B, 48, 784, 1.0000000000000001e-05);
-    /* 111 stage1.step15.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_forward_d(ctx, act + 3499776 * nB, act + 3462144 * nB, nB * 37632, nB * 1994496);
-    /* 112 stage1.step15.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 3499776 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 113 stage1.step15.concat: concat 204x28x28 -> 216x28x28 */
-    {
-        const double *const xs[2] = { act + 4158336 * nB, act + 18816 * nB };
-        const int cs[2] = { 204, 12 };
-        rt_concat_forward_d(ctx, act + 4638144 * nB, 2, xs, cs, B, 784);
-    }
-    /* 114 trans1.bn0: bn 216x28x28 -> 216x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4807488 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 4638144 * nB, P + 175896, P + 176112, B, 216, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4807488 * nB, act + 4638144 * nB, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1.0000000000000001e-05);
-    /* 115 trans1.relu0: relu 216x28x28 -> 216x28x28 */
-    rt_relu_forward_d(ctx, act + 4976832 * nB, act + 4807488 * nB, nB * 169344, nB * 2032128);
-    /* 116 trans1.conv0: conv 216x28x28 -> 108x28x28 */
-    rt_conv2d_forward_d(ctx, act + 3857280 * nB, act + 4976832 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
-    /* 117 trans1.avgpool0: avgpool 108x28x28 -> 108x14x14 */
-    rt_avgpool_forward_d(ctx, act + 169344 * nB, act + 3857280 * nB, B, 108, 28, 28, 2, 2);
-    /* 118 stage2.step0.grad.bn0: bn 108x14x14 -> 108x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 978432 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 169344 * nB, P + 199656, P + 199764, B, 108, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 978432 * nB, act + 169344 * nB, P + 199656, P + 199764, buf + 5616, buf + 5724, B, 108, 196, 1.0000000000000001e-05);
-    /* 119 stage2.step0.grad.relu0: relu 108x14x14 -> 108x14x14 */
-    rt_relu_forward_d(ctx, act + 2050944 * nB, act + 978432 * nB, nB * 21168, nB * 2201472);
-    /* 120 stage2.step0.grad.conv0: conv 108x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 18816 * nB, act + 2050944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
-}
-
-/* Forward, part 6 of 15. */
-static void forward_d_6(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 121 stage2.step0.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 28224 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 18816 * nB, P + 205056, P + 205104, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 28224 * nB, act + 18816 * nB, P + 205056, P + 205104, buf + 5832, buf + 5880, B, 48, 196, 1.0000000000000001e-05);
-    /* 122 stage2.step0.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 122304 * nB, act + 28224 * nB, nB * 9408, nB * 2222640);
-    /* 123 stage2.step0.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 28224 * nB, act + 122304 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 124 stage2.step0.concat: concat 108x14x14 -> 120x14x14 */
-    {
-        const double *const xs[2] = { act + 169344 * nB, act + 28224 * nB };
-        const int cs[2] = { 108, 12 };
-        rt_concat_forward_d(ctx, act + 978432 * nB, 2, xs, cs, B, 196);
-    }
-    /* 125 stage2.step1.grad.bn0: bn 120x14x14 -> 120x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3462144 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 978432 * nB, P + 210336, P + 210456, B, 120, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3462144 * nB, act + 978432 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1.0000000000000001e-05);
-    /* 126 stage2.step1.grad.relu0: relu 120x14x14 -> 120x14x14 */
-    rt_relu_forward_d(ctx, act + 3537408 * nB, act + 3462144 * nB, nB * 23520, nB * 2232048);
-    /* 127 stage2.step1.grad.conv0: conv 120x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 28224 * nB, act + 3537408 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
-    /* 128 stage2.step1.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 573888 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 28224 * nB, P + 216336, P + 216384, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 573888 * nB, act + 28224 * nB, P + 216336, P + 216384, buf + 6168, buf + 6216, B, 48, 196, 1.0000000000000001e-05);
-    /* 129 stage2.step1.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 762048 * nB, act + 573888 * nB, nB * 9408, nB * 2255568);
-    /* 130 stage2.step1.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 762048 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 131 stage2.step1.concat: concat 120x14x14 -> 132x14x14 */
-    {
-        const double *const xs[2] = { act + 978432 * nB, act + 190512 * nB };
-        const int cs[2] = { 120, 12 };
-        rt_concat_forward_d(ctx, act + 3462144 * nB, 2, xs, cs, B, 196);
-    }
-    /* 132 stage2.step2.grad.bn0: bn 132x14x14 -> 132x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3857280 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 3462144 * nB, P + 221616, P + 221748, B, 132, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3857280 * nB, act + 3462144 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1.0000000000000001e-05);
-    /* 133 stage2.step2.grad.relu0: relu 132x14x14 -> 132x14x14 */
-    rt_relu_forward_d(ctx, act + 3883152 * nB, act + 3857280 * nB, nB * 25872, nB * 2264976);
-    /* 134 stage2.step2.grad.conv0: conv 132x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 573888 * nB, act + 3883152 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
-    /* 135 stage2.step2.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 771456 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 573888 * nB, P + 228216, P + 228264, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 771456 * nB, act + 573888 * nB, P + 228216, P + 228264, buf + 6528, buf + 6576, B, 48, 196, 1.0000000000000001e-05);
-    /* 136 stage2.step2.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 1495872 * nB, act + 771456 * nB, nB * 9408, nB * 2290848);
-    /* 137 stage2.step2.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 1495872 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 138 stage2.step2.concat: concat 132x14x14 -> 144x14x14 */
-    {
-        const double *const xs[2] = { act + 3462144 * nB, act + 190512 * nB };
-        const int cs[2] = { 132, 12 };
-        rt_concat_forward_d(ctx, act + 3909024 * nB, 2, xs, cs, B, 196);
-    }
-    /* 139 stage2.step3.grad.bn0: bn 144x14x14 -> 144x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3937248 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 3909024 * nB, P + 233496, P + 233640, B, 144, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3937248 * nB, act + 3909024 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1.0000000000000001e-05);
-    /* 140 stage2.step3.grad.relu0: relu 144x14x14 -> 144x14x14 */
-    rt_relu_forward_d(ctx, act + 3965472 * nB, act + 3937248 * nB, nB * 28224, nB * 2300256);
-    /* 141 stage2.step3.grad.conv0: conv 144x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 771456 * nB, act + 3965472 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
-    /* 142 stage2.step3.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1759296 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 771456 * nB, P + 240696, P + 240744, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1759296 * nB, act + 771456 * nB, P + 240696, P + 240744, buf + 6912, buf + 6960, B, 48, 196, 1.0000000000000001e-05);
-    /* 143 stage2.step3.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 1768704 * nB, act + 1759296 * nB, nB * 9408, nB * 2328480);
-    /* 144 stage2.step3.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 1768704 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
-}
-
-/* Forward, part 7 of 15. */
-static void forward_d_7(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 145 stage2.step3.concat: concat 144x14x14 -> 156x14x14 */
-    {
-        const double *const xs[2] = { act + 3909024 * nB, act + 190512 * nB };
-        const int cs[2] = { 144, 12 };
-        rt_concat_forward_d(ctx, act + 4318272 * nB, 2, xs, cs, B, 196);
-    }
-    /* 146 stage2.step4.grad.bn0: bn 156x14x14 -> 156x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4348848 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 4318272 * nB, P + 245976, P + 246132, B, 156, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4348848 * nB, act + 4318272 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1.0000000000000001e-05);
-    /* 147 stage2.step4.grad.relu0: relu 156x14x14 -> 156x14x14 */
-    rt_relu_forward_d(ctx, act + 4379424 * nB, act + 4348848 * nB, nB * 30576, nB * 2337888);
-    /* 148 stage2.step4.grad.conv0: conv 156x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 1759296 * nB, act + 4379424 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
-    /* 149 stage2.step4.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2756544 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 1759296 * nB, P + 253776, P + 253824, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2756544 * nB, act + 1759296 * nB, P + 253776, P + 253824, buf + 7320, buf + 7368, B, 48, 196, 1.0000000000000001e-05);
-    /* 150 stage2.step4.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 3132864 * nB, act + 2756544 * nB, nB * 9408, nB * 2368464);
-    /* 151 stage2.step4.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 3132864 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 152 stage2.step4.concat: concat 156x14x14 -> 168x14x14 */
-    {
-        const double *const xs[2] = { act + 4318272 * nB, act + 190512 * nB };
-        const int cs[2] = { 156, 12 };
-        rt_concat_forward_d(ctx, act + 4410000 * nB, 2, xs, cs, B, 196);
-    }
-    /* 153 stage2.step5.grad.bn0: bn 168x14x14 -> 168x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4442928 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 4410000 * nB, P + 259056, P + 259224, B, 168, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4442928 * nB, act + 4410000 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1.0000000000000001e-05);
-    /* 154 stage2.step5.grad.relu0: relu 168x14x14 -> 168x14x14 */
-    rt_relu_forward_d(ctx, act + 4807488 * nB, act + 4442928 * nB, nB * 32928, nB * 2377872);
-    /* 155 stage2.step5.grad.conv0: conv 168x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 2756544 * nB, act + 4807488 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
-    /* 156 stage2.step5.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3142272 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 2756544 * nB, P + 267456, P + 267504, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3142272 * nB, act + 2756544 * nB, P + 267456, P + 267504, buf + 7752, buf + 7800, B, 48, 196, 1.0000000000000001e-05);
-    /* 157 stage2.step5.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 3488016 * nB, act + 3142272 * nB, nB * 9408, nB * 2410800);
-    /* 158 stage2.step5.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 3488016 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 159 stage2.step5.concat: concat 168x14x14 -> 180x14x14 */
-    {
-        const double *const xs[2] = { act + 4410000 * nB, act + 190512 * nB };
-        const int cs[2] = { 168, 12 };
-        rt_concat_forward_d(ctx, act + 4442928 * nB, 2, xs, cs, B, 196);
-    }
-    /* 160 stage2.step6.grad.bn0: bn 180x14x14 -> 180x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4840416 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 4442928 * nB, P + 272736, P + 272916, B, 180, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4840416 * nB, act + 4442928 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1.0000000000000001e-05);
-    /* 161 stage2.step6.grad.relu0: relu 180x14x14 -> 180x14x14 */
-    rt_relu_forward_d(ctx, act + 4875696 * nB, act + 4840416 * nB, nB * 35280, nB * 2420208);
-    /* 162 stage2.step6.grad.conv0: conv 180x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 3142272 * nB, act + 4875696 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
-    /* 163 stage2.step6.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3857280 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 3142272 * nB, P + 281736, P + 281784, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3857280 * nB, act + 3142272 * nB, P + 281736, P + 281784, buf + 8208, buf + 8256, B, 48, 196, 1.0000000000000001e-05);
-    /* 164 stage2.step6.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 3866688 * nB, act + 3857280 * nB, nB * 9408, nB * 2455488);
-    /* 165 stage2.step6.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 3866688 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 166 stage2.step6.concat: concat 180x14x14 -> 192x14x14 */
-    {
-        const double *const xs[2] = { act + 4442928 * nB, act + 190512 * nB };
-        const int cs[2] = { 180, 12 };
-        rt_concat_forward_d(ctx, act + 4910976 * nB, 2, xs, cs, B, 196);
-    }
-    /* 167 stage2.step7.grad.bn0: bn 192x14x14 -> 192x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5146176 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 4910976 * nB, P + 287016, P + 287208, B, 192, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5146176 * nB, act + 4910976 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1.0000000000000001e-05);
-    /* 168 stage2.step7.grad.relu0: relu 192x14x14 -> 192x14x14 */
-    rt_relu_forward_d(ctx, act + 5183808 * nB, act + 5146176 * nB, nB * 37632, nB * 2464896);
-}
-
-/* Forward, part 8 of 15. */
-static void forward_d_8(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 169 stage2.step7.grad.conv0: conv 192x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 3857280 * nB, act + 5183808 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
-    /* 170 stage2.step7.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3937248 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 3857280 * nB, P + 296616, P + 296664, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3937248 * nB, act + 3857280 * nB, P + 296616, P + 296664, buf + 8688, buf + 8736, B, 48, 196, 1.0000000000000001e-05);
-    /* 171 stage2.step7.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 3946656 * nB, act + 3937248 * nB, nB * 9408, nB * 2502528);
-    /* 172 stage2.step7.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 3946656 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 173 stage2.step7.concat: concat 192x14x14 -> 204x14x14 */
-    {
-        const double *const xs[2] = { act + 4910976 * nB, act + 190512 * nB };
-        const int cs[2] = { 192, 12 };
-        rt_concat_forward_d(ctx, act + 5221440 * nB, 2, xs, cs, B, 196);
-    }
-    /* 174 stage2.step8.grad.bn0: bn 204x14x14 -> 204x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5261424 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 5221440 * nB, P + 301896, P + 302100, B, 204, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5261424 * nB, act + 5221440 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1.0000000000000001e-05);
-    /* 175 stage2.step8.grad.relu0: relu 204x14x14 -> 204x14x14 */
-    rt_relu_forward_d(ctx, act + 5301408 * nB, act + 5261424 * nB, nB * 39984, nB * 2511936);
-    /* 176 stage2.step8.grad.conv0: conv 204x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 3937248 * nB, act + 5301408 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
-    /* 177 stage2.step8.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3956064 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 3937248 * nB, P + 312096, P + 312144, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3956064 * nB, act + 3937248 * nB, P + 312096, P + 312144, buf + 9192, buf + 9240, B, 48, 196, 1.0000000000000001e-05);
-    /* 178 stage2.step8.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 3993696 * nB, act + 3956064 * nB, nB * 9408, nB * 2551920);
-    /* 179 stage2.step8.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 3993696 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 180 stage2.step8.concat: concat 204x14x14 -> 216x14x14 */
-    {
-        const double *const xs[2] = { act + 5221440 * nB, act + 190512 * nB };
-        const int cs[2] = { 204, 12 };
-        rt_concat_forward_d(ctx, act + 5341392 * nB, 2, xs, cs, B, 196);
-    }
-    /* 181 stage2.step9.grad.bn0: bn 216x14x14 -> 216x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5383728 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 5341392 * nB, P + 317376, P + 317592, B, 216, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5383728 * nB, act + 5341392 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1.0000000000000001e-05);
-    /* 182 stage2.step9.grad.relu0: relu 216x14x14 -> 216x14x14 */
-    rt_relu_forward_d(ctx, act + 5426064 * nB, act + 5383728 * nB, nB * 42336, nB * 2561328);
-    /* 183 stage2.step9.grad.conv0: conv 216x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 3956064 * nB, act + 5426064 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
-    /* 184 stage2.step9.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4348848 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 3956064 * nB, P + 328176, P + 328224, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4348848 * nB, act + 3956064 * nB, P + 328176, P + 328224, buf + 9720, buf + 9768, B, 48, 196, 1.0000000000000001e-05);
-    /* 185 stage2.step9.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 4358256 * nB, act + 4348848 * nB, nB * 9408, nB * 2603664);
-    /* 186 stage2.step9.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 4358256 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 187 stage2.step9.concat: concat 216x14x14 -> 228x14x14 */
-    {
-        const double *const xs[2] = { act + 5341392 * nB, act + 190512 * nB };
-        const int cs[2] = { 216, 12 };
-        rt_concat_forward_d(ctx, act + 5468400 * nB, 2, xs, cs, B, 196);
-    }
-    /* 188 stage2.step10.grad.bn0: bn 228x14x14 -> 228x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5513088 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 5468400 * nB, P + 333456, P + 333684, B, 228, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5513088 * nB, act + 5468400 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1.0000000000000001e-05);
-    /* 189 stage2.step10.grad.relu0: relu 228x14x14 -> 228x14x14 */
-    rt_relu_forward_d(ctx, act + 5557776 * nB, act + 5513088 * nB, nB * 44688, nB * 2613072);
-    /* 190 stage2.step10.grad.conv0: conv 228x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 4348848 * nB, act + 5557776 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
-    /* 191 stage2.step10.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4367664 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 4348848 * nB, P + 344856, P + 344904, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4367664 * nB, act + 4348848 * nB, P + 344856, P + 344904, buf + 10272, buf + 10320, B, 48, 196, 1.0000000000000001e-05);
-    /* 192 stage2.step10.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 4840416 * nB, act + 4367664 * nB, nB * 9408, nB * 2657760);
-}
-
-/* Forward, part 9 of 15. */
-static void forward_d_9(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 193 stage2.step10.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 4840416 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 194 stage2.step10.concat: concat 228x14x14 -> 240x14x14 */
-    {
-        const double *const xs[2] = { act + 5468400 * nB, act + 190512 * nB };
-        const int cs[2] = { 228, 12 };
-        rt_concat_forward_d(ctx, act + 5602464 * nB, 2, xs, cs, B, 196);
-    }
-    /* 195 stage2.step11.grad.bn0: bn 240x14x14 -> 240x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5649504 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 5602464 * nB, P + 350136, P + 350376, B, 240, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5649504 * nB, act + 5602464 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1.0000000000000001e-05);
-    /* 196 stage2.step11.grad.relu0: relu 240x14x14 -> 240x14x14 */
-    rt_relu_forward_d(ctx, act + 5696544 * nB, act + 5649504 * nB, nB * 47040, nB * 2667168);
-    /* 197 stage2.step11.grad.conv0: conv 240x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 4367664 * nB, act + 5696544 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
-    /* 198 stage2.step11.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4849824 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 4367664 * nB, P + 362136, P + 362184, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4849824 * nB, act + 4367664 * nB, P + 362136, P + 362184, buf + 10848, buf + 10896, B, 48, 196, 1.0000000000000001e-05);
-    /* 199 stage2.step11.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 4859232 * nB, act + 4849824 * nB, nB * 9408, nB * 2714208);
-    /* 200 stage2.step11.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 4859232 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 201 stage2.step11.concat: concat 240x14x14 -> 252x14x14 */
-    {
-        const double *const xs[2] = { act + 5602464 * nB, act + 190512 * nB };
-        const int cs[2] = { 240, 12 };
-        rt_concat_forward_d(ctx, act + 5743584 * nB, 2, xs, cs, B, 196);
-    }
-    /* 202 stage2.step12.grad.bn0: bn 252x14x14 -> 252x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5792976 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 5743584 * nB, P + 367416, P + 367668, B, 252, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5792976 * nB, act + 5743584 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1.0000000000000001e-05);
-    /* 203 stage2.step12.grad.relu0: relu 252x14x14 -> 252x14x14 */
-    rt_relu_forward_d(ctx, act + 5842368 * nB, act + 5792976 * nB, nB * 49392, nB * 2723616);
-    /* 204 stage2.step12.grad.conv0: conv 252x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 4849824 * nB, act + 5842368 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
-    /* 205 stage2.step12.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4948608 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 4849824 * nB, P + 380016, P + 380064, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4948608 * nB, act + 4849824 * nB, P + 380016, P + 380064, buf + 11448, buf + 11496, B, 48, 196, 1.0000000000000001e-05);
-    /* 206 stage2.step12.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 4958016 * nB, act + 4948608 * nB, nB * 9408, nB * 2773008);
-    /* 207 stage2.step12.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 4958016 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 208 stage2.step12.concat: concat 252x14x14 -> 264x14x14 */
-    {
-        const double *const xs[2] = { act + 5743584 * nB, act + 190512 * nB };
-        const int cs[2] = { 252, 12 };
-        rt_concat_forward_d(ctx, act + 5891760 * nB, 2, xs, cs, B, 196);
-    }
-    /* 209 stage2.step13.grad.bn0: bn 264x14x14 -> 264x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5943504 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 5891760 * nB, P + 385296, P + 385560, B, 264, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5943504 * nB, act + 5891760 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1.0000000000000001e-05);
-    /* 210 stage2.step13.grad.relu0: relu 264x14x14 -> 264x14x14 */
-    rt_relu_forward_d(ctx, act + 5995248 * nB, act + 5943504 * nB, nB * 51744, nB * 2782416);
-    /* 211 stage2.step13.grad.conv0: conv 264x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 4948608 * nB, act + 5995248 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
-    /* 212 stage2.step13.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4967424 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 4948608 * nB, P + 398496, P + 398544, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4967424 * nB, act + 4948608 * nB, P + 398496, P + 398544, buf + 12072, buf + 12120, B, 48, 196, 1.0000000000000001e-05);
-    /* 213 stage2.step13.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 5146176 * nB, act + 4967424 * nB, nB * 9408, nB * 2834160);
-    /* 214 stage2.step13.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 5146176 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 215 stage2.step13.concat: concat 264x14x14 -> 276x14x14 */
-    {
-        const double *const xs[2] = { act + 5891760 * nB, act + 190512 * nB };
-        const int cs[2] = { 264, 12 };
-        rt_concat_forward_d(ctx, act + 6046992 * nB, 2, xs, cs, B, 196);
-    }
-    /* 216 stage2.step14.grad.bn0: bn 276x14x14 -> 276x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6101088 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 6046992 * nB, P + 403776, P + 404052, B, 276, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6101088 * nB, act + 6046992 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1.0000000000000001e-05);
-}
-
-/* Forward, part 10 of 15. */
-static void forward_d_10(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 217 stage2.step14.grad.relu0: relu 276x14x14 -> 276x14x14 */
-    rt_relu_forward_d(ctx, act + 6155184 * nB, act + 6101088 * nB, nB * 54096, nB * 2843568);
-    /* 218 stage2.step14.grad.conv0: conv 276x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 4967424 * nB, act + 6155184 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
-    /* 219 stage2.step14.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5155584 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 4967424 * nB, P + 417576, P + 417624, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5155584 * nB, act + 4967424 * nB, P + 417576, P + 417624, buf + 12720, buf + 12768, B, 48, 196, 1.0000000000000001e-05);
-    /* 220 stage2.step14.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 5164992 * nB, act + 5155584 * nB, nB * 9408, nB * 2897664);
-    /* 221 stage2.step14.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 5164992 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 222 stage2.step14.concat: concat 276x14x14 -> 288x14x14 */
-    {
-        const double *const xs[2] = { act + 6046992 * nB, act + 190512 * nB };
-        const int cs[2] = { 276, 12 };
-        rt_concat_forward_d(ctx, act + 6209280 * nB, 2, xs, cs, B, 196);
-    }
-    /* 223 stage2.step15.grad.bn0: bn 288x14x14 -> 288x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6265728 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 6209280 * nB, P + 422856, P + 423144, B, 288, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6265728 * nB, act + 6209280 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1.0000000000000001e-05);
-    /* 224 stage2.step15.grad.relu0: relu 288x14x14 -> 288x14x14 */
-    rt_relu_forward_d(ctx, act + 6322176 * nB, act + 6265728 * nB, nB * 56448, nB * 2907072);
-    /* 225 stage2.step15.grad.conv0: conv 288x14x14 -> 48x14x14 */
-    rt_conv2d_forward_d(ctx, act + 5155584 * nB, act + 6322176 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
-    /* 226 stage2.step15.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5174400 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 5155584 * nB, P + 437256, P + 437304, B, 48, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5174400 * nB, act + 5155584 * nB, P + 437256, P + 437304, buf + 13392, buf + 13440, B, 48, 196, 1.0000000000000001e-05);
-    /* 227 stage2.step15.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_forward_d(ctx, act + 5261424 * nB, act + 5174400 * nB, nB * 9408, nB * 2963520);
-    /* 228 stage2.step15.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 5261424 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 229 stage2.step15.concat: concat 288x14x14 -> 300x14x14 */
-    {
-        const double *const xs[2] = { act + 6209280 * nB, act + 190512 * nB };
-        const int cs[2] = { 288, 12 };
-        rt_concat_forward_d(ctx, act + 6378624 * nB, 2, xs, cs, B, 196);
-    }
-    /* 230 trans2.bn0: bn 300x14x14 -> 300x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6437424 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 6378624 * nB, P + 442536, P + 442836, B, 300, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6437424 * nB, act + 6378624 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1.0000000000000001e-05);
-    /* 231 trans2.relu0: relu 300x14x14 -> 300x14x14 */
-    rt_relu_forward_d(ctx, act + 6496224 * nB, act + 6437424 * nB, nB * 58800, nB * 2972928);
-    /* 232 trans2.conv0: conv 300x14x14 -> 150x14x14 */
-    rt_conv2d_forward_d(ctx, act + 5270832 * nB, act + 6496224 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
-    /* 233 trans2.avgpool0: avgpool 150x14x14 -> 150x7x7 */
-    rt_avgpool_forward_d(ctx, act + 5174400 * nB, act + 5270832 * nB, B, 150, 14, 14, 2, 2);
-    /* 234 stage3.step0.grad.bn0: bn 150x7x7 -> 150x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5270832 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 5174400 * nB, P + 488136, P + 488286, B, 150, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5270832 * nB, act + 5174400 * nB, P + 488136, P + 488286, buf + 14088, buf + 14238, B, 150, 49, 1.0000000000000001e-05);
-    /* 235 stage3.step0.grad.relu0: relu 150x7x7 -> 150x7x7 */
-    rt_relu_forward_d(ctx, act + 5278192 * nB, act + 5270832 * nB, nB * 7350, nB * 3031728);
-    /* 236 stage3.step0.grad.conv0: conv 150x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 190512 * nB, act + 5278192 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
-    /* 237 stage3.step0.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 192864 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 190512 * nB, P + 495636, P + 495684, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 192864 * nB, act + 190512 * nB, P + 495636, P + 495684, buf + 14388, buf + 14436, B, 48, 49, 1.0000000000000001e-05);
-    /* 238 stage3.step0.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 195216 * nB, act + 192864 * nB, nB * 2352, nB * 3039078);
-    /* 239 stage3.step0.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 192864 * nB, act + 195216 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 240 stage3.step0.concat: concat 150x7x7 -> 162x7x7 */
-    {
-        const double *const xs[2] = { act + 5174400 * nB, act + 192864 * nB };
-        const int cs[2] = { 150, 12 };
-        rt_concat_forward_d(ctx, act + 5285552 * nB, 2, xs, cs, B, 49);
-    }
-}
-
-/* Forward, part 11 of 15. */
-static void forward_d_11(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 241 stage3.step1.grad.bn0: bn 162x7x7 -> 162x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5383728 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 5285552 * nB, P + 500916, P + 501078, B, 162, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5383728 * nB, act + 5285552 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1.0000000000000001e-05);
-    /* 242 stage3.step1.grad.relu0: relu 162x7x7 -> 162x7x7 */
-    rt_relu_forward_d(ctx, act + 5391680 * nB, act + 5383728 * nB, nB * 7938, nB * 3041430);
-    /* 243 stage3.step1.grad.conv0: conv 162x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 192864 * nB, act + 5391680 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
-    /* 244 stage3.step1.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1001952 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 192864 * nB, P + 509016, P + 509064, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1001952 * nB, act + 192864 * nB, P + 509016, P + 509064, buf + 14808, buf + 14856, B, 48, 49, 1.0000000000000001e-05);
-    /* 245 stage3.step1.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 1004304 * nB, act + 1001952 * nB, nB * 2352, nB * 3049368);
-    /* 246 stage3.step1.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 1001952 * nB, act + 1004304 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 247 stage3.step1.concat: concat 162x7x7 -> 174x7x7 */
-    {
-        const double *const xs[2] = { act + 5285552 * nB, act + 1001952 * nB };
-        const int cs[2] = { 162, 12 };
-        rt_concat_forward_d(ctx, act + 5399632 * nB, 2, xs, cs, B, 49);
-    }
-    /* 248 stage3.step2.grad.bn0: bn 174x7x7 -> 174x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5408160 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 5399632 * nB, P + 514296, P + 514470, B, 174, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5408160 * nB, act + 5399632 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1.0000000000000001e-05);
-    /* 249 stage3.step2.grad.relu0: relu 174x7x7 -> 174x7x7 */
-    rt_relu_forward_d(ctx, act + 5416688 * nB, act + 5408160 * nB, nB * 8526, nB * 3051720);
-    /* 250 stage3.step2.grad.conv0: conv 174x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 1001952 * nB, act + 5416688 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
-    /* 251 stage3.step2.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2072112 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 1001952 * nB, P + 522996, P + 523044, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2072112 * nB, act + 1001952 * nB, P + 522996, P + 523044, buf + 15252, buf + 15300, B, 48, 49, 1.0000000000000001e-05);
-    /* 252 stage3.step2.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 2074464 * nB, act + 2072112 * nB, nB * 2352, nB * 3060246);
-    /* 253 stage3.step2.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 2072112 * nB, act + 2074464 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 254 stage3.step2.concat: concat 174x7x7 -> 186x7x7 */
-    {
-        const double *const xs[2] = { act + 5399632 * nB, act + 2072112 * nB };
-        const int cs[2] = { 174, 12 };
-        rt_concat_forward_d(ctx, act + 5513088 * nB, 2, xs, cs, B, 49);
-    }
-    /* 255 stage3.step3.grad.bn0: bn 186x7x7 -> 186x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5522208 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 5513088 * nB, P + 528276, P + 528462, B, 186, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5522208 * nB, act + 5513088 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1.0000000000000001e-05);
-    /* 256 stage3.step3.grad.relu0: relu 186x7x7 -> 186x7x7 */
-    rt_relu_forward_d(ctx, act + 5531328 * nB, act + 5522208 * nB, nB * 9114, nB * 3062598);
-    /* 257 stage3.step3.grad.conv0: conv 186x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 2072112 * nB, act + 5531328 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
-    /* 258 stage3.step3.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2076816 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 2072112 * nB, P + 537576, P + 537624, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2076816 * nB, act + 2072112 * nB, P + 537576, P + 537624, buf + 15720, buf + 15768, B, 48, 49, 1.0000000000000001e-05);
-    /* 259 stage3.step3.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 3497424 * nB, act + 2076816 * nB, nB * 2352, nB * 3071712);
-    /* 260 stage3.step3.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 2076816 * nB, act + 3497424 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 261 stage3.step3.concat: concat 186x7x7 -> 198x7x7 */
-    {
-        const double *const xs[2] = { act + 5513088 * nB, act + 2076816 * nB };
-        const int cs[2] = { 186, 12 };
-        rt_concat_forward_d(ctx, act + 5540448 * nB, 2, xs, cs, B, 49);
-    }
-    /* 262 stage3.step4.grad.bn0: bn 198x7x7 -> 198x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5649504 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 5540448 * nB, P + 542856, P + 543054, B, 198, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5649504 * nB, act + 5540448 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1.0000000000000001e-05);
-    /* 263 stage3.step4.grad.relu0: relu 198x7x7 -> 198x7x7 */
-    rt_relu_forward_d(ctx, act + 5659216 * nB, act + 5649504 * nB, nB * 9702, nB * 3074064);
-    /* 264 stage3.step4.grad.conv0: conv 198x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 2076816 * nB, act + 5659216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
-}
-
-/* Forward, part 12 of 15. */
-static void forward_d_12(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 265 stage3.step4.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3560928 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 2076816 * nB, P + 552756, P + 552804, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3560928 * nB, act + 2076816 * nB, P + 552756, P + 552804, buf + 16212, buf + 16260, B, 48, 49, 1.0000000000000001e-05);
-    /* 266 stage3.step4.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 3563280 * nB, act + 3560928 * nB, nB * 2352, nB * 3083766);
-    /* 267 stage3.step4.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 3560928 * nB, act + 3563280 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 268 stage3.step4.concat: concat 198x7x7 -> 210x7x7 */
-    {
-        const double *const xs[2] = { act + 5540448 * nB, act + 3560928 * nB };
-        const int cs[2] = { 198, 12 };
-        rt_concat_forward_d(ctx, act + 5668928 * nB, 2, xs, cs, B, 49);
-    }
-    /* 269 stage3.step5.grad.bn0: bn 210x7x7 -> 210x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5679232 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 5668928 * nB, P + 558036, P + 558246, B, 210, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5679232 * nB, act + 5668928 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1.0000000000000001e-05);
-    /* 270 stage3.step5.grad.relu0: relu 210x7x7 -> 210x7x7 */
-    rt_relu_forward_d(ctx, act + 5792976 * nB, act + 5679232 * nB, nB * 10290, nB * 3086118);
-    /* 271 stage3.step5.grad.conv0: conv 210x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 3560928 * nB, act + 5792976 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
-    /* 272 stage3.step5.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3876096 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 3560928 * nB, P + 568536, P + 568584, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3876096 * nB, act + 3560928 * nB, P + 568536, P + 568584, buf + 16728, buf + 16776, B, 48, 49, 1.0000000000000001e-05);
-    /* 273 stage3.step5.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 3878448 * nB, act + 3876096 * nB, nB * 2352, nB * 3096408);
-    /* 274 stage3.step5.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 3876096 * nB, act + 3878448 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 275 stage3.step5.concat: concat 210x7x7 -> 222x7x7 */
-    {
-        const double *const xs[2] = { act + 5668928 * nB, act + 3876096 * nB };
-        const int cs[2] = { 210, 12 };
-        rt_concat_forward_d(ctx, act + 5679232 * nB, 2, xs, cs, B, 49);
-    }
-    /* 276 stage3.step6.grad.bn0: bn 222x7x7 -> 222x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5803280 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 5679232 * nB, P + 573816, P + 574038, B, 222, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5803280 * nB, act + 5679232 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1.0000000000000001e-05);
-    /* 277 stage3.step6.grad.relu0: relu 222x7x7 -> 222x7x7 */
-    rt_relu_forward_d(ctx, act + 5814160 * nB, act + 5803280 * nB, nB * 10878, nB * 3098760);
-    /* 278 stage3.step6.grad.conv0: conv 222x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 3876096 * nB, act + 5814160 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
-    /* 279 stage3.step6.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 3880800 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 3876096 * nB, P + 584916, P + 584964, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 3880800 * nB, act + 3876096 * nB, P + 584916, P + 584964, buf + 17268, buf + 17316, B, 48, 49, 1.0000000000000001e-05);
-    /* 280 stage3.step6.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 4003104 * nB, act + 3880800 * nB, nB * 2352, nB * 3109638);
-    /* 281 stage3.step6.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 3880800 * nB, act + 4003104 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 282 stage3.step6.concat: concat 222x7x7 -> 234x7x7 */
-    {
-        const double *const xs[2] = { act + 5679232 * nB, act + 3880800 * nB };
-        const int cs[2] = { 222, 12 };
-        rt_concat_forward_d(ctx, act + 5825040 * nB, 2, xs, cs, B, 49);
-    }
-    /* 283 stage3.step7.grad.bn0: bn 234x7x7 -> 234x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5943504 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 5825040 * nB, P + 590196, P + 590430, B, 234, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5943504 * nB, act + 5825040 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1.0000000000000001e-05);
-    /* 284 stage3.step7.grad.relu0: relu 234x7x7 -> 234x7x7 */
-    rt_relu_forward_d(ctx, act + 5954976 * nB, act + 5943504 * nB, nB * 11466, nB * 3111990);
-    /* 285 stage3.step7.grad.conv0: conv 234x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 3880800 * nB, act + 5954976 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
-    /* 286 stage3.step7.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4005456 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 3880800 * nB, P + 601896, P + 601944, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4005456 * nB, act + 3880800 * nB, P + 601896, P + 601944, buf + 17832, buf + 17880, B, 48, 49, 1.0000000000000001e-05);
-    /* 287 stage3.step7.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 4377072 * nB, act + 4005456 * nB, nB * 2352, nB * 3123456);
-    /* 288 stage3.step7.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 4005456 * nB, act + 4377072 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
-}
-
-/* Forward, part 13 of 15. */
-static void forward_d_13(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 289 stage3.step7.concat: concat 234x7x7 -> 246x7x7 */
-    {
-        const double *const xs[2] = { act + 5825040 * nB, act + 4005456 * nB };
-        const int cs[2] = { 234, 12 };
-        rt_concat_forward_d(ctx, act + 5966448 * nB, 2, xs, cs, B, 49);
-    }
-    /* 290 stage3.step8.grad.bn0: bn 246x7x7 -> 246x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5978512 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 5966448 * nB, P + 607176, P + 607422, B, 246, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5978512 * nB, act + 5966448 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1.0000000000000001e-05);
-    /* 291 stage3.step8.grad.relu0: relu 246x7x7 -> 246x7x7 */
-    rt_relu_forward_d(ctx, act + 6101088 * nB, act + 5978512 * nB, nB * 12054, nB * 3125808);
-    /* 292 stage3.step8.grad.conv0: conv 246x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 4005456 * nB, act + 6101088 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
-    /* 293 stage3.step8.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4868640 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 4005456 * nB, P + 619476, P + 619524, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4868640 * nB, act + 4005456 * nB, P + 619476, P + 619524, buf + 18420, buf + 18468, B, 48, 49, 1.0000000000000001e-05);
-    /* 294 stage3.step8.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 4870992 * nB, act + 4868640 * nB, nB * 2352, nB * 3137862);
-    /* 295 stage3.step8.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 4868640 * nB, act + 4870992 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 296 stage3.step8.concat: concat 246x7x7 -> 258x7x7 */
-    {
-        const double *const xs[2] = { act + 5966448 * nB, act + 4868640 * nB };
-        const int cs[2] = { 246, 12 };
-        rt_concat_forward_d(ctx, act + 5978512 * nB, 2, xs, cs, B, 49);
-    }
-    /* 297 stage3.step9.grad.bn0: bn 258x7x7 -> 258x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6113152 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 5978512 * nB, P + 624756, P + 625014, B, 258, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6113152 * nB, act + 5978512 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1.0000000000000001e-05);
-    /* 298 stage3.step9.grad.relu0: relu 258x7x7 -> 258x7x7 */
-    rt_relu_forward_d(ctx, act + 6125808 * nB, act + 6113152 * nB, nB * 12642, nB * 3140214);
-    /* 299 stage3.step9.grad.conv0: conv 258x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 4868640 * nB, act + 6125808 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
-    /* 300 stage3.step9.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 4873344 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 4868640 * nB, P + 637656, P + 637704, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 4873344 * nB, act + 4868640 * nB, P + 637656, P + 637704, buf + 19032, buf + 19080, B, 48, 49, 1.0000000000000001e-05);
-    /* 301 stage3.step9.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 5270832 * nB, act + 4873344 * nB, nB * 2352, nB * 3152856);
-    /* 302 stage3.step9.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 4873344 * nB, act + 5270832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 303 stage3.step9.concat: concat 258x7x7 -> 270x7x7 */
-    {
-        const double *const xs[2] = { act + 5978512 * nB, act + 4873344 * nB };
-        const int cs[2] = { 258, 12 };
-        rt_concat_forward_d(ctx, act + 6138464 * nB, 2, xs, cs, B, 49);
-    }
-    /* 304 stage3.step10.grad.bn0: bn 270x7x7 -> 270x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6265728 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 6138464 * nB, P + 642936, P + 643206, B, 270, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6265728 * nB, act + 6138464 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1.0000000000000001e-05);
-    /* 305 stage3.step10.grad.relu0: relu 270x7x7 -> 270x7x7 */
-    rt_relu_forward_d(ctx, act + 6278960 * nB, act + 6265728 * nB, nB * 13230, nB * 3155208);
-    /* 306 stage3.step10.grad.conv0: conv 270x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 4873344 * nB, act + 6278960 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
-    /* 307 stage3.step10.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5273184 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 4873344 * nB, P + 656436, P + 656484, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5273184 * nB, act + 4873344 * nB, P + 656436, P + 656484, buf + 19668, buf + 19716, B, 48, 49, 1.0000000000000001e-05);
-    /* 308 stage3.step10.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 5275536 * nB, act + 5273184 * nB, nB * 2352, nB * 3168438);
-    /* 309 stage3.step10.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5275536 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 310 stage3.step10.concat: concat 270x7x7 -> 282x7x7 */
-    {
-        const double *const xs[2] = { act + 6138464 * nB, act + 5181760 * nB };
-        const int cs[2] = { 270, 12 };
-        rt_concat_forward_d(ctx, act + 6292192 * nB, 2, xs, cs, B, 49);
-    }
-    /* 311 stage3.step11.grad.bn0: bn 282x7x7 -> 282x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6306016 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 6292192 * nB, P + 661716, P + 661998, B, 282, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6306016 * nB, act + 6292192 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1.0000000000000001e-05);
-    /* 312 stage3.step11.grad.relu0: relu 282x7x7 -> 282x7x7 */
-    rt_relu_forward_d(ctx, act + 6437424 * nB, act + 6306016 * nB, nB * 13818, nB * 3170790);
-}
-
-/* Forward, part 14 of 15. */
-static void forward_d_14(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 313 stage3.step11.grad.conv0: conv 282x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5273184 * nB, act + 6437424 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
-    /* 314 stage3.step11.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5293504 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 5273184 * nB, P + 675816, P + 675864, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5293504 * nB, act + 5273184 * nB, P + 675816, P + 675864, buf + 20328, buf + 20376, B, 48, 49, 1.0000000000000001e-05);
-    /* 315 stage3.step11.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 5295856 * nB, act + 5293504 * nB, nB * 2352, nB * 3184608);
-    /* 316 stage3.step11.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5295856 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 317 stage3.step11.concat: concat 282x7x7 -> 294x7x7 */
-    {
-        const double *const xs[2] = { act + 6292192 * nB, act + 5181760 * nB };
-        const int cs[2] = { 282, 12 };
-        rt_concat_forward_d(ctx, act + 6306016 * nB, 2, xs, cs, B, 49);
-    }
-    /* 318 stage3.step12.grad.bn0: bn 294x7x7 -> 294x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6451248 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 6306016 * nB, P + 681096, P + 681390, B, 294, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6451248 * nB, act + 6306016 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1.0000000000000001e-05);
-    /* 319 stage3.step12.grad.relu0: relu 294x7x7 -> 294x7x7 */
-    rt_relu_forward_d(ctx, act + 6465664 * nB, act + 6451248 * nB, nB * 14406, nB * 3186960);
-    /* 320 stage3.step12.grad.conv0: conv 294x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5293504 * nB, act + 6465664 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
-    /* 321 stage3.step12.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5298208 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 5293504 * nB, P + 695796, P + 695844, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5298208 * nB, act + 5293504 * nB, P + 695796, P + 695844, buf + 21012, buf + 21060, B, 48, 49, 1.0000000000000001e-05);
-    /* 322 stage3.step12.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 5383728 * nB, act + 5298208 * nB, nB * 2352, nB * 3201366);
-    /* 323 stage3.step12.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5383728 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 324 stage3.step12.concat: concat 294x7x7 -> 306x7x7 */
-    {
-        const double *const xs[2] = { act + 6306016 * nB, act + 5181760 * nB };
-        const int cs[2] = { 294, 12 };
-        rt_concat_forward_d(ctx, act + 6480080 * nB, 2, xs, cs, B, 49);
-    }
-    /* 325 stage3.step13.grad.bn0: bn 306x7x7 -> 306x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6555024 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 6480080 * nB, P + 701076, P + 701382, B, 306, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6555024 * nB, act + 6480080 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1.0000000000000001e-05);
-    /* 326 stage3.step13.grad.relu0: relu 306x7x7 -> 306x7x7 */
-    rt_relu_forward_d(ctx, act + 6570032 * nB, act + 6555024 * nB, nB * 14994, nB * 3203718);
-    /* 327 stage3.step13.grad.conv0: conv 306x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5298208 * nB, act + 6570032 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
-    /* 328 stage3.step13.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5386080 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 5298208 * nB, P + 716376, P + 716424, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5386080 * nB, act + 5298208 * nB, P + 716376, P + 716424, buf + 21720, buf + 21768, B, 48, 49, 1.0000000000000001e-05);
-    /* 329 stage3.step13.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 5388432 * nB, act + 5386080 * nB, nB * 2352, nB * 3218712);
-    /* 330 stage3.step13.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5388432 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 331 stage3.step13.concat: concat 306x7x7 -> 318x7x7 */
-    {
-        const double *const xs[2] = { act + 6480080 * nB, act + 5181760 * nB };
-        const int cs[2] = { 306, 12 };
-        rt_concat_forward_d(ctx, act + 6585040 * nB, 2, xs, cs, B, 49);
-    }
-    /* 332 stage3.step14.grad.bn0: bn 318x7x7 -> 318x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6600624 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 6585040 * nB, P + 721656, P + 721974, B, 318, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6600624 * nB, act + 6585040 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1.0000000000000001e-05);
-    /* 333 stage3.step14.grad.relu0: relu 318x7x7 -> 318x7x7 */
-    rt_relu_forward_d(ctx, act + 6616208 * nB, act + 6600624 * nB, nB * 15582, nB * 3221064);
-    /* 334 stage3.step14.grad.conv0: conv 318x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5386080 * nB, act + 6616208 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
-    /* 335 stage3.step14.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5408160 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 5386080 * nB, P + 737556, P + 737604, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5408160 * nB, act + 5386080 * nB, P + 737556, P + 737604, buf + 22452, buf + 22500, B, 48, 49, 1.0000000000000001e-05);
-    /* 336 stage3.step14.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 5410512 * nB, act + 5408160 * nB, nB * 2352, nB * 3236646);
-}
-
-/* Forward, part 15 of 15. */
-static void forward_d_15(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 337 stage3.step14.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5410512 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 338 stage3.step14.concat: concat 318x7x7 -> 330x7x7 */
-    {
-        const double *const xs[2] = { act + 6585040 * nB, act + 5181760 * nB };
-        const int cs[2] = { 318, 12 };
-        rt_concat_forward_d(ctx, act + 6631792 * nB, 2, xs, cs, B, 49);
-    }
-    /* 339 stage3.step15.grad.bn0: bn 330x7x7 -> 330x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6647968 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 6631792 * nB, P + 742836, P + 743166, B, 330, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6647968 * nB, act + 6631792 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1.0000000000000001e-05);
-    /* 340 stage3.step15.grad.relu0: relu 330x7x7 -> 330x7x7 */
-    rt_relu_forward_d(ctx, act + 6664144 * nB, act + 6647968 * nB, nB * 16170, nB * 3238998);
-    /* 341 stage3.step15.grad.conv0: conv 330x7x7 -> 48x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5408160 * nB, act + 6664144 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
-    /* 342 stage3.step15.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 5412864 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 5408160 * nB, P + 759336, P + 759384, B, 48, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 5412864 * nB, act + 5408160 * nB, P + 759336, P + 759384, buf + 23208, buf + 23256, B, 48, 49, 1.0000000000000001e-05);
-    /* 343 stage3.step15.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_forward_d(ctx, act + 5522208 * nB, act + 5412864 * nB, nB * 2352, nB * 3255168);
-    /* 344 stage3.step15.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_forward_d(ctx, act + 5181760 * nB, act + 5522208 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 345 stage3.step15.concat: concat 330x7x7 -> 342x7x7 */
-    {
-        const double *const xs[2] = { act + 6631792 * nB, act + 5181760 * nB };
-        const int cs[2] = { 330, 12 };
-        rt_concat_forward_d(ctx, act + 6680320 * nB, 2, xs, cs, B, 49);
-    }
-    /* 346 head.bn0: bn 342x7x7 -> 342x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 6697088 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 6680320 * nB, P + 764616, P + 764958, B, 342, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 6697088 * nB, act + 6680320 * nB, P + 764616, P + 764958, buf + 23304, buf + 23646, B, 342, 49, 1.0000000000000001e-05);
-    /* 347 head.relu0: relu 342x7x7 -> 342x7x7 */
-    rt_relu_forward_d(ctx, act + 6713856 * nB, act + 6697088 * nB, nB * 16758, nB * 3257520);
-    /* 348 head.gap0: gap 342x7x7 -> 342x1x1 */
-    rt_gap_forward_d(ctx, act + 5181760 * nB, act + 6713856 * nB, B, 342, 49);
-    /* 349 head.linear: linear 342x1x1 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 5181760 * nB, P + 765300, P + 768720, B, 342, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward_d(RtModelD *m, int B, int train)
-{
-    forward_d_1(m, B, train);
-    forward_d_2(m, B, train);
-    forward_d_3(m, B, train);
-    forward_d_4(m, B, train);
-    forward_d_5(m, B, train);
-    forward_d_6(m, B, train);
-    forward_d_7(m, B, train);
-    forward_d_8(m, B, train);
-    forward_d_9(m, B, train);
-    forward_d_10(m, B, train);
-    forward_d_11(m, B, train);
-    forward_d_12(m, B, train);
-    forward_d_13(m, B, train);
-    forward_d_14(m, B, train);
-    forward_d_15(m, B, train);
-}
-
-/* Backward, part 1 of 15. */
-static void backward_d_1(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 349 head.linear: linear 342x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 5182112 * nB, 0, G + 765300, G + 768720, m->dlogits, act + 5181760 * nB, P + 765300, B, 342, 10);
-    /* 348 head.gap0: gap 342x7x7 -> 342x1x1 */
-    rt_gap_backward_d(ctx, act + 6697088 * nB, 0, act + 5182112 * nB, B, 342, 49);
-    /* 347 head.relu0: relu 342x7x7 -> 342x7x7 */
-    rt_relu_backward_d(ctx, act + 6730624 * nB, 0, act + 6697088 * nB, act + 6713856 * nB, nB * 16758, nB * 3257520);
-    /* 346 head.bn0: bn 342x7x7 -> 342x7x7 */
-    rt_bn_backward_d(ctx, act + 6697088 * nB, 0, G + 764616, G + 764958, act + 6730624 * nB, act + 6680320 * nB, fix + 23968, fix + 24320, P + 764616, B, 342, 49);
-    /* 345 stage3.step15.concat: concat 330x7x7 -> 342x7x7 */
-    {
-        double *const dxs[2] = { act + 6647968 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 330, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6697088 * nB, 2, cs, B, 49);
-    }
-    /* 344 stage3.step15.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5412864 * nB, 0, G + 759432, act + 5181760 * nB, act + 5522208 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 343 stage3.step15.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 5524560 * nB, 0, act + 5412864 * nB, act + 5522208 * nB, nB * 2352, nB * 3255168);
-    /* 342 stage3.step15.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 5412864 * nB, 0, G + 759336, G + 759384, act + 5524560 * nB, act + 5408160 * nB, fix + 23872, fix + 23920, P + 759336, B, 48, 49);
-    /* 341 stage3.step15.grad.conv0: conv 330x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 6680320 * nB, 0, G + 743496, act + 5412864 * nB, act + 6664144 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
-    /* 340 stage3.step15.grad.relu0: relu 330x7x7 -> 330x7x7 */
-    rt_relu_backward_d(ctx, act + 6696496 * nB, 0, act + 6680320 * nB, act + 6664144 * nB, nB * 16170, nB * 3238998);
-    /* 339 stage3.step15.grad.bn0: bn 330x7x7 -> 330x7x7 */
-    rt_bn_backward_d(ctx, act + 6647968 * nB, 1, G + 742836, G + 743166, act + 6696496 * nB, act + 6631792 * nB, fix + 23200, fix + 23536, P + 742836, B, 330, 49);
-    /* 338 stage3.step14.concat: concat 318x7x7 -> 330x7x7 */
-    {
-        double *const dxs[2] = { act + 6600624 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 318, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6647968 * nB, 2, cs, B, 49);
-    }
-    /* 337 stage3.step14.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5408160 * nB, 0, G + 737652, act + 5181760 * nB, act + 5410512 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 336 stage3.step14.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 5412864 * nB, 0, act + 5408160 * nB, act + 5410512 * nB, nB * 2352, nB * 3236646);
-    /* 335 stage3.step14.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 5408160 * nB, 0, G + 737556, G + 737604, act + 5412864 * nB, act + 5386080 * nB, fix + 23104, fix + 23152, P + 737556, B, 48, 49);
-    /* 334 stage3.step14.grad.conv0: conv 318x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 6631792 * nB, 0, G + 722292, act + 5408160 * nB, act + 6616208 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
-    /* 333 stage3.step14.grad.relu0: relu 318x7x7 -> 318x7x7 */
-    rt_relu_backward_d(ctx, act + 6647376 * nB, 0, act + 6631792 * nB, act + 6616208 * nB, nB * 15582, nB * 3221064);
-    /* 332 stage3.step14.grad.bn0: bn 318x7x7 -> 318x7x7 */
-    rt_bn_backward_d(ctx, act + 6600624 * nB, 1, G + 721656, G + 721974, act + 6647376 * nB, act + 6585040 * nB, fix + 22464, fix + 22784, P + 721656, B, 318, 49);
-    /* 331 stage3.step13.concat: concat 306x7x7 -> 318x7x7 */
-    {
-        double *const dxs[2] = { act + 6555024 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 306, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6600624 * nB, 2, cs, B, 49);
-    }
-    /* 330 stage3.step13.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5386080 * nB, 0, G + 716472, act + 5181760 * nB, act + 5388432 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 329 stage3.step13.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 5408160 * nB, 0, act + 5386080 * nB, act + 5388432 * nB, nB * 2352, nB * 3218712);
-    /* 328 stage3.step13.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 5386080 * nB, 0, G + 716376, G + 716424, act + 5408160 * nB, act + 5298208 * nB, fix + 22368, fix + 22416, P + 716376, B, 48, 49);
-    /* 327 stage3.step13.grad.conv0: conv 306x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 6585040 * nB, 0, G + 701688, act + 5386080 * nB, act + 6570032 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
-    /* 326 stage3.step13.grad.relu0: relu 306x7x7 -> 306x7x7 */
-    rt_relu_backward_d(ctx, act + 6600048 * nB, 0, act + 6585040 * nB, act + 6570032 * nB, nB * 14994, nB * 3203718);
-}
-
-/* Backward, part 2 of 15. */
-static void backward_d_2(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 325 stage3.step13.grad.bn0: bn 306x7x7 -> 306x7x7 */
-    rt_bn_backward_d(ctx, act + 6555024 * nB, 1, G + 701076, G + 701382, act + 6600048 * nB, act + 6480080 * nB, fix + 21728, fix + 22048, P + 701076, B, 306, 49);
-    /* 324 stage3.step12.concat: concat 294x7x7 -> 306x7x7 */
-    {
-        double *const dxs[2] = { act + 6451248 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 294, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6555024 * nB, 2, cs, B, 49);
-    }
-    /* 323 stage3.step12.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5298208 * nB, 0, G + 695892, act + 5181760 * nB, act + 5383728 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 322 stage3.step12.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 5386080 * nB, 0, act + 5298208 * nB, act + 5383728 * nB, nB * 2352, nB * 3201366);
-    /* 321 stage3.step12.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 5298208 * nB, 0, G + 695796, G + 695844, act + 5386080 * nB, act + 5293504 * nB, fix + 21632, fix + 21680, P + 695796, B, 48, 49);
-    /* 320 stage3.step12.grad.conv0: conv 294x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 6480080 * nB, 0, G + 681684, act + 5298208 * nB, act + 6465664 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
-    /* 319 stage3.step12.grad.relu0: relu 294x7x7 -> 294x7x7 */
-    rt_relu_backward_d(ctx, act + 6555024 * nB, 0, act + 6480080 * nB, act + 6465664 * nB, nB * 14406, nB * 3186960);
-    /* 318 stage3.step12.grad.bn0: bn 294x7x7 -> 294x7x7 */
-    rt_bn_backward_d(ctx, act + 6451248 * nB, 1, G + 681096, G + 681390, act + 6555024 * nB, act + 6306016 * nB, fix + 21024, fix + 21328, P + 681096, B, 294, 49);
-    /* 317 stage3.step11.concat: concat 282x7x7 -> 294x7x7 */
-    {
-        double *const dxs[2] = { act + 6306016 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 282, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6451248 * nB, 2, cs, B, 49);
-    }
-    /* 316 stage3.step11.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5293504 * nB, 0, G + 675912, act + 5181760 * nB, act + 5295856 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 315 stage3.step11.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 5298208 * nB, 0, act + 5293504 * nB, act + 5295856 * nB, nB * 2352, nB * 3184608);
-    /* 314 stage3.step11.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 5293504 * nB, 0, G + 675816, G + 675864, act + 5298208 * nB, act + 5273184 * nB, fix + 20928, fix + 20976, P + 675816, B, 48, 49);
-    /* 313 stage3.step11.grad.conv0: conv 282x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 6451248 * nB, 0, G + 662280, act + 5293504 * nB, act + 6437424 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
-    /* 312 stage3.step11.grad.relu0: relu 282x7x7 -> 282x7x7 */
-    rt_relu_backward_d(ctx, act + 6465072 * nB, 0, act + 6451248 * nB, act + 6437424 * nB, nB * 13818, nB * 3170790);
-    /* 311 stage3.step11.grad.bn0: bn 282x7x7 -> 282x7x7 */
-    rt_bn_backward_d(ctx, act + 6306016 * nB, 1, G + 661716, G + 661998, act + 6465072 * nB, act + 6292192 * nB, fix + 20352, fix + 20640, P + 661716, B, 282, 49);
-    /* 310 stage3.step10.concat: concat 270x7x7 -> 282x7x7 */
-    {
-        double *const dxs[2] = { act + 6265728 * nB, act + 5181760 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 270, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6306016 * nB, 2, cs, B, 49);
-    }
-    /* 309 stage3.step10.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5273184 * nB, 0, G + 656532, act + 5181760 * nB, act + 5275536 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 308 stage3.step10.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 5293504 * nB, 0, act + 5273184 * nB, act + 5275536 * nB, nB * 2352, nB * 3168438);
-    /* 307 stage3.step10.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 5273184 * nB, 0, G + 656436, G + 656484, act + 5293504 * nB, act + 4873344 * nB, fix + 20256, fix + 20304, P + 656436, B, 48, 49);
-    /* 306 stage3.step10.grad.conv0: conv 270x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 6292192 * nB, 0, G + 643476, act + 5273184 * nB, act + 6278960 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
-    /* 305 stage3.step10.grad.relu0: relu 270x7x7 -> 270x7x7 */
-    rt_relu_backward_d(ctx, act + 6305424 * nB, 0, act + 6292192 * nB, act + 6278960 * nB, nB * 13230, nB * 3155208);
-    /* 304 stage3.step10.grad.bn0: bn 270x7x7 -> 270x7x7 */
-    rt_bn_backward_d(ctx, act + 6265728 * nB, 1, G + 642936, G + 643206, act + 6305424 * nB, act + 6138464 * nB, fix + 19712, fix + 19984, P + 642936, B, 270, 49);
-    /* 303 stage3.step9.concat: concat 258x7x7 -> 270x7x7 */
-    {
-        double *const dxs[2] = { act + 6113152 * nB, act + 4873344 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 258, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6265728 * nB, 2, cs, B, 49);
-    }
-    /* 302 stage3.step9.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5273184 * nB, 0, G + 637752, act + 4873344 * nB, act + 5270832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
-}
-
-/* Backward, part 3 of 15. */
-static void backward_d_3(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 301 stage3.step9.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 4873344 * nB, 0, act + 5273184 * nB, act + 5270832 * nB, nB * 2352, nB * 3152856);
-    /* 300 stage3.step9.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 5270832 * nB, 0, G + 637656, G + 637704, act + 4873344 * nB, act + 4868640 * nB, fix + 19616, fix + 19664, P + 637656, B, 48, 49);
-    /* 299 stage3.step9.grad.conv0: conv 258x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 6138464 * nB, 0, G + 625272, act + 5270832 * nB, act + 6125808 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
-    /* 298 stage3.step9.grad.relu0: relu 258x7x7 -> 258x7x7 */
-    rt_relu_backward_d(ctx, act + 6265728 * nB, 0, act + 6138464 * nB, act + 6125808 * nB, nB * 12642, nB * 3140214);
-    /* 297 stage3.step9.grad.bn0: bn 258x7x7 -> 258x7x7 */
-    rt_bn_backward_d(ctx, act + 6113152 * nB, 1, G + 624756, G + 625014, act + 6265728 * nB, act + 5978512 * nB, fix + 19072, fix + 19344, P + 624756, B, 258, 49);
-    /* 296 stage3.step8.concat: concat 246x7x7 -> 258x7x7 */
-    {
-        double *const dxs[2] = { act + 5978512 * nB, act + 4868640 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 246, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6113152 * nB, 2, cs, B, 49);
-    }
-    /* 295 stage3.step8.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 4873344 * nB, 0, G + 619572, act + 4868640 * nB, act + 4870992 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 294 stage3.step8.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 4868640 * nB, 0, act + 4873344 * nB, act + 4870992 * nB, nB * 2352, nB * 3137862);
-    /* 293 stage3.step8.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 4870992 * nB, 0, G + 619476, G + 619524, act + 4868640 * nB, act + 4005456 * nB, fix + 18976, fix + 19024, P + 619476, B, 48, 49);
-    /* 292 stage3.step8.grad.conv0: conv 246x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 6113152 * nB, 0, G + 607668, act + 4870992 * nB, act + 6101088 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
-    /* 291 stage3.step8.grad.relu0: relu 246x7x7 -> 246x7x7 */
-    rt_relu_backward_d(ctx, act + 6125216 * nB, 0, act + 6113152 * nB, act + 6101088 * nB, nB * 12054, nB * 3125808);
-    /* 290 stage3.step8.grad.bn0: bn 246x7x7 -> 246x7x7 */
-    rt_bn_backward_d(ctx, act + 5978512 * nB, 1, G + 607176, G + 607422, act + 6125216 * nB, act + 5966448 * nB, fix + 18464, fix + 18720, P + 607176, B, 246, 49);
-    /* 289 stage3.step7.concat: concat 234x7x7 -> 246x7x7 */
-    {
-        double *const dxs[2] = { act + 5943504 * nB, act + 4005456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 234, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5978512 * nB, 2, cs, B, 49);
-    }
-    /* 288 stage3.step7.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 4868640 * nB, 0, G + 601992, act + 4005456 * nB, act + 4377072 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 287 stage3.step7.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 4005456 * nB, 0, act + 4868640 * nB, act + 4377072 * nB, nB * 2352, nB * 3123456);
-    /* 286 stage3.step7.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 4377072 * nB, 0, G + 601896, G + 601944, act + 4005456 * nB, act + 3880800 * nB, fix + 18368, fix + 18416, P + 601896, B, 48, 49);
-    /* 285 stage3.step7.grad.conv0: conv 234x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5966448 * nB, 0, G + 590664, act + 4377072 * nB, act + 5954976 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
-    /* 284 stage3.step7.grad.relu0: relu 234x7x7 -> 234x7x7 */
-    rt_relu_backward_d(ctx, act + 5977920 * nB, 0, act + 5966448 * nB, act + 5954976 * nB, nB * 11466, nB * 3111990);
-    /* 283 stage3.step7.grad.bn0: bn 234x7x7 -> 234x7x7 */
-    rt_bn_backward_d(ctx, act + 5943504 * nB, 1, G + 590196, G + 590430, act + 5977920 * nB, act + 5825040 * nB, fix + 17888, fix + 18128, P + 590196, B, 234, 49);
-    /* 282 stage3.step6.concat: concat 222x7x7 -> 234x7x7 */
-    {
-        double *const dxs[2] = { act + 5803280 * nB, act + 3880800 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 222, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5943504 * nB, 2, cs, B, 49);
-    }
-    /* 281 stage3.step6.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 4005456 * nB, 0, G + 585012, act + 3880800 * nB, act + 4003104 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 280 stage3.step6.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 3880800 * nB, 0, act + 4005456 * nB, act + 4003104 * nB, nB * 2352, nB * 3109638);
-    /* 279 stage3.step6.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 4003104 * nB, 0, G + 584916, G + 584964, act + 3880800 * nB, act + 3876096 * nB, fix + 17792, fix + 17840, P + 584916, B, 48, 49);
-    /* 278 stage3.step6.grad.conv0: conv 222x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5825040 * nB, 0, G + 574260, act + 4003104 * nB, act + 5814160 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
-}
-
-/* Backward, part 4 of 15. */
-static void backward_d_4(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 277 stage3.step6.grad.relu0: relu 222x7x7 -> 222x7x7 */
-    rt_relu_backward_d(ctx, act + 5943504 * nB, 0, act + 5825040 * nB, act + 5814160 * nB, nB * 10878, nB * 3098760);
-    /* 276 stage3.step6.grad.bn0: bn 222x7x7 -> 222x7x7 */
-    rt_bn_backward_d(ctx, act + 5803280 * nB, 1, G + 573816, G + 574038, act + 5943504 * nB, act + 5679232 * nB, fix + 17344, fix + 17568, P + 573816, B, 222, 49);
-    /* 275 stage3.step5.concat: concat 210x7x7 -> 222x7x7 */
-    {
-        double *const dxs[2] = { act + 5679232 * nB, act + 3876096 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 210, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5803280 * nB, 2, cs, B, 49);
-    }
-    /* 274 stage3.step5.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 3880800 * nB, 0, G + 568632, act + 3876096 * nB, act + 3878448 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 273 stage3.step5.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 3876096 * nB, 0, act + 3880800 * nB, act + 3878448 * nB, nB * 2352, nB * 3096408);
-    /* 272 stage3.step5.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 3878448 * nB, 0, G + 568536, G + 568584, act + 3876096 * nB, act + 3560928 * nB, fix + 17248, fix + 17296, P + 568536, B, 48, 49);
-    /* 271 stage3.step5.grad.conv0: conv 210x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5803280 * nB, 0, G + 558456, act + 3878448 * nB, act + 5792976 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
-    /* 270 stage3.step5.grad.relu0: relu 210x7x7 -> 210x7x7 */
-    rt_relu_backward_d(ctx, act + 5813584 * nB, 0, act + 5803280 * nB, act + 5792976 * nB, nB * 10290, nB * 3086118);
-    /* 269 stage3.step5.grad.bn0: bn 210x7x7 -> 210x7x7 */
-    rt_bn_backward_d(ctx, act + 5679232 * nB, 1, G + 558036, G + 558246, act + 5813584 * nB, act + 5668928 * nB, fix + 16800, fix + 17024, P + 558036, B, 210, 49);
-    /* 268 stage3.step4.concat: concat 198x7x7 -> 210x7x7 */
-    {
-        double *const dxs[2] = { act + 5649504 * nB, act + 3560928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 198, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5679232 * nB, 2, cs, B, 49);
-    }
-    /* 267 stage3.step4.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 3876096 * nB, 0, G + 552852, act + 3560928 * nB, act + 3563280 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 266 stage3.step4.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 3560928 * nB, 0, act + 3876096 * nB, act + 3563280 * nB, nB * 2352, nB * 3083766);
-    /* 265 stage3.step4.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 3563280 * nB, 0, G + 552756, G + 552804, act + 3560928 * nB, act + 2076816 * nB, fix + 16704, fix + 16752, P + 552756, B, 48, 49);
-    /* 264 stage3.step4.grad.conv0: conv 198x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5668928 * nB, 0, G + 543252, act + 3563280 * nB, act + 5659216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
-    /* 263 stage3.step4.grad.relu0: relu 198x7x7 -> 198x7x7 */
-    rt_relu_backward_d(ctx, act + 5678640 * nB, 0, act + 5668928 * nB, act + 5659216 * nB, nB * 9702, nB * 3074064);
-    /* 262 stage3.step4.grad.bn0: bn 198x7x7 -> 198x7x7 */
-    rt_bn_backward_d(ctx, act + 5649504 * nB, 1, G + 542856, G + 543054, act + 5678640 * nB, act + 5540448 * nB, fix + 16288, fix + 16496, P + 542856, B, 198, 49);
-    /* 261 stage3.step3.concat: concat 186x7x7 -> 198x7x7 */
-    {
-        double *const dxs[2] = { act + 5522208 * nB, act + 2076816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 186, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5649504 * nB, 2, cs, B, 49);
-    }
-    /* 260 stage3.step3.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 3560928 * nB, 0, G + 537672, act + 2076816 * nB, act + 3497424 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 259 stage3.step3.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 2076816 * nB, 0, act + 3560928 * nB, act + 3497424 * nB, nB * 2352, nB * 3071712);
-    /* 258 stage3.step3.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 3497424 * nB, 0, G + 537576, G + 537624, act + 2076816 * nB, act + 2072112 * nB, fix + 16192, fix + 16240, P + 537576, B, 48, 49);
-    /* 257 stage3.step3.grad.conv0: conv 186x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5540448 * nB, 0, G + 528648, act + 3497424 * nB, act + 5531328 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
-    /* 256 stage3.step3.grad.relu0: relu 186x7x7 -> 186x7x7 */
-    rt_relu_backward_d(ctx, act + 5649504 * nB, 0, act + 5540448 * nB, act + 5531328 * nB, nB * 9114, nB * 3062598);
-    /* 255 stage3.step3.grad.bn0: bn 186x7x7 -> 186x7x7 */
-    rt_bn_backward_d(ctx, act + 5522208 * nB, 1, G + 528276, G + 528462, act + 5649504 * nB, act + 5513088 * nB, fix + 15808, fix + 16000, P + 528276, B, 186, 49);
-    /* 254 stage3.step2.concat: concat 174x7x7 -> 186x7x7 */
-    {
-        double *const dxs[2] = { act + 5408160 * nB, act + 2072112 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 174, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5522208 * nB, 2, cs, B, 49);
-    }
-}
-
-/* Backward, part 5 of 15. */
-static void backward_d_5(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 253 stage3.step2.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 2076816 * nB, 0, G + 523092, act + 2072112 * nB, act + 2074464 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 252 stage3.step2.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 2072112 * nB, 0, act + 2076816 * nB, act + 2074464 * nB, nB * 2352, nB * 3060246);
-    /* 251 stage3.step2.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 2074464 * nB, 0, G + 522996, G + 523044, act + 2072112 * nB, act + 1001952 * nB, fix + 15712, fix + 15760, P + 522996, B, 48, 49);
-    /* 250 stage3.step2.grad.conv0: conv 174x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5513088 * nB, 0, G + 514644, act + 2074464 * nB, act + 5416688 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
-    /* 249 stage3.step2.grad.relu0: relu 174x7x7 -> 174x7x7 */
-    rt_relu_backward_d(ctx, act + 5521616 * nB, 0, act + 5513088 * nB, act + 5416688 * nB, nB * 8526, nB * 3051720);
-    /* 248 stage3.step2.grad.bn0: bn 174x7x7 -> 174x7x7 */
-    rt_bn_backward_d(ctx, act + 5408160 * nB, 1, G + 514296, G + 514470, act + 5521616 * nB, act + 5399632 * nB, fix + 15360, fix + 15536, P + 514296, B, 174, 49);
-    /* 247 stage3.step1.concat: concat 162x7x7 -> 174x7x7 */
-    {
-        double *const dxs[2] = { act + 5383728 * nB, act + 1001952 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 162, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5408160 * nB, 2, cs, B, 49);
-    }
-    /* 246 stage3.step1.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 2072112 * nB, 0, G + 509112, act + 1001952 * nB, act + 1004304 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 245 stage3.step1.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 1001952 * nB, 0, act + 2072112 * nB, act + 1004304 * nB, nB * 2352, nB * 3049368);
-    /* 244 stage3.step1.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 1004304 * nB, 0, G + 509016, G + 509064, act + 1001952 * nB, act + 192864 * nB, fix + 15264, fix + 15312, P + 509016, B, 48, 49);
-    /* 243 stage3.step1.grad.conv0: conv 162x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5399632 * nB, 0, G + 501240, act + 1004304 * nB, act + 5391680 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
-    /* 242 stage3.step1.grad.relu0: relu 162x7x7 -> 162x7x7 */
-    rt_relu_backward_d(ctx, act + 5407584 * nB, 0, act + 5399632 * nB, act + 5391680 * nB, nB * 7938, nB * 3041430);
-    /* 241 stage3.step1.grad.bn0: bn 162x7x7 -> 162x7x7 */
-    rt_bn_backward_d(ctx, act + 5383728 * nB, 1, G + 500916, G + 501078, act + 5407584 * nB, act + 5285552 * nB, fix + 14912, fix + 15088, P + 500916, B, 162, 49);
-    /* 240 stage3.step0.concat: concat 150x7x7 -> 162x7x7 */
-    {
-        double *const dxs[2] = { act + 5270832 * nB, act + 192864 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 150, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5383728 * nB, 2, cs, B, 49);
-    }
-    /* 239 stage3.step0.grad.conv1: conv 48x7x7 -> 12x7x7 */
-    rt_conv2d_backward_d(ctx, act + 1001952 * nB, 0, G + 495732, act + 192864 * nB, act + 195216 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
-    /* 238 stage3.step0.grad.relu1: relu 48x7x7 -> 48x7x7 */
-    rt_relu_backward_d(ctx, act + 192864 * nB, 0, act + 1001952 * nB, act + 195216 * nB, nB * 2352, nB * 3039078);
-    /* 237 stage3.step0.grad.bn1: bn 48x7x7 -> 48x7x7 */
-    rt_bn_backward_d(ctx, act + 195216 * nB, 0, G + 495636, G + 495684, act + 192864 * nB, act + 190512 * nB, fix + 14816, fix + 14864, P + 495636, B, 48, 49);
-    /* 236 stage3.step0.grad.conv0: conv 150x7x7 -> 48x7x7 */
-    rt_conv2d_backward_d(ctx, act + 5285552 * nB, 0, G + 488436, act + 195216 * nB, act + 5278192 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
-    /* 235 stage3.step0.grad.relu0: relu 150x7x7 -> 150x7x7 */
-    rt_relu_backward_d(ctx, act + 5292912 * nB, 0, act + 5285552 * nB, act + 5278192 * nB, nB * 7350, nB * 3031728);
-    /* 234 stage3.step0.grad.bn0: bn 150x7x7 -> 150x7x7 */
-    rt_bn_backward_d(ctx, act + 5270832 * nB, 1, G + 488136, G + 488286, act + 5292912 * nB, act + 5174400 * nB, fix + 14496, fix + 14656, P + 488136, B, 150, 49);
-    /* 233 trans2.avgpool0: avgpool 150x14x14 -> 150x7x7 */
-    rt_avgpool_backward_d(ctx, act + 5383728 * nB, 0, act + 5270832 * nB, B, 150, 14, 14, 2, 2);
-    /* 232 trans2.conv0: conv 300x14x14 -> 150x14x14 */
-    rt_conv2d_backward_d(ctx, act + 6437424 * nB, 0, G + 443136, act + 5383728 * nB, act + 6496224 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
-    /* 231 trans2.relu0: relu 300x14x14 -> 300x14x14 */
-    rt_relu_backward_d(ctx, act + 6555024 * nB, 0, act + 6437424 * nB, act + 6496224 * nB, nB * 58800, nB * 2972928);
-    /* 230 trans2.bn0: bn 300x14x14 -> 300x14x14 */
-    rt_bn_backward_d(ctx, act + 6437424 * nB, 0, G + 442536, G + 442836, act + 6555024 * nB, act + 6378624 * nB, fix + 13888, fix + 14192, P + 442536, B, 300, 196);
-}
-
-/* Backward, part 6 of 15. */
-static void backward_d_6(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 229 stage2.step15.concat: concat 288x14x14 -> 300x14x14 */
-    {
-        double *const dxs[2] = { act + 6265728 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 288, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6437424 * nB, 2, cs, B, 196);
-    }
-    /* 228 stage2.step15.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 5174400 * nB, 0, G + 437352, act + 190512 * nB, act + 5261424 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 227 stage2.step15.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 5270832 * nB, 0, act + 5174400 * nB, act + 5261424 * nB, nB * 9408, nB * 2963520);
-    /* 226 stage2.step15.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 5174400 * nB, 0, G + 437256, G + 437304, act + 5270832 * nB, act + 5155584 * nB, fix + 13792, fix + 13840, P + 437256, B, 48, 196);
-    /* 225 stage2.step15.grad.conv0: conv 288x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 6378624 * nB, 0, G + 423432, act + 5174400 * nB, act + 6322176 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
-    /* 224 stage2.step15.grad.relu0: relu 288x14x14 -> 288x14x14 */
-    rt_relu_backward_d(ctx, act + 6435072 * nB, 0, act + 6378624 * nB, act + 6322176 * nB, nB * 56448, nB * 2907072);
-    /* 223 stage2.step15.grad.bn0: bn 288x14x14 -> 288x14x14 */
-    rt_bn_backward_d(ctx, act + 6265728 * nB, 1, G + 422856, G + 423144, act + 6435072 * nB, act + 6209280 * nB, fix + 13216, fix + 13504, P + 422856, B, 288, 196);
-    /* 222 stage2.step14.concat: concat 276x14x14 -> 288x14x14 */
-    {
-        double *const dxs[2] = { act + 6101088 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 276, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6265728 * nB, 2, cs, B, 196);
-    }
-    /* 221 stage2.step14.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 5155584 * nB, 0, G + 417672, act + 190512 * nB, act + 5164992 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 220 stage2.step14.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 5174400 * nB, 0, act + 5155584 * nB, act + 5164992 * nB, nB * 9408, nB * 2897664);
-    /* 219 stage2.step14.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 5155584 * nB, 0, G + 417576, G + 417624, act + 5174400 * nB, act + 4967424 * nB, fix + 13120, fix + 13168, P + 417576, B, 48, 196);
-    /* 218 stage2.step14.grad.conv0: conv 276x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 6209280 * nB, 0, G + 404328, act + 5155584 * nB, act + 6155184 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
-    /* 217 stage2.step14.grad.relu0: relu 276x14x14 -> 276x14x14 */
-    rt_relu_backward_d(ctx, act + 6263376 * nB, 0, act + 6209280 * nB, act + 6155184 * nB, nB * 54096, nB * 2843568);
-    /* 216 stage2.step14.grad.bn0: bn 276x14x14 -> 276x14x14 */
-    rt_bn_backward_d(ctx, act + 6101088 * nB, 1, G + 403776, G + 404052, act + 6263376 * nB, act + 6046992 * nB, fix + 12544, fix + 12832, P + 403776, B, 276, 196);
-    /* 215 stage2.step13.concat: concat 264x14x14 -> 276x14x14 */
-    {
-        double *const dxs[2] = { act + 5943504 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 264, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 6101088 * nB, 2, cs, B, 196);
-    }
-    /* 214 stage2.step13.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 4967424 * nB, 0, G + 398592, act + 190512 * nB, act + 5146176 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 213 stage2.step13.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 5155584 * nB, 0, act + 4967424 * nB, act + 5146176 * nB, nB * 9408, nB * 2834160);
-    /* 212 stage2.step13.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 4967424 * nB, 0, G + 398496, G + 398544, act + 5155584 * nB, act + 4948608 * nB, fix + 12448, fix + 12496, P + 398496, B, 48, 196);
-    /* 211 stage2.step13.grad.conv0: conv 264x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 6046992 * nB, 0, G + 385824, act + 4967424 * nB, act + 5995248 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
-    /* 210 stage2.step13.grad.relu0: relu 264x14x14 -> 264x14x14 */
-    rt_relu_backward_d(ctx, act + 6098736 * nB, 0, act + 6046992 * nB, act + 5995248 * nB, nB * 51744, nB * 2782416);
-    /* 209 stage2.step13.grad.bn0: bn 264x14x14 -> 264x14x14 */
-    rt_bn_backward_d(ctx, act + 5943504 * nB, 1, G + 385296, G + 385560, act + 6098736 * nB, act + 5891760 * nB, fix + 11904, fix + 12176, P + 385296, B, 264, 196);
-    /* 208 stage2.step12.concat: concat 252x14x14 -> 264x14x14 */
-    {
-        double *const dxs[2] = { act + 5792976 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 252, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5943504 * nB, 2, cs, B, 196);
-    }
-    /* 207 stage2.step12.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 4948608 * nB, 0, G + 380112, act + 190512 * nB, act + 4958016 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 206 stage2.step12.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 4967424 * nB, 0, act + 4948608 * nB, act + 4958016 * nB, nB * 9408, nB * 2773008);
-}
-
-/* Backward, part 7 of 15. */
-static void backward_d_7(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 205 stage2.step12.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 4948608 * nB, 0, G + 380016, G + 380064, act + 4967424 * nB, act + 4849824 * nB, fix + 11808, fix + 11856, P + 380016, B, 48, 196);
-    /* 204 stage2.step12.grad.conv0: conv 252x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 5891760 * nB, 0, G + 367920, act + 4948608 * nB, act + 5842368 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
-    /* 203 stage2.step12.grad.relu0: relu 252x14x14 -> 252x14x14 */
-    rt_relu_backward_d(ctx, act + 5941152 * nB, 0, act + 5891760 * nB, act + 5842368 * nB, nB * 49392, nB * 2723616);
-    /* 202 stage2.step12.grad.bn0: bn 252x14x14 -> 252x14x14 */
-    rt_bn_backward_d(ctx, act + 5792976 * nB, 1, G + 367416, G + 367668, act + 5941152 * nB, act + 5743584 * nB, fix + 11296, fix + 11552, P + 367416, B, 252, 196);
-    /* 201 stage2.step11.concat: concat 240x14x14 -> 252x14x14 */
-    {
-        double *const dxs[2] = { act + 5649504 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 240, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5792976 * nB, 2, cs, B, 196);
-    }
-    /* 200 stage2.step11.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 4849824 * nB, 0, G + 362232, act + 190512 * nB, act + 4859232 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 199 stage2.step11.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 4948608 * nB, 0, act + 4849824 * nB, act + 4859232 * nB, nB * 9408, nB * 2714208);
-    /* 198 stage2.step11.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 4849824 * nB, 0, G + 362136, G + 362184, act + 4948608 * nB, act + 4367664 * nB, fix + 11200, fix + 11248, P + 362136, B, 48, 196);
-    /* 197 stage2.step11.grad.conv0: conv 240x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 5743584 * nB, 0, G + 350616, act + 4849824 * nB, act + 5696544 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
-    /* 196 stage2.step11.grad.relu0: relu 240x14x14 -> 240x14x14 */
-    rt_relu_backward_d(ctx, act + 5790624 * nB, 0, act + 5743584 * nB, act + 5696544 * nB, nB * 47040, nB * 2667168);
-    /* 195 stage2.step11.grad.bn0: bn 240x14x14 -> 240x14x14 */
-    rt_bn_backward_d(ctx, act + 5649504 * nB, 1, G + 350136, G + 350376, act + 5790624 * nB, act + 5602464 * nB, fix + 10720, fix + 10960, P + 350136, B, 240, 196);
-    /* 194 stage2.step10.concat: concat 228x14x14 -> 240x14x14 */
-    {
-        double *const dxs[2] = { act + 5513088 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 228, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5649504 * nB, 2, cs, B, 196);
-    }
-    /* 193 stage2.step10.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 4367664 * nB, 0, G + 344952, act + 190512 * nB, act + 4840416 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 192 stage2.step10.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 4849824 * nB, 0, act + 4367664 * nB, act + 4840416 * nB, nB * 9408, nB * 2657760);
-    /* 191 stage2.step10.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 4367664 * nB, 0, G + 344856, G + 344904, act + 4849824 * nB, act + 4348848 * nB, fix + 10624, fix + 10672, P + 344856, B, 48, 196);
-    /* 190 stage2.step10.grad.conv0: conv 228x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 5602464 * nB, 0, G + 333912, act + 4367664 * nB, act + 5557776 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
-    /* 189 stage2.step10.grad.relu0: relu 228x14x14 -> 228x14x14 */
-    rt_relu_backward_d(ctx, act + 5647152 * nB, 0, act + 5602464 * nB, act + 5557776 * nB, nB * 44688, nB * 2613072);
-    /* 188 stage2.step10.grad.bn0: bn 228x14x14 -> 228x14x14 */
-    rt_bn_backward_d(ctx, act + 5513088 * nB, 1, G + 333456, G + 333684, act + 5647152 * nB, act + 5468400 * nB, fix + 10144, fix + 10384, P + 333456, B, 228, 196);
-    /* 187 stage2.step9.concat: concat 216x14x14 -> 228x14x14 */
-    {
-        double *const dxs[2] = { act + 5383728 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 216, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5513088 * nB, 2, cs, B, 196);
-    }
-    /* 186 stage2.step9.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 4348848 * nB, 0, G + 328272, act + 190512 * nB, act + 4358256 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 185 stage2.step9.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 4367664 * nB, 0, act + 4348848 * nB, act + 4358256 * nB, nB * 9408, nB * 2603664);
-    /* 184 stage2.step9.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 4348848 * nB, 0, G + 328176, G + 328224, act + 4367664 * nB, act + 3956064 * nB, fix + 10048, fix + 10096, P + 328176, B, 48, 196);
-    /* 183 stage2.step9.grad.conv0: conv 216x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 5468400 * nB, 0, G + 317808, act + 4348848 * nB, act + 5426064 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
-    /* 182 stage2.step9.grad.relu0: relu 216x14x14 -> 216x14x14 */
-    rt_relu_backward_d(ctx, act + 5510736 * nB, 0, act + 5468400 * nB, act + 5426064 * nB, nB * 42336, nB * 2561328);
-}
-
-/* Backward, part 8 of 15. */
-static void backward_d_8(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 181 stage2.step9.grad.bn0: bn 216x14x14 -> 216x14x14 */
-    rt_bn_backward_d(ctx, act + 5383728 * nB, 1, G + 317376, G + 317592, act + 5510736 * nB, act + 5341392 * nB, fix + 9600, fix + 9824, P + 317376, B, 216, 196);
-    /* 180 stage2.step8.concat: concat 204x14x14 -> 216x14x14 */
-    {
-        double *const dxs[2] = { act + 5261424 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 204, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5383728 * nB, 2, cs, B, 196);
-    }
-    /* 179 stage2.step8.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 3956064 * nB, 0, G + 312192, act + 190512 * nB, act + 3993696 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 178 stage2.step8.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 4348848 * nB, 0, act + 3956064 * nB, act + 3993696 * nB, nB * 9408, nB * 2551920);
-    /* 177 stage2.step8.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 3956064 * nB, 0, G + 312096, G + 312144, act + 4348848 * nB, act + 3937248 * nB, fix + 9504, fix + 9552, P + 312096, B, 48, 196);
-    /* 176 stage2.step8.grad.conv0: conv 204x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 5341392 * nB, 0, G + 302304, act + 3956064 * nB, act + 5301408 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
-    /* 175 stage2.step8.grad.relu0: relu 204x14x14 -> 204x14x14 */
-    rt_relu_backward_d(ctx, act + 5381376 * nB, 0, act + 5341392 * nB, act + 5301408 * nB, nB * 39984, nB * 2511936);
-    /* 174 stage2.step8.grad.bn0: bn 204x14x14 -> 204x14x14 */
-    rt_bn_backward_d(ctx, act + 5261424 * nB, 1, G + 301896, G + 302100, act + 5381376 * nB, act + 5221440 * nB, fix + 9088, fix + 9296, P + 301896, B, 204, 196);
-    /* 173 stage2.step7.concat: concat 192x14x14 -> 204x14x14 */
-    {
-        double *const dxs[2] = { act + 5146176 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 192, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5261424 * nB, 2, cs, B, 196);
-    }
-    /* 172 stage2.step7.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 3937248 * nB, 0, G + 296712, act + 190512 * nB, act + 3946656 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 171 stage2.step7.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 3956064 * nB, 0, act + 3937248 * nB, act + 3946656 * nB, nB * 9408, nB * 2502528);
-    /* 170 stage2.step7.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 3937248 * nB, 0, G + 296616, G + 296664, act + 3956064 * nB, act + 3857280 * nB, fix + 8992, fix + 9040, P + 296616, B, 48, 196);
-    /* 169 stage2.step7.grad.conv0: conv 192x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 5221440 * nB, 0, G + 287400, act + 3937248 * nB, act + 5183808 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
-    /* 168 stage2.step7.grad.relu0: relu 192x14x14 -> 192x14x14 */
-    rt_relu_backward_d(ctx, act + 5259072 * nB, 0, act + 5221440 * nB, act + 5183808 * nB, nB * 37632, nB * 2464896);
-    /* 167 stage2.step7.grad.bn0: bn 192x14x14 -> 192x14x14 */
-    rt_bn_backward_d(ctx, act + 5146176 * nB, 1, G + 287016, G + 287208, act + 5259072 * nB, act + 4910976 * nB, fix + 8608, fix + 8800, P + 287016, B, 192, 196);
-    /* 166 stage2.step6.concat: concat 180x14x14 -> 192x14x14 */
-    {
-        double *const dxs[2] = { act + 4840416 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 180, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 5146176 * nB, 2, cs, B, 196);
-    }
-    /* 165 stage2.step6.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 3857280 * nB, 0, G + 281832, act + 190512 * nB, act + 3866688 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 164 stage2.step6.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 3937248 * nB, 0, act + 3857280 * nB, act + 3866688 * nB, nB * 9408, nB * 2455488);
-    /* 163 stage2.step6.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 3857280 * nB, 0, G + 281736, G + 281784, act + 3937248 * nB, act + 3142272 * nB, fix + 8512, fix + 8560, P + 281736, B, 48, 196);
-    /* 162 stage2.step6.grad.conv0: conv 180x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 4910976 * nB, 0, G + 273096, act + 3857280 * nB, act + 4875696 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
-    /* 161 stage2.step6.grad.relu0: relu 180x14x14 -> 180x14x14 */
-    rt_relu_backward_d(ctx, act + 5146176 * nB, 0, act + 4910976 * nB, act + 4875696 * nB, nB * 35280, nB * 2420208);
-    /* 160 stage2.step6.grad.bn0: bn 180x14x14 -> 180x14x14 */
-    rt_bn_backward_d(ctx, act + 4840416 * nB, 1, G + 272736, G + 272916, act + 5146176 * nB, act + 4442928 * nB, fix + 8128, fix + 8320, P + 272736, B, 180, 196);
-    /* 159 stage2.step5.concat: concat 168x14x14 -> 180x14x14 */
-    {
-        double *const dxs[2] = { act + 4442928 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 168, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 4840416 * nB, 2, cs, B, 196);
-    }
-    /* 158 stage2.step5.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 3142272 * nB, 0, G + 267552, act + 190512 * nB, act + 3488016 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
-}
-
-/* Backward, part 9 of 15. */
-static void backward_d_9(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 157 stage2.step5.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 3857280 * nB, 0, act + 3142272 * nB, act + 3488016 * nB, nB * 9408, nB * 2410800);
-    /* 156 stage2.step5.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 3142272 * nB, 0, G + 267456, G + 267504, act + 3857280 * nB, act + 2756544 * nB, fix + 8032, fix + 8080, P + 267456, B, 48, 196);
-    /* 155 stage2.step5.grad.conv0: conv 168x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 4840416 * nB, 0, G + 259392, act + 3142272 * nB, act + 4807488 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
-    /* 154 stage2.step5.grad.relu0: relu 168x14x14 -> 168x14x14 */
-    rt_relu_backward_d(ctx, act + 4873344 * nB, 0, act + 4840416 * nB, act + 4807488 * nB, nB * 32928, nB * 2377872);
-    /* 153 stage2.step5.grad.bn0: bn 168x14x14 -> 168x14x14 */
-    rt_bn_backward_d(ctx, act + 4442928 * nB, 1, G + 259056, G + 259224, act + 4873344 * nB, act + 4410000 * nB, fix + 7680, fix + 7856, P + 259056, B, 168, 196);
-    /* 152 stage2.step4.concat: concat 156x14x14 -> 168x14x14 */
-    {
-        double *const dxs[2] = { act + 4348848 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 156, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 4442928 * nB, 2, cs, B, 196);
-    }
-    /* 151 stage2.step4.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 2756544 * nB, 0, G + 253872, act + 190512 * nB, act + 3132864 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 150 stage2.step4.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 3142272 * nB, 0, act + 2756544 * nB, act + 3132864 * nB, nB * 9408, nB * 2368464);
-    /* 149 stage2.step4.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 2756544 * nB, 0, G + 253776, G + 253824, act + 3142272 * nB, act + 1759296 * nB, fix + 7584, fix + 7632, P + 253776, B, 48, 196);
-    /* 148 stage2.step4.grad.conv0: conv 156x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 4410000 * nB, 0, G + 246288, act + 2756544 * nB, act + 4379424 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
-    /* 147 stage2.step4.grad.relu0: relu 156x14x14 -> 156x14x14 */
-    rt_relu_backward_d(ctx, act + 4440576 * nB, 0, act + 4410000 * nB, act + 4379424 * nB, nB * 30576, nB * 2337888);
-    /* 146 stage2.step4.grad.bn0: bn 156x14x14 -> 156x14x14 */
-    rt_bn_backward_d(ctx, act + 4348848 * nB, 1, G + 245976, G + 246132, act + 4440576 * nB, act + 4318272 * nB, fix + 7264, fix + 7424, P + 245976, B, 156, 196);
-    /* 145 stage2.step3.concat: concat 144x14x14 -> 156x14x14 */
-    {
-        double *const dxs[2] = { act + 3937248 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 144, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 4348848 * nB, 2, cs, B, 196);
-    }
-    /* 144 stage2.step3.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 1759296 * nB, 0, G + 240792, act + 190512 * nB, act + 1768704 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 143 stage2.step3.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 2756544 * nB, 0, act + 1759296 * nB, act + 1768704 * nB, nB * 9408, nB * 2328480);
-    /* 142 stage2.step3.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 1759296 * nB, 0, G + 240696, G + 240744, act + 2756544 * nB, act + 771456 * nB, fix + 7168, fix + 7216, P + 240696, B, 48, 196);
-    /* 141 stage2.step3.grad.conv0: conv 144x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 4318272 * nB, 0, G + 233784, act + 1759296 * nB, act + 3965472 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
-    /* 140 stage2.step3.grad.relu0: relu 144x14x14 -> 144x14x14 */
-    rt_relu_backward_d(ctx, act + 4346496 * nB, 0, act + 4318272 * nB, act + 3965472 * nB, nB * 28224, nB * 2300256);
-    /* 139 stage2.step3.grad.bn0: bn 144x14x14 -> 144x14x14 */
-    rt_bn_backward_d(ctx, act + 3937248 * nB, 1, G + 233496, G + 233640, act + 4346496 * nB, act + 3909024 * nB, fix + 6880, fix + 7024, P + 233496, B, 144, 196);
-    /* 138 stage2.step2.concat: concat 132x14x14 -> 144x14x14 */
-    {
-        double *const dxs[2] = { act + 3857280 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 132, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 3937248 * nB, 2, cs, B, 196);
-    }
-    /* 137 stage2.step2.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 771456 * nB, 0, G + 228312, act + 190512 * nB, act + 1495872 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 136 stage2.step2.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 1759296 * nB, 0, act + 771456 * nB, act + 1495872 * nB, nB * 9408, nB * 2290848);
-    /* 135 stage2.step2.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 771456 * nB, 0, G + 228216, G + 228264, act + 1759296 * nB, act + 573888 * nB, fix + 6784, fix + 6832, P + 228216, B, 48, 196);
-    /* 134 stage2.step2.grad.conv0: conv 132x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 3909024 * nB, 0, G + 221880, act + 771456 * nB, act + 3883152 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
-}
-
-/* Backward, part 10 of 15. */
-static void backward_d_10(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 133 stage2.step2.grad.relu0: relu 132x14x14 -> 132x14x14 */
-    rt_relu_backward_d(ctx, act + 3934896 * nB, 0, act + 3909024 * nB, act + 3883152 * nB, nB * 25872, nB * 2264976);
-    /* 132 stage2.step2.grad.bn0: bn 132x14x14 -> 132x14x14 */
-    rt_bn_backward_d(ctx, act + 3857280 * nB, 1, G + 221616, G + 221748, act + 3934896 * nB, act + 3462144 * nB, fix + 6496, fix + 6640, P + 221616, B, 132, 196);
-    /* 131 stage2.step1.concat: concat 120x14x14 -> 132x14x14 */
-    {
-        double *const dxs[2] = { act + 3462144 * nB, act + 190512 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 120, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 3857280 * nB, 2, cs, B, 196);
-    }
-    /* 130 stage2.step1.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 573888 * nB, 0, G + 216432, act + 190512 * nB, act + 762048 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 129 stage2.step1.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 771456 * nB, 0, act + 573888 * nB, act + 762048 * nB, nB * 9408, nB * 2255568);
-    /* 128 stage2.step1.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 573888 * nB, 0, G + 216336, G + 216384, act + 771456 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, B, 48, 196);
-    /* 127 stage2.step1.grad.conv0: conv 120x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 3857280 * nB, 0, G + 210576, act + 573888 * nB, act + 3537408 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
-    /* 126 stage2.step1.grad.relu0: relu 120x14x14 -> 120x14x14 */
-    rt_relu_backward_d(ctx, act + 3880800 * nB, 0, act + 3857280 * nB, act + 3537408 * nB, nB * 23520, nB * 2232048);
-    /* 125 stage2.step1.grad.bn0: bn 120x14x14 -> 120x14x14 */
-    rt_bn_backward_d(ctx, act + 3462144 * nB, 1, G + 210336, G + 210456, act + 3880800 * nB, act + 978432 * nB, fix + 6144, fix + 6272, P + 210336, B, 120, 196);
-    /* 124 stage2.step0.concat: concat 108x14x14 -> 120x14x14 */
-    {
-        double *const dxs[2] = { act + 978432 * nB, act + 28224 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 108, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 3462144 * nB, 2, cs, B, 196);
-    }
-    /* 123 stage2.step0.grad.conv1: conv 48x14x14 -> 12x14x14 */
-    rt_conv2d_backward_d(ctx, act + 573888 * nB, 0, G + 205152, act + 28224 * nB, act + 122304 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
-    /* 122 stage2.step0.grad.relu1: relu 48x14x14 -> 48x14x14 */
-    rt_relu_backward_d(ctx, act + 28224 * nB, 0, act + 573888 * nB, act + 122304 * nB, nB * 9408, nB * 2222640);
-    /* 121 stage2.step0.grad.bn1: bn 48x14x14 -> 48x14x14 */
-    rt_bn_backward_d(ctx, act + 122304 * nB, 0, G + 205056, G + 205104, act + 28224 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, B, 48, 196);
-    /* 120 stage2.step0.grad.conv0: conv 108x14x14 -> 48x14x14 */
-    rt_conv2d_backward_d(ctx, act + 3462144 * nB, 0, G + 199872, act + 122304 * nB, act + 2050944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
-    /* 119 stage2.step0.grad.relu0: relu 108x14x14 -> 108x14x14 */
-    rt_relu_backward_d(ctx, act + 3537408 * nB, 0, act + 3462144 * nB, act + 2050944 * nB, nB * 21168, nB * 2201472);
-    /* 118 stage2.step0.grad.bn0: bn 108x14x14 -> 108x14x14 */
-    rt_bn_backward_d(ctx, act + 978432 * nB, 1, G + 199656, G + 199764, act + 3537408 * nB, act + 169344 * nB, fix + 5824, fix + 5936, P + 199656, B, 108, 196);
-    /* 117 trans1.avgpool0: avgpool 108x28x28 -> 108x14x14 */
-    rt_avgpool_backward_d(ctx, act + 3857280 * nB, 0, act + 978432 * nB, B, 108, 28, 28, 2, 2);
-    /* 116 trans1.conv0: conv 216x28x28 -> 108x28x28 */
-    rt_conv2d_backward_d(ctx, act + 4807488 * nB, 0, G + 176328, act + 3857280 * nB, act + 4976832 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
-    /* 115 trans1.relu0: relu 216x28x28 -> 216x28x28 */
-    rt_relu_backward_d(ctx, act + 5146176 * nB, 0, act + 4807488 * nB, act + 4976832 * nB, nB * 169344, nB * 2032128);
-    /* 114 trans1.bn0: bn 216x28x28 -> 216x28x28 */
-    rt_bn_backward_d(ctx, act + 4807488 * nB, 0, G + 175896, G + 176112, act + 5146176 * nB, act + 4638144 * nB, fix + 5376, fix + 5600, P + 175896, B, 216, 784);
-    /* 113 stage1.step15.concat: concat 204x28x28 -> 216x28x28 */
-    {
-        double *const dxs[2] = { act + 4318272 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 204, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 4807488 * nB, 2, cs, B, 784);
-    }
-    /* 112 stage1.step15.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 3462144 * nB, 0, G + 170712, act + 18816 * nB, act + 3499776 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 111 stage1.step15.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 3857280 * nB, 0, act + 3462144 * nB, act + 3499776 * nB, nB * 37632, nB * 1994496);
-    /* 110 stage1.step15.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 3462144 * nB, 0, G + 170616, G + 170664, act + 3857280 * nB, act + 3095232 * nB, fix + 5280, fix + 5328, P + 170616, B, 48, 784);
-}
-
-/* Backward, part 11 of 15. */
-static void backward_d_11(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 109 stage1.step15.grad.conv0: conv 204x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 4638144 * nB, 0, G + 160824, act + 3462144 * nB, act + 4478208 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
-    /* 108 stage1.step15.grad.relu0: relu 204x28x28 -> 204x28x28 */
-    rt_relu_backward_d(ctx, act + 4798080 * nB, 0, act + 4638144 * nB, act + 4478208 * nB, nB * 159936, nB * 1834560);
-    /* 107 stage1.step15.grad.bn0: bn 204x28x28 -> 204x28x28 */
-    rt_bn_backward_d(ctx, act + 4318272 * nB, 1, G + 160416, G + 160620, act + 4798080 * nB, act + 4158336 * nB, fix + 4864, fix + 5072, P + 160416, B, 204, 784);
-    /* 106 stage1.step14.concat: concat 192x28x28 -> 204x28x28 */
-    {
-        double *const dxs[2] = { act + 3857280 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 192, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 4318272 * nB, 2, cs, B, 784);
-    }
-    /* 105 stage1.step14.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 3095232 * nB, 0, G + 155232, act + 18816 * nB, act + 3424512 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 104 stage1.step14.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 3462144 * nB, 0, act + 3095232 * nB, act + 3424512 * nB, nB * 37632, nB * 1796928);
-    /* 103 stage1.step14.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 3095232 * nB, 0, G + 155136, G + 155184, act + 3462144 * nB, act + 3019968 * nB, fix + 4768, fix + 4816, P + 155136, B, 48, 784);
-    /* 102 stage1.step14.grad.conv0: conv 192x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 4158336 * nB, 0, G + 145920, act + 3095232 * nB, act + 4007808 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
-    /* 101 stage1.step14.grad.relu0: relu 192x28x28 -> 192x28x28 */
-    rt_relu_backward_d(ctx, act + 4308864 * nB, 0, act + 4158336 * nB, act + 4007808 * nB, nB * 150528, nB * 1646400);
-    /* 100 stage1.step14.grad.bn0: bn 192x28x28 -> 192x28x28 */
-    rt_bn_backward_d(ctx, act + 3857280 * nB, 1, G + 145536, G + 145728, act + 4308864 * nB, act + 3706752 * nB, fix + 4384, fix + 4576, P + 145536, B, 192, 784);
-    /* 99 stage1.step13.concat: concat 180x28x28 -> 192x28x28 */
-    {
-        double *const dxs[2] = { act + 3424512 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 180, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 3857280 * nB, 2, cs, B, 784);
-    }
-    /* 98 stage1.step13.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 3019968 * nB, 0, G + 140352, act + 18816 * nB, act + 3057600 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 97 stage1.step13.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 3095232 * nB, 0, act + 3019968 * nB, act + 3057600 * nB, nB * 37632, nB * 1608768);
-    /* 96 stage1.step13.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 3019968 * nB, 0, G + 140256, G + 140304, act + 3095232 * nB, act + 2681280 * nB, fix + 4288, fix + 4336, P + 140256, B, 48, 784);
-    /* 95 stage1.step13.grad.conv0: conv 180x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 3706752 * nB, 0, G + 131616, act + 3019968 * nB, act + 3565632 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
-    /* 94 stage1.step13.grad.relu0: relu 180x28x28 -> 180x28x28 */
-    rt_relu_backward_d(ctx, act + 3847872 * nB, 0, act + 3706752 * nB, act + 3565632 * nB, nB * 141120, nB * 1467648);
-    /* 93 stage1.step13.grad.bn0: bn 180x28x28 -> 180x28x28 */
-    rt_bn_backward_d(ctx, act + 3424512 * nB, 1, G + 131256, G + 131436, act + 3847872 * nB, act + 3283392 * nB, fix + 3904, fix + 4096, P + 131256, B, 180, 784);
-    /* 92 stage1.step12.concat: concat 168x28x28 -> 180x28x28 */
-    {
-        double *const dxs[2] = { act + 3019968 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 168, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 3424512 * nB, 2, cs, B, 784);
-    }
-    /* 91 stage1.step12.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 2681280 * nB, 0, G + 126072, act + 18816 * nB, act + 2718912 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 90 stage1.step12.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 3283392 * nB, 0, act + 2681280 * nB, act + 2718912 * nB, nB * 37632, nB * 1430016);
-    /* 89 stage1.step12.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 2681280 * nB, 0, G + 125976, G + 126024, act + 3283392 * nB, act + 2370816 * nB, fix + 3808, fix + 3856, P + 125976, B, 48, 784);
-    /* 88 stage1.step12.grad.conv0: conv 168x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 3283392 * nB, 0, G + 117912, act + 2681280 * nB, act + 3151680 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
-    /* 87 stage1.step12.grad.relu0: relu 168x28x28 -> 168x28x28 */
-    rt_relu_backward_d(ctx, act + 3415104 * nB, 0, act + 3283392 * nB, act + 3151680 * nB, nB * 131712, nB * 1298304);
-    /* 86 stage1.step12.grad.bn0: bn 168x28x28 -> 168x28x28 */
-    rt_bn_backward_d(ctx, act + 3019968 * nB, 1, G + 117576, G + 117744, act + 3415104 * nB, act + 2888256 * nB, fix + 3456, fix + 3632, P + 117576, B, 168, 784);
-}
-
-/* Backward, part 12 of 15. */
-static void backward_d_12(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 85 stage1.step11.concat: concat 156x28x28 -> 168x28x28 */
-    {
-        double *const dxs[2] = { act + 2888256 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 156, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 3019968 * nB, 2, cs, B, 784);
-    }
-    /* 84 stage1.step11.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 2370816 * nB, 0, G + 112392, act + 18816 * nB, act + 2643648 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 83 stage1.step11.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 2681280 * nB, 0, act + 2370816 * nB, act + 2643648 * nB, nB * 37632, nB * 1260672);
-    /* 82 stage1.step11.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 2370816 * nB, 0, G + 112296, G + 112344, act + 2681280 * nB, act + 2295552 * nB, fix + 3360, fix + 3408, P + 112296, B, 48, 784);
-    /* 81 stage1.step11.grad.conv0: conv 156x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 2643648 * nB, 0, G + 104808, act + 2370816 * nB, act + 2765952 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
-    /* 80 stage1.step11.grad.relu0: relu 156x28x28 -> 156x28x28 */
-    rt_relu_backward_d(ctx, act + 3010560 * nB, 0, act + 2643648 * nB, act + 2765952 * nB, nB * 122304, nB * 1138368);
-    /* 79 stage1.step11.grad.bn0: bn 156x28x28 -> 156x28x28 */
-    rt_bn_backward_d(ctx, act + 2888256 * nB, 1, G + 104496, G + 104652, act + 3010560 * nB, act + 2521344 * nB, fix + 3040, fix + 3200, P + 104496, B, 156, 784);
-    /* 78 stage1.step10.concat: concat 144x28x28 -> 156x28x28 */
-    {
-        double *const dxs[2] = { act + 2521344 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 144, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 2888256 * nB, 2, cs, B, 784);
-    }
-    /* 77 stage1.step10.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 2295552 * nB, 0, G + 99312, act + 18816 * nB, act + 2333184 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 76 stage1.step10.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 2370816 * nB, 0, act + 2295552 * nB, act + 2333184 * nB, nB * 37632, nB * 1100736);
-    /* 75 stage1.step10.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 2295552 * nB, 0, G + 99216, G + 99264, act + 2370816 * nB, act + 1975680 * nB, fix + 2944, fix + 2992, P + 99216, B, 48, 784);
-    /* 74 stage1.step10.grad.conv0: conv 144x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 2634240 * nB, 0, G + 92304, act + 2295552 * nB, act + 2408448 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
-    /* 73 stage1.step10.grad.relu0: relu 144x28x28 -> 144x28x28 */
-    rt_relu_backward_d(ctx, act + 2295552 * nB, 0, act + 2634240 * nB, act + 2408448 * nB, nB * 112896, nB * 987840);
-    /* 72 stage1.step10.grad.bn0: bn 144x28x28 -> 144x28x28 */
-    rt_bn_backward_d(ctx, act + 2521344 * nB, 1, G + 92016, G + 92160, act + 2295552 * nB, act + 2182656 * nB, fix + 2656, fix + 2800, P + 92016, B, 144, 784);
-    /* 71 stage1.step9.concat: concat 132x28x28 -> 144x28x28 */
-    {
-        double *const dxs[2] = { act + 2182656 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 132, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 2521344 * nB, 2, cs, B, 784);
-    }
-    /* 70 stage1.step9.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 1975680 * nB, 0, G + 86832, act + 18816 * nB, act + 2013312 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 69 stage1.step9.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 2286144 * nB, 0, act + 1975680 * nB, act + 2013312 * nB, nB * 37632, nB * 950208);
-    /* 68 stage1.step9.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 1975680 * nB, 0, G + 86736, G + 86784, act + 2286144 * nB, act + 1684032 * nB, fix + 2560, fix + 2608, P + 86736, B, 48, 784);
-    /* 67 stage1.step9.grad.conv0: conv 132x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 2286144 * nB, 0, G + 80400, act + 1975680 * nB, act + 2079168 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
-    /* 66 stage1.step9.grad.relu0: relu 132x28x28 -> 132x28x28 */
-    rt_relu_backward_d(ctx, act + 1975680 * nB, 0, act + 2286144 * nB, act + 2079168 * nB, nB * 103488, nB * 846720);
-    /* 65 stage1.step9.grad.bn0: bn 132x28x28 -> 132x28x28 */
-    rt_bn_backward_d(ctx, act + 2182656 * nB, 1, G + 80136, G + 80268, act + 1975680 * nB, act + 1872192 * nB, fix + 2272, fix + 2416, P + 80136, B, 132, 784);
-    /* 64 stage1.step8.concat: concat 120x28x28 -> 132x28x28 */
-    {
-        double *const dxs[2] = { act + 1872192 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 120, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 2182656 * nB, 2, cs, B, 784);
-    }
-    /* 63 stage1.step8.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 1684032 * nB, 0, G + 74952, act + 18816 * nB, act + 1721664 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 62 stage1.step8.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 1966272 * nB, 0, act + 1684032 * nB, act + 1721664 * nB, nB * 37632, nB * 809088);
-}
-
-/* Backward, part 13 of 15. */
-static void backward_d_13(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 61 stage1.step8.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 1684032 * nB, 0, G + 74856, G + 74904, act + 1966272 * nB, act + 1420608 * nB, fix + 2176, fix + 2224, P + 74856, B, 48, 784);
-    /* 60 stage1.step8.grad.conv0: conv 120x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 1966272 * nB, 0, G + 69096, act + 1684032 * nB, act + 1778112 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
-    /* 59 stage1.step8.grad.relu0: relu 120x28x28 -> 120x28x28 */
-    rt_relu_backward_d(ctx, act + 1684032 * nB, 0, act + 1966272 * nB, act + 1778112 * nB, nB * 94080, nB * 715008);
-    /* 58 stage1.step8.grad.bn0: bn 120x28x28 -> 120x28x28 */
-    rt_bn_backward_d(ctx, act + 1872192 * nB, 1, G + 68856, G + 68976, act + 1684032 * nB, act + 1589952 * nB, fix + 1920, fix + 2048, P + 68856, B, 120, 784);
-    /* 57 stage1.step7.concat: concat 108x28x28 -> 120x28x28 */
-    {
-        double *const dxs[2] = { act + 1589952 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 108, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 1872192 * nB, 2, cs, B, 784);
-    }
-    /* 56 stage1.step7.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 1420608 * nB, 0, G + 63672, act + 18816 * nB, act + 1458240 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 55 stage1.step7.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 1674624 * nB, 0, act + 1420608 * nB, act + 1458240 * nB, nB * 37632, nB * 677376);
-    /* 54 stage1.step7.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 1420608 * nB, 0, G + 63576, G + 63624, act + 1674624 * nB, act + 1185408 * nB, fix + 1824, fix + 1872, P + 63576, B, 48, 784);
-    /* 53 stage1.step7.grad.conv0: conv 108x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 1674624 * nB, 0, G + 58392, act + 1420608 * nB, act + 1505280 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
-    /* 52 stage1.step7.grad.relu0: relu 108x28x28 -> 108x28x28 */
-    rt_relu_backward_d(ctx, act + 1420608 * nB, 0, act + 1674624 * nB, act + 1505280 * nB, nB * 84672, nB * 592704);
-    /* 51 stage1.step7.grad.bn0: bn 108x28x28 -> 108x28x28 */
-    rt_bn_backward_d(ctx, act + 1589952 * nB, 1, G + 58176, G + 58284, act + 1420608 * nB, act + 1335936 * nB, fix + 1600, fix + 1712, P + 58176, B, 108, 784);
-    /* 50 stage1.step6.concat: concat 96x28x28 -> 108x28x28 */
-    {
-        double *const dxs[2] = { act + 1335936 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 96, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 1589952 * nB, 2, cs, B, 784);
-    }
-    /* 49 stage1.step6.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 1185408 * nB, 0, G + 52992, act + 18816 * nB, act + 1223040 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 48 stage1.step6.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 1411200 * nB, 0, act + 1185408 * nB, act + 1223040 * nB, nB * 37632, nB * 555072);
-    /* 47 stage1.step6.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 1185408 * nB, 0, G + 52896, G + 52944, act + 1411200 * nB, act + 940800 * nB, fix + 1504, fix + 1552, P + 52896, B, 48, 784);
-    /* 46 stage1.step6.grad.conv0: conv 96x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 1411200 * nB, 0, G + 48288, act + 1185408 * nB, act + 1260672 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
-    /* 45 stage1.step6.grad.relu0: relu 96x28x28 -> 96x28x28 */
-    rt_relu_backward_d(ctx, act + 1185408 * nB, 0, act + 1411200 * nB, act + 1260672 * nB, nB * 75264, nB * 479808);
-    /* 44 stage1.step6.grad.bn0: bn 96x28x28 -> 96x28x28 */
-    rt_bn_backward_d(ctx, act + 1335936 * nB, 1, G + 48096, G + 48192, act + 1185408 * nB, act + 1110144 * nB, fix + 1312, fix + 1408, P + 48096, B, 96, 784);
-    /* 43 stage1.step5.concat: concat 84x28x28 -> 96x28x28 */
-    {
-        double *const dxs[2] = { act + 940800 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 84, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 1335936 * nB, 2, cs, B, 784);
-    }
-    /* 42 stage1.step5.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 1110144 * nB, 0, G + 42912, act + 18816 * nB, act + 1072512 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 41 stage1.step5.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 1147776 * nB, 0, act + 1110144 * nB, act + 1072512 * nB, nB * 37632, nB * 442176);
-    /* 40 stage1.step5.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 1072512 * nB, 0, G + 42816, G + 42864, act + 1147776 * nB, act + 724416 * nB, fix + 1216, fix + 1264, P + 42816, B, 48, 784);
-    /* 39 stage1.step5.grad.conv0: conv 84x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 1110144 * nB, 0, G + 38784, act + 1072512 * nB, act + 1006656 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
-    /* 38 stage1.step5.grad.relu0: relu 84x28x28 -> 84x28x28 */
-    rt_relu_backward_d(ctx, act + 1176000 * nB, 0, act + 1110144 * nB, act + 1006656 * nB, nB * 65856, nB * 376320);
-}
-
-/* Backward, part 14 of 15. */
-static void backward_d_14(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 37 stage1.step5.grad.bn0: bn 84x28x28 -> 84x28x28 */
-    rt_bn_backward_d(ctx, act + 940800 * nB, 1, G + 38616, G + 38700, act + 1176000 * nB, act + 874944 * nB, fix + 1024, fix + 1120, P + 38616, B, 84, 784);
-    /* 36 stage1.step4.concat: concat 72x28x28 -> 84x28x28 */
-    {
-        double *const dxs[2] = { act + 724416 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 72, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 940800 * nB, 2, cs, B, 784);
-    }
-    /* 35 stage1.step4.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 874944 * nB, 0, G + 33432, act + 18816 * nB, act + 837312 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 34 stage1.step4.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 912576 * nB, 0, act + 874944 * nB, act + 837312 * nB, nB * 37632, nB * 338688);
-    /* 33 stage1.step4.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 837312 * nB, 0, G + 33336, G + 33384, act + 912576 * nB, act + 536256 * nB, fix + 928, fix + 976, P + 33336, B, 48, 784);
-    /* 32 stage1.step4.grad.conv0: conv 72x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 874944 * nB, 0, G + 29880, act + 837312 * nB, act + 780864 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
-    /* 31 stage1.step4.grad.relu0: relu 72x28x28 -> 72x28x28 */
-    rt_relu_backward_d(ctx, act + 931392 * nB, 0, act + 874944 * nB, act + 780864 * nB, nB * 56448, nB * 282240);
-    /* 30 stage1.step4.grad.bn0: bn 72x28x28 -> 72x28x28 */
-    rt_bn_backward_d(ctx, act + 724416 * nB, 1, G + 29736, G + 29808, act + 931392 * nB, act + 667968 * nB, fix + 768, fix + 848, P + 29736, B, 72, 784);
-    /* 29 stage1.step3.concat: concat 60x28x28 -> 72x28x28 */
-    {
-        double *const dxs[2] = { act + 536256 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 60, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 724416 * nB, 2, cs, B, 784);
-    }
-    /* 28 stage1.step3.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 667968 * nB, 0, G + 24552, act + 18816 * nB, act + 630336 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 27 stage1.step3.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 705600 * nB, 0, act + 667968 * nB, act + 630336 * nB, nB * 37632, nB * 244608);
-    /* 26 stage1.step3.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 630336 * nB, 0, G + 24456, G + 24504, act + 705600 * nB, act + 413952 * nB, fix + 672, fix + 720, P + 24456, B, 48, 784);
-    /* 25 stage1.step3.grad.conv0: conv 60x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 667968 * nB, 0, G + 21576, act + 630336 * nB, act + 583296 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
-    /* 24 stage1.step3.grad.relu0: relu 60x28x28 -> 60x28x28 */
-    rt_relu_backward_d(ctx, act + 715008 * nB, 0, act + 667968 * nB, act + 583296 * nB, nB * 47040, nB * 197568);
-    /* 23 stage1.step3.grad.bn0: bn 60x28x28 -> 60x28x28 */
-    rt_bn_backward_d(ctx, act + 536256 * nB, 1, G + 21456, G + 21516, act + 715008 * nB, act + 489216 * nB, fix + 544, fix + 608, P + 21456, B, 60, 784);
-    /* 22 stage1.step2.concat: concat 48x28x28 -> 60x28x28 */
-    {
-        double *const dxs[2] = { act + 413952 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 48, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 536256 * nB, 2, cs, B, 784);
-    }
-    /* 21 stage1.step2.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 489216 * nB, 0, G + 16272, act + 18816 * nB, act + 451584 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 20 stage1.step2.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 526848 * nB, 0, act + 489216 * nB, act + 451584 * nB, nB * 37632, nB * 159936);
-    /* 19 stage1.step2.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 451584 * nB, 0, G + 16176, G + 16224, act + 526848 * nB, act + 338688 * nB, fix + 448, fix + 496, P + 16176, B, 48, 784);
-    /* 18 stage1.step2.grad.conv0: conv 48x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 338688 * nB, 0, G + 13872, act + 451584 * nB, act + 376320 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
-    /* 17 stage1.step2.grad.relu0: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 451584 * nB, 0, act + 338688 * nB, act + 376320 * nB, nB * 37632, nB * 122304);
-    /* 16 stage1.step2.grad.bn0: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 413952 * nB, 1, G + 13776, G + 13824, act + 451584 * nB, act + 263424 * nB, fix + 352, fix + 400, P + 13776, B, 48, 784);
-    /* 15 stage1.step1.concat: concat 36x28x28 -> 48x28x28 */
-    {
-        double *const dxs[2] = { act + 169344 * nB, act + 18816 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 36, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 413952 * nB, 2, cs, B, 784);
-    }
-    /* 14 stage1.step1.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 263424 * nB, 0, G + 8592, act + 18816 * nB, act + 301056 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
-}
-
-/* Backward, part 15 of 15. */
-static void backward_d_15(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 13 stage1.step1.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 338688 * nB, 0, act + 263424 * nB, act + 301056 * nB, nB * 37632, nB * 84672);
-    /* 12 stage1.step1.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 263424 * nB, 0, G + 8496, G + 8544, act + 338688 * nB, act + 225792 * nB, fix + 256, fix + 304, P + 8496, B, 48, 784);
-    /* 11 stage1.step1.grad.conv0: conv 36x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 225792 * nB, 0, G + 6768, act + 263424 * nB, act + 197568 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
-    /* 10 stage1.step1.grad.relu0: relu 36x28x28 -> 36x28x28 */
-    rt_relu_backward_d(ctx, act + 254016 * nB, 0, act + 225792 * nB, act + 197568 * nB, nB * 28224, nB * 56448);
-    /* 9 stage1.step1.grad.bn0: bn 36x28x28 -> 36x28x28 */
-    rt_bn_backward_d(ctx, act + 169344 * nB, 1, G + 6696, G + 6732, act + 254016 * nB, act + 94080 * nB, fix + 160, fix + 208, P + 6696, B, 36, 784);
-    /* 8 stage1.step0.concat: concat 24x28x28 -> 36x28x28 */
-    {
-        double *const dxs[2] = { act + 18816 * nB, act + 94080 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 24, 12 };
-        rt_concat_backward_d(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 784);
-    }
-    /* 7 stage1.step0.grad.conv1: conv 48x28x28 -> 12x28x28 */
-    rt_conv2d_backward_d(ctx, act + 169344 * nB, 0, G + 1512, act + 94080 * nB, act + 131712 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
-    /* 6 stage1.step0.grad.relu1: relu 48x28x28 -> 48x28x28 */
-    rt_relu_backward_d(ctx, act + 94080 * nB, 0, act + 169344 * nB, act + 131712 * nB, nB * 37632, nB * 18816);
-    /* 5 stage1.step0.grad.bn1: bn 48x28x28 -> 48x28x28 */
-    rt_bn_backward_d(ctx, act + 131712 * nB, 0, G + 1416, G + 1464, act + 94080 * nB, act + 56448 * nB, fix + 64, fix + 112, P + 1416, B, 48, 784);
-    /* 4 stage1.step0.grad.conv0: conv 24x28x28 -> 48x28x28 */
-    rt_conv2d_backward_d(ctx, act + 56448 * nB, 0, G + 264, act + 131712 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
-    /* 3 stage1.step0.grad.relu0: relu 24x28x28 -> 24x28x28 */
-    rt_relu_backward_d(ctx, act + 75264 * nB, 0, act + 56448 * nB, act + 37632 * nB, nB * 18816, nB * 0);
-    /* 2 stage1.step0.grad.bn0: bn 24x28x28 -> 24x28x28 */
-    rt_bn_backward_d(ctx, act + 18816 * nB, 1, G + 216, G + 240, act + 75264 * nB, act, fix, fix + 32, P + 216, B, 24, 784);
-    /* 1 stem.conv0: conv 1x28x28 -> 24x28x28 */
-    rt_conv2d_backward_d(ctx, NULL, 0, G, act + 18816 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward_d(RtModelD *m, int B)
-{
-    backward_d_1(m, B);
-    backward_d_2(m, B);
-    backward_d_3(m, B);
-    backward_d_4(m, B);
-    backward_d_5(m, B);
-    backward_d_6(m, B);
-    backward_d_7(m, B);
-    backward_d_8(m, B);
-    backward_d_9(m, B);
-    backward_d_10(m, B);
-    backward_d_11(m, B);
-    backward_d_12(m, B);
-    backward_d_13(m, B);
-    backward_d_14(m, B);
-    backward_d_15(m, B);
-}
+/* The forward and backward passes (after the #else below) are written once
+ * over T and compiled twice, by this file including itself: in float for
+ * training, and in double (names ending in _d) for gradcheck. */
+#define OPTC_BODY
+#ifdef __FILE_NAME__
+#define OPTC_SELF __FILE_NAME__
+#else
+#define OPTC_SELF __FILE__
+#endif
+#define T float
+#define FN(name) name
+#define Model RtModel
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
+#define T double
+#define FN(name) name##_d
+#define Model RtModelD
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
 
 static const RtNet net = {
     .name = "densenet_bc100_fmnist",
@@ -5829,9 +768,9 @@ static const RtNet net = {
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,
     .defaults = {
-        .epochs = 10, .batch = 64, .lr = 0.10000000000000001, .momentum = 0.90000000000000002,
+        .epochs = 10, .batch = 64, .lr = 0.1, .momentum = 0.9,
         .weight_decay = 0.0001, .nesterov = 0, .decay_bn = 0,
-        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.10000000000000001,
+        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.1,
         .milestones = { 0, 0, 0, 0 }, .nmilestones = 0,
         .crop_pad = 2, .flip = 0,
     },
@@ -5841,3 +780,2534 @@ int main(int argc, char **argv)
 {
     return rt_main(&net, argc, argv);
 }
+
+#else /* OPTC_BODY: the passes, over T */
+
+/* Forward, part 1 of 15. */
+static void FN(forward_1)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 1 stem.conv0 = conv(input): 1x28x28 -> 24x28x28 */
+    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
+    /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x28x28 -> 24x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 18816 * nB, fix, fix + 32, buf, buf + 24, act, P + 216, P + 240, B, 24, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 18816 * nB, act, P + 216, P + 240, buf, buf + 24, B, 24, 784, 1e-05);
+    /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 24x28x28 -> 24x28x28 */
+    FN(rt_relu_forward)(ctx, act + 37632 * nB, act + 18816 * nB, nB * 18816, nB * 0);
+    /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 24x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 56448 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
+    /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 94080 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 56448 * nB, P + 1416, P + 1464, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 94080 * nB, act + 56448 * nB, P + 1416, P + 1464, buf + 48, buf + 96, B, 48, 784, 1e-05);
+    /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 131712 * nB, act + 94080 * nB, nB * 37632, nB * 18816);
+    /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 131712 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x28x28 -> 36x28x28 */
+    {
+        const T *const xs[2] = { act, act + 18816 * nB };
+        const int cs[2] = { 24, 12 };
+        FN(rt_concat_forward)(ctx, act + 94080 * nB, 2, xs, cs, B, 784);
+    }
+    /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x28x28 -> 36x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 169344 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 94080 * nB, P + 6696, P + 6732, B, 36, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 169344 * nB, act + 94080 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1e-05);
+    /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x28x28 -> 36x28x28 */
+    FN(rt_relu_forward)(ctx, act + 197568 * nB, act + 169344 * nB, nB * 28224, nB * 56448);
+    /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 225792 * nB, act + 197568 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
+    /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 263424 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 225792 * nB, P + 8496, P + 8544, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 263424 * nB, act + 225792 * nB, P + 8496, P + 8544, buf + 216, buf + 264, B, 48, 784, 1e-05);
+    /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 301056 * nB, act + 263424 * nB, nB * 37632, nB * 84672);
+    /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 301056 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x28x28 -> 48x28x28 */
+    {
+        const T *const xs[2] = { act + 94080 * nB, act + 18816 * nB };
+        const int cs[2] = { 36, 12 };
+        FN(rt_concat_forward)(ctx, act + 263424 * nB, 2, xs, cs, B, 784);
+    }
+    /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 338688 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 263424 * nB, P + 13776, P + 13824, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 338688 * nB, act + 263424 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1e-05);
+    /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 376320 * nB, act + 338688 * nB, nB * 37632, nB * 122304);
+    /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 338688 * nB, act + 376320 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
+    /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 413952 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 338688 * nB, P + 16176, P + 16224, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 413952 * nB, act + 338688 * nB, P + 16176, P + 16224, buf + 408, buf + 456, B, 48, 784, 1e-05);
+    /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 451584 * nB, act + 413952 * nB, nB * 37632, nB * 159936);
+    /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 451584 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x28x28 -> 60x28x28 */
+    {
+        const T *const xs[2] = { act + 263424 * nB, act + 18816 * nB };
+        const int cs[2] = { 48, 12 };
+        FN(rt_concat_forward)(ctx, act + 489216 * nB, 2, xs, cs, B, 784);
+    }
+    /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x28x28 -> 60x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 536256 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 489216 * nB, P + 21456, P + 21516, B, 60, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 536256 * nB, act + 489216 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1e-05);
+    /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x28x28 -> 60x28x28 */
+    FN(rt_relu_forward)(ctx, act + 583296 * nB, act + 536256 * nB, nB * 47040, nB * 197568);
+}
+
+/* Forward, part 2 of 15. */
+static void FN(forward_2)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 413952 * nB, act + 583296 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
+    /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 536256 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 413952 * nB, P + 24456, P + 24504, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 536256 * nB, act + 413952 * nB, P + 24456, P + 24504, buf + 624, buf + 672, B, 48, 784, 1e-05);
+    /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 630336 * nB, act + 536256 * nB, nB * 37632, nB * 244608);
+    /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 630336 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x28x28 -> 72x28x28 */
+    {
+        const T *const xs[2] = { act + 489216 * nB, act + 18816 * nB };
+        const int cs[2] = { 60, 12 };
+        FN(rt_concat_forward)(ctx, act + 667968 * nB, 2, xs, cs, B, 784);
+    }
+    /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x28x28 -> 72x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 724416 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 667968 * nB, P + 29736, P + 29808, B, 72, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 724416 * nB, act + 667968 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1e-05);
+    /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x28x28 -> 72x28x28 */
+    FN(rt_relu_forward)(ctx, act + 780864 * nB, act + 724416 * nB, nB * 56448, nB * 282240);
+    /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 536256 * nB, act + 780864 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
+    /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 724416 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 536256 * nB, P + 33336, P + 33384, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 724416 * nB, act + 536256 * nB, P + 33336, P + 33384, buf + 864, buf + 912, B, 48, 784, 1e-05);
+    /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 837312 * nB, act + 724416 * nB, nB * 37632, nB * 338688);
+    /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 837312 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x28x28 -> 84x28x28 */
+    {
+        const T *const xs[2] = { act + 667968 * nB, act + 18816 * nB };
+        const int cs[2] = { 72, 12 };
+        FN(rt_concat_forward)(ctx, act + 874944 * nB, 2, xs, cs, B, 784);
+    }
+    /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x28x28 -> 84x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 940800 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 874944 * nB, P + 38616, P + 38700, B, 84, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 940800 * nB, act + 874944 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1e-05);
+    /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x28x28 -> 84x28x28 */
+    FN(rt_relu_forward)(ctx, act + 1006656 * nB, act + 940800 * nB, nB * 65856, nB * 376320);
+    /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 724416 * nB, act + 1006656 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
+    /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 940800 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 724416 * nB, P + 42816, P + 42864, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 940800 * nB, act + 724416 * nB, P + 42816, P + 42864, buf + 1128, buf + 1176, B, 48, 784, 1e-05);
+    /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 1072512 * nB, act + 940800 * nB, nB * 37632, nB * 442176);
+    /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 1072512 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x28x28 -> 96x28x28 */
+    {
+        const T *const xs[2] = { act + 874944 * nB, act + 18816 * nB };
+        const int cs[2] = { 84, 12 };
+        FN(rt_concat_forward)(ctx, act + 1110144 * nB, 2, xs, cs, B, 784);
+    }
+    /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x28x28 -> 96x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1185408 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 1110144 * nB, P + 48096, P + 48192, B, 96, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1185408 * nB, act + 1110144 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1e-05);
+    /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x28x28 -> 96x28x28 */
+    FN(rt_relu_forward)(ctx, act + 1260672 * nB, act + 1185408 * nB, nB * 75264, nB * 479808);
+    /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 940800 * nB, act + 1260672 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
+    /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1185408 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 940800 * nB, P + 52896, P + 52944, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1185408 * nB, act + 940800 * nB, P + 52896, P + 52944, buf + 1416, buf + 1464, B, 48, 784, 1e-05);
+    /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 1223040 * nB, act + 1185408 * nB, nB * 37632, nB * 555072);
+}
+
+/* Forward, part 3 of 15. */
+static void FN(forward_3)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 1223040 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x28x28 -> 108x28x28 */
+    {
+        const T *const xs[2] = { act + 1110144 * nB, act + 18816 * nB };
+        const int cs[2] = { 96, 12 };
+        FN(rt_concat_forward)(ctx, act + 1335936 * nB, 2, xs, cs, B, 784);
+    }
+    /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x28x28 -> 108x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1420608 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 1335936 * nB, P + 58176, P + 58284, B, 108, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1420608 * nB, act + 1335936 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1e-05);
+    /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x28x28 -> 108x28x28 */
+    FN(rt_relu_forward)(ctx, act + 1505280 * nB, act + 1420608 * nB, nB * 84672, nB * 592704);
+    /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 1185408 * nB, act + 1505280 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
+    /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1420608 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 1185408 * nB, P + 63576, P + 63624, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1420608 * nB, act + 1185408 * nB, P + 63576, P + 63624, buf + 1728, buf + 1776, B, 48, 784, 1e-05);
+    /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 1458240 * nB, act + 1420608 * nB, nB * 37632, nB * 677376);
+    /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 1458240 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x28x28 -> 120x28x28 */
+    {
+        const T *const xs[2] = { act + 1335936 * nB, act + 18816 * nB };
+        const int cs[2] = { 108, 12 };
+        FN(rt_concat_forward)(ctx, act + 1589952 * nB, 2, xs, cs, B, 784);
+    }
+    /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x28x28 -> 120x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1684032 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 1589952 * nB, P + 68856, P + 68976, B, 120, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1684032 * nB, act + 1589952 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1e-05);
+    /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x28x28 -> 120x28x28 */
+    FN(rt_relu_forward)(ctx, act + 1778112 * nB, act + 1684032 * nB, nB * 94080, nB * 715008);
+    /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 1420608 * nB, act + 1778112 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
+    /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1684032 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 1420608 * nB, P + 74856, P + 74904, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1684032 * nB, act + 1420608 * nB, P + 74856, P + 74904, buf + 2064, buf + 2112, B, 48, 784, 1e-05);
+    /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 1721664 * nB, act + 1684032 * nB, nB * 37632, nB * 809088);
+    /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 1721664 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x28x28 -> 132x28x28 */
+    {
+        const T *const xs[2] = { act + 1589952 * nB, act + 18816 * nB };
+        const int cs[2] = { 120, 12 };
+        FN(rt_concat_forward)(ctx, act + 1872192 * nB, 2, xs, cs, B, 784);
+    }
+    /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x28x28 -> 132x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1975680 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 1872192 * nB, P + 80136, P + 80268, B, 132, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1975680 * nB, act + 1872192 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1e-05);
+    /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x28x28 -> 132x28x28 */
+    FN(rt_relu_forward)(ctx, act + 2079168 * nB, act + 1975680 * nB, nB * 103488, nB * 846720);
+    /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 1684032 * nB, act + 2079168 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
+    /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1975680 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 1684032 * nB, P + 86736, P + 86784, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1975680 * nB, act + 1684032 * nB, P + 86736, P + 86784, buf + 2424, buf + 2472, B, 48, 784, 1e-05);
+    /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 2013312 * nB, act + 1975680 * nB, nB * 37632, nB * 950208);
+    /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 2013312 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x28x28 -> 144x28x28 */
+    {
+        const T *const xs[2] = { act + 1872192 * nB, act + 18816 * nB };
+        const int cs[2] = { 132, 12 };
+        FN(rt_concat_forward)(ctx, act + 2182656 * nB, 2, xs, cs, B, 784);
+    }
+    /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x28x28 -> 144x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2295552 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 2182656 * nB, P + 92016, P + 92160, B, 144, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2295552 * nB, act + 2182656 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1e-05);
+}
+
+/* Forward, part 4 of 15. */
+static void FN(forward_4)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x28x28 -> 144x28x28 */
+    FN(rt_relu_forward)(ctx, act + 2408448 * nB, act + 2295552 * nB, nB * 112896, nB * 987840);
+    /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 1975680 * nB, act + 2408448 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
+    /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2295552 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 1975680 * nB, P + 99216, P + 99264, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2295552 * nB, act + 1975680 * nB, P + 99216, P + 99264, buf + 2808, buf + 2856, B, 48, 784, 1e-05);
+    /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 2333184 * nB, act + 2295552 * nB, nB * 37632, nB * 1100736);
+    /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 2333184 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x28x28 -> 156x28x28 */
+    {
+        const T *const xs[2] = { act + 2182656 * nB, act + 18816 * nB };
+        const int cs[2] = { 144, 12 };
+        FN(rt_concat_forward)(ctx, act + 2521344 * nB, 2, xs, cs, B, 784);
+    }
+    /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x28x28 -> 156x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2643648 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 2521344 * nB, P + 104496, P + 104652, B, 156, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2643648 * nB, act + 2521344 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1e-05);
+    /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x28x28 -> 156x28x28 */
+    FN(rt_relu_forward)(ctx, act + 2765952 * nB, act + 2643648 * nB, nB * 122304, nB * 1138368);
+    /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 2295552 * nB, act + 2765952 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
+    /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2370816 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 2295552 * nB, P + 112296, P + 112344, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2370816 * nB, act + 2295552 * nB, P + 112296, P + 112344, buf + 3216, buf + 3264, B, 48, 784, 1e-05);
+    /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 2643648 * nB, act + 2370816 * nB, nB * 37632, nB * 1260672);
+    /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 2643648 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x28x28 -> 168x28x28 */
+    {
+        const T *const xs[2] = { act + 2521344 * nB, act + 18816 * nB };
+        const int cs[2] = { 156, 12 };
+        FN(rt_concat_forward)(ctx, act + 2888256 * nB, 2, xs, cs, B, 784);
+    }
+    /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x28x28 -> 168x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3019968 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 2888256 * nB, P + 117576, P + 117744, B, 168, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3019968 * nB, act + 2888256 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1e-05);
+    /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x28x28 -> 168x28x28 */
+    FN(rt_relu_forward)(ctx, act + 3151680 * nB, act + 3019968 * nB, nB * 131712, nB * 1298304);
+    /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 2370816 * nB, act + 3151680 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
+    /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2681280 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 2370816 * nB, P + 125976, P + 126024, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2681280 * nB, act + 2370816 * nB, P + 125976, P + 126024, buf + 3648, buf + 3696, B, 48, 784, 1e-05);
+    /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 2718912 * nB, act + 2681280 * nB, nB * 37632, nB * 1430016);
+    /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 2718912 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x28x28 -> 180x28x28 */
+    {
+        const T *const xs[2] = { act + 2888256 * nB, act + 18816 * nB };
+        const int cs[2] = { 168, 12 };
+        FN(rt_concat_forward)(ctx, act + 3283392 * nB, 2, xs, cs, B, 784);
+    }
+    /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x28x28 -> 180x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3424512 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 3283392 * nB, P + 131256, P + 131436, B, 180, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3424512 * nB, act + 3283392 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1e-05);
+    /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x28x28 -> 180x28x28 */
+    FN(rt_relu_forward)(ctx, act + 3565632 * nB, act + 3424512 * nB, nB * 141120, nB * 1467648);
+    /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 2681280 * nB, act + 3565632 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
+    /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3019968 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 2681280 * nB, P + 140256, P + 140304, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3019968 * nB, act + 2681280 * nB, P + 140256, P + 140304, buf + 4104, buf + 4152, B, 48, 784, 1e-05);
+}
+
+/* Forward, part 5 of 15. */
+static void FN(forward_5)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 3057600 * nB, act + 3019968 * nB, nB * 37632, nB * 1608768);
+    /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 3057600 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x28x28 -> 192x28x28 */
+    {
+        const T *const xs[2] = { act + 3283392 * nB, act + 18816 * nB };
+        const int cs[2] = { 180, 12 };
+        FN(rt_concat_forward)(ctx, act + 3706752 * nB, 2, xs, cs, B, 784);
+    }
+    /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x28x28 -> 192x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3857280 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 3706752 * nB, P + 145536, P + 145728, B, 192, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3857280 * nB, act + 3706752 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1e-05);
+    /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x28x28 -> 192x28x28 */
+    FN(rt_relu_forward)(ctx, act + 4007808 * nB, act + 3857280 * nB, nB * 150528, nB * 1646400);
+    /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 3019968 * nB, act + 4007808 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
+    /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3095232 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 3019968 * nB, P + 155136, P + 155184, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3095232 * nB, act + 3019968 * nB, P + 155136, P + 155184, buf + 4584, buf + 4632, B, 48, 784, 1e-05);
+    /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 3424512 * nB, act + 3095232 * nB, nB * 37632, nB * 1796928);
+    /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 3424512 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x28x28 -> 204x28x28 */
+    {
+        const T *const xs[2] = { act + 3706752 * nB, act + 18816 * nB };
+        const int cs[2] = { 192, 12 };
+        FN(rt_concat_forward)(ctx, act + 4158336 * nB, 2, xs, cs, B, 784);
+    }
+    /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x28x28 -> 204x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4318272 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 4158336 * nB, P + 160416, P + 160620, B, 204, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4318272 * nB, act + 4158336 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1e-05);
+    /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x28x28 -> 204x28x28 */
+    FN(rt_relu_forward)(ctx, act + 4478208 * nB, act + 4318272 * nB, nB * 159936, nB * 1834560);
+    /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 204x28x28 -> 48x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 3095232 * nB, act + 4478208 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
+    /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x28x28 -> 48x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3462144 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 3095232 * nB, P + 170616, P + 170664, B, 48, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3462144 * nB, act + 3095232 * nB, P + 170616, P + 170664, buf + 5088, buf + 5136, B, 48, 784, 1e-05);
+    /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_forward)(ctx, act + 3499776 * nB, act + 3462144 * nB, nB * 37632, nB * 1994496);
+    /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 3499776 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x28x28 -> 216x28x28 */
+    {
+        const T *const xs[2] = { act + 4158336 * nB, act + 18816 * nB };
+        const int cs[2] = { 204, 12 };
+        FN(rt_concat_forward)(ctx, act + 4638144 * nB, 2, xs, cs, B, 784);
+    }
+    /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x28x28 -> 216x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4807488 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 4638144 * nB, P + 175896, P + 176112, B, 216, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4807488 * nB, act + 4638144 * nB, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1e-05);
+    /* 115 trans1.relu0 = relu(trans1.bn0): 216x28x28 -> 216x28x28 */
+    FN(rt_relu_forward)(ctx, act + 4976832 * nB, act + 4807488 * nB, nB * 169344, nB * 2032128);
+    /* 116 trans1.conv0 = conv(trans1.relu0): 216x28x28 -> 108x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 3857280 * nB, act + 4976832 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
+    /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x28x28 -> 108x14x14 */
+    FN(rt_avgpool_forward)(ctx, act + 169344 * nB, act + 3857280 * nB, B, 108, 28, 28, 2, 2);
+    /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x14x14 -> 108x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 978432 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 169344 * nB, P + 199656, P + 199764, B, 108, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 978432 * nB, act + 169344 * nB, P + 199656, P + 199764, buf + 5616, buf + 5724, B, 108, 196, 1e-05);
+    /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x14x14 -> 108x14x14 */
+    FN(rt_relu_forward)(ctx, act + 2050944 * nB, act + 978432 * nB, nB * 21168, nB * 2201472);
+    /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 2050944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
+}
+
+/* Forward, part 6 of 15. */
+static void FN(forward_6)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 28224 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 18816 * nB, P + 205056, P + 205104, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 28224 * nB, act + 18816 * nB, P + 205056, P + 205104, buf + 5832, buf + 5880, B, 48, 196, 1e-05);
+    /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 122304 * nB, act + 28224 * nB, nB * 9408, nB * 2222640);
+    /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 28224 * nB, act + 122304 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x14x14 -> 120x14x14 */
+    {
+        const T *const xs[2] = { act + 169344 * nB, act + 28224 * nB };
+        const int cs[2] = { 108, 12 };
+        FN(rt_concat_forward)(ctx, act + 978432 * nB, 2, xs, cs, B, 196);
+    }
+    /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x14x14 -> 120x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3462144 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 978432 * nB, P + 210336, P + 210456, B, 120, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3462144 * nB, act + 978432 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1e-05);
+    /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x14x14 -> 120x14x14 */
+    FN(rt_relu_forward)(ctx, act + 3537408 * nB, act + 3462144 * nB, nB * 23520, nB * 2232048);
+    /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 28224 * nB, act + 3537408 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
+    /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 573888 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 28224 * nB, P + 216336, P + 216384, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 573888 * nB, act + 28224 * nB, P + 216336, P + 216384, buf + 6168, buf + 6216, B, 48, 196, 1e-05);
+    /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 762048 * nB, act + 573888 * nB, nB * 9408, nB * 2255568);
+    /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 762048 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x14x14 -> 132x14x14 */
+    {
+        const T *const xs[2] = { act + 978432 * nB, act + 190512 * nB };
+        const int cs[2] = { 120, 12 };
+        FN(rt_concat_forward)(ctx, act + 3462144 * nB, 2, xs, cs, B, 196);
+    }
+    /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x14x14 -> 132x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3857280 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 3462144 * nB, P + 221616, P + 221748, B, 132, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3857280 * nB, act + 3462144 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1e-05);
+    /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x14x14 -> 132x14x14 */
+    FN(rt_relu_forward)(ctx, act + 3883152 * nB, act + 3857280 * nB, nB * 25872, nB * 2264976);
+    /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 573888 * nB, act + 3883152 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
+    /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 771456 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 573888 * nB, P + 228216, P + 228264, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 771456 * nB, act + 573888 * nB, P + 228216, P + 228264, buf + 6528, buf + 6576, B, 48, 196, 1e-05);
+    /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 1495872 * nB, act + 771456 * nB, nB * 9408, nB * 2290848);
+    /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 1495872 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x14x14 -> 144x14x14 */
+    {
+        const T *const xs[2] = { act + 3462144 * nB, act + 190512 * nB };
+        const int cs[2] = { 132, 12 };
+        FN(rt_concat_forward)(ctx, act + 3909024 * nB, 2, xs, cs, B, 196);
+    }
+    /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x14x14 -> 144x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3937248 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 3909024 * nB, P + 233496, P + 233640, B, 144, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3937248 * nB, act + 3909024 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1e-05);
+    /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x14x14 -> 144x14x14 */
+    FN(rt_relu_forward)(ctx, act + 3965472 * nB, act + 3937248 * nB, nB * 28224, nB * 2300256);
+    /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 771456 * nB, act + 3965472 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
+    /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1759296 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 771456 * nB, P + 240696, P + 240744, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1759296 * nB, act + 771456 * nB, P + 240696, P + 240744, buf + 6912, buf + 6960, B, 48, 196, 1e-05);
+    /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 1768704 * nB, act + 1759296 * nB, nB * 9408, nB * 2328480);
+    /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 1768704 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+}
+
+/* Forward, part 7 of 15. */
+static void FN(forward_7)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x14x14 -> 156x14x14 */
+    {
+        const T *const xs[2] = { act + 3909024 * nB, act + 190512 * nB };
+        const int cs[2] = { 144, 12 };
+        FN(rt_concat_forward)(ctx, act + 4318272 * nB, 2, xs, cs, B, 196);
+    }
+    /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x14x14 -> 156x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4348848 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 4318272 * nB, P + 245976, P + 246132, B, 156, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4348848 * nB, act + 4318272 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1e-05);
+    /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x14x14 -> 156x14x14 */
+    FN(rt_relu_forward)(ctx, act + 4379424 * nB, act + 4348848 * nB, nB * 30576, nB * 2337888);
+    /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 1759296 * nB, act + 4379424 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
+    /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2756544 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 1759296 * nB, P + 253776, P + 253824, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2756544 * nB, act + 1759296 * nB, P + 253776, P + 253824, buf + 7320, buf + 7368, B, 48, 196, 1e-05);
+    /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 3132864 * nB, act + 2756544 * nB, nB * 9408, nB * 2368464);
+    /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 3132864 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x14x14 -> 168x14x14 */
+    {
+        const T *const xs[2] = { act + 4318272 * nB, act + 190512 * nB };
+        const int cs[2] = { 156, 12 };
+        FN(rt_concat_forward)(ctx, act + 4410000 * nB, 2, xs, cs, B, 196);
+    }
+    /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x14x14 -> 168x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4442928 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 4410000 * nB, P + 259056, P + 259224, B, 168, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4442928 * nB, act + 4410000 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1e-05);
+    /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x14x14 -> 168x14x14 */
+    FN(rt_relu_forward)(ctx, act + 4807488 * nB, act + 4442928 * nB, nB * 32928, nB * 2377872);
+    /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 2756544 * nB, act + 4807488 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
+    /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3142272 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 2756544 * nB, P + 267456, P + 267504, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3142272 * nB, act + 2756544 * nB, P + 267456, P + 267504, buf + 7752, buf + 7800, B, 48, 196, 1e-05);
+    /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 3488016 * nB, act + 3142272 * nB, nB * 9408, nB * 2410800);
+    /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 3488016 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x14x14 -> 180x14x14 */
+    {
+        const T *const xs[2] = { act + 4410000 * nB, act + 190512 * nB };
+        const int cs[2] = { 168, 12 };
+        FN(rt_concat_forward)(ctx, act + 4442928 * nB, 2, xs, cs, B, 196);
+    }
+    /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x14x14 -> 180x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4840416 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 4442928 * nB, P + 272736, P + 272916, B, 180, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4840416 * nB, act + 4442928 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1e-05);
+    /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x14x14 -> 180x14x14 */
+    FN(rt_relu_forward)(ctx, act + 4875696 * nB, act + 4840416 * nB, nB * 35280, nB * 2420208);
+    /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 3142272 * nB, act + 4875696 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
+    /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3857280 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 3142272 * nB, P + 281736, P + 281784, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3857280 * nB, act + 3142272 * nB, P + 281736, P + 281784, buf + 8208, buf + 8256, B, 48, 196, 1e-05);
+    /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 3866688 * nB, act + 3857280 * nB, nB * 9408, nB * 2455488);
+    /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 3866688 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x14x14 -> 192x14x14 */
+    {
+        const T *const xs[2] = { act + 4442928 * nB, act + 190512 * nB };
+        const int cs[2] = { 180, 12 };
+        FN(rt_concat_forward)(ctx, act + 4910976 * nB, 2, xs, cs, B, 196);
+    }
+    /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x14x14 -> 192x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5146176 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 4910976 * nB, P + 287016, P + 287208, B, 192, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5146176 * nB, act + 4910976 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1e-05);
+    /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x14x14 -> 192x14x14 */
+    FN(rt_relu_forward)(ctx, act + 5183808 * nB, act + 5146176 * nB, nB * 37632, nB * 2464896);
+}
+
+/* Forward, part 8 of 15. */
+static void FN(forward_8)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 3857280 * nB, act + 5183808 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
+    /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3937248 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 3857280 * nB, P + 296616, P + 296664, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3937248 * nB, act + 3857280 * nB, P + 296616, P + 296664, buf + 8688, buf + 8736, B, 48, 196, 1e-05);
+    /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 3946656 * nB, act + 3937248 * nB, nB * 9408, nB * 2502528);
+    /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 3946656 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x14x14 -> 204x14x14 */
+    {
+        const T *const xs[2] = { act + 4910976 * nB, act + 190512 * nB };
+        const int cs[2] = { 192, 12 };
+        FN(rt_concat_forward)(ctx, act + 5221440 * nB, 2, xs, cs, B, 196);
+    }
+    /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x14x14 -> 204x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5261424 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 5221440 * nB, P + 301896, P + 302100, B, 204, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5261424 * nB, act + 5221440 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1e-05);
+    /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x14x14 -> 204x14x14 */
+    FN(rt_relu_forward)(ctx, act + 5301408 * nB, act + 5261424 * nB, nB * 39984, nB * 2511936);
+    /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 3937248 * nB, act + 5301408 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
+    /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3956064 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 3937248 * nB, P + 312096, P + 312144, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3956064 * nB, act + 3937248 * nB, P + 312096, P + 312144, buf + 9192, buf + 9240, B, 48, 196, 1e-05);
+    /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 3993696 * nB, act + 3956064 * nB, nB * 9408, nB * 2551920);
+    /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 3993696 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x14x14 -> 216x14x14 */
+    {
+        const T *const xs[2] = { act + 5221440 * nB, act + 190512 * nB };
+        const int cs[2] = { 204, 12 };
+        FN(rt_concat_forward)(ctx, act + 5341392 * nB, 2, xs, cs, B, 196);
+    }
+    /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x14x14 -> 216x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5383728 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 5341392 * nB, P + 317376, P + 317592, B, 216, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5383728 * nB, act + 5341392 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1e-05);
+    /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x14x14 -> 216x14x14 */
+    FN(rt_relu_forward)(ctx, act + 5426064 * nB, act + 5383728 * nB, nB * 42336, nB * 2561328);
+    /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 3956064 * nB, act + 5426064 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
+    /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4348848 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 3956064 * nB, P + 328176, P + 328224, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4348848 * nB, act + 3956064 * nB, P + 328176, P + 328224, buf + 9720, buf + 9768, B, 48, 196, 1e-05);
+    /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 4358256 * nB, act + 4348848 * nB, nB * 9408, nB * 2603664);
+    /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 4358256 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x14x14 -> 228x14x14 */
+    {
+        const T *const xs[2] = { act + 5341392 * nB, act + 190512 * nB };
+        const int cs[2] = { 216, 12 };
+        FN(rt_concat_forward)(ctx, act + 5468400 * nB, 2, xs, cs, B, 196);
+    }
+    /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x14x14 -> 228x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5513088 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 5468400 * nB, P + 333456, P + 333684, B, 228, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5513088 * nB, act + 5468400 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1e-05);
+    /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x14x14 -> 228x14x14 */
+    FN(rt_relu_forward)(ctx, act + 5557776 * nB, act + 5513088 * nB, nB * 44688, nB * 2613072);
+    /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 4348848 * nB, act + 5557776 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
+    /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4367664 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 4348848 * nB, P + 344856, P + 344904, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4367664 * nB, act + 4348848 * nB, P + 344856, P + 344904, buf + 10272, buf + 10320, B, 48, 196, 1e-05);
+    /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 4840416 * nB, act + 4367664 * nB, nB * 9408, nB * 2657760);
+}
+
+/* Forward, part 9 of 15. */
+static void FN(forward_9)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 4840416 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x14x14 -> 240x14x14 */
+    {
+        const T *const xs[2] = { act + 5468400 * nB, act + 190512 * nB };
+        const int cs[2] = { 228, 12 };
+        FN(rt_concat_forward)(ctx, act + 5602464 * nB, 2, xs, cs, B, 196);
+    }
+    /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x14x14 -> 240x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5649504 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 5602464 * nB, P + 350136, P + 350376, B, 240, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5649504 * nB, act + 5602464 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1e-05);
+    /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x14x14 -> 240x14x14 */
+    FN(rt_relu_forward)(ctx, act + 5696544 * nB, act + 5649504 * nB, nB * 47040, nB * 2667168);
+    /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 4367664 * nB, act + 5696544 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
+    /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4849824 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 4367664 * nB, P + 362136, P + 362184, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4849824 * nB, act + 4367664 * nB, P + 362136, P + 362184, buf + 10848, buf + 10896, B, 48, 196, 1e-05);
+    /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 4859232 * nB, act + 4849824 * nB, nB * 9408, nB * 2714208);
+    /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 4859232 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x14x14 -> 252x14x14 */
+    {
+        const T *const xs[2] = { act + 5602464 * nB, act + 190512 * nB };
+        const int cs[2] = { 240, 12 };
+        FN(rt_concat_forward)(ctx, act + 5743584 * nB, 2, xs, cs, B, 196);
+    }
+    /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x14x14 -> 252x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5792976 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 5743584 * nB, P + 367416, P + 367668, B, 252, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5792976 * nB, act + 5743584 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1e-05);
+    /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x14x14 -> 252x14x14 */
+    FN(rt_relu_forward)(ctx, act + 5842368 * nB, act + 5792976 * nB, nB * 49392, nB * 2723616);
+    /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 4849824 * nB, act + 5842368 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
+    /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4948608 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 4849824 * nB, P + 380016, P + 380064, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4948608 * nB, act + 4849824 * nB, P + 380016, P + 380064, buf + 11448, buf + 11496, B, 48, 196, 1e-05);
+    /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 4958016 * nB, act + 4948608 * nB, nB * 9408, nB * 2773008);
+    /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 4958016 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x14x14 -> 264x14x14 */
+    {
+        const T *const xs[2] = { act + 5743584 * nB, act + 190512 * nB };
+        const int cs[2] = { 252, 12 };
+        FN(rt_concat_forward)(ctx, act + 5891760 * nB, 2, xs, cs, B, 196);
+    }
+    /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x14x14 -> 264x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5943504 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 5891760 * nB, P + 385296, P + 385560, B, 264, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5943504 * nB, act + 5891760 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1e-05);
+    /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x14x14 -> 264x14x14 */
+    FN(rt_relu_forward)(ctx, act + 5995248 * nB, act + 5943504 * nB, nB * 51744, nB * 2782416);
+    /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 4948608 * nB, act + 5995248 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
+    /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4967424 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 4948608 * nB, P + 398496, P + 398544, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4967424 * nB, act + 4948608 * nB, P + 398496, P + 398544, buf + 12072, buf + 12120, B, 48, 196, 1e-05);
+    /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 5146176 * nB, act + 4967424 * nB, nB * 9408, nB * 2834160);
+    /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 5146176 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x14x14 -> 276x14x14 */
+    {
+        const T *const xs[2] = { act + 5891760 * nB, act + 190512 * nB };
+        const int cs[2] = { 264, 12 };
+        FN(rt_concat_forward)(ctx, act + 6046992 * nB, 2, xs, cs, B, 196);
+    }
+    /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x14x14 -> 276x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6101088 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 6046992 * nB, P + 403776, P + 404052, B, 276, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6101088 * nB, act + 6046992 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1e-05);
+}
+
+/* Forward, part 10 of 15. */
+static void FN(forward_10)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x14x14 -> 276x14x14 */
+    FN(rt_relu_forward)(ctx, act + 6155184 * nB, act + 6101088 * nB, nB * 54096, nB * 2843568);
+    /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 4967424 * nB, act + 6155184 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
+    /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5155584 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 4967424 * nB, P + 417576, P + 417624, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5155584 * nB, act + 4967424 * nB, P + 417576, P + 417624, buf + 12720, buf + 12768, B, 48, 196, 1e-05);
+    /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 5164992 * nB, act + 5155584 * nB, nB * 9408, nB * 2897664);
+    /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 5164992 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x14x14 -> 288x14x14 */
+    {
+        const T *const xs[2] = { act + 6046992 * nB, act + 190512 * nB };
+        const int cs[2] = { 276, 12 };
+        FN(rt_concat_forward)(ctx, act + 6209280 * nB, 2, xs, cs, B, 196);
+    }
+    /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x14x14 -> 288x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6265728 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 6209280 * nB, P + 422856, P + 423144, B, 288, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6265728 * nB, act + 6209280 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1e-05);
+    /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x14x14 -> 288x14x14 */
+    FN(rt_relu_forward)(ctx, act + 6322176 * nB, act + 6265728 * nB, nB * 56448, nB * 2907072);
+    /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x14x14 -> 48x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 5155584 * nB, act + 6322176 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
+    /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x14x14 -> 48x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5174400 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 5155584 * nB, P + 437256, P + 437304, B, 48, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5174400 * nB, act + 5155584 * nB, P + 437256, P + 437304, buf + 13392, buf + 13440, B, 48, 196, 1e-05);
+    /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_forward)(ctx, act + 5261424 * nB, act + 5174400 * nB, nB * 9408, nB * 2963520);
+    /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 5261424 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x14x14 -> 300x14x14 */
+    {
+        const T *const xs[2] = { act + 6209280 * nB, act + 190512 * nB };
+        const int cs[2] = { 288, 12 };
+        FN(rt_concat_forward)(ctx, act + 6378624 * nB, 2, xs, cs, B, 196);
+    }
+    /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x14x14 -> 300x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6437424 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 6378624 * nB, P + 442536, P + 442836, B, 300, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6437424 * nB, act + 6378624 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1e-05);
+    /* 231 trans2.relu0 = relu(trans2.bn0): 300x14x14 -> 300x14x14 */
+    FN(rt_relu_forward)(ctx, act + 6496224 * nB, act + 6437424 * nB, nB * 58800, nB * 2972928);
+    /* 232 trans2.conv0 = conv(trans2.relu0): 300x14x14 -> 150x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 5270832 * nB, act + 6496224 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
+    /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x14x14 -> 150x7x7 */
+    FN(rt_avgpool_forward)(ctx, act + 5174400 * nB, act + 5270832 * nB, B, 150, 14, 14, 2, 2);
+    /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x7x7 -> 150x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5270832 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 5174400 * nB, P + 488136, P + 488286, B, 150, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5270832 * nB, act + 5174400 * nB, P + 488136, P + 488286, buf + 14088, buf + 14238, B, 150, 49, 1e-05);
+    /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x7x7 -> 150x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5278192 * nB, act + 5270832 * nB, nB * 7350, nB * 3031728);
+    /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 190512 * nB, act + 5278192 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
+    /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 192864 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 190512 * nB, P + 495636, P + 495684, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 192864 * nB, act + 190512 * nB, P + 495636, P + 495684, buf + 14388, buf + 14436, B, 48, 49, 1e-05);
+    /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 195216 * nB, act + 192864 * nB, nB * 2352, nB * 3039078);
+    /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 192864 * nB, act + 195216 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x7x7 -> 162x7x7 */
+    {
+        const T *const xs[2] = { act + 5174400 * nB, act + 192864 * nB };
+        const int cs[2] = { 150, 12 };
+        FN(rt_concat_forward)(ctx, act + 5285552 * nB, 2, xs, cs, B, 49);
+    }
+}
+
+/* Forward, part 11 of 15. */
+static void FN(forward_11)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x7x7 -> 162x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5383728 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 5285552 * nB, P + 500916, P + 501078, B, 162, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5383728 * nB, act + 5285552 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1e-05);
+    /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x7x7 -> 162x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5391680 * nB, act + 5383728 * nB, nB * 7938, nB * 3041430);
+    /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 192864 * nB, act + 5391680 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
+    /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1001952 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 192864 * nB, P + 509016, P + 509064, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1001952 * nB, act + 192864 * nB, P + 509016, P + 509064, buf + 14808, buf + 14856, B, 48, 49, 1e-05);
+    /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 1004304 * nB, act + 1001952 * nB, nB * 2352, nB * 3049368);
+    /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 1001952 * nB, act + 1004304 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x7x7 -> 174x7x7 */
+    {
+        const T *const xs[2] = { act + 5285552 * nB, act + 1001952 * nB };
+        const int cs[2] = { 162, 12 };
+        FN(rt_concat_forward)(ctx, act + 5399632 * nB, 2, xs, cs, B, 49);
+    }
+    /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x7x7 -> 174x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5408160 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 5399632 * nB, P + 514296, P + 514470, B, 174, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5408160 * nB, act + 5399632 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1e-05);
+    /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x7x7 -> 174x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5416688 * nB, act + 5408160 * nB, nB * 8526, nB * 3051720);
+    /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 1001952 * nB, act + 5416688 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
+    /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2072112 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 1001952 * nB, P + 522996, P + 523044, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2072112 * nB, act + 1001952 * nB, P + 522996, P + 523044, buf + 15252, buf + 15300, B, 48, 49, 1e-05);
+    /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 2074464 * nB, act + 2072112 * nB, nB * 2352, nB * 3060246);
+    /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 2072112 * nB, act + 2074464 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x7x7 -> 186x7x7 */
+    {
+        const T *const xs[2] = { act + 5399632 * nB, act + 2072112 * nB };
+        const int cs[2] = { 174, 12 };
+        FN(rt_concat_forward)(ctx, act + 5513088 * nB, 2, xs, cs, B, 49);
+    }
+    /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x7x7 -> 186x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5522208 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 5513088 * nB, P + 528276, P + 528462, B, 186, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5522208 * nB, act + 5513088 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1e-05);
+    /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x7x7 -> 186x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5531328 * nB, act + 5522208 * nB, nB * 9114, nB * 3062598);
+    /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 2072112 * nB, act + 5531328 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
+    /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2076816 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 2072112 * nB, P + 537576, P + 537624, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2076816 * nB, act + 2072112 * nB, P + 537576, P + 537624, buf + 15720, buf + 15768, B, 48, 49, 1e-05);
+    /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 3497424 * nB, act + 2076816 * nB, nB * 2352, nB * 3071712);
+    /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 2076816 * nB, act + 3497424 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x7x7 -> 198x7x7 */
+    {
+        const T *const xs[2] = { act + 5513088 * nB, act + 2076816 * nB };
+        const int cs[2] = { 186, 12 };
+        FN(rt_concat_forward)(ctx, act + 5540448 * nB, 2, xs, cs, B, 49);
+    }
+    /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x7x7 -> 198x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5649504 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 5540448 * nB, P + 542856, P + 543054, B, 198, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5649504 * nB, act + 5540448 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1e-05);
+    /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x7x7 -> 198x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5659216 * nB, act + 5649504 * nB, nB * 9702, nB * 3074064);
+    /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 2076816 * nB, act + 5659216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
+}
+
+/* Forward, part 12 of 15. */
+static void FN(forward_12)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3560928 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 2076816 * nB, P + 552756, P + 552804, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3560928 * nB, act + 2076816 * nB, P + 552756, P + 552804, buf + 16212, buf + 16260, B, 48, 49, 1e-05);
+    /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 3563280 * nB, act + 3560928 * nB, nB * 2352, nB * 3083766);
+    /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 3560928 * nB, act + 3563280 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x7x7 -> 210x7x7 */
+    {
+        const T *const xs[2] = { act + 5540448 * nB, act + 3560928 * nB };
+        const int cs[2] = { 198, 12 };
+        FN(rt_concat_forward)(ctx, act + 5668928 * nB, 2, xs, cs, B, 49);
+    }
+    /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x7x7 -> 210x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5679232 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 5668928 * nB, P + 558036, P + 558246, B, 210, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5679232 * nB, act + 5668928 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1e-05);
+    /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x7x7 -> 210x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5792976 * nB, act + 5679232 * nB, nB * 10290, nB * 3086118);
+    /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 3560928 * nB, act + 5792976 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
+    /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3876096 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 3560928 * nB, P + 568536, P + 568584, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3876096 * nB, act + 3560928 * nB, P + 568536, P + 568584, buf + 16728, buf + 16776, B, 48, 49, 1e-05);
+    /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 3878448 * nB, act + 3876096 * nB, nB * 2352, nB * 3096408);
+    /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 3876096 * nB, act + 3878448 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x7x7 -> 222x7x7 */
+    {
+        const T *const xs[2] = { act + 5668928 * nB, act + 3876096 * nB };
+        const int cs[2] = { 210, 12 };
+        FN(rt_concat_forward)(ctx, act + 5679232 * nB, 2, xs, cs, B, 49);
+    }
+    /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x7x7 -> 222x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5803280 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 5679232 * nB, P + 573816, P + 574038, B, 222, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5803280 * nB, act + 5679232 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1e-05);
+    /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x7x7 -> 222x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5814160 * nB, act + 5803280 * nB, nB * 10878, nB * 3098760);
+    /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 3876096 * nB, act + 5814160 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
+    /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 3880800 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 3876096 * nB, P + 584916, P + 584964, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 3880800 * nB, act + 3876096 * nB, P + 584916, P + 584964, buf + 17268, buf + 17316, B, 48, 49, 1e-05);
+    /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 4003104 * nB, act + 3880800 * nB, nB * 2352, nB * 3109638);
+    /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 3880800 * nB, act + 4003104 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x7x7 -> 234x7x7 */
+    {
+        const T *const xs[2] = { act + 5679232 * nB, act + 3880800 * nB };
+        const int cs[2] = { 222, 12 };
+        FN(rt_concat_forward)(ctx, act + 5825040 * nB, 2, xs, cs, B, 49);
+    }
+    /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x7x7 -> 234x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5943504 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 5825040 * nB, P + 590196, P + 590430, B, 234, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5943504 * nB, act + 5825040 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1e-05);
+    /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x7x7 -> 234x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5954976 * nB, act + 5943504 * nB, nB * 11466, nB * 3111990);
+    /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 3880800 * nB, act + 5954976 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
+    /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4005456 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 3880800 * nB, P + 601896, P + 601944, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4005456 * nB, act + 3880800 * nB, P + 601896, P + 601944, buf + 17832, buf + 17880, B, 48, 49, 1e-05);
+    /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 4377072 * nB, act + 4005456 * nB, nB * 2352, nB * 3123456);
+    /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 4005456 * nB, act + 4377072 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+}
+
+/* Forward, part 13 of 15. */
+static void FN(forward_13)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x7x7 -> 246x7x7 */
+    {
+        const T *const xs[2] = { act + 5825040 * nB, act + 4005456 * nB };
+        const int cs[2] = { 234, 12 };
+        FN(rt_concat_forward)(ctx, act + 5966448 * nB, 2, xs, cs, B, 49);
+    }
+    /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x7x7 -> 246x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5978512 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 5966448 * nB, P + 607176, P + 607422, B, 246, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5978512 * nB, act + 5966448 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1e-05);
+    /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x7x7 -> 246x7x7 */
+    FN(rt_relu_forward)(ctx, act + 6101088 * nB, act + 5978512 * nB, nB * 12054, nB * 3125808);
+    /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 4005456 * nB, act + 6101088 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
+    /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4868640 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 4005456 * nB, P + 619476, P + 619524, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4868640 * nB, act + 4005456 * nB, P + 619476, P + 619524, buf + 18420, buf + 18468, B, 48, 49, 1e-05);
+    /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 4870992 * nB, act + 4868640 * nB, nB * 2352, nB * 3137862);
+    /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 4868640 * nB, act + 4870992 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x7x7 -> 258x7x7 */
+    {
+        const T *const xs[2] = { act + 5966448 * nB, act + 4868640 * nB };
+        const int cs[2] = { 246, 12 };
+        FN(rt_concat_forward)(ctx, act + 5978512 * nB, 2, xs, cs, B, 49);
+    }
+    /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x7x7 -> 258x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6113152 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 5978512 * nB, P + 624756, P + 625014, B, 258, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6113152 * nB, act + 5978512 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1e-05);
+    /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x7x7 -> 258x7x7 */
+    FN(rt_relu_forward)(ctx, act + 6125808 * nB, act + 6113152 * nB, nB * 12642, nB * 3140214);
+    /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 4868640 * nB, act + 6125808 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
+    /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 4873344 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 4868640 * nB, P + 637656, P + 637704, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 4873344 * nB, act + 4868640 * nB, P + 637656, P + 637704, buf + 19032, buf + 19080, B, 48, 49, 1e-05);
+    /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5270832 * nB, act + 4873344 * nB, nB * 2352, nB * 3152856);
+    /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 4873344 * nB, act + 5270832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x7x7 -> 270x7x7 */
+    {
+        const T *const xs[2] = { act + 5978512 * nB, act + 4873344 * nB };
+        const int cs[2] = { 258, 12 };
+        FN(rt_concat_forward)(ctx, act + 6138464 * nB, 2, xs, cs, B, 49);
+    }
+    /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x7x7 -> 270x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6265728 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 6138464 * nB, P + 642936, P + 643206, B, 270, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6265728 * nB, act + 6138464 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1e-05);
+    /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x7x7 -> 270x7x7 */
+    FN(rt_relu_forward)(ctx, act + 6278960 * nB, act + 6265728 * nB, nB * 13230, nB * 3155208);
+    /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 4873344 * nB, act + 6278960 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
+    /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5273184 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 4873344 * nB, P + 656436, P + 656484, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5273184 * nB, act + 4873344 * nB, P + 656436, P + 656484, buf + 19668, buf + 19716, B, 48, 49, 1e-05);
+    /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5275536 * nB, act + 5273184 * nB, nB * 2352, nB * 3168438);
+    /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5181760 * nB, act + 5275536 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x7x7 -> 282x7x7 */
+    {
+        const T *const xs[2] = { act + 6138464 * nB, act + 5181760 * nB };
+        const int cs[2] = { 270, 12 };
+        FN(rt_concat_forward)(ctx, act + 6292192 * nB, 2, xs, cs, B, 49);
+    }
+    /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x7x7 -> 282x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6306016 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 6292192 * nB, P + 661716, P + 661998, B, 282, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6306016 * nB, act + 6292192 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1e-05);
+    /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x7x7 -> 282x7x7 */
+    FN(rt_relu_forward)(ctx, act + 6437424 * nB, act + 6306016 * nB, nB * 13818, nB * 3170790);
+}
+
+/* Forward, part 14 of 15. */
+static void FN(forward_14)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5273184 * nB, act + 6437424 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
+    /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5293504 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 5273184 * nB, P + 675816, P + 675864, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5293504 * nB, act + 5273184 * nB, P + 675816, P + 675864, buf + 20328, buf + 20376, B, 48, 49, 1e-05);
+    /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5295856 * nB, act + 5293504 * nB, nB * 2352, nB * 3184608);
+    /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5181760 * nB, act + 5295856 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x7x7 -> 294x7x7 */
+    {
+        const T *const xs[2] = { act + 6292192 * nB, act + 5181760 * nB };
+        const int cs[2] = { 282, 12 };
+        FN(rt_concat_forward)(ctx, act + 6306016 * nB, 2, xs, cs, B, 49);
+    }
+    /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x7x7 -> 294x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6451248 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 6306016 * nB, P + 681096, P + 681390, B, 294, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6451248 * nB, act + 6306016 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1e-05);
+    /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x7x7 -> 294x7x7 */
+    FN(rt_relu_forward)(ctx, act + 6465664 * nB, act + 6451248 * nB, nB * 14406, nB * 3186960);
+    /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5293504 * nB, act + 6465664 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
+    /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5298208 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 5293504 * nB, P + 695796, P + 695844, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5298208 * nB, act + 5293504 * nB, P + 695796, P + 695844, buf + 21012, buf + 21060, B, 48, 49, 1e-05);
+    /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5383728 * nB, act + 5298208 * nB, nB * 2352, nB * 3201366);
+    /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5181760 * nB, act + 5383728 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x7x7 -> 306x7x7 */
+    {
+        const T *const xs[2] = { act + 6306016 * nB, act + 5181760 * nB };
+        const int cs[2] = { 294, 12 };
+        FN(rt_concat_forward)(ctx, act + 6480080 * nB, 2, xs, cs, B, 49);
+    }
+    /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x7x7 -> 306x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6555024 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 6480080 * nB, P + 701076, P + 701382, B, 306, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6555024 * nB, act + 6480080 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1e-05);
+    /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x7x7 -> 306x7x7 */
+    FN(rt_relu_forward)(ctx, act + 6570032 * nB, act + 6555024 * nB, nB * 14994, nB * 3203718);
+    /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5298208 * nB, act + 6570032 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
+    /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5386080 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 5298208 * nB, P + 716376, P + 716424, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5386080 * nB, act + 5298208 * nB, P + 716376, P + 716424, buf + 21720, buf + 21768, B, 48, 49, 1e-05);
+    /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5388432 * nB, act + 5386080 * nB, nB * 2352, nB * 3218712);
+    /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5181760 * nB, act + 5388432 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x7x7 -> 318x7x7 */
+    {
+        const T *const xs[2] = { act + 6480080 * nB, act + 5181760 * nB };
+        const int cs[2] = { 306, 12 };
+        FN(rt_concat_forward)(ctx, act + 6585040 * nB, 2, xs, cs, B, 49);
+    }
+    /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x7x7 -> 318x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6600624 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 6585040 * nB, P + 721656, P + 721974, B, 318, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6600624 * nB, act + 6585040 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1e-05);
+    /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x7x7 -> 318x7x7 */
+    FN(rt_relu_forward)(ctx, act + 6616208 * nB, act + 6600624 * nB, nB * 15582, nB * 3221064);
+    /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5386080 * nB, act + 6616208 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
+    /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5408160 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 5386080 * nB, P + 737556, P + 737604, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5408160 * nB, act + 5386080 * nB, P + 737556, P + 737604, buf + 22452, buf + 22500, B, 48, 49, 1e-05);
+    /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5410512 * nB, act + 5408160 * nB, nB * 2352, nB * 3236646);
+}
+
+/* Forward, part 15 of 15. */
+static void FN(forward_15)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5181760 * nB, act + 5410512 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x7x7 -> 330x7x7 */
+    {
+        const T *const xs[2] = { act + 6585040 * nB, act + 5181760 * nB };
+        const int cs[2] = { 318, 12 };
+        FN(rt_concat_forward)(ctx, act + 6631792 * nB, 2, xs, cs, B, 49);
+    }
+    /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x7x7 -> 330x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6647968 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 6631792 * nB, P + 742836, P + 743166, B, 330, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6647968 * nB, act + 6631792 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1e-05);
+    /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x7x7 -> 330x7x7 */
+    FN(rt_relu_forward)(ctx, act + 6664144 * nB, act + 6647968 * nB, nB * 16170, nB * 3238998);
+    /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x7x7 -> 48x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5408160 * nB, act + 6664144 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
+    /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x7x7 -> 48x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 5412864 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 5408160 * nB, P + 759336, P + 759384, B, 48, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 5412864 * nB, act + 5408160 * nB, P + 759336, P + 759384, buf + 23208, buf + 23256, B, 48, 49, 1e-05);
+    /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_forward)(ctx, act + 5522208 * nB, act + 5412864 * nB, nB * 2352, nB * 3255168);
+    /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 5181760 * nB, act + 5522208 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x7x7 -> 342x7x7 */
+    {
+        const T *const xs[2] = { act + 6631792 * nB, act + 5181760 * nB };
+        const int cs[2] = { 330, 12 };
+        FN(rt_concat_forward)(ctx, act + 6680320 * nB, 2, xs, cs, B, 49);
+    }
+    /* 346 head.bn0 = bn(stage3.step15.concat): 342x7x7 -> 342x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 6697088 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 6680320 * nB, P + 764616, P + 764958, B, 342, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 6697088 * nB, act + 6680320 * nB, P + 764616, P + 764958, buf + 23304, buf + 23646, B, 342, 49, 1e-05);
+    /* 347 head.relu0 = relu(head.bn0): 342x7x7 -> 342x7x7 */
+    FN(rt_relu_forward)(ctx, act + 6713856 * nB, act + 6697088 * nB, nB * 16758, nB * 3257520);
+    /* 348 head.gap0 = gap(head.relu0): 342x7x7 -> 342x1x1 */
+    FN(rt_gap_forward)(ctx, act + 5181760 * nB, act + 6713856 * nB, B, 342, 49);
+    /* 349 head.linear = linear(head.gap0): 342x1x1 -> 10x1x1 */
+    FN(rt_linear_forward)(ctx, m->logits, act + 5181760 * nB, P + 765300, P + 768720, B, 342, 10);
+}
+
+/* Forward pass on a batch of B <= m->batch images; train selects batch
+ * statistics (and updates the running ones) and dropout. */
+static void FN(forward)(Model *m, int B, int train)
+{
+    FN(forward_1)(m, B, train);
+    FN(forward_2)(m, B, train);
+    FN(forward_3)(m, B, train);
+    FN(forward_4)(m, B, train);
+    FN(forward_5)(m, B, train);
+    FN(forward_6)(m, B, train);
+    FN(forward_7)(m, B, train);
+    FN(forward_8)(m, B, train);
+    FN(forward_9)(m, B, train);
+    FN(forward_10)(m, B, train);
+    FN(forward_11)(m, B, train);
+    FN(forward_12)(m, B, train);
+    FN(forward_13)(m, B, train);
+    FN(forward_14)(m, B, train);
+    FN(forward_15)(m, B, train);
+}
+
+/* Backward, part 1 of 15. */
+static void FN(backward_1)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 349 head.linear = linear(head.gap0): 342x1x1 -> 10x1x1 */
+    FN(rt_linear_backward)(ctx, act + 5182112 * nB, 0, G + 765300, G + 768720, m->dlogits, act + 5181760 * nB, P + 765300, B, 342, 10);
+    /* 348 head.gap0 = gap(head.relu0): 342x7x7 -> 342x1x1 */
+    FN(rt_gap_backward)(ctx, act + 6697088 * nB, 0, act + 5182112 * nB, B, 342, 49);
+    /* 347 head.relu0 = relu(head.bn0): 342x7x7 -> 342x7x7 */
+    FN(rt_relu_backward)(ctx, act + 6730624 * nB, 0, act + 6697088 * nB, act + 6713856 * nB, nB * 16758, nB * 3257520);
+    /* 346 head.bn0 = bn(stage3.step15.concat): 342x7x7 -> 342x7x7 */
+    FN(rt_bn_backward)(ctx, act + 6697088 * nB, 0, G + 764616, G + 764958, act + 6730624 * nB, act + 6680320 * nB, fix + 23968, fix + 24320, P + 764616, B, 342, 49);
+    /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x7x7 -> 342x7x7 */
+    {
+        T *const dxs[2] = { act + 6647968 * nB, act + 5181760 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 330, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6697088 * nB, 2, cs, B, 49);
+    }
+    /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5412864 * nB, 0, G + 759432, act + 5181760 * nB, act + 5522208 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5524560 * nB, 0, act + 5412864 * nB, act + 5522208 * nB, nB * 2352, nB * 3255168);
+    /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5412864 * nB, 0, G + 759336, G + 759384, act + 5524560 * nB, act + 5408160 * nB, fix + 23872, fix + 23920, P + 759336, B, 48, 49);
+    /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 6680320 * nB, 0, G + 743496, act + 5412864 * nB, act + 6664144 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
+    /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x7x7 -> 330x7x7 */
+    FN(rt_relu_backward)(ctx, act + 6696496 * nB, 0, act + 6680320 * nB, act + 6664144 * nB, nB * 16170, nB * 3238998);
+    /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x7x7 -> 330x7x7 */
+    FN(rt_bn_backward)(ctx, act + 6647968 * nB, 1, G + 742836, G + 743166, act + 6696496 * nB, act + 6631792 * nB, fix + 23200, fix + 23536, P + 742836, B, 330, 49);
+    /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x7x7 -> 330x7x7 */
+    {
+        T *const dxs[2] = { act + 6600624 * nB, act + 5181760 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 318, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6647968 * nB, 2, cs, B, 49);
+    }
+    /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5408160 * nB, 0, G + 737652, act + 5181760 * nB, act + 5410512 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5412864 * nB, 0, act + 5408160 * nB, act + 5410512 * nB, nB * 2352, nB * 3236646);
+    /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5408160 * nB, 0, G + 737556, G + 737604, act + 5412864 * nB, act + 5386080 * nB, fix + 23104, fix + 23152, P + 737556, B, 48, 49);
+    /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 6631792 * nB, 0, G + 722292, act + 5408160 * nB, act + 6616208 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
+    /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x7x7 -> 318x7x7 */
+    FN(rt_relu_backward)(ctx, act + 6647376 * nB, 0, act + 6631792 * nB, act + 6616208 * nB, nB * 15582, nB * 3221064);
+    /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x7x7 -> 318x7x7 */
+    FN(rt_bn_backward)(ctx, act + 6600624 * nB, 1, G + 721656, G + 721974, act + 6647376 * nB, act + 6585040 * nB, fix + 22464, fix + 22784, P + 721656, B, 318, 49);
+    /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x7x7 -> 318x7x7 */
+    {
+        T *const dxs[2] = { act + 6555024 * nB, act + 5181760 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 306, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6600624 * nB, 2, cs, B, 49);
+    }
+    /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5386080 * nB, 0, G + 716472, act + 5181760 * nB, act + 5388432 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5408160 * nB, 0, act + 5386080 * nB, act + 5388432 * nB, nB * 2352, nB * 3218712);
+    /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5386080 * nB, 0, G + 716376, G + 716424, act + 5408160 * nB, act + 5298208 * nB, fix + 22368, fix + 22416, P + 716376, B, 48, 49);
+    /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 6585040 * nB, 0, G + 701688, act + 5386080 * nB, act + 6570032 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
+    /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x7x7 -> 306x7x7 */
+    FN(rt_relu_backward)(ctx, act + 6600048 * nB, 0, act + 6585040 * nB, act + 6570032 * nB, nB * 14994, nB * 3203718);
+}
+
+/* Backward, part 2 of 15. */
+static void FN(backward_2)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x7x7 -> 306x7x7 */
+    FN(rt_bn_backward)(ctx, act + 6555024 * nB, 1, G + 701076, G + 701382, act + 6600048 * nB, act + 6480080 * nB, fix + 21728, fix + 22048, P + 701076, B, 306, 49);
+    /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x7x7 -> 306x7x7 */
+    {
+        T *const dxs[2] = { act + 6451248 * nB, act + 5181760 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 294, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6555024 * nB, 2, cs, B, 49);
+    }
+    /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5298208 * nB, 0, G + 695892, act + 5181760 * nB, act + 5383728 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5386080 * nB, 0, act + 5298208 * nB, act + 5383728 * nB, nB * 2352, nB * 3201366);
+    /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5298208 * nB, 0, G + 695796, G + 695844, act + 5386080 * nB, act + 5293504 * nB, fix + 21632, fix + 21680, P + 695796, B, 48, 49);
+    /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 6480080 * nB, 0, G + 681684, act + 5298208 * nB, act + 6465664 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
+    /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x7x7 -> 294x7x7 */
+    FN(rt_relu_backward)(ctx, act + 6555024 * nB, 0, act + 6480080 * nB, act + 6465664 * nB, nB * 14406, nB * 3186960);
+    /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x7x7 -> 294x7x7 */
+    FN(rt_bn_backward)(ctx, act + 6451248 * nB, 1, G + 681096, G + 681390, act + 6555024 * nB, act + 6306016 * nB, fix + 21024, fix + 21328, P + 681096, B, 294, 49);
+    /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x7x7 -> 294x7x7 */
+    {
+        T *const dxs[2] = { act + 6306016 * nB, act + 5181760 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 282, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6451248 * nB, 2, cs, B, 49);
+    }
+    /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5293504 * nB, 0, G + 675912, act + 5181760 * nB, act + 5295856 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5298208 * nB, 0, act + 5293504 * nB, act + 5295856 * nB, nB * 2352, nB * 3184608);
+    /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5293504 * nB, 0, G + 675816, G + 675864, act + 5298208 * nB, act + 5273184 * nB, fix + 20928, fix + 20976, P + 675816, B, 48, 49);
+    /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 6451248 * nB, 0, G + 662280, act + 5293504 * nB, act + 6437424 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
+    /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x7x7 -> 282x7x7 */
+    FN(rt_relu_backward)(ctx, act + 6465072 * nB, 0, act + 6451248 * nB, act + 6437424 * nB, nB * 13818, nB * 3170790);
+    /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x7x7 -> 282x7x7 */
+    FN(rt_bn_backward)(ctx, act + 6306016 * nB, 1, G + 661716, G + 661998, act + 6465072 * nB, act + 6292192 * nB, fix + 20352, fix + 20640, P + 661716, B, 282, 49);
+    /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x7x7 -> 282x7x7 */
+    {
+        T *const dxs[2] = { act + 6265728 * nB, act + 5181760 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 270, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6306016 * nB, 2, cs, B, 49);
+    }
+    /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5273184 * nB, 0, G + 656532, act + 5181760 * nB, act + 5275536 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5293504 * nB, 0, act + 5273184 * nB, act + 5275536 * nB, nB * 2352, nB * 3168438);
+    /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5273184 * nB, 0, G + 656436, G + 656484, act + 5293504 * nB, act + 4873344 * nB, fix + 20256, fix + 20304, P + 656436, B, 48, 49);
+    /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 6292192 * nB, 0, G + 643476, act + 5273184 * nB, act + 6278960 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
+    /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x7x7 -> 270x7x7 */
+    FN(rt_relu_backward)(ctx, act + 6305424 * nB, 0, act + 6292192 * nB, act + 6278960 * nB, nB * 13230, nB * 3155208);
+    /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x7x7 -> 270x7x7 */
+    FN(rt_bn_backward)(ctx, act + 6265728 * nB, 1, G + 642936, G + 643206, act + 6305424 * nB, act + 6138464 * nB, fix + 19712, fix + 19984, P + 642936, B, 270, 49);
+    /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x7x7 -> 270x7x7 */
+    {
+        T *const dxs[2] = { act + 6113152 * nB, act + 4873344 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 258, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6265728 * nB, 2, cs, B, 49);
+    }
+    /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5273184 * nB, 0, G + 637752, act + 4873344 * nB, act + 5270832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+}
+
+/* Backward, part 3 of 15. */
+static void FN(backward_3)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 4873344 * nB, 0, act + 5273184 * nB, act + 5270832 * nB, nB * 2352, nB * 3152856);
+    /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5270832 * nB, 0, G + 637656, G + 637704, act + 4873344 * nB, act + 4868640 * nB, fix + 19616, fix + 19664, P + 637656, B, 48, 49);
+    /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 6138464 * nB, 0, G + 625272, act + 5270832 * nB, act + 6125808 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
+    /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x7x7 -> 258x7x7 */
+    FN(rt_relu_backward)(ctx, act + 6265728 * nB, 0, act + 6138464 * nB, act + 6125808 * nB, nB * 12642, nB * 3140214);
+    /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x7x7 -> 258x7x7 */
+    FN(rt_bn_backward)(ctx, act + 6113152 * nB, 1, G + 624756, G + 625014, act + 6265728 * nB, act + 5978512 * nB, fix + 19072, fix + 19344, P + 624756, B, 258, 49);
+    /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x7x7 -> 258x7x7 */
+    {
+        T *const dxs[2] = { act + 5978512 * nB, act + 4868640 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 246, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6113152 * nB, 2, cs, B, 49);
+    }
+    /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 4873344 * nB, 0, G + 619572, act + 4868640 * nB, act + 4870992 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 4868640 * nB, 0, act + 4873344 * nB, act + 4870992 * nB, nB * 2352, nB * 3137862);
+    /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 4870992 * nB, 0, G + 619476, G + 619524, act + 4868640 * nB, act + 4005456 * nB, fix + 18976, fix + 19024, P + 619476, B, 48, 49);
+    /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 6113152 * nB, 0, G + 607668, act + 4870992 * nB, act + 6101088 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
+    /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x7x7 -> 246x7x7 */
+    FN(rt_relu_backward)(ctx, act + 6125216 * nB, 0, act + 6113152 * nB, act + 6101088 * nB, nB * 12054, nB * 3125808);
+    /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x7x7 -> 246x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5978512 * nB, 1, G + 607176, G + 607422, act + 6125216 * nB, act + 5966448 * nB, fix + 18464, fix + 18720, P + 607176, B, 246, 49);
+    /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x7x7 -> 246x7x7 */
+    {
+        T *const dxs[2] = { act + 5943504 * nB, act + 4005456 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 234, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5978512 * nB, 2, cs, B, 49);
+    }
+    /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 4868640 * nB, 0, G + 601992, act + 4005456 * nB, act + 4377072 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 4005456 * nB, 0, act + 4868640 * nB, act + 4377072 * nB, nB * 2352, nB * 3123456);
+    /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 4377072 * nB, 0, G + 601896, G + 601944, act + 4005456 * nB, act + 3880800 * nB, fix + 18368, fix + 18416, P + 601896, B, 48, 49);
+    /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5966448 * nB, 0, G + 590664, act + 4377072 * nB, act + 5954976 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
+    /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x7x7 -> 234x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5977920 * nB, 0, act + 5966448 * nB, act + 5954976 * nB, nB * 11466, nB * 3111990);
+    /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x7x7 -> 234x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5943504 * nB, 1, G + 590196, G + 590430, act + 5977920 * nB, act + 5825040 * nB, fix + 17888, fix + 18128, P + 590196, B, 234, 49);
+    /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x7x7 -> 234x7x7 */
+    {
+        T *const dxs[2] = { act + 5803280 * nB, act + 3880800 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 222, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5943504 * nB, 2, cs, B, 49);
+    }
+    /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 4005456 * nB, 0, G + 585012, act + 3880800 * nB, act + 4003104 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 3880800 * nB, 0, act + 4005456 * nB, act + 4003104 * nB, nB * 2352, nB * 3109638);
+    /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 4003104 * nB, 0, G + 584916, G + 584964, act + 3880800 * nB, act + 3876096 * nB, fix + 17792, fix + 17840, P + 584916, B, 48, 49);
+    /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5825040 * nB, 0, G + 574260, act + 4003104 * nB, act + 5814160 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
+}
+
+/* Backward, part 4 of 15. */
+static void FN(backward_4)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x7x7 -> 222x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5943504 * nB, 0, act + 5825040 * nB, act + 5814160 * nB, nB * 10878, nB * 3098760);
+    /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x7x7 -> 222x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5803280 * nB, 1, G + 573816, G + 574038, act + 5943504 * nB, act + 5679232 * nB, fix + 17344, fix + 17568, P + 573816, B, 222, 49);
+    /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x7x7 -> 222x7x7 */
+    {
+        T *const dxs[2] = { act + 5679232 * nB, act + 3876096 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 210, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5803280 * nB, 2, cs, B, 49);
+    }
+    /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 3880800 * nB, 0, G + 568632, act + 3876096 * nB, act + 3878448 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 3876096 * nB, 0, act + 3880800 * nB, act + 3878448 * nB, nB * 2352, nB * 3096408);
+    /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 3878448 * nB, 0, G + 568536, G + 568584, act + 3876096 * nB, act + 3560928 * nB, fix + 17248, fix + 17296, P + 568536, B, 48, 49);
+    /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5803280 * nB, 0, G + 558456, act + 3878448 * nB, act + 5792976 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
+    /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x7x7 -> 210x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5813584 * nB, 0, act + 5803280 * nB, act + 5792976 * nB, nB * 10290, nB * 3086118);
+    /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x7x7 -> 210x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5679232 * nB, 1, G + 558036, G + 558246, act + 5813584 * nB, act + 5668928 * nB, fix + 16800, fix + 17024, P + 558036, B, 210, 49);
+    /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x7x7 -> 210x7x7 */
+    {
+        T *const dxs[2] = { act + 5649504 * nB, act + 3560928 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 198, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5679232 * nB, 2, cs, B, 49);
+    }
+    /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 3876096 * nB, 0, G + 552852, act + 3560928 * nB, act + 3563280 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 3560928 * nB, 0, act + 3876096 * nB, act + 3563280 * nB, nB * 2352, nB * 3083766);
+    /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 3563280 * nB, 0, G + 552756, G + 552804, act + 3560928 * nB, act + 2076816 * nB, fix + 16704, fix + 16752, P + 552756, B, 48, 49);
+    /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5668928 * nB, 0, G + 543252, act + 3563280 * nB, act + 5659216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
+    /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x7x7 -> 198x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5678640 * nB, 0, act + 5668928 * nB, act + 5659216 * nB, nB * 9702, nB * 3074064);
+    /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x7x7 -> 198x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5649504 * nB, 1, G + 542856, G + 543054, act + 5678640 * nB, act + 5540448 * nB, fix + 16288, fix + 16496, P + 542856, B, 198, 49);
+    /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x7x7 -> 198x7x7 */
+    {
+        T *const dxs[2] = { act + 5522208 * nB, act + 2076816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 186, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5649504 * nB, 2, cs, B, 49);
+    }
+    /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 3560928 * nB, 0, G + 537672, act + 2076816 * nB, act + 3497424 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 2076816 * nB, 0, act + 3560928 * nB, act + 3497424 * nB, nB * 2352, nB * 3071712);
+    /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 3497424 * nB, 0, G + 537576, G + 537624, act + 2076816 * nB, act + 2072112 * nB, fix + 16192, fix + 16240, P + 537576, B, 48, 49);
+    /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5540448 * nB, 0, G + 528648, act + 3497424 * nB, act + 5531328 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
+    /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x7x7 -> 186x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5649504 * nB, 0, act + 5540448 * nB, act + 5531328 * nB, nB * 9114, nB * 3062598);
+    /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x7x7 -> 186x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5522208 * nB, 1, G + 528276, G + 528462, act + 5649504 * nB, act + 5513088 * nB, fix + 15808, fix + 16000, P + 528276, B, 186, 49);
+    /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x7x7 -> 186x7x7 */
+    {
+        T *const dxs[2] = { act + 5408160 * nB, act + 2072112 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 174, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5522208 * nB, 2, cs, B, 49);
+    }
+}
+
+/* Backward, part 5 of 15. */
+static void FN(backward_5)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 2076816 * nB, 0, G + 523092, act + 2072112 * nB, act + 2074464 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 2072112 * nB, 0, act + 2076816 * nB, act + 2074464 * nB, nB * 2352, nB * 3060246);
+    /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 2074464 * nB, 0, G + 522996, G + 523044, act + 2072112 * nB, act + 1001952 * nB, fix + 15712, fix + 15760, P + 522996, B, 48, 49);
+    /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5513088 * nB, 0, G + 514644, act + 2074464 * nB, act + 5416688 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
+    /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x7x7 -> 174x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5521616 * nB, 0, act + 5513088 * nB, act + 5416688 * nB, nB * 8526, nB * 3051720);
+    /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x7x7 -> 174x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5408160 * nB, 1, G + 514296, G + 514470, act + 5521616 * nB, act + 5399632 * nB, fix + 15360, fix + 15536, P + 514296, B, 174, 49);
+    /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x7x7 -> 174x7x7 */
+    {
+        T *const dxs[2] = { act + 5383728 * nB, act + 1001952 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 162, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5408160 * nB, 2, cs, B, 49);
+    }
+    /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 2072112 * nB, 0, G + 509112, act + 1001952 * nB, act + 1004304 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 1001952 * nB, 0, act + 2072112 * nB, act + 1004304 * nB, nB * 2352, nB * 3049368);
+    /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 1004304 * nB, 0, G + 509016, G + 509064, act + 1001952 * nB, act + 192864 * nB, fix + 15264, fix + 15312, P + 509016, B, 48, 49);
+    /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5399632 * nB, 0, G + 501240, act + 1004304 * nB, act + 5391680 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
+    /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x7x7 -> 162x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5407584 * nB, 0, act + 5399632 * nB, act + 5391680 * nB, nB * 7938, nB * 3041430);
+    /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x7x7 -> 162x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5383728 * nB, 1, G + 500916, G + 501078, act + 5407584 * nB, act + 5285552 * nB, fix + 14912, fix + 15088, P + 500916, B, 162, 49);
+    /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x7x7 -> 162x7x7 */
+    {
+        T *const dxs[2] = { act + 5270832 * nB, act + 192864 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 150, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5383728 * nB, 2, cs, B, 49);
+    }
+    /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x7x7 -> 12x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 1001952 * nB, 0, G + 495732, act + 192864 * nB, act + 195216 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x7x7 -> 48x7x7 */
+    FN(rt_relu_backward)(ctx, act + 192864 * nB, 0, act + 1001952 * nB, act + 195216 * nB, nB * 2352, nB * 3039078);
+    /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x7x7 -> 48x7x7 */
+    FN(rt_bn_backward)(ctx, act + 195216 * nB, 0, G + 495636, G + 495684, act + 192864 * nB, act + 190512 * nB, fix + 14816, fix + 14864, P + 495636, B, 48, 49);
+    /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x7x7 -> 48x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 5285552 * nB, 0, G + 488436, act + 195216 * nB, act + 5278192 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
+    /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x7x7 -> 150x7x7 */
+    FN(rt_relu_backward)(ctx, act + 5292912 * nB, 0, act + 5285552 * nB, act + 5278192 * nB, nB * 7350, nB * 3031728);
+    /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x7x7 -> 150x7x7 */
+    FN(rt_bn_backward)(ctx, act + 5270832 * nB, 1, G + 488136, G + 488286, act + 5292912 * nB, act + 5174400 * nB, fix + 14496, fix + 14656, P + 488136, B, 150, 49);
+    /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x14x14 -> 150x7x7 */
+    FN(rt_avgpool_backward)(ctx, act + 5383728 * nB, 0, act + 5270832 * nB, B, 150, 14, 14, 2, 2);
+    /* 232 trans2.conv0 = conv(trans2.relu0): 300x14x14 -> 150x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 6437424 * nB, 0, G + 443136, act + 5383728 * nB, act + 6496224 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
+    /* 231 trans2.relu0 = relu(trans2.bn0): 300x14x14 -> 300x14x14 */
+    FN(rt_relu_backward)(ctx, act + 6555024 * nB, 0, act + 6437424 * nB, act + 6496224 * nB, nB * 58800, nB * 2972928);
+    /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x14x14 -> 300x14x14 */
+    FN(rt_bn_backward)(ctx, act + 6437424 * nB, 0, G + 442536, G + 442836, act + 6555024 * nB, act + 6378624 * nB, fix + 13888, fix + 14192, P + 442536, B, 300, 196);
+}
+
+/* Backward, part 6 of 15. */
+static void FN(backward_6)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x14x14 -> 300x14x14 */
+    {
+        T *const dxs[2] = { act + 6265728 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 288, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6437424 * nB, 2, cs, B, 196);
+    }
+    /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 5174400 * nB, 0, G + 437352, act + 190512 * nB, act + 5261424 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 5270832 * nB, 0, act + 5174400 * nB, act + 5261424 * nB, nB * 9408, nB * 2963520);
+    /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 5174400 * nB, 0, G + 437256, G + 437304, act + 5270832 * nB, act + 5155584 * nB, fix + 13792, fix + 13840, P + 437256, B, 48, 196);
+    /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 6378624 * nB, 0, G + 423432, act + 5174400 * nB, act + 6322176 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
+    /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x14x14 -> 288x14x14 */
+    FN(rt_relu_backward)(ctx, act + 6435072 * nB, 0, act + 6378624 * nB, act + 6322176 * nB, nB * 56448, nB * 2907072);
+    /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x14x14 -> 288x14x14 */
+    FN(rt_bn_backward)(ctx, act + 6265728 * nB, 1, G + 422856, G + 423144, act + 6435072 * nB, act + 6209280 * nB, fix + 13216, fix + 13504, P + 422856, B, 288, 196);
+    /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x14x14 -> 288x14x14 */
+    {
+        T *const dxs[2] = { act + 6101088 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 276, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6265728 * nB, 2, cs, B, 196);
+    }
+    /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 5155584 * nB, 0, G + 417672, act + 190512 * nB, act + 5164992 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 5174400 * nB, 0, act + 5155584 * nB, act + 5164992 * nB, nB * 9408, nB * 2897664);
+    /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 5155584 * nB, 0, G + 417576, G + 417624, act + 5174400 * nB, act + 4967424 * nB, fix + 13120, fix + 13168, P + 417576, B, 48, 196);
+    /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 6209280 * nB, 0, G + 404328, act + 5155584 * nB, act + 6155184 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
+    /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x14x14 -> 276x14x14 */
+    FN(rt_relu_backward)(ctx, act + 6263376 * nB, 0, act + 6209280 * nB, act + 6155184 * nB, nB * 54096, nB * 2843568);
+    /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x14x14 -> 276x14x14 */
+    FN(rt_bn_backward)(ctx, act + 6101088 * nB, 1, G + 403776, G + 404052, act + 6263376 * nB, act + 6046992 * nB, fix + 12544, fix + 12832, P + 403776, B, 276, 196);
+    /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x14x14 -> 276x14x14 */
+    {
+        T *const dxs[2] = { act + 5943504 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 264, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 6101088 * nB, 2, cs, B, 196);
+    }
+    /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 4967424 * nB, 0, G + 398592, act + 190512 * nB, act + 5146176 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 5155584 * nB, 0, act + 4967424 * nB, act + 5146176 * nB, nB * 9408, nB * 2834160);
+    /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 4967424 * nB, 0, G + 398496, G + 398544, act + 5155584 * nB, act + 4948608 * nB, fix + 12448, fix + 12496, P + 398496, B, 48, 196);
+    /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 6046992 * nB, 0, G + 385824, act + 4967424 * nB, act + 5995248 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
+    /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x14x14 -> 264x14x14 */
+    FN(rt_relu_backward)(ctx, act + 6098736 * nB, 0, act + 6046992 * nB, act + 5995248 * nB, nB * 51744, nB * 2782416);
+    /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x14x14 -> 264x14x14 */
+    FN(rt_bn_backward)(ctx, act + 5943504 * nB, 1, G + 385296, G + 385560, act + 6098736 * nB, act + 5891760 * nB, fix + 11904, fix + 12176, P + 385296, B, 264, 196);
+    /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x14x14 -> 264x14x14 */
+    {
+        T *const dxs[2] = { act + 5792976 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 252, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5943504 * nB, 2, cs, B, 196);
+    }
+    /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 4948608 * nB, 0, G + 380112, act + 190512 * nB, act + 4958016 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 4967424 * nB, 0, act + 4948608 * nB, act + 4958016 * nB, nB * 9408, nB * 2773008);
+}
+
+/* Backward, part 7 of 15. */
+static void FN(backward_7)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 4948608 * nB, 0, G + 380016, G + 380064, act + 4967424 * nB, act + 4849824 * nB, fix + 11808, fix + 11856, P + 380016, B, 48, 196);
+    /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 5891760 * nB, 0, G + 367920, act + 4948608 * nB, act + 5842368 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
+    /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x14x14 -> 252x14x14 */
+    FN(rt_relu_backward)(ctx, act + 5941152 * nB, 0, act + 5891760 * nB, act + 5842368 * nB, nB * 49392, nB * 2723616);
+    /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x14x14 -> 252x14x14 */
+    FN(rt_bn_backward)(ctx, act + 5792976 * nB, 1, G + 367416, G + 367668, act + 5941152 * nB, act + 5743584 * nB, fix + 11296, fix + 11552, P + 367416, B, 252, 196);
+    /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x14x14 -> 252x14x14 */
+    {
+        T *const dxs[2] = { act + 5649504 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 240, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5792976 * nB, 2, cs, B, 196);
+    }
+    /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 4849824 * nB, 0, G + 362232, act + 190512 * nB, act + 4859232 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 4948608 * nB, 0, act + 4849824 * nB, act + 4859232 * nB, nB * 9408, nB * 2714208);
+    /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 4849824 * nB, 0, G + 362136, G + 362184, act + 4948608 * nB, act + 4367664 * nB, fix + 11200, fix + 11248, P + 362136, B, 48, 196);
+    /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 5743584 * nB, 0, G + 350616, act + 4849824 * nB, act + 5696544 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
+    /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x14x14 -> 240x14x14 */
+    FN(rt_relu_backward)(ctx, act + 5790624 * nB, 0, act + 5743584 * nB, act + 5696544 * nB, nB * 47040, nB * 2667168);
+    /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x14x14 -> 240x14x14 */
+    FN(rt_bn_backward)(ctx, act + 5649504 * nB, 1, G + 350136, G + 350376, act + 5790624 * nB, act + 5602464 * nB, fix + 10720, fix + 10960, P + 350136, B, 240, 196);
+    /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x14x14 -> 240x14x14 */
+    {
+        T *const dxs[2] = { act + 5513088 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 228, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5649504 * nB, 2, cs, B, 196);
+    }
+    /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 4367664 * nB, 0, G + 344952, act + 190512 * nB, act + 4840416 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 4849824 * nB, 0, act + 4367664 * nB, act + 4840416 * nB, nB * 9408, nB * 2657760);
+    /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 4367664 * nB, 0, G + 344856, G + 344904, act + 4849824 * nB, act + 4348848 * nB, fix + 10624, fix + 10672, P + 344856, B, 48, 196);
+    /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 5602464 * nB, 0, G + 333912, act + 4367664 * nB, act + 5557776 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
+    /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x14x14 -> 228x14x14 */
+    FN(rt_relu_backward)(ctx, act + 5647152 * nB, 0, act + 5602464 * nB, act + 5557776 * nB, nB * 44688, nB * 2613072);
+    /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x14x14 -> 228x14x14 */
+    FN(rt_bn_backward)(ctx, act + 5513088 * nB, 1, G + 333456, G + 333684, act + 5647152 * nB, act + 5468400 * nB, fix + 10144, fix + 10384, P + 333456, B, 228, 196);
+    /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x14x14 -> 228x14x14 */
+    {
+        T *const dxs[2] = { act + 5383728 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 216, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5513088 * nB, 2, cs, B, 196);
+    }
+    /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 4348848 * nB, 0, G + 328272, act + 190512 * nB, act + 4358256 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 4367664 * nB, 0, act + 4348848 * nB, act + 4358256 * nB, nB * 9408, nB * 2603664);
+    /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 4348848 * nB, 0, G + 328176, G + 328224, act + 4367664 * nB, act + 3956064 * nB, fix + 10048, fix + 10096, P + 328176, B, 48, 196);
+    /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 5468400 * nB, 0, G + 317808, act + 4348848 * nB, act + 5426064 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
+    /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x14x14 -> 216x14x14 */
+    FN(rt_relu_backward)(ctx, act + 5510736 * nB, 0, act + 5468400 * nB, act + 5426064 * nB, nB * 42336, nB * 2561328);
+}
+
+/* Backward, part 8 of 15. */
+static void FN(backward_8)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x14x14 -> 216x14x14 */
+    FN(rt_bn_backward)(ctx, act + 5383728 * nB, 1, G + 317376, G + 317592, act + 5510736 * nB, act + 5341392 * nB, fix + 9600, fix + 9824, P + 317376, B, 216, 196);
+    /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x14x14 -> 216x14x14 */
+    {
+        T *const dxs[2] = { act + 5261424 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 204, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5383728 * nB, 2, cs, B, 196);
+    }
+    /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 3956064 * nB, 0, G + 312192, act + 190512 * nB, act + 3993696 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 4348848 * nB, 0, act + 3956064 * nB, act + 3993696 * nB, nB * 9408, nB * 2551920);
+    /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 3956064 * nB, 0, G + 312096, G + 312144, act + 4348848 * nB, act + 3937248 * nB, fix + 9504, fix + 9552, P + 312096, B, 48, 196);
+    /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 5341392 * nB, 0, G + 302304, act + 3956064 * nB, act + 5301408 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
+    /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x14x14 -> 204x14x14 */
+    FN(rt_relu_backward)(ctx, act + 5381376 * nB, 0, act + 5341392 * nB, act + 5301408 * nB, nB * 39984, nB * 2511936);
+    /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x14x14 -> 204x14x14 */
+    FN(rt_bn_backward)(ctx, act + 5261424 * nB, 1, G + 301896, G + 302100, act + 5381376 * nB, act + 5221440 * nB, fix + 9088, fix + 9296, P + 301896, B, 204, 196);
+    /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x14x14 -> 204x14x14 */
+    {
+        T *const dxs[2] = { act + 5146176 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 192, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5261424 * nB, 2, cs, B, 196);
+    }
+    /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 3937248 * nB, 0, G + 296712, act + 190512 * nB, act + 3946656 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 3956064 * nB, 0, act + 3937248 * nB, act + 3946656 * nB, nB * 9408, nB * 2502528);
+    /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 3937248 * nB, 0, G + 296616, G + 296664, act + 3956064 * nB, act + 3857280 * nB, fix + 8992, fix + 9040, P + 296616, B, 48, 196);
+    /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 5221440 * nB, 0, G + 287400, act + 3937248 * nB, act + 5183808 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
+    /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x14x14 -> 192x14x14 */
+    FN(rt_relu_backward)(ctx, act + 5259072 * nB, 0, act + 5221440 * nB, act + 5183808 * nB, nB * 37632, nB * 2464896);
+    /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x14x14 -> 192x14x14 */
+    FN(rt_bn_backward)(ctx, act + 5146176 * nB, 1, G + 287016, G + 287208, act + 5259072 * nB, act + 4910976 * nB, fix + 8608, fix + 8800, P + 287016, B, 192, 196);
+    /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x14x14 -> 192x14x14 */
+    {
+        T *const dxs[2] = { act + 4840416 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 180, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 5146176 * nB, 2, cs, B, 196);
+    }
+    /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 3857280 * nB, 0, G + 281832, act + 190512 * nB, act + 3866688 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 3937248 * nB, 0, act + 3857280 * nB, act + 3866688 * nB, nB * 9408, nB * 2455488);
+    /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 3857280 * nB, 0, G + 281736, G + 281784, act + 3937248 * nB, act + 3142272 * nB, fix + 8512, fix + 8560, P + 281736, B, 48, 196);
+    /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 4910976 * nB, 0, G + 273096, act + 3857280 * nB, act + 4875696 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
+    /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x14x14 -> 180x14x14 */
+    FN(rt_relu_backward)(ctx, act + 5146176 * nB, 0, act + 4910976 * nB, act + 4875696 * nB, nB * 35280, nB * 2420208);
+    /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x14x14 -> 180x14x14 */
+    FN(rt_bn_backward)(ctx, act + 4840416 * nB, 1, G + 272736, G + 272916, act + 5146176 * nB, act + 4442928 * nB, fix + 8128, fix + 8320, P + 272736, B, 180, 196);
+    /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x14x14 -> 180x14x14 */
+    {
+        T *const dxs[2] = { act + 4442928 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 168, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 4840416 * nB, 2, cs, B, 196);
+    }
+    /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 3142272 * nB, 0, G + 267552, act + 190512 * nB, act + 3488016 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+}
+
+/* Backward, part 9 of 15. */
+static void FN(backward_9)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 3857280 * nB, 0, act + 3142272 * nB, act + 3488016 * nB, nB * 9408, nB * 2410800);
+    /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 3142272 * nB, 0, G + 267456, G + 267504, act + 3857280 * nB, act + 2756544 * nB, fix + 8032, fix + 8080, P + 267456, B, 48, 196);
+    /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 4840416 * nB, 0, G + 259392, act + 3142272 * nB, act + 4807488 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
+    /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x14x14 -> 168x14x14 */
+    FN(rt_relu_backward)(ctx, act + 4873344 * nB, 0, act + 4840416 * nB, act + 4807488 * nB, nB * 32928, nB * 2377872);
+    /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x14x14 -> 168x14x14 */
+    FN(rt_bn_backward)(ctx, act + 4442928 * nB, 1, G + 259056, G + 259224, act + 4873344 * nB, act + 4410000 * nB, fix + 7680, fix + 7856, P + 259056, B, 168, 196);
+    /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x14x14 -> 168x14x14 */
+    {
+        T *const dxs[2] = { act + 4348848 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 156, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 4442928 * nB, 2, cs, B, 196);
+    }
+    /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 2756544 * nB, 0, G + 253872, act + 190512 * nB, act + 3132864 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 3142272 * nB, 0, act + 2756544 * nB, act + 3132864 * nB, nB * 9408, nB * 2368464);
+    /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 2756544 * nB, 0, G + 253776, G + 253824, act + 3142272 * nB, act + 1759296 * nB, fix + 7584, fix + 7632, P + 253776, B, 48, 196);
+    /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 4410000 * nB, 0, G + 246288, act + 2756544 * nB, act + 4379424 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
+    /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x14x14 -> 156x14x14 */
+    FN(rt_relu_backward)(ctx, act + 4440576 * nB, 0, act + 4410000 * nB, act + 4379424 * nB, nB * 30576, nB * 2337888);
+    /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x14x14 -> 156x14x14 */
+    FN(rt_bn_backward)(ctx, act + 4348848 * nB, 1, G + 245976, G + 246132, act + 4440576 * nB, act + 4318272 * nB, fix + 7264, fix + 7424, P + 245976, B, 156, 196);
+    /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x14x14 -> 156x14x14 */
+    {
+        T *const dxs[2] = { act + 3937248 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 144, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 4348848 * nB, 2, cs, B, 196);
+    }
+    /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 1759296 * nB, 0, G + 240792, act + 190512 * nB, act + 1768704 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 2756544 * nB, 0, act + 1759296 * nB, act + 1768704 * nB, nB * 9408, nB * 2328480);
+    /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 1759296 * nB, 0, G + 240696, G + 240744, act + 2756544 * nB, act + 771456 * nB, fix + 7168, fix + 7216, P + 240696, B, 48, 196);
+    /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 4318272 * nB, 0, G + 233784, act + 1759296 * nB, act + 3965472 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
+    /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x14x14 -> 144x14x14 */
+    FN(rt_relu_backward)(ctx, act + 4346496 * nB, 0, act + 4318272 * nB, act + 3965472 * nB, nB * 28224, nB * 2300256);
+    /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x14x14 -> 144x14x14 */
+    FN(rt_bn_backward)(ctx, act + 3937248 * nB, 1, G + 233496, G + 233640, act + 4346496 * nB, act + 3909024 * nB, fix + 6880, fix + 7024, P + 233496, B, 144, 196);
+    /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x14x14 -> 144x14x14 */
+    {
+        T *const dxs[2] = { act + 3857280 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 132, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 3937248 * nB, 2, cs, B, 196);
+    }
+    /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 771456 * nB, 0, G + 228312, act + 190512 * nB, act + 1495872 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 1759296 * nB, 0, act + 771456 * nB, act + 1495872 * nB, nB * 9408, nB * 2290848);
+    /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 771456 * nB, 0, G + 228216, G + 228264, act + 1759296 * nB, act + 573888 * nB, fix + 6784, fix + 6832, P + 228216, B, 48, 196);
+    /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 3909024 * nB, 0, G + 221880, act + 771456 * nB, act + 3883152 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
+}
+
+/* Backward, part 10 of 15. */
+static void FN(backward_10)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x14x14 -> 132x14x14 */
+    FN(rt_relu_backward)(ctx, act + 3934896 * nB, 0, act + 3909024 * nB, act + 3883152 * nB, nB * 25872, nB * 2264976);
+    /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x14x14 -> 132x14x14 */
+    FN(rt_bn_backward)(ctx, act + 3857280 * nB, 1, G + 221616, G + 221748, act + 3934896 * nB, act + 3462144 * nB, fix + 6496, fix + 6640, P + 221616, B, 132, 196);
+    /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x14x14 -> 132x14x14 */
+    {
+        T *const dxs[2] = { act + 3462144 * nB, act + 190512 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 120, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 3857280 * nB, 2, cs, B, 196);
+    }
+    /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 573888 * nB, 0, G + 216432, act + 190512 * nB, act + 762048 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 771456 * nB, 0, act + 573888 * nB, act + 762048 * nB, nB * 9408, nB * 2255568);
+    /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 573888 * nB, 0, G + 216336, G + 216384, act + 771456 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, B, 48, 196);
+    /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 3857280 * nB, 0, G + 210576, act + 573888 * nB, act + 3537408 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
+    /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x14x14 -> 120x14x14 */
+    FN(rt_relu_backward)(ctx, act + 3880800 * nB, 0, act + 3857280 * nB, act + 3537408 * nB, nB * 23520, nB * 2232048);
+    /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x14x14 -> 120x14x14 */
+    FN(rt_bn_backward)(ctx, act + 3462144 * nB, 1, G + 210336, G + 210456, act + 3880800 * nB, act + 978432 * nB, fix + 6144, fix + 6272, P + 210336, B, 120, 196);
+    /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x14x14 -> 120x14x14 */
+    {
+        T *const dxs[2] = { act + 978432 * nB, act + 28224 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 108, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 3462144 * nB, 2, cs, B, 196);
+    }
+    /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x14x14 -> 12x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 573888 * nB, 0, G + 205152, act + 28224 * nB, act + 122304 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x14x14 -> 48x14x14 */
+    FN(rt_relu_backward)(ctx, act + 28224 * nB, 0, act + 573888 * nB, act + 122304 * nB, nB * 9408, nB * 2222640);
+    /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x14x14 -> 48x14x14 */
+    FN(rt_bn_backward)(ctx, act + 122304 * nB, 0, G + 205056, G + 205104, act + 28224 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, B, 48, 196);
+    /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x14x14 -> 48x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 3462144 * nB, 0, G + 199872, act + 122304 * nB, act + 2050944 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
+    /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x14x14 -> 108x14x14 */
+    FN(rt_relu_backward)(ctx, act + 3537408 * nB, 0, act + 3462144 * nB, act + 2050944 * nB, nB * 21168, nB * 2201472);
+    /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x14x14 -> 108x14x14 */
+    FN(rt_bn_backward)(ctx, act + 978432 * nB, 1, G + 199656, G + 199764, act + 3537408 * nB, act + 169344 * nB, fix + 5824, fix + 5936, P + 199656, B, 108, 196);
+    /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x28x28 -> 108x14x14 */
+    FN(rt_avgpool_backward)(ctx, act + 3857280 * nB, 0, act + 978432 * nB, B, 108, 28, 28, 2, 2);
+    /* 116 trans1.conv0 = conv(trans1.relu0): 216x28x28 -> 108x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 4807488 * nB, 0, G + 176328, act + 3857280 * nB, act + 4976832 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
+    /* 115 trans1.relu0 = relu(trans1.bn0): 216x28x28 -> 216x28x28 */
+    FN(rt_relu_backward)(ctx, act + 5146176 * nB, 0, act + 4807488 * nB, act + 4976832 * nB, nB * 169344, nB * 2032128);
+    /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x28x28 -> 216x28x28 */
+    FN(rt_bn_backward)(ctx, act + 4807488 * nB, 0, G + 175896, G + 176112, act + 5146176 * nB, act + 4638144 * nB, fix + 5376, fix + 5600, P + 175896, B, 216, 784);
+    /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x28x28 -> 216x28x28 */
+    {
+        T *const dxs[2] = { act + 4318272 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 204, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 4807488 * nB, 2, cs, B, 784);
+    }
+    /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 3462144 * nB, 0, G + 170712, act + 18816 * nB, act + 3499776 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 3857280 * nB, 0, act + 3462144 * nB, act + 3499776 * nB, nB * 37632, nB * 1994496);
+    /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 3462144 * nB, 0, G + 170616, G + 170664, act + 3857280 * nB, act + 3095232 * nB, fix + 5280, fix + 5328, P + 170616, B, 48, 784);
+}
+
+/* Backward, part 11 of 15. */
+static void FN(backward_11)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 204x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 4638144 * nB, 0, G + 160824, act + 3462144 * nB, act + 4478208 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
+    /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x28x28 -> 204x28x28 */
+    FN(rt_relu_backward)(ctx, act + 4798080 * nB, 0, act + 4638144 * nB, act + 4478208 * nB, nB * 159936, nB * 1834560);
+    /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x28x28 -> 204x28x28 */
+    FN(rt_bn_backward)(ctx, act + 4318272 * nB, 1, G + 160416, G + 160620, act + 4798080 * nB, act + 4158336 * nB, fix + 4864, fix + 5072, P + 160416, B, 204, 784);
+    /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x28x28 -> 204x28x28 */
+    {
+        T *const dxs[2] = { act + 3857280 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 192, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 4318272 * nB, 2, cs, B, 784);
+    }
+    /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 3095232 * nB, 0, G + 155232, act + 18816 * nB, act + 3424512 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 3462144 * nB, 0, act + 3095232 * nB, act + 3424512 * nB, nB * 37632, nB * 1796928);
+    /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 3095232 * nB, 0, G + 155136, G + 155184, act + 3462144 * nB, act + 3019968 * nB, fix + 4768, fix + 4816, P + 155136, B, 48, 784);
+    /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 4158336 * nB, 0, G + 145920, act + 3095232 * nB, act + 4007808 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
+    /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x28x28 -> 192x28x28 */
+    FN(rt_relu_backward)(ctx, act + 4308864 * nB, 0, act + 4158336 * nB, act + 4007808 * nB, nB * 150528, nB * 1646400);
+    /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x28x28 -> 192x28x28 */
+    FN(rt_bn_backward)(ctx, act + 3857280 * nB, 1, G + 145536, G + 145728, act + 4308864 * nB, act + 3706752 * nB, fix + 4384, fix + 4576, P + 145536, B, 192, 784);
+    /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x28x28 -> 192x28x28 */
+    {
+        T *const dxs[2] = { act + 3424512 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 180, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 3857280 * nB, 2, cs, B, 784);
+    }
+    /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 3019968 * nB, 0, G + 140352, act + 18816 * nB, act + 3057600 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 3095232 * nB, 0, act + 3019968 * nB, act + 3057600 * nB, nB * 37632, nB * 1608768);
+    /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 3019968 * nB, 0, G + 140256, G + 140304, act + 3095232 * nB, act + 2681280 * nB, fix + 4288, fix + 4336, P + 140256, B, 48, 784);
+    /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 3706752 * nB, 0, G + 131616, act + 3019968 * nB, act + 3565632 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
+    /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x28x28 -> 180x28x28 */
+    FN(rt_relu_backward)(ctx, act + 3847872 * nB, 0, act + 3706752 * nB, act + 3565632 * nB, nB * 141120, nB * 1467648);
+    /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x28x28 -> 180x28x28 */
+    FN(rt_bn_backward)(ctx, act + 3424512 * nB, 1, G + 131256, G + 131436, act + 3847872 * nB, act + 3283392 * nB, fix + 3904, fix + 4096, P + 131256, B, 180, 784);
+    /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x28x28 -> 180x28x28 */
+    {
+        T *const dxs[2] = { act + 3019968 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 168, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 3424512 * nB, 2, cs, B, 784);
+    }
+    /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 2681280 * nB, 0, G + 126072, act + 18816 * nB, act + 2718912 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 3283392 * nB, 0, act + 2681280 * nB, act + 2718912 * nB, nB * 37632, nB * 1430016);
+    /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 2681280 * nB, 0, G + 125976, G + 126024, act + 3283392 * nB, act + 2370816 * nB, fix + 3808, fix + 3856, P + 125976, B, 48, 784);
+    /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 3283392 * nB, 0, G + 117912, act + 2681280 * nB, act + 3151680 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
+    /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x28x28 -> 168x28x28 */
+    FN(rt_relu_backward)(ctx, act + 3415104 * nB, 0, act + 3283392 * nB, act + 3151680 * nB, nB * 131712, nB * 1298304);
+    /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x28x28 -> 168x28x28 */
+    FN(rt_bn_backward)(ctx, act + 3019968 * nB, 1, G + 117576, G + 117744, act + 3415104 * nB, act + 2888256 * nB, fix + 3456, fix + 3632, P + 117576, B, 168, 784);
+}
+
+/* Backward, part 12 of 15. */
+static void FN(backward_12)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x28x28 -> 168x28x28 */
+    {
+        T *const dxs[2] = { act + 2888256 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 156, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 3019968 * nB, 2, cs, B, 784);
+    }
+    /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 2370816 * nB, 0, G + 112392, act + 18816 * nB, act + 2643648 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 2681280 * nB, 0, act + 2370816 * nB, act + 2643648 * nB, nB * 37632, nB * 1260672);
+    /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 2370816 * nB, 0, G + 112296, G + 112344, act + 2681280 * nB, act + 2295552 * nB, fix + 3360, fix + 3408, P + 112296, B, 48, 784);
+    /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 2643648 * nB, 0, G + 104808, act + 2370816 * nB, act + 2765952 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
+    /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x28x28 -> 156x28x28 */
+    FN(rt_relu_backward)(ctx, act + 3010560 * nB, 0, act + 2643648 * nB, act + 2765952 * nB, nB * 122304, nB * 1138368);
+    /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x28x28 -> 156x28x28 */
+    FN(rt_bn_backward)(ctx, act + 2888256 * nB, 1, G + 104496, G + 104652, act + 3010560 * nB, act + 2521344 * nB, fix + 3040, fix + 3200, P + 104496, B, 156, 784);
+    /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x28x28 -> 156x28x28 */
+    {
+        T *const dxs[2] = { act + 2521344 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 144, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 2888256 * nB, 2, cs, B, 784);
+    }
+    /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 2295552 * nB, 0, G + 99312, act + 18816 * nB, act + 2333184 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 2370816 * nB, 0, act + 2295552 * nB, act + 2333184 * nB, nB * 37632, nB * 1100736);
+    /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 2295552 * nB, 0, G + 99216, G + 99264, act + 2370816 * nB, act + 1975680 * nB, fix + 2944, fix + 2992, P + 99216, B, 48, 784);
+    /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 2634240 * nB, 0, G + 92304, act + 2295552 * nB, act + 2408448 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
+    /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x28x28 -> 144x28x28 */
+    FN(rt_relu_backward)(ctx, act + 2295552 * nB, 0, act + 2634240 * nB, act + 2408448 * nB, nB * 112896, nB * 987840);
+    /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x28x28 -> 144x28x28 */
+    FN(rt_bn_backward)(ctx, act + 2521344 * nB, 1, G + 92016, G + 92160, act + 2295552 * nB, act + 2182656 * nB, fix + 2656, fix + 2800, P + 92016, B, 144, 784);
+    /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x28x28 -> 144x28x28 */
+    {
+        T *const dxs[2] = { act + 2182656 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 132, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 2521344 * nB, 2, cs, B, 784);
+    }
+    /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 1975680 * nB, 0, G + 86832, act + 18816 * nB, act + 2013312 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 2286144 * nB, 0, act + 1975680 * nB, act + 2013312 * nB, nB * 37632, nB * 950208);
+    /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 1975680 * nB, 0, G + 86736, G + 86784, act + 2286144 * nB, act + 1684032 * nB, fix + 2560, fix + 2608, P + 86736, B, 48, 784);
+    /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 2286144 * nB, 0, G + 80400, act + 1975680 * nB, act + 2079168 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
+    /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x28x28 -> 132x28x28 */
+    FN(rt_relu_backward)(ctx, act + 1975680 * nB, 0, act + 2286144 * nB, act + 2079168 * nB, nB * 103488, nB * 846720);
+    /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x28x28 -> 132x28x28 */
+    FN(rt_bn_backward)(ctx, act + 2182656 * nB, 1, G + 80136, G + 80268, act + 1975680 * nB, act + 1872192 * nB, fix + 2272, fix + 2416, P + 80136, B, 132, 784);
+    /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x28x28 -> 132x28x28 */
+    {
+        T *const dxs[2] = { act + 1872192 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 120, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 2182656 * nB, 2, cs, B, 784);
+    }
+    /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 1684032 * nB, 0, G + 74952, act + 18816 * nB, act + 1721664 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 1966272 * nB, 0, act + 1684032 * nB, act + 1721664 * nB, nB * 37632, nB * 809088);
+}
+
+/* Backward, part 13 of 15. */
+static void FN(backward_13)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 1684032 * nB, 0, G + 74856, G + 74904, act + 1966272 * nB, act + 1420608 * nB, fix + 2176, fix + 2224, P + 74856, B, 48, 784);
+    /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 1966272 * nB, 0, G + 69096, act + 1684032 * nB, act + 1778112 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
+    /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x28x28 -> 120x28x28 */
+    FN(rt_relu_backward)(ctx, act + 1684032 * nB, 0, act + 1966272 * nB, act + 1778112 * nB, nB * 94080, nB * 715008);
+    /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x28x28 -> 120x28x28 */
+    FN(rt_bn_backward)(ctx, act + 1872192 * nB, 1, G + 68856, G + 68976, act + 1684032 * nB, act + 1589952 * nB, fix + 1920, fix + 2048, P + 68856, B, 120, 784);
+    /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x28x28 -> 120x28x28 */
+    {
+        T *const dxs[2] = { act + 1589952 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 108, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 1872192 * nB, 2, cs, B, 784);
+    }
+    /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 1420608 * nB, 0, G + 63672, act + 18816 * nB, act + 1458240 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 1674624 * nB, 0, act + 1420608 * nB, act + 1458240 * nB, nB * 37632, nB * 677376);
+    /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 1420608 * nB, 0, G + 63576, G + 63624, act + 1674624 * nB, act + 1185408 * nB, fix + 1824, fix + 1872, P + 63576, B, 48, 784);
+    /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 1674624 * nB, 0, G + 58392, act + 1420608 * nB, act + 1505280 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
+    /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x28x28 -> 108x28x28 */
+    FN(rt_relu_backward)(ctx, act + 1420608 * nB, 0, act + 1674624 * nB, act + 1505280 * nB, nB * 84672, nB * 592704);
+    /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x28x28 -> 108x28x28 */
+    FN(rt_bn_backward)(ctx, act + 1589952 * nB, 1, G + 58176, G + 58284, act + 1420608 * nB, act + 1335936 * nB, fix + 1600, fix + 1712, P + 58176, B, 108, 784);
+    /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x28x28 -> 108x28x28 */
+    {
+        T *const dxs[2] = { act + 1335936 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 96, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 1589952 * nB, 2, cs, B, 784);
+    }
+    /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 1185408 * nB, 0, G + 52992, act + 18816 * nB, act + 1223040 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 1411200 * nB, 0, act + 1185408 * nB, act + 1223040 * nB, nB * 37632, nB * 555072);
+    /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 1185408 * nB, 0, G + 52896, G + 52944, act + 1411200 * nB, act + 940800 * nB, fix + 1504, fix + 1552, P + 52896, B, 48, 784);
+    /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 1411200 * nB, 0, G + 48288, act + 1185408 * nB, act + 1260672 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
+    /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x28x28 -> 96x28x28 */
+    FN(rt_relu_backward)(ctx, act + 1185408 * nB, 0, act + 1411200 * nB, act + 1260672 * nB, nB * 75264, nB * 479808);
+    /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x28x28 -> 96x28x28 */
+    FN(rt_bn_backward)(ctx, act + 1335936 * nB, 1, G + 48096, G + 48192, act + 1185408 * nB, act + 1110144 * nB, fix + 1312, fix + 1408, P + 48096, B, 96, 784);
+    /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x28x28 -> 96x28x28 */
+    {
+        T *const dxs[2] = { act + 940800 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 84, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 1335936 * nB, 2, cs, B, 784);
+    }
+    /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 1110144 * nB, 0, G + 42912, act + 18816 * nB, act + 1072512 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 1147776 * nB, 0, act + 1110144 * nB, act + 1072512 * nB, nB * 37632, nB * 442176);
+    /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 1072512 * nB, 0, G + 42816, G + 42864, act + 1147776 * nB, act + 724416 * nB, fix + 1216, fix + 1264, P + 42816, B, 48, 784);
+    /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 1110144 * nB, 0, G + 38784, act + 1072512 * nB, act + 1006656 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
+    /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x28x28 -> 84x28x28 */
+    FN(rt_relu_backward)(ctx, act + 1176000 * nB, 0, act + 1110144 * nB, act + 1006656 * nB, nB * 65856, nB * 376320);
+}
+
+/* Backward, part 14 of 15. */
+static void FN(backward_14)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x28x28 -> 84x28x28 */
+    FN(rt_bn_backward)(ctx, act + 940800 * nB, 1, G + 38616, G + 38700, act + 1176000 * nB, act + 874944 * nB, fix + 1024, fix + 1120, P + 38616, B, 84, 784);
+    /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x28x28 -> 84x28x28 */
+    {
+        T *const dxs[2] = { act + 724416 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 72, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 940800 * nB, 2, cs, B, 784);
+    }
+    /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 874944 * nB, 0, G + 33432, act + 18816 * nB, act + 837312 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 912576 * nB, 0, act + 874944 * nB, act + 837312 * nB, nB * 37632, nB * 338688);
+    /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 837312 * nB, 0, G + 33336, G + 33384, act + 912576 * nB, act + 536256 * nB, fix + 928, fix + 976, P + 33336, B, 48, 784);
+    /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 874944 * nB, 0, G + 29880, act + 837312 * nB, act + 780864 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
+    /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x28x28 -> 72x28x28 */
+    FN(rt_relu_backward)(ctx, act + 931392 * nB, 0, act + 874944 * nB, act + 780864 * nB, nB * 56448, nB * 282240);
+    /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x28x28 -> 72x28x28 */
+    FN(rt_bn_backward)(ctx, act + 724416 * nB, 1, G + 29736, G + 29808, act + 931392 * nB, act + 667968 * nB, fix + 768, fix + 848, P + 29736, B, 72, 784);
+    /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x28x28 -> 72x28x28 */
+    {
+        T *const dxs[2] = { act + 536256 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 60, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 724416 * nB, 2, cs, B, 784);
+    }
+    /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 667968 * nB, 0, G + 24552, act + 18816 * nB, act + 630336 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 705600 * nB, 0, act + 667968 * nB, act + 630336 * nB, nB * 37632, nB * 244608);
+    /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 630336 * nB, 0, G + 24456, G + 24504, act + 705600 * nB, act + 413952 * nB, fix + 672, fix + 720, P + 24456, B, 48, 784);
+    /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 667968 * nB, 0, G + 21576, act + 630336 * nB, act + 583296 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
+    /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x28x28 -> 60x28x28 */
+    FN(rt_relu_backward)(ctx, act + 715008 * nB, 0, act + 667968 * nB, act + 583296 * nB, nB * 47040, nB * 197568);
+    /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x28x28 -> 60x28x28 */
+    FN(rt_bn_backward)(ctx, act + 536256 * nB, 1, G + 21456, G + 21516, act + 715008 * nB, act + 489216 * nB, fix + 544, fix + 608, P + 21456, B, 60, 784);
+    /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x28x28 -> 60x28x28 */
+    {
+        T *const dxs[2] = { act + 413952 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 48, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 536256 * nB, 2, cs, B, 784);
+    }
+    /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 489216 * nB, 0, G + 16272, act + 18816 * nB, act + 451584 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 526848 * nB, 0, act + 489216 * nB, act + 451584 * nB, nB * 37632, nB * 159936);
+    /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 451584 * nB, 0, G + 16176, G + 16224, act + 526848 * nB, act + 338688 * nB, fix + 448, fix + 496, P + 16176, B, 48, 784);
+    /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 338688 * nB, 0, G + 13872, act + 451584 * nB, act + 376320 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
+    /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 451584 * nB, 0, act + 338688 * nB, act + 376320 * nB, nB * 37632, nB * 122304);
+    /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 413952 * nB, 1, G + 13776, G + 13824, act + 451584 * nB, act + 263424 * nB, fix + 352, fix + 400, P + 13776, B, 48, 784);
+    /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x28x28 -> 48x28x28 */
+    {
+        T *const dxs[2] = { act + 169344 * nB, act + 18816 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 36, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 413952 * nB, 2, cs, B, 784);
+    }
+    /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 263424 * nB, 0, G + 8592, act + 18816 * nB, act + 301056 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+}
+
+/* Backward, part 15 of 15. */
+static void FN(backward_15)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 6747392 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 338688 * nB, 0, act + 263424 * nB, act + 301056 * nB, nB * 37632, nB * 84672);
+    /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 263424 * nB, 0, G + 8496, G + 8544, act + 338688 * nB, act + 225792 * nB, fix + 256, fix + 304, P + 8496, B, 48, 784);
+    /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 225792 * nB, 0, G + 6768, act + 263424 * nB, act + 197568 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
+    /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x28x28 -> 36x28x28 */
+    FN(rt_relu_backward)(ctx, act + 254016 * nB, 0, act + 225792 * nB, act + 197568 * nB, nB * 28224, nB * 56448);
+    /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x28x28 -> 36x28x28 */
+    FN(rt_bn_backward)(ctx, act + 169344 * nB, 1, G + 6696, G + 6732, act + 254016 * nB, act + 94080 * nB, fix + 160, fix + 208, P + 6696, B, 36, 784);
+    /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x28x28 -> 36x28x28 */
+    {
+        T *const dxs[2] = { act + 18816 * nB, act + 94080 * nB };
+        const int acc[2] = { 0, 0 };
+        const int cs[2] = { 24, 12 };
+        FN(rt_concat_backward)(ctx, dxs, acc, act + 169344 * nB, 2, cs, B, 784);
+    }
+    /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x28x28 -> 12x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 169344 * nB, 0, G + 1512, act + 94080 * nB, act + 131712 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x28x28 -> 48x28x28 */
+    FN(rt_relu_backward)(ctx, act + 94080 * nB, 0, act + 169344 * nB, act + 131712 * nB, nB * 37632, nB * 18816);
+    /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x28x28 -> 48x28x28 */
+    FN(rt_bn_backward)(ctx, act + 131712 * nB, 0, G + 1416, G + 1464, act + 94080 * nB, act + 56448 * nB, fix + 64, fix + 112, P + 1416, B, 48, 784);
+    /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 24x28x28 -> 48x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 56448 * nB, 0, G + 264, act + 131712 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
+    /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 24x28x28 -> 24x28x28 */
+    FN(rt_relu_backward)(ctx, act + 75264 * nB, 0, act + 56448 * nB, act + 37632 * nB, nB * 18816, nB * 0);
+    /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x28x28 -> 24x28x28 */
+    FN(rt_bn_backward)(ctx, act + 18816 * nB, 1, G + 216, G + 240, act + 75264 * nB, act, fix, fix + 32, P + 216, B, 24, 784);
+    /* 1 stem.conv0 = conv(input): 1x28x28 -> 24x28x28 */
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 18816 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
+}
+
+/* Backward pass from m->dlogits after a training forward on the same
+ * batch: parameter gradients accumulate into m->grads. */
+static void FN(backward)(Model *m, int B)
+{
+    FN(backward_1)(m, B);
+    FN(backward_2)(m, B);
+    FN(backward_3)(m, B);
+    FN(backward_4)(m, B);
+    FN(backward_5)(m, B);
+    FN(backward_6)(m, B);
+    FN(backward_7)(m, B);
+    FN(backward_8)(m, B);
+    FN(backward_9)(m, B);
+    FN(backward_10)(m, B);
+    FN(backward_11)(m, B);
+    FN(backward_12)(m, B);
+    FN(backward_13)(m, B);
+    FN(backward_14)(m, B);
+    FN(backward_15)(m, B);
+}
+
+#endif /* OPTC_BODY */

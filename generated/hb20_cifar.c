@@ -11,176 +11,148 @@
  *
  * Spec:
  * examples/heavy_ball.opt
- *
- * # Polyak's heavy ball: a second skip connection from two steps back.
- * # At k = 0, x[k-1] means x[0], so the momentum term vanishes on the first step.
- * optimizer heavy_ball(beta = 0.9) {
- *     x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);
- * }
- * 
- * network hb20_cifar {
- *     input    3x32x32;
- *     classes  10;
- *     stem     conv3x3(16);
- *     grad     = bn, relu, conv3x3, bn, relu, conv3x3;
- *     stage    heavy_ball(beta = 0.9) steps 3 width 16;
- *     stage    heavy_ball steps 3 width 32 stride 2;
- *     stage    heavy_ball steps 3 width 64 stride 2;
- *     shortcut = pad;                                  # how older states cross a stride
- *     head     bn, relu, avgpool, linear;
- *     train    { epochs 30; batch 128; lr 0.1; schedule cosine; weight_decay 5e-4; augment crop(4), flip; }
- * }
- * 
- * network hb20_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     conv3x3(16);
- *     grad     = bn, relu, conv3x3, bn, relu, conv3x3;
- *     stage    heavy_ball steps 3 width 16;
- *     stage    heavy_ball steps 3 width 32 stride 2;
- *     stage    heavy_ball steps 3 width 64 stride 2;
- *     shortcut = pad;
- *     head     bn, relu, avgpool, linear;
- *     train    { epochs 10; augment crop(2); }
- * }
+ * (its text is spec_text below)
  */
+#ifndef OPTC_BODY
 #include <stddef.h>
 #include "rt.h"
 
 static const char command_text[] =
-    "optc\040emit\040examples\057heavy_ball.opt\040\055n\040hb20_cifar";
+    "optc emit examples/heavy_ball.opt -n hb20_cifar";
 static const char spec_text[] =
-    "\043\040Polyak\047s\040heavy\040ball\072\040a\040second\040skip\040connection\040from\040two\040steps\040back.\012"
-    "\043\040At\040k\040\075\0400\054\040x\133k\0551\135\040means\040x\1330\135\054\040so\040the\040momentum\040term\040vanishes\040on\040the\040first\040step.\012"
-    "optimizer\040heavy_ball\050beta\040\075\0400.9\051\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\040\053\040beta\040\052\040\050x\133k\135\040\055\040x\133k\0551\135\051\073\012"
-    "\175\012"
-    "\012"
-    "network\040hb20_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\050beta\040\075\0400.9\051\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04064\040stride\0402\073\012"
-    "\040\040\040\040shortcut\040\075\040pad\073\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040\043\040how\040older\040states\040cross\040a\040stride\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04030\073\040batch\040128\073\040lr\0400.1\073\040schedule\040cosine\073\040weight_decay\0405e\0554\073\040augment\040crop\0504\051\054\040flip\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040hb20_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040stage\040\040\040\040heavy_ball\040steps\0403\040width\04064\040stride\0402\073\012"
-    "\040\040\040\040shortcut\040\075\040pad\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04010\073\040augment\040crop\0502\051\073\040\175\012"
-    "\175\012";
+    "# Polyak's heavy ball: a second skip connection from two steps back.\n"
+    "# At k = 0, x[k-1] means x[0], so the momentum term vanishes on the first step.\n"
+    "optimizer heavy_ball(beta = 0.9) {\n"
+    "    x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);\n"
+    "}\n"
+    "\n"
+    "network hb20_cifar {\n"
+    "    input    3x32x32;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16);\n"
+    "    grad     = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+    "    stage    heavy_ball(beta = 0.9) steps 3 width 16;\n"
+    "    stage    heavy_ball steps 3 width 32 stride 2;\n"
+    "    stage    heavy_ball steps 3 width 64 stride 2;\n"
+    "    shortcut = pad;                                  # how older states cross a stride\n"
+    "    head     bn, relu, avgpool, linear;\n"
+    "    train    { epochs 30; batch 128; lr 0.1; schedule cosine; weight_decay 5e-4; augment crop(4), flip; }\n"
+    "}\n"
+    "\n"
+    "network hb20_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16);\n"
+    "    grad     = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+    "    stage    heavy_ball steps 3 width 16;\n"
+    "    stage    heavy_ball steps 3 width 32 stride 2;\n"
+    "    stage    heavy_ball steps 3 width 64 stride 2;\n"
+    "    shortcut = pad;\n"
+    "    head     bn, relu, avgpool, linear;\n"
+    "    train    { epochs 10; augment crop(2); }\n"
+    "}\n";
 
-/* The parameter block (buffer 0) and the BN running statistics (1). */
+/* The parameter block (buffer 0) and the BN running statistics (1), one
+ * row per tensor: offset and numel in elements within its block. */
 static const RtTensor tensors[97] = {
-    { "stem.conv0.weight", RT_PK_WEIGHT, 4, { 16, 3, 3, 3 }, 0, 432, 0, RT_INIT_KAIMING, 0, 27 },
-    { "stage1.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 432, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 448, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 0, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 16, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 464, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 2768, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 2784, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 32, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 48, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 2800, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 5104, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 5120, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 64, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 80, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 5136, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 7440, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 7456, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 96, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 112, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 7472, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 9776, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 9792, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 128, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 144, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 9808, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 12112, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 12128, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 160, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 176, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 12144, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 14448, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 14464, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 192, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 208, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 16, 3, 3 }, 14480, 4608, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 19088, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 19120, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 224, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 256, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 19152, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 28368, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 28400, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 288, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 320, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 28432, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 37648, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 37680, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 352, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 384, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 37712, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 46928, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 46960, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 416, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 448, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 46992, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 56208, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 56240, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 480, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 512, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 56272, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage3.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 65488, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 65520, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 544, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 576, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 32, 3, 3 }, 65552, 18432, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage3.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 83984, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 84048, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 608, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 672, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 84112, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 120976, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 121040, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 736, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 800, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 121104, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 157968, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 158032, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 864, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 928, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 158096, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 194960, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 195024, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 992, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 1056, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 195088, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 231952, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 232016, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 1120, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 1184, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 232080, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "head.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 268944, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "head.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 269008, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 1248, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 1312, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "head.linear.weight", RT_PK_WEIGHT, 2, { 10, 64, 0, 0 }, 269072, 640, 0, RT_INIT_UNIFORM, 0, 64 },
-    { "head.linear.bias", RT_PK_BIAS, 1, { 10, 0, 0, 0 }, 269712, 10, 0, RT_INIT_UNIFORM, 0, 64 },
+    /* name                                 kind             ndim dims                 offset    numel buf init              value fan_in */
+    { "stem.conv0.weight",                  RT_PK_WEIGHT,    4, { 16, 3, 3, 3 },             0,      432, 0, RT_INIT_KAIMING,  0, 27 },
+    { "stage1.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },           432,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },           448,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },             0,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            16,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },          464,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          2768,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          2784,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            32,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            48,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         2800,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          5104,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          5120,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            64,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            80,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         5136,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          7440,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          7456,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            96,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           112,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         7472,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          9776,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          9792,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           128,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           144,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         9808,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         12112,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         12128,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           160,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           176,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        12144,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         14448,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         14464,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           192,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           208,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 16, 3, 3 },        14480,     4608, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         19088,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         19120,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           224,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           256,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        19152,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         28368,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         28400,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           288,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           320,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        28432,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         37648,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         37680,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           352,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           384,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        37712,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         46928,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         46960,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           416,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           448,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        46992,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         56208,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         56240,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           480,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           512,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        56272,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage3.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         65488,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         65520,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           544,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           576,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 32, 3, 3 },        65552,    18432, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage3.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },         83984,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },         84048,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           608,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },           672,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },        84112,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        120976,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        121040,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           736,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },           800,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       121104,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        157968,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        158032,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           864,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },           928,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       158096,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        194960,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        195024,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           992,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          1056,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       195088,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        231952,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        232016,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          1120,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          1184,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       232080,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "head.bn0.weight",                    RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        268944,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "head.bn0.bias",                      RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        269008,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_mean",              RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          1248,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_var",               RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          1312,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "head.linear.weight",                 RT_PK_WEIGHT,    2, { 10, 64, 0, 0 },       269072,      640, 0, RT_INIT_UNIFORM,  0, 64 },
+    { "head.linear.bias",                   RT_PK_BIAS,      1, { 10, 0, 0, 0 },        269712,       10, 0, RT_INIT_UNIFORM,  0, 64 },
 };
 
 /* Activation arena elements at batch B. */
@@ -214,1155 +186,29 @@ static size_t scratch_bytes(int B, int threads, size_t elem_size)
     return s;
 }
 
-/* Forward, part 1 of 3. */
-static void forward_1(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-    /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
-    /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
-    /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
-    /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
-    /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act, act + 49152 * nB };
-        rt_sum_forward(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
-    /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
-    /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
-    /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
-    /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 81920 * nB, act + 114688 * nB, act };
-        rt_sum_forward(ctx, act + 147456 * nB, 3, xs, c, nB * 16384);
-    }
-    /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
-    /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
-    /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
-    /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
-    /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 147456 * nB, act + 180224 * nB, act + 81920 * nB };
-        rt_sum_forward(ctx, act + 212992 * nB, 3, xs, c, nB * 16384);
-    }
-    /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
-    /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
-}
-
-/* Forward, part 2 of 3. */
-static void forward_2(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
-    /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 188416 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 180224 * nB, P + 19088, P + 19120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 188416 * nB, act + 180224 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
-    /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 245760 * nB, act + 188416 * nB, nB * 8192, nB * 114688);
-    /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
-    /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 253952 * nB, act + 188416 * nB };
-        rt_sum_forward(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 188416 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 188416 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
-    /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 270336 * nB, act + 188416 * nB, nB * 8192, nB * 122880);
-    /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 188416 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 188416 * nB, P + 37648, P + 37680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 278528 * nB, act + 188416 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
-    /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 286720 * nB, act + 278528 * nB, nB * 8192, nB * 131072);
-    /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 278528 * nB, act + 286720 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 262144 * nB, act + 278528 * nB, act + 253952 * nB };
-        rt_sum_forward(ctx, act + 294912 * nB, 3, xs, c, nB * 8192);
-    }
-    /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 253952 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 294912 * nB, P + 46928, P + 46960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 253952 * nB, act + 294912 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
-    /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 278528 * nB, act + 253952 * nB, nB * 8192, nB * 139264);
-    /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 253952 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 253952 * nB, P + 56208, P + 56240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 303104 * nB, act + 253952 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
-    /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 311296 * nB, act + 303104 * nB, nB * 8192, nB * 147456);
-    /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 303104 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 294912 * nB, act + 303104 * nB, act + 262144 * nB };
-        rt_sum_forward(ctx, act + 319488 * nB, 3, xs, c, nB * 8192);
-    }
-    /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 303104 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 303104 * nB, act + 319488 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
-    /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 327680 * nB, act + 303104 * nB, nB * 8192, nB * 155648);
-    /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 303104 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
-    /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 307200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 303104 * nB, P + 83984, P + 84048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 307200 * nB, act + 303104 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
-}
-
-/* Forward, part 3 of 3. */
-static void forward_3(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 335872 * nB, act + 307200 * nB, nB * 4096, nB * 163840);
-    /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
-    /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 339968 * nB, act + 307200 * nB };
-        rt_sum_forward(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 307200 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 307200 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
-    /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 348160 * nB, act + 307200 * nB, nB * 4096, nB * 167936);
-    /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 307200 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 307200 * nB, P + 157968, P + 158032, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 352256 * nB, act + 307200 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
-    /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 356352 * nB, act + 352256 * nB, nB * 4096, nB * 172032);
-    /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 352256 * nB, act + 356352 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 344064 * nB, act + 352256 * nB, act + 339968 * nB };
-        rt_sum_forward(ctx, act + 360448 * nB, 3, xs, c, nB * 4096);
-    }
-    /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 339968 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 360448 * nB, P + 194960, P + 195024, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 339968 * nB, act + 360448 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
-    /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 352256 * nB, act + 339968 * nB, nB * 4096, nB * 176128);
-    /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 339968 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 339968 * nB, P + 231952, P + 232016, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 364544 * nB, act + 339968 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
-    /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 368640 * nB, act + 364544 * nB, nB * 4096, nB * 180224);
-    /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 364544 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        const float *const xs[3] = { act + 360448 * nB, act + 364544 * nB, act + 344064 * nB };
-        rt_sum_forward(ctx, act + 372736 * nB, 3, xs, c, nB * 4096);
-    }
-    /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 364544 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 364544 * nB, act + 372736 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
-    /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 376832 * nB, act + 364544 * nB, nB * 4096, nB * 184320);
-    /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_forward(ctx, act + 364544 * nB, act + 376832 * nB, B, 64, 64);
-    /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 364544 * nB, P + 269072, P + 269712, B, 64, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward(RtModel *m, int B, int train)
-{
-    forward_1(m, B, train);
-    forward_2(m, B, train);
-    forward_3(m, B, train);
-}
-
-/* Backward, part 1 of 3. */
-static void backward_1(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 364608 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 364544 * nB, P + 269072, B, 64, 10);
-    /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 380928 * nB, 0, act + 364608 * nB, B, 64, 64);
-    /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 364544 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096, nB * 184320);
-    /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 376832 * nB, 0, G + 268944, G + 269008, act + 364544 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64);
-    /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 372736 * nB, act + 380928 * nB, act + 364544 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 3, nB * 4096);
-    }
-    /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 232080, act + 380928 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 380928 * nB, 0, act + 376832 * nB, act + 368640 * nB, nB * 4096, nB * 180224);
-    /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 368640 * nB, 0, G + 231952, G + 232016, act + 380928 * nB, act + 339968 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64);
-    /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 339968 * nB, 0, G + 195088, act + 368640 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 368640 * nB, 0, act + 339968 * nB, act + 352256 * nB, nB * 4096, nB * 176128);
-    /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 372736 * nB, 1, G + 194960, G + 195024, act + 368640 * nB, act + 360448 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64);
-    /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 364544 * nB, act + 352256 * nB, act + 339968 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 372736 * nB, NULL, c, 3, nB * 4096);
-    }
-    /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 360448 * nB, 0, G + 158096, act + 352256 * nB, act + 356352 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 352256 * nB, 0, act + 360448 * nB, act + 356352 * nB, nB * 4096, nB * 172032);
-    /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 352256 * nB, act + 307200 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64);
-    /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 307200 * nB, 0, G + 121104, act + 356352 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 352256 * nB, 0, act + 307200 * nB, act + 348160 * nB, nB * 4096, nB * 167936);
-    /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 364544 * nB, 1, G + 120976, G + 121040, act + 352256 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64);
-    /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 339968 * nB, act + 307200 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 364544 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward(ctx, act + 344064 * nB, 0, act + 339968 * nB, B, 32, 16, 16, 64, 2);
-    /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 339968 * nB, 0, G + 84112, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 307200 * nB, 0, act + 339968 * nB, act + 335872 * nB, nB * 4096, nB * 163840);
-    /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 307200 * nB, act + 303104 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64);
-    /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 303104 * nB, 0, G + 65552, act + 335872 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
-}
-
-/* Backward, part 2 of 3. */
-static void backward_2(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 335872 * nB, 0, act + 303104 * nB, act + 327680 * nB, nB * 8192, nB * 155648);
-    /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 335872 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256);
-    /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 319488 * nB, act + 327680 * nB, act + 303104 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 3, nB * 8192);
-    }
-    /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 335872 * nB, 0, G + 56272, act + 327680 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 327680 * nB, 0, act + 335872 * nB, act + 311296 * nB, nB * 8192, nB * 147456);
-    /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 311296 * nB, 0, G + 56208, G + 56240, act + 327680 * nB, act + 253952 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256);
-    /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 253952 * nB, 0, G + 46992, act + 311296 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 311296 * nB, 0, act + 253952 * nB, act + 278528 * nB, nB * 8192, nB * 139264);
-    /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 319488 * nB, 1, G + 46928, G + 46960, act + 311296 * nB, act + 294912 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256);
-    /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 303104 * nB, act + 278528 * nB, act + 253952 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 319488 * nB, NULL, c, 3, nB * 8192);
-    }
-    /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 294912 * nB, 0, G + 37712, act + 278528 * nB, act + 286720 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 286720 * nB, nB * 8192, nB * 131072);
-    /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 278528 * nB, act + 188416 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256);
-    /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 188416 * nB, 0, G + 28432, act + 286720 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 188416 * nB, act + 270336 * nB, nB * 8192, nB * 122880);
-    /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 303104 * nB, 1, G + 28368, G + 28400, act + 278528 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256);
-    /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 253952 * nB, act + 188416 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 303104 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward(ctx, act + 262144 * nB, 0, act + 253952 * nB, B, 16, 32, 32, 32, 2);
-    /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 253952 * nB, 0, G + 19152, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 188416 * nB, 0, act + 253952 * nB, act + 245760 * nB, nB * 8192, nB * 114688);
-    /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 188416 * nB, act + 180224 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256);
-    /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 180224 * nB, 0, G + 14480, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
-    /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 245760 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
-    /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 245760 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
-}
-
-/* Backward, part 3 of 3. */
-static void backward_3(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 212992 * nB, act + 229376 * nB, act + 180224 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 3, nB * 16384);
-    }
-    /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 12144, act + 229376 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 229376 * nB, 0, act + 245760 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
-    /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 229376 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
-    /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
-    /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 212992 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
-    /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[3] = {
-            (float)1.8999999999999999,
-            (float)-1,
-            (float)-0.90000000000000002
-        };
-        float *const dxs[3] = { act + 180224 * nB, act + 147456 * nB, act + 114688 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 212992 * nB, NULL, c, 3, nB * 16384);
-    }
-    /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
-    /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
-    /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
-    /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 180224 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
-    /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 114688 * nB, act + 49152 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 81920 * nB, 0, G + 2800, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 49152 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
-    /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 49152 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
-    /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 49152 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
-    /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 114688 * nB, 1, G + 432, G + 448, act + 49152 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, NULL, 0, G, act + 114688 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward(RtModel *m, int B)
-{
-    backward_1(m, B);
-    backward_2(m, B);
-    backward_3(m, B);
-}
-
-/* The same in double precision, for gradcheck. */
-
-/* Forward, part 1 of 3. */
-static void forward_d_1(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-    /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
-    /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
-    /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
-    /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
-    /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act, act + 49152 * nB };
-        rt_sum_forward_d(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
-    /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
-    /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
-    /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
-    /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 81920 * nB, act + 114688 * nB, act };
-        rt_sum_forward_d(ctx, act + 147456 * nB, 3, xs, c, nB * 16384);
-    }
-    /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
-    /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
-    /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
-    /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
-    /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 147456 * nB, act + 180224 * nB, act + 81920 * nB };
-        rt_sum_forward_d(ctx, act + 212992 * nB, 3, xs, c, nB * 16384);
-    }
-    /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
-    /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
-}
-
-/* Forward, part 2 of 3. */
-static void forward_d_2(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
-    /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 188416 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 180224 * nB, P + 19088, P + 19120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 188416 * nB, act + 180224 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1.0000000000000001e-05);
-    /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 245760 * nB, act + 188416 * nB, nB * 8192, nB * 114688);
-    /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward_d(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
-    /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 253952 * nB, act + 188416 * nB };
-        rt_sum_forward_d(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 188416 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 188416 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1.0000000000000001e-05);
-    /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 270336 * nB, act + 188416 * nB, nB * 8192, nB * 122880);
-    /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 188416 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 188416 * nB, P + 37648, P + 37680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 278528 * nB, act + 188416 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1.0000000000000001e-05);
-    /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 286720 * nB, act + 278528 * nB, nB * 8192, nB * 131072);
-    /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 278528 * nB, act + 286720 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 262144 * nB, act + 278528 * nB, act + 253952 * nB };
-        rt_sum_forward_d(ctx, act + 294912 * nB, 3, xs, c, nB * 8192);
-    }
-    /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 253952 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 294912 * nB, P + 46928, P + 46960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 253952 * nB, act + 294912 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1.0000000000000001e-05);
-    /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 278528 * nB, act + 253952 * nB, nB * 8192, nB * 139264);
-    /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 253952 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 253952 * nB, P + 56208, P + 56240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 303104 * nB, act + 253952 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1.0000000000000001e-05);
-    /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 311296 * nB, act + 303104 * nB, nB * 8192, nB * 147456);
-    /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 303104 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 294912 * nB, act + 303104 * nB, act + 262144 * nB };
-        rt_sum_forward_d(ctx, act + 319488 * nB, 3, xs, c, nB * 8192);
-    }
-    /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 303104 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 303104 * nB, act + 319488 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1.0000000000000001e-05);
-    /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 327680 * nB, act + 303104 * nB, nB * 8192, nB * 155648);
-    /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 303104 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
-    /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 307200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 303104 * nB, P + 83984, P + 84048, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 307200 * nB, act + 303104 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1.0000000000000001e-05);
-}
-
-/* Forward, part 3 of 3. */
-static void forward_d_3(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 335872 * nB, act + 307200 * nB, nB * 4096, nB * 163840);
-    /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward_d(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
-    /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 339968 * nB, act + 307200 * nB };
-        rt_sum_forward_d(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 307200 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 307200 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1.0000000000000001e-05);
-    /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 348160 * nB, act + 307200 * nB, nB * 4096, nB * 167936);
-    /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 307200 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 307200 * nB, P + 157968, P + 158032, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 352256 * nB, act + 307200 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1.0000000000000001e-05);
-    /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 356352 * nB, act + 352256 * nB, nB * 4096, nB * 172032);
-    /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 352256 * nB, act + 356352 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 344064 * nB, act + 352256 * nB, act + 339968 * nB };
-        rt_sum_forward_d(ctx, act + 360448 * nB, 3, xs, c, nB * 4096);
-    }
-    /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 339968 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 360448 * nB, P + 194960, P + 195024, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 339968 * nB, act + 360448 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1.0000000000000001e-05);
-    /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 352256 * nB, act + 339968 * nB, nB * 4096, nB * 176128);
-    /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 339968 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 339968 * nB, P + 231952, P + 232016, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 364544 * nB, act + 339968 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1.0000000000000001e-05);
-    /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 368640 * nB, act + 364544 * nB, nB * 4096, nB * 180224);
-    /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 364544 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        const double *const xs[3] = { act + 360448 * nB, act + 364544 * nB, act + 344064 * nB };
-        rt_sum_forward_d(ctx, act + 372736 * nB, 3, xs, c, nB * 4096);
-    }
-    /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 364544 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 364544 * nB, act + 372736 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1.0000000000000001e-05);
-    /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 376832 * nB, act + 364544 * nB, nB * 4096, nB * 184320);
-    /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_forward_d(ctx, act + 364544 * nB, act + 376832 * nB, B, 64, 64);
-    /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 364544 * nB, P + 269072, P + 269712, B, 64, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward_d(RtModelD *m, int B, int train)
-{
-    forward_d_1(m, B, train);
-    forward_d_2(m, B, train);
-    forward_d_3(m, B, train);
-}
-
-/* Backward, part 1 of 3. */
-static void backward_d_1(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 364608 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 364544 * nB, P + 269072, B, 64, 10);
-    /* 69 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 380928 * nB, 0, act + 364608 * nB, B, 64, 64);
-    /* 68 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 364544 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096, nB * 184320);
-    /* 67 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 376832 * nB, 0, G + 268944, G + 269008, act + 364544 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64);
-    /* 66 stage3.x3: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 372736 * nB, act + 380928 * nB, act + 364544 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 3, nB * 4096);
-    }
-    /* 65 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 232080, act + 380928 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 64 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 380928 * nB, 0, act + 376832 * nB, act + 368640 * nB, nB * 4096, nB * 180224);
-    /* 63 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 368640 * nB, 0, G + 231952, G + 232016, act + 380928 * nB, act + 339968 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64);
-    /* 62 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 339968 * nB, 0, G + 195088, act + 368640 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 61 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 368640 * nB, 0, act + 339968 * nB, act + 352256 * nB, nB * 4096, nB * 176128);
-    /* 60 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 372736 * nB, 1, G + 194960, G + 195024, act + 368640 * nB, act + 360448 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64);
-    /* 59 stage3.x2: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 364544 * nB, act + 352256 * nB, act + 339968 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 372736 * nB, NULL, c, 3, nB * 4096);
-    }
-    /* 58 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 360448 * nB, 0, G + 158096, act + 352256 * nB, act + 356352 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 57 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 352256 * nB, 0, act + 360448 * nB, act + 356352 * nB, nB * 4096, nB * 172032);
-    /* 56 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 352256 * nB, act + 307200 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64);
-    /* 55 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 307200 * nB, 0, G + 121104, act + 356352 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 54 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 352256 * nB, 0, act + 307200 * nB, act + 348160 * nB, nB * 4096, nB * 167936);
-    /* 53 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 364544 * nB, 1, G + 120976, G + 121040, act + 352256 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64);
-    /* 52 stage3.x1: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 339968 * nB, act + 307200 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 364544 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 51 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward_d(ctx, act + 344064 * nB, 0, act + 339968 * nB, B, 32, 16, 16, 64, 2);
-    /* 50 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 339968 * nB, 0, G + 84112, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 49 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 307200 * nB, 0, act + 339968 * nB, act + 335872 * nB, nB * 4096, nB * 163840);
-    /* 48 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 307200 * nB, act + 303104 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64);
-    /* 47 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 303104 * nB, 0, G + 65552, act + 335872 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
-}
-
-/* Backward, part 2 of 3. */
-static void backward_d_2(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 46 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 335872 * nB, 0, act + 303104 * nB, act + 327680 * nB, nB * 8192, nB * 155648);
-    /* 45 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 335872 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256);
-    /* 44 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 319488 * nB, act + 327680 * nB, act + 303104 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 3, nB * 8192);
-    }
-    /* 43 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 335872 * nB, 0, G + 56272, act + 327680 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 42 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 327680 * nB, 0, act + 335872 * nB, act + 311296 * nB, nB * 8192, nB * 147456);
-    /* 41 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 311296 * nB, 0, G + 56208, G + 56240, act + 327680 * nB, act + 253952 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256);
-    /* 40 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 253952 * nB, 0, G + 46992, act + 311296 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 39 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 311296 * nB, 0, act + 253952 * nB, act + 278528 * nB, nB * 8192, nB * 139264);
-    /* 38 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 319488 * nB, 1, G + 46928, G + 46960, act + 311296 * nB, act + 294912 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256);
-    /* 37 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 303104 * nB, act + 278528 * nB, act + 253952 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 319488 * nB, NULL, c, 3, nB * 8192);
-    }
-    /* 36 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 294912 * nB, 0, G + 37712, act + 278528 * nB, act + 286720 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 35 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 286720 * nB, nB * 8192, nB * 131072);
-    /* 34 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 278528 * nB, act + 188416 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256);
-    /* 33 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 188416 * nB, 0, G + 28432, act + 286720 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 32 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 188416 * nB, act + 270336 * nB, nB * 8192, nB * 122880);
-    /* 31 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 303104 * nB, 1, G + 28368, G + 28400, act + 278528 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256);
-    /* 30 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 253952 * nB, act + 188416 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 303104 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 29 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward_d(ctx, act + 262144 * nB, 0, act + 253952 * nB, B, 16, 32, 32, 32, 2);
-    /* 28 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 253952 * nB, 0, G + 19152, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 27 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 188416 * nB, 0, act + 253952 * nB, act + 245760 * nB, nB * 8192, nB * 114688);
-    /* 26 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 188416 * nB, act + 180224 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256);
-    /* 25 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 180224 * nB, 0, G + 14480, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
-    /* 24 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 245760 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
-    /* 23 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 245760 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
-}
-
-/* Backward, part 3 of 3. */
-static void backward_d_3(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 385024 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 212992 * nB, act + 229376 * nB, act + 180224 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 3, nB * 16384);
-    }
-    /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 12144, act + 229376 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 229376 * nB, 0, act + 245760 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
-    /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 229376 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
-    /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
-    /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 212992 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
-    /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[3] = {
-            (double)1.8999999999999999,
-            (double)-1,
-            (double)-0.90000000000000002
-        };
-        double *const dxs[3] = { act + 180224 * nB, act + 147456 * nB, act + 114688 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 212992 * nB, NULL, c, 3, nB * 16384);
-    }
-    /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
-    /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
-    /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
-    /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
-    /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 114688 * nB, act + 49152 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 81920 * nB, 0, G + 2800, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 49152 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
-    /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 49152 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
-    /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 49152 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
-    /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 114688 * nB, 1, G + 432, G + 448, act + 49152 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, NULL, 0, G, act + 114688 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward_d(RtModelD *m, int B)
-{
-    backward_d_1(m, B);
-    backward_d_2(m, B);
-    backward_d_3(m, B);
-}
+/* The forward and backward passes (after the #else below) are written once
+ * over T and compiled twice, by this file including itself: in float for
+ * training, and in double (names ending in _d) for gradcheck. */
+#define OPTC_BODY
+#ifdef __FILE_NAME__
+#define OPTC_SELF __FILE_NAME__
+#else
+#define OPTC_SELF __FILE__
+#endif
+#define T float
+#define FN(name) name
+#define Model RtModel
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
+#define T double
+#define FN(name) name##_d
+#define Model RtModelD
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
 
 static const RtNet net = {
     .name = "hb20_cifar",
@@ -1377,9 +223,9 @@ static const RtNet net = {
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,
     .defaults = {
-        .epochs = 30, .batch = 128, .lr = 0.10000000000000001, .momentum = 0.90000000000000002,
-        .weight_decay = 0.00050000000000000001, .nesterov = 0, .decay_bn = 0,
-        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.10000000000000001,
+        .epochs = 30, .batch = 128, .lr = 0.1, .momentum = 0.9,
+        .weight_decay = 0.0005, .nesterov = 0, .decay_bn = 0,
+        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.1,
         .milestones = { 0, 0, 0, 0 }, .nmilestones = 0,
         .crop_pad = 4, .flip = 1,
     },
@@ -1389,3 +235,581 @@ int main(int argc, char **argv)
 {
     return rt_main(&net, argc, argv);
 }
+
+#else /* OPTC_BODY: the passes, over T */
+
+/* Forward, part 1 of 3. */
+static void FN(forward_1)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1e-05);
+    /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
+    /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1e-05);
+    /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
+    /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act, act + 49152 * nB };
+        FN(rt_sum_forward)(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1e-05);
+    /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
+    /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1e-05);
+    /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
+    /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 81920 * nB, act + 114688 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 147456 * nB, 3, xs, c, nB * 16384);
+    }
+    /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1e-05);
+    /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
+    /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1e-05);
+    /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
+    /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 147456 * nB, act + 180224 * nB, act + 81920 * nB };
+        FN(rt_sum_forward)(ctx, act + 212992 * nB, 3, xs, c, nB * 16384);
+    }
+    /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1e-05);
+    /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
+}
+
+/* Forward, part 2 of 3. */
+static void FN(forward_2)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 188416 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 180224 * nB, P + 19088, P + 19120, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 188416 * nB, act + 180224 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1e-05);
+    /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 245760 * nB, act + 188416 * nB, nB * 8192, nB * 114688);
+    /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
+    FN(rt_pad_forward)(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
+    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 253952 * nB, act + 188416 * nB };
+        FN(rt_sum_forward)(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 188416 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 188416 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1e-05);
+    /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 270336 * nB, act + 188416 * nB, nB * 8192, nB * 122880);
+    /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 188416 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 188416 * nB, P + 37648, P + 37680, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 278528 * nB, act + 188416 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1e-05);
+    /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 286720 * nB, act + 278528 * nB, nB * 8192, nB * 131072);
+    /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 278528 * nB, act + 286720 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 262144 * nB, act + 278528 * nB, act + 253952 * nB };
+        FN(rt_sum_forward)(ctx, act + 294912 * nB, 3, xs, c, nB * 8192);
+    }
+    /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 253952 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 294912 * nB, P + 46928, P + 46960, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 253952 * nB, act + 294912 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1e-05);
+    /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 278528 * nB, act + 253952 * nB, nB * 8192, nB * 139264);
+    /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 253952 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 253952 * nB, P + 56208, P + 56240, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 303104 * nB, act + 253952 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1e-05);
+    /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 311296 * nB, act + 303104 * nB, nB * 8192, nB * 147456);
+    /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 303104 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 294912 * nB, act + 303104 * nB, act + 262144 * nB };
+        FN(rt_sum_forward)(ctx, act + 319488 * nB, 3, xs, c, nB * 8192);
+    }
+    /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 303104 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 303104 * nB, act + 319488 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1e-05);
+    /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 327680 * nB, act + 303104 * nB, nB * 8192, nB * 155648);
+    /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 303104 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 307200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 303104 * nB, P + 83984, P + 84048, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 307200 * nB, act + 303104 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1e-05);
+}
+
+/* Forward, part 3 of 3. */
+static void FN(forward_3)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 335872 * nB, act + 307200 * nB, nB * 4096, nB * 163840);
+    /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
+    FN(rt_pad_forward)(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
+    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 339968 * nB, act + 307200 * nB };
+        FN(rt_sum_forward)(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 307200 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 307200 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1e-05);
+    /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 348160 * nB, act + 307200 * nB, nB * 4096, nB * 167936);
+    /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 307200 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 307200 * nB, P + 157968, P + 158032, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 352256 * nB, act + 307200 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1e-05);
+    /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 356352 * nB, act + 352256 * nB, nB * 4096, nB * 172032);
+    /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 352256 * nB, act + 356352 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 344064 * nB, act + 352256 * nB, act + 339968 * nB };
+        FN(rt_sum_forward)(ctx, act + 360448 * nB, 3, xs, c, nB * 4096);
+    }
+    /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 339968 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 360448 * nB, P + 194960, P + 195024, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 339968 * nB, act + 360448 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1e-05);
+    /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 352256 * nB, act + 339968 * nB, nB * 4096, nB * 176128);
+    /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 339968 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 339968 * nB, P + 231952, P + 232016, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 364544 * nB, act + 339968 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1e-05);
+    /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 368640 * nB, act + 364544 * nB, nB * 4096, nB * 180224);
+    /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 364544 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 360448 * nB, act + 364544 * nB, act + 344064 * nB };
+        FN(rt_sum_forward)(ctx, act + 372736 * nB, 3, xs, c, nB * 4096);
+    }
+    /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 364544 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 364544 * nB, act + 372736 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1e-05);
+    /* 68 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 376832 * nB, act + 364544 * nB, nB * 4096, nB * 184320);
+    /* 69 head.gap0 = gap(head.relu0): 64x8x8 -> 64x1x1 */
+    FN(rt_gap_forward)(ctx, act + 364544 * nB, act + 376832 * nB, B, 64, 64);
+    /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
+    FN(rt_linear_forward)(ctx, m->logits, act + 364544 * nB, P + 269072, P + 269712, B, 64, 10);
+}
+
+/* Forward pass on a batch of B <= m->batch images; train selects batch
+ * statistics (and updates the running ones) and dropout. */
+static void FN(forward)(Model *m, int B, int train)
+{
+    FN(forward_1)(m, B, train);
+    FN(forward_2)(m, B, train);
+    FN(forward_3)(m, B, train);
+}
+
+/* Backward, part 1 of 3. */
+static void FN(backward_1)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
+    FN(rt_linear_backward)(ctx, act + 364608 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 364544 * nB, P + 269072, B, 64, 10);
+    /* 69 head.gap0 = gap(head.relu0): 64x8x8 -> 64x1x1 */
+    FN(rt_gap_backward)(ctx, act + 380928 * nB, 0, act + 364608 * nB, B, 64, 64);
+    /* 68 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 364544 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096, nB * 184320);
+    /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 376832 * nB, 0, G + 268944, G + 269008, act + 364544 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64);
+    /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 372736 * nB, act + 380928 * nB, act + 364544 * nB };
+        const int acc[3] = { 0, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 3, nB * 4096);
+    }
+    /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 376832 * nB, 0, G + 232080, act + 380928 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 380928 * nB, 0, act + 376832 * nB, act + 368640 * nB, nB * 4096, nB * 180224);
+    /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 368640 * nB, 0, G + 231952, G + 232016, act + 380928 * nB, act + 339968 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64);
+    /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 339968 * nB, 0, G + 195088, act + 368640 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 368640 * nB, 0, act + 339968 * nB, act + 352256 * nB, nB * 4096, nB * 176128);
+    /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 372736 * nB, 1, G + 194960, G + 195024, act + 368640 * nB, act + 360448 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64);
+    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 364544 * nB, act + 352256 * nB, act + 339968 * nB };
+        const int acc[3] = { 1, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 372736 * nB, NULL, c, 3, nB * 4096);
+    }
+    /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 158096, act + 352256 * nB, act + 356352 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 352256 * nB, 0, act + 360448 * nB, act + 356352 * nB, nB * 4096, nB * 172032);
+    /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 352256 * nB, act + 307200 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64);
+    /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 307200 * nB, 0, G + 121104, act + 356352 * nB, act + 348160 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 352256 * nB, 0, act + 307200 * nB, act + 348160 * nB, nB * 4096, nB * 167936);
+    /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 364544 * nB, 1, G + 120976, G + 121040, act + 352256 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64);
+    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 339968 * nB, act + 307200 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 364544 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
+    FN(rt_pad_backward)(ctx, act + 344064 * nB, 0, act + 339968 * nB, B, 32, 16, 16, 64, 2);
+    /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 339968 * nB, 0, G + 84112, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 307200 * nB, 0, act + 339968 * nB, act + 335872 * nB, nB * 4096, nB * 163840);
+    /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 307200 * nB, act + 303104 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64);
+    /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 303104 * nB, 0, G + 65552, act + 335872 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+}
+
+/* Backward, part 2 of 3. */
+static void FN(backward_2)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 335872 * nB, 0, act + 303104 * nB, act + 327680 * nB, nB * 8192, nB * 155648);
+    /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 335872 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256);
+    /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 319488 * nB, act + 327680 * nB, act + 303104 * nB };
+        const int acc[3] = { 0, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 3, nB * 8192);
+    }
+    /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 335872 * nB, 0, G + 56272, act + 327680 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 327680 * nB, 0, act + 335872 * nB, act + 311296 * nB, nB * 8192, nB * 147456);
+    /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 311296 * nB, 0, G + 56208, G + 56240, act + 327680 * nB, act + 253952 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256);
+    /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 253952 * nB, 0, G + 46992, act + 311296 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 311296 * nB, 0, act + 253952 * nB, act + 278528 * nB, nB * 8192, nB * 139264);
+    /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 319488 * nB, 1, G + 46928, G + 46960, act + 311296 * nB, act + 294912 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256);
+    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 303104 * nB, act + 278528 * nB, act + 253952 * nB };
+        const int acc[3] = { 1, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 319488 * nB, NULL, c, 3, nB * 8192);
+    }
+    /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 37712, act + 278528 * nB, act + 286720 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 286720 * nB, nB * 8192, nB * 131072);
+    /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 278528 * nB, act + 188416 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256);
+    /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 188416 * nB, 0, G + 28432, act + 286720 * nB, act + 270336 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 278528 * nB, 0, act + 188416 * nB, act + 270336 * nB, nB * 8192, nB * 122880);
+    /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 303104 * nB, 1, G + 28368, G + 28400, act + 278528 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256);
+    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 253952 * nB, act + 188416 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 303104 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
+    FN(rt_pad_backward)(ctx, act + 262144 * nB, 0, act + 253952 * nB, B, 16, 32, 32, 32, 2);
+    /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 253952 * nB, 0, G + 19152, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 188416 * nB, 0, act + 253952 * nB, act + 245760 * nB, nB * 8192, nB * 114688);
+    /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 188416 * nB, act + 180224 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256);
+    /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 180224 * nB, 0, G + 14480, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 245760 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
+    /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 245760 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
+}
+
+/* Backward, part 3 of 3. */
+static void FN(backward_3)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 212992 * nB, act + 229376 * nB, act + 180224 * nB };
+        const int acc[3] = { 0, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 3, nB * 16384);
+    }
+    /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 245760 * nB, 0, G + 12144, act + 229376 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 229376 * nB, 0, act + 245760 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
+    /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 229376 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
+    /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
+    /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 212992 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
+    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        T *const dxs[3] = { act + 180224 * nB, act + 147456 * nB, act + 114688 * nB };
+        const int acc[3] = { 1, 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 212992 * nB, NULL, c, 3, nB * 16384);
+    }
+    /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
+    /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
+    /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
+    /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 180224 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 114688 * nB, act + 49152 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 81920 * nB, 0, G + 2800, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 49152 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
+    /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 49152 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
+    /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 49152 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
+    /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 114688 * nB, 1, G + 432, G + 448, act + 49152 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
+    /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 114688 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+}
+
+/* Backward pass from m->dlogits after a training forward on the same
+ * batch: parameter gradients accumulate into m->grads. */
+static void FN(backward)(Model *m, int B)
+{
+    FN(backward_1)(m, B);
+    FN(backward_2)(m, B);
+    FN(backward_3)(m, B);
+}
+
+#endif /* OPTC_BODY */

@@ -11,185 +11,157 @@
  *
  * Spec:
  * examples/lm.opt
- *
- * # Learned multistep (LM-ResNet, Lu et al. 2018): the heavy-ball coefficient
- * # beta is learned, one scalar per step, starting at 0.
- * optimizer lm(beta = learned(0.0)) {
- *     x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);
- * }
- * 
- * network lm20_cifar {
- *     input    3x32x32;
- *     classes  10;
- *     stem     conv3x3(16);
- *     grad     = bn, relu, conv3x3, bn, relu, conv3x3;
- *     stage    lm steps 3 width 16;
- *     stage    lm steps 3 width 32 stride 2;
- *     stage    lm steps 3 width 64 stride 2;
- *     shortcut = pad;
- *     head     bn, relu, avgpool, linear;
- *     train    { epochs 30; schedule cosine; augment crop(4), flip; }
- * }
- * 
- * network lm20_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     conv3x3(16);
- *     grad     = bn, relu, conv3x3, bn, relu, conv3x3;
- *     stage    lm steps 3 width 16;
- *     stage    lm steps 3 width 32 stride 2;
- *     stage    lm steps 3 width 64 stride 2;
- *     shortcut = pad;
- *     head     bn, relu, avgpool, linear;
- *     train    { epochs 10; augment crop(2); }
- * }
+ * (its text is spec_text below)
  */
+#ifndef OPTC_BODY
 #include <stddef.h>
 #include "rt.h"
 
 static const char command_text[] =
-    "optc\040emit\040examples\057lm.opt\040\055n\040lm20_fmnist";
+    "optc emit examples/lm.opt -n lm20_fmnist";
 static const char spec_text[] =
-    "\043\040Learned\040multistep\040\050LM\055ResNet\054\040Lu\040et\040al.\0402018\051\072\040the\040heavy\055ball\040coefficient\012"
-    "\043\040beta\040is\040learned\054\040one\040scalar\040per\040step\054\040starting\040at\0400.\012"
-    "optimizer\040lm\050beta\040\075\040learned\0500.0\051\051\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\040\053\040beta\040\052\040\050x\133k\135\040\055\040x\133k\0551\135\051\073\012"
-    "\175\012"
-    "\012"
-    "network\040lm20_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040lm\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040lm\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040stage\040\040\040\040lm\040steps\0403\040width\04064\040stride\0402\073\012"
-    "\040\040\040\040shortcut\040\075\040pad\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04030\073\040schedule\040cosine\073\040augment\040crop\0504\051\054\040flip\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040lm20_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040lm\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040lm\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040stage\040\040\040\040lm\040steps\0403\040width\04064\040stride\0402\073\012"
-    "\040\040\040\040shortcut\040\075\040pad\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04010\073\040augment\040crop\0502\051\073\040\175\012"
-    "\175\012";
+    "# Learned multistep (LM-ResNet, Lu et al. 2018): the heavy-ball coefficient\n"
+    "# beta is learned, one scalar per step, starting at 0.\n"
+    "optimizer lm(beta = learned(0.0)) {\n"
+    "    x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);\n"
+    "}\n"
+    "\n"
+    "network lm20_cifar {\n"
+    "    input    3x32x32;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16);\n"
+    "    grad     = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+    "    stage    lm steps 3 width 16;\n"
+    "    stage    lm steps 3 width 32 stride 2;\n"
+    "    stage    lm steps 3 width 64 stride 2;\n"
+    "    shortcut = pad;\n"
+    "    head     bn, relu, avgpool, linear;\n"
+    "    train    { epochs 30; schedule cosine; augment crop(4), flip; }\n"
+    "}\n"
+    "\n"
+    "network lm20_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16);\n"
+    "    grad     = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+    "    stage    lm steps 3 width 16;\n"
+    "    stage    lm steps 3 width 32 stride 2;\n"
+    "    stage    lm steps 3 width 64 stride 2;\n"
+    "    shortcut = pad;\n"
+    "    head     bn, relu, avgpool, linear;\n"
+    "    train    { epochs 10; augment crop(2); }\n"
+    "}\n";
 
-/* The parameter block (buffer 0) and the BN running statistics (1). */
+/* The parameter block (buffer 0) and the BN running statistics (1), one
+ * row per tensor: offset and numel in elements within its block. */
 static const RtTensor tensors[106] = {
-    { "stem.conv0.weight", RT_PK_WEIGHT, 4, { 16, 1, 3, 3 }, 0, 144, 0, RT_INIT_KAIMING, 0, 9 },
-    { "stage1.step0.beta", RT_PK_SCALAR, 1, { 1, 0, 0, 0 }, 144, 1, 0, RT_INIT_CONST, 0, 0 },
-    { "stage1.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 145, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 161, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 0, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 16, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 177, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 2481, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 2497, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 32, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 48, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 2513, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.beta", RT_PK_SCALAR, 1, { 1, 0, 0, 0 }, 4817, 1, 0, RT_INIT_CONST, 0, 0 },
-    { "stage1.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 4818, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 4834, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 64, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 80, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 4850, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 7154, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 7170, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 96, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 112, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 7186, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step2.beta", RT_PK_SCALAR, 1, { 1, 0, 0, 0 }, 9490, 1, 0, RT_INIT_CONST, 0, 0 },
-    { "stage1.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 9491, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 9507, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 128, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 144, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 9523, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 11827, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 11843, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 160, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 176, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 11859, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.beta", RT_PK_SCALAR, 1, { 1, 0, 0, 0 }, 14163, 1, 0, RT_INIT_CONST, 0, 0 },
-    { "stage2.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 14164, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 14180, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 192, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 208, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 16, 3, 3 }, 14196, 4608, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 18804, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 18836, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 224, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 256, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 18868, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.beta", RT_PK_SCALAR, 1, { 1, 0, 0, 0 }, 28084, 1, 0, RT_INIT_CONST, 0, 0 },
-    { "stage2.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 28085, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 28117, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 288, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 320, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 28149, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 37365, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 37397, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 352, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 384, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 37429, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step2.beta", RT_PK_SCALAR, 1, { 1, 0, 0, 0 }, 46645, 1, 0, RT_INIT_CONST, 0, 0 },
-    { "stage2.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 46646, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 46678, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 416, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 448, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 46710, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 55926, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 55958, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 480, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 512, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 55990, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage3.step0.beta", RT_PK_SCALAR, 1, { 1, 0, 0, 0 }, 65206, 1, 0, RT_INIT_CONST, 0, 0 },
-    { "stage3.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 65207, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 65239, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 544, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 576, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 32, 3, 3 }, 65271, 18432, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage3.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 83703, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 83767, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 608, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 672, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 83831, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step1.beta", RT_PK_SCALAR, 1, { 1, 0, 0, 0 }, 120695, 1, 0, RT_INIT_CONST, 0, 0 },
-    { "stage3.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 120696, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 120760, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 736, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 800, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 120824, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 157688, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 157752, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 864, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 928, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 157816, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step2.beta", RT_PK_SCALAR, 1, { 1, 0, 0, 0 }, 194680, 1, 0, RT_INIT_CONST, 0, 0 },
-    { "stage3.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 194681, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 194745, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 992, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 1056, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 194809, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 231673, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 231737, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 1120, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 1184, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 231801, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "head.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 268665, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "head.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 268729, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 1248, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 1312, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "head.linear.weight", RT_PK_WEIGHT, 2, { 10, 64, 0, 0 }, 268793, 640, 0, RT_INIT_UNIFORM, 0, 64 },
-    { "head.linear.bias", RT_PK_BIAS, 1, { 10, 0, 0, 0 }, 269433, 10, 0, RT_INIT_UNIFORM, 0, 64 },
+    /* name                                 kind             ndim dims                 offset    numel buf init              value fan_in */
+    { "stem.conv0.weight",                  RT_PK_WEIGHT,    4, { 16, 1, 3, 3 },             0,      144, 0, RT_INIT_KAIMING,  0, 9 },
+    { "stage1.step0.beta",                  RT_PK_SCALAR,    1, { 1, 0, 0, 0 },            144,        1, 0, RT_INIT_CONST,    0, 0 },
+    { "stage1.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },           145,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },           161,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },             0,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            16,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },          177,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          2481,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          2497,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            32,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            48,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         2513,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.beta",                  RT_PK_SCALAR,    1, { 1, 0, 0, 0 },           4817,        1, 0, RT_INIT_CONST,    0, 0 },
+    { "stage1.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          4818,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          4834,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            64,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            80,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         4850,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          7154,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          7170,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            96,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           112,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         7186,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step2.beta",                  RT_PK_SCALAR,    1, { 1, 0, 0, 0 },           9490,        1, 0, RT_INIT_CONST,    0, 0 },
+    { "stage1.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          9491,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          9507,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           128,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           144,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         9523,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         11827,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         11843,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           160,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           176,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        11859,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.beta",                  RT_PK_SCALAR,    1, { 1, 0, 0, 0 },          14163,        1, 0, RT_INIT_CONST,    0, 0 },
+    { "stage2.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         14164,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         14180,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           192,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           208,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 16, 3, 3 },        14196,     4608, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         18804,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         18836,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           224,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           256,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        18868,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.beta",                  RT_PK_SCALAR,    1, { 1, 0, 0, 0 },          28084,        1, 0, RT_INIT_CONST,    0, 0 },
+    { "stage2.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         28085,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         28117,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           288,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           320,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        28149,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         37365,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         37397,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           352,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           384,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        37429,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step2.beta",                  RT_PK_SCALAR,    1, { 1, 0, 0, 0 },          46645,        1, 0, RT_INIT_CONST,    0, 0 },
+    { "stage2.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         46646,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         46678,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           416,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           448,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        46710,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         55926,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         55958,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           480,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           512,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        55990,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage3.step0.beta",                  RT_PK_SCALAR,    1, { 1, 0, 0, 0 },          65206,        1, 0, RT_INIT_CONST,    0, 0 },
+    { "stage3.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         65207,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         65239,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           544,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           576,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 32, 3, 3 },        65271,    18432, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage3.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },         83703,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },         83767,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           608,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },           672,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },        83831,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step1.beta",                  RT_PK_SCALAR,    1, { 1, 0, 0, 0 },         120695,        1, 0, RT_INIT_CONST,    0, 0 },
+    { "stage3.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        120696,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        120760,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           736,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },           800,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       120824,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        157688,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        157752,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           864,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },           928,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       157816,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step2.beta",                  RT_PK_SCALAR,    1, { 1, 0, 0, 0 },         194680,        1, 0, RT_INIT_CONST,    0, 0 },
+    { "stage3.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        194681,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        194745,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           992,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          1056,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       194809,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        231673,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        231737,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          1120,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          1184,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       231801,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "head.bn0.weight",                    RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        268665,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "head.bn0.bias",                      RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        268729,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_mean",              RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          1248,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_var",               RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          1312,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "head.linear.weight",                 RT_PK_WEIGHT,    2, { 10, 64, 0, 0 },       268793,      640, 0, RT_INIT_UNIFORM,  0, 64 },
+    { "head.linear.bias",                   RT_PK_BIAS,      1, { 10, 0, 0, 0 },        269433,       10, 0, RT_INIT_UNIFORM,  0, 64 },
 };
 
 /* Activation arena elements at batch B. */
@@ -223,1203 +195,29 @@ static size_t scratch_bytes(int B, int threads, size_t elem_size)
     return s;
 }
 
-/* Forward, part 1 of 3. */
-static void forward_1(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-    /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 12544 * nB, act, P + 145, P + 161, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
-    /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
-    /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 12544 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2481, P + 2497, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 37632 * nB, act + 12544 * nB, P + 2481, P + 2497, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
-    /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
-    /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act, act + 37632 * nB };
-        rt_sum_forward(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 37632 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
-    /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544, nB * 25088);
-    /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 37632 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 37632 * nB, P + 7154, P + 7170, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 87808 * nB, act + 37632 * nB, P + 7154, P + 7170, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
-    /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544, nB * 37632);
-    /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 87808 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[4817]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[4817])
-        };
-        const float *const xs[3] = { act + 62720 * nB, act + 87808 * nB, act };
-        rt_sum_forward(ctx, act + 112896 * nB, 3, xs, c, nB * 12544);
-    }
-    /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 125440 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 125440 * nB, act + 112896 * nB, P + 9491, P + 9507, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
-    /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 137984 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
-    /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 125440 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11827, P + 11843, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 150528 * nB, act + 125440 * nB, P + 11827, P + 11843, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
-    /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
-    /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 150528 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 22 stage1.x3: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[9490]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[9490])
-        };
-        const float *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
-        rt_sum_forward(ctx, act + 175616 * nB, 3, xs, c, nB * 12544);
-    }
-    /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 188160 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 175616 * nB, P + 14164, P + 14180, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 188160 * nB, act + 175616 * nB, P + 14164, P + 14180, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
-    /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 200704 * nB, act + 188160 * nB, nB * 12544, nB * 75264);
-}
-
-/* Forward, part 2 of 3. */
-static void forward_2(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 188160 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 194432 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 188160 * nB, P + 18804, P + 18836, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 194432 * nB, act + 188160 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
-    /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 213248 * nB, act + 194432 * nB, nB * 6272, nB * 87808);
-    /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward(ctx, act + 219520 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
-    /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 219520 * nB, act + 194432 * nB };
-        rt_sum_forward(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 194432 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
-    /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 232064 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
-    /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 194432 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37365, P + 37397, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 238336 * nB, act + 194432 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
-    /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 244608 * nB, act + 238336 * nB, nB * 6272, nB * 100352);
-    /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 238336 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[28084]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[28084])
-        };
-        const float *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
-        rt_sum_forward(ctx, act + 250880 * nB, 3, xs, c, nB * 6272);
-    }
-    /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 257152 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 257152 * nB, act + 250880 * nB, P + 46646, P + 46678, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
-    /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, nB * 106624);
-    /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 257152 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 257152 * nB, P + 55926, P + 55958, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 269696 * nB, act + 257152 * nB, P + 55926, P + 55958, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
-    /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 275968 * nB, act + 269696 * nB, nB * 6272, nB * 112896);
-    /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 269696 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[46645]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[46645])
-        };
-        const float *const xs[3] = { act + 250880 * nB, act + 269696 * nB, act + 225792 * nB };
-        rt_sum_forward(ctx, act + 282240 * nB, 3, xs, c, nB * 6272);
-    }
-    /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 288512 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 282240 * nB, P + 65207, P + 65239, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 288512 * nB, act + 282240 * nB, P + 65207, P + 65239, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
-    /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 294784 * nB, act + 288512 * nB, nB * 6272, nB * 119168);
-    /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 288512 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
-    /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 291648 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 288512 * nB, P + 83703, P + 83767, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 291648 * nB, act + 288512 * nB, P + 83703, P + 83767, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
-}
-
-/* Forward, part 3 of 3. */
-static void forward_3(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 301056 * nB, act + 291648 * nB, nB * 3136, nB * 125440);
-    /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_forward(ctx, act + 304192 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
-    /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 304192 * nB, act + 291648 * nB };
-        rt_sum_forward(ctx, act + 307328 * nB, 2, xs, c, nB * 3136);
-    }
-    /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 291648 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 291648 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
-    /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 310464 * nB, act + 291648 * nB, nB * 3136, nB * 128576);
-    /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 291648 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 291648 * nB, P + 157688, P + 157752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 313600 * nB, act + 291648 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
-    /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 316736 * nB, act + 313600 * nB, nB * 3136, nB * 131712);
-    /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 313600 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[120695]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[120695])
-        };
-        const float *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
-        rt_sum_forward(ctx, act + 319872 * nB, 3, xs, c, nB * 3136);
-    }
-    /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 323008 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 323008 * nB, act + 319872 * nB, P + 194681, P + 194745, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
-    /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 326144 * nB, act + 323008 * nB, nB * 3136, nB * 134848);
-    /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 323008 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 323008 * nB, P + 231673, P + 231737, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 329280 * nB, act + 323008 * nB, P + 231673, P + 231737, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
-    /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 332416 * nB, act + 329280 * nB, nB * 3136, nB * 137984);
-    /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 329280 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[194680]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[194680])
-        };
-        const float *const xs[3] = { act + 319872 * nB, act + 329280 * nB, act + 307328 * nB };
-        rt_sum_forward(ctx, act + 335552 * nB, 3, xs, c, nB * 3136);
-    }
-    /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 338688 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 335552 * nB, P + 268665, P + 268729, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 338688 * nB, act + 335552 * nB, P + 268665, P + 268729, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
-    /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 341824 * nB, act + 338688 * nB, nB * 3136, nB * 141120);
-    /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_forward(ctx, act + 338688 * nB, act + 341824 * nB, B, 64, 49);
-    /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 338688 * nB, P + 268793, P + 269433, B, 64, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward(RtModel *m, int B, int train)
-{
-    forward_1(m, B, train);
-    forward_2(m, B, train);
-    forward_3(m, B, train);
-}
-
-/* Backward, part 1 of 3. */
-static void backward_1(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 338752 * nB, 0, G + 268793, G + 269433, m->dlogits, act + 338688 * nB, P + 268793, B, 64, 10);
-    /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 344960 * nB, 0, act + 338752 * nB, B, 64, 49);
-    /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 338688 * nB, 0, act + 344960 * nB, act + 341824 * nB, nB * 3136, nB * 141120);
-    /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 341824 * nB, 0, G + 268665, G + 268729, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, B, 64, 49);
-    /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[194680]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[194680])
-        };
-        float *const dxs[3] = { act + 338688 * nB, act + 344960 * nB, act + 335552 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        const float *const xs[3] = { act + 319872 * nB, act + 329280 * nB, act + 307328 * nB };
-        float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 341824 * nB, xs, c, 3, nB * 3136);
-        G[194680] += (float)(1 * (double)dc[0]);
-        G[194680] += (float)(-1 * (double)dc[2]);
-    }
-    /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 329280 * nB, 0, G + 231801, act + 344960 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 341824 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136, nB * 137984);
-    /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 329280 * nB, 0, G + 231673, G + 231737, act + 341824 * nB, act + 323008 * nB, fix + 1120, fix + 1184, P + 231673, B, 64, 49);
-    /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 323008 * nB, 0, G + 194809, act + 329280 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 329280 * nB, 0, act + 323008 * nB, act + 326144 * nB, nB * 3136, nB * 134848);
-    /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 329280 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, B, 64, 49);
-    /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[120695]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[120695])
-        };
-        float *const dxs[3] = { act + 335552 * nB, act + 323008 * nB, act + 319872 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        const float *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
-        float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 338688 * nB, xs, c, 3, nB * 3136);
-        G[120695] += (float)(1 * (double)dc[0]);
-        G[120695] += (float)(-1 * (double)dc[2]);
-    }
-    /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 313600 * nB, 0, act + 304192 * nB, act + 316736 * nB, nB * 3136, nB * 131712);
-    /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 304192 * nB, 0, G + 157688, G + 157752, act + 313600 * nB, act + 291648 * nB, fix + 864, fix + 928, P + 157688, B, 64, 49);
-    /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 291648 * nB, 0, G + 120824, act + 304192 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 304192 * nB, 0, act + 291648 * nB, act + 310464 * nB, nB * 3136, nB * 128576);
-    /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, B, 64, 49);
-    /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 319872 * nB, act + 291648 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 335552 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_backward(ctx, act + 304192 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
-    /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 310464 * nB, 0, G + 83831, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 291648 * nB, 0, act + 310464 * nB, act + 301056 * nB, nB * 3136, nB * 125440);
-    /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 291648 * nB, act + 288512 * nB, fix + 608, fix + 672, P + 83703, B, 64, 49);
-    /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 288512 * nB, 0, G + 65271, act + 301056 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
-}
-
-/* Backward, part 2 of 3. */
-static void backward_2(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 310464 * nB, 0, act + 288512 * nB, act + 294784 * nB, nB * 6272, nB * 119168);
-    /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 310464 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, B, 32, 196);
-    /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[46645]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[46645])
-        };
-        float *const dxs[3] = { act + 288512 * nB, act + 294784 * nB, act + 282240 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        const float *const xs[3] = { act + 250880 * nB, act + 269696 * nB, act + 225792 * nB };
-        float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 304192 * nB, xs, c, 3, nB * 6272);
-        G[46645] += (float)(1 * (double)dc[0]);
-        G[46645] += (float)(-1 * (double)dc[2]);
-    }
-    /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 269696 * nB, 0, G + 55990, act + 294784 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 294784 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272, nB * 112896);
-    /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 269696 * nB, 0, G + 55926, G + 55958, act + 294784 * nB, act + 257152 * nB, fix + 480, fix + 512, P + 55926, B, 32, 196);
-    /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 257152 * nB, 0, G + 46710, act + 269696 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 269696 * nB, 0, act + 257152 * nB, act + 263424 * nB, nB * 6272, nB * 106624);
-    /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 269696 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, B, 32, 196);
-    /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[28084]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[28084])
-        };
-        float *const dxs[3] = { act + 282240 * nB, act + 257152 * nB, act + 250880 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        const float *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
-        float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 288512 * nB, xs, c, 3, nB * 6272);
-        G[28084] += (float)(1 * (double)dc[0]);
-        G[28084] += (float)(-1 * (double)dc[2]);
-    }
-    /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 238336 * nB, 0, act + 219520 * nB, act + 244608 * nB, nB * 6272, nB * 100352);
-    /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 219520 * nB, 0, G + 37365, G + 37397, act + 238336 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37365, B, 32, 196);
-    /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 194432 * nB, 0, G + 28149, act + 219520 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 219520 * nB, 0, act + 194432 * nB, act + 232064 * nB, nB * 6272, nB * 94080);
-    /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, B, 32, 196);
-    /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 250880 * nB, act + 194432 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward(ctx, act + 219520 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
-    /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 232064 * nB, 0, G + 18868, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 194432 * nB, 0, act + 232064 * nB, act + 213248 * nB, nB * 6272, nB * 87808);
-    /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 194432 * nB, act + 188160 * nB, fix + 224, fix + 256, P + 18804, B, 32, 196);
-    /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 188160 * nB, 0, G + 14196, act + 213248 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 232064 * nB, 0, act + 188160 * nB, act + 200704 * nB, nB * 12544, nB * 75264);
-    /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 232064 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, B, 16, 784);
-}
-
-/* Backward, part 3 of 3. */
-static void backward_3(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 22 stage1.x3: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[9490]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[9490])
-        };
-        float *const dxs[3] = { act + 188160 * nB, act + 200704 * nB, act + 175616 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        const float *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
-        float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 219520 * nB, xs, c, 3, nB * 12544);
-        G[9490] += (float)(1 * (double)dc[0]);
-        G[9490] += (float)(-1 * (double)dc[2]);
-    }
-    /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 150528 * nB, 0, G + 11859, act + 200704 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 200704 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544, nB * 62720);
-    /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 150528 * nB, 0, G + 11827, G + 11843, act + 200704 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11827, B, 16, 784);
-    /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 125440 * nB, 0, G + 9523, act + 150528 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 150528 * nB, 0, act + 125440 * nB, act + 137984 * nB, nB * 12544, nB * 50176);
-    /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, B, 16, 784);
-    /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[3] = {
-            (float)(1 + 1 * (double)P[4817]),
-            (float)-1,
-            (float)(0 + -1 * (double)P[4817])
-        };
-        float *const dxs[3] = { act + 175616 * nB, act + 125440 * nB, act + 112896 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        const float *const xs[3] = { act + 62720 * nB, act + 87808 * nB, act };
-        float dc[3] = { 0 };
-        rt_sum_backward(ctx, dxs, acc, dc, act + 188160 * nB, xs, c, 3, nB * 12544);
-        G[4817] += (float)(1 * (double)dc[0]);
-        G[4817] += (float)(-1 * (double)dc[2]);
-    }
-    /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 87808 * nB, 0, G + 7186, act + 125440 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 125440 * nB, 0, act + 87808 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
-    /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 87808 * nB, 0, G + 7154, G + 7170, act + 125440 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7154, B, 16, 784);
-    /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 37632 * nB, 0, G + 4850, act + 87808 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 87808 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
-    /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, B, 16, 784);
-    /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 112896 * nB, act + 37632 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 62720 * nB, 0, G + 2513, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
-    /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 37632 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2481, B, 16, 784);
-    /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 12544 * nB, 0, G + 177, act + 50176 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 37632 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
-    /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 37632 * nB, act, fix, fix + 16, P + 145, B, 16, 784);
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, NULL, 0, G, act + 112896 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward(RtModel *m, int B)
-{
-    backward_1(m, B);
-    backward_2(m, B);
-    backward_3(m, B);
-}
-
-/* The same in double precision, for gradcheck. */
-
-/* Forward, part 1 of 3. */
-static void forward_d_1(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-    /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 12544 * nB, act, P + 145, P + 161, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
-    /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
-    /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 12544 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2481, P + 2497, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 12544 * nB, P + 2481, P + 2497, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
-    /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
-    /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act, act + 37632 * nB };
-        rt_sum_forward_d(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
-    /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544, nB * 25088);
-    /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 37632 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 37632 * nB, P + 7154, P + 7170, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 87808 * nB, act + 37632 * nB, P + 7154, P + 7170, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
-    /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544, nB * 37632);
-    /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 87808 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[4817]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[4817])
-        };
-        const double *const xs[3] = { act + 62720 * nB, act + 87808 * nB, act };
-        rt_sum_forward_d(ctx, act + 112896 * nB, 3, xs, c, nB * 12544);
-    }
-    /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 125440 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 125440 * nB, act + 112896 * nB, P + 9491, P + 9507, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
-    /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 137984 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
-    /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 125440 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11827, P + 11843, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 150528 * nB, act + 125440 * nB, P + 11827, P + 11843, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
-    /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
-    /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 150528 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 22 stage1.x3: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[9490]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[9490])
-        };
-        const double *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
-        rt_sum_forward_d(ctx, act + 175616 * nB, 3, xs, c, nB * 12544);
-    }
-    /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 188160 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 175616 * nB, P + 14164, P + 14180, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 188160 * nB, act + 175616 * nB, P + 14164, P + 14180, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
-    /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 200704 * nB, act + 188160 * nB, nB * 12544, nB * 75264);
-}
-
-/* Forward, part 2 of 3. */
-static void forward_d_2(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 188160 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 194432 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 188160 * nB, P + 18804, P + 18836, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 194432 * nB, act + 188160 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
-    /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 213248 * nB, act + 194432 * nB, nB * 6272, nB * 87808);
-    /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward_d(ctx, act + 219520 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
-    /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 219520 * nB, act + 194432 * nB };
-        rt_sum_forward_d(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 194432 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
-    /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 232064 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
-    /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 194432 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37365, P + 37397, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 238336 * nB, act + 194432 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
-    /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 244608 * nB, act + 238336 * nB, nB * 6272, nB * 100352);
-    /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 238336 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[28084]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[28084])
-        };
-        const double *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
-        rt_sum_forward_d(ctx, act + 250880 * nB, 3, xs, c, nB * 6272);
-    }
-    /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 257152 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 257152 * nB, act + 250880 * nB, P + 46646, P + 46678, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
-    /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, nB * 106624);
-    /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 257152 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 257152 * nB, P + 55926, P + 55958, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 257152 * nB, P + 55926, P + 55958, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
-    /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 275968 * nB, act + 269696 * nB, nB * 6272, nB * 112896);
-    /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 269696 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[46645]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[46645])
-        };
-        const double *const xs[3] = { act + 250880 * nB, act + 269696 * nB, act + 225792 * nB };
-        rt_sum_forward_d(ctx, act + 282240 * nB, 3, xs, c, nB * 6272);
-    }
-    /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 288512 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 282240 * nB, P + 65207, P + 65239, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 288512 * nB, act + 282240 * nB, P + 65207, P + 65239, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
-    /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 294784 * nB, act + 288512 * nB, nB * 6272, nB * 119168);
-    /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 288512 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
-    /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 291648 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 288512 * nB, P + 83703, P + 83767, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 291648 * nB, act + 288512 * nB, P + 83703, P + 83767, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
-}
-
-/* Forward, part 3 of 3. */
-static void forward_d_3(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 301056 * nB, act + 291648 * nB, nB * 3136, nB * 125440);
-    /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_forward_d(ctx, act + 304192 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
-    /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 304192 * nB, act + 291648 * nB };
-        rt_sum_forward_d(ctx, act + 307328 * nB, 2, xs, c, nB * 3136);
-    }
-    /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 291648 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 291648 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
-    /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 310464 * nB, act + 291648 * nB, nB * 3136, nB * 128576);
-    /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 291648 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 291648 * nB, P + 157688, P + 157752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 313600 * nB, act + 291648 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
-    /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 316736 * nB, act + 313600 * nB, nB * 3136, nB * 131712);
-    /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 313600 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[120695]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[120695])
-        };
-        const double *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
-        rt_sum_forward_d(ctx, act + 319872 * nB, 3, xs, c, nB * 3136);
-    }
-    /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 323008 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 323008 * nB, act + 319872 * nB, P + 194681, P + 194745, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
-    /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 326144 * nB, act + 323008 * nB, nB * 3136, nB * 134848);
-    /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 323008 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 323008 * nB, P + 231673, P + 231737, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 329280 * nB, act + 323008 * nB, P + 231673, P + 231737, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
-    /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 332416 * nB, act + 329280 * nB, nB * 3136, nB * 137984);
-    /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 329280 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[194680]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[194680])
-        };
-        const double *const xs[3] = { act + 319872 * nB, act + 329280 * nB, act + 307328 * nB };
-        rt_sum_forward_d(ctx, act + 335552 * nB, 3, xs, c, nB * 3136);
-    }
-    /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 338688 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 335552 * nB, P + 268665, P + 268729, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 338688 * nB, act + 335552 * nB, P + 268665, P + 268729, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
-    /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 341824 * nB, act + 338688 * nB, nB * 3136, nB * 141120);
-    /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_forward_d(ctx, act + 338688 * nB, act + 341824 * nB, B, 64, 49);
-    /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 338688 * nB, P + 268793, P + 269433, B, 64, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward_d(RtModelD *m, int B, int train)
-{
-    forward_d_1(m, B, train);
-    forward_d_2(m, B, train);
-    forward_d_3(m, B, train);
-}
-
-/* Backward, part 1 of 3. */
-static void backward_d_1(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 70 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 338752 * nB, 0, G + 268793, G + 269433, m->dlogits, act + 338688 * nB, P + 268793, B, 64, 10);
-    /* 69 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 344960 * nB, 0, act + 338752 * nB, B, 64, 49);
-    /* 68 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 338688 * nB, 0, act + 344960 * nB, act + 341824 * nB, nB * 3136, nB * 141120);
-    /* 67 head.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 341824 * nB, 0, G + 268665, G + 268729, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, B, 64, 49);
-    /* 66 stage3.x3: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[194680]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[194680])
-        };
-        double *const dxs[3] = { act + 338688 * nB, act + 344960 * nB, act + 335552 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        const double *const xs[3] = { act + 319872 * nB, act + 329280 * nB, act + 307328 * nB };
-        double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 341824 * nB, xs, c, 3, nB * 3136);
-        G[194680] += (double)(1 * (double)dc[0]);
-        G[194680] += (double)(-1 * (double)dc[2]);
-    }
-    /* 65 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 329280 * nB, 0, G + 231801, act + 344960 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 64 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 341824 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136, nB * 137984);
-    /* 63 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 329280 * nB, 0, G + 231673, G + 231737, act + 341824 * nB, act + 323008 * nB, fix + 1120, fix + 1184, P + 231673, B, 64, 49);
-    /* 62 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 323008 * nB, 0, G + 194809, act + 329280 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 61 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 329280 * nB, 0, act + 323008 * nB, act + 326144 * nB, nB * 3136, nB * 134848);
-    /* 60 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 329280 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, B, 64, 49);
-    /* 59 stage3.x2: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[120695]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[120695])
-        };
-        double *const dxs[3] = { act + 335552 * nB, act + 323008 * nB, act + 319872 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        const double *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
-        double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 338688 * nB, xs, c, 3, nB * 3136);
-        G[120695] += (double)(1 * (double)dc[0]);
-        G[120695] += (double)(-1 * (double)dc[2]);
-    }
-    /* 58 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 57 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 313600 * nB, 0, act + 304192 * nB, act + 316736 * nB, nB * 3136, nB * 131712);
-    /* 56 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 304192 * nB, 0, G + 157688, G + 157752, act + 313600 * nB, act + 291648 * nB, fix + 864, fix + 928, P + 157688, B, 64, 49);
-    /* 55 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 291648 * nB, 0, G + 120824, act + 304192 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 54 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 304192 * nB, 0, act + 291648 * nB, act + 310464 * nB, nB * 3136, nB * 128576);
-    /* 53 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, B, 64, 49);
-    /* 52 stage3.x1: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 319872 * nB, act + 291648 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 335552 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 51 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_backward_d(ctx, act + 304192 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
-    /* 50 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 310464 * nB, 0, G + 83831, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 49 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 291648 * nB, 0, act + 310464 * nB, act + 301056 * nB, nB * 3136, nB * 125440);
-    /* 48 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 291648 * nB, act + 288512 * nB, fix + 608, fix + 672, P + 83703, B, 64, 49);
-    /* 47 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 288512 * nB, 0, G + 65271, act + 301056 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
-}
-
-/* Backward, part 2 of 3. */
-static void backward_d_2(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 46 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 310464 * nB, 0, act + 288512 * nB, act + 294784 * nB, nB * 6272, nB * 119168);
-    /* 45 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 310464 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, B, 32, 196);
-    /* 44 stage2.x3: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[46645]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[46645])
-        };
-        double *const dxs[3] = { act + 288512 * nB, act + 294784 * nB, act + 282240 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        const double *const xs[3] = { act + 250880 * nB, act + 269696 * nB, act + 225792 * nB };
-        double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 304192 * nB, xs, c, 3, nB * 6272);
-        G[46645] += (double)(1 * (double)dc[0]);
-        G[46645] += (double)(-1 * (double)dc[2]);
-    }
-    /* 43 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 269696 * nB, 0, G + 55990, act + 294784 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 42 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 294784 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272, nB * 112896);
-    /* 41 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 269696 * nB, 0, G + 55926, G + 55958, act + 294784 * nB, act + 257152 * nB, fix + 480, fix + 512, P + 55926, B, 32, 196);
-    /* 40 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 257152 * nB, 0, G + 46710, act + 269696 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 39 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 269696 * nB, 0, act + 257152 * nB, act + 263424 * nB, nB * 6272, nB * 106624);
-    /* 38 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 269696 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, B, 32, 196);
-    /* 37 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[28084]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[28084])
-        };
-        double *const dxs[3] = { act + 282240 * nB, act + 257152 * nB, act + 250880 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        const double *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
-        double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 288512 * nB, xs, c, 3, nB * 6272);
-        G[28084] += (double)(1 * (double)dc[0]);
-        G[28084] += (double)(-1 * (double)dc[2]);
-    }
-    /* 36 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 35 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 238336 * nB, 0, act + 219520 * nB, act + 244608 * nB, nB * 6272, nB * 100352);
-    /* 34 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 219520 * nB, 0, G + 37365, G + 37397, act + 238336 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37365, B, 32, 196);
-    /* 33 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 194432 * nB, 0, G + 28149, act + 219520 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 32 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 219520 * nB, 0, act + 194432 * nB, act + 232064 * nB, nB * 6272, nB * 94080);
-    /* 31 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, B, 32, 196);
-    /* 30 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 250880 * nB, act + 194432 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 29 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward_d(ctx, act + 219520 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
-    /* 28 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 232064 * nB, 0, G + 18868, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 27 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 194432 * nB, 0, act + 232064 * nB, act + 213248 * nB, nB * 6272, nB * 87808);
-    /* 26 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 194432 * nB, act + 188160 * nB, fix + 224, fix + 256, P + 18804, B, 32, 196);
-    /* 25 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 188160 * nB, 0, G + 14196, act + 213248 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 24 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 232064 * nB, 0, act + 188160 * nB, act + 200704 * nB, nB * 12544, nB * 75264);
-    /* 23 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 232064 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, B, 16, 784);
-}
-
-/* Backward, part 3 of 3. */
-static void backward_d_3(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 348096 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 22 stage1.x3: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[9490]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[9490])
-        };
-        double *const dxs[3] = { act + 188160 * nB, act + 200704 * nB, act + 175616 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        const double *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
-        double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 219520 * nB, xs, c, 3, nB * 12544);
-        G[9490] += (double)(1 * (double)dc[0]);
-        G[9490] += (double)(-1 * (double)dc[2]);
-    }
-    /* 21 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 150528 * nB, 0, G + 11859, act + 200704 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 20 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 200704 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544, nB * 62720);
-    /* 19 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 150528 * nB, 0, G + 11827, G + 11843, act + 200704 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11827, B, 16, 784);
-    /* 18 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 125440 * nB, 0, G + 9523, act + 150528 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 17 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 150528 * nB, 0, act + 125440 * nB, act + 137984 * nB, nB * 12544, nB * 50176);
-    /* 16 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, B, 16, 784);
-    /* 15 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[3] = {
-            (double)(1 + 1 * (double)P[4817]),
-            (double)-1,
-            (double)(0 + -1 * (double)P[4817])
-        };
-        double *const dxs[3] = { act + 175616 * nB, act + 125440 * nB, act + 112896 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        const double *const xs[3] = { act + 62720 * nB, act + 87808 * nB, act };
-        double dc[3] = { 0 };
-        rt_sum_backward_d(ctx, dxs, acc, dc, act + 188160 * nB, xs, c, 3, nB * 12544);
-        G[4817] += (double)(1 * (double)dc[0]);
-        G[4817] += (double)(-1 * (double)dc[2]);
-    }
-    /* 14 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 87808 * nB, 0, G + 7186, act + 125440 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 13 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 125440 * nB, 0, act + 87808 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
-    /* 12 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 87808 * nB, 0, G + 7154, G + 7170, act + 125440 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7154, B, 16, 784);
-    /* 11 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 37632 * nB, 0, G + 4850, act + 87808 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 10 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 87808 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
-    /* 9 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, B, 16, 784);
-    /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 112896 * nB, act + 37632 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 62720 * nB, 0, G + 2513, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
-    /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 37632 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2481, B, 16, 784);
-    /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 12544 * nB, 0, G + 177, act + 50176 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 37632 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
-    /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 37632 * nB, act, fix, fix + 16, P + 145, B, 16, 784);
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, NULL, 0, G, act + 112896 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward_d(RtModelD *m, int B)
-{
-    backward_d_1(m, B);
-    backward_d_2(m, B);
-    backward_d_3(m, B);
-}
+/* The forward and backward passes (after the #else below) are written once
+ * over T and compiled twice, by this file including itself: in float for
+ * training, and in double (names ending in _d) for gradcheck. */
+#define OPTC_BODY
+#ifdef __FILE_NAME__
+#define OPTC_SELF __FILE_NAME__
+#else
+#define OPTC_SELF __FILE__
+#endif
+#define T float
+#define FN(name) name
+#define Model RtModel
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
+#define T double
+#define FN(name) name##_d
+#define Model RtModelD
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
 
 static const RtNet net = {
     .name = "lm20_fmnist",
@@ -1434,9 +232,9 @@ static const RtNet net = {
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,
     .defaults = {
-        .epochs = 10, .batch = 128, .lr = 0.10000000000000001, .momentum = 0.90000000000000002,
-        .weight_decay = 0.00050000000000000001, .nesterov = 0, .decay_bn = 0,
-        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.10000000000000001,
+        .epochs = 10, .batch = 128, .lr = 0.1, .momentum = 0.9,
+        .weight_decay = 0.0005, .nesterov = 0, .decay_bn = 0,
+        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.1,
         .milestones = { 0, 0, 0, 0 }, .nmilestones = 0,
         .crop_pad = 2, .flip = 0,
     },
@@ -1446,3 +244,605 @@ int main(int argc, char **argv)
 {
     return rt_main(&net, argc, argv);
 }
+
+#else /* OPTC_BODY: the passes, over T */
+
+/* Forward, part 1 of 3. */
+static void FN(forward_1)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
+    /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 12544 * nB, act, P + 145, P + 161, buf, buf + 16, B, 16, 784, 1e-05);
+    /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
+    /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 12544 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2481, P + 2497, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 37632 * nB, act + 12544 * nB, P + 2481, P + 2497, buf + 32, buf + 48, B, 16, 784, 1e-05);
+    /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
+    /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act, act + 37632 * nB };
+        FN(rt_sum_forward)(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
+    }
+    /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 37632 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 37632 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1e-05);
+    /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544, nB * 25088);
+    /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 37632 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 37632 * nB, P + 7154, P + 7170, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 87808 * nB, act + 37632 * nB, P + 7154, P + 7170, buf + 96, buf + 112, B, 16, 784, 1e-05);
+    /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544, nB * 37632);
+    /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 87808 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[4817] /* stage1.step1.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[4817] /* stage1.step1.beta */)
+        };
+        const T *const xs[3] = { act + 62720 * nB, act + 87808 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 112896 * nB, 3, xs, c, nB * 12544);
+    }
+    /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 125440 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 125440 * nB, act + 112896 * nB, P + 9491, P + 9507, buf + 128, buf + 144, B, 16, 784, 1e-05);
+    /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 137984 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
+    /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 125440 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11827, P + 11843, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 150528 * nB, act + 125440 * nB, P + 11827, P + 11843, buf + 160, buf + 176, B, 16, 784, 1e-05);
+    /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
+    /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 150528 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[9490] /* stage1.step2.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[9490] /* stage1.step2.beta */)
+        };
+        const T *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
+        FN(rt_sum_forward)(ctx, act + 175616 * nB, 3, xs, c, nB * 12544);
+    }
+    /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 188160 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 175616 * nB, P + 14164, P + 14180, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 188160 * nB, act + 175616 * nB, P + 14164, P + 14180, buf + 192, buf + 208, B, 16, 784, 1e-05);
+    /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 200704 * nB, act + 188160 * nB, nB * 12544, nB * 75264);
+}
+
+/* Forward, part 2 of 3. */
+static void FN(forward_2)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 188160 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
+    /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 194432 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 188160 * nB, P + 18804, P + 18836, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 194432 * nB, act + 188160 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1e-05);
+    /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 213248 * nB, act + 194432 * nB, nB * 6272, nB * 87808);
+    /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
+    FN(rt_pad_forward)(ctx, act + 219520 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
+    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 219520 * nB, act + 194432 * nB };
+        FN(rt_sum_forward)(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
+    }
+    /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 194432 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1e-05);
+    /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 232064 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
+    /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 194432 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37365, P + 37397, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 238336 * nB, act + 194432 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1e-05);
+    /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 244608 * nB, act + 238336 * nB, nB * 6272, nB * 100352);
+    /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 238336 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[28084] /* stage2.step1.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[28084] /* stage2.step1.beta */)
+        };
+        const T *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
+        FN(rt_sum_forward)(ctx, act + 250880 * nB, 3, xs, c, nB * 6272);
+    }
+    /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 257152 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 257152 * nB, act + 250880 * nB, P + 46646, P + 46678, buf + 416, buf + 448, B, 32, 196, 1e-05);
+    /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, nB * 106624);
+    /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 257152 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 257152 * nB, P + 55926, P + 55958, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 269696 * nB, act + 257152 * nB, P + 55926, P + 55958, buf + 480, buf + 512, B, 32, 196, 1e-05);
+    /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 275968 * nB, act + 269696 * nB, nB * 6272, nB * 112896);
+    /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 269696 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[46645] /* stage2.step2.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[46645] /* stage2.step2.beta */)
+        };
+        const T *const xs[3] = { act + 250880 * nB, act + 269696 * nB, act + 225792 * nB };
+        FN(rt_sum_forward)(ctx, act + 282240 * nB, 3, xs, c, nB * 6272);
+    }
+    /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 288512 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 282240 * nB, P + 65207, P + 65239, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 288512 * nB, act + 282240 * nB, P + 65207, P + 65239, buf + 544, buf + 576, B, 32, 196, 1e-05);
+    /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 294784 * nB, act + 288512 * nB, nB * 6272, nB * 119168);
+    /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 288512 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
+    /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 291648 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 288512 * nB, P + 83703, P + 83767, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 291648 * nB, act + 288512 * nB, P + 83703, P + 83767, buf + 608, buf + 672, B, 64, 49, 1e-05);
+}
+
+/* Forward, part 3 of 3. */
+static void FN(forward_3)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 301056 * nB, act + 291648 * nB, nB * 3136, nB * 125440);
+    /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
+    FN(rt_pad_forward)(ctx, act + 304192 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
+    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 304192 * nB, act + 291648 * nB };
+        FN(rt_sum_forward)(ctx, act + 307328 * nB, 2, xs, c, nB * 3136);
+    }
+    /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 291648 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 291648 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1e-05);
+    /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 310464 * nB, act + 291648 * nB, nB * 3136, nB * 128576);
+    /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 291648 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 291648 * nB, P + 157688, P + 157752, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 313600 * nB, act + 291648 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1e-05);
+    /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 316736 * nB, act + 313600 * nB, nB * 3136, nB * 131712);
+    /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 313600 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[120695] /* stage3.step1.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[120695] /* stage3.step1.beta */)
+        };
+        const T *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
+        FN(rt_sum_forward)(ctx, act + 319872 * nB, 3, xs, c, nB * 3136);
+    }
+    /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 323008 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 323008 * nB, act + 319872 * nB, P + 194681, P + 194745, buf + 992, buf + 1056, B, 64, 49, 1e-05);
+    /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 326144 * nB, act + 323008 * nB, nB * 3136, nB * 134848);
+    /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 323008 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 323008 * nB, P + 231673, P + 231737, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 329280 * nB, act + 323008 * nB, P + 231673, P + 231737, buf + 1120, buf + 1184, B, 64, 49, 1e-05);
+    /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 332416 * nB, act + 329280 * nB, nB * 3136, nB * 137984);
+    /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 329280 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[194680] /* stage3.step2.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[194680] /* stage3.step2.beta */)
+        };
+        const T *const xs[3] = { act + 319872 * nB, act + 329280 * nB, act + 307328 * nB };
+        FN(rt_sum_forward)(ctx, act + 335552 * nB, 3, xs, c, nB * 3136);
+    }
+    /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 338688 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 335552 * nB, P + 268665, P + 268729, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 338688 * nB, act + 335552 * nB, P + 268665, P + 268729, buf + 1248, buf + 1312, B, 64, 49, 1e-05);
+    /* 68 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 341824 * nB, act + 338688 * nB, nB * 3136, nB * 141120);
+    /* 69 head.gap0 = gap(head.relu0): 64x7x7 -> 64x1x1 */
+    FN(rt_gap_forward)(ctx, act + 338688 * nB, act + 341824 * nB, B, 64, 49);
+    /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
+    FN(rt_linear_forward)(ctx, m->logits, act + 338688 * nB, P + 268793, P + 269433, B, 64, 10);
+}
+
+/* Forward pass on a batch of B <= m->batch images; train selects batch
+ * statistics (and updates the running ones) and dropout. */
+static void FN(forward)(Model *m, int B, int train)
+{
+    FN(forward_1)(m, B, train);
+    FN(forward_2)(m, B, train);
+    FN(forward_3)(m, B, train);
+}
+
+/* Backward, part 1 of 3. */
+static void FN(backward_1)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
+    FN(rt_linear_backward)(ctx, act + 338752 * nB, 0, G + 268793, G + 269433, m->dlogits, act + 338688 * nB, P + 268793, B, 64, 10);
+    /* 69 head.gap0 = gap(head.relu0): 64x7x7 -> 64x1x1 */
+    FN(rt_gap_backward)(ctx, act + 344960 * nB, 0, act + 338752 * nB, B, 64, 49);
+    /* 68 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 338688 * nB, 0, act + 344960 * nB, act + 341824 * nB, nB * 3136, nB * 141120);
+    /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 341824 * nB, 0, G + 268665, G + 268729, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, B, 64, 49);
+    /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[194680] /* stage3.step2.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[194680] /* stage3.step2.beta */)
+        };
+        T *const dxs[3] = { act + 338688 * nB, act + 344960 * nB, act + 335552 * nB };
+        const int acc[3] = { 0, 0, 0 };
+        const T *const xs[3] = { act + 319872 * nB, act + 329280 * nB, act + 307328 * nB };
+        T dc[3] = { 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 341824 * nB, xs, c, 3, nB * 3136);
+        G[194680] += (T)(1 * (double)dc[0]);
+        G[194680] += (T)(-1 * (double)dc[2]);
+    }
+    /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 329280 * nB, 0, G + 231801, act + 344960 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 341824 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136, nB * 137984);
+    /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 329280 * nB, 0, G + 231673, G + 231737, act + 341824 * nB, act + 323008 * nB, fix + 1120, fix + 1184, P + 231673, B, 64, 49);
+    /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 323008 * nB, 0, G + 194809, act + 329280 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 329280 * nB, 0, act + 323008 * nB, act + 326144 * nB, nB * 3136, nB * 134848);
+    /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 329280 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, B, 64, 49);
+    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[120695] /* stage3.step1.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[120695] /* stage3.step1.beta */)
+        };
+        T *const dxs[3] = { act + 335552 * nB, act + 323008 * nB, act + 319872 * nB };
+        const int acc[3] = { 1, 0, 0 };
+        const T *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
+        T dc[3] = { 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 338688 * nB, xs, c, 3, nB * 3136);
+        G[120695] += (T)(1 * (double)dc[0]);
+        G[120695] += (T)(-1 * (double)dc[2]);
+    }
+    /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 313600 * nB, 0, act + 304192 * nB, act + 316736 * nB, nB * 3136, nB * 131712);
+    /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 304192 * nB, 0, G + 157688, G + 157752, act + 313600 * nB, act + 291648 * nB, fix + 864, fix + 928, P + 157688, B, 64, 49);
+    /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 291648 * nB, 0, G + 120824, act + 304192 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 304192 * nB, 0, act + 291648 * nB, act + 310464 * nB, nB * 3136, nB * 128576);
+    /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, B, 64, 49);
+    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 319872 * nB, act + 291648 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 335552 * nB, NULL, c, 2, nB * 3136);
+    }
+    /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
+    FN(rt_pad_backward)(ctx, act + 304192 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
+    /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 310464 * nB, 0, G + 83831, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 291648 * nB, 0, act + 310464 * nB, act + 301056 * nB, nB * 3136, nB * 125440);
+    /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 291648 * nB, act + 288512 * nB, fix + 608, fix + 672, P + 83703, B, 64, 49);
+    /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 288512 * nB, 0, G + 65271, act + 301056 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
+}
+
+/* Backward, part 2 of 3. */
+static void FN(backward_2)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 310464 * nB, 0, act + 288512 * nB, act + 294784 * nB, nB * 6272, nB * 119168);
+    /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 310464 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, B, 32, 196);
+    /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[46645] /* stage2.step2.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[46645] /* stage2.step2.beta */)
+        };
+        T *const dxs[3] = { act + 288512 * nB, act + 294784 * nB, act + 282240 * nB };
+        const int acc[3] = { 0, 0, 0 };
+        const T *const xs[3] = { act + 250880 * nB, act + 269696 * nB, act + 225792 * nB };
+        T dc[3] = { 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 304192 * nB, xs, c, 3, nB * 6272);
+        G[46645] += (T)(1 * (double)dc[0]);
+        G[46645] += (T)(-1 * (double)dc[2]);
+    }
+    /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 269696 * nB, 0, G + 55990, act + 294784 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 294784 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272, nB * 112896);
+    /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 269696 * nB, 0, G + 55926, G + 55958, act + 294784 * nB, act + 257152 * nB, fix + 480, fix + 512, P + 55926, B, 32, 196);
+    /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 257152 * nB, 0, G + 46710, act + 269696 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 269696 * nB, 0, act + 257152 * nB, act + 263424 * nB, nB * 6272, nB * 106624);
+    /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 269696 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, B, 32, 196);
+    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[28084] /* stage2.step1.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[28084] /* stage2.step1.beta */)
+        };
+        T *const dxs[3] = { act + 282240 * nB, act + 257152 * nB, act + 250880 * nB };
+        const int acc[3] = { 1, 0, 0 };
+        const T *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
+        T dc[3] = { 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 288512 * nB, xs, c, 3, nB * 6272);
+        G[28084] += (T)(1 * (double)dc[0]);
+        G[28084] += (T)(-1 * (double)dc[2]);
+    }
+    /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 238336 * nB, 0, act + 219520 * nB, act + 244608 * nB, nB * 6272, nB * 100352);
+    /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 219520 * nB, 0, G + 37365, G + 37397, act + 238336 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37365, B, 32, 196);
+    /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 194432 * nB, 0, G + 28149, act + 219520 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 219520 * nB, 0, act + 194432 * nB, act + 232064 * nB, nB * 6272, nB * 94080);
+    /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, B, 32, 196);
+    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 250880 * nB, act + 194432 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 6272);
+    }
+    /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
+    FN(rt_pad_backward)(ctx, act + 219520 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
+    /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 232064 * nB, 0, G + 18868, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 194432 * nB, 0, act + 232064 * nB, act + 213248 * nB, nB * 6272, nB * 87808);
+    /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 194432 * nB, act + 188160 * nB, fix + 224, fix + 256, P + 18804, B, 32, 196);
+    /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 188160 * nB, 0, G + 14196, act + 213248 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
+    /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 232064 * nB, 0, act + 188160 * nB, act + 200704 * nB, nB * 12544, nB * 75264);
+    /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 232064 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, B, 16, 784);
+}
+
+/* Backward, part 3 of 3. */
+static void FN(backward_3)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[9490] /* stage1.step2.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[9490] /* stage1.step2.beta */)
+        };
+        T *const dxs[3] = { act + 188160 * nB, act + 200704 * nB, act + 175616 * nB };
+        const int acc[3] = { 0, 0, 0 };
+        const T *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
+        T dc[3] = { 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 219520 * nB, xs, c, 3, nB * 12544);
+        G[9490] += (T)(1 * (double)dc[0]);
+        G[9490] += (T)(-1 * (double)dc[2]);
+    }
+    /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 150528 * nB, 0, G + 11859, act + 200704 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 200704 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544, nB * 62720);
+    /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 150528 * nB, 0, G + 11827, G + 11843, act + 200704 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11827, B, 16, 784);
+    /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 9523, act + 150528 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 150528 * nB, 0, act + 125440 * nB, act + 137984 * nB, nB * 12544, nB * 50176);
+    /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, B, 16, 784);
+    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
+    {
+        const T c[3] = {
+            /* 1 + beta */ (T)(1 + 1 * (double)P[4817] /* stage1.step1.beta */),
+            (T)-1,
+            /* -beta */ (T)(0 + -1 * (double)P[4817] /* stage1.step1.beta */)
+        };
+        T *const dxs[3] = { act + 175616 * nB, act + 125440 * nB, act + 112896 * nB };
+        const int acc[3] = { 1, 0, 0 };
+        const T *const xs[3] = { act + 62720 * nB, act + 87808 * nB, act };
+        T dc[3] = { 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 188160 * nB, xs, c, 3, nB * 12544);
+        G[4817] += (T)(1 * (double)dc[0]);
+        G[4817] += (T)(-1 * (double)dc[2]);
+    }
+    /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 87808 * nB, 0, G + 7186, act + 125440 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 125440 * nB, 0, act + 87808 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
+    /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 87808 * nB, 0, G + 7154, G + 7170, act + 125440 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7154, B, 16, 784);
+    /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 37632 * nB, 0, G + 4850, act + 87808 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 87808 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
+    /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, B, 16, 784);
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 112896 * nB, act + 37632 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
+    }
+    /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 62720 * nB, 0, G + 2513, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 37632 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
+    /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 37632 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2481, B, 16, 784);
+    /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 12544 * nB, 0, G + 177, act + 50176 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 37632 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
+    /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 37632 * nB, act, fix, fix + 16, P + 145, B, 16, 784);
+    /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 112896 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
+}
+
+/* Backward pass from m->dlogits after a training forward on the same
+ * batch: parameter gradients accumulate into m->grads. */
+static void FN(backward)(Model *m, int B)
+{
+    FN(backward_1)(m, B);
+    FN(backward_2)(m, B);
+    FN(backward_3)(m, B);
+}
+
+#endif /* OPTC_BODY */

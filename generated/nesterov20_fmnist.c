@@ -11,184 +11,152 @@
  *
  * Spec:
  * examples/nesterov.opt
- *
- * # Nesterov's accelerated gradient with the FISTA t-sequence: every step reads
- * # a fixed mix of the two latest states; t is a scalar sequence folded at
- * # compile time.
- * optimizer nesterov {
- *     t[0] = 1;
- *     t[k+1] = (1 + sqrt(1 + 4 * t[k] * t[k])) / 2;
- *     y[k]   = x[k] + (t[k] - 1) / t[k+1] * (x[k] - x[k-1]);
- *     x[k+1] = y[k] - grad(y[k]);
- * }
- * 
- * network nesterov20_cifar {
- *     input    3x32x32;
- *     classes  10;
- *     stem     conv3x3(16);
- *     grad     = bn, relu, conv3x3, bn, relu, conv3x3;
- *     stage    nesterov steps 3 width 16;
- *     stage    nesterov steps 3 width 32 stride 2;
- *     stage    nesterov steps 3 width 64 stride 2;
- *     shortcut = pad;
- *     head     bn, relu, avgpool, linear;
- *     train    { epochs 30; schedule cosine; augment crop(4), flip; }
- * }
- * 
- * network nesterov20_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     conv3x3(16);
- *     grad     = bn, relu, conv3x3, bn, relu, conv3x3;
- *     stage    nesterov steps 3 width 16;
- *     stage    nesterov steps 3 width 32 stride 2;
- *     stage    nesterov steps 3 width 64 stride 2;
- *     shortcut = pad;
- *     head     bn, relu, avgpool, linear;
- *     train    { epochs 10; augment crop(2); }
- * }
+ * (its text is spec_text below)
  */
+#ifndef OPTC_BODY
 #include <stddef.h>
 #include "rt.h"
 
 static const char command_text[] =
-    "optc\040emit\040examples\057nesterov.opt\040\055n\040nesterov20_fmnist";
+    "optc emit examples/nesterov.opt -n nesterov20_fmnist";
 static const char spec_text[] =
-    "\043\040Nesterov\047s\040accelerated\040gradient\040with\040the\040FISTA\040t\055sequence\072\040every\040step\040reads\012"
-    "\043\040a\040fixed\040mix\040of\040the\040two\040latest\040states\073\040t\040is\040a\040scalar\040sequence\040folded\040at\012"
-    "\043\040compile\040time.\012"
-    "optimizer\040nesterov\040\173\012"
-    "\040\040\040\040t\1330\135\040\075\0401\073\012"
-    "\040\040\040\040t\133k\0531\135\040\075\040\0501\040\053\040sqrt\0501\040\053\0404\040\052\040t\133k\135\040\052\040t\133k\135\051\051\040\057\0402\073\012"
-    "\040\040\040\040y\133k\135\040\040\040\075\040x\133k\135\040\053\040\050t\133k\135\040\055\0401\051\040\057\040t\133k\0531\135\040\052\040\050x\133k\135\040\055\040x\133k\0551\135\051\073\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040y\133k\135\040\055\040grad\050y\133k\135\051\073\012"
-    "\175\012"
-    "\012"
-    "network\040nesterov20_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040nesterov\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040nesterov\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040stage\040\040\040\040nesterov\040steps\0403\040width\04064\040stride\0402\073\012"
-    "\040\040\040\040shortcut\040\075\040pad\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04030\073\040schedule\040cosine\073\040augment\040crop\0504\051\054\040flip\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040nesterov20_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040nesterov\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040nesterov\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040stage\040\040\040\040nesterov\040steps\0403\040width\04064\040stride\0402\073\012"
-    "\040\040\040\040shortcut\040\075\040pad\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04010\073\040augment\040crop\0502\051\073\040\175\012"
-    "\175\012";
+    "# Nesterov's accelerated gradient with the FISTA t-sequence: every step reads\n"
+    "# a fixed mix of the two latest states; t is a scalar sequence folded at\n"
+    "# compile time.\n"
+    "optimizer nesterov {\n"
+    "    t[0] = 1;\n"
+    "    t[k+1] = (1 + sqrt(1 + 4 * t[k] * t[k])) / 2;\n"
+    "    y[k]   = x[k] + (t[k] - 1) / t[k+1] * (x[k] - x[k-1]);\n"
+    "    x[k+1] = y[k] - grad(y[k]);\n"
+    "}\n"
+    "\n"
+    "network nesterov20_cifar {\n"
+    "    input    3x32x32;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16);\n"
+    "    grad     = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+    "    stage    nesterov steps 3 width 16;\n"
+    "    stage    nesterov steps 3 width 32 stride 2;\n"
+    "    stage    nesterov steps 3 width 64 stride 2;\n"
+    "    shortcut = pad;\n"
+    "    head     bn, relu, avgpool, linear;\n"
+    "    train    { epochs 30; schedule cosine; augment crop(4), flip; }\n"
+    "}\n"
+    "\n"
+    "network nesterov20_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16);\n"
+    "    grad     = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+    "    stage    nesterov steps 3 width 16;\n"
+    "    stage    nesterov steps 3 width 32 stride 2;\n"
+    "    stage    nesterov steps 3 width 64 stride 2;\n"
+    "    shortcut = pad;\n"
+    "    head     bn, relu, avgpool, linear;\n"
+    "    train    { epochs 10; augment crop(2); }\n"
+    "}\n";
 
-/* The parameter block (buffer 0) and the BN running statistics (1). */
+/* The parameter block (buffer 0) and the BN running statistics (1), one
+ * row per tensor: offset and numel in elements within its block. */
 static const RtTensor tensors[97] = {
-    { "stem.conv0.weight", RT_PK_WEIGHT, 4, { 16, 1, 3, 3 }, 0, 144, 0, RT_INIT_KAIMING, 0, 9 },
-    { "stage1.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 144, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 160, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 0, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 16, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 176, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 2480, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 2496, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 32, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 48, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 2512, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 4816, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 4832, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 64, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 80, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 4848, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 7152, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 7168, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 96, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 112, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 7184, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 9488, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 9504, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 128, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 144, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 9520, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 11824, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 11840, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 160, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 176, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 11856, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 14160, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 14176, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 192, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 208, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 16, 3, 3 }, 14192, 4608, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 18800, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 18832, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 224, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 256, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 18864, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 28080, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 28112, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 288, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 320, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 28144, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 37360, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 37392, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 352, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 384, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 37424, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 46640, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 46672, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 416, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 448, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 46704, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 55920, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 55952, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 480, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 512, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 55984, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage3.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 65200, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 65232, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 544, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 576, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 32, 3, 3 }, 65264, 18432, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage3.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 83696, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 83760, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 608, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 672, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 83824, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 120688, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 120752, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 736, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 800, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 120816, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 157680, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 157744, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 864, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 928, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 157808, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 194672, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 194736, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 992, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 1056, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 194800, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 231664, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 231728, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 1120, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 1184, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 231792, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "head.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 268656, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "head.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 268720, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 1248, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 1312, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "head.linear.weight", RT_PK_WEIGHT, 2, { 10, 64, 0, 0 }, 268784, 640, 0, RT_INIT_UNIFORM, 0, 64 },
-    { "head.linear.bias", RT_PK_BIAS, 1, { 10, 0, 0, 0 }, 269424, 10, 0, RT_INIT_UNIFORM, 0, 64 },
+    /* name                                 kind             ndim dims                 offset    numel buf init              value fan_in */
+    { "stem.conv0.weight",                  RT_PK_WEIGHT,    4, { 16, 1, 3, 3 },             0,      144, 0, RT_INIT_KAIMING,  0, 9 },
+    { "stage1.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },           144,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },           160,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },             0,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            16,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },          176,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          2480,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          2496,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            32,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            48,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         2512,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          4816,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          4832,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            64,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            80,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         4848,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          7152,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          7168,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            96,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           112,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         7184,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          9488,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          9504,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           128,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           144,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         9520,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         11824,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         11840,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           160,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           176,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        11856,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         14160,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         14176,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           192,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           208,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 16, 3, 3 },        14192,     4608, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         18800,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         18832,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           224,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           256,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        18864,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         28080,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         28112,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           288,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           320,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        28144,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         37360,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         37392,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           352,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           384,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        37424,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         46640,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         46672,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           416,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           448,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        46704,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         55920,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         55952,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           480,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           512,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        55984,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage3.step0.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         65200,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         65232,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },           544,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },           576,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 32, 3, 3 },        65264,    18432, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage3.step0.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },         83696,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },         83760,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           608,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },           672,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },        83824,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step1.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        120688,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        120752,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           736,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },           800,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       120816,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step1.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        157680,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        157744,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           864,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },           928,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       157808,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step2.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        194672,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        194736,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },           992,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          1056,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       194800,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step2.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        231664,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        231728,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          1120,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          1184,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       231792,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "head.bn0.weight",                    RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        268656,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "head.bn0.bias",                      RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        268720,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_mean",              RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          1248,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_var",               RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          1312,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "head.linear.weight",                 RT_PK_WEIGHT,    2, { 10, 64, 0, 0 },       268784,      640, 0, RT_INIT_UNIFORM,  0, 64 },
+    { "head.linear.bias",                   RT_PK_BIAS,      1, { 10, 0, 0, 0 },        269424,       10, 0, RT_INIT_UNIFORM,  0, 64 },
 };
 
 /* Activation arena elements at batch B. */
@@ -222,1411 +190,29 @@ static size_t scratch_bytes(int B, int threads, size_t elem_size)
     return s;
 }
 
-/* Forward, part 1 of 4. */
-static void forward_1(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-    /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
-    /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
-    /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 12544 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 37632 * nB, act + 12544 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
-    /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
-    /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 37632 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act, act + 37632 * nB };
-        rt_sum_forward(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 9 stage1.y1: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1.2817535251253209,
-            (float)-0.28175352512532087
-        };
-        const float *const xs[2] = { act + 62720 * nB, act };
-        rt_sum_forward(ctx, act + 37632 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 75264 * nB, act + 37632 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
-    /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
-    /* 12 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 75264 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 100352 * nB, act + 75264 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
-    /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 112896 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
-    /* 15 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 100352 * nB, act + 112896 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 16 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 37632 * nB, act + 100352 * nB };
-        rt_sum_forward(ctx, act + 125440 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 17 stage1.y2: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1.434042782780302,
-            (float)-0.43404278278030201
-        };
-        const float *const xs[2] = { act + 125440 * nB, act + 62720 * nB };
-        rt_sum_forward(ctx, act + 100352 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 62720 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 100352 * nB, P + 9488, P + 9504, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 62720 * nB, act + 100352 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
-    /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 125440 * nB, act + 62720 * nB, nB * 12544, nB * 50176);
-    /* 20 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 62720 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 62720 * nB, P + 11824, P + 11840, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 137984 * nB, act + 62720 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
-    /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 150528 * nB, act + 137984 * nB, nB * 12544, nB * 62720);
-    /* 23 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward(ctx, act + 137984 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 24 stage1.x3: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 100352 * nB, act + 137984 * nB };
-        rt_sum_forward(ctx, act + 163072 * nB, 2, xs, c, nB * 12544);
-    }
-}
-
-/* Forward, part 2 of 4. */
-static void forward_2(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 137984 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 137984 * nB, act + 163072 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
-    /* 26 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward(ctx, act + 175616 * nB, act + 137984 * nB, nB * 12544, nB * 75264);
-    /* 27 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 137984 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 28 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 144256 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 137984 * nB, P + 18800, P + 18832, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 144256 * nB, act + 137984 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
-    /* 29 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 188160 * nB, act + 144256 * nB, nB * 6272, nB * 87808);
-    /* 30 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 31 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
-    /* 32 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 194432 * nB, act + 144256 * nB };
-        rt_sum_forward(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 33 stage2.y1: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1.2817535251253209,
-            (float)-0.28175352512532087
-        };
-        const float *const xs[2] = { act + 200704 * nB, act + 194432 * nB };
-        rt_sum_forward(ctx, act + 144256 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 34 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 144256 * nB, P + 28080, P + 28112, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 194432 * nB, act + 144256 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
-    /* 35 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 206976 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
-    /* 36 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 194432 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 37 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37360, P + 37392, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 213248 * nB, act + 194432 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
-    /* 38 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 219520 * nB, act + 213248 * nB, nB * 6272, nB * 100352);
-    /* 39 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 213248 * nB, act + 219520 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 40 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 144256 * nB, act + 213248 * nB };
-        rt_sum_forward(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 41 stage2.y2: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1.434042782780302,
-            (float)-0.43404278278030201
-        };
-        const float *const xs[2] = { act + 225792 * nB, act + 200704 * nB };
-        rt_sum_forward(ctx, act + 213248 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 42 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 200704 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 213248 * nB, P + 46640, P + 46672, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 200704 * nB, act + 213248 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
-    /* 43 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 225792 * nB, act + 200704 * nB, nB * 6272, nB * 106624);
-    /* 44 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 200704 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 45 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 200704 * nB, P + 55920, P + 55952, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 232064 * nB, act + 200704 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
-    /* 46 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, nB * 112896);
-    /* 47 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward(ctx, act + 232064 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 48 stage2.x3: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 213248 * nB, act + 232064 * nB };
-        rt_sum_forward(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
-    }
-}
-
-/* Forward, part 3 of 4. */
-static void forward_3(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 232064 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 232064 * nB, act + 244608 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
-    /* 50 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward(ctx, act + 250880 * nB, act + 232064 * nB, nB * 6272, nB * 119168);
-    /* 51 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 232064 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
-    /* 52 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 235200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 232064 * nB, P + 83696, P + 83760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 235200 * nB, act + 232064 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
-    /* 53 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 257152 * nB, act + 235200 * nB, nB * 3136, nB * 125440);
-    /* 54 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 55 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_forward(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
-    /* 56 stage3.x1: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 260288 * nB, act + 235200 * nB };
-        rt_sum_forward(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
-    }
-    /* 57 stage3.y1: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1.2817535251253209,
-            (float)-0.28175352512532087
-        };
-        const float *const xs[2] = { act + 263424 * nB, act + 260288 * nB };
-        rt_sum_forward(ctx, act + 235200 * nB, 2, xs, c, nB * 3136);
-    }
-    /* 58 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 260288 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 235200 * nB, P + 120688, P + 120752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 260288 * nB, act + 235200 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
-    /* 59 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 266560 * nB, act + 260288 * nB, nB * 3136, nB * 128576);
-    /* 60 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 260288 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 61 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 260288 * nB, P + 157680, P + 157744, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 269696 * nB, act + 260288 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
-    /* 62 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 272832 * nB, act + 269696 * nB, nB * 3136, nB * 131712);
-    /* 63 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 269696 * nB, act + 272832 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 64 stage3.x2: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 235200 * nB, act + 269696 * nB };
-        rt_sum_forward(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
-    }
-    /* 65 stage3.y2: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1.434042782780302,
-            (float)-0.43404278278030201
-        };
-        const float *const xs[2] = { act + 275968 * nB, act + 263424 * nB };
-        rt_sum_forward(ctx, act + 269696 * nB, 2, xs, c, nB * 3136);
-    }
-    /* 66 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 263424 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 269696 * nB, P + 194672, P + 194736, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 263424 * nB, act + 269696 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
-    /* 67 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 275968 * nB, act + 263424 * nB, nB * 3136, nB * 134848);
-    /* 68 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 263424 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 69 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 263424 * nB, P + 231664, P + 231728, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 279104 * nB, act + 263424 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
-    /* 70 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 282240 * nB, act + 279104 * nB, nB * 3136, nB * 137984);
-    /* 71 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward(ctx, act + 279104 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 72 stage3.x3: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 269696 * nB, act + 279104 * nB };
-        rt_sum_forward(ctx, act + 285376 * nB, 2, xs, c, nB * 3136);
-    }
-}
-
-/* Forward, part 4 of 4. */
-static void forward_4(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 73 head.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 279104 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 279104 * nB, act + 285376 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
-    /* 74 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward(ctx, act + 288512 * nB, act + 279104 * nB, nB * 3136, nB * 141120);
-    /* 75 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_forward(ctx, act + 279104 * nB, act + 288512 * nB, B, 64, 49);
-    /* 76 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 279104 * nB, P + 268784, P + 269424, B, 64, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward(RtModel *m, int B, int train)
-{
-    forward_1(m, B, train);
-    forward_2(m, B, train);
-    forward_3(m, B, train);
-    forward_4(m, B, train);
-}
-
-/* Backward, part 1 of 4. */
-static void backward_1(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 76 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 279168 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 279104 * nB, P + 268784, B, 64, 10);
-    /* 75 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 291648 * nB, 0, act + 279168 * nB, B, 64, 49);
-    /* 74 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 279104 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136, nB * 141120);
-    /* 73 head.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 288512 * nB, 0, G + 268656, G + 268720, act + 279104 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49);
-    /* 72 stage3.x3: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 279104 * nB, act + 285376 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 71 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 288512 * nB, 0, G + 231792, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 70 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 285376 * nB, 0, act + 288512 * nB, act + 282240 * nB, nB * 3136, nB * 137984);
-    /* 69 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 282240 * nB, 0, G + 231664, G + 231728, act + 285376 * nB, act + 263424 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49);
-    /* 68 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 263424 * nB, 0, G + 194800, act + 282240 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 67 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 282240 * nB, 0, act + 263424 * nB, act + 275968 * nB, nB * 3136, nB * 134848);
-    /* 66 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 279104 * nB, 1, G + 194672, G + 194736, act + 282240 * nB, act + 269696 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49);
-    /* 65 stage3.y2: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1.434042782780302,
-            (float)-0.43404278278030201
-        };
-        float *const dxs[2] = { act + 269696 * nB, act + 263424 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 279104 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 64 stage3.x2: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 275968 * nB, act + 279104 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 269696 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 63 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 269696 * nB, 0, G + 157808, act + 279104 * nB, act + 272832 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 62 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 279104 * nB, 0, act + 269696 * nB, act + 272832 * nB, nB * 3136, nB * 131712);
-    /* 61 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 269696 * nB, 0, G + 157680, G + 157744, act + 279104 * nB, act + 260288 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49);
-    /* 60 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 260288 * nB, 0, G + 120816, act + 269696 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 59 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 269696 * nB, 0, act + 260288 * nB, act + 266560 * nB, nB * 3136, nB * 128576);
-    /* 58 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 275968 * nB, 1, G + 120688, G + 120752, act + 269696 * nB, act + 235200 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49);
-    /* 57 stage3.y1: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1.2817535251253209,
-            (float)-0.28175352512532087
-        };
-        float *const dxs[2] = { act + 263424 * nB, act + 235200 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 56 stage3.x1: sum 64x7x7 -> 64x7x7 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 235200 * nB, act + 260288 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 55 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_backward(ctx, act + 263424 * nB, 0, act + 235200 * nB, B, 32, 14, 14, 64, 2);
-    /* 54 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 235200 * nB, 0, G + 83824, act + 260288 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 53 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward(ctx, act + 260288 * nB, 0, act + 235200 * nB, act + 257152 * nB, nB * 3136, nB * 125440);
-}
-
-/* Backward, part 2 of 4. */
-static void backward_2(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 52 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward(ctx, act + 235200 * nB, 0, G + 83696, G + 83760, act + 260288 * nB, act + 232064 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49);
-    /* 51 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_backward(ctx, act + 257152 * nB, 0, G + 65264, act + 235200 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
-    /* 50 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 232064 * nB, 0, act + 257152 * nB, act + 250880 * nB, nB * 6272, nB * 119168);
-    /* 49 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 232064 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196);
-    /* 48 stage2.x3: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 232064 * nB, act + 244608 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 47 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 250880 * nB, 0, G + 55984, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 46 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 244608 * nB, 0, act + 250880 * nB, act + 238336 * nB, nB * 6272, nB * 112896);
-    /* 45 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 238336 * nB, 0, G + 55920, G + 55952, act + 244608 * nB, act + 200704 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196);
-    /* 44 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 200704 * nB, 0, G + 46704, act + 238336 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 43 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 238336 * nB, 0, act + 200704 * nB, act + 225792 * nB, nB * 6272, nB * 106624);
-    /* 42 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 232064 * nB, 1, G + 46640, G + 46672, act + 238336 * nB, act + 213248 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196);
-    /* 41 stage2.y2: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1.434042782780302,
-            (float)-0.43404278278030201
-        };
-        float *const dxs[2] = { act + 213248 * nB, act + 200704 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 232064 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 40 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 225792 * nB, act + 232064 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 213248 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 39 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 213248 * nB, 0, G + 37424, act + 232064 * nB, act + 219520 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 38 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 232064 * nB, 0, act + 213248 * nB, act + 219520 * nB, nB * 6272, nB * 100352);
-    /* 37 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 213248 * nB, 0, G + 37360, G + 37392, act + 232064 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196);
-    /* 36 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 194432 * nB, 0, G + 28144, act + 213248 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 35 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 213248 * nB, 0, act + 194432 * nB, act + 206976 * nB, nB * 6272, nB * 94080);
-    /* 34 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 225792 * nB, 1, G + 28080, G + 28112, act + 213248 * nB, act + 144256 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196);
-    /* 33 stage2.y1: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1.2817535251253209,
-            (float)-0.28175352512532087
-        };
-        float *const dxs[2] = { act + 200704 * nB, act + 144256 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 225792 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 32 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 144256 * nB, act + 194432 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 31 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward(ctx, act + 200704 * nB, 0, act + 144256 * nB, B, 16, 28, 28, 32, 2);
-    /* 30 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 144256 * nB, 0, G + 18864, act + 194432 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 29 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward(ctx, act + 194432 * nB, 0, act + 144256 * nB, act + 188160 * nB, nB * 6272, nB * 87808);
-}
-
-/* Backward, part 3 of 4. */
-static void backward_3(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 28 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward(ctx, act + 144256 * nB, 0, G + 18800, G + 18832, act + 194432 * nB, act + 137984 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196);
-    /* 27 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward(ctx, act + 188160 * nB, 0, G + 14192, act + 144256 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 26 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 137984 * nB, 0, act + 188160 * nB, act + 175616 * nB, nB * 12544, nB * 75264);
-    /* 25 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 137984 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784);
-    /* 24 stage1.x3: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 137984 * nB, act + 163072 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 23 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 175616 * nB, 0, G + 11856, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 163072 * nB, 0, act + 175616 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
-    /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 150528 * nB, 0, G + 11824, G + 11840, act + 163072 * nB, act + 62720 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784);
-    /* 20 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 62720 * nB, 0, G + 9520, act + 150528 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 150528 * nB, 0, act + 62720 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
-    /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 137984 * nB, 1, G + 9488, G + 9504, act + 150528 * nB, act + 100352 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784);
-    /* 17 stage1.y2: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1.434042782780302,
-            (float)-0.43404278278030201
-        };
-        float *const dxs[2] = { act + 100352 * nB, act + 62720 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 137984 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 16 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 125440 * nB, act + 137984 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 100352 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 15 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 100352 * nB, 0, G + 7184, act + 137984 * nB, act + 112896 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 137984 * nB, 0, act + 100352 * nB, act + 112896 * nB, nB * 12544, nB * 37632);
-    /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 100352 * nB, 0, G + 7152, G + 7168, act + 137984 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784);
-    /* 12 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 75264 * nB, 0, G + 4848, act + 100352 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 100352 * nB, 0, act + 75264 * nB, act + 87808 * nB, nB * 12544, nB * 25088);
-    /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 125440 * nB, 1, G + 4816, G + 4832, act + 100352 * nB, act + 37632 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784);
-    /* 9 stage1.y1: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1.2817535251253209,
-            (float)-0.28175352512532087
-        };
-        float *const dxs[2] = { act + 62720 * nB, act + 37632 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 125440 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 37632 * nB, act + 75264 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 62720 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 62720 * nB, 0, G + 2512, act + 75264 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 75264 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
-    /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 75264 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784);
-}
-
-/* Backward, part 4 of 4. */
-static void backward_4(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, act + 12544 * nB, 0, G + 176, act + 50176 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
-    /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_backward(ctx, NULL, 0, G, act + 37632 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward(RtModel *m, int B)
-{
-    backward_1(m, B);
-    backward_2(m, B);
-    backward_3(m, B);
-    backward_4(m, B);
-}
-
-/* The same in double precision, for gradcheck. */
-
-/* Forward, part 1 of 4. */
-static void forward_d_1(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-    /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1.0000000000000001e-05);
-    /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
-    /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 12544 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 37632 * nB, act + 12544 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1.0000000000000001e-05);
-    /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
-    /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 37632 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act, act + 37632 * nB };
-        rt_sum_forward_d(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 9 stage1.y1: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1.2817535251253209,
-            (double)-0.28175352512532087
-        };
-        const double *const xs[2] = { act + 62720 * nB, act };
-        rt_sum_forward_d(ctx, act + 37632 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 75264 * nB, act + 37632 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1.0000000000000001e-05);
-    /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
-    /* 12 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 75264 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 100352 * nB, act + 75264 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1.0000000000000001e-05);
-    /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 112896 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
-    /* 15 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 100352 * nB, act + 112896 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 16 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 37632 * nB, act + 100352 * nB };
-        rt_sum_forward_d(ctx, act + 125440 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 17 stage1.y2: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1.434042782780302,
-            (double)-0.43404278278030201
-        };
-        const double *const xs[2] = { act + 125440 * nB, act + 62720 * nB };
-        rt_sum_forward_d(ctx, act + 100352 * nB, 2, xs, c, nB * 12544);
-    }
-    /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 62720 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 100352 * nB, P + 9488, P + 9504, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 62720 * nB, act + 100352 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1.0000000000000001e-05);
-    /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 125440 * nB, act + 62720 * nB, nB * 12544, nB * 50176);
-    /* 20 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 62720 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 62720 * nB, P + 11824, P + 11840, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 137984 * nB, act + 62720 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1.0000000000000001e-05);
-    /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 150528 * nB, act + 137984 * nB, nB * 12544, nB * 62720);
-    /* 23 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_forward_d(ctx, act + 137984 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 24 stage1.x3: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 100352 * nB, act + 137984 * nB };
-        rt_sum_forward_d(ctx, act + 163072 * nB, 2, xs, c, nB * 12544);
-    }
-}
-
-/* Forward, part 2 of 4. */
-static void forward_d_2(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 137984 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 137984 * nB, act + 163072 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1.0000000000000001e-05);
-    /* 26 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_forward_d(ctx, act + 175616 * nB, act + 137984 * nB, nB * 12544, nB * 75264);
-    /* 27 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 137984 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 28 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 144256 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 137984 * nB, P + 18800, P + 18832, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 144256 * nB, act + 137984 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1.0000000000000001e-05);
-    /* 29 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 188160 * nB, act + 144256 * nB, nB * 6272, nB * 87808);
-    /* 30 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 31 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_forward_d(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
-    /* 32 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 194432 * nB, act + 144256 * nB };
-        rt_sum_forward_d(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 33 stage2.y1: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1.2817535251253209,
-            (double)-0.28175352512532087
-        };
-        const double *const xs[2] = { act + 200704 * nB, act + 194432 * nB };
-        rt_sum_forward_d(ctx, act + 144256 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 34 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 144256 * nB, P + 28080, P + 28112, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 194432 * nB, act + 144256 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1.0000000000000001e-05);
-    /* 35 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 206976 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
-    /* 36 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 194432 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 37 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37360, P + 37392, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 213248 * nB, act + 194432 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1.0000000000000001e-05);
-    /* 38 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 219520 * nB, act + 213248 * nB, nB * 6272, nB * 100352);
-    /* 39 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 213248 * nB, act + 219520 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 40 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 144256 * nB, act + 213248 * nB };
-        rt_sum_forward_d(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 41 stage2.y2: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1.434042782780302,
-            (double)-0.43404278278030201
-        };
-        const double *const xs[2] = { act + 225792 * nB, act + 200704 * nB };
-        rt_sum_forward_d(ctx, act + 213248 * nB, 2, xs, c, nB * 6272);
-    }
-    /* 42 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 200704 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 213248 * nB, P + 46640, P + 46672, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 200704 * nB, act + 213248 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1.0000000000000001e-05);
-    /* 43 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 225792 * nB, act + 200704 * nB, nB * 6272, nB * 106624);
-    /* 44 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 200704 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 45 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 200704 * nB, P + 55920, P + 55952, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 232064 * nB, act + 200704 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1.0000000000000001e-05);
-    /* 46 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, nB * 112896);
-    /* 47 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_forward_d(ctx, act + 232064 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 48 stage2.x3: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 213248 * nB, act + 232064 * nB };
-        rt_sum_forward_d(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
-    }
-}
-
-/* Forward, part 3 of 4. */
-static void forward_d_3(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 232064 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 232064 * nB, act + 244608 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1.0000000000000001e-05);
-    /* 50 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_forward_d(ctx, act + 250880 * nB, act + 232064 * nB, nB * 6272, nB * 119168);
-    /* 51 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 232064 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
-    /* 52 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 235200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 232064 * nB, P + 83696, P + 83760, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 235200 * nB, act + 232064 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1.0000000000000001e-05);
-    /* 53 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 257152 * nB, act + 235200 * nB, nB * 3136, nB * 125440);
-    /* 54 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 55 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_forward_d(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
-    /* 56 stage3.x1: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 260288 * nB, act + 235200 * nB };
-        rt_sum_forward_d(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
-    }
-    /* 57 stage3.y1: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1.2817535251253209,
-            (double)-0.28175352512532087
-        };
-        const double *const xs[2] = { act + 263424 * nB, act + 260288 * nB };
-        rt_sum_forward_d(ctx, act + 235200 * nB, 2, xs, c, nB * 3136);
-    }
-    /* 58 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 260288 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 235200 * nB, P + 120688, P + 120752, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 260288 * nB, act + 235200 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1.0000000000000001e-05);
-    /* 59 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 266560 * nB, act + 260288 * nB, nB * 3136, nB * 128576);
-    /* 60 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 260288 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 61 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 260288 * nB, P + 157680, P + 157744, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 269696 * nB, act + 260288 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1.0000000000000001e-05);
-    /* 62 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 272832 * nB, act + 269696 * nB, nB * 3136, nB * 131712);
-    /* 63 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 269696 * nB, act + 272832 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 64 stage3.x2: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 235200 * nB, act + 269696 * nB };
-        rt_sum_forward_d(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
-    }
-    /* 65 stage3.y2: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1.434042782780302,
-            (double)-0.43404278278030201
-        };
-        const double *const xs[2] = { act + 275968 * nB, act + 263424 * nB };
-        rt_sum_forward_d(ctx, act + 269696 * nB, 2, xs, c, nB * 3136);
-    }
-    /* 66 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 263424 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 269696 * nB, P + 194672, P + 194736, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 263424 * nB, act + 269696 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1.0000000000000001e-05);
-    /* 67 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 275968 * nB, act + 263424 * nB, nB * 3136, nB * 134848);
-    /* 68 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 263424 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 69 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 263424 * nB, P + 231664, P + 231728, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 279104 * nB, act + 263424 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1.0000000000000001e-05);
-    /* 70 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 282240 * nB, act + 279104 * nB, nB * 3136, nB * 137984);
-    /* 71 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_forward_d(ctx, act + 279104 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 72 stage3.x3: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 269696 * nB, act + 279104 * nB };
-        rt_sum_forward_d(ctx, act + 285376 * nB, 2, xs, c, nB * 3136);
-    }
-}
-
-/* Forward, part 4 of 4. */
-static void forward_d_4(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 73 head.bn0: bn 64x7x7 -> 64x7x7 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 279104 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 279104 * nB, act + 285376 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1.0000000000000001e-05);
-    /* 74 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_forward_d(ctx, act + 288512 * nB, act + 279104 * nB, nB * 3136, nB * 141120);
-    /* 75 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_forward_d(ctx, act + 279104 * nB, act + 288512 * nB, B, 64, 49);
-    /* 76 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 279104 * nB, P + 268784, P + 269424, B, 64, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward_d(RtModelD *m, int B, int train)
-{
-    forward_d_1(m, B, train);
-    forward_d_2(m, B, train);
-    forward_d_3(m, B, train);
-    forward_d_4(m, B, train);
-}
-
-/* Backward, part 1 of 4. */
-static void backward_d_1(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 76 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 279168 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 279104 * nB, P + 268784, B, 64, 10);
-    /* 75 head.gap0: gap 64x7x7 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 291648 * nB, 0, act + 279168 * nB, B, 64, 49);
-    /* 74 head.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 279104 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136, nB * 141120);
-    /* 73 head.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 288512 * nB, 0, G + 268656, G + 268720, act + 279104 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49);
-    /* 72 stage3.x3: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 279104 * nB, act + 285376 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 71 stage3.step2.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 288512 * nB, 0, G + 231792, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 70 stage3.step2.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 285376 * nB, 0, act + 288512 * nB, act + 282240 * nB, nB * 3136, nB * 137984);
-    /* 69 stage3.step2.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 282240 * nB, 0, G + 231664, G + 231728, act + 285376 * nB, act + 263424 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49);
-    /* 68 stage3.step2.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 263424 * nB, 0, G + 194800, act + 282240 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 67 stage3.step2.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 282240 * nB, 0, act + 263424 * nB, act + 275968 * nB, nB * 3136, nB * 134848);
-    /* 66 stage3.step2.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 279104 * nB, 1, G + 194672, G + 194736, act + 282240 * nB, act + 269696 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49);
-    /* 65 stage3.y2: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1.434042782780302,
-            (double)-0.43404278278030201
-        };
-        double *const dxs[2] = { act + 269696 * nB, act + 263424 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 279104 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 64 stage3.x2: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 275968 * nB, act + 279104 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 269696 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 63 stage3.step1.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 269696 * nB, 0, G + 157808, act + 279104 * nB, act + 272832 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 62 stage3.step1.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 279104 * nB, 0, act + 269696 * nB, act + 272832 * nB, nB * 3136, nB * 131712);
-    /* 61 stage3.step1.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 269696 * nB, 0, G + 157680, G + 157744, act + 279104 * nB, act + 260288 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49);
-    /* 60 stage3.step1.grad.conv0: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 260288 * nB, 0, G + 120816, act + 269696 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 59 stage3.step1.grad.relu0: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 269696 * nB, 0, act + 260288 * nB, act + 266560 * nB, nB * 3136, nB * 128576);
-    /* 58 stage3.step1.grad.bn0: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 275968 * nB, 1, G + 120688, G + 120752, act + 269696 * nB, act + 235200 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49);
-    /* 57 stage3.y1: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1.2817535251253209,
-            (double)-0.28175352512532087
-        };
-        double *const dxs[2] = { act + 263424 * nB, act + 235200 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 56 stage3.x1: sum 64x7x7 -> 64x7x7 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 235200 * nB, act + 260288 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 55 stage3.shortcut0: pad 32x14x14 -> 64x7x7 */
-    rt_pad_backward_d(ctx, act + 263424 * nB, 0, act + 235200 * nB, B, 32, 14, 14, 64, 2);
-    /* 54 stage3.step0.grad.conv1: conv 64x7x7 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 235200 * nB, 0, G + 83824, act + 260288 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 53 stage3.step0.grad.relu1: relu 64x7x7 -> 64x7x7 */
-    rt_relu_backward_d(ctx, act + 260288 * nB, 0, act + 235200 * nB, act + 257152 * nB, nB * 3136, nB * 125440);
-}
-
-/* Backward, part 2 of 4. */
-static void backward_d_2(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 52 stage3.step0.grad.bn1: bn 64x7x7 -> 64x7x7 */
-    rt_bn_backward_d(ctx, act + 235200 * nB, 0, G + 83696, G + 83760, act + 260288 * nB, act + 232064 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49);
-    /* 51 stage3.step0.grad.conv0: conv 32x14x14 -> 64x7x7 */
-    rt_conv2d_backward_d(ctx, act + 257152 * nB, 0, G + 65264, act + 235200 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
-    /* 50 stage3.step0.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 232064 * nB, 0, act + 257152 * nB, act + 250880 * nB, nB * 6272, nB * 119168);
-    /* 49 stage3.step0.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 232064 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196);
-    /* 48 stage2.x3: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 232064 * nB, act + 244608 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 47 stage2.step2.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 250880 * nB, 0, G + 55984, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 46 stage2.step2.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 244608 * nB, 0, act + 250880 * nB, act + 238336 * nB, nB * 6272, nB * 112896);
-    /* 45 stage2.step2.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 238336 * nB, 0, G + 55920, G + 55952, act + 244608 * nB, act + 200704 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196);
-    /* 44 stage2.step2.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 200704 * nB, 0, G + 46704, act + 238336 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 43 stage2.step2.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 238336 * nB, 0, act + 200704 * nB, act + 225792 * nB, nB * 6272, nB * 106624);
-    /* 42 stage2.step2.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 232064 * nB, 1, G + 46640, G + 46672, act + 238336 * nB, act + 213248 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196);
-    /* 41 stage2.y2: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1.434042782780302,
-            (double)-0.43404278278030201
-        };
-        double *const dxs[2] = { act + 213248 * nB, act + 200704 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 232064 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 40 stage2.x2: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 225792 * nB, act + 232064 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 213248 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 39 stage2.step1.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 213248 * nB, 0, G + 37424, act + 232064 * nB, act + 219520 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 38 stage2.step1.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 232064 * nB, 0, act + 213248 * nB, act + 219520 * nB, nB * 6272, nB * 100352);
-    /* 37 stage2.step1.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 213248 * nB, 0, G + 37360, G + 37392, act + 232064 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196);
-    /* 36 stage2.step1.grad.conv0: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 194432 * nB, 0, G + 28144, act + 213248 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 35 stage2.step1.grad.relu0: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 213248 * nB, 0, act + 194432 * nB, act + 206976 * nB, nB * 6272, nB * 94080);
-    /* 34 stage2.step1.grad.bn0: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 225792 * nB, 1, G + 28080, G + 28112, act + 213248 * nB, act + 144256 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196);
-    /* 33 stage2.y1: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1.2817535251253209,
-            (double)-0.28175352512532087
-        };
-        double *const dxs[2] = { act + 200704 * nB, act + 144256 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 225792 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 32 stage2.x1: sum 32x14x14 -> 32x14x14 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 144256 * nB, act + 194432 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 31 stage2.shortcut0: pad 16x28x28 -> 32x14x14 */
-    rt_pad_backward_d(ctx, act + 200704 * nB, 0, act + 144256 * nB, B, 16, 28, 28, 32, 2);
-    /* 30 stage2.step0.grad.conv1: conv 32x14x14 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 144256 * nB, 0, G + 18864, act + 194432 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 29 stage2.step0.grad.relu1: relu 32x14x14 -> 32x14x14 */
-    rt_relu_backward_d(ctx, act + 194432 * nB, 0, act + 144256 * nB, act + 188160 * nB, nB * 6272, nB * 87808);
-}
-
-/* Backward, part 3 of 4. */
-static void backward_d_3(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 28 stage2.step0.grad.bn1: bn 32x14x14 -> 32x14x14 */
-    rt_bn_backward_d(ctx, act + 144256 * nB, 0, G + 18800, G + 18832, act + 194432 * nB, act + 137984 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196);
-    /* 27 stage2.step0.grad.conv0: conv 16x28x28 -> 32x14x14 */
-    rt_conv2d_backward_d(ctx, act + 188160 * nB, 0, G + 14192, act + 144256 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
-    /* 26 stage2.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 137984 * nB, 0, act + 188160 * nB, act + 175616 * nB, nB * 12544, nB * 75264);
-    /* 25 stage2.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 137984 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784);
-    /* 24 stage1.x3: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 137984 * nB, act + 163072 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 23 stage1.step2.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 175616 * nB, 0, G + 11856, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 22 stage1.step2.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 163072 * nB, 0, act + 175616 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
-    /* 21 stage1.step2.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 150528 * nB, 0, G + 11824, G + 11840, act + 163072 * nB, act + 62720 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784);
-    /* 20 stage1.step2.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 62720 * nB, 0, G + 9520, act + 150528 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 150528 * nB, 0, act + 62720 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
-    /* 18 stage1.step2.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 137984 * nB, 1, G + 9488, G + 9504, act + 150528 * nB, act + 100352 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784);
-    /* 17 stage1.y2: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1.434042782780302,
-            (double)-0.43404278278030201
-        };
-        double *const dxs[2] = { act + 100352 * nB, act + 62720 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 137984 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 16 stage1.x2: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 125440 * nB, act + 137984 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 100352 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 15 stage1.step1.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 100352 * nB, 0, G + 7184, act + 137984 * nB, act + 112896 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 14 stage1.step1.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 137984 * nB, 0, act + 100352 * nB, act + 112896 * nB, nB * 12544, nB * 37632);
-    /* 13 stage1.step1.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 100352 * nB, 0, G + 7152, G + 7168, act + 137984 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784);
-    /* 12 stage1.step1.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 75264 * nB, 0, G + 4848, act + 100352 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 11 stage1.step1.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 100352 * nB, 0, act + 75264 * nB, act + 87808 * nB, nB * 12544, nB * 25088);
-    /* 10 stage1.step1.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 125440 * nB, 1, G + 4816, G + 4832, act + 100352 * nB, act + 37632 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784);
-    /* 9 stage1.y1: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1.2817535251253209,
-            (double)-0.28175352512532087
-        };
-        double *const dxs[2] = { act + 62720 * nB, act + 37632 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 125440 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 8 stage1.x1: sum 16x28x28 -> 16x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 37632 * nB, act + 75264 * nB };
-        const int acc[2] = { 1, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 62720 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 7 stage1.step0.grad.conv1: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 62720 * nB, 0, G + 2512, act + 75264 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 6 stage1.step0.grad.relu1: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 75264 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
-    /* 5 stage1.step0.grad.bn1: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 75264 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784);
-}
-
-/* Backward, part 4 of 4. */
-static void backward_d_4(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 294784 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 4 stage1.step0.grad.conv0: conv 16x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, act + 12544 * nB, 0, G + 176, act + 50176 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 3 stage1.step0.grad.relu0: relu 16x28x28 -> 16x28x28 */
-    rt_relu_backward_d(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
-    /* 2 stage1.step0.grad.bn0: bn 16x28x28 -> 16x28x28 */
-    rt_bn_backward_d(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
-    /* 1 stem.conv0: conv 1x28x28 -> 16x28x28 */
-    rt_conv2d_backward_d(ctx, NULL, 0, G, act + 37632 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward_d(RtModelD *m, int B)
-{
-    backward_d_1(m, B);
-    backward_d_2(m, B);
-    backward_d_3(m, B);
-    backward_d_4(m, B);
-}
+/* The forward and backward passes (after the #else below) are written once
+ * over T and compiled twice, by this file including itself: in float for
+ * training, and in double (names ending in _d) for gradcheck. */
+#define OPTC_BODY
+#ifdef __FILE_NAME__
+#define OPTC_SELF __FILE_NAME__
+#else
+#define OPTC_SELF __FILE__
+#endif
+#define T float
+#define FN(name) name
+#define Model RtModel
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
+#define T double
+#define FN(name) name##_d
+#define Model RtModelD
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
 
 static const RtNet net = {
     .name = "nesterov20_fmnist",
@@ -1641,9 +227,9 @@ static const RtNet net = {
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,
     .defaults = {
-        .epochs = 10, .batch = 128, .lr = 0.10000000000000001, .momentum = 0.90000000000000002,
-        .weight_decay = 0.00050000000000000001, .nesterov = 0, .decay_bn = 0,
-        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.10000000000000001,
+        .epochs = 10, .batch = 128, .lr = 0.1, .momentum = 0.9,
+        .weight_decay = 0.0005, .nesterov = 0, .decay_bn = 0,
+        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.1,
         .milestones = { 0, 0, 0, 0 }, .nmilestones = 0,
         .crop_pad = 2, .flip = 0,
     },
@@ -1653,3 +239,709 @@ int main(int argc, char **argv)
 {
     return rt_main(&net, argc, argv);
 }
+
+#else /* OPTC_BODY: the passes, over T */
+
+/* Forward, part 1 of 4. */
+static void FN(forward_1)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
+    /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1e-05);
+    /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
+    /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 12544 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 37632 * nB, act + 12544 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1e-05);
+    /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
+    /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 37632 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act, act + 37632 * nB };
+        FN(rt_sum_forward)(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
+    }
+    /* 9 stage1.y1 = sum(stage1.x1, stem.conv0): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        const T *const xs[2] = { act + 62720 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 37632 * nB, 2, xs, c, nB * 12544);
+    }
+    /* 10 stage1.step1.grad.bn0 = bn(stage1.y1): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 37632 * nB, P + 4816, P + 4832, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 75264 * nB, act + 37632 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1e-05);
+    /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
+    /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 75264 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 100352 * nB, act + 75264 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1e-05);
+    /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 112896 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
+    /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 100352 * nB, act + 112896 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 37632 * nB, act + 100352 * nB };
+        FN(rt_sum_forward)(ctx, act + 125440 * nB, 2, xs, c, nB * 12544);
+    }
+    /* 17 stage1.y2 = sum(stage1.x2, stage1.x1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1.434042782780302,
+            (T)-0.434042782780302
+        };
+        const T *const xs[2] = { act + 125440 * nB, act + 62720 * nB };
+        FN(rt_sum_forward)(ctx, act + 100352 * nB, 2, xs, c, nB * 12544);
+    }
+    /* 18 stage1.step2.grad.bn0 = bn(stage1.y2): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 62720 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 100352 * nB, P + 9488, P + 9504, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 62720 * nB, act + 100352 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1e-05);
+    /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 125440 * nB, act + 62720 * nB, nB * 12544, nB * 50176);
+    /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 62720 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 62720 * nB, P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 137984 * nB, act + 62720 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1e-05);
+    /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 150528 * nB, act + 137984 * nB, nB * 12544, nB * 62720);
+    /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 24 stage1.x3 = sum(stage1.y2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 100352 * nB, act + 137984 * nB };
+        FN(rt_sum_forward)(ctx, act + 163072 * nB, 2, xs, c, nB * 12544);
+    }
+}
+
+/* Forward, part 2 of 4. */
+static void FN(forward_2)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 25 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 137984 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 137984 * nB, act + 163072 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1e-05);
+    /* 26 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_forward)(ctx, act + 175616 * nB, act + 137984 * nB, nB * 12544, nB * 75264);
+    /* 27 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    /* 28 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 144256 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 137984 * nB, P + 18800, P + 18832, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 144256 * nB, act + 137984 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1e-05);
+    /* 29 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 188160 * nB, act + 144256 * nB, nB * 6272, nB * 87808);
+    /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 31 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
+    FN(rt_pad_forward)(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
+    /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 194432 * nB, act + 144256 * nB };
+        FN(rt_sum_forward)(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
+    }
+    /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        const T *const xs[2] = { act + 200704 * nB, act + 194432 * nB };
+        FN(rt_sum_forward)(ctx, act + 144256 * nB, 2, xs, c, nB * 6272);
+    }
+    /* 34 stage2.step1.grad.bn0 = bn(stage2.y1): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 144256 * nB, P + 28080, P + 28112, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 194432 * nB, act + 144256 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1e-05);
+    /* 35 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 206976 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
+    /* 36 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 194432 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 213248 * nB, act + 194432 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1e-05);
+    /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 219520 * nB, act + 213248 * nB, nB * 6272, nB * 100352);
+    /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 213248 * nB, act + 219520 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 144256 * nB, act + 213248 * nB };
+        FN(rt_sum_forward)(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
+    }
+    /* 41 stage2.y2 = sum(stage2.x2, stage2.x1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1.434042782780302,
+            (T)-0.434042782780302
+        };
+        const T *const xs[2] = { act + 225792 * nB, act + 200704 * nB };
+        FN(rt_sum_forward)(ctx, act + 213248 * nB, 2, xs, c, nB * 6272);
+    }
+    /* 42 stage2.step2.grad.bn0 = bn(stage2.y2): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 200704 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 213248 * nB, P + 46640, P + 46672, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 200704 * nB, act + 213248 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1e-05);
+    /* 43 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 225792 * nB, act + 200704 * nB, nB * 6272, nB * 106624);
+    /* 44 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 200704 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 45 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 200704 * nB, P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 232064 * nB, act + 200704 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1e-05);
+    /* 46 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, nB * 112896);
+    /* 47 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 48 stage2.x3 = sum(stage2.y2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 213248 * nB, act + 232064 * nB };
+        FN(rt_sum_forward)(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
+    }
+}
+
+/* Forward, part 3 of 4. */
+static void FN(forward_3)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 49 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 232064 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 232064 * nB, act + 244608 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1e-05);
+    /* 50 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_forward)(ctx, act + 250880 * nB, act + 232064 * nB, nB * 6272, nB * 119168);
+    /* 51 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    /* 52 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 235200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 232064 * nB, P + 83696, P + 83760, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 235200 * nB, act + 232064 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1e-05);
+    /* 53 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 257152 * nB, act + 235200 * nB, nB * 3136, nB * 125440);
+    /* 54 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 55 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
+    FN(rt_pad_forward)(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
+    /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 260288 * nB, act + 235200 * nB };
+        FN(rt_sum_forward)(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
+    }
+    /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        const T *const xs[2] = { act + 263424 * nB, act + 260288 * nB };
+        FN(rt_sum_forward)(ctx, act + 235200 * nB, 2, xs, c, nB * 3136);
+    }
+    /* 58 stage3.step1.grad.bn0 = bn(stage3.y1): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 260288 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 235200 * nB, P + 120688, P + 120752, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 260288 * nB, act + 235200 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1e-05);
+    /* 59 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 266560 * nB, act + 260288 * nB, nB * 3136, nB * 128576);
+    /* 60 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 260288 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 260288 * nB, P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 269696 * nB, act + 260288 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1e-05);
+    /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 272832 * nB, act + 269696 * nB, nB * 3136, nB * 131712);
+    /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 269696 * nB, act + 272832 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 235200 * nB, act + 269696 * nB };
+        FN(rt_sum_forward)(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
+    }
+    /* 65 stage3.y2 = sum(stage3.x2, stage3.x1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1.434042782780302,
+            (T)-0.434042782780302
+        };
+        const T *const xs[2] = { act + 275968 * nB, act + 263424 * nB };
+        FN(rt_sum_forward)(ctx, act + 269696 * nB, 2, xs, c, nB * 3136);
+    }
+    /* 66 stage3.step2.grad.bn0 = bn(stage3.y2): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 263424 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 269696 * nB, P + 194672, P + 194736, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 263424 * nB, act + 269696 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1e-05);
+    /* 67 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 275968 * nB, act + 263424 * nB, nB * 3136, nB * 134848);
+    /* 68 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 263424 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 69 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 263424 * nB, P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 279104 * nB, act + 263424 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1e-05);
+    /* 70 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 282240 * nB, act + 279104 * nB, nB * 3136, nB * 137984);
+    /* 71 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_forward)(ctx, act + 279104 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 72 stage3.x3 = sum(stage3.y2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 269696 * nB, act + 279104 * nB };
+        FN(rt_sum_forward)(ctx, act + 285376 * nB, 2, xs, c, nB * 3136);
+    }
+}
+
+/* Forward, part 4 of 4. */
+static void FN(forward_4)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 73 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 279104 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 279104 * nB, act + 285376 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1e-05);
+    /* 74 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_forward)(ctx, act + 288512 * nB, act + 279104 * nB, nB * 3136, nB * 141120);
+    /* 75 head.gap0 = gap(head.relu0): 64x7x7 -> 64x1x1 */
+    FN(rt_gap_forward)(ctx, act + 279104 * nB, act + 288512 * nB, B, 64, 49);
+    /* 76 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
+    FN(rt_linear_forward)(ctx, m->logits, act + 279104 * nB, P + 268784, P + 269424, B, 64, 10);
+}
+
+/* Forward pass on a batch of B <= m->batch images; train selects batch
+ * statistics (and updates the running ones) and dropout. */
+static void FN(forward)(Model *m, int B, int train)
+{
+    FN(forward_1)(m, B, train);
+    FN(forward_2)(m, B, train);
+    FN(forward_3)(m, B, train);
+    FN(forward_4)(m, B, train);
+}
+
+/* Backward, part 1 of 4. */
+static void FN(backward_1)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 76 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
+    FN(rt_linear_backward)(ctx, act + 279168 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 279104 * nB, P + 268784, B, 64, 10);
+    /* 75 head.gap0 = gap(head.relu0): 64x7x7 -> 64x1x1 */
+    FN(rt_gap_backward)(ctx, act + 291648 * nB, 0, act + 279168 * nB, B, 64, 49);
+    /* 74 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 279104 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136, nB * 141120);
+    /* 73 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 288512 * nB, 0, G + 268656, G + 268720, act + 279104 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49);
+    /* 72 stage3.x3 = sum(stage3.y2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 279104 * nB, act + 285376 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
+    }
+    /* 71 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 288512 * nB, 0, G + 231792, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 70 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 285376 * nB, 0, act + 288512 * nB, act + 282240 * nB, nB * 3136, nB * 137984);
+    /* 69 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 282240 * nB, 0, G + 231664, G + 231728, act + 285376 * nB, act + 263424 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49);
+    /* 68 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 263424 * nB, 0, G + 194800, act + 282240 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 67 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 282240 * nB, 0, act + 263424 * nB, act + 275968 * nB, nB * 3136, nB * 134848);
+    /* 66 stage3.step2.grad.bn0 = bn(stage3.y2): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 279104 * nB, 1, G + 194672, G + 194736, act + 282240 * nB, act + 269696 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49);
+    /* 65 stage3.y2 = sum(stage3.x2, stage3.x1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1.434042782780302,
+            (T)-0.434042782780302
+        };
+        T *const dxs[2] = { act + 269696 * nB, act + 263424 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 279104 * nB, NULL, c, 2, nB * 3136);
+    }
+    /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 275968 * nB, act + 279104 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 269696 * nB, NULL, c, 2, nB * 3136);
+    }
+    /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 269696 * nB, 0, G + 157808, act + 279104 * nB, act + 272832 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 279104 * nB, 0, act + 269696 * nB, act + 272832 * nB, nB * 3136, nB * 131712);
+    /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 269696 * nB, 0, G + 157680, G + 157744, act + 279104 * nB, act + 260288 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49);
+    /* 60 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 260288 * nB, 0, G + 120816, act + 269696 * nB, act + 266560 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 59 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 269696 * nB, 0, act + 260288 * nB, act + 266560 * nB, nB * 3136, nB * 128576);
+    /* 58 stage3.step1.grad.bn0 = bn(stage3.y1): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 275968 * nB, 1, G + 120688, G + 120752, act + 269696 * nB, act + 235200 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49);
+    /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        T *const dxs[2] = { act + 263424 * nB, act + 235200 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 3136);
+    }
+    /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 235200 * nB, act + 260288 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 3136);
+    }
+    /* 55 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
+    FN(rt_pad_backward)(ctx, act + 263424 * nB, 0, act + 235200 * nB, B, 32, 14, 14, 64, 2);
+    /* 54 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 235200 * nB, 0, G + 83824, act + 260288 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    /* 53 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
+    FN(rt_relu_backward)(ctx, act + 260288 * nB, 0, act + 235200 * nB, act + 257152 * nB, nB * 3136, nB * 125440);
+}
+
+/* Backward, part 2 of 4. */
+static void FN(backward_2)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 52 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
+    FN(rt_bn_backward)(ctx, act + 235200 * nB, 0, G + 83696, G + 83760, act + 260288 * nB, act + 232064 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49);
+    /* 51 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
+    FN(rt_conv2d_backward)(ctx, act + 257152 * nB, 0, G + 65264, act + 235200 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    /* 50 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 232064 * nB, 0, act + 257152 * nB, act + 250880 * nB, nB * 6272, nB * 119168);
+    /* 49 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 232064 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196);
+    /* 48 stage2.x3 = sum(stage2.y2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 232064 * nB, act + 244608 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 6272);
+    }
+    /* 47 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 250880 * nB, 0, G + 55984, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 46 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 244608 * nB, 0, act + 250880 * nB, act + 238336 * nB, nB * 6272, nB * 112896);
+    /* 45 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 238336 * nB, 0, G + 55920, G + 55952, act + 244608 * nB, act + 200704 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196);
+    /* 44 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 200704 * nB, 0, G + 46704, act + 238336 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 43 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 238336 * nB, 0, act + 200704 * nB, act + 225792 * nB, nB * 6272, nB * 106624);
+    /* 42 stage2.step2.grad.bn0 = bn(stage2.y2): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 232064 * nB, 1, G + 46640, G + 46672, act + 238336 * nB, act + 213248 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196);
+    /* 41 stage2.y2 = sum(stage2.x2, stage2.x1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1.434042782780302,
+            (T)-0.434042782780302
+        };
+        T *const dxs[2] = { act + 213248 * nB, act + 200704 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 232064 * nB, NULL, c, 2, nB * 6272);
+    }
+    /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 225792 * nB, act + 232064 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 213248 * nB, NULL, c, 2, nB * 6272);
+    }
+    /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 213248 * nB, 0, G + 37424, act + 232064 * nB, act + 219520 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 232064 * nB, 0, act + 213248 * nB, act + 219520 * nB, nB * 6272, nB * 100352);
+    /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 213248 * nB, 0, G + 37360, G + 37392, act + 232064 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196);
+    /* 36 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 194432 * nB, 0, G + 28144, act + 213248 * nB, act + 206976 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 35 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 213248 * nB, 0, act + 194432 * nB, act + 206976 * nB, nB * 6272, nB * 94080);
+    /* 34 stage2.step1.grad.bn0 = bn(stage2.y1): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 225792 * nB, 1, G + 28080, G + 28112, act + 213248 * nB, act + 144256 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196);
+    /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        T *const dxs[2] = { act + 200704 * nB, act + 144256 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 225792 * nB, NULL, c, 2, nB * 6272);
+    }
+    /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 144256 * nB, act + 194432 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 6272);
+    }
+    /* 31 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
+    FN(rt_pad_backward)(ctx, act + 200704 * nB, 0, act + 144256 * nB, B, 16, 28, 28, 32, 2);
+    /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 144256 * nB, 0, G + 18864, act + 194432 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    /* 29 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
+    FN(rt_relu_backward)(ctx, act + 194432 * nB, 0, act + 144256 * nB, act + 188160 * nB, nB * 6272, nB * 87808);
+}
+
+/* Backward, part 3 of 4. */
+static void FN(backward_3)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 28 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
+    FN(rt_bn_backward)(ctx, act + 144256 * nB, 0, G + 18800, G + 18832, act + 194432 * nB, act + 137984 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196);
+    /* 27 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
+    FN(rt_conv2d_backward)(ctx, act + 188160 * nB, 0, G + 14192, act + 144256 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    /* 26 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 137984 * nB, 0, act + 188160 * nB, act + 175616 * nB, nB * 12544, nB * 75264);
+    /* 25 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 137984 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784);
+    /* 24 stage1.x3 = sum(stage1.y2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 137984 * nB, act + 163072 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 12544);
+    }
+    /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 175616 * nB, 0, G + 11856, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 163072 * nB, 0, act + 175616 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
+    /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 150528 * nB, 0, G + 11824, G + 11840, act + 163072 * nB, act + 62720 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784);
+    /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 62720 * nB, 0, G + 9520, act + 150528 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 150528 * nB, 0, act + 62720 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
+    /* 18 stage1.step2.grad.bn0 = bn(stage1.y2): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 137984 * nB, 1, G + 9488, G + 9504, act + 150528 * nB, act + 100352 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784);
+    /* 17 stage1.y2 = sum(stage1.x2, stage1.x1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1.434042782780302,
+            (T)-0.434042782780302
+        };
+        T *const dxs[2] = { act + 100352 * nB, act + 62720 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 137984 * nB, NULL, c, 2, nB * 12544);
+    }
+    /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 125440 * nB, act + 137984 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 100352 * nB, NULL, c, 2, nB * 12544);
+    }
+    /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 100352 * nB, 0, G + 7184, act + 137984 * nB, act + 112896 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 137984 * nB, 0, act + 100352 * nB, act + 112896 * nB, nB * 12544, nB * 37632);
+    /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 100352 * nB, 0, G + 7152, G + 7168, act + 137984 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784);
+    /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 75264 * nB, 0, G + 4848, act + 100352 * nB, act + 87808 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 100352 * nB, 0, act + 75264 * nB, act + 87808 * nB, nB * 12544, nB * 25088);
+    /* 10 stage1.step1.grad.bn0 = bn(stage1.y1): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 125440 * nB, 1, G + 4816, G + 4832, act + 100352 * nB, act + 37632 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784);
+    /* 9 stage1.y1 = sum(stage1.x1, stem.conv0): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        T *const dxs[2] = { act + 62720 * nB, act + 37632 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 125440 * nB, NULL, c, 2, nB * 12544);
+    }
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 37632 * nB, act + 75264 * nB };
+        const int acc[2] = { 1, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 62720 * nB, NULL, c, 2, nB * 12544);
+    }
+    /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 62720 * nB, 0, G + 2512, act + 75264 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 75264 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
+    /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 75264 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784);
+}
+
+/* Backward, part 4 of 4. */
+static void FN(backward_4)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, act + 12544 * nB, 0, G + 176, act + 50176 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
+    /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
+    FN(rt_relu_backward)(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
+    /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
+    FN(rt_bn_backward)(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
+    /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 37632 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
+}
+
+/* Backward pass from m->dlogits after a training forward on the same
+ * batch: parameter gradients accumulate into m->grads. */
+static void FN(backward)(Model *m, int B)
+{
+    FN(backward_1)(m, B);
+    FN(backward_2)(m, B);
+    FN(backward_3)(m, B);
+    FN(backward_4)(m, B);
+}
+
+#endif /* OPTC_BODY */

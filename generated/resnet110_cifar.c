@@ -11,688 +11,629 @@
  *
  * Spec:
  * examples/resnet.opt
- *
- * # Gradient descent on f is a pre-activation ResNet:
- * #   x[k+1] = x[k] - grad(x[k])   with grad = bn, relu, conv3x3, bn, relu, conv3x3
- * # Option-A (pad) shortcuts at the strided stage starts, as in He et al. 2016.
- * # ResNet-20/56/110 are 3 stages of 3/9/18 steps; the deeper ones are written
- * # out below, and any depth is one -D away:
- * #   optc ir examples/resnet.opt -D resnet20_cifar.stage1.steps=9 ...
- * optimizer gd {
- *     x[k+1] = x[k] - grad(x[k]);
- * }
- * 
- * network resnet20_cifar {
- *     input    3x32x32;
- *     classes  10;
- *     stem     conv3x3(16);
- *     grad     = bn, relu, conv3x3, bn, relu, conv3x3;
- *     stage    gd steps 3 width 16;
- *     stage    gd steps 3 width 32 stride 2;
- *     stage    gd steps 3 width 64 stride 2;
- *     shortcut = pad;
- *     head     bn, relu, avgpool, linear;
- *     train    { epochs 30; batch 128; lr 0.1; momentum 0.9; weight_decay 5e-4;
- *                schedule cosine; augment crop(4), flip; }
- * }
- * 
- * network resnet56_cifar {
- *     input    3x32x32;
- *     classes  10;
- *     stem     conv3x3(16);
- *     grad     = bn, relu, conv3x3, bn, relu, conv3x3;
- *     stage    gd steps 9 width 16;
- *     stage    gd steps 9 width 32 stride 2;
- *     stage    gd steps 9 width 64 stride 2;
- *     shortcut = pad;
- *     head     bn, relu, avgpool, linear;
- *     train    { epochs 30; schedule cosine; augment crop(4), flip; }
- * }
- * 
- * network resnet110_cifar {
- *     input    3x32x32;
- *     classes  10;
- *     stem     conv3x3(16);
- *     grad     = bn, relu, conv3x3, bn, relu, conv3x3;
- *     stage    gd steps 18 width 16;
- *     stage    gd steps 18 width 32 stride 2;
- *     stage    gd steps 18 width 64 stride 2;
- *     shortcut = pad;
- *     head     bn, relu, avgpool, linear;
- *     train    { epochs 30; schedule cosine; augment crop(4), flip; }
- * }
- * 
- * network resnet20_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     conv3x3(16);
- *     grad     = bn, relu, conv3x3, bn, relu, conv3x3;
- *     stage    gd steps 3 width 16;
- *     stage    gd steps 3 width 32 stride 2;
- *     stage    gd steps 3 width 64 stride 2;
- *     shortcut = pad;
- *     head     bn, relu, avgpool, linear;
- *     train    { epochs 10; batch 128; lr 0.1; schedule cosine; augment crop(2); }
- * }
+ * (its text is spec_text below)
  */
+#ifndef OPTC_BODY
 #include <stddef.h>
 #include "rt.h"
 
 static const char command_text[] =
-    "optc\040emit\040examples\057resnet.opt\040\055n\040resnet110_cifar";
+    "optc emit examples/resnet.opt -n resnet110_cifar";
 static const char spec_text[] =
-    "\043\040Gradient\040descent\040on\040f\040is\040a\040pre\055activation\040ResNet\072\012"
-    "\043\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\040\040\040with\040grad\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\012"
-    "\043\040Option\055A\040\050pad\051\040shortcuts\040at\040the\040strided\040stage\040starts\054\040as\040in\040He\040et\040al.\0402016.\012"
-    "\043\040ResNet\05520\05756\057110\040are\0403\040stages\040of\0403\0579\05718\040steps\073\040the\040deeper\040ones\040are\040written\012"
-    "\043\040out\040below\054\040and\040any\040depth\040is\040one\040\055D\040away\072\012"
-    "\043\040\040\040optc\040ir\040examples\057resnet.opt\040\055D\040resnet20_cifar.stage1.steps\0759\040...\012"
-    "optimizer\040gd\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\073\012"
-    "\175\012"
-    "\012"
-    "network\040resnet20_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0403\040width\04064\040stride\0402\073\012"
-    "\040\040\040\040shortcut\040\075\040pad\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04030\073\040batch\040128\073\040lr\0400.1\073\040momentum\0400.9\073\040weight_decay\0405e\0554\073\012"
-    "\040\040\040\040\040\040\040\040\040\040\040\040\040\040\040schedule\040cosine\073\040augment\040crop\0504\051\054\040flip\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040resnet56_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0409\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0409\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0409\040width\04064\040stride\0402\073\012"
-    "\040\040\040\040shortcut\040\075\040pad\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04030\073\040schedule\040cosine\073\040augment\040crop\0504\051\054\040flip\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040resnet110_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\04018\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\04018\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\04018\040width\04064\040stride\0402\073\012"
-    "\040\040\040\040shortcut\040\075\040pad\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04030\073\040schedule\040cosine\073\040augment\040crop\0504\051\054\040flip\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040resnet20_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040conv3x3\05016\051\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040bn\054\040relu\054\040conv3x3\054\040bn\054\040relu\054\040conv3x3\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0403\040width\04016\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0403\040width\04032\040stride\0402\073\012"
-    "\040\040\040\040stage\040\040\040\040gd\040steps\0403\040width\04064\040stride\0402\073\012"
-    "\040\040\040\040shortcut\040\075\040pad\073\012"
-    "\040\040\040\040head\040\040\040\040\040bn\054\040relu\054\040avgpool\054\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04010\073\040batch\040128\073\040lr\0400.1\073\040schedule\040cosine\073\040augment\040crop\0502\051\073\040\175\012"
-    "\175\012";
+    "# Gradient descent on f is a pre-activation ResNet:\n"
+    "#   x[k+1] = x[k] - grad(x[k])   with grad = bn, relu, conv3x3, bn, relu, conv3x3\n"
+    "# Option-A (pad) shortcuts at the strided stage starts, as in He et al. 2016.\n"
+    "# ResNet-20/56/110 are 3 stages of 3/9/18 steps; the deeper ones are written\n"
+    "# out below, and any depth is one -D away:\n"
+    "#   optc ir examples/resnet.opt -D resnet20_cifar.stage1.steps=9 ...\n"
+    "optimizer gd {\n"
+    "    x[k+1] = x[k] - grad(x[k]);\n"
+    "}\n"
+    "\n"
+    "network resnet20_cifar {\n"
+    "    input    3x32x32;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16);\n"
+    "    grad     = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+    "    stage    gd steps 3 width 16;\n"
+    "    stage    gd steps 3 width 32 stride 2;\n"
+    "    stage    gd steps 3 width 64 stride 2;\n"
+    "    shortcut = pad;\n"
+    "    head     bn, relu, avgpool, linear;\n"
+    "    train    { epochs 30; batch 128; lr 0.1; momentum 0.9; weight_decay 5e-4;\n"
+    "               schedule cosine; augment crop(4), flip; }\n"
+    "}\n"
+    "\n"
+    "network resnet56_cifar {\n"
+    "    input    3x32x32;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16);\n"
+    "    grad     = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+    "    stage    gd steps 9 width 16;\n"
+    "    stage    gd steps 9 width 32 stride 2;\n"
+    "    stage    gd steps 9 width 64 stride 2;\n"
+    "    shortcut = pad;\n"
+    "    head     bn, relu, avgpool, linear;\n"
+    "    train    { epochs 30; schedule cosine; augment crop(4), flip; }\n"
+    "}\n"
+    "\n"
+    "network resnet110_cifar {\n"
+    "    input    3x32x32;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16);\n"
+    "    grad     = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+    "    stage    gd steps 18 width 16;\n"
+    "    stage    gd steps 18 width 32 stride 2;\n"
+    "    stage    gd steps 18 width 64 stride 2;\n"
+    "    shortcut = pad;\n"
+    "    head     bn, relu, avgpool, linear;\n"
+    "    train    { epochs 30; schedule cosine; augment crop(4), flip; }\n"
+    "}\n"
+    "\n"
+    "network resnet20_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     conv3x3(16);\n"
+    "    grad     = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+    "    stage    gd steps 3 width 16;\n"
+    "    stage    gd steps 3 width 32 stride 2;\n"
+    "    stage    gd steps 3 width 64 stride 2;\n"
+    "    shortcut = pad;\n"
+    "    head     bn, relu, avgpool, linear;\n"
+    "    train    { epochs 10; batch 128; lr 0.1; schedule cosine; augment crop(2); }\n"
+    "}\n";
 
-/* The parameter block (buffer 0) and the BN running statistics (1). */
+/* The parameter block (buffer 0) and the BN running statistics (1), one
+ * row per tensor: offset and numel in elements within its block. */
 static const RtTensor tensors[547] = {
-    { "stem.conv0.weight", RT_PK_WEIGHT, 4, { 16, 3, 3, 3 }, 0, 432, 0, RT_INIT_KAIMING, 0, 27 },
-    { "stage1.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 432, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 448, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 0, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 16, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 464, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 2768, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 2784, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 32, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 48, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 2800, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 5104, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 5120, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 64, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 80, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 5136, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 7440, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 7456, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 96, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 112, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 7472, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 9776, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 9792, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 128, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 144, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 9808, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 12112, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 12128, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 160, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 176, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 12144, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step3.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 14448, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step3.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 14464, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step3.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 192, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step3.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 208, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step3.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 14480, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step3.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 16784, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step3.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 16800, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step3.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 224, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step3.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 240, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step3.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 16816, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step4.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 19120, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step4.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 19136, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step4.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 256, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step4.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 272, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step4.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 19152, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step4.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 21456, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step4.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 21472, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step4.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 288, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step4.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 304, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step4.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 21488, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step5.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 23792, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step5.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 23808, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step5.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 320, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step5.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 336, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step5.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 23824, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step5.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 26128, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step5.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 26144, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step5.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 352, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step5.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 368, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step5.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 26160, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step6.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 28464, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step6.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 28480, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step6.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 384, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step6.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 400, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step6.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 28496, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step6.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 30800, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step6.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 30816, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step6.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 416, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step6.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 432, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step6.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 30832, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step7.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 33136, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step7.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 33152, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step7.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 448, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step7.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 464, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step7.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 33168, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step7.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 35472, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step7.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 35488, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step7.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 480, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step7.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 496, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step7.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 35504, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step8.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 37808, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step8.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 37824, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step8.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 512, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step8.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 528, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step8.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 37840, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step8.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 40144, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step8.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 40160, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step8.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 544, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step8.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 560, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step8.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 40176, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step9.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 42480, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step9.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 42496, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step9.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 576, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step9.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 592, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step9.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 42512, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step9.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 44816, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step9.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 44832, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step9.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 608, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step9.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 624, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step9.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 44848, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step10.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 47152, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step10.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 47168, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step10.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 640, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step10.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 656, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step10.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 47184, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step10.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 49488, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step10.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 49504, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step10.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 672, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step10.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 688, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step10.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 49520, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step11.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 51824, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step11.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 51840, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step11.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 704, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step11.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 720, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step11.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 51856, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step11.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 54160, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step11.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 54176, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step11.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 736, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step11.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 752, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step11.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 54192, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step12.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 56496, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step12.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 56512, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step12.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 768, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step12.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 784, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step12.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 56528, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step12.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 58832, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step12.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 58848, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step12.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 800, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step12.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 816, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step12.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 58864, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step13.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 61168, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step13.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 61184, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step13.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 832, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step13.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 848, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step13.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 61200, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step13.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 63504, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step13.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 63520, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step13.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 864, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step13.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 880, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step13.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 63536, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step14.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 65840, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step14.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 65856, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step14.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 896, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step14.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 912, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step14.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 65872, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step14.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 68176, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step14.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 68192, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step14.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 928, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step14.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 944, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step14.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 68208, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step15.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 70512, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step15.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 70528, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step15.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 960, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step15.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 976, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step15.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 70544, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step15.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 72848, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step15.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 72864, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step15.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 992, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step15.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 1008, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step15.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 72880, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step16.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 75184, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step16.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 75200, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step16.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 1024, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step16.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 1040, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step16.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 75216, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step16.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 77520, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step16.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 77536, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step16.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 1056, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step16.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 1072, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step16.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 77552, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step17.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 79856, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step17.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 79872, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step17.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 1088, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step17.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 1104, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step17.grad.conv0.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 79888, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage1.step17.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 82192, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage1.step17.grad.bn1.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 82208, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step17.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 1120, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage1.step17.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 1136, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage1.step17.grad.conv1.weight", RT_PK_WEIGHT, 4, { 16, 16, 3, 3 }, 82224, 2304, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 16, 0, 0, 0 }, 84528, 16, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 16, 0, 0, 0 }, 84544, 16, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 16, 0, 0, 0 }, 1152, 16, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 16, 0, 0, 0 }, 1168, 16, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 16, 3, 3 }, 84560, 4608, 0, RT_INIT_KAIMING, 0, 144 },
-    { "stage2.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 89168, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 89200, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1184, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1216, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 89232, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 98448, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 98480, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1248, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1280, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 98512, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 107728, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 107760, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1312, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1344, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 107792, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 117008, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 117040, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1376, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1408, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 117072, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 126288, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 126320, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1440, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1472, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 126352, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step3.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 135568, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step3.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 135600, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step3.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1504, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step3.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1536, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step3.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 135632, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step3.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 144848, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step3.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 144880, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step3.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1568, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step3.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1600, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step3.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 144912, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step4.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 154128, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step4.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 154160, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step4.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1632, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step4.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1664, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step4.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 154192, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step4.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 163408, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step4.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 163440, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step4.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1696, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step4.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1728, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step4.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 163472, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step5.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 172688, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step5.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 172720, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step5.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1760, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step5.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1792, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step5.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 172752, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step5.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 181968, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step5.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 182000, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step5.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1824, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step5.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1856, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step5.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 182032, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step6.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 191248, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step6.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 191280, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step6.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1888, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step6.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1920, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step6.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 191312, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step6.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 200528, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step6.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 200560, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step6.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 1952, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step6.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 1984, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step6.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 200592, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step7.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 209808, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step7.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 209840, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step7.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2016, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step7.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2048, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step7.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 209872, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step7.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 219088, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step7.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 219120, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step7.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2080, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step7.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2112, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step7.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 219152, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step8.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 228368, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step8.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 228400, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step8.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2144, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step8.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2176, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step8.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 228432, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step8.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 237648, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step8.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 237680, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step8.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2208, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step8.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2240, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step8.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 237712, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step9.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 246928, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step9.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 246960, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step9.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2272, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step9.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2304, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step9.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 246992, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step9.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 256208, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step9.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 256240, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step9.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2336, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step9.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2368, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step9.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 256272, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step10.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 265488, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step10.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 265520, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step10.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2400, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step10.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2432, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step10.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 265552, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step10.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 274768, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step10.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 274800, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step10.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2464, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step10.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2496, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step10.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 274832, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step11.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 284048, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step11.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 284080, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step11.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2528, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step11.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2560, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step11.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 284112, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step11.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 293328, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step11.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 293360, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step11.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2592, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step11.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2624, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step11.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 293392, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step12.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 302608, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step12.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 302640, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step12.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2656, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step12.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2688, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step12.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 302672, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step12.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 311888, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step12.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 311920, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step12.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2720, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step12.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2752, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step12.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 311952, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step13.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 321168, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step13.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 321200, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step13.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2784, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step13.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2816, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step13.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 321232, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step13.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 330448, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step13.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 330480, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step13.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2848, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step13.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2880, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step13.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 330512, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step14.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 339728, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step14.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 339760, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step14.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2912, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step14.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 2944, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step14.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 339792, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step14.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 349008, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step14.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 349040, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step14.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 2976, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step14.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 3008, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step14.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 349072, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step15.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 358288, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step15.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 358320, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step15.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 3040, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step15.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 3072, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step15.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 358352, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step15.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 367568, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step15.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 367600, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step15.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 3104, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step15.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 3136, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step15.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 367632, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step16.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 376848, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step16.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 376880, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step16.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 3168, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step16.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 3200, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step16.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 376912, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step16.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 386128, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step16.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 386160, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step16.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 3232, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step16.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 3264, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step16.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 386192, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step17.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 395408, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step17.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 395440, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step17.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 3296, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step17.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 3328, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step17.grad.conv0.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 395472, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage2.step17.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 404688, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage2.step17.grad.bn1.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 404720, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step17.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 3360, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage2.step17.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 3392, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage2.step17.grad.conv1.weight", RT_PK_WEIGHT, 4, { 32, 32, 3, 3 }, 404752, 9216, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage3.step0.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 32, 0, 0, 0 }, 413968, 32, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.bn0.bias", RT_PK_BN_BETA, 1, { 32, 0, 0, 0 }, 414000, 32, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 32, 0, 0, 0 }, 3424, 32, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 32, 0, 0, 0 }, 3456, 32, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 32, 3, 3 }, 414032, 18432, 0, RT_INIT_KAIMING, 0, 288 },
-    { "stage3.step0.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 432464, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 432528, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 3488, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step0.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 3552, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step0.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 432592, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step1.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 469456, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 469520, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 3616, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 3680, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 469584, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step1.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 506448, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 506512, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 3744, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step1.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 3808, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step1.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 506576, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step2.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 543440, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 543504, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 3872, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 3936, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 543568, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step2.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 580432, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 580496, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 4000, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step2.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 4064, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step2.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 580560, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step3.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 617424, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step3.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 617488, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step3.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 4128, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step3.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 4192, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step3.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 617552, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step3.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 654416, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step3.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 654480, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step3.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 4256, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step3.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 4320, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step3.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 654544, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step4.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 691408, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step4.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 691472, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step4.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 4384, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step4.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 4448, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step4.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 691536, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step4.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 728400, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step4.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 728464, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step4.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 4512, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step4.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 4576, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step4.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 728528, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step5.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 765392, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step5.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 765456, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step5.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 4640, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step5.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 4704, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step5.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 765520, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step5.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 802384, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step5.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 802448, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step5.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 4768, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step5.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 4832, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step5.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 802512, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step6.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 839376, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step6.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 839440, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step6.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 4896, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step6.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 4960, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step6.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 839504, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step6.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 876368, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step6.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 876432, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step6.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 5024, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step6.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 5088, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step6.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 876496, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step7.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 913360, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step7.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 913424, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step7.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 5152, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step7.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 5216, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step7.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 913488, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step7.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 950352, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step7.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 950416, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step7.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 5280, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step7.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 5344, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step7.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 950480, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step8.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 987344, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step8.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 987408, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step8.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 5408, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step8.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 5472, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step8.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 987472, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step8.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1024336, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step8.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1024400, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step8.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 5536, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step8.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 5600, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step8.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1024464, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step9.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1061328, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step9.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1061392, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step9.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 5664, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step9.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 5728, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step9.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1061456, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step9.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1098320, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step9.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1098384, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step9.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 5792, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step9.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 5856, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step9.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1098448, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step10.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1135312, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step10.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1135376, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step10.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 5920, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step10.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 5984, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step10.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1135440, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step10.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1172304, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step10.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1172368, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step10.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 6048, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step10.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 6112, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step10.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1172432, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step11.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1209296, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step11.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1209360, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step11.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 6176, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step11.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 6240, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step11.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1209424, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step11.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1246288, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step11.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1246352, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step11.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 6304, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step11.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 6368, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step11.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1246416, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step12.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1283280, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step12.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1283344, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step12.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 6432, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step12.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 6496, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step12.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1283408, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step12.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1320272, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step12.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1320336, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step12.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 6560, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step12.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 6624, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step12.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1320400, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step13.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1357264, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step13.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1357328, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step13.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 6688, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step13.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 6752, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step13.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1357392, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step13.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1394256, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step13.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1394320, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step13.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 6816, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step13.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 6880, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step13.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1394384, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step14.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1431248, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step14.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1431312, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step14.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 6944, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step14.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 7008, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step14.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1431376, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step14.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1468240, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step14.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1468304, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step14.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 7072, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step14.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 7136, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step14.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1468368, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step15.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1505232, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step15.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1505296, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step15.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 7200, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step15.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 7264, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step15.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1505360, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step15.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1542224, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step15.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1542288, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step15.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 7328, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step15.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 7392, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step15.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1542352, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step16.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1579216, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step16.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1579280, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step16.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 7456, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step16.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 7520, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step16.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1579344, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step16.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1616208, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step16.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1616272, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step16.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 7584, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step16.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 7648, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step16.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1616336, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step17.grad.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1653200, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step17.grad.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1653264, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step17.grad.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 7712, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step17.grad.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 7776, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step17.grad.conv0.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1653328, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "stage3.step17.grad.bn1.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1690192, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "stage3.step17.grad.bn1.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1690256, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step17.grad.bn1.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 7840, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "stage3.step17.grad.bn1.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 7904, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "stage3.step17.grad.conv1.weight", RT_PK_WEIGHT, 4, { 64, 64, 3, 3 }, 1690320, 36864, 0, RT_INIT_KAIMING, 0, 576 },
-    { "head.bn0.weight", RT_PK_BN_GAMMA, 1, { 64, 0, 0, 0 }, 1727184, 64, 0, RT_INIT_ONES, 0, 0 },
-    { "head.bn0.bias", RT_PK_BN_BETA, 1, { 64, 0, 0, 0 }, 1727248, 64, 0, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_mean", RT_PK_BN_MEAN, 1, { 64, 0, 0, 0 }, 7968, 64, 1, RT_INIT_ZEROS, 0, 0 },
-    { "head.bn0.running_var", RT_PK_BN_VAR, 1, { 64, 0, 0, 0 }, 8032, 64, 1, RT_INIT_ONES, 0, 0 },
-    { "head.linear.weight", RT_PK_WEIGHT, 2, { 10, 64, 0, 0 }, 1727312, 640, 0, RT_INIT_UNIFORM, 0, 64 },
-    { "head.linear.bias", RT_PK_BIAS, 1, { 10, 0, 0, 0 }, 1727952, 10, 0, RT_INIT_UNIFORM, 0, 64 },
+    /* name                                  kind             ndim dims                 offset    numel buf init              value fan_in */
+    { "stem.conv0.weight",                   RT_PK_WEIGHT,    4, { 16, 3, 3, 3 },             0,      432, 0, RT_INIT_KAIMING,  0, 27 },
+    { "stage1.step0.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },           432,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },           448,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },             0,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            16,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },          464,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step0.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          2768,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          2784,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            32,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step0.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            48,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step0.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         2800,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          5104,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          5120,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            64,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },            80,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         5136,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step1.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          7440,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          7456,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },            96,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step1.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           112,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step1.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         7472,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step2.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },          9776,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },          9792,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           128,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           144,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },         9808,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step2.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         12112,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         12128,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           160,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step2.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           176,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step2.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        12144,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step3.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         14448,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step3.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         14464,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step3.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           192,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step3.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           208,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step3.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        14480,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step3.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         16784,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step3.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         16800,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step3.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           224,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step3.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           240,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step3.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        16816,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step4.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         19120,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step4.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         19136,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step4.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           256,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step4.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           272,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step4.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        19152,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step4.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         21456,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step4.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         21472,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step4.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           288,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step4.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           304,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step4.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        21488,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step5.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         23792,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step5.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         23808,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step5.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           320,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step5.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           336,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step5.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        23824,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step5.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         26128,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step5.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         26144,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step5.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           352,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step5.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           368,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step5.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        26160,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step6.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         28464,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step6.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         28480,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step6.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           384,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step6.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           400,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step6.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        28496,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step6.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         30800,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step6.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         30816,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step6.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           416,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step6.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           432,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step6.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        30832,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step7.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         33136,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step7.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         33152,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step7.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           448,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step7.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           464,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step7.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        33168,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step7.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         35472,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step7.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         35488,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step7.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           480,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step7.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           496,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step7.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        35504,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step8.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         37808,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step8.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         37824,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step8.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           512,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step8.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           528,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step8.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        37840,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step8.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         40144,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step8.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         40160,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step8.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           544,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step8.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           560,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step8.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        40176,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step9.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         42480,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step9.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         42496,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step9.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           576,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step9.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           592,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step9.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        42512,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step9.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         44816,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step9.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         44832,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step9.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           608,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step9.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           624,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step9.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        44848,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step10.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         47152,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step10.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         47168,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step10.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           640,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step10.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           656,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step10.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        47184,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step10.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         49488,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step10.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         49504,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step10.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           672,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step10.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           688,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step10.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        49520,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step11.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         51824,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step11.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         51840,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step11.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           704,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step11.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           720,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step11.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        51856,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step11.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         54160,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step11.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         54176,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step11.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           736,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step11.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           752,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step11.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        54192,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step12.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         56496,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step12.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         56512,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step12.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           768,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step12.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           784,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step12.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        56528,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step12.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         58832,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step12.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         58848,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step12.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           800,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step12.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           816,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step12.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        58864,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step13.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         61168,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step13.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         61184,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step13.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           832,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step13.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           848,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step13.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        61200,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step13.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         63504,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step13.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         63520,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step13.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           864,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step13.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           880,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step13.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        63536,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step14.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         65840,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step14.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         65856,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step14.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           896,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step14.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           912,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step14.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        65872,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step14.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         68176,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step14.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         68192,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step14.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           928,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step14.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           944,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step14.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        68208,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step15.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         70512,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step15.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         70528,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step15.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           960,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step15.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },           976,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step15.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        70544,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step15.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         72848,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step15.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         72864,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step15.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },           992,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step15.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },          1008,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step15.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        72880,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step16.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         75184,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step16.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         75200,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step16.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },          1024,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step16.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },          1040,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step16.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        75216,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step16.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         77520,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step16.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         77536,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step16.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },          1056,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step16.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },          1072,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step16.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        77552,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step17.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         79856,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step17.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         79872,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step17.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },          1088,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step17.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },          1104,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step17.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        79888,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage1.step17.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         82192,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage1.step17.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         82208,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step17.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },          1120,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage1.step17.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },          1136,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage1.step17.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 16, 16, 3, 3 },        82224,     2304, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 16, 0, 0, 0 },         84528,       16, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 16, 0, 0, 0 },         84544,       16, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 16, 0, 0, 0 },          1152,       16, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 16, 0, 0, 0 },          1168,       16, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 32, 16, 3, 3 },        84560,     4608, 0, RT_INIT_KAIMING,  0, 144 },
+    { "stage2.step0.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         89168,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         89200,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1184,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step0.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1216,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step0.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        89232,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },         98448,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },         98480,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1248,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1280,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },        98512,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step1.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        107728,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        107760,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1312,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step1.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1344,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step1.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       107792,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step2.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        117008,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        117040,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1376,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1408,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       117072,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step2.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        126288,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        126320,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1440,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step2.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1472,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step2.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       126352,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step3.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        135568,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step3.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        135600,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step3.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1504,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step3.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1536,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step3.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       135632,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step3.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        144848,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step3.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        144880,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step3.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1568,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step3.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1600,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step3.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       144912,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step4.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        154128,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step4.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        154160,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step4.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1632,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step4.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1664,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step4.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       154192,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step4.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        163408,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step4.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        163440,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step4.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1696,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step4.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1728,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step4.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       163472,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step5.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        172688,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step5.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        172720,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step5.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1760,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step5.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1792,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step5.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       172752,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step5.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        181968,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step5.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        182000,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step5.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1824,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step5.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1856,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step5.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       182032,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step6.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        191248,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step6.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        191280,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step6.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1888,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step6.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1920,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step6.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       191312,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step6.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        200528,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step6.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        200560,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step6.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          1952,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step6.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          1984,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step6.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       200592,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step7.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        209808,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step7.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        209840,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step7.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2016,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step7.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2048,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step7.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       209872,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step7.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        219088,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step7.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        219120,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step7.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2080,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step7.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2112,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step7.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       219152,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step8.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        228368,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step8.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        228400,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step8.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2144,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step8.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2176,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step8.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       228432,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step8.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        237648,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step8.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        237680,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step8.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2208,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step8.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2240,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step8.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       237712,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step9.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        246928,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step9.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        246960,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step9.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2272,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step9.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2304,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step9.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       246992,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step9.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        256208,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step9.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        256240,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step9.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2336,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step9.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2368,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step9.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       256272,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step10.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        265488,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step10.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        265520,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step10.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2400,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step10.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2432,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step10.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       265552,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step10.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        274768,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step10.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        274800,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step10.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2464,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step10.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2496,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step10.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       274832,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step11.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        284048,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step11.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        284080,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step11.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2528,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step11.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2560,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step11.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       284112,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step11.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        293328,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step11.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        293360,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step11.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2592,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step11.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2624,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step11.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       293392,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step12.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        302608,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step12.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        302640,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step12.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2656,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step12.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2688,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step12.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       302672,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step12.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        311888,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step12.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        311920,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step12.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2720,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step12.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2752,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step12.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       311952,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step13.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        321168,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step13.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        321200,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step13.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2784,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step13.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2816,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step13.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       321232,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step13.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        330448,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step13.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        330480,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step13.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2848,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step13.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2880,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step13.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       330512,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step14.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        339728,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step14.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        339760,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step14.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2912,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step14.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          2944,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step14.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       339792,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step14.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        349008,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step14.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        349040,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step14.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          2976,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step14.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          3008,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step14.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       349072,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step15.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        358288,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step15.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        358320,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step15.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          3040,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step15.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          3072,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step15.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       358352,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step15.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        367568,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step15.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        367600,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step15.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          3104,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step15.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          3136,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step15.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       367632,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step16.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        376848,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step16.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        376880,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step16.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          3168,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step16.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          3200,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step16.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       376912,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step16.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        386128,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step16.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        386160,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step16.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          3232,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step16.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          3264,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step16.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       386192,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step17.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        395408,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step17.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        395440,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step17.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          3296,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step17.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          3328,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step17.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       395472,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage2.step17.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        404688,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage2.step17.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        404720,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step17.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          3360,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage2.step17.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          3392,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage2.step17.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 32, 32, 3, 3 },       404752,     9216, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage3.step0.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 32, 0, 0, 0 },        413968,       32, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 32, 0, 0, 0 },        414000,       32, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 32, 0, 0, 0 },          3424,       32, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 32, 0, 0, 0 },          3456,       32, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 64, 32, 3, 3 },       414032,    18432, 0, RT_INIT_KAIMING,  0, 288 },
+    { "stage3.step0.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        432464,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        432528,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          3488,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step0.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          3552,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step0.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       432592,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step1.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        469456,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        469520,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          3616,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          3680,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       469584,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step1.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        506448,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        506512,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          3744,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step1.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          3808,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step1.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       506576,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step2.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        543440,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        543504,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          3872,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          3936,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       543568,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step2.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        580432,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        580496,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          4000,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step2.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          4064,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step2.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       580560,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step3.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        617424,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step3.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        617488,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step3.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          4128,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step3.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          4192,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step3.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       617552,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step3.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        654416,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step3.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        654480,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step3.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          4256,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step3.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          4320,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step3.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       654544,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step4.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        691408,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step4.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        691472,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step4.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          4384,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step4.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          4448,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step4.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       691536,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step4.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        728400,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step4.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        728464,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step4.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          4512,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step4.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          4576,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step4.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       728528,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step5.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        765392,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step5.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        765456,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step5.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          4640,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step5.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          4704,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step5.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       765520,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step5.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        802384,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step5.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        802448,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step5.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          4768,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step5.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          4832,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step5.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       802512,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step6.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        839376,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step6.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        839440,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step6.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          4896,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step6.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          4960,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step6.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       839504,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step6.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        876368,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step6.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        876432,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step6.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          5024,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step6.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          5088,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step6.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       876496,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step7.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        913360,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step7.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        913424,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step7.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          5152,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step7.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          5216,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step7.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       913488,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step7.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        950352,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step7.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        950416,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step7.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          5280,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step7.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          5344,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step7.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       950480,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step8.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },        987344,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step8.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },        987408,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step8.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          5408,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step8.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          5472,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step8.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },       987472,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step8.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1024336,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step8.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1024400,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step8.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          5536,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step8.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          5600,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step8.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1024464,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step9.grad.bn0.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1061328,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step9.grad.bn0.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1061392,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step9.grad.bn0.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          5664,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step9.grad.bn0.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          5728,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step9.grad.conv0.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1061456,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step9.grad.bn1.weight",        RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1098320,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step9.grad.bn1.bias",          RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1098384,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step9.grad.bn1.running_mean",  RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          5792,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step9.grad.bn1.running_var",   RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          5856,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step9.grad.conv1.weight",      RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1098448,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step10.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1135312,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step10.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1135376,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step10.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          5920,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step10.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          5984,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step10.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1135440,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step10.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1172304,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step10.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1172368,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step10.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          6048,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step10.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          6112,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step10.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1172432,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step11.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1209296,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step11.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1209360,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step11.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          6176,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step11.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          6240,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step11.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1209424,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step11.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1246288,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step11.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1246352,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step11.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          6304,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step11.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          6368,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step11.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1246416,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step12.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1283280,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step12.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1283344,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step12.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          6432,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step12.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          6496,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step12.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1283408,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step12.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1320272,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step12.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1320336,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step12.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          6560,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step12.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          6624,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step12.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1320400,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step13.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1357264,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step13.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1357328,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step13.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          6688,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step13.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          6752,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step13.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1357392,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step13.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1394256,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step13.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1394320,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step13.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          6816,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step13.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          6880,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step13.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1394384,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step14.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1431248,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step14.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1431312,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step14.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          6944,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step14.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          7008,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step14.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1431376,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step14.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1468240,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step14.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1468304,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step14.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          7072,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step14.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          7136,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step14.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1468368,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step15.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1505232,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step15.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1505296,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step15.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          7200,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step15.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          7264,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step15.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1505360,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step15.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1542224,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step15.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1542288,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step15.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          7328,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step15.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          7392,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step15.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1542352,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step16.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1579216,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step16.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1579280,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step16.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          7456,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step16.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          7520,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step16.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1579344,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step16.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1616208,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step16.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1616272,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step16.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          7584,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step16.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          7648,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step16.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1616336,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step17.grad.bn0.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1653200,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step17.grad.bn0.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1653264,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step17.grad.bn0.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          7712,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step17.grad.bn0.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          7776,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step17.grad.conv0.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1653328,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "stage3.step17.grad.bn1.weight",       RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1690192,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "stage3.step17.grad.bn1.bias",         RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1690256,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step17.grad.bn1.running_mean", RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          7840,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "stage3.step17.grad.bn1.running_var",  RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          7904,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "stage3.step17.grad.conv1.weight",     RT_PK_WEIGHT,    4, { 64, 64, 3, 3 },      1690320,    36864, 0, RT_INIT_KAIMING,  0, 576 },
+    { "head.bn0.weight",                     RT_PK_BN_GAMMA,  1, { 64, 0, 0, 0 },       1727184,       64, 0, RT_INIT_ONES,     0, 0 },
+    { "head.bn0.bias",                       RT_PK_BN_BETA,   1, { 64, 0, 0, 0 },       1727248,       64, 0, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_mean",               RT_PK_BN_MEAN,   1, { 64, 0, 0, 0 },          7968,       64, 1, RT_INIT_ZEROS,    0, 0 },
+    { "head.bn0.running_var",                RT_PK_BN_VAR,    1, { 64, 0, 0, 0 },          8032,       64, 1, RT_INIT_ONES,     0, 0 },
+    { "head.linear.weight",                  RT_PK_WEIGHT,    2, { 10, 64, 0, 0 },      1727312,      640, 0, RT_INIT_UNIFORM,  0, 64 },
+    { "head.linear.bias",                    RT_PK_BIAS,      1, { 10, 0, 0, 0 },       1727952,       10, 0, RT_INIT_UNIFORM,  0, 64 },
 };
 
 /* Activation arena elements at batch B. */
@@ -726,6269 +667,29 @@ static size_t scratch_bytes(int B, int threads, size_t elem_size)
     return s;
 }
 
-/* Forward, part 1 of 17. */
-static void forward_1(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-    /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
-    /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
-    /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
-    /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
-    /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act, act + 49152 * nB };
-        rt_sum_forward(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
-    /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
-    /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
-    /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
-    /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 81920 * nB, act + 114688 * nB };
-        rt_sum_forward(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
-    /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
-    /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
-    /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
-    /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 147456 * nB, act + 180224 * nB };
-        rt_sum_forward(ctx, act + 212992 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
-    /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
-}
-
-/* Forward, part 2 of 17. */
-static void forward_2(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage1.step3.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
-    /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384, nB * 114688);
-    /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 245760 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 212992 * nB, act + 245760 * nB };
-        rt_sum_forward(ctx, act + 278528 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 245760 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1.0000000000000001e-05);
-    /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384, nB * 131072);
-    /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1.0000000000000001e-05);
-    /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384, nB * 147456);
-    /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 311296 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 278528 * nB, act + 311296 * nB };
-        rt_sum_forward(ctx, act + 344064 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 311296 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1.0000000000000001e-05);
-    /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384, nB * 163840);
-    /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1.0000000000000001e-05);
-    /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384, nB * 180224);
-    /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 376832 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 344064 * nB, act + 376832 * nB };
-        rt_sum_forward(ctx, act + 409600 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 376832 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1.0000000000000001e-05);
-    /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384, nB * 196608);
-    /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1.0000000000000001e-05);
-    /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384, nB * 212992);
-}
-
-/* Forward, part 3 of 17. */
-static void forward_3(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 stage1.step6.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 442368 * nB, act + 458752 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 409600 * nB, act + 442368 * nB };
-        rt_sum_forward(ctx, act + 475136 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 442368 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1.0000000000000001e-05);
-    /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384, nB * 229376);
-    /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1.0000000000000001e-05);
-    /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384, nB * 245760);
-    /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 507904 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 475136 * nB, act + 507904 * nB };
-        rt_sum_forward(ctx, act + 540672 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 507904 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1.0000000000000001e-05);
-    /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384, nB * 262144);
-    /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1.0000000000000001e-05);
-    /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384, nB * 278528);
-    /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 573440 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 540672 * nB, act + 573440 * nB };
-        rt_sum_forward(ctx, act + 606208 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 65 stage1.step9.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 573440 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1.0000000000000001e-05);
-    /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384, nB * 294912);
-    /* 67 stage1.step9.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 638976 * nB, fix + 608, fix + 624, buf + 608, buf + 624, act + 573440 * nB, P + 44816, P + 44832, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 638976 * nB, act + 573440 * nB, P + 44816, P + 44832, buf + 608, buf + 624, B, 16, 1024, 1.0000000000000001e-05);
-    /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 655360 * nB, act + 638976 * nB, nB * 16384, nB * 311296);
-    /* 70 stage1.step9.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 638976 * nB, act + 655360 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 71 stage1.x10: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 606208 * nB, act + 638976 * nB };
-        rt_sum_forward(ctx, act + 671744 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 72 stage1.step10.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 638976 * nB, fix + 640, fix + 656, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 638976 * nB, act + 671744 * nB, P + 47152, P + 47168, buf + 640, buf + 656, B, 16, 1024, 1.0000000000000001e-05);
-}
-
-/* Forward, part 4 of 17. */
-static void forward_4(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 73 stage1.step10.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 688128 * nB, act + 638976 * nB, nB * 16384, nB * 327680);
-    /* 74 stage1.step10.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 638976 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 704512 * nB, fix + 672, fix + 688, buf + 672, buf + 688, act + 638976 * nB, P + 49488, P + 49504, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 704512 * nB, act + 638976 * nB, P + 49488, P + 49504, buf + 672, buf + 688, B, 16, 1024, 1.0000000000000001e-05);
-    /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 720896 * nB, act + 704512 * nB, nB * 16384, nB * 344064);
-    /* 77 stage1.step10.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 704512 * nB, act + 720896 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 78 stage1.x11: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 671744 * nB, act + 704512 * nB };
-        rt_sum_forward(ctx, act + 737280 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 79 stage1.step11.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 704512 * nB, fix + 704, fix + 720, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 704512 * nB, act + 737280 * nB, P + 51824, P + 51840, buf + 704, buf + 720, B, 16, 1024, 1.0000000000000001e-05);
-    /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 753664 * nB, act + 704512 * nB, nB * 16384, nB * 360448);
-    /* 81 stage1.step11.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 704512 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 770048 * nB, fix + 736, fix + 752, buf + 736, buf + 752, act + 704512 * nB, P + 54160, P + 54176, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 770048 * nB, act + 704512 * nB, P + 54160, P + 54176, buf + 736, buf + 752, B, 16, 1024, 1.0000000000000001e-05);
-    /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 786432 * nB, act + 770048 * nB, nB * 16384, nB * 376832);
-    /* 84 stage1.step11.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 770048 * nB, act + 786432 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 85 stage1.x12: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 737280 * nB, act + 770048 * nB };
-        rt_sum_forward(ctx, act + 802816 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 86 stage1.step12.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 770048 * nB, fix + 768, fix + 784, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 770048 * nB, act + 802816 * nB, P + 56496, P + 56512, buf + 768, buf + 784, B, 16, 1024, 1.0000000000000001e-05);
-    /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 819200 * nB, act + 770048 * nB, nB * 16384, nB * 393216);
-    /* 88 stage1.step12.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 770048 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 835584 * nB, fix + 800, fix + 816, buf + 800, buf + 816, act + 770048 * nB, P + 58832, P + 58848, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 835584 * nB, act + 770048 * nB, P + 58832, P + 58848, buf + 800, buf + 816, B, 16, 1024, 1.0000000000000001e-05);
-    /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 851968 * nB, act + 835584 * nB, nB * 16384, nB * 409600);
-    /* 91 stage1.step12.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 835584 * nB, act + 851968 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 92 stage1.x13: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 802816 * nB, act + 835584 * nB };
-        rt_sum_forward(ctx, act + 868352 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 93 stage1.step13.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 835584 * nB, fix + 832, fix + 848, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 835584 * nB, act + 868352 * nB, P + 61168, P + 61184, buf + 832, buf + 848, B, 16, 1024, 1.0000000000000001e-05);
-    /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 884736 * nB, act + 835584 * nB, nB * 16384, nB * 425984);
-    /* 95 stage1.step13.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 835584 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 901120 * nB, fix + 864, fix + 880, buf + 864, buf + 880, act + 835584 * nB, P + 63504, P + 63520, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 901120 * nB, act + 835584 * nB, P + 63504, P + 63520, buf + 864, buf + 880, B, 16, 1024, 1.0000000000000001e-05);
-}
-
-/* Forward, part 5 of 17. */
-static void forward_5(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 97 stage1.step13.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 917504 * nB, act + 901120 * nB, nB * 16384, nB * 442368);
-    /* 98 stage1.step13.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 901120 * nB, act + 917504 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 99 stage1.x14: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 868352 * nB, act + 901120 * nB };
-        rt_sum_forward(ctx, act + 933888 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 100 stage1.step14.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 901120 * nB, fix + 896, fix + 912, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 901120 * nB, act + 933888 * nB, P + 65840, P + 65856, buf + 896, buf + 912, B, 16, 1024, 1.0000000000000001e-05);
-    /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 950272 * nB, act + 901120 * nB, nB * 16384, nB * 458752);
-    /* 102 stage1.step14.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 901120 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 966656 * nB, fix + 928, fix + 944, buf + 928, buf + 944, act + 901120 * nB, P + 68176, P + 68192, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 966656 * nB, act + 901120 * nB, P + 68176, P + 68192, buf + 928, buf + 944, B, 16, 1024, 1.0000000000000001e-05);
-    /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 983040 * nB, act + 966656 * nB, nB * 16384, nB * 475136);
-    /* 105 stage1.step14.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 966656 * nB, act + 983040 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 106 stage1.x15: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 933888 * nB, act + 966656 * nB };
-        rt_sum_forward(ctx, act + 999424 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 107 stage1.step15.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 966656 * nB, fix + 960, fix + 976, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 966656 * nB, act + 999424 * nB, P + 70512, P + 70528, buf + 960, buf + 976, B, 16, 1024, 1.0000000000000001e-05);
-    /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1015808 * nB, act + 966656 * nB, nB * 16384, nB * 491520);
-    /* 109 stage1.step15.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 966656 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1032192 * nB, fix + 992, fix + 1008, buf + 992, buf + 1008, act + 966656 * nB, P + 72848, P + 72864, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1032192 * nB, act + 966656 * nB, P + 72848, P + 72864, buf + 992, buf + 1008, B, 16, 1024, 1.0000000000000001e-05);
-    /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1048576 * nB, act + 1032192 * nB, nB * 16384, nB * 507904);
-    /* 112 stage1.step15.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 1032192 * nB, act + 1048576 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 113 stage1.x16: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 999424 * nB, act + 1032192 * nB };
-        rt_sum_forward(ctx, act + 1064960 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 114 stage1.step16.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1032192 * nB, fix + 1024, fix + 1040, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1032192 * nB, act + 1064960 * nB, P + 75184, P + 75200, buf + 1024, buf + 1040, B, 16, 1024, 1.0000000000000001e-05);
-    /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1081344 * nB, act + 1032192 * nB, nB * 16384, nB * 524288);
-    /* 116 stage1.step16.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 1032192 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1097728 * nB, fix + 1056, fix + 1072, buf + 1056, buf + 1072, act + 1032192 * nB, P + 77520, P + 77536, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1097728 * nB, act + 1032192 * nB, P + 77520, P + 77536, buf + 1056, buf + 1072, B, 16, 1024, 1.0000000000000001e-05);
-    /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1114112 * nB, act + 1097728 * nB, nB * 16384, nB * 540672);
-    /* 119 stage1.step16.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 1097728 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 120 stage1.x17: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1064960 * nB, act + 1097728 * nB };
-        rt_sum_forward(ctx, act + 1130496 * nB, 2, xs, c, nB * 16384);
-    }
-}
-
-/* Forward, part 6 of 17. */
-static void forward_6(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 121 stage1.step17.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1097728 * nB, fix + 1088, fix + 1104, buf + 1088, buf + 1104, act + 1130496 * nB, P + 79856, P + 79872, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1097728 * nB, act + 1130496 * nB, P + 79856, P + 79872, buf + 1088, buf + 1104, B, 16, 1024, 1.0000000000000001e-05);
-    /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1146880 * nB, act + 1097728 * nB, nB * 16384, nB * 557056);
-    /* 123 stage1.step17.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 1097728 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1163264 * nB, fix + 1120, fix + 1136, buf + 1120, buf + 1136, act + 1097728 * nB, P + 82192, P + 82208, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1163264 * nB, act + 1097728 * nB, P + 82192, P + 82208, buf + 1120, buf + 1136, B, 16, 1024, 1.0000000000000001e-05);
-    /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1179648 * nB, act + 1163264 * nB, nB * 16384, nB * 573440);
-    /* 126 stage1.step17.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward(ctx, act + 1163264 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 127 stage1.x18: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1130496 * nB, act + 1163264 * nB };
-        rt_sum_forward(ctx, act + 1196032 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 128 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1163264 * nB, fix + 1152, fix + 1168, buf + 1152, buf + 1168, act + 1196032 * nB, P + 84528, P + 84544, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1163264 * nB, act + 1196032 * nB, P + 84528, P + 84544, buf + 1152, buf + 1168, B, 16, 1024, 1.0000000000000001e-05);
-    /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward(ctx, act + 1212416 * nB, act + 1163264 * nB, nB * 16384, nB * 589824);
-    /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1163264 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
-    /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1171456 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 1163264 * nB, P + 89168, P + 89200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1171456 * nB, act + 1163264 * nB, P + 89168, P + 89200, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
-    /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1228800 * nB, act + 1171456 * nB, nB * 8192, nB * 606208);
-    /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 134 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward(ctx, act + 1236992 * nB, act + 1196032 * nB, B, 16, 32, 32, 32, 2);
-    /* 135 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1236992 * nB, act + 1171456 * nB };
-        rt_sum_forward(ctx, act + 1245184 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 136 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1171456 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1171456 * nB, act + 1245184 * nB, P + 98448, P + 98480, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
-    /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1236992 * nB, act + 1171456 * nB, nB * 8192, nB * 614400);
-    /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1171456 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1253376 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 1171456 * nB, P + 107728, P + 107760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1253376 * nB, act + 1171456 * nB, P + 107728, P + 107760, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
-    /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1261568 * nB, act + 1253376 * nB, nB * 8192, nB * 622592);
-    /* 141 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1253376 * nB, act + 1261568 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 142 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1245184 * nB, act + 1253376 * nB };
-        rt_sum_forward(ctx, act + 1269760 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 143 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1253376 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1253376 * nB, act + 1269760 * nB, P + 117008, P + 117040, buf + 1376, buf + 1408, B, 32, 256, 1.0000000000000001e-05);
-    /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1277952 * nB, act + 1253376 * nB, nB * 8192, nB * 630784);
-}
-
-/* Forward, part 7 of 17. */
-static void forward_7(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 145 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1253376 * nB, act + 1277952 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 146 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1286144 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 1253376 * nB, P + 126288, P + 126320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1286144 * nB, act + 1253376 * nB, P + 126288, P + 126320, buf + 1440, buf + 1472, B, 32, 256, 1.0000000000000001e-05);
-    /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1294336 * nB, act + 1286144 * nB, nB * 8192, nB * 638976);
-    /* 148 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1286144 * nB, act + 1294336 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 149 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1269760 * nB, act + 1286144 * nB };
-        rt_sum_forward(ctx, act + 1302528 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 150 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1286144 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1286144 * nB, act + 1302528 * nB, P + 135568, P + 135600, buf + 1504, buf + 1536, B, 32, 256, 1.0000000000000001e-05);
-    /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1310720 * nB, act + 1286144 * nB, nB * 8192, nB * 647168);
-    /* 152 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1286144 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1318912 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 1286144 * nB, P + 144848, P + 144880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1318912 * nB, act + 1286144 * nB, P + 144848, P + 144880, buf + 1568, buf + 1600, B, 32, 256, 1.0000000000000001e-05);
-    /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1327104 * nB, act + 1318912 * nB, nB * 8192, nB * 655360);
-    /* 155 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1318912 * nB, act + 1327104 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 156 stage2.x4: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1302528 * nB, act + 1318912 * nB };
-        rt_sum_forward(ctx, act + 1335296 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 157 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1318912 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1318912 * nB, act + 1335296 * nB, P + 154128, P + 154160, buf + 1632, buf + 1664, B, 32, 256, 1.0000000000000001e-05);
-    /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1343488 * nB, act + 1318912 * nB, nB * 8192, nB * 663552);
-    /* 159 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1318912 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1351680 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 1318912 * nB, P + 163408, P + 163440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1351680 * nB, act + 1318912 * nB, P + 163408, P + 163440, buf + 1696, buf + 1728, B, 32, 256, 1.0000000000000001e-05);
-    /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1359872 * nB, act + 1351680 * nB, nB * 8192, nB * 671744);
-    /* 162 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1351680 * nB, act + 1359872 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 163 stage2.x5: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1335296 * nB, act + 1351680 * nB };
-        rt_sum_forward(ctx, act + 1368064 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 164 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1351680 * nB, fix + 1760, fix + 1792, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1351680 * nB, act + 1368064 * nB, P + 172688, P + 172720, buf + 1760, buf + 1792, B, 32, 256, 1.0000000000000001e-05);
-    /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1376256 * nB, act + 1351680 * nB, nB * 8192, nB * 679936);
-    /* 166 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1351680 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1384448 * nB, fix + 1824, fix + 1856, buf + 1824, buf + 1856, act + 1351680 * nB, P + 181968, P + 182000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1384448 * nB, act + 1351680 * nB, P + 181968, P + 182000, buf + 1824, buf + 1856, B, 32, 256, 1.0000000000000001e-05);
-    /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1392640 * nB, act + 1384448 * nB, nB * 8192, nB * 688128);
-}
-
-/* Forward, part 8 of 17. */
-static void forward_8(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 169 stage2.step5.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1384448 * nB, act + 1392640 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 170 stage2.x6: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1368064 * nB, act + 1384448 * nB };
-        rt_sum_forward(ctx, act + 1400832 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 171 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1384448 * nB, fix + 1888, fix + 1920, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1384448 * nB, act + 1400832 * nB, P + 191248, P + 191280, buf + 1888, buf + 1920, B, 32, 256, 1.0000000000000001e-05);
-    /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1409024 * nB, act + 1384448 * nB, nB * 8192, nB * 696320);
-    /* 173 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1384448 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1417216 * nB, fix + 1952, fix + 1984, buf + 1952, buf + 1984, act + 1384448 * nB, P + 200528, P + 200560, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1417216 * nB, act + 1384448 * nB, P + 200528, P + 200560, buf + 1952, buf + 1984, B, 32, 256, 1.0000000000000001e-05);
-    /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1425408 * nB, act + 1417216 * nB, nB * 8192, nB * 704512);
-    /* 176 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1417216 * nB, act + 1425408 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 177 stage2.x7: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1400832 * nB, act + 1417216 * nB };
-        rt_sum_forward(ctx, act + 1433600 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 178 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1417216 * nB, fix + 2016, fix + 2048, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1417216 * nB, act + 1433600 * nB, P + 209808, P + 209840, buf + 2016, buf + 2048, B, 32, 256, 1.0000000000000001e-05);
-    /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1441792 * nB, act + 1417216 * nB, nB * 8192, nB * 712704);
-    /* 180 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1417216 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1449984 * nB, fix + 2080, fix + 2112, buf + 2080, buf + 2112, act + 1417216 * nB, P + 219088, P + 219120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1449984 * nB, act + 1417216 * nB, P + 219088, P + 219120, buf + 2080, buf + 2112, B, 32, 256, 1.0000000000000001e-05);
-    /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1458176 * nB, act + 1449984 * nB, nB * 8192, nB * 720896);
-    /* 183 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1449984 * nB, act + 1458176 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 184 stage2.x8: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1433600 * nB, act + 1449984 * nB };
-        rt_sum_forward(ctx, act + 1466368 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 185 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1449984 * nB, fix + 2144, fix + 2176, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1449984 * nB, act + 1466368 * nB, P + 228368, P + 228400, buf + 2144, buf + 2176, B, 32, 256, 1.0000000000000001e-05);
-    /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1474560 * nB, act + 1449984 * nB, nB * 8192, nB * 729088);
-    /* 187 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1449984 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1482752 * nB, fix + 2208, fix + 2240, buf + 2208, buf + 2240, act + 1449984 * nB, P + 237648, P + 237680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1482752 * nB, act + 1449984 * nB, P + 237648, P + 237680, buf + 2208, buf + 2240, B, 32, 256, 1.0000000000000001e-05);
-    /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1490944 * nB, act + 1482752 * nB, nB * 8192, nB * 737280);
-    /* 190 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1482752 * nB, act + 1490944 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 191 stage2.x9: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1466368 * nB, act + 1482752 * nB };
-        rt_sum_forward(ctx, act + 1499136 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 192 stage2.step9.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1482752 * nB, fix + 2272, fix + 2304, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1482752 * nB, act + 1499136 * nB, P + 246928, P + 246960, buf + 2272, buf + 2304, B, 32, 256, 1.0000000000000001e-05);
-}
-
-/* Forward, part 9 of 17. */
-static void forward_9(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 193 stage2.step9.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1507328 * nB, act + 1482752 * nB, nB * 8192, nB * 745472);
-    /* 194 stage2.step9.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1482752 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1515520 * nB, fix + 2336, fix + 2368, buf + 2336, buf + 2368, act + 1482752 * nB, P + 256208, P + 256240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1515520 * nB, act + 1482752 * nB, P + 256208, P + 256240, buf + 2336, buf + 2368, B, 32, 256, 1.0000000000000001e-05);
-    /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1523712 * nB, act + 1515520 * nB, nB * 8192, nB * 753664);
-    /* 197 stage2.step9.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1515520 * nB, act + 1523712 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 198 stage2.x10: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1499136 * nB, act + 1515520 * nB };
-        rt_sum_forward(ctx, act + 1531904 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 199 stage2.step10.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1515520 * nB, fix + 2400, fix + 2432, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1515520 * nB, act + 1531904 * nB, P + 265488, P + 265520, buf + 2400, buf + 2432, B, 32, 256, 1.0000000000000001e-05);
-    /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1540096 * nB, act + 1515520 * nB, nB * 8192, nB * 761856);
-    /* 201 stage2.step10.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1515520 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1548288 * nB, fix + 2464, fix + 2496, buf + 2464, buf + 2496, act + 1515520 * nB, P + 274768, P + 274800, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1548288 * nB, act + 1515520 * nB, P + 274768, P + 274800, buf + 2464, buf + 2496, B, 32, 256, 1.0000000000000001e-05);
-    /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1556480 * nB, act + 1548288 * nB, nB * 8192, nB * 770048);
-    /* 204 stage2.step10.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1548288 * nB, act + 1556480 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 205 stage2.x11: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1531904 * nB, act + 1548288 * nB };
-        rt_sum_forward(ctx, act + 1564672 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 206 stage2.step11.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1548288 * nB, fix + 2528, fix + 2560, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1548288 * nB, act + 1564672 * nB, P + 284048, P + 284080, buf + 2528, buf + 2560, B, 32, 256, 1.0000000000000001e-05);
-    /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1572864 * nB, act + 1548288 * nB, nB * 8192, nB * 778240);
-    /* 208 stage2.step11.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1548288 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1581056 * nB, fix + 2592, fix + 2624, buf + 2592, buf + 2624, act + 1548288 * nB, P + 293328, P + 293360, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1581056 * nB, act + 1548288 * nB, P + 293328, P + 293360, buf + 2592, buf + 2624, B, 32, 256, 1.0000000000000001e-05);
-    /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1589248 * nB, act + 1581056 * nB, nB * 8192, nB * 786432);
-    /* 211 stage2.step11.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1581056 * nB, act + 1589248 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 212 stage2.x12: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1564672 * nB, act + 1581056 * nB };
-        rt_sum_forward(ctx, act + 1597440 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 213 stage2.step12.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1581056 * nB, fix + 2656, fix + 2688, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1581056 * nB, act + 1597440 * nB, P + 302608, P + 302640, buf + 2656, buf + 2688, B, 32, 256, 1.0000000000000001e-05);
-    /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1605632 * nB, act + 1581056 * nB, nB * 8192, nB * 794624);
-    /* 215 stage2.step12.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1581056 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1613824 * nB, fix + 2720, fix + 2752, buf + 2720, buf + 2752, act + 1581056 * nB, P + 311888, P + 311920, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1613824 * nB, act + 1581056 * nB, P + 311888, P + 311920, buf + 2720, buf + 2752, B, 32, 256, 1.0000000000000001e-05);
-}
-
-/* Forward, part 10 of 17. */
-static void forward_10(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 217 stage2.step12.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1622016 * nB, act + 1613824 * nB, nB * 8192, nB * 802816);
-    /* 218 stage2.step12.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1613824 * nB, act + 1622016 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 219 stage2.x13: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1597440 * nB, act + 1613824 * nB };
-        rt_sum_forward(ctx, act + 1630208 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 220 stage2.step13.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1613824 * nB, fix + 2784, fix + 2816, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1613824 * nB, act + 1630208 * nB, P + 321168, P + 321200, buf + 2784, buf + 2816, B, 32, 256, 1.0000000000000001e-05);
-    /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1638400 * nB, act + 1613824 * nB, nB * 8192, nB * 811008);
-    /* 222 stage2.step13.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1613824 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1646592 * nB, fix + 2848, fix + 2880, buf + 2848, buf + 2880, act + 1613824 * nB, P + 330448, P + 330480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1646592 * nB, act + 1613824 * nB, P + 330448, P + 330480, buf + 2848, buf + 2880, B, 32, 256, 1.0000000000000001e-05);
-    /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1654784 * nB, act + 1646592 * nB, nB * 8192, nB * 819200);
-    /* 225 stage2.step13.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1646592 * nB, act + 1654784 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 226 stage2.x14: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1630208 * nB, act + 1646592 * nB };
-        rt_sum_forward(ctx, act + 1662976 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 227 stage2.step14.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1646592 * nB, fix + 2912, fix + 2944, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1646592 * nB, act + 1662976 * nB, P + 339728, P + 339760, buf + 2912, buf + 2944, B, 32, 256, 1.0000000000000001e-05);
-    /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1671168 * nB, act + 1646592 * nB, nB * 8192, nB * 827392);
-    /* 229 stage2.step14.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1646592 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1679360 * nB, fix + 2976, fix + 3008, buf + 2976, buf + 3008, act + 1646592 * nB, P + 349008, P + 349040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1679360 * nB, act + 1646592 * nB, P + 349008, P + 349040, buf + 2976, buf + 3008, B, 32, 256, 1.0000000000000001e-05);
-    /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1687552 * nB, act + 1679360 * nB, nB * 8192, nB * 835584);
-    /* 232 stage2.step14.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1679360 * nB, act + 1687552 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 233 stage2.x15: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1662976 * nB, act + 1679360 * nB };
-        rt_sum_forward(ctx, act + 1695744 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 234 stage2.step15.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1679360 * nB, fix + 3040, fix + 3072, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1679360 * nB, act + 1695744 * nB, P + 358288, P + 358320, buf + 3040, buf + 3072, B, 32, 256, 1.0000000000000001e-05);
-    /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1703936 * nB, act + 1679360 * nB, nB * 8192, nB * 843776);
-    /* 236 stage2.step15.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1679360 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1712128 * nB, fix + 3104, fix + 3136, buf + 3104, buf + 3136, act + 1679360 * nB, P + 367568, P + 367600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1712128 * nB, act + 1679360 * nB, P + 367568, P + 367600, buf + 3104, buf + 3136, B, 32, 256, 1.0000000000000001e-05);
-    /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1720320 * nB, act + 1712128 * nB, nB * 8192, nB * 851968);
-    /* 239 stage2.step15.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1712128 * nB, act + 1720320 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 240 stage2.x16: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1695744 * nB, act + 1712128 * nB };
-        rt_sum_forward(ctx, act + 1728512 * nB, 2, xs, c, nB * 8192);
-    }
-}
-
-/* Forward, part 11 of 17. */
-static void forward_11(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 241 stage2.step16.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1712128 * nB, fix + 3168, fix + 3200, buf + 3168, buf + 3200, act + 1728512 * nB, P + 376848, P + 376880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1712128 * nB, act + 1728512 * nB, P + 376848, P + 376880, buf + 3168, buf + 3200, B, 32, 256, 1.0000000000000001e-05);
-    /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1736704 * nB, act + 1712128 * nB, nB * 8192, nB * 860160);
-    /* 243 stage2.step16.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1712128 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1744896 * nB, fix + 3232, fix + 3264, buf + 3232, buf + 3264, act + 1712128 * nB, P + 386128, P + 386160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1744896 * nB, act + 1712128 * nB, P + 386128, P + 386160, buf + 3232, buf + 3264, B, 32, 256, 1.0000000000000001e-05);
-    /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1753088 * nB, act + 1744896 * nB, nB * 8192, nB * 868352);
-    /* 246 stage2.step16.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1744896 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 247 stage2.x17: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1728512 * nB, act + 1744896 * nB };
-        rt_sum_forward(ctx, act + 1761280 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 248 stage2.step17.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1744896 * nB, fix + 3296, fix + 3328, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1744896 * nB, act + 1761280 * nB, P + 395408, P + 395440, buf + 3296, buf + 3328, B, 32, 256, 1.0000000000000001e-05);
-    /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1769472 * nB, act + 1744896 * nB, nB * 8192, nB * 876544);
-    /* 250 stage2.step17.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1744896 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1777664 * nB, fix + 3360, fix + 3392, buf + 3360, buf + 3392, act + 1744896 * nB, P + 404688, P + 404720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1777664 * nB, act + 1744896 * nB, P + 404688, P + 404720, buf + 3360, buf + 3392, B, 32, 256, 1.0000000000000001e-05);
-    /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1785856 * nB, act + 1777664 * nB, nB * 8192, nB * 884736);
-    /* 253 stage2.step17.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward(ctx, act + 1777664 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 254 stage2.x18: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1761280 * nB, act + 1777664 * nB };
-        rt_sum_forward(ctx, act + 1794048 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 255 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1777664 * nB, fix + 3424, fix + 3456, buf + 3424, buf + 3456, act + 1794048 * nB, P + 413968, P + 414000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1777664 * nB, act + 1794048 * nB, P + 413968, P + 414000, buf + 3424, buf + 3456, B, 32, 256, 1.0000000000000001e-05);
-    /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward(ctx, act + 1802240 * nB, act + 1777664 * nB, nB * 8192, nB * 892928);
-    /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1777664 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
-    /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1781760 * nB, fix + 3488, fix + 3552, buf + 3488, buf + 3552, act + 1777664 * nB, P + 432464, P + 432528, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1781760 * nB, act + 1777664 * nB, P + 432464, P + 432528, buf + 3488, buf + 3552, B, 64, 64, 1.0000000000000001e-05);
-    /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1810432 * nB, act + 1781760 * nB, nB * 4096, nB * 901120);
-    /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 261 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward(ctx, act + 1814528 * nB, act + 1794048 * nB, B, 32, 16, 16, 64, 2);
-    /* 262 stage3.x1: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1814528 * nB, act + 1781760 * nB };
-        rt_sum_forward(ctx, act + 1818624 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 263 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1781760 * nB, fix + 3616, fix + 3680, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1781760 * nB, act + 1818624 * nB, P + 469456, P + 469520, buf + 3616, buf + 3680, B, 64, 64, 1.0000000000000001e-05);
-    /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1814528 * nB, act + 1781760 * nB, nB * 4096, nB * 905216);
-}
-
-/* Forward, part 12 of 17. */
-static void forward_12(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 265 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1781760 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 266 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1822720 * nB, fix + 3744, fix + 3808, buf + 3744, buf + 3808, act + 1781760 * nB, P + 506448, P + 506512, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1822720 * nB, act + 1781760 * nB, P + 506448, P + 506512, buf + 3744, buf + 3808, B, 64, 64, 1.0000000000000001e-05);
-    /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1826816 * nB, act + 1822720 * nB, nB * 4096, nB * 909312);
-    /* 268 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1822720 * nB, act + 1826816 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 269 stage3.x2: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1818624 * nB, act + 1822720 * nB };
-        rt_sum_forward(ctx, act + 1830912 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 270 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1822720 * nB, fix + 3872, fix + 3936, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1822720 * nB, act + 1830912 * nB, P + 543440, P + 543504, buf + 3872, buf + 3936, B, 64, 64, 1.0000000000000001e-05);
-    /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1835008 * nB, act + 1822720 * nB, nB * 4096, nB * 913408);
-    /* 272 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1822720 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1839104 * nB, fix + 4000, fix + 4064, buf + 4000, buf + 4064, act + 1822720 * nB, P + 580432, P + 580496, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1839104 * nB, act + 1822720 * nB, P + 580432, P + 580496, buf + 4000, buf + 4064, B, 64, 64, 1.0000000000000001e-05);
-    /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1843200 * nB, act + 1839104 * nB, nB * 4096, nB * 917504);
-    /* 275 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1839104 * nB, act + 1843200 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 276 stage3.x3: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1830912 * nB, act + 1839104 * nB };
-        rt_sum_forward(ctx, act + 1847296 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 277 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1839104 * nB, fix + 4128, fix + 4192, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1839104 * nB, act + 1847296 * nB, P + 617424, P + 617488, buf + 4128, buf + 4192, B, 64, 64, 1.0000000000000001e-05);
-    /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1851392 * nB, act + 1839104 * nB, nB * 4096, nB * 921600);
-    /* 279 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1839104 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1855488 * nB, fix + 4256, fix + 4320, buf + 4256, buf + 4320, act + 1839104 * nB, P + 654416, P + 654480, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1855488 * nB, act + 1839104 * nB, P + 654416, P + 654480, buf + 4256, buf + 4320, B, 64, 64, 1.0000000000000001e-05);
-    /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1859584 * nB, act + 1855488 * nB, nB * 4096, nB * 925696);
-    /* 282 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1855488 * nB, act + 1859584 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 283 stage3.x4: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1847296 * nB, act + 1855488 * nB };
-        rt_sum_forward(ctx, act + 1863680 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 284 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1855488 * nB, fix + 4384, fix + 4448, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1855488 * nB, act + 1863680 * nB, P + 691408, P + 691472, buf + 4384, buf + 4448, B, 64, 64, 1.0000000000000001e-05);
-    /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1867776 * nB, act + 1855488 * nB, nB * 4096, nB * 929792);
-    /* 286 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1855488 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1871872 * nB, fix + 4512, fix + 4576, buf + 4512, buf + 4576, act + 1855488 * nB, P + 728400, P + 728464, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1871872 * nB, act + 1855488 * nB, P + 728400, P + 728464, buf + 4512, buf + 4576, B, 64, 64, 1.0000000000000001e-05);
-    /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1875968 * nB, act + 1871872 * nB, nB * 4096, nB * 933888);
-}
-
-/* Forward, part 13 of 17. */
-static void forward_13(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 289 stage3.step4.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1871872 * nB, act + 1875968 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 290 stage3.x5: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1863680 * nB, act + 1871872 * nB };
-        rt_sum_forward(ctx, act + 1880064 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 291 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1871872 * nB, fix + 4640, fix + 4704, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1871872 * nB, act + 1880064 * nB, P + 765392, P + 765456, buf + 4640, buf + 4704, B, 64, 64, 1.0000000000000001e-05);
-    /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1884160 * nB, act + 1871872 * nB, nB * 4096, nB * 937984);
-    /* 293 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1871872 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1888256 * nB, fix + 4768, fix + 4832, buf + 4768, buf + 4832, act + 1871872 * nB, P + 802384, P + 802448, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1888256 * nB, act + 1871872 * nB, P + 802384, P + 802448, buf + 4768, buf + 4832, B, 64, 64, 1.0000000000000001e-05);
-    /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1892352 * nB, act + 1888256 * nB, nB * 4096, nB * 942080);
-    /* 296 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1888256 * nB, act + 1892352 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 297 stage3.x6: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1880064 * nB, act + 1888256 * nB };
-        rt_sum_forward(ctx, act + 1896448 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 298 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1888256 * nB, fix + 4896, fix + 4960, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1888256 * nB, act + 1896448 * nB, P + 839376, P + 839440, buf + 4896, buf + 4960, B, 64, 64, 1.0000000000000001e-05);
-    /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1900544 * nB, act + 1888256 * nB, nB * 4096, nB * 946176);
-    /* 300 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1888256 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1904640 * nB, fix + 5024, fix + 5088, buf + 5024, buf + 5088, act + 1888256 * nB, P + 876368, P + 876432, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1904640 * nB, act + 1888256 * nB, P + 876368, P + 876432, buf + 5024, buf + 5088, B, 64, 64, 1.0000000000000001e-05);
-    /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1908736 * nB, act + 1904640 * nB, nB * 4096, nB * 950272);
-    /* 303 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1904640 * nB, act + 1908736 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 304 stage3.x7: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1896448 * nB, act + 1904640 * nB };
-        rt_sum_forward(ctx, act + 1912832 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 305 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1904640 * nB, fix + 5152, fix + 5216, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1904640 * nB, act + 1912832 * nB, P + 913360, P + 913424, buf + 5152, buf + 5216, B, 64, 64, 1.0000000000000001e-05);
-    /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1916928 * nB, act + 1904640 * nB, nB * 4096, nB * 954368);
-    /* 307 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1904640 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1921024 * nB, fix + 5280, fix + 5344, buf + 5280, buf + 5344, act + 1904640 * nB, P + 950352, P + 950416, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1921024 * nB, act + 1904640 * nB, P + 950352, P + 950416, buf + 5280, buf + 5344, B, 64, 64, 1.0000000000000001e-05);
-    /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1925120 * nB, act + 1921024 * nB, nB * 4096, nB * 958464);
-    /* 310 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1921024 * nB, act + 1925120 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 311 stage3.x8: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1912832 * nB, act + 1921024 * nB };
-        rt_sum_forward(ctx, act + 1929216 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 312 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1921024 * nB, fix + 5408, fix + 5472, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1921024 * nB, act + 1929216 * nB, P + 987344, P + 987408, buf + 5408, buf + 5472, B, 64, 64, 1.0000000000000001e-05);
-}
-
-/* Forward, part 14 of 17. */
-static void forward_14(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 313 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1933312 * nB, act + 1921024 * nB, nB * 4096, nB * 962560);
-    /* 314 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1921024 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1937408 * nB, fix + 5536, fix + 5600, buf + 5536, buf + 5600, act + 1921024 * nB, P + 1024336, P + 1024400, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1937408 * nB, act + 1921024 * nB, P + 1024336, P + 1024400, buf + 5536, buf + 5600, B, 64, 64, 1.0000000000000001e-05);
-    /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1941504 * nB, act + 1937408 * nB, nB * 4096, nB * 966656);
-    /* 317 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1937408 * nB, act + 1941504 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 318 stage3.x9: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1929216 * nB, act + 1937408 * nB };
-        rt_sum_forward(ctx, act + 1945600 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 319 stage3.step9.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1937408 * nB, fix + 5664, fix + 5728, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1937408 * nB, act + 1945600 * nB, P + 1061328, P + 1061392, buf + 5664, buf + 5728, B, 64, 64, 1.0000000000000001e-05);
-    /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1949696 * nB, act + 1937408 * nB, nB * 4096, nB * 970752);
-    /* 321 stage3.step9.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1937408 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1953792 * nB, fix + 5792, fix + 5856, buf + 5792, buf + 5856, act + 1937408 * nB, P + 1098320, P + 1098384, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1953792 * nB, act + 1937408 * nB, P + 1098320, P + 1098384, buf + 5792, buf + 5856, B, 64, 64, 1.0000000000000001e-05);
-    /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1957888 * nB, act + 1953792 * nB, nB * 4096, nB * 974848);
-    /* 324 stage3.step9.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1953792 * nB, act + 1957888 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 325 stage3.x10: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1945600 * nB, act + 1953792 * nB };
-        rt_sum_forward(ctx, act + 1961984 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 326 stage3.step10.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1953792 * nB, fix + 5920, fix + 5984, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1953792 * nB, act + 1961984 * nB, P + 1135312, P + 1135376, buf + 5920, buf + 5984, B, 64, 64, 1.0000000000000001e-05);
-    /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1966080 * nB, act + 1953792 * nB, nB * 4096, nB * 978944);
-    /* 328 stage3.step10.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1953792 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1970176 * nB, fix + 6048, fix + 6112, buf + 6048, buf + 6112, act + 1953792 * nB, P + 1172304, P + 1172368, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1970176 * nB, act + 1953792 * nB, P + 1172304, P + 1172368, buf + 6048, buf + 6112, B, 64, 64, 1.0000000000000001e-05);
-    /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1974272 * nB, act + 1970176 * nB, nB * 4096, nB * 983040);
-    /* 331 stage3.step10.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1970176 * nB, act + 1974272 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 332 stage3.x11: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1961984 * nB, act + 1970176 * nB };
-        rt_sum_forward(ctx, act + 1978368 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 333 stage3.step11.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1970176 * nB, fix + 6176, fix + 6240, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1970176 * nB, act + 1978368 * nB, P + 1209296, P + 1209360, buf + 6176, buf + 6240, B, 64, 64, 1.0000000000000001e-05);
-    /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1982464 * nB, act + 1970176 * nB, nB * 4096, nB * 987136);
-    /* 335 stage3.step11.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1970176 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1986560 * nB, fix + 6304, fix + 6368, buf + 6304, buf + 6368, act + 1970176 * nB, P + 1246288, P + 1246352, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1986560 * nB, act + 1970176 * nB, P + 1246288, P + 1246352, buf + 6304, buf + 6368, B, 64, 64, 1.0000000000000001e-05);
-}
-
-/* Forward, part 15 of 17. */
-static void forward_15(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 337 stage3.step11.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1990656 * nB, act + 1986560 * nB, nB * 4096, nB * 991232);
-    /* 338 stage3.step11.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1986560 * nB, act + 1990656 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 339 stage3.x12: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1978368 * nB, act + 1986560 * nB };
-        rt_sum_forward(ctx, act + 1994752 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 340 stage3.step12.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 1986560 * nB, fix + 6432, fix + 6496, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 1986560 * nB, act + 1994752 * nB, P + 1283280, P + 1283344, buf + 6432, buf + 6496, B, 64, 64, 1.0000000000000001e-05);
-    /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 1998848 * nB, act + 1986560 * nB, nB * 4096, nB * 995328);
-    /* 342 stage3.step12.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 1986560 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2002944 * nB, fix + 6560, fix + 6624, buf + 6560, buf + 6624, act + 1986560 * nB, P + 1320272, P + 1320336, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2002944 * nB, act + 1986560 * nB, P + 1320272, P + 1320336, buf + 6560, buf + 6624, B, 64, 64, 1.0000000000000001e-05);
-    /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2007040 * nB, act + 2002944 * nB, nB * 4096, nB * 999424);
-    /* 345 stage3.step12.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2002944 * nB, act + 2007040 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 346 stage3.x13: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1994752 * nB, act + 2002944 * nB };
-        rt_sum_forward(ctx, act + 2011136 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 347 stage3.step13.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2002944 * nB, fix + 6688, fix + 6752, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2002944 * nB, act + 2011136 * nB, P + 1357264, P + 1357328, buf + 6688, buf + 6752, B, 64, 64, 1.0000000000000001e-05);
-    /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2015232 * nB, act + 2002944 * nB, nB * 4096, nB * 1003520);
-    /* 349 stage3.step13.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2002944 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2019328 * nB, fix + 6816, fix + 6880, buf + 6816, buf + 6880, act + 2002944 * nB, P + 1394256, P + 1394320, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2019328 * nB, act + 2002944 * nB, P + 1394256, P + 1394320, buf + 6816, buf + 6880, B, 64, 64, 1.0000000000000001e-05);
-    /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2023424 * nB, act + 2019328 * nB, nB * 4096, nB * 1007616);
-    /* 352 stage3.step13.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2019328 * nB, act + 2023424 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 353 stage3.x14: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 2011136 * nB, act + 2019328 * nB };
-        rt_sum_forward(ctx, act + 2027520 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 354 stage3.step14.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2019328 * nB, fix + 6944, fix + 7008, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2019328 * nB, act + 2027520 * nB, P + 1431248, P + 1431312, buf + 6944, buf + 7008, B, 64, 64, 1.0000000000000001e-05);
-    /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2031616 * nB, act + 2019328 * nB, nB * 4096, nB * 1011712);
-    /* 356 stage3.step14.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2019328 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2035712 * nB, fix + 7072, fix + 7136, buf + 7072, buf + 7136, act + 2019328 * nB, P + 1468240, P + 1468304, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2035712 * nB, act + 2019328 * nB, P + 1468240, P + 1468304, buf + 7072, buf + 7136, B, 64, 64, 1.0000000000000001e-05);
-    /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2039808 * nB, act + 2035712 * nB, nB * 4096, nB * 1015808);
-    /* 359 stage3.step14.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2035712 * nB, act + 2039808 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 360 stage3.x15: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 2027520 * nB, act + 2035712 * nB };
-        rt_sum_forward(ctx, act + 2043904 * nB, 2, xs, c, nB * 4096);
-    }
-}
-
-/* Forward, part 16 of 17. */
-static void forward_16(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 361 stage3.step15.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2035712 * nB, fix + 7200, fix + 7264, buf + 7200, buf + 7264, act + 2043904 * nB, P + 1505232, P + 1505296, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2035712 * nB, act + 2043904 * nB, P + 1505232, P + 1505296, buf + 7200, buf + 7264, B, 64, 64, 1.0000000000000001e-05);
-    /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2048000 * nB, act + 2035712 * nB, nB * 4096, nB * 1019904);
-    /* 363 stage3.step15.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2035712 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2052096 * nB, fix + 7328, fix + 7392, buf + 7328, buf + 7392, act + 2035712 * nB, P + 1542224, P + 1542288, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2052096 * nB, act + 2035712 * nB, P + 1542224, P + 1542288, buf + 7328, buf + 7392, B, 64, 64, 1.0000000000000001e-05);
-    /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2056192 * nB, act + 2052096 * nB, nB * 4096, nB * 1024000);
-    /* 366 stage3.step15.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2052096 * nB, act + 2056192 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 367 stage3.x16: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 2043904 * nB, act + 2052096 * nB };
-        rt_sum_forward(ctx, act + 2060288 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 368 stage3.step16.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2052096 * nB, fix + 7456, fix + 7520, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2052096 * nB, act + 2060288 * nB, P + 1579216, P + 1579280, buf + 7456, buf + 7520, B, 64, 64, 1.0000000000000001e-05);
-    /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2064384 * nB, act + 2052096 * nB, nB * 4096, nB * 1028096);
-    /* 370 stage3.step16.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2052096 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2068480 * nB, fix + 7584, fix + 7648, buf + 7584, buf + 7648, act + 2052096 * nB, P + 1616208, P + 1616272, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2068480 * nB, act + 2052096 * nB, P + 1616208, P + 1616272, buf + 7584, buf + 7648, B, 64, 64, 1.0000000000000001e-05);
-    /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2072576 * nB, act + 2068480 * nB, nB * 4096, nB * 1032192);
-    /* 373 stage3.step16.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2068480 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 374 stage3.x17: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 2060288 * nB, act + 2068480 * nB };
-        rt_sum_forward(ctx, act + 2076672 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 375 stage3.step17.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2068480 * nB, fix + 7712, fix + 7776, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2068480 * nB, act + 2076672 * nB, P + 1653200, P + 1653264, buf + 7712, buf + 7776, B, 64, 64, 1.0000000000000001e-05);
-    /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2080768 * nB, act + 2068480 * nB, nB * 4096, nB * 1036288);
-    /* 377 stage3.step17.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2068480 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2084864 * nB, fix + 7840, fix + 7904, buf + 7840, buf + 7904, act + 2068480 * nB, P + 1690192, P + 1690256, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2084864 * nB, act + 2068480 * nB, P + 1690192, P + 1690256, buf + 7840, buf + 7904, B, 64, 64, 1.0000000000000001e-05);
-    /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2088960 * nB, act + 2084864 * nB, nB * 4096, nB * 1040384);
-    /* 380 stage3.step17.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward(ctx, act + 2084864 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 381 stage3.x18: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 2076672 * nB, act + 2084864 * nB };
-        rt_sum_forward(ctx, act + 2093056 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 382 head.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train(ctx, act + 2084864 * nB, fix + 7968, fix + 8032, buf + 7968, buf + 8032, act + 2093056 * nB, P + 1727184, P + 1727248, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval(ctx, act + 2084864 * nB, act + 2093056 * nB, P + 1727184, P + 1727248, buf + 7968, buf + 8032, B, 64, 64, 1.0000000000000001e-05);
-    /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward(ctx, act + 2097152 * nB, act + 2084864 * nB, nB * 4096, nB * 1044480);
-    /* 384 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_forward(ctx, act + 2084864 * nB, act + 2097152 * nB, B, 64, 64);
-}
-
-/* Forward, part 17 of 17. */
-static void forward_17(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 385 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 2084864 * nB, P + 1727312, P + 1727952, B, 64, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward(RtModel *m, int B, int train)
-{
-    forward_1(m, B, train);
-    forward_2(m, B, train);
-    forward_3(m, B, train);
-    forward_4(m, B, train);
-    forward_5(m, B, train);
-    forward_6(m, B, train);
-    forward_7(m, B, train);
-    forward_8(m, B, train);
-    forward_9(m, B, train);
-    forward_10(m, B, train);
-    forward_11(m, B, train);
-    forward_12(m, B, train);
-    forward_13(m, B, train);
-    forward_14(m, B, train);
-    forward_15(m, B, train);
-    forward_16(m, B, train);
-    forward_17(m, B, train);
-}
-
-/* Backward, part 1 of 17. */
-static void backward_1(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 385 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward(ctx, act + 2084928 * nB, 0, G + 1727312, G + 1727952, m->dlogits, act + 2084864 * nB, P + 1727312, B, 64, 10);
-    /* 384 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward(ctx, act + 2101248 * nB, 0, act + 2084928 * nB, B, 64, 64);
-    /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, act + 2097152 * nB, nB * 4096, nB * 1044480);
-    /* 382 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2097152 * nB, 0, G + 1727184, G + 1727248, act + 2084864 * nB, act + 2093056 * nB, fix + 7968, fix + 8032, P + 1727184, B, 64, 64);
-    /* 381 stage3.x18: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 2084864 * nB, act + 2093056 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 2097152 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 380 stage3.step17.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2097152 * nB, 0, G + 1690320, act + 2093056 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2093056 * nB, 0, act + 2097152 * nB, act + 2088960 * nB, nB * 4096, nB * 1040384);
-    /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2088960 * nB, 0, G + 1690192, G + 1690256, act + 2093056 * nB, act + 2068480 * nB, fix + 7840, fix + 7904, P + 1690192, B, 64, 64);
-    /* 377 stage3.step17.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2068480 * nB, 0, G + 1653328, act + 2088960 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2088960 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096, nB * 1036288);
-    /* 375 stage3.step17.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2084864 * nB, 1, G + 1653200, G + 1653264, act + 2088960 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, B, 64, 64);
-    /* 374 stage3.x17: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 2068480 * nB, act + 2076672 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 2084864 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 373 stage3.step16.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2080768 * nB, 0, G + 1616336, act + 2076672 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2076672 * nB, 0, act + 2080768 * nB, act + 2072576 * nB, nB * 4096, nB * 1032192);
-    /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2072576 * nB, 0, G + 1616208, G + 1616272, act + 2076672 * nB, act + 2052096 * nB, fix + 7584, fix + 7648, P + 1616208, B, 64, 64);
-    /* 370 stage3.step16.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2052096 * nB, 0, G + 1579344, act + 2072576 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2072576 * nB, 0, act + 2052096 * nB, act + 2064384 * nB, nB * 4096, nB * 1028096);
-    /* 368 stage3.step16.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2068480 * nB, 1, G + 1579216, G + 1579280, act + 2072576 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, B, 64, 64);
-    /* 367 stage3.x16: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 2052096 * nB, act + 2060288 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 2068480 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 366 stage3.step15.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2064384 * nB, 0, G + 1542352, act + 2060288 * nB, act + 2056192 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2060288 * nB, 0, act + 2064384 * nB, act + 2056192 * nB, nB * 4096, nB * 1024000);
-    /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2056192 * nB, 0, G + 1542224, G + 1542288, act + 2060288 * nB, act + 2035712 * nB, fix + 7328, fix + 7392, P + 1542224, B, 64, 64);
-    /* 363 stage3.step15.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2035712 * nB, 0, G + 1505360, act + 2056192 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2056192 * nB, 0, act + 2035712 * nB, act + 2048000 * nB, nB * 4096, nB * 1019904);
-}
-
-/* Backward, part 2 of 17. */
-static void backward_2(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 361 stage3.step15.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2052096 * nB, 1, G + 1505232, G + 1505296, act + 2056192 * nB, act + 2043904 * nB, fix + 7200, fix + 7264, P + 1505232, B, 64, 64);
-    /* 360 stage3.x15: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 2035712 * nB, act + 2043904 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 2052096 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 359 stage3.step14.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2048000 * nB, 0, G + 1468368, act + 2043904 * nB, act + 2039808 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2043904 * nB, 0, act + 2048000 * nB, act + 2039808 * nB, nB * 4096, nB * 1015808);
-    /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2039808 * nB, 0, G + 1468240, G + 1468304, act + 2043904 * nB, act + 2019328 * nB, fix + 7072, fix + 7136, P + 1468240, B, 64, 64);
-    /* 356 stage3.step14.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2019328 * nB, 0, G + 1431376, act + 2039808 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2039808 * nB, 0, act + 2019328 * nB, act + 2031616 * nB, nB * 4096, nB * 1011712);
-    /* 354 stage3.step14.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2035712 * nB, 1, G + 1431248, G + 1431312, act + 2039808 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, B, 64, 64);
-    /* 353 stage3.x14: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 2019328 * nB, act + 2027520 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 2035712 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 352 stage3.step13.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2031616 * nB, 0, G + 1394384, act + 2027520 * nB, act + 2023424 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2027520 * nB, 0, act + 2031616 * nB, act + 2023424 * nB, nB * 4096, nB * 1007616);
-    /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2023424 * nB, 0, G + 1394256, G + 1394320, act + 2027520 * nB, act + 2002944 * nB, fix + 6816, fix + 6880, P + 1394256, B, 64, 64);
-    /* 349 stage3.step13.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2002944 * nB, 0, G + 1357392, act + 2023424 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2023424 * nB, 0, act + 2002944 * nB, act + 2015232 * nB, nB * 4096, nB * 1003520);
-    /* 347 stage3.step13.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2019328 * nB, 1, G + 1357264, G + 1357328, act + 2023424 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, B, 64, 64);
-    /* 346 stage3.x13: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 2002944 * nB, act + 2011136 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 2019328 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 345 stage3.step12.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 2015232 * nB, 0, G + 1320400, act + 2011136 * nB, act + 2007040 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2011136 * nB, 0, act + 2015232 * nB, act + 2007040 * nB, nB * 4096, nB * 999424);
-    /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2007040 * nB, 0, G + 1320272, G + 1320336, act + 2011136 * nB, act + 1986560 * nB, fix + 6560, fix + 6624, P + 1320272, B, 64, 64);
-    /* 342 stage3.step12.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1986560 * nB, 0, G + 1283408, act + 2007040 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 2007040 * nB, 0, act + 1986560 * nB, act + 1998848 * nB, nB * 4096, nB * 995328);
-    /* 340 stage3.step12.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 2002944 * nB, 1, G + 1283280, G + 1283344, act + 2007040 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, B, 64, 64);
-    /* 339 stage3.x12: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1986560 * nB, act + 1994752 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 2002944 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 338 stage3.step11.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1998848 * nB, 0, G + 1246416, act + 1994752 * nB, act + 1990656 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
-}
-
-/* Backward, part 3 of 17. */
-static void backward_3(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 337 stage3.step11.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1994752 * nB, 0, act + 1998848 * nB, act + 1990656 * nB, nB * 4096, nB * 991232);
-    /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1990656 * nB, 0, G + 1246288, G + 1246352, act + 1994752 * nB, act + 1970176 * nB, fix + 6304, fix + 6368, P + 1246288, B, 64, 64);
-    /* 335 stage3.step11.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1970176 * nB, 0, G + 1209424, act + 1990656 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1990656 * nB, 0, act + 1970176 * nB, act + 1982464 * nB, nB * 4096, nB * 987136);
-    /* 333 stage3.step11.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1986560 * nB, 1, G + 1209296, G + 1209360, act + 1990656 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, B, 64, 64);
-    /* 332 stage3.x11: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1970176 * nB, act + 1978368 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1986560 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 331 stage3.step10.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1982464 * nB, 0, G + 1172432, act + 1978368 * nB, act + 1974272 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1978368 * nB, 0, act + 1982464 * nB, act + 1974272 * nB, nB * 4096, nB * 983040);
-    /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1974272 * nB, 0, G + 1172304, G + 1172368, act + 1978368 * nB, act + 1953792 * nB, fix + 6048, fix + 6112, P + 1172304, B, 64, 64);
-    /* 328 stage3.step10.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1953792 * nB, 0, G + 1135440, act + 1974272 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1974272 * nB, 0, act + 1953792 * nB, act + 1966080 * nB, nB * 4096, nB * 978944);
-    /* 326 stage3.step10.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1970176 * nB, 1, G + 1135312, G + 1135376, act + 1974272 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, B, 64, 64);
-    /* 325 stage3.x10: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1953792 * nB, act + 1961984 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1970176 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 324 stage3.step9.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1966080 * nB, 0, G + 1098448, act + 1961984 * nB, act + 1957888 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1961984 * nB, 0, act + 1966080 * nB, act + 1957888 * nB, nB * 4096, nB * 974848);
-    /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1957888 * nB, 0, G + 1098320, G + 1098384, act + 1961984 * nB, act + 1937408 * nB, fix + 5792, fix + 5856, P + 1098320, B, 64, 64);
-    /* 321 stage3.step9.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1937408 * nB, 0, G + 1061456, act + 1957888 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1957888 * nB, 0, act + 1937408 * nB, act + 1949696 * nB, nB * 4096, nB * 970752);
-    /* 319 stage3.step9.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1953792 * nB, 1, G + 1061328, G + 1061392, act + 1957888 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, B, 64, 64);
-    /* 318 stage3.x9: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1937408 * nB, act + 1945600 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1953792 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 317 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1949696 * nB, 0, G + 1024464, act + 1945600 * nB, act + 1941504 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1945600 * nB, 0, act + 1949696 * nB, act + 1941504 * nB, nB * 4096, nB * 966656);
-    /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1941504 * nB, 0, G + 1024336, G + 1024400, act + 1945600 * nB, act + 1921024 * nB, fix + 5536, fix + 5600, P + 1024336, B, 64, 64);
-    /* 314 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1921024 * nB, 0, G + 987472, act + 1941504 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
-}
-
-/* Backward, part 4 of 17. */
-static void backward_4(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 313 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1941504 * nB, 0, act + 1921024 * nB, act + 1933312 * nB, nB * 4096, nB * 962560);
-    /* 312 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1937408 * nB, 1, G + 987344, G + 987408, act + 1941504 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, B, 64, 64);
-    /* 311 stage3.x8: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1921024 * nB, act + 1929216 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1937408 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 310 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1933312 * nB, 0, G + 950480, act + 1929216 * nB, act + 1925120 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1929216 * nB, 0, act + 1933312 * nB, act + 1925120 * nB, nB * 4096, nB * 958464);
-    /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1925120 * nB, 0, G + 950352, G + 950416, act + 1929216 * nB, act + 1904640 * nB, fix + 5280, fix + 5344, P + 950352, B, 64, 64);
-    /* 307 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1904640 * nB, 0, G + 913488, act + 1925120 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1925120 * nB, 0, act + 1904640 * nB, act + 1916928 * nB, nB * 4096, nB * 954368);
-    /* 305 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1921024 * nB, 1, G + 913360, G + 913424, act + 1925120 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, B, 64, 64);
-    /* 304 stage3.x7: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1904640 * nB, act + 1912832 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1921024 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 303 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1916928 * nB, 0, G + 876496, act + 1912832 * nB, act + 1908736 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1912832 * nB, 0, act + 1916928 * nB, act + 1908736 * nB, nB * 4096, nB * 950272);
-    /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1908736 * nB, 0, G + 876368, G + 876432, act + 1912832 * nB, act + 1888256 * nB, fix + 5024, fix + 5088, P + 876368, B, 64, 64);
-    /* 300 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1888256 * nB, 0, G + 839504, act + 1908736 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1908736 * nB, 0, act + 1888256 * nB, act + 1900544 * nB, nB * 4096, nB * 946176);
-    /* 298 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1904640 * nB, 1, G + 839376, G + 839440, act + 1908736 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, B, 64, 64);
-    /* 297 stage3.x6: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1888256 * nB, act + 1896448 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1904640 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 296 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1900544 * nB, 0, G + 802512, act + 1896448 * nB, act + 1892352 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1896448 * nB, 0, act + 1900544 * nB, act + 1892352 * nB, nB * 4096, nB * 942080);
-    /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1892352 * nB, 0, G + 802384, G + 802448, act + 1896448 * nB, act + 1871872 * nB, fix + 4768, fix + 4832, P + 802384, B, 64, 64);
-    /* 293 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1871872 * nB, 0, G + 765520, act + 1892352 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1892352 * nB, 0, act + 1871872 * nB, act + 1884160 * nB, nB * 4096, nB * 937984);
-    /* 291 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1888256 * nB, 1, G + 765392, G + 765456, act + 1892352 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, B, 64, 64);
-    /* 290 stage3.x5: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1871872 * nB, act + 1880064 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1888256 * nB, NULL, c, 2, nB * 4096);
-    }
-}
-
-/* Backward, part 5 of 17. */
-static void backward_5(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 289 stage3.step4.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1884160 * nB, 0, G + 728528, act + 1880064 * nB, act + 1875968 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1880064 * nB, 0, act + 1884160 * nB, act + 1875968 * nB, nB * 4096, nB * 933888);
-    /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1875968 * nB, 0, G + 728400, G + 728464, act + 1880064 * nB, act + 1855488 * nB, fix + 4512, fix + 4576, P + 728400, B, 64, 64);
-    /* 286 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1855488 * nB, 0, G + 691536, act + 1875968 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1875968 * nB, 0, act + 1855488 * nB, act + 1867776 * nB, nB * 4096, nB * 929792);
-    /* 284 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1871872 * nB, 1, G + 691408, G + 691472, act + 1875968 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, B, 64, 64);
-    /* 283 stage3.x4: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1855488 * nB, act + 1863680 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1871872 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 282 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1867776 * nB, 0, G + 654544, act + 1863680 * nB, act + 1859584 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1863680 * nB, 0, act + 1867776 * nB, act + 1859584 * nB, nB * 4096, nB * 925696);
-    /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1859584 * nB, 0, G + 654416, G + 654480, act + 1863680 * nB, act + 1839104 * nB, fix + 4256, fix + 4320, P + 654416, B, 64, 64);
-    /* 279 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1839104 * nB, 0, G + 617552, act + 1859584 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1859584 * nB, 0, act + 1839104 * nB, act + 1851392 * nB, nB * 4096, nB * 921600);
-    /* 277 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1855488 * nB, 1, G + 617424, G + 617488, act + 1859584 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, B, 64, 64);
-    /* 276 stage3.x3: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1839104 * nB, act + 1847296 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1855488 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 275 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1851392 * nB, 0, G + 580560, act + 1847296 * nB, act + 1843200 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1847296 * nB, 0, act + 1851392 * nB, act + 1843200 * nB, nB * 4096, nB * 917504);
-    /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1843200 * nB, 0, G + 580432, G + 580496, act + 1847296 * nB, act + 1822720 * nB, fix + 4000, fix + 4064, P + 580432, B, 64, 64);
-    /* 272 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1822720 * nB, 0, G + 543568, act + 1843200 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1843200 * nB, 0, act + 1822720 * nB, act + 1835008 * nB, nB * 4096, nB * 913408);
-    /* 270 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1839104 * nB, 1, G + 543440, G + 543504, act + 1843200 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, B, 64, 64);
-    /* 269 stage3.x2: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1822720 * nB, act + 1830912 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1839104 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 268 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1835008 * nB, 0, G + 506576, act + 1830912 * nB, act + 1826816 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1830912 * nB, 0, act + 1835008 * nB, act + 1826816 * nB, nB * 4096, nB * 909312);
-    /* 266 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1826816 * nB, 0, G + 506448, G + 506512, act + 1830912 * nB, act + 1781760 * nB, fix + 3744, fix + 3808, P + 506448, B, 64, 64);
-}
-
-/* Backward, part 6 of 17. */
-static void backward_6(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 265 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1781760 * nB, 0, G + 469584, act + 1826816 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1826816 * nB, 0, act + 1781760 * nB, act + 1814528 * nB, nB * 4096, nB * 905216);
-    /* 263 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1822720 * nB, 1, G + 469456, G + 469520, act + 1826816 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, B, 64, 64);
-    /* 262 stage3.x1: sum 64x8x8 -> 64x8x8 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1814528 * nB, act + 1781760 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1822720 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 261 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward(ctx, act + 1818624 * nB, 0, act + 1814528 * nB, B, 32, 16, 16, 64, 2);
-    /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1814528 * nB, 0, G + 432592, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward(ctx, act + 1781760 * nB, 0, act + 1814528 * nB, act + 1810432 * nB, nB * 4096, nB * 901120);
-    /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward(ctx, act + 1810432 * nB, 0, G + 432464, G + 432528, act + 1781760 * nB, act + 1777664 * nB, fix + 3488, fix + 3552, P + 432464, B, 64, 64);
-    /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward(ctx, act + 1777664 * nB, 0, G + 414032, act + 1810432 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
-    /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1810432 * nB, 0, act + 1777664 * nB, act + 1802240 * nB, nB * 8192, nB * 892928);
-    /* 255 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1818624 * nB, 1, G + 413968, G + 414000, act + 1810432 * nB, act + 1794048 * nB, fix + 3424, fix + 3456, P + 413968, B, 32, 256);
-    /* 254 stage2.x18: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1777664 * nB, act + 1794048 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1818624 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 253 stage2.step17.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1802240 * nB, 0, G + 404752, act + 1794048 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1794048 * nB, 0, act + 1802240 * nB, act + 1785856 * nB, nB * 8192, nB * 884736);
-    /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1785856 * nB, 0, G + 404688, G + 404720, act + 1794048 * nB, act + 1744896 * nB, fix + 3360, fix + 3392, P + 404688, B, 32, 256);
-    /* 250 stage2.step17.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1744896 * nB, 0, G + 395472, act + 1785856 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1785856 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192, nB * 876544);
-    /* 248 stage2.step17.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1777664 * nB, 1, G + 395408, G + 395440, act + 1785856 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, B, 32, 256);
-    /* 247 stage2.x17: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1744896 * nB, act + 1761280 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1777664 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 246 stage2.step16.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1769472 * nB, 0, G + 386192, act + 1761280 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1761280 * nB, 0, act + 1769472 * nB, act + 1753088 * nB, nB * 8192, nB * 868352);
-    /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1753088 * nB, 0, G + 386128, G + 386160, act + 1761280 * nB, act + 1712128 * nB, fix + 3232, fix + 3264, P + 386128, B, 32, 256);
-    /* 243 stage2.step16.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1712128 * nB, 0, G + 376912, act + 1753088 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1753088 * nB, 0, act + 1712128 * nB, act + 1736704 * nB, nB * 8192, nB * 860160);
-}
-
-/* Backward, part 7 of 17. */
-static void backward_7(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 241 stage2.step16.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1744896 * nB, 1, G + 376848, G + 376880, act + 1753088 * nB, act + 1728512 * nB, fix + 3168, fix + 3200, P + 376848, B, 32, 256);
-    /* 240 stage2.x16: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1712128 * nB, act + 1728512 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1744896 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 239 stage2.step15.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1736704 * nB, 0, G + 367632, act + 1728512 * nB, act + 1720320 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1728512 * nB, 0, act + 1736704 * nB, act + 1720320 * nB, nB * 8192, nB * 851968);
-    /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1720320 * nB, 0, G + 367568, G + 367600, act + 1728512 * nB, act + 1679360 * nB, fix + 3104, fix + 3136, P + 367568, B, 32, 256);
-    /* 236 stage2.step15.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1679360 * nB, 0, G + 358352, act + 1720320 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1720320 * nB, 0, act + 1679360 * nB, act + 1703936 * nB, nB * 8192, nB * 843776);
-    /* 234 stage2.step15.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1712128 * nB, 1, G + 358288, G + 358320, act + 1720320 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, B, 32, 256);
-    /* 233 stage2.x15: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1679360 * nB, act + 1695744 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1712128 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 232 stage2.step14.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1703936 * nB, 0, G + 349072, act + 1695744 * nB, act + 1687552 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1695744 * nB, 0, act + 1703936 * nB, act + 1687552 * nB, nB * 8192, nB * 835584);
-    /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1687552 * nB, 0, G + 349008, G + 349040, act + 1695744 * nB, act + 1646592 * nB, fix + 2976, fix + 3008, P + 349008, B, 32, 256);
-    /* 229 stage2.step14.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1646592 * nB, 0, G + 339792, act + 1687552 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1687552 * nB, 0, act + 1646592 * nB, act + 1671168 * nB, nB * 8192, nB * 827392);
-    /* 227 stage2.step14.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1679360 * nB, 1, G + 339728, G + 339760, act + 1687552 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, B, 32, 256);
-    /* 226 stage2.x14: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1646592 * nB, act + 1662976 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1679360 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 225 stage2.step13.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1671168 * nB, 0, G + 330512, act + 1662976 * nB, act + 1654784 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1662976 * nB, 0, act + 1671168 * nB, act + 1654784 * nB, nB * 8192, nB * 819200);
-    /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1654784 * nB, 0, G + 330448, G + 330480, act + 1662976 * nB, act + 1613824 * nB, fix + 2848, fix + 2880, P + 330448, B, 32, 256);
-    /* 222 stage2.step13.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1613824 * nB, 0, G + 321232, act + 1654784 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1654784 * nB, 0, act + 1613824 * nB, act + 1638400 * nB, nB * 8192, nB * 811008);
-    /* 220 stage2.step13.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1646592 * nB, 1, G + 321168, G + 321200, act + 1654784 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, B, 32, 256);
-    /* 219 stage2.x13: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1613824 * nB, act + 1630208 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1646592 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 218 stage2.step12.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1638400 * nB, 0, G + 311952, act + 1630208 * nB, act + 1622016 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
-}
-
-/* Backward, part 8 of 17. */
-static void backward_8(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 217 stage2.step12.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1630208 * nB, 0, act + 1638400 * nB, act + 1622016 * nB, nB * 8192, nB * 802816);
-    /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1622016 * nB, 0, G + 311888, G + 311920, act + 1630208 * nB, act + 1581056 * nB, fix + 2720, fix + 2752, P + 311888, B, 32, 256);
-    /* 215 stage2.step12.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1581056 * nB, 0, G + 302672, act + 1622016 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1622016 * nB, 0, act + 1581056 * nB, act + 1605632 * nB, nB * 8192, nB * 794624);
-    /* 213 stage2.step12.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1613824 * nB, 1, G + 302608, G + 302640, act + 1622016 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, B, 32, 256);
-    /* 212 stage2.x12: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1581056 * nB, act + 1597440 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1613824 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 211 stage2.step11.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1605632 * nB, 0, G + 293392, act + 1597440 * nB, act + 1589248 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1597440 * nB, 0, act + 1605632 * nB, act + 1589248 * nB, nB * 8192, nB * 786432);
-    /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1589248 * nB, 0, G + 293328, G + 293360, act + 1597440 * nB, act + 1548288 * nB, fix + 2592, fix + 2624, P + 293328, B, 32, 256);
-    /* 208 stage2.step11.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1548288 * nB, 0, G + 284112, act + 1589248 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1589248 * nB, 0, act + 1548288 * nB, act + 1572864 * nB, nB * 8192, nB * 778240);
-    /* 206 stage2.step11.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1581056 * nB, 1, G + 284048, G + 284080, act + 1589248 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, B, 32, 256);
-    /* 205 stage2.x11: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1548288 * nB, act + 1564672 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1581056 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 204 stage2.step10.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1572864 * nB, 0, G + 274832, act + 1564672 * nB, act + 1556480 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1564672 * nB, 0, act + 1572864 * nB, act + 1556480 * nB, nB * 8192, nB * 770048);
-    /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1556480 * nB, 0, G + 274768, G + 274800, act + 1564672 * nB, act + 1515520 * nB, fix + 2464, fix + 2496, P + 274768, B, 32, 256);
-    /* 201 stage2.step10.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1515520 * nB, 0, G + 265552, act + 1556480 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1556480 * nB, 0, act + 1515520 * nB, act + 1540096 * nB, nB * 8192, nB * 761856);
-    /* 199 stage2.step10.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1548288 * nB, 1, G + 265488, G + 265520, act + 1556480 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, B, 32, 256);
-    /* 198 stage2.x10: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1515520 * nB, act + 1531904 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1548288 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 197 stage2.step9.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1540096 * nB, 0, G + 256272, act + 1531904 * nB, act + 1523712 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1531904 * nB, 0, act + 1540096 * nB, act + 1523712 * nB, nB * 8192, nB * 753664);
-    /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1523712 * nB, 0, G + 256208, G + 256240, act + 1531904 * nB, act + 1482752 * nB, fix + 2336, fix + 2368, P + 256208, B, 32, 256);
-    /* 194 stage2.step9.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1482752 * nB, 0, G + 246992, act + 1523712 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
-}
-
-/* Backward, part 9 of 17. */
-static void backward_9(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 193 stage2.step9.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1523712 * nB, 0, act + 1482752 * nB, act + 1507328 * nB, nB * 8192, nB * 745472);
-    /* 192 stage2.step9.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1515520 * nB, 1, G + 246928, G + 246960, act + 1523712 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, B, 32, 256);
-    /* 191 stage2.x9: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1482752 * nB, act + 1499136 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1515520 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 190 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1507328 * nB, 0, G + 237712, act + 1499136 * nB, act + 1490944 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1499136 * nB, 0, act + 1507328 * nB, act + 1490944 * nB, nB * 8192, nB * 737280);
-    /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1490944 * nB, 0, G + 237648, G + 237680, act + 1499136 * nB, act + 1449984 * nB, fix + 2208, fix + 2240, P + 237648, B, 32, 256);
-    /* 187 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1449984 * nB, 0, G + 228432, act + 1490944 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1490944 * nB, 0, act + 1449984 * nB, act + 1474560 * nB, nB * 8192, nB * 729088);
-    /* 185 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1482752 * nB, 1, G + 228368, G + 228400, act + 1490944 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, B, 32, 256);
-    /* 184 stage2.x8: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1449984 * nB, act + 1466368 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1482752 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 183 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1474560 * nB, 0, G + 219152, act + 1466368 * nB, act + 1458176 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1466368 * nB, 0, act + 1474560 * nB, act + 1458176 * nB, nB * 8192, nB * 720896);
-    /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1458176 * nB, 0, G + 219088, G + 219120, act + 1466368 * nB, act + 1417216 * nB, fix + 2080, fix + 2112, P + 219088, B, 32, 256);
-    /* 180 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1417216 * nB, 0, G + 209872, act + 1458176 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1458176 * nB, 0, act + 1417216 * nB, act + 1441792 * nB, nB * 8192, nB * 712704);
-    /* 178 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1449984 * nB, 1, G + 209808, G + 209840, act + 1458176 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, B, 32, 256);
-    /* 177 stage2.x7: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1417216 * nB, act + 1433600 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1449984 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 176 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1441792 * nB, 0, G + 200592, act + 1433600 * nB, act + 1425408 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1433600 * nB, 0, act + 1441792 * nB, act + 1425408 * nB, nB * 8192, nB * 704512);
-    /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1425408 * nB, 0, G + 200528, G + 200560, act + 1433600 * nB, act + 1384448 * nB, fix + 1952, fix + 1984, P + 200528, B, 32, 256);
-    /* 173 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1384448 * nB, 0, G + 191312, act + 1425408 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1425408 * nB, 0, act + 1384448 * nB, act + 1409024 * nB, nB * 8192, nB * 696320);
-    /* 171 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1417216 * nB, 1, G + 191248, G + 191280, act + 1425408 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, B, 32, 256);
-    /* 170 stage2.x6: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1384448 * nB, act + 1400832 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1417216 * nB, NULL, c, 2, nB * 8192);
-    }
-}
-
-/* Backward, part 10 of 17. */
-static void backward_10(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 169 stage2.step5.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1409024 * nB, 0, G + 182032, act + 1400832 * nB, act + 1392640 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1400832 * nB, 0, act + 1409024 * nB, act + 1392640 * nB, nB * 8192, nB * 688128);
-    /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1392640 * nB, 0, G + 181968, G + 182000, act + 1400832 * nB, act + 1351680 * nB, fix + 1824, fix + 1856, P + 181968, B, 32, 256);
-    /* 166 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1351680 * nB, 0, G + 172752, act + 1392640 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1392640 * nB, 0, act + 1351680 * nB, act + 1376256 * nB, nB * 8192, nB * 679936);
-    /* 164 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1384448 * nB, 1, G + 172688, G + 172720, act + 1392640 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, B, 32, 256);
-    /* 163 stage2.x5: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1351680 * nB, act + 1368064 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1384448 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 162 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1376256 * nB, 0, G + 163472, act + 1368064 * nB, act + 1359872 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1368064 * nB, 0, act + 1376256 * nB, act + 1359872 * nB, nB * 8192, nB * 671744);
-    /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1359872 * nB, 0, G + 163408, G + 163440, act + 1368064 * nB, act + 1318912 * nB, fix + 1696, fix + 1728, P + 163408, B, 32, 256);
-    /* 159 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1318912 * nB, 0, G + 154192, act + 1359872 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1359872 * nB, 0, act + 1318912 * nB, act + 1343488 * nB, nB * 8192, nB * 663552);
-    /* 157 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1351680 * nB, 1, G + 154128, G + 154160, act + 1359872 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, B, 32, 256);
-    /* 156 stage2.x4: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1318912 * nB, act + 1335296 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1351680 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 155 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1343488 * nB, 0, G + 144912, act + 1335296 * nB, act + 1327104 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1335296 * nB, 0, act + 1343488 * nB, act + 1327104 * nB, nB * 8192, nB * 655360);
-    /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1327104 * nB, 0, G + 144848, G + 144880, act + 1335296 * nB, act + 1286144 * nB, fix + 1568, fix + 1600, P + 144848, B, 32, 256);
-    /* 152 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1286144 * nB, 0, G + 135632, act + 1327104 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1327104 * nB, 0, act + 1286144 * nB, act + 1310720 * nB, nB * 8192, nB * 647168);
-    /* 150 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1318912 * nB, 1, G + 135568, G + 135600, act + 1327104 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, B, 32, 256);
-    /* 149 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1286144 * nB, act + 1302528 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1318912 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 148 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1310720 * nB, 0, G + 126352, act + 1302528 * nB, act + 1294336 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1302528 * nB, 0, act + 1310720 * nB, act + 1294336 * nB, nB * 8192, nB * 638976);
-    /* 146 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1294336 * nB, 0, G + 126288, G + 126320, act + 1302528 * nB, act + 1253376 * nB, fix + 1440, fix + 1472, P + 126288, B, 32, 256);
-}
-
-/* Backward, part 11 of 17. */
-static void backward_11(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 145 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1253376 * nB, 0, G + 117072, act + 1294336 * nB, act + 1277952 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1294336 * nB, 0, act + 1253376 * nB, act + 1277952 * nB, nB * 8192, nB * 630784);
-    /* 143 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1286144 * nB, 1, G + 117008, G + 117040, act + 1294336 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, B, 32, 256);
-    /* 142 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1253376 * nB, act + 1269760 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1286144 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 141 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1277952 * nB, 0, G + 107792, act + 1269760 * nB, act + 1261568 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1269760 * nB, 0, act + 1277952 * nB, act + 1261568 * nB, nB * 8192, nB * 622592);
-    /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1261568 * nB, 0, G + 107728, G + 107760, act + 1269760 * nB, act + 1171456 * nB, fix + 1312, fix + 1344, P + 107728, B, 32, 256);
-    /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1171456 * nB, 0, G + 98512, act + 1261568 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1261568 * nB, 0, act + 1171456 * nB, act + 1236992 * nB, nB * 8192, nB * 614400);
-    /* 136 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1253376 * nB, 1, G + 98448, G + 98480, act + 1261568 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, B, 32, 256);
-    /* 135 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1236992 * nB, act + 1171456 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1253376 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 134 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward(ctx, act + 1245184 * nB, 0, act + 1236992 * nB, B, 16, 32, 32, 32, 2);
-    /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1236992 * nB, 0, G + 89232, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward(ctx, act + 1171456 * nB, 0, act + 1236992 * nB, act + 1228800 * nB, nB * 8192, nB * 606208);
-    /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward(ctx, act + 1228800 * nB, 0, G + 89168, G + 89200, act + 1171456 * nB, act + 1163264 * nB, fix + 1184, fix + 1216, P + 89168, B, 32, 256);
-    /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward(ctx, act + 1163264 * nB, 0, G + 84560, act + 1228800 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
-    /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1228800 * nB, 0, act + 1163264 * nB, act + 1212416 * nB, nB * 16384, nB * 589824);
-    /* 128 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1245184 * nB, 1, G + 84528, G + 84544, act + 1228800 * nB, act + 1196032 * nB, fix + 1152, fix + 1168, P + 84528, B, 16, 1024);
-    /* 127 stage1.x18: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1163264 * nB, act + 1196032 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1245184 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 126 stage1.step17.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 1212416 * nB, 0, G + 82224, act + 1196032 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1196032 * nB, 0, act + 1212416 * nB, act + 1179648 * nB, nB * 16384, nB * 573440);
-    /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1179648 * nB, 0, G + 82192, G + 82208, act + 1196032 * nB, act + 1097728 * nB, fix + 1120, fix + 1136, P + 82192, B, 16, 1024);
-    /* 123 stage1.step17.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 1097728 * nB, 0, G + 79888, act + 1179648 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1179648 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384, nB * 557056);
-}
-
-/* Backward, part 12 of 17. */
-static void backward_12(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 121 stage1.step17.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1163264 * nB, 1, G + 79856, G + 79872, act + 1179648 * nB, act + 1130496 * nB, fix + 1088, fix + 1104, P + 79856, B, 16, 1024);
-    /* 120 stage1.x17: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1097728 * nB, act + 1130496 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1163264 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 119 stage1.step16.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 1146880 * nB, 0, G + 77552, act + 1130496 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1130496 * nB, 0, act + 1146880 * nB, act + 1114112 * nB, nB * 16384, nB * 540672);
-    /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1114112 * nB, 0, G + 77520, G + 77536, act + 1130496 * nB, act + 1032192 * nB, fix + 1056, fix + 1072, P + 77520, B, 16, 1024);
-    /* 116 stage1.step16.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 1032192 * nB, 0, G + 75216, act + 1114112 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1114112 * nB, 0, act + 1032192 * nB, act + 1081344 * nB, nB * 16384, nB * 524288);
-    /* 114 stage1.step16.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1097728 * nB, 1, G + 75184, G + 75200, act + 1114112 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, B, 16, 1024);
-    /* 113 stage1.x16: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1032192 * nB, act + 1064960 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1097728 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 112 stage1.step15.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 1081344 * nB, 0, G + 72880, act + 1064960 * nB, act + 1048576 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1064960 * nB, 0, act + 1081344 * nB, act + 1048576 * nB, nB * 16384, nB * 507904);
-    /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1048576 * nB, 0, G + 72848, G + 72864, act + 1064960 * nB, act + 966656 * nB, fix + 992, fix + 1008, P + 72848, B, 16, 1024);
-    /* 109 stage1.step15.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 966656 * nB, 0, G + 70544, act + 1048576 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 1048576 * nB, 0, act + 966656 * nB, act + 1015808 * nB, nB * 16384, nB * 491520);
-    /* 107 stage1.step15.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 1032192 * nB, 1, G + 70512, G + 70528, act + 1048576 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, B, 16, 1024);
-    /* 106 stage1.x15: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 966656 * nB, act + 999424 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1032192 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 105 stage1.step14.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 1015808 * nB, 0, G + 68208, act + 999424 * nB, act + 983040 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 999424 * nB, 0, act + 1015808 * nB, act + 983040 * nB, nB * 16384, nB * 475136);
-    /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 983040 * nB, 0, G + 68176, G + 68192, act + 999424 * nB, act + 901120 * nB, fix + 928, fix + 944, P + 68176, B, 16, 1024);
-    /* 102 stage1.step14.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 901120 * nB, 0, G + 65872, act + 983040 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 983040 * nB, 0, act + 901120 * nB, act + 950272 * nB, nB * 16384, nB * 458752);
-    /* 100 stage1.step14.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 966656 * nB, 1, G + 65840, G + 65856, act + 983040 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, B, 16, 1024);
-    /* 99 stage1.x14: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 901120 * nB, act + 933888 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 966656 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 98 stage1.step13.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 950272 * nB, 0, G + 63536, act + 933888 * nB, act + 917504 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
-}
-
-/* Backward, part 13 of 17. */
-static void backward_13(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 97 stage1.step13.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 933888 * nB, 0, act + 950272 * nB, act + 917504 * nB, nB * 16384, nB * 442368);
-    /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 917504 * nB, 0, G + 63504, G + 63520, act + 933888 * nB, act + 835584 * nB, fix + 864, fix + 880, P + 63504, B, 16, 1024);
-    /* 95 stage1.step13.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 835584 * nB, 0, G + 61200, act + 917504 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 917504 * nB, 0, act + 835584 * nB, act + 884736 * nB, nB * 16384, nB * 425984);
-    /* 93 stage1.step13.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 901120 * nB, 1, G + 61168, G + 61184, act + 917504 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, B, 16, 1024);
-    /* 92 stage1.x13: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 835584 * nB, act + 868352 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 901120 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 91 stage1.step12.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 884736 * nB, 0, G + 58864, act + 868352 * nB, act + 851968 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 868352 * nB, 0, act + 884736 * nB, act + 851968 * nB, nB * 16384, nB * 409600);
-    /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 851968 * nB, 0, G + 58832, G + 58848, act + 868352 * nB, act + 770048 * nB, fix + 800, fix + 816, P + 58832, B, 16, 1024);
-    /* 88 stage1.step12.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 770048 * nB, 0, G + 56528, act + 851968 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 851968 * nB, 0, act + 770048 * nB, act + 819200 * nB, nB * 16384, nB * 393216);
-    /* 86 stage1.step12.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 835584 * nB, 1, G + 56496, G + 56512, act + 851968 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, B, 16, 1024);
-    /* 85 stage1.x12: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 770048 * nB, act + 802816 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 835584 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 84 stage1.step11.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 819200 * nB, 0, G + 54192, act + 802816 * nB, act + 786432 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 802816 * nB, 0, act + 819200 * nB, act + 786432 * nB, nB * 16384, nB * 376832);
-    /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 786432 * nB, 0, G + 54160, G + 54176, act + 802816 * nB, act + 704512 * nB, fix + 736, fix + 752, P + 54160, B, 16, 1024);
-    /* 81 stage1.step11.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 704512 * nB, 0, G + 51856, act + 786432 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 786432 * nB, 0, act + 704512 * nB, act + 753664 * nB, nB * 16384, nB * 360448);
-    /* 79 stage1.step11.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 770048 * nB, 1, G + 51824, G + 51840, act + 786432 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, B, 16, 1024);
-    /* 78 stage1.x11: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 704512 * nB, act + 737280 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 770048 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 77 stage1.step10.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 753664 * nB, 0, G + 49520, act + 737280 * nB, act + 720896 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 737280 * nB, 0, act + 753664 * nB, act + 720896 * nB, nB * 16384, nB * 344064);
-    /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 720896 * nB, 0, G + 49488, G + 49504, act + 737280 * nB, act + 638976 * nB, fix + 672, fix + 688, P + 49488, B, 16, 1024);
-    /* 74 stage1.step10.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 638976 * nB, 0, G + 47184, act + 720896 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
-}
-
-/* Backward, part 14 of 17. */
-static void backward_14(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 73 stage1.step10.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 720896 * nB, 0, act + 638976 * nB, act + 688128 * nB, nB * 16384, nB * 327680);
-    /* 72 stage1.step10.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 704512 * nB, 1, G + 47152, G + 47168, act + 720896 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, B, 16, 1024);
-    /* 71 stage1.x10: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 638976 * nB, act + 671744 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 704512 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 70 stage1.step9.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 688128 * nB, 0, G + 44848, act + 671744 * nB, act + 655360 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 671744 * nB, 0, act + 688128 * nB, act + 655360 * nB, nB * 16384, nB * 311296);
-    /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 655360 * nB, 0, G + 44816, G + 44832, act + 671744 * nB, act + 573440 * nB, fix + 608, fix + 624, P + 44816, B, 16, 1024);
-    /* 67 stage1.step9.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 573440 * nB, 0, G + 42512, act + 655360 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 655360 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384, nB * 294912);
-    /* 65 stage1.step9.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
-    /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 573440 * nB, act + 606208 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 638976 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384, nB * 278528);
-    /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
-    /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384, nB * 262144);
-    /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
-    /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 507904 * nB, act + 540672 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 573440 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384, nB * 245760);
-    /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
-    /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 442368 * nB, 0, G + 33168, act + 524288 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384, nB * 229376);
-    /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
-    /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 442368 * nB, act + 475136 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 507904 * nB, NULL, c, 2, nB * 16384);
-    }
-}
-
-/* Backward, part 15 of 17. */
-static void backward_15(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 49 stage1.step6.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 491520 * nB, 0, G + 30832, act + 475136 * nB, act + 458752 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384, nB * 212992);
-    /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
-    /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384, nB * 196608);
-    /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
-    /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 376832 * nB, act + 409600 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 442368 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 425984 * nB, 0, G + 26160, act + 409600 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384, nB * 180224);
-    /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
-    /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384, nB * 163840);
-    /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
-    /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 311296 * nB, act + 344064 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 360448 * nB, 0, G + 21488, act + 344064 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384, nB * 147456);
-    /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
-    /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384, nB * 131072);
-    /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
-    /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 245760 * nB, act + 278528 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 294912 * nB, 0, G + 16816, act + 278528 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384, nB * 114688);
-    /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
-}
-
-/* Backward, part 16 of 17. */
-static void backward_16(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 25 stage1.step3.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 180224 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
-    /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
-    /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 180224 * nB, act + 212992 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 245760 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
-    /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
-    /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
-    /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
-    /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 114688 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
-    /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
-    /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
-    /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
-    /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 49152 * nB, act + 81920 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 114688 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
-    /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
-    /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
-    /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
-}
-
-/* Backward, part 17 of 17. */
-static void backward_17(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_backward(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward(RtModel *m, int B)
-{
-    backward_1(m, B);
-    backward_2(m, B);
-    backward_3(m, B);
-    backward_4(m, B);
-    backward_5(m, B);
-    backward_6(m, B);
-    backward_7(m, B);
-    backward_8(m, B);
-    backward_9(m, B);
-    backward_10(m, B);
-    backward_11(m, B);
-    backward_12(m, B);
-    backward_13(m, B);
-    backward_14(m, B);
-    backward_15(m, B);
-    backward_16(m, B);
-    backward_17(m, B);
-}
-
-/* The same in double precision, for gradcheck. */
-
-/* Forward, part 1 of 17. */
-static void forward_d_1(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-    /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1.0000000000000001e-05);
-    /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
-    /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1.0000000000000001e-05);
-    /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
-    /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act, act + 49152 * nB };
-        rt_sum_forward_d(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1.0000000000000001e-05);
-    /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
-    /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1.0000000000000001e-05);
-    /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
-    /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 81920 * nB, act + 114688 * nB };
-        rt_sum_forward_d(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1.0000000000000001e-05);
-    /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
-    /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1.0000000000000001e-05);
-    /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
-    /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 147456 * nB, act + 180224 * nB };
-        rt_sum_forward_d(ctx, act + 212992 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1.0000000000000001e-05);
-    /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
-}
-
-/* Forward, part 2 of 17. */
-static void forward_d_2(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 25 stage1.step3.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1.0000000000000001e-05);
-    /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384, nB * 114688);
-    /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 212992 * nB, act + 245760 * nB };
-        rt_sum_forward_d(ctx, act + 278528 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 245760 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1.0000000000000001e-05);
-    /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384, nB * 131072);
-    /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1.0000000000000001e-05);
-    /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384, nB * 147456);
-    /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 278528 * nB, act + 311296 * nB };
-        rt_sum_forward_d(ctx, act + 344064 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 311296 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1.0000000000000001e-05);
-    /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384, nB * 163840);
-    /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1.0000000000000001e-05);
-    /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384, nB * 180224);
-    /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 344064 * nB, act + 376832 * nB };
-        rt_sum_forward_d(ctx, act + 409600 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 376832 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1.0000000000000001e-05);
-    /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384, nB * 196608);
-    /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1.0000000000000001e-05);
-    /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384, nB * 212992);
-}
-
-/* Forward, part 3 of 17. */
-static void forward_d_3(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 49 stage1.step6.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 442368 * nB, act + 458752 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 409600 * nB, act + 442368 * nB };
-        rt_sum_forward_d(ctx, act + 475136 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 442368 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1.0000000000000001e-05);
-    /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384, nB * 229376);
-    /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1.0000000000000001e-05);
-    /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384, nB * 245760);
-    /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 507904 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 475136 * nB, act + 507904 * nB };
-        rt_sum_forward_d(ctx, act + 540672 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 507904 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1.0000000000000001e-05);
-    /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384, nB * 262144);
-    /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1.0000000000000001e-05);
-    /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384, nB * 278528);
-    /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 573440 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 540672 * nB, act + 573440 * nB };
-        rt_sum_forward_d(ctx, act + 606208 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 65 stage1.step9.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 573440 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1.0000000000000001e-05);
-    /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384, nB * 294912);
-    /* 67 stage1.step9.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 638976 * nB, fix + 608, fix + 624, buf + 608, buf + 624, act + 573440 * nB, P + 44816, P + 44832, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 638976 * nB, act + 573440 * nB, P + 44816, P + 44832, buf + 608, buf + 624, B, 16, 1024, 1.0000000000000001e-05);
-    /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 655360 * nB, act + 638976 * nB, nB * 16384, nB * 311296);
-    /* 70 stage1.step9.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 638976 * nB, act + 655360 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 71 stage1.x10: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 606208 * nB, act + 638976 * nB };
-        rt_sum_forward_d(ctx, act + 671744 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 72 stage1.step10.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 638976 * nB, fix + 640, fix + 656, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 638976 * nB, act + 671744 * nB, P + 47152, P + 47168, buf + 640, buf + 656, B, 16, 1024, 1.0000000000000001e-05);
-}
-
-/* Forward, part 4 of 17. */
-static void forward_d_4(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 73 stage1.step10.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 688128 * nB, act + 638976 * nB, nB * 16384, nB * 327680);
-    /* 74 stage1.step10.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 638976 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 704512 * nB, fix + 672, fix + 688, buf + 672, buf + 688, act + 638976 * nB, P + 49488, P + 49504, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 704512 * nB, act + 638976 * nB, P + 49488, P + 49504, buf + 672, buf + 688, B, 16, 1024, 1.0000000000000001e-05);
-    /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 720896 * nB, act + 704512 * nB, nB * 16384, nB * 344064);
-    /* 77 stage1.step10.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 704512 * nB, act + 720896 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 78 stage1.x11: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 671744 * nB, act + 704512 * nB };
-        rt_sum_forward_d(ctx, act + 737280 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 79 stage1.step11.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 704512 * nB, fix + 704, fix + 720, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 704512 * nB, act + 737280 * nB, P + 51824, P + 51840, buf + 704, buf + 720, B, 16, 1024, 1.0000000000000001e-05);
-    /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 753664 * nB, act + 704512 * nB, nB * 16384, nB * 360448);
-    /* 81 stage1.step11.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 704512 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 770048 * nB, fix + 736, fix + 752, buf + 736, buf + 752, act + 704512 * nB, P + 54160, P + 54176, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 770048 * nB, act + 704512 * nB, P + 54160, P + 54176, buf + 736, buf + 752, B, 16, 1024, 1.0000000000000001e-05);
-    /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 786432 * nB, act + 770048 * nB, nB * 16384, nB * 376832);
-    /* 84 stage1.step11.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 770048 * nB, act + 786432 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 85 stage1.x12: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 737280 * nB, act + 770048 * nB };
-        rt_sum_forward_d(ctx, act + 802816 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 86 stage1.step12.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 770048 * nB, fix + 768, fix + 784, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 770048 * nB, act + 802816 * nB, P + 56496, P + 56512, buf + 768, buf + 784, B, 16, 1024, 1.0000000000000001e-05);
-    /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 819200 * nB, act + 770048 * nB, nB * 16384, nB * 393216);
-    /* 88 stage1.step12.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 770048 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 835584 * nB, fix + 800, fix + 816, buf + 800, buf + 816, act + 770048 * nB, P + 58832, P + 58848, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 835584 * nB, act + 770048 * nB, P + 58832, P + 58848, buf + 800, buf + 816, B, 16, 1024, 1.0000000000000001e-05);
-    /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 851968 * nB, act + 835584 * nB, nB * 16384, nB * 409600);
-    /* 91 stage1.step12.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 835584 * nB, act + 851968 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 92 stage1.x13: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 802816 * nB, act + 835584 * nB };
-        rt_sum_forward_d(ctx, act + 868352 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 93 stage1.step13.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 835584 * nB, fix + 832, fix + 848, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 835584 * nB, act + 868352 * nB, P + 61168, P + 61184, buf + 832, buf + 848, B, 16, 1024, 1.0000000000000001e-05);
-    /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 884736 * nB, act + 835584 * nB, nB * 16384, nB * 425984);
-    /* 95 stage1.step13.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 835584 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 901120 * nB, fix + 864, fix + 880, buf + 864, buf + 880, act + 835584 * nB, P + 63504, P + 63520, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 901120 * nB, act + 835584 * nB, P + 63504, P + 63520, buf + 864, buf + 880, B, 16, 1024, 1.0000000000000001e-05);
-}
-
-/* Forward, part 5 of 17. */
-static void forward_d_5(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 97 stage1.step13.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 917504 * nB, act + 901120 * nB, nB * 16384, nB * 442368);
-    /* 98 stage1.step13.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 901120 * nB, act + 917504 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 99 stage1.x14: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 868352 * nB, act + 901120 * nB };
-        rt_sum_forward_d(ctx, act + 933888 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 100 stage1.step14.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 901120 * nB, fix + 896, fix + 912, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 901120 * nB, act + 933888 * nB, P + 65840, P + 65856, buf + 896, buf + 912, B, 16, 1024, 1.0000000000000001e-05);
-    /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 950272 * nB, act + 901120 * nB, nB * 16384, nB * 458752);
-    /* 102 stage1.step14.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 901120 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 966656 * nB, fix + 928, fix + 944, buf + 928, buf + 944, act + 901120 * nB, P + 68176, P + 68192, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 966656 * nB, act + 901120 * nB, P + 68176, P + 68192, buf + 928, buf + 944, B, 16, 1024, 1.0000000000000001e-05);
-    /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 983040 * nB, act + 966656 * nB, nB * 16384, nB * 475136);
-    /* 105 stage1.step14.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 966656 * nB, act + 983040 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 106 stage1.x15: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 933888 * nB, act + 966656 * nB };
-        rt_sum_forward_d(ctx, act + 999424 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 107 stage1.step15.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 966656 * nB, fix + 960, fix + 976, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 966656 * nB, act + 999424 * nB, P + 70512, P + 70528, buf + 960, buf + 976, B, 16, 1024, 1.0000000000000001e-05);
-    /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1015808 * nB, act + 966656 * nB, nB * 16384, nB * 491520);
-    /* 109 stage1.step15.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 966656 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1032192 * nB, fix + 992, fix + 1008, buf + 992, buf + 1008, act + 966656 * nB, P + 72848, P + 72864, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1032192 * nB, act + 966656 * nB, P + 72848, P + 72864, buf + 992, buf + 1008, B, 16, 1024, 1.0000000000000001e-05);
-    /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1048576 * nB, act + 1032192 * nB, nB * 16384, nB * 507904);
-    /* 112 stage1.step15.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 1032192 * nB, act + 1048576 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 113 stage1.x16: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 999424 * nB, act + 1032192 * nB };
-        rt_sum_forward_d(ctx, act + 1064960 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 114 stage1.step16.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1032192 * nB, fix + 1024, fix + 1040, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1032192 * nB, act + 1064960 * nB, P + 75184, P + 75200, buf + 1024, buf + 1040, B, 16, 1024, 1.0000000000000001e-05);
-    /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1081344 * nB, act + 1032192 * nB, nB * 16384, nB * 524288);
-    /* 116 stage1.step16.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 1032192 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1097728 * nB, fix + 1056, fix + 1072, buf + 1056, buf + 1072, act + 1032192 * nB, P + 77520, P + 77536, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1097728 * nB, act + 1032192 * nB, P + 77520, P + 77536, buf + 1056, buf + 1072, B, 16, 1024, 1.0000000000000001e-05);
-    /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1114112 * nB, act + 1097728 * nB, nB * 16384, nB * 540672);
-    /* 119 stage1.step16.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 1097728 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 120 stage1.x17: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1064960 * nB, act + 1097728 * nB };
-        rt_sum_forward_d(ctx, act + 1130496 * nB, 2, xs, c, nB * 16384);
-    }
-}
-
-/* Forward, part 6 of 17. */
-static void forward_d_6(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 121 stage1.step17.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1097728 * nB, fix + 1088, fix + 1104, buf + 1088, buf + 1104, act + 1130496 * nB, P + 79856, P + 79872, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1097728 * nB, act + 1130496 * nB, P + 79856, P + 79872, buf + 1088, buf + 1104, B, 16, 1024, 1.0000000000000001e-05);
-    /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1146880 * nB, act + 1097728 * nB, nB * 16384, nB * 557056);
-    /* 123 stage1.step17.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 1097728 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1163264 * nB, fix + 1120, fix + 1136, buf + 1120, buf + 1136, act + 1097728 * nB, P + 82192, P + 82208, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1163264 * nB, act + 1097728 * nB, P + 82192, P + 82208, buf + 1120, buf + 1136, B, 16, 1024, 1.0000000000000001e-05);
-    /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1179648 * nB, act + 1163264 * nB, nB * 16384, nB * 573440);
-    /* 126 stage1.step17.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_forward_d(ctx, act + 1163264 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 127 stage1.x18: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1130496 * nB, act + 1163264 * nB };
-        rt_sum_forward_d(ctx, act + 1196032 * nB, 2, xs, c, nB * 16384);
-    }
-    /* 128 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1163264 * nB, fix + 1152, fix + 1168, buf + 1152, buf + 1168, act + 1196032 * nB, P + 84528, P + 84544, B, 16, 1024, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1163264 * nB, act + 1196032 * nB, P + 84528, P + 84544, buf + 1152, buf + 1168, B, 16, 1024, 1.0000000000000001e-05);
-    /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_forward_d(ctx, act + 1212416 * nB, act + 1163264 * nB, nB * 16384, nB * 589824);
-    /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1163264 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
-    /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1171456 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 1163264 * nB, P + 89168, P + 89200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1171456 * nB, act + 1163264 * nB, P + 89168, P + 89200, buf + 1184, buf + 1216, B, 32, 256, 1.0000000000000001e-05);
-    /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1228800 * nB, act + 1171456 * nB, nB * 8192, nB * 606208);
-    /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 134 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_forward_d(ctx, act + 1236992 * nB, act + 1196032 * nB, B, 16, 32, 32, 32, 2);
-    /* 135 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1236992 * nB, act + 1171456 * nB };
-        rt_sum_forward_d(ctx, act + 1245184 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 136 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1171456 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1171456 * nB, act + 1245184 * nB, P + 98448, P + 98480, buf + 1248, buf + 1280, B, 32, 256, 1.0000000000000001e-05);
-    /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1236992 * nB, act + 1171456 * nB, nB * 8192, nB * 614400);
-    /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1171456 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1253376 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 1171456 * nB, P + 107728, P + 107760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1253376 * nB, act + 1171456 * nB, P + 107728, P + 107760, buf + 1312, buf + 1344, B, 32, 256, 1.0000000000000001e-05);
-    /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1261568 * nB, act + 1253376 * nB, nB * 8192, nB * 622592);
-    /* 141 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1253376 * nB, act + 1261568 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 142 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1245184 * nB, act + 1253376 * nB };
-        rt_sum_forward_d(ctx, act + 1269760 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 143 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1253376 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1253376 * nB, act + 1269760 * nB, P + 117008, P + 117040, buf + 1376, buf + 1408, B, 32, 256, 1.0000000000000001e-05);
-    /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1277952 * nB, act + 1253376 * nB, nB * 8192, nB * 630784);
-}
-
-/* Forward, part 7 of 17. */
-static void forward_d_7(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 145 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1253376 * nB, act + 1277952 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 146 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1286144 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 1253376 * nB, P + 126288, P + 126320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1286144 * nB, act + 1253376 * nB, P + 126288, P + 126320, buf + 1440, buf + 1472, B, 32, 256, 1.0000000000000001e-05);
-    /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1294336 * nB, act + 1286144 * nB, nB * 8192, nB * 638976);
-    /* 148 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1286144 * nB, act + 1294336 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 149 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1269760 * nB, act + 1286144 * nB };
-        rt_sum_forward_d(ctx, act + 1302528 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 150 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1286144 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1286144 * nB, act + 1302528 * nB, P + 135568, P + 135600, buf + 1504, buf + 1536, B, 32, 256, 1.0000000000000001e-05);
-    /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1310720 * nB, act + 1286144 * nB, nB * 8192, nB * 647168);
-    /* 152 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1286144 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1318912 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 1286144 * nB, P + 144848, P + 144880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1318912 * nB, act + 1286144 * nB, P + 144848, P + 144880, buf + 1568, buf + 1600, B, 32, 256, 1.0000000000000001e-05);
-    /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1327104 * nB, act + 1318912 * nB, nB * 8192, nB * 655360);
-    /* 155 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1318912 * nB, act + 1327104 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 156 stage2.x4: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1302528 * nB, act + 1318912 * nB };
-        rt_sum_forward_d(ctx, act + 1335296 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 157 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1318912 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1318912 * nB, act + 1335296 * nB, P + 154128, P + 154160, buf + 1632, buf + 1664, B, 32, 256, 1.0000000000000001e-05);
-    /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1343488 * nB, act + 1318912 * nB, nB * 8192, nB * 663552);
-    /* 159 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1318912 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1351680 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 1318912 * nB, P + 163408, P + 163440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1351680 * nB, act + 1318912 * nB, P + 163408, P + 163440, buf + 1696, buf + 1728, B, 32, 256, 1.0000000000000001e-05);
-    /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1359872 * nB, act + 1351680 * nB, nB * 8192, nB * 671744);
-    /* 162 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1351680 * nB, act + 1359872 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 163 stage2.x5: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1335296 * nB, act + 1351680 * nB };
-        rt_sum_forward_d(ctx, act + 1368064 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 164 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1351680 * nB, fix + 1760, fix + 1792, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1351680 * nB, act + 1368064 * nB, P + 172688, P + 172720, buf + 1760, buf + 1792, B, 32, 256, 1.0000000000000001e-05);
-    /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1376256 * nB, act + 1351680 * nB, nB * 8192, nB * 679936);
-    /* 166 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1351680 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1384448 * nB, fix + 1824, fix + 1856, buf + 1824, buf + 1856, act + 1351680 * nB, P + 181968, P + 182000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1384448 * nB, act + 1351680 * nB, P + 181968, P + 182000, buf + 1824, buf + 1856, B, 32, 256, 1.0000000000000001e-05);
-    /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1392640 * nB, act + 1384448 * nB, nB * 8192, nB * 688128);
-}
-
-/* Forward, part 8 of 17. */
-static void forward_d_8(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 169 stage2.step5.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1384448 * nB, act + 1392640 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 170 stage2.x6: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1368064 * nB, act + 1384448 * nB };
-        rt_sum_forward_d(ctx, act + 1400832 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 171 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1384448 * nB, fix + 1888, fix + 1920, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1384448 * nB, act + 1400832 * nB, P + 191248, P + 191280, buf + 1888, buf + 1920, B, 32, 256, 1.0000000000000001e-05);
-    /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1409024 * nB, act + 1384448 * nB, nB * 8192, nB * 696320);
-    /* 173 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1384448 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1417216 * nB, fix + 1952, fix + 1984, buf + 1952, buf + 1984, act + 1384448 * nB, P + 200528, P + 200560, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1417216 * nB, act + 1384448 * nB, P + 200528, P + 200560, buf + 1952, buf + 1984, B, 32, 256, 1.0000000000000001e-05);
-    /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1425408 * nB, act + 1417216 * nB, nB * 8192, nB * 704512);
-    /* 176 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1417216 * nB, act + 1425408 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 177 stage2.x7: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1400832 * nB, act + 1417216 * nB };
-        rt_sum_forward_d(ctx, act + 1433600 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 178 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1417216 * nB, fix + 2016, fix + 2048, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1417216 * nB, act + 1433600 * nB, P + 209808, P + 209840, buf + 2016, buf + 2048, B, 32, 256, 1.0000000000000001e-05);
-    /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1441792 * nB, act + 1417216 * nB, nB * 8192, nB * 712704);
-    /* 180 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1417216 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1449984 * nB, fix + 2080, fix + 2112, buf + 2080, buf + 2112, act + 1417216 * nB, P + 219088, P + 219120, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1449984 * nB, act + 1417216 * nB, P + 219088, P + 219120, buf + 2080, buf + 2112, B, 32, 256, 1.0000000000000001e-05);
-    /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1458176 * nB, act + 1449984 * nB, nB * 8192, nB * 720896);
-    /* 183 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1449984 * nB, act + 1458176 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 184 stage2.x8: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1433600 * nB, act + 1449984 * nB };
-        rt_sum_forward_d(ctx, act + 1466368 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 185 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1449984 * nB, fix + 2144, fix + 2176, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1449984 * nB, act + 1466368 * nB, P + 228368, P + 228400, buf + 2144, buf + 2176, B, 32, 256, 1.0000000000000001e-05);
-    /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1474560 * nB, act + 1449984 * nB, nB * 8192, nB * 729088);
-    /* 187 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1449984 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1482752 * nB, fix + 2208, fix + 2240, buf + 2208, buf + 2240, act + 1449984 * nB, P + 237648, P + 237680, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1482752 * nB, act + 1449984 * nB, P + 237648, P + 237680, buf + 2208, buf + 2240, B, 32, 256, 1.0000000000000001e-05);
-    /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1490944 * nB, act + 1482752 * nB, nB * 8192, nB * 737280);
-    /* 190 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1482752 * nB, act + 1490944 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 191 stage2.x9: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1466368 * nB, act + 1482752 * nB };
-        rt_sum_forward_d(ctx, act + 1499136 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 192 stage2.step9.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1482752 * nB, fix + 2272, fix + 2304, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1482752 * nB, act + 1499136 * nB, P + 246928, P + 246960, buf + 2272, buf + 2304, B, 32, 256, 1.0000000000000001e-05);
-}
-
-/* Forward, part 9 of 17. */
-static void forward_d_9(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 193 stage2.step9.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1507328 * nB, act + 1482752 * nB, nB * 8192, nB * 745472);
-    /* 194 stage2.step9.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1482752 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1515520 * nB, fix + 2336, fix + 2368, buf + 2336, buf + 2368, act + 1482752 * nB, P + 256208, P + 256240, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1515520 * nB, act + 1482752 * nB, P + 256208, P + 256240, buf + 2336, buf + 2368, B, 32, 256, 1.0000000000000001e-05);
-    /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1523712 * nB, act + 1515520 * nB, nB * 8192, nB * 753664);
-    /* 197 stage2.step9.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1515520 * nB, act + 1523712 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 198 stage2.x10: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1499136 * nB, act + 1515520 * nB };
-        rt_sum_forward_d(ctx, act + 1531904 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 199 stage2.step10.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1515520 * nB, fix + 2400, fix + 2432, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1515520 * nB, act + 1531904 * nB, P + 265488, P + 265520, buf + 2400, buf + 2432, B, 32, 256, 1.0000000000000001e-05);
-    /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1540096 * nB, act + 1515520 * nB, nB * 8192, nB * 761856);
-    /* 201 stage2.step10.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1515520 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1548288 * nB, fix + 2464, fix + 2496, buf + 2464, buf + 2496, act + 1515520 * nB, P + 274768, P + 274800, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1548288 * nB, act + 1515520 * nB, P + 274768, P + 274800, buf + 2464, buf + 2496, B, 32, 256, 1.0000000000000001e-05);
-    /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1556480 * nB, act + 1548288 * nB, nB * 8192, nB * 770048);
-    /* 204 stage2.step10.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1548288 * nB, act + 1556480 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 205 stage2.x11: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1531904 * nB, act + 1548288 * nB };
-        rt_sum_forward_d(ctx, act + 1564672 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 206 stage2.step11.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1548288 * nB, fix + 2528, fix + 2560, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1548288 * nB, act + 1564672 * nB, P + 284048, P + 284080, buf + 2528, buf + 2560, B, 32, 256, 1.0000000000000001e-05);
-    /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1572864 * nB, act + 1548288 * nB, nB * 8192, nB * 778240);
-    /* 208 stage2.step11.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1548288 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1581056 * nB, fix + 2592, fix + 2624, buf + 2592, buf + 2624, act + 1548288 * nB, P + 293328, P + 293360, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1581056 * nB, act + 1548288 * nB, P + 293328, P + 293360, buf + 2592, buf + 2624, B, 32, 256, 1.0000000000000001e-05);
-    /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1589248 * nB, act + 1581056 * nB, nB * 8192, nB * 786432);
-    /* 211 stage2.step11.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1581056 * nB, act + 1589248 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 212 stage2.x12: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1564672 * nB, act + 1581056 * nB };
-        rt_sum_forward_d(ctx, act + 1597440 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 213 stage2.step12.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1581056 * nB, fix + 2656, fix + 2688, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1581056 * nB, act + 1597440 * nB, P + 302608, P + 302640, buf + 2656, buf + 2688, B, 32, 256, 1.0000000000000001e-05);
-    /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1605632 * nB, act + 1581056 * nB, nB * 8192, nB * 794624);
-    /* 215 stage2.step12.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1581056 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1613824 * nB, fix + 2720, fix + 2752, buf + 2720, buf + 2752, act + 1581056 * nB, P + 311888, P + 311920, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1613824 * nB, act + 1581056 * nB, P + 311888, P + 311920, buf + 2720, buf + 2752, B, 32, 256, 1.0000000000000001e-05);
-}
-
-/* Forward, part 10 of 17. */
-static void forward_d_10(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 217 stage2.step12.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1622016 * nB, act + 1613824 * nB, nB * 8192, nB * 802816);
-    /* 218 stage2.step12.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1613824 * nB, act + 1622016 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 219 stage2.x13: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1597440 * nB, act + 1613824 * nB };
-        rt_sum_forward_d(ctx, act + 1630208 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 220 stage2.step13.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1613824 * nB, fix + 2784, fix + 2816, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1613824 * nB, act + 1630208 * nB, P + 321168, P + 321200, buf + 2784, buf + 2816, B, 32, 256, 1.0000000000000001e-05);
-    /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1638400 * nB, act + 1613824 * nB, nB * 8192, nB * 811008);
-    /* 222 stage2.step13.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1613824 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1646592 * nB, fix + 2848, fix + 2880, buf + 2848, buf + 2880, act + 1613824 * nB, P + 330448, P + 330480, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1646592 * nB, act + 1613824 * nB, P + 330448, P + 330480, buf + 2848, buf + 2880, B, 32, 256, 1.0000000000000001e-05);
-    /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1654784 * nB, act + 1646592 * nB, nB * 8192, nB * 819200);
-    /* 225 stage2.step13.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1646592 * nB, act + 1654784 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 226 stage2.x14: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1630208 * nB, act + 1646592 * nB };
-        rt_sum_forward_d(ctx, act + 1662976 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 227 stage2.step14.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1646592 * nB, fix + 2912, fix + 2944, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1646592 * nB, act + 1662976 * nB, P + 339728, P + 339760, buf + 2912, buf + 2944, B, 32, 256, 1.0000000000000001e-05);
-    /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1671168 * nB, act + 1646592 * nB, nB * 8192, nB * 827392);
-    /* 229 stage2.step14.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1646592 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1679360 * nB, fix + 2976, fix + 3008, buf + 2976, buf + 3008, act + 1646592 * nB, P + 349008, P + 349040, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1679360 * nB, act + 1646592 * nB, P + 349008, P + 349040, buf + 2976, buf + 3008, B, 32, 256, 1.0000000000000001e-05);
-    /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1687552 * nB, act + 1679360 * nB, nB * 8192, nB * 835584);
-    /* 232 stage2.step14.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1679360 * nB, act + 1687552 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 233 stage2.x15: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1662976 * nB, act + 1679360 * nB };
-        rt_sum_forward_d(ctx, act + 1695744 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 234 stage2.step15.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1679360 * nB, fix + 3040, fix + 3072, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1679360 * nB, act + 1695744 * nB, P + 358288, P + 358320, buf + 3040, buf + 3072, B, 32, 256, 1.0000000000000001e-05);
-    /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1703936 * nB, act + 1679360 * nB, nB * 8192, nB * 843776);
-    /* 236 stage2.step15.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1679360 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1712128 * nB, fix + 3104, fix + 3136, buf + 3104, buf + 3136, act + 1679360 * nB, P + 367568, P + 367600, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1712128 * nB, act + 1679360 * nB, P + 367568, P + 367600, buf + 3104, buf + 3136, B, 32, 256, 1.0000000000000001e-05);
-    /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1720320 * nB, act + 1712128 * nB, nB * 8192, nB * 851968);
-    /* 239 stage2.step15.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1712128 * nB, act + 1720320 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 240 stage2.x16: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1695744 * nB, act + 1712128 * nB };
-        rt_sum_forward_d(ctx, act + 1728512 * nB, 2, xs, c, nB * 8192);
-    }
-}
-
-/* Forward, part 11 of 17. */
-static void forward_d_11(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 241 stage2.step16.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1712128 * nB, fix + 3168, fix + 3200, buf + 3168, buf + 3200, act + 1728512 * nB, P + 376848, P + 376880, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1712128 * nB, act + 1728512 * nB, P + 376848, P + 376880, buf + 3168, buf + 3200, B, 32, 256, 1.0000000000000001e-05);
-    /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1736704 * nB, act + 1712128 * nB, nB * 8192, nB * 860160);
-    /* 243 stage2.step16.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1712128 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1744896 * nB, fix + 3232, fix + 3264, buf + 3232, buf + 3264, act + 1712128 * nB, P + 386128, P + 386160, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1744896 * nB, act + 1712128 * nB, P + 386128, P + 386160, buf + 3232, buf + 3264, B, 32, 256, 1.0000000000000001e-05);
-    /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1753088 * nB, act + 1744896 * nB, nB * 8192, nB * 868352);
-    /* 246 stage2.step16.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1744896 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 247 stage2.x17: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1728512 * nB, act + 1744896 * nB };
-        rt_sum_forward_d(ctx, act + 1761280 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 248 stage2.step17.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1744896 * nB, fix + 3296, fix + 3328, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1744896 * nB, act + 1761280 * nB, P + 395408, P + 395440, buf + 3296, buf + 3328, B, 32, 256, 1.0000000000000001e-05);
-    /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1769472 * nB, act + 1744896 * nB, nB * 8192, nB * 876544);
-    /* 250 stage2.step17.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1744896 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1777664 * nB, fix + 3360, fix + 3392, buf + 3360, buf + 3392, act + 1744896 * nB, P + 404688, P + 404720, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1777664 * nB, act + 1744896 * nB, P + 404688, P + 404720, buf + 3360, buf + 3392, B, 32, 256, 1.0000000000000001e-05);
-    /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1785856 * nB, act + 1777664 * nB, nB * 8192, nB * 884736);
-    /* 253 stage2.step17.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_forward_d(ctx, act + 1777664 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 254 stage2.x18: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1761280 * nB, act + 1777664 * nB };
-        rt_sum_forward_d(ctx, act + 1794048 * nB, 2, xs, c, nB * 8192);
-    }
-    /* 255 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1777664 * nB, fix + 3424, fix + 3456, buf + 3424, buf + 3456, act + 1794048 * nB, P + 413968, P + 414000, B, 32, 256, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1777664 * nB, act + 1794048 * nB, P + 413968, P + 414000, buf + 3424, buf + 3456, B, 32, 256, 1.0000000000000001e-05);
-    /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_forward_d(ctx, act + 1802240 * nB, act + 1777664 * nB, nB * 8192, nB * 892928);
-    /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1777664 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
-    /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1781760 * nB, fix + 3488, fix + 3552, buf + 3488, buf + 3552, act + 1777664 * nB, P + 432464, P + 432528, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1781760 * nB, act + 1777664 * nB, P + 432464, P + 432528, buf + 3488, buf + 3552, B, 64, 64, 1.0000000000000001e-05);
-    /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1810432 * nB, act + 1781760 * nB, nB * 4096, nB * 901120);
-    /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 261 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_forward_d(ctx, act + 1814528 * nB, act + 1794048 * nB, B, 32, 16, 16, 64, 2);
-    /* 262 stage3.x1: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1814528 * nB, act + 1781760 * nB };
-        rt_sum_forward_d(ctx, act + 1818624 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 263 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1781760 * nB, fix + 3616, fix + 3680, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1781760 * nB, act + 1818624 * nB, P + 469456, P + 469520, buf + 3616, buf + 3680, B, 64, 64, 1.0000000000000001e-05);
-    /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1814528 * nB, act + 1781760 * nB, nB * 4096, nB * 905216);
-}
-
-/* Forward, part 12 of 17. */
-static void forward_d_12(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 265 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1781760 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 266 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1822720 * nB, fix + 3744, fix + 3808, buf + 3744, buf + 3808, act + 1781760 * nB, P + 506448, P + 506512, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1822720 * nB, act + 1781760 * nB, P + 506448, P + 506512, buf + 3744, buf + 3808, B, 64, 64, 1.0000000000000001e-05);
-    /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1826816 * nB, act + 1822720 * nB, nB * 4096, nB * 909312);
-    /* 268 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1822720 * nB, act + 1826816 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 269 stage3.x2: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1818624 * nB, act + 1822720 * nB };
-        rt_sum_forward_d(ctx, act + 1830912 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 270 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1822720 * nB, fix + 3872, fix + 3936, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1822720 * nB, act + 1830912 * nB, P + 543440, P + 543504, buf + 3872, buf + 3936, B, 64, 64, 1.0000000000000001e-05);
-    /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1835008 * nB, act + 1822720 * nB, nB * 4096, nB * 913408);
-    /* 272 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1822720 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1839104 * nB, fix + 4000, fix + 4064, buf + 4000, buf + 4064, act + 1822720 * nB, P + 580432, P + 580496, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1839104 * nB, act + 1822720 * nB, P + 580432, P + 580496, buf + 4000, buf + 4064, B, 64, 64, 1.0000000000000001e-05);
-    /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1843200 * nB, act + 1839104 * nB, nB * 4096, nB * 917504);
-    /* 275 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1839104 * nB, act + 1843200 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 276 stage3.x3: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1830912 * nB, act + 1839104 * nB };
-        rt_sum_forward_d(ctx, act + 1847296 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 277 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1839104 * nB, fix + 4128, fix + 4192, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1839104 * nB, act + 1847296 * nB, P + 617424, P + 617488, buf + 4128, buf + 4192, B, 64, 64, 1.0000000000000001e-05);
-    /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1851392 * nB, act + 1839104 * nB, nB * 4096, nB * 921600);
-    /* 279 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1839104 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1855488 * nB, fix + 4256, fix + 4320, buf + 4256, buf + 4320, act + 1839104 * nB, P + 654416, P + 654480, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1855488 * nB, act + 1839104 * nB, P + 654416, P + 654480, buf + 4256, buf + 4320, B, 64, 64, 1.0000000000000001e-05);
-    /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1859584 * nB, act + 1855488 * nB, nB * 4096, nB * 925696);
-    /* 282 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1855488 * nB, act + 1859584 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 283 stage3.x4: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1847296 * nB, act + 1855488 * nB };
-        rt_sum_forward_d(ctx, act + 1863680 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 284 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1855488 * nB, fix + 4384, fix + 4448, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1855488 * nB, act + 1863680 * nB, P + 691408, P + 691472, buf + 4384, buf + 4448, B, 64, 64, 1.0000000000000001e-05);
-    /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1867776 * nB, act + 1855488 * nB, nB * 4096, nB * 929792);
-    /* 286 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1855488 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1871872 * nB, fix + 4512, fix + 4576, buf + 4512, buf + 4576, act + 1855488 * nB, P + 728400, P + 728464, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1871872 * nB, act + 1855488 * nB, P + 728400, P + 728464, buf + 4512, buf + 4576, B, 64, 64, 1.0000000000000001e-05);
-    /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1875968 * nB, act + 1871872 * nB, nB * 4096, nB * 933888);
-}
-
-/* Forward, part 13 of 17. */
-static void forward_d_13(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 289 stage3.step4.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1871872 * nB, act + 1875968 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 290 stage3.x5: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1863680 * nB, act + 1871872 * nB };
-        rt_sum_forward_d(ctx, act + 1880064 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 291 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1871872 * nB, fix + 4640, fix + 4704, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1871872 * nB, act + 1880064 * nB, P + 765392, P + 765456, buf + 4640, buf + 4704, B, 64, 64, 1.0000000000000001e-05);
-    /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1884160 * nB, act + 1871872 * nB, nB * 4096, nB * 937984);
-    /* 293 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1871872 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1888256 * nB, fix + 4768, fix + 4832, buf + 4768, buf + 4832, act + 1871872 * nB, P + 802384, P + 802448, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1888256 * nB, act + 1871872 * nB, P + 802384, P + 802448, buf + 4768, buf + 4832, B, 64, 64, 1.0000000000000001e-05);
-    /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1892352 * nB, act + 1888256 * nB, nB * 4096, nB * 942080);
-    /* 296 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1888256 * nB, act + 1892352 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 297 stage3.x6: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1880064 * nB, act + 1888256 * nB };
-        rt_sum_forward_d(ctx, act + 1896448 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 298 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1888256 * nB, fix + 4896, fix + 4960, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1888256 * nB, act + 1896448 * nB, P + 839376, P + 839440, buf + 4896, buf + 4960, B, 64, 64, 1.0000000000000001e-05);
-    /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1900544 * nB, act + 1888256 * nB, nB * 4096, nB * 946176);
-    /* 300 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1888256 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1904640 * nB, fix + 5024, fix + 5088, buf + 5024, buf + 5088, act + 1888256 * nB, P + 876368, P + 876432, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1904640 * nB, act + 1888256 * nB, P + 876368, P + 876432, buf + 5024, buf + 5088, B, 64, 64, 1.0000000000000001e-05);
-    /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1908736 * nB, act + 1904640 * nB, nB * 4096, nB * 950272);
-    /* 303 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1904640 * nB, act + 1908736 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 304 stage3.x7: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1896448 * nB, act + 1904640 * nB };
-        rt_sum_forward_d(ctx, act + 1912832 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 305 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1904640 * nB, fix + 5152, fix + 5216, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1904640 * nB, act + 1912832 * nB, P + 913360, P + 913424, buf + 5152, buf + 5216, B, 64, 64, 1.0000000000000001e-05);
-    /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1916928 * nB, act + 1904640 * nB, nB * 4096, nB * 954368);
-    /* 307 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1904640 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1921024 * nB, fix + 5280, fix + 5344, buf + 5280, buf + 5344, act + 1904640 * nB, P + 950352, P + 950416, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1921024 * nB, act + 1904640 * nB, P + 950352, P + 950416, buf + 5280, buf + 5344, B, 64, 64, 1.0000000000000001e-05);
-    /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1925120 * nB, act + 1921024 * nB, nB * 4096, nB * 958464);
-    /* 310 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1921024 * nB, act + 1925120 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 311 stage3.x8: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1912832 * nB, act + 1921024 * nB };
-        rt_sum_forward_d(ctx, act + 1929216 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 312 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1921024 * nB, fix + 5408, fix + 5472, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1921024 * nB, act + 1929216 * nB, P + 987344, P + 987408, buf + 5408, buf + 5472, B, 64, 64, 1.0000000000000001e-05);
-}
-
-/* Forward, part 14 of 17. */
-static void forward_d_14(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 313 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1933312 * nB, act + 1921024 * nB, nB * 4096, nB * 962560);
-    /* 314 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1921024 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1937408 * nB, fix + 5536, fix + 5600, buf + 5536, buf + 5600, act + 1921024 * nB, P + 1024336, P + 1024400, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1937408 * nB, act + 1921024 * nB, P + 1024336, P + 1024400, buf + 5536, buf + 5600, B, 64, 64, 1.0000000000000001e-05);
-    /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1941504 * nB, act + 1937408 * nB, nB * 4096, nB * 966656);
-    /* 317 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1937408 * nB, act + 1941504 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 318 stage3.x9: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1929216 * nB, act + 1937408 * nB };
-        rt_sum_forward_d(ctx, act + 1945600 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 319 stage3.step9.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1937408 * nB, fix + 5664, fix + 5728, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1937408 * nB, act + 1945600 * nB, P + 1061328, P + 1061392, buf + 5664, buf + 5728, B, 64, 64, 1.0000000000000001e-05);
-    /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1949696 * nB, act + 1937408 * nB, nB * 4096, nB * 970752);
-    /* 321 stage3.step9.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1937408 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1953792 * nB, fix + 5792, fix + 5856, buf + 5792, buf + 5856, act + 1937408 * nB, P + 1098320, P + 1098384, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1953792 * nB, act + 1937408 * nB, P + 1098320, P + 1098384, buf + 5792, buf + 5856, B, 64, 64, 1.0000000000000001e-05);
-    /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1957888 * nB, act + 1953792 * nB, nB * 4096, nB * 974848);
-    /* 324 stage3.step9.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1953792 * nB, act + 1957888 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 325 stage3.x10: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1945600 * nB, act + 1953792 * nB };
-        rt_sum_forward_d(ctx, act + 1961984 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 326 stage3.step10.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1953792 * nB, fix + 5920, fix + 5984, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1953792 * nB, act + 1961984 * nB, P + 1135312, P + 1135376, buf + 5920, buf + 5984, B, 64, 64, 1.0000000000000001e-05);
-    /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1966080 * nB, act + 1953792 * nB, nB * 4096, nB * 978944);
-    /* 328 stage3.step10.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1953792 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1970176 * nB, fix + 6048, fix + 6112, buf + 6048, buf + 6112, act + 1953792 * nB, P + 1172304, P + 1172368, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1970176 * nB, act + 1953792 * nB, P + 1172304, P + 1172368, buf + 6048, buf + 6112, B, 64, 64, 1.0000000000000001e-05);
-    /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1974272 * nB, act + 1970176 * nB, nB * 4096, nB * 983040);
-    /* 331 stage3.step10.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1970176 * nB, act + 1974272 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 332 stage3.x11: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1961984 * nB, act + 1970176 * nB };
-        rt_sum_forward_d(ctx, act + 1978368 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 333 stage3.step11.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1970176 * nB, fix + 6176, fix + 6240, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1970176 * nB, act + 1978368 * nB, P + 1209296, P + 1209360, buf + 6176, buf + 6240, B, 64, 64, 1.0000000000000001e-05);
-    /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1982464 * nB, act + 1970176 * nB, nB * 4096, nB * 987136);
-    /* 335 stage3.step11.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1970176 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1986560 * nB, fix + 6304, fix + 6368, buf + 6304, buf + 6368, act + 1970176 * nB, P + 1246288, P + 1246352, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1986560 * nB, act + 1970176 * nB, P + 1246288, P + 1246352, buf + 6304, buf + 6368, B, 64, 64, 1.0000000000000001e-05);
-}
-
-/* Forward, part 15 of 17. */
-static void forward_d_15(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 337 stage3.step11.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1990656 * nB, act + 1986560 * nB, nB * 4096, nB * 991232);
-    /* 338 stage3.step11.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1986560 * nB, act + 1990656 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 339 stage3.x12: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1978368 * nB, act + 1986560 * nB };
-        rt_sum_forward_d(ctx, act + 1994752 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 340 stage3.step12.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 1986560 * nB, fix + 6432, fix + 6496, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 1986560 * nB, act + 1994752 * nB, P + 1283280, P + 1283344, buf + 6432, buf + 6496, B, 64, 64, 1.0000000000000001e-05);
-    /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 1998848 * nB, act + 1986560 * nB, nB * 4096, nB * 995328);
-    /* 342 stage3.step12.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 1986560 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2002944 * nB, fix + 6560, fix + 6624, buf + 6560, buf + 6624, act + 1986560 * nB, P + 1320272, P + 1320336, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2002944 * nB, act + 1986560 * nB, P + 1320272, P + 1320336, buf + 6560, buf + 6624, B, 64, 64, 1.0000000000000001e-05);
-    /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2007040 * nB, act + 2002944 * nB, nB * 4096, nB * 999424);
-    /* 345 stage3.step12.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2002944 * nB, act + 2007040 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 346 stage3.x13: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1994752 * nB, act + 2002944 * nB };
-        rt_sum_forward_d(ctx, act + 2011136 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 347 stage3.step13.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2002944 * nB, fix + 6688, fix + 6752, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2002944 * nB, act + 2011136 * nB, P + 1357264, P + 1357328, buf + 6688, buf + 6752, B, 64, 64, 1.0000000000000001e-05);
-    /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2015232 * nB, act + 2002944 * nB, nB * 4096, nB * 1003520);
-    /* 349 stage3.step13.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2002944 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2019328 * nB, fix + 6816, fix + 6880, buf + 6816, buf + 6880, act + 2002944 * nB, P + 1394256, P + 1394320, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2019328 * nB, act + 2002944 * nB, P + 1394256, P + 1394320, buf + 6816, buf + 6880, B, 64, 64, 1.0000000000000001e-05);
-    /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2023424 * nB, act + 2019328 * nB, nB * 4096, nB * 1007616);
-    /* 352 stage3.step13.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2019328 * nB, act + 2023424 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 353 stage3.x14: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 2011136 * nB, act + 2019328 * nB };
-        rt_sum_forward_d(ctx, act + 2027520 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 354 stage3.step14.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2019328 * nB, fix + 6944, fix + 7008, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2019328 * nB, act + 2027520 * nB, P + 1431248, P + 1431312, buf + 6944, buf + 7008, B, 64, 64, 1.0000000000000001e-05);
-    /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2031616 * nB, act + 2019328 * nB, nB * 4096, nB * 1011712);
-    /* 356 stage3.step14.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2019328 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2035712 * nB, fix + 7072, fix + 7136, buf + 7072, buf + 7136, act + 2019328 * nB, P + 1468240, P + 1468304, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2035712 * nB, act + 2019328 * nB, P + 1468240, P + 1468304, buf + 7072, buf + 7136, B, 64, 64, 1.0000000000000001e-05);
-    /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2039808 * nB, act + 2035712 * nB, nB * 4096, nB * 1015808);
-    /* 359 stage3.step14.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2035712 * nB, act + 2039808 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 360 stage3.x15: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 2027520 * nB, act + 2035712 * nB };
-        rt_sum_forward_d(ctx, act + 2043904 * nB, 2, xs, c, nB * 4096);
-    }
-}
-
-/* Forward, part 16 of 17. */
-static void forward_d_16(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 361 stage3.step15.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2035712 * nB, fix + 7200, fix + 7264, buf + 7200, buf + 7264, act + 2043904 * nB, P + 1505232, P + 1505296, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2035712 * nB, act + 2043904 * nB, P + 1505232, P + 1505296, buf + 7200, buf + 7264, B, 64, 64, 1.0000000000000001e-05);
-    /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2048000 * nB, act + 2035712 * nB, nB * 4096, nB * 1019904);
-    /* 363 stage3.step15.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2035712 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2052096 * nB, fix + 7328, fix + 7392, buf + 7328, buf + 7392, act + 2035712 * nB, P + 1542224, P + 1542288, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2052096 * nB, act + 2035712 * nB, P + 1542224, P + 1542288, buf + 7328, buf + 7392, B, 64, 64, 1.0000000000000001e-05);
-    /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2056192 * nB, act + 2052096 * nB, nB * 4096, nB * 1024000);
-    /* 366 stage3.step15.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2052096 * nB, act + 2056192 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 367 stage3.x16: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 2043904 * nB, act + 2052096 * nB };
-        rt_sum_forward_d(ctx, act + 2060288 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 368 stage3.step16.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2052096 * nB, fix + 7456, fix + 7520, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2052096 * nB, act + 2060288 * nB, P + 1579216, P + 1579280, buf + 7456, buf + 7520, B, 64, 64, 1.0000000000000001e-05);
-    /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2064384 * nB, act + 2052096 * nB, nB * 4096, nB * 1028096);
-    /* 370 stage3.step16.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2052096 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2068480 * nB, fix + 7584, fix + 7648, buf + 7584, buf + 7648, act + 2052096 * nB, P + 1616208, P + 1616272, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2068480 * nB, act + 2052096 * nB, P + 1616208, P + 1616272, buf + 7584, buf + 7648, B, 64, 64, 1.0000000000000001e-05);
-    /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2072576 * nB, act + 2068480 * nB, nB * 4096, nB * 1032192);
-    /* 373 stage3.step16.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2068480 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 374 stage3.x17: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 2060288 * nB, act + 2068480 * nB };
-        rt_sum_forward_d(ctx, act + 2076672 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 375 stage3.step17.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2068480 * nB, fix + 7712, fix + 7776, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2068480 * nB, act + 2076672 * nB, P + 1653200, P + 1653264, buf + 7712, buf + 7776, B, 64, 64, 1.0000000000000001e-05);
-    /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2080768 * nB, act + 2068480 * nB, nB * 4096, nB * 1036288);
-    /* 377 stage3.step17.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2068480 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2084864 * nB, fix + 7840, fix + 7904, buf + 7840, buf + 7904, act + 2068480 * nB, P + 1690192, P + 1690256, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2084864 * nB, act + 2068480 * nB, P + 1690192, P + 1690256, buf + 7840, buf + 7904, B, 64, 64, 1.0000000000000001e-05);
-    /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2088960 * nB, act + 2084864 * nB, nB * 4096, nB * 1040384);
-    /* 380 stage3.step17.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_forward_d(ctx, act + 2084864 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 381 stage3.x18: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 2076672 * nB, act + 2084864 * nB };
-        rt_sum_forward_d(ctx, act + 2093056 * nB, 2, xs, c, nB * 4096);
-    }
-    /* 382 head.bn0: bn 64x8x8 -> 64x8x8 */
-    if (train)
-        rt_bn_forward_train_d(ctx, act + 2084864 * nB, fix + 7968, fix + 8032, buf + 7968, buf + 8032, act + 2093056 * nB, P + 1727184, P + 1727248, B, 64, 64, 0.10000000000000001, 1.0000000000000001e-05);
-    else
-        rt_bn_forward_eval_d(ctx, act + 2084864 * nB, act + 2093056 * nB, P + 1727184, P + 1727248, buf + 7968, buf + 8032, B, 64, 64, 1.0000000000000001e-05);
-    /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_forward_d(ctx, act + 2097152 * nB, act + 2084864 * nB, nB * 4096, nB * 1044480);
-    /* 384 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_forward_d(ctx, act + 2084864 * nB, act + 2097152 * nB, B, 64, 64);
-}
-
-/* Forward, part 17 of 17. */
-static void forward_d_17(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 385 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 2084864 * nB, P + 1727312, P + 1727952, B, 64, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward_d(RtModelD *m, int B, int train)
-{
-    forward_d_1(m, B, train);
-    forward_d_2(m, B, train);
-    forward_d_3(m, B, train);
-    forward_d_4(m, B, train);
-    forward_d_5(m, B, train);
-    forward_d_6(m, B, train);
-    forward_d_7(m, B, train);
-    forward_d_8(m, B, train);
-    forward_d_9(m, B, train);
-    forward_d_10(m, B, train);
-    forward_d_11(m, B, train);
-    forward_d_12(m, B, train);
-    forward_d_13(m, B, train);
-    forward_d_14(m, B, train);
-    forward_d_15(m, B, train);
-    forward_d_16(m, B, train);
-    forward_d_17(m, B, train);
-}
-
-/* Backward, part 1 of 17. */
-static void backward_d_1(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 385 head.linear: linear 64x1x1 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act + 2084928 * nB, 0, G + 1727312, G + 1727952, m->dlogits, act + 2084864 * nB, P + 1727312, B, 64, 10);
-    /* 384 head.gap0: gap 64x8x8 -> 64x1x1 */
-    rt_gap_backward_d(ctx, act + 2101248 * nB, 0, act + 2084928 * nB, B, 64, 64);
-    /* 383 head.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, act + 2097152 * nB, nB * 4096, nB * 1044480);
-    /* 382 head.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2097152 * nB, 0, G + 1727184, G + 1727248, act + 2084864 * nB, act + 2093056 * nB, fix + 7968, fix + 8032, P + 1727184, B, 64, 64);
-    /* 381 stage3.x18: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 2084864 * nB, act + 2093056 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2097152 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 380 stage3.step17.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2097152 * nB, 0, G + 1690320, act + 2093056 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 379 stage3.step17.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2093056 * nB, 0, act + 2097152 * nB, act + 2088960 * nB, nB * 4096, nB * 1040384);
-    /* 378 stage3.step17.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2088960 * nB, 0, G + 1690192, G + 1690256, act + 2093056 * nB, act + 2068480 * nB, fix + 7840, fix + 7904, P + 1690192, B, 64, 64);
-    /* 377 stage3.step17.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2068480 * nB, 0, G + 1653328, act + 2088960 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 376 stage3.step17.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2088960 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096, nB * 1036288);
-    /* 375 stage3.step17.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2084864 * nB, 1, G + 1653200, G + 1653264, act + 2088960 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, B, 64, 64);
-    /* 374 stage3.x17: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 2068480 * nB, act + 2076672 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2084864 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 373 stage3.step16.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2080768 * nB, 0, G + 1616336, act + 2076672 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 372 stage3.step16.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2076672 * nB, 0, act + 2080768 * nB, act + 2072576 * nB, nB * 4096, nB * 1032192);
-    /* 371 stage3.step16.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2072576 * nB, 0, G + 1616208, G + 1616272, act + 2076672 * nB, act + 2052096 * nB, fix + 7584, fix + 7648, P + 1616208, B, 64, 64);
-    /* 370 stage3.step16.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2052096 * nB, 0, G + 1579344, act + 2072576 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 369 stage3.step16.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2072576 * nB, 0, act + 2052096 * nB, act + 2064384 * nB, nB * 4096, nB * 1028096);
-    /* 368 stage3.step16.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2068480 * nB, 1, G + 1579216, G + 1579280, act + 2072576 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, B, 64, 64);
-    /* 367 stage3.x16: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 2052096 * nB, act + 2060288 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2068480 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 366 stage3.step15.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2064384 * nB, 0, G + 1542352, act + 2060288 * nB, act + 2056192 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 365 stage3.step15.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2060288 * nB, 0, act + 2064384 * nB, act + 2056192 * nB, nB * 4096, nB * 1024000);
-    /* 364 stage3.step15.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2056192 * nB, 0, G + 1542224, G + 1542288, act + 2060288 * nB, act + 2035712 * nB, fix + 7328, fix + 7392, P + 1542224, B, 64, 64);
-    /* 363 stage3.step15.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2035712 * nB, 0, G + 1505360, act + 2056192 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 362 stage3.step15.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2056192 * nB, 0, act + 2035712 * nB, act + 2048000 * nB, nB * 4096, nB * 1019904);
-}
-
-/* Backward, part 2 of 17. */
-static void backward_d_2(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 361 stage3.step15.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2052096 * nB, 1, G + 1505232, G + 1505296, act + 2056192 * nB, act + 2043904 * nB, fix + 7200, fix + 7264, P + 1505232, B, 64, 64);
-    /* 360 stage3.x15: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 2035712 * nB, act + 2043904 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2052096 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 359 stage3.step14.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2048000 * nB, 0, G + 1468368, act + 2043904 * nB, act + 2039808 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 358 stage3.step14.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2043904 * nB, 0, act + 2048000 * nB, act + 2039808 * nB, nB * 4096, nB * 1015808);
-    /* 357 stage3.step14.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2039808 * nB, 0, G + 1468240, G + 1468304, act + 2043904 * nB, act + 2019328 * nB, fix + 7072, fix + 7136, P + 1468240, B, 64, 64);
-    /* 356 stage3.step14.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2019328 * nB, 0, G + 1431376, act + 2039808 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 355 stage3.step14.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2039808 * nB, 0, act + 2019328 * nB, act + 2031616 * nB, nB * 4096, nB * 1011712);
-    /* 354 stage3.step14.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2035712 * nB, 1, G + 1431248, G + 1431312, act + 2039808 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, B, 64, 64);
-    /* 353 stage3.x14: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 2019328 * nB, act + 2027520 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2035712 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 352 stage3.step13.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2031616 * nB, 0, G + 1394384, act + 2027520 * nB, act + 2023424 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 351 stage3.step13.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2027520 * nB, 0, act + 2031616 * nB, act + 2023424 * nB, nB * 4096, nB * 1007616);
-    /* 350 stage3.step13.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2023424 * nB, 0, G + 1394256, G + 1394320, act + 2027520 * nB, act + 2002944 * nB, fix + 6816, fix + 6880, P + 1394256, B, 64, 64);
-    /* 349 stage3.step13.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2002944 * nB, 0, G + 1357392, act + 2023424 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 348 stage3.step13.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2023424 * nB, 0, act + 2002944 * nB, act + 2015232 * nB, nB * 4096, nB * 1003520);
-    /* 347 stage3.step13.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2019328 * nB, 1, G + 1357264, G + 1357328, act + 2023424 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, B, 64, 64);
-    /* 346 stage3.x13: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 2002944 * nB, act + 2011136 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2019328 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 345 stage3.step12.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 2015232 * nB, 0, G + 1320400, act + 2011136 * nB, act + 2007040 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 344 stage3.step12.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2011136 * nB, 0, act + 2015232 * nB, act + 2007040 * nB, nB * 4096, nB * 999424);
-    /* 343 stage3.step12.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2007040 * nB, 0, G + 1320272, G + 1320336, act + 2011136 * nB, act + 1986560 * nB, fix + 6560, fix + 6624, P + 1320272, B, 64, 64);
-    /* 342 stage3.step12.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1986560 * nB, 0, G + 1283408, act + 2007040 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 341 stage3.step12.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 2007040 * nB, 0, act + 1986560 * nB, act + 1998848 * nB, nB * 4096, nB * 995328);
-    /* 340 stage3.step12.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 2002944 * nB, 1, G + 1283280, G + 1283344, act + 2007040 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, B, 64, 64);
-    /* 339 stage3.x12: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1986560 * nB, act + 1994752 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 2002944 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 338 stage3.step11.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1998848 * nB, 0, G + 1246416, act + 1994752 * nB, act + 1990656 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
-}
-
-/* Backward, part 3 of 17. */
-static void backward_d_3(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 337 stage3.step11.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1994752 * nB, 0, act + 1998848 * nB, act + 1990656 * nB, nB * 4096, nB * 991232);
-    /* 336 stage3.step11.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1990656 * nB, 0, G + 1246288, G + 1246352, act + 1994752 * nB, act + 1970176 * nB, fix + 6304, fix + 6368, P + 1246288, B, 64, 64);
-    /* 335 stage3.step11.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1970176 * nB, 0, G + 1209424, act + 1990656 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 334 stage3.step11.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1990656 * nB, 0, act + 1970176 * nB, act + 1982464 * nB, nB * 4096, nB * 987136);
-    /* 333 stage3.step11.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1986560 * nB, 1, G + 1209296, G + 1209360, act + 1990656 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, B, 64, 64);
-    /* 332 stage3.x11: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1970176 * nB, act + 1978368 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1986560 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 331 stage3.step10.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1982464 * nB, 0, G + 1172432, act + 1978368 * nB, act + 1974272 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 330 stage3.step10.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1978368 * nB, 0, act + 1982464 * nB, act + 1974272 * nB, nB * 4096, nB * 983040);
-    /* 329 stage3.step10.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1974272 * nB, 0, G + 1172304, G + 1172368, act + 1978368 * nB, act + 1953792 * nB, fix + 6048, fix + 6112, P + 1172304, B, 64, 64);
-    /* 328 stage3.step10.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1953792 * nB, 0, G + 1135440, act + 1974272 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 327 stage3.step10.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1974272 * nB, 0, act + 1953792 * nB, act + 1966080 * nB, nB * 4096, nB * 978944);
-    /* 326 stage3.step10.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1970176 * nB, 1, G + 1135312, G + 1135376, act + 1974272 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, B, 64, 64);
-    /* 325 stage3.x10: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1953792 * nB, act + 1961984 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1970176 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 324 stage3.step9.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1966080 * nB, 0, G + 1098448, act + 1961984 * nB, act + 1957888 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 323 stage3.step9.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1961984 * nB, 0, act + 1966080 * nB, act + 1957888 * nB, nB * 4096, nB * 974848);
-    /* 322 stage3.step9.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1957888 * nB, 0, G + 1098320, G + 1098384, act + 1961984 * nB, act + 1937408 * nB, fix + 5792, fix + 5856, P + 1098320, B, 64, 64);
-    /* 321 stage3.step9.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1937408 * nB, 0, G + 1061456, act + 1957888 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 320 stage3.step9.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1957888 * nB, 0, act + 1937408 * nB, act + 1949696 * nB, nB * 4096, nB * 970752);
-    /* 319 stage3.step9.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1953792 * nB, 1, G + 1061328, G + 1061392, act + 1957888 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, B, 64, 64);
-    /* 318 stage3.x9: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1937408 * nB, act + 1945600 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1953792 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 317 stage3.step8.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1949696 * nB, 0, G + 1024464, act + 1945600 * nB, act + 1941504 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 316 stage3.step8.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1945600 * nB, 0, act + 1949696 * nB, act + 1941504 * nB, nB * 4096, nB * 966656);
-    /* 315 stage3.step8.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1941504 * nB, 0, G + 1024336, G + 1024400, act + 1945600 * nB, act + 1921024 * nB, fix + 5536, fix + 5600, P + 1024336, B, 64, 64);
-    /* 314 stage3.step8.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1921024 * nB, 0, G + 987472, act + 1941504 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
-}
-
-/* Backward, part 4 of 17. */
-static void backward_d_4(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 313 stage3.step8.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1941504 * nB, 0, act + 1921024 * nB, act + 1933312 * nB, nB * 4096, nB * 962560);
-    /* 312 stage3.step8.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1937408 * nB, 1, G + 987344, G + 987408, act + 1941504 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, B, 64, 64);
-    /* 311 stage3.x8: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1921024 * nB, act + 1929216 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1937408 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 310 stage3.step7.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1933312 * nB, 0, G + 950480, act + 1929216 * nB, act + 1925120 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 309 stage3.step7.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1929216 * nB, 0, act + 1933312 * nB, act + 1925120 * nB, nB * 4096, nB * 958464);
-    /* 308 stage3.step7.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1925120 * nB, 0, G + 950352, G + 950416, act + 1929216 * nB, act + 1904640 * nB, fix + 5280, fix + 5344, P + 950352, B, 64, 64);
-    /* 307 stage3.step7.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1904640 * nB, 0, G + 913488, act + 1925120 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 306 stage3.step7.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1925120 * nB, 0, act + 1904640 * nB, act + 1916928 * nB, nB * 4096, nB * 954368);
-    /* 305 stage3.step7.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1921024 * nB, 1, G + 913360, G + 913424, act + 1925120 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, B, 64, 64);
-    /* 304 stage3.x7: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1904640 * nB, act + 1912832 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1921024 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 303 stage3.step6.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1916928 * nB, 0, G + 876496, act + 1912832 * nB, act + 1908736 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 302 stage3.step6.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1912832 * nB, 0, act + 1916928 * nB, act + 1908736 * nB, nB * 4096, nB * 950272);
-    /* 301 stage3.step6.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1908736 * nB, 0, G + 876368, G + 876432, act + 1912832 * nB, act + 1888256 * nB, fix + 5024, fix + 5088, P + 876368, B, 64, 64);
-    /* 300 stage3.step6.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1888256 * nB, 0, G + 839504, act + 1908736 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 299 stage3.step6.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1908736 * nB, 0, act + 1888256 * nB, act + 1900544 * nB, nB * 4096, nB * 946176);
-    /* 298 stage3.step6.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1904640 * nB, 1, G + 839376, G + 839440, act + 1908736 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, B, 64, 64);
-    /* 297 stage3.x6: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1888256 * nB, act + 1896448 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1904640 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 296 stage3.step5.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1900544 * nB, 0, G + 802512, act + 1896448 * nB, act + 1892352 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 295 stage3.step5.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1896448 * nB, 0, act + 1900544 * nB, act + 1892352 * nB, nB * 4096, nB * 942080);
-    /* 294 stage3.step5.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1892352 * nB, 0, G + 802384, G + 802448, act + 1896448 * nB, act + 1871872 * nB, fix + 4768, fix + 4832, P + 802384, B, 64, 64);
-    /* 293 stage3.step5.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1871872 * nB, 0, G + 765520, act + 1892352 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 292 stage3.step5.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1892352 * nB, 0, act + 1871872 * nB, act + 1884160 * nB, nB * 4096, nB * 937984);
-    /* 291 stage3.step5.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1888256 * nB, 1, G + 765392, G + 765456, act + 1892352 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, B, 64, 64);
-    /* 290 stage3.x5: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1871872 * nB, act + 1880064 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1888256 * nB, NULL, c, 2, nB * 4096);
-    }
-}
-
-/* Backward, part 5 of 17. */
-static void backward_d_5(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 289 stage3.step4.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1884160 * nB, 0, G + 728528, act + 1880064 * nB, act + 1875968 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 288 stage3.step4.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1880064 * nB, 0, act + 1884160 * nB, act + 1875968 * nB, nB * 4096, nB * 933888);
-    /* 287 stage3.step4.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1875968 * nB, 0, G + 728400, G + 728464, act + 1880064 * nB, act + 1855488 * nB, fix + 4512, fix + 4576, P + 728400, B, 64, 64);
-    /* 286 stage3.step4.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1855488 * nB, 0, G + 691536, act + 1875968 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 285 stage3.step4.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1875968 * nB, 0, act + 1855488 * nB, act + 1867776 * nB, nB * 4096, nB * 929792);
-    /* 284 stage3.step4.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1871872 * nB, 1, G + 691408, G + 691472, act + 1875968 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, B, 64, 64);
-    /* 283 stage3.x4: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1855488 * nB, act + 1863680 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1871872 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 282 stage3.step3.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1867776 * nB, 0, G + 654544, act + 1863680 * nB, act + 1859584 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 281 stage3.step3.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1863680 * nB, 0, act + 1867776 * nB, act + 1859584 * nB, nB * 4096, nB * 925696);
-    /* 280 stage3.step3.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1859584 * nB, 0, G + 654416, G + 654480, act + 1863680 * nB, act + 1839104 * nB, fix + 4256, fix + 4320, P + 654416, B, 64, 64);
-    /* 279 stage3.step3.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1839104 * nB, 0, G + 617552, act + 1859584 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 278 stage3.step3.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1859584 * nB, 0, act + 1839104 * nB, act + 1851392 * nB, nB * 4096, nB * 921600);
-    /* 277 stage3.step3.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1855488 * nB, 1, G + 617424, G + 617488, act + 1859584 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, B, 64, 64);
-    /* 276 stage3.x3: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1839104 * nB, act + 1847296 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1855488 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 275 stage3.step2.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1851392 * nB, 0, G + 580560, act + 1847296 * nB, act + 1843200 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 274 stage3.step2.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1847296 * nB, 0, act + 1851392 * nB, act + 1843200 * nB, nB * 4096, nB * 917504);
-    /* 273 stage3.step2.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1843200 * nB, 0, G + 580432, G + 580496, act + 1847296 * nB, act + 1822720 * nB, fix + 4000, fix + 4064, P + 580432, B, 64, 64);
-    /* 272 stage3.step2.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1822720 * nB, 0, G + 543568, act + 1843200 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 271 stage3.step2.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1843200 * nB, 0, act + 1822720 * nB, act + 1835008 * nB, nB * 4096, nB * 913408);
-    /* 270 stage3.step2.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1839104 * nB, 1, G + 543440, G + 543504, act + 1843200 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, B, 64, 64);
-    /* 269 stage3.x2: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1822720 * nB, act + 1830912 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1839104 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 268 stage3.step1.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1835008 * nB, 0, G + 506576, act + 1830912 * nB, act + 1826816 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 267 stage3.step1.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1830912 * nB, 0, act + 1835008 * nB, act + 1826816 * nB, nB * 4096, nB * 909312);
-    /* 266 stage3.step1.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1826816 * nB, 0, G + 506448, G + 506512, act + 1830912 * nB, act + 1781760 * nB, fix + 3744, fix + 3808, P + 506448, B, 64, 64);
-}
-
-/* Backward, part 6 of 17. */
-static void backward_d_6(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 265 stage3.step1.grad.conv0: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1781760 * nB, 0, G + 469584, act + 1826816 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 264 stage3.step1.grad.relu0: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1826816 * nB, 0, act + 1781760 * nB, act + 1814528 * nB, nB * 4096, nB * 905216);
-    /* 263 stage3.step1.grad.bn0: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1822720 * nB, 1, G + 469456, G + 469520, act + 1826816 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, B, 64, 64);
-    /* 262 stage3.x1: sum 64x8x8 -> 64x8x8 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1814528 * nB, act + 1781760 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1822720 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 261 stage3.shortcut0: pad 32x16x16 -> 64x8x8 */
-    rt_pad_backward_d(ctx, act + 1818624 * nB, 0, act + 1814528 * nB, B, 32, 16, 16, 64, 2);
-    /* 260 stage3.step0.grad.conv1: conv 64x8x8 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1814528 * nB, 0, G + 432592, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 259 stage3.step0.grad.relu1: relu 64x8x8 -> 64x8x8 */
-    rt_relu_backward_d(ctx, act + 1781760 * nB, 0, act + 1814528 * nB, act + 1810432 * nB, nB * 4096, nB * 901120);
-    /* 258 stage3.step0.grad.bn1: bn 64x8x8 -> 64x8x8 */
-    rt_bn_backward_d(ctx, act + 1810432 * nB, 0, G + 432464, G + 432528, act + 1781760 * nB, act + 1777664 * nB, fix + 3488, fix + 3552, P + 432464, B, 64, 64);
-    /* 257 stage3.step0.grad.conv0: conv 32x16x16 -> 64x8x8 */
-    rt_conv2d_backward_d(ctx, act + 1777664 * nB, 0, G + 414032, act + 1810432 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
-    /* 256 stage3.step0.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1810432 * nB, 0, act + 1777664 * nB, act + 1802240 * nB, nB * 8192, nB * 892928);
-    /* 255 stage3.step0.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1818624 * nB, 1, G + 413968, G + 414000, act + 1810432 * nB, act + 1794048 * nB, fix + 3424, fix + 3456, P + 413968, B, 32, 256);
-    /* 254 stage2.x18: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1777664 * nB, act + 1794048 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1818624 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 253 stage2.step17.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1802240 * nB, 0, G + 404752, act + 1794048 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 252 stage2.step17.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1794048 * nB, 0, act + 1802240 * nB, act + 1785856 * nB, nB * 8192, nB * 884736);
-    /* 251 stage2.step17.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1785856 * nB, 0, G + 404688, G + 404720, act + 1794048 * nB, act + 1744896 * nB, fix + 3360, fix + 3392, P + 404688, B, 32, 256);
-    /* 250 stage2.step17.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1744896 * nB, 0, G + 395472, act + 1785856 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 249 stage2.step17.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1785856 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192, nB * 876544);
-    /* 248 stage2.step17.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1777664 * nB, 1, G + 395408, G + 395440, act + 1785856 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, B, 32, 256);
-    /* 247 stage2.x17: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1744896 * nB, act + 1761280 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1777664 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 246 stage2.step16.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1769472 * nB, 0, G + 386192, act + 1761280 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 245 stage2.step16.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1761280 * nB, 0, act + 1769472 * nB, act + 1753088 * nB, nB * 8192, nB * 868352);
-    /* 244 stage2.step16.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1753088 * nB, 0, G + 386128, G + 386160, act + 1761280 * nB, act + 1712128 * nB, fix + 3232, fix + 3264, P + 386128, B, 32, 256);
-    /* 243 stage2.step16.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1712128 * nB, 0, G + 376912, act + 1753088 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 242 stage2.step16.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1753088 * nB, 0, act + 1712128 * nB, act + 1736704 * nB, nB * 8192, nB * 860160);
-}
-
-/* Backward, part 7 of 17. */
-static void backward_d_7(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 241 stage2.step16.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1744896 * nB, 1, G + 376848, G + 376880, act + 1753088 * nB, act + 1728512 * nB, fix + 3168, fix + 3200, P + 376848, B, 32, 256);
-    /* 240 stage2.x16: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1712128 * nB, act + 1728512 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1744896 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 239 stage2.step15.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1736704 * nB, 0, G + 367632, act + 1728512 * nB, act + 1720320 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 238 stage2.step15.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1728512 * nB, 0, act + 1736704 * nB, act + 1720320 * nB, nB * 8192, nB * 851968);
-    /* 237 stage2.step15.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1720320 * nB, 0, G + 367568, G + 367600, act + 1728512 * nB, act + 1679360 * nB, fix + 3104, fix + 3136, P + 367568, B, 32, 256);
-    /* 236 stage2.step15.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1679360 * nB, 0, G + 358352, act + 1720320 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 235 stage2.step15.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1720320 * nB, 0, act + 1679360 * nB, act + 1703936 * nB, nB * 8192, nB * 843776);
-    /* 234 stage2.step15.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1712128 * nB, 1, G + 358288, G + 358320, act + 1720320 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, B, 32, 256);
-    /* 233 stage2.x15: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1679360 * nB, act + 1695744 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1712128 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 232 stage2.step14.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1703936 * nB, 0, G + 349072, act + 1695744 * nB, act + 1687552 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 231 stage2.step14.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1695744 * nB, 0, act + 1703936 * nB, act + 1687552 * nB, nB * 8192, nB * 835584);
-    /* 230 stage2.step14.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1687552 * nB, 0, G + 349008, G + 349040, act + 1695744 * nB, act + 1646592 * nB, fix + 2976, fix + 3008, P + 349008, B, 32, 256);
-    /* 229 stage2.step14.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1646592 * nB, 0, G + 339792, act + 1687552 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 228 stage2.step14.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1687552 * nB, 0, act + 1646592 * nB, act + 1671168 * nB, nB * 8192, nB * 827392);
-    /* 227 stage2.step14.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1679360 * nB, 1, G + 339728, G + 339760, act + 1687552 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, B, 32, 256);
-    /* 226 stage2.x14: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1646592 * nB, act + 1662976 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1679360 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 225 stage2.step13.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1671168 * nB, 0, G + 330512, act + 1662976 * nB, act + 1654784 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 224 stage2.step13.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1662976 * nB, 0, act + 1671168 * nB, act + 1654784 * nB, nB * 8192, nB * 819200);
-    /* 223 stage2.step13.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1654784 * nB, 0, G + 330448, G + 330480, act + 1662976 * nB, act + 1613824 * nB, fix + 2848, fix + 2880, P + 330448, B, 32, 256);
-    /* 222 stage2.step13.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1613824 * nB, 0, G + 321232, act + 1654784 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 221 stage2.step13.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1654784 * nB, 0, act + 1613824 * nB, act + 1638400 * nB, nB * 8192, nB * 811008);
-    /* 220 stage2.step13.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1646592 * nB, 1, G + 321168, G + 321200, act + 1654784 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, B, 32, 256);
-    /* 219 stage2.x13: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1613824 * nB, act + 1630208 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1646592 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 218 stage2.step12.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1638400 * nB, 0, G + 311952, act + 1630208 * nB, act + 1622016 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
-}
-
-/* Backward, part 8 of 17. */
-static void backward_d_8(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 217 stage2.step12.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1630208 * nB, 0, act + 1638400 * nB, act + 1622016 * nB, nB * 8192, nB * 802816);
-    /* 216 stage2.step12.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1622016 * nB, 0, G + 311888, G + 311920, act + 1630208 * nB, act + 1581056 * nB, fix + 2720, fix + 2752, P + 311888, B, 32, 256);
-    /* 215 stage2.step12.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1581056 * nB, 0, G + 302672, act + 1622016 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 214 stage2.step12.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1622016 * nB, 0, act + 1581056 * nB, act + 1605632 * nB, nB * 8192, nB * 794624);
-    /* 213 stage2.step12.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1613824 * nB, 1, G + 302608, G + 302640, act + 1622016 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, B, 32, 256);
-    /* 212 stage2.x12: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1581056 * nB, act + 1597440 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1613824 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 211 stage2.step11.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1605632 * nB, 0, G + 293392, act + 1597440 * nB, act + 1589248 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 210 stage2.step11.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1597440 * nB, 0, act + 1605632 * nB, act + 1589248 * nB, nB * 8192, nB * 786432);
-    /* 209 stage2.step11.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1589248 * nB, 0, G + 293328, G + 293360, act + 1597440 * nB, act + 1548288 * nB, fix + 2592, fix + 2624, P + 293328, B, 32, 256);
-    /* 208 stage2.step11.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1548288 * nB, 0, G + 284112, act + 1589248 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 207 stage2.step11.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1589248 * nB, 0, act + 1548288 * nB, act + 1572864 * nB, nB * 8192, nB * 778240);
-    /* 206 stage2.step11.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1581056 * nB, 1, G + 284048, G + 284080, act + 1589248 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, B, 32, 256);
-    /* 205 stage2.x11: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1548288 * nB, act + 1564672 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1581056 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 204 stage2.step10.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1572864 * nB, 0, G + 274832, act + 1564672 * nB, act + 1556480 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 203 stage2.step10.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1564672 * nB, 0, act + 1572864 * nB, act + 1556480 * nB, nB * 8192, nB * 770048);
-    /* 202 stage2.step10.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1556480 * nB, 0, G + 274768, G + 274800, act + 1564672 * nB, act + 1515520 * nB, fix + 2464, fix + 2496, P + 274768, B, 32, 256);
-    /* 201 stage2.step10.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1515520 * nB, 0, G + 265552, act + 1556480 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 200 stage2.step10.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1556480 * nB, 0, act + 1515520 * nB, act + 1540096 * nB, nB * 8192, nB * 761856);
-    /* 199 stage2.step10.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1548288 * nB, 1, G + 265488, G + 265520, act + 1556480 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, B, 32, 256);
-    /* 198 stage2.x10: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1515520 * nB, act + 1531904 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1548288 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 197 stage2.step9.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1540096 * nB, 0, G + 256272, act + 1531904 * nB, act + 1523712 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 196 stage2.step9.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1531904 * nB, 0, act + 1540096 * nB, act + 1523712 * nB, nB * 8192, nB * 753664);
-    /* 195 stage2.step9.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1523712 * nB, 0, G + 256208, G + 256240, act + 1531904 * nB, act + 1482752 * nB, fix + 2336, fix + 2368, P + 256208, B, 32, 256);
-    /* 194 stage2.step9.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1482752 * nB, 0, G + 246992, act + 1523712 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
-}
-
-/* Backward, part 9 of 17. */
-static void backward_d_9(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 193 stage2.step9.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1523712 * nB, 0, act + 1482752 * nB, act + 1507328 * nB, nB * 8192, nB * 745472);
-    /* 192 stage2.step9.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1515520 * nB, 1, G + 246928, G + 246960, act + 1523712 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, B, 32, 256);
-    /* 191 stage2.x9: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1482752 * nB, act + 1499136 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1515520 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 190 stage2.step8.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1507328 * nB, 0, G + 237712, act + 1499136 * nB, act + 1490944 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 189 stage2.step8.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1499136 * nB, 0, act + 1507328 * nB, act + 1490944 * nB, nB * 8192, nB * 737280);
-    /* 188 stage2.step8.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1490944 * nB, 0, G + 237648, G + 237680, act + 1499136 * nB, act + 1449984 * nB, fix + 2208, fix + 2240, P + 237648, B, 32, 256);
-    /* 187 stage2.step8.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1449984 * nB, 0, G + 228432, act + 1490944 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 186 stage2.step8.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1490944 * nB, 0, act + 1449984 * nB, act + 1474560 * nB, nB * 8192, nB * 729088);
-    /* 185 stage2.step8.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1482752 * nB, 1, G + 228368, G + 228400, act + 1490944 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, B, 32, 256);
-    /* 184 stage2.x8: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1449984 * nB, act + 1466368 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1482752 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 183 stage2.step7.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1474560 * nB, 0, G + 219152, act + 1466368 * nB, act + 1458176 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 182 stage2.step7.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1466368 * nB, 0, act + 1474560 * nB, act + 1458176 * nB, nB * 8192, nB * 720896);
-    /* 181 stage2.step7.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1458176 * nB, 0, G + 219088, G + 219120, act + 1466368 * nB, act + 1417216 * nB, fix + 2080, fix + 2112, P + 219088, B, 32, 256);
-    /* 180 stage2.step7.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1417216 * nB, 0, G + 209872, act + 1458176 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 179 stage2.step7.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1458176 * nB, 0, act + 1417216 * nB, act + 1441792 * nB, nB * 8192, nB * 712704);
-    /* 178 stage2.step7.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1449984 * nB, 1, G + 209808, G + 209840, act + 1458176 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, B, 32, 256);
-    /* 177 stage2.x7: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1417216 * nB, act + 1433600 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1449984 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 176 stage2.step6.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1441792 * nB, 0, G + 200592, act + 1433600 * nB, act + 1425408 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 175 stage2.step6.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1433600 * nB, 0, act + 1441792 * nB, act + 1425408 * nB, nB * 8192, nB * 704512);
-    /* 174 stage2.step6.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1425408 * nB, 0, G + 200528, G + 200560, act + 1433600 * nB, act + 1384448 * nB, fix + 1952, fix + 1984, P + 200528, B, 32, 256);
-    /* 173 stage2.step6.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1384448 * nB, 0, G + 191312, act + 1425408 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 172 stage2.step6.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1425408 * nB, 0, act + 1384448 * nB, act + 1409024 * nB, nB * 8192, nB * 696320);
-    /* 171 stage2.step6.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1417216 * nB, 1, G + 191248, G + 191280, act + 1425408 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, B, 32, 256);
-    /* 170 stage2.x6: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1384448 * nB, act + 1400832 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1417216 * nB, NULL, c, 2, nB * 8192);
-    }
-}
-
-/* Backward, part 10 of 17. */
-static void backward_d_10(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 169 stage2.step5.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1409024 * nB, 0, G + 182032, act + 1400832 * nB, act + 1392640 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 168 stage2.step5.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1400832 * nB, 0, act + 1409024 * nB, act + 1392640 * nB, nB * 8192, nB * 688128);
-    /* 167 stage2.step5.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1392640 * nB, 0, G + 181968, G + 182000, act + 1400832 * nB, act + 1351680 * nB, fix + 1824, fix + 1856, P + 181968, B, 32, 256);
-    /* 166 stage2.step5.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1351680 * nB, 0, G + 172752, act + 1392640 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 165 stage2.step5.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1392640 * nB, 0, act + 1351680 * nB, act + 1376256 * nB, nB * 8192, nB * 679936);
-    /* 164 stage2.step5.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1384448 * nB, 1, G + 172688, G + 172720, act + 1392640 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, B, 32, 256);
-    /* 163 stage2.x5: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1351680 * nB, act + 1368064 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1384448 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 162 stage2.step4.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1376256 * nB, 0, G + 163472, act + 1368064 * nB, act + 1359872 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 161 stage2.step4.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1368064 * nB, 0, act + 1376256 * nB, act + 1359872 * nB, nB * 8192, nB * 671744);
-    /* 160 stage2.step4.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1359872 * nB, 0, G + 163408, G + 163440, act + 1368064 * nB, act + 1318912 * nB, fix + 1696, fix + 1728, P + 163408, B, 32, 256);
-    /* 159 stage2.step4.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1318912 * nB, 0, G + 154192, act + 1359872 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 158 stage2.step4.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1359872 * nB, 0, act + 1318912 * nB, act + 1343488 * nB, nB * 8192, nB * 663552);
-    /* 157 stage2.step4.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1351680 * nB, 1, G + 154128, G + 154160, act + 1359872 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, B, 32, 256);
-    /* 156 stage2.x4: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1318912 * nB, act + 1335296 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1351680 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 155 stage2.step3.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1343488 * nB, 0, G + 144912, act + 1335296 * nB, act + 1327104 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 154 stage2.step3.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1335296 * nB, 0, act + 1343488 * nB, act + 1327104 * nB, nB * 8192, nB * 655360);
-    /* 153 stage2.step3.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1327104 * nB, 0, G + 144848, G + 144880, act + 1335296 * nB, act + 1286144 * nB, fix + 1568, fix + 1600, P + 144848, B, 32, 256);
-    /* 152 stage2.step3.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1286144 * nB, 0, G + 135632, act + 1327104 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 151 stage2.step3.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1327104 * nB, 0, act + 1286144 * nB, act + 1310720 * nB, nB * 8192, nB * 647168);
-    /* 150 stage2.step3.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1318912 * nB, 1, G + 135568, G + 135600, act + 1327104 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, B, 32, 256);
-    /* 149 stage2.x3: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1286144 * nB, act + 1302528 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1318912 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 148 stage2.step2.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1310720 * nB, 0, G + 126352, act + 1302528 * nB, act + 1294336 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 147 stage2.step2.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1302528 * nB, 0, act + 1310720 * nB, act + 1294336 * nB, nB * 8192, nB * 638976);
-    /* 146 stage2.step2.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1294336 * nB, 0, G + 126288, G + 126320, act + 1302528 * nB, act + 1253376 * nB, fix + 1440, fix + 1472, P + 126288, B, 32, 256);
-}
-
-/* Backward, part 11 of 17. */
-static void backward_d_11(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 145 stage2.step2.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1253376 * nB, 0, G + 117072, act + 1294336 * nB, act + 1277952 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 144 stage2.step2.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1294336 * nB, 0, act + 1253376 * nB, act + 1277952 * nB, nB * 8192, nB * 630784);
-    /* 143 stage2.step2.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1286144 * nB, 1, G + 117008, G + 117040, act + 1294336 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, B, 32, 256);
-    /* 142 stage2.x2: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1253376 * nB, act + 1269760 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1286144 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 141 stage2.step1.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1277952 * nB, 0, G + 107792, act + 1269760 * nB, act + 1261568 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 140 stage2.step1.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1269760 * nB, 0, act + 1277952 * nB, act + 1261568 * nB, nB * 8192, nB * 622592);
-    /* 139 stage2.step1.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1261568 * nB, 0, G + 107728, G + 107760, act + 1269760 * nB, act + 1171456 * nB, fix + 1312, fix + 1344, P + 107728, B, 32, 256);
-    /* 138 stage2.step1.grad.conv0: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1171456 * nB, 0, G + 98512, act + 1261568 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 137 stage2.step1.grad.relu0: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1261568 * nB, 0, act + 1171456 * nB, act + 1236992 * nB, nB * 8192, nB * 614400);
-    /* 136 stage2.step1.grad.bn0: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1253376 * nB, 1, G + 98448, G + 98480, act + 1261568 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, B, 32, 256);
-    /* 135 stage2.x1: sum 32x16x16 -> 32x16x16 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1236992 * nB, act + 1171456 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1253376 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 134 stage2.shortcut0: pad 16x32x32 -> 32x16x16 */
-    rt_pad_backward_d(ctx, act + 1245184 * nB, 0, act + 1236992 * nB, B, 16, 32, 32, 32, 2);
-    /* 133 stage2.step0.grad.conv1: conv 32x16x16 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1236992 * nB, 0, G + 89232, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 132 stage2.step0.grad.relu1: relu 32x16x16 -> 32x16x16 */
-    rt_relu_backward_d(ctx, act + 1171456 * nB, 0, act + 1236992 * nB, act + 1228800 * nB, nB * 8192, nB * 606208);
-    /* 131 stage2.step0.grad.bn1: bn 32x16x16 -> 32x16x16 */
-    rt_bn_backward_d(ctx, act + 1228800 * nB, 0, G + 89168, G + 89200, act + 1171456 * nB, act + 1163264 * nB, fix + 1184, fix + 1216, P + 89168, B, 32, 256);
-    /* 130 stage2.step0.grad.conv0: conv 16x32x32 -> 32x16x16 */
-    rt_conv2d_backward_d(ctx, act + 1163264 * nB, 0, G + 84560, act + 1228800 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
-    /* 129 stage2.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1228800 * nB, 0, act + 1163264 * nB, act + 1212416 * nB, nB * 16384, nB * 589824);
-    /* 128 stage2.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1245184 * nB, 1, G + 84528, G + 84544, act + 1228800 * nB, act + 1196032 * nB, fix + 1152, fix + 1168, P + 84528, B, 16, 1024);
-    /* 127 stage1.x18: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1163264 * nB, act + 1196032 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1245184 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 126 stage1.step17.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 1212416 * nB, 0, G + 82224, act + 1196032 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 125 stage1.step17.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1196032 * nB, 0, act + 1212416 * nB, act + 1179648 * nB, nB * 16384, nB * 573440);
-    /* 124 stage1.step17.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1179648 * nB, 0, G + 82192, G + 82208, act + 1196032 * nB, act + 1097728 * nB, fix + 1120, fix + 1136, P + 82192, B, 16, 1024);
-    /* 123 stage1.step17.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 1097728 * nB, 0, G + 79888, act + 1179648 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 122 stage1.step17.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1179648 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384, nB * 557056);
-}
-
-/* Backward, part 12 of 17. */
-static void backward_d_12(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 121 stage1.step17.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1163264 * nB, 1, G + 79856, G + 79872, act + 1179648 * nB, act + 1130496 * nB, fix + 1088, fix + 1104, P + 79856, B, 16, 1024);
-    /* 120 stage1.x17: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1097728 * nB, act + 1130496 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1163264 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 119 stage1.step16.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 1146880 * nB, 0, G + 77552, act + 1130496 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 118 stage1.step16.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1130496 * nB, 0, act + 1146880 * nB, act + 1114112 * nB, nB * 16384, nB * 540672);
-    /* 117 stage1.step16.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1114112 * nB, 0, G + 77520, G + 77536, act + 1130496 * nB, act + 1032192 * nB, fix + 1056, fix + 1072, P + 77520, B, 16, 1024);
-    /* 116 stage1.step16.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 1032192 * nB, 0, G + 75216, act + 1114112 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 115 stage1.step16.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1114112 * nB, 0, act + 1032192 * nB, act + 1081344 * nB, nB * 16384, nB * 524288);
-    /* 114 stage1.step16.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1097728 * nB, 1, G + 75184, G + 75200, act + 1114112 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, B, 16, 1024);
-    /* 113 stage1.x16: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1032192 * nB, act + 1064960 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1097728 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 112 stage1.step15.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 1081344 * nB, 0, G + 72880, act + 1064960 * nB, act + 1048576 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 111 stage1.step15.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1064960 * nB, 0, act + 1081344 * nB, act + 1048576 * nB, nB * 16384, nB * 507904);
-    /* 110 stage1.step15.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1048576 * nB, 0, G + 72848, G + 72864, act + 1064960 * nB, act + 966656 * nB, fix + 992, fix + 1008, P + 72848, B, 16, 1024);
-    /* 109 stage1.step15.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 966656 * nB, 0, G + 70544, act + 1048576 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 108 stage1.step15.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 1048576 * nB, 0, act + 966656 * nB, act + 1015808 * nB, nB * 16384, nB * 491520);
-    /* 107 stage1.step15.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 1032192 * nB, 1, G + 70512, G + 70528, act + 1048576 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, B, 16, 1024);
-    /* 106 stage1.x15: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 966656 * nB, act + 999424 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1032192 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 105 stage1.step14.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 1015808 * nB, 0, G + 68208, act + 999424 * nB, act + 983040 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 104 stage1.step14.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 999424 * nB, 0, act + 1015808 * nB, act + 983040 * nB, nB * 16384, nB * 475136);
-    /* 103 stage1.step14.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 983040 * nB, 0, G + 68176, G + 68192, act + 999424 * nB, act + 901120 * nB, fix + 928, fix + 944, P + 68176, B, 16, 1024);
-    /* 102 stage1.step14.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 901120 * nB, 0, G + 65872, act + 983040 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 101 stage1.step14.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 983040 * nB, 0, act + 901120 * nB, act + 950272 * nB, nB * 16384, nB * 458752);
-    /* 100 stage1.step14.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 966656 * nB, 1, G + 65840, G + 65856, act + 983040 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, B, 16, 1024);
-    /* 99 stage1.x14: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 901120 * nB, act + 933888 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 966656 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 98 stage1.step13.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 950272 * nB, 0, G + 63536, act + 933888 * nB, act + 917504 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
-}
-
-/* Backward, part 13 of 17. */
-static void backward_d_13(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 97 stage1.step13.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 933888 * nB, 0, act + 950272 * nB, act + 917504 * nB, nB * 16384, nB * 442368);
-    /* 96 stage1.step13.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 917504 * nB, 0, G + 63504, G + 63520, act + 933888 * nB, act + 835584 * nB, fix + 864, fix + 880, P + 63504, B, 16, 1024);
-    /* 95 stage1.step13.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 835584 * nB, 0, G + 61200, act + 917504 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 94 stage1.step13.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 917504 * nB, 0, act + 835584 * nB, act + 884736 * nB, nB * 16384, nB * 425984);
-    /* 93 stage1.step13.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 901120 * nB, 1, G + 61168, G + 61184, act + 917504 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, B, 16, 1024);
-    /* 92 stage1.x13: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 835584 * nB, act + 868352 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 901120 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 91 stage1.step12.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 884736 * nB, 0, G + 58864, act + 868352 * nB, act + 851968 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 90 stage1.step12.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 868352 * nB, 0, act + 884736 * nB, act + 851968 * nB, nB * 16384, nB * 409600);
-    /* 89 stage1.step12.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 851968 * nB, 0, G + 58832, G + 58848, act + 868352 * nB, act + 770048 * nB, fix + 800, fix + 816, P + 58832, B, 16, 1024);
-    /* 88 stage1.step12.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 770048 * nB, 0, G + 56528, act + 851968 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 87 stage1.step12.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 851968 * nB, 0, act + 770048 * nB, act + 819200 * nB, nB * 16384, nB * 393216);
-    /* 86 stage1.step12.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 835584 * nB, 1, G + 56496, G + 56512, act + 851968 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, B, 16, 1024);
-    /* 85 stage1.x12: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 770048 * nB, act + 802816 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 835584 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 84 stage1.step11.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 819200 * nB, 0, G + 54192, act + 802816 * nB, act + 786432 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 83 stage1.step11.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 802816 * nB, 0, act + 819200 * nB, act + 786432 * nB, nB * 16384, nB * 376832);
-    /* 82 stage1.step11.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 786432 * nB, 0, G + 54160, G + 54176, act + 802816 * nB, act + 704512 * nB, fix + 736, fix + 752, P + 54160, B, 16, 1024);
-    /* 81 stage1.step11.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 704512 * nB, 0, G + 51856, act + 786432 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 80 stage1.step11.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 786432 * nB, 0, act + 704512 * nB, act + 753664 * nB, nB * 16384, nB * 360448);
-    /* 79 stage1.step11.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 770048 * nB, 1, G + 51824, G + 51840, act + 786432 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, B, 16, 1024);
-    /* 78 stage1.x11: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 704512 * nB, act + 737280 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 770048 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 77 stage1.step10.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 753664 * nB, 0, G + 49520, act + 737280 * nB, act + 720896 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 76 stage1.step10.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 737280 * nB, 0, act + 753664 * nB, act + 720896 * nB, nB * 16384, nB * 344064);
-    /* 75 stage1.step10.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 720896 * nB, 0, G + 49488, G + 49504, act + 737280 * nB, act + 638976 * nB, fix + 672, fix + 688, P + 49488, B, 16, 1024);
-    /* 74 stage1.step10.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 638976 * nB, 0, G + 47184, act + 720896 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
-}
-
-/* Backward, part 14 of 17. */
-static void backward_d_14(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 73 stage1.step10.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 720896 * nB, 0, act + 638976 * nB, act + 688128 * nB, nB * 16384, nB * 327680);
-    /* 72 stage1.step10.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 704512 * nB, 1, G + 47152, G + 47168, act + 720896 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, B, 16, 1024);
-    /* 71 stage1.x10: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 638976 * nB, act + 671744 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 704512 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 70 stage1.step9.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 688128 * nB, 0, G + 44848, act + 671744 * nB, act + 655360 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 69 stage1.step9.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 671744 * nB, 0, act + 688128 * nB, act + 655360 * nB, nB * 16384, nB * 311296);
-    /* 68 stage1.step9.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 655360 * nB, 0, G + 44816, G + 44832, act + 671744 * nB, act + 573440 * nB, fix + 608, fix + 624, P + 44816, B, 16, 1024);
-    /* 67 stage1.step9.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 573440 * nB, 0, G + 42512, act + 655360 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 66 stage1.step9.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 655360 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384, nB * 294912);
-    /* 65 stage1.step9.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
-    /* 64 stage1.x9: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 573440 * nB, act + 606208 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 638976 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 63 stage1.step8.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 62 stage1.step8.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384, nB * 278528);
-    /* 61 stage1.step8.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
-    /* 60 stage1.step8.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 59 stage1.step8.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384, nB * 262144);
-    /* 58 stage1.step8.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
-    /* 57 stage1.x8: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 507904 * nB, act + 540672 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 573440 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 56 stage1.step7.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 55 stage1.step7.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384, nB * 245760);
-    /* 54 stage1.step7.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
-    /* 53 stage1.step7.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 442368 * nB, 0, G + 33168, act + 524288 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 52 stage1.step7.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384, nB * 229376);
-    /* 51 stage1.step7.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
-    /* 50 stage1.x7: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 442368 * nB, act + 475136 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 507904 * nB, NULL, c, 2, nB * 16384);
-    }
-}
-
-/* Backward, part 15 of 17. */
-static void backward_d_15(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 49 stage1.step6.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 491520 * nB, 0, G + 30832, act + 475136 * nB, act + 458752 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 48 stage1.step6.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384, nB * 212992);
-    /* 47 stage1.step6.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
-    /* 46 stage1.step6.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 45 stage1.step6.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384, nB * 196608);
-    /* 44 stage1.step6.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
-    /* 43 stage1.x6: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 376832 * nB, act + 409600 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 442368 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 42 stage1.step5.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 425984 * nB, 0, G + 26160, act + 409600 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 41 stage1.step5.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384, nB * 180224);
-    /* 40 stage1.step5.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
-    /* 39 stage1.step5.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 38 stage1.step5.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384, nB * 163840);
-    /* 37 stage1.step5.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
-    /* 36 stage1.x5: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 311296 * nB, act + 344064 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 35 stage1.step4.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 360448 * nB, 0, G + 21488, act + 344064 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 34 stage1.step4.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384, nB * 147456);
-    /* 33 stage1.step4.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
-    /* 32 stage1.step4.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 31 stage1.step4.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384, nB * 131072);
-    /* 30 stage1.step4.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
-    /* 29 stage1.x4: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 245760 * nB, act + 278528 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 28 stage1.step3.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 294912 * nB, 0, G + 16816, act + 278528 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 27 stage1.step3.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384, nB * 114688);
-    /* 26 stage1.step3.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
-}
-
-/* Backward, part 16 of 17. */
-static void backward_d_16(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 25 stage1.step3.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 180224 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 24 stage1.step3.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
-    /* 23 stage1.step3.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
-    /* 22 stage1.x3: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 180224 * nB, act + 212992 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 245760 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 21 stage1.step2.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 20 stage1.step2.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
-    /* 19 stage1.step2.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
-    /* 18 stage1.step2.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 17 stage1.step2.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
-    /* 16 stage1.step2.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
-    /* 15 stage1.x2: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 114688 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 14 stage1.step1.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 13 stage1.step1.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
-    /* 12 stage1.step1.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
-    /* 11 stage1.step1.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 10 stage1.step1.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
-    /* 9 stage1.step1.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
-    /* 8 stage1.x1: sum 16x32x32 -> 16x32x32 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 49152 * nB, act + 81920 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 114688 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 7 stage1.step0.grad.conv1: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 6 stage1.step0.grad.relu1: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
-    /* 5 stage1.step0.grad.bn1: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
-    /* 4 stage1.step0.grad.conv0: conv 16x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 3 stage1.step0.grad.relu0: relu 16x32x32 -> 16x32x32 */
-    rt_relu_backward_d(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
-    /* 2 stage1.step0.grad.bn0: bn 16x32x32 -> 16x32x32 */
-    rt_bn_backward_d(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
-}
-
-/* Backward, part 17 of 17. */
-static void backward_d_17(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 1 stem.conv0: conv 3x32x32 -> 16x32x32 */
-    rt_conv2d_backward_d(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward_d(RtModelD *m, int B)
-{
-    backward_d_1(m, B);
-    backward_d_2(m, B);
-    backward_d_3(m, B);
-    backward_d_4(m, B);
-    backward_d_5(m, B);
-    backward_d_6(m, B);
-    backward_d_7(m, B);
-    backward_d_8(m, B);
-    backward_d_9(m, B);
-    backward_d_10(m, B);
-    backward_d_11(m, B);
-    backward_d_12(m, B);
-    backward_d_13(m, B);
-    backward_d_14(m, B);
-    backward_d_15(m, B);
-    backward_d_16(m, B);
-    backward_d_17(m, B);
-}
+/* The forward and backward passes (after the #else below) are written once
+ * over T and compiled twice, by this file including itself: in float for
+ * training, and in double (names ending in _d) for gradcheck. */
+#define OPTC_BODY
+#ifdef __FILE_NAME__
+#define OPTC_SELF __FILE_NAME__
+#else
+#define OPTC_SELF __FILE__
+#endif
+#define T float
+#define FN(name) name
+#define Model RtModel
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
+#define T double
+#define FN(name) name##_d
+#define Model RtModelD
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
 
 static const RtNet net = {
     .name = "resnet110_cifar",
@@ -7003,9 +704,9 @@ static const RtNet net = {
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,
     .defaults = {
-        .epochs = 30, .batch = 128, .lr = 0.10000000000000001, .momentum = 0.90000000000000002,
-        .weight_decay = 0.00050000000000000001, .nesterov = 0, .decay_bn = 0,
-        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.10000000000000001,
+        .epochs = 30, .batch = 128, .lr = 0.1, .momentum = 0.9,
+        .weight_decay = 0.0005, .nesterov = 0, .decay_bn = 0,
+        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.1,
         .milestones = { 0, 0, 0, 0 }, .nmilestones = 0,
         .crop_pad = 4, .flip = 1,
     },
@@ -7015,3 +716,3138 @@ int main(int argc, char **argv)
 {
     return rt_main(&net, argc, argv);
 }
+
+#else /* OPTC_BODY: the passes, over T */
+
+/* Forward, part 1 of 17. */
+static void FN(forward_1)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1e-05);
+    /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
+    /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1e-05);
+    /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
+    /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act, act + 49152 * nB };
+        FN(rt_sum_forward)(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1e-05);
+    /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
+    /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1e-05);
+    /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
+    /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 81920 * nB, act + 114688 * nB };
+        FN(rt_sum_forward)(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1e-05);
+    /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
+    /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1e-05);
+    /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
+    /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 147456 * nB, act + 180224 * nB };
+        FN(rt_sum_forward)(ctx, act + 212992 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1e-05);
+    /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
+}
+
+/* Forward, part 2 of 17. */
+static void FN(forward_2)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 180224 * nB, P + 16784, P + 16800, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 245760 * nB, act + 180224 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1e-05);
+    /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384, nB * 114688);
+    /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 245760 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 212992 * nB, act + 245760 * nB };
+        FN(rt_sum_forward)(ctx, act + 278528 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 245760 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 245760 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1e-05);
+    /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 294912 * nB, act + 245760 * nB, nB * 16384, nB * 131072);
+    /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 245760 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 245760 * nB, P + 21456, P + 21472, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 311296 * nB, act + 245760 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1e-05);
+    /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 327680 * nB, act + 311296 * nB, nB * 16384, nB * 147456);
+    /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 311296 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 278528 * nB, act + 311296 * nB };
+        FN(rt_sum_forward)(ctx, act + 344064 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 311296 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 311296 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1e-05);
+    /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 360448 * nB, act + 311296 * nB, nB * 16384, nB * 163840);
+    /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 311296 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 311296 * nB, P + 26128, P + 26144, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 376832 * nB, act + 311296 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1e-05);
+    /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 393216 * nB, act + 376832 * nB, nB * 16384, nB * 180224);
+    /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 376832 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 344064 * nB, act + 376832 * nB };
+        FN(rt_sum_forward)(ctx, act + 409600 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 376832 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 376832 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1e-05);
+    /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 425984 * nB, act + 376832 * nB, nB * 16384, nB * 196608);
+    /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 376832 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 376832 * nB, P + 30800, P + 30816, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 442368 * nB, act + 376832 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1e-05);
+    /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 458752 * nB, act + 442368 * nB, nB * 16384, nB * 212992);
+}
+
+/* Forward, part 3 of 17. */
+static void FN(forward_3)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 442368 * nB, act + 458752 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 409600 * nB, act + 442368 * nB };
+        FN(rt_sum_forward)(ctx, act + 475136 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 442368 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 442368 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1e-05);
+    /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 491520 * nB, act + 442368 * nB, nB * 16384, nB * 229376);
+    /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 442368 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 442368 * nB, P + 35472, P + 35488, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 507904 * nB, act + 442368 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1e-05);
+    /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 524288 * nB, act + 507904 * nB, nB * 16384, nB * 245760);
+    /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 507904 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 475136 * nB, act + 507904 * nB };
+        FN(rt_sum_forward)(ctx, act + 540672 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 507904 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 507904 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1e-05);
+    /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 557056 * nB, act + 507904 * nB, nB * 16384, nB * 262144);
+    /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 507904 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 507904 * nB, P + 40144, P + 40160, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 573440 * nB, act + 507904 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1e-05);
+    /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 589824 * nB, act + 573440 * nB, nB * 16384, nB * 278528);
+    /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 573440 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 540672 * nB, act + 573440 * nB };
+        FN(rt_sum_forward)(ctx, act + 606208 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 65 stage1.step9.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 573440 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 573440 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1e-05);
+    /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 622592 * nB, act + 573440 * nB, nB * 16384, nB * 294912);
+    /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 573440 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 638976 * nB, fix + 608, fix + 624, buf + 608, buf + 624, act + 573440 * nB, P + 44816, P + 44832, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 638976 * nB, act + 573440 * nB, P + 44816, P + 44832, buf + 608, buf + 624, B, 16, 1024, 1e-05);
+    /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 655360 * nB, act + 638976 * nB, nB * 16384, nB * 311296);
+    /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 638976 * nB, act + 655360 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 71 stage1.x10 = sum(stage1.x9, stage1.step9.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 606208 * nB, act + 638976 * nB };
+        FN(rt_sum_forward)(ctx, act + 671744 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 72 stage1.step10.grad.bn0 = bn(stage1.x10): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 638976 * nB, fix + 640, fix + 656, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 638976 * nB, act + 671744 * nB, P + 47152, P + 47168, buf + 640, buf + 656, B, 16, 1024, 1e-05);
+}
+
+/* Forward, part 4 of 17. */
+static void FN(forward_4)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 688128 * nB, act + 638976 * nB, nB * 16384, nB * 327680);
+    /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 638976 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 704512 * nB, fix + 672, fix + 688, buf + 672, buf + 688, act + 638976 * nB, P + 49488, P + 49504, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 704512 * nB, act + 638976 * nB, P + 49488, P + 49504, buf + 672, buf + 688, B, 16, 1024, 1e-05);
+    /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 720896 * nB, act + 704512 * nB, nB * 16384, nB * 344064);
+    /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 704512 * nB, act + 720896 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 78 stage1.x11 = sum(stage1.x10, stage1.step10.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 671744 * nB, act + 704512 * nB };
+        FN(rt_sum_forward)(ctx, act + 737280 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 79 stage1.step11.grad.bn0 = bn(stage1.x11): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 704512 * nB, fix + 704, fix + 720, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 704512 * nB, act + 737280 * nB, P + 51824, P + 51840, buf + 704, buf + 720, B, 16, 1024, 1e-05);
+    /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 753664 * nB, act + 704512 * nB, nB * 16384, nB * 360448);
+    /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 704512 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 770048 * nB, fix + 736, fix + 752, buf + 736, buf + 752, act + 704512 * nB, P + 54160, P + 54176, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 770048 * nB, act + 704512 * nB, P + 54160, P + 54176, buf + 736, buf + 752, B, 16, 1024, 1e-05);
+    /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 786432 * nB, act + 770048 * nB, nB * 16384, nB * 376832);
+    /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 770048 * nB, act + 786432 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 85 stage1.x12 = sum(stage1.x11, stage1.step11.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 737280 * nB, act + 770048 * nB };
+        FN(rt_sum_forward)(ctx, act + 802816 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 86 stage1.step12.grad.bn0 = bn(stage1.x12): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 770048 * nB, fix + 768, fix + 784, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 770048 * nB, act + 802816 * nB, P + 56496, P + 56512, buf + 768, buf + 784, B, 16, 1024, 1e-05);
+    /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 819200 * nB, act + 770048 * nB, nB * 16384, nB * 393216);
+    /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 770048 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 835584 * nB, fix + 800, fix + 816, buf + 800, buf + 816, act + 770048 * nB, P + 58832, P + 58848, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 835584 * nB, act + 770048 * nB, P + 58832, P + 58848, buf + 800, buf + 816, B, 16, 1024, 1e-05);
+    /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 851968 * nB, act + 835584 * nB, nB * 16384, nB * 409600);
+    /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 835584 * nB, act + 851968 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 92 stage1.x13 = sum(stage1.x12, stage1.step12.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 802816 * nB, act + 835584 * nB };
+        FN(rt_sum_forward)(ctx, act + 868352 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 93 stage1.step13.grad.bn0 = bn(stage1.x13): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 835584 * nB, fix + 832, fix + 848, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 835584 * nB, act + 868352 * nB, P + 61168, P + 61184, buf + 832, buf + 848, B, 16, 1024, 1e-05);
+    /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 884736 * nB, act + 835584 * nB, nB * 16384, nB * 425984);
+    /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 835584 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 901120 * nB, fix + 864, fix + 880, buf + 864, buf + 880, act + 835584 * nB, P + 63504, P + 63520, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 901120 * nB, act + 835584 * nB, P + 63504, P + 63520, buf + 864, buf + 880, B, 16, 1024, 1e-05);
+}
+
+/* Forward, part 5 of 17. */
+static void FN(forward_5)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 917504 * nB, act + 901120 * nB, nB * 16384, nB * 442368);
+    /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 901120 * nB, act + 917504 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 99 stage1.x14 = sum(stage1.x13, stage1.step13.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 868352 * nB, act + 901120 * nB };
+        FN(rt_sum_forward)(ctx, act + 933888 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 100 stage1.step14.grad.bn0 = bn(stage1.x14): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 901120 * nB, fix + 896, fix + 912, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 901120 * nB, act + 933888 * nB, P + 65840, P + 65856, buf + 896, buf + 912, B, 16, 1024, 1e-05);
+    /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 950272 * nB, act + 901120 * nB, nB * 16384, nB * 458752);
+    /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 901120 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 966656 * nB, fix + 928, fix + 944, buf + 928, buf + 944, act + 901120 * nB, P + 68176, P + 68192, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 966656 * nB, act + 901120 * nB, P + 68176, P + 68192, buf + 928, buf + 944, B, 16, 1024, 1e-05);
+    /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 983040 * nB, act + 966656 * nB, nB * 16384, nB * 475136);
+    /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 966656 * nB, act + 983040 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 106 stage1.x15 = sum(stage1.x14, stage1.step14.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 933888 * nB, act + 966656 * nB };
+        FN(rt_sum_forward)(ctx, act + 999424 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 107 stage1.step15.grad.bn0 = bn(stage1.x15): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 966656 * nB, fix + 960, fix + 976, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 966656 * nB, act + 999424 * nB, P + 70512, P + 70528, buf + 960, buf + 976, B, 16, 1024, 1e-05);
+    /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 1015808 * nB, act + 966656 * nB, nB * 16384, nB * 491520);
+    /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 966656 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1032192 * nB, fix + 992, fix + 1008, buf + 992, buf + 1008, act + 966656 * nB, P + 72848, P + 72864, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1032192 * nB, act + 966656 * nB, P + 72848, P + 72864, buf + 992, buf + 1008, B, 16, 1024, 1e-05);
+    /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 1048576 * nB, act + 1032192 * nB, nB * 16384, nB * 507904);
+    /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 1032192 * nB, act + 1048576 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 113 stage1.x16 = sum(stage1.x15, stage1.step15.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 999424 * nB, act + 1032192 * nB };
+        FN(rt_sum_forward)(ctx, act + 1064960 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 114 stage1.step16.grad.bn0 = bn(stage1.x16): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1032192 * nB, fix + 1024, fix + 1040, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1032192 * nB, act + 1064960 * nB, P + 75184, P + 75200, buf + 1024, buf + 1040, B, 16, 1024, 1e-05);
+    /* 115 stage1.step16.grad.relu0 = relu(stage1.step16.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 1081344 * nB, act + 1032192 * nB, nB * 16384, nB * 524288);
+    /* 116 stage1.step16.grad.conv0 = conv(stage1.step16.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 1032192 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 117 stage1.step16.grad.bn1 = bn(stage1.step16.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1097728 * nB, fix + 1056, fix + 1072, buf + 1056, buf + 1072, act + 1032192 * nB, P + 77520, P + 77536, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1097728 * nB, act + 1032192 * nB, P + 77520, P + 77536, buf + 1056, buf + 1072, B, 16, 1024, 1e-05);
+    /* 118 stage1.step16.grad.relu1 = relu(stage1.step16.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 1114112 * nB, act + 1097728 * nB, nB * 16384, nB * 540672);
+    /* 119 stage1.step16.grad.conv1 = conv(stage1.step16.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 1097728 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 120 stage1.x17 = sum(stage1.x16, stage1.step16.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1064960 * nB, act + 1097728 * nB };
+        FN(rt_sum_forward)(ctx, act + 1130496 * nB, 2, xs, c, nB * 16384);
+    }
+}
+
+/* Forward, part 6 of 17. */
+static void FN(forward_6)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 121 stage1.step17.grad.bn0 = bn(stage1.x17): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1097728 * nB, fix + 1088, fix + 1104, buf + 1088, buf + 1104, act + 1130496 * nB, P + 79856, P + 79872, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1097728 * nB, act + 1130496 * nB, P + 79856, P + 79872, buf + 1088, buf + 1104, B, 16, 1024, 1e-05);
+    /* 122 stage1.step17.grad.relu0 = relu(stage1.step17.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 1146880 * nB, act + 1097728 * nB, nB * 16384, nB * 557056);
+    /* 123 stage1.step17.grad.conv0 = conv(stage1.step17.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 1097728 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 124 stage1.step17.grad.bn1 = bn(stage1.step17.grad.conv0): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1163264 * nB, fix + 1120, fix + 1136, buf + 1120, buf + 1136, act + 1097728 * nB, P + 82192, P + 82208, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1163264 * nB, act + 1097728 * nB, P + 82192, P + 82208, buf + 1120, buf + 1136, B, 16, 1024, 1e-05);
+    /* 125 stage1.step17.grad.relu1 = relu(stage1.step17.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 1179648 * nB, act + 1163264 * nB, nB * 16384, nB * 573440);
+    /* 126 stage1.step17.grad.conv1 = conv(stage1.step17.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_forward)(ctx, act + 1163264 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 127 stage1.x18 = sum(stage1.x17, stage1.step17.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1130496 * nB, act + 1163264 * nB };
+        FN(rt_sum_forward)(ctx, act + 1196032 * nB, 2, xs, c, nB * 16384);
+    }
+    /* 128 stage2.step0.grad.bn0 = bn(stage1.x18): 16x32x32 -> 16x32x32 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1163264 * nB, fix + 1152, fix + 1168, buf + 1152, buf + 1168, act + 1196032 * nB, P + 84528, P + 84544, B, 16, 1024, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1163264 * nB, act + 1196032 * nB, P + 84528, P + 84544, buf + 1152, buf + 1168, B, 16, 1024, 1e-05);
+    /* 129 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_forward)(ctx, act + 1212416 * nB, act + 1163264 * nB, nB * 16384, nB * 589824);
+    /* 130 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1163264 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
+    /* 131 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1171456 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 1163264 * nB, P + 89168, P + 89200, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1171456 * nB, act + 1163264 * nB, P + 89168, P + 89200, buf + 1184, buf + 1216, B, 32, 256, 1e-05);
+    /* 132 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1228800 * nB, act + 1171456 * nB, nB * 8192, nB * 606208);
+    /* 133 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 134 stage2.shortcut0 = pad(stage1.x18): 16x32x32 -> 32x16x16 */
+    FN(rt_pad_forward)(ctx, act + 1236992 * nB, act + 1196032 * nB, B, 16, 32, 32, 32, 2);
+    /* 135 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1236992 * nB, act + 1171456 * nB };
+        FN(rt_sum_forward)(ctx, act + 1245184 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 136 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1171456 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1171456 * nB, act + 1245184 * nB, P + 98448, P + 98480, buf + 1248, buf + 1280, B, 32, 256, 1e-05);
+    /* 137 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1236992 * nB, act + 1171456 * nB, nB * 8192, nB * 614400);
+    /* 138 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1171456 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 139 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1253376 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 1171456 * nB, P + 107728, P + 107760, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1253376 * nB, act + 1171456 * nB, P + 107728, P + 107760, buf + 1312, buf + 1344, B, 32, 256, 1e-05);
+    /* 140 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1261568 * nB, act + 1253376 * nB, nB * 8192, nB * 622592);
+    /* 141 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1253376 * nB, act + 1261568 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 142 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1245184 * nB, act + 1253376 * nB };
+        FN(rt_sum_forward)(ctx, act + 1269760 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 143 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1253376 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1253376 * nB, act + 1269760 * nB, P + 117008, P + 117040, buf + 1376, buf + 1408, B, 32, 256, 1e-05);
+    /* 144 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1277952 * nB, act + 1253376 * nB, nB * 8192, nB * 630784);
+}
+
+/* Forward, part 7 of 17. */
+static void FN(forward_7)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 145 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1253376 * nB, act + 1277952 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 146 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1286144 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 1253376 * nB, P + 126288, P + 126320, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1286144 * nB, act + 1253376 * nB, P + 126288, P + 126320, buf + 1440, buf + 1472, B, 32, 256, 1e-05);
+    /* 147 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1294336 * nB, act + 1286144 * nB, nB * 8192, nB * 638976);
+    /* 148 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1286144 * nB, act + 1294336 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 149 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1269760 * nB, act + 1286144 * nB };
+        FN(rt_sum_forward)(ctx, act + 1302528 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 150 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1286144 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1286144 * nB, act + 1302528 * nB, P + 135568, P + 135600, buf + 1504, buf + 1536, B, 32, 256, 1e-05);
+    /* 151 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1310720 * nB, act + 1286144 * nB, nB * 8192, nB * 647168);
+    /* 152 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1286144 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 153 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1318912 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 1286144 * nB, P + 144848, P + 144880, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1318912 * nB, act + 1286144 * nB, P + 144848, P + 144880, buf + 1568, buf + 1600, B, 32, 256, 1e-05);
+    /* 154 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1327104 * nB, act + 1318912 * nB, nB * 8192, nB * 655360);
+    /* 155 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1318912 * nB, act + 1327104 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 156 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1302528 * nB, act + 1318912 * nB };
+        FN(rt_sum_forward)(ctx, act + 1335296 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 157 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1318912 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1318912 * nB, act + 1335296 * nB, P + 154128, P + 154160, buf + 1632, buf + 1664, B, 32, 256, 1e-05);
+    /* 158 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1343488 * nB, act + 1318912 * nB, nB * 8192, nB * 663552);
+    /* 159 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1318912 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 160 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1351680 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 1318912 * nB, P + 163408, P + 163440, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1351680 * nB, act + 1318912 * nB, P + 163408, P + 163440, buf + 1696, buf + 1728, B, 32, 256, 1e-05);
+    /* 161 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1359872 * nB, act + 1351680 * nB, nB * 8192, nB * 671744);
+    /* 162 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1351680 * nB, act + 1359872 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 163 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1335296 * nB, act + 1351680 * nB };
+        FN(rt_sum_forward)(ctx, act + 1368064 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 164 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1351680 * nB, fix + 1760, fix + 1792, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1351680 * nB, act + 1368064 * nB, P + 172688, P + 172720, buf + 1760, buf + 1792, B, 32, 256, 1e-05);
+    /* 165 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1376256 * nB, act + 1351680 * nB, nB * 8192, nB * 679936);
+    /* 166 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1351680 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 167 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1384448 * nB, fix + 1824, fix + 1856, buf + 1824, buf + 1856, act + 1351680 * nB, P + 181968, P + 182000, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1384448 * nB, act + 1351680 * nB, P + 181968, P + 182000, buf + 1824, buf + 1856, B, 32, 256, 1e-05);
+    /* 168 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1392640 * nB, act + 1384448 * nB, nB * 8192, nB * 688128);
+}
+
+/* Forward, part 8 of 17. */
+static void FN(forward_8)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 169 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1384448 * nB, act + 1392640 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 170 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1368064 * nB, act + 1384448 * nB };
+        FN(rt_sum_forward)(ctx, act + 1400832 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 171 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1384448 * nB, fix + 1888, fix + 1920, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1384448 * nB, act + 1400832 * nB, P + 191248, P + 191280, buf + 1888, buf + 1920, B, 32, 256, 1e-05);
+    /* 172 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1409024 * nB, act + 1384448 * nB, nB * 8192, nB * 696320);
+    /* 173 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1384448 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 174 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1417216 * nB, fix + 1952, fix + 1984, buf + 1952, buf + 1984, act + 1384448 * nB, P + 200528, P + 200560, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1417216 * nB, act + 1384448 * nB, P + 200528, P + 200560, buf + 1952, buf + 1984, B, 32, 256, 1e-05);
+    /* 175 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1425408 * nB, act + 1417216 * nB, nB * 8192, nB * 704512);
+    /* 176 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1417216 * nB, act + 1425408 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 177 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1400832 * nB, act + 1417216 * nB };
+        FN(rt_sum_forward)(ctx, act + 1433600 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 178 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1417216 * nB, fix + 2016, fix + 2048, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1417216 * nB, act + 1433600 * nB, P + 209808, P + 209840, buf + 2016, buf + 2048, B, 32, 256, 1e-05);
+    /* 179 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1441792 * nB, act + 1417216 * nB, nB * 8192, nB * 712704);
+    /* 180 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1417216 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 181 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1449984 * nB, fix + 2080, fix + 2112, buf + 2080, buf + 2112, act + 1417216 * nB, P + 219088, P + 219120, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1449984 * nB, act + 1417216 * nB, P + 219088, P + 219120, buf + 2080, buf + 2112, B, 32, 256, 1e-05);
+    /* 182 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1458176 * nB, act + 1449984 * nB, nB * 8192, nB * 720896);
+    /* 183 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1449984 * nB, act + 1458176 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 184 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1433600 * nB, act + 1449984 * nB };
+        FN(rt_sum_forward)(ctx, act + 1466368 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 185 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1449984 * nB, fix + 2144, fix + 2176, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1449984 * nB, act + 1466368 * nB, P + 228368, P + 228400, buf + 2144, buf + 2176, B, 32, 256, 1e-05);
+    /* 186 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1474560 * nB, act + 1449984 * nB, nB * 8192, nB * 729088);
+    /* 187 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1449984 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 188 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1482752 * nB, fix + 2208, fix + 2240, buf + 2208, buf + 2240, act + 1449984 * nB, P + 237648, P + 237680, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1482752 * nB, act + 1449984 * nB, P + 237648, P + 237680, buf + 2208, buf + 2240, B, 32, 256, 1e-05);
+    /* 189 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1490944 * nB, act + 1482752 * nB, nB * 8192, nB * 737280);
+    /* 190 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1482752 * nB, act + 1490944 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 191 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1466368 * nB, act + 1482752 * nB };
+        FN(rt_sum_forward)(ctx, act + 1499136 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 192 stage2.step9.grad.bn0 = bn(stage2.x9): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1482752 * nB, fix + 2272, fix + 2304, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1482752 * nB, act + 1499136 * nB, P + 246928, P + 246960, buf + 2272, buf + 2304, B, 32, 256, 1e-05);
+}
+
+/* Forward, part 9 of 17. */
+static void FN(forward_9)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 193 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1507328 * nB, act + 1482752 * nB, nB * 8192, nB * 745472);
+    /* 194 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1482752 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 195 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1515520 * nB, fix + 2336, fix + 2368, buf + 2336, buf + 2368, act + 1482752 * nB, P + 256208, P + 256240, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1515520 * nB, act + 1482752 * nB, P + 256208, P + 256240, buf + 2336, buf + 2368, B, 32, 256, 1e-05);
+    /* 196 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1523712 * nB, act + 1515520 * nB, nB * 8192, nB * 753664);
+    /* 197 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1515520 * nB, act + 1523712 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 198 stage2.x10 = sum(stage2.x9, stage2.step9.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1499136 * nB, act + 1515520 * nB };
+        FN(rt_sum_forward)(ctx, act + 1531904 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 199 stage2.step10.grad.bn0 = bn(stage2.x10): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1515520 * nB, fix + 2400, fix + 2432, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1515520 * nB, act + 1531904 * nB, P + 265488, P + 265520, buf + 2400, buf + 2432, B, 32, 256, 1e-05);
+    /* 200 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1540096 * nB, act + 1515520 * nB, nB * 8192, nB * 761856);
+    /* 201 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1515520 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 202 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1548288 * nB, fix + 2464, fix + 2496, buf + 2464, buf + 2496, act + 1515520 * nB, P + 274768, P + 274800, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1548288 * nB, act + 1515520 * nB, P + 274768, P + 274800, buf + 2464, buf + 2496, B, 32, 256, 1e-05);
+    /* 203 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1556480 * nB, act + 1548288 * nB, nB * 8192, nB * 770048);
+    /* 204 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1548288 * nB, act + 1556480 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 205 stage2.x11 = sum(stage2.x10, stage2.step10.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1531904 * nB, act + 1548288 * nB };
+        FN(rt_sum_forward)(ctx, act + 1564672 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 206 stage2.step11.grad.bn0 = bn(stage2.x11): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1548288 * nB, fix + 2528, fix + 2560, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1548288 * nB, act + 1564672 * nB, P + 284048, P + 284080, buf + 2528, buf + 2560, B, 32, 256, 1e-05);
+    /* 207 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1572864 * nB, act + 1548288 * nB, nB * 8192, nB * 778240);
+    /* 208 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1548288 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 209 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1581056 * nB, fix + 2592, fix + 2624, buf + 2592, buf + 2624, act + 1548288 * nB, P + 293328, P + 293360, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1581056 * nB, act + 1548288 * nB, P + 293328, P + 293360, buf + 2592, buf + 2624, B, 32, 256, 1e-05);
+    /* 210 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1589248 * nB, act + 1581056 * nB, nB * 8192, nB * 786432);
+    /* 211 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1581056 * nB, act + 1589248 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 212 stage2.x12 = sum(stage2.x11, stage2.step11.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1564672 * nB, act + 1581056 * nB };
+        FN(rt_sum_forward)(ctx, act + 1597440 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 213 stage2.step12.grad.bn0 = bn(stage2.x12): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1581056 * nB, fix + 2656, fix + 2688, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1581056 * nB, act + 1597440 * nB, P + 302608, P + 302640, buf + 2656, buf + 2688, B, 32, 256, 1e-05);
+    /* 214 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1605632 * nB, act + 1581056 * nB, nB * 8192, nB * 794624);
+    /* 215 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1581056 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 216 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1613824 * nB, fix + 2720, fix + 2752, buf + 2720, buf + 2752, act + 1581056 * nB, P + 311888, P + 311920, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1613824 * nB, act + 1581056 * nB, P + 311888, P + 311920, buf + 2720, buf + 2752, B, 32, 256, 1e-05);
+}
+
+/* Forward, part 10 of 17. */
+static void FN(forward_10)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 217 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1622016 * nB, act + 1613824 * nB, nB * 8192, nB * 802816);
+    /* 218 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1613824 * nB, act + 1622016 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 219 stage2.x13 = sum(stage2.x12, stage2.step12.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1597440 * nB, act + 1613824 * nB };
+        FN(rt_sum_forward)(ctx, act + 1630208 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 220 stage2.step13.grad.bn0 = bn(stage2.x13): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1613824 * nB, fix + 2784, fix + 2816, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1613824 * nB, act + 1630208 * nB, P + 321168, P + 321200, buf + 2784, buf + 2816, B, 32, 256, 1e-05);
+    /* 221 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1638400 * nB, act + 1613824 * nB, nB * 8192, nB * 811008);
+    /* 222 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1613824 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 223 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1646592 * nB, fix + 2848, fix + 2880, buf + 2848, buf + 2880, act + 1613824 * nB, P + 330448, P + 330480, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1646592 * nB, act + 1613824 * nB, P + 330448, P + 330480, buf + 2848, buf + 2880, B, 32, 256, 1e-05);
+    /* 224 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1654784 * nB, act + 1646592 * nB, nB * 8192, nB * 819200);
+    /* 225 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1646592 * nB, act + 1654784 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 226 stage2.x14 = sum(stage2.x13, stage2.step13.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1630208 * nB, act + 1646592 * nB };
+        FN(rt_sum_forward)(ctx, act + 1662976 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 227 stage2.step14.grad.bn0 = bn(stage2.x14): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1646592 * nB, fix + 2912, fix + 2944, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1646592 * nB, act + 1662976 * nB, P + 339728, P + 339760, buf + 2912, buf + 2944, B, 32, 256, 1e-05);
+    /* 228 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1671168 * nB, act + 1646592 * nB, nB * 8192, nB * 827392);
+    /* 229 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1646592 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 230 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1679360 * nB, fix + 2976, fix + 3008, buf + 2976, buf + 3008, act + 1646592 * nB, P + 349008, P + 349040, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1679360 * nB, act + 1646592 * nB, P + 349008, P + 349040, buf + 2976, buf + 3008, B, 32, 256, 1e-05);
+    /* 231 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1687552 * nB, act + 1679360 * nB, nB * 8192, nB * 835584);
+    /* 232 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1679360 * nB, act + 1687552 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 233 stage2.x15 = sum(stage2.x14, stage2.step14.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1662976 * nB, act + 1679360 * nB };
+        FN(rt_sum_forward)(ctx, act + 1695744 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 234 stage2.step15.grad.bn0 = bn(stage2.x15): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1679360 * nB, fix + 3040, fix + 3072, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1679360 * nB, act + 1695744 * nB, P + 358288, P + 358320, buf + 3040, buf + 3072, B, 32, 256, 1e-05);
+    /* 235 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1703936 * nB, act + 1679360 * nB, nB * 8192, nB * 843776);
+    /* 236 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1679360 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 237 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1712128 * nB, fix + 3104, fix + 3136, buf + 3104, buf + 3136, act + 1679360 * nB, P + 367568, P + 367600, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1712128 * nB, act + 1679360 * nB, P + 367568, P + 367600, buf + 3104, buf + 3136, B, 32, 256, 1e-05);
+    /* 238 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1720320 * nB, act + 1712128 * nB, nB * 8192, nB * 851968);
+    /* 239 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1712128 * nB, act + 1720320 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 240 stage2.x16 = sum(stage2.x15, stage2.step15.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1695744 * nB, act + 1712128 * nB };
+        FN(rt_sum_forward)(ctx, act + 1728512 * nB, 2, xs, c, nB * 8192);
+    }
+}
+
+/* Forward, part 11 of 17. */
+static void FN(forward_11)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 241 stage2.step16.grad.bn0 = bn(stage2.x16): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1712128 * nB, fix + 3168, fix + 3200, buf + 3168, buf + 3200, act + 1728512 * nB, P + 376848, P + 376880, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1712128 * nB, act + 1728512 * nB, P + 376848, P + 376880, buf + 3168, buf + 3200, B, 32, 256, 1e-05);
+    /* 242 stage2.step16.grad.relu0 = relu(stage2.step16.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1736704 * nB, act + 1712128 * nB, nB * 8192, nB * 860160);
+    /* 243 stage2.step16.grad.conv0 = conv(stage2.step16.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1712128 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 244 stage2.step16.grad.bn1 = bn(stage2.step16.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1744896 * nB, fix + 3232, fix + 3264, buf + 3232, buf + 3264, act + 1712128 * nB, P + 386128, P + 386160, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1744896 * nB, act + 1712128 * nB, P + 386128, P + 386160, buf + 3232, buf + 3264, B, 32, 256, 1e-05);
+    /* 245 stage2.step16.grad.relu1 = relu(stage2.step16.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1753088 * nB, act + 1744896 * nB, nB * 8192, nB * 868352);
+    /* 246 stage2.step16.grad.conv1 = conv(stage2.step16.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1744896 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 247 stage2.x17 = sum(stage2.x16, stage2.step16.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1728512 * nB, act + 1744896 * nB };
+        FN(rt_sum_forward)(ctx, act + 1761280 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 248 stage2.step17.grad.bn0 = bn(stage2.x17): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1744896 * nB, fix + 3296, fix + 3328, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1744896 * nB, act + 1761280 * nB, P + 395408, P + 395440, buf + 3296, buf + 3328, B, 32, 256, 1e-05);
+    /* 249 stage2.step17.grad.relu0 = relu(stage2.step17.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1769472 * nB, act + 1744896 * nB, nB * 8192, nB * 876544);
+    /* 250 stage2.step17.grad.conv0 = conv(stage2.step17.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1744896 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 251 stage2.step17.grad.bn1 = bn(stage2.step17.grad.conv0): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1777664 * nB, fix + 3360, fix + 3392, buf + 3360, buf + 3392, act + 1744896 * nB, P + 404688, P + 404720, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1777664 * nB, act + 1744896 * nB, P + 404688, P + 404720, buf + 3360, buf + 3392, B, 32, 256, 1e-05);
+    /* 252 stage2.step17.grad.relu1 = relu(stage2.step17.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1785856 * nB, act + 1777664 * nB, nB * 8192, nB * 884736);
+    /* 253 stage2.step17.grad.conv1 = conv(stage2.step17.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_forward)(ctx, act + 1777664 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 254 stage2.x18 = sum(stage2.x17, stage2.step17.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1761280 * nB, act + 1777664 * nB };
+        FN(rt_sum_forward)(ctx, act + 1794048 * nB, 2, xs, c, nB * 8192);
+    }
+    /* 255 stage3.step0.grad.bn0 = bn(stage2.x18): 32x16x16 -> 32x16x16 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1777664 * nB, fix + 3424, fix + 3456, buf + 3424, buf + 3456, act + 1794048 * nB, P + 413968, P + 414000, B, 32, 256, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1777664 * nB, act + 1794048 * nB, P + 413968, P + 414000, buf + 3424, buf + 3456, B, 32, 256, 1e-05);
+    /* 256 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_forward)(ctx, act + 1802240 * nB, act + 1777664 * nB, nB * 8192, nB * 892928);
+    /* 257 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1777664 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
+    /* 258 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1781760 * nB, fix + 3488, fix + 3552, buf + 3488, buf + 3552, act + 1777664 * nB, P + 432464, P + 432528, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1781760 * nB, act + 1777664 * nB, P + 432464, P + 432528, buf + 3488, buf + 3552, B, 64, 64, 1e-05);
+    /* 259 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1810432 * nB, act + 1781760 * nB, nB * 4096, nB * 901120);
+    /* 260 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 261 stage3.shortcut0 = pad(stage2.x18): 32x16x16 -> 64x8x8 */
+    FN(rt_pad_forward)(ctx, act + 1814528 * nB, act + 1794048 * nB, B, 32, 16, 16, 64, 2);
+    /* 262 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1814528 * nB, act + 1781760 * nB };
+        FN(rt_sum_forward)(ctx, act + 1818624 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 263 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1781760 * nB, fix + 3616, fix + 3680, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1781760 * nB, act + 1818624 * nB, P + 469456, P + 469520, buf + 3616, buf + 3680, B, 64, 64, 1e-05);
+    /* 264 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1814528 * nB, act + 1781760 * nB, nB * 4096, nB * 905216);
+}
+
+/* Forward, part 12 of 17. */
+static void FN(forward_12)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 265 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1781760 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 266 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1822720 * nB, fix + 3744, fix + 3808, buf + 3744, buf + 3808, act + 1781760 * nB, P + 506448, P + 506512, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1822720 * nB, act + 1781760 * nB, P + 506448, P + 506512, buf + 3744, buf + 3808, B, 64, 64, 1e-05);
+    /* 267 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1826816 * nB, act + 1822720 * nB, nB * 4096, nB * 909312);
+    /* 268 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1822720 * nB, act + 1826816 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 269 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1818624 * nB, act + 1822720 * nB };
+        FN(rt_sum_forward)(ctx, act + 1830912 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 270 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1822720 * nB, fix + 3872, fix + 3936, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1822720 * nB, act + 1830912 * nB, P + 543440, P + 543504, buf + 3872, buf + 3936, B, 64, 64, 1e-05);
+    /* 271 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1835008 * nB, act + 1822720 * nB, nB * 4096, nB * 913408);
+    /* 272 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1822720 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 273 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1839104 * nB, fix + 4000, fix + 4064, buf + 4000, buf + 4064, act + 1822720 * nB, P + 580432, P + 580496, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1839104 * nB, act + 1822720 * nB, P + 580432, P + 580496, buf + 4000, buf + 4064, B, 64, 64, 1e-05);
+    /* 274 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1843200 * nB, act + 1839104 * nB, nB * 4096, nB * 917504);
+    /* 275 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1839104 * nB, act + 1843200 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 276 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1830912 * nB, act + 1839104 * nB };
+        FN(rt_sum_forward)(ctx, act + 1847296 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 277 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1839104 * nB, fix + 4128, fix + 4192, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1839104 * nB, act + 1847296 * nB, P + 617424, P + 617488, buf + 4128, buf + 4192, B, 64, 64, 1e-05);
+    /* 278 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1851392 * nB, act + 1839104 * nB, nB * 4096, nB * 921600);
+    /* 279 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1839104 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 280 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1855488 * nB, fix + 4256, fix + 4320, buf + 4256, buf + 4320, act + 1839104 * nB, P + 654416, P + 654480, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1855488 * nB, act + 1839104 * nB, P + 654416, P + 654480, buf + 4256, buf + 4320, B, 64, 64, 1e-05);
+    /* 281 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1859584 * nB, act + 1855488 * nB, nB * 4096, nB * 925696);
+    /* 282 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1855488 * nB, act + 1859584 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 283 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1847296 * nB, act + 1855488 * nB };
+        FN(rt_sum_forward)(ctx, act + 1863680 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 284 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1855488 * nB, fix + 4384, fix + 4448, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1855488 * nB, act + 1863680 * nB, P + 691408, P + 691472, buf + 4384, buf + 4448, B, 64, 64, 1e-05);
+    /* 285 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1867776 * nB, act + 1855488 * nB, nB * 4096, nB * 929792);
+    /* 286 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1855488 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 287 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1871872 * nB, fix + 4512, fix + 4576, buf + 4512, buf + 4576, act + 1855488 * nB, P + 728400, P + 728464, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1871872 * nB, act + 1855488 * nB, P + 728400, P + 728464, buf + 4512, buf + 4576, B, 64, 64, 1e-05);
+    /* 288 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1875968 * nB, act + 1871872 * nB, nB * 4096, nB * 933888);
+}
+
+/* Forward, part 13 of 17. */
+static void FN(forward_13)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 289 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1871872 * nB, act + 1875968 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 290 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1863680 * nB, act + 1871872 * nB };
+        FN(rt_sum_forward)(ctx, act + 1880064 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 291 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1871872 * nB, fix + 4640, fix + 4704, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1871872 * nB, act + 1880064 * nB, P + 765392, P + 765456, buf + 4640, buf + 4704, B, 64, 64, 1e-05);
+    /* 292 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1884160 * nB, act + 1871872 * nB, nB * 4096, nB * 937984);
+    /* 293 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1871872 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 294 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1888256 * nB, fix + 4768, fix + 4832, buf + 4768, buf + 4832, act + 1871872 * nB, P + 802384, P + 802448, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1888256 * nB, act + 1871872 * nB, P + 802384, P + 802448, buf + 4768, buf + 4832, B, 64, 64, 1e-05);
+    /* 295 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1892352 * nB, act + 1888256 * nB, nB * 4096, nB * 942080);
+    /* 296 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1888256 * nB, act + 1892352 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 297 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1880064 * nB, act + 1888256 * nB };
+        FN(rt_sum_forward)(ctx, act + 1896448 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 298 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1888256 * nB, fix + 4896, fix + 4960, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1888256 * nB, act + 1896448 * nB, P + 839376, P + 839440, buf + 4896, buf + 4960, B, 64, 64, 1e-05);
+    /* 299 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1900544 * nB, act + 1888256 * nB, nB * 4096, nB * 946176);
+    /* 300 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1888256 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 301 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1904640 * nB, fix + 5024, fix + 5088, buf + 5024, buf + 5088, act + 1888256 * nB, P + 876368, P + 876432, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1904640 * nB, act + 1888256 * nB, P + 876368, P + 876432, buf + 5024, buf + 5088, B, 64, 64, 1e-05);
+    /* 302 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1908736 * nB, act + 1904640 * nB, nB * 4096, nB * 950272);
+    /* 303 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1904640 * nB, act + 1908736 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 304 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1896448 * nB, act + 1904640 * nB };
+        FN(rt_sum_forward)(ctx, act + 1912832 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 305 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1904640 * nB, fix + 5152, fix + 5216, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1904640 * nB, act + 1912832 * nB, P + 913360, P + 913424, buf + 5152, buf + 5216, B, 64, 64, 1e-05);
+    /* 306 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1916928 * nB, act + 1904640 * nB, nB * 4096, nB * 954368);
+    /* 307 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1904640 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 308 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1921024 * nB, fix + 5280, fix + 5344, buf + 5280, buf + 5344, act + 1904640 * nB, P + 950352, P + 950416, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1921024 * nB, act + 1904640 * nB, P + 950352, P + 950416, buf + 5280, buf + 5344, B, 64, 64, 1e-05);
+    /* 309 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1925120 * nB, act + 1921024 * nB, nB * 4096, nB * 958464);
+    /* 310 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1921024 * nB, act + 1925120 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 311 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1912832 * nB, act + 1921024 * nB };
+        FN(rt_sum_forward)(ctx, act + 1929216 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 312 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1921024 * nB, fix + 5408, fix + 5472, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1921024 * nB, act + 1929216 * nB, P + 987344, P + 987408, buf + 5408, buf + 5472, B, 64, 64, 1e-05);
+}
+
+/* Forward, part 14 of 17. */
+static void FN(forward_14)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 313 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1933312 * nB, act + 1921024 * nB, nB * 4096, nB * 962560);
+    /* 314 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1921024 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 315 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1937408 * nB, fix + 5536, fix + 5600, buf + 5536, buf + 5600, act + 1921024 * nB, P + 1024336, P + 1024400, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1937408 * nB, act + 1921024 * nB, P + 1024336, P + 1024400, buf + 5536, buf + 5600, B, 64, 64, 1e-05);
+    /* 316 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1941504 * nB, act + 1937408 * nB, nB * 4096, nB * 966656);
+    /* 317 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1937408 * nB, act + 1941504 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 318 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1929216 * nB, act + 1937408 * nB };
+        FN(rt_sum_forward)(ctx, act + 1945600 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 319 stage3.step9.grad.bn0 = bn(stage3.x9): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1937408 * nB, fix + 5664, fix + 5728, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1937408 * nB, act + 1945600 * nB, P + 1061328, P + 1061392, buf + 5664, buf + 5728, B, 64, 64, 1e-05);
+    /* 320 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1949696 * nB, act + 1937408 * nB, nB * 4096, nB * 970752);
+    /* 321 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1937408 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 322 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1953792 * nB, fix + 5792, fix + 5856, buf + 5792, buf + 5856, act + 1937408 * nB, P + 1098320, P + 1098384, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1953792 * nB, act + 1937408 * nB, P + 1098320, P + 1098384, buf + 5792, buf + 5856, B, 64, 64, 1e-05);
+    /* 323 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1957888 * nB, act + 1953792 * nB, nB * 4096, nB * 974848);
+    /* 324 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1953792 * nB, act + 1957888 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 325 stage3.x10 = sum(stage3.x9, stage3.step9.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1945600 * nB, act + 1953792 * nB };
+        FN(rt_sum_forward)(ctx, act + 1961984 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 326 stage3.step10.grad.bn0 = bn(stage3.x10): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1953792 * nB, fix + 5920, fix + 5984, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1953792 * nB, act + 1961984 * nB, P + 1135312, P + 1135376, buf + 5920, buf + 5984, B, 64, 64, 1e-05);
+    /* 327 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1966080 * nB, act + 1953792 * nB, nB * 4096, nB * 978944);
+    /* 328 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1953792 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 329 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1970176 * nB, fix + 6048, fix + 6112, buf + 6048, buf + 6112, act + 1953792 * nB, P + 1172304, P + 1172368, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1970176 * nB, act + 1953792 * nB, P + 1172304, P + 1172368, buf + 6048, buf + 6112, B, 64, 64, 1e-05);
+    /* 330 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1974272 * nB, act + 1970176 * nB, nB * 4096, nB * 983040);
+    /* 331 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1970176 * nB, act + 1974272 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 332 stage3.x11 = sum(stage3.x10, stage3.step10.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1961984 * nB, act + 1970176 * nB };
+        FN(rt_sum_forward)(ctx, act + 1978368 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 333 stage3.step11.grad.bn0 = bn(stage3.x11): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1970176 * nB, fix + 6176, fix + 6240, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1970176 * nB, act + 1978368 * nB, P + 1209296, P + 1209360, buf + 6176, buf + 6240, B, 64, 64, 1e-05);
+    /* 334 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1982464 * nB, act + 1970176 * nB, nB * 4096, nB * 987136);
+    /* 335 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1970176 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 336 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1986560 * nB, fix + 6304, fix + 6368, buf + 6304, buf + 6368, act + 1970176 * nB, P + 1246288, P + 1246352, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1986560 * nB, act + 1970176 * nB, P + 1246288, P + 1246352, buf + 6304, buf + 6368, B, 64, 64, 1e-05);
+}
+
+/* Forward, part 15 of 17. */
+static void FN(forward_15)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 337 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1990656 * nB, act + 1986560 * nB, nB * 4096, nB * 991232);
+    /* 338 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1986560 * nB, act + 1990656 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 339 stage3.x12 = sum(stage3.x11, stage3.step11.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1978368 * nB, act + 1986560 * nB };
+        FN(rt_sum_forward)(ctx, act + 1994752 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 340 stage3.step12.grad.bn0 = bn(stage3.x12): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 1986560 * nB, fix + 6432, fix + 6496, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 1986560 * nB, act + 1994752 * nB, P + 1283280, P + 1283344, buf + 6432, buf + 6496, B, 64, 64, 1e-05);
+    /* 341 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 1998848 * nB, act + 1986560 * nB, nB * 4096, nB * 995328);
+    /* 342 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 1986560 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 343 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2002944 * nB, fix + 6560, fix + 6624, buf + 6560, buf + 6624, act + 1986560 * nB, P + 1320272, P + 1320336, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2002944 * nB, act + 1986560 * nB, P + 1320272, P + 1320336, buf + 6560, buf + 6624, B, 64, 64, 1e-05);
+    /* 344 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2007040 * nB, act + 2002944 * nB, nB * 4096, nB * 999424);
+    /* 345 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2002944 * nB, act + 2007040 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 346 stage3.x13 = sum(stage3.x12, stage3.step12.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1994752 * nB, act + 2002944 * nB };
+        FN(rt_sum_forward)(ctx, act + 2011136 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 347 stage3.step13.grad.bn0 = bn(stage3.x13): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2002944 * nB, fix + 6688, fix + 6752, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2002944 * nB, act + 2011136 * nB, P + 1357264, P + 1357328, buf + 6688, buf + 6752, B, 64, 64, 1e-05);
+    /* 348 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2015232 * nB, act + 2002944 * nB, nB * 4096, nB * 1003520);
+    /* 349 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2002944 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 350 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2019328 * nB, fix + 6816, fix + 6880, buf + 6816, buf + 6880, act + 2002944 * nB, P + 1394256, P + 1394320, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2019328 * nB, act + 2002944 * nB, P + 1394256, P + 1394320, buf + 6816, buf + 6880, B, 64, 64, 1e-05);
+    /* 351 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2023424 * nB, act + 2019328 * nB, nB * 4096, nB * 1007616);
+    /* 352 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2019328 * nB, act + 2023424 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 353 stage3.x14 = sum(stage3.x13, stage3.step13.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 2011136 * nB, act + 2019328 * nB };
+        FN(rt_sum_forward)(ctx, act + 2027520 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 354 stage3.step14.grad.bn0 = bn(stage3.x14): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2019328 * nB, fix + 6944, fix + 7008, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2019328 * nB, act + 2027520 * nB, P + 1431248, P + 1431312, buf + 6944, buf + 7008, B, 64, 64, 1e-05);
+    /* 355 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2031616 * nB, act + 2019328 * nB, nB * 4096, nB * 1011712);
+    /* 356 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2019328 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 357 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2035712 * nB, fix + 7072, fix + 7136, buf + 7072, buf + 7136, act + 2019328 * nB, P + 1468240, P + 1468304, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2035712 * nB, act + 2019328 * nB, P + 1468240, P + 1468304, buf + 7072, buf + 7136, B, 64, 64, 1e-05);
+    /* 358 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2039808 * nB, act + 2035712 * nB, nB * 4096, nB * 1015808);
+    /* 359 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2035712 * nB, act + 2039808 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 360 stage3.x15 = sum(stage3.x14, stage3.step14.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 2027520 * nB, act + 2035712 * nB };
+        FN(rt_sum_forward)(ctx, act + 2043904 * nB, 2, xs, c, nB * 4096);
+    }
+}
+
+/* Forward, part 16 of 17. */
+static void FN(forward_16)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 361 stage3.step15.grad.bn0 = bn(stage3.x15): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2035712 * nB, fix + 7200, fix + 7264, buf + 7200, buf + 7264, act + 2043904 * nB, P + 1505232, P + 1505296, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2035712 * nB, act + 2043904 * nB, P + 1505232, P + 1505296, buf + 7200, buf + 7264, B, 64, 64, 1e-05);
+    /* 362 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2048000 * nB, act + 2035712 * nB, nB * 4096, nB * 1019904);
+    /* 363 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2035712 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 364 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2052096 * nB, fix + 7328, fix + 7392, buf + 7328, buf + 7392, act + 2035712 * nB, P + 1542224, P + 1542288, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2052096 * nB, act + 2035712 * nB, P + 1542224, P + 1542288, buf + 7328, buf + 7392, B, 64, 64, 1e-05);
+    /* 365 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2056192 * nB, act + 2052096 * nB, nB * 4096, nB * 1024000);
+    /* 366 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2052096 * nB, act + 2056192 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 367 stage3.x16 = sum(stage3.x15, stage3.step15.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 2043904 * nB, act + 2052096 * nB };
+        FN(rt_sum_forward)(ctx, act + 2060288 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 368 stage3.step16.grad.bn0 = bn(stage3.x16): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2052096 * nB, fix + 7456, fix + 7520, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2052096 * nB, act + 2060288 * nB, P + 1579216, P + 1579280, buf + 7456, buf + 7520, B, 64, 64, 1e-05);
+    /* 369 stage3.step16.grad.relu0 = relu(stage3.step16.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2064384 * nB, act + 2052096 * nB, nB * 4096, nB * 1028096);
+    /* 370 stage3.step16.grad.conv0 = conv(stage3.step16.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2052096 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 371 stage3.step16.grad.bn1 = bn(stage3.step16.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2068480 * nB, fix + 7584, fix + 7648, buf + 7584, buf + 7648, act + 2052096 * nB, P + 1616208, P + 1616272, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2068480 * nB, act + 2052096 * nB, P + 1616208, P + 1616272, buf + 7584, buf + 7648, B, 64, 64, 1e-05);
+    /* 372 stage3.step16.grad.relu1 = relu(stage3.step16.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2072576 * nB, act + 2068480 * nB, nB * 4096, nB * 1032192);
+    /* 373 stage3.step16.grad.conv1 = conv(stage3.step16.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2068480 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 374 stage3.x17 = sum(stage3.x16, stage3.step16.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 2060288 * nB, act + 2068480 * nB };
+        FN(rt_sum_forward)(ctx, act + 2076672 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 375 stage3.step17.grad.bn0 = bn(stage3.x17): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2068480 * nB, fix + 7712, fix + 7776, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2068480 * nB, act + 2076672 * nB, P + 1653200, P + 1653264, buf + 7712, buf + 7776, B, 64, 64, 1e-05);
+    /* 376 stage3.step17.grad.relu0 = relu(stage3.step17.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2080768 * nB, act + 2068480 * nB, nB * 4096, nB * 1036288);
+    /* 377 stage3.step17.grad.conv0 = conv(stage3.step17.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2068480 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 378 stage3.step17.grad.bn1 = bn(stage3.step17.grad.conv0): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2084864 * nB, fix + 7840, fix + 7904, buf + 7840, buf + 7904, act + 2068480 * nB, P + 1690192, P + 1690256, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2084864 * nB, act + 2068480 * nB, P + 1690192, P + 1690256, buf + 7840, buf + 7904, B, 64, 64, 1e-05);
+    /* 379 stage3.step17.grad.relu1 = relu(stage3.step17.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2088960 * nB, act + 2084864 * nB, nB * 4096, nB * 1040384);
+    /* 380 stage3.step17.grad.conv1 = conv(stage3.step17.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_forward)(ctx, act + 2084864 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 381 stage3.x18 = sum(stage3.x17, stage3.step17.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 2076672 * nB, act + 2084864 * nB };
+        FN(rt_sum_forward)(ctx, act + 2093056 * nB, 2, xs, c, nB * 4096);
+    }
+    /* 382 head.bn0 = bn(stage3.x18): 64x8x8 -> 64x8x8 */
+    if (train)
+        FN(rt_bn_forward_train)(ctx, act + 2084864 * nB, fix + 7968, fix + 8032, buf + 7968, buf + 8032, act + 2093056 * nB, P + 1727184, P + 1727248, B, 64, 64, 0.1, 1e-05);
+    else
+        FN(rt_bn_forward_eval)(ctx, act + 2084864 * nB, act + 2093056 * nB, P + 1727184, P + 1727248, buf + 7968, buf + 8032, B, 64, 64, 1e-05);
+    /* 383 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_forward)(ctx, act + 2097152 * nB, act + 2084864 * nB, nB * 4096, nB * 1044480);
+    /* 384 head.gap0 = gap(head.relu0): 64x8x8 -> 64x1x1 */
+    FN(rt_gap_forward)(ctx, act + 2084864 * nB, act + 2097152 * nB, B, 64, 64);
+}
+
+/* Forward, part 17 of 17. */
+static void FN(forward_17)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 385 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
+    FN(rt_linear_forward)(ctx, m->logits, act + 2084864 * nB, P + 1727312, P + 1727952, B, 64, 10);
+}
+
+/* Forward pass on a batch of B <= m->batch images; train selects batch
+ * statistics (and updates the running ones) and dropout. */
+static void FN(forward)(Model *m, int B, int train)
+{
+    FN(forward_1)(m, B, train);
+    FN(forward_2)(m, B, train);
+    FN(forward_3)(m, B, train);
+    FN(forward_4)(m, B, train);
+    FN(forward_5)(m, B, train);
+    FN(forward_6)(m, B, train);
+    FN(forward_7)(m, B, train);
+    FN(forward_8)(m, B, train);
+    FN(forward_9)(m, B, train);
+    FN(forward_10)(m, B, train);
+    FN(forward_11)(m, B, train);
+    FN(forward_12)(m, B, train);
+    FN(forward_13)(m, B, train);
+    FN(forward_14)(m, B, train);
+    FN(forward_15)(m, B, train);
+    FN(forward_16)(m, B, train);
+    FN(forward_17)(m, B, train);
+}
+
+/* Backward, part 1 of 17. */
+static void FN(backward_1)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 385 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
+    FN(rt_linear_backward)(ctx, act + 2084928 * nB, 0, G + 1727312, G + 1727952, m->dlogits, act + 2084864 * nB, P + 1727312, B, 64, 10);
+    /* 384 head.gap0 = gap(head.relu0): 64x8x8 -> 64x1x1 */
+    FN(rt_gap_backward)(ctx, act + 2101248 * nB, 0, act + 2084928 * nB, B, 64, 64);
+    /* 383 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2084864 * nB, 0, act + 2101248 * nB, act + 2097152 * nB, nB * 4096, nB * 1044480);
+    /* 382 head.bn0 = bn(stage3.x18): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2097152 * nB, 0, G + 1727184, G + 1727248, act + 2084864 * nB, act + 2093056 * nB, fix + 7968, fix + 8032, P + 1727184, B, 64, 64);
+    /* 381 stage3.x18 = sum(stage3.x17, stage3.step17.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 2084864 * nB, act + 2093056 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2097152 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 380 stage3.step17.grad.conv1 = conv(stage3.step17.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2097152 * nB, 0, G + 1690320, act + 2093056 * nB, act + 2088960 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 379 stage3.step17.grad.relu1 = relu(stage3.step17.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2093056 * nB, 0, act + 2097152 * nB, act + 2088960 * nB, nB * 4096, nB * 1040384);
+    /* 378 stage3.step17.grad.bn1 = bn(stage3.step17.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2088960 * nB, 0, G + 1690192, G + 1690256, act + 2093056 * nB, act + 2068480 * nB, fix + 7840, fix + 7904, P + 1690192, B, 64, 64);
+    /* 377 stage3.step17.grad.conv0 = conv(stage3.step17.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2068480 * nB, 0, G + 1653328, act + 2088960 * nB, act + 2080768 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 376 stage3.step17.grad.relu0 = relu(stage3.step17.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2088960 * nB, 0, act + 2068480 * nB, act + 2080768 * nB, nB * 4096, nB * 1036288);
+    /* 375 stage3.step17.grad.bn0 = bn(stage3.x17): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2084864 * nB, 1, G + 1653200, G + 1653264, act + 2088960 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, B, 64, 64);
+    /* 374 stage3.x17 = sum(stage3.x16, stage3.step16.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 2068480 * nB, act + 2076672 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2084864 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 373 stage3.step16.grad.conv1 = conv(stage3.step16.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2080768 * nB, 0, G + 1616336, act + 2076672 * nB, act + 2072576 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 372 stage3.step16.grad.relu1 = relu(stage3.step16.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2076672 * nB, 0, act + 2080768 * nB, act + 2072576 * nB, nB * 4096, nB * 1032192);
+    /* 371 stage3.step16.grad.bn1 = bn(stage3.step16.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2072576 * nB, 0, G + 1616208, G + 1616272, act + 2076672 * nB, act + 2052096 * nB, fix + 7584, fix + 7648, P + 1616208, B, 64, 64);
+    /* 370 stage3.step16.grad.conv0 = conv(stage3.step16.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2052096 * nB, 0, G + 1579344, act + 2072576 * nB, act + 2064384 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 369 stage3.step16.grad.relu0 = relu(stage3.step16.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2072576 * nB, 0, act + 2052096 * nB, act + 2064384 * nB, nB * 4096, nB * 1028096);
+    /* 368 stage3.step16.grad.bn0 = bn(stage3.x16): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2068480 * nB, 1, G + 1579216, G + 1579280, act + 2072576 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, B, 64, 64);
+    /* 367 stage3.x16 = sum(stage3.x15, stage3.step15.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 2052096 * nB, act + 2060288 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2068480 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 366 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2064384 * nB, 0, G + 1542352, act + 2060288 * nB, act + 2056192 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 365 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2060288 * nB, 0, act + 2064384 * nB, act + 2056192 * nB, nB * 4096, nB * 1024000);
+    /* 364 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2056192 * nB, 0, G + 1542224, G + 1542288, act + 2060288 * nB, act + 2035712 * nB, fix + 7328, fix + 7392, P + 1542224, B, 64, 64);
+    /* 363 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2035712 * nB, 0, G + 1505360, act + 2056192 * nB, act + 2048000 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 362 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2056192 * nB, 0, act + 2035712 * nB, act + 2048000 * nB, nB * 4096, nB * 1019904);
+}
+
+/* Backward, part 2 of 17. */
+static void FN(backward_2)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 361 stage3.step15.grad.bn0 = bn(stage3.x15): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2052096 * nB, 1, G + 1505232, G + 1505296, act + 2056192 * nB, act + 2043904 * nB, fix + 7200, fix + 7264, P + 1505232, B, 64, 64);
+    /* 360 stage3.x15 = sum(stage3.x14, stage3.step14.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 2035712 * nB, act + 2043904 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2052096 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 359 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2048000 * nB, 0, G + 1468368, act + 2043904 * nB, act + 2039808 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 358 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2043904 * nB, 0, act + 2048000 * nB, act + 2039808 * nB, nB * 4096, nB * 1015808);
+    /* 357 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2039808 * nB, 0, G + 1468240, G + 1468304, act + 2043904 * nB, act + 2019328 * nB, fix + 7072, fix + 7136, P + 1468240, B, 64, 64);
+    /* 356 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2019328 * nB, 0, G + 1431376, act + 2039808 * nB, act + 2031616 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 355 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2039808 * nB, 0, act + 2019328 * nB, act + 2031616 * nB, nB * 4096, nB * 1011712);
+    /* 354 stage3.step14.grad.bn0 = bn(stage3.x14): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2035712 * nB, 1, G + 1431248, G + 1431312, act + 2039808 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, B, 64, 64);
+    /* 353 stage3.x14 = sum(stage3.x13, stage3.step13.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 2019328 * nB, act + 2027520 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2035712 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 352 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2031616 * nB, 0, G + 1394384, act + 2027520 * nB, act + 2023424 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 351 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2027520 * nB, 0, act + 2031616 * nB, act + 2023424 * nB, nB * 4096, nB * 1007616);
+    /* 350 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2023424 * nB, 0, G + 1394256, G + 1394320, act + 2027520 * nB, act + 2002944 * nB, fix + 6816, fix + 6880, P + 1394256, B, 64, 64);
+    /* 349 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2002944 * nB, 0, G + 1357392, act + 2023424 * nB, act + 2015232 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 348 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2023424 * nB, 0, act + 2002944 * nB, act + 2015232 * nB, nB * 4096, nB * 1003520);
+    /* 347 stage3.step13.grad.bn0 = bn(stage3.x13): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2019328 * nB, 1, G + 1357264, G + 1357328, act + 2023424 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, B, 64, 64);
+    /* 346 stage3.x13 = sum(stage3.x12, stage3.step12.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 2002944 * nB, act + 2011136 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2019328 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 345 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 2015232 * nB, 0, G + 1320400, act + 2011136 * nB, act + 2007040 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 344 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2011136 * nB, 0, act + 2015232 * nB, act + 2007040 * nB, nB * 4096, nB * 999424);
+    /* 343 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2007040 * nB, 0, G + 1320272, G + 1320336, act + 2011136 * nB, act + 1986560 * nB, fix + 6560, fix + 6624, P + 1320272, B, 64, 64);
+    /* 342 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1986560 * nB, 0, G + 1283408, act + 2007040 * nB, act + 1998848 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 341 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 2007040 * nB, 0, act + 1986560 * nB, act + 1998848 * nB, nB * 4096, nB * 995328);
+    /* 340 stage3.step12.grad.bn0 = bn(stage3.x12): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 2002944 * nB, 1, G + 1283280, G + 1283344, act + 2007040 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, B, 64, 64);
+    /* 339 stage3.x12 = sum(stage3.x11, stage3.step11.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1986560 * nB, act + 1994752 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2002944 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 338 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1998848 * nB, 0, G + 1246416, act + 1994752 * nB, act + 1990656 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
+}
+
+/* Backward, part 3 of 17. */
+static void FN(backward_3)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 337 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1994752 * nB, 0, act + 1998848 * nB, act + 1990656 * nB, nB * 4096, nB * 991232);
+    /* 336 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1990656 * nB, 0, G + 1246288, G + 1246352, act + 1994752 * nB, act + 1970176 * nB, fix + 6304, fix + 6368, P + 1246288, B, 64, 64);
+    /* 335 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1970176 * nB, 0, G + 1209424, act + 1990656 * nB, act + 1982464 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 334 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1990656 * nB, 0, act + 1970176 * nB, act + 1982464 * nB, nB * 4096, nB * 987136);
+    /* 333 stage3.step11.grad.bn0 = bn(stage3.x11): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1986560 * nB, 1, G + 1209296, G + 1209360, act + 1990656 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, B, 64, 64);
+    /* 332 stage3.x11 = sum(stage3.x10, stage3.step10.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1970176 * nB, act + 1978368 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1986560 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 331 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1982464 * nB, 0, G + 1172432, act + 1978368 * nB, act + 1974272 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 330 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1978368 * nB, 0, act + 1982464 * nB, act + 1974272 * nB, nB * 4096, nB * 983040);
+    /* 329 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1974272 * nB, 0, G + 1172304, G + 1172368, act + 1978368 * nB, act + 1953792 * nB, fix + 6048, fix + 6112, P + 1172304, B, 64, 64);
+    /* 328 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1953792 * nB, 0, G + 1135440, act + 1974272 * nB, act + 1966080 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 327 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1974272 * nB, 0, act + 1953792 * nB, act + 1966080 * nB, nB * 4096, nB * 978944);
+    /* 326 stage3.step10.grad.bn0 = bn(stage3.x10): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1970176 * nB, 1, G + 1135312, G + 1135376, act + 1974272 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, B, 64, 64);
+    /* 325 stage3.x10 = sum(stage3.x9, stage3.step9.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1953792 * nB, act + 1961984 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1970176 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 324 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1966080 * nB, 0, G + 1098448, act + 1961984 * nB, act + 1957888 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 323 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1961984 * nB, 0, act + 1966080 * nB, act + 1957888 * nB, nB * 4096, nB * 974848);
+    /* 322 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1957888 * nB, 0, G + 1098320, G + 1098384, act + 1961984 * nB, act + 1937408 * nB, fix + 5792, fix + 5856, P + 1098320, B, 64, 64);
+    /* 321 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1937408 * nB, 0, G + 1061456, act + 1957888 * nB, act + 1949696 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 320 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1957888 * nB, 0, act + 1937408 * nB, act + 1949696 * nB, nB * 4096, nB * 970752);
+    /* 319 stage3.step9.grad.bn0 = bn(stage3.x9): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1953792 * nB, 1, G + 1061328, G + 1061392, act + 1957888 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, B, 64, 64);
+    /* 318 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1937408 * nB, act + 1945600 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1953792 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 317 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1949696 * nB, 0, G + 1024464, act + 1945600 * nB, act + 1941504 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 316 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1945600 * nB, 0, act + 1949696 * nB, act + 1941504 * nB, nB * 4096, nB * 966656);
+    /* 315 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1941504 * nB, 0, G + 1024336, G + 1024400, act + 1945600 * nB, act + 1921024 * nB, fix + 5536, fix + 5600, P + 1024336, B, 64, 64);
+    /* 314 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1921024 * nB, 0, G + 987472, act + 1941504 * nB, act + 1933312 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
+}
+
+/* Backward, part 4 of 17. */
+static void FN(backward_4)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 313 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1941504 * nB, 0, act + 1921024 * nB, act + 1933312 * nB, nB * 4096, nB * 962560);
+    /* 312 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1937408 * nB, 1, G + 987344, G + 987408, act + 1941504 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, B, 64, 64);
+    /* 311 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1921024 * nB, act + 1929216 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1937408 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 310 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1933312 * nB, 0, G + 950480, act + 1929216 * nB, act + 1925120 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 309 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1929216 * nB, 0, act + 1933312 * nB, act + 1925120 * nB, nB * 4096, nB * 958464);
+    /* 308 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1925120 * nB, 0, G + 950352, G + 950416, act + 1929216 * nB, act + 1904640 * nB, fix + 5280, fix + 5344, P + 950352, B, 64, 64);
+    /* 307 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1904640 * nB, 0, G + 913488, act + 1925120 * nB, act + 1916928 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 306 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1925120 * nB, 0, act + 1904640 * nB, act + 1916928 * nB, nB * 4096, nB * 954368);
+    /* 305 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1921024 * nB, 1, G + 913360, G + 913424, act + 1925120 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, B, 64, 64);
+    /* 304 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1904640 * nB, act + 1912832 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1921024 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 303 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1916928 * nB, 0, G + 876496, act + 1912832 * nB, act + 1908736 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 302 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1912832 * nB, 0, act + 1916928 * nB, act + 1908736 * nB, nB * 4096, nB * 950272);
+    /* 301 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1908736 * nB, 0, G + 876368, G + 876432, act + 1912832 * nB, act + 1888256 * nB, fix + 5024, fix + 5088, P + 876368, B, 64, 64);
+    /* 300 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1888256 * nB, 0, G + 839504, act + 1908736 * nB, act + 1900544 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 299 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1908736 * nB, 0, act + 1888256 * nB, act + 1900544 * nB, nB * 4096, nB * 946176);
+    /* 298 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1904640 * nB, 1, G + 839376, G + 839440, act + 1908736 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, B, 64, 64);
+    /* 297 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1888256 * nB, act + 1896448 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1904640 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 296 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1900544 * nB, 0, G + 802512, act + 1896448 * nB, act + 1892352 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 295 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1896448 * nB, 0, act + 1900544 * nB, act + 1892352 * nB, nB * 4096, nB * 942080);
+    /* 294 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1892352 * nB, 0, G + 802384, G + 802448, act + 1896448 * nB, act + 1871872 * nB, fix + 4768, fix + 4832, P + 802384, B, 64, 64);
+    /* 293 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1871872 * nB, 0, G + 765520, act + 1892352 * nB, act + 1884160 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 292 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1892352 * nB, 0, act + 1871872 * nB, act + 1884160 * nB, nB * 4096, nB * 937984);
+    /* 291 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1888256 * nB, 1, G + 765392, G + 765456, act + 1892352 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, B, 64, 64);
+    /* 290 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1871872 * nB, act + 1880064 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1888256 * nB, NULL, c, 2, nB * 4096);
+    }
+}
+
+/* Backward, part 5 of 17. */
+static void FN(backward_5)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 289 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1884160 * nB, 0, G + 728528, act + 1880064 * nB, act + 1875968 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 288 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1880064 * nB, 0, act + 1884160 * nB, act + 1875968 * nB, nB * 4096, nB * 933888);
+    /* 287 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1875968 * nB, 0, G + 728400, G + 728464, act + 1880064 * nB, act + 1855488 * nB, fix + 4512, fix + 4576, P + 728400, B, 64, 64);
+    /* 286 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1855488 * nB, 0, G + 691536, act + 1875968 * nB, act + 1867776 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 285 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1875968 * nB, 0, act + 1855488 * nB, act + 1867776 * nB, nB * 4096, nB * 929792);
+    /* 284 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1871872 * nB, 1, G + 691408, G + 691472, act + 1875968 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, B, 64, 64);
+    /* 283 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1855488 * nB, act + 1863680 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1871872 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 282 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1867776 * nB, 0, G + 654544, act + 1863680 * nB, act + 1859584 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 281 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1863680 * nB, 0, act + 1867776 * nB, act + 1859584 * nB, nB * 4096, nB * 925696);
+    /* 280 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1859584 * nB, 0, G + 654416, G + 654480, act + 1863680 * nB, act + 1839104 * nB, fix + 4256, fix + 4320, P + 654416, B, 64, 64);
+    /* 279 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1839104 * nB, 0, G + 617552, act + 1859584 * nB, act + 1851392 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 278 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1859584 * nB, 0, act + 1839104 * nB, act + 1851392 * nB, nB * 4096, nB * 921600);
+    /* 277 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1855488 * nB, 1, G + 617424, G + 617488, act + 1859584 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, B, 64, 64);
+    /* 276 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1839104 * nB, act + 1847296 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1855488 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 275 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1851392 * nB, 0, G + 580560, act + 1847296 * nB, act + 1843200 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 274 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1847296 * nB, 0, act + 1851392 * nB, act + 1843200 * nB, nB * 4096, nB * 917504);
+    /* 273 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1843200 * nB, 0, G + 580432, G + 580496, act + 1847296 * nB, act + 1822720 * nB, fix + 4000, fix + 4064, P + 580432, B, 64, 64);
+    /* 272 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1822720 * nB, 0, G + 543568, act + 1843200 * nB, act + 1835008 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 271 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1843200 * nB, 0, act + 1822720 * nB, act + 1835008 * nB, nB * 4096, nB * 913408);
+    /* 270 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1839104 * nB, 1, G + 543440, G + 543504, act + 1843200 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, B, 64, 64);
+    /* 269 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1822720 * nB, act + 1830912 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1839104 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 268 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1835008 * nB, 0, G + 506576, act + 1830912 * nB, act + 1826816 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 267 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1830912 * nB, 0, act + 1835008 * nB, act + 1826816 * nB, nB * 4096, nB * 909312);
+    /* 266 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1826816 * nB, 0, G + 506448, G + 506512, act + 1830912 * nB, act + 1781760 * nB, fix + 3744, fix + 3808, P + 506448, B, 64, 64);
+}
+
+/* Backward, part 6 of 17. */
+static void FN(backward_6)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 265 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1781760 * nB, 0, G + 469584, act + 1826816 * nB, act + 1814528 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 264 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1826816 * nB, 0, act + 1781760 * nB, act + 1814528 * nB, nB * 4096, nB * 905216);
+    /* 263 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1822720 * nB, 1, G + 469456, G + 469520, act + 1826816 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, B, 64, 64);
+    /* 262 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1814528 * nB, act + 1781760 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1822720 * nB, NULL, c, 2, nB * 4096);
+    }
+    /* 261 stage3.shortcut0 = pad(stage2.x18): 32x16x16 -> 64x8x8 */
+    FN(rt_pad_backward)(ctx, act + 1818624 * nB, 0, act + 1814528 * nB, B, 32, 16, 16, 64, 2);
+    /* 260 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1814528 * nB, 0, G + 432592, act + 1781760 * nB, act + 1810432 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
+    /* 259 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
+    FN(rt_relu_backward)(ctx, act + 1781760 * nB, 0, act + 1814528 * nB, act + 1810432 * nB, nB * 4096, nB * 901120);
+    /* 258 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
+    FN(rt_bn_backward)(ctx, act + 1810432 * nB, 0, G + 432464, G + 432528, act + 1781760 * nB, act + 1777664 * nB, fix + 3488, fix + 3552, P + 432464, B, 64, 64);
+    /* 257 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
+    FN(rt_conv2d_backward)(ctx, act + 1777664 * nB, 0, G + 414032, act + 1810432 * nB, act + 1802240 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
+    /* 256 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1810432 * nB, 0, act + 1777664 * nB, act + 1802240 * nB, nB * 8192, nB * 892928);
+    /* 255 stage3.step0.grad.bn0 = bn(stage2.x18): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1818624 * nB, 1, G + 413968, G + 414000, act + 1810432 * nB, act + 1794048 * nB, fix + 3424, fix + 3456, P + 413968, B, 32, 256);
+    /* 254 stage2.x18 = sum(stage2.x17, stage2.step17.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1777664 * nB, act + 1794048 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1818624 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 253 stage2.step17.grad.conv1 = conv(stage2.step17.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1802240 * nB, 0, G + 404752, act + 1794048 * nB, act + 1785856 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 252 stage2.step17.grad.relu1 = relu(stage2.step17.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1794048 * nB, 0, act + 1802240 * nB, act + 1785856 * nB, nB * 8192, nB * 884736);
+    /* 251 stage2.step17.grad.bn1 = bn(stage2.step17.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1785856 * nB, 0, G + 404688, G + 404720, act + 1794048 * nB, act + 1744896 * nB, fix + 3360, fix + 3392, P + 404688, B, 32, 256);
+    /* 250 stage2.step17.grad.conv0 = conv(stage2.step17.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1744896 * nB, 0, G + 395472, act + 1785856 * nB, act + 1769472 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 249 stage2.step17.grad.relu0 = relu(stage2.step17.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1785856 * nB, 0, act + 1744896 * nB, act + 1769472 * nB, nB * 8192, nB * 876544);
+    /* 248 stage2.step17.grad.bn0 = bn(stage2.x17): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1777664 * nB, 1, G + 395408, G + 395440, act + 1785856 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, B, 32, 256);
+    /* 247 stage2.x17 = sum(stage2.x16, stage2.step16.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1744896 * nB, act + 1761280 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1777664 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 246 stage2.step16.grad.conv1 = conv(stage2.step16.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1769472 * nB, 0, G + 386192, act + 1761280 * nB, act + 1753088 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 245 stage2.step16.grad.relu1 = relu(stage2.step16.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1761280 * nB, 0, act + 1769472 * nB, act + 1753088 * nB, nB * 8192, nB * 868352);
+    /* 244 stage2.step16.grad.bn1 = bn(stage2.step16.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1753088 * nB, 0, G + 386128, G + 386160, act + 1761280 * nB, act + 1712128 * nB, fix + 3232, fix + 3264, P + 386128, B, 32, 256);
+    /* 243 stage2.step16.grad.conv0 = conv(stage2.step16.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1712128 * nB, 0, G + 376912, act + 1753088 * nB, act + 1736704 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 242 stage2.step16.grad.relu0 = relu(stage2.step16.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1753088 * nB, 0, act + 1712128 * nB, act + 1736704 * nB, nB * 8192, nB * 860160);
+}
+
+/* Backward, part 7 of 17. */
+static void FN(backward_7)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 241 stage2.step16.grad.bn0 = bn(stage2.x16): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1744896 * nB, 1, G + 376848, G + 376880, act + 1753088 * nB, act + 1728512 * nB, fix + 3168, fix + 3200, P + 376848, B, 32, 256);
+    /* 240 stage2.x16 = sum(stage2.x15, stage2.step15.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1712128 * nB, act + 1728512 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1744896 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 239 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1736704 * nB, 0, G + 367632, act + 1728512 * nB, act + 1720320 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 238 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1728512 * nB, 0, act + 1736704 * nB, act + 1720320 * nB, nB * 8192, nB * 851968);
+    /* 237 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1720320 * nB, 0, G + 367568, G + 367600, act + 1728512 * nB, act + 1679360 * nB, fix + 3104, fix + 3136, P + 367568, B, 32, 256);
+    /* 236 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1679360 * nB, 0, G + 358352, act + 1720320 * nB, act + 1703936 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 235 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1720320 * nB, 0, act + 1679360 * nB, act + 1703936 * nB, nB * 8192, nB * 843776);
+    /* 234 stage2.step15.grad.bn0 = bn(stage2.x15): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1712128 * nB, 1, G + 358288, G + 358320, act + 1720320 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, B, 32, 256);
+    /* 233 stage2.x15 = sum(stage2.x14, stage2.step14.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1679360 * nB, act + 1695744 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1712128 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 232 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1703936 * nB, 0, G + 349072, act + 1695744 * nB, act + 1687552 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 231 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1695744 * nB, 0, act + 1703936 * nB, act + 1687552 * nB, nB * 8192, nB * 835584);
+    /* 230 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1687552 * nB, 0, G + 349008, G + 349040, act + 1695744 * nB, act + 1646592 * nB, fix + 2976, fix + 3008, P + 349008, B, 32, 256);
+    /* 229 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1646592 * nB, 0, G + 339792, act + 1687552 * nB, act + 1671168 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 228 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1687552 * nB, 0, act + 1646592 * nB, act + 1671168 * nB, nB * 8192, nB * 827392);
+    /* 227 stage2.step14.grad.bn0 = bn(stage2.x14): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1679360 * nB, 1, G + 339728, G + 339760, act + 1687552 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, B, 32, 256);
+    /* 226 stage2.x14 = sum(stage2.x13, stage2.step13.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1646592 * nB, act + 1662976 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1679360 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 225 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1671168 * nB, 0, G + 330512, act + 1662976 * nB, act + 1654784 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 224 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1662976 * nB, 0, act + 1671168 * nB, act + 1654784 * nB, nB * 8192, nB * 819200);
+    /* 223 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1654784 * nB, 0, G + 330448, G + 330480, act + 1662976 * nB, act + 1613824 * nB, fix + 2848, fix + 2880, P + 330448, B, 32, 256);
+    /* 222 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1613824 * nB, 0, G + 321232, act + 1654784 * nB, act + 1638400 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 221 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1654784 * nB, 0, act + 1613824 * nB, act + 1638400 * nB, nB * 8192, nB * 811008);
+    /* 220 stage2.step13.grad.bn0 = bn(stage2.x13): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1646592 * nB, 1, G + 321168, G + 321200, act + 1654784 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, B, 32, 256);
+    /* 219 stage2.x13 = sum(stage2.x12, stage2.step12.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1613824 * nB, act + 1630208 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1646592 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 218 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1638400 * nB, 0, G + 311952, act + 1630208 * nB, act + 1622016 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
+}
+
+/* Backward, part 8 of 17. */
+static void FN(backward_8)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 217 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1630208 * nB, 0, act + 1638400 * nB, act + 1622016 * nB, nB * 8192, nB * 802816);
+    /* 216 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1622016 * nB, 0, G + 311888, G + 311920, act + 1630208 * nB, act + 1581056 * nB, fix + 2720, fix + 2752, P + 311888, B, 32, 256);
+    /* 215 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1581056 * nB, 0, G + 302672, act + 1622016 * nB, act + 1605632 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 214 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1622016 * nB, 0, act + 1581056 * nB, act + 1605632 * nB, nB * 8192, nB * 794624);
+    /* 213 stage2.step12.grad.bn0 = bn(stage2.x12): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1613824 * nB, 1, G + 302608, G + 302640, act + 1622016 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, B, 32, 256);
+    /* 212 stage2.x12 = sum(stage2.x11, stage2.step11.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1581056 * nB, act + 1597440 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1613824 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 211 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1605632 * nB, 0, G + 293392, act + 1597440 * nB, act + 1589248 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 210 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1597440 * nB, 0, act + 1605632 * nB, act + 1589248 * nB, nB * 8192, nB * 786432);
+    /* 209 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1589248 * nB, 0, G + 293328, G + 293360, act + 1597440 * nB, act + 1548288 * nB, fix + 2592, fix + 2624, P + 293328, B, 32, 256);
+    /* 208 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1548288 * nB, 0, G + 284112, act + 1589248 * nB, act + 1572864 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 207 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1589248 * nB, 0, act + 1548288 * nB, act + 1572864 * nB, nB * 8192, nB * 778240);
+    /* 206 stage2.step11.grad.bn0 = bn(stage2.x11): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1581056 * nB, 1, G + 284048, G + 284080, act + 1589248 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, B, 32, 256);
+    /* 205 stage2.x11 = sum(stage2.x10, stage2.step10.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1548288 * nB, act + 1564672 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1581056 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 204 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1572864 * nB, 0, G + 274832, act + 1564672 * nB, act + 1556480 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 203 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1564672 * nB, 0, act + 1572864 * nB, act + 1556480 * nB, nB * 8192, nB * 770048);
+    /* 202 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1556480 * nB, 0, G + 274768, G + 274800, act + 1564672 * nB, act + 1515520 * nB, fix + 2464, fix + 2496, P + 274768, B, 32, 256);
+    /* 201 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1515520 * nB, 0, G + 265552, act + 1556480 * nB, act + 1540096 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 200 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1556480 * nB, 0, act + 1515520 * nB, act + 1540096 * nB, nB * 8192, nB * 761856);
+    /* 199 stage2.step10.grad.bn0 = bn(stage2.x10): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1548288 * nB, 1, G + 265488, G + 265520, act + 1556480 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, B, 32, 256);
+    /* 198 stage2.x10 = sum(stage2.x9, stage2.step9.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1515520 * nB, act + 1531904 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1548288 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 197 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1540096 * nB, 0, G + 256272, act + 1531904 * nB, act + 1523712 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 196 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1531904 * nB, 0, act + 1540096 * nB, act + 1523712 * nB, nB * 8192, nB * 753664);
+    /* 195 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1523712 * nB, 0, G + 256208, G + 256240, act + 1531904 * nB, act + 1482752 * nB, fix + 2336, fix + 2368, P + 256208, B, 32, 256);
+    /* 194 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1482752 * nB, 0, G + 246992, act + 1523712 * nB, act + 1507328 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
+}
+
+/* Backward, part 9 of 17. */
+static void FN(backward_9)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 193 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1523712 * nB, 0, act + 1482752 * nB, act + 1507328 * nB, nB * 8192, nB * 745472);
+    /* 192 stage2.step9.grad.bn0 = bn(stage2.x9): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1515520 * nB, 1, G + 246928, G + 246960, act + 1523712 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, B, 32, 256);
+    /* 191 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1482752 * nB, act + 1499136 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1515520 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 190 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1507328 * nB, 0, G + 237712, act + 1499136 * nB, act + 1490944 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 189 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1499136 * nB, 0, act + 1507328 * nB, act + 1490944 * nB, nB * 8192, nB * 737280);
+    /* 188 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1490944 * nB, 0, G + 237648, G + 237680, act + 1499136 * nB, act + 1449984 * nB, fix + 2208, fix + 2240, P + 237648, B, 32, 256);
+    /* 187 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1449984 * nB, 0, G + 228432, act + 1490944 * nB, act + 1474560 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 186 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1490944 * nB, 0, act + 1449984 * nB, act + 1474560 * nB, nB * 8192, nB * 729088);
+    /* 185 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1482752 * nB, 1, G + 228368, G + 228400, act + 1490944 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, B, 32, 256);
+    /* 184 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1449984 * nB, act + 1466368 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1482752 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 183 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1474560 * nB, 0, G + 219152, act + 1466368 * nB, act + 1458176 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 182 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1466368 * nB, 0, act + 1474560 * nB, act + 1458176 * nB, nB * 8192, nB * 720896);
+    /* 181 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1458176 * nB, 0, G + 219088, G + 219120, act + 1466368 * nB, act + 1417216 * nB, fix + 2080, fix + 2112, P + 219088, B, 32, 256);
+    /* 180 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1417216 * nB, 0, G + 209872, act + 1458176 * nB, act + 1441792 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 179 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1458176 * nB, 0, act + 1417216 * nB, act + 1441792 * nB, nB * 8192, nB * 712704);
+    /* 178 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1449984 * nB, 1, G + 209808, G + 209840, act + 1458176 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, B, 32, 256);
+    /* 177 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1417216 * nB, act + 1433600 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1449984 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 176 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1441792 * nB, 0, G + 200592, act + 1433600 * nB, act + 1425408 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 175 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1433600 * nB, 0, act + 1441792 * nB, act + 1425408 * nB, nB * 8192, nB * 704512);
+    /* 174 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1425408 * nB, 0, G + 200528, G + 200560, act + 1433600 * nB, act + 1384448 * nB, fix + 1952, fix + 1984, P + 200528, B, 32, 256);
+    /* 173 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1384448 * nB, 0, G + 191312, act + 1425408 * nB, act + 1409024 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 172 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1425408 * nB, 0, act + 1384448 * nB, act + 1409024 * nB, nB * 8192, nB * 696320);
+    /* 171 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1417216 * nB, 1, G + 191248, G + 191280, act + 1425408 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, B, 32, 256);
+    /* 170 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1384448 * nB, act + 1400832 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1417216 * nB, NULL, c, 2, nB * 8192);
+    }
+}
+
+/* Backward, part 10 of 17. */
+static void FN(backward_10)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 169 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1409024 * nB, 0, G + 182032, act + 1400832 * nB, act + 1392640 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 168 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1400832 * nB, 0, act + 1409024 * nB, act + 1392640 * nB, nB * 8192, nB * 688128);
+    /* 167 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1392640 * nB, 0, G + 181968, G + 182000, act + 1400832 * nB, act + 1351680 * nB, fix + 1824, fix + 1856, P + 181968, B, 32, 256);
+    /* 166 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1351680 * nB, 0, G + 172752, act + 1392640 * nB, act + 1376256 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 165 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1392640 * nB, 0, act + 1351680 * nB, act + 1376256 * nB, nB * 8192, nB * 679936);
+    /* 164 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1384448 * nB, 1, G + 172688, G + 172720, act + 1392640 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, B, 32, 256);
+    /* 163 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1351680 * nB, act + 1368064 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1384448 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 162 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1376256 * nB, 0, G + 163472, act + 1368064 * nB, act + 1359872 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 161 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1368064 * nB, 0, act + 1376256 * nB, act + 1359872 * nB, nB * 8192, nB * 671744);
+    /* 160 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1359872 * nB, 0, G + 163408, G + 163440, act + 1368064 * nB, act + 1318912 * nB, fix + 1696, fix + 1728, P + 163408, B, 32, 256);
+    /* 159 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1318912 * nB, 0, G + 154192, act + 1359872 * nB, act + 1343488 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 158 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1359872 * nB, 0, act + 1318912 * nB, act + 1343488 * nB, nB * 8192, nB * 663552);
+    /* 157 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1351680 * nB, 1, G + 154128, G + 154160, act + 1359872 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, B, 32, 256);
+    /* 156 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1318912 * nB, act + 1335296 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1351680 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 155 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1343488 * nB, 0, G + 144912, act + 1335296 * nB, act + 1327104 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 154 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1335296 * nB, 0, act + 1343488 * nB, act + 1327104 * nB, nB * 8192, nB * 655360);
+    /* 153 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1327104 * nB, 0, G + 144848, G + 144880, act + 1335296 * nB, act + 1286144 * nB, fix + 1568, fix + 1600, P + 144848, B, 32, 256);
+    /* 152 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1286144 * nB, 0, G + 135632, act + 1327104 * nB, act + 1310720 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 151 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1327104 * nB, 0, act + 1286144 * nB, act + 1310720 * nB, nB * 8192, nB * 647168);
+    /* 150 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1318912 * nB, 1, G + 135568, G + 135600, act + 1327104 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, B, 32, 256);
+    /* 149 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1286144 * nB, act + 1302528 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1318912 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 148 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1310720 * nB, 0, G + 126352, act + 1302528 * nB, act + 1294336 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 147 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1302528 * nB, 0, act + 1310720 * nB, act + 1294336 * nB, nB * 8192, nB * 638976);
+    /* 146 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1294336 * nB, 0, G + 126288, G + 126320, act + 1302528 * nB, act + 1253376 * nB, fix + 1440, fix + 1472, P + 126288, B, 32, 256);
+}
+
+/* Backward, part 11 of 17. */
+static void FN(backward_11)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 145 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1253376 * nB, 0, G + 117072, act + 1294336 * nB, act + 1277952 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 144 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1294336 * nB, 0, act + 1253376 * nB, act + 1277952 * nB, nB * 8192, nB * 630784);
+    /* 143 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1286144 * nB, 1, G + 117008, G + 117040, act + 1294336 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, B, 32, 256);
+    /* 142 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1253376 * nB, act + 1269760 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1286144 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 141 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1277952 * nB, 0, G + 107792, act + 1269760 * nB, act + 1261568 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 140 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1269760 * nB, 0, act + 1277952 * nB, act + 1261568 * nB, nB * 8192, nB * 622592);
+    /* 139 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1261568 * nB, 0, G + 107728, G + 107760, act + 1269760 * nB, act + 1171456 * nB, fix + 1312, fix + 1344, P + 107728, B, 32, 256);
+    /* 138 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1171456 * nB, 0, G + 98512, act + 1261568 * nB, act + 1236992 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 137 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1261568 * nB, 0, act + 1171456 * nB, act + 1236992 * nB, nB * 8192, nB * 614400);
+    /* 136 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1253376 * nB, 1, G + 98448, G + 98480, act + 1261568 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, B, 32, 256);
+    /* 135 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1236992 * nB, act + 1171456 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1253376 * nB, NULL, c, 2, nB * 8192);
+    }
+    /* 134 stage2.shortcut0 = pad(stage1.x18): 16x32x32 -> 32x16x16 */
+    FN(rt_pad_backward)(ctx, act + 1245184 * nB, 0, act + 1236992 * nB, B, 16, 32, 32, 32, 2);
+    /* 133 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1236992 * nB, 0, G + 89232, act + 1171456 * nB, act + 1228800 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
+    /* 132 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
+    FN(rt_relu_backward)(ctx, act + 1171456 * nB, 0, act + 1236992 * nB, act + 1228800 * nB, nB * 8192, nB * 606208);
+    /* 131 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
+    FN(rt_bn_backward)(ctx, act + 1228800 * nB, 0, G + 89168, G + 89200, act + 1171456 * nB, act + 1163264 * nB, fix + 1184, fix + 1216, P + 89168, B, 32, 256);
+    /* 130 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
+    FN(rt_conv2d_backward)(ctx, act + 1163264 * nB, 0, G + 84560, act + 1228800 * nB, act + 1212416 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
+    /* 129 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 1228800 * nB, 0, act + 1163264 * nB, act + 1212416 * nB, nB * 16384, nB * 589824);
+    /* 128 stage2.step0.grad.bn0 = bn(stage1.x18): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 1245184 * nB, 1, G + 84528, G + 84544, act + 1228800 * nB, act + 1196032 * nB, fix + 1152, fix + 1168, P + 84528, B, 16, 1024);
+    /* 127 stage1.x18 = sum(stage1.x17, stage1.step17.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1163264 * nB, act + 1196032 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1245184 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 126 stage1.step17.grad.conv1 = conv(stage1.step17.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 1212416 * nB, 0, G + 82224, act + 1196032 * nB, act + 1179648 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 125 stage1.step17.grad.relu1 = relu(stage1.step17.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 1196032 * nB, 0, act + 1212416 * nB, act + 1179648 * nB, nB * 16384, nB * 573440);
+    /* 124 stage1.step17.grad.bn1 = bn(stage1.step17.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 1179648 * nB, 0, G + 82192, G + 82208, act + 1196032 * nB, act + 1097728 * nB, fix + 1120, fix + 1136, P + 82192, B, 16, 1024);
+    /* 123 stage1.step17.grad.conv0 = conv(stage1.step17.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 1097728 * nB, 0, G + 79888, act + 1179648 * nB, act + 1146880 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 122 stage1.step17.grad.relu0 = relu(stage1.step17.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 1179648 * nB, 0, act + 1097728 * nB, act + 1146880 * nB, nB * 16384, nB * 557056);
+}
+
+/* Backward, part 12 of 17. */
+static void FN(backward_12)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 121 stage1.step17.grad.bn0 = bn(stage1.x17): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 1163264 * nB, 1, G + 79856, G + 79872, act + 1179648 * nB, act + 1130496 * nB, fix + 1088, fix + 1104, P + 79856, B, 16, 1024);
+    /* 120 stage1.x17 = sum(stage1.x16, stage1.step16.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1097728 * nB, act + 1130496 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1163264 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 119 stage1.step16.grad.conv1 = conv(stage1.step16.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 1146880 * nB, 0, G + 77552, act + 1130496 * nB, act + 1114112 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 118 stage1.step16.grad.relu1 = relu(stage1.step16.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 1130496 * nB, 0, act + 1146880 * nB, act + 1114112 * nB, nB * 16384, nB * 540672);
+    /* 117 stage1.step16.grad.bn1 = bn(stage1.step16.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 1114112 * nB, 0, G + 77520, G + 77536, act + 1130496 * nB, act + 1032192 * nB, fix + 1056, fix + 1072, P + 77520, B, 16, 1024);
+    /* 116 stage1.step16.grad.conv0 = conv(stage1.step16.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 1032192 * nB, 0, G + 75216, act + 1114112 * nB, act + 1081344 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 115 stage1.step16.grad.relu0 = relu(stage1.step16.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 1114112 * nB, 0, act + 1032192 * nB, act + 1081344 * nB, nB * 16384, nB * 524288);
+    /* 114 stage1.step16.grad.bn0 = bn(stage1.x16): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 1097728 * nB, 1, G + 75184, G + 75200, act + 1114112 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, B, 16, 1024);
+    /* 113 stage1.x16 = sum(stage1.x15, stage1.step15.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1032192 * nB, act + 1064960 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1097728 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 1081344 * nB, 0, G + 72880, act + 1064960 * nB, act + 1048576 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 1064960 * nB, 0, act + 1081344 * nB, act + 1048576 * nB, nB * 16384, nB * 507904);
+    /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 1048576 * nB, 0, G + 72848, G + 72864, act + 1064960 * nB, act + 966656 * nB, fix + 992, fix + 1008, P + 72848, B, 16, 1024);
+    /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 966656 * nB, 0, G + 70544, act + 1048576 * nB, act + 1015808 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 1048576 * nB, 0, act + 966656 * nB, act + 1015808 * nB, nB * 16384, nB * 491520);
+    /* 107 stage1.step15.grad.bn0 = bn(stage1.x15): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 1032192 * nB, 1, G + 70512, G + 70528, act + 1048576 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, B, 16, 1024);
+    /* 106 stage1.x15 = sum(stage1.x14, stage1.step14.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 966656 * nB, act + 999424 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1032192 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 1015808 * nB, 0, G + 68208, act + 999424 * nB, act + 983040 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 999424 * nB, 0, act + 1015808 * nB, act + 983040 * nB, nB * 16384, nB * 475136);
+    /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 983040 * nB, 0, G + 68176, G + 68192, act + 999424 * nB, act + 901120 * nB, fix + 928, fix + 944, P + 68176, B, 16, 1024);
+    /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 901120 * nB, 0, G + 65872, act + 983040 * nB, act + 950272 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 983040 * nB, 0, act + 901120 * nB, act + 950272 * nB, nB * 16384, nB * 458752);
+    /* 100 stage1.step14.grad.bn0 = bn(stage1.x14): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 966656 * nB, 1, G + 65840, G + 65856, act + 983040 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, B, 16, 1024);
+    /* 99 stage1.x14 = sum(stage1.x13, stage1.step13.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 901120 * nB, act + 933888 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 966656 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 950272 * nB, 0, G + 63536, act + 933888 * nB, act + 917504 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
+}
+
+/* Backward, part 13 of 17. */
+static void FN(backward_13)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 933888 * nB, 0, act + 950272 * nB, act + 917504 * nB, nB * 16384, nB * 442368);
+    /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 917504 * nB, 0, G + 63504, G + 63520, act + 933888 * nB, act + 835584 * nB, fix + 864, fix + 880, P + 63504, B, 16, 1024);
+    /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 835584 * nB, 0, G + 61200, act + 917504 * nB, act + 884736 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 917504 * nB, 0, act + 835584 * nB, act + 884736 * nB, nB * 16384, nB * 425984);
+    /* 93 stage1.step13.grad.bn0 = bn(stage1.x13): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 901120 * nB, 1, G + 61168, G + 61184, act + 917504 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, B, 16, 1024);
+    /* 92 stage1.x13 = sum(stage1.x12, stage1.step12.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 835584 * nB, act + 868352 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 901120 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 884736 * nB, 0, G + 58864, act + 868352 * nB, act + 851968 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 868352 * nB, 0, act + 884736 * nB, act + 851968 * nB, nB * 16384, nB * 409600);
+    /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 851968 * nB, 0, G + 58832, G + 58848, act + 868352 * nB, act + 770048 * nB, fix + 800, fix + 816, P + 58832, B, 16, 1024);
+    /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 770048 * nB, 0, G + 56528, act + 851968 * nB, act + 819200 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 851968 * nB, 0, act + 770048 * nB, act + 819200 * nB, nB * 16384, nB * 393216);
+    /* 86 stage1.step12.grad.bn0 = bn(stage1.x12): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 835584 * nB, 1, G + 56496, G + 56512, act + 851968 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, B, 16, 1024);
+    /* 85 stage1.x12 = sum(stage1.x11, stage1.step11.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 770048 * nB, act + 802816 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 835584 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 819200 * nB, 0, G + 54192, act + 802816 * nB, act + 786432 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 802816 * nB, 0, act + 819200 * nB, act + 786432 * nB, nB * 16384, nB * 376832);
+    /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 786432 * nB, 0, G + 54160, G + 54176, act + 802816 * nB, act + 704512 * nB, fix + 736, fix + 752, P + 54160, B, 16, 1024);
+    /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 704512 * nB, 0, G + 51856, act + 786432 * nB, act + 753664 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 786432 * nB, 0, act + 704512 * nB, act + 753664 * nB, nB * 16384, nB * 360448);
+    /* 79 stage1.step11.grad.bn0 = bn(stage1.x11): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 770048 * nB, 1, G + 51824, G + 51840, act + 786432 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, B, 16, 1024);
+    /* 78 stage1.x11 = sum(stage1.x10, stage1.step10.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 704512 * nB, act + 737280 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 770048 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 753664 * nB, 0, G + 49520, act + 737280 * nB, act + 720896 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 737280 * nB, 0, act + 753664 * nB, act + 720896 * nB, nB * 16384, nB * 344064);
+    /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 720896 * nB, 0, G + 49488, G + 49504, act + 737280 * nB, act + 638976 * nB, fix + 672, fix + 688, P + 49488, B, 16, 1024);
+    /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 638976 * nB, 0, G + 47184, act + 720896 * nB, act + 688128 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
+}
+
+/* Backward, part 14 of 17. */
+static void FN(backward_14)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 720896 * nB, 0, act + 638976 * nB, act + 688128 * nB, nB * 16384, nB * 327680);
+    /* 72 stage1.step10.grad.bn0 = bn(stage1.x10): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 704512 * nB, 1, G + 47152, G + 47168, act + 720896 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, B, 16, 1024);
+    /* 71 stage1.x10 = sum(stage1.x9, stage1.step9.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 638976 * nB, act + 671744 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 704512 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 688128 * nB, 0, G + 44848, act + 671744 * nB, act + 655360 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 671744 * nB, 0, act + 688128 * nB, act + 655360 * nB, nB * 16384, nB * 311296);
+    /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 655360 * nB, 0, G + 44816, G + 44832, act + 671744 * nB, act + 573440 * nB, fix + 608, fix + 624, P + 44816, B, 16, 1024);
+    /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 573440 * nB, 0, G + 42512, act + 655360 * nB, act + 622592 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 655360 * nB, 0, act + 573440 * nB, act + 622592 * nB, nB * 16384, nB * 294912);
+    /* 65 stage1.step9.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 655360 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, B, 16, 1024);
+    /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 573440 * nB, act + 606208 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 638976 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 589824 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 606208 * nB, 0, act + 622592 * nB, act + 589824 * nB, nB * 16384, nB * 278528);
+    /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 589824 * nB, 0, G + 40144, G + 40160, act + 606208 * nB, act + 507904 * nB, fix + 544, fix + 560, P + 40144, B, 16, 1024);
+    /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 507904 * nB, 0, G + 37840, act + 589824 * nB, act + 557056 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 589824 * nB, 0, act + 507904 * nB, act + 557056 * nB, nB * 16384, nB * 262144);
+    /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 573440 * nB, 1, G + 37808, G + 37824, act + 589824 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, B, 16, 1024);
+    /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 507904 * nB, act + 540672 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 573440 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 524288 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 540672 * nB, 0, act + 557056 * nB, act + 524288 * nB, nB * 16384, nB * 245760);
+    /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 524288 * nB, 0, G + 35472, G + 35488, act + 540672 * nB, act + 442368 * nB, fix + 480, fix + 496, P + 35472, B, 16, 1024);
+    /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 442368 * nB, 0, G + 33168, act + 524288 * nB, act + 491520 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 524288 * nB, 0, act + 442368 * nB, act + 491520 * nB, nB * 16384, nB * 229376);
+    /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 507904 * nB, 1, G + 33136, G + 33152, act + 524288 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, B, 16, 1024);
+    /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 442368 * nB, act + 475136 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 507904 * nB, NULL, c, 2, nB * 16384);
+    }
+}
+
+/* Backward, part 15 of 17. */
+static void FN(backward_15)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 491520 * nB, 0, G + 30832, act + 475136 * nB, act + 458752 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 475136 * nB, 0, act + 491520 * nB, act + 458752 * nB, nB * 16384, nB * 212992);
+    /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 458752 * nB, 0, G + 30800, G + 30816, act + 475136 * nB, act + 376832 * nB, fix + 416, fix + 432, P + 30800, B, 16, 1024);
+    /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 376832 * nB, 0, G + 28496, act + 458752 * nB, act + 425984 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 458752 * nB, 0, act + 376832 * nB, act + 425984 * nB, nB * 16384, nB * 196608);
+    /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 442368 * nB, 1, G + 28464, G + 28480, act + 458752 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, B, 16, 1024);
+    /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 376832 * nB, act + 409600 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 442368 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 425984 * nB, 0, G + 26160, act + 409600 * nB, act + 393216 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 409600 * nB, 0, act + 425984 * nB, act + 393216 * nB, nB * 16384, nB * 180224);
+    /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 393216 * nB, 0, G + 26128, G + 26144, act + 409600 * nB, act + 311296 * nB, fix + 352, fix + 368, P + 26128, B, 16, 1024);
+    /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 311296 * nB, 0, G + 23824, act + 393216 * nB, act + 360448 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 393216 * nB, 0, act + 311296 * nB, act + 360448 * nB, nB * 16384, nB * 163840);
+    /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 376832 * nB, 1, G + 23792, G + 23808, act + 393216 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, B, 16, 1024);
+    /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 311296 * nB, act + 344064 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 21488, act + 344064 * nB, act + 327680 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 344064 * nB, 0, act + 360448 * nB, act + 327680 * nB, nB * 16384, nB * 147456);
+    /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 327680 * nB, 0, G + 21456, G + 21472, act + 344064 * nB, act + 245760 * nB, fix + 288, fix + 304, P + 21456, B, 16, 1024);
+    /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 245760 * nB, 0, G + 19152, act + 327680 * nB, act + 294912 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 327680 * nB, 0, act + 245760 * nB, act + 294912 * nB, nB * 16384, nB * 131072);
+    /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 311296 * nB, 1, G + 19120, G + 19136, act + 327680 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, B, 16, 1024);
+    /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 245760 * nB, act + 278528 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 16816, act + 278528 * nB, act + 262144 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 278528 * nB, 0, act + 294912 * nB, act + 262144 * nB, nB * 16384, nB * 114688);
+    /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 262144 * nB, 0, G + 16784, G + 16800, act + 278528 * nB, act + 180224 * nB, fix + 224, fix + 240, P + 16784, B, 16, 1024);
+}
+
+/* Backward, part 16 of 17. */
+static void FN(backward_16)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 180224 * nB, 0, G + 14480, act + 262144 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 262144 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
+    /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 262144 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
+    /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 180224 * nB, act + 212992 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 245760 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
+    /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
+    /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
+    /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
+    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 114688 * nB, act + 147456 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
+    /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
+    /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
+    /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 49152 * nB, act + 81920 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 114688 * nB, NULL, c, 2, nB * 16384);
+    }
+    /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
+    /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
+    /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
+    FN(rt_relu_backward)(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
+    /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
+    FN(rt_bn_backward)(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
+}
+
+/* Backward, part 17 of 17. */
+static void FN(backward_17)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 2105344 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+}
+
+/* Backward pass from m->dlogits after a training forward on the same
+ * batch: parameter gradients accumulate into m->grads. */
+static void FN(backward)(Model *m, int B)
+{
+    FN(backward_1)(m, B);
+    FN(backward_2)(m, B);
+    FN(backward_3)(m, B);
+    FN(backward_4)(m, B);
+    FN(backward_5)(m, B);
+    FN(backward_6)(m, B);
+    FN(backward_7)(m, B);
+    FN(backward_8)(m, B);
+    FN(backward_9)(m, B);
+    FN(backward_10)(m, B);
+    FN(backward_11)(m, B);
+    FN(backward_12)(m, B);
+    FN(backward_13)(m, B);
+    FN(backward_14)(m, B);
+    FN(backward_15)(m, B);
+    FN(backward_16)(m, B);
+    FN(backward_17)(m, B);
+}
+
+#endif /* OPTC_BODY */

@@ -11,98 +11,62 @@
  *
  * Spec:
  * examples/theory.opt
- *
- * # The theory block: grad(z) = z - U relu(U^T z), the gradient of
- * # f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = relu, and one U shared by
- * # every step. Each network below is literally the optimizer running on f.
- * optimizer gd_exact {
- *     x[k+1] = x[k] - grad(x[k]);
- * }
- * 
- * optimizer hb_exact(beta = 0.5) {
- *     x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);
- * }
- * 
- * network theory_gd_cifar {
- *     input    3x32x32;
- *     classes  10;
- *     stem     none;
- *     grad     = exact(relu, 256);
- *     stage    gd_exact steps 10;
- *     head     linear;
- *     train    { epochs 10; lr 0.01; schedule cosine; }
- * }
- * 
- * network theory_hb_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     stem     none;
- *     grad     = exact(relu, 128);
- *     stage    hb_exact steps 10;
- *     head     linear;
- *     train    { epochs 10; lr 0.01; schedule cosine; }
- * }
- * 
- * network theory_gd_fmnist {
- *     input    1x28x28;
- *     classes  10;
- *     grad     = exact(relu, 128);
- *     stage    gd_exact steps 10;
- *     head     linear;
- *     train    { epochs 10; lr 0.01; }
- * }
+ * (its text is spec_text below)
  */
+#ifndef OPTC_BODY
 #include <stddef.h>
 #include "rt.h"
 
 static const char command_text[] =
-    "optc\040emit\040examples\057theory.opt\040\055n\040theory_gd_fmnist";
+    "optc emit examples/theory.opt -n theory_gd_fmnist";
 static const char spec_text[] =
-    "\043\040The\040theory\040block\072\040grad\050z\051\040\075\040z\040\055\040U\040relu\050U\136T\040z\051\054\040the\040gradient\040of\012"
-    "\043\040f\050z\051\040\075\040\174z\174\1362\0572\040\055\040sum_i\040Psi\050u_i\136T\040z\051\040with\040Psi\047\040\075\040relu\054\040and\040one\040U\040shared\040by\012"
-    "\043\040every\040step.\040Each\040network\040below\040is\040literally\040the\040optimizer\040running\040on\040f.\012"
-    "optimizer\040gd_exact\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\073\012"
-    "\175\012"
-    "\012"
-    "optimizer\040hb_exact\050beta\040\075\0400.5\051\040\173\012"
-    "\040\040\040\040x\133k\0531\135\040\075\040x\133k\135\040\055\040grad\050x\133k\135\051\040\053\040beta\040\052\040\050x\133k\135\040\055\040x\133k\0551\135\051\073\012"
-    "\175\012"
-    "\012"
-    "network\040theory_gd_cifar\040\173\012"
-    "\040\040\040\040input\040\040\040\0403x32x32\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040none\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040exact\050relu\054\040256\051\073\012"
-    "\040\040\040\040stage\040\040\040\040gd_exact\040steps\04010\073\012"
-    "\040\040\040\040head\040\040\040\040\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04010\073\040lr\0400.01\073\040schedule\040cosine\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040theory_hb_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040stem\040\040\040\040\040none\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040exact\050relu\054\040128\051\073\012"
-    "\040\040\040\040stage\040\040\040\040hb_exact\040steps\04010\073\012"
-    "\040\040\040\040head\040\040\040\040\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04010\073\040lr\0400.01\073\040schedule\040cosine\073\040\175\012"
-    "\175\012"
-    "\012"
-    "network\040theory_gd_fmnist\040\173\012"
-    "\040\040\040\040input\040\040\040\0401x28x28\073\012"
-    "\040\040\040\040classes\040\04010\073\012"
-    "\040\040\040\040grad\040\040\040\040\040\075\040exact\050relu\054\040128\051\073\012"
-    "\040\040\040\040stage\040\040\040\040gd_exact\040steps\04010\073\012"
-    "\040\040\040\040head\040\040\040\040\040linear\073\012"
-    "\040\040\040\040train\040\040\040\040\173\040epochs\04010\073\040lr\0400.01\073\040\175\012"
-    "\175\012";
+    "# The theory block: grad(z) = z - U relu(U^T z), the gradient of\n"
+    "# f(z) = |z|^2/2 - sum_i Psi(u_i^T z) with Psi' = relu, and one U shared by\n"
+    "# every step. Each network below is literally the optimizer running on f.\n"
+    "optimizer gd_exact {\n"
+    "    x[k+1] = x[k] - grad(x[k]);\n"
+    "}\n"
+    "\n"
+    "optimizer hb_exact(beta = 0.5) {\n"
+    "    x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);\n"
+    "}\n"
+    "\n"
+    "network theory_gd_cifar {\n"
+    "    input    3x32x32;\n"
+    "    classes  10;\n"
+    "    stem     none;\n"
+    "    grad     = exact(relu, 256);\n"
+    "    stage    gd_exact steps 10;\n"
+    "    head     linear;\n"
+    "    train    { epochs 10; lr 0.01; schedule cosine; }\n"
+    "}\n"
+    "\n"
+    "network theory_hb_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    stem     none;\n"
+    "    grad     = exact(relu, 128);\n"
+    "    stage    hb_exact steps 10;\n"
+    "    head     linear;\n"
+    "    train    { epochs 10; lr 0.01; schedule cosine; }\n"
+    "}\n"
+    "\n"
+    "network theory_gd_fmnist {\n"
+    "    input    1x28x28;\n"
+    "    classes  10;\n"
+    "    grad     = exact(relu, 128);\n"
+    "    stage    gd_exact steps 10;\n"
+    "    head     linear;\n"
+    "    train    { epochs 10; lr 0.01; }\n"
+    "}\n";
 
-/* The parameter block (buffer 0) and the BN running statistics (1). */
+/* The parameter block (buffer 0) and the BN running statistics (1), one
+ * row per tensor: offset and numel in elements within its block. */
 static const RtTensor tensors[3] = {
-    { "grad.exact.U", RT_PK_WEIGHT, 2, { 784, 128, 0, 0 }, 0, 100352, 0, RT_INIT_UNIFORM, 0, 784 },
-    { "head.linear.weight", RT_PK_WEIGHT, 2, { 10, 784, 0, 0 }, 100352, 7840, 0, RT_INIT_UNIFORM, 0, 784 },
-    { "head.linear.bias", RT_PK_BIAS, 1, { 10, 0, 0, 0 }, 108192, 10, 0, RT_INIT_UNIFORM, 0, 784 },
+    /* name                 kind             ndim dims                 offset    numel buf init              value fan_in */
+    { "grad.exact.U",       RT_PK_WEIGHT,    2, { 784, 128, 0, 0 },          0,   100352, 0, RT_INIT_UNIFORM,  0, 784 },
+    { "head.linear.weight", RT_PK_WEIGHT,    2, { 10, 784, 0, 0 },      100352,     7840, 0, RT_INIT_UNIFORM,  0, 784 },
+    { "head.linear.bias",   RT_PK_BIAS,      1, { 10, 0, 0, 0 },        108192,       10, 0, RT_INIT_UNIFORM,  0, 784 },
 };
 
 /* Activation arena elements at batch B. */
@@ -119,551 +83,29 @@ static size_t scratch_bytes(int B, int threads, size_t elem_size)
     return s;
 }
 
-/* Forward, part 1 of 1. */
-static void forward_1(RtModel *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 10688 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, nB * 0);
-    /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { m->input, act };
-        rt_sum_forward(ctx, act + 912 * nB, 2, xs, c, nB * 784);
-    }
-    /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, nB * 128);
-    /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 912 * nB, act };
-        rt_sum_forward(ctx, act + 1824 * nB, 2, xs, c, nB * 784);
-    }
-    /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, nB * 256);
-    /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 1824 * nB, act };
-        rt_sum_forward(ctx, act + 2736 * nB, 2, xs, c, nB * 784);
-    }
-    /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, nB * 384);
-    /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 2736 * nB, act };
-        rt_sum_forward(ctx, act + 3648 * nB, 2, xs, c, nB * 784);
-    }
-    /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, nB * 512);
-    /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 3648 * nB, act };
-        rt_sum_forward(ctx, act + 4560 * nB, 2, xs, c, nB * 784);
-    }
-    /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, nB * 640);
-    /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 4560 * nB, act };
-        rt_sum_forward(ctx, act + 5472 * nB, 2, xs, c, nB * 784);
-    }
-    /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128, nB * 768);
-    /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 5472 * nB, act };
-        rt_sum_forward(ctx, act + 6384 * nB, 2, xs, c, nB * 784);
-    }
-    /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128, nB * 896);
-    /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 6384 * nB, act };
-        rt_sum_forward(ctx, act + 7296 * nB, 2, xs, c, nB * 784);
-    }
-    /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128, nB * 1024);
-    /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 7296 * nB, act };
-        rt_sum_forward(ctx, act + 8208 * nB, 2, xs, c, nB * 784);
-    }
-    /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128, nB * 1152);
-    /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        const float *const xs[2] = { act + 8208 * nB, act };
-        rt_sum_forward(ctx, act + 9120 * nB, 2, xs, c, nB * 784);
-    }
-    /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_forward(ctx, m->logits, act + 9120 * nB, P + 100352, P + 108192, B, 784, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward(RtModel *m, int B, int train)
-{
-    forward_1(m, B, train);
-}
-
-/* Backward, part 1 of 1. */
-static void backward_1(RtModel *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    float *const act = m->acts;
-    float *const fix = act + 10688 * nB;   /* the batch-independent buffers */
-    const float *const P = m->params;
-    float *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_backward(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 9120 * nB, P + 100352, B, 784, 10);
-    /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 9120 * nB, act + 9904 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
-    }
-    /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 9120 * nB, 1, G, act + 9904 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128, nB * 1152);
-    /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act, act + 8208 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128, nB * 1024);
-    /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 7296 * nB, act + 8080 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
-    }
-    /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128, nB * 896);
-    /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act, act + 6384 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 6384 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128, nB * 768);
-    /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 5472 * nB, act + 6256 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
-    }
-    /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 5472 * nB, 1, G, act + 6256 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, nB * 640);
-    /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act, act + 4560 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, nB * 512);
-    /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 3648 * nB, act + 4432 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
-    }
-    /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, nB * 384);
-    /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act, act + 2736 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, nB * 256);
-    /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { act + 1824 * nB, act + 2608 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
-    }
-    /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, act + 1824 * nB, 1, G, act + 2608 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, nB * 128);
-    /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
-    {
-        const float c[2] = {
-            (float)1,
-            (float)-1
-        };
-        float *const dxs[2] = { NULL, act };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward(ctx, dxs, acc, NULL, act + 1824 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, nB * 0);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward(RtModel *m, int B)
-{
-    backward_1(m, B);
-}
-
-/* The same in double precision, for gradcheck. */
-
-/* Forward, part 1 of 1. */
-static void forward_d_1(RtModelD *m, int B, int train)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 10688 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const buf = m->buffers;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
-    /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, nB * 0);
-    /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { m->input, act };
-        rt_sum_forward_d(ctx, act + 912 * nB, 2, xs, c, nB * 784);
-    }
-    /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, nB * 128);
-    /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 912 * nB, act };
-        rt_sum_forward_d(ctx, act + 1824 * nB, 2, xs, c, nB * 784);
-    }
-    /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, nB * 256);
-    /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 1824 * nB, act };
-        rt_sum_forward_d(ctx, act + 2736 * nB, 2, xs, c, nB * 784);
-    }
-    /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, nB * 384);
-    /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 2736 * nB, act };
-        rt_sum_forward_d(ctx, act + 3648 * nB, 2, xs, c, nB * 784);
-    }
-    /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, nB * 512);
-    /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 3648 * nB, act };
-        rt_sum_forward_d(ctx, act + 4560 * nB, 2, xs, c, nB * 784);
-    }
-    /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, nB * 640);
-    /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 4560 * nB, act };
-        rt_sum_forward_d(ctx, act + 5472 * nB, 2, xs, c, nB * 784);
-    }
-    /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128, nB * 768);
-    /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 5472 * nB, act };
-        rt_sum_forward_d(ctx, act + 6384 * nB, 2, xs, c, nB * 784);
-    }
-    /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128, nB * 896);
-    /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 6384 * nB, act };
-        rt_sum_forward_d(ctx, act + 7296 * nB, 2, xs, c, nB * 784);
-    }
-    /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128, nB * 1024);
-    /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 7296 * nB, act };
-        rt_sum_forward_d(ctx, act + 8208 * nB, 2, xs, c, nB * 784);
-    }
-    /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_forward_d(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128, nB * 1152);
-    /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        const double *const xs[2] = { act + 8208 * nB, act };
-        rt_sum_forward_d(ctx, act + 9120 * nB, 2, xs, c, nB * 784);
-    }
-    /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_forward_d(ctx, m->logits, act + 9120 * nB, P + 100352, P + 108192, B, 784, 10);
-}
-
-/* Forward pass on a batch of B <= m->batch images; train selects batch
- * statistics (and updates the running ones) and dropout. */
-static void forward_d(RtModelD *m, int B, int train)
-{
-    forward_d_1(m, B, train);
-}
-
-/* Backward, part 1 of 1. */
-static void backward_d_1(RtModelD *m, int B)
-{
-    const RtCtx *ctx = &m->ctx;
-    const size_t nB = (size_t)B;
-    double *const act = m->acts;
-    double *const fix = act + 10688 * nB;   /* the batch-independent buffers */
-    const double *const P = m->params;
-    double *const G = m->grads;
-    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
-    /* 21 head.linear: linear 1x28x28 -> 10x1x1 */
-    rt_linear_backward_d(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 9120 * nB, P + 100352, B, 784, 10);
-    /* 20 stage1.x10: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 9120 * nB, act + 9904 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
-    }
-    /* 19 stage1.step9.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 9120 * nB, 1, G, act + 9904 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128, nB * 1152);
-    /* 18 stage1.x9: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act, act + 8208 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 17 stage1.step8.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128, nB * 1024);
-    /* 16 stage1.x8: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 7296 * nB, act + 8080 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
-    }
-    /* 15 stage1.step7.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128, nB * 896);
-    /* 14 stage1.x7: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act, act + 6384 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 13 stage1.step6.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 6384 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128, nB * 768);
-    /* 12 stage1.x6: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 5472 * nB, act + 6256 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
-    }
-    /* 11 stage1.step5.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 5472 * nB, 1, G, act + 6256 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, nB * 640);
-    /* 10 stage1.x5: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act, act + 4560 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 9 stage1.step4.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, nB * 512);
-    /* 8 stage1.x4: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 3648 * nB, act + 4432 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
-    }
-    /* 7 stage1.step3.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, nB * 384);
-    /* 6 stage1.x3: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act, act + 2736 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 5 stage1.step2.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, nB * 256);
-    /* 4 stage1.x2: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { act + 1824 * nB, act + 2608 * nB };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
-    }
-    /* 3 stage1.step1.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, act + 1824 * nB, 1, G, act + 2608 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, nB * 128);
-    /* 2 stage1.x1: sum 1x28x28 -> 1x28x28 */
-    {
-        const double c[2] = {
-            (double)1,
-            (double)-1
-        };
-        double *const dxs[2] = { NULL, act };
-        const int acc[2] = { 0, 0 };
-        rt_sum_backward_d(ctx, dxs, acc, NULL, act + 1824 * nB, NULL, c, 2, nB * 784);
-    }
-    /* 1 stage1.step0.grad.exact: exact 1x28x28 -> 1x28x28 */
-    rt_exact_backward_d(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, nB * 0);
-}
-
-/* Backward pass from m->dlogits after a training forward on the same
- * batch: parameter gradients accumulate into m->grads. */
-static void backward_d(RtModelD *m, int B)
-{
-    backward_d_1(m, B);
-}
+/* The forward and backward passes (after the #else below) are written once
+ * over T and compiled twice, by this file including itself: in float for
+ * training, and in double (names ending in _d) for gradcheck. */
+#define OPTC_BODY
+#ifdef __FILE_NAME__
+#define OPTC_SELF __FILE_NAME__
+#else
+#define OPTC_SELF __FILE__
+#endif
+#define T float
+#define FN(name) name
+#define Model RtModel
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
+#define T double
+#define FN(name) name##_d
+#define Model RtModelD
+#include OPTC_SELF
+#undef T
+#undef FN
+#undef Model
 
 static const RtNet net = {
     .name = "theory_gd_fmnist",
@@ -678,9 +120,9 @@ static const RtNet net = {
     .forward = forward, .backward = backward,
     .forward_d = forward_d, .backward_d = backward_d,
     .defaults = {
-        .epochs = 10, .batch = 128, .lr = 0.01, .momentum = 0.90000000000000002,
-        .weight_decay = 0.00050000000000000001, .nesterov = 0, .decay_bn = 0,
-        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.10000000000000001,
+        .epochs = 10, .batch = 128, .lr = 0.01, .momentum = 0.9,
+        .weight_decay = 0.0005, .nesterov = 0, .decay_bn = 0,
+        .schedule = RT_SCHED_COSINE, .warmup_epochs = 0, .step_gamma = 0.1,
         .milestones = { 0, 0, 0, 0 }, .nmilestones = 0,
         .crop_pad = 0, .flip = 0,
     },
@@ -690,3 +132,279 @@ int main(int argc, char **argv)
 {
     return rt_main(&net, argc, argv);
 }
+
+#else /* OPTC_BODY: the passes, over T */
+
+/* Forward, part 1 of 1. */
+static void FN(forward_1)(Model *m, int B, int train)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 10688 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const buf = m->buffers;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
+    /* 1 stage1.step0.grad.exact = exact(input): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 784 * nB, m->input, P, B, 784, 128, RT_ACT_RELU, 0, nB * 0);
+    /* 2 stage1.x1 = sum(input, stage1.step0.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { m->input, act };
+        FN(rt_sum_forward)(ctx, act + 912 * nB, 2, xs, c, nB * 784);
+    }
+    /* 3 stage1.step1.grad.exact = exact(stage1.x1): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 1696 * nB, act + 912 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 128);
+    /* 4 stage1.x2 = sum(stage1.x1, stage1.step1.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 912 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 1824 * nB, 2, xs, c, nB * 784);
+    }
+    /* 5 stage1.step2.grad.exact = exact(stage1.x2): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 2608 * nB, act + 1824 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 256);
+    /* 6 stage1.x3 = sum(stage1.x2, stage1.step2.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 1824 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 2736 * nB, 2, xs, c, nB * 784);
+    }
+    /* 7 stage1.step3.grad.exact = exact(stage1.x3): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 3520 * nB, act + 2736 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 384);
+    /* 8 stage1.x4 = sum(stage1.x3, stage1.step3.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 2736 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 3648 * nB, 2, xs, c, nB * 784);
+    }
+    /* 9 stage1.step4.grad.exact = exact(stage1.x4): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 4432 * nB, act + 3648 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 512);
+    /* 10 stage1.x5 = sum(stage1.x4, stage1.step4.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 3648 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 4560 * nB, 2, xs, c, nB * 784);
+    }
+    /* 11 stage1.step5.grad.exact = exact(stage1.x5): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 5344 * nB, act + 4560 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 640);
+    /* 12 stage1.x6 = sum(stage1.x5, stage1.step5.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 4560 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 5472 * nB, 2, xs, c, nB * 784);
+    }
+    /* 13 stage1.step6.grad.exact = exact(stage1.x6): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 6256 * nB, act + 5472 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 768);
+    /* 14 stage1.x7 = sum(stage1.x6, stage1.step6.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 5472 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 6384 * nB, 2, xs, c, nB * 784);
+    }
+    /* 15 stage1.step7.grad.exact = exact(stage1.x7): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 7168 * nB, act + 6384 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 896);
+    /* 16 stage1.x8 = sum(stage1.x7, stage1.step7.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 6384 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 7296 * nB, 2, xs, c, nB * 784);
+    }
+    /* 17 stage1.step8.grad.exact = exact(stage1.x8): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 8080 * nB, act + 7296 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 1024);
+    /* 18 stage1.x9 = sum(stage1.x8, stage1.step8.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 7296 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 8208 * nB, 2, xs, c, nB * 784);
+    }
+    /* 19 stage1.step9.grad.exact = exact(stage1.x9): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_forward)(ctx, act, act + 8992 * nB, act + 8208 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 1152);
+    /* 20 stage1.x10 = sum(stage1.x9, stage1.step9.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 8208 * nB, act };
+        FN(rt_sum_forward)(ctx, act + 9120 * nB, 2, xs, c, nB * 784);
+    }
+    /* 21 head.linear = linear(stage1.x10): 1x28x28 -> 10x1x1 */
+    FN(rt_linear_forward)(ctx, m->logits, act + 9120 * nB, P + 100352, P + 108192, B, 784, 10);
+}
+
+/* Forward pass on a batch of B <= m->batch images; train selects batch
+ * statistics (and updates the running ones) and dropout. */
+static void FN(forward)(Model *m, int B, int train)
+{
+    FN(forward_1)(m, B, train);
+}
+
+/* Backward, part 1 of 1. */
+static void FN(backward_1)(Model *m, int B)
+{
+    const RtCtx *ctx = &m->ctx;
+    const size_t nB = (size_t)B;
+    T *const act = m->acts;
+    T *const fix = act + 10688 * nB;   /* the batch-independent buffers */
+    const T *const P = m->params;
+    T *const G = m->grads;
+    (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
+    /* 21 head.linear = linear(stage1.x10): 1x28x28 -> 10x1x1 */
+    FN(rt_linear_backward)(ctx, act, 0, G + 100352, G + 108192, m->dlogits, act + 9120 * nB, P + 100352, B, 784, 10);
+    /* 20 stage1.x10 = sum(stage1.x9, stage1.step9.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 9120 * nB, act + 9904 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
+    }
+    /* 19 stage1.step9.grad.exact = exact(stage1.x9): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act + 9120 * nB, 1, G, act + 9904 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 1152);
+    /* 18 stage1.x9 = sum(stage1.x8, stage1.step8.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act, act + 8208 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 2, nB * 784);
+    }
+    /* 17 stage1.step8.grad.exact = exact(stage1.x8): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 1024);
+    /* 16 stage1.x8 = sum(stage1.x7, stage1.step7.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 7296 * nB, act + 8080 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
+    }
+    /* 15 stage1.step7.grad.exact = exact(stage1.x7): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 896);
+    /* 14 stage1.x7 = sum(stage1.x6, stage1.step6.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act, act + 6384 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 2, nB * 784);
+    }
+    /* 13 stage1.step6.grad.exact = exact(stage1.x6): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 6384 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 768);
+    /* 12 stage1.x6 = sum(stage1.x5, stage1.step5.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 5472 * nB, act + 6256 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
+    }
+    /* 11 stage1.step5.grad.exact = exact(stage1.x5): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act + 5472 * nB, 1, G, act + 6256 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 640);
+    /* 10 stage1.x5 = sum(stage1.x4, stage1.step4.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act, act + 4560 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 2, nB * 784);
+    }
+    /* 9 stage1.step4.grad.exact = exact(stage1.x4): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 512);
+    /* 8 stage1.x4 = sum(stage1.x3, stage1.step3.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 3648 * nB, act + 4432 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
+    }
+    /* 7 stage1.step3.grad.exact = exact(stage1.x3): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 384);
+    /* 6 stage1.x3 = sum(stage1.x2, stage1.step2.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act, act + 2736 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 2, nB * 784);
+    }
+    /* 5 stage1.step2.grad.exact = exact(stage1.x2): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 256);
+    /* 4 stage1.x2 = sum(stage1.x1, stage1.step1.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { act + 1824 * nB, act + 2608 * nB };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
+    }
+    /* 3 stage1.step1.grad.exact = exact(stage1.x1): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, act + 1824 * nB, 1, G, act + 2608 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 128);
+    /* 2 stage1.x1 = sum(input, stage1.step0.grad.exact): 1x28x28 -> 1x28x28 */
+    {
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        T *const dxs[2] = { NULL, act };
+        const int acc[2] = { 0, 0 };
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1824 * nB, NULL, c, 2, nB * 784);
+    }
+    /* 1 stage1.step0.grad.exact = exact(input): 1x28x28 -> 1x28x28 */
+    FN(rt_exact_backward)(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 0);
+}
+
+/* Backward pass from m->dlogits after a training forward on the same
+ * batch: parameter gradients accumulate into m->grads. */
+static void FN(backward)(Model *m, int B)
+{
+    FN(backward_1)(m, B);
+}
+
+#endif /* OPTC_BODY */

@@ -6,6 +6,7 @@
  *   gradcheck  analytic double gradients against finite differences, and
  *              float gradients against double ones
  *   bench      training and inference throughput on synthetic input
+ *   dump       every number of one batch, double and float, for an oracle
  *
  * Exit status: 0 ok, 1 a user error at run time (bad file, NaN loss, failed
  * gradient check), 2 a usage error (unknown flag, bad number), 128 + signal
@@ -623,7 +624,8 @@ static void main_usage(FILE *fp, const RtNet *net, const char *prog)
             "  eval       evaluate a checkpoint on the test set\n"
             "  info       parameter count, multiply-adds, memory, parameter table\n"
             "  gradcheck  check the gradients against finite differences\n"
-            "  bench      training and inference throughput\n",
+            "  bench      training and inference throughput\n"
+            "  dump       one batch's loss, logits, gradients and SGD step, for an oracle\n",
             prog, net->name, net->optc_version ? net->optc_version : RT_VERSION);
 }
 
@@ -651,6 +653,8 @@ int rt_main(const RtNet *net, int argc, char **argv)
         return rt_drv_cmd_gradcheck(net, prog, n, rest);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(net, prog, n, rest);
+    if (strcmp(cmd, "dump") == 0)
+        return rt_drv_cmd_dump(net, prog, n, rest);
     fprintf(stderr, "%s: error: unknown command '%s'\n", prog, cmd);
     main_usage(stderr, net, prog);
     return 2;

@@ -56,5 +56,6 @@ void rt_drv_norm_note(const RtStFile *f, const char *path, const char *data, int
 
 int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv);
 int rt_drv_cmd_gradcheck(const RtNet *net, const char *prog, int argc, char **argv);
+int rt_drv_cmd_dump(const RtNet *net, const char *prog, int argc, char **argv);
 
 #endif

@@ -6,4 +6,5 @@
 #define T double
 #define RT_FN(name) name##_d
 #define GEMM cblas_dgemm
+#include "act.inc"
 #include "kernels.inc"

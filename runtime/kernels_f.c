@@ -8,6 +8,7 @@
 #define CONV_DIRECT 1   /* try conv3x3.c before im2col + GEMM */
 #define RT_FN(name) name
 #define GEMM cblas_sgemm
+#include "act.inc"
 #include "kernels.inc"
 
 /* One column band [Cin*K*K][rows*Wo] per thread (see the conv2d comment in

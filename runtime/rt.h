@@ -124,10 +124,13 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  * pad in[B][Cin][H][W] out[B][Cout][ceil(H/s)][ceil(W/s)] (Cout >= Cin);
  * pool out[B][C][(H-K)/s+1][(W-K)/s+1]; gap out[B][C];
  * linear in[B][IN] w[OUT][IN] b[OUT] out[B][OUT];
- * exact (theory block, phi = relu) in/out[B][d] U[d][m] a[B][m]:
- *   a = in U, out = in - relu(a) U^T;
- * relu and exact are piecewise: site is their branch-record offset (see
- * RtBranch; n resp. B*m pieces);
+ * exact (theory block) in/out[B][d] U[d][m] a[B][m], phi = activation act
+ *   (an RtAct) with argument alpha: a = in U, out = in - phi(a) U^T;
+ * activations (act.def, act.inc) out/in/din/dout[n], a = the activation's
+ *   argument (ignored by those without one); backward reads the input;
+ * relu, the activations with a kink (act.def) and exact with such a phi are
+ *   piecewise: site is their branch-record offset (see RtBranch; n resp.
+ *   B*m pieces); smooth activations ignore it;
  * concat out[B][sum cs][HW] from xs[i][B][cs[i]][HW];
  * sum out[len] = sum_i c[i] xs[i][len];
  * dropout mask[n] holds 0 or 1/(1-p);
@@ -184,9 +187,12 @@ void rt_linear_forward_ref##S(T *out, const T *in, const T *w, const T *b,      
 void rt_linear_backward_ref##S(T *din, int acc, T *dw, T *db, const T *dout,            \
         const T *in, const T *w, int B, int IN, int OUT);                               \
 void rt_exact_forward##S(const RtCtx *ctx, T *out, T *a, const T *in, const T *U,       \
-        int B, int d, int m, size_t site);                                              \
+        int B, int d, int m, int act, double alpha, size_t site);                       \
 void rt_exact_backward##S(const RtCtx *ctx, T *din, int acc, T *dU, const T *dout,      \
-        const T *in, const T *a, const T *U, int B, int d, int m, size_t site);         \
+        const T *in, const T *a, const T *U, int B, int d, int m, int act,              \
+        double alpha, size_t site);                                                     \
+double rt_act_phi##S(int act, double alpha, double x, double *dphi);                   \
+double rt_act_psi##S(int act, double alpha, double x);                                 \
 void rt_dropout_forward##S(const RtCtx *ctx, T *out, T *mask, const T *in, size_t n,    \
         double p, RtRng *rng);                                                          \
 void rt_dropout_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,           \
@@ -198,6 +204,24 @@ void rt_xent_backward##S(const RtCtx *ctx, T *dlogits, const T *probs,          
 
 RT_DECLARE_KERNELS(float, )
 RT_DECLARE_KERNELS(double, _d)
+
+/* The activations of act.def: RT_ACT_RELU.., the exact block's act, and
+ * their kernels (relu's are above: its backward reads the output). */
+typedef enum {
+#define ACT(name, NAME, arg, def, k, kink) RT_ACT_##NAME,
+#include "act.def"
+#undef ACT
+    RT_ACT_COUNT
+} RtAct;
+#define RT_ACT_KERNELS_1(name, T, S)                                                     \
+void rt_##name##_forward##S(const RtCtx *ctx, T *out, const T *in, size_t n, double a,  \
+        size_t site);                                                                   \
+void rt_##name##_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,          \
+        const T *in, size_t n, double a, size_t site);
+#define RT_ACT_KERNELS_0(name, T, S)
+#define ACT(name, NAME, arg, def, k, kink) RT_ACT_KERNELS_##k(name, float, ) RT_ACT_KERNELS_##k(name, double, _d)
+#include "act.def"
+#undef ACT
 
 /* --- the network a generated program describes ------------------------- */
 typedef enum {

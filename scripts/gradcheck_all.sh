@@ -34,16 +34,14 @@ xargs -P "$JOBS" -L 1 sh -c '
     echo $? > "$f.rc"
     echo "$0 batch $1 seed $2: $(tail -1 "$f")"
 ' < "$out/jobs"
-# summary: the largest of each error per network, from the closing lines
 fails=0
+for f in "$out"/*.rc; do
+    [ "$(cat "$f")" = 0 ] || { fails=$((fails + 1)); echo "FAILED: ${f%.rc}" >&2; }
+done
+# summary: the largest of each error per network, from the closing lines
 printf '%-24s %5s %12s %12s %12s %8s\n' network runs fd_rel_err dir_rel_err float_rel_err kinks
 for net in $nets; do
-    runs=0
-    for f in "$out/$net".b*.s*; do
-        case $f in *.rc) continue ;; esac
-        runs=$((runs + 1))
-        [ "$(cat "$f.rc")" = 0 ] || { fails=$((fails + 1)); echo "FAILED: $f" >&2; }
-    done
+    runs=$(ls "$out/$net".b*.s*.rc | wc -l)
     cat "$out/$net".b*.s[0-9] | awk -v net="$net" -v runs="$runs" '
         /^gradcheck: (passed|FAILED)/ {
             for (i = 1; i <= NF; i++) {

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "actref.h"
 #include "frontend.h"
 #include "rt.h"
 #include "plan.h"
@@ -25,7 +26,16 @@
 
 typedef enum { TH_GD, TH_HB, TH_NAG } ThKind;
 
-/* grad f(z) = z - U relu(U^T z), U[d][m] row-major. */
+/* The activation of the exact block under test: act.def's lines. */
+static const struct { const char *name; double a; } th_acts[] = {
+#define ACT(name, NAME, arg, def, k, kink) { #name, def },
+#include "act.def"
+#undef ACT
+};
+#define TH_NACTS ((int)(sizeof th_acts / sizeof th_acts[0]))
+static int th_act;
+
+/* grad f(z) = z - U phi(U^T z), U[d][m] row-major, phi = th_acts[th_act]. */
 static void th_grad(double *g, const double *z, const double *U, int d, int m)
 {
     double *a = calloc((size_t)m, sizeof *a);
@@ -34,7 +44,8 @@ static void th_grad(double *g, const double *z, const double *U, int d, int m)
         double s = 0;
         for (int i = 0; i < d; i++)
             s += z[i] * U[(size_t)i * m + j];
-        a[j] = s > 0 ? s : 0;
+        a[j] = actref_phi(th_acts[th_act].name, s, th_acts[th_act].a);
+        ck_assert(!isnan(a[j]));
     }
     for (int i = 0; i < d; i++) {
         double s = 0;
@@ -213,6 +224,7 @@ static void th_check(const char *src, const char *net, ThKind kind, double beta)
     arena_free(a);
 }
 
+/* @: the activation. */
 static const char theory_spec[] =
     "optimizer gd { x[k+1] = x[k] - grad(x[k]); }\n"
     "optimizer hb(beta = 0.5) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
@@ -222,18 +234,70 @@ static const char theory_spec[] =
     "    y[k] = x[k] + (t[k] - 1) / t[k+1] * (x[k] - x[k-1]);\n"
     "    x[k+1] = y[k] - grad(y[k]);\n"
     "}\n"
-    "network th_gd { input 2x3x3; classes 3; stem none; grad = exact(relu, 7);\n"
+    "network th_gd { input 2x3x3; classes 3; stem none; grad = exact(@, 7);\n"
     "    stage gd steps 6; head linear; }\n"
-    "network th_hb { input 2x3x3; classes 3; stem none; grad = exact(relu, 7);\n"
+    "network th_hb { input 2x3x3; classes 3; stem none; grad = exact(@, 7);\n"
     "    stage hb steps 6; head linear; }\n"
-    "network th_nag { input 2x3x3; classes 3; stem none; grad = exact(relu, 7);\n"
+    "network th_nag { input 2x3x3; classes 3; stem none; grad = exact(@, 7);\n"
     "    stage nag steps 6; head linear; }\n";
 
+/* Loop index: activation _i / 3 of act.def, optimizer _i % 3. */
 START_TEST(test_theory)
 {
     static const char *const nets[] = { "th_gd", "th_hb", "th_nag" };
     static const ThKind kinds[] = { TH_GD, TH_HB, TH_NAG };
-    th_check(theory_spec, nets[_i], kinds[_i], 0.5);
+    char src[sizeof theory_spec + 64];
+    th_act = _i / 3;
+    size_t n = 0;
+    for (const char *c = theory_spec; *c && n + 20 < sizeof src; c++)
+        n += (size_t)snprintf(src + n, sizeof src - n, "%s", *c == '@' ? th_acts[th_act].name : (char[]){ *c, 0 });
+    th_check(src, nets[_i % 3], kinds[_i % 3], 0.5);
+}
+END_TEST
+
+/* --- optc dot: the optimizer view ------------------------------------------- */
+
+/* Heavy ball drawn as its optimizer: each grad block one node, the sums with
+ * their coefficients, the skip from two steps back dashed; --layers keeps
+ * every op. */
+START_TEST(test_dot_optimizer)
+{
+    static const char src[] =
+        "optimizer hb(beta = 0.9) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+        "network n { input 1x8x8; classes 2; stem conv3x3(4); grad = bn, relu, conv3x3;\n"
+        "    stage hb steps 3; head bn, relu, avgpool, linear; }\n";
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *sp = fe_load_string(a, "dot.opt", src, strlen(src), NULL, 0, stderr, &nerr);
+    ck_assert_ptr_nonnull(sp);
+    IrGraph *g = fe_unroll(a, sp, "n", stderr, &nerr);
+    ck_assert_ptr_nonnull(g);
+    char *buf = NULL, *all = NULL;
+    size_t len = 0, alen = 0;
+    FILE *m = open_memstream(&buf, &len);
+    ir_dot(m, g);
+    fclose(m);
+    m = open_memstream(&all, &alen);
+    ir_dot_layers(m, g);
+    fclose(m);
+    /* One node per grad block, none per layer inside it. */
+    ck_assert_ptr_nonnull(strstr(buf, "label=\"stage1.step2.grad\\nbn relu conv\\n4x8x8\""));
+    ck_assert_ptr_null(strstr(buf, "stage1.step0.grad.conv0"));
+    ck_assert_ptr_nonnull(strstr(all, "stage1.step0.grad.conv0"));
+    /* x3 = 1.9 x2 - g2 - 0.9 x1: coefficients in their shortest form, the
+     * older state's edge dashed. */
+    ck_assert_ptr_nonnull(strstr(buf, "[label=\"1.9\"]"));
+    ck_assert_ptr_nonnull(strstr(buf, "[label=\"-0.9\", style=dashed"));
+    ck_assert_ptr_null(strstr(buf, "1.8999"));
+    int edges = 0;
+    for (const char *c = buf; (c = strstr(c, " -> ")); c++)
+        edges++;
+    /* input->stem, stem->head... : 1 + 3 steps x (state->grad, 2 or 3 sum
+     * edges) + head: far fewer than the layer graph's. */
+    ck_assert_int_eq(edges, 1 + (1 + 2) + (1 + 3) + (1 + 3) + 1);
+    free(buf);
+    free(all);
+    arena_free(a);
 }
 END_TEST
 
@@ -279,18 +343,63 @@ END_TEST
 
 /* The part of an emitted file that defines the computation: tensor table,
  * sizes, forward and backward (not the provenance or the train defaults). */
+/* The code of an emitted network that does not depend on its name and
+ * spec: the tensor table up to the RtNet, and the passes after it, with
+ * comments removed (they name where coefficients come from: "1 + beta"). */
 static char *emitted_core(const char *args)
 {
     char *out = NULL;
     optc_ok(args, &out);
     char *a = strstr(out, "static const RtTensor tensors");
     char *b = strstr(out, "static const RtNet net");
-    ck_assert(a && b && a < b);
+    char *c = strstr(out, "#else /* OPTC_BODY");
+    ck_assert(a && b && c && a < b && b < c);
     *b = '\0';
-    char *core = strdup(a);
+    size_t na = strlen(a), nc = strlen(c);
+    char *core = malloc(na + nc + 1);
+    ck_assert_ptr_nonnull(core);
+    size_t n = 0;
+    for (const char *src = a; src; src = src == a ? c : NULL)
+        for (const char *p = src; *p; p++) {
+            if (p[0] == '/' && p[1] == '*') {
+                const char *end = strstr(p + 2, "*/");
+                ck_assert_ptr_nonnull(end);
+                p = end + (end[2] == ' ' ? 2 : 1);     /* and the space after it */
+                continue;
+            }
+            core[n++] = *p;
+        }
+    core[n] = '\0';
     free(out);
     return core;
 }
+
+/* The emitted heavy ball reads beside its spec: coefficients with their
+ * source in the shortest form, the spec once (as a readable string), the
+ * calls naming their tensors, one body for float and double. */
+START_TEST(test_emit_readable)
+{
+    char *out = NULL;
+    optc_ok("emit examples/heavy_ball.opt -n hb20_fmnist", &out);
+    ck_assert_ptr_nonnull(strstr(out, "/* 1 + beta */ (T)1.9,"));
+    ck_assert_ptr_nonnull(strstr(out, "/* -beta */ (T)-0.9"));
+    ck_assert_ptr_null(strstr(out, "1.8999999999999999"));
+    ck_assert_ptr_null(strstr(out, "0.90000000000000002"));
+    const char *spec = "    x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]);\\n\"";
+    char *first = strstr(out, spec);
+    ck_assert_ptr_nonnull(first);
+    ck_assert_ptr_null(strstr(first + strlen(spec), "x[k+1] = x[k]"));     /* once */
+    ck_assert_ptr_nonnull(strstr(out, "/* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, "
+                                      "stem.conv0): 16x28x28 -> 16x28x28 */"));
+    ck_assert_ptr_nonnull(strstr(out, "/* name "));                /* the table's header */
+    /* one body: a single definition of the first forward part, over T */
+    char *f1 = strstr(out, "static void FN(forward_1)(Model *m, int B, int train)");
+    ck_assert_ptr_nonnull(f1);
+    ck_assert_ptr_null(strstr(f1 + 1, "static void FN(forward_1)"));
+    ck_assert_ptr_null(strstr(out, "forward_d_1"));
+    free(out);
+}
+END_TEST
 
 /* Heavy ball with beta = 0 is gradient descent: the same emitted network,
  * and the same outputs for the same weights. */
@@ -410,6 +519,8 @@ static const struct { const char *spec, *net, *defs; } fm[] = {
       "-D densenet_bc100_fmnist.stage3.steps=2" },
     { "examples/theory.opt", "theory_hb_fmnist", "" },
     { "examples/theory.opt", "theory_gd_fmnist", "" },
+    { "examples/activations.opt", "acts_fmnist", "" },
+    { "examples/activations.opt", "theory_tanh_fmnist", "" },
 };
 #define NFM ((int)(sizeof fm / sizeof fm[0]))
 
@@ -418,7 +529,7 @@ START_TEST(test_fmnist_table_complete)
 {
     char *out = NULL;
     const char *specs[] = { "resnet", "heavy_ball", "nesterov", "momentum", "lm", "densenet",
-                            "theory" };
+                            "theory", "activations" };
     int found = 0;
     for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
         char args[128];
@@ -499,7 +610,9 @@ static Suite *codegen_suite(void)
     Suite *s = suite_create("codegen");
     TCase *tc = tcase_create("theory");
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, test_theory, 0, 3);
+    tcase_add_loop_test(tc, test_theory, 0, 3 * TH_NACTS);
+    tcase_add_test(tc, test_dot_optimizer);
+    tcase_add_test(tc, test_emit_readable);
     suite_add_tcase(s, tc);
     tc = tcase_create("examples");
     tcase_set_timeout(tc, 600);

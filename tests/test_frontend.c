@@ -650,11 +650,11 @@ START_TEST(test_stage_step_fields)
         ck_assert_int_eq(nstep, nstage);
         ck_assert_int_eq(g->nodes[0].stage, -1);
         ck_assert_int_eq(g->nodes[g->output].stage, -1);
-        /* dot's clusters come from the fields */
+        /* dot --layers' clusters come from the fields */
         char *buf = NULL;
         size_t len = 0;
         FILE *m = open_memstream(&buf, &len);
-        ir_dot(m, g);
+        ir_dot_layers(m, g);
         fclose(m);
         static const char *const cl[] = { "cluster_stem", "cluster_stage1", "cluster_stage2", "cluster_head" };
         for (size_t c = 0; c < sizeof cl / sizeof cl[0]; c++)

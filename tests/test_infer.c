@@ -285,6 +285,8 @@ static const Case cases[] = {
     { "examples/theory.opt", "theory_hb_fmnist", 0, 1 },
     { OPS_SPEC, "ops_fmnist", 0, 1 },
     { OPS_SPEC, "ops_cifar", 1, 1 },
+    { OPS_SPEC, "ops_acts", 0, 1 },
+    { OPS_SPEC, "ops_exact_elu", 0, 1 },
     { "examples/heavy_ball.opt", "hb20_fmnist", 0, 0 },
     { "examples/nesterov.opt", "nesterov20_fmnist", 0, 0 },
     { "examples/theory.opt", "theory_gd_fmnist", 0, 0 },

@@ -1,0 +1,86 @@
+/* invert.h — which stages of a network a memory-free backward pass could
+ * rebuild from their last states instead of storing every activation.
+ *
+ * The rule (issue 13): an update x[k+1] = sum_j a_j x[k-j] + sum b grad(...)
+ * (plus auxiliary tensor sequences such as a velocity) gives back its oldest
+ * state when that state's coefficient is non-zero and no grad(...) reads it:
+ * heavy ball x[k-1] = ((1 + beta) * x[k] - grad(x[k]) - x[k+1]) / beta.
+ * Gradient descent, x[k] = x[k+1] + grad(x[k]), is implicit (only a
+ * fixed-point iteration could solve it) and so not invertible by the rule.
+ *
+ * Two levels. inv_rule works on the optimizer as written (the resolved spec):
+ * it solves the update statements for the states a backward step must
+ * recover and prints the inverse in the spec's own names. inv_analyze then
+ * checks each stage of an unrolled network step by step on the IR, where the
+ * parameter values are known (-D beta=0 folds the old state away), learned
+ * coefficients are visible, and strided first steps, concat and the k = 0
+ * clamp (x[k-1] means x[0] at k = 0) show up. Only the analysis is built:
+ * no backward pass uses it yet (docs/memory-free.md). */
+#ifndef OPTC_INVERT_H
+#define OPTC_INVERT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include "frontend.h"
+
+/* The optimizer alone. formula[i] recovers unknown[i]; apply them in order
+ * (later ones may read what earlier ones recovered). */
+typedef struct {
+    const char *opt;
+    bool invertible;
+    const char *why;            /* !invertible: the reason, in spec terms */
+    int n;                      /* states to recover per backward step */
+    const char **unknown;       /* "x[k-1]" */
+    const char **formula;       /* "x[k-1] = ((1 + beta) * x[k] - grad(x[k]) - x[k+1]) / beta" */
+    const char **divisor;       /* "beta"; NULL when the formula divides by nothing */
+} InvRule;
+
+/* NULL when optimizer opt is not in the spec. Allocated in a. */
+InvRule *inv_rule(Arena *a, const Spec *s, const char *opt);
+
+typedef enum {
+    INV_YES,        /* invertible */
+    INV_COND,       /* invertible while a learned coefficient is non-zero */
+    INV_NO,         /* not invertible: keeps its activations */
+    INV_SKIP        /* nothing to recover: its oldest inputs are the stage
+                     * input or initial values, which stay available */
+} InvVerdict;
+
+typedef struct {
+    int first, last;            /* a run of steps with the same verdict */
+    InvVerdict v;
+    const char *why;
+} InvSteps;
+
+typedef struct {
+    int stage;                  /* 1-based */
+    const char *opt;
+    const char *params;         /* the stage's parameter values: "beta = 0.9" */
+    int steps;
+    InvVerdict v;               /* YES, COND or NO (SKIP only per step) */
+    const char *why;            /* COND: the condition; NO: the reason */
+    const InvRule *rule;
+    InvSteps *runs;
+    int nruns;
+    const char *kept;           /* what a memory-free build stores */
+    double stored, free;        /* activation floats per image: stored build, memory-free */
+} InvStage;
+
+typedef struct {
+    const char *net;
+    InvStage *stages;
+    int nstages;
+    double outside;             /* saved activations outside the stages (stem, head) */
+    double stored, free;        /* whole network, floats per image */
+} InvReport;
+
+/* Analyse every stage of g, which must be the network of s named g->name
+ * unrolled by fe_unroll. NULL when it is not in s. */
+InvReport *inv_analyze(Arena *a, const Spec *s, const IrGraph *g);
+
+/* The report optc check --explain prints. */
+void inv_print(FILE *out, const InvReport *r);
+
+const char *inv_verdict_name(InvVerdict v);
+
+#endif
