@@ -1,331 +1,476 @@
-/* conv3x3.c — a direct float 3x3 convolution (stride 1, pad 1) for AVX2+FMA.
+/* conv3x3.c — direct float 3x3 convolutions (pad 1, stride 1 or 2) for
+ * AVX2+FMA and AVX-512F, the instruction set chosen at run time.
  *
  * Why: with 16..64 channels the im2col + GEMM path spends as much time
  * building the column matrix and in OpenBLAS packing it as in the multiply
- * (ResNet-20 profile: sgemm 29 %, im2col 24 %, packing 17 %). Here each
- * image is copied once into a zero-bordered buffer and the products run
- * straight from it, vectorised along the width: a block of 4 output
- * channels times 16 output pixels of one row stays in 8 registers while
- * the input channels and the 9 taps stream past.
+ * (ResNet-20 profile: sgemm 29 %, im2col 24 %, packing 17 %; and Debian's
+ * OpenBLAS 0.3.21 does not know recent CPUs and runs its SSE3 kernel on
+ * them). Here each image is copied once into a zero-bordered buffer and the
+ * products run straight from it, vectorised along the output width: a block
+ * of output channels times two vectors of output pixels stays in registers
+ * while the input channels and the 9 taps stream past.
  *
- * Padded image: [C][H+2][Wp], row r = input row r-1, column c = input
- * column c-1, zeros elsewhere; Wp >= 8*ceil(W/8) + 2 so every 8-wide load
- * at an output column block plus a tap offset (0..2) stays inside the row.
- * Output columns past W are computed (from zeros) and never stored.
+ * Padded image, per channel: H+2 rows of `pitch` floats; row r is input row
+ * r-1 with column c = input column c-1, zeros elsewhere. For stride 2 each
+ * row holds its even columns, then (from Wh) its odd ones, so that the taps
+ * of consecutive output pixels are consecutive floats again: tap kx of
+ * output column x is even column x (kx 0), odd column x (kx 1), even column
+ * x+1 (kx 2). Output columns past Wo are computed from zeros and never
+ * stored.
  *
- * Backward data is the same forward kernel on the padded output gradient
- * with the weights transposed and flipped. The weight gradient sums, per
- * image group, 3 output channels x 3 taps in 9 float vector registers, and adds
- * each group's sums into double accumulators in batch order; each thread
- * owns whole blocks of output channels, so the result does not depend on
- * the thread count or the scheduling.
+ * Forward: stride 1 and 2. Input gradient (stride 1): the same kernel on the
+ * padded output gradient with the weights read transposed and flipped.
+ * Weight gradient (stride 1 and 2): per group of images, a block of output
+ * channels x 3 taps in vector registers, added into dw in batch order; each
+ * thread owns a range of input channels. Every summation order
+ * depends on the shapes alone, never on the thread count.
  *
- * Without AVX2+FMA (checked at run time) nothing here runs: the callers
- * keep im2col + GEMM, the portable path. */
+ * Workspace: the padded buffers live in ctx->scratch, one slice per thread
+ * (scratch_bytes / threads); channels are padded a chunk at a time (at
+ * most CHUNK_FLOATS per chunk, a size fixed by the shape), so the slice
+ * rt_conv2d_scratch_bytes gives for im2col always holds one chunk for the
+ * networks' shapes. A call whose slice is too small returns 0 and the
+ * caller runs im2col + GEMM. Nothing is allocated here.
+ *
+ * Without AVX2+FMA nothing here runs: the callers keep im2col + GEMM, the
+ * portable path. OPTC_CONV_ISA=avx2 in the environment keeps the AVX2
+ * kernels on an AVX-512 machine, OPTC_CONV_ISA=none turns the direct
+ * kernels off (both for tests and measurements). */
 #include <immintrin.h>
 #include <omp.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "conv3x3.h"
 
-#define CB 4    /* output channels per register block (forward) */
-#define DB 3    /* the same for the weight gradient: 3 x 3 taps + 3 inputs
-                 * + 1 gradient + the tail mask fit the 16 ymm registers;
-                 * with 4 channels gcc spilled an accumulator */
+/* Where the taps of an output pixel lie in the padded buffer (see above). */
+typedef struct {
+    int S, pitch;       /* padded rows per output row (stride, doubled for pairs); floats per row */
+    int Ho, Wo, nv;     /* output as the kernels see it; vectors per output row */
+    int pair;           /* 1: a row holds output rows 2y' and 2y'+1 (Wo = 8 in 16 lanes) */
+    int planes;         /* 3: one plane per kx; 1: tap kx is column offset kx */
+    int stride, rows;   /* the conv's stride; rows per plane */
+    int coff[3];        /* offset of tap kx's plane */
+    size_t P;           /* floats per padded channel (3 planes) */
+} ConvGeo;
 
-static int has_avx2_fma(void)
+enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
+
+/* The instruction set of this machine, capped by OPTC_CONV_ISA. */
+static int isa(void)
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int best = !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? ISA_NONE
+             : __builtin_cpu_supports("avx512f") ? ISA_AVX512 : ISA_AVX2;
+    const char *e = getenv("OPTC_CONV_ISA");
+    if (e && strcmp(e, "none") == 0)
+        return ISA_NONE;
+    if (e && strcmp(e, "avx2") == 0 && best > ISA_AVX2)
+        return ISA_AVX2;
+    return best;
+}
+
+/* The variant and layout for a conv. Forward and input gradient: 16-float
+ * vectors where a row fills them, or where an 8-wide output of an even
+ * height pairs its rows (for 16 and more output channels: with 12 the
+ * paired kernel measured slower); weight gradient: 16-float vectors only for rows of
+ * 32 and more (bench/conv_bench.c measured the 8-wide kernel as fast or
+ * faster below that). Else 8-float vectors. Three planes (one per kx)
+ * for paired rows and stride 2, where consecutive lanes are not
+ * consecutive columns; one plane otherwise (measured faster: a third of
+ * the data to keep in cache). */
+static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
+{
+    int Ho = rt_conv_out(H, 3, S, 1), Wo = rt_conv_out(W, 3, S, 1);
+    int v = isa(), vw = 8;
+    ConvGeo g;
+    g.pair = 0;
+    if (v == ISA_AVX512 && Wo >= (weights ? 32 : 12))
+        vw = 16;
+    else if (v == ISA_AVX512 && !weights && Wo == 8 && Ho % 2 == 0 && Co >= 16)
+        vw = 16, g.pair = 1;
+    else if (v == ISA_AVX512)
+        v = ISA_AVX2;
+    *variant = v;
+    g.stride = S;
+    g.planes = g.pair || S > 1 ? 3 : 1;
+    if (g.pair) {
+        g.S = 2 * S, g.Ho = Ho / 2, g.Wo = 16, g.nv = 1, g.pitch = 16;
+        g.rows = H + 2 - S;
+    } else {
+        g.S = S, g.Ho = Ho, g.Wo = Wo, g.nv = (Wo + vw - 1) / vw;
+        g.pitch = g.nv * vw + (g.planes == 1 ? vw : 0);    /* one plane: reads reach nv*vw+1 */
+        g.rows = H + 2;
+    }
+    size_t plane = (size_t)g.rows * g.pitch;
+    if (g.planes == 3)
+        g.coff[0] = 0, g.coff[1] = (int)plane, g.coff[2] = (int)(2 * plane);
+    else
+        g.coff[0] = 0, g.coff[1] = 1, g.coff[2] = 2;
+    g.P = (size_t)g.planes * plane;
+    return g;
 }
 
 int rt_conv3x3_taken(int what, int Cin, int Cout, int K, int stride, int pad)
 {
-    if (K != 3 || stride != 1 || pad != 1 || Cin <= 0 || Cout <= 0 || !has_avx2_fma())
+    if (K != 3 || pad != 1 || Cin <= 0 || Cout <= 0 || isa() == ISA_NONE)
         return 0;
-    return what == RT_CONV3X3_DATA || (what == RT_CONV3X3_WEIGHTS && Cout <= 16);
+    if (what == RT_CONV3X3_DATA)
+        return stride == 1;
+    return (what == RT_CONV3X3_FORWARD || what == RT_CONV3X3_WEIGHTS)
+           && (stride == 1 || stride == 2);
 }
 
-static int pad_width(int W)
+/* Copy channels x[C][H][W] into xp in the layout of g, every float of the
+ * C padded channels written (the slice is shared by every conv): plane kx,
+ * row r, lane l holds padded row r (+ stride for the second half of a
+ * pair), padded column stride * l + kx, where padded (r, c) is input
+ * (r-1, c-1) inside the image and 0 outside. */
+static void pad_image(float *xp, const float *x, int C, int H, int W, const ConvGeo *g)
 {
-    return (W + 7) / 8 * 8 + 8;
-}
-
-/* Copy x[C][H][W] into the interior of the zero-bordered xp (whose border
- * was zeroed once when it was allocated and is never written). */
-static void pad_image(float *xp, const float *x, int C, int H, int W, int Wp)
-{
+    int half = g->pair ? 8 : g->pitch, s = g->stride;
     for (int c = 0; c < C; c++)
-        for (int y = 0; y < H; y++)
-            memcpy(xp + ((size_t)c * (H + 2) + y + 1) * Wp + 1, x + ((size_t)c * H + y) * W,
-                   (size_t)W * sizeof(float));
-}
-
-/* Lanes 0..n-1 on (n in 1..8). */
-__attribute__((target("avx2,fma")))
-static __m256i lane_mask(int n)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* NX (1 or 2) output vectors of channels co0..co0+NC-1 from the padded
- * image xp [C][H+2][Wp] and weights w[Co][C][3][3]: row y, columns
- * 8*v .. 8*(v+NX)-1, or (ROWS) column block v of rows y and y+1 — a row
- * of one vector (W <= 8) would otherwise leave too few independent sums to
- * hide the FMA latency. A vector that is its row's last is masked by tail. */
-__attribute__((target("avx2,fma"), always_inline))
-static inline void fwd_block(float *out, int acc, const float *xp, const float *w, int C,
-                             int H, int W, int Wp, int co0, int y, int v, int NC, int NX,
-                             int ROWS, int nv, __m256i tail)
-{
-    __m256 a[CB][2];
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++)
-#pragma GCC unroll 2
-        for (int j = 0; j < NX; j++)
-            a[c][j] = _mm256_setzero_ps();
-    size_t P = (size_t)(H + 2) * Wp;
-    for (int ci = 0; ci < C; ci++) {
-        const float *xr = xp + ci * P + (size_t)y * Wp + 8 * v;
-        const float *wr = w + ((size_t)co0 * C + ci) * 9;
-#pragma GCC unroll 3
-        for (int ky = 0; ky < 3; ky++)
-#pragma GCC unroll 3
-            for (int kx = 0; kx < 3; kx++) {
-                __m256 xv[2];
-#pragma GCC unroll 2
-                for (int j = 0; j < NX; j++)
-                    xv[j] = _mm256_loadu_ps(xr + (size_t)(ky + (ROWS ? j : 0)) * Wp + kx
-                                            + (ROWS ? 0 : 8 * j));
-#pragma GCC unroll 4
-                for (int c = 0; c < NC; c++) {
-                    __m256 wv = _mm256_broadcast_ss(wr + (size_t)c * C * 9 + ky * 3 + kx);
-#pragma GCC unroll 2
-                    for (int j = 0; j < NX; j++)
-                        a[c][j] = _mm256_fmadd_ps(wv, xv[j], a[c][j]);
-                }
-            }
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++)
-#pragma GCC unroll 2
-        for (int j = 0; j < NX; j++) {
-            int yj = y + (ROWS ? j : 0), vj = v + (ROWS ? 0 : j);
-            float *o = out + ((size_t)(co0 + c) * H + yj) * W + 8 * vj;
-            if (vj == nv - 1 && W % 8) {
-                __m256 r = a[c][j];
-                if (acc)
-                    r = _mm256_add_ps(r, _mm256_maskload_ps(o, tail));
-                _mm256_maskstore_ps(o, tail, r);
-            } else {
-                __m256 r = a[c][j];
-                if (acc)
-                    r = _mm256_add_ps(r, _mm256_loadu_ps(o));
-                _mm256_storeu_ps(o, r);
-            }
-        }
-}
-
-/* One output-channel block of NC channels from co0, every row. */
-__attribute__((target("avx2,fma"), always_inline))
-static inline void fwd_rows(float *out, int acc, const float *xp, const float *w, int C,
-                            int H, int W, int Wp, int co0, int NC, int nv, __m256i tail)
-{
-    if (nv == 1) {
-        int y = 0;
-        for (; y + 2 <= H; y += 2)
-            fwd_block(out, acc, xp, w, C, H, W, Wp, co0, y, 0, NC, 2, 1, nv, tail);
-        if (y < H)
-            fwd_block(out, acc, xp, w, C, H, W, Wp, co0, y, 0, NC, 1, 0, nv, tail);
-        return;
-    }
-    for (int y = 0; y < H; y++) {
-        int v = 0;
-        for (; v + 2 <= nv; v += 2)
-            fwd_block(out, acc, xp, w, C, H, W, Wp, co0, y, v, NC, 2, 0, nv, tail);
-        if (v < nv)
-            fwd_block(out, acc, xp, w, C, H, W, Wp, co0, y, v, NC, 1, 0, nv, tail);
-    }
-}
-
-/* out[Co][H][W] (+)= conv3x3(xp, w) for one image (acc as rt.h). */
-__attribute__((target("avx2,fma")))
-static void fwd_image(float *out, int acc, const float *xp, const float *w, int C, int Co,
-                      int H, int W, int Wp)
-{
-    int nv = (W + 7) / 8;
-    __m256i tail = lane_mask(W % 8 ? W % 8 : 8);
-    int co0 = 0;
-    for (; co0 + CB <= Co; co0 += CB)
-        fwd_rows(out, acc, xp, w, C, H, W, Wp, co0, CB, nv, tail);
-    for (; co0 < Co; co0++)
-        fwd_rows(out, acc, xp, w, C, H, W, Wp, co0, 1, nv, tail);
-}
-
-/* dacc[co][ci][3][3] += sum over G images of dout[co] times the shifted
- * padded input, for the NC output channels from co0. dout holds G images
- * of [Co][H][W], xp their padded copies, one after the other. The float
- * sums run over the G images before going to double: for small images a
- * per-image horizontal sum would cost as much as the products. */
-__attribute__((target("avx2,fma"), always_inline))
-static inline void dw_block(double *dacc, const float *dout, const float *xp, int G, int C,
-                            int Co, int H, int W, int Wp, int co0, int NC, __m256i tail)
-{
-    int nv = (W + 7) / 8;
-    size_t P = (size_t)(H + 2) * Wp;
-    for (int ci = 0; ci < C; ci++)
-        for (int ky = 0; ky < 3; ky++) {
-            __m256 a[DB][3];
-#pragma GCC unroll 3
-            for (int c = 0; c < NC; c++)
-#pragma GCC unroll 3
-                for (int kx = 0; kx < 3; kx++)
-                    a[c][kx] = _mm256_setzero_ps();
-            for (int g = 0; g < G; g++)
-                for (int y = 0; y < H; y++) {
-                    const float *xr = xp + ((size_t)g * C + ci) * P + (size_t)(y + ky) * Wp;
-                    const float *dr = dout + (((size_t)g * Co + co0) * H + y) * W;
-                    for (int v = 0; v < nv; v++) {
-                        __m256 xv[3];
-#pragma GCC unroll 3
-                        for (int kx = 0; kx < 3; kx++)
-                            xv[kx] = _mm256_loadu_ps(xr + 8 * v + kx);
-                        int last = v == nv - 1 && W % 8;
-#pragma GCC unroll 3
-                        for (int c = 0; c < NC; c++) {
-                            const float *d = dr + (size_t)c * H * W + 8 * v;
-                            __m256 dv = last ? _mm256_maskload_ps(d, tail) : _mm256_loadu_ps(d);
-#pragma GCC unroll 3
-                            for (int kx = 0; kx < 3; kx++)
-                                a[c][kx] = _mm256_fmadd_ps(dv, xv[kx], a[c][kx]);
-                        }
+        for (int kx = 0; kx < g->planes; kx++) {
+            float *d = xp + (size_t)c * g->P + (g->planes == 3 ? g->coff[kx] : 0);
+            /* lanes u whose column s*u + kx - 1 lies in [0, W) */
+            int lo = kx >= 1 ? 0 : 1, hi = W - kx < 0 ? 0 : (W - kx) / s + 1;
+            if (hi > half)
+                hi = half;
+            for (int r = 0; r < g->rows; r++)
+                for (int q = 0; q * half < g->pitch; q++) {
+                    float *o = d + (size_t)r * g->pitch + q * half;
+                    int y = r + q * s - 1;
+                    if (y < 0 || y >= H) {
+                        memset(o, 0, (size_t)half * sizeof(float));
+                        continue;
                     }
-                }
-#pragma GCC unroll 3
-            for (int c = 0; c < NC; c++)
-#pragma GCC unroll 3
-                for (int kx = 0; kx < 3; kx++) {
-                    /* lanes summed in a fixed order */
-                    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a[c][kx]),
-                                          _mm256_extractf128_ps(a[c][kx], 1));
-                    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-                    dacc[((size_t)(co0 + c) * C + ci) * 9 + ky * 3 + kx] +=
-                        (double)_mm_cvtss_f32(s);
+                    const float *src = x + ((size_t)c * H + y) * W;
+                    int top = hi > lo ? hi : lo;
+                    /* rows are 8..48 floats: inline loops beat library calls */
+                    for (int u = 0; u < lo; u++)
+                        o[u] = 0;
+                    if (s == 1) {
+                        const float *ss = src + kx - 1;
+#pragma omp simd
+                        for (int u = lo; u < top; u++)
+                            o[u] = ss[u];
+                    } else {
+                        const float *ss = src + kx - 1;
+                        for (int u = lo; u < top; u++)
+                            o[u] = ss[2 * u];
+                    }
+                    for (int u = top; u < half; u++)
+                        o[u] = 0;
                 }
         }
 }
 
-/* The weight gradient of G images for the output channels co0..co1-1. */
+/* --- the AVX2 variant -------------------------------------------------------- */
+#define SFX(name) name##_avx2
+#define KTARGET "avx2,fma"
+#define VT __m256
+#define MT __m256i
+#define VW 8
+#define CBV 4       /* 4 channels x 2 vectors + inputs + weight in 16 registers */
+#define DBV 3       /* 3 channels x 3 taps + 3 inputs + gradient + mask */
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VLOADM(p, m) _mm256_maskload_ps(p, m)
+#define VSTORE(p, v) _mm256_storeu_ps(p, v)
+#define VSTOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VBCAST(p) _mm256_broadcast_ss(p)
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define MKMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define HSUM(v) hsum_avx2(v)
+
+/* The lanes of v summed in a fixed order. */
 __attribute__((target("avx2,fma")))
-static void dw_images(double *dacc, const float *dout, const float *xp, int G, int C, int Co,
-                      int H, int W, int Wp, int co0, int co1)
+static inline float hsum_avx2(__m256 v)
 {
-    __m256i tail = lane_mask(W % 8 ? W % 8 : 8);
-    int co = co0;
-    for (; co + DB <= co1; co += DB)
-        dw_block(dacc, dout, xp, G, C, Co, H, W, Wp, co, DB, tail);
-    for (; co < co1; co++)
-        dw_block(dacc, dout, xp, G, C, Co, H, W, Wp, co, 1, tail);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
 }
 
+#include "conv3x3_kern.inc"
+#undef SFX
+#undef KTARGET
+#undef VT
+#undef MT
+#undef VW
+#undef CBV
+#undef DBV
+#undef VZERO
+#undef VLOAD
+#undef VLOADM
+#undef VSTORE
+#undef VSTOREM
+#undef VFMA
+#undef VBCAST
+#undef VADD
+#undef MKMASK
+#undef HSUM
+
+/* --- the AVX-512 variant ----------------------------------------------------- */
+#define SFX(name) name##_avx512
+#define KTARGET "avx512f,avx2,fma"
+#define VT __m512
+#define MT __mmask16
+#define VW 16
+#define CBV 8       /* 8 channels x 2 vectors of the 32 registers */
+#define DBV 6       /* 6 channels x 3 taps + 3 inputs + gradient */
+#define VZERO() _mm512_setzero_ps()
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VLOADM(p, m) _mm512_maskz_loadu_ps(m, p)
+#define VSTORE(p, v) _mm512_storeu_ps(p, v)
+#define VSTOREM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VBCAST(p) _mm512_set1_ps(*(p))
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define MKMASK(n) ((__mmask16)((1u << (n)) - 1u))
+#define HSUM(v) hsum_avx512(v)
+
+__attribute__((target("avx512f,avx2,fma")))
+static inline float hsum_avx512(__m512 v)
+{
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+#include "conv3x3_kern.inc"
+
+/* --- drivers ------------------------------------------------------------------ */
+
+/* Floats of padded input per chunk: the channels of one chunk stay in L2
+ * while every output block streams them. Fixed by the shape, so the
+ * summation order (chunk partial sums added into the output) is too. */
+#define CHUNK_FLOATS 32768
 /* Images per weight-gradient group: about DW_PIXELS output pixels. */
 #define DW_PIXELS 512
-static int dw_group(int B, int H, int W)
+
+/* Channels per chunk of G padded images: within CHUNK_FLOATS and within
+ * `budget` floats, the one-thread workspace rt_conv2d_scratch_bytes gives
+ * this conv (a size fixed by the shape); 0 when not even one fits. */
+static int chunk_channels(int C, int G, size_t P, size_t budget)
 {
-    int g = (DW_PIXELS + H * W - 1) / (H * W);
-    return g < B ? g : B;
+    size_t n = CHUNK_FLOATS / ((size_t)G * P), m = budget / ((size_t)G * P);
+    if (n < 1)
+        n = 1;
+    if (m < n)
+        n = m;
+    return n < (size_t)C ? (int)n : C;
 }
 
-static int team(const RtCtx *ctx, int n)
+/* That budget, in floats, for a conv of Cin channels of H x W. */
+static size_t budget(int B, int Cin, int H, int W, int S)
+{
+    size_t n = rt_conv2d_scratch_bytes(1, B, Cin, H, W, 3, S, 1, sizeof(float)) / sizeof(float);
+    return n > 32 ? n - 32 : 0;     /* room to align the slice and round it to 16 */
+}
+
+/* Threads that get a slice of at least `need` floats (at most n work items),
+ * the slice size in floats (a multiple of 16) and the first slice (64-byte
+ * aligned, so the kernels' loads are); 0 threads when not even one fits. */
+static int team(const RtCtx *ctx, int n, size_t need, size_t *slice, float **base)
+{
+    int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
+    if (t > n)
+        t = n > 0 ? n : 1;
+    size_t have = 0;
+    *base = NULL;
+    if (ctx && ctx->scratch) {
+        size_t skip = (64 - (size_t)((uintptr_t)ctx->scratch % 64)) % 64;
+        if (ctx->scratch_bytes > skip) {
+            have = (ctx->scratch_bytes - skip) / sizeof(float);
+            *base = (float *)(void *)((char *)ctx->scratch + skip);
+        }
+    }
+    need = (need + 15) / 16 * 16;
+    if (have / need < (size_t)t)
+        t = (int)(have / need);
+    *slice = t > 0 ? have / (size_t)t / 16 * 16 : 0;
+    return t;
+}
+
+static void fwd_image(int v, float *out, int acc, const float *xp, const float *w,
+                      ptrdiff_t wo, ptrdiff_t wi, int flip, int C, int Co, const ConvGeo *g)
+{
+    if (v == ISA_AVX512)
+        fwd_image_avx512(out, acc, xp, w, wo, wi, flip, C, Co, g);
+    else
+        fwd_image_avx2(out, acc, xp, w, wo, wi, flip, C, Co, g);
+}
+
+/* out[b] (+)= conv3x3(in[b], w) for the batch, split over the team; weights
+ * addressed as in fwd_block (C input channels of in). */
+static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const float *w,
+                  ptrdiff_t wo, ptrdiff_t wi, int flip, int B, int C, int H, int W, int Co,
+                  int S, size_t room)
+{
+    int v;
+    ConvGeo g = geometry(H, W, S, Co, 0, &v);
+    int cc = chunk_channels(C, 1, g.P, room);
+    size_t slice;
+    float *scratch;
+    int t = cc < 1 ? 0 : team(ctx, B, (size_t)cc * g.P, &slice, &scratch);
+    if (t < 1)
+        return 0;
+#pragma omp parallel for num_threads(t) schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *xp = scratch + (size_t)omp_get_thread_num() * slice;
+        const float *x = in + (size_t)b * C * H * W;
+        float *o = out + (size_t)b * Co * g.Ho * g.Wo;
+        for (int c0 = 0; c0 < C; c0 += cc) {
+            int n = C - c0 < cc ? C - c0 : cc;
+            pad_image(xp, x + (size_t)c0 * H * W, n, H, W, &g);
+            fwd_image(v, o, acc || c0 > 0, xp, w + c0 * wi, wo, wi, flip, n, Co, &g);
+        }
+    }
+    return 1;
+}
+
+int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
+                       int B, int Cin, int H, int W, int Cout, int stride)
+{
+    if (!rt_conv3x3_taken(RT_CONV3X3_FORWARD, Cin, Cout, 3, stride, 1))
+        return 0;
+    return direct(ctx, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, stride,
+                  budget(B, Cin, H, W, stride));
+}
+
+/* The weight gradient: thread i owns the input channels [Cin*i/t,
+ * Cin*(i+1)/t) (so it pads only those, and the dw entries it writes are its
+ * own) and walks the whole batch in order, G images and a chunk of its
+ * channels at a time. Each entry's sum runs over the groups of images in
+ * batch order whatever the split. */
+static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
+                   int Cin, int H, int W, int Cout, int S)
+{
+    int v;
+    ConvGeo g = geometry(H, W, S, Cout, 1, &v);
+    int G = (DW_PIXELS + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
+    size_t room = budget(B, Cin, H, W, S);
+    if (G > B)
+        G = B;
+    if ((size_t)G * g.P > room)
+        G = (int)(room / g.P);
+    int cc = G < 1 ? 0 : chunk_channels(Cin, G, g.P, room);
+    size_t slice;
+    float *scratch;
+    int t = cc < 1 ? 0 : team(ctx, Cin, (size_t)G * cc * g.P, &slice, &scratch);
+    if (t < 1)
+        return 0;
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
+#pragma omp parallel num_threads(t)
+    {
+        int i = omp_get_thread_num(), n = omp_get_num_threads();
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+        float *xp = scratch + (size_t)i * slice;
+        for (int b = 0; b < B; b += G) {
+            int gn = B - b < G ? B - b : G;
+            for (int c0 = ci0; c0 < ci1; c0 += cc) {
+                int nc = ci1 - c0 < cc ? ci1 - c0 : cc;
+                for (int im = 0; im < gn; im++)
+                    pad_image(xp + (size_t)im * nc * g.P, in + (b + im) * img_in + (size_t)c0 * H * W,
+                              nc, H, W, &g);
+                if (v == ISA_AVX512)
+                    dw_images_avx512(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, 0, Cout);
+                else
+                    dw_images_avx2(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, 0, Cout);
+            }
+        }
+    }
+    return 1;
+}
+
+int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const float *dout,
+                        const float *in, const float *w, int B, int Cin, int H, int W,
+                        int Cout, int stride)
+{
+    if ((din && !rt_conv3x3_taken(RT_CONV3X3_DATA, Cin, Cout, 3, stride, 1))
+        || (dw && !rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, Cin, Cout, 3, stride, 1)))
+        return 0;
+    /* din = conv3x3(dout, w read as [ci][co] with the taps flipped) */
+    if (din && !direct(ctx, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin, 1,
+                       budget(B, Cin, H, W, 1)))
+        return 0;
+    if (dw && !weights(ctx, dw, dout, in, B, Cin, H, W, Cout, stride))
+        return 0;
+    return 1;
+}
+
+/* --- pointwise convolutions ------------------------------------------------------
+ * 1x1, stride 1, no padding: out = W x per image, din (+)= W^T dout, dw +=
+ * dout x^T. Same register blocking as the 3x3 kernels, no padded copy, no
+ * workspace; the batch is split over the team for the first two, the
+ * input channels for dw (each entry summed over the images in batch order
+ * whatever the thread count). Replaces OpenBLAS, whose Debian build runs
+ * its SSE3 kernels on CPUs it does not know. */
+
+static int pw_variant(int N)
+{
+    int v = isa();
+    return v == ISA_AVX512 && N < 12 ? ISA_AVX2 : v;
+}
+
+static int pw_team(const RtCtx *ctx, int n)
 {
     int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
     return t < n ? t : (n > 0 ? n : 1);
 }
 
-/* One zeroed padded buffer of C channels per thread, or NULL. */
-static float *pad_buffers(int t, int C, int H, int Wp, size_t *each)
+static void pw_data(const RtCtx *ctx, float *out, int acc, const float *x, const float *w,
+                    ptrdiff_t wo, ptrdiff_t wi, int B, int C, int Co, int N)
 {
-    *each = (size_t)C * (H + 2) * Wp;
-    return calloc((size_t)t * *each, sizeof(float));
+    int v = pw_variant(N);
+#pragma omp parallel for num_threads(pw_team(ctx, B)) schedule(static)
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * C * N;
+        float *ob = out + (size_t)b * Co * N;
+        if (v == ISA_AVX512)
+            pw_image_avx512(ob, acc, xb, w, wo, wi, C, Co, N);
+        else
+            pw_image_avx2(ob, acc, xb, w, wo, wi, C, Co, N);
+    }
 }
 
-/* out[b] (+)= conv3x3(in[b], w), batch split over the team. */
-static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const float *w,
-                  int B, int C, int H, int W, int Co)
+int rt_conv1x1_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
+                       int B, int Cin, int N, int Cout)
 {
-    int Wp = pad_width(W), t = team(ctx, B);
-    size_t each;
-    float *buf = pad_buffers(t, C, H, Wp, &each);
-    if (!buf)
+    if (isa() == ISA_NONE || Cin <= 0 || Cout <= 0 || N <= 0)
         return 0;
-#pragma omp parallel for num_threads(t) schedule(static)
-    for (int b = 0; b < B; b++) {
-        float *xp = buf + (size_t)omp_get_thread_num() * each;
-        pad_image(xp, in + (size_t)b * C * H * W, C, H, W, Wp);
-        fwd_image(out + (size_t)b * Co * H * W, acc, xp, w, C, Co, H, W, Wp);
-    }
-    free(buf);
+    pw_data(ctx, out, 0, in, w, Cin, 1, B, Cin, Cout, N);
     return 1;
 }
 
-int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
-                       int B, int Cin, int H, int W, int Cout)
+int rt_conv1x1_backward(const RtCtx *ctx, float *din, int acc, float *dw, const float *dout,
+                        const float *in, const float *w, int B, int Cin, int N, int Cout)
 {
-    if (!rt_conv3x3_taken(RT_CONV3X3_DATA, Cin, Cout, 3, 1, 1))
+    if (isa() == ISA_NONE || Cin <= 0 || Cout <= 0 || N <= 0)
         return 0;
-    return direct(ctx, out, 0, in, w, B, Cin, H, W, Cout);
-}
-
-int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const float *dout,
-                        const float *in, const float *w, int B, int Cin, int H, int W,
-                        int Cout)
-{
-    if ((din && !rt_conv3x3_taken(RT_CONV3X3_DATA, Cin, Cout, 3, 1, 1))
-        || (dw && !rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, Cin, Cout, 3, 1, 1)))
-        return 0;
-    size_t nw = (size_t)Cout * Cin * 9;
-    float *wt = din ? malloc(nw * sizeof(float)) : NULL;
-    double *dacc = dw ? calloc(nw, sizeof(double)) : NULL;
-    int Wp = pad_width(W), nb = (Cout + DB - 1) / DB, t = team(ctx, nb), G = dw_group(B, H, W);
-    size_t each;
-    float *buf = dw ? pad_buffers(t, G * Cin, H, Wp, &each) : NULL;
-    if ((din && !wt) || (dw && (!dacc || !buf))) {
-        free(wt), free(dacc), free(buf);
-        return 0;
-    }
-    if (din) {
-        /* din = conv3x3(dout, w^T flipped): wt[ci][co][2-ky][2-kx] */
-        for (int co = 0; co < Cout; co++)
-            for (int ci = 0; ci < Cin; ci++)
-                for (int k = 0; k < 9; k++)
-                    wt[((size_t)ci * Cout + co) * 9 + 8 - k] = w[((size_t)co * Cin + ci) * 9 + k];
-        if (!direct(ctx, din, acc, dout, wt, B, Cout, H, W, Cin)) {
-            free(wt), free(dacc), free(buf);
-            return 0;
-        }
-        free(wt);
-    }
+    if (din)    /* din[ci] = sum_co w[co][ci] dout[co] */
+        pw_data(ctx, din, acc, dout, w, 1, Cin, B, Cout, Cin, N);
     if (!dw)
         return 1;
-    /* thread i owns output-channel blocks [nb*i/t, nb*(i+1)/t) and walks
-     * the whole batch in order, G images at a time */
+    int v = pw_variant(N), t = pw_team(ctx, Cin);
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), n = omp_get_num_threads();
-        int co0 = DB * (int)((long long)nb * i / n), co1 = DB * (int)((long long)nb * (i + 1) / n);
-        if (co1 > Cout)
-            co1 = Cout;
-        float *xp = buf + (size_t)i * each;
-        for (int b = 0; b < B && co1 > co0; b += G) {
-            int g = B - b < G ? B - b : G;
-            pad_image(xp, in + (size_t)b * Cin * H * W, g * Cin, H, W, Wp);
-            dw_images(dacc, dout + (size_t)b * Cout * H * W, xp, g, Cin, Cout, H, W, Wp,
-                      co0, co1);
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+        for (int b = 0; b < B && ci1 > ci0; b++) {
+            const float *xb = in + (size_t)b * Cin * N, *db = dout + (size_t)b * Cout * N;
+            if (v == ISA_AVX512)
+                pw_dw_image_avx512(dw, db, xb, Cin, Cout, N, ci0, ci1);
+            else
+                pw_dw_image_avx2(dw, db, xb, Cin, Cout, N, ci0, ci1);
         }
     }
-    for (size_t k = 0; k < nw; k++)
-        dw[k] += (float)dacc[k];
-    free(dacc), free(buf);
     return 1;
 }

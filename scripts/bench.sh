@@ -1,224 +1,295 @@
 #!/bin/sh
-# make bench: optc's example networks side by side with the same networks in
-# PyTorch (bench/torch_bench.py), at batch 128 for 2 threads and 1 thread.
-# Prints one table: training and inference images/s for both, the ratio
-# optc / PyTorch's best, peak RSS, and effective training GFLOPS
-# (3 x forward multiply-adds x 2 FLOPs per image x train img/s) against this
-# machine's FMA peak (bench/fma_probe.c) times the thread count.
+# make bench: optc's example networks against the same networks in PyTorch
+# (bench/torch_bench.py), batch 128, measured so that neither side is held
+# back by a setting:
 #
-# PyTorch runs twice per row: with glibc's default malloc, and with
-# MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_/TOP_PAD_ raised so its activations
-# are not unmapped and faulted back in at every step; both are reported and
-# the ratio is against the better one. optc allocates once at start-up, so it
-# runs with the default only.
+# 1. Settings sweep (ResNet-20, first thread count): each side runs once
+#    under every combination of OMP_WAIT_POLICY (unset = the runtime's own
+#    default, passive, active) and malloc (glibc default; tuned =
+#    MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_/TOP_PAD_ raised so freed
+#    activations are not unmapped and faulted back in every step). Every
+#    setting's figures are printed; each side then keeps its own best
+#    setting (by training img/s) for every later run.
+# 2. Rounds: for each net and thread count, optc and PyTorch alternate for
+#    BENCH_ROUNDS rounds (optc first in odd rounds, PyTorch first in even
+#    ones), so a slow spell of the machine hits both sides alike.
+# 3. The table: per side the median of the rounds and their spread
+#    (min-max), the ratio of the medians, peak RSS, effective GFLOPS
+#    (3 x forward multiply-adds x 2 x train img/s) and its share of this
+#    machine's FMA peak (bench/fma_probe.c, AVX-512 and AVX2 where both).
+#    The heavy-ball, Nesterov and momentum examples run on the optc side
+#    and are compared with ResNet-20 (the same convolutions: their cost per
+#    step should match).
 #
 # Usage: scripts/bench.sh BUILD_DIR   (make bench passes its $(O))
-# Environment knobs (defaults keep a full run under ~15 minutes here):
-#   BENCH_THREADS="2 1"   BENCH_ITERS=10   BENCH_WARMUP=2
-#   BENCH_NETS="resnet20 hb20 densenet"   BENCH_DENSENET_DEPTH=40 (40 or 100)
+# Environment knobs:
+#   BENCH_QUICK=1     one net (resnet20), 2 threads, one round, 3 steps, no sweep
+#   BENCH_THREADS="2" BENCH_ITERS=10 BENCH_WARMUP=2 BENCH_ROUNDS=3
+#   BENCH_NETS="resnet20 hb20 nesterov20 momentum20 densenet40 densenet100"
+#   BENCH_DENSE_ITERS=5 (timed steps for the DenseNets)  BENCH_SWEEP=1
 #   BENCH_TIMEOUT=900 (seconds per single run)
-#   BENCH_REPRINT=1 prints the table of the last run again without running
+#   BENCH_REPRINT=1   print the last run's table again without running
 set -u
-
-# Idle OpenMP workers sleep instead of spinning, for optc and PyTorch alike
-# (every run below inherits it; the OpenMP runtime reads it before main): on
-# this shared 2-core machine spinning workers burn the timeslices their
-# preempted partner needs, which cut both sides' 2-thread figures by up to
-# 10x under load (BENCHMARKS.md). A value already set is kept.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 B=${1:-build}
 W=$B/bench
 mkdir -p "$W"
-THREADS=${BENCH_THREADS:-2 1}
-ITERS=${BENCH_ITERS:-10}
-WARMUP=${BENCH_WARMUP:-2}
-NETS=${BENCH_NETS:-resnet20 hb20 densenet}
-DN_DEPTH=${BENCH_DENSENET_DEPTH:-40}
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+    THREADS=${BENCH_THREADS:-2}; ITERS=${BENCH_ITERS:-3}; WARMUP=${BENCH_WARMUP:-1}
+    ROUNDS=${BENCH_ROUNDS:-1}; NETS=${BENCH_NETS:-resnet20}; SWEEP=${BENCH_SWEEP:-0}
+    DITERS=${BENCH_DENSE_ITERS:-2}
+else
+    THREADS=${BENCH_THREADS:-2}; ITERS=${BENCH_ITERS:-10}; WARMUP=${BENCH_WARMUP:-2}
+    ROUNDS=${BENCH_ROUNDS:-3}; SWEEP=${BENCH_SWEEP:-1}; DITERS=${BENCH_DENSE_ITERS:-5}
+    NETS=${BENCH_NETS:-resnet20 hb20 nesterov20 momentum20 densenet40 densenet100}
+fi
 TMO=${BENCH_TIMEOUT:-900}
 BATCH=128
 TUNED="MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456"
-RES=$W/results.txt      # one "side net threads key=value..." line per run
+RES=$W/results.txt      # one line per run: "run SIDE NET THREADS SETTING ROUND key=value..."
 LOG=$W/bench.log        # everything the runs printed
 REPRINT=${BENCH_REPRINT:-0}
-if [ "$REPRINT" != 1 ]; then
-    : > "$RES"
-    : > "$LOG"
-fi
 
 say() { echo "# $*" >&2; }
-
-case $DN_DEPTH in
-    40|100) ;;
-    *) echo "bench: BENCH_DENSENET_DEPTH must be 40 or 100, got '$DN_DEPTH'" >&2; exit 2 ;;
-esac
-case $ITERS in
-    ''|*[!0-9]*) echo "bench: BENCH_ITERS must be a number" >&2; exit 2 ;;
-esac
-[ "$ITERS" -ge 10 ] || say "note: BENCH_ITERS=$ITERS is below the 10 timed iterations the issue asks for"
-
-if [ "$REPRINT" = 1 ]; then
-    [ -f "$RES" ] || { echo "bench: no earlier run in $W" >&2; exit 1; }
-    PY=$(sed -n 's/^meta py=//p' "$RES"); TORCH_VERSION=$(sed -n 's/^meta torch=//p' "$RES")
-    PEAK=$(sed -n 's/^meta peak=//p' "$RES"); OPTC_STATUS=$(sed -n 's/^meta optc=//p' "$RES")
-    NETS=$(sed -n 's/^meta nets=//p' "$RES"); THREADS=$(sed -n 's/^meta threads=//p' "$RES")
-    DN_DEPTH=$(sed -n 's/^meta dn=//p' "$RES"); ITERS=$(sed -n 's/^meta iters=//p' "$RES")
-    WARMUP=$(sed -n 's/^meta warmup=//p' "$RES")
-else
-# --- PyTorch: installed here and only here (make check never needs it) -----
-if ! scripts/deps.sh python3-torch >>"$LOG" 2>&1; then
-    say "could not install python3-torch (see $LOG); continuing without it"
-fi
-# Debian's torch lives in the system python; a python3 earlier on PATH (a
-# virtualenv, pyenv) may not see it.
-PY=""
-for p in python3 /usr/bin/python3; do
-    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import torch' >/dev/null 2>&1; then
-        PY=$p
-        break
-    fi
+isnum() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
+for v in "$ITERS" "$WARMUP" "$ROUNDS" "$DITERS"; do
+    isnum "$v" || { echo "bench: BENCH_ITERS, BENCH_WARMUP, BENCH_ROUNDS, BENCH_DENSE_ITERS must be numbers" >&2; exit 2; }
 done
-TORCH_VERSION=none
-[ -n "$PY" ] && TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)
+[ "$ROUNDS" -ge 1 ] || { echo "bench: BENCH_ROUNDS must be >= 1" >&2; exit 2; }
 
-# --- FMA peak -------------------------------------------------------------
-PEAK=0
-CCX=${CC:-cc}
-if "$CCX" -std=c11 -O2 -o "$W/fma_probe" bench/fma_probe.c >>"$LOG" 2>&1; then
-    PROBE=$("$W/fma_probe")
-    echo "$PROBE" >>"$LOG"
-    PEAK=$(echo "$PROBE" | sed -n 's/.*fma_peak_gflops_per_core=\([0-9.]*\).*/\1/p')
-    say "FMA probe: $PROBE"
-else
-    say "could not build bench/fma_probe.c (see $LOG); no peak column"
-fi
-
-# --- the rows ---------------------------------------------------------------
-# net_spec NET -> "SPEC OPTCNET TORCHNET [-D ...]"
+# net -> "SPEC OPTCNET TORCHNET [-D ...]"; TORCHNET "-" = optc only
 net_spec() {
+    dn=densenet_bc100_cifar
     case $1 in
-        resnet20) echo "examples/resnet.opt resnet20_cifar resnet20" ;;
-        hb20)     echo "examples/heavy_ball.opt hb20_cifar hb20" ;;
-        densenet)
-            if [ "$DN_DEPTH" = 100 ]; then
-                echo "examples/densenet.opt densenet_bc100_cifar densenet100"
-            else
-                # depth 40 = 3 dense stages of (40 - 4) / 6 = 6 steps
-                n=densenet_bc100_cifar
-                echo "examples/densenet.opt $n densenet40 -D $n.stage1.steps=6 -D $n.stage2.steps=6 -D $n.stage3.steps=6"
-            fi ;;
+        resnet20)    echo "examples/resnet.opt resnet20_cifar resnet20" ;;
+        hb20)        echo "examples/heavy_ball.opt hb20_cifar hb20" ;;
+        nesterov20)  echo "examples/nesterov.opt nesterov20_cifar -" ;;
+        momentum20)  echo "examples/momentum.opt momentum20_cifar -" ;;
+        densenet100) echo "examples/densenet.opt $dn densenet100" ;;
+        # depth 40 = 3 dense stages of (40 - 4) / 6 = 6 steps
+        densenet40)  echo "examples/densenet.opt $dn densenet40 -D $dn.stage1.steps=6 -D $dn.stage2.steps=6 -D $dn.stage3.steps=6" ;;
         *) return 1 ;;
     esac
 }
 
-# Keep the bench line's key=value fields of a run's output.
+# setting name -> environment assignments
+setting_env() {
+    case $1 in
+        wdef-mdef) echo "" ;;
+        wpas-mdef) echo "OMP_WAIT_POLICY=passive" ;;
+        wact-mdef) echo "OMP_WAIT_POLICY=active" ;;
+        wdef-mtun) echo "$TUNED" ;;
+        wpas-mtun) echo "OMP_WAIT_POLICY=passive $TUNED" ;;
+        wact-mtun) echo "OMP_WAIT_POLICY=active $TUNED" ;;
+    esac
+}
+SETTINGS="wdef-mdef wpas-mdef wact-mdef wdef-mtun wpas-mtun wact-mtun"
+
 bench_fields() { sed -n 's/^bench: net=[^ ]* batch=[0-9]* threads=[0-9]* //p' | tail -n 1; }
 
-row_name() { case $1 in densenet) echo "densenet$DN_DEPTH" ;; *) echo "$1" ;; esac; }
-
-OPTC_STATUS=""
-for net in $NETS; do
-    spec=$(net_spec "$net") || { echo "bench: unknown net '$net'" >&2; exit 2; }
+# run SIDE NET THREADS SETTING ROUND: one process, one line in $RES
+run() {
+    side=$1 net=$2 t=$3 set=$4 round=$5
+    spec=$(net_spec "$net")
     # shellcheck disable=SC2086
     set -- $spec
-    file=$1 onet=$2 tnet=$3
-    shift 3
-    row=$(row_name "$net")
-
-    # optc
-    exe=$W/$row
-    if [ ! -x "$B/optc" ]; then
-        OPTC_STATUS="optc not built ($B/optc missing)"
-    elif ! "$B/optc" build "$file" -n "$onet" "$@" -o "$exe" >>"$LOG" 2>&1; then
-        say "optc build $file -n $onet failed (see $LOG)"
-        OPTC_STATUS="optc build failed for some networks (see $LOG)"
+    tnet=$3
+    it=$ITERS
+    case $net in densenet*) it=$DITERS ;; esac
+    envs=$(setting_env "$set")
+    say "$side $net threads=$t $set round $round"
+    if [ "$side" = optc ]; then
+        # shellcheck disable=SC2086
+        out=$(env -u OMP_WAIT_POLICY $envs timeout "$TMO" "$W/$net" bench --batch $BATCH \
+              --threads "$t" --iters "$it" --warmup "$WARMUP" 2>>"$LOG")
     else
-        madds=$("$exe" info --json 2>>"$LOG" | sed -n 's/.*"madds":\([0-9]*\).*/\1/p')
-        [ -n "$madds" ] && echo "info $row - madds=$madds" >>"$RES"
-        for t in $THREADS; do
-            say "optc    $row threads=$t"
-            out=$(timeout "$TMO" "$exe" bench --batch $BATCH --threads "$t" --iters "$ITERS" --warmup "$WARMUP" 2>>"$LOG")
-            echo "$out" >>"$LOG"
-            f=$(echo "$out" | bench_fields)
-            if [ -n "$f" ]; then echo "optc $row $t $f" >>"$RES"; else say "optc $row threads=$t: no bench line"; fi
+        # shellcheck disable=SC2086
+        out=$(env -u OMP_WAIT_POLICY $envs timeout "$TMO" "$PY" bench/torch_bench.py --net "$tnet" \
+              --batch $BATCH --threads "$t" --iters "$it" --warmup "$WARMUP" 2>>"$LOG")
+        m=$(echo "$out" | sed -n 's/^info: .* madds=\([0-9]*\).*/\1/p')
+        [ -n "$m" ] && ! grep -q "^tinfo $net " "$RES" && echo "tinfo $net madds=$m" >>"$RES"
+    fi
+    echo "$out" >>"$LOG"
+    f=$(echo "$out" | bench_fields)
+    if [ -n "$f" ]; then
+        echo "run $side $net $t $set $round $f" >>"$RES"
+    else
+        say "$side $net threads=$t $set: no bench line (see $LOG)"
+    fi
+}
+
+# the best setting of a side in the sweep (by train img/s), or the default
+best_setting() {
+    awk -v side="$1" '$1 == "run" && $2 == side && $6 == "sweep" {
+        for (i = 7; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "train_img_s" && kv[2] + 0 > b) { b = kv[2] + 0; s = $5 } }
+    } END { print (s == "" ? "wdef-mdef" : s) }' "$RES"
+}
+
+if [ "$REPRINT" != 1 ]; then
+    : > "$RES"
+    : > "$LOG"
+    T0=$(date +%s)
+    # --- PyTorch: installed here and only here (make check never needs it)
+    if ! scripts/deps.sh python3-torch >>"$LOG" 2>&1; then
+        say "could not install python3-torch (see $LOG); continuing without it"
+    fi
+    # Debian's torch lives in the system python; a python3 earlier on PATH
+    # (a virtualenv, pyenv) may not see it.
+    PY=""
+    for p in python3 /usr/bin/python3; do
+        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import torch' >/dev/null 2>&1; then
+            PY=$p
+            break
+        fi
+    done
+    TORCH_VERSION=none
+    [ -n "$PY" ] && TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)
+    [ -z "$PY" ] && say "no python3 here can import torch: optc's figures only"
+
+    # --- the machine and its FMA peak
+    PEAK=0 PEAK2=0
+    if ${CC:-cc} -std=c11 -O2 -o "$W/fma_probe" bench/fma_probe.c >>"$LOG" 2>&1; then
+        PROBE=$("$W/fma_probe")
+        echo "$PROBE" >>"$LOG"
+        PEAK=$(echo "$PROBE" | sed -n 's/.*fma_peak_gflops_per_core=\([0-9.]*\).*/\1/p')
+        PEAK2=$(echo "$PROBE" | sed -n 's/.*avx2_peak_gflops_per_core=\([0-9.]*\).*/\1/p')
+        say "FMA probe: $(echo "$PROBE" | tr '\n' ' ')"
+    else
+        say "could not build bench/fma_probe.c (see $LOG); no peak column"
+    fi
+    CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+    FLAGS=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | tr ' ' '\n' |
+            grep -E '^(avx2|fma|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|avx512_fp16|amx_tile)$' | tr '\n' ' ')
+    {
+        echo "meta py=$PY"; echo "meta torch=$TORCH_VERSION"; echo "meta peak=${PEAK:-0}"
+        echo "meta peak2=${PEAK2:-0}"; echo "meta cpu=$CPU, $(nproc) cores"; echo "meta flags=$FLAGS"
+        echo "meta nets=$NETS"; echo "meta threads=$THREADS"; echo "meta rounds=$ROUNDS"
+        echo "meta iters=$ITERS (DenseNets $DITERS) after $WARMUP warm-up"
+    } >>"$RES"
+
+    # --- build the optc side
+    [ -x "$B/optc" ] || { echo "bench: $B/optc missing (make first)" >&2; exit 1; }
+    for net in $NETS; do
+        spec=$(net_spec "$net") || { echo "bench: unknown net '$net'" >&2; exit 2; }
+        # shellcheck disable=SC2086
+        set -- $spec
+        file=$1 onet=$2
+        shift 3
+        if ! "$B/optc" build "$file" -n "$onet" "$@" -o "$W/$net" >>"$LOG" 2>&1; then
+            say "optc build $file -n $onet failed (see $LOG)"
+            continue
+        fi
+        madds=$("$W/$net" info --json 2>>"$LOG" | sed -n 's/.*"madds":\([0-9]*\).*/\1/p')
+        [ -n "$madds" ] && echo "info $net madds=$madds" >>"$RES"
+    done
+
+    # --- 1. settings sweep
+    first=${THREADS%% *}
+    case " $NETS " in *" resnet20 "*) ;; *) SWEEP=0 ;; esac
+    if [ "$SWEEP" = 1 ]; then
+        for set in $SETTINGS; do
+            run optc resnet20 "$first" "$set" sweep
+            [ -n "$PY" ] && run torch resnet20 "$first" "$set" sweep
         done
     fi
+    OSET=$(best_setting optc); TSET=$(best_setting torch)
+    echo "meta osetting=$OSET" >>"$RES"; echo "meta tsetting=$TSET" >>"$RES"
+    say "settings kept: optc $OSET, PyTorch $TSET"
 
-    # PyTorch, default malloc then tuned
-    [ -n "$PY" ] || continue
-    for t in $THREADS; do
-        for mode in default tuned; do
-            say "pytorch $row threads=$t malloc=$mode"
-            if [ $mode = tuned ]; then
-                # shellcheck disable=SC2086
-                out=$(env $TUNED timeout "$TMO" "$PY" bench/torch_bench.py --net "$tnet" --batch $BATCH \
-                      --threads "$t" --iters "$ITERS" --warmup "$WARMUP" 2>>"$LOG")
-            else
-                out=$(timeout "$TMO" "$PY" bench/torch_bench.py --net "$tnet" --batch $BATCH \
-                      --threads "$t" --iters "$ITERS" --warmup "$WARMUP" 2>>"$LOG")
-            fi
-            echo "$out" >>"$LOG"
-            f=$(echo "$out" | bench_fields)
-            if [ -n "$f" ]; then echo "torch-$mode $row $t $f" >>"$RES"; else say "pytorch $row threads=$t $mode: no bench line"; fi
-            m=$(echo "$out" | sed -n 's/^info: .* madds=\([0-9]*\).*/\1/p')
-            [ -n "$m" ] && ! grep -q "^tinfo $row " "$RES" && echo "tinfo $row - madds=$m" >>"$RES"
+    # --- 2. alternating rounds
+    for net in $NETS; do
+        [ -x "$W/$net" ] || continue
+        # shellcheck disable=SC2046
+        set -- $(net_spec "$net")
+        tnet=$3
+        for t in $THREADS; do
+            r=1
+            while [ $r -le "$ROUNDS" ]; do
+                if [ -z "$PY" ] || [ "$tnet" = - ]; then
+                    run optc "$net" "$t" "$OSET" $r
+                elif [ $((r % 2)) = 1 ]; then
+                    run optc "$net" "$t" "$OSET" $r; run torch "$net" "$t" "$TSET" $r
+                else
+                    run torch "$net" "$t" "$TSET" $r; run optc "$net" "$t" "$OSET" $r
+                fi
+                r=$((r + 1))
+            done
         done
     done
-done
-
-{
-    echo "meta py=$PY"; echo "meta torch=$TORCH_VERSION"; echo "meta peak=$PEAK"
-    echo "meta optc=$OPTC_STATUS"; echo "meta nets=$NETS"; echo "meta threads=$THREADS"
-    echo "meta dn=$DN_DEPTH"; echo "meta iters=$ITERS"; echo "meta warmup=$WARMUP"
-} >>"$RES"
+    echo "meta seconds=$(( $(date +%s) - T0 ))" >>"$RES"
+    echo "meta load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" >>"$RES"
+else
+    [ -f "$RES" ] || { echo "bench: no earlier run in $W" >&2; exit 1; }
 fi
 
-# --- the table --------------------------------------------------------------
-echo
-echo "optc vs PyTorch $TORCH_VERSION, batch $BATCH, median of $ITERS steps after $WARMUP warm-up"
-echo "machine: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores;" \
-     "FMA peak ${PEAK:-?} GFLOPS/core; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
-[ -z "$PY" ] && echo "PyTorch is not installed: optc's figures only."
-[ -n "$OPTC_STATUS" ] && echo "optc side: $OPTC_STATUS"
-awk -v peak="$PEAK" -v rows="$NETS" -v threads="$THREADS" -v dn="$DN_DEPTH" '
-function get(side, row, t, key,   k) { k = side SUBSEP row SUBSEP t SUBSEP key; return (k in v) ? v[k] : "" }
-function num(x) { return x == "" ? "-" : sprintf("%.0f", x) }
-function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b) }
-function best(a, b) { if (a == "") return b; if (b == "") return a; return (a + 0 > b + 0) ? a : b }
-function gf(img, madds) { return (img == "" || madds == "") ? "" : 6 * madds * img / 1e9 }
-function gfs(g, t) {
-    if (g == "") return "-"
-    if (peak + 0 > 0) return sprintf("%.1f (%.0f%%)", g, 100 * g / (peak * t))
-    return sprintf("%.1f", g)
+# --- 3. the tables ------------------------------------------------------------
+awk '
+function med(side, net, t, key,   n, i, j, x, a) {
+    n = 0
+    for (i = 1; i <= nrun; i++)
+        if (R_side[i] == side && R_net[i] == net && R_t[i] == t && R_set[i] != "sweep" && ((i, key) in V))
+            a[++n] = V[i, key] + 0
+    for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+    lo = n ? a[1] : ""; hi = n ? a[n] : ""; cnt = n
+    if (n == 0) return ""
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-$1 == "meta" { next }
-{
-    for (i = 4; i <= NF; i++) { split($i, kv, "="); v[$1, $2, $3, kv[1]] = kv[2] }
+function num(x) { return x == "" ? "-" : sprintf("%.0f", x) }
+function spread(m) { return m == "" ? "-" : sprintf("%.0f [%.0f-%.0f]", m, lo, hi) }
+function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b) }
+function share(img, madds, t,   g) {
+    if (img == "" || madds == "") return "-"
+    g = 6 * madds * img / 1e9
+    if (peak + 0 > 0) return sprintf("%.0f (%.0f%%)", g, 100 * g / (peak * t))
+    return sprintf("%.0f", g)
+}
+$1 == "meta" { k = $2; sub(/=.*/, "", k); v = $0; sub(/^meta [^=]*=/, "", v); M[k] = v; next }
+$1 == "info" { split($3, kv, "="); OM[$2] = kv[2]; next }
+$1 == "tinfo" { split($3, kv, "="); TM[$2] = kv[2]; next }
+$1 == "run" {
+    nrun++; R_side[nrun] = $2; R_net[nrun] = $3; R_t[nrun] = $4; R_set[nrun] = $5; R_round[nrun] = $6
+    if ($6 == "sweep") { R_set[nrun] = "sweep"; S_set[nrun] = $5 }
+    for (i = 7; i <= NF; i++) { split($i, kv, "="); V[nrun, kv[1]] = kv[2] }
 }
 END {
-    fmt = "%-11s %3s | %9s %15s %7s | %9s %15s %7s | %8s %13s | %14s %14s\n"
-    printf "%-15s | %-33s | %-33s | %-22s | %s\n", "", "train img/s", "infer img/s", "peak RSS MB", "train GFLOPS (% of FMA peak)"
-    printf fmt, "net", "thr", "optc", "torch tun/def", "ratio", "optc", "torch tun/def", "ratio", "optc", "torch tun/def", "optc", "torch best"
-    n = split(rows, R, " "); m = split(threads, T, " ")
-    for (i = 1; i <= n; i++) {
-        row = (R[i] == "densenet") ? "densenet" dn : R[i]
-        madds = get("info", row, "-", "madds"); tm = get("tinfo", row, "-", "madds")
-        if (madds != "" && tm != "" && madds != tm)
-            warn = warn sprintf("warning: %s: optc counts %s forward multiply-adds, PyTorch %s: the networks differ\n", row, madds, tm)
-        if (madds == "") madds = tm
-        for (j = 1; j <= m; j++) {
-            t = T[j]
-            ot = get("optc", row, t, "train_img_s"); oi = get("optc", row, t, "infer_img_s")
-            tt = get("torch-tuned", row, t, "train_img_s"); td = get("torch-default", row, t, "train_img_s")
-            it = get("torch-tuned", row, t, "infer_img_s"); id = get("torch-default", row, t, "infer_img_s")
-            ro = get("optc", row, t, "peak_rss_mb")
-            rt = get("torch-tuned", row, t, "peak_rss_mb"); rd = get("torch-default", row, t, "peak_rss_mb")
-            printf fmt, row, t, num(ot), num(tt) "/" num(td), ratio(ot, best(tt, td)),
-                   num(oi), num(it) "/" num(id), ratio(oi, best(it, id)),
-                   num(ro), num(rt) "/" num(rd), gfs(gf(ot, madds), t), gfs(gf(best(tt, td), madds), t)
-        }
+    peak = M["peak"]
+    printf "optc vs PyTorch %s, batch 128, %s, %s round(s) alternating\n", M["torch"], M["iters"], M["rounds"]
+    printf "machine: %s; flags: %s\n", M["cpu"], M["flags"]
+    printf "FMA peak per core: %s GFLOPS (widest ISA)", M["peak"]
+    if (M["peak2"] + 0 > 0) printf ", AVX2 %s GFLOPS", M["peak2"]
+    printf "; whole run %s s; load average at the end: %s\n", M["seconds"], M["load"]
+    # the sweep
+    header = 0
+    for (i = 1; i <= nrun; i++) if (R_set[i] == "sweep") {
+        if (!header) { printf "\nsettings sweep (resnet20, threads %s): train / infer img/s\n", R_t[i]; header = 1 }
+        printf "  %-6s %-10s %6.0f / %6.0f\n", R_side[i], S_set[i], V[i, "train_img_s"], V[i, "infer_img_s"]
     }
-    print "ratio = optc / the better PyTorch run; GFLOPS = 3 x forward multiply-adds x 2 x train img/s;"
-    print "% of peak = against the FMA probe x threads. Raw lines: results.txt, bench.log in the build dir."
+    if (header) printf "  kept: optc %s, PyTorch %s (wdef = OMP_WAIT_POLICY unset, wpas/wact = passive/active; mdef/mtun = default/tuned malloc)\n", M["osetting"], M["tsetting"]
+    printf "\n%-12s %3s | %-17s %-17s %6s | %-17s %-17s %6s | %5s %5s | %-10s %-10s\n", "net", "thr",
+           "optc train", "torch train", "ratio", "optc infer", "torch infer", "ratio", "RSS o", "RSS t", "GFLOPS o", "GFLOPS t"
+    n = split(M["nets"], N, " "); m = split(M["threads"], T, " ")
+    for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) {
+        net = N[i]; t = T[j]
+        madds = (net in OM) ? OM[net] : TM[net]
+        if ((net in OM) && (net in TM) && OM[net] != TM[net])
+            warn = warn sprintf("warning: %s: optc counts %s forward multiply-adds, PyTorch %s: the networks differ\n", net, OM[net], TM[net])
+        ot = med("optc", net, t, "train_img_s"); ots = spread(ot)
+        tt = med("torch", net, t, "train_img_s"); tts = spread(tt)
+        oi = med("optc", net, t, "infer_img_s"); ois = spread(oi)
+        ti = med("torch", net, t, "infer_img_s"); tis = spread(ti)
+        orss = med("optc", net, t, "peak_rss_mb"); trss = med("torch", net, t, "peak_rss_mb")
+        printf "%-12s %3s | %-17s %-17s %6s | %-17s %-17s %6s | %5s %5s | %-10s %-10s\n", net, t,
+               ots, tts, ratio(ot, tt), ois, tis, ratio(oi, ti), num(orss), num(trss),
+               share(ot, madds, t), share(tt, madds, t)
+        if (net == "resnet20") base[t] = ot
+        else if (net ~ /^(hb20|nesterov20|momentum20)$/ && base[t] != "" && ot != "")
+            cmpx = cmpx sprintf("  %s: %.2fx ResNet-20 training img/s at %s threads\n", net, ot / base[t], t)
+    }
+    print "train/infer: median img/s of the rounds [min-max]; ratio = optc median / PyTorch median;"
+    print "RSS: median peak RSS MB (PyTorch includes the interpreter and libtorch);"
+    print "GFLOPS = 3 x forward multiply-adds x 2 x train img/s (% of the FMA peak x threads)."
+    if (cmpx != "") printf "same-convolution variants against ResNet-20 (1.00x = the same cost per step):\n%s", cmpx
     printf "%s", warn
+    print "Raw lines: results.txt, bench.log in the build dir."
 }' "$RES"
