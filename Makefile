@@ -173,6 +173,13 @@ fuzz: deps
 reproduce: deps all
 	@scripts/reproduce.sh $(O)
 
+# Every example network through optc emit --inference against ./net eval on the
+# whole test set, with Cortex-M4 sizes and latencies (minutes; not in make check,
+# which runs a subset on 200 images).
+.PHONY: infer-check
+infer-check: tests
+	@OPTC_BUILD=$(O) OPTC_INFER_ALL=1 $(O)/tests/test_infer
+
 clean:
 	rm -rf build
 

@@ -31,7 +31,9 @@ static const char emit_usage[] =
     "  -o FILE           output file\n"
     "  --pytorch         write a PyTorch module (Python) computing the same function\n"
     "                    instead: build() returns it, its state_dict keys are the\n"
-    "                    checkpoint's tensor names (docs/pytorch.md)\n";
+    "                    checkpoint's tensor names (docs/pytorch.md)\n"
+    "  --inference       standalone C99 inference code of a trained network instead\n"
+    "                    (optc emit --inference --help)\n";
 
 static const char build_usage[] =
     "usage: optc build SPEC [-n NET] [-D name=value]... [-o PATH] [--keep-c] [--mpi]\n"
@@ -214,6 +216,13 @@ static bool build_wants_help(int argc, char **argv)
 
 int cmd_emit(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--inference") == 0) {   /* cli.c, emit_infer.c */
+            char *command = build_command_line(argc, argv);
+            int rc = cmd_emit_inference(argc, argv, command);
+            free(command);
+            return rc;
+        }
     if (build_wants_help(argc, argv)) {
         fputs(emit_usage, stdout);
         return 0;

@@ -265,3 +265,67 @@ int cmd_list(int argc, char **argv)
     arena_free(a);
     return s ? 0 : 1;
 }
+
+static const char infer_usage[] =
+    "usage: optc emit SPEC [-n NET] [-D NAME=VALUE]... --inference --weights CKPT -o DIR\n"
+    "                 [--norm MEAN,...:STD,...]\n"
+    "Write standalone C99 inference code of network NET (default: the first) trained\n"
+    "into checkpoint CKPT: DIR/NET.h (NET_INPUT_C/H/W, NET_CLASSES, net_predict),\n"
+    "DIR/NET.c (no allocation, one static buffer, libm at most) and DIR/NET_weights.c.\n"
+    "  --weights CKPT  the trained checkpoint (safetensors)\n"
+    "  --norm M:S      the input normalisation, one mean and std per channel (default:\n"
+    "                  the checkpoint's input_mean and input_std)\n"
+    "  -o DIR          the output directory (created when missing)\n" DEFINE_HELP;
+
+int cmd_emit_inference(int argc, char **argv, const char *command)
+{
+    for (int i = 1; i < argc; i++)
+        if (is_help(argv[i])) {
+            fputs(infer_usage, stdout);
+            return 0;
+        }
+    const char *weights = NULL, *norm = NULL;
+    char **rest = malloc(((size_t)argc + 1) * sizeof *rest);
+    if (!rest)
+        abort();
+    int n = 0, rc = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = strcmp(a, "--weights") == 0 ? &weights
+                         : strcmp(a, "--norm") == 0 ? &norm : NULL;
+        if (i > 0 && strcmp(a, "--inference") == 0)
+            continue;
+        if (i > 0 && dst) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "optc emit: %s needs a value\n%s", a, infer_usage);
+                free(rest);
+                return 2;
+            }
+            *dst = argv[++i];
+            continue;
+        }
+        rest[n++] = argv[i];
+    }
+    rest[n] = NULL;
+    CliArgs ca;
+    rc = cli_parse(&ca, n, rest, infer_usage);
+    if (rc == 0 && ca.nrest) {
+        fprintf(stderr, "optc emit: unknown argument '%s'\n%s", ca.rest[0], infer_usage);
+        rc = 2;
+    }
+    if (rc == 0 && (!weights || !ca.out || strcmp(ca.out, "-") == 0)) {
+        fprintf(stderr, "optc emit: --inference needs --weights CKPT and -o DIR\n%s",
+                infer_usage);
+        rc = 2;
+    }
+    if (rc == 0) {
+        Arena *a = arena_new();
+        IrGraph *g = cli_load_graph(a, &ca);
+        EmitInferRequest rq = { .g = g, .weights = weights, .norm = norm, .dir = ca.out,
+                                .command = command, .spec_path = ca.spec };
+        rc = g && emit_infer(&rq, stderr) == 0 ? 0 : 1;
+        arena_free(a);
+    }
+    free(rest);
+    return rc;
+}

@@ -11,6 +11,9 @@ int cmd_ir(int argc, char **argv);        /* cli.c */
 int cmd_dot(int argc, char **argv);       /* cli.c */
 int cmd_list(int argc, char **argv);      /* cli.c: network names, one per line */
 int cmd_emit(int argc, char **argv);      /* build.c */
+/* optc emit --inference: argv as cmd_emit's, command the line for the
+ * files' provenance. */
+int cmd_emit_inference(int argc, char **argv, const char *command);  /* cli.c */
 int cmd_build(int argc, char **argv);     /* build.c */
 int cmd_analyze(int argc, char **argv);   /* analyze.c */
 int cmd_compare(int argc, char **argv);   /* orchestrate/compare.c */
@@ -52,5 +55,19 @@ typedef struct {
  * file $OPTC_FLAGS). Returns 0, or 1 with diagnostics on diag; the C
  * compiler's own messages go to standard error. */
 int build_program(const BuildRequest *req, FILE *diag);
+
+/* Standalone inference code of one trained network (emit_infer.c). */
+typedef struct {
+    const IrGraph *g;
+    const char *weights;    /* the checkpoint (safetensors) */
+    const char *norm;       /* "MEAN,...:STD,..." or NULL: the checkpoint's input_mean/std */
+    const char *dir;        /* the output directory, created when missing */
+    const char *command;    /* provenance, may be NULL */
+    const char *spec_path;
+} EmitInferRequest;
+
+/* Write DIR/NET.h, DIR/NET.c and DIR/NET_weights.c (all or none). Returns 0,
+ * or -1 with a message naming the file on diag. */
+int emit_infer(const EmitInferRequest *rq, FILE *diag);
 
 #endif

@@ -614,3 +614,22 @@ int plan_verify(const Plan *p, FILE *diag)
         return -1;
     return 0;
 }
+
+size_t plan_pack_lifetimes(PlanBuf *bufs, int n)
+{
+    Plan p;
+    memset(&p, 0, sizeof p);
+    p.bufs = bufs;
+    p.nbufs = n;
+    return plan_pack(&p, true);
+}
+
+int plan_verify_lifetimes(PlanBuf *bufs, int n, size_t extent, FILE *diag)
+{
+    Plan p;
+    memset(&p, 0, sizeof p);
+    p.bufs = bufs;
+    p.nbufs = n;
+    p.arena_a = extent;
+    return plan_verify(&p, diag);
+}

@@ -99,6 +99,14 @@ int plan_check_memory(const Plan *p, const IrGraph *g, const char *spec, double 
  * lie inside the arena. Returns 0, or -1 with a message on diag. */
 int plan_verify(const Plan *p, FILE *diag);
 
+/* Pack buffers of known lifetimes (size_a elements each, > 0; birth and
+ * death inclusive, in any time unit) into one region as plan_build packs
+ * the arena: writes each off_a, returns the region's extent. For plans of
+ * their own, e.g. the forward-only one of emit_infer.c. */
+size_t plan_pack_lifetimes(PlanBuf *bufs, int n);
+/* plan_verify for such buffers in a region of extent elements. */
+int plan_verify_lifetimes(PlanBuf *bufs, int n, size_t extent, FILE *diag);
+
 /* --- the C emitter (emit_c.c) ------------------------------------------- */
 
 /* Provenance recorded in the generated file. */

@@ -380,9 +380,32 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
 
 /* --- eval ------------------------------------------------------------------ */
 
+/* The eval-mode logits of every image of d, float32 [n][classes] (this
+ * machine's byte order, little-endian on every target we build for). */
+static int write_logits(RtModel *m, const RtNet *net, const RtData *d, int B, const char *path,
+                        RtErr *err)
+{
+    size_t img = (size_t)net->in_c * (size_t)net->in_h * (size_t)net->in_w;
+    FILE *f = fopen(path, "wb");
+    int bad = !f;
+    for (int i = 0; !bad && i < d->n; i += B) {
+        int b = d->n - i < B ? d->n - i : B;
+        memcpy(m->input, d->x + (size_t)i * img, (size_t)b * img * sizeof(float));
+        net->forward(m, b, 0);
+        size_t k = (size_t)b * (size_t)net->classes;
+        bad = fwrite(m->logits, sizeof(float), k, f) != k;
+    }
+    if (f && fclose(f) != 0)
+        bad = 1;
+    if (bad)
+        snprintf(err->msg, sizeof err->msg, "%s: cannot write the logits: %s", path,
+                 strerror(errno));
+    return bad ? -1 : 0;
+}
+
 static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
 {
-    const char *weights = NULL, *data = NULL;
+    const char *weights = NULL, *data = NULL, *logits = NULL;
     int batch = net->defaults.batch > 0 ? net->defaults.batch : RT_DEFAULT_BATCH;
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
     int test_limit = 0, limit = 0;
@@ -398,11 +421,13 @@ static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
          "input_mean/input_std (default: the checkpoint's)", 0},
         {"test-limit", OPT_INT, &test_limit, 0, 1e9, "N", "use the first N test images (0: all)",
          0},
+        {"logits", OPT_STR, &logits, 0, 0, "FILE",
+         "also write the logits, float32 [images][classes] little-endian", 0},
     };
     int rc = rt_drv_parse(prog, "eval", " --weights FILE [options]",
                        "Loss and accuracy of a checkpoint on the test set (eval mode: BN running\n"
                        "statistics, no dropout; the last partial batch is kept).",
-                       opts, 6, argc, argv);
+                       opts, 7, argc, argv);
     if (rc)
         return rc == 1 ? 0 : rc;
     if (!weights) {
@@ -472,6 +497,10 @@ static int cmd_eval(const RtNet *net, const char *prog, int argc, char **argv)
     double secs = rt_drv_now() - t0;
     printf("eval: net=%s weights=%s images=%d test_loss=%.4f test_acc=%.4f images_per_s=%.1f\n",
            net->name, weights, test.n, loss, acc, secs > 0 ? test.n / secs : 0.0);
+    if (logits && write_logits(&m, net, &test, batch, logits, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        goto done;
+    }
     status = 0;
 done:
     if (f)

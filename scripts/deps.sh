@@ -3,7 +3,7 @@
 # are present. Non-interactive, so it runs in CI with no terminal.
 # Usage: scripts/deps.sh [extra-package ...]
 set -eu
-PKGS="flex bison libopenblas-dev check zlib1g-dev pkg-config dataset-fashion-mnist gnuplot-nox graphviz clang libclang-rt-14-dev python3-torch libopenmpi-dev openmpi-bin $*"
+PKGS="flex bison libopenblas-dev check zlib1g-dev pkg-config dataset-fashion-mnist gnuplot-nox graphviz clang libclang-rt-14-dev python3-torch libopenmpi-dev openmpi-bin gcc-arm-none-eabi libnewlib-arm-none-eabi $*"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
