@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,41 +95,6 @@ static char *build_command_line(int argc, char **argv)
     return buf;
 }
 
-/* The whole file, NUL-terminated, or NULL with errno set. */
-static char *build_read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        abort();
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb)
-                abort();
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        errno = EIO;
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* Load, plan and emit req's network to out, from the spec's text (read
  * once by the caller: the bytes compiled are the bytes embedded);
  * diagnostics to diag. Returns the exit status. */
@@ -165,7 +131,7 @@ static int build_emit_to(FILE *out, const BuildRequest *req, const char *text, s
  * diag (the front end's wording). */
 static char *build_read_spec(const char *path, size_t *len, FILE *diag)
 {
-    char *text = build_read_file(path, len);
+    char *text = fe_read_file(path, SIZE_MAX, len);
     if (!text)
         fprintf(diag, "%s: error: cannot open: %s\n", path, strerror(errno));
     return text;
@@ -412,7 +378,7 @@ int build_program(const BuildRequest *req, FILE *diag)
         char kept[PATH_MAX + 8];
         snprintf(kept, sizeof kept, "%s.c", out);
         size_t n;
-        char *text = build_read_file(cfile, &n);
+        char *text = fe_read_file(cfile, SIZE_MAX, &n);
         FILE *f = text ? fopen(kept, "w") : NULL;
         bool ok = f && fwrite(text, 1, n, f) == n;
         if (f && fclose(f) != 0)

@@ -252,13 +252,23 @@ START_TEST(test_cli)
     ck_assert_msg(strcmp(body, body2) == 0, "emit -o and emit to stdout differ");
     ck_assert_ptr_nonnull(strstr(file, " * examples/theory.opt\n"));
     free(file);
-    free(out);
-    /* build --keep-c keeps PATH.c. */
+    /* build --keep-c keeps PATH.c: the C that emit writes. */
     snprintf(args, sizeof args, "build examples/theory.opt -n theory_gd_fmnist -o %s/t --keep-c",
              dir);
     optc_ok(args, NULL);
     snprintf(path, sizeof path, "%s/t.c", dir);
-    ck_assert_int_eq(access(path, F_OK), 0);
+    file = read_all(path);
+    ck_assert_ptr_nonnull(file);
+    body = strstr(file, "static const RtTensor");
+    ck_assert_msg(body && strcmp(body, body2) == 0, "build --keep-c and emit differ");
+    free(file);
+    free(out);
+    /* A spec that is not there: the front end's wording, status 1. */
+    cmd = optc_cmd("build tests/no_such_spec.opt -o /dev/null");
+    ck_assert_int_eq(run(cmd, &out), 1);
+    ck_assert_msg(strstr(out, "tests/no_such_spec.opt: error: cannot open: ") != NULL, "%s", out);
+    free(out);
+    free(cmd);
     snprintf(path, sizeof path, "%s/t", dir);
     ck_assert_int_eq(access(path, X_OK), 0);
     rmtree(dir);
