@@ -667,36 +667,6 @@ static void last_line(const char *rundir, char *buf, size_t cap)
     fclose(f);
 }
 
-/* Read a whole small file; NULL when missing. Caller frees. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *s = malloc(cap);
-    while (s) {
-        size_t r = fread(s + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-        if (n + 1 == cap) {
-            char *t = realloc(s, cap * 2);
-            if (!t) {
-                free(s);
-                s = NULL;
-                break;
-            }
-            s = t;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (s)
-        s[n] = 0;
-    return s;
-}
-
 /* The number after "key": in a flat JSON object; NAN when absent. */
 static double json_num(const char *js, const char *key)
 {
@@ -722,7 +692,7 @@ static double as_pct(double a)
 /* test_acc per epoch from log.csv into acc (0-based by row); count. */
 static int read_curve(const char *path, double *acc, int cap)
 {
-    char *s = slurp(path);
+    char *s = fe_read_file(path, SIZE_MAX, NULL);
     if (!s)
         return 0;
     int col = -1, n = 0;
@@ -774,7 +744,7 @@ static void collect(const Opts *o, Entry *e)
     for (int s = 1; s <= o->seeds; s++) {
         char path[1200];
         snprintf(path, sizeof path, "%s/seed%d/summary.json", e->dir, s);
-        char *js = slurp(path);
+        char *js = fe_read_file(path, SIZE_MAX, NULL);
         if (!js)
             continue;
         int k = e->nok;
@@ -1384,7 +1354,7 @@ int cmd_compare(int argc, char **argv)
                     done.seed, exit_status(st));
             failed++;
         } else if (o.jobs > 1) {
-            char *js = slurp(p);
+            char *js = fe_read_file(p, SIZE_MAX, NULL);
             printf("[compare] run %d/%d: %s seed %d finished in %lds, test acc %.2f %%\n",
                    done.idx + 1, total, e->label, done.seed, (long)(time(NULL) - done.t0),
                    js ? as_pct(json_num(js, "test_acc")) : (double)NAN);
