@@ -1,6 +1,6 @@
-/* testutil.h — small helpers the end-to-end suites (test_driver, test_robust,
- * test_train) share: a scratch directory, reading a whole file, counting
- * lines, and whether the suite runs under the sanitizers. */
+/* testutil.h — small helpers every suite may share (cgutil.h builds on
+ * them): a scratch directory, reading a whole file, counting lines, the
+ * build directory, and whether the suite runs under the sanitizers. */
 #ifndef OPTC_TESTUTIL_H
 #define OPTC_TESTUTIL_H
 #include <check.h>
@@ -63,6 +63,13 @@ static inline int tu_count_lines(const char *path)
         n += ch == '\n';
     fclose(f);
     return n;
+}
+
+/* The build directory (OPTC_BUILD, default build): optc and optc.flags. */
+static inline const char *tu_build_dir(void)
+{
+    const char *b = getenv("OPTC_BUILD");
+    return b && *b ? b : "build";
 }
 
 /* Whether OPTC_SANITIZED is set to something other than "" or "0". */
