@@ -577,41 +577,36 @@ static int build_entry(const Entry *e, const char *bin)
     return build_program(&req, stderr);
 }
 
+/* Append "flag N" to argv at *n; text holds N's digits (and must live as
+ * long as argv). */
+static void push_num(char **argv, int *n, const char *flag, char text[16], int v)
+{
+    snprintf(text, 16, "%d", v);
+    argv[(*n)++] = (char *)(uintptr_t)flag;
+    argv[(*n)++] = text;
+}
+
 /* Start the training of one run; with redirect its output goes to
  * rundir/train.out. Returns the child's pid, or -1. */
 static pid_t train_spawn(const Opts *o, const char *bin, const char *rundir, int seed,
                          bool redirect)
 {
     char *argv[32 + CMP_MAXPASS];
-    char sb[16], eb[16], lb[16], tb[16], thb[16], resume[1200];
+    char num[5][16], resume[1200];
     int n = 0;
     argv[n++] = (char *)(uintptr_t)bin;
     argv[n++] = (char *)(uintptr_t)"train";
     argv[n++] = (char *)(uintptr_t)"--data";
     argv[n++] = (char *)(uintptr_t)o->data;
-    snprintf(sb, sizeof sb, "%d", seed);
-    argv[n++] = (char *)(uintptr_t)"--seed";
-    argv[n++] = sb;
-    if (o->epochs > 0) {
-        snprintf(eb, sizeof eb, "%d", o->epochs);
-        argv[n++] = (char *)(uintptr_t)"--epochs";
-        argv[n++] = eb;
-    }
-    if (o->limit > 0) {
-        snprintf(lb, sizeof lb, "%d", o->limit);
-        argv[n++] = (char *)(uintptr_t)"--limit";
-        argv[n++] = lb;
-    }
-    if (o->test_limit > 0) {
-        snprintf(tb, sizeof tb, "%d", o->test_limit);
-        argv[n++] = (char *)(uintptr_t)"--test-limit";
-        argv[n++] = tb;
-    }
-    if (o->threads > 0) {
-        snprintf(thb, sizeof thb, "%d", o->threads);
-        argv[n++] = (char *)(uintptr_t)"--threads";
-        argv[n++] = thb;
-    }
+    push_num(argv, &n, "--seed", num[0], seed);
+    if (o->epochs > 0)
+        push_num(argv, &n, "--epochs", num[1], o->epochs);
+    if (o->limit > 0)
+        push_num(argv, &n, "--limit", num[2], o->limit);
+    if (o->test_limit > 0)
+        push_num(argv, &n, "--test-limit", num[3], o->test_limit);
+    if (o->threads > 0)
+        push_num(argv, &n, "--threads", num[4], o->threads);
     argv[n++] = (char *)(uintptr_t)"--out";
     argv[n++] = (char *)(uintptr_t)rundir;
     snprintf(resume, sizeof resume, "%s/interrupted.safetensors", rundir);
