@@ -169,20 +169,10 @@ static int build_emit_file(const char *path, const BuildRequest *req, const char
     return rc;
 }
 
-static bool build_wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-            return true;
-    return false;
-}
-
 int cmd_emit(int argc, char **argv)
 {
-    if (build_wants_help(argc, argv)) {
-        fputs(emit_usage, stdout);
+    if (cli_help(argc, argv, emit_usage))
         return 0;
-    }
     CliArgs ca;
     int rc = cli_parse(&ca, argc, argv, emit_usage);
     if (rc != 0)
@@ -398,10 +388,8 @@ int build_program(const BuildRequest *req, FILE *diag)
 
 int cmd_build(int argc, char **argv)
 {
-    if (build_wants_help(argc, argv)) {
-        fputs(build_usage, stdout);
+    if (cli_help(argc, argv, build_usage))
         return 0;
-    }
     CliArgs ca;
     int rc = cli_parse(&ca, argc, argv, build_usage);
     if (rc != 0)
