@@ -1,10 +1,12 @@
 /* testutil.h — small helpers every suite may share (cgutil.h builds on
- * them): a scratch directory, reading a whole file, counting lines, the
+ * them): a scratch directory, reading and writing a whole file, counting
+ * lines, the
  * build directory, and whether the suite runs under the sanitizers. */
 #ifndef OPTC_TESTUTIL_H
 #define OPTC_TESTUTIL_H
 #include <check.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,25 @@ static inline char *tu_slurp(const char *path, size_t *len)
     if (len)
         *len = n;
     return b;
+}
+
+/* The whole file at path, which must be readable; its size in *n. */
+static inline uint8_t *tu_read_bytes(const char *path, size_t *n)
+{
+    char *b = tu_slurp(path, n);
+    ck_assert_msg(b != NULL, "cannot read %s: %s", path, strerror(errno));
+    return (uint8_t *)b;
+}
+
+/* Write n bytes to path as a fresh file (rewriting by truncation would make
+ * ext4 flush on close). */
+static inline void tu_write_bytes(const char *path, const void *b, size_t n)
+{
+    unlink(path);
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s: %s", path, strerror(errno));
+    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
 }
 
 /* Newlines in the file at path; 0 if it cannot be read. */
