@@ -1,5 +1,6 @@
 /* arena.c — the compiler's one allocation entry point: a chain of blocks,
  * freed all at once. Everything the front end returns lives in an arena. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,5 +70,22 @@ char *arena_strdup(Arena *a, const char *s)
     size_t n = strlen(s);
     char *p = arena_alloc(a, n + 1);
     memcpy(p, s, n);
+    return p;
+}
+
+char *arena_printf(Arena *a, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(NULL, 0, f, ap);
+    va_end(ap);
+    if (n < 0) {
+        fprintf(stderr, "optc: bad format '%s'\n", f);
+        abort();
+    }
+    char *p = arena_alloc(a, (size_t)n + 1);
+    va_start(ap, f);
+    vsnprintf(p, (size_t)n + 1, f, ap);
+    va_end(ap);
     return p;
 }

@@ -226,10 +226,10 @@ bool sema_index_form(const Expr *e, int *off, bool *is_abs);
 #define SEMA_MAX_WIDTH 65536
 
 /* Network-item atoms (sema.c, for network.c); layer lists are layer.h's. */
-bool atom_int(Diag *d, const Atom *at, long lo, long hi, const char *what, int *out);
-bool atom_num(Diag *d, const Atom *at, double lo, double hi, const char *what, double *out);
-bool arg_int(Diag *d, const Arg *g, long lo, long hi, const char *what, int *out);
-const Atom *single_atom(Diag *d, const Item *it);  /* the item's one atom */
+bool sema_atom_int(Diag *d, const Atom *at, long lo, long hi, const char *what, int *out);
+bool sema_atom_num(Diag *d, const Atom *at, double lo, double hi, const char *what, double *out);
+bool sema_arg_int(Diag *d, const Arg *g, long lo, long hi, const char *what, int *out);
+const Atom *sema_single_atom(Diag *d, const Item *it);  /* the item's one atom */
 
 /* network.c: network i's items into s->nets[i] (stage parameter values
  * from defaults and arguments); then -D over the whole spec, after which

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,41 +98,6 @@ static char *build_command_line(int argc, char **argv)
     return buf;
 }
 
-/* The whole file, NUL-terminated, or NULL with errno set. */
-static char *build_read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        abort();
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb)
-                abort();
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        errno = EIO;
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* Load, plan and emit req's network to out, from the spec's text (read
  * once by the caller: the bytes compiled are the bytes embedded);
  * diagnostics to diag. Returns the exit status. */
@@ -168,7 +134,7 @@ static int build_emit_to(FILE *out, const BuildRequest *req, const char *text, s
  * diag (the front end's wording). */
 static char *build_read_spec(const char *path, size_t *len, FILE *diag)
 {
-    char *text = build_read_file(path, len);
+    char *text = fe_read_file(path, SIZE_MAX, len);
     if (!text)
         fprintf(diag, "%s: error: cannot open: %s\n", path, strerror(errno));
     return text;
@@ -206,14 +172,6 @@ static int build_emit_file(const char *path, const BuildRequest *req, const char
     return rc;
 }
 
-static bool build_wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-            return true;
-    return false;
-}
-
 int cmd_emit(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -223,10 +181,8 @@ int cmd_emit(int argc, char **argv)
             free(command);
             return rc;
         }
-    if (build_wants_help(argc, argv)) {
-        fputs(emit_usage, stdout);
+    if (cli_help(argc, argv, emit_usage))
         return 0;
-    }
     CliArgs ca;
     int rc = cli_parse(&ca, argc, argv, emit_usage);
     if (rc != 0)
@@ -432,7 +388,7 @@ int build_program(const BuildRequest *req, FILE *diag)
         char kept[PATH_MAX + 8];
         snprintf(kept, sizeof kept, "%s.c", out);
         size_t n;
-        char *text = build_read_file(cfile, &n);
+        char *text = fe_read_file(cfile, SIZE_MAX, &n);
         FILE *f = text ? fopen(kept, "w") : NULL;
         bool ok = f && fwrite(text, 1, n, f) == n;
         if (f && fclose(f) != 0)
@@ -452,10 +408,8 @@ int build_program(const BuildRequest *req, FILE *diag)
 
 int cmd_build(int argc, char **argv)
 {
-    if (build_wants_help(argc, argv)) {
-        fputs(build_usage, stdout);
+    if (cli_help(argc, argv, build_usage))
         return 0;
-    }
     CliArgs ca;
     int rc = cli_parse(&ca, argc, argv, build_usage);
     if (rc != 0)

@@ -19,6 +19,16 @@ static bool is_help(const char *a)
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
+bool cli_help(int argc, char **argv, const char *usage)
+{
+    for (int i = 1; i < argc; i++)
+        if (is_help(argv[i])) {
+            fputs(usage, stdout);
+            return true;
+        }
+    return false;
+}
+
 /* Splits NAME=VALUE in place into d; false when there is no '='. */
 static bool split_define(char *s, Define *d)
 {
@@ -174,11 +184,8 @@ int cmd_check(int argc, char **argv)
 
 static int graph_cmd(int argc, char **argv, const char *usage, void (*print)(FILE *, const IrGraph *))
 {
-    for (int i = 1; i < argc; i++)
-        if (is_help(argv[i])) {
-            fputs(usage, stdout);
-            return 0;
-        }
+    if (cli_help(argc, argv, usage))
+        return 0;
     CliArgs ca;
     int rc = cli_parse(&ca, argc, argv, usage);
     if (rc)
@@ -243,11 +250,8 @@ static const char list_usage[] =
 
 int cmd_list(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (is_help(argv[i])) {
-            fputs(list_usage, stdout);
-            return 0;
-        }
+    if (cli_help(argc, argv, list_usage))
+        return 0;
     CliArgs ca;
     int rc = cli_parse(&ca, argc, argv, list_usage);
     if (rc)

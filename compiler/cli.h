@@ -31,6 +31,9 @@ typedef struct {
     int nrest;
 } CliArgs;
 int cli_parse(CliArgs *ca, int argc, char **argv, const char *usage);
+/* Whether argv[1..] holds --help or -h; prints usage to stdout when so
+ * (the command then returns 0). */
+bool cli_help(int argc, char **argv, const char *usage);
 
 /* Load ca->spec with its -D's and unroll ca->net; diagnostics to stderr.
  * NULL on error (already reported). */

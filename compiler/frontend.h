@@ -17,6 +17,8 @@ Arena *arena_new(void);
 void   arena_free(Arena *a);
 void  *arena_alloc(Arena *a, size_t size);          /* zeroed; aborts on OOM */
 char  *arena_strdup(Arena *a, const char *s);
+/* printf into the arena (the whole text, never cut short). */
+char  *arena_printf(Arena *a, const char *f, ...) __attribute__((format(printf, 2, 3)));
 
 /* -D name=value. Names: an optimizer parameter as OPT.PARAM (all uses) or a
  * network-level override as NET.stageN.steps / NET.stageN.width (1-based

@@ -36,17 +36,6 @@ static void sput(Str *s, const char *f, ...)
         s->n += (size_t)r < sizeof s->b - s->n ? (size_t)r : sizeof s->b - 1 - s->n;
 }
 
-static const char *afmt(Arena *a, const char *f, ...) __attribute__((format(printf, 2, 3)));
-static const char *afmt(Arena *a, const char *f, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return arena_strdup(a, buf);
-}
-
 /* The shortest decimal that reads back as v. */
 static void num_text(char *buf, size_t cap, double v)
 {
@@ -60,10 +49,10 @@ static void num_text(char *buf, size_t cap, double v)
 static const char *ref_text(Arena *a, const char *seq, int off, bool abs)
 {
     if (abs)
-        return afmt(a, "%s[%d]", seq, off);
+        return arena_printf(a, "%s[%d]", seq, off);
     if (off == 0)
-        return afmt(a, "%s[k]", seq);
-    return afmt(a, "%s[k%+d]", seq, off);
+        return arena_printf(a, "%s[k]", seq);
+    return arena_printf(a, "%s[k%+d]", seq, off);
 }
 
 /* ---- polynomials in the optimizer's parameters ---------------------------- */
@@ -343,7 +332,7 @@ static bool sym_expr(Sym *S, const Expr *e, int shift, int depth, Val *out)
         return true;
     case EX_NAME:
         if (e->ref == AST_STEP)
-            out->p = poly_atom(shift ? afmt(S->a, "(k %+d)", shift) : "k");
+            out->p = poly_atom(shift ? arena_printf(S->a, "(k %+d)", shift) : "k");
         else
             out->p = poly_atom(oi->decl->params[e->ref]->name);
         return true;
@@ -442,7 +431,7 @@ static bool sym_expr(Sym *S, const Expr *e, int shift, int depth, Val *out)
         }
         Poly inv = poly_const_value(&b.p, &c) && c != 0
                        ? poly_const(1 / c)
-                       : poly_atom(afmt(S->a, "1 / (%s)", span_text(S, e->u.bin.b->span)));
+                       : poly_atom(arena_printf(S->a, "1 / (%s)", span_text(S, e->u.bin.b->span)));
         out->tensor = a.tensor;
         if (a.tensor)
             out->l = lin_scale(S, &a.l, &inv);
@@ -664,14 +653,14 @@ static Rule *rule_build(Arena *a, const Spec *s, int opt)
                     formula_print(S, &R->eqs[e], ti, un, &f, &dv);
                 if (f.n > 60)       /* only short ones help the reader */
                     ti = -1;
-                P->why = afmt(a, "%s reads %s, the state to recover, so %s is implicit%s%s%s: "
+                P->why = arena_printf(a, "%s reads %s, the state to recover, so %s is implicit%s%s%s: "
                                  "only a fixed-point iteration could solve it (it converges when "
                                  "grad is a contraction)",
                               g, un, un, ti >= 0 ? " (" : "", ti >= 0 ? f.b : "", ti >= 0 ? ")" : "");
                 return R;
             }
         }
-        P->why = afmt(a, "no update gives %s alone (its coefficient is zero, or it is coupled "
+        P->why = arena_printf(a, "no update gives %s alone (its coefficient is zero, or it is coupled "
                          "with another state to recover)", un);
         return R;
     }
@@ -793,7 +782,7 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
         const char *ln = oi->seqs[q->lhs].name;
         int U = unode[u], L = state_node(N, st, ln, k + 1);
         if (U < 0 || L < 0 || N->g->nodes[L].op != OP_SUM)
-            return (StepV){ INV_NO, afmt(a, "%s or %s[k+1] is not a sum node of its own in the IR",
+            return (StepV){ INV_NO, arena_printf(a, "%s or %s[k+1] is not a sum node of its own in the IR",
                                          P->unknown[u], ln) };
         /* The grad blocks feeding this equation may read only states known
          * by now: not this unknown nor one recovered after it. */
@@ -801,7 +790,7 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
         for (int t = 0; t < ln_node->nin; t++)
             for (int v = u; v < P->n; v++)
                 if (unode[v] >= 0 && block_reads(N, st, k, ln_node->in[t], unode[v], 0))
-                    return (StepV){ INV_NO, afmt(a, "a grad block of %s[k+1] reads %s, not yet recovered",
+                    return (StepV){ INV_NO, arena_printf(a, "a grad block of %s[k+1] reads %s, not yet recovered",
                                                  ln, P->unknown[v]) };
         int at = -1;
         for (int t = 0; t < ln_node->nin; t++)
@@ -809,12 +798,12 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
                 at = t;
         const char *dv = P->divisor[u] ? P->divisor[u] : "1";
         if (at < 0)
-            return (StepV){ INV_NO, afmt(a, "%s's coefficient %s is 0 here, so %s[k+1] does not hold it",
+            return (StepV){ INV_NO, arena_printf(a, "%s's coefficient %s is 0 here, so %s[k+1] does not hold it",
                                          P->unknown[u], dv, ln) };
         const IrCoef *c = &ln_node->u.sum.coef[at];
         if (c->nterms == 0) {
             if (c->c0 == 0)
-                return (StepV){ INV_NO, afmt(a, "%s's coefficient %s is 0 here", P->unknown[u], dv) };
+                return (StepV){ INV_NO, arena_printf(a, "%s's coefficient %s is 0 here", P->unknown[u], dv) };
             continue;
         }
         /* Said without the step's parameter names, so equal steps group. */
@@ -822,7 +811,7 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
         for (int t = 0; t < c->nterms; t++)
             init += c->a[t] * N->g->params[c->param[t]].init_value;
         res.v = INV_COND;
-        res.why = afmt(a, "while %s != 0 (learned, one per step%s)", dv,
+        res.why = arena_printf(a, "while %s != 0 (learned, one per step%s)", dv,
                        init == 0 ? "; it starts at 0, where it is not invertible" : "");
     }
     return res;

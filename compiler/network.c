@@ -104,11 +104,11 @@ static void parse_stage(NetCtx *S, const Item *it, StageInfo *st)
         }
         const Atom *v = g->atoms[i + 1];
         if (which == 0)
-            atom_int(d, v, 1, SEMA_MAX_STEPS, "steps", &st->steps);
+            sema_atom_int(d, v, 1, SEMA_MAX_STEPS, "steps", &st->steps);
         else if (which == 1)
-            atom_int(d, v, 1, SEMA_MAX_WIDTH, "width", &st->width);
+            sema_atom_int(d, v, 1, SEMA_MAX_WIDTH, "width", &st->width);
         else
-            atom_int(d, v, 1, 8, "stride", &st->stride);
+            sema_atom_int(d, v, 1, 8, "stride", &st->stride);
     }
     if (!seen[0])
         diag_error(d, it->span, "stage needs 'steps N'");
@@ -125,7 +125,7 @@ static bool bool_item(Diag *d, const Item *it, bool *out)
         *out = true;
         return true;
     }
-    const Atom *a = single_atom(d, it);
+    const Atom *a = sema_single_atom(d, it);
     if (!a)
         return false;
     if (word_is(a, "true") || word_is(a, "on") || (a->kind == AT_NUM && a->num == 1))
@@ -168,14 +168,14 @@ static void parse_train(Diag *d, const Item *blk, IrTrain *t)
                 else if (word_is(x, "none"))
                     ;
                 else if (x->kind == AT_CALL && strcmp(x->name, "crop") == 0 && x->nargs == 1 && !x->args[0]->name)
-                    arg_int(d, x->args[0], 1, 64, "crop padding", &t->crop_pad);
+                    sema_arg_int(d, x->args[0], 1, 64, "crop padding", &t->crop_pad);
                 else
                     diag_error(d, x->span, "expected crop(N), flip or none");
             }
             continue;
         }
         if (strcmp(n, "schedule") == 0) {
-            if (!(a = single_atom(d, it)))
+            if (!(a = sema_single_atom(d, it)))
                 continue;
             if (word_is(a, "constant"))
                 t->schedule = SCHED_CONSTANT;
@@ -194,7 +194,7 @@ static void parse_train(Diag *d, const Item *blk, IrTrain *t)
                         diag_error(d, g->name_span, "unknown argument '%s'", g->name);
                     } else if (t->nmilestones == 4) {
                         diag_error(d, g->span, "at most 4 milestones");
-                    } else if (arg_int(d, g, 1, 100000, "milestone", &t->milestones[t->nmilestones])) {
+                    } else if (sema_arg_int(d, g, 1, 100000, "milestone", &t->milestones[t->nmilestones])) {
                         if (t->nmilestones && t->milestones[t->nmilestones] <= t->milestones[t->nmilestones - 1])
                             diag_error(d, g->span, "milestones must increase");
                         t->nmilestones++;
@@ -206,21 +206,21 @@ static void parse_train(Diag *d, const Item *blk, IrTrain *t)
                 diag_error(d, a->span, "expected constant, cosine or step(m1, m2, ..., gamma = g)");
             continue;
         }
-        if (!(a = single_atom(d, it)))
+        if (!(a = sema_single_atom(d, it)))
             continue;
         if (strcmp(n, "epochs") == 0)
-            atom_int(d, a, 1, 100000, "epochs", &t->epochs);
+            sema_atom_int(d, a, 1, 100000, "epochs", &t->epochs);
         else if (strcmp(n, "batch") == 0)
-            atom_int(d, a, 1, 65536, "batch", &t->batch);
+            sema_atom_int(d, a, 1, 65536, "batch", &t->batch);
         else if (strcmp(n, "warmup") == 0)
-            atom_int(d, a, 0, 100000, "warmup", &t->warmup_epochs);
+            sema_atom_int(d, a, 0, 100000, "warmup", &t->warmup_epochs);
         else if (strcmp(n, "lr") == 0) {
-            if (atom_num(d, a, 0, 100, "lr", &t->lr) && t->lr == 0)
+            if (sema_atom_num(d, a, 0, 100, "lr", &t->lr) && t->lr == 0)
                 diag_error(d, a->span, "lr must be positive");
         } else if (strcmp(n, "momentum") == 0)
-            atom_num(d, a, 0, 0.999999, "momentum", &t->momentum);
+            sema_atom_num(d, a, 0, 0.999999, "momentum", &t->momentum);
         else if (strcmp(n, "weight_decay") == 0)
-            atom_num(d, a, 0, 1, "weight_decay", &t->weight_decay);
+            sema_atom_num(d, a, 0, 1, "weight_decay", &t->weight_decay);
         else
             diag_error(d, it->name_span, "unknown train setting '%s'", n);
     }
@@ -271,7 +271,7 @@ static void check_network(NetCtx *S, NetInfo *ni, NetDecl *nd)
         case 0:
             if (it->ngroups != 1 || it->groups[0]->natoms != 1)
                 diag_error(d, it->span, "expected the input shape as CxHxW, e.g. 3x32x32");
-            else if ((a = single_atom(d, it))) {
+            else if ((a = sema_single_atom(d, it))) {
                 if (a->kind != AT_DIMS)
                     diag_error(d, a->span, "expected the input shape as CxHxW, e.g. 3x32x32");
                 else
@@ -279,8 +279,8 @@ static void check_network(NetCtx *S, NetInfo *ni, NetDecl *nd)
             }
             break;
         case 1:
-            if ((a = single_atom(d, it)))
-                atom_int(d, a, 1, 100000, "classes", &ni->classes);
+            if ((a = sema_single_atom(d, it)))
+                sema_atom_int(d, a, 1, 100000, "classes", &ni->classes);
             break;
         case 2:
             layer_parse_list(d, S->a, it, CTX_STEM, &ni->stem, &ni->nstem);
@@ -290,7 +290,7 @@ static void check_network(NetCtx *S, NetInfo *ni, NetDecl *nd)
             ni->grad_span = it->span;
             break;
         case 4:
-            if ((a = single_atom(d, it))) {
+            if ((a = sema_single_atom(d, it))) {
                 if (word_is(a, "stage"))
                     ni->share = true;
                 else if (!word_is(a, "none"))
@@ -298,7 +298,7 @@ static void check_network(NetCtx *S, NetInfo *ni, NetDecl *nd)
             }
             break;
         case 5:
-            if ((a = single_atom(d, it))) {
+            if ((a = sema_single_atom(d, it))) {
                 if (word_is(a, "conv1x1"))
                     ni->shortcut = SC_CONV;
                 else if (!word_is(a, "pad"))

@@ -411,7 +411,7 @@ void sema_check_optimizer(Diag *d, Arena *a, OptInfo *oi, OptDecl *o)
 
 /* ---- networks ----------------------------------------------------------- */
 
-bool atom_int(Diag *d, const Atom *at, long lo, long hi, const char *what, int *out)
+bool sema_atom_int(Diag *d, const Atom *at, long lo, long hi, const char *what, int *out)
 {
     long v;
     if (at->kind != AT_NUM || !int_value(at->num, &v) || v < lo || v > hi) {
@@ -422,7 +422,7 @@ bool atom_int(Diag *d, const Atom *at, long lo, long hi, const char *what, int *
     return true;
 }
 
-bool atom_num(Diag *d, const Atom *at, double lo, double hi, const char *what, double *out)
+bool sema_atom_num(Diag *d, const Atom *at, double lo, double hi, const char *what, double *out)
 {
     if (at->kind != AT_NUM || !(at->num >= lo && at->num <= hi)) {
         diag_error(d, at->span, "%s must be a number in [%g, %g]", what, lo, hi);
@@ -432,7 +432,7 @@ bool atom_num(Diag *d, const Atom *at, double lo, double hi, const char *what, d
     return true;
 }
 
-bool arg_int(Diag *d, const Arg *g, long lo, long hi, const char *what, int *out)
+bool sema_arg_int(Diag *d, const Arg *g, long lo, long hi, const char *what, int *out)
 {
     double v;
     long n;
@@ -447,7 +447,7 @@ bool arg_int(Diag *d, const Arg *g, long lo, long hi, const char *what, int *out
 }
 
 /* One atom as a single word (no args). */
-const Atom *single_atom(Diag *d, const Item *it)
+const Atom *sema_single_atom(Diag *d, const Item *it)
 {
     if (it->ngroups != 1 || it->groups[0]->natoms != 1) {
         diag_error(d, it->span, "'%s' takes one value", it->name);

@@ -43,17 +43,6 @@ typedef struct {
     bool **set;
 } U;
 
-static const char *fmt(U *u, const char *f, ...) __attribute__((format(printf, 2, 3)));
-static const char *fmt(U *u, const char *f, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return arena_strdup(u->a, buf);
-}
-
 static bool same_shape(IrShape a, IrShape b)
 {
     return a.c == b.c && a.h == b.h && a.w == b.w;
@@ -61,7 +50,7 @@ static bool same_shape(IrShape a, IrShape b)
 
 static const char *shape_str(U *u, IrShape s)
 {
-    return fmt(u, "%dx%dx%d", s.c, s.h, s.w);
+    return arena_printf(u->a, "%dx%dx%d", s.c, s.h, s.w);
 }
 
 static bool fail(U *u, Span sp, const char *msg)
@@ -160,7 +149,7 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
         const Layer *l = &L[i];
         int id;
         if (op_info(l->op)->flags & OPF_ACT) {     /* pointwise: the shape is kept */
-            id = add_node(u, l->op, fmt(u, "%s.%s%d", lc->node_prefix, ir_op_name(l->op), nact[l->op]++), 1,
+            id = add_node(u, l->op, arena_printf(u->a, "%s.%s%d", lc->node_prefix, ir_op_name(l->op), nact[l->op]++), 1,
                           &cur, out, l->span);
             if (id >= 0)
                 u->nodes[id].u.act.a = l->a;
@@ -169,13 +158,13 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
         }
         switch (l->op) {
         case OP_BN: {
-            const char *nm = fmt(u, "%s.bn%d", lc->node_prefix, nbn);
-            const char *pp = fmt(u, "%s.bn%d", lc->param_prefix, nbn++);
+            const char *nm = arena_printf(u->a, "%s.bn%d", lc->node_prefix, nbn);
+            const char *pp = arena_printf(u->a, "%s.bn%d", lc->param_prefix, nbn++);
             int dims[1] = { in.c };
-            int g = add_param(u, fmt(u, "%s.weight", pp), PK_BN_GAMMA, 1, dims, INIT_ONES, 0, lc->lookup);
-            int b = add_param(u, fmt(u, "%s.bias", pp), PK_BN_BETA, 1, dims, INIT_ZEROS, 0, lc->lookup);
-            int m = add_param(u, fmt(u, "%s.running_mean", pp), PK_BN_MEAN, 1, dims, INIT_ZEROS, 0, lc->lookup);
-            int v = add_param(u, fmt(u, "%s.running_var", pp), PK_BN_VAR, 1, dims, INIT_ONES, 0, lc->lookup);
+            int g = add_param(u, arena_printf(u->a, "%s.weight", pp), PK_BN_GAMMA, 1, dims, INIT_ONES, 0, lc->lookup);
+            int b = add_param(u, arena_printf(u->a, "%s.bias", pp), PK_BN_BETA, 1, dims, INIT_ZEROS, 0, lc->lookup);
+            int m = add_param(u, arena_printf(u->a, "%s.running_mean", pp), PK_BN_MEAN, 1, dims, INIT_ZEROS, 0, lc->lookup);
+            int v = add_param(u, arena_printf(u->a, "%s.running_var", pp), PK_BN_VAR, 1, dims, INIT_ONES, 0, lc->lookup);
             id = add_node(u, OP_BN, nm, 1, &cur, out, l->span);
             if (id >= 0)
                 u->nodes[id].u.bn = (__typeof__(u->nodes[id].u.bn)){ g, b, m, v, 1e-5, 0.1 };
@@ -189,9 +178,9 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
             lc->stride = 1;
             out = (IrShape){ cout, (in.h - 1) / s + 1, (in.w - 1) / s + 1 };
             int dims[4] = { cout, in.c, l->k, l->k };
-            int w = add_param(u, fmt(u, "%s.conv%d.weight", lc->param_prefix, nconv), PK_WEIGHT, 4, dims,
+            int w = add_param(u, arena_printf(u->a, "%s.conv%d.weight", lc->param_prefix, nconv), PK_WEIGHT, 4, dims,
                               INIT_KAIMING, in.c * l->k * l->k, lc->lookup);
-            id = add_node(u, OP_CONV, fmt(u, "%s.conv%d", lc->node_prefix, nconv++), 1, &cur, out, l->span);
+            id = add_node(u, OP_CONV, arena_printf(u->a, "%s.conv%d", lc->node_prefix, nconv++), 1, &cur, out, l->span);
             if (id >= 0)
                 u->nodes[id].u.conv = (__typeof__(u->nodes[id].u.conv)){ cout, l->k, s, l->k / 2, w };
             break;
@@ -203,16 +192,16 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
                 return -1;
             }
             out = (IrShape){ in.c, in.h / l->k, in.w / l->k };
-            id = add_node(u, OP_AVGPOOL, fmt(u, "%s.avgpool%d", lc->node_prefix, npool++), 1, &cur, out, l->span);
+            id = add_node(u, OP_AVGPOOL, arena_printf(u->a, "%s.avgpool%d", lc->node_prefix, npool++), 1, &cur, out, l->span);
             if (id >= 0)
                 u->nodes[id].u.pool = (__typeof__(u->nodes[id].u.pool)){ l->k, l->k };
             break;
         case OP_GAP:
             out = (IrShape){ in.c, 1, 1 };
-            id = add_node(u, OP_GAP, fmt(u, "%s.gap%d", lc->node_prefix, npool++), 1, &cur, out, l->span);
+            id = add_node(u, OP_GAP, arena_printf(u->a, "%s.gap%d", lc->node_prefix, npool++), 1, &cur, out, l->span);
             break;
         case OP_DROPOUT:
-            id = add_node(u, OP_DROPOUT, fmt(u, "%s.dropout%d", lc->node_prefix, ndrop++), 1, &cur, out, l->span);
+            id = add_node(u, OP_DROPOUT, arena_printf(u->a, "%s.dropout%d", lc->node_prefix, ndrop++), 1, &cur, out, l->span);
             if (id >= 0)
                 u->nodes[id].u.dropout.p = l->p;
             break;
@@ -220,10 +209,10 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
             int classes = u->ni->classes;
             int fan = in.c * in.h * in.w;
             int wd[2] = { classes, fan }, bd[1] = { classes };
-            int w = add_param(u, fmt(u, "%s.linear.weight", lc->param_prefix), PK_WEIGHT, 2, wd, INIT_UNIFORM, fan, false);
-            int b = add_param(u, fmt(u, "%s.linear.bias", lc->param_prefix), PK_BIAS, 1, bd, INIT_UNIFORM, fan, false);
+            int w = add_param(u, arena_printf(u->a, "%s.linear.weight", lc->param_prefix), PK_WEIGHT, 2, wd, INIT_UNIFORM, fan, false);
+            int b = add_param(u, arena_printf(u->a, "%s.linear.bias", lc->param_prefix), PK_BIAS, 1, bd, INIT_UNIFORM, fan, false);
             out = (IrShape){ classes, 1, 1 };
-            id = add_node(u, OP_LINEAR, fmt(u, "%s.linear", lc->node_prefix), 1, &cur, out, l->span);
+            id = add_node(u, OP_LINEAR, arena_printf(u->a, "%s.linear", lc->node_prefix), 1, &cur, out, l->span);
             if (id >= 0)
                 u->nodes[id].u.linear = (__typeof__(u->nodes[id].u.linear)){ w, b };
             break;
@@ -232,12 +221,12 @@ static int apply_layers(U *u, const Layer *L, int n, int cur, LayerCtx *lc)
             int dsz = in.c * in.h * in.w;
             int dims[2] = { dsz, l->m };
             /* One U for the whole network (per state size, should stages differ). */
-            const char *pn = fmt(u, "grad.exact.U");
+            const char *pn = arena_printf(u->a, "grad.exact.U");
             for (int i2 = 0; i2 < u->nparams; i2++)
                 if (strcmp(u->params[i2].name, pn) == 0 && u->params[i2].dims[0] != dsz)
-                    pn = fmt(u, "grad.exact%d.U", dsz);
+                    pn = arena_printf(u->a, "grad.exact%d.U", dsz);
             int w = add_param(u, pn, PK_WEIGHT, 2, dims, INIT_UNIFORM, dsz, true);
-            id = add_node(u, OP_EXACT, fmt(u, "%s.exact", lc->node_prefix), 1, &cur, out, l->span);
+            id = add_node(u, OP_EXACT, arena_printf(u->a, "%s.exact", lc->node_prefix), 1, &cur, out, l->span);
             if (id >= 0) {
                 u->nodes[id].u.exact.u = w;
                 u->nodes[id].u.exact.m = l->m;
@@ -289,7 +278,7 @@ static void coef_norm(IrCoef *c)
 /* c's text: its src, or its value when it is a plain number. */
 static const char *coef_text(U *u, const IrCoef *c)
 {
-    return c->src ? c->src : fmt(u, "%g", c->c0);
+    return c->src ? c->src : arena_printf(u->a, "%g", c->c0);
 }
 
 static bool coef_compound(const char *s)
@@ -312,8 +301,8 @@ static const char *coef_src_add(U *u, const IrCoef *a, const IrCoef *b, double s
     if (sb != 1 && sb != -1)
         return NULL;
     if (a0)
-        return sb > 0 ? bt : fmt(u, coef_compound(bt) ? "-(%s)" : "-%s", bt);
-    return fmt(u, sb > 0 || !coef_compound(bt) ? "%s %c %s" : "%s %c (%s)", coef_text(u, a),
+        return sb > 0 ? bt : arena_printf(u->a, coef_compound(bt) ? "-(%s)" : "-%s", bt);
+    return arena_printf(u->a, sb > 0 || !coef_compound(bt) ? "%s %c %s" : "%s %c (%s)", coef_text(u, a),
                sb > 0 ? '+' : '-', bt);
 }
 
@@ -328,9 +317,9 @@ static const char *coef_src_mul(U *u, const IrCoef *a, const IrCoef *b)
     if (!k->src && k->c0 == 1)
         return x->src;
     if (!k->src && k->c0 == -1)
-        return fmt(u, coef_compound(x->src) ? "-(%s)" : "-%s", x->src);
+        return arena_printf(u->a, coef_compound(x->src) ? "-(%s)" : "-%s", x->src);
     const char *at = coef_text(u, a), *bt = coef_text(u, b);
-    return fmt(u, "%s%s%s * %s%s%s", coef_compound(at) ? "(" : "", at, coef_compound(at) ? ")" : "",
+    return arena_printf(u->a, "%s%s%s * %s%s%s", coef_compound(at) ? "(" : "", at, coef_compound(at) ? ")" : "",
                coef_compound(bt) ? "(" : "", bt, coef_compound(bt) ? ")" : "");
 }
 
@@ -437,16 +426,16 @@ static int shortcut(U *u, int node, Span sp)
             fail(u, sp, "a pad shortcut cannot reduce channels (use shortcut = conv1x1)");
             return -1;
         }
-        id = add_node(u, OP_PAD, fmt(u, "stage%d.shortcut%d", u->stage, u->nsc), 1, &node, out, sp);
+        id = add_node(u, OP_PAD, arena_printf(u->a, "stage%d.shortcut%d", u->stage, u->nsc), 1, &node, out, sp);
         if (id >= 0)
             u->nodes[id].u.pad.stride = u->stride;
     } else {
         if (u->sc_weight < 0) {
             int dims[4] = { out.c, in.c, 1, 1 };
-            u->sc_weight = add_param(u, fmt(u, "stage%d.shortcut.weight", u->stage), PK_WEIGHT, 4, dims,
+            u->sc_weight = add_param(u, arena_printf(u->a, "stage%d.shortcut.weight", u->stage), PK_WEIGHT, 4, dims,
                                      INIT_KAIMING, in.c, false);
         }
-        id = add_node(u, OP_CONV, fmt(u, "stage%d.shortcut%d", u->stage, u->nsc), 1, &node, out, sp);
+        id = add_node(u, OP_CONV, arena_printf(u->a, "stage%d.shortcut%d", u->stage, u->nsc), 1, &node, out, sp);
         if (id >= 0)
             u->nodes[id].u.conv = (__typeof__(u->nodes[id].u.conv)){ out.c, 1, u->stride, 0, u->sc_weight };
     }
@@ -520,22 +509,22 @@ static Val node_val(U *u, int node)
 
 static const char *step_prefix(U *u)
 {
-    return u->ni ? fmt(u, "stage%d.step%d", u->stage, u->step) : fmt(u, "step%d", u->step);
+    return u->ni ? arena_printf(u->a, "stage%d.step%d", u->stage, u->step) : arena_printf(u->a, "step%d", u->step);
 }
 
 /* grad(v): the network's block (own weights, or shared by the stage). */
 static int grad_block(U *u, int in, Span sp)
 {
     int occ = u->grad_occ++;
-    const char *g = occ ? fmt(u, "grad%d", occ) : "grad";
-    const char *np = fmt(u, "%s.%s", step_prefix(u), g);
+    const char *g = occ ? arena_printf(u->a, "grad%d", occ) : "grad";
+    const char *np = arena_printf(u->a, "%s.%s", step_prefix(u), g);
     if (!u->ni)
         return add_node(u, OP_GRAD, np, 1, &in, nshape(u, in), sp);
     const NetInfo *ni = u->ni;
     bool strided = u->transition && same_shape(nshape(u, in), u->old_shape);
     LayerCtx lc = { np, np, false, u->width, strided ? u->stride : 1 };
     if (ni->share && !strided) {
-        lc.param_prefix = fmt(u, "stage%d.%s", u->stage, g);
+        lc.param_prefix = arena_printf(u->a, "stage%d.%s", u->stage, g);
         lc.lookup = true;
     }
     return apply_layers(u, ni->grad, ni->ngrad, in, &lc);
@@ -608,7 +597,7 @@ static bool eval(U *u, const Expr *e, Val *out)
             const Expr *x = e->u.call.args[i]->value;
             if (!eval(u, x, &a))
                 return false;
-            in[i] = materialize(u, &a, x->span, fmt(u, "%s.%s.in%d", step_prefix(u), f, i));
+            in[i] = materialize(u, &a, x->span, arena_printf(u->a, "%s.%s.in%d", step_prefix(u), f, i));
             if (in[i] == -2)
                 return false;
             if (in[i] == -1)
@@ -629,7 +618,7 @@ static bool eval(U *u, const Expr *e, Val *out)
                 }
                 s.c += t.c;
             }
-            id = add_node(u, OP_CONCAT, fmt(u, "%s.concat", step_prefix(u)), n, in, s, e->span);
+            id = add_node(u, OP_CONCAT, arena_printf(u->a, "%s.concat", step_prefix(u)), n, in, s, e->span);
         }
         if (id < 0) {
             u->failed = true;
@@ -675,7 +664,7 @@ static bool eval(U *u, const Expr *e, Val *out)
             return fail(u, e->u.bin.b->span, "division by zero");
         IrCoef inv = cconst(1 / b.s.c0);
         if (b.s.src)
-            inv.src = coef_src_keep(fmt(u, coef_compound(b.s.src) ? "1 / (%s)" : "1 / %s", b.s.src));
+            inv.src = coef_src_keep(arena_printf(u->a, coef_compound(b.s.src) ? "1 / (%s)" : "1 / %s", b.s.src));
         if (!a.tensor)
             return coef_mul(u, e->span, &a.s, &inv, &out->s) && coef_finite(u, e->span, &out->s);
         return tscale(u, e->span, &a, &inv, out);
@@ -724,7 +713,7 @@ static int run_stage(U *u, int opt, const PVal *pv, int steps, int x0, Span sp)
             if (!u->pv[i].learned)
                 continue;
             int dims[1] = { 1 };
-            const char *nm = fmt(u, "%s.%s", step_prefix(u), o->params[i]->name);
+            const char *nm = arena_printf(u->a, "%s.%s", step_prefix(u), o->params[i]->name);
             u->lparam[i] = add_param(u, nm, PK_SCALAR, 1, dims, INIT_CONST, 0, false);
             u->params[u->lparam[i]].init_value = u->pv[i].value;
         }
@@ -739,7 +728,7 @@ static int run_stage(U *u, int opt, const PVal *pv, int steps, int x0, Span sp)
             if (!eval(u, st->rhs, &v))
                 return -1;
             if (sq->tensor) {
-                const char *nm = u->ni ? fmt(u, "stage%d.%s%d", u->stage, sq->name, j) : fmt(u, "%s%d", sq->name, j);
+                const char *nm = u->ni ? arena_printf(u->a, "stage%d.%s%d", u->stage, sq->name, j) : arena_printf(u->a, "%s%d", sq->name, j);
                 int id = materialize(u, &v, st->rhs->span, nm);
                 if (id == -2)
                     return -1;
@@ -789,7 +778,7 @@ IrGraph *unroll_network(Arena *a, const Spec *s, int net, Diag *d)
     for (int si = 0; si < ni->nstages && cur >= 0; si++) {
         const StageInfo *st = &ni->stages[si];
         if (si > 0 && ni->ntrans) {
-            const char *p = fmt(&u, "trans%d", si);
+            const char *p = arena_printf(u.a, "trans%d", si);
             LayerCtx tc = { p, p, false, nshape(&u, cur).c, 1 };
             cur = apply_layers(&u, ni->trans, ni->ntrans, cur, &tc);
             if (cur < 0)

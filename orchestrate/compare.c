@@ -577,41 +577,36 @@ static int build_entry(const Entry *e, const char *bin)
     return build_program(&req, stderr);
 }
 
+/* Append "flag N" to argv at *n; text holds N's digits (and must live as
+ * long as argv). */
+static void push_num(char **argv, int *n, const char *flag, char text[16], int v)
+{
+    snprintf(text, 16, "%d", v);
+    argv[(*n)++] = (char *)(uintptr_t)flag;
+    argv[(*n)++] = text;
+}
+
 /* Start the training of one run; with redirect its output goes to
  * rundir/train.out. Returns the child's pid, or -1. */
 static pid_t train_spawn(const Opts *o, const char *bin, const char *rundir, int seed,
                          bool redirect)
 {
     char *argv[32 + CMP_MAXPASS];
-    char sb[16], eb[16], lb[16], tb[16], thb[16], resume[1200];
+    char num[5][16], resume[1200];
     int n = 0;
     argv[n++] = (char *)(uintptr_t)bin;
     argv[n++] = (char *)(uintptr_t)"train";
     argv[n++] = (char *)(uintptr_t)"--data";
     argv[n++] = (char *)(uintptr_t)o->data;
-    snprintf(sb, sizeof sb, "%d", seed);
-    argv[n++] = (char *)(uintptr_t)"--seed";
-    argv[n++] = sb;
-    if (o->epochs > 0) {
-        snprintf(eb, sizeof eb, "%d", o->epochs);
-        argv[n++] = (char *)(uintptr_t)"--epochs";
-        argv[n++] = eb;
-    }
-    if (o->limit > 0) {
-        snprintf(lb, sizeof lb, "%d", o->limit);
-        argv[n++] = (char *)(uintptr_t)"--limit";
-        argv[n++] = lb;
-    }
-    if (o->test_limit > 0) {
-        snprintf(tb, sizeof tb, "%d", o->test_limit);
-        argv[n++] = (char *)(uintptr_t)"--test-limit";
-        argv[n++] = tb;
-    }
-    if (o->threads > 0) {
-        snprintf(thb, sizeof thb, "%d", o->threads);
-        argv[n++] = (char *)(uintptr_t)"--threads";
-        argv[n++] = thb;
-    }
+    push_num(argv, &n, "--seed", num[0], seed);
+    if (o->epochs > 0)
+        push_num(argv, &n, "--epochs", num[1], o->epochs);
+    if (o->limit > 0)
+        push_num(argv, &n, "--limit", num[2], o->limit);
+    if (o->test_limit > 0)
+        push_num(argv, &n, "--test-limit", num[3], o->test_limit);
+    if (o->threads > 0)
+        push_num(argv, &n, "--threads", num[4], o->threads);
     argv[n++] = (char *)(uintptr_t)"--out";
     argv[n++] = (char *)(uintptr_t)rundir;
     snprintf(resume, sizeof resume, "%s/interrupted.safetensors", rundir);
@@ -667,36 +662,6 @@ static void last_line(const char *rundir, char *buf, size_t cap)
     fclose(f);
 }
 
-/* Read a whole small file; NULL when missing. Caller frees. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *s = malloc(cap);
-    while (s) {
-        size_t r = fread(s + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-        if (n + 1 == cap) {
-            char *t = realloc(s, cap * 2);
-            if (!t) {
-                free(s);
-                s = NULL;
-                break;
-            }
-            s = t;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (s)
-        s[n] = 0;
-    return s;
-}
-
 /* The number after "key": in a flat JSON object; NAN when absent. */
 static double json_num(const char *js, const char *key)
 {
@@ -722,7 +687,7 @@ static double as_pct(double a)
 /* test_acc per epoch from log.csv into acc (0-based by row); count. */
 static int read_curve(const char *path, double *acc, int cap)
 {
-    char *s = slurp(path);
+    char *s = fe_read_file(path, SIZE_MAX, NULL);
     if (!s)
         return 0;
     int col = -1, n = 0;
@@ -774,7 +739,7 @@ static void collect(const Opts *o, Entry *e)
     for (int s = 1; s <= o->seeds; s++) {
         char path[1200];
         snprintf(path, sizeof path, "%s/seed%d/summary.json", e->dir, s);
-        char *js = slurp(path);
+        char *js = fe_read_file(path, SIZE_MAX, NULL);
         if (!js)
             continue;
         int k = e->nok;
@@ -1384,7 +1349,7 @@ int cmd_compare(int argc, char **argv)
                     done.seed, exit_status(st));
             failed++;
         } else if (o.jobs > 1) {
-            char *js = slurp(p);
+            char *js = fe_read_file(p, SIZE_MAX, NULL);
             printf("[compare] run %d/%d: %s seed %d finished in %lds, test acc %.2f %%\n",
                    done.idx + 1, total, e->label, done.seed, (long)(time(NULL) - done.t0),
                    js ? as_pct(json_num(js, "test_acc")) : (double)NAN);

@@ -10,7 +10,7 @@
  *   float code: the same, from the same starting state;
  *   the optimizer: two SGD steps of runtime/optim.c on the float parameters
  *     with the float gradients (the same gradients both steps, momentum
- *     buffer from zero), with the weight-decay classes of train.c.
+ *     buffer from zero), with the weight-decay classes of rt_weight_decay.
  *
  * Output, in directory DIR (--out):
  *   dump.bin   every tensor as float64, little-endian, one after another;
@@ -130,17 +130,6 @@ static int dump_read_input(const char *path, const RtNet *net, int *B, float **x
     return 0;
 }
 
-/* The weight decay train.c gives a tensor: weights always, BN's affine
- * parameters when the network asks, biases and learned scalars never. */
-static double dump_decay(const RtTensor *t, const RtTrainConfig *c)
-{
-    if (t->kind == RT_PK_WEIGHT)
-        return c->weight_decay;
-    if ((t->kind == RT_PK_BN_GAMMA || t->kind == RT_PK_BN_BETA) && c->decay_bn)
-        return c->weight_decay;
-    return 0.0;
-}
-
 /* Both codes' training and eval passes over the same state; see the head
  * comment. Returns 0, or -1 with err set. */
 static int dump_run(const RtNet *net, Dump *w, RtModel *mf, const uint8_t *labels, int B,
@@ -210,7 +199,7 @@ static int dump_run(const RtNet *net, Dump *w, RtModel *mf, const uint8_t *label
             const RtTensor *t = &net->tensors[i];
             if (!t->buffer)
                 rt_sgd_update(mf->params + t->offset, mf->grads + t->offset, mom + t->offset,
-                              t->numel, c->lr, c->momentum, dump_decay(t, c), c->nesterov);
+                              t->numel, c->lr, c->momentum, rt_weight_decay(t, c), c->nesterov);
         }
     dump_tensors(w, net, "sgd.", mf->params, NULL, 1);
     printf("dump: net=%s batch=%d loss_double=%.17g loss_float=%.9g\n", net->name, B, loss_d,

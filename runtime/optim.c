@@ -26,6 +26,18 @@ void rt_sgd_update(float *p, const float *g, float *buf, size_t n, double lr, do
     }
 }
 
+/* The weight decay a tensor trains with: weights always, BN's affine
+ * parameters when the network asks (decay_bn), biases and learned scalars
+ * never. */
+double rt_weight_decay(const RtTensor *t, const RtTrainConfig *cfg)
+{
+    if (t->kind == RT_PK_WEIGHT)
+        return cfg->weight_decay;
+    if ((t->kind == RT_PK_BN_GAMMA || t->kind == RT_PK_BN_BETA) && cfg->decay_bn)
+        return cfg->weight_decay;
+    return 0.0;
+}
+
 /* The schedule's value at a fractional epoch:
  *   constant: lr;
  *   step:     lr * step_gamma^(number of milestones <= epoch);

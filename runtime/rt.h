@@ -398,6 +398,9 @@ float       rt_st_bf16_to_f32(uint16_t b);
  * p -= lr * (nesterov ? g + wd*p + mu*buf : buf)). */
 void   rt_sgd_update(float *p, const float *g, float *buf, size_t n,
                      double lr, double momentum, double wd, int nesterov);
+/* The wd rt_sgd_update gets for tensor t: cfg's weight decay for weights,
+ * for BN's affine parameters only with decay_bn, 0 for the rest. */
+double rt_weight_decay(const RtTensor *t, const RtTrainConfig *cfg);
 /* The learning rate at a fractional epoch position in [0, epochs). */
 double rt_lr_at(const RtTrainConfig *cfg, double epoch);
 

@@ -580,14 +580,8 @@ static int train_step(Train *t, double *bad)
         const RtTensor *ten = &net->tensors[i];
         if (ten->buffer)
             continue;
-        /* Decay shrinks weights only; biases and learned scalars never, BN's
-         * affine parameters when the network asks for it. */
-        double wd = ten->kind == RT_PK_WEIGHT ? c->weight_decay
-                    : (ten->kind == RT_PK_BN_GAMMA || ten->kind == RT_PK_BN_BETA) && c->decay_bn
-                        ? c->weight_decay
-                        : 0.0;
         rt_sgd_update(t->m.params + ten->offset, t->m.grads + ten->offset, t->mom + ten->offset,
-                      ten->numel, lr, c->momentum, wd, c->nesterov);
+                      ten->numel, lr, c->momentum, rt_weight_decay(ten, c), c->nesterov);
     }
     return 0;
 }

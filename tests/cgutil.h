@@ -12,42 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "frontend.h"
+#include "testutil.h"
 
 /* --- helpers: files, commands ------------------------------------------- */
-
-static inline const char *build_dir(void)
-{
-    const char *b = getenv("OPTC_BUILD");
-    return b && *b ? b : "build";
-}
-
-static inline bool sanitized(void)
-{
-    const char *s = getenv("OPTC_SANITIZED");
-    return s && *s && strcmp(s, "0") != 0;
-}
-
-static inline char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
 
 /* Run a shell command with stdout+stderr into *out (malloc'd); returns the
  * exit status. */
@@ -63,7 +30,7 @@ static inline int run(const char *cmd, char **out)
     snprintf(full, n, "%s >%s 2>&1", cmd, tmpl);
     int st = system(full);
     free(full);
-    char *text = read_all(tmpl);
+    char *text = tu_slurp(tmpl, NULL);
     remove(tmpl);
     if (out)
         *out = text;
@@ -85,9 +52,8 @@ static inline const char *tail(const char *s)
 
 static inline char *tmpdir(void)
 {
-    char tmpl[] = "/tmp/optc-codegen-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    ck_assert_ptr_nonnull(d);
+    char d[4096];
+    tu_tmpdir(d, sizeof d, "codegen");
     return strdup(d);
 }
 
@@ -99,9 +65,7 @@ static inline void rmtree(const char *dir)
         fprintf(stderr, "kept %s\n", dir);
         return;
     }
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    tu_rmrf(dir);
 }
 
 /* The compile command make recorded for generated programs. */
@@ -110,8 +74,8 @@ typedef struct { char cc[1024], cflags[4096], include[1024], libs[4096]; } Flags
 static inline void flags_load(Flags *fl)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/optc.flags", build_dir());
-    char *text = read_all(path);
+    snprintf(path, sizeof path, "%s/optc.flags", tu_build_dir());
+    char *text = tu_slurp(path, NULL);
     ck_assert_msg(text != NULL, "cannot read %s (make writes it)", path);
     memset(fl, 0, sizeof *fl);
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -409,22 +373,31 @@ static inline void h_all(Hand *h)
 
 static inline char *optc_cmd(const char *args)
 {
-    size_t n = strlen(build_dir()) + strlen(args) + 16;
+    size_t n = strlen(tu_build_dir()) + strlen(args) + 16;
     char *cmd = malloc(n);
     ck_assert_ptr_nonnull(cmd);
-    snprintf(cmd, n, "%s/optc %s", build_dir(), args);
+    snprintf(cmd, n, "%s/optc %s", tu_build_dir(), args);
     return cmd;
+}
+
+/* Run optc with args; its stdout and stderr in *out (malloc'd); returns
+ * the exit status (-1: it did not exit normally). */
+static inline int optc_status(const char *args, char **out)
+{
+    char *cmd = optc_cmd(args);
+    int st = run(cmd, out);
+    free(cmd);
+    ck_assert_ptr_nonnull(*out);
+    return st;
 }
 
 /* Run optc with args; its output in *out; asserts success. */
 static inline void optc_ok(const char *args, char **out)
 {
-    char *cmd = optc_cmd(args);
     char *text = NULL;
     char **where = out ? out : &text;
-    int st = run(cmd, where);
-    ck_assert_msg(st == 0, "%s: status %d\n%s", cmd, st, tail(*where));
-    free(cmd);
+    int st = optc_status(args, where);
+    ck_assert_msg(st == 0, "optc %s: status %d\n%s", args, st, tail(*where));
     free(text);
 }
 

@@ -36,7 +36,7 @@ static int quiet(int (*fn)(int, char **), int argc, char **argv, char **said)
     close(e);
     close(fd);
     if (said)
-        *said = read_all(tmpl);
+        *said = tu_slurp(tmpl, NULL);
     unlink(tmpl);
     return rc;
 }
@@ -50,10 +50,10 @@ static int optc_run2(const char *args, char **out, char **err)
     close(fo);
     close(fe);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s/optc %s >%s 2>%s", build_dir(), args, o, e);
+    snprintf(cmd, sizeof cmd, "%s/optc %s >%s 2>%s", tu_build_dir(), args, o, e);
     int st = system(cmd);
-    *out = read_all(o);
-    *err = read_all(e);
+    *out = tu_slurp(o, NULL);
+    *err = tu_slurp(e, NULL);
     unlink(o);
     unlink(e);
     ck_assert(*out && *err);
@@ -243,7 +243,7 @@ START_TEST(test_cli)
     optc_ok(args, NULL);
     optc_ok("emit examples/theory.opt -n theory_gd_fmnist", &out);
     snprintf(path, sizeof path, "%s/t.c", dir);
-    char *file = read_all(path);
+    char *file = tu_slurp(path, NULL);
     ck_assert_ptr_nonnull(file);
     /* Only the recorded command line (with its -o) differs. */
     const char *body = strstr(file, "static const RtTensor");
@@ -252,13 +252,23 @@ START_TEST(test_cli)
     ck_assert_msg(strcmp(body, body2) == 0, "emit -o and emit to stdout differ");
     ck_assert_ptr_nonnull(strstr(file, " * examples/theory.opt\n"));
     free(file);
-    free(out);
-    /* build --keep-c keeps PATH.c. */
+    /* build --keep-c keeps PATH.c: the C that emit writes. */
     snprintf(args, sizeof args, "build examples/theory.opt -n theory_gd_fmnist -o %s/t --keep-c",
              dir);
     optc_ok(args, NULL);
     snprintf(path, sizeof path, "%s/t.c", dir);
-    ck_assert_int_eq(access(path, F_OK), 0);
+    file = tu_slurp(path, NULL);
+    ck_assert_ptr_nonnull(file);
+    body = strstr(file, "static const RtTensor");
+    ck_assert_msg(body && strcmp(body, body2) == 0, "build --keep-c and emit differ");
+    free(file);
+    free(out);
+    /* A spec that is not there: the front end's wording, status 1. */
+    cmd = optc_cmd("build tests/no_such_spec.opt -o /dev/null");
+    ck_assert_int_eq(run(cmd, &out), 1);
+    ck_assert_msg(strstr(out, "tests/no_such_spec.opt: error: cannot open: ") != NULL, "%s", out);
+    free(out);
+    free(cmd);
     snprintf(path, sizeof path, "%s/t", dir);
     ck_assert_int_eq(access(path, X_OK), 0);
     rmtree(dir);

@@ -327,7 +327,7 @@ END_TEST
 /* One program built and asked: ResNet-20 reports 269,722 parameters. */
 START_TEST(test_info_resnet20)
 {
-    if (sanitized())
+    if (tu_sanitized())
         TEST_SKIP("a ResNet-20 build under the sanitizers takes too long");
     char *dir = tmpdir(), args[512], cmd[512], *out = NULL;
     snprintf(args, sizeof args, "build examples/resnet.opt -n resnet20_cifar -o %s/r20", dir);
@@ -405,7 +405,7 @@ END_TEST
  * and the same outputs for the same weights. */
 START_TEST(test_heavy_ball_zero)
 {
-    if (sanitized())
+    if (tu_sanitized())
         TEST_SKIP("two full emits under the sanitizers take too long");
     char *hb = emitted_core("emit examples/heavy_ball.opt -n hb20_fmnist -D heavy_ball.beta=0");
     char *gd = emitted_core("emit examples/resnet.opt -n resnet20_fmnist");
@@ -554,7 +554,7 @@ END_TEST
 /* Read column col (0-based) of data row row (0-based) of a CSV file. */
 static double csv_value(const char *path, int row, int col)
 {
-    char *text = read_all(path);
+    char *text = tu_slurp(path, NULL);
     ck_assert_msg(text != NULL, "cannot read %s", path);
     char *save = NULL, *line = strtok_r(text, "\n", &save);   /* header */
     for (int r = 0; r <= row; r++) {
@@ -578,7 +578,7 @@ static double csv_value(const char *path, int row, int col)
  * thread keep the suite's time reasonable on a busy 2-core machine. */
 START_TEST(test_example_trains)
 {
-    if (sanitized() && strncmp(fm[_i].net, "theory", 6) != 0)
+    if (tu_sanitized() && strncmp(fm[_i].net, "theory", 6) != 0)
         TEST_SKIP("%s: under the sanitizers only the theory networks train (time)", fm[_i].net);
     char *dir = tmpdir(), args[1024], cmd[1024], *out = NULL;
     snprintf(args, sizeof args, "build %s -n %s %s -o %s/net", fm[_i].spec, fm[_i].net,

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "analyze.h"
 #include "cli.h"
+#include "testutil.h"
 #include "tmain.h"
 
 static char tmpdir[PATH_MAX];
@@ -38,16 +39,13 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
+/* The whole file, valid until the next call (the tests read one file at a
+ * time); NULL when missing. */
 static char *read_file(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
+    static char *last;
+    free(last);
+    return last = tu_slurp(path, NULL);
 }
 
 /* optc build must find optc.flags: the test binary lives in BUILD/tests. */
@@ -62,15 +60,12 @@ static void setup(void)
         snprintf(flags, sizeof flags, "%s/../optc.flags", exe);
         setenv("OPTC_FLAGS", flags, 1);
     }
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/optc_compare_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    tu_tmpdir(tmpdir, sizeof tmpdir, "compare");
 }
 
 static void teardown(void)
 {
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    tu_rmrf(tmpdir);
 }
 
 /* Mutable copies of a NULL-terminated list (cmd_compare takes char **). */

@@ -12,21 +12,19 @@
 #include <zlib.h>
 
 #include "rt.h"
+#include "testutil.h"
 #include "tmain.h"
 
 static char tmpdir[256];
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/optc_test_data.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    tu_tmpdir(tmpdir, sizeof tmpdir, "test_data");
 }
 
 static void teardown(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    tu_rmrf(tmpdir);
 }
 
 static void tpath(char *out, size_t cap, const char *name)
@@ -34,36 +32,12 @@ static void tpath(char *out, size_t cap, const char *name)
     snprintf(out, cap, "%s/%s", tmpdir, name);
 }
 
-static void write_bytes(const char *path, const uint8_t *b, size_t n)
-{
-    /* A fresh file: rewriting by truncation makes ext4 flush on close. */
-    unlink(path);
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-static void write_gz(const char *path, const uint8_t *b, size_t n)
+static void write_gz(const char *path, const void *b, size_t n)
 {
     gzFile g = gzopen(path, "wb");
     ck_assert_ptr_nonnull(g);
     ck_assert_int_eq(gzwrite(g, b, (unsigned)n), (int)n);
     ck_assert_int_eq(gzclose(g), Z_OK);
-}
-
-static uint8_t *read_bytes(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)sz + 1);
-    ck_assert_uint_eq(fread(b, 1, (size_t)sz, f), (size_t)sz);
-    fclose(f);
-    *n = (size_t)sz;
-    return b;
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -107,7 +81,7 @@ START_TEST(idx_plain_and_gzip)
     char p[512];
     for (int gz = 0; gz < 2; gz++) {
         tpath(p, sizeof p, gz ? "im.gz" : "im");
-        (gz ? write_gz : write_bytes)(p, im, li);
+        (gz ? write_gz : tu_write_bytes)(p, im, li);
         float *x;
         int n, h, w;
         RtErr err = {{0}};
@@ -119,7 +93,7 @@ START_TEST(idx_plain_and_gzip)
             ck_assert(x[i] == (float)im[16 + i] / 255.0f);
         free(x);
         tpath(p, sizeof p, gz ? "lb.gz" : "lb");
-        (gz ? write_gz : write_bytes)(p, lb, ll);
+        (gz ? write_gz : tu_write_bytes)(p, lb, ll);
         uint8_t *y;
         ck_assert_msg(rt_idx_read_labels(p, &y, &n, &err) == 0, "%s", err.msg);
         ck_assert_int_eq(n, 5);
@@ -161,37 +135,37 @@ START_TEST(idx_bad_files)
     uint8_t *im = idx_images(5, 3, 4, &li);
     switch (bad_idx[_i].kind) {
     case MK_MISSING: break;
-    case MK_EMPTY: write_bytes(p, im, 0); break;
-    case MK_SHORT_HDR: write_bytes(p, im, 9); break;
-    case MK_SHORT_DATA: write_bytes(p, im, li - 1); break;
-    case MK_MAGIC: put32(im, 0x801); write_bytes(p, im, li); break;
-    case MK_GARBAGE: write_bytes(p, (const uint8_t *)"hello, I am not an IDX file\n", 28); break;
+    case MK_EMPTY: tu_write_bytes(p, im, 0); break;
+    case MK_SHORT_HDR: tu_write_bytes(p, im, 9); break;
+    case MK_SHORT_DATA: tu_write_bytes(p, im, li - 1); break;
+    case MK_MAGIC: put32(im, 0x801); tu_write_bytes(p, im, li); break;
+    case MK_GARBAGE: tu_write_bytes(p, (const uint8_t *)"hello, I am not an IDX file\n", 28); break;
     case MK_ABSURD:
         /* 100000 x 4096 x 4096 would be 1.6 TB: refused before any allocation. */
         put32(im + 4, 100000);
         put32(im + 8, 4096);
         put32(im + 12, 4096);
-        write_bytes(p, im, li);
+        tu_write_bytes(p, im, li);
         break;
-    case MK_ZERO_DIM: put32(im + 8, 0); write_bytes(p, im, li); break;
+    case MK_ZERO_DIM: put32(im + 8, 0); tu_write_bytes(p, im, li); break;
     case MK_TRAILING: {
         uint8_t *b = malloc(li + 3);
         memcpy(b, im, li);
         memset(b + li, 1, 3);
-        write_bytes(p, b, li + 3);
+        tu_write_bytes(p, b, li + 3);
         free(b);
         break;
     }
     case MK_GZ_CORRUPT: case MK_GZ_TRUNC: case MK_GZ_CRC: {
         write_gz(p, im, li);
         size_t n;
-        uint8_t *g = read_bytes(p, &n);
+        uint8_t *g = tu_read_bytes(p, &n);
         if (bad_idx[_i].kind == MK_GZ_CORRUPT)
             for (size_t k = 12; k < n - 8; k++)
                 g[k] ^= 0x5a;
         if (bad_idx[_i].kind == MK_GZ_CRC)
             g[n - 8] ^= 0xff;   /* the CRC32 in the trailer */
-        write_bytes(p, g, bad_idx[_i].kind == MK_GZ_TRUNC ? n / 2 : n);
+        tu_write_bytes(p, g, bad_idx[_i].kind == MK_GZ_TRUNC ? n / 2 : n);
         free(g);
         break;
     }
@@ -221,7 +195,7 @@ START_TEST(idx_mutations)
     uint8_t *im = idx_images(6, 5, 4, &li);
     write_gz(p, im, li);
     size_t gl;
-    uint8_t *gz = read_bytes(p, &gl);
+    uint8_t *gz = tu_read_bytes(p, &gl);
     uint8_t *m = malloc(li > gl ? li : gl);
     RtRng r;
     rt_rng_seed(&r, 11);
@@ -239,7 +213,7 @@ START_TEST(idx_mutations)
             m[at] = (uint8_t)rt_rng_u64(&r);
         }
         size_t len = rt_rng_below(&r, 6) ? n : rt_rng_below(&r, (uint32_t)n);
-        write_bytes(p, m, len);
+        tu_write_bytes(p, m, len);
         float *x;
         int cn, h, w;
         RtErr err = {{0}};
@@ -269,7 +243,7 @@ START_TEST(idx_labels_bad)
     tpath(p, sizeof p, "labels");
     size_t li;
     uint8_t *im = idx_images(2, 2, 2, &li);
-    write_bytes(p, im, li);
+    tu_write_bytes(p, im, li);
     free(im);
     uint8_t *y;
     int n;
@@ -298,7 +272,7 @@ static void write_cifar(const char *path, int n, int c100, int off)
         for (int k = 0; k < 3072; k++)
             r[rec - 3072 + (size_t)k] = (uint8_t)((i + off + k) % 251);
     }
-    write_bytes(path, b, rec * (size_t)n);
+    tu_write_bytes(path, b, rec * (size_t)n);
     free(b);
 }
 
@@ -330,19 +304,19 @@ START_TEST(cifar_read)
     size_t len;
     tpath(p, sizeof p, "c.bin");
     write_cifar(p, 2, 0, 0);
-    uint8_t *b = read_bytes(p, &len);
-    write_bytes(p, b, len - 100);
+    uint8_t *b = tu_read_bytes(p, &len);
+    tu_write_bytes(p, b, len - 100);
     float *x;
     uint8_t *y;
     int n;
     RtErr err = {{0}};
     ck_assert_int_eq(rt_cifar_read(p, 0, &x, &y, &n, &err), -1);
     ck_assert_ptr_nonnull(strstr(err.msg, "not a whole number of CIFAR-10 records"));
-    write_bytes(p, b, 0);
+    tu_write_bytes(p, b, 0);
     ck_assert_int_eq(rt_cifar_read(p, 0, &x, &y, &n, &err), -1);
     ck_assert_ptr_nonnull(strstr(err.msg, p));
     b[3073] = 10;
-    write_bytes(p, b, len);
+    tu_write_bytes(p, b, len);
     ck_assert_int_eq(rt_cifar_read(p, 0, &x, &y, &n, &err), -1);
     ck_assert_msg(strstr(err.msg, "record 1 has label 10") != NULL, "%s", err.msg);
     free(b);
@@ -381,7 +355,7 @@ static void write_mnist_dir(int ntrain, int ntest, int gz)
         char p[512], name[128];
         snprintf(name, sizeof name, "%s%s", names[k], gz ? ".gz" : "");
         tpath(p, sizeof p, name);
-        (gz ? write_gz : write_bytes)(p, b, len);
+        (gz ? write_gz : tu_write_bytes)(p, b, len);
         free(b);
     }
 }
@@ -424,7 +398,7 @@ START_TEST(load_mnist_dir)
     tpath(p, sizeof p, "t10k-labels-idx1-ubyte");
     size_t len;
     uint8_t *b = idx_labels(11, 10, &len);
-    write_bytes(p, b, len);
+    tu_write_bytes(p, b, len);
     free(b);
     snprintf(spec, sizeof spec, "mnist:%s", tmpdir);
     RtData tr, te;

@@ -33,7 +33,7 @@ static char *emit_build(Hand *h, const char *dir, const char *name, const char *
     int st = compile(src, exe, &log);
     ck_assert_msg(st == 0, "compiling %s failed:\n%s", src, tail(log));
     free(log);
-    char *text = read_all(src);
+    char *text = tu_slurp(src, NULL);
     ck_assert_ptr_nonnull(text);
     /* No allocation in generated code: all memory comes from rt_model_init. */
     ck_assert_ptr_null(strstr(text, "malloc"));

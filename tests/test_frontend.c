@@ -681,7 +681,7 @@ START_TEST(test_stage_step_fields)
 END_TEST
 
 /* The compiler's one file reader: whole file, NUL kept, errno on failure,
- * the size limit honoured; ir_op_name names every op. */
+ * the size limit honoured; ir_op_name names every op; arena_printf. */
 START_TEST(test_read_file_and_names)
 {
     char path[] = "/tmp/optc-read-XXXXXX";
@@ -711,6 +711,15 @@ START_TEST(test_read_file_and_names)
         ck_assert(ir_op_name((IrOp)op)[0] != '?');
     ck_assert_str_eq(ir_op_name(OP_CONV), "conv");
     ck_assert_str_eq(ir_op_name(OP_COUNT), "?");
+    /* arena_printf keeps the whole text, however long. */
+    Arena *a = arena_new();
+    ck_assert_str_eq(arena_printf(a, "stage%d.step%d", 2, 17), "stage2.step17");
+    memset(data, 'x', 2999);
+    data[2999] = 0;
+    const char *longer = arena_printf(a, "%s.%s", data, "weight");
+    ck_assert_uint_eq(strlen(longer), 3006);
+    ck_assert_str_eq(longer + 2999, ".weight");
+    arena_free(a);
 }
 END_TEST
 

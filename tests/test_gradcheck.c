@@ -37,12 +37,6 @@ typedef struct {
     int rc;              /* exit status; -1: did not exit normally */
 } Job;
 
-static const char *build_dir(void)
-{
-    const char *b = getenv("OPTC_BUILD");
-    return b && *b ? b : "build";
-}
-
 /* Run every job's command (sh -c, output to its out file), at most PAR at
  * a time, and record each exit status. */
 static void run_jobs(Job *jobs, int n)
@@ -129,7 +123,7 @@ START_TEST(test_example_net)
     snprintf(prog, sizeof prog, "%s/%s", dir, n->net);
     Job build = {.rc = -1};
     snprintf(build.cmd, sizeof build.cmd, "'%s/optc' build examples/%s -n %s -o '%s'",
-             build_dir(), n->spec, n->net, prog);
+             tu_build_dir(), n->spec, n->net, prog);
     snprintf(build.out, sizeof build.out, "%s/build.txt", dir);
     run_jobs(&build, 1);
     char *log = tu_slurp(build.out, NULL);
@@ -201,7 +195,7 @@ START_TEST(test_planted)
         jobs[s].rc = -1;
         snprintf(jobs[s].cmd, sizeof jobs[s].cmd,
                  "'%s/plant/handnet_%d' gradcheck --batch 2 --seed %d --samples 2 --threads 1",
-                 build_dir(), plant, s + 1);
+                 tu_build_dir(), plant, s + 1);
         snprintf(jobs[s].out, sizeof jobs[s].out, "%s/s%d.txt", dir, s + 1);
     }
     run_jobs(jobs, 3);

@@ -283,40 +283,25 @@ START_TEST(explain_heavy_ball)
 END_TEST
 
 /* The flag on optc's command line: status, stdout, and its misuses. */
-static int optc(const char *args, char **out)
-{
-    char path[] = "/tmp/optc-invert-XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s/optc %s >%s 2>&1", build_dir(), args, path);
-    int st = system(cmd);
-    *out = read_all(path);
-    unlink(path);
-    ck_assert_ptr_nonnull(*out);
-    return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
-}
-
 START_TEST(explain_flag)
 {
     char *out;
     if (access("examples/heavy_ball.opt", R_OK) != 0)
         TEST_SKIP("examples/heavy_ball.opt not found (run from the project root)");
-    ck_assert_int_eq(optc("check --explain examples/heavy_ball.opt -n hb20_fmnist", &out), 0);
+    ck_assert_int_eq(optc_status("check --explain examples/heavy_ball.opt -n hb20_fmnist", &out), 0);
     contains(out, "network hb20_fmnist\n");
     contains(out, "x[k-1] = ((1 + beta) * x[k] - grad(x[k]) - x[k+1]) / beta");
     ck_assert_ptr_null(strstr(out, "hb20_cifar"));
     free(out);
-    ck_assert_int_eq(optc("check --explain examples/resnet.opt -n resnet20_fmnist", &out), 0);
+    ck_assert_int_eq(optc_status("check --explain examples/resnet.opt -n resnet20_fmnist", &out), 0);
     contains(out, "fixed-point");
     free(out);
-    ck_assert_int_eq(optc("check --explain examples/heavy_ball.opt -n nope", &out), 1);
+    ck_assert_int_eq(optc_status("check --explain examples/heavy_ball.opt -n nope", &out), 1);
     contains(out, "no network named 'nope'");
     free(out);
-    ck_assert_int_eq(optc("check examples/heavy_ball.opt -n hb20_fmnist", &out), 2);
+    ck_assert_int_eq(optc_status("check examples/heavy_ball.opt -n hb20_fmnist", &out), 2);
     free(out);
-    ck_assert_int_eq(optc("check --help", &out), 0);
+    ck_assert_int_eq(optc_status("check --help", &out), 0);
     contains(out, "--explain");
     free(out);
 }

@@ -148,12 +148,38 @@ START_TEST(warmup)
 }
 END_TEST
 
+/* Which tensors decay: weights always, BN's affine parameters only with
+ * decay_bn, biases, scalars and BN statistics never. */
+START_TEST(decay_classes)
+{
+    RtTrainConfig c = {0};
+    c.weight_decay = 5e-4;
+    RtTensor t = {0};
+    for (int bn = 0; bn <= 1; bn++) {
+        c.decay_bn = bn;
+        t.kind = RT_PK_WEIGHT;
+        ck_assert(rt_weight_decay(&t, &c) == 5e-4);
+        t.kind = RT_PK_BN_GAMMA;
+        ck_assert(rt_weight_decay(&t, &c) == (bn ? 5e-4 : 0.0));
+        t.kind = RT_PK_BN_BETA;
+        ck_assert(rt_weight_decay(&t, &c) == (bn ? 5e-4 : 0.0));
+        t.kind = RT_PK_BIAS;
+        ck_assert(rt_weight_decay(&t, &c) == 0.0);
+        t.kind = RT_PK_SCALAR;
+        ck_assert(rt_weight_decay(&t, &c) == 0.0);
+        t.kind = RT_PK_BN_MEAN;
+        ck_assert(rt_weight_decay(&t, &c) == 0.0);
+    }
+}
+END_TEST
+
 static Suite *optim_suite(void)
 {
     Suite *s = suite_create("optim");
     TCase *tc = tcase_create("sgd");
     tcase_add_loop_test(tc, sgd_hand, 0, (int)(sizeof sgd_ref / sizeof sgd_ref[0]));
     tcase_add_test(tc, sgd_vector);
+    tcase_add_test(tc, decay_classes);
     suite_add_tcase(s, tc);
     tc = tcase_create("schedules");
     tcase_add_test(tc, schedules);

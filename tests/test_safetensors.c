@@ -14,14 +14,14 @@
 #include <unistd.h>
 
 #include "rt.h"
+#include "testutil.h"
 #include "tmain.h"
 
 static char tmpdir[256];
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/optc_test_st.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    tu_tmpdir(tmpdir, sizeof tmpdir, "test_st");
 }
 
 static void teardown(void)
@@ -34,30 +34,6 @@ static void teardown(void)
 static void tpath(char *out, size_t cap, const char *name)
 {
     snprintf(out, cap, "%s/%s", tmpdir, name);
-}
-
-static uint8_t *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)sz + 1);
-    ck_assert_uint_eq(fread(b, 1, (size_t)sz, f), (size_t)sz);
-    fclose(f);
-    *n = (size_t)sz;
-    return b;
-}
-
-static void spit(const char *path, const void *b, size_t n)
-{
-    /* A fresh file: rewriting by truncation makes ext4 flush on close. */
-    unlink(path);
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
 }
 
 /* Number of directory entries (besides . and ..): catches leftover
@@ -84,7 +60,7 @@ START_TEST(exact_format)
     RtErr err = {{0}};
     ck_assert_msg(rt_st_save(p, t, 1, meta, 1, &err) == 0, "%s", err.msg);
     size_t n;
-    uint8_t *b = slurp(p, &n);
+    uint8_t *b = tu_read_bytes(p, &n);
     const char *want = "{\"__metadata__\":{\"k\":\"v\"},\"w\":{\"dtype\":\"F32\",\"shape\":[2],"
                        "\"data_offsets\":[0,8]}}";
     size_t wl = strlen(want), hl = (wl + 7) / 8 * 8;
@@ -125,7 +101,7 @@ START_TEST(round_trip)
     ck_assert_msg(rt_st_save(p, t, 4, NULL, 0, &err) == 0, "%s", err.msg);
     ck_assert_msg(rt_st_save(q, t, 4, NULL, 0, &err) == 0, "%s", err.msg);
     size_t n1, n2;
-    uint8_t *f1 = slurp(p, &n1), *f2 = slurp(q, &n2);
+    uint8_t *f1 = tu_read_bytes(p, &n1), *f2 = tu_read_bytes(q, &n2);
     ck_assert_uint_eq(n1, n2);
     ck_assert_mem_eq(f1, f2, n1);   /* saving is deterministic */
     free(f1);
@@ -301,7 +277,7 @@ START_TEST(malformed_header)
     for (int i = 0; i < 8; i++)
         b[i] = (uint8_t)((uint64_t)hl >> (8 * i));
     memcpy(b + 8, h, hl);
-    spit(p, b, n);
+    tu_write_bytes(p, b, n);
     free(b);
     RtErr err = {{0}};
     RtStFile *f = rt_st_open(p, &err);
@@ -319,25 +295,25 @@ START_TEST(malformed_file)
     char p[512];
     tpath(p, sizeof p, "f.safetensors");
     RtErr err = {{0}};
-    spit(p, "\x02\0\0", 3);
+    tu_write_bytes(p, "\x02\0\0", 3);
     ck_assert_ptr_null(rt_st_open(p, &err));
     ck_assert_msg(strstr(err.msg, "truncated") && strstr(err.msg, p), "%s", err.msg);
     uint8_t b[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'};
-    spit(p, b, 10);
+    tu_write_bytes(p, b, 10);
     ck_assert_ptr_null(rt_st_open(p, &err));
     ck_assert_msg(strstr(err.msg, "absurd"), "%s", err.msg);
     uint8_t c[10] = {100, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
-    spit(p, c, 10);
+    tu_write_bytes(p, c, 10);
     ck_assert_ptr_null(rt_st_open(p, &err));
     ck_assert_msg(strstr(err.msg, "truncated: the header length says 100"), "%s", err.msg);
-    spit(p, "", 0);
+    tu_write_bytes(p, "", 0);
     ck_assert_ptr_null(rt_st_open(p, &err));
     ck_assert_msg(strstr(err.msg, "truncated"), "%s", err.msg);
     /* NUL padding instead of spaces. */
     const char hdr[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}\0\0";
     uint8_t nul[8 + sizeof hdr - 1 + 4] = {sizeof hdr - 1};
     memcpy(nul + 8, hdr, sizeof hdr - 1);
-    spit(p, nul, sizeof nul);
+    tu_write_bytes(p, nul, sizeof nul);
     ck_assert_ptr_null(rt_st_open(p, &err));
     ck_assert_msg(strstr(err.msg, "trailing characters"), "%s", err.msg);
     tpath(p, sizeof p, "missing.safetensors");
@@ -351,9 +327,9 @@ START_TEST(malformed_file)
     RtStEntry t[2] = {{"x", 1, {4}, x}, {"y", 1, {2}, x + 4}};
     ck_assert_int_eq(rt_st_save(p, t, 2, NULL, 0, &err), 0);
     size_t n;
-    uint8_t *whole = slurp(p, &n);
+    uint8_t *whole = tu_read_bytes(p, &n);
     for (size_t cut = 0; cut < n; cut++) {
-        spit(p, whole, cut);
+        tu_write_bytes(p, whole, cut);
         RtStFile *f = rt_st_open(p, &err);
         ck_assert_msg(f == NULL, "accepted a file cut at %zu of %zu", cut, n);
         ck_assert_ptr_nonnull(strstr(err.msg, p));
@@ -394,7 +370,7 @@ static void write_raw(const char *path, const RawT *t, int n, const char *meta)
         memcpy(b + at, t[i].bytes, t[i].n);
         at += t[i].n;
     }
-    spit(path, b, at);
+    tu_write_bytes(path, b, at);
     free(b);
 }
 
@@ -557,7 +533,7 @@ END_TEST
 static void assert_intact(const char *p, const uint8_t *old, size_t oldn, int entries)
 {
     size_t n;
-    uint8_t *now = slurp(p, &n);
+    uint8_t *now = tu_read_bytes(p, &n);
     ck_assert_uint_eq(n, oldn);
     ck_assert_mem_eq(now, old, n);
     free(now);
@@ -573,7 +549,7 @@ START_TEST(atomic_save)
     RtErr err = {{0}};
     ck_assert_int_eq(rt_st_save(p, t1, 1, NULL, 0, &err), 0);
     size_t oldn;
-    uint8_t *old = slurp(p, &oldn);
+    uint8_t *old = tu_read_bytes(p, &oldn);
 
     /* The temporary cannot be created (a directory is in its way). */
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", p, (long)getpid());
@@ -644,7 +620,7 @@ START_TEST(mutations)
     RtErr err = {{0}};
     ck_assert_int_eq(rt_st_save(p, t, 3, meta, 1, &err), 0);
     size_t n;
-    uint8_t *good = slurp(p, &n), *m = malloc(n);
+    uint8_t *good = tu_read_bytes(p, &n), *m = malloc(n);
     RtRng r;
     rt_rng_seed(&r, 77);
     int rounds = getenv("OPTC_SANITIZED") ? 800 : 3000, accepted = 0;
@@ -660,7 +636,7 @@ START_TEST(mutations)
                                        : (uint8_t)"{}[]\",:0123456789 \\u"[rt_rng_below(&r, 20)];
         }
         size_t len = rt_rng_below(&r, 8) ? n : rt_rng_below(&r, (uint32_t)n);
-        spit(p, m, len);
+        tu_write_bytes(p, m, len);
         RtStFile *f = rt_st_open(p, &err);
         if (!f) {
             ck_assert_ptr_nonnull(strstr(err.msg, p));

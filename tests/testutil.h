@@ -1,10 +1,12 @@
-/* testutil.h — small helpers the end-to-end suites (test_driver, test_robust,
- * test_train) share: a scratch directory, reading a whole file, counting
- * lines, and whether the suite runs under the sanitizers. */
+/* testutil.h — small helpers every suite may share (cgutil.h builds on
+ * them): a scratch directory, reading and writing a whole file, counting
+ * lines, the
+ * build directory, and whether the suite runs under the sanitizers. */
 #ifndef OPTC_TESTUTIL_H
 #define OPTC_TESTUTIL_H
 #include <check.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,25 @@ static inline char *tu_slurp(const char *path, size_t *len)
     return b;
 }
 
+/* The whole file at path, which must be readable; its size in *n. */
+static inline uint8_t *tu_read_bytes(const char *path, size_t *n)
+{
+    char *b = tu_slurp(path, n);
+    ck_assert_msg(b != NULL, "cannot read %s: %s", path, strerror(errno));
+    return (uint8_t *)b;
+}
+
+/* Write n bytes to path as a fresh file (rewriting by truncation would make
+ * ext4 flush on close). */
+static inline void tu_write_bytes(const char *path, const void *b, size_t n)
+{
+    unlink(path);
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s: %s", path, strerror(errno));
+    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
 /* Newlines in the file at path; 0 if it cannot be read. */
 static inline int tu_count_lines(const char *path)
 {
@@ -63,6 +84,13 @@ static inline int tu_count_lines(const char *path)
         n += ch == '\n';
     fclose(f);
     return n;
+}
+
+/* The build directory (OPTC_BUILD, default build): optc and optc.flags. */
+static inline const char *tu_build_dir(void)
+{
+    const char *b = getenv("OPTC_BUILD");
+    return b && *b ? b : "build";
 }
 
 /* Whether OPTC_SANITIZED is set to something other than "" or "0". */
