@@ -180,6 +180,8 @@ static const char *emit_out(Emit *e, int node)
         return "m->input";
     if (node == e->g->output)
         return "m->logits";
+    if (e->p->nodes[node].out < 0)     /* a BN fused with its relu: never written */
+        return "NULL";
     return emit_buf(e, e->p->nodes[node].out);
 }
 
@@ -300,6 +302,28 @@ static void emit_forward_node(Emit *e, const IrNode *n)
     size_t len = emit_numel(n->shape);
     emit_node_comment(e, n);
     const OpInfo *oi = op_info(n->op);
+    if (pn->fuse && n->op == OP_RELU) {
+        emit_f(e, "    /* computed with its bn above (rt_bn_relu_forward) */\n");
+        return;
+    }
+    if (pn->fuse && n->op == OP_BN) {
+        /* relu(bn(x)) into the relu's output, with the relu's branch site */
+        int r = pn->fuse;
+        size_t site = emit_branch_site(e, r);
+        out = emit_out(e, r);
+        emit_f(e, "    if (train)\n        FN(rt_bn_relu_forward_train%s)(ctx, %s, %s, %s, %s, %s, "
+               "%s, %s, %s, B, %d, %d, %s, %s, nB * %zu);\n", S, out, emit_buf(e, pn->save0),
+               emit_buf(e, pn->save1), emit_param(e, "buf", n->u.bn.mean),
+               emit_param(e, "buf", n->u.bn.var), in, emit_param(e, "P", n->u.bn.gamma),
+               emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
+               emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps), site);
+        emit_f(e, "    else\n        FN(rt_bn_relu_forward_eval%s)(ctx, %s, %s, %s, %s, %s, %s, B, "
+               "%d, %d, %s, nB * %zu);\n", S, out, in, emit_param(e, "P", n->u.bn.gamma),
+               emit_param(e, "P", n->u.bn.beta), emit_param(e, "buf", n->u.bn.mean),
+               emit_param(e, "buf", n->u.bn.var), n->shape.c, n->shape.h * n->shape.w,
+               emit_num(e, n->u.bn.eps), site);
+        return;
+    }
     if (oi->flags & OPF_ACT) {
         size_t site = oi->kink ? emit_branch_site(e, n->id) : 0;
         if (n->op == OP_RELU)
@@ -409,6 +433,20 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
     size_t len = emit_numel(n->shape);
     emit_node_comment(e, n);
     const OpInfo *oi = op_info(n->op);
+    if (pn->fuse && n->op == OP_RELU) {
+        emit_f(e, "    /* with its bn below (rt_bn_relu_backward) */\n");
+        return;
+    }
+    if (pn->fuse && n->op == OP_BN) {
+        int r = pn->fuse;
+        emit_f(e, "    FN(rt_bn_relu_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s, B, "
+               "%d, %d, nB * %zu);\n", S, din[0], acc[0], emit_param(e, "G", n->u.bn.gamma),
+               emit_param(e, "G", n->u.bn.beta), emit_grad(e, r), emit_out(e, r), in,
+               emit_buf(e, pn->save0), emit_buf(e, pn->save1),
+               emit_param(e, "P", n->u.bn.gamma), n->shape.c, n->shape.h * n->shape.w,
+               emit_branch_site(e, r));
+        return;
+    }
     if (oi->flags & OPF_ACT) {
         size_t site = oi->kink ? emit_branch_site(e, n->id) : 0;
         if (n->op == OP_RELU)

@@ -402,6 +402,24 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
             rd[ro[g->nodes[j].in[k] + 1]++] = j;
     p->work += (size_t)N + 2 * nedges;
 
+    /* BN + relu pairs (PlanNode.fuse): a live BN read by exactly one live
+     * node, a relu that is not the graph output. */
+    for (int i = 1; i < N; i++) {
+        if (g->nodes[i].op != OP_BN || !p->nodes[i].live || i == g->output)
+            continue;
+        int reader = -1, nread = 0;
+        for (int e = ro[i]; e < ro[i + 1]; e++)
+            if (p->nodes[rd[e]].live) {
+                reader = rd[e];
+                nread++;
+            }
+        if (nread == 1 && g->nodes[reader].op == OP_RELU && g->nodes[reader].nin == 1 &&
+            reader != g->output && p->nodes[reader].needs_grad == p->nodes[i].needs_grad) {
+            p->nodes[i].fuse = reader;
+            p->nodes[reader].fuse = i;
+        }
+    }
+
     int cap = 0;
     for (int i = 0; i < N; i++) {
         PlanNode *pn = &p->nodes[i];
@@ -430,10 +448,21 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
             }
             if (pn->needs_grad && op_bwd_reads_output(n) && tb > death)
                 death = tb;
-            pn->out = plan_add(p, &cap, PB_OUT, i, plan_numel(n->shape), 0, tf, death);
-            if (pn->needs_grad && first_grad_write >= 0)
-                pn->grad = plan_add(p, &cap, PB_GRAD, i, plan_numel(n->shape), 0,
-                                    first_grad_write, tb);
+            /* A fused relu: written at its BN's forward, read (output and
+             * gradient) at its BN's backward. */
+            int fb = pn->fuse && n->op == OP_RELU ? pn->fuse : 0;
+            int birth = fb ? plan_time_fwd(g, fb) : tf, gdeath = tb;
+            if (fb && pn->needs_grad) {
+                gdeath = plan_time_bwd(g, fb);
+                if (gdeath > death)
+                    death = gdeath;
+            }
+            if (!(pn->fuse && n->op == OP_BN)) {
+                pn->out = plan_add(p, &cap, PB_OUT, i, plan_numel(n->shape), 0, birth, death);
+                if (pn->needs_grad && first_grad_write >= 0)
+                    pn->grad = plan_add(p, &cap, PB_GRAD, i, plan_numel(n->shape), 0,
+                                        first_grad_write, gdeath);
+            }
         }
         int sdeath = pn->needs_grad ? tb : tf;
         if (n->op == OP_BN) {

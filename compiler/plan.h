@@ -39,6 +39,11 @@ typedef struct {
     int out, grad, save0, save1;    /* indices into Plan.bufs */
     bool needs_grad;                /* some parameter lies at or before it */
     bool live;                      /* its output reaches the graph output */
+    int fuse;       /* 0, or the partner of a fused pair: on a BN whose output feeds only
+                     * a relu, that relu; on the relu, the BN. The pair runs as one
+                     * kernel at the BN's steps (rt_bn_relu_*): the BN has no output or
+                     * gradient buffer, the relu's output is born at the BN's forward
+                     * and both the relu's buffers live until the BN's backward. */
 } PlanNode;
 
 typedef struct {

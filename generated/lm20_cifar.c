@@ -6,8 +6,8 @@
  * lm20_cifar
  * Input 3x32x32, 10 classes, 70 ops, 40551040 multiply-adds per image.
  * Parameters: 269731; BN running statistics: 1376.
- * Activation arena: 454656*B + 1376 elements (1327232*B + 1376 without reuse);
- * a float model at batch 128 takes 236.5 MB in all.
+ * Activation arena: 454784*B + 1376 elements (950400*B + 1376 without reuse);
+ * a float model at batch 128 takes 236.6 MB in all.
  *
  * Spec:
  * examples/lm.opt
@@ -167,7 +167,7 @@ static const RtTensor tensors[106] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)454656 * (size_t)B + (size_t)1376;
+    return (size_t)454784 * (size_t)B + (size_t)1376;
 }
 
 /* im2col workspace: the largest any convolution needs. */
@@ -253,7 +253,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 454656 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 454784 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
@@ -261,49 +261,49 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 433, P + 449, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 433, P + 449, B, 16, 1024, 0.1, 1e-05, nB * 0);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 16384 * nB, act, P + 433, P + 449, buf, buf + 16, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 16384 * nB, act, P + 433, P + 449, buf, buf + 16, B, 16, 1024, 1e-05, nB * 0);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 16384 * nB, act + 32768 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2769, P + 2785, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2769, P + 2785, B, 16, 1024, 0.1, 1e-05, nB * 16384);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 49152 * nB, act + 16384 * nB, P + 2769, P + 2785, buf + 32, buf + 48, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 49152 * nB, act + 32768 * nB, P + 2769, P + 2785, buf + 32, buf + 48, B, 16, 1024, 1e-05, nB * 16384);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 65536 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act, act + 49152 * nB };
+        const T *const xs[2] = { act, act + 65536 * nB };
         FN(rt_sum_forward)(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
     }
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5106, P + 5122, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5106, P + 5122, B, 16, 1024, 0.1, 1e-05, nB * 32768);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 49152 * nB, act + 81920 * nB, P + 5106, P + 5122, buf + 64, buf + 80, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 65536 * nB, act + 81920 * nB, P + 5106, P + 5122, buf + 64, buf + 80, B, 16, 1024, 1e-05, nB * 32768);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 98304 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7442, P + 7458, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7442, P + 7458, B, 16, 1024, 0.1, 1e-05, nB * 49152);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 114688 * nB, act + 49152 * nB, P + 7442, P + 7458, buf + 96, buf + 112, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 114688 * nB, act + 98304 * nB, P + 7442, P + 7458, buf + 96, buf + 112, B, 16, 1024, 1e-05, nB * 49152);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 114688 * nB, act + 131072 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
     {
         const T c[3] = {
@@ -311,27 +311,27 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[5105] /* stage1.step1.beta */)
         };
-        const T *const xs[3] = { act + 81920 * nB, act + 114688 * nB, act };
+        const T *const xs[3] = { act + 81920 * nB, act + 131072 * nB, act };
         FN(rt_sum_forward)(ctx, act + 147456 * nB, 3, xs, c, nB * 16384);
     }
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 163840 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9779, P + 9795, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 163840 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9779, P + 9795, B, 16, 1024, 0.1, 1e-05, nB * 65536);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 163840 * nB, act + 147456 * nB, P + 9779, P + 9795, buf + 128, buf + 144, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 163840 * nB, act + 147456 * nB, P + 9779, P + 9795, buf + 128, buf + 144, B, 16, 1024, 1e-05, nB * 65536);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 180224 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 180224 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 163840 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12115, P + 12131, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 180224 * nB, P + 12115, P + 12131, B, 16, 1024, 0.1, 1e-05, nB * 81920);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 196608 * nB, act + 163840 * nB, P + 12115, P + 12131, buf + 160, buf + 176, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 196608 * nB, act + 180224 * nB, P + 12115, P + 12131, buf + 160, buf + 176, B, 16, 1024, 1e-05, nB * 81920);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 196608 * nB, act + 212992 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 212992 * nB, act + 196608 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
     {
         const T c[3] = {
@@ -339,16 +339,16 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[9778] /* stage1.step2.beta */)
         };
-        const T *const xs[3] = { act + 147456 * nB, act + 196608 * nB, act + 81920 * nB };
+        const T *const xs[3] = { act + 147456 * nB, act + 212992 * nB, act + 81920 * nB };
         FN(rt_sum_forward)(ctx, act + 229376 * nB, 3, xs, c, nB * 16384);
     }
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 245760 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 229376 * nB, P + 14452, P + 14468, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 229376 * nB, P + 14452, P + 14468, B, 16, 1024, 0.1, 1e-05, nB * 98304);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 245760 * nB, act + 229376 * nB, P + 14452, P + 14468, buf + 192, buf + 208, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 245760 * nB, act + 229376 * nB, P + 14452, P + 14468, buf + 192, buf + 208, B, 16, 1024, 1e-05, nB * 98304);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 262144 * nB, act + 245760 * nB, nB * 16384, nB * 98304);
+    /* computed with its bn above (rt_bn_relu_forward) */
 }
 
 /* Forward, part 2 of 3. */
@@ -357,21 +357,21 @@ static void FN(forward_2)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 454656 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 454784 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 245760 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
+    FN(rt_conv2d_forward)(ctx, act + 262144 * nB, act + 245760 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 253952 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 245760 * nB, P + 19092, P + 19124, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 270336 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 262144 * nB, P + 19092, P + 19124, B, 32, 256, 0.1, 1e-05, nB * 114688);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 253952 * nB, act + 245760 * nB, P + 19092, P + 19124, buf + 224, buf + 256, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 270336 * nB, act + 262144 * nB, P + 19092, P + 19124, buf + 224, buf + 256, B, 32, 256, 1e-05, nB * 114688);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 278528 * nB, act + 253952 * nB, nB * 8192, nB * 114688);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 253952 * nB, act + 278528 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 278528 * nB, act + 270336 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 286720 * nB, act + 229376 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
@@ -380,27 +380,27 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 286720 * nB, act + 253952 * nB };
+        const T *const xs[2] = { act + 286720 * nB, act + 278528 * nB };
         FN(rt_sum_forward)(ctx, act + 294912 * nB, 2, xs, c, nB * 8192);
     }
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 253952 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 294912 * nB, P + 28373, P + 28405, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 278528 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 294912 * nB, P + 28373, P + 28405, B, 32, 256, 0.1, 1e-05, nB * 122880);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 253952 * nB, act + 294912 * nB, P + 28373, P + 28405, buf + 288, buf + 320, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 278528 * nB, act + 294912 * nB, P + 28373, P + 28405, buf + 288, buf + 320, B, 32, 256, 1e-05, nB * 122880);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 303104 * nB, act + 253952 * nB, nB * 8192, nB * 122880);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 253952 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 303104 * nB, act + 278528 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 311296 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 253952 * nB, P + 37653, P + 37685, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 303104 * nB, P + 37653, P + 37685, B, 32, 256, 0.1, 1e-05, nB * 131072);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 311296 * nB, act + 253952 * nB, P + 37653, P + 37685, buf + 352, buf + 384, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 311296 * nB, act + 303104 * nB, P + 37653, P + 37685, buf + 352, buf + 384, B, 32, 256, 1e-05, nB * 131072);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 319488 * nB, act + 311296 * nB, nB * 8192, nB * 131072);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 311296 * nB, act + 319488 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 319488 * nB, act + 311296 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {
@@ -408,27 +408,27 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[28372] /* stage2.step1.beta */)
         };
-        const T *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 286720 * nB };
+        const T *const xs[3] = { act + 294912 * nB, act + 319488 * nB, act + 286720 * nB };
         FN(rt_sum_forward)(ctx, act + 327680 * nB, 3, xs, c, nB * 8192);
     }
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 335872 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 327680 * nB, P + 46934, P + 46966, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 335872 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 327680 * nB, P + 46934, P + 46966, B, 32, 256, 0.1, 1e-05, nB * 139264);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 335872 * nB, act + 327680 * nB, P + 46934, P + 46966, buf + 416, buf + 448, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 335872 * nB, act + 327680 * nB, P + 46934, P + 46966, buf + 416, buf + 448, B, 32, 256, 1e-05, nB * 139264);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 344064 * nB, act + 335872 * nB, nB * 8192, nB * 139264);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 335872 * nB, act + 344064 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 344064 * nB, act + 335872 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 352256 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 335872 * nB, P + 56214, P + 56246, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 352256 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 344064 * nB, P + 56214, P + 56246, B, 32, 256, 0.1, 1e-05, nB * 147456);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 352256 * nB, act + 335872 * nB, P + 56214, P + 56246, buf + 480, buf + 512, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 352256 * nB, act + 344064 * nB, P + 56214, P + 56246, buf + 480, buf + 512, B, 32, 256, 1e-05, nB * 147456);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 360448 * nB, act + 352256 * nB, nB * 8192, nB * 147456);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 352256 * nB, act + 360448 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 352256 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {
@@ -436,23 +436,23 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[46933] /* stage2.step2.beta */)
         };
-        const T *const xs[3] = { act + 327680 * nB, act + 352256 * nB, act + 294912 * nB };
+        const T *const xs[3] = { act + 327680 * nB, act + 360448 * nB, act + 294912 * nB };
         FN(rt_sum_forward)(ctx, act + 368640 * nB, 3, xs, c, nB * 8192);
     }
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 376832 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 368640 * nB, P + 65495, P + 65527, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 376832 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 368640 * nB, P + 65495, P + 65527, B, 32, 256, 0.1, 1e-05, nB * 155648);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 376832 * nB, act + 368640 * nB, P + 65495, P + 65527, buf + 544, buf + 576, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 376832 * nB, act + 368640 * nB, P + 65495, P + 65527, buf + 544, buf + 576, B, 32, 256, 1e-05, nB * 155648);
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 385024 * nB, act + 376832 * nB, nB * 8192, nB * 155648);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 376832 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
+    FN(rt_conv2d_forward)(ctx, act + 385024 * nB, act + 376832 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 380928 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 376832 * nB, P + 83991, P + 84055, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 389120 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 385024 * nB, P + 83991, P + 84055, B, 64, 64, 0.1, 1e-05, nB * 163840);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 380928 * nB, act + 376832 * nB, P + 83991, P + 84055, buf + 608, buf + 672, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 389120 * nB, act + 385024 * nB, P + 83991, P + 84055, buf + 608, buf + 672, B, 64, 64, 1e-05, nB * 163840);
 }
 
 /* Forward, part 3 of 3. */
@@ -461,14 +461,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 454656 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 454784 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 393216 * nB, act + 380928 * nB, nB * 4096, nB * 163840);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 380928 * nB, act + 393216 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 393216 * nB, act + 389120 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 397312 * nB, act + 368640 * nB, B, 32, 16, 16, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
@@ -477,27 +477,27 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 397312 * nB, act + 380928 * nB };
+        const T *const xs[2] = { act + 397312 * nB, act + 393216 * nB };
         FN(rt_sum_forward)(ctx, act + 401408 * nB, 2, xs, c, nB * 4096);
     }
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 380928 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 401408 * nB, P + 120984, P + 121048, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 393216 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 401408 * nB, P + 120984, P + 121048, B, 64, 64, 0.1, 1e-05, nB * 167936);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 380928 * nB, act + 401408 * nB, P + 120984, P + 121048, buf + 736, buf + 800, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 393216 * nB, act + 401408 * nB, P + 120984, P + 121048, buf + 736, buf + 800, B, 64, 64, 1e-05, nB * 167936);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 405504 * nB, act + 380928 * nB, nB * 4096, nB * 167936);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 380928 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 405504 * nB, act + 393216 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 409600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 380928 * nB, P + 157976, P + 158040, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 409600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 405504 * nB, P + 157976, P + 158040, B, 64, 64, 0.1, 1e-05, nB * 172032);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 409600 * nB, act + 380928 * nB, P + 157976, P + 158040, buf + 864, buf + 928, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 409600 * nB, act + 405504 * nB, P + 157976, P + 158040, buf + 864, buf + 928, B, 64, 64, 1e-05, nB * 172032);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 413696 * nB, act + 409600 * nB, nB * 4096, nB * 172032);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 409600 * nB, act + 413696 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 413696 * nB, act + 409600 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
     {
         const T c[3] = {
@@ -505,27 +505,27 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[120983] /* stage3.step1.beta */)
         };
-        const T *const xs[3] = { act + 401408 * nB, act + 409600 * nB, act + 397312 * nB };
+        const T *const xs[3] = { act + 401408 * nB, act + 413696 * nB, act + 397312 * nB };
         FN(rt_sum_forward)(ctx, act + 417792 * nB, 3, xs, c, nB * 4096);
     }
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 421888 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 417792 * nB, P + 194969, P + 195033, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 421888 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 417792 * nB, P + 194969, P + 195033, B, 64, 64, 0.1, 1e-05, nB * 176128);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 421888 * nB, act + 417792 * nB, P + 194969, P + 195033, buf + 992, buf + 1056, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 421888 * nB, act + 417792 * nB, P + 194969, P + 195033, buf + 992, buf + 1056, B, 64, 64, 1e-05, nB * 176128);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 425984 * nB, act + 421888 * nB, nB * 4096, nB * 176128);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 421888 * nB, act + 425984 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 425984 * nB, act + 421888 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 430080 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 421888 * nB, P + 231961, P + 232025, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 430080 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 425984 * nB, P + 231961, P + 232025, B, 64, 64, 0.1, 1e-05, nB * 180224);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 430080 * nB, act + 421888 * nB, P + 231961, P + 232025, buf + 1120, buf + 1184, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 430080 * nB, act + 425984 * nB, P + 231961, P + 232025, buf + 1120, buf + 1184, B, 64, 64, 1e-05, nB * 180224);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 434176 * nB, act + 430080 * nB, nB * 4096, nB * 180224);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 430080 * nB, act + 434176 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 434176 * nB, act + 430080 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
     {
         const T c[3] = {
@@ -533,20 +533,20 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[194968] /* stage3.step2.beta */)
         };
-        const T *const xs[3] = { act + 417792 * nB, act + 430080 * nB, act + 401408 * nB };
+        const T *const xs[3] = { act + 417792 * nB, act + 434176 * nB, act + 401408 * nB };
         FN(rt_sum_forward)(ctx, act + 438272 * nB, 3, xs, c, nB * 4096);
     }
     /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 442368 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 438272 * nB, P + 268953, P + 269017, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 442368 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 438272 * nB, P + 268953, P + 269017, B, 64, 64, 0.1, 1e-05, nB * 184320);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 442368 * nB, act + 438272 * nB, P + 268953, P + 269017, buf + 1248, buf + 1312, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 442368 * nB, act + 438272 * nB, P + 268953, P + 269017, buf + 1248, buf + 1312, B, 64, 64, 1e-05, nB * 184320);
     /* 68 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 446464 * nB, act + 442368 * nB, nB * 4096, nB * 184320);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 69 head.gap0 = gap(head.relu0): 64x8x8 -> 64x1x1 */
-    FN(rt_gap_forward)(ctx, act + 442368 * nB, act + 446464 * nB, B, 64, 64);
+    FN(rt_gap_forward)(ctx, act + 446464 * nB, act + 442368 * nB, B, 64, 64);
     /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
-    FN(rt_linear_forward)(ctx, m->logits, act + 442368 * nB, P + 269081, P + 269721, B, 64, 10);
+    FN(rt_linear_forward)(ctx, m->logits, act + 446464 * nB, P + 269081, P + 269721, B, 64, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -564,18 +564,18 @@ static void FN(backward_1)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 454656 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 454784 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
-    FN(rt_linear_backward)(ctx, act + 442432 * nB, 0, G + 269081, G + 269721, m->dlogits, act + 442368 * nB, P + 269081, B, 64, 10);
+    FN(rt_linear_backward)(ctx, act + 446528 * nB, 0, G + 269081, G + 269721, m->dlogits, act + 446464 * nB, P + 269081, B, 64, 10);
     /* 69 head.gap0 = gap(head.relu0): 64x8x8 -> 64x1x1 */
-    FN(rt_gap_backward)(ctx, act + 450560 * nB, 0, act + 442432 * nB, B, 64, 64);
+    FN(rt_gap_backward)(ctx, act + 446592 * nB, 0, act + 446528 * nB, B, 64, 64);
     /* 68 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 442368 * nB, 0, act + 450560 * nB, act + 446464 * nB, nB * 4096, nB * 184320);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 446464 * nB, 0, G + 268953, G + 269017, act + 442368 * nB, act + 438272 * nB, fix + 1248, fix + 1312, P + 268953, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 450688 * nB, 0, G + 268953, G + 269017, act + 446592 * nB, act + 442368 * nB, act + 438272 * nB, fix + 1248, fix + 1312, P + 268953, B, 64, 64, nB * 184320);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
     {
         const T c[3] = {
@@ -583,26 +583,26 @@ static void FN(backward_1)(Model *m, int B)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[194968] /* stage3.step2.beta */)
         };
-        T *const dxs[3] = { act + 442368 * nB, act + 450560 * nB, act + 438272 * nB };
+        T *const dxs[3] = { act + 442368 * nB, act + 446464 * nB, act + 438272 * nB };
         const int acc[3] = { 0, 0, 0 };
-        const T *const xs[3] = { act + 417792 * nB, act + 430080 * nB, act + 401408 * nB };
+        const T *const xs[3] = { act + 417792 * nB, act + 434176 * nB, act + 401408 * nB };
         T dc[3] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 446464 * nB, xs, c, 3, nB * 4096);
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 450688 * nB, xs, c, 3, nB * 4096);
         G[194968] += (T)(1 * (double)dc[0]);
         G[194968] += (T)(-1 * (double)dc[2]);
     }
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 430080 * nB, 0, G + 232089, act + 450560 * nB, act + 434176 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 434176 * nB, 0, G + 232089, act + 446464 * nB, act + 430080 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 446464 * nB, 0, act + 430080 * nB, act + 434176 * nB, nB * 4096, nB * 180224);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 430080 * nB, 0, G + 231961, G + 232025, act + 446464 * nB, act + 421888 * nB, fix + 1120, fix + 1184, P + 231961, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 446464 * nB, 0, G + 231961, G + 232025, act + 434176 * nB, act + 430080 * nB, act + 425984 * nB, fix + 1120, fix + 1184, P + 231961, B, 64, 64, nB * 180224);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 421888 * nB, 0, G + 195097, act + 430080 * nB, act + 425984 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 425984 * nB, 0, G + 195097, act + 446464 * nB, act + 421888 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 430080 * nB, 0, act + 421888 * nB, act + 425984 * nB, nB * 4096, nB * 176128);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 442368 * nB, 1, G + 194969, G + 195033, act + 430080 * nB, act + 417792 * nB, fix + 992, fix + 1056, P + 194969, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 442368 * nB, 1, G + 194969, G + 195033, act + 425984 * nB, act + 421888 * nB, act + 417792 * nB, fix + 992, fix + 1056, P + 194969, B, 64, 64, nB * 176128);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
     {
         const T c[3] = {
@@ -612,44 +612,44 @@ static void FN(backward_1)(Model *m, int B)
         };
         T *const dxs[3] = { act + 438272 * nB, act + 421888 * nB, act + 417792 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const T *const xs[3] = { act + 401408 * nB, act + 409600 * nB, act + 397312 * nB };
+        const T *const xs[3] = { act + 401408 * nB, act + 413696 * nB, act + 397312 * nB };
         T dc[3] = { 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 442368 * nB, xs, c, 3, nB * 4096);
         G[120983] += (T)(1 * (double)dc[0]);
         G[120983] += (T)(-1 * (double)dc[2]);
     }
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 397312 * nB, 0, G + 158104, act + 421888 * nB, act + 413696 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 397312 * nB, 0, G + 158104, act + 421888 * nB, act + 409600 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 409600 * nB, 0, act + 397312 * nB, act + 413696 * nB, nB * 4096, nB * 172032);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 397312 * nB, 0, G + 157976, G + 158040, act + 409600 * nB, act + 380928 * nB, fix + 864, fix + 928, P + 157976, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 413696 * nB, 0, G + 157976, G + 158040, act + 397312 * nB, act + 409600 * nB, act + 405504 * nB, fix + 864, fix + 928, P + 157976, B, 64, 64, nB * 172032);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 380928 * nB, 0, G + 121112, act + 397312 * nB, act + 405504 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 397312 * nB, 0, G + 121112, act + 413696 * nB, act + 393216 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 397312 * nB, 0, act + 380928 * nB, act + 405504 * nB, nB * 4096, nB * 167936);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 397312 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 397312 * nB, act + 393216 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, B, 64, 64, nB * 167936);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 417792 * nB, act + 380928 * nB };
+        T *const dxs[2] = { act + 417792 * nB, act + 393216 * nB };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 438272 * nB, NULL, c, 2, nB * 4096);
     }
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 397312 * nB, 0, act + 417792 * nB, B, 32, 16, 16, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 405504 * nB, 0, G + 84119, act + 380928 * nB, act + 393216 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 405504 * nB, 0, G + 84119, act + 393216 * nB, act + 389120 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 380928 * nB, 0, act + 405504 * nB, act + 393216 * nB, nB * 4096, nB * 163840);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 393216 * nB, 0, G + 83991, G + 84055, act + 380928 * nB, act + 376832 * nB, fix + 608, fix + 672, P + 83991, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 393216 * nB, 0, G + 83991, G + 84055, act + 405504 * nB, act + 389120 * nB, act + 385024 * nB, fix + 608, fix + 672, P + 83991, B, 64, 64, nB * 163840);
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 376832 * nB, 0, G + 65559, act + 393216 * nB, act + 385024 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 385024 * nB, 0, G + 65559, act + 393216 * nB, act + 376832 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -658,14 +658,14 @@ static void FN(backward_2)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 454656 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 454784 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 405504 * nB, 0, act + 376832 * nB, act + 385024 * nB, nB * 8192, nB * 155648);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 397312 * nB, 1, G + 65495, G + 65527, act + 405504 * nB, act + 368640 * nB, fix + 544, fix + 576, P + 65495, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 397312 * nB, 1, G + 65495, G + 65527, act + 385024 * nB, act + 376832 * nB, act + 368640 * nB, fix + 544, fix + 576, P + 65495, B, 32, 256, nB * 155648);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {
@@ -675,24 +675,24 @@ static void FN(backward_2)(Model *m, int B)
         };
         T *const dxs[3] = { act + 376832 * nB, act + 385024 * nB, act + 368640 * nB };
         const int acc[3] = { 0, 0, 0 };
-        const T *const xs[3] = { act + 327680 * nB, act + 352256 * nB, act + 294912 * nB };
+        const T *const xs[3] = { act + 327680 * nB, act + 360448 * nB, act + 294912 * nB };
         T dc[3] = { 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 397312 * nB, xs, c, 3, nB * 8192);
         G[46933] += (T)(1 * (double)dc[0]);
         G[46933] += (T)(-1 * (double)dc[2]);
     }
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 352256 * nB, 0, G + 56278, act + 385024 * nB, act + 360448 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 56278, act + 385024 * nB, act + 352256 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 385024 * nB, 0, act + 352256 * nB, act + 360448 * nB, nB * 8192, nB * 147456);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 352256 * nB, 0, G + 56214, G + 56246, act + 385024 * nB, act + 335872 * nB, fix + 480, fix + 512, P + 56214, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 385024 * nB, 0, G + 56214, G + 56246, act + 360448 * nB, act + 352256 * nB, act + 344064 * nB, fix + 480, fix + 512, P + 56214, B, 32, 256, nB * 147456);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 335872 * nB, 0, G + 46998, act + 352256 * nB, act + 344064 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 344064 * nB, 0, G + 46998, act + 385024 * nB, act + 335872 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 352256 * nB, 0, act + 335872 * nB, act + 344064 * nB, nB * 8192, nB * 139264);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 376832 * nB, 1, G + 46934, G + 46966, act + 352256 * nB, act + 327680 * nB, fix + 416, fix + 448, P + 46934, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 376832 * nB, 1, G + 46934, G + 46966, act + 344064 * nB, act + 335872 * nB, act + 327680 * nB, fix + 416, fix + 448, P + 46934, B, 32, 256, nB * 139264);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {
@@ -702,48 +702,48 @@ static void FN(backward_2)(Model *m, int B)
         };
         T *const dxs[3] = { act + 368640 * nB, act + 335872 * nB, act + 327680 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const T *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 286720 * nB };
+        const T *const xs[3] = { act + 294912 * nB, act + 319488 * nB, act + 286720 * nB };
         T dc[3] = { 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 376832 * nB, xs, c, 3, nB * 8192);
         G[28372] += (T)(1 * (double)dc[0]);
         G[28372] += (T)(-1 * (double)dc[2]);
     }
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 286720 * nB, 0, G + 37717, act + 335872 * nB, act + 319488 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 286720 * nB, 0, G + 37717, act + 335872 * nB, act + 311296 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 311296 * nB, 0, act + 286720 * nB, act + 319488 * nB, nB * 8192, nB * 131072);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 286720 * nB, 0, G + 37653, G + 37685, act + 311296 * nB, act + 253952 * nB, fix + 352, fix + 384, P + 37653, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 319488 * nB, 0, G + 37653, G + 37685, act + 286720 * nB, act + 311296 * nB, act + 303104 * nB, fix + 352, fix + 384, P + 37653, B, 32, 256, nB * 131072);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 253952 * nB, 0, G + 28437, act + 286720 * nB, act + 303104 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 286720 * nB, 0, G + 28437, act + 319488 * nB, act + 278528 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 286720 * nB, 0, act + 253952 * nB, act + 303104 * nB, nB * 8192, nB * 122880);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 286720 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 286720 * nB, act + 278528 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, B, 32, 256, nB * 122880);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 327680 * nB, act + 253952 * nB };
+        T *const dxs[2] = { act + 327680 * nB, act + 278528 * nB };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 8192);
     }
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 286720 * nB, 0, act + 327680 * nB, B, 16, 32, 32, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 303104 * nB, 0, G + 19156, act + 253952 * nB, act + 278528 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 303104 * nB, 0, G + 19156, act + 278528 * nB, act + 270336 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 253952 * nB, 0, act + 303104 * nB, act + 278528 * nB, nB * 8192, nB * 114688);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 278528 * nB, 0, G + 19092, G + 19124, act + 253952 * nB, act + 245760 * nB, fix + 224, fix + 256, P + 19092, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 0, G + 19092, G + 19124, act + 303104 * nB, act + 270336 * nB, act + 262144 * nB, fix + 224, fix + 256, P + 19092, B, 32, 256, nB * 114688);
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 245760 * nB, 0, G + 14484, act + 278528 * nB, act + 262144 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 262144 * nB, 0, G + 14484, act + 278528 * nB, act + 245760 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 303104 * nB, 0, act + 245760 * nB, act + 262144 * nB, nB * 16384, nB * 98304);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 286720 * nB, 1, G + 14452, G + 14468, act + 303104 * nB, act + 229376 * nB, fix + 192, fix + 208, P + 14452, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 286720 * nB, 1, G + 14452, G + 14468, act + 262144 * nB, act + 245760 * nB, act + 229376 * nB, fix + 192, fix + 208, P + 14452, B, 16, 1024, nB * 98304);
 }
 
 /* Backward, part 3 of 3. */
@@ -752,7 +752,7 @@ static void FN(backward_3)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 454656 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 454784 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
@@ -765,24 +765,24 @@ static void FN(backward_3)(Model *m, int B)
         };
         T *const dxs[3] = { act + 245760 * nB, act + 262144 * nB, act + 229376 * nB };
         const int acc[3] = { 0, 0, 0 };
-        const T *const xs[3] = { act + 147456 * nB, act + 196608 * nB, act + 81920 * nB };
+        const T *const xs[3] = { act + 147456 * nB, act + 212992 * nB, act + 81920 * nB };
         T dc[3] = { 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 286720 * nB, xs, c, 3, nB * 16384);
         G[9778] += (T)(1 * (double)dc[0]);
         G[9778] += (T)(-1 * (double)dc[2]);
     }
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 196608 * nB, 0, G + 12147, act + 262144 * nB, act + 212992 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 212992 * nB, 0, G + 12147, act + 262144 * nB, act + 196608 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 262144 * nB, 0, act + 196608 * nB, act + 212992 * nB, nB * 16384, nB * 81920);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 196608 * nB, 0, G + 12115, G + 12131, act + 262144 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12115, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 0, G + 12115, G + 12131, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, P + 12115, B, 16, 1024, nB * 81920);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9811, act + 196608 * nB, act + 180224 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 180224 * nB, 0, G + 9811, act + 262144 * nB, act + 163840 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 196608 * nB, 0, act + 163840 * nB, act + 180224 * nB, nB * 16384, nB * 65536);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 245760 * nB, 1, G + 9779, G + 9795, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9779, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 1, G + 9779, G + 9795, act + 180224 * nB, act + 163840 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9779, B, 16, 1024, nB * 65536);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
     {
         const T c[3] = {
@@ -792,46 +792,46 @@ static void FN(backward_3)(Model *m, int B)
         };
         T *const dxs[3] = { act + 229376 * nB, act + 163840 * nB, act + 147456 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const T *const xs[3] = { act + 81920 * nB, act + 114688 * nB, act };
+        const T *const xs[3] = { act + 81920 * nB, act + 131072 * nB, act };
         T dc[3] = { 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 245760 * nB, xs, c, 3, nB * 16384);
         G[5105] += (T)(1 * (double)dc[0]);
         G[5105] += (T)(-1 * (double)dc[2]);
     }
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 114688 * nB, 0, G + 7474, act + 163840 * nB, act + 131072 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 131072 * nB, 0, G + 7474, act + 163840 * nB, act + 114688 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 163840 * nB, 0, act + 114688 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 114688 * nB, 0, G + 7442, G + 7458, act + 163840 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7442, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 163840 * nB, 0, G + 7442, G + 7458, act + 131072 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7442, B, 16, 1024, nB * 49152);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 49152 * nB, 0, G + 5138, act + 114688 * nB, act + 98304 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5138, act + 163840 * nB, act + 65536 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 114688 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, B, 16, 1024, nB * 32768);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 147456 * nB, act + 49152 * nB };
+        T *const dxs[2] = { act + 147456 * nB, act + 65536 * nB };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 229376 * nB, NULL, c, 2, nB * 16384);
     }
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 81920 * nB, 0, G + 2801, act + 49152 * nB, act + 65536 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 81920 * nB, 0, G + 2801, act + 65536 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 49152 * nB, 0, act + 81920 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 49152 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2769, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 81920 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2769, B, 16, 1024, nB * 16384);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 16384 * nB, 0, G + 465, act + 65536 * nB, act + 32768 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 465, act + 65536 * nB, act + 16384 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 49152 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 147456 * nB, 1, G + 433, G + 449, act + 49152 * nB, act, fix, fix + 16, P + 433, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 1, G + 433, G + 449, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 433, B, 16, 1024, nB * 0);
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 147456 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }

@@ -6,8 +6,8 @@
  * lm20_fmnist
  * Input 1x28x28, 10 classes, 70 ops, 30821248 multiply-adds per image.
  * Parameters: 269443; BN running statistics: 1376.
- * Activation arena: 348096*B + 1376 elements (1016192*B + 1376 without reuse);
- * a float model at batch 128 takes 180.8 MB in all.
+ * Activation arena: 348224*B + 1376 elements (727680*B + 1376 without reuse);
+ * a float model at batch 128 takes 180.9 MB in all.
  *
  * Spec:
  * examples/lm.opt
@@ -167,7 +167,7 @@ static const RtTensor tensors[106] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)348096 * (size_t)B + (size_t)1376;
+    return (size_t)348224 * (size_t)B + (size_t)1376;
 }
 
 /* im2col workspace: the largest any convolution needs. */
@@ -253,7 +253,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 348224 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
@@ -261,49 +261,49 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.1, 1e-05, nB * 0);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 12544 * nB, act, P + 145, P + 161, buf, buf + 16, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 12544 * nB, act, P + 145, P + 161, buf, buf + 16, B, 16, 784, 1e-05, nB * 0);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 12544 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2481, P + 2497, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2481, P + 2497, B, 16, 784, 0.1, 1e-05, nB * 12544);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 37632 * nB, act + 12544 * nB, P + 2481, P + 2497, buf + 32, buf + 48, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 37632 * nB, act + 25088 * nB, P + 2481, P + 2497, buf + 32, buf + 48, B, 16, 784, 1e-05, nB * 12544);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 50176 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act, act + 37632 * nB };
+        const T *const xs[2] = { act, act + 50176 * nB };
         FN(rt_sum_forward)(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
     }
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 37632 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.1, 1e-05, nB * 25088);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 37632 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 50176 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1e-05, nB * 25088);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544, nB * 25088);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 37632 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 75264 * nB, act + 50176 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 37632 * nB, P + 7154, P + 7170, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7154, P + 7170, B, 16, 784, 0.1, 1e-05, nB * 37632);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 87808 * nB, act + 37632 * nB, P + 7154, P + 7170, buf + 96, buf + 112, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 87808 * nB, act + 75264 * nB, P + 7154, P + 7170, buf + 96, buf + 112, B, 16, 784, 1e-05, nB * 37632);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544, nB * 37632);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 87808 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 100352 * nB, act + 87808 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
     {
         const T c[3] = {
@@ -311,27 +311,27 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[4817] /* stage1.step1.beta */)
         };
-        const T *const xs[3] = { act + 62720 * nB, act + 87808 * nB, act };
+        const T *const xs[3] = { act + 62720 * nB, act + 100352 * nB, act };
         FN(rt_sum_forward)(ctx, act + 112896 * nB, 3, xs, c, nB * 12544);
     }
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 125440 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 125440 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.1, 1e-05, nB * 50176);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 125440 * nB, act + 112896 * nB, P + 9491, P + 9507, buf + 128, buf + 144, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 125440 * nB, act + 112896 * nB, P + 9491, P + 9507, buf + 128, buf + 144, B, 16, 784, 1e-05, nB * 50176);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 137984 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 125440 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 125440 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11827, P + 11843, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, P + 11827, P + 11843, B, 16, 784, 0.1, 1e-05, nB * 62720);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 150528 * nB, act + 125440 * nB, P + 11827, P + 11843, buf + 160, buf + 176, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 150528 * nB, act + 137984 * nB, P + 11827, P + 11843, buf + 160, buf + 176, B, 16, 784, 1e-05, nB * 62720);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 150528 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 163072 * nB, act + 150528 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x28x28 -> 16x28x28 */
     {
         const T c[3] = {
@@ -339,16 +339,16 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[9490] /* stage1.step2.beta */)
         };
-        const T *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
+        const T *const xs[3] = { act + 112896 * nB, act + 163072 * nB, act + 62720 * nB };
         FN(rt_sum_forward)(ctx, act + 175616 * nB, 3, xs, c, nB * 12544);
     }
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 188160 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 175616 * nB, P + 14164, P + 14180, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 188160 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 175616 * nB, P + 14164, P + 14180, B, 16, 784, 0.1, 1e-05, nB * 75264);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 188160 * nB, act + 175616 * nB, P + 14164, P + 14180, buf + 192, buf + 208, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 188160 * nB, act + 175616 * nB, P + 14164, P + 14180, buf + 192, buf + 208, B, 16, 784, 1e-05, nB * 75264);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 200704 * nB, act + 188160 * nB, nB * 12544, nB * 75264);
+    /* computed with its bn above (rt_bn_relu_forward) */
 }
 
 /* Forward, part 2 of 3. */
@@ -357,21 +357,21 @@ static void FN(forward_2)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 348224 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 188160 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
+    FN(rt_conv2d_forward)(ctx, act + 200704 * nB, act + 188160 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 194432 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 188160 * nB, P + 18804, P + 18836, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 206976 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 200704 * nB, P + 18804, P + 18836, B, 32, 196, 0.1, 1e-05, nB * 87808);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 194432 * nB, act + 188160 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 206976 * nB, act + 200704 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1e-05, nB * 87808);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 213248 * nB, act + 194432 * nB, nB * 6272, nB * 87808);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 213248 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 219520 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
@@ -380,27 +380,27 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 219520 * nB, act + 194432 * nB };
+        const T *const xs[2] = { act + 219520 * nB, act + 213248 * nB };
         FN(rt_sum_forward)(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
     }
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.1, 1e-05, nB * 94080);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 194432 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 213248 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1e-05, nB * 94080);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 232064 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 194432 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 213248 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37365, P + 37397, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 232064 * nB, P + 37365, P + 37397, B, 32, 196, 0.1, 1e-05, nB * 100352);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 238336 * nB, act + 194432 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 238336 * nB, act + 232064 * nB, P + 37365, P + 37397, buf + 352, buf + 384, B, 32, 196, 1e-05, nB * 100352);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 244608 * nB, act + 238336 * nB, nB * 6272, nB * 100352);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 238336 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 244608 * nB, act + 238336 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
     {
         const T c[3] = {
@@ -408,27 +408,27 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[28084] /* stage2.step1.beta */)
         };
-        const T *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
+        const T *const xs[3] = { act + 225792 * nB, act + 244608 * nB, act + 219520 * nB };
         FN(rt_sum_forward)(ctx, act + 250880 * nB, 3, xs, c, nB * 6272);
     }
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 257152 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 257152 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.1, 1e-05, nB * 106624);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 257152 * nB, act + 250880 * nB, P + 46646, P + 46678, buf + 416, buf + 448, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 257152 * nB, act + 250880 * nB, P + 46646, P + 46678, buf + 416, buf + 448, B, 32, 196, 1e-05, nB * 106624);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, nB * 106624);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 257152 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 263424 * nB, act + 257152 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 257152 * nB, P + 55926, P + 55958, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 263424 * nB, P + 55926, P + 55958, B, 32, 196, 0.1, 1e-05, nB * 112896);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 269696 * nB, act + 257152 * nB, P + 55926, P + 55958, buf + 480, buf + 512, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 269696 * nB, act + 263424 * nB, P + 55926, P + 55958, buf + 480, buf + 512, B, 32, 196, 1e-05, nB * 112896);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 275968 * nB, act + 269696 * nB, nB * 6272, nB * 112896);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 269696 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 275968 * nB, act + 269696 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
     {
         const T c[3] = {
@@ -436,23 +436,23 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[46645] /* stage2.step2.beta */)
         };
-        const T *const xs[3] = { act + 250880 * nB, act + 269696 * nB, act + 225792 * nB };
+        const T *const xs[3] = { act + 250880 * nB, act + 275968 * nB, act + 225792 * nB };
         FN(rt_sum_forward)(ctx, act + 282240 * nB, 3, xs, c, nB * 6272);
     }
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 288512 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 282240 * nB, P + 65207, P + 65239, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 288512 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 282240 * nB, P + 65207, P + 65239, B, 32, 196, 0.1, 1e-05, nB * 119168);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 288512 * nB, act + 282240 * nB, P + 65207, P + 65239, buf + 544, buf + 576, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 288512 * nB, act + 282240 * nB, P + 65207, P + 65239, buf + 544, buf + 576, B, 32, 196, 1e-05, nB * 119168);
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 294784 * nB, act + 288512 * nB, nB * 6272, nB * 119168);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 288512 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
+    FN(rt_conv2d_forward)(ctx, act + 294784 * nB, act + 288512 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 291648 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 288512 * nB, P + 83703, P + 83767, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 297920 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 294784 * nB, P + 83703, P + 83767, B, 64, 49, 0.1, 1e-05, nB * 125440);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 291648 * nB, act + 288512 * nB, P + 83703, P + 83767, buf + 608, buf + 672, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 297920 * nB, act + 294784 * nB, P + 83703, P + 83767, buf + 608, buf + 672, B, 64, 49, 1e-05, nB * 125440);
 }
 
 /* Forward, part 3 of 3. */
@@ -461,14 +461,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 348224 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 301056 * nB, act + 291648 * nB, nB * 3136, nB * 125440);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 301056 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 304192 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
@@ -477,27 +477,27 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 304192 * nB, act + 291648 * nB };
+        const T *const xs[2] = { act + 304192 * nB, act + 301056 * nB };
         FN(rt_sum_forward)(ctx, act + 307328 * nB, 2, xs, c, nB * 3136);
     }
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 291648 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 301056 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.1, 1e-05, nB * 128576);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 291648 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 301056 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1e-05, nB * 128576);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 310464 * nB, act + 291648 * nB, nB * 3136, nB * 128576);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 291648 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 310464 * nB, act + 301056 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 291648 * nB, P + 157688, P + 157752, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 310464 * nB, P + 157688, P + 157752, B, 64, 49, 0.1, 1e-05, nB * 131712);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 313600 * nB, act + 291648 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 313600 * nB, act + 310464 * nB, P + 157688, P + 157752, buf + 864, buf + 928, B, 64, 49, 1e-05, nB * 131712);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 316736 * nB, act + 313600 * nB, nB * 3136, nB * 131712);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 313600 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 316736 * nB, act + 313600 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
     {
         const T c[3] = {
@@ -505,27 +505,27 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[120695] /* stage3.step1.beta */)
         };
-        const T *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
+        const T *const xs[3] = { act + 307328 * nB, act + 316736 * nB, act + 304192 * nB };
         FN(rt_sum_forward)(ctx, act + 319872 * nB, 3, xs, c, nB * 3136);
     }
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 323008 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 323008 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.1, 1e-05, nB * 134848);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 323008 * nB, act + 319872 * nB, P + 194681, P + 194745, buf + 992, buf + 1056, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 323008 * nB, act + 319872 * nB, P + 194681, P + 194745, buf + 992, buf + 1056, B, 64, 49, 1e-05, nB * 134848);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 326144 * nB, act + 323008 * nB, nB * 3136, nB * 134848);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 323008 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 326144 * nB, act + 323008 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 323008 * nB, P + 231673, P + 231737, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 326144 * nB, P + 231673, P + 231737, B, 64, 49, 0.1, 1e-05, nB * 137984);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 329280 * nB, act + 323008 * nB, P + 231673, P + 231737, buf + 1120, buf + 1184, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 329280 * nB, act + 326144 * nB, P + 231673, P + 231737, buf + 1120, buf + 1184, B, 64, 49, 1e-05, nB * 137984);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 332416 * nB, act + 329280 * nB, nB * 3136, nB * 137984);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 329280 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 332416 * nB, act + 329280 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
     {
         const T c[3] = {
@@ -533,20 +533,20 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[194680] /* stage3.step2.beta */)
         };
-        const T *const xs[3] = { act + 319872 * nB, act + 329280 * nB, act + 307328 * nB };
+        const T *const xs[3] = { act + 319872 * nB, act + 332416 * nB, act + 307328 * nB };
         FN(rt_sum_forward)(ctx, act + 335552 * nB, 3, xs, c, nB * 3136);
     }
     /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 338688 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 335552 * nB, P + 268665, P + 268729, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 338688 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 335552 * nB, P + 268665, P + 268729, B, 64, 49, 0.1, 1e-05, nB * 141120);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 338688 * nB, act + 335552 * nB, P + 268665, P + 268729, buf + 1248, buf + 1312, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 338688 * nB, act + 335552 * nB, P + 268665, P + 268729, buf + 1248, buf + 1312, B, 64, 49, 1e-05, nB * 141120);
     /* 68 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 341824 * nB, act + 338688 * nB, nB * 3136, nB * 141120);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 69 head.gap0 = gap(head.relu0): 64x7x7 -> 64x1x1 */
-    FN(rt_gap_forward)(ctx, act + 338688 * nB, act + 341824 * nB, B, 64, 49);
+    FN(rt_gap_forward)(ctx, act + 341824 * nB, act + 338688 * nB, B, 64, 49);
     /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
-    FN(rt_linear_forward)(ctx, m->logits, act + 338688 * nB, P + 268793, P + 269433, B, 64, 10);
+    FN(rt_linear_forward)(ctx, m->logits, act + 341824 * nB, P + 268793, P + 269433, B, 64, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -564,18 +564,18 @@ static void FN(backward_1)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 348224 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
-    FN(rt_linear_backward)(ctx, act + 338752 * nB, 0, G + 268793, G + 269433, m->dlogits, act + 338688 * nB, P + 268793, B, 64, 10);
+    FN(rt_linear_backward)(ctx, act + 341888 * nB, 0, G + 268793, G + 269433, m->dlogits, act + 341824 * nB, P + 268793, B, 64, 10);
     /* 69 head.gap0 = gap(head.relu0): 64x7x7 -> 64x1x1 */
-    FN(rt_gap_backward)(ctx, act + 344960 * nB, 0, act + 338752 * nB, B, 64, 49);
+    FN(rt_gap_backward)(ctx, act + 341952 * nB, 0, act + 341888 * nB, B, 64, 49);
     /* 68 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 338688 * nB, 0, act + 344960 * nB, act + 341824 * nB, nB * 3136, nB * 141120);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 341824 * nB, 0, G + 268665, G + 268729, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 345088 * nB, 0, G + 268665, G + 268729, act + 341952 * nB, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, B, 64, 49, nB * 141120);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
     {
         const T c[3] = {
@@ -583,26 +583,26 @@ static void FN(backward_1)(Model *m, int B)
             (T)-1,
             /* -beta */ (T)(0 + -1 * (double)P[194680] /* stage3.step2.beta */)
         };
-        T *const dxs[3] = { act + 338688 * nB, act + 344960 * nB, act + 335552 * nB };
+        T *const dxs[3] = { act + 338688 * nB, act + 341824 * nB, act + 335552 * nB };
         const int acc[3] = { 0, 0, 0 };
-        const T *const xs[3] = { act + 319872 * nB, act + 329280 * nB, act + 307328 * nB };
+        const T *const xs[3] = { act + 319872 * nB, act + 332416 * nB, act + 307328 * nB };
         T dc[3] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 341824 * nB, xs, c, 3, nB * 3136);
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 345088 * nB, xs, c, 3, nB * 3136);
         G[194680] += (T)(1 * (double)dc[0]);
         G[194680] += (T)(-1 * (double)dc[2]);
     }
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 329280 * nB, 0, G + 231801, act + 344960 * nB, act + 332416 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 332416 * nB, 0, G + 231801, act + 341824 * nB, act + 329280 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 341824 * nB, 0, act + 329280 * nB, act + 332416 * nB, nB * 3136, nB * 137984);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 329280 * nB, 0, G + 231673, G + 231737, act + 341824 * nB, act + 323008 * nB, fix + 1120, fix + 1184, P + 231673, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 341824 * nB, 0, G + 231673, G + 231737, act + 332416 * nB, act + 329280 * nB, act + 326144 * nB, fix + 1120, fix + 1184, P + 231673, B, 64, 49, nB * 137984);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 323008 * nB, 0, G + 194809, act + 329280 * nB, act + 326144 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 326144 * nB, 0, G + 194809, act + 341824 * nB, act + 323008 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 329280 * nB, 0, act + 323008 * nB, act + 326144 * nB, nB * 3136, nB * 134848);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 329280 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 326144 * nB, act + 323008 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, B, 64, 49, nB * 134848);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
     {
         const T c[3] = {
@@ -612,44 +612,44 @@ static void FN(backward_1)(Model *m, int B)
         };
         T *const dxs[3] = { act + 335552 * nB, act + 323008 * nB, act + 319872 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const T *const xs[3] = { act + 307328 * nB, act + 313600 * nB, act + 304192 * nB };
+        const T *const xs[3] = { act + 307328 * nB, act + 316736 * nB, act + 304192 * nB };
         T dc[3] = { 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 338688 * nB, xs, c, 3, nB * 3136);
         G[120695] += (T)(1 * (double)dc[0]);
         G[120695] += (T)(-1 * (double)dc[2]);
     }
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 316736 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 313600 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 313600 * nB, 0, act + 304192 * nB, act + 316736 * nB, nB * 3136, nB * 131712);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 304192 * nB, 0, G + 157688, G + 157752, act + 313600 * nB, act + 291648 * nB, fix + 864, fix + 928, P + 157688, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 316736 * nB, 0, G + 157688, G + 157752, act + 304192 * nB, act + 313600 * nB, act + 310464 * nB, fix + 864, fix + 928, P + 157688, B, 64, 49, nB * 131712);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 291648 * nB, 0, G + 120824, act + 304192 * nB, act + 310464 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 304192 * nB, 0, G + 120824, act + 316736 * nB, act + 301056 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 304192 * nB, 0, act + 291648 * nB, act + 310464 * nB, nB * 3136, nB * 128576);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 301056 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, B, 64, 49, nB * 128576);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 319872 * nB, act + 291648 * nB };
+        T *const dxs[2] = { act + 319872 * nB, act + 301056 * nB };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 335552 * nB, NULL, c, 2, nB * 3136);
     }
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_backward)(ctx, act + 304192 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 310464 * nB, 0, G + 83831, act + 291648 * nB, act + 301056 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 310464 * nB, 0, G + 83831, act + 301056 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 291648 * nB, 0, act + 310464 * nB, act + 301056 * nB, nB * 3136, nB * 125440);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 291648 * nB, act + 288512 * nB, fix + 608, fix + 672, P + 83703, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 310464 * nB, act + 297920 * nB, act + 294784 * nB, fix + 608, fix + 672, P + 83703, B, 64, 49, nB * 125440);
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 288512 * nB, 0, G + 65271, act + 301056 * nB, act + 294784 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 294784 * nB, 0, G + 65271, act + 301056 * nB, act + 288512 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -658,14 +658,14 @@ static void FN(backward_2)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 348224 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 310464 * nB, 0, act + 288512 * nB, act + 294784 * nB, nB * 6272, nB * 119168);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 310464 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 294784 * nB, act + 288512 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, B, 32, 196, nB * 119168);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
     {
         const T c[3] = {
@@ -675,24 +675,24 @@ static void FN(backward_2)(Model *m, int B)
         };
         T *const dxs[3] = { act + 288512 * nB, act + 294784 * nB, act + 282240 * nB };
         const int acc[3] = { 0, 0, 0 };
-        const T *const xs[3] = { act + 250880 * nB, act + 269696 * nB, act + 225792 * nB };
+        const T *const xs[3] = { act + 250880 * nB, act + 275968 * nB, act + 225792 * nB };
         T dc[3] = { 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 304192 * nB, xs, c, 3, nB * 6272);
         G[46645] += (T)(1 * (double)dc[0]);
         G[46645] += (T)(-1 * (double)dc[2]);
     }
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 269696 * nB, 0, G + 55990, act + 294784 * nB, act + 275968 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 275968 * nB, 0, G + 55990, act + 294784 * nB, act + 269696 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 294784 * nB, 0, act + 269696 * nB, act + 275968 * nB, nB * 6272, nB * 112896);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 269696 * nB, 0, G + 55926, G + 55958, act + 294784 * nB, act + 257152 * nB, fix + 480, fix + 512, P + 55926, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 294784 * nB, 0, G + 55926, G + 55958, act + 275968 * nB, act + 269696 * nB, act + 263424 * nB, fix + 480, fix + 512, P + 55926, B, 32, 196, nB * 112896);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 257152 * nB, 0, G + 46710, act + 269696 * nB, act + 263424 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 263424 * nB, 0, G + 46710, act + 294784 * nB, act + 257152 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 269696 * nB, 0, act + 257152 * nB, act + 263424 * nB, nB * 6272, nB * 106624);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 269696 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 263424 * nB, act + 257152 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, B, 32, 196, nB * 106624);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
     {
         const T c[3] = {
@@ -702,48 +702,48 @@ static void FN(backward_2)(Model *m, int B)
         };
         T *const dxs[3] = { act + 282240 * nB, act + 257152 * nB, act + 250880 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const T *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 219520 * nB };
+        const T *const xs[3] = { act + 225792 * nB, act + 244608 * nB, act + 219520 * nB };
         T dc[3] = { 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 288512 * nB, xs, c, 3, nB * 6272);
         G[28084] += (T)(1 * (double)dc[0]);
         G[28084] += (T)(-1 * (double)dc[2]);
     }
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 244608 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 238336 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 238336 * nB, 0, act + 219520 * nB, act + 244608 * nB, nB * 6272, nB * 100352);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 219520 * nB, 0, G + 37365, G + 37397, act + 238336 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37365, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 244608 * nB, 0, G + 37365, G + 37397, act + 219520 * nB, act + 238336 * nB, act + 232064 * nB, fix + 352, fix + 384, P + 37365, B, 32, 196, nB * 100352);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 194432 * nB, 0, G + 28149, act + 219520 * nB, act + 232064 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 219520 * nB, 0, G + 28149, act + 244608 * nB, act + 213248 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 219520 * nB, 0, act + 194432 * nB, act + 232064 * nB, nB * 6272, nB * 94080);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 213248 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, B, 32, 196, nB * 94080);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 250880 * nB, act + 194432 * nB };
+        T *const dxs[2] = { act + 250880 * nB, act + 213248 * nB };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 6272);
     }
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_backward)(ctx, act + 219520 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 232064 * nB, 0, G + 18868, act + 194432 * nB, act + 213248 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 232064 * nB, 0, G + 18868, act + 213248 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 194432 * nB, 0, act + 232064 * nB, act + 213248 * nB, nB * 6272, nB * 87808);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 194432 * nB, act + 188160 * nB, fix + 224, fix + 256, P + 18804, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 232064 * nB, act + 206976 * nB, act + 200704 * nB, fix + 224, fix + 256, P + 18804, B, 32, 196, nB * 87808);
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 188160 * nB, 0, G + 14196, act + 213248 * nB, act + 200704 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 200704 * nB, 0, G + 14196, act + 213248 * nB, act + 188160 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 232064 * nB, 0, act + 188160 * nB, act + 200704 * nB, nB * 12544, nB * 75264);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 232064 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 200704 * nB, act + 188160 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, B, 16, 784, nB * 75264);
 }
 
 /* Backward, part 3 of 3. */
@@ -752,7 +752,7 @@ static void FN(backward_3)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 348096 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 348224 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
@@ -765,24 +765,24 @@ static void FN(backward_3)(Model *m, int B)
         };
         T *const dxs[3] = { act + 188160 * nB, act + 200704 * nB, act + 175616 * nB };
         const int acc[3] = { 0, 0, 0 };
-        const T *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
+        const T *const xs[3] = { act + 112896 * nB, act + 163072 * nB, act + 62720 * nB };
         T dc[3] = { 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 219520 * nB, xs, c, 3, nB * 12544);
         G[9490] += (T)(1 * (double)dc[0]);
         G[9490] += (T)(-1 * (double)dc[2]);
     }
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 150528 * nB, 0, G + 11859, act + 200704 * nB, act + 163072 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 163072 * nB, 0, G + 11859, act + 200704 * nB, act + 150528 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 200704 * nB, 0, act + 150528 * nB, act + 163072 * nB, nB * 12544, nB * 62720);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 150528 * nB, 0, G + 11827, G + 11843, act + 200704 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11827, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 200704 * nB, 0, G + 11827, G + 11843, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, P + 11827, B, 16, 784, nB * 62720);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 9523, act + 150528 * nB, act + 137984 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 137984 * nB, 0, G + 9523, act + 200704 * nB, act + 125440 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 150528 * nB, 0, act + 125440 * nB, act + 137984 * nB, nB * 12544, nB * 50176);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 137984 * nB, act + 125440 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, B, 16, 784, nB * 50176);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
     {
         const T c[3] = {
@@ -792,46 +792,46 @@ static void FN(backward_3)(Model *m, int B)
         };
         T *const dxs[3] = { act + 175616 * nB, act + 125440 * nB, act + 112896 * nB };
         const int acc[3] = { 1, 0, 0 };
-        const T *const xs[3] = { act + 62720 * nB, act + 87808 * nB, act };
+        const T *const xs[3] = { act + 62720 * nB, act + 100352 * nB, act };
         T dc[3] = { 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 188160 * nB, xs, c, 3, nB * 12544);
         G[4817] += (T)(1 * (double)dc[0]);
         G[4817] += (T)(-1 * (double)dc[2]);
     }
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 87808 * nB, 0, G + 7186, act + 125440 * nB, act + 100352 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 100352 * nB, 0, G + 7186, act + 125440 * nB, act + 87808 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 125440 * nB, 0, act + 87808 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 87808 * nB, 0, G + 7154, G + 7170, act + 125440 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7154, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 125440 * nB, 0, G + 7154, G + 7170, act + 100352 * nB, act + 87808 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7154, B, 16, 784, nB * 37632);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 37632 * nB, 0, G + 4850, act + 87808 * nB, act + 75264 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 75264 * nB, 0, G + 4850, act + 125440 * nB, act + 50176 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 87808 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 75264 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, B, 16, 784, nB * 25088);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 112896 * nB, act + 37632 * nB };
+        T *const dxs[2] = { act + 112896 * nB, act + 50176 * nB };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
     }
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 62720 * nB, 0, G + 2513, act + 37632 * nB, act + 50176 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 62720 * nB, 0, G + 2513, act + 50176 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 37632 * nB, 0, act + 62720 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 37632 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2481, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 62720 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2481, B, 16, 784, nB * 12544);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 12544 * nB, 0, G + 177, act + 50176 * nB, act + 25088 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 25088 * nB, 0, G + 177, act + 50176 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 37632 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 37632 * nB, act, fix, fix + 16, P + 145, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 25088 * nB, act + 12544 * nB, act, fix, fix + 16, P + 145, B, 16, 784, nB * 0);
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
     FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 112896 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
 }

@@ -6,7 +6,7 @@
  * resnet20_cifar
  * Input 3x32x32, 10 classes, 70 ops, 40551040 multiply-adds per image.
  * Parameters: 269722; BN running statistics: 1376.
- * Activation arena: 385024*B + 1376 elements (1327232*B + 1376 without reuse);
+ * Activation arena: 385152*B + 1376 elements (950400*B + 1376 without reuse);
  * a float model at batch 128 takes 200.9 MB in all.
  *
  * Spec:
@@ -189,7 +189,7 @@ static const RtTensor tensors[97] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)385024 * (size_t)B + (size_t)1376;
+    return (size_t)385152 * (size_t)B + (size_t)1376;
 }
 
 /* im2col workspace: the largest any convolution needs. */
@@ -275,7 +275,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 385152 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
@@ -283,92 +283,92 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05, nB * 0);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1e-05, nB * 0);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, nB * 0);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 16384 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 16384 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 49152 * nB, act + 16384 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 49152 * nB, act + 32768 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1e-05, nB * 16384);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, nB * 16384);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act, act + 49152 * nB };
+        const T *const xs[2] = { act, act + 65536 * nB };
         FN(rt_sum_forward)(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
     }
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 49152 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 49152 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 65536 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1e-05, nB * 32768);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 98304 * nB, act + 49152 * nB, nB * 16384, nB * 32768);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 49152 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 114688 * nB, act + 49152 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 114688 * nB, act + 98304 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1e-05, nB * 49152);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 131072 * nB, act + 114688 * nB, nB * 16384, nB * 49152);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 114688 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 81920 * nB, act + 114688 * nB };
+        const T *const xs[2] = { act + 81920 * nB, act + 131072 * nB };
         FN(rt_sum_forward)(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
     }
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 114688 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 114688 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 131072 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1e-05, nB * 65536);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 163840 * nB, act + 114688 * nB, nB * 16384, nB * 65536);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 114688 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 114688 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 180224 * nB, act + 114688 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 180224 * nB, act + 163840 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1e-05, nB * 81920);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 196608 * nB, act + 180224 * nB, nB * 16384, nB * 81920);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 147456 * nB, act + 180224 * nB };
+        const T *const xs[2] = { act + 147456 * nB, act + 196608 * nB };
         FN(rt_sum_forward)(ctx, act + 212992 * nB, 2, xs, c, nB * 16384);
     }
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 180224 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 180224 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 196608 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1e-05, nB * 98304);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_forward)(ctx, act + 229376 * nB, act + 180224 * nB, nB * 16384, nB * 98304);
+    /* computed with its bn above (rt_bn_relu_forward) */
 }
 
 /* Forward, part 2 of 3. */
@@ -377,21 +377,21 @@ static void FN(forward_2)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 385152 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 188416 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 180224 * nB, P + 19088, P + 19120, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 256, 0.1, 1e-05, nB * 114688);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 188416 * nB, act + 180224 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 237568 * nB, act + 229376 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1e-05, nB * 114688);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 245760 * nB, act + 188416 * nB, nB * 8192, nB * 114688);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
@@ -400,77 +400,77 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 253952 * nB, act + 188416 * nB };
+        const T *const xs[2] = { act + 253952 * nB, act + 245760 * nB };
         FN(rt_sum_forward)(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
     }
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 188416 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.1, 1e-05, nB * 122880);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 188416 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 245760 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1e-05, nB * 122880);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 253952 * nB, act + 188416 * nB, nB * 8192, nB * 122880);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 188416 * nB, act + 253952 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 253952 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 270336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 188416 * nB, P + 37648, P + 37680, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 270336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 253952 * nB, P + 37648, P + 37680, B, 32, 256, 0.1, 1e-05, nB * 131072);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 270336 * nB, act + 188416 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 270336 * nB, act + 253952 * nB, P + 37648, P + 37680, buf + 352, buf + 384, B, 32, 256, 1e-05, nB * 131072);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 278528 * nB, act + 270336 * nB, nB * 8192, nB * 131072);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 270336 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 278528 * nB, act + 270336 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 262144 * nB, act + 270336 * nB };
+        const T *const xs[2] = { act + 262144 * nB, act + 278528 * nB };
         FN(rt_sum_forward)(ctx, act + 286720 * nB, 2, xs, c, nB * 8192);
     }
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 270336 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 286720 * nB, P + 46928, P + 46960, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 278528 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 286720 * nB, P + 46928, P + 46960, B, 32, 256, 0.1, 1e-05, nB * 139264);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 270336 * nB, act + 286720 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 278528 * nB, act + 286720 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1e-05, nB * 139264);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 294912 * nB, act + 270336 * nB, nB * 8192, nB * 139264);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 270336 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 294912 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 270336 * nB, P + 56208, P + 56240, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 294912 * nB, P + 56208, P + 56240, B, 32, 256, 0.1, 1e-05, nB * 147456);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 303104 * nB, act + 270336 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 303104 * nB, act + 294912 * nB, P + 56208, P + 56240, buf + 480, buf + 512, B, 32, 256, 1e-05, nB * 147456);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 311296 * nB, act + 303104 * nB, nB * 8192, nB * 147456);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 303104 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 286720 * nB, act + 303104 * nB };
+        const T *const xs[2] = { act + 286720 * nB, act + 311296 * nB };
         FN(rt_sum_forward)(ctx, act + 319488 * nB, 2, xs, c, nB * 8192);
     }
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 303104 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.1, 1e-05, nB * 155648);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 303104 * nB, act + 319488 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 311296 * nB, act + 319488 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1e-05, nB * 155648);
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_forward)(ctx, act + 327680 * nB, act + 303104 * nB, nB * 8192, nB * 155648);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 303104 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 307200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 303104 * nB, P + 83984, P + 84048, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 64, 0.1, 1e-05, nB * 163840);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 307200 * nB, act + 303104 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 331776 * nB, act + 327680 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1e-05, nB * 163840);
 }
 
 /* Forward, part 3 of 3. */
@@ -479,14 +479,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 385152 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 335872 * nB, act + 307200 * nB, nB * 4096, nB * 163840);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
@@ -495,74 +495,74 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 339968 * nB, act + 307200 * nB };
+        const T *const xs[2] = { act + 339968 * nB, act + 335872 * nB };
         FN(rt_sum_forward)(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
     }
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 307200 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 335872 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.1, 1e-05, nB * 167936);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 307200 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 335872 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1e-05, nB * 167936);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 339968 * nB, act + 307200 * nB, nB * 4096, nB * 167936);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 307200 * nB, act + 339968 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 339968 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 348160 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 307200 * nB, P + 157968, P + 158032, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 348160 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 339968 * nB, P + 157968, P + 158032, B, 64, 64, 0.1, 1e-05, nB * 172032);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 348160 * nB, act + 307200 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 348160 * nB, act + 339968 * nB, P + 157968, P + 158032, buf + 864, buf + 928, B, 64, 64, 1e-05, nB * 172032);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 352256 * nB, act + 348160 * nB, nB * 4096, nB * 172032);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 348160 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 352256 * nB, act + 348160 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 344064 * nB, act + 348160 * nB };
+        const T *const xs[2] = { act + 344064 * nB, act + 352256 * nB };
         FN(rt_sum_forward)(ctx, act + 356352 * nB, 2, xs, c, nB * 4096);
     }
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 348160 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 356352 * nB, P + 194960, P + 195024, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 352256 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 356352 * nB, P + 194960, P + 195024, B, 64, 64, 0.1, 1e-05, nB * 176128);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 348160 * nB, act + 356352 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 352256 * nB, act + 356352 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1e-05, nB * 176128);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 360448 * nB, act + 348160 * nB, nB * 4096, nB * 176128);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 348160 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 348160 * nB, P + 231952, P + 232016, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 360448 * nB, P + 231952, P + 232016, B, 64, 64, 0.1, 1e-05, nB * 180224);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 364544 * nB, act + 348160 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 364544 * nB, act + 360448 * nB, P + 231952, P + 232016, buf + 1120, buf + 1184, B, 64, 64, 1e-05, nB * 180224);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 368640 * nB, act + 364544 * nB, nB * 4096, nB * 180224);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 364544 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 356352 * nB, act + 364544 * nB };
+        const T *const xs[2] = { act + 356352 * nB, act + 368640 * nB };
         FN(rt_sum_forward)(ctx, act + 372736 * nB, 2, xs, c, nB * 4096);
     }
     /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 364544 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 368640 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.1, 1e-05, nB * 184320);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 364544 * nB, act + 372736 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 368640 * nB, act + 372736 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1e-05, nB * 184320);
     /* 68 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_forward)(ctx, act + 376832 * nB, act + 364544 * nB, nB * 4096, nB * 184320);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 69 head.gap0 = gap(head.relu0): 64x8x8 -> 64x1x1 */
-    FN(rt_gap_forward)(ctx, act + 364544 * nB, act + 376832 * nB, B, 64, 64);
+    FN(rt_gap_forward)(ctx, act + 376832 * nB, act + 368640 * nB, B, 64, 64);
     /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
-    FN(rt_linear_forward)(ctx, m->logits, act + 364544 * nB, P + 269072, P + 269712, B, 64, 10);
+    FN(rt_linear_forward)(ctx, m->logits, act + 376832 * nB, P + 269072, P + 269712, B, 64, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -580,82 +580,82 @@ static void FN(backward_1)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 385152 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
-    FN(rt_linear_backward)(ctx, act + 364608 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 364544 * nB, P + 269072, B, 64, 10);
+    FN(rt_linear_backward)(ctx, act + 376896 * nB, 0, G + 269072, G + 269712, m->dlogits, act + 376832 * nB, P + 269072, B, 64, 10);
     /* 69 head.gap0 = gap(head.relu0): 64x8x8 -> 64x1x1 */
-    FN(rt_gap_backward)(ctx, act + 380928 * nB, 0, act + 364608 * nB, B, 64, 64);
+    FN(rt_gap_backward)(ctx, act + 376960 * nB, 0, act + 376896 * nB, B, 64, 64);
     /* 68 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 364544 * nB, 0, act + 380928 * nB, act + 376832 * nB, nB * 4096, nB * 184320);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 376832 * nB, 0, G + 268944, G + 269008, act + 364544 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 0, G + 268944, G + 269008, act + 376960 * nB, act + 368640 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, B, 64, 64, nB * 184320);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 364544 * nB, act + 372736 * nB };
+        T *const dxs[2] = { act + 368640 * nB, act + 372736 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 381056 * nB, NULL, c, 2, nB * 4096);
     }
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 376832 * nB, 0, G + 232080, act + 372736 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 376832 * nB, 0, G + 232080, act + 372736 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 372736 * nB, 0, act + 376832 * nB, act + 368640 * nB, nB * 4096, nB * 180224);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 368640 * nB, 0, G + 231952, G + 232016, act + 372736 * nB, act + 348160 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 372736 * nB, 0, G + 231952, G + 232016, act + 376832 * nB, act + 364544 * nB, act + 360448 * nB, fix + 1120, fix + 1184, P + 231952, B, 64, 64, nB * 180224);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 348160 * nB, 0, G + 195088, act + 368640 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 195088, act + 372736 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 368640 * nB, 0, act + 348160 * nB, act + 360448 * nB, nB * 4096, nB * 176128);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 364544 * nB, 1, G + 194960, G + 195024, act + 368640 * nB, act + 356352 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 368640 * nB, 1, G + 194960, G + 195024, act + 360448 * nB, act + 352256 * nB, act + 356352 * nB, fix + 992, fix + 1056, P + 194960, B, 64, 64, nB * 176128);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 348160 * nB, act + 356352 * nB };
+        T *const dxs[2] = { act + 352256 * nB, act + 356352 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 364544 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 4096);
     }
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 348160 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 356352 * nB, 0, act + 360448 * nB, act + 352256 * nB, nB * 4096, nB * 172032);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 352256 * nB, 0, G + 157968, G + 158032, act + 356352 * nB, act + 307200 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 360448 * nB, act + 348160 * nB, act + 339968 * nB, fix + 864, fix + 928, P + 157968, B, 64, 64, nB * 172032);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 307200 * nB, 0, G + 121104, act + 352256 * nB, act + 339968 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 339968 * nB, 0, G + 121104, act + 356352 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 352256 * nB, 0, act + 307200 * nB, act + 339968 * nB, nB * 4096, nB * 167936);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 348160 * nB, 1, G + 120976, G + 121040, act + 352256 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 352256 * nB, 1, G + 120976, G + 121040, act + 339968 * nB, act + 335872 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, B, 64, 64, nB * 167936);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 339968 * nB, act + 307200 * nB };
+        T *const dxs[2] = { act + 339968 * nB, act + 335872 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 348160 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 352256 * nB, NULL, c, 2, nB * 4096);
     }
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 344064 * nB, 0, act + 339968 * nB, B, 32, 16, 16, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 339968 * nB, 0, G + 84112, act + 307200 * nB, act + 335872 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 339968 * nB, 0, G + 84112, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
-    FN(rt_relu_backward)(ctx, act + 307200 * nB, 0, act + 339968 * nB, act + 335872 * nB, nB * 4096, nB * 163840);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_backward)(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 307200 * nB, act + 303104 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64);
+    FN(rt_bn_relu_backward)(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 339968 * nB, act + 331776 * nB, act + 327680 * nB, fix + 608, fix + 672, P + 83984, B, 64, 64, nB * 163840);
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 303104 * nB, 0, G + 65552, act + 335872 * nB, act + 327680 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 327680 * nB, 0, G + 65552, act + 335872 * nB, act + 311296 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -664,82 +664,82 @@ static void FN(backward_2)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 385152 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 335872 * nB, 0, act + 303104 * nB, act + 327680 * nB, nB * 8192, nB * 155648);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 335872 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 327680 * nB, act + 311296 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, B, 32, 256, nB * 155648);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 303104 * nB, act + 319488 * nB };
+        T *const dxs[2] = { act + 311296 * nB, act + 319488 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 8192);
     }
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 327680 * nB, 0, G + 56272, act + 319488 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 327680 * nB, 0, G + 56272, act + 319488 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 319488 * nB, 0, act + 327680 * nB, act + 311296 * nB, nB * 8192, nB * 147456);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 311296 * nB, 0, G + 56208, G + 56240, act + 319488 * nB, act + 270336 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 319488 * nB, 0, G + 56208, G + 56240, act + 327680 * nB, act + 303104 * nB, act + 294912 * nB, fix + 480, fix + 512, P + 56208, B, 32, 256, nB * 147456);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 270336 * nB, 0, G + 46992, act + 311296 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 46992, act + 319488 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 311296 * nB, 0, act + 270336 * nB, act + 294912 * nB, nB * 8192, nB * 139264);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 303104 * nB, 1, G + 46928, G + 46960, act + 311296 * nB, act + 286720 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 311296 * nB, 1, G + 46928, G + 46960, act + 294912 * nB, act + 278528 * nB, act + 286720 * nB, fix + 416, fix + 448, P + 46928, B, 32, 256, nB * 139264);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 270336 * nB, act + 286720 * nB };
+        T *const dxs[2] = { act + 278528 * nB, act + 286720 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 303104 * nB, NULL, c, 2, nB * 8192);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 8192);
     }
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 270336 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 286720 * nB, 0, act + 294912 * nB, act + 278528 * nB, nB * 8192, nB * 131072);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 278528 * nB, 0, G + 37648, G + 37680, act + 286720 * nB, act + 188416 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 294912 * nB, act + 270336 * nB, act + 253952 * nB, fix + 352, fix + 384, P + 37648, B, 32, 256, nB * 131072);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 188416 * nB, 0, G + 28432, act + 278528 * nB, act + 253952 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 253952 * nB, 0, G + 28432, act + 286720 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 278528 * nB, 0, act + 188416 * nB, act + 253952 * nB, nB * 8192, nB * 122880);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 270336 * nB, 1, G + 28368, G + 28400, act + 278528 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 1, G + 28368, G + 28400, act + 253952 * nB, act + 245760 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, B, 32, 256, nB * 122880);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 253952 * nB, act + 188416 * nB };
+        T *const dxs[2] = { act + 253952 * nB, act + 245760 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 270336 * nB, NULL, c, 2, nB * 8192);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 278528 * nB, NULL, c, 2, nB * 8192);
     }
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 262144 * nB, 0, act + 253952 * nB, B, 16, 32, 32, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 253952 * nB, 0, G + 19152, act + 188416 * nB, act + 245760 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 253952 * nB, 0, G + 19152, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_relu_backward)(ctx, act + 188416 * nB, 0, act + 253952 * nB, act + 245760 * nB, nB * 8192, nB * 114688);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 188416 * nB, act + 180224 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256);
+    FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 253952 * nB, act + 237568 * nB, act + 229376 * nB, fix + 224, fix + 256, P + 19088, B, 32, 256, nB * 114688);
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 180224 * nB, 0, G + 14480, act + 245760 * nB, act + 229376 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 14480, act + 245760 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 245760 * nB, 0, act + 180224 * nB, act + 229376 * nB, nB * 16384, nB * 98304);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 245760 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, B, 16, 1024, nB * 98304);
 }
 
 /* Backward, part 3 of 3. */
@@ -748,7 +748,7 @@ static void FN(backward_3)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 385024 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 385152 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
@@ -758,68 +758,68 @@ static void FN(backward_3)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 180224 * nB, act + 212992 * nB };
+        T *const dxs[2] = { act + 196608 * nB, act + 212992 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
     }
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 212992 * nB, 0, act + 229376 * nB, act + 196608 * nB, nB * 16384, nB * 81920);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 196608 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 114688 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 229376 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, B, 16, 1024, nB * 81920);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 114688 * nB, 0, G + 9808, act + 196608 * nB, act + 163840 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 196608 * nB, 0, act + 114688 * nB, act + 163840 * nB, nB * 16384, nB * 65536);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 180224 * nB, 1, G + 9776, G + 9792, act + 196608 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 196608 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, B, 16, 1024, nB * 65536);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 114688 * nB, act + 147456 * nB };
+        T *const dxs[2] = { act + 131072 * nB, act + 147456 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 180224 * nB, NULL, c, 2, nB * 16384);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 196608 * nB, NULL, c, 2, nB * 16384);
     }
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 147456 * nB, 0, act + 163840 * nB, act + 131072 * nB, nB * 16384, nB * 49152);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 131072 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 49152 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 163840 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, B, 16, 1024, nB * 49152);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 49152 * nB, 0, G + 5136, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 131072 * nB, 0, act + 49152 * nB, act + 98304 * nB, nB * 16384, nB * 32768);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 114688 * nB, 1, G + 5104, G + 5120, act + 131072 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 131072 * nB, 1, G + 5104, G + 5120, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, B, 16, 1024, nB * 32768);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 49152 * nB, act + 81920 * nB };
+        T *const dxs[2] = { act + 65536 * nB, act + 81920 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 114688 * nB, NULL, c, 2, nB * 16384);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 131072 * nB, NULL, c, 2, nB * 16384);
     }
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 65536 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 81920 * nB, 0, act + 98304 * nB, act + 65536 * nB, nB * 16384, nB * 16384);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 16384 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 0, G + 2768, G + 2784, act + 98304 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, B, 16, 1024, nB * 16384);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 16384 * nB, 0, G + 464, act + 65536 * nB, act + 32768 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_relu_backward)(ctx, act + 65536 * nB, 0, act + 16384 * nB, act + 32768 * nB, nB * 16384, nB * 0);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 49152 * nB, 1, G + 432, G + 448, act + 65536 * nB, act, fix, fix + 16, P + 432, B, 16, 1024);
+    FN(rt_bn_relu_backward)(ctx, act + 65536 * nB, 1, G + 432, G + 448, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, B, 16, 1024, nB * 0);
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 65536 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

@@ -6,8 +6,8 @@
  * resnet20_fmnist
  * Input 1x28x28, 10 classes, 70 ops, 30821248 multiply-adds per image.
  * Parameters: 269434; BN running statistics: 1376.
- * Activation arena: 294784*B + 1376 elements (1016192*B + 1376 without reuse);
- * a float model at batch 128 takes 153.5 MB in all.
+ * Activation arena: 294912*B + 1376 elements (727680*B + 1376 without reuse);
+ * a float model at batch 128 takes 153.6 MB in all.
  *
  * Spec:
  * examples/resnet.opt
@@ -189,7 +189,7 @@ static const RtTensor tensors[97] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)294784 * (size_t)B + (size_t)1376;
+    return (size_t)294912 * (size_t)B + (size_t)1376;
 }
 
 /* im2col workspace: the largest any convolution needs. */
@@ -275,7 +275,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 294912 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
@@ -283,92 +283,92 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.1, 1e-05, nB * 0);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1e-05, nB * 0);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, nB * 0);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 12544 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 12544 * nB, P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05, nB * 12544);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 37632 * nB, act + 12544 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 37632 * nB, act + 25088 * nB, P + 2480, P + 2496, buf + 32, buf + 48, B, 16, 784, 1e-05, nB * 12544);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, nB * 12544);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 37632 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act, act + 37632 * nB };
+        const T *const xs[2] = { act, act + 50176 * nB };
         FN(rt_sum_forward)(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
     }
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 37632 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4816, P + 4832, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4816, P + 4832, B, 16, 784, 0.1, 1e-05, nB * 25088);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 37632 * nB, act + 62720 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 50176 * nB, act + 62720 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1e-05, nB * 25088);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 75264 * nB, act + 37632 * nB, nB * 12544, nB * 25088);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 37632 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 75264 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 37632 * nB, P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05, nB * 37632);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 87808 * nB, act + 37632 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 87808 * nB, act + 75264 * nB, P + 7152, P + 7168, buf + 96, buf + 112, B, 16, 784, 1e-05, nB * 37632);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 100352 * nB, act + 87808 * nB, nB * 12544, nB * 37632);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 87808 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 62720 * nB, act + 87808 * nB };
+        const T *const xs[2] = { act + 62720 * nB, act + 100352 * nB };
         FN(rt_sum_forward)(ctx, act + 112896 * nB, 2, xs, c, nB * 12544);
     }
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 87808 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9488, P + 9504, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 100352 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9488, P + 9504, B, 16, 784, 0.1, 1e-05, nB * 50176);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 87808 * nB, act + 112896 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 100352 * nB, act + 112896 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1e-05, nB * 50176);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 125440 * nB, act + 87808 * nB, nB * 12544, nB * 50176);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 87808 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 125440 * nB, act + 100352 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 87808 * nB, P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05, nB * 62720);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 137984 * nB, act + 87808 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 137984 * nB, act + 125440 * nB, P + 11824, P + 11840, buf + 160, buf + 176, B, 16, 784, 1e-05, nB * 62720);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 150528 * nB, act + 137984 * nB, nB * 12544, nB * 62720);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 112896 * nB, act + 137984 * nB };
+        const T *const xs[2] = { act + 112896 * nB, act + 150528 * nB };
         FN(rt_sum_forward)(ctx, act + 163072 * nB, 2, xs, c, nB * 12544);
     }
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 137984 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.1, 1e-05, nB * 75264);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 137984 * nB, act + 163072 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 150528 * nB, act + 163072 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1e-05, nB * 75264);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_forward)(ctx, act + 175616 * nB, act + 137984 * nB, nB * 12544, nB * 75264);
+    /* computed with its bn above (rt_bn_relu_forward) */
 }
 
 /* Forward, part 2 of 3. */
@@ -377,21 +377,21 @@ static void FN(forward_2)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 294912 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    FN(rt_conv2d_forward)(ctx, act + 175616 * nB, act + 150528 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 144256 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 137984 * nB, P + 18800, P + 18832, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 196, 0.1, 1e-05, nB * 87808);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 144256 * nB, act + 137984 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 181888 * nB, act + 175616 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1e-05, nB * 87808);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 188160 * nB, act + 144256 * nB, nB * 6272, nB * 87808);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
@@ -400,77 +400,77 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 194432 * nB, act + 144256 * nB };
+        const T *const xs[2] = { act + 194432 * nB, act + 188160 * nB };
         FN(rt_sum_forward)(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
     }
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 144256 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 188160 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.1, 1e-05, nB * 94080);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 144256 * nB, act + 200704 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 188160 * nB, act + 200704 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1e-05, nB * 94080);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 194432 * nB, act + 144256 * nB, nB * 6272, nB * 94080);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 144256 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 194432 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 206976 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 144256 * nB, P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 206976 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 194432 * nB, P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05, nB * 100352);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 206976 * nB, act + 144256 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 206976 * nB, act + 194432 * nB, P + 37360, P + 37392, buf + 352, buf + 384, B, 32, 196, 1e-05, nB * 100352);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 213248 * nB, act + 206976 * nB, nB * 6272, nB * 100352);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 206976 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 213248 * nB, act + 206976 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 200704 * nB, act + 206976 * nB };
+        const T *const xs[2] = { act + 200704 * nB, act + 213248 * nB };
         FN(rt_sum_forward)(ctx, act + 219520 * nB, 2, xs, c, nB * 6272);
     }
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 206976 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 219520 * nB, P + 46640, P + 46672, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 219520 * nB, P + 46640, P + 46672, B, 32, 196, 0.1, 1e-05, nB * 106624);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 206976 * nB, act + 219520 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 213248 * nB, act + 219520 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1e-05, nB * 106624);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 225792 * nB, act + 206976 * nB, nB * 6272, nB * 106624);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 206976 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 225792 * nB, act + 213248 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 206976 * nB, P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 225792 * nB, P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05, nB * 112896);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 232064 * nB, act + 206976 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 232064 * nB, act + 225792 * nB, P + 55920, P + 55952, buf + 480, buf + 512, B, 32, 196, 1e-05, nB * 112896);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, nB * 112896);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 219520 * nB, act + 232064 * nB };
+        const T *const xs[2] = { act + 219520 * nB, act + 238336 * nB };
         FN(rt_sum_forward)(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
     }
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 232064 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 238336 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.1, 1e-05, nB * 119168);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 232064 * nB, act + 244608 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 238336 * nB, act + 244608 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1e-05, nB * 119168);
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_forward)(ctx, act + 250880 * nB, act + 232064 * nB, nB * 6272, nB * 119168);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    FN(rt_conv2d_forward)(ctx, act + 250880 * nB, act + 238336 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 235200 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 232064 * nB, P + 83696, P + 83760, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 49, 0.1, 1e-05, nB * 125440);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 235200 * nB, act + 232064 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 254016 * nB, act + 250880 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1e-05, nB * 125440);
 }
 
 /* Forward, part 3 of 3. */
@@ -479,14 +479,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 294912 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 257152 * nB, act + 235200 * nB, nB * 3136, nB * 125440);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
@@ -495,74 +495,74 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 260288 * nB, act + 235200 * nB };
+        const T *const xs[2] = { act + 260288 * nB, act + 257152 * nB };
         FN(rt_sum_forward)(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
     }
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 235200 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 257152 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.1, 1e-05, nB * 128576);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 235200 * nB, act + 263424 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 257152 * nB, act + 263424 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1e-05, nB * 128576);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 260288 * nB, act + 235200 * nB, nB * 3136, nB * 128576);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 235200 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 260288 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 266560 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 235200 * nB, P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 266560 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 260288 * nB, P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05, nB * 131712);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 266560 * nB, act + 235200 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 266560 * nB, act + 260288 * nB, P + 157680, P + 157744, buf + 864, buf + 928, B, 64, 49, 1e-05, nB * 131712);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 269696 * nB, act + 266560 * nB, nB * 3136, nB * 131712);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 266560 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 269696 * nB, act + 266560 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 263424 * nB, act + 266560 * nB };
+        const T *const xs[2] = { act + 263424 * nB, act + 269696 * nB };
         FN(rt_sum_forward)(ctx, act + 272832 * nB, 2, xs, c, nB * 3136);
     }
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 266560 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 272832 * nB, P + 194672, P + 194736, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 272832 * nB, P + 194672, P + 194736, B, 64, 49, 0.1, 1e-05, nB * 134848);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 266560 * nB, act + 272832 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 269696 * nB, act + 272832 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1e-05, nB * 134848);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 275968 * nB, act + 266560 * nB, nB * 3136, nB * 134848);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 266560 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 275968 * nB, act + 269696 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 266560 * nB, P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 275968 * nB, P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05, nB * 137984);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 279104 * nB, act + 266560 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 279104 * nB, act + 275968 * nB, P + 231664, P + 231728, buf + 1120, buf + 1184, B, 64, 49, 1e-05, nB * 137984);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 282240 * nB, act + 279104 * nB, nB * 3136, nB * 137984);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 279104 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        const T *const xs[2] = { act + 272832 * nB, act + 279104 * nB };
+        const T *const xs[2] = { act + 272832 * nB, act + 282240 * nB };
         FN(rt_sum_forward)(ctx, act + 285376 * nB, 2, xs, c, nB * 3136);
     }
     /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
     if (train)
-        FN(rt_bn_forward_train)(ctx, act + 279104 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.1, 1e-05);
+        FN(rt_bn_relu_forward_train)(ctx, act + 282240 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.1, 1e-05, nB * 141120);
     else
-        FN(rt_bn_forward_eval)(ctx, act + 279104 * nB, act + 285376 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1e-05);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 282240 * nB, act + 285376 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1e-05, nB * 141120);
     /* 68 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_forward)(ctx, act + 288512 * nB, act + 279104 * nB, nB * 3136, nB * 141120);
+    /* computed with its bn above (rt_bn_relu_forward) */
     /* 69 head.gap0 = gap(head.relu0): 64x7x7 -> 64x1x1 */
-    FN(rt_gap_forward)(ctx, act + 279104 * nB, act + 288512 * nB, B, 64, 49);
+    FN(rt_gap_forward)(ctx, act + 288512 * nB, act + 282240 * nB, B, 64, 49);
     /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
-    FN(rt_linear_forward)(ctx, m->logits, act + 279104 * nB, P + 268784, P + 269424, B, 64, 10);
+    FN(rt_linear_forward)(ctx, m->logits, act + 288512 * nB, P + 268784, P + 269424, B, 64, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -580,82 +580,82 @@ static void FN(backward_1)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 294912 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 70 head.linear = linear(head.gap0): 64x1x1 -> 10x1x1 */
-    FN(rt_linear_backward)(ctx, act + 279168 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 279104 * nB, P + 268784, B, 64, 10);
+    FN(rt_linear_backward)(ctx, act + 288576 * nB, 0, G + 268784, G + 269424, m->dlogits, act + 288512 * nB, P + 268784, B, 64, 10);
     /* 69 head.gap0 = gap(head.relu0): 64x7x7 -> 64x1x1 */
-    FN(rt_gap_backward)(ctx, act + 291648 * nB, 0, act + 279168 * nB, B, 64, 49);
+    FN(rt_gap_backward)(ctx, act + 288640 * nB, 0, act + 288576 * nB, B, 64, 49);
     /* 68 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 279104 * nB, 0, act + 291648 * nB, act + 288512 * nB, nB * 3136, nB * 141120);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 288512 * nB, 0, G + 268656, G + 268720, act + 279104 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 291776 * nB, 0, G + 268656, G + 268720, act + 288640 * nB, act + 282240 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, B, 64, 49, nB * 141120);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 279104 * nB, act + 285376 * nB };
+        T *const dxs[2] = { act + 282240 * nB, act + 285376 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 288512 * nB, NULL, c, 2, nB * 3136);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 291776 * nB, NULL, c, 2, nB * 3136);
     }
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 288512 * nB, 0, G + 231792, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 288512 * nB, 0, G + 231792, act + 285376 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 285376 * nB, 0, act + 288512 * nB, act + 282240 * nB, nB * 3136, nB * 137984);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 282240 * nB, 0, G + 231664, G + 231728, act + 285376 * nB, act + 266560 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 285376 * nB, 0, G + 231664, G + 231728, act + 288512 * nB, act + 279104 * nB, act + 275968 * nB, fix + 1120, fix + 1184, P + 231664, B, 64, 49, nB * 137984);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 266560 * nB, 0, G + 194800, act + 282240 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 275968 * nB, 0, G + 194800, act + 285376 * nB, act + 269696 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 282240 * nB, 0, act + 266560 * nB, act + 275968 * nB, nB * 3136, nB * 134848);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 279104 * nB, 1, G + 194672, G + 194736, act + 282240 * nB, act + 272832 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 282240 * nB, 1, G + 194672, G + 194736, act + 275968 * nB, act + 269696 * nB, act + 272832 * nB, fix + 992, fix + 1056, P + 194672, B, 64, 49, nB * 134848);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 266560 * nB, act + 272832 * nB };
+        T *const dxs[2] = { act + 269696 * nB, act + 272832 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 279104 * nB, NULL, c, 2, nB * 3136);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 3136);
     }
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 275968 * nB, 0, G + 157808, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 275968 * nB, 0, G + 157808, act + 272832 * nB, act + 266560 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 272832 * nB, 0, act + 275968 * nB, act + 269696 * nB, nB * 3136, nB * 131712);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 269696 * nB, 0, G + 157680, G + 157744, act + 272832 * nB, act + 235200 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 272832 * nB, 0, G + 157680, G + 157744, act + 275968 * nB, act + 266560 * nB, act + 260288 * nB, fix + 864, fix + 928, P + 157680, B, 64, 49, nB * 131712);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 235200 * nB, 0, G + 120816, act + 269696 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 260288 * nB, 0, G + 120816, act + 272832 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 269696 * nB, 0, act + 235200 * nB, act + 260288 * nB, nB * 3136, nB * 128576);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 266560 * nB, 1, G + 120688, G + 120752, act + 269696 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 269696 * nB, 1, G + 120688, G + 120752, act + 260288 * nB, act + 257152 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, B, 64, 49, nB * 128576);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 260288 * nB, act + 235200 * nB };
+        T *const dxs[2] = { act + 260288 * nB, act + 257152 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 266560 * nB, NULL, c, 2, nB * 3136);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 269696 * nB, NULL, c, 2, nB * 3136);
     }
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_backward)(ctx, act + 263424 * nB, 0, act + 260288 * nB, B, 32, 14, 14, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 260288 * nB, 0, G + 83824, act + 235200 * nB, act + 257152 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 260288 * nB, 0, G + 83824, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
-    FN(rt_relu_backward)(ctx, act + 235200 * nB, 0, act + 260288 * nB, act + 257152 * nB, nB * 3136, nB * 125440);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_backward)(ctx, act + 257152 * nB, 0, G + 83696, G + 83760, act + 235200 * nB, act + 232064 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49);
+    FN(rt_bn_relu_backward)(ctx, act + 257152 * nB, 0, G + 83696, G + 83760, act + 260288 * nB, act + 254016 * nB, act + 250880 * nB, fix + 608, fix + 672, P + 83696, B, 64, 49, nB * 125440);
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 232064 * nB, 0, G + 65264, act + 257152 * nB, act + 250880 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 250880 * nB, 0, G + 65264, act + 257152 * nB, act + 238336 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -664,82 +664,82 @@ static void FN(backward_2)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 294912 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 257152 * nB, 0, act + 232064 * nB, act + 250880 * nB, nB * 6272, nB * 119168);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 257152 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 250880 * nB, act + 238336 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, B, 32, 196, nB * 119168);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 232064 * nB, act + 244608 * nB };
+        T *const dxs[2] = { act + 238336 * nB, act + 244608 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 6272);
     }
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 250880 * nB, 0, G + 55984, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 250880 * nB, 0, G + 55984, act + 244608 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 244608 * nB, 0, act + 250880 * nB, act + 238336 * nB, nB * 6272, nB * 112896);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 238336 * nB, 0, G + 55920, G + 55952, act + 244608 * nB, act + 206976 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 244608 * nB, 0, G + 55920, G + 55952, act + 250880 * nB, act + 232064 * nB, act + 225792 * nB, fix + 480, fix + 512, P + 55920, B, 32, 196, nB * 112896);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 206976 * nB, 0, G + 46704, act + 238336 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 225792 * nB, 0, G + 46704, act + 244608 * nB, act + 213248 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 238336 * nB, 0, act + 206976 * nB, act + 225792 * nB, nB * 6272, nB * 106624);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 232064 * nB, 1, G + 46640, G + 46672, act + 238336 * nB, act + 219520 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 238336 * nB, 1, G + 46640, G + 46672, act + 225792 * nB, act + 213248 * nB, act + 219520 * nB, fix + 416, fix + 448, P + 46640, B, 32, 196, nB * 106624);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 206976 * nB, act + 219520 * nB };
+        T *const dxs[2] = { act + 213248 * nB, act + 219520 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 232064 * nB, NULL, c, 2, nB * 6272);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 238336 * nB, NULL, c, 2, nB * 6272);
     }
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 225792 * nB, 0, G + 37424, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 225792 * nB, 0, G + 37424, act + 219520 * nB, act + 206976 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 219520 * nB, 0, act + 225792 * nB, act + 213248 * nB, nB * 6272, nB * 100352);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 213248 * nB, 0, G + 37360, G + 37392, act + 219520 * nB, act + 144256 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 219520 * nB, 0, G + 37360, G + 37392, act + 225792 * nB, act + 206976 * nB, act + 194432 * nB, fix + 352, fix + 384, P + 37360, B, 32, 196, nB * 100352);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 144256 * nB, 0, G + 28144, act + 213248 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 194432 * nB, 0, G + 28144, act + 219520 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 213248 * nB, 0, act + 144256 * nB, act + 194432 * nB, nB * 6272, nB * 94080);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 206976 * nB, 1, G + 28080, G + 28112, act + 213248 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 213248 * nB, 1, G + 28080, G + 28112, act + 194432 * nB, act + 188160 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, B, 32, 196, nB * 94080);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 194432 * nB, act + 144256 * nB };
+        T *const dxs[2] = { act + 194432 * nB, act + 188160 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 206976 * nB, NULL, c, 2, nB * 6272);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 213248 * nB, NULL, c, 2, nB * 6272);
     }
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_backward)(ctx, act + 200704 * nB, 0, act + 194432 * nB, B, 16, 28, 28, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 194432 * nB, 0, G + 18864, act + 144256 * nB, act + 188160 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 194432 * nB, 0, G + 18864, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_relu_backward)(ctx, act + 144256 * nB, 0, act + 194432 * nB, act + 188160 * nB, nB * 6272, nB * 87808);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 188160 * nB, 0, G + 18800, G + 18832, act + 144256 * nB, act + 137984 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196);
+    FN(rt_bn_relu_backward)(ctx, act + 188160 * nB, 0, G + 18800, G + 18832, act + 194432 * nB, act + 181888 * nB, act + 175616 * nB, fix + 224, fix + 256, P + 18800, B, 32, 196, nB * 87808);
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 137984 * nB, 0, G + 14192, act + 188160 * nB, act + 175616 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 175616 * nB, 0, G + 14192, act + 188160 * nB, act + 150528 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 188160 * nB, 0, act + 137984 * nB, act + 175616 * nB, nB * 12544, nB * 75264);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 188160 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 175616 * nB, act + 150528 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, B, 16, 784, nB * 75264);
 }
 
 /* Backward, part 3 of 3. */
@@ -748,7 +748,7 @@ static void FN(backward_3)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 294784 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 294912 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
@@ -758,68 +758,68 @@ static void FN(backward_3)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 137984 * nB, act + 163072 * nB };
+        T *const dxs[2] = { act + 150528 * nB, act + 163072 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 12544);
     }
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 175616 * nB, 0, G + 11856, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 175616 * nB, 0, G + 11856, act + 163072 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 163072 * nB, 0, act + 175616 * nB, act + 150528 * nB, nB * 12544, nB * 62720);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 150528 * nB, 0, G + 11824, G + 11840, act + 163072 * nB, act + 87808 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 163072 * nB, 0, G + 11824, G + 11840, act + 175616 * nB, act + 137984 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11824, B, 16, 784, nB * 62720);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 87808 * nB, 0, G + 9520, act + 150528 * nB, act + 125440 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 9520, act + 163072 * nB, act + 100352 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 150528 * nB, 0, act + 87808 * nB, act + 125440 * nB, nB * 12544, nB * 50176);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 137984 * nB, 1, G + 9488, G + 9504, act + 150528 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 150528 * nB, 1, G + 9488, G + 9504, act + 125440 * nB, act + 100352 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, B, 16, 784, nB * 50176);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 87808 * nB, act + 112896 * nB };
+        T *const dxs[2] = { act + 100352 * nB, act + 112896 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 137984 * nB, NULL, c, 2, nB * 12544);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 150528 * nB, NULL, c, 2, nB * 12544);
     }
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 7184, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 7184, act + 112896 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 112896 * nB, 0, act + 125440 * nB, act + 100352 * nB, nB * 12544, nB * 37632);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 100352 * nB, 0, G + 7152, G + 7168, act + 112896 * nB, act + 37632 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 112896 * nB, 0, G + 7152, G + 7168, act + 125440 * nB, act + 87808 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, B, 16, 784, nB * 37632);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 37632 * nB, 0, G + 4848, act + 100352 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 75264 * nB, 0, G + 4848, act + 112896 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 100352 * nB, 0, act + 37632 * nB, act + 75264 * nB, nB * 12544, nB * 25088);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 87808 * nB, 1, G + 4816, G + 4832, act + 100352 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 100352 * nB, 1, G + 4816, G + 4832, act + 75264 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4816, B, 16, 784, nB * 25088);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 37632 * nB, act + 62720 * nB };
+        T *const dxs[2] = { act + 50176 * nB, act + 62720 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 87808 * nB, NULL, c, 2, nB * 12544);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 100352 * nB, NULL, c, 2, nB * 12544);
     }
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 75264 * nB, 0, G + 2512, act + 62720 * nB, act + 50176 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 75264 * nB, 0, G + 2512, act + 62720 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 62720 * nB, 0, act + 75264 * nB, act + 50176 * nB, nB * 12544, nB * 12544);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 62720 * nB, act + 12544 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 62720 * nB, 0, G + 2480, G + 2496, act + 75264 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2480, B, 16, 784, nB * 12544);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 12544 * nB, 0, G + 176, act + 50176 * nB, act + 25088 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 25088 * nB, 0, G + 176, act + 62720 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_relu_backward)(ctx, act + 50176 * nB, 0, act + 12544 * nB, act + 25088 * nB, nB * 12544, nB * 0);
+    /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 37632 * nB, 1, G + 144, G + 160, act + 50176 * nB, act, fix, fix + 16, P + 144, B, 16, 784);
+    FN(rt_bn_relu_backward)(ctx, act + 50176 * nB, 1, G + 144, G + 160, act + 25088 * nB, act + 12544 * nB, act, fix, fix + 16, P + 144, B, 16, 784, nB * 0);
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 37632 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 50176 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

@@ -142,6 +142,8 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  *   (an RtAct) with argument alpha: a = in U, out = in - phi(a) U^T;
  * activations (act.def, act.inc) out/in/din/dout[n], a = the activation's
  *   argument (ignored by those without one); backward reads the input;
+ * bn_relu: relu(bn(x)) in one pass, out = relu's output, dout = relu's
+ *   output gradient (the BN output is never written); site as relu's;
  * relu, the activations with a kink (act.def) and exact with such a phi are
  *   piecewise: site is their branch-record offset (see RtBranch; n resp.
  *   B*m pieces); smooth activations ignore it;
@@ -170,6 +172,15 @@ void rt_bn_forward_eval##S(const RtCtx *ctx, T *out, const T *in, const T *gamma
 void rt_bn_backward##S(const RtCtx *ctx, T *din, int acc, T *dgamma, T *dbeta,          \
         const T *dout, const T *in, const T *mean, const T *rstd, const T *gamma,       \
         int B, int C, int HW);                                                          \
+void rt_bn_relu_forward_train##S(const RtCtx *ctx, T *out, T *mean, T *rstd,            \
+        T *run_mean, T *run_var, const T *in, const T *gamma, const T *beta,            \
+        int B, int C, int HW, double momentum, double eps, size_t site);                \
+void rt_bn_relu_forward_eval##S(const RtCtx *ctx, T *out, const T *in, const T *gamma,  \
+        const T *beta, const T *run_mean, const T *run_var,                             \
+        int B, int C, int HW, double eps, size_t site);                                 \
+void rt_bn_relu_backward##S(const RtCtx *ctx, T *din, int acc, T *dgamma, T *dbeta,     \
+        const T *dout, const T *out, const T *in, const T *mean, const T *rstd,         \
+        const T *gamma, int B, int C, int HW, size_t site);                             \
 void rt_relu_forward##S(const RtCtx *ctx, T *out, const T *in, size_t n, size_t site);  \
 void rt_relu_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,              \
         const T *out, size_t n, size_t site);                                           \

@@ -35,9 +35,35 @@ START_TEST(test_plan_hand)
             const IrNode *n = &h.g.nodes[pb->node];
             if (pb->kind == PB_OUT && n->op == OP_RELU && p->nodes[pb->node].needs_grad)
                 ck_assert_int_ge(pb->death, plan_time_bwd(&h.g, pb->node));
+            /* a relu fused with its BN (PlanNode.fuse) is written at the
+             * BN's forward and read at its backward */
+            int fb = n->op == OP_RELU ? p->nodes[pb->node].fuse : 0;
             if (pb->kind == PB_GRAD)
-                ck_assert_int_eq(pb->death, plan_time_bwd(&h.g, pb->node));
+                ck_assert_int_eq(pb->death, plan_time_bwd(&h.g, fb ? fb : pb->node));
+            if (pb->kind == PB_OUT && fb) {
+                ck_assert_int_eq(pb->birth, plan_time_fwd(&h.g, fb));
+                ck_assert_int_ge(pb->death, plan_time_bwd(&h.g, fb));
+            }
         }
+        /* Fused pairs: a BN read only by a relu; the BN keeps no buffers
+         * but its saved statistics. */
+        int nfused = 0;
+        for (int i = 1; i < h.g.nnodes; i++) {
+            const PlanNode *pn = &p->nodes[i];
+            if (!pn->fuse)
+                continue;
+            ck_assert_int_eq(p->nodes[pn->fuse].fuse, i);
+            if (h.g.nodes[i].op == OP_BN) {
+                nfused++;
+                ck_assert_int_eq(h.g.nodes[pn->fuse].op, OP_RELU);
+                ck_assert_int_eq(h.g.nodes[pn->fuse].in[0], i);
+                ck_assert_int_eq(pn->out, -1);
+                ck_assert_int_eq(pn->grad, -1);
+                ck_assert_int_ge(pn->save0, 0);
+            }
+        }
+        if (which == 0)
+            ck_assert_int_gt(nfused, 0);
         plan_free(p);
     }
 }

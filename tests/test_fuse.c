@@ -1,0 +1,192 @@
+/* test_fuse.c — the fused BN + relu kernels (rt_bn_relu_*) against the pair
+ * they replace, rt_bn_* then rt_relu_*: forward in training and evaluation
+ * mode, backward with acc 0 and 1, in float and double, on one thread and
+ * on two (a size above the kernels' parallel threshold), and with a branch
+ * record (recording, then replaying at another input: the same pieces, the
+ * same counts, the same outputs and gradients as the pair's; the nearest
+ * distances to the kink within the tolerance). Tolerance:
+ * 1e-12 relative in double, 1e-6 in float (the fused kernels round like the
+ * pair, so the differences are those of reduction order). */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "rt.h"
+#include "tmain.h"
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+/* Largest |a - b| / max(1, |b|) over n elements. */
+#define FU_ERR(T)                                                        \
+    static double fu_err_##T(const T *a, const T *b, size_t n)           \
+    {                                                                    \
+        double m = 0;                                                    \
+        for (size_t i = 0; i < n; i++) {                                 \
+            double d = fabs((double)a[i] - (double)b[i]) /               \
+                       fmax(1.0, fabs((double)b[i]));                    \
+            if (!(d <= m))                                               \
+                m = d;                                                   \
+        }                                                                \
+        return m;                                                        \
+    }
+FU_ERR(float)
+FU_ERR(double)
+
+/* One comparison of fused against pair, element type T, kernel suffix S.
+ * threads: the contexts' thread count; branch: with a record (recorded at
+ * x, replayed at x2 = a perturbed x, the pair and the fused kernels each
+ * on their own record at site SITE). */
+#define FU_CASE(T, S)                                                                           \
+    static void fu_case_##T(int B, int C, int HW, int threads, int branch, double tol)        \
+    {                                                                                           \
+        enum { SITE = 8 };                                                                      \
+        size_t n = (size_t)B * C * HW;                                                          \
+        RtRng rng;                                                                              \
+        rt_rng_seed(&rng, 1234 + (uint64_t)n + (uint64_t)branch);                              \
+        T *x = xcalloc(n, sizeof(T)), *x2 = xcalloc(n, sizeof(T));                              \
+        T *dout = xcalloc(n, sizeof(T)), *y = xcalloc(n, sizeof(T));                            \
+        T *r_bn = xcalloc(n, sizeof(T)), *r_out = xcalloc(n, sizeof(T));                        \
+        T *f_out = xcalloc(n, sizeof(T)), *r_g = xcalloc(n, sizeof(T));                         \
+        T *r_din = xcalloc(n, sizeof(T)), *f_din = xcalloc(n, sizeof(T));                       \
+        T *gamma = xcalloc((size_t)C, sizeof(T)), *beta = xcalloc((size_t)C, sizeof(T));        \
+        T *r_st = xcalloc(4 * (size_t)C, sizeof(T)), *f_st = xcalloc(4 * (size_t)C, sizeof(T)); \
+        T *r_dp = xcalloc(2 * (size_t)C, sizeof(T)), *f_dp = xcalloc(2 * (size_t)C, sizeof(T)); \
+        for (size_t i = 0; i < n; i++) {                                                        \
+            /* an offset per channel, so both pieces are well populated */                     \
+            x[i] = (T)(rt_rng_normal(&rng) + 0.3 * (double)((i / (size_t)HW) % 3) - 0.3);       \
+            x2[i] = (T)((double)x[i] + 0.5 * rt_rng_normal(&rng));                              \
+            dout[i] = (T)rt_rng_normal(&rng);                                                   \
+            y[i] = (T)rt_rng_normal(&rng);                                                      \
+        }                                                                                       \
+        for (int c = 0; c < C; c++) {                                                           \
+            gamma[c] = (T)(0.5 + rt_rng_uniform(&rng));                                         \
+            beta[c] = (T)(rt_rng_uniform(&rng) - 0.5);                                          \
+            r_st[2 * C + c] = f_st[2 * C + c] = (T)(0.1 * c);       /* running mean */         \
+            r_st[3 * C + c] = f_st[3 * C + c] = (T)(1.0 + 0.2 * c); /* running var */          \
+            r_dp[c] = f_dp[c] = (T)0.25;                                                        \
+            r_dp[C + c] = f_dp[C + c] = (T)-0.5;                                                \
+        }                                                                                       \
+        uint8_t *rm = xcalloc(n + SITE, 1), *fm = xcalloc(n + SITE, 1);                         \
+        RtBranch rb = {.replay = 0, .mask = rm, .cap = n + SITE};                               \
+        RtBranch fb = {.replay = 0, .mask = fm, .cap = n + SITE};                               \
+        rt_branch_reset(&rb);                                                                   \
+        rt_branch_reset(&fb);                                                                   \
+        RtCtx rc = {threads, NULL, 0, branch ? &rb : NULL};                                     \
+        RtCtx fc = {threads, NULL, 0, branch ? &fb : NULL};                                     \
+        size_t site = branch ? SITE : 0;                                                        \
+        T *r_mean = r_st, *r_rstd = r_st + C, *f_mean = f_st, *f_rstd = f_st + C;               \
+        /* training forward (recording when branch) */                                         \
+        rt_bn_forward_train##S(&rc, r_bn, r_mean, r_rstd, r_st + 2 * C, r_st + 3 * C, x,        \
+                               gamma, beta, B, C, HW, 0.1, 1e-5);                               \
+        rt_relu_forward##S(&rc, r_out, r_bn, n, site);                                          \
+        rt_bn_relu_forward_train##S(&fc, f_out, f_mean, f_rstd, f_st + 2 * C, f_st + 3 * C, x,  \
+                                    gamma, beta, B, C, HW, 0.1, 1e-5, site);                    \
+        ck_assert_double_le(fu_err_##T(f_out, r_out, n), tol);                                  \
+        ck_assert_double_le(fu_err_##T(f_st, r_st, 4 * (size_t)C), tol);                        \
+        if (branch) {                                                                           \
+            ck_assert_int_eq(memcmp(rm, fm, n + SITE), 0);                                      \
+            ck_assert_uint_eq(fb.seen, n);                                                      \
+            ck_assert_uint_eq(rb.seen, n);                                                      \
+            ck_assert_double_le(fabs(fb.near_min - rb.near_min), tol * rb.near_min);                \
+            /* replay at x2: the pieces of x, the crossings counted alike */                   \
+            rb.replay = fb.replay = 1;                                                          \
+            rt_branch_reset(&rb);                                                               \
+            rt_branch_reset(&fb);                                                               \
+            rt_bn_forward_train##S(&rc, r_bn, r_mean, r_rstd, NULL, NULL, x2, gamma, beta,      \
+                                   B, C, HW, 0.1, 1e-5);                                        \
+            rt_relu_forward##S(&rc, r_out, r_bn, n, site);                                      \
+            rt_bn_relu_forward_train##S(&fc, f_out, f_mean, f_rstd, NULL, NULL, x2, gamma,      \
+                                        beta, B, C, HW, 0.1, 1e-5, site);                       \
+            ck_assert_double_le(fu_err_##T(f_out, r_out, n), tol);                              \
+            ck_assert_uint_gt(rb.crossed, 0);                                                   \
+            ck_assert_uint_eq(fb.crossed, rb.crossed);                                          \
+            ck_assert_double_le(fabs(fb.cross_min - rb.cross_min), tol * rb.cross_min);             \
+            /* the replayed output keeps negative values where the record says 1 */            \
+            size_t neg = 0;                                                                     \
+            for (size_t i = 0; i < n; i++)                                                      \
+                neg += f_out[i] < 0;                                                            \
+            ck_assert_uint_gt(neg, 0);                                                          \
+            ck_assert_int_eq(memcmp(rm, fm, n + SITE), 0);                                      \
+        }                                                                                       \
+        /* backward, acc 0 then 1 (onto the same starting values) */                           \
+        const T *xin = branch ? x2 : x;                                                         \
+        for (int acc = 0; acc < 2; acc++) {                                                     \
+            memcpy(r_din, y, n * sizeof(T));                                                    \
+            memcpy(f_din, y, n * sizeof(T));                                                    \
+            rt_relu_backward##S(&rc, r_g, 0, dout, r_out, n, site);                             \
+            rt_bn_backward##S(&rc, r_din, acc, r_dp, r_dp + C, r_g, xin, r_mean, r_rstd,        \
+                              gamma, B, C, HW);                                                 \
+            rt_bn_relu_backward##S(&fc, f_din, acc, f_dp, f_dp + C, dout, f_out, xin, f_mean,   \
+                                   f_rstd, gamma, B, C, HW, site);                              \
+            ck_assert_double_le(fu_err_##T(f_din, r_din, n), tol);                              \
+            ck_assert_double_le(fu_err_##T(f_dp, r_dp, 2 * (size_t)C), tol);                    \
+        }                                                                                       \
+        /* no input gradient wanted: only the parameter gradients */                           \
+        rt_bn_relu_backward##S(&fc, NULL, 0, f_dp, f_dp + C, dout, f_out, xin, f_mean, f_rstd,  \
+                               gamma, B, C, HW, site);                                          \
+        rt_bn_backward##S(&rc, NULL, 0, r_dp, r_dp + C, r_g, xin, r_mean, r_rstd, gamma, B, C,  \
+                          HW);                                                                  \
+        ck_assert_double_le(fu_err_##T(f_dp, r_dp, 2 * (size_t)C), tol);                        \
+        /* evaluation forward with the running statistics */                                   \
+        rb.replay = fb.replay = 1;                                                              \
+        rt_bn_forward_eval##S(&rc, r_bn, x, gamma, beta, r_st + 2 * C, r_st + 3 * C, B, C, HW,  \
+                              1e-5);                                                            \
+        rt_relu_forward##S(&rc, r_out, r_bn, n, site);                                          \
+        rt_bn_relu_forward_eval##S(&fc, f_out, x, gamma, beta, f_st + 2 * C, f_st + 3 * C, B,   \
+                                   C, HW, 1e-5, site);                                          \
+        ck_assert_double_le(fu_err_##T(f_out, r_out, n), tol);                                  \
+        if (branch)                                                                             \
+            ck_assert_uint_eq(fb.crossed, rb.crossed);                                          \
+        free(x); free(x2); free(dout); free(y); free(r_bn); free(r_out); free(f_out);           \
+        free(r_g); free(r_din); free(f_din); free(gamma); free(beta); free(r_st); free(f_st);   \
+        free(r_dp); free(f_dp); free(rm); free(fm);                                             \
+    }
+FU_CASE(double, _d)
+FU_CASE(float, )
+
+/* HW 300: one full chunk of the backward's masked gradient and a partial
+ * one; HW 7: less than one. */
+START_TEST(test_fused_double)
+{
+    fu_case_double(3, 4, 300, 1, 0, 1e-12);
+    fu_case_double(2, 5, 7, 1, 0, 1e-12);
+    fu_case_double(4, 8, 1100, 2, 0, 1e-12);
+}
+END_TEST
+
+START_TEST(test_fused_float)
+{
+    fu_case_float(3, 4, 300, 1, 0, 1e-6);
+    fu_case_float(2, 5, 7, 1, 0, 1e-6);
+    fu_case_float(4, 8, 1100, 2, 0, 1e-6);
+}
+END_TEST
+
+START_TEST(test_fused_branch)
+{
+    fu_case_double(3, 4, 300, 1, 1, 1e-12);
+    fu_case_double(4, 8, 1100, 2, 1, 1e-12);
+    fu_case_float(3, 4, 300, 1, 1, 1e-6);
+    fu_case_float(4, 8, 1100, 2, 1, 1e-6);
+}
+END_TEST
+
+static Suite *fuse_suite(void)
+{
+    Suite *s = suite_create("fuse");
+    TCase *tc = tcase_create("bn_relu");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_fused_double);
+    tcase_add_test(tc, test_fused_float);
+    tcase_add_test(tc, test_fused_branch);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(fuse_suite)
