@@ -77,8 +77,8 @@ FU_ERR(double)
         RtBranch fb = {.replay = 0, .mask = fm, .cap = n + SITE};                               \
         rt_branch_reset(&rb);                                                                   \
         rt_branch_reset(&fb);                                                                   \
-        RtCtx rc = {threads, NULL, 0, branch ? &rb : NULL};                                     \
-        RtCtx fc = {threads, NULL, 0, branch ? &fb : NULL};                                     \
+        RtCtx rc = {threads, NULL, 0, branch ? &rb : NULL, NULL};                                   \
+        RtCtx fc = {threads, NULL, 0, branch ? &fb : NULL, NULL};                                   \
         size_t site = branch ? SITE : 0;                                                        \
         T *r_mean = r_st, *r_rstd = r_st + C, *f_mean = f_st, *f_rstd = f_st + C;               \
         /* training forward (recording when branch) */                                         \
