@@ -34,11 +34,6 @@ typedef struct {
     int ringpos;
 } Emit;
 
-static size_t emit_numel(IrShape s)
-{
-    return (size_t)s.c * (size_t)s.h * (size_t)s.w;
-}
-
 static void emit_f(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void emit_f(Emit *e, const char *fmt, ...)
 {
@@ -299,7 +294,7 @@ static void emit_forward_node(Emit *e, const IrNode *n)
     const char *out = emit_out(e, n->id);
     const char *in = n->nin ? emit_out(e, n->in[0]) : "NULL";
     const PlanNode *pn = &e->p->nodes[n->id];
-    size_t len = emit_numel(n->shape);
+    size_t len = ir_numel(n->shape);
     emit_node_comment(e, n);
     const OpInfo *oi = op_info(n->op);
     if (pn->fuse && n->op == OP_RELU) {
@@ -383,12 +378,12 @@ static void emit_forward_node(Emit *e, const IrNode *n)
         emit_f(e, "    FN(rt_linear_forward%s)(ctx, %s, %s, %s, %s, B, %zu, %d);\n", S, out, in,
                emit_param(e, "P", n->u.linear.w),
                n->u.linear.b >= 0 ? emit_param(e, "P", n->u.linear.b) : "NULL",
-               emit_numel(*is), n->shape.c);
+               ir_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
         emit_f(e, "    FN(rt_exact_forward%s)(ctx, %s, %s, %s, %s, B, %zu, %d, %s, %s, nB * %zu);\n",
                S, out, emit_buf(e, pn->save0), in, emit_param(e, "P", n->u.exact.u),
-               emit_numel(*is), n->u.exact.m, emit_act(n->u.exact.phi),
+               ir_numel(*is), n->u.exact.m, emit_act(n->u.exact.phi),
                emit_num(e, n->u.exact.alpha), emit_branch_site(e, n->id));
         break;
     case OP_DROPOUT:
@@ -430,7 +425,7 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         }
     }
     const char *in = n->nin ? emit_out(e, n->in[0]) : "NULL";
-    size_t len = emit_numel(n->shape);
+    size_t len = ir_numel(n->shape);
     emit_node_comment(e, n);
     const OpInfo *oi = op_info(n->op);
     if (pn->fuse && n->op == OP_RELU) {
@@ -530,12 +525,12 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         emit_f(e, "    FN(rt_linear_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d);\n", S,
                din[0], acc[0], emit_param(e, "G", n->u.linear.w),
                n->u.linear.b >= 0 ? emit_param(e, "G", n->u.linear.b) : "NULL", dout, in,
-               emit_param(e, "P", n->u.linear.w), emit_numel(*is), n->shape.c);
+               emit_param(e, "P", n->u.linear.w), ir_numel(*is), n->shape.c);
         break;
     case OP_EXACT:
         emit_f(e, "    FN(rt_exact_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, B, %zu, %d, %s, %s, "
                "nB * %zu);\n", S, din[0], acc[0], emit_param(e, "G", n->u.exact.u), dout, in,
-               emit_buf(e, pn->save0), emit_param(e, "P", n->u.exact.u), emit_numel(*is),
+               emit_buf(e, pn->save0), emit_param(e, "P", n->u.exact.u), ir_numel(*is),
                n->u.exact.m, emit_act(n->u.exact.phi), emit_num(e, n->u.exact.alpha),
                emit_branch_site(e, n->id));
         break;

@@ -121,11 +121,6 @@ typedef struct {
     FILE *diag;
 } Infer;
 
-static size_t infer_numel(IrShape s)
-{
-    return (size_t)s.c * (size_t)s.h * (size_t)s.w;
-}
-
 static char *infer_strdup(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -456,7 +451,7 @@ static int infer_plan(Infer *in)
         PlanBuf *b = &in->bufs[in->nbufs];
         b->kind = PB_OUT;
         b->node = i;
-        b->size_a = infer_numel(g->nodes[i].shape);
+        b->size_a = ir_numel(g->nodes[i].shape);
         b->birth = i;
         b->death = death;
         nd[i].buf = in->nbufs++;
@@ -900,7 +895,7 @@ static void infer_op(Infer *in, FILE *out, int i, bool *used)
     const char *W = in->warr[i] >= 0 ? in->arr[in->warr[i]].name : "NULL";
     const char *Bs = in->barr[i] >= 0 ? in->arr[in->barr[i]].name : "NULL";
     int hw = x->shape.h * x->shape.w;
-    size_t len = infer_numel(x->shape);
+    size_t len = ir_numel(x->shape);
     if (n->conv >= 0 || x->op == OP_CONV) {
         used[H_CONV] = true;
         fprintf(out, "    conv2d(%s, %s, %s, %s, %d, %d, %d, %d, %d, %d, %d);\n", y, a, W, Bs,
@@ -964,7 +959,7 @@ static void infer_op(Infer *in, FILE *out, int i, bool *used)
         break;
     case OP_LINEAR:
         used[H_LINEAR] = true;
-        fprintf(out, "    linear(%s, %s, %s, %s, %zu, %d);\n", y, a, W, Bs, infer_numel(*is),
+        fprintf(out, "    linear(%s, %s, %s, %s, %zu, %d);\n", y, a, W, Bs, ir_numel(*is),
                 x->shape.c);
         break;
     case OP_EXACT: {
@@ -974,7 +969,7 @@ static void infer_op(Infer *in, FILE *out, int i, bool *used)
         used[H_EXACT] = true;
         in->used_act[phi - infer_acts] |= 1;
         fprintf(out, "    exact(%s, act + %zu, %s, %s, %zu, %d, act_%s, ", y,
-                in->bufs[n->scratch].off_a, a, W, infer_numel(*is), x->u.exact.m, phi->name);
+                in->bufs[n->scratch].off_a, a, W, ir_numel(*is), x->u.exact.m, phi->name);
         infer_float(out, (float)x->u.exact.alpha);
         fputs(");\n", out);
         break;

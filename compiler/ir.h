@@ -26,6 +26,12 @@ typedef enum {
 
 typedef struct { int c, h, w; } IrShape;
 
+/* The elements of one image of shape s. */
+static inline size_t ir_numel(IrShape s)
+{
+    return (size_t)s.c * (size_t)s.h * (size_t)s.w;
+}
+
 /* How a parameter tensor is initialised by the generated program. */
 typedef enum {
     INIT_KAIMING,   /* normal(0, sqrt(2 / fan_in))  (conv weights) */

@@ -6,11 +6,6 @@
 #include "optable.h"
 #include "rt.h"
 
-static size_t numel(IrShape s)
-{
-    return (size_t)s.c * (size_t)s.h * (size_t)s.w;
-}
-
 static IrShape in_shape(const IrGraph *g, const IrNode *n)
 {
     return n->nin ? g->nodes[n->in[0]].shape : n->shape;
@@ -18,18 +13,18 @@ static IrShape in_shape(const IrGraph *g, const IrNode *n)
 
 static long long madds_conv(const IrGraph *g, const IrNode *n)
 {
-    return (long long)numel(n->shape) * in_shape(g, n).c * n->u.conv.k * n->u.conv.k;
+    return (long long)ir_numel(n->shape) * in_shape(g, n).c * n->u.conv.k * n->u.conv.k;
 }
 
 static long long madds_linear(const IrGraph *g, const IrNode *n)
 {
-    return (long long)numel(in_shape(g, n)) * n->shape.c;
+    return (long long)ir_numel(in_shape(g, n)) * n->shape.c;
 }
 
 /* a = z U, then z - phi(a) U^T. */
 static long long madds_exact(const IrGraph *g, const IrNode *n)
 {
-    return 2LL * (long long)numel(in_shape(g, n)) * n->u.exact.m;
+    return 2LL * (long long)ir_numel(in_shape(g, n)) * n->u.exact.m;
 }
 
 static const OpInfo op_table[OP_COUNT] = {
@@ -83,7 +78,7 @@ bool op_bwd_reads_output(const IrNode *n)
 size_t op_branch_len(const IrNode *n)
 {
     if (op_info(n->op)->kink)
-        return numel(n->shape);
+        return ir_numel(n->shape);
     if (n->op == OP_EXACT) {
         int phi = op_find(n->u.exact.phi, OPF_ACT);
         return phi >= 0 && op_info((IrOp)phi)->kink ? (size_t)n->u.exact.m : 0;

@@ -15,11 +15,6 @@ static size_t plan_align(size_t n)
     return (n + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
 }
 
-static size_t plan_numel(IrShape s)
-{
-    return (size_t)s.c * (size_t)s.h * (size_t)s.w;
-}
-
 int plan_time_fwd(const IrGraph *g, int node)
 {
     (void)g;
@@ -458,9 +453,9 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
                     death = gdeath;
             }
             if (!(pn->fuse && n->op == OP_BN)) {
-                pn->out = plan_add(p, &cap, PB_OUT, i, plan_numel(n->shape), 0, birth, death);
+                pn->out = plan_add(p, &cap, PB_OUT, i, ir_numel(n->shape), 0, birth, death);
                 if (pn->needs_grad && first_grad_write >= 0)
-                    pn->grad = plan_add(p, &cap, PB_GRAD, i, plan_numel(n->shape), 0,
+                    pn->grad = plan_add(p, &cap, PB_GRAD, i, ir_numel(n->shape), 0,
                                         first_grad_write, gdeath);
             }
         }
@@ -471,7 +466,7 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
         } else if (n->op == OP_EXACT) {
             pn->save0 = plan_add(p, &cap, PB_SAVE0, i, (size_t)n->u.exact.m, 0, tf, sdeath);
         } else if (n->op == OP_DROPOUT) {
-            pn->save0 = plan_add(p, &cap, PB_SAVE0, i, plan_numel(n->shape), 0, tf, sdeath);
+            pn->save0 = plan_add(p, &cap, PB_SAVE0, i, ir_numel(n->shape), 0, tf, sdeath);
         }
     }
     free(ro);
@@ -503,7 +498,7 @@ size_t plan_arena_elems(const Plan *p, int B)
 size_t plan_total_bytes(const Plan *p, const IrGraph *g, int B, size_t elem_size)
 {
     size_t n = 2 * p->nparams + p->nbuffers + plan_arena_elems(p, B)
-             + (size_t)B * plan_numel(g->input) + 2 * (size_t)B * (size_t)g->classes;
+             + (size_t)B * ir_numel(g->input) + 2 * (size_t)B * (size_t)g->classes;
     return n * elem_size;
 }
 
@@ -515,7 +510,7 @@ PlanMemory plan_memory(const Plan *p, const IrGraph *g, int B)
     m.batch = B;
     m.params = (double)p->nparams * e;
     m.buffers = (double)p->nbuffers * e;
-    m.acts = ((double)p->arena_a * b + (double)p->arena_b + b * (double)plan_numel(g->input) +
+    m.acts = ((double)p->arena_a * b + (double)p->arena_b + b * (double)ir_numel(g->input) +
               2.0 * b * (double)g->classes) * e;
     m.total = 3.0 * m.params + m.buffers + m.acts;
     return m;
