@@ -28,38 +28,38 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "cli.h"
+#include "optable.h"
 #include "plan.h"
 #include "rt.h"
 
 /* Inputs of one sum or concat the emitter handles. */
 #define INFER_MAX_IN 256
 
-/* Elementwise activations (runtime/act.def): the IR op, its name (the
- * generated helpers act_NAME(v, a) and apply_NAME(out, in, n, a)), the body of
- * act_NAME in float, and whether it needs libm. exact(phi) looks phi up by
- * name here. A new activation of act.def is one row. */
+/* Elementwise activations (runtime/act.def): the IR op (its op table text
+ * names the generated helpers act_NAME(v, a) and apply_NAME(out, in, n, a)),
+ * the body of act_NAME in float, and whether it needs libm. exact(phi) looks
+ * phi up by name here. A new activation of act.def is one row. */
 typedef struct {
     IrOp op;
-    const char *name;
     const char *body;
     bool libm;
 } InferAct;
 
 static const InferAct infer_acts[] = {
-    { OP_RELU, "relu", "(void)a;\n    return v > 0.0f ? v : 0.0f;", false },
-    { OP_LEAKY_RELU, "leaky_relu", "return v > 0.0f ? v : a * v;", false },
-    { OP_ELU, "elu", "return v > 0.0f ? v : a * expm1f(v);", true },
-    { OP_SIGMOID, "sigmoid", "float e;\n    (void)a;\n    if (v >= 0.0f)\n"
+    { OP_RELU, "(void)a;\n    return v > 0.0f ? v : 0.0f;", false },
+    { OP_LEAKY_RELU, "return v > 0.0f ? v : a * v;", false },
+    { OP_ELU, "return v > 0.0f ? v : a * expm1f(v);", true },
+    { OP_SIGMOID, "float e;\n    (void)a;\n    if (v >= 0.0f)\n"
       "        return 1.0f / (1.0f + expf(-v));\n    e = expf(v);\n    return e / (1.0f + e);",
       true },
-    { OP_TANH, "tanh", "(void)a;\n    return tanhf(v);", true },
-    { OP_SOFTPLUS, "softplus", "(void)a;\n    return (v > 0.0f ? v : 0.0f) + log1pf(expf(-fabsf(v)));",
+    { OP_TANH, "(void)a;\n    return tanhf(v);", true },
+    { OP_SOFTPLUS, "(void)a;\n    return (v > 0.0f ? v : 0.0f) + log1pf(expf(-fabsf(v)));",
       true },
-    { OP_SOFTSIGN, "softsign", "(void)a;\n    return v / (1.0f + fabsf(v));", true },
-    { OP_SILU, "silu", "float e;\n    (void)a;\n    if (v >= 0.0f)\n"
+    { OP_SOFTSIGN, "(void)a;\n    return v / (1.0f + fabsf(v));", true },
+    { OP_SILU, "float e;\n    (void)a;\n    if (v >= 0.0f)\n"
       "        return v / (1.0f + expf(-v));\n    e = expf(v);\n    return v * e / (1.0f + e);",
       true },
-    { OP_GELU, "gelu", "(void)a;\n    return 0.5f * v * (1.0f + erff(v * 0.707106781f));", true },
+    { OP_GELU, "(void)a;\n    return 0.5f * v * (1.0f + erff(v * 0.707106781f));", true },
 };
 #define INFER_NACTS ((int)(sizeof infer_acts / sizeof infer_acts[0]))
 #define INFER_MAX_ACTS 32
@@ -74,10 +74,14 @@ static const InferAct *infer_act_op(IrOp op)
 
 static const InferAct *infer_act_name(const char *name)
 {
-    for (int i = 0; i < INFER_NACTS; i++)
-        if (strcmp(infer_acts[i].name, name) == 0)
-            return &infer_acts[i];
-    return NULL;
+    int op = op_find(name, OPF_ACT);
+    return op < 0 ? NULL : infer_act_op((IrOp)op);
+}
+
+/* The name of act in the generated helpers ("relu": act_relu, apply_relu). */
+static const char *infer_act_text(const InferAct *act)
+{
+    return op_info(act->op)->text;
 }
 
 /* How one IR node is realised. */
@@ -871,7 +875,7 @@ static void infer_op_comment(Infer *in, FILE *out, int i)
         default: {  /* the activations (infer_acts) */
             const InferAct *act = infer_act_op(x->op);
             if (act)
-                fprintf(out, ": %s", act->name);
+                fprintf(out, ": %s", infer_act_text(act));
             break;
         }
         }
@@ -906,7 +910,7 @@ static void infer_op(Infer *in, FILE *out, int i, bool *used)
     const InferAct *act = infer_act_op(x->op);
     if (act) {
         in->used_act[act - infer_acts] |= 3;
-        fprintf(out, "    apply_%s(%s, %s, %zu, ", act->name, y, a, len);
+        fprintf(out, "    apply_%s(%s, %s, %zu, ", infer_act_text(act), y, a, len);
         infer_float(out, (float)x->u.act.a);
         fputs(");\n", out);
         return;
@@ -969,7 +973,7 @@ static void infer_op(Infer *in, FILE *out, int i, bool *used)
         used[H_EXACT] = true;
         in->used_act[phi - infer_acts] |= 1;
         fprintf(out, "    exact(%s, act + %zu, %s, %s, %zu, %d, act_%s, ", y,
-                in->bufs[n->scratch].off_a, a, W, ir_numel(*is), x->u.exact.m, phi->name);
+                in->bufs[n->scratch].off_a, a, W, ir_numel(*is), x->u.exact.m, infer_act_text(phi));
         infer_float(out, (float)x->u.exact.alpha);
         fputs(");\n", out);
         break;
@@ -1039,7 +1043,7 @@ static int infer_write_code(Infer *in, FILE *out, const EmitInferRequest *rq)
     fprintf(out, " };\n");
 
     for (int a = 0; a < INFER_NACTS; a++) {
-        const char *nm = infer_acts[a].name;
+        const char *nm = infer_act_text(&infer_acts[a]);
         if (in->used_act[a])
             fprintf(out, "\nstatic float act_%s(float v, float a)\n{\n    %s\n}\n", nm,
                     infer_acts[a].body);
