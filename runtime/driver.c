@@ -569,10 +569,7 @@ static int cmd_bench(const RtNet *net, const char *prog, int argc, char **argv)
     }
     RtRng rng;
     rt_rng_seed(&rng, seed + 1);
-    for (size_t i = 0; i < nin; i++)
-        m.input[i] = (float)rt_rng_normal(&rng);
-    for (int i = 0; i < batch; i++)
-        labels[i] = (uint8_t)rt_rng_below(&rng, (uint32_t)net->classes);
+    rt_model_synth_batch(net, &rng, m.input, nin, labels, batch);
     for (int it = 0; it < warmup + iters; it++) {
         double t0 = rt_drv_now();
         net->forward(&m, batch, 1);

@@ -285,10 +285,7 @@ int rt_drv_cmd_dump(const RtNet *net, const char *prog, int argc, char **argv)
     } else {
         RtRng rng;
         rt_rng_seed(&rng, seed ^ DUMP_INPUT_SALT);
-        for (size_t i = 0; i < nin; i++)
-            m.input[i] = (float)rt_rng_normal(&rng);
-        for (int i = 0; i < B; i++)
-            labels[i] = (uint8_t)rt_rng_below(&rng, (uint32_t)net->classes);
+        rt_model_synth_batch(net, &rng, m.input, nin, labels, B);
     }
     if (mkdir(out, 0777) && errno != EEXIST) {
         fprintf(stderr, "error: cannot create %s: %s\n", out, strerror(errno));

@@ -205,12 +205,9 @@ int rt_drv_cmd_gradcheck(const RtNet *net, const char *prog, int argc, char **ar
     memcpy(fbuf0, mf.buffers, nb * sizeof *fbuf0);
     RtRng rng;
     rt_rng_seed(&rng, seed + 0x67726164ULL);
-    for (size_t i = 0; i < nin; i++) {
-        mf.input[i] = (float)rt_rng_normal(&rng);
+    rt_model_synth_batch(net, &rng, mf.input, nin, labels, B);
+    for (size_t i = 0; i < nin; i++)
         md.input[i] = (double)mf.input[i];
-    }
-    for (int i = 0; i < B; i++)
-        labels[i] = (uint8_t)rt_rng_below(&rng, (uint32_t)net->classes);
     RtBranch rec = {.replay = 0, .mask = mask, .cap = nbr};
     GcLoss g = {net, &md, buf0, probs_d, mf.rng, labels, B, &rec, save, dir, 0, 0, INFINITY};
 

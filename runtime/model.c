@@ -188,6 +188,15 @@ int rt_model_init(RtModel *m, const RtNet *net, int B, int threads, uint64_t see
     return 0;
 }
 
+void rt_model_synth_batch(const RtNet *net, RtRng *rng, float *input, size_t nin,
+                          uint8_t *labels, int B)
+{
+    for (size_t i = 0; i < nin; i++)
+        input[i] = (float)rt_rng_normal(rng);
+    for (int i = 0; i < B; i++)
+        labels[i] = (uint8_t)rt_rng_below(rng, (uint32_t)net->classes);
+}
+
 void rt_model_free(RtModel *m)
 {
     MODEL_FREE(m);

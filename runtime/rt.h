@@ -333,6 +333,10 @@ int  rt_model_init(RtModel *m, const RtNet *net, int B, int threads, uint64_t se
 void rt_model_free(RtModel *m);
 int  rt_model_init_d(RtModelD *m, const RtNet *net, int B, int threads, RtErr *err);
 void rt_model_free_d(RtModelD *m);
+/* A synthetic batch from rng: nin N(0, 1) inputs, then B labels uniform
+ * over the net's classes (bench, dump and gradcheck without a data set). */
+void rt_model_synth_batch(const RtNet *net, RtRng *rng, float *input, size_t nin,
+                          uint8_t *labels, int B);
 
 /* --- data ---------------------------------------------------------------- */
 typedef struct {

@@ -449,7 +449,7 @@ enum { BN_B = 7, BN_C = 3, BN_HW = 5 };
 
 typedef struct {
     BnRank sync;
-    int off, nb;
+    int off, nb, fused;     /* fused: the BN+ReLU kernels instead of the BN pair */
     const double *in, *dout, *gamma, *beta;
     double out[BN_B * BN_C * BN_HW], din[BN_B * BN_C * BN_HW];
     double mean[BN_C], rstd[BN_C], rm[BN_C], rv[BN_C], dg[BN_C], db[BN_C];
@@ -462,6 +462,13 @@ static void *bn_rank_main(void *arg)
     ctx.threads = 1;
     ctx.sync = &j->sync.base;
     size_t o = (size_t)j->off * BN_C * BN_HW;
+    if (j->fused) {
+        rt_bn_relu_forward_train_d(&ctx, j->out, j->mean, j->rstd, j->rm, j->rv, j->in + o,
+                                   j->gamma, j->beta, j->nb, BN_C, BN_HW, 0.1, 1e-5, 0);
+        rt_bn_relu_backward_d(&ctx, j->din, 0, j->dg, j->db, j->dout + o, j->out, j->in + o,
+                              j->mean, j->rstd, j->gamma, j->nb, BN_C, BN_HW, 0);
+        return NULL;
+    }
     rt_bn_forward_train_d(&ctx, j->out, j->mean, j->rstd, j->rm, j->rv, j->in + o, j->gamma,
                           j->beta, j->nb, BN_C, BN_HW, 0.1, 1e-5);
     rt_bn_backward_d(&ctx, j->din, 0, j->dg, j->db, j->dout + o, j->in + o, j->mean, j->rstd,
@@ -469,7 +476,7 @@ static void *bn_rank_main(void *arg)
     return NULL;
 }
 
-START_TEST(sync_bn_two_threads)
+static void sync_bn_check(int fused)
 {
     enum { N = BN_B * BN_C * BN_HW };
     static double in[N], dout[N], out[N], din[N];
@@ -489,9 +496,16 @@ START_TEST(sync_bn_two_threads)
     }
     RtCtx one = {0};
     one.threads = 1;
-    rt_bn_forward_train_d(&one, out, mean, rstd, rm, rv, in, gamma, beta, BN_B, BN_C, BN_HW,
-                          0.1, 1e-5);
-    rt_bn_backward_d(&one, din, 0, dg, db, dout, in, mean, rstd, gamma, BN_B, BN_C, BN_HW);
+    if (fused) {
+        rt_bn_relu_forward_train_d(&one, out, mean, rstd, rm, rv, in, gamma, beta, BN_B, BN_C,
+                                   BN_HW, 0.1, 1e-5, 0);
+        rt_bn_relu_backward_d(&one, din, 0, dg, db, dout, out, in, mean, rstd, gamma, BN_B,
+                              BN_C, BN_HW, 0);
+    } else {
+        rt_bn_forward_train_d(&one, out, mean, rstd, rm, rv, in, gamma, beta, BN_B, BN_C,
+                              BN_HW, 0.1, 1e-5);
+        rt_bn_backward_d(&one, din, 0, dg, db, dout, in, mean, rstd, gamma, BN_B, BN_C, BN_HW);
+    }
 
     BnShared sh;
     ck_assert_int_eq(pthread_barrier_init(&sh.bar, NULL, 2), 0);
@@ -504,6 +518,7 @@ START_TEST(sync_bn_two_threads)
         job[r].sync.rank = r;
         job[r].off = r ? nbs[0] : 0;
         job[r].nb = nbs[r];
+        job[r].fused = fused;
         job[r].in = in;
         job[r].dout = dout;
         job[r].gamma = gamma;
@@ -540,6 +555,19 @@ START_TEST(sync_bn_two_threads)
         ck_assert(fabs(job[0].db[c] - db[c]) > 1e-6);   /* not the whole batch's */
     }
 }
+
+START_TEST(sync_bn_two_threads)
+{
+    sync_bn_check(0);
+}
+END_TEST
+
+/* The fused BN+ReLU under ctx->sync: relu's mask applied inside the
+ * synchronised BN backward. */
+START_TEST(sync_bn_relu_two_threads)
+{
+    sync_bn_check(1);
+}
 END_TEST
 
 static Suite *mpi_suite(void)
@@ -547,6 +575,7 @@ static Suite *mpi_suite(void)
     Suite *s = suite_create("mpi");
     TCase *tk = tcase_create("no_mpi");
     tcase_add_test(tk, sync_bn_two_threads);
+    tcase_add_test(tk, sync_bn_relu_two_threads);
     tcase_add_test(tk, build_without_mpi_refused);
     suite_add_tcase(s, tk);
     TCase *tc = tcase_create("mpirun");
