@@ -43,7 +43,7 @@ static void emit_f(Emit *e, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool emit_plain(unsigned char c)
+bool emit_plain(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            c == '_' || c == '.';

@@ -83,19 +83,13 @@ static const char *tch_num(Tch *t, double v)
     return s;
 }
 
-static bool tch_plain(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.';
-}
-
 /* A Python string literal. */
 static void tch_str(Tch *t, const char *s)
 {
     fputc('"', t->out);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (tch_plain(c))
+        if (emit_plain(c))
             fputc(c, t->out);
         else
             fprintf(t->out, "\\x%02x", c);
@@ -176,7 +170,7 @@ static void tch_node_comment(Tch *t, const IrNode *n)
     const IrShape *in = n->nin ? &t->g->nodes[n->in[0]].shape : &n->shape;
     tch_f(t, "        # %d ", n->id);
     for (const char *c = n->name ? n->name : ""; *c; c++)
-        fputc(tch_plain((unsigned char)*c) ? *c : '_', t->out);
+        fputc(emit_plain((unsigned char)*c) ? *c : '_', t->out);
     tch_f(t, ": %s %dx%dx%d -> %dx%dx%d\n", ir_op_name(n->op), in->c, in->h, in->w,
           n->shape.c, n->shape.h, n->shape.w);
 }

@@ -128,6 +128,10 @@ typedef struct {
  * write error). */
 int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FILE *diag);
 
+/* A character every emitter may copy into a string literal or a name as it
+ * is (letters, digits, '_', '.'); the others are escaped or replaced. */
+bool emit_plain(unsigned char c);
+
 /* Forward multiply-adds per image (conv, linear, exact). */
 long long emit_madds(const IrGraph *g);
 
