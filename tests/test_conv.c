@@ -25,6 +25,7 @@
 #include "conv3x3.h"
 #include "gradcheck.h"
 #include "rt.h"
+#include "testutil.h"
 #include "tmain.h"
 
 #define F32_TOL 1e-4
@@ -34,12 +35,6 @@ static void *xcalloc(size_t n, size_t size)
     void *p = calloc(n ? n : 1, size);
     ck_assert_ptr_nonnull(p);
     return p;
-}
-
-static int sanitized(void)
-{
-    const char *s = getenv("OPTC_SANITIZED");
-    return s && *s && strcmp(s, "0") != 0;
 }
 
 /* The variants: 0 = this machine's best, 1 = AVX2 forced. */
@@ -168,7 +163,7 @@ START_TEST(test_direct_vs_ref)
 {
     int si = _i / 2, variant = _i % 2;
     const Shape *s = &shapes[si];
-    if (sanitized() && (size_t)s->C * s->Co * s->H * s->W > 200000)
+    if (tu_sanitized() && (size_t)s->C * s->Co * s->H * s->W > 200000)
         return;     /* the double loops dominate under ASan; smaller shapes cover the code */
     if (!has_avx2())
         fprintf(stderr, "test_conv: no AVX2+FMA here: the direct kernels are skipped, "

@@ -29,6 +29,7 @@
 #include "conv3x3.h"
 #include "gradcheck.h"
 #include "rt.h"
+#include "testutil.h"
 #include "tmain.h"
 
 #define FD_TOL 1e-5
@@ -78,12 +79,6 @@ typedef struct {
     void (*fwd_ref_f)(Prob *p, float *out);
     void (*bwd_ref_f)(Prob *p, const float *dout, float **g, int acc);
 } OpDesc;
-
-static int sanitized(void)
-{
-    const char *s = getenv("OPTC_SANITIZED");
-    return s && *s && strcmp(s, "0") != 0;
-}
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -594,7 +589,7 @@ static void check_shape(const OpDesc *op, int shape, RtRng *rng, Worst *w)
     double fd_tol = p->npieces ? FD_TOL_FROZEN : FD_TOL;
     FdState st = {op, p};
     double *outm = xcalloc(p->nout, sizeof(double));
-    size_t maxprobe = sanitized() ? 12 : 60;
+    size_t maxprobe = tu_sanitized() ? 12 : 60;
     for (int k = 0; k < p->nargs; k++) {
         if (!g[k])
             continue;
@@ -1025,7 +1020,7 @@ START_TEST(test_conv_direct)
         for (int si = 0; si < 4; si++)
             for (int B = 1; B <= 3; B += 2) {
                 int C = chan[ci][0], Co = chan[ci][1], H = hw[si][0], W = hw[si][1];
-                if (sanitized() && H * W > 100 && C * Co > 256)
+                if (tu_sanitized() && H * W > 100 && C * Co > 256)
                     continue;       /* the double loops dominate under ASan */
                 size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W;
                 size_t nw = (size_t)Co * C * 9;
