@@ -157,7 +157,8 @@ START_TEST(test_direct_vs_ref)
     int si = _i / 2, variant = _i % 2;
     const Shape *s = &shapes[si];
     if (tu_sanitized() && (size_t)s->C * s->Co * s->H * s->W > 200000)
-        return;     /* the double loops dominate under ASan; smaller shapes cover the code */
+        TEST_SKIP("shape %d under the sanitizers: the double loops dominate; smaller shapes cover the code",
+                  si);
     if (!has_avx2())
         fprintf(stderr, "test_conv: no AVX2+FMA here: the direct kernels are skipped, "
                         "the im2col path is checked\n");
@@ -263,7 +264,7 @@ END_TEST
 START_TEST(test_small_scratch)
 {
     if (!has_avx2())
-        return;
+        TEST_SKIP("no AVX2+FMA here: no direct kernels to decline");
     float in[2 * 16 * 16] = {0}, w[2 * 2 * 9] = {0}, out[2 * 16 * 16], dw[2 * 2 * 9];
     float sc[4];
     RtCtx ctx = {.threads = 1, .scratch = sc, .scratch_bytes = sizeof sc};
