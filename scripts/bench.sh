@@ -134,15 +134,7 @@ if [ "$REPRINT" != 1 ]; then
     if ! scripts/deps.sh python3-torch >>"$LOG" 2>&1; then
         say "could not install python3-torch (see $LOG); continuing without it"
     fi
-    # Debian's torch lives in the system python; a python3 earlier on PATH
-    # (a virtualenv, pyenv) may not see it.
-    PY=""
-    for p in python3 /usr/bin/python3; do
-        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import torch' >/dev/null 2>&1; then
-            PY=$p
-            break
-        fi
-    done
+    PY=$(scripts/torchpy.sh) || PY=""
     TORCH_VERSION=none
     [ -n "$PY" ] && TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)
     [ -z "$PY" ] && say "no python3 here can import torch: optc's figures only"

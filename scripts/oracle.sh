@@ -13,13 +13,7 @@ O=${1:-build}
 optc=$O/optc
 [ -x "$optc" ] || { echo "oracle: $optc is missing (run make)" >&2; exit 1; }
 
-py=""
-for c in python3 /usr/bin/python3; do
-    if command -v "$c" >/dev/null 2>&1 && "$c" -c "import torch" >/dev/null 2>&1; then
-        py=$c
-        break
-    fi
-done
+py=$(scripts/torchpy.sh) || py=""
 if [ -z "$py" ]; then
     echo "oracle: SKIPPED: no python that can import torch (tried python3, /usr/bin/python3;" \
          "install python3-torch)"

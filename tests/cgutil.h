@@ -1,4 +1,4 @@
-/* cgutil.h — helpers the back-end suites (test_plan, test_emit,
+/* cgutil.h — helpers the back-end suites (test_plan, test_emit, test_infer,
  * test_codegen, test_cli) share: files and commands, the flags make wrote
  * for generated programs, optc itself, and IR graphs built by hand (no
  * front end needed). Run from the project root (make check does). */

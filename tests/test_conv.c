@@ -25,22 +25,10 @@
 #include "conv3x3.h"
 #include "gradcheck.h"
 #include "rt.h"
+#include "testutil.h"
 #include "tmain.h"
 
 #define F32_TOL 1e-4
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-
-static int sanitized(void)
-{
-    const char *s = getenv("OPTC_SANITIZED");
-    return s && *s && strcmp(s, "0") != 0;
-}
 
 /* The variants: 0 = this machine's best, 1 = AVX2 forced. */
 static const char *const isa_env[] = {NULL, "avx2"};
@@ -72,11 +60,11 @@ static void check_shape(const Shape *s, int variant)
     int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co, S = s->S;
     int Ho = rt_conv_out(H, 3, S, 1), Wo = rt_conv_out(W, 3, S, 1);
     size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * Ho * Wo, nw = (size_t)Co * C * 9;
-    double *in = xcalloc(ni, sizeof(double)), *w = xcalloc(nw, sizeof(double));
-    double *dout = xcalloc(no, sizeof(double)), *out = xcalloc(no, sizeof(double));
-    double *din = xcalloc(ni, sizeof(double)), *dw = xcalloc(nw, sizeof(double));
-    float *inf = xcalloc(ni, sizeof(float)), *wf = xcalloc(nw, sizeof(float));
-    float *doutf = xcalloc(no, sizeof(float)), *outf[2], *dinf[2], *dwf[2];
+    double *in = tu_calloc(ni, sizeof(double)), *w = tu_calloc(nw, sizeof(double));
+    double *dout = tu_calloc(no, sizeof(double)), *out = tu_calloc(no, sizeof(double));
+    double *din = tu_calloc(ni, sizeof(double)), *dw = tu_calloc(nw, sizeof(double));
+    float *inf = tu_calloc(ni, sizeof(float)), *wf = tu_calloc(nw, sizeof(float));
+    float *doutf = tu_calloc(no, sizeof(float)), *outf[2], *dinf[2], *dwf[2];
     RtRng rng;
     rt_rng_seed(&rng, 1000u + (unsigned)(s - shapes));
     gc_fill(in, ni, &rng);
@@ -97,11 +85,11 @@ static void check_shape(const Shape *s, int variant)
     int direct = has_avx2() && !(isa_e && strcmp(isa_e, "none") == 0);
     for (int th = 1; th <= 2; th++) {
         int k = th - 1;
-        outf[k] = xcalloc(no, sizeof(float));
-        dinf[k] = xcalloc(ni, sizeof(float));
-        dwf[k] = xcalloc(nw, sizeof(float));
+        outf[k] = tu_calloc(no, sizeof(float));
+        dinf[k] = tu_calloc(ni, sizeof(float));
+        dwf[k] = tu_calloc(nw, sizeof(float));
         size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, S, 1, sizeof(float));
-        RtCtx ctx = {.threads = th, .scratch = xcalloc(bytes, 1), .scratch_bytes = bytes};
+        RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
         const char *tag = variant ? "avx2" : "best";
         ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_FORWARD, C, Co, 3, S, 1), direct);
         ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, C, Co, 3, S, 1), direct);
@@ -168,8 +156,9 @@ START_TEST(test_direct_vs_ref)
 {
     int si = _i / 2, variant = _i % 2;
     const Shape *s = &shapes[si];
-    if (sanitized() && (size_t)s->C * s->Co * s->H * s->W > 200000)
-        return;     /* the double loops dominate under ASan; smaller shapes cover the code */
+    if (tu_sanitized() && (size_t)s->C * s->Co * s->H * s->W > 200000)
+        TEST_SKIP("shape %d under the sanitizers: the double loops dominate; smaller shapes cover the code",
+                  si);
     if (!has_avx2())
         fprintf(stderr, "test_conv: no AVX2+FMA here: the direct kernels are skipped, "
                         "the im2col path is checked\n");
@@ -198,11 +187,11 @@ START_TEST(test_pointwise)
     if (isa_env[_i % 2])
         setenv("OPTC_CONV_ISA", isa_env[_i % 2], 1);
     size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W, nw = (size_t)Co * C;
-    double *in = xcalloc(ni, sizeof(double)), *w = xcalloc(nw, sizeof(double));
-    double *dout = xcalloc(no, sizeof(double)), *out = xcalloc(no, sizeof(double));
-    double *din = xcalloc(ni, sizeof(double)), *dw = xcalloc(nw, sizeof(double));
-    float *inf = xcalloc(ni, sizeof(float)), *wf = xcalloc(nw, sizeof(float));
-    float *doutf = xcalloc(no, sizeof(float)), *of[2], *dif[2], *dwf[2];
+    double *in = tu_calloc(ni, sizeof(double)), *w = tu_calloc(nw, sizeof(double));
+    double *dout = tu_calloc(no, sizeof(double)), *out = tu_calloc(no, sizeof(double));
+    double *din = tu_calloc(ni, sizeof(double)), *dw = tu_calloc(nw, sizeof(double));
+    float *inf = tu_calloc(ni, sizeof(float)), *wf = tu_calloc(nw, sizeof(float));
+    float *doutf = tu_calloc(no, sizeof(float)), *of[2], *dif[2], *dwf[2];
     RtRng rng;
     rt_rng_seed(&rng, 77u + (unsigned)_i);
     gc_fill(in, ni, &rng);
@@ -218,9 +207,9 @@ START_TEST(test_pointwise)
     ck_assert_int_eq(rt_conv2d_scratch_bytes(2, B, C, H, W, 1, 1, 0, sizeof(float)), 0);
     for (int k = 0; k < 2; k++) {
         RtCtx ctx = {.threads = k + 1};
-        of[k] = xcalloc(no, sizeof(float));
-        dif[k] = xcalloc(ni, sizeof(float));
-        dwf[k] = xcalloc(nw, sizeof(float));
+        of[k] = tu_calloc(no, sizeof(float));
+        dif[k] = tu_calloc(ni, sizeof(float));
+        dwf[k] = tu_calloc(nw, sizeof(float));
         if (has_avx2())
             ck_assert_int_eq(rt_conv1x1_forward(&ctx, of[k], inf, wf, B, C, H * W, Co), 1);
         rt_conv2d_forward(&ctx, of[k], inf, wf, B, C, H, W, Co, 1, 1, 0);
@@ -275,7 +264,7 @@ END_TEST
 START_TEST(test_small_scratch)
 {
     if (!has_avx2())
-        return;
+        TEST_SKIP("no AVX2+FMA here: no direct kernels to decline");
     float in[2 * 16 * 16] = {0}, w[2 * 2 * 9] = {0}, out[2 * 16 * 16], dw[2 * 2 * 9];
     float sc[4];
     RtCtx ctx = {.threads = 1, .scratch = sc, .scratch_bytes = sizeof sc};

@@ -199,7 +199,7 @@ START_TEST(idx_mutations)
     uint8_t *m = malloc(li > gl ? li : gl);
     RtRng r;
     rt_rng_seed(&r, 11);
-    int rounds = getenv("OPTC_SANITIZED") ? 300 : 1000;
+    int rounds = tu_sanitized() ? 300 : 1000;
     for (int k = 0; k < rounds; k++) {
         int usegz = k % 2;
         const uint8_t *src = usegz ? gz : im;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "frontend.h"
+#include "testutil.h"
 #include "tmain.h"
 
 static IrGraph *load_net(Arena *a, const char *path, const char *net, const Define *defs, int ndefs)
@@ -511,7 +512,7 @@ START_TEST(test_mutations)
     size_t len = strlen(src);
     char *m = malloc(len + 1);
     unsigned x = 777;
-    int rounds = getenv("OPTC_SANITIZED") ? 100 : 400, rejected = 0;
+    int rounds = tu_sanitized() ? 100 : 400, rejected = 0;
     static const char alphabet[] = "x[]k+-*/=;,(){}0123456789.e grad concat";
     for (int r = 0; r < rounds; r++) {
         memcpy(m, src, len);

@@ -13,14 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "rt.h"
+#include "testutil.h"
 #include "tmain.h"
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
 
 /* Largest |a - b| / max(1, |b|) over n elements. */
 #define FU_ERR(T)                                                        \
@@ -49,14 +43,14 @@ FU_ERR(double)
         size_t n = (size_t)B * C * HW;                                                          \
         RtRng rng;                                                                              \
         rt_rng_seed(&rng, 1234 + (uint64_t)n + (uint64_t)branch);                              \
-        T *x = xcalloc(n, sizeof(T)), *x2 = xcalloc(n, sizeof(T));                              \
-        T *dout = xcalloc(n, sizeof(T)), *y = xcalloc(n, sizeof(T));                            \
-        T *r_bn = xcalloc(n, sizeof(T)), *r_out = xcalloc(n, sizeof(T));                        \
-        T *f_out = xcalloc(n, sizeof(T)), *r_g = xcalloc(n, sizeof(T));                         \
-        T *r_din = xcalloc(n, sizeof(T)), *f_din = xcalloc(n, sizeof(T));                       \
-        T *gamma = xcalloc((size_t)C, sizeof(T)), *beta = xcalloc((size_t)C, sizeof(T));        \
-        T *r_st = xcalloc(4 * (size_t)C, sizeof(T)), *f_st = xcalloc(4 * (size_t)C, sizeof(T)); \
-        T *r_dp = xcalloc(2 * (size_t)C, sizeof(T)), *f_dp = xcalloc(2 * (size_t)C, sizeof(T)); \
+        T *x = tu_calloc(n, sizeof(T)), *x2 = tu_calloc(n, sizeof(T));                              \
+        T *dout = tu_calloc(n, sizeof(T)), *y = tu_calloc(n, sizeof(T));                            \
+        T *r_bn = tu_calloc(n, sizeof(T)), *r_out = tu_calloc(n, sizeof(T));                        \
+        T *f_out = tu_calloc(n, sizeof(T)), *r_g = tu_calloc(n, sizeof(T));                         \
+        T *r_din = tu_calloc(n, sizeof(T)), *f_din = tu_calloc(n, sizeof(T));                       \
+        T *gamma = tu_calloc((size_t)C, sizeof(T)), *beta = tu_calloc((size_t)C, sizeof(T));        \
+        T *r_st = tu_calloc(4 * (size_t)C, sizeof(T)), *f_st = tu_calloc(4 * (size_t)C, sizeof(T)); \
+        T *r_dp = tu_calloc(2 * (size_t)C, sizeof(T)), *f_dp = tu_calloc(2 * (size_t)C, sizeof(T)); \
         for (size_t i = 0; i < n; i++) {                                                        \
             /* an offset per channel, so both pieces are well populated */                     \
             x[i] = (T)(rt_rng_normal(&rng) + 0.3 * (double)((i / (size_t)HW) % 3) - 0.3);       \
@@ -72,7 +66,7 @@ FU_ERR(double)
             r_dp[c] = f_dp[c] = (T)0.25;                                                        \
             r_dp[C + c] = f_dp[C + c] = (T)-0.5;                                                \
         }                                                                                       \
-        uint8_t *rm = xcalloc(n + SITE, 1), *fm = xcalloc(n + SITE, 1);                         \
+        uint8_t *rm = tu_calloc(n + SITE, 1), *fm = tu_calloc(n + SITE, 1);                         \
         RtBranch rb = {.replay = 0, .mask = rm, .cap = n + SITE};                               \
         RtBranch fb = {.replay = 0, .mask = fm, .cap = n + SITE};                               \
         rt_branch_reset(&rb);                                                                   \

@@ -114,10 +114,8 @@ START_TEST(test_example_net)
 {
     const GcNet *n = &nets[_i];
     int san = tu_sanitized();
-    if (san && n->points != PTS_MATRIX) {
-        printf("gradcheck %s: skipped under the sanitizers (too slow)\n", n->net);
-        return;
-    }
+    if (san && n->points != PTS_MATRIX)
+        TEST_SKIP("gradcheck %s: under the sanitizers (too slow)", n->net);
     char dir[256], prog[600];
     tu_tmpdir(dir, sizeof dir, "gradcheck");
     snprintf(prog, sizeof prog, "%s/%s", dir, n->net);

@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgutil.h"
 #include "cli.h"
 #include "rt.h"
 #include "testutil.h"
@@ -40,45 +41,10 @@
 #define SUITE_TEST 200      /* test images in the suite */
 #define TOL 1e-4
 
-static const char *build_dir(void)
-{
-    const char *b = getenv("OPTC_BUILD");
-    return b && *b ? b : "build";
-}
-
 static int all_mode(void)
 {
     const char *s = getenv("OPTC_INFER_ALL");
     return s && *s && strcmp(s, "0") != 0;
-}
-
-/* Run a shell command, stdout+stderr into *out (malloc'd, may be NULL);
- * returns the exit status. */
-static int run(const char *cmd, char **out)
-{
-    char tmpl[] = "/tmp/optc-infer-out-XXXXXX";
-    int fd = mkstemp(tmpl);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    size_t n = strlen(cmd) + strlen(tmpl) + 16;
-    char *full = malloc(n);
-    ck_assert_ptr_nonnull(full);
-    snprintf(full, n, "%s >%s 2>&1", cmd, tmpl);
-    int st = system(full);
-    free(full);
-    char *text = tu_slurp(tmpl, NULL);
-    remove(tmpl);
-    if (out)
-        *out = text;
-    else
-        free(text);
-    return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
-}
-
-static const char *tail(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    return !s ? "" : n > 1500 ? s + n - 1500 : s;
 }
 
 /* Run cmd (printf-style) and fail the test, with its output, unless it exits 0. */
@@ -332,7 +298,7 @@ START_TEST(matches_eval)
     char dir[512], inf[600];
     tu_tmpdir(dir, sizeof dir, "infer");
     snprintf(inf, sizeof inf, "%s/inf", dir);
-    const char *B = build_dir();
+    const char *B = tu_build_dir();
     Data d = { 0 };
     /* OPTC_INFER_IMAGES=N: the first N test images (default: 200 in the
      * suite, all of them with OPTC_INFER_ALL). */
@@ -642,11 +608,11 @@ START_TEST(errors)
     free(msg);
     /* The command line: usage errors exit 2. */
     char cmd[1400];
-    snprintf(cmd, sizeof cmd, "%s/optc emit %s -n ops_fmnist --inference -o %s", build_dir(),
+    snprintf(cmd, sizeof cmd, "%s/optc emit %s -n ops_fmnist --inference -o %s", tu_build_dir(),
              OPS_SPEC, out);
     ck_assert_int_eq(run(cmd, NULL), 2);
     snprintf(cmd, sizeof cmd, "%s/optc emit %s -n ops_fmnist --inference --weights %s",
-             build_dir(), OPS_SPEC, ck);
+             tu_build_dir(), OPS_SPEC, ck);
     ck_assert_int_eq(run(cmd, NULL), 2);
     arena_free(a);
     tu_rmrf(dir);

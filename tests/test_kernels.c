@@ -29,6 +29,7 @@
 #include "conv3x3.h"
 #include "gradcheck.h"
 #include "rt.h"
+#include "testutil.h"
 #include "tmain.h"
 
 #define FD_TOL 1e-5
@@ -78,19 +79,6 @@ typedef struct {
     void (*fwd_ref_f)(Prob *p, float *out);
     void (*bwd_ref_f)(Prob *p, const float *dout, float **g, int acc);
 } OpDesc;
-
-static int sanitized(void)
-{
-    const char *s = getenv("OPTC_SANITIZED");
-    return s && *s && strcmp(s, "0") != 0;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
 
 /* =========================================================================
  * Adapters. Each is written once over (T, S, KS, X, A): element type, the
@@ -471,25 +459,25 @@ typedef struct {
 static void prob_alloc(Prob *p, RtRng *rng)
 {
     for (int k = 0; k < p->nargs; k++) {
-        p->xd[k] = xcalloc(p->len[k], sizeof(double));
-        p->xf[k] = xcalloc(p->len[k], sizeof(float));
+        p->xd[k] = tu_calloc(p->len[k], sizeof(double));
+        p->xf[k] = tu_calloc(p->len[k], sizeof(float));
         gc_fill(p->xd[k], p->len[k], rng);
         gc_to_float(p->xf[k], p->xd[k], p->len[k]);
     }
     for (int k = 0; k < MAXAUX; k++) {
-        p->auxd[k] = xcalloc(p->auxlen[k], sizeof(double));
-        p->auxf[k] = xcalloc(p->auxlen[k], sizeof(float));
+        p->auxd[k] = tu_calloc(p->auxlen[k], sizeof(double));
+        p->auxf[k] = tu_calloc(p->auxlen[k], sizeof(float));
     }
     if (p->nlabels > 0) {
-        p->labels = xcalloc((size_t)p->nlabels, 1);
+        p->labels = tu_calloc((size_t)p->nlabels, 1);
         for (int i = 0; i < p->nlabels; i++)
             p->labels[i] = (uint8_t)rt_rng_below(rng, (uint32_t)p->d[1]);
     }
     p->ctx.threads = 2;
     p->ctx.scratch_bytes = p->scratch;
-    p->ctx.scratch = xcalloc(p->scratch + 1, 1);
+    p->ctx.scratch = tu_calloc(p->scratch + 1, 1);
     if (p->npieces) {
-        p->br.mask = xcalloc(p->npieces, 1);
+        p->br.mask = tu_calloc(p->npieces, 1);
         p->br.cap = p->npieces;
         rt_branch_reset(&p->br);
         p->ctx.branch = &p->br;
@@ -533,9 +521,9 @@ static void fd_forward(void *st, double *out)
 static void grads_alloc(const Prob *p, double **gd, float **gf)
 {
     for (int k = 0; k < MAXA; k++) {
-        gd[k] = k < p->nargs && differentiable(p->kind[k]) ? xcalloc(p->len[k], sizeof(double)) : NULL;
+        gd[k] = k < p->nargs && differentiable(p->kind[k]) ? tu_calloc(p->len[k], sizeof(double)) : NULL;
         if (gf)
-            gf[k] = gd[k] ? xcalloc(p->len[k], sizeof(float)) : NULL;
+            gf[k] = gd[k] ? tu_calloc(p->len[k], sizeof(float)) : NULL;
     }
 }
 
@@ -575,11 +563,11 @@ static void check_shape(const OpDesc *op, int shape, RtRng *rng, Worst *w)
             p->xf[0][i] = (float)p->xd[0][i];
         }
 
-    double *out = xcalloc(p->nout, sizeof(double));
-    double *out2 = xcalloc(p->nout, sizeof(double));
-    double *R = xcalloc(p->nout, sizeof(double));
-    float *outf = xcalloc(p->nout, sizeof(float));
-    float *Rf = xcalloc(p->nout, sizeof(float));
+    double *out = tu_calloc(p->nout, sizeof(double));
+    double *out2 = tu_calloc(p->nout, sizeof(double));
+    double *R = tu_calloc(p->nout, sizeof(double));
+    float *outf = tu_calloc(p->nout, sizeof(float));
+    float *Rf = tu_calloc(p->nout, sizeof(float));
     gc_fill(R, p->nout, rng);
     gc_to_float(Rf, R, p->nout);
     double *g[MAXA], *g2[MAXA];
@@ -593,8 +581,8 @@ static void check_shape(const OpDesc *op, int shape, RtRng *rng, Worst *w)
     p->br.replay = 1;
     double fd_tol = p->npieces ? FD_TOL_FROZEN : FD_TOL;
     FdState st = {op, p};
-    double *outm = xcalloc(p->nout, sizeof(double));
-    size_t maxprobe = sanitized() ? 12 : 60;
+    double *outm = tu_calloc(p->nout, sizeof(double));
+    size_t maxprobe = tu_sanitized() ? 12 : 60;
     for (int k = 0; k < p->nargs; k++) {
         if (!g[k])
             continue;
@@ -656,7 +644,7 @@ static void check_shape(const OpDesc *op, int shape, RtRng *rng, Worst *w)
                               op->name, shape, k, acc, e);
             }
         }
-        float *of2 = xcalloc(p->nout, sizeof(float));
+        float *of2 = tu_calloc(p->nout, sizeof(float));
         op->fwd_ref_f(p, of2);
         e = gc_normdiff_f(of2, out, p->nout);
         ck_assert_msg(e < F32_TOL, "%s shape %d: float ref forward off by %.3g", op->name, shape, e);
@@ -716,7 +704,7 @@ static void check_shape(const OpDesc *op, int shape, RtRng *rng, Worst *w)
     }
 
     /* (e) determinism: the float kernels twice with the same thread count */
-    float *outf2 = xcalloc(p->nout, sizeof(float));
+    float *outf2 = tu_calloc(p->nout, sizeof(float));
     op->fwd_f(p, &p->ctx, outf);
     for (int k = 0; k < p->nargs; k++)
         if (gf[k])
@@ -821,8 +809,8 @@ END_TEST
 START_TEST(test_dropout_stats)
 {
     enum { N = 100000 };
-    float *in = xcalloc(N, sizeof(float)), *out = xcalloc(N, sizeof(float));
-    float *mask = xcalloc(N, sizeof(float));
+    float *in = tu_calloc(N, sizeof(float)), *out = tu_calloc(N, sizeof(float));
+    float *mask = tu_calloc(N, sizeof(float));
     for (int i = 0; i < N; i++)
         in[i] = 1.5f;
     RtCtx ctx = {2, NULL, 0, NULL, NULL};
@@ -933,7 +921,7 @@ START_TEST(test_conv_scratch)
     gc_fill(in, B * C * H * W, &rng);
     gc_fill(w, CO * C * 9, &rng);
     size_t bytes = rt_conv2d_scratch_bytes(1, B, C, H, W, 3, 1, 1, sizeof(double));
-    RtCtx ctx = {2, xcalloc(bytes, 1), bytes, NULL, NULL};
+    RtCtx ctx = {2, tu_calloc(bytes, 1), bytes, NULL, NULL};
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
     rt_conv2d_forward_d(&ctx, o1, in, w, B, C, H, W, CO, 3, 1, 1);
@@ -953,9 +941,9 @@ END_TEST
 START_TEST(test_thread_invariance)
 {
     enum { B = 4, C = 16, HW = 1024, N = B * C * HW };
-    float *x = xcalloc(N, sizeof(float)), *y1 = xcalloc(N, sizeof(float));
-    float *y2 = xcalloc(N, sizeof(float)), *d1 = xcalloc(N, sizeof(float));
-    float *d2 = xcalloc(N, sizeof(float));
+    float *x = tu_calloc(N, sizeof(float)), *y1 = tu_calloc(N, sizeof(float));
+    float *y2 = tu_calloc(N, sizeof(float)), *d1 = tu_calloc(N, sizeof(float));
+    float *d2 = tu_calloc(N, sizeof(float));
     float mean[C], rstd[C], gamma[C], beta[C], dg1[C] = {0}, db1[C] = {0}, dg2[C] = {0},
           db2[C] = {0}, dc1[2] = {0}, dc2[2] = {0}, c[2] = {0.5f, -2};
     RtRng rng;
@@ -1025,16 +1013,16 @@ START_TEST(test_conv_direct)
         for (int si = 0; si < 4; si++)
             for (int B = 1; B <= 3; B += 2) {
                 int C = chan[ci][0], Co = chan[ci][1], H = hw[si][0], W = hw[si][1];
-                if (sanitized() && H * W > 100 && C * Co > 256)
+                if (tu_sanitized() && H * W > 100 && C * Co > 256)
                     continue;       /* the double loops dominate under ASan */
                 size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W;
                 size_t nw = (size_t)Co * C * 9;
-                double *in = xcalloc(ni, sizeof(double)), *w = xcalloc(nw, sizeof(double));
-                double *dout = xcalloc(no, sizeof(double)), *out = xcalloc(no, sizeof(double));
-                double *din = xcalloc(ni, sizeof(double)), *dw = xcalloc(nw, sizeof(double));
-                float *inf = xcalloc(ni, sizeof(float)), *wf = xcalloc(nw, sizeof(float));
-                float *doutf = xcalloc(no, sizeof(float)), *outf = xcalloc(no, sizeof(float));
-                float *dinf = xcalloc(ni, sizeof(float)), *dwf = xcalloc(nw, sizeof(float));
+                double *in = tu_calloc(ni, sizeof(double)), *w = tu_calloc(nw, sizeof(double));
+                double *dout = tu_calloc(no, sizeof(double)), *out = tu_calloc(no, sizeof(double));
+                double *din = tu_calloc(ni, sizeof(double)), *dw = tu_calloc(nw, sizeof(double));
+                float *inf = tu_calloc(ni, sizeof(float)), *wf = tu_calloc(nw, sizeof(float));
+                float *doutf = tu_calloc(no, sizeof(float)), *outf = tu_calloc(no, sizeof(float));
+                float *dinf = tu_calloc(ni, sizeof(float)), *dwf = tu_calloc(nw, sizeof(float));
                 gc_fill(in, ni, &rng);
                 gc_fill(w, nw, &rng);
                 gc_fill(dout, no, &rng);
@@ -1053,7 +1041,7 @@ START_TEST(test_conv_direct)
                 rt_conv2d_backward_ref_d(din, 1, dw, dout, in, w, B, C, H, W, Co, 3, 1, 1);
                 for (int th = 1; th <= 2; th++) {
                     size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
-                    RtCtx ctx = {th, xcalloc(bytes, 1), bytes, NULL, NULL};
+                    RtCtx ctx = {th, tu_calloc(bytes, 1), bytes, NULL, NULL};
                     rt_conv2d_forward(&ctx, outf, inf, wf, B, C, H, W, Co, 3, 1, 1);
                     double e = gc_normdiff_f(outf, out, no);
                     ck_assert_msg(e < F32_TOL, "forward %d/%d %dx%d B%d t%d: %.3g",
@@ -1089,8 +1077,8 @@ START_TEST(test_fast_paths)
     enum { B = 2, CI = 64, H = 32, W = 32, CO = 3 };
     int shapes[2][2] = {{1, 1}, {2, 1}};    /* stride, pad */
     size_t nin = (size_t)B * CI * H * W;
-    double *in = xcalloc(nin, sizeof(double)), *w = xcalloc(CO * CI * 9, sizeof(double));
-    float *inf = xcalloc(nin, sizeof(float)), *wf = xcalloc(CO * CI * 9, sizeof(float));
+    double *in = tu_calloc(nin, sizeof(double)), *w = tu_calloc(CO * CI * 9, sizeof(double));
+    float *inf = tu_calloc(nin, sizeof(float)), *wf = tu_calloc(CO * CI * 9, sizeof(float));
     RtRng rng;
     rt_rng_seed(&rng, 21);
     gc_fill(in, nin, &rng);
@@ -1109,10 +1097,10 @@ START_TEST(test_fast_paths)
             ck_assert_uint_lt(rt_conv2d_scratch_bytes(1, B, CI, H, W, 3, st, pd, 8),
                               (size_t)CI * 9 * Ho * Wo * 8);   /* really banded */
             size_t bytes = rt_conv2d_scratch_bytes(th, B, CI, H, W, 3, st, pd, sizeof(double));
-            RtCtx ctx = {th, xcalloc(bytes, 1), bytes, NULL, NULL};
-            double *o1 = xcalloc(nout, sizeof(double)), *o2 = xcalloc(nout, sizeof(double));
-            double *d1 = xcalloc(nin, sizeof(double)), *d2 = xcalloc(nin, sizeof(double));
-            double *g1 = xcalloc(CO * CI * 9, sizeof(double)), *g2 = xcalloc(CO * CI * 9, sizeof(double));
+            RtCtx ctx = {th, tu_calloc(bytes, 1), bytes, NULL, NULL};
+            double *o1 = tu_calloc(nout, sizeof(double)), *o2 = tu_calloc(nout, sizeof(double));
+            double *d1 = tu_calloc(nin, sizeof(double)), *d2 = tu_calloc(nin, sizeof(double));
+            double *g1 = tu_calloc(CO * CI * 9, sizeof(double)), *g2 = tu_calloc(CO * CI * 9, sizeof(double));
             rt_conv2d_forward_d(&ctx, o1, in, w, B, CI, H, W, CO, 3, st, pd);
             rt_conv2d_forward_ref_d(o2, in, w, B, CI, H, W, CO, 3, st, pd);
             ck_assert_double_le(gc_normdiff(o1, o2, nout), 1e-12);
@@ -1124,9 +1112,9 @@ START_TEST(test_fast_paths)
             ck_assert_double_le(gc_normdiff(g1, g2, CO * CI * 9), 1e-12);
             /* float kernel, same bands in float */
             size_t fb = rt_conv2d_scratch_bytes(th, B, CI, H, W, 3, st, pd, sizeof(float));
-            RtCtx cf = {th, xcalloc(fb, 1), fb, NULL, NULL};
-            float *of = xcalloc(nout, sizeof(float)), *dinf = xcalloc(nin, sizeof(float));
-            float *gf = xcalloc(CO * CI * 9, sizeof(float)), *doutf = xcalloc(nout, sizeof(float));
+            RtCtx cf = {th, tu_calloc(fb, 1), fb, NULL, NULL};
+            float *of = tu_calloc(nout, sizeof(float)), *dinf = tu_calloc(nin, sizeof(float));
+            float *gf = tu_calloc(CO * CI * 9, sizeof(float)), *doutf = tu_calloc(nout, sizeof(float));
             rt_conv2d_forward(&cf, of, inf, wf, B, CI, H, W, CO, 3, st, pd);
             ck_assert_double_le(gc_normdiff_f(of, o2, nout), F32_TOL);
             for (size_t i = 0; i < nout; i++)
@@ -1145,9 +1133,9 @@ START_TEST(test_fast_paths)
 
     /* relu and the two-input sum, big enough to run on two threads */
     enum { N = 100003 };
-    float *x = xcalloc(N, sizeof(float)), *y = xcalloc(N, sizeof(float));
-    float *a = xcalloc(N, sizeof(float)), *b = xcalloc(N, sizeof(float));
-    float *a0 = xcalloc(N, sizeof(float)), *b0 = xcalloc(N, sizeof(float));
+    float *x = tu_calloc(N, sizeof(float)), *y = tu_calloc(N, sizeof(float));
+    float *a = tu_calloc(N, sizeof(float)), *b = tu_calloc(N, sizeof(float));
+    float *a0 = tu_calloc(N, sizeof(float)), *b0 = tu_calloc(N, sizeof(float));
     RtCtx c2 = {2, NULL, 0, NULL, NULL};
     for (int i = 0; i < N; i++) {
         x[i] = (float)rt_rng_normal(&rng);
@@ -1229,11 +1217,11 @@ START_TEST(test_branch_record)
     enum { N = 1000, SITE = 8, Bx = 2, D = 3, M = 4 };
     RtRng rng;
     rt_rng_seed(&rng, 11);
-    double *x = xcalloc(N, sizeof(double)), *y = xcalloc(N, sizeof(double));
-    double *o = xcalloc(N, sizeof(double)), *g = xcalloc(N, sizeof(double));
-    float *xf = xcalloc(N, sizeof(float)), *of = xcalloc(N, sizeof(float));
-    float *gf = xcalloc(N, sizeof(float));
-    uint8_t *mask = xcalloc(N + SITE, 1);
+    double *x = tu_calloc(N, sizeof(double)), *y = tu_calloc(N, sizeof(double));
+    double *o = tu_calloc(N, sizeof(double)), *g = tu_calloc(N, sizeof(double));
+    float *xf = tu_calloc(N, sizeof(float)), *of = tu_calloc(N, sizeof(float));
+    float *gf = tu_calloc(N, sizeof(float));
+    uint8_t *mask = tu_calloc(N + SITE, 1);
     RtBranch br = {.replay = 0, .mask = mask, .cap = N + SITE};
     RtCtx c = {1, NULL, 0, &br, NULL};
     gc_fill(x, N, &rng);

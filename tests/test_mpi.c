@@ -50,12 +50,6 @@ static const char mp_spec[] =
 #define MP_FLAGS "train --data synthetic --limit 256 --test-limit 64 --batch 32 --threads 1 " \
                  "--seed 7 --momentum 0.9 --quiet"
 
-static const char *mp_build_dir(void)
-{
-    const char *b = getenv("OPTC_BUILD");
-    return b && *b ? b : "build";
-}
-
 typedef struct {
     char dir[256];
     char plain[320], mpi[320];
@@ -67,7 +61,7 @@ static const char *mp_setup(Mp *m)
 {
     static char why[1024];
     char lib[512];
-    snprintf(lib, sizeof lib, "%s/libort_mpi.a", mp_build_dir());
+    snprintf(lib, sizeof lib, "%s/libort_mpi.a", tu_build_dir());
     if (system("command -v mpirun >/dev/null 2>&1") != 0)
         return "mpirun not found (Debian: openmpi-bin)";
     if (access(lib, R_OK) != 0) {
@@ -93,7 +87,7 @@ static const char *mp_setup(Mp *m)
     snprintf(m->plain, sizeof m->plain, "%s/tiny", m->dir);
     snprintf(m->mpi, sizeof m->mpi, "%s/tiny_mpi", m->dir);
     snprintf(cmd, sizeof cmd, "%s/optc build %s -o %s && %s/optc build %s --mpi -o %s",
-             mp_build_dir(), spec, m->plain, mp_build_dir(), spec, m->mpi);
+             tu_build_dir(), spec, m->plain, tu_build_dir(), spec, m->mpi);
     ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
     return NULL;
 }
@@ -196,10 +190,10 @@ START_TEST(plain_runtime_mpi_free)
     const char *why = mp_setup(&m);
     if (why)
         TEST_SKIP("%s", why);
-    ck_assert_int_eq(mp_sh(&m, 30, "nm %s/libort.a | grep -q MPI_", mp_build_dir()), 1);
+    ck_assert_int_eq(mp_sh(&m, 30, "nm %s/libort.a | grep -q MPI_", tu_build_dir()), 1);
     ck_assert_int_eq(mp_sh(&m, 30, "nm %s | grep -q MPI_", m.plain), 1);
     MP_OK(&m, mp_sh(&m, 30, "nm %s/libort_mpi.a | grep -q \" U MPI_Sendrecv\"",
-                    mp_build_dir()));
+                    tu_build_dir()));
     int rc = mp_sh(&m, 60, "mpirun --oversubscribe -np 2 %s " MP_FLAGS " --epochs 1 --out %s/p",
                    m.plain, m.dir);
     char *log = mp_log(&m);
@@ -219,10 +213,10 @@ START_TEST(build_without_mpi_refused)
     tu_tmpdir(dir, sizeof dir, "mpi");
     snprintf(flags, sizeof flags, "%s/optc.flags", dir);
     snprintf(log, sizeof log, "%s/log", dir);
-    snprintf(cmd, sizeof cmd, "grep -v '^MPI_LIBS=' %s/optc.flags > %s", mp_build_dir(), flags);
+    snprintf(cmd, sizeof cmd, "grep -v '^MPI_LIBS=' %s/optc.flags > %s", tu_build_dir(), flags);
     ck_assert_int_eq(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "OPTC_FLAGS=%s %s/optc build examples/theory.opt -n "
-             "theory_gd_fmnist --mpi -o %s/t >%s 2>&1", flags, mp_build_dir(), dir, log);
+             "theory_gd_fmnist --mpi -o %s/t >%s 2>&1", flags, tu_build_dir(), dir, log);
     int st = system(cmd);
     char *out = tu_slurp(log, NULL);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1 && out &&

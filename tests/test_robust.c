@@ -29,12 +29,6 @@
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
 
-static const char *rb_build_dir(void)
-{
-    const char *b = getenv("OPTC_BUILD");
-    return b && *b ? b : "build";
-}
-
 /* How a child should be run. */
 typedef struct {
     const char *out;        /* stdout to this file (NULL: /dev/null) */
@@ -100,7 +94,7 @@ static int rb_run(const char *const argv[], const RbRun *r)
 static int rb_optc(const RbRun *r, const char *a0, ...)
 {
     char exe[4200];
-    snprintf(exe, sizeof exe, "%s/optc", rb_build_dir());
+    snprintf(exe, sizeof exe, "%s/optc", tu_build_dir());
     const char *argv[16] = {exe, a0};
     va_list ap;
     va_start(ap, a0);
@@ -246,7 +240,7 @@ static char *rb_emit(const char *spec, const char *net, const char *dir, size_t 
 static int rb_compile_only(const char *cfile, const char *dir)
 {
     char flags[4200];
-    snprintf(flags, sizeof flags, "%s/optc.flags", rb_build_dir());
+    snprintf(flags, sizeof flags, "%s/optc.flags", tu_build_dir());
     char *f = tu_slurp(flags, NULL);
     ck_assert_msg(f != NULL, "cannot read %s (run make)", flags);
     char cc[1024] = "", cflags[4096] = "", inc[1024] = "";

@@ -623,7 +623,7 @@ START_TEST(mutations)
     uint8_t *good = tu_read_bytes(p, &n), *m = malloc(n);
     RtRng r;
     rt_rng_seed(&r, 77);
-    int rounds = getenv("OPTC_SANITIZED") ? 800 : 3000, accepted = 0;
+    int rounds = tu_sanitized() ? 800 : 3000, accepted = 0;
     for (int k = 0; k < rounds; k++) {
         memcpy(m, good, n);
         int flips = 1 + (int)rt_rng_below(&r, 3);

@@ -28,6 +28,14 @@ static inline void tu_rmrf(const char *dir)
     ck_assert_int_eq(system(cmd), 0);
 }
 
+/* n zeroed elements of size bytes (at least one, so n == 0 is not NULL). */
+static inline void *tu_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
 /* The whole file, NUL-terminated (embedded NULs kept), for the caller to
  * free; NULL if unreadable. len, when given, receives its size. */
 static inline char *tu_slurp(const char *path, size_t *len)
