@@ -14,28 +14,13 @@
 #include "frontend.h"
 #include "optable.h"
 #include "plan.h"
+#include "emit_c_int.h"
 
 /* C11 guarantees string literals of 4095 characters; -Wpedantic warns
  * beyond. Longer texts are written as a char array initializer. */
 #define EMIT_MAX_LITERAL 4000
-/* Inputs of one node (sum, concat) the emitter handles. */
-#define EMIT_MAX_IN 64
 
-/* One emission: the graph, its plan, the element type being written. */
-typedef struct {
-    FILE *out;
-    FILE *diag;
-    const IrGraph *g;
-    const Plan *p;
-    const char *T;      /* "float" or "double" */
-    const char *S;      /* kernel suffix: "" or "_d" */
-    int bad;            /* a number could not be written */
-    char ring[64][128]; /* short texts handed out by emit_num, emit_buf... */
-    int ringpos;
-} Emit;
-
-static void emit_f(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit_f(Emit *e, const char *fmt, ...)
+void emit_f(Emit *e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -51,7 +36,7 @@ bool emit_plain(unsigned char c)
 
 /* A double as a C literal that reads back to the same value, in the
  * shortest such form ("1.9", not "1.8999999999999999"). */
-static const char *emit_num(Emit *e, double v)
+const char *emit_num(Emit *e, double v)
 {
     char *s = e->ring[e->ringpos++ % 64];
     if (!isfinite(v)) {
@@ -66,7 +51,7 @@ static const char *emit_num(Emit *e, double v)
  * optimizer-parameter names, coefficient sources): bytes outside
  * [A-Za-z0-9_. +-*()/] become '_', and a '*' '/' or '/' '*' pair cannot
  * form, so nothing can close or open a comment. */
-static void emit_comment_name(Emit *e, const char *s)
+void emit_comment_name(Emit *e, const char *s)
 {
     char prev = 0;
     for (; s && *s; s++) {
@@ -151,7 +136,7 @@ static void emit_text_array(FILE *out, const char *name, const char *s, size_t n
 
 /* The arena address of plan buffer b: "act + a * nB" for per-image
  * buffers, "fix + b" for fixed-size ones (fix = act + arena_a * nB). */
-static const char *emit_buf(Emit *e, int b)
+const char *emit_buf(Emit *e, int b)
 {
     char *s = e->ring[e->ringpos++ % 64];
     const PlanBuf *pb = &e->p->bufs[b];
@@ -169,7 +154,7 @@ static const char *emit_buf(Emit *e, int b)
     return s;
 }
 
-static const char *emit_out(Emit *e, int node)
+const char *emit_out(Emit *e, int node)
 {
     if (node == 0)
         return "m->input";
@@ -177,10 +162,12 @@ static const char *emit_out(Emit *e, int node)
         return "m->logits";
     if (e->p->nodes[node].out < 0)     /* a BN fused with its relu: never written */
         return "NULL";
+    if (e->bwd && e->p->nodes[node].rec >= 0)  /* memory-free: the rebuilt value */
+        return emit_buf(e, e->p->nodes[node].rec);
     return emit_buf(e, e->p->nodes[node].out);
 }
 
-static const char *emit_grad(Emit *e, int node)
+const char *emit_grad(Emit *e, int node)
 {
     if (node == e->g->output)
         return "m->dlogits";
@@ -190,7 +177,7 @@ static const char *emit_grad(Emit *e, int node)
 }
 
 /* P + offset (params) or G + offset (grads) or buf + offset (buffers). */
-static const char *emit_param(Emit *e, const char *base, int param)
+const char *emit_param(Emit *e, const char *base, int param)
 {
     char *s = e->ring[e->ringpos++ % 64];
     size_t off = e->p->param_off[param];
@@ -202,7 +189,7 @@ static const char *emit_param(Emit *e, const char *base, int param)
 }
 
 /* The coefficients of a sum as a local array c[]. */
-static void emit_coefs(Emit *e, const IrNode *n)
+void emit_coefs(Emit *e, const IrNode *n)
 {
     emit_f(e, "        const %s c[%d] = {", e->T, n->nin);
     for (int k = 0; k < n->nin; k++) {
@@ -229,7 +216,7 @@ static void emit_coefs(Emit *e, const IrNode *n)
     emit_f(e, "\n        };\n");
 }
 
-static void emit_xs(Emit *e, const IrNode *n)
+void emit_xs(Emit *e, const IrNode *n)
 {
     emit_f(e, "        const %s *const xs[%d] = {", e->T, n->nin);
     for (int k = 0; k < n->nin; k++)
@@ -248,7 +235,7 @@ static void emit_cs(Emit *e, const IrNode *n)
 /* The call's comment names its tensors: "8 stage1.x1 = sum(stem.conv0,
  * stage1.step0.grad.conv1): 16x28x28 -> 16x28x28", so the anonymous arena
  * offsets of the call read as the node's output and inputs, in order. */
-static void emit_node_comment(Emit *e, const IrNode *n)
+void emit_node_comment(Emit *e, const IrNode *n)
 {
     const IrShape *in = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
     emit_f(e, "    /* %d ", n->id);
@@ -278,7 +265,7 @@ static const char *emit_act(const char *phi)
 
 /* The per-image offset of node id's pieces: the live piecewise nodes
  * before it, in node order; with id = nnodes, the per-image total. */
-static size_t emit_branch_site(const Emit *e, int id)
+size_t emit_branch_site(const Emit *e, int id)
 {
     size_t off = 0;
     for (int i = 1; i < id && i < e->g->nnodes; i++)
@@ -287,7 +274,7 @@ static size_t emit_branch_site(const Emit *e, int id)
     return off;
 }
 
-static void emit_forward_node(Emit *e, const IrNode *n)
+void emit_forward_node(Emit *e, const IrNode *n)
 {
     const char *S = e->S;
     const IrShape *is = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
@@ -403,7 +390,7 @@ static void emit_forward_node(Emit *e, const IrNode *n)
 
 /* Backward of one node. written[] tracks which gradient buffers already
  * hold a value, so the first write overwrites (acc = 0) and later ones add. */
-static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
+void emit_backward_node(Emit *e, const IrNode *n, bool *written)
 {
     const char *S = e->S;
     const IrShape *is = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
@@ -544,7 +531,7 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
 }
 
 /* The locals every body uses; (void) keeps unused ones quiet. */
-static void emit_prologue(Emit *e, bool fwd)
+void emit_prologue(Emit *e, bool fwd)
 {
     emit_f(e, "    const RtCtx *ctx = &m->ctx;\n"
               "    const size_t nB = (size_t)B;\n"
@@ -567,6 +554,10 @@ static void emit_prologue(Emit *e, bool fwd)
 
 static void emit_bodies(Emit *e, const char *model)
 {
+    if (e->p->sched) {          /* optc build --memory-free */
+        emit_mfree_bodies(e, model);
+        return;
+    }
     const IrGraph *g = e->g;
     int nfwd = 0, nbwd = 0;
     for (int i = 1; i < g->nnodes; i++) {
@@ -763,6 +754,8 @@ static void emit_net(Emit *e)
     emit_f(e, "    .act_elems = act_elems, .scratch_bytes = scratch_bytes,\n"
               "    .forward = forward, .backward = backward,\n"
               "    .forward_d = forward_d, .backward_d = backward_d,\n");
+    if (e->p->sched)
+        emit_mfree_net(e);
     emit_f(e, "    .defaults = {\n        .epochs = %d, .batch = %d, .lr = %s, .momentum = %s,\n",
            t->epochs, t->batch, emit_num(e, t->lr), emit_num(e, t->momentum));
     emit_f(e, "        .weight_decay = %s, .nesterov = %d, .decay_bn = %d,\n",
@@ -831,6 +824,8 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
               "#include OPTC_SELF\n#undef T\n#undef FN\n#undef Model\n"
               "#define T double\n#define FN(name) name##_d\n#define Model RtModelD\n"
               "#include OPTC_SELF\n#undef T\n#undef FN\n#undef Model\n");
+    if (p->sched)
+        emit_mfree_names(e);
     emit_net(e);
     emit_f(e, "\nint main(int argc, char **argv)\n{\n    return rt_main(&net, argc, argv);\n}\n");
     emit_f(e, "\n#else /* OPTC_BODY: the passes, over T */\n");

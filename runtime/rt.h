@@ -89,6 +89,22 @@ struct RtSync {
     void (*sum)(RtSync *s, double *buf, size_t n);
 };
 
+/* --- memory-free drift ---------------------------------------------------
+ * A memory-free build (optc build --memory-free) rebuilds states in its
+ * backward pass. With ctx->drift set, its forward keeps a copy of each
+ * state it will rebuild (rt_drift_keep) and the backward measures the
+ * rebuilt value against it (rt_drift_check): err[r] = max |rebuilt - kept|
+ * / max |kept|, for rebuilt state r (RtNet.mf_names[r]). */
+typedef struct {
+    int n;                  /* states (RtNet.mf_nrebuilt) */
+    double **ref;           /* the kept copies */
+    size_t *len;            /* elements of each */
+    double *err;            /* -1 until measured */
+} RtDrift;
+/* n slots; rt_drift_free releases them. NULL when out of memory. */
+RtDrift *rt_drift_new(int n);
+void rt_drift_free(RtDrift *d);
+
 /* --- execution context --------------------------------------------------- */
 typedef struct {
     int threads;            /* OpenMP threads for the runtime's own loops */
@@ -96,6 +112,7 @@ typedef struct {
     size_t scratch_bytes;
     RtBranch *branch;       /* NULL, or the record piecewise kernels freeze (above) */
     RtSync *sync;           /* NULL, or BN statistics summed across ranks (above) */
+    RtDrift *drift;         /* NULL, or the drift a memory-free build measures (above) */
 } RtCtx;
 
 /* The n pieces of the call at site, or NULL when ctx has no branch record.
@@ -230,6 +247,21 @@ void rt_xent_backward##S(const RtCtx *ctx, T *dlogits, const T *probs,          
 RT_DECLARE_KERNELS(float, )
 RT_DECLARE_KERNELS(double, _d)
 
+/* Memory-free builds: a training-mode BN (and BN + relu) forward with given
+ * statistics (the forward's saved mean and rstd; the running statistics are
+ * not touched), so the backward's recomputation is the same function; the
+ * drift hooks (RtDrift). */
+#define RT_DECLARE_MFREE(T, S)                                                           \
+void rt_bn_forward_stats##S(const RtCtx *ctx, T *out, const T *in, const T *mean,       \
+        const T *rstd, const T *gamma, const T *beta, int B, int C, int HW);            \
+void rt_bn_relu_forward_stats##S(const RtCtx *ctx, T *out, const T *in, const T *mean,  \
+        const T *rstd, const T *gamma, const T *beta, int B, int C, int HW,             \
+        size_t site);                                                                   \
+void rt_drift_keep##S(const RtCtx *ctx, int r, const T *x, size_t n);                   \
+void rt_drift_check##S(const RtCtx *ctx, int r, const T *x, size_t n);
+RT_DECLARE_MFREE(float, )
+RT_DECLARE_MFREE(double, _d)
+
 /* The activations of act.def: RT_ACT_RELU.., the exact block's act, and
  * their kernels (relu's are above: its backward reads the output). */
 typedef enum {
@@ -324,6 +356,11 @@ typedef struct RtNet {
     void (*forward_d)(RtModelD *m, int B, int train);
     void (*backward_d)(RtModelD *m, int B);
     RtTrainConfig defaults;
+    /* memory-free builds only (0 otherwise): the stored build's arena
+     * (elements mf_stored_a * B + mf_stored_b) and the states rebuilt */
+    size_t mf_stored_a, mf_stored_b;
+    int mf_nrebuilt;
+    const char *const *mf_names;
 } RtNet;
 
 /* Allocate every buffer of a model for batch capacity B (one allocation
