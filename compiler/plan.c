@@ -776,8 +776,8 @@ Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
         int gdeath = fused_relu ? tb[pn->fuse] : tb[i];
         if (i != 0 && i != g->output && !(pn->fuse && n->op == OP_BN)) {
             size_t sz = ir_numel(n->shape);
-            pn->out = plan_add(p, &cap, PB_OUT, i, sz, 0, u.fd[i] < 0 ? 0 : u.fd[i],
-                               plan_imax(u.fd[i], 0));
+            int birth = tf[fused_relu ? pn->fuse : i];
+            pn->out = plan_add(p, &cap, PB_OUT, i, sz, 0, birth, plan_imax(u.fd[i], birth));
             if (s->rec[i])
                 pn->rec = plan_add(p, &cap, PB_OUT, i, sz, 0, u.rb[i], u.rd[i]);
             if (pn->needs_grad && gb[i] >= 0)
