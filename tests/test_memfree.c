@@ -253,19 +253,19 @@ END_TEST
 START_TEST(refuse_learned_zero) { refused("net_lm0", NULL, "starts at 0"); }
 END_TEST
 
-/* ./net info: the memory-free build needs less than the stored one, and
- * less than its own stored figure; deeper stages save more. */
+/* ./net info: with 18 steps per stage (as the 110-layer heavy ball) the
+ * memory-free arena is over 5x smaller than the stored build's. */
 START_TEST(info_memory)
 {
     Fix f = setup();
-    build(&f, "net_hb", "m", true, "net_hb.stage1.steps=12");
+    build(&f, "net_hb", "m", true, "net_hb.stage1.steps=18 -D net_hb.stage2.steps=18");
     char *out = NULL;
     ck_assert_int_eq(prog(&f, "m", "info --json", &out), 0);
     const char *a = strstr(out, "\"activation_bytes\":");
     const char *s = strstr(out, "\"activation_bytes_stored\":");
     ck_assert_msg(a && s, "%s", tail(out));
     double act = atof(a + 19), stored = atof(s + 26);
-    ck_assert_msg(act > 0 && stored > 2 * act, "activations %g, stored %g", act, stored);
+    ck_assert_msg(act > 0 && stored > 5 * act, "activations %g, stored %g", act, stored);
     free(out);
     ck_assert_int_eq(prog(&f, "m", "info", &out), 0);
     ck_assert_msg(strstr(out, "memory-free     yes"), "%s", tail(out));
