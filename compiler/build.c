@@ -35,12 +35,13 @@ static const char emit_usage[] =
     "                    instead: build() returns it, its state_dict keys are the\n"
     "                    checkpoint's tensor names (docs/pytorch.md)\n"
     "  --memory-free     the memory-free backward pass (optc build --help)\n"
+    "  --checkpoint-every N  with --memory-free: keep the states every N steps\n"
     "  --inference       standalone C99 inference code of a trained network instead\n"
     "                    (optc emit --inference --help)\n";
 
 static const char build_usage[] =
     "usage: optc build SPEC [-n NET] [-D name=value]... [-o PATH] [--keep-c] [--mpi]\n"
-    "                  [--memory-free]\n"
+    "                  [--memory-free [--checkpoint-every N]]\n"
     "\n"
     "Emit network NET (default: the first in SPEC), compile it and link it\n"
     "against the runtime into the program PATH (default: ./NET). The compiler,\n"
@@ -56,7 +57,10 @@ static const char build_usage[] =
     "                    them: activation memory stops growing with depth, at the\n"
     "                    cost of one more grad-block forward per step. A network\n"
     "                    with no invertible step is refused with the reason\n"
-    "                    (docs/memory-free.md)\n";
+    "                    (docs/memory-free.md)\n"
+    "  --checkpoint-every N  with --memory-free: keep the states that restart the\n"
+    "                    inverse every N steps, so float drift is bounded by N\n"
+    "                    steps' worth (more memory: a few states per N steps)\n";
 
 /* Append s to the dynamic string *buf, quoting it for a shell when it holds
  * anything but plain characters. */
@@ -132,7 +136,7 @@ static int build_emit_to(FILE *out, const BuildRequest *req, const char *text, s
     if (p && req->memory_free && !torch) {
         InvReport *r = inv_analyze(a, s, g);
         const char *why = "the network is not in the spec";
-        sched = r ? mfree_schedule(g, p, r, &why) : NULL;
+        sched = r ? mfree_schedule_every(g, p, r, req->checkpoint_every, &why) : NULL;
         plan_free(p);
         p = NULL;
         if (!sched)
@@ -198,6 +202,21 @@ static int build_emit_file(const char *path, const BuildRequest *req, const char
     return rc;
 }
 
+/* "--checkpoint-every N" at rest[*i]: N into *every; -1 when it is missing
+ * or not a number in 1..1000000. */
+static int build_every(CliArgs *ca, int *i, int *every)
+{
+    if (strcmp(ca->rest[*i], "--checkpoint-every") != 0)
+        return 0;
+    char *end = NULL;
+    long v = *i + 1 < ca->nrest ? strtol(ca->rest[*i + 1], &end, 10) : 0;
+    if (!end || *end || v < 1 || v > 1000000)
+        return -1;
+    *every = (int)v;
+    ++*i;
+    return 1;
+}
+
 int cmd_emit(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -214,11 +233,20 @@ int cmd_emit(int argc, char **argv)
     if (rc != 0)
         return rc;
     bool torch = false, mfree = false;
+    int every = 0;
     for (int i = 0; i < ca.nrest; i++) {
         if (strcmp(ca.rest[i], "--memory-free") == 0) {
             mfree = true;
             continue;
         }
+        int ev = build_every(&ca, &i, &every);
+        if (ev < 0) {
+            fprintf(stderr, "optc emit: --checkpoint-every needs a number of steps\n%s",
+                    emit_usage);
+            return 2;
+        }
+        if (ev > 0)
+            continue;
         if (strcmp(ca.rest[i], "--pytorch") != 0) {
             fprintf(stderr, "optc emit: unknown argument '%s'\n%s", ca.rest[i], emit_usage);
             return 2;
@@ -231,7 +259,7 @@ int cmd_emit(int argc, char **argv)
         return 1;
     char *command = build_command_line(argc, argv);
     BuildRequest req = { .spec = ca.spec, .net = ca.net, .defs = ca.defs, .ndefs = ca.ndefs,
-                         .memory_free = mfree };
+                         .memory_free = mfree, .checkpoint_every = every };
     if (!ca.out || strcmp(ca.out, "-") == 0)
         rc = build_emit_to(stdout, &req, text, len, command, NULL, 0, stderr, torch);
     else
@@ -355,6 +383,11 @@ static char *build_request_line(const BuildRequest *req)
         build_append(&buf, &len, &cap, " --mpi", false);
     if (req->memory_free)
         build_append(&buf, &len, &cap, " --memory-free", false);
+    if (req->checkpoint_every > 0) {
+        char n[48];
+        snprintf(n, sizeof n, " --checkpoint-every %d", req->checkpoint_every);
+        build_append(&buf, &len, &cap, n, false);
+    }
     return buf;
 }
 
@@ -456,6 +489,12 @@ int cmd_build(int argc, char **argv)
             req.mpi = true;
         } else if (strcmp(ca.rest[i], "--memory-free") == 0) {
             req.memory_free = true;
+        } else if (strcmp(ca.rest[i], "--checkpoint-every") == 0) {
+            if (build_every(&ca, &i, &req.checkpoint_every) < 0) {
+                fprintf(stderr, "optc build: --checkpoint-every needs a number of steps\n%s",
+                        build_usage);
+                return 2;
+            }
         } else {
             fprintf(stderr, "optc build: unknown argument '%s'\n%s", ca.rest[i], build_usage);
             return 2;

@@ -63,11 +63,19 @@ static double mf_coef_init(const IrGraph *g, const IrCoef *c)
 typedef struct {
     int stage, step;
     int trigger;                /* its highest live node: the events go before its backward */
-    const InvRebuild *rb;
+    InvRebuild *rb;             /* the states it rebuilds (malloc'd) */
     int nrb;
+    const InvRebuild *all;      /* ...and all it could (their vias are its state sums) */
+    int nall;
 } MfStep;
 
 PlanSched *mfree_schedule(const IrGraph *g, const Plan *p, const InvReport *r, const char **why)
+{
+    return mfree_schedule_every(g, p, r, 0, why);
+}
+
+PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport *r, int every,
+                                const char **why)
 {
     int N = g->nnodes;
     MfStep *steps = NULL;
@@ -115,12 +123,22 @@ PlanSched *mfree_schedule(const IrGraph *g, const Plan *p, const InvReport *r, c
                     abort();
                 steps = ns;
             }
-            steps[nsteps++] = (MfStep){ st->stage, k, trigger, st->rebuild[k],
+            /* Checkpoints: the states that restart a chain stay stored. */
+            InvRebuild *rb = malloc(((size_t)st->nrebuild[k] + 1) * sizeof *rb);
+            if (!rb)
+                abort();
+            int nrb = 0;
+            for (int u = 0; u < st->nrebuild[k]; u++) {
+                const InvRebuild *b = &st->rebuild[k][u];
+                if (!(every > 0 && b->index >= every && b->index % every < b->span))
+                    rb[nrb++] = *b;
+            }
+            steps[nsteps++] = (MfStep){ st->stage, k, trigger, rb, nrb, st->rebuild[k],
                                         st->nrebuild[k] };
         }
     }
     if (nsteps == 0) {
-        free(steps);
+        free(steps);   /* (no rb lists: nothing was added) */
         *why = reason ? reason : "no stage has a step whose states can be rebuilt";
         return NULL;
     }
@@ -155,10 +173,10 @@ PlanSched *mfree_schedule(const IrGraph *g, const Plan *p, const InvReport *r, c
                 if (n->stage == ms->stage && n->step == ms->step && p->nodes[j].live)
                     mark[j] = 2;
             }
-            for (int u = 0; u < ms->nrb; u++) {
-                mark[ms->rb[u].via] = 0;
+            for (int u = 0; u < ms->nall; u++)     /* the step's state sums */
+                mark[ms->all[u].via] = 0;
+            for (int u = 0; u < ms->nrb; u++)
                 mark[ms->rb[u].node] = 1;
-            }
             int left = 0;
             for (int j = 1; j <= ms->trigger; j++)
                 if (mark[j] == 2) {
@@ -205,6 +223,8 @@ PlanSched *mfree_schedule(const IrGraph *g, const Plan *p, const InvReport *r, c
         if (p->nodes[i].needs_grad)
             mf_push(s, &ecap, (PlanEv){ PLAN_EV_BWD, i, -1, -1 });
     }
+    for (int q = 0; q < nsteps; q++)
+        free(steps[q].rb);
     free(steps);
     free(mark);
     free(done);

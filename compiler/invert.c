@@ -802,7 +802,7 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
         if (at < 0)
             return (StepV){ .v = INV_NO, .why = arena_printf(a, "%s's coefficient %s is 0 here, so %s[k+1] does not hold it",
                                          P->unknown[u], dv, ln) };
-        res.rb[res.nrb++] = (InvRebuild){ U, L, at };
+        res.rb[res.nrb++] = (InvRebuild){ U, L, at, j, 1 - r->off };
         const IrCoef *c = &ln_node->u.sum.coef[at];
         if (c->nterms == 0) {
             if (c->c0 == 0)

@@ -54,9 +54,13 @@ typedef struct {
 } InvSteps;
 
 /* One state a memory-free backward step gives back: node = (sum node via -
- * the other terms of via) / via's coefficient at input at. */
+ * the other terms of via) / via's coefficient at input at. node is state
+ * number index of its sequence; the inverse reads the span states after it
+ * (heavy ball: x[k-1] from x[k] and x[k+1], span 2), which a checkpoint
+ * keeps to restart the chain exactly. */
 typedef struct {
     int node, via, at;
+    int index, span;
 } InvRebuild;
 
 typedef struct {
@@ -99,6 +103,11 @@ const char *inv_verdict_name(InvVerdict v);
  * reason in *why, when no step can (the whole network stays stored). Free
  * it with mfree_sched_free, after the plan built from it. */
 PlanSched *mfree_schedule(const IrGraph *g, const Plan *p, const InvReport *r, const char **why);
+/* The same with a checkpoint every `every` states (0: none): the states
+ * j..j+span-1 with j a positive multiple of every stay stored, so no rebuilt
+ * chain is longer than every steps (float drift grows with the chain). */
+PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport *r, int every,
+                                const char **why);
 void mfree_sched_free(PlanSched *s);
 
 #endif

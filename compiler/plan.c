@@ -665,14 +665,18 @@ typedef struct {
     int nfwd;               /* events before the backward phase */
     int *fd, *rb, *rd;      /* per node: forward buffer's death, rec buffer's birth and death */
     int bad;                /* a backward read of a rebuilt value before it exists */
+    int bad_node, bad_time;
 } PlanUse;
 
 /* Node j's output is read at event t. */
 static void plan_use(PlanUse *u, int j, int t)
 {
     if (t >= u->nfwd && u->s->rec[j]) {
-        if (u->rb[j] < 0 || t < u->rb[j])
+        if (!u->bad && (u->rb[j] < 0 || t < u->rb[j])) {
             u->bad = 1;
+            u->bad_node = j;
+            u->bad_time = t;
+        }
         if (t > u->rd[j])
             u->rd[j] = t;
     } else if (t > u->fd[j]) {
@@ -699,7 +703,7 @@ Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
     if (!tf)
         abort();
     int *tr = tf + N + 1, *tb = tr + N + 1, *gb = tb + N + 1;
-    PlanUse u = { s, 0, gb + N + 1, gb + 2 * (N + 1), gb + 3 * (N + 1), 0 };
+    PlanUse u = { s, 0, gb + N + 1, gb + 2 * (N + 1), gb + 3 * (N + 1), 0, -1, -1 };
     for (int i = 0; i < 7 * (N + 1); i++)
         tf[i] = -1;
     for (int e = 0; e < s->nev; e++) {
@@ -759,8 +763,8 @@ Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
         }
     }
     if (u.bad) {
-        plan_say(diag, "optc: internal: %s: the memory-free schedule reads a value before it "
-                 "is rebuilt\n", g->name);
+        plan_say(diag, "optc: internal: %s: the memory-free schedule reads %s (event %d) before "
+                 "it is rebuilt\n", g->name, g->nodes[u.bad_node].name, u.bad_time);
         free(tf);
         plan_free(p);
         return NULL;
