@@ -1,7 +1,8 @@
 /* test_memfree.c — optc build --memory-free (compiler/emit_mfree.c,
  * plan_build_sched): gradient checks of the memory-free backward for heavy
  * ball, velocity momentum, a learned beta and a three-term rule; its float
- * gradients equal the stored build's; its drift report; refusal with the
+ * gradients equal the stored build's (deep stages with --checkpoint-every);
+ * its drift report; refusal with the
  * reason for gradient descent, concat, beta = 0 and a learned beta that
  * starts at 0; less activation memory than the stored build. */
 #include <check.h>
@@ -60,13 +61,21 @@ static void teardown(Fix *f)
     free(f->dir);
 }
 
-/* Build net (memory-free or stored, with one -D or none) into DIR/exe. */
-static void build(const Fix *f, const char *net, const char *exe, bool mfree, const char *def)
+/* Build net (memory-free with extra flags, or stored; with -D def or none)
+ * into DIR/exe. */
+static void build_with(const Fix *f, const char *net, const char *exe, bool mfree,
+                       const char *def, const char *extra)
 {
     char args[1536];
-    snprintf(args, sizeof args, "build %s -n %s%s%s -o %s/%s%s", f->spec, net,
-             def ? " -D " : "", def ? def : "", f->dir, exe, mfree ? " --memory-free" : "");
+    snprintf(args, sizeof args, "build %s -n %s%s%s -o %s/%s%s %s", f->spec, net,
+             def ? " -D " : "", def ? def : "", f->dir, exe, mfree ? " --memory-free" : "",
+             extra ? extra : "");
     optc_ok(args, NULL);
+}
+
+static void build(const Fix *f, const char *net, const char *exe, bool mfree, const char *def)
+{
+    build_with(f, net, exe, mfree, def, NULL);
 }
 
 /* Run DIR/exe with args; output in *out; returns the status. */
@@ -175,13 +184,14 @@ static char *slurp(const char *path)
     return s;
 }
 
-/* Float gradients of the memory-free build equal the stored build's to
- * 1e-5 relative (max |a - b| / max |b| per tensor). */
-static void same_grads(const char *net)
+/* The largest relative difference (max |a - b| / max |b| per tensor)
+ * between the float gradients of the stored build and of the memory-free
+ * one (with -D def and extra flags); asserts it is at most tol when tol > 0. */
+static double grads_diff(const char *net, const char *def, const char *extra, double tol)
 {
     Fix f = setup();
-    build(&f, net, "s", false, NULL);
-    build(&f, net, "m", true, NULL);
+    build(&f, net, "s", false, def);
+    build_with(&f, net, "m", true, def, extra);
     char *out = NULL, args[1200];
     snprintf(args, sizeof args, "dump --batch 4 --out %s/ds", f.dir);
     ck_assert_msg(prog(&f, "s", args, &out) == 0, "%s", tail(out));
@@ -210,7 +220,8 @@ static void same_grads(const char *net)
             big = fmax(big, fabs(a[j]));
         }
         double rel = diff / fmax(big, 1e-12);
-        ck_assert_msg(rel <= 1e-5, "%s: %s differs by %g relative", net, t[i].name, rel);
+        ck_assert_msg(tol <= 0 || rel <= tol, "%s: %s differs by %g relative", net, t[i].name,
+                      rel);
         worst = fmax(worst, rel);
     }
     free(a);
@@ -218,12 +229,24 @@ static void same_grads(const char *net)
     free(t);
     free(json);
     teardown(&f);
+    return worst;
 }
 
-START_TEST(hb_same_grads) { same_grads("net_hb"); }
+START_TEST(hb_same_grads) { grads_diff("net_hb", NULL, NULL, 1e-5); }
 END_TEST
 
-START_TEST(momentum_same_grads) { same_grads("net_mom"); }
+START_TEST(momentum_same_grads) { grads_diff("net_mom", NULL, NULL, 1e-5); }
+END_TEST
+
+/* 18 steps per stage: float drift takes the gradients past 1e-5 of the
+ * stored build's; a checkpoint every 6 steps brings them back within. */
+START_TEST(checkpoint_bounds_drift)
+{
+    const char *deep = "net_hb.stage1.steps=18 -D net_hb.stage2.steps=18";
+    double free_run = grads_diff("net_hb", deep, NULL, 0);
+    ck_assert_msg(free_run > 1e-5, "no drift to bound: %g", free_run);
+    grads_diff("net_hb", deep, "--checkpoint-every 6", 1e-5);
+}
 END_TEST
 
 /* optc build --memory-free refuses with the analysis's reason. */
@@ -251,6 +274,23 @@ START_TEST(refuse_beta0) { refused("net_hb", "hb.beta=0", "0"); }
 END_TEST
 
 START_TEST(refuse_learned_zero) { refused("net_lm0", NULL, "starts at 0"); }
+END_TEST
+
+/* --checkpoint-every takes a positive number of steps. */
+START_TEST(checkpoint_usage)
+{
+    Fix f = setup();
+    const char *bad[] = { "x", "0", "-3", "" };
+    for (int i = 0; i < 4; i++) {
+        char args[1200], *out = NULL;
+        snprintf(args, sizeof args, "build %s -n net_hb -o %s/x --memory-free --checkpoint-every %s",
+                 f.spec, f.dir, bad[i]);
+        ck_assert_int_eq(optc_status(args, &out), 2);
+        ck_assert_msg(strstr(out, "--checkpoint-every needs a number"), "%s", tail(out));
+        free(out);
+    }
+    teardown(&f);
+}
 END_TEST
 
 /* ./net info: with 18 steps per stage (as the 110-layer heavy ball) the
@@ -286,6 +326,8 @@ static Suite *memfree_suite(void)
     tcase_add_test(tc, three_term_gradcheck);
     tcase_add_test(tc, hb_same_grads);
     tcase_add_test(tc, momentum_same_grads);
+    tcase_add_test(tc, checkpoint_bounds_drift);
+    tcase_add_test(tc, checkpoint_usage);
     tcase_add_test(tc, refuse_gd);
     tcase_add_test(tc, refuse_concat);
     tcase_add_test(tc, refuse_beta0);
