@@ -270,7 +270,7 @@ END_TEST
 START_TEST(refuse_concat) { refused("net_dense", NULL, "concat"); }
 END_TEST
 
-START_TEST(refuse_beta0) { refused("net_hb", "hb.beta=0", "0"); }
+START_TEST(refuse_beta0) { refused("net_hb", "hb.beta=0", "coefficient beta is 0"); }
 END_TEST
 
 START_TEST(refuse_learned_zero) { refused("net_lm0", NULL, "starts at 0"); }
