@@ -290,7 +290,7 @@ static void mf_event(Emit *e, const PlanEv *v, bool *written, int *nreb)
         if (e->p->sched->rec[v->node] && n->op == OP_SUM) {
             int r = mf_rebuild_index(e->p->sched, v->node);
             if (r >= 0)     /* gradcheck / info: the forward's value, to measure drift */
-                emit_f(e, "    FN(rt_drift_keep%s)(ctx, %d, %s, nB * %zu);\n", e->S, r,
+                emit_f(e, "    FN(rt_drift_keep%s)(m->drift, %d, %s, nB * %zu);\n", e->S, r,
                        emit_out(e, v->node), ir_numel(n->shape));
         }
         break;
@@ -325,7 +325,7 @@ static void mf_event(Emit *e, const PlanEv *v, bool *written, int *nreb)
                v->at, e->T, v->at, v->at);
         emit_f(e, "        FN(rt_sum_forward%s)(ctx, %s, %d, xs, rc, nB * %zu);\n", e->S,
                emit_out(e, n->id), via->nin, len);
-        emit_f(e, "        FN(rt_drift_check%s)(ctx, %d, %s, nB * %zu);\n    }\n", e->S, *nreb,
+        emit_f(e, "        FN(rt_drift_check%s)(m->drift, %d, %s, nB * %zu);\n    }\n", e->S, *nreb,
                emit_out(e, n->id), len);
         ++*nreb;
         break;

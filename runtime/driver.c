@@ -374,12 +374,12 @@ static double mf_drift_report(const RtNet *net, const char *tag, int B)
         RtRng rng;
         rt_rng_seed(&rng, 2);
         rt_model_synth_batch(net, &rng, m.input, nin, labels, B);
-        m.ctx.drift = d;
+        m.drift = d;
         net->forward(&m, B, 1);
         rt_xent_forward(&m.ctx, probs, m.logits, labels, B, net->classes);
         rt_xent_backward(&m.ctx, m.dlogits, probs, labels, B, net->classes);
         net->backward(&m, B);
-        m.ctx.drift = NULL;
+        m.drift = NULL;
         printf("%s: memory-free reconstruction, max |rebuilt - stored| / max |stored| (float, "
                "batch %d):\n", tag, B);
         for (int r = 0; r < d->n; r++) {

@@ -91,7 +91,7 @@ struct RtSync {
 
 /* --- memory-free drift ---------------------------------------------------
  * A memory-free build (optc build --memory-free) rebuilds states in its
- * backward pass. With ctx->drift set, its forward keeps a copy of each
+ * backward pass. With the model's drift set, its forward keeps a copy of each
  * state it will rebuild (rt_drift_keep) and the backward measures the
  * rebuilt value against it (rt_drift_check): err[r] = max |rebuilt - kept|
  * / max |kept|, for rebuilt state r (RtNet.mf_names[r]). */
@@ -112,7 +112,6 @@ typedef struct {
     size_t scratch_bytes;
     RtBranch *branch;       /* NULL, or the record piecewise kernels freeze (above) */
     RtSync *sync;           /* NULL, or BN statistics summed across ranks (above) */
-    RtDrift *drift;         /* NULL, or the drift a memory-free build measures (above) */
 } RtCtx;
 
 /* The n pieces of the call at site, or NULL when ctx has no branch record.
@@ -257,8 +256,8 @@ void rt_bn_forward_stats##S(const RtCtx *ctx, T *out, const T *in, const T *mean
 void rt_bn_relu_forward_stats##S(const RtCtx *ctx, T *out, const T *in, const T *mean,  \
         const T *rstd, const T *gamma, const T *beta, int B, int C, int HW,             \
         size_t site);                                                                   \
-void rt_drift_keep##S(const RtCtx *ctx, int r, const T *x, size_t n);                   \
-void rt_drift_check##S(const RtCtx *ctx, int r, const T *x, size_t n);
+void rt_drift_keep##S(RtDrift *d, int r, const T *x, size_t n);                         \
+void rt_drift_check##S(RtDrift *d, int r, const T *x, size_t n);
 RT_DECLARE_MFREE(float, )
 RT_DECLARE_MFREE(double, _d)
 
@@ -311,7 +310,8 @@ typedef struct {
     T *input;       /* [batch][C][H][W], filled by the driver */              \
     T *logits;      /* [batch][classes], written by forward */                \
     T *dlogits;     /* [batch][classes], read by backward */                  \
-    RtRng rng;      /* dropout */
+    RtRng rng;      /* dropout */                                             \
+    RtDrift *drift; /* NULL, or what a memory-free build's drift report fills */
 
 typedef struct { RT_MODEL_FIELDS(float) } RtModel;
 typedef struct { RT_MODEL_FIELDS(double) } RtModelD;
