@@ -19,14 +19,16 @@
 #    machine's FMA peak (bench/fma_probe.c, AVX-512 and AVX2 where both).
 #    The heavy-ball, Nesterov and momentum examples run on the optc side
 #    and are compared with ResNet-20 (the same convolutions: their cost per
-#    step should match).
+#    step should match). hb110 / hb110mf: the 110-layer heavy ball (3 x 18
+#    steps) stored and built with --memory-free (issue 13): peak RSS and
+#    img/s of the two builds against each other.
 #
 # Usage: scripts/bench.sh BUILD_DIR   (make bench passes its $(O))
 # Environment knobs:
 #   BENCH_QUICK=1     one net (resnet20), 2 threads, one round, 3 steps, no sweep
 #   BENCH_THREADS="2" BENCH_ITERS=10 BENCH_WARMUP=2 BENCH_ROUNDS=3
-#   BENCH_NETS="resnet20 hb20 nesterov20 momentum20 densenet40 densenet100"
-#   BENCH_DENSE_ITERS=5 (timed steps for the DenseNets)  BENCH_SWEEP=1
+#   BENCH_NETS="resnet20 hb20 nesterov20 momentum20 densenet40 densenet100 hb110 hb110mf"
+#   BENCH_DENSE_ITERS=5 (timed steps for the DenseNets and hb110*)  BENCH_SWEEP=1
 #   BENCH_TIMEOUT=900 (seconds per single run)
 #   BENCH_REPRINT=1   print the last run's table again without running
 set -u
@@ -42,7 +44,7 @@ if [ "$QUICK" = 1 ]; then
 else
     THREADS=${BENCH_THREADS:-2}; ITERS=${BENCH_ITERS:-10}; WARMUP=${BENCH_WARMUP:-2}
     ROUNDS=${BENCH_ROUNDS:-3}; SWEEP=${BENCH_SWEEP:-1}; DITERS=${BENCH_DENSE_ITERS:-5}
-    NETS=${BENCH_NETS:-resnet20 hb20 nesterov20 momentum20 densenet40 densenet100}
+    NETS=${BENCH_NETS:-resnet20 hb20 nesterov20 momentum20 densenet40 densenet100 hb110 hb110mf}
 fi
 TMO=${BENCH_TIMEOUT:-900}
 BATCH=128
@@ -61,6 +63,7 @@ done
 # net -> "SPEC OPTCNET TORCHNET [-D ...]"; TORCHNET "-" = optc only
 net_spec() {
     dn=densenet_bc100_cifar
+    HB110="-D hb20_cifar.stage1.steps=18 -D hb20_cifar.stage2.steps=18 -D hb20_cifar.stage3.steps=18"
     case $1 in
         resnet20)    echo "examples/resnet.opt resnet20_cifar resnet20" ;;
         hb20)        echo "examples/heavy_ball.opt hb20_cifar hb20" ;;
@@ -69,6 +72,9 @@ net_spec() {
         densenet100) echo "examples/densenet.opt $dn densenet100" ;;
         # depth 40 = 3 dense stages of (40 - 4) / 6 = 6 steps
         densenet40)  echo "examples/densenet.opt $dn densenet40 -D $dn.stage1.steps=6 -D $dn.stage2.steps=6 -D $dn.stage3.steps=6" ;;
+        # 110 layers = 3 heavy-ball stages of 18 steps, stored and memory-free
+        hb110)       echo "examples/heavy_ball.opt hb20_cifar - $HB110" ;;
+        hb110mf)     echo "examples/heavy_ball.opt hb20_cifar - $HB110 --memory-free" ;;
         *) return 1 ;;
     esac
 }
@@ -96,7 +102,7 @@ run() {
     set -- $spec
     tnet=$3
     it=$ITERS
-    case $net in densenet*) it=$DITERS ;; esac
+    case $net in densenet*|hb110*) it=$DITERS ;; esac
     envs=$(setting_env "$set")
     say "$side $net threads=$t $set round $round"
     if [ "$side" = optc ]; then
@@ -157,7 +163,7 @@ if [ "$REPRINT" != 1 ]; then
         echo "meta py=$PY"; echo "meta torch=$TORCH_VERSION"; echo "meta peak=${PEAK:-0}"
         echo "meta peak2=${PEAK2:-0}"; echo "meta cpu=$CPU, $(nproc) cores"; echo "meta flags=$FLAGS"
         echo "meta nets=$NETS"; echo "meta threads=$THREADS"; echo "meta rounds=$ROUNDS"
-        echo "meta iters=$ITERS (DenseNets $DITERS) after $WARMUP warm-up"
+        echo "meta iters=$ITERS (DenseNets and hb110: $DITERS) after $WARMUP warm-up"
     } >>"$RES"
 
     # --- build the optc side
@@ -274,6 +280,9 @@ END {
         printf "%-12s %3s | %-17s %-17s %6s | %-17s %-17s %6s | %5s %5s | %-10s %-10s\n", net, t,
                ots, tts, ratio(ot, tt), ois, tis, ratio(oi, ti), num(orss), num(trss),
                share(ot, madds, t), share(tt, madds, t)
+        if (net == "hb110") { hbt[t] = ot; hbr[t] = orss }
+        if (net == "hb110mf" && hbt[t] != "" && ot != "" && orss + 0 > 0)
+            mfx = mfx sprintf("  %s threads: peak RSS %.1fx less, training img/s %.2fx of the stored build\n", t, hbr[t] / orss, ot / hbt[t])
         if (net == "resnet20") base[t] = ot
         else if (net ~ /^(hb20|nesterov20|momentum20)$/ && base[t] != "" && ot != "")
             cmpx = cmpx sprintf("  %s: %.2fx ResNet-20 training img/s at %s threads\n", net, ot / base[t], t)
@@ -282,6 +291,7 @@ END {
     print "RSS: median peak RSS MB (PyTorch includes the interpreter and libtorch);"
     print "GFLOPS = 3 x forward multiply-adds x 2 x train img/s (% of the FMA peak x threads)."
     if (cmpx != "") printf "same-convolution variants against ResNet-20 (1.00x = the same cost per step):\n%s", cmpx
+    if (mfx != "") printf "110-layer heavy ball, --memory-free (hb110mf) against stored (hb110):\n%s", mfx
     printf "%s", warn
     print "Raw lines: results.txt, bench.log in the build dir."
 }' "$RES"
