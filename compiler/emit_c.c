@@ -694,12 +694,29 @@ static void emit_tensors(Emit *e)
 static void emit_scratch(Emit *e)
 {
     const IrGraph *g = e->g;
-    emit_f(e, "\n/* im2col workspace: the largest any convolution needs. */\n"
+    bool has_exact = false;
+    for (int i = 1; i < g->nnodes; i++)
+        has_exact = has_exact || (g->nodes[i].op == OP_EXACT && e->p->nodes[i].live);
+    emit_f(e, "\n/* %s workspace: the largest any convolution%s needs. */\n"
               "static size_t scratch_bytes(int B, int threads, size_t elem_size)\n{\n"
-              "    size_t s = 0, t;\n");
-    int nconv = 0;
+              "    size_t s = 0, t;\n", has_exact ? "Kernel" : "im2col",
+           has_exact ? " or exact block ([B][m] temporary)" : "");
+    int nconv = 0, nexact = 0;
     for (int i = 1; i < g->nnodes; i++) {
         const IrNode *n = &g->nodes[i];
+        if (n->op == OP_EXACT && e->p->nodes[i].live) {
+            /* every exact block of a network has one m: U is shared */
+            bool seen = false;
+            for (int j = 1; j < i && !seen; j++)
+                seen = g->nodes[j].op == OP_EXACT && e->p->nodes[j].live &&
+                       g->nodes[j].u.exact.m == n->u.exact.m;
+            if (!seen) {
+                nexact++;
+                emit_f(e, "    t = rt_exact_scratch_bytes(B, %d, elem_size);\n"
+                       "    if (t > s)\n        s = t;\n", n->u.exact.m);
+            }
+            continue;
+        }
         if (n->op != OP_CONV || !e->p->nodes[i].live)
             continue;
         const IrShape *is = &g->nodes[n->in[0]].shape;
@@ -719,8 +736,10 @@ static void emit_scratch(Emit *e)
                "elem_size);\n    if (t > s)\n        s = t;\n", is->c, is->h, is->w,
                n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
     }
-    if (!nconv)
+    if (!nconv && !nexact)
         emit_f(e, "    (void)B; (void)threads; (void)elem_size; (void)t;\n");
+    else if (!nconv)
+        emit_f(e, "    (void)threads;\n");
     emit_f(e, "    return s;\n}\n");
 }
 

@@ -87,6 +87,11 @@ void rt_branch_reset(RtBranch *b);
 typedef struct RtSync RtSync;
 struct RtSync {
     void (*sum)(RtSync *s, double *buf, size_t n);
+    /* The BN kernels' per-channel sums (2 C + 1 doubles): set by the owner
+     * for the widest BN of the network so that a training step allocates
+     * nothing; NULL or too small, they allocate one per call. */
+    double *work;
+    size_t work_len;
 };
 
 /* --- memory-free drift ---------------------------------------------------
@@ -143,6 +148,10 @@ static inline int rt_branch_take(RtBranch *b, uint8_t *m, int piece, double dist
  * convolutions of the network. */
 size_t rt_conv2d_scratch_bytes(int threads, int B, int Cin, int H, int W,
                                int K, int stride, int pad, size_t elem_size);
+/* Workspace an exact block (z - U phi(U^T z), U: d x m) needs at batch B:
+ * the [B][m] temporary of rt_exact_forward and rt_exact_backward. Without
+ * it in ctx->scratch they allocate one per call. */
+size_t rt_exact_scratch_bytes(int B, int m, size_t elem_size);
 static inline int rt_conv_out(int n, int k, int stride, int pad)
 {
     return (n + 2 * pad - k) / stride + 1;

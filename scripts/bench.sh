@@ -5,7 +5,8 @@
 #
 # 1. Settings sweep (ResNet-20, first thread count): each side runs once
 #    under every combination of OMP_WAIT_POLICY (unset = the runtime's own
-#    default, passive, active) and malloc (glibc default; tuned =
+#    default, passive, active; or GOMP_SPINCOUNT=10000: libgomp spins ~0.1-1 ms
+#    before it sleeps instead of its default ~3-20 ms) and malloc (glibc default; tuned =
 #    MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_/TOP_PAD_ raised so freed
 #    activations are not unmapped and faulted back in every step). Every
 #    setting's figures are printed; each side then keeps its own best
@@ -88,9 +89,11 @@ setting_env() {
         wdef-mtun) echo "$TUNED" ;;
         wpas-mtun) echo "OMP_WAIT_POLICY=passive $TUNED" ;;
         wact-mtun) echo "OMP_WAIT_POLICY=active $TUNED" ;;
+        wspn-mdef) echo "GOMP_SPINCOUNT=10000" ;;
+        wspn-mtun) echo "GOMP_SPINCOUNT=10000 $TUNED" ;;
     esac
 }
-SETTINGS="wdef-mdef wpas-mdef wact-mdef wdef-mtun wpas-mtun wact-mtun"
+SETTINGS="wdef-mdef wpas-mdef wact-mdef wspn-mdef wdef-mtun wpas-mtun wact-mtun wspn-mtun"
 
 bench_fields() { sed -n 's/^bench: net=[^ ]* batch=[0-9]* threads=[0-9]* //p' | tail -n 1; }
 
@@ -107,11 +110,11 @@ run() {
     say "$side $net threads=$t $set round $round"
     if [ "$side" = optc ]; then
         # shellcheck disable=SC2086
-        out=$(env -u OMP_WAIT_POLICY $envs timeout "$TMO" "$W/$net" bench --batch $BATCH \
+        out=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT $envs timeout "$TMO" "$W/$net" bench --batch $BATCH \
               --threads "$t" --iters "$it" --warmup "$WARMUP" 2>>"$LOG")
     else
         # shellcheck disable=SC2086
-        out=$(env -u OMP_WAIT_POLICY $envs timeout "$TMO" "$PY" bench/torch_bench.py --net "$tnet" \
+        out=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT $envs timeout "$TMO" "$PY" bench/torch_bench.py --net "$tnet" \
               --batch $BATCH --threads "$t" --iters "$it" --warmup "$WARMUP" 2>>"$LOG")
         m=$(echo "$out" | sed -n 's/^info: .* madds=\([0-9]*\).*/\1/p')
         [ -n "$m" ] && ! grep -q "^tinfo $net " "$RES" && echo "tinfo $net madds=$m" >>"$RES"
@@ -263,7 +266,7 @@ END {
         if (!header) { printf "\nsettings sweep (resnet20, threads %s): train / infer img/s\n", R_t[i]; header = 1 }
         printf "  %-6s %-10s %6.0f / %6.0f\n", R_side[i], S_set[i], V[i, "train_img_s"], V[i, "infer_img_s"]
     }
-    if (header) printf "  kept: optc %s, PyTorch %s (wdef = OMP_WAIT_POLICY unset, wpas/wact = passive/active; mdef/mtun = default/tuned malloc)\n", M["osetting"], M["tsetting"]
+    if (header) printf "  kept: optc %s, PyTorch %s (wdef = OMP_WAIT_POLICY unset, wpas/wact = passive/active, wspn = GOMP_SPINCOUNT=10000; mdef/mtun = default/tuned malloc)\n", M["osetting"], M["tsetting"]
     printf "\n%-12s %3s | %-17s %-17s %6s | %-17s %-17s %6s | %5s %5s | %-10s %-10s\n", "net", "thr",
            "optc train", "torch train", "ratio", "optc infer", "torch infer", "ratio", "RSS o", "RSS t", "GFLOPS o", "GFLOPS t"
     n = split(M["nets"], N, " "); m = split(M["threads"], T, " ")
