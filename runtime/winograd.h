@@ -1,0 +1,32 @@
+/* winograd.h — float 3x3 convolutions (stride 1, pad 1) by Winograd's
+ * F(4x4, 3x3): the forward pass and the input gradient, AVX2+FMA and
+ * AVX-512F variants chosen at run time. Shapes and conventions as in rt.h;
+ * conv3x3.c offers these calls first and falls back to its direct kernels
+ * when one returns 0. */
+#ifndef OPTC_WINOGRAD_H
+#define OPTC_WINOGRAD_H
+
+#include <stddef.h>
+#include "rt.h"
+
+/* 1 when the Winograd kernels take a stride-1 pad-1 3x3 float conv of Cin
+ * input channels on this machine: AVX2+FMA present, OPTC_CONV_ISA not
+ * "none", OPTC_CONV_WINO not "0", and Cin at least 8 (fewer
+ * channels run faster direct). */
+int rt_wino_taken(int Cin, int Cout);
+
+/* out[B][Cout][H][W] = conv3x3(in, w): return 1 having computed it, or 0
+ * having touched nothing (not taken, or ctx->scratch too small). */
+int rt_wino_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
+                    int B, int Cin, int H, int W, int Cout);
+/* din (+)= per acc the input gradient of that conv from dout: 1, or 0 having
+ * touched nothing. */
+int rt_wino_backward_data(const RtCtx *ctx, float *din, int acc, const float *dout,
+                          const float *w, int B, int Cin, int H, int W, int Cout);
+
+/* Workspace in bytes that lets threads threads run both calls of a conv of
+ * Cin channels of H x W with Cout <= Cin (rt_conv2d_scratch_bytes takes the
+ * larger of this and its own figure). */
+size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W);
+
+#endif
