@@ -114,7 +114,7 @@ static size_t up16(size_t n)
 /* Floats of one thread's slice for groups of up to np tiles (a multiple of
  * 16) of a conv with C inputs, kp (padded) outputs and rows of W: V, M, T
  * (six rows with 16 floats of margin either side), O (four rows), a zero
- * input row, and the two border masks (ints). */
+ * input row, and the two border masks. */
 static size_t slice_floats(int C, int kp, size_t np, int W)
 {
     return 36 * (size_t)(C + kp) * np + 6 * (4 * np + 32) + 4 * 4 * np + up16((size_t)W)
@@ -181,7 +181,7 @@ static void weights_tf(float *U, const float *w, ptrdiff_t wk, ptrdiff_t wc, int
 /* One thread's slice: its buffers for groups of up to np tiles. */
 typedef struct {
     float *V, *M, *T, *O, *zero;
-    int *m0, *m5;
+    float *m0, *m5;     /* 1 or 0 per tile: its first (last) column lies inside the image row */
     size_t ts, os;      /* floats per row of T, of O */
 } Slice;
 
@@ -193,7 +193,7 @@ static Slice carve(float *p, int C, int kp, size_t np, int W)
     s.ts = 4 * np + 32, s.T = p, p += 6 * s.ts;
     s.os = 4 * np, s.O = p, p += 4 * s.os;
     s.zero = p, p += up16((size_t)W);
-    s.m0 = (int *)(void *)p, s.m5 = s.m0 + np;
+    s.m0 = p, s.m5 = p + np;
     return s;
 }
 
@@ -206,8 +206,8 @@ static void group(int v, const Slice *s, float *out, int acc, const float *in, c
     int np = (int)up16((size_t)n);
     size_t hw = (size_t)H * W;
     for (int l = 0; l < np; l++) {
-        s->m0[l] = l < n && l % ntx != 0;
-        s->m5[l] = l < n && l % ntx != ntx - 1;
+        s->m0[l] = l < n && l % ntx != 0 ? 1.0f : 0.0f;
+        s->m5[l] = l < n && l % ntx != ntx - 1 ? 1.0f : 0.0f;
     }
     for (int i = 0; i < 6; i++) {       /* the margins of T: read, never written below */
         float *t = s->T + (size_t)i * s->ts;
