@@ -104,7 +104,9 @@ static int isa(void)
 #define VBCAST(p) _mm512_set1_ps(*(p))
 #include "winograd_kern.inc"
 
-/* --- drivers ------------------------------------------------------------------ */
+/* --- drivers ------------------------------------------------------------------
+ * Tile size m: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3); a patch is a = m + 2
+ * rows and columns, a*a products per group. */
 
 static size_t up16(size_t n)
 {
@@ -113,30 +115,42 @@ static size_t up16(size_t n)
 
 /* Floats of one thread's slice for groups of up to np tiles (a multiple of
  * 16) of a conv with C inputs, kp (padded) outputs and rows of W: V, M, T
- * (six rows with 16 floats of margin either side), O (four rows), a zero
- * input row, and the two border masks. */
-static size_t slice_floats(int C, int kp, size_t np, int W)
+ * (a rows with 16 floats of margin either side), O (m rows), a zero input
+ * row, and the two border masks. */
+static size_t slice_floats(int m, int C, int kp, size_t np, int W)
 {
-    return 36 * (size_t)(C + kp) * np + 6 * (4 * np + 32) + 4 * 4 * np + up16((size_t)W)
-           + 2 * np;
+    size_t a = (size_t)m + 2;
+    return a * a * (size_t)(C + kp) * np + a * ((size_t)m * np + 32) + (size_t)m * m * np
+           + up16((size_t)W) + 2 * np;
 }
 
 /* Tile rows per group for this conv: V and M within GROUP_BYTES, at least one. */
-static int group_rows(int C, int kp, int ntx)
+static int group_rows(int m, int C, int kp, int ntx)
 {
-    size_t n = GROUP_BYTES / (36 * sizeof(float) * (size_t)(C + kp));
+    size_t n = GROUP_BYTES / ((size_t)(m + 2) * (m + 2) * sizeof(float) * (size_t)(C + kp));
     return n / (size_t)ntx > 1 ? (int)(n / (size_t)ntx) : 1;
+}
+
+/* Floats of U and of one slice for a conv with tile size m. */
+static size_t need(int m, int C, int kp, int W, int R, size_t *slice)
+{
+    size_t ntx = (size_t)(W + m - 1) / (size_t)m;
+    *slice = up16(slice_floats(m, C, kp, up16((size_t)R * ntx), W));
+    return up16((size_t)(m + 2) * (m + 2) * (size_t)C * kp);
 }
 
 size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
 {
     if (Cin < WINO_MIN_C || H < 1 || W < 1)
         return 0;
-    int kp = (Cin + 7) / 8 * 8, ntx = (W + 3) / 4;
-    size_t t = threads > 1 ? (size_t)threads : 1;
-    size_t np = up16((size_t)group_rows(Cin, kp, ntx) * ntx);
-    size_t floats = up16(36 * (size_t)Cin * kp) + t * up16(slice_floats(Cin, kp, np, W));
-    return floats * sizeof(float) + 64;
+    int kp = (Cin + 7) / 8 * 8;
+    size_t t = threads > 1 ? (size_t)threads : 1, most = 0;
+    for (int m = 2; m <= 4; m += 2) {   /* the forward's tiles, the input gradient's */
+        size_t slice, u = need(m, Cin, kp, W, group_rows(m, Cin, kp, (W + m - 1) / m), &slice);
+        if (u + t * slice > most)
+            most = u + t * slice;
+    }
+    return most * sizeof(float) + 64;
 }
 
 int rt_wino_taken(int Cin, int Cout)
@@ -144,36 +158,50 @@ int rt_wino_taken(int Cin, int Cout)
     return Cin >= WINO_MIN_C && Cout >= 1 && isa() != ISA_NONE;
 }
 
-/* U[6i+j][c][k] = (G g G^T)[i][j] for the 3x3 kernel g of output k, input
- * c: g[a][b] = w[k*wk + c*wc + (flip ? 8 - (3a+b) : 3a+b)], in double and
- * rounded once; 0 for k >= K. Channels c0..c1-1. */
-static void weights_tf(float *U, const float *w, ptrdiff_t wk, ptrdiff_t wc, int flip, int C,
-                       int K, int kp, int c0, int c1)
+/* U[a*i+j][c][k] = (G g G^T)[i][j] for the 3x3 kernel g of output k, input
+ * c: g[p][q] = w[k*wk + c*wc + (flip ? 8 - (3p+q) : 3p+q)], in double and
+ * rounded once; 0 for k >= K. Channels c0..c1-1, tile size m. */
+static void weights_tf(float *U, int m, const float *w, ptrdiff_t wk, ptrdiff_t wc, int flip,
+                       int C, int K, int kp, int c0, int c1)
 {
     size_t ps = (size_t)C * kp;
+    int a = m + 2;
     for (int c = c0; c < c1; c++)
         for (int k = 0; k < kp; k++) {
-            double g[3][3], t[6][3];
-            for (int a = 0; a < 9; a++)
-                g[a / 3][a % 3] = k < K ? (double)w[k * wk + c * wc + (flip ? 8 - a : a)] : 0.0;
-            for (int b = 0; b < 3; b++) {    /* t = G g */
+            double g[3][3], t[6][3], r[6];
+            for (int q = 0; q < 9; q++)
+                g[q / 3][q % 3] = k < K ? (double)w[k * wk + c * wc + (flip ? 8 - q : q)] : 0.0;
+            for (int b = 0; b < 3; b++) {    /* t = G g: column b */
                 double g0 = g[0][b], g1 = g[1][b], g2 = g[2][b];
-                t[0][b] = g0 / 4;
-                t[1][b] = -(g0 + g1 + g2) / 6;
-                t[2][b] = -(g0 - g1 + g2) / 6;
-                t[3][b] = g0 / 24 + g1 / 12 + g2 / 6;
-                t[4][b] = g0 / 24 - g1 / 12 + g2 / 6;
-                t[5][b] = g2;
+                if (m == 4) {
+                    t[0][b] = g0 / 4;
+                    t[1][b] = -(g0 + g1 + g2) / 6;
+                    t[2][b] = -(g0 - g1 + g2) / 6;
+                    t[3][b] = g0 / 24 + g1 / 12 + g2 / 6;
+                    t[4][b] = g0 / 24 - g1 / 12 + g2 / 6;
+                    t[5][b] = g2;
+                } else {
+                    t[0][b] = g0;
+                    t[1][b] = (g0 + g1 + g2) / 2;
+                    t[2][b] = (g0 - g1 + g2) / 2;
+                    t[3][b] = g2;
+                }
             }
             float *u = U + (size_t)c * kp + k;
-            for (int i = 0; i < 6; i++) {    /* row i of t G^T */
+            for (int i = 0; i < a; i++) {    /* row i of t G^T */
                 double g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
-                u[(6 * i + 0) * ps] = (float)(g0 / 4);
-                u[(6 * i + 1) * ps] = (float)(-(g0 + g1 + g2) / 6);
-                u[(6 * i + 2) * ps] = (float)(-(g0 - g1 + g2) / 6);
-                u[(6 * i + 3) * ps] = (float)(g0 / 24 + g1 / 12 + g2 / 6);
-                u[(6 * i + 4) * ps] = (float)(g0 / 24 - g1 / 12 + g2 / 6);
-                u[(6 * i + 5) * ps] = (float)g2;
+                if (m == 4) {
+                    r[0] = g0 / 4;
+                    r[1] = -(g0 + g1 + g2) / 6;
+                    r[2] = -(g0 - g1 + g2) / 6;
+                    r[3] = g0 / 24 + g1 / 12 + g2 / 6;
+                    r[4] = g0 / 24 - g1 / 12 + g2 / 6;
+                    r[5] = g2;
+                } else {
+                    r[0] = g0, r[1] = (g0 + g1 + g2) / 2, r[2] = (g0 - g1 + g2) / 2, r[3] = g2;
+                }
+                for (int j = 0; j < a; j++)
+                    u[(size_t)(a * i + j) * ps] = (float)r[j];
             }
         }
 }
@@ -185,97 +213,92 @@ typedef struct {
     size_t ts, os;      /* floats per row of T, of O */
 } Slice;
 
-static Slice carve(float *p, int C, int kp, size_t np, int W)
+static Slice carve(float *p, int m, int C, int kp, size_t np, int W)
 {
     Slice s;
-    s.V = p, p += 36 * (size_t)C * np;
-    s.M = p, p += 36 * (size_t)kp * np;
-    s.ts = 4 * np + 32, s.T = p, p += 6 * s.ts;
-    s.os = 4 * np, s.O = p, p += 4 * s.os;
+    size_t a = (size_t)m + 2;
+    s.V = p, p += a * a * (size_t)C * np;
+    s.M = p, p += a * a * (size_t)kp * np;
+    s.ts = (size_t)m * np + 32, s.T = p, p += a * s.ts;
+    s.os = (size_t)m * np, s.O = p, p += (size_t)m * s.os;
     s.zero = p, p += up16((size_t)W);
     s.m0 = p, s.m5 = p + np;
     return s;
 }
 
 /* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 (tile row g:
- * image g / nty, tile row g % nty) of a conv with C inputs, K outputs. */
-static void group(int v, const Slice *s, float *out, int acc, const float *in, const float *U,
-                  int C, int K, int kp, int H, int W, int g0, int nr)
+ * image g / nty, tile row g % nty) of a conv with C inputs, K outputs,
+ * tiles of m x m. */
+static void group(int v, int m, const Slice *s, float *out, int acc, const float *in,
+                  const float *U, int C, int K, int kp, int H, int W, int g0, int nr)
 {
-    int nty = (H + 3) / 4, ntx = (W + 3) / 4, L = 4 * ntx, n = nr * ntx;
-    int np = (int)up16((size_t)n);
+    int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, L = m * ntx, n = nr * ntx;
+    int np = (int)up16((size_t)n), big = v == ISA_AVX512;
     size_t hw = (size_t)H * W;
     for (int l = 0; l < np; l++) {
         s->m0[l] = l < n && l % ntx != 0 ? 1.0f : 0.0f;
         s->m5[l] = l < n && l % ntx != ntx - 1 ? 1.0f : 0.0f;
     }
-    for (int i = 0; i < 6; i++) {       /* the margins of T: read, never written below */
+    for (int i = 0; i < a; i++) {       /* the margins of T: read, never written below */
         float *t = s->T + (size_t)i * s->ts;
         memset(t, 0, 16 * sizeof(float));
-        memset(t + 16 + (size_t)4 * n, 0, (size_t)(4 * (np - n) + 16) * sizeof(float));
+        memset(t + 16 + (size_t)m * n, 0, (size_t)(m * (np - n) + 16) * sizeof(float));
     }
     for (int c = 0; c < C; c++) {
         for (int r = 0; r < nr; r++) {
             int g = g0 + r, b = g / nty, ty = g % nty;
             const float *rows[6];
-            for (int j = 0; j < 6; j++) {
-                int y = 4 * ty - 1 + j;
+            for (int j = 0; j < a; j++) {
+                int y = m * ty - 1 + j;
                 rows[j] = y >= 0 && y < H ? in + ((size_t)b * C + c) * hw + (size_t)y * W
                                           : s->zero;
             }
-            if (v == ISA_AVX512)
-                in_rows_avx512(s->T + 16 + (size_t)r * L, s->ts, rows, W, L);
+            float *t = s->T + 16 + (size_t)r * L;
+            if (m == 4)
+                (big ? in_rows_avx512 : in_rows_avx2)(t, s->ts, rows, W, L);
             else
-                in_rows_avx2(s->T + 16 + (size_t)r * L, s->ts, rows, W, L);
+                (big ? in_rows2_avx512 : in_rows2_avx2)(t, s->ts, rows, W, L);
         }
-        for (int i = 0; i < 6; i++) {
-            float *vd = s->V + ((size_t)6 * i * C + c) * np;
+        for (int i = 0; i < a; i++) {
+            float *vd = s->V + ((size_t)a * i * C + c) * np;
             const float *t = s->T + (size_t)i * s->ts + 16;
-            if (v == ISA_AVX512)
-                in_cols_avx512(vd, (size_t)C * np, t, s->m0, s->m5, np);
+            if (m == 4)
+                (big ? in_cols_avx512 : in_cols_avx2)(vd, (size_t)C * np, t, s->m0, s->m5, np);
             else
-                in_cols_avx2(vd, (size_t)C * np, t, s->m0, s->m5, np);
+                (big ? in_cols2_avx512 : in_cols2_avx2)(vd, (size_t)C * np, t, s->m0, s->m5, np);
         }
     }
-    for (int pos = 0; pos < 36; pos++) {
-        float *m = s->M + (size_t)pos * kp * np;
-        const float *u = U + (size_t)pos * C * kp, *vv = s->V + (size_t)pos * C * np;
-        if (v == ISA_AVX512)
-            gemm_avx512(m, u, vv, C, kp, np);
-        else
-            gemm_avx2(m, u, vv, C, kp, np);
-    }
+    for (int pos = 0; pos < a * a; pos++)
+        (big ? gemm_avx512 : gemm_avx2)(s->M + (size_t)pos * kp * np, U + (size_t)pos * C * kp,
+                                        s->V + (size_t)pos * C * np, C, kp, np);
     for (int k = 0; k < K; k++) {
-        const float *m = s->M + (size_t)k * np;
-        if (v == ISA_AVX512)
-            out_tiles_avx512(s->O, s->os, m, (size_t)kp * np, n);
+        const float *mk = s->M + (size_t)k * np;
+        if (m == 4)
+            (big ? out_tiles_avx512 : out_tiles_avx2)(s->O, s->os, mk, (size_t)kp * np, n);
         else
-            out_tiles_avx2(s->O, s->os, m, (size_t)kp * np, n);
+            (big ? out_tiles2_avx512 : out_tiles2_avx2)(s->O, s->os, mk, (size_t)kp * np, n);
         for (int r = 0; r < nr; r++) {
             int g = g0 + r, b = g / nty, ty = g % nty;
-            for (int y = 0; y < 4 && 4 * ty + y < H; y++) {
-                float *d = out + ((size_t)b * K + k) * hw + (size_t)(4 * ty + y) * W;
+            for (int y = 0; y < m && m * ty + y < H; y++) {
+                float *d = out + ((size_t)b * K + k) * hw + (size_t)(m * ty + y) * W;
                 const float *o = s->O + (size_t)y * s->os + (size_t)r * L;
-                if (v == ISA_AVX512)
-                    put_row_avx512(d, o, W, acc);
-                else
-                    put_row_avx2(d, o, W, acc);
+                (big ? put_row_avx512 : put_row_avx2)(d, o, W, acc);
             }
         }
     }
 }
 
 /* out[b] (+)= conv3x3(in[b]) with C inputs, K outputs, the weight of (k, c)
- * at w + k*wk + c*wc (taps flipped for flip); 0 when not taken or the
- * workspace is too small. */
-static int wino(const RtCtx *ctx, float *out, int acc, const float *in, const float *w,
+ * at w + k*wk + c*wc (taps flipped for flip), tiles of m x m; 0 when not
+ * taken or the workspace is too small. */
+static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, const float *w,
                 ptrdiff_t wk, ptrdiff_t wc, int flip, int B, int C, int H, int W, int K)
 {
     int v = isa();
     if (v == ISA_NONE || C < WINO_MIN_C || K < 1 || B < 1 || H < 1 || W < 1)
         return 0;
     int nk = v == ISA_AVX512 ? 8 : 4, kp = (K + nk - 1) / nk * nk;
-    int nty = (H + 3) / 4, ntx = (W + 3) / 4;
+    int nty = (H + m - 1) / m, ntx = (W + m - 1) / m;
     int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
     if (t > B)
         t = B;
@@ -291,13 +314,12 @@ static int wino(const RtCtx *ctx, float *out, int acc, const float *in, const fl
     }
     /* group size: as aimed, within the rows a thread has, within the
      * workspace (fewer rows, then fewer threads) */
-    size_t usz = up16(36 * (size_t)C * kp);
-    int R = group_rows(C, kp, ntx), per = (B + t - 1) / t * nty;
+    int R = group_rows(m, C, kp, ntx), per = (B + t - 1) / t * nty;
     if (R > per)
         R = per;
-    size_t ssz;
+    size_t usz, ssz;
     for (;;) {
-        ssz = up16(slice_floats(C, kp, up16((size_t)R * ntx), W));
+        usz = need(m, C, kp, W, R, &ssz);
         if (usz + (size_t)t * ssz <= have)
             break;
         if (R > 1)
@@ -312,14 +334,14 @@ static int wino(const RtCtx *ctx, float *out, int acc, const float *in, const fl
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), nt = omp_get_num_threads();
-        weights_tf(U, w, wk, wc, flip, C, K, kp, (int)((long long)C * i / nt),
+        weights_tf(U, m, w, wk, wc, flip, C, K, kp, (int)((long long)C * i / nt),
                    (int)((long long)C * (i + 1) / nt));
 #pragma omp barrier
-        Slice s = carve(base + usz + (size_t)i * ssz, C, kp, np, W);
+        Slice s = carve(base + usz + (size_t)i * ssz, m, C, kp, np, W);
         memset(s.zero, 0, (size_t)W * sizeof(float));
         int g1 = (int)((long long)B * (i + 1) / nt) * nty;
         for (int g = (int)((long long)B * i / nt) * nty; g < g1; g += R)
-            group(v, &s, out, acc, in, U, C, K, kp, H, W, g, g1 - g < R ? g1 - g : R);
+            group(v, m, &s, out, acc, in, U, C, K, kp, H, W, g, g1 - g < R ? g1 - g : R);
     }
     return 1;
 }
@@ -327,12 +349,12 @@ static int wino(const RtCtx *ctx, float *out, int acc, const float *in, const fl
 int rt_wino_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
                     int B, int Cin, int H, int W, int Cout)
 {
-    return wino(ctx, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout);
+    return wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout);
 }
 
 int rt_wino_backward_data(const RtCtx *ctx, float *din, int acc, const float *dout,
                           const float *w, int B, int Cin, int H, int W, int Cout)
 {
     /* din = conv3x3(dout, w read as [ci][co] with the taps flipped) */
-    return wino(ctx, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin);
+    return wino(ctx, 4, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin);
 }
