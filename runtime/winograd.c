@@ -1,27 +1,34 @@
 /* winograd.c — float 3x3 convolutions of stride 1 and pad 1 by Winograd's
- * F(4x4, 3x3): the forward pass and the input gradient (the same code with
- * the weights read transposed and flipped).
+ * minimal filtering: the forward pass by F(2x2, 3x3), the input gradient
+ * (the same code with the weights read transposed and flipped) by
+ * F(4x4, 3x3).
  *
  * Why: the direct kernels (conv3x3.c) run near what direct convolution can
- * do; F(4x4, 3x3) needs 36 products per 16 outputs instead of 144, a
- * quarter of the multiplies, for the price of the transforms. Its float
- * error stays within ~6e-6 of max|out| for the networks' 16..64 channels
- * (F(2x2, 3x3): ~4e-7, but half the saving); the gradient checks allow 1e-4.
+ * do; F(4x4, 3x3) needs 36 products per 16 outputs instead of 144,
+ * F(2x2, 3x3) 16 per 4 instead of 36, for the price of the transforms.
+ * Float error against double, relative to max|out|, at 16..64 channels:
+ * F(4x4, 3x3) 3e-6..7e-6, F(2x2, 3x3) 2e-7..4e-7 (the direct kernels:
+ * 4e-7..9e-7). The forward pass takes the accurate one: an error of 5e-6
+ * there flips the masks of ReLU inputs that close to zero, and the PyTorch
+ * oracle (which excuses kinks within 1e-6) then saw float gradients of
+ * ResNet-20 off by 2.3e-3. The input gradient is linear in dout and decides
+ * no mask, so F(4x4, 3x3)'s error stays 1e-5-sized there.
  *
- * Layout. The weights are transformed once per call (in double, rounded
- * once) into U[36][C][kp] (kp: K rounded up to the register block). Each
- * thread owns a contiguous range of images and walks its tile rows (image b,
- * tile row ty: output rows 4ty..4ty+3) a group of R rows at a time, R sized
- * so that the group's transformed input V[36][C][np] and products
- * M[36][kp][np] (np: the group's tiles rounded up to 16) stay in L2:
- *   input transform, per channel: B^T down the six input rows of each tile
+ * Layout, for tiles of m x m outputs (patches of a = m+2): the weights are
+ * transformed once per call (in double, rounded once) into U[a*a][C][kp]
+ * (kp: K rounded up to the register block). Each thread owns a contiguous
+ * range of images and walks its tile rows (image b, tile row ty: output
+ * rows m*ty .. m*ty+m-1) a group of R rows at a time, R sized so that the
+ * group's transformed input V[a*a][C][np] and products M[a*a][kp][np] (np:
+ * the group's tiles rounded up to 16) stay in L2:
+ *   input transform, per channel: B^T down the a input rows of each tile
  *     row, whole rows at a time (rows outside the image read a zero row),
- *     into T[6][tile rows x 4 ntx] — consecutive tile rows side by side, so
- *     tile l of the group has its six columns at 4l-1 .. 4l+4; then B
+ *     into T[a][tile rows x m*ntx] — consecutive tile rows side by side, so
+ *     tile l of the group has its a columns at m*l-1 .. m*l+m; then B
  *     across those columns, tile by tile, into V (the first column of a
  *     row's first tile and the last of its last are the zero padding);
- *   36 products M[pos] = U[pos]^T V[pos], register-blocked;
- *   output transform per output channel into four rows laid out like T,
+ *   a*a products M[pos] = U[pos]^T V[pos], register-blocked;
+ *   output transform per output channel into m rows laid out like T,
  *     copied (or added, for acc) into the output rows inside the image.
  * No padded copy of the input and no partial sums: every output is one sum
  * over the input channels in order, whatever the thread count and group

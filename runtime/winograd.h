@@ -1,5 +1,6 @@
 /* winograd.h — float 3x3 convolutions (stride 1, pad 1) by Winograd's
- * F(4x4, 3x3): the forward pass and the input gradient, AVX2+FMA and
+ * minimal filtering (forward pass F(2x2, 3x3), input gradient F(4x4, 3x3);
+ * why in winograd.c), AVX2+FMA and
  * AVX-512F variants chosen at run time. Shapes and conventions as in rt.h;
  * conv3x3.c offers these calls first and falls back to its direct kernels
  * when one returns 0. */

@@ -14,10 +14,13 @@
  *     thread count), with the workspace rt_conv2d_scratch_bytes gives;
  *   - OPTC_CONV_WINO=0 and a workspace too small: not taken, nothing
  *     touched.
- * Tolerance: max|f - d| / max|d| < WINO_TOL = 2e-5 (measured 4e-6..6e-6
- * with Gaussian data at 16..64 channels, 10x the direct kernels' error; the
- * networks' gradient checks and the PyTorch oracle allow 1e-4). On a
- * machine without AVX2+FMA the cases report themselves skipped. */
+ * Tolerance: max|f - d| / max|d| below FWD_TOL = 2e-6 for the forward pass
+ * (F(2x2, 3x3): measured 2e-7..4e-7 at 16..64 channels, as accurate as the
+ * direct kernels; more would flip ReLU masks past the PyTorch oracle's kink
+ * guard of 1e-6) and DIN_TOL = 2e-5 for the input gradient (F(4x4, 3x3):
+ * measured 3e-6..7e-6, linear in dout, no mask depends on it; the gradient
+ * checks and the oracle allow 1e-4). On a machine without AVX2+FMA the
+ * cases report themselves skipped. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +31,8 @@
 #include "tmain.h"
 #include "winograd.h"
 
-#define WINO_TOL 2e-5
+#define FWD_TOL 2e-6
+#define DIN_TOL 2e-5
 
 /* The variants: 0 = this machine's best, 1 = AVX2 forced. */
 static const char *const isa_env[] = {NULL, "avx2"};
@@ -100,7 +104,7 @@ static void check_shape(const Shape *s, int variant)
         ck_assert_int_eq(rt_wino_forward(&ctx, outf[k], inf, wf, B, C, H, W, Co), fwd_taken);
         if (fwd_taken) {
             double e = gc_normdiff_f(outf[k], out, no);
-            ck_assert_msg(e < WINO_TOL, "%s forward %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H,
+            ck_assert_msg(e < FWD_TOL, "%s forward %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H,
                           W, B, th, e);
         } else {
             ck_assert_msg(outf[k][0] == 1e30f, "not taken, yet wrote");
@@ -114,21 +118,21 @@ static void check_shape(const Shape *s, int variant)
         }
         if (din_taken) {
             double e = gc_normdiff_f(dinf[k], din, ni);
-            ck_assert_msg(e < WINO_TOL, "%s din acc 0 %d->%d %dx%d B%d t%d: %.3g", tag, C, Co,
+            ck_assert_msg(e < DIN_TOL, "%s din acc 0 %d->%d %dx%d B%d t%d: %.3g", tag, C, Co,
                           H, W, B, th, e);
             for (size_t i = 0; i < ni; i++)
                 dinf[k][i] = 0.5f;
             ck_assert_int_eq(rt_wino_backward_data(&ctx, dinf[k], 1, doutf, wf, B, C, H, W, Co),
                              1);
             e = gc_normdiff_f(dinf[k], din1, ni);
-            ck_assert_msg(e < WINO_TOL, "%s din acc 1 %d->%d %dx%d B%d t%d: %.3g", tag, C, Co,
+            ck_assert_msg(e < DIN_TOL, "%s din acc 1 %d->%d %dx%d B%d t%d: %.3g", tag, C, Co,
                           H, W, B, th, e);
         }
 
         /* through the dispatch: right, and Winograd's bytes where taken */
         rt_conv2d_forward(&ctx, outd, inf, wf, B, C, H, W, Co, 3, 1, 1);
         double e = gc_normdiff_f(outd, out, no);
-        ck_assert_msg(e < WINO_TOL, "%s conv2d forward %d->%d %dx%d B%d t%d: %.3g", tag, C, Co,
+        ck_assert_msg(e < FWD_TOL, "%s conv2d forward %d->%d %dx%d B%d t%d: %.3g", tag, C, Co,
                       H, W, B, th, e);
         if (fwd_taken)
             ck_assert_msg(memcmp(outd, outf[k], no * sizeof(float)) == 0,
@@ -138,7 +142,7 @@ static void check_shape(const Shape *s, int variant)
             dind[i] = 0.5f;
         rt_conv2d_backward(&ctx, dind, 1, NULL, doutf, inf, wf, B, C, H, W, Co, 3, 1, 1);
         e = gc_normdiff_f(dind, din1, ni);
-        ck_assert_msg(e < WINO_TOL, "%s conv2d din %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H,
+        ck_assert_msg(e < DIN_TOL, "%s conv2d din %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H,
                       W, B, th, e);
         if (din_taken)
             ck_assert_msg(memcmp(dind, dinf[k], ni * sizeof(float)) == 0,
