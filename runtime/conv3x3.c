@@ -43,7 +43,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "conv3x3.h"
-#include "winograd.h"
 
 /* Where the taps of an output pixel lie in the padded buffer (see above). */
 typedef struct {
@@ -342,8 +341,6 @@ int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const floa
 {
     if (!rt_conv3x3_taken(RT_CONV3X3_FORWARD, Cin, Cout, 3, stride, 1))
         return 0;
-    if (stride == 1 && rt_wino_forward(ctx, out, in, w, B, Cin, H, W, Cout))
-        return 1;   /* Winograd F(4x4, 3x3), winograd.c */
     return direct(ctx, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, stride,
                   budget(B, Cin, H, W, stride));
 }
@@ -401,8 +398,7 @@ int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
         || (dw && !rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, Cin, Cout, 3, stride, 1)))
         return 0;
     /* din = conv3x3(dout, w read as [ci][co] with the taps flipped) */
-    if (din && !rt_wino_backward_data(ctx, din, acc, dout, w, B, Cin, H, W, Cout)
-        && !direct(ctx, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin, 1,
+    if (din && !direct(ctx, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin, 1,
                        budget(B, Cin, H, W, 1)))
         return 0;
     if (dw && !weights(ctx, dw, dout, in, B, Cin, H, W, Cout, stride))

@@ -2,8 +2,8 @@
  * minimal filtering (forward pass F(2x2, 3x3), input gradient F(4x4, 3x3);
  * why in winograd.c), AVX2+FMA and
  * AVX-512F variants chosen at run time. Shapes and conventions as in rt.h;
- * conv3x3.c offers these calls first and falls back to its direct kernels
- * when one returns 0. */
+ * rt_conv2d_forward / rt_conv2d_backward (kernels.inc) offer these calls
+ * first and fall back to the direct kernels (conv3x3.c) when one returns 0. */
 #ifndef OPTC_WINOGRAD_H
 #define OPTC_WINOGRAD_H
 
