@@ -2,9 +2,9 @@
  * the 3x3 and 1x1 shapes of ResNet-20 and DenseNet-BC (batch 128 unless given),
  * one thread, for each kernel path: im2col + OpenBLAS (OPTC_CONV_ISA=none),
  * the AVX2 direct kernels and the AVX-512 ones (where the CPU has them,
- * OPTC_CONV_WINO=0), and for the stride-1 3x3 forward and input gradient
- * Winograd F(4x4, 3x3) on each (w-avx2, w-avx512; GFLOP/s counts the
- * direct convolution's FLOPs, so it compares with the other rows).
+ * OPTC_CONV_WINO=0), and for the stride-1 3x3 convs Winograd on each
+ * (w-avx2, w-avx512; GFLOP/s counts the direct convolution's FLOPs, so it
+ * compares with the other rows).
  * Times are the median of REPS calls of this thread's CPU time, so other
  * processes on a shared machine change them little.
  *
@@ -90,7 +90,7 @@ int main(int argc, char **argv)
             for (int p = 0; p < 5; p++) {
                 if ((p == 2 || p == 4) ? !avx512 : p > 0 && !avx2)
                     continue;
-                if (p >= 3 && (K != 3 || s->S != 1 || pass == 2))
+                if (p >= 3 && (K != 3 || s->S != 1))
                     continue;
                 setenv("OPTC_CONV_ISA", isas[p], 1);
                 setenv("OPTC_CONV_WINO", p >= 3 ? "1" : "0", 1);

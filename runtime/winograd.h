@@ -25,7 +25,13 @@ int rt_wino_forward(const RtCtx *ctx, float *out, const float *in, const float *
 int rt_wino_backward_data(const RtCtx *ctx, float *din, int acc, const float *dout,
                           const float *w, int B, int Cin, int H, int W, int Cout);
 
-/* Workspace in bytes that lets threads threads run both calls of a conv of
+/* dw += the weight gradient of that conv from dout and in: 1, or 0 having
+ * touched nothing (also for Cout < 16, which runs faster direct). By
+ * F(2x2, 3x3); each entry summed in an order fixed by the shape. */
+int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
+                             int B, int Cin, int H, int W, int Cout);
+
+/* Workspace in bytes that lets threads threads run the three calls of a conv of
  * Cin channels of H x W with Cout <= Cin (rt_conv2d_scratch_bytes takes the
  * larger of this and its own figure). */
 size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W);

@@ -3,9 +3,10 @@
  * (rt_conv2d_forward_ref_d, rt_conv2d_backward_ref_d), for every
  * instruction-set variant this machine has (OPTC_CONV_ISA=avx2 forces the
  * 8-wide kernels on an AVX-512 machine):
- *   - forward, input gradient written (acc 0) and added to (acc 1), called
- *     directly and through rt_conv2d_forward / rt_conv2d_backward (which
- *     must give the same bytes: the dispatch takes Winograd);
+ *   - forward, input gradient written (acc 0) and added to (acc 1), weight
+ *     gradient added to what is there (Cout >= 16 only), called directly
+ *     and through rt_conv2d_forward / rt_conv2d_backward (which must give
+ *     the same bytes: the dispatch takes Winograd);
  *   - ResNet-20's 16/32/64 channels at 32/16/8 pixels, DenseNet's 48->12,
  *     odd sizes (7x7, 5x9, 9x13: tiles cut by the border), channel counts
  *     that are not multiples of 16 or of the register block (12, 20, 9),
@@ -19,8 +20,9 @@
  * direct kernels; more would flip ReLU masks past the PyTorch oracle's kink
  * guard of 1e-6) and DIN_TOL = 2e-5 for the input gradient (F(4x4, 3x3):
  * measured 3e-6..7e-6, linear in dout, no mask depends on it; the gradient
- * checks and the oracle allow 1e-4). On a machine without AVX2+FMA the
- * cases report themselves skipped. */
+ * checks and the oracle allow 1e-4), DW_TOL = 2e-5 for the weight gradient
+ * (F(2x2, 3x3)). On a machine without AVX2+FMA the cases report themselves
+ * skipped. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +35,7 @@
 
 #define FWD_TOL 2e-6
 #define DIN_TOL 2e-5
+#define DW_TOL 2e-5
 
 /* The variants: 0 = this machine's best, 1 = AVX2 forced. */
 static const char *const isa_env[] = {NULL, "avx2"};
@@ -83,6 +86,11 @@ static void check_shape(const Shape *s, int variant)
     gc_to_float(doutf, dout, no);
     rt_conv2d_forward_ref_d(out, in, w, B, C, H, W, Co, 3, 1, 1);
     rt_conv2d_backward_ref_d(din, 0, NULL, dout, in, w, B, C, H, W, Co, 3, 1, 1);
+    double *dw = tu_calloc(nw, sizeof(double));        /* 0.25 + the weight gradient */
+    for (size_t i = 0; i < nw; i++)
+        dw[i] = 0.25;
+    rt_conv2d_backward_ref_d(NULL, 0, dw, dout, in, w, B, C, H, W, Co, 3, 1, 1);
+    float *dwf[2];
     double *din1 = tu_calloc(ni, sizeof(double));      /* 0.5 + din, for acc 1 */
     for (size_t i = 0; i < ni; i++)
         din1[i] = 0.5 + din[i];
@@ -129,6 +137,19 @@ static void check_shape(const Shape *s, int variant)
                           H, W, B, th, e);
         }
 
+        /* weight gradient, directly: added to what is there */
+        dwf[k] = tu_calloc(nw, sizeof(float));
+        for (size_t i = 0; i < nw; i++)
+            dwf[k][i] = 0.25f;
+        int dw_taken = fwd_taken && Co >= 16;
+        ck_assert_int_eq(rt_wino_backward_weights(&ctx, dwf[k], doutf, inf, B, C, H, W, Co),
+                         dw_taken);
+        if (dw_taken) {
+            double e = gc_normdiff_f(dwf[k], dw, nw);
+            ck_assert_msg(e < DW_TOL, "%s dw %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H, W, B,
+                          th, e);
+        }
+
         /* through the dispatch: right, and Winograd's bytes where taken */
         rt_conv2d_forward(&ctx, outd, inf, wf, B, C, H, W, Co, 3, 1, 1);
         double e = gc_normdiff_f(outd, out, no);
@@ -147,6 +168,17 @@ static void check_shape(const Shape *s, int variant)
         if (din_taken)
             ck_assert_msg(memcmp(dind, dinf[k], ni * sizeof(float)) == 0,
                           "%s conv2d din %d->%d %dx%d: not Winograd's result", tag, C, Co, H, W);
+        float *dwd = tu_calloc(nw, sizeof(float));
+        for (size_t i = 0; i < nw; i++)
+            dwd[i] = 0.25f;
+        rt_conv2d_backward(&ctx, NULL, 0, dwd, doutf, inf, wf, B, C, H, W, Co, 3, 1, 1);
+        e = gc_normdiff_f(dwd, dw, nw);
+        ck_assert_msg(e < DW_TOL, "%s conv2d dw %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H, W,
+                      B, th, e);
+        if (dw_taken)
+            ck_assert_msg(memcmp(dwd, dwf[k], nw * sizeof(float)) == 0,
+                          "%s conv2d dw %d->%d %dx%d: not Winograd's result", tag, C, Co, H, W);
+        free(dwd);
         free(ctx.scratch);
     }
     if (fwd_taken)
@@ -155,8 +187,12 @@ static void check_shape(const Shape *s, int variant)
     if (din_taken)
         ck_assert_msg(memcmp(dinf[0], dinf[1], ni * sizeof(float)) == 0,
                       "%s din %d->%d %dx%d: 1 and 2 threads differ", tag, C, Co, H, W);
+    if (fwd_taken && Co >= 16)
+        ck_assert_msg(memcmp(dwf[0], dwf[1], nw * sizeof(float)) == 0,
+                      "%s dw %d->%d %dx%d: 1 and 2 threads differ", tag, C, Co, H, W);
     for (int k = 0; k < 2; k++)
-        free(outf[k]), free(dinf[k]);
+        free(outf[k]), free(dinf[k]), free(dwf[k]);
+    free(dw);
     free(in), free(w), free(dout), free(out), free(din), free(din1), free(inf), free(wf);
     free(doutf), free(outd), free(dind);
 }
