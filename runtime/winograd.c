@@ -91,6 +91,17 @@ static int isa(void)
 #define VSTORE(p, v) _mm256_storeu_ps(p, v)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VBCAST(p) _mm256_broadcast_ss(p)
+#define HSUM(v) hsum_avx2(v)
+
+__attribute__((target("avx2,fma")))
+static inline float hsum_avx2(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
 #include "winograd_kern.inc"
 #undef SFX
 #undef KTARGET
@@ -105,6 +116,7 @@ static int isa(void)
 #undef VSTORE
 #undef VFMA
 #undef VBCAST
+#undef HSUM
 
 /* --- the AVX-512 variant ----------------------------------------------------- */
 #define SFX(name) name##_avx512
@@ -120,6 +132,7 @@ static int isa(void)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VBCAST(p) _mm512_set1_ps(*(p))
+#define HSUM(v) _mm512_reduce_add_ps(v)     /* a fixed tree of shuffles */
 #include "winograd_kern.inc"
 
 /* --- drivers ------------------------------------------------------------------
