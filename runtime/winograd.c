@@ -1,7 +1,7 @@
 /* winograd.c — float 3x3 convolutions of stride 1 and pad 1 by Winograd's
  * minimal filtering: the forward pass by F(2x2, 3x3), the input gradient
  * (the same code with the weights read transposed and flipped) by
- * F(4x4, 3x3).
+ * F(4x4, 3x3), the weight gradient by F(2x2, 3x3) (its own section below).
  *
  * Why: the direct kernels (conv3x3.c) run near what direct convolution can
  * do; F(4x4, 3x3) needs 36 products per 16 outputs instead of 144,

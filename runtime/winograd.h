@@ -1,6 +1,6 @@
 /* winograd.h — float 3x3 convolutions (stride 1, pad 1) by Winograd's
- * minimal filtering (forward pass F(2x2, 3x3), input gradient F(4x4, 3x3);
- * why in winograd.c), AVX2+FMA and
+ * minimal filtering (forward pass and weight gradient F(2x2, 3x3), input
+ * gradient F(4x4, 3x3); why in winograd.c), AVX2+FMA and
  * AVX-512F variants chosen at run time. Shapes and conventions as in rt.h;
  * rt_conv2d_forward / rt_conv2d_backward (kernels.inc) offer these calls
  * first and fall back to the direct kernels (conv3x3.c) when one returns 0. */
