@@ -1,7 +1,10 @@
 /* conv_bench.c — per-kernel timings of the runtime's float convolutions on
  * the 3x3 and 1x1 shapes of ResNet-20 and DenseNet-BC (batch 128 unless given),
  * one thread, for each kernel path: im2col + OpenBLAS (OPTC_CONV_ISA=none),
- * the AVX2 direct kernels and the AVX-512 ones (where the CPU has them).
+ * the AVX2 direct kernels and the AVX-512 ones (where the CPU has them,
+ * OPTC_CONV_WINO=0), and for the stride-1 3x3 convs Winograd on each
+ * (w-avx2, w-avx512; GFLOP/s counts the direct convolution's FLOPs, so it
+ * compares with the other rows).
  * Times are the median of REPS calls of this thread's CPU time, so other
  * processes on a shared machine change them little.
  *
@@ -53,10 +56,12 @@ int main(int argc, char **argv)
         return 2;
     }
     openblas_set_num_threads(1);
-    static const char *const paths[] = {"none", "avx2", "avx512"};
+    /* path p: OPTC_CONV_ISA isas[p], Winograd on for p >= 3 */
+    static const char *const paths[] = {"none", "avx2", "avx512", "w-avx2", "w-avx512"};
+    static const char *const isas[] = {"none", "avx2", "avx512", "avx2", "avx512"};
     __builtin_cpu_init();
-    int npaths = __builtin_cpu_supports("avx512f") ? 3 : __builtin_cpu_supports("avx2") ? 2 : 1;
-    printf("%-20s %-4s %-7s %9s %8s\n", "shape", "pass", "path", "ms", "GFLOP/s");
+    int avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2");
+    printf("%-20s %-4s %-8s %9s %8s\n", "shape", "pass", "path", "ms", "GFLOP/s");
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const Shape *s = &shapes[si];
         int K = s->K, P = K == 3 ? 1 : 0;
@@ -82,8 +87,13 @@ int main(int argc, char **argv)
         RtCtx ctx = {1, scratch, bytes};
         double flop = 2.0 * (double)no * s->C * K * K;
         for (int pass = 0; pass < 3; pass++) {
-            for (int p = 0; p < npaths; p++) {
-                setenv("OPTC_CONV_ISA", paths[p], 1);
+            for (int p = 0; p < 5; p++) {
+                if ((p == 2 || p == 4) ? !avx512 : p > 0 && !avx2)
+                    continue;
+                if (p >= 3 && (K != 3 || s->S != 1))
+                    continue;
+                setenv("OPTC_CONV_ISA", isas[p], 1);
+                setenv("OPTC_CONV_WINO", p >= 3 ? "1" : "0", 1);
                 for (int r = 0; r < reps + 1; r++) {
                     double t0 = cpu_ms();
                     if (pass == 0)
@@ -99,7 +109,7 @@ int main(int argc, char **argv)
                 }
                 qsort(t, (size_t)reps, sizeof(double), cmp);
                 double ms = t[reps / 2];
-                printf("%-20s %-4s %-7s %9.2f %8.1f\n", s->name,
+                printf("%-20s %-4s %-8s %9.2f %8.1f\n", s->name,
                        pass == 0 ? "fwd" : pass == 1 ? "din" : "dw", paths[p], ms,
                        flop / (ms * 1e6));
                 fflush(stdout);
@@ -108,5 +118,6 @@ int main(int argc, char **argv)
         free(in), free(din), free(out), free(w), free(dw), free(scratch), free(t);
     }
     unsetenv("OPTC_CONV_ISA");
+    unsetenv("OPTC_CONV_WINO");
     return 0;
 }

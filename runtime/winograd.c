@@ -1,0 +1,547 @@
+/* winograd.c — float 3x3 convolutions of stride 1 and pad 1 by Winograd's
+ * minimal filtering: the forward pass by F(2x2, 3x3), the input gradient
+ * (the same code with the weights read transposed and flipped) by
+ * F(4x4, 3x3), the weight gradient by F(2x2, 3x3) (its own section below).
+ *
+ * Why: the direct kernels (conv3x3.c) run near what direct convolution can
+ * do; F(4x4, 3x3) needs 36 products per 16 outputs instead of 144,
+ * F(2x2, 3x3) 16 per 4 instead of 36, for the price of the transforms.
+ * Float error against double, relative to max|out|, at 16..64 channels:
+ * F(4x4, 3x3) 3e-6..7e-6, F(2x2, 3x3) 2e-7..4e-7 (the direct kernels:
+ * 4e-7..9e-7). The forward pass takes the accurate one: an error of 5e-6
+ * there flips the masks of ReLU inputs that close to zero, and the PyTorch
+ * oracle (which excuses kinks within 1e-6) then saw float gradients of
+ * ResNet-20 off by 2.3e-3. The input gradient is linear in dout and decides
+ * no mask, so F(4x4, 3x3)'s error stays 1e-5-sized there.
+ *
+ * Layout, for tiles of m x m outputs (patches of a = m+2): the weights are
+ * transformed once per call (in double, rounded once) into U[a*a][C][kp]
+ * (kp: K rounded up to the register block). Each thread owns a contiguous
+ * range of images and walks its tile rows (image b, tile row ty: output
+ * rows m*ty .. m*ty+m-1) a group of R rows at a time, R sized so that the
+ * group's transformed input V[a*a][C][np] and products M[a*a][kp][np] (np:
+ * the group's tiles rounded up to 16) stay in L2:
+ *   input transform, per channel: B^T down the a input rows of each tile
+ *     row, whole rows at a time (rows outside the image read a zero row),
+ *     into T[a][tile rows x m*ntx] — consecutive tile rows side by side, so
+ *     tile l of the group has its a columns at m*l-1 .. m*l+m; then B
+ *     across those columns, tile by tile, into V (the first column of a
+ *     row's first tile and the last of its last are the zero padding);
+ *   a*a products M[pos] = U[pos]^T V[pos], register-blocked;
+ *   output transform per output channel into m rows laid out like T,
+ *     copied (or added, for acc) into the output rows inside the image.
+ * No padded copy of the input and no partial sums: every output is one sum
+ * over the input channels in order, whatever the thread count and group
+ * size. Workspace: U and one slice per thread in ctx->scratch
+ * (rt_wino_scratch_bytes); nothing is allocated here.
+ *
+ * Instruction sets as conv3x3.c: AVX-512F or AVX2+FMA at run time,
+ * OPTC_CONV_ISA=avx2|none caps it; OPTC_CONV_WINO=0 turns Winograd off (the
+ * direct kernels then take these convs), for tests and comparisons. */
+#include <immintrin.h>
+#include <omp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "winograd.h"
+
+/* Fewer input channels than this: the products are too short to pay for
+ * the transforms (conv_bench: the 3-channel stem runs faster direct). */
+#define WINO_MIN_C 8
+/* Bytes of V and M a thread's group aims at: within its share of L2. */
+#define GROUP_BYTES (1u << 20)
+/* Fewer outputs than this: the weight gradient runs faster direct
+ * (conv_bench, DenseNet's 48->12 at 32x32: 20.8 ms against 19.2). */
+#define DW_MIN_K 16
+/* Tiles per group of the weight gradient, at least. */
+#define DW_TILES 512
+
+enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
+
+/* This machine's instruction set for these kernels, capped by
+ * OPTC_CONV_ISA; ISA_NONE also when OPTC_CONV_WINO is "0". */
+static int isa(void)
+{
+    const char *e = getenv("OPTC_CONV_WINO");
+    if (e && strcmp(e, "0") == 0)
+        return ISA_NONE;
+    __builtin_cpu_init();
+    int best = !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? ISA_NONE
+             : __builtin_cpu_supports("avx512f") ? ISA_AVX512 : ISA_AVX2;
+    e = getenv("OPTC_CONV_ISA");
+    if (e && strcmp(e, "none") == 0)
+        return ISA_NONE;
+    if (e && strcmp(e, "avx2") == 0 && best > ISA_AVX2)
+        return ISA_AVX2;
+    return best;
+}
+
+/* --- the AVX2 variant -------------------------------------------------------- */
+#define SFX(name) name##_avx2
+#define KTARGET "avx2,fma"
+#define VT __m256
+#define VW 8
+#define NK 4        /* 4 channels x 3 vectors + 3 inputs + 1 weight in 16 registers */
+#define NV 3
+#define DK 2        /* weight gradient: 2 x 4 sums + 6 inputs */
+#define DC 4
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSTORE(p, v) _mm256_storeu_ps(p, v)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VBCAST(p) _mm256_broadcast_ss(p)
+#define HSUM(v) hsum_avx2(v)
+
+__attribute__((target("avx2,fma")))
+static inline float hsum_avx2(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+#include "winograd_kern.inc"
+#undef SFX
+#undef KTARGET
+#undef VT
+#undef VW
+#undef NK
+#undef NV
+#undef DK
+#undef DC
+#undef VZERO
+#undef VLOAD
+#undef VSTORE
+#undef VFMA
+#undef VBCAST
+#undef HSUM
+
+/* --- the AVX-512 variant ----------------------------------------------------- */
+#define SFX(name) name##_avx512
+#define KTARGET "avx512f,avx2,fma"
+#define VT __m512
+#define VW 16
+#define NK 8        /* 8 channels x 3 vectors + 3 inputs of the 32 registers */
+#define NV 3
+#define DK 4        /* weight gradient: 4 x 4 sums + 8 inputs */
+#define DC 4
+#define VZERO() _mm512_setzero_ps()
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VSTORE(p, v) _mm512_storeu_ps(p, v)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VBCAST(p) _mm512_set1_ps(*(p))
+#define HSUM(v) _mm512_reduce_add_ps(v)     /* a fixed tree of shuffles */
+#include "winograd_kern.inc"
+
+/* --- drivers ------------------------------------------------------------------
+ * Tile size m: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3); a patch is a = m + 2
+ * rows and columns, a*a products per group. */
+
+static size_t up16(size_t n)
+{
+    return (n + 15) / 16 * 16;
+}
+
+/* Floats of one thread's slice for groups of up to np tiles (a multiple of
+ * 16) of a conv with C inputs, kp (padded) outputs and rows of W: V, M, T
+ * (a rows with 16 floats of margin either side), O (m rows), a zero input
+ * row, and the two border masks. */
+static size_t slice_floats(int m, int C, int kp, size_t np, int W)
+{
+    size_t a = (size_t)m + 2;
+    return a * a * (size_t)(C + kp) * np + a * ((size_t)m * np + 32) + (size_t)m * m * np
+           + up16((size_t)W) + 2 * np;
+}
+
+/* Floats of one thread's slice for nk output channels: V [16][C][np],
+ * Y [16][nk][np], dU [16][nk][C], T (4 rows), D (4 rows for dY), a zero
+ * row, the masks. */
+static size_t dw_slice_floats(int C, int nk, size_t np, int W)
+{
+    return 16 * (size_t)C * np + 16 * (size_t)nk * np + 16 * (size_t)nk * C
+           + 2 * 4 * (2 * np + 32) + up16((size_t)W) + 2 * np;
+}
+
+/* Tile rows per group for this conv: V and M within GROUP_BYTES, at least one. */
+static int group_rows(int m, int C, int kp, int ntx)
+{
+    size_t n = GROUP_BYTES / ((size_t)(m + 2) * (m + 2) * sizeof(float) * (size_t)(C + kp));
+    return n / (size_t)ntx > 1 ? (int)(n / (size_t)ntx) : 1;
+}
+
+/* Floats of U and of one slice for a conv with tile size m. */
+static size_t need(int m, int C, int kp, int W, int R, size_t *slice)
+{
+    size_t ntx = (size_t)(W + m - 1) / (size_t)m;
+    *slice = up16(slice_floats(m, C, kp, up16((size_t)R * ntx), W));
+    return up16((size_t)(m + 2) * (m + 2) * (size_t)C * kp);
+}
+
+static int dw_group_rows(int C, int K, int W)
+{
+    /* as the other passes, but at least DW_TILES tiles: each group ends in
+     * a horizontal sum per entry of dU, which shorter groups do not repay
+     * (64 channels at 8x8: 9.6 ms with 1 MB groups, 6.2 with 512 tiles) */
+    int ntx = (W + 1) / 2, R = group_rows(2, C, K, ntx), least = (DW_TILES + ntx - 1) / ntx;
+    return R > least ? R : least;
+}
+
+size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
+{
+    if (Cin < WINO_MIN_C || H < 1 || W < 1)
+        return 0;
+    int kp = (Cin + 7) / 8 * 8;
+    size_t t = threads > 1 ? (size_t)threads : 1, most = 0;
+    for (int m = 2; m <= 4; m += 2) {   /* the forward's tiles, the input gradient's */
+        size_t slice, u = need(m, Cin, kp, W, group_rows(m, Cin, kp, (W + m - 1) / m), &slice);
+        if (u + t * slice > most)
+            most = u + t * slice;
+    }
+    /* the weight gradient: every thread sized for all Cin outputs */
+    int R = dw_group_rows(Cin, Cin, W);
+    size_t dws = t * up16(dw_slice_floats(Cin, Cin, up16((size_t)R * ((W + 1) / 2)), W));
+    if (dws > most)
+        most = dws;
+    return most * sizeof(float) + 64;
+}
+
+int rt_wino_taken(int Cin, int Cout)
+{
+    return Cin >= WINO_MIN_C && Cout >= 1 && isa() != ISA_NONE;
+}
+
+/* U[a*i+j][c][k] = (G g G^T)[i][j] for the 3x3 kernel g of output k, input
+ * c: g[p][q] = w[k*wk + c*wc + (flip ? 8 - (3p+q) : 3p+q)], in double and
+ * rounded once; 0 for k >= K. Channels c0..c1-1, tile size m. */
+static void weights_tf(float *U, int m, const float *w, ptrdiff_t wk, ptrdiff_t wc, int flip,
+                       int C, int K, int kp, int c0, int c1)
+{
+    size_t ps = (size_t)C * kp;
+    int a = m + 2;
+    for (int c = c0; c < c1; c++)
+        for (int k = 0; k < kp; k++) {
+            double g[3][3], t[6][3], r[6];
+            for (int q = 0; q < 9; q++)
+                g[q / 3][q % 3] = k < K ? (double)w[k * wk + c * wc + (flip ? 8 - q : q)] : 0.0;
+            for (int b = 0; b < 3; b++) {    /* t = G g: column b */
+                double g0 = g[0][b], g1 = g[1][b], g2 = g[2][b];
+                if (m == 4) {
+                    t[0][b] = g0 / 4;
+                    t[1][b] = -(g0 + g1 + g2) / 6;
+                    t[2][b] = -(g0 - g1 + g2) / 6;
+                    t[3][b] = g0 / 24 + g1 / 12 + g2 / 6;
+                    t[4][b] = g0 / 24 - g1 / 12 + g2 / 6;
+                    t[5][b] = g2;
+                } else {
+                    t[0][b] = g0;
+                    t[1][b] = (g0 + g1 + g2) / 2;
+                    t[2][b] = (g0 - g1 + g2) / 2;
+                    t[3][b] = g2;
+                }
+            }
+            float *u = U + (size_t)c * kp + k;
+            for (int i = 0; i < a; i++) {    /* row i of t G^T */
+                double g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
+                if (m == 4) {
+                    r[0] = g0 / 4;
+                    r[1] = -(g0 + g1 + g2) / 6;
+                    r[2] = -(g0 - g1 + g2) / 6;
+                    r[3] = g0 / 24 + g1 / 12 + g2 / 6;
+                    r[4] = g0 / 24 - g1 / 12 + g2 / 6;
+                    r[5] = g2;
+                } else {
+                    r[0] = g0, r[1] = (g0 + g1 + g2) / 2, r[2] = (g0 - g1 + g2) / 2, r[3] = g2;
+                }
+                for (int j = 0; j < a; j++)
+                    u[(size_t)(a * i + j) * ps] = (float)r[j];
+            }
+        }
+}
+
+/* One thread's slice: its buffers for groups of up to np tiles. */
+typedef struct {
+    float *V, *M, *T, *O, *zero;
+    float *m0, *m5;     /* 1 or 0 per tile: its first (last) column lies inside the image row */
+    size_t ts, os;      /* floats per row of T, of O */
+} Slice;
+
+static Slice carve(float *p, int m, int C, int kp, size_t np, int W)
+{
+    Slice s;
+    size_t a = (size_t)m + 2;
+    s.V = p, p += a * a * (size_t)C * np;
+    s.M = p, p += a * a * (size_t)kp * np;
+    s.ts = (size_t)m * np + 32, s.T = p, p += a * s.ts;
+    s.os = (size_t)m * np, s.O = p, p += (size_t)m * s.os;
+    s.zero = p, p += up16((size_t)W);
+    s.m0 = p, s.m5 = p + np;
+    return s;
+}
+
+/* The input transform of one group into s->V ([a*a][C][np]): tile rows
+ * g0 .. g0+nr-1 (tile row g: image g / nty, tile row g % nty) of in with C
+ * channels, tiles of m x m; also sets the border masks. Lanes n..np-1 of V
+ * come out 0. */
+static void in_tf(int v, int m, const Slice *s, const float *in, int C, int H, int W, int g0,
+                  int nr)
+{
+    int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, L = m * ntx, n = nr * ntx;
+    int np = (int)up16((size_t)n), big = v == ISA_AVX512;
+    size_t hw = (size_t)H * W;
+    for (int l = 0; l < np; l++) {
+        s->m0[l] = l < n && l % ntx != 0 ? 1.0f : 0.0f;
+        s->m5[l] = l < n && l % ntx != ntx - 1 ? 1.0f : 0.0f;
+    }
+    for (int i = 0; i < a; i++) {       /* the margins of T: read, never written below */
+        float *t = s->T + (size_t)i * s->ts;
+        memset(t, 0, 16 * sizeof(float));
+        memset(t + 16 + (size_t)m * n, 0, (size_t)(m * (np - n) + 16) * sizeof(float));
+    }
+    for (int c = 0; c < C; c++) {
+        for (int r = 0; r < nr; r++) {
+            int g = g0 + r, b = g / nty, ty = g % nty;
+            const float *rows[6];
+            for (int j = 0; j < a; j++) {
+                int y = m * ty - 1 + j;
+                rows[j] = y >= 0 && y < H ? in + ((size_t)b * C + c) * hw + (size_t)y * W
+                                          : s->zero;
+            }
+            float *t = s->T + 16 + (size_t)r * L;
+            if (m == 4)
+                (big ? in_rows_avx512 : in_rows_avx2)(t, s->ts, rows, W, L);
+            else
+                (big ? in_rows2_avx512 : in_rows2_avx2)(t, s->ts, rows, W, L);
+        }
+        for (int i = 0; i < a; i++) {
+            float *vd = s->V + ((size_t)a * i * C + c) * np;
+            const float *t = s->T + (size_t)i * s->ts + 16;
+            if (m == 4)
+                (big ? in_cols_avx512 : in_cols_avx2)(vd, (size_t)C * np, t, s->m0, s->m5, np);
+            else
+                (big ? in_cols2_avx512 : in_cols2_avx2)(vd, (size_t)C * np, t, s->m0, s->m5, np);
+        }
+    }
+}
+
+/* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 of a conv
+ * with C inputs, K outputs, tiles of m x m. */
+static void group(int v, int m, const Slice *s, float *out, int acc, const float *in,
+                  const float *U, int C, int K, int kp, int H, int W, int g0, int nr)
+{
+    int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, L = m * ntx, n = nr * ntx;
+    int np = (int)up16((size_t)n), big = v == ISA_AVX512;
+    size_t hw = (size_t)H * W;
+    in_tf(v, m, s, in, C, H, W, g0, nr);
+    for (int pos = 0; pos < a * a; pos++)
+        (big ? gemm_avx512 : gemm_avx2)(s->M + (size_t)pos * kp * np, U + (size_t)pos * C * kp,
+                                        s->V + (size_t)pos * C * np, C, kp, np);
+    for (int k = 0; k < K; k++) {
+        const float *mk = s->M + (size_t)k * np;
+        if (m == 4)
+            (big ? out_tiles_avx512 : out_tiles_avx2)(s->O, s->os, mk, (size_t)kp * np, n);
+        else
+            (big ? out_tiles2_avx512 : out_tiles2_avx2)(s->O, s->os, mk, (size_t)kp * np, n);
+        for (int r = 0; r < nr; r++) {
+            int g = g0 + r, b = g / nty, ty = g % nty;
+            for (int y = 0; y < m && m * ty + y < H; y++) {
+                float *d = out + ((size_t)b * K + k) * hw + (size_t)(m * ty + y) * W;
+                const float *o = s->O + (size_t)y * s->os + (size_t)r * L;
+                (big ? put_row_avx512 : put_row_avx2)(d, o, W, acc);
+            }
+        }
+    }
+}
+
+/* out[b] (+)= conv3x3(in[b]) with C inputs, K outputs, the weight of (k, c)
+ * at w + k*wk + c*wc (taps flipped for flip), tiles of m x m; 0 when not
+ * taken or the workspace is too small. */
+static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, const float *w,
+                ptrdiff_t wk, ptrdiff_t wc, int flip, int B, int C, int H, int W, int K)
+{
+    int v = isa();
+    if (v == ISA_NONE || C < WINO_MIN_C || K < 1 || B < 1 || H < 1 || W < 1)
+        return 0;
+    int nk = v == ISA_AVX512 ? 8 : 4, kp = (K + nk - 1) / nk * nk;
+    int nty = (H + m - 1) / m, ntx = (W + m - 1) / m;
+    int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
+    if (t > B)
+        t = B;
+    /* the workspace, 64-byte aligned */
+    size_t have = 0;
+    float *base = NULL;
+    if (ctx && ctx->scratch) {
+        size_t skip = (64 - (size_t)((uintptr_t)ctx->scratch % 64)) % 64;
+        if (ctx->scratch_bytes > skip) {
+            have = (ctx->scratch_bytes - skip) / sizeof(float);
+            base = (float *)(void *)((char *)ctx->scratch + skip);
+        }
+    }
+    /* group size: as aimed, within the rows a thread has, within the
+     * workspace (fewer rows, then fewer threads) */
+    int R = group_rows(m, C, kp, ntx), per = (B + t - 1) / t * nty;
+    if (R > per)
+        R = per;
+    size_t usz, ssz;
+    for (;;) {
+        usz = need(m, C, kp, W, R, &ssz);
+        if (usz + (size_t)t * ssz <= have)
+            break;
+        if (R > 1)
+            R = R / 2;
+        else if (t > 1)
+            t--;
+        else
+            return 0;
+    }
+    size_t np = up16((size_t)R * ntx);
+    float *U = base;
+#pragma omp parallel num_threads(t)
+    {
+        int i = omp_get_thread_num(), nt = omp_get_num_threads();
+        weights_tf(U, m, w, wk, wc, flip, C, K, kp, (int)((long long)C * i / nt),
+                   (int)((long long)C * (i + 1) / nt));
+#pragma omp barrier
+        Slice s = carve(base + usz + (size_t)i * ssz, m, C, kp, np, W);
+        memset(s.zero, 0, (size_t)W * sizeof(float));
+        int g1 = (int)((long long)B * (i + 1) / nt) * nty;
+        for (int g = (int)((long long)B * i / nt) * nty; g < g1; g += R)
+            group(v, m, &s, out, acc, in, U, C, K, kp, H, W, g, g1 - g < R ? g1 - g : R);
+    }
+    return 1;
+}
+
+/* --- the weight gradient ------------------------------------------------------
+ * By F(2x2, 3x3), the forward pass's tiles: dU[pos][k][c] = sum over the
+ * batch's tiles of (A dY_k A^T)[pos] (B^T d_c B)[pos], then dw[k][c] +=
+ * G^T dU G (in double). Thread i owns the output channels [K*i/t,
+ * K*(i+1)/t) and walks every tile row of the batch in order, R rows at a
+ * time (R fixed by the shape), transforming the input of all channels
+ * itself (the threads repeat that work so that no sum is split between
+ * them). Each entry of dU sums group after group in batch order, a group
+ * over its lanes in a fixed order: nothing depends on the thread count. */
+
+/* Tile rows per group of the weight gradient: a function of the shape only. */
+static int dw_rows(int B, int C, int K, int H, int W)
+{
+    int R = dw_group_rows(C, K, W), rows = B * ((H + 1) / 2);
+    return R < rows ? R : rows;
+}
+
+/* dw[k][c] += G^T du[.][k][c] G for k0 <= k < k1 (du: [16][k1-k0][C]). */
+static void dw_back(float *dw, const float *du, int C, int k0, int k1)
+{
+    size_t ps = (size_t)(k1 - k0) * C;
+    for (int k = k0; k < k1; k++)
+        for (int c = 0; c < C; c++) {
+            const float *u = du + (size_t)(k - k0) * C + c;
+            double h[4][3];
+            for (int i = 0; i < 4; i++) {   /* h = dU G, row i */
+                double d0 = u[(4 * i) * ps], d1 = u[(4 * i + 1) * ps];
+                double d2 = u[(4 * i + 2) * ps], d3 = u[(4 * i + 3) * ps];
+                h[i][0] = d0 + (d1 + d2) / 2;
+                h[i][1] = (d1 - d2) / 2;
+                h[i][2] = (d1 + d2) / 2 + d3;
+            }
+            float *o = dw + ((size_t)k * C + c) * 9;
+            for (int b = 0; b < 3; b++) {   /* G^T h, column b */
+                o[b] += (float)(h[0][b] + (h[1][b] + h[2][b]) / 2);
+                o[3 + b] += (float)((h[1][b] - h[2][b]) / 2);
+                o[6 + b] += (float)((h[1][b] + h[2][b]) / 2 + h[3][b]);
+            }
+        }
+}
+
+int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
+                             int B, int Cin, int H, int W, int Cout)
+{
+    int v = isa(), C = Cin, K = Cout;
+    if (v == ISA_NONE || C < WINO_MIN_C || K < DW_MIN_K || B < 1 || H < 1 || W < 1)
+        return 0;
+    int nty = (H + 1) / 2, ntx = (W + 1) / 2, L = 2 * ntx, big = v == ISA_AVX512;
+    int R = dw_rows(B, C, K, H, W), rows = B * nty;
+    size_t np = up16((size_t)R * ntx), hw = (size_t)H * W;
+    int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
+    if (t > K)
+        t = K;
+    size_t have = 0;
+    float *base = NULL;
+    if (ctx && ctx->scratch) {
+        size_t skip = (64 - (size_t)((uintptr_t)ctx->scratch % 64)) % 64;
+        if (ctx->scratch_bytes > skip) {
+            have = (ctx->scratch_bytes - skip) / sizeof(float);
+            base = (float *)(void *)((char *)ctx->scratch + skip);
+        }
+    }
+    size_t ssz;
+    for (;;) {      /* fewer threads if need be; never a smaller group */
+        ssz = up16(dw_slice_floats(C, (K + t - 1) / t, np, W));
+        if ((size_t)t * ssz <= have)
+            break;
+        if (t == 1)
+            return 0;
+        t--;
+    }
+#pragma omp parallel num_threads(t)
+    {
+        int i = omp_get_thread_num(), nt = omp_get_num_threads();
+        int k0 = (int)((long long)K * i / nt), k1 = (int)((long long)K * (i + 1) / nt);
+        int nk = k1 - k0;
+        float *p = base + (size_t)i * ssz;
+        Slice s;
+        s.V = p, p += 16 * (size_t)C * np;
+        float *Y = p;
+        p += 16 * (size_t)nk * np;
+        float *du = p;
+        p += 16 * (size_t)nk * C;
+        s.ts = 2 * np + 32, s.T = p, p += 4 * s.ts;
+        float *D = p;
+        p += 4 * s.ts;
+        s.zero = p, p += up16((size_t)W);
+        s.m0 = p, s.m5 = p + np;
+        s.M = s.O = NULL, s.os = 0;
+        memset(s.zero, 0, (size_t)W * sizeof(float));
+        memset(du, 0, 16 * (size_t)nk * C * sizeof(float));
+        for (int g0 = 0; g0 < rows && nk > 0; g0 += R) {
+            int nr = rows - g0 < R ? rows - g0 : R, n = nr * ntx, npg = (int)up16((size_t)n);
+            in_tf(v, 2, &s, in, C, H, W, g0, nr);
+            for (int j = 0; j < 4; j++)     /* lanes n.. of Y read zeros */
+                memset(D + (size_t)j * s.ts + 2 * (size_t)n, 0,
+                       2 * (size_t)(npg - n) * sizeof(float));
+            for (int k = k0; k < k1; k++) {
+                for (int r = 0; r < nr; r++) {
+                    int g = g0 + r, b = g / nty, ty = g % nty;
+                    const float *e[2];
+                    e[0] = dout + ((size_t)b * K + k) * hw + (size_t)(2 * ty) * W;
+                    e[1] = 2 * ty + 1 < H ? e[0] + W : s.zero;
+                    (big ? dy_rows2_avx512 : dy_rows2_avx2)(D + (size_t)r * L, s.ts, e, W, L);
+                }
+                for (int j = 0; j < 4; j++)
+                    (big ? dy_cols2_avx512 : dy_cols2_avx2)(
+                        Y + ((size_t)4 * j * nk + (k - k0)) * npg, (size_t)nk * npg,
+                        D + (size_t)j * s.ts, npg);
+            }
+            for (int pos = 0; pos < 16; pos++)
+                (big ? dot_avx512 : dot_avx2)(du + (size_t)pos * nk * C,
+                                              Y + (size_t)pos * nk * npg,
+                                              s.V + (size_t)pos * C * npg, nk, C, npg);
+        }
+        if (nk > 0)
+            dw_back(dw, du, C, k0, k1);
+    }
+    return 1;
+}
+
+int rt_wino_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
+                    int B, int Cin, int H, int W, int Cout)
+{
+    return wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout);
+}
+
+int rt_wino_backward_data(const RtCtx *ctx, float *din, int acc, const float *dout,
+                          const float *w, int B, int Cin, int H, int W, int Cout)
+{
+    /* din = conv3x3(dout, w read as [ci][co] with the taps flipped) */
+    return wino(ctx, 4, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin);
+}

@@ -1,0 +1,260 @@
+/* test_wino.c — the Winograd F(4x4, 3x3) float convolutions
+ * (runtime/winograd.c) against the plain double loops
+ * (rt_conv2d_forward_ref_d, rt_conv2d_backward_ref_d), for every
+ * instruction-set variant this machine has (OPTC_CONV_ISA=avx2 forces the
+ * 8-wide kernels on an AVX-512 machine):
+ *   - forward, input gradient written (acc 0) and added to (acc 1), weight
+ *     gradient added to what is there (Cout >= 16 only), called directly
+ *     and through rt_conv2d_forward / rt_conv2d_backward (which must give
+ *     the same bytes: the dispatch takes Winograd);
+ *   - ResNet-20's 16/32/64 channels at 32/16/8 pixels, DenseNet's 48->12,
+ *     odd sizes (7x7, 5x9, 9x13: tiles cut by the border), channel counts
+ *     that are not multiples of 16 or of the register block (12, 20, 9),
+ *     Cout > Cin and Cin < 8 (not taken: the direct kernels do it), B = 1;
+ *   - 1 and 2 threads, the same bytes (no summation order depends on the
+ *     thread count), with the workspace rt_conv2d_scratch_bytes gives;
+ *   - OPTC_CONV_WINO=0 and a workspace too small: not taken, nothing
+ *     touched.
+ * Tolerance: max|f - d| / max|d| below FWD_TOL = 2e-6 for the forward pass
+ * (F(2x2, 3x3): measured 2e-7..4e-7 at 16..64 channels, as accurate as the
+ * direct kernels; more would flip ReLU masks past the PyTorch oracle's kink
+ * guard of 1e-6) and DIN_TOL = 2e-5 for the input gradient (F(4x4, 3x3):
+ * measured 3e-6..7e-6, linear in dout, no mask depends on it; the gradient
+ * checks and the oracle allow 1e-4), DW_TOL = 2e-5 for the weight gradient
+ * (F(2x2, 3x3)). On a machine without AVX2+FMA the cases report themselves
+ * skipped. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "gradcheck.h"
+#include "rt.h"
+#include "testutil.h"
+#include "tmain.h"
+#include "winograd.h"
+
+#define FWD_TOL 2e-6
+#define DIN_TOL 2e-5
+#define DW_TOL 2e-5
+
+/* The variants: 0 = this machine's best, 1 = AVX2 forced. */
+static const char *const isa_env[] = {NULL, "avx2"};
+
+static int has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+typedef struct {
+    int B, C, H, W, Co;
+} Shape;
+
+static const Shape shapes[] = {
+    {2, 16, 32, 32, 16}, {3, 32, 16, 16, 32}, {5, 64, 8, 8, 64},  {2, 48, 32, 32, 12},
+    {3, 48, 8, 8, 12},   {1, 16, 7, 7, 16},   {2, 20, 5, 9, 12},  {3, 9, 9, 13, 20},
+    {1, 12, 4, 4, 3},    {2, 3, 8, 8, 16},    {1, 64, 32, 32, 64}, {2, 8, 1, 6, 8},
+};
+#define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
+
+static void set_variant(int variant)
+{
+    if (isa_env[variant])
+        setenv("OPTC_CONV_ISA", isa_env[variant], 1);
+    else
+        unsetenv("OPTC_CONV_ISA");
+}
+
+static void check_shape(const Shape *s, int variant)
+{
+    int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co;
+    size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
+    double *in = tu_calloc(ni, sizeof(double)), *w = tu_calloc(nw, sizeof(double));
+    double *dout = tu_calloc(no, sizeof(double)), *out = tu_calloc(no, sizeof(double));
+    double *din = tu_calloc(ni, sizeof(double));
+    float *inf = tu_calloc(ni, sizeof(float)), *wf = tu_calloc(nw, sizeof(float));
+    float *doutf = tu_calloc(no, sizeof(float));
+    float *outf[2], *dinf[2], *outd = tu_calloc(no, sizeof(float));
+    float *dind = tu_calloc(ni, sizeof(float));
+    RtRng rng;
+    rt_rng_seed(&rng, 2000u + (unsigned)(s - shapes));
+    gc_fill(in, ni, &rng);
+    gc_fill(w, nw, &rng);
+    gc_fill(dout, no, &rng);
+    gc_to_float(inf, in, ni);
+    gc_to_float(wf, w, nw);
+    gc_to_float(doutf, dout, no);
+    rt_conv2d_forward_ref_d(out, in, w, B, C, H, W, Co, 3, 1, 1);
+    rt_conv2d_backward_ref_d(din, 0, NULL, dout, in, w, B, C, H, W, Co, 3, 1, 1);
+    double *dw = tu_calloc(nw, sizeof(double));        /* 0.25 + the weight gradient */
+    for (size_t i = 0; i < nw; i++)
+        dw[i] = 0.25;
+    rt_conv2d_backward_ref_d(NULL, 0, dw, dout, in, w, B, C, H, W, Co, 3, 1, 1);
+    float *dwf[2];
+    double *din1 = tu_calloc(ni, sizeof(double));      /* 0.5 + din, for acc 1 */
+    for (size_t i = 0; i < ni; i++)
+        din1[i] = 0.5 + din[i];
+
+    const char *tag = variant ? "avx2" : "best";
+    /* a conv of fewer than 8 input channels gets no Winograd workspace
+     * from rt_conv2d_scratch_bytes, so neither direction is taken */
+    int fwd_taken = rt_wino_taken(C, Co), din_taken = rt_wino_taken(Co, C) && C >= 8;
+    for (int th = 1; th <= 2; th++) {
+        int k = th - 1;
+        outf[k] = tu_calloc(no, sizeof(float));
+        dinf[k] = tu_calloc(ni, sizeof(float));
+        size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
+        RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+
+        /* forward, directly */
+        for (size_t i = 0; i < no; i++)
+            outf[k][i] = 1e30f;
+        ck_assert_int_eq(rt_wino_forward(&ctx, outf[k], inf, wf, B, C, H, W, Co), fwd_taken);
+        if (fwd_taken) {
+            double e = gc_normdiff_f(outf[k], out, no);
+            ck_assert_msg(e < FWD_TOL, "%s forward %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H,
+                          W, B, th, e);
+        } else {
+            ck_assert_msg(outf[k][0] == 1e30f, "not taken, yet wrote");
+        }
+        /* input gradient, directly: acc 0 overwrites, acc 1 adds */
+        {
+            for (size_t i = 0; i < ni; i++)
+                dinf[k][i] = 1e30f;
+            ck_assert_int_eq(rt_wino_backward_data(&ctx, dinf[k], 0, doutf, wf, B, C, H, W, Co),
+                             din_taken);
+        }
+        if (din_taken) {
+            double e = gc_normdiff_f(dinf[k], din, ni);
+            ck_assert_msg(e < DIN_TOL, "%s din acc 0 %d->%d %dx%d B%d t%d: %.3g", tag, C, Co,
+                          H, W, B, th, e);
+            for (size_t i = 0; i < ni; i++)
+                dinf[k][i] = 0.5f;
+            ck_assert_int_eq(rt_wino_backward_data(&ctx, dinf[k], 1, doutf, wf, B, C, H, W, Co),
+                             1);
+            e = gc_normdiff_f(dinf[k], din1, ni);
+            ck_assert_msg(e < DIN_TOL, "%s din acc 1 %d->%d %dx%d B%d t%d: %.3g", tag, C, Co,
+                          H, W, B, th, e);
+        }
+
+        /* weight gradient, directly: added to what is there */
+        dwf[k] = tu_calloc(nw, sizeof(float));
+        for (size_t i = 0; i < nw; i++)
+            dwf[k][i] = 0.25f;
+        int dw_taken = fwd_taken && Co >= 16;
+        ck_assert_int_eq(rt_wino_backward_weights(&ctx, dwf[k], doutf, inf, B, C, H, W, Co),
+                         dw_taken);
+        if (dw_taken) {
+            double e = gc_normdiff_f(dwf[k], dw, nw);
+            ck_assert_msg(e < DW_TOL, "%s dw %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H, W, B,
+                          th, e);
+        }
+
+        /* through the dispatch: right, and Winograd's bytes where taken */
+        rt_conv2d_forward(&ctx, outd, inf, wf, B, C, H, W, Co, 3, 1, 1);
+        double e = gc_normdiff_f(outd, out, no);
+        ck_assert_msg(e < FWD_TOL, "%s conv2d forward %d->%d %dx%d B%d t%d: %.3g", tag, C, Co,
+                      H, W, B, th, e);
+        if (fwd_taken)
+            ck_assert_msg(memcmp(outd, outf[k], no * sizeof(float)) == 0,
+                          "%s conv2d forward %d->%d %dx%d: not Winograd's result", tag, C, Co, H,
+                          W);
+        for (size_t i = 0; i < ni; i++)
+            dind[i] = 0.5f;
+        rt_conv2d_backward(&ctx, dind, 1, NULL, doutf, inf, wf, B, C, H, W, Co, 3, 1, 1);
+        e = gc_normdiff_f(dind, din1, ni);
+        ck_assert_msg(e < DIN_TOL, "%s conv2d din %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H,
+                      W, B, th, e);
+        if (din_taken)
+            ck_assert_msg(memcmp(dind, dinf[k], ni * sizeof(float)) == 0,
+                          "%s conv2d din %d->%d %dx%d: not Winograd's result", tag, C, Co, H, W);
+        float *dwd = tu_calloc(nw, sizeof(float));
+        for (size_t i = 0; i < nw; i++)
+            dwd[i] = 0.25f;
+        rt_conv2d_backward(&ctx, NULL, 0, dwd, doutf, inf, wf, B, C, H, W, Co, 3, 1, 1);
+        e = gc_normdiff_f(dwd, dw, nw);
+        ck_assert_msg(e < DW_TOL, "%s conv2d dw %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H, W,
+                      B, th, e);
+        if (dw_taken)
+            ck_assert_msg(memcmp(dwd, dwf[k], nw * sizeof(float)) == 0,
+                          "%s conv2d dw %d->%d %dx%d: not Winograd's result", tag, C, Co, H, W);
+        free(dwd);
+        free(ctx.scratch);
+    }
+    if (fwd_taken)
+        ck_assert_msg(memcmp(outf[0], outf[1], no * sizeof(float)) == 0,
+                      "%s forward %d->%d %dx%d: 1 and 2 threads differ", tag, C, Co, H, W);
+    if (din_taken)
+        ck_assert_msg(memcmp(dinf[0], dinf[1], ni * sizeof(float)) == 0,
+                      "%s din %d->%d %dx%d: 1 and 2 threads differ", tag, C, Co, H, W);
+    if (fwd_taken && Co >= 16)
+        ck_assert_msg(memcmp(dwf[0], dwf[1], nw * sizeof(float)) == 0,
+                      "%s dw %d->%d %dx%d: 1 and 2 threads differ", tag, C, Co, H, W);
+    for (int k = 0; k < 2; k++)
+        free(outf[k]), free(dinf[k]), free(dwf[k]);
+    free(dw);
+    free(in), free(w), free(dout), free(out), free(din), free(din1), free(inf), free(wf);
+    free(doutf), free(outd), free(dind);
+}
+
+START_TEST(test_wino_shapes)
+{
+    if (!has_avx2())
+        TEST_SKIP("no AVX2+FMA on this machine: Winograd is never taken");
+    __builtin_cpu_init();
+    int variant = _i / NSHAPES;
+    if (variant == 1 && !__builtin_cpu_supports("avx512f"))
+        TEST_SKIP("no AVX-512: the best variant is the AVX2 one, checked already");
+    set_variant(variant);
+    check_shape(&shapes[_i % NSHAPES], variant);
+    unsetenv("OPTC_CONV_ISA");
+}
+END_TEST
+
+/* OPTC_CONV_WINO=0, OPTC_CONV_ISA=none and a workspace one float short of
+ * a slice: not taken, output untouched. */
+START_TEST(test_wino_off)
+{
+    if (!has_avx2())
+        TEST_SKIP("no AVX2+FMA on this machine: Winograd is never taken");
+    int B = 1, C = 16, H = 8, W = 8, Co = 16;
+    size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W;
+    float *in = tu_calloc(ni, sizeof(float)), *w = tu_calloc((size_t)Co * C * 9, sizeof(float));
+    float *out = tu_calloc(no, sizeof(float));
+    size_t bytes = rt_conv2d_scratch_bytes(1, B, C, H, W, 3, 1, 1, sizeof(float));
+    RtCtx ctx = {.threads = 1, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+    ck_assert_int_eq(rt_wino_taken(C, Co), 1);
+    ck_assert_int_eq(rt_wino_forward(&ctx, out, in, w, B, C, H, W, Co), 1);
+    setenv("OPTC_CONV_WINO", "0", 1);
+    ck_assert_int_eq(rt_wino_taken(C, Co), 0);
+    out[0] = 7.0f;
+    ck_assert_int_eq(rt_wino_forward(&ctx, out, in, w, B, C, H, W, Co), 0);
+    ck_assert_int_eq(rt_wino_backward_data(&ctx, out, 0, in, w, B, C, H, W, Co), 0);
+    ck_assert(out[0] == 7.0f);
+    unsetenv("OPTC_CONV_WINO");
+    setenv("OPTC_CONV_ISA", "none", 1);
+    ck_assert_int_eq(rt_wino_taken(C, Co), 0);
+    ck_assert_int_eq(rt_wino_forward(&ctx, out, in, w, B, C, H, W, Co), 0);
+    unsetenv("OPTC_CONV_ISA");
+    /* too small a workspace: U alone needs 36*16*16 floats */
+    RtCtx small = {.threads = 1, .scratch = ctx.scratch, .scratch_bytes = 36 * 16 * 16 * 4};
+    ck_assert_int_eq(rt_wino_forward(&small, out, in, w, B, C, H, W, Co), 0);
+    RtCtx none = {.threads = 1, .scratch = NULL, .scratch_bytes = 0};
+    ck_assert_int_eq(rt_wino_forward(&none, out, in, w, B, C, H, W, Co), 0);
+    ck_assert(out[0] == 7.0f);
+    free(in), free(w), free(out), free(ctx.scratch);
+}
+END_TEST
+
+static Suite *wino_suite(void)
+{
+    Suite *s = suite_create("wino");
+    TCase *tc = tcase_create("wino");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_wino_shapes, 0, 2 * NSHAPES);
+    tcase_add_test(tc, test_wino_off);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(wino_suite)
