@@ -346,9 +346,10 @@ static bool plan_supported(const IrGraph *g, FILE *diag)
  * and i's other live readers are all BNs fused with their relu (the
  * kernels that can read a channel prefix: rt_bn_relu_*_strided). Chains of
  * such links share the buffers of their last node, the representative:
- * rep[i] names it, -1 outside chains. O(edges). */
+ * rep[i] names it, -1 outside chains; dense_stage[s] (s < nnodes, all false
+ * on entry) is set for the stages that have a chain. O(edges). */
 static void plan_dense_chains(const Plan *p, const IrGraph *g, const int *ro, const int *rd,
-                              int *rep)
+                              int *rep, bool *dense_stage)
 {
     int N = g->nnodes;
     int *next = malloc((size_t)N * sizeof *next);
@@ -376,23 +377,30 @@ static void plan_dense_chains(const Plan *p, const IrGraph *g, const int *ro, co
             tail[j] = true;
         }
     }
-    for (int i = N - 1; i > 0; i--)
+    for (int i = N - 1; i > 0; i--) {
         rep[i] = next[i] >= 0 ? rep[next[i]] : tail[i] ? i : -1;
+        int st = g->nodes[i].stage;
+        if (rep[i] >= 0 && st >= 0 && st < N)
+            dense_stage[st] = true;
+    }
     free(next);
     free(tail);
 }
 
 /* The conv whose backward recomputes fused relu r's output (PlanNode.recomp),
- * or 0: r's BN reads a chain's state, r needs a gradient and has exactly
- * one live reader, a conv. */
+ * or 0: r's BN reads a chain's state or lies in a stage with a chain (a
+ * dense step's second bn, relu), r needs a gradient and has exactly one live
+ * reader, a conv. The BN's input is kept for its backward anyway, so only
+ * the relu's output is saved, at one elementwise pass per recompute. */
 static int plan_recompute_reader(const Plan *p, const IrGraph *g, const int *ro, const int *rd,
-                                 const int *rep, int r)
+                                 const int *rep, const bool *dense_stage, int r)
 {
     const PlanNode *pn = &p->nodes[r];
     if (g->nodes[r].op != OP_RELU || !pn->fuse || !pn->needs_grad || !pn->live)
         return 0;
     int src = g->nodes[pn->fuse].in[0], reader = 0, nread = 0;
-    if (rep[src] < 0)
+    int st = g->nodes[r].stage;
+    if (rep[src] < 0 && !(st >= 0 && st < g->nnodes && dense_stage[st]))
         return 0;
     for (int e = ro[r]; e < ro[r + 1]; e++)
         if (p->nodes[rd[e]].live) {
@@ -499,9 +507,10 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
 
     int *rep = malloc((size_t)N * sizeof *rep);
     PlanSpan *span = malloc((size_t)N * sizeof *span);
-    if (!rep || !span)
+    bool *dense_stage = calloc((size_t)N, sizeof *dense_stage);
+    if (!rep || !span || !dense_stage)
         abort();
-    plan_dense_chains(p, g, ro, rd, rep);
+    plan_dense_chains(p, g, ro, rd, rep, dense_stage);
     for (int i = 0; i < N; i++)
         span[i] = (PlanSpan){ -1, -1, -1, -1 };
     int cap = 0;
@@ -541,7 +550,7 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
                 if (gdeath > death)
                     death = gdeath;
             }
-            int rc = fb ? plan_recompute_reader(p, g, ro, rd, rep, i) : 0;
+            int rc = fb ? plan_recompute_reader(p, g, ro, rd, rep, dense_stage, i) : 0;
             if (rc) {   /* kept only until its reader's forward; backward recomputes it */
                 death = plan_time_fwd(g, rc);
                 pn->recomp = plan_add(p, &cap, PB_RECOMP, i, ir_numel(n->shape), 0,
@@ -582,6 +591,7 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
         }
     free(rep);
     free(span);
+    free(dense_stage);
     free(ro);
     free(rd);
     for (int i = 0; i < p->nbufs; i++) {
