@@ -16,12 +16,13 @@
 #include <unistd.h>
 #include "cli.h"
 #include "emit_torch.h"
+#include "invert.h"
 #include "plan.h"
 
 extern char **environ;
 
 static const char emit_usage[] =
-    "usage: optc emit SPEC [-n NET] [-D name=value]... [-o FILE] [--pytorch]\n"
+    "usage: optc emit SPEC [-n NET] [-D name=value]... [-o FILE] [--pytorch] [--memory-free]\n"
     "\n"
     "Write the C program of network NET (default: the first in SPEC) to FILE\n"
     "(standard output when FILE is missing or -). The file opens with optc's\n"
@@ -33,11 +34,14 @@ static const char emit_usage[] =
     "  --pytorch         write a PyTorch module (Python) computing the same function\n"
     "                    instead: build() returns it, its state_dict keys are the\n"
     "                    checkpoint's tensor names (docs/pytorch.md)\n"
+    "  --memory-free     the memory-free backward pass (optc build --help)\n"
+    "  --checkpoint-every N  with --memory-free: keep the states every N steps\n"
     "  --inference       standalone C99 inference code of a trained network instead\n"
     "                    (optc emit --inference --help)\n";
 
 static const char build_usage[] =
     "usage: optc build SPEC [-n NET] [-D name=value]... [-o PATH] [--keep-c] [--mpi]\n"
+    "                  [--memory-free [--checkpoint-every N]]\n"
     "\n"
     "Emit network NET (default: the first in SPEC), compile it and link it\n"
     "against the runtime into the program PATH (default: ./NET). The compiler,\n"
@@ -46,7 +50,17 @@ static const char build_usage[] =
     "  -D name=value     override an optimizer parameter or a stage's steps/width\n"
     "  -o PATH           the program to write\n"
     "  --keep-c          keep the emitted C as PATH.c\n"
-    "  --mpi             link the MPI runtime: mpirun -np N PATH train (docs/mpi.md)\n";
+    "  --mpi             link the MPI runtime: mpirun -np N PATH train (docs/mpi.md)\n"
+    "  --memory-free     a backward pass that rebuilds the states of each invertible\n"
+    "                    stage from its last states (the inverse optc check --explain\n"
+    "                    prints) and recomputes each grad block, instead of storing\n"
+    "                    them: activation memory stops growing with depth, at the\n"
+    "                    cost of one more grad-block forward per step. A network\n"
+    "                    with no invertible step is refused with the reason\n"
+    "                    (docs/memory-free.md)\n"
+    "  --checkpoint-every N  with --memory-free: keep the states that restart the\n"
+    "                    inverse every N steps, so float drift is bounded by N\n"
+    "                    steps' worth (more memory: a few states per N steps)\n";
 
 /* Append s to the dynamic string *buf, quoting it for a shell when it holds
  * anything but plain characters. */
@@ -118,6 +132,21 @@ static int build_emit_to(FILE *out, const BuildRequest *req, const char *text, s
         snprintf(netname, netname_size, "%s", g->name);
     int rc = 1;
     Plan *p = plan_build(g, diag);
+    PlanSched *sched = NULL;
+    if (p && req->memory_free && !torch) {
+        InvReport *r = inv_analyze(a, s, g);
+        const char *why = "the network is not in the spec";
+        sched = r ? mfree_schedule_every(g, p, r, req->checkpoint_every, &why) : NULL;
+        plan_free(p);
+        p = NULL;
+        if (!sched)
+            fprintf(diag, "%s: error: network %s cannot be built memory-free: %s\n", path,
+                    g->name, why);
+        else if ((p = plan_build_sched(g, sched, diag)) && plan_verify(p, diag) != 0) {
+            plan_free(p);
+            p = NULL;
+        }
+    }
     /* Before the C exists: a program the machine cannot hold is refused
      * here, with its size, not killed by the OOM killer later. */
     if (p && plan_check_memory(p, g, path, plan_phys_bytes(), diag) == 0) {
@@ -126,6 +155,7 @@ static int build_emit_to(FILE *out, const BuildRequest *req, const char *text, s
         rc = (torch ? emit_torch : emit_c)(out, g, p, &info, diag) == 0 ? 0 : 1;
     }
     plan_free(p);
+    mfree_sched_free(sched);
     arena_free(a);
     return rc;
 }
@@ -172,6 +202,21 @@ static int build_emit_file(const char *path, const BuildRequest *req, const char
     return rc;
 }
 
+/* "--checkpoint-every N" at rest[*i]: N into *every; -1 when it is missing
+ * or not a number in 1..1000000. */
+static int build_every(CliArgs *ca, int *i, int *every)
+{
+    if (strcmp(ca->rest[*i], "--checkpoint-every") != 0)
+        return 0;
+    char *end = NULL;
+    long v = *i + 1 < ca->nrest ? strtol(ca->rest[*i + 1], &end, 10) : 0;
+    if (!end || *end || v < 1 || v > 1000000)
+        return -1;
+    *every = (int)v;
+    ++*i;
+    return 1;
+}
+
 int cmd_emit(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -187,8 +232,21 @@ int cmd_emit(int argc, char **argv)
     int rc = cli_parse(&ca, argc, argv, emit_usage);
     if (rc != 0)
         return rc;
-    bool torch = false;
+    bool torch = false, mfree = false;
+    int every = 0;
     for (int i = 0; i < ca.nrest; i++) {
+        if (strcmp(ca.rest[i], "--memory-free") == 0) {
+            mfree = true;
+            continue;
+        }
+        int ev = build_every(&ca, &i, &every);
+        if (ev < 0) {
+            fprintf(stderr, "optc emit: --checkpoint-every needs a number of steps\n%s",
+                    emit_usage);
+            return 2;
+        }
+        if (ev > 0)
+            continue;
         if (strcmp(ca.rest[i], "--pytorch") != 0) {
             fprintf(stderr, "optc emit: unknown argument '%s'\n%s", ca.rest[i], emit_usage);
             return 2;
@@ -200,7 +258,8 @@ int cmd_emit(int argc, char **argv)
     if (!text)
         return 1;
     char *command = build_command_line(argc, argv);
-    BuildRequest req = { .spec = ca.spec, .net = ca.net, .defs = ca.defs, .ndefs = ca.ndefs };
+    BuildRequest req = { .spec = ca.spec, .net = ca.net, .defs = ca.defs, .ndefs = ca.ndefs,
+                         .memory_free = mfree, .checkpoint_every = every };
     if (!ca.out || strcmp(ca.out, "-") == 0)
         rc = build_emit_to(stdout, &req, text, len, command, NULL, 0, stderr, torch);
     else
@@ -322,6 +381,13 @@ static char *build_request_line(const BuildRequest *req)
         build_append(&buf, &len, &cap, " --keep-c", false);
     if (req->mpi)
         build_append(&buf, &len, &cap, " --mpi", false);
+    if (req->memory_free)
+        build_append(&buf, &len, &cap, " --memory-free", false);
+    if (req->checkpoint_every > 0) {
+        char n[48];
+        snprintf(n, sizeof n, " --checkpoint-every %d", req->checkpoint_every);
+        build_append(&buf, &len, &cap, n, false);
+    }
     return buf;
 }
 
@@ -421,6 +487,14 @@ int cmd_build(int argc, char **argv)
             req.keep_c = true;
         } else if (strcmp(ca.rest[i], "--mpi") == 0) {
             req.mpi = true;
+        } else if (strcmp(ca.rest[i], "--memory-free") == 0) {
+            req.memory_free = true;
+        } else if (strcmp(ca.rest[i], "--checkpoint-every") == 0) {
+            if (build_every(&ca, &i, &req.checkpoint_every) < 0) {
+                fprintf(stderr, "optc build: --checkpoint-every needs a number of steps\n%s",
+                        build_usage);
+                return 2;
+            }
         } else {
             fprintf(stderr, "optc build: unknown argument '%s'\n%s", ca.rest[i], build_usage);
             return 2;

@@ -49,6 +49,8 @@ typedef struct {
     const char *out;        /* the program to write; NULL: ./NET */
     bool keep_c;            /* keep the emitted C as OUT.c */
     bool mpi;               /* link the MPI runtime (libort_mpi.a, docs/mpi.md) */
+    bool memory_free;       /* rebuild invertible stages' states in backward (docs/memory-free.md) */
+    int checkpoint_every;   /* memory_free: keep the states every N steps (0: none) */
     const char *command;    /* recorded in the emitted C; NULL: the optc build
                              * command line that rebuilds this request */
 } BuildRequest;

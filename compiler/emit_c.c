@@ -14,28 +14,13 @@
 #include "frontend.h"
 #include "optable.h"
 #include "plan.h"
+#include "emit_c_int.h"
 
 /* C11 guarantees string literals of 4095 characters; -Wpedantic warns
  * beyond. Longer texts are written as a char array initializer. */
 #define EMIT_MAX_LITERAL 4000
-/* Inputs of one node (sum, concat) the emitter handles. */
-#define EMIT_MAX_IN 64
 
-/* One emission: the graph, its plan, the element type being written. */
-typedef struct {
-    FILE *out;
-    FILE *diag;
-    const IrGraph *g;
-    const Plan *p;
-    const char *T;      /* "float" or "double" */
-    const char *S;      /* kernel suffix: "" or "_d" */
-    int bad;            /* a number could not be written */
-    char ring[64][128]; /* short texts handed out by emit_num, emit_buf... */
-    int ringpos;
-} Emit;
-
-static void emit_f(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit_f(Emit *e, const char *fmt, ...)
+void emit_f(Emit *e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -51,7 +36,7 @@ bool emit_plain(unsigned char c)
 
 /* A double as a C literal that reads back to the same value, in the
  * shortest such form ("1.9", not "1.8999999999999999"). */
-static const char *emit_num(Emit *e, double v)
+const char *emit_num(Emit *e, double v)
 {
     char *s = e->ring[e->ringpos++ % 64];
     if (!isfinite(v)) {
@@ -66,7 +51,7 @@ static const char *emit_num(Emit *e, double v)
  * optimizer-parameter names, coefficient sources): bytes outside
  * [A-Za-z0-9_. +-*()/] become '_', and a '*' '/' or '/' '*' pair cannot
  * form, so nothing can close or open a comment. */
-static void emit_comment_name(Emit *e, const char *s)
+void emit_comment_name(Emit *e, const char *s)
 {
     char prev = 0;
     for (; s && *s; s++) {
@@ -151,7 +136,7 @@ static void emit_text_array(FILE *out, const char *name, const char *s, size_t n
 
 /* The arena address of plan buffer b: "act + a * nB" for per-image
  * buffers, "fix + b" for fixed-size ones (fix = act + arena_a * nB). */
-static const char *emit_buf(Emit *e, int b)
+const char *emit_buf(Emit *e, int b)
 {
     char *s = e->ring[e->ringpos++ % 64];
     const PlanBuf *pb = &e->p->bufs[b];
@@ -169,7 +154,7 @@ static const char *emit_buf(Emit *e, int b)
     return s;
 }
 
-static const char *emit_out(Emit *e, int node)
+const char *emit_out(Emit *e, int node)
 {
     if (node == 0)
         return "m->input";
@@ -177,10 +162,12 @@ static const char *emit_out(Emit *e, int node)
         return "m->logits";
     if (e->p->nodes[node].out < 0)     /* a BN fused with its relu: never written */
         return "NULL";
+    if (e->bwd && e->p->nodes[node].rec >= 0)  /* memory-free: the rebuilt value */
+        return emit_buf(e, e->p->nodes[node].rec);
     return emit_buf(e, e->p->nodes[node].out);
 }
 
-static const char *emit_grad(Emit *e, int node)
+const char *emit_grad(Emit *e, int node)
 {
     if (node == e->g->output)
         return "m->dlogits";
@@ -190,7 +177,7 @@ static const char *emit_grad(Emit *e, int node)
 }
 
 /* P + offset (params) or G + offset (grads) or buf + offset (buffers). */
-static const char *emit_param(Emit *e, const char *base, int param)
+const char *emit_param(Emit *e, const char *base, int param)
 {
     char *s = e->ring[e->ringpos++ % 64];
     size_t off = e->p->param_off[param];
@@ -202,7 +189,7 @@ static const char *emit_param(Emit *e, const char *base, int param)
 }
 
 /* The coefficients of a sum as a local array c[]. */
-static void emit_coefs(Emit *e, const IrNode *n)
+void emit_coefs(Emit *e, const IrNode *n)
 {
     emit_f(e, "        const %s c[%d] = {", e->T, n->nin);
     for (int k = 0; k < n->nin; k++) {
@@ -229,7 +216,7 @@ static void emit_coefs(Emit *e, const IrNode *n)
     emit_f(e, "\n        };\n");
 }
 
-static void emit_xs(Emit *e, const IrNode *n)
+void emit_xs(Emit *e, const IrNode *n)
 {
     emit_f(e, "        const %s *const xs[%d] = {", e->T, n->nin);
     for (int k = 0; k < n->nin; k++)
@@ -248,7 +235,7 @@ static void emit_cs(Emit *e, const IrNode *n)
 /* The call's comment names its tensors: "8 stage1.x1 = sum(stem.conv0,
  * stage1.step0.grad.conv1): 16x28x28 -> 16x28x28", so the anonymous arena
  * offsets of the call read as the node's output and inputs, in order. */
-static void emit_node_comment(Emit *e, const IrNode *n)
+void emit_node_comment(Emit *e, const IrNode *n)
 {
     const IrShape *in = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
     emit_f(e, "    /* %d ", n->id);
@@ -278,7 +265,7 @@ static const char *emit_act(const char *phi)
 
 /* The per-image offset of node id's pieces: the live piecewise nodes
  * before it, in node order; with id = nnodes, the per-image total. */
-static size_t emit_branch_site(const Emit *e, int id)
+size_t emit_branch_site(const Emit *e, int id)
 {
     size_t off = 0;
     for (int i = 1; i < id && i < e->g->nnodes; i++)
@@ -374,7 +361,7 @@ static const char *emit_recompute(Emit *e, const IrNode *n)
     return buf;
 }
 
-static void emit_forward_node(Emit *e, const IrNode *n)
+void emit_forward_node(Emit *e, const IrNode *n)
 {
     const char *S = e->S;
     const IrShape *is = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
@@ -497,7 +484,7 @@ static void emit_forward_node(Emit *e, const IrNode *n)
 
 /* Backward of one node. written[] tracks which gradient buffers already
  * hold a value, so the first write overwrites (acc = 0) and later ones add. */
-static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
+void emit_backward_node(Emit *e, const IrNode *n, bool *written)
 {
     const char *S = e->S;
     const IrShape *is = n->nin ? &e->g->nodes[n->in[0]].shape : &n->shape;
@@ -650,7 +637,7 @@ static void emit_backward_node(Emit *e, const IrNode *n, bool *written)
 }
 
 /* The locals every body uses; (void) keeps unused ones quiet. */
-static void emit_prologue(Emit *e, bool fwd)
+void emit_prologue(Emit *e, bool fwd)
 {
     emit_f(e, "    const RtCtx *ctx = &m->ctx;\n"
               "    const size_t nB = (size_t)B;\n"
@@ -673,6 +660,10 @@ static void emit_prologue(Emit *e, bool fwd)
 
 static void emit_bodies(Emit *e, const char *model)
 {
+    if (e->p->sched) {          /* optc build --memory-free */
+        emit_mfree_bodies(e, model);
+        return;
+    }
     const IrGraph *g = e->g;
     int nfwd = 0, nbwd = 0;
     for (int i = 1; i < g->nnodes; i++) {
@@ -809,12 +800,29 @@ static void emit_tensors(Emit *e)
 static void emit_scratch(Emit *e)
 {
     const IrGraph *g = e->g;
-    emit_f(e, "\n/* im2col workspace: the largest any convolution needs. */\n"
+    bool has_exact = false;
+    for (int i = 1; i < g->nnodes; i++)
+        has_exact = has_exact || (g->nodes[i].op == OP_EXACT && e->p->nodes[i].live);
+    emit_f(e, "\n/* %s workspace: the largest any convolution%s needs. */\n"
               "static size_t scratch_bytes(int B, int threads, size_t elem_size)\n{\n"
-              "    size_t s = 0, t;\n");
-    int nconv = 0;
+              "    size_t s = 0, t;\n", has_exact ? "Kernel" : "im2col",
+           has_exact ? " or exact block ([B][m] temporary)" : "");
+    int nconv = 0, nexact = 0;
     for (int i = 1; i < g->nnodes; i++) {
         const IrNode *n = &g->nodes[i];
+        if (n->op == OP_EXACT && e->p->nodes[i].live) {
+            /* every exact block of a network has one m: U is shared */
+            bool seen = false;
+            for (int j = 1; j < i && !seen; j++)
+                seen = g->nodes[j].op == OP_EXACT && e->p->nodes[j].live &&
+                       g->nodes[j].u.exact.m == n->u.exact.m;
+            if (!seen) {
+                nexact++;
+                emit_f(e, "    t = rt_exact_scratch_bytes(B, %d, elem_size);\n"
+                       "    if (t > s)\n        s = t;\n", n->u.exact.m);
+            }
+            continue;
+        }
         if (n->op != OP_CONV || !e->p->nodes[i].live)
             continue;
         const IrShape *is = &g->nodes[n->in[0]].shape;
@@ -834,8 +842,10 @@ static void emit_scratch(Emit *e)
                "elem_size);\n    if (t > s)\n        s = t;\n", is->c, is->h, is->w,
                n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
     }
-    if (!nconv)
+    if (!nconv && !nexact)
         emit_f(e, "    (void)B; (void)threads; (void)elem_size; (void)t;\n");
+    else if (!nconv)
+        emit_f(e, "    (void)threads;\n");
     emit_f(e, "    return s;\n}\n");
 }
 
@@ -869,6 +879,8 @@ static void emit_net(Emit *e)
     emit_f(e, "    .act_elems = act_elems, .scratch_bytes = scratch_bytes,\n"
               "    .forward = forward, .backward = backward,\n"
               "    .forward_d = forward_d, .backward_d = backward_d,\n");
+    if (e->p->sched)
+        emit_mfree_net(e);
     emit_f(e, "    .defaults = {\n        .epochs = %d, .batch = %d, .lr = %s, .momentum = %s,\n",
            t->epochs, t->batch, emit_num(e, t->lr), emit_num(e, t->momentum));
     emit_f(e, "        .weight_decay = %s, .nesterov = %d, .decay_bn = %d,\n",
@@ -937,6 +949,8 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
               "#include OPTC_SELF\n#undef T\n#undef FN\n#undef Model\n"
               "#define T double\n#define FN(name) name##_d\n#define Model RtModelD\n"
               "#include OPTC_SELF\n#undef T\n#undef FN\n#undef Model\n");
+    if (p->sched)
+        emit_mfree_names(e);
     emit_net(e);
     emit_f(e, "\nint main(int argc, char **argv)\n{\n    return rt_main(&net, argc, argv);\n}\n");
     emit_f(e, "\n#else /* OPTC_BODY: the passes, over T */\n");

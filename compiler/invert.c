@@ -730,6 +730,8 @@ static int state_node(const Net *N, int stage, const char *seq, int j)
 typedef struct {
     InvVerdict v;
     const char *why;
+    InvRebuild *rb;             /* YES / COND: the states the step gives back */
+    int nrb;
 } StepV;
 
 /* Whether node id, computed inside step k of stage st (not through the
@@ -752,22 +754,22 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
     const OptInfo *oi = R->S.oi;
     const InvRule *P = &R->pub;
     if (k == 0 && strided)
-        return (StepV){ INV_NO, "it changes the shape (the first grad strides and the shortcut "
+        return (StepV){ .v = INV_NO, .why = "it changes the shape (the first grad strides and the shortcut "
                                 "subsamples x[0]), so x[0] cannot be rebuilt from the stage's states; "
                                 "it keeps its input and activations" };
     if (!P->invertible && !P->n && P->why && !R->neqs)
-        return (StepV){ INV_NO, P->why };
+        return (StepV){ .v = INV_NO, .why = P->why };
     /* The states this step would recover; only those after x[0] matter. */
     bool needed = false;
     for (int q = 0; q < oi->nseqs; q++)
         if (oi->seqs[q].tensor && oi->seqs[q].off == 1 && R->minoff[q] <= 0 && k + R->minoff[q] >= 1)
             needed = true;
     if (!needed)
-        return (StepV){ INV_SKIP, "its inverse would only give back the stage input x[0] "
+        return (StepV){ .v = INV_SKIP, .why = "its inverse would only give back the stage input x[0] "
                                   "or initial values, which stay available" };
     if (!P->invertible)
-        return (StepV){ INV_NO, P->why };
-    StepV res = { INV_YES, NULL };
+        return (StepV){ .v = INV_NO, .why = P->why };
+    StepV res = { INV_YES, NULL, arena_alloc(a, sizeof(InvRebuild) * (size_t)(P->n + 1)), 0 };
     int *unode = arena_alloc(a, sizeof(int) * (size_t)(P->n + 1));
     for (int u = 0; u < P->n; u++) {
         const Ref *r = &R->unk[u];
@@ -782,7 +784,7 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
         const char *ln = oi->seqs[q->lhs].name;
         int U = unode[u], L = state_node(N, st, ln, k + 1);
         if (U < 0 || L < 0 || N->g->nodes[L].op != OP_SUM)
-            return (StepV){ INV_NO, arena_printf(a, "%s or %s[k+1] is not a sum node of its own in the IR",
+            return (StepV){ .v = INV_NO, .why = arena_printf(a, "%s or %s[k+1] is not a sum node of its own in the IR",
                                          P->unknown[u], ln) };
         /* The grad blocks feeding this equation may read only states known
          * by now: not this unknown nor one recovered after it. */
@@ -790,7 +792,7 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
         for (int t = 0; t < ln_node->nin; t++)
             for (int v = u; v < P->n; v++)
                 if (unode[v] >= 0 && block_reads(N, st, k, ln_node->in[t], unode[v], 0))
-                    return (StepV){ INV_NO, arena_printf(a, "a grad block of %s[k+1] reads %s, not yet recovered",
+                    return (StepV){ .v = INV_NO, .why = arena_printf(a, "a grad block of %s[k+1] reads %s, not yet recovered",
                                                  ln, P->unknown[v]) };
         int at = -1;
         for (int t = 0; t < ln_node->nin; t++)
@@ -798,12 +800,13 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
                 at = t;
         const char *dv = P->divisor[u] ? P->divisor[u] : "1";
         if (at < 0)
-            return (StepV){ INV_NO, arena_printf(a, "%s's coefficient %s is 0 here, so %s[k+1] does not hold it",
+            return (StepV){ .v = INV_NO, .why = arena_printf(a, "%s's coefficient %s is 0 here, so %s[k+1] does not hold it",
                                          P->unknown[u], dv, ln) };
+        res.rb[res.nrb++] = (InvRebuild){ U, L, at, j, 1 - r->off };
         const IrCoef *c = &ln_node->u.sum.coef[at];
         if (c->nterms == 0) {
             if (c->c0 == 0)
-                return (StepV){ INV_NO, arena_printf(a, "%s's coefficient %s is 0 here", P->unknown[u], dv) };
+                return (StepV){ .v = INV_NO, .why = arena_printf(a, "%s's coefficient %s is 0 here", P->unknown[u], dv) };
             continue;
         }
         /* Said without the step's parameter names, so equal steps group. */
@@ -874,6 +877,14 @@ static void analyze_stage(const Net *N, const Spec *s, const NetInfo *ni, int st
     StepV *sv = arena_alloc(a, sizeof(StepV) * (size_t)(steps + 1));
     for (int k = 0; k < steps; k++)
         sv[k] = step_verdict(N, R, st, k, strided);
+    out->step_v = arena_alloc(a, sizeof(InvVerdict) * (size_t)(steps + 1));
+    out->rebuild = arena_alloc(a, sizeof(InvRebuild *) * (size_t)(steps + 1));
+    out->nrebuild = arena_alloc(a, sizeof(int) * (size_t)(steps + 1));
+    for (int k = 0; k < steps; k++) {
+        out->step_v[k] = sv[k].v;
+        out->rebuild[k] = sv[k].rb;
+        out->nrebuild[k] = sv[k].v == INV_YES || sv[k].v == INV_COND ? sv[k].nrb : 0;
+    }
     /* Runs of equal verdicts, and the stage's verdict (a strided step 0 is
      * reported on its own: it is the step, not the rule, that fails). */
     out->runs = arena_alloc(a, sizeof(InvSteps) * (size_t)(steps + 1));

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include "frontend.h"
+#include "plan.h"
 
 /* The optimizer alone. formula[i] recovers unknown[i]; apply them in order
  * (later ones may read what earlier ones recovered). */
@@ -52,6 +53,16 @@ typedef struct {
     const char *why;
 } InvSteps;
 
+/* One state a memory-free backward step gives back: node = (sum node via -
+ * the other terms of via) / via's coefficient at input at. node is state
+ * number index of its sequence; the inverse reads the span states after it
+ * (heavy ball: x[k-1] from x[k] and x[k+1], span 2), which a checkpoint
+ * keeps to restart the chain exactly. */
+typedef struct {
+    int node, via, at;
+    int index, span;
+} InvRebuild;
+
 typedef struct {
     int stage;                  /* 1-based */
     const char *opt;
@@ -63,6 +74,9 @@ typedef struct {
     InvSteps *runs;
     int nruns;
     const char *kept;           /* what a memory-free build stores */
+    InvVerdict *step_v;         /* per step */
+    InvRebuild **rebuild;       /* per step: the states it gives back, in order */
+    int *nrebuild;              /* per step; 0 unless step_v is YES or COND */
     double stored, free;        /* activation floats per image: stored build, memory-free */
 } InvStage;
 
@@ -82,5 +96,18 @@ InvReport *inv_analyze(Arena *a, const Spec *s, const IrGraph *g);
 void inv_print(FILE *out, const InvReport *r);
 
 const char *inv_verdict_name(InvVerdict v);
+
+/* optc build --memory-free (emit_mfree.c): the schedule of g, planned by p
+ * (plan_build), from its report r: every invertible step recomputes its
+ * grad block and rebuilds its states before its backward. NULL, with the
+ * reason in *why, when no step can (the whole network stays stored). Free
+ * it with mfree_sched_free, after the plan built from it. */
+PlanSched *mfree_schedule(const IrGraph *g, const Plan *p, const InvReport *r, const char **why);
+/* The same with a checkpoint every `every` states (0: none): the states
+ * j..j+span-1 with j a positive multiple of every stay stored, so no rebuilt
+ * chain is longer than every steps (float drift grows with the chain). */
+PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport *r, int every,
+                                const char **why);
+void mfree_sched_free(PlanSched *s);
 
 #endif

@@ -517,7 +517,7 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
     for (int i = 0; i < N; i++) {
         PlanNode *pn = &p->nodes[i];
         const IrNode *n = &g->nodes[i];
-        pn->out = pn->grad = pn->save0 = pn->save1 = pn->recomp = -1;
+        pn->out = pn->grad = pn->save0 = pn->save1 = pn->rec = pn->recomp = -1;
         if (!pn->live)
             continue;
         int tf = plan_time_fwd(g, i), tb = plan_time_bwd(g, i);
@@ -779,4 +779,153 @@ int plan_verify_lifetimes(PlanBuf *bufs, int n, size_t extent, FILE *diag)
     p.nbufs = n;
     p.arena_a = extent;
     return plan_verify(&p, diag);
+}
+
+/* --- memory-free schedules ------------------------------------------------ */
+
+typedef struct {
+    const PlanSched *s;
+    int nfwd;               /* events before the backward phase */
+    int *fd, *rb, *rd;      /* per node: forward buffer's death, rec buffer's birth and death */
+    int bad;                /* a backward read of a rebuilt value before it exists */
+    int bad_node, bad_time;
+} PlanUse;
+
+/* Node j's output is read at event t. */
+static void plan_use(PlanUse *u, int j, int t)
+{
+    if (t >= u->nfwd && u->s->rec[j]) {
+        if (!u->bad && (u->rb[j] < 0 || t < u->rb[j])) {
+            u->bad = 1;
+            u->bad_node = j;
+            u->bad_time = t;
+        }
+        if (t > u->rd[j])
+            u->rd[j] = t;
+    } else if (t > u->fd[j]) {
+        u->fd[j] = t;
+    }
+}
+
+static int plan_imax(int a, int b) { return a > b ? a : b; }
+
+Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
+{
+    Plan *p = plan_build(g, diag);
+    if (!p)
+        return NULL;
+    int N = g->nnodes;
+    p->stored_a = p->arena_a;
+    p->stored_b = p->arena_b;
+    p->sched = s;
+    free(p->bufs);
+    p->bufs = NULL;
+    p->nbufs = 0;
+    p->naive_a = p->naive_b = 0;
+    int *tf = malloc(7 * ((size_t)N + 1) * sizeof *tf);
+    if (!tf)
+        abort();
+    int *tr = tf + N + 1, *tb = tr + N + 1, *gb = tb + N + 1;
+    PlanUse u = { s, 0, gb + N + 1, gb + 2 * (N + 1), gb + 3 * (N + 1), 0, -1, -1 };
+    for (int i = 0; i < 7 * (N + 1); i++)
+        tf[i] = -1;
+    for (int e = 0; e < s->nev; e++) {
+        const PlanEv *v = &s->ev[e];
+        if (v->kind == PLAN_EV_FWD) {
+            tf[v->node] = e;
+            u.nfwd = e + 1;
+        } else if (v->kind == PLAN_EV_BWD) {
+            tb[v->node] = e;
+        } else {
+            tr[v->node] = e;
+        }
+    }
+    /* Births: a fused relu is written by its BN's events. */
+    for (int i = 0; i < N; i++) {
+        const PlanNode *pn = &p->nodes[i];
+        int src = pn->fuse && g->nodes[i].op == OP_RELU ? pn->fuse : i;
+        u.fd[i] = tf[src];
+        u.rb[i] = s->rec[i] ? tr[src] : -1;
+        u.rd[i] = u.rb[i];
+    }
+    for (int e = 0; e < s->nev && !u.bad; e++) {
+        const PlanEv *v = &s->ev[e];
+        const IrNode *n = &g->nodes[v->node];
+        const PlanNode *pn = &p->nodes[v->node];
+        bool fused_relu = pn->fuse && n->op == OP_RELU;
+        switch (v->kind) {
+        case PLAN_EV_FWD:
+        case PLAN_EV_REC:
+            if (!fused_relu)
+                for (int k = 0; k < n->nin; k++)
+                    plan_use(&u, n->in[k], e);
+            break;
+        case PLAN_EV_REB: {
+            const IrNode *via = &g->nodes[v->via];
+            plan_use(&u, v->via, e);
+            for (int k = 0; k < via->nin; k++)
+                if (k != v->at)
+                    plan_use(&u, via->in[k], e);
+            break;
+        }
+        case PLAN_EV_BWD:
+            if (op_bwd_reads_input(n) && !fused_relu)
+                for (int k = 0; k < n->nin; k++)
+                    plan_use(&u, n->in[k], e);
+            if (op_bwd_reads_output(n) && !fused_relu)
+                plan_use(&u, v->node, e);
+            if (pn->fuse && n->op == OP_BN)
+                plan_use(&u, pn->fuse, e);
+            /* the gradients it writes */
+            for (int k = 0; k < n->nin; k++) {
+                int j = n->in[k];
+                if (p->nodes[j].needs_grad && (gb[j] < 0 || e < gb[j]))
+                    gb[j] = e;
+            }
+            break;
+        }
+    }
+    if (u.bad) {
+        plan_say(diag, "optc: internal: %s: the memory-free schedule reads %s (event %d) before "
+                 "it is rebuilt\n", g->name, g->nodes[u.bad_node].name, u.bad_time);
+        free(tf);
+        plan_free(p);
+        return NULL;
+    }
+    int cap = 0;
+    for (int i = 0; i < N; i++) {
+        PlanNode *pn = &p->nodes[i];
+        const IrNode *n = &g->nodes[i];
+        pn->out = pn->grad = pn->save0 = pn->save1 = pn->rec = pn->recomp = -1;
+        if (!pn->live)
+            continue;
+        bool fused_relu = pn->fuse && n->op == OP_RELU;
+        int gdeath = fused_relu ? tb[pn->fuse] : tb[i];
+        if (i != 0 && i != g->output && !(pn->fuse && n->op == OP_BN)) {
+            size_t sz = ir_numel(n->shape);
+            int birth = tf[fused_relu ? pn->fuse : i];
+            pn->out = plan_add(p, &cap, PB_OUT, i, sz, 0, birth, plan_imax(u.fd[i], birth));
+            if (s->rec[i])
+                pn->rec = plan_add(p, &cap, PB_OUT, i, sz, 0, u.rb[i], u.rd[i]);
+            if (pn->needs_grad && gb[i] >= 0)
+                pn->grad = plan_add(p, &cap, PB_GRAD, i, sz, 0, gb[i], plan_imax(gdeath, gb[i]));
+        }
+        int sdeath = pn->needs_grad && tb[i] >= 0 ? tb[i] : tf[i];
+        if (n->op == OP_BN) {
+            pn->save0 = plan_add(p, &cap, PB_SAVE0, i, 0, (size_t)n->shape.c, tf[i], sdeath);
+            pn->save1 = plan_add(p, &cap, PB_SAVE1, i, 0, (size_t)n->shape.c, tf[i], sdeath);
+        } else if (n->op == OP_EXACT) {
+            pn->save0 = plan_add(p, &cap, PB_SAVE0, i, (size_t)n->u.exact.m, 0, tf[i], sdeath);
+        } else if (n->op == OP_DROPOUT) {
+            pn->save0 = plan_add(p, &cap, PB_SAVE0, i, ir_numel(n->shape), 0, tf[i], sdeath);
+        }
+    }
+    free(tf);
+    for (int i = 0; i < p->nbufs; i++) {
+        p->naive_a += plan_align(p->bufs[i].size_a);
+        p->naive_b += plan_align(p->bufs[i].size_b);
+    }
+    p->arena_a = plan_pack(p, true);
+    p->arena_b = plan_pack(p, false);
+    return p;
 }

@@ -51,7 +51,31 @@ typedef struct {
                      * before that conv's backward, from the BN's saved statistics.
                      * Its forward output then dies at the conv's forward (Pleiss et
                      * al. 2017, memory-efficient DenseNet). */
+    int rec;        /* memory-free builds (PlanSched): the buffer the backward phase reads
+                     * and writes for this node's output (its recomputed or rebuilt value);
+                     * -1: the backward reads the forward's buffer, out */
 } PlanNode;
+
+/* --- memory-free schedules (emit_mfree.c) ---------------------------------
+ * A memory-free build runs the forward as usual, then a backward in which
+ * some steps are preceded by recomputing their grad block (REC: the node's
+ * forward, BN with the forward's saved statistics) and rebuilding older
+ * states from newer ones (REB: node = (via - the other terms of via) /
+ * via's coefficient at input at). Nodes with rec set get a second buffer
+ * (PlanNode.rec) for the backward phase, so their forward buffer dies with
+ * the forward. */
+typedef enum { PLAN_EV_FWD, PLAN_EV_REC, PLAN_EV_REB, PLAN_EV_BWD } PlanEvKind;
+typedef struct {
+    PlanEvKind kind;
+    int node;
+    int via, at;            /* REB */
+} PlanEv;
+typedef struct {
+    PlanEv *ev;             /* every live node's FWD in node order, then the backward */
+    int nev;
+    bool *rec;              /* per node: recomputed or rebuilt in the backward */
+    int nrebuilt;           /* REB events */
+} PlanSched;
 
 typedef struct {
     size_t *param_off;      /* per IrParam: offset in the params or buffers block */
@@ -62,6 +86,8 @@ typedef struct {
     int nbufs;
     size_t arena_a, arena_b;    /* arena elements: arena_a * B + arena_b */
     size_t naive_a, naive_b;    /* the same without reuse, for the report */
+    const PlanSched *sched; /* NULL: the stored build */
+    size_t stored_a, stored_b;  /* memory-free plans: the stored build's arena */
     size_t work;            /* loop steps plan_build took (reader edges scanned, free-list
                              * tree nodes visited): tests bound it by O(n log n) */
 } Plan;
@@ -71,6 +97,10 @@ typedef struct {
  * support, e.g. OP_GRAD). O(n log n) in the graph's size. The result is
  * malloc'd; free it with plan_free. */
 Plan *plan_build(const IrGraph *g, FILE *diag);
+/* The same for a memory-free schedule: every buffer's lifetime over the
+ * schedule's events. p->sched points at s (the caller keeps it alive);
+ * stored_a/stored_b hold plan_build's arena for the report. */
+Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag);
 void  plan_free(Plan *p);
 
 /* Elements from one image to the next in node's output buffer: ir_numel of

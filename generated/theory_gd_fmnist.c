@@ -75,11 +75,14 @@ static size_t act_elems(int B)
     return (size_t)10688 * (size_t)B + (size_t)0;
 }
 
-/* im2col workspace: the largest any convolution needs. */
+/* Kernel workspace: the largest any convolution or exact block ([B][m] temporary) needs. */
 static size_t scratch_bytes(int B, int threads, size_t elem_size)
 {
     size_t s = 0, t;
-    (void)B; (void)threads; (void)elem_size; (void)t;
+    t = rt_exact_scratch_bytes(B, 128, elem_size);
+    if (t > s)
+        s = t;
+    (void)threads;
     return s;
 }
 

@@ -348,8 +348,11 @@ int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const floa
 /* The weight gradient: thread i owns the input channels [Cin*i/t,
  * Cin*(i+1)/t) (so it pads only those, and the dw entries it writes are its
  * own) and walks the whole batch in order, G images and a chunk of its
- * channels at a time. Each entry's sum runs over the groups of images in
- * batch order whatever the split. */
+ * channels at a time. With a few input channels that do not split evenly
+ * (the stem's 3 over 2 threads: 2 + 1, one thread idle a third of the
+ * call; 1 channel: one thread) the output channels are split instead and
+ * every thread pads all the inputs. Each entry's sum runs over the groups
+ * of images in batch order whatever the split. */
 static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
                    int Cin, int H, int W, int Cout, int S)
 {
@@ -364,14 +367,27 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
     int cc = G < 1 ? 0 : chunk_channels(Cin, G, g.P, room);
     size_t slice;
     float *scratch;
-    int t = cc < 1 ? 0 : team(ctx, Cin, (size_t)G * cc * g.P, &slice, &scratch);
+    /* by output channels when that splits more evenly: the busiest thread's
+     * share ceil(Cout/t)/Cout below ceil(Cin/t)/Cin, for at most 8 inputs
+     * (each thread pads them all) */
+    int want = ctx && ctx->threads > 0 ? ctx->threads : 1;
+    int by_co = want > 1 && Cin <= 8
+                && (long long)((Cout + want - 1) / want) * Cin
+                   < (long long)((Cin + want - 1) / want) * Cout;
+    int t = cc < 1 ? 0 : team(ctx, by_co ? Cout : Cin, (size_t)G * cc * g.P, &slice, &scratch);
     if (t < 1)
         return 0;
     size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), n = omp_get_num_threads();
-        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+        int ci0 = 0, ci1 = Cin, co0 = 0, co1 = Cout;
+        if (by_co)
+            co0 = (int)((long long)Cout * i / n), co1 = (int)((long long)Cout * (i + 1) / n);
+        else
+            ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+        if (co1 <= co0)
+            ci1 = ci0;      /* nothing to do */
         float *xp = scratch + (size_t)i * slice;
         for (int b = 0; b < B; b += G) {
             int gn = B - b < G ? B - b : G;
@@ -381,9 +397,11 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
                     pad_image(xp + (size_t)im * nc * g.P, in + (b + im) * img_in + (size_t)c0 * H * W,
                               nc, H, W, &g);
                 if (v == ISA_AVX512)
-                    dw_images_avx512(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, 0, Cout);
+                    dw_images_avx512(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, co0,
+                                     co1);
                 else
-                    dw_images_avx2(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, 0, Cout);
+                    dw_images_avx2(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, co0,
+                                   co1);
             }
         }
     }

@@ -316,6 +316,87 @@ void rt_drv_norm_note(const RtStFile *f, const char *path, const char *data, int
             cdata ? cdata : "(unknown)", climit, data, limit);
 }
 
+/* --- memory-free builds ----------------------------------------------------- */
+
+RtDrift *rt_drift_new(int n)
+{
+    RtDrift *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->n = n;
+    d->ref = calloc((size_t)n + 1, sizeof *d->ref);
+    d->len = calloc((size_t)n + 1, sizeof *d->len);
+    d->err = malloc(((size_t)n + 1) * sizeof *d->err);
+    if (!d->ref || !d->len || !d->err) {
+        rt_drift_free(d);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        d->err[i] = -1;
+    return d;
+}
+
+void rt_drift_free(RtDrift *d)
+{
+    if (!d)
+        return;
+    for (int i = 0; d->ref && i < d->n; i++)
+        free(d->ref[i]);
+    free(d->ref);
+    free(d->len);
+    free(d->err);
+    free(d);
+}
+
+/* The float reconstruction error of every state a memory-free build
+ * rebuilds: one training forward and backward on a seeded synthetic batch
+ * of B images, each rebuilt state against the forward's value (RtDrift).
+ * One line per state, prefixed by tag; returns the largest error, or -1
+ * when the network is not memory-free or the model cannot be allocated. */
+static double mf_drift_report(const RtNet *net, const char *tag, int B)
+{
+    if (net->mf_nrebuilt <= 0)
+        return -1;
+    RtModel m;
+    RtErr err;
+    if (rt_model_init(&m, net, B, 1, 1, &err) != 0)
+        return -1;
+    RtDrift *d = rt_drift_new(net->mf_nrebuilt);
+    if (!d) {
+        rt_model_free(&m);
+        return -1;
+    }
+    size_t nin = (size_t)B * (size_t)net->in_c * (size_t)net->in_h * (size_t)net->in_w;
+    uint8_t *labels = malloc((size_t)B);
+    float *probs = malloc((size_t)B * (size_t)net->classes * sizeof *probs);
+    double worst = -1;
+    if (labels && probs) {
+        RtRng rng;
+        rt_rng_seed(&rng, 2);
+        rt_model_synth_batch(net, &rng, m.input, nin, labels, B);
+        m.drift = d;
+        net->forward(&m, B, 1);
+        rt_xent_forward(&m.ctx, probs, m.logits, labels, B, net->classes);
+        rt_xent_backward(&m.ctx, m.dlogits, probs, labels, B, net->classes);
+        net->backward(&m, B);
+        m.drift = NULL;
+        printf("%s: memory-free reconstruction, max |rebuilt - stored| / max |stored| (float, "
+               "batch %d):\n", tag, B);
+        for (int r = 0; r < d->n; r++) {
+            printf("%s:   %-32s %.3e\n", tag, net->mf_names && net->mf_names[r] ?
+                   net->mf_names[r] : "?", d->err[r]);
+            if (d->err[r] > worst || d->err[r] != d->err[r])
+                worst = d->err[r];
+        }
+        printf("%s: memory-free drift max %.3e over %d rebuilt states\n", tag, worst, d->n);
+    }
+    free(labels);
+    free(probs);
+    rt_drift_free(d);
+    rt_model_free(&m);
+    return worst;
+}
+
 /* --- info ------------------------------------------------------------------ */
 
 static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
@@ -343,9 +424,14 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
     if (json) {
         printf("{\"net\":\"%s\",\"params\":%zu,\"buffers\":%zu,\"madds\":%lld,\"ops\":%d,"
                "\"batch\":%d,\"activation_bytes\":%zu,\"param_bytes\":%zu,\"train_bytes\":%zu,"
-               "\"input\":[%d,%d,%d],\"classes\":%d,\"tensors\":[",
+               "\"input\":[%d,%d,%d],\"classes\":%d,",
                net->name, net->nparams, net->nbuffers, net->madds, net->nops, B, act_bytes,
                param_bytes, train_bytes, net->in_c, net->in_h, net->in_w, net->classes);
+        if (net->mf_nrebuilt > 0)
+            printf("\"memory_free\":true,\"activation_bytes_stored\":%zu,\"rebuilt\":%d,",
+                   (net->mf_stored_a * (size_t)B + net->mf_stored_b) * sizeof(float),
+                   net->mf_nrebuilt);
+        printf("\"tensors\":[");
         for (int i = 0; i < net->ntensors; i++) {
             const RtTensor *t = &net->tensors[i];
             printf("%s{\"name\":\"%s\",\"shape\":[", i ? "," : "", t->name);
@@ -365,9 +451,18 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
     printf("buffers         %zu (BN running statistics)\n", net->nbuffers);
     printf("multiply-adds   %lld per image (%.2f M)\n", net->madds, (double)net->madds / 1e6);
     printf("activations     %.2f MiB at batch %d\n", (double)act_bytes / 1048576.0, B);
+    if (net->mf_nrebuilt > 0) {
+        double stored = (double)(net->mf_stored_a * (size_t)B + net->mf_stored_b) * 4.0;
+        printf("memory-free     yes: %d states rebuilt in backward; the stored build's "
+               "activations %.2f MiB (%.2fx more)\n", net->mf_nrebuilt, stored / 1048576.0,
+               act_bytes ? stored / (double)act_bytes : 1.0);
+    }
     printf("training memory %.2f MiB at batch %d, %d threads (all buffers)\n",
            (double)train_bytes / 1048576.0, B, threads);
-    printf("ops             %d\n\n", net->nops);
+    printf("ops             %d\n", net->nops);
+    if (net->mf_nrebuilt > 0)
+        mf_drift_report(net, "drift", 4);
+    printf("\n");
     printf("%-44s %-16s %10s\n", "tensor", "shape", "count");
     for (int i = 0; i < net->ntensors; i++) {
         const RtTensor *t = &net->tensors[i];
@@ -646,8 +741,15 @@ int rt_main(const RtNet *net, int argc, char **argv)
         return cmd_eval(net, prog, n, rest);
     if (strcmp(cmd, "info") == 0)
         return cmd_info(net, prog, n, rest);
-    if (strcmp(cmd, "gradcheck") == 0)
-        return rt_drv_cmd_gradcheck(net, prog, n, rest);
+    if (strcmp(cmd, "gradcheck") == 0) {
+        int grc = rt_drv_cmd_gradcheck(net, prog, n, rest);
+        int help = 0;
+        for (int i = 0; i < n; i++)
+            help |= strcmp(rest[i], "--help") == 0 || strcmp(rest[i], "-h") == 0;
+        if ((grc == 0 || grc == 1) && net->mf_nrebuilt > 0 && !help)
+            mf_drift_report(net, "gradcheck", 4);
+        return grc;
+    }
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(net, prog, n, rest);
     if (strcmp(cmd, "dump") == 0)

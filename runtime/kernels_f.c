@@ -22,3 +22,9 @@ size_t rt_conv2d_scratch_bytes(int threads, int B, int Cin, int H, int W,
     size_t t = threads > 1 ? (size_t)threads : 1;
     return t * conv_col_elems(Cin, H, W, K, stride, pad, elem_size) * elem_size;
 }
+
+/* One [B][m] temporary (see exact_tmp in kernels.inc). */
+size_t rt_exact_scratch_bytes(int B, int m, size_t elem_size)
+{
+    return ((size_t)B * (size_t)m + 1) * elem_size;
+}

@@ -87,7 +87,28 @@ void rt_branch_reset(RtBranch *b);
 typedef struct RtSync RtSync;
 struct RtSync {
     void (*sum)(RtSync *s, double *buf, size_t n);
+    /* The BN kernels' per-channel sums (2 C + 1 doubles): set by the owner
+     * for the widest BN of the network so that a training step allocates
+     * nothing; NULL or too small, they allocate one per call. */
+    double *work;
+    size_t work_len;
 };
+
+/* --- memory-free drift ---------------------------------------------------
+ * A memory-free build (optc build --memory-free) rebuilds states in its
+ * backward pass. With the model's drift set, its forward keeps a copy of each
+ * state it will rebuild (rt_drift_keep) and the backward measures the
+ * rebuilt value against it (rt_drift_check): err[r] = max |rebuilt - kept|
+ * / max |kept|, for rebuilt state r (RtNet.mf_names[r]). */
+typedef struct {
+    int n;                  /* states (RtNet.mf_nrebuilt) */
+    double **ref;           /* the kept copies */
+    size_t *len;            /* elements of each */
+    double *err;            /* -1 until measured */
+} RtDrift;
+/* n slots; rt_drift_free releases them. NULL when out of memory. */
+RtDrift *rt_drift_new(int n);
+void rt_drift_free(RtDrift *d);
 
 /* --- execution context --------------------------------------------------- */
 typedef struct {
@@ -127,6 +148,10 @@ static inline int rt_branch_take(RtBranch *b, uint8_t *m, int piece, double dist
  * convolutions of the network. */
 size_t rt_conv2d_scratch_bytes(int threads, int B, int Cin, int H, int W,
                                int K, int stride, int pad, size_t elem_size);
+/* Workspace an exact block (z - U phi(U^T z), U: d x m) needs at batch B:
+ * the [B][m] temporary of rt_exact_forward and rt_exact_backward. Without
+ * it in ctx->scratch they allocate one per call. */
+size_t rt_exact_scratch_bytes(int B, int m, size_t elem_size);
 static inline int rt_conv_out(int n, int k, int stride, int pad)
 {
     return (n + 2 * pad - k) / stride + 1;
@@ -250,6 +275,21 @@ void rt_xent_backward##S(const RtCtx *ctx, T *dlogits, const T *probs,          
 RT_DECLARE_KERNELS(float, )
 RT_DECLARE_KERNELS(double, _d)
 
+/* Memory-free builds: a training-mode BN (and BN + relu) forward with given
+ * statistics (the forward's saved mean and rstd; the running statistics are
+ * not touched), so the backward's recomputation is the same function; the
+ * drift hooks (RtDrift). */
+#define RT_DECLARE_MFREE(T, S)                                                           \
+void rt_bn_forward_stats##S(const RtCtx *ctx, T *out, const T *in, const T *mean,       \
+        const T *rstd, const T *gamma, const T *beta, int B, int C, int HW);            \
+void rt_bn_relu_forward_stats##S(const RtCtx *ctx, T *out, const T *in, const T *mean,  \
+        const T *rstd, const T *gamma, const T *beta, int B, int C, int HW,             \
+        size_t site);                                                                   \
+void rt_drift_keep##S(RtDrift *d, int r, const T *x, size_t n);                         \
+void rt_drift_check##S(RtDrift *d, int r, const T *x, size_t n);
+RT_DECLARE_MFREE(float, )
+RT_DECLARE_MFREE(double, _d)
+
 /* The activations of act.def: RT_ACT_RELU.., the exact block's act, and
  * their kernels (relu's are above: its backward reads the output). */
 typedef enum {
@@ -299,7 +339,8 @@ typedef struct {
     T *input;       /* [batch][C][H][W], filled by the driver */              \
     T *logits;      /* [batch][classes], written by forward */                \
     T *dlogits;     /* [batch][classes], read by backward */                  \
-    RtRng rng;      /* dropout */
+    RtRng rng;      /* dropout */                                             \
+    RtDrift *drift; /* NULL, or what a memory-free build's drift report fills */
 
 typedef struct { RT_MODEL_FIELDS(float) } RtModel;
 typedef struct { RT_MODEL_FIELDS(double) } RtModelD;
@@ -344,6 +385,11 @@ typedef struct RtNet {
     void (*forward_d)(RtModelD *m, int B, int train);
     void (*backward_d)(RtModelD *m, int B);
     RtTrainConfig defaults;
+    /* memory-free builds only (0 otherwise): the stored build's arena
+     * (elements mf_stored_a * B + mf_stored_b) and the states rebuilt */
+    size_t mf_stored_a, mf_stored_b;
+    int mf_nrebuilt;
+    const char *const *mf_names;
 } RtNet;
 
 /* Allocate every buffer of a model for batch capacity B (one allocation

@@ -984,8 +984,24 @@ int rt_drv_cmd_train(const RtNet *net, const char *prog, int argc, char **argv)
     }
     if (rt_mpi_same(&t->mp, run_hash(t, argc, argv), &err))
         goto fail;
-    if (t->mp.size > 1)
+    if (t->mp.size > 1) {
+        /* the BN kernels' per-channel sums, sized once for the widest BN:
+         * no allocation per step */
+        size_t wc = 0;
+        for (int i = 0; i < net->ntensors; i++) {
+            const RtTensor *ten = &net->tensors[i];
+            int bn = ten->kind == RT_PK_BN_MEAN || ten->kind == RT_PK_BN_VAR ||
+                     ten->kind == RT_PK_BN_GAMMA || ten->kind == RT_PK_BN_BETA;
+            if (bn && ten->numel > wc)
+                wc = ten->numel;
+        }
+        t->mp.sync.work_len = 2 * wc + 1;
+        if (!(t->mp.sync.work = malloc(t->mp.sync.work_len * sizeof *t->mp.sync.work))) {
+            snprintf(err.msg, sizeof err.msg, "out of memory");
+            goto fail;
+        }
         t->m.ctx.sync = &t->mp.sync;
+    }
     t->gstep0 = t->gstep;
     t->t_start = rt_drv_now();
     if (t->mp.rank == 0 &&
@@ -1052,6 +1068,8 @@ done:
     if (t->m.params)
         rt_model_free(&t->m);
     free(data_store);
+    free(t->mp.sync.work);
+    t->mp.sync.work = NULL;
     /* Ranks that all reached the same exit finish together; one leaving
      * alone (an error only it saw) ends the job. */
     rc = rt_mpi_finish(&t->mp, rc, rc == 0 || rc >= 128 || t->agreed);

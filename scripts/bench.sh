@@ -5,7 +5,8 @@
 #
 # 1. Settings sweep (ResNet-20, first thread count): each side runs once
 #    under every combination of OMP_WAIT_POLICY (unset = the runtime's own
-#    default, passive, active) and malloc (glibc default; tuned =
+#    default, passive, active; or GOMP_SPINCOUNT=10000: libgomp spins ~0.1-1 ms
+#    before it sleeps instead of its default ~3-20 ms) and malloc (glibc default; tuned =
 #    MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_/TOP_PAD_ raised so freed
 #    activations are not unmapped and faulted back in every step). Every
 #    setting's figures are printed; each side then keeps its own best
@@ -19,14 +20,16 @@
 #    machine's FMA peak (bench/fma_probe.c, AVX-512 and AVX2 where both).
 #    The heavy-ball, Nesterov and momentum examples run on the optc side
 #    and are compared with ResNet-20 (the same convolutions: their cost per
-#    step should match).
+#    step should match). hb110 / hb110mf: the 110-layer heavy ball (3 x 18
+#    steps) stored and built with --memory-free (issue 13): peak RSS and
+#    img/s of the two builds against each other.
 #
 # Usage: scripts/bench.sh BUILD_DIR   (make bench passes its $(O))
 # Environment knobs:
 #   BENCH_QUICK=1     one net (resnet20), 2 threads, one round, 3 steps, no sweep
 #   BENCH_THREADS="2" BENCH_ITERS=10 BENCH_WARMUP=2 BENCH_ROUNDS=3
-#   BENCH_NETS="resnet20 hb20 nesterov20 momentum20 densenet40 densenet100"
-#   BENCH_DENSE_ITERS=5 (timed steps for the DenseNets)  BENCH_SWEEP=1
+#   BENCH_NETS="resnet20 hb20 nesterov20 momentum20 densenet40 densenet100 hb110 hb110mf"
+#   BENCH_DENSE_ITERS=5 (timed steps for the DenseNets and hb110*)  BENCH_SWEEP=1
 #   BENCH_TIMEOUT=900 (seconds per single run)
 #   BENCH_REPRINT=1   print the last run's table again without running
 set -u
@@ -42,7 +45,7 @@ if [ "$QUICK" = 1 ]; then
 else
     THREADS=${BENCH_THREADS:-2}; ITERS=${BENCH_ITERS:-10}; WARMUP=${BENCH_WARMUP:-2}
     ROUNDS=${BENCH_ROUNDS:-3}; SWEEP=${BENCH_SWEEP:-1}; DITERS=${BENCH_DENSE_ITERS:-5}
-    NETS=${BENCH_NETS:-resnet20 hb20 nesterov20 momentum20 densenet40 densenet100}
+    NETS=${BENCH_NETS:-resnet20 hb20 nesterov20 momentum20 densenet40 densenet100 hb110 hb110mf}
 fi
 TMO=${BENCH_TIMEOUT:-900}
 BATCH=128
@@ -61,6 +64,7 @@ done
 # net -> "SPEC OPTCNET TORCHNET [-D ...]"; TORCHNET "-" = optc only
 net_spec() {
     dn=densenet_bc100_cifar
+    HB110="-D hb20_cifar.stage1.steps=18 -D hb20_cifar.stage2.steps=18 -D hb20_cifar.stage3.steps=18"
     case $1 in
         resnet20)    echo "examples/resnet.opt resnet20_cifar resnet20" ;;
         hb20)        echo "examples/heavy_ball.opt hb20_cifar hb20" ;;
@@ -69,6 +73,9 @@ net_spec() {
         densenet100) echo "examples/densenet.opt $dn densenet100" ;;
         # depth 40 = 3 dense stages of (40 - 4) / 6 = 6 steps
         densenet40)  echo "examples/densenet.opt $dn densenet40 -D $dn.stage1.steps=6 -D $dn.stage2.steps=6 -D $dn.stage3.steps=6" ;;
+        # 110 layers = 3 heavy-ball stages of 18 steps, stored and memory-free
+        hb110)       echo "examples/heavy_ball.opt hb20_cifar - $HB110" ;;
+        hb110mf)     echo "examples/heavy_ball.opt hb20_cifar - $HB110 --memory-free" ;;
         *) return 1 ;;
     esac
 }
@@ -82,9 +89,11 @@ setting_env() {
         wdef-mtun) echo "$TUNED" ;;
         wpas-mtun) echo "OMP_WAIT_POLICY=passive $TUNED" ;;
         wact-mtun) echo "OMP_WAIT_POLICY=active $TUNED" ;;
+        wspn-mdef) echo "GOMP_SPINCOUNT=10000" ;;
+        wspn-mtun) echo "GOMP_SPINCOUNT=10000 $TUNED" ;;
     esac
 }
-SETTINGS="wdef-mdef wpas-mdef wact-mdef wdef-mtun wpas-mtun wact-mtun"
+SETTINGS="wdef-mdef wpas-mdef wact-mdef wspn-mdef wdef-mtun wpas-mtun wact-mtun wspn-mtun"
 
 bench_fields() { sed -n 's/^bench: net=[^ ]* batch=[0-9]* threads=[0-9]* //p' | tail -n 1; }
 
@@ -96,16 +105,16 @@ run() {
     set -- $spec
     tnet=$3
     it=$ITERS
-    case $net in densenet*) it=$DITERS ;; esac
+    case $net in densenet*|hb110*) it=$DITERS ;; esac
     envs=$(setting_env "$set")
     say "$side $net threads=$t $set round $round"
     if [ "$side" = optc ]; then
         # shellcheck disable=SC2086
-        out=$(env -u OMP_WAIT_POLICY $envs timeout "$TMO" "$W/$net" bench --batch $BATCH \
+        out=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT $envs timeout "$TMO" "$W/$net" bench --batch $BATCH \
               --threads "$t" --iters "$it" --warmup "$WARMUP" 2>>"$LOG")
     else
         # shellcheck disable=SC2086
-        out=$(env -u OMP_WAIT_POLICY $envs timeout "$TMO" "$PY" bench/torch_bench.py --net "$tnet" \
+        out=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT $envs timeout "$TMO" "$PY" bench/torch_bench.py --net "$tnet" \
               --batch $BATCH --threads "$t" --iters "$it" --warmup "$WARMUP" 2>>"$LOG")
         m=$(echo "$out" | sed -n 's/^info: .* madds=\([0-9]*\).*/\1/p')
         [ -n "$m" ] && ! grep -q "^tinfo $net " "$RES" && echo "tinfo $net madds=$m" >>"$RES"
@@ -157,7 +166,7 @@ if [ "$REPRINT" != 1 ]; then
         echo "meta py=$PY"; echo "meta torch=$TORCH_VERSION"; echo "meta peak=${PEAK:-0}"
         echo "meta peak2=${PEAK2:-0}"; echo "meta cpu=$CPU, $(nproc) cores"; echo "meta flags=$FLAGS"
         echo "meta nets=$NETS"; echo "meta threads=$THREADS"; echo "meta rounds=$ROUNDS"
-        echo "meta iters=$ITERS (DenseNets $DITERS) after $WARMUP warm-up"
+        echo "meta iters=$ITERS (DenseNets and hb110: $DITERS) after $WARMUP warm-up"
     } >>"$RES"
 
     # --- build the optc side
@@ -257,7 +266,7 @@ END {
         if (!header) { printf "\nsettings sweep (resnet20, threads %s): train / infer img/s\n", R_t[i]; header = 1 }
         printf "  %-6s %-10s %6.0f / %6.0f\n", R_side[i], S_set[i], V[i, "train_img_s"], V[i, "infer_img_s"]
     }
-    if (header) printf "  kept: optc %s, PyTorch %s (wdef = OMP_WAIT_POLICY unset, wpas/wact = passive/active; mdef/mtun = default/tuned malloc)\n", M["osetting"], M["tsetting"]
+    if (header) printf "  kept: optc %s, PyTorch %s (wdef = OMP_WAIT_POLICY unset, wpas/wact = passive/active, wspn = GOMP_SPINCOUNT=10000; mdef/mtun = default/tuned malloc)\n", M["osetting"], M["tsetting"]
     printf "\n%-12s %3s | %-17s %-17s %6s | %-17s %-17s %6s | %5s %5s | %-10s %-10s\n", "net", "thr",
            "optc train", "torch train", "ratio", "optc infer", "torch infer", "ratio", "RSS o", "RSS t", "GFLOPS o", "GFLOPS t"
     n = split(M["nets"], N, " "); m = split(M["threads"], T, " ")
@@ -274,6 +283,9 @@ END {
         printf "%-12s %3s | %-17s %-17s %6s | %-17s %-17s %6s | %5s %5s | %-10s %-10s\n", net, t,
                ots, tts, ratio(ot, tt), ois, tis, ratio(oi, ti), num(orss), num(trss),
                share(ot, madds, t), share(tt, madds, t)
+        if (net == "hb110") { hbt[t] = ot; hbr[t] = orss }
+        if (net == "hb110mf" && hbt[t] != "" && ot != "" && orss + 0 > 0)
+            mfx = mfx sprintf("  %s threads: peak RSS %.1fx less, training img/s %.2fx of the stored build\n", t, hbr[t] / orss, ot / hbt[t])
         if (net == "resnet20") base[t] = ot
         else if (net ~ /^(hb20|nesterov20|momentum20)$/ && base[t] != "" && ot != "")
             cmpx = cmpx sprintf("  %s: %.2fx ResNet-20 training img/s at %s threads\n", net, ot / base[t], t)
@@ -282,6 +294,7 @@ END {
     print "RSS: median peak RSS MB (PyTorch includes the interpreter and libtorch);"
     print "GFLOPS = 3 x forward multiply-adds x 2 x train img/s (% of the FMA peak x threads)."
     if (cmpx != "") printf "same-convolution variants against ResNet-20 (1.00x = the same cost per step):\n%s", cmpx
+    if (mfx != "") printf "110-layer heavy ball, --memory-free (hb110mf) against stored (hb110):\n%s", mfx
     printf "%s", warn
     print "Raw lines: results.txt, bench.log in the build dir."
 }' "$RES"

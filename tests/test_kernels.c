@@ -985,7 +985,8 @@ END_TEST
  *   stride 1 and 2, din accumulated, on 1 and 2 threads, against the _ref
  *   loops; the float kernel against the double reference;
  * - the branch-free relu and the two-input sum (acc 0 and 1, and the
- *   aliased case that must take the general loop);
+ *   aliased case that must take the general loop), the three-input sum
+ *   (output aliasing an input, no coefficients, dout aliased in backward);
  * - batch-norm statistics from shifted one-pass sums when the mean is large
  *   next to the spread (a plain sum of squares would cancel). */
 /* The direct 3x3 float kernels (conv3x3.c) against the double plain loops:
@@ -1178,6 +1179,30 @@ START_TEST(test_fast_paths)
         rt_sum_backward(&c2, dxs, accs, NULL, a, NULL, cs, 2, N);
         for (int i = 0; i < N; i++)
             bad += a[i] != 0.5f * x[i] + -2.0f * x[i];
+    }
+    /* three inputs (heavy ball), the output aliasing one of them, and no
+     * coefficients: (c0 x0 + c1 x1) + c2 x2 in double, rounded once */
+    {
+        float cs3[3] = {1.9f, -1.0f, -0.9f};
+        memcpy(b, a0, N * sizeof(float));
+        const float *xs3[3] = {x, y, b};
+        rt_sum_forward(&c2, b, 3, xs3, cs3, N);
+        for (int i = 0; i < N; i++)
+            bad += b[i] != (float)((double)1.9f * (double)x[i] + -1.0 * (double)y[i]
+                                   + (double)-0.9f * (double)a0[i]);
+        rt_sum_forward(&c2, a, 3, xs3, NULL, N);
+        for (int i = 0; i < N; i++)
+            bad += a[i] != (float)((double)x[i] + (double)y[i] + (double)b[i]);
+        /* backward: dout aliased by dxs[1], dxs[0] added to, dxs[2] NULL */
+        memcpy(a, a0, N * sizeof(float));
+        memcpy(b, x, N * sizeof(float));
+        float *dxs3[3] = {a, b, NULL};
+        int accs3[3] = {1, 0, 0};
+        rt_sum_backward(&c2, dxs3, accs3, NULL, b, NULL, cs3, 3, N);
+        for (int i = 0; i < N; i++) {
+            bad += a[i] != a0[i] + 1.9f * x[i];
+            bad += b[i] != -1.0f * x[i];
+        }
     }
     ck_assert_int_eq(bad, 0);
 

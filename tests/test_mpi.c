@@ -531,6 +531,11 @@ static void sync_bn_check(int fused)
     int nbs[2] = {4, 3};                /* uneven slices, as rt_mpi_slice cuts 7 over 2 */
     for (int r = 0; r < 2; r++) {
         job[r].sync.base.sum = bn_fake_sum;
+        if (r == 0) {   /* rank 0 with the driver's workspace, rank 1 allocating */
+            static double work[2 * BN_C + 1];
+            job[r].sync.base.work = work;
+            job[r].sync.base.work_len = 2 * BN_C + 1;
+        }
         job[r].sync.sh = &sh;
         job[r].sync.rank = r;
         job[r].off = r ? nbs[0] : 0;

@@ -1,0 +1,340 @@
+/* test_memfree.c — optc build --memory-free (compiler/emit_mfree.c,
+ * plan_build_sched): gradient checks of the memory-free backward for heavy
+ * ball, velocity momentum, a learned beta and a three-term rule; its float
+ * gradients equal the stored build's (deep stages with --checkpoint-every);
+ * its drift report; refusal with the
+ * reason for gradient descent, concat, beta = 0 and a learned beta that
+ * starts at 0; less activation memory than the stored build. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "testutil.h"
+#include "tmain.h"
+#include "cgutil.h"
+
+/* Stage 1 keeps the shape, stage 2 strides (its step 0 stays stored). */
+#define NET(name, opt, steps)                                                   \
+    "network " name " {\n"                                                      \
+    "    input 1x8x8;\n    classes 10;\n    stem conv3x3(4);\n"                 \
+    "    grad = bn, relu, conv3x3, bn, relu, conv3x3;\n"                        \
+    "    stage " opt " steps " steps " width 4;\n"                              \
+    "    stage " opt " steps " steps " width 8 stride 2;\n"                     \
+    "    shortcut = pad;\n    head bn, relu, avgpool, linear;\n}\n"
+
+static const char spec_src[] =
+    "optimizer hb(beta = 0.9) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+    "optimizer mom(g = 0.9) { v[0] = 0; v[k+1] = g * v[k] - (1 - g) * grad(x[k]); x[k+1] = x[k] + v[k+1]; }\n"
+    "optimizer lm(beta = learned(0.5)) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+    "optimizer lm0(beta = learned(0.0)) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+    "optimizer three(a = 0.5, b = 0.25) {\n"
+    "    x[k+1] = x[k] - grad(x[k]) + a * (x[k] - x[k-1]) + b * (x[k-1] - x[k-2]);\n}\n"
+    "optimizer gd { x[k+1] = x[k] - grad(x[k]); }\n"
+    "optimizer dense { x[k+1] = concat(x[k], grad(x[k])); }\n"
+    NET("net_hb", "hb", "5") NET("net_mom", "mom", "4") NET("net_lm", "lm", "4")
+    NET("net_lm0", "lm0", "4") NET("net_three", "three", "5") NET("net_gd", "gd", "4")
+    "network net_dense {\n    input 1x8x8;\n    classes 10;\n    stem conv3x3(4);\n"
+    "    grad = bn, relu, conv3x3(2);\n    stage dense steps 3;\n"
+    "    head bn, relu, avgpool, linear;\n}\n";
+
+typedef struct {
+    char *dir;
+    char spec[512];
+} Fix;
+
+static Fix setup(void)
+{
+    Fix f;
+    f.dir = tmpdir();
+    snprintf(f.spec, sizeof f.spec, "%s/mf.opt", f.dir);
+    FILE *fp = fopen(f.spec, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs(spec_src, fp);
+    fclose(fp);
+    return f;
+}
+
+static void teardown(Fix *f)
+{
+    rmtree(f->dir);
+    free(f->dir);
+}
+
+/* Build net (memory-free with extra flags, or stored; with -D def or none)
+ * into DIR/exe. */
+static void build_with(const Fix *f, const char *net, const char *exe, bool mfree,
+                       const char *def, const char *extra)
+{
+    char args[1536];
+    snprintf(args, sizeof args, "build %s -n %s%s%s -o %s/%s%s %s", f->spec, net,
+             def ? " -D " : "", def ? def : "", f->dir, exe, mfree ? " --memory-free" : "",
+             extra ? extra : "");
+    optc_ok(args, NULL);
+}
+
+static void build(const Fix *f, const char *net, const char *exe, bool mfree, const char *def)
+{
+    build_with(f, net, exe, mfree, def, NULL);
+}
+
+/* Run DIR/exe with args; output in *out; returns the status. */
+static int prog(const Fix *f, const char *exe, const char *args, char **out)
+{
+    char cmd[1536];
+    snprintf(cmd, sizeof cmd, "%s/%s %s", f->dir, exe, args);
+    int st = run(cmd, out);
+    ck_assert_ptr_nonnull(*out);
+    return st;
+}
+
+/* The gradient check of the memory-free build of net passes, and its drift
+ * report names every rebuilt state with an error below tol. */
+static void gradcheck_mfree(const char *net, const char *def, double tol)
+{
+    Fix f = setup();
+    build(&f, net, "m", true, def);
+    char *out = NULL;
+    int st = prog(&f, "m", "gradcheck --batch 3 --samples 6", &out);
+    ck_assert_msg(st == 0, "%s: gradcheck status %d\n%s", net, st, tail(out));
+    ck_assert_msg(strstr(out, "gradcheck: passed"), "%s\n", tail(out));
+    const char *d = strstr(out, "memory-free drift max ");
+    ck_assert_msg(d, "no drift report\n%s", tail(out));
+    double drift = atof(d + strlen("memory-free drift max "));
+    ck_assert_msg(drift >= 0 && drift < tol, "%s: drift %g", net, drift);
+    free(out);
+    teardown(&f);
+}
+
+START_TEST(hb_gradcheck) { gradcheck_mfree("net_hb", NULL, 1e-4); }
+END_TEST
+
+START_TEST(momentum_gradcheck) { gradcheck_mfree("net_mom", NULL, 1e-4); }
+END_TEST
+
+START_TEST(lm_gradcheck) { gradcheck_mfree("net_lm", NULL, 1e-3); }
+END_TEST
+
+START_TEST(three_term_gradcheck) { gradcheck_mfree("net_three", NULL, 1e-3); }
+END_TEST
+
+/* The float gradients of dump (one batch, same seed) per tensor. */
+typedef struct {
+    char name[128];
+    size_t off, n;
+} DumpT;
+
+static int dump_index(const char *json, DumpT *t, int cap)
+{
+    int n = 0;
+    const char *key = "\"float.grad.";
+    for (const char *p = strstr(json, key); p && n < cap; p = strstr(p + 1, key)) {
+        const char *q = strchr(p + 1, '"');
+        ck_assert_ptr_nonnull(q);
+        size_t len = (size_t)(q - p - 1);
+        ck_assert_uint_lt(len, sizeof t[n].name);
+        memcpy(t[n].name, p + 1, len);
+        t[n].name[len] = 0;
+        const char *o = strstr(q, "\"offset\": ");
+        const char *s = strstr(q, "\"shape\": [");
+        ck_assert(o && s);
+        t[n].off = strtoull(o + 10, NULL, 10);
+        size_t numel = 1;
+        for (const char *c = s + 10; *c && *c != ']';) {
+            char *end;
+            numel *= strtoull(c, &end, 10);
+            c = end;
+            while (*c == ',' || *c == ' ')
+                c++;
+        }
+        t[n++].n = numel;
+    }
+    return n;
+}
+
+static double *dump_read(const char *dir, size_t *n)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/dump.bin", dir);
+    FILE *fp = fopen(path, "rb");
+    ck_assert_ptr_nonnull(fp);
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    double *v = malloc((size_t)len + 8);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_uint_eq(fread(v, 1, (size_t)len, fp), (size_t)len);
+    fclose(fp);
+    *n = (size_t)len / sizeof(double);
+    return v;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    ck_assert_ptr_nonnull(fp);
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *s = malloc((size_t)len + 1);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(fread(s, 1, (size_t)len, fp), (size_t)len);
+    s[len] = 0;
+    fclose(fp);
+    return s;
+}
+
+/* The largest relative difference (max |a - b| / max |b| per tensor)
+ * between the float gradients of the stored build and of the memory-free
+ * one (with -D def and extra flags); asserts it is at most tol when tol > 0. */
+static double grads_diff(const char *net, const char *def, const char *extra, double tol)
+{
+    Fix f = setup();
+    build(&f, net, "s", false, def);
+    build_with(&f, net, "m", true, def, extra);
+    char *out = NULL, args[1200];
+    snprintf(args, sizeof args, "dump --batch 4 --out %s/ds", f.dir);
+    ck_assert_msg(prog(&f, "s", args, &out) == 0, "%s", tail(out));
+    free(out);
+    snprintf(args, sizeof args, "dump --batch 4 --out %s/dm", f.dir);
+    ck_assert_msg(prog(&f, "m", args, &out) == 0, "%s", tail(out));
+    free(out);
+    char path[1024], ds[1024], dm[1024];
+    snprintf(path, sizeof path, "%s/ds/dump.json", f.dir);
+    char *json = slurp(path);
+    DumpT *t = calloc(512, sizeof *t);
+    ck_assert_ptr_nonnull(t);
+    int nt = dump_index(json, t, 512);
+    ck_assert_int_gt(nt, 10);
+    snprintf(ds, sizeof ds, "%s/ds", f.dir);
+    snprintf(dm, sizeof dm, "%s/dm", f.dir);
+    size_t na, nb;
+    double *a = dump_read(ds, &na), *b = dump_read(dm, &nb);
+    ck_assert_uint_eq(na, nb);
+    double worst = 0;
+    for (int i = 0; i < nt; i++) {
+        ck_assert_uint_le(t[i].off + t[i].n, na);
+        double diff = 0, big = 0;
+        for (size_t j = t[i].off; j < t[i].off + t[i].n; j++) {
+            diff = fmax(diff, fabs(a[j] - b[j]));
+            big = fmax(big, fabs(a[j]));
+        }
+        double rel = diff / fmax(big, 1e-12);
+        ck_assert_msg(tol <= 0 || rel <= tol, "%s: %s differs by %g relative", net, t[i].name,
+                      rel);
+        worst = fmax(worst, rel);
+    }
+    free(a);
+    free(b);
+    free(t);
+    free(json);
+    teardown(&f);
+    return worst;
+}
+
+START_TEST(hb_same_grads) { grads_diff("net_hb", NULL, NULL, 1e-5); }
+END_TEST
+
+START_TEST(momentum_same_grads) { grads_diff("net_mom", NULL, NULL, 1e-5); }
+END_TEST
+
+/* 18 steps per stage: float drift takes the gradients past 1e-5 of the
+ * stored build's; a checkpoint every 6 steps brings them back within. */
+START_TEST(checkpoint_bounds_drift)
+{
+    const char *deep = "net_hb.stage1.steps=18 -D net_hb.stage2.steps=18";
+    double free_run = grads_diff("net_hb", deep, NULL, 0);
+    ck_assert_msg(free_run > 1e-5, "no drift to bound: %g", free_run);
+    grads_diff("net_hb", deep, "--checkpoint-every 6", 1e-5);
+}
+END_TEST
+
+/* optc build --memory-free refuses with the analysis's reason. */
+static void refused(const char *net, const char *def, const char *why)
+{
+    Fix f = setup();
+    char args[1536], *out = NULL;
+    snprintf(args, sizeof args, "build %s -n %s%s%s -o %s/x --memory-free", f.spec, net,
+             def ? " -D " : "", def ? def : "", f.dir);
+    int st = optc_status(args, &out);
+    ck_assert_msg(st == 1, "%s: status %d\n%s", net, st, tail(out));
+    ck_assert_msg(strstr(out, "cannot be built memory-free"), "%s", tail(out));
+    ck_assert_msg(strstr(out, why), "%s: no '%s' in\n%s", net, why, tail(out));
+    free(out);
+    teardown(&f);
+}
+
+START_TEST(refuse_gd) { refused("net_gd", NULL, "implicit"); }
+END_TEST
+
+START_TEST(refuse_concat) { refused("net_dense", NULL, "concat"); }
+END_TEST
+
+START_TEST(refuse_beta0) { refused("net_hb", "hb.beta=0", "coefficient beta is 0"); }
+END_TEST
+
+START_TEST(refuse_learned_zero) { refused("net_lm0", NULL, "starts at 0"); }
+END_TEST
+
+/* --checkpoint-every takes a positive number of steps. */
+START_TEST(checkpoint_usage)
+{
+    Fix f = setup();
+    const char *bad[] = { "x", "0", "-3", "" };
+    for (int i = 0; i < 4; i++) {
+        char args[1200], *out = NULL;
+        snprintf(args, sizeof args, "build %s -n net_hb -o %s/x --memory-free --checkpoint-every %s",
+                 f.spec, f.dir, bad[i]);
+        ck_assert_int_eq(optc_status(args, &out), 2);
+        ck_assert_msg(strstr(out, "--checkpoint-every needs a number"), "%s", tail(out));
+        free(out);
+    }
+    teardown(&f);
+}
+END_TEST
+
+/* ./net info: with 18 steps per stage (as the 110-layer heavy ball) the
+ * memory-free arena is over 5x smaller than the stored build's. */
+START_TEST(info_memory)
+{
+    Fix f = setup();
+    build(&f, "net_hb", "m", true, "net_hb.stage1.steps=18 -D net_hb.stage2.steps=18");
+    char *out = NULL;
+    ck_assert_int_eq(prog(&f, "m", "info --json", &out), 0);
+    const char *a = strstr(out, "\"activation_bytes\":");
+    const char *s = strstr(out, "\"activation_bytes_stored\":");
+    ck_assert_msg(a && s, "%s", tail(out));
+    double act = atof(a + 19), stored = atof(s + 26);
+    ck_assert_msg(act > 0 && stored > 5 * act, "activations %g, stored %g", act, stored);
+    free(out);
+    ck_assert_int_eq(prog(&f, "m", "info", &out), 0);
+    ck_assert_msg(strstr(out, "memory-free     yes"), "%s", tail(out));
+    ck_assert_msg(strstr(out, "stage1.x1"), "%s", tail(out));
+    free(out);
+    teardown(&f);
+}
+END_TEST
+
+static Suite *memfree_suite(void)
+{
+    Suite *s = suite_create("memfree");
+    TCase *tc = tcase_create("memfree");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, hb_gradcheck);
+    tcase_add_test(tc, momentum_gradcheck);
+    tcase_add_test(tc, lm_gradcheck);
+    tcase_add_test(tc, three_term_gradcheck);
+    tcase_add_test(tc, hb_same_grads);
+    tcase_add_test(tc, momentum_same_grads);
+    tcase_add_test(tc, checkpoint_bounds_drift);
+    tcase_add_test(tc, checkpoint_usage);
+    tcase_add_test(tc, refuse_gd);
+    tcase_add_test(tc, refuse_concat);
+    tcase_add_test(tc, refuse_beta0);
+    tcase_add_test(tc, refuse_learned_zero);
+    tcase_add_test(tc, info_memory);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN(memfree_suite)
