@@ -274,6 +274,93 @@ size_t emit_branch_site(const Emit *e, int id)
     return off;
 }
 
+/* --- dense stages (plan_image_stride) --------------------------------------
+ * A concat whose output buffer is shared with its first input's (or is a
+ * prefix of a later state's) writes and reads back only the channels of the
+ * inputs that are not in place; the fused BN + relu over a state reads it
+ * with the buffer's image stride. */
+
+/* The image stride of node's output when it is not ir_numel of its shape
+ * (a channel prefix of a dense stage's buffer), else 0. */
+static size_t emit_prefix_stride(const Emit *e, int node)
+{
+    size_t xs = plan_image_stride(e->p, e->g, node);
+    return xs != ir_numel(e->g->nodes[node].shape) ? xs : 0;
+}
+
+/* A concat of a dense stage's chain. */
+static bool emit_concat_shared(const Emit *e, const IrNode *n)
+{
+    const PlanNode *pn = &e->p->nodes[n->id];
+    if (n->op != OP_CONCAT || pn->out < 0)
+        return false;
+    if (emit_prefix_stride(e, n->id))
+        return true;
+    for (int k = 0; k < n->nin; k++)
+        if (e->p->nodes[n->in[k]].out == pn->out)
+            return true;
+    return false;
+}
+
+/* Forward of such a concat: each input not already in place copied to its
+ * channels. */
+static void emit_concat_shared_forward(Emit *e, const IrNode *n, const char *out)
+{
+    size_t os = plan_image_stride(e->p, e->g, n->id);
+    int hw = n->shape.h * n->shape.w, c0 = 0;
+    for (int k = 0; k < n->nin; k++) {
+        const IrNode *x = &e->g->nodes[n->in[k]];
+        if (e->p->nodes[x->id].out == e->p->nodes[n->id].out)
+            emit_f(e, "    /* channels %d..%d: ", c0, c0 + x->shape.c - 1);
+        else
+            emit_f(e, "    FN(rt_concat_slice_forward%s)(ctx, %s, %s, B, %d, %d, %d, %zu);"
+                   "   /* channels %d..%d: ", e->S, out, emit_out(e, x->id), x->shape.c, hw, c0,
+                   os, c0, c0 + x->shape.c - 1);
+        emit_comment_name(e, x->name);
+        emit_f(e, "%s */\n", e->p->nodes[x->id].out == e->p->nodes[n->id].out ? ", in place" : "");
+        c0 += x->shape.c;
+    }
+}
+
+/* Its backward: the gradient of each input not in place read from its
+ * channels; an input in place has its gradient there already (its other
+ * readers then add to it). */
+static void emit_concat_shared_backward(Emit *e, const IrNode *n, const char *dout,
+                                        char (*din)[128], const int *acc)
+{
+    size_t os = plan_image_stride(e->p, e->g, n->id);
+    int hw = n->shape.h * n->shape.w, c0 = 0;
+    for (int k = 0; k < n->nin; k++) {
+        const IrNode *x = &e->g->nodes[n->in[k]];
+        if (e->p->nodes[x->id].out != e->p->nodes[n->id].out && strcmp(din[k], "NULL") != 0)
+            emit_f(e, "    FN(rt_concat_slice_backward%s)(ctx, %s, %d, %s, B, %d, %d, %d, %zu);\n",
+                   e->S, din[k], acc[k], dout, x->shape.c, hw, c0, os);
+        c0 += x->shape.c;
+    }
+}
+
+/* Before the backward of conv n: the output of its input, a fused relu
+ * whose forward output was not kept (PlanNode.recomp), recomputed into the
+ * recompute buffer; returns that buffer's address, or NULL. */
+static const char *emit_recompute(Emit *e, const IrNode *n)
+{
+    int r = n->nin ? n->in[0] : 0;
+    const PlanNode *pr = &e->p->nodes[r];
+    if (n->op != OP_CONV || pr->recomp < 0)
+        return NULL;
+    const IrNode *bn = &e->g->nodes[pr->fuse];
+    const PlanNode *pb = &e->p->nodes[bn->id];
+    const char *buf = emit_buf(e, pr->recomp);
+    emit_f(e, "    FN(rt_bn_relu_recompute%s)(ctx, %s, %s, %s, %s, %s, %s, B, %d, %d, nB * %zu, "
+           "%zu);   /* ", e->S, buf, emit_out(e, bn->in[0]), emit_buf(e, pb->save0),
+           emit_buf(e, pb->save1), emit_param(e, "P", bn->u.bn.gamma),
+           emit_param(e, "P", bn->u.bn.beta), bn->shape.c, bn->shape.h * bn->shape.w,
+           emit_branch_site(e, r), plan_image_stride(e->p, e->g, bn->in[0]));
+    emit_comment_name(e, e->g->nodes[r].name);
+    emit_f(e, ", not kept from forward */\n");
+    return buf;
+}
+
 void emit_forward_node(Emit *e, const IrNode *n)
 {
     const char *S = e->S;
@@ -291,19 +378,22 @@ void emit_forward_node(Emit *e, const IrNode *n)
     if (pn->fuse && n->op == OP_BN) {
         /* relu(bn(x)) into the relu's output, with the relu's branch site */
         int r = pn->fuse;
-        size_t site = emit_branch_site(e, r);
+        size_t site = emit_branch_site(e, r), xs = emit_prefix_stride(e, n->in[0]);
+        char xsa[48] = "";  /* a state of a dense stage: the _strided kernels */
+        if (xs)
+            snprintf(xsa, sizeof xsa, ", %zu", xs);
         out = emit_out(e, r);
-        emit_f(e, "    if (train)\n        FN(rt_bn_relu_forward_train%s)(ctx, %s, %s, %s, %s, %s, "
-               "%s, %s, %s, B, %d, %d, %s, %s, nB * %zu);\n", S, out, emit_buf(e, pn->save0),
-               emit_buf(e, pn->save1), emit_param(e, "buf", n->u.bn.mean),
+        emit_f(e, "    if (train)\n        FN(rt_bn_relu_forward_train%s%s)(ctx, %s, %s, %s, %s, "
+               "%s, %s, %s, %s, B, %d, %d, %s, %s, nB * %zu%s);\n", xs ? "_strided" : "", S, out,
+               emit_buf(e, pn->save0), emit_buf(e, pn->save1), emit_param(e, "buf", n->u.bn.mean),
                emit_param(e, "buf", n->u.bn.var), in, emit_param(e, "P", n->u.bn.gamma),
                emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
-               emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps), site);
-        emit_f(e, "    else\n        FN(rt_bn_relu_forward_eval%s)(ctx, %s, %s, %s, %s, %s, %s, B, "
-               "%d, %d, %s, nB * %zu);\n", S, out, in, emit_param(e, "P", n->u.bn.gamma),
-               emit_param(e, "P", n->u.bn.beta), emit_param(e, "buf", n->u.bn.mean),
-               emit_param(e, "buf", n->u.bn.var), n->shape.c, n->shape.h * n->shape.w,
-               emit_num(e, n->u.bn.eps), site);
+               emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps), site, xsa);
+        emit_f(e, "    else\n        FN(rt_bn_relu_forward_eval%s%s)(ctx, %s, %s, %s, %s, %s, %s, "
+               "B, %d, %d, %s, nB * %zu%s);\n", xs ? "_strided" : "", S, out, in,
+               emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
+               emit_param(e, "buf", n->u.bn.mean), emit_param(e, "buf", n->u.bn.var), n->shape.c,
+               n->shape.h * n->shape.w, emit_num(e, n->u.bn.eps), site, xsa);
         return;
     }
     if (oi->flags & OPF_ACT) {
@@ -343,6 +433,10 @@ void emit_forward_node(Emit *e, const IrNode *n)
                n->nin, len);
         break;
     case OP_CONCAT:
+        if (emit_concat_shared(e, n)) {
+            emit_concat_shared_forward(e, n, out);
+            break;
+        }
         emit_f(e, "    {\n");
         emit_xs(e, n);
         emit_cs(e, n);
@@ -421,12 +515,18 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
     }
     if (pn->fuse && n->op == OP_BN) {
         int r = pn->fuse;
-        emit_f(e, "    FN(rt_bn_relu_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s, B, "
-               "%d, %d, nB * %zu);\n", S, din[0], acc[0], emit_param(e, "G", n->u.bn.gamma),
-               emit_param(e, "G", n->u.bn.beta), emit_grad(e, r), emit_out(e, r), in,
+        size_t xs = emit_prefix_stride(e, n->in[0]);
+        char xsa[48] = "";
+        if (xs)
+            snprintf(xsa, sizeof xsa, ", %zu", xs);
+        const PlanNode *pr = &e->p->nodes[r];
+        emit_f(e, "    FN(rt_bn_relu_backward%s%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s, "
+               "B, %d, %d, nB * %zu%s);\n", xs ? "_strided" : "", S, din[0], acc[0],
+               emit_param(e, "G", n->u.bn.gamma), emit_param(e, "G", n->u.bn.beta),
+               emit_grad(e, r), pr->recomp >= 0 ? emit_buf(e, pr->recomp) : emit_out(e, r), in,
                emit_buf(e, pn->save0), emit_buf(e, pn->save1),
                emit_param(e, "P", n->u.bn.gamma), n->shape.c, n->shape.h * n->shape.w,
-               emit_branch_site(e, r));
+               emit_branch_site(e, r), xsa);
         return;
     }
     if (oi->flags & OPF_ACT) {
@@ -440,12 +540,14 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         return;
     }
     switch (n->op) {
-    case OP_CONV:
+    case OP_CONV: {
+        const char *rin = emit_recompute(e, n);
         emit_f(e, "    FN(rt_conv2d_backward%s)(ctx, %s, %d, %s, %s, %s, %s, B, %d, %d, %d, %d, %d, "
-               "%d, %d);\n", S, din[0], acc[0], emit_param(e, "G", n->u.conv.w), dout, in,
-               emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout,
-               n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+               "%d, %d);\n", S, din[0], acc[0], emit_param(e, "G", n->u.conv.w), dout,
+               rin ? rin : in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
+               n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
         break;
+    }
     case OP_BN:
         emit_f(e, "    FN(rt_bn_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, %s, B, %d, %d);\n",
                S, din[0], acc[0], emit_param(e, "G", n->u.bn.gamma),
@@ -485,6 +587,10 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         break;
     }
     case OP_CONCAT:
+        if (emit_concat_shared(e, n)) {
+            emit_concat_shared_backward(e, n, dout, din, acc);
+            break;
+        }
         emit_f(e, "    {\n        %s *const dxs[%d] = {", e->T, n->nin);
         for (int k = 0; k < n->nin; k++)
             emit_f(e, "%s%s", k ? ", " : " ", din[k]);

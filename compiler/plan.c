@@ -341,6 +341,96 @@ static bool plan_supported(const IrGraph *g, FILE *diag)
     return true;
 }
 
+/* --- dense stages: one buffer per chain of concats (plan_image_stride) ------
+ * Concat j extends concat i in place when j = concat(i, g) has two inputs
+ * and i's other live readers are all BNs fused with their relu (the
+ * kernels that can read a channel prefix: rt_bn_relu_*_strided). Chains of
+ * such links share the buffers of their last node, the representative:
+ * rep[i] names it, -1 outside chains; dense_stage[s] (s < nnodes, all false
+ * on entry) is set for the stages that have a chain. O(edges). */
+static void plan_dense_chains(const Plan *p, const IrGraph *g, const int *ro, const int *rd,
+                              int *rep, bool *dense_stage)
+{
+    int N = g->nnodes;
+    int *next = malloc((size_t)N * sizeof *next);
+    bool *tail = calloc((size_t)N, sizeof *tail);
+    if (!next || !tail)
+        abort();
+    for (int i = 0; i < N; i++)
+        next[i] = rep[i] = -1;
+    for (int j = 1; j < N; j++) {
+        const IrNode *n = &g->nodes[j];
+        if (n->op != OP_CONCAT || n->nin != 2 || !p->nodes[j].live)
+            continue;
+        int i = n->in[0];
+        if (g->nodes[i].op != OP_CONCAT || !p->nodes[i].live || i == g->output ||
+            n->in[1] == i || p->nodes[i].needs_grad != p->nodes[j].needs_grad)
+            continue;
+        bool ok = true;
+        for (int e = ro[i]; e < ro[i + 1] && ok; e++) {
+            int r = rd[e];
+            if (p->nodes[r].live && r != j)
+                ok = g->nodes[r].op == OP_BN && p->nodes[r].fuse;
+        }
+        if (ok) {
+            next[i] = j;
+            tail[j] = true;
+        }
+    }
+    for (int i = N - 1; i > 0; i--) {
+        rep[i] = next[i] >= 0 ? rep[next[i]] : tail[i] ? i : -1;
+        int st = g->nodes[i].stage;
+        if (rep[i] >= 0 && st >= 0 && st < N)
+            dense_stage[st] = true;
+    }
+    free(next);
+    free(tail);
+}
+
+/* The conv whose backward recomputes fused relu r's output (PlanNode.recomp),
+ * or 0: r's BN reads a chain's state or lies in a stage with a chain (a
+ * dense step's second bn, relu), r needs a gradient and has exactly one live
+ * reader, a conv. The BN's input is kept for its backward anyway, so only
+ * the relu's output is saved, at one elementwise pass per recompute. */
+static int plan_recompute_reader(const Plan *p, const IrGraph *g, const int *ro, const int *rd,
+                                 const int *rep, const bool *dense_stage, int r)
+{
+    const PlanNode *pn = &p->nodes[r];
+    if (g->nodes[r].op != OP_RELU || !pn->fuse || !pn->needs_grad || !pn->live)
+        return 0;
+    int src = g->nodes[pn->fuse].in[0], reader = 0, nread = 0;
+    int st = g->nodes[r].stage;
+    if (rep[src] < 0 && !(st >= 0 && st < g->nnodes && dense_stage[st]))
+        return 0;
+    for (int e = ro[r]; e < ro[r + 1]; e++)
+        if (p->nodes[rd[e]].live) {
+            reader = rd[e];
+            nread++;
+        }
+    return nread == 1 && g->nodes[reader].op == OP_CONV ? reader : 0;
+}
+
+/* Lifetimes of a chain's buffers, gathered over its members. */
+typedef struct { int birth, death, gbirth, gdeath; } PlanSpan;
+
+static void plan_span_add(PlanSpan *s, int birth, int death, int gbirth, int gdeath)
+{
+    if (s->birth < 0 || birth < s->birth)
+        s->birth = birth;
+    if (death > s->death)
+        s->death = death;
+    if (gbirth >= 0 && (s->gbirth < 0 || gbirth < s->gbirth))
+        s->gbirth = gbirth;
+    if (gdeath > s->gdeath)
+        s->gdeath = gdeath;
+}
+
+size_t plan_image_stride(const Plan *p, const IrGraph *g, int node)
+{
+    int b = p->nodes[node].out;
+    return b >= 0 ? p->bufs[b].size_a : ir_numel(g->nodes[node].shape);
+}
+
 Plan *plan_build(const IrGraph *g, FILE *diag)
 {
     if (!plan_supported(g, diag))
@@ -415,11 +505,19 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
         }
     }
 
+    int *rep = malloc((size_t)N * sizeof *rep);
+    PlanSpan *span = malloc((size_t)N * sizeof *span);
+    bool *dense_stage = calloc((size_t)N, sizeof *dense_stage);
+    if (!rep || !span || !dense_stage)
+        abort();
+    plan_dense_chains(p, g, ro, rd, rep, dense_stage);
+    for (int i = 0; i < N; i++)
+        span[i] = (PlanSpan){ -1, -1, -1, -1 };
     int cap = 0;
     for (int i = 0; i < N; i++) {
         PlanNode *pn = &p->nodes[i];
         const IrNode *n = &g->nodes[i];
-        pn->out = pn->grad = pn->save0 = pn->save1 = pn->rec = -1;
+        pn->out = pn->grad = pn->save0 = pn->save1 = pn->rec = pn->recomp = -1;
         if (!pn->live)
             continue;
         int tf = plan_time_fwd(g, i), tb = plan_time_bwd(g, i);
@@ -452,7 +550,24 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
                 if (gdeath > death)
                     death = gdeath;
             }
-            if (!(pn->fuse && n->op == OP_BN)) {
+            int rc = fb ? plan_recompute_reader(p, g, ro, rd, rep, dense_stage, i) : 0;
+            if (rc) {   /* kept only until its reader's forward; backward recomputes it */
+                death = plan_time_fwd(g, rc);
+                pn->recomp = plan_add(p, &cap, PB_RECOMP, i, ir_numel(n->shape), 0,
+                                      plan_time_bwd(g, rc), plan_time_bwd(g, fb));
+            }
+            if (rep[i] >= 0) {  /* a dense-stage state: the chain's buffers */
+                PlanSpan *sp = &span[rep[i]];
+                plan_span_add(sp, birth, death, pn->needs_grad ? first_grad_write : -1,
+                              pn->needs_grad && first_grad_write >= 0 ? gdeath : -1);
+                if (rep[i] == i) {
+                    pn->out = plan_add(p, &cap, PB_OUT, i, ir_numel(n->shape), 0, sp->birth,
+                                       sp->death);
+                    if (sp->gbirth >= 0)
+                        pn->grad = plan_add(p, &cap, PB_GRAD, i, ir_numel(n->shape), 0,
+                                            sp->gbirth, sp->gdeath);
+                }
+            } else if (!(pn->fuse && n->op == OP_BN)) {
                 pn->out = plan_add(p, &cap, PB_OUT, i, ir_numel(n->shape), 0, birth, death);
                 if (pn->needs_grad && first_grad_write >= 0)
                     pn->grad = plan_add(p, &cap, PB_GRAD, i, ir_numel(n->shape), 0,
@@ -469,6 +584,14 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
             pn->save0 = plan_add(p, &cap, PB_SAVE0, i, ir_numel(n->shape), 0, tf, sdeath);
         }
     }
+    for (int i = 1; i < N; i++)
+        if (rep[i] >= 0 && rep[i] != i) {
+            p->nodes[i].out = p->nodes[rep[i]].out;
+            p->nodes[i].grad = p->nodes[rep[i]].grad;
+        }
+    free(rep);
+    free(span);
+    free(dense_stage);
     free(ro);
     free(rd);
     for (int i = 0; i < p->nbufs; i++) {
@@ -773,7 +896,7 @@ Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
     for (int i = 0; i < N; i++) {
         PlanNode *pn = &p->nodes[i];
         const IrNode *n = &g->nodes[i];
-        pn->out = pn->grad = pn->save0 = pn->save1 = pn->rec = -1;
+        pn->out = pn->grad = pn->save0 = pn->save1 = pn->rec = pn->recomp = -1;
         if (!pn->live)
             continue;
         bool fused_relu = pn->fuse && n->op == OP_RELU;

@@ -22,7 +22,8 @@ typedef enum {
     PB_OUT,     /* a node's forward output */
     PB_GRAD,    /* the gradient of a node's output */
     PB_SAVE0,   /* saved state: BN mean, exact's pre-activation a, dropout mask */
-    PB_SAVE1    /* saved state: BN rstd */
+    PB_SAVE1,   /* saved state: BN rstd */
+    PB_RECOMP   /* a fused relu's output, recomputed in backward (PlanNode.recomp) */
 } PlanBufKind;
 
 typedef struct {
@@ -44,6 +45,12 @@ typedef struct {
                      * kernel at the BN's steps (rt_bn_relu_*): the BN has no output or
                      * gradient buffer, the relu's output is born at the BN's forward
                      * and both the relu's buffers live until the BN's backward. */
+    int recomp;     /* -1, or on a fused relu whose BN reads a shared dense-stage state
+                     * (see plan_image_stride) and whose one reader is a conv: the
+                     * buffer its output is recomputed into (rt_bn_relu_recompute) just
+                     * before that conv's backward, from the BN's saved statistics.
+                     * Its forward output then dies at the conv's forward (Pleiss et
+                     * al. 2017, memory-efficient DenseNet). */
     int rec;        /* memory-free builds (PlanSched): the buffer the backward phase reads
                      * and writes for this node's output (its recomputed or rebuilt value);
                      * -1: the backward reads the forward's buffer, out */
@@ -95,6 +102,15 @@ Plan *plan_build(const IrGraph *g, FILE *diag);
  * stored_a/stored_b hold plan_build's arena for the report. */
 Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag);
 void  plan_free(Plan *p);
+
+/* Elements from one image to the next in node's output buffer: ir_numel of
+ * its shape, except for the states of a dense stage. A chain of concats
+ * x[k+1] = concat(x[k], g[k]) whose states are read only by the next concat
+ * and by fused BN + relu pairs shares one buffer X[B][C_last][HW]: every
+ * state is a channel prefix of it (stride C_last*HW), each concat writes
+ * only its new channels, and the gradients share one buffer the same way
+ * (a concat's backward leaves its prefix input's gradient in place). */
+size_t plan_image_stride(const Plan *p, const IrGraph *g, int node);
 
 /* Step numbers: forward of node i runs at step i, its backward at
  * 2*nnodes - 1 - i. */

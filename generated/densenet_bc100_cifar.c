@@ -6,8 +6,8 @@
  * densenet_bc100_cifar
  * Input 3x32x32, 10 classes, 349 ops, 287929692 multiply-adds per image.
  * Parameters: 769162; BN running statistics: 23988.
- * Activation arena: 8598912*B + 24672 elements (17921216*B + 24672 without reuse);
- * a float model at batch 128 takes 4410.6 MB in all.
+ * Activation arena: 2162688*B + 24672 elements (16450496*B + 24672 without reuse);
+ * a float model at batch 128 takes 1115.2 MB in all.
  *
  * Spec:
  * examples/densenet.opt
@@ -559,7 +559,7 @@ static const RtTensor tensors[497] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)8598912 * (size_t)B + (size_t)24672;
+    return (size_t)2162688 * (size_t)B + (size_t)24672;
 }
 
 /* im2col workspace: the largest any convolution needs. */
@@ -789,7 +789,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
@@ -812,66 +812,57 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 98304 * nB, P + 1944, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 98304 * nB, P + 1944, B, 48, 32, 32, 12, 3, 1, 1);
     /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x32x32 -> 36x32x32 */
-    {
-        const T *const xs[2] = { act, act + 147456 * nB };
-        const int cs[2] = { 24, 12 };
-        FN(rt_concat_forward)(ctx, act + 159744 * nB, 2, xs, cs, B, 1024);
-    }
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act, B, 24, 1024, 0, 221184);   /* channels 0..23: stem.conv0 */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 24, 221184);   /* channels 24..35: stage1.step0.grad.conv1 */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x32x32 -> 36x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 159744 * nB, P + 7128, P + 7164, B, 36, 1024, 0.1, 1e-05, nB * 73728);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 319488 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 98304 * nB, P + 7128, P + 7164, B, 36, 1024, 0.1, 1e-05, nB * 73728, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 196608 * nB, act + 159744 * nB, P + 7128, P + 7164, buf + 144, buf + 180, B, 36, 1024, 1e-05, nB * 73728);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 319488 * nB, act + 98304 * nB, P + 7128, P + 7164, buf + 144, buf + 180, B, 36, 1024, 1e-05, nB * 73728, 221184);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x32x32 -> 36x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 233472 * nB, act + 196608 * nB, P + 7200, B, 36, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 356352 * nB, act + 319488 * nB, P + 7200, B, 36, 32, 32, 48, 1, 1, 0);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 282624 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 233472 * nB, P + 8928, P + 8976, B, 48, 1024, 0.1, 1e-05, nB * 110592);
+        FN(rt_bn_relu_forward_train)(ctx, act + 405504 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 356352 * nB, P + 8928, P + 8976, B, 48, 1024, 0.1, 1e-05, nB * 110592);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 282624 * nB, act + 233472 * nB, P + 8928, P + 8976, buf + 216, buf + 264, B, 48, 1024, 1e-05, nB * 110592);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 405504 * nB, act + 356352 * nB, P + 8928, P + 8976, buf + 216, buf + 264, B, 48, 1024, 1e-05, nB * 110592);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 282624 * nB, P + 9024, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 405504 * nB, P + 9024, B, 48, 32, 32, 12, 3, 1, 1);
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x32x32 -> 48x32x32 */
-    {
-        const T *const xs[2] = { act + 159744 * nB, act + 147456 * nB };
-        const int cs[2] = { 36, 12 };
-        FN(rt_concat_forward)(ctx, act + 331776 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..35: stage1.step0.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 36, 221184);   /* channels 36..47: stage1.step1.grad.conv1 */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 380928 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 331776 * nB, P + 14208, P + 14256, B, 48, 1024, 0.1, 1e-05, nB * 159744);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 405504 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 98304 * nB, P + 14208, P + 14256, B, 48, 1024, 0.1, 1e-05, nB * 159744, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 380928 * nB, act + 331776 * nB, P + 14208, P + 14256, buf + 312, buf + 360, B, 48, 1024, 1e-05, nB * 159744);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 405504 * nB, act + 98304 * nB, P + 14208, P + 14256, buf + 312, buf + 360, B, 48, 1024, 1e-05, nB * 159744, 221184);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 430080 * nB, act + 380928 * nB, P + 14304, B, 48, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 454656 * nB, act + 405504 * nB, P + 14304, B, 48, 32, 32, 48, 1, 1, 0);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 479232 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 430080 * nB, P + 16608, P + 16656, B, 48, 1024, 0.1, 1e-05, nB * 208896);
+        FN(rt_bn_relu_forward_train)(ctx, act + 405504 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 454656 * nB, P + 16608, P + 16656, B, 48, 1024, 0.1, 1e-05, nB * 208896);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 479232 * nB, act + 430080 * nB, P + 16608, P + 16656, buf + 408, buf + 456, B, 48, 1024, 1e-05, nB * 208896);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 405504 * nB, act + 454656 * nB, P + 16608, P + 16656, buf + 408, buf + 456, B, 48, 1024, 1e-05, nB * 208896);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 479232 * nB, P + 16704, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 405504 * nB, P + 16704, B, 48, 32, 32, 12, 3, 1, 1);
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x32x32 -> 60x32x32 */
-    {
-        const T *const xs[2] = { act + 331776 * nB, act + 147456 * nB };
-        const int cs[2] = { 48, 12 };
-        FN(rt_concat_forward)(ctx, act + 528384 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..47: stage1.step1.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 48, 221184);   /* channels 48..59: stage1.step2.grad.conv1 */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x32x32 -> 60x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 589824 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 528384 * nB, P + 21888, P + 21948, B, 60, 1024, 0.1, 1e-05, nB * 258048);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 503808 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 98304 * nB, P + 21888, P + 21948, B, 60, 1024, 0.1, 1e-05, nB * 258048, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 589824 * nB, act + 528384 * nB, P + 21888, P + 21948, buf + 504, buf + 564, B, 60, 1024, 1e-05, nB * 258048);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 503808 * nB, act + 98304 * nB, P + 21888, P + 21948, buf + 504, buf + 564, B, 60, 1024, 1e-05, nB * 258048, 221184);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x32x32 -> 60x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -882,89 +873,80 @@ static void FN(forward_2)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 651264 * nB, act + 589824 * nB, P + 22008, B, 60, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 405504 * nB, act + 503808 * nB, P + 22008, B, 60, 32, 32, 48, 1, 1, 0);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 700416 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 651264 * nB, P + 24888, P + 24936, B, 48, 1024, 0.1, 1e-05, nB * 319488);
+        FN(rt_bn_relu_forward_train)(ctx, act + 503808 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 405504 * nB, P + 24888, P + 24936, B, 48, 1024, 0.1, 1e-05, nB * 319488);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 700416 * nB, act + 651264 * nB, P + 24888, P + 24936, buf + 624, buf + 672, B, 48, 1024, 1e-05, nB * 319488);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 503808 * nB, act + 405504 * nB, P + 24888, P + 24936, buf + 624, buf + 672, B, 48, 1024, 1e-05, nB * 319488);
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 700416 * nB, P + 24984, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 503808 * nB, P + 24984, B, 48, 32, 32, 12, 3, 1, 1);
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x32x32 -> 72x32x32 */
-    {
-        const T *const xs[2] = { act + 528384 * nB, act + 147456 * nB };
-        const int cs[2] = { 60, 12 };
-        FN(rt_concat_forward)(ctx, act + 749568 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..59: stage1.step2.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 60, 221184);   /* channels 60..71: stage1.step3.grad.conv1 */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x32x32 -> 72x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 823296 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 749568 * nB, P + 30168, P + 30240, B, 72, 1024, 0.1, 1e-05, nB * 368640);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 503808 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 98304 * nB, P + 30168, P + 30240, B, 72, 1024, 0.1, 1e-05, nB * 368640, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 823296 * nB, act + 749568 * nB, P + 30168, P + 30240, buf + 720, buf + 792, B, 72, 1024, 1e-05, nB * 368640);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 503808 * nB, act + 98304 * nB, P + 30168, P + 30240, buf + 720, buf + 792, B, 72, 1024, 1e-05, nB * 368640, 221184);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x32x32 -> 72x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 897024 * nB, act + 823296 * nB, P + 30312, B, 72, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 577536 * nB, act + 503808 * nB, P + 30312, B, 72, 32, 32, 48, 1, 1, 0);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 946176 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 897024 * nB, P + 33768, P + 33816, B, 48, 1024, 0.1, 1e-05, nB * 442368);
+        FN(rt_bn_relu_forward_train)(ctx, act + 503808 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 577536 * nB, P + 33768, P + 33816, B, 48, 1024, 0.1, 1e-05, nB * 442368);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 946176 * nB, act + 897024 * nB, P + 33768, P + 33816, buf + 864, buf + 912, B, 48, 1024, 1e-05, nB * 442368);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 503808 * nB, act + 577536 * nB, P + 33768, P + 33816, buf + 864, buf + 912, B, 48, 1024, 1e-05, nB * 442368);
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 946176 * nB, P + 33864, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 503808 * nB, P + 33864, B, 48, 32, 32, 12, 3, 1, 1);
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x32x32 -> 84x32x32 */
-    {
-        const T *const xs[2] = { act + 749568 * nB, act + 147456 * nB };
-        const int cs[2] = { 72, 12 };
-        FN(rt_concat_forward)(ctx, act + 995328 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..71: stage1.step3.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 72, 221184);   /* channels 72..83: stage1.step4.grad.conv1 */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x32x32 -> 84x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1081344 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 995328 * nB, P + 39048, P + 39132, B, 84, 1024, 0.1, 1e-05, nB * 491520);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 626688 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 98304 * nB, P + 39048, P + 39132, B, 84, 1024, 0.1, 1e-05, nB * 491520, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1081344 * nB, act + 995328 * nB, P + 39048, P + 39132, buf + 960, buf + 1044, B, 84, 1024, 1e-05, nB * 491520);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 626688 * nB, act + 98304 * nB, P + 39048, P + 39132, buf + 960, buf + 1044, B, 84, 1024, 1e-05, nB * 491520, 221184);
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x32x32 -> 84x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 1167360 * nB, act + 1081344 * nB, P + 39216, B, 84, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 503808 * nB, act + 626688 * nB, P + 39216, B, 84, 32, 32, 48, 1, 1, 0);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1216512 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 1167360 * nB, P + 43248, P + 43296, B, 48, 1024, 0.1, 1e-05, nB * 577536);
+        FN(rt_bn_relu_forward_train)(ctx, act + 626688 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 503808 * nB, P + 43248, P + 43296, B, 48, 1024, 0.1, 1e-05, nB * 577536);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1216512 * nB, act + 1167360 * nB, P + 43248, P + 43296, buf + 1128, buf + 1176, B, 48, 1024, 1e-05, nB * 577536);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 626688 * nB, act + 503808 * nB, P + 43248, P + 43296, buf + 1128, buf + 1176, B, 48, 1024, 1e-05, nB * 577536);
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 1216512 * nB, P + 43344, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 626688 * nB, P + 43344, B, 48, 32, 32, 12, 3, 1, 1);
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x32x32 -> 96x32x32 */
-    {
-        const T *const xs[2] = { act + 995328 * nB, act + 147456 * nB };
-        const int cs[2] = { 84, 12 };
-        FN(rt_concat_forward)(ctx, act + 1265664 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..83: stage1.step4.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 84, 221184);   /* channels 84..95: stage1.step5.grad.conv1 */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x32x32 -> 96x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1363968 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 1265664 * nB, P + 48528, P + 48624, B, 96, 1024, 0.1, 1e-05, nB * 626688);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 626688 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 98304 * nB, P + 48528, P + 48624, B, 96, 1024, 0.1, 1e-05, nB * 626688, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1363968 * nB, act + 1265664 * nB, P + 48528, P + 48624, buf + 1224, buf + 1320, B, 96, 1024, 1e-05, nB * 626688);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 626688 * nB, act + 98304 * nB, P + 48528, P + 48624, buf + 1224, buf + 1320, B, 96, 1024, 1e-05, nB * 626688, 221184);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x32x32 -> 96x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 1462272 * nB, act + 1363968 * nB, P + 48720, B, 96, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 724992 * nB, act + 626688 * nB, P + 48720, B, 96, 32, 32, 48, 1, 1, 0);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1511424 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 1462272 * nB, P + 53328, P + 53376, B, 48, 1024, 0.1, 1e-05, nB * 724992);
+        FN(rt_bn_relu_forward_train)(ctx, act + 626688 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 724992 * nB, P + 53328, P + 53376, B, 48, 1024, 0.1, 1e-05, nB * 724992);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1511424 * nB, act + 1462272 * nB, P + 53328, P + 53376, buf + 1416, buf + 1464, B, 48, 1024, 1e-05, nB * 724992);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 626688 * nB, act + 724992 * nB, P + 53328, P + 53376, buf + 1416, buf + 1464, B, 48, 1024, 1e-05, nB * 724992);
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -975,95 +957,83 @@ static void FN(forward_3)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 1511424 * nB, P + 53424, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 626688 * nB, P + 53424, B, 48, 32, 32, 12, 3, 1, 1);
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x32x32 -> 108x32x32 */
-    {
-        const T *const xs[2] = { act + 1265664 * nB, act + 147456 * nB };
-        const int cs[2] = { 96, 12 };
-        FN(rt_concat_forward)(ctx, act + 1560576 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..95: stage1.step5.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 96, 221184);   /* channels 96..107: stage1.step6.grad.conv1 */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x32x32 -> 108x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1671168 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 1560576 * nB, P + 58608, P + 58716, B, 108, 1024, 0.1, 1e-05, nB * 774144);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 774144 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 98304 * nB, P + 58608, P + 58716, B, 108, 1024, 0.1, 1e-05, nB * 774144, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1671168 * nB, act + 1560576 * nB, P + 58608, P + 58716, buf + 1512, buf + 1620, B, 108, 1024, 1e-05, nB * 774144);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 774144 * nB, act + 98304 * nB, P + 58608, P + 58716, buf + 1512, buf + 1620, B, 108, 1024, 1e-05, nB * 774144, 221184);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x32x32 -> 108x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 1781760 * nB, act + 1671168 * nB, P + 58824, B, 108, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 626688 * nB, act + 774144 * nB, P + 58824, B, 108, 32, 32, 48, 1, 1, 0);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1830912 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 1781760 * nB, P + 64008, P + 64056, B, 48, 1024, 0.1, 1e-05, nB * 884736);
+        FN(rt_bn_relu_forward_train)(ctx, act + 675840 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 626688 * nB, P + 64008, P + 64056, B, 48, 1024, 0.1, 1e-05, nB * 884736);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1830912 * nB, act + 1781760 * nB, P + 64008, P + 64056, buf + 1728, buf + 1776, B, 48, 1024, 1e-05, nB * 884736);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 675840 * nB, act + 626688 * nB, P + 64008, P + 64056, buf + 1728, buf + 1776, B, 48, 1024, 1e-05, nB * 884736);
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 1830912 * nB, P + 64104, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 675840 * nB, P + 64104, B, 48, 32, 32, 12, 3, 1, 1);
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x32x32 -> 120x32x32 */
-    {
-        const T *const xs[2] = { act + 1560576 * nB, act + 147456 * nB };
-        const int cs[2] = { 108, 12 };
-        FN(rt_concat_forward)(ctx, act + 1880064 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..107: stage1.step6.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 108, 221184);   /* channels 108..119: stage1.step7.grad.conv1 */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x32x32 -> 120x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2002944 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 1880064 * nB, P + 69288, P + 69408, B, 120, 1024, 0.1, 1e-05, nB * 933888);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 774144 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 98304 * nB, P + 69288, P + 69408, B, 120, 1024, 0.1, 1e-05, nB * 933888, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2002944 * nB, act + 1880064 * nB, P + 69288, P + 69408, buf + 1824, buf + 1944, B, 120, 1024, 1e-05, nB * 933888);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 774144 * nB, act + 98304 * nB, P + 69288, P + 69408, buf + 1824, buf + 1944, B, 120, 1024, 1e-05, nB * 933888, 221184);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x32x32 -> 120x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 2125824 * nB, act + 2002944 * nB, P + 69528, B, 120, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 675840 * nB, act + 774144 * nB, P + 69528, B, 120, 32, 32, 48, 1, 1, 0);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2174976 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 2125824 * nB, P + 75288, P + 75336, B, 48, 1024, 0.1, 1e-05, nB * 1056768);
+        FN(rt_bn_relu_forward_train)(ctx, act + 774144 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 675840 * nB, P + 75288, P + 75336, B, 48, 1024, 0.1, 1e-05, nB * 1056768);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2174976 * nB, act + 2125824 * nB, P + 75288, P + 75336, buf + 2064, buf + 2112, B, 48, 1024, 1e-05, nB * 1056768);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 774144 * nB, act + 675840 * nB, P + 75288, P + 75336, buf + 2064, buf + 2112, B, 48, 1024, 1e-05, nB * 1056768);
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 2174976 * nB, P + 75384, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 774144 * nB, P + 75384, B, 48, 32, 32, 12, 3, 1, 1);
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x32x32 -> 132x32x32 */
-    {
-        const T *const xs[2] = { act + 1880064 * nB, act + 147456 * nB };
-        const int cs[2] = { 120, 12 };
-        FN(rt_concat_forward)(ctx, act + 2224128 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..119: stage1.step7.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 120, 221184);   /* channels 120..131: stage1.step8.grad.conv1 */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x32x32 -> 132x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2359296 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 2224128 * nB, P + 80568, P + 80700, B, 132, 1024, 0.1, 1e-05, nB * 1105920);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 774144 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 98304 * nB, P + 80568, P + 80700, B, 132, 1024, 0.1, 1e-05, nB * 1105920, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2359296 * nB, act + 2224128 * nB, P + 80568, P + 80700, buf + 2160, buf + 2292, B, 132, 1024, 1e-05, nB * 1105920);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 774144 * nB, act + 98304 * nB, P + 80568, P + 80700, buf + 2160, buf + 2292, B, 132, 1024, 1e-05, nB * 1105920, 221184);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x32x32 -> 132x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 2494464 * nB, act + 2359296 * nB, P + 80832, B, 132, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 909312 * nB, act + 774144 * nB, P + 80832, B, 132, 32, 32, 48, 1, 1, 0);
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2543616 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 2494464 * nB, P + 87168, P + 87216, B, 48, 1024, 0.1, 1e-05, nB * 1241088);
+        FN(rt_bn_relu_forward_train)(ctx, act + 774144 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 909312 * nB, P + 87168, P + 87216, B, 48, 1024, 0.1, 1e-05, nB * 1241088);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2543616 * nB, act + 2494464 * nB, P + 87168, P + 87216, buf + 2424, buf + 2472, B, 48, 1024, 1e-05, nB * 1241088);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 774144 * nB, act + 909312 * nB, P + 87168, P + 87216, buf + 2424, buf + 2472, B, 48, 1024, 1e-05, nB * 1241088);
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 2543616 * nB, P + 87264, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 774144 * nB, P + 87264, B, 48, 32, 32, 12, 3, 1, 1);
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x32x32 -> 144x32x32 */
-    {
-        const T *const xs[2] = { act + 2224128 * nB, act + 147456 * nB };
-        const int cs[2] = { 132, 12 };
-        FN(rt_concat_forward)(ctx, act + 2592768 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..131: stage1.step8.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 132, 221184);   /* channels 132..143: stage1.step9.grad.conv1 */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x32x32 -> 144x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2740224 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 2592768 * nB, P + 92448, P + 92592, B, 144, 1024, 0.1, 1e-05, nB * 1290240);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 958464 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 98304 * nB, P + 92448, P + 92592, B, 144, 1024, 0.1, 1e-05, nB * 1290240, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2740224 * nB, act + 2592768 * nB, P + 92448, P + 92592, buf + 2520, buf + 2664, B, 144, 1024, 1e-05, nB * 1290240);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 958464 * nB, act + 98304 * nB, P + 92448, P + 92592, buf + 2520, buf + 2664, B, 144, 1024, 1e-05, nB * 1290240, 221184);
 }
 
 /* Forward, part 4 of 15. */
@@ -1072,91 +1042,82 @@ static void FN(forward_4)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x32x32 -> 144x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 2887680 * nB, act + 2740224 * nB, P + 92736, B, 144, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 774144 * nB, act + 958464 * nB, P + 92736, B, 144, 32, 32, 48, 1, 1, 0);
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2936832 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 2887680 * nB, P + 99648, P + 99696, B, 48, 1024, 0.1, 1e-05, nB * 1437696);
+        FN(rt_bn_relu_forward_train)(ctx, act + 823296 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 774144 * nB, P + 99648, P + 99696, B, 48, 1024, 0.1, 1e-05, nB * 1437696);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2936832 * nB, act + 2887680 * nB, P + 99648, P + 99696, buf + 2808, buf + 2856, B, 48, 1024, 1e-05, nB * 1437696);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 823296 * nB, act + 774144 * nB, P + 99648, P + 99696, buf + 2808, buf + 2856, B, 48, 1024, 1e-05, nB * 1437696);
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 2936832 * nB, P + 99744, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 823296 * nB, P + 99744, B, 48, 32, 32, 12, 3, 1, 1);
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x32x32 -> 156x32x32 */
-    {
-        const T *const xs[2] = { act + 2592768 * nB, act + 147456 * nB };
-        const int cs[2] = { 144, 12 };
-        FN(rt_concat_forward)(ctx, act + 2985984 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..143: stage1.step9.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 144, 221184);   /* channels 144..155: stage1.step10.grad.conv1 */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x32x32 -> 156x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 3145728 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 2985984 * nB, P + 104928, P + 105084, B, 156, 1024, 0.1, 1e-05, nB * 1486848);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 958464 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 98304 * nB, P + 104928, P + 105084, B, 156, 1024, 0.1, 1e-05, nB * 1486848, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 3145728 * nB, act + 2985984 * nB, P + 104928, P + 105084, buf + 2904, buf + 3060, B, 156, 1024, 1e-05, nB * 1486848);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 958464 * nB, act + 98304 * nB, P + 104928, P + 105084, buf + 2904, buf + 3060, B, 156, 1024, 1e-05, nB * 1486848, 221184);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x32x32 -> 156x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 3305472 * nB, act + 3145728 * nB, P + 105240, B, 156, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 823296 * nB, act + 958464 * nB, P + 105240, B, 156, 32, 32, 48, 1, 1, 0);
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 3354624 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 3305472 * nB, P + 112728, P + 112776, B, 48, 1024, 0.1, 1e-05, nB * 1646592);
+        FN(rt_bn_relu_forward_train)(ctx, act + 958464 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 823296 * nB, P + 112728, P + 112776, B, 48, 1024, 0.1, 1e-05, nB * 1646592);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 3354624 * nB, act + 3305472 * nB, P + 112728, P + 112776, buf + 3216, buf + 3264, B, 48, 1024, 1e-05, nB * 1646592);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 958464 * nB, act + 823296 * nB, P + 112728, P + 112776, buf + 3216, buf + 3264, B, 48, 1024, 1e-05, nB * 1646592);
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 3354624 * nB, P + 112824, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 958464 * nB, P + 112824, B, 48, 32, 32, 12, 3, 1, 1);
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x32x32 -> 168x32x32 */
-    {
-        const T *const xs[2] = { act + 2985984 * nB, act + 147456 * nB };
-        const int cs[2] = { 156, 12 };
-        FN(rt_concat_forward)(ctx, act + 3403776 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..155: stage1.step10.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 156, 221184);   /* channels 156..167: stage1.step11.grad.conv1 */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x32x32 -> 168x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 3575808 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 3403776 * nB, P + 118008, P + 118176, B, 168, 1024, 0.1, 1e-05, nB * 1695744);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 958464 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 98304 * nB, P + 118008, P + 118176, B, 168, 1024, 0.1, 1e-05, nB * 1695744, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 3575808 * nB, act + 3403776 * nB, P + 118008, P + 118176, buf + 3312, buf + 3480, B, 168, 1024, 1e-05, nB * 1695744);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 958464 * nB, act + 98304 * nB, P + 118008, P + 118176, buf + 3312, buf + 3480, B, 168, 1024, 1e-05, nB * 1695744, 221184);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x32x32 -> 168x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 3747840 * nB, act + 3575808 * nB, P + 118344, B, 168, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1130496 * nB, act + 958464 * nB, P + 118344, B, 168, 32, 32, 48, 1, 1, 0);
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 3796992 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 3747840 * nB, P + 126408, P + 126456, B, 48, 1024, 0.1, 1e-05, nB * 1867776);
+        FN(rt_bn_relu_forward_train)(ctx, act + 958464 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 1130496 * nB, P + 126408, P + 126456, B, 48, 1024, 0.1, 1e-05, nB * 1867776);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 3796992 * nB, act + 3747840 * nB, P + 126408, P + 126456, buf + 3648, buf + 3696, B, 48, 1024, 1e-05, nB * 1867776);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 958464 * nB, act + 1130496 * nB, P + 126408, P + 126456, buf + 3648, buf + 3696, B, 48, 1024, 1e-05, nB * 1867776);
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 3796992 * nB, P + 126504, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 958464 * nB, P + 126504, B, 48, 32, 32, 12, 3, 1, 1);
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x32x32 -> 180x32x32 */
-    {
-        const T *const xs[2] = { act + 3403776 * nB, act + 147456 * nB };
-        const int cs[2] = { 168, 12 };
-        FN(rt_concat_forward)(ctx, act + 3846144 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..167: stage1.step11.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 168, 221184);   /* channels 168..179: stage1.step12.grad.conv1 */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x32x32 -> 180x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4030464 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 3846144 * nB, P + 131688, P + 131868, B, 180, 1024, 0.1, 1e-05, nB * 1916928);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1179648 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 98304 * nB, P + 131688, P + 131868, B, 180, 1024, 0.1, 1e-05, nB * 1916928, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4030464 * nB, act + 3846144 * nB, P + 131688, P + 131868, buf + 3744, buf + 3924, B, 180, 1024, 1e-05, nB * 1916928);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 131688, P + 131868, buf + 3744, buf + 3924, B, 180, 1024, 1e-05, nB * 1916928, 221184);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x32x32 -> 180x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 4214784 * nB, act + 4030464 * nB, P + 132048, B, 180, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 958464 * nB, act + 1179648 * nB, P + 132048, B, 180, 32, 32, 48, 1, 1, 0);
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4263936 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 4214784 * nB, P + 140688, P + 140736, B, 48, 1024, 0.1, 1e-05, nB * 2101248);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1007616 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 958464 * nB, P + 140688, P + 140736, B, 48, 1024, 0.1, 1e-05, nB * 2101248);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4263936 * nB, act + 4214784 * nB, P + 140688, P + 140736, buf + 4104, buf + 4152, B, 48, 1024, 1e-05, nB * 2101248);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1007616 * nB, act + 958464 * nB, P + 140688, P + 140736, buf + 4104, buf + 4152, B, 48, 1024, 1e-05, nB * 2101248);
 }
 
 /* Forward, part 5 of 15. */
@@ -1165,88 +1126,79 @@ static void FN(forward_5)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 4263936 * nB, P + 140784, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 1007616 * nB, P + 140784, B, 48, 32, 32, 12, 3, 1, 1);
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x32x32 -> 192x32x32 */
-    {
-        const T *const xs[2] = { act + 3846144 * nB, act + 147456 * nB };
-        const int cs[2] = { 180, 12 };
-        FN(rt_concat_forward)(ctx, act + 4313088 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..179: stage1.step12.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 180, 221184);   /* channels 180..191: stage1.step13.grad.conv1 */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x32x32 -> 192x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4509696 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 4313088 * nB, P + 145968, P + 146160, B, 192, 1024, 0.1, 1e-05, nB * 2150400);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1179648 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 98304 * nB, P + 145968, P + 146160, B, 192, 1024, 0.1, 1e-05, nB * 2150400, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4509696 * nB, act + 4313088 * nB, P + 145968, P + 146160, buf + 4200, buf + 4392, B, 192, 1024, 1e-05, nB * 2150400);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 145968, P + 146160, buf + 4200, buf + 4392, B, 192, 1024, 1e-05, nB * 2150400, 221184);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x32x32 -> 192x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 4706304 * nB, act + 4509696 * nB, P + 146352, B, 192, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1007616 * nB, act + 1179648 * nB, P + 146352, B, 192, 32, 32, 48, 1, 1, 0);
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4755456 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 4706304 * nB, P + 155568, P + 155616, B, 48, 1024, 0.1, 1e-05, nB * 2347008);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1056768 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 1007616 * nB, P + 155568, P + 155616, B, 48, 1024, 0.1, 1e-05, nB * 2347008);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4755456 * nB, act + 4706304 * nB, P + 155568, P + 155616, buf + 4584, buf + 4632, B, 48, 1024, 1e-05, nB * 2347008);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1056768 * nB, act + 1007616 * nB, P + 155568, P + 155616, buf + 4584, buf + 4632, B, 48, 1024, 1e-05, nB * 2347008);
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 4755456 * nB, P + 155664, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 1056768 * nB, P + 155664, B, 48, 32, 32, 12, 3, 1, 1);
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x32x32 -> 204x32x32 */
-    {
-        const T *const xs[2] = { act + 4313088 * nB, act + 147456 * nB };
-        const int cs[2] = { 192, 12 };
-        FN(rt_concat_forward)(ctx, act + 4804608 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..191: stage1.step13.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 192, 221184);   /* channels 192..203: stage1.step14.grad.conv1 */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x32x32 -> 204x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5013504 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 4804608 * nB, P + 160848, P + 161052, B, 204, 1024, 0.1, 1e-05, nB * 2396160);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1179648 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 98304 * nB, P + 160848, P + 161052, B, 204, 1024, 0.1, 1e-05, nB * 2396160, 221184);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5013504 * nB, act + 4804608 * nB, P + 160848, P + 161052, buf + 4680, buf + 4884, B, 204, 1024, 1e-05, nB * 2396160);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 160848, P + 161052, buf + 4680, buf + 4884, B, 204, 1024, 1e-05, nB * 2396160, 221184);
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x32x32 -> 204x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 204x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 5222400 * nB, act + 5013504 * nB, P + 161256, B, 204, 32, 32, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1056768 * nB, act + 1179648 * nB, P + 161256, B, 204, 32, 32, 48, 1, 1, 0);
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5271552 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 5222400 * nB, P + 171048, P + 171096, B, 48, 1024, 0.1, 1e-05, nB * 2605056);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1179648 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 1056768 * nB, P + 171048, P + 171096, B, 48, 1024, 0.1, 1e-05, nB * 2605056);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5271552 * nB, act + 5222400 * nB, P + 171048, P + 171096, buf + 5088, buf + 5136, B, 48, 1024, 1e-05, nB * 2605056);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1179648 * nB, act + 1056768 * nB, P + 171048, P + 171096, buf + 5088, buf + 5136, B, 48, 1024, 1e-05, nB * 2605056);
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 5271552 * nB, P + 171144, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 1179648 * nB, P + 171144, B, 48, 32, 32, 12, 3, 1, 1);
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x32x32 -> 216x32x32 */
-    {
-        const T *const xs[2] = { act + 4804608 * nB, act + 147456 * nB };
-        const int cs[2] = { 204, 12 };
-        FN(rt_concat_forward)(ctx, act + 5320704 * nB, 2, xs, cs, B, 1024);
-    }
+    /* channels 0..203: stage1.step14.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 204, 221184);   /* channels 204..215: stage1.step15.grad.conv1 */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x32x32 -> 216x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5541888 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 5320704 * nB, P + 176328, P + 176544, B, 216, 1024, 0.1, 1e-05, nB * 2654208);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1179648 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 98304 * nB, P + 176328, P + 176544, B, 216, 1024, 0.1, 1e-05, nB * 2654208);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5541888 * nB, act + 5320704 * nB, P + 176328, P + 176544, buf + 5184, buf + 5400, B, 216, 1024, 1e-05, nB * 2654208);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 176328, P + 176544, buf + 5184, buf + 5400, B, 216, 1024, 1e-05, nB * 2654208);
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x32x32 -> 216x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 116 trans1.conv0 = conv(trans1.relu0): 216x32x32 -> 108x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 5763072 * nB, act + 5541888 * nB, P + 176760, B, 216, 32, 32, 108, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1400832 * nB, act + 1179648 * nB, P + 176760, B, 216, 32, 32, 108, 1, 1, 0);
     /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x32x32 -> 108x16x16 */
-    FN(rt_avgpool_forward)(ctx, act + 5873664 * nB, act + 5763072 * nB, B, 108, 32, 32, 2, 2);
+    FN(rt_avgpool_forward)(ctx, act + 319488 * nB, act + 1400832 * nB, B, 108, 32, 32, 2, 2);
     /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x16x16 -> 108x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5763072 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 5873664 * nB, P + 200088, P + 200196, B, 108, 256, 0.1, 1e-05, nB * 2875392);
+        FN(rt_bn_relu_forward_train)(ctx, act + 872448 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 319488 * nB, P + 200088, P + 200196, B, 108, 256, 0.1, 1e-05, nB * 2875392);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5763072 * nB, act + 5873664 * nB, P + 200088, P + 200196, buf + 5616, buf + 5724, B, 108, 256, 1e-05, nB * 2875392);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 872448 * nB, act + 319488 * nB, P + 200088, P + 200196, buf + 5616, buf + 5724, B, 108, 256, 1e-05, nB * 2875392);
     /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x16x16 -> 108x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 147456 * nB, act + 5763072 * nB, P + 200304, B, 108, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 872448 * nB, P + 200304, B, 108, 16, 16, 48, 1, 1, 0);
 }
 
 /* Forward, part 6 of 15. */
@@ -1255,91 +1207,82 @@ static void FN(forward_6)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5790720 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 147456 * nB, P + 205488, P + 205536, B, 48, 256, 0.1, 1e-05, nB * 2903040);
+        FN(rt_bn_relu_forward_train)(ctx, act + 36864 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 24576 * nB, P + 205488, P + 205536, B, 48, 256, 0.1, 1e-05, nB * 2903040);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5790720 * nB, act + 147456 * nB, P + 205488, P + 205536, buf + 5832, buf + 5880, B, 48, 256, 1e-05, nB * 2903040);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 36864 * nB, act + 24576 * nB, P + 205488, P + 205536, buf + 5832, buf + 5880, B, 48, 256, 1e-05, nB * 2903040);
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 5790720 * nB, P + 205584, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 36864 * nB, P + 205584, B, 48, 16, 16, 12, 3, 1, 1);
     /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x16x16 -> 120x16x16 */
-    {
-        const T *const xs[2] = { act + 5873664 * nB, act + 5803008 * nB };
-        const int cs[2] = { 108, 12 };
-        FN(rt_concat_forward)(ctx, act + 5806080 * nB, 2, xs, cs, B, 256);
-    }
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 319488 * nB, B, 108, 256, 0, 76800);   /* channels 0..107: trans1.avgpool0 */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 108, 76800);   /* channels 108..119: stage2.step0.grad.conv1 */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x16x16 -> 120x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5836800 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 5806080 * nB, P + 210768, P + 210888, B, 120, 256, 0.1, 1e-05, nB * 2915328);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 872448 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 1179648 * nB, P + 210768, P + 210888, B, 120, 256, 0.1, 1e-05, nB * 2915328, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5836800 * nB, act + 5806080 * nB, P + 210768, P + 210888, buf + 5928, buf + 6048, B, 120, 256, 1e-05, nB * 2915328);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 872448 * nB, act + 1179648 * nB, P + 210768, P + 210888, buf + 5928, buf + 6048, B, 120, 256, 1e-05, nB * 2915328, 76800);
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x16x16 -> 120x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5901312 * nB, act + 5836800 * nB, P + 211008, B, 120, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 36864 * nB, act + 872448 * nB, P + 211008, B, 120, 16, 16, 48, 1, 1, 0);
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5913600 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 5901312 * nB, P + 216768, P + 216816, B, 48, 256, 0.1, 1e-05, nB * 2946048);
+        FN(rt_bn_relu_forward_train)(ctx, act + 552960 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 36864 * nB, P + 216768, P + 216816, B, 48, 256, 0.1, 1e-05, nB * 2946048);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5913600 * nB, act + 5901312 * nB, P + 216768, P + 216816, buf + 6168, buf + 6216, B, 48, 256, 1e-05, nB * 2946048);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 552960 * nB, act + 36864 * nB, P + 216768, P + 216816, buf + 6168, buf + 6216, B, 48, 256, 1e-05, nB * 2946048);
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 5913600 * nB, P + 216864, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 552960 * nB, P + 216864, B, 48, 16, 16, 12, 3, 1, 1);
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x16x16 -> 132x16x16 */
-    {
-        const T *const xs[2] = { act + 5806080 * nB, act + 5803008 * nB };
-        const int cs[2] = { 120, 12 };
-        FN(rt_concat_forward)(ctx, act + 5925888 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..119: stage2.step0.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 120, 76800);   /* channels 120..131: stage2.step1.grad.conv1 */
     /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x16x16 -> 132x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5959680 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 5925888 * nB, P + 222048, P + 222180, B, 132, 256, 0.1, 1e-05, nB * 2958336);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 872448 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 1179648 * nB, P + 222048, P + 222180, B, 132, 256, 0.1, 1e-05, nB * 2958336, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5959680 * nB, act + 5925888 * nB, P + 222048, P + 222180, buf + 6264, buf + 6396, B, 132, 256, 1e-05, nB * 2958336);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 872448 * nB, act + 1179648 * nB, P + 222048, P + 222180, buf + 6264, buf + 6396, B, 132, 256, 1e-05, nB * 2958336, 76800);
     /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x16x16 -> 132x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5993472 * nB, act + 5959680 * nB, P + 222312, B, 132, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 552960 * nB, act + 872448 * nB, P + 222312, B, 132, 16, 16, 48, 1, 1, 0);
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6005760 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 5993472 * nB, P + 228648, P + 228696, B, 48, 256, 0.1, 1e-05, nB * 2992128);
+        FN(rt_bn_relu_forward_train)(ctx, act + 565248 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 552960 * nB, P + 228648, P + 228696, B, 48, 256, 0.1, 1e-05, nB * 2992128);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6005760 * nB, act + 5993472 * nB, P + 228648, P + 228696, buf + 6528, buf + 6576, B, 48, 256, 1e-05, nB * 2992128);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 565248 * nB, act + 552960 * nB, P + 228648, P + 228696, buf + 6528, buf + 6576, B, 48, 256, 1e-05, nB * 2992128);
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 6005760 * nB, P + 228744, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 565248 * nB, P + 228744, B, 48, 16, 16, 12, 3, 1, 1);
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x16x16 -> 144x16x16 */
-    {
-        const T *const xs[2] = { act + 5925888 * nB, act + 5803008 * nB };
-        const int cs[2] = { 132, 12 };
-        FN(rt_concat_forward)(ctx, act + 6018048 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..131: stage2.step1.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 132, 76800);   /* channels 132..143: stage2.step2.grad.conv1 */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x16x16 -> 144x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6054912 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 6018048 * nB, P + 233928, P + 234072, B, 144, 256, 0.1, 1e-05, nB * 3004416);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 872448 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 1179648 * nB, P + 233928, P + 234072, B, 144, 256, 0.1, 1e-05, nB * 3004416, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6054912 * nB, act + 6018048 * nB, P + 233928, P + 234072, buf + 6624, buf + 6768, B, 144, 256, 1e-05, nB * 3004416);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 872448 * nB, act + 1179648 * nB, P + 233928, P + 234072, buf + 6624, buf + 6768, B, 144, 256, 1e-05, nB * 3004416, 76800);
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x16x16 -> 144x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 6091776 * nB, act + 6054912 * nB, P + 234216, B, 144, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 565248 * nB, act + 872448 * nB, P + 234216, B, 144, 16, 16, 48, 1, 1, 0);
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6104064 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 6091776 * nB, P + 241128, P + 241176, B, 48, 256, 0.1, 1e-05, nB * 3041280);
+        FN(rt_bn_relu_forward_train)(ctx, act + 872448 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 565248 * nB, P + 241128, P + 241176, B, 48, 256, 0.1, 1e-05, nB * 3041280);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6104064 * nB, act + 6091776 * nB, P + 241128, P + 241176, buf + 6912, buf + 6960, B, 48, 256, 1e-05, nB * 3041280);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 872448 * nB, act + 565248 * nB, P + 241128, P + 241176, buf + 6912, buf + 6960, B, 48, 256, 1e-05, nB * 3041280);
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 6104064 * nB, P + 241224, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 872448 * nB, P + 241224, B, 48, 16, 16, 12, 3, 1, 1);
 }
 
 /* Forward, part 7 of 15. */
@@ -1348,93 +1291,81 @@ static void FN(forward_7)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x16x16 -> 156x16x16 */
-    {
-        const T *const xs[2] = { act + 6018048 * nB, act + 5803008 * nB };
-        const int cs[2] = { 144, 12 };
-        FN(rt_concat_forward)(ctx, act + 6116352 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..143: stage2.step2.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 144, 76800);   /* channels 144..155: stage2.step3.grad.conv1 */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x16x16 -> 156x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6156288 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 6116352 * nB, P + 246408, P + 246564, B, 156, 256, 0.1, 1e-05, nB * 3053568);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 1179648 * nB, P + 246408, P + 246564, B, 156, 256, 0.1, 1e-05, nB * 3053568, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6156288 * nB, act + 6116352 * nB, P + 246408, P + 246564, buf + 7008, buf + 7164, B, 156, 256, 1e-05, nB * 3053568);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 246408, P + 246564, buf + 7008, buf + 7164, B, 156, 256, 1e-05, nB * 3053568, 76800);
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x16x16 -> 156x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 6196224 * nB, act + 6156288 * nB, P + 246720, B, 156, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 872448 * nB, act + 1256448 * nB, P + 246720, B, 156, 16, 16, 48, 1, 1, 0);
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6208512 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 6196224 * nB, P + 254208, P + 254256, B, 48, 256, 0.1, 1e-05, nB * 3093504);
+        FN(rt_bn_relu_forward_train)(ctx, act + 884736 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 872448 * nB, P + 254208, P + 254256, B, 48, 256, 0.1, 1e-05, nB * 3093504);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6208512 * nB, act + 6196224 * nB, P + 254208, P + 254256, buf + 7320, buf + 7368, B, 48, 256, 1e-05, nB * 3093504);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 884736 * nB, act + 872448 * nB, P + 254208, P + 254256, buf + 7320, buf + 7368, B, 48, 256, 1e-05, nB * 3093504);
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 6208512 * nB, P + 254304, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 884736 * nB, P + 254304, B, 48, 16, 16, 12, 3, 1, 1);
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x16x16 -> 168x16x16 */
-    {
-        const T *const xs[2] = { act + 6116352 * nB, act + 5803008 * nB };
-        const int cs[2] = { 156, 12 };
-        FN(rt_concat_forward)(ctx, act + 6220800 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..155: stage2.step3.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 156, 76800);   /* channels 156..167: stage2.step4.grad.conv1 */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x16x16 -> 168x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6263808 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 6220800 * nB, P + 259488, P + 259656, B, 168, 256, 0.1, 1e-05, nB * 3105792);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 1179648 * nB, P + 259488, P + 259656, B, 168, 256, 0.1, 1e-05, nB * 3105792, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6263808 * nB, act + 6220800 * nB, P + 259488, P + 259656, buf + 7416, buf + 7584, B, 168, 256, 1e-05, nB * 3105792);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 259488, P + 259656, buf + 7416, buf + 7584, B, 168, 256, 1e-05, nB * 3105792, 76800);
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x16x16 -> 168x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 6306816 * nB, act + 6263808 * nB, P + 259824, B, 168, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 884736 * nB, act + 1256448 * nB, P + 259824, B, 168, 16, 16, 48, 1, 1, 0);
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6319104 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 6306816 * nB, P + 267888, P + 267936, B, 48, 256, 0.1, 1e-05, nB * 3148800);
+        FN(rt_bn_relu_forward_train)(ctx, act + 897024 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 884736 * nB, P + 267888, P + 267936, B, 48, 256, 0.1, 1e-05, nB * 3148800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6319104 * nB, act + 6306816 * nB, P + 267888, P + 267936, buf + 7752, buf + 7800, B, 48, 256, 1e-05, nB * 3148800);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 897024 * nB, act + 884736 * nB, P + 267888, P + 267936, buf + 7752, buf + 7800, B, 48, 256, 1e-05, nB * 3148800);
     /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 6319104 * nB, P + 267984, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 897024 * nB, P + 267984, B, 48, 16, 16, 12, 3, 1, 1);
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x16x16 -> 180x16x16 */
-    {
-        const T *const xs[2] = { act + 6220800 * nB, act + 5803008 * nB };
-        const int cs[2] = { 168, 12 };
-        FN(rt_concat_forward)(ctx, act + 6331392 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..167: stage2.step4.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 168, 76800);   /* channels 168..179: stage2.step5.grad.conv1 */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x16x16 -> 180x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6377472 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 6331392 * nB, P + 273168, P + 273348, B, 180, 256, 0.1, 1e-05, nB * 3161088);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 1179648 * nB, P + 273168, P + 273348, B, 180, 256, 0.1, 1e-05, nB * 3161088, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6377472 * nB, act + 6331392 * nB, P + 273168, P + 273348, buf + 7848, buf + 8028, B, 180, 256, 1e-05, nB * 3161088);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 273168, P + 273348, buf + 7848, buf + 8028, B, 180, 256, 1e-05, nB * 3161088, 76800);
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x16x16 -> 180x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 6423552 * nB, act + 6377472 * nB, P + 273528, B, 180, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 897024 * nB, act + 1256448 * nB, P + 273528, B, 180, 16, 16, 48, 1, 1, 0);
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6435840 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 6423552 * nB, P + 282168, P + 282216, B, 48, 256, 0.1, 1e-05, nB * 3207168);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1105920 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 897024 * nB, P + 282168, P + 282216, B, 48, 256, 0.1, 1e-05, nB * 3207168);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6435840 * nB, act + 6423552 * nB, P + 282168, P + 282216, buf + 8208, buf + 8256, B, 48, 256, 1e-05, nB * 3207168);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1105920 * nB, act + 897024 * nB, P + 282168, P + 282216, buf + 8208, buf + 8256, B, 48, 256, 1e-05, nB * 3207168);
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 6435840 * nB, P + 282264, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1105920 * nB, P + 282264, B, 48, 16, 16, 12, 3, 1, 1);
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x16x16 -> 192x16x16 */
-    {
-        const T *const xs[2] = { act + 6331392 * nB, act + 5803008 * nB };
-        const int cs[2] = { 180, 12 };
-        FN(rt_concat_forward)(ctx, act + 6448128 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..179: stage2.step5.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 180, 76800);   /* channels 180..191: stage2.step6.grad.conv1 */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x16x16 -> 192x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6497280 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 6448128 * nB, P + 287448, P + 287640, B, 192, 256, 0.1, 1e-05, nB * 3219456);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 1179648 * nB, P + 287448, P + 287640, B, 192, 256, 0.1, 1e-05, nB * 3219456, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6497280 * nB, act + 6448128 * nB, P + 287448, P + 287640, buf + 8304, buf + 8496, B, 192, 256, 1e-05, nB * 3219456);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 287448, P + 287640, buf + 8304, buf + 8496, B, 192, 256, 1e-05, nB * 3219456, 76800);
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x16x16 -> 192x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -1445,89 +1376,80 @@ static void FN(forward_8)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 6546432 * nB, act + 6497280 * nB, P + 287832, B, 192, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1105920 * nB, act + 1256448 * nB, P + 287832, B, 192, 16, 16, 48, 1, 1, 0);
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6558720 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 6546432 * nB, P + 297048, P + 297096, B, 48, 256, 0.1, 1e-05, nB * 3268608);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1118208 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 1105920 * nB, P + 297048, P + 297096, B, 48, 256, 0.1, 1e-05, nB * 3268608);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6558720 * nB, act + 6546432 * nB, P + 297048, P + 297096, buf + 8688, buf + 8736, B, 48, 256, 1e-05, nB * 3268608);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1118208 * nB, act + 1105920 * nB, P + 297048, P + 297096, buf + 8688, buf + 8736, B, 48, 256, 1e-05, nB * 3268608);
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 6558720 * nB, P + 297144, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1118208 * nB, P + 297144, B, 48, 16, 16, 12, 3, 1, 1);
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x16x16 -> 204x16x16 */
-    {
-        const T *const xs[2] = { act + 6448128 * nB, act + 5803008 * nB };
-        const int cs[2] = { 192, 12 };
-        FN(rt_concat_forward)(ctx, act + 6571008 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..191: stage2.step6.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 192, 76800);   /* channels 192..203: stage2.step7.grad.conv1 */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x16x16 -> 204x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6623232 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 6571008 * nB, P + 302328, P + 302532, B, 204, 256, 0.1, 1e-05, nB * 3280896);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 1179648 * nB, P + 302328, P + 302532, B, 204, 256, 0.1, 1e-05, nB * 3280896, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6623232 * nB, act + 6571008 * nB, P + 302328, P + 302532, buf + 8784, buf + 8988, B, 204, 256, 1e-05, nB * 3280896);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 302328, P + 302532, buf + 8784, buf + 8988, B, 204, 256, 1e-05, nB * 3280896, 76800);
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x16x16 -> 204x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 6675456 * nB, act + 6623232 * nB, P + 302736, B, 204, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1118208 * nB, act + 1256448 * nB, P + 302736, B, 204, 16, 16, 48, 1, 1, 0);
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6687744 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 6675456 * nB, P + 312528, P + 312576, B, 48, 256, 0.1, 1e-05, nB * 3333120);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1256448 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 1118208 * nB, P + 312528, P + 312576, B, 48, 256, 0.1, 1e-05, nB * 3333120);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6687744 * nB, act + 6675456 * nB, P + 312528, P + 312576, buf + 9192, buf + 9240, B, 48, 256, 1e-05, nB * 3333120);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1256448 * nB, act + 1118208 * nB, P + 312528, P + 312576, buf + 9192, buf + 9240, B, 48, 256, 1e-05, nB * 3333120);
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 6687744 * nB, P + 312624, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1256448 * nB, P + 312624, B, 48, 16, 16, 12, 3, 1, 1);
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x16x16 -> 216x16x16 */
-    {
-        const T *const xs[2] = { act + 6571008 * nB, act + 5803008 * nB };
-        const int cs[2] = { 204, 12 };
-        FN(rt_concat_forward)(ctx, act + 6700032 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..203: stage2.step7.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 204, 76800);   /* channels 204..215: stage2.step8.grad.conv1 */
     /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x16x16 -> 216x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6755328 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 6700032 * nB, P + 317808, P + 318024, B, 216, 256, 0.1, 1e-05, nB * 3345408);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 1179648 * nB, P + 317808, P + 318024, B, 216, 256, 0.1, 1e-05, nB * 3345408, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6755328 * nB, act + 6700032 * nB, P + 317808, P + 318024, buf + 9288, buf + 9504, B, 216, 256, 1e-05, nB * 3345408);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 317808, P + 318024, buf + 9288, buf + 9504, B, 216, 256, 1e-05, nB * 3345408, 76800);
     /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x16x16 -> 216x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 6810624 * nB, act + 6755328 * nB, P + 318240, B, 216, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1311744 * nB, act + 1256448 * nB, P + 318240, B, 216, 16, 16, 48, 1, 1, 0);
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6822912 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 6810624 * nB, P + 328608, P + 328656, B, 48, 256, 0.1, 1e-05, nB * 3400704);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1256448 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 1311744 * nB, P + 328608, P + 328656, B, 48, 256, 0.1, 1e-05, nB * 3400704);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6822912 * nB, act + 6810624 * nB, P + 328608, P + 328656, buf + 9720, buf + 9768, B, 48, 256, 1e-05, nB * 3400704);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1256448 * nB, act + 1311744 * nB, P + 328608, P + 328656, buf + 9720, buf + 9768, B, 48, 256, 1e-05, nB * 3400704);
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 6822912 * nB, P + 328704, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1256448 * nB, P + 328704, B, 48, 16, 16, 12, 3, 1, 1);
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x16x16 -> 228x16x16 */
-    {
-        const T *const xs[2] = { act + 6700032 * nB, act + 5803008 * nB };
-        const int cs[2] = { 216, 12 };
-        FN(rt_concat_forward)(ctx, act + 6835200 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..215: stage2.step8.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 216, 76800);   /* channels 216..227: stage2.step9.grad.conv1 */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x16x16 -> 228x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6893568 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 6835200 * nB, P + 333888, P + 334116, B, 228, 256, 0.1, 1e-05, nB * 3412992);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1324032 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 1179648 * nB, P + 333888, P + 334116, B, 228, 256, 0.1, 1e-05, nB * 3412992, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6893568 * nB, act + 6835200 * nB, P + 333888, P + 334116, buf + 9816, buf + 10044, B, 228, 256, 1e-05, nB * 3412992);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 333888, P + 334116, buf + 9816, buf + 10044, B, 228, 256, 1e-05, nB * 3412992, 76800);
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x16x16 -> 228x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 6951936 * nB, act + 6893568 * nB, P + 334344, B, 228, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1256448 * nB, act + 1324032 * nB, P + 334344, B, 228, 16, 16, 48, 1, 1, 0);
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6964224 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 6951936 * nB, P + 345288, P + 345336, B, 48, 256, 0.1, 1e-05, nB * 3471360);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1268736 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 1256448 * nB, P + 345288, P + 345336, B, 48, 256, 0.1, 1e-05, nB * 3471360);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6964224 * nB, act + 6951936 * nB, P + 345288, P + 345336, buf + 10272, buf + 10320, B, 48, 256, 1e-05, nB * 3471360);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1268736 * nB, act + 1256448 * nB, P + 345288, P + 345336, buf + 10272, buf + 10320, B, 48, 256, 1e-05, nB * 3471360);
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -1538,95 +1460,83 @@ static void FN(forward_9)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 6964224 * nB, P + 345384, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1268736 * nB, P + 345384, B, 48, 16, 16, 12, 3, 1, 1);
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x16x16 -> 240x16x16 */
-    {
-        const T *const xs[2] = { act + 6835200 * nB, act + 5803008 * nB };
-        const int cs[2] = { 228, 12 };
-        FN(rt_concat_forward)(ctx, act + 6976512 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..227: stage2.step9.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 228, 76800);   /* channels 228..239: stage2.step10.grad.conv1 */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x16x16 -> 240x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7037952 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 6976512 * nB, P + 350568, P + 350808, B, 240, 256, 0.1, 1e-05, nB * 3483648);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1324032 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 1179648 * nB, P + 350568, P + 350808, B, 240, 256, 0.1, 1e-05, nB * 3483648, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7037952 * nB, act + 6976512 * nB, P + 350568, P + 350808, buf + 10368, buf + 10608, B, 240, 256, 1e-05, nB * 3483648);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 350568, P + 350808, buf + 10368, buf + 10608, B, 240, 256, 1e-05, nB * 3483648, 76800);
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x16x16 -> 240x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 7099392 * nB, act + 7037952 * nB, P + 351048, B, 240, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1268736 * nB, act + 1324032 * nB, P + 351048, B, 240, 16, 16, 48, 1, 1, 0);
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7111680 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 7099392 * nB, P + 362568, P + 362616, B, 48, 256, 0.1, 1e-05, nB * 3545088);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1281024 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 1268736 * nB, P + 362568, P + 362616, B, 48, 256, 0.1, 1e-05, nB * 3545088);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7111680 * nB, act + 7099392 * nB, P + 362568, P + 362616, buf + 10848, buf + 10896, B, 48, 256, 1e-05, nB * 3545088);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1281024 * nB, act + 1268736 * nB, P + 362568, P + 362616, buf + 10848, buf + 10896, B, 48, 256, 1e-05, nB * 3545088);
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 7111680 * nB, P + 362664, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1281024 * nB, P + 362664, B, 48, 16, 16, 12, 3, 1, 1);
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x16x16 -> 252x16x16 */
-    {
-        const T *const xs[2] = { act + 6976512 * nB, act + 5803008 * nB };
-        const int cs[2] = { 240, 12 };
-        FN(rt_concat_forward)(ctx, act + 7123968 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..239: stage2.step10.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 240, 76800);   /* channels 240..251: stage2.step11.grad.conv1 */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x16x16 -> 252x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7188480 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 7123968 * nB, P + 367848, P + 368100, B, 252, 256, 0.1, 1e-05, nB * 3557376);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1324032 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 1179648 * nB, P + 367848, P + 368100, B, 252, 256, 0.1, 1e-05, nB * 3557376, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7188480 * nB, act + 7123968 * nB, P + 367848, P + 368100, buf + 10944, buf + 11196, B, 252, 256, 1e-05, nB * 3557376);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 367848, P + 368100, buf + 10944, buf + 11196, B, 252, 256, 1e-05, nB * 3557376, 76800);
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x16x16 -> 252x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 7252992 * nB, act + 7188480 * nB, P + 368352, B, 252, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1281024 * nB, act + 1324032 * nB, P + 368352, B, 252, 16, 16, 48, 1, 1, 0);
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7265280 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 7252992 * nB, P + 380448, P + 380496, B, 48, 256, 0.1, 1e-05, nB * 3621888);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1293312 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 1281024 * nB, P + 380448, P + 380496, B, 48, 256, 0.1, 1e-05, nB * 3621888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7265280 * nB, act + 7252992 * nB, P + 380448, P + 380496, buf + 11448, buf + 11496, B, 48, 256, 1e-05, nB * 3621888);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1293312 * nB, act + 1281024 * nB, P + 380448, P + 380496, buf + 11448, buf + 11496, B, 48, 256, 1e-05, nB * 3621888);
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 7265280 * nB, P + 380544, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1293312 * nB, P + 380544, B, 48, 16, 16, 12, 3, 1, 1);
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x16x16 -> 264x16x16 */
-    {
-        const T *const xs[2] = { act + 7123968 * nB, act + 5803008 * nB };
-        const int cs[2] = { 252, 12 };
-        FN(rt_concat_forward)(ctx, act + 7277568 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..251: stage2.step11.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 252, 76800);   /* channels 252..263: stage2.step12.grad.conv1 */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x16x16 -> 264x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7345152 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 7277568 * nB, P + 385728, P + 385992, B, 264, 256, 0.1, 1e-05, nB * 3634176);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1324032 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 1179648 * nB, P + 385728, P + 385992, B, 264, 256, 0.1, 1e-05, nB * 3634176, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7345152 * nB, act + 7277568 * nB, P + 385728, P + 385992, buf + 11544, buf + 11808, B, 264, 256, 1e-05, nB * 3634176);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 385728, P + 385992, buf + 11544, buf + 11808, B, 264, 256, 1e-05, nB * 3634176, 76800);
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x16x16 -> 264x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 7412736 * nB, act + 7345152 * nB, P + 386256, B, 264, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1293312 * nB, act + 1324032 * nB, P + 386256, B, 264, 16, 16, 48, 1, 1, 0);
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7425024 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 7412736 * nB, P + 398928, P + 398976, B, 48, 256, 0.1, 1e-05, nB * 3701760);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1324032 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 1293312 * nB, P + 398928, P + 398976, B, 48, 256, 0.1, 1e-05, nB * 3701760);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7425024 * nB, act + 7412736 * nB, P + 398928, P + 398976, buf + 12072, buf + 12120, B, 48, 256, 1e-05, nB * 3701760);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1324032 * nB, act + 1293312 * nB, P + 398928, P + 398976, buf + 12072, buf + 12120, B, 48, 256, 1e-05, nB * 3701760);
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 7425024 * nB, P + 399024, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1324032 * nB, P + 399024, B, 48, 16, 16, 12, 3, 1, 1);
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x16x16 -> 276x16x16 */
-    {
-        const T *const xs[2] = { act + 7277568 * nB, act + 5803008 * nB };
-        const int cs[2] = { 264, 12 };
-        FN(rt_concat_forward)(ctx, act + 7437312 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..263: stage2.step12.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 264, 76800);   /* channels 264..275: stage2.step13.grad.conv1 */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x16x16 -> 276x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7507968 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 7437312 * nB, P + 404208, P + 404484, B, 276, 256, 0.1, 1e-05, nB * 3714048);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1324032 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 1179648 * nB, P + 404208, P + 404484, B, 276, 256, 0.1, 1e-05, nB * 3714048, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7507968 * nB, act + 7437312 * nB, P + 404208, P + 404484, buf + 12168, buf + 12444, B, 276, 256, 1e-05, nB * 3714048);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 404208, P + 404484, buf + 12168, buf + 12444, B, 276, 256, 1e-05, nB * 3714048, 76800);
 }
 
 /* Forward, part 10 of 15. */
@@ -1635,88 +1545,79 @@ static void FN(forward_10)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x16x16 -> 276x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 7578624 * nB, act + 7507968 * nB, P + 404760, B, 276, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1394688 * nB, act + 1324032 * nB, P + 404760, B, 276, 16, 16, 48, 1, 1, 0);
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7590912 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 7578624 * nB, P + 418008, P + 418056, B, 48, 256, 0.1, 1e-05, nB * 3784704);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1324032 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 1394688 * nB, P + 418008, P + 418056, B, 48, 256, 0.1, 1e-05, nB * 3784704);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7590912 * nB, act + 7578624 * nB, P + 418008, P + 418056, buf + 12720, buf + 12768, B, 48, 256, 1e-05, nB * 3784704);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1324032 * nB, act + 1394688 * nB, P + 418008, P + 418056, buf + 12720, buf + 12768, B, 48, 256, 1e-05, nB * 3784704);
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 7590912 * nB, P + 418104, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1324032 * nB, P + 418104, B, 48, 16, 16, 12, 3, 1, 1);
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x16x16 -> 288x16x16 */
-    {
-        const T *const xs[2] = { act + 7437312 * nB, act + 5803008 * nB };
-        const int cs[2] = { 276, 12 };
-        FN(rt_concat_forward)(ctx, act + 7603200 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..275: stage2.step13.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 276, 76800);   /* channels 276..287: stage2.step14.grad.conv1 */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x16x16 -> 288x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7676928 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 7603200 * nB, P + 423288, P + 423576, B, 288, 256, 0.1, 1e-05, nB * 3796992);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 1179648 * nB, P + 423288, P + 423576, B, 288, 256, 0.1, 1e-05, nB * 3796992, 76800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7676928 * nB, act + 7603200 * nB, P + 423288, P + 423576, buf + 12816, buf + 13104, B, 288, 256, 1e-05, nB * 3796992);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1179648 * nB, P + 423288, P + 423576, buf + 12816, buf + 13104, B, 288, 256, 1e-05, nB * 3796992, 76800);
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x16x16 -> 288x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 7750656 * nB, act + 7676928 * nB, P + 423864, B, 288, 16, 16, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1324032 * nB, act + 1406976 * nB, P + 423864, B, 288, 16, 16, 48, 1, 1, 0);
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7762944 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 7750656 * nB, P + 437688, P + 437736, B, 48, 256, 0.1, 1e-05, nB * 3870720);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1336320 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 1324032 * nB, P + 437688, P + 437736, B, 48, 256, 0.1, 1e-05, nB * 3870720);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7762944 * nB, act + 7750656 * nB, P + 437688, P + 437736, buf + 13392, buf + 13440, B, 48, 256, 1e-05, nB * 3870720);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1336320 * nB, act + 1324032 * nB, P + 437688, P + 437736, buf + 13392, buf + 13440, B, 48, 256, 1e-05, nB * 3870720);
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 7762944 * nB, P + 437784, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1336320 * nB, P + 437784, B, 48, 16, 16, 12, 3, 1, 1);
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x16x16 -> 300x16x16 */
-    {
-        const T *const xs[2] = { act + 7603200 * nB, act + 5803008 * nB };
-        const int cs[2] = { 288, 12 };
-        FN(rt_concat_forward)(ctx, act + 7775232 * nB, 2, xs, cs, B, 256);
-    }
+    /* channels 0..287: stage2.step14.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 288, 76800);   /* channels 288..299: stage2.step15.grad.conv1 */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x16x16 -> 300x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7852032 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 7775232 * nB, P + 442968, P + 443268, B, 300, 256, 0.1, 1e-05, nB * 3883008);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1406976 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 1179648 * nB, P + 442968, P + 443268, B, 300, 256, 0.1, 1e-05, nB * 3883008);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7852032 * nB, act + 7775232 * nB, P + 442968, P + 443268, buf + 13488, buf + 13788, B, 300, 256, 1e-05, nB * 3883008);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1406976 * nB, act + 1179648 * nB, P + 442968, P + 443268, buf + 13488, buf + 13788, B, 300, 256, 1e-05, nB * 3883008);
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x16x16 -> 300x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 232 trans2.conv0 = conv(trans2.relu0): 300x16x16 -> 150x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 7928832 * nB, act + 7852032 * nB, P + 443568, B, 300, 16, 16, 150, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1336320 * nB, act + 1406976 * nB, P + 443568, B, 300, 16, 16, 150, 1, 1, 0);
     /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x16x16 -> 150x8x8 */
-    FN(rt_avgpool_forward)(ctx, act + 7967232 * nB, act + 7928832 * nB, B, 150, 16, 16, 2, 2);
+    FN(rt_avgpool_forward)(ctx, act + 1374720 * nB, act + 1336320 * nB, B, 150, 16, 16, 2, 2);
     /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x8x8 -> 150x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7928832 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 7967232 * nB, P + 488568, P + 488718, B, 150, 64, 0.1, 1e-05, nB * 3959808);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1336320 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 1374720 * nB, P + 488568, P + 488718, B, 150, 64, 0.1, 1e-05, nB * 3959808);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7928832 * nB, act + 7967232 * nB, P + 488568, P + 488718, buf + 14088, buf + 14238, B, 150, 64, 1e-05, nB * 3959808);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1336320 * nB, act + 1374720 * nB, P + 488568, P + 488718, buf + 14088, buf + 14238, B, 150, 64, 1e-05, nB * 3959808);
     /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x8x8 -> 150x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 5803008 * nB, act + 7928832 * nB, P + 488868, B, 150, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1336320 * nB, P + 488868, B, 150, 8, 8, 48, 1, 1, 0);
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5867520 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 5803008 * nB, P + 496068, P + 496116, B, 48, 64, 0.1, 1e-05, nB * 3969408);
+        FN(rt_bn_relu_forward_train)(ctx, act + 350208 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 347136 * nB, P + 496068, P + 496116, B, 48, 64, 0.1, 1e-05, nB * 3969408);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5867520 * nB, act + 5803008 * nB, P + 496068, P + 496116, buf + 14388, buf + 14436, B, 48, 64, 1e-05, nB * 3969408);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 350208 * nB, act + 347136 * nB, P + 496068, P + 496116, buf + 14388, buf + 14436, B, 48, 64, 1e-05, nB * 3969408);
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 5870592 * nB, act + 5867520 * nB, P + 496164, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 353280 * nB, act + 350208 * nB, P + 496164, B, 48, 8, 8, 12, 3, 1, 1);
     /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x8x8 -> 162x8x8 */
-    {
-        const T *const xs[2] = { act + 7967232 * nB, act + 5870592 * nB };
-        const int cs[2] = { 150, 12 };
-        FN(rt_concat_forward)(ctx, act + 7938432 * nB, 2, xs, cs, B, 64);
-    }
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1374720 * nB, B, 150, 64, 0, 21888);   /* channels 0..149: trans2.avgpool0 */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 353280 * nB, B, 12, 64, 150, 21888);   /* channels 150..161: stage3.step0.grad.conv1 */
 }
 
 /* Forward, part 11 of 15. */
@@ -1725,91 +1626,82 @@ static void FN(forward_11)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x8x8 -> 162x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7948800 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 7938432 * nB, P + 501348, P + 501510, B, 162, 64, 0.1, 1e-05, nB * 3972480);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1358208 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 1336320 * nB, P + 501348, P + 501510, B, 162, 64, 0.1, 1e-05, nB * 3972480, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7948800 * nB, act + 7938432 * nB, P + 501348, P + 501510, buf + 14484, buf + 14646, B, 162, 64, 1e-05, nB * 3972480);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 501348, P + 501510, buf + 14484, buf + 14646, B, 162, 64, 1e-05, nB * 3972480, 21888);
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x8x8 -> 162x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 5870592 * nB, act + 7948800 * nB, P + 501672, B, 162, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 350208 * nB, act + 1358208 * nB, P + 501672, B, 162, 8, 8, 48, 1, 1, 0);
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7959168 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 5870592 * nB, P + 509448, P + 509496, B, 48, 64, 0.1, 1e-05, nB * 3982848);
+        FN(rt_bn_relu_forward_train)(ctx, act + 353280 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 350208 * nB, P + 509448, P + 509496, B, 48, 64, 0.1, 1e-05, nB * 3982848);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7959168 * nB, act + 5870592 * nB, P + 509448, P + 509496, buf + 14808, buf + 14856, B, 48, 64, 1e-05, nB * 3982848);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 353280 * nB, act + 350208 * nB, P + 509448, P + 509496, buf + 14808, buf + 14856, B, 48, 64, 1e-05, nB * 3982848);
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7962240 * nB, act + 7959168 * nB, P + 509544, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1305600 * nB, act + 353280 * nB, P + 509544, B, 48, 8, 8, 12, 3, 1, 1);
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x8x8 -> 174x8x8 */
-    {
-        const T *const xs[2] = { act + 7938432 * nB, act + 7962240 * nB };
-        const int cs[2] = { 162, 12 };
-        FN(rt_concat_forward)(ctx, act + 7976832 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..161: stage3.step0.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1305600 * nB, B, 12, 64, 162, 21888);   /* channels 162..173: stage3.step1.grad.conv1 */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x8x8 -> 174x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7987968 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 7976832 * nB, P + 514728, P + 514902, B, 174, 64, 0.1, 1e-05, nB * 3985920);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1358208 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 1336320 * nB, P + 514728, P + 514902, B, 174, 64, 0.1, 1e-05, nB * 3985920, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7987968 * nB, act + 7976832 * nB, P + 514728, P + 514902, buf + 14904, buf + 15078, B, 174, 64, 1e-05, nB * 3985920);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 514728, P + 514902, buf + 14904, buf + 15078, B, 174, 64, 1e-05, nB * 3985920, 21888);
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x8x8 -> 174x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7962240 * nB, act + 7987968 * nB, P + 515076, B, 174, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 353280 * nB, act + 1358208 * nB, P + 515076, B, 174, 8, 8, 48, 1, 1, 0);
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 7999104 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 7962240 * nB, P + 523428, P + 523476, B, 48, 64, 0.1, 1e-05, nB * 3997056);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1305600 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 353280 * nB, P + 523428, P + 523476, B, 48, 64, 0.1, 1e-05, nB * 3997056);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 7999104 * nB, act + 7962240 * nB, P + 523428, P + 523476, buf + 15252, buf + 15300, B, 48, 64, 1e-05, nB * 3997056);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1305600 * nB, act + 353280 * nB, P + 523428, P + 523476, buf + 15252, buf + 15300, B, 48, 64, 1e-05, nB * 3997056);
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 7999104 * nB, P + 523524, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1308672 * nB, act + 1305600 * nB, P + 523524, B, 48, 8, 8, 12, 3, 1, 1);
     /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x8x8 -> 186x8x8 */
-    {
-        const T *const xs[2] = { act + 7976832 * nB, act + 7965312 * nB };
-        const int cs[2] = { 174, 12 };
-        FN(rt_concat_forward)(ctx, act + 8002176 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..173: stage3.step1.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1308672 * nB, B, 12, 64, 174, 21888);   /* channels 174..185: stage3.step2.grad.conv1 */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x8x8 -> 186x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8014080 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 8002176 * nB, P + 528708, P + 528894, B, 186, 64, 0.1, 1e-05, nB * 4000128);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1358208 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 1336320 * nB, P + 528708, P + 528894, B, 186, 64, 0.1, 1e-05, nB * 4000128, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8014080 * nB, act + 8002176 * nB, P + 528708, P + 528894, buf + 15348, buf + 15534, B, 186, 64, 1e-05, nB * 4000128);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 528708, P + 528894, buf + 15348, buf + 15534, B, 186, 64, 1e-05, nB * 4000128, 21888);
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x8x8 -> 186x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8025984 * nB, act + 8014080 * nB, P + 529080, B, 186, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1305600 * nB, act + 1358208 * nB, P + 529080, B, 186, 8, 8, 48, 1, 1, 0);
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8029056 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 8025984 * nB, P + 538008, P + 538056, B, 48, 64, 0.1, 1e-05, nB * 4012032);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1308672 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 1305600 * nB, P + 538008, P + 538056, B, 48, 64, 0.1, 1e-05, nB * 4012032);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8029056 * nB, act + 8025984 * nB, P + 538008, P + 538056, buf + 15720, buf + 15768, B, 48, 64, 1e-05, nB * 4012032);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1308672 * nB, act + 1305600 * nB, P + 538008, P + 538056, buf + 15720, buf + 15768, B, 48, 64, 1e-05, nB * 4012032);
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8029056 * nB, P + 538104, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1358208 * nB, act + 1308672 * nB, P + 538104, B, 48, 8, 8, 12, 3, 1, 1);
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x8x8 -> 198x8x8 */
-    {
-        const T *const xs[2] = { act + 8002176 * nB, act + 7965312 * nB };
-        const int cs[2] = { 186, 12 };
-        FN(rt_concat_forward)(ctx, act + 8032128 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..185: stage3.step2.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1358208 * nB, B, 12, 64, 186, 21888);   /* channels 186..197: stage3.step3.grad.conv1 */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x8x8 -> 198x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8044800 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 8032128 * nB, P + 543288, P + 543486, B, 198, 64, 0.1, 1e-05, nB * 4015104);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1358208 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 1336320 * nB, P + 543288, P + 543486, B, 198, 64, 0.1, 1e-05, nB * 4015104, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8044800 * nB, act + 8032128 * nB, P + 543288, P + 543486, buf + 15816, buf + 16014, B, 198, 64, 1e-05, nB * 4015104);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 543288, P + 543486, buf + 15816, buf + 16014, B, 198, 64, 1e-05, nB * 4015104, 21888);
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x8x8 -> 198x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8057472 * nB, act + 8044800 * nB, P + 543684, B, 198, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1308672 * nB, act + 1358208 * nB, P + 543684, B, 198, 8, 8, 48, 1, 1, 0);
 }
 
 /* Forward, part 12 of 15. */
@@ -1818,91 +1710,82 @@ static void FN(forward_12)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8060544 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 8057472 * nB, P + 553188, P + 553236, B, 48, 64, 0.1, 1e-05, nB * 4027776);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1358208 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 1308672 * nB, P + 553188, P + 553236, B, 48, 64, 0.1, 1e-05, nB * 4027776);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8060544 * nB, act + 8057472 * nB, P + 553188, P + 553236, buf + 16212, buf + 16260, B, 48, 64, 1e-05, nB * 4027776);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1358208 * nB, act + 1308672 * nB, P + 553188, P + 553236, buf + 16212, buf + 16260, B, 48, 64, 1e-05, nB * 4027776);
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8060544 * nB, P + 553284, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1361280 * nB, act + 1358208 * nB, P + 553284, B, 48, 8, 8, 12, 3, 1, 1);
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x8x8 -> 210x8x8 */
-    {
-        const T *const xs[2] = { act + 8032128 * nB, act + 7965312 * nB };
-        const int cs[2] = { 198, 12 };
-        FN(rt_concat_forward)(ctx, act + 8063616 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..197: stage3.step3.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1361280 * nB, B, 12, 64, 198, 21888);   /* channels 198..209: stage3.step4.grad.conv1 */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x8x8 -> 210x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8077056 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 8063616 * nB, P + 558468, P + 558678, B, 210, 64, 0.1, 1e-05, nB * 4030848);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1358208 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 1336320 * nB, P + 558468, P + 558678, B, 210, 64, 0.1, 1e-05, nB * 4030848, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8077056 * nB, act + 8063616 * nB, P + 558468, P + 558678, buf + 16308, buf + 16518, B, 210, 64, 1e-05, nB * 4030848);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 558468, P + 558678, buf + 16308, buf + 16518, B, 210, 64, 1e-05, nB * 4030848, 21888);
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x8x8 -> 210x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8090496 * nB, act + 8077056 * nB, P + 558888, B, 210, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1371648 * nB, act + 1358208 * nB, P + 558888, B, 210, 8, 8, 48, 1, 1, 0);
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8093568 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 8090496 * nB, P + 568968, P + 569016, B, 48, 64, 0.1, 1e-05, nB * 4044288);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1358208 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 1371648 * nB, P + 568968, P + 569016, B, 48, 64, 0.1, 1e-05, nB * 4044288);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8093568 * nB, act + 8090496 * nB, P + 568968, P + 569016, buf + 16728, buf + 16776, B, 48, 64, 1e-05, nB * 4044288);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1358208 * nB, act + 1371648 * nB, P + 568968, P + 569016, buf + 16728, buf + 16776, B, 48, 64, 1e-05, nB * 4044288);
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8093568 * nB, P + 569064, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1361280 * nB, act + 1358208 * nB, P + 569064, B, 48, 8, 8, 12, 3, 1, 1);
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x8x8 -> 222x8x8 */
-    {
-        const T *const xs[2] = { act + 8063616 * nB, act + 7965312 * nB };
-        const int cs[2] = { 210, 12 };
-        FN(rt_concat_forward)(ctx, act + 8096640 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..209: stage3.step4.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1361280 * nB, B, 12, 64, 210, 21888);   /* channels 210..221: stage3.step5.grad.conv1 */
     /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x8x8 -> 222x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8110848 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 8096640 * nB, P + 574248, P + 574470, B, 222, 64, 0.1, 1e-05, nB * 4047360);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 1336320 * nB, P + 574248, P + 574470, B, 222, 64, 0.1, 1e-05, nB * 4047360, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8110848 * nB, act + 8096640 * nB, P + 574248, P + 574470, buf + 16824, buf + 17046, B, 222, 64, 1e-05, nB * 4047360);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 574248, P + 574470, buf + 16824, buf + 17046, B, 222, 64, 1e-05, nB * 4047360, 21888);
     /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x8x8 -> 222x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8125056 * nB, act + 8110848 * nB, P + 574692, B, 222, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1358208 * nB, act + 1406976 * nB, P + 574692, B, 222, 8, 8, 48, 1, 1, 0);
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8128128 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 8125056 * nB, P + 585348, P + 585396, B, 48, 64, 0.1, 1e-05, nB * 4061568);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1361280 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 1358208 * nB, P + 585348, P + 585396, B, 48, 64, 0.1, 1e-05, nB * 4061568);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8128128 * nB, act + 8125056 * nB, P + 585348, P + 585396, buf + 17268, buf + 17316, B, 48, 64, 1e-05, nB * 4061568);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1361280 * nB, act + 1358208 * nB, P + 585348, P + 585396, buf + 17268, buf + 17316, B, 48, 64, 1e-05, nB * 4061568);
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8128128 * nB, P + 585444, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1364352 * nB, act + 1361280 * nB, P + 585444, B, 48, 8, 8, 12, 3, 1, 1);
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x8x8 -> 234x8x8 */
-    {
-        const T *const xs[2] = { act + 8096640 * nB, act + 7965312 * nB };
-        const int cs[2] = { 222, 12 };
-        FN(rt_concat_forward)(ctx, act + 8131200 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..221: stage3.step5.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1364352 * nB, B, 12, 64, 222, 21888);   /* channels 222..233: stage3.step6.grad.conv1 */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x8x8 -> 234x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8146176 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 8131200 * nB, P + 590628, P + 590862, B, 234, 64, 0.1, 1e-05, nB * 4064640);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 1336320 * nB, P + 590628, P + 590862, B, 234, 64, 0.1, 1e-05, nB * 4064640, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8146176 * nB, act + 8131200 * nB, P + 590628, P + 590862, buf + 17364, buf + 17598, B, 234, 64, 1e-05, nB * 4064640);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 590628, P + 590862, buf + 17364, buf + 17598, B, 234, 64, 1e-05, nB * 4064640, 21888);
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x8x8 -> 234x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8161152 * nB, act + 8146176 * nB, P + 591096, B, 234, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1361280 * nB, act + 1406976 * nB, P + 591096, B, 234, 8, 8, 48, 1, 1, 0);
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8164224 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 8161152 * nB, P + 602328, P + 602376, B, 48, 64, 0.1, 1e-05, nB * 4079616);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1364352 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 1361280 * nB, P + 602328, P + 602376, B, 48, 64, 0.1, 1e-05, nB * 4079616);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8164224 * nB, act + 8161152 * nB, P + 602328, P + 602376, buf + 17832, buf + 17880, B, 48, 64, 1e-05, nB * 4079616);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1364352 * nB, act + 1361280 * nB, P + 602328, P + 602376, buf + 17832, buf + 17880, B, 48, 64, 1e-05, nB * 4079616);
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8164224 * nB, P + 602424, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1367424 * nB, act + 1364352 * nB, P + 602424, B, 48, 8, 8, 12, 3, 1, 1);
 }
 
 /* Forward, part 13 of 15. */
@@ -1911,93 +1794,81 @@ static void FN(forward_13)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x8x8 -> 246x8x8 */
-    {
-        const T *const xs[2] = { act + 8131200 * nB, act + 7965312 * nB };
-        const int cs[2] = { 234, 12 };
-        FN(rt_concat_forward)(ctx, act + 8167296 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..233: stage3.step6.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1367424 * nB, B, 12, 64, 234, 21888);   /* channels 234..245: stage3.step7.grad.conv1 */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x8x8 -> 246x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8183040 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 8167296 * nB, P + 607608, P + 607854, B, 246, 64, 0.1, 1e-05, nB * 4082688);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 1336320 * nB, P + 607608, P + 607854, B, 246, 64, 0.1, 1e-05, nB * 4082688, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8183040 * nB, act + 8167296 * nB, P + 607608, P + 607854, buf + 17928, buf + 18174, B, 246, 64, 1e-05, nB * 4082688);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 607608, P + 607854, buf + 17928, buf + 18174, B, 246, 64, 1e-05, nB * 4082688, 21888);
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x8x8 -> 246x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8198784 * nB, act + 8183040 * nB, P + 608100, B, 246, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1364352 * nB, act + 1406976 * nB, P + 608100, B, 246, 8, 8, 48, 1, 1, 0);
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8201856 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 8198784 * nB, P + 619908, P + 619956, B, 48, 64, 0.1, 1e-05, nB * 4098432);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1367424 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 1364352 * nB, P + 619908, P + 619956, B, 48, 64, 0.1, 1e-05, nB * 4098432);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8201856 * nB, act + 8198784 * nB, P + 619908, P + 619956, buf + 18420, buf + 18468, B, 48, 64, 1e-05, nB * 4098432);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1367424 * nB, act + 1364352 * nB, P + 619908, P + 619956, buf + 18420, buf + 18468, B, 48, 64, 1e-05, nB * 4098432);
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8201856 * nB, P + 620004, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1367424 * nB, P + 620004, B, 48, 8, 8, 12, 3, 1, 1);
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x8x8 -> 258x8x8 */
-    {
-        const T *const xs[2] = { act + 8167296 * nB, act + 7965312 * nB };
-        const int cs[2] = { 246, 12 };
-        FN(rt_concat_forward)(ctx, act + 8204928 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..245: stage3.step7.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 246, 21888);   /* channels 246..257: stage3.step8.grad.conv1 */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x8x8 -> 258x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8221440 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 8204928 * nB, P + 625188, P + 625446, B, 258, 64, 0.1, 1e-05, nB * 4101504);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 1336320 * nB, P + 625188, P + 625446, B, 258, 64, 0.1, 1e-05, nB * 4101504, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8221440 * nB, act + 8204928 * nB, P + 625188, P + 625446, buf + 18516, buf + 18774, B, 258, 64, 1e-05, nB * 4101504);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 625188, P + 625446, buf + 18516, buf + 18774, B, 258, 64, 1e-05, nB * 4101504, 21888);
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x8x8 -> 258x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8237952 * nB, act + 8221440 * nB, P + 625704, B, 258, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1367424 * nB, act + 1406976 * nB, P + 625704, B, 258, 8, 8, 48, 1, 1, 0);
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8241024 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 8237952 * nB, P + 638088, P + 638136, B, 48, 64, 0.1, 1e-05, nB * 4118016);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1384320 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 1367424 * nB, P + 638088, P + 638136, B, 48, 64, 0.1, 1e-05, nB * 4118016);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8241024 * nB, act + 8237952 * nB, P + 638088, P + 638136, buf + 19032, buf + 19080, B, 48, 64, 1e-05, nB * 4118016);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1384320 * nB, act + 1367424 * nB, P + 638088, P + 638136, buf + 19032, buf + 19080, B, 48, 64, 1e-05, nB * 4118016);
     /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8241024 * nB, P + 638184, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1384320 * nB, P + 638184, B, 48, 8, 8, 12, 3, 1, 1);
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x8x8 -> 270x8x8 */
-    {
-        const T *const xs[2] = { act + 8204928 * nB, act + 7965312 * nB };
-        const int cs[2] = { 258, 12 };
-        FN(rt_concat_forward)(ctx, act + 8244096 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..257: stage3.step8.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 258, 21888);   /* channels 258..269: stage3.step9.grad.conv1 */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x8x8 -> 270x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8261376 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 8244096 * nB, P + 643368, P + 643638, B, 270, 64, 0.1, 1e-05, nB * 4121088);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 1336320 * nB, P + 643368, P + 643638, B, 270, 64, 0.1, 1e-05, nB * 4121088, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8261376 * nB, act + 8244096 * nB, P + 643368, P + 643638, buf + 19128, buf + 19398, B, 270, 64, 1e-05, nB * 4121088);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 643368, P + 643638, buf + 19128, buf + 19398, B, 270, 64, 1e-05, nB * 4121088, 21888);
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x8x8 -> 270x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8278656 * nB, act + 8261376 * nB, P + 643908, B, 270, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1384320 * nB, act + 1406976 * nB, P + 643908, B, 270, 8, 8, 48, 1, 1, 0);
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8281728 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 8278656 * nB, P + 656868, P + 656916, B, 48, 64, 0.1, 1e-05, nB * 4138368);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1387392 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 1384320 * nB, P + 656868, P + 656916, B, 48, 64, 0.1, 1e-05, nB * 4138368);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8281728 * nB, act + 8278656 * nB, P + 656868, P + 656916, buf + 19668, buf + 19716, B, 48, 64, 1e-05, nB * 4138368);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1387392 * nB, act + 1384320 * nB, P + 656868, P + 656916, buf + 19668, buf + 19716, B, 48, 64, 1e-05, nB * 4138368);
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8281728 * nB, P + 656964, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1387392 * nB, P + 656964, B, 48, 8, 8, 12, 3, 1, 1);
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x8x8 -> 282x8x8 */
-    {
-        const T *const xs[2] = { act + 8244096 * nB, act + 7965312 * nB };
-        const int cs[2] = { 270, 12 };
-        FN(rt_concat_forward)(ctx, act + 8284800 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..269: stage3.step9.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 270, 21888);   /* channels 270..281: stage3.step10.grad.conv1 */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x8x8 -> 282x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8302848 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 8284800 * nB, P + 662148, P + 662430, B, 282, 64, 0.1, 1e-05, nB * 4141440);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 1336320 * nB, P + 662148, P + 662430, B, 282, 64, 0.1, 1e-05, nB * 4141440, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8302848 * nB, act + 8284800 * nB, P + 662148, P + 662430, buf + 19764, buf + 20046, B, 282, 64, 1e-05, nB * 4141440);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 662148, P + 662430, buf + 19764, buf + 20046, B, 282, 64, 1e-05, nB * 4141440, 21888);
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x8x8 -> 282x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -2008,89 +1879,80 @@ static void FN(forward_14)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8320896 * nB, act + 8302848 * nB, P + 662712, B, 282, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1387392 * nB, act + 1406976 * nB, P + 662712, B, 282, 8, 8, 48, 1, 1, 0);
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8323968 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 8320896 * nB, P + 676248, P + 676296, B, 48, 64, 0.1, 1e-05, nB * 4159488);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1390464 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 1387392 * nB, P + 676248, P + 676296, B, 48, 64, 0.1, 1e-05, nB * 4159488);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8323968 * nB, act + 8320896 * nB, P + 676248, P + 676296, buf + 20328, buf + 20376, B, 48, 64, 1e-05, nB * 4159488);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1390464 * nB, act + 1387392 * nB, P + 676248, P + 676296, buf + 20328, buf + 20376, B, 48, 64, 1e-05, nB * 4159488);
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8323968 * nB, P + 676344, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1390464 * nB, P + 676344, B, 48, 8, 8, 12, 3, 1, 1);
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x8x8 -> 294x8x8 */
-    {
-        const T *const xs[2] = { act + 8284800 * nB, act + 7965312 * nB };
-        const int cs[2] = { 282, 12 };
-        FN(rt_concat_forward)(ctx, act + 8327040 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..281: stage3.step10.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 282, 21888);   /* channels 282..293: stage3.step11.grad.conv1 */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x8x8 -> 294x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8345856 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 8327040 * nB, P + 681528, P + 681822, B, 294, 64, 0.1, 1e-05, nB * 4162560);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 1336320 * nB, P + 681528, P + 681822, B, 294, 64, 0.1, 1e-05, nB * 4162560, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8345856 * nB, act + 8327040 * nB, P + 681528, P + 681822, buf + 20424, buf + 20718, B, 294, 64, 1e-05, nB * 4162560);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 681528, P + 681822, buf + 20424, buf + 20718, B, 294, 64, 1e-05, nB * 4162560, 21888);
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x8x8 -> 294x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8364672 * nB, act + 8345856 * nB, P + 682116, B, 294, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1390464 * nB, act + 1406976 * nB, P + 682116, B, 294, 8, 8, 48, 1, 1, 0);
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8367744 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 8364672 * nB, P + 696228, P + 696276, B, 48, 64, 0.1, 1e-05, nB * 4181376);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1406976 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 1390464 * nB, P + 696228, P + 696276, B, 48, 64, 0.1, 1e-05, nB * 4181376);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8367744 * nB, act + 8364672 * nB, P + 696228, P + 696276, buf + 21012, buf + 21060, B, 48, 64, 1e-05, nB * 4181376);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1406976 * nB, act + 1390464 * nB, P + 696228, P + 696276, buf + 21012, buf + 21060, B, 48, 64, 1e-05, nB * 4181376);
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8367744 * nB, P + 696324, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1406976 * nB, P + 696324, B, 48, 8, 8, 12, 3, 1, 1);
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x8x8 -> 306x8x8 */
-    {
-        const T *const xs[2] = { act + 8327040 * nB, act + 7965312 * nB };
-        const int cs[2] = { 294, 12 };
-        FN(rt_concat_forward)(ctx, act + 8370816 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..293: stage3.step11.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 294, 21888);   /* channels 294..305: stage3.step12.grad.conv1 */
     /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x8x8 -> 306x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8390400 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 8370816 * nB, P + 701508, P + 701814, B, 306, 64, 0.1, 1e-05, nB * 4184448);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 1336320 * nB, P + 701508, P + 701814, B, 306, 64, 0.1, 1e-05, nB * 4184448, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8390400 * nB, act + 8370816 * nB, P + 701508, P + 701814, buf + 21108, buf + 21414, B, 306, 64, 1e-05, nB * 4184448);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 701508, P + 701814, buf + 21108, buf + 21414, B, 306, 64, 1e-05, nB * 4184448, 21888);
     /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x8x8 -> 306x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8409984 * nB, act + 8390400 * nB, P + 702120, B, 306, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1426560 * nB, act + 1406976 * nB, P + 702120, B, 306, 8, 8, 48, 1, 1, 0);
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8413056 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 8409984 * nB, P + 716808, P + 716856, B, 48, 64, 0.1, 1e-05, nB * 4204032);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1406976 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 1426560 * nB, P + 716808, P + 716856, B, 48, 64, 0.1, 1e-05, nB * 4204032);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8413056 * nB, act + 8409984 * nB, P + 716808, P + 716856, buf + 21720, buf + 21768, B, 48, 64, 1e-05, nB * 4204032);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1406976 * nB, act + 1426560 * nB, P + 716808, P + 716856, buf + 21720, buf + 21768, B, 48, 64, 1e-05, nB * 4204032);
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8413056 * nB, P + 716904, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1406976 * nB, P + 716904, B, 48, 8, 8, 12, 3, 1, 1);
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x8x8 -> 318x8x8 */
-    {
-        const T *const xs[2] = { act + 8370816 * nB, act + 7965312 * nB };
-        const int cs[2] = { 306, 12 };
-        FN(rt_concat_forward)(ctx, act + 8416128 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..305: stage3.step12.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 306, 21888);   /* channels 306..317: stage3.step13.grad.conv1 */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x8x8 -> 318x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8436480 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 8416128 * nB, P + 722088, P + 722406, B, 318, 64, 0.1, 1e-05, nB * 4207104);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1429632 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 1336320 * nB, P + 722088, P + 722406, B, 318, 64, 0.1, 1e-05, nB * 4207104, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8436480 * nB, act + 8416128 * nB, P + 722088, P + 722406, buf + 21816, buf + 22134, B, 318, 64, 1e-05, nB * 4207104);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1429632 * nB, act + 1336320 * nB, P + 722088, P + 722406, buf + 21816, buf + 22134, B, 318, 64, 1e-05, nB * 4207104, 21888);
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x8x8 -> 318x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8456832 * nB, act + 8436480 * nB, P + 722724, B, 318, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1406976 * nB, act + 1429632 * nB, P + 722724, B, 318, 8, 8, 48, 1, 1, 0);
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8459904 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 8456832 * nB, P + 737988, P + 738036, B, 48, 64, 0.1, 1e-05, nB * 4227456);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1410048 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 1406976 * nB, P + 737988, P + 738036, B, 48, 64, 0.1, 1e-05, nB * 4227456);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8459904 * nB, act + 8456832 * nB, P + 737988, P + 738036, buf + 22452, buf + 22500, B, 48, 64, 1e-05, nB * 4227456);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1410048 * nB, act + 1406976 * nB, P + 737988, P + 738036, buf + 22452, buf + 22500, B, 48, 64, 1e-05, nB * 4227456);
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -2101,53 +1963,47 @@ static void FN(forward_15)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8459904 * nB, P + 738084, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1410048 * nB, P + 738084, B, 48, 8, 8, 12, 3, 1, 1);
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x8x8 -> 330x8x8 */
-    {
-        const T *const xs[2] = { act + 8416128 * nB, act + 7965312 * nB };
-        const int cs[2] = { 318, 12 };
-        FN(rt_concat_forward)(ctx, act + 8462976 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..317: stage3.step13.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 318, 21888);   /* channels 318..329: stage3.step14.grad.conv1 */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x8x8 -> 330x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8484096 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 8462976 * nB, P + 743268, P + 743598, B, 330, 64, 0.1, 1e-05, nB * 4230528);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1429632 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 1336320 * nB, P + 743268, P + 743598, B, 330, 64, 0.1, 1e-05, nB * 4230528, 21888);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8484096 * nB, act + 8462976 * nB, P + 743268, P + 743598, buf + 22548, buf + 22878, B, 330, 64, 1e-05, nB * 4230528);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1429632 * nB, act + 1336320 * nB, P + 743268, P + 743598, buf + 22548, buf + 22878, B, 330, 64, 1e-05, nB * 4230528, 21888);
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x8x8 -> 330x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 8505216 * nB, act + 8484096 * nB, P + 743928, B, 330, 8, 8, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1410048 * nB, act + 1429632 * nB, P + 743928, B, 330, 8, 8, 48, 1, 1, 0);
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8508288 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 8505216 * nB, P + 759768, P + 759816, B, 48, 64, 0.1, 1e-05, nB * 4251648);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1413120 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 1410048 * nB, P + 759768, P + 759816, B, 48, 64, 0.1, 1e-05, nB * 4251648);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8508288 * nB, act + 8505216 * nB, P + 759768, P + 759816, buf + 23208, buf + 23256, B, 48, 64, 1e-05, nB * 4251648);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1413120 * nB, act + 1410048 * nB, P + 759768, P + 759816, buf + 23208, buf + 23256, B, 48, 64, 1e-05, nB * 4251648);
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 7965312 * nB, act + 8508288 * nB, P + 759864, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1413120 * nB, P + 759864, B, 48, 8, 8, 12, 3, 1, 1);
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x8x8 -> 342x8x8 */
-    {
-        const T *const xs[2] = { act + 8462976 * nB, act + 7965312 * nB };
-        const int cs[2] = { 330, 12 };
-        FN(rt_concat_forward)(ctx, act + 8511360 * nB, 2, xs, cs, B, 64);
-    }
+    /* channels 0..329: stage3.step14.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 330, 21888);   /* channels 330..341: stage3.step15.grad.conv1 */
     /* 346 head.bn0 = bn(stage3.step15.concat): 342x8x8 -> 342x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 8533248 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 8511360 * nB, P + 765048, P + 765390, B, 342, 64, 0.1, 1e-05, nB * 4254720);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1429632 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 1336320 * nB, P + 765048, P + 765390, B, 342, 64, 0.1, 1e-05, nB * 4254720);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 8533248 * nB, act + 8511360 * nB, P + 765048, P + 765390, buf + 23304, buf + 23646, B, 342, 64, 1e-05, nB * 4254720);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1429632 * nB, act + 1336320 * nB, P + 765048, P + 765390, buf + 23304, buf + 23646, B, 342, 64, 1e-05, nB * 4254720);
     /* 347 head.relu0 = relu(head.bn0): 342x8x8 -> 342x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 348 head.gap0 = gap(head.relu0): 342x8x8 -> 342x1x1 */
-    FN(rt_gap_forward)(ctx, act + 7965312 * nB, act + 8533248 * nB, B, 342, 64);
+    FN(rt_gap_forward)(ctx, act + 1370496 * nB, act + 1429632 * nB, B, 342, 64);
     /* 349 head.linear = linear(head.gap0): 342x1x1 -> 10x1x1 */
-    FN(rt_linear_forward)(ctx, m->logits, act + 7965312 * nB, P + 765732, P + 769152, B, 342, 10);
+    FN(rt_linear_forward)(ctx, m->logits, act + 1370496 * nB, P + 765732, P + 769152, B, 342, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -2177,71 +2033,62 @@ static void FN(backward_1)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 349 head.linear = linear(head.gap0): 342x1x1 -> 10x1x1 */
-    FN(rt_linear_backward)(ctx, act + 7965664 * nB, 0, G + 765732, G + 769152, m->dlogits, act + 7965312 * nB, P + 765732, B, 342, 10);
+    FN(rt_linear_backward)(ctx, act + 1370848 * nB, 0, G + 765732, G + 769152, m->dlogits, act + 1370496 * nB, P + 765732, B, 342, 10);
     /* 348 head.gap0 = gap(head.relu0): 342x8x8 -> 342x1x1 */
-    FN(rt_gap_backward)(ctx, act + 8555136 * nB, 0, act + 7965664 * nB, B, 342, 64);
+    FN(rt_gap_backward)(ctx, act + 1451520 * nB, 0, act + 1370848 * nB, B, 342, 64);
     /* 347 head.relu0 = relu(head.bn0): 342x8x8 -> 342x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 346 head.bn0 = bn(stage3.step15.concat): 342x8x8 -> 342x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8577024 * nB, 0, G + 765048, G + 765390, act + 8555136 * nB, act + 8533248 * nB, act + 8511360 * nB, fix + 23968, fix + 24320, P + 765048, B, 342, 64, nB * 4254720);
+    FN(rt_bn_relu_backward)(ctx, act + 1473408 * nB, 0, G + 765048, G + 765390, act + 1451520 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 23968, fix + 24320, P + 765048, B, 342, 64, nB * 4254720);
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x8x8 -> 342x8x8 */
-    {
-        T *const dxs[2] = { act + 8511360 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 330, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8577024 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 330, 21888);
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8532480 * nB, 0, G + 759864, act + 7965312 * nB, act + 8508288 * nB, P + 759864, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1413120 * nB, act + 1410048 * nB, fix + 23872, fix + 23920, P + 759768, P + 759816, B, 48, 64, nB * 4251648, 3072);   /* stage3.step15.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1416192 * nB, 0, G + 759864, act + 1370496 * nB, act + 1413120 * nB, P + 759864, B, 48, 8, 8, 12, 3, 1, 1);
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8535552 * nB, 0, G + 759768, G + 759816, act + 8532480 * nB, act + 8508288 * nB, act + 8505216 * nB, fix + 23872, fix + 23920, P + 759768, B, 48, 64, nB * 4251648);
+    FN(rt_bn_relu_backward)(ctx, act + 1419264 * nB, 0, G + 759768, G + 759816, act + 1416192 * nB, act + 1413120 * nB, act + 1410048 * nB, fix + 23872, fix + 23920, P + 759768, B, 48, 64, nB * 4251648);
     /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8538624 * nB, 0, G + 743928, act + 8535552 * nB, act + 8484096 * nB, P + 743928, B, 330, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1429632 * nB, act + 1336320 * nB, fix + 23200, fix + 23536, P + 743268, P + 743598, B, 330, 64, nB * 4230528, 21888);   /* stage3.step15.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1450752 * nB, 0, G + 743928, act + 1419264 * nB, act + 1429632 * nB, P + 743928, B, 330, 8, 8, 48, 1, 1, 0);
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x8x8 -> 330x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x8x8 -> 330x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8511360 * nB, 1, G + 743268, G + 743598, act + 8538624 * nB, act + 8484096 * nB, act + 8462976 * nB, fix + 23200, fix + 23536, P + 743268, B, 330, 64, nB * 4230528);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 743268, G + 743598, act + 1450752 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 23200, fix + 23536, P + 743268, B, 330, 64, nB * 4230528, 21888);
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x8x8 -> 330x8x8 */
-    {
-        T *const dxs[2] = { act + 8462976 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 318, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8511360 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 318, 21888);
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8483328 * nB, 0, G + 738084, act + 7965312 * nB, act + 8459904 * nB, P + 738084, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1410048 * nB, act + 1406976 * nB, fix + 23104, fix + 23152, P + 737988, P + 738036, B, 48, 64, nB * 4227456, 3072);   /* stage3.step14.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1413120 * nB, 0, G + 738084, act + 1370496 * nB, act + 1410048 * nB, P + 738084, B, 48, 8, 8, 12, 3, 1, 1);
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8486400 * nB, 0, G + 737988, G + 738036, act + 8483328 * nB, act + 8459904 * nB, act + 8456832 * nB, fix + 23104, fix + 23152, P + 737988, B, 48, 64, nB * 4227456);
+    FN(rt_bn_relu_backward)(ctx, act + 1416192 * nB, 0, G + 737988, G + 738036, act + 1413120 * nB, act + 1410048 * nB, act + 1406976 * nB, fix + 23104, fix + 23152, P + 737988, B, 48, 64, nB * 4227456);
     /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8489472 * nB, 0, G + 722724, act + 8486400 * nB, act + 8436480 * nB, P + 722724, B, 318, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1429632 * nB, act + 1336320 * nB, fix + 22464, fix + 22784, P + 722088, P + 722406, B, 318, 64, nB * 4207104, 21888);   /* stage3.step14.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1449984 * nB, 0, G + 722724, act + 1416192 * nB, act + 1429632 * nB, P + 722724, B, 318, 8, 8, 48, 1, 1, 0);
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x8x8 -> 318x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x8x8 -> 318x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8462976 * nB, 1, G + 722088, G + 722406, act + 8489472 * nB, act + 8436480 * nB, act + 8416128 * nB, fix + 22464, fix + 22784, P + 722088, B, 318, 64, nB * 4207104);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 722088, G + 722406, act + 1449984 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 22464, fix + 22784, P + 722088, B, 318, 64, nB * 4207104, 21888);
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x8x8 -> 318x8x8 */
-    {
-        T *const dxs[2] = { act + 8416128 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 306, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8462976 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 306, 21888);
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8435712 * nB, 0, G + 716904, act + 7965312 * nB, act + 8413056 * nB, P + 716904, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1426560 * nB, fix + 22368, fix + 22416, P + 716808, P + 716856, B, 48, 64, nB * 4204032, 3072);   /* stage3.step13.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1410048 * nB, 0, G + 716904, act + 1370496 * nB, act + 1406976 * nB, P + 716904, B, 48, 8, 8, 12, 3, 1, 1);
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8438784 * nB, 0, G + 716808, G + 716856, act + 8435712 * nB, act + 8413056 * nB, act + 8409984 * nB, fix + 22368, fix + 22416, P + 716808, B, 48, 64, nB * 4204032);
+    FN(rt_bn_relu_backward)(ctx, act + 1413120 * nB, 0, G + 716808, G + 716856, act + 1410048 * nB, act + 1406976 * nB, act + 1426560 * nB, fix + 22368, fix + 22416, P + 716808, B, 48, 64, nB * 4204032);
     /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8441856 * nB, 0, G + 702120, act + 8438784 * nB, act + 8390400 * nB, P + 702120, B, 306, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1416192 * nB, act + 1336320 * nB, fix + 21728, fix + 22048, P + 701508, P + 701814, B, 306, 64, nB * 4184448, 21888);   /* stage3.step13.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1435776 * nB, 0, G + 702120, act + 1413120 * nB, act + 1416192 * nB, P + 702120, B, 306, 8, 8, 48, 1, 1, 0);
     /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x8x8 -> 306x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2252,78 +2099,65 @@ static void FN(backward_2)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x8x8 -> 306x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8416128 * nB, 1, G + 701508, G + 701814, act + 8441856 * nB, act + 8390400 * nB, act + 8370816 * nB, fix + 21728, fix + 22048, P + 701508, B, 306, 64, nB * 4184448);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 701508, G + 701814, act + 1435776 * nB, act + 1416192 * nB, act + 1336320 * nB, fix + 21728, fix + 22048, P + 701508, B, 306, 64, nB * 4184448, 21888);
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x8x8 -> 306x8x8 */
-    {
-        T *const dxs[2] = { act + 8370816 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 294, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8416128 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 294, 21888);
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8389632 * nB, 0, G + 696324, act + 7965312 * nB, act + 8367744 * nB, P + 696324, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1390464 * nB, fix + 21632, fix + 21680, P + 696228, P + 696276, B, 48, 64, nB * 4181376, 3072);   /* stage3.step12.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1410048 * nB, 0, G + 696324, act + 1370496 * nB, act + 1406976 * nB, P + 696324, B, 48, 8, 8, 12, 3, 1, 1);
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8392704 * nB, 0, G + 696228, G + 696276, act + 8389632 * nB, act + 8367744 * nB, act + 8364672 * nB, fix + 21632, fix + 21680, P + 696228, B, 48, 64, nB * 4181376);
+    FN(rt_bn_relu_backward)(ctx, act + 1413120 * nB, 0, G + 696228, G + 696276, act + 1410048 * nB, act + 1406976 * nB, act + 1390464 * nB, fix + 21632, fix + 21680, P + 696228, B, 48, 64, nB * 4181376);
     /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8395776 * nB, 0, G + 682116, act + 8392704 * nB, act + 8345856 * nB, P + 682116, B, 294, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1416192 * nB, act + 1336320 * nB, fix + 21024, fix + 21328, P + 681528, P + 681822, B, 294, 64, nB * 4162560, 21888);   /* stage3.step12.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1435008 * nB, 0, G + 682116, act + 1413120 * nB, act + 1416192 * nB, P + 682116, B, 294, 8, 8, 48, 1, 1, 0);
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x8x8 -> 294x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x8x8 -> 294x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8370816 * nB, 1, G + 681528, G + 681822, act + 8395776 * nB, act + 8345856 * nB, act + 8327040 * nB, fix + 21024, fix + 21328, P + 681528, B, 294, 64, nB * 4162560);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 681528, G + 681822, act + 1435008 * nB, act + 1416192 * nB, act + 1336320 * nB, fix + 21024, fix + 21328, P + 681528, B, 294, 64, nB * 4162560, 21888);
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x8x8 -> 294x8x8 */
-    {
-        T *const dxs[2] = { act + 8327040 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 282, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8370816 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 282, 21888);
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8345088 * nB, 0, G + 676344, act + 7965312 * nB, act + 8323968 * nB, P + 676344, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1390464 * nB, act + 1387392 * nB, fix + 20928, fix + 20976, P + 676248, P + 676296, B, 48, 64, nB * 4159488, 3072);   /* stage3.step11.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1406976 * nB, 0, G + 676344, act + 1370496 * nB, act + 1390464 * nB, P + 676344, B, 48, 8, 8, 12, 3, 1, 1);
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8348160 * nB, 0, G + 676248, G + 676296, act + 8345088 * nB, act + 8323968 * nB, act + 8320896 * nB, fix + 20928, fix + 20976, P + 676248, B, 48, 64, nB * 4159488);
+    FN(rt_bn_relu_backward)(ctx, act + 1410048 * nB, 0, G + 676248, G + 676296, act + 1406976 * nB, act + 1390464 * nB, act + 1387392 * nB, fix + 20928, fix + 20976, P + 676248, B, 48, 64, nB * 4159488);
     /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8351232 * nB, 0, G + 662712, act + 8348160 * nB, act + 8302848 * nB, P + 662712, B, 282, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1413120 * nB, act + 1336320 * nB, fix + 20352, fix + 20640, P + 662148, P + 662430, B, 282, 64, nB * 4141440, 21888);   /* stage3.step11.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1431168 * nB, 0, G + 662712, act + 1410048 * nB, act + 1413120 * nB, P + 662712, B, 282, 8, 8, 48, 1, 1, 0);
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x8x8 -> 282x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x8x8 -> 282x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8327040 * nB, 1, G + 662148, G + 662430, act + 8351232 * nB, act + 8302848 * nB, act + 8284800 * nB, fix + 20352, fix + 20640, P + 662148, B, 282, 64, nB * 4141440);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 662148, G + 662430, act + 1431168 * nB, act + 1413120 * nB, act + 1336320 * nB, fix + 20352, fix + 20640, P + 662148, B, 282, 64, nB * 4141440, 21888);
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x8x8 -> 282x8x8 */
-    {
-        T *const dxs[2] = { act + 8284800 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 270, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8327040 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 270, 21888);
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8302080 * nB, 0, G + 656964, act + 7965312 * nB, act + 8281728 * nB, P + 656964, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1387392 * nB, act + 1384320 * nB, fix + 20256, fix + 20304, P + 656868, P + 656916, B, 48, 64, nB * 4138368, 3072);   /* stage3.step10.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1390464 * nB, 0, G + 656964, act + 1370496 * nB, act + 1387392 * nB, P + 656964, B, 48, 8, 8, 12, 3, 1, 1);
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8305152 * nB, 0, G + 656868, G + 656916, act + 8302080 * nB, act + 8281728 * nB, act + 8278656 * nB, fix + 20256, fix + 20304, P + 656868, B, 48, 64, nB * 4138368);
+    FN(rt_bn_relu_backward)(ctx, act + 1406976 * nB, 0, G + 656868, G + 656916, act + 1390464 * nB, act + 1387392 * nB, act + 1384320 * nB, fix + 20256, fix + 20304, P + 656868, B, 48, 64, nB * 4138368);
     /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8308224 * nB, 0, G + 643908, act + 8305152 * nB, act + 8261376 * nB, P + 643908, B, 270, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1410048 * nB, act + 1336320 * nB, fix + 19712, fix + 19984, P + 643368, P + 643638, B, 270, 64, nB * 4121088, 21888);   /* stage3.step10.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1427328 * nB, 0, G + 643908, act + 1406976 * nB, act + 1410048 * nB, P + 643908, B, 270, 8, 8, 48, 1, 1, 0);
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x8x8 -> 270x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x8x8 -> 270x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8284800 * nB, 1, G + 643368, G + 643638, act + 8308224 * nB, act + 8261376 * nB, act + 8244096 * nB, fix + 19712, fix + 19984, P + 643368, B, 270, 64, nB * 4121088);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 643368, G + 643638, act + 1427328 * nB, act + 1410048 * nB, act + 1336320 * nB, fix + 19712, fix + 19984, P + 643368, B, 270, 64, nB * 4121088, 21888);
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x8x8 -> 270x8x8 */
-    {
-        T *const dxs[2] = { act + 8244096 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 258, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8284800 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 258, 21888);
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8260608 * nB, 0, G + 638184, act + 7965312 * nB, act + 8241024 * nB, P + 638184, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1384320 * nB, act + 1367424 * nB, fix + 19616, fix + 19664, P + 638088, P + 638136, B, 48, 64, nB * 4118016, 3072);   /* stage3.step9.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1387392 * nB, 0, G + 638184, act + 1370496 * nB, act + 1384320 * nB, P + 638184, B, 48, 8, 8, 12, 3, 1, 1);
 }
 
 /* Backward, part 3 of 15. */
@@ -2332,73 +2166,65 @@ static void FN(backward_3)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8263680 * nB, 0, G + 638088, G + 638136, act + 8260608 * nB, act + 8241024 * nB, act + 8237952 * nB, fix + 19616, fix + 19664, P + 638088, B, 48, 64, nB * 4118016);
+    FN(rt_bn_relu_backward)(ctx, act + 1390464 * nB, 0, G + 638088, G + 638136, act + 1387392 * nB, act + 1384320 * nB, act + 1367424 * nB, fix + 19616, fix + 19664, P + 638088, B, 48, 64, nB * 4118016);
     /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8266752 * nB, 0, G + 625704, act + 8263680 * nB, act + 8221440 * nB, P + 625704, B, 258, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 19072, fix + 19344, P + 625188, P + 625446, B, 258, 64, nB * 4101504, 21888);   /* stage3.step9.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1423488 * nB, 0, G + 625704, act + 1390464 * nB, act + 1406976 * nB, P + 625704, B, 258, 8, 8, 48, 1, 1, 0);
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x8x8 -> 258x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x8x8 -> 258x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8244096 * nB, 1, G + 625188, G + 625446, act + 8266752 * nB, act + 8221440 * nB, act + 8204928 * nB, fix + 19072, fix + 19344, P + 625188, B, 258, 64, nB * 4101504);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 625188, G + 625446, act + 1423488 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 19072, fix + 19344, P + 625188, B, 258, 64, nB * 4101504, 21888);
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x8x8 -> 258x8x8 */
-    {
-        T *const dxs[2] = { act + 8204928 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 246, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8244096 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1367424 * nB, 0, act + 1473408 * nB, B, 12, 64, 246, 21888);
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8220672 * nB, 0, G + 620004, act + 7965312 * nB, act + 8201856 * nB, P + 620004, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1368192 * nB, act + 1364352 * nB, fix + 18976, fix + 19024, P + 619908, P + 619956, B, 48, 64, nB * 4098432, 3072);   /* stage3.step8.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1384320 * nB, 0, G + 620004, act + 1367424 * nB, act + 1368192 * nB, P + 620004, B, 48, 8, 8, 12, 3, 1, 1);
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8223744 * nB, 0, G + 619908, G + 619956, act + 8220672 * nB, act + 8201856 * nB, act + 8198784 * nB, fix + 18976, fix + 19024, P + 619908, B, 48, 64, nB * 4098432);
+    FN(rt_bn_relu_backward)(ctx, act + 1387392 * nB, 0, G + 619908, G + 619956, act + 1384320 * nB, act + 1368192 * nB, act + 1364352 * nB, fix + 18976, fix + 19024, P + 619908, B, 48, 64, nB * 4098432);
     /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8226816 * nB, 0, G + 608100, act + 8223744 * nB, act + 8183040 * nB, P + 608100, B, 246, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 18464, fix + 18720, P + 607608, P + 607854, B, 246, 64, nB * 4082688, 21888);   /* stage3.step8.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1422720 * nB, 0, G + 608100, act + 1387392 * nB, act + 1406976 * nB, P + 608100, B, 246, 8, 8, 48, 1, 1, 0);
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x8x8 -> 246x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x8x8 -> 246x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8204928 * nB, 1, G + 607608, G + 607854, act + 8226816 * nB, act + 8183040 * nB, act + 8167296 * nB, fix + 18464, fix + 18720, P + 607608, B, 246, 64, nB * 4082688);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 607608, G + 607854, act + 1422720 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 18464, fix + 18720, P + 607608, B, 246, 64, nB * 4082688, 21888);
     /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x8x8 -> 246x8x8 */
-    {
-        T *const dxs[2] = { act + 8167296 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 234, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8204928 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1364352 * nB, 0, act + 1473408 * nB, B, 12, 64, 234, 21888);
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8182272 * nB, 0, G + 602424, act + 7965312 * nB, act + 8164224 * nB, P + 602424, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1365120 * nB, act + 1361280 * nB, fix + 18368, fix + 18416, P + 602328, P + 602376, B, 48, 64, nB * 4079616, 3072);   /* stage3.step7.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1368192 * nB, 0, G + 602424, act + 1364352 * nB, act + 1365120 * nB, P + 602424, B, 48, 8, 8, 12, 3, 1, 1);
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8185344 * nB, 0, G + 602328, G + 602376, act + 8182272 * nB, act + 8164224 * nB, act + 8161152 * nB, fix + 18368, fix + 18416, P + 602328, B, 48, 64, nB * 4079616);
+    FN(rt_bn_relu_backward)(ctx, act + 1384320 * nB, 0, G + 602328, G + 602376, act + 1368192 * nB, act + 1365120 * nB, act + 1361280 * nB, fix + 18368, fix + 18416, P + 602328, B, 48, 64, nB * 4079616);
     /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8188416 * nB, 0, G + 591096, act + 8185344 * nB, act + 8146176 * nB, P + 591096, B, 234, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 17888, fix + 18128, P + 590628, P + 590862, B, 234, 64, nB * 4064640, 21888);   /* stage3.step7.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1421952 * nB, 0, G + 591096, act + 1384320 * nB, act + 1406976 * nB, P + 591096, B, 234, 8, 8, 48, 1, 1, 0);
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x8x8 -> 234x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x8x8 -> 234x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8167296 * nB, 1, G + 590628, G + 590862, act + 8188416 * nB, act + 8146176 * nB, act + 8131200 * nB, fix + 17888, fix + 18128, P + 590628, B, 234, 64, nB * 4064640);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 590628, G + 590862, act + 1421952 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 17888, fix + 18128, P + 590628, B, 234, 64, nB * 4064640, 21888);
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x8x8 -> 234x8x8 */
-    {
-        T *const dxs[2] = { act + 8131200 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 222, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8167296 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1361280 * nB, 0, act + 1473408 * nB, B, 12, 64, 222, 21888);
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8145408 * nB, 0, G + 585444, act + 7965312 * nB, act + 8128128 * nB, P + 585444, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1362048 * nB, act + 1358208 * nB, fix + 17792, fix + 17840, P + 585348, P + 585396, B, 48, 64, nB * 4061568, 3072);   /* stage3.step6.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1365120 * nB, 0, G + 585444, act + 1361280 * nB, act + 1362048 * nB, P + 585444, B, 48, 8, 8, 12, 3, 1, 1);
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8148480 * nB, 0, G + 585348, G + 585396, act + 8145408 * nB, act + 8128128 * nB, act + 8125056 * nB, fix + 17792, fix + 17840, P + 585348, B, 48, 64, nB * 4061568);
+    FN(rt_bn_relu_backward)(ctx, act + 1368192 * nB, 0, G + 585348, G + 585396, act + 1365120 * nB, act + 1362048 * nB, act + 1358208 * nB, fix + 17792, fix + 17840, P + 585348, B, 48, 64, nB * 4061568);
     /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8151552 * nB, 0, G + 574692, act + 8148480 * nB, act + 8110848 * nB, P + 574692, B, 222, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 17344, fix + 17568, P + 574248, P + 574470, B, 222, 64, nB * 4047360, 21888);   /* stage3.step6.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1421184 * nB, 0, G + 574692, act + 1368192 * nB, act + 1406976 * nB, P + 574692, B, 222, 8, 8, 48, 1, 1, 0);
 }
 
 /* Backward, part 4 of 15. */
@@ -2407,78 +2233,64 @@ static void FN(backward_4)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x8x8 -> 222x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x8x8 -> 222x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8131200 * nB, 1, G + 574248, G + 574470, act + 8151552 * nB, act + 8110848 * nB, act + 8096640 * nB, fix + 17344, fix + 17568, P + 574248, B, 222, 64, nB * 4047360);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 574248, G + 574470, act + 1421184 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 17344, fix + 17568, P + 574248, B, 222, 64, nB * 4047360, 21888);
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x8x8 -> 222x8x8 */
-    {
-        T *const dxs[2] = { act + 8096640 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 210, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8131200 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1358208 * nB, 0, act + 1473408 * nB, B, 12, 64, 210, 21888);
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8110080 * nB, 0, G + 569064, act + 7965312 * nB, act + 8093568 * nB, P + 569064, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1358976 * nB, act + 1371648 * nB, fix + 17248, fix + 17296, P + 568968, P + 569016, B, 48, 64, nB * 4044288, 3072);   /* stage3.step5.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1362048 * nB, 0, G + 569064, act + 1358208 * nB, act + 1358976 * nB, P + 569064, B, 48, 8, 8, 12, 3, 1, 1);
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8113152 * nB, 0, G + 568968, G + 569016, act + 8110080 * nB, act + 8093568 * nB, act + 8090496 * nB, fix + 17248, fix + 17296, P + 568968, B, 48, 64, nB * 4044288);
+    FN(rt_bn_relu_backward)(ctx, act + 1365120 * nB, 0, G + 568968, G + 569016, act + 1362048 * nB, act + 1358976 * nB, act + 1371648 * nB, fix + 17248, fix + 17296, P + 568968, B, 48, 64, nB * 4044288);
     /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8116224 * nB, 0, G + 558888, act + 8113152 * nB, act + 8077056 * nB, P + 558888, B, 210, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 16800, fix + 17024, P + 558468, P + 558678, B, 210, 64, nB * 4030848, 21888);   /* stage3.step5.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1420416 * nB, 0, G + 558888, act + 1365120 * nB, act + 1406976 * nB, P + 558888, B, 210, 8, 8, 48, 1, 1, 0);
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x8x8 -> 210x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x8x8 -> 210x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8096640 * nB, 1, G + 558468, G + 558678, act + 8116224 * nB, act + 8077056 * nB, act + 8063616 * nB, fix + 16800, fix + 17024, P + 558468, B, 210, 64, nB * 4030848);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 558468, G + 558678, act + 1420416 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 16800, fix + 17024, P + 558468, B, 210, 64, nB * 4030848, 21888);
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x8x8 -> 210x8x8 */
-    {
-        T *const dxs[2] = { act + 8063616 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 198, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8096640 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1358208 * nB, 0, act + 1473408 * nB, B, 12, 64, 198, 21888);
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8076288 * nB, 0, G + 553284, act + 7965312 * nB, act + 8060544 * nB, P + 553284, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1358976 * nB, act + 1308672 * nB, fix + 16704, fix + 16752, P + 553188, P + 553236, B, 48, 64, nB * 4027776, 3072);   /* stage3.step4.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1362048 * nB, 0, G + 553284, act + 1358208 * nB, act + 1358976 * nB, P + 553284, B, 48, 8, 8, 12, 3, 1, 1);
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8079360 * nB, 0, G + 553188, G + 553236, act + 8076288 * nB, act + 8060544 * nB, act + 8057472 * nB, fix + 16704, fix + 16752, P + 553188, B, 48, 64, nB * 4027776);
+    FN(rt_bn_relu_backward)(ctx, act + 1365120 * nB, 0, G + 553188, G + 553236, act + 1362048 * nB, act + 1358976 * nB, act + 1308672 * nB, fix + 16704, fix + 16752, P + 553188, B, 48, 64, nB * 4027776);
     /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8082432 * nB, 0, G + 543684, act + 8079360 * nB, act + 8044800 * nB, P + 543684, B, 198, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 16288, fix + 16496, P + 543288, P + 543486, B, 198, 64, nB * 4015104, 21888);   /* stage3.step4.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1419648 * nB, 0, G + 543684, act + 1365120 * nB, act + 1406976 * nB, P + 543684, B, 198, 8, 8, 48, 1, 1, 0);
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x8x8 -> 198x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x8x8 -> 198x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8063616 * nB, 1, G + 543288, G + 543486, act + 8082432 * nB, act + 8044800 * nB, act + 8032128 * nB, fix + 16288, fix + 16496, P + 543288, B, 198, 64, nB * 4015104);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 543288, G + 543486, act + 1419648 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 16288, fix + 16496, P + 543288, B, 198, 64, nB * 4015104, 21888);
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x8x8 -> 198x8x8 */
-    {
-        T *const dxs[2] = { act + 8032128 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 186, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8063616 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1308672 * nB, 0, act + 1473408 * nB, B, 12, 64, 186, 21888);
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8044032 * nB, 0, G + 538104, act + 7965312 * nB, act + 8029056 * nB, P + 538104, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1358208 * nB, act + 1305600 * nB, fix + 16192, fix + 16240, P + 538008, P + 538056, B, 48, 64, nB * 4012032, 3072);   /* stage3.step3.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1361280 * nB, 0, G + 538104, act + 1308672 * nB, act + 1358208 * nB, P + 538104, B, 48, 8, 8, 12, 3, 1, 1);
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8047104 * nB, 0, G + 538008, G + 538056, act + 8044032 * nB, act + 8029056 * nB, act + 8025984 * nB, fix + 16192, fix + 16240, P + 538008, B, 48, 64, nB * 4012032);
+    FN(rt_bn_relu_backward)(ctx, act + 1308672 * nB, 0, G + 538008, G + 538056, act + 1361280 * nB, act + 1358208 * nB, act + 1305600 * nB, fix + 16192, fix + 16240, P + 538008, B, 48, 64, nB * 4012032);
     /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8050176 * nB, 0, G + 529080, act + 8047104 * nB, act + 8014080 * nB, P + 529080, B, 186, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1358208 * nB, act + 1336320 * nB, fix + 15808, fix + 16000, P + 528708, P + 528894, B, 186, 64, nB * 4000128, 21888);   /* stage3.step3.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1406976 * nB, 0, G + 529080, act + 1308672 * nB, act + 1358208 * nB, P + 529080, B, 186, 8, 8, 48, 1, 1, 0);
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x8x8 -> 186x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x8x8 -> 186x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8032128 * nB, 1, G + 528708, G + 528894, act + 8050176 * nB, act + 8014080 * nB, act + 8002176 * nB, fix + 15808, fix + 16000, P + 528708, B, 186, 64, nB * 4000128);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 528708, G + 528894, act + 1406976 * nB, act + 1358208 * nB, act + 1336320 * nB, fix + 15808, fix + 16000, P + 528708, B, 186, 64, nB * 4000128, 21888);
     /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x8x8 -> 186x8x8 */
-    {
-        T *const dxs[2] = { act + 8002176 * nB, act + 7965312 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 174, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8032128 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1305600 * nB, 0, act + 1473408 * nB, B, 12, 64, 174, 21888);
 }
 
 /* Backward, part 5 of 15. */
@@ -2487,68 +2299,66 @@ static void FN(backward_5)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8013312 * nB, 0, G + 523524, act + 7965312 * nB, act + 7999104 * nB, P + 523524, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1306368 * nB, act + 353280 * nB, fix + 15712, fix + 15760, P + 523428, P + 523476, B, 48, 64, nB * 3997056, 3072);   /* stage3.step2.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1358208 * nB, 0, G + 523524, act + 1305600 * nB, act + 1306368 * nB, P + 523524, B, 48, 8, 8, 12, 3, 1, 1);
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8016384 * nB, 0, G + 523428, G + 523476, act + 8013312 * nB, act + 7999104 * nB, act + 7962240 * nB, fix + 15712, fix + 15760, P + 523428, B, 48, 64, nB * 3997056);
+    FN(rt_bn_relu_backward)(ctx, act + 1361280 * nB, 0, G + 523428, G + 523476, act + 1358208 * nB, act + 1306368 * nB, act + 353280 * nB, fix + 15712, fix + 15760, P + 523428, B, 48, 64, nB * 3997056);
     /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 8019456 * nB, 0, G + 515076, act + 8016384 * nB, act + 7987968 * nB, P + 515076, B, 174, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 15360, fix + 15536, P + 514728, P + 514902, B, 174, 64, nB * 3985920, 21888);   /* stage3.step2.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1418112 * nB, 0, G + 515076, act + 1361280 * nB, act + 1406976 * nB, P + 515076, B, 174, 8, 8, 48, 1, 1, 0);
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x8x8 -> 174x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x8x8 -> 174x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 8002176 * nB, 1, G + 514728, G + 514902, act + 8019456 * nB, act + 7987968 * nB, act + 7976832 * nB, fix + 15360, fix + 15536, P + 514728, B, 174, 64, nB * 3985920);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 514728, G + 514902, act + 1418112 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 15360, fix + 15536, P + 514728, B, 174, 64, nB * 3985920, 21888);
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x8x8 -> 174x8x8 */
-    {
-        T *const dxs[2] = { act + 7976832 * nB, act + 7962240 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 162, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8002176 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 353280 * nB, 0, act + 1473408 * nB, B, 12, 64, 162, 21888);
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 7963008 * nB, 0, G + 509544, act + 7962240 * nB, act + 7959168 * nB, P + 509544, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1305600 * nB, act + 350208 * nB, fix + 15264, fix + 15312, P + 509448, P + 509496, B, 48, 64, nB * 3982848, 3072);   /* stage3.step1.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1308672 * nB, 0, G + 509544, act + 353280 * nB, act + 1305600 * nB, P + 509544, B, 48, 8, 8, 12, 3, 1, 1);
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 7987200 * nB, 0, G + 509448, G + 509496, act + 7963008 * nB, act + 7959168 * nB, act + 5870592 * nB, fix + 15264, fix + 15312, P + 509448, B, 48, 64, nB * 3982848);
+    FN(rt_bn_relu_backward)(ctx, act + 353280 * nB, 0, G + 509448, G + 509496, act + 1308672 * nB, act + 1305600 * nB, act + 350208 * nB, fix + 15264, fix + 15312, P + 509448, B, 48, 64, nB * 3982848);
     /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 7990272 * nB, 0, G + 501672, act + 7987200 * nB, act + 7948800 * nB, P + 501672, B, 162, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1358208 * nB, act + 1336320 * nB, fix + 14912, fix + 15088, P + 501348, P + 501510, B, 162, 64, nB * 3972480, 21888);   /* stage3.step1.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1384320 * nB, 0, G + 501672, act + 353280 * nB, act + 1358208 * nB, P + 501672, B, 162, 8, 8, 48, 1, 1, 0);
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x8x8 -> 162x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x8x8 -> 162x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 7976832 * nB, 1, G + 501348, G + 501510, act + 7990272 * nB, act + 7948800 * nB, act + 7938432 * nB, fix + 14912, fix + 15088, P + 501348, B, 162, 64, nB * 3972480);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 501348, G + 501510, act + 1384320 * nB, act + 1358208 * nB, act + 1336320 * nB, fix + 14912, fix + 15088, P + 501348, B, 162, 64, nB * 3972480, 21888);
     /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x8x8 -> 162x8x8 */
-    {
-        T *const dxs[2] = { act + 7938432 * nB, act + 5870592 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 150, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 7976832 * nB, 2, cs, B, 64);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1336320 * nB, 0, act + 1473408 * nB, B, 150, 64, 0, 21888);
+    FN(rt_concat_slice_backward)(ctx, act + 350208 * nB, 0, act + 1473408 * nB, B, 12, 64, 150, 21888);
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 7948032 * nB, 0, G + 496164, act + 5870592 * nB, act + 5867520 * nB, P + 496164, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 350976 * nB, act + 347136 * nB, fix + 14816, fix + 14864, P + 496068, P + 496116, B, 48, 64, nB * 3969408, 3072);   /* stage3.step0.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1305600 * nB, 0, G + 496164, act + 350208 * nB, act + 350976 * nB, P + 496164, B, 48, 8, 8, 12, 3, 1, 1);
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 5870592 * nB, 0, G + 496068, G + 496116, act + 7948032 * nB, act + 5867520 * nB, act + 5803008 * nB, fix + 14816, fix + 14864, P + 496068, B, 48, 64, nB * 3969408);
+    FN(rt_bn_relu_backward)(ctx, act + 1308672 * nB, 0, G + 496068, G + 496116, act + 1305600 * nB, act + 350976 * nB, act + 347136 * nB, fix + 14816, fix + 14864, P + 496068, B, 48, 64, nB * 3969408);
     /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x8x8 -> 48x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 7948032 * nB, 0, G + 488868, act + 5870592 * nB, act + 7928832 * nB, P + 488868, B, 150, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1345920 * nB, act + 1374720 * nB, fix + 14496, fix + 14656, P + 488568, P + 488718, B, 150, 64, nB * 3959808, 9600);   /* stage3.step0.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1355520 * nB, 0, G + 488868, act + 1308672 * nB, act + 1345920 * nB, P + 488868, B, 150, 8, 8, 48, 1, 1, 0);
     /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x8x8 -> 150x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x8x8 -> 150x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 7938432 * nB, 1, G + 488568, G + 488718, act + 7948032 * nB, act + 7928832 * nB, act + 7967232 * nB, fix + 14496, fix + 14656, P + 488568, B, 150, 64, nB * 3959808);
+    FN(rt_bn_relu_backward)(ctx, act + 1336320 * nB, 1, G + 488568, G + 488718, act + 1355520 * nB, act + 1345920 * nB, act + 1374720 * nB, fix + 14496, fix + 14656, P + 488568, B, 150, 64, nB * 3959808);
     /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x16x16 -> 150x8x8 */
-    FN(rt_avgpool_backward)(ctx, act + 7948032 * nB, 0, act + 7938432 * nB, B, 150, 16, 16, 2, 2);
+    FN(rt_avgpool_backward)(ctx, act + 1345920 * nB, 0, act + 1336320 * nB, B, 150, 16, 16, 2, 2);
     /* 232 trans2.conv0 = conv(trans2.relu0): 300x16x16 -> 150x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7986432 * nB, 0, G + 443568, act + 7948032 * nB, act + 7852032 * nB, P + 443568, B, 300, 16, 16, 150, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1179648 * nB, fix + 13888, fix + 14192, P + 442968, P + 443268, B, 300, 256, nB * 3883008, 76800);   /* trans2.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1483776 * nB, 0, G + 443568, act + 1345920 * nB, act + 1406976 * nB, P + 443568, B, 300, 16, 16, 150, 1, 1, 0);
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x16x16 -> 300x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x16x16 -> 300x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 8063232 * nB, 0, G + 442968, G + 443268, act + 7986432 * nB, act + 7852032 * nB, act + 7775232 * nB, fix + 13888, fix + 14192, P + 442968, B, 300, 256, nB * 3883008);
+    FN(rt_bn_relu_backward)(ctx, act + 1560576 * nB, 0, G + 442968, G + 443268, act + 1483776 * nB, act + 1406976 * nB, act + 1179648 * nB, fix + 13888, fix + 14192, P + 442968, B, 300, 256, nB * 3883008);
 }
 
 /* Backward, part 6 of 15. */
@@ -2557,76 +2367,63 @@ static void FN(backward_6)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x16x16 -> 300x16x16 */
-    {
-        T *const dxs[2] = { act + 7775232 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 288, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 8063232 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 288, 76800);
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7848960 * nB, 0, G + 437784, act + 5803008 * nB, act + 7762944 * nB, P + 437784, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1336320 * nB, act + 1324032 * nB, fix + 13792, fix + 13840, P + 437688, P + 437736, B, 48, 256, nB * 3870720, 12288);   /* stage2.step15.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1348608 * nB, 0, G + 437784, act + 347136 * nB, act + 1336320 * nB, P + 437784, B, 48, 16, 16, 12, 3, 1, 1);
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7861248 * nB, 0, G + 437688, G + 437736, act + 7848960 * nB, act + 7762944 * nB, act + 7750656 * nB, fix + 13792, fix + 13840, P + 437688, B, 48, 256, nB * 3870720);
+    FN(rt_bn_relu_backward)(ctx, act + 1360896 * nB, 0, G + 437688, G + 437736, act + 1348608 * nB, act + 1336320 * nB, act + 1324032 * nB, fix + 13792, fix + 13840, P + 437688, B, 48, 256, nB * 3870720);
     /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7873536 * nB, 0, G + 423864, act + 7861248 * nB, act + 7676928 * nB, P + 423864, B, 288, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1179648 * nB, fix + 13216, fix + 13504, P + 423288, P + 423576, B, 288, 256, nB * 3796992, 76800);   /* stage2.step15.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1480704 * nB, 0, G + 423864, act + 1360896 * nB, act + 1406976 * nB, P + 423864, B, 288, 16, 16, 48, 1, 1, 0);
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x16x16 -> 288x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x16x16 -> 288x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7775232 * nB, 1, G + 423288, G + 423576, act + 7873536 * nB, act + 7676928 * nB, act + 7603200 * nB, fix + 13216, fix + 13504, P + 423288, B, 288, 256, nB * 3796992);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 423288, G + 423576, act + 1480704 * nB, act + 1406976 * nB, act + 1179648 * nB, fix + 13216, fix + 13504, P + 423288, B, 288, 256, nB * 3796992, 76800);
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x16x16 -> 288x16x16 */
-    {
-        T *const dxs[2] = { act + 7603200 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 276, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 7775232 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 276, 76800);
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7673856 * nB, 0, G + 418104, act + 5803008 * nB, act + 7590912 * nB, P + 418104, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1324032 * nB, act + 1394688 * nB, fix + 13120, fix + 13168, P + 418008, P + 418056, B, 48, 256, nB * 3784704, 12288);   /* stage2.step14.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1336320 * nB, 0, G + 418104, act + 347136 * nB, act + 1324032 * nB, P + 418104, B, 48, 16, 16, 12, 3, 1, 1);
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7686144 * nB, 0, G + 418008, G + 418056, act + 7673856 * nB, act + 7590912 * nB, act + 7578624 * nB, fix + 13120, fix + 13168, P + 418008, B, 48, 256, nB * 3784704);
+    FN(rt_bn_relu_backward)(ctx, act + 1348608 * nB, 0, G + 418008, G + 418056, act + 1336320 * nB, act + 1324032 * nB, act + 1394688 * nB, fix + 13120, fix + 13168, P + 418008, B, 48, 256, nB * 3784704);
     /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7698432 * nB, 0, G + 404760, act + 7686144 * nB, act + 7507968 * nB, P + 404760, B, 276, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1360896 * nB, act + 1179648 * nB, fix + 12544, fix + 12832, P + 404208, P + 404484, B, 276, 256, nB * 3714048, 76800);   /* stage2.step14.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1431552 * nB, 0, G + 404760, act + 1348608 * nB, act + 1360896 * nB, P + 404760, B, 276, 16, 16, 48, 1, 1, 0);
     /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x16x16 -> 276x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x16x16 -> 276x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7603200 * nB, 1, G + 404208, G + 404484, act + 7698432 * nB, act + 7507968 * nB, act + 7437312 * nB, fix + 12544, fix + 12832, P + 404208, B, 276, 256, nB * 3714048);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 404208, G + 404484, act + 1431552 * nB, act + 1360896 * nB, act + 1179648 * nB, fix + 12544, fix + 12832, P + 404208, B, 276, 256, nB * 3714048, 76800);
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x16x16 -> 276x16x16 */
-    {
-        T *const dxs[2] = { act + 7437312 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 264, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 7603200 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 264, 76800);
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7504896 * nB, 0, G + 399024, act + 5803008 * nB, act + 7425024 * nB, P + 399024, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1324032 * nB, act + 1293312 * nB, fix + 12448, fix + 12496, P + 398928, P + 398976, B, 48, 256, nB * 3701760, 12288);   /* stage2.step13.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1336320 * nB, 0, G + 399024, act + 347136 * nB, act + 1324032 * nB, P + 399024, B, 48, 16, 16, 12, 3, 1, 1);
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7517184 * nB, 0, G + 398928, G + 398976, act + 7504896 * nB, act + 7425024 * nB, act + 7412736 * nB, fix + 12448, fix + 12496, P + 398928, B, 48, 256, nB * 3701760);
+    FN(rt_bn_relu_backward)(ctx, act + 1348608 * nB, 0, G + 398928, G + 398976, act + 1336320 * nB, act + 1324032 * nB, act + 1293312 * nB, fix + 12448, fix + 12496, P + 398928, B, 48, 256, nB * 3701760);
     /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7529472 * nB, 0, G + 386256, act + 7517184 * nB, act + 7345152 * nB, P + 386256, B, 264, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1360896 * nB, act + 1179648 * nB, fix + 11904, fix + 12176, P + 385728, P + 385992, B, 264, 256, nB * 3634176, 76800);   /* stage2.step13.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1428480 * nB, 0, G + 386256, act + 1348608 * nB, act + 1360896 * nB, P + 386256, B, 264, 16, 16, 48, 1, 1, 0);
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x16x16 -> 264x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x16x16 -> 264x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7437312 * nB, 1, G + 385728, G + 385992, act + 7529472 * nB, act + 7345152 * nB, act + 7277568 * nB, fix + 11904, fix + 12176, P + 385728, B, 264, 256, nB * 3634176);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 385728, G + 385992, act + 1428480 * nB, act + 1360896 * nB, act + 1179648 * nB, fix + 11904, fix + 12176, P + 385728, B, 264, 256, nB * 3634176, 76800);
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x16x16 -> 264x16x16 */
-    {
-        T *const dxs[2] = { act + 7277568 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 252, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 7437312 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 252, 76800);
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7342080 * nB, 0, G + 380544, act + 5803008 * nB, act + 7265280 * nB, P + 380544, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1293312 * nB, act + 1281024 * nB, fix + 11808, fix + 11856, P + 380448, P + 380496, B, 48, 256, nB * 3621888, 12288);   /* stage2.step12.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1324032 * nB, 0, G + 380544, act + 347136 * nB, act + 1293312 * nB, P + 380544, B, 48, 16, 16, 12, 3, 1, 1);
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2637,71 +2434,63 @@ static void FN(backward_7)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7354368 * nB, 0, G + 380448, G + 380496, act + 7342080 * nB, act + 7265280 * nB, act + 7252992 * nB, fix + 11808, fix + 11856, P + 380448, B, 48, 256, nB * 3621888);
+    FN(rt_bn_relu_backward)(ctx, act + 1336320 * nB, 0, G + 380448, G + 380496, act + 1324032 * nB, act + 1293312 * nB, act + 1281024 * nB, fix + 11808, fix + 11856, P + 380448, B, 48, 256, nB * 3621888);
     /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7366656 * nB, 0, G + 368352, act + 7354368 * nB, act + 7188480 * nB, P + 368352, B, 252, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1348608 * nB, act + 1179648 * nB, fix + 11296, fix + 11552, P + 367848, P + 368100, B, 252, 256, nB * 3557376, 76800);   /* stage2.step12.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1413120 * nB, 0, G + 368352, act + 1336320 * nB, act + 1348608 * nB, P + 368352, B, 252, 16, 16, 48, 1, 1, 0);
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x16x16 -> 252x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x16x16 -> 252x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7277568 * nB, 1, G + 367848, G + 368100, act + 7366656 * nB, act + 7188480 * nB, act + 7123968 * nB, fix + 11296, fix + 11552, P + 367848, B, 252, 256, nB * 3557376);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 367848, G + 368100, act + 1413120 * nB, act + 1348608 * nB, act + 1179648 * nB, fix + 11296, fix + 11552, P + 367848, B, 252, 256, nB * 3557376, 76800);
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x16x16 -> 252x16x16 */
-    {
-        T *const dxs[2] = { act + 7123968 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 240, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 7277568 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 240, 76800);
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7185408 * nB, 0, G + 362664, act + 5803008 * nB, act + 7111680 * nB, P + 362664, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1281024 * nB, act + 1268736 * nB, fix + 11200, fix + 11248, P + 362568, P + 362616, B, 48, 256, nB * 3545088, 12288);   /* stage2.step11.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1293312 * nB, 0, G + 362664, act + 347136 * nB, act + 1281024 * nB, P + 362664, B, 48, 16, 16, 12, 3, 1, 1);
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7197696 * nB, 0, G + 362568, G + 362616, act + 7185408 * nB, act + 7111680 * nB, act + 7099392 * nB, fix + 11200, fix + 11248, P + 362568, B, 48, 256, nB * 3545088);
+    FN(rt_bn_relu_backward)(ctx, act + 1324032 * nB, 0, G + 362568, G + 362616, act + 1293312 * nB, act + 1281024 * nB, act + 1268736 * nB, fix + 11200, fix + 11248, P + 362568, B, 48, 256, nB * 3545088);
     /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7209984 * nB, 0, G + 351048, act + 7197696 * nB, act + 7037952 * nB, P + 351048, B, 240, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1336320 * nB, act + 1179648 * nB, fix + 10720, fix + 10960, P + 350568, P + 350808, B, 240, 256, nB * 3483648, 76800);   /* stage2.step11.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1397760 * nB, 0, G + 351048, act + 1324032 * nB, act + 1336320 * nB, P + 351048, B, 240, 16, 16, 48, 1, 1, 0);
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x16x16 -> 240x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x16x16 -> 240x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7123968 * nB, 1, G + 350568, G + 350808, act + 7209984 * nB, act + 7037952 * nB, act + 6976512 * nB, fix + 10720, fix + 10960, P + 350568, B, 240, 256, nB * 3483648);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 350568, G + 350808, act + 1397760 * nB, act + 1336320 * nB, act + 1179648 * nB, fix + 10720, fix + 10960, P + 350568, B, 240, 256, nB * 3483648, 76800);
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x16x16 -> 240x16x16 */
-    {
-        T *const dxs[2] = { act + 6976512 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 228, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 7123968 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 228, 76800);
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7034880 * nB, 0, G + 345384, act + 5803008 * nB, act + 6964224 * nB, P + 345384, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1268736 * nB, act + 1256448 * nB, fix + 10624, fix + 10672, P + 345288, P + 345336, B, 48, 256, nB * 3471360, 12288);   /* stage2.step10.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1281024 * nB, 0, G + 345384, act + 347136 * nB, act + 1268736 * nB, P + 345384, B, 48, 16, 16, 12, 3, 1, 1);
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 7047168 * nB, 0, G + 345288, G + 345336, act + 7034880 * nB, act + 6964224 * nB, act + 6951936 * nB, fix + 10624, fix + 10672, P + 345288, B, 48, 256, nB * 3471360);
+    FN(rt_bn_relu_backward)(ctx, act + 1293312 * nB, 0, G + 345288, G + 345336, act + 1281024 * nB, act + 1268736 * nB, act + 1256448 * nB, fix + 10624, fix + 10672, P + 345288, B, 48, 256, nB * 3471360);
     /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 7059456 * nB, 0, G + 334344, act + 7047168 * nB, act + 6893568 * nB, P + 334344, B, 228, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1324032 * nB, act + 1179648 * nB, fix + 10144, fix + 10384, P + 333888, P + 334116, B, 228, 256, nB * 3412992, 76800);   /* stage2.step10.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1382400 * nB, 0, G + 334344, act + 1293312 * nB, act + 1324032 * nB, P + 334344, B, 228, 16, 16, 48, 1, 1, 0);
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x16x16 -> 228x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x16x16 -> 228x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6976512 * nB, 1, G + 333888, G + 334116, act + 7059456 * nB, act + 6893568 * nB, act + 6835200 * nB, fix + 10144, fix + 10384, P + 333888, B, 228, 256, nB * 3412992);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 333888, G + 334116, act + 1382400 * nB, act + 1324032 * nB, act + 1179648 * nB, fix + 10144, fix + 10384, P + 333888, B, 228, 256, nB * 3412992, 76800);
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x16x16 -> 228x16x16 */
-    {
-        T *const dxs[2] = { act + 6835200 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 216, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6976512 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 216, 76800);
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6890496 * nB, 0, G + 328704, act + 5803008 * nB, act + 6822912 * nB, P + 328704, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1311744 * nB, fix + 10048, fix + 10096, P + 328608, P + 328656, B, 48, 256, nB * 3400704, 12288);   /* stage2.step9.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1268736 * nB, 0, G + 328704, act + 347136 * nB, act + 1256448 * nB, P + 328704, B, 48, 16, 16, 12, 3, 1, 1);
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6902784 * nB, 0, G + 328608, G + 328656, act + 6890496 * nB, act + 6822912 * nB, act + 6810624 * nB, fix + 10048, fix + 10096, P + 328608, B, 48, 256, nB * 3400704);
+    FN(rt_bn_relu_backward)(ctx, act + 1281024 * nB, 0, G + 328608, G + 328656, act + 1268736 * nB, act + 1256448 * nB, act + 1311744 * nB, fix + 10048, fix + 10096, P + 328608, B, 48, 256, nB * 3400704);
     /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6915072 * nB, 0, G + 318240, act + 6902784 * nB, act + 6755328 * nB, P + 318240, B, 216, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1293312 * nB, act + 1179648 * nB, fix + 9600, fix + 9824, P + 317808, P + 318024, B, 216, 256, nB * 3345408, 76800);   /* stage2.step9.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1348608 * nB, 0, G + 318240, act + 1281024 * nB, act + 1293312 * nB, P + 318240, B, 216, 16, 16, 48, 1, 1, 0);
     /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x16x16 -> 216x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2712,78 +2501,65 @@ static void FN(backward_8)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x16x16 -> 216x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6835200 * nB, 1, G + 317808, G + 318024, act + 6915072 * nB, act + 6755328 * nB, act + 6700032 * nB, fix + 9600, fix + 9824, P + 317808, B, 216, 256, nB * 3345408);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 317808, G + 318024, act + 1348608 * nB, act + 1293312 * nB, act + 1179648 * nB, fix + 9600, fix + 9824, P + 317808, B, 216, 256, nB * 3345408, 76800);
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x16x16 -> 216x16x16 */
-    {
-        T *const dxs[2] = { act + 6700032 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 204, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6835200 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 204, 76800);
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6752256 * nB, 0, G + 312624, act + 5803008 * nB, act + 6687744 * nB, P + 312624, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1118208 * nB, fix + 9504, fix + 9552, P + 312528, P + 312576, B, 48, 256, nB * 3333120, 12288);   /* stage2.step8.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1268736 * nB, 0, G + 312624, act + 347136 * nB, act + 1256448 * nB, P + 312624, B, 48, 16, 16, 12, 3, 1, 1);
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6764544 * nB, 0, G + 312528, G + 312576, act + 6752256 * nB, act + 6687744 * nB, act + 6675456 * nB, fix + 9504, fix + 9552, P + 312528, B, 48, 256, nB * 3333120);
+    FN(rt_bn_relu_backward)(ctx, act + 1281024 * nB, 0, G + 312528, G + 312576, act + 1268736 * nB, act + 1256448 * nB, act + 1118208 * nB, fix + 9504, fix + 9552, P + 312528, B, 48, 256, nB * 3333120);
     /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6776832 * nB, 0, G + 302736, act + 6764544 * nB, act + 6623232 * nB, P + 302736, B, 204, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1293312 * nB, act + 1179648 * nB, fix + 9088, fix + 9296, P + 302328, P + 302532, B, 204, 256, nB * 3280896, 76800);   /* stage2.step8.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1345536 * nB, 0, G + 302736, act + 1281024 * nB, act + 1293312 * nB, P + 302736, B, 204, 16, 16, 48, 1, 1, 0);
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x16x16 -> 204x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x16x16 -> 204x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6700032 * nB, 1, G + 302328, G + 302532, act + 6776832 * nB, act + 6623232 * nB, act + 6571008 * nB, fix + 9088, fix + 9296, P + 302328, B, 204, 256, nB * 3280896);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 302328, G + 302532, act + 1345536 * nB, act + 1293312 * nB, act + 1179648 * nB, fix + 9088, fix + 9296, P + 302328, B, 204, 256, nB * 3280896, 76800);
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x16x16 -> 204x16x16 */
-    {
-        T *const dxs[2] = { act + 6571008 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 192, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6700032 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 192, 76800);
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6620160 * nB, 0, G + 297144, act + 5803008 * nB, act + 6558720 * nB, P + 297144, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1118208 * nB, act + 1105920 * nB, fix + 8992, fix + 9040, P + 297048, P + 297096, B, 48, 256, nB * 3268608, 12288);   /* stage2.step7.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1256448 * nB, 0, G + 297144, act + 347136 * nB, act + 1118208 * nB, P + 297144, B, 48, 16, 16, 12, 3, 1, 1);
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6632448 * nB, 0, G + 297048, G + 297096, act + 6620160 * nB, act + 6558720 * nB, act + 6546432 * nB, fix + 8992, fix + 9040, P + 297048, B, 48, 256, nB * 3268608);
+    FN(rt_bn_relu_backward)(ctx, act + 1268736 * nB, 0, G + 297048, G + 297096, act + 1256448 * nB, act + 1118208 * nB, act + 1105920 * nB, fix + 8992, fix + 9040, P + 297048, B, 48, 256, nB * 3268608);
     /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6644736 * nB, 0, G + 287832, act + 6632448 * nB, act + 6497280 * nB, P + 287832, B, 192, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1281024 * nB, act + 1179648 * nB, fix + 8608, fix + 8800, P + 287448, P + 287640, B, 192, 256, nB * 3219456, 76800);   /* stage2.step7.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1330176 * nB, 0, G + 287832, act + 1268736 * nB, act + 1281024 * nB, P + 287832, B, 192, 16, 16, 48, 1, 1, 0);
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x16x16 -> 192x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x16x16 -> 192x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6571008 * nB, 1, G + 287448, G + 287640, act + 6644736 * nB, act + 6497280 * nB, act + 6448128 * nB, fix + 8608, fix + 8800, P + 287448, B, 192, 256, nB * 3219456);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 287448, G + 287640, act + 1330176 * nB, act + 1281024 * nB, act + 1179648 * nB, fix + 8608, fix + 8800, P + 287448, B, 192, 256, nB * 3219456, 76800);
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x16x16 -> 192x16x16 */
-    {
-        T *const dxs[2] = { act + 6448128 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 180, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6571008 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 180, 76800);
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6494208 * nB, 0, G + 282264, act + 5803008 * nB, act + 6435840 * nB, P + 282264, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1105920 * nB, act + 897024 * nB, fix + 8512, fix + 8560, P + 282168, P + 282216, B, 48, 256, nB * 3207168, 12288);   /* stage2.step6.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1118208 * nB, 0, G + 282264, act + 347136 * nB, act + 1105920 * nB, P + 282264, B, 48, 16, 16, 12, 3, 1, 1);
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6506496 * nB, 0, G + 282168, G + 282216, act + 6494208 * nB, act + 6435840 * nB, act + 6423552 * nB, fix + 8512, fix + 8560, P + 282168, B, 48, 256, nB * 3207168);
+    FN(rt_bn_relu_backward)(ctx, act + 1256448 * nB, 0, G + 282168, G + 282216, act + 1118208 * nB, act + 1105920 * nB, act + 897024 * nB, fix + 8512, fix + 8560, P + 282168, B, 48, 256, nB * 3207168);
     /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6518784 * nB, 0, G + 273528, act + 6506496 * nB, act + 6377472 * nB, P + 273528, B, 180, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1268736 * nB, act + 1179648 * nB, fix + 8128, fix + 8320, P + 273168, P + 273348, B, 180, 256, nB * 3161088, 76800);   /* stage2.step6.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1314816 * nB, 0, G + 273528, act + 1256448 * nB, act + 1268736 * nB, P + 273528, B, 180, 16, 16, 48, 1, 1, 0);
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x16x16 -> 180x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x16x16 -> 180x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6448128 * nB, 1, G + 273168, G + 273348, act + 6518784 * nB, act + 6377472 * nB, act + 6331392 * nB, fix + 8128, fix + 8320, P + 273168, B, 180, 256, nB * 3161088);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 273168, G + 273348, act + 1314816 * nB, act + 1268736 * nB, act + 1179648 * nB, fix + 8128, fix + 8320, P + 273168, B, 180, 256, nB * 3161088, 76800);
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x16x16 -> 180x16x16 */
-    {
-        T *const dxs[2] = { act + 6331392 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 168, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6448128 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 168, 76800);
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6374400 * nB, 0, G + 267984, act + 5803008 * nB, act + 6319104 * nB, P + 267984, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 897024 * nB, act + 884736 * nB, fix + 8032, fix + 8080, P + 267888, P + 267936, B, 48, 256, nB * 3148800, 12288);   /* stage2.step5.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1105920 * nB, 0, G + 267984, act + 347136 * nB, act + 897024 * nB, P + 267984, B, 48, 16, 16, 12, 3, 1, 1);
 }
 
 /* Backward, part 9 of 15. */
@@ -2792,73 +2568,65 @@ static void FN(backward_9)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6386688 * nB, 0, G + 267888, G + 267936, act + 6374400 * nB, act + 6319104 * nB, act + 6306816 * nB, fix + 8032, fix + 8080, P + 267888, B, 48, 256, nB * 3148800);
+    FN(rt_bn_relu_backward)(ctx, act + 1118208 * nB, 0, G + 267888, G + 267936, act + 1105920 * nB, act + 897024 * nB, act + 884736 * nB, fix + 8032, fix + 8080, P + 267888, B, 48, 256, nB * 3148800);
     /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6398976 * nB, 0, G + 259824, act + 6386688 * nB, act + 6263808 * nB, P + 259824, B, 168, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 7680, fix + 7856, P + 259488, P + 259656, B, 168, 256, nB * 3105792, 76800);   /* stage2.step5.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1299456 * nB, 0, G + 259824, act + 1118208 * nB, act + 1256448 * nB, P + 259824, B, 168, 16, 16, 48, 1, 1, 0);
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x16x16 -> 168x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x16x16 -> 168x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6331392 * nB, 1, G + 259488, G + 259656, act + 6398976 * nB, act + 6263808 * nB, act + 6220800 * nB, fix + 7680, fix + 7856, P + 259488, B, 168, 256, nB * 3105792);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 259488, G + 259656, act + 1299456 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 7680, fix + 7856, P + 259488, B, 168, 256, nB * 3105792, 76800);
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x16x16 -> 168x16x16 */
-    {
-        T *const dxs[2] = { act + 6220800 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 156, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6331392 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 156, 76800);
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6260736 * nB, 0, G + 254304, act + 5803008 * nB, act + 6208512 * nB, P + 254304, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 884736 * nB, act + 872448 * nB, fix + 7584, fix + 7632, P + 254208, P + 254256, B, 48, 256, nB * 3093504, 12288);   /* stage2.step4.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 897024 * nB, 0, G + 254304, act + 347136 * nB, act + 884736 * nB, P + 254304, B, 48, 16, 16, 12, 3, 1, 1);
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6273024 * nB, 0, G + 254208, G + 254256, act + 6260736 * nB, act + 6208512 * nB, act + 6196224 * nB, fix + 7584, fix + 7632, P + 254208, B, 48, 256, nB * 3093504);
+    FN(rt_bn_relu_backward)(ctx, act + 1105920 * nB, 0, G + 254208, G + 254256, act + 897024 * nB, act + 884736 * nB, act + 872448 * nB, fix + 7584, fix + 7632, P + 254208, B, 48, 256, nB * 3093504);
     /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6285312 * nB, 0, G + 246720, act + 6273024 * nB, act + 6156288 * nB, P + 246720, B, 156, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 7264, fix + 7424, P + 246408, P + 246564, B, 156, 256, nB * 3053568, 76800);   /* stage2.step4.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1296384 * nB, 0, G + 246720, act + 1105920 * nB, act + 1256448 * nB, P + 246720, B, 156, 16, 16, 48, 1, 1, 0);
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x16x16 -> 156x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x16x16 -> 156x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6220800 * nB, 1, G + 246408, G + 246564, act + 6285312 * nB, act + 6156288 * nB, act + 6116352 * nB, fix + 7264, fix + 7424, P + 246408, B, 156, 256, nB * 3053568);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 246408, G + 246564, act + 1296384 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 7264, fix + 7424, P + 246408, B, 156, 256, nB * 3053568, 76800);
     /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x16x16 -> 156x16x16 */
-    {
-        T *const dxs[2] = { act + 6116352 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 144, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6220800 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 144, 76800);
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6153216 * nB, 0, G + 241224, act + 5803008 * nB, act + 6104064 * nB, P + 241224, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 872448 * nB, act + 565248 * nB, fix + 7168, fix + 7216, P + 241128, P + 241176, B, 48, 256, nB * 3041280, 12288);   /* stage2.step3.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 884736 * nB, 0, G + 241224, act + 347136 * nB, act + 872448 * nB, P + 241224, B, 48, 16, 16, 12, 3, 1, 1);
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6165504 * nB, 0, G + 241128, G + 241176, act + 6153216 * nB, act + 6104064 * nB, act + 6091776 * nB, fix + 7168, fix + 7216, P + 241128, B, 48, 256, nB * 3041280);
+    FN(rt_bn_relu_backward)(ctx, act + 897024 * nB, 0, G + 241128, G + 241176, act + 884736 * nB, act + 872448 * nB, act + 565248 * nB, fix + 7168, fix + 7216, P + 241128, B, 48, 256, nB * 3041280);
     /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6177792 * nB, 0, G + 234216, act + 6165504 * nB, act + 6054912 * nB, P + 234216, B, 144, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 6880, fix + 7024, P + 233928, P + 234072, B, 144, 256, nB * 3004416, 76800);   /* stage2.step3.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1293312 * nB, 0, G + 234216, act + 897024 * nB, act + 1256448 * nB, P + 234216, B, 144, 16, 16, 48, 1, 1, 0);
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x16x16 -> 144x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x16x16 -> 144x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6116352 * nB, 1, G + 233928, G + 234072, act + 6177792 * nB, act + 6054912 * nB, act + 6018048 * nB, fix + 6880, fix + 7024, P + 233928, B, 144, 256, nB * 3004416);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 233928, G + 234072, act + 1293312 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6880, fix + 7024, P + 233928, B, 144, 256, nB * 3004416, 76800);
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x16x16 -> 144x16x16 */
-    {
-        T *const dxs[2] = { act + 6018048 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 132, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6116352 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 132, 76800);
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6051840 * nB, 0, G + 228744, act + 5803008 * nB, act + 6005760 * nB, P + 228744, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 565248 * nB, act + 552960 * nB, fix + 6784, fix + 6832, P + 228648, P + 228696, B, 48, 256, nB * 2992128, 12288);   /* stage2.step2.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 872448 * nB, 0, G + 228744, act + 347136 * nB, act + 565248 * nB, P + 228744, B, 48, 16, 16, 12, 3, 1, 1);
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6064128 * nB, 0, G + 228648, G + 228696, act + 6051840 * nB, act + 6005760 * nB, act + 5993472 * nB, fix + 6784, fix + 6832, P + 228648, B, 48, 256, nB * 2992128);
+    FN(rt_bn_relu_backward)(ctx, act + 884736 * nB, 0, G + 228648, G + 228696, act + 872448 * nB, act + 565248 * nB, act + 552960 * nB, fix + 6784, fix + 6832, P + 228648, B, 48, 256, nB * 2992128);
     /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 6076416 * nB, 0, G + 222312, act + 6064128 * nB, act + 5959680 * nB, P + 222312, B, 132, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 6496, fix + 6640, P + 222048, P + 222180, B, 132, 256, nB * 2958336, 76800);   /* stage2.step2.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1290240 * nB, 0, G + 222312, act + 884736 * nB, act + 1256448 * nB, P + 222312, B, 132, 16, 16, 48, 1, 1, 0);
 }
 
 /* Backward, part 10 of 15. */
@@ -2867,73 +2635,65 @@ static void FN(backward_10)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x16x16 -> 132x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x16x16 -> 132x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 6018048 * nB, 1, G + 222048, G + 222180, act + 6076416 * nB, act + 5959680 * nB, act + 5925888 * nB, fix + 6496, fix + 6640, P + 222048, B, 132, 256, nB * 2958336);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 222048, G + 222180, act + 1290240 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6496, fix + 6640, P + 222048, B, 132, 256, nB * 2958336, 76800);
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x16x16 -> 132x16x16 */
-    {
-        T *const dxs[2] = { act + 5925888 * nB, act + 5803008 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 120, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6018048 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 120, 76800);
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 5956608 * nB, 0, G + 216864, act + 5803008 * nB, act + 5913600 * nB, P + 216864, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 552960 * nB, act + 36864 * nB, fix + 6400, fix + 6448, P + 216768, P + 216816, B, 48, 256, nB * 2946048, 12288);   /* stage2.step1.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 565248 * nB, 0, G + 216864, act + 347136 * nB, act + 552960 * nB, P + 216864, B, 48, 16, 16, 12, 3, 1, 1);
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 5968896 * nB, 0, G + 216768, G + 216816, act + 5956608 * nB, act + 5913600 * nB, act + 5901312 * nB, fix + 6400, fix + 6448, P + 216768, B, 48, 256, nB * 2946048);
+    FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 0, G + 216768, G + 216816, act + 565248 * nB, act + 552960 * nB, act + 36864 * nB, fix + 6400, fix + 6448, P + 216768, B, 48, 256, nB * 2946048);
     /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 5981184 * nB, 0, G + 211008, act + 5968896 * nB, act + 5836800 * nB, P + 211008, B, 120, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 6144, fix + 6272, P + 210768, P + 210888, B, 120, 256, nB * 2915328, 76800);   /* stage2.step1.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1287168 * nB, 0, G + 211008, act + 872448 * nB, act + 1256448 * nB, P + 211008, B, 120, 16, 16, 48, 1, 1, 0);
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x16x16 -> 120x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x16x16 -> 120x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 5925888 * nB, 1, G + 210768, G + 210888, act + 5981184 * nB, act + 5836800 * nB, act + 5806080 * nB, fix + 6144, fix + 6272, P + 210768, B, 120, 256, nB * 2915328);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 210768, G + 210888, act + 1287168 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6144, fix + 6272, P + 210768, B, 120, 256, nB * 2915328, 76800);
     /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x16x16 -> 120x16x16 */
-    {
-        T *const dxs[2] = { act + 5803008 * nB, act + 5830656 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 108, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5925888 * nB, 2, cs, B, 256);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 872448 * nB, 0, act + 1560576 * nB, B, 108, 256, 0, 76800);
+    FN(rt_concat_slice_backward)(ctx, act + 36864 * nB, 0, act + 1560576 * nB, B, 12, 256, 108, 76800);
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 5833728 * nB, 0, G + 205584, act + 5830656 * nB, act + 5790720 * nB, P + 205584, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 552960 * nB, act + 24576 * nB, fix + 6048, fix + 6096, P + 205488, P + 205536, B, 48, 256, nB * 2903040, 12288);   /* stage2.step0.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 565248 * nB, 0, G + 205584, act + 36864 * nB, act + 552960 * nB, P + 205584, B, 48, 16, 16, 12, 3, 1, 1);
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 5846016 * nB, 0, G + 205488, G + 205536, act + 5833728 * nB, act + 5790720 * nB, act + 147456 * nB, fix + 6048, fix + 6096, P + 205488, B, 48, 256, nB * 2903040);
+    FN(rt_bn_relu_backward)(ctx, act + 36864 * nB, 0, G + 205488, G + 205536, act + 565248 * nB, act + 552960 * nB, act + 24576 * nB, fix + 6048, fix + 6096, P + 205488, B, 48, 256, nB * 2903040);
     /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x16x16 -> 48x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 5901312 * nB, 0, G + 200304, act + 5846016 * nB, act + 5763072 * nB, P + 200304, B, 108, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1179648 * nB, act + 319488 * nB, fix + 5824, fix + 5936, P + 200088, P + 200196, B, 108, 256, nB * 2875392, 27648);   /* stage2.step0.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1207296 * nB, 0, G + 200304, act + 36864 * nB, act + 1179648 * nB, P + 200304, B, 108, 16, 16, 48, 1, 1, 0);
     /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x16x16 -> 108x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x16x16 -> 108x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 5803008 * nB, 1, G + 200088, G + 200196, act + 5901312 * nB, act + 5763072 * nB, act + 5873664 * nB, fix + 5824, fix + 5936, P + 200088, B, 108, 256, nB * 2875392);
+    FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 1, G + 200088, G + 200196, act + 1207296 * nB, act + 1179648 * nB, act + 319488 * nB, fix + 5824, fix + 5936, P + 200088, B, 108, 256, nB * 2875392);
     /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x32x32 -> 108x16x16 */
-    FN(rt_avgpool_backward)(ctx, act + 5830656 * nB, 0, act + 5803008 * nB, B, 108, 32, 32, 2, 2);
+    FN(rt_avgpool_backward)(ctx, act + 1179648 * nB, 0, act + 872448 * nB, B, 108, 32, 32, 2, 2);
     /* 116 trans1.conv0 = conv(trans1.relu0): 216x32x32 -> 108x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 5941248 * nB, 0, G + 176760, act + 5830656 * nB, act + 5541888 * nB, P + 176760, B, 216, 32, 32, 108, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1290240 * nB, act + 98304 * nB, fix + 5376, fix + 5600, P + 176328, P + 176544, B, 216, 1024, nB * 2654208, 221184);   /* trans1.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1511424 * nB, 0, G + 176760, act + 1179648 * nB, act + 1290240 * nB, P + 176760, B, 216, 32, 32, 108, 1, 1, 0);
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x32x32 -> 216x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x32x32 -> 216x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 6162432 * nB, 0, G + 176328, G + 176544, act + 5941248 * nB, act + 5541888 * nB, act + 5320704 * nB, fix + 5376, fix + 5600, P + 176328, B, 216, 1024, nB * 2654208);
+    FN(rt_bn_relu_backward)(ctx, act + 1732608 * nB, 0, G + 176328, G + 176544, act + 1511424 * nB, act + 1290240 * nB, act + 98304 * nB, fix + 5376, fix + 5600, P + 176328, B, 216, 1024, nB * 2654208);
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x32x32 -> 216x32x32 */
-    {
-        T *const dxs[2] = { act + 5320704 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 204, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6162432 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 204, 221184);
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 5529600 * nB, 0, G + 171144, act + 147456 * nB, act + 5271552 * nB, P + 171144, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1179648 * nB, act + 1056768 * nB, fix + 5280, fix + 5328, P + 171048, P + 171096, B, 48, 1024, nB * 2605056, 49152);   /* stage1.step15.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1228800 * nB, 0, G + 171144, act + 24576 * nB, act + 1179648 * nB, P + 171144, B, 48, 32, 32, 12, 3, 1, 1);
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 5578752 * nB, 0, G + 171048, G + 171096, act + 5529600 * nB, act + 5271552 * nB, act + 5222400 * nB, fix + 5280, fix + 5328, P + 171048, B, 48, 1024, nB * 2605056);
+    FN(rt_bn_relu_backward)(ctx, act + 1277952 * nB, 0, G + 171048, G + 171096, act + 1228800 * nB, act + 1179648 * nB, act + 1056768 * nB, fix + 5280, fix + 5328, P + 171048, B, 48, 1024, nB * 2605056);
 }
 
 /* Backward, part 11 of 15. */
@@ -2942,73 +2702,65 @@ static void FN(backward_11)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 204x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 5627904 * nB, 0, G + 161256, act + 5578752 * nB, act + 5013504 * nB, P + 161256, B, 204, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1327104 * nB, act + 98304 * nB, fix + 4864, fix + 5072, P + 160848, P + 161052, B, 204, 1024, nB * 2396160, 221184);   /* stage1.step15.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1953792 * nB, 0, G + 161256, act + 1277952 * nB, act + 1327104 * nB, P + 161256, B, 204, 32, 32, 48, 1, 1, 0);
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x32x32 -> 204x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x32x32 -> 204x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 5320704 * nB, 1, G + 160848, G + 161052, act + 5627904 * nB, act + 5013504 * nB, act + 4804608 * nB, fix + 4864, fix + 5072, P + 160848, B, 204, 1024, nB * 2396160);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 160848, G + 161052, act + 1953792 * nB, act + 1327104 * nB, act + 98304 * nB, fix + 4864, fix + 5072, P + 160848, B, 204, 1024, nB * 2396160, 221184);
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x32x32 -> 204x32x32 */
-    {
-        T *const dxs[2] = { act + 4804608 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 192, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5320704 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 192, 221184);
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 5001216 * nB, 0, G + 155664, act + 147456 * nB, act + 4755456 * nB, P + 155664, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1056768 * nB, act + 1007616 * nB, fix + 4768, fix + 4816, P + 155568, P + 155616, B, 48, 1024, nB * 2347008, 49152);   /* stage1.step14.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1179648 * nB, 0, G + 155664, act + 24576 * nB, act + 1056768 * nB, P + 155664, B, 48, 32, 32, 12, 3, 1, 1);
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 5050368 * nB, 0, G + 155568, G + 155616, act + 5001216 * nB, act + 4755456 * nB, act + 4706304 * nB, fix + 4768, fix + 4816, P + 155568, B, 48, 1024, nB * 2347008);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 0, G + 155568, G + 155616, act + 1179648 * nB, act + 1056768 * nB, act + 1007616 * nB, fix + 4768, fix + 4816, P + 155568, B, 48, 1024, nB * 2347008);
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 5099520 * nB, 0, G + 146352, act + 5050368 * nB, act + 4509696 * nB, P + 146352, B, 192, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1277952 * nB, act + 98304 * nB, fix + 4384, fix + 4576, P + 145968, P + 146160, B, 192, 1024, nB * 2150400, 221184);   /* stage1.step14.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1474560 * nB, 0, G + 146352, act + 1228800 * nB, act + 1277952 * nB, P + 146352, B, 192, 32, 32, 48, 1, 1, 0);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x32x32 -> 192x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x32x32 -> 192x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 4804608 * nB, 1, G + 145968, G + 146160, act + 5099520 * nB, act + 4509696 * nB, act + 4313088 * nB, fix + 4384, fix + 4576, P + 145968, B, 192, 1024, nB * 2150400);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 145968, G + 146160, act + 1474560 * nB, act + 1277952 * nB, act + 98304 * nB, fix + 4384, fix + 4576, P + 145968, B, 192, 1024, nB * 2150400, 221184);
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x32x32 -> 192x32x32 */
-    {
-        T *const dxs[2] = { act + 4313088 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 180, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 4804608 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 180, 221184);
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 4497408 * nB, 0, G + 140784, act + 147456 * nB, act + 4263936 * nB, P + 140784, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1007616 * nB, act + 958464 * nB, fix + 4288, fix + 4336, P + 140688, P + 140736, B, 48, 1024, nB * 2101248, 49152);   /* stage1.step13.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1056768 * nB, 0, G + 140784, act + 24576 * nB, act + 1007616 * nB, P + 140784, B, 48, 32, 32, 12, 3, 1, 1);
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 4546560 * nB, 0, G + 140688, G + 140736, act + 4497408 * nB, act + 4263936 * nB, act + 4214784 * nB, fix + 4288, fix + 4336, P + 140688, B, 48, 1024, nB * 2101248);
+    FN(rt_bn_relu_backward)(ctx, act + 1179648 * nB, 0, G + 140688, G + 140736, act + 1056768 * nB, act + 1007616 * nB, act + 958464 * nB, fix + 4288, fix + 4336, P + 140688, B, 48, 1024, nB * 2101248);
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 4595712 * nB, 0, G + 132048, act + 4546560 * nB, act + 4030464 * nB, P + 132048, B, 180, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1228800 * nB, act + 98304 * nB, fix + 3904, fix + 4096, P + 131688, P + 131868, B, 180, 1024, nB * 1916928, 221184);   /* stage1.step13.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1413120 * nB, 0, G + 132048, act + 1179648 * nB, act + 1228800 * nB, P + 132048, B, 180, 32, 32, 48, 1, 1, 0);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x32x32 -> 180x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x32x32 -> 180x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 4313088 * nB, 1, G + 131688, G + 131868, act + 4595712 * nB, act + 4030464 * nB, act + 3846144 * nB, fix + 3904, fix + 4096, P + 131688, B, 180, 1024, nB * 1916928);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 131688, G + 131868, act + 1413120 * nB, act + 1228800 * nB, act + 98304 * nB, fix + 3904, fix + 4096, P + 131688, B, 180, 1024, nB * 1916928, 221184);
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x32x32 -> 180x32x32 */
-    {
-        T *const dxs[2] = { act + 3846144 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 168, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 4313088 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 168, 221184);
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 4018176 * nB, 0, G + 126504, act + 147456 * nB, act + 3796992 * nB, P + 126504, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 958464 * nB, act + 1130496 * nB, fix + 3808, fix + 3856, P + 126408, P + 126456, B, 48, 1024, nB * 1867776, 49152);   /* stage1.step12.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1007616 * nB, 0, G + 126504, act + 24576 * nB, act + 958464 * nB, P + 126504, B, 48, 32, 32, 12, 3, 1, 1);
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 4067328 * nB, 0, G + 126408, G + 126456, act + 4018176 * nB, act + 3796992 * nB, act + 3747840 * nB, fix + 3808, fix + 3856, P + 126408, B, 48, 1024, nB * 1867776);
+    FN(rt_bn_relu_backward)(ctx, act + 1056768 * nB, 0, G + 126408, G + 126456, act + 1007616 * nB, act + 958464 * nB, act + 1130496 * nB, fix + 3808, fix + 3856, P + 126408, B, 48, 1024, nB * 1867776);
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 4116480 * nB, 0, G + 118344, act + 4067328 * nB, act + 3575808 * nB, P + 118344, B, 168, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1105920 * nB, act + 98304 * nB, fix + 3456, fix + 3632, P + 118008, P + 118176, B, 168, 1024, nB * 1695744, 221184);   /* stage1.step12.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1277952 * nB, 0, G + 118344, act + 1056768 * nB, act + 1105920 * nB, P + 118344, B, 168, 32, 32, 48, 1, 1, 0);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x32x32 -> 168x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x32x32 -> 168x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 3846144 * nB, 1, G + 118008, G + 118176, act + 4116480 * nB, act + 3575808 * nB, act + 3403776 * nB, fix + 3456, fix + 3632, P + 118008, B, 168, 1024, nB * 1695744);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 118008, G + 118176, act + 1277952 * nB, act + 1105920 * nB, act + 98304 * nB, fix + 3456, fix + 3632, P + 118008, B, 168, 1024, nB * 1695744, 221184);
 }
 
 /* Backward, part 12 of 15. */
@@ -3017,76 +2769,63 @@ static void FN(backward_12)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x32x32 -> 168x32x32 */
-    {
-        T *const dxs[2] = { act + 3403776 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 156, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 3846144 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 156, 221184);
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 3563520 * nB, 0, G + 112824, act + 147456 * nB, act + 3354624 * nB, P + 112824, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 958464 * nB, act + 823296 * nB, fix + 3360, fix + 3408, P + 112728, P + 112776, B, 48, 1024, nB * 1646592, 49152);   /* stage1.step11.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1007616 * nB, 0, G + 112824, act + 24576 * nB, act + 958464 * nB, P + 112824, B, 48, 32, 32, 12, 3, 1, 1);
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 3612672 * nB, 0, G + 112728, G + 112776, act + 3563520 * nB, act + 3354624 * nB, act + 3305472 * nB, fix + 3360, fix + 3408, P + 112728, B, 48, 1024, nB * 1646592);
+    FN(rt_bn_relu_backward)(ctx, act + 1056768 * nB, 0, G + 112728, G + 112776, act + 1007616 * nB, act + 958464 * nB, act + 823296 * nB, fix + 3360, fix + 3408, P + 112728, B, 48, 1024, nB * 1646592);
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 3661824 * nB, 0, G + 105240, act + 3612672 * nB, act + 3145728 * nB, P + 105240, B, 156, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1105920 * nB, act + 98304 * nB, fix + 3040, fix + 3200, P + 104928, P + 105084, B, 156, 1024, nB * 1486848, 221184);   /* stage1.step11.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1265664 * nB, 0, G + 105240, act + 1056768 * nB, act + 1105920 * nB, P + 105240, B, 156, 32, 32, 48, 1, 1, 0);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x32x32 -> 156x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x32x32 -> 156x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 3403776 * nB, 1, G + 104928, G + 105084, act + 3661824 * nB, act + 3145728 * nB, act + 2985984 * nB, fix + 3040, fix + 3200, P + 104928, B, 156, 1024, nB * 1486848);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 104928, G + 105084, act + 1265664 * nB, act + 1105920 * nB, act + 98304 * nB, fix + 3040, fix + 3200, P + 104928, B, 156, 1024, nB * 1486848, 221184);
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x32x32 -> 156x32x32 */
-    {
-        T *const dxs[2] = { act + 2985984 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 144, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 3403776 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 144, 221184);
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 3133440 * nB, 0, G + 99744, act + 147456 * nB, act + 2936832 * nB, P + 99744, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 823296 * nB, act + 774144 * nB, fix + 2944, fix + 2992, P + 99648, P + 99696, B, 48, 1024, nB * 1437696, 49152);   /* stage1.step10.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 958464 * nB, 0, G + 99744, act + 24576 * nB, act + 823296 * nB, P + 99744, B, 48, 32, 32, 12, 3, 1, 1);
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 3182592 * nB, 0, G + 99648, G + 99696, act + 3133440 * nB, act + 2936832 * nB, act + 2887680 * nB, fix + 2944, fix + 2992, P + 99648, B, 48, 1024, nB * 1437696);
+    FN(rt_bn_relu_backward)(ctx, act + 1007616 * nB, 0, G + 99648, G + 99696, act + 958464 * nB, act + 823296 * nB, act + 774144 * nB, fix + 2944, fix + 2992, P + 99648, B, 48, 1024, nB * 1437696);
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 3231744 * nB, 0, G + 92736, act + 3182592 * nB, act + 2740224 * nB, P + 92736, B, 144, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1056768 * nB, act + 98304 * nB, fix + 2656, fix + 2800, P + 92448, P + 92592, B, 144, 1024, nB * 1290240, 221184);   /* stage1.step10.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1204224 * nB, 0, G + 92736, act + 1007616 * nB, act + 1056768 * nB, P + 92736, B, 144, 32, 32, 48, 1, 1, 0);
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x32x32 -> 144x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x32x32 -> 144x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 2985984 * nB, 1, G + 92448, G + 92592, act + 3231744 * nB, act + 2740224 * nB, act + 2592768 * nB, fix + 2656, fix + 2800, P + 92448, B, 144, 1024, nB * 1290240);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 92448, G + 92592, act + 1204224 * nB, act + 1056768 * nB, act + 98304 * nB, fix + 2656, fix + 2800, P + 92448, B, 144, 1024, nB * 1290240, 221184);
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x32x32 -> 144x32x32 */
-    {
-        T *const dxs[2] = { act + 2592768 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 132, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 2985984 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 132, 221184);
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 2727936 * nB, 0, G + 87264, act + 147456 * nB, act + 2543616 * nB, P + 87264, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 774144 * nB, act + 909312 * nB, fix + 2560, fix + 2608, P + 87168, P + 87216, B, 48, 1024, nB * 1241088, 49152);   /* stage1.step9.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 823296 * nB, 0, G + 87264, act + 24576 * nB, act + 774144 * nB, P + 87264, B, 48, 32, 32, 12, 3, 1, 1);
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 2777088 * nB, 0, G + 87168, G + 87216, act + 2727936 * nB, act + 2543616 * nB, act + 2494464 * nB, fix + 2560, fix + 2608, P + 87168, B, 48, 1024, nB * 1241088);
+    FN(rt_bn_relu_backward)(ctx, act + 958464 * nB, 0, G + 87168, G + 87216, act + 823296 * nB, act + 774144 * nB, act + 909312 * nB, fix + 2560, fix + 2608, P + 87168, B, 48, 1024, nB * 1241088);
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 2826240 * nB, 0, G + 80832, act + 2777088 * nB, act + 2359296 * nB, P + 80832, B, 132, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 774144 * nB, act + 98304 * nB, fix + 2272, fix + 2416, P + 80568, P + 80700, B, 132, 1024, nB * 1105920, 221184);   /* stage1.step9.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1007616 * nB, 0, G + 80832, act + 958464 * nB, act + 774144 * nB, P + 80832, B, 132, 32, 32, 48, 1, 1, 0);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x32x32 -> 132x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x32x32 -> 132x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 2592768 * nB, 1, G + 80568, G + 80700, act + 2826240 * nB, act + 2359296 * nB, act + 2224128 * nB, fix + 2272, fix + 2416, P + 80568, B, 132, 1024, nB * 1105920);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 80568, G + 80700, act + 1007616 * nB, act + 774144 * nB, act + 98304 * nB, fix + 2272, fix + 2416, P + 80568, B, 132, 1024, nB * 1105920, 221184);
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x32x32 -> 132x32x32 */
-    {
-        T *const dxs[2] = { act + 2224128 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 120, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 2592768 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 120, 221184);
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 2347008 * nB, 0, G + 75384, act + 147456 * nB, act + 2174976 * nB, P + 75384, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 774144 * nB, act + 675840 * nB, fix + 2176, fix + 2224, P + 75288, P + 75336, B, 48, 1024, nB * 1056768, 49152);   /* stage1.step8.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 823296 * nB, 0, G + 75384, act + 24576 * nB, act + 774144 * nB, P + 75384, B, 48, 32, 32, 12, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -3097,71 +2836,63 @@ static void FN(backward_13)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 2396160 * nB, 0, G + 75288, G + 75336, act + 2347008 * nB, act + 2174976 * nB, act + 2125824 * nB, fix + 2176, fix + 2224, P + 75288, B, 48, 1024, nB * 1056768);
+    FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 0, G + 75288, G + 75336, act + 823296 * nB, act + 774144 * nB, act + 675840 * nB, fix + 2176, fix + 2224, P + 75288, B, 48, 1024, nB * 1056768);
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 2445312 * nB, 0, G + 69528, act + 2396160 * nB, act + 2002944 * nB, P + 69528, B, 120, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 921600 * nB, act + 98304 * nB, fix + 1920, fix + 2048, P + 69288, P + 69408, B, 120, 1024, nB * 933888, 221184);   /* stage1.step8.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1044480 * nB, 0, G + 69528, act + 872448 * nB, act + 921600 * nB, P + 69528, B, 120, 32, 32, 48, 1, 1, 0);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x32x32 -> 120x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x32x32 -> 120x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 2224128 * nB, 1, G + 69288, G + 69408, act + 2445312 * nB, act + 2002944 * nB, act + 1880064 * nB, fix + 1920, fix + 2048, P + 69288, B, 120, 1024, nB * 933888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 69288, G + 69408, act + 1044480 * nB, act + 921600 * nB, act + 98304 * nB, fix + 1920, fix + 2048, P + 69288, B, 120, 1024, nB * 933888, 221184);
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x32x32 -> 120x32x32 */
-    {
-        T *const dxs[2] = { act + 1880064 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 108, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 2224128 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 108, 221184);
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1990656 * nB, 0, G + 64104, act + 147456 * nB, act + 1830912 * nB, P + 64104, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 675840 * nB, act + 626688 * nB, fix + 1824, fix + 1872, P + 64008, P + 64056, B, 48, 1024, nB * 884736, 49152);   /* stage1.step7.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 774144 * nB, 0, G + 64104, act + 24576 * nB, act + 675840 * nB, P + 64104, B, 48, 32, 32, 12, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 2039808 * nB, 0, G + 64008, G + 64056, act + 1990656 * nB, act + 1830912 * nB, act + 1781760 * nB, fix + 1824, fix + 1872, P + 64008, B, 48, 1024, nB * 884736);
+    FN(rt_bn_relu_backward)(ctx, act + 823296 * nB, 0, G + 64008, G + 64056, act + 774144 * nB, act + 675840 * nB, act + 626688 * nB, fix + 1824, fix + 1872, P + 64008, B, 48, 1024, nB * 884736);
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 2088960 * nB, 0, G + 58824, act + 2039808 * nB, act + 1671168 * nB, P + 58824, B, 108, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 872448 * nB, act + 98304 * nB, fix + 1600, fix + 1712, P + 58608, P + 58716, B, 108, 1024, nB * 774144, 221184);   /* stage1.step7.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 983040 * nB, 0, G + 58824, act + 823296 * nB, act + 872448 * nB, P + 58824, B, 108, 32, 32, 48, 1, 1, 0);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x32x32 -> 108x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x32x32 -> 108x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1880064 * nB, 1, G + 58608, G + 58716, act + 2088960 * nB, act + 1671168 * nB, act + 1560576 * nB, fix + 1600, fix + 1712, P + 58608, B, 108, 1024, nB * 774144);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 58608, G + 58716, act + 983040 * nB, act + 872448 * nB, act + 98304 * nB, fix + 1600, fix + 1712, P + 58608, B, 108, 1024, nB * 774144, 221184);
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x32x32 -> 108x32x32 */
-    {
-        T *const dxs[2] = { act + 1560576 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 96, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 1880064 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 96, 221184);
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1658880 * nB, 0, G + 53424, act + 147456 * nB, act + 1511424 * nB, P + 53424, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 626688 * nB, act + 724992 * nB, fix + 1504, fix + 1552, P + 53328, P + 53376, B, 48, 1024, nB * 724992, 49152);   /* stage1.step6.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 675840 * nB, 0, G + 53424, act + 24576 * nB, act + 626688 * nB, P + 53424, B, 48, 32, 32, 12, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1708032 * nB, 0, G + 53328, G + 53376, act + 1658880 * nB, act + 1511424 * nB, act + 1462272 * nB, fix + 1504, fix + 1552, P + 53328, B, 48, 1024, nB * 724992);
+    FN(rt_bn_relu_backward)(ctx, act + 774144 * nB, 0, G + 53328, G + 53376, act + 675840 * nB, act + 626688 * nB, act + 724992 * nB, fix + 1504, fix + 1552, P + 53328, B, 48, 1024, nB * 724992);
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1462272 * nB, 0, G + 48720, act + 1708032 * nB, act + 1363968 * nB, P + 48720, B, 96, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 626688 * nB, act + 98304 * nB, fix + 1312, fix + 1408, P + 48528, P + 48624, B, 96, 1024, nB * 626688, 221184);   /* stage1.step6.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 823296 * nB, 0, G + 48720, act + 774144 * nB, act + 626688 * nB, P + 48720, B, 96, 32, 32, 48, 1, 1, 0);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x32x32 -> 96x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x32x32 -> 96x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1560576 * nB, 1, G + 48528, G + 48624, act + 1462272 * nB, act + 1363968 * nB, act + 1265664 * nB, fix + 1312, fix + 1408, P + 48528, B, 96, 1024, nB * 626688);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 48528, G + 48624, act + 823296 * nB, act + 626688 * nB, act + 98304 * nB, fix + 1312, fix + 1408, P + 48528, B, 96, 1024, nB * 626688, 221184);
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x32x32 -> 96x32x32 */
-    {
-        T *const dxs[2] = { act + 1265664 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 84, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 1560576 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 84, 221184);
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1351680 * nB, 0, G + 43344, act + 147456 * nB, act + 1216512 * nB, P + 43344, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 626688 * nB, act + 503808 * nB, fix + 1216, fix + 1264, P + 43248, P + 43296, B, 48, 1024, nB * 577536, 49152);   /* stage1.step5.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 675840 * nB, 0, G + 43344, act + 24576 * nB, act + 626688 * nB, P + 43344, B, 48, 32, 32, 12, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1400832 * nB, 0, G + 43248, G + 43296, act + 1351680 * nB, act + 1216512 * nB, act + 1167360 * nB, fix + 1216, fix + 1264, P + 43248, B, 48, 1024, nB * 577536);
+    FN(rt_bn_relu_backward)(ctx, act + 724992 * nB, 0, G + 43248, G + 43296, act + 675840 * nB, act + 626688 * nB, act + 503808 * nB, fix + 1216, fix + 1264, P + 43248, B, 48, 1024, nB * 577536);
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1167360 * nB, 0, G + 39216, act + 1400832 * nB, act + 1081344 * nB, P + 39216, B, 84, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 626688 * nB, act + 98304 * nB, fix + 1024, fix + 1120, P + 39048, P + 39132, B, 84, 1024, nB * 491520, 221184);   /* stage1.step5.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 774144 * nB, 0, G + 39216, act + 724992 * nB, act + 626688 * nB, P + 39216, B, 84, 32, 32, 48, 1, 1, 0);
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x32x32 -> 84x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -3172,78 +2903,65 @@ static void FN(backward_14)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x32x32 -> 84x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1265664 * nB, 1, G + 39048, G + 39132, act + 1167360 * nB, act + 1081344 * nB, act + 995328 * nB, fix + 1024, fix + 1120, P + 39048, B, 84, 1024, nB * 491520);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 39048, G + 39132, act + 774144 * nB, act + 626688 * nB, act + 98304 * nB, fix + 1024, fix + 1120, P + 39048, B, 84, 1024, nB * 491520, 221184);
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x32x32 -> 84x32x32 */
-    {
-        T *const dxs[2] = { act + 995328 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 72, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 1265664 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 72, 221184);
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1069056 * nB, 0, G + 33864, act + 147456 * nB, act + 946176 * nB, P + 33864, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 503808 * nB, act + 577536 * nB, fix + 928, fix + 976, P + 33768, P + 33816, B, 48, 1024, nB * 442368, 49152);   /* stage1.step4.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 626688 * nB, 0, G + 33864, act + 24576 * nB, act + 503808 * nB, P + 33864, B, 48, 32, 32, 12, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1118208 * nB, 0, G + 33768, G + 33816, act + 1069056 * nB, act + 946176 * nB, act + 897024 * nB, fix + 928, fix + 976, P + 33768, B, 48, 1024, nB * 442368);
+    FN(rt_bn_relu_backward)(ctx, act + 675840 * nB, 0, G + 33768, G + 33816, act + 626688 * nB, act + 503808 * nB, act + 577536 * nB, fix + 928, fix + 976, P + 33768, B, 48, 1024, nB * 442368);
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 897024 * nB, 0, G + 30312, act + 1118208 * nB, act + 823296 * nB, P + 30312, B, 72, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 503808 * nB, act + 98304 * nB, fix + 768, fix + 848, P + 30168, P + 30240, B, 72, 1024, nB * 368640, 221184);   /* stage1.step4.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 577536 * nB, 0, G + 30312, act + 675840 * nB, act + 503808 * nB, P + 30312, B, 72, 32, 32, 48, 1, 1, 0);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x32x32 -> 72x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x32x32 -> 72x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 995328 * nB, 1, G + 30168, G + 30240, act + 897024 * nB, act + 823296 * nB, act + 749568 * nB, fix + 768, fix + 848, P + 30168, B, 72, 1024, nB * 368640);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 30168, G + 30240, act + 577536 * nB, act + 503808 * nB, act + 98304 * nB, fix + 768, fix + 848, P + 30168, B, 72, 1024, nB * 368640, 221184);
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x32x32 -> 72x32x32 */
-    {
-        T *const dxs[2] = { act + 749568 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 60, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 995328 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 60, 221184);
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 811008 * nB, 0, G + 24984, act + 147456 * nB, act + 700416 * nB, P + 24984, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 503808 * nB, act + 405504 * nB, fix + 672, fix + 720, P + 24888, P + 24936, B, 48, 1024, nB * 319488, 49152);   /* stage1.step3.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 552960 * nB, 0, G + 24984, act + 24576 * nB, act + 503808 * nB, P + 24984, B, 48, 32, 32, 12, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 860160 * nB, 0, G + 24888, G + 24936, act + 811008 * nB, act + 700416 * nB, act + 651264 * nB, fix + 672, fix + 720, P + 24888, B, 48, 1024, nB * 319488);
+    FN(rt_bn_relu_backward)(ctx, act + 602112 * nB, 0, G + 24888, G + 24936, act + 552960 * nB, act + 503808 * nB, act + 405504 * nB, fix + 672, fix + 720, P + 24888, B, 48, 1024, nB * 319488);
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 651264 * nB, 0, G + 22008, act + 860160 * nB, act + 589824 * nB, P + 22008, B, 60, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 503808 * nB, act + 98304 * nB, fix + 544, fix + 608, P + 21888, P + 21948, B, 60, 1024, nB * 258048, 221184);   /* stage1.step3.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 651264 * nB, 0, G + 22008, act + 602112 * nB, act + 503808 * nB, P + 22008, B, 60, 32, 32, 48, 1, 1, 0);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x32x32 -> 60x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x32x32 -> 60x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 749568 * nB, 1, G + 21888, G + 21948, act + 651264 * nB, act + 589824 * nB, act + 528384 * nB, fix + 544, fix + 608, P + 21888, B, 60, 1024, nB * 258048);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 21888, G + 21948, act + 651264 * nB, act + 503808 * nB, act + 98304 * nB, fix + 544, fix + 608, P + 21888, B, 60, 1024, nB * 258048, 221184);
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x32x32 -> 60x32x32 */
-    {
-        T *const dxs[2] = { act + 528384 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 48, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 749568 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 48, 221184);
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 577536 * nB, 0, G + 16704, act + 147456 * nB, act + 479232 * nB, P + 16704, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 405504 * nB, act + 454656 * nB, fix + 448, fix + 496, P + 16608, P + 16656, B, 48, 1024, nB * 208896, 49152);   /* stage1.step2.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 503808 * nB, 0, G + 16704, act + 24576 * nB, act + 405504 * nB, P + 16704, B, 48, 32, 32, 12, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 626688 * nB, 0, G + 16608, G + 16656, act + 577536 * nB, act + 479232 * nB, act + 430080 * nB, fix + 448, fix + 496, P + 16608, B, 48, 1024, nB * 208896);
+    FN(rt_bn_relu_backward)(ctx, act + 552960 * nB, 0, G + 16608, G + 16656, act + 503808 * nB, act + 405504 * nB, act + 454656 * nB, fix + 448, fix + 496, P + 16608, B, 48, 1024, nB * 208896);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 430080 * nB, 0, G + 14304, act + 626688 * nB, act + 380928 * nB, P + 14304, B, 48, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 405504 * nB, act + 98304 * nB, fix + 352, fix + 400, P + 14208, P + 14256, B, 48, 1024, nB * 159744, 221184);   /* stage1.step2.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 454656 * nB, 0, G + 14304, act + 552960 * nB, act + 405504 * nB, P + 14304, B, 48, 32, 32, 48, 1, 1, 0);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 528384 * nB, 1, G + 14208, G + 14256, act + 430080 * nB, act + 380928 * nB, act + 331776 * nB, fix + 352, fix + 400, P + 14208, B, 48, 1024, nB * 159744);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 14208, G + 14256, act + 454656 * nB, act + 405504 * nB, act + 98304 * nB, fix + 352, fix + 400, P + 14208, B, 48, 1024, nB * 159744, 221184);
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x32x32 -> 48x32x32 */
-    {
-        T *const dxs[2] = { act + 331776 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 36, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 528384 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 36, 221184);
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 368640 * nB, 0, G + 9024, act + 147456 * nB, act + 282624 * nB, P + 9024, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 405504 * nB, act + 356352 * nB, fix + 256, fix + 304, P + 8928, P + 8976, B, 48, 1024, nB * 110592, 49152);   /* stage1.step1.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 454656 * nB, 0, G + 9024, act + 24576 * nB, act + 405504 * nB, P + 9024, B, 48, 32, 32, 12, 3, 1, 1);
 }
 
 /* Backward, part 15 of 15. */
@@ -3252,41 +2970,40 @@ static void FN(backward_15)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 8598912 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 2162688 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 417792 * nB, 0, G + 8928, G + 8976, act + 368640 * nB, act + 282624 * nB, act + 233472 * nB, fix + 256, fix + 304, P + 8928, B, 48, 1024, nB * 110592);
+    FN(rt_bn_relu_backward)(ctx, act + 503808 * nB, 0, G + 8928, G + 8976, act + 454656 * nB, act + 405504 * nB, act + 356352 * nB, fix + 256, fix + 304, P + 8928, B, 48, 1024, nB * 110592);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 233472 * nB, 0, G + 7200, act + 417792 * nB, act + 196608 * nB, P + 7200, B, 36, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 319488 * nB, act + 98304 * nB, fix + 160, fix + 208, P + 7128, P + 7164, B, 36, 1024, nB * 73728, 221184);   /* stage1.step1.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 356352 * nB, 0, G + 7200, act + 503808 * nB, act + 319488 * nB, P + 7200, B, 36, 32, 32, 48, 1, 1, 0);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x32x32 -> 36x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x32x32 -> 36x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 331776 * nB, 1, G + 7128, G + 7164, act + 233472 * nB, act + 196608 * nB, act + 159744 * nB, fix + 160, fix + 208, P + 7128, B, 36, 1024, nB * 73728);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 7128, G + 7164, act + 356352 * nB, act + 319488 * nB, act + 98304 * nB, fix + 160, fix + 208, P + 7128, B, 36, 1024, nB * 73728, 221184);
     /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x32x32 -> 36x32x32 */
-    {
-        T *const dxs[2] = { act + 147456 * nB, act + 172032 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 24, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 331776 * nB, 2, cs, B, 1024);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 24, 1024, 0, 221184);
+    FN(rt_concat_slice_backward)(ctx, act + 98304 * nB, 0, act + 1732608 * nB, B, 12, 1024, 24, 221184);
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 184320 * nB, 0, G + 1944, act + 172032 * nB, act + 98304 * nB, P + 1944, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 110592 * nB, act + 49152 * nB, fix + 64, fix + 112, P + 1848, P + 1896, B, 48, 1024, nB * 24576, 49152);   /* stage1.step0.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 159744 * nB, 0, G + 1944, act + 98304 * nB, act + 110592 * nB, P + 1944, B, 48, 32, 32, 12, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 233472 * nB, 0, G + 1848, G + 1896, act + 184320 * nB, act + 98304 * nB, act + 49152 * nB, fix + 64, fix + 112, P + 1848, B, 48, 1024, nB * 24576);
+    FN(rt_bn_relu_backward)(ctx, act + 208896 * nB, 0, G + 1848, G + 1896, act + 159744 * nB, act + 110592 * nB, act + 49152 * nB, fix + 64, fix + 112, P + 1848, B, 48, 1024, nB * 24576);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 24x32x32 -> 48x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 49152 * nB, 0, G + 696, act + 233472 * nB, act + 24576 * nB, P + 696, B, 24, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 49152 * nB, act, fix, fix + 32, P + 648, P + 672, B, 24, 1024, nB * 0, 24576);   /* stage1.step0.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 73728 * nB, 0, G + 696, act + 208896 * nB, act + 49152 * nB, P + 696, B, 24, 32, 32, 48, 1, 1, 0);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 24x32x32 -> 24x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x32x32 -> 24x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 1, G + 648, G + 672, act + 49152 * nB, act + 24576 * nB, act, fix, fix + 32, P + 648, B, 24, 1024, nB * 0);
+    FN(rt_bn_relu_backward)(ctx, act + 24576 * nB, 1, G + 648, G + 672, act + 73728 * nB, act + 49152 * nB, act, fix, fix + 32, P + 648, B, 24, 1024, nB * 0);
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 24x32x32 */
-    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 147456 * nB, m->input, P, B, 3, 32, 32, 24, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 24576 * nB, m->input, P, B, 3, 32, 32, 24, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

@@ -6,8 +6,8 @@
  * densenet_bc100_fmnist
  * Input 1x28x28, 10 classes, 349 ops, 220108284 multiply-adds per image.
  * Parameters: 768730; BN running statistics: 23988.
- * Activation arena: 6583808*B + 24672 elements (13721792*B + 24672 without reuse);
- * a float model at batch 128 takes 3377.7 MB in all.
+ * Activation arena: 1655808*B + 24672 elements (12595664*B + 24672 without reuse);
+ * a float model at batch 128 takes 854.5 MB in all.
  *
  * Spec:
  * examples/densenet.opt
@@ -559,7 +559,7 @@ static const RtTensor tensors[497] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)6583808 * (size_t)B + (size_t)24672;
+    return (size_t)1655808 * (size_t)B + (size_t)24672;
 }
 
 /* im2col workspace: the largest any convolution needs. */
@@ -789,7 +789,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
@@ -812,66 +812,57 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 75264 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 75264 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
     /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x28x28 -> 36x28x28 */
-    {
-        const T *const xs[2] = { act, act + 112896 * nB };
-        const int cs[2] = { 24, 12 };
-        FN(rt_concat_forward)(ctx, act + 122304 * nB, 2, xs, cs, B, 784);
-    }
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act, B, 24, 784, 0, 169344);   /* channels 0..23: stem.conv0 */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 24, 169344);   /* channels 24..35: stage1.step0.grad.conv1 */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x28x28 -> 36x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 122304 * nB, P + 6696, P + 6732, B, 36, 784, 0.1, 1e-05, nB * 56448);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 244608 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 75264 * nB, P + 6696, P + 6732, B, 36, 784, 0.1, 1e-05, nB * 56448, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 150528 * nB, act + 122304 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1e-05, nB * 56448);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 244608 * nB, act + 75264 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1e-05, nB * 56448, 169344);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x28x28 -> 36x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 178752 * nB, act + 150528 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 272832 * nB, act + 244608 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 216384 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 178752 * nB, P + 8496, P + 8544, B, 48, 784, 0.1, 1e-05, nB * 84672);
+        FN(rt_bn_relu_forward_train)(ctx, act + 310464 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 272832 * nB, P + 8496, P + 8544, B, 48, 784, 0.1, 1e-05, nB * 84672);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 216384 * nB, act + 178752 * nB, P + 8496, P + 8544, buf + 216, buf + 264, B, 48, 784, 1e-05, nB * 84672);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 310464 * nB, act + 272832 * nB, P + 8496, P + 8544, buf + 216, buf + 264, B, 48, 784, 1e-05, nB * 84672);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 216384 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 310464 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x28x28 -> 48x28x28 */
-    {
-        const T *const xs[2] = { act + 122304 * nB, act + 112896 * nB };
-        const int cs[2] = { 36, 12 };
-        FN(rt_concat_forward)(ctx, act + 254016 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..35: stage1.step0.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 36, 169344);   /* channels 36..47: stage1.step1.grad.conv1 */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 291648 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 254016 * nB, P + 13776, P + 13824, B, 48, 784, 0.1, 1e-05, nB * 122304);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 310464 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 75264 * nB, P + 13776, P + 13824, B, 48, 784, 0.1, 1e-05, nB * 122304, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 291648 * nB, act + 254016 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1e-05, nB * 122304);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 310464 * nB, act + 75264 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1e-05, nB * 122304, 169344);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 329280 * nB, act + 291648 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 348096 * nB, act + 310464 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 366912 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 329280 * nB, P + 16176, P + 16224, B, 48, 784, 0.1, 1e-05, nB * 159936);
+        FN(rt_bn_relu_forward_train)(ctx, act + 310464 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 348096 * nB, P + 16176, P + 16224, B, 48, 784, 0.1, 1e-05, nB * 159936);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 366912 * nB, act + 329280 * nB, P + 16176, P + 16224, buf + 408, buf + 456, B, 48, 784, 1e-05, nB * 159936);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 310464 * nB, act + 348096 * nB, P + 16176, P + 16224, buf + 408, buf + 456, B, 48, 784, 1e-05, nB * 159936);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 366912 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 310464 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x28x28 -> 60x28x28 */
-    {
-        const T *const xs[2] = { act + 254016 * nB, act + 112896 * nB };
-        const int cs[2] = { 48, 12 };
-        FN(rt_concat_forward)(ctx, act + 404544 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..47: stage1.step1.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 48, 169344);   /* channels 48..59: stage1.step2.grad.conv1 */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x28x28 -> 60x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 451584 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 404544 * nB, P + 21456, P + 21516, B, 60, 784, 0.1, 1e-05, nB * 197568);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 385728 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 75264 * nB, P + 21456, P + 21516, B, 60, 784, 0.1, 1e-05, nB * 197568, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 451584 * nB, act + 404544 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1e-05, nB * 197568);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 385728 * nB, act + 75264 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1e-05, nB * 197568, 169344);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x28x28 -> 60x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -882,89 +873,80 @@ static void FN(forward_2)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 498624 * nB, act + 451584 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 310464 * nB, act + 385728 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 536256 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 498624 * nB, P + 24456, P + 24504, B, 48, 784, 0.1, 1e-05, nB * 244608);
+        FN(rt_bn_relu_forward_train)(ctx, act + 385728 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 310464 * nB, P + 24456, P + 24504, B, 48, 784, 0.1, 1e-05, nB * 244608);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 536256 * nB, act + 498624 * nB, P + 24456, P + 24504, buf + 624, buf + 672, B, 48, 784, 1e-05, nB * 244608);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 385728 * nB, act + 310464 * nB, P + 24456, P + 24504, buf + 624, buf + 672, B, 48, 784, 1e-05, nB * 244608);
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 536256 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 385728 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x28x28 -> 72x28x28 */
-    {
-        const T *const xs[2] = { act + 404544 * nB, act + 112896 * nB };
-        const int cs[2] = { 60, 12 };
-        FN(rt_concat_forward)(ctx, act + 573888 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..59: stage1.step2.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 60, 169344);   /* channels 60..71: stage1.step3.grad.conv1 */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x28x28 -> 72x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 630336 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 573888 * nB, P + 29736, P + 29808, B, 72, 784, 0.1, 1e-05, nB * 282240);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 385728 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 75264 * nB, P + 29736, P + 29808, B, 72, 784, 0.1, 1e-05, nB * 282240, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 630336 * nB, act + 573888 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1e-05, nB * 282240);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 385728 * nB, act + 75264 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1e-05, nB * 282240, 169344);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x28x28 -> 72x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 686784 * nB, act + 630336 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 442176 * nB, act + 385728 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 724416 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 686784 * nB, P + 33336, P + 33384, B, 48, 784, 0.1, 1e-05, nB * 338688);
+        FN(rt_bn_relu_forward_train)(ctx, act + 385728 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 442176 * nB, P + 33336, P + 33384, B, 48, 784, 0.1, 1e-05, nB * 338688);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 724416 * nB, act + 686784 * nB, P + 33336, P + 33384, buf + 864, buf + 912, B, 48, 784, 1e-05, nB * 338688);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 385728 * nB, act + 442176 * nB, P + 33336, P + 33384, buf + 864, buf + 912, B, 48, 784, 1e-05, nB * 338688);
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 724416 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 385728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x28x28 -> 84x28x28 */
-    {
-        const T *const xs[2] = { act + 573888 * nB, act + 112896 * nB };
-        const int cs[2] = { 72, 12 };
-        FN(rt_concat_forward)(ctx, act + 762048 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..71: stage1.step3.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 72, 169344);   /* channels 72..83: stage1.step4.grad.conv1 */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x28x28 -> 84x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 827904 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 762048 * nB, P + 38616, P + 38700, B, 84, 784, 0.1, 1e-05, nB * 376320);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 479808 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 75264 * nB, P + 38616, P + 38700, B, 84, 784, 0.1, 1e-05, nB * 376320, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 827904 * nB, act + 762048 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1e-05, nB * 376320);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 479808 * nB, act + 75264 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1e-05, nB * 376320, 169344);
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x28x28 -> 84x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 893760 * nB, act + 827904 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 385728 * nB, act + 479808 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 931392 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 893760 * nB, P + 42816, P + 42864, B, 48, 784, 0.1, 1e-05, nB * 442176);
+        FN(rt_bn_relu_forward_train)(ctx, act + 479808 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 385728 * nB, P + 42816, P + 42864, B, 48, 784, 0.1, 1e-05, nB * 442176);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 931392 * nB, act + 893760 * nB, P + 42816, P + 42864, buf + 1128, buf + 1176, B, 48, 784, 1e-05, nB * 442176);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 479808 * nB, act + 385728 * nB, P + 42816, P + 42864, buf + 1128, buf + 1176, B, 48, 784, 1e-05, nB * 442176);
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 931392 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 479808 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x28x28 -> 96x28x28 */
-    {
-        const T *const xs[2] = { act + 762048 * nB, act + 112896 * nB };
-        const int cs[2] = { 84, 12 };
-        FN(rt_concat_forward)(ctx, act + 969024 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..83: stage1.step4.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 84, 169344);   /* channels 84..95: stage1.step5.grad.conv1 */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x28x28 -> 96x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1044288 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 969024 * nB, P + 48096, P + 48192, B, 96, 784, 0.1, 1e-05, nB * 479808);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 479808 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 75264 * nB, P + 48096, P + 48192, B, 96, 784, 0.1, 1e-05, nB * 479808, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1044288 * nB, act + 969024 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1e-05, nB * 479808);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 479808 * nB, act + 75264 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1e-05, nB * 479808, 169344);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x28x28 -> 96x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 1119552 * nB, act + 1044288 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 555072 * nB, act + 479808 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1157184 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 1119552 * nB, P + 52896, P + 52944, B, 48, 784, 0.1, 1e-05, nB * 555072);
+        FN(rt_bn_relu_forward_train)(ctx, act + 479808 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 555072 * nB, P + 52896, P + 52944, B, 48, 784, 0.1, 1e-05, nB * 555072);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1157184 * nB, act + 1119552 * nB, P + 52896, P + 52944, buf + 1416, buf + 1464, B, 48, 784, 1e-05, nB * 555072);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 479808 * nB, act + 555072 * nB, P + 52896, P + 52944, buf + 1416, buf + 1464, B, 48, 784, 1e-05, nB * 555072);
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -975,95 +957,83 @@ static void FN(forward_3)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 1157184 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 479808 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x28x28 -> 108x28x28 */
-    {
-        const T *const xs[2] = { act + 969024 * nB, act + 112896 * nB };
-        const int cs[2] = { 96, 12 };
-        FN(rt_concat_forward)(ctx, act + 1194816 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..95: stage1.step5.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 96, 169344);   /* channels 96..107: stage1.step6.grad.conv1 */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x28x28 -> 108x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1279488 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 1194816 * nB, P + 58176, P + 58284, B, 108, 784, 0.1, 1e-05, nB * 592704);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 592704 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 75264 * nB, P + 58176, P + 58284, B, 108, 784, 0.1, 1e-05, nB * 592704, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1279488 * nB, act + 1194816 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1e-05, nB * 592704);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 592704 * nB, act + 75264 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1e-05, nB * 592704, 169344);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x28x28 -> 108x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 1364160 * nB, act + 1279488 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 479808 * nB, act + 592704 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1401792 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 1364160 * nB, P + 63576, P + 63624, B, 48, 784, 0.1, 1e-05, nB * 677376);
+        FN(rt_bn_relu_forward_train)(ctx, act + 517440 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 479808 * nB, P + 63576, P + 63624, B, 48, 784, 0.1, 1e-05, nB * 677376);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1401792 * nB, act + 1364160 * nB, P + 63576, P + 63624, buf + 1728, buf + 1776, B, 48, 784, 1e-05, nB * 677376);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 517440 * nB, act + 479808 * nB, P + 63576, P + 63624, buf + 1728, buf + 1776, B, 48, 784, 1e-05, nB * 677376);
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 1401792 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 517440 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x28x28 -> 120x28x28 */
-    {
-        const T *const xs[2] = { act + 1194816 * nB, act + 112896 * nB };
-        const int cs[2] = { 108, 12 };
-        FN(rt_concat_forward)(ctx, act + 1439424 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..107: stage1.step6.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 108, 169344);   /* channels 108..119: stage1.step7.grad.conv1 */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x28x28 -> 120x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1533504 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 1439424 * nB, P + 68856, P + 68976, B, 120, 784, 0.1, 1e-05, nB * 715008);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 592704 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 75264 * nB, P + 68856, P + 68976, B, 120, 784, 0.1, 1e-05, nB * 715008, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1533504 * nB, act + 1439424 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1e-05, nB * 715008);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 592704 * nB, act + 75264 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1e-05, nB * 715008, 169344);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x28x28 -> 120x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 1627584 * nB, act + 1533504 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 517440 * nB, act + 592704 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1665216 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 1627584 * nB, P + 74856, P + 74904, B, 48, 784, 0.1, 1e-05, nB * 809088);
+        FN(rt_bn_relu_forward_train)(ctx, act + 592704 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 517440 * nB, P + 74856, P + 74904, B, 48, 784, 0.1, 1e-05, nB * 809088);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1665216 * nB, act + 1627584 * nB, P + 74856, P + 74904, buf + 2064, buf + 2112, B, 48, 784, 1e-05, nB * 809088);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 592704 * nB, act + 517440 * nB, P + 74856, P + 74904, buf + 2064, buf + 2112, B, 48, 784, 1e-05, nB * 809088);
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 1665216 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 592704 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x28x28 -> 132x28x28 */
-    {
-        const T *const xs[2] = { act + 1439424 * nB, act + 112896 * nB };
-        const int cs[2] = { 120, 12 };
-        FN(rt_concat_forward)(ctx, act + 1702848 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..119: stage1.step7.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 120, 169344);   /* channels 120..131: stage1.step8.grad.conv1 */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x28x28 -> 132x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1806336 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 1702848 * nB, P + 80136, P + 80268, B, 132, 784, 0.1, 1e-05, nB * 846720);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 592704 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 75264 * nB, P + 80136, P + 80268, B, 132, 784, 0.1, 1e-05, nB * 846720, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1806336 * nB, act + 1702848 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1e-05, nB * 846720);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 592704 * nB, act + 75264 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1e-05, nB * 846720, 169344);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x28x28 -> 132x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 1909824 * nB, act + 1806336 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 696192 * nB, act + 592704 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1947456 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 1909824 * nB, P + 86736, P + 86784, B, 48, 784, 0.1, 1e-05, nB * 950208);
+        FN(rt_bn_relu_forward_train)(ctx, act + 592704 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 696192 * nB, P + 86736, P + 86784, B, 48, 784, 0.1, 1e-05, nB * 950208);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1947456 * nB, act + 1909824 * nB, P + 86736, P + 86784, buf + 2424, buf + 2472, B, 48, 784, 1e-05, nB * 950208);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 592704 * nB, act + 696192 * nB, P + 86736, P + 86784, buf + 2424, buf + 2472, B, 48, 784, 1e-05, nB * 950208);
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 1947456 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 592704 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x28x28 -> 144x28x28 */
-    {
-        const T *const xs[2] = { act + 1702848 * nB, act + 112896 * nB };
-        const int cs[2] = { 132, 12 };
-        FN(rt_concat_forward)(ctx, act + 1985088 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..131: stage1.step8.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 132, 169344);   /* channels 132..143: stage1.step9.grad.conv1 */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x28x28 -> 144x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2097984 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 1985088 * nB, P + 92016, P + 92160, B, 144, 784, 0.1, 1e-05, nB * 987840);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 733824 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 75264 * nB, P + 92016, P + 92160, B, 144, 784, 0.1, 1e-05, nB * 987840, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2097984 * nB, act + 1985088 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1e-05, nB * 987840);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 733824 * nB, act + 75264 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1e-05, nB * 987840, 169344);
 }
 
 /* Forward, part 4 of 15. */
@@ -1072,91 +1042,82 @@ static void FN(forward_4)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x28x28 -> 144x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 2210880 * nB, act + 2097984 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 592704 * nB, act + 733824 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2248512 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 2210880 * nB, P + 99216, P + 99264, B, 48, 784, 0.1, 1e-05, nB * 1100736);
+        FN(rt_bn_relu_forward_train)(ctx, act + 630336 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 592704 * nB, P + 99216, P + 99264, B, 48, 784, 0.1, 1e-05, nB * 1100736);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2248512 * nB, act + 2210880 * nB, P + 99216, P + 99264, buf + 2808, buf + 2856, B, 48, 784, 1e-05, nB * 1100736);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 630336 * nB, act + 592704 * nB, P + 99216, P + 99264, buf + 2808, buf + 2856, B, 48, 784, 1e-05, nB * 1100736);
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 2248512 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 630336 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x28x28 -> 156x28x28 */
-    {
-        const T *const xs[2] = { act + 1985088 * nB, act + 112896 * nB };
-        const int cs[2] = { 144, 12 };
-        FN(rt_concat_forward)(ctx, act + 2286144 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..143: stage1.step9.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 144, 169344);   /* channels 144..155: stage1.step10.grad.conv1 */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x28x28 -> 156x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2408448 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 2286144 * nB, P + 104496, P + 104652, B, 156, 784, 0.1, 1e-05, nB * 1138368);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 733824 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 75264 * nB, P + 104496, P + 104652, B, 156, 784, 0.1, 1e-05, nB * 1138368, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2408448 * nB, act + 2286144 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1e-05, nB * 1138368);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 733824 * nB, act + 75264 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1e-05, nB * 1138368, 169344);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x28x28 -> 156x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 2530752 * nB, act + 2408448 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 630336 * nB, act + 733824 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2568384 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 2530752 * nB, P + 112296, P + 112344, B, 48, 784, 0.1, 1e-05, nB * 1260672);
+        FN(rt_bn_relu_forward_train)(ctx, act + 733824 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 630336 * nB, P + 112296, P + 112344, B, 48, 784, 0.1, 1e-05, nB * 1260672);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2568384 * nB, act + 2530752 * nB, P + 112296, P + 112344, buf + 3216, buf + 3264, B, 48, 784, 1e-05, nB * 1260672);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 733824 * nB, act + 630336 * nB, P + 112296, P + 112344, buf + 3216, buf + 3264, B, 48, 784, 1e-05, nB * 1260672);
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 2568384 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 733824 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x28x28 -> 168x28x28 */
-    {
-        const T *const xs[2] = { act + 2286144 * nB, act + 112896 * nB };
-        const int cs[2] = { 156, 12 };
-        FN(rt_concat_forward)(ctx, act + 2606016 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..155: stage1.step10.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 156, 169344);   /* channels 156..167: stage1.step11.grad.conv1 */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x28x28 -> 168x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2737728 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 2606016 * nB, P + 117576, P + 117744, B, 168, 784, 0.1, 1e-05, nB * 1298304);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 733824 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 75264 * nB, P + 117576, P + 117744, B, 168, 784, 0.1, 1e-05, nB * 1298304, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2737728 * nB, act + 2606016 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1e-05, nB * 1298304);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 733824 * nB, act + 75264 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1e-05, nB * 1298304, 169344);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x28x28 -> 168x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 2869440 * nB, act + 2737728 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 865536 * nB, act + 733824 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2907072 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 2869440 * nB, P + 125976, P + 126024, B, 48, 784, 0.1, 1e-05, nB * 1430016);
+        FN(rt_bn_relu_forward_train)(ctx, act + 733824 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 865536 * nB, P + 125976, P + 126024, B, 48, 784, 0.1, 1e-05, nB * 1430016);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2907072 * nB, act + 2869440 * nB, P + 125976, P + 126024, buf + 3648, buf + 3696, B, 48, 784, 1e-05, nB * 1430016);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 733824 * nB, act + 865536 * nB, P + 125976, P + 126024, buf + 3648, buf + 3696, B, 48, 784, 1e-05, nB * 1430016);
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 2907072 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 733824 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x28x28 -> 180x28x28 */
-    {
-        const T *const xs[2] = { act + 2606016 * nB, act + 112896 * nB };
-        const int cs[2] = { 168, 12 };
-        FN(rt_concat_forward)(ctx, act + 2944704 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..167: stage1.step11.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 168, 169344);   /* channels 168..179: stage1.step12.grad.conv1 */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x28x28 -> 180x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 3085824 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 2944704 * nB, P + 131256, P + 131436, B, 180, 784, 0.1, 1e-05, nB * 1467648);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 903168 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 75264 * nB, P + 131256, P + 131436, B, 180, 784, 0.1, 1e-05, nB * 1467648, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 3085824 * nB, act + 2944704 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1e-05, nB * 1467648);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 903168 * nB, act + 75264 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1e-05, nB * 1467648, 169344);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x28x28 -> 180x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 3226944 * nB, act + 3085824 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 733824 * nB, act + 903168 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 3264576 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 3226944 * nB, P + 140256, P + 140304, B, 48, 784, 0.1, 1e-05, nB * 1608768);
+        FN(rt_bn_relu_forward_train)(ctx, act + 771456 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 733824 * nB, P + 140256, P + 140304, B, 48, 784, 0.1, 1e-05, nB * 1608768);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 3264576 * nB, act + 3226944 * nB, P + 140256, P + 140304, buf + 4104, buf + 4152, B, 48, 784, 1e-05, nB * 1608768);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 771456 * nB, act + 733824 * nB, P + 140256, P + 140304, buf + 4104, buf + 4152, B, 48, 784, 1e-05, nB * 1608768);
 }
 
 /* Forward, part 5 of 15. */
@@ -1165,88 +1126,79 @@ static void FN(forward_5)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 3264576 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 771456 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x28x28 -> 192x28x28 */
-    {
-        const T *const xs[2] = { act + 2944704 * nB, act + 112896 * nB };
-        const int cs[2] = { 180, 12 };
-        FN(rt_concat_forward)(ctx, act + 3302208 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..179: stage1.step12.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 180, 169344);   /* channels 180..191: stage1.step13.grad.conv1 */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x28x28 -> 192x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 3452736 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 3302208 * nB, P + 145536, P + 145728, B, 192, 784, 0.1, 1e-05, nB * 1646400);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 903168 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 75264 * nB, P + 145536, P + 145728, B, 192, 784, 0.1, 1e-05, nB * 1646400, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 3452736 * nB, act + 3302208 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1e-05, nB * 1646400);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 903168 * nB, act + 75264 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1e-05, nB * 1646400, 169344);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x28x28 -> 192x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 3603264 * nB, act + 3452736 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 771456 * nB, act + 903168 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 3640896 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 3603264 * nB, P + 155136, P + 155184, B, 48, 784, 0.1, 1e-05, nB * 1796928);
+        FN(rt_bn_relu_forward_train)(ctx, act + 809088 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 771456 * nB, P + 155136, P + 155184, B, 48, 784, 0.1, 1e-05, nB * 1796928);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 3640896 * nB, act + 3603264 * nB, P + 155136, P + 155184, buf + 4584, buf + 4632, B, 48, 784, 1e-05, nB * 1796928);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 809088 * nB, act + 771456 * nB, P + 155136, P + 155184, buf + 4584, buf + 4632, B, 48, 784, 1e-05, nB * 1796928);
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 3640896 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 809088 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x28x28 -> 204x28x28 */
-    {
-        const T *const xs[2] = { act + 3302208 * nB, act + 112896 * nB };
-        const int cs[2] = { 192, 12 };
-        FN(rt_concat_forward)(ctx, act + 3678528 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..191: stage1.step13.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 192, 169344);   /* channels 192..203: stage1.step14.grad.conv1 */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x28x28 -> 204x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 3838464 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 3678528 * nB, P + 160416, P + 160620, B, 204, 784, 0.1, 1e-05, nB * 1834560);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 903168 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 75264 * nB, P + 160416, P + 160620, B, 204, 784, 0.1, 1e-05, nB * 1834560, 169344);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 3838464 * nB, act + 3678528 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1e-05, nB * 1834560);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 903168 * nB, act + 75264 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1e-05, nB * 1834560, 169344);
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x28x28 -> 204x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 204x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 3998400 * nB, act + 3838464 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 809088 * nB, act + 903168 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4036032 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 3998400 * nB, P + 170616, P + 170664, B, 48, 784, 0.1, 1e-05, nB * 1994496);
+        FN(rt_bn_relu_forward_train)(ctx, act + 903168 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 809088 * nB, P + 170616, P + 170664, B, 48, 784, 0.1, 1e-05, nB * 1994496);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4036032 * nB, act + 3998400 * nB, P + 170616, P + 170664, buf + 5088, buf + 5136, B, 48, 784, 1e-05, nB * 1994496);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 903168 * nB, act + 809088 * nB, P + 170616, P + 170664, buf + 5088, buf + 5136, B, 48, 784, 1e-05, nB * 1994496);
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 4036032 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 903168 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x28x28 -> 216x28x28 */
-    {
-        const T *const xs[2] = { act + 3678528 * nB, act + 112896 * nB };
-        const int cs[2] = { 204, 12 };
-        FN(rt_concat_forward)(ctx, act + 4073664 * nB, 2, xs, cs, B, 784);
-    }
+    /* channels 0..203: stage1.step14.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 204, 169344);   /* channels 204..215: stage1.step15.grad.conv1 */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x28x28 -> 216x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4243008 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 4073664 * nB, P + 175896, P + 176112, B, 216, 784, 0.1, 1e-05, nB * 2032128);
+        FN(rt_bn_relu_forward_train)(ctx, act + 903168 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 75264 * nB, P + 175896, P + 176112, B, 216, 784, 0.1, 1e-05, nB * 2032128);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4243008 * nB, act + 4073664 * nB, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1e-05, nB * 2032128);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 903168 * nB, act + 75264 * nB, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1e-05, nB * 2032128);
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x28x28 -> 216x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 116 trans1.conv0 = conv(trans1.relu0): 216x28x28 -> 108x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 4412352 * nB, act + 4243008 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1072512 * nB, act + 903168 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
     /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x28x28 -> 108x14x14 */
-    FN(rt_avgpool_forward)(ctx, act + 4497024 * nB, act + 4412352 * nB, B, 108, 28, 28, 2, 2);
+    FN(rt_avgpool_forward)(ctx, act + 244608 * nB, act + 1072512 * nB, B, 108, 28, 28, 2, 2);
     /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x14x14 -> 108x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4412352 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 4497024 * nB, P + 199656, P + 199764, B, 108, 196, 0.1, 1e-05, nB * 2201472);
+        FN(rt_bn_relu_forward_train)(ctx, act + 667968 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 244608 * nB, P + 199656, P + 199764, B, 108, 196, 0.1, 1e-05, nB * 2201472);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4412352 * nB, act + 4497024 * nB, P + 199656, P + 199764, buf + 5616, buf + 5724, B, 108, 196, 1e-05, nB * 2201472);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 667968 * nB, act + 244608 * nB, P + 199656, P + 199764, buf + 5616, buf + 5724, B, 108, 196, 1e-05, nB * 2201472);
     /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x14x14 -> 108x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 4412352 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 667968 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
 }
 
 /* Forward, part 6 of 15. */
@@ -1255,91 +1207,82 @@ static void FN(forward_6)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4433520 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 112896 * nB, P + 205056, P + 205104, B, 48, 196, 0.1, 1e-05, nB * 2222640);
+        FN(rt_bn_relu_forward_train)(ctx, act + 28224 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 18816 * nB, P + 205056, P + 205104, B, 48, 196, 0.1, 1e-05, nB * 2222640);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4433520 * nB, act + 112896 * nB, P + 205056, P + 205104, buf + 5832, buf + 5880, B, 48, 196, 1e-05, nB * 2222640);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 28224 * nB, act + 18816 * nB, P + 205056, P + 205104, buf + 5832, buf + 5880, B, 48, 196, 1e-05, nB * 2222640);
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 4433520 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 28224 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
     /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x14x14 -> 120x14x14 */
-    {
-        const T *const xs[2] = { act + 4497024 * nB, act + 4442928 * nB };
-        const int cs[2] = { 108, 12 };
-        FN(rt_concat_forward)(ctx, act + 4445280 * nB, 2, xs, cs, B, 196);
-    }
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 244608 * nB, B, 108, 196, 0, 58800);   /* channels 0..107: trans1.avgpool0 */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 108, 58800);   /* channels 108..119: stage2.step0.grad.conv1 */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x14x14 -> 120x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4468800 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 4445280 * nB, P + 210336, P + 210456, B, 120, 196, 0.1, 1e-05, nB * 2232048);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 667968 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 903168 * nB, P + 210336, P + 210456, B, 120, 196, 0.1, 1e-05, nB * 2232048, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4468800 * nB, act + 4445280 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1e-05, nB * 2232048);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 667968 * nB, act + 903168 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1e-05, nB * 2232048, 58800);
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x14x14 -> 120x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4518192 * nB, act + 4468800 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 28224 * nB, act + 667968 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4527600 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 4518192 * nB, P + 216336, P + 216384, B, 48, 196, 0.1, 1e-05, nB * 2255568);
+        FN(rt_bn_relu_forward_train)(ctx, act + 423360 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 28224 * nB, P + 216336, P + 216384, B, 48, 196, 0.1, 1e-05, nB * 2255568);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4527600 * nB, act + 4518192 * nB, P + 216336, P + 216384, buf + 6168, buf + 6216, B, 48, 196, 1e-05, nB * 2255568);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 423360 * nB, act + 28224 * nB, P + 216336, P + 216384, buf + 6168, buf + 6216, B, 48, 196, 1e-05, nB * 2255568);
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 4527600 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 423360 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x14x14 -> 132x14x14 */
-    {
-        const T *const xs[2] = { act + 4445280 * nB, act + 4442928 * nB };
-        const int cs[2] = { 120, 12 };
-        FN(rt_concat_forward)(ctx, act + 4537008 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..119: stage2.step0.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 120, 58800);   /* channels 120..131: stage2.step1.grad.conv1 */
     /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x14x14 -> 132x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4562880 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 4537008 * nB, P + 221616, P + 221748, B, 132, 196, 0.1, 1e-05, nB * 2264976);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 667968 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 903168 * nB, P + 221616, P + 221748, B, 132, 196, 0.1, 1e-05, nB * 2264976, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4562880 * nB, act + 4537008 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1e-05, nB * 2264976);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 667968 * nB, act + 903168 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1e-05, nB * 2264976, 58800);
     /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x14x14 -> 132x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4588752 * nB, act + 4562880 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 423360 * nB, act + 667968 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4598160 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 4588752 * nB, P + 228216, P + 228264, B, 48, 196, 0.1, 1e-05, nB * 2290848);
+        FN(rt_bn_relu_forward_train)(ctx, act + 432768 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 423360 * nB, P + 228216, P + 228264, B, 48, 196, 0.1, 1e-05, nB * 2290848);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4598160 * nB, act + 4588752 * nB, P + 228216, P + 228264, buf + 6528, buf + 6576, B, 48, 196, 1e-05, nB * 2290848);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 432768 * nB, act + 423360 * nB, P + 228216, P + 228264, buf + 6528, buf + 6576, B, 48, 196, 1e-05, nB * 2290848);
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 4598160 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 432768 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x14x14 -> 144x14x14 */
-    {
-        const T *const xs[2] = { act + 4537008 * nB, act + 4442928 * nB };
-        const int cs[2] = { 132, 12 };
-        FN(rt_concat_forward)(ctx, act + 4607568 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..131: stage2.step1.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 132, 58800);   /* channels 132..143: stage2.step2.grad.conv1 */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x14x14 -> 144x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4635792 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 4607568 * nB, P + 233496, P + 233640, B, 144, 196, 0.1, 1e-05, nB * 2300256);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 667968 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 903168 * nB, P + 233496, P + 233640, B, 144, 196, 0.1, 1e-05, nB * 2300256, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4635792 * nB, act + 4607568 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1e-05, nB * 2300256);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 667968 * nB, act + 903168 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1e-05, nB * 2300256, 58800);
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x14x14 -> 144x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4664016 * nB, act + 4635792 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 432768 * nB, act + 667968 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4673424 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 4664016 * nB, P + 240696, P + 240744, B, 48, 196, 0.1, 1e-05, nB * 2328480);
+        FN(rt_bn_relu_forward_train)(ctx, act + 667968 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 432768 * nB, P + 240696, P + 240744, B, 48, 196, 0.1, 1e-05, nB * 2328480);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4673424 * nB, act + 4664016 * nB, P + 240696, P + 240744, buf + 6912, buf + 6960, B, 48, 196, 1e-05, nB * 2328480);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 667968 * nB, act + 432768 * nB, P + 240696, P + 240744, buf + 6912, buf + 6960, B, 48, 196, 1e-05, nB * 2328480);
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 4673424 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 667968 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
 }
 
 /* Forward, part 7 of 15. */
@@ -1348,93 +1291,81 @@ static void FN(forward_7)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x14x14 -> 156x14x14 */
-    {
-        const T *const xs[2] = { act + 4607568 * nB, act + 4442928 * nB };
-        const int cs[2] = { 144, 12 };
-        FN(rt_concat_forward)(ctx, act + 4682832 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..143: stage2.step2.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 144, 58800);   /* channels 144..155: stage2.step3.grad.conv1 */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x14x14 -> 156x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4713408 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 4682832 * nB, P + 245976, P + 246132, B, 156, 196, 0.1, 1e-05, nB * 2337888);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 903168 * nB, P + 245976, P + 246132, B, 156, 196, 0.1, 1e-05, nB * 2337888, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4713408 * nB, act + 4682832 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1e-05, nB * 2337888);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1e-05, nB * 2337888, 58800);
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x14x14 -> 156x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4743984 * nB, act + 4713408 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 667968 * nB, act + 961968 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4753392 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 4743984 * nB, P + 253776, P + 253824, B, 48, 196, 0.1, 1e-05, nB * 2368464);
+        FN(rt_bn_relu_forward_train)(ctx, act + 677376 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 667968 * nB, P + 253776, P + 253824, B, 48, 196, 0.1, 1e-05, nB * 2368464);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4753392 * nB, act + 4743984 * nB, P + 253776, P + 253824, buf + 7320, buf + 7368, B, 48, 196, 1e-05, nB * 2368464);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 677376 * nB, act + 667968 * nB, P + 253776, P + 253824, buf + 7320, buf + 7368, B, 48, 196, 1e-05, nB * 2368464);
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 4753392 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 677376 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x14x14 -> 168x14x14 */
-    {
-        const T *const xs[2] = { act + 4682832 * nB, act + 4442928 * nB };
-        const int cs[2] = { 156, 12 };
-        FN(rt_concat_forward)(ctx, act + 4762800 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..155: stage2.step3.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 156, 58800);   /* channels 156..167: stage2.step4.grad.conv1 */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x14x14 -> 168x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4795728 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 4762800 * nB, P + 259056, P + 259224, B, 168, 196, 0.1, 1e-05, nB * 2377872);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 903168 * nB, P + 259056, P + 259224, B, 168, 196, 0.1, 1e-05, nB * 2377872, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4795728 * nB, act + 4762800 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1e-05, nB * 2377872);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1e-05, nB * 2377872, 58800);
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x14x14 -> 168x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4828656 * nB, act + 4795728 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 677376 * nB, act + 961968 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4838064 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 4828656 * nB, P + 267456, P + 267504, B, 48, 196, 0.1, 1e-05, nB * 2410800);
+        FN(rt_bn_relu_forward_train)(ctx, act + 686784 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 677376 * nB, P + 267456, P + 267504, B, 48, 196, 0.1, 1e-05, nB * 2410800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4838064 * nB, act + 4828656 * nB, P + 267456, P + 267504, buf + 7752, buf + 7800, B, 48, 196, 1e-05, nB * 2410800);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 686784 * nB, act + 677376 * nB, P + 267456, P + 267504, buf + 7752, buf + 7800, B, 48, 196, 1e-05, nB * 2410800);
     /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 4838064 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 686784 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x14x14 -> 180x14x14 */
-    {
-        const T *const xs[2] = { act + 4762800 * nB, act + 4442928 * nB };
-        const int cs[2] = { 168, 12 };
-        FN(rt_concat_forward)(ctx, act + 4847472 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..167: stage2.step4.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 168, 58800);   /* channels 168..179: stage2.step5.grad.conv1 */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x14x14 -> 180x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4882752 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 4847472 * nB, P + 272736, P + 272916, B, 180, 196, 0.1, 1e-05, nB * 2420208);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 903168 * nB, P + 272736, P + 272916, B, 180, 196, 0.1, 1e-05, nB * 2420208, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4882752 * nB, act + 4847472 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1e-05, nB * 2420208);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1e-05, nB * 2420208, 58800);
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x14x14 -> 180x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4918032 * nB, act + 4882752 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 686784 * nB, act + 961968 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4927440 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 4918032 * nB, P + 281736, P + 281784, B, 48, 196, 0.1, 1e-05, nB * 2455488);
+        FN(rt_bn_relu_forward_train)(ctx, act + 846720 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 686784 * nB, P + 281736, P + 281784, B, 48, 196, 0.1, 1e-05, nB * 2455488);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4927440 * nB, act + 4918032 * nB, P + 281736, P + 281784, buf + 8208, buf + 8256, B, 48, 196, 1e-05, nB * 2455488);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 846720 * nB, act + 686784 * nB, P + 281736, P + 281784, buf + 8208, buf + 8256, B, 48, 196, 1e-05, nB * 2455488);
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 4927440 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 846720 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x14x14 -> 192x14x14 */
-    {
-        const T *const xs[2] = { act + 4847472 * nB, act + 4442928 * nB };
-        const int cs[2] = { 180, 12 };
-        FN(rt_concat_forward)(ctx, act + 4936848 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..179: stage2.step5.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 180, 58800);   /* channels 180..191: stage2.step6.grad.conv1 */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x14x14 -> 192x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4974480 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 4936848 * nB, P + 287016, P + 287208, B, 192, 196, 0.1, 1e-05, nB * 2464896);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 903168 * nB, P + 287016, P + 287208, B, 192, 196, 0.1, 1e-05, nB * 2464896, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4974480 * nB, act + 4936848 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1e-05, nB * 2464896);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1e-05, nB * 2464896, 58800);
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x14x14 -> 192x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -1445,89 +1376,80 @@ static void FN(forward_8)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 5012112 * nB, act + 4974480 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 846720 * nB, act + 961968 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5021520 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 5012112 * nB, P + 296616, P + 296664, B, 48, 196, 0.1, 1e-05, nB * 2502528);
+        FN(rt_bn_relu_forward_train)(ctx, act + 856128 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 846720 * nB, P + 296616, P + 296664, B, 48, 196, 0.1, 1e-05, nB * 2502528);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5021520 * nB, act + 5012112 * nB, P + 296616, P + 296664, buf + 8688, buf + 8736, B, 48, 196, 1e-05, nB * 2502528);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 856128 * nB, act + 846720 * nB, P + 296616, P + 296664, buf + 8688, buf + 8736, B, 48, 196, 1e-05, nB * 2502528);
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 5021520 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 856128 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x14x14 -> 204x14x14 */
-    {
-        const T *const xs[2] = { act + 4936848 * nB, act + 4442928 * nB };
-        const int cs[2] = { 192, 12 };
-        FN(rt_concat_forward)(ctx, act + 5030928 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..191: stage2.step6.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 192, 58800);   /* channels 192..203: stage2.step7.grad.conv1 */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x14x14 -> 204x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5070912 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 5030928 * nB, P + 301896, P + 302100, B, 204, 196, 0.1, 1e-05, nB * 2511936);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 903168 * nB, P + 301896, P + 302100, B, 204, 196, 0.1, 1e-05, nB * 2511936, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5070912 * nB, act + 5030928 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1e-05, nB * 2511936);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1e-05, nB * 2511936, 58800);
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x14x14 -> 204x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 5110896 * nB, act + 5070912 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 856128 * nB, act + 961968 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5120304 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 5110896 * nB, P + 312096, P + 312144, B, 48, 196, 0.1, 1e-05, nB * 2551920);
+        FN(rt_bn_relu_forward_train)(ctx, act + 961968 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 856128 * nB, P + 312096, P + 312144, B, 48, 196, 0.1, 1e-05, nB * 2551920);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5120304 * nB, act + 5110896 * nB, P + 312096, P + 312144, buf + 9192, buf + 9240, B, 48, 196, 1e-05, nB * 2551920);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 961968 * nB, act + 856128 * nB, P + 312096, P + 312144, buf + 9192, buf + 9240, B, 48, 196, 1e-05, nB * 2551920);
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 5120304 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 961968 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x14x14 -> 216x14x14 */
-    {
-        const T *const xs[2] = { act + 5030928 * nB, act + 4442928 * nB };
-        const int cs[2] = { 204, 12 };
-        FN(rt_concat_forward)(ctx, act + 5129712 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..203: stage2.step7.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 204, 58800);   /* channels 204..215: stage2.step8.grad.conv1 */
     /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x14x14 -> 216x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5172048 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 5129712 * nB, P + 317376, P + 317592, B, 216, 196, 0.1, 1e-05, nB * 2561328);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 903168 * nB, P + 317376, P + 317592, B, 216, 196, 0.1, 1e-05, nB * 2561328, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5172048 * nB, act + 5129712 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1e-05, nB * 2561328);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1e-05, nB * 2561328, 58800);
     /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x14x14 -> 216x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 5214384 * nB, act + 5172048 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1004304 * nB, act + 961968 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5223792 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 5214384 * nB, P + 328176, P + 328224, B, 48, 196, 0.1, 1e-05, nB * 2603664);
+        FN(rt_bn_relu_forward_train)(ctx, act + 961968 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 1004304 * nB, P + 328176, P + 328224, B, 48, 196, 0.1, 1e-05, nB * 2603664);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5223792 * nB, act + 5214384 * nB, P + 328176, P + 328224, buf + 9720, buf + 9768, B, 48, 196, 1e-05, nB * 2603664);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 961968 * nB, act + 1004304 * nB, P + 328176, P + 328224, buf + 9720, buf + 9768, B, 48, 196, 1e-05, nB * 2603664);
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 5223792 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 961968 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x14x14 -> 228x14x14 */
-    {
-        const T *const xs[2] = { act + 5129712 * nB, act + 4442928 * nB };
-        const int cs[2] = { 216, 12 };
-        FN(rt_concat_forward)(ctx, act + 5233200 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..215: stage2.step8.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 216, 58800);   /* channels 216..227: stage2.step9.grad.conv1 */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x14x14 -> 228x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5277888 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 5233200 * nB, P + 333456, P + 333684, B, 228, 196, 0.1, 1e-05, nB * 2613072);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1013712 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 903168 * nB, P + 333456, P + 333684, B, 228, 196, 0.1, 1e-05, nB * 2613072, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5277888 * nB, act + 5233200 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1e-05, nB * 2613072);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1e-05, nB * 2613072, 58800);
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x14x14 -> 228x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 5322576 * nB, act + 5277888 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 961968 * nB, act + 1013712 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5331984 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 5322576 * nB, P + 344856, P + 344904, B, 48, 196, 0.1, 1e-05, nB * 2657760);
+        FN(rt_bn_relu_forward_train)(ctx, act + 971376 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 961968 * nB, P + 344856, P + 344904, B, 48, 196, 0.1, 1e-05, nB * 2657760);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5331984 * nB, act + 5322576 * nB, P + 344856, P + 344904, buf + 10272, buf + 10320, B, 48, 196, 1e-05, nB * 2657760);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 971376 * nB, act + 961968 * nB, P + 344856, P + 344904, buf + 10272, buf + 10320, B, 48, 196, 1e-05, nB * 2657760);
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -1538,95 +1460,83 @@ static void FN(forward_9)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 5331984 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 971376 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x14x14 -> 240x14x14 */
-    {
-        const T *const xs[2] = { act + 5233200 * nB, act + 4442928 * nB };
-        const int cs[2] = { 228, 12 };
-        FN(rt_concat_forward)(ctx, act + 5341392 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..227: stage2.step9.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 228, 58800);   /* channels 228..239: stage2.step10.grad.conv1 */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x14x14 -> 240x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5388432 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 5341392 * nB, P + 350136, P + 350376, B, 240, 196, 0.1, 1e-05, nB * 2667168);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1013712 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 903168 * nB, P + 350136, P + 350376, B, 240, 196, 0.1, 1e-05, nB * 2667168, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5388432 * nB, act + 5341392 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1e-05, nB * 2667168);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1e-05, nB * 2667168, 58800);
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x14x14 -> 240x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 5435472 * nB, act + 5388432 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 971376 * nB, act + 1013712 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5444880 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 5435472 * nB, P + 362136, P + 362184, B, 48, 196, 0.1, 1e-05, nB * 2714208);
+        FN(rt_bn_relu_forward_train)(ctx, act + 980784 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 971376 * nB, P + 362136, P + 362184, B, 48, 196, 0.1, 1e-05, nB * 2714208);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5444880 * nB, act + 5435472 * nB, P + 362136, P + 362184, buf + 10848, buf + 10896, B, 48, 196, 1e-05, nB * 2714208);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 980784 * nB, act + 971376 * nB, P + 362136, P + 362184, buf + 10848, buf + 10896, B, 48, 196, 1e-05, nB * 2714208);
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 5444880 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 980784 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x14x14 -> 252x14x14 */
-    {
-        const T *const xs[2] = { act + 5341392 * nB, act + 4442928 * nB };
-        const int cs[2] = { 240, 12 };
-        FN(rt_concat_forward)(ctx, act + 5454288 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..239: stage2.step10.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 240, 58800);   /* channels 240..251: stage2.step11.grad.conv1 */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x14x14 -> 252x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5503680 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 5454288 * nB, P + 367416, P + 367668, B, 252, 196, 0.1, 1e-05, nB * 2723616);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1013712 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 903168 * nB, P + 367416, P + 367668, B, 252, 196, 0.1, 1e-05, nB * 2723616, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5503680 * nB, act + 5454288 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1e-05, nB * 2723616);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1e-05, nB * 2723616, 58800);
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x14x14 -> 252x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 5553072 * nB, act + 5503680 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 980784 * nB, act + 1013712 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5562480 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 5553072 * nB, P + 380016, P + 380064, B, 48, 196, 0.1, 1e-05, nB * 2773008);
+        FN(rt_bn_relu_forward_train)(ctx, act + 990192 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 980784 * nB, P + 380016, P + 380064, B, 48, 196, 0.1, 1e-05, nB * 2773008);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5562480 * nB, act + 5553072 * nB, P + 380016, P + 380064, buf + 11448, buf + 11496, B, 48, 196, 1e-05, nB * 2773008);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 990192 * nB, act + 980784 * nB, P + 380016, P + 380064, buf + 11448, buf + 11496, B, 48, 196, 1e-05, nB * 2773008);
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 5562480 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 990192 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x14x14 -> 264x14x14 */
-    {
-        const T *const xs[2] = { act + 5454288 * nB, act + 4442928 * nB };
-        const int cs[2] = { 252, 12 };
-        FN(rt_concat_forward)(ctx, act + 5571888 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..251: stage2.step11.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 252, 58800);   /* channels 252..263: stage2.step12.grad.conv1 */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x14x14 -> 264x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5623632 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 5571888 * nB, P + 385296, P + 385560, B, 264, 196, 0.1, 1e-05, nB * 2782416);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1013712 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 903168 * nB, P + 385296, P + 385560, B, 264, 196, 0.1, 1e-05, nB * 2782416, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5623632 * nB, act + 5571888 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1e-05, nB * 2782416);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1e-05, nB * 2782416, 58800);
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x14x14 -> 264x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 5675376 * nB, act + 5623632 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 990192 * nB, act + 1013712 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5684784 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 5675376 * nB, P + 398496, P + 398544, B, 48, 196, 0.1, 1e-05, nB * 2834160);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1013712 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 990192 * nB, P + 398496, P + 398544, B, 48, 196, 0.1, 1e-05, nB * 2834160);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5684784 * nB, act + 5675376 * nB, P + 398496, P + 398544, buf + 12072, buf + 12120, B, 48, 196, 1e-05, nB * 2834160);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1013712 * nB, act + 990192 * nB, P + 398496, P + 398544, buf + 12072, buf + 12120, B, 48, 196, 1e-05, nB * 2834160);
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 5684784 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 1013712 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x14x14 -> 276x14x14 */
-    {
-        const T *const xs[2] = { act + 5571888 * nB, act + 4442928 * nB };
-        const int cs[2] = { 264, 12 };
-        FN(rt_concat_forward)(ctx, act + 5694192 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..263: stage2.step12.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 264, 58800);   /* channels 264..275: stage2.step13.grad.conv1 */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x14x14 -> 276x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5748288 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 5694192 * nB, P + 403776, P + 404052, B, 276, 196, 0.1, 1e-05, nB * 2843568);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1013712 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 903168 * nB, P + 403776, P + 404052, B, 276, 196, 0.1, 1e-05, nB * 2843568, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5748288 * nB, act + 5694192 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1e-05, nB * 2843568);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1e-05, nB * 2843568, 58800);
 }
 
 /* Forward, part 10 of 15. */
@@ -1635,88 +1545,79 @@ static void FN(forward_10)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x14x14 -> 276x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 5802384 * nB, act + 5748288 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1067808 * nB, act + 1013712 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5811792 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 5802384 * nB, P + 417576, P + 417624, B, 48, 196, 0.1, 1e-05, nB * 2897664);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1013712 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 1067808 * nB, P + 417576, P + 417624, B, 48, 196, 0.1, 1e-05, nB * 2897664);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5811792 * nB, act + 5802384 * nB, P + 417576, P + 417624, buf + 12720, buf + 12768, B, 48, 196, 1e-05, nB * 2897664);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1013712 * nB, act + 1067808 * nB, P + 417576, P + 417624, buf + 12720, buf + 12768, B, 48, 196, 1e-05, nB * 2897664);
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 5811792 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 1013712 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x14x14 -> 288x14x14 */
-    {
-        const T *const xs[2] = { act + 5694192 * nB, act + 4442928 * nB };
-        const int cs[2] = { 276, 12 };
-        FN(rt_concat_forward)(ctx, act + 5821200 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..275: stage2.step13.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 276, 58800);   /* channels 276..287: stage2.step14.grad.conv1 */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x14x14 -> 288x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5877648 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 5821200 * nB, P + 422856, P + 423144, B, 288, 196, 0.1, 1e-05, nB * 2907072);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1077216 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 903168 * nB, P + 422856, P + 423144, B, 288, 196, 0.1, 1e-05, nB * 2907072, 58800);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5877648 * nB, act + 5821200 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1e-05, nB * 2907072);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1077216 * nB, act + 903168 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1e-05, nB * 2907072, 58800);
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x14x14 -> 288x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 5934096 * nB, act + 5877648 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1013712 * nB, act + 1077216 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 5943504 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 5934096 * nB, P + 437256, P + 437304, B, 48, 196, 0.1, 1e-05, nB * 2963520);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1023120 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 1013712 * nB, P + 437256, P + 437304, B, 48, 196, 0.1, 1e-05, nB * 2963520);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 5943504 * nB, act + 5934096 * nB, P + 437256, P + 437304, buf + 13392, buf + 13440, B, 48, 196, 1e-05, nB * 2963520);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1023120 * nB, act + 1013712 * nB, P + 437256, P + 437304, buf + 13392, buf + 13440, B, 48, 196, 1e-05, nB * 2963520);
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 5943504 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 1023120 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x14x14 -> 300x14x14 */
-    {
-        const T *const xs[2] = { act + 5821200 * nB, act + 4442928 * nB };
-        const int cs[2] = { 288, 12 };
-        FN(rt_concat_forward)(ctx, act + 5952912 * nB, 2, xs, cs, B, 196);
-    }
+    /* channels 0..287: stage2.step14.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 288, 58800);   /* channels 288..299: stage2.step15.grad.conv1 */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x14x14 -> 300x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6011712 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 5952912 * nB, P + 442536, P + 442836, B, 300, 196, 0.1, 1e-05, nB * 2972928);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1077216 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 903168 * nB, P + 442536, P + 442836, B, 300, 196, 0.1, 1e-05, nB * 2972928);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6011712 * nB, act + 5952912 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1e-05, nB * 2972928);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1077216 * nB, act + 903168 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1e-05, nB * 2972928);
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x14x14 -> 300x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 232 trans2.conv0 = conv(trans2.relu0): 300x14x14 -> 150x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 6070512 * nB, act + 6011712 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1023120 * nB, act + 1077216 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
     /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x14x14 -> 150x7x7 */
-    FN(rt_avgpool_forward)(ctx, act + 6099920 * nB, act + 6070512 * nB, B, 150, 14, 14, 2, 2);
+    FN(rt_avgpool_forward)(ctx, act + 1052528 * nB, act + 1023120 * nB, B, 150, 14, 14, 2, 2);
     /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x7x7 -> 150x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6070512 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 6099920 * nB, P + 488136, P + 488286, B, 150, 49, 0.1, 1e-05, nB * 3031728);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1023120 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 1052528 * nB, P + 488136, P + 488286, B, 150, 49, 0.1, 1e-05, nB * 3031728);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6070512 * nB, act + 6099920 * nB, P + 488136, P + 488286, buf + 14088, buf + 14238, B, 150, 49, 1e-05, nB * 3031728);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1023120 * nB, act + 1052528 * nB, P + 488136, P + 488286, buf + 14088, buf + 14238, B, 150, 49, 1e-05, nB * 3031728);
     /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x7x7 -> 150x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 4442928 * nB, act + 6070512 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 1023120 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 4492320 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 4442928 * nB, P + 495636, P + 495684, B, 48, 49, 0.1, 1e-05, nB * 3039078);
+        FN(rt_bn_relu_forward_train)(ctx, act + 268128 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 265776 * nB, P + 495636, P + 495684, B, 48, 49, 0.1, 1e-05, nB * 3039078);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 4492320 * nB, act + 4442928 * nB, P + 495636, P + 495684, buf + 14388, buf + 14436, B, 48, 49, 1e-05, nB * 3039078);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 268128 * nB, act + 265776 * nB, P + 495636, P + 495684, buf + 14388, buf + 14436, B, 48, 49, 1e-05, nB * 3039078);
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 4494672 * nB, act + 4492320 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 270480 * nB, act + 268128 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
     /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x7x7 -> 162x7x7 */
-    {
-        const T *const xs[2] = { act + 6099920 * nB, act + 4494672 * nB };
-        const int cs[2] = { 150, 12 };
-        FN(rt_concat_forward)(ctx, act + 6077872 * nB, 2, xs, cs, B, 49);
-    }
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1052528 * nB, B, 150, 49, 0, 16758);   /* channels 0..149: trans2.avgpool0 */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 270480 * nB, B, 12, 49, 150, 16758);   /* channels 150..161: stage3.step0.grad.conv1 */
 }
 
 /* Forward, part 11 of 15. */
@@ -1725,91 +1626,82 @@ static void FN(forward_11)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x7x7 -> 162x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6085824 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 6077872 * nB, P + 500916, P + 501078, B, 162, 49, 0.1, 1e-05, nB * 3041430);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 1023120 * nB, P + 500916, P + 501078, B, 162, 49, 0.1, 1e-05, nB * 3041430, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6085824 * nB, act + 6077872 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1e-05, nB * 3041430);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1e-05, nB * 3041430, 16758);
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x7x7 -> 162x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 4494672 * nB, act + 6085824 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 268128 * nB, act + 1039888 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6093776 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 4494672 * nB, P + 509016, P + 509064, B, 48, 49, 0.1, 1e-05, nB * 3049368);
+        FN(rt_bn_relu_forward_train)(ctx, act + 270480 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 268128 * nB, P + 509016, P + 509064, B, 48, 49, 0.1, 1e-05, nB * 3049368);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6093776 * nB, act + 4494672 * nB, P + 509016, P + 509064, buf + 14808, buf + 14856, B, 48, 49, 1e-05, nB * 3049368);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 270480 * nB, act + 268128 * nB, P + 509016, P + 509064, buf + 14808, buf + 14856, B, 48, 49, 1e-05, nB * 3049368);
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6096128 * nB, act + 6093776 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 999600 * nB, act + 270480 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x7x7 -> 174x7x7 */
-    {
-        const T *const xs[2] = { act + 6077872 * nB, act + 6096128 * nB };
-        const int cs[2] = { 162, 12 };
-        FN(rt_concat_forward)(ctx, act + 6107280 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..161: stage3.step0.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 999600 * nB, B, 12, 49, 162, 16758);   /* channels 162..173: stage3.step1.grad.conv1 */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x7x7 -> 174x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6115808 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 6107280 * nB, P + 514296, P + 514470, B, 174, 49, 0.1, 1e-05, nB * 3051720);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 1023120 * nB, P + 514296, P + 514470, B, 174, 49, 0.1, 1e-05, nB * 3051720, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6115808 * nB, act + 6107280 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1e-05, nB * 3051720);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1e-05, nB * 3051720, 16758);
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x7x7 -> 174x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6096128 * nB, act + 6115808 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 270480 * nB, act + 1039888 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6124336 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 6096128 * nB, P + 522996, P + 523044, B, 48, 49, 0.1, 1e-05, nB * 3060246);
+        FN(rt_bn_relu_forward_train)(ctx, act + 999600 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 270480 * nB, P + 522996, P + 523044, B, 48, 49, 0.1, 1e-05, nB * 3060246);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6124336 * nB, act + 6096128 * nB, P + 522996, P + 523044, buf + 15252, buf + 15300, B, 48, 49, 1e-05, nB * 3060246);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 999600 * nB, act + 270480 * nB, P + 522996, P + 523044, buf + 15252, buf + 15300, B, 48, 49, 1e-05, nB * 3060246);
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6124336 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1001952 * nB, act + 999600 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
     /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x7x7 -> 186x7x7 */
-    {
-        const T *const xs[2] = { act + 6107280 * nB, act + 6098480 * nB };
-        const int cs[2] = { 174, 12 };
-        FN(rt_concat_forward)(ctx, act + 6126688 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..173: stage3.step1.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1001952 * nB, B, 12, 49, 174, 16758);   /* channels 174..185: stage3.step2.grad.conv1 */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x7x7 -> 186x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6135808 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 6126688 * nB, P + 528276, P + 528462, B, 186, 49, 0.1, 1e-05, nB * 3062598);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 1023120 * nB, P + 528276, P + 528462, B, 186, 49, 0.1, 1e-05, nB * 3062598, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6135808 * nB, act + 6126688 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1e-05, nB * 3062598);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1e-05, nB * 3062598, 16758);
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x7x7 -> 186x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6144928 * nB, act + 6135808 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 999600 * nB, act + 1039888 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6147280 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 6144928 * nB, P + 537576, P + 537624, B, 48, 49, 0.1, 1e-05, nB * 3071712);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1001952 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 999600 * nB, P + 537576, P + 537624, B, 48, 49, 0.1, 1e-05, nB * 3071712);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6147280 * nB, act + 6144928 * nB, P + 537576, P + 537624, buf + 15720, buf + 15768, B, 48, 49, 1e-05, nB * 3071712);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1001952 * nB, act + 999600 * nB, P + 537576, P + 537624, buf + 15720, buf + 15768, B, 48, 49, 1e-05, nB * 3071712);
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6147280 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1039888 * nB, act + 1001952 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x7x7 -> 198x7x7 */
-    {
-        const T *const xs[2] = { act + 6126688 * nB, act + 6098480 * nB };
-        const int cs[2] = { 186, 12 };
-        FN(rt_concat_forward)(ctx, act + 6149632 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..185: stage3.step2.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1039888 * nB, B, 12, 49, 186, 16758);   /* channels 186..197: stage3.step3.grad.conv1 */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x7x7 -> 198x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6159344 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 6149632 * nB, P + 542856, P + 543054, B, 198, 49, 0.1, 1e-05, nB * 3074064);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 1023120 * nB, P + 542856, P + 543054, B, 198, 49, 0.1, 1e-05, nB * 3074064, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6159344 * nB, act + 6149632 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1e-05, nB * 3074064);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1e-05, nB * 3074064, 16758);
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x7x7 -> 198x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6169056 * nB, act + 6159344 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1001952 * nB, act + 1039888 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
 }
 
 /* Forward, part 12 of 15. */
@@ -1818,91 +1710,82 @@ static void FN(forward_12)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6171408 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 6169056 * nB, P + 552756, P + 552804, B, 48, 49, 0.1, 1e-05, nB * 3083766);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 1001952 * nB, P + 552756, P + 552804, B, 48, 49, 0.1, 1e-05, nB * 3083766);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6171408 * nB, act + 6169056 * nB, P + 552756, P + 552804, buf + 16212, buf + 16260, B, 48, 49, 1e-05, nB * 3083766);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1039888 * nB, act + 1001952 * nB, P + 552756, P + 552804, buf + 16212, buf + 16260, B, 48, 49, 1e-05, nB * 3083766);
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6171408 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x7x7 -> 210x7x7 */
-    {
-        const T *const xs[2] = { act + 6149632 * nB, act + 6098480 * nB };
-        const int cs[2] = { 198, 12 };
-        FN(rt_concat_forward)(ctx, act + 6173760 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..197: stage3.step3.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 198, 16758);   /* channels 198..209: stage3.step4.grad.conv1 */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x7x7 -> 210x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6184064 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 6173760 * nB, P + 558036, P + 558246, B, 210, 49, 0.1, 1e-05, nB * 3086118);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 1023120 * nB, P + 558036, P + 558246, B, 210, 49, 0.1, 1e-05, nB * 3086118, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6184064 * nB, act + 6173760 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1e-05, nB * 3086118);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1e-05, nB * 3086118, 16758);
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x7x7 -> 210x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6194368 * nB, act + 6184064 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1059888 * nB, act + 1039888 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6196720 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 6194368 * nB, P + 568536, P + 568584, B, 48, 49, 0.1, 1e-05, nB * 3096408);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 1059888 * nB, P + 568536, P + 568584, B, 48, 49, 0.1, 1e-05, nB * 3096408);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6196720 * nB, act + 6194368 * nB, P + 568536, P + 568584, buf + 16728, buf + 16776, B, 48, 49, 1e-05, nB * 3096408);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1039888 * nB, act + 1059888 * nB, P + 568536, P + 568584, buf + 16728, buf + 16776, B, 48, 49, 1e-05, nB * 3096408);
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6196720 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x7x7 -> 222x7x7 */
-    {
-        const T *const xs[2] = { act + 6173760 * nB, act + 6098480 * nB };
-        const int cs[2] = { 210, 12 };
-        FN(rt_concat_forward)(ctx, act + 6199072 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..209: stage3.step4.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 210, 16758);   /* channels 210..221: stage3.step5.grad.conv1 */
     /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x7x7 -> 222x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6209952 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 6199072 * nB, P + 573816, P + 574038, B, 222, 49, 0.1, 1e-05, nB * 3098760);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 1023120 * nB, P + 573816, P + 574038, B, 222, 49, 0.1, 1e-05, nB * 3098760, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6209952 * nB, act + 6199072 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1e-05, nB * 3098760);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1e-05, nB * 3098760, 16758);
     /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x7x7 -> 222x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6220832 * nB, act + 6209952 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1062240 * nB, act + 1039888 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6223184 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 6220832 * nB, P + 584916, P + 584964, B, 48, 49, 0.1, 1e-05, nB * 3109638);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 1062240 * nB, P + 584916, P + 584964, B, 48, 49, 0.1, 1e-05, nB * 3109638);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6223184 * nB, act + 6220832 * nB, P + 584916, P + 584964, buf + 17268, buf + 17316, B, 48, 49, 1e-05, nB * 3109638);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1039888 * nB, act + 1062240 * nB, P + 584916, P + 584964, buf + 17268, buf + 17316, B, 48, 49, 1e-05, nB * 3109638);
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6223184 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x7x7 -> 234x7x7 */
-    {
-        const T *const xs[2] = { act + 6199072 * nB, act + 6098480 * nB };
-        const int cs[2] = { 222, 12 };
-        FN(rt_concat_forward)(ctx, act + 6225536 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..221: stage3.step5.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 222, 16758);   /* channels 222..233: stage3.step6.grad.conv1 */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x7x7 -> 234x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6237008 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 6225536 * nB, P + 590196, P + 590430, B, 234, 49, 0.1, 1e-05, nB * 3111990);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 1023120 * nB, P + 590196, P + 590430, B, 234, 49, 0.1, 1e-05, nB * 3111990, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6237008 * nB, act + 6225536 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1e-05, nB * 3111990);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1e-05, nB * 3111990, 16758);
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x7x7 -> 234x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6248480 * nB, act + 6237008 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1064592 * nB, act + 1039888 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6250832 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 6248480 * nB, P + 601896, P + 601944, B, 48, 49, 0.1, 1e-05, nB * 3123456);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 1064592 * nB, P + 601896, P + 601944, B, 48, 49, 0.1, 1e-05, nB * 3123456);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6250832 * nB, act + 6248480 * nB, P + 601896, P + 601944, buf + 17832, buf + 17880, B, 48, 49, 1e-05, nB * 3123456);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1039888 * nB, act + 1064592 * nB, P + 601896, P + 601944, buf + 17832, buf + 17880, B, 48, 49, 1e-05, nB * 3123456);
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6250832 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
 }
 
 /* Forward, part 13 of 15. */
@@ -1911,93 +1794,81 @@ static void FN(forward_13)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x7x7 -> 246x7x7 */
-    {
-        const T *const xs[2] = { act + 6225536 * nB, act + 6098480 * nB };
-        const int cs[2] = { 234, 12 };
-        FN(rt_concat_forward)(ctx, act + 6253184 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..233: stage3.step6.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 234, 16758);   /* channels 234..245: stage3.step7.grad.conv1 */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x7x7 -> 246x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6265248 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 6253184 * nB, P + 607176, P + 607422, B, 246, 49, 0.1, 1e-05, nB * 3125808);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 1023120 * nB, P + 607176, P + 607422, B, 246, 49, 0.1, 1e-05, nB * 3125808, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6265248 * nB, act + 6253184 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1e-05, nB * 3125808);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1e-05, nB * 3125808, 16758);
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x7x7 -> 246x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6277312 * nB, act + 6265248 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1077216 * nB, act + 1039888 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6279664 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 6277312 * nB, P + 619476, P + 619524, B, 48, 49, 0.1, 1e-05, nB * 3137862);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 1077216 * nB, P + 619476, P + 619524, B, 48, 49, 0.1, 1e-05, nB * 3137862);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6279664 * nB, act + 6277312 * nB, P + 619476, P + 619524, buf + 18420, buf + 18468, B, 48, 49, 1e-05, nB * 3137862);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1039888 * nB, act + 1077216 * nB, P + 619476, P + 619524, buf + 18420, buf + 18468, B, 48, 49, 1e-05, nB * 3137862);
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6279664 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x7x7 -> 258x7x7 */
-    {
-        const T *const xs[2] = { act + 6253184 * nB, act + 6098480 * nB };
-        const int cs[2] = { 246, 12 };
-        FN(rt_concat_forward)(ctx, act + 6282016 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..245: stage3.step7.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 246, 16758);   /* channels 246..257: stage3.step8.grad.conv1 */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x7x7 -> 258x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6294672 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 6282016 * nB, P + 624756, P + 625014, B, 258, 49, 0.1, 1e-05, nB * 3140214);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 1023120 * nB, P + 624756, P + 625014, B, 258, 49, 0.1, 1e-05, nB * 3140214, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6294672 * nB, act + 6282016 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1e-05, nB * 3140214);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1e-05, nB * 3140214, 16758);
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x7x7 -> 258x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6307328 * nB, act + 6294672 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1039888 * nB, act + 1079568 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6309680 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 6307328 * nB, P + 637656, P + 637704, B, 48, 49, 0.1, 1e-05, nB * 3152856);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1042240 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 1039888 * nB, P + 637656, P + 637704, B, 48, 49, 0.1, 1e-05, nB * 3152856);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6309680 * nB, act + 6307328 * nB, P + 637656, P + 637704, buf + 19032, buf + 19080, B, 48, 49, 1e-05, nB * 3152856);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 637656, P + 637704, buf + 19032, buf + 19080, B, 48, 49, 1e-05, nB * 3152856);
     /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6309680 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1044592 * nB, act + 1042240 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x7x7 -> 270x7x7 */
-    {
-        const T *const xs[2] = { act + 6282016 * nB, act + 6098480 * nB };
-        const int cs[2] = { 258, 12 };
-        FN(rt_concat_forward)(ctx, act + 6312032 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..257: stage3.step8.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1044592 * nB, B, 12, 49, 258, 16758);   /* channels 258..269: stage3.step9.grad.conv1 */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x7x7 -> 270x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6325264 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 6312032 * nB, P + 642936, P + 643206, B, 270, 49, 0.1, 1e-05, nB * 3155208);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 1023120 * nB, P + 642936, P + 643206, B, 270, 49, 0.1, 1e-05, nB * 3155208, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6325264 * nB, act + 6312032 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1e-05, nB * 3155208);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1e-05, nB * 3155208, 16758);
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x7x7 -> 270x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6338496 * nB, act + 6325264 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1079568 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6340848 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 6338496 * nB, P + 656436, P + 656484, B, 48, 49, 0.1, 1e-05, nB * 3168438);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1044592 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 1042240 * nB, P + 656436, P + 656484, B, 48, 49, 0.1, 1e-05, nB * 3168438);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6340848 * nB, act + 6338496 * nB, P + 656436, P + 656484, buf + 19668, buf + 19716, B, 48, 49, 1e-05, nB * 3168438);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1044592 * nB, act + 1042240 * nB, P + 656436, P + 656484, buf + 19668, buf + 19716, B, 48, 49, 1e-05, nB * 3168438);
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6340848 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1046944 * nB, act + 1044592 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x7x7 -> 282x7x7 */
-    {
-        const T *const xs[2] = { act + 6312032 * nB, act + 6098480 * nB };
-        const int cs[2] = { 270, 12 };
-        FN(rt_concat_forward)(ctx, act + 6343200 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..269: stage3.step9.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1046944 * nB, B, 12, 49, 270, 16758);   /* channels 270..281: stage3.step10.grad.conv1 */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x7x7 -> 282x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6357024 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 6343200 * nB, P + 661716, P + 661998, B, 282, 49, 0.1, 1e-05, nB * 3170790);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 1023120 * nB, P + 661716, P + 661998, B, 282, 49, 0.1, 1e-05, nB * 3170790, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6357024 * nB, act + 6343200 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1e-05, nB * 3170790);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1e-05, nB * 3170790, 16758);
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x7x7 -> 282x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -2008,89 +1879,80 @@ static void FN(forward_14)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6370848 * nB, act + 6357024 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1044592 * nB, act + 1079568 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6373200 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 6370848 * nB, P + 675816, P + 675864, B, 48, 49, 0.1, 1e-05, nB * 3184608);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1046944 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 1044592 * nB, P + 675816, P + 675864, B, 48, 49, 0.1, 1e-05, nB * 3184608);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6373200 * nB, act + 6370848 * nB, P + 675816, P + 675864, buf + 20328, buf + 20376, B, 48, 49, 1e-05, nB * 3184608);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1046944 * nB, act + 1044592 * nB, P + 675816, P + 675864, buf + 20328, buf + 20376, B, 48, 49, 1e-05, nB * 3184608);
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6373200 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1049296 * nB, act + 1046944 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x7x7 -> 294x7x7 */
-    {
-        const T *const xs[2] = { act + 6343200 * nB, act + 6098480 * nB };
-        const int cs[2] = { 282, 12 };
-        FN(rt_concat_forward)(ctx, act + 6375552 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..281: stage3.step10.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1049296 * nB, B, 12, 49, 282, 16758);   /* channels 282..293: stage3.step11.grad.conv1 */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x7x7 -> 294x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6389968 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 6375552 * nB, P + 681096, P + 681390, B, 294, 49, 0.1, 1e-05, nB * 3186960);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 1023120 * nB, P + 681096, P + 681390, B, 294, 49, 0.1, 1e-05, nB * 3186960, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6389968 * nB, act + 6375552 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1e-05, nB * 3186960);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1e-05, nB * 3186960, 16758);
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x7x7 -> 294x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6404384 * nB, act + 6389968 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1046944 * nB, act + 1079568 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6406736 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 6404384 * nB, P + 695796, P + 695844, B, 48, 49, 0.1, 1e-05, nB * 3201366);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1049296 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 1046944 * nB, P + 695796, P + 695844, B, 48, 49, 0.1, 1e-05, nB * 3201366);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6406736 * nB, act + 6404384 * nB, P + 695796, P + 695844, buf + 21012, buf + 21060, B, 48, 49, 1e-05, nB * 3201366);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1049296 * nB, act + 1046944 * nB, P + 695796, P + 695844, buf + 21012, buf + 21060, B, 48, 49, 1e-05, nB * 3201366);
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6406736 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1051648 * nB, act + 1049296 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x7x7 -> 306x7x7 */
-    {
-        const T *const xs[2] = { act + 6375552 * nB, act + 6098480 * nB };
-        const int cs[2] = { 294, 12 };
-        FN(rt_concat_forward)(ctx, act + 6409088 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..293: stage3.step11.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 294, 16758);   /* channels 294..305: stage3.step12.grad.conv1 */
     /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x7x7 -> 306x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6424096 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 6409088 * nB, P + 701076, P + 701382, B, 306, 49, 0.1, 1e-05, nB * 3203718);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 1023120 * nB, P + 701076, P + 701382, B, 306, 49, 0.1, 1e-05, nB * 3203718, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6424096 * nB, act + 6409088 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1e-05, nB * 3203718);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1e-05, nB * 3203718, 16758);
     /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x7x7 -> 306x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6439104 * nB, act + 6424096 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1049296 * nB, act + 1079568 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6441456 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 6439104 * nB, P + 716376, P + 716424, B, 48, 49, 0.1, 1e-05, nB * 3218712);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1079568 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 1049296 * nB, P + 716376, P + 716424, B, 48, 49, 0.1, 1e-05, nB * 3218712);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6441456 * nB, act + 6439104 * nB, P + 716376, P + 716424, buf + 21720, buf + 21768, B, 48, 49, 1e-05, nB * 3218712);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1079568 * nB, act + 1049296 * nB, P + 716376, P + 716424, buf + 21720, buf + 21768, B, 48, 49, 1e-05, nB * 3218712);
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6441456 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1051648 * nB, act + 1079568 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x7x7 -> 318x7x7 */
-    {
-        const T *const xs[2] = { act + 6409088 * nB, act + 6098480 * nB };
-        const int cs[2] = { 306, 12 };
-        FN(rt_concat_forward)(ctx, act + 6443808 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..305: stage3.step12.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 306, 16758);   /* channels 306..317: stage3.step13.grad.conv1 */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x7x7 -> 318x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6459392 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 6443808 * nB, P + 721656, P + 721974, B, 318, 49, 0.1, 1e-05, nB * 3221064);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 1023120 * nB, P + 721656, P + 721974, B, 318, 49, 0.1, 1e-05, nB * 3221064, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6459392 * nB, act + 6443808 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1e-05, nB * 3221064);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1e-05, nB * 3221064, 16758);
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x7x7 -> 318x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6474976 * nB, act + 6459392 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1095152 * nB, act + 1079568 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6477328 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 6474976 * nB, P + 737556, P + 737604, B, 48, 49, 0.1, 1e-05, nB * 3236646);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1079568 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 1095152 * nB, P + 737556, P + 737604, B, 48, 49, 0.1, 1e-05, nB * 3236646);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6477328 * nB, act + 6474976 * nB, P + 737556, P + 737604, buf + 22452, buf + 22500, B, 48, 49, 1e-05, nB * 3236646);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1079568 * nB, act + 1095152 * nB, P + 737556, P + 737604, buf + 22452, buf + 22500, B, 48, 49, 1e-05, nB * 3236646);
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -2101,53 +1963,47 @@ static void FN(forward_15)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6477328 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1051648 * nB, act + 1079568 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x7x7 -> 330x7x7 */
-    {
-        const T *const xs[2] = { act + 6443808 * nB, act + 6098480 * nB };
-        const int cs[2] = { 318, 12 };
-        FN(rt_concat_forward)(ctx, act + 6479680 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..317: stage3.step13.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 318, 16758);   /* channels 318..329: stage3.step14.grad.conv1 */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x7x7 -> 330x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6495856 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 6479680 * nB, P + 742836, P + 743166, B, 330, 49, 0.1, 1e-05, nB * 3238998);
+        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1097504 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 1023120 * nB, P + 742836, P + 743166, B, 330, 49, 0.1, 1e-05, nB * 3238998, 16758);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6495856 * nB, act + 6479680 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1e-05, nB * 3238998);
+        FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1097504 * nB, act + 1023120 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1e-05, nB * 3238998, 16758);
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x7x7 -> 330x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6512032 * nB, act + 6495856 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
+    FN(rt_conv2d_forward)(ctx, act + 1079568 * nB, act + 1097504 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6514384 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 6512032 * nB, P + 759336, P + 759384, B, 48, 49, 0.1, 1e-05, nB * 3255168);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1081920 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 1079568 * nB, P + 759336, P + 759384, B, 48, 49, 0.1, 1e-05, nB * 3255168);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6514384 * nB, act + 6512032 * nB, P + 759336, P + 759384, buf + 23208, buf + 23256, B, 48, 49, 1e-05, nB * 3255168);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1081920 * nB, act + 1079568 * nB, P + 759336, P + 759384, buf + 23208, buf + 23256, B, 48, 49, 1e-05, nB * 3255168);
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 6098480 * nB, act + 6514384 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward)(ctx, act + 1051648 * nB, act + 1081920 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x7x7 -> 342x7x7 */
-    {
-        const T *const xs[2] = { act + 6479680 * nB, act + 6098480 * nB };
-        const int cs[2] = { 330, 12 };
-        FN(rt_concat_forward)(ctx, act + 6516736 * nB, 2, xs, cs, B, 49);
-    }
+    /* channels 0..329: stage3.step14.concat, in place */
+    FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 330, 16758);   /* channels 330..341: stage3.step15.grad.conv1 */
     /* 346 head.bn0 = bn(stage3.step15.concat): 342x7x7 -> 342x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 6533504 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 6516736 * nB, P + 764616, P + 764958, B, 342, 49, 0.1, 1e-05, nB * 3257520);
+        FN(rt_bn_relu_forward_train)(ctx, act + 1097504 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 1023120 * nB, P + 764616, P + 764958, B, 342, 49, 0.1, 1e-05, nB * 3257520);
     else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 6533504 * nB, act + 6516736 * nB, P + 764616, P + 764958, buf + 23304, buf + 23646, B, 342, 49, 1e-05, nB * 3257520);
+        FN(rt_bn_relu_forward_eval)(ctx, act + 1097504 * nB, act + 1023120 * nB, P + 764616, P + 764958, buf + 23304, buf + 23646, B, 342, 49, 1e-05, nB * 3257520);
     /* 347 head.relu0 = relu(head.bn0): 342x7x7 -> 342x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 348 head.gap0 = gap(head.relu0): 342x7x7 -> 342x1x1 */
-    FN(rt_gap_forward)(ctx, act + 6098480 * nB, act + 6533504 * nB, B, 342, 49);
+    FN(rt_gap_forward)(ctx, act + 1051648 * nB, act + 1097504 * nB, B, 342, 49);
     /* 349 head.linear = linear(head.gap0): 342x1x1 -> 10x1x1 */
-    FN(rt_linear_forward)(ctx, m->logits, act + 6098480 * nB, P + 765300, P + 768720, B, 342, 10);
+    FN(rt_linear_forward)(ctx, m->logits, act + 1051648 * nB, P + 765300, P + 768720, B, 342, 10);
 }
 
 /* Forward pass on a batch of B <= m->batch images; train selects batch
@@ -2177,71 +2033,62 @@ static void FN(backward_1)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 349 head.linear = linear(head.gap0): 342x1x1 -> 10x1x1 */
-    FN(rt_linear_backward)(ctx, act + 6098832 * nB, 0, G + 765300, G + 768720, m->dlogits, act + 6098480 * nB, P + 765300, B, 342, 10);
+    FN(rt_linear_backward)(ctx, act + 1052000 * nB, 0, G + 765300, G + 768720, m->dlogits, act + 1051648 * nB, P + 765300, B, 342, 10);
     /* 348 head.gap0 = gap(head.relu0): 342x7x7 -> 342x1x1 */
-    FN(rt_gap_backward)(ctx, act + 6550272 * nB, 0, act + 6098832 * nB, B, 342, 49);
+    FN(rt_gap_backward)(ctx, act + 1114272 * nB, 0, act + 1052000 * nB, B, 342, 49);
     /* 347 head.relu0 = relu(head.bn0): 342x7x7 -> 342x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 346 head.bn0 = bn(stage3.step15.concat): 342x7x7 -> 342x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6567040 * nB, 0, G + 764616, G + 764958, act + 6550272 * nB, act + 6533504 * nB, act + 6516736 * nB, fix + 23968, fix + 24320, P + 764616, B, 342, 49, nB * 3257520);
+    FN(rt_bn_relu_backward)(ctx, act + 1131040 * nB, 0, G + 764616, G + 764958, act + 1114272 * nB, act + 1097504 * nB, act + 1023120 * nB, fix + 23968, fix + 24320, P + 764616, B, 342, 49, nB * 3257520);
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x7x7 -> 342x7x7 */
-    {
-        T *const dxs[2] = { act + 6516736 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 330, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6567040 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 330, 16758);
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6532912 * nB, 0, G + 759432, act + 6098480 * nB, act + 6514384 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1081920 * nB, act + 1079568 * nB, fix + 23872, fix + 23920, P + 759336, P + 759384, B, 48, 49, nB * 3255168, 2352);   /* stage3.step15.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1084272 * nB, 0, G + 759432, act + 1051648 * nB, act + 1081920 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6535264 * nB, 0, G + 759336, G + 759384, act + 6532912 * nB, act + 6514384 * nB, act + 6512032 * nB, fix + 23872, fix + 23920, P + 759336, B, 48, 49, nB * 3255168);
+    FN(rt_bn_relu_backward)(ctx, act + 1086624 * nB, 0, G + 759336, G + 759384, act + 1084272 * nB, act + 1081920 * nB, act + 1079568 * nB, fix + 23872, fix + 23920, P + 759336, B, 48, 49, nB * 3255168);
     /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6537616 * nB, 0, G + 743496, act + 6535264 * nB, act + 6495856 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1097504 * nB, act + 1023120 * nB, fix + 23200, fix + 23536, P + 742836, P + 743166, B, 330, 49, nB * 3238998, 16758);   /* stage3.step15.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1113680 * nB, 0, G + 743496, act + 1086624 * nB, act + 1097504 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x7x7 -> 330x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x7x7 -> 330x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6516736 * nB, 1, G + 742836, G + 743166, act + 6537616 * nB, act + 6495856 * nB, act + 6479680 * nB, fix + 23200, fix + 23536, P + 742836, B, 330, 49, nB * 3238998);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 742836, G + 743166, act + 1113680 * nB, act + 1097504 * nB, act + 1023120 * nB, fix + 23200, fix + 23536, P + 742836, B, 330, 49, nB * 3238998, 16758);
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x7x7 -> 330x7x7 */
-    {
-        T *const dxs[2] = { act + 6479680 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 318, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6516736 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 318, 16758);
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6495264 * nB, 0, G + 737652, act + 6098480 * nB, act + 6477328 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1095152 * nB, fix + 23104, fix + 23152, P + 737556, P + 737604, B, 48, 49, nB * 3236646, 2352);   /* stage3.step14.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 737652, act + 1051648 * nB, act + 1079568 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6497616 * nB, 0, G + 737556, G + 737604, act + 6495264 * nB, act + 6477328 * nB, act + 6474976 * nB, fix + 23104, fix + 23152, P + 737556, B, 48, 49, nB * 3236646);
+    FN(rt_bn_relu_backward)(ctx, act + 1084272 * nB, 0, G + 737556, G + 737604, act + 1081920 * nB, act + 1079568 * nB, act + 1095152 * nB, fix + 23104, fix + 23152, P + 737556, B, 48, 49, nB * 3236646);
     /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6499968 * nB, 0, G + 722292, act + 6497616 * nB, act + 6459392 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1086624 * nB, act + 1023120 * nB, fix + 22464, fix + 22784, P + 721656, P + 721974, B, 318, 49, nB * 3221064, 16758);   /* stage3.step14.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1102208 * nB, 0, G + 722292, act + 1084272 * nB, act + 1086624 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x7x7 -> 318x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x7x7 -> 318x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6479680 * nB, 1, G + 721656, G + 721974, act + 6499968 * nB, act + 6459392 * nB, act + 6443808 * nB, fix + 22464, fix + 22784, P + 721656, B, 318, 49, nB * 3221064);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 721656, G + 721974, act + 1102208 * nB, act + 1086624 * nB, act + 1023120 * nB, fix + 22464, fix + 22784, P + 721656, B, 318, 49, nB * 3221064, 16758);
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x7x7 -> 318x7x7 */
-    {
-        T *const dxs[2] = { act + 6443808 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 306, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6479680 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 306, 16758);
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6458816 * nB, 0, G + 716472, act + 6098480 * nB, act + 6441456 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1049296 * nB, fix + 22368, fix + 22416, P + 716376, P + 716424, B, 48, 49, nB * 3218712, 2352);   /* stage3.step13.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 716472, act + 1051648 * nB, act + 1079568 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6461168 * nB, 0, G + 716376, G + 716424, act + 6458816 * nB, act + 6441456 * nB, act + 6439104 * nB, fix + 22368, fix + 22416, P + 716376, B, 48, 49, nB * 3218712);
+    FN(rt_bn_relu_backward)(ctx, act + 1084272 * nB, 0, G + 716376, G + 716424, act + 1081920 * nB, act + 1079568 * nB, act + 1049296 * nB, fix + 22368, fix + 22416, P + 716376, B, 48, 49, nB * 3218712);
     /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6463520 * nB, 0, G + 701688, act + 6461168 * nB, act + 6424096 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1086624 * nB, act + 1023120 * nB, fix + 21728, fix + 22048, P + 701076, P + 701382, B, 306, 49, nB * 3203718, 16758);   /* stage3.step13.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1101632 * nB, 0, G + 701688, act + 1084272 * nB, act + 1086624 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
     /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x7x7 -> 306x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2252,78 +2099,65 @@ static void FN(backward_2)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x7x7 -> 306x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6443808 * nB, 1, G + 701076, G + 701382, act + 6463520 * nB, act + 6424096 * nB, act + 6409088 * nB, fix + 21728, fix + 22048, P + 701076, B, 306, 49, nB * 3203718);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 701076, G + 701382, act + 1101632 * nB, act + 1086624 * nB, act + 1023120 * nB, fix + 21728, fix + 22048, P + 701076, B, 306, 49, nB * 3203718, 16758);
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x7x7 -> 306x7x7 */
-    {
-        T *const dxs[2] = { act + 6409088 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 294, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6443808 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1049296 * nB, 0, act + 1131040 * nB, B, 12, 49, 294, 16758);
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6423504 * nB, 0, G + 695892, act + 6098480 * nB, act + 6406736 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1049888 * nB, act + 1046944 * nB, fix + 21632, fix + 21680, P + 695796, P + 695844, B, 48, 49, nB * 3201366, 2352);   /* stage3.step12.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1079568 * nB, 0, G + 695892, act + 1049296 * nB, act + 1049888 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6425856 * nB, 0, G + 695796, G + 695844, act + 6423504 * nB, act + 6406736 * nB, act + 6404384 * nB, fix + 21632, fix + 21680, P + 695796, B, 48, 49, nB * 3201366);
+    FN(rt_bn_relu_backward)(ctx, act + 1081920 * nB, 0, G + 695796, G + 695844, act + 1079568 * nB, act + 1049888 * nB, act + 1046944 * nB, fix + 21632, fix + 21680, P + 695796, B, 48, 49, nB * 3201366);
     /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6428208 * nB, 0, G + 681684, act + 6425856 * nB, act + 6389968 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1084272 * nB, act + 1023120 * nB, fix + 21024, fix + 21328, P + 681096, P + 681390, B, 294, 49, nB * 3186960, 16758);   /* stage3.step12.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1098688 * nB, 0, G + 681684, act + 1081920 * nB, act + 1084272 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x7x7 -> 294x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x7x7 -> 294x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6409088 * nB, 1, G + 681096, G + 681390, act + 6428208 * nB, act + 6389968 * nB, act + 6375552 * nB, fix + 21024, fix + 21328, P + 681096, B, 294, 49, nB * 3186960);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 681096, G + 681390, act + 1098688 * nB, act + 1084272 * nB, act + 1023120 * nB, fix + 21024, fix + 21328, P + 681096, B, 294, 49, nB * 3186960, 16758);
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x7x7 -> 294x7x7 */
-    {
-        T *const dxs[2] = { act + 6375552 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 282, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6409088 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1046944 * nB, 0, act + 1131040 * nB, B, 12, 49, 282, 16758);
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6389376 * nB, 0, G + 675912, act + 6098480 * nB, act + 6373200 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1047536 * nB, act + 1044592 * nB, fix + 20928, fix + 20976, P + 675816, P + 675864, B, 48, 49, nB * 3184608, 2352);   /* stage3.step11.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1049888 * nB, 0, G + 675912, act + 1046944 * nB, act + 1047536 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6391728 * nB, 0, G + 675816, G + 675864, act + 6389376 * nB, act + 6373200 * nB, act + 6370848 * nB, fix + 20928, fix + 20976, P + 675816, B, 48, 49, nB * 3184608);
+    FN(rt_bn_relu_backward)(ctx, act + 1079568 * nB, 0, G + 675816, G + 675864, act + 1049888 * nB, act + 1047536 * nB, act + 1044592 * nB, fix + 20928, fix + 20976, P + 675816, B, 48, 49, nB * 3184608);
     /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6394080 * nB, 0, G + 662280, act + 6391728 * nB, act + 6357024 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1081920 * nB, act + 1023120 * nB, fix + 20352, fix + 20640, P + 661716, P + 661998, B, 282, 49, nB * 3170790, 16758);   /* stage3.step11.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1095744 * nB, 0, G + 662280, act + 1079568 * nB, act + 1081920 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x7x7 -> 282x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x7x7 -> 282x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6375552 * nB, 1, G + 661716, G + 661998, act + 6394080 * nB, act + 6357024 * nB, act + 6343200 * nB, fix + 20352, fix + 20640, P + 661716, B, 282, 49, nB * 3170790);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 661716, G + 661998, act + 1095744 * nB, act + 1081920 * nB, act + 1023120 * nB, fix + 20352, fix + 20640, P + 661716, B, 282, 49, nB * 3170790, 16758);
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x7x7 -> 282x7x7 */
-    {
-        T *const dxs[2] = { act + 6343200 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 270, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6375552 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1044592 * nB, 0, act + 1131040 * nB, B, 12, 49, 270, 16758);
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6356432 * nB, 0, G + 656532, act + 6098480 * nB, act + 6340848 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1045184 * nB, act + 1042240 * nB, fix + 20256, fix + 20304, P + 656436, P + 656484, B, 48, 49, nB * 3168438, 2352);   /* stage3.step10.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1047536 * nB, 0, G + 656532, act + 1044592 * nB, act + 1045184 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6358784 * nB, 0, G + 656436, G + 656484, act + 6356432 * nB, act + 6340848 * nB, act + 6338496 * nB, fix + 20256, fix + 20304, P + 656436, B, 48, 49, nB * 3168438);
+    FN(rt_bn_relu_backward)(ctx, act + 1049888 * nB, 0, G + 656436, G + 656484, act + 1047536 * nB, act + 1045184 * nB, act + 1042240 * nB, fix + 20256, fix + 20304, P + 656436, B, 48, 49, nB * 3168438);
     /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6361136 * nB, 0, G + 643476, act + 6358784 * nB, act + 6325264 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1023120 * nB, fix + 19712, fix + 19984, P + 642936, P + 643206, B, 270, 49, nB * 3155208, 16758);   /* stage3.step10.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1092800 * nB, 0, G + 643476, act + 1049888 * nB, act + 1079568 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x7x7 -> 270x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x7x7 -> 270x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6343200 * nB, 1, G + 642936, G + 643206, act + 6361136 * nB, act + 6325264 * nB, act + 6312032 * nB, fix + 19712, fix + 19984, P + 642936, B, 270, 49, nB * 3155208);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 642936, G + 643206, act + 1092800 * nB, act + 1079568 * nB, act + 1023120 * nB, fix + 19712, fix + 19984, P + 642936, B, 270, 49, nB * 3155208, 16758);
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x7x7 -> 270x7x7 */
-    {
-        T *const dxs[2] = { act + 6312032 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 258, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6343200 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1042240 * nB, 0, act + 1131040 * nB, B, 12, 49, 258, 16758);
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6324688 * nB, 0, G + 637752, act + 6098480 * nB, act + 6309680 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1042832 * nB, act + 1039888 * nB, fix + 19616, fix + 19664, P + 637656, P + 637704, B, 48, 49, nB * 3152856, 2352);   /* stage3.step9.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1045184 * nB, 0, G + 637752, act + 1042240 * nB, act + 1042832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
 }
 
 /* Backward, part 3 of 15. */
@@ -2332,73 +2166,65 @@ static void FN(backward_3)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6327040 * nB, 0, G + 637656, G + 637704, act + 6324688 * nB, act + 6309680 * nB, act + 6307328 * nB, fix + 19616, fix + 19664, P + 637656, B, 48, 49, nB * 3152856);
+    FN(rt_bn_relu_backward)(ctx, act + 1047536 * nB, 0, G + 637656, G + 637704, act + 1045184 * nB, act + 1042832 * nB, act + 1039888 * nB, fix + 19616, fix + 19664, P + 637656, B, 48, 49, nB * 3152856);
     /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6329392 * nB, 0, G + 625272, act + 6327040 * nB, act + 6294672 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1023120 * nB, fix + 19072, fix + 19344, P + 624756, P + 625014, B, 258, 49, nB * 3140214, 16758);   /* stage3.step9.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1092224 * nB, 0, G + 625272, act + 1047536 * nB, act + 1079568 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x7x7 -> 258x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x7x7 -> 258x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6312032 * nB, 1, G + 624756, G + 625014, act + 6329392 * nB, act + 6294672 * nB, act + 6282016 * nB, fix + 19072, fix + 19344, P + 624756, B, 258, 49, nB * 3140214);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 624756, G + 625014, act + 1092224 * nB, act + 1079568 * nB, act + 1023120 * nB, fix + 19072, fix + 19344, P + 624756, B, 258, 49, nB * 3140214, 16758);
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x7x7 -> 258x7x7 */
-    {
-        T *const dxs[2] = { act + 6282016 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 246, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6312032 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 246, 16758);
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6294080 * nB, 0, G + 619572, act + 6098480 * nB, act + 6279664 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1077216 * nB, fix + 18976, fix + 19024, P + 619476, P + 619524, B, 48, 49, nB * 3137862, 2352);   /* stage3.step8.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 619572, act + 1039888 * nB, act + 1040480 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6296432 * nB, 0, G + 619476, G + 619524, act + 6294080 * nB, act + 6279664 * nB, act + 6277312 * nB, fix + 18976, fix + 19024, P + 619476, B, 48, 49, nB * 3137862);
+    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 619476, G + 619524, act + 1042832 * nB, act + 1040480 * nB, act + 1077216 * nB, fix + 18976, fix + 19024, P + 619476, B, 48, 49, nB * 3137862);
     /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6298784 * nB, 0, G + 607668, act + 6296432 * nB, act + 6265248 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 18464, fix + 18720, P + 607176, P + 607422, B, 246, 49, nB * 3125808, 16758);   /* stage3.step8.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1089280 * nB, 0, G + 607668, act + 1045184 * nB, act + 1077216 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x7x7 -> 246x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x7x7 -> 246x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6282016 * nB, 1, G + 607176, G + 607422, act + 6298784 * nB, act + 6265248 * nB, act + 6253184 * nB, fix + 18464, fix + 18720, P + 607176, B, 246, 49, nB * 3125808);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 607176, G + 607422, act + 1089280 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 18464, fix + 18720, P + 607176, B, 246, 49, nB * 3125808, 16758);
     /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x7x7 -> 246x7x7 */
-    {
-        T *const dxs[2] = { act + 6253184 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 234, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6282016 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 234, 16758);
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6264656 * nB, 0, G + 601992, act + 6098480 * nB, act + 6250832 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1064592 * nB, fix + 18368, fix + 18416, P + 601896, P + 601944, B, 48, 49, nB * 3123456, 2352);   /* stage3.step7.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 601992, act + 1039888 * nB, act + 1040480 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6267008 * nB, 0, G + 601896, G + 601944, act + 6264656 * nB, act + 6250832 * nB, act + 6248480 * nB, fix + 18368, fix + 18416, P + 601896, B, 48, 49, nB * 3123456);
+    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 601896, G + 601944, act + 1042832 * nB, act + 1040480 * nB, act + 1064592 * nB, fix + 18368, fix + 18416, P + 601896, B, 48, 49, nB * 3123456);
     /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6269360 * nB, 0, G + 590664, act + 6267008 * nB, act + 6237008 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 17888, fix + 18128, P + 590196, P + 590430, B, 234, 49, nB * 3111990, 16758);   /* stage3.step7.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1088688 * nB, 0, G + 590664, act + 1045184 * nB, act + 1077216 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x7x7 -> 234x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x7x7 -> 234x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6253184 * nB, 1, G + 590196, G + 590430, act + 6269360 * nB, act + 6237008 * nB, act + 6225536 * nB, fix + 17888, fix + 18128, P + 590196, B, 234, 49, nB * 3111990);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 590196, G + 590430, act + 1088688 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 17888, fix + 18128, P + 590196, B, 234, 49, nB * 3111990, 16758);
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x7x7 -> 234x7x7 */
-    {
-        T *const dxs[2] = { act + 6225536 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 222, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6253184 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 222, 16758);
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6236416 * nB, 0, G + 585012, act + 6098480 * nB, act + 6223184 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1062240 * nB, fix + 17792, fix + 17840, P + 584916, P + 584964, B, 48, 49, nB * 3109638, 2352);   /* stage3.step6.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 585012, act + 1039888 * nB, act + 1040480 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6238768 * nB, 0, G + 584916, G + 584964, act + 6236416 * nB, act + 6223184 * nB, act + 6220832 * nB, fix + 17792, fix + 17840, P + 584916, B, 48, 49, nB * 3109638);
+    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 584916, G + 584964, act + 1042832 * nB, act + 1040480 * nB, act + 1062240 * nB, fix + 17792, fix + 17840, P + 584916, B, 48, 49, nB * 3109638);
     /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6241120 * nB, 0, G + 574260, act + 6238768 * nB, act + 6209952 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 17344, fix + 17568, P + 573816, P + 574038, B, 222, 49, nB * 3098760, 16758);   /* stage3.step6.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1088096 * nB, 0, G + 574260, act + 1045184 * nB, act + 1077216 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
 }
 
 /* Backward, part 4 of 15. */
@@ -2407,78 +2233,64 @@ static void FN(backward_4)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x7x7 -> 222x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x7x7 -> 222x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6225536 * nB, 1, G + 573816, G + 574038, act + 6241120 * nB, act + 6209952 * nB, act + 6199072 * nB, fix + 17344, fix + 17568, P + 573816, B, 222, 49, nB * 3098760);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 573816, G + 574038, act + 1088096 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 17344, fix + 17568, P + 573816, B, 222, 49, nB * 3098760, 16758);
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x7x7 -> 222x7x7 */
-    {
-        T *const dxs[2] = { act + 6199072 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 210, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6225536 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 210, 16758);
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6209376 * nB, 0, G + 568632, act + 6098480 * nB, act + 6196720 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1059888 * nB, fix + 17248, fix + 17296, P + 568536, P + 568584, B, 48, 49, nB * 3096408, 2352);   /* stage3.step5.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 568632, act + 1039888 * nB, act + 1040480 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6211728 * nB, 0, G + 568536, G + 568584, act + 6209376 * nB, act + 6196720 * nB, act + 6194368 * nB, fix + 17248, fix + 17296, P + 568536, B, 48, 49, nB * 3096408);
+    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 568536, G + 568584, act + 1042832 * nB, act + 1040480 * nB, act + 1059888 * nB, fix + 17248, fix + 17296, P + 568536, B, 48, 49, nB * 3096408);
     /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6214080 * nB, 0, G + 558456, act + 6211728 * nB, act + 6184064 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 16800, fix + 17024, P + 558036, P + 558246, B, 210, 49, nB * 3086118, 16758);   /* stage3.step5.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1087520 * nB, 0, G + 558456, act + 1045184 * nB, act + 1077216 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x7x7 -> 210x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x7x7 -> 210x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6199072 * nB, 1, G + 558036, G + 558246, act + 6214080 * nB, act + 6184064 * nB, act + 6173760 * nB, fix + 16800, fix + 17024, P + 558036, B, 210, 49, nB * 3086118);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 558036, G + 558246, act + 1087520 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 16800, fix + 17024, P + 558036, B, 210, 49, nB * 3086118, 16758);
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x7x7 -> 210x7x7 */
-    {
-        T *const dxs[2] = { act + 6173760 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 198, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6199072 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 198, 16758);
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6183472 * nB, 0, G + 552852, act + 6098480 * nB, act + 6171408 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1001952 * nB, fix + 16704, fix + 16752, P + 552756, P + 552804, B, 48, 49, nB * 3083766, 2352);   /* stage3.step4.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 552852, act + 1039888 * nB, act + 1040480 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6185824 * nB, 0, G + 552756, G + 552804, act + 6183472 * nB, act + 6171408 * nB, act + 6169056 * nB, fix + 16704, fix + 16752, P + 552756, B, 48, 49, nB * 3083766);
+    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 552756, G + 552804, act + 1042832 * nB, act + 1040480 * nB, act + 1001952 * nB, fix + 16704, fix + 16752, P + 552756, B, 48, 49, nB * 3083766);
     /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6188176 * nB, 0, G + 543252, act + 6185824 * nB, act + 6159344 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 16288, fix + 16496, P + 542856, P + 543054, B, 198, 49, nB * 3074064, 16758);   /* stage3.step4.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1086928 * nB, 0, G + 543252, act + 1045184 * nB, act + 1077216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x7x7 -> 198x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x7x7 -> 198x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6173760 * nB, 1, G + 542856, G + 543054, act + 6188176 * nB, act + 6159344 * nB, act + 6149632 * nB, fix + 16288, fix + 16496, P + 542856, B, 198, 49, nB * 3074064);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 542856, G + 543054, act + 1086928 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 16288, fix + 16496, P + 542856, B, 198, 49, nB * 3074064, 16758);
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x7x7 -> 198x7x7 */
-    {
-        T *const dxs[2] = { act + 6149632 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 186, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6173760 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1001952 * nB, 0, act + 1131040 * nB, B, 12, 49, 186, 16758);
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6158752 * nB, 0, G + 537672, act + 6098480 * nB, act + 6147280 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1039888 * nB, act + 999600 * nB, fix + 16192, fix + 16240, P + 537576, P + 537624, B, 48, 49, nB * 3071712, 2352);   /* stage3.step3.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1042240 * nB, 0, G + 537672, act + 1001952 * nB, act + 1039888 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6161104 * nB, 0, G + 537576, G + 537624, act + 6158752 * nB, act + 6147280 * nB, act + 6144928 * nB, fix + 16192, fix + 16240, P + 537576, B, 48, 49, nB * 3071712);
+    FN(rt_bn_relu_backward)(ctx, act + 1001952 * nB, 0, G + 537576, G + 537624, act + 1042240 * nB, act + 1039888 * nB, act + 999600 * nB, fix + 16192, fix + 16240, P + 537576, B, 48, 49, nB * 3071712);
     /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6163456 * nB, 0, G + 528648, act + 6161104 * nB, act + 6135808 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1039888 * nB, act + 1023120 * nB, fix + 15808, fix + 16000, P + 528276, P + 528462, B, 186, 49, nB * 3062598, 16758);   /* stage3.step3.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1077216 * nB, 0, G + 528648, act + 1001952 * nB, act + 1039888 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x7x7 -> 186x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x7x7 -> 186x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6149632 * nB, 1, G + 528276, G + 528462, act + 6163456 * nB, act + 6135808 * nB, act + 6126688 * nB, fix + 15808, fix + 16000, P + 528276, B, 186, 49, nB * 3062598);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 528276, G + 528462, act + 1077216 * nB, act + 1039888 * nB, act + 1023120 * nB, fix + 15808, fix + 16000, P + 528276, B, 186, 49, nB * 3062598, 16758);
     /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x7x7 -> 186x7x7 */
-    {
-        T *const dxs[2] = { act + 6126688 * nB, act + 6098480 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 174, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6149632 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 999600 * nB, 0, act + 1131040 * nB, B, 12, 49, 174, 16758);
 }
 
 /* Backward, part 5 of 15. */
@@ -2487,68 +2299,66 @@ static void FN(backward_5)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6135216 * nB, 0, G + 523092, act + 6098480 * nB, act + 6124336 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1000192 * nB, act + 270480 * nB, fix + 15712, fix + 15760, P + 522996, P + 523044, B, 48, 49, nB * 3060246, 2352);   /* stage3.step2.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1039888 * nB, 0, G + 523092, act + 999600 * nB, act + 1000192 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6137568 * nB, 0, G + 522996, G + 523044, act + 6135216 * nB, act + 6124336 * nB, act + 6096128 * nB, fix + 15712, fix + 15760, P + 522996, B, 48, 49, nB * 3060246);
+    FN(rt_bn_relu_backward)(ctx, act + 1042240 * nB, 0, G + 522996, G + 523044, act + 1039888 * nB, act + 1000192 * nB, act + 270480 * nB, fix + 15712, fix + 15760, P + 522996, B, 48, 49, nB * 3060246);
     /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6139920 * nB, 0, G + 514644, act + 6137568 * nB, act + 6115808 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 15360, fix + 15536, P + 514296, P + 514470, B, 174, 49, nB * 3051720, 16758);   /* stage3.step2.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1085744 * nB, 0, G + 514644, act + 1042240 * nB, act + 1077216 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x7x7 -> 174x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x7x7 -> 174x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6126688 * nB, 1, G + 514296, G + 514470, act + 6139920 * nB, act + 6115808 * nB, act + 6107280 * nB, fix + 15360, fix + 15536, P + 514296, B, 174, 49, nB * 3051720);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 514296, G + 514470, act + 1085744 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 15360, fix + 15536, P + 514296, B, 174, 49, nB * 3051720, 16758);
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x7x7 -> 174x7x7 */
-    {
-        T *const dxs[2] = { act + 6107280 * nB, act + 6096128 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 162, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6126688 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 270480 * nB, 0, act + 1131040 * nB, B, 12, 49, 162, 16758);
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6096720 * nB, 0, G + 509112, act + 6096128 * nB, act + 6093776 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 999600 * nB, act + 268128 * nB, fix + 15264, fix + 15312, P + 509016, P + 509064, B, 48, 49, nB * 3049368, 2352);   /* stage3.step1.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1001952 * nB, 0, G + 509112, act + 270480 * nB, act + 999600 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6115232 * nB, 0, G + 509016, G + 509064, act + 6096720 * nB, act + 6093776 * nB, act + 4494672 * nB, fix + 15264, fix + 15312, P + 509016, B, 48, 49, nB * 3049368);
+    FN(rt_bn_relu_backward)(ctx, act + 270480 * nB, 0, G + 509016, G + 509064, act + 1001952 * nB, act + 999600 * nB, act + 268128 * nB, fix + 15264, fix + 15312, P + 509016, B, 48, 49, nB * 3049368);
     /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6117584 * nB, 0, G + 501240, act + 6115232 * nB, act + 6085824 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1039888 * nB, act + 1023120 * nB, fix + 14912, fix + 15088, P + 500916, P + 501078, B, 162, 49, nB * 3041430, 16758);   /* stage3.step1.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1077216 * nB, 0, G + 501240, act + 270480 * nB, act + 1039888 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x7x7 -> 162x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x7x7 -> 162x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6107280 * nB, 1, G + 500916, G + 501078, act + 6117584 * nB, act + 6085824 * nB, act + 6077872 * nB, fix + 14912, fix + 15088, P + 500916, B, 162, 49, nB * 3041430);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 500916, G + 501078, act + 1077216 * nB, act + 1039888 * nB, act + 1023120 * nB, fix + 14912, fix + 15088, P + 500916, B, 162, 49, nB * 3041430, 16758);
     /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x7x7 -> 162x7x7 */
-    {
-        T *const dxs[2] = { act + 6077872 * nB, act + 4494672 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 150, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6107280 * nB, 2, cs, B, 49);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 1023120 * nB, 0, act + 1131040 * nB, B, 150, 49, 0, 16758);
+    FN(rt_concat_slice_backward)(ctx, act + 268128 * nB, 0, act + 1131040 * nB, B, 12, 49, 150, 16758);
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6085232 * nB, 0, G + 495732, act + 4494672 * nB, act + 4492320 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 268720 * nB, act + 265776 * nB, fix + 14816, fix + 14864, P + 495636, P + 495684, B, 48, 49, nB * 3039078, 2352);   /* stage3.step0.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 999600 * nB, 0, G + 495732, act + 268128 * nB, act + 268720 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 4494672 * nB, 0, G + 495636, G + 495684, act + 6085232 * nB, act + 4492320 * nB, act + 4442928 * nB, fix + 14816, fix + 14864, P + 495636, B, 48, 49, nB * 3039078);
+    FN(rt_bn_relu_backward)(ctx, act + 1001952 * nB, 0, G + 495636, G + 495684, act + 999600 * nB, act + 268720 * nB, act + 265776 * nB, fix + 14816, fix + 14864, P + 495636, B, 48, 49, nB * 3039078);
     /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x7x7 -> 48x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 6085232 * nB, 0, G + 488436, act + 4494672 * nB, act + 6070512 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1030480 * nB, act + 1052528 * nB, fix + 14496, fix + 14656, P + 488136, P + 488286, B, 150, 49, nB * 3031728, 7350);   /* stage3.step0.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1037840 * nB, 0, G + 488436, act + 1001952 * nB, act + 1030480 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
     /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x7x7 -> 150x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x7x7 -> 150x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 6077872 * nB, 1, G + 488136, G + 488286, act + 6085232 * nB, act + 6070512 * nB, act + 6099920 * nB, fix + 14496, fix + 14656, P + 488136, B, 150, 49, nB * 3031728);
+    FN(rt_bn_relu_backward)(ctx, act + 1023120 * nB, 1, G + 488136, G + 488286, act + 1037840 * nB, act + 1030480 * nB, act + 1052528 * nB, fix + 14496, fix + 14656, P + 488136, B, 150, 49, nB * 3031728);
     /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x14x14 -> 150x7x7 */
-    FN(rt_avgpool_backward)(ctx, act + 6085232 * nB, 0, act + 6077872 * nB, B, 150, 14, 14, 2, 2);
+    FN(rt_avgpool_backward)(ctx, act + 1030480 * nB, 0, act + 1023120 * nB, B, 150, 14, 14, 2, 2);
     /* 232 trans2.conv0 = conv(trans2.relu0): 300x14x14 -> 150x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 6114640 * nB, 0, G + 443136, act + 6085232 * nB, act + 6011712 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 903168 * nB, fix + 13888, fix + 14192, P + 442536, P + 442836, B, 300, 196, nB * 2972928, 58800);   /* trans2.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1136016 * nB, 0, G + 443136, act + 1030480 * nB, act + 1077216 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x14x14 -> 300x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x14x14 -> 300x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 6173440 * nB, 0, G + 442536, G + 442836, act + 6114640 * nB, act + 6011712 * nB, act + 5952912 * nB, fix + 13888, fix + 14192, P + 442536, B, 300, 196, nB * 2972928);
+    FN(rt_bn_relu_backward)(ctx, act + 1194816 * nB, 0, G + 442536, G + 442836, act + 1136016 * nB, act + 1077216 * nB, act + 903168 * nB, fix + 13888, fix + 14192, P + 442536, B, 300, 196, nB * 2972928);
 }
 
 /* Backward, part 6 of 15. */
@@ -2557,76 +2367,63 @@ static void FN(backward_6)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x14x14 -> 300x14x14 */
-    {
-        T *const dxs[2] = { act + 5952912 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 288, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 6173440 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 288, 58800);
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 6009360 * nB, 0, G + 437352, act + 4442928 * nB, act + 5943504 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1023120 * nB, act + 1013712 * nB, fix + 13792, fix + 13840, P + 437256, P + 437304, B, 48, 196, nB * 2963520, 9408);   /* stage2.step15.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1032528 * nB, 0, G + 437352, act + 265776 * nB, act + 1023120 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 6018768 * nB, 0, G + 437256, G + 437304, act + 6009360 * nB, act + 5943504 * nB, act + 5934096 * nB, fix + 13792, fix + 13840, P + 437256, B, 48, 196, nB * 2963520);
+    FN(rt_bn_relu_backward)(ctx, act + 1041936 * nB, 0, G + 437256, G + 437304, act + 1032528 * nB, act + 1023120 * nB, act + 1013712 * nB, fix + 13792, fix + 13840, P + 437256, B, 48, 196, nB * 2963520);
     /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 6028176 * nB, 0, G + 423432, act + 6018768 * nB, act + 5877648 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 903168 * nB, fix + 13216, fix + 13504, P + 422856, P + 423144, B, 288, 196, nB * 2907072, 58800);   /* stage2.step15.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1133664 * nB, 0, G + 423432, act + 1041936 * nB, act + 1077216 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x14x14 -> 288x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x14x14 -> 288x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5952912 * nB, 1, G + 422856, G + 423144, act + 6028176 * nB, act + 5877648 * nB, act + 5821200 * nB, fix + 13216, fix + 13504, P + 422856, B, 288, 196, nB * 2907072);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 422856, G + 423144, act + 1133664 * nB, act + 1077216 * nB, act + 903168 * nB, fix + 13216, fix + 13504, P + 422856, B, 288, 196, nB * 2907072, 58800);
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x14x14 -> 288x14x14 */
-    {
-        T *const dxs[2] = { act + 5821200 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 276, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5952912 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 276, 58800);
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5875296 * nB, 0, G + 417672, act + 4442928 * nB, act + 5811792 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1013712 * nB, act + 1067808 * nB, fix + 13120, fix + 13168, P + 417576, P + 417624, B, 48, 196, nB * 2897664, 9408);   /* stage2.step14.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1023120 * nB, 0, G + 417672, act + 265776 * nB, act + 1013712 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5884704 * nB, 0, G + 417576, G + 417624, act + 5875296 * nB, act + 5811792 * nB, act + 5802384 * nB, fix + 13120, fix + 13168, P + 417576, B, 48, 196, nB * 2897664);
+    FN(rt_bn_relu_backward)(ctx, act + 1032528 * nB, 0, G + 417576, G + 417624, act + 1023120 * nB, act + 1013712 * nB, act + 1067808 * nB, fix + 13120, fix + 13168, P + 417576, B, 48, 196, nB * 2897664);
     /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5894112 * nB, 0, G + 404328, act + 5884704 * nB, act + 5748288 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1041936 * nB, act + 903168 * nB, fix + 12544, fix + 12832, P + 403776, P + 404052, B, 276, 196, nB * 2843568, 58800);   /* stage2.step14.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1096032 * nB, 0, G + 404328, act + 1032528 * nB, act + 1041936 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
     /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x14x14 -> 276x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x14x14 -> 276x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5821200 * nB, 1, G + 403776, G + 404052, act + 5894112 * nB, act + 5748288 * nB, act + 5694192 * nB, fix + 12544, fix + 12832, P + 403776, B, 276, 196, nB * 2843568);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 403776, G + 404052, act + 1096032 * nB, act + 1041936 * nB, act + 903168 * nB, fix + 12544, fix + 12832, P + 403776, B, 276, 196, nB * 2843568, 58800);
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x14x14 -> 276x14x14 */
-    {
-        T *const dxs[2] = { act + 5694192 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 264, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5821200 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 264, 58800);
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5745936 * nB, 0, G + 398592, act + 4442928 * nB, act + 5684784 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 1013712 * nB, act + 990192 * nB, fix + 12448, fix + 12496, P + 398496, P + 398544, B, 48, 196, nB * 2834160, 9408);   /* stage2.step13.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1023120 * nB, 0, G + 398592, act + 265776 * nB, act + 1013712 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5755344 * nB, 0, G + 398496, G + 398544, act + 5745936 * nB, act + 5684784 * nB, act + 5675376 * nB, fix + 12448, fix + 12496, P + 398496, B, 48, 196, nB * 2834160);
+    FN(rt_bn_relu_backward)(ctx, act + 1032528 * nB, 0, G + 398496, G + 398544, act + 1023120 * nB, act + 1013712 * nB, act + 990192 * nB, fix + 12448, fix + 12496, P + 398496, B, 48, 196, nB * 2834160);
     /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5764752 * nB, 0, G + 385824, act + 5755344 * nB, act + 5623632 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1041936 * nB, act + 903168 * nB, fix + 11904, fix + 12176, P + 385296, P + 385560, B, 264, 196, nB * 2782416, 58800);   /* stage2.step13.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1093680 * nB, 0, G + 385824, act + 1032528 * nB, act + 1041936 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x14x14 -> 264x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x14x14 -> 264x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5694192 * nB, 1, G + 385296, G + 385560, act + 5764752 * nB, act + 5623632 * nB, act + 5571888 * nB, fix + 11904, fix + 12176, P + 385296, B, 264, 196, nB * 2782416);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 385296, G + 385560, act + 1093680 * nB, act + 1041936 * nB, act + 903168 * nB, fix + 11904, fix + 12176, P + 385296, B, 264, 196, nB * 2782416, 58800);
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x14x14 -> 264x14x14 */
-    {
-        T *const dxs[2] = { act + 5571888 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 252, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5694192 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 252, 58800);
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5621280 * nB, 0, G + 380112, act + 4442928 * nB, act + 5562480 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 990192 * nB, act + 980784 * nB, fix + 11808, fix + 11856, P + 380016, P + 380064, B, 48, 196, nB * 2773008, 9408);   /* stage2.step12.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1013712 * nB, 0, G + 380112, act + 265776 * nB, act + 990192 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2637,71 +2434,63 @@ static void FN(backward_7)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5630688 * nB, 0, G + 380016, G + 380064, act + 5621280 * nB, act + 5562480 * nB, act + 5553072 * nB, fix + 11808, fix + 11856, P + 380016, B, 48, 196, nB * 2773008);
+    FN(rt_bn_relu_backward)(ctx, act + 1023120 * nB, 0, G + 380016, G + 380064, act + 1013712 * nB, act + 990192 * nB, act + 980784 * nB, fix + 11808, fix + 11856, P + 380016, B, 48, 196, nB * 2773008);
     /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5640096 * nB, 0, G + 367920, act + 5630688 * nB, act + 5503680 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1032528 * nB, act + 903168 * nB, fix + 11296, fix + 11552, P + 367416, P + 367668, B, 252, 196, nB * 2723616, 58800);   /* stage2.step12.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 367920, act + 1023120 * nB, act + 1032528 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x14x14 -> 252x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x14x14 -> 252x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5571888 * nB, 1, G + 367416, G + 367668, act + 5640096 * nB, act + 5503680 * nB, act + 5454288 * nB, fix + 11296, fix + 11552, P + 367416, B, 252, 196, nB * 2723616);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 367416, G + 367668, act + 1081920 * nB, act + 1032528 * nB, act + 903168 * nB, fix + 11296, fix + 11552, P + 367416, B, 252, 196, nB * 2723616, 58800);
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x14x14 -> 252x14x14 */
-    {
-        T *const dxs[2] = { act + 5454288 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 240, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5571888 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 240, 58800);
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5501328 * nB, 0, G + 362232, act + 4442928 * nB, act + 5444880 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 980784 * nB, act + 971376 * nB, fix + 11200, fix + 11248, P + 362136, P + 362184, B, 48, 196, nB * 2714208, 9408);   /* stage2.step11.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 990192 * nB, 0, G + 362232, act + 265776 * nB, act + 980784 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5510736 * nB, 0, G + 362136, G + 362184, act + 5501328 * nB, act + 5444880 * nB, act + 5435472 * nB, fix + 11200, fix + 11248, P + 362136, B, 48, 196, nB * 2714208);
+    FN(rt_bn_relu_backward)(ctx, act + 1013712 * nB, 0, G + 362136, G + 362184, act + 990192 * nB, act + 980784 * nB, act + 971376 * nB, fix + 11200, fix + 11248, P + 362136, B, 48, 196, nB * 2714208);
     /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5520144 * nB, 0, G + 350616, act + 5510736 * nB, act + 5388432 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1023120 * nB, act + 903168 * nB, fix + 10720, fix + 10960, P + 350136, P + 350376, B, 240, 196, nB * 2667168, 58800);   /* stage2.step11.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1070160 * nB, 0, G + 350616, act + 1013712 * nB, act + 1023120 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x14x14 -> 240x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x14x14 -> 240x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5454288 * nB, 1, G + 350136, G + 350376, act + 5520144 * nB, act + 5388432 * nB, act + 5341392 * nB, fix + 10720, fix + 10960, P + 350136, B, 240, 196, nB * 2667168);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 350136, G + 350376, act + 1070160 * nB, act + 1023120 * nB, act + 903168 * nB, fix + 10720, fix + 10960, P + 350136, B, 240, 196, nB * 2667168, 58800);
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x14x14 -> 240x14x14 */
-    {
-        T *const dxs[2] = { act + 5341392 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 228, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5454288 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 228, 58800);
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5386080 * nB, 0, G + 344952, act + 4442928 * nB, act + 5331984 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 971376 * nB, act + 961968 * nB, fix + 10624, fix + 10672, P + 344856, P + 344904, B, 48, 196, nB * 2657760, 9408);   /* stage2.step10.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 980784 * nB, 0, G + 344952, act + 265776 * nB, act + 971376 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5395488 * nB, 0, G + 344856, G + 344904, act + 5386080 * nB, act + 5331984 * nB, act + 5322576 * nB, fix + 10624, fix + 10672, P + 344856, B, 48, 196, nB * 2657760);
+    FN(rt_bn_relu_backward)(ctx, act + 990192 * nB, 0, G + 344856, G + 344904, act + 980784 * nB, act + 971376 * nB, act + 961968 * nB, fix + 10624, fix + 10672, P + 344856, B, 48, 196, nB * 2657760);
     /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5404896 * nB, 0, G + 333912, act + 5395488 * nB, act + 5277888 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1013712 * nB, act + 903168 * nB, fix + 10144, fix + 10384, P + 333456, P + 333684, B, 228, 196, nB * 2613072, 58800);   /* stage2.step10.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1058400 * nB, 0, G + 333912, act + 990192 * nB, act + 1013712 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x14x14 -> 228x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x14x14 -> 228x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5341392 * nB, 1, G + 333456, G + 333684, act + 5404896 * nB, act + 5277888 * nB, act + 5233200 * nB, fix + 10144, fix + 10384, P + 333456, B, 228, 196, nB * 2613072);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 333456, G + 333684, act + 1058400 * nB, act + 1013712 * nB, act + 903168 * nB, fix + 10144, fix + 10384, P + 333456, B, 228, 196, nB * 2613072, 58800);
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x14x14 -> 228x14x14 */
-    {
-        T *const dxs[2] = { act + 5233200 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 216, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5341392 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 216, 58800);
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5275536 * nB, 0, G + 328272, act + 4442928 * nB, act + 5223792 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 1004304 * nB, fix + 10048, fix + 10096, P + 328176, P + 328224, B, 48, 196, nB * 2603664, 9408);   /* stage2.step9.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 971376 * nB, 0, G + 328272, act + 265776 * nB, act + 961968 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5284944 * nB, 0, G + 328176, G + 328224, act + 5275536 * nB, act + 5223792 * nB, act + 5214384 * nB, fix + 10048, fix + 10096, P + 328176, B, 48, 196, nB * 2603664);
+    FN(rt_bn_relu_backward)(ctx, act + 980784 * nB, 0, G + 328176, G + 328224, act + 971376 * nB, act + 961968 * nB, act + 1004304 * nB, fix + 10048, fix + 10096, P + 328176, B, 48, 196, nB * 2603664);
     /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5294352 * nB, 0, G + 317808, act + 5284944 * nB, act + 5172048 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 990192 * nB, act + 903168 * nB, fix + 9600, fix + 9824, P + 317376, P + 317592, B, 216, 196, nB * 2561328, 58800);   /* stage2.step9.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1032528 * nB, 0, G + 317808, act + 980784 * nB, act + 990192 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
     /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x14x14 -> 216x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2712,78 +2501,65 @@ static void FN(backward_8)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x14x14 -> 216x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5233200 * nB, 1, G + 317376, G + 317592, act + 5294352 * nB, act + 5172048 * nB, act + 5129712 * nB, fix + 9600, fix + 9824, P + 317376, B, 216, 196, nB * 2561328);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 317376, G + 317592, act + 1032528 * nB, act + 990192 * nB, act + 903168 * nB, fix + 9600, fix + 9824, P + 317376, B, 216, 196, nB * 2561328, 58800);
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x14x14 -> 216x14x14 */
-    {
-        T *const dxs[2] = { act + 5129712 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 204, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5233200 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 204, 58800);
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5169696 * nB, 0, G + 312192, act + 4442928 * nB, act + 5120304 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 856128 * nB, fix + 9504, fix + 9552, P + 312096, P + 312144, B, 48, 196, nB * 2551920, 9408);   /* stage2.step8.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 971376 * nB, 0, G + 312192, act + 265776 * nB, act + 961968 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5179104 * nB, 0, G + 312096, G + 312144, act + 5169696 * nB, act + 5120304 * nB, act + 5110896 * nB, fix + 9504, fix + 9552, P + 312096, B, 48, 196, nB * 2551920);
+    FN(rt_bn_relu_backward)(ctx, act + 980784 * nB, 0, G + 312096, G + 312144, act + 971376 * nB, act + 961968 * nB, act + 856128 * nB, fix + 9504, fix + 9552, P + 312096, B, 48, 196, nB * 2551920);
     /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5188512 * nB, 0, G + 302304, act + 5179104 * nB, act + 5070912 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 990192 * nB, act + 903168 * nB, fix + 9088, fix + 9296, P + 301896, P + 302100, B, 204, 196, nB * 2511936, 58800);   /* stage2.step8.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1030176 * nB, 0, G + 302304, act + 980784 * nB, act + 990192 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x14x14 -> 204x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x14x14 -> 204x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5129712 * nB, 1, G + 301896, G + 302100, act + 5188512 * nB, act + 5070912 * nB, act + 5030928 * nB, fix + 9088, fix + 9296, P + 301896, B, 204, 196, nB * 2511936);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 301896, G + 302100, act + 1030176 * nB, act + 990192 * nB, act + 903168 * nB, fix + 9088, fix + 9296, P + 301896, B, 204, 196, nB * 2511936, 58800);
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x14x14 -> 204x14x14 */
-    {
-        T *const dxs[2] = { act + 5030928 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 192, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5129712 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 192, 58800);
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5068560 * nB, 0, G + 296712, act + 4442928 * nB, act + 5021520 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 856128 * nB, act + 846720 * nB, fix + 8992, fix + 9040, P + 296616, P + 296664, B, 48, 196, nB * 2502528, 9408);   /* stage2.step7.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 961968 * nB, 0, G + 296712, act + 265776 * nB, act + 856128 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5077968 * nB, 0, G + 296616, G + 296664, act + 5068560 * nB, act + 5021520 * nB, act + 5012112 * nB, fix + 8992, fix + 9040, P + 296616, B, 48, 196, nB * 2502528);
+    FN(rt_bn_relu_backward)(ctx, act + 971376 * nB, 0, G + 296616, G + 296664, act + 961968 * nB, act + 856128 * nB, act + 846720 * nB, fix + 8992, fix + 9040, P + 296616, B, 48, 196, nB * 2502528);
     /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 5087376 * nB, 0, G + 287400, act + 5077968 * nB, act + 4974480 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 980784 * nB, act + 903168 * nB, fix + 8608, fix + 8800, P + 287016, P + 287208, B, 192, 196, nB * 2464896, 58800);   /* stage2.step7.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1018416 * nB, 0, G + 287400, act + 971376 * nB, act + 980784 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x14x14 -> 192x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x14x14 -> 192x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 5030928 * nB, 1, G + 287016, G + 287208, act + 5087376 * nB, act + 4974480 * nB, act + 4936848 * nB, fix + 8608, fix + 8800, P + 287016, B, 192, 196, nB * 2464896);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 287016, G + 287208, act + 1018416 * nB, act + 980784 * nB, act + 903168 * nB, fix + 8608, fix + 8800, P + 287016, B, 192, 196, nB * 2464896, 58800);
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x14x14 -> 192x14x14 */
-    {
-        T *const dxs[2] = { act + 4936848 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 180, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 5030928 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 180, 58800);
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4972128 * nB, 0, G + 281832, act + 4442928 * nB, act + 4927440 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 846720 * nB, act + 686784 * nB, fix + 8512, fix + 8560, P + 281736, P + 281784, B, 48, 196, nB * 2455488, 9408);   /* stage2.step6.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 856128 * nB, 0, G + 281832, act + 265776 * nB, act + 846720 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4981536 * nB, 0, G + 281736, G + 281784, act + 4972128 * nB, act + 4927440 * nB, act + 4918032 * nB, fix + 8512, fix + 8560, P + 281736, B, 48, 196, nB * 2455488);
+    FN(rt_bn_relu_backward)(ctx, act + 961968 * nB, 0, G + 281736, G + 281784, act + 856128 * nB, act + 846720 * nB, act + 686784 * nB, fix + 8512, fix + 8560, P + 281736, B, 48, 196, nB * 2455488);
     /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4990944 * nB, 0, G + 273096, act + 4981536 * nB, act + 4882752 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 971376 * nB, act + 903168 * nB, fix + 8128, fix + 8320, P + 272736, P + 272916, B, 180, 196, nB * 2420208, 58800);   /* stage2.step6.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1006656 * nB, 0, G + 273096, act + 961968 * nB, act + 971376 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x14x14 -> 180x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x14x14 -> 180x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4936848 * nB, 1, G + 272736, G + 272916, act + 4990944 * nB, act + 4882752 * nB, act + 4847472 * nB, fix + 8128, fix + 8320, P + 272736, B, 180, 196, nB * 2420208);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 272736, G + 272916, act + 1006656 * nB, act + 971376 * nB, act + 903168 * nB, fix + 8128, fix + 8320, P + 272736, B, 180, 196, nB * 2420208, 58800);
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x14x14 -> 180x14x14 */
-    {
-        T *const dxs[2] = { act + 4847472 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 168, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 4936848 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 168, 58800);
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4880400 * nB, 0, G + 267552, act + 4442928 * nB, act + 4838064 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 686784 * nB, act + 677376 * nB, fix + 8032, fix + 8080, P + 267456, P + 267504, B, 48, 196, nB * 2410800, 9408);   /* stage2.step5.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 846720 * nB, 0, G + 267552, act + 265776 * nB, act + 686784 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
 }
 
 /* Backward, part 9 of 15. */
@@ -2792,73 +2568,65 @@ static void FN(backward_9)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4889808 * nB, 0, G + 267456, G + 267504, act + 4880400 * nB, act + 4838064 * nB, act + 4828656 * nB, fix + 8032, fix + 8080, P + 267456, B, 48, 196, nB * 2410800);
+    FN(rt_bn_relu_backward)(ctx, act + 856128 * nB, 0, G + 267456, G + 267504, act + 846720 * nB, act + 686784 * nB, act + 677376 * nB, fix + 8032, fix + 8080, P + 267456, B, 48, 196, nB * 2410800);
     /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4899216 * nB, 0, G + 259392, act + 4889808 * nB, act + 4795728 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 7680, fix + 7856, P + 259056, P + 259224, B, 168, 196, nB * 2377872, 58800);   /* stage2.step5.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 994896 * nB, 0, G + 259392, act + 856128 * nB, act + 961968 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x14x14 -> 168x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x14x14 -> 168x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4847472 * nB, 1, G + 259056, G + 259224, act + 4899216 * nB, act + 4795728 * nB, act + 4762800 * nB, fix + 7680, fix + 7856, P + 259056, B, 168, 196, nB * 2377872);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 259056, G + 259224, act + 994896 * nB, act + 961968 * nB, act + 903168 * nB, fix + 7680, fix + 7856, P + 259056, B, 168, 196, nB * 2377872, 58800);
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x14x14 -> 168x14x14 */
-    {
-        T *const dxs[2] = { act + 4762800 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 156, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 4847472 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 156, 58800);
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4793376 * nB, 0, G + 253872, act + 4442928 * nB, act + 4753392 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 677376 * nB, act + 667968 * nB, fix + 7584, fix + 7632, P + 253776, P + 253824, B, 48, 196, nB * 2368464, 9408);   /* stage2.step4.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 686784 * nB, 0, G + 253872, act + 265776 * nB, act + 677376 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4802784 * nB, 0, G + 253776, G + 253824, act + 4793376 * nB, act + 4753392 * nB, act + 4743984 * nB, fix + 7584, fix + 7632, P + 253776, B, 48, 196, nB * 2368464);
+    FN(rt_bn_relu_backward)(ctx, act + 846720 * nB, 0, G + 253776, G + 253824, act + 686784 * nB, act + 677376 * nB, act + 667968 * nB, fix + 7584, fix + 7632, P + 253776, B, 48, 196, nB * 2368464);
     /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4812192 * nB, 0, G + 246288, act + 4802784 * nB, act + 4713408 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 7264, fix + 7424, P + 245976, P + 246132, B, 156, 196, nB * 2337888, 58800);   /* stage2.step4.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 992544 * nB, 0, G + 246288, act + 846720 * nB, act + 961968 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x14x14 -> 156x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x14x14 -> 156x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4762800 * nB, 1, G + 245976, G + 246132, act + 4812192 * nB, act + 4713408 * nB, act + 4682832 * nB, fix + 7264, fix + 7424, P + 245976, B, 156, 196, nB * 2337888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 245976, G + 246132, act + 992544 * nB, act + 961968 * nB, act + 903168 * nB, fix + 7264, fix + 7424, P + 245976, B, 156, 196, nB * 2337888, 58800);
     /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x14x14 -> 156x14x14 */
-    {
-        T *const dxs[2] = { act + 4682832 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 144, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 4762800 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 144, 58800);
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4711056 * nB, 0, G + 240792, act + 4442928 * nB, act + 4673424 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 667968 * nB, act + 432768 * nB, fix + 7168, fix + 7216, P + 240696, P + 240744, B, 48, 196, nB * 2328480, 9408);   /* stage2.step3.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 677376 * nB, 0, G + 240792, act + 265776 * nB, act + 667968 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4720464 * nB, 0, G + 240696, G + 240744, act + 4711056 * nB, act + 4673424 * nB, act + 4664016 * nB, fix + 7168, fix + 7216, P + 240696, B, 48, 196, nB * 2328480);
+    FN(rt_bn_relu_backward)(ctx, act + 686784 * nB, 0, G + 240696, G + 240744, act + 677376 * nB, act + 667968 * nB, act + 432768 * nB, fix + 7168, fix + 7216, P + 240696, B, 48, 196, nB * 2328480);
     /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4729872 * nB, 0, G + 233784, act + 4720464 * nB, act + 4635792 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 6880, fix + 7024, P + 233496, P + 233640, B, 144, 196, nB * 2300256, 58800);   /* stage2.step3.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 990192 * nB, 0, G + 233784, act + 686784 * nB, act + 961968 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x14x14 -> 144x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x14x14 -> 144x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4682832 * nB, 1, G + 233496, G + 233640, act + 4729872 * nB, act + 4635792 * nB, act + 4607568 * nB, fix + 6880, fix + 7024, P + 233496, B, 144, 196, nB * 2300256);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 233496, G + 233640, act + 990192 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6880, fix + 7024, P + 233496, B, 144, 196, nB * 2300256, 58800);
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x14x14 -> 144x14x14 */
-    {
-        T *const dxs[2] = { act + 4607568 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 132, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 4682832 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 132, 58800);
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4633440 * nB, 0, G + 228312, act + 4442928 * nB, act + 4598160 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 432768 * nB, act + 423360 * nB, fix + 6784, fix + 6832, P + 228216, P + 228264, B, 48, 196, nB * 2290848, 9408);   /* stage2.step2.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 667968 * nB, 0, G + 228312, act + 265776 * nB, act + 432768 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4642848 * nB, 0, G + 228216, G + 228264, act + 4633440 * nB, act + 4598160 * nB, act + 4588752 * nB, fix + 6784, fix + 6832, P + 228216, B, 48, 196, nB * 2290848);
+    FN(rt_bn_relu_backward)(ctx, act + 677376 * nB, 0, G + 228216, G + 228264, act + 667968 * nB, act + 432768 * nB, act + 423360 * nB, fix + 6784, fix + 6832, P + 228216, B, 48, 196, nB * 2290848);
     /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4652256 * nB, 0, G + 221880, act + 4642848 * nB, act + 4562880 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 6496, fix + 6640, P + 221616, P + 221748, B, 132, 196, nB * 2264976, 58800);   /* stage2.step2.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 987840 * nB, 0, G + 221880, act + 677376 * nB, act + 961968 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
 }
 
 /* Backward, part 10 of 15. */
@@ -2867,73 +2635,65 @@ static void FN(backward_10)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x14x14 -> 132x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x14x14 -> 132x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4607568 * nB, 1, G + 221616, G + 221748, act + 4652256 * nB, act + 4562880 * nB, act + 4537008 * nB, fix + 6496, fix + 6640, P + 221616, B, 132, 196, nB * 2264976);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 221616, G + 221748, act + 987840 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6496, fix + 6640, P + 221616, B, 132, 196, nB * 2264976, 58800);
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x14x14 -> 132x14x14 */
-    {
-        T *const dxs[2] = { act + 4537008 * nB, act + 4442928 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 120, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 4607568 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 120, 58800);
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4560528 * nB, 0, G + 216432, act + 4442928 * nB, act + 4527600 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 423360 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, P + 216384, B, 48, 196, nB * 2255568, 9408);   /* stage2.step1.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 432768 * nB, 0, G + 216432, act + 265776 * nB, act + 423360 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4569936 * nB, 0, G + 216336, G + 216384, act + 4560528 * nB, act + 4527600 * nB, act + 4518192 * nB, fix + 6400, fix + 6448, P + 216336, B, 48, 196, nB * 2255568);
+    FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 0, G + 216336, G + 216384, act + 432768 * nB, act + 423360 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, B, 48, 196, nB * 2255568);
     /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4579344 * nB, 0, G + 210576, act + 4569936 * nB, act + 4468800 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 6144, fix + 6272, P + 210336, P + 210456, B, 120, 196, nB * 2232048, 58800);   /* stage2.step1.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 985488 * nB, 0, G + 210576, act + 667968 * nB, act + 961968 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x14x14 -> 120x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x14x14 -> 120x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4537008 * nB, 1, G + 210336, G + 210456, act + 4579344 * nB, act + 4468800 * nB, act + 4445280 * nB, fix + 6144, fix + 6272, P + 210336, B, 120, 196, nB * 2232048);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 210336, G + 210456, act + 985488 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6144, fix + 6272, P + 210336, B, 120, 196, nB * 2232048, 58800);
     /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x14x14 -> 120x14x14 */
-    {
-        T *const dxs[2] = { act + 4442928 * nB, act + 4464096 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 108, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 4537008 * nB, 2, cs, B, 196);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 667968 * nB, 0, act + 1194816 * nB, B, 108, 196, 0, 58800);
+    FN(rt_concat_slice_backward)(ctx, act + 28224 * nB, 0, act + 1194816 * nB, B, 12, 196, 108, 58800);
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4466448 * nB, 0, G + 205152, act + 4464096 * nB, act + 4433520 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 423360 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, P + 205104, B, 48, 196, nB * 2222640, 9408);   /* stage2.step0.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 432768 * nB, 0, G + 205152, act + 28224 * nB, act + 423360 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4475856 * nB, 0, G + 205056, G + 205104, act + 4466448 * nB, act + 4433520 * nB, act + 112896 * nB, fix + 6048, fix + 6096, P + 205056, B, 48, 196, nB * 2222640);
+    FN(rt_bn_relu_backward)(ctx, act + 28224 * nB, 0, G + 205056, G + 205104, act + 432768 * nB, act + 423360 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, B, 48, 196, nB * 2222640);
     /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x14x14 -> 48x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 4518192 * nB, 0, G + 199872, act + 4475856 * nB, act + 4412352 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 903168 * nB, act + 244608 * nB, fix + 5824, fix + 5936, P + 199656, P + 199764, B, 108, 196, nB * 2201472, 21168);   /* stage2.step0.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 924336 * nB, 0, G + 199872, act + 28224 * nB, act + 903168 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
     /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x14x14 -> 108x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x14x14 -> 108x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 4442928 * nB, 1, G + 199656, G + 199764, act + 4518192 * nB, act + 4412352 * nB, act + 4497024 * nB, fix + 5824, fix + 5936, P + 199656, B, 108, 196, nB * 2201472);
+    FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 1, G + 199656, G + 199764, act + 924336 * nB, act + 903168 * nB, act + 244608 * nB, fix + 5824, fix + 5936, P + 199656, B, 108, 196, nB * 2201472);
     /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x28x28 -> 108x14x14 */
-    FN(rt_avgpool_backward)(ctx, act + 4464096 * nB, 0, act + 4442928 * nB, B, 108, 28, 28, 2, 2);
+    FN(rt_avgpool_backward)(ctx, act + 903168 * nB, 0, act + 667968 * nB, B, 108, 28, 28, 2, 2);
     /* 116 trans1.conv0 = conv(trans1.relu0): 216x28x28 -> 108x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 4548768 * nB, 0, G + 176328, act + 4464096 * nB, act + 4243008 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 987840 * nB, act + 75264 * nB, fix + 5376, fix + 5600, P + 175896, P + 176112, B, 216, 784, nB * 2032128, 169344);   /* trans1.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1157184 * nB, 0, G + 176328, act + 903168 * nB, act + 987840 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x28x28 -> 216x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x28x28 -> 216x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 4718112 * nB, 0, G + 175896, G + 176112, act + 4548768 * nB, act + 4243008 * nB, act + 4073664 * nB, fix + 5376, fix + 5600, P + 175896, B, 216, 784, nB * 2032128);
+    FN(rt_bn_relu_backward)(ctx, act + 1326528 * nB, 0, G + 175896, G + 176112, act + 1157184 * nB, act + 987840 * nB, act + 75264 * nB, fix + 5376, fix + 5600, P + 175896, B, 216, 784, nB * 2032128);
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x28x28 -> 216x28x28 */
-    {
-        T *const dxs[2] = { act + 4073664 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 204, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 4718112 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 204, 169344);
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 4233600 * nB, 0, G + 170712, act + 112896 * nB, act + 4036032 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 903168 * nB, act + 809088 * nB, fix + 5280, fix + 5328, P + 170616, P + 170664, B, 48, 784, nB * 1994496, 37632);   /* stage1.step15.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 940800 * nB, 0, G + 170712, act + 18816 * nB, act + 903168 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 4271232 * nB, 0, G + 170616, G + 170664, act + 4233600 * nB, act + 4036032 * nB, act + 3998400 * nB, fix + 5280, fix + 5328, P + 170616, B, 48, 784, nB * 1994496);
+    FN(rt_bn_relu_backward)(ctx, act + 978432 * nB, 0, G + 170616, G + 170664, act + 940800 * nB, act + 903168 * nB, act + 809088 * nB, fix + 5280, fix + 5328, P + 170616, B, 48, 784, nB * 1994496);
 }
 
 /* Backward, part 11 of 15. */
@@ -2942,73 +2702,65 @@ static void FN(backward_11)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 204x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 4308864 * nB, 0, G + 160824, act + 4271232 * nB, act + 3838464 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 1016064 * nB, act + 75264 * nB, fix + 4864, fix + 5072, P + 160416, P + 160620, B, 204, 784, nB * 1834560, 169344);   /* stage1.step15.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1495872 * nB, 0, G + 160824, act + 978432 * nB, act + 1016064 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x28x28 -> 204x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x28x28 -> 204x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 4073664 * nB, 1, G + 160416, G + 160620, act + 4308864 * nB, act + 3838464 * nB, act + 3678528 * nB, fix + 4864, fix + 5072, P + 160416, B, 204, 784, nB * 1834560);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 160416, G + 160620, act + 1495872 * nB, act + 1016064 * nB, act + 75264 * nB, fix + 4864, fix + 5072, P + 160416, B, 204, 784, nB * 1834560, 169344);
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x28x28 -> 204x28x28 */
-    {
-        T *const dxs[2] = { act + 3678528 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 192, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 4073664 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 192, 169344);
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 3829056 * nB, 0, G + 155232, act + 112896 * nB, act + 3640896 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 809088 * nB, act + 771456 * nB, fix + 4768, fix + 4816, P + 155136, P + 155184, B, 48, 784, nB * 1796928, 37632);   /* stage1.step14.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 903168 * nB, 0, G + 155232, act + 18816 * nB, act + 809088 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 3866688 * nB, 0, G + 155136, G + 155184, act + 3829056 * nB, act + 3640896 * nB, act + 3603264 * nB, fix + 4768, fix + 4816, P + 155136, B, 48, 784, nB * 1796928);
+    FN(rt_bn_relu_backward)(ctx, act + 940800 * nB, 0, G + 155136, G + 155184, act + 903168 * nB, act + 809088 * nB, act + 771456 * nB, fix + 4768, fix + 4816, P + 155136, B, 48, 784, nB * 1796928);
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 3904320 * nB, 0, G + 145920, act + 3866688 * nB, act + 3452736 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 978432 * nB, act + 75264 * nB, fix + 4384, fix + 4576, P + 145536, P + 145728, B, 192, 784, nB * 1646400, 169344);   /* stage1.step14.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1128960 * nB, 0, G + 145920, act + 940800 * nB, act + 978432 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x28x28 -> 192x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x28x28 -> 192x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 3678528 * nB, 1, G + 145536, G + 145728, act + 3904320 * nB, act + 3452736 * nB, act + 3302208 * nB, fix + 4384, fix + 4576, P + 145536, B, 192, 784, nB * 1646400);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 145536, G + 145728, act + 1128960 * nB, act + 978432 * nB, act + 75264 * nB, fix + 4384, fix + 4576, P + 145536, B, 192, 784, nB * 1646400, 169344);
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x28x28 -> 192x28x28 */
-    {
-        T *const dxs[2] = { act + 3302208 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 180, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 3678528 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 180, 169344);
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 3443328 * nB, 0, G + 140352, act + 112896 * nB, act + 3264576 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 771456 * nB, act + 733824 * nB, fix + 4288, fix + 4336, P + 140256, P + 140304, B, 48, 784, nB * 1608768, 37632);   /* stage1.step13.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 809088 * nB, 0, G + 140352, act + 18816 * nB, act + 771456 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 3480960 * nB, 0, G + 140256, G + 140304, act + 3443328 * nB, act + 3264576 * nB, act + 3226944 * nB, fix + 4288, fix + 4336, P + 140256, B, 48, 784, nB * 1608768);
+    FN(rt_bn_relu_backward)(ctx, act + 903168 * nB, 0, G + 140256, G + 140304, act + 809088 * nB, act + 771456 * nB, act + 733824 * nB, fix + 4288, fix + 4336, P + 140256, B, 48, 784, nB * 1608768);
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 3518592 * nB, 0, G + 131616, act + 3480960 * nB, act + 3085824 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 940800 * nB, act + 75264 * nB, fix + 3904, fix + 4096, P + 131256, P + 131436, B, 180, 784, nB * 1467648, 169344);   /* stage1.step13.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 131616, act + 903168 * nB, act + 940800 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x28x28 -> 180x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x28x28 -> 180x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 3302208 * nB, 1, G + 131256, G + 131436, act + 3518592 * nB, act + 3085824 * nB, act + 2944704 * nB, fix + 3904, fix + 4096, P + 131256, B, 180, 784, nB * 1467648);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 131256, G + 131436, act + 1081920 * nB, act + 940800 * nB, act + 75264 * nB, fix + 3904, fix + 4096, P + 131256, B, 180, 784, nB * 1467648, 169344);
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x28x28 -> 180x28x28 */
-    {
-        T *const dxs[2] = { act + 2944704 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 168, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 3302208 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 168, 169344);
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 3076416 * nB, 0, G + 126072, act + 112896 * nB, act + 2907072 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 733824 * nB, act + 865536 * nB, fix + 3808, fix + 3856, P + 125976, P + 126024, B, 48, 784, nB * 1430016, 37632);   /* stage1.step12.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 771456 * nB, 0, G + 126072, act + 18816 * nB, act + 733824 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 3114048 * nB, 0, G + 125976, G + 126024, act + 3076416 * nB, act + 2907072 * nB, act + 2869440 * nB, fix + 3808, fix + 3856, P + 125976, B, 48, 784, nB * 1430016);
+    FN(rt_bn_relu_backward)(ctx, act + 809088 * nB, 0, G + 125976, G + 126024, act + 771456 * nB, act + 733824 * nB, act + 865536 * nB, fix + 3808, fix + 3856, P + 125976, B, 48, 784, nB * 1430016);
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 3151680 * nB, 0, G + 117912, act + 3114048 * nB, act + 2737728 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 846720 * nB, act + 75264 * nB, fix + 3456, fix + 3632, P + 117576, P + 117744, B, 168, 784, nB * 1298304, 169344);   /* stage1.step12.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 978432 * nB, 0, G + 117912, act + 809088 * nB, act + 846720 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x28x28 -> 168x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x28x28 -> 168x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 2944704 * nB, 1, G + 117576, G + 117744, act + 3151680 * nB, act + 2737728 * nB, act + 2606016 * nB, fix + 3456, fix + 3632, P + 117576, B, 168, 784, nB * 1298304);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 117576, G + 117744, act + 978432 * nB, act + 846720 * nB, act + 75264 * nB, fix + 3456, fix + 3632, P + 117576, B, 168, 784, nB * 1298304, 169344);
 }
 
 /* Backward, part 12 of 15. */
@@ -3017,76 +2769,63 @@ static void FN(backward_12)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x28x28 -> 168x28x28 */
-    {
-        T *const dxs[2] = { act + 2606016 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 156, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 2944704 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 156, 169344);
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 2728320 * nB, 0, G + 112392, act + 112896 * nB, act + 2568384 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 733824 * nB, act + 630336 * nB, fix + 3360, fix + 3408, P + 112296, P + 112344, B, 48, 784, nB * 1260672, 37632);   /* stage1.step11.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 771456 * nB, 0, G + 112392, act + 18816 * nB, act + 733824 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 2765952 * nB, 0, G + 112296, G + 112344, act + 2728320 * nB, act + 2568384 * nB, act + 2530752 * nB, fix + 3360, fix + 3408, P + 112296, B, 48, 784, nB * 1260672);
+    FN(rt_bn_relu_backward)(ctx, act + 809088 * nB, 0, G + 112296, G + 112344, act + 771456 * nB, act + 733824 * nB, act + 630336 * nB, fix + 3360, fix + 3408, P + 112296, B, 48, 784, nB * 1260672);
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 2803584 * nB, 0, G + 104808, act + 2765952 * nB, act + 2408448 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 846720 * nB, act + 75264 * nB, fix + 3040, fix + 3200, P + 104496, P + 104652, B, 156, 784, nB * 1138368, 169344);   /* stage1.step11.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 969024 * nB, 0, G + 104808, act + 809088 * nB, act + 846720 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x28x28 -> 156x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x28x28 -> 156x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 2606016 * nB, 1, G + 104496, G + 104652, act + 2803584 * nB, act + 2408448 * nB, act + 2286144 * nB, fix + 3040, fix + 3200, P + 104496, B, 156, 784, nB * 1138368);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 104496, G + 104652, act + 969024 * nB, act + 846720 * nB, act + 75264 * nB, fix + 3040, fix + 3200, P + 104496, B, 156, 784, nB * 1138368, 169344);
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x28x28 -> 156x28x28 */
-    {
-        T *const dxs[2] = { act + 2286144 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 144, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 2606016 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 144, 169344);
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 2399040 * nB, 0, G + 99312, act + 112896 * nB, act + 2248512 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 630336 * nB, act + 592704 * nB, fix + 2944, fix + 2992, P + 99216, P + 99264, B, 48, 784, nB * 1100736, 37632);   /* stage1.step10.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 733824 * nB, 0, G + 99312, act + 18816 * nB, act + 630336 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 2436672 * nB, 0, G + 99216, G + 99264, act + 2399040 * nB, act + 2248512 * nB, act + 2210880 * nB, fix + 2944, fix + 2992, P + 99216, B, 48, 784, nB * 1100736);
+    FN(rt_bn_relu_backward)(ctx, act + 771456 * nB, 0, G + 99216, G + 99264, act + 733824 * nB, act + 630336 * nB, act + 592704 * nB, fix + 2944, fix + 2992, P + 99216, B, 48, 784, nB * 1100736);
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 2474304 * nB, 0, G + 92304, act + 2436672 * nB, act + 2097984 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 809088 * nB, act + 75264 * nB, fix + 2656, fix + 2800, P + 92016, P + 92160, B, 144, 784, nB * 987840, 169344);   /* stage1.step10.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 921984 * nB, 0, G + 92304, act + 771456 * nB, act + 809088 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x28x28 -> 144x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x28x28 -> 144x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 2286144 * nB, 1, G + 92016, G + 92160, act + 2474304 * nB, act + 2097984 * nB, act + 1985088 * nB, fix + 2656, fix + 2800, P + 92016, B, 144, 784, nB * 987840);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 92016, G + 92160, act + 921984 * nB, act + 809088 * nB, act + 75264 * nB, fix + 2656, fix + 2800, P + 92016, B, 144, 784, nB * 987840, 169344);
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x28x28 -> 144x28x28 */
-    {
-        T *const dxs[2] = { act + 1985088 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 132, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 2286144 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 132, 169344);
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 2088576 * nB, 0, G + 86832, act + 112896 * nB, act + 1947456 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 592704 * nB, act + 696192 * nB, fix + 2560, fix + 2608, P + 86736, P + 86784, B, 48, 784, nB * 950208, 37632);   /* stage1.step9.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 630336 * nB, 0, G + 86832, act + 18816 * nB, act + 592704 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 2126208 * nB, 0, G + 86736, G + 86784, act + 2088576 * nB, act + 1947456 * nB, act + 1909824 * nB, fix + 2560, fix + 2608, P + 86736, B, 48, 784, nB * 950208);
+    FN(rt_bn_relu_backward)(ctx, act + 733824 * nB, 0, G + 86736, G + 86784, act + 630336 * nB, act + 592704 * nB, act + 696192 * nB, fix + 2560, fix + 2608, P + 86736, B, 48, 784, nB * 950208);
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 2163840 * nB, 0, G + 80400, act + 2126208 * nB, act + 1806336 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 592704 * nB, act + 75264 * nB, fix + 2272, fix + 2416, P + 80136, P + 80268, B, 132, 784, nB * 846720, 169344);   /* stage1.step9.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 771456 * nB, 0, G + 80400, act + 733824 * nB, act + 592704 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x28x28 -> 132x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x28x28 -> 132x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 1985088 * nB, 1, G + 80136, G + 80268, act + 2163840 * nB, act + 1806336 * nB, act + 1702848 * nB, fix + 2272, fix + 2416, P + 80136, B, 132, 784, nB * 846720);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 80136, G + 80268, act + 771456 * nB, act + 592704 * nB, act + 75264 * nB, fix + 2272, fix + 2416, P + 80136, B, 132, 784, nB * 846720, 169344);
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x28x28 -> 132x28x28 */
-    {
-        T *const dxs[2] = { act + 1702848 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 120, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 1985088 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 120, 169344);
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 1796928 * nB, 0, G + 74952, act + 112896 * nB, act + 1665216 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 592704 * nB, act + 517440 * nB, fix + 2176, fix + 2224, P + 74856, P + 74904, B, 48, 784, nB * 809088, 37632);   /* stage1.step8.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 630336 * nB, 0, G + 74952, act + 18816 * nB, act + 592704 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -3097,71 +2836,63 @@ static void FN(backward_13)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 1834560 * nB, 0, G + 74856, G + 74904, act + 1796928 * nB, act + 1665216 * nB, act + 1627584 * nB, fix + 2176, fix + 2224, P + 74856, B, 48, 784, nB * 809088);
+    FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 0, G + 74856, G + 74904, act + 630336 * nB, act + 592704 * nB, act + 517440 * nB, fix + 2176, fix + 2224, P + 74856, B, 48, 784, nB * 809088);
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 1872192 * nB, 0, G + 69096, act + 1834560 * nB, act + 1533504 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 705600 * nB, act + 75264 * nB, fix + 1920, fix + 2048, P + 68856, P + 68976, B, 120, 784, nB * 715008, 169344);   /* stage1.step8.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 799680 * nB, 0, G + 69096, act + 667968 * nB, act + 705600 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x28x28 -> 120x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x28x28 -> 120x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 1702848 * nB, 1, G + 68856, G + 68976, act + 1872192 * nB, act + 1533504 * nB, act + 1439424 * nB, fix + 1920, fix + 2048, P + 68856, B, 120, 784, nB * 715008);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 68856, G + 68976, act + 799680 * nB, act + 705600 * nB, act + 75264 * nB, fix + 1920, fix + 2048, P + 68856, B, 120, 784, nB * 715008, 169344);
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x28x28 -> 120x28x28 */
-    {
-        T *const dxs[2] = { act + 1439424 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 108, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 1702848 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 108, 169344);
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 1524096 * nB, 0, G + 63672, act + 112896 * nB, act + 1401792 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 517440 * nB, act + 479808 * nB, fix + 1824, fix + 1872, P + 63576, P + 63624, B, 48, 784, nB * 677376, 37632);   /* stage1.step7.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 592704 * nB, 0, G + 63672, act + 18816 * nB, act + 517440 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 1561728 * nB, 0, G + 63576, G + 63624, act + 1524096 * nB, act + 1401792 * nB, act + 1364160 * nB, fix + 1824, fix + 1872, P + 63576, B, 48, 784, nB * 677376);
+    FN(rt_bn_relu_backward)(ctx, act + 630336 * nB, 0, G + 63576, G + 63624, act + 592704 * nB, act + 517440 * nB, act + 479808 * nB, fix + 1824, fix + 1872, P + 63576, B, 48, 784, nB * 677376);
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 1599360 * nB, 0, G + 58392, act + 1561728 * nB, act + 1279488 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 667968 * nB, act + 75264 * nB, fix + 1600, fix + 1712, P + 58176, P + 58284, B, 108, 784, nB * 592704, 169344);   /* stage1.step7.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 752640 * nB, 0, G + 58392, act + 630336 * nB, act + 667968 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x28x28 -> 108x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x28x28 -> 108x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 1439424 * nB, 1, G + 58176, G + 58284, act + 1599360 * nB, act + 1279488 * nB, act + 1194816 * nB, fix + 1600, fix + 1712, P + 58176, B, 108, 784, nB * 592704);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 58176, G + 58284, act + 752640 * nB, act + 667968 * nB, act + 75264 * nB, fix + 1600, fix + 1712, P + 58176, B, 108, 784, nB * 592704, 169344);
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x28x28 -> 108x28x28 */
-    {
-        T *const dxs[2] = { act + 1194816 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 96, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 1439424 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 96, 169344);
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 1270080 * nB, 0, G + 52992, act + 112896 * nB, act + 1157184 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 555072 * nB, fix + 1504, fix + 1552, P + 52896, P + 52944, B, 48, 784, nB * 555072, 37632);   /* stage1.step6.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 517440 * nB, 0, G + 52992, act + 18816 * nB, act + 479808 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 1307712 * nB, 0, G + 52896, G + 52944, act + 1270080 * nB, act + 1157184 * nB, act + 1119552 * nB, fix + 1504, fix + 1552, P + 52896, B, 48, 784, nB * 555072);
+    FN(rt_bn_relu_backward)(ctx, act + 592704 * nB, 0, G + 52896, G + 52944, act + 517440 * nB, act + 479808 * nB, act + 555072 * nB, fix + 1504, fix + 1552, P + 52896, B, 48, 784, nB * 555072);
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 1119552 * nB, 0, G + 48288, act + 1307712 * nB, act + 1044288 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 75264 * nB, fix + 1312, fix + 1408, P + 48096, P + 48192, B, 96, 784, nB * 479808, 169344);   /* stage1.step6.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 630336 * nB, 0, G + 48288, act + 592704 * nB, act + 479808 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x28x28 -> 96x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x28x28 -> 96x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 1194816 * nB, 1, G + 48096, G + 48192, act + 1119552 * nB, act + 1044288 * nB, act + 969024 * nB, fix + 1312, fix + 1408, P + 48096, B, 96, 784, nB * 479808);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 48096, G + 48192, act + 630336 * nB, act + 479808 * nB, act + 75264 * nB, fix + 1312, fix + 1408, P + 48096, B, 96, 784, nB * 479808, 169344);
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x28x28 -> 96x28x28 */
-    {
-        T *const dxs[2] = { act + 969024 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 84, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 1194816 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 84, 169344);
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 1034880 * nB, 0, G + 42912, act + 112896 * nB, act + 931392 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 385728 * nB, fix + 1216, fix + 1264, P + 42816, P + 42864, B, 48, 784, nB * 442176, 37632);   /* stage1.step5.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 517440 * nB, 0, G + 42912, act + 18816 * nB, act + 479808 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 1072512 * nB, 0, G + 42816, G + 42864, act + 1034880 * nB, act + 931392 * nB, act + 893760 * nB, fix + 1216, fix + 1264, P + 42816, B, 48, 784, nB * 442176);
+    FN(rt_bn_relu_backward)(ctx, act + 555072 * nB, 0, G + 42816, G + 42864, act + 517440 * nB, act + 479808 * nB, act + 385728 * nB, fix + 1216, fix + 1264, P + 42816, B, 48, 784, nB * 442176);
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 893760 * nB, 0, G + 38784, act + 1072512 * nB, act + 827904 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 75264 * nB, fix + 1024, fix + 1120, P + 38616, P + 38700, B, 84, 784, nB * 376320, 169344);   /* stage1.step5.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 592704 * nB, 0, G + 38784, act + 555072 * nB, act + 479808 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x28x28 -> 84x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -3172,78 +2903,65 @@ static void FN(backward_14)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x28x28 -> 84x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 969024 * nB, 1, G + 38616, G + 38700, act + 893760 * nB, act + 827904 * nB, act + 762048 * nB, fix + 1024, fix + 1120, P + 38616, B, 84, 784, nB * 376320);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 38616, G + 38700, act + 592704 * nB, act + 479808 * nB, act + 75264 * nB, fix + 1024, fix + 1120, P + 38616, B, 84, 784, nB * 376320, 169344);
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x28x28 -> 84x28x28 */
-    {
-        T *const dxs[2] = { act + 762048 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 72, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 969024 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 72, 169344);
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 818496 * nB, 0, G + 33432, act + 112896 * nB, act + 724416 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 442176 * nB, fix + 928, fix + 976, P + 33336, P + 33384, B, 48, 784, nB * 338688, 37632);   /* stage1.step4.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 479808 * nB, 0, G + 33432, act + 18816 * nB, act + 385728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 856128 * nB, 0, G + 33336, G + 33384, act + 818496 * nB, act + 724416 * nB, act + 686784 * nB, fix + 928, fix + 976, P + 33336, B, 48, 784, nB * 338688);
+    FN(rt_bn_relu_backward)(ctx, act + 517440 * nB, 0, G + 33336, G + 33384, act + 479808 * nB, act + 385728 * nB, act + 442176 * nB, fix + 928, fix + 976, P + 33336, B, 48, 784, nB * 338688);
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 686784 * nB, 0, G + 29880, act + 856128 * nB, act + 630336 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 75264 * nB, fix + 768, fix + 848, P + 29736, P + 29808, B, 72, 784, nB * 282240, 169344);   /* stage1.step4.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 442176 * nB, 0, G + 29880, act + 517440 * nB, act + 385728 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x28x28 -> 72x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x28x28 -> 72x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 762048 * nB, 1, G + 29736, G + 29808, act + 686784 * nB, act + 630336 * nB, act + 573888 * nB, fix + 768, fix + 848, P + 29736, B, 72, 784, nB * 282240);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 29736, G + 29808, act + 442176 * nB, act + 385728 * nB, act + 75264 * nB, fix + 768, fix + 848, P + 29736, B, 72, 784, nB * 282240, 169344);
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x28x28 -> 72x28x28 */
-    {
-        T *const dxs[2] = { act + 573888 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 60, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 762048 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 60, 169344);
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 620928 * nB, 0, G + 24552, act + 112896 * nB, act + 536256 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 310464 * nB, fix + 672, fix + 720, P + 24456, P + 24504, B, 48, 784, nB * 244608, 37632);   /* stage1.step3.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 423360 * nB, 0, G + 24552, act + 18816 * nB, act + 385728 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 658560 * nB, 0, G + 24456, G + 24504, act + 620928 * nB, act + 536256 * nB, act + 498624 * nB, fix + 672, fix + 720, P + 24456, B, 48, 784, nB * 244608);
+    FN(rt_bn_relu_backward)(ctx, act + 460992 * nB, 0, G + 24456, G + 24504, act + 423360 * nB, act + 385728 * nB, act + 310464 * nB, fix + 672, fix + 720, P + 24456, B, 48, 784, nB * 244608);
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 498624 * nB, 0, G + 21576, act + 658560 * nB, act + 451584 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 75264 * nB, fix + 544, fix + 608, P + 21456, P + 21516, B, 60, 784, nB * 197568, 169344);   /* stage1.step3.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 498624 * nB, 0, G + 21576, act + 460992 * nB, act + 385728 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x28x28 -> 60x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x28x28 -> 60x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 573888 * nB, 1, G + 21456, G + 21516, act + 498624 * nB, act + 451584 * nB, act + 404544 * nB, fix + 544, fix + 608, P + 21456, B, 60, 784, nB * 197568);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 21456, G + 21516, act + 498624 * nB, act + 385728 * nB, act + 75264 * nB, fix + 544, fix + 608, P + 21456, B, 60, 784, nB * 197568, 169344);
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x28x28 -> 60x28x28 */
-    {
-        T *const dxs[2] = { act + 404544 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 48, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 573888 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 48, 169344);
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 442176 * nB, 0, G + 16272, act + 112896 * nB, act + 366912 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 310464 * nB, act + 348096 * nB, fix + 448, fix + 496, P + 16176, P + 16224, B, 48, 784, nB * 159936, 37632);   /* stage1.step2.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 385728 * nB, 0, G + 16272, act + 18816 * nB, act + 310464 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 479808 * nB, 0, G + 16176, G + 16224, act + 442176 * nB, act + 366912 * nB, act + 329280 * nB, fix + 448, fix + 496, P + 16176, B, 48, 784, nB * 159936);
+    FN(rt_bn_relu_backward)(ctx, act + 423360 * nB, 0, G + 16176, G + 16224, act + 385728 * nB, act + 310464 * nB, act + 348096 * nB, fix + 448, fix + 496, P + 16176, B, 48, 784, nB * 159936);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 329280 * nB, 0, G + 13872, act + 479808 * nB, act + 291648 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 310464 * nB, act + 75264 * nB, fix + 352, fix + 400, P + 13776, P + 13824, B, 48, 784, nB * 122304, 169344);   /* stage1.step2.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 348096 * nB, 0, G + 13872, act + 423360 * nB, act + 310464 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 404544 * nB, 1, G + 13776, G + 13824, act + 329280 * nB, act + 291648 * nB, act + 254016 * nB, fix + 352, fix + 400, P + 13776, B, 48, 784, nB * 122304);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 13776, G + 13824, act + 348096 * nB, act + 310464 * nB, act + 75264 * nB, fix + 352, fix + 400, P + 13776, B, 48, 784, nB * 122304, 169344);
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x28x28 -> 48x28x28 */
-    {
-        T *const dxs[2] = { act + 254016 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 36, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 404544 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 36, 169344);
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 282240 * nB, 0, G + 8592, act + 112896 * nB, act + 216384 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 310464 * nB, act + 272832 * nB, fix + 256, fix + 304, P + 8496, P + 8544, B, 48, 784, nB * 84672, 37632);   /* stage1.step1.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 348096 * nB, 0, G + 8592, act + 18816 * nB, act + 310464 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
 }
 
 /* Backward, part 15 of 15. */
@@ -3252,41 +2970,40 @@ static void FN(backward_15)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 6583808 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 1655808 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 319872 * nB, 0, G + 8496, G + 8544, act + 282240 * nB, act + 216384 * nB, act + 178752 * nB, fix + 256, fix + 304, P + 8496, B, 48, 784, nB * 84672);
+    FN(rt_bn_relu_backward)(ctx, act + 385728 * nB, 0, G + 8496, G + 8544, act + 348096 * nB, act + 310464 * nB, act + 272832 * nB, fix + 256, fix + 304, P + 8496, B, 48, 784, nB * 84672);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 178752 * nB, 0, G + 6768, act + 319872 * nB, act + 150528 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 244608 * nB, act + 75264 * nB, fix + 160, fix + 208, P + 6696, P + 6732, B, 36, 784, nB * 56448, 169344);   /* stage1.step1.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 272832 * nB, 0, G + 6768, act + 385728 * nB, act + 244608 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x28x28 -> 36x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x28x28 -> 36x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 254016 * nB, 1, G + 6696, G + 6732, act + 178752 * nB, act + 150528 * nB, act + 122304 * nB, fix + 160, fix + 208, P + 6696, B, 36, 784, nB * 56448);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 6696, G + 6732, act + 272832 * nB, act + 244608 * nB, act + 75264 * nB, fix + 160, fix + 208, P + 6696, B, 36, 784, nB * 56448, 169344);
     /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x28x28 -> 36x28x28 */
-    {
-        T *const dxs[2] = { act + 112896 * nB, act + 131712 * nB };
-        const int acc[2] = { 0, 0 };
-        const int cs[2] = { 24, 12 };
-        FN(rt_concat_backward)(ctx, dxs, acc, act + 254016 * nB, 2, cs, B, 784);
-    }
+    FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 24, 784, 0, 169344);
+    FN(rt_concat_slice_backward)(ctx, act + 75264 * nB, 0, act + 1326528 * nB, B, 12, 784, 24, 169344);
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 141120 * nB, 0, G + 1512, act + 131712 * nB, act + 75264 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_recompute)(ctx, act + 84672 * nB, act + 37632 * nB, fix + 64, fix + 112, P + 1416, P + 1464, B, 48, 784, nB * 18816, 37632);   /* stage1.step0.grad.relu1, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 122304 * nB, 0, G + 1512, act + 75264 * nB, act + 84672 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 178752 * nB, 0, G + 1416, G + 1464, act + 141120 * nB, act + 75264 * nB, act + 37632 * nB, fix + 64, fix + 112, P + 1416, B, 48, 784, nB * 18816);
+    FN(rt_bn_relu_backward)(ctx, act + 159936 * nB, 0, G + 1416, G + 1464, act + 122304 * nB, act + 84672 * nB, act + 37632 * nB, fix + 64, fix + 112, P + 1416, B, 48, 784, nB * 18816);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 24x28x28 -> 48x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 37632 * nB, 0, G + 264, act + 178752 * nB, act + 18816 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_recompute)(ctx, act + 37632 * nB, act, fix, fix + 32, P + 216, P + 240, B, 24, 784, nB * 0, 18816);   /* stage1.step0.grad.relu0, not kept from forward */
+    FN(rt_conv2d_backward)(ctx, act + 56448 * nB, 0, G + 264, act + 159936 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 24x28x28 -> 24x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x28x28 -> 24x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 112896 * nB, 1, G + 216, G + 240, act + 37632 * nB, act + 18816 * nB, act, fix, fix + 32, P + 216, B, 24, 784, nB * 0);
+    FN(rt_bn_relu_backward)(ctx, act + 18816 * nB, 1, G + 216, G + 240, act + 56448 * nB, act + 37632 * nB, act, fix, fix + 32, P + 216, B, 24, 784, nB * 0);
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 24x28x28 */
-    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 112896 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 18816 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

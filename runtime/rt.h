@@ -168,11 +168,15 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  * activations (act.def, act.inc) out/in/din/dout[n], a = the activation's
  *   argument (ignored by those without one); backward reads the input;
  * bn_relu: relu(bn(x)) in one pass, out = relu's output, dout = relu's
- *   output gradient (the BN output is never written); site as relu's;
+ *   output gradient (the BN output is never written); site as relu's; the
+ *   _strided forms read in (and write din) xs elements apart from image to
+ *   image, a channel prefix of a larger tensor; recompute: the training
+ *   forward's output again from the saved mean and rstd;
  * relu, the activations with a kink (act.def) and exact with such a phi are
  *   piecewise: site is their branch-record offset (see RtBranch; n resp.
  *   B*m pieces); smooth activations ignore it;
- * concat out[B][sum cs][HW] from xs[i][B][cs[i]][HW];
+ * concat out[B][sum cs][HW] from xs[i][B][cs[i]][HW]; concat_slice: one
+ *   input x[B][C][HW] at channel c0 of out, whose images are os elements apart;
  * sum out[len] = sum_i c[i] xs[i][len];
  * dropout mask[n] holds 0 or 1/(1-p);
  * xent probs[B][K]; returns the mean loss; backward writes
@@ -206,6 +210,18 @@ void rt_bn_relu_forward_eval##S(const RtCtx *ctx, T *out, const T *in, const T *
 void rt_bn_relu_backward##S(const RtCtx *ctx, T *din, int acc, T *dgamma, T *dbeta,     \
         const T *dout, const T *out, const T *in, const T *mean, const T *rstd,         \
         const T *gamma, int B, int C, int HW, size_t site);                             \
+void rt_bn_relu_forward_train_strided##S(const RtCtx *ctx, T *out, T *mean, T *rstd,    \
+        T *run_mean, T *run_var, const T *in, const T *gamma, const T *beta,            \
+        int B, int C, int HW, double momentum, double eps, size_t site, size_t xs);     \
+void rt_bn_relu_forward_eval_strided##S(const RtCtx *ctx, T *out, const T *in,          \
+        const T *gamma, const T *beta, const T *run_mean, const T *run_var,             \
+        int B, int C, int HW, double eps, size_t site, size_t xs);                      \
+void rt_bn_relu_backward_strided##S(const RtCtx *ctx, T *din, int acc, T *dgamma,       \
+        T *dbeta, const T *dout, const T *out, const T *in, const T *mean,              \
+        const T *rstd, const T *gamma, int B, int C, int HW, size_t site, size_t xs);   \
+void rt_bn_relu_recompute##S(const RtCtx *ctx, T *out, const T *in, const T *mean,      \
+        const T *rstd, const T *gamma, const T *beta, int B, int C, int HW,             \
+        size_t site, size_t xs);                                                        \
 void rt_relu_forward##S(const RtCtx *ctx, T *out, const T *in, size_t n, size_t site);  \
 void rt_relu_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,              \
         const T *out, size_t n, size_t site);                                           \
@@ -217,6 +233,10 @@ void rt_concat_forward##S(const RtCtx *ctx, T *out, int n, const T *const *xs,  
         const int *cs, int B, int HW);                                                  \
 void rt_concat_backward##S(const RtCtx *ctx, T *const *dxs, const int *acc,             \
         const T *dout, int n, const int *cs, int B, int HW);                            \
+void rt_concat_slice_forward##S(const RtCtx *ctx, T *out, const T *x, int B, int C,    \
+        int HW, int c0, size_t os);                                                     \
+void rt_concat_slice_backward##S(const RtCtx *ctx, T *dx, int acc, const T *dout,       \
+        int B, int C, int HW, int c0, size_t os);                                       \
 void rt_pad_forward##S(const RtCtx *ctx, T *out, const T *in,                           \
         int B, int Cin, int H, int W, int Cout, int stride);                            \
 void rt_pad_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,               \

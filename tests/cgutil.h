@@ -344,6 +344,34 @@ static inline void h_resnet(Hand *h)
     h_linear(h, h_gap(h, x), 3, true);
 }
 
+/* A tiny DenseNet-BC on 2x6x6, 3 classes: stage 1 is `steps` steps of
+ * x = concat(x, conv3x3(relu(bn(conv1x1(relu(bn(x))))))), growth 2 from 4
+ * channels. With break_at in [0, steps) the state after that step is also
+ * read by a gap beside the head (an extra reader, so that state ends one
+ * shared chain and the next starts another). Returns the ids of the
+ * concats in cats[] (steps of them). */
+static inline void h_dense(Hand *h, int steps, int break_at, int *cats)
+{
+    h_init(h, "tiny_dense", 2, 6, 6, 3);
+    int x = h_conv(h, 0, 4, 3, 1), side = -1;
+    for (int k = 0; k < steps; k++) {
+        int first = h->g.nnodes;
+        int c0 = h_conv(h, h_relu(h, h_bn(h, x)), 6, 1, 1);
+        int g = h_conv(h, h_relu(h, h_bn(h, c0)), 2, 3, 1);
+        x = cats[k] = h_concat(h, x, g);
+        for (int i = first; i < h->g.nnodes; i++) {
+            h->nodes[i].stage = 1;
+            h->nodes[i].step = k;
+        }
+        if (k == break_at)
+            side = x;
+    }
+    int y = h_gap(h, h_relu(h, h_bn(h, x)));
+    if (side >= 0)
+        y = h_concat(h, y, h_gap(h, side));
+    h_linear(h, y, 3, true);
+}
+
 /* Every op at once: a learned heavy-ball sum, concat, pool, exact with a
  * shared U, dropout, a linear without bias. */
 static inline void h_all(Hand *h)

@@ -72,6 +72,46 @@ START_TEST(test_emit_hand)
 }
 END_TEST
 
+/* A dense stage (plan_image_stride) compiles and passes its gradcheck,
+ * with and without a break in the chain: each concat copies only the
+ * channels not already in place (rt_concat_slice_*, never the whole-tensor
+ * rt_concat_*, except for the head's concat of two gaps), the bn+relu over
+ * a state reads the shared buffer with its stride, and the bn+relu outputs
+ * that feed a conv are recomputed before the conv's backward. */
+START_TEST(test_emit_dense)
+{
+    static Hand h;
+    char *dir = tmpdir();
+    int cats[3];
+    for (int brk = -1; brk < 1; brk++) {
+        h_dense(&h, 3, brk, cats);
+        const char *spec = "# hand-built dense stage\n";
+        char *text = emit_build(&h, dir, h.g.name, spec, strlen(spec));
+        ck_assert_ptr_nonnull(strstr(text, "rt_concat_slice_forward"));
+        ck_assert_ptr_nonnull(strstr(text, "rt_concat_slice_backward"));
+        ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_forward_train_strided"));
+        ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_backward_strided"));
+        ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_recompute"));
+        ck_assert_ptr_nonnull(strstr(text, ", in place */"));
+        /* the whole-tensor concat only where the head joins two gaps */
+        char *cat = strstr(text, "rt_concat_forward");
+        ck_assert(brk >= 0 ? cat != NULL : cat == NULL);
+        free(text);
+        char cmd[1024], *out = NULL;
+        snprintf(cmd, sizeof cmd, "%s/%s gradcheck --batch 3", dir, h.g.name);
+        int st = run(cmd, &out);
+        ck_assert_msg(st == 0, "%s: status %d\n%s", cmd, st, tail(out));
+        free(out);
+        snprintf(cmd, sizeof cmd, "%s/%s gradcheck --batch 2 --threads 2 --seed 3", dir, h.g.name);
+        st = run(cmd, &out);
+        ck_assert_msg(st == 0, "%s: status %d\n%s", cmd, st, tail(out));
+        free(out);
+    }
+    rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* User text cannot escape its comment or string literal: a spec and names
  * full of comment closers, trigraphs, quotes, backslash-newlines, NULs and
  * preprocessor lines still compile under -Werror into the same program. */
@@ -150,6 +190,7 @@ static Suite *emit_suite(void)
     TCase *tc = tcase_create("hand");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_emit_hand);
+    tcase_add_test(tc, test_emit_dense);
     tcase_add_test(tc, test_emit_escaping);
     tcase_add_test(tc, test_emit_refuses);
     suite_add_tcase(s, tc);

@@ -1,6 +1,8 @@
 /* test_fuse.c — the fused BN + relu kernels (rt_bn_relu_*) against the pair
- * they replace, rt_bn_* then rt_relu_*: forward in training and evaluation
- * mode, backward with acc 0 and 1, in float and double, on one thread and
+ * they replace, rt_bn_* then rt_relu_* (their strided forms and the
+ * recompute against the plain ones, and the concat slices against the
+ * whole concat: the kernels of a shared dense stage): forward in training
+ * and evaluation mode, backward with acc 0 and 1, in float and double, on one thread and
  * on two (a size above the kernels' parallel threshold), and with a branch
  * record (recording, then replaying at another input: the same pieces, the
  * same counts, the same outputs and gradients as the pair's; the nearest
@@ -144,6 +146,150 @@ FU_ERR(double)
 FU_CASE(double, _d)
 FU_CASE(float, )
 
+/* The strided forms on a channel prefix of a wider tensor X[B][CX][HW]
+ * against the plain ones on a copy of that prefix: the same numbers (the
+ * same arithmetic in the same order), and din's channels past the prefix
+ * untouched. Then rt_bn_relu_recompute against the training forward's
+ * output: equal in double (the saved mean and rstd are the forward's), to
+ * rounding in float, and with a branch record the record's pieces (a
+ * replayed forward's negative values come back). */
+#define FU_STRIDED(T, S)                                                                        \
+    static void fu_strided_##T(int B, int C, int CX, int HW, int threads, double tol)          \
+    {                                                                                           \
+        enum { SITE = 4 };                                                                      \
+        size_t n = (size_t)B * C * HW, nx = (size_t)B * CX * HW, xs = (size_t)CX * HW;        \
+        RtRng rng;                                                                              \
+        rt_rng_seed(&rng, 99 + (uint64_t)nx);                                                   \
+        T *X = tu_calloc(nx, sizeof(T)), *x = tu_calloc(n, sizeof(T));                          \
+        T *DX = tu_calloc(nx, sizeof(T)), *dx = tu_calloc(n, sizeof(T));                        \
+        T *DX0 = tu_calloc(nx, sizeof(T)), *dout = tu_calloc(n, sizeof(T));                     \
+        T *o1 = tu_calloc(n, sizeof(T)), *o2 = tu_calloc(n, sizeof(T));                         \
+        T *gamma = tu_calloc((size_t)C, sizeof(T)), *beta = tu_calloc((size_t)C, sizeof(T));    \
+        T *st1 = tu_calloc(4 * (size_t)C, sizeof(T)), *st2 = tu_calloc(4 * (size_t)C, sizeof(T)); \
+        T *dp1 = tu_calloc(2 * (size_t)C, sizeof(T)), *dp2 = tu_calloc(2 * (size_t)C, sizeof(T)); \
+        for (size_t i = 0; i < nx; i++) {                                                       \
+            X[i] = (T)(rt_rng_normal(&rng) + 0.2 * (double)((i / (size_t)HW) % 3) - 0.2);       \
+            DX0[i] = (T)rt_rng_normal(&rng);                                                    \
+        }                                                                                       \
+        for (int b = 0; b < B; b++)                                                             \
+            memcpy(x + (size_t)b * C * HW, X + (size_t)b * xs, (size_t)C * HW * sizeof(T));     \
+        for (size_t i = 0; i < n; i++)                                                          \
+            dout[i] = (T)rt_rng_normal(&rng);                                                   \
+        for (int c = 0; c < C; c++) {                                                           \
+            gamma[c] = (T)(0.5 + rt_rng_uniform(&rng));                                         \
+            beta[c] = (T)(rt_rng_uniform(&rng) - 0.5);                                          \
+            st1[3 * C + c] = st2[3 * C + c] = (T)1;                                             \
+        }                                                                                       \
+        RtCtx ctx = {threads, NULL, 0, NULL, NULL};                                             \
+        rt_bn_relu_forward_train##S(&ctx, o1, st1, st1 + C, st1 + 2 * C, st1 + 3 * C, x, gamma, \
+                                    beta, B, C, HW, 0.1, 1e-5, 0);                              \
+        rt_bn_relu_forward_train_strided##S(&ctx, o2, st2, st2 + C, st2 + 2 * C, st2 + 3 * C,   \
+                                            X, gamma, beta, B, C, HW, 0.1, 1e-5, 0, xs);        \
+        ck_assert_int_eq(memcmp(o1, o2, n * sizeof(T)), 0);                                     \
+        ck_assert_int_eq(memcmp(st1, st2, 4 * (size_t)C * sizeof(T)), 0);                       \
+        for (int acc = 0; acc < 2; acc++) {                                                     \
+            memcpy(DX, DX0, nx * sizeof(T));                                                    \
+            for (int b = 0; b < B; b++)                                                         \
+                memcpy(dx + (size_t)b * C * HW, DX0 + (size_t)b * xs,                           \
+                       (size_t)C * HW * sizeof(T));                                             \
+            rt_bn_relu_backward##S(&ctx, dx, acc, dp1, dp1 + C, dout, o1, x, st1, st1 + C,      \
+                                   gamma, B, C, HW, 0);                                         \
+            rt_bn_relu_backward_strided##S(&ctx, DX, acc, dp2, dp2 + C, dout, o2, X, st2,       \
+                                           st2 + C, gamma, B, C, HW, 0, xs);                    \
+            ck_assert_int_eq(memcmp(dp1, dp2, 2 * (size_t)C * sizeof(T)), 0);                   \
+            for (int b = 0; b < B; b++) {                                                       \
+                const T *row = DX + (size_t)b * xs;                                             \
+                ck_assert_int_eq(memcmp(dx + (size_t)b * C * HW, row,                           \
+                                        (size_t)C * HW * sizeof(T)), 0);                        \
+                ck_assert_int_eq(memcmp(row + (size_t)C * HW, DX0 + (size_t)b * xs +            \
+                                        (size_t)C * HW, (size_t)(CX - C) * HW * sizeof(T)), 0); \
+            }                                                                                   \
+        }                                                                                       \
+        rt_bn_relu_forward_eval##S(&ctx, o1, x, gamma, beta, st1 + 2 * C, st1 + 3 * C, B, C,    \
+                                   HW, 1e-5, 0);                                                \
+        rt_bn_relu_forward_eval_strided##S(&ctx, o2, X, gamma, beta, st2 + 2 * C, st2 + 3 * C,  \
+                                           B, C, HW, 1e-5, 0, xs);                              \
+        ck_assert_int_eq(memcmp(o1, o2, n * sizeof(T)), 0);                                     \
+        /* recompute: the training forward's output from the saved statistics */               \
+        rt_bn_relu_forward_train_strided##S(&ctx, o1, st1, st1 + C, NULL, NULL, X, gamma, beta, \
+                                            B, C, HW, 0.1, 1e-5, 0, xs);                        \
+        for (size_t i = 0; i < n; i++)                                                          \
+            o2[i] = (T)-7;                                                                      \
+        rt_bn_relu_recompute##S(&ctx, o2, X, st1, st1 + C, gamma, beta, B, C, HW, 0, xs);       \
+        ck_assert_double_le(fu_err_##T(o2, o1, n), tol);                                        \
+        /* with a record: recorded at X, replayed at X + noise, recomputed there */              \
+        uint8_t *mask = tu_calloc(n + SITE, 1);                                                 \
+        RtBranch br = {.replay = 0, .mask = mask, .cap = n + SITE};                             \
+        rt_branch_reset(&br);                                                                   \
+        RtCtx bc = {threads, NULL, 0, &br, NULL};                                               \
+        rt_bn_relu_forward_train_strided##S(&bc, o1, st1, st1 + C, NULL, NULL, X, gamma, beta,  \
+                                            B, C, HW, 0.1, 1e-5, SITE, xs);                     \
+        for (size_t i = 0; i < nx; i++)                                                         \
+            X[i] = (T)((double)X[i] + 0.5 * rt_rng_normal(&rng));                               \
+        br.replay = 1;                                                                          \
+        rt_branch_reset(&br);                                                                   \
+        rt_bn_relu_forward_train_strided##S(&bc, o1, st1, st1 + C, NULL, NULL, X, gamma, beta,  \
+                                            B, C, HW, 0.1, 1e-5, SITE, xs);                     \
+        size_t seen = br.seen, neg = 0;                                                         \
+        rt_bn_relu_recompute##S(&bc, o2, X, st1, st1 + C, gamma, beta, B, C, HW, SITE, xs);     \
+        ck_assert_uint_eq(br.seen, seen);   /* nothing taken */                                 \
+        ck_assert_double_le(fu_err_##T(o2, o1, n), tol);                                        \
+        for (size_t i = 0; i < n; i++)                                                          \
+            neg += o2[i] < 0;                                                                   \
+        ck_assert_uint_gt(neg, 0);                                                              \
+        free(X); free(x); free(DX); free(dx); free(DX0); free(dout); free(o1); free(o2);        \
+        free(gamma); free(beta); free(st1); free(st2); free(dp1); free(dp2); free(mask);        \
+    }
+FU_STRIDED(double, _d)
+FU_STRIDED(float, )
+
+START_TEST(test_fused_strided)
+{
+    fu_strided_double(3, 4, 7, 300, 1, 0.0);
+    fu_strided_double(2, 5, 5, 7, 1, 0.0);      /* the whole tensor */
+    fu_strided_double(4, 8, 11, 1100, 2, 0.0);
+    fu_strided_float(3, 4, 7, 300, 1, 1e-6);
+    fu_strided_float(4, 8, 11, 1100, 2, 1e-6);
+}
+END_TEST
+
+/* rt_concat_slice_*: a dense stage's concats written one slice at a time
+ * into a tensor of CX channels equal rt_concat_forward's output, and the
+ * slices' backward equals rt_concat_backward's split (acc 0 and 1). */
+START_TEST(test_concat_slices)
+{
+    enum { B = 3, HW = 5, NS = 3, CX = 9 };
+    const int cs[NS] = { 4, 2, 3 };
+    double xs_[NS][B * 4 * HW], full[B * CX * HW], sl[B * CX * HW];
+    const double *xs[NS] = { xs_[0], xs_[1], xs_[2] };
+    RtRng rng;
+    rt_rng_seed(&rng, 5);
+    for (int k = 0; k < NS; k++)
+        for (int i = 0; i < B * cs[k] * HW; i++)
+            xs_[k][i] = rt_rng_normal(&rng);
+    for (int i = 0; i < B * CX * HW; i++)
+        sl[i] = NAN;
+    RtCtx ctx = {1, NULL, 0, NULL, NULL};
+    rt_concat_forward_d(&ctx, full, NS, xs, cs, B, HW);
+    for (int k = 0, c0 = 0; k < NS; c0 += cs[k], k++)
+        rt_concat_slice_forward_d(&ctx, sl, xs[k], B, cs[k], HW, c0, (size_t)CX * HW);
+    ck_assert_int_eq(memcmp(full, sl, sizeof full), 0);
+    double d1[NS][B * 4 * HW], d2[NS][B * 4 * HW];
+    for (int acc = 0; acc < 2; acc++) {
+        for (int k = 0; k < NS; k++)
+            for (int i = 0; i < B * 4 * HW; i++)
+                d1[k][i] = d2[k][i] = (double)(i % 7);
+        double *dxs[NS] = { d1[0], d1[1], d1[2] };
+        const int accs[NS] = { acc, acc, acc };
+        rt_concat_backward_d(&ctx, dxs, accs, full, NS, cs, B, HW);
+        for (int k = 0, c0 = 0; k < NS; c0 += cs[k], k++)
+            rt_concat_slice_backward_d(&ctx, d2[k], acc, full, B, cs[k], HW, c0,
+                                       (size_t)CX * HW);
+        ck_assert_int_eq(memcmp(d1, d2, sizeof d1), 0);
+    }
+}
+END_TEST
+
 /* HW 300: one full chunk of the backward's masked gradient and a partial
  * one; HW 7: less than one. */
 START_TEST(test_fused_double)
@@ -179,6 +325,8 @@ static Suite *fuse_suite(void)
     tcase_add_test(tc, test_fused_double);
     tcase_add_test(tc, test_fused_float);
     tcase_add_test(tc, test_fused_branch);
+    tcase_add_test(tc, test_fused_strided);
+    tcase_add_test(tc, test_concat_slices);
     suite_add_tcase(s, tc);
     return s;
 }

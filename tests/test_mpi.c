@@ -439,14 +439,16 @@ static void bn_fake_sum(RtSync *s, double *buf, size_t n)
     free(sum);
 }
 
-enum { BN_B = 7, BN_C = 3, BN_HW = 5 };
+enum { BN_B = 7, BN_C = 3, BN_HW = 5, BN_CX = BN_C + 2 };
 
 typedef struct {
     BnRank sync;
-    int off, nb, fused;     /* fused: the BN+ReLU kernels instead of the BN pair */
+    int off, nb, fused;     /* fused: the BN+ReLU kernels instead of the BN pair; 2: their
+                             * strided forms on a prefix of BN_CX channels */
     const double *in, *dout, *gamma, *beta;
     double out[BN_B * BN_C * BN_HW], din[BN_B * BN_C * BN_HW];
     double mean[BN_C], rstd[BN_C], rm[BN_C], rv[BN_C], dg[BN_C], db[BN_C];
+    double inx[BN_B * BN_CX * BN_HW], dinx[BN_B * BN_CX * BN_HW];  /* fused == 2 */
 } BnJob;
 
 static void *bn_rank_main(void *arg)
@@ -455,7 +457,28 @@ static void *bn_rank_main(void *arg)
     RtCtx ctx = {0};
     ctx.threads = 1;
     ctx.sync = &j->sync.base;
-    size_t o = (size_t)j->off * BN_C * BN_HW;
+    size_t o = (size_t)j->off * BN_C * BN_HW, xs = (size_t)BN_CX * BN_HW;
+    if (j->fused == 2) {    /* the slice's images as prefixes of wider ones; -9 past them */
+        for (size_t i = 0; i < (size_t)j->nb * xs; i++)
+            j->inx[i] = j->dinx[i] = -9;
+        for (int b = 0; b < j->nb; b++)
+            memcpy(j->inx + b * xs, j->in + o + (size_t)b * BN_C * BN_HW,
+                   sizeof(double) * BN_C * BN_HW);
+        rt_bn_relu_forward_train_strided_d(&ctx, j->out, j->mean, j->rstd, j->rm, j->rv,
+                                           j->inx, j->gamma, j->beta, j->nb, BN_C, BN_HW, 0.1,
+                                           1e-5, 0, xs);
+        rt_bn_relu_backward_strided_d(&ctx, j->dinx, 0, j->dg, j->db, j->dout + o, j->out,
+                                      j->inx, j->mean, j->rstd, j->gamma, j->nb, BN_C, BN_HW,
+                                      0, xs);
+        for (int b = 0; b < j->nb; b++) {
+            memcpy(j->din + (size_t)b * BN_C * BN_HW, j->dinx + b * xs,
+                   sizeof(double) * BN_C * BN_HW);
+            for (size_t i = (size_t)BN_C * BN_HW; i < xs; i++)
+                if (j->dinx[b * xs + i] != -9)
+                    j->din[0] = NAN;    /* wrote past the prefix: fails the comparison */
+        }
+        return NULL;
+    }
     if (j->fused) {
         rt_bn_relu_forward_train_d(&ctx, j->out, j->mean, j->rstd, j->rm, j->rv, j->in + o,
                                    j->gamma, j->beta, j->nb, BN_C, BN_HW, 0.1, 1e-5, 0);
@@ -566,6 +589,7 @@ END_TEST
 START_TEST(sync_bn_relu_two_threads)
 {
     sync_bn_check(1);
+    sync_bn_check(2);   /* the strided forms: a dense stage's state read in place */
 }
 END_TEST
 

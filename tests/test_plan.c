@@ -413,6 +413,68 @@ START_TEST(test_plan_times)
 }
 END_TEST
 
+/* A dense stage (plan_image_stride): every state of a concat chain lives in
+ * one buffer of the last state's size, forward and gradient, alive from the
+ * first concat's forward to the last backward that reads a state; a state
+ * with another reader ends the chain. The bn+relu outputs of the stage that
+ * feed a conv are recomputed in backward (PlanNode.recomp): kept only until
+ * the conv's forward, recomputed at the conv's backward until the BN's. */
+START_TEST(test_plan_dense_chain)
+{
+    static Hand h;
+    int cats[4];
+    for (int brk = -1; brk < 4; brk += 2) {    /* no break, after step 1, after step 3 */
+        h_dense(&h, 4, brk, cats);
+        Plan *p = plan_build(&h.g, stderr);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq(plan_verify(p, stderr), 0);
+        int start = 0;  /* the first concat of the current chain */
+        for (int k = 0; k < 4; k++) {
+            const PlanNode *pn = &p->nodes[cats[k]];
+            int last = brk >= k ? brk : 3;   /* the chain's last concat (step) */
+            const PlanNode *pl = &p->nodes[cats[last]];
+            ck_assert_int_eq(pn->out, pl->out);
+            ck_assert_int_eq(pn->grad, pl->grad);
+            ck_assert_uint_eq(plan_image_stride(p, &h.g, cats[k]),
+                              ir_numel(h.g.nodes[cats[last]].shape));
+            ck_assert_uint_eq(p->bufs[pn->out].size_a, ir_numel(h.g.nodes[cats[last]].shape));
+            if (k > start) {    /* a prefix read by the step's bn in backward */
+                int bn = cats[k - 1] + 1;
+                ck_assert_int_eq(h.g.nodes[bn].op, OP_BN);
+                ck_assert_int_ge(p->bufs[pn->out].death, plan_time_bwd(&h.g, bn));
+                ck_assert_int_le(p->bufs[pn->out].birth, plan_time_fwd(&h.g, cats[start]));
+                ck_assert_int_ge(p->bufs[pn->grad].death, plan_time_bwd(&h.g, cats[start]));
+            }
+            if (k == brk) {
+                start = k + 1;
+                if (k < 3)  /* the next chain is another buffer */
+                    ck_assert_int_ne(p->nodes[cats[k + 1]].out, pn->out);
+            }
+        }
+        /* the stem conv is a plain buffer */
+        ck_assert_uint_eq(plan_image_stride(p, &h.g, 1), ir_numel(h.g.nodes[1].shape));
+        int nrc = 0;
+        for (int i = 1; i < h.g.nnodes; i++) {
+            const PlanNode *pn = &p->nodes[i];
+            if (pn->recomp < 0)
+                continue;
+            nrc++;
+            ck_assert_int_eq(h.g.nodes[i].op, OP_RELU);
+            int conv = i + 1, bn = pn->fuse;
+            ck_assert_int_eq(h.g.nodes[conv].op, OP_CONV);
+            ck_assert_int_eq(h.g.nodes[conv].in[0], i);
+            const PlanBuf *rb = &p->bufs[pn->recomp];
+            ck_assert_int_eq(rb->kind, PB_RECOMP);
+            ck_assert_int_eq(rb->birth, plan_time_bwd(&h.g, conv));
+            ck_assert_int_eq(rb->death, plan_time_bwd(&h.g, bn));
+            ck_assert_int_eq(p->bufs[pn->out].death, plan_time_fwd(&h.g, conv));
+        }
+        ck_assert_int_eq(nrc, 8);   /* both bn+relu pairs of each step; not the head's */
+        plan_free(p);
+    }
+}
+END_TEST
+
 static Suite *plan_suite(void)
 {
     Suite *s = suite_create("plan");
@@ -424,6 +486,7 @@ static Suite *plan_suite(void)
     tcase_add_test(tc, test_plan_memory_check);
     tcase_add_test(tc, test_plan_verify_catches);
     tcase_add_test(tc, test_plan_times);
+    tcase_add_test(tc, test_plan_dense_chain);
     suite_add_tcase(s, tc);
     tc = tcase_create("verify");
     tcase_add_test(tc, test_verify_hand);
