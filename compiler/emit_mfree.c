@@ -18,6 +18,7 @@
  * first step) recompute their grad block too, from the stage input (kept)
  * or a state a later step rebuilt; a node read outside its step (a
  * subsampled x[0]) keeps its forward buffer. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "emit_c_int.h"
@@ -68,6 +69,32 @@ static double mf_coef_init(const IrGraph *g, const IrCoef *c)
     return v;
 }
 
+/* The default checkpoint interval of stage st (--memory-free without
+ * --checkpoint-every): float drift grows by a roughly constant factor per
+ * rebuilt step, about 1.5x where the inverse divides by 0.9 and about
+ * 1.5/c below that (docs/memory-free.md, "Drift"); a chain of N steps stays
+ * within MF_DRIFT_GROWTH, which at 0.9 is 6 steps: the 110-layer heavy
+ * ball's float gradients then equal the stored build's to 1e-5. 0: the
+ * stage rebuilds nothing. */
+#define MF_DRIFT_GROWTH 24.0
+
+static int mf_auto_every(const IrGraph *g, const InvStage *st)
+{
+    double c = 0;
+    for (int k = 0; k < st->steps; k++)
+        for (int u = 0; st->nrebuild && u < st->nrebuild[k]; u++) {
+            const InvRebuild *b = &st->rebuild[k][u];
+            double v = fabs(mf_coef_init(g, &g->nodes[b->via].u.sum.coef[b->at]));
+            if (v > 0 && (c == 0 || v < c))
+                c = v;
+        }
+    if (c == 0)
+        return 0;
+    double f = c < 1 ? 1.5 / c : 1.5;
+    int n = (int)(log(MF_DRIFT_GROWTH) / log(f < 1.5 ? 1.5 : f));
+    return n < 1 ? 1 : n;
+}
+
 /* One step of the schedule: the step's rec/reb events. */
 typedef struct {
     int stage, step;
@@ -97,6 +124,7 @@ PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport
                 reason = st->why;
             continue;
         }
+        int ev = every > 0 ? every : mf_auto_every(g, st);
         for (int k = 0; k < st->steps; k++) {
             /* A step with nothing to give back (step 0, heavy ball's step 1,
              * a strided step 0) still recomputes its grad block: its input
@@ -144,7 +172,7 @@ PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport
             int nrb = 0;
             for (int u = 0; u < nreb; u++) {
                 const InvRebuild *b = &st->rebuild[k][u];
-                if (!(every > 0 && b->index >= every && b->index % every < b->span))
+                if (!(ev > 0 && b->index >= ev && b->index % ev < b->span))
                     rb[nrb++] = *b;
             }
             steps[nsteps++] = (MfStep){ st->stage, k, trigger, rb, nrb,
