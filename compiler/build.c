@@ -60,7 +60,9 @@ static const char build_usage[] =
     "                    (docs/memory-free.md)\n"
     "  --checkpoint-every N  with --memory-free: keep the states that restart the\n"
     "                    inverse every N steps, so float drift is bounded by N\n"
-    "                    steps' worth (more memory: a few states per N steps)\n";
+    "                    steps' worth (more memory: a few states per N steps);\n"
+    "                    default: from the coefficient the inverse divides by\n"
+    "                    (6 steps at 0.9); N above the stages' depth: none\n";
 
 /* Append s to the dynamic string *buf, quoting it for a shell when it holds
  * anything but plain characters. */

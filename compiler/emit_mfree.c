@@ -13,9 +13,12 @@
  * with rt_sum_forward and the coefficients (1/c_at, -c_t/c_at). The planner
  * (plan_build_sched) gives every recomputed or rebuilt node a second buffer
  * for the backward phase, so the forward's copy dies with the forward and
- * a stage keeps O(1) states instead of O(steps). Steps that are not
- * invertible (a strided first step, steps 0/1 whose oldest input is the
- * stage input) keep their activations as the stored build does. */
+ * a stage keeps O(1) states instead of O(steps). Steps with nothing to
+ * give back (steps 0/1 whose oldest input is the stage input, a strided
+ * first step) recompute their grad block too, from the stage input (kept)
+ * or a state a later step rebuilt; a node read outside its step (a
+ * subsampled x[0]) keeps its forward buffer. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "emit_c_int.h"
@@ -38,6 +41,13 @@ static bool mf_supported(IrOp op)
     }
 }
 
+/* A stage's state ("stage1.x3", "stage2.v1"): a sum named without a step. */
+static bool mf_is_state(const IrNode *n)
+{
+    const char *d = n->name ? strchr(n->name, '.') : NULL;
+    return n->op == OP_SUM && d && !strchr(d + 1, '.') && strncmp(n->name, "stage", 5) == 0;
+}
+
 static void mf_push(PlanSched *s, int *cap, PlanEv ev)
 {
     if (s->nev == *cap) {
@@ -57,6 +67,32 @@ static double mf_coef_init(const IrGraph *g, const IrCoef *c)
     for (int j = 0; j < c->nterms; j++)
         v += c->a[j] * g->params[c->param[j]].init_value;
     return v;
+}
+
+/* The default checkpoint interval of stage st (--memory-free without
+ * --checkpoint-every): float drift grows by a roughly constant factor per
+ * rebuilt step, about 1.5x where the inverse divides by 0.9 and about
+ * 1.5/c below that (docs/memory-free.md, "Drift"); a chain of N steps stays
+ * within MF_DRIFT_GROWTH, which at 0.9 is 6 steps: the 110-layer heavy
+ * ball's float gradients then equal the stored build's to 1e-5. 0: the
+ * stage rebuilds nothing. */
+#define MF_DRIFT_GROWTH 24.0
+
+static int mf_auto_every(const IrGraph *g, const InvStage *st)
+{
+    double c = 0;
+    for (int k = 0; k < st->steps; k++)
+        for (int u = 0; st->nrebuild && u < st->nrebuild[k]; u++) {
+            const InvRebuild *b = &st->rebuild[k][u];
+            double v = fabs(mf_coef_init(g, &g->nodes[b->via].u.sum.coef[b->at]));
+            if (v > 0 && (c == 0 || v < c))
+                c = v;
+        }
+    if (c == 0)
+        return 0;
+    double f = c < 1 ? 1.5 / c : 1.5;
+    int n = (int)(log(MF_DRIFT_GROWTH) / log(f < 1.5 ? 1.5 : f));
+    return n < 1 ? 1 : n;
 }
 
 /* One step of the schedule: the step's rec/reb events. */
@@ -88,12 +124,18 @@ PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport
                 reason = st->why;
             continue;
         }
+        int ev = every > 0 ? every : mf_auto_every(g, st);
         for (int k = 0; k < st->steps; k++) {
-            if (!st->nrebuild || st->nrebuild[k] == 0)
+            /* A step with nothing to give back (step 0, heavy ball's step 1,
+             * a strided step 0) still recomputes its grad block: its input
+             * is the stage input (kept) or a state a later step rebuilds. */
+            bool block_only = st->step_v[k] == INV_SKIP || (k == 0 && st->step_v[k] == INV_NO);
+            if (!block_only && (!st->nrebuild || st->nrebuild[k] == 0))
                 continue;
+            int nreb = block_only ? 0 : st->nrebuild[k];
             /* A learned coefficient that starts at 0 divides by zero. */
             bool ok = true;
-            for (int u = 0; u < st->nrebuild[k]; u++) {
+            for (int u = 0; u < nreb; u++) {
                 const InvRebuild *b = &st->rebuild[k][u];
                 if (mf_coef_init(g, &g->nodes[b->via].u.sum.coef[b->at]) == 0) {
                     ok = false;
@@ -124,21 +166,26 @@ PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport
                 steps = ns;
             }
             /* Checkpoints: the states that restart a chain stay stored. */
-            InvRebuild *rb = malloc(((size_t)st->nrebuild[k] + 1) * sizeof *rb);
+            InvRebuild *rb = malloc(((size_t)nreb + 1) * sizeof *rb);
             if (!rb)
                 abort();
             int nrb = 0;
-            for (int u = 0; u < st->nrebuild[k]; u++) {
+            for (int u = 0; u < nreb; u++) {
                 const InvRebuild *b = &st->rebuild[k][u];
-                if (!(every > 0 && b->index >= every && b->index % every < b->span))
+                if (!(ev > 0 && b->index >= ev && b->index % ev < b->span))
                     rb[nrb++] = *b;
             }
-            steps[nsteps++] = (MfStep){ st->stage, k, trigger, rb, nrb, st->rebuild[k],
-                                        st->nrebuild[k] };
+            steps[nsteps++] = (MfStep){ st->stage, k, trigger, rb, nrb,
+                                        nreb ? st->rebuild[k] : NULL, nreb };
         }
     }
-    if (nsteps == 0) {
-        free(steps);   /* (no rb lists: nothing was added) */
+    int nrebsteps = 0;
+    for (int q = 0; q < nsteps; q++)
+        nrebsteps += steps[q].nall > 0;
+    if (nrebsteps == 0) {
+        for (int q = 0; q < nsteps; q++)
+            free(steps[q].rb);
+        free(steps);
         *why = reason ? reason : "no stage has a step whose states can be rebuilt";
         return NULL;
     }
@@ -155,6 +202,17 @@ PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport
         at_step[i] = -1;
     for (int q = 0; q < nsteps; q++)
         at_step[steps[q].trigger] = q;
+    /* A node read outside its own step (stage 2's subsampled x[0], which
+     * step 1 reads too) keeps its forward buffer: it is not recomputed. */
+    bool *shared = calloc((size_t)N + 1, sizeof *shared);
+    if (!shared)
+        abort();
+    for (int i = 1; i < N; i++)
+        for (int t = 0; t < g->nodes[i].nin; t++) {
+            const IrNode *x = &g->nodes[g->nodes[i].in[t]];
+            if (x->stage != g->nodes[i].stage || x->step != g->nodes[i].step)
+                shared[x->id] = true;
+        }
     int ecap = 0;
     for (int i = 1; i < N; i++)
         if (p->nodes[i].live)
@@ -175,6 +233,9 @@ PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport
             }
             for (int u = 0; u < ms->nall; u++)     /* the step's state sums */
                 mark[ms->all[u].via] = 0;
+            for (int j = 1; j <= ms->trigger; j++)
+                if (mark[j] == 2 && (mf_is_state(&g->nodes[j]) || shared[j]))
+                    mark[j] = 0;
             for (int u = 0; u < ms->nrb; u++)
                 mark[ms->rb[u].node] = 1;
             int left = 0;
@@ -227,6 +288,7 @@ PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport
         free(steps[q].rb);
     free(steps);
     free(mark);
+    free(shared);
     free(done);
     free(at_step);
     if (bad) {

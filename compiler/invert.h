@@ -103,9 +103,11 @@ const char *inv_verdict_name(InvVerdict v);
  * reason in *why, when no step can (the whole network stays stored). Free
  * it with mfree_sched_free, after the plan built from it. */
 PlanSched *mfree_schedule(const IrGraph *g, const Plan *p, const InvReport *r, const char **why);
-/* The same with a checkpoint every `every` states (0: none): the states
- * j..j+span-1 with j a positive multiple of every stay stored, so no rebuilt
- * chain is longer than every steps (float drift grows with the chain). */
+/* The same with a checkpoint every `every` states: the states j..j+span-1
+ * with j a positive multiple of every stay stored, so no rebuilt chain is
+ * longer than every steps (float drift grows with the chain). 0: each
+ * stage's default, from the coefficient its inverse divides by (6 steps at
+ * 0.9); a number above the stages' depth: no checkpoint. */
 PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport *r, int every,
                                 const char **why);
 void mfree_sched_free(PlanSched *s);

@@ -61,6 +61,10 @@ static void teardown(Fix *f)
     free(f->dir);
 }
 
+/* No checkpoint (an interval above every stage's depth): each invertible
+ * step rebuilds its states, whatever the default interval. */
+#define NO_CKPT "--checkpoint-every 1000000"
+
 /* Build net (memory-free with extra flags, or stored; with -D def or none)
  * into DIR/exe. */
 static void build_with(const Fix *f, const char *net, const char *exe, bool mfree,
@@ -93,7 +97,7 @@ static int prog(const Fix *f, const char *exe, const char *args, char **out)
 static void gradcheck_mfree(const char *net, const char *def, double tol)
 {
     Fix f = setup();
-    build(&f, net, "m", true, def);
+    build_with(&f, net, "m", true, def, NO_CKPT);
     char *out = NULL;
     int st = prog(&f, "m", "gradcheck --batch 3 --samples 6", &out);
     ck_assert_msg(st == 0, "%s: gradcheck status %d\n%s", net, st, tail(out));
@@ -238,14 +242,77 @@ END_TEST
 START_TEST(momentum_same_grads) { grads_diff("net_mom", NULL, NULL, 1e-5); }
 END_TEST
 
-/* 18 steps per stage: float drift takes the gradients past 1e-5 of the
- * stored build's; a checkpoint every 6 steps brings them back within. */
+/* 18 steps per stage: without checkpoints float drift takes the gradients
+ * past 1e-5 of the stored build's; the default interval (6 steps at beta
+ * 0.9) brings them back within. */
 START_TEST(checkpoint_bounds_drift)
 {
     const char *deep = "net_hb.stage1.steps=18 -D net_hb.stage2.steps=18";
-    double free_run = grads_diff("net_hb", deep, NULL, 0);
+    double free_run = grads_diff("net_hb", deep, NO_CKPT, 0);
     ck_assert_msg(free_run > 1e-5, "no drift to bound: %g", free_run);
-    grads_diff("net_hb", deep, "--checkpoint-every 6", 1e-5);
+    grads_diff("net_hb", deep, NULL, 1e-5);
+}
+END_TEST
+
+/* The number of states ./exe info says the backward rebuilds (0: it
+ * rebuilds none, every state is a checkpoint, and info says nothing). */
+static int rebuilt_states(const Fix *f, const char *exe)
+{
+    char *out = NULL;
+    ck_assert_int_eq(prog(f, exe, "info", &out), 0);
+    ck_assert_msg(strstr(out, "activations"), "%s", tail(out));
+    const char *m = strstr(out, "memory-free     yes: ");
+    int n = m ? atoi(m + strlen("memory-free     yes: ")) : 0;
+    free(out);
+    return n;
+}
+
+/* The default interval comes from the coefficient the inverse divides by:
+ * 6 steps at beta 0.9, shorter for the three-term rule's b = 0.25 (its
+ * drift grows about 1/b per step); an explicit --checkpoint-every wins. */
+START_TEST(default_interval)
+{
+    Fix f = setup();
+    const char *deep = "net_hb.stage1.steps=18 -D net_hb.stage2.steps=18";
+    build(&f, "net_hb", "d", true, deep);
+    build_with(&f, "net_hb", "c6", true, deep, "--checkpoint-every 6");
+    build_with(&f, "net_hb", "c9", true, deep, "--checkpoint-every 9");
+    build_with(&f, "net_hb", "n", true, deep, NO_CKPT);
+    int d = rebuilt_states(&f, "d"), c6 = rebuilt_states(&f, "c6");
+    int c9 = rebuilt_states(&f, "c9"), n = rebuilt_states(&f, "n");
+    ck_assert_int_eq(d, c6);
+    ck_assert_msg(c6 < c9 && c9 < n, "rebuilt: every 6 %d, every 9 %d, none %d", c6, c9, n);
+    build(&f, "net_three", "t", true, NULL);
+    build_with(&f, "net_three", "tn", true, NULL, NO_CKPT);
+    int t = rebuilt_states(&f, "t"), tn = rebuilt_states(&f, "tn");
+    ck_assert_msg(t < tn, "three-term: default %d, none %d", t, tn);
+    teardown(&f);
+}
+END_TEST
+
+/* Steps 0 and 1 (and a strided step 0) recompute their grad block in the
+ * backward instead of storing it. */
+START_TEST(first_steps_recomputed)
+{
+    Fix f = setup();
+    build_with(&f, "net_hb", "m", true, NULL, "--keep-c");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/m.c", f.dir);
+    char *c = slurp(path);
+    const char *want[] = { "stage1.step0.grad.conv0", "stage1.step1.grad.conv1",
+                           "stage2.step0.grad.conv0", "stage2.step1.grad.bn0" };
+    for (int i = 0; i < 4; i++) {
+        bool found = false;
+        for (const char *p = strstr(c, "/* recomputed: */"); p && !found;
+             p = strstr(p + 1, "/* recomputed: */")) {
+            const char *eol = strchr(p + 18, '\n');
+            const char *name = strstr(p, want[i]);
+            found = name && eol && name < strchr(eol + 1, '\n');
+        }
+        ck_assert_msg(found, "%s is not recomputed", want[i]);
+    }
+    free(c);
+    teardown(&f);
 }
 END_TEST
 
@@ -327,6 +394,8 @@ static Suite *memfree_suite(void)
     tcase_add_test(tc, hb_same_grads);
     tcase_add_test(tc, momentum_same_grads);
     tcase_add_test(tc, checkpoint_bounds_drift);
+    tcase_add_test(tc, default_interval);
+    tcase_add_test(tc, first_steps_recomputed);
     tcase_add_test(tc, checkpoint_usage);
     tcase_add_test(tc, refuse_gd);
     tcase_add_test(tc, refuse_concat);
