@@ -53,6 +53,8 @@ typedef struct {
     int stride, rows;   /* the conv's stride; rows per plane */
     int coff[3];        /* offset of tap kx's plane */
     size_t P;           /* floats per padded channel (3 planes) */
+    int H, W;           /* the input */
+    int unp;            /* 1: stride 1, rows not paired: the kernels read the input unpadded */
 } ConvGeo;
 
 enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
@@ -86,7 +88,7 @@ static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
     int v = isa(), vw = 8;
     ConvGeo g;
     g.pair = 0;
-    if (v == ISA_AVX512 && Wo >= (weights ? 32 : 12))
+    if (v == ISA_AVX512 && Wo >= (weights ? 16 : 12))
         vw = 16;
     else if (v == ISA_AVX512 && !weights && Wo == 8 && Ho % 2 == 0 && Co >= 16)
         vw = 16, g.pair = 1;
@@ -94,6 +96,8 @@ static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
         v = ISA_AVX2;
     *variant = v;
     g.stride = S;
+    g.H = H, g.W = W;
+    g.unp = S == 1;
     g.planes = g.pair || S > 1 ? 3 : 1;
     if (g.pair) {
         g.S = 2 * S, g.Ho = Ho / 2, g.Wo = 16, g.nv = 1, g.pitch = 16;
@@ -109,6 +113,8 @@ static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
     else
         g.coff[0] = 0, g.coff[1] = 1, g.coff[2] = 2;
     g.P = (size_t)g.planes * plane;
+    if (g.unp)      /* paired rows of 8 are consecutive floats too */
+        g.planes = 1, g.pitch = W, g.rows = H, g.P = (size_t)H * W;
     return g;
 }
 
@@ -182,7 +188,10 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VBCAST(p) _mm256_broadcast_ss(p)
 #define VADD(a, b) _mm256_add_ps(a, b)
+#define UBV 1       /* 9 taps + 3 gradient rows + 3 inputs */
 #define MKMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define MOR(a, b) _mm256_or_si256(a, b)
+#define MKRANGE(lo, hi) _mm256_and_si256(MKMASK(hi), _mm256_xor_si256(MKMASK(lo), _mm256_set1_epi32(-1)))
 #define HSUM(v) hsum_avx2(v)
 
 /* The lanes of v summed in a fixed order. */
@@ -212,6 +221,9 @@ static inline float hsum_avx2(__m256 v)
 #undef VBCAST
 #undef VADD
 #undef MKMASK
+#undef MKRANGE
+#undef MOR
+#undef UBV
 #undef HSUM
 
 /* --- the AVX-512 variant ----------------------------------------------------- */
@@ -230,7 +242,10 @@ static inline float hsum_avx2(__m256 v)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VBCAST(p) _mm512_set1_ps(*(p))
 #define VADD(a, b) _mm512_add_ps(a, b)
+#define UBV 2       /* 2 channels x 9 taps + 2 x 3 gradient rows + 3 inputs */
 #define MKMASK(n) ((__mmask16)((1u << (n)) - 1u))
+#define MOR(a, b) ((__mmask16)((a) | (b)))
+#define MKRANGE(lo, hi) ((__mmask16)(((1u << (hi)) - 1u) & ~((1u << (lo)) - 1u)))
 #define HSUM(v) hsum_avx512(v)
 
 __attribute__((target("avx512f,avx2,fma")))
@@ -299,6 +314,13 @@ static int team(const RtCtx *ctx, int n, size_t need, size_t *slice, float **bas
     return t;
 }
 
+/* Threads for n work items that need no workspace. */
+static int threads(const RtCtx *ctx, int n)
+{
+    int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
+    return t < n ? t : (n > 0 ? n : 1);
+}
+
 static void fwd_image(int v, float *out, int acc, const float *xp, const float *w,
                       ptrdiff_t wo, ptrdiff_t wi, int flip, int C, int Co, const ConvGeo *g)
 {
@@ -316,6 +338,24 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
 {
     int v;
     ConvGeo g = geometry(H, W, S, Co, 0, &v);
+    if (g.unp) {    /* no copy: input channels a chunk at a time (L2) */
+        int cc = chunk_channels(C, 1, g.P, (size_t)-1);
+#pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *x = in + (size_t)b * C * H * W;
+            float *o = out + (size_t)b * Co * g.Ho * g.Wo;
+            for (int c0 = 0; c0 < C; c0 += cc) {
+                int n = C - c0 < cc ? C - c0 : cc;
+                if (v == ISA_AVX512)
+                    ufwd_image_avx512(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo,
+                                      wi, flip, n, Co, &g);
+                else
+                    ufwd_image_avx2(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo,
+                                    wi, flip, n, Co, &g);
+            }
+        }
+        return 1;
+    }
     int cc = chunk_channels(C, 1, g.P, room);
     size_t slice;
     float *scratch;
@@ -359,6 +399,24 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
     size_t room = budget(B, Cin, H, W, S);
     if (G > B)
         G = B;
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
+    if (g.unp) {    /* no copy, no workspace */
+#pragma omp parallel num_threads(threads(ctx, Cin))
+        {
+            int i = omp_get_thread_num(), n = omp_get_num_threads();
+            int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+            for (int b = 0; b < B; b += G) {
+                int gn = B - b < G ? B - b : G;
+                if (v == ISA_AVX512)
+                    udw_images_avx512(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin,
+                                      Cout, &g);
+                else
+                    udw_images_avx2(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin,
+                                    Cout, &g);
+            }
+        }
+        return 1;
+    }
     if ((size_t)G * g.P > room)
         G = (int)(room / g.P);
     int cc = G < 1 ? 0 : chunk_channels(Cin, G, g.P, room);
@@ -367,7 +425,6 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
     int t = cc < 1 ? 0 : team(ctx, Cin, (size_t)G * cc * g.P, &slice, &scratch);
     if (t < 1)
         return 0;
-    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), n = omp_get_num_threads();

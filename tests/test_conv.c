@@ -12,7 +12,9 @@
  *     rt_conv2d_scratch_bytes gives;
  *   - the same bytes for 1 and 2 threads (no summation order depends on the
  *     thread count);
- *   - a 64-channel 32x32 image, padded in several chunks;
+ *   - a 64-channel 32x32 image, read in several chunks;
+ *   - stride 1 reads the input unpadded (masked loads at the borders): one
+ *     pixel, single rows, odd heights, paired 8-wide rows (AVX-512);
  *   - the pointwise (1x1) kernels the same way.
  * Tolerance: normwise relative difference max|f - d| / max|d| < F32_TOL
  * (1e-4; the float kernels sum up to 64*9*128*32*32 products). On a machine
@@ -50,6 +52,12 @@ static const Shape shapes[] = {
     {3, 3, 17, 9, 5, 2},    {1, 48, 8, 8, 12, 1},   {3, 16, 9, 7, 16, 2},
     {1, 64, 32, 32, 16, 1}, {3, 12, 5, 5, 48, 2},
     {2, 5, 33, 33, 7, 1},   {1, 2, 32, 34, 1, 1},   {2, 4, 66, 40, 2, 2},
+    /* unpadded reads: one pixel, one row, rows of 1..4 vectors with
+     * interior blocks, odd heights, paired 8-wide rows with an odd count
+     * of row pairs (6 and 10 rows), B = 1 */
+    {1, 3, 1, 1, 4, 1},     {1, 3, 1, 20, 2, 1},    {1, 2, 3, 64, 5, 1},
+    {2, 3, 15, 16, 4, 1},   {2, 3, 2, 17, 16, 1},   {1, 5, 6, 8, 16, 1},
+    {2, 7, 10, 8, 16, 1},   {1, 16, 8, 8, 17, 1},
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
 
@@ -259,8 +267,8 @@ START_TEST(test_isa_none)
 }
 END_TEST
 
-/* A workspace too small for one padded chunk: the direct kernels decline
- * and leave everything untouched. */
+/* A workspace too small for one padded chunk: the stride-2 kernels decline
+ * and leave everything untouched; stride 1 needs no workspace at all. */
 START_TEST(test_small_scratch)
 {
     if (!has_avx2())
@@ -272,10 +280,18 @@ START_TEST(test_small_scratch)
         out[i] = 7;
     for (int i = 0; i < 36; i++)
         dw[i] = 7;
-    ck_assert_int_eq(rt_conv3x3_forward(&ctx, out, in, w, 1, 2, 16, 16, 2, 1), 0);
-    ck_assert_int_eq(rt_conv3x3_backward(&ctx, NULL, 0, dw, out, in, w, 1, 2, 16, 16, 2, 1), 0);
+    ck_assert_int_eq(rt_conv3x3_forward(&ctx, out, in, w, 1, 2, 16, 16, 2, 2), 0);
+    ck_assert_int_eq(rt_conv3x3_backward(&ctx, NULL, 0, dw, out, in, w, 1, 2, 16, 16, 2, 2), 0);
     for (int i = 0; i < 2 * 16 * 16; i++)
         ck_assert(out[i] == 7.0f);
+    for (int i = 0; i < 36; i++)
+        ck_assert(dw[i] == 7.0f);
+    /* stride 1, no workspace: taken, zeros in, zeros out */
+    RtCtx none = {.threads = 2};
+    ck_assert_int_eq(rt_conv3x3_forward(&none, out, in, w, 1, 2, 16, 16, 2, 1), 1);
+    ck_assert_int_eq(rt_conv3x3_backward(&none, NULL, 0, dw, out, in, w, 1, 2, 16, 16, 2, 1), 1);
+    for (int i = 0; i < 2 * 16 * 16; i++)
+        ck_assert(out[i] == 0.0f);
     for (int i = 0; i < 36; i++)
         ck_assert(dw[i] == 7.0f);
 }
