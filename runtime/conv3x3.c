@@ -90,7 +90,7 @@ static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
     g.pair = 0;
     if (v == ISA_AVX512 && Wo >= (weights ? 16 : 12))
         vw = 16;
-    else if (v == ISA_AVX512 && !weights && Wo == 8 && Ho % 2 == 0 && Co >= 16)
+    else if (v == ISA_AVX512 && Wo == 8 && Ho % 2 == 0 && (weights ? S == 1 : Co >= 16))
         vw = 16, g.pair = 1;
     else if (v == ISA_AVX512)
         v = ISA_AVX2;
