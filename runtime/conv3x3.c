@@ -122,9 +122,7 @@ int rt_conv3x3_taken(int what, int Cin, int Cout, int K, int stride, int pad)
 {
     if (K != 3 || pad != 1 || Cin <= 0 || Cout <= 0 || isa() == ISA_NONE)
         return 0;
-    if (what == RT_CONV3X3_DATA)
-        return stride == 1;
-    return (what == RT_CONV3X3_FORWARD || what == RT_CONV3X3_WEIGHTS)
+    return (what == RT_CONV3X3_DATA || what == RT_CONV3X3_FORWARD || what == RT_CONV3X3_WEIGHTS)
            && (stride == 1 || stride == 2);
 }
 
@@ -189,6 +187,9 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define VBCAST(p) _mm256_broadcast_ss(p)
 #define VADD(a, b) _mm256_add_ps(a, b)
 #define UBV 1       /* 9 taps + 3 gradient rows + 3 inputs */
+#define DINB 2      /* 2 channels x 4 vectors + 4 gradients + weight */
+#define VZIPLO(a, b) _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x20)
+#define VZIPHI(a, b) _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x31)
 #define MKMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define MOR(a, b) _mm256_or_si256(a, b)
 #define MKRANGE(lo, hi) _mm256_and_si256(MKMASK(hi), _mm256_xor_si256(MKMASK(lo), _mm256_set1_epi32(-1)))
@@ -224,6 +225,9 @@ static inline float hsum_avx2(__m256 v)
 #undef MKRANGE
 #undef MOR
 #undef UBV
+#undef DINB
+#undef VZIPLO
+#undef VZIPHI
 #undef HSUM
 
 /* --- the AVX-512 variant ----------------------------------------------------- */
@@ -243,6 +247,9 @@ static inline float hsum_avx2(__m256 v)
 #define VBCAST(p) _mm512_set1_ps(*(p))
 #define VADD(a, b) _mm512_add_ps(a, b)
 #define UBV 2       /* 2 channels x 9 taps + 2 x 3 gradient rows + 3 inputs */
+#define DINB 6      /* 6 channels x 4 vectors + 4 gradients + weight */
+#define VZIPLO(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b)
+#define VZIPHI(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b)
 #define MKMASK(n) ((__mmask16)((1u << (n)) - 1u))
 #define MOR(a, b) ((__mmask16)((a) | (b)))
 #define MKRANGE(lo, hi) ((__mmask16)(((1u << (hi)) - 1u) & ~((1u << (lo)) - 1u)))
@@ -454,6 +461,21 @@ int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
     if ((din && !rt_conv3x3_taken(RT_CONV3X3_DATA, Cin, Cout, 3, stride, 1))
         || (dw && !rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, Cin, Cout, 3, stride, 1)))
         return 0;
+    if (din && stride == 2) {   /* no workspace */
+        int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1);
+        int v = isa() == ISA_AVX512 && Wo >= 12 ? ISA_AVX512 : ISA_AVX2;
+        size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * Ho * Wo;
+#pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)
+        for (int b = 0; b < B; b++) {
+            if (v == ISA_AVX512)
+                din2_image_avx512(din + b * img_in, acc, dout + b * img_out, w, Cin, Cout, H, W,
+                                  Ho, Wo);
+            else
+                din2_image_avx2(din + b * img_in, acc, dout + b * img_out, w, Cin, Cout, H, W,
+                                Ho, Wo);
+        }
+        din = NULL;
+    }
     /* din = conv3x3(dout, w read as [ci][co] with the taps flipped) */
     if (din && !direct(ctx, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin, 1,
                        budget(B, Cin, H, W, 1)))

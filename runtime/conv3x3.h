@@ -7,14 +7,13 @@
 
 #include "rt.h"
 
-/* What a direct kernel computes: the forward pass and the input gradient
- * (the same kernel, stride 1 only), the weight gradient, or the forward
- * pass alone (stride 1 and 2). */
+/* What a direct kernel computes: the input gradient, the weight gradient,
+ * or the forward pass (stride 1 and 2 each). */
 enum { RT_CONV3X3_DATA = 1, RT_CONV3X3_WEIGHTS = 2, RT_CONV3X3_FORWARD = 4 };
 
 /* 1 when `what` of a float conv of this shape runs the direct kernels on
- * this machine, else 0: K = 3, pad 1, stride 1 (DATA) or 1 and 2 (FORWARD,
- * WEIGHTS), AVX2+FMA present and not turned off by OPTC_CONV_ISA=none. */
+ * this machine, else 0: K = 3, pad 1, stride 1 or 2, AVX2+FMA present and
+ * not turned off by OPTC_CONV_ISA=none. */
 int rt_conv3x3_taken(int what, int Cin, int Cout, int K, int stride, int pad);
 
 /* Compute the conv directly and return 1, or return 0 having touched
