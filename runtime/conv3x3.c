@@ -5,32 +5,42 @@
  * building the column matrix and in OpenBLAS packing it as in the multiply
  * (ResNet-20 profile: sgemm 29 %, im2col 24 %, packing 17 %; and Debian's
  * OpenBLAS 0.3.21 does not know recent CPUs and runs its SSE3 kernel on
- * them). Here each image is copied once into a zero-bordered buffer and the
- * products run straight from it, vectorised along the output width: a block
- * of output channels times two vectors of output pixels stays in registers
- * while the input channels and the 9 taps stream past.
+ * them). Here the products run straight from the input, vectorised along
+ * the output width: a block of output channels times two vectors of output
+ * pixels stays in registers while the input channels and the 9 taps stream
+ * past.
  *
- * Padded image, per channel: H+2 rows of `pitch` floats; row r is input row
- * r-1 with column c = input column c-1, zeros elsewhere. For stride 2 each
- * row holds its even columns, then (from Wh) its odd ones, so that the taps
- * of consecutive output pixels are consecutive floats again: tap kx of
- * output column x is even column x (kx 0), odd column x (kx 1), even column
- * x+1 (kx 2). Output columns past Wo are computed from zeros and never
- * stored.
+ * Unpadded reads (stride 1, and stride 2 with 16-lane rows): tap (ky, kx)
+ * of output pixel (y, x) is input (S*y+ky-1, S*x+kx-1) read where it is.
+ * Loads that reach past a row's ends are masked (AVX-512 masked loads,
+ * AVX2 vmaskmov: no fault on masked lanes, zeros in them), and only those:
+ * AVX-512 blends a masked load on an FMA port. Taps on rows outside the
+ * image are skipped, or loaded under an empty mask. 8-wide rows on AVX-512
+ * pair two rows in a vector (rows of 8 are consecutive floats). Stride 2
+ * picks the even and odd columns out of two loads with permutes.
  *
- * Forward: stride 1 and 2. Input gradient (stride 1): the same kernel on the
- * padded output gradient with the weights read transposed and flipped.
- * Weight gradient (stride 1 and 2): per group of images, a block of output
- * channels x 3 taps in vector registers, added into dw in batch order; each
- * thread owns a range of input channels. Every summation order
- * depends on the shapes alone, never on the thread count.
+ * Padded copy (what is left: stride 2 with 8 lanes or paired rows, and the
+ * stride-2 weight gradient): per channel H+2 rows of `pitch` floats; row r
+ * is input row r-1 with column c = input column c-1, zeros elsewhere, three
+ * planes (one per kx) holding every second column. Output columns past Wo
+ * are computed and never stored.
  *
- * Workspace: the padded buffers live in ctx->scratch, one slice per thread
- * (scratch_bytes / threads); channels are padded a chunk at a time (at
- * most CHUNK_FLOATS per chunk, a size fixed by the shape), so the slice
- * rt_conv2d_scratch_bytes gives for im2col always holds one chunk for the
- * networks' shapes. A call whose slice is too small returns 0 and the
- * caller runs im2col + GEMM. Nothing is allocated here.
+ * Forward: stride 1 and 2. Input gradient, stride 1: the forward kernel on
+ * the output gradient with the weights read transposed and flipped; stride
+ * 2: input rows 2p, 2p+1 and even / odd columns made together from
+ * gradient rows p, p+1 (din2_block). Weight gradient, stride 1: the 9 taps
+ * x 2 output channels in registers, one input row multiplied by three
+ * gradient rows; stride 2: a block of output channels x 3 taps over the
+ * padded copy. Per group of images, added into dw in batch order; each
+ * thread owns a range of input channels. Every summation order depends on
+ * the shapes alone, never on the thread count.
+ *
+ * Workspace: only the padded copies need one; they live in ctx->scratch,
+ * one slice per thread (scratch_bytes / threads), channels padded a chunk
+ * at a time (at most CHUNK_FLOATS per chunk, a size fixed by the shape), so
+ * the slice rt_conv2d_scratch_bytes gives for im2col always holds one chunk
+ * for the networks' shapes. A call whose slice is too small returns 0 and
+ * the caller runs im2col + GEMM. Nothing is allocated here.
  *
  * Without AVX2+FMA nothing here runs: the callers keep im2col + GEMM, the
  * portable path. OPTC_CONV_ISA=avx2 in the environment keeps the AVX2
@@ -190,6 +200,8 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define DINB 2      /* 2 channels x 4 vectors + 4 gradients + weight */
 #define VZIPLO(a, b) _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x20)
 #define VZIPHI(a, b) _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x31)
+#define VEVEN(a, b) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8))
+#define VODD(a, b) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8))
 #define MKMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define MOR(a, b) _mm256_or_si256(a, b)
 #define MKRANGE(lo, hi) _mm256_and_si256(MKMASK(hi), _mm256_xor_si256(MKMASK(lo), _mm256_set1_epi32(-1)))
@@ -228,6 +240,8 @@ static inline float hsum_avx2(__m256 v)
 #undef DINB
 #undef VZIPLO
 #undef VZIPHI
+#undef VEVEN
+#undef VODD
 #undef HSUM
 
 /* --- the AVX-512 variant ----------------------------------------------------- */
@@ -250,6 +264,8 @@ static inline float hsum_avx2(__m256 v)
 #define DINB 6      /* 6 channels x 4 vectors + 4 gradients + weight */
 #define VZIPLO(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b)
 #define VZIPHI(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b)
+#define VEVEN(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b)
+#define VODD(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b)
 #define MKMASK(n) ((__mmask16)((1u << (n)) - 1u))
 #define MOR(a, b) ((__mmask16)((a) | (b)))
 #define MKRANGE(lo, hi) ((__mmask16)(((1u << (hi)) - 1u) & ~((1u << (lo)) - 1u)))
@@ -350,6 +366,27 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
 {
     int v;
     ConvGeo g = geometry(H, W, S, Co, 0, &v);
+    /* stride 2, rows of 12 and more on AVX-512: no copy either (even and
+     * odd columns picked out by permutes; with 8 lanes, and with paired
+     * rows of 8, the three-plane copy measured faster) */
+    if (S == 2 && v == ISA_AVX512 && !g.pair) {
+        int cc = chunk_channels(C, 1, (size_t)H * W, (size_t)-1);
+#pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *x = in + (size_t)b * C * H * W;
+            float *o = out + (size_t)b * Co * g.Ho * g.Wo;
+            for (int c0 = 0; c0 < C; c0 += cc) {
+                int n = C - c0 < cc ? C - c0 : cc;
+                if (v == ISA_AVX512)
+                    u2fwd_image_avx512(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo,
+                                       wi, n, Co, &g);
+                else
+                    u2fwd_image_avx2(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo,
+                                     wi, n, Co, &g);
+            }
+        }
+        return 1;
+    }
     if (g.unp) {    /* no copy: input channels a chunk at a time (L2) */
         int cc = chunk_channels(C, 1, g.P, (size_t)-1);
 #pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)

@@ -18,8 +18,10 @@ int rt_conv3x3_taken(int what, int Cin, int Cout, int K, int stride, int pad);
 
 /* Compute the conv directly and return 1, or return 0 having touched
  * nothing (shape not taken, or ctx->scratch too small for one padded
- * chunk): the caller then runs im2col + GEMM. The padded images live in
- * ctx->scratch (a workspace of rt_conv2d_scratch_bytes is enough). */
+ * chunk where a padded copy is used: stride 2 with 8-wide vectors or
+ * paired rows, and the stride-2 weight gradient): the caller then runs
+ * im2col + GEMM. The padded images live in ctx->scratch (a workspace of
+ * rt_conv2d_scratch_bytes is enough); stride 1 needs none. */
 int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
                        int B, int Cin, int H, int W, int Cout, int stride);
 /* As rt_conv2d_backward for one of din (+)= per acc, dw += (the other
