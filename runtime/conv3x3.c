@@ -86,9 +86,10 @@ static int isa(void)
 /* The variant and layout for a conv. Forward and input gradient: 16-float
  * vectors where a row fills them, or where an 8-wide output of an even
  * height pairs its rows (for 16 and more output channels: with 12 the
- * paired kernel measured slower); weight gradient: 16-float vectors only for rows of
- * 32 and more (bench/conv_bench.c measured the 8-wide kernel as fast or
- * faster below that). Else 8-float vectors. Three planes (one per kx)
+ * paired kernel measured slower); weight gradient: 16-float vectors for
+ * rows of 16 and more (unpadded, stride 1; rows of 8 paired), of 32 and
+ * more with the padded copy (stride 2: bench/conv_bench.c measured the
+ * 8-wide kernel as fast or faster below that). Else 8-float vectors. Three planes (one per kx)
  * for paired rows and stride 2, where consecutive lanes are not
  * consecutive columns; one plane otherwise (measured faster: a third of
  * the data to keep in cache). */
@@ -98,7 +99,7 @@ static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
     int v = isa(), vw = 8;
     ConvGeo g;
     g.pair = 0;
-    if (v == ISA_AVX512 && Wo >= (weights ? 16 : 12))
+    if (v == ISA_AVX512 && Wo >= (weights ? (S == 1 ? 16 : 32) : 12))
         vw = 16;
     else if (v == ISA_AVX512 && Wo == 8 && Ho % 2 == 0 && (weights ? S == 1 : Co >= 16))
         vw = 16, g.pair = 1;
@@ -297,6 +298,7 @@ static inline float hsum_avx512(__m512 v)
  * channels out of L2 lost 4 %). */
 #define DW_PIXELS 2048
 #define DW_BYTES (512 * 1024)
+#define DW_PIXELS_PAD 512  /* the padded (stride-2) kernel: 2048 measured 25 % slower */
 
 /* Channels per chunk of G padded images: within CHUNK_FLOATS and within
  * `budget` floats, the one-thread workspace rt_conv2d_scratch_bytes gives
@@ -469,6 +471,9 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
         }
         return 1;
     }
+    G = (DW_PIXELS_PAD + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
+    if (G > B)
+        G = B;
     if ((size_t)G * g.P > room)
         G = (int)(room / g.P);
     int cc = G < 1 ? 0 : chunk_channels(Cin, G, g.P, room);
