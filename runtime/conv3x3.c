@@ -201,6 +201,7 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define DINB 2      /* 2 channels x 4 vectors + 4 gradients + weight */
 #define VZIPLO(a, b) _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x20)
 #define VZIPHI(a, b) _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x31)
+#define VFMAM(a, b, c, k) _mm256_blendv_ps(c, _mm256_fmadd_ps(a, b, c), _mm256_castsi256_ps(k))
 #define VEVEN(a, b) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8))
 #define VODD(a, b) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8))
 #define MKMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
@@ -243,6 +244,8 @@ static inline float hsum_avx2(__m256 v)
 #undef VZIPHI
 #undef VEVEN
 #undef VODD
+#undef VFMAM
+#undef UNEED
 #undef HSUM
 
 /* --- the AVX-512 variant ----------------------------------------------------- */
@@ -265,6 +268,7 @@ static inline float hsum_avx2(__m256 v)
 #define DINB 6      /* 6 channels x 4 vectors + 4 gradients + weight */
 #define VZIPLO(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b)
 #define VZIPHI(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b)
+#define VFMAM(a, b, c, k) _mm512_mask3_fmadd_ps(a, b, c, k)
 #define VEVEN(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b)
 #define VODD(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b)
 #define MKMASK(n) ((__mmask16)((1u << (n)) - 1u))
