@@ -10,8 +10,10 @@
  *
  *   cc -O2 -fopenmp -Iruntime -o build/bench/conv_bench bench/conv_bench.c \
  *      build/libort.a $(pkg-config --libs openblas) -lz -lm
- *   build/bench/conv_bench [REPS [B]]
+ *   build/bench/conv_bench [REPS [B [SHAPE [PATHS]]]]
  *
+ * SHAPE keeps the shapes whose name contains it ("res", "s2", "" for all);
+ * PATHS the paths named in it ("avx512", "avx2,avx512"; default all).
  * Prints one line per shape, pass and path: milliseconds and GFLOP/s
  * (2 x multiply-adds). */
 #include <cblas.h>
@@ -51,8 +53,9 @@ static const Shape shapes[] = {
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 7, B = argc > 2 ? atoi(argv[2]) : 128;
+    const char *only = argc > 3 ? argv[3] : "", *want = argc > 4 ? argv[4] : NULL;
     if (reps < 1 || B < 1) {
-        fprintf(stderr, "usage: conv_bench [REPS [B]]\n");
+        fprintf(stderr, "usage: conv_bench [REPS [B [SHAPE [PATHS]]]]\n");
         return 2;
     }
     openblas_set_num_threads(1);
@@ -64,6 +67,8 @@ int main(int argc, char **argv)
     printf("%-20s %-4s %-8s %9s %8s\n", "shape", "pass", "path", "ms", "GFLOP/s");
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const Shape *s = &shapes[si];
+        if (!strstr(s->name, only))
+            continue;
         int K = s->K, P = K == 3 ? 1 : 0;
         int Ho = rt_conv_out(s->H, K, s->S, P), Wo = rt_conv_out(s->W, K, s->S, P);
         size_t ni = (size_t)B * s->C * s->H * s->W, no = (size_t)B * s->Co * Ho * Wo;
@@ -91,6 +96,8 @@ int main(int argc, char **argv)
                 if ((p == 2 || p == 4) ? !avx512 : p > 0 && !avx2)
                     continue;
                 if (p >= 3 && (K != 3 || s->S != 1))
+                    continue;
+                if (want && !strstr(want, paths[p]))
                     continue;
                 setenv("OPTC_CONV_ISA", isas[p], 1);
                 setenv("OPTC_CONV_WINO", p >= 3 ? "1" : "0", 1);

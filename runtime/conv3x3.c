@@ -5,32 +5,42 @@
  * building the column matrix and in OpenBLAS packing it as in the multiply
  * (ResNet-20 profile: sgemm 29 %, im2col 24 %, packing 17 %; and Debian's
  * OpenBLAS 0.3.21 does not know recent CPUs and runs its SSE3 kernel on
- * them). Here each image is copied once into a zero-bordered buffer and the
- * products run straight from it, vectorised along the output width: a block
- * of output channels times two vectors of output pixels stays in registers
- * while the input channels and the 9 taps stream past.
+ * them). Here the products run straight from the input, vectorised along
+ * the output width: a block of output channels times two vectors of output
+ * pixels stays in registers while the input channels and the 9 taps stream
+ * past.
  *
- * Padded image, per channel: H+2 rows of `pitch` floats; row r is input row
- * r-1 with column c = input column c-1, zeros elsewhere. For stride 2 each
- * row holds its even columns, then (from Wh) its odd ones, so that the taps
- * of consecutive output pixels are consecutive floats again: tap kx of
- * output column x is even column x (kx 0), odd column x (kx 1), even column
- * x+1 (kx 2). Output columns past Wo are computed from zeros and never
- * stored.
+ * Unpadded reads (stride 1, and stride 2 with 16-lane rows): tap (ky, kx)
+ * of output pixel (y, x) is input (S*y+ky-1, S*x+kx-1) read where it is.
+ * Loads that reach past a row's ends are masked (AVX-512 masked loads,
+ * AVX2 vmaskmov: no fault on masked lanes, zeros in them), and only those:
+ * AVX-512 blends a masked load on an FMA port. Taps on rows outside the
+ * image are skipped, or loaded under an empty mask. 8-wide rows on AVX-512
+ * pair two rows in a vector (rows of 8 are consecutive floats). Stride 2
+ * picks the even and odd columns out of two loads with permutes.
  *
- * Forward: stride 1 and 2. Input gradient (stride 1): the same kernel on the
- * padded output gradient with the weights read transposed and flipped.
- * Weight gradient (stride 1 and 2): per group of images, a block of output
- * channels x 3 taps in vector registers, added into dw in batch order; each
- * thread owns a range of input channels. Every summation order
- * depends on the shapes alone, never on the thread count.
+ * Padded copy (what is left: stride 2 with 8 lanes or paired rows, and the
+ * stride-2 weight gradient): per channel H+2 rows of `pitch` floats; row r
+ * is input row r-1 with column c = input column c-1, zeros elsewhere, three
+ * planes (one per kx) holding every second column. Output columns past Wo
+ * are computed and never stored.
  *
- * Workspace: the padded buffers live in ctx->scratch, one slice per thread
- * (scratch_bytes / threads); channels are padded a chunk at a time (at
- * most CHUNK_FLOATS per chunk, a size fixed by the shape), so the slice
- * rt_conv2d_scratch_bytes gives for im2col always holds one chunk for the
- * networks' shapes. A call whose slice is too small returns 0 and the
- * caller runs im2col + GEMM. Nothing is allocated here.
+ * Forward: stride 1 and 2. Input gradient, stride 1: the forward kernel on
+ * the output gradient with the weights read transposed and flipped; stride
+ * 2: input rows 2p, 2p+1 and even / odd columns made together from
+ * gradient rows p, p+1 (din2_block). Weight gradient, stride 1: the 9 taps
+ * x 2 output channels in registers, one input row multiplied by three
+ * gradient rows; stride 2: a block of output channels x 3 taps over the
+ * padded copy. Per group of images, added into dw in batch order; each
+ * thread owns a range of input channels. Every summation order depends on
+ * the shapes alone, never on the thread count.
+ *
+ * Workspace: only the padded copies need one; they live in ctx->scratch,
+ * one slice per thread (scratch_bytes / threads), channels padded a chunk
+ * at a time (at most CHUNK_FLOATS per chunk, a size fixed by the shape), so
+ * the slice rt_conv2d_scratch_bytes gives for im2col always holds one chunk
+ * for the networks' shapes. A call whose slice is too small returns 0 and
+ * the caller runs im2col + GEMM. Nothing is allocated here.
  *
  * Without AVX2+FMA nothing here runs: the callers keep im2col + GEMM, the
  * portable path. OPTC_CONV_ISA=avx2 in the environment keeps the AVX2
@@ -53,6 +63,8 @@ typedef struct {
     int stride, rows;   /* the conv's stride; rows per plane */
     int coff[3];        /* offset of tap kx's plane */
     size_t P;           /* floats per padded channel (3 planes) */
+    int H, W;           /* the input */
+    int unp;            /* 1: stride 1, rows not paired: the kernels read the input unpadded */
 } ConvGeo;
 
 enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
@@ -74,9 +86,10 @@ static int isa(void)
 /* The variant and layout for a conv. Forward and input gradient: 16-float
  * vectors where a row fills them, or where an 8-wide output of an even
  * height pairs its rows (for 16 and more output channels: with 12 the
- * paired kernel measured slower); weight gradient: 16-float vectors only for rows of
- * 32 and more (bench/conv_bench.c measured the 8-wide kernel as fast or
- * faster below that). Else 8-float vectors. Three planes (one per kx)
+ * paired kernel measured slower); weight gradient: 16-float vectors for
+ * rows of 16 and more (unpadded, stride 1; rows of 8 paired), of 32 and
+ * more with the padded copy (stride 2: bench/conv_bench.c measured the
+ * 8-wide kernel as fast or faster below that). Else 8-float vectors. Three planes (one per kx)
  * for paired rows and stride 2, where consecutive lanes are not
  * consecutive columns; one plane otherwise (measured faster: a third of
  * the data to keep in cache). */
@@ -86,14 +99,16 @@ static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
     int v = isa(), vw = 8;
     ConvGeo g;
     g.pair = 0;
-    if (v == ISA_AVX512 && Wo >= (weights ? 32 : 12))
+    if (v == ISA_AVX512 && Wo >= (weights ? (S == 1 ? 16 : 32) : 12))
         vw = 16;
-    else if (v == ISA_AVX512 && !weights && Wo == 8 && Ho % 2 == 0 && Co >= 16)
+    else if (v == ISA_AVX512 && Wo == 8 && Ho % 2 == 0 && (weights ? S == 1 : Co >= 16))
         vw = 16, g.pair = 1;
     else if (v == ISA_AVX512)
         v = ISA_AVX2;
     *variant = v;
     g.stride = S;
+    g.H = H, g.W = W;
+    g.unp = S == 1;
     g.planes = g.pair || S > 1 ? 3 : 1;
     if (g.pair) {
         g.S = 2 * S, g.Ho = Ho / 2, g.Wo = 16, g.nv = 1, g.pitch = 16;
@@ -109,6 +124,8 @@ static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
     else
         g.coff[0] = 0, g.coff[1] = 1, g.coff[2] = 2;
     g.P = (size_t)g.planes * plane;
+    if (g.unp)      /* paired rows of 8 are consecutive floats too */
+        g.planes = 1, g.pitch = W, g.rows = H, g.P = (size_t)H * W;
     return g;
 }
 
@@ -116,9 +133,7 @@ int rt_conv3x3_taken(int what, int Cin, int Cout, int K, int stride, int pad)
 {
     if (K != 3 || pad != 1 || Cin <= 0 || Cout <= 0 || isa() == ISA_NONE)
         return 0;
-    if (what == RT_CONV3X3_DATA)
-        return stride == 1;
-    return (what == RT_CONV3X3_FORWARD || what == RT_CONV3X3_WEIGHTS)
+    return (what == RT_CONV3X3_DATA || what == RT_CONV3X3_FORWARD || what == RT_CONV3X3_WEIGHTS)
            && (stride == 1 || stride == 2);
 }
 
@@ -182,7 +197,16 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VBCAST(p) _mm256_broadcast_ss(p)
 #define VADD(a, b) _mm256_add_ps(a, b)
+#define UBV 1       /* 9 taps + 3 gradient rows + 3 inputs */
+#define DINB 2      /* 2 channels x 4 vectors + 4 gradients + weight */
+#define VZIPLO(a, b) _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x20)
+#define VZIPHI(a, b) _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x31)
+#define VFMAM(a, b, c, k) _mm256_blendv_ps(c, _mm256_fmadd_ps(a, b, c), _mm256_castsi256_ps(k))
+#define VEVEN(a, b) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8))
+#define VODD(a, b) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8))
 #define MKMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define MOR(a, b) _mm256_or_si256(a, b)
+#define MKRANGE(lo, hi) _mm256_and_si256(MKMASK(hi), _mm256_xor_si256(MKMASK(lo), _mm256_set1_epi32(-1)))
 #define HSUM(v) hsum_avx2(v)
 
 /* The lanes of v summed in a fixed order. */
@@ -212,6 +236,16 @@ static inline float hsum_avx2(__m256 v)
 #undef VBCAST
 #undef VADD
 #undef MKMASK
+#undef MKRANGE
+#undef MOR
+#undef UBV
+#undef DINB
+#undef VZIPLO
+#undef VZIPHI
+#undef VEVEN
+#undef VODD
+#undef VFMAM
+#undef UNEED
 #undef HSUM
 
 /* --- the AVX-512 variant ----------------------------------------------------- */
@@ -230,7 +264,16 @@ static inline float hsum_avx2(__m256 v)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VBCAST(p) _mm512_set1_ps(*(p))
 #define VADD(a, b) _mm512_add_ps(a, b)
+#define UBV 2       /* 2 channels x 9 taps + 2 x 3 gradient rows + 3 inputs */
+#define DINB 6      /* 6 channels x 4 vectors + 4 gradients + weight */
+#define VZIPLO(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b)
+#define VZIPHI(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b)
+#define VFMAM(a, b, c, k) _mm512_mask3_fmadd_ps(a, b, c, k)
+#define VEVEN(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b)
+#define VODD(a, b) _mm512_permutex2var_ps(a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b)
 #define MKMASK(n) ((__mmask16)((1u << (n)) - 1u))
+#define MOR(a, b) ((__mmask16)((a) | (b)))
+#define MKRANGE(lo, hi) ((__mmask16)(((1u << (hi)) - 1u) & ~((1u << (lo)) - 1u)))
 #define HSUM(v) hsum_avx512(v)
 
 __attribute__((target("avx512f,avx2,fma")))
@@ -252,8 +295,14 @@ static inline float hsum_avx512(__m512 v)
  * while every output block streams them. Fixed by the shape, so the
  * summation order (chunk partial sums added into the output) is too. */
 #define CHUNK_FLOATS 32768
-/* Images per weight-gradient group: about DW_PIXELS output pixels. */
-#define DW_PIXELS 512
+/* Images per weight-gradient group: about DW_PIXELS output pixels (the
+ * horizontal sums once per group), and for the unpadded kernel at most
+ * DW_BYTES of input and gradient (measured: 512 -> 2048 pixels took the
+ * 16x16 gradient from 87 to 110 GFLOP/s, but 32 images of 8x8 x 64
+ * channels out of L2 lost 4 %). */
+#define DW_PIXELS 2048
+#define DW_BYTES (512 * 1024)
+#define DW_PIXELS_PAD 512  /* the padded (stride-2) kernel: 2048 measured 25 % slower */
 
 /* Channels per chunk of G padded images: within CHUNK_FLOATS and within
  * `budget` floats, the one-thread workspace rt_conv2d_scratch_bytes gives
@@ -299,6 +348,13 @@ static int team(const RtCtx *ctx, int n, size_t need, size_t *slice, float **bas
     return t;
 }
 
+/* Threads for n work items that need no workspace. */
+static int threads(const RtCtx *ctx, int n)
+{
+    int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
+    return t < n ? t : (n > 0 ? n : 1);
+}
+
 static void fwd_image(int v, float *out, int acc, const float *xp, const float *w,
                       ptrdiff_t wo, ptrdiff_t wi, int flip, int C, int Co, const ConvGeo *g)
 {
@@ -316,6 +372,45 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
 {
     int v;
     ConvGeo g = geometry(H, W, S, Co, 0, &v);
+    /* stride 2, rows of 12 and more on AVX-512: no copy either (even and
+     * odd columns picked out by permutes; with 8 lanes, and with paired
+     * rows of 8, the three-plane copy measured faster) */
+    if (S == 2 && v == ISA_AVX512 && !g.pair) {
+        int cc = chunk_channels(C, 1, (size_t)H * W, (size_t)-1);
+#pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *x = in + (size_t)b * C * H * W;
+            float *o = out + (size_t)b * Co * g.Ho * g.Wo;
+            for (int c0 = 0; c0 < C; c0 += cc) {
+                int n = C - c0 < cc ? C - c0 : cc;
+                if (v == ISA_AVX512)
+                    u2fwd_image_avx512(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo,
+                                       wi, n, Co, &g);
+                else
+                    u2fwd_image_avx2(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo,
+                                     wi, n, Co, &g);
+            }
+        }
+        return 1;
+    }
+    if (g.unp) {    /* no copy: input channels a chunk at a time (L2) */
+        int cc = chunk_channels(C, 1, g.P, (size_t)-1);
+#pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *x = in + (size_t)b * C * H * W;
+            float *o = out + (size_t)b * Co * g.Ho * g.Wo;
+            for (int c0 = 0; c0 < C; c0 += cc) {
+                int n = C - c0 < cc ? C - c0 : cc;
+                if (v == ISA_AVX512)
+                    ufwd_image_avx512(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo,
+                                      wi, flip, n, Co, &g);
+                else
+                    ufwd_image_avx2(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo,
+                                    wi, flip, n, Co, &g);
+            }
+        }
+        return 1;
+    }
     int cc = chunk_channels(C, 1, g.P, room);
     size_t slice;
     float *scratch;
@@ -362,6 +457,30 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
     size_t room = budget(B, Cin, H, W, S);
     if (G > B)
         G = B;
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
+    if (g.unp) {    /* no copy, no workspace */
+        size_t gb = DW_BYTES / ((img_in + img_out) * sizeof(float));
+        if ((size_t)G > gb)
+            G = gb > 0 ? (int)gb : 1;
+#pragma omp parallel num_threads(threads(ctx, Cin))
+        {
+            int i = omp_get_thread_num(), n = omp_get_num_threads();
+            int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+            for (int b = 0; b < B; b += G) {
+                int gn = B - b < G ? B - b : G;
+                if (v == ISA_AVX512)
+                    udw_images_avx512(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin,
+                                      Cout, &g);
+                else
+                    udw_images_avx2(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin,
+                                    Cout, &g);
+            }
+        }
+        return 1;
+    }
+    G = (DW_PIXELS_PAD + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
+    if (G > B)
+        G = B;
     if ((size_t)G * g.P > room)
         G = (int)(room / g.P);
     int cc = G < 1 ? 0 : chunk_channels(Cin, G, g.P, room);
@@ -377,7 +496,6 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
     int t = cc < 1 ? 0 : team(ctx, by_co ? Cout : Cin, (size_t)G * cc * g.P, &slice, &scratch);
     if (t < 1)
         return 0;
-    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), n = omp_get_num_threads();
@@ -415,6 +533,21 @@ int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
     if ((din && !rt_conv3x3_taken(RT_CONV3X3_DATA, Cin, Cout, 3, stride, 1))
         || (dw && !rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, Cin, Cout, 3, stride, 1)))
         return 0;
+    if (din && stride == 2) {   /* no workspace */
+        int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1);
+        int v = isa() == ISA_AVX512 && Wo >= 12 ? ISA_AVX512 : ISA_AVX2;
+        size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * Ho * Wo;
+#pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)
+        for (int b = 0; b < B; b++) {
+            if (v == ISA_AVX512)
+                din2_image_avx512(din + b * img_in, acc, dout + b * img_out, w, Cin, Cout, H, W,
+                                  Ho, Wo);
+            else
+                din2_image_avx2(din + b * img_in, acc, dout + b * img_out, w, Cin, Cout, H, W,
+                                Ho, Wo);
+        }
+        din = NULL;
+    }
     /* din = conv3x3(dout, w read as [ci][co] with the taps flipped) */
     if (din && !direct(ctx, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin, 1,
                        budget(B, Cin, H, W, 1)))

@@ -7,20 +7,21 @@
 
 #include "rt.h"
 
-/* What a direct kernel computes: the forward pass and the input gradient
- * (the same kernel, stride 1 only), the weight gradient, or the forward
- * pass alone (stride 1 and 2). */
+/* What a direct kernel computes: the input gradient, the weight gradient,
+ * or the forward pass (stride 1 and 2 each). */
 enum { RT_CONV3X3_DATA = 1, RT_CONV3X3_WEIGHTS = 2, RT_CONV3X3_FORWARD = 4 };
 
 /* 1 when `what` of a float conv of this shape runs the direct kernels on
- * this machine, else 0: K = 3, pad 1, stride 1 (DATA) or 1 and 2 (FORWARD,
- * WEIGHTS), AVX2+FMA present and not turned off by OPTC_CONV_ISA=none. */
+ * this machine, else 0: K = 3, pad 1, stride 1 or 2, AVX2+FMA present and
+ * not turned off by OPTC_CONV_ISA=none. */
 int rt_conv3x3_taken(int what, int Cin, int Cout, int K, int stride, int pad);
 
 /* Compute the conv directly and return 1, or return 0 having touched
  * nothing (shape not taken, or ctx->scratch too small for one padded
- * chunk): the caller then runs im2col + GEMM. The padded images live in
- * ctx->scratch (a workspace of rt_conv2d_scratch_bytes is enough). */
+ * chunk where a padded copy is used: stride 2 with 8-wide vectors or
+ * paired rows, and the stride-2 weight gradient): the caller then runs
+ * im2col + GEMM. The padded images live in ctx->scratch (a workspace of
+ * rt_conv2d_scratch_bytes is enough); stride 1 needs none. */
 int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
                        int B, int Cin, int H, int W, int Cout, int stride);
 /* As rt_conv2d_backward for one of din (+)= per acc, dw += (the other

@@ -2,9 +2,9 @@
  * against the plain double loops (rt_conv2d_forward_ref_d,
  * rt_conv2d_backward_ref_d), for every instruction-set variant this machine
  * has (OPTC_CONV_ISA=avx2 forces the 8-wide kernels on an AVX-512 machine):
- *   - forward (stride 1 and 2), input gradient written (acc 0) and added to
- *     (acc 1, stride 1), weight gradient added to what is there (stride 1
- *     and 2);
+ *   - forward, input gradient written (acc 0) and added to (acc 1), weight
+ *     gradient added to what is there, stride 1 and 2 (odd sizes: the last
+ *     input row and column of stride 2 take one tap row / column only);
  *   - channel counts that leave partial register blocks (1, 2, 3, 5, 7, 12),
  *     widths with vector tails (5, 7, 9, 17, 28, 33, 34) and the networks'
  *     32, 16, 8; rows of three 16-float vectors (the general loop);
@@ -12,7 +12,9 @@
  *     rt_conv2d_scratch_bytes gives;
  *   - the same bytes for 1 and 2 threads (no summation order depends on the
  *     thread count);
- *   - a 64-channel 32x32 image, padded in several chunks;
+ *   - a 64-channel 32x32 image, read in several chunks;
+ *   - stride 1 reads the input unpadded (masked loads at the borders): one
+ *     pixel, single rows, odd heights, paired 8-wide rows (AVX-512);
  *   - the pointwise (1x1) kernels the same way.
  * Tolerance: normwise relative difference max|f - d| / max|d| < F32_TOL
  * (1e-4; the float kernels sum up to 64*9*128*32*32 products). On a machine
@@ -50,6 +52,14 @@ static const Shape shapes[] = {
     {3, 3, 17, 9, 5, 2},    {1, 48, 8, 8, 12, 1},   {3, 16, 9, 7, 16, 2},
     {1, 64, 32, 32, 16, 1}, {3, 12, 5, 5, 48, 2},
     {2, 5, 33, 33, 7, 1},   {1, 2, 32, 34, 1, 1},   {2, 4, 66, 40, 2, 2},
+    /* unpadded reads: one pixel, one row, rows of 1..4 vectors with
+     * interior blocks, odd heights, paired 8-wide rows with an odd count
+     * of row pairs (6 and 10 rows), B = 1 */
+    {1, 3, 1, 1, 4, 1},     {1, 3, 1, 20, 2, 1},    {1, 2, 3, 64, 5, 1},
+    {2, 3, 15, 16, 4, 1},   {2, 3, 2, 17, 16, 1},   {1, 5, 6, 8, 16, 1},
+    {2, 7, 10, 8, 16, 1},   {1, 16, 8, 8, 17, 1},
+    /* stride-2 input gradient: odd and even sizes, rows of 1..3 vectors */
+    {2, 7, 33, 35, 13, 2},  {1, 5, 3, 3, 3, 2},     {2, 9, 4, 65, 8, 2},
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
 
@@ -93,7 +103,7 @@ static void check_shape(const Shape *s, int variant)
         const char *tag = variant ? "avx2" : "best";
         ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_FORWARD, C, Co, 3, S, 1), direct);
         ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, C, Co, 3, S, 1), direct);
-        ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_DATA, C, Co, 3, S, 1), direct && S == 1);
+        ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_DATA, C, Co, 3, S, 1), direct);
 
         /* the direct entry points themselves: taken, and right */
         if (direct) {
@@ -108,7 +118,7 @@ static void check_shape(const Shape *s, int variant)
             e = gc_normdiff_f(dwf[k], dw, nw);
             ck_assert_msg(e < F32_TOL, "%s dw %d/%d %dx%d s%d B%d t%d: %.3g", tag, C, Co, H, W,
                           S, B, th, e);
-            if (S == 1) {
+            {
                 for (size_t i = 0; i < ni; i++)
                     dinf[k][i] = 1e30f;                 /* acc 0 must overwrite */
                 ck_assert_int_eq(rt_conv3x3_backward(&ctx, dinf[k], 0, NULL, doutf, inf, wf,
@@ -116,8 +126,8 @@ static void check_shape(const Shape *s, int variant)
                 for (size_t i = 0; i < ni; i++)
                     dinf[k][i] += 0.5f;
                 e = gc_normdiff_f(dinf[k], din, ni);
-                ck_assert_msg(e < F32_TOL, "%s din acc 0 %d/%d %dx%d B%d t%d: %.3g", tag, C,
-                              Co, H, W, B, th, e);
+                ck_assert_msg(e < F32_TOL, "%s din acc 0 %d/%d %dx%d s%d B%d t%d: %.3g", tag, C,
+                              Co, H, W, S, B, th, e);
             }
         }
         /* through rt_conv2d_*: din added to 0.5 (acc 1), any stride */
@@ -139,11 +149,10 @@ static void check_shape(const Shape *s, int variant)
                       H, W, S, B, th, e);
         free(ctx.scratch);
     }
-    /* the direct kernels' results do not depend on the thread count (the
-     * GEMM fallback for stride-2 din is OpenBLAS's business) */
+    /* the direct kernels' results do not depend on the thread count */
     ck_assert_mem_eq(outf[0], outf[1], no * sizeof(float));
     ck_assert_mem_eq(dwf[0], dwf[1], nw * sizeof(float));
-    if (S == 1)
+    if (direct)
         ck_assert_mem_eq(dinf[0], dinf[1], ni * sizeof(float));
     for (int k = 0; k < 2; k++)
         free(outf[k]), free(dinf[k]), free(dwf[k]);
@@ -259,8 +268,8 @@ START_TEST(test_isa_none)
 }
 END_TEST
 
-/* A workspace too small for one padded chunk: the direct kernels decline
- * and leave everything untouched. */
+/* A workspace too small for one padded chunk: the stride-2 kernels decline
+ * and leave everything untouched; stride 1 needs no workspace at all. */
 START_TEST(test_small_scratch)
 {
     if (!has_avx2())
@@ -272,10 +281,18 @@ START_TEST(test_small_scratch)
         out[i] = 7;
     for (int i = 0; i < 36; i++)
         dw[i] = 7;
-    ck_assert_int_eq(rt_conv3x3_forward(&ctx, out, in, w, 1, 2, 16, 16, 2, 1), 0);
-    ck_assert_int_eq(rt_conv3x3_backward(&ctx, NULL, 0, dw, out, in, w, 1, 2, 16, 16, 2, 1), 0);
+    ck_assert_int_eq(rt_conv3x3_forward(&ctx, out, in, w, 1, 2, 16, 16, 2, 2), 0);
+    ck_assert_int_eq(rt_conv3x3_backward(&ctx, NULL, 0, dw, out, in, w, 1, 2, 16, 16, 2, 2), 0);
     for (int i = 0; i < 2 * 16 * 16; i++)
         ck_assert(out[i] == 7.0f);
+    for (int i = 0; i < 36; i++)
+        ck_assert(dw[i] == 7.0f);
+    /* stride 1, no workspace: taken, zeros in, zeros out */
+    RtCtx none = {.threads = 2};
+    ck_assert_int_eq(rt_conv3x3_forward(&none, out, in, w, 1, 2, 16, 16, 2, 1), 1);
+    ck_assert_int_eq(rt_conv3x3_backward(&none, NULL, 0, dw, out, in, w, 1, 2, 16, 16, 2, 1), 1);
+    for (int i = 0; i < 2 * 16 * 16; i++)
+        ck_assert(out[i] == 0.0f);
     for (int i = 0; i < 36; i++)
         ck_assert(dw[i] == 7.0f);
 }
