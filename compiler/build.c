@@ -62,7 +62,7 @@ static const char build_usage[] =
     "                    inverse every N steps, so float drift is bounded by N\n"
     "                    steps' worth (more memory: a few states per N steps);\n"
     "                    default: from the coefficient the inverse divides by\n"
-    "                    (6 steps at 0.9); N above the stages' depth: none\n";
+    "                    (4 steps at 0.9); N above the stages' depth: none\n";
 
 /* Append s to the dynamic string *buf, quoting it for a shell when it holds
  * anything but plain characters. */

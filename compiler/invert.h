@@ -106,7 +106,7 @@ PlanSched *mfree_schedule(const IrGraph *g, const Plan *p, const InvReport *r, c
 /* The same with a checkpoint every `every` states: the states j..j+span-1
  * with j a positive multiple of every stay stored, so no rebuilt chain is
  * longer than every steps (float drift grows with the chain). 0: each
- * stage's default, from the coefficient its inverse divides by (6 steps at
+ * stage's default, from the coefficient its inverse divides by (4 steps at
  * 0.9); a number above the stages' depth: no checkpoint. */
 PlanSched *mfree_schedule_every(const IrGraph *g, const Plan *p, const InvReport *r, int every,
                                 const char **why);

@@ -429,4 +429,25 @@ static inline void optc_ok(const char *args, char **out)
     free(text);
 }
 
+/* Read column col (0-based) of data row row (0-based) of a CSV file. */
+static inline double csv_value(const char *path, int row, int col)
+{
+    char *text = tu_slurp(path, NULL);
+    ck_assert_msg(text != NULL, "cannot read %s", path);
+    char *save = NULL, *line = strtok_r(text, "\n", &save);   /* header */
+    for (int r = 0; r <= row; r++) {
+        line = strtok_r(NULL, "\n", &save);
+        ck_assert_msg(line != NULL, "%s: no row %d", path, row);
+    }
+    char *p = line;
+    for (int c = 0; c < col; c++) {
+        p = strchr(p, ',');
+        ck_assert_ptr_nonnull(p);
+        p++;
+    }
+    double v = strtod(p, NULL);
+    free(text);
+    return v;
+}
+
 #endif

@@ -551,27 +551,6 @@ START_TEST(test_fmnist_table_complete)
 }
 END_TEST
 
-/* Read column col (0-based) of data row row (0-based) of a CSV file. */
-static double csv_value(const char *path, int row, int col)
-{
-    char *text = tu_slurp(path, NULL);
-    ck_assert_msg(text != NULL, "cannot read %s", path);
-    char *save = NULL, *line = strtok_r(text, "\n", &save);   /* header */
-    for (int r = 0; r <= row; r++) {
-        line = strtok_r(NULL, "\n", &save);
-        ck_assert_msg(line != NULL, "%s: no row %d", path, row);
-    }
-    char *p = line;
-    for (int c = 0; c < col; c++) {
-        p = strchr(p, ',');
-        ck_assert_ptr_nonnull(p);
-        p++;
-    }
-    double v = strtod(p, NULL);
-    free(text);
-    return v;
-}
-
 /* Build one example, pass gradcheck, and lower its training loss over 50
  * steps of real Fashion-MNIST (two epochs of 25 batches of 8 images: the
  * second epoch's mean loss is below the first's). Small batches and one
