@@ -248,6 +248,16 @@ END_TEST
 START_TEST(momentum_same_grads) { grads_diff("net_mom", NULL, NULL, 1e-5); }
 END_TEST
 
+/* With every state kept (--checkpoint-every 1) nothing is rebuilt, only
+ * recomputed: BN normalises with its saved statistics in the forward as in
+ * the recomputation, so the gradients equal the stored build's bit for bit. */
+START_TEST(recompute_exact)
+{
+    double worst = grads_diff("net_hb", NULL, "--checkpoint-every 1", 0);
+    ck_assert_msg(worst == 0, "recompute-only build differs from the stored one by %g", worst);
+}
+END_TEST
+
 /* 18 steps per stage: without checkpoints float drift takes the gradients
  * past 1e-5 of the stored build's; the default interval (4 steps at beta
  * 0.9) brings them back within. */
@@ -431,6 +441,7 @@ static Suite *memfree_suite(void)
     tcase_add_test(tc, three_term_gradcheck);
     tcase_add_test(tc, hb_same_grads);
     tcase_add_test(tc, momentum_same_grads);
+    tcase_add_test(tc, recompute_exact);
     tcase_add_test(tc, checkpoint_bounds_drift);
     tcase_add_test(tc, default_interval);
     tcase_add_test(tc, first_steps_recomputed);
