@@ -47,6 +47,7 @@
  * kernels on an AVX-512 machine, OPTC_CONV_ISA=none turns the direct
  * kernels off (both for tests and measurements). */
 #include <immintrin.h>
+#include "hsum.h"
 #include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -209,15 +210,6 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define MKRANGE(lo, hi) _mm256_and_si256(MKMASK(hi), _mm256_xor_si256(MKMASK(lo), _mm256_set1_epi32(-1)))
 #define HSUM(v) hsum_avx2(v)
 
-/* The lanes of v summed in a fixed order. */
-__attribute__((target("avx2,fma")))
-static inline float hsum_avx2(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
-}
 
 #include "conv3x3_kern.inc"
 #undef SFX

@@ -39,6 +39,7 @@
  * OPTC_CONV_ISA=avx2|none caps it; OPTC_CONV_WINO=0 turns Winograd off (the
  * direct kernels then take these convs), for tests and comparisons. */
 #include <immintrin.h>
+#include "hsum.h"
 #include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -93,14 +94,6 @@ static int isa(void)
 #define VBCAST(p) _mm256_broadcast_ss(p)
 #define HSUM(v) hsum_avx2(v)
 
-__attribute__((target("avx2,fma")))
-static inline float hsum_avx2(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
-}
 
 #include "winograd_kern.inc"
 #undef SFX
