@@ -22,7 +22,7 @@
 #    and are compared with ResNet-20 (the same convolutions: their cost per
 #    step should match). hb110 / hb110mf: the 110-layer heavy ball (3 x 18
 #    steps) stored and built with --memory-free (issue 13): peak RSS and
-#    img/s of the two builds against each other.
+#    img/s of the two builds against each other, their rounds alternated.
 #
 # Usage: scripts/bench.sh BUILD_DIR   (make bench passes its $(O))
 # Environment knobs:
@@ -207,7 +207,17 @@ if [ "$REPRINT" != 1 ]; then
         for t in $THREADS; do
             r=1
             while [ $r -le "$ROUNDS" ]; do
-                if [ -z "$PY" ] || [ "$tnet" = - ]; then
+                if [ "$net" = hb110mf ] && [ -x "$W/hb110" ]; then
+                    break       # alternated with hb110 below
+                elif [ "$net" = hb110 ] && [ -x "$W/hb110mf" ]; then
+                    # the stored and the memory-free build alternate like optc and PyTorch
+                    if [ $((r % 2)) = 1 ]; then
+                        run optc hb110 "$t" "$OSET" $r; run optc hb110mf "$t" "$OSET" $r
+                    else
+                        run optc hb110mf "$t" "$OSET" $r; run optc hb110 "$t" "$OSET" $r
+                    fi
+                    net=hb110   # run() sets net
+                elif [ -z "$PY" ] || [ "$tnet" = - ]; then
                     run optc "$net" "$t" "$OSET" $r
                 elif [ $((r % 2)) = 1 ]; then
                     run optc "$net" "$t" "$OSET" $r; run torch "$net" "$t" "$TSET" $r
