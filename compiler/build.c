@@ -255,6 +255,16 @@ int cmd_emit(int argc, char **argv)
         }
         torch = true;
     }
+    if (every > 0 && !mfree) {
+        fprintf(stderr, "optc emit: --checkpoint-every applies only with --memory-free\n%s",
+                emit_usage);
+        return 2;
+    }
+    if (torch && mfree) {
+        fprintf(stderr, "optc emit: --pytorch emits the stored computation; --memory-free is for "
+                "the C program\n%s", emit_usage);
+        return 2;
+    }
     size_t len;
     char *text = build_read_spec(ca.spec, &len, stderr);
     if (!text)
@@ -501,6 +511,11 @@ int cmd_build(int argc, char **argv)
             fprintf(stderr, "optc build: unknown argument '%s'\n%s", ca.rest[i], build_usage);
             return 2;
         }
+    }
+    if (req.checkpoint_every > 0 && !req.memory_free) {
+        fprintf(stderr, "optc build: --checkpoint-every applies only with --memory-free\n%s",
+                build_usage);
+        return 2;
     }
     char *command = build_command_line(argc, argv);
     req.command = command;

@@ -404,6 +404,20 @@ START_TEST(checkpoint_usage)
         ck_assert_msg(strstr(out, "--checkpoint-every needs a number"), "%s", tail(out));
         free(out);
     }
+    /* the flag without --memory-free, and --pytorch with it, are refused */
+    const char *cmd[] = { "build", "emit", "emit" };
+    const char *tail_args[] = { "x --checkpoint-every 3", "x.c --checkpoint-every 3",
+                                "x.py --pytorch --memory-free" };
+    const char *why[] = { "applies only with --memory-free", "applies only with --memory-free",
+                          "--pytorch emits the stored computation" };
+    for (int i = 0; i < 3; i++) {
+        char args[1200], *out = NULL;
+        snprintf(args, sizeof args, "%s %s -n net_hb -o %s/%s", cmd[i], f.spec, f.dir,
+                 tail_args[i]);
+        ck_assert_int_eq(optc_status(args, &out), 2);
+        ck_assert_msg(strstr(out, why[i]), "%s", tail(out));
+        free(out);
+    }
     teardown(&f);
 }
 END_TEST
