@@ -347,6 +347,20 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
     }
 }
 
+/* ctx->scratch from its first 64-byte boundary, as floats: *have of them
+ * (0 and NULL when there is none). */
+static float *scratch_floats(const RtCtx *ctx, size_t *have)
+{
+    *have = 0;
+    if (!ctx || !ctx->scratch)
+        return NULL;
+    size_t skip = (64 - (size_t)((uintptr_t)ctx->scratch % 64)) % 64;
+    if (ctx->scratch_bytes <= skip)
+        return NULL;
+    *have = (ctx->scratch_bytes - skip) / sizeof(float);
+    return (float *)(void *)((char *)ctx->scratch + skip);
+}
+
 /* out[b] (+)= conv3x3(in[b]) with C inputs, K outputs, the weight of (k, c)
  * at w + k*wk + c*wc (taps flipped for flip), tiles of m x m; 0 when not
  * taken or the workspace is too small. */
@@ -361,16 +375,8 @@ static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, c
     int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
     if (t > B)
         t = B;
-    /* the workspace, 64-byte aligned */
-    size_t have = 0;
-    float *base = NULL;
-    if (ctx && ctx->scratch) {
-        size_t skip = (64 - (size_t)((uintptr_t)ctx->scratch % 64)) % 64;
-        if (ctx->scratch_bytes > skip) {
-            have = (ctx->scratch_bytes - skip) / sizeof(float);
-            base = (float *)(void *)((char *)ctx->scratch + skip);
-        }
-    }
+    size_t have;
+    float *base = scratch_floats(ctx, &have);
     /* group size: as aimed, within the rows a thread has, within the
      * workspace (fewer rows, then fewer threads) */
     int R = group_rows(m, C, kp, ntx), per = (B + t - 1) / t * nty;
@@ -458,15 +464,8 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
     int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
     if (t > K)
         t = K;
-    size_t have = 0;
-    float *base = NULL;
-    if (ctx && ctx->scratch) {
-        size_t skip = (64 - (size_t)((uintptr_t)ctx->scratch % 64)) % 64;
-        if (ctx->scratch_bytes > skip) {
-            have = (ctx->scratch_bytes - skip) / sizeof(float);
-            base = (float *)(void *)((char *)ctx->scratch + skip);
-        }
-    }
+    size_t have;
+    float *base = scratch_floats(ctx, &have);
     size_t ssz;
     for (;;) {      /* fewer threads if need be; never a smaller group */
         ssz = up16(dw_slice_floats(C, (K + t - 1) / t, np, W));

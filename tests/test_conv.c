@@ -35,12 +35,6 @@
 /* The variants: 0 = this machine's best, 1 = AVX2 forced. */
 static const char *const isa_env[] = {NULL, "avx2"};
 
-static int has_avx2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 typedef struct {
     int B, C, H, W, Co, S;
 } Shape;
@@ -92,7 +86,7 @@ static void check_shape(const Shape *s, int variant)
     rt_conv2d_backward_ref_d(din, 1, dw, dout, in, w, B, C, H, W, Co, 3, S, 1);
 
     const char *isa_e = getenv("OPTC_CONV_ISA");
-    int direct = has_avx2() && !(isa_e && strcmp(isa_e, "none") == 0);
+    int direct = tu_has_avx2() && !(isa_e && strcmp(isa_e, "none") == 0);
     for (int th = 1; th <= 2; th++) {
         int k = th - 1;
         outf[k] = tu_calloc(no, sizeof(float));
@@ -168,7 +162,7 @@ START_TEST(test_direct_vs_ref)
     if (tu_sanitized() && (size_t)s->C * s->Co * s->H * s->W > 200000)
         TEST_SKIP("shape %d under the sanitizers: the double loops dominate; smaller shapes cover the code",
                   si);
-    if (!has_avx2())
+    if (!tu_has_avx2())
         fprintf(stderr, "test_conv: no AVX2+FMA here: the direct kernels are skipped, "
                         "the im2col path is checked\n");
     if (isa_env[variant])
@@ -219,7 +213,7 @@ START_TEST(test_pointwise)
         of[k] = tu_calloc(no, sizeof(float));
         dif[k] = tu_calloc(ni, sizeof(float));
         dwf[k] = tu_calloc(nw, sizeof(float));
-        if (has_avx2())
+        if (tu_has_avx2())
             ck_assert_int_eq(rt_conv1x1_forward(&ctx, of[k], inf, wf, B, C, H * W, Co), 1);
         rt_conv2d_forward(&ctx, of[k], inf, wf, B, C, H, W, Co, 1, 1, 0);
         double e = gc_normdiff_f(of[k], out, no);
@@ -240,7 +234,7 @@ START_TEST(test_pointwise)
         e = gc_normdiff_f(dif[k], din, ni);
         ck_assert_msg(e < F32_TOL, "pointwise din acc 1 %d/%d t%d: %.3g", C, Co, k + 1, e);
     }
-    if (has_avx2()) {   /* OpenBLAS's threading is its own business */
+    if (tu_has_avx2()) {   /* OpenBLAS's threading is its own business */
         ck_assert_mem_eq(of[0], of[1], no * sizeof(float));
         ck_assert_mem_eq(dif[0], dif[1], ni * sizeof(float));
         ck_assert_mem_eq(dwf[0], dwf[1], nw * sizeof(float));
@@ -261,7 +255,7 @@ START_TEST(test_isa_none)
     ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_FORWARD, 16, 16, 3, 1, 1), 0);
     check_shape(&shapes[7], 0);
     unsetenv("OPTC_CONV_ISA");
-    ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_FORWARD, 16, 16, 3, 1, 1), has_avx2());
+    ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_FORWARD, 16, 16, 3, 1, 1), tu_has_avx2());
     ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_FORWARD, 16, 16, 3, 3, 1), 0);
     ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_FORWARD, 16, 16, 1, 1, 0), 0);
     ck_assert_int_eq(rt_conv3x3_taken(RT_CONV3X3_FORWARD, 16, 16, 3, 1, 0), 0);
@@ -272,7 +266,7 @@ END_TEST
  * and leave everything untouched; stride 1 needs no workspace at all. */
 START_TEST(test_small_scratch)
 {
-    if (!has_avx2())
+    if (!tu_has_avx2())
         TEST_SKIP("no AVX2+FMA here: no direct kernels to decline");
     float in[2 * 16 * 16] = {0}, w[2 * 2 * 9] = {0}, out[2 * 16 * 16], dw[2 * 2 * 9];
     float sc[4];

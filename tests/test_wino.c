@@ -40,12 +40,6 @@
 /* The variants: 0 = this machine's best, 1 = AVX2 forced. */
 static const char *const isa_env[] = {NULL, "avx2"};
 
-static int has_avx2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 typedef struct {
     int B, C, H, W, Co;
 } Shape;
@@ -199,7 +193,7 @@ static void check_shape(const Shape *s, int variant)
 
 START_TEST(test_wino_shapes)
 {
-    if (!has_avx2())
+    if (!tu_has_avx2())
         TEST_SKIP("no AVX2+FMA on this machine: Winograd is never taken");
     __builtin_cpu_init();
     int variant = _i / NSHAPES;
@@ -215,7 +209,7 @@ END_TEST
  * a slice: not taken, output untouched. */
 START_TEST(test_wino_off)
 {
-    if (!has_avx2())
+    if (!tu_has_avx2())
         TEST_SKIP("no AVX2+FMA on this machine: Winograd is never taken");
     int B = 1, C = 16, H = 8, W = 8, Co = 16;
     size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W;

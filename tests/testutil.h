@@ -107,4 +107,10 @@ static inline int tu_sanitized(void)
     const char *s = getenv("OPTC_SANITIZED");
     return s && *s && strcmp(s, "0") != 0;
 }
+/* Whether the CPU has AVX2 and FMA (the runtime's vector kernels' floor). */
+static inline int tu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
 #endif
