@@ -330,11 +330,12 @@ static void mf_rec_bn(Emit *e, const IrNode *n)
     const char *in = emit_out(e, n->in[0]);
     if (pn->fuse) {
         int r = pn->fuse;
-        emit_f(e, "    FN(rt_bn_relu_forward_stats%s)(ctx, %s, %s, %s, %s, %s, %s, B, %d, %d, "
-               "nB * %zu);\n", e->S, emit_out(e, r), in, emit_buf(e, pn->save0),
+        int hw = n->shape.h * n->shape.w;
+        emit_f(e, "    FN(rt_bn_relu_recompute%s)(ctx, %s, %s, %s, %s, %s, %s, B, %d, %d, "
+               "nB * %zu, %zu);\n", e->S, emit_out(e, r), in, emit_buf(e, pn->save0),
                emit_buf(e, pn->save1), emit_param(e, "P", n->u.bn.gamma),
-               emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
-               emit_branch_site(e, r));
+               emit_param(e, "P", n->u.bn.beta), n->shape.c, hw, emit_branch_site(e, r),
+               (size_t)n->shape.c * (size_t)hw);
         return;
     }
     emit_f(e, "    FN(rt_bn_forward_stats%s)(ctx, %s, %s, %s, %s, %s, %s, B, %d, %d);\n", e->S,
@@ -364,7 +365,7 @@ static void mf_event(Emit *e, const PlanEv *v, bool *written, int *nreb)
             mf_rec_bn(e, n);
         } else if (n->op == OP_RELU && e->p->nodes[n->id].fuse) {
             emit_node_comment(e, n);
-            emit_f(e, "    /* with its bn above (rt_bn_relu_forward_stats) */\n");
+            emit_f(e, "    /* with its bn above (rt_bn_relu_recompute) */\n");
         } else {
             emit_forward_node(e, n);
         }

@@ -282,9 +282,6 @@ RT_DECLARE_KERNELS(double, _d)
 #define RT_DECLARE_MFREE(T, S)                                                           \
 void rt_bn_forward_stats##S(const RtCtx *ctx, T *out, const T *in, const T *mean,       \
         const T *rstd, const T *gamma, const T *beta, int B, int C, int HW);            \
-void rt_bn_relu_forward_stats##S(const RtCtx *ctx, T *out, const T *in, const T *mean,  \
-        const T *rstd, const T *gamma, const T *beta, int B, int C, int HW,             \
-        size_t site);                                                                   \
 void rt_drift_keep##S(RtDrift *d, int r, const T *x, size_t n);                         \
 void rt_drift_check##S(RtDrift *d, int r, const T *x, size_t n);
 RT_DECLARE_MFREE(float, )
