@@ -10,7 +10,10 @@
 #    MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_/TOP_PAD_ raised so freed
 #    activations are not unmapped and faulted back in every step). Every
 #    setting's figures are printed; each side then keeps its own best
-#    setting (by training img/s) for every later run.
+#    setting (by training img/s). Every other net runs once under that
+#    setting and once under the default (marked "pick", printed, outside the
+#    medians), and each side keeps the faster of the two for that net's
+#    rounds: a setting chosen on ResNet-20 may hold a DenseNet back.
 # 2. Rounds: for each net and thread count, optc and PyTorch alternate for
 #    BENCH_ROUNDS rounds (optc first in odd rounds, PyTorch first in even
 #    ones), so a slow spell of the machine hits both sides alike.
@@ -128,11 +131,28 @@ run() {
     fi
 }
 
-# the best setting of a side in the sweep (by train img/s), or the default
+# the best setting of a side (by train img/s) among its runs of ROUND
+# ("sweep": resnet20's settings sweep; "pick": one net's candidates), for NET
+# (any net when empty), or the default
 best_setting() {
-    awk -v side="$1" '$1 == "run" && $2 == side && $6 == "sweep" {
+    awk -v side="$1" -v round="$2" -v net="${3:-}" '$1 == "run" && $2 == side && $6 == round && (net == "" || $3 == net) {
         for (i = 7; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "train_img_s" && kv[2] + 0 > b) { b = kv[2] + 0; s = $5 } }
     } END { print (s == "" ? "wdef-mdef" : s) }' "$RES"
+}
+
+# pick SIDE NET T BEST: the setting SIDE runs NET's rounds with. The sweep
+# runs on resnet20 only, and a setting that suits one net can hold another
+# back (PyTorch's DenseNets ran slower under the spin count resnet20 chose),
+# so every other net tries the sweep's choice and the runtime's default once
+# each (runs marked "pick", outside the medians) and keeps the faster one.
+pick() {
+    side=$1 net=$2 t=$3 best=$4
+    if [ "$net" = resnet20 ] || [ "$best" = wdef-mdef ] || [ "$SWEEP" != 1 ]; then
+        echo "$best"; return
+    fi
+    run "$side" "$net" "$t" "$best" pick
+    run "$side" "$net" "$t" wdef-mdef pick
+    best_setting "$side" pick "$net"
 }
 
 if [ "$REPRINT" != 1 ]; then
@@ -194,7 +214,7 @@ if [ "$REPRINT" != 1 ]; then
             [ -n "$PY" ] && run torch resnet20 "$first" "$set" sweep
         done
     fi
-    OSET=$(best_setting optc); TSET=$(best_setting torch)
+    OSET=$(best_setting optc sweep); TSET=$(best_setting torch sweep)
     echo "meta osetting=$OSET" >>"$RES"; echo "meta tsetting=$TSET" >>"$RES"
     say "settings kept: optc $OSET, PyTorch $TSET"
 
@@ -205,6 +225,11 @@ if [ "$REPRINT" != 1 ]; then
         set -- $(net_spec "$net")
         tnet=$3
         for t in $THREADS; do
+            # hb110 / hb110mf run optc's resnet20 setting: they are compared with each other
+            case $net in hb110*) os=$OSET ;; *) os=$(pick optc "$net" "$t" "$OSET") ;; esac
+            ts=$TSET
+            [ -n "$PY" ] && [ "$tnet" != - ] && ts=$(pick torch "$net" "$t" "$TSET")
+            echo "meta set_${net}_$t=$os, PyTorch $ts" >>"$RES"
             r=1
             while [ $r -le "$ROUNDS" ]; do
                 if [ "$net" = hb110mf ] && [ -x "$W/hb110" ]; then
@@ -212,17 +237,17 @@ if [ "$REPRINT" != 1 ]; then
                 elif [ "$net" = hb110 ] && [ -x "$W/hb110mf" ]; then
                     # the stored and the memory-free build alternate like optc and PyTorch
                     if [ $((r % 2)) = 1 ]; then
-                        run optc hb110 "$t" "$OSET" $r; run optc hb110mf "$t" "$OSET" $r
+                        run optc hb110 "$t" "$os" $r; run optc hb110mf "$t" "$os" $r
                     else
-                        run optc hb110mf "$t" "$OSET" $r; run optc hb110 "$t" "$OSET" $r
+                        run optc hb110mf "$t" "$os" $r; run optc hb110 "$t" "$os" $r
                     fi
                     net=hb110   # run() sets net
                 elif [ -z "$PY" ] || [ "$tnet" = - ]; then
-                    run optc "$net" "$t" "$OSET" $r
+                    run optc "$net" "$t" "$os" $r
                 elif [ $((r % 2)) = 1 ]; then
-                    run optc "$net" "$t" "$OSET" $r; run torch "$net" "$t" "$TSET" $r
+                    run optc "$net" "$t" "$os" $r; run torch "$net" "$t" "$ts" $r
                 else
-                    run torch "$net" "$t" "$TSET" $r; run optc "$net" "$t" "$OSET" $r
+                    run torch "$net" "$t" "$ts" $r; run optc "$net" "$t" "$os" $r
                 fi
                 r=$((r + 1))
             done
@@ -239,7 +264,7 @@ awk '
 function med(side, net, t, key,   n, i, j, x, a) {
     n = 0
     for (i = 1; i <= nrun; i++)
-        if (R_side[i] == side && R_net[i] == net && R_t[i] == t && R_set[i] != "sweep" && ((i, key) in V))
+        if (R_side[i] == side && R_net[i] == net && R_t[i] == t && R_set[i] != "sweep" && R_set[i] != "pick" && ((i, key) in V))
             a[++n] = V[i, key] + 0
     for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
     lo = n ? a[1] : ""; hi = n ? a[n] : ""; cnt = n
@@ -260,7 +285,7 @@ $1 == "info" { split($3, kv, "="); OM[$2] = kv[2]; next }
 $1 == "tinfo" { split($3, kv, "="); TM[$2] = kv[2]; next }
 $1 == "run" {
     nrun++; R_side[nrun] = $2; R_net[nrun] = $3; R_t[nrun] = $4; R_set[nrun] = $5; R_round[nrun] = $6
-    if ($6 == "sweep") { R_set[nrun] = "sweep"; S_set[nrun] = $5 }
+    if ($6 == "sweep" || $6 == "pick") { R_set[nrun] = $6; S_set[nrun] = $5 }
     for (i = 7; i <= NF; i++) { split($i, kv, "="); V[nrun, kv[1]] = kv[2] }
 }
 END {
@@ -277,6 +302,10 @@ END {
         printf "  %-6s %-10s %6.0f / %6.0f\n", R_side[i], S_set[i], V[i, "train_img_s"], V[i, "infer_img_s"]
     }
     if (header) printf "  kept: optc %s, PyTorch %s (wdef = OMP_WAIT_POLICY unset, wpas/wact = passive/active, wspn = GOMP_SPINCOUNT=10000; mdef/mtun = default/tuned malloc)\n", M["osetting"], M["tsetting"]
+    for (i = 1; i <= nrun; i++) if (R_set[i] == "pick") {
+        if (!pheader) { printf "\nper-net check of the kept setting against the default (one run each): train img/s\n"; pheader = 1 }
+        printf "  %-6s %-12s %-10s %6.0f\n", R_side[i], R_net[i], S_set[i], V[i, "train_img_s"]
+    }
     printf "\n%-12s %3s | %-17s %-17s %6s | %-17s %-17s %6s | %5s %5s | %-10s %-10s\n", "net", "thr",
            "optc train", "torch train", "ratio", "optc infer", "torch infer", "ratio", "RSS o", "RSS t", "GFLOPS o", "GFLOPS t"
     n = split(M["nets"], N, " "); m = split(M["threads"], T, " ")
@@ -300,10 +329,13 @@ END {
         else if (net ~ /^(hb20|nesterov20|momentum20)$/ && base[t] != "" && ot != "")
             cmpx = cmpx sprintf("  %s: %.2fx ResNet-20 training img/s at %s threads\n", net, ot / base[t], t)
     }
+    for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) if (("set_" N[i] "_" T[j]) in M)
+        kept = kept sprintf("  %s, %s threads: optc %s\n", N[i], T[j], M["set_" N[i] "_" T[j]])
     print "train/infer: median img/s of the rounds [min-max]; ratio = optc median / PyTorch median;"
     print "RSS: median peak RSS MB (PyTorch includes the interpreter and libtorch);"
     print "GFLOPS = 3 x forward multiply-adds x 2 x train img/s (% of the FMA peak x threads)."
     if (cmpx != "") printf "same-convolution variants against ResNet-20 (1.00x = the same cost per step):\n%s", cmpx
+    if (kept != "") printf "settings of the rounds:\n%s", kept
     if (mfx != "") printf "110-layer heavy ball, --memory-free (hb110mf) against stored (hb110):\n%s", mfx
     printf "%s", warn
     print "Raw lines: results.txt, bench.log in the build dir."
