@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "rt.h"
@@ -17,6 +18,13 @@
 /* Salt separating the dropout stream from the parameter-initialisation
  * stream drawn from the same seed. */
 #define MODEL_DROPOUT_SALT 0x6d6f64656c726e67ULL
+
+/* Blocks of at least this size are aligned to it and asked to be backed by
+ * transparent huge pages (where the kernel's setting is "madvise", as on
+ * Debian): the activations of a batch are hundreds of MiB walked every
+ * step, and with 4 KiB pages the memory-bound kernels (BN, sums) spent part
+ * of their time in TLB misses, more or less from one process to the next. */
+#define MODEL_HUGE ((size_t)2 << 20)
 
 /* A zeroed, 64-byte aligned block of n bytes (at least one cache line, so
  * an empty block still has a unique non-NULL address). NULL on failure. */
@@ -26,8 +34,16 @@ static void *model_alloc(size_t n)
     size_t bytes = (n + 63) / 64 * 64;
     if (bytes == 0)
         bytes = 64;
-    if (posix_memalign(&p, 64, bytes) != 0)
+    if (bytes >= MODEL_HUGE) {
+        bytes = (bytes + MODEL_HUGE - 1) / MODEL_HUGE * MODEL_HUGE;
+        if (posix_memalign(&p, MODEL_HUGE, bytes) != 0)
+            return NULL;
+#ifdef MADV_HUGEPAGE
+        (void)madvise(p, bytes, MADV_HUGEPAGE);  /* advice only: 4 KiB pages otherwise */
+#endif
+    } else if (posix_memalign(&p, 64, bytes) != 0) {
         return NULL;
+    }
     memset(p, 0, bytes);
     return p;
 }
