@@ -19,10 +19,13 @@ densenet.opt):
   densenet100  DenseNet-BC k=12, depth 100 (769,162 parameters)
 
 The environment is used as it is: malloc tuning (MALLOC_*_) is the caller's
-choice, and nothing here touches OPENBLAS_* or OMP_*.
+choice, and nothing here touches OPENBLAS_* or OMP_*. TORCH_BENCH_LAYOUT=
+channels_last runs the model and its input in NHWC (oneDNN's own layout)
+instead of the default NCHW.
 """
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -220,7 +223,7 @@ def timed(fn, warmup, iters):
     return statistics.median(times)
 
 
-def bench(name, batch, threads, warmup, iters, seed):
+def bench(name, batch, threads, warmup, iters, seed, channels_last=False):
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     # Denormals cost ~100x on x86; flushing them is PyTorch at its best.
@@ -231,6 +234,10 @@ def bench(name, batch, threads, warmup, iters, seed):
     madds = count_madds(model, shape)
     x = torch.randn(batch, *shape)
     y = torch.randint(0, 10, (batch,))
+    if channels_last:
+        # NHWC: oneDNN's native layout on the CPU, no reorders around each conv
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -275,7 +282,10 @@ def main():
         print(f"info: net={a.net} params={params} madds={count_madds(model, (3, 32, 32))} "
               f"torch={torch.__version__}")
         return
-    bench(a.net, a.batch, a.threads, a.warmup, a.iters, a.seed)
+    layout = os.environ.get("TORCH_BENCH_LAYOUT", "")
+    if layout not in ("", "nchw", "channels_last"):
+        ap.error("TORCH_BENCH_LAYOUT must be nchw or channels_last")
+    bench(a.net, a.batch, a.threads, a.warmup, a.iters, a.seed, layout == "channels_last")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@
 #    MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_/TOP_PAD_ raised so freed
 #    activations are not unmapped and faulted back in every step). Every
 #    setting's figures are printed; each side then keeps its own best
-#    setting (by training img/s). Every other net runs once under that
+#    setting (by training img/s); PyTorch's best is then tried once more
+#    with its model and input in channels_last (NHWC, oneDNN's layout: the
+#    -cl settings) and kept if faster. Every other net runs once under that
 #    setting and once under the default (marked "pick", printed, outside the
 #    medians), and each side keeps the faster of the two for that net's
 #    rounds: a setting chosen on ResNet-20 may hold a DenseNet back.
@@ -83,8 +85,10 @@ net_spec() {
     esac
 }
 
-# setting name -> environment assignments
+# setting name -> environment assignments; a name ending in -cl (PyTorch
+# only) runs the model in NHWC (TORCH_BENCH_LAYOUT=channels_last)
 setting_env() {
+    case $1 in *-cl) echo "TORCH_BENCH_LAYOUT=channels_last $(setting_env "${1%-cl}")"; return ;; esac
     case $1 in
         wdef-mdef) echo "" ;;
         wpas-mdef) echo "OMP_WAIT_POLICY=passive" ;;
@@ -215,6 +219,11 @@ if [ "$REPRINT" != 1 ]; then
         done
     fi
     OSET=$(best_setting optc sweep); TSET=$(best_setting torch sweep)
+    if [ "$SWEEP" = 1 ] && [ -n "$PY" ]; then
+        # PyTorch's best setting again with its tensors in channels_last
+        run torch resnet20 "$first" "$TSET-cl" sweep
+        TSET=$(best_setting torch sweep)
+    fi
     echo "meta osetting=$OSET" >>"$RES"; echo "meta tsetting=$TSET" >>"$RES"
     say "settings kept: optc $OSET, PyTorch $TSET"
 
@@ -299,9 +308,9 @@ END {
     header = 0
     for (i = 1; i <= nrun; i++) if (R_set[i] == "sweep") {
         if (!header) { printf "\nsettings sweep (resnet20, threads %s): train / infer img/s\n", R_t[i]; header = 1 }
-        printf "  %-6s %-10s %6.0f / %6.0f\n", R_side[i], S_set[i], V[i, "train_img_s"], V[i, "infer_img_s"]
+        printf "  %-6s %-12s %6.0f / %6.0f\n", R_side[i], S_set[i], V[i, "train_img_s"], V[i, "infer_img_s"]
     }
-    if (header) printf "  kept: optc %s, PyTorch %s (wdef = OMP_WAIT_POLICY unset, wpas/wact = passive/active, wspn = GOMP_SPINCOUNT=10000; mdef/mtun = default/tuned malloc)\n", M["osetting"], M["tsetting"]
+    if (header) printf "  kept: optc %s, PyTorch %s (wdef = OMP_WAIT_POLICY unset, wpas/wact = passive/active, wspn = GOMP_SPINCOUNT=10000; mdef/mtun = default/tuned malloc; -cl = PyTorch in channels_last)\n", M["osetting"], M["tsetting"]
     for (i = 1; i <= nrun; i++) if (R_set[i] == "pick") {
         if (!pheader) { printf "\nper-net check of the kept setting against the default (one run each): train img/s\n"; pheader = 1 }
         printf "  %-6s %-12s %-10s %6.0f\n", R_side[i], R_net[i], S_set[i], V[i, "train_img_s"]
