@@ -125,10 +125,13 @@ $(O)/plant/handnet_%: tests/plantnet.c tests/handnet.h $(O)/libort.a
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -DRT_PLANT=$* -o $@ $< $(PLANT_WRAP) $(O)/libort.a $(LDLIBS)
 $(O)/tests/test_gradcheck: $(PLANTS) $(O)/optc $(O)/optc.flags
 
-# Plain build first, then the same suites under AddressSanitizer + UBSan.
+# Plain build first, then the same suites under AddressSanitizer + UBSan;
+# both build on every processor and run TEST_JOBS suites at once
+# (scripts/runtests.sh; default: the processors here).
+NPROC := $(shell nproc 2>/dev/null || echo 1)
 check: deps
-	$(MAKE) check-fast
-	$(MAKE) check-san
+	$(MAKE) -j$(NPROC) check-fast
+	$(MAKE) -j$(NPROC) check-san
 
 check-fast: tests generated-check
 	@OPTC_BUILD=$(O) scripts/runtests.sh $(TESTS)

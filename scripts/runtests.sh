@@ -4,15 +4,31 @@
 # crashes. A test that cannot run here prints "SKIPPED: TEST: why"
 # (TEST_SKIP in tests/tmain.h): Check counts it as a pass, this script as a
 # skip. A passing suite prints only its skip lines; a failing one all it said.
+# TEST_JOBS suites run at once (default: the processors here; the suites
+# are independent: each works in its own temporary directories); the
+# reports come in the order of the arguments whatever order they end in.
 set -u
-pass=0; fail=0; skip=0; bad=""
+jobs=${TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+case $jobs in ''|*[!0-9]*|0) echo "runtests: TEST_JOBS must be a number >= 1" >&2; exit 2 ;; esac
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/optc-runtests-XXXXXX") || exit 2
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+# one suite: its output and exit status in $tmp/N.out, $tmp/N.rc
+i=0
 for t in "$@"; do
+    i=$((i + 1))
+    printf '%s %s\n' "$i" "$t"
+done | xargs -P "$jobs" -L 1 sh -c 'if [ -x "$2" ]; then "$2" >"$0/$1.out" 2>&1; echo $? >"$0/$1.rc"; fi' "$tmp"
+pass=0; fail=0; skip=0; bad=""
+i=0
+for t in "$@"; do
+    i=$((i + 1))
     if [ ! -x "$t" ]; then     # a suite that was never built fails, not vanishes
         echo "runtests: $t is missing" >&2
         bad="$bad $(basename "$t")"; fail=$((fail + 1))
         continue
     fi
-    out=$("$t" 2>&1); rc=$?
+    out=$(cat "$tmp/$i.out" 2>/dev/null); rc=$(cat "$tmp/$i.rc" 2>/dev/null || echo 255)
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks: ' | tail -1)
     s=$(printf '%s\n' "$out" | grep -c '^SKIPPED: ')
     f=0; e=0
@@ -22,7 +38,7 @@ for t in "$@"; do
         e=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
         pass=$((pass + n - f - e - s)); fail=$((fail + f + e)); skip=$((skip + s))
     fi
-    if [ $rc -ne 0 ] || [ -z "$line" ] || [ $((f + e)) -ne 0 ]; then
+    if [ "$rc" -ne 0 ] || [ -z "$line" ] || [ $((f + e)) -ne 0 ]; then
         printf '%s\n' "$out"
         bad="$bad $(basename "$t")"
         [ -z "$line" ] && fail=$((fail + 1))
