@@ -16,6 +16,8 @@
 #    setting and once under the default (marked "pick", printed, outside the
 #    medians), and each side keeps the faster of the two for that net's
 #    rounds: a setting chosen on ResNet-20 may hold a DenseNet back.
+#    PyTorch's inference figure is the faster of its eager model and its
+#    traced model frozen for inference (bench/torch_bench.py).
 # 2. Rounds: for each net and thread count, optc and PyTorch alternate for
 #    BENCH_ROUNDS rounds (optc first in odd rounds, PyTorch first in even
 #    ones), so a slow spell of the machine hits both sides alike.
