@@ -31,10 +31,13 @@ static int cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-enum { K_FWD, K_BWD, K_EVAL, K_RC, K_SUMF, K_SUMB, K_N };
-static const char *const knames[K_N] = {"bn_relu fwd", "bn_relu bwd", "bn_relu eval",
-                                        "bn_relu recompute", "sum fwd (2)", "sum bwd (2)"};
-static const int ktensors[K_N] = {2, 4, 2, 2, 3, 3};   /* tensors read or written once */
+enum { K_FWD, K_BWD, K_BWDP, K_EVAL, K_RC, K_SUMF, K_SUMB, K_N };
+static const char *const knames[K_N] = {"bn_relu fwd", "bn_relu bwd", "bn_relu bwd dp",
+                                        "bn_relu eval", "bn_relu recompute", "sum fwd (2)",
+                                        "sum bwd (2)"};
+/* tensors read or written once ("bwd dp": the parameter gradients only,
+ * the first pass) */
+static const int ktensors[K_N] = {2, 4, 3, 2, 2, 3, 3};
 
 #define FLUSH_FLOATS ((size_t)16 << 20)
 
@@ -90,6 +93,10 @@ int main(int argc, char **argv)
                     case K_BWD:
                         rt_bn_relu_backward(&ctx, d, 0, dg, db, g, y, x, mean, rstd, gamma, B, C,
                                             HW, 0);
+                        break;
+                    case K_BWDP:
+                        rt_bn_relu_backward(&ctx, NULL, 0, dg, db, g, y, x, mean, rstd, gamma, B,
+                                            C, HW, 0);
                         break;
                     case K_EVAL:
                         rt_bn_relu_forward_eval(&ctx, y, x, gamma, beta, rm, rv, B, C, HW, 1e-5,
