@@ -89,7 +89,7 @@ FU_ERR(double)
             ck_assert_int_eq(memcmp(rm, fm, n + SITE), 0);                                      \
             ck_assert_uint_eq(fb.seen, n);                                                      \
             ck_assert_uint_eq(rb.seen, n);                                                      \
-            ck_assert_double_le(fabs(fb.near_min - rb.near_min), tol * fmax(1.0, rb.near_min));       \
+            ck_assert_double_le(fabs(fb.near_min - rb.near_min), tol * fmax(1, rb.near_min));   \
             /* replay at x2: the pieces of x, the crossings counted alike */                   \
             rb.replay = fb.replay = 1;                                                          \
             rt_branch_reset(&rb);                                                               \
@@ -102,7 +102,7 @@ FU_ERR(double)
             ck_assert_double_le(fu_err_##T(f_out, r_out, n), tol);                              \
             ck_assert_uint_gt(rb.crossed, 0);                                                   \
             ck_assert_uint_eq(fb.crossed, rb.crossed);                                          \
-            ck_assert_double_le(fabs(fb.cross_min - rb.cross_min), tol * fmax(1.0, rb.cross_min));    \
+            ck_assert_double_le(fabs(fb.cross_min - rb.cross_min), tol * fmax(1, rb.cross_min)); \
             /* the replayed output keeps negative values where the record says 1 */            \
             size_t neg = 0;                                                                     \
             for (size_t i = 0; i < n; i++)                                                      \
