@@ -406,6 +406,39 @@ static int emit_conv_bn(const Emit *e, int c)
     return reader;
 }
 
+/* In a stored build's forward pass, the sum that an inference forward
+ * computes within the 3x3 stride-1 conv node c (rt_conv2d_sum_eval): the
+ * one live reader of c's output, a sum of c and one other term computed
+ * before c, with numbers for coefficients, whose output shares no memory
+ * with c's input or the other term; else 0. */
+static int emit_conv_sum(const Emit *e, int c)
+{
+    const IrGraph *g = e->g;
+    const IrNode *n = &g->nodes[c];
+    if (e->bwd || e->p->sched || n->op != OP_CONV || c == g->output || e->p->nodes[c].out < 0)
+        return 0;
+    if (n->u.conv.k != 3 || n->u.conv.stride != 1 || n->u.conv.pad != 1)
+        return 0;
+    int reader = 0, nread = 0;
+    for (int j = c + 1; j < g->nnodes; j++)
+        for (int k = 0; k < g->nodes[j].nin; k++)
+            if (g->nodes[j].in[k] == c && e->p->nodes[j].live)
+                reader = j, nread++;
+    const IrNode *s = &g->nodes[reader];
+    if (nread != 1 || s->op != OP_SUM || s->nin != 2 || reader == g->output)
+        return 0;
+    int kc = s->in[1] == c, o = s->in[1 - kc];
+    if (o == c || o > c || s->u.sum.coef[0].nterms || s->u.sum.coef[1].nterms)
+        return 0;
+    if (emit_prefix_stride(e, c) || emit_prefix_stride(e, o) || emit_prefix_stride(e, reader))
+        return 0;
+    int so = e->p->nodes[reader].out;
+    if (so < 0 || emit_bufs_overlap(e->p, so, e->p->nodes[n->in[0]].out)
+        || emit_bufs_overlap(e->p, so, e->p->nodes[o].out))
+        return 0;
+    return reader;
+}
+
 void emit_forward_node(Emit *e, const IrNode *n)
 {
     const char *S = e->S;
@@ -460,6 +493,20 @@ void emit_forward_node(Emit *e, const IrNode *n)
     }
     switch (n->op) {
     case OP_CONV:
+        if ((bnc = emit_conv_sum(e, n->id))) {
+            /* inference: the sum reading this conv within it */
+            const IrNode *sn = &e->g->nodes[bnc];
+            int kc = sn->in[1] == n->id;
+            emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, "
+                   "%d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
+                   is->h, is->w, n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+            emit_f(e, "    else    /* with its sum */\n        FN(rt_conv2d_sum_eval%s)(ctx, %s, "
+                   "%s, %s, B, %d, %d, %d, %d, 3, 1, 1, %s, %s, %s);\n", S,
+                   emit_out(e, bnc), in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
+                   n->u.conv.cout, emit_num(e, sn->u.sum.coef[kc].c0),
+                   emit_out(e, sn->in[1 - kc]), emit_num(e, sn->u.sum.coef[1 - kc].c0));
+            break;
+        }
         if ((bnc = emit_conv_bn(e, n->id))) {
             /* inference: the BN reading this conv (and its relu) within it */
             const IrNode *bn = &e->g->nodes[bnc];
@@ -505,13 +552,18 @@ void emit_forward_node(Emit *e, const IrNode *n)
                emit_param(e, "buf", n->u.bn.var), n->shape.c, n->shape.h * n->shape.w,
                emit_num(e, n->u.bn.eps));
         break;
-    case OP_SUM:
-        emit_f(e, "    {\n");
+    case OP_SUM: {
+        bool sum_in_conv = false;   /* its inference forward ran in a conv (emit_conv_sum) */
+        for (int k = 0; k < n->nin; k++)
+            sum_in_conv = sum_in_conv || emit_conv_sum(e, n->in[k]) == n->id;
+        emit_f(e, "    %s{%s\n", sum_in_conv ? "if (train) " : "",
+               sum_in_conv ? "    /* inference: with its conv above */" : "");
         emit_coefs(e, n);
         emit_xs(e, n);
         emit_f(e, "        FN(rt_sum_forward%s)(ctx, %s, %d, xs, c, nB * %zu);\n    }\n", S, out,
                n->nin, len);
         break;
+    }
     case OP_CONCAT:
         if (emit_concat_shared(e, n)) {
             emit_concat_shared_forward(e, n, out);

@@ -257,9 +257,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 8 stage1.step0.grad.gelu0 = gelu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_forward)(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.gelu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 32768 * nB, 1);
     /* 10 stage1.x1 = sum(stem.leaky_relu0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1

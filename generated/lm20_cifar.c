@@ -278,9 +278,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 65536 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1

@@ -308,9 +308,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 125440 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -0.19999999999999996, act + 62720 * nB, 0.8);
     /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             /* g */ (T)0.8,
             /* -(1 - g) */ (T)-0.19999999999999996
@@ -346,9 +349,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 175616 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, -0.19999999999999996, act + 125440 * nB, 0.8);
     /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             /* g */ (T)0.8,
             /* -(1 - g) */ (T)-0.19999999999999996
@@ -433,9 +439,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -0.09999999999999998, act + 194432 * nB, 0.9);
     /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -471,7 +480,10 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 250880 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, -0.09999999999999998, act + 225792 * nB, 0.9);
 }
 
 /* Forward, part 3 of 4. */
@@ -485,7 +497,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage2.v3 = sum(stage2.v2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -558,9 +570,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -0.09999999999999998, act + 260288 * nB, 0.9);
     /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -608,9 +623,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 288512 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, -0.09999999999999998, act + 275968 * nB, 0.9);
     /* 74 stage3.v3 = sum(stage3.v2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998

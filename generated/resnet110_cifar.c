@@ -750,9 +750,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -779,9 +782,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 81920 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -808,9 +814,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 147456 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -849,9 +858,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 278528 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 212992 * nB, 1);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -878,9 +890,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 278528 * nB, 1);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -907,9 +922,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 409600 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 344064 * nB, 1);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -948,9 +966,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 475136 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 409600 * nB, 1);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -977,9 +998,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 540672 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 475136 * nB, 1);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1006,9 +1030,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 606208 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 540672 * nB, 1);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1035,9 +1062,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 655360 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 655360 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 671744 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 606208 * nB, 1);
     /* 71 stage1.x10 = sum(stage1.x9, stage1.step9.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1076,9 +1106,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 720896 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 720896 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 737280 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 671744 * nB, 1);
     /* 78 stage1.x11 = sum(stage1.x10, stage1.step10.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1105,9 +1138,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 786432 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 786432 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 802816 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 737280 * nB, 1);
     /* 85 stage1.x12 = sum(stage1.x11, stage1.step11.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1134,9 +1170,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 851968 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 851968 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 868352 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 802816 * nB, 1);
     /* 92 stage1.x13 = sum(stage1.x12, stage1.step12.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1175,9 +1214,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 917504 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 917504 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 933888 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 868352 * nB, 1);
     /* 99 stage1.x14 = sum(stage1.x13, stage1.step13.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1204,9 +1246,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 983040 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 983040 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 999424 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 933888 * nB, 1);
     /* 106 stage1.x15 = sum(stage1.x14, stage1.step14.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1233,9 +1278,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1048576 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1048576 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1064960 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 999424 * nB, 1);
     /* 113 stage1.x16 = sum(stage1.x15, stage1.step15.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1262,9 +1310,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 118 stage1.step16.grad.relu1 = relu(stage1.step16.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 119 stage1.step16.grad.conv1 = conv(stage1.step16.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1114112 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1114112 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1130496 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 1064960 * nB, 1);
     /* 120 stage1.x17 = sum(stage1.x16, stage1.step16.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1303,9 +1354,12 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 125 stage1.step17.grad.relu1 = relu(stage1.step17.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 126 stage1.step17.grad.conv1 = conv(stage1.step17.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1179648 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1179648 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1196032 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 1130496 * nB, 1);
     /* 127 stage1.x18 = sum(stage1.x17, stage1.step17.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1361,9 +1415,12 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 140 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 141 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1261568 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1261568 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1269760 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1245184 * nB, 1);
     /* 142 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1402,9 +1459,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 147 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 148 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1294336 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1294336 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1302528 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1269760 * nB, 1);
     /* 149 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1431,9 +1491,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 154 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 155 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1327104 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1327104 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1335296 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1302528 * nB, 1);
     /* 156 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1460,9 +1523,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 161 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 162 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1359872 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1359872 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1368064 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1335296 * nB, 1);
     /* 163 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1501,9 +1567,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1392640 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1392640 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1400832 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1368064 * nB, 1);
     /* 170 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1530,9 +1599,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 175 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 176 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1425408 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1425408 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1433600 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1400832 * nB, 1);
     /* 177 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1559,9 +1631,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 182 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 183 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1458176 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1458176 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1466368 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1433600 * nB, 1);
     /* 184 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1588,9 +1663,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 189 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 190 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1490944 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1490944 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1499136 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1466368 * nB, 1);
     /* 191 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1629,9 +1707,12 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 196 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 197 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1523712 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1523712 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1531904 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1499136 * nB, 1);
     /* 198 stage2.x10 = sum(stage2.x9, stage2.step9.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1658,9 +1739,12 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 203 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 204 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1556480 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1556480 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1564672 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1531904 * nB, 1);
     /* 205 stage2.x11 = sum(stage2.x10, stage2.step10.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1687,9 +1771,12 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 210 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 211 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1589248 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1589248 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1597440 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1564672 * nB, 1);
     /* 212 stage2.x12 = sum(stage2.x11, stage2.step11.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1728,9 +1815,12 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 217 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 218 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1622016 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1622016 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1630208 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1597440 * nB, 1);
     /* 219 stage2.x13 = sum(stage2.x12, stage2.step12.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1757,9 +1847,12 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 224 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 225 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1654784 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1654784 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1662976 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1630208 * nB, 1);
     /* 226 stage2.x14 = sum(stage2.x13, stage2.step13.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1786,9 +1879,12 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 231 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 232 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1687552 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1687552 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1695744 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1662976 * nB, 1);
     /* 233 stage2.x15 = sum(stage2.x14, stage2.step14.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1815,9 +1911,12 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 238 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 239 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1720320 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1720320 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1728512 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1695744 * nB, 1);
     /* 240 stage2.x16 = sum(stage2.x15, stage2.step15.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1856,9 +1955,12 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 245 stage2.step16.grad.relu1 = relu(stage2.step16.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 246 stage2.step16.grad.conv1 = conv(stage2.step16.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1753088 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1753088 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1761280 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1728512 * nB, 1);
     /* 247 stage2.x17 = sum(stage2.x16, stage2.step16.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1885,9 +1987,12 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 252 stage2.step17.grad.relu1 = relu(stage2.step17.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 253 stage2.step17.grad.conv1 = conv(stage2.step17.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1785856 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1785856 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1794048 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1761280 * nB, 1);
     /* 254 stage2.x18 = sum(stage2.x17, stage2.step17.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1955,9 +2060,12 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 267 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 268 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1826816 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1826816 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1830912 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1818624 * nB, 1);
     /* 269 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1984,9 +2092,12 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 274 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 275 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1843200 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1843200 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1847296 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1830912 * nB, 1);
     /* 276 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2013,9 +2124,12 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 281 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 282 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1859584 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1859584 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1863680 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1847296 * nB, 1);
     /* 283 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2054,9 +2168,12 @@ static void FN(forward_13)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 289 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1875968 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1875968 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1880064 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1863680 * nB, 1);
     /* 290 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2083,9 +2200,12 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 295 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 296 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1892352 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1892352 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1896448 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1880064 * nB, 1);
     /* 297 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2112,9 +2232,12 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 302 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 303 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1908736 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1908736 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1912832 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1896448 * nB, 1);
     /* 304 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2141,9 +2264,12 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 309 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 310 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1925120 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1925120 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1929216 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1912832 * nB, 1);
     /* 311 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2182,9 +2308,12 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 316 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 317 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1941504 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1941504 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1945600 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1929216 * nB, 1);
     /* 318 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2211,9 +2340,12 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 323 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 324 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1957888 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1957888 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1961984 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1945600 * nB, 1);
     /* 325 stage3.x10 = sum(stage3.x9, stage3.step9.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2240,9 +2372,12 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 330 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 331 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1974272 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1974272 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1978368 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1961984 * nB, 1);
     /* 332 stage3.x11 = sum(stage3.x10, stage3.step10.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2281,9 +2416,12 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 337 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 338 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1990656 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1990656 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1994752 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1978368 * nB, 1);
     /* 339 stage3.x12 = sum(stage3.x11, stage3.step11.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2310,9 +2448,12 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 344 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 345 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 2007040 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 2007040 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 2011136 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1994752 * nB, 1);
     /* 346 stage3.x13 = sum(stage3.x12, stage3.step12.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2339,9 +2480,12 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 351 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 352 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 2023424 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 2023424 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 2027520 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2011136 * nB, 1);
     /* 353 stage3.x14 = sum(stage3.x13, stage3.step13.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2368,9 +2512,12 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 358 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 359 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 2039808 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 2039808 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 2043904 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2027520 * nB, 1);
     /* 360 stage3.x15 = sum(stage3.x14, stage3.step14.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2409,9 +2556,12 @@ static void FN(forward_16)(Model *m, int B, int train)
     /* 365 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 366 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 2056192 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 2056192 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 2060288 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2043904 * nB, 1);
     /* 367 stage3.x16 = sum(stage3.x15, stage3.step15.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2438,9 +2588,12 @@ static void FN(forward_16)(Model *m, int B, int train)
     /* 372 stage3.step16.grad.relu1 = relu(stage3.step16.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 373 stage3.step16.grad.conv1 = conv(stage3.step16.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 2072576 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 2072576 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 2076672 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2060288 * nB, 1);
     /* 374 stage3.x17 = sum(stage3.x16, stage3.step16.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -2467,9 +2620,12 @@ static void FN(forward_16)(Model *m, int B, int train)
     /* 379 stage3.step17.grad.relu1 = relu(stage3.step17.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 380 stage3.step17.grad.conv1 = conv(stage3.step17.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 2088960 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 2088960 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 2093056 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2076672 * nB, 1);
     /* 381 stage3.x18 = sum(stage3.x17, stage3.step17.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1

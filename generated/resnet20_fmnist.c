@@ -300,9 +300,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -329,9 +332,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 112896 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 62720 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -358,9 +364,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 163072 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 112896 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -428,9 +437,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 213248 * nB, act + 206976 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 213248 * nB, act + 206976 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 219520 * nB, act + 206976 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 200704 * nB, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -457,9 +469,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 244608 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 219520 * nB, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -527,9 +542,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 269696 * nB, act + 266560 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 269696 * nB, act + 266560 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 272832 * nB, act + 266560 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 263424 * nB, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -556,9 +574,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 285376 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 272832 * nB, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1

@@ -480,9 +480,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -509,9 +512,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 81920 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -538,9 +544,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 147456 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -579,9 +588,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 278528 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 212992 * nB, 1);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -608,9 +620,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 278528 * nB, 1);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -637,9 +652,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 409600 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 344064 * nB, 1);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -678,9 +696,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 475136 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 409600 * nB, 1);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -707,9 +728,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 540672 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 475136 * nB, 1);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -736,9 +760,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 606208 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 540672 * nB, 1);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -806,9 +833,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 77 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 78 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 671744 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 671744 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 679936 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 655360 * nB, 1);
     /* 79 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -835,9 +865,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 84 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 85 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 704512 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 704512 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 712704 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 679936 * nB, 1);
     /* 86 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -864,9 +897,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 91 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 92 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 737280 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 737280 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 745472 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 712704 * nB, 1);
     /* 93 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -905,9 +941,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 98 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 99 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 770048 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 770048 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 778240 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 745472 * nB, 1);
     /* 100 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -934,9 +973,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 105 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 106 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 802816 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 802816 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 811008 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 778240 * nB, 1);
     /* 107 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -963,9 +1005,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 112 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 113 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 835584 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 835584 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 843776 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 811008 * nB, 1);
     /* 114 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -992,7 +1037,10 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 119 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 120 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 868352 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 868352 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 876544 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 843776 * nB, 1);
 }
 
 /* Forward, part 6 of 9. */
@@ -1006,7 +1054,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1033,9 +1081,12 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 126 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 127 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 901120 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 901120 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 909312 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 876544 * nB, 1);
     /* 128 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1091,9 +1142,12 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 141 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 142 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 942080 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 942080 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 946176 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 933888 * nB, 1);
     /* 143 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1132,9 +1186,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 148 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 149 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 958464 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 958464 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 962560 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 946176 * nB, 1);
     /* 150 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1161,9 +1218,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 155 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 156 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 974848 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 974848 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 978944 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 962560 * nB, 1);
     /* 157 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1190,9 +1250,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 162 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 163 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 991232 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 991232 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 995328 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 978944 * nB, 1);
     /* 164 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1231,9 +1294,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 169 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 170 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1007616 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1007616 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1011712 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 995328 * nB, 1);
     /* 171 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1260,9 +1326,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 176 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 177 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1024000 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1024000 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1028096 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1011712 * nB, 1);
     /* 178 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1289,9 +1358,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 183 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 184 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1040384 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1040384 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1044480 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1028096 * nB, 1);
     /* 185 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1318,9 +1390,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 190 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 191 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1056768 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1056768 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1060864 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1044480 * nB, 1);
     /* 192 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1

@@ -188,6 +188,9 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  *   out, where the conv's output feeds only that BN: inference needs no
  *   conv output of its own, and the float build applies the BN's affine map
  *   (and the relu) as it writes the conv's output rows.
+ * conv2d_sum_eval is conv2d_forward_mode with train 0 followed by the sum
+ *   out = cc conv + cr r, where the conv's output feeds only that sum (r:
+ *   its other term, laid out as out, sharing no memory with it or in).
  * xent probs[B][K]; returns the mean loss; backward writes
  *   dlogits = (probs - onehot(labels)) / B. */
 #define RT_DECLARE_KERNELS(T, S)                                                         \
@@ -199,6 +202,9 @@ void rt_conv2d_bn_eval##S(const RtCtx *ctx, T *out, const T *in, const T *w, int
         int Cin, int H, int W, int Cout, int K, int stride, int pad, const T *gamma,    \
         const T *beta, const T *run_mean, const T *run_var, double eps, int relu,       \
         size_t site);                                                                   \
+void rt_conv2d_sum_eval##S(const RtCtx *ctx, T *out, const T *in, const T *w, int B,    \
+        int Cin, int H, int W, int Cout, int K, int stride, int pad, double cc,         \
+        const T *r, double cr);                                                         \
 void rt_conv2d_backward##S(const RtCtx *ctx, T *din, int acc, T *dw, const T *dout,     \
         const T *in, const T *w,                                                        \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \

@@ -329,13 +329,17 @@ static void in_tf(int v, int m, const Slice *s, const float *in, int C, int H, i
     }
 }
 
-/* An inference forward's BN (+ relu) after the conv (rt_conv2d_bn_eval):
- * out[k] = conv * sc_k + sh_k, sc_k = gamma_k / sqrt(var_k + eps), sh_k =
- * beta_k - mean_k sc_k, then relu. */
+/* What an inference forward applies to the conv's output as it copies it
+ * out: with r NULL, a BN (+ relu) (rt_conv2d_bn_eval): out[k] = conv * sc_k
+ * + sh_k, sc_k = gamma_k / sqrt(var_k + eps), sh_k = beta_k - mean_k sc_k,
+ * then relu; else a sum (rt_conv2d_sum_eval): out = conv * cc + r * cr,
+ * r laid out as out. */
 typedef struct {
     const float *gamma, *beta, *mean, *var;
     double eps;
     int relu;
+    const float *r;
+    float cc, cr;
 } Epi;
 
 /* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 of a conv
@@ -358,7 +362,7 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
         else
             (big ? out_tiles2_avx512 : out_tiles2_avx2)(s->O, s->os, mk, (size_t)kp * np, n);
         float sc = 1.0f, sh = 0.0f;
-        if (ep) {
+        if (ep && !ep->r) {
             double scd = (double)ep->gamma[k] / sqrt((double)ep->var[k] + ep->eps);
             sc = (float)scd;
             sh = (float)((double)ep->beta[k] - (double)ep->mean[k] * scd);
@@ -368,7 +372,10 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
             for (int y = 0; y < m && m * ty + y < H; y++) {
                 float *d = out + ((size_t)b * K + k) * hw + (size_t)(m * ty + y) * W;
                 const float *o = s->O + (size_t)y * s->os + (size_t)r * L;
-                if (ep)
+                if (ep && ep->r)
+                    (big ? put_row_sum_avx512 : put_row_sum_avx2)(d, o, ep->r + (d - out), W,
+                                                                  ep->cc, ep->cr);
+                else if (ep)
                     (big ? put_row_bn_avx512 : put_row_bn_avx2)(d, o, W, sc, sh, ep->relu);
                 else
                     (big ? put_row_avx512 : put_row_avx2)(d, o, W, acc);
@@ -603,7 +610,7 @@ void rt_conv2d_bn_eval(const RtCtx *ctx, float *out, const float *in, const floa
                        const float *gamma, const float *beta, const float *run_mean,
                        const float *run_var, double eps, int relu, size_t site)
 {
-    Epi ep = {gamma, beta, run_mean, run_var, eps, relu};
+    Epi ep = {gamma, beta, run_mean, run_var, eps, relu, NULL, 0.0f, 0.0f};
     /* a branch record (gradient checks) goes to rt_relu_forward below */
     if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
         && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
@@ -632,6 +639,34 @@ void rt_conv2d_bn_eval(const RtCtx *ctx, float *out, const float *in, const floa
     }
     if (relu && !rl)    /* the record's pieces */
         rt_relu_forward(ctx, out, out, (size_t)B * Cout * hw, site);
+}
+
+void rt_conv2d_sum_eval(const RtCtx *ctx, float *out, const float *in, const float *w, int B,
+                        int Cin, int H, int W, int Cout, int K, int stride, int pad,
+                        double cc, const float *r, double cr)
+{
+    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, (float)cc, (float)cr};
+    if (K == 3 && stride == 1 && pad == 1
+        && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
+        return;
+    rt_conv2d_forward_mode(ctx, 0, out, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    size_t n = (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+               * (size_t)rt_conv_out(W, K, stride, pad);
+    float fc = (float)cc, fr = (float)cr;
+#pragma omp parallel for simd num_threads(ctx && ctx->threads > 0 ? ctx->threads : 1) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        out[i] = out[i] * fc + r[i] * fr;
+}
+
+void rt_conv2d_sum_eval_d(const RtCtx *ctx, double *out, const double *in, const double *w,
+                          int B, int Cin, int H, int W, int Cout, int K, int stride, int pad,
+                          double cc, const double *r, double cr)
+{
+    rt_conv2d_forward_d(ctx, out, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    size_t n = (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+               * (size_t)rt_conv_out(W, K, stride, pad);
+    for (size_t i = 0; i < n; i++)
+        out[i] = out[i] * cc + r[i] * cr;
 }
 
 void rt_conv2d_bn_eval_d(const RtCtx *ctx, double *out, const double *in, const double *w,

@@ -252,7 +252,8 @@ END_TEST
  * rt_conv2d_forward's bytes; rt_conv2d_bn_eval (BN with running statistics,
  * relu 0 and 1) against the double conv, affine map and relu, also for a
  * stride-2 conv (no Winograd: the conv, then one pass) and with a branch
- * record (relu 1 through rt_relu_forward, which records the pieces). */
+ * record (relu 1 through rt_relu_forward, which records the pieces);
+ * rt_conv2d_sum_eval against the double conv's weighted sum with a tensor. */
 static void check_eval(const Shape *s, int variant)
 {
     int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co;
@@ -320,6 +321,22 @@ static void check_eval(const Shape *s, int variant)
     if (taken)
         ck_assert_msg(memcmp(o[0], o[1], no * sizeof(float)) == 0,
                       "%s eval %d->%d %dx%d: 1 and 2 threads differ", tag, C, Co, H, W);
+
+    /* the sum out = -1.5 conv + 0.5 r, 2 threads: Winograd where taken */
+    {
+        float *rf = tu_calloc(no, sizeof(float));
+        double *sd = tu_calloc(no, sizeof(double));
+        for (size_t i = 0; i < no; i++) {
+            rf[i] = (float)(out[(i * 7) % no] + 0.25);
+            sd[i] = -1.5 * out[i] + 0.5 * (double)rf[i];
+        }
+        size_t sb = rt_conv2d_scratch_bytes(2, B, C, H, W, 3, 1, 1, sizeof(float));
+        RtCtx sc = {.threads = 2, .scratch = tu_calloc(sb, 1), .scratch_bytes = sb};
+        rt_conv2d_sum_eval(&sc, x, inf, wf, B, C, H, W, Co, 3, 1, 1, -1.5, rf, 0.5);
+        double e = gc_normdiff_f(x, sd, no);
+        ck_assert_msg(e < EVAL_TOL, "%s sum_eval %d->%d %dx%d B%d: %.3g", tag, C, Co, H, W, B, e);
+        free(sc.scratch), free(rf), free(sd);
+    }
 
     /* a branch record: the pieces recorded (1 where the input is positive) */
     uint8_t *mask = tu_calloc(no, 1);
