@@ -376,16 +376,27 @@ static bool emit_bufs_overlap(const Plan *p, int x, int y)
     return a0 < b1 && b0 < a1;
 }
 
-/* In a forward pass (not a backward's recomputation), the BN that an
- * inference forward applies within the 3x3 stride-1 conv node c
- * (rt_conv2d_bn_eval): the one live reader of c's output, a BN reading it
- * whole (no dense-stage prefix), whose output (or its relu's) does not
+/* Whether node r runs right after node c in a stored build's forward (no
+ * live node between): an inference forward that writes r's output at c's
+ * step then overwrites no buffer that the training plan lets die between. */
+static bool emit_next_live(const Emit *e, int c, int r)
+{
+    for (int j = c + 1; j < r; j++)
+        if (e->p->nodes[j].live)
+            return false;
+    return true;
+}
+
+/* In a stored build's forward pass, the BN that an inference forward
+ * applies within the 3x3 stride-1 conv node c
+ * (rt_conv2d_bn_eval): the one live reader of c's output, right after c, a
+ * BN reading it whole (no dense-stage prefix), whose output (or its relu's) does not
  * share memory with c's input; else 0. */
 static int emit_conv_bn(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
     const IrNode *n = &g->nodes[c];
-    if (e->bwd || n->op != OP_CONV || c == g->output || e->p->nodes[c].out < 0)
+    if (e->bwd || e->p->sched || n->op != OP_CONV || c == g->output || e->p->nodes[c].out < 0)
         return 0;
     if (n->u.conv.k != 3 || n->u.conv.stride != 1 || n->u.conv.pad != 1)
         return 0;   /* only Winograd gains by it (the others: one pass either way) */
@@ -395,7 +406,7 @@ static int emit_conv_bn(const Emit *e, int c)
             if (g->nodes[j].in[k] == c && e->p->nodes[j].live)
                 reader = j, nread++;
     if (nread != 1 || g->nodes[reader].op != OP_BN || g->nodes[reader].nin != 1
-        || emit_prefix_stride(e, c))
+        || emit_prefix_stride(e, c) || !emit_next_live(e, c, reader))
         return 0;
     /* the BN's output (its relu's) is written while the conv reads its
      * input: the training plan may have given them the same memory */
@@ -408,9 +419,9 @@ static int emit_conv_bn(const Emit *e, int c)
 
 /* In a stored build's forward pass, the sum that an inference forward
  * computes within the 3x3 stride-1 conv node c (rt_conv2d_sum_eval): the
- * one live reader of c's output, a sum of c and one other term computed
- * before c, with numbers for coefficients, whose output shares no memory
- * with c's input or the other term; else 0. */
+ * one live reader of c's output, right after c, a sum of c and one other
+ * term computed before c, with numbers for coefficients, whose output
+ * shares no memory with c's input or the other term; else 0. */
 static int emit_conv_sum(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
@@ -425,7 +436,8 @@ static int emit_conv_sum(const Emit *e, int c)
             if (g->nodes[j].in[k] == c && e->p->nodes[j].live)
                 reader = j, nread++;
     const IrNode *s = &g->nodes[reader];
-    if (nread != 1 || s->op != OP_SUM || s->nin != 2 || reader == g->output)
+    if (nread != 1 || s->op != OP_SUM || s->nin != 2 || reader == g->output
+        || !emit_next_live(e, c, reader))
         return 0;
     int kc = s->in[1] == c, o = s->in[1 - kc];
     if (o == c || o > c || s->u.sum.coef[0].nterms || s->u.sum.coef[1].nterms)
