@@ -361,6 +361,96 @@ static const char *emit_recompute(Emit *e, const IrNode *n)
     return buf;
 }
 
+/* Whether plan buffers x and y (-1: none) may share arena memory. */
+static bool emit_bufs_overlap(const Plan *p, int x, int y)
+{
+    if (x < 0 || y < 0)
+        return false;
+    const PlanBuf *a = &p->bufs[x], *b = &p->bufs[y];
+    if ((a->size_a && a->size_b) || (b->size_a && b->size_b))
+        return true;    /* mixed sizes: not worth the arithmetic */
+    if (!a->size_a != !b->size_a)
+        return false;   /* a per-image buffer and a fixed one */
+    size_t a0 = a->size_a ? a->off_a : a->off_b, a1 = a0 + (a->size_a ? a->size_a : a->size_b);
+    size_t b0 = b->size_a ? b->off_a : b->off_b, b1 = b0 + (b->size_a ? b->size_a : b->size_b);
+    return a0 < b1 && b0 < a1;
+}
+
+/* Whether node r runs right after node c in a stored build's forward (no
+ * live node between): an inference forward that writes r's output at c's
+ * step then overwrites no buffer that the training plan lets die between. */
+static bool emit_next_live(const Emit *e, int c, int r)
+{
+    for (int j = c + 1; j < r; j++)
+        if (e->p->nodes[j].live)
+            return false;
+    return true;
+}
+
+/* In a stored build's forward pass, the BN that an inference forward
+ * applies within the 3x3 stride-1 conv node c
+ * (rt_conv2d_bn_eval): the one live reader of c's output, right after c, a
+ * BN reading it whole (no dense-stage prefix), whose output (or its relu's) does not
+ * share memory with c's input; else 0. */
+static int emit_conv_bn(const Emit *e, int c)
+{
+    const IrGraph *g = e->g;
+    const IrNode *n = &g->nodes[c];
+    if (e->bwd || e->p->sched || n->op != OP_CONV || c == g->output || e->p->nodes[c].out < 0)
+        return 0;
+    if (n->u.conv.k != 3 || n->u.conv.stride != 1 || n->u.conv.pad != 1)
+        return 0;   /* only Winograd gains by it (the others: one pass either way) */
+    int reader = 0, nread = 0;
+    for (int j = c + 1; j < g->nnodes; j++)
+        for (int k = 0; k < g->nodes[j].nin; k++)
+            if (g->nodes[j].in[k] == c && e->p->nodes[j].live)
+                reader = j, nread++;
+    if (nread != 1 || g->nodes[reader].op != OP_BN || g->nodes[reader].nin != 1
+        || emit_prefix_stride(e, c) || !emit_next_live(e, c, reader))
+        return 0;
+    /* the BN's output (its relu's) is written while the conv reads its
+     * input: the training plan may have given them the same memory */
+    int r = e->p->nodes[reader].fuse ? e->p->nodes[reader].fuse : reader;
+    if (r == g->output
+        || emit_bufs_overlap(e->p, e->p->nodes[r].out, e->p->nodes[g->nodes[c].in[0]].out))
+        return 0;
+    return reader;
+}
+
+/* In a stored build's forward pass, the sum that an inference forward
+ * computes within the 3x3 stride-1 conv node c (rt_conv2d_sum_eval): the
+ * one live reader of c's output, right after c, a sum of c and one other
+ * term computed before c, with numbers for coefficients, whose output
+ * shares no memory with c's input or the other term; else 0. */
+static int emit_conv_sum(const Emit *e, int c)
+{
+    const IrGraph *g = e->g;
+    const IrNode *n = &g->nodes[c];
+    if (e->bwd || e->p->sched || n->op != OP_CONV || c == g->output || e->p->nodes[c].out < 0)
+        return 0;
+    if (n->u.conv.k != 3 || n->u.conv.stride != 1 || n->u.conv.pad != 1)
+        return 0;
+    int reader = 0, nread = 0;
+    for (int j = c + 1; j < g->nnodes; j++)
+        for (int k = 0; k < g->nodes[j].nin; k++)
+            if (g->nodes[j].in[k] == c && e->p->nodes[j].live)
+                reader = j, nread++;
+    const IrNode *s = &g->nodes[reader];
+    if (nread != 1 || s->op != OP_SUM || s->nin != 2 || reader == g->output
+        || !emit_next_live(e, c, reader))
+        return 0;
+    int kc = s->in[1] == c, o = s->in[1 - kc];
+    if (o == c || o > c || s->u.sum.coef[0].nterms || s->u.sum.coef[1].nterms)
+        return 0;
+    if (emit_prefix_stride(e, c) || emit_prefix_stride(e, o) || emit_prefix_stride(e, reader))
+        return 0;
+    int so = e->p->nodes[reader].out;
+    if (so < 0 || emit_bufs_overlap(e->p, so, e->p->nodes[n->in[0]].out)
+        || emit_bufs_overlap(e->p, so, e->p->nodes[o].out))
+        return 0;
+    return reader;
+}
+
 void emit_forward_node(Emit *e, const IrNode *n)
 {
     const char *S = e->S;
@@ -371,6 +461,9 @@ void emit_forward_node(Emit *e, const IrNode *n)
     size_t len = ir_numel(n->shape);
     emit_node_comment(e, n);
     const OpInfo *oi = op_info(n->op);
+    /* a BN whose inference forward its conv ran (emit_conv_bn) */
+    bool in_conv = n->op == OP_BN && emit_conv_bn(e, n->in[0]) == n->id;
+    int bnc;
     if (pn->fuse && n->op == OP_RELU) {
         emit_f(e, "    /* computed with its bn above (rt_bn_relu_forward) */\n");
         return;
@@ -389,6 +482,10 @@ void emit_forward_node(Emit *e, const IrNode *n)
                emit_param(e, "buf", n->u.bn.var), in, emit_param(e, "P", n->u.bn.gamma),
                emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
                emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps), site, xsa);
+        if (in_conv) {
+            emit_f(e, "    /* inference: with its conv above */\n");
+            return;
+        }
         emit_f(e, "    else\n        FN(rt_bn_relu_forward_eval%s%s)(ctx, %s, %s, %s, %s, %s, %s, "
                "B, %d, %d, %s, nB * %zu%s);\n", xs ? "_strided" : "", S, out, in,
                emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
@@ -408,9 +505,47 @@ void emit_forward_node(Emit *e, const IrNode *n)
     }
     switch (n->op) {
     case OP_CONV:
-        emit_f(e, "    FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, %d, %d, %d, %d, %d);\n", S,
-               out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout,
-               n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+        if ((bnc = emit_conv_sum(e, n->id))) {
+            /* inference: the sum reading this conv within it */
+            const IrNode *sn = &e->g->nodes[bnc];
+            int kc = sn->in[1] == n->id;
+            emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, "
+                   "%d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
+                   is->h, is->w, n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+            emit_f(e, "    else    /* with its sum */\n        FN(rt_conv2d_sum_eval%s)(ctx, %s, "
+                   "%s, %s, B, %d, %d, %d, %d, 3, 1, 1, %s, %s, %s);\n", S,
+                   emit_out(e, bnc), in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
+                   n->u.conv.cout, emit_num(e, sn->u.sum.coef[kc].c0),
+                   emit_out(e, sn->in[1 - kc]), emit_num(e, sn->u.sum.coef[1 - kc].c0));
+            break;
+        }
+        if ((bnc = emit_conv_bn(e, n->id))) {
+            /* inference: the BN reading this conv (and its relu) within it */
+            const IrNode *bn = &e->g->nodes[bnc];
+            int r = e->p->nodes[bnc].fuse;
+            emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, "
+                   "%d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
+                   is->h, is->w, n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+            emit_f(e, "    else    /* with its %s */\n        FN(rt_conv2d_bn_eval%s)(ctx, %s, "
+                   "%s, %s, B, %d, %d, %d, %d, %d, %d, %d, %s, %s, %s, %s, %s, %d, nB * %zu);\n",
+                   r ? "bn and relu" : "bn", S, emit_out(e, r ? r : bnc), in,
+                   emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout,
+                   n->u.conv.k, n->u.conv.stride, n->u.conv.pad,
+                   emit_param(e, "P", bn->u.bn.gamma), emit_param(e, "P", bn->u.bn.beta),
+                   emit_param(e, "buf", bn->u.bn.mean), emit_param(e, "buf", bn->u.bn.var),
+                   emit_num(e, bn->u.bn.eps), r ? 1 : 0, r ? emit_branch_site(e, r) : 0);
+            break;
+        }
+        /* a forward pass's 3x3 stride-1 convs pass train on: inference may
+         * take a faster kernel (rt.h); a backward's recomputation may not */
+        if (!e->bwd && n->u.conv.k == 3 && n->u.conv.stride == 1 && n->u.conv.pad == 1)
+            emit_f(e, "    FN(rt_conv2d_forward_mode%s)(ctx, train, %s, %s, %s, B, %d, %d, %d, %d, "
+                   "3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h,
+                   is->w, n->u.conv.cout);
+        else
+            emit_f(e, "    FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, %d, %d, %d, %d, "
+                   "%d);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
+                   n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
         break;
     case OP_BN:
         emit_f(e, "    if (train)\n        FN(rt_bn_forward_train%s)(ctx, %s, %s, %s, %s, %s, %s, "
@@ -419,19 +554,28 @@ void emit_forward_node(Emit *e, const IrNode *n)
                emit_param(e, "buf", n->u.bn.var), in, emit_param(e, "P", n->u.bn.gamma),
                emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
                emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps));
+        if (in_conv) {
+            emit_f(e, "    /* inference: with its conv above */\n");
+            break;
+        }
         emit_f(e, "    else\n        FN(rt_bn_forward_eval%s)(ctx, %s, %s, %s, %s, %s, %s, B, %d, "
                "%d, %s);\n", S, out, in, emit_param(e, "P", n->u.bn.gamma),
                emit_param(e, "P", n->u.bn.beta), emit_param(e, "buf", n->u.bn.mean),
                emit_param(e, "buf", n->u.bn.var), n->shape.c, n->shape.h * n->shape.w,
                emit_num(e, n->u.bn.eps));
         break;
-    case OP_SUM:
-        emit_f(e, "    {\n");
+    case OP_SUM: {
+        bool sum_in_conv = false;   /* its inference forward ran in a conv (emit_conv_sum) */
+        for (int k = 0; k < n->nin; k++)
+            sum_in_conv = sum_in_conv || emit_conv_sum(e, n->in[k]) == n->id;
+        emit_f(e, "    %s{%s\n", sum_in_conv ? "if (train) " : "",
+               sum_in_conv ? "    /* inference: with its conv above */" : "");
         emit_coefs(e, n);
         emit_xs(e, n);
         emit_f(e, "        FN(rt_sum_forward%s)(ctx, %s, %d, xs, c, nB * %zu);\n    }\n", S, out,
                n->nin, len);
         break;
+    }
     case OP_CONCAT:
         if (emit_concat_shared(e, n)) {
             emit_concat_shared_forward(e, n, out);

@@ -228,12 +228,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn */
+        FN(rt_conv2d_bn_eval)(ctx, act + 16384 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1, P + 432, P + 448, buf, buf + 16, 1e-05, 0, nB * 0);
     /* 2 stem.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05);
-    else
-        FN(rt_bn_forward_eval)(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1e-05);
+    /* inference: with its conv above */
     /* 3 stem.leaky_relu0 = leaky_relu(stem.bn0): 16x32x32 -> 16x32x32 */
     FN(rt_leaky_relu_forward)(ctx, act + 32768 * nB, act + 16384 * nB, nB * 16384, 0.1, nB * 0);
     /* 4 stage1.step0.grad.bn0 = bn(stem.leaky_relu0): 16x32x32 -> 16x32x32 */
@@ -244,18 +246,23 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 5 stage1.step0.grad.softsign0 = softsign(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     FN(rt_softsign_forward)(ctx, act + 65536 * nB, act + 49152 * nB, nB * 16384, 0, nB * 0);
     /* 6 stage1.step0.grad.conv0 = conv(stage1.step0.grad.softsign0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 81920 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 81920 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn */
+        FN(rt_conv2d_bn_eval)(ctx, act + 98304 * nB, act + 65536 * nB, P + 496, B, 16, 32, 32, 16, 3, 1, 1, P + 2800, P + 2816, buf + 64, buf + 80, 1e-05, 0, nB * 0);
     /* 7 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 2800, P + 2816, B, 16, 1024, 0.1, 1e-05);
-    else
-        FN(rt_bn_forward_eval)(ctx, act + 98304 * nB, act + 81920 * nB, P + 2800, P + 2816, buf + 64, buf + 80, B, 16, 1024, 1e-05);
+    /* inference: with its conv above */
     /* 8 stage1.step0.grad.gelu0 = gelu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_forward)(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.gelu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 32768 * nB, 1);
     /* 10 stage1.x1 = sum(stem.leaky_relu0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -271,16 +278,18 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 12 stage1.step1.grad.softsign0 = softsign(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     FN(rt_softsign_forward)(ctx, act + 163840 * nB, act + 131072 * nB, nB * 16384, 0, nB * 0);
     /* 13 stage1.step1.grad.conv0 = conv(stage1.step1.grad.softsign0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn */
+        FN(rt_conv2d_bn_eval)(ctx, act + 196608 * nB, act + 163840 * nB, P + 5168, B, 16, 32, 32, 16, 3, 1, 1, P + 7472, P + 7488, buf + 128, buf + 144, 1e-05, 0, nB * 0);
     /* 14 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 196608 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 180224 * nB, P + 7472, P + 7488, B, 16, 1024, 0.1, 1e-05);
-    else
-        FN(rt_bn_forward_eval)(ctx, act + 196608 * nB, act + 180224 * nB, P + 7472, P + 7488, buf + 128, buf + 144, B, 16, 1024, 1e-05);
+    /* inference: with its conv above */
     /* 15 stage1.step1.grad.gelu0 = gelu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_forward)(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
     /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.gelu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.leaky_relu0): 16x32x32 -> 16x32x32 */
     {
         const T c[3] = {
@@ -299,16 +308,18 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 19 stage1.step2.grad.softsign0 = softsign(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     FN(rt_softsign_forward)(ctx, act + 262144 * nB, act + 229376 * nB, nB * 16384, 0, nB * 0);
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.softsign0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 278528 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 278528 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn */
+        FN(rt_conv2d_bn_eval)(ctx, act + 294912 * nB, act + 262144 * nB, P + 9840, B, 16, 32, 32, 16, 3, 1, 1, P + 12144, P + 12160, buf + 192, buf + 208, 1e-05, 0, nB * 0);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 294912 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 278528 * nB, P + 12144, P + 12160, B, 16, 1024, 0.1, 1e-05);
-    else
-        FN(rt_bn_forward_eval)(ctx, act + 294912 * nB, act + 278528 * nB, P + 12144, P + 12160, buf + 192, buf + 208, B, 16, 1024, 1e-05);
+    /* inference: with its conv above */
     /* 22 stage1.step2.grad.gelu0 = gelu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_forward)(ctx, act + 311296 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.gelu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
     {
         const T c[3] = {
@@ -348,7 +359,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.step0.grad.gelu0 = gelu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     FN(rt_gelu_forward)(ctx, act + 393216 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
     /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 409600 * nB, act + 344064 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
@@ -368,16 +379,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 34 stage2.step1.grad.softsign0 = softsign(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     FN(rt_softsign_forward)(ctx, act + 425984 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
     /* 35 stage2.step1.grad.conv0 = conv(stage2.step1.grad.softsign0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 434176 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 434176 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its bn */
+        FN(rt_conv2d_bn_eval)(ctx, act + 442368 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1, P + 37680, P + 37712, buf + 384, buf + 416, 1e-05, 0, nB * 0);
     /* 36 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 442368 * nB, fix + 384, fix + 416, buf + 384, buf + 416, act + 434176 * nB, P + 37680, P + 37712, B, 32, 256, 0.1, 1e-05);
-    else
-        FN(rt_bn_forward_eval)(ctx, act + 442368 * nB, act + 434176 * nB, P + 37680, P + 37712, buf + 384, buf + 416, B, 32, 256, 1e-05);
+    /* inference: with its conv above */
     /* 37 stage2.step1.grad.gelu0 = gelu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     FN(rt_gelu_forward)(ctx, act + 450560 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
     /* 38 stage2.step1.grad.conv1 = conv(stage2.step1.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {
@@ -396,16 +409,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 41 stage2.step2.grad.softsign0 = softsign(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     FN(rt_softsign_forward)(ctx, act + 458752 * nB, act + 409600 * nB, nB * 8192, 0, nB * 0);
     /* 42 stage2.step2.grad.conv0 = conv(stage2.step2.grad.softsign0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 475136 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 475136 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its bn */
+        FN(rt_conv2d_bn_eval)(ctx, act + 483328 * nB, act + 458752 * nB, P + 47024, B, 32, 16, 16, 32, 3, 1, 1, P + 56240, P + 56272, buf + 512, buf + 544, 1e-05, 0, nB * 0);
     /* 43 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 483328 * nB, fix + 512, fix + 544, buf + 512, buf + 544, act + 475136 * nB, P + 56240, P + 56272, B, 32, 256, 0.1, 1e-05);
-    else
-        FN(rt_bn_forward_eval)(ctx, act + 483328 * nB, act + 475136 * nB, P + 56240, P + 56272, buf + 512, buf + 544, B, 32, 256, 1e-05);
+    /* inference: with its conv above */
     /* 44 stage2.step2.grad.gelu0 = gelu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     FN(rt_gelu_forward)(ctx, act + 491520 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
     /* 45 stage2.step2.grad.conv1 = conv(stage2.step2.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 46 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {

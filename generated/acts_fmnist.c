@@ -208,12 +208,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
+    else    /* with its bn */
+        FN(rt_conv2d_bn_eval)(ctx, act + 12544 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1, P + 144, P + 160, buf, buf + 16, 1e-05, 0, nB * 0);
     /* 2 stem.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.1, 1e-05);
-    else
-        FN(rt_bn_forward_eval)(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1e-05);
+    /* inference: with its conv above */
     /* 3 stem.gelu0 = gelu(stem.bn0): 16x28x28 -> 16x28x28 */
     FN(rt_gelu_forward)(ctx, act + 25088 * nB, act + 12544 * nB, nB * 12544, 0, nB * 0);
     /* 4 stage1.step0.grad.bn0 = bn(stem.gelu0): 16x28x28 -> 16x28x28 */
@@ -224,18 +226,23 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 5 stage1.step0.grad.leaky_relu0 = leaky_relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     FN(rt_leaky_relu_forward)(ctx, act + 50176 * nB, act + 37632 * nB, nB * 12544, 0.1, nB * 0);
     /* 6 stage1.step0.grad.conv0 = conv(stage1.step0.grad.leaky_relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 62720 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 62720 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1);
+    else    /* with its bn */
+        FN(rt_conv2d_bn_eval)(ctx, act + 75264 * nB, act + 50176 * nB, P + 208, B, 16, 28, 28, 16, 3, 1, 1, P + 2512, P + 2528, buf + 64, buf + 80, 1e-05, 0, nB * 0);
     /* 7 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 2512, P + 2528, B, 16, 784, 0.1, 1e-05);
-    else
-        FN(rt_bn_forward_eval)(ctx, act + 75264 * nB, act + 62720 * nB, P + 2512, P + 2528, buf + 64, buf + 80, B, 16, 784, 1e-05);
+    /* inference: with its conv above */
     /* 8 stage1.step0.grad.silu0 = silu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     FN(rt_silu_forward)(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.silu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 112896 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 25088 * nB, 1);
     /* 10 stage1.x1 = sum(stem.gelu0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -251,16 +258,18 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 12 stage1.step1.grad.leaky_relu0 = leaky_relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     FN(rt_leaky_relu_forward)(ctx, act + 125440 * nB, act + 100352 * nB, nB * 12544, 0.1, nB * 12544);
     /* 13 stage1.step1.grad.conv0 = conv(stage1.step1.grad.leaky_relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1);
+    else    /* with its bn */
+        FN(rt_conv2d_bn_eval)(ctx, act + 150528 * nB, act + 125440 * nB, P + 4880, B, 16, 28, 28, 16, 3, 1, 1, P + 7184, P + 7200, buf + 128, buf + 144, 1e-05, 0, nB * 0);
     /* 14 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 150528 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 137984 * nB, P + 7184, P + 7200, B, 16, 784, 0.1, 1e-05);
-    else
-        FN(rt_bn_forward_eval)(ctx, act + 150528 * nB, act + 137984 * nB, P + 7184, P + 7200, buf + 128, buf + 144, B, 16, 784, 1e-05);
+    /* inference: with its conv above */
     /* 15 stage1.step1.grad.silu0 = silu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     FN(rt_silu_forward)(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
     /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.silu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.gelu0): 16x28x28 -> 16x28x28 */
     {
         const T c[3] = {
@@ -288,7 +297,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage2.step0.grad.silu0 = silu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     FN(rt_silu_forward)(ctx, act + 225792 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
     /* 23 stage2.step0.grad.conv1 = conv(stage2.step0.grad.silu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
     /* 24 stage2.shortcut0 = pad(stage1.x2): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 238336 * nB, act + 188160 * nB, B, 16, 28, 28, 32, 2);
 }
@@ -320,18 +329,23 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage2.step1.grad.leaky_relu0 = leaky_relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     FN(rt_leaky_relu_forward)(ctx, act + 238336 * nB, act + 232064 * nB, nB * 6272, 0.1, nB * 37632);
     /* 28 stage2.step1.grad.conv0 = conv(stage2.step1.grad.leaky_relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 250880 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 250880 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1);
+    else    /* with its bn */
+        FN(rt_conv2d_bn_eval)(ctx, act + 257152 * nB, act + 238336 * nB, P + 23504, B, 32, 14, 14, 32, 3, 1, 1, P + 32720, P + 32752, buf + 320, buf + 352, 1e-05, 0, nB * 0);
     /* 29 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 257152 * nB, fix + 320, fix + 352, buf + 320, buf + 352, act + 250880 * nB, P + 32720, P + 32752, B, 32, 196, 0.1, 1e-05);
-    else
-        FN(rt_bn_forward_eval)(ctx, act + 257152 * nB, act + 250880 * nB, P + 32720, P + 32752, buf + 320, buf + 352, B, 32, 196, 1e-05);
+    /* inference: with its conv above */
     /* 30 stage2.step1.grad.silu0 = silu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     FN(rt_silu_forward)(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
     /* 31 stage2.step1.grad.conv1 = conv(stage2.step1.grad.silu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 244608 * nB, 1);
     /* 32 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1

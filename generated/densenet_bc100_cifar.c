@@ -794,7 +794,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 24x32x32 */
-    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 3, 32, 32, 24, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 3, 32, 32, 24, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x32x32 -> 24x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 24576 * nB, fix, fix + 32, buf, buf + 24, act, P + 648, P + 672, B, 24, 1024, 0.1, 1e-05, nB * 0);
@@ -812,7 +812,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 98304 * nB, P + 1944, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 98304 * nB, P + 1944, B, 48, 32, 32, 12, 3, 1, 1);
     /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x32x32 -> 36x32x32 */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act, B, 24, 1024, 0, 221184);   /* channels 0..23: stem.conv0 */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 24, 221184);   /* channels 24..35: stage1.step0.grad.conv1 */
@@ -833,7 +833,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 405504 * nB, P + 9024, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 405504 * nB, P + 9024, B, 48, 32, 32, 12, 3, 1, 1);
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x32x32 -> 48x32x32 */
     /* channels 0..35: stage1.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 36, 221184);   /* channels 36..47: stage1.step1.grad.conv1 */
@@ -854,7 +854,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 405504 * nB, P + 16704, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 405504 * nB, P + 16704, B, 48, 32, 32, 12, 3, 1, 1);
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x32x32 -> 60x32x32 */
     /* channels 0..47: stage1.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 48, 221184);   /* channels 48..59: stage1.step2.grad.conv1 */
@@ -887,7 +887,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 503808 * nB, P + 24984, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 503808 * nB, P + 24984, B, 48, 32, 32, 12, 3, 1, 1);
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x32x32 -> 72x32x32 */
     /* channels 0..59: stage1.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 60, 221184);   /* channels 60..71: stage1.step3.grad.conv1 */
@@ -908,7 +908,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 503808 * nB, P + 33864, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 503808 * nB, P + 33864, B, 48, 32, 32, 12, 3, 1, 1);
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x32x32 -> 84x32x32 */
     /* channels 0..71: stage1.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 72, 221184);   /* channels 72..83: stage1.step4.grad.conv1 */
@@ -929,7 +929,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 626688 * nB, P + 43344, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 626688 * nB, P + 43344, B, 48, 32, 32, 12, 3, 1, 1);
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x32x32 -> 96x32x32 */
     /* channels 0..83: stage1.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 84, 221184);   /* channels 84..95: stage1.step5.grad.conv1 */
@@ -962,7 +962,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 626688 * nB, P + 53424, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 626688 * nB, P + 53424, B, 48, 32, 32, 12, 3, 1, 1);
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x32x32 -> 108x32x32 */
     /* channels 0..95: stage1.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 96, 221184);   /* channels 96..107: stage1.step6.grad.conv1 */
@@ -983,7 +983,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 675840 * nB, P + 64104, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 675840 * nB, P + 64104, B, 48, 32, 32, 12, 3, 1, 1);
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x32x32 -> 120x32x32 */
     /* channels 0..107: stage1.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 108, 221184);   /* channels 108..119: stage1.step7.grad.conv1 */
@@ -1004,7 +1004,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 774144 * nB, P + 75384, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 774144 * nB, P + 75384, B, 48, 32, 32, 12, 3, 1, 1);
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x32x32 -> 132x32x32 */
     /* channels 0..119: stage1.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 120, 221184);   /* channels 120..131: stage1.step8.grad.conv1 */
@@ -1025,7 +1025,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 774144 * nB, P + 87264, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 774144 * nB, P + 87264, B, 48, 32, 32, 12, 3, 1, 1);
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x32x32 -> 144x32x32 */
     /* channels 0..131: stage1.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 132, 221184);   /* channels 132..143: stage1.step9.grad.conv1 */
@@ -1058,7 +1058,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 823296 * nB, P + 99744, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 823296 * nB, P + 99744, B, 48, 32, 32, 12, 3, 1, 1);
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x32x32 -> 156x32x32 */
     /* channels 0..143: stage1.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 144, 221184);   /* channels 144..155: stage1.step10.grad.conv1 */
@@ -1079,7 +1079,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 958464 * nB, P + 112824, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 958464 * nB, P + 112824, B, 48, 32, 32, 12, 3, 1, 1);
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x32x32 -> 168x32x32 */
     /* channels 0..155: stage1.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 156, 221184);   /* channels 156..167: stage1.step11.grad.conv1 */
@@ -1100,7 +1100,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 958464 * nB, P + 126504, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 958464 * nB, P + 126504, B, 48, 32, 32, 12, 3, 1, 1);
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x32x32 -> 180x32x32 */
     /* channels 0..167: stage1.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 168, 221184);   /* channels 168..179: stage1.step12.grad.conv1 */
@@ -1133,7 +1133,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 1007616 * nB, P + 140784, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 1007616 * nB, P + 140784, B, 48, 32, 32, 12, 3, 1, 1);
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x32x32 -> 192x32x32 */
     /* channels 0..179: stage1.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 180, 221184);   /* channels 180..191: stage1.step13.grad.conv1 */
@@ -1154,7 +1154,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 1056768 * nB, P + 155664, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 1056768 * nB, P + 155664, B, 48, 32, 32, 12, 3, 1, 1);
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x32x32 -> 204x32x32 */
     /* channels 0..191: stage1.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 192, 221184);   /* channels 192..203: stage1.step14.grad.conv1 */
@@ -1175,7 +1175,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 1179648 * nB, P + 171144, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 1179648 * nB, P + 171144, B, 48, 32, 32, 12, 3, 1, 1);
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x32x32 -> 216x32x32 */
     /* channels 0..203: stage1.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 204, 221184);   /* channels 204..215: stage1.step15.grad.conv1 */
@@ -1219,7 +1219,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 36864 * nB, P + 205584, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 36864 * nB, P + 205584, B, 48, 16, 16, 12, 3, 1, 1);
     /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x16x16 -> 120x16x16 */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 319488 * nB, B, 108, 256, 0, 76800);   /* channels 0..107: trans1.avgpool0 */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 108, 76800);   /* channels 108..119: stage2.step0.grad.conv1 */
@@ -1240,7 +1240,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 552960 * nB, P + 216864, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 552960 * nB, P + 216864, B, 48, 16, 16, 12, 3, 1, 1);
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x16x16 -> 132x16x16 */
     /* channels 0..119: stage2.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 120, 76800);   /* channels 120..131: stage2.step1.grad.conv1 */
@@ -1261,7 +1261,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 565248 * nB, P + 228744, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 565248 * nB, P + 228744, B, 48, 16, 16, 12, 3, 1, 1);
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x16x16 -> 144x16x16 */
     /* channels 0..131: stage2.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 132, 76800);   /* channels 132..143: stage2.step2.grad.conv1 */
@@ -1282,7 +1282,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 872448 * nB, P + 241224, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 872448 * nB, P + 241224, B, 48, 16, 16, 12, 3, 1, 1);
 }
 
 /* Forward, part 7 of 15. */
@@ -1315,7 +1315,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 884736 * nB, P + 254304, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 884736 * nB, P + 254304, B, 48, 16, 16, 12, 3, 1, 1);
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x16x16 -> 168x16x16 */
     /* channels 0..155: stage2.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 156, 76800);   /* channels 156..167: stage2.step4.grad.conv1 */
@@ -1336,7 +1336,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 897024 * nB, P + 267984, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 897024 * nB, P + 267984, B, 48, 16, 16, 12, 3, 1, 1);
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x16x16 -> 180x16x16 */
     /* channels 0..167: stage2.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 168, 76800);   /* channels 168..179: stage2.step5.grad.conv1 */
@@ -1357,7 +1357,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1105920 * nB, P + 282264, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1105920 * nB, P + 282264, B, 48, 16, 16, 12, 3, 1, 1);
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x16x16 -> 192x16x16 */
     /* channels 0..179: stage2.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 180, 76800);   /* channels 180..191: stage2.step6.grad.conv1 */
@@ -1390,7 +1390,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1118208 * nB, P + 297144, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1118208 * nB, P + 297144, B, 48, 16, 16, 12, 3, 1, 1);
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x16x16 -> 204x16x16 */
     /* channels 0..191: stage2.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 192, 76800);   /* channels 192..203: stage2.step7.grad.conv1 */
@@ -1411,7 +1411,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1256448 * nB, P + 312624, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1256448 * nB, P + 312624, B, 48, 16, 16, 12, 3, 1, 1);
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x16x16 -> 216x16x16 */
     /* channels 0..203: stage2.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 204, 76800);   /* channels 204..215: stage2.step8.grad.conv1 */
@@ -1432,7 +1432,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1256448 * nB, P + 328704, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1256448 * nB, P + 328704, B, 48, 16, 16, 12, 3, 1, 1);
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x16x16 -> 228x16x16 */
     /* channels 0..215: stage2.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 216, 76800);   /* channels 216..227: stage2.step9.grad.conv1 */
@@ -1465,7 +1465,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1268736 * nB, P + 345384, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1268736 * nB, P + 345384, B, 48, 16, 16, 12, 3, 1, 1);
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x16x16 -> 240x16x16 */
     /* channels 0..227: stage2.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 228, 76800);   /* channels 228..239: stage2.step10.grad.conv1 */
@@ -1486,7 +1486,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1281024 * nB, P + 362664, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1281024 * nB, P + 362664, B, 48, 16, 16, 12, 3, 1, 1);
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x16x16 -> 252x16x16 */
     /* channels 0..239: stage2.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 240, 76800);   /* channels 240..251: stage2.step11.grad.conv1 */
@@ -1507,7 +1507,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1293312 * nB, P + 380544, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1293312 * nB, P + 380544, B, 48, 16, 16, 12, 3, 1, 1);
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x16x16 -> 264x16x16 */
     /* channels 0..251: stage2.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 252, 76800);   /* channels 252..263: stage2.step12.grad.conv1 */
@@ -1528,7 +1528,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1324032 * nB, P + 399024, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1324032 * nB, P + 399024, B, 48, 16, 16, 12, 3, 1, 1);
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x16x16 -> 276x16x16 */
     /* channels 0..263: stage2.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 264, 76800);   /* channels 264..275: stage2.step13.grad.conv1 */
@@ -1561,7 +1561,7 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1324032 * nB, P + 418104, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1324032 * nB, P + 418104, B, 48, 16, 16, 12, 3, 1, 1);
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x16x16 -> 288x16x16 */
     /* channels 0..275: stage2.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 276, 76800);   /* channels 276..287: stage2.step14.grad.conv1 */
@@ -1582,7 +1582,7 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1336320 * nB, P + 437784, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1336320 * nB, P + 437784, B, 48, 16, 16, 12, 3, 1, 1);
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x16x16 -> 300x16x16 */
     /* channels 0..287: stage2.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 288, 76800);   /* channels 288..299: stage2.step15.grad.conv1 */
@@ -1614,7 +1614,7 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 353280 * nB, act + 350208 * nB, P + 496164, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 353280 * nB, act + 350208 * nB, P + 496164, B, 48, 8, 8, 12, 3, 1, 1);
     /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x8x8 -> 162x8x8 */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1374720 * nB, B, 150, 64, 0, 21888);   /* channels 0..149: trans2.avgpool0 */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 353280 * nB, B, 12, 64, 150, 21888);   /* channels 150..161: stage3.step0.grad.conv1 */
@@ -1647,7 +1647,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1305600 * nB, act + 353280 * nB, P + 509544, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1305600 * nB, act + 353280 * nB, P + 509544, B, 48, 8, 8, 12, 3, 1, 1);
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x8x8 -> 174x8x8 */
     /* channels 0..161: stage3.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1305600 * nB, B, 12, 64, 162, 21888);   /* channels 162..173: stage3.step1.grad.conv1 */
@@ -1668,7 +1668,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1308672 * nB, act + 1305600 * nB, P + 523524, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1308672 * nB, act + 1305600 * nB, P + 523524, B, 48, 8, 8, 12, 3, 1, 1);
     /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x8x8 -> 186x8x8 */
     /* channels 0..173: stage3.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1308672 * nB, B, 12, 64, 174, 21888);   /* channels 174..185: stage3.step2.grad.conv1 */
@@ -1689,7 +1689,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1358208 * nB, act + 1308672 * nB, P + 538104, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1358208 * nB, act + 1308672 * nB, P + 538104, B, 48, 8, 8, 12, 3, 1, 1);
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x8x8 -> 198x8x8 */
     /* channels 0..185: stage3.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1358208 * nB, B, 12, 64, 186, 21888);   /* channels 186..197: stage3.step3.grad.conv1 */
@@ -1722,7 +1722,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1361280 * nB, act + 1358208 * nB, P + 553284, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1361280 * nB, act + 1358208 * nB, P + 553284, B, 48, 8, 8, 12, 3, 1, 1);
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x8x8 -> 210x8x8 */
     /* channels 0..197: stage3.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1361280 * nB, B, 12, 64, 198, 21888);   /* channels 198..209: stage3.step4.grad.conv1 */
@@ -1743,7 +1743,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1361280 * nB, act + 1358208 * nB, P + 569064, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1361280 * nB, act + 1358208 * nB, P + 569064, B, 48, 8, 8, 12, 3, 1, 1);
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x8x8 -> 222x8x8 */
     /* channels 0..209: stage3.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1361280 * nB, B, 12, 64, 210, 21888);   /* channels 210..221: stage3.step5.grad.conv1 */
@@ -1764,7 +1764,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1364352 * nB, act + 1361280 * nB, P + 585444, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1364352 * nB, act + 1361280 * nB, P + 585444, B, 48, 8, 8, 12, 3, 1, 1);
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x8x8 -> 234x8x8 */
     /* channels 0..221: stage3.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1364352 * nB, B, 12, 64, 222, 21888);   /* channels 222..233: stage3.step6.grad.conv1 */
@@ -1785,7 +1785,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1367424 * nB, act + 1364352 * nB, P + 602424, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1367424 * nB, act + 1364352 * nB, P + 602424, B, 48, 8, 8, 12, 3, 1, 1);
 }
 
 /* Forward, part 13 of 15. */
@@ -1818,7 +1818,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1367424 * nB, P + 620004, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1367424 * nB, P + 620004, B, 48, 8, 8, 12, 3, 1, 1);
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x8x8 -> 258x8x8 */
     /* channels 0..245: stage3.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 246, 21888);   /* channels 246..257: stage3.step8.grad.conv1 */
@@ -1839,7 +1839,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1384320 * nB, P + 638184, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1384320 * nB, P + 638184, B, 48, 8, 8, 12, 3, 1, 1);
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x8x8 -> 270x8x8 */
     /* channels 0..257: stage3.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 258, 21888);   /* channels 258..269: stage3.step9.grad.conv1 */
@@ -1860,7 +1860,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1387392 * nB, P + 656964, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1387392 * nB, P + 656964, B, 48, 8, 8, 12, 3, 1, 1);
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x8x8 -> 282x8x8 */
     /* channels 0..269: stage3.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 270, 21888);   /* channels 270..281: stage3.step10.grad.conv1 */
@@ -1893,7 +1893,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1390464 * nB, P + 676344, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1390464 * nB, P + 676344, B, 48, 8, 8, 12, 3, 1, 1);
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x8x8 -> 294x8x8 */
     /* channels 0..281: stage3.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 282, 21888);   /* channels 282..293: stage3.step11.grad.conv1 */
@@ -1914,7 +1914,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1406976 * nB, P + 696324, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1406976 * nB, P + 696324, B, 48, 8, 8, 12, 3, 1, 1);
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x8x8 -> 306x8x8 */
     /* channels 0..293: stage3.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 294, 21888);   /* channels 294..305: stage3.step12.grad.conv1 */
@@ -1935,7 +1935,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1406976 * nB, P + 716904, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1406976 * nB, P + 716904, B, 48, 8, 8, 12, 3, 1, 1);
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x8x8 -> 318x8x8 */
     /* channels 0..305: stage3.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 306, 21888);   /* channels 306..317: stage3.step13.grad.conv1 */
@@ -1968,7 +1968,7 @@ static void FN(forward_15)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1410048 * nB, P + 738084, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1410048 * nB, P + 738084, B, 48, 8, 8, 12, 3, 1, 1);
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x8x8 -> 330x8x8 */
     /* channels 0..317: stage3.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 318, 21888);   /* channels 318..329: stage3.step14.grad.conv1 */
@@ -1989,7 +1989,7 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1370496 * nB, act + 1413120 * nB, P + 759864, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1413120 * nB, P + 759864, B, 48, 8, 8, 12, 3, 1, 1);
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x8x8 -> 342x8x8 */
     /* channels 0..329: stage3.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 330, 21888);   /* channels 330..341: stage3.step15.grad.conv1 */

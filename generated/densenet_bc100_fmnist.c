@@ -794,7 +794,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 24x28x28 */
-    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x28x28 -> 24x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 18816 * nB, fix, fix + 32, buf, buf + 24, act, P + 216, P + 240, B, 24, 784, 0.1, 1e-05, nB * 0);
@@ -812,7 +812,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 75264 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 75264 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
     /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x28x28 -> 36x28x28 */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act, B, 24, 784, 0, 169344);   /* channels 0..23: stem.conv0 */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 24, 169344);   /* channels 24..35: stage1.step0.grad.conv1 */
@@ -833,7 +833,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 310464 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 310464 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x28x28 -> 48x28x28 */
     /* channels 0..35: stage1.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 36, 169344);   /* channels 36..47: stage1.step1.grad.conv1 */
@@ -854,7 +854,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 310464 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 310464 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x28x28 -> 60x28x28 */
     /* channels 0..47: stage1.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 48, 169344);   /* channels 48..59: stage1.step2.grad.conv1 */
@@ -887,7 +887,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 385728 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 385728 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x28x28 -> 72x28x28 */
     /* channels 0..59: stage1.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 60, 169344);   /* channels 60..71: stage1.step3.grad.conv1 */
@@ -908,7 +908,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 385728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 385728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x28x28 -> 84x28x28 */
     /* channels 0..71: stage1.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 72, 169344);   /* channels 72..83: stage1.step4.grad.conv1 */
@@ -929,7 +929,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 479808 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 479808 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x28x28 -> 96x28x28 */
     /* channels 0..83: stage1.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 84, 169344);   /* channels 84..95: stage1.step5.grad.conv1 */
@@ -962,7 +962,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 479808 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 479808 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x28x28 -> 108x28x28 */
     /* channels 0..95: stage1.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 96, 169344);   /* channels 96..107: stage1.step6.grad.conv1 */
@@ -983,7 +983,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 517440 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 517440 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x28x28 -> 120x28x28 */
     /* channels 0..107: stage1.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 108, 169344);   /* channels 108..119: stage1.step7.grad.conv1 */
@@ -1004,7 +1004,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 592704 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 592704 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x28x28 -> 132x28x28 */
     /* channels 0..119: stage1.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 120, 169344);   /* channels 120..131: stage1.step8.grad.conv1 */
@@ -1025,7 +1025,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 592704 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 592704 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x28x28 -> 144x28x28 */
     /* channels 0..131: stage1.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 132, 169344);   /* channels 132..143: stage1.step9.grad.conv1 */
@@ -1058,7 +1058,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 630336 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 630336 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x28x28 -> 156x28x28 */
     /* channels 0..143: stage1.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 144, 169344);   /* channels 144..155: stage1.step10.grad.conv1 */
@@ -1079,7 +1079,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 733824 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 733824 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x28x28 -> 168x28x28 */
     /* channels 0..155: stage1.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 156, 169344);   /* channels 156..167: stage1.step11.grad.conv1 */
@@ -1100,7 +1100,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 733824 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 733824 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x28x28 -> 180x28x28 */
     /* channels 0..167: stage1.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 168, 169344);   /* channels 168..179: stage1.step12.grad.conv1 */
@@ -1133,7 +1133,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 771456 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 771456 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x28x28 -> 192x28x28 */
     /* channels 0..179: stage1.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 180, 169344);   /* channels 180..191: stage1.step13.grad.conv1 */
@@ -1154,7 +1154,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 809088 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 809088 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x28x28 -> 204x28x28 */
     /* channels 0..191: stage1.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 192, 169344);   /* channels 192..203: stage1.step14.grad.conv1 */
@@ -1175,7 +1175,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 903168 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 903168 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x28x28 -> 216x28x28 */
     /* channels 0..203: stage1.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 204, 169344);   /* channels 204..215: stage1.step15.grad.conv1 */
@@ -1219,7 +1219,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 28224 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 28224 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
     /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x14x14 -> 120x14x14 */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 244608 * nB, B, 108, 196, 0, 58800);   /* channels 0..107: trans1.avgpool0 */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 108, 58800);   /* channels 108..119: stage2.step0.grad.conv1 */
@@ -1240,7 +1240,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 423360 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 423360 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x14x14 -> 132x14x14 */
     /* channels 0..119: stage2.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 120, 58800);   /* channels 120..131: stage2.step1.grad.conv1 */
@@ -1261,7 +1261,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 432768 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 432768 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x14x14 -> 144x14x14 */
     /* channels 0..131: stage2.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 132, 58800);   /* channels 132..143: stage2.step2.grad.conv1 */
@@ -1282,7 +1282,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 667968 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 667968 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
 }
 
 /* Forward, part 7 of 15. */
@@ -1315,7 +1315,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 677376 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 677376 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x14x14 -> 168x14x14 */
     /* channels 0..155: stage2.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 156, 58800);   /* channels 156..167: stage2.step4.grad.conv1 */
@@ -1336,7 +1336,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 686784 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 686784 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x14x14 -> 180x14x14 */
     /* channels 0..167: stage2.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 168, 58800);   /* channels 168..179: stage2.step5.grad.conv1 */
@@ -1357,7 +1357,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 846720 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 846720 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x14x14 -> 192x14x14 */
     /* channels 0..179: stage2.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 180, 58800);   /* channels 180..191: stage2.step6.grad.conv1 */
@@ -1390,7 +1390,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 856128 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 856128 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x14x14 -> 204x14x14 */
     /* channels 0..191: stage2.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 192, 58800);   /* channels 192..203: stage2.step7.grad.conv1 */
@@ -1411,7 +1411,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 961968 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 961968 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x14x14 -> 216x14x14 */
     /* channels 0..203: stage2.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 204, 58800);   /* channels 204..215: stage2.step8.grad.conv1 */
@@ -1432,7 +1432,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 961968 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 961968 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x14x14 -> 228x14x14 */
     /* channels 0..215: stage2.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 216, 58800);   /* channels 216..227: stage2.step9.grad.conv1 */
@@ -1465,7 +1465,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 971376 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 971376 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x14x14 -> 240x14x14 */
     /* channels 0..227: stage2.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 228, 58800);   /* channels 228..239: stage2.step10.grad.conv1 */
@@ -1486,7 +1486,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 980784 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 980784 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x14x14 -> 252x14x14 */
     /* channels 0..239: stage2.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 240, 58800);   /* channels 240..251: stage2.step11.grad.conv1 */
@@ -1507,7 +1507,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 990192 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 990192 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x14x14 -> 264x14x14 */
     /* channels 0..251: stage2.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 252, 58800);   /* channels 252..263: stage2.step12.grad.conv1 */
@@ -1528,7 +1528,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 1013712 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 1013712 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x14x14 -> 276x14x14 */
     /* channels 0..263: stage2.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 264, 58800);   /* channels 264..275: stage2.step13.grad.conv1 */
@@ -1561,7 +1561,7 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 1013712 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 1013712 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x14x14 -> 288x14x14 */
     /* channels 0..275: stage2.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 276, 58800);   /* channels 276..287: stage2.step14.grad.conv1 */
@@ -1582,7 +1582,7 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 1023120 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 1023120 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x14x14 -> 300x14x14 */
     /* channels 0..287: stage2.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 288, 58800);   /* channels 288..299: stage2.step15.grad.conv1 */
@@ -1614,7 +1614,7 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 270480 * nB, act + 268128 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 270480 * nB, act + 268128 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
     /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x7x7 -> 162x7x7 */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1052528 * nB, B, 150, 49, 0, 16758);   /* channels 0..149: trans2.avgpool0 */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 270480 * nB, B, 12, 49, 150, 16758);   /* channels 150..161: stage3.step0.grad.conv1 */
@@ -1647,7 +1647,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 999600 * nB, act + 270480 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 999600 * nB, act + 270480 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x7x7 -> 174x7x7 */
     /* channels 0..161: stage3.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 999600 * nB, B, 12, 49, 162, 16758);   /* channels 162..173: stage3.step1.grad.conv1 */
@@ -1668,7 +1668,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1001952 * nB, act + 999600 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1001952 * nB, act + 999600 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
     /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x7x7 -> 186x7x7 */
     /* channels 0..173: stage3.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1001952 * nB, B, 12, 49, 174, 16758);   /* channels 174..185: stage3.step2.grad.conv1 */
@@ -1689,7 +1689,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1039888 * nB, act + 1001952 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1039888 * nB, act + 1001952 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x7x7 -> 198x7x7 */
     /* channels 0..185: stage3.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1039888 * nB, B, 12, 49, 186, 16758);   /* channels 186..197: stage3.step3.grad.conv1 */
@@ -1722,7 +1722,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1042240 * nB, act + 1039888 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x7x7 -> 210x7x7 */
     /* channels 0..197: stage3.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 198, 16758);   /* channels 198..209: stage3.step4.grad.conv1 */
@@ -1743,7 +1743,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1042240 * nB, act + 1039888 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x7x7 -> 222x7x7 */
     /* channels 0..209: stage3.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 210, 16758);   /* channels 210..221: stage3.step5.grad.conv1 */
@@ -1764,7 +1764,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1042240 * nB, act + 1039888 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x7x7 -> 234x7x7 */
     /* channels 0..221: stage3.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 222, 16758);   /* channels 222..233: stage3.step6.grad.conv1 */
@@ -1785,7 +1785,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1042240 * nB, act + 1039888 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
 }
 
 /* Forward, part 13 of 15. */
@@ -1818,7 +1818,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1042240 * nB, act + 1039888 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x7x7 -> 258x7x7 */
     /* channels 0..245: stage3.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 246, 16758);   /* channels 246..257: stage3.step8.grad.conv1 */
@@ -1839,7 +1839,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1044592 * nB, act + 1042240 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1044592 * nB, act + 1042240 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x7x7 -> 270x7x7 */
     /* channels 0..257: stage3.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1044592 * nB, B, 12, 49, 258, 16758);   /* channels 258..269: stage3.step9.grad.conv1 */
@@ -1860,7 +1860,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1046944 * nB, act + 1044592 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1046944 * nB, act + 1044592 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x7x7 -> 282x7x7 */
     /* channels 0..269: stage3.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1046944 * nB, B, 12, 49, 270, 16758);   /* channels 270..281: stage3.step10.grad.conv1 */
@@ -1893,7 +1893,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1049296 * nB, act + 1046944 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1049296 * nB, act + 1046944 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x7x7 -> 294x7x7 */
     /* channels 0..281: stage3.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1049296 * nB, B, 12, 49, 282, 16758);   /* channels 282..293: stage3.step11.grad.conv1 */
@@ -1914,7 +1914,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1051648 * nB, act + 1049296 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1051648 * nB, act + 1049296 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x7x7 -> 306x7x7 */
     /* channels 0..293: stage3.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 294, 16758);   /* channels 294..305: stage3.step12.grad.conv1 */
@@ -1935,7 +1935,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1051648 * nB, act + 1079568 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1051648 * nB, act + 1079568 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x7x7 -> 318x7x7 */
     /* channels 0..305: stage3.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 306, 16758);   /* channels 306..317: stage3.step13.grad.conv1 */
@@ -1968,7 +1968,7 @@ static void FN(forward_15)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1051648 * nB, act + 1079568 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1051648 * nB, act + 1079568 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x7x7 -> 330x7x7 */
     /* channels 0..317: stage3.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 318, 16758);   /* channels 318..329: stage3.step14.grad.conv1 */
@@ -1989,7 +1989,7 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1051648 * nB, act + 1081920 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 1051648 * nB, act + 1081920 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x7x7 -> 342x7x7 */
     /* channels 0..329: stage3.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 330, 16758);   /* channels 330..341: stage3.step15.grad.conv1 */

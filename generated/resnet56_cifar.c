@@ -460,7 +460,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05, nB * 0);
@@ -469,18 +469,23 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 49152 * nB, act + 32768 * nB, P + 2768, P + 2784, buf + 32, buf + 48, B, 16, 1024, 1e-05, nB * 16384);
+    /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -496,18 +501,23 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 114688 * nB, act + 98304 * nB, P + 7440, P + 7456, buf + 96, buf + 112, B, 16, 1024, 1e-05, nB * 49152);
+    /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 81920 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -523,18 +533,23 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 180224 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 180224 * nB, act + 163840 * nB, P + 12112, P + 12128, buf + 160, buf + 176, B, 16, 1024, 1e-05, nB * 81920);
+    /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 147456 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -562,18 +577,23 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 245760 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1, P + 16784, P + 16800, buf + 224, buf + 240, 1e-05, 1, nB * 114688);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 229376 * nB, P + 16784, P + 16800, B, 16, 1024, 0.1, 1e-05, nB * 114688);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 245760 * nB, act + 229376 * nB, P + 16784, P + 16800, buf + 224, buf + 240, B, 16, 1024, 1e-05, nB * 114688);
+    /* inference: with its conv above */
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 278528 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 212992 * nB, 1);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -589,18 +609,23 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 294912 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 294912 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 311296 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1, P + 21456, P + 21472, buf + 288, buf + 304, 1e-05, 1, nB * 147456);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 294912 * nB, P + 21456, P + 21472, B, 16, 1024, 0.1, 1e-05, nB * 147456);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 311296 * nB, act + 294912 * nB, P + 21456, P + 21472, buf + 288, buf + 304, B, 16, 1024, 1e-05, nB * 147456);
+    /* inference: with its conv above */
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 278528 * nB, 1);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -616,18 +641,23 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 376832 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1, P + 26128, P + 26144, buf + 352, buf + 368, 1e-05, 1, nB * 180224);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 360448 * nB, P + 26128, P + 26144, B, 16, 1024, 0.1, 1e-05, nB * 180224);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 376832 * nB, act + 360448 * nB, P + 26128, P + 26144, buf + 352, buf + 368, B, 16, 1024, 1e-05, nB * 180224);
+    /* inference: with its conv above */
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 409600 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 344064 * nB, 1);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -643,12 +673,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 425984 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 425984 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 442368 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1, P + 30800, P + 30816, buf + 416, buf + 432, 1e-05, 1, nB * 212992);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 425984 * nB, P + 30800, P + 30816, B, 16, 1024, 0.1, 1e-05, nB * 212992);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 442368 * nB, act + 425984 * nB, P + 30800, P + 30816, buf + 416, buf + 432, B, 16, 1024, 1e-05, nB * 212992);
+    /* inference: with its conv above */
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -664,9 +696,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 475136 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 409600 * nB, 1);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -682,18 +717,23 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 491520 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 491520 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 507904 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1, P + 35472, P + 35488, buf + 480, buf + 496, 1e-05, 1, nB * 245760);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 491520 * nB, P + 35472, P + 35488, B, 16, 1024, 0.1, 1e-05, nB * 245760);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 507904 * nB, act + 491520 * nB, P + 35472, P + 35488, buf + 480, buf + 496, B, 16, 1024, 1e-05, nB * 245760);
+    /* inference: with its conv above */
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 540672 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 475136 * nB, 1);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -709,18 +749,23 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 557056 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 557056 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 573440 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1, P + 40144, P + 40160, buf + 544, buf + 560, 1e-05, 1, nB * 278528);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 557056 * nB, P + 40144, P + 40160, B, 16, 1024, 0.1, 1e-05, nB * 278528);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 573440 * nB, act + 557056 * nB, P + 40144, P + 40160, buf + 544, buf + 560, B, 16, 1024, 1e-05, nB * 278528);
+    /* inference: with its conv above */
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 606208 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 540672 * nB, 1);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -745,7 +790,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 69 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 638976 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 638976 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 71 stage2.shortcut0 = pad(stage1.x9): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 647168 * nB, act + 606208 * nB, B, 16, 32, 32, 32, 2);
     /* 72 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
@@ -777,18 +822,23 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 74 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 75 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 647168 * nB, act + 638976 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 647168 * nB, act + 638976 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 663552 * nB, act + 638976 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1, P + 65680, P + 65712, buf + 736, buf + 768, 1e-05, 1, nB * 327680);
     /* 76 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 663552 * nB, fix + 736, fix + 768, buf + 736, buf + 768, act + 647168 * nB, P + 65680, P + 65712, B, 32, 256, 0.1, 1e-05, nB * 327680);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 663552 * nB, act + 647168 * nB, P + 65680, P + 65712, buf + 736, buf + 768, B, 32, 256, 1e-05, nB * 327680);
+    /* inference: with its conv above */
     /* 77 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 78 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 671744 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 671744 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 679936 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 655360 * nB, 1);
     /* 79 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -804,18 +854,23 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 81 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 82 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 688128 * nB, act + 671744 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 688128 * nB, act + 671744 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 696320 * nB, act + 671744 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1, P + 84240, P + 84272, buf + 864, buf + 896, 1e-05, 1, nB * 344064);
     /* 83 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 696320 * nB, fix + 864, fix + 896, buf + 864, buf + 896, act + 688128 * nB, P + 84240, P + 84272, B, 32, 256, 0.1, 1e-05, nB * 344064);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 696320 * nB, act + 688128 * nB, P + 84240, P + 84272, buf + 864, buf + 896, B, 32, 256, 1e-05, nB * 344064);
+    /* inference: with its conv above */
     /* 84 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 85 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 704512 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 704512 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 712704 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 679936 * nB, 1);
     /* 86 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -831,18 +886,23 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 88 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 89 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 720896 * nB, act + 704512 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 720896 * nB, act + 704512 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 729088 * nB, act + 704512 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1, P + 102800, P + 102832, buf + 992, buf + 1024, 1e-05, 1, nB * 360448);
     /* 90 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 729088 * nB, fix + 992, fix + 1024, buf + 992, buf + 1024, act + 720896 * nB, P + 102800, P + 102832, B, 32, 256, 0.1, 1e-05, nB * 360448);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 729088 * nB, act + 720896 * nB, P + 102800, P + 102832, buf + 992, buf + 1024, B, 32, 256, 1e-05, nB * 360448);
+    /* inference: with its conv above */
     /* 91 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 92 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 737280 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 737280 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 745472 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 712704 * nB, 1);
     /* 93 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -858,7 +918,10 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 95 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 96 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 753664 * nB, act + 737280 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 753664 * nB, act + 737280 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 761856 * nB, act + 737280 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1, P + 121360, P + 121392, buf + 1120, buf + 1152, 1e-05, 1, nB * 376832);
 }
 
 /* Forward, part 5 of 9. */
@@ -874,14 +937,16 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 97 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 761856 * nB, fix + 1120, fix + 1152, buf + 1120, buf + 1152, act + 753664 * nB, P + 121360, P + 121392, B, 32, 256, 0.1, 1e-05, nB * 376832);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 761856 * nB, act + 753664 * nB, P + 121360, P + 121392, buf + 1120, buf + 1152, B, 32, 256, 1e-05, nB * 376832);
+    /* inference: with its conv above */
     /* 98 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 99 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 770048 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 770048 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 778240 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 745472 * nB, 1);
     /* 100 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -897,18 +962,23 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 102 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 103 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 786432 * nB, act + 770048 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 786432 * nB, act + 770048 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 794624 * nB, act + 770048 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1, P + 139920, P + 139952, buf + 1248, buf + 1280, 1e-05, 1, nB * 393216);
     /* 104 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 794624 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 786432 * nB, P + 139920, P + 139952, B, 32, 256, 0.1, 1e-05, nB * 393216);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 794624 * nB, act + 786432 * nB, P + 139920, P + 139952, buf + 1248, buf + 1280, B, 32, 256, 1e-05, nB * 393216);
+    /* inference: with its conv above */
     /* 105 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 106 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 802816 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 802816 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 811008 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 778240 * nB, 1);
     /* 107 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -924,18 +994,23 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 109 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 110 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 819200 * nB, act + 802816 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 819200 * nB, act + 802816 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 827392 * nB, act + 802816 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1, P + 158480, P + 158512, buf + 1376, buf + 1408, 1e-05, 1, nB * 409600);
     /* 111 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 827392 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 819200 * nB, P + 158480, P + 158512, B, 32, 256, 0.1, 1e-05, nB * 409600);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 827392 * nB, act + 819200 * nB, P + 158480, P + 158512, buf + 1376, buf + 1408, B, 32, 256, 1e-05, nB * 409600);
+    /* inference: with its conv above */
     /* 112 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 113 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 835584 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 835584 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 843776 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 811008 * nB, 1);
     /* 114 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -951,16 +1026,21 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 116 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 117 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 851968 * nB, act + 835584 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 851968 * nB, act + 835584 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 860160 * nB, act + 835584 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1, P + 177040, P + 177072, buf + 1504, buf + 1536, 1e-05, 1, nB * 425984);
     /* 118 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 860160 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 851968 * nB, P + 177040, P + 177072, B, 32, 256, 0.1, 1e-05, nB * 425984);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 860160 * nB, act + 851968 * nB, P + 177040, P + 177072, buf + 1504, buf + 1536, B, 32, 256, 1e-05, nB * 425984);
+    /* inference: with its conv above */
     /* 119 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 120 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 868352 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 868352 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 876544 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 843776 * nB, 1);
 }
 
 /* Forward, part 6 of 9. */
@@ -974,7 +1054,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -990,18 +1070,23 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 123 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 124 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 884736 * nB, act + 868352 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 884736 * nB, act + 868352 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 892928 * nB, act + 868352 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1, P + 195600, P + 195632, buf + 1632, buf + 1664, 1e-05, 1, nB * 442368);
     /* 125 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 892928 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 884736 * nB, P + 195600, P + 195632, B, 32, 256, 0.1, 1e-05, nB * 442368);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 892928 * nB, act + 884736 * nB, P + 195600, P + 195632, buf + 1632, buf + 1664, B, 32, 256, 1e-05, nB * 442368);
+    /* inference: with its conv above */
     /* 126 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 127 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 901120 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 901120 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 909312 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 876544 * nB, 1);
     /* 128 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1026,7 +1111,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 133 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 134 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 925696 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_forward_mode)(ctx, train, act + 925696 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 135 stage3.shortcut0 = pad(stage2.x9): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 929792 * nB, act + 909312 * nB, B, 32, 16, 16, 64, 2);
     /* 136 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
@@ -1046,18 +1131,23 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 138 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 139 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 929792 * nB, act + 925696 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 929792 * nB, act + 925696 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 937984 * nB, act + 925696 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1, P + 297360, P + 297424, buf + 2016, buf + 2080, 1e-05, 1, nB * 466944);
     /* 140 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 937984 * nB, fix + 2016, fix + 2080, buf + 2016, buf + 2080, act + 929792 * nB, P + 297360, P + 297424, B, 64, 64, 0.1, 1e-05, nB * 466944);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 937984 * nB, act + 929792 * nB, P + 297360, P + 297424, buf + 2016, buf + 2080, B, 64, 64, 1e-05, nB * 466944);
+    /* inference: with its conv above */
     /* 141 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 142 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 942080 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 942080 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 946176 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 933888 * nB, 1);
     /* 143 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1085,18 +1175,23 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 145 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 146 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 950272 * nB, act + 942080 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 950272 * nB, act + 942080 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 954368 * nB, act + 942080 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1, P + 371344, P + 371408, buf + 2272, buf + 2336, 1e-05, 1, nB * 475136);
     /* 147 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 954368 * nB, fix + 2272, fix + 2336, buf + 2272, buf + 2336, act + 950272 * nB, P + 371344, P + 371408, B, 64, 64, 0.1, 1e-05, nB * 475136);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 954368 * nB, act + 950272 * nB, P + 371344, P + 371408, buf + 2272, buf + 2336, B, 64, 64, 1e-05, nB * 475136);
+    /* inference: with its conv above */
     /* 148 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 149 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 958464 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 958464 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 962560 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 946176 * nB, 1);
     /* 150 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1112,18 +1207,23 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 152 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 153 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 966656 * nB, act + 958464 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 966656 * nB, act + 958464 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 970752 * nB, act + 958464 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1, P + 445328, P + 445392, buf + 2528, buf + 2592, 1e-05, 1, nB * 483328);
     /* 154 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 970752 * nB, fix + 2528, fix + 2592, buf + 2528, buf + 2592, act + 966656 * nB, P + 445328, P + 445392, B, 64, 64, 0.1, 1e-05, nB * 483328);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 970752 * nB, act + 966656 * nB, P + 445328, P + 445392, buf + 2528, buf + 2592, B, 64, 64, 1e-05, nB * 483328);
+    /* inference: with its conv above */
     /* 155 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 156 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 974848 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 974848 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 978944 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 962560 * nB, 1);
     /* 157 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1139,18 +1239,23 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 159 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 160 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 983040 * nB, act + 974848 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 983040 * nB, act + 974848 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 987136 * nB, act + 974848 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1, P + 519312, P + 519376, buf + 2784, buf + 2848, 1e-05, 1, nB * 491520);
     /* 161 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 987136 * nB, fix + 2784, fix + 2848, buf + 2784, buf + 2848, act + 983040 * nB, P + 519312, P + 519376, B, 64, 64, 0.1, 1e-05, nB * 491520);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 987136 * nB, act + 983040 * nB, P + 519312, P + 519376, buf + 2784, buf + 2848, B, 64, 64, 1e-05, nB * 491520);
+    /* inference: with its conv above */
     /* 162 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 163 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 991232 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 991232 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 995328 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 978944 * nB, 1);
     /* 164 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1166,12 +1271,14 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 166 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 167 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 999424 * nB, act + 991232 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 999424 * nB, act + 991232 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 1003520 * nB, act + 991232 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1, P + 593296, P + 593360, buf + 3040, buf + 3104, 1e-05, 1, nB * 499712);
     /* 168 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1003520 * nB, fix + 3040, fix + 3104, buf + 3040, buf + 3104, act + 999424 * nB, P + 593296, P + 593360, B, 64, 64, 0.1, 1e-05, nB * 499712);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1003520 * nB, act + 999424 * nB, P + 593296, P + 593360, buf + 3040, buf + 3104, B, 64, 64, 1e-05, nB * 499712);
+    /* inference: with its conv above */
 }
 
 /* Forward, part 8 of 9. */
@@ -1187,9 +1294,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 169 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 170 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1007616 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1007616 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1011712 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 995328 * nB, 1);
     /* 171 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1205,18 +1315,23 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 173 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 174 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1015808 * nB, act + 1007616 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1015808 * nB, act + 1007616 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 1019904 * nB, act + 1007616 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1, P + 667280, P + 667344, buf + 3296, buf + 3360, 1e-05, 1, nB * 507904);
     /* 175 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1019904 * nB, fix + 3296, fix + 3360, buf + 3296, buf + 3360, act + 1015808 * nB, P + 667280, P + 667344, B, 64, 64, 0.1, 1e-05, nB * 507904);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1019904 * nB, act + 1015808 * nB, P + 667280, P + 667344, buf + 3296, buf + 3360, B, 64, 64, 1e-05, nB * 507904);
+    /* inference: with its conv above */
     /* 176 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 177 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1024000 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1024000 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1028096 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1011712 * nB, 1);
     /* 178 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1232,18 +1347,23 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 180 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 181 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1032192 * nB, act + 1024000 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1032192 * nB, act + 1024000 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 1036288 * nB, act + 1024000 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1, P + 741264, P + 741328, buf + 3552, buf + 3616, 1e-05, 1, nB * 516096);
     /* 182 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1036288 * nB, fix + 3552, fix + 3616, buf + 3552, buf + 3616, act + 1032192 * nB, P + 741264, P + 741328, B, 64, 64, 0.1, 1e-05, nB * 516096);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1036288 * nB, act + 1032192 * nB, P + 741264, P + 741328, buf + 3552, buf + 3616, B, 64, 64, 1e-05, nB * 516096);
+    /* inference: with its conv above */
     /* 183 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 184 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1040384 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1040384 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1044480 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1028096 * nB, 1);
     /* 185 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -1259,18 +1379,23 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 187 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 188 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1048576 * nB, act + 1040384 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1048576 * nB, act + 1040384 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its bn and relu */
+        FN(rt_conv2d_bn_eval)(ctx, act + 1052672 * nB, act + 1040384 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1, P + 815248, P + 815312, buf + 3808, buf + 3872, 1e-05, 1, nB * 524288);
     /* 189 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1052672 * nB, fix + 3808, fix + 3872, buf + 3808, buf + 3872, act + 1048576 * nB, P + 815248, P + 815312, B, 64, 64, 0.1, 1e-05, nB * 524288);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1052672 * nB, act + 1048576 * nB, P + 815248, P + 815312, buf + 3808, buf + 3872, B, 64, 64, 1e-05, nB * 524288);
+    /* inference: with its conv above */
     /* 190 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 191 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1056768 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 1056768 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1060864 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1044480 * nB, 1);
     /* 192 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (train) {    /* inference: with its conv above */
         const T c[2] = {
             (T)1,
             (T)-1

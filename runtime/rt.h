@@ -179,11 +179,32 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  *   input x[B][C][HW] at channel c0 of out, whose images are os elements apart;
  * sum out[len] = sum_i c[i] xs[i][len];
  * dropout mask[n] holds 0 or 1/(1-p);
+ * conv2d_forward_mode is conv2d_forward in a forward pass: train 1, or 0
+ *   where no backward follows (inference), and the float build may then
+ *   take a faster kernel of larger float error (winograd.c: F(4x4, 3x3),
+ *   ~5e-6 of max|out| instead of ~3e-7); the double build ignores train.
+ * conv2d_bn_eval is conv2d_forward_mode with train 0 followed by
+ *   bn_forward_eval (relu 0) or bn_relu_forward_eval (relu 1, at site) into
+ *   out, where the conv's output feeds only that BN: inference needs no
+ *   conv output of its own, and the float build applies the BN's affine map
+ *   (and the relu) as it writes the conv's output rows.
+ * conv2d_sum_eval is conv2d_forward_mode with train 0 followed by the sum
+ *   out = cc conv + cr r, where the conv's output feeds only that sum (r:
+ *   its other term, laid out as out, sharing no memory with it or in).
  * xent probs[B][K]; returns the mean loss; backward writes
  *   dlogits = (probs - onehot(labels)) / B. */
 #define RT_DECLARE_KERNELS(T, S)                                                         \
 void rt_conv2d_forward##S(const RtCtx *ctx, T *out, const T *in, const T *w,            \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \
+void rt_conv2d_forward_mode##S(const RtCtx *ctx, int train, T *out, const T *in,        \
+        const T *w, int B, int Cin, int H, int W, int Cout, int K, int stride, int pad); \
+void rt_conv2d_bn_eval##S(const RtCtx *ctx, T *out, const T *in, const T *w, int B,     \
+        int Cin, int H, int W, int Cout, int K, int stride, int pad, const T *gamma,    \
+        const T *beta, const T *run_mean, const T *run_var, double eps, int relu,       \
+        size_t site);                                                                   \
+void rt_conv2d_sum_eval##S(const RtCtx *ctx, T *out, const T *in, const T *w, int B,    \
+        int Cin, int H, int W, int Cout, int K, int stride, int pad, double cc,         \
+        const T *r, double cr);                                                         \
 void rt_conv2d_backward##S(const RtCtx *ctx, T *din, int acc, T *dw, const T *dout,     \
         const T *in, const T *w,                                                        \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \

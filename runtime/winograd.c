@@ -12,7 +12,13 @@
  * there flips the masks of ReLU inputs that close to zero, and the PyTorch
  * oracle (which excuses kinks within 1e-6) then saw float gradients of
  * ResNet-20 off by 2.3e-3. The input gradient is linear in dout and decides
- * no mask, so F(4x4, 3x3)'s error stays 1e-5-sized there.
+ * no mask, so F(4x4, 3x3)'s error stays 1e-5-sized there. An inference
+ * forward (rt_conv2d_forward_mode with train 0: no backward, no mask
+ * follows) takes F(4x4, 3x3) too on images at least EVAL_MIN_W wide
+ * (logits within ~1e-6 of the training forward's), and rt_conv2d_bn_eval
+ * applies the BN after it (running statistics: an affine map per channel)
+ * and its relu while copying the output rows out, instead of a pass of its
+ * own over the conv's output.
  *
  * Layout, for tiles of m x m outputs (patches of a = m+2): the weights are
  * transformed once per call (in double, rounded once) into U[a*a][C][kp]
@@ -39,6 +45,7 @@
  * OPTC_CONV_ISA=avx2|none caps it; OPTC_CONV_WINO=0 turns Winograd off (the
  * direct kernels then take these convs), for tests and comparisons. */
 #include <immintrin.h>
+#include <math.h>
 #include "hsum.h"
 #include <omp.h>
 #include <stddef.h>
@@ -55,6 +62,10 @@
 /* Fewer outputs than this: the weight gradient runs faster direct
  * (conv_bench, DenseNet's 48->12 at 32x32: 20.8 ms against 19.2). */
 #define DW_MIN_K 16
+/* Narrower images: the inference forward keeps F(2x2, 3x3) (conv_bench,
+ * 64 channels at 8x8: 3.1 ms against F(4x4, 3x3)'s 3.6-4.0; at 16x16 and
+ * 32x32 F(4x4, 3x3) is the faster one). */
+#define EVAL_MIN_W 16
 /* Tiles per group of the weight gradient, at least. */
 #define DW_TILES 512
 
@@ -318,10 +329,24 @@ static void in_tf(int v, int m, const Slice *s, const float *in, int C, int H, i
     }
 }
 
+/* What an inference forward applies to the conv's output as it copies it
+ * out: with r NULL, a BN (+ relu) (rt_conv2d_bn_eval): out[k] = conv * sc_k
+ * + sh_k, sc_k = gamma_k / sqrt(var_k + eps), sh_k = beta_k - mean_k sc_k,
+ * then relu; else a sum (rt_conv2d_sum_eval): out = conv * cc + r * cr,
+ * r laid out as out. */
+typedef struct {
+    const float *gamma, *beta, *mean, *var;
+    double eps;
+    int relu;
+    const float *r;
+    float cc, cr;
+} Epi;
+
 /* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 of a conv
  * with C inputs, K outputs, tiles of m x m. */
 static void group(int v, int m, const Slice *s, float *out, int acc, const float *in,
-                  const float *U, int C, int K, int kp, int H, int W, int g0, int nr)
+                  const float *U, int C, int K, int kp, int H, int W, int g0, int nr,
+                  const Epi *ep)
 {
     int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, L = m * ntx, n = nr * ntx;
     int np = (int)up16((size_t)n), big = v == ISA_AVX512;
@@ -336,12 +361,24 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
             (big ? out_tiles_avx512 : out_tiles_avx2)(s->O, s->os, mk, (size_t)kp * np, n);
         else
             (big ? out_tiles2_avx512 : out_tiles2_avx2)(s->O, s->os, mk, (size_t)kp * np, n);
+        float sc = 1.0f, sh = 0.0f;
+        if (ep && !ep->r) {
+            double scd = (double)ep->gamma[k] / sqrt((double)ep->var[k] + ep->eps);
+            sc = (float)scd;
+            sh = (float)((double)ep->beta[k] - (double)ep->mean[k] * scd);
+        }
         for (int r = 0; r < nr; r++) {
             int g = g0 + r, b = g / nty, ty = g % nty;
             for (int y = 0; y < m && m * ty + y < H; y++) {
                 float *d = out + ((size_t)b * K + k) * hw + (size_t)(m * ty + y) * W;
                 const float *o = s->O + (size_t)y * s->os + (size_t)r * L;
-                (big ? put_row_avx512 : put_row_avx2)(d, o, W, acc);
+                if (ep && ep->r)
+                    (big ? put_row_sum_avx512 : put_row_sum_avx2)(d, o, ep->r + (d - out), W,
+                                                                  ep->cc, ep->cr);
+                else if (ep)
+                    (big ? put_row_bn_avx512 : put_row_bn_avx2)(d, o, W, sc, sh, ep->relu);
+                else
+                    (big ? put_row_avx512 : put_row_avx2)(d, o, W, acc);
             }
         }
     }
@@ -365,7 +402,8 @@ static float *scratch_floats(const RtCtx *ctx, size_t *have)
  * at w + k*wk + c*wc (taps flipped for flip), tiles of m x m; 0 when not
  * taken or the workspace is too small. */
 static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, const float *w,
-                ptrdiff_t wk, ptrdiff_t wc, int flip, int B, int C, int H, int W, int K)
+                ptrdiff_t wk, ptrdiff_t wc, int flip, int B, int C, int H, int W, int K,
+                const Epi *ep)
 {
     int v = isa();
     if (v == ISA_NONE || C < WINO_MIN_C || K < 1 || B < 1 || H < 1 || W < 1)
@@ -406,7 +444,7 @@ static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, c
         memset(s.zero, 0, (size_t)W * sizeof(float));
         int g1 = (int)((long long)B * (i + 1) / nt) * nty;
         for (int g = (int)((long long)B * i / nt) * nty; g < g1; g += R)
-            group(v, m, &s, out, acc, in, U, C, K, kp, H, W, g, g1 - g < R ? g1 - g : R);
+            group(v, m, &s, out, acc, in, U, C, K, kp, H, W, g, g1 - g < R ? g1 - g : R, ep);
     }
     return 1;
 }
@@ -528,12 +566,132 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
 int rt_wino_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
                     int B, int Cin, int H, int W, int Cout)
 {
-    return wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout);
+    return wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, NULL);
+}
+
+/* The inference forward, with ep's BN applied when ep is not NULL. */
+static int forward_eval(const RtCtx *ctx, float *out, const float *in, const float *w, int B,
+                        int Cin, int H, int W, int Cout, const Epi *ep)
+{
+    /* the workspace is sized for F(4x4, 3x3) with Cout <= Cin; should a
+     * wider conv not fit, F(2x2, 3x3) */
+    ptrdiff_t wk = (ptrdiff_t)Cin * 9;
+    if (W >= EVAL_MIN_W && wino(ctx, 4, out, 0, in, w, wk, 9, 0, B, Cin, H, W, Cout, ep))
+        return 1;
+    return wino(ctx, 2, out, 0, in, w, wk, 9, 0, B, Cin, H, W, Cout, ep);
+}
+
+int rt_wino_forward_eval(const RtCtx *ctx, float *out, const float *in, const float *w,
+                         int B, int Cin, int H, int W, int Cout)
+{
+    return forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, NULL);
+}
+
+void rt_conv2d_forward_mode(const RtCtx *ctx, int train, float *out, const float *in,
+                            const float *w, int B, int Cin, int H, int W, int Cout, int K,
+                            int stride, int pad)
+{
+    if (!train && K == 3 && stride == 1 && pad == 1
+        && rt_wino_forward_eval(ctx, out, in, w, B, Cin, H, W, Cout))
+        return;
+    rt_conv2d_forward(ctx, out, in, w, B, Cin, H, W, Cout, K, stride, pad);
+}
+
+void rt_conv2d_forward_mode_d(const RtCtx *ctx, int train, double *out, const double *in,
+                              const double *w, int B, int Cin, int H, int W, int Cout, int K,
+                              int stride, int pad)
+{
+    (void)train;    /* the double build is the reference: one path */
+    rt_conv2d_forward_d(ctx, out, in, w, B, Cin, H, W, Cout, K, stride, pad);
+}
+
+void rt_conv2d_bn_eval(const RtCtx *ctx, float *out, const float *in, const float *w, int B,
+                       int Cin, int H, int W, int Cout, int K, int stride, int pad,
+                       const float *gamma, const float *beta, const float *run_mean,
+                       const float *run_var, double eps, int relu, size_t site)
+{
+    Epi ep = {gamma, beta, run_mean, run_var, eps, relu, NULL, 0.0f, 0.0f};
+    /* a branch record (gradient checks) goes to rt_relu_forward below */
+    if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
+        && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
+        return;
+    rt_conv2d_forward_mode(ctx, 0, out, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    int Ho = rt_conv_out(H, K, stride, pad), Wo = rt_conv_out(W, K, stride, pad);
+    size_t hw = (size_t)Ho * Wo;
+    int rl = relu && !(ctx && ctx->branch), t = ctx && ctx->threads > 0 ? ctx->threads : 1;
+#pragma omp parallel for num_threads(t) schedule(static)
+    for (int bk = 0; bk < B * Cout; bk++) {
+        int k = bk % Cout;
+        double scd = (double)gamma[k] / sqrt((double)run_var[k] + eps);
+        float sc = (float)scd, sh = (float)((double)beta[k] - (double)run_mean[k] * scd);
+        float *o = out + (size_t)bk * hw;
+        if (rl) {
+#pragma omp simd
+            for (size_t i = 0; i < hw; i++) {
+                float v = o[i] * sc + sh;
+                o[i] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (size_t i = 0; i < hw; i++)
+                o[i] = o[i] * sc + sh;
+        }
+    }
+    if (relu && !rl)    /* the record's pieces */
+        rt_relu_forward(ctx, out, out, (size_t)B * Cout * hw, site);
+}
+
+void rt_conv2d_sum_eval(const RtCtx *ctx, float *out, const float *in, const float *w, int B,
+                        int Cin, int H, int W, int Cout, int K, int stride, int pad,
+                        double cc, const float *r, double cr)
+{
+    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, (float)cc, (float)cr};
+    if (K == 3 && stride == 1 && pad == 1
+        && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
+        return;
+    rt_conv2d_forward_mode(ctx, 0, out, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    size_t n = (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+               * (size_t)rt_conv_out(W, K, stride, pad);
+    float fc = (float)cc, fr = (float)cr;
+#pragma omp parallel for simd num_threads(ctx && ctx->threads > 0 ? ctx->threads : 1) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        out[i] = out[i] * fc + r[i] * fr;
+}
+
+void rt_conv2d_sum_eval_d(const RtCtx *ctx, double *out, const double *in, const double *w,
+                          int B, int Cin, int H, int W, int Cout, int K, int stride, int pad,
+                          double cc, const double *r, double cr)
+{
+    rt_conv2d_forward_d(ctx, out, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    size_t n = (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+               * (size_t)rt_conv_out(W, K, stride, pad);
+    for (size_t i = 0; i < n; i++)
+        out[i] = out[i] * cc + r[i] * cr;
+}
+
+void rt_conv2d_bn_eval_d(const RtCtx *ctx, double *out, const double *in, const double *w,
+                         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad,
+                         const double *gamma, const double *beta, const double *run_mean,
+                         const double *run_var, double eps, int relu, size_t site)
+{
+    rt_conv2d_forward_d(ctx, out, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    int Ho = rt_conv_out(H, K, stride, pad), Wo = rt_conv_out(W, K, stride, pad);
+    size_t hw = (size_t)Ho * Wo;
+    for (int k = 0; k < Cout; k++) {
+        double sc = gamma[k] / sqrt(run_var[k] + eps), sh = beta[k] - run_mean[k] * sc;
+        for (int b = 0; b < B; b++) {
+            double *o = out + ((size_t)b * Cout + k) * hw;
+            for (size_t i = 0; i < hw; i++)
+                o[i] = o[i] * sc + sh;
+        }
+    }
+    if (relu)
+        rt_relu_forward_d(ctx, out, out, (size_t)B * Cout * hw, site);
 }
 
 int rt_wino_backward_data(const RtCtx *ctx, float *din, int acc, const float *dout,
                           const float *w, int B, int Cin, int H, int W, int Cout)
 {
     /* din = conv3x3(dout, w read as [ci][co] with the taps flipped) */
-    return wino(ctx, 4, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin);
+    return wino(ctx, 4, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin, NULL);
 }

@@ -20,6 +20,12 @@ int rt_wino_taken(int Cin, int Cout);
  * having touched nothing (not taken, or ctx->scratch too small). */
 int rt_wino_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
                     int B, int Cin, int H, int W, int Cout);
+/* As rt_wino_forward for a forward pass that no backward follows
+ * (rt_conv2d_forward_mode with train 0): F(4x4, 3x3) where the image is at
+ * least EVAL_MIN_W (16) wide, relative error 3e-6..7e-6 of max|out|
+ * instead of F(2x2, 3x3)'s 2e-7..4e-7; F(2x2, 3x3) on narrower ones. */
+int rt_wino_forward_eval(const RtCtx *ctx, float *out, const float *in, const float *w,
+                         int B, int Cin, int H, int W, int Cout);
 /* din (+)= per acc the input gradient of that conv from dout: 1, or 0 having
  * touched nothing. */
 int rt_wino_backward_data(const RtCtx *ctx, float *din, int acc, const float *dout,

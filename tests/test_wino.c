@@ -21,9 +21,13 @@
  * guard of 1e-6) and DIN_TOL = 2e-5 for the input gradient (F(4x4, 3x3):
  * measured 3e-6..7e-6, linear in dout, no mask depends on it; the gradient
  * checks and the oracle allow 1e-4), DW_TOL = 2e-5 for the weight gradient
- * (F(2x2, 3x3)). On a machine without AVX2+FMA the cases report themselves
+ * (F(2x2, 3x3)), EVAL_TOL = 2e-5 for the inference forward (F(4x4, 3x3)
+ * from 16 pixels wide, as the input gradient; the BN and relu it applies
+ * are checked against the double affine map and relu). On a machine without AVX2+FMA the cases report themselves
  * skipped. */
 #include <check.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +40,7 @@
 #define FWD_TOL 2e-6
 #define DIN_TOL 2e-5
 #define DW_TOL 2e-5
+#define EVAL_TOL 2e-5
 
 /* The variants: 0 = this machine's best, 1 = AVX2 forced. */
 static const char *const isa_env[] = {NULL, "avx2"};
@@ -240,12 +245,155 @@ START_TEST(test_wino_off)
 }
 END_TEST
 
+/* The inference forward (train 0) of each shape, 1 and 2 threads:
+ * rt_wino_forward_eval (F(4x4, 3x3) from 16 pixels wide) against the double
+ * loops within EVAL_TOL, the same bytes for 1 and 2 threads and through
+ * rt_conv2d_forward_mode(train 0); rt_conv2d_forward_mode(train 1) gives
+ * rt_conv2d_forward's bytes; rt_conv2d_bn_eval (BN with running statistics,
+ * relu 0 and 1) against the double conv, affine map and relu, also for a
+ * stride-2 conv (no Winograd: the conv, then one pass) and with a branch
+ * record (relu 1 through rt_relu_forward, which records the pieces);
+ * rt_conv2d_sum_eval against the double conv's weighted sum with a tensor. */
+static void check_eval(const Shape *s, int variant)
+{
+    int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co;
+    size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
+    double *in = tu_calloc(ni, sizeof(double)), *w = tu_calloc(nw, sizeof(double));
+    double *out = tu_calloc(no, sizeof(double)), *bnd[2];
+    double *par = tu_calloc(4 * (size_t)Co, sizeof(double));
+    float *inf = tu_calloc(ni, sizeof(float)), *wf = tu_calloc(nw, sizeof(float));
+    float *parf = tu_calloc(4 * (size_t)Co, sizeof(float));
+    float *o[2], *x = tu_calloc(no, sizeof(float)), *y = tu_calloc(no, sizeof(float));
+    RtRng rng;
+    rt_rng_seed(&rng, 3000u + (unsigned)(s - shapes));
+    gc_fill(in, ni, &rng);
+    gc_fill(w, nw, &rng);
+    gc_fill(par, 4 * (size_t)Co, &rng);
+    for (int k = 0; k < Co; k++)    /* the running variance: positive */
+        par[3 * Co + k] = 0.2 + par[3 * Co + k] * par[3 * Co + k];
+    gc_to_float(inf, in, ni);
+    gc_to_float(wf, w, nw);
+    gc_to_float(parf, par, 4 * (size_t)Co);
+    for (int k = 0; k < 4 * Co; k++)    /* the double reference sees the floats' values */
+        par[k] = (double)parf[k];
+    rt_conv2d_forward_ref_d(out, in, w, B, C, H, W, Co, 3, 1, 1);
+    const double eps = 1e-5;
+    for (int relu = 0; relu < 2; relu++) {
+        bnd[relu] = tu_calloc(no, sizeof(double));
+        for (size_t i = 0; i < no; i++) {
+            int k = (int)(i / ((size_t)H * W)) % Co;
+            double v = (out[i] - par[2 * Co + k]) * par[k] / sqrt(par[3 * Co + k] + eps)
+                       + par[Co + k];
+            bnd[relu][i] = relu && v < 0 ? 0.0 : v;
+        }
+    }
+    const char *tag = variant ? "avx2" : "best";
+    int taken = rt_wino_taken(C, Co);
+    for (int th = 1; th <= 2; th++) {
+        int k = th - 1;
+        o[k] = tu_calloc(no, sizeof(float));
+        size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
+        RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+        ck_assert_int_eq(rt_wino_forward_eval(&ctx, o[k], inf, wf, B, C, H, W, Co), taken);
+        if (taken) {
+            double e = gc_normdiff_f(o[k], out, no);
+            ck_assert_msg(e < EVAL_TOL, "%s eval %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H, W,
+                          B, th, e);
+        }
+        rt_conv2d_forward_mode(&ctx, 0, x, inf, wf, B, C, H, W, Co, 3, 1, 1);
+        ck_assert_msg(gc_normdiff_f(x, out, no) < EVAL_TOL, "%s mode 0 %d->%d", tag, C, Co);
+        if (taken)
+            ck_assert_msg(memcmp(x, o[k], no * sizeof(float)) == 0,
+                          "%s mode 0 %d->%d %dx%d: not the eval forward's bytes", tag, C, Co, H, W);
+        rt_conv2d_forward_mode(&ctx, 1, x, inf, wf, B, C, H, W, Co, 3, 1, 1);
+        rt_conv2d_forward(&ctx, y, inf, wf, B, C, H, W, Co, 3, 1, 1);
+        ck_assert_msg(memcmp(x, y, no * sizeof(float)) == 0, "%s mode 1 %d->%d: not the forward",
+                      tag, C, Co);
+        for (int relu = 0; relu < 2; relu++) {
+            rt_conv2d_bn_eval(&ctx, x, inf, wf, B, C, H, W, Co, 3, 1, 1, parf, parf + Co,
+                              parf + 2 * Co, parf + 3 * Co, eps, relu, 0);
+            double e = gc_normdiff_f(x, bnd[relu], no);
+            ck_assert_msg(e < EVAL_TOL, "%s bn_eval relu %d %d->%d %dx%d B%d t%d: %.3g", tag,
+                          relu, C, Co, H, W, B, th, e);
+        }
+        free(ctx.scratch);
+    }
+    if (taken)
+        ck_assert_msg(memcmp(o[0], o[1], no * sizeof(float)) == 0,
+                      "%s eval %d->%d %dx%d: 1 and 2 threads differ", tag, C, Co, H, W);
+
+    /* the sum out = -1.5 conv + 0.5 r, 2 threads: Winograd where taken */
+    {
+        float *rf = tu_calloc(no, sizeof(float));
+        double *sd = tu_calloc(no, sizeof(double));
+        for (size_t i = 0; i < no; i++) {
+            rf[i] = (float)(out[(i * 7) % no] + 0.25);
+            sd[i] = -1.5 * out[i] + 0.5 * (double)rf[i];
+        }
+        size_t sb = rt_conv2d_scratch_bytes(2, B, C, H, W, 3, 1, 1, sizeof(float));
+        RtCtx sc = {.threads = 2, .scratch = tu_calloc(sb, 1), .scratch_bytes = sb};
+        rt_conv2d_sum_eval(&sc, x, inf, wf, B, C, H, W, Co, 3, 1, 1, -1.5, rf, 0.5);
+        double e = gc_normdiff_f(x, sd, no);
+        ck_assert_msg(e < EVAL_TOL, "%s sum_eval %d->%d %dx%d B%d: %.3g", tag, C, Co, H, W, B, e);
+        free(sc.scratch), free(rf), free(sd);
+    }
+
+    /* a branch record: the pieces recorded (1 where the input is positive) */
+    uint8_t *mask = tu_calloc(no, 1);
+    RtBranch br = {.replay = 0, .mask = mask, .cap = no};
+    size_t bytes = rt_conv2d_scratch_bytes(1, B, C, H, W, 3, 1, 1, sizeof(float));
+    RtCtx bc = {.threads = 1, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes,
+                .branch = &br};
+    rt_conv2d_bn_eval(&bc, x, inf, wf, B, C, H, W, Co, 3, 1, 1, parf, parf + Co, parf + 2 * Co,
+                      parf + 3 * Co, eps, 1, 0);
+    ck_assert_msg(gc_normdiff_f(x, bnd[1], no) < EVAL_TOL, "%s bn_eval with a record", tag);
+    ck_assert_uint_eq(br.seen, no);
+    free(bc.scratch), free(mask);
+
+    /* stride 2: the conv, then one pass */
+    int Ho = (H - 1) / 2 + 1, Wo = (W - 1) / 2 + 1;
+    size_t n2 = (size_t)B * Co * Ho * Wo;
+    double *r2 = tu_calloc(n2, sizeof(double));
+    rt_conv2d_forward_ref_d(r2, in, w, B, C, H, W, Co, 3, 2, 1);
+    for (size_t i = 0; i < n2; i++) {
+        int k = (int)(i / ((size_t)Ho * Wo)) % Co;
+        double v = (r2[i] - par[2 * Co + k]) * par[k] / sqrt(par[3 * Co + k] + eps) + par[Co + k];
+        r2[i] = v < 0 ? 0.0 : v;
+    }
+    bytes = rt_conv2d_scratch_bytes(2, B, C, H, W, 3, 2, 1, sizeof(float));
+    RtCtx c2 = {.threads = 2, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+    rt_conv2d_bn_eval(&c2, x, inf, wf, B, C, H, W, Co, 3, 2, 1, parf, parf + Co, parf + 2 * Co,
+                      parf + 3 * Co, eps, 1, 0);
+    double e2 = gc_normdiff_f(x, r2, n2);
+    ck_assert_msg(e2 < FWD_TOL, "%s bn_eval stride 2 %d->%d %dx%d: %.3g", tag, C, Co, H, W, e2);
+    free(c2.scratch), free(r2);
+
+    for (int k = 0; k < 2; k++)
+        free(o[k]), free(bnd[k]);
+    free(in), free(w), free(out), free(par), free(inf), free(wf), free(parf), free(x), free(y);
+}
+
+START_TEST(test_wino_eval)
+{
+    if (!tu_has_avx2())
+        TEST_SKIP("no AVX2+FMA on this machine: Winograd is never taken");
+    __builtin_cpu_init();
+    int variant = _i / NSHAPES;
+    if (variant == 1 && !__builtin_cpu_supports("avx512f"))
+        TEST_SKIP("no AVX-512: the best variant is the AVX2 one, checked already");
+    set_variant(variant);
+    check_eval(&shapes[_i % NSHAPES], variant);
+    unsetenv("OPTC_CONV_ISA");
+}
+END_TEST
+
 static Suite *wino_suite(void)
 {
     Suite *s = suite_create("wino");
     TCase *tc = tcase_create("wino");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_wino_shapes, 0, 2 * NSHAPES);
+    tcase_add_loop_test(tc, test_wino_eval, 0, 2 * NSHAPES);
     tcase_add_test(tc, test_wino_off);
     suite_add_tcase(s, tc);
     return s;
