@@ -375,7 +375,8 @@ static void mf_corrections(Emit *e, const IrNode *via)
             size_t len = ir_numel(n->shape);
             emit_f(e, "    /* correction of %d ", n->id);
             emit_comment_name(e, n->name);
-            emit_f(e, " against its rebuild from %d (exact reconstruction) */\n    {\n", via->id);
+            emit_f(e, " against its rebuild from %d (exact reconstruction; training "
+                      "only) */\n    if (train) {\n", via->id);
             mf_rebuild_terms(e, via, v->at);
             emit_f(e, "        FN(rt_mf_correct%s)(ctx, %s, %s, nB * %zu, %s, %d, xs, rc, "
                    "nB * %zu, m->drift, %d);\n    }\n", e->S, emit_buf(e, pn->corr_hdr),

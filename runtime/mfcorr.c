@@ -13,8 +13,8 @@
  * bit for bit; so every later rebuild starts from exact values too.
  *
  * The record lives in the activation arena (the planner sizes it at build
- * time): RT_MF_HDR_BYTES of header, cap escape values, len codes. The
- * escape list of a state is bounded by cap; a chunk (len / RT_MF_CHUNKS
+ * time): a header of RT_MF_HDR_BYTES, and cap escape values then len codes.
+ * The escape list of a state is bounded by cap; a chunk (len / RT_MF_CHUNKS
  * elements, independent of the thread count) whose escapes do not fit keeps
  * none, and those elements stay U' (counted as lost: the drift report and
  * ./net info show them). No allocation. */
