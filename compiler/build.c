@@ -22,7 +22,8 @@
 extern char **environ;
 
 static const char emit_usage[] =
-    "usage: optc emit SPEC [-n NET] [-D name=value]... [-o FILE] [--pytorch] [--memory-free]\n"
+    "usage: optc emit SPEC [-n NET] [-D name=value]... [-o FILE] [--pytorch]\n"
+    "                 [--memory-free[=exact|=drift] [--checkpoint-every N]]\n"
     "\n"
     "Write the C program of network NET (default: the first in SPEC) to FILE\n"
     "(standard output when FILE is missing or -). The file opens with optc's\n"
@@ -35,13 +36,13 @@ static const char emit_usage[] =
     "                    instead: build() returns it, its state_dict keys are the\n"
     "                    checkpoint's tensor names (docs/pytorch.md)\n"
     "  --memory-free     the memory-free backward pass (optc build --help)\n"
-    "  --checkpoint-every N  with --memory-free: keep the states every N steps\n"
+    "  --checkpoint-every N  with --memory-free=drift: keep the states every N steps\n"
     "  --inference       standalone C99 inference code of a trained network instead\n"
     "                    (optc emit --inference --help)\n";
 
 static const char build_usage[] =
     "usage: optc build SPEC [-n NET] [-D name=value]... [-o PATH] [--keep-c] [--mpi]\n"
-    "                  [--memory-free [--checkpoint-every N]]\n"
+    "                  [--memory-free[=exact|=drift] [--checkpoint-every N]]\n"
     "\n"
     "Emit network NET (default: the first in SPEC), compile it and link it\n"
     "against the runtime into the program PATH (default: ./NET). The compiler,\n"
@@ -57,9 +58,14 @@ static const char build_usage[] =
     "                    them: activation memory stops growing with depth, at the\n"
     "                    cost of one more grad-block forward per step. A network\n"
     "                    with no invertible step is refused with the reason\n"
-    "                    (docs/memory-free.md)\n"
-    "  --checkpoint-every N  with --memory-free: keep the states that restart the\n"
-    "                    inverse every N steps, so float drift is bounded by N\n"
+    "                    (docs/memory-free.md). Exact (the default, =exact): the\n"
+    "                    forward keeps a small per-element correction (1 byte per\n"
+    "                    element, rare escapes in full) of each state against its\n"
+    "                    rebuild, so the rebuilt states and the gradients are the\n"
+    "                    stored build's bit for bit. =drift: no correction; the\n"
+    "                    rebuilt states carry float rounding, bounded by checkpoints\n"
+    "  --checkpoint-every N  with --memory-free=drift: keep the states that restart\n"
+    "                    the inverse every N steps, so float drift is bounded by N\n"
     "                    steps' worth (more memory: a few states per N steps);\n"
     "                    default: from the coefficient the inverse divides by\n"
     "                    (4 steps at 0.9); N above the stages' depth: none\n";
@@ -138,7 +144,11 @@ static int build_emit_to(FILE *out, const BuildRequest *req, const char *text, s
     if (p && req->memory_free && !torch) {
         InvReport *r = inv_analyze(a, s, g);
         const char *why = "the network is not in the spec";
-        sched = r ? mfree_schedule_every(g, p, r, req->checkpoint_every, &why) : NULL;
+        /* exact reconstruction: no checkpoints (an interval above any depth) */
+        int every = req->mf_drift ? req->checkpoint_every : INT_MAX;
+        sched = r ? mfree_schedule_every(g, p, r, every, &why) : NULL;
+        if (sched)
+            sched->exact = !req->mf_drift;
         plan_free(p);
         p = NULL;
         if (!sched)
@@ -204,6 +214,35 @@ static int build_emit_file(const char *path, const BuildRequest *req, const char
     return rc;
 }
 
+/* "--memory-free", "--memory-free=exact" or "--memory-free=drift" in a:
+ * 1 with *mfree and *drift set, 0 for another argument, -1 for another
+ * mode. */
+static int build_mfree_arg(const char *a, bool *mfree, bool *drift)
+{
+    const char *f = "--memory-free";
+    size_t n = strlen(f);
+    if (strncmp(a, f, n) != 0 || (a[n] && a[n] != '='))
+        return 0;
+    if (a[n] && strcmp(a + n + 1, "exact") != 0 && strcmp(a + n + 1, "drift") != 0)
+        return -1;
+    *mfree = true;
+    *drift = a[n] && strcmp(a + n + 1, "drift") == 0;
+    return 1;
+}
+
+/* The combinations build and emit refuse (exit 2): the message, or NULL. */
+static const char *build_mfree_check(bool mfree, bool drift, int every, bool torch)
+{
+    if (every > 0 && !mfree)
+        return "--checkpoint-every applies only with --memory-free=drift";
+    if (every > 0 && !drift)
+        return "--checkpoint-every applies only with --memory-free=drift (exact reconstruction, "
+               "the default, keeps no checkpoints)";
+    if (torch && mfree)
+        return "--pytorch emits the stored computation; --memory-free is for the C program";
+    return NULL;
+}
+
 /* "--checkpoint-every N" at rest[*i]: N into *every; -1 when it is missing
  * or not a number in 1..1000000. */
 static int build_every(CliArgs *ca, int *i, int *every)
@@ -234,13 +273,17 @@ int cmd_emit(int argc, char **argv)
     int rc = cli_parse(&ca, argc, argv, emit_usage);
     if (rc != 0)
         return rc;
-    bool torch = false, mfree = false;
+    bool torch = false, mfree = false, drift = false;
     int every = 0;
     for (int i = 0; i < ca.nrest; i++) {
-        if (strcmp(ca.rest[i], "--memory-free") == 0) {
-            mfree = true;
-            continue;
+        int mf = build_mfree_arg(ca.rest[i], &mfree, &drift);
+        if (mf < 0) {
+            fprintf(stderr, "optc emit: --memory-free takes =exact or =drift, not '%s'\n%s",
+                    ca.rest[i], emit_usage);
+            return 2;
         }
+        if (mf > 0)
+            continue;
         int ev = build_every(&ca, &i, &every);
         if (ev < 0) {
             fprintf(stderr, "optc emit: --checkpoint-every needs a number of steps\n%s",
@@ -255,14 +298,9 @@ int cmd_emit(int argc, char **argv)
         }
         torch = true;
     }
-    if (every > 0 && !mfree) {
-        fprintf(stderr, "optc emit: --checkpoint-every applies only with --memory-free\n%s",
-                emit_usage);
-        return 2;
-    }
-    if (torch && mfree) {
-        fprintf(stderr, "optc emit: --pytorch emits the stored computation; --memory-free is for "
-                "the C program\n%s", emit_usage);
+    const char *bad = build_mfree_check(mfree, drift, every, torch);
+    if (bad) {
+        fprintf(stderr, "optc emit: %s\n%s", bad, emit_usage);
         return 2;
     }
     size_t len;
@@ -271,7 +309,8 @@ int cmd_emit(int argc, char **argv)
         return 1;
     char *command = build_command_line(argc, argv);
     BuildRequest req = { .spec = ca.spec, .net = ca.net, .defs = ca.defs, .ndefs = ca.ndefs,
-                         .memory_free = mfree, .checkpoint_every = every };
+                         .memory_free = mfree, .mf_drift = drift,
+                         .checkpoint_every = every };
     if (!ca.out || strcmp(ca.out, "-") == 0)
         rc = build_emit_to(stdout, &req, text, len, command, NULL, 0, stderr, torch);
     else
@@ -394,7 +433,8 @@ static char *build_request_line(const BuildRequest *req)
     if (req->mpi)
         build_append(&buf, &len, &cap, " --mpi", false);
     if (req->memory_free)
-        build_append(&buf, &len, &cap, " --memory-free", false);
+        build_append(&buf, &len, &cap, req->mf_drift ? " --memory-free=drift" : " --memory-free",
+                     false);
     if (req->checkpoint_every > 0) {
         char n[48];
         snprintf(n, sizeof n, " --checkpoint-every %d", req->checkpoint_every);
@@ -499,8 +539,12 @@ int cmd_build(int argc, char **argv)
             req.keep_c = true;
         } else if (strcmp(ca.rest[i], "--mpi") == 0) {
             req.mpi = true;
-        } else if (strcmp(ca.rest[i], "--memory-free") == 0) {
-            req.memory_free = true;
+        } else if (build_mfree_arg(ca.rest[i], &req.memory_free, &req.mf_drift) != 0) {
+            if (!req.memory_free) {
+                fprintf(stderr, "optc build: --memory-free takes =exact or =drift, not '%s'\n%s",
+                        ca.rest[i], build_usage);
+                return 2;
+            }
         } else if (strcmp(ca.rest[i], "--checkpoint-every") == 0) {
             if (build_every(&ca, &i, &req.checkpoint_every) < 0) {
                 fprintf(stderr, "optc build: --checkpoint-every needs a number of steps\n%s",
@@ -512,9 +556,10 @@ int cmd_build(int argc, char **argv)
             return 2;
         }
     }
-    if (req.checkpoint_every > 0 && !req.memory_free) {
-        fprintf(stderr, "optc build: --checkpoint-every applies only with --memory-free\n%s",
-                build_usage);
+    const char *bad = build_mfree_check(req.memory_free, req.mf_drift, req.checkpoint_every,
+                                        false);
+    if (bad) {
+        fprintf(stderr, "optc build: %s\n%s", bad, build_usage);
         return 2;
     }
     char *command = build_command_line(argc, argv);

@@ -50,7 +50,8 @@ typedef struct {
     bool keep_c;            /* keep the emitted C as OUT.c */
     bool mpi;               /* link the MPI runtime (libort_mpi.a, docs/mpi.md) */
     bool memory_free;       /* rebuild invertible stages' states in backward (docs/memory-free.md) */
-    int checkpoint_every;   /* memory_free: keep the states every N steps (0: none) */
+    bool mf_drift;          /* memory_free without exact reconstruction (--memory-free=drift) */
+    int checkpoint_every;   /* mf_drift: keep the states every N steps (0: the default) */
     const char *command;    /* recorded in the emitted C; NULL: the optc build
                              * command line that rebuilds this request */
 } BuildRequest;

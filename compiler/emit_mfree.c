@@ -344,6 +344,49 @@ static void mf_rec_bn(Emit *e, const IrNode *n)
            n->shape.h * n->shape.w);
 }
 
+/* The coefficients and inputs of the rebuild of via's term at: the
+ * forward's correction and the backward's rebuild run the same code, so
+ * the same values (the phase, Emit.bwd, picks the buffers). */
+static void mf_rebuild_terms(Emit *e, const IrNode *via, int at)
+{
+    emit_coefs(e, via);
+    emit_f(e, "        const %s *const xs[%d] = {", e->T, via->nin);
+    for (int t = 0; t < via->nin; t++)
+        emit_f(e, "%s%s", t ? ", " : " ", emit_out(e, t == at ? via->id : via->in[t]));
+    emit_f(e, " };\n        %s rc[%d];\n", e->T, via->nin);
+    emit_f(e, "        for (int t = 0; t < %d; t++)\n"
+              "            rc[t] = t == %d ? (%s)1 / c[%d] : -c[t] / c[%d];\n", via->nin, at,
+           e->T, at, at);
+}
+
+/* Exact reconstruction: right after the forward of sum via, the correction
+ * of every state the backward rebuilds from it (rt_mf_correct). */
+static void mf_corrections(Emit *e, const IrNode *via)
+{
+    const PlanSched *s = e->p->sched;
+    int r = 0;
+    for (int i = 0; i < s->nev; i++) {
+        const PlanEv *v = &s->ev[i];
+        if (v->kind != PLAN_EV_REB)
+            continue;
+        const IrNode *n = &e->g->nodes[v->node];
+        const PlanNode *pn = &e->p->nodes[n->id];
+        if (v->via == via->id && pn->corr >= 0) {
+            size_t len = ir_numel(n->shape);
+            emit_f(e, "    /* correction of %d ", n->id);
+            emit_comment_name(e, n->name);
+            emit_f(e, " against its rebuild from %d (exact reconstruction; training "
+                      "only) */\n    if (train) {\n", via->id);
+            mf_rebuild_terms(e, via, v->at);
+            emit_f(e, "        FN(rt_mf_correct%s)(ctx, %s, %s, nB * %zu, %s, %d, xs, rc, "
+                   "nB * %zu, m->drift, %d);\n    }\n", e->S, emit_buf(e, pn->corr_hdr),
+                   emit_buf(e, pn->corr), pn->corr_esc, emit_out(e, n->id), via->nin,
+                   len, r);
+        }
+        r++;
+    }
+}
+
 static void mf_event(Emit *e, const PlanEv *v, bool *written, int *nreb)
 {
     const IrGraph *g = e->g;
@@ -357,6 +400,8 @@ static void mf_event(Emit *e, const PlanEv *v, bool *written, int *nreb)
                 emit_f(e, "    FN(rt_drift_keep%s)(m->drift, %d, %s, nB * %zu);\n", e->S, r,
                        emit_out(e, v->node), ir_numel(n->shape));
         }
+        if (e->p->sched->exact && n->op == OP_SUM)
+            mf_corrections(e, n);
         break;
     case PLAN_EV_REC:
         emit_f(e, "    /* recomputed: */\n");
@@ -372,23 +417,22 @@ static void mf_event(Emit *e, const PlanEv *v, bool *written, int *nreb)
         break;
     case PLAN_EV_REB: {
         const IrNode *via = &g->nodes[v->via];
+        const PlanNode *pn = &e->p->nodes[n->id];
         size_t len = ir_numel(n->shape);
         emit_f(e, "    /* rebuilt: %d ", n->id);
         emit_comment_name(e, n->name);
         emit_f(e, " from %d ", via->id);
         emit_comment_name(e, via->name);
-        emit_f(e, " (its term %d solved for) */\n    {\n", v->at);
-        emit_coefs(e, via);
-        emit_f(e, "        const %s *const xs[%d] = {", e->T, via->nin);
-        for (int t = 0; t < via->nin; t++)
-            emit_f(e, "%s%s", t ? ", " : " ",
-                   emit_out(e, t == v->at ? via->id : via->in[t]));
-        emit_f(e, " };\n        %s rc[%d];\n", e->T, via->nin);
-        emit_f(e, "        for (int t = 0; t < %d; t++)\n"
-                  "            rc[t] = t == %d ? (%s)1 / c[%d] : -c[t] / c[%d];\n", via->nin,
-               v->at, e->T, v->at, v->at);
-        emit_f(e, "        FN(rt_sum_forward%s)(ctx, %s, %d, xs, rc, nB * %zu);\n", e->S,
-               emit_out(e, n->id), via->nin, len);
+        emit_f(e, " (its term %d solved for)%s */\n    {\n", v->at,
+               pn->corr >= 0 ? ", corrected to the forward's value" : "");
+        mf_rebuild_terms(e, via, v->at);
+        if (pn->corr >= 0)
+            emit_f(e, "        FN(rt_mf_restore%s)(ctx, %s, %s, %s, nB * %zu, %d, xs, rc, "
+                   "nB * %zu);\n", e->S, emit_out(e, n->id), emit_buf(e, pn->corr_hdr),
+                   emit_buf(e, pn->corr), pn->corr_esc, via->nin, len);
+        else
+            emit_f(e, "        FN(rt_sum_forward%s)(ctx, %s, %d, xs, rc, nB * %zu);\n", e->S,
+                   emit_out(e, n->id), via->nin, len);
         emit_f(e, "        FN(rt_drift_check%s)(m->drift, %d, %s, nB * %zu);\n    }\n", e->S, *nreb,
                emit_out(e, n->id), len);
         ++*nreb;
@@ -454,6 +498,13 @@ void emit_mfree_net(Emit *e)
     const PlanSched *s = e->p->sched;
     emit_f(e, "    .mf_stored_a = %zu, .mf_stored_b = %zu, .mf_nrebuilt = %d, .mf_names = mf_names,\n",
            e->p->stored_a, e->p->stored_b, s->nrebuilt);
+    size_t ca = 0, cb = 0;
+    for (int i = 0; i < e->p->nbufs; i++)
+        if (e->p->bufs[i].kind == PB_CORR) {
+            ca += e->p->bufs[i].size_a;
+            cb += e->p->bufs[i].size_b;
+        }
+    emit_f(e, "    .mf_exact = %d, .mf_corr_a = %zu, .mf_corr_b = %zu,\n", s->exact ? 1 : 0, ca, cb);
 }
 
 /* The names of the rebuilt states, in drift-index order, for the report. */

@@ -1,4 +1,5 @@
 /* plan.c — parameter layout and activation memory by liveness (plan.h). */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -518,6 +519,8 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
         PlanNode *pn = &p->nodes[i];
         const IrNode *n = &g->nodes[i];
         pn->out = pn->grad = pn->save0 = pn->save1 = pn->rec = pn->recomp = -1;
+        pn->corr = pn->corr_hdr = -1;
+        pn->corr_esc = 0;
         if (!pn->live)
             continue;
         int tf = plan_time_fwd(g, i), tb = plan_time_bwd(g, i);
@@ -809,6 +812,37 @@ static void plan_use(PlanUse *u, int j, int t)
 
 static int plan_imax(int a, int b) { return a > b ? a : b; }
 
+/* An element escapes its int8 code when the rebuild's rounding moves it by
+ * more than 127 ulps: where it is small next to the terms it is solved
+ * from, and more often the smaller c (the rounding is divided by c).
+ * Measured (docs/memory-free.md): at most about 0.5% / c of a state's
+ * elements (0.52% of stage1.x1 of the 110-layer heavy ball, c = 0.9; 1.9%
+ * at c = 0.25); the list holds four times that, 2% / c, and all of them
+ * below c = 0.02. */
+size_t plan_mf_escapes(size_t n, double c)
+{
+    double f = fabs(c) > 0.02 ? 0.02 / fabs(c) : 1.0;
+    size_t e = (size_t)ceil((double)n * f);
+    return e < n ? e : n;
+}
+
+/* Codes take n bytes: n / 4 elements of a float arena (more than a double
+ * one needs). */
+size_t plan_mf_corr_elems(size_t n, double c)
+{
+    return plan_mf_escapes(n, c) + (n + 3) / 4;
+}
+
+/* The value of coefficient c at initialisation (a learned one's initial
+ * value). */
+static double plan_coef_init(const IrGraph *g, const IrCoef *c)
+{
+    double v = c->c0;
+    for (int j = 0; j < c->nterms; j++)
+        v += c->a[j] * g->params[c->param[j]].init_value;
+    return v;
+}
+
 Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
 {
     Plan *p = plan_build(g, diag);
@@ -897,6 +931,8 @@ Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
         PlanNode *pn = &p->nodes[i];
         const IrNode *n = &g->nodes[i];
         pn->out = pn->grad = pn->save0 = pn->save1 = pn->rec = pn->recomp = -1;
+        pn->corr = pn->corr_hdr = -1;
+        pn->corr_esc = 0;
         if (!pn->live)
             continue;
         bool fused_relu = pn->fuse && n->op == OP_RELU;
@@ -919,6 +955,20 @@ Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
         } else if (n->op == OP_DROPOUT) {
             pn->save0 = plan_add(p, &cap, PB_SAVE0, i, ir_numel(n->shape), 0, tf[i], sdeath);
         }
+    }
+    /* Exact reconstruction: a state's correction lives from the forward of
+     * the sum it is rebuilt from to its rebuild. */
+    for (int e = 0; s->exact && e < s->nev; e++) {
+        const PlanEv *v = &s->ev[e];
+        if (v->kind != PLAN_EV_REB)
+            continue;
+        PlanNode *pn = &p->nodes[v->node];
+        size_t n = ir_numel(g->nodes[v->node].shape);
+        double c = plan_coef_init(g, &g->nodes[v->via].u.sum.coef[v->at]);
+        pn->corr_esc = plan_mf_escapes(n, c);
+        pn->corr = plan_add(p, &cap, PB_CORR, v->node, plan_mf_corr_elems(n, c), 0, tf[v->via],
+                            e);
+        pn->corr_hdr = plan_add(p, &cap, PB_CORR, v->node, 0, PLAN_MF_HDR_ELEMS, tf[v->via], e);
     }
     free(tf);
     for (int i = 0; i < p->nbufs; i++) {

@@ -23,7 +23,8 @@ typedef enum {
     PB_GRAD,    /* the gradient of a node's output */
     PB_SAVE0,   /* saved state: BN mean, exact's pre-activation a, dropout mask */
     PB_SAVE1,   /* saved state: BN rstd */
-    PB_RECOMP   /* a fused relu's output, recomputed in backward (PlanNode.recomp) */
+    PB_RECOMP,  /* a fused relu's output, recomputed in backward (PlanNode.recomp) */
+    PB_CORR     /* exact memory-free builds: a rebuilt state's correction (PlanNode.corr) */
 } PlanBufKind;
 
 typedef struct {
@@ -54,6 +55,12 @@ typedef struct {
     int rec;        /* memory-free builds (PlanSched): the buffer the backward phase reads
                      * and writes for this node's output (its recomputed or rebuilt value);
                      * -1: the backward reads the forward's buffer, out */
+    int corr, corr_hdr; /* exact memory-free builds (PlanSched.exact), on a rebuilt
+                     * state: its correction record (runtime/mfcorr.c), written right
+                     * after the forward of the sum it is rebuilt from and read where
+                     * it is rebuilt: escape values and codes (per image), and its
+                     * header (fixed); -1 otherwise */
+    size_t corr_esc;    /* ...its escape list's capacity per image (plan_mf_escapes) */
 } PlanNode;
 
 /* --- memory-free schedules (emit_mfree.c) ---------------------------------
@@ -75,7 +82,18 @@ typedef struct {
     int nev;
     bool *rec;              /* per node: recomputed or rebuilt in the backward */
     int nrebuilt;           /* REB events */
+    bool exact;             /* exact reconstruction: every rebuilt state has a correction
+                             * record (PlanNode.corr), so it is rebuilt bit for bit */
 } PlanSched;
+
+/* The correction record of a rebuilt state of n elements per image, in
+ * arena elements (runtime/mfcorr.c; sized for float and double): per image
+ * its escape list of plan_mf_escapes(n, c) values and its int8 codes
+ * (plan_mf_corr_elems); fixed, the header (RT_MF_HDR_BYTES in
+ * runtime/rt.h). c is the coefficient the rebuild divides by. */
+#define PLAN_MF_HDR_ELEMS 128
+size_t plan_mf_escapes(size_t n, double c);
+size_t plan_mf_corr_elems(size_t n, double c);
 
 typedef struct {
     size_t *param_off;      /* per IrParam: offset in the params or buffers block */

@@ -327,7 +327,10 @@ RtDrift *rt_drift_new(int n)
     d->ref = calloc((size_t)n + 1, sizeof *d->ref);
     d->len = calloc((size_t)n + 1, sizeof *d->len);
     d->err = malloc(((size_t)n + 1) * sizeof *d->err);
-    if (!d->ref || !d->len || !d->err) {
+    d->esc = calloc((size_t)n + 1, sizeof *d->esc);
+    d->lost = calloc((size_t)n + 1, sizeof *d->lost);
+    d->cap = calloc((size_t)n + 1, sizeof *d->cap);
+    if (!d->ref || !d->len || !d->err || !d->esc || !d->lost || !d->cap) {
         rt_drift_free(d);
         return NULL;
     }
@@ -345,6 +348,9 @@ void rt_drift_free(RtDrift *d)
     free(d->ref);
     free(d->len);
     free(d->err);
+    free(d->esc);
+    free(d->lost);
+    free(d->cap);
     free(d);
 }
 
@@ -380,15 +386,39 @@ static double mf_drift_report(const RtNet *net, const char *tag, int B)
         rt_xent_backward(&m.ctx, m.dlogits, probs, labels, B, net->classes);
         net->backward(&m, B);
         m.drift = NULL;
-        printf("%s: memory-free reconstruction, max |rebuilt - stored| / max |stored| (float, "
-               "batch %d):\n", tag, B);
+        if (net->mf_exact)
+            printf("%s: exact reconstruction: rebuilt states equal the forward's by construction; "
+                   "measured max |rebuilt - stored| / max |stored|, escapes / capacity (float, "
+                   "batch %d):\n", tag, B);
+        else
+            printf("%s: memory-free reconstruction (drift mode), max |rebuilt - stored| / "
+                   "max |stored| (float, batch %d):\n", tag, B);
+        size_t esc = 0, lost = 0, codes = 0;
         for (int r = 0; r < d->n; r++) {
-            printf("%s:   %-32s %.3e\n", tag, net->mf_names && net->mf_names[r] ?
-                   net->mf_names[r] : "?", d->err[r]);
+            const char *name = net->mf_names && net->mf_names[r] ? net->mf_names[r] : "?";
+            if (net->mf_exact)
+                printf("%s:   %-32s %.3e  %zu / %zu%s\n", tag, name, d->err[r], d->esc[r],
+                       d->cap[r], d->lost[r] ? "  OVERFLOW: not exact" : "");
+            else
+                printf("%s:   %-32s %.3e\n", tag, name, d->err[r]);
             if (d->err[r] > worst || d->err[r] != d->err[r])
                 worst = d->err[r];
+            esc += d->esc[r];
+            lost += d->lost[r];
         }
-        printf("%s: memory-free drift max %.3e over %d rebuilt states\n", tag, worst, d->n);
+        for (int k = 0; k < 9; k++)
+            codes += d->hist[k];
+        if (net->mf_exact && codes > 0) {
+            static const char *const bucket[9] = { "0", "1", "2-3", "4-7", "8-15", "16-31",
+                                                   "32-63", "64-127", "escape" };
+            printf("%s: corrections by size in ulps:", tag);
+            for (int k = 0; k < 9; k++)
+                printf(" %s %.2f%%", bucket[k], 100.0 * (double)d->hist[k] / (double)codes);
+            printf("\n%s: %zu escapes in %zu elements, %zu lost (escape list full: not exact)\n", tag, esc,
+                   codes, lost);
+        }
+        printf("%s: memory-free drift max %.3e over %d rebuilt states%s\n", tag, worst, d->n,
+               net->mf_exact ? (lost ? " (exact, but escapes lost)" : " (exact)") : "");
     }
     free(labels);
     free(probs);
@@ -428,9 +458,11 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
                net->name, net->nparams, net->nbuffers, net->madds, net->nops, B, act_bytes,
                param_bytes, train_bytes, net->in_c, net->in_h, net->in_w, net->classes);
         if (net->mf_nrebuilt > 0)
-            printf("\"memory_free\":true,\"activation_bytes_stored\":%zu,\"rebuilt\":%d,",
+            printf("\"memory_free\":true,\"activation_bytes_stored\":%zu,\"rebuilt\":%d,"
+                   "\"exact\":%s,\"correction_bytes\":%zu,",
                    (net->mf_stored_a * (size_t)B + net->mf_stored_b) * sizeof(float),
-                   net->mf_nrebuilt);
+                   net->mf_nrebuilt, net->mf_exact ? "true" : "false",
+                   (net->mf_corr_a * (size_t)B + net->mf_corr_b) * sizeof(float));
         printf("\"tensors\":[");
         for (int i = 0; i < net->ntensors; i++) {
             const RtTensor *t = &net->tensors[i];
@@ -456,6 +488,12 @@ static int cmd_info(const RtNet *net, const char *prog, int argc, char **argv)
         printf("memory-free     yes: %d states rebuilt in backward; the stored build's "
                "activations %.2f MiB (%.2fx more)\n", net->mf_nrebuilt, stored / 1048576.0,
                act_bytes ? stored / (double)act_bytes : 1.0);
+        if (net->mf_exact)
+            printf("reconstruction  exact: corrections %.2f MiB of the activations (int8 codes "
+                   "and escape lists)\n", (double)(net->mf_corr_a * (size_t)B + net->mf_corr_b) *
+                   4.0 / 1048576.0);
+        else
+            printf("reconstruction  drift (--memory-free=drift): float rounding, report below\n");
     }
     printf("training memory %.2f MiB at batch %d, %d threads (all buffers)\n",
            (double)train_bytes / 1048576.0, B, threads);

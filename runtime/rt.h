@@ -105,6 +105,11 @@ typedef struct {
     double **ref;           /* the kept copies */
     size_t *len;            /* elements of each */
     double *err;            /* -1 until measured */
+    /* exact reconstruction (rt_mf_correct): per state the escapes, those
+     * that did not fit its escape list and its capacity; over all states
+     * the codes by size (0, 1, 2-3, ..., 64-127 ulps) and escapes (last) */
+    size_t *esc, *lost, *cap;
+    size_t hist[9];
 } RtDrift;
 /* n slots; rt_drift_free releases them. NULL when out of memory. */
 RtDrift *rt_drift_new(int n);
@@ -308,6 +313,23 @@ void rt_drift_check##S(RtDrift *d, int r, const T *x, size_t n);
 RT_DECLARE_MFREE(float, )
 RT_DECLARE_MFREE(double, _d)
 
+/* Exact reconstruction (mfcorr.c): the correction record of a rebuilt state
+ * of len elements: a header at hdr (RT_MF_HDR_BYTES), and at corr cap
+ * escape values of T then len int8 codes. rt_mf_correct, in the forward:
+ * U' = sum_t c[t] xs[t] as the backward will rebuild it, and the
+ * per-element correction from U' to u (state r of d's report, when d is
+ * set); rt_mf_restore, in the backward: the same U' corrected into u, bit
+ * for bit the forward's. */
+#define RT_MF_CHUNKS 64
+#define RT_MF_HDR_BYTES 512
+#define RT_DECLARE_MFCORR(T, S)                                                          \
+void rt_mf_correct##S(const RtCtx *ctx, T *hdr, T *corr, size_t cap, const T *u, int n, \
+        const T *const *xs, const T *c, size_t len, RtDrift *d, int r);                 \
+void rt_mf_restore##S(const RtCtx *ctx, T *u, const T *hdr, const T *corr, size_t cap,  \
+        int n, const T *const *xs, const T *c, size_t len);
+RT_DECLARE_MFCORR(float, )
+RT_DECLARE_MFCORR(double, _d)
+
 /* The activations of act.def: RT_ACT_RELU.., the exact block's act, and
  * their kernels (relu's are above: its backward reads the output). */
 typedef enum {
@@ -408,6 +430,10 @@ typedef struct RtNet {
     size_t mf_stored_a, mf_stored_b;
     int mf_nrebuilt;
     const char *const *mf_names;
+    /* exact reconstruction (1; 0: drift): the correction records' share of
+     * the arena, elements mf_corr_a * B + mf_corr_b */
+    int mf_exact;
+    size_t mf_corr_a, mf_corr_b;
 } RtNet;
 
 /* Allocate every buffer of a model for batch capacity B (one allocation
