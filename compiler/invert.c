@@ -756,7 +756,7 @@ static StepV step_verdict(const Net *N, const Rule *R, int st, int k, bool strid
     if (k == 0 && strided)
         return (StepV){ .v = INV_NO, .why = "it changes the shape (the first grad strides and the shortcut "
                                 "subsamples x[0]), so x[0] cannot be rebuilt from the stage's states; "
-                                "it keeps its input and activations" };
+                                "a memory-free build recomputes its grad block from x[0], which stays stored" };
     if (!P->invertible && !P->n && P->why && !R->neqs)
         return (StepV){ .v = INV_NO, .why = P->why };
     /* The states this step would recover; only those after x[0] matter. */
@@ -929,8 +929,13 @@ static void analyze_stage(const Net *N, const Spec *s, const NetInfo *ni, int st
             all_no = false;
             continue;
         }
+        /* A strided step 0 is recomputed from x[0] (the previous stage's
+         * output, stored anyway) like the other steps; only its shortcut,
+         * which step 1 reads too, stays. */
+        bool recomputed = k == 0 && strided;
         for (int i = first[k]; i <= last[k]; i++)
-            if (g->nodes[i].stage == st && g->nodes[i].step == k)
+            if (g->nodes[i].stage == st && g->nodes[i].step == k
+                && (!recomputed || strstr(g->nodes[i].name, ".shortcut")))
                 kept[i] = true;
         /* The states older than a step that cannot give them back. */
         for (int q = 0; q < oi->nseqs; q++) {
@@ -952,13 +957,18 @@ static void analyze_stage(const Net *N, const Spec *s, const NetInfo *ni, int st
     } else {
         sput(&kt, "%s (the last states)", ks.n ? ks.b : "the stage output");
         for (int r = 0; r < out->nruns; r++)
-            if (out->runs[r].v == INV_NO) {
+            if (out->runs[r].v == INV_NO && strided && out->runs[r].first == 0
+                && out->runs[r].last == 0) {
+                sput(&kt, "; step 0's shortcut (its grad block is recomputed from x[0])");
+            } else if (out->runs[r].v == INV_NO) {
                 if (out->runs[r].first == out->runs[r].last)
                     sput(&kt, "; step %d's activations", out->runs[r].first);
                 else
                     sput(&kt, "; steps %d-%d's activations", out->runs[r].first, out->runs[r].last);
             }
-        sput(&kt, "; each other step's grad block is recomputed from the rebuilt states");
+        sput(&kt, "; each other step's grad block is recomputed from the rebuilt states; "
+                  "per rebuilt state, its correction (1 byte an element and an escape list: "
+                  "the rebuild is exact)");
     }
     out->kept = arena_strdup(a, kt.b);
     double stored = 0, keep = 0, w = 0;
@@ -966,6 +976,14 @@ static void analyze_stage(const Net *N, const Spec *s, const NetInfo *ni, int st
         if (g->nodes[i].stage == st) {
             stored += N->saved[i] ? N->size[i] : 0;
             keep += kept[i] && (N->saved[i] || g->nodes[i].op == OP_SUM) ? N->size[i] : 0;
+        }
+    /* Exact reconstruction (the build's default): a correction record per
+     * rebuilt state, sized as the planner sizes it (in floats). */
+    for (int k = 0; k < steps; k++)
+        for (int r = 0; r < out->nrebuild[k]; r++) {
+            const InvRebuild *rb = &out->rebuild[k][r];
+            double c = plan_coef_init(g, &g->nodes[rb->via].u.sum.coef[rb->at]);
+            keep += (double)plan_mf_corr_elems((size_t)N->size[rb->node], c);
         }
     for (int k = 0; k < steps; k++) {
         double sk = 0;

@@ -835,7 +835,7 @@ size_t plan_mf_corr_elems(size_t n, double c)
 
 /* The value of coefficient c at initialisation (a learned one's initial
  * value). */
-static double plan_coef_init(const IrGraph *g, const IrCoef *c)
+double plan_coef_init(const IrGraph *g, const IrCoef *c)
 {
     double v = c->c0;
     for (int j = 0; j < c->nterms; j++)

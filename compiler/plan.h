@@ -94,6 +94,9 @@ typedef struct {
 #define PLAN_MF_HDR_ELEMS 128
 size_t plan_mf_escapes(size_t n, double c);
 size_t plan_mf_corr_elems(size_t n, double c);
+/* The value of coefficient c at initialisation (a learned one's initial
+ * value): the divisor the escape lists are sized for. */
+double plan_coef_init(const IrGraph *g, const IrCoef *c);
 
 typedef struct {
     size_t *param_off;      /* per IrParam: offset in the params or buffers block */

@@ -238,9 +238,11 @@ if [ "$REPRINT" != 1 ]; then
         for t in $THREADS; do
             # hb110 / hb110mf run optc's resnet20 setting: they are compared with each other
             case $net in hb110*) os=$OSET ;; *) os=$(pick optc "$net" "$t" "$OSET") ;; esac
-            ts=$TSET
-            [ -n "$PY" ] && [ "$tnet" != - ] && ts=$(pick torch "$net" "$t" "$TSET")
-            echo "meta set_${net}_$t=$os, PyTorch $ts" >>"$RES"
+            ts=$TSET tw=""
+            if [ -n "$PY" ] && [ "$tnet" != - ]; then
+                ts=$(pick torch "$net" "$t" "$TSET"); tw=", PyTorch $ts"
+            fi
+            echo "meta set_${net}_$t=$os$tw" >>"$RES"
             r=1
             while [ $r -le "$ROUNDS" ]; do
                 if [ "$net" = hb110mf ] && [ -x "$W/hb110" ]; then

@@ -193,13 +193,14 @@ START_TEST(strided_first_step)
 {
     Fix f = load("net_hb", NULL);
     const InvStage *st = &f.r->stages[1];
-    /* The stage is invertible; its first step is not, and keeps its activations. */
+    /* The stage is invertible; its first step is not: the build recomputes
+     * its grad block from x[0] and keeps only its shortcut. */
     ck_assert_int_eq(st->v, INV_YES);
     ck_assert_int_eq(st->runs[0].first, 0);
     ck_assert_int_eq(st->runs[0].last, 0);
     ck_assert_int_eq(st->runs[0].v, INV_NO);
     contains(st->runs[0].why, "changes the shape");
-    contains(st->kept, "step 0's activations");
+    contains(st->kept, "step 0's shortcut (its grad block is recomputed from x[0])");
     /* Stage 1 does not stride: its step 0 only has nothing to recover. */
     ck_assert_int_eq(f.r->stages[0].runs[0].v, INV_SKIP);
     arena_free(f.a);
@@ -274,8 +275,10 @@ START_TEST(explain_heavy_ball)
     contains(buf, "memory-free keeps: x[3], x[2] (the last states)");
     /* stage 1 of hb20_fmnist: 4 saved 16x28x28 tensors per step stored
      * (its output x, relu0, conv0, relu1); memory-free: x[3], x[2], the
-     * state being rebuilt and one step's other 3. */
-    contains(buf, "activations per image: stored 150528 floats (588.0 KiB), memory-free 75264 floats");
+     * state being rebuilt and one step's other 3 (75264), and x[1]'s
+     * correction: 12544 one-byte codes (3136 floats) and an escape list of
+     * 2% / 0.9 of its elements (279). */
+    contains(buf, "activations per image: stored 150528 floats (588.0 KiB), memory-free 78679 floats");
     contains(buf, "whole network, activations per image");
     free(buf);
     arena_free(a);
