@@ -16,20 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "benchutil.h"
 #include "rt.h"
 
-static double cpu_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 enum { K_FWD, K_BWD, K_BWDP, K_EVAL, K_RC, K_SUMF, K_SUMB, K_N };
 static const char *const knames[K_N] = {"bn_relu fwd", "bn_relu bwd", "bn_relu bwd dp",

@@ -387,6 +387,19 @@ static bool emit_next_live(const Emit *e, int c, int r)
     return true;
 }
 
+/* The one live node reading node c's output (an input of it once), or 0
+ * when none or several do. */
+static int emit_sole_reader(const Emit *e, int c)
+{
+    const IrGraph *g = e->g;
+    int reader = 0, nread = 0;
+    for (int j = c + 1; j < g->nnodes; j++)
+        for (int k = 0; k < g->nodes[j].nin; k++)
+            if (g->nodes[j].in[k] == c && e->p->nodes[j].live)
+                reader = j, nread++;
+    return nread == 1 ? reader : 0;
+}
+
 /* In a stored build's forward pass, the BN that an inference forward
  * applies within the 3x3 stride-1 conv node c
  * (rt_conv2d_bn_eval): the one live reader of c's output, right after c, a
@@ -400,12 +413,8 @@ static int emit_conv_bn(const Emit *e, int c)
         return 0;
     if (n->u.conv.k != 3 || n->u.conv.stride != 1 || n->u.conv.pad != 1)
         return 0;   /* only Winograd gains by it (the others: one pass either way) */
-    int reader = 0, nread = 0;
-    for (int j = c + 1; j < g->nnodes; j++)
-        for (int k = 0; k < g->nodes[j].nin; k++)
-            if (g->nodes[j].in[k] == c && e->p->nodes[j].live)
-                reader = j, nread++;
-    if (nread != 1 || g->nodes[reader].op != OP_BN || g->nodes[reader].nin != 1
+    int reader = emit_sole_reader(e, c);
+    if (reader <= 0 || g->nodes[reader].op != OP_BN || g->nodes[reader].nin != 1
         || emit_prefix_stride(e, c) || !emit_next_live(e, c, reader))
         return 0;
     /* the BN's output (its relu's) is written while the conv reads its
@@ -430,13 +439,11 @@ static int emit_conv_sum(const Emit *e, int c)
         return 0;
     if (n->u.conv.k != 3 || n->u.conv.stride != 1 || n->u.conv.pad != 1)
         return 0;
-    int reader = 0, nread = 0;
-    for (int j = c + 1; j < g->nnodes; j++)
-        for (int k = 0; k < g->nodes[j].nin; k++)
-            if (g->nodes[j].in[k] == c && e->p->nodes[j].live)
-                reader = j, nread++;
+    int reader = emit_sole_reader(e, c);
+    if (reader <= 0)
+        return 0;
     const IrNode *s = &g->nodes[reader];
-    if (nread != 1 || s->op != OP_SUM || s->nin != 2 || reader == g->output
+    if (s->op != OP_SUM || s->nin != 2 || reader == g->output
         || !emit_next_live(e, c, reader))
         return 0;
     int kc = s->in[1] == c, o = s->in[1 - kc];

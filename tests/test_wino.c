@@ -196,18 +196,23 @@ static void check_shape(const Shape *s, int variant)
     free(doutf), free(outd), free(dind);
 }
 
-START_TEST(test_wino_shapes)
-{
-    if (!tu_has_avx2())
-        TEST_SKIP("no AVX2+FMA on this machine: Winograd is never taken");
-    __builtin_cpu_init();
-    int variant = _i / NSHAPES;
-    if (variant == 1 && !__builtin_cpu_supports("avx512f"))
-        TEST_SKIP("no AVX-512: the best variant is the AVX2 one, checked already");
-    set_variant(variant);
-    check_shape(&shapes[_i % NSHAPES], variant);
-    unsetenv("OPTC_CONV_ISA");
-}
+/* Loop index i of a shapes x variants test: check shape i % NSHAPES under
+ * kernel variant i / NSHAPES (0: AVX2, 1: AVX-512), or skip where the
+ * machine lacks it. */
+#define WINO_VARIANT_CASE(i, check)                                                    \
+    do {                                                                               \
+        if (!tu_has_avx2())                                                            \
+            TEST_SKIP("no AVX2+FMA on this machine: Winograd is never taken");         \
+        __builtin_cpu_init();                                                          \
+        int variant_ = (i) / NSHAPES;                                                  \
+        if (variant_ == 1 && !__builtin_cpu_supports("avx512f"))                       \
+            TEST_SKIP("no AVX-512: the best variant is the AVX2 one, checked already"); \
+        set_variant(variant_);                                                         \
+        check(&shapes[(i) % NSHAPES], variant_);                                       \
+        unsetenv("OPTC_CONV_ISA");                                                     \
+    } while (0)
+
+START_TEST(test_wino_shapes) { WINO_VARIANT_CASE(_i, check_shape); }
 END_TEST
 
 /* OPTC_CONV_WINO=0, OPTC_CONV_ISA=none and a workspace one float short of
@@ -373,18 +378,7 @@ static void check_eval(const Shape *s, int variant)
     free(in), free(w), free(out), free(par), free(inf), free(wf), free(parf), free(x), free(y);
 }
 
-START_TEST(test_wino_eval)
-{
-    if (!tu_has_avx2())
-        TEST_SKIP("no AVX2+FMA on this machine: Winograd is never taken");
-    __builtin_cpu_init();
-    int variant = _i / NSHAPES;
-    if (variant == 1 && !__builtin_cpu_supports("avx512f"))
-        TEST_SKIP("no AVX-512: the best variant is the AVX2 one, checked already");
-    set_variant(variant);
-    check_eval(&shapes[_i % NSHAPES], variant);
-    unsetenv("OPTC_CONV_ISA");
-}
+START_TEST(test_wino_eval) { WINO_VARIANT_CASE(_i, check_eval); }
 END_TEST
 
 static Suite *wino_suite(void)
