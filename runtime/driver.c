@@ -414,8 +414,8 @@ static double mf_drift_report(const RtNet *net, const char *tag, int B)
             printf("%s: corrections by size in ulps:", tag);
             for (int k = 0; k < 9; k++)
                 printf(" %s %.2f%%", bucket[k], 100.0 * (double)d->hist[k] / (double)codes);
-            printf("\n%s: %zu escapes in %zu elements, %zu lost (escape list full: not exact)\n", tag, esc,
-                   codes, lost);
+            printf("\n%s: %zu escapes in %zu elements, %zu lost%s\n", tag, esc, codes, lost,
+                   lost ? " (their escape lists were full: those elements are not exact)" : "");
         }
         printf("%s: memory-free drift max %.3e over %d rebuilt states%s\n", tag, worst, d->n,
                net->mf_exact ? (lost ? " (exact, but escapes lost)" : " (exact)") : "");
