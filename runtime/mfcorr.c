@@ -17,10 +17,16 @@
  * The escape list of a state is bounded by cap; a chunk (len / RT_MF_CHUNKS
  * elements, independent of the thread count) whose escapes do not fit keeps
  * none, and those elements stay U' (counted as lost: the drift report and
- * ./net info show them). No allocation. */
+ * ./net info show them; a training step, which has no report, warns once
+ * on stderr). No allocation. */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include "rt.h"
+
+/* Set once a training step (no drift report to carry it) has lost escapes:
+ * the warning is printed once per process. */
+static int mf_warned;
 
 /* OpenMP loops shorter than this (elements times terms) run on one thread. */
 #define MF_PAR_MIN 32768

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "rt.h"
 #include "testutil.h"
 #include "tmain.h"
 #include "cgutil.h"
@@ -581,6 +582,46 @@ START_TEST(info_memory)
 }
 END_TEST
 
+/* Escapes lost in a training step (no drift report) are not silent: with
+ * an empty escape list, a state whose rebuild is far off warns on stderr,
+ * once per process, and the header counts them. */
+START_TEST(lost_escapes_warn)
+{
+    enum { N = 1000 };
+    static float x[N], u[N], hdr[RT_MF_HDR_BYTES / sizeof(float)];
+    static float corr[N / 4 + 1];
+    for (int i = 0; i < N; i++) {
+        x[i] = 1.0f + (float)i;
+        u[i] = i % 10 ? 2.0f * x[i] : -x[i];    /* every tenth: far from 2 x */
+    }
+    const float *xs[1] = { x };
+    const float c[1] = { 2.0f };
+    char path[] = "/tmp/optc-mfwarn-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    dup2(fd, STDERR_FILENO);
+    rt_mf_correct(NULL, hdr, corr, 0, u, 1, xs, c, N, NULL, -1);
+    rt_mf_correct(NULL, hdr, corr, 0, u, 1, xs, c, N, NULL, -1);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fd);
+    char *err = slurp(path);
+    unlink(path);
+    const char *w = strstr(err, "warning: memory-free: 100 elements");
+    ck_assert_msg(w != NULL, "no warning: '%s'", err);
+    ck_assert_msg(strstr(w + 1, "warning:") == NULL, "warned twice: '%s'", err);
+    uint64_t hv[2];     /* the header: per chunk its escapes, then total and lost */
+    memcpy(hv, (const char *)hdr + RT_MF_CHUNKS * sizeof(uint32_t), sizeof hv);
+    ck_assert_uint_eq(hv[0], 100);
+    ck_assert_uint_eq(hv[1], 100);
+    free(err);
+}
+END_TEST
+
 static Suite *memfree_suite(void)
 {
     Suite *s = suite_create("memfree");
@@ -605,6 +646,7 @@ static Suite *memfree_suite(void)
     tcase_add_test(tc, refuse_beta0);
     tcase_add_test(tc, refuse_learned_zero);
     tcase_add_test(tc, info_memory);
+    tcase_add_test(tc, lost_escapes_warn);
     suite_add_tcase(s, tc);
     return s;
 }
