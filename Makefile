@@ -127,7 +127,7 @@ $(O)/tests/test_gradcheck: $(PLANTS) $(O)/optc $(O)/optc.flags
 
 # Plain build first, then the same suites under AddressSanitizer + UBSan;
 # both build on every processor and run TEST_JOBS suites at once
-# (scripts/runtests.sh; default: the processors here).
+# (scripts/runtests.sh; default: the processors here, at most 4).
 NPROC := $(shell nproc 2>/dev/null || echo 1)
 check: deps
 	$(MAKE) -j$(NPROC) check-fast

@@ -4,11 +4,15 @@
 # crashes. A test that cannot run here prints "SKIPPED: TEST: why"
 # (TEST_SKIP in tests/tmain.h): Check counts it as a pass, this script as a
 # skip. A passing suite prints only its skip lines; a failing one all it said.
-# TEST_JOBS suites run at once (default: the processors here; the suites
-# are independent: each works in its own temporary directories); the
-# reports come in the order of the arguments whatever order they end in.
+# TEST_JOBS suites run at once (default: the processors here, at most 4:
+# a suite trains networks with threads of its own, and each can take a GB
+# or more); the suites are independent (each works in its own temporary
+# directories); the reports come in the order of the arguments whatever
+# order they end in.
 set -u
-jobs=${TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+np=$(nproc 2>/dev/null || echo 1)
+[ "$np" -gt 4 ] 2>/dev/null && np=4
+jobs=${TEST_JOBS:-$np}
 case $jobs in ''|*[!0-9]*|0) echo "runtests: TEST_JOBS must be a number >= 1" >&2; exit 2 ;; esac
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/optc-runtests-XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
