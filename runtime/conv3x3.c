@@ -375,12 +375,8 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
             float *o = out + (size_t)b * Co * g.Ho * g.Wo;
             for (int c0 = 0; c0 < C; c0 += cc) {
                 int n = C - c0 < cc ? C - c0 : cc;
-                if (v == ISA_AVX512)
-                    u2fwd_image_avx512(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo,
-                                       wi, n, Co, &g);
-                else
-                    u2fwd_image_avx2(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo,
-                                     wi, n, Co, &g);
+                u2fwd_image_avx512(o, acc || c0 > 0, x + (size_t)c0 * H * W, w + c0 * wi, wo, wi,
+                                   n, Co, &g);
             }
         }
         return 1;
