@@ -387,11 +387,18 @@ static bool emit_next_live(const Emit *e, int c, int r)
     return true;
 }
 
-/* The one live node reading node c's output (an input of it once), or 0
- * when none or several do. */
-static int emit_sole_reader(const Emit *e, int c)
+/* For the inference fusions below: when node c is a 3x3 stride-1 conv of a
+ * stored build's forward (only Winograd gains by a fusion: the other convs
+ * make one pass either way) whose output one live node reads, once, that
+ * node; else 0. */
+static int emit_fusable_conv(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
+    const IrNode *n = &g->nodes[c];
+    if (e->bwd || e->p->sched || n->op != OP_CONV || c == g->output || e->p->nodes[c].out < 0)
+        return 0;
+    if (n->u.conv.k != 3 || n->u.conv.stride != 1 || n->u.conv.pad != 1)
+        return 0;
     int reader = 0, nread = 0;
     for (int j = c + 1; j < g->nnodes; j++)
         for (int k = 0; k < g->nodes[j].nin; k++)
@@ -408,12 +415,7 @@ static int emit_sole_reader(const Emit *e, int c)
 static int emit_conv_bn(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
-    const IrNode *n = &g->nodes[c];
-    if (e->bwd || e->p->sched || n->op != OP_CONV || c == g->output || e->p->nodes[c].out < 0)
-        return 0;
-    if (n->u.conv.k != 3 || n->u.conv.stride != 1 || n->u.conv.pad != 1)
-        return 0;   /* only Winograd gains by it (the others: one pass either way) */
-    int reader = emit_sole_reader(e, c);
+    int reader = emit_fusable_conv(e, c);
     if (reader <= 0 || g->nodes[reader].op != OP_BN || g->nodes[reader].nin != 1
         || emit_prefix_stride(e, c) || !emit_next_live(e, c, reader))
         return 0;
@@ -435,11 +437,7 @@ static int emit_conv_sum(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
     const IrNode *n = &g->nodes[c];
-    if (e->bwd || e->p->sched || n->op != OP_CONV || c == g->output || e->p->nodes[c].out < 0)
-        return 0;
-    if (n->u.conv.k != 3 || n->u.conv.stride != 1 || n->u.conv.pad != 1)
-        return 0;
-    int reader = emit_sole_reader(e, c);
+    int reader = emit_fusable_conv(e, c);
     if (reader <= 0)
         return 0;
     const IrNode *s = &g->nodes[reader];
