@@ -244,24 +244,31 @@ static char *st_data(const char *path, size_t *n)
     return s;
 }
 
+/* Train DIR/s (the stored build) and DIR/m (memory-free) with the same
+ * arguments, each into DIR/run_s or DIR/run_m; path[i]: that run's file. */
+static void train_both(const Fix *f, const char *targs, const char *file, char path[2][1100])
+{
+    for (int i = 0; i < 2; i++) {
+        const char *exe = i ? "m" : "s";
+        char args[1024], *out = NULL;
+        snprintf(args, sizeof args, "train %s --quiet --out %s/run_%s", targs, f->dir, exe);
+        int st = prog(f, exe, args, &out);
+        ck_assert_msg(st == 0, "%s: training status %d\n%s", exe, st, tail(out));
+        free(out);
+        snprintf(path[i], 1100, "%s/run_%s/%s", f->dir, exe, file);
+    }
+}
+
 /* A short training run (synthetic data, same seed, 2 threads) of DIR/s and
  * DIR/m: whether they end with the same weights, bit for bit. */
 static bool same_training(const Fix *fx)
 {
-    const Fix f = *fx;
-    char *w[2];
+    char *w[2], path[2][1100];
     size_t n[2];
-    for (int i = 0; i < 2; i++) {
-        const char *exe = i ? "m" : "s";
-        char args[1024], *out = NULL, path[1100];
-        snprintf(args, sizeof args, "train --data synthetic --limit 96 --test-limit 32 "
-                 "--epochs 1 --batch 16 --seed 5 --threads 2 --quiet --out %s/run_%s", f.dir, exe);
-        int st = prog(&f, exe, args, &out);
-        ck_assert_msg(st == 0, "%s: training status %d\n%s", exe, st, tail(out));
-        free(out);
-        snprintf(path, sizeof path, "%s/run_%s/last.safetensors", f.dir, exe);
-        w[i] = st_data(path, &n[i]);
-    }
+    train_both(fx, "--data synthetic --limit 96 --test-limit 32 --epochs 1 --batch 16 --seed 5 "
+               "--threads 2", "last.safetensors", path);
+    for (int i = 0; i < 2; i++)
+        w[i] = st_data(path[i], &n[i]);
     ck_assert_uint_eq(n[0], n[1]);
     ck_assert_uint_gt(n[0], 1000);
     bool same = memcmp(w[0], w[1], n[0]) == 0;
@@ -471,17 +478,11 @@ START_TEST(trained_same_accuracy)
     build(&f, "net_hbf", "s", false, NULL);
     build(&f, "net_hbf", "m", true, NULL);
     double acc[2];
-    for (int i = 0; i < 2; i++) {
-        const char *exe = i ? "m" : "s";
-        char args[1024], *out = NULL, path[1100];
-        snprintf(args, sizeof args, "train --data fashion-mnist --limit 3000 --test-limit 1000 "
-                 "--epochs 2 --batch 32 --seed 3 --threads 1 --quiet --out %s/run_%s", f.dir, exe);
-        int st = prog(&f, exe, args, &out);
-        ck_assert_msg(st == 0, "%s: training status %d\n%s", exe, st, tail(out));
-        free(out);
-        snprintf(path, sizeof path, "%s/run_%s/log.csv", f.dir, exe);
-        acc[i] = csv_value(path, 1, 5);
-    }
+    char path[2][1100];
+    train_both(&f, "--data fashion-mnist --limit 3000 --test-limit 1000 --epochs 2 --batch 32 "
+               "--seed 3 --threads 1", "log.csv", path);
+    for (int i = 0; i < 2; i++)
+        acc[i] = csv_value(path[i], 1, 5);
     ck_assert_msg(acc[0] > 0.6, "the stored build learned nothing: test accuracy %g", acc[0]);
     ck_assert_msg(acc[1] == acc[0], "test accuracy stored %g, memory-free %g", acc[0], acc[1]);
     teardown(&f);
