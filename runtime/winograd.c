@@ -68,6 +68,9 @@
 #define EVAL_MIN_W 16
 /* Tiles per group of the weight gradient, at least. */
 #define DW_TILES 512
+/* Partial sums of the weight gradient, at most: the batch's groups are cut
+ * into this many runs by the shape alone, each summed by one thread. */
+#define DW_PARTS 4
 
 enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
 
@@ -159,13 +162,13 @@ static size_t slice_floats(int m, int C, int kp, size_t np, int W)
            + up16((size_t)W) + 2 * np;
 }
 
-/* Floats of one thread's slice for nk output channels: V [16][C][np],
- * Y [16][nk][np], dU [16][nk][C], T (4 rows), D (4 rows for dY), a zero
- * row, the masks. */
-static size_t dw_slice_floats(int C, int nk, size_t np, int W)
+/* Floats of one thread's slice of the weight gradient for K output
+ * channels: V [16][C][np], Y [16][K][np], T (4 rows), D (4 rows for dY),
+ * a zero row, the masks. */
+static size_t dw_slice_floats(int C, int K, size_t np, int W)
 {
-    return 16 * (size_t)C * np + 16 * (size_t)nk * np + 16 * (size_t)nk * C
-           + 2 * 4 * (2 * np + 32) + up16((size_t)W) + 2 * np;
+    return 16 * (size_t)C * np + 16 * (size_t)K * np + 2 * 4 * (2 * np + 32) + up16((size_t)W)
+           + 2 * np;
 }
 
 /* Tile rows per group for this conv: V and M within GROUP_BYTES, at least one. */
@@ -192,6 +195,13 @@ static int dw_group_rows(int C, int K, int W)
     return R > least ? R : least;
 }
 
+/* Floats of the weight gradient's workspace for t threads: DW_PARTS
+ * partial sums dU [16][K][C], then a slice per thread. */
+static size_t dw_floats(int t, int C, int K, size_t np, int W)
+{
+    return DW_PARTS * up16(16 * (size_t)K * C) + (size_t)t * up16(dw_slice_floats(C, K, np, W));
+}
+
 size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
 {
     if (Cin < WINO_MIN_C || H < 1 || W < 1)
@@ -203,9 +213,9 @@ size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
         if (u + t * slice > most)
             most = u + t * slice;
     }
-    /* the weight gradient: every thread sized for all Cin outputs */
+    /* the weight gradient, sized for Cin outputs */
     int R = dw_group_rows(Cin, Cin, W);
-    size_t dws = t * up16(dw_slice_floats(Cin, Cin, up16((size_t)R * ((W + 1) / 2)), W));
+    size_t dws = dw_floats((int)t, Cin, Cin, up16((size_t)R * ((W + 1) / 2)), W);
     if (dws > most)
         most = dws;
     return most * sizeof(float) + 64;
@@ -452,12 +462,14 @@ static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, c
 /* --- the weight gradient ------------------------------------------------------
  * By F(2x2, 3x3), the forward pass's tiles: dU[pos][k][c] = sum over the
  * batch's tiles of (A dY_k A^T)[pos] (B^T d_c B)[pos], then dw[k][c] +=
- * G^T dU G (in double). Thread i owns the output channels [K*i/t,
- * K*(i+1)/t) and walks every tile row of the batch in order, R rows at a
- * time (R fixed by the shape), transforming the input of all channels
- * itself (the threads repeat that work so that no sum is split between
- * them). Each entry of dU sums group after group in batch order, a group
- * over its lanes in a fixed order: nothing depends on the thread count. */
+ * G^T dU G (in double). The batch's tile rows are cut into groups of R rows
+ * and the groups into P <= DW_PARTS runs of consecutive groups, R and P
+ * fixed by the shape; run p sums its groups in order into its own partial
+ * dU_p (a group over its lanes in a fixed order), and thread i takes runs
+ * i, i+t, ... Each tile's input is transformed once, by the thread of its
+ * run. Then each thread sums dU_0 .. dU_P-1 in that order (in double) for
+ * its share of the output channels and applies G^T . G: nothing depends on
+ * the thread count. */
 
 /* Tile rows per group of the weight gradient: a function of the shape only. */
 static int dw_rows(int B, int C, int K, int H, int W)
@@ -466,17 +478,23 @@ static int dw_rows(int B, int C, int K, int H, int W)
     return R < rows ? R : rows;
 }
 
-/* dw[k][c] += G^T du[.][k][c] G for k0 <= k < k1 (du: [16][k1-k0][C]). */
-static void dw_back(float *dw, const float *du, int C, int k0, int k1)
+/* dw[k][c] += G^T dU G for k0 <= k < k1, dU = du_0 + .. + du_P-1 in double
+ * (du_p at du + p*dus: [16][K][C]). */
+static void dw_back(float *dw, const float *du, size_t dus, int P, int K, int C, int k0, int k1)
 {
-    size_t ps = (size_t)(k1 - k0) * C;
+    size_t ps = (size_t)K * C;
     for (int k = k0; k < k1; k++)
         for (int c = 0; c < C; c++) {
-            const float *u = du + (size_t)(k - k0) * C + c;
-            double h[4][3];
+            const float *u = du + (size_t)k * C + c;
+            double d[16], h[4][3];
+            for (int pos = 0; pos < 16; pos++) {
+                double e = 0.0;
+                for (int p = 0; p < P; p++)
+                    e += (double)u[(size_t)p * dus + (size_t)pos * ps];
+                d[pos] = e;
+            }
             for (int i = 0; i < 4; i++) {   /* h = dU G, row i */
-                double d0 = u[(4 * i) * ps], d1 = u[(4 * i + 1) * ps];
-                double d2 = u[(4 * i + 2) * ps], d3 = u[(4 * i + 3) * ps];
+                double d0 = d[4 * i], d1 = d[4 * i + 1], d2 = d[4 * i + 2], d3 = d[4 * i + 3];
                 h[i][0] = d0 + (d1 + d2) / 2;
                 h[i][1] = (d1 - d2) / 2;
                 h[i][2] = (d1 + d2) / 2 + d3;
@@ -490,24 +508,51 @@ static void dw_back(float *dw, const float *du, int C, int k0, int k1)
         }
 }
 
+/* du[pos][k][c] += the products of one group, tile rows g0 .. g0+nr-1,
+ * through the thread's slice s and its Y, D. */
+static void dw_group(int v, const Slice *s, float *Y, float *D, float *du, const float *dout,
+                     const float *in, int C, int K, int H, int W, int g0, int nr)
+{
+    int nty = (H + 1) / 2, ntx = (W + 1) / 2, L = 2 * ntx, big = v == ISA_AVX512;
+    int n = nr * ntx, npg = (int)up16((size_t)n);
+    size_t hw = (size_t)H * W;
+    in_tf(v, 2, s, in, C, H, W, g0, nr);
+    for (int j = 0; j < 4; j++)     /* lanes n.. of Y read zeros */
+        memset(D + (size_t)j * s->ts + 2 * (size_t)n, 0, 2 * (size_t)(npg - n) * sizeof(float));
+    for (int k = 0; k < K; k++) {
+        for (int r = 0; r < nr; r++) {
+            int g = g0 + r, b = g / nty, ty = g % nty;
+            const float *e[2];
+            e[0] = dout + ((size_t)b * K + k) * hw + (size_t)(2 * ty) * W;
+            e[1] = 2 * ty + 1 < H ? e[0] + W : s->zero;
+            (big ? dy_rows2_avx512 : dy_rows2_avx2)(D + (size_t)r * L, s->ts, e, W, L);
+        }
+        for (int j = 0; j < 4; j++)
+            (big ? dy_cols2_avx512 : dy_cols2_avx2)(Y + ((size_t)4 * j * K + k) * npg,
+                                                    (size_t)K * npg, D + (size_t)j * s->ts, npg);
+    }
+    for (int pos = 0; pos < 16; pos++)
+        (big ? dot_avx512 : dot_avx2)(du + (size_t)pos * K * C, Y + (size_t)pos * K * npg,
+                                      s->V + (size_t)pos * C * npg, K, C, npg);
+}
+
 int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
                              int B, int Cin, int H, int W, int Cout)
 {
     int v = isa(), C = Cin, K = Cout;
     if (v == ISA_NONE || C < WINO_MIN_C || K < DW_MIN_K || B < 1 || H < 1 || W < 1)
         return 0;
-    int nty = (H + 1) / 2, ntx = (W + 1) / 2, L = 2 * ntx, big = v == ISA_AVX512;
-    int R = dw_rows(B, C, K, H, W), rows = B * nty;
-    size_t np = up16((size_t)R * ntx), hw = (size_t)H * W;
+    int ntx = (W + 1) / 2, R = dw_rows(B, C, K, H, W), rows = B * ((H + 1) / 2);
+    int ng = (rows + R - 1) / R, P = ng < DW_PARTS ? ng : DW_PARTS;
+    size_t np = up16((size_t)R * ntx), dus = up16(16 * (size_t)K * C);
     int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
-    if (t > K)
-        t = K;
+    if (t > P)
+        t = P;
     size_t have;
     float *base = scratch_floats(ctx, &have);
-    size_t ssz;
+    size_t ssz = up16(dw_slice_floats(C, K, np, W));
     for (;;) {      /* fewer threads if need be; never a smaller group */
-        ssz = up16(dw_slice_floats(C, (K + t - 1) / t, np, W));
-        if ((size_t)t * ssz <= have)
+        if ((size_t)P * dus + (size_t)t * ssz <= have)
             break;
         if (t == 1)
             return 0;
@@ -516,15 +561,11 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), nt = omp_get_num_threads();
-        int k0 = (int)((long long)K * i / nt), k1 = (int)((long long)K * (i + 1) / nt);
-        int nk = k1 - k0;
-        float *p = base + (size_t)i * ssz;
+        float *p = base + (size_t)P * dus + (size_t)i * ssz;
         Slice s;
         s.V = p, p += 16 * (size_t)C * np;
         float *Y = p;
-        p += 16 * (size_t)nk * np;
-        float *du = p;
-        p += 16 * (size_t)nk * C;
+        p += 16 * (size_t)K * np;
         s.ts = 2 * np + 32, s.T = p, p += 4 * s.ts;
         float *D = p;
         p += 4 * s.ts;
@@ -532,33 +573,17 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
         s.m0 = p, s.m5 = p + np;
         s.M = s.O = NULL, s.os = 0;
         memset(s.zero, 0, (size_t)W * sizeof(float));
-        memset(du, 0, 16 * (size_t)nk * C * sizeof(float));
-        for (int g0 = 0; g0 < rows && nk > 0; g0 += R) {
-            int nr = rows - g0 < R ? rows - g0 : R, n = nr * ntx, npg = (int)up16((size_t)n);
-            in_tf(v, 2, &s, in, C, H, W, g0, nr);
-            for (int j = 0; j < 4; j++)     /* lanes n.. of Y read zeros */
-                memset(D + (size_t)j * s.ts + 2 * (size_t)n, 0,
-                       2 * (size_t)(npg - n) * sizeof(float));
-            for (int k = k0; k < k1; k++) {
-                for (int r = 0; r < nr; r++) {
-                    int g = g0 + r, b = g / nty, ty = g % nty;
-                    const float *e[2];
-                    e[0] = dout + ((size_t)b * K + k) * hw + (size_t)(2 * ty) * W;
-                    e[1] = 2 * ty + 1 < H ? e[0] + W : s.zero;
-                    (big ? dy_rows2_avx512 : dy_rows2_avx2)(D + (size_t)r * L, s.ts, e, W, L);
-                }
-                for (int j = 0; j < 4; j++)
-                    (big ? dy_cols2_avx512 : dy_cols2_avx2)(
-                        Y + ((size_t)4 * j * nk + (k - k0)) * npg, (size_t)nk * npg,
-                        D + (size_t)j * s.ts, npg);
-            }
-            for (int pos = 0; pos < 16; pos++)
-                (big ? dot_avx512 : dot_avx2)(du + (size_t)pos * nk * C,
-                                              Y + (size_t)pos * nk * npg,
-                                              s.V + (size_t)pos * C * npg, nk, C, npg);
+        for (int run = i; run < P; run += nt) {
+            float *du = base + (size_t)run * dus;
+            memset(du, 0, 16 * (size_t)K * C * sizeof(float));
+            int e = (int)((long long)ng * (run + 1) / P);
+            for (int g = (int)((long long)ng * run / P); g < e; g++)
+                dw_group(v, &s, Y, D, du, dout, in, C, K, H, W, g * R,
+                         rows - g * R < R ? rows - g * R : R);
         }
-        if (nk > 0)
-            dw_back(dw, du, C, k0, k1);
+#pragma omp barrier
+        dw_back(dw, base, dus, P, K, C, (int)((long long)K * i / nt),
+                (int)((long long)K * (i + 1) / nt));
     }
     return 1;
 }
