@@ -71,6 +71,10 @@
 /* Partial sums of the weight gradient, at most: the batch's groups are cut
  * into this many runs by the shape alone, each summed by one thread. */
 #define DW_PARTS 4
+/* Floats between the weight gradient's 16 positions of V (and of Y)
+ * beyond their size: their rows, written side by side, would otherwise lie
+ * a multiple of 4 KB apart, in the same L1 set. */
+#define DW_SKEW 16
 
 enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
 
@@ -167,8 +171,8 @@ static size_t slice_floats(int m, int C, int kp, size_t np, int W)
  * a zero row, the masks. */
 static size_t dw_slice_floats(int C, int K, size_t np, int W)
 {
-    return 16 * (size_t)C * np + 16 * (size_t)K * np + 2 * 4 * (2 * np + 32) + up16((size_t)W)
-           + 2 * np;
+    return 16 * ((size_t)C * np + DW_SKEW) + 16 * ((size_t)K * np + DW_SKEW) + 2 * 4 * (2 * np + 32)
+           + up16((size_t)W) + 2 * np;
 }
 
 /* Tile rows per group for this conv: V and M within GROUP_BYTES, at least one. */
@@ -508,10 +512,10 @@ static void dw_back(float *dw, const float *du, size_t dus, int P, int K, int C,
         }
 }
 
-/* du[pos][k][c] += the products of one group, tile rows g0 .. g0+nr-1,
- * through the thread's slice s and its Y, D. */
-static void dw_group(int v, const Slice *s, float *Y, float *D, float *du, const float *dout,
-                     const float *in, int C, int K, int H, int W, int g0, int nr)
+/* The transforms of dw_group through T and D: any width, either
+ * instruction set. */
+static void dw_tf(int v, const Slice *s, float *Y, float *D, const float *dout, const float *in,
+                  int C, int K, int H, int W, int g0, int nr)
 {
     int nty = (H + 1) / 2, ntx = (W + 1) / 2, L = 2 * ntx, big = v == ISA_AVX512;
     int n = nr * ntx, npg = (int)up16((size_t)n);
@@ -531,9 +535,37 @@ static void dw_group(int v, const Slice *s, float *Y, float *D, float *du, const
             (big ? dy_cols2_avx512 : dy_cols2_avx2)(Y + ((size_t)4 * j * K + k) * npg,
                                                     (size_t)K * npg, D + (size_t)j * s->ts, npg);
     }
+}
+
+/* du[pos][k][c] += the products of one group, tile rows g0 .. g0+nr-1,
+ * through the thread's slice s and its Y, D. */
+static void dw_group(int v, const Slice *s, float *Y, float *D, float *du, const float *dout,
+                     const float *in, int C, int K, int H, int W, int g0, int nr)
+{
+    int nty = (H + 1) / 2, ntx = (W + 1) / 2, big = v == ISA_AVX512;
+    int npg = (int)up16((size_t)nr * ntx);
+    size_t hw = (size_t)H * W, vps = (size_t)C * npg, yps = (size_t)K * npg;
+    if (big && W % 2 == 0 && ntx % 16 == 0) {    /* straight from the rows (AVX-512) */
+        /* image by image, every channel of an image before the next (the
+         * planes in memory order) */
+        vps += DW_SKEW, yps += DW_SKEW;
+        for (int ga = g0, g1 = g0 + nr; ga < g1;) {
+            int gb = (ga / nty + 1) * nty < g1 ? (ga / nty + 1) * nty : g1;
+            int v0 = (ga - g0) * ntx / 16, v1 = (gb - g0) * ntx / 16;
+            DwRows_avx512 d = {in, (size_t)C * hw, H, W, nty, ntx, g0, nr};
+            for (int c = 0; c < C; c++, d.x += hw)
+                dw_in_avx512(s->V + (size_t)c * npg, vps, &d, v0, v1);
+            d.x = dout, d.xs = (size_t)K * hw;
+            for (int k = 0; k < K; k++, d.x += hw)
+                dw_dy_avx512(Y + (size_t)k * npg, yps, &d, v0, v1);
+            ga = gb;
+        }
+    } else {
+        dw_tf(v, s, Y, D, dout, in, C, K, H, W, g0, nr);
+    }
     for (int pos = 0; pos < 16; pos++)
-        (big ? dot_avx512 : dot_avx2)(du + (size_t)pos * K * C, Y + (size_t)pos * K * npg,
-                                      s->V + (size_t)pos * C * npg, K, C, npg);
+        (big ? dot_avx512 : dot_avx2)(du + (size_t)pos * K * C, Y + (size_t)pos * yps,
+                                      s->V + (size_t)pos * vps, K, C, npg);
 }
 
 int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
@@ -563,9 +595,9 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
         int i = omp_get_thread_num(), nt = omp_get_num_threads();
         float *p = base + (size_t)P * dus + (size_t)i * ssz;
         Slice s;
-        s.V = p, p += 16 * (size_t)C * np;
+        s.V = p, p += 16 * ((size_t)C * np + DW_SKEW);
         float *Y = p;
-        p += 16 * (size_t)K * np;
+        p += 16 * ((size_t)K * np + DW_SKEW);
         s.ts = 2 * np + 32, s.T = p, p += 4 * s.ts;
         float *D = p;
         p += 4 * s.ts;

@@ -386,10 +386,11 @@ END_TEST
  * the double loops within DW_TOL, and the same bytes for 1, 2, 3 and 4
  * threads. Shapes: 16 channels at 32x32 (B 8: 4 groups, 4 runs; B 5: 3
  * groups, the last one short), 32 at 16x16 (B 9), 64 at 8x8 (B 20), 24 -> 16
- * at 10x10 (odd tile counts). */
+ * at 10x10 (odd tile counts), rows of 32 tiles and an odd height (16 at
+ * 9x64), two groups that cut an image (8 -> 16 at 6x96, B 7). */
 static const Shape dw_shapes[] = {
     {8, 16, 32, 32, 16}, {5, 16, 32, 32, 16}, {9, 32, 16, 16, 32}, {20, 64, 8, 8, 64},
-    {23, 24, 10, 10, 16},
+    {23, 24, 10, 10, 16}, {3, 16, 9, 64, 16}, {7, 8, 6, 96, 16},
 };
 #define NDW (int)(sizeof dw_shapes / sizeof dw_shapes[0])
 
