@@ -1,7 +1,7 @@
 /* winograd.c — float 3x3 convolutions of stride 1 and pad 1 by Winograd's
  * minimal filtering: the forward pass by F(2x2, 3x3), the input gradient
  * (the same code with the weights read transposed and flipped) by
- * F(4x4, 3x3), the weight gradient by F(2x2, 3x3) (its own section below).
+ * F(4x4, 3x3), the weight gradient by either (its own section below).
  *
  * Why: the direct kernels (conv3x3.c) run near what direct convolution can
  * do; F(4x4, 3x3) needs 36 products per 16 outputs instead of 144,
@@ -75,6 +75,9 @@
  * beyond their size: their rows, written side by side, would otherwise lie
  * a multiple of 4 KB apart, in the same L1 set. */
 #define DW_SKEW 16
+/* Images at least this wide and not a multiple of 32: the weight
+ * gradient by F(4x4, 3x3) (see dw_tile). */
+#define DW_F4_MIN_W 16
 
 enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
 
@@ -166,13 +169,15 @@ static size_t slice_floats(int m, int C, int kp, size_t np, int W)
            + up16((size_t)W) + 2 * np;
 }
 
-/* Floats of one thread's slice of the weight gradient for K output
- * channels: V [16][C][np], Y [16][K][np], T (4 rows), D (4 rows for dY),
- * a zero row, the masks. */
-static size_t dw_slice_floats(int C, int K, size_t np, int W)
+/* Floats of one thread's slice of the weight gradient with tiles of m x m
+ * (a = m+2) for K output channels: V [a*a][C][np], Y [a*a][K][np] (their
+ * positions DW_SKEW floats apart beyond their size), T and D (a rows for
+ * the input, for dY), a zero row, the masks. */
+static size_t dw_slice_floats(int m, int C, int K, size_t np, int W)
 {
-    return 16 * ((size_t)C * np + DW_SKEW) + 16 * ((size_t)K * np + DW_SKEW) + 2 * 4 * (2 * np + 32)
-           + up16((size_t)W) + 2 * np;
+    size_t a = (size_t)m + 2;
+    return a * a * ((size_t)C * np + DW_SKEW) + a * a * ((size_t)K * np + DW_SKEW)
+           + 2 * a * ((size_t)m * np + 32) + up16((size_t)W) + 2 * np;
 }
 
 /* Tile rows per group for this conv: V and M within GROUP_BYTES, at least one. */
@@ -190,20 +195,22 @@ static size_t need(int m, int C, int kp, int W, int R, size_t *slice)
     return up16((size_t)(m + 2) * (m + 2) * (size_t)C * kp);
 }
 
-static int dw_group_rows(int C, int K, int W)
+static int dw_group_rows(int m, int C, int K, int W)
 {
     /* as the other passes, but at least DW_TILES tiles: each group ends in
      * a horizontal sum per entry of dU, which shorter groups do not repay
      * (64 channels at 8x8: 9.6 ms with 1 MB groups, 6.2 with 512 tiles) */
-    int ntx = (W + 1) / 2, R = group_rows(2, C, K, ntx), least = (DW_TILES + ntx - 1) / ntx;
+    int ntx = (W + m - 1) / m, R = group_rows(m, C, K, ntx), least = (DW_TILES + ntx - 1) / ntx;
     return R > least ? R : least;
 }
 
-/* Floats of the weight gradient's workspace for t threads: DW_PARTS
- * partial sums dU [16][K][C], then a slice per thread. */
-static size_t dw_floats(int t, int C, int K, size_t np, int W)
+/* Floats of the weight gradient's workspace for t threads, tiles of m x m:
+ * DW_PARTS partial sums dU [a*a][K][C], then a slice per thread. */
+static size_t dw_floats(int m, int t, int C, int K, size_t np, int W)
 {
-    return DW_PARTS * up16(16 * (size_t)K * C) + (size_t)t * up16(dw_slice_floats(C, K, np, W));
+    size_t a = (size_t)m + 2;
+    return DW_PARTS * up16(a * a * (size_t)K * C)
+           + (size_t)t * up16(dw_slice_floats(m, C, K, np, W));
 }
 
 size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
@@ -217,11 +224,12 @@ size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
         if (u + t * slice > most)
             most = u + t * slice;
     }
-    /* the weight gradient, sized for Cin outputs */
-    int R = dw_group_rows(Cin, Cin, W);
-    size_t dws = dw_floats((int)t, Cin, Cin, up16((size_t)R * ((W + 1) / 2)), W);
-    if (dws > most)
-        most = dws;
+    for (int m = 2; m <= 4; m += 2) {   /* the weight gradient, sized for Cin outputs */
+        int R = dw_group_rows(m, Cin, Cin, W);
+        size_t dws = dw_floats(m, (int)t, Cin, Cin, up16((size_t)R * ((W + m - 1) / m)), W);
+        if (dws > most)
+            most = dws;
+    }
     return most * sizeof(float) + 64;
 }
 
@@ -464,88 +472,111 @@ static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, c
 }
 
 /* --- the weight gradient ------------------------------------------------------
- * By F(2x2, 3x3), the forward pass's tiles: dU[pos][k][c] = sum over the
- * batch's tiles of (A dY_k A^T)[pos] (B^T d_c B)[pos], then dw[k][c] +=
- * G^T dU G (in double). The batch's tile rows are cut into groups of R rows
- * and the groups into P <= DW_PARTS runs of consecutive groups, R and P
- * fixed by the shape; run p sums its groups in order into its own partial
- * dU_p (a group over its lanes in a fixed order), and thread i takes runs
- * i, i+t, ... Each tile's input is transformed once, by the thread of its
- * run. Then each thread sums dU_0 .. dU_P-1 in that order (in double) for
- * its share of the output channels and applies G^T . G: nothing depends on
+ * By F(m x m, 3x3), m = 2 or 4 by the width (dw_tile): dU[pos][k][c] =
+ * sum over the batch's tiles of (A dY_k A^T)[pos] (B^T d_c B)[pos], then
+ * dw[k][c] += G^T dU G (in double). The batch's tile rows are cut into
+ * groups of R rows and the groups into P <= DW_PARTS runs of consecutive
+ * groups, R and P fixed by the shape; run p sums its groups in order into
+ * its own partial dU_p (a group over its lanes in a fixed order), and
+ * thread i takes runs i, i+t, ... Each tile's input is transformed once, by
+ * the thread of its run. Then each thread sums dU_0 .. dU_P-1 in that
+ * order (in double) for its share of the output channels and applies
+ * G^T . G: nothing depends on
  * the thread count. */
 
 /* Tile rows per group of the weight gradient: a function of the shape only. */
-static int dw_rows(int B, int C, int K, int H, int W)
+static int dw_rows(int m, int B, int C, int K, int H, int W)
 {
-    int R = dw_group_rows(C, K, W), rows = B * ((H + 1) / 2);
+    int R = dw_group_rows(m, C, K, W), rows = B * ((H + m - 1) / m);
     return R < rows ? R : rows;
 }
 
 /* dw[k][c] += G^T dU G for k0 <= k < k1, dU = du_0 + .. + du_P-1 in double
- * (du_p at du + p*dus: [16][K][C]). */
-static void dw_back(float *dw, const float *du, size_t dus, int P, int K, int C, int k0, int k1)
+ * (du_p at du + p*dus: [a*a][K][C]), G of F(m x m, 3x3). */
+static void dw_back(int m, float *dw, const float *du, size_t dus, int P, int K, int C, int k0,
+                    int k1)
 {
+    /* G (a x 3) of F(2x2, 3x3) and of F(4x4, 3x3), as in weights_tf */
+    static const double g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    static const double g4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                    {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                    {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+    const double(*G)[3] = m == 4 ? g4 : g2;
+    int a = m + 2;
     size_t ps = (size_t)K * C;
     for (int k = k0; k < k1; k++)
         for (int c = 0; c < C; c++) {
             const float *u = du + (size_t)k * C + c;
-            double d[16], h[4][3];
-            for (int pos = 0; pos < 16; pos++) {
+            double d[36], h[6][3];
+            for (int pos = 0; pos < a * a; pos++) {
                 double e = 0.0;
                 for (int p = 0; p < P; p++)
                     e += (double)u[(size_t)p * dus + (size_t)pos * ps];
                 d[pos] = e;
             }
-            for (int i = 0; i < 4; i++) {   /* h = dU G, row i */
-                double d0 = d[4 * i], d1 = d[4 * i + 1], d2 = d[4 * i + 2], d3 = d[4 * i + 3];
-                h[i][0] = d0 + (d1 + d2) / 2;
-                h[i][1] = (d1 - d2) / 2;
-                h[i][2] = (d1 + d2) / 2 + d3;
-            }
+            for (int i = 0; i < a; i++)     /* h = dU G */
+                for (int b = 0; b < 3; b++) {
+                    double e = 0.0;
+                    for (int j = 0; j < a; j++)
+                        e += d[a * i + j] * G[j][b];
+                    h[i][b] = e;
+                }
             float *o = dw + ((size_t)k * C + c) * 9;
-            for (int b = 0; b < 3; b++) {   /* G^T h, column b */
-                o[b] += (float)(h[0][b] + (h[1][b] + h[2][b]) / 2);
-                o[3 + b] += (float)((h[1][b] - h[2][b]) / 2);
-                o[6 + b] += (float)((h[1][b] + h[2][b]) / 2 + h[3][b]);
-            }
+            for (int r = 0; r < 3; r++)     /* G^T h */
+                for (int b = 0; b < 3; b++) {
+                    double e = 0.0;
+                    for (int i = 0; i < a; i++)
+                        e += G[i][r] * h[i][b];
+                    o[3 * r + b] += (float)e;
+                }
         }
 }
 
 /* The transforms of dw_group through T and D: any width, either
- * instruction set. */
-static void dw_tf(int v, const Slice *s, float *Y, float *D, const float *dout, const float *in,
-                  int C, int K, int H, int W, int g0, int nr)
+ * instruction set, tiles of m x m. */
+static void dw_tf(int v, int m, const Slice *s, float *Y, float *D, const float *dout,
+                  const float *in, int C, int K, int H, int W, int g0, int nr)
 {
-    int nty = (H + 1) / 2, ntx = (W + 1) / 2, L = 2 * ntx, big = v == ISA_AVX512;
-    int n = nr * ntx, npg = (int)up16((size_t)n);
+    int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, L = m * ntx;
+    int big = v == ISA_AVX512, n = nr * ntx, npg = (int)up16((size_t)n);
     size_t hw = (size_t)H * W;
-    in_tf(v, 2, s, in, C, H, W, g0, nr);
-    for (int j = 0; j < 4; j++)     /* lanes n.. of Y read zeros */
-        memset(D + (size_t)j * s->ts + 2 * (size_t)n, 0, 2 * (size_t)(npg - n) * sizeof(float));
+    in_tf(v, m, s, in, C, H, W, g0, nr);
+    for (int j = 0; j < a; j++)     /* lanes n.. of Y read zeros */
+        memset(D + (size_t)j * s->ts + (size_t)m * n, 0, (size_t)m * (npg - n) * sizeof(float));
     for (int k = 0; k < K; k++) {
         for (int r = 0; r < nr; r++) {
             int g = g0 + r, b = g / nty, ty = g % nty;
-            const float *e[2];
-            e[0] = dout + ((size_t)b * K + k) * hw + (size_t)(2 * ty) * W;
-            e[1] = 2 * ty + 1 < H ? e[0] + W : s->zero;
-            (big ? dy_rows2_avx512 : dy_rows2_avx2)(D + (size_t)r * L, s->ts, e, W, L);
+            const float *e[4];
+            for (int j = 0; j < m; j++)
+                e[j] = m * ty + j < H ? dout + ((size_t)b * K + k) * hw + (size_t)(m * ty + j) * W
+                                      : s->zero;
+            if (m == 4)
+                (big ? dy_rows4_avx512 : dy_rows4_avx2)(D + (size_t)r * L, s->ts, e, W, L);
+            else
+                (big ? dy_rows2_avx512 : dy_rows2_avx2)(D + (size_t)r * L, s->ts, e, W, L);
         }
-        for (int j = 0; j < 4; j++)
-            (big ? dy_cols2_avx512 : dy_cols2_avx2)(Y + ((size_t)4 * j * K + k) * npg,
-                                                    (size_t)K * npg, D + (size_t)j * s->ts, npg);
+        for (int j = 0; j < a; j++) {
+            float *y = Y + ((size_t)a * j * K + k) * npg;
+            if (m == 4)
+                (big ? dy_cols4_avx512 : dy_cols4_avx2)(y, (size_t)K * npg,
+                                                        D + (size_t)j * s->ts, npg);
+            else
+                (big ? dy_cols2_avx512 : dy_cols2_avx2)(y, (size_t)K * npg,
+                                                        D + (size_t)j * s->ts, npg);
+        }
     }
 }
 
-/* du[pos][k][c] += the products of one group, tile rows g0 .. g0+nr-1,
- * through the thread's slice s and its Y, D. */
-static void dw_group(int v, const Slice *s, float *Y, float *D, float *du, const float *dout,
-                     const float *in, int C, int K, int H, int W, int g0, int nr)
+/* du[pos][k][c] += the products of one group, tile rows g0 .. g0+nr-1 of
+ * tiles m x m, through the thread's slice s and its Y, D. */
+static void dw_group(int v, int m, const Slice *s, float *Y, float *D, float *du,
+                     const float *dout, const float *in, int C, int K, int H, int W, int g0,
+                     int nr)
 {
-    int nty = (H + 1) / 2, ntx = (W + 1) / 2, big = v == ISA_AVX512;
+    int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, big = v == ISA_AVX512;
     int npg = (int)up16((size_t)nr * ntx);
     size_t hw = (size_t)H * W, vps = (size_t)C * npg, yps = (size_t)K * npg;
-    if (big && W % 2 == 0 && ntx % 16 == 0) {    /* straight from the rows (AVX-512) */
+    if (big && m == 2 && W % 2 == 0 && ntx % 16 == 0) {    /* straight from the rows */
         /* image by image, every channel of an image before the next (the
          * planes in memory order) */
         vps += DW_SKEW, yps += DW_SKEW;
@@ -561,11 +592,22 @@ static void dw_group(int v, const Slice *s, float *Y, float *D, float *du, const
             ga = gb;
         }
     } else {
-        dw_tf(v, s, Y, D, dout, in, C, K, H, W, g0, nr);
+        dw_tf(v, m, s, Y, D, dout, in, C, K, H, W, g0, nr);
     }
-    for (int pos = 0; pos < 16; pos++)
+    for (int pos = 0; pos < a * a; pos++)
         (big ? dot_avx512 : dot_avx2)(du + (size_t)pos * K * C, Y + (size_t)pos * yps,
                                       s->V + (size_t)pos * vps, K, C, npg);
+}
+
+/* The weight gradient's tile size, by the width alone: F(4x4, 3x3) from
+ * DW_F4_MIN_W pixels (32 channels at 16x16, 1 thread: 3.7 ms against
+ * F(2x2, 3x3)'s 4.5; float error against double 2e-6..4e-6 of max|dw|,
+ * F(2x2, 3x3)'s 2e-7), except on rows of a multiple of 32 pixels, where
+ * F(2x2, 3x3) straight from the rows is the faster (16 channels at 32x32:
+ * 4.7 ms against 5.1); at 8x8 F(4x4, 3x3)'s two tiles a row lose. */
+static int dw_tile(int W)
+{
+    return W >= DW_F4_MIN_W && W % 32 != 0 ? 4 : 2;
 }
 
 int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
@@ -574,15 +616,16 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
     int v = isa(), C = Cin, K = Cout;
     if (v == ISA_NONE || C < WINO_MIN_C || K < DW_MIN_K || B < 1 || H < 1 || W < 1)
         return 0;
-    int ntx = (W + 1) / 2, R = dw_rows(B, C, K, H, W), rows = B * ((H + 1) / 2);
+    int m = dw_tile(W), a = m + 2;
+    int ntx = (W + m - 1) / m, R = dw_rows(m, B, C, K, H, W), rows = B * ((H + m - 1) / m);
     int ng = (rows + R - 1) / R, P = ng < DW_PARTS ? ng : DW_PARTS;
-    size_t np = up16((size_t)R * ntx), dus = up16(16 * (size_t)K * C);
+    size_t np = up16((size_t)R * ntx), dus = up16((size_t)a * a * K * C);
     int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
     if (t > P)
         t = P;
     size_t have;
     float *base = scratch_floats(ctx, &have);
-    size_t ssz = up16(dw_slice_floats(C, K, np, W));
+    size_t ssz = up16(dw_slice_floats(m, C, K, np, W));
     for (;;) {      /* fewer threads if need be; never a smaller group */
         if ((size_t)P * dus + (size_t)t * ssz <= have)
             break;
@@ -595,26 +638,26 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
         int i = omp_get_thread_num(), nt = omp_get_num_threads();
         float *p = base + (size_t)P * dus + (size_t)i * ssz;
         Slice s;
-        s.V = p, p += 16 * ((size_t)C * np + DW_SKEW);
+        s.V = p, p += (size_t)a * a * ((size_t)C * np + DW_SKEW);
         float *Y = p;
-        p += 16 * ((size_t)K * np + DW_SKEW);
-        s.ts = 2 * np + 32, s.T = p, p += 4 * s.ts;
+        p += (size_t)a * a * ((size_t)K * np + DW_SKEW);
+        s.ts = (size_t)m * np + 32, s.T = p, p += (size_t)a * s.ts;
         float *D = p;
-        p += 4 * s.ts;
+        p += (size_t)a * s.ts;
         s.zero = p, p += up16((size_t)W);
         s.m0 = p, s.m5 = p + np;
         s.M = s.O = NULL, s.os = 0;
         memset(s.zero, 0, (size_t)W * sizeof(float));
         for (int run = i; run < P; run += nt) {
             float *du = base + (size_t)run * dus;
-            memset(du, 0, 16 * (size_t)K * C * sizeof(float));
+            memset(du, 0, (size_t)a * a * K * C * sizeof(float));
             int e = (int)((long long)ng * (run + 1) / P);
             for (int g = (int)((long long)ng * run / P); g < e; g++)
-                dw_group(v, &s, Y, D, du, dout, in, C, K, H, W, g * R,
+                dw_group(v, m, &s, Y, D, du, dout, in, C, K, H, W, g * R,
                          rows - g * R < R ? rows - g * R : R);
         }
 #pragma omp barrier
-        dw_back(dw, base, dus, P, K, C, (int)((long long)K * i / nt),
+        dw_back(m, dw, base, dus, P, K, C, (int)((long long)K * i / nt),
                 (int)((long long)K * (i + 1) / nt));
     }
     return 1;
