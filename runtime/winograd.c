@@ -481,8 +481,7 @@ static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, c
  * thread i takes runs i, i+t, ... Each tile's input is transformed once, by
  * the thread of its run. Then each thread sums dU_0 .. dU_P-1 in that
  * order (in double) for its share of the output channels and applies
- * G^T . G: nothing depends on
- * the thread count. */
+ * G^T . G: nothing depends on the thread count. */
 
 /* Tile rows per group of the weight gradient: a function of the shape only. */
 static int dw_rows(int m, int B, int C, int K, int H, int W)
