@@ -77,7 +77,7 @@
 #define DW_SKEW 16
 /* Images at least this wide and not a multiple of 32: the weight
  * gradient by F(4x4, 3x3) (see dw_tile). */
-#define DW_F4_MIN_W 16
+#define DW_F4_MIN_W 8
 
 enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
 
@@ -599,11 +599,11 @@ static void dw_group(int v, int m, const Slice *s, float *Y, float *D, float *du
 }
 
 /* The weight gradient's tile size, by the width alone: F(4x4, 3x3) from
- * DW_F4_MIN_W pixels (32 channels at 16x16, 1 thread: 3.7 ms against
- * F(2x2, 3x3)'s 4.5; float error against double 2e-6..4e-6 of max|dw|,
- * F(2x2, 3x3)'s 2e-7), except on rows of a multiple of 32 pixels, where
- * F(2x2, 3x3) straight from the rows is the faster (16 channels at 32x32:
- * 4.7 ms against 5.1); at 8x8 F(4x4, 3x3)'s two tiles a row lose. */
+ * DW_F4_MIN_W pixels (conv_bench at 1 thread, 32 channels at 16x16: 3.7 ms
+ * against F(2x2, 3x3)'s 4.5; 64 at 8x8: 3.3 against 4.4; float error
+ * against double 2e-6..4e-6 of max|dw|, F(2x2, 3x3)'s 2e-7), except on
+ * rows of a multiple of 32 pixels, where F(2x2, 3x3) straight from the
+ * rows is the faster (16 channels at 32x32: 4.7 ms against 5.1). */
 static int dw_tile(int W)
 {
     return W >= DW_F4_MIN_W && W % 32 != 0 ? 4 : 2;

@@ -21,7 +21,7 @@
  * guard of 1e-6) and DIN_TOL = 2e-5 for the input gradient (F(4x4, 3x3):
  * measured 3e-6..7e-6, linear in dout, no mask depends on it; the gradient
  * checks and the oracle allow 1e-4), DW_TOL = 2e-5 for the weight gradient
- * (F(2x2, 3x3): 2e-7; F(4x4, 3x3), taken on rows from 16 pixels wide that
+ * (F(2x2, 3x3): 2e-7; F(4x4, 3x3), taken on rows from 8 pixels wide that
  * are not a multiple of 32: 2e-6..4e-6), EVAL_TOL = 2e-5 for the inference forward (F(4x4, 3x3)
  * from 16 pixels wide, as the input gradient; the BN and relu it applies
  * are checked against the double affine map and relu). On a machine without AVX2+FMA the cases report themselves
