@@ -490,17 +490,27 @@ static int dw_rows(int m, int B, int C, int K, int H, int W)
     return R < rows ? R : rows;
 }
 
+/* (y0, y1, y2) = G^T (x0 .. x5) for G of F(4x4, 3x3), in double. */
+#define DW_GT4(y0, y1, y2, x0, x1, x2, x3, x4, x5)                             \
+    do {                                                                        \
+        double s12_ = (x1) + (x2), s34_ = (x3) + (x4);                          \
+        y0 = (x0) / 4 - s12_ / 6 + s34_ / 24;                                   \
+        y1 = ((x2) - (x1)) / 6 + ((x3) - (x4)) / 12;                            \
+        y2 = (s34_ - s12_) / 6 + (x5);                                          \
+    } while (0)
+/* The same for G of F(2x2, 3x3) from (x0 .. x3). */
+#define DW_GT2(y0, y1, y2, x0, x1, x2, x3)                                      \
+    do {                                                                        \
+        y0 = (x0) + ((x1) + (x2)) / 2;                                          \
+        y1 = ((x1) - (x2)) / 2;                                                 \
+        y2 = ((x1) + (x2)) / 2 + (x3);                                          \
+    } while (0)
+
 /* dw[k][c] += G^T dU G for k0 <= k < k1, dU = du_0 + .. + du_P-1 in double
  * (du_p at du + p*dus: [a*a][K][C]), G of F(m x m, 3x3). */
 static void dw_back(int m, float *dw, const float *du, size_t dus, int P, int K, int C, int k0,
                     int k1)
 {
-    /* G (a x 3) of F(2x2, 3x3) and of F(4x4, 3x3), as in weights_tf */
-    static const double g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-    static const double g4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                    {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                    {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
-    const double(*G)[3] = m == 4 ? g4 : g2;
     int a = m + 2;
     size_t ps = (size_t)K * C;
     for (int k = k0; k < k1; k++)
@@ -513,23 +523,32 @@ static void dw_back(int m, float *dw, const float *du, size_t dus, int P, int K,
                     e += (double)u[(size_t)p * dus + (size_t)pos * ps];
                 d[pos] = e;
             }
-            for (int i = 0; i < a; i++)     /* h = dU G */
-                for (int b = 0; b < 3; b++) {
-                    double e = 0.0;
-                    for (int j = 0; j < a; j++)
-                        e += d[a * i + j] * G[j][b];
-                    h[i][b] = e;
-                }
             float *o = dw + ((size_t)k * C + c) * 9;
-            for (int r = 0; r < 3; r++)     /* G^T h */
-                for (int b = 0; b < 3; b++) {
-                    double e = 0.0;
-                    for (int i = 0; i < a; i++)
-                        e += G[i][r] * h[i][b];
-                    o[3 * r + b] += (float)e;
+            if (m == 4) {
+                for (int i = 0; i < 6; i++) {   /* h = dU G, row i */
+                    const double *x = d + 6 * i;
+                    DW_GT4(h[i][0], h[i][1], h[i][2], x[0], x[1], x[2], x[3], x[4], x[5]);
                 }
+                for (int b = 0; b < 3; b++) {   /* G^T h, column b */
+                    double y0, y1, y2;
+                    DW_GT4(y0, y1, y2, h[0][b], h[1][b], h[2][b], h[3][b], h[4][b], h[5][b]);
+                    o[b] += (float)y0, o[3 + b] += (float)y1, o[6 + b] += (float)y2;
+                }
+            } else {
+                for (int i = 0; i < 4; i++) {
+                    const double *x = d + 4 * i;
+                    DW_GT2(h[i][0], h[i][1], h[i][2], x[0], x[1], x[2], x[3]);
+                }
+                for (int b = 0; b < 3; b++) {
+                    double y0, y1, y2;
+                    DW_GT2(y0, y1, y2, h[0][b], h[1][b], h[2][b], h[3][b]);
+                    o[b] += (float)y0, o[3 + b] += (float)y1, o[6 + b] += (float)y2;
+                }
+            }
         }
 }
+#undef DW_GT4
+#undef DW_GT2
 
 /* The transforms of dw_group through T and D: any width, either
  * instruction set, tiles of m x m. */
