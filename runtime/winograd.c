@@ -60,10 +60,10 @@
 /* Bytes of V and M a thread's group aims at: within its share of L2. */
 #define GROUP_BYTES (1u << 20)
 /* Fewer outputs than this: the weight gradient runs direct (DenseNet's
- * 48->12, conv_bench at 1 thread: Winograd 11.9 ms against 12.3 at 32x32,
- * 2.7 against 2.9 at 16x16, 0.89 against 0.97 at 8x8; fewer outputs are
- * not measured). */
-#define DW_MIN_K 12
+ * 48->12, conv_bench at 1 thread: the two tie at 32x32 and 16x16 since
+ * F(4x4, 3x3), 12.4 and 2.9 ms; F(4x4, 3x3)'s error is not worth 8x8's
+ * 0.9 against 1.0). */
+#define DW_MIN_K 16
 /* Narrower images: the inference forward keeps F(2x2, 3x3) (conv_bench,
  * 64 channels at 8x8: 3.1 ms against F(4x4, 3x3)'s 3.6-4.0; at 16x16 and
  * 32x32 F(4x4, 3x3) is the faster one). */
