@@ -485,11 +485,15 @@ static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, c
  * order (in double) for its share of the output channels and applies
  * G^T . G: nothing depends on the thread count. */
 
-/* Tile rows per group of the weight gradient: a function of the shape only. */
+/* Tile rows per group of the weight gradient, a function of the shape only:
+ * dw_group_rows, but at most a DW_PARTS-th of the batch's, so that there
+ * are runs for DW_PARTS threads (64 channels at 8x8 by F(4x4, 3x3) would
+ * otherwise be one group). */
 static int dw_rows(int m, int B, int C, int K, int H, int W)
 {
     int R = dw_group_rows(m, C, K, W), rows = B * ((H + m - 1) / m);
-    return R < rows ? R : rows;
+    int most = (rows + DW_PARTS - 1) / DW_PARTS;
+    return R < most ? R : most;
 }
 
 /* (y0, y1, y2) = G^T (x0 .. x5) for G of F(4x4, 3x3), in double. */
