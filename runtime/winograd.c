@@ -68,8 +68,11 @@
  * 64 channels at 8x8: 3.1 ms against F(4x4, 3x3)'s 3.6-4.0; at 16x16 and
  * 32x32 F(4x4, 3x3) is the faster one). */
 #define EVAL_MIN_W 16
-/* Tiles per group of the weight gradient, at least. */
+/* Tiles per group of the weight gradient, at least: by F(2x2, 3x3), by
+ * F(4x4, 3x3) (whose 36 positions make 4.5 times the bytes a tile;
+ * 32->32 at 16x16: 3.3 ms with 128, 3.8 with 512). */
 #define DW_TILES 512
+#define DW_TILES4 128
 /* Partial sums of the weight gradient, at most: the batch's groups are cut
  * into this many runs by the shape alone, each summed by one thread. */
 #define DW_PARTS 4
@@ -199,10 +202,11 @@ static size_t need(int m, int C, int kp, int W, int R, size_t *slice)
 
 static int dw_group_rows(int m, int C, int K, int W)
 {
-    /* as the other passes, but at least DW_TILES tiles: each group ends in
+    /* as the other passes, but at least DW_TILES (DW_TILES4) tiles: each group ends in
      * a horizontal sum per entry of dU, which shorter groups do not repay
      * (64 channels at 8x8: 9.6 ms with 1 MB groups, 6.2 with 512 tiles) */
-    int ntx = (W + m - 1) / m, R = group_rows(m, C, K, ntx), least = (DW_TILES + ntx - 1) / ntx;
+    int ntx = (W + m - 1) / m, R = group_rows(m, C, K, ntx);
+    int least = ((m == 4 ? DW_TILES4 : DW_TILES) + ntx - 1) / ntx;
     return R > least ? R : least;
 }
 
