@@ -76,12 +76,8 @@
 /* Partial sums of the weight gradient, at most: the batch's groups are cut
  * into this many runs by the shape alone, each summed by one thread. */
 #define DW_PARTS 4
-/* Floats between the weight gradient's 16 positions of V (and of Y)
- * beyond their size: their rows, written side by side, would otherwise lie
- * a multiple of 4 KB apart, in the same L1 set. */
-#define DW_SKEW 16
-/* Images at least this wide and not a multiple of 32: the weight
- * gradient by F(4x4, 3x3) (see dw_tile). */
+/* Images at least this wide: the weight gradient by F(4x4, 3x3) (see
+ * dw_tile). */
 #define DW_F4_MIN_W 8
 
 enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
@@ -175,14 +171,13 @@ static size_t slice_floats(int m, int C, int kp, size_t np, int W)
 }
 
 /* Floats of one thread's slice of the weight gradient with tiles of m x m
- * (a = m+2) for K output channels: V [a*a][C][np], Y [a*a][K][np] (their
- * positions DW_SKEW floats apart beyond their size), T and D (a rows for
- * the input, for dY), a zero row, the masks. */
+ * (a = m+2) for K output channels: V [a*a][C][np], Y [a*a][K][np], T and
+ * D (a rows for the input, for dY), a zero row, the masks. */
 static size_t dw_slice_floats(int m, int C, int K, size_t np, int W)
 {
     size_t a = (size_t)m + 2;
-    return a * a * ((size_t)C * np + DW_SKEW) + a * a * ((size_t)K * np + DW_SKEW)
-           + 2 * a * ((size_t)m * np + 32) + up16((size_t)W) + 2 * np;
+    return a * a * (size_t)(C + K) * np + 2 * a * ((size_t)m * np + 32) + up16((size_t)W)
+           + 2 * np;
 }
 
 /* Tile rows per group for this conv: V and M within GROUP_BYTES, at least one. */
@@ -202,9 +197,10 @@ static size_t need(int m, int C, int kp, int W, int R, size_t *slice)
 
 static int dw_group_rows(int m, int C, int K, int W)
 {
-    /* as the other passes, but at least DW_TILES (DW_TILES4) tiles: each group ends in
-     * a horizontal sum per entry of dU, which shorter groups do not repay
-     * (64 channels at 8x8: 9.6 ms with 1 MB groups, 6.2 with 512 tiles) */
+    /* as the other passes, but at least DW_TILES (DW_TILES4) tiles: each
+     * group ends in a horizontal sum per entry of dU, which shorter groups
+     * do not repay (64 channels at 8x8: 9.6 ms with 1 MB groups, 6.2 with
+     * 512 tiles) */
     int ntx = (W + m - 1) / m, R = group_rows(m, C, K, ntx);
     int least = ((m == 4 ? DW_TILES4 : DW_TILES) + ntx - 1) / ntx;
     return R > least ? R : least;
@@ -560,8 +556,9 @@ static void dw_back(int m, float *dw, const float *du, size_t dus, int P, int K,
 #undef DW_GT4
 #undef DW_GT2
 
-/* The transforms of dw_group through T and D: any width, either
- * instruction set, tiles of m x m. */
+/* The transforms of one group of tile rows g0 .. g0+nr-1, tiles of m x m:
+ * V [a*a][C][npg] through T (in_tf, the forward pass's), Y [a*a][K][npg]
+ * through D. */
 static void dw_tf(int v, int m, const Slice *s, float *Y, float *D, const float *dout,
                   const float *in, int C, int K, int H, int W, int g0, int nr)
 {
@@ -574,10 +571,9 @@ static void dw_tf(int v, int m, const Slice *s, float *Y, float *D, const float 
     for (int k = 0; k < K; k++) {
         for (int r = 0; r < nr; r++) {
             int g = g0 + r, b = g / nty, ty = g % nty;
-            const float *e[4];
+            const float *e[4], *plane = dout + ((size_t)b * K + k) * hw;
             for (int j = 0; j < m; j++)
-                e[j] = m * ty + j < H ? dout + ((size_t)b * K + k) * hw + (size_t)(m * ty + j) * W
-                                      : s->zero;
+                e[j] = m * ty + j < H ? plane + (size_t)(m * ty + j) * W : s->zero;
             if (m == 4)
                 (big ? dy_rows4_avx512 : dy_rows4_avx2)(D + (size_t)r * L, s->ts, e, W, L);
             else
@@ -601,41 +597,22 @@ static void dw_group(int v, int m, const Slice *s, float *Y, float *D, float *du
                      const float *dout, const float *in, int C, int K, int H, int W, int g0,
                      int nr)
 {
-    int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, big = v == ISA_AVX512;
-    int npg = (int)up16((size_t)nr * ntx);
-    size_t hw = (size_t)H * W, vps = (size_t)C * npg, yps = (size_t)K * npg;
-    if (big && m == 2 && W % 2 == 0 && ntx % 16 == 0) {    /* straight from the rows */
-        /* image by image, every channel of an image before the next (the
-         * planes in memory order) */
-        vps += DW_SKEW, yps += DW_SKEW;
-        for (int ga = g0, g1 = g0 + nr; ga < g1;) {
-            int gb = (ga / nty + 1) * nty < g1 ? (ga / nty + 1) * nty : g1;
-            int v0 = (ga - g0) * ntx / 16, v1 = (gb - g0) * ntx / 16;
-            DwRows_avx512 d = {in, (size_t)C * hw, H, W, nty, ntx, g0, nr};
-            for (int c = 0; c < C; c++, d.x += hw)
-                dw_in_avx512(s->V + (size_t)c * npg, vps, &d, v0, v1);
-            d.x = dout, d.xs = (size_t)K * hw;
-            for (int k = 0; k < K; k++, d.x += hw)
-                dw_dy_avx512(Y + (size_t)k * npg, yps, &d, v0, v1);
-            ga = gb;
-        }
-    } else {
-        dw_tf(v, m, s, Y, D, dout, in, C, K, H, W, g0, nr);
-    }
+    int a = m + 2, npg = (int)up16((size_t)nr * ((W + m - 1) / m));
+    dw_tf(v, m, s, Y, D, dout, in, C, K, H, W, g0, nr);
     for (int pos = 0; pos < a * a; pos++)
-        (big ? dot_avx512 : dot_avx2)(du + (size_t)pos * K * C, Y + (size_t)pos * yps,
-                                      s->V + (size_t)pos * vps, K, C, npg);
+        (v == ISA_AVX512 ? dot_avx512 : dot_avx2)(du + (size_t)pos * K * C,
+                                                  Y + (size_t)pos * K * npg,
+                                                  s->V + (size_t)pos * C * npg, K, C, npg);
 }
 
 /* The weight gradient's tile size, by the width alone: F(4x4, 3x3) from
- * DW_F4_MIN_W pixels (conv_bench at 1 thread, 32 channels at 16x16: 3.7 ms
- * against F(2x2, 3x3)'s 4.5; 64 at 8x8: 3.3 against 4.4; float error
- * against double 2e-6..4e-6 of max|dw|, F(2x2, 3x3)'s 2e-7), except on
- * rows of a multiple of 32 pixels, where F(2x2, 3x3) straight from the
- * rows is the faster (16 channels at 32x32: 4.7 ms against 5.1). */
+ * DW_F4_MIN_W pixels (conv_bench at 1 thread, 16 channels at 32x32: 4.1 ms
+ * against F(2x2, 3x3)'s 4.9; 32 at 16x16: 3.3 against 4.5; 64 at 8x8: 3.3
+ * against 4.4; float error against double 2e-6..4e-6 of max|dw|,
+ * F(2x2, 3x3)'s 2e-7), else F(2x2, 3x3). */
 static int dw_tile(int W)
 {
-    return W >= DW_F4_MIN_W && W % 32 != 0 ? 4 : 2;
+    return W >= DW_F4_MIN_W ? 4 : 2;
 }
 
 int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
@@ -666,9 +643,9 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
         int i = omp_get_thread_num(), nt = omp_get_num_threads();
         float *p = base + (size_t)P * dus + (size_t)i * ssz;
         Slice s;
-        s.V = p, p += (size_t)a * a * ((size_t)C * np + DW_SKEW);
+        s.V = p, p += (size_t)a * a * C * np;
         float *Y = p;
-        p += (size_t)a * a * ((size_t)K * np + DW_SKEW);
+        p += (size_t)a * a * K * np;
         s.ts = (size_t)m * np + 32, s.T = p, p += (size_t)a * s.ts;
         float *D = p;
         p += (size_t)a * s.ts;

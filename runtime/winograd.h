@@ -33,8 +33,8 @@ int rt_wino_backward_data(const RtCtx *ctx, float *din, int acc, const float *do
 
 /* dw += the weight gradient of that conv from dout and in: 1, or 0 having
  * touched nothing (also for Cout < 16, which runs faster direct). By
- * F(4x4, 3x3) on images from 8 pixels wide whose width is not a multiple
- * of 32 (relative error 2e-6..4e-6), else F(2x2, 3x3) (2e-7); each entry
+ * F(4x4, 3x3) on images from 8 pixels wide (relative error 2e-6..4e-6),
+ * on narrower ones F(2x2, 3x3) (2e-7); each entry
  * summed in an order fixed by the shape, whatever the thread count. */
 int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
                              int B, int Cin, int H, int W, int Cout);

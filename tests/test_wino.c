@@ -21,8 +21,8 @@
  * guard of 1e-6) and DIN_TOL = 2e-5 for the input gradient (F(4x4, 3x3):
  * measured 3e-6..7e-6, linear in dout, no mask depends on it; the gradient
  * checks and the oracle allow 1e-4), DW_TOL = 2e-5 for the weight gradient
- * (F(2x2, 3x3): 2e-7; F(4x4, 3x3), taken on rows from 8 pixels wide that
- * are not a multiple of 32: 2e-6..4e-6), EVAL_TOL = 2e-5 for the inference forward (F(4x4, 3x3)
+ * (F(4x4, 3x3) from 8 pixels wide: 2e-6..4e-6; F(2x2, 3x3) on narrower
+ * images: 2e-7), EVAL_TOL = 2e-5 for the inference forward (F(4x4, 3x3)
  * from 16 pixels wide, as the input gradient; the BN and relu it applies
  * are checked against the double affine map and relu). On a machine without AVX2+FMA the cases report themselves
  * skipped. */
@@ -385,15 +385,16 @@ END_TEST
 /* The weight gradient over batches of several groups of tile rows (cut
  * into up to 4 runs of their own partial sums, one thread each): against
  * the double loops within DW_TOL, and the same bytes for 1, 2, 3 and 4
- * threads. Shapes: 16 channels at 32x32 (B 8: 4 groups, 4 runs; B 5: 3
- * groups, the last one short), 32 at 16x16 (B 9), 64 at 8x8 (B 20), 24 -> 16
- * at 10x10 (odd tile counts), rows of 32 tiles and an odd height (16 at
- * 9x64), two groups that cut an image (8 -> 16 at 6x96, B 7), F(4x4, 3x3)
- * with tiles cut by the border (16 at 11x20, 12 -> 16 at 7x17). */
+ * threads. Shapes: ResNet-20's (16 channels at 32x32, B 8 and B 5: groups
+ * of unequal runs; 32 at 16x16, B 9; 64 at 8x8, B 20), odd tile counts (24
+ * -> 16 at 10x10), wide rows and an odd height (16 at 9x64), groups that
+ * cut an image (8 -> 16 at 6x96, B 7), tiles cut by the border (16 at
+ * 11x20, 12 -> 16 at 7x17), and F(2x2, 3x3) below 8 pixels wide (16 at
+ * 6x6, B 40). */
 static const Shape dw_shapes[] = {
     {8, 16, 32, 32, 16}, {5, 16, 32, 32, 16}, {9, 32, 16, 16, 32}, {20, 64, 8, 8, 64},
     {23, 24, 10, 10, 16}, {3, 16, 9, 64, 16}, {7, 8, 6, 96, 16},  {9, 16, 11, 20, 16},
-    {2, 12, 7, 17, 16},
+    {2, 12, 7, 17, 16},   {40, 16, 6, 6, 16},
 };
 #define NDW (int)(sizeof dw_shapes / sizeof dw_shapes[0])
 
