@@ -383,7 +383,7 @@ START_TEST(test_wino_eval) { WINO_VARIANT_CASE(_i, check_eval); }
 END_TEST
 
 /* The weight gradient over batches of several groups of tile rows (cut
- * into up to 4 runs of their own partial sums, one thread each): against
+ * into runs of their own partial sums, one thread each): against
  * the double loops within DW_TOL, and the same bytes for 1, 2, 3 and 4
  * threads. Shapes: ResNet-20's (16 channels at 32x32, B 8 and B 5: groups
  * of unequal runs; 32 at 16x16, B 9; 64 at 8x8, B 20), odd tile counts (24
