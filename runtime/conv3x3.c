@@ -189,7 +189,10 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define MT __m256i
 #define VW 8
 #define CBV 4       /* 4 channels x 2 vectors + inputs + weight in 16 registers */
-#define DBV 3       /* 3 channels x 3 taps + 3 inputs + gradient + mask */
+#define DBV 3       /* bound of the stride-1 weight-gradient arrays (UBV channels used) */
+#define D2V 2       /* stride-2 weight gradient: 2 x 8 output channels x 2 inputs x 3 taps */
+#define D2A 4       /*   (12 sums + 2 gradients + a broadcast in 16 registers) */
+#define DW2_CASES DW2_CASE(2, 2) DW2_CASE(2, 1) DW2_CASE(1, 4) DW2_CASE(1, 1)
 #define VZERO() _mm256_setzero_ps()
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VLOADM(p, m) _mm256_maskload_ps(p, m)
@@ -219,6 +222,9 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #undef VW
 #undef CBV
 #undef DBV
+#undef D2V
+#undef D2A
+#undef DW2_CASES
 #undef VZERO
 #undef VLOAD
 #undef VLOADM
@@ -247,7 +253,11 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define MT __mmask16
 #define VW 16
 #define CBV 8       /* 8 channels x 2 vectors of the 32 registers */
-#define DBV 6       /* 6 channels x 3 taps + 3 inputs + gradient */
+#define DBV 6       /* bound of the stride-1 weight-gradient arrays (UBV channels used) */
+#define D2V 4       /* stride-2 weight gradient: up to 4 x 16 output channels, */
+#define D2A 8       /*   times 8 / NV input channels x 3 taps (24 sums) */
+#define DW2_CASES DW2_CASE(4, 2) DW2_CASE(4, 1) DW2_CASE(3, 2) DW2_CASE(3, 1) \
+                  DW2_CASE(2, 4) DW2_CASE(2, 1) DW2_CASE(1, 8) DW2_CASE(1, 1)
 #define VZERO() _mm512_setzero_ps()
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VLOADM(p, m) _mm512_maskz_loadu_ps(m, p)
@@ -294,7 +304,8 @@ static inline float hsum_avx512(__m512 v)
  * channels out of L2 lost 4 %). */
 #define DW_PIXELS 2048
 #define DW_BYTES (512 * 1024)
-#define DW_PIXELS_PAD 512  /* the padded (stride-2) kernel: 2048 measured 25 % slower */
+/* Bytes of transposed output gradient per stride-2 weight-gradient group. */
+#define DW2_BYTES (32 * 1024)
 
 /* Channels per chunk of G padded images: within CHUNK_FLOATS and within
  * `budget` floats, the one-thread workspace rt_conv2d_scratch_bytes gives
@@ -428,87 +439,104 @@ int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const floa
                   budget(B, Cin, H, W, stride));
 }
 
-/* The weight gradient: thread i owns the input channels [Cin*i/t,
- * Cin*(i+1)/t) (so it pads only those, and the dw entries it writes are its
- * own) and walks the whole batch in order, G images and a chunk of its
- * channels at a time. With a few input channels that do not split evenly
- * (the stem's 3 over 2 threads: 2 + 1, one thread idle a third of the
- * call; 1 channel: one thread) the output channels are split instead and
- * every thread pads all the inputs. Each entry's sum runs over the groups
- * of images in batch order whatever the split. */
-static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
-                   int Cin, int H, int W, int Cout, int S)
+/* The stride-2 weight gradient (dw2_images in conv3x3_kern.inc): thread i
+ * owns the input channels [Cin*i/t, Cin*(i+1)/t) and walks them a chunk of
+ * cc channels at a time; per chunk it walks the batch G images at a time,
+ * transposing their output gradient into its slice (each thread its own
+ * copy), the sums going into a [cc*9][Cp] accumulator after it, added into
+ * dw at the chunk's end. G (about DW2_BYTES of transposed gradient: it stays
+ * in L1 while every block streams it) and cc (what the one-thread
+ * workspace then holds) are fixed by the shape, so each entry's sum runs
+ * over the same groups in the same order whatever the thread count.
+ * AVX-512 for 9 and more output channels (a vector of 16 channels, the
+ * lanes past Cout zero), AVX2 below. */
+static int weights2(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
+                    int Cin, int H, int W, int Cout)
 {
-    int v;
-    ConvGeo g = geometry(H, W, S, Cout, 1, &v);
-    int G = (DW_PIXELS + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
-    size_t room = budget(B, Cin, H, W, S);
-    if (G > B)
-        G = B;
-    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
-    if (g.unp) {    /* no copy, no workspace */
-        size_t gb = DW_BYTES / ((img_in + img_out) * sizeof(float));
-        if ((size_t)G > gb)
-            G = gb > 0 ? (int)gb : 1;
-#pragma omp parallel num_threads(threads(ctx, Cin))
-        {
-            int i = omp_get_thread_num(), n = omp_get_num_threads();
-            int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
-            for (int b = 0; b < B; b += G) {
-                int gn = B - b < G ? B - b : G;
-                if (v == ISA_AVX512)
-                    udw_images_avx512(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin,
-                                      Cout, &g);
-                else
-                    udw_images_avx2(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin,
-                                    Cout, &g);
-            }
-        }
-        return 1;
-    }
-    G = (DW_PIXELS_PAD + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
-    if (G > B)
-        G = B;
-    if ((size_t)G * g.P > room)
-        G = (int)(room / g.P);
-    int cc = G < 1 ? 0 : chunk_channels(Cin, G, g.P, room);
-    size_t slice;
+    int v = isa() == ISA_AVX512 && Cout > 8 ? ISA_AVX512 : ISA_AVX2, vw = v == ISA_AVX512 ? 16 : 8;
+    int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1);
+    size_t N = (size_t)Ho * Wo, Cp = (size_t)(Cout + vw - 1) / vw * vw;
+    size_t room = budget(B, Cin, H, W, 2), G = DW2_BYTES / (N * Cp * sizeof(float));
+    if (G < 1)
+        G = 1;
+    if (G > (size_t)B)
+        G = (size_t)B;
+    if (G * N * Cp + 9 * Cp > room)
+        G = 1;
+    if (N * Cp + 9 * Cp > room)
+        return 0;
+    size_t dts = G * N * Cp, cc = (room - dts) / (9 * Cp), slice;
+    if (cc > (size_t)Cin)
+        cc = (size_t)Cin;
     float *scratch;
-    /* by output channels when that splits more evenly: the busiest thread's
-     * share ceil(Cout/t)/Cout below ceil(Cin/t)/Cin, for at most 8 inputs
-     * (each thread pads them all) */
-    int want = ctx && ctx->threads > 0 ? ctx->threads : 1;
-    int by_co = want > 1 && Cin <= 8
-                && (long long)((Cout + want - 1) / want) * Cin
-                   < (long long)((Cin + want - 1) / want) * Cout;
-    int t = cc < 1 ? 0 : team(ctx, by_co ? Cout : Cin, (size_t)G * cc * g.P, &slice, &scratch);
+    int t = team(ctx, Cin, dts + cc * 9 * Cp, &slice, &scratch);
     if (t < 1)
         return 0;
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * N;
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), n = omp_get_num_threads();
-        int ci0 = 0, ci1 = Cin, co0 = 0, co1 = Cout;
-        if (by_co)
-            co0 = (int)((long long)Cout * i / n), co1 = (int)((long long)Cout * (i + 1) / n);
-        else
-            ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
-        if (co1 <= co0)
-            ci1 = ci0;      /* nothing to do */
-        float *xp = scratch + (size_t)i * slice;
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+        float *dT = scratch + (size_t)i * slice, *acc = dT + dts;
+        for (int c0 = ci0; c0 < ci1; c0 += (int)cc) {
+            int nc = ci1 - c0 < (int)cc ? ci1 - c0 : (int)cc;
+            memset(acc, 0, (size_t)nc * 9 * Cp * sizeof(float));
+            for (int b = 0; b < B; b += (int)G) {
+                int gn = B - b < (int)G ? B - b : (int)G;
+                const float *x = in + b * img_in + (size_t)c0 * H * W;
+                for (int im = 0; im < gn; im++) {
+                    if (v == ISA_AVX512)
+                        dw2_transpose_avx512(dT + im * N * Cp, dout + (b + im) * img_out, Cout,
+                                             (int)N, (int)Cp);
+                    else
+                        dw2_transpose_avx2(dT + im * N * Cp, dout + (b + im) * img_out, Cout,
+                                           (int)N, (int)Cp);
+                }
+                if (v == ISA_AVX512)
+                    dw2_images_avx512(acc, dT, x, gn, nc, img_in, H, W, Ho, Wo, (int)Cp);
+                else
+                    dw2_images_avx2(acc, dT, x, gn, nc, img_in, H, W, Ho, Wo, (int)Cp);
+            }
+            for (int co = 0; co < Cout; co++)
+                for (int k = 0; k < nc * 9; k++)
+                    dw[((size_t)co * Cin + c0) * 9 + k] += acc[(size_t)k * Cp + co];
+        }
+    }
+    return 1;
+}
+
+/* The weight gradient; stride 1: thread i owns the input channels
+ * [Cin*i/t, Cin*(i+1)/t) (the dw entries it writes are its own) and walks
+ * the whole batch in order, G images at a time, reading them unpadded.
+ * Each entry's sum runs over the groups of images in batch order whatever
+ * the split. */
+static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
+                   int Cin, int H, int W, int Cout, int S)
+{
+    if (S == 2)
+        return weights2(ctx, dw, dout, in, B, Cin, H, W, Cout);
+    int v;
+    ConvGeo g = geometry(H, W, S, Cout, 1, &v);
+    int G = (DW_PIXELS + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
+    if (G > B)
+        G = B;
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
+    /* no copy, no workspace */
+    size_t gb = DW_BYTES / ((img_in + img_out) * sizeof(float));
+    if ((size_t)G > gb)
+        G = gb > 0 ? (int)gb : 1;
+#pragma omp parallel num_threads(threads(ctx, Cin))
+    {
+        int i = omp_get_thread_num(), n = omp_get_num_threads();
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
         for (int b = 0; b < B; b += G) {
             int gn = B - b < G ? B - b : G;
-            for (int c0 = ci0; c0 < ci1; c0 += cc) {
-                int nc = ci1 - c0 < cc ? ci1 - c0 : cc;
-                for (int im = 0; im < gn; im++)
-                    pad_image(xp + (size_t)im * nc * g.P, in + (b + im) * img_in + (size_t)c0 * H * W,
-                              nc, H, W, &g);
-                if (v == ISA_AVX512)
-                    dw_images_avx512(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, co0,
-                                     co1);
-                else
-                    dw_images_avx2(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, co0,
-                                   co1);
-            }
+            if (v == ISA_AVX512)
+                udw_images_avx512(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin,
+                                  Cout, &g);
+            else
+                udw_images_avx2(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin, Cout,
+                                &g);
         }
     }
     return 1;
