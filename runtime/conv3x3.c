@@ -367,6 +367,33 @@ static void fwd_image(int v, float *out, int acc, const float *xp, const float *
         fwd_image_avx2(out, acc, xp, w, wo, wi, flip, C, Co, g);
 }
 
+/* The stride-2 forward of rows under 12 wide on AVX-512 (f2_image in
+ * conv3x3_kern.inc): the weights of a chunk of input channels transposed
+ * into the workspace (one copy, read by every thread), then the batch split
+ * over the team, each image adding the chunk's sums to the previous ones.
+ * The chunks (as even as the workspace allows) are fixed by the shape. */
+static int fwd2(const RtCtx *ctx, float *out, int acc, const float *in, const float *w, int B,
+                int C, int H, int W, int Co, size_t room)
+{
+    int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1), Cp = (Co + 15) / 16 * 16;
+    size_t per = (size_t)9 * Cp, slice;
+    if (room < per)
+        return 0;
+    int nch = (int)((C + room / per - 1) / (room / per)), cc = (C + nch - 1) / nch;
+    float *wT;
+    if (team(ctx, 1, (size_t)cc * per, &slice, &wT) < 1)
+        return 0;
+    for (int c0 = 0; c0 < C; c0 += cc) {
+        int n = C - c0 < cc ? C - c0 : cc;
+        f2_wtrans_avx512(wT, w, C, Co, Cp, c0, n);
+#pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)
+        for (int b = 0; b < B; b++)
+            f2_image_avx512(out + (size_t)b * Co * Ho * Wo, acc || c0 > 0,
+                            in + ((size_t)b * C + c0) * H * W, wT, n, Cp, H, W, Ho, Wo, Co);
+    }
+    return 1;
+}
+
 /* out[b] (+)= conv3x3(in[b], w) for the batch, split over the team; weights
  * addressed as in fwd_block (C input channels of in). */
 static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const float *w,
@@ -375,6 +402,8 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
 {
     int v;
     ConvGeo g = geometry(H, W, S, Co, 0, &v);
+    if (S == 2 && isa() == ISA_AVX512 && rt_conv_out(W, 3, 2, 1) < 12 && Co >= 16 && !flip)
+        return fwd2(ctx, out, acc, in, w, B, C, H, W, Co, room);
     /* stride 2, rows of 12 and more on AVX-512: no copy either (even and
      * odd columns picked out by permutes; with 8 lanes, and with paired
      * rows of 8, the three-plane copy measured faster) */
