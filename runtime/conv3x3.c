@@ -367,8 +367,10 @@ static void fwd_image(int v, float *out, int acc, const float *xp, const float *
         fwd_image_avx2(out, acc, xp, w, wo, wi, flip, C, Co, g);
 }
 
-/* The stride-2 forward of rows under 12 wide on AVX-512 (f2_image in
- * conv3x3_kern.inc): the weights of a chunk of input channels transposed
+/* The stride-2 forward on AVX-512 for 16 and more output channels (f2_image
+ * in conv3x3_kern.inc; measured ~62 -> ~135 GFLOP/s for 8-wide rows, where
+ * the paired-row padded copy ran before, and ~99 -> ~140 for 16-wide ones,
+ * where the permutes did): the weights of a chunk of input channels transposed
  * into the workspace (one copy, read by every thread), then the batch split
  * over the team, each image adding the chunk's sums to the previous ones.
  * The chunks (as even as the workspace allows) are fixed by the shape. */
@@ -402,7 +404,7 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
 {
     int v;
     ConvGeo g = geometry(H, W, S, Co, 0, &v);
-    if (S == 2 && isa() == ISA_AVX512 && rt_conv_out(W, 3, 2, 1) < 12 && Co >= 16 && !flip)
+    if (S == 2 && isa() == ISA_AVX512 && Co >= 16 && !flip)
         return fwd2(ctx, out, acc, in, w, B, C, H, W, Co, room);
     /* stride 2, rows of 12 and more on AVX-512: no copy either (even and
      * odd columns picked out by permutes; with 8 lanes, and with paired
