@@ -573,6 +573,34 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
     return 1;
 }
 
+/* The stride-2 input gradient on AVX-512 for 16 and more input channels
+ * (d2_image in conv3x3_kern.inc), as fwd2: the weights of a chunk of output
+ * channels transposed into the workspace (one copy for the team), the
+ * batch split over the team, chunks fixed by the shape. */
+static int din2(const RtCtx *ctx, float *din, int acc, const float *dout, const float *w, int B,
+                int Cin, int H, int W, int Cout)
+{
+    int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1), Cp = (Cin + 15) / 16 * 16;
+    size_t room = budget(B, Cin, H, W, 2), per = (size_t)9 * Cp, slice;
+    if (room < per)
+        return 0;
+    int nch = (int)((Cout + room / per - 1) / (room / per)), cc = (Cout + nch - 1) / nch;
+    float *wT;
+    if (team(ctx, 1, (size_t)cc * per, &slice, &wT) < 1)
+        return 0;
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * Ho * Wo;
+    for (int c0 = 0; c0 < Cout; c0 += cc) {
+        int n = Cout - c0 < cc ? Cout - c0 : cc;
+        d2_wtrans_avx512(wT, w, Cin, Cp, c0, n);
+#pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)
+        for (int b = 0; b < B; b++)
+            d2_image_avx512(din + b * img_in, acc || c0 > 0,
+                            dout + b * img_out + (size_t)c0 * Ho * Wo, wT, n, Cin, Cp, H, W, Ho,
+                            Wo);
+    }
+    return 1;
+}
+
 int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const float *dout,
                         const float *in, const float *w, int B, int Cin, int H, int W,
                         int Cout, int stride)
@@ -580,6 +608,9 @@ int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
     if ((din && !rt_conv3x3_taken(RT_CONV3X3_DATA, Cin, Cout, 3, stride, 1))
         || (dw && !rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, Cin, Cout, 3, stride, 1)))
         return 0;
+    if (din && stride == 2 && isa() == ISA_AVX512 && Cin >= 16
+        && din2(ctx, din, acc, dout, w, B, Cin, H, W, Cout))
+        din = NULL;
     if (din && stride == 2) {   /* no workspace */
         int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1);
         int v = isa() == ISA_AVX512 && Wo >= 12 ? ISA_AVX512 : ISA_AVX2;
