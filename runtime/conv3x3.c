@@ -17,30 +17,44 @@
  * AVX-512 blends a masked load on an FMA port. Taps on rows outside the
  * image are skipped, or loaded under an empty mask. 8-wide rows on AVX-512
  * pair two rows in a vector (rows of 8 are consecutive floats). Stride 2
- * picks the even and odd columns out of two loads with permutes.
+ * with fewer than 16 output channels picks the even and odd columns out of
+ * two loads with permutes.
  *
- * Padded copy (what is left: stride 2 with 8 lanes or paired rows, and the
- * stride-2 weight gradient): per channel H+2 rows of `pitch` floats; row r
- * is input row r-1 with column c = input column c-1, zeros elsewhere, three
- * planes (one per kx) holding every second column. Output columns past Wo
- * are computed and never stored.
+ * Channels in the lanes (stride 2: the forward and input gradient on
+ * AVX-512 with 16 and more channels in the vector's dimension, and the
+ * weight gradient): a vector holds 16 (8) channels of one pixel, the
+ * other operand is broadcast one float at a time from where it lies in
+ * the unpadded image, so stride 2 costs no permute and no copy of the
+ * image; only the small operand indexed by those channels is transposed
+ * once into the workspace (the weights, or a group's output gradient),
+ * and the sums are transposed back in registers where they go to pixels.
+ *
+ * Padded copy (what is left: the stride-2 forward with 8 lanes, i.e. AVX2
+ * and AVX-512 with fewer than 16 output channels on 8-wide rows): per
+ * channel H+2 rows of `pitch` floats; row r is input row r-1 with column
+ * c = input column c-1, zeros elsewhere, three planes (one per kx) holding
+ * every second column. Output columns past Wo are computed and never
+ * stored.
  *
  * Forward: stride 1 and 2. Input gradient, stride 1: the forward kernel on
  * the output gradient with the weights read transposed and flipped; stride
  * 2: input rows 2p, 2p+1 and even / odd columns made together from
- * gradient rows p, p+1 (din2_block). Weight gradient, stride 1: the 9 taps
- * x 2 output channels in registers, one input row multiplied by three
- * gradient rows; stride 2: a block of output channels x 3 taps over the
- * padded copy. Per group of images, added into dw in batch order; each
- * thread owns a range of input channels. Every summation order depends on
- * the shapes alone, never on the thread count.
+ * gradient rows p, p+1 (din2_block; d2_block with the channels in the
+ * lanes). Weight gradient, stride 1: the 9 taps x 2 output channels in
+ * registers, one input row multiplied by three gradient rows, per group of
+ * images added into dw in batch order; stride 2: output channels in the
+ * lanes times input channels x 3 taps (dw2_block), per group into a
+ * per-thread accumulator added into dw at the end. Each thread owns a
+ * range of input channels. Every summation order depends on the shapes
+ * alone, never on the thread count.
  *
- * Workspace: only the padded copies need one; they live in ctx->scratch,
- * one slice per thread (scratch_bytes / threads), channels padded a chunk
- * at a time (at most CHUNK_FLOATS per chunk, a size fixed by the shape), so
- * the slice rt_conv2d_scratch_bytes gives for im2col always holds one chunk
- * for the networks' shapes. A call whose slice is too small returns 0 and
- * the caller runs im2col + GEMM. Nothing is allocated here.
+ * Workspace: the padded copies and the transposed operands live in
+ * ctx->scratch, one slice per thread (scratch_bytes / threads; the
+ * transposed weights one copy for the team), channels a chunk at a time (a
+ * chunk size fixed by the shape), so the slice rt_conv2d_scratch_bytes
+ * gives for im2col always holds one chunk for the networks' shapes. A call
+ * whose slice is too small returns 0 and the caller runs im2col + GEMM.
+ * Nothing is allocated here.
  *
  * Without AVX2+FMA nothing here runs: the callers keep im2col + GEMM, the
  * portable path. OPTC_CONV_ISA=avx2 in the environment keeps the AVX2
@@ -143,6 +157,7 @@ int rt_conv3x3_taken(int what, int Cin, int Cout, int K, int stride, int pad)
  * row r, lane l holds padded row r (+ stride for the second half of a
  * pair), padded column stride * l + kx, where padded (r, c) is input
  * (r-1, c-1) inside the image and 0 outside. */
+__attribute__((noinline))     /* inlined into direct's loop it measured 5 % slower */
 static void pad_image(float *xp, const float *x, int C, int H, int W, const ConvGeo *g)
 {
     int half = g->pair ? 8 : g->pitch, s = g->stride;
@@ -404,8 +419,9 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
 {
     int v;
     ConvGeo g = geometry(H, W, S, Co, 0, &v);
-    if (S == 2 && isa() == ISA_AVX512 && Co >= 16 && !flip)
-        return fwd2(ctx, out, acc, in, w, B, C, H, W, Co, room);
+    if (S == 2 && isa() == ISA_AVX512 && Co >= 16 && !flip
+        && fwd2(ctx, out, acc, in, w, B, C, H, W, Co, room))
+        return 1;
     /* stride 2, rows of 12 and more on AVX-512: no copy either (even and
      * odd columns picked out by permutes; with 8 lanes, and with paired
      * rows of 8, the three-plane copy measured faster) */
