@@ -385,10 +385,11 @@ static void fwd_image(int v, float *out, int acc, const float *xp, const float *
 /* The stride-2 forward on AVX-512 for 16 and more output channels (f2_image
  * in conv3x3_kern.inc; measured ~62 -> ~135 GFLOP/s for 8-wide rows, where
  * the paired-row padded copy ran before, and ~99 -> ~140 for 16-wide ones,
- * where the permutes did): the weights of a chunk of input channels transposed
- * into the workspace (one copy, read by every thread), then the batch split
- * over the team, each image adding the chunk's sums to the previous ones.
- * The chunks (as even as the workspace allows) are fixed by the shape. */
+ * where the permutes did), in one parallel region: per chunk of input
+ * channels the team transposes their weights into the workspace (one copy,
+ * read by every thread), then splits the batch, each image adding the
+ * chunk's sums to the previous ones. The chunks (as even as the workspace
+ * allows) are fixed by the shape. */
 static int fwd2(const RtCtx *ctx, float *out, int acc, const float *in, const float *w, int B,
                 int C, int H, int W, int Co, size_t room)
 {
@@ -400,10 +401,13 @@ static int fwd2(const RtCtx *ctx, float *out, int acc, const float *in, const fl
     float *wT;
     if (team(ctx, 1, (size_t)cc * per, &slice, &wT) < 1)
         return 0;
+#pragma omp parallel num_threads(threads(ctx, B))
     for (int c0 = 0; c0 < C; c0 += cc) {
         int n = C - c0 < cc ? C - c0 : cc;
-        f2_wtrans_avx512(wT, w, C, Co, Cp, c0, n);
-#pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)
+#pragma omp for schedule(static)
+        for (int r = 0; r < 9 * n; r++)
+            f2_wtrans_avx512(wT, w, C, Co, Cp, c0, r);
+#pragma omp for schedule(static)
         for (int b = 0; b < B; b++)
             f2_image_avx512(out + (size_t)b * Co * Ho * Wo, acc || c0 > 0,
                             in + ((size_t)b * C + c0) * H * W, wT, n, Cp, H, W, Ho, Wo, Co);
@@ -590,9 +594,9 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
 }
 
 /* The stride-2 input gradient on AVX-512 for 16 and more input channels
- * (d2_image in conv3x3_kern.inc), as fwd2: the weights of a chunk of output
- * channels transposed into the workspace (one copy for the team), the
- * batch split over the team, chunks fixed by the shape. */
+ * (d2_image in conv3x3_kern.inc), as fwd2: per chunk of output channels
+ * their weights transposed into the workspace by the team (one copy), then
+ * the batch split over the team; chunks fixed by the shape. */
 static int din2(const RtCtx *ctx, float *din, int acc, const float *dout, const float *w, int B,
                 int Cin, int H, int W, int Cout)
 {
@@ -605,10 +609,13 @@ static int din2(const RtCtx *ctx, float *din, int acc, const float *dout, const 
     if (team(ctx, 1, (size_t)cc * per, &slice, &wT) < 1)
         return 0;
     size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * Ho * Wo;
+#pragma omp parallel num_threads(threads(ctx, B))
     for (int c0 = 0; c0 < Cout; c0 += cc) {
         int n = Cout - c0 < cc ? Cout - c0 : cc;
-        d2_wtrans_avx512(wT, w, Cin, Cp, c0, n);
-#pragma omp parallel for num_threads(threads(ctx, B)) schedule(static)
+#pragma omp for schedule(static)
+        for (int r = 0; r < 9 * n; r++)
+            d2_wtrans_avx512(wT, w, Cin, Cp, c0, r);
+#pragma omp for schedule(static)
         for (int b = 0; b < B; b++)
             d2_image_avx512(din + b * img_in, acc || c0 > 0,
                             dout + b * img_out + (size_t)c0 * Ho * Wo, wT, n, Cin, Cp, H, W, Ho,
