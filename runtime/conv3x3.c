@@ -20,8 +20,8 @@
  * with fewer than 16 output channels picks the even and odd columns out of
  * two loads with permutes.
  *
- * Channels in the lanes (stride 2: the forward and input gradient on
- * AVX-512 with 16 and more channels in the vector's dimension, and the
+ * Channels in the lanes (stride 2: the forward and input gradient with at
+ * least a vector's worth of channels in the vector's dimension, and the
  * weight gradient): a vector holds 16 (8) channels of one pixel, the
  * other operand is broadcast one float at a time from where it lies in
  * the unpadded image, so stride 2 costs no permute and no copy of the
@@ -29,8 +29,9 @@
  * once into the workspace (the weights, or a group's output gradient),
  * and the sums are transposed back in registers where they go to pixels.
  *
- * Padded copy (what is left: the stride-2 forward with 8 lanes, i.e. AVX2
- * and AVX-512 with fewer than 16 output channels on 8-wide rows): per
+ * Padded copy (what is left: the stride-2 forward with fewer output
+ * channels than a vector, with 8 lanes: AVX2, and AVX-512 on rows under
+ * 12 wide): per
  * channel H+2 rows of `pitch` floats; row r is input row r-1 with column
  * c = input column c-1, zeros elsewhere, three planes (one per kx) holding
  * every second column. Output columns past Wo are computed and never
@@ -101,10 +102,9 @@ static int isa(void)
 /* The variant and layout for a conv. Forward and input gradient: 16-float
  * vectors where a row fills them, or where an 8-wide output of an even
  * height pairs its rows (for 16 and more output channels: with 12 the
- * paired kernel measured slower); weight gradient: 16-float vectors for
- * rows of 16 and more (unpadded, stride 1; rows of 8 paired), of 32 and
- * more with the padded copy (stride 2: bench/conv_bench.c measured the
- * 8-wide kernel as fast or faster below that). Else 8-float vectors. Three planes (one per kx)
+ * paired kernel measured slower); weight gradient (stride 1: stride 2 has
+ * its own kernels, weights2): 16-float vectors for rows of 16 and more
+ * (rows of 8 paired). Else 8-float vectors. Three planes (one per kx)
  * for paired rows and stride 2, where consecutive lanes are not
  * consecutive columns; one plane otherwise (measured faster: a third of
  * the data to keep in cache). */
@@ -114,9 +114,9 @@ static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
     int v = isa(), vw = 8;
     ConvGeo g;
     g.pair = 0;
-    if (v == ISA_AVX512 && Wo >= (weights ? (S == 1 ? 16 : 32) : 12))
+    if (v == ISA_AVX512 && Wo >= (weights ? 16 : 12))
         vw = 16;
-    else if (v == ISA_AVX512 && Wo == 8 && Ho % 2 == 0 && (weights ? S == 1 : Co >= 16))
+    else if (v == ISA_AVX512 && Wo == 8 && Ho % 2 == 0 && (weights || Co >= 16))
         vw = 16, g.pair = 1;
     else if (v == ISA_AVX512)
         v = ISA_AVX2;
@@ -382,18 +382,44 @@ static void fwd_image(int v, float *out, int acc, const float *xp, const float *
         fwd_image_avx2(out, acc, xp, w, wo, wi, flip, C, Co, g);
 }
 
-/* The stride-2 forward on AVX-512 for 16 and more output channels (f2_image
- * in conv3x3_kern.inc; measured ~62 -> ~135 GFLOP/s for 8-wide rows, where
- * the paired-row padded copy ran before, and ~99 -> ~140 for 16-wide ones,
- * where the permutes did), in one parallel region: per chunk of input
+/* Row r (= ci * 9 + k) of the forward's transposed weights (f2_image):
+ * wT[r * Cp + co] = w[co][ci0 + ci][k], 0 for Co <= co < Cp. */
+static void f2_wtrans(float *wT, const float *w, int Cin, int Co, int Cp, int ci0, int r)
+{
+    const float *s = w + (size_t)ci0 * 9 + r;
+    float *d = wT + (size_t)r * Cp;
+    for (int co = 0; co < Co; co++)
+        d[co] = s[(size_t)co * Cin * 9];
+    for (int co = Co; co < Cp; co++)
+        d[co] = 0;
+}
+
+/* Row r (= co * 9 + k) of the input gradient's transposed weights
+ * (d2_image): wT[r * Cp + ci] = w[co0 + co][ci][k], 0 for Cin <= ci < Cp. */
+static void d2_wtrans(float *wT, const float *w, int Cin, int Cp, int co0, int r)
+{
+    const float *s = w + (size_t)co0 * Cin * 9 + (size_t)(r / 9) * Cin * 9 + r % 9;
+    float *d = wT + (size_t)r * Cp;
+    for (int ci = 0; ci < Cin; ci++)
+        d[ci] = s[(size_t)ci * 9];
+    for (int ci = Cin; ci < Cp; ci++)
+        d[ci] = 0;
+}
+
+/* The stride-2 forward for at least a vector's worth of output channels
+ * (f2_image in conv3x3_kern.inc; AVX-512 measured ~62 -> ~135 GFLOP/s for
+ * 8-wide rows, where the paired-row padded copy ran before, and ~99 -> ~140
+ * for 16-wide ones, where the permutes did; AVX2 ~40-50 -> ~63-70 against
+ * the padded copy), in one parallel region: per chunk of input
  * channels the team transposes their weights into the workspace (one copy,
  * read by every thread), then splits the batch, each image adding the
  * chunk's sums to the previous ones. The chunks (as even as the workspace
  * allows) are fixed by the shape. */
-static int fwd2(const RtCtx *ctx, float *out, int acc, const float *in, const float *w, int B,
-                int C, int H, int W, int Co, size_t room)
+static int fwd2(const RtCtx *ctx, int v, float *out, int acc, const float *in, const float *w,
+                int B, int C, int H, int W, int Co, size_t room)
 {
-    int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1), Cp = (Co + 15) / 16 * 16;
+    int vw = v == ISA_AVX512 ? 16 : 8;
+    int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1), Cp = (Co + vw - 1) / vw * vw;
     size_t per = (size_t)9 * Cp, slice;
     if (room < per)
         return 0;
@@ -406,11 +432,16 @@ static int fwd2(const RtCtx *ctx, float *out, int acc, const float *in, const fl
         int n = C - c0 < cc ? C - c0 : cc;
 #pragma omp for schedule(static)
         for (int r = 0; r < 9 * n; r++)
-            f2_wtrans_avx512(wT, w, C, Co, Cp, c0, r);
+            f2_wtrans(wT, w, C, Co, Cp, c0, r);
 #pragma omp for schedule(static)
-        for (int b = 0; b < B; b++)
-            f2_image_avx512(out + (size_t)b * Co * Ho * Wo, acc || c0 > 0,
-                            in + ((size_t)b * C + c0) * H * W, wT, n, Cp, H, W, Ho, Wo, Co);
+        for (int b = 0; b < B; b++) {
+            float *o = out + (size_t)b * Co * Ho * Wo;
+            const float *x = in + ((size_t)b * C + c0) * H * W;
+            if (v == ISA_AVX512)
+                f2_image_avx512(o, acc || c0 > 0, x, wT, n, Cp, H, W, Ho, Wo, Co);
+            else
+                f2_image_avx2(o, acc || c0 > 0, x, wT, n, Cp, H, W, Ho, Wo, Co);
+        }
     }
     return 1;
 }
@@ -423,8 +454,9 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
 {
     int v;
     ConvGeo g = geometry(H, W, S, Co, 0, &v);
-    if (S == 2 && isa() == ISA_AVX512 && Co >= 16 && !flip
-        && fwd2(ctx, out, acc, in, w, B, C, H, W, Co, room))
+    int v2 = isa();
+    if (S == 2 && !flip && Co >= (v2 == ISA_AVX512 ? 16 : 8)
+        && fwd2(ctx, v2, out, acc, in, w, B, C, H, W, Co, room))
         return 1;
     /* stride 2, rows of 12 and more on AVX-512: no copy either (even and
      * odd columns picked out by permutes; with 8 lanes, and with paired
@@ -593,14 +625,16 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
     return 1;
 }
 
-/* The stride-2 input gradient on AVX-512 for 16 and more input channels
- * (d2_image in conv3x3_kern.inc), as fwd2: per chunk of output channels
+/* The stride-2 input gradient for at least a vector's worth of input
+ * channels (d2_image in conv3x3_kern.inc; ~50 -> ~133 GFLOP/s on AVX-512
+ * at 8-wide rows, ~115 -> ~131 at 16; AVX2 ~45-52 -> ~58-68), as fwd2: per chunk of output channels
  * their weights transposed into the workspace by the team (one copy), then
  * the batch split over the team; chunks fixed by the shape. */
-static int din2(const RtCtx *ctx, float *din, int acc, const float *dout, const float *w, int B,
-                int Cin, int H, int W, int Cout)
+static int din2(const RtCtx *ctx, int v, float *din, int acc, const float *dout, const float *w,
+                int B, int Cin, int H, int W, int Cout)
 {
-    int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1), Cp = (Cin + 15) / 16 * 16;
+    int vw = v == ISA_AVX512 ? 16 : 8;
+    int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1), Cp = (Cin + vw - 1) / vw * vw;
     size_t room = budget(B, Cin, H, W, 2), per = (size_t)9 * Cp, slice;
     if (room < per)
         return 0;
@@ -614,12 +648,15 @@ static int din2(const RtCtx *ctx, float *din, int acc, const float *dout, const 
         int n = Cout - c0 < cc ? Cout - c0 : cc;
 #pragma omp for schedule(static)
         for (int r = 0; r < 9 * n; r++)
-            d2_wtrans_avx512(wT, w, Cin, Cp, c0, r);
+            d2_wtrans(wT, w, Cin, Cp, c0, r);
 #pragma omp for schedule(static)
-        for (int b = 0; b < B; b++)
-            d2_image_avx512(din + b * img_in, acc || c0 > 0,
-                            dout + b * img_out + (size_t)c0 * Ho * Wo, wT, n, Cin, Cp, H, W, Ho,
-                            Wo);
+        for (int b = 0; b < B; b++) {
+            const float *d = dout + b * img_out + (size_t)c0 * Ho * Wo;
+            if (v == ISA_AVX512)
+                d2_image_avx512(din + b * img_in, acc || c0 > 0, d, wT, n, Cin, Cp, H, W, Ho, Wo);
+            else
+                d2_image_avx2(din + b * img_in, acc || c0 > 0, d, wT, n, Cin, Cp, H, W, Ho, Wo);
+        }
     }
     return 1;
 }
@@ -631,8 +668,9 @@ int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
     if ((din && !rt_conv3x3_taken(RT_CONV3X3_DATA, Cin, Cout, 3, stride, 1))
         || (dw && !rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, Cin, Cout, 3, stride, 1)))
         return 0;
-    if (din && stride == 2 && isa() == ISA_AVX512 && Cin >= 16
-        && din2(ctx, din, acc, dout, w, B, Cin, H, W, Cout))
+    int v2 = isa();
+    if (din && stride == 2 && Cin >= (v2 == ISA_AVX512 ? 16 : 8)
+        && din2(ctx, v2, din, acc, dout, w, B, Cin, H, W, Cout))
         din = NULL;
     if (din && stride == 2) {   /* no workspace */
         int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1);
