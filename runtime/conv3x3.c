@@ -342,6 +342,13 @@ static size_t budget(int B, int Cin, int H, int W, int S)
     return n > 32 ? n - 32 : 0;     /* room to align the slice and round it to 16 */
 }
 
+/* The room of one workspace shared by the team for a stride-2 conv of Cin
+ * channels of H x W: all of the one-thread workspace (fixed by the shape). */
+static size_t shared_room(int B, int Cin, int H, int W)
+{
+    return rt_conv2d_scratch_bytes(1, B, Cin, H, W, 3, 2, 1, sizeof(float)) / sizeof(float);
+}
+
 /* Threads that get a slice of at least `need` floats (at most n work items),
  * the slice size in floats (a multiple of 16) and the first slice (64-byte
  * aligned, so the kernels' loads are); 0 threads when not even one fits. */
@@ -364,6 +371,19 @@ static int team(const RtCtx *ctx, int n, size_t need, size_t *slice, float **bas
         t = (int)(have / need);
     *slice = t > 0 ? have / (size_t)t / 16 * 16 : 0;
     return t;
+}
+
+/* One workspace of `need` floats for the whole team: 64-byte aligned where
+ * ctx->scratch has room for that, else where it starts (the kernels load
+ * unaligned; the results do not depend on it); NULL when it is smaller. */
+static float *shared_ws(const RtCtx *ctx, size_t need)
+{
+    if (!ctx || !ctx->scratch)
+        return NULL;
+    size_t skip = (64 - (size_t)((uintptr_t)ctx->scratch % 64)) % 64;
+    if (ctx->scratch_bytes >= skip + need * sizeof(float))
+        return (float *)(void *)((char *)ctx->scratch + skip);
+    return ctx->scratch_bytes >= need * sizeof(float) ? (float *)ctx->scratch : NULL;
 }
 
 /* Threads for n work items that need no workspace. */
@@ -420,12 +440,12 @@ static int fwd2(const RtCtx *ctx, int v, float *out, int acc, const float *in, c
 {
     int vw = v == ISA_AVX512 ? 16 : 8;
     int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1), Cp = (Co + vw - 1) / vw * vw;
-    size_t per = (size_t)9 * Cp, slice;
+    size_t per = (size_t)9 * Cp;
     if (room < per)
         return 0;
     int nch = (int)((C + room / per - 1) / (room / per)), cc = (C + nch - 1) / nch;
-    float *wT;
-    if (team(ctx, 1, (size_t)cc * per, &slice, &wT) < 1)
+    float *wT = shared_ws(ctx, (size_t)cc * per);
+    if (!wT)
         return 0;
 #pragma omp parallel num_threads(threads(ctx, B))
     for (int c0 = 0; c0 < C; c0 += cc) {
@@ -456,7 +476,7 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
     ConvGeo g = geometry(H, W, S, Co, 0, &v);
     int v2 = isa();
     if (S == 2 && !flip && Co >= (v2 == ISA_AVX512 ? 16 : 8)
-        && fwd2(ctx, v2, out, acc, in, w, B, C, H, W, Co, room))
+        && fwd2(ctx, v2, out, acc, in, w, B, C, H, W, Co, shared_room(B, C, H, W)))
         return 1;
     /* stride 2, rows of 12 and more on AVX-512: no copy either (even and
      * odd columns picked out by permutes; with 8 lanes, and with paired
@@ -635,12 +655,12 @@ static int din2(const RtCtx *ctx, int v, float *din, int acc, const float *dout,
 {
     int vw = v == ISA_AVX512 ? 16 : 8;
     int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1), Cp = (Cin + vw - 1) / vw * vw;
-    size_t room = budget(B, Cin, H, W, 2), per = (size_t)9 * Cp, slice;
+    size_t room = shared_room(B, Cin, H, W), per = (size_t)9 * Cp;
     if (room < per)
         return 0;
     int nch = (int)((Cout + room / per - 1) / (room / per)), cc = (Cout + nch - 1) / nch;
-    float *wT;
-    if (team(ctx, 1, (size_t)cc * per, &slice, &wT) < 1)
+    float *wT = shared_ws(ctx, (size_t)cc * per);
+    if (!wT)
         return 0;
     size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * Ho * Wo;
 #pragma omp parallel num_threads(threads(ctx, B))
