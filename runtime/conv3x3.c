@@ -31,11 +31,10 @@
  *
  * Padded copy (what is left: the stride-2 forward with fewer output
  * channels than a vector, with 8 lanes: AVX2, and AVX-512 on rows under
- * 12 wide): per
- * channel H+2 rows of `pitch` floats; row r is input row r-1 with column
- * c = input column c-1, zeros elsewhere, three planes (one per kx) holding
- * every second column. Output columns past Wo are computed and never
- * stored.
+ * 12 wide): per channel H+2 rows of `pitch` floats; row r is input row r-1
+ * with column c = input column c-1, zeros elsewhere, three planes (one per
+ * kx) holding every second column. Output columns past Wo are computed and
+ * never stored.
  *
  * Forward: stride 1 and 2. Input gradient, stride 1: the forward kernel on
  * the output gradient with the weights read transposed and flipped; stride
