@@ -1,5 +1,6 @@
 /* conv_bench.c — per-kernel timings of the runtime's float convolutions on
- * the 3x3 and 1x1 shapes of ResNet-20 and DenseNet-BC (batch 128 unless given),
+ * the 3x3 and 1x1 shapes of ResNet-20 and DenseNet-BC (batch 128 unless given;
+ * the stride-2 ones of the Fashion-MNIST ResNets too),
  * one thread (or THREADS), for each kernel path: im2col + OpenBLAS (OPTC_CONV_ISA=none),
  * the AVX2 direct kernels and the AVX-512 ones (where the CPU has them,
  * OPTC_CONV_WINO=0), and for the stride-1 3x3 convs Winograd on each
@@ -40,6 +41,7 @@ static const Shape shapes[] = {
     {"res 64->64 8x8", 64, 8, 8, 64, 1, 3},     {"dense 48->12 32x32", 48, 32, 32, 12, 1, 3},
     {"dense 48->12 8x8", 48, 8, 8, 12, 1, 3},   {"dense 1x1 96->48 32", 96, 32, 32, 48, 1, 1},
     {"dense 1x1 168->84 32", 168, 32, 32, 84, 1, 1}, {"dense 1x1 96->48 8x8", 96, 8, 8, 48, 1, 1},
+    {"fmnist 16->32 s2 28", 16, 28, 28, 32, 2, 3},  {"fmnist 32->64 s2 14", 32, 14, 14, 64, 2, 3},
 };
 
 /* The process's CPU time, all threads. */

@@ -17,30 +17,44 @@
  * AVX-512 blends a masked load on an FMA port. Taps on rows outside the
  * image are skipped, or loaded under an empty mask. 8-wide rows on AVX-512
  * pair two rows in a vector (rows of 8 are consecutive floats). Stride 2
- * picks the even and odd columns out of two loads with permutes.
+ * with fewer than 16 output channels picks the even and odd columns out of
+ * two loads with permutes.
  *
- * Padded copy (what is left: stride 2 with 8 lanes or paired rows, and the
- * stride-2 weight gradient): per channel H+2 rows of `pitch` floats; row r
- * is input row r-1 with column c = input column c-1, zeros elsewhere, three
- * planes (one per kx) holding every second column. Output columns past Wo
- * are computed and never stored.
+ * Channels in the lanes (stride 2: the forward and input gradient with at
+ * least a vector's worth of channels in the vector's dimension, and the
+ * weight gradient): a vector holds 16 (8) channels of one pixel, the
+ * other operand is broadcast one float at a time from where it lies in
+ * the unpadded image, so stride 2 costs no permute and no copy of the
+ * image; only the small operand indexed by those channels is transposed
+ * once into the workspace (the weights, or a group's output gradient),
+ * and the sums are transposed back in registers where they go to pixels.
+ *
+ * Padded copy (what is left: the stride-2 forward with fewer output
+ * channels than a vector, with 8 lanes: AVX2, and AVX-512 on rows under
+ * 12 wide): per channel H+2 rows of `pitch` floats; row r is input row r-1
+ * with column c = input column c-1, zeros elsewhere, three planes (one per
+ * kx) holding every second column. Output columns past Wo are computed and
+ * never stored.
  *
  * Forward: stride 1 and 2. Input gradient, stride 1: the forward kernel on
  * the output gradient with the weights read transposed and flipped; stride
  * 2: input rows 2p, 2p+1 and even / odd columns made together from
- * gradient rows p, p+1 (din2_block). Weight gradient, stride 1: the 9 taps
- * x 2 output channels in registers, one input row multiplied by three
- * gradient rows; stride 2: a block of output channels x 3 taps over the
- * padded copy. Per group of images, added into dw in batch order; each
- * thread owns a range of input channels. Every summation order depends on
- * the shapes alone, never on the thread count.
+ * gradient rows p, p+1 (din2_block; d2_block with the channels in the
+ * lanes). Weight gradient, stride 1: the 9 taps x 2 output channels in
+ * registers, one input row multiplied by three gradient rows, per group of
+ * images added into dw in batch order; stride 2: output channels in the
+ * lanes times input channels x 3 taps (dw2_block), per group into a
+ * per-thread accumulator added into dw at the end. Each thread owns a
+ * range of input channels. Every summation order depends on the shapes
+ * alone, never on the thread count.
  *
- * Workspace: only the padded copies need one; they live in ctx->scratch,
- * one slice per thread (scratch_bytes / threads), channels padded a chunk
- * at a time (at most CHUNK_FLOATS per chunk, a size fixed by the shape), so
- * the slice rt_conv2d_scratch_bytes gives for im2col always holds one chunk
- * for the networks' shapes. A call whose slice is too small returns 0 and
- * the caller runs im2col + GEMM. Nothing is allocated here.
+ * Workspace: the padded copies and the transposed operands live in
+ * ctx->scratch, one slice per thread (scratch_bytes / threads; the
+ * transposed weights one copy for the team), channels a chunk at a time (a
+ * chunk size fixed by the shape), so the slice rt_conv2d_scratch_bytes
+ * gives for im2col always holds one chunk for the networks' shapes. A call
+ * whose slice is too small returns 0 and the caller runs im2col + GEMM.
+ * Nothing is allocated here.
  *
  * Without AVX2+FMA nothing here runs: the callers keep im2col + GEMM, the
  * portable path. OPTC_CONV_ISA=avx2 in the environment keeps the AVX2
@@ -87,10 +101,9 @@ static int isa(void)
 /* The variant and layout for a conv. Forward and input gradient: 16-float
  * vectors where a row fills them, or where an 8-wide output of an even
  * height pairs its rows (for 16 and more output channels: with 12 the
- * paired kernel measured slower); weight gradient: 16-float vectors for
- * rows of 16 and more (unpadded, stride 1; rows of 8 paired), of 32 and
- * more with the padded copy (stride 2: bench/conv_bench.c measured the
- * 8-wide kernel as fast or faster below that). Else 8-float vectors. Three planes (one per kx)
+ * paired kernel measured slower); weight gradient (stride 1: stride 2 has
+ * its own kernels, weights2): 16-float vectors for rows of 16 and more
+ * (rows of 8 paired). Else 8-float vectors. Three planes (one per kx)
  * for paired rows and stride 2, where consecutive lanes are not
  * consecutive columns; one plane otherwise (measured faster: a third of
  * the data to keep in cache). */
@@ -100,9 +113,9 @@ static ConvGeo geometry(int H, int W, int S, int Co, int weights, int *variant)
     int v = isa(), vw = 8;
     ConvGeo g;
     g.pair = 0;
-    if (v == ISA_AVX512 && Wo >= (weights ? (S == 1 ? 16 : 32) : 12))
+    if (v == ISA_AVX512 && Wo >= (weights ? 16 : 12))
         vw = 16;
-    else if (v == ISA_AVX512 && Wo == 8 && Ho % 2 == 0 && (weights ? S == 1 : Co >= 16))
+    else if (v == ISA_AVX512 && Wo == 8 && Ho % 2 == 0 && (weights || Co >= 16))
         vw = 16, g.pair = 1;
     else if (v == ISA_AVX512)
         v = ISA_AVX2;
@@ -143,6 +156,7 @@ int rt_conv3x3_taken(int what, int Cin, int Cout, int K, int stride, int pad)
  * row r, lane l holds padded row r (+ stride for the second half of a
  * pair), padded column stride * l + kx, where padded (r, c) is input
  * (r-1, c-1) inside the image and 0 outside. */
+__attribute__((noinline))     /* inlined into direct's loop it measured 5 % slower */
 static void pad_image(float *xp, const float *x, int C, int H, int W, const ConvGeo *g)
 {
     int half = g->pair ? 8 : g->pitch, s = g->stride;
@@ -189,7 +203,10 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define MT __m256i
 #define VW 8
 #define CBV 4       /* 4 channels x 2 vectors + inputs + weight in 16 registers */
-#define DBV 3       /* 3 channels x 3 taps + 3 inputs + gradient + mask */
+#define DBV 3       /* bound of the stride-1 weight-gradient arrays (UBV channels used) */
+#define D2V 2       /* stride-2 weight gradient: 2 x 8 output channels x 2 inputs x 3 taps */
+#define D2A 4       /*   (12 sums + 2 gradients + a broadcast in 16 registers) */
+#define DW2_CASES DW2_CASE(2, 2) DW2_CASE(2, 1) DW2_CASE(1, 4) DW2_CASE(1, 1)
 #define VZERO() _mm256_setzero_ps()
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VLOADM(p, m) _mm256_maskload_ps(p, m)
@@ -219,6 +236,9 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #undef VW
 #undef CBV
 #undef DBV
+#undef D2V
+#undef D2A
+#undef DW2_CASES
 #undef VZERO
 #undef VLOAD
 #undef VLOADM
@@ -247,7 +267,11 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define MT __mmask16
 #define VW 16
 #define CBV 8       /* 8 channels x 2 vectors of the 32 registers */
-#define DBV 6       /* 6 channels x 3 taps + 3 inputs + gradient */
+#define DBV 6       /* bound of the stride-1 weight-gradient arrays (UBV channels used) */
+#define D2V 4       /* stride-2 weight gradient: up to 4 x 16 output channels, */
+#define D2A 8       /*   times 8 / NV input channels x 3 taps (24 sums) */
+#define DW2_CASES DW2_CASE(4, 2) DW2_CASE(4, 1) DW2_CASE(3, 2) DW2_CASE(3, 1) \
+                  DW2_CASE(2, 4) DW2_CASE(2, 1) DW2_CASE(1, 8) DW2_CASE(1, 1)
 #define VZERO() _mm512_setzero_ps()
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VLOADM(p, m) _mm512_maskz_loadu_ps(m, p)
@@ -294,7 +318,8 @@ static inline float hsum_avx512(__m512 v)
  * channels out of L2 lost 4 %). */
 #define DW_PIXELS 2048
 #define DW_BYTES (512 * 1024)
-#define DW_PIXELS_PAD 512  /* the padded (stride-2) kernel: 2048 measured 25 % slower */
+/* Bytes of transposed output gradient per stride-2 weight-gradient group. */
+#define DW2_BYTES (32 * 1024)
 
 /* Channels per chunk of G padded images: within CHUNK_FLOATS and within
  * `budget` floats, the one-thread workspace rt_conv2d_scratch_bytes gives
@@ -314,6 +339,13 @@ static size_t budget(int B, int Cin, int H, int W, int S)
 {
     size_t n = rt_conv2d_scratch_bytes(1, B, Cin, H, W, 3, S, 1, sizeof(float)) / sizeof(float);
     return n > 32 ? n - 32 : 0;     /* room to align the slice and round it to 16 */
+}
+
+/* The room of one workspace shared by the team for a stride-2 conv of Cin
+ * channels of H x W: all of the one-thread workspace (fixed by the shape). */
+static size_t shared_room(int B, int Cin, int H, int W)
+{
+    return rt_conv2d_scratch_bytes(1, B, Cin, H, W, 3, 2, 1, sizeof(float)) / sizeof(float);
 }
 
 /* Threads that get a slice of at least `need` floats (at most n work items),
@@ -340,6 +372,19 @@ static int team(const RtCtx *ctx, int n, size_t need, size_t *slice, float **bas
     return t;
 }
 
+/* One workspace of `need` floats for the whole team: 64-byte aligned where
+ * ctx->scratch has room for that, else where it starts (the kernels load
+ * unaligned; the results do not depend on it); NULL when it is smaller. */
+static float *shared_ws(const RtCtx *ctx, size_t need)
+{
+    if (!ctx || !ctx->scratch)
+        return NULL;
+    size_t skip = (64 - (size_t)((uintptr_t)ctx->scratch % 64)) % 64;
+    if (ctx->scratch_bytes >= skip + need * sizeof(float))
+        return (float *)(void *)((char *)ctx->scratch + skip);
+    return ctx->scratch_bytes >= need * sizeof(float) ? (float *)ctx->scratch : NULL;
+}
+
 /* Threads for n work items that need no workspace. */
 static int threads(const RtCtx *ctx, int n)
 {
@@ -356,6 +401,70 @@ static void fwd_image(int v, float *out, int acc, const float *xp, const float *
         fwd_image_avx2(out, acc, xp, w, wo, wi, flip, C, Co, g);
 }
 
+/* Row r (= ci * 9 + k) of the forward's transposed weights (f2_image):
+ * wT[r * Cp + co] = w[co][ci0 + ci][k], 0 for Co <= co < Cp. */
+static void f2_wtrans(float *wT, const float *w, int Cin, int Co, int Cp, int ci0, int r)
+{
+    const float *s = w + (size_t)ci0 * 9 + r;
+    float *d = wT + (size_t)r * Cp;
+    for (int co = 0; co < Co; co++)
+        d[co] = s[(size_t)co * Cin * 9];
+    for (int co = Co; co < Cp; co++)
+        d[co] = 0;
+}
+
+/* Row r (= co * 9 + k) of the input gradient's transposed weights
+ * (d2_image): wT[r * Cp + ci] = w[co0 + co][ci][k], 0 for Cin <= ci < Cp. */
+static void d2_wtrans(float *wT, const float *w, int Cin, int Cp, int co0, int r)
+{
+    const float *s = w + (size_t)co0 * Cin * 9 + (size_t)(r / 9) * Cin * 9 + r % 9;
+    float *d = wT + (size_t)r * Cp;
+    for (int ci = 0; ci < Cin; ci++)
+        d[ci] = s[(size_t)ci * 9];
+    for (int ci = Cin; ci < Cp; ci++)
+        d[ci] = 0;
+}
+
+/* The stride-2 forward for at least a vector's worth of output channels
+ * (f2_image in conv3x3_kern.inc; AVX-512 measured ~62 -> ~135 GFLOP/s for
+ * 8-wide rows, where the paired-row padded copy ran before, and ~99 -> ~140
+ * for 16-wide ones, where the permutes did; AVX2 ~40-50 -> ~63-70 against
+ * the padded copy), in one parallel region: per chunk of input
+ * channels the team transposes their weights into the workspace (one copy,
+ * read by every thread), then splits the batch, each image adding the
+ * chunk's sums to the previous ones. The chunks (as even as the workspace
+ * allows) are fixed by the shape. */
+static int fwd2(const RtCtx *ctx, int v, float *out, int acc, const float *in, const float *w,
+                int B, int C, int H, int W, int Co, size_t room)
+{
+    int vw = v == ISA_AVX512 ? 16 : 8;
+    int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1), Cp = (Co + vw - 1) / vw * vw;
+    size_t per = (size_t)9 * Cp;
+    if (room < per)
+        return 0;
+    int nch = (int)((C + room / per - 1) / (room / per)), cc = (C + nch - 1) / nch;
+    float *wT = shared_ws(ctx, (size_t)cc * per);
+    if (!wT)
+        return 0;
+#pragma omp parallel num_threads(threads(ctx, B))
+    for (int c0 = 0; c0 < C; c0 += cc) {
+        int n = C - c0 < cc ? C - c0 : cc;
+#pragma omp for schedule(static)
+        for (int r = 0; r < 9 * n; r++)
+            f2_wtrans(wT, w, C, Co, Cp, c0, r);
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            float *o = out + (size_t)b * Co * Ho * Wo;
+            const float *x = in + ((size_t)b * C + c0) * H * W;
+            if (v == ISA_AVX512)
+                f2_image_avx512(o, acc || c0 > 0, x, wT, n, Cp, H, W, Ho, Wo, Co);
+            else
+                f2_image_avx2(o, acc || c0 > 0, x, wT, n, Cp, H, W, Ho, Wo, Co);
+        }
+    }
+    return 1;
+}
+
 /* out[b] (+)= conv3x3(in[b], w) for the batch, split over the team; weights
  * addressed as in fwd_block (C input channels of in). */
 static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const float *w,
@@ -364,6 +473,10 @@ static int direct(const RtCtx *ctx, float *out, int acc, const float *in, const 
 {
     int v;
     ConvGeo g = geometry(H, W, S, Co, 0, &v);
+    int v2 = isa();
+    if (S == 2 && !flip && Co >= (v2 == ISA_AVX512 ? 16 : 8)
+        && fwd2(ctx, v2, out, acc, in, w, B, C, H, W, Co, shared_room(B, C, H, W)))
+        return 1;
     /* stride 2, rows of 12 and more on AVX-512: no copy either (even and
      * odd columns picked out by permutes; with 8 lanes, and with paired
      * rows of 8, the three-plane copy measured faster) */
@@ -428,87 +541,140 @@ int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const floa
                   budget(B, Cin, H, W, stride));
 }
 
-/* The weight gradient: thread i owns the input channels [Cin*i/t,
- * Cin*(i+1)/t) (so it pads only those, and the dw entries it writes are its
- * own) and walks the whole batch in order, G images and a chunk of its
- * channels at a time. With a few input channels that do not split evenly
- * (the stem's 3 over 2 threads: 2 + 1, one thread idle a third of the
- * call; 1 channel: one thread) the output channels are split instead and
- * every thread pads all the inputs. Each entry's sum runs over the groups
- * of images in batch order whatever the split. */
-static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
-                   int Cin, int H, int W, int Cout, int S)
+/* The stride-2 weight gradient (dw2_images in conv3x3_kern.inc): thread i
+ * owns the input channels [Cin*i/t, Cin*(i+1)/t) and walks them a chunk of
+ * cc channels at a time; per chunk it walks the batch G images at a time,
+ * transposing their output gradient into its slice (each thread its own
+ * copy), the sums going into a [cc*9][Cp] accumulator after it, added into
+ * dw at the chunk's end. G (about DW2_BYTES of transposed gradient: it stays
+ * in L1 while every block streams it) and cc (what the one-thread
+ * workspace then holds) are fixed by the shape, so each entry's sum runs
+ * over the same groups in the same order whatever the thread count.
+ * AVX-512 for 9 and more output channels (a vector of 16 channels, the
+ * lanes past Cout zero), AVX2 below. */
+static int weights2(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
+                    int Cin, int H, int W, int Cout)
 {
-    int v;
-    ConvGeo g = geometry(H, W, S, Cout, 1, &v);
-    int G = (DW_PIXELS + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
-    size_t room = budget(B, Cin, H, W, S);
-    if (G > B)
-        G = B;
-    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
-    if (g.unp) {    /* no copy, no workspace */
-        size_t gb = DW_BYTES / ((img_in + img_out) * sizeof(float));
-        if ((size_t)G > gb)
-            G = gb > 0 ? (int)gb : 1;
-#pragma omp parallel num_threads(threads(ctx, Cin))
-        {
-            int i = omp_get_thread_num(), n = omp_get_num_threads();
-            int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
-            for (int b = 0; b < B; b += G) {
-                int gn = B - b < G ? B - b : G;
-                if (v == ISA_AVX512)
-                    udw_images_avx512(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin,
-                                      Cout, &g);
-                else
-                    udw_images_avx2(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin,
-                                    Cout, &g);
-            }
-        }
-        return 1;
-    }
-    G = (DW_PIXELS_PAD + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
-    if (G > B)
-        G = B;
-    if ((size_t)G * g.P > room)
-        G = (int)(room / g.P);
-    int cc = G < 1 ? 0 : chunk_channels(Cin, G, g.P, room);
-    size_t slice;
+    int v = isa() == ISA_AVX512 && Cout > 8 ? ISA_AVX512 : ISA_AVX2, vw = v == ISA_AVX512 ? 16 : 8;
+    int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1);
+    size_t N = (size_t)Ho * Wo, Cp = (size_t)(Cout + vw - 1) / vw * vw;
+    size_t room = budget(B, Cin, H, W, 2), G = DW2_BYTES / (N * Cp * sizeof(float));
+    if (G < 1)
+        G = 1;
+    if (G > (size_t)B)
+        G = (size_t)B;
+    if (G * N * Cp + 9 * Cp > room)
+        G = 1;
+    if (N * Cp + 9 * Cp > room)
+        return 0;
+    size_t dts = G * N * Cp, cc = (room - dts) / (9 * Cp), slice;
+    if (cc > (size_t)Cin)
+        cc = (size_t)Cin;
     float *scratch;
-    /* by output channels when that splits more evenly: the busiest thread's
-     * share ceil(Cout/t)/Cout below ceil(Cin/t)/Cin, for at most 8 inputs
-     * (each thread pads them all) */
-    int want = ctx && ctx->threads > 0 ? ctx->threads : 1;
-    int by_co = want > 1 && Cin <= 8
-                && (long long)((Cout + want - 1) / want) * Cin
-                   < (long long)((Cin + want - 1) / want) * Cout;
-    int t = cc < 1 ? 0 : team(ctx, by_co ? Cout : Cin, (size_t)G * cc * g.P, &slice, &scratch);
+    int t = team(ctx, Cin, dts + cc * 9 * Cp, &slice, &scratch);
     if (t < 1)
         return 0;
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * N;
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), n = omp_get_num_threads();
-        int ci0 = 0, ci1 = Cin, co0 = 0, co1 = Cout;
-        if (by_co)
-            co0 = (int)((long long)Cout * i / n), co1 = (int)((long long)Cout * (i + 1) / n);
-        else
-            ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
-        if (co1 <= co0)
-            ci1 = ci0;      /* nothing to do */
-        float *xp = scratch + (size_t)i * slice;
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+        float *dT = scratch + (size_t)i * slice, *acc = dT + dts;
+        for (int c0 = ci0; c0 < ci1; c0 += (int)cc) {
+            int nc = ci1 - c0 < (int)cc ? ci1 - c0 : (int)cc;
+            memset(acc, 0, (size_t)nc * 9 * Cp * sizeof(float));
+            for (int b = 0; b < B; b += (int)G) {
+                int gn = B - b < (int)G ? B - b : (int)G;
+                const float *x = in + b * img_in + (size_t)c0 * H * W;
+                for (int im = 0; im < gn; im++) {
+                    if (v == ISA_AVX512)
+                        dw2_transpose_avx512(dT + im * N * Cp, dout + (b + im) * img_out, Cout,
+                                             (int)N, (int)Cp);
+                    else
+                        dw2_transpose_avx2(dT + im * N * Cp, dout + (b + im) * img_out, Cout,
+                                           (int)N, (int)Cp);
+                }
+                if (v == ISA_AVX512)
+                    dw2_images_avx512(acc, dT, x, gn, nc, img_in, H, W, Ho, Wo, (int)Cp);
+                else
+                    dw2_images_avx2(acc, dT, x, gn, nc, img_in, H, W, Ho, Wo, (int)Cp);
+            }
+            for (int co = 0; co < Cout; co++)
+                for (int k = 0; k < nc * 9; k++)
+                    dw[((size_t)co * Cin + c0) * 9 + k] += acc[(size_t)k * Cp + co];
+        }
+    }
+    return 1;
+}
+
+/* The weight gradient; stride 1: thread i owns the input channels
+ * [Cin*i/t, Cin*(i+1)/t) (the dw entries it writes are its own) and walks
+ * the whole batch in order, G images at a time, reading them unpadded.
+ * Each entry's sum runs over the groups of images in batch order whatever
+ * the split. */
+static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
+                   int Cin, int H, int W, int Cout, int S)
+{
+    if (S == 2)
+        return weights2(ctx, dw, dout, in, B, Cin, H, W, Cout);
+    int v;
+    ConvGeo g = geometry(H, W, S, Cout, 1, &v);
+    int G = (DW_PIXELS + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
+    if (G > B)
+        G = B;
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
+    /* no copy, no workspace */
+    size_t gb = DW_BYTES / ((img_in + img_out) * sizeof(float));
+    if ((size_t)G > gb)
+        G = gb > 0 ? (int)gb : 1;
+#pragma omp parallel num_threads(threads(ctx, Cin))
+    {
+        int i = omp_get_thread_num(), n = omp_get_num_threads();
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
         for (int b = 0; b < B; b += G) {
             int gn = B - b < G ? B - b : G;
-            for (int c0 = ci0; c0 < ci1; c0 += cc) {
-                int nc = ci1 - c0 < cc ? ci1 - c0 : cc;
-                for (int im = 0; im < gn; im++)
-                    pad_image(xp + (size_t)im * nc * g.P, in + (b + im) * img_in + (size_t)c0 * H * W,
-                              nc, H, W, &g);
-                if (v == ISA_AVX512)
-                    dw_images_avx512(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, co0,
-                                     co1);
-                else
-                    dw_images_avx2(dw, dout + b * img_out, xp, gn, nc, c0, Cin, Cout, &g, co0,
-                                   co1);
-            }
+            if (v == ISA_AVX512)
+                udw_images_avx512(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin,
+                                  Cout, &g);
+            else
+                udw_images_avx2(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin, Cout,
+                                &g);
+        }
+    }
+    return 1;
+}
+
+/* The stride-2 input gradient for at least a vector's worth of input
+ * channels (d2_image in conv3x3_kern.inc; ~50 -> ~133 GFLOP/s on AVX-512
+ * at 8-wide rows, ~115 -> ~131 at 16; AVX2 ~45-52 -> ~58-68), as fwd2: per chunk of output channels
+ * their weights transposed into the workspace by the team (one copy), then
+ * the batch split over the team; chunks fixed by the shape. */
+static int din2(const RtCtx *ctx, int v, float *din, int acc, const float *dout, const float *w,
+                int B, int Cin, int H, int W, int Cout)
+{
+    int vw = v == ISA_AVX512 ? 16 : 8;
+    int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1), Cp = (Cin + vw - 1) / vw * vw;
+    size_t room = shared_room(B, Cin, H, W), per = (size_t)9 * Cp;
+    if (room < per)
+        return 0;
+    int nch = (int)((Cout + room / per - 1) / (room / per)), cc = (Cout + nch - 1) / nch;
+    float *wT = shared_ws(ctx, (size_t)cc * per);
+    if (!wT)
+        return 0;
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * Ho * Wo;
+#pragma omp parallel num_threads(threads(ctx, B))
+    for (int c0 = 0; c0 < Cout; c0 += cc) {
+        int n = Cout - c0 < cc ? Cout - c0 : cc;
+#pragma omp for schedule(static)
+        for (int r = 0; r < 9 * n; r++)
+            d2_wtrans(wT, w, Cin, Cp, c0, r);
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *d = dout + b * img_out + (size_t)c0 * Ho * Wo;
+            if (v == ISA_AVX512)
+                d2_image_avx512(din + b * img_in, acc || c0 > 0, d, wT, n, Cin, Cp, H, W, Ho, Wo);
+            else
+                d2_image_avx2(din + b * img_in, acc || c0 > 0, d, wT, n, Cin, Cp, H, W, Ho, Wo);
         }
     }
     return 1;
@@ -521,6 +687,10 @@ int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
     if ((din && !rt_conv3x3_taken(RT_CONV3X3_DATA, Cin, Cout, 3, stride, 1))
         || (dw && !rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, Cin, Cout, 3, stride, 1)))
         return 0;
+    int v2 = isa();
+    if (din && stride == 2 && Cin >= (v2 == ISA_AVX512 ? 16 : 8)
+        && din2(ctx, v2, din, acc, dout, w, B, Cin, H, W, Cout))
+        din = NULL;
     if (din && stride == 2) {   /* no workspace */
         int Ho = rt_conv_out(H, 3, 2, 1), Wo = rt_conv_out(W, 3, 2, 1);
         int v = isa() == ISA_AVX512 && Wo >= 12 ? ISA_AVX512 : ISA_AVX2;

@@ -17,11 +17,11 @@ enum { RT_CONV3X3_DATA = 1, RT_CONV3X3_WEIGHTS = 2, RT_CONV3X3_FORWARD = 4 };
 int rt_conv3x3_taken(int what, int Cin, int Cout, int K, int stride, int pad);
 
 /* Compute the conv directly and return 1, or return 0 having touched
- * nothing (shape not taken, or ctx->scratch too small for one padded
- * chunk where a padded copy is used: stride 2 with 8-wide vectors or
- * paired rows, and the stride-2 weight gradient): the caller then runs
- * im2col + GEMM. The padded images live in ctx->scratch (a workspace of
- * rt_conv2d_scratch_bytes is enough); stride 1 needs none. */
+ * nothing (shape not taken, or ctx->scratch too small for one chunk where
+ * stride 2 needs a workspace: the padded copy with 8-wide vectors, the
+ * transposed weights or output gradient with the channels in the lanes):
+ * the caller then runs im2col + GEMM. The workspace is ctx->scratch (one
+ * of rt_conv2d_scratch_bytes is enough); stride 1 needs none. */
 int rt_conv3x3_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
                        int B, int Cin, int H, int W, int Cout, int stride);
 /* As rt_conv2d_backward for one of din (+)= per acc, dw += (the other

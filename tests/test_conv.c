@@ -13,6 +13,9 @@
  *   - the same bytes for 1 and 2 threads (no summation order depends on the
  *     thread count);
  *   - a 64-channel 32x32 image, read in several chunks;
+ *   - stride 2 with the channels in the vector lanes: partial vectors of
+ *     channels, the weights or sums in several chunks of channels, a
+ *     single row or column;
  *   - stride 1 reads the input unpadded (masked loads at the borders): one
  *     pixel, single rows, odd heights, paired 8-wide rows (AVX-512);
  *   - the pointwise (1x1) kernels the same way.
@@ -54,6 +57,11 @@ static const Shape shapes[] = {
     {2, 7, 10, 8, 16, 1},   {1, 16, 8, 8, 17, 1},
     /* stride-2 input gradient: odd and even sizes, rows of 1..3 vectors */
     {2, 7, 33, 35, 13, 2},  {1, 5, 3, 3, 3, 2},     {2, 9, 4, 65, 8, 2},
+    /* stride 2 with channels in the lanes (AVX-512): partial channel
+     * vectors, odd sizes, rows of 8 + 1 pixels, and many channel chunks
+     * (the weights' transposed copy outgrows the workspace) */
+    {2, 20, 9, 11, 24, 2},  {1, 17, 6, 18, 40, 2},  {1, 16, 6, 6, 48, 2},
+    {2, 16, 1, 9, 17, 2},   {1, 17, 9, 1, 16, 2},
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
 
