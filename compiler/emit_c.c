@@ -428,11 +428,14 @@ static int emit_conv_bn(const Emit *e, int c)
     return reader;
 }
 
-/* In a stored build's forward pass, the sum that an inference forward
- * computes within the 3x3 stride-1 conv node c (rt_conv2d_sum_eval): the
- * one live reader of c's output, right after c, a sum of c and one other
- * term computed before c, with numbers for coefficients, whose output
- * shares no memory with c's input or the other term; else 0. */
+/* In a stored build's forward pass, the sum that the training and the
+ * inference forward compute within the 3x3 stride-1 conv node c
+ * (rt_conv2d_sum_train, rt_conv2d_sum_eval): the one live reader of c's
+ * output, right after c, a sum of c and one other term computed before c,
+ * with numbers for coefficients, whose output shares no memory with c's
+ * input or the other term; else 0. Nothing reads c's output but that sum,
+ * whose backward needs only its output's gradient (number coefficients),
+ * so the training forward need not store it. */
 static int emit_conv_sum(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
@@ -511,12 +514,15 @@ void emit_forward_node(Emit *e, const IrNode *n)
     switch (n->op) {
     case OP_CONV:
         if ((bnc = emit_conv_sum(e, n->id))) {
-            /* inference: the sum reading this conv within it */
+            /* the sum reading this conv within it: training (as the sum
+             * rounds it; the conv's output is scratch) and inference */
             const IrNode *sn = &e->g->nodes[bnc];
             int kc = sn->in[1] == n->id;
-            emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, "
-                   "%d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
-                   is->h, is->w, n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+            emit_f(e, "    if (train)  /* with its sum */\n        FN(rt_conv2d_sum_train%s)(ctx, "
+                   "%s, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, (%s)%s, %s, (%s)%s);\n", S,
+                   emit_out(e, bnc), out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h,
+                   is->w, n->u.conv.cout, e->T, emit_num(e, sn->u.sum.coef[kc].c0),
+                   emit_out(e, sn->in[1 - kc]), e->T, emit_num(e, sn->u.sum.coef[1 - kc].c0));
             emit_f(e, "    else    /* with its sum */\n        FN(rt_conv2d_sum_eval%s)(ctx, %s, "
                    "%s, %s, B, %d, %d, %d, %d, 3, 1, 1, %s, %s, %s);\n", S,
                    emit_out(e, bnc), in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
@@ -570,11 +576,14 @@ void emit_forward_node(Emit *e, const IrNode *n)
                emit_num(e, n->u.bn.eps));
         break;
     case OP_SUM: {
-        bool sum_in_conv = false;   /* its inference forward ran in a conv (emit_conv_sum) */
+        bool sum_in_conv = false;   /* it ran in a conv (emit_conv_sum) */
         for (int k = 0; k < n->nin; k++)
             sum_in_conv = sum_in_conv || emit_conv_sum(e, n->in[k]) == n->id;
-        emit_f(e, "    %s{%s\n", sum_in_conv ? "if (train) " : "",
-               sum_in_conv ? "    /* inference: with its conv above */" : "");
+        if (sum_in_conv) {
+            emit_f(e, "    /* computed with its conv above (rt_conv2d_sum_train / _eval) */\n");
+            break;
+        }
+        emit_f(e, "    {\n");
         emit_coefs(e, n);
         emit_xs(e, n);
         emit_f(e, "        FN(rt_sum_forward%s)(ctx, %s, %d, xs, c, nB * %zu);\n    }\n", S, out,

@@ -257,19 +257,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 8 stage1.step0.grad.gelu0 = gelu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_forward)(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.gelu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 32768 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 32768 * nB, 1);
     /* 10 stage1.x1 = sum(stem.leaky_relu0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 32768 * nB, act + 131072 * nB };
-        FN(rt_sum_forward)(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 11 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 147456 * nB, P + 5136, P + 5152, B, 16, 1024, 0.1, 1e-05);

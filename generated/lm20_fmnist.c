@@ -278,19 +278,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 50176 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act, act + 50176 * nB };
-        FN(rt_sum_forward)(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.1, 1e-05, nB * 25088);
