@@ -290,7 +290,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage2.step0.grad.silu0 = silu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     FN(rt_silu_forward)(ctx, act + 225792 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
     /* 23 stage2.step0.grad.conv1 = conv(stage2.step0.grad.silu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 24 stage2.shortcut0 = pad(stage1.x2): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 238336 * nB, act + 188160 * nB, B, 16, 28, 28, 32, 2);
 }
@@ -306,14 +306,10 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 238336 * nB, act + 232064 * nB };
-        FN(rt_sum_forward)(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 244608 * nB, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 238336 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 244608 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 238336 * nB, 1);
     /* 26 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 232064 * nB, fix + 256, fix + 288, buf + 256, buf + 288, act + 244608 * nB, P + 23440, P + 23472, B, 32, 196, 0.1, 1e-05);

@@ -1258,18 +1258,14 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 132 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 133 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1228800 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 134 stage2.shortcut0 = pad(stage1.x18): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 1236992 * nB, act + 1196032 * nB, B, 16, 32, 32, 32, 2);
     /* 135 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1236992 * nB, act + 1228800 * nB };
-        FN(rt_sum_forward)(ctx, act + 1245184 * nB, 2, xs, c, nB * 8192);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1245184 * nB, act + 1228800 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1236992 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1245184 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1236992 * nB, 1);
     /* 136 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1228800 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.1, 1e-05, nB * 614400);
@@ -1772,18 +1768,14 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 259 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 260 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1810432 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 261 stage3.shortcut0 = pad(stage2.x18): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 1814528 * nB, act + 1794048 * nB, B, 32, 16, 16, 64, 2);
     /* 262 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1814528 * nB, act + 1810432 * nB };
-        FN(rt_sum_forward)(ctx, act + 1818624 * nB, 2, xs, c, nB * 4096);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1818624 * nB, act + 1810432 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1814528 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1818624 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1814528 * nB, 1);
     /* 263 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1810432 * nB, fix + 3616, fix + 3680, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.1, 1e-05, nB * 905216);

@@ -727,18 +727,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 69 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 638976 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 71 stage2.shortcut0 = pad(stage1.x9): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 647168 * nB, act + 606208 * nB, B, 16, 32, 32, 32, 2);
     /* 72 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 647168 * nB, act + 638976 * nB };
-        FN(rt_sum_forward)(ctx, act + 655360 * nB, 2, xs, c, nB * 8192);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 655360 * nB, act + 638976 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 647168 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 655360 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 647168 * nB, 1);
 }
 
 /* Forward, part 4 of 9. */
@@ -992,18 +988,14 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 133 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 134 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 925696 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 135 stage3.shortcut0 = pad(stage2.x9): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 929792 * nB, act + 909312 * nB, B, 32, 16, 16, 64, 2);
     /* 136 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 929792 * nB, act + 925696 * nB };
-        FN(rt_sum_forward)(ctx, act + 933888 * nB, 2, xs, c, nB * 4096);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 933888 * nB, act + 925696 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 929792 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 933888 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 929792 * nB, 1);
     /* 137 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 925696 * nB, fix + 1888, fix + 1952, buf + 1888, buf + 1952, act + 933888 * nB, P + 260368, P + 260432, B, 64, 64, 0.1, 1e-05, nB * 462848);
