@@ -11,16 +11,32 @@
  * RT_BN_PART doubles: p[0] = x[0], the shift k; p[1 + l] the sum of
  * x[i] - k and p[9 + l] that of (x[i] - k)^2 over the i with i % 8 == l,
  * each lane in the order of i. A plane may arrive in pieces (rows, in
- * order): rt_bn_part_row(p, x, n, i0) adds elements i0 .. i0+n-1 and starts
- * the partial at i0 == 0. */
+ * order): bn_part_row(p, x, n, i0) (bn_part_row_d for doubles) adds
+ * elements i0 .. i0+n-1 and starts the partial at i0 == 0 (winograd.c has
+ * an AVX-512 / AVX2 twin: lane-wise the same operations). A channel's
+ * statistics add its planes' partials image by image, lane by lane
+ * (rt_bn_acc_add), then the lanes (rt_bn_acc_final): whatever the thread
+ * count, since each thread gathers whole planes.
+ *
+ * Why per image and shifted by each plane's first element: the conv
+ * gathers its images on several threads at once, none knowing another
+ * image's values, and the shift keeps sum((x - k)^2) - n (mean - k)^2
+ * from cancelling (the first element lies within a few standard deviations
+ * of the mean). */
 #ifndef OPTC_BNPART_H
 #define OPTC_BNPART_H
 
 #include <stddef.h>
+#include <string.h>
 
 #define RT_BN_PART 17
 
-#define RT_BN_PART_ROW(NAME, T)                                                              \
+/* Vectors of 8 doubles and of 8 elements (GCC's generic vectors: each
+ * target splits them into its own registers, lane by lane). */
+typedef double rt_bn_v8d __attribute__((vector_size(64)));
+typedef float rt_bn_v8f __attribute__((vector_size(32)));
+
+#define RT_BN_PART_ROW(NAME, T, VT)                                                          \
     static inline __attribute__((always_inline)) void NAME(double *p, const T *x, int n,     \
                                                            size_t i0)                        \
     {                                                                                        \
@@ -31,18 +47,19 @@
         }                                                                                    \
         double k = p[0];                                                                     \
         int j = 0;                                                                           \
-        if ((i0 & 7) == 0 && n >= 8) {  /* whole lanes: one vector of 8 sums each */         \
-            double s[8], q[8];                                                               \
-            for (int l = 0; l < 8; l++)                                                      \
-                s[l] = p[1 + l], q[l] = p[9 + l];                                            \
-            for (; j + 8 <= n; j += 8)                                                       \
-                for (int l = 0; l < 8; l++) {                                                \
-                    double d = (double)x[j + l] - k;                                         \
-                    s[l] += d;                                                               \
-                    q[l] += d * d;                                                           \
-                }                                                                            \
-            for (int l = 0; l < 8; l++)                                                      \
-                p[1 + l] = s[l], p[9 + l] = q[l];                                            \
+        if ((i0 & 7) == 0 && n >= 8) {  /* whole lanes: lane l of the vectors */             \
+            rt_bn_v8d s, q, kv = {k, k, k, k, k, k, k, k};                                   \
+            memcpy(&s, p + 1, sizeof s);                                                     \
+            memcpy(&q, p + 9, sizeof q);                                                     \
+            for (; j + 8 <= n; j += 8) {                                                     \
+                VT v;                                                                        \
+                memcpy(&v, x + j, sizeof v);                                                 \
+                rt_bn_v8d d = __builtin_convertvector(v, rt_bn_v8d) - kv;                    \
+                s += d;                                                                      \
+                q += d * d;                                                                  \
+            }                                                                                \
+            memcpy(p + 1, &s, sizeof s);                                                     \
+            memcpy(p + 9, &q, sizeof q);                                                     \
         }                                                                                    \
         for (; j < n; j++) {                                                                 \
             int l = (int)((i0 + (size_t)j) & 7);                                             \
@@ -51,29 +68,48 @@
             p[9 + l] += d * d;                                                               \
         }                                                                                    \
     }
-RT_BN_PART_ROW(bn_part_row, float)
-RT_BN_PART_ROW(bn_part_row_d, double)
+RT_BN_PART_ROW(bn_part_row, float, rt_bn_v8f)
+RT_BN_PART_ROW(bn_part_row_d, double, rt_bn_v8d)
 
-/* Adds the partial p of a plane of n elements to a channel's running count,
- * mean and sum of squared deviations (cnt = 0 to start), the images in
- * order: Chan, Golub and LeVeque's pairwise update. */
-static inline __attribute__((always_inline)) void rt_bn_part_add(double *cnt, double *mean,
-                                                                 double *m2, const double *p,
-                                                                 int n)
+/* A channel's sums over the planes so far, image by image: k the first
+ * plane's shift, s[l] and q[l] the sums of x - k and (x - k)^2 over lane l
+ * of every plane. */
+typedef struct {
+    double k;
+    rt_bn_v8d s, q;
+} RtBnAcc;
+
+/* Adds plane partial p (n elements) to a (first: the first plane, which
+ * sets the shift), lane by lane: a plane shifted by k' = k + e has
+ * sum(x - k) = s' + n_l e and sum((x - k)^2) = q' + 2 e s' + n_l e^2. */
+static inline __attribute__((always_inline)) void rt_bn_acc_add(RtBnAcc *a, const double *p,
+                                                                int n, int first)
 {
-    double s = ((p[1] + p[2]) + (p[3] + p[4])) + ((p[5] + p[6]) + (p[7] + p[8]));
-    double q = ((p[9] + p[10]) + (p[11] + p[12])) + ((p[13] + p[14]) + (p[15] + p[16]));
-    double nb = (double)n, dm = s / nb, mb = p[0] + dm, qb = q - s * dm;
-    if (qb < 0)
-        qb = 0;
-    if (*cnt == 0) {
-        *cnt = nb, *mean = mb, *m2 = qb;
+    rt_bn_v8d s, q;
+    memcpy(&s, p + 1, sizeof s);
+    memcpy(&q, p + 9, sizeof q);
+    if (first) {
+        a->k = p[0], a->s = s, a->q = q;
         return;
     }
-    double na = *cnt, nt = na + nb, delta = mb - *mean;
-    *mean += delta * (nb / nt);
-    *m2 += qb + delta * delta * (na * nb / nt);
-    *cnt = nt;
+    double e = p[0] - a->k, nb = (double)(n / 8);
+    rt_bn_v8d ev = {e, e, e, e, e, e, e, e}, nl = {nb, nb, nb, nb, nb, nb, nb, nb};
+    for (int l = 0; l < n % 8; l++)
+        nl[l] += 1;
+    a->s += s + nl * ev;
+    a->q += q + (ev + ev) * s + nl * (ev * ev);
+}
+
+/* The mean and the sum of squared deviations of the N elements summed in a. */
+static inline __attribute__((always_inline)) void rt_bn_acc_final(const RtBnAcc *a, size_t N,
+                                                                  double *mean, double *m2)
+{
+    rt_bn_v8d s = a->s, q = a->q;
+    double S = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    double Q = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
+    double dm = S / (double)N;
+    *mean = a->k + dm;
+    *m2 = Q - S * dm;
 }
 
 #endif

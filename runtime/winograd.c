@@ -386,11 +386,20 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
                     (big ? put_row_bn_avx512 : put_row_bn_avx2)(d, o, W, sc, sh, ep->relu);
                 else
                     (big ? put_row_avx512 : put_row_avx2)(d, o, W, acc);
-                if (ep && ep->part)     /* the row just written, from L1 */
-                    (big ? put_row_part_avx512 : put_row_part_avx2)(
-                        ep->part + ((size_t)b * K + k) * RT_BN_PART, d, W,
-                        (size_t)(m * ty + y) * W);
             }
+        }
+        /* the BN partials of the rows just written (contiguous in each
+         * image's plane), one call per image of the group */
+        for (int r0 = 0, r1; ep && ep->part && r0 < nr; r0 = r1) {
+            int b = (g0 + r0) / nty, y0 = m * ((g0 + r0) % nty), y1;
+            for (r1 = r0 + 1; r1 < nr && (g0 + r1) / nty == b; r1++)
+                ;
+            y1 = m * ((g0 + r1 - 1) % nty + 1);
+            if (y1 > H)
+                y1 = H;
+            (big ? put_row_part_avx512 : put_row_part_avx2)(
+                ep->part + ((size_t)b * K + k) * RT_BN_PART,
+                out + ((size_t)b * K + k) * hw + (size_t)y0 * W, (y1 - y0) * W, (size_t)y0 * W);
         }
     }
 }
