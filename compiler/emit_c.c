@@ -465,82 +465,6 @@ static int emit_conv_sum(const Emit *e, int c)
     return reader;
 }
 
-/* Doubles of one plane's BN partial (runtime/bnpart.h RT_BN_PART). */
-#define EMIT_BN_PART 17
-
-/* In a stored build's training forward, the BN (fused with its relu)
- * whose batch statistics the 3x3 stride-1 conv node c gathers as it copies
- * its output out (rt_conv2d_forward_part, or rt_conv2d_sum_train for the
- * sum computed within c: the partials of the sum's output), into the
- * memory of the relu's output, which nothing holds until the BN's step;
- * else 0. That BN is the next live node after c (or its sum), reads that
- * tensor whole, and its relu's output buffer can hold the partials
- * (EMIT_BN_PART doubles per plane, 8-byte aligned) and shares no memory
- * with the tensors the conv reads or writes (but c's own output when a sum
- * is computed within c: read before the partials are written). */
-static int emit_stats_bn(const Emit *e, int c)
-{
-    const IrGraph *g = e->g;
-    if (!emit_fusable_conv(e, c))
-        return 0;
-    int s = emit_conv_sum(e, c), t = s ? s : c, bn = 0;
-    for (int j = t + 1; j < g->nnodes && !bn; j++)
-        if (e->p->nodes[j].live)
-            bn = j;
-    if (!bn)
-        return 0;
-    const IrNode *b = &g->nodes[bn];
-    int r = e->p->nodes[bn].fuse;
-    if (b->op != OP_BN || b->nin != 1 || b->in[0] != t || !r || r == g->output
-        || emit_prefix_stride(e, t))
-        return 0;
-    if ((size_t)b->shape.h * b->shape.w * sizeof(float) < EMIT_BN_PART * sizeof(double))
-        return 0;
-    int ro = e->p->nodes[r].out;
-    if (ro < 0 || e->p->bufs[ro].off_a % 2 || e->p->bufs[ro].off_b % 2)
-        return 0;
-    const IrNode *n = &g->nodes[c];
-    /* with a sum, c's own output is written (where Winograd does not
-     * take the conv) and read before the partials are */
-    if (emit_bufs_overlap(e->p, ro, e->p->nodes[n->in[0]].out)
-        || emit_bufs_overlap(e->p, ro, e->p->nodes[t].out))
-        return 0;
-    if (s) {
-        const IrNode *sn = &g->nodes[s];
-        int o = sn->in[sn->in[1] == c ? 0 : 1];
-        if (emit_bufs_overlap(e->p, ro, e->p->nodes[o].out))
-            return 0;
-    }
-    return bn;
-}
-
-/* The conv node (c, or the conv whose sum is c) that gathers BN node bn's
- * statistics (emit_stats_bn); else 0. */
-static int emit_stats_conv(const Emit *e, int bn)
-{
-    const IrNode *b = &e->g->nodes[bn];
-    if (b->op != OP_BN || b->nin != 1 || e->bwd || e->p->sched)
-        return 0;
-    int t = b->in[0];
-    const IrNode *tn = &e->g->nodes[t];
-    if (tn->op == OP_CONV)
-        return emit_stats_bn(e, t) == bn ? t : 0;
-    if (tn->op == OP_SUM && tn->nin == 2)
-        for (int k = 0; k < 2; k++)
-            if (e->g->nodes[tn->in[k]].op == OP_CONV && emit_stats_bn(e, tn->in[k]) == bn)
-                return tn->in[k];
-    return 0;
-}
-
-/* The partials' address: the output of BN node bn's relu, as doubles. */
-static const char *emit_part(Emit *e, int bn)
-{
-    char *s = e->ring[e->ringpos++ % 64];
-    snprintf(s, sizeof e->ring[0], "(double *)(void *)(%s)",
-             emit_out(e, e->p->nodes[bn].fuse));
-    return s;
-}
-
 /* The fused conv c and sum s (emit_conv_sum), training and inference. */
 static void emit_conv_sum_call(Emit *e, int c, int s)
 {
@@ -549,13 +473,11 @@ static void emit_conv_sum_call(Emit *e, int c, int s)
     const IrShape *is = &e->g->nodes[n->in[0]].shape;
     const char *in = emit_out(e, n->in[0]);
     int kc = sn->in[1] == c;
-    int bn = emit_stats_bn(e, c);
-    emit_f(e, "    if (train)  /* with its sum%s */\n        FN(rt_conv2d_sum_train%s)(ctx, "
-           "%s, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, (%s)%s, %s, (%s)%s, %s);\n",
-           bn ? " and the next bn's statistics" : "", S, emit_out(e, s), emit_out(e, c), in,
-           emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout, e->T,
-           emit_num(e, sn->u.sum.coef[kc].c0), emit_out(e, sn->in[1 - kc]), e->T,
-           emit_num(e, sn->u.sum.coef[1 - kc].c0), bn ? emit_part(e, bn) : "NULL");
+    emit_f(e, "    if (train)  /* with its sum */\n        FN(rt_conv2d_sum_train%s)(ctx, "
+           "%s, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, (%s)%s, %s, (%s)%s);\n", S,
+           emit_out(e, s), emit_out(e, c), in, emit_param(e, "P", n->u.conv.w), is->c, is->h,
+           is->w, n->u.conv.cout, e->T, emit_num(e, sn->u.sum.coef[kc].c0),
+           emit_out(e, sn->in[1 - kc]), e->T, emit_num(e, sn->u.sum.coef[1 - kc].c0));
     emit_f(e, "    else    /* with its sum */\n        FN(rt_conv2d_sum_eval%s)(ctx, %s, "
            "%s, %s, B, %d, %d, %d, %d, 3, 1, 1, %s, %s, %s);\n", S,
            emit_out(e, s), in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
@@ -588,23 +510,12 @@ void emit_forward_node(Emit *e, const IrNode *n)
         if (xs)
             snprintf(xsa, sizeof xsa, ", %zu", xs);
         out = emit_out(e, r);
-        if (emit_stats_conv(e, n->id))  /* its statistics gathered by the conv above */
-            emit_f(e, "    if (train)  /* statistics from the conv above */\n        "
-                   "FN(rt_bn_relu_forward_train_part%s)(ctx, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                   "B, %d, %d, %s, %s, nB * %zu);\n", S, out, emit_buf(e, pn->save0),
-                   emit_buf(e, pn->save1), emit_param(e, "buf", n->u.bn.mean),
-                   emit_param(e, "buf", n->u.bn.var), in, emit_part(e, n->id),
-                   emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
-                   n->shape.c, n->shape.h * n->shape.w, emit_num(e, n->u.bn.momentum),
-                   emit_num(e, n->u.bn.eps), site);
-        else
-            emit_f(e, "    if (train)\n        FN(rt_bn_relu_forward_train%s%s)(ctx, %s, %s, %s, "
-                   "%s, %s, %s, %s, %s, B, %d, %d, %s, %s, nB * %zu%s);\n", xs ? "_strided" : "",
-                   S, out, emit_buf(e, pn->save0), emit_buf(e, pn->save1),
-                   emit_param(e, "buf", n->u.bn.mean), emit_param(e, "buf", n->u.bn.var), in,
-                   emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
-                   n->shape.c, n->shape.h * n->shape.w, emit_num(e, n->u.bn.momentum),
-                   emit_num(e, n->u.bn.eps), site, xsa);
+        emit_f(e, "    if (train)\n        FN(rt_bn_relu_forward_train%s%s)(ctx, %s, %s, %s, %s, "
+               "%s, %s, %s, %s, B, %d, %d, %s, %s, nB * %zu%s);\n", xs ? "_strided" : "", S, out,
+               emit_buf(e, pn->save0), emit_buf(e, pn->save1), emit_param(e, "buf", n->u.bn.mean),
+               emit_param(e, "buf", n->u.bn.var), in, emit_param(e, "P", n->u.bn.gamma),
+               emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
+               emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps), site, xsa);
         if (in_conv) {
             emit_f(e, "    /* inference: with its conv above */\n");
             return;
@@ -638,21 +549,13 @@ void emit_forward_node(Emit *e, const IrNode *n)
                 emit_conv_sum_call(e, n->id, bnc);
             break;
         }
-        int stb = emit_stats_bn(e, n->id);    /* training: the next BN's statistics */
         if ((bnc = emit_conv_bn(e, n->id))) {
             /* inference: the BN reading this conv (and its relu) within it */
             const IrNode *bn = &e->g->nodes[bnc];
             int r = e->p->nodes[bnc].fuse;
-            if (stb)
-                emit_f(e, "    if (train)  /* and the bn's statistics */\n        "
-                       "FN(rt_conv2d_forward_part%s)(ctx, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, "
-                       "%s);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h,
-                       is->w, n->u.conv.cout, emit_part(e, stb));
-            else
-                emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, "
-                       "%d, %d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w),
-                       is->c, is->h, is->w, n->u.conv.cout, n->u.conv.k, n->u.conv.stride,
-                       n->u.conv.pad);
+            emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, "
+                   "%d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
+                   is->h, is->w, n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
             emit_f(e, "    else    /* with its %s */\n        FN(rt_conv2d_bn_eval%s)(ctx, %s, "
                    "%s, %s, B, %d, %d, %d, %d, %d, %d, %d, %s, %s, %s, %s, %s, %d, nB * %zu);\n",
                    r ? "bn and relu" : "bn", S, emit_out(e, r ? r : bnc), in,
@@ -665,14 +568,7 @@ void emit_forward_node(Emit *e, const IrNode *n)
         }
         /* a forward pass's 3x3 stride-1 convs pass train on: inference may
          * take a faster kernel (rt.h); a backward's recomputation may not */
-        if (stb)
-            emit_f(e, "    if (train)  /* and the bn's statistics */\n        "
-                   "FN(rt_conv2d_forward_part%s)(ctx, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, "
-                   "%s);\n    else\n        FN(rt_conv2d_forward_mode%s)(ctx, 0, %s, %s, %s, B, "
-                   "%d, %d, %d, %d, 3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w),
-                   is->c, is->h, is->w, n->u.conv.cout, emit_part(e, stb), S, out, in,
-                   emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout);
-        else if (!e->bwd && n->u.conv.k == 3 && n->u.conv.stride == 1 && n->u.conv.pad == 1)
+        if (!e->bwd && n->u.conv.k == 3 && n->u.conv.stride == 1 && n->u.conv.pad == 1)
             emit_f(e, "    FN(rt_conv2d_forward_mode%s)(ctx, train, %s, %s, %s, B, %d, %d, %d, %d, "
                    "3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h,
                    is->w, n->u.conv.cout);

@@ -258,7 +258,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_gelu_forward)(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.gelu0): 16x32x32 -> 16x32x32 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 32768 * nB, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 32768 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 32768 * nB, 1);
     /* 10 stage1.x1 = sum(stem.leaky_relu0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
@@ -357,7 +357,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     FN(rt_pad_forward)(ctx, act + 409600 * nB, act + 344064 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 417792 * nB, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 409600 * nB, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 417792 * nB, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 409600 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 417792 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 409600 * nB, 1);
     /* 33 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */

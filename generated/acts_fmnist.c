@@ -238,7 +238,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_silu_forward)(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.silu0): 16x28x28 -> 16x28x28 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 25088 * nB, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 25088 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 112896 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 25088 * nB, 1);
     /* 10 stage1.x1 = sum(stem.gelu0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
@@ -307,7 +307,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 244608 * nB, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 238336 * nB, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 244608 * nB, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 238336 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 244608 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 238336 * nB, 1);
     /* 26 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
@@ -330,7 +330,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     FN(rt_silu_forward)(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
     /* 31 stage2.step1.grad.conv1 = conv(stage2.step1.grad.silu0): 32x14x14 -> 32x14x14 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 275968 * nB, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 244608 * nB, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 275968 * nB, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 244608 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 244608 * nB, 1);
     /* 32 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */

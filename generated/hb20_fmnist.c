@@ -258,38 +258,38 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 25088 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1, (double *)(void *)(act + 37632 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1, P + 2480, P + 2496, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, (double *)(void *)(act + 37632 * nB), P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05, nB * 12544);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05, nB * 12544);
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1, (double *)(void *)(act + 50176 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, (double *)(void *)(act + 50176 * nB), P + 4816, P + 4832, B, 16, 784, 0.1, 1e-05, nB * 25088);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4816, P + 4832, B, 16, 784, 0.1, 1e-05, nB * 25088);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 50176 * nB, act + 62720 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1e-05, nB * 25088);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 75264 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, (double *)(void *)(act + 87808 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 75264 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 87808 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, P + 7152, P + 7168, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, (double *)(void *)(act + 87808 * nB), P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05, nB * 37632);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05, nB * 37632);
     /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -313,13 +313,13 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 125440 * nB, act + 100352 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, (double *)(void *)(act + 137984 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 125440 * nB, act + 100352 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 137984 * nB, act + 100352 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, P + 11824, P + 11840, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, (double *)(void *)(act + 137984 * nB), P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05, nB * 62720);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05, nB * 62720);
     /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -368,25 +368,25 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 194432 * nB, (T)1, (double *)(void *)(act + 188160 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 194432 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 200704 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 194432 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 188160 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, (double *)(void *)(act + 188160 * nB), P + 28080, P + 28112, B, 32, 196, 0.1, 1e-05, nB * 94080);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 188160 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.1, 1e-05, nB * 94080);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 188160 * nB, act + 200704 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1e-05, nB * 94080);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 206976 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, (double *)(void *)(act + 213248 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 206976 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 213248 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, P + 37360, P + 37392, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, (double *)(void *)(act + 213248 * nB), P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05, nB * 100352);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05, nB * 100352);
     /* inference: with its conv above */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -410,13 +410,13 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 219520 * nB, act + 194432 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, (double *)(void *)(act + 232064 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 219520 * nB, act + 194432 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 232064 * nB, act + 194432 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, P + 55920, P + 55952, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 219520 * nB, (double *)(void *)(act + 232064 * nB), P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05, nB * 112896);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 219520 * nB, P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05, nB * 112896);
     /* inference: with its conv above */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -465,25 +465,25 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 260288 * nB, (T)1, (double *)(void *)(act + 257152 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 260288 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 263424 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 260288 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 257152 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, (double *)(void *)(act + 257152 * nB), P + 120688, P + 120752, B, 64, 49, 0.1, 1e-05, nB * 128576);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 257152 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.1, 1e-05, nB * 128576);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 257152 * nB, act + 263424 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1e-05, nB * 128576);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 266560 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, (double *)(void *)(act + 269696 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 266560 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, P + 157680, P + 157744, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, (double *)(void *)(act + 269696 * nB), P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05, nB * 131712);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05, nB * 131712);
     /* inference: with its conv above */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -507,13 +507,13 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 272832 * nB, act + 260288 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, (double *)(void *)(act + 279104 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 272832 * nB, act + 260288 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 279104 * nB, act + 260288 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, P + 231664, P + 231728, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 272832 * nB, (double *)(void *)(act + 279104 * nB), P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05, nB * 137984);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 272832 * nB, P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05, nB * 137984);
     /* inference: with its conv above */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */

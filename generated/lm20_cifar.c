@@ -267,38 +267,38 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 32768 * nB, act + 16384 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1, (double *)(void *)(act + 49152 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1, P + 2769, P + 2785, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, (double *)(void *)(act + 49152 * nB), P + 2769, P + 2785, B, 16, 1024, 0.1, 1e-05, nB * 16384);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2769, P + 2785, B, 16, 1024, 0.1, 1e-05, nB * 16384);
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1, (double *)(void *)(act + 65536 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, (double *)(void *)(act + 65536 * nB), P + 5106, P + 5122, B, 16, 1024, 0.1, 1e-05, nB * 32768);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5106, P + 5122, B, 16, 1024, 0.1, 1e-05, nB * 32768);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 65536 * nB, act + 81920 * nB, P + 5106, P + 5122, buf + 64, buf + 80, B, 16, 1024, 1e-05, nB * 32768);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1, (double *)(void *)(act + 114688 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1, P + 7442, P + 7458, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, (double *)(void *)(act + 114688 * nB), P + 7442, P + 7458, B, 16, 1024, 0.1, 1e-05, nB * 49152);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7442, P + 7458, B, 16, 1024, 0.1, 1e-05, nB * 49152);
     /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -322,13 +322,13 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 180224 * nB, act + 163840 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1, (double *)(void *)(act + 196608 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 163840 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 196608 * nB, act + 163840 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1, P + 12115, P + 12131, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 180224 * nB, (double *)(void *)(act + 196608 * nB), P + 12115, P + 12131, B, 16, 1024, 0.1, 1e-05, nB * 81920);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 180224 * nB, P + 12115, P + 12131, B, 16, 1024, 0.1, 1e-05, nB * 81920);
     /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -377,25 +377,25 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 286720 * nB, act + 229376 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 294912 * nB, act + 278528 * nB, act + 270336 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 286720 * nB, (T)1, (double *)(void *)(act + 278528 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 294912 * nB, act + 278528 * nB, act + 270336 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 286720 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 294912 * nB, act + 270336 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 286720 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 278528 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 294912 * nB, (double *)(void *)(act + 278528 * nB), P + 28373, P + 28405, B, 32, 256, 0.1, 1e-05, nB * 122880);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 278528 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 294912 * nB, P + 28373, P + 28405, B, 32, 256, 0.1, 1e-05, nB * 122880);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 278528 * nB, act + 294912 * nB, P + 28373, P + 28405, buf + 288, buf + 320, B, 32, 256, 1e-05, nB * 122880);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 303104 * nB, act + 278528 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1, (double *)(void *)(act + 311296 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 303104 * nB, act + 278528 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 311296 * nB, act + 278528 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1, P + 37653, P + 37685, buf + 352, buf + 384, 1e-05, 1, nB * 131072);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 311296 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 303104 * nB, (double *)(void *)(act + 311296 * nB), P + 37653, P + 37685, B, 32, 256, 0.1, 1e-05, nB * 131072);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 303104 * nB, P + 37653, P + 37685, B, 32, 256, 0.1, 1e-05, nB * 131072);
     /* inference: with its conv above */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -419,13 +419,13 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 344064 * nB, act + 335872 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1, (double *)(void *)(act + 352256 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 344064 * nB, act + 335872 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 352256 * nB, act + 335872 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1, P + 56214, P + 56246, buf + 480, buf + 512, 1e-05, 1, nB * 147456);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 352256 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 344064 * nB, (double *)(void *)(act + 352256 * nB), P + 56214, P + 56246, B, 32, 256, 0.1, 1e-05, nB * 147456);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 352256 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 344064 * nB, P + 56214, P + 56246, B, 32, 256, 0.1, 1e-05, nB * 147456);
     /* inference: with its conv above */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -474,25 +474,25 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 397312 * nB, act + 368640 * nB, B, 32, 16, 16, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 401408 * nB, act + 393216 * nB, act + 389120 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 397312 * nB, (T)1, (double *)(void *)(act + 393216 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 401408 * nB, act + 393216 * nB, act + 389120 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 397312 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 401408 * nB, act + 389120 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 397312 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 393216 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 401408 * nB, (double *)(void *)(act + 393216 * nB), P + 120984, P + 121048, B, 64, 64, 0.1, 1e-05, nB * 167936);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 393216 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 401408 * nB, P + 120984, P + 121048, B, 64, 64, 0.1, 1e-05, nB * 167936);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 393216 * nB, act + 401408 * nB, P + 120984, P + 121048, buf + 736, buf + 800, B, 64, 64, 1e-05, nB * 167936);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 405504 * nB, act + 393216 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1, (double *)(void *)(act + 409600 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 405504 * nB, act + 393216 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 409600 * nB, act + 393216 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1, P + 157976, P + 158040, buf + 864, buf + 928, 1e-05, 1, nB * 172032);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 409600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 405504 * nB, (double *)(void *)(act + 409600 * nB), P + 157976, P + 158040, B, 64, 64, 0.1, 1e-05, nB * 172032);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 409600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 405504 * nB, P + 157976, P + 158040, B, 64, 64, 0.1, 1e-05, nB * 172032);
     /* inference: with its conv above */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -516,13 +516,13 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 425984 * nB, act + 421888 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1, (double *)(void *)(act + 430080 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 425984 * nB, act + 421888 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 430080 * nB, act + 421888 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1, P + 231961, P + 232025, buf + 1120, buf + 1184, 1e-05, 1, nB * 180224);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 430080 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 425984 * nB, (double *)(void *)(act + 430080 * nB), P + 231961, P + 232025, B, 64, 64, 0.1, 1e-05, nB * 180224);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 430080 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 425984 * nB, P + 231961, P + 232025, B, 64, 64, 0.1, 1e-05, nB * 180224);
     /* inference: with its conv above */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */

@@ -267,38 +267,38 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 25088 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1, (double *)(void *)(act + 37632 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1, P + 2481, P + 2497, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, (double *)(void *)(act + 37632 * nB), P + 2481, P + 2497, B, 16, 784, 0.1, 1e-05, nB * 12544);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2481, P + 2497, B, 16, 784, 0.1, 1e-05, nB * 12544);
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1, (double *)(void *)(act + 50176 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, (double *)(void *)(act + 50176 * nB), P + 4818, P + 4834, B, 16, 784, 0.1, 1e-05, nB * 25088);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.1, 1e-05, nB * 25088);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 50176 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1e-05, nB * 25088);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 75264 * nB, act + 50176 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1, (double *)(void *)(act + 87808 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 75264 * nB, act + 50176 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 87808 * nB, act + 50176 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1, P + 7154, P + 7170, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, (double *)(void *)(act + 87808 * nB), P + 7154, P + 7170, B, 16, 784, 0.1, 1e-05, nB * 37632);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7154, P + 7170, B, 16, 784, 0.1, 1e-05, nB * 37632);
     /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -322,13 +322,13 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 137984 * nB, act + 125440 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1, (double *)(void *)(act + 150528 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 125440 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 150528 * nB, act + 125440 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1, P + 11827, P + 11843, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, (double *)(void *)(act + 150528 * nB), P + 11827, P + 11843, B, 16, 784, 0.1, 1e-05, nB * 62720);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, P + 11827, P + 11843, B, 16, 784, 0.1, 1e-05, nB * 62720);
     /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -377,25 +377,25 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 219520 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 225792 * nB, act + 213248 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 219520 * nB, (T)1, (double *)(void *)(act + 213248 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 225792 * nB, act + 213248 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 219520 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 219520 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 213248 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, (double *)(void *)(act + 213248 * nB), P + 28085, P + 28117, B, 32, 196, 0.1, 1e-05, nB * 94080);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.1, 1e-05, nB * 94080);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 213248 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1e-05, nB * 94080);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 232064 * nB, act + 213248 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1, (double *)(void *)(act + 238336 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 213248 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 238336 * nB, act + 213248 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1, P + 37365, P + 37397, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 232064 * nB, (double *)(void *)(act + 238336 * nB), P + 37365, P + 37397, B, 32, 196, 0.1, 1e-05, nB * 100352);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 232064 * nB, P + 37365, P + 37397, B, 32, 196, 0.1, 1e-05, nB * 100352);
     /* inference: with its conv above */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -419,13 +419,13 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 263424 * nB, act + 257152 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1, (double *)(void *)(act + 269696 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 263424 * nB, act + 257152 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1, P + 55926, P + 55958, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 263424 * nB, (double *)(void *)(act + 269696 * nB), P + 55926, P + 55958, B, 32, 196, 0.1, 1e-05, nB * 112896);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 263424 * nB, P + 55926, P + 55958, B, 32, 196, 0.1, 1e-05, nB * 112896);
     /* inference: with its conv above */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -474,25 +474,25 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 304192 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 307328 * nB, act + 301056 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 304192 * nB, (T)1, (double *)(void *)(act + 301056 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 307328 * nB, act + 301056 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 304192 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 307328 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 304192 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 301056 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, (double *)(void *)(act + 301056 * nB), P + 120696, P + 120760, B, 64, 49, 0.1, 1e-05, nB * 128576);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 301056 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.1, 1e-05, nB * 128576);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 301056 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1e-05, nB * 128576);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 310464 * nB, act + 301056 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1, (double *)(void *)(act + 313600 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 310464 * nB, act + 301056 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 313600 * nB, act + 301056 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1, P + 157688, P + 157752, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 310464 * nB, (double *)(void *)(act + 313600 * nB), P + 157688, P + 157752, B, 64, 49, 0.1, 1e-05, nB * 131712);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 310464 * nB, P + 157688, P + 157752, B, 64, 49, 0.1, 1e-05, nB * 131712);
     /* inference: with its conv above */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -516,13 +516,13 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 326144 * nB, act + 323008 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1, (double *)(void *)(act + 329280 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 326144 * nB, act + 323008 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 329280 * nB, act + 323008 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1, P + 231673, P + 231737, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 326144 * nB, (double *)(void *)(act + 329280 * nB), P + 231673, P + 231737, B, 64, 49, 0.1, 1e-05, nB * 137984);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 326144 * nB, P + 231673, P + 231737, B, 64, 49, 0.1, 1e-05, nB * 137984);
     /* inference: with its conv above */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */

@@ -262,19 +262,19 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 25088 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1, (double *)(void *)(act + 37632 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1, P + 2480, P + 2496, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, (double *)(void *)(act + 37632 * nB), P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05, nB * 12544);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05, nB * 12544);
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
@@ -296,19 +296,19 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 87808 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, (double *)(void *)(act + 100352 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 87808 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 100352 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, P + 7152, P + 7168, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, (double *)(void *)(act + 100352 * nB), P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05, nB * 37632);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05, nB * 37632);
     /* inference: with its conv above */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 50176 * nB, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 50176 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 125440 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 50176 * nB, 1);
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
@@ -330,19 +330,19 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 125440 * nB, act + 62720 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, (double *)(void *)(act + 137984 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 125440 * nB, act + 62720 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 137984 * nB, act + 62720 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, P + 11824, P + 11840, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, (double *)(void *)(act + 137984 * nB), P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05, nB * 62720);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05, nB * 62720);
     /* inference: with its conv above */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 112896 * nB, (T)1, (double *)(void *)(act + 150528 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 112896 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 163072 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 112896 * nB, 1);
     /* 24 stage1.x3 = sum(stage1.y2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
@@ -360,8 +360,8 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 150528 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, (double *)(void *)(act + 150528 * nB), P + 14160, P + 14176, B, 16, 784, 0.1, 1e-05, nB * 75264);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.1, 1e-05, nB * 75264);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 150528 * nB, act + 163072 * nB, P + 14160, P + 14176, buf + 192, buf + 208, B, 16, 784, 1e-05, nB * 75264);
     /* 26 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
@@ -381,7 +381,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     FN(rt_pad_forward)(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 194432 * nB, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 194432 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 200704 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 194432 * nB, 1);
     /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
@@ -401,19 +401,19 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 35 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 206976 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, (double *)(void *)(act + 213248 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 206976 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 213248 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, P + 37360, P + 37392, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, (double *)(void *)(act + 213248 * nB), P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05, nB * 100352);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05, nB * 100352);
     /* inference: with its conv above */
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 188160 * nB, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 188160 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 188160 * nB, 1);
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
@@ -435,19 +435,19 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 43 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 44 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 225792 * nB, act + 200704 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, (double *)(void *)(act + 232064 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 225792 * nB, act + 200704 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 232064 * nB, act + 200704 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, P + 55920, P + 55952, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 45 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 225792 * nB, (double *)(void *)(act + 232064 * nB), P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05, nB * 112896);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 225792 * nB, P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05, nB * 112896);
     /* inference: with its conv above */
     /* 46 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 47 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 219520 * nB, (T)1, (double *)(void *)(act + 238336 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 219520 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 244608 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 219520 * nB, 1);
     /* 48 stage2.x3 = sum(stage2.y2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
@@ -465,8 +465,8 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 238336 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, (double *)(void *)(act + 238336 * nB), P + 65200, P + 65232, B, 32, 196, 0.1, 1e-05, nB * 119168);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 238336 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.1, 1e-05, nB * 119168);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 238336 * nB, act + 244608 * nB, P + 65200, P + 65232, buf + 544, buf + 576, B, 32, 196, 1e-05, nB * 119168);
     /* 50 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
@@ -486,7 +486,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     FN(rt_pad_forward)(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 260288 * nB, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 260288 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 263424 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 260288 * nB, 1);
     /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
@@ -506,19 +506,19 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 59 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 266560 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, (double *)(void *)(act + 269696 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 266560 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 269696 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, P + 157680, P + 157744, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, (double *)(void *)(act + 269696 * nB), P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05, nB * 131712);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05, nB * 131712);
     /* inference: with its conv above */
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
     if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 257152 * nB, (T)1, NULL);
+        FN(rt_conv2d_sum_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 257152 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 257152 * nB, 1);
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
@@ -540,19 +540,19 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 67 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 68 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 275968 * nB, act + 263424 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, (double *)(void *)(act + 279104 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 275968 * nB, act + 263424 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 279104 * nB, act + 263424 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, P + 231664, P + 231728, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 69 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 275968 * nB, (double *)(void *)(act + 279104 * nB), P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05, nB * 137984);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 275968 * nB, P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05, nB * 137984);
     /* inference: with its conv above */
     /* 70 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 71 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 272832 * nB, (T)1, (double *)(void *)(act + 282240 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 272832 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 285376 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 272832 * nB, 1);
     /* 72 stage3.x3 = sum(stage3.y2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
@@ -570,8 +570,8 @@ static void FN(forward_4)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 282240 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, (double *)(void *)(act + 282240 * nB), P + 268656, P + 268720, B, 64, 49, 0.1, 1e-05, nB * 141120);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 282240 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.1, 1e-05, nB * 141120);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 282240 * nB, act + 285376 * nB, P + 268656, P + 268720, buf + 1248, buf + 1312, B, 64, 49, 1e-05, nB * 141120);
     /* 74 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */

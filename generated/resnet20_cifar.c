@@ -289,76 +289,76 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1, (double *)(void *)(act + 49152 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, (double *)(void *)(act + 49152 * nB), P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1, (double *)(void *)(act + 65536 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, (double *)(void *)(act + 65536 * nB), P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 65536 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1e-05, nB * 32768);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, (double *)(void *)(act + 114688 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, (double *)(void *)(act + 114688 * nB), P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
     /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 81920 * nB, (T)1, (double *)(void *)(act + 131072 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 81920 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 81920 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, (double *)(void *)(act + 131072 * nB), P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 131072 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1e-05, nB * 65536);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 163840 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, (double *)(void *)(act + 180224 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 180224 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, (double *)(void *)(act + 180224 * nB), P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
     /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 147456 * nB, (T)1, (double *)(void *)(act + 196608 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 147456 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 147456 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, (double *)(void *)(act + 196608 * nB), P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 196608 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1e-05, nB * 98304);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
@@ -389,63 +389,63 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 253952 * nB, (T)1, (double *)(void *)(act + 245760 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 253952 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 262144 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 253952 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 245760 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, (double *)(void *)(act + 245760 * nB), P + 28368, P + 28400, B, 32, 256, 0.1, 1e-05, nB * 122880);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.1, 1e-05, nB * 122880);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 245760 * nB, act + 262144 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1e-05, nB * 122880);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 253952 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1, (double *)(void *)(act + 270336 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 253952 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 270336 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1, P + 37648, P + 37680, buf + 352, buf + 384, 1e-05, 1, nB * 131072);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 270336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 253952 * nB, (double *)(void *)(act + 270336 * nB), P + 37648, P + 37680, B, 32, 256, 0.1, 1e-05, nB * 131072);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 270336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 253952 * nB, P + 37648, P + 37680, B, 32, 256, 0.1, 1e-05, nB * 131072);
     /* inference: with its conv above */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 286720 * nB, act + 278528 * nB, act + 270336 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 262144 * nB, (T)1, (double *)(void *)(act + 278528 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 286720 * nB, act + 278528 * nB, act + 270336 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 262144 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 286720 * nB, act + 270336 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 262144 * nB, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 278528 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 286720 * nB, (double *)(void *)(act + 278528 * nB), P + 46928, P + 46960, B, 32, 256, 0.1, 1e-05, nB * 139264);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 278528 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 286720 * nB, P + 46928, P + 46960, B, 32, 256, 0.1, 1e-05, nB * 139264);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 278528 * nB, act + 286720 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1e-05, nB * 139264);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 294912 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1, (double *)(void *)(act + 303104 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 294912 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 303104 * nB, act + 278528 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1, P + 56208, P + 56240, buf + 480, buf + 512, 1e-05, 1, nB * 147456);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 294912 * nB, (double *)(void *)(act + 303104 * nB), P + 56208, P + 56240, B, 32, 256, 0.1, 1e-05, nB * 147456);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 294912 * nB, P + 56208, P + 56240, B, 32, 256, 0.1, 1e-05, nB * 147456);
     /* inference: with its conv above */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 286720 * nB, (T)1, (double *)(void *)(act + 311296 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 286720 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 319488 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 286720 * nB, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 311296 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, (double *)(void *)(act + 311296 * nB), P + 65488, P + 65520, B, 32, 256, 0.1, 1e-05, nB * 155648);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.1, 1e-05, nB * 155648);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 311296 * nB, act + 319488 * nB, P + 65488, P + 65520, buf + 544, buf + 576, B, 32, 256, 1e-05, nB * 155648);
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
@@ -476,63 +476,63 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 339968 * nB, (T)1, (double *)(void *)(act + 335872 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 339968 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 339968 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 335872 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, (double *)(void *)(act + 335872 * nB), P + 120976, P + 121040, B, 64, 64, 0.1, 1e-05, nB * 167936);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 335872 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.1, 1e-05, nB * 167936);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 335872 * nB, act + 344064 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1e-05, nB * 167936);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 339968 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1, (double *)(void *)(act + 348160 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 339968 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 348160 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1, P + 157968, P + 158032, buf + 864, buf + 928, 1e-05, 1, nB * 172032);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 348160 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 339968 * nB, (double *)(void *)(act + 348160 * nB), P + 157968, P + 158032, B, 64, 64, 0.1, 1e-05, nB * 172032);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 348160 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 339968 * nB, P + 157968, P + 158032, B, 64, 64, 0.1, 1e-05, nB * 172032);
     /* inference: with its conv above */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 356352 * nB, act + 352256 * nB, act + 348160 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 344064 * nB, (T)1, (double *)(void *)(act + 352256 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 356352 * nB, act + 352256 * nB, act + 348160 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 344064 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 356352 * nB, act + 348160 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 344064 * nB, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 352256 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 356352 * nB, (double *)(void *)(act + 352256 * nB), P + 194960, P + 195024, B, 64, 64, 0.1, 1e-05, nB * 176128);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 352256 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 356352 * nB, P + 194960, P + 195024, B, 64, 64, 0.1, 1e-05, nB * 176128);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 352256 * nB, act + 356352 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1e-05, nB * 176128);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)  /* and the bn's statistics */
-        FN(rt_conv2d_forward_part)(ctx, act + 360448 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1, (double *)(void *)(act + 364544 * nB));
+    if (train)
+        FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     else    /* with its bn and relu */
         FN(rt_conv2d_bn_eval)(ctx, act + 364544 * nB, act + 352256 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1, P + 231952, P + 232016, buf + 1120, buf + 1184, 1e-05, 1, nB * 180224);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 360448 * nB, (double *)(void *)(act + 364544 * nB), P + 231952, P + 232016, B, 64, 64, 0.1, 1e-05, nB * 180224);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 360448 * nB, P + 231952, P + 232016, B, 64, 64, 0.1, 1e-05, nB * 180224);
     /* inference: with its conv above */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum and the next bn's statistics */
-        FN(rt_conv2d_sum_train)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 356352 * nB, (T)1, (double *)(void *)(act + 368640 * nB));
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 356352 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 372736 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 356352 * nB, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
-    if (train)  /* statistics from the conv above */
-        FN(rt_bn_relu_forward_train_part)(ctx, act + 368640 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, (double *)(void *)(act + 368640 * nB), P + 268944, P + 269008, B, 64, 64, 0.1, 1e-05, nB * 184320);
+    if (train)
+        FN(rt_bn_relu_forward_train)(ctx, act + 368640 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.1, 1e-05, nB * 184320);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 368640 * nB, act + 372736 * nB, P + 268944, P + 269008, buf + 1248, buf + 1312, B, 64, 64, 1e-05, nB * 184320);
     /* 68 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */

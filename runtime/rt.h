@@ -217,7 +217,7 @@ void rt_conv2d_sum_eval##S(const RtCtx *ctx, T *out, const T *in, const T *w, in
         const T *r, double cr);                                                         \
 void rt_conv2d_sum_train##S(const RtCtx *ctx, T *out, T *conv, const T *in, const T *w,  \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, double cc,  \
-        const T *r, double cr, double *part);                                           \
+        const T *r, double cr);                                                         \
 void rt_conv2d_backward##S(const RtCtx *ctx, T *din, int acc, T *dw, const T *dout,     \
         const T *in, const T *w,                                                        \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \
@@ -253,12 +253,6 @@ void rt_bn_relu_forward_eval_strided##S(const RtCtx *ctx, T *out, const T *in,  
 void rt_bn_relu_backward_strided##S(const RtCtx *ctx, T *din, int acc, T *dgamma,       \
         T *dbeta, const T *dout, const T *out, const T *in, const T *mean,              \
         const T *rstd, const T *gamma, int B, int C, int HW, size_t site, size_t xs);   \
-void rt_bn_relu_forward_train_part##S(const RtCtx *ctx, T *out, T *mean, T *rstd,       \
-        T *run_mean, T *run_var, const T *in, const double *part, const T *gamma,       \
-        const T *beta, int B, int C, int HW, double momentum, double eps, size_t site); \
-void rt_bn_partials##S(const RtCtx *ctx, double *part, const T *x, int BC, int HW);     \
-void rt_conv2d_forward_part##S(const RtCtx *ctx, T *out, const T *in, const T *w, int B, \
-        int Cin, int H, int W, int Cout, int K, int stride, int pad, double *part);     \
 void rt_bn_relu_recompute##S(const RtCtx *ctx, T *out, const T *in, const T *mean,      \
         const T *rstd, const T *gamma, const T *beta, int B, int C, int HW,             \
         size_t site, size_t xs);                                                        \

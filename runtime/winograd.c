@@ -53,7 +53,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "winograd.h"
-#include "bnpart.h"
 
 /* Fewer input channels than this: the products are too short to pay for
  * the transforms (conv_bench: the 3-channel stem runs faster direct). */
@@ -343,7 +342,6 @@ typedef struct {
     const float *r;
     float cc, cr;
     int train;
-    double *part;   /* not NULL: the BN partials of each output plane (bnpart.h), [B][K] */
 } Epi;
 
 /* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 of a conv
@@ -366,7 +364,7 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
         else
             (big ? out_tiles2_avx512 : out_tiles2_avx2)(s->O, s->os, mk, (size_t)kp * np, n);
         float sc = 1.0f, sh = 0.0f;
-        if (ep && ep->gamma) {
+        if (ep && !ep->r) {
             double scd = (double)ep->gamma[k] / sqrt((double)ep->var[k] + ep->eps);
             sc = (float)scd;
             sh = (float)((double)ep->beta[k] - (double)ep->mean[k] * scd);
@@ -382,24 +380,11 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
                 else if (ep && ep->r)
                     (big ? put_row_sum_avx512 : put_row_sum_avx2)(d, o, ep->r + (d - out), W,
                                                                   ep->cc, ep->cr);
-                else if (ep && ep->gamma)
+                else if (ep)
                     (big ? put_row_bn_avx512 : put_row_bn_avx2)(d, o, W, sc, sh, ep->relu);
                 else
                     (big ? put_row_avx512 : put_row_avx2)(d, o, W, acc);
             }
-        }
-        /* the BN partials of the rows just written (contiguous in each
-         * image's plane), one call per image of the group */
-        for (int r0 = 0, r1; ep && ep->part && r0 < nr; r0 = r1) {
-            int b = (g0 + r0) / nty, y0 = m * ((g0 + r0) % nty), y1;
-            for (r1 = r0 + 1; r1 < nr && (g0 + r1) / nty == b; r1++)
-                ;
-            y1 = m * ((g0 + r1 - 1) % nty + 1);
-            if (y1 > H)
-                y1 = H;
-            (big ? put_row_part_avx512 : put_row_part_avx2)(
-                ep->part + ((size_t)b * K + k) * RT_BN_PART,
-                out + ((size_t)b * K + k) * hw + (size_t)y0 * W, (y1 - y0) * W, (size_t)y0 * W);
         }
     }
 }
@@ -630,7 +615,7 @@ void rt_conv2d_bn_eval(const RtCtx *ctx, float *out, const float *in, const floa
                        const float *gamma, const float *beta, const float *run_mean,
                        const float *run_var, double eps, int relu, size_t site)
 {
-    Epi ep = {gamma, beta, run_mean, run_var, eps, relu, NULL, 0.0f, 0.0f, 0, NULL};
+    Epi ep = {gamma, beta, run_mean, run_var, eps, relu, NULL, 0.0f, 0.0f, 0};
     /* a branch record (gradient checks) goes to rt_relu_forward below */
     if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
         && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
@@ -665,7 +650,7 @@ void rt_conv2d_sum_eval(const RtCtx *ctx, float *out, const float *in, const flo
                         int Cin, int H, int W, int Cout, int K, int stride, int pad,
                         double cc, const float *r, double cr)
 {
-    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, (float)cc, (float)cr, 0, NULL};
+    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, (float)cc, (float)cr, 0};
     if (K == 3 && stride == 1 && pad == 1
         && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
         return;
@@ -680,58 +665,30 @@ void rt_conv2d_sum_eval(const RtCtx *ctx, float *out, const float *in, const flo
 
 void rt_conv2d_sum_train(const RtCtx *ctx, float *out, float *conv, const float *in,
                          const float *w, int B, int Cin, int H, int W, int Cout, int K,
-                         int stride, int pad, double cc, const float *r, double cr, double *part)
+                         int stride, int pad, double cc, const float *r, double cr)
 {
     /* the coefficients as rt_sum_forward sees them: floats */
     float c[2] = {(float)cc, (float)cr};
-    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, c[0], c[1], 1, part};
+    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, c[0], c[1], 1};
     if (K == 3 && stride == 1 && pad == 1
         && wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep))
         return;
     rt_conv2d_forward(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
     const float *const xs[2] = {conv, r};
-    int hw = rt_conv_out(H, K, stride, pad) * rt_conv_out(W, K, stride, pad);
-    rt_sum_forward(ctx, out, 2, xs, c, (size_t)B * Cout * (size_t)hw);
-    if (part)
-        rt_bn_partials(ctx, part, out, B * Cout, hw);
+    rt_sum_forward(ctx, out, 2, xs, c, (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+                                           * (size_t)rt_conv_out(W, K, stride, pad));
 }
 
 void rt_conv2d_sum_train_d(const RtCtx *ctx, double *out, double *conv, const double *in,
                            const double *w, int B, int Cin, int H, int W, int Cout, int K,
-                           int stride, int pad, double cc, const double *r, double cr,
-                           double *part)
+                           int stride, int pad, double cc, const double *r, double cr)
 {
     rt_conv2d_forward_d(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
     const double *const xs[2] = {conv, r};
     const double c[2] = {cc, cr};
-    int hw = rt_conv_out(H, K, stride, pad) * rt_conv_out(W, K, stride, pad);
-    rt_sum_forward_d(ctx, out, 2, xs, c, (size_t)B * Cout * (size_t)hw);
-    if (part)
-        rt_bn_partials_d(ctx, part, out, B * Cout, hw);
-}
-
-void rt_conv2d_forward_part(const RtCtx *ctx, float *out, const float *in, const float *w,
-                            int B, int Cin, int H, int W, int Cout, int K, int stride, int pad,
-                            double *part)
-{
-    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, NULL, 0.0f, 0.0f, 1, part};
-    if (K == 3 && stride == 1 && pad == 1 && part
-        && wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep))
-        return;
-    rt_conv2d_forward(ctx, out, in, w, B, Cin, H, W, Cout, K, stride, pad);
-    if (part)
-        rt_bn_partials(ctx, part, out, B * Cout,
-                       rt_conv_out(H, K, stride, pad) * rt_conv_out(W, K, stride, pad));
-}
-
-void rt_conv2d_forward_part_d(const RtCtx *ctx, double *out, const double *in, const double *w,
-                              int B, int Cin, int H, int W, int Cout, int K, int stride, int pad,
-                              double *part)
-{
-    rt_conv2d_forward_d(ctx, out, in, w, B, Cin, H, W, Cout, K, stride, pad);
-    if (part)
-        rt_bn_partials_d(ctx, part, out, B * Cout,
-                         rt_conv_out(H, K, stride, pad) * rt_conv_out(W, K, stride, pad));
+    rt_sum_forward_d(ctx, out, 2, xs, c, (size_t)B * Cout
+                                             * (size_t)rt_conv_out(H, K, stride, pad)
+                                             * (size_t)rt_conv_out(W, K, stride, pad));
 }
 
 void rt_conv2d_sum_eval_d(const RtCtx *ctx, double *out, const double *in, const double *w,

@@ -14,7 +14,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "bnpart.h"
 #include "rt.h"
 #include "testutil.h"
 #include "tmain.h"
@@ -428,67 +427,6 @@ START_TEST(test_fused_isa)
 }
 END_TEST
 
-/* rt_bn_relu_forward_train_part against rt_bn_relu_forward_train: with
- * the partials rt_bn_partials gathers (what a conv gathers as it writes
- * the BN's input, test_wino.c), lying in out's memory as the emitted code
- * places them, the same bytes (output, saved and running statistics), for
- * each kernel variant, 1 and 2 threads; without partials the plain
- * kernel's bytes. */
-#define FU_PART(T, S)                                                                           \
-    static void fu_part_##T(int B, int C, int HW, int threads)                                  \
-    {                                                                                           \
-        size_t n = (size_t)B * C * HW, np = (size_t)B * C * RT_BN_PART;                        \
-        size_t nbuf = n > np * 2 ? n : np * 2;  /* doubles take two floats */                  \
-        RtRng rng;                                                                              \
-        rt_rng_seed(&rng, 99 + (uint64_t)n);                                                    \
-        T *x = tu_calloc(n, sizeof(T)), *ro = tu_calloc(n, sizeof(T));                          \
-        double *fo = tu_calloc(nbuf, sizeof(double));                                           \
-        T *gamma = tu_calloc((size_t)C, sizeof(T)), *beta = tu_calloc((size_t)C, sizeof(T));    \
-        T *rs = tu_calloc(4 * (size_t)C, sizeof(T)), *fs = tu_calloc(4 * (size_t)C, sizeof(T)); \
-        for (size_t i = 0; i < n; i++)                                                          \
-            x[i] = (T)(3 + rt_rng_normal(&rng) + 0.5 * (double)((i / (size_t)HW) % 5));        \
-        for (int c = 0; c < C; c++) {                                                           \
-            gamma[c] = (T)(1 + 0.1 * c), beta[c] = (T)(0.05 * c - 0.2);                         \
-            rs[2 * C + c] = fs[2 * C + c] = (T)0.1, rs[3 * C + c] = fs[3 * C + c] = (T)0.9;     \
-        }                                                                                       \
-        RtCtx ctx = {.threads = threads};                                                       \
-        static const char *const isas[] = {"none", "avx2", NULL};                               \
-        for (int k = 0; k < 3; k++) {                                                           \
-            isa_set(isas[k]);                                                                   \
-            for (int c = 0; c < C; c++)                                                         \
-                rs[2 * C + c] = fs[2 * C + c] = (T)0.1, rs[3 * C + c] = fs[3 * C + c] = (T)0.9; \
-            rt_bn_relu_forward_train##S(&ctx, ro, rs, rs + C, rs + 2 * C, rs + 3 * C, x, gamma, \
-                                        beta, B, C, HW, 0.1, 1e-5, 0);                          \
-            T *fout = (T *)(void *)fo;                                                          \
-            rt_bn_partials##S(&ctx, fo, x, B * C, HW);                                          \
-            rt_bn_relu_forward_train_part##S(&ctx, fout, fs, fs + C, fs + 2 * C, fs + 3 * C, x, \
-                                             fo, gamma, beta, B, C, HW, 0.1, 1e-5, 0);          \
-            ck_assert_msg(memcmp(fout, ro, n * sizeof(T)) == 0, #T " part %s: output",          \
-                          isas[k] ? isas[k] : "best");                                          \
-            ck_assert_msg(memcmp(fs, rs, 4 * (size_t)C * sizeof(T)) == 0,                       \
-                          #T " part: statistics");                                              \
-            rt_bn_relu_forward_train_part##S(&ctx, fout, fs, fs + C, fs + 2 * C, fs + 3 * C, x, \
-                                             NULL, gamma, beta, B, C, HW, 0.1, 1e-5, 0);        \
-            ck_assert_msg(memcmp(fout, ro, n * sizeof(T)) == 0, #T " no part: output");          \
-        }                                                                                       \
-        isa_set(NULL);                                                                          \
-        free(x); free(ro); free(fo); free(gamma); free(beta); free(rs); free(fs);              \
-    }
-FU_PART(double, _d)
-FU_PART(float, )
-
-START_TEST(test_fused_part)
-{
-    fu_part_float(3, 5, 64, 1);
-    fu_part_float(8, 40, 64, 2);
-    fu_part_float(16, 16, 1024, 2);
-    fu_part_float(2, 3, 37, 2);     /* planes of no whole lanes */
-    fu_part_double(3, 5, 64, 1);
-    fu_part_double(8, 40, 64, 2);
-    fu_part_double(2, 3, 37, 2);
-}
-END_TEST
-
 static Suite *fuse_suite(void)
 {
     Suite *s = suite_create("fuse");
@@ -500,7 +438,6 @@ static Suite *fuse_suite(void)
     tcase_add_test(tc, test_fused_strided);
     tcase_add_test(tc, test_fused_isa);
     tcase_add_test(tc, test_concat_slices);
-    tcase_add_test(tc, test_fused_part);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -36,7 +36,6 @@
 #include "testutil.h"
 #include "tmain.h"
 #include "winograd.h"
-#include "bnpart.h"
 
 #define FWD_TOL 2e-6
 #define DIN_TOL 2e-5
@@ -387,10 +386,7 @@ END_TEST
  * bytes of rt_conv2d_forward then rt_sum_forward (the terms in the other
  * order, as ResNet's sums list them), the conv's buffer untouched where
  * Winograd takes the conv and holding the conv's output where it does not
- * (fewer than 8 input channels); the BN partials gathered in the output
- * copy (with the sum, and rt_conv2d_forward_part alone) the bits
- * rt_bn_partials gathers from the output; the double twins as their
- * calls. */
+ * (fewer than 8 input channels); the double twin as its two calls. */
 static void check_sum_train(const Shape *s, int variant)
 {
     int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co;
@@ -401,8 +397,6 @@ static void check_sum_train(const Shape *s, int variant)
     float *rf = tu_calloc(no, sizeof(float)), *conv = tu_calloc(no, sizeof(float));
     float *ref = tu_calloc(no, sizeof(float)), *out = tu_calloc(no, sizeof(float));
     float *cbuf = tu_calloc(no, sizeof(float));
-    size_t np = (size_t)B * Co * RT_BN_PART;
-    double *part = tu_calloc(np, sizeof(double)), *pref = tu_calloc(np, sizeof(double));
     RtRng rng;
     rt_rng_seed(&rng, 4000u + (unsigned)(s - shapes));
     gc_fill(in, ni, &rng);
@@ -425,32 +419,10 @@ static void check_sum_train(const Shape *s, int variant)
             rt_sum_forward(&ctx, ref, 2, xs, c, no);
             for (size_t i = 0; i < no; i++)
                 cbuf[i] = 1e30f, out[i] = -1e30f;
-            /* j 1: with the BN partials of the sum, as rt_bn_partials gathers them */
-            for (size_t i = 0; i < np; i++)
-                part[i] = -1;
-            rt_conv2d_sum_train(&ctx, out, cbuf, inf, wf, B, C, H, W, Co, 3, 1, 1, cc, rf, cr,
-                                j ? part : NULL);
+            rt_conv2d_sum_train(&ctx, out, cbuf, inf, wf, B, C, H, W, Co, 3, 1, 1, cc, rf, cr);
             ck_assert_msg(memcmp(out, ref, no * sizeof(float)) == 0,
                           "%s sum_train %d->%d %dx%d B%d t%d c%d: not the conv and sum's bytes",
                           tag, C, Co, H, W, B, th, j);
-            if (j) {
-                rt_bn_partials(&ctx, pref, ref, B * Co, H * W);
-                ck_assert_msg(memcmp(part, pref, np * sizeof(double)) == 0,
-                              "%s sum_train %d->%d %dx%d t%d: not rt_bn_partials' partials", tag,
-                              C, Co, H, W, th);
-            } else {
-                ck_assert(part[0] == -1);
-            }
-            /* the conv alone with the partials of its output */
-            for (size_t i = 0; i < np; i++)
-                part[i] = -1;
-            rt_conv2d_forward_part(&ctx, out, inf, wf, B, C, H, W, Co, 3, 1, 1, part);
-            ck_assert_msg(memcmp(out, conv, no * sizeof(float)) == 0,
-                          "%s forward_part %d->%d: not the conv's bytes", tag, C, Co);
-            rt_bn_partials(&ctx, pref, conv, B * Co, H * W);
-            ck_assert_msg(memcmp(part, pref, np * sizeof(double)) == 0,
-                          "%s forward_part %d->%d %dx%d t%d: not rt_bn_partials' partials", tag, C,
-                          Co, H, W, th);
             if (taken)
                 ck_assert_msg(cbuf[0] == 1e30f && cbuf[no - 1] == 1e30f,
                               "%s sum_train %d->%d: Winograd wrote the conv's buffer", tag, C, Co);
@@ -469,18 +441,12 @@ static void check_sum_train(const Shape *s, int variant)
         const double *const xs[2] = {rd, cd};
         const double c[2] = {-1.7, 0.3};
         rt_sum_forward_d(&ctx, sd, 2, xs, c, no);
-        rt_conv2d_sum_train_d(&ctx, od, cb, in, w, B, C, H, W, Co, 3, 1, 1, 0.3, rd, -1.7, part);
+        rt_conv2d_sum_train_d(&ctx, od, cb, in, w, B, C, H, W, Co, 3, 1, 1, 0.3, rd, -1.7);
         ck_assert_msg(memcmp(od, sd, no * sizeof(double)) == 0, "sum_train_d %d->%d", C, Co);
-        rt_bn_partials_d(&ctx, pref, sd, B * Co, H * W);
-        ck_assert_msg(memcmp(part, pref, np * sizeof(double)) == 0, "sum_train_d partials");
-        rt_conv2d_forward_part_d(&ctx, od, in, w, B, C, H, W, Co, 3, 1, 1, part);
-        ck_assert_msg(memcmp(od, cd, no * sizeof(double)) == 0, "forward_part_d %d->%d", C, Co);
-        rt_bn_partials_d(&ctx, pref, cd, B * Co, H * W);
-        ck_assert_msg(memcmp(part, pref, np * sizeof(double)) == 0, "forward_part_d partials");
         free(ctx.scratch), free(cd), free(sd), free(od), free(cb);
     }
     free(in), free(w), free(rd), free(inf), free(wf), free(rf), free(conv), free(ref), free(out);
-    free(cbuf), free(part), free(pref);
+    free(cbuf);
 }
 
 START_TEST(test_wino_sum_train) { WINO_VARIANT_CASE(_i, check_sum_train); }
