@@ -80,12 +80,12 @@ int main(int argc, char **argv)
                                                  C, HW, 0.1, 1e-5, 0);
                         break;
                     case K_BWD:
-                        rt_bn_relu_backward(&ctx, d, 0, dg, db, g, y, x, mean, rstd, gamma, B, C,
-                                            HW, 0);
+                        rt_bn_relu_backward(&ctx, d, 0, dg, db, g, y, x, mean, rstd, gamma,
+                                            getenv("BN_BENCH_Y") ? NULL : beta, B, C, HW, 0);
                         break;
                     case K_BWDP:
-                        rt_bn_relu_backward(&ctx, NULL, 0, dg, db, g, y, x, mean, rstd, gamma, B,
-                                            C, HW, 0);
+                        rt_bn_relu_backward(&ctx, NULL, 0, dg, db, g, y, x, mean, rstd, gamma,
+                                            getenv("BN_BENCH_Y") ? NULL : beta, B, C, HW, 0);
                         break;
                     case K_EVAL:
                         rt_bn_relu_forward_eval(&ctx, y, x, gamma, beta, rm, rv, B, C, HW, 1e-5,

@@ -1,6 +1,6 @@
 /* conv_bench.c — per-kernel timings of the runtime's float convolutions on
  * the 3x3 and 1x1 shapes of ResNet-20 and DenseNet-BC (batch 128 unless given),
- * one thread, for each kernel path: im2col + OpenBLAS (OPTC_CONV_ISA=none),
+ * one thread (or THREADS), for each kernel path: im2col + OpenBLAS (OPTC_CONV_ISA=none),
  * the AVX2 direct kernels and the AVX-512 ones (where the CPU has them,
  * OPTC_CONV_WINO=0), and for the stride-1 3x3 convs Winograd on each
  * (w-avx2, w-avx512; GFLOP/s counts the direct convolution's FLOPs, so it
@@ -10,10 +10,13 @@
  *
  *   cc -O2 -fopenmp -Iruntime -o build/bench/conv_bench bench/conv_bench.c \
  *      build/libort.a $(pkg-config --libs openblas) -lz -lm
- *   build/bench/conv_bench [REPS [B [SHAPE [PATHS]]]]
+ *   build/bench/conv_bench [REPS [B [SHAPE [PATHS [THREADS]]]]]
  *
  * SHAPE keeps the shapes whose name contains it ("res", "s2", "" for all);
- * PATHS the paths named in it ("avx512", "avx2,avx512"; default all).
+ * PATHS the paths named in it ("avx512", "avx2,avx512"; default all);
+ * THREADS (default 1) the kernels' threads: above 1 the times are the
+ * process's CPU time, all threads together (what a split that repeats work
+ * costs; the wall time follows from it only on an idle machine).
  * Prints one line per shape, pass and path: milliseconds and GFLOP/s
  * (2 x multiply-adds). */
 #include <cblas.h>
@@ -39,12 +42,21 @@ static const Shape shapes[] = {
     {"dense 1x1 168->84 32", 168, 32, 32, 84, 1, 1}, {"dense 1x1 96->48 8x8", 96, 8, 8, 48, 1, 1},
 };
 
+/* The process's CPU time, all threads. */
+static double proc_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 7, B = argc > 2 ? atoi(argv[2]) : 128;
     const char *only = argc > 3 ? argv[3] : "", *want = argc > 4 ? argv[4] : NULL;
-    if (reps < 1 || B < 1) {
-        fprintf(stderr, "usage: conv_bench [REPS [B [SHAPE [PATHS]]]]\n");
+    int th = argc > 5 ? atoi(argv[5]) : 1;
+    if (reps < 1 || B < 1 || th < 1) {
+        fprintf(stderr, "usage: conv_bench [REPS [B [SHAPE [PATHS [THREADS]]]]]\n");
         return 2;
     }
     openblas_set_num_threads(1);
@@ -65,7 +77,7 @@ int main(int argc, char **argv)
         float *in = malloc(ni * sizeof(float)), *din = malloc(ni * sizeof(float));
         float *out = malloc(no * sizeof(float)), *w = malloc(nw * sizeof(float));
         float *dw = calloc(nw, sizeof(float));
-        size_t bytes = rt_conv2d_scratch_bytes(1, B, s->C, s->H, s->W, K, s->S, P, sizeof(float));
+        size_t bytes = rt_conv2d_scratch_bytes(th, B, s->C, s->H, s->W, K, s->S, P, sizeof(float));
         void *scratch = malloc(bytes ? bytes : 1);
         double *t = malloc((size_t)reps * sizeof(double));
         if (!in || !din || !out || !w || !dw || !scratch || !t) {
@@ -78,7 +90,7 @@ int main(int argc, char **argv)
             w[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
         for (size_t i = 0; i < no; i++)
             out[i] = (float)((i * 31) % 1000) * 1e-3f - 0.5f;
-        RtCtx ctx = {1, scratch, bytes};
+        RtCtx ctx = {.threads = th, .scratch = scratch, .scratch_bytes = bytes};
         double flop = 2.0 * (double)no * s->C * K * K;
         for (int pass = 0; pass < 3; pass++) {
             for (int p = 0; p < 5; p++) {
@@ -91,7 +103,7 @@ int main(int argc, char **argv)
                 setenv("OPTC_CONV_ISA", isas[p], 1);
                 setenv("OPTC_CONV_WINO", p >= 3 ? "1" : "0", 1);
                 for (int r = 0; r < reps + 1; r++) {
-                    double t0 = cpu_ms();
+                    double t0 = th > 1 ? proc_ms() : cpu_ms();
                     if (pass == 0)
                         rt_conv2d_forward(&ctx, out, in, w, B, s->C, s->H, s->W, s->Co, K, s->S, P);
                     else if (pass == 1)
@@ -101,7 +113,7 @@ int main(int argc, char **argv)
                         rt_conv2d_backward(&ctx, NULL, 0, dw, out, in, w, B, s->C, s->H, s->W,
                                            s->Co, K, s->S, P);
                     if (r > 0)  /* the first call warms the caches */
-                        t[r - 1] = cpu_ms() - t0;
+                        t[r - 1] = (th > 1 ? proc_ms() : cpu_ms()) - t0;
                 }
                 qsort(t, (size_t)reps, sizeof(double), cmp);
                 double ms = t[reps / 2];

@@ -703,11 +703,12 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
             snprintf(xsa, sizeof xsa, ", %zu", xs);
         const PlanNode *pr = &e->p->nodes[r];
         emit_f(e, "    FN(rt_bn_relu_backward%s%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s, "
-               "B, %d, %d, nB * %zu%s);\n", xs ? "_strided" : "", S, din[0], acc[0],
+               "%s, B, %d, %d, nB * %zu%s);\n", xs ? "_strided" : "", S, din[0], acc[0],
                emit_param(e, "G", n->u.bn.gamma), emit_param(e, "G", n->u.bn.beta),
                emit_grad(e, r), pr->recomp >= 0 ? emit_buf(e, pr->recomp) : emit_out(e, r), in,
                emit_buf(e, pn->save0), emit_buf(e, pn->save1),
-               emit_param(e, "P", n->u.bn.gamma), n->shape.c, n->shape.h * n->shape.w,
+               emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
+               n->shape.c, n->shape.h * n->shape.w,
                emit_branch_site(e, r), xsa);
         return;
     }

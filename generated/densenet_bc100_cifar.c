@@ -2044,7 +2044,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 347 head.relu0 = relu(head.bn0): 342x8x8 -> 342x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 346 head.bn0 = bn(stage3.step15.concat): 342x8x8 -> 342x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1473408 * nB, 0, G + 765048, G + 765390, act + 1451520 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 23968, fix + 24320, P + 765048, B, 342, 64, nB * 4254720);
+    FN(rt_bn_relu_backward)(ctx, act + 1473408 * nB, 0, G + 765048, G + 765390, act + 1451520 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 23968, fix + 24320, P + 765048, P + 765390, B, 342, 64, nB * 4254720);
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x8x8 -> 342x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 330, 21888);
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2053,14 +2053,14 @@ static void FN(backward_1)(Model *m, int B)
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1419264 * nB, 0, G + 759768, G + 759816, act + 1416192 * nB, act + 1413120 * nB, act + 1410048 * nB, fix + 23872, fix + 23920, P + 759768, B, 48, 64, nB * 4251648);
+    FN(rt_bn_relu_backward)(ctx, act + 1419264 * nB, 0, G + 759768, G + 759816, act + 1416192 * nB, act + 1413120 * nB, act + 1410048 * nB, fix + 23872, fix + 23920, P + 759768, P + 759816, B, 48, 64, nB * 4251648);
     /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1429632 * nB, act + 1336320 * nB, fix + 23200, fix + 23536, P + 743268, P + 743598, B, 330, 64, nB * 4230528, 21888);   /* stage3.step15.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1450752 * nB, 0, G + 743928, act + 1419264 * nB, act + 1429632 * nB, P + 743928, B, 330, 8, 8, 48, 1, 1, 0);
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x8x8 -> 330x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x8x8 -> 330x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 743268, G + 743598, act + 1450752 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 23200, fix + 23536, P + 743268, B, 330, 64, nB * 4230528, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 743268, G + 743598, act + 1450752 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 23200, fix + 23536, P + 743268, P + 743598, B, 330, 64, nB * 4230528, 21888);
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x8x8 -> 330x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 318, 21888);
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2069,14 +2069,14 @@ static void FN(backward_1)(Model *m, int B)
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1416192 * nB, 0, G + 737988, G + 738036, act + 1413120 * nB, act + 1410048 * nB, act + 1406976 * nB, fix + 23104, fix + 23152, P + 737988, B, 48, 64, nB * 4227456);
+    FN(rt_bn_relu_backward)(ctx, act + 1416192 * nB, 0, G + 737988, G + 738036, act + 1413120 * nB, act + 1410048 * nB, act + 1406976 * nB, fix + 23104, fix + 23152, P + 737988, P + 738036, B, 48, 64, nB * 4227456);
     /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1429632 * nB, act + 1336320 * nB, fix + 22464, fix + 22784, P + 722088, P + 722406, B, 318, 64, nB * 4207104, 21888);   /* stage3.step14.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1449984 * nB, 0, G + 722724, act + 1416192 * nB, act + 1429632 * nB, P + 722724, B, 318, 8, 8, 48, 1, 1, 0);
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x8x8 -> 318x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x8x8 -> 318x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 722088, G + 722406, act + 1449984 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 22464, fix + 22784, P + 722088, B, 318, 64, nB * 4207104, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 722088, G + 722406, act + 1449984 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 22464, fix + 22784, P + 722088, P + 722406, B, 318, 64, nB * 4207104, 21888);
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x8x8 -> 318x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 306, 21888);
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2085,7 +2085,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1413120 * nB, 0, G + 716808, G + 716856, act + 1410048 * nB, act + 1406976 * nB, act + 1426560 * nB, fix + 22368, fix + 22416, P + 716808, B, 48, 64, nB * 4204032);
+    FN(rt_bn_relu_backward)(ctx, act + 1413120 * nB, 0, G + 716808, G + 716856, act + 1410048 * nB, act + 1406976 * nB, act + 1426560 * nB, fix + 22368, fix + 22416, P + 716808, P + 716856, B, 48, 64, nB * 4204032);
     /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1416192 * nB, act + 1336320 * nB, fix + 21728, fix + 22048, P + 701508, P + 701814, B, 306, 64, nB * 4184448, 21888);   /* stage3.step13.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1435776 * nB, 0, G + 702120, act + 1413120 * nB, act + 1416192 * nB, P + 702120, B, 306, 8, 8, 48, 1, 1, 0);
@@ -2104,7 +2104,7 @@ static void FN(backward_2)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x8x8 -> 306x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 701508, G + 701814, act + 1435776 * nB, act + 1416192 * nB, act + 1336320 * nB, fix + 21728, fix + 22048, P + 701508, B, 306, 64, nB * 4184448, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 701508, G + 701814, act + 1435776 * nB, act + 1416192 * nB, act + 1336320 * nB, fix + 21728, fix + 22048, P + 701508, P + 701814, B, 306, 64, nB * 4184448, 21888);
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x8x8 -> 306x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 294, 21888);
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2113,14 +2113,14 @@ static void FN(backward_2)(Model *m, int B)
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1413120 * nB, 0, G + 696228, G + 696276, act + 1410048 * nB, act + 1406976 * nB, act + 1390464 * nB, fix + 21632, fix + 21680, P + 696228, B, 48, 64, nB * 4181376);
+    FN(rt_bn_relu_backward)(ctx, act + 1413120 * nB, 0, G + 696228, G + 696276, act + 1410048 * nB, act + 1406976 * nB, act + 1390464 * nB, fix + 21632, fix + 21680, P + 696228, P + 696276, B, 48, 64, nB * 4181376);
     /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1416192 * nB, act + 1336320 * nB, fix + 21024, fix + 21328, P + 681528, P + 681822, B, 294, 64, nB * 4162560, 21888);   /* stage3.step12.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1435008 * nB, 0, G + 682116, act + 1413120 * nB, act + 1416192 * nB, P + 682116, B, 294, 8, 8, 48, 1, 1, 0);
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x8x8 -> 294x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x8x8 -> 294x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 681528, G + 681822, act + 1435008 * nB, act + 1416192 * nB, act + 1336320 * nB, fix + 21024, fix + 21328, P + 681528, B, 294, 64, nB * 4162560, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 681528, G + 681822, act + 1435008 * nB, act + 1416192 * nB, act + 1336320 * nB, fix + 21024, fix + 21328, P + 681528, P + 681822, B, 294, 64, nB * 4162560, 21888);
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x8x8 -> 294x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 282, 21888);
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2129,14 +2129,14 @@ static void FN(backward_2)(Model *m, int B)
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1410048 * nB, 0, G + 676248, G + 676296, act + 1406976 * nB, act + 1390464 * nB, act + 1387392 * nB, fix + 20928, fix + 20976, P + 676248, B, 48, 64, nB * 4159488);
+    FN(rt_bn_relu_backward)(ctx, act + 1410048 * nB, 0, G + 676248, G + 676296, act + 1406976 * nB, act + 1390464 * nB, act + 1387392 * nB, fix + 20928, fix + 20976, P + 676248, P + 676296, B, 48, 64, nB * 4159488);
     /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1413120 * nB, act + 1336320 * nB, fix + 20352, fix + 20640, P + 662148, P + 662430, B, 282, 64, nB * 4141440, 21888);   /* stage3.step11.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1431168 * nB, 0, G + 662712, act + 1410048 * nB, act + 1413120 * nB, P + 662712, B, 282, 8, 8, 48, 1, 1, 0);
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x8x8 -> 282x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x8x8 -> 282x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 662148, G + 662430, act + 1431168 * nB, act + 1413120 * nB, act + 1336320 * nB, fix + 20352, fix + 20640, P + 662148, B, 282, 64, nB * 4141440, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 662148, G + 662430, act + 1431168 * nB, act + 1413120 * nB, act + 1336320 * nB, fix + 20352, fix + 20640, P + 662148, P + 662430, B, 282, 64, nB * 4141440, 21888);
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x8x8 -> 282x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 270, 21888);
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2145,14 +2145,14 @@ static void FN(backward_2)(Model *m, int B)
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1406976 * nB, 0, G + 656868, G + 656916, act + 1390464 * nB, act + 1387392 * nB, act + 1384320 * nB, fix + 20256, fix + 20304, P + 656868, B, 48, 64, nB * 4138368);
+    FN(rt_bn_relu_backward)(ctx, act + 1406976 * nB, 0, G + 656868, G + 656916, act + 1390464 * nB, act + 1387392 * nB, act + 1384320 * nB, fix + 20256, fix + 20304, P + 656868, P + 656916, B, 48, 64, nB * 4138368);
     /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1410048 * nB, act + 1336320 * nB, fix + 19712, fix + 19984, P + 643368, P + 643638, B, 270, 64, nB * 4121088, 21888);   /* stage3.step10.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1427328 * nB, 0, G + 643908, act + 1406976 * nB, act + 1410048 * nB, P + 643908, B, 270, 8, 8, 48, 1, 1, 0);
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x8x8 -> 270x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x8x8 -> 270x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 643368, G + 643638, act + 1427328 * nB, act + 1410048 * nB, act + 1336320 * nB, fix + 19712, fix + 19984, P + 643368, B, 270, 64, nB * 4121088, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 643368, G + 643638, act + 1427328 * nB, act + 1410048 * nB, act + 1336320 * nB, fix + 19712, fix + 19984, P + 643368, P + 643638, B, 270, 64, nB * 4121088, 21888);
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x8x8 -> 270x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 258, 21888);
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2173,14 +2173,14 @@ static void FN(backward_3)(Model *m, int B)
     /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1390464 * nB, 0, G + 638088, G + 638136, act + 1387392 * nB, act + 1384320 * nB, act + 1367424 * nB, fix + 19616, fix + 19664, P + 638088, B, 48, 64, nB * 4118016);
+    FN(rt_bn_relu_backward)(ctx, act + 1390464 * nB, 0, G + 638088, G + 638136, act + 1387392 * nB, act + 1384320 * nB, act + 1367424 * nB, fix + 19616, fix + 19664, P + 638088, P + 638136, B, 48, 64, nB * 4118016);
     /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 19072, fix + 19344, P + 625188, P + 625446, B, 258, 64, nB * 4101504, 21888);   /* stage3.step9.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1423488 * nB, 0, G + 625704, act + 1390464 * nB, act + 1406976 * nB, P + 625704, B, 258, 8, 8, 48, 1, 1, 0);
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x8x8 -> 258x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x8x8 -> 258x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 625188, G + 625446, act + 1423488 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 19072, fix + 19344, P + 625188, B, 258, 64, nB * 4101504, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 625188, G + 625446, act + 1423488 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 19072, fix + 19344, P + 625188, P + 625446, B, 258, 64, nB * 4101504, 21888);
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x8x8 -> 258x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1367424 * nB, 0, act + 1473408 * nB, B, 12, 64, 246, 21888);
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2189,14 +2189,14 @@ static void FN(backward_3)(Model *m, int B)
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1387392 * nB, 0, G + 619908, G + 619956, act + 1384320 * nB, act + 1368192 * nB, act + 1364352 * nB, fix + 18976, fix + 19024, P + 619908, B, 48, 64, nB * 4098432);
+    FN(rt_bn_relu_backward)(ctx, act + 1387392 * nB, 0, G + 619908, G + 619956, act + 1384320 * nB, act + 1368192 * nB, act + 1364352 * nB, fix + 18976, fix + 19024, P + 619908, P + 619956, B, 48, 64, nB * 4098432);
     /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 18464, fix + 18720, P + 607608, P + 607854, B, 246, 64, nB * 4082688, 21888);   /* stage3.step8.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1422720 * nB, 0, G + 608100, act + 1387392 * nB, act + 1406976 * nB, P + 608100, B, 246, 8, 8, 48, 1, 1, 0);
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x8x8 -> 246x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x8x8 -> 246x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 607608, G + 607854, act + 1422720 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 18464, fix + 18720, P + 607608, B, 246, 64, nB * 4082688, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 607608, G + 607854, act + 1422720 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 18464, fix + 18720, P + 607608, P + 607854, B, 246, 64, nB * 4082688, 21888);
     /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x8x8 -> 246x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1364352 * nB, 0, act + 1473408 * nB, B, 12, 64, 234, 21888);
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2205,14 +2205,14 @@ static void FN(backward_3)(Model *m, int B)
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1384320 * nB, 0, G + 602328, G + 602376, act + 1368192 * nB, act + 1365120 * nB, act + 1361280 * nB, fix + 18368, fix + 18416, P + 602328, B, 48, 64, nB * 4079616);
+    FN(rt_bn_relu_backward)(ctx, act + 1384320 * nB, 0, G + 602328, G + 602376, act + 1368192 * nB, act + 1365120 * nB, act + 1361280 * nB, fix + 18368, fix + 18416, P + 602328, P + 602376, B, 48, 64, nB * 4079616);
     /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 17888, fix + 18128, P + 590628, P + 590862, B, 234, 64, nB * 4064640, 21888);   /* stage3.step7.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1421952 * nB, 0, G + 591096, act + 1384320 * nB, act + 1406976 * nB, P + 591096, B, 234, 8, 8, 48, 1, 1, 0);
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x8x8 -> 234x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x8x8 -> 234x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 590628, G + 590862, act + 1421952 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 17888, fix + 18128, P + 590628, B, 234, 64, nB * 4064640, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 590628, G + 590862, act + 1421952 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 17888, fix + 18128, P + 590628, P + 590862, B, 234, 64, nB * 4064640, 21888);
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x8x8 -> 234x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1361280 * nB, 0, act + 1473408 * nB, B, 12, 64, 222, 21888);
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2221,7 +2221,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1368192 * nB, 0, G + 585348, G + 585396, act + 1365120 * nB, act + 1362048 * nB, act + 1358208 * nB, fix + 17792, fix + 17840, P + 585348, B, 48, 64, nB * 4061568);
+    FN(rt_bn_relu_backward)(ctx, act + 1368192 * nB, 0, G + 585348, G + 585396, act + 1365120 * nB, act + 1362048 * nB, act + 1358208 * nB, fix + 17792, fix + 17840, P + 585348, P + 585396, B, 48, 64, nB * 4061568);
     /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 17344, fix + 17568, P + 574248, P + 574470, B, 222, 64, nB * 4047360, 21888);   /* stage3.step6.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1421184 * nB, 0, G + 574692, act + 1368192 * nB, act + 1406976 * nB, P + 574692, B, 222, 8, 8, 48, 1, 1, 0);
@@ -2240,7 +2240,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x8x8 -> 222x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x8x8 -> 222x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 574248, G + 574470, act + 1421184 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 17344, fix + 17568, P + 574248, B, 222, 64, nB * 4047360, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 574248, G + 574470, act + 1421184 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 17344, fix + 17568, P + 574248, P + 574470, B, 222, 64, nB * 4047360, 21888);
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x8x8 -> 222x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1358208 * nB, 0, act + 1473408 * nB, B, 12, 64, 210, 21888);
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2249,14 +2249,14 @@ static void FN(backward_4)(Model *m, int B)
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1365120 * nB, 0, G + 568968, G + 569016, act + 1362048 * nB, act + 1358976 * nB, act + 1371648 * nB, fix + 17248, fix + 17296, P + 568968, B, 48, 64, nB * 4044288);
+    FN(rt_bn_relu_backward)(ctx, act + 1365120 * nB, 0, G + 568968, G + 569016, act + 1362048 * nB, act + 1358976 * nB, act + 1371648 * nB, fix + 17248, fix + 17296, P + 568968, P + 569016, B, 48, 64, nB * 4044288);
     /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 16800, fix + 17024, P + 558468, P + 558678, B, 210, 64, nB * 4030848, 21888);   /* stage3.step5.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1420416 * nB, 0, G + 558888, act + 1365120 * nB, act + 1406976 * nB, P + 558888, B, 210, 8, 8, 48, 1, 1, 0);
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x8x8 -> 210x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x8x8 -> 210x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 558468, G + 558678, act + 1420416 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 16800, fix + 17024, P + 558468, B, 210, 64, nB * 4030848, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 558468, G + 558678, act + 1420416 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 16800, fix + 17024, P + 558468, P + 558678, B, 210, 64, nB * 4030848, 21888);
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x8x8 -> 210x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1358208 * nB, 0, act + 1473408 * nB, B, 12, 64, 198, 21888);
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2265,14 +2265,14 @@ static void FN(backward_4)(Model *m, int B)
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1365120 * nB, 0, G + 553188, G + 553236, act + 1362048 * nB, act + 1358976 * nB, act + 1308672 * nB, fix + 16704, fix + 16752, P + 553188, B, 48, 64, nB * 4027776);
+    FN(rt_bn_relu_backward)(ctx, act + 1365120 * nB, 0, G + 553188, G + 553236, act + 1362048 * nB, act + 1358976 * nB, act + 1308672 * nB, fix + 16704, fix + 16752, P + 553188, P + 553236, B, 48, 64, nB * 4027776);
     /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 16288, fix + 16496, P + 543288, P + 543486, B, 198, 64, nB * 4015104, 21888);   /* stage3.step4.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1419648 * nB, 0, G + 543684, act + 1365120 * nB, act + 1406976 * nB, P + 543684, B, 198, 8, 8, 48, 1, 1, 0);
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x8x8 -> 198x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x8x8 -> 198x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 543288, G + 543486, act + 1419648 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 16288, fix + 16496, P + 543288, B, 198, 64, nB * 4015104, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 543288, G + 543486, act + 1419648 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 16288, fix + 16496, P + 543288, P + 543486, B, 198, 64, nB * 4015104, 21888);
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x8x8 -> 198x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1308672 * nB, 0, act + 1473408 * nB, B, 12, 64, 186, 21888);
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2281,14 +2281,14 @@ static void FN(backward_4)(Model *m, int B)
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1308672 * nB, 0, G + 538008, G + 538056, act + 1361280 * nB, act + 1358208 * nB, act + 1305600 * nB, fix + 16192, fix + 16240, P + 538008, B, 48, 64, nB * 4012032);
+    FN(rt_bn_relu_backward)(ctx, act + 1308672 * nB, 0, G + 538008, G + 538056, act + 1361280 * nB, act + 1358208 * nB, act + 1305600 * nB, fix + 16192, fix + 16240, P + 538008, P + 538056, B, 48, 64, nB * 4012032);
     /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1358208 * nB, act + 1336320 * nB, fix + 15808, fix + 16000, P + 528708, P + 528894, B, 186, 64, nB * 4000128, 21888);   /* stage3.step3.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1406976 * nB, 0, G + 529080, act + 1308672 * nB, act + 1358208 * nB, P + 529080, B, 186, 8, 8, 48, 1, 1, 0);
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x8x8 -> 186x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x8x8 -> 186x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 528708, G + 528894, act + 1406976 * nB, act + 1358208 * nB, act + 1336320 * nB, fix + 15808, fix + 16000, P + 528708, B, 186, 64, nB * 4000128, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 528708, G + 528894, act + 1406976 * nB, act + 1358208 * nB, act + 1336320 * nB, fix + 15808, fix + 16000, P + 528708, P + 528894, B, 186, 64, nB * 4000128, 21888);
     /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x8x8 -> 186x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1305600 * nB, 0, act + 1473408 * nB, B, 12, 64, 174, 21888);
 }
@@ -2309,14 +2309,14 @@ static void FN(backward_5)(Model *m, int B)
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1361280 * nB, 0, G + 523428, G + 523476, act + 1358208 * nB, act + 1306368 * nB, act + 353280 * nB, fix + 15712, fix + 15760, P + 523428, B, 48, 64, nB * 3997056);
+    FN(rt_bn_relu_backward)(ctx, act + 1361280 * nB, 0, G + 523428, G + 523476, act + 1358208 * nB, act + 1306368 * nB, act + 353280 * nB, fix + 15712, fix + 15760, P + 523428, P + 523476, B, 48, 64, nB * 3997056);
     /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 15360, fix + 15536, P + 514728, P + 514902, B, 174, 64, nB * 3985920, 21888);   /* stage3.step2.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1418112 * nB, 0, G + 515076, act + 1361280 * nB, act + 1406976 * nB, P + 515076, B, 174, 8, 8, 48, 1, 1, 0);
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x8x8 -> 174x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x8x8 -> 174x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 514728, G + 514902, act + 1418112 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 15360, fix + 15536, P + 514728, B, 174, 64, nB * 3985920, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 514728, G + 514902, act + 1418112 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 15360, fix + 15536, P + 514728, P + 514902, B, 174, 64, nB * 3985920, 21888);
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x8x8 -> 174x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 353280 * nB, 0, act + 1473408 * nB, B, 12, 64, 162, 21888);
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x8x8 -> 12x8x8 */
@@ -2325,14 +2325,14 @@ static void FN(backward_5)(Model *m, int B)
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 353280 * nB, 0, G + 509448, G + 509496, act + 1308672 * nB, act + 1305600 * nB, act + 350208 * nB, fix + 15264, fix + 15312, P + 509448, B, 48, 64, nB * 3982848);
+    FN(rt_bn_relu_backward)(ctx, act + 353280 * nB, 0, G + 509448, G + 509496, act + 1308672 * nB, act + 1305600 * nB, act + 350208 * nB, fix + 15264, fix + 15312, P + 509448, P + 509496, B, 48, 64, nB * 3982848);
     /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1358208 * nB, act + 1336320 * nB, fix + 14912, fix + 15088, P + 501348, P + 501510, B, 162, 64, nB * 3972480, 21888);   /* stage3.step1.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1384320 * nB, 0, G + 501672, act + 353280 * nB, act + 1358208 * nB, P + 501672, B, 162, 8, 8, 48, 1, 1, 0);
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x8x8 -> 162x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x8x8 -> 162x8x8 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 501348, G + 501510, act + 1384320 * nB, act + 1358208 * nB, act + 1336320 * nB, fix + 14912, fix + 15088, P + 501348, B, 162, 64, nB * 3972480, 21888);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1473408 * nB, 1, G + 501348, G + 501510, act + 1384320 * nB, act + 1358208 * nB, act + 1336320 * nB, fix + 14912, fix + 15088, P + 501348, P + 501510, B, 162, 64, nB * 3972480, 21888);
     /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x8x8 -> 162x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1336320 * nB, 0, act + 1473408 * nB, B, 150, 64, 0, 21888);
     FN(rt_concat_slice_backward)(ctx, act + 350208 * nB, 0, act + 1473408 * nB, B, 12, 64, 150, 21888);
@@ -2342,14 +2342,14 @@ static void FN(backward_5)(Model *m, int B)
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1308672 * nB, 0, G + 496068, G + 496116, act + 1305600 * nB, act + 350976 * nB, act + 347136 * nB, fix + 14816, fix + 14864, P + 496068, B, 48, 64, nB * 3969408);
+    FN(rt_bn_relu_backward)(ctx, act + 1308672 * nB, 0, G + 496068, G + 496116, act + 1305600 * nB, act + 350976 * nB, act + 347136 * nB, fix + 14816, fix + 14864, P + 496068, P + 496116, B, 48, 64, nB * 3969408);
     /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x8x8 -> 48x8x8 */
     FN(rt_bn_relu_recompute)(ctx, act + 1345920 * nB, act + 1374720 * nB, fix + 14496, fix + 14656, P + 488568, P + 488718, B, 150, 64, nB * 3959808, 9600);   /* stage3.step0.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1355520 * nB, 0, G + 488868, act + 1308672 * nB, act + 1345920 * nB, P + 488868, B, 150, 8, 8, 48, 1, 1, 0);
     /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x8x8 -> 150x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x8x8 -> 150x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1336320 * nB, 1, G + 488568, G + 488718, act + 1355520 * nB, act + 1345920 * nB, act + 1374720 * nB, fix + 14496, fix + 14656, P + 488568, B, 150, 64, nB * 3959808);
+    FN(rt_bn_relu_backward)(ctx, act + 1336320 * nB, 1, G + 488568, G + 488718, act + 1355520 * nB, act + 1345920 * nB, act + 1374720 * nB, fix + 14496, fix + 14656, P + 488568, P + 488718, B, 150, 64, nB * 3959808);
     /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x16x16 -> 150x8x8 */
     FN(rt_avgpool_backward)(ctx, act + 1345920 * nB, 0, act + 1336320 * nB, B, 150, 16, 16, 2, 2);
     /* 232 trans2.conv0 = conv(trans2.relu0): 300x16x16 -> 150x16x16 */
@@ -2358,7 +2358,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x16x16 -> 300x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x16x16 -> 300x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1560576 * nB, 0, G + 442968, G + 443268, act + 1483776 * nB, act + 1406976 * nB, act + 1179648 * nB, fix + 13888, fix + 14192, P + 442968, B, 300, 256, nB * 3883008);
+    FN(rt_bn_relu_backward)(ctx, act + 1560576 * nB, 0, G + 442968, G + 443268, act + 1483776 * nB, act + 1406976 * nB, act + 1179648 * nB, fix + 13888, fix + 14192, P + 442968, P + 443268, B, 300, 256, nB * 3883008);
 }
 
 /* Backward, part 6 of 15. */
@@ -2379,14 +2379,14 @@ static void FN(backward_6)(Model *m, int B)
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1360896 * nB, 0, G + 437688, G + 437736, act + 1348608 * nB, act + 1336320 * nB, act + 1324032 * nB, fix + 13792, fix + 13840, P + 437688, B, 48, 256, nB * 3870720);
+    FN(rt_bn_relu_backward)(ctx, act + 1360896 * nB, 0, G + 437688, G + 437736, act + 1348608 * nB, act + 1336320 * nB, act + 1324032 * nB, fix + 13792, fix + 13840, P + 437688, P + 437736, B, 48, 256, nB * 3870720);
     /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1179648 * nB, fix + 13216, fix + 13504, P + 423288, P + 423576, B, 288, 256, nB * 3796992, 76800);   /* stage2.step15.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1480704 * nB, 0, G + 423864, act + 1360896 * nB, act + 1406976 * nB, P + 423864, B, 288, 16, 16, 48, 1, 1, 0);
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x16x16 -> 288x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x16x16 -> 288x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 423288, G + 423576, act + 1480704 * nB, act + 1406976 * nB, act + 1179648 * nB, fix + 13216, fix + 13504, P + 423288, B, 288, 256, nB * 3796992, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 423288, G + 423576, act + 1480704 * nB, act + 1406976 * nB, act + 1179648 * nB, fix + 13216, fix + 13504, P + 423288, P + 423576, B, 288, 256, nB * 3796992, 76800);
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x16x16 -> 288x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 276, 76800);
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2395,14 +2395,14 @@ static void FN(backward_6)(Model *m, int B)
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1348608 * nB, 0, G + 418008, G + 418056, act + 1336320 * nB, act + 1324032 * nB, act + 1394688 * nB, fix + 13120, fix + 13168, P + 418008, B, 48, 256, nB * 3784704);
+    FN(rt_bn_relu_backward)(ctx, act + 1348608 * nB, 0, G + 418008, G + 418056, act + 1336320 * nB, act + 1324032 * nB, act + 1394688 * nB, fix + 13120, fix + 13168, P + 418008, P + 418056, B, 48, 256, nB * 3784704);
     /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1360896 * nB, act + 1179648 * nB, fix + 12544, fix + 12832, P + 404208, P + 404484, B, 276, 256, nB * 3714048, 76800);   /* stage2.step14.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1431552 * nB, 0, G + 404760, act + 1348608 * nB, act + 1360896 * nB, P + 404760, B, 276, 16, 16, 48, 1, 1, 0);
     /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x16x16 -> 276x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x16x16 -> 276x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 404208, G + 404484, act + 1431552 * nB, act + 1360896 * nB, act + 1179648 * nB, fix + 12544, fix + 12832, P + 404208, B, 276, 256, nB * 3714048, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 404208, G + 404484, act + 1431552 * nB, act + 1360896 * nB, act + 1179648 * nB, fix + 12544, fix + 12832, P + 404208, P + 404484, B, 276, 256, nB * 3714048, 76800);
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x16x16 -> 276x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 264, 76800);
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2411,14 +2411,14 @@ static void FN(backward_6)(Model *m, int B)
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1348608 * nB, 0, G + 398928, G + 398976, act + 1336320 * nB, act + 1324032 * nB, act + 1293312 * nB, fix + 12448, fix + 12496, P + 398928, B, 48, 256, nB * 3701760);
+    FN(rt_bn_relu_backward)(ctx, act + 1348608 * nB, 0, G + 398928, G + 398976, act + 1336320 * nB, act + 1324032 * nB, act + 1293312 * nB, fix + 12448, fix + 12496, P + 398928, P + 398976, B, 48, 256, nB * 3701760);
     /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1360896 * nB, act + 1179648 * nB, fix + 11904, fix + 12176, P + 385728, P + 385992, B, 264, 256, nB * 3634176, 76800);   /* stage2.step13.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1428480 * nB, 0, G + 386256, act + 1348608 * nB, act + 1360896 * nB, P + 386256, B, 264, 16, 16, 48, 1, 1, 0);
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x16x16 -> 264x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x16x16 -> 264x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 385728, G + 385992, act + 1428480 * nB, act + 1360896 * nB, act + 1179648 * nB, fix + 11904, fix + 12176, P + 385728, B, 264, 256, nB * 3634176, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 385728, G + 385992, act + 1428480 * nB, act + 1360896 * nB, act + 1179648 * nB, fix + 11904, fix + 12176, P + 385728, P + 385992, B, 264, 256, nB * 3634176, 76800);
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x16x16 -> 264x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 252, 76800);
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2439,14 +2439,14 @@ static void FN(backward_7)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1336320 * nB, 0, G + 380448, G + 380496, act + 1324032 * nB, act + 1293312 * nB, act + 1281024 * nB, fix + 11808, fix + 11856, P + 380448, B, 48, 256, nB * 3621888);
+    FN(rt_bn_relu_backward)(ctx, act + 1336320 * nB, 0, G + 380448, G + 380496, act + 1324032 * nB, act + 1293312 * nB, act + 1281024 * nB, fix + 11808, fix + 11856, P + 380448, P + 380496, B, 48, 256, nB * 3621888);
     /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1348608 * nB, act + 1179648 * nB, fix + 11296, fix + 11552, P + 367848, P + 368100, B, 252, 256, nB * 3557376, 76800);   /* stage2.step12.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1413120 * nB, 0, G + 368352, act + 1336320 * nB, act + 1348608 * nB, P + 368352, B, 252, 16, 16, 48, 1, 1, 0);
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x16x16 -> 252x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x16x16 -> 252x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 367848, G + 368100, act + 1413120 * nB, act + 1348608 * nB, act + 1179648 * nB, fix + 11296, fix + 11552, P + 367848, B, 252, 256, nB * 3557376, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 367848, G + 368100, act + 1413120 * nB, act + 1348608 * nB, act + 1179648 * nB, fix + 11296, fix + 11552, P + 367848, P + 368100, B, 252, 256, nB * 3557376, 76800);
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x16x16 -> 252x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 240, 76800);
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2455,14 +2455,14 @@ static void FN(backward_7)(Model *m, int B)
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1324032 * nB, 0, G + 362568, G + 362616, act + 1293312 * nB, act + 1281024 * nB, act + 1268736 * nB, fix + 11200, fix + 11248, P + 362568, B, 48, 256, nB * 3545088);
+    FN(rt_bn_relu_backward)(ctx, act + 1324032 * nB, 0, G + 362568, G + 362616, act + 1293312 * nB, act + 1281024 * nB, act + 1268736 * nB, fix + 11200, fix + 11248, P + 362568, P + 362616, B, 48, 256, nB * 3545088);
     /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1336320 * nB, act + 1179648 * nB, fix + 10720, fix + 10960, P + 350568, P + 350808, B, 240, 256, nB * 3483648, 76800);   /* stage2.step11.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1397760 * nB, 0, G + 351048, act + 1324032 * nB, act + 1336320 * nB, P + 351048, B, 240, 16, 16, 48, 1, 1, 0);
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x16x16 -> 240x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x16x16 -> 240x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 350568, G + 350808, act + 1397760 * nB, act + 1336320 * nB, act + 1179648 * nB, fix + 10720, fix + 10960, P + 350568, B, 240, 256, nB * 3483648, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 350568, G + 350808, act + 1397760 * nB, act + 1336320 * nB, act + 1179648 * nB, fix + 10720, fix + 10960, P + 350568, P + 350808, B, 240, 256, nB * 3483648, 76800);
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x16x16 -> 240x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 228, 76800);
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2471,14 +2471,14 @@ static void FN(backward_7)(Model *m, int B)
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1293312 * nB, 0, G + 345288, G + 345336, act + 1281024 * nB, act + 1268736 * nB, act + 1256448 * nB, fix + 10624, fix + 10672, P + 345288, B, 48, 256, nB * 3471360);
+    FN(rt_bn_relu_backward)(ctx, act + 1293312 * nB, 0, G + 345288, G + 345336, act + 1281024 * nB, act + 1268736 * nB, act + 1256448 * nB, fix + 10624, fix + 10672, P + 345288, P + 345336, B, 48, 256, nB * 3471360);
     /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1324032 * nB, act + 1179648 * nB, fix + 10144, fix + 10384, P + 333888, P + 334116, B, 228, 256, nB * 3412992, 76800);   /* stage2.step10.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1382400 * nB, 0, G + 334344, act + 1293312 * nB, act + 1324032 * nB, P + 334344, B, 228, 16, 16, 48, 1, 1, 0);
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x16x16 -> 228x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x16x16 -> 228x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 333888, G + 334116, act + 1382400 * nB, act + 1324032 * nB, act + 1179648 * nB, fix + 10144, fix + 10384, P + 333888, B, 228, 256, nB * 3412992, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 333888, G + 334116, act + 1382400 * nB, act + 1324032 * nB, act + 1179648 * nB, fix + 10144, fix + 10384, P + 333888, P + 334116, B, 228, 256, nB * 3412992, 76800);
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x16x16 -> 228x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 216, 76800);
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2487,7 +2487,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1281024 * nB, 0, G + 328608, G + 328656, act + 1268736 * nB, act + 1256448 * nB, act + 1311744 * nB, fix + 10048, fix + 10096, P + 328608, B, 48, 256, nB * 3400704);
+    FN(rt_bn_relu_backward)(ctx, act + 1281024 * nB, 0, G + 328608, G + 328656, act + 1268736 * nB, act + 1256448 * nB, act + 1311744 * nB, fix + 10048, fix + 10096, P + 328608, P + 328656, B, 48, 256, nB * 3400704);
     /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1293312 * nB, act + 1179648 * nB, fix + 9600, fix + 9824, P + 317808, P + 318024, B, 216, 256, nB * 3345408, 76800);   /* stage2.step9.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1348608 * nB, 0, G + 318240, act + 1281024 * nB, act + 1293312 * nB, P + 318240, B, 216, 16, 16, 48, 1, 1, 0);
@@ -2506,7 +2506,7 @@ static void FN(backward_8)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x16x16 -> 216x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 317808, G + 318024, act + 1348608 * nB, act + 1293312 * nB, act + 1179648 * nB, fix + 9600, fix + 9824, P + 317808, B, 216, 256, nB * 3345408, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 317808, G + 318024, act + 1348608 * nB, act + 1293312 * nB, act + 1179648 * nB, fix + 9600, fix + 9824, P + 317808, P + 318024, B, 216, 256, nB * 3345408, 76800);
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x16x16 -> 216x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 204, 76800);
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2515,14 +2515,14 @@ static void FN(backward_8)(Model *m, int B)
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1281024 * nB, 0, G + 312528, G + 312576, act + 1268736 * nB, act + 1256448 * nB, act + 1118208 * nB, fix + 9504, fix + 9552, P + 312528, B, 48, 256, nB * 3333120);
+    FN(rt_bn_relu_backward)(ctx, act + 1281024 * nB, 0, G + 312528, G + 312576, act + 1268736 * nB, act + 1256448 * nB, act + 1118208 * nB, fix + 9504, fix + 9552, P + 312528, P + 312576, B, 48, 256, nB * 3333120);
     /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1293312 * nB, act + 1179648 * nB, fix + 9088, fix + 9296, P + 302328, P + 302532, B, 204, 256, nB * 3280896, 76800);   /* stage2.step8.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1345536 * nB, 0, G + 302736, act + 1281024 * nB, act + 1293312 * nB, P + 302736, B, 204, 16, 16, 48, 1, 1, 0);
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x16x16 -> 204x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x16x16 -> 204x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 302328, G + 302532, act + 1345536 * nB, act + 1293312 * nB, act + 1179648 * nB, fix + 9088, fix + 9296, P + 302328, B, 204, 256, nB * 3280896, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 302328, G + 302532, act + 1345536 * nB, act + 1293312 * nB, act + 1179648 * nB, fix + 9088, fix + 9296, P + 302328, P + 302532, B, 204, 256, nB * 3280896, 76800);
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x16x16 -> 204x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 192, 76800);
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2531,14 +2531,14 @@ static void FN(backward_8)(Model *m, int B)
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1268736 * nB, 0, G + 297048, G + 297096, act + 1256448 * nB, act + 1118208 * nB, act + 1105920 * nB, fix + 8992, fix + 9040, P + 297048, B, 48, 256, nB * 3268608);
+    FN(rt_bn_relu_backward)(ctx, act + 1268736 * nB, 0, G + 297048, G + 297096, act + 1256448 * nB, act + 1118208 * nB, act + 1105920 * nB, fix + 8992, fix + 9040, P + 297048, P + 297096, B, 48, 256, nB * 3268608);
     /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1281024 * nB, act + 1179648 * nB, fix + 8608, fix + 8800, P + 287448, P + 287640, B, 192, 256, nB * 3219456, 76800);   /* stage2.step7.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1330176 * nB, 0, G + 287832, act + 1268736 * nB, act + 1281024 * nB, P + 287832, B, 192, 16, 16, 48, 1, 1, 0);
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x16x16 -> 192x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x16x16 -> 192x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 287448, G + 287640, act + 1330176 * nB, act + 1281024 * nB, act + 1179648 * nB, fix + 8608, fix + 8800, P + 287448, B, 192, 256, nB * 3219456, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 287448, G + 287640, act + 1330176 * nB, act + 1281024 * nB, act + 1179648 * nB, fix + 8608, fix + 8800, P + 287448, P + 287640, B, 192, 256, nB * 3219456, 76800);
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x16x16 -> 192x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 180, 76800);
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2547,14 +2547,14 @@ static void FN(backward_8)(Model *m, int B)
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1256448 * nB, 0, G + 282168, G + 282216, act + 1118208 * nB, act + 1105920 * nB, act + 897024 * nB, fix + 8512, fix + 8560, P + 282168, B, 48, 256, nB * 3207168);
+    FN(rt_bn_relu_backward)(ctx, act + 1256448 * nB, 0, G + 282168, G + 282216, act + 1118208 * nB, act + 1105920 * nB, act + 897024 * nB, fix + 8512, fix + 8560, P + 282168, P + 282216, B, 48, 256, nB * 3207168);
     /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1268736 * nB, act + 1179648 * nB, fix + 8128, fix + 8320, P + 273168, P + 273348, B, 180, 256, nB * 3161088, 76800);   /* stage2.step6.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1314816 * nB, 0, G + 273528, act + 1256448 * nB, act + 1268736 * nB, P + 273528, B, 180, 16, 16, 48, 1, 1, 0);
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x16x16 -> 180x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x16x16 -> 180x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 273168, G + 273348, act + 1314816 * nB, act + 1268736 * nB, act + 1179648 * nB, fix + 8128, fix + 8320, P + 273168, B, 180, 256, nB * 3161088, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 273168, G + 273348, act + 1314816 * nB, act + 1268736 * nB, act + 1179648 * nB, fix + 8128, fix + 8320, P + 273168, P + 273348, B, 180, 256, nB * 3161088, 76800);
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x16x16 -> 180x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 168, 76800);
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2575,14 +2575,14 @@ static void FN(backward_9)(Model *m, int B)
     /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1118208 * nB, 0, G + 267888, G + 267936, act + 1105920 * nB, act + 897024 * nB, act + 884736 * nB, fix + 8032, fix + 8080, P + 267888, B, 48, 256, nB * 3148800);
+    FN(rt_bn_relu_backward)(ctx, act + 1118208 * nB, 0, G + 267888, G + 267936, act + 1105920 * nB, act + 897024 * nB, act + 884736 * nB, fix + 8032, fix + 8080, P + 267888, P + 267936, B, 48, 256, nB * 3148800);
     /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 7680, fix + 7856, P + 259488, P + 259656, B, 168, 256, nB * 3105792, 76800);   /* stage2.step5.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1299456 * nB, 0, G + 259824, act + 1118208 * nB, act + 1256448 * nB, P + 259824, B, 168, 16, 16, 48, 1, 1, 0);
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x16x16 -> 168x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x16x16 -> 168x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 259488, G + 259656, act + 1299456 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 7680, fix + 7856, P + 259488, B, 168, 256, nB * 3105792, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 259488, G + 259656, act + 1299456 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 7680, fix + 7856, P + 259488, P + 259656, B, 168, 256, nB * 3105792, 76800);
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x16x16 -> 168x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 156, 76800);
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2591,14 +2591,14 @@ static void FN(backward_9)(Model *m, int B)
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1105920 * nB, 0, G + 254208, G + 254256, act + 897024 * nB, act + 884736 * nB, act + 872448 * nB, fix + 7584, fix + 7632, P + 254208, B, 48, 256, nB * 3093504);
+    FN(rt_bn_relu_backward)(ctx, act + 1105920 * nB, 0, G + 254208, G + 254256, act + 897024 * nB, act + 884736 * nB, act + 872448 * nB, fix + 7584, fix + 7632, P + 254208, P + 254256, B, 48, 256, nB * 3093504);
     /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 7264, fix + 7424, P + 246408, P + 246564, B, 156, 256, nB * 3053568, 76800);   /* stage2.step4.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1296384 * nB, 0, G + 246720, act + 1105920 * nB, act + 1256448 * nB, P + 246720, B, 156, 16, 16, 48, 1, 1, 0);
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x16x16 -> 156x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x16x16 -> 156x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 246408, G + 246564, act + 1296384 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 7264, fix + 7424, P + 246408, B, 156, 256, nB * 3053568, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 246408, G + 246564, act + 1296384 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 7264, fix + 7424, P + 246408, P + 246564, B, 156, 256, nB * 3053568, 76800);
     /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x16x16 -> 156x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 144, 76800);
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2607,14 +2607,14 @@ static void FN(backward_9)(Model *m, int B)
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 897024 * nB, 0, G + 241128, G + 241176, act + 884736 * nB, act + 872448 * nB, act + 565248 * nB, fix + 7168, fix + 7216, P + 241128, B, 48, 256, nB * 3041280);
+    FN(rt_bn_relu_backward)(ctx, act + 897024 * nB, 0, G + 241128, G + 241176, act + 884736 * nB, act + 872448 * nB, act + 565248 * nB, fix + 7168, fix + 7216, P + 241128, P + 241176, B, 48, 256, nB * 3041280);
     /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 6880, fix + 7024, P + 233928, P + 234072, B, 144, 256, nB * 3004416, 76800);   /* stage2.step3.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1293312 * nB, 0, G + 234216, act + 897024 * nB, act + 1256448 * nB, P + 234216, B, 144, 16, 16, 48, 1, 1, 0);
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x16x16 -> 144x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x16x16 -> 144x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 233928, G + 234072, act + 1293312 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6880, fix + 7024, P + 233928, B, 144, 256, nB * 3004416, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 233928, G + 234072, act + 1293312 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6880, fix + 7024, P + 233928, P + 234072, B, 144, 256, nB * 3004416, 76800);
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x16x16 -> 144x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 132, 76800);
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2623,7 +2623,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 884736 * nB, 0, G + 228648, G + 228696, act + 872448 * nB, act + 565248 * nB, act + 552960 * nB, fix + 6784, fix + 6832, P + 228648, B, 48, 256, nB * 2992128);
+    FN(rt_bn_relu_backward)(ctx, act + 884736 * nB, 0, G + 228648, G + 228696, act + 872448 * nB, act + 565248 * nB, act + 552960 * nB, fix + 6784, fix + 6832, P + 228648, P + 228696, B, 48, 256, nB * 2992128);
     /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 6496, fix + 6640, P + 222048, P + 222180, B, 132, 256, nB * 2958336, 76800);   /* stage2.step2.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1290240 * nB, 0, G + 222312, act + 884736 * nB, act + 1256448 * nB, P + 222312, B, 132, 16, 16, 48, 1, 1, 0);
@@ -2642,7 +2642,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x16x16 -> 132x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x16x16 -> 132x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 222048, G + 222180, act + 1290240 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6496, fix + 6640, P + 222048, B, 132, 256, nB * 2958336, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 222048, G + 222180, act + 1290240 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6496, fix + 6640, P + 222048, P + 222180, B, 132, 256, nB * 2958336, 76800);
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x16x16 -> 132x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 120, 76800);
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x16x16 -> 12x16x16 */
@@ -2651,14 +2651,14 @@ static void FN(backward_10)(Model *m, int B)
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 0, G + 216768, G + 216816, act + 565248 * nB, act + 552960 * nB, act + 36864 * nB, fix + 6400, fix + 6448, P + 216768, B, 48, 256, nB * 2946048);
+    FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 0, G + 216768, G + 216816, act + 565248 * nB, act + 552960 * nB, act + 36864 * nB, fix + 6400, fix + 6448, P + 216768, P + 216816, B, 48, 256, nB * 2946048);
     /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 6144, fix + 6272, P + 210768, P + 210888, B, 120, 256, nB * 2915328, 76800);   /* stage2.step1.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1287168 * nB, 0, G + 211008, act + 872448 * nB, act + 1256448 * nB, P + 211008, B, 120, 16, 16, 48, 1, 1, 0);
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x16x16 -> 120x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x16x16 -> 120x16x16 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 210768, G + 210888, act + 1287168 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6144, fix + 6272, P + 210768, B, 120, 256, nB * 2915328, 76800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1560576 * nB, 1, G + 210768, G + 210888, act + 1287168 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6144, fix + 6272, P + 210768, P + 210888, B, 120, 256, nB * 2915328, 76800);
     /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x16x16 -> 120x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 872448 * nB, 0, act + 1560576 * nB, B, 108, 256, 0, 76800);
     FN(rt_concat_slice_backward)(ctx, act + 36864 * nB, 0, act + 1560576 * nB, B, 12, 256, 108, 76800);
@@ -2668,14 +2668,14 @@ static void FN(backward_10)(Model *m, int B)
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 36864 * nB, 0, G + 205488, G + 205536, act + 565248 * nB, act + 552960 * nB, act + 24576 * nB, fix + 6048, fix + 6096, P + 205488, B, 48, 256, nB * 2903040);
+    FN(rt_bn_relu_backward)(ctx, act + 36864 * nB, 0, G + 205488, G + 205536, act + 565248 * nB, act + 552960 * nB, act + 24576 * nB, fix + 6048, fix + 6096, P + 205488, P + 205536, B, 48, 256, nB * 2903040);
     /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x16x16 -> 48x16x16 */
     FN(rt_bn_relu_recompute)(ctx, act + 1179648 * nB, act + 319488 * nB, fix + 5824, fix + 5936, P + 200088, P + 200196, B, 108, 256, nB * 2875392, 27648);   /* stage2.step0.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1207296 * nB, 0, G + 200304, act + 36864 * nB, act + 1179648 * nB, P + 200304, B, 108, 16, 16, 48, 1, 1, 0);
     /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x16x16 -> 108x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x16x16 -> 108x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 1, G + 200088, G + 200196, act + 1207296 * nB, act + 1179648 * nB, act + 319488 * nB, fix + 5824, fix + 5936, P + 200088, B, 108, 256, nB * 2875392);
+    FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 1, G + 200088, G + 200196, act + 1207296 * nB, act + 1179648 * nB, act + 319488 * nB, fix + 5824, fix + 5936, P + 200088, P + 200196, B, 108, 256, nB * 2875392);
     /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x32x32 -> 108x16x16 */
     FN(rt_avgpool_backward)(ctx, act + 1179648 * nB, 0, act + 872448 * nB, B, 108, 32, 32, 2, 2);
     /* 116 trans1.conv0 = conv(trans1.relu0): 216x32x32 -> 108x32x32 */
@@ -2684,7 +2684,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x32x32 -> 216x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x32x32 -> 216x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1732608 * nB, 0, G + 176328, G + 176544, act + 1511424 * nB, act + 1290240 * nB, act + 98304 * nB, fix + 5376, fix + 5600, P + 176328, B, 216, 1024, nB * 2654208);
+    FN(rt_bn_relu_backward)(ctx, act + 1732608 * nB, 0, G + 176328, G + 176544, act + 1511424 * nB, act + 1290240 * nB, act + 98304 * nB, fix + 5376, fix + 5600, P + 176328, P + 176544, B, 216, 1024, nB * 2654208);
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x32x32 -> 216x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 204, 221184);
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2693,7 +2693,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1277952 * nB, 0, G + 171048, G + 171096, act + 1228800 * nB, act + 1179648 * nB, act + 1056768 * nB, fix + 5280, fix + 5328, P + 171048, B, 48, 1024, nB * 2605056);
+    FN(rt_bn_relu_backward)(ctx, act + 1277952 * nB, 0, G + 171048, G + 171096, act + 1228800 * nB, act + 1179648 * nB, act + 1056768 * nB, fix + 5280, fix + 5328, P + 171048, P + 171096, B, 48, 1024, nB * 2605056);
 }
 
 /* Backward, part 11 of 15. */
@@ -2712,7 +2712,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x32x32 -> 204x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x32x32 -> 204x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 160848, G + 161052, act + 1953792 * nB, act + 1327104 * nB, act + 98304 * nB, fix + 4864, fix + 5072, P + 160848, B, 204, 1024, nB * 2396160, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 160848, G + 161052, act + 1953792 * nB, act + 1327104 * nB, act + 98304 * nB, fix + 4864, fix + 5072, P + 160848, P + 161052, B, 204, 1024, nB * 2396160, 221184);
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x32x32 -> 204x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 192, 221184);
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2721,14 +2721,14 @@ static void FN(backward_11)(Model *m, int B)
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 0, G + 155568, G + 155616, act + 1179648 * nB, act + 1056768 * nB, act + 1007616 * nB, fix + 4768, fix + 4816, P + 155568, B, 48, 1024, nB * 2347008);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 0, G + 155568, G + 155616, act + 1179648 * nB, act + 1056768 * nB, act + 1007616 * nB, fix + 4768, fix + 4816, P + 155568, P + 155616, B, 48, 1024, nB * 2347008);
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 1277952 * nB, act + 98304 * nB, fix + 4384, fix + 4576, P + 145968, P + 146160, B, 192, 1024, nB * 2150400, 221184);   /* stage1.step14.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1474560 * nB, 0, G + 146352, act + 1228800 * nB, act + 1277952 * nB, P + 146352, B, 192, 32, 32, 48, 1, 1, 0);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x32x32 -> 192x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x32x32 -> 192x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 145968, G + 146160, act + 1474560 * nB, act + 1277952 * nB, act + 98304 * nB, fix + 4384, fix + 4576, P + 145968, B, 192, 1024, nB * 2150400, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 145968, G + 146160, act + 1474560 * nB, act + 1277952 * nB, act + 98304 * nB, fix + 4384, fix + 4576, P + 145968, P + 146160, B, 192, 1024, nB * 2150400, 221184);
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x32x32 -> 192x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 180, 221184);
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2737,14 +2737,14 @@ static void FN(backward_11)(Model *m, int B)
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1179648 * nB, 0, G + 140688, G + 140736, act + 1056768 * nB, act + 1007616 * nB, act + 958464 * nB, fix + 4288, fix + 4336, P + 140688, B, 48, 1024, nB * 2101248);
+    FN(rt_bn_relu_backward)(ctx, act + 1179648 * nB, 0, G + 140688, G + 140736, act + 1056768 * nB, act + 1007616 * nB, act + 958464 * nB, fix + 4288, fix + 4336, P + 140688, P + 140736, B, 48, 1024, nB * 2101248);
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 1228800 * nB, act + 98304 * nB, fix + 3904, fix + 4096, P + 131688, P + 131868, B, 180, 1024, nB * 1916928, 221184);   /* stage1.step13.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1413120 * nB, 0, G + 132048, act + 1179648 * nB, act + 1228800 * nB, P + 132048, B, 180, 32, 32, 48, 1, 1, 0);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x32x32 -> 180x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x32x32 -> 180x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 131688, G + 131868, act + 1413120 * nB, act + 1228800 * nB, act + 98304 * nB, fix + 3904, fix + 4096, P + 131688, B, 180, 1024, nB * 1916928, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 131688, G + 131868, act + 1413120 * nB, act + 1228800 * nB, act + 98304 * nB, fix + 3904, fix + 4096, P + 131688, P + 131868, B, 180, 1024, nB * 1916928, 221184);
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x32x32 -> 180x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 168, 221184);
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2753,14 +2753,14 @@ static void FN(backward_11)(Model *m, int B)
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1056768 * nB, 0, G + 126408, G + 126456, act + 1007616 * nB, act + 958464 * nB, act + 1130496 * nB, fix + 3808, fix + 3856, P + 126408, B, 48, 1024, nB * 1867776);
+    FN(rt_bn_relu_backward)(ctx, act + 1056768 * nB, 0, G + 126408, G + 126456, act + 1007616 * nB, act + 958464 * nB, act + 1130496 * nB, fix + 3808, fix + 3856, P + 126408, P + 126456, B, 48, 1024, nB * 1867776);
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 1105920 * nB, act + 98304 * nB, fix + 3456, fix + 3632, P + 118008, P + 118176, B, 168, 1024, nB * 1695744, 221184);   /* stage1.step12.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1277952 * nB, 0, G + 118344, act + 1056768 * nB, act + 1105920 * nB, P + 118344, B, 168, 32, 32, 48, 1, 1, 0);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x32x32 -> 168x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x32x32 -> 168x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 118008, G + 118176, act + 1277952 * nB, act + 1105920 * nB, act + 98304 * nB, fix + 3456, fix + 3632, P + 118008, B, 168, 1024, nB * 1695744, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 118008, G + 118176, act + 1277952 * nB, act + 1105920 * nB, act + 98304 * nB, fix + 3456, fix + 3632, P + 118008, P + 118176, B, 168, 1024, nB * 1695744, 221184);
 }
 
 /* Backward, part 12 of 15. */
@@ -2781,14 +2781,14 @@ static void FN(backward_12)(Model *m, int B)
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1056768 * nB, 0, G + 112728, G + 112776, act + 1007616 * nB, act + 958464 * nB, act + 823296 * nB, fix + 3360, fix + 3408, P + 112728, B, 48, 1024, nB * 1646592);
+    FN(rt_bn_relu_backward)(ctx, act + 1056768 * nB, 0, G + 112728, G + 112776, act + 1007616 * nB, act + 958464 * nB, act + 823296 * nB, fix + 3360, fix + 3408, P + 112728, P + 112776, B, 48, 1024, nB * 1646592);
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 1105920 * nB, act + 98304 * nB, fix + 3040, fix + 3200, P + 104928, P + 105084, B, 156, 1024, nB * 1486848, 221184);   /* stage1.step11.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1265664 * nB, 0, G + 105240, act + 1056768 * nB, act + 1105920 * nB, P + 105240, B, 156, 32, 32, 48, 1, 1, 0);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x32x32 -> 156x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x32x32 -> 156x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 104928, G + 105084, act + 1265664 * nB, act + 1105920 * nB, act + 98304 * nB, fix + 3040, fix + 3200, P + 104928, B, 156, 1024, nB * 1486848, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 104928, G + 105084, act + 1265664 * nB, act + 1105920 * nB, act + 98304 * nB, fix + 3040, fix + 3200, P + 104928, P + 105084, B, 156, 1024, nB * 1486848, 221184);
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x32x32 -> 156x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 144, 221184);
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2797,14 +2797,14 @@ static void FN(backward_12)(Model *m, int B)
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1007616 * nB, 0, G + 99648, G + 99696, act + 958464 * nB, act + 823296 * nB, act + 774144 * nB, fix + 2944, fix + 2992, P + 99648, B, 48, 1024, nB * 1437696);
+    FN(rt_bn_relu_backward)(ctx, act + 1007616 * nB, 0, G + 99648, G + 99696, act + 958464 * nB, act + 823296 * nB, act + 774144 * nB, fix + 2944, fix + 2992, P + 99648, P + 99696, B, 48, 1024, nB * 1437696);
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 1056768 * nB, act + 98304 * nB, fix + 2656, fix + 2800, P + 92448, P + 92592, B, 144, 1024, nB * 1290240, 221184);   /* stage1.step10.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1204224 * nB, 0, G + 92736, act + 1007616 * nB, act + 1056768 * nB, P + 92736, B, 144, 32, 32, 48, 1, 1, 0);
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x32x32 -> 144x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x32x32 -> 144x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 92448, G + 92592, act + 1204224 * nB, act + 1056768 * nB, act + 98304 * nB, fix + 2656, fix + 2800, P + 92448, B, 144, 1024, nB * 1290240, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 92448, G + 92592, act + 1204224 * nB, act + 1056768 * nB, act + 98304 * nB, fix + 2656, fix + 2800, P + 92448, P + 92592, B, 144, 1024, nB * 1290240, 221184);
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x32x32 -> 144x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 132, 221184);
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2813,14 +2813,14 @@ static void FN(backward_12)(Model *m, int B)
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 958464 * nB, 0, G + 87168, G + 87216, act + 823296 * nB, act + 774144 * nB, act + 909312 * nB, fix + 2560, fix + 2608, P + 87168, B, 48, 1024, nB * 1241088);
+    FN(rt_bn_relu_backward)(ctx, act + 958464 * nB, 0, G + 87168, G + 87216, act + 823296 * nB, act + 774144 * nB, act + 909312 * nB, fix + 2560, fix + 2608, P + 87168, P + 87216, B, 48, 1024, nB * 1241088);
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 774144 * nB, act + 98304 * nB, fix + 2272, fix + 2416, P + 80568, P + 80700, B, 132, 1024, nB * 1105920, 221184);   /* stage1.step9.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1007616 * nB, 0, G + 80832, act + 958464 * nB, act + 774144 * nB, P + 80832, B, 132, 32, 32, 48, 1, 1, 0);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x32x32 -> 132x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x32x32 -> 132x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 80568, G + 80700, act + 1007616 * nB, act + 774144 * nB, act + 98304 * nB, fix + 2272, fix + 2416, P + 80568, B, 132, 1024, nB * 1105920, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 80568, G + 80700, act + 1007616 * nB, act + 774144 * nB, act + 98304 * nB, fix + 2272, fix + 2416, P + 80568, P + 80700, B, 132, 1024, nB * 1105920, 221184);
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x32x32 -> 132x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 120, 221184);
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2841,14 +2841,14 @@ static void FN(backward_13)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 0, G + 75288, G + 75336, act + 823296 * nB, act + 774144 * nB, act + 675840 * nB, fix + 2176, fix + 2224, P + 75288, B, 48, 1024, nB * 1056768);
+    FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 0, G + 75288, G + 75336, act + 823296 * nB, act + 774144 * nB, act + 675840 * nB, fix + 2176, fix + 2224, P + 75288, P + 75336, B, 48, 1024, nB * 1056768);
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 921600 * nB, act + 98304 * nB, fix + 1920, fix + 2048, P + 69288, P + 69408, B, 120, 1024, nB * 933888, 221184);   /* stage1.step8.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1044480 * nB, 0, G + 69528, act + 872448 * nB, act + 921600 * nB, P + 69528, B, 120, 32, 32, 48, 1, 1, 0);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x32x32 -> 120x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x32x32 -> 120x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 69288, G + 69408, act + 1044480 * nB, act + 921600 * nB, act + 98304 * nB, fix + 1920, fix + 2048, P + 69288, B, 120, 1024, nB * 933888, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 69288, G + 69408, act + 1044480 * nB, act + 921600 * nB, act + 98304 * nB, fix + 1920, fix + 2048, P + 69288, P + 69408, B, 120, 1024, nB * 933888, 221184);
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x32x32 -> 120x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 108, 221184);
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2857,14 +2857,14 @@ static void FN(backward_13)(Model *m, int B)
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 823296 * nB, 0, G + 64008, G + 64056, act + 774144 * nB, act + 675840 * nB, act + 626688 * nB, fix + 1824, fix + 1872, P + 64008, B, 48, 1024, nB * 884736);
+    FN(rt_bn_relu_backward)(ctx, act + 823296 * nB, 0, G + 64008, G + 64056, act + 774144 * nB, act + 675840 * nB, act + 626688 * nB, fix + 1824, fix + 1872, P + 64008, P + 64056, B, 48, 1024, nB * 884736);
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 872448 * nB, act + 98304 * nB, fix + 1600, fix + 1712, P + 58608, P + 58716, B, 108, 1024, nB * 774144, 221184);   /* stage1.step7.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 983040 * nB, 0, G + 58824, act + 823296 * nB, act + 872448 * nB, P + 58824, B, 108, 32, 32, 48, 1, 1, 0);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x32x32 -> 108x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x32x32 -> 108x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 58608, G + 58716, act + 983040 * nB, act + 872448 * nB, act + 98304 * nB, fix + 1600, fix + 1712, P + 58608, B, 108, 1024, nB * 774144, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 58608, G + 58716, act + 983040 * nB, act + 872448 * nB, act + 98304 * nB, fix + 1600, fix + 1712, P + 58608, P + 58716, B, 108, 1024, nB * 774144, 221184);
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x32x32 -> 108x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 96, 221184);
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2873,14 +2873,14 @@ static void FN(backward_13)(Model *m, int B)
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 774144 * nB, 0, G + 53328, G + 53376, act + 675840 * nB, act + 626688 * nB, act + 724992 * nB, fix + 1504, fix + 1552, P + 53328, B, 48, 1024, nB * 724992);
+    FN(rt_bn_relu_backward)(ctx, act + 774144 * nB, 0, G + 53328, G + 53376, act + 675840 * nB, act + 626688 * nB, act + 724992 * nB, fix + 1504, fix + 1552, P + 53328, P + 53376, B, 48, 1024, nB * 724992);
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 626688 * nB, act + 98304 * nB, fix + 1312, fix + 1408, P + 48528, P + 48624, B, 96, 1024, nB * 626688, 221184);   /* stage1.step6.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 823296 * nB, 0, G + 48720, act + 774144 * nB, act + 626688 * nB, P + 48720, B, 96, 32, 32, 48, 1, 1, 0);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x32x32 -> 96x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x32x32 -> 96x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 48528, G + 48624, act + 823296 * nB, act + 626688 * nB, act + 98304 * nB, fix + 1312, fix + 1408, P + 48528, B, 96, 1024, nB * 626688, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 48528, G + 48624, act + 823296 * nB, act + 626688 * nB, act + 98304 * nB, fix + 1312, fix + 1408, P + 48528, P + 48624, B, 96, 1024, nB * 626688, 221184);
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x32x32 -> 96x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 84, 221184);
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2889,7 +2889,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 724992 * nB, 0, G + 43248, G + 43296, act + 675840 * nB, act + 626688 * nB, act + 503808 * nB, fix + 1216, fix + 1264, P + 43248, B, 48, 1024, nB * 577536);
+    FN(rt_bn_relu_backward)(ctx, act + 724992 * nB, 0, G + 43248, G + 43296, act + 675840 * nB, act + 626688 * nB, act + 503808 * nB, fix + 1216, fix + 1264, P + 43248, P + 43296, B, 48, 1024, nB * 577536);
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 626688 * nB, act + 98304 * nB, fix + 1024, fix + 1120, P + 39048, P + 39132, B, 84, 1024, nB * 491520, 221184);   /* stage1.step5.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 774144 * nB, 0, G + 39216, act + 724992 * nB, act + 626688 * nB, P + 39216, B, 84, 32, 32, 48, 1, 1, 0);
@@ -2908,7 +2908,7 @@ static void FN(backward_14)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x32x32 -> 84x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 39048, G + 39132, act + 774144 * nB, act + 626688 * nB, act + 98304 * nB, fix + 1024, fix + 1120, P + 39048, B, 84, 1024, nB * 491520, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 39048, G + 39132, act + 774144 * nB, act + 626688 * nB, act + 98304 * nB, fix + 1024, fix + 1120, P + 39048, P + 39132, B, 84, 1024, nB * 491520, 221184);
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x32x32 -> 84x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 72, 221184);
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2917,14 +2917,14 @@ static void FN(backward_14)(Model *m, int B)
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 675840 * nB, 0, G + 33768, G + 33816, act + 626688 * nB, act + 503808 * nB, act + 577536 * nB, fix + 928, fix + 976, P + 33768, B, 48, 1024, nB * 442368);
+    FN(rt_bn_relu_backward)(ctx, act + 675840 * nB, 0, G + 33768, G + 33816, act + 626688 * nB, act + 503808 * nB, act + 577536 * nB, fix + 928, fix + 976, P + 33768, P + 33816, B, 48, 1024, nB * 442368);
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 503808 * nB, act + 98304 * nB, fix + 768, fix + 848, P + 30168, P + 30240, B, 72, 1024, nB * 368640, 221184);   /* stage1.step4.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 577536 * nB, 0, G + 30312, act + 675840 * nB, act + 503808 * nB, P + 30312, B, 72, 32, 32, 48, 1, 1, 0);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x32x32 -> 72x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x32x32 -> 72x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 30168, G + 30240, act + 577536 * nB, act + 503808 * nB, act + 98304 * nB, fix + 768, fix + 848, P + 30168, B, 72, 1024, nB * 368640, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 30168, G + 30240, act + 577536 * nB, act + 503808 * nB, act + 98304 * nB, fix + 768, fix + 848, P + 30168, P + 30240, B, 72, 1024, nB * 368640, 221184);
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x32x32 -> 72x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 60, 221184);
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2933,14 +2933,14 @@ static void FN(backward_14)(Model *m, int B)
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 602112 * nB, 0, G + 24888, G + 24936, act + 552960 * nB, act + 503808 * nB, act + 405504 * nB, fix + 672, fix + 720, P + 24888, B, 48, 1024, nB * 319488);
+    FN(rt_bn_relu_backward)(ctx, act + 602112 * nB, 0, G + 24888, G + 24936, act + 552960 * nB, act + 503808 * nB, act + 405504 * nB, fix + 672, fix + 720, P + 24888, P + 24936, B, 48, 1024, nB * 319488);
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 503808 * nB, act + 98304 * nB, fix + 544, fix + 608, P + 21888, P + 21948, B, 60, 1024, nB * 258048, 221184);   /* stage1.step3.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 651264 * nB, 0, G + 22008, act + 602112 * nB, act + 503808 * nB, P + 22008, B, 60, 32, 32, 48, 1, 1, 0);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x32x32 -> 60x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x32x32 -> 60x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 21888, G + 21948, act + 651264 * nB, act + 503808 * nB, act + 98304 * nB, fix + 544, fix + 608, P + 21888, B, 60, 1024, nB * 258048, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 21888, G + 21948, act + 651264 * nB, act + 503808 * nB, act + 98304 * nB, fix + 544, fix + 608, P + 21888, P + 21948, B, 60, 1024, nB * 258048, 221184);
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x32x32 -> 60x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 48, 221184);
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2949,14 +2949,14 @@ static void FN(backward_14)(Model *m, int B)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 552960 * nB, 0, G + 16608, G + 16656, act + 503808 * nB, act + 405504 * nB, act + 454656 * nB, fix + 448, fix + 496, P + 16608, B, 48, 1024, nB * 208896);
+    FN(rt_bn_relu_backward)(ctx, act + 552960 * nB, 0, G + 16608, G + 16656, act + 503808 * nB, act + 405504 * nB, act + 454656 * nB, fix + 448, fix + 496, P + 16608, P + 16656, B, 48, 1024, nB * 208896);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 405504 * nB, act + 98304 * nB, fix + 352, fix + 400, P + 14208, P + 14256, B, 48, 1024, nB * 159744, 221184);   /* stage1.step2.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 454656 * nB, 0, G + 14304, act + 552960 * nB, act + 405504 * nB, P + 14304, B, 48, 32, 32, 48, 1, 1, 0);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 14208, G + 14256, act + 454656 * nB, act + 405504 * nB, act + 98304 * nB, fix + 352, fix + 400, P + 14208, B, 48, 1024, nB * 159744, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 14208, G + 14256, act + 454656 * nB, act + 405504 * nB, act + 98304 * nB, fix + 352, fix + 400, P + 14208, P + 14256, B, 48, 1024, nB * 159744, 221184);
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x32x32 -> 48x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 36, 221184);
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x32x32 -> 12x32x32 */
@@ -2977,14 +2977,14 @@ static void FN(backward_15)(Model *m, int B)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 503808 * nB, 0, G + 8928, G + 8976, act + 454656 * nB, act + 405504 * nB, act + 356352 * nB, fix + 256, fix + 304, P + 8928, B, 48, 1024, nB * 110592);
+    FN(rt_bn_relu_backward)(ctx, act + 503808 * nB, 0, G + 8928, G + 8976, act + 454656 * nB, act + 405504 * nB, act + 356352 * nB, fix + 256, fix + 304, P + 8928, P + 8976, B, 48, 1024, nB * 110592);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 319488 * nB, act + 98304 * nB, fix + 160, fix + 208, P + 7128, P + 7164, B, 36, 1024, nB * 73728, 221184);   /* stage1.step1.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 356352 * nB, 0, G + 7200, act + 503808 * nB, act + 319488 * nB, P + 7200, B, 36, 32, 32, 48, 1, 1, 0);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x32x32 -> 36x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x32x32 -> 36x32x32 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 7128, G + 7164, act + 356352 * nB, act + 319488 * nB, act + 98304 * nB, fix + 160, fix + 208, P + 7128, B, 36, 1024, nB * 73728, 221184);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1732608 * nB, 1, G + 7128, G + 7164, act + 356352 * nB, act + 319488 * nB, act + 98304 * nB, fix + 160, fix + 208, P + 7128, P + 7164, B, 36, 1024, nB * 73728, 221184);
     /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x32x32 -> 36x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 24, 1024, 0, 221184);
     FN(rt_concat_slice_backward)(ctx, act + 98304 * nB, 0, act + 1732608 * nB, B, 12, 1024, 24, 221184);
@@ -2994,14 +2994,14 @@ static void FN(backward_15)(Model *m, int B)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 208896 * nB, 0, G + 1848, G + 1896, act + 159744 * nB, act + 110592 * nB, act + 49152 * nB, fix + 64, fix + 112, P + 1848, B, 48, 1024, nB * 24576);
+    FN(rt_bn_relu_backward)(ctx, act + 208896 * nB, 0, G + 1848, G + 1896, act + 159744 * nB, act + 110592 * nB, act + 49152 * nB, fix + 64, fix + 112, P + 1848, P + 1896, B, 48, 1024, nB * 24576);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 24x32x32 -> 48x32x32 */
     FN(rt_bn_relu_recompute)(ctx, act + 49152 * nB, act, fix, fix + 32, P + 648, P + 672, B, 24, 1024, nB * 0, 24576);   /* stage1.step0.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 73728 * nB, 0, G + 696, act + 208896 * nB, act + 49152 * nB, P + 696, B, 24, 32, 32, 48, 1, 1, 0);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 24x32x32 -> 24x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x32x32 -> 24x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 24576 * nB, 1, G + 648, G + 672, act + 73728 * nB, act + 49152 * nB, act, fix, fix + 32, P + 648, B, 24, 1024, nB * 0);
+    FN(rt_bn_relu_backward)(ctx, act + 24576 * nB, 1, G + 648, G + 672, act + 73728 * nB, act + 49152 * nB, act, fix, fix + 32, P + 648, P + 672, B, 24, 1024, nB * 0);
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 24x32x32 */
     FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 24576 * nB, m->input, P, B, 3, 32, 32, 24, 3, 1, 1);
 }

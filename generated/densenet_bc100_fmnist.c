@@ -2044,7 +2044,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 347 head.relu0 = relu(head.bn0): 342x7x7 -> 342x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 346 head.bn0 = bn(stage3.step15.concat): 342x7x7 -> 342x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1131040 * nB, 0, G + 764616, G + 764958, act + 1114272 * nB, act + 1097504 * nB, act + 1023120 * nB, fix + 23968, fix + 24320, P + 764616, B, 342, 49, nB * 3257520);
+    FN(rt_bn_relu_backward)(ctx, act + 1131040 * nB, 0, G + 764616, G + 764958, act + 1114272 * nB, act + 1097504 * nB, act + 1023120 * nB, fix + 23968, fix + 24320, P + 764616, P + 764958, B, 342, 49, nB * 3257520);
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x7x7 -> 342x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 330, 16758);
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2053,14 +2053,14 @@ static void FN(backward_1)(Model *m, int B)
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1086624 * nB, 0, G + 759336, G + 759384, act + 1084272 * nB, act + 1081920 * nB, act + 1079568 * nB, fix + 23872, fix + 23920, P + 759336, B, 48, 49, nB * 3255168);
+    FN(rt_bn_relu_backward)(ctx, act + 1086624 * nB, 0, G + 759336, G + 759384, act + 1084272 * nB, act + 1081920 * nB, act + 1079568 * nB, fix + 23872, fix + 23920, P + 759336, P + 759384, B, 48, 49, nB * 3255168);
     /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1097504 * nB, act + 1023120 * nB, fix + 23200, fix + 23536, P + 742836, P + 743166, B, 330, 49, nB * 3238998, 16758);   /* stage3.step15.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1113680 * nB, 0, G + 743496, act + 1086624 * nB, act + 1097504 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x7x7 -> 330x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x7x7 -> 330x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 742836, G + 743166, act + 1113680 * nB, act + 1097504 * nB, act + 1023120 * nB, fix + 23200, fix + 23536, P + 742836, B, 330, 49, nB * 3238998, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 742836, G + 743166, act + 1113680 * nB, act + 1097504 * nB, act + 1023120 * nB, fix + 23200, fix + 23536, P + 742836, P + 743166, B, 330, 49, nB * 3238998, 16758);
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x7x7 -> 330x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 318, 16758);
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2069,14 +2069,14 @@ static void FN(backward_1)(Model *m, int B)
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1084272 * nB, 0, G + 737556, G + 737604, act + 1081920 * nB, act + 1079568 * nB, act + 1095152 * nB, fix + 23104, fix + 23152, P + 737556, B, 48, 49, nB * 3236646);
+    FN(rt_bn_relu_backward)(ctx, act + 1084272 * nB, 0, G + 737556, G + 737604, act + 1081920 * nB, act + 1079568 * nB, act + 1095152 * nB, fix + 23104, fix + 23152, P + 737556, P + 737604, B, 48, 49, nB * 3236646);
     /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1086624 * nB, act + 1023120 * nB, fix + 22464, fix + 22784, P + 721656, P + 721974, B, 318, 49, nB * 3221064, 16758);   /* stage3.step14.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1102208 * nB, 0, G + 722292, act + 1084272 * nB, act + 1086624 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x7x7 -> 318x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x7x7 -> 318x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 721656, G + 721974, act + 1102208 * nB, act + 1086624 * nB, act + 1023120 * nB, fix + 22464, fix + 22784, P + 721656, B, 318, 49, nB * 3221064, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 721656, G + 721974, act + 1102208 * nB, act + 1086624 * nB, act + 1023120 * nB, fix + 22464, fix + 22784, P + 721656, P + 721974, B, 318, 49, nB * 3221064, 16758);
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x7x7 -> 318x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 306, 16758);
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2085,7 +2085,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1084272 * nB, 0, G + 716376, G + 716424, act + 1081920 * nB, act + 1079568 * nB, act + 1049296 * nB, fix + 22368, fix + 22416, P + 716376, B, 48, 49, nB * 3218712);
+    FN(rt_bn_relu_backward)(ctx, act + 1084272 * nB, 0, G + 716376, G + 716424, act + 1081920 * nB, act + 1079568 * nB, act + 1049296 * nB, fix + 22368, fix + 22416, P + 716376, P + 716424, B, 48, 49, nB * 3218712);
     /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1086624 * nB, act + 1023120 * nB, fix + 21728, fix + 22048, P + 701076, P + 701382, B, 306, 49, nB * 3203718, 16758);   /* stage3.step13.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1101632 * nB, 0, G + 701688, act + 1084272 * nB, act + 1086624 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
@@ -2104,7 +2104,7 @@ static void FN(backward_2)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x7x7 -> 306x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 701076, G + 701382, act + 1101632 * nB, act + 1086624 * nB, act + 1023120 * nB, fix + 21728, fix + 22048, P + 701076, B, 306, 49, nB * 3203718, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 701076, G + 701382, act + 1101632 * nB, act + 1086624 * nB, act + 1023120 * nB, fix + 21728, fix + 22048, P + 701076, P + 701382, B, 306, 49, nB * 3203718, 16758);
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x7x7 -> 306x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1049296 * nB, 0, act + 1131040 * nB, B, 12, 49, 294, 16758);
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2113,14 +2113,14 @@ static void FN(backward_2)(Model *m, int B)
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1081920 * nB, 0, G + 695796, G + 695844, act + 1079568 * nB, act + 1049888 * nB, act + 1046944 * nB, fix + 21632, fix + 21680, P + 695796, B, 48, 49, nB * 3201366);
+    FN(rt_bn_relu_backward)(ctx, act + 1081920 * nB, 0, G + 695796, G + 695844, act + 1079568 * nB, act + 1049888 * nB, act + 1046944 * nB, fix + 21632, fix + 21680, P + 695796, P + 695844, B, 48, 49, nB * 3201366);
     /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1084272 * nB, act + 1023120 * nB, fix + 21024, fix + 21328, P + 681096, P + 681390, B, 294, 49, nB * 3186960, 16758);   /* stage3.step12.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1098688 * nB, 0, G + 681684, act + 1081920 * nB, act + 1084272 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x7x7 -> 294x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x7x7 -> 294x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 681096, G + 681390, act + 1098688 * nB, act + 1084272 * nB, act + 1023120 * nB, fix + 21024, fix + 21328, P + 681096, B, 294, 49, nB * 3186960, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 681096, G + 681390, act + 1098688 * nB, act + 1084272 * nB, act + 1023120 * nB, fix + 21024, fix + 21328, P + 681096, P + 681390, B, 294, 49, nB * 3186960, 16758);
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x7x7 -> 294x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1046944 * nB, 0, act + 1131040 * nB, B, 12, 49, 282, 16758);
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2129,14 +2129,14 @@ static void FN(backward_2)(Model *m, int B)
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1079568 * nB, 0, G + 675816, G + 675864, act + 1049888 * nB, act + 1047536 * nB, act + 1044592 * nB, fix + 20928, fix + 20976, P + 675816, B, 48, 49, nB * 3184608);
+    FN(rt_bn_relu_backward)(ctx, act + 1079568 * nB, 0, G + 675816, G + 675864, act + 1049888 * nB, act + 1047536 * nB, act + 1044592 * nB, fix + 20928, fix + 20976, P + 675816, P + 675864, B, 48, 49, nB * 3184608);
     /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1081920 * nB, act + 1023120 * nB, fix + 20352, fix + 20640, P + 661716, P + 661998, B, 282, 49, nB * 3170790, 16758);   /* stage3.step11.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1095744 * nB, 0, G + 662280, act + 1079568 * nB, act + 1081920 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x7x7 -> 282x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x7x7 -> 282x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 661716, G + 661998, act + 1095744 * nB, act + 1081920 * nB, act + 1023120 * nB, fix + 20352, fix + 20640, P + 661716, B, 282, 49, nB * 3170790, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 661716, G + 661998, act + 1095744 * nB, act + 1081920 * nB, act + 1023120 * nB, fix + 20352, fix + 20640, P + 661716, P + 661998, B, 282, 49, nB * 3170790, 16758);
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x7x7 -> 282x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1044592 * nB, 0, act + 1131040 * nB, B, 12, 49, 270, 16758);
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2145,14 +2145,14 @@ static void FN(backward_2)(Model *m, int B)
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1049888 * nB, 0, G + 656436, G + 656484, act + 1047536 * nB, act + 1045184 * nB, act + 1042240 * nB, fix + 20256, fix + 20304, P + 656436, B, 48, 49, nB * 3168438);
+    FN(rt_bn_relu_backward)(ctx, act + 1049888 * nB, 0, G + 656436, G + 656484, act + 1047536 * nB, act + 1045184 * nB, act + 1042240 * nB, fix + 20256, fix + 20304, P + 656436, P + 656484, B, 48, 49, nB * 3168438);
     /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1023120 * nB, fix + 19712, fix + 19984, P + 642936, P + 643206, B, 270, 49, nB * 3155208, 16758);   /* stage3.step10.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1092800 * nB, 0, G + 643476, act + 1049888 * nB, act + 1079568 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x7x7 -> 270x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x7x7 -> 270x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 642936, G + 643206, act + 1092800 * nB, act + 1079568 * nB, act + 1023120 * nB, fix + 19712, fix + 19984, P + 642936, B, 270, 49, nB * 3155208, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 642936, G + 643206, act + 1092800 * nB, act + 1079568 * nB, act + 1023120 * nB, fix + 19712, fix + 19984, P + 642936, P + 643206, B, 270, 49, nB * 3155208, 16758);
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x7x7 -> 270x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1042240 * nB, 0, act + 1131040 * nB, B, 12, 49, 258, 16758);
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2173,14 +2173,14 @@ static void FN(backward_3)(Model *m, int B)
     /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1047536 * nB, 0, G + 637656, G + 637704, act + 1045184 * nB, act + 1042832 * nB, act + 1039888 * nB, fix + 19616, fix + 19664, P + 637656, B, 48, 49, nB * 3152856);
+    FN(rt_bn_relu_backward)(ctx, act + 1047536 * nB, 0, G + 637656, G + 637704, act + 1045184 * nB, act + 1042832 * nB, act + 1039888 * nB, fix + 19616, fix + 19664, P + 637656, P + 637704, B, 48, 49, nB * 3152856);
     /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1023120 * nB, fix + 19072, fix + 19344, P + 624756, P + 625014, B, 258, 49, nB * 3140214, 16758);   /* stage3.step9.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1092224 * nB, 0, G + 625272, act + 1047536 * nB, act + 1079568 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x7x7 -> 258x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x7x7 -> 258x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 624756, G + 625014, act + 1092224 * nB, act + 1079568 * nB, act + 1023120 * nB, fix + 19072, fix + 19344, P + 624756, B, 258, 49, nB * 3140214, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 624756, G + 625014, act + 1092224 * nB, act + 1079568 * nB, act + 1023120 * nB, fix + 19072, fix + 19344, P + 624756, P + 625014, B, 258, 49, nB * 3140214, 16758);
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x7x7 -> 258x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 246, 16758);
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2189,14 +2189,14 @@ static void FN(backward_3)(Model *m, int B)
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 619476, G + 619524, act + 1042832 * nB, act + 1040480 * nB, act + 1077216 * nB, fix + 18976, fix + 19024, P + 619476, B, 48, 49, nB * 3137862);
+    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 619476, G + 619524, act + 1042832 * nB, act + 1040480 * nB, act + 1077216 * nB, fix + 18976, fix + 19024, P + 619476, P + 619524, B, 48, 49, nB * 3137862);
     /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 18464, fix + 18720, P + 607176, P + 607422, B, 246, 49, nB * 3125808, 16758);   /* stage3.step8.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1089280 * nB, 0, G + 607668, act + 1045184 * nB, act + 1077216 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x7x7 -> 246x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x7x7 -> 246x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 607176, G + 607422, act + 1089280 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 18464, fix + 18720, P + 607176, B, 246, 49, nB * 3125808, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 607176, G + 607422, act + 1089280 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 18464, fix + 18720, P + 607176, P + 607422, B, 246, 49, nB * 3125808, 16758);
     /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x7x7 -> 246x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 234, 16758);
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2205,14 +2205,14 @@ static void FN(backward_3)(Model *m, int B)
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 601896, G + 601944, act + 1042832 * nB, act + 1040480 * nB, act + 1064592 * nB, fix + 18368, fix + 18416, P + 601896, B, 48, 49, nB * 3123456);
+    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 601896, G + 601944, act + 1042832 * nB, act + 1040480 * nB, act + 1064592 * nB, fix + 18368, fix + 18416, P + 601896, P + 601944, B, 48, 49, nB * 3123456);
     /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 17888, fix + 18128, P + 590196, P + 590430, B, 234, 49, nB * 3111990, 16758);   /* stage3.step7.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1088688 * nB, 0, G + 590664, act + 1045184 * nB, act + 1077216 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x7x7 -> 234x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x7x7 -> 234x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 590196, G + 590430, act + 1088688 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 17888, fix + 18128, P + 590196, B, 234, 49, nB * 3111990, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 590196, G + 590430, act + 1088688 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 17888, fix + 18128, P + 590196, P + 590430, B, 234, 49, nB * 3111990, 16758);
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x7x7 -> 234x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 222, 16758);
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2221,7 +2221,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 584916, G + 584964, act + 1042832 * nB, act + 1040480 * nB, act + 1062240 * nB, fix + 17792, fix + 17840, P + 584916, B, 48, 49, nB * 3109638);
+    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 584916, G + 584964, act + 1042832 * nB, act + 1040480 * nB, act + 1062240 * nB, fix + 17792, fix + 17840, P + 584916, P + 584964, B, 48, 49, nB * 3109638);
     /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 17344, fix + 17568, P + 573816, P + 574038, B, 222, 49, nB * 3098760, 16758);   /* stage3.step6.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1088096 * nB, 0, G + 574260, act + 1045184 * nB, act + 1077216 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
@@ -2240,7 +2240,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x7x7 -> 222x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x7x7 -> 222x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 573816, G + 574038, act + 1088096 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 17344, fix + 17568, P + 573816, B, 222, 49, nB * 3098760, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 573816, G + 574038, act + 1088096 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 17344, fix + 17568, P + 573816, P + 574038, B, 222, 49, nB * 3098760, 16758);
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x7x7 -> 222x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 210, 16758);
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2249,14 +2249,14 @@ static void FN(backward_4)(Model *m, int B)
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 568536, G + 568584, act + 1042832 * nB, act + 1040480 * nB, act + 1059888 * nB, fix + 17248, fix + 17296, P + 568536, B, 48, 49, nB * 3096408);
+    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 568536, G + 568584, act + 1042832 * nB, act + 1040480 * nB, act + 1059888 * nB, fix + 17248, fix + 17296, P + 568536, P + 568584, B, 48, 49, nB * 3096408);
     /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 16800, fix + 17024, P + 558036, P + 558246, B, 210, 49, nB * 3086118, 16758);   /* stage3.step5.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1087520 * nB, 0, G + 558456, act + 1045184 * nB, act + 1077216 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x7x7 -> 210x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x7x7 -> 210x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 558036, G + 558246, act + 1087520 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 16800, fix + 17024, P + 558036, B, 210, 49, nB * 3086118, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 558036, G + 558246, act + 1087520 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 16800, fix + 17024, P + 558036, P + 558246, B, 210, 49, nB * 3086118, 16758);
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x7x7 -> 210x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 198, 16758);
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2265,14 +2265,14 @@ static void FN(backward_4)(Model *m, int B)
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 552756, G + 552804, act + 1042832 * nB, act + 1040480 * nB, act + 1001952 * nB, fix + 16704, fix + 16752, P + 552756, B, 48, 49, nB * 3083766);
+    FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 552756, G + 552804, act + 1042832 * nB, act + 1040480 * nB, act + 1001952 * nB, fix + 16704, fix + 16752, P + 552756, P + 552804, B, 48, 49, nB * 3083766);
     /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 16288, fix + 16496, P + 542856, P + 543054, B, 198, 49, nB * 3074064, 16758);   /* stage3.step4.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1086928 * nB, 0, G + 543252, act + 1045184 * nB, act + 1077216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x7x7 -> 198x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x7x7 -> 198x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 542856, G + 543054, act + 1086928 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 16288, fix + 16496, P + 542856, B, 198, 49, nB * 3074064, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 542856, G + 543054, act + 1086928 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 16288, fix + 16496, P + 542856, P + 543054, B, 198, 49, nB * 3074064, 16758);
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x7x7 -> 198x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1001952 * nB, 0, act + 1131040 * nB, B, 12, 49, 186, 16758);
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2281,14 +2281,14 @@ static void FN(backward_4)(Model *m, int B)
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1001952 * nB, 0, G + 537576, G + 537624, act + 1042240 * nB, act + 1039888 * nB, act + 999600 * nB, fix + 16192, fix + 16240, P + 537576, B, 48, 49, nB * 3071712);
+    FN(rt_bn_relu_backward)(ctx, act + 1001952 * nB, 0, G + 537576, G + 537624, act + 1042240 * nB, act + 1039888 * nB, act + 999600 * nB, fix + 16192, fix + 16240, P + 537576, P + 537624, B, 48, 49, nB * 3071712);
     /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1039888 * nB, act + 1023120 * nB, fix + 15808, fix + 16000, P + 528276, P + 528462, B, 186, 49, nB * 3062598, 16758);   /* stage3.step3.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1077216 * nB, 0, G + 528648, act + 1001952 * nB, act + 1039888 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x7x7 -> 186x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x7x7 -> 186x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 528276, G + 528462, act + 1077216 * nB, act + 1039888 * nB, act + 1023120 * nB, fix + 15808, fix + 16000, P + 528276, B, 186, 49, nB * 3062598, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 528276, G + 528462, act + 1077216 * nB, act + 1039888 * nB, act + 1023120 * nB, fix + 15808, fix + 16000, P + 528276, P + 528462, B, 186, 49, nB * 3062598, 16758);
     /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x7x7 -> 186x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 999600 * nB, 0, act + 1131040 * nB, B, 12, 49, 174, 16758);
 }
@@ -2309,14 +2309,14 @@ static void FN(backward_5)(Model *m, int B)
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1042240 * nB, 0, G + 522996, G + 523044, act + 1039888 * nB, act + 1000192 * nB, act + 270480 * nB, fix + 15712, fix + 15760, P + 522996, B, 48, 49, nB * 3060246);
+    FN(rt_bn_relu_backward)(ctx, act + 1042240 * nB, 0, G + 522996, G + 523044, act + 1039888 * nB, act + 1000192 * nB, act + 270480 * nB, fix + 15712, fix + 15760, P + 522996, P + 523044, B, 48, 49, nB * 3060246);
     /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 15360, fix + 15536, P + 514296, P + 514470, B, 174, 49, nB * 3051720, 16758);   /* stage3.step2.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1085744 * nB, 0, G + 514644, act + 1042240 * nB, act + 1077216 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x7x7 -> 174x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x7x7 -> 174x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 514296, G + 514470, act + 1085744 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 15360, fix + 15536, P + 514296, B, 174, 49, nB * 3051720, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 514296, G + 514470, act + 1085744 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 15360, fix + 15536, P + 514296, P + 514470, B, 174, 49, nB * 3051720, 16758);
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x7x7 -> 174x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 270480 * nB, 0, act + 1131040 * nB, B, 12, 49, 162, 16758);
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x7x7 -> 12x7x7 */
@@ -2325,14 +2325,14 @@ static void FN(backward_5)(Model *m, int B)
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 270480 * nB, 0, G + 509016, G + 509064, act + 1001952 * nB, act + 999600 * nB, act + 268128 * nB, fix + 15264, fix + 15312, P + 509016, B, 48, 49, nB * 3049368);
+    FN(rt_bn_relu_backward)(ctx, act + 270480 * nB, 0, G + 509016, G + 509064, act + 1001952 * nB, act + 999600 * nB, act + 268128 * nB, fix + 15264, fix + 15312, P + 509016, P + 509064, B, 48, 49, nB * 3049368);
     /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1039888 * nB, act + 1023120 * nB, fix + 14912, fix + 15088, P + 500916, P + 501078, B, 162, 49, nB * 3041430, 16758);   /* stage3.step1.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1077216 * nB, 0, G + 501240, act + 270480 * nB, act + 1039888 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x7x7 -> 162x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x7x7 -> 162x7x7 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 500916, G + 501078, act + 1077216 * nB, act + 1039888 * nB, act + 1023120 * nB, fix + 14912, fix + 15088, P + 500916, B, 162, 49, nB * 3041430, 16758);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1131040 * nB, 1, G + 500916, G + 501078, act + 1077216 * nB, act + 1039888 * nB, act + 1023120 * nB, fix + 14912, fix + 15088, P + 500916, P + 501078, B, 162, 49, nB * 3041430, 16758);
     /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x7x7 -> 162x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1023120 * nB, 0, act + 1131040 * nB, B, 150, 49, 0, 16758);
     FN(rt_concat_slice_backward)(ctx, act + 268128 * nB, 0, act + 1131040 * nB, B, 12, 49, 150, 16758);
@@ -2342,14 +2342,14 @@ static void FN(backward_5)(Model *m, int B)
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1001952 * nB, 0, G + 495636, G + 495684, act + 999600 * nB, act + 268720 * nB, act + 265776 * nB, fix + 14816, fix + 14864, P + 495636, B, 48, 49, nB * 3039078);
+    FN(rt_bn_relu_backward)(ctx, act + 1001952 * nB, 0, G + 495636, G + 495684, act + 999600 * nB, act + 268720 * nB, act + 265776 * nB, fix + 14816, fix + 14864, P + 495636, P + 495684, B, 48, 49, nB * 3039078);
     /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x7x7 -> 48x7x7 */
     FN(rt_bn_relu_recompute)(ctx, act + 1030480 * nB, act + 1052528 * nB, fix + 14496, fix + 14656, P + 488136, P + 488286, B, 150, 49, nB * 3031728, 7350);   /* stage3.step0.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1037840 * nB, 0, G + 488436, act + 1001952 * nB, act + 1030480 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
     /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x7x7 -> 150x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x7x7 -> 150x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 1023120 * nB, 1, G + 488136, G + 488286, act + 1037840 * nB, act + 1030480 * nB, act + 1052528 * nB, fix + 14496, fix + 14656, P + 488136, B, 150, 49, nB * 3031728);
+    FN(rt_bn_relu_backward)(ctx, act + 1023120 * nB, 1, G + 488136, G + 488286, act + 1037840 * nB, act + 1030480 * nB, act + 1052528 * nB, fix + 14496, fix + 14656, P + 488136, P + 488286, B, 150, 49, nB * 3031728);
     /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x14x14 -> 150x7x7 */
     FN(rt_avgpool_backward)(ctx, act + 1030480 * nB, 0, act + 1023120 * nB, B, 150, 14, 14, 2, 2);
     /* 232 trans2.conv0 = conv(trans2.relu0): 300x14x14 -> 150x14x14 */
@@ -2358,7 +2358,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x14x14 -> 300x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x14x14 -> 300x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 1194816 * nB, 0, G + 442536, G + 442836, act + 1136016 * nB, act + 1077216 * nB, act + 903168 * nB, fix + 13888, fix + 14192, P + 442536, B, 300, 196, nB * 2972928);
+    FN(rt_bn_relu_backward)(ctx, act + 1194816 * nB, 0, G + 442536, G + 442836, act + 1136016 * nB, act + 1077216 * nB, act + 903168 * nB, fix + 13888, fix + 14192, P + 442536, P + 442836, B, 300, 196, nB * 2972928);
 }
 
 /* Backward, part 6 of 15. */
@@ -2379,14 +2379,14 @@ static void FN(backward_6)(Model *m, int B)
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 1041936 * nB, 0, G + 437256, G + 437304, act + 1032528 * nB, act + 1023120 * nB, act + 1013712 * nB, fix + 13792, fix + 13840, P + 437256, B, 48, 196, nB * 2963520);
+    FN(rt_bn_relu_backward)(ctx, act + 1041936 * nB, 0, G + 437256, G + 437304, act + 1032528 * nB, act + 1023120 * nB, act + 1013712 * nB, fix + 13792, fix + 13840, P + 437256, P + 437304, B, 48, 196, nB * 2963520);
     /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 903168 * nB, fix + 13216, fix + 13504, P + 422856, P + 423144, B, 288, 196, nB * 2907072, 58800);   /* stage2.step15.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1133664 * nB, 0, G + 423432, act + 1041936 * nB, act + 1077216 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x14x14 -> 288x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x14x14 -> 288x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 422856, G + 423144, act + 1133664 * nB, act + 1077216 * nB, act + 903168 * nB, fix + 13216, fix + 13504, P + 422856, B, 288, 196, nB * 2907072, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 422856, G + 423144, act + 1133664 * nB, act + 1077216 * nB, act + 903168 * nB, fix + 13216, fix + 13504, P + 422856, P + 423144, B, 288, 196, nB * 2907072, 58800);
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x14x14 -> 288x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 276, 58800);
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2395,14 +2395,14 @@ static void FN(backward_6)(Model *m, int B)
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 1032528 * nB, 0, G + 417576, G + 417624, act + 1023120 * nB, act + 1013712 * nB, act + 1067808 * nB, fix + 13120, fix + 13168, P + 417576, B, 48, 196, nB * 2897664);
+    FN(rt_bn_relu_backward)(ctx, act + 1032528 * nB, 0, G + 417576, G + 417624, act + 1023120 * nB, act + 1013712 * nB, act + 1067808 * nB, fix + 13120, fix + 13168, P + 417576, P + 417624, B, 48, 196, nB * 2897664);
     /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 1041936 * nB, act + 903168 * nB, fix + 12544, fix + 12832, P + 403776, P + 404052, B, 276, 196, nB * 2843568, 58800);   /* stage2.step14.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1096032 * nB, 0, G + 404328, act + 1032528 * nB, act + 1041936 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
     /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x14x14 -> 276x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x14x14 -> 276x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 403776, G + 404052, act + 1096032 * nB, act + 1041936 * nB, act + 903168 * nB, fix + 12544, fix + 12832, P + 403776, B, 276, 196, nB * 2843568, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 403776, G + 404052, act + 1096032 * nB, act + 1041936 * nB, act + 903168 * nB, fix + 12544, fix + 12832, P + 403776, P + 404052, B, 276, 196, nB * 2843568, 58800);
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x14x14 -> 276x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 264, 58800);
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2411,14 +2411,14 @@ static void FN(backward_6)(Model *m, int B)
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 1032528 * nB, 0, G + 398496, G + 398544, act + 1023120 * nB, act + 1013712 * nB, act + 990192 * nB, fix + 12448, fix + 12496, P + 398496, B, 48, 196, nB * 2834160);
+    FN(rt_bn_relu_backward)(ctx, act + 1032528 * nB, 0, G + 398496, G + 398544, act + 1023120 * nB, act + 1013712 * nB, act + 990192 * nB, fix + 12448, fix + 12496, P + 398496, P + 398544, B, 48, 196, nB * 2834160);
     /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 1041936 * nB, act + 903168 * nB, fix + 11904, fix + 12176, P + 385296, P + 385560, B, 264, 196, nB * 2782416, 58800);   /* stage2.step13.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1093680 * nB, 0, G + 385824, act + 1032528 * nB, act + 1041936 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x14x14 -> 264x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x14x14 -> 264x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 385296, G + 385560, act + 1093680 * nB, act + 1041936 * nB, act + 903168 * nB, fix + 11904, fix + 12176, P + 385296, B, 264, 196, nB * 2782416, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 385296, G + 385560, act + 1093680 * nB, act + 1041936 * nB, act + 903168 * nB, fix + 11904, fix + 12176, P + 385296, P + 385560, B, 264, 196, nB * 2782416, 58800);
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x14x14 -> 264x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 252, 58800);
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2439,14 +2439,14 @@ static void FN(backward_7)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 1023120 * nB, 0, G + 380016, G + 380064, act + 1013712 * nB, act + 990192 * nB, act + 980784 * nB, fix + 11808, fix + 11856, P + 380016, B, 48, 196, nB * 2773008);
+    FN(rt_bn_relu_backward)(ctx, act + 1023120 * nB, 0, G + 380016, G + 380064, act + 1013712 * nB, act + 990192 * nB, act + 980784 * nB, fix + 11808, fix + 11856, P + 380016, P + 380064, B, 48, 196, nB * 2773008);
     /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 1032528 * nB, act + 903168 * nB, fix + 11296, fix + 11552, P + 367416, P + 367668, B, 252, 196, nB * 2723616, 58800);   /* stage2.step12.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 367920, act + 1023120 * nB, act + 1032528 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x14x14 -> 252x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x14x14 -> 252x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 367416, G + 367668, act + 1081920 * nB, act + 1032528 * nB, act + 903168 * nB, fix + 11296, fix + 11552, P + 367416, B, 252, 196, nB * 2723616, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 367416, G + 367668, act + 1081920 * nB, act + 1032528 * nB, act + 903168 * nB, fix + 11296, fix + 11552, P + 367416, P + 367668, B, 252, 196, nB * 2723616, 58800);
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x14x14 -> 252x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 240, 58800);
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2455,14 +2455,14 @@ static void FN(backward_7)(Model *m, int B)
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 1013712 * nB, 0, G + 362136, G + 362184, act + 990192 * nB, act + 980784 * nB, act + 971376 * nB, fix + 11200, fix + 11248, P + 362136, B, 48, 196, nB * 2714208);
+    FN(rt_bn_relu_backward)(ctx, act + 1013712 * nB, 0, G + 362136, G + 362184, act + 990192 * nB, act + 980784 * nB, act + 971376 * nB, fix + 11200, fix + 11248, P + 362136, P + 362184, B, 48, 196, nB * 2714208);
     /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 1023120 * nB, act + 903168 * nB, fix + 10720, fix + 10960, P + 350136, P + 350376, B, 240, 196, nB * 2667168, 58800);   /* stage2.step11.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1070160 * nB, 0, G + 350616, act + 1013712 * nB, act + 1023120 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x14x14 -> 240x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x14x14 -> 240x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 350136, G + 350376, act + 1070160 * nB, act + 1023120 * nB, act + 903168 * nB, fix + 10720, fix + 10960, P + 350136, B, 240, 196, nB * 2667168, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 350136, G + 350376, act + 1070160 * nB, act + 1023120 * nB, act + 903168 * nB, fix + 10720, fix + 10960, P + 350136, P + 350376, B, 240, 196, nB * 2667168, 58800);
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x14x14 -> 240x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 228, 58800);
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2471,14 +2471,14 @@ static void FN(backward_7)(Model *m, int B)
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 990192 * nB, 0, G + 344856, G + 344904, act + 980784 * nB, act + 971376 * nB, act + 961968 * nB, fix + 10624, fix + 10672, P + 344856, B, 48, 196, nB * 2657760);
+    FN(rt_bn_relu_backward)(ctx, act + 990192 * nB, 0, G + 344856, G + 344904, act + 980784 * nB, act + 971376 * nB, act + 961968 * nB, fix + 10624, fix + 10672, P + 344856, P + 344904, B, 48, 196, nB * 2657760);
     /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 1013712 * nB, act + 903168 * nB, fix + 10144, fix + 10384, P + 333456, P + 333684, B, 228, 196, nB * 2613072, 58800);   /* stage2.step10.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1058400 * nB, 0, G + 333912, act + 990192 * nB, act + 1013712 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x14x14 -> 228x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x14x14 -> 228x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 333456, G + 333684, act + 1058400 * nB, act + 1013712 * nB, act + 903168 * nB, fix + 10144, fix + 10384, P + 333456, B, 228, 196, nB * 2613072, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 333456, G + 333684, act + 1058400 * nB, act + 1013712 * nB, act + 903168 * nB, fix + 10144, fix + 10384, P + 333456, P + 333684, B, 228, 196, nB * 2613072, 58800);
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x14x14 -> 228x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 216, 58800);
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2487,7 +2487,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 980784 * nB, 0, G + 328176, G + 328224, act + 971376 * nB, act + 961968 * nB, act + 1004304 * nB, fix + 10048, fix + 10096, P + 328176, B, 48, 196, nB * 2603664);
+    FN(rt_bn_relu_backward)(ctx, act + 980784 * nB, 0, G + 328176, G + 328224, act + 971376 * nB, act + 961968 * nB, act + 1004304 * nB, fix + 10048, fix + 10096, P + 328176, P + 328224, B, 48, 196, nB * 2603664);
     /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 990192 * nB, act + 903168 * nB, fix + 9600, fix + 9824, P + 317376, P + 317592, B, 216, 196, nB * 2561328, 58800);   /* stage2.step9.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1032528 * nB, 0, G + 317808, act + 980784 * nB, act + 990192 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
@@ -2506,7 +2506,7 @@ static void FN(backward_8)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x14x14 -> 216x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 317376, G + 317592, act + 1032528 * nB, act + 990192 * nB, act + 903168 * nB, fix + 9600, fix + 9824, P + 317376, B, 216, 196, nB * 2561328, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 317376, G + 317592, act + 1032528 * nB, act + 990192 * nB, act + 903168 * nB, fix + 9600, fix + 9824, P + 317376, P + 317592, B, 216, 196, nB * 2561328, 58800);
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x14x14 -> 216x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 204, 58800);
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2515,14 +2515,14 @@ static void FN(backward_8)(Model *m, int B)
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 980784 * nB, 0, G + 312096, G + 312144, act + 971376 * nB, act + 961968 * nB, act + 856128 * nB, fix + 9504, fix + 9552, P + 312096, B, 48, 196, nB * 2551920);
+    FN(rt_bn_relu_backward)(ctx, act + 980784 * nB, 0, G + 312096, G + 312144, act + 971376 * nB, act + 961968 * nB, act + 856128 * nB, fix + 9504, fix + 9552, P + 312096, P + 312144, B, 48, 196, nB * 2551920);
     /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 990192 * nB, act + 903168 * nB, fix + 9088, fix + 9296, P + 301896, P + 302100, B, 204, 196, nB * 2511936, 58800);   /* stage2.step8.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1030176 * nB, 0, G + 302304, act + 980784 * nB, act + 990192 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x14x14 -> 204x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x14x14 -> 204x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 301896, G + 302100, act + 1030176 * nB, act + 990192 * nB, act + 903168 * nB, fix + 9088, fix + 9296, P + 301896, B, 204, 196, nB * 2511936, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 301896, G + 302100, act + 1030176 * nB, act + 990192 * nB, act + 903168 * nB, fix + 9088, fix + 9296, P + 301896, P + 302100, B, 204, 196, nB * 2511936, 58800);
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x14x14 -> 204x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 192, 58800);
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2531,14 +2531,14 @@ static void FN(backward_8)(Model *m, int B)
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 971376 * nB, 0, G + 296616, G + 296664, act + 961968 * nB, act + 856128 * nB, act + 846720 * nB, fix + 8992, fix + 9040, P + 296616, B, 48, 196, nB * 2502528);
+    FN(rt_bn_relu_backward)(ctx, act + 971376 * nB, 0, G + 296616, G + 296664, act + 961968 * nB, act + 856128 * nB, act + 846720 * nB, fix + 8992, fix + 9040, P + 296616, P + 296664, B, 48, 196, nB * 2502528);
     /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 980784 * nB, act + 903168 * nB, fix + 8608, fix + 8800, P + 287016, P + 287208, B, 192, 196, nB * 2464896, 58800);   /* stage2.step7.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1018416 * nB, 0, G + 287400, act + 971376 * nB, act + 980784 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x14x14 -> 192x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x14x14 -> 192x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 287016, G + 287208, act + 1018416 * nB, act + 980784 * nB, act + 903168 * nB, fix + 8608, fix + 8800, P + 287016, B, 192, 196, nB * 2464896, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 287016, G + 287208, act + 1018416 * nB, act + 980784 * nB, act + 903168 * nB, fix + 8608, fix + 8800, P + 287016, P + 287208, B, 192, 196, nB * 2464896, 58800);
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x14x14 -> 192x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 180, 58800);
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2547,14 +2547,14 @@ static void FN(backward_8)(Model *m, int B)
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 961968 * nB, 0, G + 281736, G + 281784, act + 856128 * nB, act + 846720 * nB, act + 686784 * nB, fix + 8512, fix + 8560, P + 281736, B, 48, 196, nB * 2455488);
+    FN(rt_bn_relu_backward)(ctx, act + 961968 * nB, 0, G + 281736, G + 281784, act + 856128 * nB, act + 846720 * nB, act + 686784 * nB, fix + 8512, fix + 8560, P + 281736, P + 281784, B, 48, 196, nB * 2455488);
     /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 971376 * nB, act + 903168 * nB, fix + 8128, fix + 8320, P + 272736, P + 272916, B, 180, 196, nB * 2420208, 58800);   /* stage2.step6.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1006656 * nB, 0, G + 273096, act + 961968 * nB, act + 971376 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x14x14 -> 180x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x14x14 -> 180x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 272736, G + 272916, act + 1006656 * nB, act + 971376 * nB, act + 903168 * nB, fix + 8128, fix + 8320, P + 272736, B, 180, 196, nB * 2420208, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 272736, G + 272916, act + 1006656 * nB, act + 971376 * nB, act + 903168 * nB, fix + 8128, fix + 8320, P + 272736, P + 272916, B, 180, 196, nB * 2420208, 58800);
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x14x14 -> 180x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 168, 58800);
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2575,14 +2575,14 @@ static void FN(backward_9)(Model *m, int B)
     /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 856128 * nB, 0, G + 267456, G + 267504, act + 846720 * nB, act + 686784 * nB, act + 677376 * nB, fix + 8032, fix + 8080, P + 267456, B, 48, 196, nB * 2410800);
+    FN(rt_bn_relu_backward)(ctx, act + 856128 * nB, 0, G + 267456, G + 267504, act + 846720 * nB, act + 686784 * nB, act + 677376 * nB, fix + 8032, fix + 8080, P + 267456, P + 267504, B, 48, 196, nB * 2410800);
     /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 7680, fix + 7856, P + 259056, P + 259224, B, 168, 196, nB * 2377872, 58800);   /* stage2.step5.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 994896 * nB, 0, G + 259392, act + 856128 * nB, act + 961968 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x14x14 -> 168x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x14x14 -> 168x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 259056, G + 259224, act + 994896 * nB, act + 961968 * nB, act + 903168 * nB, fix + 7680, fix + 7856, P + 259056, B, 168, 196, nB * 2377872, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 259056, G + 259224, act + 994896 * nB, act + 961968 * nB, act + 903168 * nB, fix + 7680, fix + 7856, P + 259056, P + 259224, B, 168, 196, nB * 2377872, 58800);
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x14x14 -> 168x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 156, 58800);
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2591,14 +2591,14 @@ static void FN(backward_9)(Model *m, int B)
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 846720 * nB, 0, G + 253776, G + 253824, act + 686784 * nB, act + 677376 * nB, act + 667968 * nB, fix + 7584, fix + 7632, P + 253776, B, 48, 196, nB * 2368464);
+    FN(rt_bn_relu_backward)(ctx, act + 846720 * nB, 0, G + 253776, G + 253824, act + 686784 * nB, act + 677376 * nB, act + 667968 * nB, fix + 7584, fix + 7632, P + 253776, P + 253824, B, 48, 196, nB * 2368464);
     /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 7264, fix + 7424, P + 245976, P + 246132, B, 156, 196, nB * 2337888, 58800);   /* stage2.step4.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 992544 * nB, 0, G + 246288, act + 846720 * nB, act + 961968 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x14x14 -> 156x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x14x14 -> 156x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 245976, G + 246132, act + 992544 * nB, act + 961968 * nB, act + 903168 * nB, fix + 7264, fix + 7424, P + 245976, B, 156, 196, nB * 2337888, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 245976, G + 246132, act + 992544 * nB, act + 961968 * nB, act + 903168 * nB, fix + 7264, fix + 7424, P + 245976, P + 246132, B, 156, 196, nB * 2337888, 58800);
     /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x14x14 -> 156x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 144, 58800);
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2607,14 +2607,14 @@ static void FN(backward_9)(Model *m, int B)
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 686784 * nB, 0, G + 240696, G + 240744, act + 677376 * nB, act + 667968 * nB, act + 432768 * nB, fix + 7168, fix + 7216, P + 240696, B, 48, 196, nB * 2328480);
+    FN(rt_bn_relu_backward)(ctx, act + 686784 * nB, 0, G + 240696, G + 240744, act + 677376 * nB, act + 667968 * nB, act + 432768 * nB, fix + 7168, fix + 7216, P + 240696, P + 240744, B, 48, 196, nB * 2328480);
     /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 6880, fix + 7024, P + 233496, P + 233640, B, 144, 196, nB * 2300256, 58800);   /* stage2.step3.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 990192 * nB, 0, G + 233784, act + 686784 * nB, act + 961968 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x14x14 -> 144x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x14x14 -> 144x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 233496, G + 233640, act + 990192 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6880, fix + 7024, P + 233496, B, 144, 196, nB * 2300256, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 233496, G + 233640, act + 990192 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6880, fix + 7024, P + 233496, P + 233640, B, 144, 196, nB * 2300256, 58800);
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x14x14 -> 144x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 132, 58800);
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2623,7 +2623,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 677376 * nB, 0, G + 228216, G + 228264, act + 667968 * nB, act + 432768 * nB, act + 423360 * nB, fix + 6784, fix + 6832, P + 228216, B, 48, 196, nB * 2290848);
+    FN(rt_bn_relu_backward)(ctx, act + 677376 * nB, 0, G + 228216, G + 228264, act + 667968 * nB, act + 432768 * nB, act + 423360 * nB, fix + 6784, fix + 6832, P + 228216, P + 228264, B, 48, 196, nB * 2290848);
     /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 6496, fix + 6640, P + 221616, P + 221748, B, 132, 196, nB * 2264976, 58800);   /* stage2.step2.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 987840 * nB, 0, G + 221880, act + 677376 * nB, act + 961968 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
@@ -2642,7 +2642,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x14x14 -> 132x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x14x14 -> 132x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 221616, G + 221748, act + 987840 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6496, fix + 6640, P + 221616, B, 132, 196, nB * 2264976, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 221616, G + 221748, act + 987840 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6496, fix + 6640, P + 221616, P + 221748, B, 132, 196, nB * 2264976, 58800);
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x14x14 -> 132x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 120, 58800);
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x14x14 -> 12x14x14 */
@@ -2651,14 +2651,14 @@ static void FN(backward_10)(Model *m, int B)
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 0, G + 216336, G + 216384, act + 432768 * nB, act + 423360 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, B, 48, 196, nB * 2255568);
+    FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 0, G + 216336, G + 216384, act + 432768 * nB, act + 423360 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, P + 216384, B, 48, 196, nB * 2255568);
     /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 6144, fix + 6272, P + 210336, P + 210456, B, 120, 196, nB * 2232048, 58800);   /* stage2.step1.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 985488 * nB, 0, G + 210576, act + 667968 * nB, act + 961968 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x14x14 -> 120x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x14x14 -> 120x14x14 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 210336, G + 210456, act + 985488 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6144, fix + 6272, P + 210336, B, 120, 196, nB * 2232048, 58800);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1194816 * nB, 1, G + 210336, G + 210456, act + 985488 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6144, fix + 6272, P + 210336, P + 210456, B, 120, 196, nB * 2232048, 58800);
     /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x14x14 -> 120x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 667968 * nB, 0, act + 1194816 * nB, B, 108, 196, 0, 58800);
     FN(rt_concat_slice_backward)(ctx, act + 28224 * nB, 0, act + 1194816 * nB, B, 12, 196, 108, 58800);
@@ -2668,14 +2668,14 @@ static void FN(backward_10)(Model *m, int B)
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 28224 * nB, 0, G + 205056, G + 205104, act + 432768 * nB, act + 423360 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, B, 48, 196, nB * 2222640);
+    FN(rt_bn_relu_backward)(ctx, act + 28224 * nB, 0, G + 205056, G + 205104, act + 432768 * nB, act + 423360 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, P + 205104, B, 48, 196, nB * 2222640);
     /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x14x14 -> 48x14x14 */
     FN(rt_bn_relu_recompute)(ctx, act + 903168 * nB, act + 244608 * nB, fix + 5824, fix + 5936, P + 199656, P + 199764, B, 108, 196, nB * 2201472, 21168);   /* stage2.step0.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 924336 * nB, 0, G + 199872, act + 28224 * nB, act + 903168 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
     /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x14x14 -> 108x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x14x14 -> 108x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 1, G + 199656, G + 199764, act + 924336 * nB, act + 903168 * nB, act + 244608 * nB, fix + 5824, fix + 5936, P + 199656, B, 108, 196, nB * 2201472);
+    FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 1, G + 199656, G + 199764, act + 924336 * nB, act + 903168 * nB, act + 244608 * nB, fix + 5824, fix + 5936, P + 199656, P + 199764, B, 108, 196, nB * 2201472);
     /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x28x28 -> 108x14x14 */
     FN(rt_avgpool_backward)(ctx, act + 903168 * nB, 0, act + 667968 * nB, B, 108, 28, 28, 2, 2);
     /* 116 trans1.conv0 = conv(trans1.relu0): 216x28x28 -> 108x28x28 */
@@ -2684,7 +2684,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x28x28 -> 216x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x28x28 -> 216x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 1326528 * nB, 0, G + 175896, G + 176112, act + 1157184 * nB, act + 987840 * nB, act + 75264 * nB, fix + 5376, fix + 5600, P + 175896, B, 216, 784, nB * 2032128);
+    FN(rt_bn_relu_backward)(ctx, act + 1326528 * nB, 0, G + 175896, G + 176112, act + 1157184 * nB, act + 987840 * nB, act + 75264 * nB, fix + 5376, fix + 5600, P + 175896, P + 176112, B, 216, 784, nB * 2032128);
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x28x28 -> 216x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 204, 169344);
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2693,7 +2693,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 978432 * nB, 0, G + 170616, G + 170664, act + 940800 * nB, act + 903168 * nB, act + 809088 * nB, fix + 5280, fix + 5328, P + 170616, B, 48, 784, nB * 1994496);
+    FN(rt_bn_relu_backward)(ctx, act + 978432 * nB, 0, G + 170616, G + 170664, act + 940800 * nB, act + 903168 * nB, act + 809088 * nB, fix + 5280, fix + 5328, P + 170616, P + 170664, B, 48, 784, nB * 1994496);
 }
 
 /* Backward, part 11 of 15. */
@@ -2712,7 +2712,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x28x28 -> 204x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x28x28 -> 204x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 160416, G + 160620, act + 1495872 * nB, act + 1016064 * nB, act + 75264 * nB, fix + 4864, fix + 5072, P + 160416, B, 204, 784, nB * 1834560, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 160416, G + 160620, act + 1495872 * nB, act + 1016064 * nB, act + 75264 * nB, fix + 4864, fix + 5072, P + 160416, P + 160620, B, 204, 784, nB * 1834560, 169344);
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x28x28 -> 204x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 192, 169344);
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2721,14 +2721,14 @@ static void FN(backward_11)(Model *m, int B)
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 940800 * nB, 0, G + 155136, G + 155184, act + 903168 * nB, act + 809088 * nB, act + 771456 * nB, fix + 4768, fix + 4816, P + 155136, B, 48, 784, nB * 1796928);
+    FN(rt_bn_relu_backward)(ctx, act + 940800 * nB, 0, G + 155136, G + 155184, act + 903168 * nB, act + 809088 * nB, act + 771456 * nB, fix + 4768, fix + 4816, P + 155136, P + 155184, B, 48, 784, nB * 1796928);
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 978432 * nB, act + 75264 * nB, fix + 4384, fix + 4576, P + 145536, P + 145728, B, 192, 784, nB * 1646400, 169344);   /* stage1.step14.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1128960 * nB, 0, G + 145920, act + 940800 * nB, act + 978432 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x28x28 -> 192x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x28x28 -> 192x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 145536, G + 145728, act + 1128960 * nB, act + 978432 * nB, act + 75264 * nB, fix + 4384, fix + 4576, P + 145536, B, 192, 784, nB * 1646400, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 145536, G + 145728, act + 1128960 * nB, act + 978432 * nB, act + 75264 * nB, fix + 4384, fix + 4576, P + 145536, P + 145728, B, 192, 784, nB * 1646400, 169344);
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x28x28 -> 192x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 180, 169344);
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2737,14 +2737,14 @@ static void FN(backward_11)(Model *m, int B)
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 903168 * nB, 0, G + 140256, G + 140304, act + 809088 * nB, act + 771456 * nB, act + 733824 * nB, fix + 4288, fix + 4336, P + 140256, B, 48, 784, nB * 1608768);
+    FN(rt_bn_relu_backward)(ctx, act + 903168 * nB, 0, G + 140256, G + 140304, act + 809088 * nB, act + 771456 * nB, act + 733824 * nB, fix + 4288, fix + 4336, P + 140256, P + 140304, B, 48, 784, nB * 1608768);
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 940800 * nB, act + 75264 * nB, fix + 3904, fix + 4096, P + 131256, P + 131436, B, 180, 784, nB * 1467648, 169344);   /* stage1.step13.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 131616, act + 903168 * nB, act + 940800 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x28x28 -> 180x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x28x28 -> 180x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 131256, G + 131436, act + 1081920 * nB, act + 940800 * nB, act + 75264 * nB, fix + 3904, fix + 4096, P + 131256, B, 180, 784, nB * 1467648, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 131256, G + 131436, act + 1081920 * nB, act + 940800 * nB, act + 75264 * nB, fix + 3904, fix + 4096, P + 131256, P + 131436, B, 180, 784, nB * 1467648, 169344);
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x28x28 -> 180x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 168, 169344);
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2753,14 +2753,14 @@ static void FN(backward_11)(Model *m, int B)
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 809088 * nB, 0, G + 125976, G + 126024, act + 771456 * nB, act + 733824 * nB, act + 865536 * nB, fix + 3808, fix + 3856, P + 125976, B, 48, 784, nB * 1430016);
+    FN(rt_bn_relu_backward)(ctx, act + 809088 * nB, 0, G + 125976, G + 126024, act + 771456 * nB, act + 733824 * nB, act + 865536 * nB, fix + 3808, fix + 3856, P + 125976, P + 126024, B, 48, 784, nB * 1430016);
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 846720 * nB, act + 75264 * nB, fix + 3456, fix + 3632, P + 117576, P + 117744, B, 168, 784, nB * 1298304, 169344);   /* stage1.step12.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 978432 * nB, 0, G + 117912, act + 809088 * nB, act + 846720 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x28x28 -> 168x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x28x28 -> 168x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 117576, G + 117744, act + 978432 * nB, act + 846720 * nB, act + 75264 * nB, fix + 3456, fix + 3632, P + 117576, B, 168, 784, nB * 1298304, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 117576, G + 117744, act + 978432 * nB, act + 846720 * nB, act + 75264 * nB, fix + 3456, fix + 3632, P + 117576, P + 117744, B, 168, 784, nB * 1298304, 169344);
 }
 
 /* Backward, part 12 of 15. */
@@ -2781,14 +2781,14 @@ static void FN(backward_12)(Model *m, int B)
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 809088 * nB, 0, G + 112296, G + 112344, act + 771456 * nB, act + 733824 * nB, act + 630336 * nB, fix + 3360, fix + 3408, P + 112296, B, 48, 784, nB * 1260672);
+    FN(rt_bn_relu_backward)(ctx, act + 809088 * nB, 0, G + 112296, G + 112344, act + 771456 * nB, act + 733824 * nB, act + 630336 * nB, fix + 3360, fix + 3408, P + 112296, P + 112344, B, 48, 784, nB * 1260672);
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 846720 * nB, act + 75264 * nB, fix + 3040, fix + 3200, P + 104496, P + 104652, B, 156, 784, nB * 1138368, 169344);   /* stage1.step11.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 969024 * nB, 0, G + 104808, act + 809088 * nB, act + 846720 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x28x28 -> 156x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x28x28 -> 156x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 104496, G + 104652, act + 969024 * nB, act + 846720 * nB, act + 75264 * nB, fix + 3040, fix + 3200, P + 104496, B, 156, 784, nB * 1138368, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 104496, G + 104652, act + 969024 * nB, act + 846720 * nB, act + 75264 * nB, fix + 3040, fix + 3200, P + 104496, P + 104652, B, 156, 784, nB * 1138368, 169344);
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x28x28 -> 156x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 144, 169344);
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2797,14 +2797,14 @@ static void FN(backward_12)(Model *m, int B)
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 771456 * nB, 0, G + 99216, G + 99264, act + 733824 * nB, act + 630336 * nB, act + 592704 * nB, fix + 2944, fix + 2992, P + 99216, B, 48, 784, nB * 1100736);
+    FN(rt_bn_relu_backward)(ctx, act + 771456 * nB, 0, G + 99216, G + 99264, act + 733824 * nB, act + 630336 * nB, act + 592704 * nB, fix + 2944, fix + 2992, P + 99216, P + 99264, B, 48, 784, nB * 1100736);
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 809088 * nB, act + 75264 * nB, fix + 2656, fix + 2800, P + 92016, P + 92160, B, 144, 784, nB * 987840, 169344);   /* stage1.step10.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 921984 * nB, 0, G + 92304, act + 771456 * nB, act + 809088 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x28x28 -> 144x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x28x28 -> 144x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 92016, G + 92160, act + 921984 * nB, act + 809088 * nB, act + 75264 * nB, fix + 2656, fix + 2800, P + 92016, B, 144, 784, nB * 987840, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 92016, G + 92160, act + 921984 * nB, act + 809088 * nB, act + 75264 * nB, fix + 2656, fix + 2800, P + 92016, P + 92160, B, 144, 784, nB * 987840, 169344);
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x28x28 -> 144x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 132, 169344);
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2813,14 +2813,14 @@ static void FN(backward_12)(Model *m, int B)
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 733824 * nB, 0, G + 86736, G + 86784, act + 630336 * nB, act + 592704 * nB, act + 696192 * nB, fix + 2560, fix + 2608, P + 86736, B, 48, 784, nB * 950208);
+    FN(rt_bn_relu_backward)(ctx, act + 733824 * nB, 0, G + 86736, G + 86784, act + 630336 * nB, act + 592704 * nB, act + 696192 * nB, fix + 2560, fix + 2608, P + 86736, P + 86784, B, 48, 784, nB * 950208);
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 592704 * nB, act + 75264 * nB, fix + 2272, fix + 2416, P + 80136, P + 80268, B, 132, 784, nB * 846720, 169344);   /* stage1.step9.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 771456 * nB, 0, G + 80400, act + 733824 * nB, act + 592704 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x28x28 -> 132x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x28x28 -> 132x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 80136, G + 80268, act + 771456 * nB, act + 592704 * nB, act + 75264 * nB, fix + 2272, fix + 2416, P + 80136, B, 132, 784, nB * 846720, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 80136, G + 80268, act + 771456 * nB, act + 592704 * nB, act + 75264 * nB, fix + 2272, fix + 2416, P + 80136, P + 80268, B, 132, 784, nB * 846720, 169344);
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x28x28 -> 132x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 120, 169344);
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2841,14 +2841,14 @@ static void FN(backward_13)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 0, G + 74856, G + 74904, act + 630336 * nB, act + 592704 * nB, act + 517440 * nB, fix + 2176, fix + 2224, P + 74856, B, 48, 784, nB * 809088);
+    FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 0, G + 74856, G + 74904, act + 630336 * nB, act + 592704 * nB, act + 517440 * nB, fix + 2176, fix + 2224, P + 74856, P + 74904, B, 48, 784, nB * 809088);
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 705600 * nB, act + 75264 * nB, fix + 1920, fix + 2048, P + 68856, P + 68976, B, 120, 784, nB * 715008, 169344);   /* stage1.step8.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 799680 * nB, 0, G + 69096, act + 667968 * nB, act + 705600 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x28x28 -> 120x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x28x28 -> 120x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 68856, G + 68976, act + 799680 * nB, act + 705600 * nB, act + 75264 * nB, fix + 1920, fix + 2048, P + 68856, B, 120, 784, nB * 715008, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 68856, G + 68976, act + 799680 * nB, act + 705600 * nB, act + 75264 * nB, fix + 1920, fix + 2048, P + 68856, P + 68976, B, 120, 784, nB * 715008, 169344);
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x28x28 -> 120x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 108, 169344);
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2857,14 +2857,14 @@ static void FN(backward_13)(Model *m, int B)
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 630336 * nB, 0, G + 63576, G + 63624, act + 592704 * nB, act + 517440 * nB, act + 479808 * nB, fix + 1824, fix + 1872, P + 63576, B, 48, 784, nB * 677376);
+    FN(rt_bn_relu_backward)(ctx, act + 630336 * nB, 0, G + 63576, G + 63624, act + 592704 * nB, act + 517440 * nB, act + 479808 * nB, fix + 1824, fix + 1872, P + 63576, P + 63624, B, 48, 784, nB * 677376);
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 667968 * nB, act + 75264 * nB, fix + 1600, fix + 1712, P + 58176, P + 58284, B, 108, 784, nB * 592704, 169344);   /* stage1.step7.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 752640 * nB, 0, G + 58392, act + 630336 * nB, act + 667968 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x28x28 -> 108x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x28x28 -> 108x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 58176, G + 58284, act + 752640 * nB, act + 667968 * nB, act + 75264 * nB, fix + 1600, fix + 1712, P + 58176, B, 108, 784, nB * 592704, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 58176, G + 58284, act + 752640 * nB, act + 667968 * nB, act + 75264 * nB, fix + 1600, fix + 1712, P + 58176, P + 58284, B, 108, 784, nB * 592704, 169344);
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x28x28 -> 108x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 96, 169344);
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2873,14 +2873,14 @@ static void FN(backward_13)(Model *m, int B)
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 592704 * nB, 0, G + 52896, G + 52944, act + 517440 * nB, act + 479808 * nB, act + 555072 * nB, fix + 1504, fix + 1552, P + 52896, B, 48, 784, nB * 555072);
+    FN(rt_bn_relu_backward)(ctx, act + 592704 * nB, 0, G + 52896, G + 52944, act + 517440 * nB, act + 479808 * nB, act + 555072 * nB, fix + 1504, fix + 1552, P + 52896, P + 52944, B, 48, 784, nB * 555072);
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 75264 * nB, fix + 1312, fix + 1408, P + 48096, P + 48192, B, 96, 784, nB * 479808, 169344);   /* stage1.step6.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 630336 * nB, 0, G + 48288, act + 592704 * nB, act + 479808 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x28x28 -> 96x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x28x28 -> 96x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 48096, G + 48192, act + 630336 * nB, act + 479808 * nB, act + 75264 * nB, fix + 1312, fix + 1408, P + 48096, B, 96, 784, nB * 479808, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 48096, G + 48192, act + 630336 * nB, act + 479808 * nB, act + 75264 * nB, fix + 1312, fix + 1408, P + 48096, P + 48192, B, 96, 784, nB * 479808, 169344);
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x28x28 -> 96x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 84, 169344);
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2889,7 +2889,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 555072 * nB, 0, G + 42816, G + 42864, act + 517440 * nB, act + 479808 * nB, act + 385728 * nB, fix + 1216, fix + 1264, P + 42816, B, 48, 784, nB * 442176);
+    FN(rt_bn_relu_backward)(ctx, act + 555072 * nB, 0, G + 42816, G + 42864, act + 517440 * nB, act + 479808 * nB, act + 385728 * nB, fix + 1216, fix + 1264, P + 42816, P + 42864, B, 48, 784, nB * 442176);
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 75264 * nB, fix + 1024, fix + 1120, P + 38616, P + 38700, B, 84, 784, nB * 376320, 169344);   /* stage1.step5.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 592704 * nB, 0, G + 38784, act + 555072 * nB, act + 479808 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
@@ -2908,7 +2908,7 @@ static void FN(backward_14)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x28x28 -> 84x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 38616, G + 38700, act + 592704 * nB, act + 479808 * nB, act + 75264 * nB, fix + 1024, fix + 1120, P + 38616, B, 84, 784, nB * 376320, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 38616, G + 38700, act + 592704 * nB, act + 479808 * nB, act + 75264 * nB, fix + 1024, fix + 1120, P + 38616, P + 38700, B, 84, 784, nB * 376320, 169344);
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x28x28 -> 84x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 72, 169344);
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2917,14 +2917,14 @@ static void FN(backward_14)(Model *m, int B)
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 517440 * nB, 0, G + 33336, G + 33384, act + 479808 * nB, act + 385728 * nB, act + 442176 * nB, fix + 928, fix + 976, P + 33336, B, 48, 784, nB * 338688);
+    FN(rt_bn_relu_backward)(ctx, act + 517440 * nB, 0, G + 33336, G + 33384, act + 479808 * nB, act + 385728 * nB, act + 442176 * nB, fix + 928, fix + 976, P + 33336, P + 33384, B, 48, 784, nB * 338688);
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 75264 * nB, fix + 768, fix + 848, P + 29736, P + 29808, B, 72, 784, nB * 282240, 169344);   /* stage1.step4.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 442176 * nB, 0, G + 29880, act + 517440 * nB, act + 385728 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x28x28 -> 72x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x28x28 -> 72x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 29736, G + 29808, act + 442176 * nB, act + 385728 * nB, act + 75264 * nB, fix + 768, fix + 848, P + 29736, B, 72, 784, nB * 282240, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 29736, G + 29808, act + 442176 * nB, act + 385728 * nB, act + 75264 * nB, fix + 768, fix + 848, P + 29736, P + 29808, B, 72, 784, nB * 282240, 169344);
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x28x28 -> 72x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 60, 169344);
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2933,14 +2933,14 @@ static void FN(backward_14)(Model *m, int B)
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 460992 * nB, 0, G + 24456, G + 24504, act + 423360 * nB, act + 385728 * nB, act + 310464 * nB, fix + 672, fix + 720, P + 24456, B, 48, 784, nB * 244608);
+    FN(rt_bn_relu_backward)(ctx, act + 460992 * nB, 0, G + 24456, G + 24504, act + 423360 * nB, act + 385728 * nB, act + 310464 * nB, fix + 672, fix + 720, P + 24456, P + 24504, B, 48, 784, nB * 244608);
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 75264 * nB, fix + 544, fix + 608, P + 21456, P + 21516, B, 60, 784, nB * 197568, 169344);   /* stage1.step3.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 498624 * nB, 0, G + 21576, act + 460992 * nB, act + 385728 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x28x28 -> 60x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x28x28 -> 60x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 21456, G + 21516, act + 498624 * nB, act + 385728 * nB, act + 75264 * nB, fix + 544, fix + 608, P + 21456, B, 60, 784, nB * 197568, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 21456, G + 21516, act + 498624 * nB, act + 385728 * nB, act + 75264 * nB, fix + 544, fix + 608, P + 21456, P + 21516, B, 60, 784, nB * 197568, 169344);
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x28x28 -> 60x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 48, 169344);
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2949,14 +2949,14 @@ static void FN(backward_14)(Model *m, int B)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 423360 * nB, 0, G + 16176, G + 16224, act + 385728 * nB, act + 310464 * nB, act + 348096 * nB, fix + 448, fix + 496, P + 16176, B, 48, 784, nB * 159936);
+    FN(rt_bn_relu_backward)(ctx, act + 423360 * nB, 0, G + 16176, G + 16224, act + 385728 * nB, act + 310464 * nB, act + 348096 * nB, fix + 448, fix + 496, P + 16176, P + 16224, B, 48, 784, nB * 159936);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 310464 * nB, act + 75264 * nB, fix + 352, fix + 400, P + 13776, P + 13824, B, 48, 784, nB * 122304, 169344);   /* stage1.step2.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 348096 * nB, 0, G + 13872, act + 423360 * nB, act + 310464 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 13776, G + 13824, act + 348096 * nB, act + 310464 * nB, act + 75264 * nB, fix + 352, fix + 400, P + 13776, B, 48, 784, nB * 122304, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 13776, G + 13824, act + 348096 * nB, act + 310464 * nB, act + 75264 * nB, fix + 352, fix + 400, P + 13776, P + 13824, B, 48, 784, nB * 122304, 169344);
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x28x28 -> 48x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 36, 169344);
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x28x28 -> 12x28x28 */
@@ -2977,14 +2977,14 @@ static void FN(backward_15)(Model *m, int B)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 385728 * nB, 0, G + 8496, G + 8544, act + 348096 * nB, act + 310464 * nB, act + 272832 * nB, fix + 256, fix + 304, P + 8496, B, 48, 784, nB * 84672);
+    FN(rt_bn_relu_backward)(ctx, act + 385728 * nB, 0, G + 8496, G + 8544, act + 348096 * nB, act + 310464 * nB, act + 272832 * nB, fix + 256, fix + 304, P + 8496, P + 8544, B, 48, 784, nB * 84672);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 244608 * nB, act + 75264 * nB, fix + 160, fix + 208, P + 6696, P + 6732, B, 36, 784, nB * 56448, 169344);   /* stage1.step1.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 272832 * nB, 0, G + 6768, act + 385728 * nB, act + 244608 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x28x28 -> 36x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x28x28 -> 36x28x28 */
-    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 6696, G + 6732, act + 272832 * nB, act + 244608 * nB, act + 75264 * nB, fix + 160, fix + 208, P + 6696, B, 36, 784, nB * 56448, 169344);
+    FN(rt_bn_relu_backward_strided)(ctx, act + 1326528 * nB, 1, G + 6696, G + 6732, act + 272832 * nB, act + 244608 * nB, act + 75264 * nB, fix + 160, fix + 208, P + 6696, P + 6732, B, 36, 784, nB * 56448, 169344);
     /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x28x28 -> 36x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 24, 784, 0, 169344);
     FN(rt_concat_slice_backward)(ctx, act + 75264 * nB, 0, act + 1326528 * nB, B, 12, 784, 24, 169344);
@@ -2994,14 +2994,14 @@ static void FN(backward_15)(Model *m, int B)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 159936 * nB, 0, G + 1416, G + 1464, act + 122304 * nB, act + 84672 * nB, act + 37632 * nB, fix + 64, fix + 112, P + 1416, B, 48, 784, nB * 18816);
+    FN(rt_bn_relu_backward)(ctx, act + 159936 * nB, 0, G + 1416, G + 1464, act + 122304 * nB, act + 84672 * nB, act + 37632 * nB, fix + 64, fix + 112, P + 1416, P + 1464, B, 48, 784, nB * 18816);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 24x28x28 -> 48x28x28 */
     FN(rt_bn_relu_recompute)(ctx, act + 37632 * nB, act, fix, fix + 32, P + 216, P + 240, B, 24, 784, nB * 0, 18816);   /* stage1.step0.grad.relu0, not kept from forward */
     FN(rt_conv2d_backward)(ctx, act + 56448 * nB, 0, G + 264, act + 159936 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 24x28x28 -> 24x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x28x28 -> 24x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 18816 * nB, 1, G + 216, G + 240, act + 56448 * nB, act + 37632 * nB, act, fix, fix + 32, P + 216, B, 24, 784, nB * 0);
+    FN(rt_bn_relu_backward)(ctx, act + 18816 * nB, 1, G + 216, G + 240, act + 56448 * nB, act + 37632 * nB, act, fix, fix + 32, P + 216, P + 240, B, 24, 784, nB * 0);
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 24x28x28 */
     FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 18816 * nB, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
 }

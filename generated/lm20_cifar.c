@@ -577,7 +577,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 68 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 450688 * nB, 0, G + 268953, G + 269017, act + 446592 * nB, act + 442368 * nB, act + 438272 * nB, fix + 1248, fix + 1312, P + 268953, B, 64, 64, nB * 184320);
+    FN(rt_bn_relu_backward)(ctx, act + 450688 * nB, 0, G + 268953, G + 269017, act + 446592 * nB, act + 442368 * nB, act + 438272 * nB, fix + 1248, fix + 1312, P + 268953, P + 269017, B, 64, 64, nB * 184320);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
     {
         const T c[3] = {
@@ -598,13 +598,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 446464 * nB, 0, G + 231961, G + 232025, act + 434176 * nB, act + 430080 * nB, act + 425984 * nB, fix + 1120, fix + 1184, P + 231961, B, 64, 64, nB * 180224);
+    FN(rt_bn_relu_backward)(ctx, act + 446464 * nB, 0, G + 231961, G + 232025, act + 434176 * nB, act + 430080 * nB, act + 425984 * nB, fix + 1120, fix + 1184, P + 231961, P + 232025, B, 64, 64, nB * 180224);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 425984 * nB, 0, G + 195097, act + 446464 * nB, act + 421888 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 442368 * nB, 1, G + 194969, G + 195033, act + 425984 * nB, act + 421888 * nB, act + 417792 * nB, fix + 992, fix + 1056, P + 194969, B, 64, 64, nB * 176128);
+    FN(rt_bn_relu_backward)(ctx, act + 442368 * nB, 1, G + 194969, G + 195033, act + 425984 * nB, act + 421888 * nB, act + 417792 * nB, fix + 992, fix + 1056, P + 194969, P + 195033, B, 64, 64, nB * 176128);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
     {
         const T c[3] = {
@@ -625,13 +625,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 413696 * nB, 0, G + 157976, G + 158040, act + 397312 * nB, act + 409600 * nB, act + 405504 * nB, fix + 864, fix + 928, P + 157976, B, 64, 64, nB * 172032);
+    FN(rt_bn_relu_backward)(ctx, act + 413696 * nB, 0, G + 157976, G + 158040, act + 397312 * nB, act + 409600 * nB, act + 405504 * nB, fix + 864, fix + 928, P + 157976, P + 158040, B, 64, 64, nB * 172032);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 397312 * nB, 0, G + 121112, act + 413696 * nB, act + 393216 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 397312 * nB, act + 393216 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, B, 64, 64, nB * 167936);
+    FN(rt_bn_relu_backward)(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 397312 * nB, act + 393216 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, P + 121048, B, 64, 64, nB * 167936);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
@@ -649,7 +649,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 393216 * nB, 0, G + 83991, G + 84055, act + 405504 * nB, act + 389120 * nB, act + 385024 * nB, fix + 608, fix + 672, P + 83991, B, 64, 64, nB * 163840);
+    FN(rt_bn_relu_backward)(ctx, act + 393216 * nB, 0, G + 83991, G + 84055, act + 405504 * nB, act + 389120 * nB, act + 385024 * nB, fix + 608, fix + 672, P + 83991, P + 84055, B, 64, 64, nB * 163840);
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 385024 * nB, 0, G + 65559, act + 393216 * nB, act + 376832 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
 }
@@ -667,7 +667,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 397312 * nB, 1, G + 65495, G + 65527, act + 385024 * nB, act + 376832 * nB, act + 368640 * nB, fix + 544, fix + 576, P + 65495, B, 32, 256, nB * 155648);
+    FN(rt_bn_relu_backward)(ctx, act + 397312 * nB, 1, G + 65495, G + 65527, act + 385024 * nB, act + 376832 * nB, act + 368640 * nB, fix + 544, fix + 576, P + 65495, P + 65527, B, 32, 256, nB * 155648);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {
@@ -688,13 +688,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 385024 * nB, 0, G + 56214, G + 56246, act + 360448 * nB, act + 352256 * nB, act + 344064 * nB, fix + 480, fix + 512, P + 56214, B, 32, 256, nB * 147456);
+    FN(rt_bn_relu_backward)(ctx, act + 385024 * nB, 0, G + 56214, G + 56246, act + 360448 * nB, act + 352256 * nB, act + 344064 * nB, fix + 480, fix + 512, P + 56214, P + 56246, B, 32, 256, nB * 147456);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 344064 * nB, 0, G + 46998, act + 385024 * nB, act + 335872 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 376832 * nB, 1, G + 46934, G + 46966, act + 344064 * nB, act + 335872 * nB, act + 327680 * nB, fix + 416, fix + 448, P + 46934, B, 32, 256, nB * 139264);
+    FN(rt_bn_relu_backward)(ctx, act + 376832 * nB, 1, G + 46934, G + 46966, act + 344064 * nB, act + 335872 * nB, act + 327680 * nB, fix + 416, fix + 448, P + 46934, P + 46966, B, 32, 256, nB * 139264);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {
@@ -715,13 +715,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 319488 * nB, 0, G + 37653, G + 37685, act + 286720 * nB, act + 311296 * nB, act + 303104 * nB, fix + 352, fix + 384, P + 37653, B, 32, 256, nB * 131072);
+    FN(rt_bn_relu_backward)(ctx, act + 319488 * nB, 0, G + 37653, G + 37685, act + 286720 * nB, act + 311296 * nB, act + 303104 * nB, fix + 352, fix + 384, P + 37653, P + 37685, B, 32, 256, nB * 131072);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 286720 * nB, 0, G + 28437, act + 319488 * nB, act + 278528 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 286720 * nB, act + 278528 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, B, 32, 256, nB * 122880);
+    FN(rt_bn_relu_backward)(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 286720 * nB, act + 278528 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, P + 28405, B, 32, 256, nB * 122880);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
@@ -739,13 +739,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 0, G + 19092, G + 19124, act + 303104 * nB, act + 270336 * nB, act + 262144 * nB, fix + 224, fix + 256, P + 19092, B, 32, 256, nB * 114688);
+    FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 0, G + 19092, G + 19124, act + 303104 * nB, act + 270336 * nB, act + 262144 * nB, fix + 224, fix + 256, P + 19092, P + 19124, B, 32, 256, nB * 114688);
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 262144 * nB, 0, G + 14484, act + 278528 * nB, act + 245760 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 286720 * nB, 1, G + 14452, G + 14468, act + 262144 * nB, act + 245760 * nB, act + 229376 * nB, fix + 192, fix + 208, P + 14452, B, 16, 1024, nB * 98304);
+    FN(rt_bn_relu_backward)(ctx, act + 286720 * nB, 1, G + 14452, G + 14468, act + 262144 * nB, act + 245760 * nB, act + 229376 * nB, fix + 192, fix + 208, P + 14452, P + 14468, B, 16, 1024, nB * 98304);
 }
 
 /* Backward, part 3 of 3. */
@@ -778,13 +778,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 0, G + 12115, G + 12131, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, P + 12115, B, 16, 1024, nB * 81920);
+    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 0, G + 12115, G + 12131, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, P + 12115, P + 12131, B, 16, 1024, nB * 81920);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 180224 * nB, 0, G + 9811, act + 262144 * nB, act + 163840 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 1, G + 9779, G + 9795, act + 180224 * nB, act + 163840 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9779, B, 16, 1024, nB * 65536);
+    FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 1, G + 9779, G + 9795, act + 180224 * nB, act + 163840 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9779, P + 9795, B, 16, 1024, nB * 65536);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
     {
         const T c[3] = {
@@ -805,13 +805,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 163840 * nB, 0, G + 7442, G + 7458, act + 131072 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7442, B, 16, 1024, nB * 49152);
+    FN(rt_bn_relu_backward)(ctx, act + 163840 * nB, 0, G + 7442, G + 7458, act + 131072 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7442, P + 7458, B, 16, 1024, nB * 49152);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5138, act + 163840 * nB, act + 65536 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, B, 16, 1024, nB * 32768);
+    FN(rt_bn_relu_backward)(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, P + 5122, B, 16, 1024, nB * 32768);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
@@ -827,13 +827,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 81920 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2769, B, 16, 1024, nB * 16384);
+    FN(rt_bn_relu_backward)(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 81920 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2769, P + 2785, B, 16, 1024, nB * 16384);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 465, act + 65536 * nB, act + 16384 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 1, G + 433, G + 449, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 433, B, 16, 1024, nB * 0);
+    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 1, G + 433, G + 449, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 433, P + 449, B, 16, 1024, nB * 0);
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 147456 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }

@@ -577,7 +577,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 68 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 345088 * nB, 0, G + 268665, G + 268729, act + 341952 * nB, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, B, 64, 49, nB * 141120);
+    FN(rt_bn_relu_backward)(ctx, act + 345088 * nB, 0, G + 268665, G + 268729, act + 341952 * nB, act + 338688 * nB, act + 335552 * nB, fix + 1248, fix + 1312, P + 268665, P + 268729, B, 64, 49, nB * 141120);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
     {
         const T c[3] = {
@@ -598,13 +598,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 341824 * nB, 0, G + 231673, G + 231737, act + 332416 * nB, act + 329280 * nB, act + 326144 * nB, fix + 1120, fix + 1184, P + 231673, B, 64, 49, nB * 137984);
+    FN(rt_bn_relu_backward)(ctx, act + 341824 * nB, 0, G + 231673, G + 231737, act + 332416 * nB, act + 329280 * nB, act + 326144 * nB, fix + 1120, fix + 1184, P + 231673, P + 231737, B, 64, 49, nB * 137984);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
     FN(rt_conv2d_backward)(ctx, act + 326144 * nB, 0, G + 194809, act + 341824 * nB, act + 323008 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 326144 * nB, act + 323008 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, B, 64, 49, nB * 134848);
+    FN(rt_bn_relu_backward)(ctx, act + 338688 * nB, 1, G + 194681, G + 194745, act + 326144 * nB, act + 323008 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, P + 194745, B, 64, 49, nB * 134848);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
     {
         const T c[3] = {
@@ -625,13 +625,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 316736 * nB, 0, G + 157688, G + 157752, act + 304192 * nB, act + 313600 * nB, act + 310464 * nB, fix + 864, fix + 928, P + 157688, B, 64, 49, nB * 131712);
+    FN(rt_bn_relu_backward)(ctx, act + 316736 * nB, 0, G + 157688, G + 157752, act + 304192 * nB, act + 313600 * nB, act + 310464 * nB, fix + 864, fix + 928, P + 157688, P + 157752, B, 64, 49, nB * 131712);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
     FN(rt_conv2d_backward)(ctx, act + 304192 * nB, 0, G + 120824, act + 316736 * nB, act + 301056 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 301056 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, B, 64, 49, nB * 128576);
+    FN(rt_bn_relu_backward)(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 301056 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, P + 120760, B, 64, 49, nB * 128576);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
@@ -649,7 +649,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 310464 * nB, act + 297920 * nB, act + 294784 * nB, fix + 608, fix + 672, P + 83703, B, 64, 49, nB * 125440);
+    FN(rt_bn_relu_backward)(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 310464 * nB, act + 297920 * nB, act + 294784 * nB, fix + 608, fix + 672, P + 83703, P + 83767, B, 64, 49, nB * 125440);
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
     FN(rt_conv2d_backward)(ctx, act + 294784 * nB, 0, G + 65271, act + 301056 * nB, act + 288512 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
 }
@@ -667,7 +667,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 294784 * nB, act + 288512 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, B, 32, 196, nB * 119168);
+    FN(rt_bn_relu_backward)(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 294784 * nB, act + 288512 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, P + 65239, B, 32, 196, nB * 119168);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
     {
         const T c[3] = {
@@ -688,13 +688,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 294784 * nB, 0, G + 55926, G + 55958, act + 275968 * nB, act + 269696 * nB, act + 263424 * nB, fix + 480, fix + 512, P + 55926, B, 32, 196, nB * 112896);
+    FN(rt_bn_relu_backward)(ctx, act + 294784 * nB, 0, G + 55926, G + 55958, act + 275968 * nB, act + 269696 * nB, act + 263424 * nB, fix + 480, fix + 512, P + 55926, P + 55958, B, 32, 196, nB * 112896);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
     FN(rt_conv2d_backward)(ctx, act + 263424 * nB, 0, G + 46710, act + 294784 * nB, act + 257152 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 263424 * nB, act + 257152 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, B, 32, 196, nB * 106624);
+    FN(rt_bn_relu_backward)(ctx, act + 288512 * nB, 1, G + 46646, G + 46678, act + 263424 * nB, act + 257152 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, P + 46678, B, 32, 196, nB * 106624);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
     {
         const T c[3] = {
@@ -715,13 +715,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 244608 * nB, 0, G + 37365, G + 37397, act + 219520 * nB, act + 238336 * nB, act + 232064 * nB, fix + 352, fix + 384, P + 37365, B, 32, 196, nB * 100352);
+    FN(rt_bn_relu_backward)(ctx, act + 244608 * nB, 0, G + 37365, G + 37397, act + 219520 * nB, act + 238336 * nB, act + 232064 * nB, fix + 352, fix + 384, P + 37365, P + 37397, B, 32, 196, nB * 100352);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
     FN(rt_conv2d_backward)(ctx, act + 219520 * nB, 0, G + 28149, act + 244608 * nB, act + 213248 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 213248 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, B, 32, 196, nB * 94080);
+    FN(rt_bn_relu_backward)(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 213248 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, P + 28117, B, 32, 196, nB * 94080);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
     {
         const T c[2] = {
@@ -739,13 +739,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 232064 * nB, act + 206976 * nB, act + 200704 * nB, fix + 224, fix + 256, P + 18804, B, 32, 196, nB * 87808);
+    FN(rt_bn_relu_backward)(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 232064 * nB, act + 206976 * nB, act + 200704 * nB, fix + 224, fix + 256, P + 18804, P + 18836, B, 32, 196, nB * 87808);
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
     FN(rt_conv2d_backward)(ctx, act + 200704 * nB, 0, G + 14196, act + 213248 * nB, act + 188160 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 200704 * nB, act + 188160 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, B, 16, 784, nB * 75264);
+    FN(rt_bn_relu_backward)(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 200704 * nB, act + 188160 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, P + 14180, B, 16, 784, nB * 75264);
 }
 
 /* Backward, part 3 of 3. */
@@ -778,13 +778,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 200704 * nB, 0, G + 11827, G + 11843, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, P + 11827, B, 16, 784, nB * 62720);
+    FN(rt_bn_relu_backward)(ctx, act + 200704 * nB, 0, G + 11827, G + 11843, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, P + 11827, P + 11843, B, 16, 784, nB * 62720);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
     FN(rt_conv2d_backward)(ctx, act + 137984 * nB, 0, G + 9523, act + 200704 * nB, act + 125440 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 137984 * nB, act + 125440 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, B, 16, 784, nB * 50176);
+    FN(rt_bn_relu_backward)(ctx, act + 188160 * nB, 1, G + 9491, G + 9507, act + 137984 * nB, act + 125440 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, P + 9507, B, 16, 784, nB * 50176);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
     {
         const T c[3] = {
@@ -805,13 +805,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 125440 * nB, 0, G + 7154, G + 7170, act + 100352 * nB, act + 87808 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7154, B, 16, 784, nB * 37632);
+    FN(rt_bn_relu_backward)(ctx, act + 125440 * nB, 0, G + 7154, G + 7170, act + 100352 * nB, act + 87808 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7154, P + 7170, B, 16, 784, nB * 37632);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
     FN(rt_conv2d_backward)(ctx, act + 75264 * nB, 0, G + 4850, act + 125440 * nB, act + 50176 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 75264 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, B, 16, 784, nB * 25088);
+    FN(rt_bn_relu_backward)(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 75264 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, P + 4834, B, 16, 784, nB * 25088);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {
@@ -827,13 +827,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 62720 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2481, B, 16, 784, nB * 12544);
+    FN(rt_bn_relu_backward)(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 62720 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2481, P + 2497, B, 16, 784, nB * 12544);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
     FN(rt_conv2d_backward)(ctx, act + 25088 * nB, 0, G + 177, act + 50176 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 25088 * nB, act + 12544 * nB, act, fix, fix + 16, P + 145, B, 16, 784, nB * 0);
+    FN(rt_bn_relu_backward)(ctx, act + 112896 * nB, 1, G + 145, G + 161, act + 25088 * nB, act + 12544 * nB, act, fix, fix + 16, P + 145, P + 161, B, 16, 784, nB * 0);
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
     FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 112896 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
 }

@@ -243,7 +243,7 @@ void rt_bn_relu_forward_eval##S(const RtCtx *ctx, T *out, const T *in, const T *
         int B, int C, int HW, double eps, size_t site);                                 \
 void rt_bn_relu_backward##S(const RtCtx *ctx, T *din, int acc, T *dgamma, T *dbeta,     \
         const T *dout, const T *out, const T *in, const T *mean, const T *rstd,         \
-        const T *gamma, int B, int C, int HW, size_t site);                             \
+        const T *gamma, const T *beta, int B, int C, int HW, size_t site);              \
 void rt_bn_relu_forward_train_strided##S(const RtCtx *ctx, T *out, T *mean, T *rstd,    \
         T *run_mean, T *run_var, const T *in, const T *gamma, const T *beta,            \
         int B, int C, int HW, double momentum, double eps, size_t site, size_t xs);     \
@@ -252,7 +252,8 @@ void rt_bn_relu_forward_eval_strided##S(const RtCtx *ctx, T *out, const T *in,  
         int B, int C, int HW, double eps, size_t site, size_t xs);                      \
 void rt_bn_relu_backward_strided##S(const RtCtx *ctx, T *din, int acc, T *dgamma,       \
         T *dbeta, const T *dout, const T *out, const T *in, const T *mean,              \
-        const T *rstd, const T *gamma, int B, int C, int HW, size_t site, size_t xs);   \
+        const T *rstd, const T *gamma, const T *beta, int B, int C, int HW, size_t site, \
+        size_t xs);                                                                     \
 void rt_bn_relu_recompute##S(const RtCtx *ctx, T *out, const T *in, const T *mean,      \
         const T *rstd, const T *gamma, const T *beta, int B, int C, int HW,             \
         size_t site, size_t xs);                                                        \

@@ -1,7 +1,7 @@
 /* winograd.c — float 3x3 convolutions of stride 1 and pad 1 by Winograd's
  * minimal filtering: the forward pass by F(2x2, 3x3), the input gradient
  * (the same code with the weights read transposed and flipped) by
- * F(4x4, 3x3), the weight gradient by F(2x2, 3x3) (its own section below).
+ * F(4x4, 3x3), the weight gradient by either (its own section below).
  *
  * Why: the direct kernels (conv3x3.c) run near what direct convolution can
  * do; F(4x4, 3x3) needs 36 products per 16 outputs instead of 144,
@@ -59,15 +59,29 @@
 #define WINO_MIN_C 8
 /* Bytes of V and M a thread's group aims at: within its share of L2. */
 #define GROUP_BYTES (1u << 20)
-/* Fewer outputs than this: the weight gradient runs faster direct
- * (conv_bench, DenseNet's 48->12 at 32x32: 20.8 ms against 19.2). */
+/* Fewer outputs than this: the weight gradient runs direct (DenseNet's
+ * 48->12, conv_bench at 1 thread: the two tie at 32x32 and 16x16 since
+ * F(4x4, 3x3), 12.4 and 2.9 ms; F(4x4, 3x3)'s error is not worth 8x8's
+ * 0.9 against 1.0). */
 #define DW_MIN_K 16
 /* Narrower images: the inference forward keeps F(2x2, 3x3) (conv_bench,
  * 64 channels at 8x8: 3.1 ms against F(4x4, 3x3)'s 3.6-4.0; at 16x16 and
  * 32x32 F(4x4, 3x3) is the faster one). */
 #define EVAL_MIN_W 16
-/* Tiles per group of the weight gradient, at least. */
+/* Tiles per group of the weight gradient, at least: by F(2x2, 3x3), by
+ * F(4x4, 3x3) (whose 36 positions make 4.5 times the bytes a tile;
+ * 32->32 at 16x16: 3.3 ms with 128, 3.8 with 512). */
 #define DW_TILES 512
+#define DW_TILES4 128
+/* Partial sums of the weight gradient, at most: the batch's groups are cut
+ * into this many runs by the shape alone, each summed by one thread. More
+ * would serve more threads, but each run ends in its own sums over the
+ * lanes and a small batch then has short groups (64 channels at 8x8 by
+ * F(4x4, 3x3), 1 thread: 3.35 ms with 2, 3.75 with 4). */
+#define DW_PARTS 2
+/* Images at least this wide: the weight gradient by F(4x4, 3x3) (see
+ * dw_tile). */
+#define DW_F4_MIN_W 8
 
 enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
 
@@ -159,13 +173,14 @@ static size_t slice_floats(int m, int C, int kp, size_t np, int W)
            + up16((size_t)W) + 2 * np;
 }
 
-/* Floats of one thread's slice for nk output channels: V [16][C][np],
- * Y [16][nk][np], dU [16][nk][C], T (4 rows), D (4 rows for dY), a zero
- * row, the masks. */
-static size_t dw_slice_floats(int C, int nk, size_t np, int W)
+/* Floats of one thread's slice of the weight gradient with tiles of m x m
+ * (a = m+2) for K output channels: V [a*a][C][np], Y [a*a][K][np], T and
+ * D (a rows for the input, for dY), a zero row, the masks. */
+static size_t dw_slice_floats(int m, int C, int K, size_t np, int W)
 {
-    return 16 * (size_t)C * np + 16 * (size_t)nk * np + 16 * (size_t)nk * C
-           + 2 * 4 * (2 * np + 32) + up16((size_t)W) + 2 * np;
+    size_t a = (size_t)m + 2;
+    return a * a * (size_t)(C + K) * np + 2 * a * ((size_t)m * np + 32) + up16((size_t)W)
+           + 2 * np;
 }
 
 /* Tile rows per group for this conv: V and M within GROUP_BYTES, at least one. */
@@ -183,13 +198,24 @@ static size_t need(int m, int C, int kp, int W, int R, size_t *slice)
     return up16((size_t)(m + 2) * (m + 2) * (size_t)C * kp);
 }
 
-static int dw_group_rows(int C, int K, int W)
+static int dw_group_rows(int m, int C, int K, int W)
 {
-    /* as the other passes, but at least DW_TILES tiles: each group ends in
-     * a horizontal sum per entry of dU, which shorter groups do not repay
-     * (64 channels at 8x8: 9.6 ms with 1 MB groups, 6.2 with 512 tiles) */
-    int ntx = (W + 1) / 2, R = group_rows(2, C, K, ntx), least = (DW_TILES + ntx - 1) / ntx;
+    /* as the other passes, but at least DW_TILES (DW_TILES4) tiles: each
+     * group ends in a horizontal sum per entry of dU, which shorter groups
+     * do not repay (64 channels at 8x8: 9.6 ms with 1 MB groups, 6.2 with
+     * 512 tiles) */
+    int ntx = (W + m - 1) / m, R = group_rows(m, C, K, ntx);
+    int least = ((m == 4 ? DW_TILES4 : DW_TILES) + ntx - 1) / ntx;
     return R > least ? R : least;
+}
+
+/* Floats of the weight gradient's workspace for t threads, tiles of m x m:
+ * DW_PARTS partial sums dU [a*a][K][C], then a slice per thread. */
+static size_t dw_floats(int m, int t, int C, int K, size_t np, int W)
+{
+    size_t a = (size_t)m + 2;
+    return DW_PARTS * up16(a * a * (size_t)K * C)
+           + (size_t)t * up16(dw_slice_floats(m, C, K, np, W));
 }
 
 size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
@@ -203,11 +229,12 @@ size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
         if (u + t * slice > most)
             most = u + t * slice;
     }
-    /* the weight gradient: every thread sized for all Cin outputs */
-    int R = dw_group_rows(Cin, Cin, W);
-    size_t dws = t * up16(dw_slice_floats(Cin, Cin, up16((size_t)R * ((W + 1) / 2)), W));
-    if (dws > most)
-        most = dws;
+    for (int m = 2; m <= 4; m += 2) {   /* the weight gradient, sized for Cin outputs */
+        int R = dw_group_rows(m, Cin, Cin, W);
+        size_t dws = dw_floats(m, (int)t, Cin, Cin, up16((size_t)R * ((W + m - 1) / m)), W);
+        if (dws > most)
+            most = dws;
+    }
     return most * sizeof(float) + 64;
 }
 
@@ -455,44 +482,145 @@ static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, c
 }
 
 /* --- the weight gradient ------------------------------------------------------
- * By F(2x2, 3x3), the forward pass's tiles: dU[pos][k][c] = sum over the
- * batch's tiles of (A dY_k A^T)[pos] (B^T d_c B)[pos], then dw[k][c] +=
- * G^T dU G (in double). Thread i owns the output channels [K*i/t,
- * K*(i+1)/t) and walks every tile row of the batch in order, R rows at a
- * time (R fixed by the shape), transforming the input of all channels
- * itself (the threads repeat that work so that no sum is split between
- * them). Each entry of dU sums group after group in batch order, a group
- * over its lanes in a fixed order: nothing depends on the thread count. */
+ * By F(m x m, 3x3), m = 2 or 4 by the width (dw_tile): dU[pos][k][c] =
+ * sum over the batch's tiles of (A dY_k A^T)[pos] (B^T d_c B)[pos], then
+ * dw[k][c] += G^T dU G (in double). The batch's tile rows are cut into
+ * groups of R rows and the groups into P <= DW_PARTS runs of consecutive
+ * groups, R and P fixed by the shape; run p sums its groups in order into
+ * its own partial dU_p (a group over its lanes in a fixed order), and
+ * thread i takes runs i, i+t, ... Each tile's input is transformed once, by
+ * the thread of its run. Then each thread sums dU_0 .. dU_P-1 in that
+ * order (in double) for its share of the output channels and applies
+ * G^T . G: nothing depends on the thread count. */
 
-/* Tile rows per group of the weight gradient: a function of the shape only. */
-static int dw_rows(int B, int C, int K, int H, int W)
+/* Tile rows per group of the weight gradient, a function of the shape only:
+ * dw_group_rows, but at most a DW_PARTS-th of the batch's, so that there
+ * are runs for DW_PARTS threads (64 channels at 8x8, B 128, by F(4x4, 3x3)
+ * would otherwise be one group). */
+static int dw_rows(int m, int B, int C, int K, int H, int W)
 {
-    int R = dw_group_rows(C, K, W), rows = B * ((H + 1) / 2);
-    return R < rows ? R : rows;
+    int R = dw_group_rows(m, C, K, W), rows = B * ((H + m - 1) / m);
+    int most = (rows + DW_PARTS - 1) / DW_PARTS;
+    return R < most ? R : most;
 }
 
-/* dw[k][c] += G^T du[.][k][c] G for k0 <= k < k1 (du: [16][k1-k0][C]). */
-static void dw_back(float *dw, const float *du, int C, int k0, int k1)
+/* (y0, y1, y2) = G^T (x0 .. x5) for G of F(4x4, 3x3), in double. */
+#define DW_GT4(y0, y1, y2, x0, x1, x2, x3, x4, x5)                             \
+    do {                                                                        \
+        double s12_ = (x1) + (x2), s34_ = (x3) + (x4);                          \
+        y0 = (x0) / 4 - s12_ / 6 + s34_ / 24;                                   \
+        y1 = ((x2) - (x1)) / 6 + ((x3) - (x4)) / 12;                            \
+        y2 = (s34_ - s12_) / 6 + (x5);                                          \
+    } while (0)
+/* The same for G of F(2x2, 3x3) from (x0 .. x3). */
+#define DW_GT2(y0, y1, y2, x0, x1, x2, x3)                                      \
+    do {                                                                        \
+        y0 = (x0) + ((x1) + (x2)) / 2;                                          \
+        y1 = ((x1) - (x2)) / 2;                                                 \
+        y2 = ((x1) + (x2)) / 2 + (x3);                                          \
+    } while (0)
+
+/* dw[k][c] += G^T dU G for k0 <= k < k1, dU = du_0 + .. + du_P-1 in double
+ * (du_p at du + p*dus: [a*a][K][C]), G of F(m x m, 3x3). */
+static void dw_back(int m, float *dw, const float *du, size_t dus, int P, int K, int C, int k0,
+                    int k1)
 {
-    size_t ps = (size_t)(k1 - k0) * C;
+    int a = m + 2;
+    size_t ps = (size_t)K * C;
     for (int k = k0; k < k1; k++)
         for (int c = 0; c < C; c++) {
-            const float *u = du + (size_t)(k - k0) * C + c;
-            double h[4][3];
-            for (int i = 0; i < 4; i++) {   /* h = dU G, row i */
-                double d0 = u[(4 * i) * ps], d1 = u[(4 * i + 1) * ps];
-                double d2 = u[(4 * i + 2) * ps], d3 = u[(4 * i + 3) * ps];
-                h[i][0] = d0 + (d1 + d2) / 2;
-                h[i][1] = (d1 - d2) / 2;
-                h[i][2] = (d1 + d2) / 2 + d3;
+            const float *u = du + (size_t)k * C + c;
+            double d[36], h[6][3];
+            for (int pos = 0; pos < a * a; pos++) {
+                double e = 0.0;
+                for (int p = 0; p < P; p++)
+                    e += (double)u[(size_t)p * dus + (size_t)pos * ps];
+                d[pos] = e;
             }
             float *o = dw + ((size_t)k * C + c) * 9;
-            for (int b = 0; b < 3; b++) {   /* G^T h, column b */
-                o[b] += (float)(h[0][b] + (h[1][b] + h[2][b]) / 2);
-                o[3 + b] += (float)((h[1][b] - h[2][b]) / 2);
-                o[6 + b] += (float)((h[1][b] + h[2][b]) / 2 + h[3][b]);
+            if (m == 4) {
+                for (int i = 0; i < 6; i++) {   /* h = dU G, row i */
+                    const double *x = d + 6 * i;
+                    DW_GT4(h[i][0], h[i][1], h[i][2], x[0], x[1], x[2], x[3], x[4], x[5]);
+                }
+                for (int b = 0; b < 3; b++) {   /* G^T h, column b */
+                    double y0, y1, y2;
+                    DW_GT4(y0, y1, y2, h[0][b], h[1][b], h[2][b], h[3][b], h[4][b], h[5][b]);
+                    o[b] += (float)y0, o[3 + b] += (float)y1, o[6 + b] += (float)y2;
+                }
+            } else {
+                for (int i = 0; i < 4; i++) {
+                    const double *x = d + 4 * i;
+                    DW_GT2(h[i][0], h[i][1], h[i][2], x[0], x[1], x[2], x[3]);
+                }
+                for (int b = 0; b < 3; b++) {
+                    double y0, y1, y2;
+                    DW_GT2(y0, y1, y2, h[0][b], h[1][b], h[2][b], h[3][b]);
+                    o[b] += (float)y0, o[3 + b] += (float)y1, o[6 + b] += (float)y2;
+                }
             }
         }
+}
+#undef DW_GT4
+#undef DW_GT2
+
+/* The transforms of one group of tile rows g0 .. g0+nr-1, tiles of m x m:
+ * V [a*a][C][npg] through T (in_tf, the forward pass's), Y [a*a][K][npg]
+ * through D. */
+static void dw_tf(int v, int m, const Slice *s, float *Y, float *D, const float *dout,
+                  const float *in, int C, int K, int H, int W, int g0, int nr)
+{
+    int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, L = m * ntx;
+    int big = v == ISA_AVX512, n = nr * ntx, npg = (int)up16((size_t)n);
+    size_t hw = (size_t)H * W;
+    in_tf(v, m, s, in, C, H, W, g0, nr);
+    for (int j = 0; j < a; j++)     /* lanes n.. of Y read zeros */
+        memset(D + (size_t)j * s->ts + (size_t)m * n, 0, (size_t)m * (npg - n) * sizeof(float));
+    for (int k = 0; k < K; k++) {
+        for (int r = 0; r < nr; r++) {
+            int g = g0 + r, b = g / nty, ty = g % nty;
+            const float *e[4], *plane = dout + ((size_t)b * K + k) * hw;
+            for (int j = 0; j < m; j++)
+                e[j] = m * ty + j < H ? plane + (size_t)(m * ty + j) * W : s->zero;
+            if (m == 4)
+                (big ? dy_rows4_avx512 : dy_rows4_avx2)(D + (size_t)r * L, s->ts, e, W, L);
+            else
+                (big ? dy_rows2_avx512 : dy_rows2_avx2)(D + (size_t)r * L, s->ts, e, W, L);
+        }
+        for (int j = 0; j < a; j++) {
+            float *y = Y + ((size_t)a * j * K + k) * npg;
+            if (m == 4)
+                (big ? dy_cols4_avx512 : dy_cols4_avx2)(y, (size_t)K * npg,
+                                                        D + (size_t)j * s->ts, npg);
+            else
+                (big ? dy_cols2_avx512 : dy_cols2_avx2)(y, (size_t)K * npg,
+                                                        D + (size_t)j * s->ts, npg);
+        }
+    }
+}
+
+/* du[pos][k][c] += the products of one group, tile rows g0 .. g0+nr-1 of
+ * tiles m x m, through the thread's slice s and its Y, D. */
+static void dw_group(int v, int m, const Slice *s, float *Y, float *D, float *du,
+                     const float *dout, const float *in, int C, int K, int H, int W, int g0,
+                     int nr)
+{
+    int a = m + 2, npg = (int)up16((size_t)nr * ((W + m - 1) / m));
+    dw_tf(v, m, s, Y, D, dout, in, C, K, H, W, g0, nr);
+    for (int pos = 0; pos < a * a; pos++)
+        (v == ISA_AVX512 ? dot_avx512 : dot_avx2)(du + (size_t)pos * K * C,
+                                                  Y + (size_t)pos * K * npg,
+                                                  s->V + (size_t)pos * C * npg, K, C, npg);
+}
+
+/* The weight gradient's tile size, by the width alone: F(4x4, 3x3) from
+ * DW_F4_MIN_W pixels (conv_bench at 1 thread, 16 channels at 32x32: 4.1 ms
+ * against F(2x2, 3x3)'s 4.9; 32 at 16x16: 3.3 against 4.5; 64 at 8x8: 3.3
+ * against 4.4; float error against double 2e-6..4e-6 of max|dw|,
+ * F(2x2, 3x3)'s 2e-7), else F(2x2, 3x3). */
+static int dw_tile(int W)
+{
+    return W >= DW_F4_MIN_W ? 4 : 2;
 }
 
 int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
@@ -501,18 +629,18 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
     int v = isa(), C = Cin, K = Cout;
     if (v == ISA_NONE || C < WINO_MIN_C || K < DW_MIN_K || B < 1 || H < 1 || W < 1)
         return 0;
-    int nty = (H + 1) / 2, ntx = (W + 1) / 2, L = 2 * ntx, big = v == ISA_AVX512;
-    int R = dw_rows(B, C, K, H, W), rows = B * nty;
-    size_t np = up16((size_t)R * ntx), hw = (size_t)H * W;
+    int m = dw_tile(W), a = m + 2;
+    int ntx = (W + m - 1) / m, R = dw_rows(m, B, C, K, H, W), rows = B * ((H + m - 1) / m);
+    int ng = (rows + R - 1) / R, P = ng < DW_PARTS ? ng : DW_PARTS;
+    size_t np = up16((size_t)R * ntx), dus = up16((size_t)a * a * K * C);
     int t = ctx && ctx->threads > 0 ? ctx->threads : 1;
-    if (t > K)
-        t = K;
+    if (t > P)
+        t = P;
     size_t have;
     float *base = scratch_floats(ctx, &have);
-    size_t ssz;
+    size_t ssz = up16(dw_slice_floats(m, C, K, np, W));
     for (;;) {      /* fewer threads if need be; never a smaller group */
-        ssz = up16(dw_slice_floats(C, (K + t - 1) / t, np, W));
-        if ((size_t)t * ssz <= have)
+        if ((size_t)P * dus + (size_t)t * ssz <= have)
             break;
         if (t == 1)
             return 0;
@@ -521,49 +649,29 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), nt = omp_get_num_threads();
-        int k0 = (int)((long long)K * i / nt), k1 = (int)((long long)K * (i + 1) / nt);
-        int nk = k1 - k0;
-        float *p = base + (size_t)i * ssz;
+        float *p = base + (size_t)P * dus + (size_t)i * ssz;
         Slice s;
-        s.V = p, p += 16 * (size_t)C * np;
+        s.V = p, p += (size_t)a * a * C * np;
         float *Y = p;
-        p += 16 * (size_t)nk * np;
-        float *du = p;
-        p += 16 * (size_t)nk * C;
-        s.ts = 2 * np + 32, s.T = p, p += 4 * s.ts;
+        p += (size_t)a * a * K * np;
+        s.ts = (size_t)m * np + 32, s.T = p, p += (size_t)a * s.ts;
         float *D = p;
-        p += 4 * s.ts;
+        p += (size_t)a * s.ts;
         s.zero = p, p += up16((size_t)W);
         s.m0 = p, s.m5 = p + np;
         s.M = s.O = NULL, s.os = 0;
         memset(s.zero, 0, (size_t)W * sizeof(float));
-        memset(du, 0, 16 * (size_t)nk * C * sizeof(float));
-        for (int g0 = 0; g0 < rows && nk > 0; g0 += R) {
-            int nr = rows - g0 < R ? rows - g0 : R, n = nr * ntx, npg = (int)up16((size_t)n);
-            in_tf(v, 2, &s, in, C, H, W, g0, nr);
-            for (int j = 0; j < 4; j++)     /* lanes n.. of Y read zeros */
-                memset(D + (size_t)j * s.ts + 2 * (size_t)n, 0,
-                       2 * (size_t)(npg - n) * sizeof(float));
-            for (int k = k0; k < k1; k++) {
-                for (int r = 0; r < nr; r++) {
-                    int g = g0 + r, b = g / nty, ty = g % nty;
-                    const float *e[2];
-                    e[0] = dout + ((size_t)b * K + k) * hw + (size_t)(2 * ty) * W;
-                    e[1] = 2 * ty + 1 < H ? e[0] + W : s.zero;
-                    (big ? dy_rows2_avx512 : dy_rows2_avx2)(D + (size_t)r * L, s.ts, e, W, L);
-                }
-                for (int j = 0; j < 4; j++)
-                    (big ? dy_cols2_avx512 : dy_cols2_avx2)(
-                        Y + ((size_t)4 * j * nk + (k - k0)) * npg, (size_t)nk * npg,
-                        D + (size_t)j * s.ts, npg);
-            }
-            for (int pos = 0; pos < 16; pos++)
-                (big ? dot_avx512 : dot_avx2)(du + (size_t)pos * nk * C,
-                                              Y + (size_t)pos * nk * npg,
-                                              s.V + (size_t)pos * C * npg, nk, C, npg);
+        for (int run = i; run < P; run += nt) {
+            float *du = base + (size_t)run * dus;
+            memset(du, 0, (size_t)a * a * K * C * sizeof(float));
+            int e = (int)((long long)ng * (run + 1) / P);
+            for (int g = (int)((long long)ng * run / P); g < e; g++)
+                dw_group(v, m, &s, Y, D, du, dout, in, C, K, H, W, g * R,
+                         rows - g * R < R ? rows - g * R : R);
         }
-        if (nk > 0)
-            dw_back(dw, du, C, k0, k1);
+#pragma omp barrier
+        dw_back(m, dw, base, dus, P, K, C, (int)((long long)K * i / nt),
+                (int)((long long)K * (i + 1) / nt));
     }
     return 1;
 }

@@ -119,13 +119,13 @@ FU_ERR(double)
             rt_bn_backward##S(&rc, r_din, acc, r_dp, r_dp + C, r_g, xin, r_mean, r_rstd,        \
                               gamma, B, C, HW);                                                 \
             rt_bn_relu_backward##S(&fc, f_din, acc, f_dp, f_dp + C, dout, f_out, xin, f_mean,   \
-                                   f_rstd, gamma, B, C, HW, site);                              \
+                                   f_rstd, gamma, beta, B, C, HW, site);                        \
             ck_assert_double_le(fu_err_##T(f_din, r_din, n), tol);                              \
             ck_assert_double_le(fu_err_##T(f_dp, r_dp, 2 * (size_t)C), tol);                    \
         }                                                                                       \
         /* no input gradient wanted: only the parameter gradients */                           \
         rt_bn_relu_backward##S(&fc, NULL, 0, f_dp, f_dp + C, dout, f_out, xin, f_mean, f_rstd,  \
-                               gamma, B, C, HW, site);                                          \
+                               gamma, beta, B, C, HW, site);                                    \
         rt_bn_backward##S(&rc, NULL, 0, r_dp, r_dp + C, r_g, xin, r_mean, r_rstd, gamma, B, C,  \
                           HW);                                                                  \
         ck_assert_double_le(fu_err_##T(f_dp, r_dp, 2 * (size_t)C), tol);                        \
@@ -148,8 +148,9 @@ FU_CASE(float, )
 
 /* The strided forms on a channel prefix of a wider tensor X[B][CX][HW]
  * against the plain ones on a copy of that prefix: the same numbers (the
- * same arithmetic in the same order), and din's channels past the prefix
- * untouched. Then rt_bn_relu_recompute against the training forward's
+ * same arithmetic in the same order; the backward's relu mask read from
+ * the forward's output in one, recomputed from x in the other), and din's
+ * channels past the prefix untouched. Then rt_bn_relu_recompute against the training forward's
  * output: equal in double (the saved mean and rstd are the forward's), to
  * rounding in float, and with a branch record the record's pieces (a
  * replayed forward's negative values come back). */
@@ -192,10 +193,12 @@ FU_CASE(float, )
             for (int b = 0; b < B; b++)                                                         \
                 memcpy(dx + (size_t)b * C * HW, DX0 + (size_t)b * xs,                           \
                        (size_t)C * HW * sizeof(T));                                             \
+            /* relu's mask read from o1 (beta NULL) here, recomputed from X below: */           \
+            /* the same bytes */                                                                \
             rt_bn_relu_backward##S(&ctx, dx, acc, dp1, dp1 + C, dout, o1, x, st1, st1 + C,      \
-                                   gamma, B, C, HW, 0);                                         \
+                                   gamma, NULL, B, C, HW, 0);                                   \
             rt_bn_relu_backward_strided##S(&ctx, DX, acc, dp2, dp2 + C, dout, o2, X, st2,       \
-                                           st2 + C, gamma, B, C, HW, 0, xs);                    \
+                                           st2 + C, gamma, beta, B, C, HW, 0, xs);              \
             ck_assert_int_eq(memcmp(dp1, dp2, 2 * (size_t)C * sizeof(T)), 0);                   \
             for (int b = 0; b < B; b++) {                                                       \
                 const T *row = DX + (size_t)b * xs;                                             \
@@ -365,7 +368,7 @@ static void isa_set(const char *isa)
             rt_bn_relu_forward_train##S(&ctx, o[k], st[k], st[k] + C, st[k] + 2 * C,            \
                                         st[k] + 3 * C, x, gamma, beta, B, C, HW, 0.1, 1e-5, 0); \
             rt_bn_relu_backward##S(&ctx, d[k], 0, dp[k], dp[k] + C, dout, o[k], x, st[k],       \
-                                   st[k] + C, gamma, B, C, HW, 0);                              \
+                                   st[k] + C, gamma, beta, B, C, HW, 0);                        \
         }                                                                                       \
         for (int k = 1; k < 3; k++) {                                                           \
             ck_assert_double_le(fu_err_##T(o[k], o[0], n), tol);                                \

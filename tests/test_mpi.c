@@ -468,8 +468,8 @@ static void *bn_rank_main(void *arg)
                                            j->inx, j->gamma, j->beta, j->nb, BN_C, BN_HW, 0.1,
                                            1e-5, 0, xs);
         rt_bn_relu_backward_strided_d(&ctx, j->dinx, 0, j->dg, j->db, j->dout + o, j->out,
-                                      j->inx, j->mean, j->rstd, j->gamma, j->nb, BN_C, BN_HW,
-                                      0, xs);
+                                      j->inx, j->mean, j->rstd, j->gamma, j->beta, j->nb, BN_C,
+                                      BN_HW, 0, xs);
         for (int b = 0; b < j->nb; b++) {
             memcpy(j->din + (size_t)b * BN_C * BN_HW, j->dinx + b * xs,
                    sizeof(double) * BN_C * BN_HW);
@@ -483,7 +483,7 @@ static void *bn_rank_main(void *arg)
         rt_bn_relu_forward_train_d(&ctx, j->out, j->mean, j->rstd, j->rm, j->rv, j->in + o,
                                    j->gamma, j->beta, j->nb, BN_C, BN_HW, 0.1, 1e-5, 0);
         rt_bn_relu_backward_d(&ctx, j->din, 0, j->dg, j->db, j->dout + o, j->out, j->in + o,
-                              j->mean, j->rstd, j->gamma, j->nb, BN_C, BN_HW, 0);
+                              j->mean, j->rstd, j->gamma, j->beta, j->nb, BN_C, BN_HW, 0);
         return NULL;
     }
     rt_bn_forward_train_d(&ctx, j->out, j->mean, j->rstd, j->rm, j->rv, j->in + o, j->gamma,
@@ -516,8 +516,8 @@ static void sync_bn_check(int fused)
     if (fused) {
         rt_bn_relu_forward_train_d(&one, out, mean, rstd, rm, rv, in, gamma, beta, BN_B, BN_C,
                                    BN_HW, 0.1, 1e-5, 0);
-        rt_bn_relu_backward_d(&one, din, 0, dg, db, dout, out, in, mean, rstd, gamma, BN_B,
-                              BN_C, BN_HW, 0);
+        rt_bn_relu_backward_d(&one, din, 0, dg, db, dout, out, in, mean, rstd, gamma, beta,
+                              BN_B, BN_C, BN_HW, 0);
     } else {
         rt_bn_forward_train_d(&one, out, mean, rstd, rm, rv, in, gamma, beta, BN_B, BN_C,
                               BN_HW, 0.1, 1e-5);

@@ -21,7 +21,8 @@
  * guard of 1e-6) and DIN_TOL = 2e-5 for the input gradient (F(4x4, 3x3):
  * measured 3e-6..7e-6, linear in dout, no mask depends on it; the gradient
  * checks and the oracle allow 1e-4), DW_TOL = 2e-5 for the weight gradient
- * (F(2x2, 3x3)), EVAL_TOL = 2e-5 for the inference forward (F(4x4, 3x3)
+ * (F(4x4, 3x3) from 8 pixels wide: 2e-6..4e-6; F(2x2, 3x3) on narrower
+ * images: 2e-7), EVAL_TOL = 2e-5 for the inference forward (F(4x4, 3x3)
  * from 16 pixels wide, as the input gradient; the BN and relu it applies
  * are checked against the double affine map and relu). On a machine without AVX2+FMA the cases report themselves
  * skipped. */
@@ -452,6 +453,72 @@ static void check_sum_train(const Shape *s, int variant)
 START_TEST(test_wino_sum_train) { WINO_VARIANT_CASE(_i, check_sum_train); }
 END_TEST
 
+/* The weight gradient over batches of several groups of tile rows (cut
+ * into runs of their own partial sums, one thread each): against
+ * the double loops within DW_TOL, and the same bytes for 1, 2, 3 and 4
+ * threads. Shapes: ResNet-20's (16 channels at 32x32, B 8 and B 5: groups
+ * of unequal runs; 32 at 16x16, B 9; 64 at 8x8, B 20), odd tile counts (24
+ * -> 16 at 10x10), wide rows and an odd height (16 at 9x64), groups that
+ * cut an image (8 -> 16 at 6x96, B 7), tiles cut by the border (16 at
+ * 11x20, 12 -> 16 at 7x17), and F(2x2, 3x3) below 8 pixels wide (16 at
+ * 6x6, B 40). */
+static const Shape dw_shapes[] = {
+    {8, 16, 32, 32, 16}, {5, 16, 32, 32, 16}, {9, 32, 16, 16, 32}, {20, 64, 8, 8, 64},
+    {23, 24, 10, 10, 16}, {3, 16, 9, 64, 16}, {7, 8, 6, 96, 16},  {9, 16, 11, 20, 16},
+    {2, 12, 7, 17, 16},   {40, 16, 6, 6, 16},
+};
+#define NDW (int)(sizeof dw_shapes / sizeof dw_shapes[0])
+
+static void check_dw_runs(const Shape *s, int variant)
+{
+    int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co;
+    size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
+    double *in = tu_calloc(ni, sizeof(double)), *dout = tu_calloc(no, sizeof(double));
+    double *dw = tu_calloc(nw, sizeof(double));
+    float *inf = tu_calloc(ni, sizeof(float)), *doutf = tu_calloc(no, sizeof(float));
+    float *dwf[4];
+    RtRng rng;
+    rt_rng_seed(&rng, 3000u + (unsigned)(s - dw_shapes));
+    gc_fill(in, ni, &rng);
+    gc_fill(dout, no, &rng);
+    gc_to_float(inf, in, ni);
+    gc_to_float(doutf, dout, no);
+    rt_conv2d_backward_ref_d(NULL, 0, dw, dout, in, NULL, B, C, H, W, Co, 3, 1, 1);
+    const char *tag = variant ? "avx2" : "best";
+    for (int th = 1; th <= 4; th++) {
+        int k = th - 1;
+        size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
+        RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+        dwf[k] = tu_calloc(nw, sizeof(float));
+        ck_assert_int_eq(rt_wino_backward_weights(&ctx, dwf[k], doutf, inf, B, C, H, W, Co), 1);
+        double e = gc_normdiff_f(dwf[k], dw, nw);
+        ck_assert_msg(e < DW_TOL, "%s dw %d->%d %dx%d B%d t%d: %.3g", tag, C, Co, H, W, B, th,
+                      e);
+        if (k > 0)
+            ck_assert_msg(memcmp(dwf[k], dwf[0], nw * sizeof(float)) == 0,
+                          "%s dw %d->%d %dx%d B%d: 1 and %d threads differ", tag, C, Co, H, W,
+                          B, th);
+        free(ctx.scratch);
+    }
+    for (int k = 0; k < 4; k++)
+        free(dwf[k]);
+    free(in), free(dout), free(dw), free(inf), free(doutf);
+}
+
+START_TEST(test_wino_dw_runs)
+{
+    if (!tu_has_avx2())
+        TEST_SKIP("no AVX2+FMA on this machine: Winograd is never taken");
+    __builtin_cpu_init();
+    int variant = _i / NDW;
+    if (variant == 1 && !__builtin_cpu_supports("avx512f"))
+        TEST_SKIP("no AVX-512: the best variant is the AVX2 one, checked already");
+    set_variant(variant);
+    check_dw_runs(&dw_shapes[_i % NDW], variant);
+    unsetenv("OPTC_CONV_ISA");
+}
+END_TEST
+
 static Suite *wino_suite(void)
 {
     Suite *s = suite_create("wino");
@@ -460,6 +527,7 @@ static Suite *wino_suite(void)
     tcase_add_loop_test(tc, test_wino_shapes, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_eval, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_sum_train, 0, 2 * NSHAPES);
+    tcase_add_loop_test(tc, test_wino_dw_runs, 0, 2 * NDW);
     tcase_add_test(tc, test_wino_off);
     suite_add_tcase(s, tc);
     return s;
