@@ -428,11 +428,14 @@ static int emit_conv_bn(const Emit *e, int c)
     return reader;
 }
 
-/* In a stored build's forward pass, the sum that an inference forward
- * computes within the 3x3 stride-1 conv node c (rt_conv2d_sum_eval): the
- * one live reader of c's output, right after c, a sum of c and one other
- * term computed before c, with numbers for coefficients, whose output
- * shares no memory with c's input or the other term; else 0. */
+/* In a stored build's forward pass, the sum that the training and the
+ * inference forward compute within the 3x3 stride-1 conv node c
+ * (rt_conv2d_sum_train, rt_conv2d_sum_eval): the one live reader of c's
+ * output, right after c, a sum of c and one other term computed before c,
+ * with numbers for coefficients, whose output shares no memory with c's
+ * input or the other term; else 0. Nothing reads c's output but that sum,
+ * whose backward needs only its output's gradient (number coefficients),
+ * so the training forward need not store it. */
 static int emit_conv_sum(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
@@ -441,19 +444,45 @@ static int emit_conv_sum(const Emit *e, int c)
     if (reader <= 0)
         return 0;
     const IrNode *s = &g->nodes[reader];
-    if (s->op != OP_SUM || s->nin != 2 || reader == g->output
-        || !emit_next_live(e, c, reader))
+    if (s->op != OP_SUM || s->nin != 2 || reader == g->output)
         return 0;
     int kc = s->in[1] == c, o = s->in[1 - kc];
-    if (o == c || o > c || s->u.sum.coef[0].nterms || s->u.sum.coef[1].nterms)
+    if (o == c || o == reader || s->u.sum.coef[0].nterms || s->u.sum.coef[1].nterms)
         return 0;
     if (emit_prefix_stride(e, c) || emit_prefix_stride(e, o) || emit_prefix_stride(e, reader))
         return 0;
-    int so = e->p->nodes[reader].out;
-    if (so < 0 || emit_bufs_overlap(e->p, so, e->p->nodes[n->in[0]].out)
-        || emit_bufs_overlap(e->p, so, e->p->nodes[o].out))
+    int so = e->p->nodes[reader].out, ci = e->p->nodes[n->in[0]].out;
+    if (so < 0 || emit_bufs_overlap(e->p, so, ci) || emit_bufs_overlap(e->p, so, e->p->nodes[o].out))
+        return 0;
+    if (o < c)
+        return emit_next_live(e, c, reader) ? reader : 0;
+    /* the other term runs between them (ResNet's shortcut pad after the
+     * conv): the pair runs at the sum's step, o the one live node between,
+     * which must leave the conv's input as it was */
+    if (!e->p->nodes[o].live || !emit_next_live(e, c, o) || !emit_next_live(e, o, reader)
+        || emit_bufs_overlap(e->p, e->p->nodes[o].out, ci))
         return 0;
     return reader;
+}
+
+/* The fused conv c and sum s (emit_conv_sum), training and inference. */
+static void emit_conv_sum_call(Emit *e, int c, int s)
+{
+    const char *S = e->S;
+    const IrNode *n = &e->g->nodes[c], *sn = &e->g->nodes[s];
+    const IrShape *is = &e->g->nodes[n->in[0]].shape;
+    const char *in = emit_out(e, n->in[0]);
+    int kc = sn->in[1] == c;
+    emit_f(e, "    if (train)  /* with its sum */\n        FN(rt_conv2d_sum_train%s)(ctx, "
+           "%s, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, (%s)%s, %s, (%s)%s);\n", S,
+           emit_out(e, s), emit_out(e, c), in, emit_param(e, "P", n->u.conv.w), is->c, is->h,
+           is->w, n->u.conv.cout, e->T, emit_num(e, sn->u.sum.coef[kc].c0),
+           emit_out(e, sn->in[1 - kc]), e->T, emit_num(e, sn->u.sum.coef[1 - kc].c0));
+    emit_f(e, "    else    /* with its sum */\n        FN(rt_conv2d_sum_eval%s)(ctx, %s, "
+           "%s, %s, B, %d, %d, %d, %d, 3, 1, 1, %s, %s, %s);\n", S,
+           emit_out(e, s), in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
+           n->u.conv.cout, emit_num(e, sn->u.sum.coef[kc].c0),
+           emit_out(e, sn->in[1 - kc]), emit_num(e, sn->u.sum.coef[1 - kc].c0));
 }
 
 void emit_forward_node(Emit *e, const IrNode *n)
@@ -511,17 +540,13 @@ void emit_forward_node(Emit *e, const IrNode *n)
     switch (n->op) {
     case OP_CONV:
         if ((bnc = emit_conv_sum(e, n->id))) {
-            /* inference: the sum reading this conv within it */
+            /* the sum reading this conv within it (training: as the sum
+             * rounds it, the conv's output is scratch; and inference) */
             const IrNode *sn = &e->g->nodes[bnc];
-            int kc = sn->in[1] == n->id;
-            emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, "
-                   "%d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
-                   is->h, is->w, n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
-            emit_f(e, "    else    /* with its sum */\n        FN(rt_conv2d_sum_eval%s)(ctx, %s, "
-                   "%s, %s, B, %d, %d, %d, %d, 3, 1, 1, %s, %s, %s);\n", S,
-                   emit_out(e, bnc), in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
-                   n->u.conv.cout, emit_num(e, sn->u.sum.coef[kc].c0),
-                   emit_out(e, sn->in[1 - kc]), emit_num(e, sn->u.sum.coef[1 - kc].c0));
+            if (sn->in[0] > n->id || sn->in[1] > n->id)
+                emit_f(e, "    /* with its sum below (rt_conv2d_sum_train / _eval) */\n");
+            else
+                emit_conv_sum_call(e, n->id, bnc);
             break;
         }
         if ((bnc = emit_conv_bn(e, n->id))) {
@@ -570,11 +595,19 @@ void emit_forward_node(Emit *e, const IrNode *n)
                emit_num(e, n->u.bn.eps));
         break;
     case OP_SUM: {
-        bool sum_in_conv = false;   /* its inference forward ran in a conv (emit_conv_sum) */
+        int sum_conv = 0;   /* it runs with this conv (emit_conv_sum) */
         for (int k = 0; k < n->nin; k++)
-            sum_in_conv = sum_in_conv || emit_conv_sum(e, n->in[k]) == n->id;
-        emit_f(e, "    %s{%s\n", sum_in_conv ? "if (train) " : "",
-               sum_in_conv ? "    /* inference: with its conv above */" : "");
+            if (emit_conv_sum(e, n->in[k]) == n->id)
+                sum_conv = n->in[k];
+        if (sum_conv && (n->in[0] > sum_conv || n->in[1] > sum_conv)) {
+            emit_conv_sum_call(e, sum_conv, n->id);     /* the conv's step was before o's */
+            break;
+        }
+        if (sum_conv) {
+            emit_f(e, "    /* computed with its conv above (rt_conv2d_sum_train / _eval) */\n");
+            break;
+        }
+        emit_f(e, "    {\n");
         emit_coefs(e, n);
         emit_xs(e, n);
         emit_f(e, "        FN(rt_sum_forward%s)(ctx, %s, %d, xs, c, nB * %zu);\n    }\n", S, out,

@@ -257,19 +257,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 8 stage1.step0.grad.gelu0 = gelu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_forward)(ctx, act + 114688 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.gelu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 32768 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 32768 * nB, 1);
     /* 10 stage1.x1 = sum(stem.leaky_relu0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 32768 * nB, act + 131072 * nB };
-        FN(rt_sum_forward)(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 11 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 147456 * nB, P + 5136, P + 5152, B, 16, 1024, 0.1, 1e-05);
@@ -359,18 +352,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.step0.grad.gelu0 = gelu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     FN(rt_gelu_forward)(ctx, act + 393216 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
     /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 409600 * nB, act + 344064 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 409600 * nB, act + 401408 * nB };
-        FN(rt_sum_forward)(ctx, act + 417792 * nB, 2, xs, c, nB * 8192);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 417792 * nB, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 409600 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 417792 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 409600 * nB, 1);
     /* 33 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 401408 * nB, fix + 320, fix + 352, buf + 320, buf + 352, act + 417792 * nB, P + 28400, P + 28432, B, 32, 256, 0.1, 1e-05);

@@ -237,19 +237,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 8 stage1.step0.grad.silu0 = silu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     FN(rt_silu_forward)(ctx, act + 87808 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
     /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.silu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 25088 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 112896 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 25088 * nB, 1);
     /* 10 stage1.x1 = sum(stem.gelu0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 25088 * nB, act + 100352 * nB };
-        FN(rt_sum_forward)(ctx, act + 112896 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 11 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 112896 * nB, P + 4848, P + 4864, B, 16, 784, 0.1, 1e-05);
@@ -297,7 +290,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage2.step0.grad.silu0 = silu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     FN(rt_silu_forward)(ctx, act + 225792 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
     /* 23 stage2.step0.grad.conv1 = conv(stage2.step0.grad.silu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 24 stage2.shortcut0 = pad(stage1.x2): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 238336 * nB, act + 188160 * nB, B, 16, 28, 28, 32, 2);
 }
@@ -313,14 +306,10 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 238336 * nB, act + 232064 * nB };
-        FN(rt_sum_forward)(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 244608 * nB, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 238336 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 244608 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 238336 * nB, 1);
     /* 26 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 232064 * nB, fix + 256, fix + 288, buf + 256, buf + 288, act + 244608 * nB, P + 23440, P + 23472, B, 32, 196, 0.1, 1e-05);
@@ -340,19 +329,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 30 stage2.step1.grad.silu0 = silu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     FN(rt_silu_forward)(ctx, act + 263424 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
     /* 31 stage2.step1.grad.conv1 = conv(stage2.step1.grad.silu0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 275968 * nB, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 244608 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 244608 * nB, 1);
     /* 32 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 244608 * nB, act + 269696 * nB };
-        FN(rt_sum_forward)(ctx, act + 275968 * nB, 2, xs, c, nB * 6272);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 33 head.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 269696 * nB, fix + 384, fix + 416, buf + 384, buf + 416, act + 275968 * nB, P + 42000, P + 42032, B, 32, 196, 0.1, 1e-05);

@@ -269,19 +269,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act, act + 65536 * nB };
-        FN(rt_sum_forward)(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
@@ -371,18 +364,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 253952 * nB, act + 245760 * nB };
-        FN(rt_sum_forward)(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 253952 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 262144 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 253952 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.1, 1e-05, nB * 122880);
@@ -472,18 +461,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 339968 * nB, act + 335872 * nB };
-        FN(rt_sum_forward)(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 339968 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 339968 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 335872 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.1, 1e-05, nB * 167936);

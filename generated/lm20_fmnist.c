@@ -278,19 +278,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 50176 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act, act + 50176 * nB };
-        FN(rt_sum_forward)(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.1, 1e-05, nB * 25088);
@@ -380,18 +373,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 213248 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 219520 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 219520 * nB, act + 213248 * nB };
-        FN(rt_sum_forward)(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 225792 * nB, act + 213248 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 219520 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 219520 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.1, 1e-05, nB * 94080);
@@ -481,18 +470,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 301056 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 304192 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 304192 * nB, act + 301056 * nB };
-        FN(rt_sum_forward)(ctx, act + 307328 * nB, 2, xs, c, nB * 3136);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 307328 * nB, act + 301056 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 304192 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 307328 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 304192 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 301056 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.1, 1e-05, nB * 128576);

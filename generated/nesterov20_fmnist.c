@@ -273,19 +273,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act, act + 50176 * nB };
-        FN(rt_sum_forward)(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.y1 = sum(stage1.x1, stem.conv0): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {
@@ -314,19 +307,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 50176 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 125440 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 50176 * nB, 1);
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 50176 * nB, act + 112896 * nB };
-        FN(rt_sum_forward)(ctx, act + 125440 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 17 stage1.y2 = sum(stage1.x2, stage1.x1): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {
@@ -355,19 +341,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 112896 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 163072 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 112896 * nB, 1);
     /* 24 stage1.x3 = sum(stage1.y2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 112896 * nB, act + 150528 * nB };
-        FN(rt_sum_forward)(ctx, act + 163072 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
 }
 
 /* Forward, part 2 of 4. */
@@ -397,18 +376,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 194432 * nB, act + 188160 * nB };
-        FN(rt_sum_forward)(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 194432 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 200704 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 194432 * nB, 1);
     /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
     {
         const T c[2] = {
@@ -437,19 +412,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 188160 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 188160 * nB, 1);
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 188160 * nB, act + 219520 * nB };
-        FN(rt_sum_forward)(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 41 stage2.y2 = sum(stage2.x2, stage2.x1): 32x14x14 -> 32x14x14 */
     {
         const T c[2] = {
@@ -478,19 +446,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 46 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 47 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 219520 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 244608 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 219520 * nB, 1);
     /* 48 stage2.x3 = sum(stage2.y2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 219520 * nB, act + 238336 * nB };
-        FN(rt_sum_forward)(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
 }
 
 /* Forward, part 3 of 4. */
@@ -520,18 +481,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 53 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 54 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 55 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 260288 * nB, act + 257152 * nB };
-        FN(rt_sum_forward)(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 260288 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 263424 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 260288 * nB, 1);
     /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
@@ -560,19 +517,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 257152 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 257152 * nB, 1);
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 257152 * nB, act + 272832 * nB };
-        FN(rt_sum_forward)(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 65 stage3.y2 = sum(stage3.x2, stage3.x1): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
@@ -601,19 +551,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 70 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 71 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 272832 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 285376 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 272832 * nB, 1);
     /* 72 stage3.x3 = sum(stage3.y2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 272832 * nB, act + 282240 * nB };
-        FN(rt_sum_forward)(ctx, act + 285376 * nB, 2, xs, c, nB * 3136);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
 }
 
 /* Forward, part 4 of 4. */

@@ -750,19 +750,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act, act + 65536 * nB };
-        FN(rt_sum_forward)(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
@@ -782,19 +775,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 81920 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 81920 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 81920 * nB, act + 131072 * nB };
-        FN(rt_sum_forward)(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
@@ -814,19 +800,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 147456 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 147456 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 147456 * nB, act + 196608 * nB };
-        FN(rt_sum_forward)(ctx, act + 212992 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
@@ -858,19 +837,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 278528 * nB, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 212992 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 278528 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 212992 * nB, 1);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 212992 * nB, act + 262144 * nB };
-        FN(rt_sum_forward)(ctx, act + 278528 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 262144 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.1, 1e-05, nB * 131072);
@@ -890,19 +862,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 344064 * nB, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 278528 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 278528 * nB, 1);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 278528 * nB, act + 327680 * nB };
-        FN(rt_sum_forward)(ctx, act + 344064 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 327680 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.1, 1e-05, nB * 163840);
@@ -922,19 +887,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 409600 * nB, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 344064 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 409600 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 344064 * nB, 1);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 344064 * nB, act + 393216 * nB };
-        FN(rt_sum_forward)(ctx, act + 409600 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 393216 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.1, 1e-05, nB * 196608);
@@ -966,19 +924,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 475136 * nB, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 409600 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 475136 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 409600 * nB, 1);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 409600 * nB, act + 458752 * nB };
-        FN(rt_sum_forward)(ctx, act + 475136 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 458752 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.1, 1e-05, nB * 229376);
@@ -998,19 +949,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 540672 * nB, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 475136 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 540672 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 475136 * nB, 1);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 475136 * nB, act + 524288 * nB };
-        FN(rt_sum_forward)(ctx, act + 540672 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 524288 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.1, 1e-05, nB * 262144);
@@ -1030,19 +974,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 606208 * nB, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 540672 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 606208 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 540672 * nB, 1);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 540672 * nB, act + 589824 * nB };
-        FN(rt_sum_forward)(ctx, act + 606208 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 589824 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.1, 1e-05, nB * 294912);
@@ -1062,19 +999,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 655360 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 671744 * nB, act + 655360 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 606208 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 671744 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 606208 * nB, 1);
     /* 71 stage1.x10 = sum(stage1.x9, stage1.step9.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 606208 * nB, act + 655360 * nB };
-        FN(rt_sum_forward)(ctx, act + 671744 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.x10): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 655360 * nB, fix + 640, fix + 656, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 1024, 0.1, 1e-05, nB * 327680);
@@ -1106,19 +1036,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 720896 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 737280 * nB, act + 720896 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 671744 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 737280 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 671744 * nB, 1);
     /* 78 stage1.x11 = sum(stage1.x10, stage1.step10.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 671744 * nB, act + 720896 * nB };
-        FN(rt_sum_forward)(ctx, act + 737280 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.x11): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 720896 * nB, fix + 704, fix + 720, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 1024, 0.1, 1e-05, nB * 360448);
@@ -1138,19 +1061,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 786432 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 802816 * nB, act + 786432 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 737280 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 802816 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 737280 * nB, 1);
     /* 85 stage1.x12 = sum(stage1.x11, stage1.step11.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 737280 * nB, act + 786432 * nB };
-        FN(rt_sum_forward)(ctx, act + 802816 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.x12): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 786432 * nB, fix + 768, fix + 784, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 1024, 0.1, 1e-05, nB * 393216);
@@ -1170,19 +1086,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 851968 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 868352 * nB, act + 851968 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 802816 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 868352 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 802816 * nB, 1);
     /* 92 stage1.x13 = sum(stage1.x12, stage1.step12.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 802816 * nB, act + 851968 * nB };
-        FN(rt_sum_forward)(ctx, act + 868352 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.x13): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 851968 * nB, fix + 832, fix + 848, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 1024, 0.1, 1e-05, nB * 425984);
@@ -1214,19 +1123,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 917504 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 933888 * nB, act + 917504 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 868352 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 933888 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 868352 * nB, 1);
     /* 99 stage1.x14 = sum(stage1.x13, stage1.step13.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 868352 * nB, act + 917504 * nB };
-        FN(rt_sum_forward)(ctx, act + 933888 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.x14): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 917504 * nB, fix + 896, fix + 912, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 1024, 0.1, 1e-05, nB * 458752);
@@ -1246,19 +1148,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 983040 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 999424 * nB, act + 983040 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 933888 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 999424 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 933888 * nB, 1);
     /* 106 stage1.x15 = sum(stage1.x14, stage1.step14.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 933888 * nB, act + 983040 * nB };
-        FN(rt_sum_forward)(ctx, act + 999424 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.x15): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 983040 * nB, fix + 960, fix + 976, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 1024, 0.1, 1e-05, nB * 491520);
@@ -1278,19 +1173,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1048576 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1064960 * nB, act + 1048576 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 999424 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1064960 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 999424 * nB, 1);
     /* 113 stage1.x16 = sum(stage1.x15, stage1.step15.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 999424 * nB, act + 1048576 * nB };
-        FN(rt_sum_forward)(ctx, act + 1064960 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 114 stage1.step16.grad.bn0 = bn(stage1.x16): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1048576 * nB, fix + 1024, fix + 1040, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 1024, 0.1, 1e-05, nB * 524288);
@@ -1310,19 +1198,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 118 stage1.step16.grad.relu1 = relu(stage1.step16.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 119 stage1.step16.grad.conv1 = conv(stage1.step16.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1114112 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1130496 * nB, act + 1114112 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 1064960 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1130496 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 1064960 * nB, 1);
     /* 120 stage1.x17 = sum(stage1.x16, stage1.step16.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1064960 * nB, act + 1114112 * nB };
-        FN(rt_sum_forward)(ctx, act + 1130496 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
 }
 
 /* Forward, part 6 of 17. */
@@ -1354,19 +1235,12 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 125 stage1.step17.grad.relu1 = relu(stage1.step17.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 126 stage1.step17.grad.conv1 = conv(stage1.step17.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1179648 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1196032 * nB, act + 1179648 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 1130496 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1196032 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 1130496 * nB, 1);
     /* 127 stage1.x18 = sum(stage1.x17, stage1.step17.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1130496 * nB, act + 1179648 * nB };
-        FN(rt_sum_forward)(ctx, act + 1196032 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 128 stage2.step0.grad.bn0 = bn(stage1.x18): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1179648 * nB, fix + 1152, fix + 1168, buf + 1152, buf + 1168, act + 1196032 * nB, P + 84528, P + 84544, B, 16, 1024, 0.1, 1e-05, nB * 589824);
@@ -1384,18 +1258,14 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 132 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 133 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1228800 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 134 stage2.shortcut0 = pad(stage1.x18): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 1236992 * nB, act + 1196032 * nB, B, 16, 32, 32, 32, 2);
     /* 135 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1236992 * nB, act + 1228800 * nB };
-        FN(rt_sum_forward)(ctx, act + 1245184 * nB, 2, xs, c, nB * 8192);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1245184 * nB, act + 1228800 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1236992 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1245184 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1236992 * nB, 1);
     /* 136 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1228800 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.1, 1e-05, nB * 614400);
@@ -1415,19 +1285,12 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 140 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 141 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1261568 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1269760 * nB, act + 1261568 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1245184 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1269760 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1245184 * nB, 1);
     /* 142 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1245184 * nB, act + 1261568 * nB };
-        FN(rt_sum_forward)(ctx, act + 1269760 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 143 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1261568 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 256, 0.1, 1e-05, nB * 630784);
@@ -1459,19 +1322,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 147 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 148 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1294336 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1302528 * nB, act + 1294336 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1269760 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1302528 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1269760 * nB, 1);
     /* 149 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1269760 * nB, act + 1294336 * nB };
-        FN(rt_sum_forward)(ctx, act + 1302528 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 150 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1294336 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 256, 0.1, 1e-05, nB * 647168);
@@ -1491,19 +1347,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 154 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 155 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1327104 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1335296 * nB, act + 1327104 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1302528 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1335296 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1302528 * nB, 1);
     /* 156 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1302528 * nB, act + 1327104 * nB };
-        FN(rt_sum_forward)(ctx, act + 1335296 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 157 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1327104 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 256, 0.1, 1e-05, nB * 663552);
@@ -1523,19 +1372,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 161 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 162 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1359872 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1368064 * nB, act + 1359872 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1335296 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1368064 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1335296 * nB, 1);
     /* 163 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1335296 * nB, act + 1359872 * nB };
-        FN(rt_sum_forward)(ctx, act + 1368064 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 164 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1359872 * nB, fix + 1760, fix + 1792, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 256, 0.1, 1e-05, nB * 679936);
@@ -1567,19 +1409,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1392640 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1400832 * nB, act + 1392640 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1368064 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1400832 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1368064 * nB, 1);
     /* 170 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1368064 * nB, act + 1392640 * nB };
-        FN(rt_sum_forward)(ctx, act + 1400832 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 171 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1392640 * nB, fix + 1888, fix + 1920, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 256, 0.1, 1e-05, nB * 696320);
@@ -1599,19 +1434,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 175 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 176 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1425408 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1433600 * nB, act + 1425408 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1400832 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1433600 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1400832 * nB, 1);
     /* 177 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1400832 * nB, act + 1425408 * nB };
-        FN(rt_sum_forward)(ctx, act + 1433600 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 178 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1425408 * nB, fix + 2016, fix + 2048, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 256, 0.1, 1e-05, nB * 712704);
@@ -1631,19 +1459,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 182 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 183 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1458176 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1466368 * nB, act + 1458176 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1433600 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1466368 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1433600 * nB, 1);
     /* 184 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1433600 * nB, act + 1458176 * nB };
-        FN(rt_sum_forward)(ctx, act + 1466368 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 185 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1458176 * nB, fix + 2144, fix + 2176, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 256, 0.1, 1e-05, nB * 729088);
@@ -1663,19 +1484,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 189 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 190 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1490944 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1499136 * nB, act + 1490944 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1466368 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1499136 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1466368 * nB, 1);
     /* 191 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1466368 * nB, act + 1490944 * nB };
-        FN(rt_sum_forward)(ctx, act + 1499136 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 192 stage2.step9.grad.bn0 = bn(stage2.x9): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1490944 * nB, fix + 2272, fix + 2304, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 256, 0.1, 1e-05, nB * 745472);
@@ -1707,19 +1521,12 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 196 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 197 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1523712 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1531904 * nB, act + 1523712 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1499136 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1531904 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1499136 * nB, 1);
     /* 198 stage2.x10 = sum(stage2.x9, stage2.step9.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1499136 * nB, act + 1523712 * nB };
-        FN(rt_sum_forward)(ctx, act + 1531904 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 199 stage2.step10.grad.bn0 = bn(stage2.x10): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1523712 * nB, fix + 2400, fix + 2432, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 256, 0.1, 1e-05, nB * 761856);
@@ -1739,19 +1546,12 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 203 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 204 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1556480 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1564672 * nB, act + 1556480 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1531904 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1564672 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1531904 * nB, 1);
     /* 205 stage2.x11 = sum(stage2.x10, stage2.step10.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1531904 * nB, act + 1556480 * nB };
-        FN(rt_sum_forward)(ctx, act + 1564672 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 206 stage2.step11.grad.bn0 = bn(stage2.x11): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1556480 * nB, fix + 2528, fix + 2560, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 256, 0.1, 1e-05, nB * 778240);
@@ -1771,19 +1571,12 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 210 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 211 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1589248 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1597440 * nB, act + 1589248 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1564672 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1597440 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1564672 * nB, 1);
     /* 212 stage2.x12 = sum(stage2.x11, stage2.step11.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1564672 * nB, act + 1589248 * nB };
-        FN(rt_sum_forward)(ctx, act + 1597440 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 213 stage2.step12.grad.bn0 = bn(stage2.x12): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1589248 * nB, fix + 2656, fix + 2688, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 256, 0.1, 1e-05, nB * 794624);
@@ -1815,19 +1608,12 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 217 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 218 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1622016 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1630208 * nB, act + 1622016 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1597440 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1630208 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1597440 * nB, 1);
     /* 219 stage2.x13 = sum(stage2.x12, stage2.step12.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1597440 * nB, act + 1622016 * nB };
-        FN(rt_sum_forward)(ctx, act + 1630208 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 220 stage2.step13.grad.bn0 = bn(stage2.x13): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1622016 * nB, fix + 2784, fix + 2816, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 256, 0.1, 1e-05, nB * 811008);
@@ -1847,19 +1633,12 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 224 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 225 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1654784 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1662976 * nB, act + 1654784 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1630208 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1662976 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1630208 * nB, 1);
     /* 226 stage2.x14 = sum(stage2.x13, stage2.step13.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1630208 * nB, act + 1654784 * nB };
-        FN(rt_sum_forward)(ctx, act + 1662976 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 227 stage2.step14.grad.bn0 = bn(stage2.x14): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1654784 * nB, fix + 2912, fix + 2944, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 256, 0.1, 1e-05, nB * 827392);
@@ -1879,19 +1658,12 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 231 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 232 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1687552 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1695744 * nB, act + 1687552 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1662976 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1695744 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1662976 * nB, 1);
     /* 233 stage2.x15 = sum(stage2.x14, stage2.step14.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1662976 * nB, act + 1687552 * nB };
-        FN(rt_sum_forward)(ctx, act + 1695744 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 234 stage2.step15.grad.bn0 = bn(stage2.x15): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1687552 * nB, fix + 3040, fix + 3072, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 256, 0.1, 1e-05, nB * 843776);
@@ -1911,19 +1683,12 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 238 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 239 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1720320 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1728512 * nB, act + 1720320 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1695744 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1728512 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1695744 * nB, 1);
     /* 240 stage2.x16 = sum(stage2.x15, stage2.step15.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1695744 * nB, act + 1720320 * nB };
-        FN(rt_sum_forward)(ctx, act + 1728512 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
 }
 
 /* Forward, part 11 of 17. */
@@ -1955,19 +1720,12 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 245 stage2.step16.grad.relu1 = relu(stage2.step16.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 246 stage2.step16.grad.conv1 = conv(stage2.step16.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1753088 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1761280 * nB, act + 1753088 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1728512 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1761280 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1728512 * nB, 1);
     /* 247 stage2.x17 = sum(stage2.x16, stage2.step16.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1728512 * nB, act + 1753088 * nB };
-        FN(rt_sum_forward)(ctx, act + 1761280 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 248 stage2.step17.grad.bn0 = bn(stage2.x17): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1753088 * nB, fix + 3296, fix + 3328, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 256, 0.1, 1e-05, nB * 876544);
@@ -1987,19 +1745,12 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 252 stage2.step17.grad.relu1 = relu(stage2.step17.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 253 stage2.step17.grad.conv1 = conv(stage2.step17.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1785856 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1794048 * nB, act + 1785856 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1761280 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1794048 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1761280 * nB, 1);
     /* 254 stage2.x18 = sum(stage2.x17, stage2.step17.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1761280 * nB, act + 1785856 * nB };
-        FN(rt_sum_forward)(ctx, act + 1794048 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 255 stage3.step0.grad.bn0 = bn(stage2.x18): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1785856 * nB, fix + 3424, fix + 3456, buf + 3424, buf + 3456, act + 1794048 * nB, P + 413968, P + 414000, B, 32, 256, 0.1, 1e-05, nB * 892928);
@@ -2017,18 +1768,14 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 259 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 260 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1810432 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 261 stage3.shortcut0 = pad(stage2.x18): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 1814528 * nB, act + 1794048 * nB, B, 32, 16, 16, 64, 2);
     /* 262 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1814528 * nB, act + 1810432 * nB };
-        FN(rt_sum_forward)(ctx, act + 1818624 * nB, 2, xs, c, nB * 4096);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1818624 * nB, act + 1810432 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1814528 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 1818624 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1814528 * nB, 1);
     /* 263 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1810432 * nB, fix + 3616, fix + 3680, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.1, 1e-05, nB * 905216);
@@ -2060,19 +1807,12 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 267 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 268 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1826816 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1830912 * nB, act + 1826816 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1818624 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1830912 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1818624 * nB, 1);
     /* 269 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1818624 * nB, act + 1826816 * nB };
-        FN(rt_sum_forward)(ctx, act + 1830912 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 270 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1826816 * nB, fix + 3872, fix + 3936, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 64, 0.1, 1e-05, nB * 913408);
@@ -2092,19 +1832,12 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 274 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 275 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1843200 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1847296 * nB, act + 1843200 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1830912 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1847296 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1830912 * nB, 1);
     /* 276 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1830912 * nB, act + 1843200 * nB };
-        FN(rt_sum_forward)(ctx, act + 1847296 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 277 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1843200 * nB, fix + 4128, fix + 4192, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 64, 0.1, 1e-05, nB * 921600);
@@ -2124,19 +1857,12 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 281 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 282 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1859584 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1863680 * nB, act + 1859584 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1847296 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1863680 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1847296 * nB, 1);
     /* 283 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1847296 * nB, act + 1859584 * nB };
-        FN(rt_sum_forward)(ctx, act + 1863680 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 284 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1859584 * nB, fix + 4384, fix + 4448, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 64, 0.1, 1e-05, nB * 929792);
@@ -2168,19 +1894,12 @@ static void FN(forward_13)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 289 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1875968 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1880064 * nB, act + 1875968 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1863680 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1880064 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1863680 * nB, 1);
     /* 290 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1863680 * nB, act + 1875968 * nB };
-        FN(rt_sum_forward)(ctx, act + 1880064 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 291 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1875968 * nB, fix + 4640, fix + 4704, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 64, 0.1, 1e-05, nB * 937984);
@@ -2200,19 +1919,12 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 295 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 296 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1892352 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1896448 * nB, act + 1892352 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1880064 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1896448 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1880064 * nB, 1);
     /* 297 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1880064 * nB, act + 1892352 * nB };
-        FN(rt_sum_forward)(ctx, act + 1896448 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 298 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1892352 * nB, fix + 4896, fix + 4960, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 64, 0.1, 1e-05, nB * 946176);
@@ -2232,19 +1944,12 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 302 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 303 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1908736 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1912832 * nB, act + 1908736 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1896448 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1912832 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1896448 * nB, 1);
     /* 304 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1896448 * nB, act + 1908736 * nB };
-        FN(rt_sum_forward)(ctx, act + 1912832 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 305 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1908736 * nB, fix + 5152, fix + 5216, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 64, 0.1, 1e-05, nB * 954368);
@@ -2264,19 +1969,12 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 309 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 310 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1925120 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1929216 * nB, act + 1925120 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1912832 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1929216 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1912832 * nB, 1);
     /* 311 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1912832 * nB, act + 1925120 * nB };
-        FN(rt_sum_forward)(ctx, act + 1929216 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 312 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1925120 * nB, fix + 5408, fix + 5472, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 64, 0.1, 1e-05, nB * 962560);
@@ -2308,19 +2006,12 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 316 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 317 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1941504 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1945600 * nB, act + 1941504 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1929216 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1945600 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1929216 * nB, 1);
     /* 318 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1929216 * nB, act + 1941504 * nB };
-        FN(rt_sum_forward)(ctx, act + 1945600 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 319 stage3.step9.grad.bn0 = bn(stage3.x9): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1941504 * nB, fix + 5664, fix + 5728, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 64, 0.1, 1e-05, nB * 970752);
@@ -2340,19 +2031,12 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 323 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 324 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1957888 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1961984 * nB, act + 1957888 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1945600 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1961984 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1945600 * nB, 1);
     /* 325 stage3.x10 = sum(stage3.x9, stage3.step9.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1945600 * nB, act + 1957888 * nB };
-        FN(rt_sum_forward)(ctx, act + 1961984 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 326 stage3.step10.grad.bn0 = bn(stage3.x10): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1957888 * nB, fix + 5920, fix + 5984, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 64, 0.1, 1e-05, nB * 978944);
@@ -2372,19 +2056,12 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 330 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 331 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1974272 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1978368 * nB, act + 1974272 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1961984 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1978368 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1961984 * nB, 1);
     /* 332 stage3.x11 = sum(stage3.x10, stage3.step10.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1961984 * nB, act + 1974272 * nB };
-        FN(rt_sum_forward)(ctx, act + 1978368 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 333 stage3.step11.grad.bn0 = bn(stage3.x11): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1974272 * nB, fix + 6176, fix + 6240, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 64, 0.1, 1e-05, nB * 987136);
@@ -2416,19 +2093,12 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 337 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 338 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1990656 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1994752 * nB, act + 1990656 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1978368 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1994752 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1978368 * nB, 1);
     /* 339 stage3.x12 = sum(stage3.x11, stage3.step11.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1978368 * nB, act + 1990656 * nB };
-        FN(rt_sum_forward)(ctx, act + 1994752 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 340 stage3.step12.grad.bn0 = bn(stage3.x12): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1990656 * nB, fix + 6432, fix + 6496, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 64, 0.1, 1e-05, nB * 995328);
@@ -2448,19 +2118,12 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 344 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 345 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2007040 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 2011136 * nB, act + 2007040 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1994752 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2011136 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1994752 * nB, 1);
     /* 346 stage3.x13 = sum(stage3.x12, stage3.step12.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1994752 * nB, act + 2007040 * nB };
-        FN(rt_sum_forward)(ctx, act + 2011136 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 347 stage3.step13.grad.bn0 = bn(stage3.x13): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2007040 * nB, fix + 6688, fix + 6752, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 64, 0.1, 1e-05, nB * 1003520);
@@ -2480,19 +2143,12 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 351 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 352 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2023424 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 2027520 * nB, act + 2023424 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 2011136 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2027520 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2011136 * nB, 1);
     /* 353 stage3.x14 = sum(stage3.x13, stage3.step13.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 2011136 * nB, act + 2023424 * nB };
-        FN(rt_sum_forward)(ctx, act + 2027520 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 354 stage3.step14.grad.bn0 = bn(stage3.x14): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2023424 * nB, fix + 6944, fix + 7008, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 64, 0.1, 1e-05, nB * 1011712);
@@ -2512,19 +2168,12 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 358 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 359 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2039808 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 2043904 * nB, act + 2039808 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 2027520 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2043904 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2027520 * nB, 1);
     /* 360 stage3.x15 = sum(stage3.x14, stage3.step14.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 2027520 * nB, act + 2039808 * nB };
-        FN(rt_sum_forward)(ctx, act + 2043904 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
 }
 
 /* Forward, part 16 of 17. */
@@ -2556,19 +2205,12 @@ static void FN(forward_16)(Model *m, int B, int train)
     /* 365 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 366 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2056192 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 2060288 * nB, act + 2056192 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 2043904 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2060288 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2043904 * nB, 1);
     /* 367 stage3.x16 = sum(stage3.x15, stage3.step15.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 2043904 * nB, act + 2056192 * nB };
-        FN(rt_sum_forward)(ctx, act + 2060288 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 368 stage3.step16.grad.bn0 = bn(stage3.x16): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2056192 * nB, fix + 7456, fix + 7520, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 64, 0.1, 1e-05, nB * 1028096);
@@ -2588,19 +2230,12 @@ static void FN(forward_16)(Model *m, int B, int train)
     /* 372 stage3.step16.grad.relu1 = relu(stage3.step16.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 373 stage3.step16.grad.conv1 = conv(stage3.step16.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2072576 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 2076672 * nB, act + 2072576 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 2060288 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2076672 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2060288 * nB, 1);
     /* 374 stage3.x17 = sum(stage3.x16, stage3.step16.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 2060288 * nB, act + 2072576 * nB };
-        FN(rt_sum_forward)(ctx, act + 2076672 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 375 stage3.step17.grad.bn0 = bn(stage3.x17): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2072576 * nB, fix + 7712, fix + 7776, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 64, 0.1, 1e-05, nB * 1036288);
@@ -2620,19 +2255,12 @@ static void FN(forward_16)(Model *m, int B, int train)
     /* 379 stage3.step17.grad.relu1 = relu(stage3.step17.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 380 stage3.step17.grad.conv1 = conv(stage3.step17.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2088960 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 2093056 * nB, act + 2088960 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 2076672 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2093056 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2076672 * nB, 1);
     /* 381 stage3.x18 = sum(stage3.x17, stage3.step17.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 2076672 * nB, act + 2088960 * nB };
-        FN(rt_sum_forward)(ctx, act + 2093056 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 382 head.bn0 = bn(stage3.x18): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2088960 * nB, fix + 7968, fix + 8032, buf + 7968, buf + 8032, act + 2093056 * nB, P + 1727184, P + 1727248, B, 64, 64, 0.1, 1e-05, nB * 1044480);

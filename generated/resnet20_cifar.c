@@ -300,19 +300,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act, act + 65536 * nB };
-        FN(rt_sum_forward)(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
@@ -332,19 +325,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 81920 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 81920 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 81920 * nB, act + 131072 * nB };
-        FN(rt_sum_forward)(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
@@ -364,19 +350,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 147456 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 147456 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 147456 * nB, act + 196608 * nB };
-        FN(rt_sum_forward)(ctx, act + 212992 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
@@ -406,18 +385,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 253952 * nB, act + 245760 * nB };
-        FN(rt_sum_forward)(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 253952 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 262144 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 253952 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.1, 1e-05, nB * 122880);
@@ -437,19 +412,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 278528 * nB, act + 270336 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 286720 * nB, act + 278528 * nB, act + 270336 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 262144 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 286720 * nB, act + 270336 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 262144 * nB, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 262144 * nB, act + 278528 * nB };
-        FN(rt_sum_forward)(ctx, act + 286720 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 278528 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 286720 * nB, P + 46928, P + 46960, B, 32, 256, 0.1, 1e-05, nB * 139264);
@@ -469,19 +437,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 286720 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 319488 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 286720 * nB, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 286720 * nB, act + 311296 * nB };
-        FN(rt_sum_forward)(ctx, act + 319488 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.1, 1e-05, nB * 155648);
@@ -511,18 +472,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 339968 * nB, act + 335872 * nB };
-        FN(rt_sum_forward)(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 339968 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 339968 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 335872 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.1, 1e-05, nB * 167936);
@@ -542,19 +499,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 352256 * nB, act + 348160 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 356352 * nB, act + 352256 * nB, act + 348160 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 344064 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 356352 * nB, act + 348160 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 344064 * nB, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 344064 * nB, act + 352256 * nB };
-        FN(rt_sum_forward)(ctx, act + 356352 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 352256 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 356352 * nB, P + 194960, P + 195024, B, 64, 64, 0.1, 1e-05, nB * 176128);
@@ -574,19 +524,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 356352 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 372736 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 356352 * nB, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 356352 * nB, act + 368640 * nB };
-        FN(rt_sum_forward)(ctx, act + 372736 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 368640 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.1, 1e-05, nB * 184320);

@@ -300,19 +300,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act, act + 50176 * nB };
-        FN(rt_sum_forward)(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4816, P + 4832, B, 16, 784, 0.1, 1e-05, nB * 25088);
@@ -332,19 +325,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 62720 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 112896 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 62720 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 62720 * nB, act + 100352 * nB };
-        FN(rt_sum_forward)(ctx, act + 112896 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 100352 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9488, P + 9504, B, 16, 784, 0.1, 1e-05, nB * 50176);
@@ -364,19 +350,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 112896 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 163072 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 112896 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 112896 * nB, act + 150528 * nB };
-        FN(rt_sum_forward)(ctx, act + 163072 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.1, 1e-05, nB * 75264);
@@ -406,18 +385,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 194432 * nB, act + 188160 * nB };
-        FN(rt_sum_forward)(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 194432 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 200704 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 194432 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 188160 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.1, 1e-05, nB * 94080);
@@ -437,19 +412,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 213248 * nB, act + 206976 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 219520 * nB, act + 213248 * nB, act + 206976 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 200704 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 219520 * nB, act + 206976 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 200704 * nB, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 200704 * nB, act + 213248 * nB };
-        FN(rt_sum_forward)(ctx, act + 219520 * nB, 2, xs, c, nB * 6272);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 219520 * nB, P + 46640, P + 46672, B, 32, 196, 0.1, 1e-05, nB * 106624);
@@ -469,19 +437,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 219520 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 244608 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 219520 * nB, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 219520 * nB, act + 238336 * nB };
-        FN(rt_sum_forward)(ctx, act + 244608 * nB, 2, xs, c, nB * 6272);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 238336 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.1, 1e-05, nB * 119168);
@@ -511,18 +472,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 260288 * nB, act + 257152 * nB };
-        FN(rt_sum_forward)(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 260288 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 263424 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 260288 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 257152 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.1, 1e-05, nB * 128576);
@@ -542,19 +499,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 269696 * nB, act + 266560 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 272832 * nB, act + 269696 * nB, act + 266560 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 263424 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 272832 * nB, act + 266560 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 263424 * nB, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 263424 * nB, act + 269696 * nB };
-        FN(rt_sum_forward)(ctx, act + 272832 * nB, 2, xs, c, nB * 3136);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 272832 * nB, P + 194672, P + 194736, B, 64, 49, 0.1, 1e-05, nB * 134848);
@@ -574,19 +524,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 272832 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 285376 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 272832 * nB, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 272832 * nB, act + 282240 * nB };
-        FN(rt_sum_forward)(ctx, act + 285376 * nB, 2, xs, c, nB * 3136);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 282240 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.1, 1e-05, nB * 141120);

@@ -480,19 +480,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act, act + 65536 * nB };
-        FN(rt_sum_forward)(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
@@ -512,19 +505,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 81920 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 81920 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 81920 * nB, act + 131072 * nB };
-        FN(rt_sum_forward)(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
@@ -544,19 +530,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 147456 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 147456 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 147456 * nB, act + 196608 * nB };
-        FN(rt_sum_forward)(ctx, act + 212992 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
@@ -588,19 +567,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 278528 * nB, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 212992 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 278528 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 212992 * nB, 1);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 212992 * nB, act + 262144 * nB };
-        FN(rt_sum_forward)(ctx, act + 278528 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 262144 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.1, 1e-05, nB * 131072);
@@ -620,19 +592,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 344064 * nB, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 278528 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 278528 * nB, 1);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 278528 * nB, act + 327680 * nB };
-        FN(rt_sum_forward)(ctx, act + 344064 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 327680 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.1, 1e-05, nB * 163840);
@@ -652,19 +617,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 409600 * nB, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 344064 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 409600 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 344064 * nB, 1);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 344064 * nB, act + 393216 * nB };
-        FN(rt_sum_forward)(ctx, act + 409600 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 393216 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.1, 1e-05, nB * 196608);
@@ -696,19 +654,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 475136 * nB, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 409600 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 475136 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 409600 * nB, 1);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 409600 * nB, act + 458752 * nB };
-        FN(rt_sum_forward)(ctx, act + 475136 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 458752 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.1, 1e-05, nB * 229376);
@@ -728,19 +679,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 540672 * nB, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 475136 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 540672 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 475136 * nB, 1);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 475136 * nB, act + 524288 * nB };
-        FN(rt_sum_forward)(ctx, act + 540672 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 524288 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.1, 1e-05, nB * 262144);
@@ -760,19 +704,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 606208 * nB, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 540672 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 606208 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 540672 * nB, 1);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 540672 * nB, act + 589824 * nB };
-        FN(rt_sum_forward)(ctx, act + 606208 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 65 stage2.step0.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 589824 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.1, 1e-05, nB * 294912);
@@ -790,18 +727,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 69 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 638976 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 71 stage2.shortcut0 = pad(stage1.x9): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 647168 * nB, act + 606208 * nB, B, 16, 32, 32, 32, 2);
     /* 72 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 647168 * nB, act + 638976 * nB };
-        FN(rt_sum_forward)(ctx, act + 655360 * nB, 2, xs, c, nB * 8192);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 655360 * nB, act + 638976 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 647168 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 655360 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 647168 * nB, 1);
 }
 
 /* Forward, part 4 of 9. */
@@ -833,19 +766,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 77 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 78 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 671744 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 679936 * nB, act + 671744 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 655360 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 679936 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 655360 * nB, 1);
     /* 79 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 655360 * nB, act + 671744 * nB };
-        FN(rt_sum_forward)(ctx, act + 679936 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 80 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 671744 * nB, fix + 800, fix + 832, buf + 800, buf + 832, act + 679936 * nB, P + 74960, P + 74992, B, 32, 256, 0.1, 1e-05, nB * 335872);
@@ -865,19 +791,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 84 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 85 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 704512 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 712704 * nB, act + 704512 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 679936 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 712704 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 679936 * nB, 1);
     /* 86 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 679936 * nB, act + 704512 * nB };
-        FN(rt_sum_forward)(ctx, act + 712704 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 87 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 704512 * nB, fix + 928, fix + 960, buf + 928, buf + 960, act + 712704 * nB, P + 93520, P + 93552, B, 32, 256, 0.1, 1e-05, nB * 352256);
@@ -897,19 +816,12 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 91 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 92 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 737280 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 745472 * nB, act + 737280 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 712704 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 745472 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 712704 * nB, 1);
     /* 93 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 712704 * nB, act + 737280 * nB };
-        FN(rt_sum_forward)(ctx, act + 745472 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 94 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 737280 * nB, fix + 1056, fix + 1088, buf + 1056, buf + 1088, act + 745472 * nB, P + 112080, P + 112112, B, 32, 256, 0.1, 1e-05, nB * 368640);
@@ -941,19 +853,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 98 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 99 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 770048 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 778240 * nB, act + 770048 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 745472 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 778240 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 745472 * nB, 1);
     /* 100 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 745472 * nB, act + 770048 * nB };
-        FN(rt_sum_forward)(ctx, act + 778240 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 101 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 770048 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 778240 * nB, P + 130640, P + 130672, B, 32, 256, 0.1, 1e-05, nB * 385024);
@@ -973,19 +878,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 105 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 106 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 802816 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 811008 * nB, act + 802816 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 778240 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 811008 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 778240 * nB, 1);
     /* 107 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 778240 * nB, act + 802816 * nB };
-        FN(rt_sum_forward)(ctx, act + 811008 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 108 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 802816 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 811008 * nB, P + 149200, P + 149232, B, 32, 256, 0.1, 1e-05, nB * 401408);
@@ -1005,19 +903,12 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 112 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 113 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 835584 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 843776 * nB, act + 835584 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 811008 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 843776 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 811008 * nB, 1);
     /* 114 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 811008 * nB, act + 835584 * nB };
-        FN(rt_sum_forward)(ctx, act + 843776 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 115 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 835584 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 843776 * nB, P + 167760, P + 167792, B, 32, 256, 0.1, 1e-05, nB * 417792);
@@ -1037,8 +928,8 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 119 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 120 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 868352 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 876544 * nB, act + 868352 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 843776 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 876544 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 843776 * nB, 1);
 }
@@ -1054,14 +945,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 843776 * nB, act + 868352 * nB };
-        FN(rt_sum_forward)(ctx, act + 876544 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 122 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 868352 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 876544 * nB, P + 186320, P + 186352, B, 32, 256, 0.1, 1e-05, nB * 434176);
@@ -1081,19 +965,12 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 126 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 127 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 901120 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 909312 * nB, act + 901120 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 876544 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 909312 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 876544 * nB, 1);
     /* 128 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 876544 * nB, act + 901120 * nB };
-        FN(rt_sum_forward)(ctx, act + 909312 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 129 stage3.step0.grad.bn0 = bn(stage2.x9): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 901120 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 909312 * nB, P + 204880, P + 204912, B, 32, 256, 0.1, 1e-05, nB * 450560);
@@ -1111,18 +988,14 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 133 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 134 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 925696 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
+    /* with its sum below (rt_conv2d_sum_train / _eval) */
     /* 135 stage3.shortcut0 = pad(stage2.x9): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 929792 * nB, act + 909312 * nB, B, 32, 16, 16, 64, 2);
     /* 136 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 929792 * nB, act + 925696 * nB };
-        FN(rt_sum_forward)(ctx, act + 933888 * nB, 2, xs, c, nB * 4096);
-    }
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 933888 * nB, act + 925696 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 929792 * nB, (T)1);
+    else    /* with its sum */
+        FN(rt_conv2d_sum_eval)(ctx, act + 933888 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 929792 * nB, 1);
     /* 137 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 925696 * nB, fix + 1888, fix + 1952, buf + 1888, buf + 1952, act + 933888 * nB, P + 260368, P + 260432, B, 64, 64, 0.1, 1e-05, nB * 462848);
@@ -1142,19 +1015,12 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 141 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 142 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 942080 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 946176 * nB, act + 942080 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 933888 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 946176 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 933888 * nB, 1);
     /* 143 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 933888 * nB, act + 942080 * nB };
-        FN(rt_sum_forward)(ctx, act + 946176 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 144 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 942080 * nB, fix + 2144, fix + 2208, buf + 2144, buf + 2208, act + 946176 * nB, P + 334352, P + 334416, B, 64, 64, 0.1, 1e-05, nB * 471040);
@@ -1186,19 +1052,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 148 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 149 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 958464 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 962560 * nB, act + 958464 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 946176 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 962560 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 946176 * nB, 1);
     /* 150 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 946176 * nB, act + 958464 * nB };
-        FN(rt_sum_forward)(ctx, act + 962560 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 151 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 958464 * nB, fix + 2400, fix + 2464, buf + 2400, buf + 2464, act + 962560 * nB, P + 408336, P + 408400, B, 64, 64, 0.1, 1e-05, nB * 479232);
@@ -1218,19 +1077,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 155 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 156 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 974848 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 978944 * nB, act + 974848 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 962560 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 978944 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 962560 * nB, 1);
     /* 157 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 962560 * nB, act + 974848 * nB };
-        FN(rt_sum_forward)(ctx, act + 978944 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 158 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 974848 * nB, fix + 2656, fix + 2720, buf + 2656, buf + 2720, act + 978944 * nB, P + 482320, P + 482384, B, 64, 64, 0.1, 1e-05, nB * 487424);
@@ -1250,19 +1102,12 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 162 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 163 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 991232 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 995328 * nB, act + 991232 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 978944 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 995328 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 978944 * nB, 1);
     /* 164 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 978944 * nB, act + 991232 * nB };
-        FN(rt_sum_forward)(ctx, act + 995328 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 165 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 991232 * nB, fix + 2912, fix + 2976, buf + 2912, buf + 2976, act + 995328 * nB, P + 556304, P + 556368, B, 64, 64, 0.1, 1e-05, nB * 495616);
@@ -1294,19 +1139,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 169 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 170 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1007616 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1011712 * nB, act + 1007616 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 995328 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1011712 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 995328 * nB, 1);
     /* 171 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 995328 * nB, act + 1007616 * nB };
-        FN(rt_sum_forward)(ctx, act + 1011712 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 172 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1007616 * nB, fix + 3168, fix + 3232, buf + 3168, buf + 3232, act + 1011712 * nB, P + 630288, P + 630352, B, 64, 64, 0.1, 1e-05, nB * 503808);
@@ -1326,19 +1164,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 176 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 177 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1024000 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1028096 * nB, act + 1024000 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1011712 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1028096 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1011712 * nB, 1);
     /* 178 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1011712 * nB, act + 1024000 * nB };
-        FN(rt_sum_forward)(ctx, act + 1028096 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 179 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1024000 * nB, fix + 3424, fix + 3488, buf + 3424, buf + 3488, act + 1028096 * nB, P + 704272, P + 704336, B, 64, 64, 0.1, 1e-05, nB * 512000);
@@ -1358,19 +1189,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 183 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 184 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1040384 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1044480 * nB, act + 1040384 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1028096 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1044480 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1028096 * nB, 1);
     /* 185 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1028096 * nB, act + 1040384 * nB };
-        FN(rt_sum_forward)(ctx, act + 1044480 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 186 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1040384 * nB, fix + 3680, fix + 3744, buf + 3680, buf + 3744, act + 1044480 * nB, P + 778256, P + 778320, B, 64, 64, 0.1, 1e-05, nB * 520192);
@@ -1390,19 +1214,12 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 190 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 191 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1056768 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its sum */
+        FN(rt_conv2d_sum_train)(ctx, act + 1060864 * nB, act + 1056768 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1044480 * nB, (T)1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1060864 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1044480 * nB, 1);
     /* 192 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* inference: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        const T *const xs[2] = { act + 1044480 * nB, act + 1056768 * nB };
-        FN(rt_sum_forward)(ctx, act + 1060864 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sum_train / _eval) */
 }
 
 /* Forward, part 9 of 9. */

@@ -196,6 +196,11 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  * conv2d_sum_eval is conv2d_forward_mode with train 0 followed by the sum
  *   out = cc conv + cr r, where the conv's output feeds only that sum (r:
  *   its other term, laid out as out, sharing no memory with it or in).
+ * conv2d_sum_train is the training forward's conv2d_forward into conv
+ *   followed by sum_forward(out, 2, {conv, r}, {(T)cc, (T)cr}), the same
+ *   bytes in out (cc and cr arrive as T values); the float build's
+ *   Winograd path writes the sum as it copies the conv's output rows out
+ *   and never writes conv (the other paths do: conv is scratch).
  * xent probs[B][K]; returns the mean loss; backward writes
  *   dlogits = (probs - onehot(labels)) / B. */
 #define RT_DECLARE_KERNELS(T, S)                                                         \
@@ -209,6 +214,9 @@ void rt_conv2d_bn_eval##S(const RtCtx *ctx, T *out, const T *in, const T *w, int
         size_t site);                                                                   \
 void rt_conv2d_sum_eval##S(const RtCtx *ctx, T *out, const T *in, const T *w, int B,    \
         int Cin, int H, int W, int Cout, int K, int stride, int pad, double cc,         \
+        const T *r, double cr);                                                         \
+void rt_conv2d_sum_train##S(const RtCtx *ctx, T *out, T *conv, const T *in, const T *w,  \
+        int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, double cc,  \
         const T *r, double cr);                                                         \
 void rt_conv2d_backward##S(const RtCtx *ctx, T *din, int acc, T *dw, const T *dout,     \
         const T *in, const T *w,                                                        \

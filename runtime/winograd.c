@@ -356,17 +356,19 @@ static void in_tf(int v, int m, const Slice *s, const float *in, int C, int H, i
     }
 }
 
-/* What an inference forward applies to the conv's output as it copies it
- * out: with r NULL, a BN (+ relu) (rt_conv2d_bn_eval): out[k] = conv * sc_k
- * + sh_k, sc_k = gamma_k / sqrt(var_k + eps), sh_k = beta_k - mean_k sc_k,
- * then relu; else a sum (rt_conv2d_sum_eval): out = conv * cc + r * cr,
- * r laid out as out. */
+/* What a forward applies to the conv's output as it copies it out: with r
+ * NULL, a BN (+ relu) of an inference forward (rt_conv2d_bn_eval): out[k] =
+ * conv * sc_k + sh_k, sc_k = gamma_k / sqrt(var_k + eps), sh_k = beta_k -
+ * mean_k sc_k, then relu; else a sum, r laid out as out: in float, out =
+ * conv * cc + r * cr (rt_conv2d_sum_eval), or with train in double as
+ * rt_sum_forward rounds it (rt_conv2d_sum_train). */
 typedef struct {
     const float *gamma, *beta, *mean, *var;
     double eps;
     int relu;
     const float *r;
     float cc, cr;
+    int train;
 } Epi;
 
 /* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 of a conv
@@ -399,7 +401,10 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
             for (int y = 0; y < m && m * ty + y < H; y++) {
                 float *d = out + ((size_t)b * K + k) * hw + (size_t)(m * ty + y) * W;
                 const float *o = s->O + (size_t)y * s->os + (size_t)r * L;
-                if (ep && ep->r)
+                if (ep && ep->r && ep->train)
+                    (big ? put_row_sum_train_avx512 : put_row_sum_train_avx2)(
+                        d, o, ep->r + (d - out), W, (double)ep->cc, (double)ep->cr);
+                else if (ep && ep->r)
                     (big ? put_row_sum_avx512 : put_row_sum_avx2)(d, o, ep->r + (d - out), W,
                                                                   ep->cc, ep->cr);
                 else if (ep)
@@ -718,7 +723,7 @@ void rt_conv2d_bn_eval(const RtCtx *ctx, float *out, const float *in, const floa
                        const float *gamma, const float *beta, const float *run_mean,
                        const float *run_var, double eps, int relu, size_t site)
 {
-    Epi ep = {gamma, beta, run_mean, run_var, eps, relu, NULL, 0.0f, 0.0f};
+    Epi ep = {gamma, beta, run_mean, run_var, eps, relu, NULL, 0.0f, 0.0f, 0};
     /* a branch record (gradient checks) goes to rt_relu_forward below */
     if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
         && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
@@ -753,7 +758,7 @@ void rt_conv2d_sum_eval(const RtCtx *ctx, float *out, const float *in, const flo
                         int Cin, int H, int W, int Cout, int K, int stride, int pad,
                         double cc, const float *r, double cr)
 {
-    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, (float)cc, (float)cr};
+    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, (float)cc, (float)cr, 0};
     if (K == 3 && stride == 1 && pad == 1
         && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
         return;
@@ -764,6 +769,34 @@ void rt_conv2d_sum_eval(const RtCtx *ctx, float *out, const float *in, const flo
 #pragma omp parallel for simd num_threads(ctx && ctx->threads > 0 ? ctx->threads : 1) schedule(static)
     for (size_t i = 0; i < n; i++)
         out[i] = out[i] * fc + r[i] * fr;
+}
+
+void rt_conv2d_sum_train(const RtCtx *ctx, float *out, float *conv, const float *in,
+                         const float *w, int B, int Cin, int H, int W, int Cout, int K,
+                         int stride, int pad, double cc, const float *r, double cr)
+{
+    /* the coefficients as rt_sum_forward sees them: floats */
+    float c[2] = {(float)cc, (float)cr};
+    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, c[0], c[1], 1};
+    if (K == 3 && stride == 1 && pad == 1
+        && wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep))
+        return;
+    rt_conv2d_forward(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    const float *const xs[2] = {conv, r};
+    rt_sum_forward(ctx, out, 2, xs, c, (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+                                           * (size_t)rt_conv_out(W, K, stride, pad));
+}
+
+void rt_conv2d_sum_train_d(const RtCtx *ctx, double *out, double *conv, const double *in,
+                           const double *w, int B, int Cin, int H, int W, int Cout, int K,
+                           int stride, int pad, double cc, const double *r, double cr)
+{
+    rt_conv2d_forward_d(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    const double *const xs[2] = {conv, r};
+    const double c[2] = {cc, cr};
+    rt_sum_forward_d(ctx, out, 2, xs, c, (size_t)B * Cout
+                                             * (size_t)rt_conv_out(H, K, stride, pad)
+                                             * (size_t)rt_conv_out(W, K, stride, pad));
 }
 
 void rt_conv2d_sum_eval_d(const RtCtx *ctx, double *out, const double *in, const double *w,

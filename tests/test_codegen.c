@@ -401,6 +401,47 @@ START_TEST(test_emit_readable)
 }
 END_TEST
 
+/* Count of needle in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *q = strstr(hay, needle); q; q = strstr(q + 1, needle))
+        n++;
+    return n;
+}
+
+/* ResNet-20's nine residual sums run inside the conv whose output they
+ * read, in training (rt_conv2d_sum_train) and inference alike: no
+ * rt_sum_forward is left in the forward pass; the two sums whose other term
+ * (the shortcut's pad) runs after the conv run at the sum's step, the pad
+ * first. The memory-free momentum network keeps its sums (its backward
+ * rebuilds states from them). */
+START_TEST(test_sums_in_conv)
+{
+    char *out = NULL;
+    optc_ok("emit examples/resnet.opt -n resnet20_cifar", &out);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 9);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 9);
+    ck_assert_int_eq(count_of(out, "FN(rt_sum_forward)("), 0);
+    const char *pad = strstr(out, "stage2.shortcut0 = pad(stage1.x3)");
+    ck_assert_ptr_nonnull(pad);
+    const char *sum = strstr(out, "stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1)");
+    ck_assert_ptr_nonnull(sum);
+    ck_assert_ptr_nonnull(strstr(pad, "FN(rt_pad_forward)("));
+    const char *call = strstr(sum, "FN(rt_conv2d_sum_train)(");
+    ck_assert_ptr_nonnull(call);
+    ck_assert_ptr_eq(strstr(pad, "FN(rt_conv2d_sum_train)("), call);  /* after the pad */
+    free(out);
+    optc_ok("emit examples/momentum.opt -n momentum20_cifar", &out);
+    ck_assert_int_gt(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
+    free(out);
+    optc_ok("emit examples/momentum.opt -n momentum20_cifar --memory-free", &out);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 0);
+    free(out);
+}
+END_TEST
+
 /* Heavy ball with beta = 0 is gradient descent: the same emitted network,
  * and the same outputs for the same weights. */
 START_TEST(test_heavy_ball_zero)
@@ -592,6 +633,7 @@ static Suite *codegen_suite(void)
     tcase_add_loop_test(tc, test_theory, 0, 3 * TH_NACTS);
     tcase_add_test(tc, test_dot_optimizer);
     tcase_add_test(tc, test_emit_readable);
+    tcase_add_test(tc, test_sums_in_conv);
     suite_add_tcase(s, tc);
     tc = tcase_create("examples");
     tcase_set_timeout(tc, 600);

@@ -382,6 +382,77 @@ static void check_eval(const Shape *s, int variant)
 START_TEST(test_wino_eval) { WINO_VARIANT_CASE(_i, check_eval); }
 END_TEST
 
+/* The training forward's conv and sum (rt_conv2d_sum_train), 1 and 2
+ * threads, coefficients a float cannot hold (0.3, -1.7) and -1, 1: the
+ * bytes of rt_conv2d_forward then rt_sum_forward (the terms in the other
+ * order, as ResNet's sums list them), the conv's buffer untouched where
+ * Winograd takes the conv and holding the conv's output where it does not
+ * (fewer than 8 input channels); the double twin as its two calls. */
+static void check_sum_train(const Shape *s, int variant)
+{
+    int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co;
+    size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
+    double *in = tu_calloc(ni, sizeof(double)), *w = tu_calloc(nw, sizeof(double));
+    double *rd = tu_calloc(no, sizeof(double));
+    float *inf = tu_calloc(ni, sizeof(float)), *wf = tu_calloc(nw, sizeof(float));
+    float *rf = tu_calloc(no, sizeof(float)), *conv = tu_calloc(no, sizeof(float));
+    float *ref = tu_calloc(no, sizeof(float)), *out = tu_calloc(no, sizeof(float));
+    float *cbuf = tu_calloc(no, sizeof(float));
+    RtRng rng;
+    rt_rng_seed(&rng, 4000u + (unsigned)(s - shapes));
+    gc_fill(in, ni, &rng);
+    gc_fill(w, nw, &rng);
+    gc_fill(rd, no, &rng);
+    gc_to_float(inf, in, ni);
+    gc_to_float(wf, w, nw);
+    gc_to_float(rf, rd, no);
+    const char *tag = variant ? "avx2" : "best";
+    int taken = rt_wino_taken(C, Co);
+    const double cs[2][2] = {{0.3, -1.7}, {-1, 1}};
+    for (int th = 1; th <= 2; th++)
+        for (int j = 0; j < 2; j++) {
+            double cc = (double)(float)cs[j][0], cr = (double)(float)cs[j][1];
+            size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
+            RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+            rt_conv2d_forward(&ctx, conv, inf, wf, B, C, H, W, Co, 3, 1, 1);
+            const float *const xs[2] = {rf, conv};
+            const float c[2] = {(float)cr, (float)cc};
+            rt_sum_forward(&ctx, ref, 2, xs, c, no);
+            for (size_t i = 0; i < no; i++)
+                cbuf[i] = 1e30f, out[i] = -1e30f;
+            rt_conv2d_sum_train(&ctx, out, cbuf, inf, wf, B, C, H, W, Co, 3, 1, 1, cc, rf, cr);
+            ck_assert_msg(memcmp(out, ref, no * sizeof(float)) == 0,
+                          "%s sum_train %d->%d %dx%d B%d t%d c%d: not the conv and sum's bytes",
+                          tag, C, Co, H, W, B, th, j);
+            if (taken)
+                ck_assert_msg(cbuf[0] == 1e30f && cbuf[no - 1] == 1e30f,
+                              "%s sum_train %d->%d: Winograd wrote the conv's buffer", tag, C, Co);
+            else
+                ck_assert_msg(memcmp(cbuf, conv, no * sizeof(float)) == 0,
+                              "%s sum_train %d->%d: the conv's buffer", tag, C, Co);
+            free(ctx.scratch);
+        }
+    /* the double twin */
+    {
+        double *cd = tu_calloc(no, sizeof(double)), *sd = tu_calloc(no, sizeof(double));
+        double *od = tu_calloc(no, sizeof(double)), *cb = tu_calloc(no, sizeof(double));
+        size_t bytes = rt_conv2d_scratch_bytes(2, B, C, H, W, 3, 1, 1, sizeof(double));
+        RtCtx ctx = {.threads = 2, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+        rt_conv2d_forward_d(&ctx, cd, in, w, B, C, H, W, Co, 3, 1, 1);
+        const double *const xs[2] = {rd, cd};
+        const double c[2] = {-1.7, 0.3};
+        rt_sum_forward_d(&ctx, sd, 2, xs, c, no);
+        rt_conv2d_sum_train_d(&ctx, od, cb, in, w, B, C, H, W, Co, 3, 1, 1, 0.3, rd, -1.7);
+        ck_assert_msg(memcmp(od, sd, no * sizeof(double)) == 0, "sum_train_d %d->%d", C, Co);
+        free(ctx.scratch), free(cd), free(sd), free(od), free(cb);
+    }
+    free(in), free(w), free(rd), free(inf), free(wf), free(rf), free(conv), free(ref), free(out);
+    free(cbuf);
+}
+
+START_TEST(test_wino_sum_train) { WINO_VARIANT_CASE(_i, check_sum_train); }
+END_TEST
+
 /* The weight gradient over batches of several groups of tile rows (cut
  * into runs of their own partial sums, one thread each): against
  * the double loops within DW_TOL, and the same bytes for 1, 2, 3 and 4
@@ -455,6 +526,7 @@ static Suite *wino_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_wino_shapes, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_eval, 0, 2 * NSHAPES);
+    tcase_add_loop_test(tc, test_wino_sum_train, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_dw_runs, 0, 2 * NDW);
     tcase_add_test(tc, test_wino_off);
     suite_add_tcase(s, tc);
