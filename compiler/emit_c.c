@@ -465,6 +465,40 @@ static int emit_conv_sum(const Emit *e, int c)
     return reader;
 }
 
+/* In a stored build's forward pass, the 3-term sum that the training
+ * forward computes within the 3x3 stride-1 conv node c
+ * (rt_conv2d_sums_train): as emit_conv_sum, c's one live reader right
+ * after it, with c once among its terms, the two others computed before c,
+ * numbers for coefficients, and an output sharing no memory with c's
+ * input or the other terms; else 0. Its inference forward stays the conv
+ * and then the sum. */
+static int emit_conv_sum3(const Emit *e, int c)
+{
+    const IrGraph *g = e->g;
+    int reader = emit_fusable_conv(e, c);
+    if (reader <= 0 || reader == g->output || !emit_next_live(e, c, reader))
+        return 0;
+    const IrNode *s = &g->nodes[reader];
+    if (s->op != OP_SUM || s->nin != 3 || emit_prefix_stride(e, c)
+        || emit_prefix_stride(e, reader))
+        return 0;
+    int so = e->p->nodes[reader].out, ci = e->p->nodes[g->nodes[c].in[0]].out, nc = 0;
+    if (so < 0 || emit_bufs_overlap(e->p, so, ci))
+        return 0;
+    for (int k = 0; k < 3; k++) {
+        int o = s->in[k];
+        if (s->u.sum.coef[k].nterms)
+            return 0;
+        if (o == c) {
+            nc++;
+            continue;
+        }
+        if (o > c || emit_prefix_stride(e, o) || emit_bufs_overlap(e->p, so, e->p->nodes[o].out))
+            return 0;
+    }
+    return nc == 1 ? reader : 0;
+}
+
 /* The fused conv c and sum s (emit_conv_sum), training and inference. */
 static void emit_conv_sum_call(Emit *e, int c, int s)
 {
@@ -549,6 +583,21 @@ void emit_forward_node(Emit *e, const IrNode *n)
                 emit_conv_sum_call(e, n->id, bnc);
             break;
         }
+        if ((bnc = emit_conv_sum3(e, n->id))) {
+            /* training: the 3-term sum reading this conv within it */
+            const IrNode *sn = &e->g->nodes[bnc];
+            int j = sn->in[0] == n->id ? 0 : sn->in[1] == n->id ? 1 : 2;
+            emit_f(e, "    if (train) {    /* with its sum below */\n");
+            emit_coefs(e, sn);
+            emit_xs(e, sn);
+            emit_f(e, "        FN(rt_conv2d_sums_train%s)(ctx, %s, %s, %s, %s, B, %d, %d, %d, %d, "
+                   "3, 1, 1, 3, %d, xs, c);\n    } else\n        FN(rt_conv2d_forward_mode%s)(ctx, "
+                   "0, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1);\n", S, emit_out(e, bnc), out, in,
+                   emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout, j, S,
+                   out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
+                   n->u.conv.cout);
+            break;
+        }
         if ((bnc = emit_conv_bn(e, n->id))) {
             /* inference: the BN reading this conv (and its relu) within it */
             const IrNode *bn = &e->g->nodes[bnc];
@@ -607,7 +656,11 @@ void emit_forward_node(Emit *e, const IrNode *n)
             emit_f(e, "    /* computed with its conv above (rt_conv2d_sum_train / _eval) */\n");
             break;
         }
-        emit_f(e, "    {\n");
+        for (int k = 0; k < n->nin; k++)
+            if (emit_conv_sum3(e, n->in[k]) == n->id)
+                sum_conv = n->in[k];
+        emit_f(e, "    %s{%s\n", sum_conv ? "if (!train) " : "",
+               sum_conv ? "    /* training: with its conv above */" : "");
         emit_coefs(e, n);
         emit_xs(e, n);
         emit_f(e, "        FN(rt_sum_forward%s)(ctx, %s, %d, xs, c, nB * %zu);\n    }\n", S, out,

@@ -282,9 +282,18 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 15 stage1.step1.grad.gelu0 = gelu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_forward)(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
     /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.gelu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 147456 * nB, act + 229376 * nB, act + 32768 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 245760 * nB, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.leaky_relu0): 16x32x32 -> 16x32x32 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -312,9 +321,18 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage1.step2.grad.gelu0 = gelu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_forward)(ctx, act + 311296 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.gelu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 245760 * nB, act + 327680 * nB, act + 147456 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 344064 * nB, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -379,9 +397,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 37 stage2.step1.grad.gelu0 = gelu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     FN(rt_gelu_forward)(ctx, act + 450560 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
     /* 38 stage2.step1.grad.conv1 = conv(stage2.step1.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 417792 * nB, act + 458752 * nB, act + 409600 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 466944 * nB, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -409,9 +436,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 44 stage2.step2.grad.gelu0 = gelu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     FN(rt_gelu_forward)(ctx, act + 491520 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
     /* 45 stage2.step2.grad.conv1 = conv(stage2.step2.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 466944 * nB, act + 499712 * nB, act + 417792 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 507904 * nB, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 46 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,

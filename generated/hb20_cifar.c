@@ -294,9 +294,18 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 81920 * nB, act + 131072 * nB, act };
+        FN(rt_conv2d_sums_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -324,9 +333,18 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 147456 * nB, act + 196608 * nB, act + 81920 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -391,9 +409,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 262144 * nB, act + 286720 * nB, act + 253952 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -421,9 +448,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 262144 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -488,9 +524,18 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 344064 * nB, act + 356352 * nB, act + 339968 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -518,9 +563,18 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 360448 * nB, act + 368640 * nB, act + 344064 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,

@@ -294,9 +294,18 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 62720 * nB, act + 100352 * nB, act };
+        FN(rt_conv2d_sums_train)(ctx, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -324,9 +333,18 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x28x28 -> 16x28x28 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -391,9 +409,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 200704 * nB, act + 219520 * nB, act + 194432 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -421,9 +448,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 200704 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -488,9 +524,18 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 263424 * nB, act + 272832 * nB, act + 260288 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
@@ -518,9 +563,18 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[3] = {
+            /* 1 + beta */ (T)1.9,
+            (T)-1,
+            /* -beta */ (T)-0.9
+        };
+        const T *const xs[3] = { act + 275968 * nB, act + 282240 * nB, act + 263424 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, 3, 1, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,

@@ -201,6 +201,10 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  *   bytes in out (cc and cr arrive as T values); the float build's
  *   Winograd path writes the sum as it copies the conv's output rows out
  *   and never writes conv (the other paths do: conv is scratch).
+ * conv2d_sums_train is the same for a sum of n terms in the sum's order,
+ *   xs[j] being conv: conv2d_forward into conv, then sum_forward(out, n, xs,
+ *   c), the same bytes; the float build's Winograd path writes a 3-term sum
+ *   as it copies the conv's rows out and never writes conv.
  * xent probs[B][K]; returns the mean loss; backward writes
  *   dlogits = (probs - onehot(labels)) / B. */
 #define RT_DECLARE_KERNELS(T, S)                                                         \
@@ -218,6 +222,9 @@ void rt_conv2d_sum_eval##S(const RtCtx *ctx, T *out, const T *in, const T *w, in
 void rt_conv2d_sum_train##S(const RtCtx *ctx, T *out, T *conv, const T *in, const T *w,  \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, double cc,  \
         const T *r, double cr);                                                         \
+void rt_conv2d_sums_train##S(const RtCtx *ctx, T *out, T *conv, const T *in,            \
+        const T *w, int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, \
+        int n, int j, const T *const *xs, const T *c);                                  \
 void rt_conv2d_backward##S(const RtCtx *ctx, T *din, int acc, T *dw, const T *dout,     \
         const T *in, const T *w,                                                        \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \

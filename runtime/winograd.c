@@ -369,6 +369,11 @@ typedef struct {
     const float *r;
     float cc, cr;
     int train;
+    /* a 3-term sum (rt_conv2d_sums_train): r and r2 the other terms in
+     * the sum's order, c[] the coefficients, the conv's place j */
+    const float *r2;
+    double c[3];
+    int j;
 } Epi;
 
 /* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 of a conv
@@ -401,7 +406,11 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
             for (int y = 0; y < m && m * ty + y < H; y++) {
                 float *d = out + ((size_t)b * K + k) * hw + (size_t)(m * ty + y) * W;
                 const float *o = s->O + (size_t)y * s->os + (size_t)r * L;
-                if (ep && ep->r && ep->train)
+                if (ep && ep->r2)
+                    (big ? put_row_sum3_train_avx512 : put_row_sum3_train_avx2)(
+                        d, o, ep->r + (d - out), ep->r2 + (d - out), W, ep->c[0], ep->c[1],
+                        ep->c[2], ep->j);
+                else if (ep && ep->r && ep->train)
                     (big ? put_row_sum_train_avx512 : put_row_sum_train_avx2)(
                         d, o, ep->r + (d - out), W, (double)ep->cc, (double)ep->cr);
                 else if (ep && ep->r)
@@ -723,7 +732,7 @@ void rt_conv2d_bn_eval(const RtCtx *ctx, float *out, const float *in, const floa
                        const float *gamma, const float *beta, const float *run_mean,
                        const float *run_var, double eps, int relu, size_t site)
 {
-    Epi ep = {gamma, beta, run_mean, run_var, eps, relu, NULL, 0.0f, 0.0f, 0};
+    Epi ep = {gamma, beta, run_mean, run_var, eps, relu, NULL, 0.0f, 0.0f, 0, NULL, {0, 0, 0}, 0};
     /* a branch record (gradient checks) goes to rt_relu_forward below */
     if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
         && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
@@ -758,7 +767,7 @@ void rt_conv2d_sum_eval(const RtCtx *ctx, float *out, const float *in, const flo
                         int Cin, int H, int W, int Cout, int K, int stride, int pad,
                         double cc, const float *r, double cr)
 {
-    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, (float)cc, (float)cr, 0};
+    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, (float)cc, (float)cr, 0, NULL, {0, 0, 0}, 0};
     if (K == 3 && stride == 1 && pad == 1
         && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
         return;
@@ -777,7 +786,7 @@ void rt_conv2d_sum_train(const RtCtx *ctx, float *out, float *conv, const float 
 {
     /* the coefficients as rt_sum_forward sees them: floats */
     float c[2] = {(float)cc, (float)cr};
-    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, c[0], c[1], 1};
+    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, c[0], c[1], 1, NULL, {0, 0, 0}, 0};
     if (K == 3 && stride == 1 && pad == 1
         && wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep))
         return;
@@ -785,6 +794,38 @@ void rt_conv2d_sum_train(const RtCtx *ctx, float *out, float *conv, const float 
     const float *const xs[2] = {conv, r};
     rt_sum_forward(ctx, out, 2, xs, c, (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
                                            * (size_t)rt_conv_out(W, K, stride, pad));
+}
+
+void rt_conv2d_sums_train(const RtCtx *ctx, float *out, float *conv, const float *in,
+                          const float *w, int B, int Cin, int H, int W, int Cout, int K,
+                          int stride, int pad, int n, int j, const float *const *xs,
+                          const float *c)
+{
+    if (n == 3 && K == 3 && stride == 1 && pad == 1) {
+        const float *o[2];
+        for (int i = 0, k = 0; i < 3; i++)
+            if (i != j)
+                o[k++] = xs[i];
+        Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, o[0], 0.0f, 0.0f, 1, o[1],
+                  {(double)c[0], (double)c[1], (double)c[2]}, j};
+        if (wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep))
+            return;
+    }
+    rt_conv2d_forward(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    rt_sum_forward(ctx, out, n, xs, c, (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+                                           * (size_t)rt_conv_out(W, K, stride, pad));
+}
+
+void rt_conv2d_sums_train_d(const RtCtx *ctx, double *out, double *conv, const double *in,
+                            const double *w, int B, int Cin, int H, int W, int Cout, int K,
+                            int stride, int pad, int n, int j, const double *const *xs,
+                            const double *c)
+{
+    (void)j;    /* xs[j] is conv */
+    rt_conv2d_forward_d(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    rt_sum_forward_d(ctx, out, n, xs, c, (size_t)B * Cout
+                                             * (size_t)rt_conv_out(H, K, stride, pad)
+                                             * (size_t)rt_conv_out(W, K, stride, pad));
 }
 
 void rt_conv2d_sum_train_d(const RtCtx *ctx, double *out, double *conv, const double *in,

@@ -435,6 +435,16 @@ START_TEST(test_sums_in_conv)
     optc_ok("emit examples/momentum.opt -n momentum20_cifar", &out);
     ck_assert_int_gt(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
     free(out);
+    /* heavy ball: the 3-term sums of steps 1 and 2 in their conv while
+     * training (rt_conv2d_sums_train); inference keeps them (if (!train)) */
+    optc_ok("emit examples/heavy_ball.opt -n hb20_cifar", &out);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 3);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_train)("), 6);
+    ck_assert_int_eq(count_of(out, "if (!train) {    /* training: with its conv above */"), 6);
+    free(out);
+    optc_ok("emit examples/heavy_ball.opt -n hb20_cifar --memory-free", &out);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_train)("), 0);
+    free(out);
     optc_ok("emit examples/momentum.opt -n momentum20_cifar --memory-free", &out);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 0);

@@ -382,7 +382,8 @@ static void check_eval(const Shape *s, int variant)
 START_TEST(test_wino_eval) { WINO_VARIANT_CASE(_i, check_eval); }
 END_TEST
 
-/* The training forward's conv and sum (rt_conv2d_sum_train), 1 and 2
+/* The training forward's conv and sum (rt_conv2d_sum_train; a 3-term one
+ * too, rt_conv2d_sums_train), 1 and 2
  * threads, coefficients a float cannot hold (0.3, -1.7) and -1, 1: the
  * bytes of rt_conv2d_forward then rt_sum_forward (the terms in the other
  * order, as ResNet's sums list them), the conv's buffer untouched where
@@ -432,6 +433,41 @@ static void check_sum_train(const Shape *s, int variant)
                               "%s sum_train %d->%d: the conv's buffer", tag, C, Co);
             free(ctx.scratch);
         }
+    /* a 3-term sum (rt_conv2d_sums_train; heavy ball's), the conv at each
+     * place among the terms: rt_sum_forward's bytes, the conv's buffer as
+     * above */
+    float *r2 = tu_calloc(no, sizeof(float));
+    for (size_t i = 0; i < no; i++)
+        r2[i] = (float)rt_rng_normal(&rng);
+    for (int th = 1; th <= 2; th++)
+        for (int j = 0; j < 3; j++) {
+            size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
+            RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+            rt_conv2d_forward(&ctx, conv, inf, wf, B, C, H, W, Co, 3, 1, 1);
+            const float c[3] = {1.9f, -1.0f, -0.9f};
+            const float *xr[3], *xf[3];
+            for (int i = 0, k = 0; i < 3; i++) {
+                xr[i] = i == j ? conv : k ? r2 : rf;
+                xf[i] = i == j ? cbuf : k ? r2 : rf;
+                k += i != j;
+            }
+            rt_sum_forward(&ctx, ref, 3, xr, c, no);
+            for (size_t i = 0; i < no; i++)
+                cbuf[i] = 1e30f, out[i] = -1e30f;
+            rt_conv2d_sums_train(&ctx, out, cbuf, inf, wf, B, C, H, W, Co, 3, 1, 1, 3, j, xf, c);
+            ck_assert_msg(memcmp(out, ref, no * sizeof(float)) == 0,
+                          "%s sums_train %d->%d %dx%d B%d t%d conv at %d: not the sum's bytes",
+                          tag, C, Co, H, W, B, th, j);
+            if (taken)
+                ck_assert_msg(cbuf[0] == 1e30f && cbuf[no - 1] == 1e30f,
+                              "%s sums_train %d->%d: Winograd wrote the conv's buffer", tag, C,
+                              Co);
+            else
+                ck_assert_msg(memcmp(cbuf, conv, no * sizeof(float)) == 0,
+                              "%s sums_train %d->%d: the conv's buffer", tag, C, Co);
+            free(ctx.scratch);
+        }
+    free(r2);
     /* the double twin */
     {
         double *cd = tu_calloc(no, sizeof(double)), *sd = tu_calloc(no, sizeof(double));
