@@ -7,7 +7,7 @@
  *
  *   cc -O2 -fopenmp -Iruntime -o build/bench/bn_bench bench/bn_bench.c \
  *      build/libort.a $(pkg-config --libs openblas) -lz -lm
- *   build/bench/bn_bench [REPS [B]]
+ *   build/bench/bn_bench [REPS [B]]      (BN_BENCH_Y=1: the backward reads relu's mask from y)
  *
  * Prints one line per shape, kernel and instruction set: milliseconds
  * and GB/s (the bytes each kernel must read and write once: a two-pass
@@ -44,6 +44,7 @@ int main(int argc, char **argv)
     if (!flush || !ms)
         return 1;
     RtCtx ctx = {1, NULL, 0, NULL, NULL};
+    int from_y = getenv("BN_BENCH_Y") != NULL;     /* the backward reads relu's mask from y */
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int C = shapes[s][0], HW = shapes[s][1];
         size_t n = (size_t)B * C * HW;
@@ -81,11 +82,11 @@ int main(int argc, char **argv)
                         break;
                     case K_BWD:
                         rt_bn_relu_backward(&ctx, d, 0, dg, db, g, y, x, mean, rstd, gamma,
-                                            getenv("BN_BENCH_Y") ? NULL : beta, B, C, HW, 0);
+                                            from_y ? NULL : beta, B, C, HW, 0);
                         break;
                     case K_BWDP:
                         rt_bn_relu_backward(&ctx, NULL, 0, dg, db, g, y, x, mean, rstd, gamma,
-                                            getenv("BN_BENCH_Y") ? NULL : beta, B, C, HW, 0);
+                                            from_y ? NULL : beta, B, C, HW, 0);
                         break;
                     case K_EVAL:
                         rt_bn_relu_forward_eval(&ctx, y, x, gamma, beta, rm, rv, B, C, HW, 1e-5,
