@@ -203,7 +203,7 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  *   and never writes conv (the other paths do: conv is scratch).
  * conv2d_sums_train is the same for a sum of n terms in the sum's order,
  *   xs[j] being conv: conv2d_forward into conv, then sum_forward(out, n, xs,
- *   c), the same bytes; the float build's Winograd path writes a 3-term sum
+ *   c), the same bytes; the float build's Winograd path writes a 2- or 3-term sum
  *   as it copies the conv's rows out and never writes conv.
  * xent probs[B][K]; returns the mean loss; backward writes
  *   dlogits = (probs - onehot(labels)) / B. */

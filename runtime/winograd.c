@@ -361,16 +361,16 @@ static void in_tf(int v, int m, const Slice *s, const float *in, int C, int H, i
  * conv * sc_k + sh_k, sc_k = gamma_k / sqrt(var_k + eps), sh_k = beta_k -
  * mean_k sc_k, then relu; else a sum, r laid out as out: in float, out =
  * conv * cc + r * cr (rt_conv2d_sum_eval), or with train in double as
- * rt_sum_forward rounds it (rt_conv2d_sum_train). */
+ * rt_sum_forward rounds it (rt_conv2d_sums_train, 2 or 3 terms). */
 typedef struct {
     const float *gamma, *beta, *mean, *var;
     double eps;
     int relu;
     const float *r;
     float cc, cr;
+    /* a training sum (rt_conv2d_sums_train): r and (3 terms) r2 the other
+     * terms in the sum's order, c[] the coefficients, the conv's place j */
     int train;
-    /* a 3-term sum (rt_conv2d_sums_train): r and r2 the other terms in
-     * the sum's order, c[] the coefficients, the conv's place j */
     const float *r2;
     double c[3];
     int j;
@@ -406,13 +406,10 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
             for (int y = 0; y < m && m * ty + y < H; y++) {
                 float *d = out + ((size_t)b * K + k) * hw + (size_t)(m * ty + y) * W;
                 const float *o = s->O + (size_t)y * s->os + (size_t)r * L;
-                if (ep && ep->r2)
-                    (big ? put_row_sum3_train_avx512 : put_row_sum3_train_avx2)(
-                        d, o, ep->r + (d - out), ep->r2 + (d - out), W, ep->c[0], ep->c[1],
-                        ep->c[2], ep->j);
-                else if (ep && ep->r && ep->train)
+                if (ep && ep->train)
                     (big ? put_row_sum_train_avx512 : put_row_sum_train_avx2)(
-                        d, o, ep->r + (d - out), W, (double)ep->cc, (double)ep->cr);
+                        d, o, ep->r + (d - out), ep->r2 ? ep->r2 + (d - out) : NULL, W, ep->c,
+                        ep->j);
                 else if (ep && ep->r)
                     (big ? put_row_sum_avx512 : put_row_sum_avx2)(d, o, ep->r + (d - out), W,
                                                                   ep->cc, ep->cr);
@@ -780,20 +777,15 @@ void rt_conv2d_sum_eval(const RtCtx *ctx, float *out, const float *in, const flo
         out[i] = out[i] * fc + r[i] * fr;
 }
 
+/* A 2-term training sum: rt_conv2d_sums_train with the conv first. */
 void rt_conv2d_sum_train(const RtCtx *ctx, float *out, float *conv, const float *in,
                          const float *w, int B, int Cin, int H, int W, int Cout, int K,
                          int stride, int pad, double cc, const float *r, double cr)
 {
     /* the coefficients as rt_sum_forward sees them: floats */
-    float c[2] = {(float)cc, (float)cr};
-    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, c[0], c[1], 1, NULL, {0, 0, 0}, 0};
-    if (K == 3 && stride == 1 && pad == 1
-        && wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep))
-        return;
-    rt_conv2d_forward(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    const float c[2] = {(float)cc, (float)cr};
     const float *const xs[2] = {conv, r};
-    rt_sum_forward(ctx, out, 2, xs, c, (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
-                                           * (size_t)rt_conv_out(W, K, stride, pad));
+    rt_conv2d_sums_train(ctx, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, 2, 0, xs, c);
 }
 
 void rt_conv2d_sums_train(const RtCtx *ctx, float *out, float *conv, const float *in,
@@ -801,13 +793,16 @@ void rt_conv2d_sums_train(const RtCtx *ctx, float *out, float *conv, const float
                           int stride, int pad, int n, int j, const float *const *xs,
                           const float *c)
 {
-    if (n == 3 && K == 3 && stride == 1 && pad == 1) {
-        const float *o[2];
-        for (int i = 0, k = 0; i < 3; i++)
+    if ((n == 2 || n == 3) && K == 3 && stride == 1 && pad == 1) {
+        const float *o[2] = {NULL, NULL};
+        double cd[3] = {0, 0, 0};
+        for (int i = 0, k = 0; i < n; i++) {
+            cd[i] = (double)c[i];
             if (i != j)
                 o[k++] = xs[i];
+        }
         Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, o[0], 0.0f, 0.0f, 1, o[1],
-                  {(double)c[0], (double)c[1], (double)c[2]}, j};
+                  {cd[0], cd[1], cd[2]}, j};
         if (wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep))
             return;
     }
@@ -832,12 +827,10 @@ void rt_conv2d_sum_train_d(const RtCtx *ctx, double *out, double *conv, const do
                            const double *w, int B, int Cin, int H, int W, int Cout, int K,
                            int stride, int pad, double cc, const double *r, double cr)
 {
-    rt_conv2d_forward_d(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
-    const double *const xs[2] = {conv, r};
     const double c[2] = {cc, cr};
-    rt_sum_forward_d(ctx, out, 2, xs, c, (size_t)B * Cout
-                                             * (size_t)rt_conv_out(H, K, stride, pad)
-                                             * (size_t)rt_conv_out(W, K, stride, pad));
+    const double *const xs[2] = {conv, r};
+    rt_conv2d_sums_train_d(ctx, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, 2, 0, xs,
+                           c);
 }
 
 void rt_conv2d_sum_eval_d(const RtCtx *ctx, double *out, const double *in, const double *w,
