@@ -188,10 +188,10 @@ const char *emit_param(Emit *e, const char *base, int param)
     return s;
 }
 
-/* The coefficients of a sum as a local array c[]. */
-void emit_coefs(Emit *e, const IrNode *n)
+/* The coefficients of a sum as a local array c[] (emit_coefs) or name[]. */
+static void emit_coefs_as(Emit *e, const IrNode *n, const char *name)
 {
-    emit_f(e, "        const %s c[%d] = {", e->T, n->nin);
+    emit_f(e, "        const %s %s[%d] = {", e->T, name, n->nin);
     for (int k = 0; k < n->nin; k++) {
         const IrCoef *c = &n->u.sum.coef[k];
         emit_f(e, "%s", k ? ",\n            " : "\n            ");
@@ -216,12 +216,23 @@ void emit_coefs(Emit *e, const IrNode *n)
     emit_f(e, "\n        };\n");
 }
 
-void emit_xs(Emit *e, const IrNode *n)
+void emit_coefs(Emit *e, const IrNode *n)
 {
-    emit_f(e, "        const %s *const xs[%d] = {", e->T, n->nin);
+    emit_coefs_as(e, n, "c");
+}
+
+/* The terms of a sum (the inputs of a node) as a local array xs[] or name[]. */
+static void emit_xs_as(Emit *e, const IrNode *n, const char *name)
+{
+    emit_f(e, "        const %s *const %s[%d] = {", e->T, name, n->nin);
     for (int k = 0; k < n->nin; k++)
         emit_f(e, "%s%s", k ? ", " : " ", emit_out(e, n->in[k]));
     emit_f(e, " };\n");
+}
+
+void emit_xs(Emit *e, const IrNode *n)
+{
+    emit_xs_as(e, n, "xs");
 }
 
 static void emit_cs(Emit *e, const IrNode *n)
@@ -387,6 +398,16 @@ static bool emit_next_live(const Emit *e, int c, int r)
     return true;
 }
 
+/* Plan buffers x and y are the same memory (offsets and sizes). */
+static bool emit_bufs_same(const Plan *p, int x, int y)
+{
+    if (x < 0 || y < 0)
+        return false;
+    const PlanBuf *a = &p->bufs[x], *b = &p->bufs[y];
+    return a->off_a == b->off_a && a->off_b == b->off_b && a->size_a == b->size_a
+           && a->size_b == b->size_b;
+}
+
 /* For the inference fusions below: when node c is a 3x3 stride-1 conv of a
  * stored build's forward (only Winograd gains by a fusion: the other convs
  * make one pass either way) whose output one live node reads, once, that
@@ -499,6 +520,89 @@ static int emit_conv_sum3(const Emit *e, int c)
     return nc == 1 ? reader : 0;
 }
 
+/* The conv that computes sum node s within it at the conv's own step
+ * (emit_conv_sum with its other term computed before the conv, or
+ * emit_conv_sum3); else 0. */
+static int emit_sum_conv(const Emit *e, int s)
+{
+    const IrNode *n = &e->g->nodes[s];
+    if (n->op != OP_SUM)
+        return 0;
+    for (int k = 0; k < n->nin; k++) {
+        int c = n->in[k];
+        if (emit_conv_sum(e, c) == s)
+            return n->in[0] > c || n->in[1] > c ? 0 : c;
+        if (emit_conv_sum3(e, c) == s)
+            return c;
+    }
+    return 0;
+}
+
+/* In a stored build's training forward, the sum that conv node c's fused
+ * sum s (emit_sum_conv) hands on within the same output copy: the next
+ * live node after s, a sum of 2 or 3 terms with numbers for coefficients,
+ * s once among them and the others computed before c (momentum's x + v,
+ * Nesterov's extrapolation), whose output shares no memory with c's input
+ * or s's output, and of each other term of the two sums either none or all
+ * (each pixel of a term is read before that pixel of the output is
+ * written); it may be c's output, which is dead once s is written. */
+static int emit_conv_sum_then(const Emit *e, int c, int s)
+{
+    const IrGraph *g = e->g;
+    int t = s + 1;
+    while (t < g->nnodes && !e->p->nodes[t].live)
+        t++;
+    if (t >= g->nnodes || t == g->output || emit_sum_conv(e, s) != c)
+        return 0;
+    const IrNode *tn = &g->nodes[t], *sn = &g->nodes[s];
+    if (tn->op != OP_SUM || tn->nin < 2 || tn->nin > 3 || emit_prefix_stride(e, t))
+        return 0;
+    const Plan *p = e->p;
+    int to = p->nodes[t].out, ns = 0;
+    if (to < 0 || emit_bufs_overlap(p, to, p->nodes[g->nodes[c].in[0]].out)
+        || emit_bufs_overlap(p, to, p->nodes[s].out))
+        return 0;
+    for (int k = 0; k < tn->nin; k++) {
+        int o = tn->in[k];
+        if (tn->u.sum.coef[k].nterms)
+            return 0;
+        if (o == s) {
+            ns++;
+            continue;
+        }
+        int ob = p->nodes[o].out;
+        if (o >= c || emit_prefix_stride(e, o) || (!emit_bufs_same(p, to, ob) && emit_bufs_overlap(p, to, ob)))
+            return 0;
+    }
+    for (int k = 0; k < sn->nin; k++) {
+        int ob = p->nodes[sn->in[k]].out;
+        if (sn->in[k] != c && !emit_bufs_same(p, to, ob) && emit_bufs_overlap(p, to, ob))
+            return 0;
+    }
+    return ns == 1 ? t : 0;
+}
+
+/* The training call of conv c computing sum s and then sum t within it
+ * (emit_conv_sum_then); the caller opened the `if (train) {`. */
+static void emit_conv_sum_then_call(Emit *e, int c, int s, int t)
+{
+    const IrNode *n = &e->g->nodes[c], *sn = &e->g->nodes[s], *tn = &e->g->nodes[t];
+    const IrShape *is = &e->g->nodes[n->in[0]].shape;
+    int j = 0, j2 = 0;
+    while (sn->in[j] != c)
+        j++;
+    while (tn->in[j2] != s)
+        j2++;
+    emit_coefs(e, sn);
+    emit_xs(e, sn);
+    emit_coefs_as(e, tn, "c2");
+    emit_xs_as(e, tn, "xs2");
+    emit_f(e, "        FN(rt_conv2d_sums_then_train%s)(ctx, %s, %s, %s, %s, B, %d, %d, %d, %d, "
+           "3, 1, 1, %d, %d, xs, c, %s, %d, %d, xs2, c2);\n    }", e->S, emit_out(e, s),
+           emit_out(e, c), emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c, is->h,
+           is->w, n->u.conv.cout, sn->nin, j, emit_out(e, t), tn->nin, j2);
+}
+
 /* The fused conv c and sum s (emit_conv_sum), training and inference. */
 static void emit_conv_sum_call(Emit *e, int c, int s)
 {
@@ -506,13 +610,19 @@ static void emit_conv_sum_call(Emit *e, int c, int s)
     const IrNode *n = &e->g->nodes[c], *sn = &e->g->nodes[s];
     const IrShape *is = &e->g->nodes[n->in[0]].shape;
     const char *in = emit_out(e, n->in[0]);
-    int kc = sn->in[1] == c;
-    emit_f(e, "    if (train)  /* with its sum */\n        FN(rt_conv2d_sum_train%s)(ctx, "
-           "%s, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, (%s)%s, %s, (%s)%s);\n", S,
-           emit_out(e, s), emit_out(e, c), in, emit_param(e, "P", n->u.conv.w), is->c, is->h,
-           is->w, n->u.conv.cout, e->T, emit_num(e, sn->u.sum.coef[kc].c0),
-           emit_out(e, sn->in[1 - kc]), e->T, emit_num(e, sn->u.sum.coef[1 - kc].c0));
-    emit_f(e, "    else    /* with its sum */\n        FN(rt_conv2d_sum_eval%s)(ctx, %s, "
+    int kc = sn->in[1] == c, t = emit_conv_sum_then(e, c, s);
+    if (t) {
+        emit_f(e, "    if (train) {    /* with its sum and the sum after it */\n");
+        emit_conv_sum_then_call(e, c, s, t);
+        emit_f(e, " else    /* with its sum */\n");
+    } else
+        emit_f(e, "    if (train)  /* with its sum */\n        FN(rt_conv2d_sum_train%s)(ctx, "
+               "%s, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, (%s)%s, %s, (%s)%s);\n    else    "
+               "/* with its sum */\n", S, emit_out(e, s), emit_out(e, c), in,
+               emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout, e->T,
+               emit_num(e, sn->u.sum.coef[kc].c0), emit_out(e, sn->in[1 - kc]), e->T,
+               emit_num(e, sn->u.sum.coef[1 - kc].c0));
+    emit_f(e, "        FN(rt_conv2d_sum_eval%s)(ctx, %s, "
            "%s, %s, B, %d, %d, %d, %d, 3, 1, 1, %s, %s, %s);\n", S,
            emit_out(e, s), in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
            n->u.conv.cout, emit_num(e, sn->u.sum.coef[kc].c0),
@@ -587,15 +697,21 @@ void emit_forward_node(Emit *e, const IrNode *n)
             /* training: the 3-term sum reading this conv within it */
             const IrNode *sn = &e->g->nodes[bnc];
             int j = sn->in[0] == n->id ? 0 : sn->in[1] == n->id ? 1 : 2;
-            emit_f(e, "    if (train) {    /* with its sum below */\n");
-            emit_coefs(e, sn);
-            emit_xs(e, sn);
-            emit_f(e, "        FN(rt_conv2d_sums_train%s)(ctx, %s, %s, %s, %s, B, %d, %d, %d, %d, "
-                   "3, 1, 1, 3, %d, xs, c);\n    } else\n        FN(rt_conv2d_forward_mode%s)(ctx, "
-                   "0, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1);\n", S, emit_out(e, bnc), out, in,
-                   emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout, j, S,
-                   out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
-                   n->u.conv.cout);
+            int t = emit_conv_sum_then(e, n->id, bnc);
+            if (t) {
+                emit_f(e, "    if (train) {    /* with its sum below and the sum after it */\n");
+                emit_conv_sum_then_call(e, n->id, bnc, t);
+            } else {
+                emit_f(e, "    if (train) {    /* with its sum below */\n");
+                emit_coefs(e, sn);
+                emit_xs(e, sn);
+                emit_f(e, "        FN(rt_conv2d_sums_train%s)(ctx, %s, %s, %s, %s, B, %d, %d, "
+                       "%d, %d, 3, 1, 1, 3, %d, xs, c);\n    }", S, emit_out(e, bnc), out, in,
+                       emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout, j);
+            }
+            emit_f(e, " else\n        FN(rt_conv2d_forward_mode%s)(ctx, 0, %s, %s, %s, B, %d, "
+                   "%d, %d, %d, 3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
+                   is->h, is->w, n->u.conv.cout);
             break;
         }
         if ((bnc = emit_conv_bn(e, n->id))) {
@@ -656,9 +772,12 @@ void emit_forward_node(Emit *e, const IrNode *n)
             emit_f(e, "    /* computed with its conv above (rt_conv2d_sum_train / _eval) */\n");
             break;
         }
-        for (int k = 0; k < n->nin; k++)
-            if (emit_conv_sum3(e, n->in[k]) == n->id)
+        for (int k = 0; k < n->nin; k++) {
+            int c = emit_sum_conv(e, n->in[k]);
+            if (emit_conv_sum3(e, n->in[k]) == n->id
+                || (c && emit_conv_sum_then(e, c, n->in[k]) == n->id))
                 sum_conv = n->in[k];
+        }
         emit_f(e, "    %s{%s\n", sum_conv ? "if (!train) " : "",
                sum_conv ? "    /* training: with its conv above */" : "");
         emit_coefs(e, n);

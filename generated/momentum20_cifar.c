@@ -308,14 +308,24 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, (T)-0.09999999999999998, act + 81920 * nB, (T)0.9);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.9,
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[2] = { act + 81920 * nB, act + 147456 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 65536 * nB, act + 163840 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 81920 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 163840 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -0.09999999999999998, act + 81920 * nB, 0.9);
     /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 17 stage1.x2 = sum(stage1.x1, stage1.v2): 16x32x32 -> 16x32x32 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -342,9 +352,19 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 229376 * nB, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, (T)-0.09999999999999998, act + 163840 * nB, (T)0.9);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.9,
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[2] = { act + 163840 * nB, act + 212992 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 81920 * nB, act + 229376 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 229376 * nB, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 163840 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 229376 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -0.09999999999999998, act + 163840 * nB, 0.9);
     /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
@@ -361,7 +381,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.x3 = sum(stage1.x2, stage1.v3): 16x32x32 -> 16x32x32 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -425,14 +445,24 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, (T)-0.09999999999999998, act + 253952 * nB, (T)0.9);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.9,
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[2] = { act + 253952 * nB, act + 286720 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 262144 * nB, act + 294912 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 253952 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 294912 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, -0.09999999999999998, act + 253952 * nB, 0.9);
     /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 42 stage2.x2 = sum(stage2.x1, stage2.v2): 32x16x16 -> 32x16x16 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -459,9 +489,19 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 327680 * nB, act + 319488 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, (T)-0.09999999999999998, act + 294912 * nB, (T)0.9);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.9,
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[2] = { act + 294912 * nB, act + 319488 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 253952 * nB, act + 327680 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 327680 * nB, act + 319488 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 294912 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 327680 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, -0.09999999999999998, act + 294912 * nB, 0.9);
 }
 
@@ -478,7 +518,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 49 stage2.v3 = sum(stage2.v2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 50 stage2.x3 = sum(stage2.x2, stage2.v3): 32x16x16 -> 32x16x16 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -542,14 +582,24 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, (T)-0.09999999999999998, act + 339968 * nB, (T)0.9);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.9,
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[2] = { act + 339968 * nB, act + 356352 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 344064 * nB, act + 360448 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 339968 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 360448 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, -0.09999999999999998, act + 339968 * nB, 0.9);
     /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 67 stage3.x2 = sum(stage3.x1, stage3.v2): 64x8x8 -> 64x8x8 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -588,14 +638,24 @@ static void FN(forward_4)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 376832 * nB, act + 372736 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, (T)-0.09999999999999998, act + 360448 * nB, (T)0.9);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.9,
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[2] = { act + 360448 * nB, act + 372736 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 339968 * nB, act + 376832 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 376832 * nB, act + 372736 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 360448 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 376832 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, -0.09999999999999998, act + 360448 * nB, 0.9);
     /* 74 stage3.v3 = sum(stage3.v2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 75 stage3.x3 = sum(stage3.x2, stage3.v3): 64x8x8 -> 64x8x8 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1

@@ -308,14 +308,24 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, (T)-0.19999999999999996, act + 62720 * nB, (T)0.8);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.8,
+            /* -(1 - g) */ (T)-0.19999999999999996
+        };
+        const T *const xs[2] = { act + 62720 * nB, act + 112896 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 50176 * nB, act + 125440 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 62720 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 125440 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -0.19999999999999996, act + 62720 * nB, 0.8);
     /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 17 stage1.x2 = sum(stage1.x1, stage1.v2): 16x28x28 -> 16x28x28 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -342,9 +352,19 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 175616 * nB, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, (T)-0.19999999999999996, act + 125440 * nB, (T)0.8);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.8,
+            /* -(1 - g) */ (T)-0.19999999999999996
+        };
+        const T *const xs[2] = { act + 125440 * nB, act + 163072 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 62720 * nB, act + 175616 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 175616 * nB, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 125440 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 175616 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, -0.19999999999999996, act + 125440 * nB, 0.8);
     /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
@@ -361,7 +381,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.x3 = sum(stage1.x2, stage1.v3): 16x28x28 -> 16x28x28 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -425,14 +445,24 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, (T)-0.09999999999999998, act + 194432 * nB, (T)0.9);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.9,
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[2] = { act + 194432 * nB, act + 219520 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 200704 * nB, act + 225792 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 194432 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -0.09999999999999998, act + 194432 * nB, 0.9);
     /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 42 stage2.x2 = sum(stage2.x1, stage2.v2): 32x14x14 -> 32x14x14 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -459,9 +489,19 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 250880 * nB, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, (T)-0.09999999999999998, act + 225792 * nB, (T)0.9);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.9,
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[2] = { act + 225792 * nB, act + 244608 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 194432 * nB, act + 250880 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 250880 * nB, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 225792 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 250880 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, -0.09999999999999998, act + 225792 * nB, 0.9);
 }
 
@@ -478,7 +518,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 49 stage2.v3 = sum(stage2.v2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 50 stage2.x3 = sum(stage2.x2, stage2.v3): 32x14x14 -> 32x14x14 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -542,14 +582,24 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, (T)-0.09999999999999998, act + 260288 * nB, (T)0.9);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.9,
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[2] = { act + 260288 * nB, act + 272832 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 263424 * nB, act + 275968 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 260288 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -0.09999999999999998, act + 260288 * nB, 0.9);
     /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 67 stage3.x2 = sum(stage3.x1, stage3.v2): 64x7x7 -> 64x7x7 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -588,14 +638,24 @@ static void FN(forward_4)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 288512 * nB, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, (T)-0.09999999999999998, act + 275968 * nB, (T)0.9);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            /* g */ (T)0.9,
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[2] = { act + 275968 * nB, act + 285376 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act + 260288 * nB, act + 288512 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 288512 * nB, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 275968 * nB, 2, 1, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 288512 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, -0.09999999999999998, act + 275968 * nB, 0.9);
     /* 74 stage3.v3 = sum(stage3.v2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 75 stage3.x3 = sum(stage3.x2, stage3.v3): 64x7x7 -> 64x7x7 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1

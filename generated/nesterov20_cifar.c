@@ -273,14 +273,24 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act, act + 65536 * nB };
+        const T c2[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        const T *const xs2[2] = { act + 81920 * nB, act };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 65536 * nB, 2, 0, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.y1 = sum(stage1.x1, stem.conv0): 16x32x32 -> 16x32x32 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1.281753525125321,
             (T)-0.28175352512532087
@@ -307,14 +317,24 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 65536 * nB, (T)1);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 65536 * nB, act + 147456 * nB };
+        const T c2[2] = {
+            (T)1.434042782780302,
+            (T)-0.434042782780302
+        };
+        const T *const xs2[2] = { act + 163840 * nB, act + 81920 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 147456 * nB, 2, 0, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 163840 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 65536 * nB, 1);
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 17 stage1.y2 = sum(stage1.x2, stage1.x1): 16x32x32 -> 16x32x32 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1.434042782780302,
             (T)-0.434042782780302
@@ -412,14 +432,24 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 245760 * nB, (T)1);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 245760 * nB, act + 286720 * nB };
+        const T c2[2] = {
+            (T)1.434042782780302,
+            (T)-0.434042782780302
+        };
+        const T *const xs2[2] = { act + 294912 * nB, act + 262144 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 286720 * nB, 2, 0, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 294912 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 245760 * nB, 1);
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 41 stage2.y2 = sum(stage2.x2, stage2.x1): 32x16x16 -> 32x16x16 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1.434042782780302,
             (T)-0.434042782780302
@@ -517,14 +547,24 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 335872 * nB, (T)1);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 335872 * nB, act + 356352 * nB };
+        const T c2[2] = {
+            (T)1.434042782780302,
+            (T)-0.434042782780302
+        };
+        const T *const xs2[2] = { act + 360448 * nB, act + 344064 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 356352 * nB, 2, 0, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 360448 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 335872 * nB, 1);
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 65 stage3.y2 = sum(stage3.x2, stage3.x1): 64x8x8 -> 64x8x8 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1.434042782780302,
             (T)-0.434042782780302

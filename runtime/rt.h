@@ -205,6 +205,11 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  *   xs[j] being conv: conv2d_forward into conv, then sum_forward(out, n, xs,
  *   c), the same bytes; the float build's Winograd path writes a 2- or 3-term sum
  *   as it copies the conv's rows out and never writes conv.
+ * conv2d_sums_then_train is conv2d_sums_train followed by sum_forward(out2,
+ *   n2, xs2, c2), xs2[j2] being out (momentum's x + v after v = b v - c
+ *   grad): the same bytes in out and out2; the Winograd path writes both
+ *   as it copies the conv's rows out. out2 shares no memory with in, conv
+ *   or out, and of each other term of either sum either none or all.
  * xent probs[B][K]; returns the mean loss; backward writes
  *   dlogits = (probs - onehot(labels)) / B. */
 #define RT_DECLARE_KERNELS(T, S)                                                         \
@@ -225,6 +230,10 @@ void rt_conv2d_sum_train##S(const RtCtx *ctx, T *out, T *conv, const T *in, cons
 void rt_conv2d_sums_train##S(const RtCtx *ctx, T *out, T *conv, const T *in,            \
         const T *w, int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, \
         int n, int j, const T *const *xs, const T *c);                                  \
+void rt_conv2d_sums_then_train##S(const RtCtx *ctx, T *out, T *conv, const T *in,       \
+        const T *w, int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, \
+        int n, int j, const T *const *xs, const T *c, T *out2, int n2, int j2,          \
+        const T *const *xs2, const T *c2);                                              \
 void rt_conv2d_backward##S(const RtCtx *ctx, T *din, int acc, T *dw, const T *dout,     \
         const T *in, const T *w,                                                        \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \

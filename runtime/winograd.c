@@ -374,6 +374,12 @@ typedef struct {
     const float *r2;
     double c[3];
     int j;
+    /* then (rt_conv2d_sums_then_train) out2 = a sum of the sum just written
+     * (term j2) and q[0], q[1] with coefficients d[], as rt_sum_forward */
+    float *out2;
+    const float *q[2];
+    double d[3];
+    int j2;
 } Epi;
 
 /* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 of a conv
@@ -406,11 +412,15 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
             for (int y = 0; y < m && m * ty + y < H; y++) {
                 float *d = out + ((size_t)b * K + k) * hw + (size_t)(m * ty + y) * W;
                 const float *o = s->O + (size_t)y * s->os + (size_t)r * L;
-                if (ep && ep->train)
+                if (ep && ep->train) {
+                    size_t at = (size_t)(d - out);
                     (big ? put_row_sum_train_avx512 : put_row_sum_train_avx2)(
-                        d, o, ep->r + (d - out), ep->r2 ? ep->r2 + (d - out) : NULL, W, ep->c,
-                        ep->j);
-                else if (ep && ep->r)
+                        d, o, ep->r + at, ep->r2 ? ep->r2 + at : NULL, W, ep->c, ep->j);
+                    if (ep->out2)   /* the next sum, from the row just written */
+                        (big ? put_row_sum_train_avx512 : put_row_sum_train_avx2)(
+                            ep->out2 + at, d, ep->q[0] + at, ep->q[1] ? ep->q[1] + at : NULL,
+                            W, ep->d, ep->j2);
+                } else if (ep && ep->r)
                     (big ? put_row_sum_avx512 : put_row_sum_avx2)(d, o, ep->r + (d - out), W,
                                                                   ep->cc, ep->cr);
                 else if (ep)
@@ -729,7 +739,8 @@ void rt_conv2d_bn_eval(const RtCtx *ctx, float *out, const float *in, const floa
                        const float *gamma, const float *beta, const float *run_mean,
                        const float *run_var, double eps, int relu, size_t site)
 {
-    Epi ep = {gamma, beta, run_mean, run_var, eps, relu, NULL, 0.0f, 0.0f, 0, NULL, {0, 0, 0}, 0};
+    Epi ep = {.gamma = gamma, .beta = beta, .mean = run_mean, .var = run_var, .eps = eps,
+              .relu = relu};
     /* a branch record (gradient checks) goes to rt_relu_forward below */
     if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
         && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
@@ -764,7 +775,7 @@ void rt_conv2d_sum_eval(const RtCtx *ctx, float *out, const float *in, const flo
                         int Cin, int H, int W, int Cout, int K, int stride, int pad,
                         double cc, const float *r, double cr)
 {
-    Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, r, (float)cc, (float)cr, 0, NULL, {0, 0, 0}, 0};
+    Epi ep = {.r = r, .cc = (float)cc, .cr = (float)cr};
     if (K == 3 && stride == 1 && pad == 1
         && forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
         return;
@@ -788,27 +799,65 @@ void rt_conv2d_sum_train(const RtCtx *ctx, float *out, float *conv, const float 
     rt_conv2d_sums_train(ctx, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, 2, 0, xs, c);
 }
 
+/* The terms of an n-term sum but its j-th into o[], its coefficients into
+ * cd[] as doubles; 0 unless n is 2 or 3. */
+static int sum_terms(const float **o, double *cd, int n, int j, const float *const *xs,
+                     const float *c)
+{
+    if (n != 2 && n != 3)
+        return 0;
+    for (int i = 0, k = 0; i < n; i++) {
+        cd[i] = (double)c[i];
+        if (i != j)
+            o[k++] = xs[i];
+    }
+    return 1;
+}
+
+void rt_conv2d_sums_then_train(const RtCtx *ctx, float *out, float *conv, const float *in,
+                               const float *w, int B, int Cin, int H, int W, int Cout, int K,
+                               int stride, int pad, int n, int j, const float *const *xs,
+                               const float *c, float *out2, int n2, int j2,
+                               const float *const *xs2, const float *c2)
+{
+    Epi ep = {.train = 1, .j = j, .out2 = out2, .j2 = j2};
+    const float *o[2] = {NULL, NULL};
+    if (K == 3 && stride == 1 && pad == 1 && sum_terms(o, ep.c, n, j, xs, c)
+        && (!out2 || sum_terms(ep.q, ep.d, n2, j2, xs2, c2))) {
+        ep.r = o[0], ep.r2 = o[1];
+        if (wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep))
+            return;
+    }
+    size_t len = (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+                 * (size_t)rt_conv_out(W, K, stride, pad);
+    rt_conv2d_forward(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    rt_sum_forward(ctx, out, n, xs, c, len);
+    if (out2)
+        rt_sum_forward(ctx, out2, n2, xs2, c2, len);
+}
+
 void rt_conv2d_sums_train(const RtCtx *ctx, float *out, float *conv, const float *in,
                           const float *w, int B, int Cin, int H, int W, int Cout, int K,
                           int stride, int pad, int n, int j, const float *const *xs,
                           const float *c)
 {
-    if ((n == 2 || n == 3) && K == 3 && stride == 1 && pad == 1) {
-        const float *o[2] = {NULL, NULL};
-        double cd[3] = {0, 0, 0};
-        for (int i = 0, k = 0; i < n; i++) {
-            cd[i] = (double)c[i];
-            if (i != j)
-                o[k++] = xs[i];
-        }
-        Epi ep = {NULL, NULL, NULL, NULL, 0.0, 0, o[0], 0.0f, 0.0f, 1, o[1],
-                  {cd[0], cd[1], cd[2]}, j};
-        if (wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep))
-            return;
-    }
-    rt_conv2d_forward(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
-    rt_sum_forward(ctx, out, n, xs, c, (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
-                                           * (size_t)rt_conv_out(W, K, stride, pad));
+    rt_conv2d_sums_then_train(ctx, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, n, j,
+                              xs, c, NULL, 0, 0, NULL, NULL);
+}
+
+void rt_conv2d_sums_then_train_d(const RtCtx *ctx, double *out, double *conv,
+                                 const double *in, const double *w, int B, int Cin, int H,
+                                 int W, int Cout, int K, int stride, int pad, int n, int j,
+                                 const double *const *xs, const double *c, double *out2,
+                                 int n2, int j2, const double *const *xs2, const double *c2)
+{
+    (void)j, (void)j2;  /* xs[j] is conv, xs2[j2] out */
+    size_t len = (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+                 * (size_t)rt_conv_out(W, K, stride, pad);
+    rt_conv2d_forward_d(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    rt_sum_forward_d(ctx, out, n, xs, c, len);
+    if (out2)
+        rt_sum_forward_d(ctx, out2, n2, xs2, c2, len);
 }
 
 void rt_conv2d_sums_train_d(const RtCtx *ctx, double *out, double *conv, const double *in,
@@ -816,11 +865,8 @@ void rt_conv2d_sums_train_d(const RtCtx *ctx, double *out, double *conv, const d
                             int stride, int pad, int n, int j, const double *const *xs,
                             const double *c)
 {
-    (void)j;    /* xs[j] is conv */
-    rt_conv2d_forward_d(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
-    rt_sum_forward_d(ctx, out, n, xs, c, (size_t)B * Cout
-                                             * (size_t)rt_conv_out(H, K, stride, pad)
-                                             * (size_t)rt_conv_out(W, K, stride, pad));
+    rt_conv2d_sums_then_train_d(ctx, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, n, j,
+                                xs, c, NULL, 0, 0, NULL, NULL);
 }
 
 void rt_conv2d_sum_train_d(const RtCtx *ctx, double *out, double *conv, const double *in,

@@ -467,6 +467,40 @@ static void check_sum_train(const Shape *s, int variant)
                               "%s sums_train %d->%d: the conv's buffer", tag, C, Co);
             free(ctx.scratch);
         }
+    /* a sum, then a sum of it (rt_conv2d_sums_then_train; momentum's v then
+     * x + v, Nesterov's x then its extrapolation): both as rt_sum_forward
+     * writes them, the second's output in the place of the first's other
+     * term (momentum's plan), of the conv's buffer (Nesterov's) or apart */
+    float *q = tu_calloc(no, sizeof(float)), *t1 = tu_calloc(no, sizeof(float));
+    float *ref2 = tu_calloc(no, sizeof(float)), *o2 = tu_calloc(no, sizeof(float));
+    for (size_t i = 0; i < no; i++)
+        q[i] = (float)rt_rng_normal(&rng);
+    for (int th = 1; th <= 2; th++)
+        for (int v = 0; v < 3; v++) {
+            size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
+            RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+            int n = v == 2 ? 3 : 2, j = 1, n2 = v == 2 ? 3 : 2, j2 = v == 1 ? 0 : n2 - 1;
+            const float c[3] = {0.9f, -0.1f, 0.7f}, c2[3] = {1.2817535f, -0.2817535f, 1.0f};
+            rt_conv2d_forward(&ctx, conv, inf, wf, B, C, H, W, Co, 3, 1, 1);
+            const float *xr[3] = {rf, conv, r2}, *xr2[3] = {q, q, r2};
+            xr2[j2] = ref;
+            rt_sum_forward(&ctx, ref, n, xr, c, no);
+            rt_sum_forward(&ctx, ref2, n2, xr2, c2, no);
+            memcpy(t1, rf, no * sizeof(float));
+            for (size_t i = 0; i < no; i++)
+                cbuf[i] = 1e30f, out[i] = o2[i] = -1e30f;
+            float *dst2 = v == 0 ? t1 : v == 1 ? cbuf : o2;
+            const float *xf[3] = {t1, cbuf, r2}, *xf2[3] = {q, q, r2};
+            xf2[j2] = out;
+            rt_conv2d_sums_then_train(&ctx, out, cbuf, inf, wf, B, C, H, W, Co, 3, 1, 1, n, j,
+                                      xf, c, dst2, n2, j2, xf2, c2);
+            ck_assert_msg(memcmp(out, ref, no * sizeof(float)) == 0
+                              && memcmp(dst2, ref2, no * sizeof(float)) == 0,
+                          "%s sums_then_train %d->%d %dx%d B%d t%d case %d: not the sums' bytes",
+                          tag, C, Co, H, W, B, th, v);
+            free(ctx.scratch);
+        }
+    free(q), free(t1), free(ref2), free(o2);
     free(r2);
     /* the double twin */
     {
