@@ -486,13 +486,13 @@ static int emit_conv_sum(const Emit *e, int c)
     return reader;
 }
 
-/* In a stored build's forward pass, the 3-term sum that the training
- * forward computes within the 3x3 stride-1 conv node c
- * (rt_conv2d_sums_train): as emit_conv_sum, c's one live reader right
- * after it, with c once among its terms, the two others computed before c,
- * numbers for coefficients, and an output sharing no memory with c's
- * input or the other terms; else 0. Its inference forward stays the conv
- * and then the sum. */
+/* In a stored build's forward pass, the 3-term (or 1-term: momentum's
+ * first v) sum that the training forward computes within the 3x3 stride-1
+ * conv node c (rt_conv2d_sums_train): as emit_conv_sum, c's one live
+ * reader right after it, with c once among its terms, the others computed
+ * before c, numbers for coefficients, and an output sharing no memory with
+ * c's input or the other terms; else 0. Its inference forward stays the
+ * conv and then the sum. */
 static int emit_conv_sum3(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
@@ -500,13 +500,13 @@ static int emit_conv_sum3(const Emit *e, int c)
     if (reader <= 0 || reader == g->output || !emit_next_live(e, c, reader))
         return 0;
     const IrNode *s = &g->nodes[reader];
-    if (s->op != OP_SUM || s->nin != 3 || emit_prefix_stride(e, c)
+    if (s->op != OP_SUM || (s->nin != 3 && s->nin != 1) || emit_prefix_stride(e, c)
         || emit_prefix_stride(e, reader))
         return 0;
     int so = e->p->nodes[reader].out, ci = e->p->nodes[g->nodes[c].in[0]].out, nc = 0;
     if (so < 0 || emit_bufs_overlap(e->p, so, ci))
         return 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < s->nin; k++) {
         int o = s->in[k];
         if (s->u.sum.coef[k].nterms)
             return 0;
@@ -520,8 +520,8 @@ static int emit_conv_sum3(const Emit *e, int c)
     return nc == 1 ? reader : 0;
 }
 
-/* The conv that computes sum node s within it at the conv's own step
- * (emit_conv_sum with its other term computed before the conv, or
+/* The conv that computes sum node s within it (emit_conv_sum: at the
+ * conv's step, or at the sum's when its other term runs between;
  * emit_conv_sum3); else 0. */
 static int emit_sum_conv(const Emit *e, int s)
 {
@@ -531,7 +531,7 @@ static int emit_sum_conv(const Emit *e, int s)
     for (int k = 0; k < n->nin; k++) {
         int c = n->in[k];
         if (emit_conv_sum(e, c) == s)
-            return n->in[0] > c || n->in[1] > c ? 0 : c;
+            return c;
         if (emit_conv_sum3(e, c) == s)
             return c;
     }
@@ -541,7 +541,8 @@ static int emit_sum_conv(const Emit *e, int s)
 /* In a stored build's training forward, the sum that conv node c's fused
  * sum s (emit_sum_conv) hands on within the same output copy: the next
  * live node after s, a sum of 2 or 3 terms with numbers for coefficients,
- * s once among them and the others computed before c (momentum's x + v,
+ * s once among them, c not, the others computed before s (before c, or
+ * the term that runs between c and s; momentum's x + v,
  * Nesterov's extrapolation), whose output shares no memory with c's input
  * or s's output, and of each other term of the two sums either none or all
  * (each pixel of a term is read before that pixel of the output is
@@ -571,7 +572,8 @@ static int emit_conv_sum_then(const Emit *e, int c, int s)
             continue;
         }
         int ob = p->nodes[o].out;
-        if (o >= c || emit_prefix_stride(e, o) || (!emit_bufs_same(p, to, ob) && emit_bufs_overlap(p, to, ob)))
+        if (o == c || o > s || emit_prefix_stride(e, o)
+            || (!emit_bufs_same(p, to, ob) && emit_bufs_overlap(p, to, ob)))
             return 0;
     }
     for (int k = 0; k < sn->nin; k++) {
@@ -706,8 +708,9 @@ void emit_forward_node(Emit *e, const IrNode *n)
                 emit_coefs(e, sn);
                 emit_xs(e, sn);
                 emit_f(e, "        FN(rt_conv2d_sums_train%s)(ctx, %s, %s, %s, %s, B, %d, %d, "
-                       "%d, %d, 3, 1, 1, 3, %d, xs, c);\n    }", S, emit_out(e, bnc), out, in,
-                       emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout, j);
+                       "%d, %d, 3, 1, 1, %d, %d, xs, c);\n    }", S, emit_out(e, bnc), out, in,
+                       emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout,
+                       sn->nin, j);
             }
             emit_f(e, " else\n        FN(rt_conv2d_forward_mode%s)(ctx, 0, %s, %s, %s, B, %d, "
                    "%d, %d, %d, 3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,

@@ -271,9 +271,21 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train) {    /* with its sum below and the sum after it */
+        const T c[1] = {
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[1] = { act + 65536 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act, act + 81920 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, 1, 0, xs, c, act + 65536 * nB, 2, 1, xs2, c2);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
@@ -281,7 +293,7 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 81920 * nB, 1, xs, c, nB * 16384);
     }
     /* 9 stage1.x1 = sum(stem.conv0, stage1.v1): 16x32x32 -> 16x32x32 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -406,9 +418,16 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[1] = {
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[1] = { act + 245760 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 253952 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, 1, 0, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
@@ -543,9 +562,16 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[1] = {
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[1] = { act + 335872 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 339968 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, 1, 0, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };

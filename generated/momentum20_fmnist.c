@@ -271,9 +271,21 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train) {    /* with its sum below and the sum after it */
+        const T c[1] = {
+            /* -(1 - g) */ (T)-0.19999999999999996
+        };
+        const T *const xs[1] = { act + 50176 * nB };
+        const T c2[2] = {
+            (T)1,
+            (T)1
+        };
+        const T *const xs2[2] = { act, act + 62720 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, 1, 0, xs, c, act + 50176 * nB, 2, 1, xs2, c2);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.19999999999999996
         };
@@ -281,7 +293,7 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 62720 * nB, 1, xs, c, nB * 12544);
     }
     /* 9 stage1.x1 = sum(stem.conv0, stage1.v1): 16x28x28 -> 16x28x28 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1,
             (T)1
@@ -406,9 +418,16 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[1] = {
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[1] = { act + 188160 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 194432 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, 1, 0, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
@@ -543,9 +562,16 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train) {    /* with its sum below */
+        const T c[1] = {
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[1] = { act + 257152 * nB };
+        FN(rt_conv2d_sums_train)(ctx, act + 260288 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, 1, 0, xs, c);
+    } else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };

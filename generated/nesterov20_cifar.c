@@ -400,12 +400,22 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 253952 * nB, (T)1);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 253952 * nB, act + 245760 * nB };
+        const T c2[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        const T *const xs2[2] = { act + 262144 * nB, act + 253952 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 245760 * nB, 2, 0, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 262144 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 253952 * nB, 1);
     /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1.281753525125321,
             (T)-0.28175352512532087
@@ -515,12 +525,22 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
     /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 339968 * nB, (T)1);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 339968 * nB, act + 335872 * nB };
+        const T c2[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        const T *const xs2[2] = { act + 344064 * nB, act + 339968 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 335872 * nB, 2, 0, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 339968 * nB, 1);
     /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1.281753525125321,
             (T)-0.28175352512532087

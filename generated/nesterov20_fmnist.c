@@ -400,12 +400,22 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 194432 * nB, (T)1);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 194432 * nB, act + 188160 * nB };
+        const T c2[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        const T *const xs2[2] = { act + 200704 * nB, act + 194432 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 188160 * nB, 2, 0, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 200704 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 194432 * nB, 1);
     /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1.281753525125321,
             (T)-0.28175352512532087
@@ -515,12 +525,22 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 260288 * nB, (T)1);
-    else    /* with its sum */
+    if (train) {    /* with its sum and the sum after it */
+        const T c[2] = {
+            (T)1,
+            (T)-1
+        };
+        const T *const xs[2] = { act + 260288 * nB, act + 257152 * nB };
+        const T c2[2] = {
+            (T)1.281753525125321,
+            (T)-0.28175352512532087
+        };
+        const T *const xs2[2] = { act + 263424 * nB, act + 260288 * nB };
+        FN(rt_conv2d_sums_then_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 257152 * nB, 2, 0, xs2, c2);
+    } else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 263424 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 260288 * nB, 1);
     /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
-    {
+    if (!train) {    /* training: with its conv above */
         const T c[2] = {
             (T)1.281753525125321,
             (T)-0.28175352512532087

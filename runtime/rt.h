@@ -203,13 +203,15 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  *   and never writes conv (the other paths do: conv is scratch).
  * conv2d_sums_train is the same for a sum of n terms in the sum's order,
  *   xs[j] being conv: conv2d_forward into conv, then sum_forward(out, n, xs,
- *   c), the same bytes; the float build's Winograd path writes a 2- or 3-term sum
+ *   c), the same bytes; the float build's Winograd path writes a 1-, 2- or 3-term sum
  *   as it copies the conv's rows out and never writes conv.
  * conv2d_sums_then_train is conv2d_sums_train followed by sum_forward(out2,
  *   n2, xs2, c2), xs2[j2] being out (momentum's x + v after v = b v - c
  *   grad): the same bytes in out and out2; the Winograd path writes both
- *   as it copies the conv's rows out. out2 shares no memory with in, conv
- *   or out, and of each other term of either sum either none or all.
+ *   as it copies the conv's rows out. out2 shares no memory with in or
+ *   out, and of each other term of either sum either none or all (it may
+ *   be conv: the Winograd path never writes conv, the others are done with
+ *   it when they write out2).
  * xent probs[B][K]; returns the mean loss; backward writes
  *   dlogits = (probs - onehot(labels)) / B. */
 #define RT_DECLARE_KERNELS(T, S)                                                         \

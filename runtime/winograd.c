@@ -402,7 +402,7 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
         else
             (big ? out_tiles2_avx512 : out_tiles2_avx2)(s->O, s->os, mk, (size_t)kp * np, n);
         float sc = 1.0f, sh = 0.0f;
-        if (ep && !ep->r) {
+        if (ep && !ep->r && !ep->train) {   /* a BN */
             double scd = (double)ep->gamma[k] / sqrt((double)ep->var[k] + ep->eps);
             sc = (float)scd;
             sh = (float)((double)ep->beta[k] - (double)ep->mean[k] * scd);
@@ -415,7 +415,8 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
                 if (ep && ep->train) {
                     size_t at = (size_t)(d - out);
                     (big ? put_row_sum_train_avx512 : put_row_sum_train_avx2)(
-                        d, o, ep->r + at, ep->r2 ? ep->r2 + at : NULL, W, ep->c, ep->j);
+                        d, o, ep->r ? ep->r + at : NULL, ep->r2 ? ep->r2 + at : NULL, W, ep->c,
+                        ep->j);
                     if (ep->out2)   /* the next sum, from the row just written */
                         (big ? put_row_sum_train_avx512 : put_row_sum_train_avx2)(
                             ep->out2 + at, d, ep->q[0] + at, ep->q[1] ? ep->q[1] + at : NULL,
@@ -800,11 +801,11 @@ void rt_conv2d_sum_train(const RtCtx *ctx, float *out, float *conv, const float 
 }
 
 /* The terms of an n-term sum but its j-th into o[], its coefficients into
- * cd[] as doubles; 0 unless n is 2 or 3. */
+ * cd[] as doubles; 0 unless n is 1, 2 or 3. */
 static int sum_terms(const float **o, double *cd, int n, int j, const float *const *xs,
                      const float *c)
 {
-    if (n != 2 && n != 3)
+    if (n < 1 || n > 3)
         return 0;
     for (int i = 0, k = 0; i < n; i++) {
         cd[i] = (double)c[i];

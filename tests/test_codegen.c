@@ -433,18 +433,20 @@ START_TEST(test_sums_in_conv)
     ck_assert_ptr_nonnull(call);
     ck_assert_ptr_eq(strstr(pad, "FN(rt_conv2d_sum_train)("), call);  /* after the pad */
     free(out);
-    /* momentum: x + v after v = g v - (1 - g) grad in the same conv (steps
-     * 1 and 2 of each stage; step 0's v is one term), training only */
+    /* momentum: x + v after v = g v - (1 - g) grad in the same conv, training
+     * only; step 0's v = -(1 - g) grad (one term) too, with x + v but where
+     * the shortcut's pad runs between (stages 2 and 3) */
     optc_ok("emit examples/momentum.opt -n momentum20_cifar", &out);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
-    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_train)("), 6);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_train)("), 7);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_train)("), 2);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 6);
-    ck_assert_int_eq(count_of(out, "if (!train) {    /* training: with its conv above */"), 6);
+    ck_assert_int_eq(count_of(out, "if (!train) {    /* training: with its conv above */"), 10);
     free(out);
-    /* Nesterov: the extrapolation y after x = y - grad(y), but where the
-     * shortcut's pad runs between the conv and its sum (stages 2 and 3) */
+    /* Nesterov: the extrapolation y after x = y - grad(y), also where the
+     * shortcut's pad runs between the conv and x (stages 2 and 3) */
     optc_ok("emit examples/nesterov.opt -n nesterov20_cifar", &out);
-    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_train)("), 4);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_train)("), 6);
     free(out);
     /* heavy ball: the 3-term sums of steps 1 and 2 in their conv while
      * training (rt_conv2d_sums_train); inference keeps them (if (!train)) */

@@ -470,27 +470,33 @@ static void check_sum_train(const Shape *s, int variant)
     /* a sum, then a sum of it (rt_conv2d_sums_then_train; momentum's v then
      * x + v, Nesterov's x then its extrapolation): both as rt_sum_forward
      * writes them, the second's output in the place of the first's other
-     * term (momentum's plan), of the conv's buffer (Nesterov's) or apart */
+     * term (momentum's plan), of the conv's buffer (Nesterov's; momentum's
+     * first step, whose first sum has one term) or apart */
     float *q = tu_calloc(no, sizeof(float)), *t1 = tu_calloc(no, sizeof(float));
     float *ref2 = tu_calloc(no, sizeof(float)), *o2 = tu_calloc(no, sizeof(float));
     for (size_t i = 0; i < no; i++)
         q[i] = (float)rt_rng_normal(&rng);
     for (int th = 1; th <= 2; th++)
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < 4; v++) {
             size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
             RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
-            int n = v == 2 ? 3 : 2, j = 1, n2 = v == 2 ? 3 : 2, j2 = v == 1 ? 0 : n2 - 1;
+            int n = v == 2 ? 3 : v == 3 ? 1 : 2, j = v == 3 ? 0 : 1;
+            int n2 = v == 2 ? 3 : 2, j2 = v == 1 ? 0 : n2 - 1;
             const float c[3] = {0.9f, -0.1f, 0.7f}, c2[3] = {1.2817535f, -0.2817535f, 1.0f};
             rt_conv2d_forward(&ctx, conv, inf, wf, B, C, H, W, Co, 3, 1, 1);
             const float *xr[3] = {rf, conv, r2}, *xr2[3] = {q, q, r2};
+            if (v == 3)     /* one term: momentum's first v = -(1 - g) grad */
+                xr[0] = conv;
             xr2[j2] = ref;
             rt_sum_forward(&ctx, ref, n, xr, c, no);
             rt_sum_forward(&ctx, ref2, n2, xr2, c2, no);
             memcpy(t1, rf, no * sizeof(float));
             for (size_t i = 0; i < no; i++)
                 cbuf[i] = 1e30f, out[i] = o2[i] = -1e30f;
-            float *dst2 = v == 0 ? t1 : v == 1 ? cbuf : o2;
+            float *dst2 = v == 0 ? t1 : v == 1 || v == 3 ? cbuf : o2;
             const float *xf[3] = {t1, cbuf, r2}, *xf2[3] = {q, q, r2};
+            if (v == 3)
+                xf[0] = cbuf;
             xf2[j2] = out;
             rt_conv2d_sums_then_train(&ctx, out, cbuf, inf, wf, B, C, H, W, Co, 3, 1, 1, n, j,
                                       xf, c, dst2, n2, j2, xf2, c2);
