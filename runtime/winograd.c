@@ -244,53 +244,10 @@ int rt_wino_taken(int Cin, int Cout)
     return Cin >= WINO_MIN_C && Cout >= 1 && isa() != ISA_NONE;
 }
 
-/* U[a*i+j][c][k] = (G g G^T)[i][j] for the 3x3 kernel g of output k, input
+/* The weight transform, weights_tf_avx2 / _avx512 (winograd_kern.inc):
+ * U[a*i+j][c][k] = (G g G^T)[i][j] for the 3x3 kernel g of output k, input
  * c: g[p][q] = w[k*wk + c*wc + (flip ? 8 - (3p+q) : 3p+q)], in double and
  * rounded once; 0 for k >= K. Channels c0..c1-1, tile size m. */
-static void weights_tf(float *U, int m, const float *w, ptrdiff_t wk, ptrdiff_t wc, int flip,
-                       int C, int K, int kp, int c0, int c1)
-{
-    size_t ps = (size_t)C * kp;
-    int a = m + 2;
-    for (int c = c0; c < c1; c++)
-        for (int k = 0; k < kp; k++) {
-            double g[3][3], t[6][3], r[6];
-            for (int q = 0; q < 9; q++)
-                g[q / 3][q % 3] = k < K ? (double)w[k * wk + c * wc + (flip ? 8 - q : q)] : 0.0;
-            for (int b = 0; b < 3; b++) {    /* t = G g: column b */
-                double g0 = g[0][b], g1 = g[1][b], g2 = g[2][b];
-                if (m == 4) {
-                    t[0][b] = g0 / 4;
-                    t[1][b] = -(g0 + g1 + g2) / 6;
-                    t[2][b] = -(g0 - g1 + g2) / 6;
-                    t[3][b] = g0 / 24 + g1 / 12 + g2 / 6;
-                    t[4][b] = g0 / 24 - g1 / 12 + g2 / 6;
-                    t[5][b] = g2;
-                } else {
-                    t[0][b] = g0;
-                    t[1][b] = (g0 + g1 + g2) / 2;
-                    t[2][b] = (g0 - g1 + g2) / 2;
-                    t[3][b] = g2;
-                }
-            }
-            float *u = U + (size_t)c * kp + k;
-            for (int i = 0; i < a; i++) {    /* row i of t G^T */
-                double g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
-                if (m == 4) {
-                    r[0] = g0 / 4;
-                    r[1] = -(g0 + g1 + g2) / 6;
-                    r[2] = -(g0 - g1 + g2) / 6;
-                    r[3] = g0 / 24 + g1 / 12 + g2 / 6;
-                    r[4] = g0 / 24 - g1 / 12 + g2 / 6;
-                    r[5] = g2;
-                } else {
-                    r[0] = g0, r[1] = (g0 + g1 + g2) / 2, r[2] = (g0 - g1 + g2) / 2, r[3] = g2;
-                }
-                for (int j = 0; j < a; j++)
-                    u[(size_t)(a * i + j) * ps] = (float)r[j];
-            }
-        }
-}
 
 /* One thread's slice: its buffers for groups of up to np tiles. */
 typedef struct {
@@ -506,8 +463,9 @@ static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, c
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), nt = omp_get_num_threads();
-        weights_tf(U, m, w, wk, wc, flip, C, K, kp, (int)((long long)C * i / nt),
-                   (int)((long long)C * (i + 1) / nt));
+        (v == ISA_AVX512 ? weights_tf_avx512 : weights_tf_avx2)(
+            U, m, w, wk, wc, flip, C, K, kp, (int)((long long)C * i / nt),
+            (int)((long long)C * (i + 1) / nt));
 #pragma omp barrier
         Slice s = carve(base + usz + (size_t)i * ssz, m, C, kp, np, W);
         memset(s.zero, 0, (size_t)W * sizeof(float));
