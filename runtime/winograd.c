@@ -282,6 +282,17 @@ typedef struct {
     double eps;
 } BnIn;
 
+/* Prefetch the n floats from p into the caches (for writing: w 1). */
+static void prefetch_rows(const float *p, size_t n, int w)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        if (w)
+            __builtin_prefetch(p + i, 1);
+        else
+            __builtin_prefetch(p + i, 0);
+    }
+}
+
 /* The input transform of one group into s->V ([a*a][C][np]): tile rows
  * g0 .. g0+nr-1 (tile row g: image g / nty, tile row g % nty) of in with C
  * channels, tiles of m x m; also sets the border masks. Lanes n..np-1 of V
@@ -319,6 +330,8 @@ static void in_tf(int v, int m, const Slice *s, const float *in, int C, int H, i
                 (big ? bn_relu_rows_avx512 : bn_relu_rows_avx2)(
                     s->A + (size_t)lo * W, src + (size_t)lo * W, (size_t)(hi - lo) * W, sc, sh);
                 ab = b;
+                if (c + 1 < C)  /* the next channel's rows: a jump the prefetchers miss */
+                    prefetch_rows(src + hw + (size_t)lo * W, (size_t)(hi - lo) * W, 0);
             }
             if (bi)
                 src = s->A;
@@ -394,6 +407,11 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
             for (int y = 0; y < m && m * ty + y < H; y++) {
                 float *d = out + ((size_t)b * K + k) * hw + (size_t)(m * ty + y) * W;
                 const float *o = s->O + (size_t)y * s->os + (size_t)r * L;
+                if (ep && !ep->train && k + 1 < K) {    /* the next channel's rows */
+                    prefetch_rows(d + hw, (size_t)W, 1);
+                    if (ep->r)
+                        prefetch_rows(ep->r + (d - out) + hw, (size_t)W, 0);
+                }
                 if (ep && ep->train)
                     (big ? put_row_sum_train_avx512 : put_row_sum_train_avx2)(
                         d, o, ep->r + (d - out), ep->r2 ? ep->r2 + (d - out) : NULL, W, ep->c,
