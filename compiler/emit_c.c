@@ -605,6 +605,66 @@ static void emit_conv_sum_then_call(Emit *e, int c, int s, int t)
            is->w, n->u.conv.cout, sn->nin, j, emit_out(e, t), tn->nin, j2);
 }
 
+/* In a stored build's forward pass, the BN of the BN + relu pair whose
+ * inference forward the 3x3 stride-1 conv node c applies to its input
+ * (rt_conv2d_bnin_bn_eval, rt_conv2d_bnin_sum_eval): c takes its BN or its
+ * sum within it (emit_conv_bn, emit_conv_sum), c's input is a fused relu
+ * (PlanNode.fuse) read by c alone, whose BN reads a whole tensor (no
+ * dense-stage prefix), is not applied by the conv before it
+ * (emit_conv_bn), and runs right before c, and what c writes in
+ * inference shares no memory with that BN's input, nor does the other term
+ * of a sum run between them (the shortcut pad) write there; else 0. The
+ * relu's output is then not written in inference (the runtime's other
+ * paths use it as scratch). */
+static int emit_conv_bnin(const Emit *e, int c)
+{
+    const IrGraph *g = e->g;
+    int s = emit_conv_sum(e, c), b = s ? 0 : emit_conv_bn(e, c), r = g->nodes[c].in[0];
+    if ((!s && !b) || r <= 0 || g->nodes[r].op != OP_RELU || !e->p->nodes[r].fuse)
+        return 0;
+    int bn = e->p->nodes[r].fuse, x = g->nodes[bn].in[0];
+    if (g->nodes[bn].op != OP_BN || g->nodes[bn].nin != 1 || emit_prefix_stride(e, x)
+        || emit_prefix_stride(e, bn))
+        return 0;
+    if (g->nodes[x].op == OP_CONV && emit_conv_bn(e, x) == bn)
+        return 0;   /* the pair runs in its own conv's output copy: x is never written */
+    for (int j = bn + 1; j < g->nnodes; j++) {
+        if (!e->p->nodes[j].live)
+            continue;
+        if (j < c && j != r)
+            return 0;   /* a live node between the pair and c */
+        for (int k = 0; k < g->nodes[j].nin; k++)
+            if (g->nodes[j].in[k] == r && j != c)
+                return 0;   /* another reader of the relu */
+    }
+    int xo = e->p->nodes[x].out, dst;
+    if (s) {
+        const IrNode *sn = &g->nodes[s];
+        int o = sn->in[sn->in[1] != c];
+        dst = e->p->nodes[s].out;
+        if (o > c && emit_bufs_overlap(e->p, e->p->nodes[o].out, xo))
+            return 0;
+    } else {
+        dst = e->p->nodes[e->p->nodes[b].fuse ? e->p->nodes[b].fuse : b].out;
+    }
+    return emit_bufs_overlap(e->p, dst, xo) ? 0 : bn;
+}
+
+/* The input BN's arguments of rt_conv2d_bnin_*_eval for conv c reading the
+ * relu of BN bn: c's input (h, scratch), the BN's input, its parameters,
+ * eps and the relu's branch site. */
+static void emit_bnin_args(Emit *e, int c, int bn)
+{
+    const IrNode *b = &e->g->nodes[bn];
+    emit_f(e, "%s, %s, ", emit_out(e, e->g->nodes[c].in[0]), emit_out(e, b->in[0]));
+    emit_f(e, "%s, ", emit_param(e, "P", e->g->nodes[c].u.conv.w));
+    emit_f(e, "B, %d, %d, %d, %d, 3, 1, 1, %s, %s, %s, %s, %s, nB * %zu, ",
+           e->g->nodes[b->in[0]].shape.c, b->shape.h, b->shape.w, e->g->nodes[c].u.conv.cout,
+           emit_param(e, "P", b->u.bn.gamma), emit_param(e, "P", b->u.bn.beta),
+           emit_param(e, "buf", b->u.bn.mean), emit_param(e, "buf", b->u.bn.var),
+           emit_num(e, b->u.bn.eps), emit_branch_site(e, e->g->nodes[c].in[0]));
+}
+
 /* The fused conv c and sum s (emit_conv_sum), training and inference. */
 static void emit_conv_sum_call(Emit *e, int c, int s)
 {
@@ -616,15 +676,23 @@ static void emit_conv_sum_call(Emit *e, int c, int s)
     if (t) {
         emit_f(e, "    if (train) {    /* with its sum and the sum after it */\n");
         emit_conv_sum_then_call(e, c, s, t);
-        emit_f(e, " else    /* with its sum */\n");
+        emit_f(e, "\n");
     } else
         emit_f(e, "    if (train)  /* with its sum */\n        FN(rt_conv2d_sum_train%s)(ctx, "
-               "%s, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, (%s)%s, %s, (%s)%s);\n    else    "
-               "/* with its sum */\n", S, emit_out(e, s), emit_out(e, c), in,
-               emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout, e->T,
-               emit_num(e, sn->u.sum.coef[kc].c0), emit_out(e, sn->in[1 - kc]), e->T,
-               emit_num(e, sn->u.sum.coef[1 - kc].c0));
-    emit_f(e, "        FN(rt_conv2d_sum_eval%s)(ctx, %s, "
+               "%s, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, (%s)%s, %s, (%s)%s);\n", S,
+               emit_out(e, s), emit_out(e, c), in, emit_param(e, "P", n->u.conv.w), is->c,
+               is->h, is->w, n->u.conv.cout, e->T, emit_num(e, sn->u.sum.coef[kc].c0),
+               emit_out(e, sn->in[1 - kc]), e->T, emit_num(e, sn->u.sum.coef[1 - kc].c0));
+    int bn = emit_conv_bnin(e, c);
+    if (bn) {
+        emit_f(e, "    else    /* with its input's bn and relu, and its sum */\n"
+               "        FN(rt_conv2d_bnin_sum_eval%s)(ctx, %s, ", S, emit_out(e, s));
+        emit_bnin_args(e, c, bn);
+        emit_f(e, "%s, %s, %s);\n", emit_num(e, sn->u.sum.coef[kc].c0),
+               emit_out(e, sn->in[1 - kc]), emit_num(e, sn->u.sum.coef[1 - kc].c0));
+        return;
+    }
+    emit_f(e, "    else    /* with its sum */\n        FN(rt_conv2d_sum_eval%s)(ctx, %s, "
            "%s, %s, B, %d, %d, %d, %d, 3, 1, 1, %s, %s, %s);\n", S,
            emit_out(e, s), in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
            n->u.conv.cout, emit_num(e, sn->u.sum.coef[kc].c0),
@@ -666,6 +734,13 @@ void emit_forward_node(Emit *e, const IrNode *n)
             emit_f(e, "    /* inference: with its conv above */\n");
             return;
         }
+        /* the relu's one reader, a conv that may apply the pair to its input */
+        for (int j = r + 1; j < e->g->nnodes; j++)
+            if (e->g->nodes[j].op == OP_CONV && e->g->nodes[j].in[0] == r
+                && emit_conv_bnin(e, j) == n->id) {
+                emit_f(e, "    /* inference: in the conv below, as it reads its input */\n");
+                return;
+            }
         emit_f(e, "    else\n        FN(rt_bn_relu_forward_eval%s%s)(ctx, %s, %s, %s, %s, %s, %s, "
                "B, %d, %d, %s, nB * %zu%s);\n", xs ? "_strided" : "", S, out, in,
                emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
@@ -724,6 +799,18 @@ void emit_forward_node(Emit *e, const IrNode *n)
             emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, "
                    "%d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
                    is->h, is->w, n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+            int ib = emit_conv_bnin(e, n->id);
+            if (ib) {
+                emit_f(e, "    else    /* with its input's bn and relu, and its %s */\n"
+                       "        FN(rt_conv2d_bnin_bn_eval%s)(ctx, %s, ",
+                       r ? "bn and relu" : "bn", S, emit_out(e, r ? r : bnc));
+                emit_bnin_args(e, n->id, ib);
+                emit_f(e, "%s, %s, %s, %s, %s, %d, nB * %zu);\n",
+                       emit_param(e, "P", bn->u.bn.gamma), emit_param(e, "P", bn->u.bn.beta),
+                       emit_param(e, "buf", bn->u.bn.mean), emit_param(e, "buf", bn->u.bn.var),
+                       emit_num(e, bn->u.bn.eps), r ? 1 : 0, r ? emit_branch_site(e, r) : 0);
+                break;
+            }
             emit_f(e, "    else    /* with its %s */\n        FN(rt_conv2d_bn_eval%s)(ctx, %s, "
                    "%s, %s, B, %d, %d, %d, %d, %d, %d, %d, %s, %s, %s, %s, %s, %d, nB * %zu);\n",
                    r ? "bn and relu" : "bn", S, emit_out(e, r ? r : bnc), in,

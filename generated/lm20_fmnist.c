@@ -262,15 +262,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.1, 1e-05, nB * 0);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 12544 * nB, act, P + 145, P + 161, buf, buf + 16, B, 16, 784, 1e-05, nB * 0);
+    /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1, P + 2481, P + 2497, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, act, P + 177, B, 16, 28, 28, 16, 3, 1, 1, P + 145, P + 161, buf, buf + 16, 1e-05, nB * 0, P + 2481, P + 2497, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2481, P + 2497, B, 16, 784, 0.1, 1e-05, nB * 12544);
@@ -287,15 +286,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.1, 1e-05, nB * 25088);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 50176 * nB, act + 62720 * nB, P + 4818, P + 4834, buf + 64, buf + 80, B, 16, 784, 1e-05, nB * 25088);
+    /* inference: in the conv below, as it reads its input */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 75264 * nB, act + 50176 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 87808 * nB, act + 50176 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1, P + 7154, P + 7170, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 87808 * nB, act + 50176 * nB, act + 62720 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1, P + 4818, P + 4834, buf + 64, buf + 80, 1e-05, nB * 25088, P + 7154, P + 7170, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7154, P + 7170, B, 16, 784, 0.1, 1e-05, nB * 37632);
@@ -317,15 +315,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 125440 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.1, 1e-05, nB * 50176);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 125440 * nB, act + 112896 * nB, P + 9491, P + 9507, buf + 128, buf + 144, B, 16, 784, 1e-05, nB * 50176);
+    /* inference: in the conv below, as it reads its input */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 125440 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 150528 * nB, act + 125440 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1, P + 11827, P + 11843, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 150528 * nB, act + 125440 * nB, act + 112896 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1, P + 9491, P + 9507, buf + 128, buf + 144, 1e-05, nB * 50176, P + 11827, P + 11843, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, P + 11827, P + 11843, B, 16, 784, 0.1, 1e-05, nB * 62720);
@@ -368,8 +365,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 206976 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 200704 * nB, P + 18804, P + 18836, B, 32, 196, 0.1, 1e-05, nB * 87808);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 206976 * nB, act + 200704 * nB, P + 18804, P + 18836, buf + 224, buf + 256, B, 32, 196, 1e-05, nB * 87808);
+    /* inference: in the conv below, as it reads its input */
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
@@ -379,20 +375,19 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
     if (train)  /* with its sum */
         FN(rt_conv2d_sum_train)(ctx, act + 225792 * nB, act + 213248 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 219520 * nB, (T)1);
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 219520 * nB, 1);
+    else    /* with its input's bn and relu, and its sum */
+        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 225792 * nB, act + 206976 * nB, act + 200704 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1, P + 18804, P + 18836, buf + 224, buf + 256, 1e-05, nB * 87808, -1, act + 219520 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.1, 1e-05, nB * 94080);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 213248 * nB, act + 225792 * nB, P + 28085, P + 28117, buf + 288, buf + 320, B, 32, 196, 1e-05, nB * 94080);
+    /* inference: in the conv below, as it reads its input */
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 213248 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 238336 * nB, act + 213248 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1, P + 37365, P + 37397, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 238336 * nB, act + 213248 * nB, act + 225792 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1, P + 28085, P + 28117, buf + 288, buf + 320, 1e-05, nB * 94080, P + 37365, P + 37397, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 232064 * nB, P + 37365, P + 37397, B, 32, 196, 0.1, 1e-05, nB * 100352);
@@ -414,15 +409,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 257152 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.1, 1e-05, nB * 106624);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 257152 * nB, act + 250880 * nB, P + 46646, P + 46678, buf + 416, buf + 448, B, 32, 196, 1e-05, nB * 106624);
+    /* inference: in the conv below, as it reads its input */
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 263424 * nB, act + 257152 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1, P + 55926, P + 55958, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, act + 250880 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1, P + 46646, P + 46678, buf + 416, buf + 448, 1e-05, nB * 106624, P + 55926, P + 55958, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 263424 * nB, P + 55926, P + 55958, B, 32, 196, 0.1, 1e-05, nB * 112896);
@@ -453,8 +447,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 297920 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 294784 * nB, P + 83703, P + 83767, B, 64, 49, 0.1, 1e-05, nB * 125440);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 297920 * nB, act + 294784 * nB, P + 83703, P + 83767, buf + 608, buf + 672, B, 64, 49, 1e-05, nB * 125440);
+    /* inference: in the conv below, as it reads its input */
 }
 
 /* Forward, part 3 of 3. */
@@ -476,20 +469,19 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
     if (train)  /* with its sum */
         FN(rt_conv2d_sum_train)(ctx, act + 307328 * nB, act + 301056 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 304192 * nB, (T)1);
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 307328 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 304192 * nB, 1);
+    else    /* with its input's bn and relu, and its sum */
+        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 307328 * nB, act + 297920 * nB, act + 294784 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1, P + 83703, P + 83767, buf + 608, buf + 672, 1e-05, nB * 125440, -1, act + 304192 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 301056 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.1, 1e-05, nB * 128576);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 301056 * nB, act + 307328 * nB, P + 120696, P + 120760, buf + 736, buf + 800, B, 64, 49, 1e-05, nB * 128576);
+    /* inference: in the conv below, as it reads its input */
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 310464 * nB, act + 301056 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 313600 * nB, act + 301056 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1, P + 157688, P + 157752, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 313600 * nB, act + 301056 * nB, act + 307328 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1, P + 120696, P + 120760, buf + 736, buf + 800, 1e-05, nB * 128576, P + 157688, P + 157752, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 310464 * nB, P + 157688, P + 157752, B, 64, 49, 0.1, 1e-05, nB * 131712);
@@ -511,15 +503,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 323008 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.1, 1e-05, nB * 134848);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 323008 * nB, act + 319872 * nB, P + 194681, P + 194745, buf + 992, buf + 1056, B, 64, 49, 1e-05, nB * 134848);
+    /* inference: in the conv below, as it reads its input */
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 326144 * nB, act + 323008 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 329280 * nB, act + 323008 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1, P + 231673, P + 231737, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 329280 * nB, act + 323008 * nB, act + 319872 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1, P + 194681, P + 194745, buf + 992, buf + 1056, 1e-05, nB * 134848, P + 231673, P + 231737, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 326144 * nB, P + 231673, P + 231737, B, 64, 49, 0.1, 1e-05, nB * 137984);

@@ -255,15 +255,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.1, 1e-05, nB * 0);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 12544 * nB, act, P + 144, P + 160, buf, buf + 16, B, 16, 784, 1e-05, nB * 0);
+    /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1, P + 2480, P + 2496, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, act, P + 176, B, 16, 28, 28, 16, 3, 1, 1, P + 144, P + 160, buf, buf + 16, 1e-05, nB * 0, P + 2480, P + 2496, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05, nB * 12544);
@@ -304,15 +303,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 10 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 50176 * nB, P + 4816, P + 4832, B, 16, 784, 0.1, 1e-05, nB * 25088);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 75264 * nB, act + 50176 * nB, P + 4816, P + 4832, buf + 64, buf + 80, B, 16, 784, 1e-05, nB * 25088);
+    /* inference: in the conv below, as it reads its input */
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 87808 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 100352 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, P + 7152, P + 7168, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 100352 * nB, act + 75264 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, P + 4816, P + 4832, buf + 64, buf + 80, 1e-05, nB * 25088, P + 7152, P + 7168, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05, nB * 37632);
@@ -332,7 +330,8 @@ static void FN(forward_1)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 50176 * nB, act + 125440 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 62720 * nB, 2, 1, xs2, c2);
-    } else    /* with its sum */
+    }
+    else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 125440 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -0.19999999999999996, act + 62720 * nB, 0.8);
     /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
@@ -348,15 +347,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 112896 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 62720 * nB, P + 9488, P + 9504, B, 16, 784, 0.1, 1e-05, nB * 50176);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 112896 * nB, act + 62720 * nB, P + 9488, P + 9504, buf + 128, buf + 144, B, 16, 784, 1e-05, nB * 50176);
+    /* inference: in the conv below, as it reads its input */
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 112896 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 150528 * nB, act + 112896 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, P + 11824, P + 11840, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 150528 * nB, act + 112896 * nB, act + 62720 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, P + 9488, P + 9504, buf + 128, buf + 144, 1e-05, nB * 50176, P + 11824, P + 11840, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05, nB * 62720);
@@ -376,7 +374,8 @@ static void FN(forward_1)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 62720 * nB, act + 175616 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 175616 * nB, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 125440 * nB, 2, 1, xs2, c2);
-    } else    /* with its sum */
+    }
+    else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 175616 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, -0.19999999999999996, act + 125440 * nB, 0.8);
     /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
@@ -448,15 +447,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 35 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 188160 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.1, 1e-05, nB * 94080);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 188160 * nB, act + 200704 * nB, P + 28080, P + 28112, buf + 288, buf + 320, B, 32, 196, 1e-05, nB * 94080);
+    /* inference: in the conv below, as it reads its input */
     /* 36 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 37 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 206976 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 213248 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, P + 37360, P + 37392, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 213248 * nB, act + 188160 * nB, act + 200704 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, P + 28080, P + 28112, buf + 288, buf + 320, 1e-05, nB * 94080, P + 37360, P + 37392, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 38 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05, nB * 100352);
@@ -476,7 +474,8 @@ static void FN(forward_2)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 200704 * nB, act + 225792 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 194432 * nB, 2, 1, xs2, c2);
-    } else    /* with its sum */
+    }
+    else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -0.09999999999999998, act + 194432 * nB, 0.9);
     /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
@@ -492,15 +491,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 43 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 219520 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 194432 * nB, P + 46640, P + 46672, B, 32, 196, 0.1, 1e-05, nB * 106624);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 219520 * nB, act + 194432 * nB, P + 46640, P + 46672, buf + 416, buf + 448, B, 32, 196, 1e-05, nB * 106624);
+    /* inference: in the conv below, as it reads its input */
     /* 44 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 45 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 219520 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 238336 * nB, act + 219520 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, P + 55920, P + 55952, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 238336 * nB, act + 219520 * nB, act + 194432 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, P + 46640, P + 46672, buf + 416, buf + 448, 1e-05, nB * 106624, P + 55920, P + 55952, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 46 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 238336 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 232064 * nB, P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05, nB * 112896);
@@ -520,7 +518,8 @@ static void FN(forward_2)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 194432 * nB, act + 250880 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 250880 * nB, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 225792 * nB, 2, 1, xs2, c2);
-    } else    /* with its sum */
+    }
+    else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 250880 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, -0.09999999999999998, act + 225792 * nB, 0.9);
 }
 
@@ -592,15 +591,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 60 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 257152 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.1, 1e-05, nB * 128576);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 257152 * nB, act + 263424 * nB, P + 120688, P + 120752, buf + 736, buf + 800, B, 64, 49, 1e-05, nB * 128576);
+    /* inference: in the conv below, as it reads its input */
     /* 61 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 266560 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, P + 157680, P + 157744, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, act + 263424 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, P + 120688, P + 120752, buf + 736, buf + 800, 1e-05, nB * 128576, P + 157680, P + 157744, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 63 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05, nB * 131712);
@@ -620,7 +618,8 @@ static void FN(forward_3)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 263424 * nB, act + 275968 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 260288 * nB, 2, 1, xs2, c2);
-    } else    /* with its sum */
+    }
+    else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -0.09999999999999998, act + 260288 * nB, 0.9);
     /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
@@ -636,15 +635,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 68 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 272832 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 260288 * nB, P + 194672, P + 194736, B, 64, 49, 0.1, 1e-05, nB * 134848);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 272832 * nB, act + 260288 * nB, P + 194672, P + 194736, buf + 992, buf + 1056, B, 64, 49, 1e-05, nB * 134848);
+    /* inference: in the conv below, as it reads its input */
     /* 69 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 279104 * nB, act + 272832 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 282240 * nB, act + 272832 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, P + 231664, P + 231728, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 282240 * nB, act + 272832 * nB, act + 260288 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, P + 194672, P + 194736, buf + 992, buf + 1056, 1e-05, nB * 134848, P + 231664, P + 231728, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 71 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 282240 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 279104 * nB, P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05, nB * 137984);
@@ -676,7 +674,8 @@ static void FN(forward_4)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 260288 * nB, act + 288512 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 288512 * nB, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 275968 * nB, 2, 1, xs2, c2);
-    } else    /* with its sum */
+    }
+    else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 288512 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, -0.09999999999999998, act + 275968 * nB, 0.9);
     /* 74 stage3.v3 = sum(stage3.v2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */

@@ -257,15 +257,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05, nB * 0);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1e-05, nB * 0);
+    /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, act, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 432, P + 448, buf, buf + 16, 1e-05, nB * 0, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
@@ -285,7 +284,8 @@ static void FN(forward_1)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 81920 * nB, act };
         FN(rt_conv2d_sums_then_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 65536 * nB, 2, 0, xs2, c2);
-    } else    /* with its sum */
+    }
+    else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
@@ -301,15 +301,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 10 stage1.step1.grad.bn0 = bn(stage1.y1): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 65536 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1e-05, nB * 32768);
+    /* inference: in the conv below, as it reads its input */
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 114688 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 131072 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 131072 * nB, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 5104, P + 5120, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 114688 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
@@ -329,7 +328,8 @@ static void FN(forward_1)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 163840 * nB, act + 81920 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 147456 * nB, 2, 0, xs2, c2);
-    } else    /* with its sum */
+    }
+    else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 163840 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 65536 * nB, 1);
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
@@ -345,15 +345,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 18 stage1.step2.grad.bn0 = bn(stage1.y2): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 81920 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 81920 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1e-05, nB * 65536);
+    /* inference: in the conv below, as it reads its input */
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 81920 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 180224 * nB, act + 81920 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 180224 * nB, act + 81920 * nB, act + 147456 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 9776, P + 9792, buf + 128, buf + 144, 1e-05, nB * 65536, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
@@ -391,8 +390,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 28 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 256, 0.1, 1e-05, nB * 114688);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 237568 * nB, act + 229376 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1e-05, nB * 114688);
+    /* inference: in the conv below, as it reads its input */
     /* 29 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
@@ -412,8 +410,9 @@ static void FN(forward_2)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 262144 * nB, act + 253952 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 245760 * nB, 2, 0, xs2, c2);
-    } else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 262144 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 253952 * nB, 1);
+    }
+    else    /* with its input's bn and relu, and its sum */
+        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 262144 * nB, act + 237568 * nB, act + 229376 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, P + 19088, P + 19120, buf + 224, buf + 256, 1e-05, nB * 114688, -1, act + 253952 * nB, 1);
     /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
     if (!train) {    /* training: with its conv above */
         const T c[2] = {
@@ -426,15 +425,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 34 stage2.step1.grad.bn0 = bn(stage2.y1): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 253952 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 245760 * nB, P + 28368, P + 28400, B, 32, 256, 0.1, 1e-05, nB * 122880);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 253952 * nB, act + 245760 * nB, P + 28368, P + 28400, buf + 288, buf + 320, B, 32, 256, 1e-05, nB * 122880);
+    /* inference: in the conv below, as it reads its input */
     /* 35 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 270336 * nB, act + 253952 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 278528 * nB, act + 253952 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1, P + 37648, P + 37680, buf + 352, buf + 384, 1e-05, 1, nB * 131072);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 278528 * nB, act + 253952 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1, P + 28368, P + 28400, buf + 288, buf + 320, 1e-05, nB * 122880, P + 37648, P + 37680, buf + 352, buf + 384, 1e-05, 1, nB * 131072);
     /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 256, 0.1, 1e-05, nB * 131072);
@@ -454,7 +452,8 @@ static void FN(forward_2)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 294912 * nB, act + 262144 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 286720 * nB, 2, 0, xs2, c2);
-    } else    /* with its sum */
+    }
+    else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 294912 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 245760 * nB, 1);
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
@@ -470,15 +469,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 42 stage2.step2.grad.bn0 = bn(stage2.y2): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 262144 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 286720 * nB, P + 46928, P + 46960, B, 32, 256, 0.1, 1e-05, nB * 139264);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 262144 * nB, act + 286720 * nB, P + 46928, P + 46960, buf + 416, buf + 448, B, 32, 256, 1e-05, nB * 139264);
+    /* inference: in the conv below, as it reads its input */
     /* 43 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 44 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 294912 * nB, act + 262144 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 303104 * nB, act + 262144 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1, P + 56208, P + 56240, buf + 480, buf + 512, 1e-05, 1, nB * 147456);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 303104 * nB, act + 262144 * nB, act + 286720 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1, P + 46928, P + 46960, buf + 416, buf + 448, 1e-05, nB * 139264, P + 56208, P + 56240, buf + 480, buf + 512, 1e-05, 1, nB * 147456);
     /* 45 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 294912 * nB, P + 56208, P + 56240, B, 32, 256, 0.1, 1e-05, nB * 147456);
@@ -516,8 +514,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 52 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 64, 0.1, 1e-05, nB * 163840);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 331776 * nB, act + 327680 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1e-05, nB * 163840);
+    /* inference: in the conv below, as it reads its input */
     /* 53 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 54 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
@@ -537,8 +534,9 @@ static void FN(forward_3)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 344064 * nB, act + 339968 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 335872 * nB, 2, 0, xs2, c2);
-    } else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 339968 * nB, 1);
+    }
+    else    /* with its input's bn and relu, and its sum */
+        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 344064 * nB, act + 331776 * nB, act + 327680 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, P + 83984, P + 84048, buf + 608, buf + 672, 1e-05, nB * 163840, -1, act + 339968 * nB, 1);
     /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
     if (!train) {    /* training: with its conv above */
         const T c[2] = {
@@ -551,15 +549,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 58 stage3.step1.grad.bn0 = bn(stage3.y1): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 339968 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 335872 * nB, P + 120976, P + 121040, B, 64, 64, 0.1, 1e-05, nB * 167936);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 339968 * nB, act + 335872 * nB, P + 120976, P + 121040, buf + 736, buf + 800, B, 64, 64, 1e-05, nB * 167936);
+    /* inference: in the conv below, as it reads its input */
     /* 59 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 348160 * nB, act + 339968 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 352256 * nB, act + 339968 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1, P + 157968, P + 158032, buf + 864, buf + 928, 1e-05, 1, nB * 172032);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 352256 * nB, act + 339968 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1, P + 120976, P + 121040, buf + 736, buf + 800, 1e-05, nB * 167936, P + 157968, P + 158032, buf + 864, buf + 928, 1e-05, 1, nB * 172032);
     /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 64, 0.1, 1e-05, nB * 172032);
@@ -579,7 +576,8 @@ static void FN(forward_3)(Model *m, int B, int train)
         };
         const T *const xs2[2] = { act + 360448 * nB, act + 344064 * nB };
         FN(rt_conv2d_sums_then_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 356352 * nB, 2, 0, xs2, c2);
-    } else    /* with its sum */
+    }
+    else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 360448 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 335872 * nB, 1);
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
@@ -595,15 +593,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 66 stage3.step2.grad.bn0 = bn(stage3.y2): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 344064 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 356352 * nB, P + 194960, P + 195024, B, 64, 64, 0.1, 1e-05, nB * 176128);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 344064 * nB, act + 356352 * nB, P + 194960, P + 195024, buf + 992, buf + 1056, B, 64, 64, 1e-05, nB * 176128);
+    /* inference: in the conv below, as it reads its input */
     /* 67 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 68 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 344064 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 364544 * nB, act + 344064 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1, P + 231952, P + 232016, buf + 1120, buf + 1184, 1e-05, 1, nB * 180224);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 364544 * nB, act + 344064 * nB, act + 356352 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1, P + 194960, P + 195024, buf + 992, buf + 1056, 1e-05, nB * 176128, P + 231952, P + 232016, buf + 1120, buf + 1184, 1e-05, 1, nB * 180224);
     /* 69 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 360448 * nB, P + 231952, P + 232016, B, 64, 64, 0.1, 1e-05, nB * 180224);

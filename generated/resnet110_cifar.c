@@ -734,15 +734,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05, nB * 0);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1e-05, nB * 0);
+    /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, act, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 432, P + 448, buf, buf + 16, 1e-05, nB * 0, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
@@ -759,15 +758,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 65536 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1e-05, nB * 32768);
+    /* inference: in the conv below, as it reads its input */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, act + 81920 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 5104, P + 5120, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
@@ -784,15 +782,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 131072 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1e-05, nB * 65536);
+    /* inference: in the conv below, as it reads its input */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 180224 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 180224 * nB, act + 131072 * nB, act + 147456 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 9776, P + 9792, buf + 128, buf + 144, 1e-05, nB * 65536, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
@@ -809,8 +806,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 196608 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1e-05, nB * 98304);
+    /* inference: in the conv below, as it reads its input */
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -828,8 +824,8 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 245760 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1, P + 16784, P + 16800, buf + 224, buf + 240, 1e-05, 1, nB * 114688);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 245760 * nB, act + 196608 * nB, act + 212992 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1, P + 14448, P + 14464, buf + 192, buf + 208, 1e-05, nB * 98304, P + 16784, P + 16800, buf + 224, buf + 240, 1e-05, 1, nB * 114688);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 229376 * nB, P + 16784, P + 16800, B, 16, 1024, 0.1, 1e-05, nB * 114688);
@@ -846,15 +842,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 262144 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.1, 1e-05, nB * 131072);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 262144 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1e-05, nB * 131072);
+    /* inference: in the conv below, as it reads its input */
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 294912 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 311296 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1, P + 21456, P + 21472, buf + 288, buf + 304, 1e-05, 1, nB * 147456);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 311296 * nB, act + 262144 * nB, act + 278528 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1, P + 19120, P + 19136, buf + 256, buf + 272, 1e-05, nB * 131072, P + 21456, P + 21472, buf + 288, buf + 304, 1e-05, 1, nB * 147456);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 294912 * nB, P + 21456, P + 21472, B, 16, 1024, 0.1, 1e-05, nB * 147456);
@@ -871,15 +866,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 327680 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.1, 1e-05, nB * 163840);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 327680 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1e-05, nB * 163840);
+    /* inference: in the conv below, as it reads its input */
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 376832 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1, P + 26128, P + 26144, buf + 352, buf + 368, 1e-05, 1, nB * 180224);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 376832 * nB, act + 327680 * nB, act + 344064 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1, P + 23792, P + 23808, buf + 320, buf + 336, 1e-05, nB * 163840, P + 26128, P + 26144, buf + 352, buf + 368, 1e-05, 1, nB * 180224);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 360448 * nB, P + 26128, P + 26144, B, 16, 1024, 0.1, 1e-05, nB * 180224);
@@ -896,15 +890,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 393216 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.1, 1e-05, nB * 196608);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 393216 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1e-05, nB * 196608);
+    /* inference: in the conv below, as it reads its input */
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 425984 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 442368 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1, P + 30800, P + 30816, buf + 416, buf + 432, 1e-05, 1, nB * 212992);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 442368 * nB, act + 393216 * nB, act + 409600 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1, P + 28464, P + 28480, buf + 384, buf + 400, 1e-05, nB * 196608, P + 30800, P + 30816, buf + 416, buf + 432, 1e-05, 1, nB * 212992);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 425984 * nB, P + 30800, P + 30816, B, 16, 1024, 0.1, 1e-05, nB * 212992);
@@ -933,15 +926,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 458752 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.1, 1e-05, nB * 229376);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 458752 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1e-05, nB * 229376);
+    /* inference: in the conv below, as it reads its input */
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 491520 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 507904 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1, P + 35472, P + 35488, buf + 480, buf + 496, 1e-05, 1, nB * 245760);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 507904 * nB, act + 458752 * nB, act + 475136 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1, P + 33136, P + 33152, buf + 448, buf + 464, 1e-05, nB * 229376, P + 35472, P + 35488, buf + 480, buf + 496, 1e-05, 1, nB * 245760);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 491520 * nB, P + 35472, P + 35488, B, 16, 1024, 0.1, 1e-05, nB * 245760);
@@ -958,15 +950,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 524288 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.1, 1e-05, nB * 262144);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 524288 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1e-05, nB * 262144);
+    /* inference: in the conv below, as it reads its input */
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 557056 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 573440 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1, P + 40144, P + 40160, buf + 544, buf + 560, 1e-05, 1, nB * 278528);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 573440 * nB, act + 524288 * nB, act + 540672 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1, P + 37808, P + 37824, buf + 512, buf + 528, 1e-05, nB * 262144, P + 40144, P + 40160, buf + 544, buf + 560, 1e-05, 1, nB * 278528);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 557056 * nB, P + 40144, P + 40160, B, 16, 1024, 0.1, 1e-05, nB * 278528);
@@ -983,15 +974,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 65 stage1.step9.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 589824 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.1, 1e-05, nB * 294912);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 589824 * nB, act + 606208 * nB, P + 42480, P + 42496, buf + 576, buf + 592, B, 16, 1024, 1e-05, nB * 294912);
+    /* inference: in the conv below, as it reads its input */
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 622592 * nB, act + 589824 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 638976 * nB, act + 589824 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1, P + 44816, P + 44832, buf + 608, buf + 624, 1e-05, 1, nB * 311296);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 638976 * nB, act + 589824 * nB, act + 606208 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1, P + 42480, P + 42496, buf + 576, buf + 592, 1e-05, nB * 294912, P + 44816, P + 44832, buf + 608, buf + 624, 1e-05, 1, nB * 311296);
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 638976 * nB, fix + 608, fix + 624, buf + 608, buf + 624, act + 622592 * nB, P + 44816, P + 44832, B, 16, 1024, 0.1, 1e-05, nB * 311296);
@@ -1008,8 +998,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 72 stage1.step10.grad.bn0 = bn(stage1.x10): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 655360 * nB, fix + 640, fix + 656, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 1024, 0.1, 1e-05, nB * 327680);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 655360 * nB, act + 671744 * nB, P + 47152, P + 47168, buf + 640, buf + 656, B, 16, 1024, 1e-05, nB * 327680);
+    /* inference: in the conv below, as it reads its input */
 }
 
 /* Forward, part 4 of 17. */
@@ -1027,8 +1016,8 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 688128 * nB, act + 655360 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 704512 * nB, act + 655360 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1, P + 49488, P + 49504, buf + 672, buf + 688, 1e-05, 1, nB * 344064);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 704512 * nB, act + 655360 * nB, act + 671744 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1, P + 47152, P + 47168, buf + 640, buf + 656, 1e-05, nB * 327680, P + 49488, P + 49504, buf + 672, buf + 688, 1e-05, 1, nB * 344064);
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 704512 * nB, fix + 672, fix + 688, buf + 672, buf + 688, act + 688128 * nB, P + 49488, P + 49504, B, 16, 1024, 0.1, 1e-05, nB * 344064);
@@ -1045,15 +1034,14 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 79 stage1.step11.grad.bn0 = bn(stage1.x11): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 720896 * nB, fix + 704, fix + 720, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 1024, 0.1, 1e-05, nB * 360448);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 720896 * nB, act + 737280 * nB, P + 51824, P + 51840, buf + 704, buf + 720, B, 16, 1024, 1e-05, nB * 360448);
+    /* inference: in the conv below, as it reads its input */
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 753664 * nB, act + 720896 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 770048 * nB, act + 720896 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1, P + 54160, P + 54176, buf + 736, buf + 752, 1e-05, 1, nB * 376832);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 770048 * nB, act + 720896 * nB, act + 737280 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1, P + 51824, P + 51840, buf + 704, buf + 720, 1e-05, nB * 360448, P + 54160, P + 54176, buf + 736, buf + 752, 1e-05, 1, nB * 376832);
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 770048 * nB, fix + 736, fix + 752, buf + 736, buf + 752, act + 753664 * nB, P + 54160, P + 54176, B, 16, 1024, 0.1, 1e-05, nB * 376832);
@@ -1070,15 +1058,14 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 86 stage1.step12.grad.bn0 = bn(stage1.x12): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 786432 * nB, fix + 768, fix + 784, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 1024, 0.1, 1e-05, nB * 393216);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 786432 * nB, act + 802816 * nB, P + 56496, P + 56512, buf + 768, buf + 784, B, 16, 1024, 1e-05, nB * 393216);
+    /* inference: in the conv below, as it reads its input */
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 819200 * nB, act + 786432 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 835584 * nB, act + 786432 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1, P + 58832, P + 58848, buf + 800, buf + 816, 1e-05, 1, nB * 409600);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 835584 * nB, act + 786432 * nB, act + 802816 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1, P + 56496, P + 56512, buf + 768, buf + 784, 1e-05, nB * 393216, P + 58832, P + 58848, buf + 800, buf + 816, 1e-05, 1, nB * 409600);
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 835584 * nB, fix + 800, fix + 816, buf + 800, buf + 816, act + 819200 * nB, P + 58832, P + 58848, B, 16, 1024, 0.1, 1e-05, nB * 409600);
@@ -1095,15 +1082,14 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 93 stage1.step13.grad.bn0 = bn(stage1.x13): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 851968 * nB, fix + 832, fix + 848, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 1024, 0.1, 1e-05, nB * 425984);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 851968 * nB, act + 868352 * nB, P + 61168, P + 61184, buf + 832, buf + 848, B, 16, 1024, 1e-05, nB * 425984);
+    /* inference: in the conv below, as it reads its input */
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 884736 * nB, act + 851968 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 901120 * nB, act + 851968 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1, P + 63504, P + 63520, buf + 864, buf + 880, 1e-05, 1, nB * 442368);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 901120 * nB, act + 851968 * nB, act + 868352 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1, P + 61168, P + 61184, buf + 832, buf + 848, 1e-05, nB * 425984, P + 63504, P + 63520, buf + 864, buf + 880, 1e-05, 1, nB * 442368);
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 901120 * nB, fix + 864, fix + 880, buf + 864, buf + 880, act + 884736 * nB, P + 63504, P + 63520, B, 16, 1024, 0.1, 1e-05, nB * 442368);
@@ -1132,15 +1118,14 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 100 stage1.step14.grad.bn0 = bn(stage1.x14): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 917504 * nB, fix + 896, fix + 912, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 1024, 0.1, 1e-05, nB * 458752);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 917504 * nB, act + 933888 * nB, P + 65840, P + 65856, buf + 896, buf + 912, B, 16, 1024, 1e-05, nB * 458752);
+    /* inference: in the conv below, as it reads its input */
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 950272 * nB, act + 917504 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 966656 * nB, act + 917504 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1, P + 68176, P + 68192, buf + 928, buf + 944, 1e-05, 1, nB * 475136);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 966656 * nB, act + 917504 * nB, act + 933888 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1, P + 65840, P + 65856, buf + 896, buf + 912, 1e-05, nB * 458752, P + 68176, P + 68192, buf + 928, buf + 944, 1e-05, 1, nB * 475136);
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 966656 * nB, fix + 928, fix + 944, buf + 928, buf + 944, act + 950272 * nB, P + 68176, P + 68192, B, 16, 1024, 0.1, 1e-05, nB * 475136);
@@ -1157,15 +1142,14 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 107 stage1.step15.grad.bn0 = bn(stage1.x15): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 983040 * nB, fix + 960, fix + 976, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 1024, 0.1, 1e-05, nB * 491520);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 983040 * nB, act + 999424 * nB, P + 70512, P + 70528, buf + 960, buf + 976, B, 16, 1024, 1e-05, nB * 491520);
+    /* inference: in the conv below, as it reads its input */
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1015808 * nB, act + 983040 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1032192 * nB, act + 983040 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1, P + 72848, P + 72864, buf + 992, buf + 1008, 1e-05, 1, nB * 507904);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1032192 * nB, act + 983040 * nB, act + 999424 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1, P + 70512, P + 70528, buf + 960, buf + 976, 1e-05, nB * 491520, P + 72848, P + 72864, buf + 992, buf + 1008, 1e-05, 1, nB * 507904);
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1032192 * nB, fix + 992, fix + 1008, buf + 992, buf + 1008, act + 1015808 * nB, P + 72848, P + 72864, B, 16, 1024, 0.1, 1e-05, nB * 507904);
@@ -1182,15 +1166,14 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 114 stage1.step16.grad.bn0 = bn(stage1.x16): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1048576 * nB, fix + 1024, fix + 1040, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 1024, 0.1, 1e-05, nB * 524288);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1048576 * nB, act + 1064960 * nB, P + 75184, P + 75200, buf + 1024, buf + 1040, B, 16, 1024, 1e-05, nB * 524288);
+    /* inference: in the conv below, as it reads its input */
     /* 115 stage1.step16.grad.relu0 = relu(stage1.step16.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 116 stage1.step16.grad.conv0 = conv(stage1.step16.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1081344 * nB, act + 1048576 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1097728 * nB, act + 1048576 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1, P + 77520, P + 77536, buf + 1056, buf + 1072, 1e-05, 1, nB * 540672);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1097728 * nB, act + 1048576 * nB, act + 1064960 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1, P + 75184, P + 75200, buf + 1024, buf + 1040, 1e-05, nB * 524288, P + 77520, P + 77536, buf + 1056, buf + 1072, 1e-05, 1, nB * 540672);
     /* 117 stage1.step16.grad.bn1 = bn(stage1.step16.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1097728 * nB, fix + 1056, fix + 1072, buf + 1056, buf + 1072, act + 1081344 * nB, P + 77520, P + 77536, B, 16, 1024, 0.1, 1e-05, nB * 540672);
@@ -1219,15 +1202,14 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 121 stage1.step17.grad.bn0 = bn(stage1.x17): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1114112 * nB, fix + 1088, fix + 1104, buf + 1088, buf + 1104, act + 1130496 * nB, P + 79856, P + 79872, B, 16, 1024, 0.1, 1e-05, nB * 557056);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1114112 * nB, act + 1130496 * nB, P + 79856, P + 79872, buf + 1088, buf + 1104, B, 16, 1024, 1e-05, nB * 557056);
+    /* inference: in the conv below, as it reads its input */
     /* 122 stage1.step17.grad.relu0 = relu(stage1.step17.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 123 stage1.step17.grad.conv0 = conv(stage1.step17.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1146880 * nB, act + 1114112 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1163264 * nB, act + 1114112 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1, P + 82192, P + 82208, buf + 1120, buf + 1136, 1e-05, 1, nB * 573440);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1163264 * nB, act + 1114112 * nB, act + 1130496 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1, P + 79856, P + 79872, buf + 1088, buf + 1104, 1e-05, nB * 557056, P + 82192, P + 82208, buf + 1120, buf + 1136, 1e-05, 1, nB * 573440);
     /* 124 stage1.step17.grad.bn1 = bn(stage1.step17.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1163264 * nB, fix + 1120, fix + 1136, buf + 1120, buf + 1136, act + 1146880 * nB, P + 82192, P + 82208, B, 16, 1024, 0.1, 1e-05, nB * 573440);
@@ -1253,8 +1235,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 131 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1220608 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 1212416 * nB, P + 89168, P + 89200, B, 32, 256, 0.1, 1e-05, nB * 606208);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1220608 * nB, act + 1212416 * nB, P + 89168, P + 89200, buf + 1184, buf + 1216, B, 32, 256, 1e-05, nB * 606208);
+    /* inference: in the conv below, as it reads its input */
     /* 132 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 133 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
@@ -1264,20 +1245,19 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 135 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
     if (train)  /* with its sum */
         FN(rt_conv2d_sum_train)(ctx, act + 1245184 * nB, act + 1228800 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1236992 * nB, (T)1);
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 1245184 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1236992 * nB, 1);
+    else    /* with its input's bn and relu, and its sum */
+        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 1245184 * nB, act + 1220608 * nB, act + 1212416 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1, P + 89168, P + 89200, buf + 1184, buf + 1216, 1e-05, nB * 606208, -1, act + 1236992 * nB, 1);
     /* 136 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1228800 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.1, 1e-05, nB * 614400);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1228800 * nB, act + 1245184 * nB, P + 98448, P + 98480, buf + 1248, buf + 1280, B, 32, 256, 1e-05, nB * 614400);
+    /* inference: in the conv below, as it reads its input */
     /* 137 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 138 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1236992 * nB, act + 1228800 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1253376 * nB, act + 1228800 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1, P + 107728, P + 107760, buf + 1312, buf + 1344, 1e-05, 1, nB * 622592);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1253376 * nB, act + 1228800 * nB, act + 1245184 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1, P + 98448, P + 98480, buf + 1248, buf + 1280, 1e-05, nB * 614400, P + 107728, P + 107760, buf + 1312, buf + 1344, 1e-05, 1, nB * 622592);
     /* 139 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1253376 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 1236992 * nB, P + 107728, P + 107760, B, 32, 256, 0.1, 1e-05, nB * 622592);
@@ -1294,8 +1274,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 143 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1261568 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 256, 0.1, 1e-05, nB * 630784);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1261568 * nB, act + 1269760 * nB, P + 117008, P + 117040, buf + 1376, buf + 1408, B, 32, 256, 1e-05, nB * 630784);
+    /* inference: in the conv below, as it reads its input */
     /* 144 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -1313,8 +1292,8 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 145 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1277952 * nB, act + 1261568 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1286144 * nB, act + 1261568 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1, P + 126288, P + 126320, buf + 1440, buf + 1472, 1e-05, 1, nB * 638976);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1286144 * nB, act + 1261568 * nB, act + 1269760 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1, P + 117008, P + 117040, buf + 1376, buf + 1408, 1e-05, nB * 630784, P + 126288, P + 126320, buf + 1440, buf + 1472, 1e-05, 1, nB * 638976);
     /* 146 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1286144 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 1277952 * nB, P + 126288, P + 126320, B, 32, 256, 0.1, 1e-05, nB * 638976);
@@ -1331,15 +1310,14 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 150 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1294336 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 256, 0.1, 1e-05, nB * 647168);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1294336 * nB, act + 1302528 * nB, P + 135568, P + 135600, buf + 1504, buf + 1536, B, 32, 256, 1e-05, nB * 647168);
+    /* inference: in the conv below, as it reads its input */
     /* 151 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 152 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1310720 * nB, act + 1294336 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1318912 * nB, act + 1294336 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1, P + 144848, P + 144880, buf + 1568, buf + 1600, 1e-05, 1, nB * 655360);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1318912 * nB, act + 1294336 * nB, act + 1302528 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1, P + 135568, P + 135600, buf + 1504, buf + 1536, 1e-05, nB * 647168, P + 144848, P + 144880, buf + 1568, buf + 1600, 1e-05, 1, nB * 655360);
     /* 153 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1318912 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 1310720 * nB, P + 144848, P + 144880, B, 32, 256, 0.1, 1e-05, nB * 655360);
@@ -1356,15 +1334,14 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 157 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1327104 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 256, 0.1, 1e-05, nB * 663552);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1327104 * nB, act + 1335296 * nB, P + 154128, P + 154160, buf + 1632, buf + 1664, B, 32, 256, 1e-05, nB * 663552);
+    /* inference: in the conv below, as it reads its input */
     /* 158 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 159 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1343488 * nB, act + 1327104 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1351680 * nB, act + 1327104 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1, P + 163408, P + 163440, buf + 1696, buf + 1728, 1e-05, 1, nB * 671744);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1351680 * nB, act + 1327104 * nB, act + 1335296 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1, P + 154128, P + 154160, buf + 1632, buf + 1664, 1e-05, nB * 663552, P + 163408, P + 163440, buf + 1696, buf + 1728, 1e-05, 1, nB * 671744);
     /* 160 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1351680 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 1343488 * nB, P + 163408, P + 163440, B, 32, 256, 0.1, 1e-05, nB * 671744);
@@ -1381,15 +1358,14 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 164 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1359872 * nB, fix + 1760, fix + 1792, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 256, 0.1, 1e-05, nB * 679936);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1359872 * nB, act + 1368064 * nB, P + 172688, P + 172720, buf + 1760, buf + 1792, B, 32, 256, 1e-05, nB * 679936);
+    /* inference: in the conv below, as it reads its input */
     /* 165 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 166 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1376256 * nB, act + 1359872 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1384448 * nB, act + 1359872 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1, P + 181968, P + 182000, buf + 1824, buf + 1856, 1e-05, 1, nB * 688128);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1384448 * nB, act + 1359872 * nB, act + 1368064 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1, P + 172688, P + 172720, buf + 1760, buf + 1792, 1e-05, nB * 679936, P + 181968, P + 182000, buf + 1824, buf + 1856, 1e-05, 1, nB * 688128);
     /* 167 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1384448 * nB, fix + 1824, fix + 1856, buf + 1824, buf + 1856, act + 1376256 * nB, P + 181968, P + 182000, B, 32, 256, 0.1, 1e-05, nB * 688128);
@@ -1418,15 +1394,14 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 171 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1392640 * nB, fix + 1888, fix + 1920, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 256, 0.1, 1e-05, nB * 696320);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1392640 * nB, act + 1400832 * nB, P + 191248, P + 191280, buf + 1888, buf + 1920, B, 32, 256, 1e-05, nB * 696320);
+    /* inference: in the conv below, as it reads its input */
     /* 172 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 173 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1409024 * nB, act + 1392640 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1417216 * nB, act + 1392640 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1, P + 200528, P + 200560, buf + 1952, buf + 1984, 1e-05, 1, nB * 704512);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1417216 * nB, act + 1392640 * nB, act + 1400832 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1, P + 191248, P + 191280, buf + 1888, buf + 1920, 1e-05, nB * 696320, P + 200528, P + 200560, buf + 1952, buf + 1984, 1e-05, 1, nB * 704512);
     /* 174 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1417216 * nB, fix + 1952, fix + 1984, buf + 1952, buf + 1984, act + 1409024 * nB, P + 200528, P + 200560, B, 32, 256, 0.1, 1e-05, nB * 704512);
@@ -1443,15 +1418,14 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 178 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1425408 * nB, fix + 2016, fix + 2048, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 256, 0.1, 1e-05, nB * 712704);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1425408 * nB, act + 1433600 * nB, P + 209808, P + 209840, buf + 2016, buf + 2048, B, 32, 256, 1e-05, nB * 712704);
+    /* inference: in the conv below, as it reads its input */
     /* 179 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 180 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1441792 * nB, act + 1425408 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1449984 * nB, act + 1425408 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1, P + 219088, P + 219120, buf + 2080, buf + 2112, 1e-05, 1, nB * 720896);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1449984 * nB, act + 1425408 * nB, act + 1433600 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1, P + 209808, P + 209840, buf + 2016, buf + 2048, 1e-05, nB * 712704, P + 219088, P + 219120, buf + 2080, buf + 2112, 1e-05, 1, nB * 720896);
     /* 181 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1449984 * nB, fix + 2080, fix + 2112, buf + 2080, buf + 2112, act + 1441792 * nB, P + 219088, P + 219120, B, 32, 256, 0.1, 1e-05, nB * 720896);
@@ -1468,15 +1442,14 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 185 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1458176 * nB, fix + 2144, fix + 2176, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 256, 0.1, 1e-05, nB * 729088);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1458176 * nB, act + 1466368 * nB, P + 228368, P + 228400, buf + 2144, buf + 2176, B, 32, 256, 1e-05, nB * 729088);
+    /* inference: in the conv below, as it reads its input */
     /* 186 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 187 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1474560 * nB, act + 1458176 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1482752 * nB, act + 1458176 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1, P + 237648, P + 237680, buf + 2208, buf + 2240, 1e-05, 1, nB * 737280);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1482752 * nB, act + 1458176 * nB, act + 1466368 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1, P + 228368, P + 228400, buf + 2144, buf + 2176, 1e-05, nB * 729088, P + 237648, P + 237680, buf + 2208, buf + 2240, 1e-05, 1, nB * 737280);
     /* 188 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1482752 * nB, fix + 2208, fix + 2240, buf + 2208, buf + 2240, act + 1474560 * nB, P + 237648, P + 237680, B, 32, 256, 0.1, 1e-05, nB * 737280);
@@ -1493,8 +1466,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 192 stage2.step9.grad.bn0 = bn(stage2.x9): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1490944 * nB, fix + 2272, fix + 2304, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 256, 0.1, 1e-05, nB * 745472);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1490944 * nB, act + 1499136 * nB, P + 246928, P + 246960, buf + 2272, buf + 2304, B, 32, 256, 1e-05, nB * 745472);
+    /* inference: in the conv below, as it reads its input */
 }
 
 /* Forward, part 9 of 17. */
@@ -1512,8 +1484,8 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 194 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1507328 * nB, act + 1490944 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1515520 * nB, act + 1490944 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1, P + 256208, P + 256240, buf + 2336, buf + 2368, 1e-05, 1, nB * 753664);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1515520 * nB, act + 1490944 * nB, act + 1499136 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1, P + 246928, P + 246960, buf + 2272, buf + 2304, 1e-05, nB * 745472, P + 256208, P + 256240, buf + 2336, buf + 2368, 1e-05, 1, nB * 753664);
     /* 195 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1515520 * nB, fix + 2336, fix + 2368, buf + 2336, buf + 2368, act + 1507328 * nB, P + 256208, P + 256240, B, 32, 256, 0.1, 1e-05, nB * 753664);
@@ -1530,15 +1502,14 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 199 stage2.step10.grad.bn0 = bn(stage2.x10): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1523712 * nB, fix + 2400, fix + 2432, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 256, 0.1, 1e-05, nB * 761856);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1523712 * nB, act + 1531904 * nB, P + 265488, P + 265520, buf + 2400, buf + 2432, B, 32, 256, 1e-05, nB * 761856);
+    /* inference: in the conv below, as it reads its input */
     /* 200 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 201 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1540096 * nB, act + 1523712 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1548288 * nB, act + 1523712 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1, P + 274768, P + 274800, buf + 2464, buf + 2496, 1e-05, 1, nB * 770048);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1548288 * nB, act + 1523712 * nB, act + 1531904 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1, P + 265488, P + 265520, buf + 2400, buf + 2432, 1e-05, nB * 761856, P + 274768, P + 274800, buf + 2464, buf + 2496, 1e-05, 1, nB * 770048);
     /* 202 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1548288 * nB, fix + 2464, fix + 2496, buf + 2464, buf + 2496, act + 1540096 * nB, P + 274768, P + 274800, B, 32, 256, 0.1, 1e-05, nB * 770048);
@@ -1555,15 +1526,14 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 206 stage2.step11.grad.bn0 = bn(stage2.x11): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1556480 * nB, fix + 2528, fix + 2560, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 256, 0.1, 1e-05, nB * 778240);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1556480 * nB, act + 1564672 * nB, P + 284048, P + 284080, buf + 2528, buf + 2560, B, 32, 256, 1e-05, nB * 778240);
+    /* inference: in the conv below, as it reads its input */
     /* 207 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 208 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1572864 * nB, act + 1556480 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1581056 * nB, act + 1556480 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1, P + 293328, P + 293360, buf + 2592, buf + 2624, 1e-05, 1, nB * 786432);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1581056 * nB, act + 1556480 * nB, act + 1564672 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1, P + 284048, P + 284080, buf + 2528, buf + 2560, 1e-05, nB * 778240, P + 293328, P + 293360, buf + 2592, buf + 2624, 1e-05, 1, nB * 786432);
     /* 209 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1581056 * nB, fix + 2592, fix + 2624, buf + 2592, buf + 2624, act + 1572864 * nB, P + 293328, P + 293360, B, 32, 256, 0.1, 1e-05, nB * 786432);
@@ -1580,15 +1550,14 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 213 stage2.step12.grad.bn0 = bn(stage2.x12): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1589248 * nB, fix + 2656, fix + 2688, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 256, 0.1, 1e-05, nB * 794624);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1589248 * nB, act + 1597440 * nB, P + 302608, P + 302640, buf + 2656, buf + 2688, B, 32, 256, 1e-05, nB * 794624);
+    /* inference: in the conv below, as it reads its input */
     /* 214 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 215 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1605632 * nB, act + 1589248 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1613824 * nB, act + 1589248 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1, P + 311888, P + 311920, buf + 2720, buf + 2752, 1e-05, 1, nB * 802816);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1613824 * nB, act + 1589248 * nB, act + 1597440 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1, P + 302608, P + 302640, buf + 2656, buf + 2688, 1e-05, nB * 794624, P + 311888, P + 311920, buf + 2720, buf + 2752, 1e-05, 1, nB * 802816);
     /* 216 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1613824 * nB, fix + 2720, fix + 2752, buf + 2720, buf + 2752, act + 1605632 * nB, P + 311888, P + 311920, B, 32, 256, 0.1, 1e-05, nB * 802816);
@@ -1617,15 +1586,14 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 220 stage2.step13.grad.bn0 = bn(stage2.x13): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1622016 * nB, fix + 2784, fix + 2816, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 256, 0.1, 1e-05, nB * 811008);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1622016 * nB, act + 1630208 * nB, P + 321168, P + 321200, buf + 2784, buf + 2816, B, 32, 256, 1e-05, nB * 811008);
+    /* inference: in the conv below, as it reads its input */
     /* 221 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 222 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1638400 * nB, act + 1622016 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1646592 * nB, act + 1622016 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1, P + 330448, P + 330480, buf + 2848, buf + 2880, 1e-05, 1, nB * 819200);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1646592 * nB, act + 1622016 * nB, act + 1630208 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1, P + 321168, P + 321200, buf + 2784, buf + 2816, 1e-05, nB * 811008, P + 330448, P + 330480, buf + 2848, buf + 2880, 1e-05, 1, nB * 819200);
     /* 223 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1646592 * nB, fix + 2848, fix + 2880, buf + 2848, buf + 2880, act + 1638400 * nB, P + 330448, P + 330480, B, 32, 256, 0.1, 1e-05, nB * 819200);
@@ -1642,15 +1610,14 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 227 stage2.step14.grad.bn0 = bn(stage2.x14): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1654784 * nB, fix + 2912, fix + 2944, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 256, 0.1, 1e-05, nB * 827392);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1654784 * nB, act + 1662976 * nB, P + 339728, P + 339760, buf + 2912, buf + 2944, B, 32, 256, 1e-05, nB * 827392);
+    /* inference: in the conv below, as it reads its input */
     /* 228 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 229 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1671168 * nB, act + 1654784 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1679360 * nB, act + 1654784 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1, P + 349008, P + 349040, buf + 2976, buf + 3008, 1e-05, 1, nB * 835584);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1679360 * nB, act + 1654784 * nB, act + 1662976 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1, P + 339728, P + 339760, buf + 2912, buf + 2944, 1e-05, nB * 827392, P + 349008, P + 349040, buf + 2976, buf + 3008, 1e-05, 1, nB * 835584);
     /* 230 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1679360 * nB, fix + 2976, fix + 3008, buf + 2976, buf + 3008, act + 1671168 * nB, P + 349008, P + 349040, B, 32, 256, 0.1, 1e-05, nB * 835584);
@@ -1667,15 +1634,14 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 234 stage2.step15.grad.bn0 = bn(stage2.x15): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1687552 * nB, fix + 3040, fix + 3072, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 256, 0.1, 1e-05, nB * 843776);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1687552 * nB, act + 1695744 * nB, P + 358288, P + 358320, buf + 3040, buf + 3072, B, 32, 256, 1e-05, nB * 843776);
+    /* inference: in the conv below, as it reads its input */
     /* 235 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 236 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1703936 * nB, act + 1687552 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1712128 * nB, act + 1687552 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1, P + 367568, P + 367600, buf + 3104, buf + 3136, 1e-05, 1, nB * 851968);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1712128 * nB, act + 1687552 * nB, act + 1695744 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1, P + 358288, P + 358320, buf + 3040, buf + 3072, 1e-05, nB * 843776, P + 367568, P + 367600, buf + 3104, buf + 3136, 1e-05, 1, nB * 851968);
     /* 237 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1712128 * nB, fix + 3104, fix + 3136, buf + 3104, buf + 3136, act + 1703936 * nB, P + 367568, P + 367600, B, 32, 256, 0.1, 1e-05, nB * 851968);
@@ -1704,15 +1670,14 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 241 stage2.step16.grad.bn0 = bn(stage2.x16): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1720320 * nB, fix + 3168, fix + 3200, buf + 3168, buf + 3200, act + 1728512 * nB, P + 376848, P + 376880, B, 32, 256, 0.1, 1e-05, nB * 860160);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1720320 * nB, act + 1728512 * nB, P + 376848, P + 376880, buf + 3168, buf + 3200, B, 32, 256, 1e-05, nB * 860160);
+    /* inference: in the conv below, as it reads its input */
     /* 242 stage2.step16.grad.relu0 = relu(stage2.step16.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 243 stage2.step16.grad.conv0 = conv(stage2.step16.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1736704 * nB, act + 1720320 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1744896 * nB, act + 1720320 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1, P + 386128, P + 386160, buf + 3232, buf + 3264, 1e-05, 1, nB * 868352);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1744896 * nB, act + 1720320 * nB, act + 1728512 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1, P + 376848, P + 376880, buf + 3168, buf + 3200, 1e-05, nB * 860160, P + 386128, P + 386160, buf + 3232, buf + 3264, 1e-05, 1, nB * 868352);
     /* 244 stage2.step16.grad.bn1 = bn(stage2.step16.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1744896 * nB, fix + 3232, fix + 3264, buf + 3232, buf + 3264, act + 1736704 * nB, P + 386128, P + 386160, B, 32, 256, 0.1, 1e-05, nB * 868352);
@@ -1729,15 +1694,14 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 248 stage2.step17.grad.bn0 = bn(stage2.x17): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1753088 * nB, fix + 3296, fix + 3328, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 256, 0.1, 1e-05, nB * 876544);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1753088 * nB, act + 1761280 * nB, P + 395408, P + 395440, buf + 3296, buf + 3328, B, 32, 256, 1e-05, nB * 876544);
+    /* inference: in the conv below, as it reads its input */
     /* 249 stage2.step17.grad.relu0 = relu(stage2.step17.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 250 stage2.step17.grad.conv0 = conv(stage2.step17.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1769472 * nB, act + 1753088 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1777664 * nB, act + 1753088 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1, P + 404688, P + 404720, buf + 3360, buf + 3392, 1e-05, 1, nB * 884736);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1777664 * nB, act + 1753088 * nB, act + 1761280 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1, P + 395408, P + 395440, buf + 3296, buf + 3328, 1e-05, nB * 876544, P + 404688, P + 404720, buf + 3360, buf + 3392, 1e-05, 1, nB * 884736);
     /* 251 stage2.step17.grad.bn1 = bn(stage2.step17.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1777664 * nB, fix + 3360, fix + 3392, buf + 3360, buf + 3392, act + 1769472 * nB, P + 404688, P + 404720, B, 32, 256, 0.1, 1e-05, nB * 884736);
@@ -1763,8 +1727,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 258 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1806336 * nB, fix + 3488, fix + 3552, buf + 3488, buf + 3552, act + 1802240 * nB, P + 432464, P + 432528, B, 64, 64, 0.1, 1e-05, nB * 901120);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1806336 * nB, act + 1802240 * nB, P + 432464, P + 432528, buf + 3488, buf + 3552, B, 64, 64, 1e-05, nB * 901120);
+    /* inference: in the conv below, as it reads its input */
     /* 259 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 260 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
@@ -1774,13 +1737,12 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 262 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
     if (train)  /* with its sum */
         FN(rt_conv2d_sum_train)(ctx, act + 1818624 * nB, act + 1810432 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1814528 * nB, (T)1);
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 1818624 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1814528 * nB, 1);
+    else    /* with its input's bn and relu, and its sum */
+        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 1818624 * nB, act + 1806336 * nB, act + 1802240 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1, P + 432464, P + 432528, buf + 3488, buf + 3552, 1e-05, nB * 901120, -1, act + 1814528 * nB, 1);
     /* 263 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1810432 * nB, fix + 3616, fix + 3680, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.1, 1e-05, nB * 905216);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1810432 * nB, act + 1818624 * nB, P + 469456, P + 469520, buf + 3616, buf + 3680, B, 64, 64, 1e-05, nB * 905216);
+    /* inference: in the conv below, as it reads its input */
     /* 264 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -1798,8 +1760,8 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 265 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1814528 * nB, act + 1810432 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1822720 * nB, act + 1810432 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1, P + 506448, P + 506512, buf + 3744, buf + 3808, 1e-05, 1, nB * 909312);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1822720 * nB, act + 1810432 * nB, act + 1818624 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1, P + 469456, P + 469520, buf + 3616, buf + 3680, 1e-05, nB * 905216, P + 506448, P + 506512, buf + 3744, buf + 3808, 1e-05, 1, nB * 909312);
     /* 266 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1822720 * nB, fix + 3744, fix + 3808, buf + 3744, buf + 3808, act + 1814528 * nB, P + 506448, P + 506512, B, 64, 64, 0.1, 1e-05, nB * 909312);
@@ -1816,15 +1778,14 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 270 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1826816 * nB, fix + 3872, fix + 3936, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 64, 0.1, 1e-05, nB * 913408);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1826816 * nB, act + 1830912 * nB, P + 543440, P + 543504, buf + 3872, buf + 3936, B, 64, 64, 1e-05, nB * 913408);
+    /* inference: in the conv below, as it reads its input */
     /* 271 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 272 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1835008 * nB, act + 1826816 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1839104 * nB, act + 1826816 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1, P + 580432, P + 580496, buf + 4000, buf + 4064, 1e-05, 1, nB * 917504);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1839104 * nB, act + 1826816 * nB, act + 1830912 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1, P + 543440, P + 543504, buf + 3872, buf + 3936, 1e-05, nB * 913408, P + 580432, P + 580496, buf + 4000, buf + 4064, 1e-05, 1, nB * 917504);
     /* 273 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1839104 * nB, fix + 4000, fix + 4064, buf + 4000, buf + 4064, act + 1835008 * nB, P + 580432, P + 580496, B, 64, 64, 0.1, 1e-05, nB * 917504);
@@ -1841,15 +1802,14 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 277 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1843200 * nB, fix + 4128, fix + 4192, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 64, 0.1, 1e-05, nB * 921600);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1843200 * nB, act + 1847296 * nB, P + 617424, P + 617488, buf + 4128, buf + 4192, B, 64, 64, 1e-05, nB * 921600);
+    /* inference: in the conv below, as it reads its input */
     /* 278 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 279 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1851392 * nB, act + 1843200 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1855488 * nB, act + 1843200 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1, P + 654416, P + 654480, buf + 4256, buf + 4320, 1e-05, 1, nB * 925696);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1855488 * nB, act + 1843200 * nB, act + 1847296 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1, P + 617424, P + 617488, buf + 4128, buf + 4192, 1e-05, nB * 921600, P + 654416, P + 654480, buf + 4256, buf + 4320, 1e-05, 1, nB * 925696);
     /* 280 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1855488 * nB, fix + 4256, fix + 4320, buf + 4256, buf + 4320, act + 1851392 * nB, P + 654416, P + 654480, B, 64, 64, 0.1, 1e-05, nB * 925696);
@@ -1866,15 +1826,14 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* 284 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1859584 * nB, fix + 4384, fix + 4448, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 64, 0.1, 1e-05, nB * 929792);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1859584 * nB, act + 1863680 * nB, P + 691408, P + 691472, buf + 4384, buf + 4448, B, 64, 64, 1e-05, nB * 929792);
+    /* inference: in the conv below, as it reads its input */
     /* 285 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 286 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1867776 * nB, act + 1859584 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1871872 * nB, act + 1859584 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1, P + 728400, P + 728464, buf + 4512, buf + 4576, 1e-05, 1, nB * 933888);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1871872 * nB, act + 1859584 * nB, act + 1863680 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1, P + 691408, P + 691472, buf + 4384, buf + 4448, 1e-05, nB * 929792, P + 728400, P + 728464, buf + 4512, buf + 4576, 1e-05, 1, nB * 933888);
     /* 287 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1871872 * nB, fix + 4512, fix + 4576, buf + 4512, buf + 4576, act + 1867776 * nB, P + 728400, P + 728464, B, 64, 64, 0.1, 1e-05, nB * 933888);
@@ -1903,15 +1862,14 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 291 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1875968 * nB, fix + 4640, fix + 4704, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 64, 0.1, 1e-05, nB * 937984);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1875968 * nB, act + 1880064 * nB, P + 765392, P + 765456, buf + 4640, buf + 4704, B, 64, 64, 1e-05, nB * 937984);
+    /* inference: in the conv below, as it reads its input */
     /* 292 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 293 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1884160 * nB, act + 1875968 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1888256 * nB, act + 1875968 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1, P + 802384, P + 802448, buf + 4768, buf + 4832, 1e-05, 1, nB * 942080);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1888256 * nB, act + 1875968 * nB, act + 1880064 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1, P + 765392, P + 765456, buf + 4640, buf + 4704, 1e-05, nB * 937984, P + 802384, P + 802448, buf + 4768, buf + 4832, 1e-05, 1, nB * 942080);
     /* 294 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1888256 * nB, fix + 4768, fix + 4832, buf + 4768, buf + 4832, act + 1884160 * nB, P + 802384, P + 802448, B, 64, 64, 0.1, 1e-05, nB * 942080);
@@ -1928,15 +1886,14 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 298 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1892352 * nB, fix + 4896, fix + 4960, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 64, 0.1, 1e-05, nB * 946176);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1892352 * nB, act + 1896448 * nB, P + 839376, P + 839440, buf + 4896, buf + 4960, B, 64, 64, 1e-05, nB * 946176);
+    /* inference: in the conv below, as it reads its input */
     /* 299 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 300 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1900544 * nB, act + 1892352 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1904640 * nB, act + 1892352 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1, P + 876368, P + 876432, buf + 5024, buf + 5088, 1e-05, 1, nB * 950272);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1904640 * nB, act + 1892352 * nB, act + 1896448 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1, P + 839376, P + 839440, buf + 4896, buf + 4960, 1e-05, nB * 946176, P + 876368, P + 876432, buf + 5024, buf + 5088, 1e-05, 1, nB * 950272);
     /* 301 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1904640 * nB, fix + 5024, fix + 5088, buf + 5024, buf + 5088, act + 1900544 * nB, P + 876368, P + 876432, B, 64, 64, 0.1, 1e-05, nB * 950272);
@@ -1953,15 +1910,14 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 305 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1908736 * nB, fix + 5152, fix + 5216, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 64, 0.1, 1e-05, nB * 954368);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1908736 * nB, act + 1912832 * nB, P + 913360, P + 913424, buf + 5152, buf + 5216, B, 64, 64, 1e-05, nB * 954368);
+    /* inference: in the conv below, as it reads its input */
     /* 306 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 307 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1916928 * nB, act + 1908736 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1921024 * nB, act + 1908736 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1, P + 950352, P + 950416, buf + 5280, buf + 5344, 1e-05, 1, nB * 958464);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1921024 * nB, act + 1908736 * nB, act + 1912832 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1, P + 913360, P + 913424, buf + 5152, buf + 5216, 1e-05, nB * 954368, P + 950352, P + 950416, buf + 5280, buf + 5344, 1e-05, 1, nB * 958464);
     /* 308 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1921024 * nB, fix + 5280, fix + 5344, buf + 5280, buf + 5344, act + 1916928 * nB, P + 950352, P + 950416, B, 64, 64, 0.1, 1e-05, nB * 958464);
@@ -1978,8 +1934,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* 312 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1925120 * nB, fix + 5408, fix + 5472, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 64, 0.1, 1e-05, nB * 962560);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1925120 * nB, act + 1929216 * nB, P + 987344, P + 987408, buf + 5408, buf + 5472, B, 64, 64, 1e-05, nB * 962560);
+    /* inference: in the conv below, as it reads its input */
 }
 
 /* Forward, part 14 of 17. */
@@ -1997,8 +1952,8 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 314 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1933312 * nB, act + 1925120 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1937408 * nB, act + 1925120 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1, P + 1024336, P + 1024400, buf + 5536, buf + 5600, 1e-05, 1, nB * 966656);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1937408 * nB, act + 1925120 * nB, act + 1929216 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1, P + 987344, P + 987408, buf + 5408, buf + 5472, 1e-05, nB * 962560, P + 1024336, P + 1024400, buf + 5536, buf + 5600, 1e-05, 1, nB * 966656);
     /* 315 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1937408 * nB, fix + 5536, fix + 5600, buf + 5536, buf + 5600, act + 1933312 * nB, P + 1024336, P + 1024400, B, 64, 64, 0.1, 1e-05, nB * 966656);
@@ -2015,15 +1970,14 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 319 stage3.step9.grad.bn0 = bn(stage3.x9): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1941504 * nB, fix + 5664, fix + 5728, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 64, 0.1, 1e-05, nB * 970752);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1941504 * nB, act + 1945600 * nB, P + 1061328, P + 1061392, buf + 5664, buf + 5728, B, 64, 64, 1e-05, nB * 970752);
+    /* inference: in the conv below, as it reads its input */
     /* 320 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 321 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1949696 * nB, act + 1941504 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1953792 * nB, act + 1941504 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1, P + 1098320, P + 1098384, buf + 5792, buf + 5856, 1e-05, 1, nB * 974848);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1953792 * nB, act + 1941504 * nB, act + 1945600 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1, P + 1061328, P + 1061392, buf + 5664, buf + 5728, 1e-05, nB * 970752, P + 1098320, P + 1098384, buf + 5792, buf + 5856, 1e-05, 1, nB * 974848);
     /* 322 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1953792 * nB, fix + 5792, fix + 5856, buf + 5792, buf + 5856, act + 1949696 * nB, P + 1098320, P + 1098384, B, 64, 64, 0.1, 1e-05, nB * 974848);
@@ -2040,15 +1994,14 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 326 stage3.step10.grad.bn0 = bn(stage3.x10): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1957888 * nB, fix + 5920, fix + 5984, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 64, 0.1, 1e-05, nB * 978944);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1957888 * nB, act + 1961984 * nB, P + 1135312, P + 1135376, buf + 5920, buf + 5984, B, 64, 64, 1e-05, nB * 978944);
+    /* inference: in the conv below, as it reads its input */
     /* 327 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 328 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1966080 * nB, act + 1957888 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1970176 * nB, act + 1957888 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1, P + 1172304, P + 1172368, buf + 6048, buf + 6112, 1e-05, 1, nB * 983040);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1970176 * nB, act + 1957888 * nB, act + 1961984 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1, P + 1135312, P + 1135376, buf + 5920, buf + 5984, 1e-05, nB * 978944, P + 1172304, P + 1172368, buf + 6048, buf + 6112, 1e-05, 1, nB * 983040);
     /* 329 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1970176 * nB, fix + 6048, fix + 6112, buf + 6048, buf + 6112, act + 1966080 * nB, P + 1172304, P + 1172368, B, 64, 64, 0.1, 1e-05, nB * 983040);
@@ -2065,15 +2018,14 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 333 stage3.step11.grad.bn0 = bn(stage3.x11): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1974272 * nB, fix + 6176, fix + 6240, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 64, 0.1, 1e-05, nB * 987136);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1974272 * nB, act + 1978368 * nB, P + 1209296, P + 1209360, buf + 6176, buf + 6240, B, 64, 64, 1e-05, nB * 987136);
+    /* inference: in the conv below, as it reads its input */
     /* 334 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 335 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1982464 * nB, act + 1974272 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1986560 * nB, act + 1974272 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1, P + 1246288, P + 1246352, buf + 6304, buf + 6368, 1e-05, 1, nB * 991232);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1986560 * nB, act + 1974272 * nB, act + 1978368 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1, P + 1209296, P + 1209360, buf + 6176, buf + 6240, 1e-05, nB * 987136, P + 1246288, P + 1246352, buf + 6304, buf + 6368, 1e-05, 1, nB * 991232);
     /* 336 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1986560 * nB, fix + 6304, fix + 6368, buf + 6304, buf + 6368, act + 1982464 * nB, P + 1246288, P + 1246352, B, 64, 64, 0.1, 1e-05, nB * 991232);
@@ -2102,15 +2054,14 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 340 stage3.step12.grad.bn0 = bn(stage3.x12): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1990656 * nB, fix + 6432, fix + 6496, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 64, 0.1, 1e-05, nB * 995328);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1990656 * nB, act + 1994752 * nB, P + 1283280, P + 1283344, buf + 6432, buf + 6496, B, 64, 64, 1e-05, nB * 995328);
+    /* inference: in the conv below, as it reads its input */
     /* 341 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 342 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1998848 * nB, act + 1990656 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 2002944 * nB, act + 1990656 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1, P + 1320272, P + 1320336, buf + 6560, buf + 6624, 1e-05, 1, nB * 999424);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2002944 * nB, act + 1990656 * nB, act + 1994752 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1, P + 1283280, P + 1283344, buf + 6432, buf + 6496, 1e-05, nB * 995328, P + 1320272, P + 1320336, buf + 6560, buf + 6624, 1e-05, 1, nB * 999424);
     /* 343 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2002944 * nB, fix + 6560, fix + 6624, buf + 6560, buf + 6624, act + 1998848 * nB, P + 1320272, P + 1320336, B, 64, 64, 0.1, 1e-05, nB * 999424);
@@ -2127,15 +2078,14 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 347 stage3.step13.grad.bn0 = bn(stage3.x13): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2007040 * nB, fix + 6688, fix + 6752, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 64, 0.1, 1e-05, nB * 1003520);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2007040 * nB, act + 2011136 * nB, P + 1357264, P + 1357328, buf + 6688, buf + 6752, B, 64, 64, 1e-05, nB * 1003520);
+    /* inference: in the conv below, as it reads its input */
     /* 348 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 349 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 2015232 * nB, act + 2007040 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 2019328 * nB, act + 2007040 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1, P + 1394256, P + 1394320, buf + 6816, buf + 6880, 1e-05, 1, nB * 1007616);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2019328 * nB, act + 2007040 * nB, act + 2011136 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1, P + 1357264, P + 1357328, buf + 6688, buf + 6752, 1e-05, nB * 1003520, P + 1394256, P + 1394320, buf + 6816, buf + 6880, 1e-05, 1, nB * 1007616);
     /* 350 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2019328 * nB, fix + 6816, fix + 6880, buf + 6816, buf + 6880, act + 2015232 * nB, P + 1394256, P + 1394320, B, 64, 64, 0.1, 1e-05, nB * 1007616);
@@ -2152,15 +2102,14 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 354 stage3.step14.grad.bn0 = bn(stage3.x14): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2023424 * nB, fix + 6944, fix + 7008, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 64, 0.1, 1e-05, nB * 1011712);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2023424 * nB, act + 2027520 * nB, P + 1431248, P + 1431312, buf + 6944, buf + 7008, B, 64, 64, 1e-05, nB * 1011712);
+    /* inference: in the conv below, as it reads its input */
     /* 355 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 356 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 2031616 * nB, act + 2023424 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 2035712 * nB, act + 2023424 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1, P + 1468240, P + 1468304, buf + 7072, buf + 7136, 1e-05, 1, nB * 1015808);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2035712 * nB, act + 2023424 * nB, act + 2027520 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1, P + 1431248, P + 1431312, buf + 6944, buf + 7008, 1e-05, nB * 1011712, P + 1468240, P + 1468304, buf + 7072, buf + 7136, 1e-05, 1, nB * 1015808);
     /* 357 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2035712 * nB, fix + 7072, fix + 7136, buf + 7072, buf + 7136, act + 2031616 * nB, P + 1468240, P + 1468304, B, 64, 64, 0.1, 1e-05, nB * 1015808);
@@ -2189,15 +2138,14 @@ static void FN(forward_16)(Model *m, int B, int train)
     /* 361 stage3.step15.grad.bn0 = bn(stage3.x15): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2039808 * nB, fix + 7200, fix + 7264, buf + 7200, buf + 7264, act + 2043904 * nB, P + 1505232, P + 1505296, B, 64, 64, 0.1, 1e-05, nB * 1019904);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2039808 * nB, act + 2043904 * nB, P + 1505232, P + 1505296, buf + 7200, buf + 7264, B, 64, 64, 1e-05, nB * 1019904);
+    /* inference: in the conv below, as it reads its input */
     /* 362 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 363 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 2048000 * nB, act + 2039808 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 2052096 * nB, act + 2039808 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1, P + 1542224, P + 1542288, buf + 7328, buf + 7392, 1e-05, 1, nB * 1024000);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2052096 * nB, act + 2039808 * nB, act + 2043904 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1, P + 1505232, P + 1505296, buf + 7200, buf + 7264, 1e-05, nB * 1019904, P + 1542224, P + 1542288, buf + 7328, buf + 7392, 1e-05, 1, nB * 1024000);
     /* 364 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2052096 * nB, fix + 7328, fix + 7392, buf + 7328, buf + 7392, act + 2048000 * nB, P + 1542224, P + 1542288, B, 64, 64, 0.1, 1e-05, nB * 1024000);
@@ -2214,15 +2162,14 @@ static void FN(forward_16)(Model *m, int B, int train)
     /* 368 stage3.step16.grad.bn0 = bn(stage3.x16): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2056192 * nB, fix + 7456, fix + 7520, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 64, 0.1, 1e-05, nB * 1028096);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2056192 * nB, act + 2060288 * nB, P + 1579216, P + 1579280, buf + 7456, buf + 7520, B, 64, 64, 1e-05, nB * 1028096);
+    /* inference: in the conv below, as it reads its input */
     /* 369 stage3.step16.grad.relu0 = relu(stage3.step16.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 370 stage3.step16.grad.conv0 = conv(stage3.step16.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 2064384 * nB, act + 2056192 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 2068480 * nB, act + 2056192 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1, P + 1616208, P + 1616272, buf + 7584, buf + 7648, 1e-05, 1, nB * 1032192);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2068480 * nB, act + 2056192 * nB, act + 2060288 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1, P + 1579216, P + 1579280, buf + 7456, buf + 7520, 1e-05, nB * 1028096, P + 1616208, P + 1616272, buf + 7584, buf + 7648, 1e-05, 1, nB * 1032192);
     /* 371 stage3.step16.grad.bn1 = bn(stage3.step16.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2068480 * nB, fix + 7584, fix + 7648, buf + 7584, buf + 7648, act + 2064384 * nB, P + 1616208, P + 1616272, B, 64, 64, 0.1, 1e-05, nB * 1032192);
@@ -2239,15 +2186,14 @@ static void FN(forward_16)(Model *m, int B, int train)
     /* 375 stage3.step17.grad.bn0 = bn(stage3.x17): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2072576 * nB, fix + 7712, fix + 7776, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 64, 0.1, 1e-05, nB * 1036288);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 2072576 * nB, act + 2076672 * nB, P + 1653200, P + 1653264, buf + 7712, buf + 7776, B, 64, 64, 1e-05, nB * 1036288);
+    /* inference: in the conv below, as it reads its input */
     /* 376 stage3.step17.grad.relu0 = relu(stage3.step17.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 377 stage3.step17.grad.conv0 = conv(stage3.step17.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 2080768 * nB, act + 2072576 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 2084864 * nB, act + 2072576 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1, P + 1690192, P + 1690256, buf + 7840, buf + 7904, 1e-05, 1, nB * 1040384);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2084864 * nB, act + 2072576 * nB, act + 2076672 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1, P + 1653200, P + 1653264, buf + 7712, buf + 7776, 1e-05, nB * 1036288, P + 1690192, P + 1690256, buf + 7840, buf + 7904, 1e-05, 1, nB * 1040384);
     /* 378 stage3.step17.grad.bn1 = bn(stage3.step17.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 2084864 * nB, fix + 7840, fix + 7904, buf + 7840, buf + 7904, act + 2080768 * nB, P + 1690192, P + 1690256, B, 64, 64, 0.1, 1e-05, nB * 1040384);

@@ -464,15 +464,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05, nB * 0);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 16384 * nB, act, P + 432, P + 448, buf, buf + 16, B, 16, 1024, 1e-05, nB * 0);
+    /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, act, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 432, P + 448, buf, buf + 16, 1e-05, nB * 0, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
@@ -489,15 +488,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 65536 * nB, act + 81920 * nB, P + 5104, P + 5120, buf + 64, buf + 80, B, 16, 1024, 1e-05, nB * 32768);
+    /* inference: in the conv below, as it reads its input */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, act + 81920 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 5104, P + 5120, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
@@ -514,15 +512,14 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 131072 * nB, act + 147456 * nB, P + 9776, P + 9792, buf + 128, buf + 144, B, 16, 1024, 1e-05, nB * 65536);
+    /* inference: in the conv below, as it reads its input */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 180224 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 180224 * nB, act + 131072 * nB, act + 147456 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 9776, P + 9792, buf + 128, buf + 144, 1e-05, nB * 65536, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
@@ -539,8 +536,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 196608 * nB, act + 212992 * nB, P + 14448, P + 14464, buf + 192, buf + 208, B, 16, 1024, 1e-05, nB * 98304);
+    /* inference: in the conv below, as it reads its input */
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
 }
@@ -558,8 +554,8 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 245760 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1, P + 16784, P + 16800, buf + 224, buf + 240, 1e-05, 1, nB * 114688);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 245760 * nB, act + 196608 * nB, act + 212992 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1, P + 14448, P + 14464, buf + 192, buf + 208, 1e-05, nB * 98304, P + 16784, P + 16800, buf + 224, buf + 240, 1e-05, 1, nB * 114688);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 229376 * nB, P + 16784, P + 16800, B, 16, 1024, 0.1, 1e-05, nB * 114688);
@@ -576,15 +572,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 262144 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.1, 1e-05, nB * 131072);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 262144 * nB, act + 278528 * nB, P + 19120, P + 19136, buf + 256, buf + 272, B, 16, 1024, 1e-05, nB * 131072);
+    /* inference: in the conv below, as it reads its input */
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 294912 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 311296 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1, P + 21456, P + 21472, buf + 288, buf + 304, 1e-05, 1, nB * 147456);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 311296 * nB, act + 262144 * nB, act + 278528 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1, P + 19120, P + 19136, buf + 256, buf + 272, 1e-05, nB * 131072, P + 21456, P + 21472, buf + 288, buf + 304, 1e-05, 1, nB * 147456);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 294912 * nB, P + 21456, P + 21472, B, 16, 1024, 0.1, 1e-05, nB * 147456);
@@ -601,15 +596,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 327680 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.1, 1e-05, nB * 163840);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 327680 * nB, act + 344064 * nB, P + 23792, P + 23808, buf + 320, buf + 336, B, 16, 1024, 1e-05, nB * 163840);
+    /* inference: in the conv below, as it reads its input */
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 376832 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1, P + 26128, P + 26144, buf + 352, buf + 368, 1e-05, 1, nB * 180224);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 376832 * nB, act + 327680 * nB, act + 344064 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1, P + 23792, P + 23808, buf + 320, buf + 336, 1e-05, nB * 163840, P + 26128, P + 26144, buf + 352, buf + 368, 1e-05, 1, nB * 180224);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 360448 * nB, P + 26128, P + 26144, B, 16, 1024, 0.1, 1e-05, nB * 180224);
@@ -626,15 +620,14 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 393216 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.1, 1e-05, nB * 196608);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 393216 * nB, act + 409600 * nB, P + 28464, P + 28480, buf + 384, buf + 400, B, 16, 1024, 1e-05, nB * 196608);
+    /* inference: in the conv below, as it reads its input */
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 425984 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 442368 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1, P + 30800, P + 30816, buf + 416, buf + 432, 1e-05, 1, nB * 212992);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 442368 * nB, act + 393216 * nB, act + 409600 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1, P + 28464, P + 28480, buf + 384, buf + 400, 1e-05, nB * 196608, P + 30800, P + 30816, buf + 416, buf + 432, 1e-05, 1, nB * 212992);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 425984 * nB, P + 30800, P + 30816, B, 16, 1024, 0.1, 1e-05, nB * 212992);
@@ -663,15 +656,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 458752 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.1, 1e-05, nB * 229376);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 458752 * nB, act + 475136 * nB, P + 33136, P + 33152, buf + 448, buf + 464, B, 16, 1024, 1e-05, nB * 229376);
+    /* inference: in the conv below, as it reads its input */
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 491520 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 507904 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1, P + 35472, P + 35488, buf + 480, buf + 496, 1e-05, 1, nB * 245760);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 507904 * nB, act + 458752 * nB, act + 475136 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1, P + 33136, P + 33152, buf + 448, buf + 464, 1e-05, nB * 229376, P + 35472, P + 35488, buf + 480, buf + 496, 1e-05, 1, nB * 245760);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 491520 * nB, P + 35472, P + 35488, B, 16, 1024, 0.1, 1e-05, nB * 245760);
@@ -688,15 +680,14 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 524288 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.1, 1e-05, nB * 262144);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 524288 * nB, act + 540672 * nB, P + 37808, P + 37824, buf + 512, buf + 528, B, 16, 1024, 1e-05, nB * 262144);
+    /* inference: in the conv below, as it reads its input */
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 557056 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 573440 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1, P + 40144, P + 40160, buf + 544, buf + 560, 1e-05, 1, nB * 278528);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 573440 * nB, act + 524288 * nB, act + 540672 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1, P + 37808, P + 37824, buf + 512, buf + 528, 1e-05, nB * 262144, P + 40144, P + 40160, buf + 544, buf + 560, 1e-05, 1, nB * 278528);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 557056 * nB, P + 40144, P + 40160, B, 16, 1024, 0.1, 1e-05, nB * 278528);
@@ -722,8 +713,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 68 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 630784 * nB, fix + 608, fix + 640, buf + 608, buf + 640, act + 622592 * nB, P + 47120, P + 47152, B, 32, 256, 0.1, 1e-05, nB * 311296);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 630784 * nB, act + 622592 * nB, P + 47120, P + 47152, buf + 608, buf + 640, B, 32, 256, 1e-05, nB * 311296);
+    /* inference: in the conv below, as it reads its input */
     /* 69 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
@@ -733,8 +723,8 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 72 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
     if (train)  /* with its sum */
         FN(rt_conv2d_sum_train)(ctx, act + 655360 * nB, act + 638976 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 647168 * nB, (T)1);
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 655360 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 647168 * nB, 1);
+    else    /* with its input's bn and relu, and its sum */
+        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 655360 * nB, act + 630784 * nB, act + 622592 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1, P + 47120, P + 47152, buf + 608, buf + 640, 1e-05, nB * 311296, -1, act + 647168 * nB, 1);
 }
 
 /* Forward, part 4 of 9. */
@@ -750,15 +740,14 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 73 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 638976 * nB, fix + 672, fix + 704, buf + 672, buf + 704, act + 655360 * nB, P + 56400, P + 56432, B, 32, 256, 0.1, 1e-05, nB * 319488);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 638976 * nB, act + 655360 * nB, P + 56400, P + 56432, buf + 672, buf + 704, B, 32, 256, 1e-05, nB * 319488);
+    /* inference: in the conv below, as it reads its input */
     /* 74 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 75 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 647168 * nB, act + 638976 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 663552 * nB, act + 638976 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1, P + 65680, P + 65712, buf + 736, buf + 768, 1e-05, 1, nB * 327680);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 663552 * nB, act + 638976 * nB, act + 655360 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1, P + 56400, P + 56432, buf + 672, buf + 704, 1e-05, nB * 319488, P + 65680, P + 65712, buf + 736, buf + 768, 1e-05, 1, nB * 327680);
     /* 76 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 663552 * nB, fix + 736, fix + 768, buf + 736, buf + 768, act + 647168 * nB, P + 65680, P + 65712, B, 32, 256, 0.1, 1e-05, nB * 327680);
@@ -775,15 +764,14 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 80 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 671744 * nB, fix + 800, fix + 832, buf + 800, buf + 832, act + 679936 * nB, P + 74960, P + 74992, B, 32, 256, 0.1, 1e-05, nB * 335872);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 671744 * nB, act + 679936 * nB, P + 74960, P + 74992, buf + 800, buf + 832, B, 32, 256, 1e-05, nB * 335872);
+    /* inference: in the conv below, as it reads its input */
     /* 81 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 82 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 688128 * nB, act + 671744 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 696320 * nB, act + 671744 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1, P + 84240, P + 84272, buf + 864, buf + 896, 1e-05, 1, nB * 344064);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 696320 * nB, act + 671744 * nB, act + 679936 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1, P + 74960, P + 74992, buf + 800, buf + 832, 1e-05, nB * 335872, P + 84240, P + 84272, buf + 864, buf + 896, 1e-05, 1, nB * 344064);
     /* 83 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 696320 * nB, fix + 864, fix + 896, buf + 864, buf + 896, act + 688128 * nB, P + 84240, P + 84272, B, 32, 256, 0.1, 1e-05, nB * 344064);
@@ -800,15 +788,14 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 87 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 704512 * nB, fix + 928, fix + 960, buf + 928, buf + 960, act + 712704 * nB, P + 93520, P + 93552, B, 32, 256, 0.1, 1e-05, nB * 352256);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 704512 * nB, act + 712704 * nB, P + 93520, P + 93552, buf + 928, buf + 960, B, 32, 256, 1e-05, nB * 352256);
+    /* inference: in the conv below, as it reads its input */
     /* 88 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 89 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 720896 * nB, act + 704512 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 729088 * nB, act + 704512 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1, P + 102800, P + 102832, buf + 992, buf + 1024, 1e-05, 1, nB * 360448);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 729088 * nB, act + 704512 * nB, act + 712704 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1, P + 93520, P + 93552, buf + 928, buf + 960, 1e-05, nB * 352256, P + 102800, P + 102832, buf + 992, buf + 1024, 1e-05, 1, nB * 360448);
     /* 90 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 729088 * nB, fix + 992, fix + 1024, buf + 992, buf + 1024, act + 720896 * nB, P + 102800, P + 102832, B, 32, 256, 0.1, 1e-05, nB * 360448);
@@ -825,15 +812,14 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 94 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 737280 * nB, fix + 1056, fix + 1088, buf + 1056, buf + 1088, act + 745472 * nB, P + 112080, P + 112112, B, 32, 256, 0.1, 1e-05, nB * 368640);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 737280 * nB, act + 745472 * nB, P + 112080, P + 112112, buf + 1056, buf + 1088, B, 32, 256, 1e-05, nB * 368640);
+    /* inference: in the conv below, as it reads its input */
     /* 95 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 96 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 753664 * nB, act + 737280 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 761856 * nB, act + 737280 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1, P + 121360, P + 121392, buf + 1120, buf + 1152, 1e-05, 1, nB * 376832);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 761856 * nB, act + 737280 * nB, act + 745472 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1, P + 112080, P + 112112, buf + 1056, buf + 1088, 1e-05, nB * 368640, P + 121360, P + 121392, buf + 1120, buf + 1152, 1e-05, 1, nB * 376832);
 }
 
 /* Forward, part 5 of 9. */
@@ -862,15 +848,14 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 101 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 770048 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 778240 * nB, P + 130640, P + 130672, B, 32, 256, 0.1, 1e-05, nB * 385024);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 770048 * nB, act + 778240 * nB, P + 130640, P + 130672, buf + 1184, buf + 1216, B, 32, 256, 1e-05, nB * 385024);
+    /* inference: in the conv below, as it reads its input */
     /* 102 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 103 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 786432 * nB, act + 770048 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 794624 * nB, act + 770048 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1, P + 139920, P + 139952, buf + 1248, buf + 1280, 1e-05, 1, nB * 393216);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 794624 * nB, act + 770048 * nB, act + 778240 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1, P + 130640, P + 130672, buf + 1184, buf + 1216, 1e-05, nB * 385024, P + 139920, P + 139952, buf + 1248, buf + 1280, 1e-05, 1, nB * 393216);
     /* 104 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 794624 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 786432 * nB, P + 139920, P + 139952, B, 32, 256, 0.1, 1e-05, nB * 393216);
@@ -887,15 +872,14 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 108 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 802816 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 811008 * nB, P + 149200, P + 149232, B, 32, 256, 0.1, 1e-05, nB * 401408);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 802816 * nB, act + 811008 * nB, P + 149200, P + 149232, buf + 1312, buf + 1344, B, 32, 256, 1e-05, nB * 401408);
+    /* inference: in the conv below, as it reads its input */
     /* 109 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 110 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 819200 * nB, act + 802816 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 827392 * nB, act + 802816 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1, P + 158480, P + 158512, buf + 1376, buf + 1408, 1e-05, 1, nB * 409600);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 827392 * nB, act + 802816 * nB, act + 811008 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1, P + 149200, P + 149232, buf + 1312, buf + 1344, 1e-05, nB * 401408, P + 158480, P + 158512, buf + 1376, buf + 1408, 1e-05, 1, nB * 409600);
     /* 111 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 827392 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 819200 * nB, P + 158480, P + 158512, B, 32, 256, 0.1, 1e-05, nB * 409600);
@@ -912,15 +896,14 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 115 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 835584 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 843776 * nB, P + 167760, P + 167792, B, 32, 256, 0.1, 1e-05, nB * 417792);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 835584 * nB, act + 843776 * nB, P + 167760, P + 167792, buf + 1440, buf + 1472, B, 32, 256, 1e-05, nB * 417792);
+    /* inference: in the conv below, as it reads its input */
     /* 116 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 117 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 851968 * nB, act + 835584 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 860160 * nB, act + 835584 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1, P + 177040, P + 177072, buf + 1504, buf + 1536, 1e-05, 1, nB * 425984);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 860160 * nB, act + 835584 * nB, act + 843776 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1, P + 167760, P + 167792, buf + 1440, buf + 1472, 1e-05, nB * 417792, P + 177040, P + 177072, buf + 1504, buf + 1536, 1e-05, 1, nB * 425984);
     /* 118 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 860160 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 851968 * nB, P + 177040, P + 177072, B, 32, 256, 0.1, 1e-05, nB * 425984);
@@ -949,15 +932,14 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 122 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 868352 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 876544 * nB, P + 186320, P + 186352, B, 32, 256, 0.1, 1e-05, nB * 434176);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 868352 * nB, act + 876544 * nB, P + 186320, P + 186352, buf + 1568, buf + 1600, B, 32, 256, 1e-05, nB * 434176);
+    /* inference: in the conv below, as it reads its input */
     /* 123 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 124 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 884736 * nB, act + 868352 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 892928 * nB, act + 868352 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1, P + 195600, P + 195632, buf + 1632, buf + 1664, 1e-05, 1, nB * 442368);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 892928 * nB, act + 868352 * nB, act + 876544 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1, P + 186320, P + 186352, buf + 1568, buf + 1600, 1e-05, nB * 434176, P + 195600, P + 195632, buf + 1632, buf + 1664, 1e-05, 1, nB * 442368);
     /* 125 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 892928 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 884736 * nB, P + 195600, P + 195632, B, 32, 256, 0.1, 1e-05, nB * 442368);
@@ -983,8 +965,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 132 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 921600 * nB, fix + 1760, fix + 1824, buf + 1760, buf + 1824, act + 917504 * nB, P + 223376, P + 223440, B, 64, 64, 0.1, 1e-05, nB * 458752);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 921600 * nB, act + 917504 * nB, P + 223376, P + 223440, buf + 1760, buf + 1824, B, 64, 64, 1e-05, nB * 458752);
+    /* inference: in the conv below, as it reads its input */
     /* 133 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 134 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
@@ -994,20 +975,19 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 136 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
     if (train)  /* with its sum */
         FN(rt_conv2d_sum_train)(ctx, act + 933888 * nB, act + 925696 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 929792 * nB, (T)1);
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 933888 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 929792 * nB, 1);
+    else    /* with its input's bn and relu, and its sum */
+        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 933888 * nB, act + 921600 * nB, act + 917504 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1, P + 223376, P + 223440, buf + 1760, buf + 1824, 1e-05, nB * 458752, -1, act + 929792 * nB, 1);
     /* 137 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 925696 * nB, fix + 1888, fix + 1952, buf + 1888, buf + 1952, act + 933888 * nB, P + 260368, P + 260432, B, 64, 64, 0.1, 1e-05, nB * 462848);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 925696 * nB, act + 933888 * nB, P + 260368, P + 260432, buf + 1888, buf + 1952, B, 64, 64, 1e-05, nB * 462848);
+    /* inference: in the conv below, as it reads its input */
     /* 138 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 139 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 929792 * nB, act + 925696 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 937984 * nB, act + 925696 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1, P + 297360, P + 297424, buf + 2016, buf + 2080, 1e-05, 1, nB * 466944);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 937984 * nB, act + 925696 * nB, act + 933888 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1, P + 260368, P + 260432, buf + 1888, buf + 1952, 1e-05, nB * 462848, P + 297360, P + 297424, buf + 2016, buf + 2080, 1e-05, 1, nB * 466944);
     /* 140 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 937984 * nB, fix + 2016, fix + 2080, buf + 2016, buf + 2080, act + 929792 * nB, P + 297360, P + 297424, B, 64, 64, 0.1, 1e-05, nB * 466944);
@@ -1024,8 +1004,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 144 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 942080 * nB, fix + 2144, fix + 2208, buf + 2144, buf + 2208, act + 946176 * nB, P + 334352, P + 334416, B, 64, 64, 0.1, 1e-05, nB * 471040);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 942080 * nB, act + 946176 * nB, P + 334352, P + 334416, buf + 2144, buf + 2208, B, 64, 64, 1e-05, nB * 471040);
+    /* inference: in the conv below, as it reads its input */
 }
 
 /* Forward, part 7 of 9. */
@@ -1043,8 +1022,8 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 146 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 950272 * nB, act + 942080 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 954368 * nB, act + 942080 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1, P + 371344, P + 371408, buf + 2272, buf + 2336, 1e-05, 1, nB * 475136);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 954368 * nB, act + 942080 * nB, act + 946176 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1, P + 334352, P + 334416, buf + 2144, buf + 2208, 1e-05, nB * 471040, P + 371344, P + 371408, buf + 2272, buf + 2336, 1e-05, 1, nB * 475136);
     /* 147 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 954368 * nB, fix + 2272, fix + 2336, buf + 2272, buf + 2336, act + 950272 * nB, P + 371344, P + 371408, B, 64, 64, 0.1, 1e-05, nB * 475136);
@@ -1061,15 +1040,14 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 151 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 958464 * nB, fix + 2400, fix + 2464, buf + 2400, buf + 2464, act + 962560 * nB, P + 408336, P + 408400, B, 64, 64, 0.1, 1e-05, nB * 479232);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 958464 * nB, act + 962560 * nB, P + 408336, P + 408400, buf + 2400, buf + 2464, B, 64, 64, 1e-05, nB * 479232);
+    /* inference: in the conv below, as it reads its input */
     /* 152 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 153 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 966656 * nB, act + 958464 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 970752 * nB, act + 958464 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1, P + 445328, P + 445392, buf + 2528, buf + 2592, 1e-05, 1, nB * 483328);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 970752 * nB, act + 958464 * nB, act + 962560 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1, P + 408336, P + 408400, buf + 2400, buf + 2464, 1e-05, nB * 479232, P + 445328, P + 445392, buf + 2528, buf + 2592, 1e-05, 1, nB * 483328);
     /* 154 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 970752 * nB, fix + 2528, fix + 2592, buf + 2528, buf + 2592, act + 966656 * nB, P + 445328, P + 445392, B, 64, 64, 0.1, 1e-05, nB * 483328);
@@ -1086,15 +1064,14 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 158 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 974848 * nB, fix + 2656, fix + 2720, buf + 2656, buf + 2720, act + 978944 * nB, P + 482320, P + 482384, B, 64, 64, 0.1, 1e-05, nB * 487424);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 974848 * nB, act + 978944 * nB, P + 482320, P + 482384, buf + 2656, buf + 2720, B, 64, 64, 1e-05, nB * 487424);
+    /* inference: in the conv below, as it reads its input */
     /* 159 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 160 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 983040 * nB, act + 974848 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 987136 * nB, act + 974848 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1, P + 519312, P + 519376, buf + 2784, buf + 2848, 1e-05, 1, nB * 491520);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 987136 * nB, act + 974848 * nB, act + 978944 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1, P + 482320, P + 482384, buf + 2656, buf + 2720, 1e-05, nB * 487424, P + 519312, P + 519376, buf + 2784, buf + 2848, 1e-05, 1, nB * 491520);
     /* 161 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 987136 * nB, fix + 2784, fix + 2848, buf + 2784, buf + 2848, act + 983040 * nB, P + 519312, P + 519376, B, 64, 64, 0.1, 1e-05, nB * 491520);
@@ -1111,15 +1088,14 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 165 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 991232 * nB, fix + 2912, fix + 2976, buf + 2912, buf + 2976, act + 995328 * nB, P + 556304, P + 556368, B, 64, 64, 0.1, 1e-05, nB * 495616);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 991232 * nB, act + 995328 * nB, P + 556304, P + 556368, buf + 2912, buf + 2976, B, 64, 64, 1e-05, nB * 495616);
+    /* inference: in the conv below, as it reads its input */
     /* 166 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 167 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 999424 * nB, act + 991232 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1003520 * nB, act + 991232 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1, P + 593296, P + 593360, buf + 3040, buf + 3104, 1e-05, 1, nB * 499712);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1003520 * nB, act + 991232 * nB, act + 995328 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1, P + 556304, P + 556368, buf + 2912, buf + 2976, 1e-05, nB * 495616, P + 593296, P + 593360, buf + 3040, buf + 3104, 1e-05, 1, nB * 499712);
     /* 168 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1003520 * nB, fix + 3040, fix + 3104, buf + 3040, buf + 3104, act + 999424 * nB, P + 593296, P + 593360, B, 64, 64, 0.1, 1e-05, nB * 499712);
@@ -1148,15 +1124,14 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 172 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1007616 * nB, fix + 3168, fix + 3232, buf + 3168, buf + 3232, act + 1011712 * nB, P + 630288, P + 630352, B, 64, 64, 0.1, 1e-05, nB * 503808);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1007616 * nB, act + 1011712 * nB, P + 630288, P + 630352, buf + 3168, buf + 3232, B, 64, 64, 1e-05, nB * 503808);
+    /* inference: in the conv below, as it reads its input */
     /* 173 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 174 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1015808 * nB, act + 1007616 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1019904 * nB, act + 1007616 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1, P + 667280, P + 667344, buf + 3296, buf + 3360, 1e-05, 1, nB * 507904);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1019904 * nB, act + 1007616 * nB, act + 1011712 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1, P + 630288, P + 630352, buf + 3168, buf + 3232, 1e-05, nB * 503808, P + 667280, P + 667344, buf + 3296, buf + 3360, 1e-05, 1, nB * 507904);
     /* 175 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1019904 * nB, fix + 3296, fix + 3360, buf + 3296, buf + 3360, act + 1015808 * nB, P + 667280, P + 667344, B, 64, 64, 0.1, 1e-05, nB * 507904);
@@ -1173,15 +1148,14 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 179 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1024000 * nB, fix + 3424, fix + 3488, buf + 3424, buf + 3488, act + 1028096 * nB, P + 704272, P + 704336, B, 64, 64, 0.1, 1e-05, nB * 512000);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1024000 * nB, act + 1028096 * nB, P + 704272, P + 704336, buf + 3424, buf + 3488, B, 64, 64, 1e-05, nB * 512000);
+    /* inference: in the conv below, as it reads its input */
     /* 180 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 181 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1032192 * nB, act + 1024000 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1036288 * nB, act + 1024000 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1, P + 741264, P + 741328, buf + 3552, buf + 3616, 1e-05, 1, nB * 516096);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1036288 * nB, act + 1024000 * nB, act + 1028096 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1, P + 704272, P + 704336, buf + 3424, buf + 3488, 1e-05, nB * 512000, P + 741264, P + 741328, buf + 3552, buf + 3616, 1e-05, 1, nB * 516096);
     /* 182 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1036288 * nB, fix + 3552, fix + 3616, buf + 3552, buf + 3616, act + 1032192 * nB, P + 741264, P + 741328, B, 64, 64, 0.1, 1e-05, nB * 516096);
@@ -1198,15 +1172,14 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 186 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1040384 * nB, fix + 3680, fix + 3744, buf + 3680, buf + 3744, act + 1044480 * nB, P + 778256, P + 778320, B, 64, 64, 0.1, 1e-05, nB * 520192);
-    else
-        FN(rt_bn_relu_forward_eval)(ctx, act + 1040384 * nB, act + 1044480 * nB, P + 778256, P + 778320, buf + 3680, buf + 3744, B, 64, 64, 1e-05, nB * 520192);
+    /* inference: in the conv below, as it reads its input */
     /* 187 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 188 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_conv2d_forward)(ctx, act + 1048576 * nB, act + 1040384 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
-    else    /* with its bn and relu */
-        FN(rt_conv2d_bn_eval)(ctx, act + 1052672 * nB, act + 1040384 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1, P + 815248, P + 815312, buf + 3808, buf + 3872, 1e-05, 1, nB * 524288);
+    else    /* with its input's bn and relu, and its bn and relu */
+        FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1052672 * nB, act + 1040384 * nB, act + 1044480 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1, P + 778256, P + 778320, buf + 3680, buf + 3744, 1e-05, nB * 520192, P + 815248, P + 815312, buf + 3808, buf + 3872, 1e-05, 1, nB * 524288);
     /* 189 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1052672 * nB, fix + 3808, fix + 3872, buf + 3808, buf + 3872, act + 1048576 * nB, P + 815248, P + 815312, B, 64, 64, 0.1, 1e-05, nB * 524288);

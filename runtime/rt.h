@@ -196,6 +196,12 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  * conv2d_sum_eval is conv2d_forward_mode with train 0 followed by the sum
  *   out = cc conv + cr r, where the conv's output feeds only that sum (r:
  *   its other term, laid out as out, sharing no memory with it or in).
+ * conv2d_bnin_bn_eval and conv2d_bnin_sum_eval are bn_relu_forward_eval
+ *   (h = relu(bn(x)) with running statistics igamma .. ivar, ieps, at
+ *   isite) followed by conv2d_bn_eval or conv2d_sum_eval reading h, where
+ *   h feeds only that conv: the float build's Winograd path applies the BN
+ *   and relu to x's rows as its input transform reads them (the same bytes
+ *   in out) and never writes h (the other paths do: h is scratch).
  * conv2d_sum_train is the training forward's conv2d_forward into conv
  *   followed by sum_forward(out, 2, {conv, r}, {(T)cc, (T)cr}), the same
  *   bytes in out (cc and cr arrive as T values); the float build's
@@ -226,6 +232,15 @@ void rt_conv2d_bn_eval##S(const RtCtx *ctx, T *out, const T *in, const T *w, int
 void rt_conv2d_sum_eval##S(const RtCtx *ctx, T *out, const T *in, const T *w, int B,    \
         int Cin, int H, int W, int Cout, int K, int stride, int pad, double cc,         \
         const T *r, double cr);                                                         \
+void rt_conv2d_bnin_bn_eval##S(const RtCtx *ctx, T *out, T *h, const T *x, const T *w,  \
+        int B, int Cin, int H, int W, int Cout, int K, int stride, int pad,             \
+        const T *igamma, const T *ibeta, const T *imean, const T *ivar, double ieps,    \
+        size_t isite, const T *gamma, const T *beta, const T *run_mean,                 \
+        const T *run_var, double eps, int relu, size_t site);                           \
+void rt_conv2d_bnin_sum_eval##S(const RtCtx *ctx, T *out, T *h, const T *x, const T *w, \
+        int B, int Cin, int H, int W, int Cout, int K, int stride, int pad,             \
+        const T *igamma, const T *ibeta, const T *imean, const T *ivar, double ieps,    \
+        size_t isite, double cc, const T *r, double cr);                                \
 void rt_conv2d_sum_train##S(const RtCtx *ctx, T *out, T *conv, const T *in, const T *w,  \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, double cc,  \
         const T *r, double cr);                                                         \

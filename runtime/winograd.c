@@ -163,14 +163,15 @@ static size_t up16(size_t n)
 }
 
 /* Floats of one thread's slice for groups of up to np tiles (a multiple of
- * 16) of a conv with C inputs, kp (padded) outputs and rows of W: V, M, T
- * (a rows with 16 floats of margin either side), O (m rows), a zero input
- * row, and the two border masks. */
-static size_t slice_floats(int m, int C, int kp, size_t np, int W)
+ * 16) of a conv with C inputs, kp (padded) outputs and images of H x W: V,
+ * M, T (a rows with 16 floats of margin either side), O (m rows), a zero
+ * input row, the two border masks, and one channel of one image (A: the
+ * input rows with an input BN and relu applied, rt_conv2d_bnin_*_eval). */
+static size_t slice_floats(int m, int C, int kp, size_t np, int H, int W)
 {
     size_t a = (size_t)m + 2;
     return a * a * (size_t)(C + kp) * np + a * ((size_t)m * np + 32) + (size_t)m * m * np
-           + up16((size_t)W) + 2 * np;
+           + up16((size_t)W) + 2 * np + up16((size_t)H * W);
 }
 
 /* Floats of one thread's slice of the weight gradient with tiles of m x m
@@ -191,10 +192,10 @@ static int group_rows(int m, int C, int kp, int ntx)
 }
 
 /* Floats of U and of one slice for a conv with tile size m. */
-static size_t need(int m, int C, int kp, int W, int R, size_t *slice)
+static size_t need(int m, int C, int kp, int H, int W, int R, size_t *slice)
 {
     size_t ntx = (size_t)(W + m - 1) / (size_t)m;
-    *slice = up16(slice_floats(m, C, kp, up16((size_t)R * ntx), W));
+    *slice = up16(slice_floats(m, C, kp, up16((size_t)R * ntx), H, W));
     return up16((size_t)(m + 2) * (m + 2) * (size_t)C * kp);
 }
 
@@ -225,7 +226,7 @@ size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
     int kp = (Cin + 7) / 8 * 8;
     size_t t = threads > 1 ? (size_t)threads : 1, most = 0;
     for (int m = 2; m <= 4; m += 2) {   /* the forward's tiles, the input gradient's */
-        size_t slice, u = need(m, Cin, kp, W, group_rows(m, Cin, kp, (W + m - 1) / m), &slice);
+        size_t slice, u = need(m, Cin, kp, H, W, group_rows(m, Cin, kp, (W + m - 1) / m), &slice);
         if (u + t * slice > most)
             most = u + t * slice;
     }
@@ -243,58 +244,16 @@ int rt_wino_taken(int Cin, int Cout)
     return Cin >= WINO_MIN_C && Cout >= 1 && isa() != ISA_NONE;
 }
 
-/* U[a*i+j][c][k] = (G g G^T)[i][j] for the 3x3 kernel g of output k, input
+/* The weight transform, weights_tf_avx2 / _avx512 (winograd_kern.inc):
+ * U[a*i+j][c][k] = (G g G^T)[i][j] for the 3x3 kernel g of output k, input
  * c: g[p][q] = w[k*wk + c*wc + (flip ? 8 - (3p+q) : 3p+q)], in double and
  * rounded once; 0 for k >= K. Channels c0..c1-1, tile size m. */
-static void weights_tf(float *U, int m, const float *w, ptrdiff_t wk, ptrdiff_t wc, int flip,
-                       int C, int K, int kp, int c0, int c1)
-{
-    size_t ps = (size_t)C * kp;
-    int a = m + 2;
-    for (int c = c0; c < c1; c++)
-        for (int k = 0; k < kp; k++) {
-            double g[3][3], t[6][3], r[6];
-            for (int q = 0; q < 9; q++)
-                g[q / 3][q % 3] = k < K ? (double)w[k * wk + c * wc + (flip ? 8 - q : q)] : 0.0;
-            for (int b = 0; b < 3; b++) {    /* t = G g: column b */
-                double g0 = g[0][b], g1 = g[1][b], g2 = g[2][b];
-                if (m == 4) {
-                    t[0][b] = g0 / 4;
-                    t[1][b] = -(g0 + g1 + g2) / 6;
-                    t[2][b] = -(g0 - g1 + g2) / 6;
-                    t[3][b] = g0 / 24 + g1 / 12 + g2 / 6;
-                    t[4][b] = g0 / 24 - g1 / 12 + g2 / 6;
-                    t[5][b] = g2;
-                } else {
-                    t[0][b] = g0;
-                    t[1][b] = (g0 + g1 + g2) / 2;
-                    t[2][b] = (g0 - g1 + g2) / 2;
-                    t[3][b] = g2;
-                }
-            }
-            float *u = U + (size_t)c * kp + k;
-            for (int i = 0; i < a; i++) {    /* row i of t G^T */
-                double g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
-                if (m == 4) {
-                    r[0] = g0 / 4;
-                    r[1] = -(g0 + g1 + g2) / 6;
-                    r[2] = -(g0 - g1 + g2) / 6;
-                    r[3] = g0 / 24 + g1 / 12 + g2 / 6;
-                    r[4] = g0 / 24 - g1 / 12 + g2 / 6;
-                    r[5] = g2;
-                } else {
-                    r[0] = g0, r[1] = (g0 + g1 + g2) / 2, r[2] = (g0 - g1 + g2) / 2, r[3] = g2;
-                }
-                for (int j = 0; j < a; j++)
-                    u[(size_t)(a * i + j) * ps] = (float)r[j];
-            }
-        }
-}
 
 /* One thread's slice: its buffers for groups of up to np tiles. */
 typedef struct {
     float *V, *M, *T, *O, *zero;
     float *m0, *m5;     /* 1 or 0 per tile: its first (last) column lies inside the image row */
+    float *A;           /* H x W: an input channel's rows after an input BN and relu */
     size_t ts, os;      /* floats per row of T, of O */
 } Slice;
 
@@ -307,16 +266,41 @@ static Slice carve(float *p, int m, int C, int kp, size_t np, int W)
     s.ts = (size_t)m * np + 32, s.T = p, p += a * s.ts;
     s.os = (size_t)m * np, s.O = p, p += (size_t)m * s.os;
     s.zero = p, p += up16((size_t)W);
-    s.m0 = p, s.m5 = p + np;
+    s.m0 = p, s.m5 = p + np, p += 2 * np;
+    s.A = p;    /* up16(H * W) floats: the last */
     return s;
+}
+
+/* A BN with running statistics and its relu applied to a conv's input as
+ * the input transform reads it (rt_conv2d_bnin_*_eval): per channel c,
+ * max(0, x sc_c + sh_c) with sc_c = gamma_c / sqrt(var_c + eps), sh_c =
+ * beta_c - mean_c sc_c, in double and rounded once, as
+ * rt_bn_relu_forward_eval computes it (the same bytes); the zero padding
+ * stays 0, outside the activation. */
+typedef struct {
+    const float *gamma, *beta, *mean, *var;
+    double eps;
+} BnIn;
+
+/* Prefetch the n floats from p into the caches (for writing: w 1). */
+static void prefetch_rows(const float *p, size_t n, int w)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        if (w)
+            __builtin_prefetch(p + i, 1);
+        else
+            __builtin_prefetch(p + i, 0);
+    }
 }
 
 /* The input transform of one group into s->V ([a*a][C][np]): tile rows
  * g0 .. g0+nr-1 (tile row g: image g / nty, tile row g % nty) of in with C
  * channels, tiles of m x m; also sets the border masks. Lanes n..np-1 of V
- * come out 0. */
+ * come out 0. With bi, each channel's rows that the group reads in an image
+ * are first activated into s->A (once each, whichever tile rows share
+ * them), and the transform reads them there. */
 static void in_tf(int v, int m, const Slice *s, const float *in, int C, int H, int W, int g0,
-                  int nr)
+                  int nr, const BnIn *bi)
 {
     int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, L = m * ntx, n = nr * ntx;
     int np = (int)up16((size_t)n), big = v == ISA_AVX512;
@@ -331,13 +315,29 @@ static void in_tf(int v, int m, const Slice *s, const float *in, int C, int H, i
         memset(t + 16 + (size_t)m * n, 0, (size_t)(m * (np - n) + 16) * sizeof(float));
     }
     for (int c = 0; c < C; c++) {
-        for (int r = 0; r < nr; r++) {
+        double sc = 0.0, sh = 0.0;
+        if (bi) {
+            sc = (double)bi->gamma[c] / sqrt((double)bi->var[c] + bi->eps);
+            sh = (double)bi->beta[c] - (double)bi->mean[c] * sc;
+        }
+        for (int r = 0, ab = -1; r < nr; r++) {
             int g = g0 + r, b = g / nty, ty = g % nty;
-            const float *rows[6];
+            const float *src = in + ((size_t)b * C + c) * hw, *rows[6];
+            if (bi && b != ab) {    /* image b's rows that tile rows ty .. tl read */
+                int tl = ty + (nr - 1 - r) < nty - 1 ? ty + (nr - 1 - r) : nty - 1;
+                int lo = m * ty - 1 > 0 ? m * ty - 1 : 0;
+                int hi = m * tl + m + 1 < H ? m * tl + m + 1 : H;
+                (big ? bn_relu_rows_avx512 : bn_relu_rows_avx2)(
+                    s->A + (size_t)lo * W, src + (size_t)lo * W, (size_t)(hi - lo) * W, sc, sh);
+                ab = b;
+                if (c + 1 < C)  /* the next channel's rows: a jump the prefetchers miss */
+                    prefetch_rows(src + hw + (size_t)lo * W, (size_t)(hi - lo) * W, 0);
+            }
+            if (bi)
+                src = s->A;
             for (int j = 0; j < a; j++) {
                 int y = m * ty - 1 + j;
-                rows[j] = y >= 0 && y < H ? in + ((size_t)b * C + c) * hw + (size_t)y * W
-                                          : s->zero;
+                rows[j] = y >= 0 && y < H ? src + (size_t)y * W : s->zero;
             }
             float *t = s->T + 16 + (size_t)r * L;
             if (m == 4)
@@ -380,6 +380,7 @@ typedef struct {
     const float *q[2];
     double d[3];
     int j2;
+    const BnIn *bi;     /* an inference BN + relu of the conv's input, or NULL */
 } Epi;
 
 /* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 of a conv
@@ -391,7 +392,7 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
     int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, L = m * ntx, n = nr * ntx;
     int np = (int)up16((size_t)n), big = v == ISA_AVX512;
     size_t hw = (size_t)H * W;
-    in_tf(v, m, s, in, C, H, W, g0, nr);
+    in_tf(v, m, s, in, C, H, W, g0, nr, ep ? ep->bi : NULL);
     for (int pos = 0; pos < a * a; pos++)
         (big ? gemm_avx512 : gemm_avx2)(s->M + (size_t)pos * kp * np, U + (size_t)pos * C * kp,
                                         s->V + (size_t)pos * C * np, C, kp, np);
@@ -412,6 +413,11 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
             for (int y = 0; y < m && m * ty + y < H; y++) {
                 float *d = out + ((size_t)b * K + k) * hw + (size_t)(m * ty + y) * W;
                 const float *o = s->O + (size_t)y * s->os + (size_t)r * L;
+                if (ep && !ep->train && k + 1 < K) {    /* the next channel's rows */
+                    prefetch_rows(d + hw, (size_t)W, 1);
+                    if (ep->r)
+                        prefetch_rows(ep->r + (d - out) + hw, (size_t)W, 0);
+                }
                 if (ep && ep->train) {
                     size_t at = (size_t)(d - out);
                     (big ? put_row_sum_train_avx512 : put_row_sum_train_avx2)(
@@ -471,7 +477,7 @@ static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, c
         R = per;
     size_t usz, ssz;
     for (;;) {
-        usz = need(m, C, kp, W, R, &ssz);
+        usz = need(m, C, kp, H, W, R, &ssz);
         if (usz + (size_t)t * ssz <= have)
             break;
         if (R > 1)
@@ -486,8 +492,9 @@ static int wino(const RtCtx *ctx, int m, float *out, int acc, const float *in, c
 #pragma omp parallel num_threads(t)
     {
         int i = omp_get_thread_num(), nt = omp_get_num_threads();
-        weights_tf(U, m, w, wk, wc, flip, C, K, kp, (int)((long long)C * i / nt),
-                   (int)((long long)C * (i + 1) / nt));
+        (v == ISA_AVX512 ? weights_tf_avx512 : weights_tf_avx2)(
+            U, m, w, wk, wc, flip, C, K, kp, (int)((long long)C * i / nt),
+            (int)((long long)C * (i + 1) / nt));
 #pragma omp barrier
         Slice s = carve(base + usz + (size_t)i * ssz, m, C, kp, np, W);
         memset(s.zero, 0, (size_t)W * sizeof(float));
@@ -590,7 +597,7 @@ static void dw_tf(int v, int m, const Slice *s, float *Y, float *D, const float 
     int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, L = m * ntx;
     int big = v == ISA_AVX512, n = nr * ntx, npg = (int)up16((size_t)n);
     size_t hw = (size_t)H * W;
-    in_tf(v, m, s, in, C, H, W, g0, nr);
+    in_tf(v, m, s, in, C, H, W, g0, nr, NULL);
     for (int j = 0; j < a; j++)     /* lanes n.. of Y read zeros */
         memset(D + (size_t)j * s->ts + (size_t)m * n, 0, (size_t)m * (npg - n) * sizeof(float));
     for (int k = 0; k < K; k++) {
@@ -787,6 +794,67 @@ void rt_conv2d_sum_eval(const RtCtx *ctx, float *out, const float *in, const flo
 #pragma omp parallel for simd num_threads(ctx && ctx->threads > 0 ? ctx->threads : 1) schedule(static)
     for (size_t i = 0; i < n; i++)
         out[i] = out[i] * fc + r[i] * fr;
+}
+
+/* rt_bn_relu_forward_eval (h = relu(bn(x)), at site isite) then
+ * rt_conv2d_bn_eval on h; Winograd applies the input BN as it transforms x
+ * and never writes h (the other paths do: h is scratch). */
+void rt_conv2d_bnin_bn_eval(const RtCtx *ctx, float *out, float *h, const float *x,
+                            const float *w, int B, int Cin, int H, int W, int Cout, int K,
+                            int stride, int pad, const float *igamma, const float *ibeta,
+                            const float *imean, const float *ivar, double ieps, size_t isite,
+                            const float *gamma, const float *beta, const float *run_mean,
+                            const float *run_var, double eps, int relu, size_t site)
+{
+    BnIn bi = {igamma, ibeta, imean, ivar, ieps};
+    Epi ep = {.gamma = gamma, .beta = beta, .mean = run_mean, .var = run_var, .eps = eps,
+              .relu = relu, .bi = &bi};
+    if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
+        && forward_eval(ctx, out, x, w, B, Cin, H, W, Cout, &ep))
+        return;
+    rt_bn_relu_forward_eval(ctx, h, x, igamma, ibeta, imean, ivar, B, Cin, H * W, ieps, isite);
+    rt_conv2d_bn_eval(ctx, out, h, w, B, Cin, H, W, Cout, K, stride, pad, gamma, beta, run_mean,
+                      run_var, eps, relu, site);
+}
+
+/* rt_bn_relu_forward_eval (h = relu(bn(x))) then rt_conv2d_sum_eval on h;
+ * h as in rt_conv2d_bnin_bn_eval. */
+void rt_conv2d_bnin_sum_eval(const RtCtx *ctx, float *out, float *h, const float *x,
+                             const float *w, int B, int Cin, int H, int W, int Cout, int K,
+                             int stride, int pad, const float *igamma, const float *ibeta,
+                             const float *imean, const float *ivar, double ieps, size_t isite,
+                             double cc, const float *r, double cr)
+{
+    BnIn bi = {igamma, ibeta, imean, ivar, ieps};
+    Epi ep = {.r = r, .cc = (float)cc, .cr = (float)cr, .bi = &bi};
+    if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
+        && forward_eval(ctx, out, x, w, B, Cin, H, W, Cout, &ep))
+        return;
+    rt_bn_relu_forward_eval(ctx, h, x, igamma, ibeta, imean, ivar, B, Cin, H * W, ieps, isite);
+    rt_conv2d_sum_eval(ctx, out, h, w, B, Cin, H, W, Cout, K, stride, pad, cc, r, cr);
+}
+
+void rt_conv2d_bnin_bn_eval_d(const RtCtx *ctx, double *out, double *h, const double *x,
+                              const double *w, int B, int Cin, int H, int W, int Cout, int K,
+                              int stride, int pad, const double *igamma, const double *ibeta,
+                              const double *imean, const double *ivar, double ieps,
+                              size_t isite, const double *gamma, const double *beta,
+                              const double *run_mean, const double *run_var, double eps,
+                              int relu, size_t site)
+{
+    rt_bn_relu_forward_eval_d(ctx, h, x, igamma, ibeta, imean, ivar, B, Cin, H * W, ieps, isite);
+    rt_conv2d_bn_eval_d(ctx, out, h, w, B, Cin, H, W, Cout, K, stride, pad, gamma, beta,
+                        run_mean, run_var, eps, relu, site);
+}
+
+void rt_conv2d_bnin_sum_eval_d(const RtCtx *ctx, double *out, double *h, const double *x,
+                               const double *w, int B, int Cin, int H, int W, int Cout, int K,
+                               int stride, int pad, const double *igamma, const double *ibeta,
+                               const double *imean, const double *ivar, double ieps,
+                               size_t isite, double cc, const double *r, double cr)
+{
+    rt_bn_relu_forward_eval_d(ctx, h, x, igamma, ibeta, imean, ivar, B, Cin, H * W, ieps, isite);
+    rt_conv2d_sum_eval_d(ctx, out, h, w, B, Cin, H, W, Cout, K, stride, pad, cc, r, cr);
 }
 
 /* A 2-term training sum: rt_conv2d_sums_train with the conv first. */

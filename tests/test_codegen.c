@@ -422,7 +422,9 @@ START_TEST(test_sums_in_conv)
     char *out = NULL;
     optc_ok("emit examples/resnet.opt -n resnet20_cifar", &out);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 9);
-    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 9);
+    /* inference: 2 of them also apply their input's BN and relu (bnin) */
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 7);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_bnin_sum_eval)("), 2);
     ck_assert_int_eq(count_of(out, "FN(rt_sum_forward)("), 0);
     const char *pad = strstr(out, "stage2.shortcut0 = pad(stage1.x3)");
     ck_assert_ptr_nonnull(pad);
@@ -461,6 +463,35 @@ START_TEST(test_sums_in_conv)
     optc_ok("emit examples/momentum.opt -n momentum20_cifar --memory-free", &out);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 0);
+    free(out);
+}
+END_TEST
+
+/* ResNet-20's inference forward: the BN + relu before each stride-1 conv
+ * (after the stem, each residual sum and each stride-2 conv) runs in that
+ * conv's input transform (rt_conv2d_bnin_bn_eval / _sum_eval, nine), the
+ * BN's own inference call dropped (a comment says where it went); the
+ * training calls stay; three rt_bn_relu_forward_eval are left (before the
+ * two stride-2 convs and the head). Not in memory-free builds (momentum's). */
+START_TEST(test_bnin_in_conv)
+{
+    char *out = NULL;
+    optc_ok("emit examples/resnet.opt -n resnet20_cifar", &out);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_bnin_bn_eval)("), 7);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_bnin_sum_eval)("), 2);
+    ck_assert_int_eq(count_of(out, "/* inference: in the conv below, as it reads its input */"),
+                     9);
+    ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_eval)("), 3);
+    ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_train)("), 19);
+    /* the first: the stem's BN applied by stage 1's first conv */
+    const char *c = strstr(out, "stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0)");
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_nonnull(strstr(c, "FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, "
+                                    "act + 16384 * nB, act, P + 464, B, 16, 32, 32, 16, 3, 1, 1, "
+                                    "P + 432, P + 448, buf, buf + 16, 1e-05, nB * 0, "));
+    free(out);
+    optc_ok("emit examples/momentum.opt -n momentum20_cifar --memory-free", &out);
+    ck_assert_int_eq(count_of(out, "bnin"), 0);
     free(out);
 }
 END_TEST
@@ -657,6 +688,7 @@ static Suite *codegen_suite(void)
     tcase_add_test(tc, test_dot_optimizer);
     tcase_add_test(tc, test_emit_readable);
     tcase_add_test(tc, test_sums_in_conv);
+    tcase_add_test(tc, test_bnin_in_conv);
     suite_add_tcase(s, tc);
     tc = tcase_create("examples");
     tcase_set_timeout(tc, 600);

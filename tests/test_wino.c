@@ -529,6 +529,133 @@ static void check_sum_train(const Shape *s, int variant)
 START_TEST(test_wino_sum_train) { WINO_VARIANT_CASE(_i, check_sum_train); }
 END_TEST
 
+/* The conv with its input's BN and relu (rt_conv2d_bnin_bn_eval,
+ * rt_conv2d_bnin_sum_eval), 1 and 2 threads, output BN relu 0 and 1: the
+ * bytes of rt_bn_relu_forward_eval into h then rt_conv2d_bn_eval /
+ * rt_conv2d_sum_eval reading h (input BN statistics that send 10..90 % of
+ * the inputs below 0), h untouched where Winograd takes the conv and
+ * holding relu(bn(x)) where it does not; with a branch record, the two
+ * calls (the record's pieces); the double twins as their two calls. */
+static void check_bnin(const Shape *s, int variant)
+{
+    int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co;
+    size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
+    double *xd = tu_calloc(ni, sizeof(double)), *w = tu_calloc(nw, sizeof(double));
+    double *par = tu_calloc(4 * (size_t)(C + Co), sizeof(double));
+    float *x = tu_calloc(ni, sizeof(float)), *wf = tu_calloc(nw, sizeof(float));
+    float *pf = tu_calloc(4 * (size_t)(C + Co), sizeof(float)), *ip = pf, *op = pf + 4 * C;
+    float *h = tu_calloc(ni, sizeof(float)), *href = tu_calloc(ni, sizeof(float));
+    float *ref = tu_calloc(no, sizeof(float)), *out = tu_calloc(no, sizeof(float));
+    float *rf = tu_calloc(no, sizeof(float));
+    RtRng rng;
+    rt_rng_seed(&rng, 5000u + (unsigned)(s - shapes));
+    gc_fill(xd, ni, &rng);
+    gc_fill(w, nw, &rng);
+    gc_fill(par, 4 * (size_t)(C + Co), &rng);
+    for (int k = 0; k < C; k++)     /* positive variances */
+        par[3 * C + k] = 0.2 + par[3 * C + k] * par[3 * C + k];
+    for (int k = 0; k < Co; k++)
+        par[4 * C + 3 * Co + k] = 0.2 + par[4 * C + 3 * Co + k] * par[4 * C + 3 * Co + k];
+    gc_to_float(x, xd, ni);
+    gc_to_float(wf, w, nw);
+    gc_to_float(pf, par, 4 * (size_t)(C + Co));
+    for (size_t i = 0; i < no; i++)
+        rf[i] = (float)rt_rng_normal(&rng);
+    const double ieps = 1e-5, eps = 1e-3;
+    const char *tag = variant ? "avx2" : "best";
+    int taken = rt_wino_taken(C, Co);
+    size_t pos = 0;
+    for (size_t i = 0; i < ni; i++) {
+        int c = (int)(i / ((size_t)H * W)) % C;
+        double sc = (double)ip[c] / sqrt((double)ip[3 * C + c] + ieps);
+        double v = ((double)x[i] - (double)ip[2 * C + c]) * sc + (double)ip[C + c];
+        pos += v > 0;
+    }
+    ck_assert_msg(pos > ni / 10 && pos < ni - ni / 10, "input BN: %zu of %zu positive", pos, ni);
+    for (int th = 1; th <= 2; th++) {
+        size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
+        RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+        rt_bn_relu_forward_eval(&ctx, href, x, ip, ip + C, ip + 2 * C, ip + 3 * C, B, C, H * W,
+                                ieps, 0);
+        for (int relu = 0; relu < 3; relu++) {  /* 2: the sum */
+            if (relu < 2)
+                rt_conv2d_bn_eval(&ctx, ref, href, wf, B, C, H, W, Co, 3, 1, 1, op, op + Co,
+                                  op + 2 * Co, op + 3 * Co, eps, relu, 0);
+            else
+                rt_conv2d_sum_eval(&ctx, ref, href, wf, B, C, H, W, Co, 3, 1, 1, -1.0, rf, 1.0);
+            for (size_t i = 0; i < ni; i++)
+                h[i] = 1e30f;
+            for (size_t i = 0; i < no; i++)
+                out[i] = -1e30f;
+            if (relu < 2)
+                rt_conv2d_bnin_bn_eval(&ctx, out, h, x, wf, B, C, H, W, Co, 3, 1, 1, ip, ip + C,
+                                       ip + 2 * C, ip + 3 * C, ieps, 0, op, op + Co, op + 2 * Co,
+                                       op + 3 * Co, eps, relu, 0);
+            else
+                rt_conv2d_bnin_sum_eval(&ctx, out, h, x, wf, B, C, H, W, Co, 3, 1, 1, ip, ip + C,
+                                        ip + 2 * C, ip + 3 * C, ieps, 0, -1.0, rf, 1.0);
+            ck_assert_msg(memcmp(out, ref, no * sizeof(float)) == 0,
+                          "%s bnin %s %d->%d %dx%d B%d t%d: not bn_relu_eval and the conv's bytes",
+                          tag, relu < 2 ? "bn_eval" : "sum_eval", C, Co, H, W, B, th);
+            if (taken)
+                ck_assert_msg(h[0] == 1e30f && h[ni - 1] == 1e30f, "%s bnin %d->%d: wrote h",
+                              tag, C, Co);
+            else
+                ck_assert_msg(memcmp(h, href, ni * sizeof(float)) == 0, "%s bnin %d->%d: h", tag,
+                              C, Co);
+        }
+        free(ctx.scratch);
+    }
+    /* a branch record: both calls, the input BN's pieces and the output's */
+    {
+        uint8_t *mask = tu_calloc(ni + no, 1);
+        RtBranch br = {.replay = 0, .mask = mask, .cap = ni + no};
+        size_t bytes = rt_conv2d_scratch_bytes(1, B, C, H, W, 3, 1, 1, sizeof(float));
+        RtCtx bc = {.threads = 1, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes,
+                    .branch = &br};
+        rt_conv2d_bnin_bn_eval(&bc, out, h, x, wf, B, C, H, W, Co, 3, 1, 1, ip, ip + C,
+                               ip + 2 * C, ip + 3 * C, ieps, 0, op, op + Co, op + 2 * Co,
+                               op + 3 * Co, eps, 1, ni);
+        ck_assert_uint_eq(br.seen, ni + no);
+        ck_assert_msg(memcmp(h, href, ni * sizeof(float)) == 0, "%s bnin with a record: h", tag);
+        rt_conv2d_bn_eval(&bc, ref, href, wf, B, C, H, W, Co, 3, 1, 1, op, op + Co, op + 2 * Co,
+                          op + 3 * Co, eps, 1, 0);
+        ck_assert_msg(memcmp(out, ref, no * sizeof(float)) == 0, "%s bnin with a record", tag);
+        free(bc.scratch), free(mask);
+    }
+    /* the double twins */
+    {
+        double *pd = tu_calloc(4 * (size_t)(C + Co), sizeof(double)), *hd = tu_calloc(ni, 8);
+        double *od = tu_calloc(no, 8), *rd = tu_calloc(no, 8), *hr = tu_calloc(ni, 8);
+        double *rr = tu_calloc(no, 8);
+        for (size_t i = 0; i < 4 * (size_t)(C + Co); i++)
+            pd[i] = (double)pf[i];
+        for (size_t i = 0; i < no; i++)
+            rr[i] = (double)rf[i];
+        const double *ipd = pd, *opd = pd + 4 * C;
+        size_t bytes = rt_conv2d_scratch_bytes(2, B, C, H, W, 3, 1, 1, sizeof(double));
+        RtCtx ctx = {.threads = 2, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+        rt_bn_relu_forward_eval_d(&ctx, hr, xd, ipd, ipd + C, ipd + 2 * C, ipd + 3 * C, B, C,
+                                  H * W, ieps, 0);
+        rt_conv2d_bn_eval_d(&ctx, rd, hr, w, B, C, H, W, Co, 3, 1, 1, opd, opd + Co,
+                            opd + 2 * Co, opd + 3 * Co, eps, 1, 0);
+        rt_conv2d_bnin_bn_eval_d(&ctx, od, hd, xd, w, B, C, H, W, Co, 3, 1, 1, ipd, ipd + C,
+                                 ipd + 2 * C, ipd + 3 * C, ieps, 0, opd, opd + Co, opd + 2 * Co,
+                                 opd + 3 * Co, eps, 1, 0);
+        ck_assert_msg(memcmp(od, rd, no * sizeof(double)) == 0, "bnin_bn_eval_d %d->%d", C, Co);
+        rt_conv2d_sum_eval_d(&ctx, rd, hr, w, B, C, H, W, Co, 3, 1, 1, -1.0, rr, 1.0);
+        rt_conv2d_bnin_sum_eval_d(&ctx, od, hd, xd, w, B, C, H, W, Co, 3, 1, 1, ipd, ipd + C,
+                                  ipd + 2 * C, ipd + 3 * C, ieps, 0, -1.0, rr, 1.0);
+        ck_assert_msg(memcmp(od, rd, no * sizeof(double)) == 0, "bnin_sum_eval_d %d->%d", C, Co);
+        free(ctx.scratch), free(pd), free(hd), free(od), free(rd), free(hr), free(rr);
+    }
+    free(xd), free(w), free(par), free(x), free(wf), free(pf), free(h), free(href), free(ref);
+    free(out), free(rf);
+}
+
+START_TEST(test_wino_bnin) { WINO_VARIANT_CASE(_i, check_bnin); }
+END_TEST
+
 /* The weight gradient over batches of several groups of tile rows (cut
  * into runs of their own partial sums, one thread each): against
  * the double loops within DW_TOL, and the same bytes for 1, 2, 3 and 4
@@ -603,6 +730,7 @@ static Suite *wino_suite(void)
     tcase_add_loop_test(tc, test_wino_shapes, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_eval, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_sum_train, 0, 2 * NSHAPES);
+    tcase_add_loop_test(tc, test_wino_bnin, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_dw_runs, 0, 2 * NDW);
     tcase_add_test(tc, test_wino_off);
     suite_add_tcase(s, tc);
