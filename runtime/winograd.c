@@ -244,8 +244,9 @@ int rt_wino_taken(int Cin, int Cout)
 }
 
 /* U[a*i+j][c][k] = (G g G^T)[i][j] for the 3x3 kernel g of output k, input
- * c: g[p][q] = w[k*wk + c*wc + (flip ? 8 - (3p+q) : 3p+q)], in double and
- * rounded once; 0 for k >= K. Channels c0..c1-1, tile size m. */
+ * c: g[p][q] = w[k*wk + c*wc + (flip & 1 ? 8 - (3p+q) : 3p+q)], negated for
+ * flip & 2 (exact: every later step is linear, rounding symmetric), in double
+ * and rounded once; 0 for k >= K. Channels c0..c1-1, tile size m. */
 static void weights_tf(float *U, int m, const float *w, ptrdiff_t wk, ptrdiff_t wc, int flip,
                        int C, int K, int kp, int c0, int c1)
 {
@@ -255,7 +256,9 @@ static void weights_tf(float *U, int m, const float *w, ptrdiff_t wk, ptrdiff_t 
         for (int k = 0; k < kp; k++) {
             double g[3][3], t[6][3], r[6];
             for (int q = 0; q < 9; q++)
-                g[q / 3][q % 3] = k < K ? (double)w[k * wk + c * wc + (flip ? 8 - q : q)] : 0.0;
+                g[q / 3][q % 3] = k < K ? (flip & 2 ? -1.0 : 1.0)
+                                          * (double)w[k * wk + c * wc + (flip & 1 ? 8 - q : q)]
+                                        : 0.0;
             for (int b = 0; b < 3; b++) {    /* t = G g: column b */
                 double g0 = g[0][b], g1 = g[1][b], g2 = g[2][b];
                 if (m == 4) {
@@ -869,4 +872,10 @@ int rt_wino_backward_data(const RtCtx *ctx, float *din, int acc, const float *do
 {
     /* din = conv3x3(dout, w read as [ci][co] with the taps flipped) */
     return wino(ctx, 4, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin, NULL);
+}
+
+int rt_wino_backward_data_neg(const RtCtx *ctx, float *din, int acc, const float *dout,
+                              const float *w, int B, int Cin, int H, int W, int Cout)
+{
+    return wino(ctx, 4, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 3, B, Cout, H, W, Cin, NULL);
 }
