@@ -987,8 +987,10 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
     switch (n->op) {
     case OP_CONV: {
         const char *rin = emit_recompute(e, n);
-        emit_f(e, "    FN(rt_conv2d_backward%s)(ctx, %s, %d, %s, %s, %s, %s, B, %d, %d, %d, %d, %d, "
-               "%d, %d);\n", S, din[0], acc[0], emit_param(e, "G", n->u.conv.w), dout,
+        /* gneg: dout is its sum's gradient, the conv's term being -1 */
+        emit_f(e, "    FN(rt_conv2d_backward%s%s)(ctx, %s, %d, %s, %s, %s, %s, B, %d, %d, %d, %d, "
+               "%d, %d, %d);\n", pn->gneg ? "_neg" : "", S, din[0], acc[0],
+               emit_param(e, "G", n->u.conv.w), dout,
                rin ? rin : in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
                n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
         break;
@@ -1002,6 +1004,20 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         break;
     case OP_SUM: {
         bool learned = op_bwd_reads_input(n);
+        /* terms that share the sum's gradient buffer (plan_fold_sums) have
+         * it already: skipped */
+        int nfold = 0;
+        for (int k = 0; k < n->nin; k++) {
+            int g = e->p->nodes[n->in[k]].grad;
+            if (g >= 0 && g == pn->grad && strcmp(din[k], "NULL") != 0) {
+                snprintf(din[k], sizeof din[k], "NULL");
+                nfold++;
+            }
+        }
+        if (nfold == n->nin) {
+            emit_f(e, "    /* its terms share its gradient (plan_fold_sums) */\n");
+            break;
+        }
         emit_f(e, "    {\n");
         emit_coefs(e, n);
         emit_f(e, "        %s *const dxs[%d] = {", e->T, n->nin);

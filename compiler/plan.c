@@ -1,4 +1,5 @@
 /* plan.c — parameter layout and activation memory by liveness (plan.h). */
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -432,6 +433,127 @@ size_t plan_image_stride(const Plan *p, const IrGraph *g, int node)
     return b >= 0 ? p->bufs[b].size_a : ir_numel(g->nodes[node].shape);
 }
 
+/* A sum's backward copies its gradient into each term's, times the term's
+ * coefficient. Where the copies are not needed the terms take the sum's
+ * gradient buffer as their own (their PlanNode.grad becomes the sum's, the
+ * buffer lives to the last of their deaths, theirs is dropped):
+ * - a conv term of coefficient +1 or -1 read by the sum alone: its backward
+ *   reads the sum's gradient, negated for -1 (PlanNode.gneg);
+ * - one other term x of coefficient +1 whose gradient the sum writes first,
+ *   x's other readers' backwards all coming after those convs' (which read
+ *   the buffer before they add into it).
+ * A sum taken on as such a term keeps the buffer's readers: its own terms'
+ * other readers come after those too (inh). The sum's backward then skips
+ * these terms. Fixed coefficients only (a
+ * learned one reads the inputs); tbw[i] is node i's backward time, -1 for
+ * none. Sums run from the last: a term that is itself a sum hands its
+ * (already shared) buffer on. */
+#define PLAN_FOLD_MAX 8
+static bool plan_fold_ok(const Plan *p, const IrGraph *g, const IrNode *n, int k)
+{
+    int x = n->in[k];
+    const PlanNode *px = &p->nodes[x];
+    for (int q = 0; q < n->nin; q++)
+        if (q != k && n->in[q] == x)
+            return false;
+    return x != 0 && x != g->output && px->needs_grad && px->grad >= 0 &&
+           p->bufs[px->grad].node == x && n->u.sum.coef[k].nterms == 0 &&
+           g->nodes[x].op != OP_CONCAT && ir_numel(g->nodes[x].shape) == ir_numel(n->shape);
+}
+
+static void plan_fold_sums(Plan *p, const IrGraph *g, const int *tbw)
+{
+    int N = g->nnodes;
+    int *cnt = calloc((size_t)N * 4 + 1, sizeof *cnt), *min1 = cnt + N, *min2 = min1 + N;
+    int *inh = min2 + N;    /* the last read of the buffer a term took on, by a later sum's conv */
+    if (!cnt)
+        abort();
+    for (int i = 0; i < N; i++) {
+        min1[i] = min2[i] = INT_MAX;
+        inh[i] = -1;
+    }
+    for (int j = 0; j < N; j++) {
+        const IrNode *n = &g->nodes[j];
+        if (!p->nodes[j].live)
+            continue;
+        for (int k = 0; k < n->nin; k++) {
+            int x = n->in[k];
+            p->work++;
+            cnt[x]++;
+            if (!p->nodes[j].needs_grad)
+                continue;
+            int t = tbw[j] < 0 ? INT_MAX : tbw[j];
+            if (t < min1[x]) {
+                min2[x] = min1[x];
+                min1[x] = t;
+            } else if (t < min2[x]) {
+                min2[x] = t;
+            }
+        }
+    }
+    for (int s = N - 1; s > 0; s--) {
+        const IrNode *n = &g->nodes[s];
+        const PlanNode *ps = &p->nodes[s];
+        if (n->op != OP_SUM || !ps->live || !ps->needs_grad || s == g->output || ps->grad < 0 ||
+            tbw[s] < 0 || op_bwd_reads_input(n))
+            continue;
+        int fold[PLAN_FOLD_MAX], nf = 0, last = tbw[s] > inh[s] ? tbw[s] : inh[s];
+        for (int k = 0; k < n->nin && nf < PLAN_FOLD_MAX - 1; k++) {
+            int x = n->in[k];
+            double c = n->u.sum.coef[k].c0;
+            if (plan_fold_ok(p, g, n, k) && g->nodes[x].op == OP_CONV && cnt[x] == 1 &&
+                (c == 1.0 || c == -1.0) && tbw[x] > tbw[s]) {
+                fold[nf++] = k;
+                if (tbw[x] > last)
+                    last = tbw[x];
+            }
+        }
+        for (int k = 0; k < n->nin; k++) {
+            int x = n->in[k];
+            bool folded = false;
+            for (int f = 0; f < nf; f++)
+                folded = folded || fold[f] == k;
+            if (!folded && plan_fold_ok(p, g, n, k) && n->u.sum.coef[k].c0 == 1.0 &&
+                min1[x] == tbw[s] && min2[x] > last) {
+                fold[nf++] = k;
+                break;
+            }
+        }
+        PlanBuf *b = &p->bufs[ps->grad];
+        for (int f = 0; f < nf; f++) {
+            int k = fold[f], x = n->in[k];
+            PlanNode *px = &p->nodes[x];
+            PlanBuf *xb = &p->bufs[px->grad];
+            if (xb->death > b->death)
+                b->death = xb->death;
+            xb->node = -1;     /* dropped below */
+            px->grad = ps->grad;
+            px->gneg = g->nodes[x].op == OP_CONV && n->u.sum.coef[k].c0 == -1.0;
+            inh[x] = last;
+        }
+    }
+    free(cnt);
+    /* drop the buffers given up, renumbering the rest */
+    int *map = malloc(((size_t)p->nbufs + 1) * sizeof *map), nb = 0;
+    if (!map)
+        abort();
+    for (int i = 0; i < p->nbufs; i++) {
+        map[i] = p->bufs[i].node < 0 ? -1 : nb;
+        if (map[i] >= 0)
+            p->bufs[nb++] = p->bufs[i];
+    }
+    p->nbufs = nb;
+    for (int i = 0; i < N; i++) {
+        PlanNode *pn = &p->nodes[i];
+        int *f[] = { &pn->out, &pn->grad, &pn->save0, &pn->save1, &pn->rec, &pn->recomp,
+                     &pn->corr, &pn->corr_hdr };
+        for (size_t k = 0; k < sizeof f / sizeof f[0]; k++)
+            if (*f[k] >= 0)
+                *f[k] = map[*f[k]];
+    }
+    free(map);
+}
+
 Plan *plan_build(const IrGraph *g, FILE *diag)
 {
     if (!plan_supported(g, diag))
@@ -521,6 +643,7 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
         pn->out = pn->grad = pn->save0 = pn->save1 = pn->rec = pn->recomp = -1;
         pn->corr = pn->corr_hdr = -1;
         pn->corr_esc = 0;
+        pn->gneg = false;
         if (!pn->live)
             continue;
         int tf = plan_time_fwd(g, i), tb = plan_time_bwd(g, i);
@@ -600,6 +723,15 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
     for (int i = 0; i < p->nbufs; i++) {
         p->naive_a += plan_align(p->bufs[i].size_a);
         p->naive_b += plan_align(p->bufs[i].size_b);
+    }
+    {
+        int *tbw = malloc(((size_t)N + 1) * sizeof *tbw);
+        if (!tbw)
+            abort();
+        for (int i = 0; i < N; i++)
+            tbw[i] = plan_time_bwd(g, i);
+        plan_fold_sums(p, g, tbw);
+        free(tbw);
     }
     p->arena_a = plan_pack(p, true);
     p->arena_b = plan_pack(p, false);
@@ -933,6 +1065,7 @@ Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
         pn->out = pn->grad = pn->save0 = pn->save1 = pn->rec = pn->recomp = -1;
         pn->corr = pn->corr_hdr = -1;
         pn->corr_esc = 0;
+        pn->gneg = false;
         if (!pn->live)
             continue;
         bool fused_relu = pn->fuse && n->op == OP_RELU;
@@ -970,11 +1103,12 @@ Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
                             e);
         pn->corr_hdr = plan_add(p, &cap, PB_CORR, v->node, 0, PLAN_MF_HDR_ELEMS, tf[v->via], e);
     }
-    free(tf);
     for (int i = 0; i < p->nbufs; i++) {
         p->naive_a += plan_align(p->bufs[i].size_a);
         p->naive_b += plan_align(p->bufs[i].size_b);
     }
+    plan_fold_sums(p, g, tb);
+    free(tf);
     p->arena_a = plan_pack(p, true);
     p->arena_b = plan_pack(p, false);
     return p;

@@ -61,6 +61,10 @@ typedef struct {
                      * it is rebuilt: escape values and codes (per image), and its
                      * header (fixed); -1 otherwise */
     size_t corr_esc;    /* ...its escape list's capacity per image (plan_mf_escapes) */
+    bool gneg;      /* a conv whose gradient buffer is its one reader's, a sum's, where
+                     * the conv stands with coefficient -1: its backward reads the
+                     * sum's gradient negated (rt_conv2d_backward_neg); see
+                     * plan_fold_sums */
 } PlanNode;
 
 /* --- memory-free schedules (emit_mfree.c) ---------------------------------

@@ -515,14 +515,14 @@ static void FN(backward_1)(Model *m, int B)
             (T)-1,
             /* -beta */ (T)-0.9
         };
-        T *const dxs[3] = { act + 516096 * nB, act + 524288 * nB, act + 507904 * nB };
+        T *const dxs[3] = { act + 516096 * nB, NULL, act + 507904 * nB };
         const int acc[3] = { 0, 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 499712 * nB, NULL, c, 3, nB * 8192);
     }
     /* 45 stage2.step2.grad.conv1 = conv(stage2.step2.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 499712 * nB, 0, G + 56304, act + 524288 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 524288 * nB, 0, G + 56304, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.step2.grad.gelu0 = gelu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_gelu_backward)(ctx, act + 491520 * nB, 0, act + 499712 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
+    FN(rt_gelu_backward)(ctx, act + 491520 * nB, 0, act + 524288 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
     /* 43 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_backward)(ctx, act + 483328 * nB, 0, G + 56240, G + 56272, act + 491520 * nB, act + 475136 * nB, fix + 512, fix + 544, P + 56240, B, 32, 256);
     /* 42 stage2.step2.grad.conv0 = conv(stage2.step2.grad.softsign0): 32x16x16 -> 32x16x16 */
@@ -538,14 +538,14 @@ static void FN(backward_1)(Model *m, int B)
             (T)-1,
             /* -beta */ (T)-0.9
         };
-        T *const dxs[3] = { act + 507904 * nB, act + 458752 * nB, act + 409600 * nB };
+        T *const dxs[3] = { act + 507904 * nB, NULL, act + 409600 * nB };
         const int acc[3] = { 1, 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 516096 * nB, NULL, c, 3, nB * 8192);
     }
     /* 38 stage2.step1.grad.conv1 = conv(stage2.step1.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 466944 * nB, 0, G + 37744, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 458752 * nB, 0, G + 37744, act + 516096 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.step1.grad.gelu0 = gelu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_gelu_backward)(ctx, act + 450560 * nB, 0, act + 466944 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
+    FN(rt_gelu_backward)(ctx, act + 450560 * nB, 0, act + 458752 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
     /* 36 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_backward)(ctx, act + 442368 * nB, 0, G + 37680, G + 37712, act + 450560 * nB, act + 434176 * nB, fix + 384, fix + 416, P + 37680, B, 32, 256);
     /* 35 stage2.step1.grad.conv0 = conv(stage2.step1.grad.softsign0): 32x16x16 -> 32x16x16 */
@@ -560,16 +560,16 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 409600 * nB, act + 401408 * nB };
+        T *const dxs[2] = { act + 409600 * nB, NULL };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 507904 * nB, NULL, c, 2, nB * 8192);
     }
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 417792 * nB, 0, act + 409600 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 409600 * nB, 0, G + 19184, act + 401408 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 401408 * nB, 0, G + 19184, act + 507904 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.step0.grad.gelu0 = gelu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_gelu_backward)(ctx, act + 393216 * nB, 0, act + 409600 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
+    FN(rt_gelu_backward)(ctx, act + 393216 * nB, 0, act + 401408 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
     /* 28 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_backward)(ctx, act + 385024 * nB, 0, G + 19120, G + 19152, act + 393216 * nB, act + 376832 * nB, fix + 256, fix + 288, P + 19120, B, 32, 256);
     /* 27 stage2.step0.grad.conv0 = conv(stage2.step0.grad.softsign0): 16x32x32 -> 32x16x16 */
@@ -597,14 +597,14 @@ static void FN(backward_2)(Model *m, int B)
             (T)-1,
             /* -beta */ (T)-0.9
         };
-        T *const dxs[3] = { act + 344064 * nB, act + 360448 * nB, act + 327680 * nB };
+        T *const dxs[3] = { act + 344064 * nB, NULL, act + 327680 * nB };
         const int acc[3] = { 0, 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 417792 * nB, NULL, c, 3, nB * 16384);
     }
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.gelu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 376832 * nB, 0, G + 12176, act + 360448 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 360448 * nB, 0, G + 12176, act + 417792 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.gelu0 = gelu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_gelu_backward)(ctx, act + 311296 * nB, 0, act + 376832 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
+    FN(rt_gelu_backward)(ctx, act + 311296 * nB, 0, act + 360448 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_backward)(ctx, act + 294912 * nB, 0, G + 12144, G + 12160, act + 311296 * nB, act + 278528 * nB, fix + 192, fix + 208, P + 12144, B, 16, 1024);
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.softsign0): 16x32x32 -> 16x32x32 */
@@ -620,14 +620,14 @@ static void FN(backward_2)(Model *m, int B)
             (T)-1,
             /* -beta */ (T)-0.9
         };
-        T *const dxs[3] = { act + 327680 * nB, act + 245760 * nB, act + 229376 * nB };
+        T *const dxs[3] = { act + 327680 * nB, NULL, act + 229376 * nB };
         const int acc[3] = { 1, 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 3, nB * 16384);
     }
     /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.gelu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 262144 * nB, 0, G + 7504, act + 245760 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 245760 * nB, 0, G + 7504, act + 344064 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.step1.grad.gelu0 = gelu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_gelu_backward)(ctx, act + 212992 * nB, 0, act + 262144 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
+    FN(rt_gelu_backward)(ctx, act + 212992 * nB, 0, act + 245760 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
     /* 14 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_backward)(ctx, act + 196608 * nB, 0, G + 7472, G + 7488, act + 212992 * nB, act + 180224 * nB, fix + 128, fix + 144, P + 7472, B, 16, 1024);
     /* 13 stage1.step1.grad.conv0 = conv(stage1.step1.grad.softsign0): 16x32x32 -> 16x32x32 */
@@ -642,14 +642,14 @@ static void FN(backward_2)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 229376 * nB, act + 131072 * nB };
+        T *const dxs[2] = { act + 229376 * nB, NULL };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 16384);
     }
     /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.gelu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 147456 * nB, 0, G + 2832, act + 131072 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 131072 * nB, 0, G + 2832, act + 327680 * nB, act + 114688 * nB, P + 2832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.step0.grad.gelu0 = gelu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
-    FN(rt_gelu_backward)(ctx, act + 114688 * nB, 0, act + 147456 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
+    FN(rt_gelu_backward)(ctx, act + 114688 * nB, 0, act + 131072 * nB, act + 98304 * nB, nB * 16384, 0, nB * 0);
     /* 7 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_backward)(ctx, act + 98304 * nB, 0, G + 2800, G + 2816, act + 114688 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 2800, B, 16, 1024);
     /* 6 stage1.step0.grad.conv0 = conv(stage1.step0.grad.softsign0): 16x32x32 -> 16x32x32 */

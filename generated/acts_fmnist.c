@@ -384,19 +384,11 @@ static void FN(backward_1)(Model *m, int B)
     /* 33 head.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     FN(rt_bn_backward)(ctx, act + 269696 * nB, 0, G + 42000, G + 42032, act + 288544 * nB, act + 275968 * nB, fix + 384, fix + 416, P + 42000, B, 32, 196);
     /* 32 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 275968 * nB, act + 282240 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 269696 * nB, NULL, c, 2, nB * 6272);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 31 stage2.step1.grad.conv1 = conv(stage2.step1.grad.silu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 269696 * nB, 0, G + 32784, act + 282240 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 275968 * nB, 0, G + 32784, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
     /* 30 stage2.step1.grad.silu0 = silu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_silu_backward)(ctx, act + 263424 * nB, 0, act + 269696 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
+    FN(rt_silu_backward)(ctx, act + 263424 * nB, 0, act + 275968 * nB, act + 257152 * nB, nB * 6272, 0, nB * 0);
     /* 29 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
     FN(rt_bn_backward)(ctx, act + 257152 * nB, 0, G + 32720, G + 32752, act + 263424 * nB, act + 250880 * nB, fix + 320, fix + 352, P + 32720, B, 32, 196);
     /* 28 stage2.step1.grad.conv0 = conv(stage2.step1.grad.leaky_relu0): 32x14x14 -> 32x14x14 */
@@ -404,31 +396,23 @@ static void FN(backward_1)(Model *m, int B)
     /* 27 stage2.step1.grad.leaky_relu0 = leaky_relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     FN(rt_leaky_relu_backward)(ctx, act + 238336 * nB, 0, act + 250880 * nB, act + 232064 * nB, nB * 6272, 0.1, nB * 37632);
     /* 26 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_backward)(ctx, act + 275968 * nB, 1, G + 23440, G + 23472, act + 238336 * nB, act + 244608 * nB, fix + 256, fix + 288, P + 23440, B, 32, 196);
+    FN(rt_bn_backward)(ctx, act + 269696 * nB, 1, G + 23440, G + 23472, act + 238336 * nB, act + 244608 * nB, fix + 256, fix + 288, P + 23440, B, 32, 196);
     /* 25 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 238336 * nB, act + 232064 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 6272);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 24 stage2.shortcut0 = pad(stage1.x2): 16x28x28 -> 32x14x14 */
-    FN(rt_pad_backward)(ctx, act + 244608 * nB, 0, act + 238336 * nB, B, 16, 28, 28, 32, 2);
+    FN(rt_pad_backward)(ctx, act + 232064 * nB, 0, act + 269696 * nB, B, 16, 28, 28, 32, 2);
     /* 23 stage2.step0.grad.conv1 = conv(stage2.step0.grad.silu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 238336 * nB, 0, G + 14224, act + 232064 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 244608 * nB, 0, G + 14224, act + 269696 * nB, act + 225792 * nB, P + 14224, B, 32, 14, 14, 32, 3, 1, 1);
     /* 22 stage2.step0.grad.silu0 = silu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
-    FN(rt_silu_backward)(ctx, act + 225792 * nB, 0, act + 238336 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
+    FN(rt_silu_backward)(ctx, act + 225792 * nB, 0, act + 244608 * nB, act + 219520 * nB, nB * 6272, 0, nB * 0);
     /* 21 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
     FN(rt_bn_backward)(ctx, act + 219520 * nB, 0, G + 14160, G + 14192, act + 225792 * nB, act + 213248 * nB, fix + 192, fix + 224, P + 14160, B, 32, 196);
     /* 20 stage2.step0.grad.conv0 = conv(stage2.step0.grad.leaky_relu0): 16x28x28 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 225792 * nB, 0, G + 9552, act + 219520 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 244608 * nB, 0, G + 9552, act + 219520 * nB, act + 200704 * nB, P + 9552, B, 16, 28, 28, 32, 3, 2, 1);
     /* 19 stage2.step0.grad.leaky_relu0 = leaky_relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
-    FN(rt_leaky_relu_backward)(ctx, act + 200704 * nB, 0, act + 225792 * nB, act + 175616 * nB, nB * 12544, 0.1, nB * 25088);
+    FN(rt_leaky_relu_backward)(ctx, act + 200704 * nB, 0, act + 244608 * nB, act + 175616 * nB, nB * 12544, 0.1, nB * 25088);
     /* 18 stage2.step0.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_backward)(ctx, act + 244608 * nB, 1, G + 9520, G + 9536, act + 200704 * nB, act + 188160 * nB, fix + 160, fix + 176, P + 9520, B, 16, 784);
+    FN(rt_bn_backward)(ctx, act + 232064 * nB, 1, G + 9520, G + 9536, act + 200704 * nB, act + 188160 * nB, fix + 160, fix + 176, P + 9520, B, 16, 784);
     /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.gelu0): 16x28x28 -> 16x28x28 */
     {
         const T c[3] = {
@@ -436,14 +420,14 @@ static void FN(backward_1)(Model *m, int B)
             (T)-1,
             /* -beta */ (T)-0.9
         };
-        T *const dxs[3] = { act + 188160 * nB, act + 200704 * nB, act + 175616 * nB };
+        T *const dxs[3] = { act + 188160 * nB, NULL, act + 175616 * nB };
         const int acc[3] = { 0, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 244608 * nB, NULL, c, 3, nB * 12544);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 232064 * nB, NULL, c, 3, nB * 12544);
     }
     /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.silu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 213248 * nB, 0, G + 7216, act + 200704 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 200704 * nB, 0, G + 7216, act + 232064 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.step1.grad.silu0 = silu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_silu_backward)(ctx, act + 163072 * nB, 0, act + 213248 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
+    FN(rt_silu_backward)(ctx, act + 163072 * nB, 0, act + 200704 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
     /* 14 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_backward)(ctx, act + 150528 * nB, 0, G + 7184, G + 7200, act + 163072 * nB, act + 137984 * nB, fix + 128, fix + 144, P + 7184, B, 16, 784);
     /* 13 stage1.step1.grad.conv0 = conv(stage1.step1.grad.leaky_relu0): 16x28x28 -> 16x28x28 */
@@ -470,14 +454,14 @@ static void FN(backward_2)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 175616 * nB, act + 100352 * nB };
+        T *const dxs[2] = { act + 175616 * nB, NULL };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 188160 * nB, NULL, c, 2, nB * 12544);
     }
     /* 9 stage1.step0.grad.conv1 = conv(stage1.step0.grad.silu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 112896 * nB, 0, G + 2544, act + 100352 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 100352 * nB, 0, G + 2544, act + 188160 * nB, act + 87808 * nB, P + 2544, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.step0.grad.silu0 = silu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
-    FN(rt_silu_backward)(ctx, act + 87808 * nB, 0, act + 112896 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
+    FN(rt_silu_backward)(ctx, act + 87808 * nB, 0, act + 100352 * nB, act + 75264 * nB, nB * 12544, 0, nB * 0);
     /* 7 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_backward)(ctx, act + 75264 * nB, 0, G + 2512, G + 2528, act + 87808 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 2512, B, 16, 784);
     /* 6 stage1.step0.grad.conv0 = conv(stage1.step0.grad.leaky_relu0): 16x28x28 -> 16x28x28 */

@@ -629,20 +629,20 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 417792 * nB, act + 393216 * nB };
+        T *const dxs[2] = { act + 417792 * nB, NULL };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 438272 * nB, NULL, c, 2, nB * 4096);
     }
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
-    FN(rt_pad_backward)(ctx, act + 397312 * nB, 0, act + 417792 * nB, B, 32, 16, 16, 64, 2);
+    FN(rt_pad_backward)(ctx, act + 393216 * nB, 0, act + 417792 * nB, B, 32, 16, 16, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 405504 * nB, 0, G + 84119, act + 393216 * nB, act + 389120 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 401408 * nB, 0, G + 84119, act + 438272 * nB, act + 389120 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 393216 * nB, 0, G + 83991, G + 84055, act + 405504 * nB, act + 389120 * nB, act + 385024 * nB, fix + 608, fix + 672, P + 83991, P + 84055, B, 64, 64, nB * 163840);
+    FN(rt_bn_relu_backward)(ctx, act + 405504 * nB, 0, G + 83991, G + 84055, act + 401408 * nB, act + 389120 * nB, act + 385024 * nB, fix + 608, fix + 672, P + 83991, P + 84055, B, 64, 64, nB * 163840);
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 385024 * nB, 0, G + 65559, act + 393216 * nB, act + 376832 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 385024 * nB, 0, G + 65559, act + 405504 * nB, act + 376832 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -658,7 +658,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 397312 * nB, 1, G + 65495, G + 65527, act + 385024 * nB, act + 376832 * nB, act + 368640 * nB, fix + 544, fix + 576, P + 65495, P + 65527, B, 32, 256, nB * 155648);
+    FN(rt_bn_relu_backward)(ctx, act + 393216 * nB, 1, G + 65495, G + 65527, act + 385024 * nB, act + 376832 * nB, act + 368640 * nB, fix + 544, fix + 576, P + 65495, P + 65527, B, 32, 256, nB * 155648);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {
@@ -670,7 +670,7 @@ static void FN(backward_2)(Model *m, int B)
         const int acc[3] = { 0, 0, 0 };
         const T *const xs[3] = { act + 327680 * nB, act + 360448 * nB, act + 294912 * nB };
         T dc[3] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 397312 * nB, xs, c, 3, nB * 8192);
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 393216 * nB, xs, c, 3, nB * 8192);
         G[46933] += (T)(1 * (double)dc[0]);
         G[46933] += (T)(-1 * (double)dc[2]);
     }
@@ -719,24 +719,24 @@ static void FN(backward_2)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 327680 * nB, act + 278528 * nB };
+        T *const dxs[2] = { act + 327680 * nB, NULL };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 8192);
     }
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
-    FN(rt_pad_backward)(ctx, act + 286720 * nB, 0, act + 327680 * nB, B, 16, 32, 32, 32, 2);
+    FN(rt_pad_backward)(ctx, act + 278528 * nB, 0, act + 327680 * nB, B, 16, 32, 32, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 303104 * nB, 0, G + 19156, act + 278528 * nB, act + 270336 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 294912 * nB, 0, G + 19156, act + 368640 * nB, act + 270336 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 0, G + 19092, G + 19124, act + 303104 * nB, act + 270336 * nB, act + 262144 * nB, fix + 224, fix + 256, P + 19092, P + 19124, B, 32, 256, nB * 114688);
+    FN(rt_bn_relu_backward)(ctx, act + 303104 * nB, 0, G + 19092, G + 19124, act + 294912 * nB, act + 270336 * nB, act + 262144 * nB, fix + 224, fix + 256, P + 19092, P + 19124, B, 32, 256, nB * 114688);
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 262144 * nB, 0, G + 14484, act + 278528 * nB, act + 245760 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 262144 * nB, 0, G + 14484, act + 303104 * nB, act + 245760 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 286720 * nB, 1, G + 14452, G + 14468, act + 262144 * nB, act + 245760 * nB, act + 229376 * nB, fix + 192, fix + 208, P + 14452, P + 14468, B, 16, 1024, nB * 98304);
+    FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 1, G + 14452, G + 14468, act + 262144 * nB, act + 245760 * nB, act + 229376 * nB, fix + 192, fix + 208, P + 14452, P + 14468, B, 16, 1024, nB * 98304);
 }
 
 /* Backward, part 3 of 3. */
@@ -760,7 +760,7 @@ static void FN(backward_3)(Model *m, int B)
         const int acc[3] = { 0, 0, 0 };
         const T *const xs[3] = { act + 147456 * nB, act + 212992 * nB, act + 81920 * nB };
         T dc[3] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 286720 * nB, xs, c, 3, nB * 16384);
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 278528 * nB, xs, c, 3, nB * 16384);
         G[9778] += (T)(1 * (double)dc[0]);
         G[9778] += (T)(-1 * (double)dc[2]);
     }
@@ -809,18 +809,18 @@ static void FN(backward_3)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 147456 * nB, act + 65536 * nB };
+        T *const dxs[2] = { act + 147456 * nB, NULL };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 229376 * nB, NULL, c, 2, nB * 16384);
     }
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 81920 * nB, 0, G + 2801, act + 65536 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2801, act + 229376 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 65536 * nB, 0, G + 2769, G + 2785, act + 81920 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2769, P + 2785, B, 16, 1024, nB * 16384);
+    FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 0, G + 2769, G + 2785, act + 65536 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2769, P + 2785, B, 16, 1024, nB * 16384);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 465, act + 65536 * nB, act + 16384 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 465, act + 81920 * nB, act + 16384 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */

@@ -629,20 +629,20 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 319872 * nB, act + 301056 * nB };
+        T *const dxs[2] = { act + 319872 * nB, NULL };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 335552 * nB, NULL, c, 2, nB * 3136);
     }
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
-    FN(rt_pad_backward)(ctx, act + 304192 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
+    FN(rt_pad_backward)(ctx, act + 301056 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 310464 * nB, 0, G + 83831, act + 301056 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 307328 * nB, 0, G + 83831, act + 335552 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 301056 * nB, 0, G + 83703, G + 83767, act + 310464 * nB, act + 297920 * nB, act + 294784 * nB, fix + 608, fix + 672, P + 83703, P + 83767, B, 64, 49, nB * 125440);
+    FN(rt_bn_relu_backward)(ctx, act + 310464 * nB, 0, G + 83703, G + 83767, act + 307328 * nB, act + 297920 * nB, act + 294784 * nB, fix + 608, fix + 672, P + 83703, P + 83767, B, 64, 49, nB * 125440);
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 294784 * nB, 0, G + 65271, act + 301056 * nB, act + 288512 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 294784 * nB, 0, G + 65271, act + 310464 * nB, act + 288512 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -658,7 +658,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 304192 * nB, 1, G + 65207, G + 65239, act + 294784 * nB, act + 288512 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, P + 65239, B, 32, 196, nB * 119168);
+    FN(rt_bn_relu_backward)(ctx, act + 301056 * nB, 1, G + 65207, G + 65239, act + 294784 * nB, act + 288512 * nB, act + 282240 * nB, fix + 544, fix + 576, P + 65207, P + 65239, B, 32, 196, nB * 119168);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
     {
         const T c[3] = {
@@ -670,7 +670,7 @@ static void FN(backward_2)(Model *m, int B)
         const int acc[3] = { 0, 0, 0 };
         const T *const xs[3] = { act + 250880 * nB, act + 275968 * nB, act + 225792 * nB };
         T dc[3] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 304192 * nB, xs, c, 3, nB * 6272);
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 301056 * nB, xs, c, 3, nB * 6272);
         G[46645] += (T)(1 * (double)dc[0]);
         G[46645] += (T)(-1 * (double)dc[2]);
     }
@@ -719,24 +719,24 @@ static void FN(backward_2)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 250880 * nB, act + 213248 * nB };
+        T *const dxs[2] = { act + 250880 * nB, NULL };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 6272);
     }
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
-    FN(rt_pad_backward)(ctx, act + 219520 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
+    FN(rt_pad_backward)(ctx, act + 213248 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 232064 * nB, 0, G + 18868, act + 213248 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 225792 * nB, 0, G + 18868, act + 282240 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 213248 * nB, 0, G + 18804, G + 18836, act + 232064 * nB, act + 206976 * nB, act + 200704 * nB, fix + 224, fix + 256, P + 18804, P + 18836, B, 32, 196, nB * 87808);
+    FN(rt_bn_relu_backward)(ctx, act + 232064 * nB, 0, G + 18804, G + 18836, act + 225792 * nB, act + 206976 * nB, act + 200704 * nB, fix + 224, fix + 256, P + 18804, P + 18836, B, 32, 196, nB * 87808);
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 200704 * nB, 0, G + 14196, act + 213248 * nB, act + 188160 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 200704 * nB, 0, G + 14196, act + 232064 * nB, act + 188160 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 219520 * nB, 1, G + 14164, G + 14180, act + 200704 * nB, act + 188160 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, P + 14180, B, 16, 784, nB * 75264);
+    FN(rt_bn_relu_backward)(ctx, act + 213248 * nB, 1, G + 14164, G + 14180, act + 200704 * nB, act + 188160 * nB, act + 175616 * nB, fix + 192, fix + 208, P + 14164, P + 14180, B, 16, 784, nB * 75264);
 }
 
 /* Backward, part 3 of 3. */
@@ -760,7 +760,7 @@ static void FN(backward_3)(Model *m, int B)
         const int acc[3] = { 0, 0, 0 };
         const T *const xs[3] = { act + 112896 * nB, act + 163072 * nB, act + 62720 * nB };
         T dc[3] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 219520 * nB, xs, c, 3, nB * 12544);
+        FN(rt_sum_backward)(ctx, dxs, acc, dc, act + 213248 * nB, xs, c, 3, nB * 12544);
         G[9490] += (T)(1 * (double)dc[0]);
         G[9490] += (T)(-1 * (double)dc[2]);
     }
@@ -809,18 +809,18 @@ static void FN(backward_3)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 112896 * nB, act + 50176 * nB };
+        T *const dxs[2] = { act + 112896 * nB, NULL };
         const int acc[2] = { 1, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
     }
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 62720 * nB, 0, G + 2513, act + 50176 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 50176 * nB, 0, G + 2513, act + 175616 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 50176 * nB, 0, G + 2481, G + 2497, act + 62720 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2481, P + 2497, B, 16, 784, nB * 12544);
+    FN(rt_bn_relu_backward)(ctx, act + 62720 * nB, 0, G + 2481, G + 2497, act + 50176 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2481, P + 2497, B, 16, 784, nB * 12544);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 25088 * nB, 0, G + 177, act + 50176 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 25088 * nB, 0, G + 177, act + 62720 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */

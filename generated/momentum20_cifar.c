@@ -735,7 +735,7 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)1
         };
-        T *const dxs[2] = { act + 360448 * nB, act + 372736 * nB };
+        T *const dxs[2] = { NULL, act + 360448 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 381056 * nB, NULL, c, 2, nB * 4096);
     }
@@ -745,31 +745,31 @@ static void FN(backward_1)(Model *m, int B)
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 376832 * nB, act + 380928 * nB };
+        T *const dxs[2] = { act + 372736 * nB, act + 376832 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 372736 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 360448 * nB, NULL, c, 2, nB * 4096);
     }
     /* 73 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 372736 * nB, 0, G + 232080, act + 380928 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 232080, act + 376832 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 72 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 71 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 380928 * nB, 0, G + 231952, G + 232016, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, fix + 1120, fix + 1184, P + 231952, P + 232016, B, 64, 64, nB * 180224);
+    FN(rt_bn_relu_backward)(ctx, act + 376832 * nB, 0, G + 231952, G + 232016, act + 360448 * nB, act + 368640 * nB, act + 364544 * nB, fix + 1120, fix + 1184, P + 231952, P + 232016, B, 64, 64, nB * 180224);
     /* 70 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 364544 * nB, 0, G + 195088, act + 380928 * nB, act + 356352 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 195088, act + 376832 * nB, act + 356352 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 69 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 360448 * nB, 1, G + 194960, G + 195024, act + 364544 * nB, act + 356352 * nB, act + 339968 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 64, nB * 176128);
+    FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 1, G + 194960, G + 195024, act + 360448 * nB, act + 356352 * nB, act + 339968 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 64, nB * 176128);
     /* 67 stage3.x2 = sum(stage3.x1, stage3.v2): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
             (T)1,
             (T)1
         };
-        T *const dxs[2] = { act + 339968 * nB, act + 376832 * nB };
+        T *const dxs[2] = { NULL, act + 372736 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 360448 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 381056 * nB, NULL, c, 2, nB * 4096);
     }
     /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     {
@@ -777,34 +777,34 @@ static void FN(backward_1)(Model *m, int B)
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 356352 * nB, act + 360448 * nB };
+        T *const dxs[2] = { act + 339968 * nB, act + 356352 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 376832 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 372736 * nB, NULL, c, 2, nB * 4096);
     }
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 364544 * nB, 0, G + 158096, act + 360448 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 360448 * nB, 0, G + 157968, G + 158032, act + 364544 * nB, act + 352256 * nB, act + 348160 * nB, fix + 864, fix + 928, P + 157968, P + 158032, B, 64, 64, nB * 172032);
+    FN(rt_bn_relu_backward)(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 360448 * nB, act + 352256 * nB, act + 348160 * nB, fix + 864, fix + 928, P + 157968, P + 158032, B, 64, 64, nB * 172032);
     /* 62 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 348160 * nB, 0, G + 121104, act + 360448 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 348160 * nB, 0, G + 121104, act + 356352 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 339968 * nB, 1, G + 120976, G + 121040, act + 348160 * nB, act + 335872 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 64, nB * 167936);
+    FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 1, G + 120976, G + 121040, act + 348160 * nB, act + 335872 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 64, nB * 167936);
     /* 59 stage3.x1 = sum(stage3.shortcut0, stage3.v1): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
             (T)1,
             (T)1
         };
-        T *const dxs[2] = { act + 335872 * nB, act + 356352 * nB };
+        T *const dxs[2] = { NULL, act + 339968 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 339968 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 381056 * nB, NULL, c, 2, nB * 4096);
     }
     /* 58 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
-    FN(rt_pad_backward)(ctx, act + 339968 * nB, 0, act + 335872 * nB, B, 32, 16, 16, 64, 2);
+    FN(rt_pad_backward)(ctx, act + 344064 * nB, 0, act + 381056 * nB, B, 32, 16, 16, 64, 2);
     /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
     {
         const T c[1] = {
@@ -812,10 +812,10 @@ static void FN(backward_1)(Model *m, int B)
         };
         T *const dxs[1] = { act + 335872 * nB };
         const int acc[1] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 356352 * nB, NULL, c, 1, nB * 4096);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 339968 * nB, NULL, c, 1, nB * 4096);
     }
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 348160 * nB, 0, G + 84112, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 339968 * nB, 0, G + 84112, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
 }
 
 /* Backward, part 2 of 4. */
@@ -831,22 +831,22 @@ static void FN(backward_2)(Model *m, int B)
     /* 55 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 348160 * nB, act + 331776 * nB, act + 327680 * nB, fix + 608, fix + 672, P + 83984, P + 84048, B, 64, 64, nB * 163840);
+    FN(rt_bn_relu_backward)(ctx, act + 335872 * nB, 0, G + 83984, G + 84048, act + 339968 * nB, act + 331776 * nB, act + 327680 * nB, fix + 608, fix + 672, P + 83984, P + 84048, B, 64, 64, nB * 163840);
     /* 53 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 327680 * nB, 0, G + 65552, act + 335872 * nB, act + 319488 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 339968 * nB, 1, G + 65488, G + 65520, act + 327680 * nB, act + 319488 * nB, act + 294912 * nB, fix + 544, fix + 576, P + 65488, P + 65520, B, 32, 256, nB * 155648);
+    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 327680 * nB, act + 319488 * nB, act + 294912 * nB, fix + 544, fix + 576, P + 65488, P + 65520, B, 32, 256, nB * 155648);
     /* 50 stage2.x3 = sum(stage2.x2, stage2.v3): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
             (T)1,
             (T)1
         };
-        T *const dxs[2] = { act + 294912 * nB, act + 319488 * nB };
+        T *const dxs[2] = { NULL, act + 294912 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 339968 * nB, NULL, c, 2, nB * 8192);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 8192);
     }
     /* 49 stage2.v3 = sum(stage2.v2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     {
@@ -854,31 +854,31 @@ static void FN(backward_2)(Model *m, int B)
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 327680 * nB, act + 335872 * nB };
+        T *const dxs[2] = { act + 319488 * nB, act + 327680 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 319488 * nB, NULL, c, 2, nB * 8192);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 294912 * nB, NULL, c, 2, nB * 8192);
     }
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 319488 * nB, 0, G + 56272, act + 335872 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 56272, act + 327680 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 46 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 335872 * nB, 0, G + 56208, G + 56240, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, fix + 480, fix + 512, P + 56208, P + 56240, B, 32, 256, nB * 147456);
+    FN(rt_bn_relu_backward)(ctx, act + 327680 * nB, 0, G + 56208, G + 56240, act + 294912 * nB, act + 311296 * nB, act + 303104 * nB, fix + 480, fix + 512, P + 56208, P + 56240, B, 32, 256, nB * 147456);
     /* 45 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 303104 * nB, 0, G + 46992, act + 335872 * nB, act + 286720 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 46992, act + 327680 * nB, act + 286720 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 43 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 294912 * nB, 1, G + 46928, G + 46960, act + 303104 * nB, act + 286720 * nB, act + 253952 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 256, nB * 139264);
+    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 1, G + 46928, G + 46960, act + 294912 * nB, act + 286720 * nB, act + 253952 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 256, nB * 139264);
     /* 42 stage2.x2 = sum(stage2.x1, stage2.v2): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
             (T)1,
             (T)1
         };
-        T *const dxs[2] = { act + 253952 * nB, act + 327680 * nB };
+        T *const dxs[2] = { NULL, act + 319488 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 294912 * nB, NULL, c, 2, nB * 8192);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 8192);
     }
     /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     {
@@ -886,34 +886,34 @@ static void FN(backward_2)(Model *m, int B)
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 286720 * nB, act + 294912 * nB };
+        T *const dxs[2] = { act + 253952 * nB, act + 286720 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 8192);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 319488 * nB, NULL, c, 2, nB * 8192);
     }
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 303104 * nB, 0, G + 37712, act + 294912 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 294912 * nB, 0, G + 37648, G + 37680, act + 303104 * nB, act + 278528 * nB, act + 270336 * nB, fix + 352, fix + 384, P + 37648, P + 37680, B, 32, 256, nB * 131072);
+    FN(rt_bn_relu_backward)(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 294912 * nB, act + 278528 * nB, act + 270336 * nB, fix + 352, fix + 384, P + 37648, P + 37680, B, 32, 256, nB * 131072);
     /* 37 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 270336 * nB, 0, G + 28432, act + 294912 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 270336 * nB, 0, G + 28432, act + 286720 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 36 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 35 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 253952 * nB, 1, G + 28368, G + 28400, act + 270336 * nB, act + 245760 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 256, nB * 122880);
+    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 1, G + 28368, G + 28400, act + 270336 * nB, act + 245760 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 256, nB * 122880);
     /* 34 stage2.x1 = sum(stage2.shortcut0, stage2.v1): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
             (T)1,
             (T)1
         };
-        T *const dxs[2] = { act + 245760 * nB, act + 286720 * nB };
+        T *const dxs[2] = { NULL, act + 253952 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 253952 * nB, NULL, c, 2, nB * 8192);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 8192);
     }
     /* 33 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
-    FN(rt_pad_backward)(ctx, act + 253952 * nB, 0, act + 245760 * nB, B, 16, 32, 32, 32, 2);
+    FN(rt_pad_backward)(ctx, act + 262144 * nB, 0, act + 344064 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
     {
         const T c[1] = {
@@ -921,7 +921,7 @@ static void FN(backward_2)(Model *m, int B)
         };
         T *const dxs[1] = { act + 245760 * nB };
         const int acc[1] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 286720 * nB, NULL, c, 1, nB * 8192);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 253952 * nB, NULL, c, 1, nB * 8192);
     }
 }
 
@@ -936,26 +936,26 @@ static void FN(backward_3)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 270336 * nB, 0, G + 19152, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 253952 * nB, 0, G + 19152, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 29 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 270336 * nB, act + 237568 * nB, act + 229376 * nB, fix + 224, fix + 256, P + 19088, P + 19120, B, 32, 256, nB * 114688);
+    FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 0, G + 19088, G + 19120, act + 253952 * nB, act + 237568 * nB, act + 229376 * nB, fix + 224, fix + 256, P + 19088, P + 19120, B, 32, 256, nB * 114688);
     /* 28 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 14480, act + 245760 * nB, act + 212992 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 27 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 253952 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 212992 * nB, act + 163840 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
+    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 212992 * nB, act + 163840 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
     /* 25 stage1.x3 = sum(stage1.x2, stage1.v3): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)1
         };
-        T *const dxs[2] = { act + 163840 * nB, act + 212992 * nB };
+        T *const dxs[2] = { NULL, act + 163840 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 253952 * nB, NULL, c, 2, nB * 16384);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
     }
     /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
     {
@@ -963,31 +963,31 @@ static void FN(backward_3)(Model *m, int B)
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 229376 * nB, act + 245760 * nB };
+        T *const dxs[2] = { act + 212992 * nB, act + 229376 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 212992 * nB, NULL, c, 2, nB * 16384);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 163840 * nB, NULL, c, 2, nB * 16384);
     }
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 212992 * nB, 0, G + 12144, act + 245760 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 12144, act + 229376 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 0, G + 12112, G + 12128, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
+    FN(rt_bn_relu_backward)(ctx, act + 229376 * nB, 0, G + 12112, G + 12128, act + 163840 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 180224 * nB, 0, G + 9808, act + 245760 * nB, act + 147456 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 229376 * nB, act + 147456 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 163840 * nB, 1, G + 9776, G + 9792, act + 180224 * nB, act + 147456 * nB, act + 81920 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
+    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 147456 * nB, act + 81920 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
     /* 17 stage1.x2 = sum(stage1.x1, stage1.v2): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)1
         };
-        T *const dxs[2] = { act + 81920 * nB, act + 229376 * nB };
+        T *const dxs[2] = { NULL, act + 212992 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 163840 * nB, NULL, c, 2, nB * 16384);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
     }
     /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     {
@@ -995,40 +995,40 @@ static void FN(backward_3)(Model *m, int B)
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 147456 * nB, act + 163840 * nB };
+        T *const dxs[2] = { act + 81920 * nB, act + 147456 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 229376 * nB, NULL, c, 2, nB * 16384);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 212992 * nB, NULL, c, 2, nB * 16384);
     }
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 180224 * nB, 0, G + 7472, act + 163840 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 163840 * nB, 0, G + 7440, G + 7456, act + 180224 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
+    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 163840 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
     /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 114688 * nB, 0, G + 5136, act + 163840 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 114688 * nB, 0, G + 5136, act + 147456 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 10 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 1, G + 5104, G + 5120, act + 114688 * nB, act + 98304 * nB, act + 65536 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
+    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 5104, G + 5120, act + 114688 * nB, act + 98304 * nB, act + 65536 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
     /* 9 stage1.x1 = sum(stem.conv0, stage1.v1): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)1
         };
-        T *const dxs[2] = { act + 65536 * nB, act + 147456 * nB };
+        T *const dxs[2] = { NULL, act + 81920 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 81920 * nB, NULL, c, 2, nB * 16384);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
     }
     /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     {
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[1] = { act + 81920 * nB };
+        T *const dxs[1] = { act + 65536 * nB };
         const int acc[1] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 147456 * nB, NULL, c, 1, nB * 16384);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 81920 * nB, NULL, c, 1, nB * 16384);
     }
 }
 
@@ -1043,19 +1043,19 @@ static void FN(backward_4)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 81920 * nB, 0, G + 2800, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 0, G + 2768, G + 2784, act + 98304 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 1024, nB * 16384);
+    FN(rt_bn_relu_backward)(ctx, act + 65536 * nB, 0, G + 2768, G + 2784, act + 81920 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 1024, nB * 16384);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 65536 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 65536 * nB, 1, G + 432, G + 448, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 1024, nB * 0);
+    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 432, G + 448, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 1024, nB * 0);
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 65536 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 262144 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

@@ -2274,65 +2274,41 @@ static void FN(backward_1)(Model *m, int B)
     /* 382 head.bn0 = bn(stage3.x18): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 0, G + 1727184, G + 1727248, act + 2097280 * nB, act + 2088960 * nB, act + 2093056 * nB, fix + 7968, fix + 8032, P + 1727184, P + 1727248, B, 64, 64, nB * 1044480);
     /* 381 stage3.x18 = sum(stage3.x17, stage3.step17.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 2088960 * nB, act + 2093056 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2101376 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 380 stage3.step17.grad.conv1 = conv(stage3.step17.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2097152 * nB, 0, G + 1690320, act + 2093056 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 2088960 * nB, 0, G + 1690320, act + 2101376 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
     /* 379 stage3.step17.grad.relu1 = relu(stage3.step17.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 378 stage3.step17.grad.bn1 = bn(stage3.step17.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2093056 * nB, 0, G + 1690192, G + 1690256, act + 2097152 * nB, act + 2084864 * nB, act + 2080768 * nB, fix + 7840, fix + 7904, P + 1690192, P + 1690256, B, 64, 64, nB * 1040384);
+    FN(rt_bn_relu_backward)(ctx, act + 2093056 * nB, 0, G + 1690192, G + 1690256, act + 2088960 * nB, act + 2084864 * nB, act + 2080768 * nB, fix + 7840, fix + 7904, P + 1690192, P + 1690256, B, 64, 64, nB * 1040384);
     /* 377 stage3.step17.grad.conv0 = conv(stage3.step17.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 2080768 * nB, 0, G + 1653328, act + 2093056 * nB, act + 2072576 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
     /* 376 stage3.step17.grad.relu0 = relu(stage3.step17.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 375 stage3.step17.grad.bn0 = bn(stage3.x17): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2088960 * nB, 1, G + 1653200, G + 1653264, act + 2080768 * nB, act + 2072576 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, P + 1653264, B, 64, 64, nB * 1036288);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1653200, G + 1653264, act + 2080768 * nB, act + 2072576 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, P + 1653264, B, 64, 64, nB * 1036288);
     /* 374 stage3.x17 = sum(stage3.x16, stage3.step16.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 2072576 * nB, act + 2076672 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2088960 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 373 stage3.step16.grad.conv1 = conv(stage3.step16.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2080768 * nB, 0, G + 1616336, act + 2076672 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 2072576 * nB, 0, G + 1616336, act + 2101376 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
     /* 372 stage3.step16.grad.relu1 = relu(stage3.step16.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 371 stage3.step16.grad.bn1 = bn(stage3.step16.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2076672 * nB, 0, G + 1616208, G + 1616272, act + 2080768 * nB, act + 2068480 * nB, act + 2064384 * nB, fix + 7584, fix + 7648, P + 1616208, P + 1616272, B, 64, 64, nB * 1032192);
+    FN(rt_bn_relu_backward)(ctx, act + 2076672 * nB, 0, G + 1616208, G + 1616272, act + 2072576 * nB, act + 2068480 * nB, act + 2064384 * nB, fix + 7584, fix + 7648, P + 1616208, P + 1616272, B, 64, 64, nB * 1032192);
     /* 370 stage3.step16.grad.conv0 = conv(stage3.step16.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 2064384 * nB, 0, G + 1579344, act + 2076672 * nB, act + 2056192 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
     /* 369 stage3.step16.grad.relu0 = relu(stage3.step16.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 368 stage3.step16.grad.bn0 = bn(stage3.x16): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2072576 * nB, 1, G + 1579216, G + 1579280, act + 2064384 * nB, act + 2056192 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, P + 1579280, B, 64, 64, nB * 1028096);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1579216, G + 1579280, act + 2064384 * nB, act + 2056192 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, P + 1579280, B, 64, 64, nB * 1028096);
     /* 367 stage3.x16 = sum(stage3.x15, stage3.step15.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 2056192 * nB, act + 2060288 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2072576 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 366 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2064384 * nB, 0, G + 1542352, act + 2060288 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 2056192 * nB, 0, G + 1542352, act + 2101376 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
     /* 365 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 364 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2060288 * nB, 0, G + 1542224, G + 1542288, act + 2064384 * nB, act + 2052096 * nB, act + 2048000 * nB, fix + 7328, fix + 7392, P + 1542224, P + 1542288, B, 64, 64, nB * 1024000);
+    FN(rt_bn_relu_backward)(ctx, act + 2060288 * nB, 0, G + 1542224, G + 1542288, act + 2056192 * nB, act + 2052096 * nB, act + 2048000 * nB, fix + 7328, fix + 7392, P + 1542224, P + 1542288, B, 64, 64, nB * 1024000);
     /* 363 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 2048000 * nB, 0, G + 1505360, act + 2060288 * nB, act + 2039808 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
     /* 362 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 64x8x8 -> 64x8x8 */
@@ -2350,85 +2326,53 @@ static void FN(backward_2)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 361 stage3.step15.grad.bn0 = bn(stage3.x15): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2056192 * nB, 1, G + 1505232, G + 1505296, act + 2048000 * nB, act + 2039808 * nB, act + 2043904 * nB, fix + 7200, fix + 7264, P + 1505232, P + 1505296, B, 64, 64, nB * 1019904);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1505232, G + 1505296, act + 2048000 * nB, act + 2039808 * nB, act + 2043904 * nB, fix + 7200, fix + 7264, P + 1505232, P + 1505296, B, 64, 64, nB * 1019904);
     /* 360 stage3.x15 = sum(stage3.x14, stage3.step14.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 2039808 * nB, act + 2043904 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2056192 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 359 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2048000 * nB, 0, G + 1468368, act + 2043904 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 2039808 * nB, 0, G + 1468368, act + 2101376 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
     /* 358 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 357 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2043904 * nB, 0, G + 1468240, G + 1468304, act + 2048000 * nB, act + 2035712 * nB, act + 2031616 * nB, fix + 7072, fix + 7136, P + 1468240, P + 1468304, B, 64, 64, nB * 1015808);
+    FN(rt_bn_relu_backward)(ctx, act + 2043904 * nB, 0, G + 1468240, G + 1468304, act + 2039808 * nB, act + 2035712 * nB, act + 2031616 * nB, fix + 7072, fix + 7136, P + 1468240, P + 1468304, B, 64, 64, nB * 1015808);
     /* 356 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 2031616 * nB, 0, G + 1431376, act + 2043904 * nB, act + 2023424 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 355 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 354 stage3.step14.grad.bn0 = bn(stage3.x14): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2039808 * nB, 1, G + 1431248, G + 1431312, act + 2031616 * nB, act + 2023424 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, P + 1431312, B, 64, 64, nB * 1011712);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1431248, G + 1431312, act + 2031616 * nB, act + 2023424 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, P + 1431312, B, 64, 64, nB * 1011712);
     /* 353 stage3.x14 = sum(stage3.x13, stage3.step13.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 2023424 * nB, act + 2027520 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2039808 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 352 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2031616 * nB, 0, G + 1394384, act + 2027520 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 2023424 * nB, 0, G + 1394384, act + 2101376 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 351 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 350 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2027520 * nB, 0, G + 1394256, G + 1394320, act + 2031616 * nB, act + 2019328 * nB, act + 2015232 * nB, fix + 6816, fix + 6880, P + 1394256, P + 1394320, B, 64, 64, nB * 1007616);
+    FN(rt_bn_relu_backward)(ctx, act + 2027520 * nB, 0, G + 1394256, G + 1394320, act + 2023424 * nB, act + 2019328 * nB, act + 2015232 * nB, fix + 6816, fix + 6880, P + 1394256, P + 1394320, B, 64, 64, nB * 1007616);
     /* 349 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 2015232 * nB, 0, G + 1357392, act + 2027520 * nB, act + 2007040 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 348 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 347 stage3.step13.grad.bn0 = bn(stage3.x13): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2023424 * nB, 1, G + 1357264, G + 1357328, act + 2015232 * nB, act + 2007040 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, P + 1357328, B, 64, 64, nB * 1003520);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1357264, G + 1357328, act + 2015232 * nB, act + 2007040 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, P + 1357328, B, 64, 64, nB * 1003520);
     /* 346 stage3.x13 = sum(stage3.x12, stage3.step12.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 2007040 * nB, act + 2011136 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2023424 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 345 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2015232 * nB, 0, G + 1320400, act + 2011136 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 2007040 * nB, 0, G + 1320400, act + 2101376 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 344 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 343 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2011136 * nB, 0, G + 1320272, G + 1320336, act + 2015232 * nB, act + 2002944 * nB, act + 1998848 * nB, fix + 6560, fix + 6624, P + 1320272, P + 1320336, B, 64, 64, nB * 999424);
+    FN(rt_bn_relu_backward)(ctx, act + 2011136 * nB, 0, G + 1320272, G + 1320336, act + 2007040 * nB, act + 2002944 * nB, act + 1998848 * nB, fix + 6560, fix + 6624, P + 1320272, P + 1320336, B, 64, 64, nB * 999424);
     /* 342 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1998848 * nB, 0, G + 1283408, act + 2011136 * nB, act + 1990656 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 341 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 340 stage3.step12.grad.bn0 = bn(stage3.x12): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 2007040 * nB, 1, G + 1283280, G + 1283344, act + 1998848 * nB, act + 1990656 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, P + 1283344, B, 64, 64, nB * 995328);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1283280, G + 1283344, act + 1998848 * nB, act + 1990656 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, P + 1283344, B, 64, 64, nB * 995328);
     /* 339 stage3.x12 = sum(stage3.x11, stage3.step11.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1990656 * nB, act + 1994752 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 2007040 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 338 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1998848 * nB, 0, G + 1246416, act + 1994752 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1990656 * nB, 0, G + 1246416, act + 2101376 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
 }
 
 /* Backward, part 3 of 17. */
@@ -2444,73 +2388,49 @@ static void FN(backward_3)(Model *m, int B)
     /* 337 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 336 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1994752 * nB, 0, G + 1246288, G + 1246352, act + 1998848 * nB, act + 1986560 * nB, act + 1982464 * nB, fix + 6304, fix + 6368, P + 1246288, P + 1246352, B, 64, 64, nB * 991232);
+    FN(rt_bn_relu_backward)(ctx, act + 1994752 * nB, 0, G + 1246288, G + 1246352, act + 1990656 * nB, act + 1986560 * nB, act + 1982464 * nB, fix + 6304, fix + 6368, P + 1246288, P + 1246352, B, 64, 64, nB * 991232);
     /* 335 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1982464 * nB, 0, G + 1209424, act + 1994752 * nB, act + 1974272 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 334 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 333 stage3.step11.grad.bn0 = bn(stage3.x11): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1990656 * nB, 1, G + 1209296, G + 1209360, act + 1982464 * nB, act + 1974272 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, P + 1209360, B, 64, 64, nB * 987136);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1209296, G + 1209360, act + 1982464 * nB, act + 1974272 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, P + 1209360, B, 64, 64, nB * 987136);
     /* 332 stage3.x11 = sum(stage3.x10, stage3.step10.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1974272 * nB, act + 1978368 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1990656 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 331 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1982464 * nB, 0, G + 1172432, act + 1978368 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1974272 * nB, 0, G + 1172432, act + 2101376 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 330 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 329 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1978368 * nB, 0, G + 1172304, G + 1172368, act + 1982464 * nB, act + 1970176 * nB, act + 1966080 * nB, fix + 6048, fix + 6112, P + 1172304, P + 1172368, B, 64, 64, nB * 983040);
+    FN(rt_bn_relu_backward)(ctx, act + 1978368 * nB, 0, G + 1172304, G + 1172368, act + 1974272 * nB, act + 1970176 * nB, act + 1966080 * nB, fix + 6048, fix + 6112, P + 1172304, P + 1172368, B, 64, 64, nB * 983040);
     /* 328 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1966080 * nB, 0, G + 1135440, act + 1978368 * nB, act + 1957888 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 327 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 326 stage3.step10.grad.bn0 = bn(stage3.x10): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1974272 * nB, 1, G + 1135312, G + 1135376, act + 1966080 * nB, act + 1957888 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, P + 1135376, B, 64, 64, nB * 978944);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1135312, G + 1135376, act + 1966080 * nB, act + 1957888 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, P + 1135376, B, 64, 64, nB * 978944);
     /* 325 stage3.x10 = sum(stage3.x9, stage3.step9.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1957888 * nB, act + 1961984 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1974272 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 324 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1966080 * nB, 0, G + 1098448, act + 1961984 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1957888 * nB, 0, G + 1098448, act + 2101376 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 323 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 322 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1961984 * nB, 0, G + 1098320, G + 1098384, act + 1966080 * nB, act + 1953792 * nB, act + 1949696 * nB, fix + 5792, fix + 5856, P + 1098320, P + 1098384, B, 64, 64, nB * 974848);
+    FN(rt_bn_relu_backward)(ctx, act + 1961984 * nB, 0, G + 1098320, G + 1098384, act + 1957888 * nB, act + 1953792 * nB, act + 1949696 * nB, fix + 5792, fix + 5856, P + 1098320, P + 1098384, B, 64, 64, nB * 974848);
     /* 321 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1949696 * nB, 0, G + 1061456, act + 1961984 * nB, act + 1941504 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 320 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 319 stage3.step9.grad.bn0 = bn(stage3.x9): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1957888 * nB, 1, G + 1061328, G + 1061392, act + 1949696 * nB, act + 1941504 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, P + 1061392, B, 64, 64, nB * 970752);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1061328, G + 1061392, act + 1949696 * nB, act + 1941504 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, P + 1061392, B, 64, 64, nB * 970752);
     /* 318 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1941504 * nB, act + 1945600 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1957888 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 317 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1949696 * nB, 0, G + 1024464, act + 1945600 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1941504 * nB, 0, G + 1024464, act + 2101376 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 316 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 315 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1945600 * nB, 0, G + 1024336, G + 1024400, act + 1949696 * nB, act + 1937408 * nB, act + 1933312 * nB, fix + 5536, fix + 5600, P + 1024336, P + 1024400, B, 64, 64, nB * 966656);
+    FN(rt_bn_relu_backward)(ctx, act + 1945600 * nB, 0, G + 1024336, G + 1024400, act + 1941504 * nB, act + 1937408 * nB, act + 1933312 * nB, fix + 5536, fix + 5600, P + 1024336, P + 1024400, B, 64, 64, nB * 966656);
     /* 314 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1933312 * nB, 0, G + 987472, act + 1945600 * nB, act + 1925120 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
 }
@@ -2528,83 +2448,51 @@ static void FN(backward_4)(Model *m, int B)
     /* 313 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 312 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1941504 * nB, 1, G + 987344, G + 987408, act + 1933312 * nB, act + 1925120 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, P + 987408, B, 64, 64, nB * 962560);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 987344, G + 987408, act + 1933312 * nB, act + 1925120 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, P + 987408, B, 64, 64, nB * 962560);
     /* 311 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1925120 * nB, act + 1929216 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1941504 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 310 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1933312 * nB, 0, G + 950480, act + 1929216 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1925120 * nB, 0, G + 950480, act + 2101376 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 309 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 308 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1929216 * nB, 0, G + 950352, G + 950416, act + 1933312 * nB, act + 1921024 * nB, act + 1916928 * nB, fix + 5280, fix + 5344, P + 950352, P + 950416, B, 64, 64, nB * 958464);
+    FN(rt_bn_relu_backward)(ctx, act + 1929216 * nB, 0, G + 950352, G + 950416, act + 1925120 * nB, act + 1921024 * nB, act + 1916928 * nB, fix + 5280, fix + 5344, P + 950352, P + 950416, B, 64, 64, nB * 958464);
     /* 307 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1916928 * nB, 0, G + 913488, act + 1929216 * nB, act + 1908736 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 306 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 305 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1925120 * nB, 1, G + 913360, G + 913424, act + 1916928 * nB, act + 1908736 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, P + 913424, B, 64, 64, nB * 954368);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 913360, G + 913424, act + 1916928 * nB, act + 1908736 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, P + 913424, B, 64, 64, nB * 954368);
     /* 304 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1908736 * nB, act + 1912832 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1925120 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 303 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1916928 * nB, 0, G + 876496, act + 1912832 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1908736 * nB, 0, G + 876496, act + 2101376 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 302 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 301 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1912832 * nB, 0, G + 876368, G + 876432, act + 1916928 * nB, act + 1904640 * nB, act + 1900544 * nB, fix + 5024, fix + 5088, P + 876368, P + 876432, B, 64, 64, nB * 950272);
+    FN(rt_bn_relu_backward)(ctx, act + 1912832 * nB, 0, G + 876368, G + 876432, act + 1908736 * nB, act + 1904640 * nB, act + 1900544 * nB, fix + 5024, fix + 5088, P + 876368, P + 876432, B, 64, 64, nB * 950272);
     /* 300 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1900544 * nB, 0, G + 839504, act + 1912832 * nB, act + 1892352 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 299 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 298 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1908736 * nB, 1, G + 839376, G + 839440, act + 1900544 * nB, act + 1892352 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, P + 839440, B, 64, 64, nB * 946176);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 839376, G + 839440, act + 1900544 * nB, act + 1892352 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, P + 839440, B, 64, 64, nB * 946176);
     /* 297 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1892352 * nB, act + 1896448 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1908736 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 296 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1900544 * nB, 0, G + 802512, act + 1896448 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1892352 * nB, 0, G + 802512, act + 2101376 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
     /* 295 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 294 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1896448 * nB, 0, G + 802384, G + 802448, act + 1900544 * nB, act + 1888256 * nB, act + 1884160 * nB, fix + 4768, fix + 4832, P + 802384, P + 802448, B, 64, 64, nB * 942080);
+    FN(rt_bn_relu_backward)(ctx, act + 1896448 * nB, 0, G + 802384, G + 802448, act + 1892352 * nB, act + 1888256 * nB, act + 1884160 * nB, fix + 4768, fix + 4832, P + 802384, P + 802448, B, 64, 64, nB * 942080);
     /* 293 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1884160 * nB, 0, G + 765520, act + 1896448 * nB, act + 1875968 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
     /* 292 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 291 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1892352 * nB, 1, G + 765392, G + 765456, act + 1884160 * nB, act + 1875968 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, P + 765456, B, 64, 64, nB * 937984);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 765392, G + 765456, act + 1884160 * nB, act + 1875968 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, P + 765456, B, 64, 64, nB * 937984);
     /* 290 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1875968 * nB, act + 1880064 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1892352 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
 }
 
 /* Backward, part 5 of 17. */
@@ -2618,77 +2506,53 @@ static void FN(backward_5)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 289 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1884160 * nB, 0, G + 728528, act + 1880064 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1875968 * nB, 0, G + 728528, act + 2101376 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
     /* 288 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 287 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1880064 * nB, 0, G + 728400, G + 728464, act + 1884160 * nB, act + 1871872 * nB, act + 1867776 * nB, fix + 4512, fix + 4576, P + 728400, P + 728464, B, 64, 64, nB * 933888);
+    FN(rt_bn_relu_backward)(ctx, act + 1880064 * nB, 0, G + 728400, G + 728464, act + 1875968 * nB, act + 1871872 * nB, act + 1867776 * nB, fix + 4512, fix + 4576, P + 728400, P + 728464, B, 64, 64, nB * 933888);
     /* 286 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1867776 * nB, 0, G + 691536, act + 1880064 * nB, act + 1859584 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
     /* 285 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 284 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1875968 * nB, 1, G + 691408, G + 691472, act + 1867776 * nB, act + 1859584 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, P + 691472, B, 64, 64, nB * 929792);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 691408, G + 691472, act + 1867776 * nB, act + 1859584 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, P + 691472, B, 64, 64, nB * 929792);
     /* 283 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1859584 * nB, act + 1863680 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1875968 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 282 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1867776 * nB, 0, G + 654544, act + 1863680 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1859584 * nB, 0, G + 654544, act + 2101376 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
     /* 281 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 280 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1863680 * nB, 0, G + 654416, G + 654480, act + 1867776 * nB, act + 1855488 * nB, act + 1851392 * nB, fix + 4256, fix + 4320, P + 654416, P + 654480, B, 64, 64, nB * 925696);
+    FN(rt_bn_relu_backward)(ctx, act + 1863680 * nB, 0, G + 654416, G + 654480, act + 1859584 * nB, act + 1855488 * nB, act + 1851392 * nB, fix + 4256, fix + 4320, P + 654416, P + 654480, B, 64, 64, nB * 925696);
     /* 279 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1851392 * nB, 0, G + 617552, act + 1863680 * nB, act + 1843200 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
     /* 278 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 277 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1859584 * nB, 1, G + 617424, G + 617488, act + 1851392 * nB, act + 1843200 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, P + 617488, B, 64, 64, nB * 921600);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 617424, G + 617488, act + 1851392 * nB, act + 1843200 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, P + 617488, B, 64, 64, nB * 921600);
     /* 276 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1843200 * nB, act + 1847296 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1859584 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 275 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1851392 * nB, 0, G + 580560, act + 1847296 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1843200 * nB, 0, G + 580560, act + 2101376 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
     /* 274 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 273 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1847296 * nB, 0, G + 580432, G + 580496, act + 1851392 * nB, act + 1839104 * nB, act + 1835008 * nB, fix + 4000, fix + 4064, P + 580432, P + 580496, B, 64, 64, nB * 917504);
+    FN(rt_bn_relu_backward)(ctx, act + 1847296 * nB, 0, G + 580432, G + 580496, act + 1843200 * nB, act + 1839104 * nB, act + 1835008 * nB, fix + 4000, fix + 4064, P + 580432, P + 580496, B, 64, 64, nB * 917504);
     /* 272 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1835008 * nB, 0, G + 543568, act + 1847296 * nB, act + 1826816 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
     /* 271 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 270 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1843200 * nB, 1, G + 543440, G + 543504, act + 1835008 * nB, act + 1826816 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, P + 543504, B, 64, 64, nB * 913408);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 543440, G + 543504, act + 1835008 * nB, act + 1826816 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, P + 543504, B, 64, 64, nB * 913408);
     /* 269 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1826816 * nB, act + 1830912 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1843200 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 268 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1835008 * nB, 0, G + 506576, act + 1830912 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1826816 * nB, 0, G + 506576, act + 2101376 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
     /* 267 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 266 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1830912 * nB, 0, G + 506448, G + 506512, act + 1835008 * nB, act + 1822720 * nB, act + 1814528 * nB, fix + 3744, fix + 3808, P + 506448, P + 506512, B, 64, 64, nB * 909312);
+    FN(rt_bn_relu_backward)(ctx, act + 1830912 * nB, 0, G + 506448, G + 506512, act + 1826816 * nB, act + 1822720 * nB, act + 1814528 * nB, fix + 3744, fix + 3808, P + 506448, P + 506512, B, 64, 64, nB * 909312);
 }
 
 /* Backward, part 6 of 17. */
@@ -2706,69 +2570,45 @@ static void FN(backward_6)(Model *m, int B)
     /* 264 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 263 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1826816 * nB, 1, G + 469456, G + 469520, act + 1814528 * nB, act + 1810432 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, P + 469520, B, 64, 64, nB * 905216);
+    FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 469456, G + 469520, act + 1814528 * nB, act + 1810432 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, P + 469520, B, 64, 64, nB * 905216);
     /* 262 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1814528 * nB, act + 1810432 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1826816 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 261 stage3.shortcut0 = pad(stage2.x18): 32x16x16 -> 64x8x8 */
-    FN(rt_pad_backward)(ctx, act + 1818624 * nB, 0, act + 1814528 * nB, B, 32, 16, 16, 64, 2);
+    FN(rt_pad_backward)(ctx, act + 1810432 * nB, 0, act + 2101376 * nB, B, 32, 16, 16, 64, 2);
     /* 260 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1814528 * nB, 0, G + 432592, act + 1810432 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1818624 * nB, 0, G + 432592, act + 2101376 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
     /* 259 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 258 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 0, G + 432464, G + 432528, act + 1814528 * nB, act + 1806336 * nB, act + 1802240 * nB, fix + 3488, fix + 3552, P + 432464, P + 432528, B, 64, 64, nB * 901120);
+    FN(rt_bn_relu_backward)(ctx, act + 1822720 * nB, 0, G + 432464, G + 432528, act + 1818624 * nB, act + 1806336 * nB, act + 1802240 * nB, fix + 3488, fix + 3552, P + 432464, P + 432528, B, 64, 64, nB * 901120);
     /* 257 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1802240 * nB, 0, G + 414032, act + 1810432 * nB, act + 1785856 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 1802240 * nB, 0, G + 414032, act + 1822720 * nB, act + 1785856 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
     /* 256 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 255 stage3.step0.grad.bn0 = bn(stage2.x18): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1818624 * nB, 1, G + 413968, G + 414000, act + 1802240 * nB, act + 1785856 * nB, act + 1794048 * nB, fix + 3424, fix + 3456, P + 413968, P + 414000, B, 32, 256, nB * 892928);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 413968, G + 414000, act + 1802240 * nB, act + 1785856 * nB, act + 1794048 * nB, fix + 3424, fix + 3456, P + 413968, P + 414000, B, 32, 256, nB * 892928);
     /* 254 stage2.x18 = sum(stage2.x17, stage2.step17.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1785856 * nB, act + 1794048 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1818624 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 253 stage2.step17.grad.conv1 = conv(stage2.step17.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1802240 * nB, 0, G + 404752, act + 1794048 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1785856 * nB, 0, G + 404752, act + 1810432 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 252 stage2.step17.grad.relu1 = relu(stage2.step17.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 251 stage2.step17.grad.bn1 = bn(stage2.step17.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1794048 * nB, 0, G + 404688, G + 404720, act + 1802240 * nB, act + 1777664 * nB, act + 1769472 * nB, fix + 3360, fix + 3392, P + 404688, P + 404720, B, 32, 256, nB * 884736);
+    FN(rt_bn_relu_backward)(ctx, act + 1794048 * nB, 0, G + 404688, G + 404720, act + 1785856 * nB, act + 1777664 * nB, act + 1769472 * nB, fix + 3360, fix + 3392, P + 404688, P + 404720, B, 32, 256, nB * 884736);
     /* 250 stage2.step17.grad.conv0 = conv(stage2.step17.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1769472 * nB, 0, G + 395472, act + 1794048 * nB, act + 1753088 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 249 stage2.step17.grad.relu0 = relu(stage2.step17.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 248 stage2.step17.grad.bn0 = bn(stage2.x17): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1785856 * nB, 1, G + 395408, G + 395440, act + 1769472 * nB, act + 1753088 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, P + 395440, B, 32, 256, nB * 876544);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 395408, G + 395440, act + 1769472 * nB, act + 1753088 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, P + 395440, B, 32, 256, nB * 876544);
     /* 247 stage2.x17 = sum(stage2.x16, stage2.step16.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1753088 * nB, act + 1761280 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1785856 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 246 stage2.step16.grad.conv1 = conv(stage2.step16.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1769472 * nB, 0, G + 386192, act + 1761280 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1753088 * nB, 0, G + 386192, act + 1810432 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 245 stage2.step16.grad.relu1 = relu(stage2.step16.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 244 stage2.step16.grad.bn1 = bn(stage2.step16.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1761280 * nB, 0, G + 386128, G + 386160, act + 1769472 * nB, act + 1744896 * nB, act + 1736704 * nB, fix + 3232, fix + 3264, P + 386128, P + 386160, B, 32, 256, nB * 868352);
+    FN(rt_bn_relu_backward)(ctx, act + 1761280 * nB, 0, G + 386128, G + 386160, act + 1753088 * nB, act + 1744896 * nB, act + 1736704 * nB, fix + 3232, fix + 3264, P + 386128, P + 386160, B, 32, 256, nB * 868352);
     /* 243 stage2.step16.grad.conv0 = conv(stage2.step16.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1736704 * nB, 0, G + 376912, act + 1761280 * nB, act + 1720320 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 242 stage2.step16.grad.relu0 = relu(stage2.step16.grad.bn0): 32x16x16 -> 32x16x16 */
@@ -2786,85 +2626,53 @@ static void FN(backward_7)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 241 stage2.step16.grad.bn0 = bn(stage2.x16): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1753088 * nB, 1, G + 376848, G + 376880, act + 1736704 * nB, act + 1720320 * nB, act + 1728512 * nB, fix + 3168, fix + 3200, P + 376848, P + 376880, B, 32, 256, nB * 860160);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 376848, G + 376880, act + 1736704 * nB, act + 1720320 * nB, act + 1728512 * nB, fix + 3168, fix + 3200, P + 376848, P + 376880, B, 32, 256, nB * 860160);
     /* 240 stage2.x16 = sum(stage2.x15, stage2.step15.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1720320 * nB, act + 1728512 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1753088 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 239 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1736704 * nB, 0, G + 367632, act + 1728512 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1720320 * nB, 0, G + 367632, act + 1810432 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 238 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 237 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1728512 * nB, 0, G + 367568, G + 367600, act + 1736704 * nB, act + 1712128 * nB, act + 1703936 * nB, fix + 3104, fix + 3136, P + 367568, P + 367600, B, 32, 256, nB * 851968);
+    FN(rt_bn_relu_backward)(ctx, act + 1728512 * nB, 0, G + 367568, G + 367600, act + 1720320 * nB, act + 1712128 * nB, act + 1703936 * nB, fix + 3104, fix + 3136, P + 367568, P + 367600, B, 32, 256, nB * 851968);
     /* 236 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1703936 * nB, 0, G + 358352, act + 1728512 * nB, act + 1687552 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 235 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 234 stage2.step15.grad.bn0 = bn(stage2.x15): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1720320 * nB, 1, G + 358288, G + 358320, act + 1703936 * nB, act + 1687552 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, P + 358320, B, 32, 256, nB * 843776);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 358288, G + 358320, act + 1703936 * nB, act + 1687552 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, P + 358320, B, 32, 256, nB * 843776);
     /* 233 stage2.x15 = sum(stage2.x14, stage2.step14.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1687552 * nB, act + 1695744 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1720320 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 232 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1703936 * nB, 0, G + 349072, act + 1695744 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1687552 * nB, 0, G + 349072, act + 1810432 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
     /* 231 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 230 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1695744 * nB, 0, G + 349008, G + 349040, act + 1703936 * nB, act + 1679360 * nB, act + 1671168 * nB, fix + 2976, fix + 3008, P + 349008, P + 349040, B, 32, 256, nB * 835584);
+    FN(rt_bn_relu_backward)(ctx, act + 1695744 * nB, 0, G + 349008, G + 349040, act + 1687552 * nB, act + 1679360 * nB, act + 1671168 * nB, fix + 2976, fix + 3008, P + 349008, P + 349040, B, 32, 256, nB * 835584);
     /* 229 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1671168 * nB, 0, G + 339792, act + 1695744 * nB, act + 1654784 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 228 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 227 stage2.step14.grad.bn0 = bn(stage2.x14): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1687552 * nB, 1, G + 339728, G + 339760, act + 1671168 * nB, act + 1654784 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, P + 339760, B, 32, 256, nB * 827392);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 339728, G + 339760, act + 1671168 * nB, act + 1654784 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, P + 339760, B, 32, 256, nB * 827392);
     /* 226 stage2.x14 = sum(stage2.x13, stage2.step13.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1654784 * nB, act + 1662976 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1687552 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 225 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1671168 * nB, 0, G + 330512, act + 1662976 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1654784 * nB, 0, G + 330512, act + 1810432 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 224 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 223 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1662976 * nB, 0, G + 330448, G + 330480, act + 1671168 * nB, act + 1646592 * nB, act + 1638400 * nB, fix + 2848, fix + 2880, P + 330448, P + 330480, B, 32, 256, nB * 819200);
+    FN(rt_bn_relu_backward)(ctx, act + 1662976 * nB, 0, G + 330448, G + 330480, act + 1654784 * nB, act + 1646592 * nB, act + 1638400 * nB, fix + 2848, fix + 2880, P + 330448, P + 330480, B, 32, 256, nB * 819200);
     /* 222 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1638400 * nB, 0, G + 321232, act + 1662976 * nB, act + 1622016 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 221 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 220 stage2.step13.grad.bn0 = bn(stage2.x13): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1654784 * nB, 1, G + 321168, G + 321200, act + 1638400 * nB, act + 1622016 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, P + 321200, B, 32, 256, nB * 811008);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 321168, G + 321200, act + 1638400 * nB, act + 1622016 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, P + 321200, B, 32, 256, nB * 811008);
     /* 219 stage2.x13 = sum(stage2.x12, stage2.step12.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1622016 * nB, act + 1630208 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1654784 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 218 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1638400 * nB, 0, G + 311952, act + 1630208 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1622016 * nB, 0, G + 311952, act + 1810432 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
 }
 
 /* Backward, part 8 of 17. */
@@ -2880,73 +2688,49 @@ static void FN(backward_8)(Model *m, int B)
     /* 217 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 216 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1630208 * nB, 0, G + 311888, G + 311920, act + 1638400 * nB, act + 1613824 * nB, act + 1605632 * nB, fix + 2720, fix + 2752, P + 311888, P + 311920, B, 32, 256, nB * 802816);
+    FN(rt_bn_relu_backward)(ctx, act + 1630208 * nB, 0, G + 311888, G + 311920, act + 1622016 * nB, act + 1613824 * nB, act + 1605632 * nB, fix + 2720, fix + 2752, P + 311888, P + 311920, B, 32, 256, nB * 802816);
     /* 215 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1605632 * nB, 0, G + 302672, act + 1630208 * nB, act + 1589248 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
     /* 214 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 213 stage2.step12.grad.bn0 = bn(stage2.x12): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1622016 * nB, 1, G + 302608, G + 302640, act + 1605632 * nB, act + 1589248 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, P + 302640, B, 32, 256, nB * 794624);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 302608, G + 302640, act + 1605632 * nB, act + 1589248 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, P + 302640, B, 32, 256, nB * 794624);
     /* 212 stage2.x12 = sum(stage2.x11, stage2.step11.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1589248 * nB, act + 1597440 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1622016 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 211 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1605632 * nB, 0, G + 293392, act + 1597440 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1589248 * nB, 0, G + 293392, act + 1810432 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
     /* 210 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 209 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1597440 * nB, 0, G + 293328, G + 293360, act + 1605632 * nB, act + 1581056 * nB, act + 1572864 * nB, fix + 2592, fix + 2624, P + 293328, P + 293360, B, 32, 256, nB * 786432);
+    FN(rt_bn_relu_backward)(ctx, act + 1597440 * nB, 0, G + 293328, G + 293360, act + 1589248 * nB, act + 1581056 * nB, act + 1572864 * nB, fix + 2592, fix + 2624, P + 293328, P + 293360, B, 32, 256, nB * 786432);
     /* 208 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1572864 * nB, 0, G + 284112, act + 1597440 * nB, act + 1556480 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
     /* 207 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 206 stage2.step11.grad.bn0 = bn(stage2.x11): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1589248 * nB, 1, G + 284048, G + 284080, act + 1572864 * nB, act + 1556480 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, P + 284080, B, 32, 256, nB * 778240);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 284048, G + 284080, act + 1572864 * nB, act + 1556480 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, P + 284080, B, 32, 256, nB * 778240);
     /* 205 stage2.x11 = sum(stage2.x10, stage2.step10.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1556480 * nB, act + 1564672 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1589248 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 204 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1572864 * nB, 0, G + 274832, act + 1564672 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1556480 * nB, 0, G + 274832, act + 1810432 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
     /* 203 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 202 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1564672 * nB, 0, G + 274768, G + 274800, act + 1572864 * nB, act + 1548288 * nB, act + 1540096 * nB, fix + 2464, fix + 2496, P + 274768, P + 274800, B, 32, 256, nB * 770048);
+    FN(rt_bn_relu_backward)(ctx, act + 1564672 * nB, 0, G + 274768, G + 274800, act + 1556480 * nB, act + 1548288 * nB, act + 1540096 * nB, fix + 2464, fix + 2496, P + 274768, P + 274800, B, 32, 256, nB * 770048);
     /* 201 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1540096 * nB, 0, G + 265552, act + 1564672 * nB, act + 1523712 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
     /* 200 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 199 stage2.step10.grad.bn0 = bn(stage2.x10): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1556480 * nB, 1, G + 265488, G + 265520, act + 1540096 * nB, act + 1523712 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, P + 265520, B, 32, 256, nB * 761856);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 265488, G + 265520, act + 1540096 * nB, act + 1523712 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, P + 265520, B, 32, 256, nB * 761856);
     /* 198 stage2.x10 = sum(stage2.x9, stage2.step9.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1523712 * nB, act + 1531904 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1556480 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 197 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1540096 * nB, 0, G + 256272, act + 1531904 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1523712 * nB, 0, G + 256272, act + 1810432 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 196 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 195 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1531904 * nB, 0, G + 256208, G + 256240, act + 1540096 * nB, act + 1515520 * nB, act + 1507328 * nB, fix + 2336, fix + 2368, P + 256208, P + 256240, B, 32, 256, nB * 753664);
+    FN(rt_bn_relu_backward)(ctx, act + 1531904 * nB, 0, G + 256208, G + 256240, act + 1523712 * nB, act + 1515520 * nB, act + 1507328 * nB, fix + 2336, fix + 2368, P + 256208, P + 256240, B, 32, 256, nB * 753664);
     /* 194 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1507328 * nB, 0, G + 246992, act + 1531904 * nB, act + 1490944 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
 }
@@ -2964,83 +2748,51 @@ static void FN(backward_9)(Model *m, int B)
     /* 193 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 192 stage2.step9.grad.bn0 = bn(stage2.x9): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1523712 * nB, 1, G + 246928, G + 246960, act + 1507328 * nB, act + 1490944 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, P + 246960, B, 32, 256, nB * 745472);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 246928, G + 246960, act + 1507328 * nB, act + 1490944 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, P + 246960, B, 32, 256, nB * 745472);
     /* 191 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1490944 * nB, act + 1499136 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1523712 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 190 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1507328 * nB, 0, G + 237712, act + 1499136 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1490944 * nB, 0, G + 237712, act + 1810432 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 189 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 188 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1499136 * nB, 0, G + 237648, G + 237680, act + 1507328 * nB, act + 1482752 * nB, act + 1474560 * nB, fix + 2208, fix + 2240, P + 237648, P + 237680, B, 32, 256, nB * 737280);
+    FN(rt_bn_relu_backward)(ctx, act + 1499136 * nB, 0, G + 237648, G + 237680, act + 1490944 * nB, act + 1482752 * nB, act + 1474560 * nB, fix + 2208, fix + 2240, P + 237648, P + 237680, B, 32, 256, nB * 737280);
     /* 187 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1474560 * nB, 0, G + 228432, act + 1499136 * nB, act + 1458176 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 186 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 185 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1490944 * nB, 1, G + 228368, G + 228400, act + 1474560 * nB, act + 1458176 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, P + 228400, B, 32, 256, nB * 729088);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 228368, G + 228400, act + 1474560 * nB, act + 1458176 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, P + 228400, B, 32, 256, nB * 729088);
     /* 184 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1458176 * nB, act + 1466368 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1490944 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 183 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1474560 * nB, 0, G + 219152, act + 1466368 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1458176 * nB, 0, G + 219152, act + 1810432 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 182 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 181 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1466368 * nB, 0, G + 219088, G + 219120, act + 1474560 * nB, act + 1449984 * nB, act + 1441792 * nB, fix + 2080, fix + 2112, P + 219088, P + 219120, B, 32, 256, nB * 720896);
+    FN(rt_bn_relu_backward)(ctx, act + 1466368 * nB, 0, G + 219088, G + 219120, act + 1458176 * nB, act + 1449984 * nB, act + 1441792 * nB, fix + 2080, fix + 2112, P + 219088, P + 219120, B, 32, 256, nB * 720896);
     /* 180 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1441792 * nB, 0, G + 209872, act + 1466368 * nB, act + 1425408 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
     /* 179 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 178 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1458176 * nB, 1, G + 209808, G + 209840, act + 1441792 * nB, act + 1425408 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, P + 209840, B, 32, 256, nB * 712704);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 209808, G + 209840, act + 1441792 * nB, act + 1425408 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, P + 209840, B, 32, 256, nB * 712704);
     /* 177 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1425408 * nB, act + 1433600 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1458176 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 176 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1441792 * nB, 0, G + 200592, act + 1433600 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1425408 * nB, 0, G + 200592, act + 1810432 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
     /* 175 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 174 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1433600 * nB, 0, G + 200528, G + 200560, act + 1441792 * nB, act + 1417216 * nB, act + 1409024 * nB, fix + 1952, fix + 1984, P + 200528, P + 200560, B, 32, 256, nB * 704512);
+    FN(rt_bn_relu_backward)(ctx, act + 1433600 * nB, 0, G + 200528, G + 200560, act + 1425408 * nB, act + 1417216 * nB, act + 1409024 * nB, fix + 1952, fix + 1984, P + 200528, P + 200560, B, 32, 256, nB * 704512);
     /* 173 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1409024 * nB, 0, G + 191312, act + 1433600 * nB, act + 1392640 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
     /* 172 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 171 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1425408 * nB, 1, G + 191248, G + 191280, act + 1409024 * nB, act + 1392640 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, P + 191280, B, 32, 256, nB * 696320);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 191248, G + 191280, act + 1409024 * nB, act + 1392640 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, P + 191280, B, 32, 256, nB * 696320);
     /* 170 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1392640 * nB, act + 1400832 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1425408 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
 }
 
 /* Backward, part 10 of 17. */
@@ -3054,77 +2806,53 @@ static void FN(backward_10)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 169 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1409024 * nB, 0, G + 182032, act + 1400832 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1392640 * nB, 0, G + 182032, act + 1810432 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
     /* 168 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 167 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1400832 * nB, 0, G + 181968, G + 182000, act + 1409024 * nB, act + 1384448 * nB, act + 1376256 * nB, fix + 1824, fix + 1856, P + 181968, P + 182000, B, 32, 256, nB * 688128);
+    FN(rt_bn_relu_backward)(ctx, act + 1400832 * nB, 0, G + 181968, G + 182000, act + 1392640 * nB, act + 1384448 * nB, act + 1376256 * nB, fix + 1824, fix + 1856, P + 181968, P + 182000, B, 32, 256, nB * 688128);
     /* 166 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1376256 * nB, 0, G + 172752, act + 1400832 * nB, act + 1359872 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 165 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 164 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1392640 * nB, 1, G + 172688, G + 172720, act + 1376256 * nB, act + 1359872 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, P + 172720, B, 32, 256, nB * 679936);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 172688, G + 172720, act + 1376256 * nB, act + 1359872 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, P + 172720, B, 32, 256, nB * 679936);
     /* 163 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1359872 * nB, act + 1368064 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1392640 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 162 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1376256 * nB, 0, G + 163472, act + 1368064 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1359872 * nB, 0, G + 163472, act + 1810432 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 161 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 160 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1368064 * nB, 0, G + 163408, G + 163440, act + 1376256 * nB, act + 1351680 * nB, act + 1343488 * nB, fix + 1696, fix + 1728, P + 163408, P + 163440, B, 32, 256, nB * 671744);
+    FN(rt_bn_relu_backward)(ctx, act + 1368064 * nB, 0, G + 163408, G + 163440, act + 1359872 * nB, act + 1351680 * nB, act + 1343488 * nB, fix + 1696, fix + 1728, P + 163408, P + 163440, B, 32, 256, nB * 671744);
     /* 159 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1343488 * nB, 0, G + 154192, act + 1368064 * nB, act + 1327104 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 158 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 157 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1359872 * nB, 1, G + 154128, G + 154160, act + 1343488 * nB, act + 1327104 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, P + 154160, B, 32, 256, nB * 663552);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 154128, G + 154160, act + 1343488 * nB, act + 1327104 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, P + 154160, B, 32, 256, nB * 663552);
     /* 156 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1327104 * nB, act + 1335296 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1359872 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 155 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1343488 * nB, 0, G + 144912, act + 1335296 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1327104 * nB, 0, G + 144912, act + 1810432 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 154 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 153 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1335296 * nB, 0, G + 144848, G + 144880, act + 1343488 * nB, act + 1318912 * nB, act + 1310720 * nB, fix + 1568, fix + 1600, P + 144848, P + 144880, B, 32, 256, nB * 655360);
+    FN(rt_bn_relu_backward)(ctx, act + 1335296 * nB, 0, G + 144848, G + 144880, act + 1327104 * nB, act + 1318912 * nB, act + 1310720 * nB, fix + 1568, fix + 1600, P + 144848, P + 144880, B, 32, 256, nB * 655360);
     /* 152 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1310720 * nB, 0, G + 135632, act + 1335296 * nB, act + 1294336 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 151 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 150 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1327104 * nB, 1, G + 135568, G + 135600, act + 1310720 * nB, act + 1294336 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, P + 135600, B, 32, 256, nB * 647168);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 135568, G + 135600, act + 1310720 * nB, act + 1294336 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, P + 135600, B, 32, 256, nB * 647168);
     /* 149 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1294336 * nB, act + 1302528 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1327104 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 148 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1310720 * nB, 0, G + 126352, act + 1302528 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1294336 * nB, 0, G + 126352, act + 1810432 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 147 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 146 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1302528 * nB, 0, G + 126288, G + 126320, act + 1310720 * nB, act + 1286144 * nB, act + 1277952 * nB, fix + 1440, fix + 1472, P + 126288, P + 126320, B, 32, 256, nB * 638976);
+    FN(rt_bn_relu_backward)(ctx, act + 1302528 * nB, 0, G + 126288, G + 126320, act + 1294336 * nB, act + 1286144 * nB, act + 1277952 * nB, fix + 1440, fix + 1472, P + 126288, P + 126320, B, 32, 256, nB * 638976);
 }
 
 /* Backward, part 11 of 17. */
@@ -3142,69 +2870,45 @@ static void FN(backward_11)(Model *m, int B)
     /* 144 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 143 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1294336 * nB, 1, G + 117008, G + 117040, act + 1277952 * nB, act + 1261568 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, P + 117040, B, 32, 256, nB * 630784);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 117008, G + 117040, act + 1277952 * nB, act + 1261568 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, P + 117040, B, 32, 256, nB * 630784);
     /* 142 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1261568 * nB, act + 1269760 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1294336 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 141 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1277952 * nB, 0, G + 107792, act + 1269760 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1261568 * nB, 0, G + 107792, act + 1810432 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 140 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 139 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1269760 * nB, 0, G + 107728, G + 107760, act + 1277952 * nB, act + 1253376 * nB, act + 1236992 * nB, fix + 1312, fix + 1344, P + 107728, P + 107760, B, 32, 256, nB * 622592);
+    FN(rt_bn_relu_backward)(ctx, act + 1269760 * nB, 0, G + 107728, G + 107760, act + 1261568 * nB, act + 1253376 * nB, act + 1236992 * nB, fix + 1312, fix + 1344, P + 107728, P + 107760, B, 32, 256, nB * 622592);
     /* 138 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 1236992 * nB, 0, G + 98512, act + 1269760 * nB, act + 1228800 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 137 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 136 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1261568 * nB, 1, G + 98448, G + 98480, act + 1236992 * nB, act + 1228800 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, P + 98480, B, 32, 256, nB * 614400);
+    FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 98448, G + 98480, act + 1236992 * nB, act + 1228800 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, P + 98480, B, 32, 256, nB * 614400);
     /* 135 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1236992 * nB, act + 1228800 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1261568 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 134 stage2.shortcut0 = pad(stage1.x18): 16x32x32 -> 32x16x16 */
-    FN(rt_pad_backward)(ctx, act + 1245184 * nB, 0, act + 1236992 * nB, B, 16, 32, 32, 32, 2);
+    FN(rt_pad_backward)(ctx, act + 1228800 * nB, 0, act + 1810432 * nB, B, 16, 32, 32, 32, 2);
     /* 133 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1236992 * nB, 0, G + 89232, act + 1228800 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1245184 * nB, 0, G + 89232, act + 1810432 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
     /* 132 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 131 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 0, G + 89168, G + 89200, act + 1236992 * nB, act + 1220608 * nB, act + 1212416 * nB, fix + 1184, fix + 1216, P + 89168, P + 89200, B, 32, 256, nB * 606208);
+    FN(rt_bn_relu_backward)(ctx, act + 1253376 * nB, 0, G + 89168, G + 89200, act + 1245184 * nB, act + 1220608 * nB, act + 1212416 * nB, fix + 1184, fix + 1216, P + 89168, P + 89200, B, 32, 256, nB * 606208);
     /* 130 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1212416 * nB, 0, G + 84560, act + 1228800 * nB, act + 1179648 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 1212416 * nB, 0, G + 84560, act + 1253376 * nB, act + 1179648 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
     /* 129 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 128 stage2.step0.grad.bn0 = bn(stage1.x18): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1245184 * nB, 1, G + 84528, G + 84544, act + 1212416 * nB, act + 1179648 * nB, act + 1196032 * nB, fix + 1152, fix + 1168, P + 84528, P + 84544, B, 16, 1024, nB * 589824);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 84528, G + 84544, act + 1212416 * nB, act + 1179648 * nB, act + 1196032 * nB, fix + 1152, fix + 1168, P + 84528, P + 84544, B, 16, 1024, nB * 589824);
     /* 127 stage1.x18 = sum(stage1.x17, stage1.step17.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1179648 * nB, act + 1196032 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1245184 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 126 stage1.step17.grad.conv1 = conv(stage1.step17.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1212416 * nB, 0, G + 82224, act + 1196032 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1179648 * nB, 0, G + 82224, act + 1228800 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
     /* 125 stage1.step17.grad.relu1 = relu(stage1.step17.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 124 stage1.step17.grad.bn1 = bn(stage1.step17.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1196032 * nB, 0, G + 82192, G + 82208, act + 1212416 * nB, act + 1163264 * nB, act + 1146880 * nB, fix + 1120, fix + 1136, P + 82192, P + 82208, B, 16, 1024, nB * 573440);
+    FN(rt_bn_relu_backward)(ctx, act + 1196032 * nB, 0, G + 82192, G + 82208, act + 1179648 * nB, act + 1163264 * nB, act + 1146880 * nB, fix + 1120, fix + 1136, P + 82192, P + 82208, B, 16, 1024, nB * 573440);
     /* 123 stage1.step17.grad.conv0 = conv(stage1.step17.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 1146880 * nB, 0, G + 79888, act + 1196032 * nB, act + 1114112 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
     /* 122 stage1.step17.grad.relu0 = relu(stage1.step17.grad.bn0): 16x32x32 -> 16x32x32 */
@@ -3222,85 +2926,53 @@ static void FN(backward_12)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 121 stage1.step17.grad.bn0 = bn(stage1.x17): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1179648 * nB, 1, G + 79856, G + 79872, act + 1146880 * nB, act + 1114112 * nB, act + 1130496 * nB, fix + 1088, fix + 1104, P + 79856, P + 79872, B, 16, 1024, nB * 557056);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 79856, G + 79872, act + 1146880 * nB, act + 1114112 * nB, act + 1130496 * nB, fix + 1088, fix + 1104, P + 79856, P + 79872, B, 16, 1024, nB * 557056);
     /* 120 stage1.x17 = sum(stage1.x16, stage1.step16.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1114112 * nB, act + 1130496 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1179648 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 119 stage1.step16.grad.conv1 = conv(stage1.step16.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1146880 * nB, 0, G + 77552, act + 1130496 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1114112 * nB, 0, G + 77552, act + 1228800 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
     /* 118 stage1.step16.grad.relu1 = relu(stage1.step16.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 117 stage1.step16.grad.bn1 = bn(stage1.step16.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1130496 * nB, 0, G + 77520, G + 77536, act + 1146880 * nB, act + 1097728 * nB, act + 1081344 * nB, fix + 1056, fix + 1072, P + 77520, P + 77536, B, 16, 1024, nB * 540672);
+    FN(rt_bn_relu_backward)(ctx, act + 1130496 * nB, 0, G + 77520, G + 77536, act + 1114112 * nB, act + 1097728 * nB, act + 1081344 * nB, fix + 1056, fix + 1072, P + 77520, P + 77536, B, 16, 1024, nB * 540672);
     /* 116 stage1.step16.grad.conv0 = conv(stage1.step16.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 1081344 * nB, 0, G + 75216, act + 1130496 * nB, act + 1048576 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
     /* 115 stage1.step16.grad.relu0 = relu(stage1.step16.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 114 stage1.step16.grad.bn0 = bn(stage1.x16): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1114112 * nB, 1, G + 75184, G + 75200, act + 1081344 * nB, act + 1048576 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, P + 75200, B, 16, 1024, nB * 524288);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 75184, G + 75200, act + 1081344 * nB, act + 1048576 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, P + 75200, B, 16, 1024, nB * 524288);
     /* 113 stage1.x16 = sum(stage1.x15, stage1.step15.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1048576 * nB, act + 1064960 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1114112 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1081344 * nB, 0, G + 72880, act + 1064960 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1048576 * nB, 0, G + 72880, act + 1228800 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1064960 * nB, 0, G + 72848, G + 72864, act + 1081344 * nB, act + 1032192 * nB, act + 1015808 * nB, fix + 992, fix + 1008, P + 72848, P + 72864, B, 16, 1024, nB * 507904);
+    FN(rt_bn_relu_backward)(ctx, act + 1064960 * nB, 0, G + 72848, G + 72864, act + 1048576 * nB, act + 1032192 * nB, act + 1015808 * nB, fix + 992, fix + 1008, P + 72848, P + 72864, B, 16, 1024, nB * 507904);
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 1015808 * nB, 0, G + 70544, act + 1064960 * nB, act + 983040 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.x15): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 1048576 * nB, 1, G + 70512, G + 70528, act + 1015808 * nB, act + 983040 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, P + 70528, B, 16, 1024, nB * 491520);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 70512, G + 70528, act + 1015808 * nB, act + 983040 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, P + 70528, B, 16, 1024, nB * 491520);
     /* 106 stage1.x15 = sum(stage1.x14, stage1.step14.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 983040 * nB, act + 999424 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1048576 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1015808 * nB, 0, G + 68208, act + 999424 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 983040 * nB, 0, G + 68208, act + 1228800 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 999424 * nB, 0, G + 68176, G + 68192, act + 1015808 * nB, act + 966656 * nB, act + 950272 * nB, fix + 928, fix + 944, P + 68176, P + 68192, B, 16, 1024, nB * 475136);
+    FN(rt_bn_relu_backward)(ctx, act + 999424 * nB, 0, G + 68176, G + 68192, act + 983040 * nB, act + 966656 * nB, act + 950272 * nB, fix + 928, fix + 944, P + 68176, P + 68192, B, 16, 1024, nB * 475136);
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 950272 * nB, 0, G + 65872, act + 999424 * nB, act + 917504 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.x14): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 983040 * nB, 1, G + 65840, G + 65856, act + 950272 * nB, act + 917504 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, P + 65856, B, 16, 1024, nB * 458752);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 65840, G + 65856, act + 950272 * nB, act + 917504 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, P + 65856, B, 16, 1024, nB * 458752);
     /* 99 stage1.x14 = sum(stage1.x13, stage1.step13.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 917504 * nB, act + 933888 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 983040 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 950272 * nB, 0, G + 63536, act + 933888 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 917504 * nB, 0, G + 63536, act + 1228800 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
 }
 
 /* Backward, part 13 of 17. */
@@ -3316,73 +2988,49 @@ static void FN(backward_13)(Model *m, int B)
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 933888 * nB, 0, G + 63504, G + 63520, act + 950272 * nB, act + 901120 * nB, act + 884736 * nB, fix + 864, fix + 880, P + 63504, P + 63520, B, 16, 1024, nB * 442368);
+    FN(rt_bn_relu_backward)(ctx, act + 933888 * nB, 0, G + 63504, G + 63520, act + 917504 * nB, act + 901120 * nB, act + 884736 * nB, fix + 864, fix + 880, P + 63504, P + 63520, B, 16, 1024, nB * 442368);
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 884736 * nB, 0, G + 61200, act + 933888 * nB, act + 851968 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.x13): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 917504 * nB, 1, G + 61168, G + 61184, act + 884736 * nB, act + 851968 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, P + 61184, B, 16, 1024, nB * 425984);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 61168, G + 61184, act + 884736 * nB, act + 851968 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, P + 61184, B, 16, 1024, nB * 425984);
     /* 92 stage1.x13 = sum(stage1.x12, stage1.step12.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 851968 * nB, act + 868352 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 917504 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 884736 * nB, 0, G + 58864, act + 868352 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 851968 * nB, 0, G + 58864, act + 1228800 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 868352 * nB, 0, G + 58832, G + 58848, act + 884736 * nB, act + 835584 * nB, act + 819200 * nB, fix + 800, fix + 816, P + 58832, P + 58848, B, 16, 1024, nB * 409600);
+    FN(rt_bn_relu_backward)(ctx, act + 868352 * nB, 0, G + 58832, G + 58848, act + 851968 * nB, act + 835584 * nB, act + 819200 * nB, fix + 800, fix + 816, P + 58832, P + 58848, B, 16, 1024, nB * 409600);
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 819200 * nB, 0, G + 56528, act + 868352 * nB, act + 786432 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.x12): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 851968 * nB, 1, G + 56496, G + 56512, act + 819200 * nB, act + 786432 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, P + 56512, B, 16, 1024, nB * 393216);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 56496, G + 56512, act + 819200 * nB, act + 786432 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, P + 56512, B, 16, 1024, nB * 393216);
     /* 85 stage1.x12 = sum(stage1.x11, stage1.step11.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 786432 * nB, act + 802816 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 851968 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 819200 * nB, 0, G + 54192, act + 802816 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 786432 * nB, 0, G + 54192, act + 1228800 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 802816 * nB, 0, G + 54160, G + 54176, act + 819200 * nB, act + 770048 * nB, act + 753664 * nB, fix + 736, fix + 752, P + 54160, P + 54176, B, 16, 1024, nB * 376832);
+    FN(rt_bn_relu_backward)(ctx, act + 802816 * nB, 0, G + 54160, G + 54176, act + 786432 * nB, act + 770048 * nB, act + 753664 * nB, fix + 736, fix + 752, P + 54160, P + 54176, B, 16, 1024, nB * 376832);
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 753664 * nB, 0, G + 51856, act + 802816 * nB, act + 720896 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.x11): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 786432 * nB, 1, G + 51824, G + 51840, act + 753664 * nB, act + 720896 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, P + 51840, B, 16, 1024, nB * 360448);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 51824, G + 51840, act + 753664 * nB, act + 720896 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, P + 51840, B, 16, 1024, nB * 360448);
     /* 78 stage1.x11 = sum(stage1.x10, stage1.step10.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 720896 * nB, act + 737280 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 786432 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 753664 * nB, 0, G + 49520, act + 737280 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 720896 * nB, 0, G + 49520, act + 1228800 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 737280 * nB, 0, G + 49488, G + 49504, act + 753664 * nB, act + 704512 * nB, act + 688128 * nB, fix + 672, fix + 688, P + 49488, P + 49504, B, 16, 1024, nB * 344064);
+    FN(rt_bn_relu_backward)(ctx, act + 737280 * nB, 0, G + 49488, G + 49504, act + 720896 * nB, act + 704512 * nB, act + 688128 * nB, fix + 672, fix + 688, P + 49488, P + 49504, B, 16, 1024, nB * 344064);
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 688128 * nB, 0, G + 47184, act + 737280 * nB, act + 655360 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
 }
@@ -3400,83 +3048,51 @@ static void FN(backward_14)(Model *m, int B)
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.x10): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 720896 * nB, 1, G + 47152, G + 47168, act + 688128 * nB, act + 655360 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, P + 47168, B, 16, 1024, nB * 327680);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 47152, G + 47168, act + 688128 * nB, act + 655360 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, P + 47168, B, 16, 1024, nB * 327680);
     /* 71 stage1.x10 = sum(stage1.x9, stage1.step9.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 655360 * nB, act + 671744 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 720896 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 688128 * nB, 0, G + 44848, act + 671744 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 655360 * nB, 0, G + 44848, act + 1228800 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 671744 * nB, 0, G + 44816, G + 44832, act + 688128 * nB, act + 638976 * nB, act + 622592 * nB, fix + 608, fix + 624, P + 44816, P + 44832, B, 16, 1024, nB * 311296);
+    FN(rt_bn_relu_backward)(ctx, act + 671744 * nB, 0, G + 44816, G + 44832, act + 655360 * nB, act + 638976 * nB, act + 622592 * nB, fix + 608, fix + 624, P + 44816, P + 44832, B, 16, 1024, nB * 311296);
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 622592 * nB, 0, G + 42512, act + 671744 * nB, act + 589824 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 655360 * nB, 1, G + 42480, G + 42496, act + 622592 * nB, act + 589824 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, P + 42496, B, 16, 1024, nB * 294912);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 42480, G + 42496, act + 622592 * nB, act + 589824 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, P + 42496, B, 16, 1024, nB * 294912);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 589824 * nB, act + 606208 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 655360 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 589824 * nB, 0, G + 40176, act + 1228800 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 606208 * nB, 0, G + 40144, G + 40160, act + 622592 * nB, act + 573440 * nB, act + 557056 * nB, fix + 544, fix + 560, P + 40144, P + 40160, B, 16, 1024, nB * 278528);
+    FN(rt_bn_relu_backward)(ctx, act + 606208 * nB, 0, G + 40144, G + 40160, act + 589824 * nB, act + 573440 * nB, act + 557056 * nB, fix + 544, fix + 560, P + 40144, P + 40160, B, 16, 1024, nB * 278528);
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 557056 * nB, 0, G + 37840, act + 606208 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 589824 * nB, 1, G + 37808, G + 37824, act + 557056 * nB, act + 524288 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, P + 37824, B, 16, 1024, nB * 262144);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 37808, G + 37824, act + 557056 * nB, act + 524288 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, P + 37824, B, 16, 1024, nB * 262144);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 524288 * nB, act + 540672 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 589824 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 524288 * nB, 0, G + 35504, act + 1228800 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 540672 * nB, 0, G + 35472, G + 35488, act + 557056 * nB, act + 507904 * nB, act + 491520 * nB, fix + 480, fix + 496, P + 35472, P + 35488, B, 16, 1024, nB * 245760);
+    FN(rt_bn_relu_backward)(ctx, act + 540672 * nB, 0, G + 35472, G + 35488, act + 524288 * nB, act + 507904 * nB, act + 491520 * nB, fix + 480, fix + 496, P + 35472, P + 35488, B, 16, 1024, nB * 245760);
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 491520 * nB, 0, G + 33168, act + 540672 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 524288 * nB, 1, G + 33136, G + 33152, act + 491520 * nB, act + 458752 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, P + 33152, B, 16, 1024, nB * 229376);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 33136, G + 33152, act + 491520 * nB, act + 458752 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, P + 33152, B, 16, 1024, nB * 229376);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 458752 * nB, act + 475136 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 524288 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
 }
 
 /* Backward, part 15 of 17. */
@@ -3490,77 +3106,53 @@ static void FN(backward_15)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 491520 * nB, 0, G + 30832, act + 475136 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 458752 * nB, 0, G + 30832, act + 1228800 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 475136 * nB, 0, G + 30800, G + 30816, act + 491520 * nB, act + 442368 * nB, act + 425984 * nB, fix + 416, fix + 432, P + 30800, P + 30816, B, 16, 1024, nB * 212992);
+    FN(rt_bn_relu_backward)(ctx, act + 475136 * nB, 0, G + 30800, G + 30816, act + 458752 * nB, act + 442368 * nB, act + 425984 * nB, fix + 416, fix + 432, P + 30800, P + 30816, B, 16, 1024, nB * 212992);
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 425984 * nB, 0, G + 28496, act + 475136 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 458752 * nB, 1, G + 28464, G + 28480, act + 425984 * nB, act + 393216 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, P + 28480, B, 16, 1024, nB * 196608);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 28464, G + 28480, act + 425984 * nB, act + 393216 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, P + 28480, B, 16, 1024, nB * 196608);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 393216 * nB, act + 409600 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 458752 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 425984 * nB, 0, G + 26160, act + 409600 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 393216 * nB, 0, G + 26160, act + 1228800 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 409600 * nB, 0, G + 26128, G + 26144, act + 425984 * nB, act + 376832 * nB, act + 360448 * nB, fix + 352, fix + 368, P + 26128, P + 26144, B, 16, 1024, nB * 180224);
+    FN(rt_bn_relu_backward)(ctx, act + 409600 * nB, 0, G + 26128, G + 26144, act + 393216 * nB, act + 376832 * nB, act + 360448 * nB, fix + 352, fix + 368, P + 26128, P + 26144, B, 16, 1024, nB * 180224);
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 23824, act + 409600 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 393216 * nB, 1, G + 23792, G + 23808, act + 360448 * nB, act + 327680 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, P + 23808, B, 16, 1024, nB * 163840);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 23792, G + 23808, act + 360448 * nB, act + 327680 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, P + 23808, B, 16, 1024, nB * 163840);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 327680 * nB, act + 344064 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 393216 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 21488, act + 344064 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 327680 * nB, 0, G + 21488, act + 1228800 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 0, G + 21456, G + 21472, act + 360448 * nB, act + 311296 * nB, act + 294912 * nB, fix + 288, fix + 304, P + 21456, P + 21472, B, 16, 1024, nB * 147456);
+    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 0, G + 21456, G + 21472, act + 327680 * nB, act + 311296 * nB, act + 294912 * nB, fix + 288, fix + 304, P + 21456, P + 21472, B, 16, 1024, nB * 147456);
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 19152, act + 344064 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 327680 * nB, 1, G + 19120, G + 19136, act + 294912 * nB, act + 262144 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, P + 19136, B, 16, 1024, nB * 131072);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 19120, G + 19136, act + 294912 * nB, act + 262144 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, P + 19136, B, 16, 1024, nB * 131072);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 262144 * nB, act + 278528 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 16816, act + 278528 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 262144 * nB, 0, G + 16816, act + 1228800 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 0, G + 16784, G + 16800, act + 294912 * nB, act + 245760 * nB, act + 229376 * nB, fix + 224, fix + 240, P + 16784, P + 16800, B, 16, 1024, nB * 114688);
+    FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 0, G + 16784, G + 16800, act + 262144 * nB, act + 245760 * nB, act + 229376 * nB, fix + 224, fix + 240, P + 16784, P + 16800, B, 16, 1024, nB * 114688);
 }
 
 /* Backward, part 16 of 17. */
@@ -3578,73 +3170,49 @@ static void FN(backward_16)(Model *m, int B)
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 196608 * nB, act + 212992 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 1228800 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 229376 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
+    FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 196608 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 196608 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 131072 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 196608 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 1228800 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 163840 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
+    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 131072 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 131072 * nB, 1, G + 5104, G + 5120, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 5104, G + 5120, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 65536 * nB, act + 81920 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 131072 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 1228800 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 0, G + 2768, G + 2784, act + 98304 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 1024, nB * 16384);
+    FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 0, G + 2768, G + 2784, act + 65536 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 1024, nB * 16384);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 65536 * nB, 1, G + 432, G + 448, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 1024, nB * 0);
+    FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 432, G + 448, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 1024, nB * 0);
 }
 
 /* Backward, part 17 of 17. */
@@ -3658,7 +3226,7 @@ static void FN(backward_17)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 65536 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 1228800 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

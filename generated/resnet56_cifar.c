@@ -1252,65 +1252,41 @@ static void FN(backward_1)(Model *m, int B)
     /* 193 head.bn0 = bn(stage3.x9): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 0, G + 852240, G + 852304, act + 1065088 * nB, act + 1056768 * nB, act + 1060864 * nB, fix + 3936, fix + 4000, P + 852240, P + 852304, B, 64, 64, nB * 528384);
     /* 192 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1056768 * nB, act + 1060864 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1069184 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 191 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1064960 * nB, 0, G + 815376, act + 1060864 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1056768 * nB, 0, G + 815376, act + 1069184 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 190 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 189 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1060864 * nB, 0, G + 815248, G + 815312, act + 1064960 * nB, act + 1052672 * nB, act + 1048576 * nB, fix + 3808, fix + 3872, P + 815248, P + 815312, B, 64, 64, nB * 524288);
+    FN(rt_bn_relu_backward)(ctx, act + 1060864 * nB, 0, G + 815248, G + 815312, act + 1056768 * nB, act + 1052672 * nB, act + 1048576 * nB, fix + 3808, fix + 3872, P + 815248, P + 815312, B, 64, 64, nB * 524288);
     /* 188 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1048576 * nB, 0, G + 778384, act + 1060864 * nB, act + 1040384 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 187 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 186 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1056768 * nB, 1, G + 778256, G + 778320, act + 1048576 * nB, act + 1040384 * nB, act + 1044480 * nB, fix + 3680, fix + 3744, P + 778256, P + 778320, B, 64, 64, nB * 520192);
+    FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 778256, G + 778320, act + 1048576 * nB, act + 1040384 * nB, act + 1044480 * nB, fix + 3680, fix + 3744, P + 778256, P + 778320, B, 64, 64, nB * 520192);
     /* 185 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1040384 * nB, act + 1044480 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1056768 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 184 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1048576 * nB, 0, G + 741392, act + 1044480 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1040384 * nB, 0, G + 741392, act + 1069184 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 183 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 182 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1044480 * nB, 0, G + 741264, G + 741328, act + 1048576 * nB, act + 1036288 * nB, act + 1032192 * nB, fix + 3552, fix + 3616, P + 741264, P + 741328, B, 64, 64, nB * 516096);
+    FN(rt_bn_relu_backward)(ctx, act + 1044480 * nB, 0, G + 741264, G + 741328, act + 1040384 * nB, act + 1036288 * nB, act + 1032192 * nB, fix + 3552, fix + 3616, P + 741264, P + 741328, B, 64, 64, nB * 516096);
     /* 181 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1032192 * nB, 0, G + 704400, act + 1044480 * nB, act + 1024000 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 180 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 179 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1040384 * nB, 1, G + 704272, G + 704336, act + 1032192 * nB, act + 1024000 * nB, act + 1028096 * nB, fix + 3424, fix + 3488, P + 704272, P + 704336, B, 64, 64, nB * 512000);
+    FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 704272, G + 704336, act + 1032192 * nB, act + 1024000 * nB, act + 1028096 * nB, fix + 3424, fix + 3488, P + 704272, P + 704336, B, 64, 64, nB * 512000);
     /* 178 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1024000 * nB, act + 1028096 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1040384 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 177 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1032192 * nB, 0, G + 667408, act + 1028096 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1024000 * nB, 0, G + 667408, act + 1069184 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 176 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 175 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1028096 * nB, 0, G + 667280, G + 667344, act + 1032192 * nB, act + 1019904 * nB, act + 1015808 * nB, fix + 3296, fix + 3360, P + 667280, P + 667344, B, 64, 64, nB * 507904);
+    FN(rt_bn_relu_backward)(ctx, act + 1028096 * nB, 0, G + 667280, G + 667344, act + 1024000 * nB, act + 1019904 * nB, act + 1015808 * nB, fix + 3296, fix + 3360, P + 667280, P + 667344, B, 64, 64, nB * 507904);
     /* 174 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 1015808 * nB, 0, G + 630416, act + 1028096 * nB, act + 1007616 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
     /* 173 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
@@ -1328,85 +1304,53 @@ static void FN(backward_2)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 172 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1024000 * nB, 1, G + 630288, G + 630352, act + 1015808 * nB, act + 1007616 * nB, act + 1011712 * nB, fix + 3168, fix + 3232, P + 630288, P + 630352, B, 64, 64, nB * 503808);
+    FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 630288, G + 630352, act + 1015808 * nB, act + 1007616 * nB, act + 1011712 * nB, fix + 3168, fix + 3232, P + 630288, P + 630352, B, 64, 64, nB * 503808);
     /* 171 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 1007616 * nB, act + 1011712 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1024000 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 170 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1015808 * nB, 0, G + 593424, act + 1011712 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 1007616 * nB, 0, G + 593424, act + 1069184 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 169 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 168 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1011712 * nB, 0, G + 593296, G + 593360, act + 1015808 * nB, act + 1003520 * nB, act + 999424 * nB, fix + 3040, fix + 3104, P + 593296, P + 593360, B, 64, 64, nB * 499712);
+    FN(rt_bn_relu_backward)(ctx, act + 1011712 * nB, 0, G + 593296, G + 593360, act + 1007616 * nB, act + 1003520 * nB, act + 999424 * nB, fix + 3040, fix + 3104, P + 593296, P + 593360, B, 64, 64, nB * 499712);
     /* 167 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 999424 * nB, 0, G + 556432, act + 1011712 * nB, act + 991232 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 166 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 165 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 1007616 * nB, 1, G + 556304, G + 556368, act + 999424 * nB, act + 991232 * nB, act + 995328 * nB, fix + 2912, fix + 2976, P + 556304, P + 556368, B, 64, 64, nB * 495616);
+    FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 556304, G + 556368, act + 999424 * nB, act + 991232 * nB, act + 995328 * nB, fix + 2912, fix + 2976, P + 556304, P + 556368, B, 64, 64, nB * 495616);
     /* 164 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 991232 * nB, act + 995328 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1007616 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 163 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 999424 * nB, 0, G + 519440, act + 995328 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 991232 * nB, 0, G + 519440, act + 1069184 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 162 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 161 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 995328 * nB, 0, G + 519312, G + 519376, act + 999424 * nB, act + 987136 * nB, act + 983040 * nB, fix + 2784, fix + 2848, P + 519312, P + 519376, B, 64, 64, nB * 491520);
+    FN(rt_bn_relu_backward)(ctx, act + 995328 * nB, 0, G + 519312, G + 519376, act + 991232 * nB, act + 987136 * nB, act + 983040 * nB, fix + 2784, fix + 2848, P + 519312, P + 519376, B, 64, 64, nB * 491520);
     /* 160 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 983040 * nB, 0, G + 482448, act + 995328 * nB, act + 974848 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 159 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 158 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 991232 * nB, 1, G + 482320, G + 482384, act + 983040 * nB, act + 974848 * nB, act + 978944 * nB, fix + 2656, fix + 2720, P + 482320, P + 482384, B, 64, 64, nB * 487424);
+    FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 482320, G + 482384, act + 983040 * nB, act + 974848 * nB, act + 978944 * nB, fix + 2656, fix + 2720, P + 482320, P + 482384, B, 64, 64, nB * 487424);
     /* 157 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 974848 * nB, act + 978944 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 991232 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 156 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 983040 * nB, 0, G + 445456, act + 978944 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 974848 * nB, 0, G + 445456, act + 1069184 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 155 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 154 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 978944 * nB, 0, G + 445328, G + 445392, act + 983040 * nB, act + 970752 * nB, act + 966656 * nB, fix + 2528, fix + 2592, P + 445328, P + 445392, B, 64, 64, nB * 483328);
+    FN(rt_bn_relu_backward)(ctx, act + 978944 * nB, 0, G + 445328, G + 445392, act + 974848 * nB, act + 970752 * nB, act + 966656 * nB, fix + 2528, fix + 2592, P + 445328, P + 445392, B, 64, 64, nB * 483328);
     /* 153 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 966656 * nB, 0, G + 408464, act + 978944 * nB, act + 958464 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 152 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 151 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 974848 * nB, 1, G + 408336, G + 408400, act + 966656 * nB, act + 958464 * nB, act + 962560 * nB, fix + 2400, fix + 2464, P + 408336, P + 408400, B, 64, 64, nB * 479232);
+    FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 408336, G + 408400, act + 966656 * nB, act + 958464 * nB, act + 962560 * nB, fix + 2400, fix + 2464, P + 408336, P + 408400, B, 64, 64, nB * 479232);
     /* 150 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 958464 * nB, act + 962560 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 974848 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 149 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 966656 * nB, 0, G + 371472, act + 962560 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 958464 * nB, 0, G + 371472, act + 1069184 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
 }
 
 /* Backward, part 3 of 9. */
@@ -1422,75 +1366,51 @@ static void FN(backward_3)(Model *m, int B)
     /* 148 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 147 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 962560 * nB, 0, G + 371344, G + 371408, act + 966656 * nB, act + 954368 * nB, act + 950272 * nB, fix + 2272, fix + 2336, P + 371344, P + 371408, B, 64, 64, nB * 475136);
+    FN(rt_bn_relu_backward)(ctx, act + 962560 * nB, 0, G + 371344, G + 371408, act + 958464 * nB, act + 954368 * nB, act + 950272 * nB, fix + 2272, fix + 2336, P + 371344, P + 371408, B, 64, 64, nB * 475136);
     /* 146 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 950272 * nB, 0, G + 334480, act + 962560 * nB, act + 942080 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 145 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 144 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 958464 * nB, 1, G + 334352, G + 334416, act + 950272 * nB, act + 942080 * nB, act + 946176 * nB, fix + 2144, fix + 2208, P + 334352, P + 334416, B, 64, 64, nB * 471040);
+    FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 334352, G + 334416, act + 950272 * nB, act + 942080 * nB, act + 946176 * nB, fix + 2144, fix + 2208, P + 334352, P + 334416, B, 64, 64, nB * 471040);
     /* 143 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 942080 * nB, act + 946176 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 958464 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 142 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 950272 * nB, 0, G + 297488, act + 946176 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 942080 * nB, 0, G + 297488, act + 1069184 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 141 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 140 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 946176 * nB, 0, G + 297360, G + 297424, act + 950272 * nB, act + 937984 * nB, act + 929792 * nB, fix + 2016, fix + 2080, P + 297360, P + 297424, B, 64, 64, nB * 466944);
+    FN(rt_bn_relu_backward)(ctx, act + 946176 * nB, 0, G + 297360, G + 297424, act + 942080 * nB, act + 937984 * nB, act + 929792 * nB, fix + 2016, fix + 2080, P + 297360, P + 297424, B, 64, 64, nB * 466944);
     /* 139 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward)(ctx, act + 929792 * nB, 0, G + 260496, act + 946176 * nB, act + 925696 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 138 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 137 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 942080 * nB, 1, G + 260368, G + 260432, act + 929792 * nB, act + 925696 * nB, act + 933888 * nB, fix + 1888, fix + 1952, P + 260368, P + 260432, B, 64, 64, nB * 462848);
+    FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 260368, G + 260432, act + 929792 * nB, act + 925696 * nB, act + 933888 * nB, fix + 1888, fix + 1952, P + 260368, P + 260432, B, 64, 64, nB * 462848);
     /* 136 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 929792 * nB, act + 925696 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 942080 * nB, NULL, c, 2, nB * 4096);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 135 stage3.shortcut0 = pad(stage2.x9): 32x16x16 -> 64x8x8 */
-    FN(rt_pad_backward)(ctx, act + 933888 * nB, 0, act + 929792 * nB, B, 32, 16, 16, 64, 2);
+    FN(rt_pad_backward)(ctx, act + 925696 * nB, 0, act + 1069184 * nB, B, 32, 16, 16, 64, 2);
     /* 134 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 929792 * nB, 0, G + 223504, act + 925696 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 933888 * nB, 0, G + 223504, act + 1069184 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
     /* 133 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 132 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 0, G + 223376, G + 223440, act + 929792 * nB, act + 921600 * nB, act + 917504 * nB, fix + 1760, fix + 1824, P + 223376, P + 223440, B, 64, 64, nB * 458752);
+    FN(rt_bn_relu_backward)(ctx, act + 937984 * nB, 0, G + 223376, G + 223440, act + 933888 * nB, act + 921600 * nB, act + 917504 * nB, fix + 1760, fix + 1824, P + 223376, P + 223440, B, 64, 64, nB * 458752);
     /* 131 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 917504 * nB, 0, G + 204944, act + 925696 * nB, act + 901120 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 917504 * nB, 0, G + 204944, act + 937984 * nB, act + 901120 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
     /* 130 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 129 stage3.step0.grad.bn0 = bn(stage2.x9): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 933888 * nB, 1, G + 204880, G + 204912, act + 917504 * nB, act + 901120 * nB, act + 909312 * nB, fix + 1696, fix + 1728, P + 204880, P + 204912, B, 32, 256, nB * 450560);
+    FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 204880, G + 204912, act + 917504 * nB, act + 901120 * nB, act + 909312 * nB, fix + 1696, fix + 1728, P + 204880, P + 204912, B, 32, 256, nB * 450560);
     /* 128 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 901120 * nB, act + 909312 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 933888 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 127 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 917504 * nB, 0, G + 195664, act + 909312 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 901120 * nB, 0, G + 195664, act + 925696 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
     /* 126 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 125 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 909312 * nB, 0, G + 195600, G + 195632, act + 917504 * nB, act + 892928 * nB, act + 884736 * nB, fix + 1632, fix + 1664, P + 195600, P + 195632, B, 32, 256, nB * 442368);
+    FN(rt_bn_relu_backward)(ctx, act + 909312 * nB, 0, G + 195600, G + 195632, act + 901120 * nB, act + 892928 * nB, act + 884736 * nB, fix + 1632, fix + 1664, P + 195600, P + 195632, B, 32, 256, nB * 442368);
 }
 
 /* Backward, part 4 of 9. */
@@ -1508,73 +1428,49 @@ static void FN(backward_4)(Model *m, int B)
     /* 123 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 122 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 901120 * nB, 1, G + 186320, G + 186352, act + 884736 * nB, act + 868352 * nB, act + 876544 * nB, fix + 1568, fix + 1600, P + 186320, P + 186352, B, 32, 256, nB * 434176);
+    FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 186320, G + 186352, act + 884736 * nB, act + 868352 * nB, act + 876544 * nB, fix + 1568, fix + 1600, P + 186320, P + 186352, B, 32, 256, nB * 434176);
     /* 121 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 868352 * nB, act + 876544 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 901120 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 120 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 884736 * nB, 0, G + 177104, act + 876544 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 868352 * nB, 0, G + 177104, act + 925696 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
     /* 119 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 118 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 876544 * nB, 0, G + 177040, G + 177072, act + 884736 * nB, act + 860160 * nB, act + 851968 * nB, fix + 1504, fix + 1536, P + 177040, P + 177072, B, 32, 256, nB * 425984);
+    FN(rt_bn_relu_backward)(ctx, act + 876544 * nB, 0, G + 177040, G + 177072, act + 868352 * nB, act + 860160 * nB, act + 851968 * nB, fix + 1504, fix + 1536, P + 177040, P + 177072, B, 32, 256, nB * 425984);
     /* 117 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 851968 * nB, 0, G + 167824, act + 876544 * nB, act + 835584 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
     /* 116 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 115 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 868352 * nB, 1, G + 167760, G + 167792, act + 851968 * nB, act + 835584 * nB, act + 843776 * nB, fix + 1440, fix + 1472, P + 167760, P + 167792, B, 32, 256, nB * 417792);
+    FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 167760, G + 167792, act + 851968 * nB, act + 835584 * nB, act + 843776 * nB, fix + 1440, fix + 1472, P + 167760, P + 167792, B, 32, 256, nB * 417792);
     /* 114 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 835584 * nB, act + 843776 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 868352 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 113 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 851968 * nB, 0, G + 158544, act + 843776 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 835584 * nB, 0, G + 158544, act + 925696 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
     /* 112 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 111 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 843776 * nB, 0, G + 158480, G + 158512, act + 851968 * nB, act + 827392 * nB, act + 819200 * nB, fix + 1376, fix + 1408, P + 158480, P + 158512, B, 32, 256, nB * 409600);
+    FN(rt_bn_relu_backward)(ctx, act + 843776 * nB, 0, G + 158480, G + 158512, act + 835584 * nB, act + 827392 * nB, act + 819200 * nB, fix + 1376, fix + 1408, P + 158480, P + 158512, B, 32, 256, nB * 409600);
     /* 110 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 819200 * nB, 0, G + 149264, act + 843776 * nB, act + 802816 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
     /* 109 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 108 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 835584 * nB, 1, G + 149200, G + 149232, act + 819200 * nB, act + 802816 * nB, act + 811008 * nB, fix + 1312, fix + 1344, P + 149200, P + 149232, B, 32, 256, nB * 401408);
+    FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 149200, G + 149232, act + 819200 * nB, act + 802816 * nB, act + 811008 * nB, fix + 1312, fix + 1344, P + 149200, P + 149232, B, 32, 256, nB * 401408);
     /* 107 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 802816 * nB, act + 811008 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 835584 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 106 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 819200 * nB, 0, G + 139984, act + 811008 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 802816 * nB, 0, G + 139984, act + 925696 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
     /* 105 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 104 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 811008 * nB, 0, G + 139920, G + 139952, act + 819200 * nB, act + 794624 * nB, act + 786432 * nB, fix + 1248, fix + 1280, P + 139920, P + 139952, B, 32, 256, nB * 393216);
+    FN(rt_bn_relu_backward)(ctx, act + 811008 * nB, 0, G + 139920, G + 139952, act + 802816 * nB, act + 794624 * nB, act + 786432 * nB, fix + 1248, fix + 1280, P + 139920, P + 139952, B, 32, 256, nB * 393216);
     /* 103 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 786432 * nB, 0, G + 130704, act + 811008 * nB, act + 770048 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
     /* 102 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 101 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 802816 * nB, 1, G + 130640, G + 130672, act + 786432 * nB, act + 770048 * nB, act + 778240 * nB, fix + 1184, fix + 1216, P + 130640, P + 130672, B, 32, 256, nB * 385024);
+    FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 130640, G + 130672, act + 786432 * nB, act + 770048 * nB, act + 778240 * nB, fix + 1184, fix + 1216, P + 130640, P + 130672, B, 32, 256, nB * 385024);
 }
 
 /* Backward, part 5 of 9. */
@@ -1588,83 +1484,51 @@ static void FN(backward_5)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 100 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 770048 * nB, act + 778240 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 802816 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 99 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 786432 * nB, 0, G + 121424, act + 778240 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 770048 * nB, 0, G + 121424, act + 925696 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
     /* 98 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 97 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 778240 * nB, 0, G + 121360, G + 121392, act + 786432 * nB, act + 761856 * nB, act + 753664 * nB, fix + 1120, fix + 1152, P + 121360, P + 121392, B, 32, 256, nB * 376832);
+    FN(rt_bn_relu_backward)(ctx, act + 778240 * nB, 0, G + 121360, G + 121392, act + 770048 * nB, act + 761856 * nB, act + 753664 * nB, fix + 1120, fix + 1152, P + 121360, P + 121392, B, 32, 256, nB * 376832);
     /* 96 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 753664 * nB, 0, G + 112144, act + 778240 * nB, act + 737280 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
     /* 95 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 94 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 770048 * nB, 1, G + 112080, G + 112112, act + 753664 * nB, act + 737280 * nB, act + 745472 * nB, fix + 1056, fix + 1088, P + 112080, P + 112112, B, 32, 256, nB * 368640);
+    FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 112080, G + 112112, act + 753664 * nB, act + 737280 * nB, act + 745472 * nB, fix + 1056, fix + 1088, P + 112080, P + 112112, B, 32, 256, nB * 368640);
     /* 93 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 737280 * nB, act + 745472 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 770048 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 92 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 753664 * nB, 0, G + 102864, act + 745472 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 737280 * nB, 0, G + 102864, act + 925696 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
     /* 91 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 90 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 745472 * nB, 0, G + 102800, G + 102832, act + 753664 * nB, act + 729088 * nB, act + 720896 * nB, fix + 992, fix + 1024, P + 102800, P + 102832, B, 32, 256, nB * 360448);
+    FN(rt_bn_relu_backward)(ctx, act + 745472 * nB, 0, G + 102800, G + 102832, act + 737280 * nB, act + 729088 * nB, act + 720896 * nB, fix + 992, fix + 1024, P + 102800, P + 102832, B, 32, 256, nB * 360448);
     /* 89 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 720896 * nB, 0, G + 93584, act + 745472 * nB, act + 704512 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
     /* 88 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 87 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 737280 * nB, 1, G + 93520, G + 93552, act + 720896 * nB, act + 704512 * nB, act + 712704 * nB, fix + 928, fix + 960, P + 93520, P + 93552, B, 32, 256, nB * 352256);
+    FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 93520, G + 93552, act + 720896 * nB, act + 704512 * nB, act + 712704 * nB, fix + 928, fix + 960, P + 93520, P + 93552, B, 32, 256, nB * 352256);
     /* 86 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 704512 * nB, act + 712704 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 737280 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 85 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 720896 * nB, 0, G + 84304, act + 712704 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 704512 * nB, 0, G + 84304, act + 925696 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 84 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 83 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 712704 * nB, 0, G + 84240, G + 84272, act + 720896 * nB, act + 696320 * nB, act + 688128 * nB, fix + 864, fix + 896, P + 84240, P + 84272, B, 32, 256, nB * 344064);
+    FN(rt_bn_relu_backward)(ctx, act + 712704 * nB, 0, G + 84240, G + 84272, act + 704512 * nB, act + 696320 * nB, act + 688128 * nB, fix + 864, fix + 896, P + 84240, P + 84272, B, 32, 256, nB * 344064);
     /* 82 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 688128 * nB, 0, G + 75024, act + 712704 * nB, act + 671744 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
     /* 81 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 80 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 704512 * nB, 1, G + 74960, G + 74992, act + 688128 * nB, act + 671744 * nB, act + 679936 * nB, fix + 800, fix + 832, P + 74960, P + 74992, B, 32, 256, nB * 335872);
+    FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 74960, G + 74992, act + 688128 * nB, act + 671744 * nB, act + 679936 * nB, fix + 800, fix + 832, P + 74960, P + 74992, B, 32, 256, nB * 335872);
     /* 79 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 671744 * nB, act + 679936 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 704512 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 78 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 688128 * nB, 0, G + 65744, act + 679936 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 671744 * nB, 0, G + 65744, act + 925696 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 77 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -1680,75 +1544,51 @@ static void FN(backward_6)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 76 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 679936 * nB, 0, G + 65680, G + 65712, act + 688128 * nB, act + 663552 * nB, act + 647168 * nB, fix + 736, fix + 768, P + 65680, P + 65712, B, 32, 256, nB * 327680);
+    FN(rt_bn_relu_backward)(ctx, act + 679936 * nB, 0, G + 65680, G + 65712, act + 671744 * nB, act + 663552 * nB, act + 647168 * nB, fix + 736, fix + 768, P + 65680, P + 65712, B, 32, 256, nB * 327680);
     /* 75 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward)(ctx, act + 647168 * nB, 0, G + 56464, act + 679936 * nB, act + 638976 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 74 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 73 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 671744 * nB, 1, G + 56400, G + 56432, act + 647168 * nB, act + 638976 * nB, act + 655360 * nB, fix + 672, fix + 704, P + 56400, P + 56432, B, 32, 256, nB * 319488);
+    FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 56400, G + 56432, act + 647168 * nB, act + 638976 * nB, act + 655360 * nB, fix + 672, fix + 704, P + 56400, P + 56432, B, 32, 256, nB * 319488);
     /* 72 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 647168 * nB, act + 638976 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 671744 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 71 stage2.shortcut0 = pad(stage1.x9): 16x32x32 -> 32x16x16 */
-    FN(rt_pad_backward)(ctx, act + 655360 * nB, 0, act + 647168 * nB, B, 16, 32, 32, 32, 2);
+    FN(rt_pad_backward)(ctx, act + 638976 * nB, 0, act + 925696 * nB, B, 16, 32, 32, 32, 2);
     /* 70 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 647168 * nB, 0, G + 47184, act + 638976 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 655360 * nB, 0, G + 47184, act + 925696 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 69 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 0, G + 47120, G + 47152, act + 647168 * nB, act + 630784 * nB, act + 622592 * nB, fix + 608, fix + 640, P + 47120, P + 47152, B, 32, 256, nB * 311296);
+    FN(rt_bn_relu_backward)(ctx, act + 663552 * nB, 0, G + 47120, G + 47152, act + 655360 * nB, act + 630784 * nB, act + 622592 * nB, fix + 608, fix + 640, P + 47120, P + 47152, B, 32, 256, nB * 311296);
     /* 67 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 622592 * nB, 0, G + 42512, act + 638976 * nB, act + 589824 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 622592 * nB, 0, G + 42512, act + 663552 * nB, act + 589824 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 66 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 65 stage2.step0.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 655360 * nB, 1, G + 42480, G + 42496, act + 622592 * nB, act + 589824 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, P + 42496, B, 16, 1024, nB * 294912);
+    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 622592 * nB, act + 589824 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, P + 42496, B, 16, 1024, nB * 294912);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 589824 * nB, act + 606208 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 655360 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 622592 * nB, 0, G + 40176, act + 606208 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 589824 * nB, 0, G + 40176, act + 638976 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 606208 * nB, 0, G + 40144, G + 40160, act + 622592 * nB, act + 573440 * nB, act + 557056 * nB, fix + 544, fix + 560, P + 40144, P + 40160, B, 16, 1024, nB * 278528);
+    FN(rt_bn_relu_backward)(ctx, act + 606208 * nB, 0, G + 40144, G + 40160, act + 589824 * nB, act + 573440 * nB, act + 557056 * nB, fix + 544, fix + 560, P + 40144, P + 40160, B, 16, 1024, nB * 278528);
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 557056 * nB, 0, G + 37840, act + 606208 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 589824 * nB, 1, G + 37808, G + 37824, act + 557056 * nB, act + 524288 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, P + 37824, B, 16, 1024, nB * 262144);
+    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 37808, G + 37824, act + 557056 * nB, act + 524288 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, P + 37824, B, 16, 1024, nB * 262144);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 524288 * nB, act + 540672 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 589824 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 557056 * nB, 0, G + 35504, act + 540672 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 524288 * nB, 0, G + 35504, act + 638976 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 540672 * nB, 0, G + 35472, G + 35488, act + 557056 * nB, act + 507904 * nB, act + 491520 * nB, fix + 480, fix + 496, P + 35472, P + 35488, B, 16, 1024, nB * 245760);
+    FN(rt_bn_relu_backward)(ctx, act + 540672 * nB, 0, G + 35472, G + 35488, act + 524288 * nB, act + 507904 * nB, act + 491520 * nB, fix + 480, fix + 496, P + 35472, P + 35488, B, 16, 1024, nB * 245760);
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 491520 * nB, 0, G + 33168, act + 540672 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
 }
@@ -1766,83 +1606,51 @@ static void FN(backward_7)(Model *m, int B)
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 524288 * nB, 1, G + 33136, G + 33152, act + 491520 * nB, act + 458752 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, P + 33152, B, 16, 1024, nB * 229376);
+    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 33136, G + 33152, act + 491520 * nB, act + 458752 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, P + 33152, B, 16, 1024, nB * 229376);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 458752 * nB, act + 475136 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 524288 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 491520 * nB, 0, G + 30832, act + 475136 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 458752 * nB, 0, G + 30832, act + 638976 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 475136 * nB, 0, G + 30800, G + 30816, act + 491520 * nB, act + 442368 * nB, act + 425984 * nB, fix + 416, fix + 432, P + 30800, P + 30816, B, 16, 1024, nB * 212992);
+    FN(rt_bn_relu_backward)(ctx, act + 475136 * nB, 0, G + 30800, G + 30816, act + 458752 * nB, act + 442368 * nB, act + 425984 * nB, fix + 416, fix + 432, P + 30800, P + 30816, B, 16, 1024, nB * 212992);
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 425984 * nB, 0, G + 28496, act + 475136 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 458752 * nB, 1, G + 28464, G + 28480, act + 425984 * nB, act + 393216 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, P + 28480, B, 16, 1024, nB * 196608);
+    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 28464, G + 28480, act + 425984 * nB, act + 393216 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, P + 28480, B, 16, 1024, nB * 196608);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 393216 * nB, act + 409600 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 458752 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 425984 * nB, 0, G + 26160, act + 409600 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 393216 * nB, 0, G + 26160, act + 638976 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 409600 * nB, 0, G + 26128, G + 26144, act + 425984 * nB, act + 376832 * nB, act + 360448 * nB, fix + 352, fix + 368, P + 26128, P + 26144, B, 16, 1024, nB * 180224);
+    FN(rt_bn_relu_backward)(ctx, act + 409600 * nB, 0, G + 26128, G + 26144, act + 393216 * nB, act + 376832 * nB, act + 360448 * nB, fix + 352, fix + 368, P + 26128, P + 26144, B, 16, 1024, nB * 180224);
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 23824, act + 409600 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 393216 * nB, 1, G + 23792, G + 23808, act + 360448 * nB, act + 327680 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, P + 23808, B, 16, 1024, nB * 163840);
+    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 23792, G + 23808, act + 360448 * nB, act + 327680 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, P + 23808, B, 16, 1024, nB * 163840);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 327680 * nB, act + 344064 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 393216 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 21488, act + 344064 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 327680 * nB, 0, G + 21488, act + 638976 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 0, G + 21456, G + 21472, act + 360448 * nB, act + 311296 * nB, act + 294912 * nB, fix + 288, fix + 304, P + 21456, P + 21472, B, 16, 1024, nB * 147456);
+    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 0, G + 21456, G + 21472, act + 327680 * nB, act + 311296 * nB, act + 294912 * nB, fix + 288, fix + 304, P + 21456, P + 21472, B, 16, 1024, nB * 147456);
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 19152, act + 344064 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 327680 * nB, 1, G + 19120, G + 19136, act + 294912 * nB, act + 262144 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, P + 19136, B, 16, 1024, nB * 131072);
+    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 19120, G + 19136, act + 294912 * nB, act + 262144 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, P + 19136, B, 16, 1024, nB * 131072);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 262144 * nB, act + 278528 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 327680 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
 }
 
 /* Backward, part 8 of 9. */
@@ -1856,77 +1664,53 @@ static void FN(backward_8)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 16816, act + 278528 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 262144 * nB, 0, G + 16816, act + 638976 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 0, G + 16784, G + 16800, act + 294912 * nB, act + 245760 * nB, act + 229376 * nB, fix + 224, fix + 240, P + 16784, P + 16800, B, 16, 1024, nB * 114688);
+    FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 0, G + 16784, G + 16800, act + 262144 * nB, act + 245760 * nB, act + 229376 * nB, fix + 224, fix + 240, P + 16784, P + 16800, B, 16, 1024, nB * 114688);
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 14480, act + 278528 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
+    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 196608 * nB, act + 212992 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 12144, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 638976 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 229376 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
+    FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 196608 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 196608 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
+    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 131072 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 196608 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 638976 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 163840 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
+    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 131072 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 131072 * nB, 1, G + 5104, G + 5120, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
+    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 5104, G + 5120, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 65536 * nB, act + 81920 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 131072 * nB, NULL, c, 2, nB * 16384);
-    }
+    /* its terms share its gradient (plan_fold_sums) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 638976 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 0, G + 2768, G + 2784, act + 98304 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 1024, nB * 16384);
+    FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 0, G + 2768, G + 2784, act + 65536 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 1024, nB * 16384);
 }
 
 /* Backward, part 9 of 9. */
@@ -1944,9 +1728,9 @@ static void FN(backward_9)(Model *m, int B)
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 65536 * nB, 1, G + 432, G + 448, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 1024, nB * 0);
+    FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 432, G + 448, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 1024, nB * 0);
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 65536 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 638976 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

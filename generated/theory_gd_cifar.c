@@ -6,8 +6,8 @@
  * theory_gd_cifar
  * Input 3x32x32, 10 classes, 21 ops, 15759360 multiply-adds per image.
  * Parameters: 817162; BN running statistics: 0.
- * Activation arena: 39424*B + 0 elements (125440*B + 0 without reuse);
- * a float model at batch 128 takes 28.3 MB in all.
+ * Activation arena: 36352*B + 0 elements (125440*B + 0 without reuse);
+ * a float model at batch 128 takes 26.7 MB in all.
  *
  * Spec:
  * examples/theory.opt
@@ -72,7 +72,7 @@ static const RtTensor tensors[3] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)39424 * (size_t)B + (size_t)0;
+    return (size_t)36352 * (size_t)B + (size_t)0;
 }
 
 /* Kernel workspace: the largest any convolution or exact block ([B][m] temporary) needs. */
@@ -144,7 +144,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 39424 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 36352 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
@@ -275,7 +275,7 @@ static void FN(backward_1)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 39424 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 36352 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
@@ -287,21 +287,21 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 33280 * nB, act + 36352 * nB };
+        T *const dxs[2] = { NULL, act + 33280 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 19 stage1.step9.grad.exact = exact(stage1.x9): 3x32x32 -> 3x32x32 */
-    FN(rt_exact_backward)(ctx, act + 33280 * nB, 1, G, act + 36352 * nB, act + 29952 * nB, act + 33024 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 2304);
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 33280 * nB, act + 29952 * nB, act + 33024 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 2304);
     /* 18 stage1.x9 = sum(stage1.x8, stage1.step8.grad.exact): 3x32x32 -> 3x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act, act + 29952 * nB };
+        T *const dxs[2] = { NULL, act + 29952 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 33280 * nB, NULL, c, 2, nB * 3072);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 17 stage1.step8.grad.exact = exact(stage1.x8): 3x32x32 -> 3x32x32 */
     FN(rt_exact_backward)(ctx, act, 1, G, act + 29952 * nB, act + 26624 * nB, act + 29696 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 2048);
@@ -311,21 +311,21 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 26624 * nB, act + 29696 * nB };
+        T *const dxs[2] = { NULL, act + 26624 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 15 stage1.step7.grad.exact = exact(stage1.x7): 3x32x32 -> 3x32x32 */
-    FN(rt_exact_backward)(ctx, act + 26624 * nB, 1, G, act + 29696 * nB, act + 23296 * nB, act + 26368 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 1792);
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 26624 * nB, act + 23296 * nB, act + 26368 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 1792);
     /* 14 stage1.x7 = sum(stage1.x6, stage1.step6.grad.exact): 3x32x32 -> 3x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act, act + 23296 * nB };
+        T *const dxs[2] = { NULL, act + 23296 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 26624 * nB, NULL, c, 2, nB * 3072);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 13 stage1.step6.grad.exact = exact(stage1.x6): 3x32x32 -> 3x32x32 */
     FN(rt_exact_backward)(ctx, act, 1, G, act + 23296 * nB, act + 19968 * nB, act + 23040 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 1536);
@@ -335,21 +335,21 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 19968 * nB, act + 23040 * nB };
+        T *const dxs[2] = { NULL, act + 19968 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 11 stage1.step5.grad.exact = exact(stage1.x5): 3x32x32 -> 3x32x32 */
-    FN(rt_exact_backward)(ctx, act + 19968 * nB, 1, G, act + 23040 * nB, act + 16640 * nB, act + 19712 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 1280);
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 19968 * nB, act + 16640 * nB, act + 19712 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 1280);
     /* 10 stage1.x5 = sum(stage1.x4, stage1.step4.grad.exact): 3x32x32 -> 3x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act, act + 16640 * nB };
+        T *const dxs[2] = { NULL, act + 16640 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 19968 * nB, NULL, c, 2, nB * 3072);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 9 stage1.step4.grad.exact = exact(stage1.x4): 3x32x32 -> 3x32x32 */
     FN(rt_exact_backward)(ctx, act, 1, G, act + 16640 * nB, act + 13312 * nB, act + 16384 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 1024);
@@ -359,21 +359,21 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 13312 * nB, act + 16384 * nB };
+        T *const dxs[2] = { NULL, act + 13312 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 7 stage1.step3.grad.exact = exact(stage1.x3): 3x32x32 -> 3x32x32 */
-    FN(rt_exact_backward)(ctx, act + 13312 * nB, 1, G, act + 16384 * nB, act + 9984 * nB, act + 13056 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 768);
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 13312 * nB, act + 9984 * nB, act + 13056 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 768);
     /* 6 stage1.x3 = sum(stage1.x2, stage1.step2.grad.exact): 3x32x32 -> 3x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act, act + 9984 * nB };
+        T *const dxs[2] = { NULL, act + 9984 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 13312 * nB, NULL, c, 2, nB * 3072);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 5 stage1.step2.grad.exact = exact(stage1.x2): 3x32x32 -> 3x32x32 */
     FN(rt_exact_backward)(ctx, act, 1, G, act + 9984 * nB, act + 6656 * nB, act + 9728 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 512);
@@ -383,24 +383,24 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 6656 * nB, act + 9728 * nB };
+        T *const dxs[2] = { NULL, act + 6656 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 3 stage1.step1.grad.exact = exact(stage1.x1): 3x32x32 -> 3x32x32 */
-    FN(rt_exact_backward)(ctx, act + 6656 * nB, 1, G, act + 9728 * nB, act + 3328 * nB, act + 6400 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 256);
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 6656 * nB, act + 3328 * nB, act + 6400 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 256);
     /* 2 stage1.x1 = sum(input, stage1.step0.grad.exact): 3x32x32 -> 3x32x32 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { NULL, act };
+        T *const dxs[2] = { NULL, act + 3328 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 6656 * nB, NULL, c, 2, nB * 3072);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 3072);
     }
     /* 1 stage1.step0.grad.exact = exact(input): 3x32x32 -> 3x32x32 */
-    FN(rt_exact_backward)(ctx, NULL, 0, G, act, m->input, act + 3072 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 0);
+    FN(rt_exact_backward)(ctx, NULL, 0, G, act + 3328 * nB, m->input, act + 3072 * nB, P, B, 3072, 256, RT_ACT_RELU, 0, nB * 0);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

@@ -6,8 +6,8 @@
  * theory_gd_fmnist
  * Input 1x28x28, 10 classes, 21 ops, 2014880 multiply-adds per image.
  * Parameters: 108202; BN running statistics: 0.
- * Activation arena: 10688*B + 0 elements (32640*B + 0 without reuse);
- * a float model at batch 128 takes 6.7 MB in all.
+ * Activation arena: 9904*B + 0 elements (32640*B + 0 without reuse);
+ * a float model at batch 128 takes 6.3 MB in all.
  *
  * Spec:
  * examples/theory.opt
@@ -72,7 +72,7 @@ static const RtTensor tensors[3] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)10688 * (size_t)B + (size_t)0;
+    return (size_t)9904 * (size_t)B + (size_t)0;
 }
 
 /* Kernel workspace: the largest any convolution or exact block ([B][m] temporary) needs. */
@@ -144,7 +144,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 10688 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 9904 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
@@ -275,7 +275,7 @@ static void FN(backward_1)(Model *m, int B)
     const RtCtx *ctx = &m->ctx;
     const size_t nB = (size_t)B;
     T *const act = m->acts;
-    T *const fix = act + 10688 * nB;   /* the batch-independent buffers */
+    T *const fix = act + 9904 * nB;   /* the batch-independent buffers */
     const T *const P = m->params;
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
@@ -287,21 +287,21 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 9120 * nB, act + 9904 * nB };
+        T *const dxs[2] = { NULL, act + 9120 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 19 stage1.step9.grad.exact = exact(stage1.x9): 1x28x28 -> 1x28x28 */
-    FN(rt_exact_backward)(ctx, act + 9120 * nB, 1, G, act + 9904 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 1152);
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 9120 * nB, act + 8208 * nB, act + 8992 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 1152);
     /* 18 stage1.x9 = sum(stage1.x8, stage1.step8.grad.exact): 1x28x28 -> 1x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act, act + 8208 * nB };
+        T *const dxs[2] = { NULL, act + 8208 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 9120 * nB, NULL, c, 2, nB * 784);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 17 stage1.step8.grad.exact = exact(stage1.x8): 1x28x28 -> 1x28x28 */
     FN(rt_exact_backward)(ctx, act, 1, G, act + 8208 * nB, act + 7296 * nB, act + 8080 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 1024);
@@ -311,21 +311,21 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 7296 * nB, act + 8080 * nB };
+        T *const dxs[2] = { NULL, act + 7296 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 15 stage1.step7.grad.exact = exact(stage1.x7): 1x28x28 -> 1x28x28 */
-    FN(rt_exact_backward)(ctx, act + 7296 * nB, 1, G, act + 8080 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 896);
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 7296 * nB, act + 6384 * nB, act + 7168 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 896);
     /* 14 stage1.x7 = sum(stage1.x6, stage1.step6.grad.exact): 1x28x28 -> 1x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act, act + 6384 * nB };
+        T *const dxs[2] = { NULL, act + 6384 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 7296 * nB, NULL, c, 2, nB * 784);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 13 stage1.step6.grad.exact = exact(stage1.x6): 1x28x28 -> 1x28x28 */
     FN(rt_exact_backward)(ctx, act, 1, G, act + 6384 * nB, act + 5472 * nB, act + 6256 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 768);
@@ -335,21 +335,21 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 5472 * nB, act + 6256 * nB };
+        T *const dxs[2] = { NULL, act + 5472 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 11 stage1.step5.grad.exact = exact(stage1.x5): 1x28x28 -> 1x28x28 */
-    FN(rt_exact_backward)(ctx, act + 5472 * nB, 1, G, act + 6256 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 640);
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 5472 * nB, act + 4560 * nB, act + 5344 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 640);
     /* 10 stage1.x5 = sum(stage1.x4, stage1.step4.grad.exact): 1x28x28 -> 1x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act, act + 4560 * nB };
+        T *const dxs[2] = { NULL, act + 4560 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 5472 * nB, NULL, c, 2, nB * 784);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 9 stage1.step4.grad.exact = exact(stage1.x4): 1x28x28 -> 1x28x28 */
     FN(rt_exact_backward)(ctx, act, 1, G, act + 4560 * nB, act + 3648 * nB, act + 4432 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 512);
@@ -359,21 +359,21 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 3648 * nB, act + 4432 * nB };
+        T *const dxs[2] = { NULL, act + 3648 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 7 stage1.step3.grad.exact = exact(stage1.x3): 1x28x28 -> 1x28x28 */
-    FN(rt_exact_backward)(ctx, act + 3648 * nB, 1, G, act + 4432 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 384);
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 3648 * nB, act + 2736 * nB, act + 3520 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 384);
     /* 6 stage1.x3 = sum(stage1.x2, stage1.step2.grad.exact): 1x28x28 -> 1x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act, act + 2736 * nB };
+        T *const dxs[2] = { NULL, act + 2736 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 3648 * nB, NULL, c, 2, nB * 784);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 5 stage1.step2.grad.exact = exact(stage1.x2): 1x28x28 -> 1x28x28 */
     FN(rt_exact_backward)(ctx, act, 1, G, act + 2736 * nB, act + 1824 * nB, act + 2608 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 256);
@@ -383,24 +383,24 @@ static void FN(backward_1)(Model *m, int B)
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { act + 1824 * nB, act + 2608 * nB };
+        T *const dxs[2] = { NULL, act + 1824 * nB };
         const int acc[2] = { 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 3 stage1.step1.grad.exact = exact(stage1.x1): 1x28x28 -> 1x28x28 */
-    FN(rt_exact_backward)(ctx, act + 1824 * nB, 1, G, act + 2608 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 128);
+    FN(rt_exact_backward)(ctx, act, 1, G, act + 1824 * nB, act + 912 * nB, act + 1696 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 128);
     /* 2 stage1.x1 = sum(input, stage1.step0.grad.exact): 1x28x28 -> 1x28x28 */
     {
         const T c[2] = {
             (T)1,
             (T)-1
         };
-        T *const dxs[2] = { NULL, act };
+        T *const dxs[2] = { NULL, act + 912 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 1824 * nB, NULL, c, 2, nB * 784);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act, NULL, c, 2, nB * 784);
     }
     /* 1 stage1.step0.grad.exact = exact(input): 1x28x28 -> 1x28x28 */
-    FN(rt_exact_backward)(ctx, NULL, 0, G, act, m->input, act + 784 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 0);
+    FN(rt_exact_backward)(ctx, NULL, 0, G, act + 912 * nB, m->input, act + 784 * nB, P, B, 784, 128, RT_ACT_RELU, 0, nB * 0);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

@@ -254,6 +254,9 @@ void rt_conv2d_sums_then_train##S(const RtCtx *ctx, T *out, T *conv, const T *in
 void rt_conv2d_backward##S(const RtCtx *ctx, T *din, int acc, T *dw, const T *dout,     \
         const T *in, const T *w,                                                        \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \
+void rt_conv2d_backward_neg##S(const RtCtx *ctx, T *din, int acc, T *dw, const T *dout, \
+        const T *in, const T *w,                                                        \
+        int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \
 void rt_conv2d_forward_ref##S(T *out, const T *in, const T *w,                          \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \
 void rt_conv2d_backward_ref##S(T *din, int acc, T *dw, const T *dout,                   \

@@ -246,8 +246,9 @@ int rt_wino_taken(int Cin, int Cout)
 
 /* The weight transform, weights_tf_avx2 / _avx512 (winograd_kern.inc):
  * U[a*i+j][c][k] = (G g G^T)[i][j] for the 3x3 kernel g of output k, input
- * c: g[p][q] = w[k*wk + c*wc + (flip ? 8 - (3p+q) : 3p+q)], in double and
- * rounded once; 0 for k >= K. Channels c0..c1-1, tile size m. */
+ * c: g[p][q] = w[k*wk + c*wc + (flip & 1 ? 8 - (3p+q) : 3p+q)], negated for
+ * flip & 2 (exact: every later step is linear, rounding symmetric), in
+ * double and rounded once; 0 for k >= K. Channels c0..c1-1, tile size m. */
 
 /* One thread's slice: its buffers for groups of up to np tiles. */
 typedef struct {
@@ -984,4 +985,10 @@ int rt_wino_backward_data(const RtCtx *ctx, float *din, int acc, const float *do
 {
     /* din = conv3x3(dout, w read as [ci][co] with the taps flipped) */
     return wino(ctx, 4, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 1, B, Cout, H, W, Cin, NULL);
+}
+
+int rt_wino_backward_data_neg(const RtCtx *ctx, float *din, int acc, const float *dout,
+                              const float *w, int B, int Cin, int H, int W, int Cout)
+{
+    return wino(ctx, 4, din, acc, dout, w, 9, (ptrdiff_t)Cin * 9, 3, B, Cout, H, W, Cin, NULL);
 }

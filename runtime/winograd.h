@@ -30,6 +30,10 @@ int rt_wino_forward_eval(const RtCtx *ctx, float *out, const float *in, const fl
  * touched nothing. */
 int rt_wino_backward_data(const RtCtx *ctx, float *din, int acc, const float *dout,
                           const float *w, int B, int Cin, int H, int W, int Cout);
+/* The same with the weights negated: din (+)= -conv3x3^T(dout), exactly the
+ * negation of the product (a term of -1 in a sum, rt_conv2d_backward_neg). */
+int rt_wino_backward_data_neg(const RtCtx *ctx, float *din, int acc, const float *dout,
+                              const float *w, int B, int Cin, int H, int W, int Cout);
 
 /* dw += the weight gradient of that conv from dout and in: 1, or 0 having
  * touched nothing (also for Cout < 16, which runs faster direct). By

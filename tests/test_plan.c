@@ -38,8 +38,17 @@ START_TEST(test_plan_hand)
             /* a relu fused with its BN (PlanNode.fuse) is written at the
              * BN's forward and read at its backward */
             int fb = n->op == OP_RELU ? p->nodes[pb->node].fuse : 0;
-            if (pb->kind == PB_GRAD)
-                ck_assert_int_eq(pb->death, plan_time_bwd(&h.g, fb ? fb : pb->node));
+            /* a gradient lives to its (last) reader's backward: a sum's
+             * terms may share its buffer (plan_fold_sums) */
+            if (pb->kind == PB_GRAD) {
+                int last = -1;
+                for (int i = 1; i < h.g.nnodes; i++) {
+                    int fi = h.g.nodes[i].op == OP_RELU ? p->nodes[i].fuse : 0;
+                    if (p->nodes[i].grad == b && plan_time_bwd(&h.g, fi ? fi : i) > last)
+                        last = plan_time_bwd(&h.g, fi ? fi : i);
+                }
+                ck_assert_int_eq(pb->death, last);
+            }
             if (pb->kind == PB_OUT && fb) {
                 ck_assert_int_eq(pb->birth, plan_time_fwd(&h.g, fb));
                 ck_assert_int_ge(pb->death, plan_time_bwd(&h.g, fb));
@@ -64,6 +73,29 @@ START_TEST(test_plan_hand)
         }
         if (which == 0)
             ck_assert_int_gt(nfused, 0);
+        /* Terms sharing their sum's gradient buffer (plan_fold_sums): +1,
+         * or a conv of -1 (gneg) that reads it negated. */
+        int nfold = 0;
+        for (int i = 1; i < h.g.nnodes; i++) {
+            const IrNode *n = &h.g.nodes[i];
+            if (n->op != OP_SUM)
+                continue;
+            for (int k = 0; k < n->nin; k++) {
+                const PlanNode *px = &p->nodes[n->in[k]];
+                const IrCoef *c = &n->u.sum.coef[k];
+                if (px->gneg) {
+                    ck_assert_int_eq(h.g.nodes[n->in[k]].op, OP_CONV);
+                    ck_assert(c->nterms == 0 && c->c0 == -1.0);
+                }
+                if (px->grad >= 0 && px->grad == p->nodes[i].grad) {
+                    nfold++;
+                    ck_assert(c->nterms == 0 && (c->c0 == 1.0 || px->gneg));
+                } else
+                    ck_assert(!px->gneg);
+            }
+        }
+        if (which == 0)
+            ck_assert_int_gt(nfold, 0);     /* its blocks' x + conv: both terms */
         plan_free(p);
     }
 }

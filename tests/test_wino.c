@@ -708,6 +708,79 @@ static void check_dw_runs(const Shape *s, int variant)
     free(in), free(dout), free(dw), free(inf), free(doutf);
 }
 
+/* rt_conv2d_backward_neg (a sum's term of -1 folded into its conv) against
+ * rt_conv2d_backward on -dout: the same numbers (== : zeros may differ in
+ * sign), din written and added to, dw added to, stride 1 (Winograd's
+ * negated weights where taken) and 2 (negated around the plain call),
+ * float and double, 1 and 2 threads. */
+static void check_neg(const Shape *s, int variant)
+{
+    (void)variant;
+    for (int stride = 1; stride <= 2; stride++)
+        for (int th = 1; th <= 2; th++) {
+            int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co;
+            int Ho = rt_conv_out(H, 3, stride, 1), Wo = rt_conv_out(W, 3, stride, 1);
+            size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * Ho * Wo;
+            size_t nw = (size_t)Co * C * 9;
+            float *in = tu_calloc(ni, sizeof(float)), *w = tu_calloc(nw, sizeof(float));
+            float *dout = tu_calloc(no, sizeof(float)), *ndout = tu_calloc(no, sizeof(float));
+            double *ind = tu_calloc(ni, sizeof(double)), *wd = tu_calloc(nw, sizeof(double));
+            double *doutd = tu_calloc(no, sizeof(double)), *ndoutd = tu_calloc(no, sizeof(double));
+            RtRng rng;
+            rt_rng_seed(&rng, 7000u + (unsigned)(s - shapes));
+            for (size_t i = 0; i < ni; i++)
+                ind[i] = in[i] = (float)rt_rng_normal(&rng);
+            for (size_t i = 0; i < nw; i++)
+                wd[i] = w[i] = (float)(0.1 * rt_rng_normal(&rng));
+            for (size_t i = 0; i < no; i++) {
+                doutd[i] = dout[i] = (float)rt_rng_normal(&rng);
+                ndoutd[i] = ndout[i] = -dout[i];
+            }
+            size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, stride, 1, sizeof(double));
+            RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+            for (int acc = 0; acc <= 1; acc++) {
+                float *d[2], *g[2];
+                double *dd[2], *gd[2];
+                for (int k = 0; k < 2; k++) {
+                    d[k] = tu_calloc(ni, sizeof(float)), g[k] = tu_calloc(nw, sizeof(float));
+                    dd[k] = tu_calloc(ni, sizeof(double)), gd[k] = tu_calloc(nw, sizeof(double));
+                    for (size_t i = 0; i < ni; i++)
+                        dd[k][i] = d[k][i] = 0.5f;
+                    for (size_t i = 0; i < nw; i++)
+                        gd[k][i] = g[k][i] = 0.25f;
+                }
+                rt_conv2d_backward_neg(&ctx, d[0], acc, g[0], dout, in, w, B, C, H, W, Co, 3,
+                                       stride, 1);
+                rt_conv2d_backward(&ctx, d[1], acc, g[1], ndout, in, w, B, C, H, W, Co, 3,
+                                   stride, 1);
+                rt_conv2d_backward_neg_d(&ctx, dd[0], acc, gd[0], doutd, ind, wd, B, C, H, W,
+                                         Co, 3, stride, 1);
+                rt_conv2d_backward_d(&ctx, dd[1], acc, gd[1], ndoutd, ind, wd, B, C, H, W, Co,
+                                     3, stride, 1);
+                for (size_t i = 0; i < ni; i++) {
+                    ck_assert_msg(d[0][i] == d[1][i], "neg din %d->%d %dx%d s%d acc%d t%d [%zu]",
+                                  C, Co, H, W, stride, acc, th, i);
+                    ck_assert_msg(dd[0][i] == dd[1][i], "neg din_d %d->%d s%d acc%d [%zu]", C,
+                                  Co, stride, acc, i);
+                }
+                for (size_t i = 0; i < nw; i++) {
+                    ck_assert_msg(g[0][i] == g[1][i], "neg dw %d->%d %dx%d s%d acc%d t%d [%zu]",
+                                  C, Co, H, W, stride, acc, th, i);
+                    ck_assert_msg(gd[0][i] == gd[1][i], "neg dw_d %d->%d s%d [%zu]", C, Co,
+                                  stride, i);
+                }
+                for (int k = 0; k < 2; k++)
+                    free(d[k]), free(g[k]), free(dd[k]), free(gd[k]);
+            }
+            free(ctx.scratch);
+            free(in), free(w), free(dout), free(ndout), free(ind), free(wd), free(doutd);
+            free(ndoutd);
+        }
+}
+
+START_TEST(test_wino_neg) { WINO_VARIANT_CASE(_i, check_neg); }
+END_TEST
+
 START_TEST(test_wino_dw_runs)
 {
     if (!tu_has_avx2())
@@ -732,6 +805,7 @@ static Suite *wino_suite(void)
     tcase_add_loop_test(tc, test_wino_sum_train, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_bnin, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_dw_runs, 0, 2 * NDW);
+    tcase_add_loop_test(tc, test_wino_neg, 0, 2 * NSHAPES);
     tcase_add_test(tc, test_wino_off);
     suite_add_tcase(s, tc);
     return s;
