@@ -350,6 +350,69 @@ static void emit_concat_shared_backward(Emit *e, const IrNode *n, const char *do
     }
 }
 
+/* --- the BN statistics of dense stages ----------------------------------------
+ * The fused BN + relus that read one dense stage's buffer, each a longer
+ * channel prefix (each state of the chain is the previous one and a new
+ * slice), gather the same statistics for the channels they share: one cache
+ * per buffer, 4 elements per channel of the buffer after the plan's fixed
+ * buffers, that each of them fills for its new channels and reads for the
+ * others (rt_bn_relu_forward_train_cached; the results are the uncached
+ * kernel's, bit for bit). Not in memory-free builds, whose rebuilt states
+ * are read by other schedules. */
+
+/* Whether node n is such a BN: live, fused with its relu, reading a concat
+ * of a dense stage. */
+static bool emit_bnc_reader(const Emit *e, const IrNode *n)
+{
+    if (e->p->sched || n->op != OP_BN || n->nin != 1 || !e->p->nodes[n->id].live ||
+        !e->p->nodes[n->id].fuse || e->p->nodes[n->in[0]].out < 0)
+        return false;
+    const IrNode *x = &e->g->nodes[n->in[0]];
+    return x->op == OP_CONCAT && emit_concat_shared(e, x);
+}
+
+/* The leading channels of such a BN n's input whose statistics an earlier
+ * reader of the same buffer (in node order, the order the forward runs)
+ * left in the cache: all of them when it read the same state, those of the
+ * state it extends in place when it read that one. */
+static int emit_bnc_known(const Emit *e, const IrNode *n)
+{
+    const IrNode *x = &e->g->nodes[n->in[0]];
+    int y = x->in[0], b = e->p->nodes[x->id].out, known = 0;
+    bool y_in_place = e->p->nodes[y].out == b;
+    for (int m = 1; m < n->id; m++) {
+        const IrNode *r = &e->g->nodes[m];
+        if (!emit_bnc_reader(e, r))
+            continue;
+        int c = r->in[0] == x->id ? x->shape.c
+              : r->in[0] == y && y_in_place ? e->g->nodes[y].shape.c : 0;
+        if (c > known)
+            known = c;
+    }
+    return known;
+}
+
+/* Places the caches (e->bnc) and sizes the fixed arena (e->arena_b). */
+static void emit_bnc_plan(Emit *e)
+{
+    const IrGraph *g = e->g;
+    e->arena_b = e->p->arena_b;
+    e->bnc = calloc((size_t)(e->p->nbufs > 0 ? e->p->nbufs : 1), sizeof *e->bnc);
+    if (!e->bnc)
+        abort();
+    for (int i = 1; i < g->nnodes; i++) {
+        const IrNode *n = &g->nodes[i];
+        if (!emit_bnc_reader(e, n))
+            continue;
+        int b = e->p->nodes[n->in[0]].out;
+        size_t hw = (size_t)n->shape.h * n->shape.w;
+        if (e->bnc[b] || !hw)
+            continue;
+        e->bnc[b] = e->arena_b + 1;
+        e->arena_b += 4 * (e->p->bufs[b].size_a / hw);
+    }
+}
+
 /* Before the backward of conv n: the output of its input, a fused relu
  * whose forward output was not kept (PlanNode.recomp), recomputed into the
  * recompute buffer; returns that buffer's address, or NULL. */
@@ -720,16 +783,26 @@ void emit_forward_node(Emit *e, const IrNode *n)
         /* relu(bn(x)) into the relu's output, with the relu's branch site */
         int r = pn->fuse;
         size_t site = emit_branch_site(e, r), xs = emit_prefix_stride(e, n->in[0]);
-        char xsa[48] = "";  /* a state of a dense stage: the _strided kernels */
+        char xsa[96] = "";  /* a state of a dense stage: the _strided kernels */
         if (xs)
             snprintf(xsa, sizeof xsa, ", %zu", xs);
         out = emit_out(e, r);
+        size_t cache = e->bnc && emit_bnc_reader(e, n) ? e->bnc[e->p->nodes[n->in[0]].out] : 0;
+        if (cache)    /* the dense stage's statistics cache */
+            snprintf(xsa, sizeof xsa, ", %zu, fix + %zu, %d",
+                     xs ? xs : (size_t)n->shape.c * n->shape.h * n->shape.w, cache - 1,
+                     emit_bnc_known(e, n));
         emit_f(e, "    if (train)\n        FN(rt_bn_relu_forward_train%s%s)(ctx, %s, %s, %s, %s, "
-               "%s, %s, %s, %s, B, %d, %d, %s, %s, nB * %zu%s);\n", xs ? "_strided" : "", S, out,
+               "%s, %s, %s, %s, B, %d, %d, %s, %s, nB * %zu%s);\n",
+               cache ? "_cached" : xs ? "_strided" : "", S, out,
                emit_buf(e, pn->save0), emit_buf(e, pn->save1), emit_param(e, "buf", n->u.bn.mean),
                emit_param(e, "buf", n->u.bn.var), in, emit_param(e, "P", n->u.bn.gamma),
                emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
                emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps), site, xsa);
+        if (xs)
+            snprintf(xsa, sizeof xsa, ", %zu", xs);
+        else
+            xsa[0] = '\0';
         if (in_conv) {
             emit_f(e, "    /* inference: with its conv above */\n");
             return;
@@ -1361,6 +1434,7 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
     Emit *e = &e0;
     const char *cmd = info && info->command ? info->command : "";
     const char *path = info && info->spec_path ? info->spec_path : (g->spec_path ? g->spec_path : "");
+    emit_bnc_plan(e);
 
     fprintf(out, "/* Generated by optc %s from the spec below; do not edit.\n", OPTC_VERSION);
     fputs(" *\n * Command:\n", out);
@@ -1372,7 +1446,7 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
     fprintf(out, " * Parameters: %zu; BN running statistics: %zu.\n", p->nparams, p->nbuffers);
     fprintf(out, " * Activation arena: %zu*B + %zu elements (%zu*B + %zu without reuse);\n"
                  " * a float model at batch %d takes %.1f MB in all.\n",
-            p->arena_a, p->arena_b, p->naive_a, p->naive_b, RT_DEFAULT_BATCH,
+            p->arena_a, e->arena_b, p->naive_a, p->naive_b, RT_DEFAULT_BATCH,
             (double)plan_total_bytes(p, g, RT_DEFAULT_BATCH, sizeof(float)) / 1e6);
     fputs(" *\n * Spec:\n", out);
     emit_comment_text(out, path, strlen(path));
@@ -1396,7 +1470,7 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
     emit_tensors(e);
     emit_f(e, "\n/* Activation arena elements at batch B. */\n"
               "static size_t act_elems(int B)\n{\n"
-              "    return (size_t)%zu * (size_t)B + (size_t)%zu;\n}\n", p->arena_a, p->arena_b);
+              "    return (size_t)%zu * (size_t)B + (size_t)%zu;\n}\n", p->arena_a, e->arena_b);
     emit_scratch(e);
     /* One body over T, compiled twice by the file including itself (by its
      * own name, so from any directory). */
@@ -1419,6 +1493,8 @@ int emit_c(FILE *out, const IrGraph *g, const Plan *p, const EmitInfo *info, FIL
     e->S = "";
     emit_bodies(e, "Model");
     emit_f(e, "\n#endif /* OPTC_BODY */\n");
+    free(e->bnc);
+    e->bnc = NULL;
     if (e->bad) {
         fprintf(diag, "optc: %s: a value cannot be written as C (non-finite number, name "
                 "too long or too many inputs)\n", g->name);

@@ -23,6 +23,9 @@ typedef struct {
     int ringpos;
     bool bwd;           /* emitting the backward phase: memory-free builds read
                          * rebuilt values (PlanNode.rec) there */
+    size_t *bnc;        /* per plan buffer: 1 + the fixed-arena offset of its BN
+                         * statistics cache (emit_bnc_plan), 0 none; NULL: none at all */
+    size_t arena_b;     /* the fixed arena: the plan's and the caches */
 } Emit;
 
 void emit_f(Emit *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

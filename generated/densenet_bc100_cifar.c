@@ -6,7 +6,7 @@
  * densenet_bc100_cifar
  * Input 3x32x32, 10 classes, 349 ops, 287929692 multiply-adds per image.
  * Parameters: 769162; BN running statistics: 23988.
- * Activation arena: 2162688*B + 24672 elements (16450496*B + 24672 without reuse);
+ * Activation arena: 2162688*B + 28104 elements (16450496*B + 24672 without reuse);
  * a float model at batch 128 takes 1115.2 MB in all.
  *
  * Spec:
@@ -559,7 +559,7 @@ static const RtTensor tensors[497] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)2162688 * (size_t)B + (size_t)24672;
+    return (size_t)2162688 * (size_t)B + (size_t)28104;
 }
 
 /* im2col workspace: the largest any convolution needs. */
@@ -818,7 +818,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 24, 221184);   /* channels 24..35: stage1.step0.grad.conv1 */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x32x32 -> 36x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 319488 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 98304 * nB, P + 7128, P + 7164, B, 36, 1024, 0.1, 1e-05, nB * 73728, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 319488 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 98304 * nB, P + 7128, P + 7164, B, 36, 1024, 0.1, 1e-05, nB * 73728, 221184, fix + 24672, 0);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 319488 * nB, act + 98304 * nB, P + 7128, P + 7164, buf + 144, buf + 180, B, 36, 1024, 1e-05, nB * 73728, 221184);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x32x32 -> 36x32x32 */
@@ -839,7 +839,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 36, 221184);   /* channels 36..47: stage1.step1.grad.conv1 */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x32x32 -> 48x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 405504 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 98304 * nB, P + 14208, P + 14256, B, 48, 1024, 0.1, 1e-05, nB * 159744, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 405504 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 98304 * nB, P + 14208, P + 14256, B, 48, 1024, 0.1, 1e-05, nB * 159744, 221184, fix + 24672, 36);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 405504 * nB, act + 98304 * nB, P + 14208, P + 14256, buf + 312, buf + 360, B, 48, 1024, 1e-05, nB * 159744, 221184);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x32x32 -> 48x32x32 */
@@ -860,7 +860,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 48, 221184);   /* channels 48..59: stage1.step2.grad.conv1 */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x32x32 -> 60x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 503808 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 98304 * nB, P + 21888, P + 21948, B, 60, 1024, 0.1, 1e-05, nB * 258048, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 503808 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 98304 * nB, P + 21888, P + 21948, B, 60, 1024, 0.1, 1e-05, nB * 258048, 221184, fix + 24672, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 503808 * nB, act + 98304 * nB, P + 21888, P + 21948, buf + 504, buf + 564, B, 60, 1024, 1e-05, nB * 258048, 221184);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x32x32 -> 60x32x32 */
@@ -893,7 +893,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 60, 221184);   /* channels 60..71: stage1.step3.grad.conv1 */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x32x32 -> 72x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 503808 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 98304 * nB, P + 30168, P + 30240, B, 72, 1024, 0.1, 1e-05, nB * 368640, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 503808 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 98304 * nB, P + 30168, P + 30240, B, 72, 1024, 0.1, 1e-05, nB * 368640, 221184, fix + 24672, 60);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 503808 * nB, act + 98304 * nB, P + 30168, P + 30240, buf + 720, buf + 792, B, 72, 1024, 1e-05, nB * 368640, 221184);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x32x32 -> 72x32x32 */
@@ -914,7 +914,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 72, 221184);   /* channels 72..83: stage1.step4.grad.conv1 */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x32x32 -> 84x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 626688 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 98304 * nB, P + 39048, P + 39132, B, 84, 1024, 0.1, 1e-05, nB * 491520, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 626688 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 98304 * nB, P + 39048, P + 39132, B, 84, 1024, 0.1, 1e-05, nB * 491520, 221184, fix + 24672, 72);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 626688 * nB, act + 98304 * nB, P + 39048, P + 39132, buf + 960, buf + 1044, B, 84, 1024, 1e-05, nB * 491520, 221184);
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x32x32 -> 84x32x32 */
@@ -935,7 +935,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 84, 221184);   /* channels 84..95: stage1.step5.grad.conv1 */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x32x32 -> 96x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 626688 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 98304 * nB, P + 48528, P + 48624, B, 96, 1024, 0.1, 1e-05, nB * 626688, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 626688 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 98304 * nB, P + 48528, P + 48624, B, 96, 1024, 0.1, 1e-05, nB * 626688, 221184, fix + 24672, 84);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 626688 * nB, act + 98304 * nB, P + 48528, P + 48624, buf + 1224, buf + 1320, B, 96, 1024, 1e-05, nB * 626688, 221184);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x32x32 -> 96x32x32 */
@@ -968,7 +968,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 96, 221184);   /* channels 96..107: stage1.step6.grad.conv1 */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x32x32 -> 108x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 774144 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 98304 * nB, P + 58608, P + 58716, B, 108, 1024, 0.1, 1e-05, nB * 774144, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 774144 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 98304 * nB, P + 58608, P + 58716, B, 108, 1024, 0.1, 1e-05, nB * 774144, 221184, fix + 24672, 96);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 774144 * nB, act + 98304 * nB, P + 58608, P + 58716, buf + 1512, buf + 1620, B, 108, 1024, 1e-05, nB * 774144, 221184);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x32x32 -> 108x32x32 */
@@ -989,7 +989,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 108, 221184);   /* channels 108..119: stage1.step7.grad.conv1 */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x32x32 -> 120x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 774144 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 98304 * nB, P + 69288, P + 69408, B, 120, 1024, 0.1, 1e-05, nB * 933888, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 774144 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 98304 * nB, P + 69288, P + 69408, B, 120, 1024, 0.1, 1e-05, nB * 933888, 221184, fix + 24672, 108);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 774144 * nB, act + 98304 * nB, P + 69288, P + 69408, buf + 1824, buf + 1944, B, 120, 1024, 1e-05, nB * 933888, 221184);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x32x32 -> 120x32x32 */
@@ -1010,7 +1010,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 120, 221184);   /* channels 120..131: stage1.step8.grad.conv1 */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x32x32 -> 132x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 774144 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 98304 * nB, P + 80568, P + 80700, B, 132, 1024, 0.1, 1e-05, nB * 1105920, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 774144 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 98304 * nB, P + 80568, P + 80700, B, 132, 1024, 0.1, 1e-05, nB * 1105920, 221184, fix + 24672, 120);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 774144 * nB, act + 98304 * nB, P + 80568, P + 80700, buf + 2160, buf + 2292, B, 132, 1024, 1e-05, nB * 1105920, 221184);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x32x32 -> 132x32x32 */
@@ -1031,7 +1031,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 132, 221184);   /* channels 132..143: stage1.step9.grad.conv1 */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x32x32 -> 144x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 958464 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 98304 * nB, P + 92448, P + 92592, B, 144, 1024, 0.1, 1e-05, nB * 1290240, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 958464 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 98304 * nB, P + 92448, P + 92592, B, 144, 1024, 0.1, 1e-05, nB * 1290240, 221184, fix + 24672, 132);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 958464 * nB, act + 98304 * nB, P + 92448, P + 92592, buf + 2520, buf + 2664, B, 144, 1024, 1e-05, nB * 1290240, 221184);
 }
@@ -1064,7 +1064,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 144, 221184);   /* channels 144..155: stage1.step10.grad.conv1 */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x32x32 -> 156x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 958464 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 98304 * nB, P + 104928, P + 105084, B, 156, 1024, 0.1, 1e-05, nB * 1486848, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 958464 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 98304 * nB, P + 104928, P + 105084, B, 156, 1024, 0.1, 1e-05, nB * 1486848, 221184, fix + 24672, 144);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 958464 * nB, act + 98304 * nB, P + 104928, P + 105084, buf + 2904, buf + 3060, B, 156, 1024, 1e-05, nB * 1486848, 221184);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x32x32 -> 156x32x32 */
@@ -1085,7 +1085,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 156, 221184);   /* channels 156..167: stage1.step11.grad.conv1 */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x32x32 -> 168x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 958464 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 98304 * nB, P + 118008, P + 118176, B, 168, 1024, 0.1, 1e-05, nB * 1695744, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 958464 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 98304 * nB, P + 118008, P + 118176, B, 168, 1024, 0.1, 1e-05, nB * 1695744, 221184, fix + 24672, 156);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 958464 * nB, act + 98304 * nB, P + 118008, P + 118176, buf + 3312, buf + 3480, B, 168, 1024, 1e-05, nB * 1695744, 221184);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x32x32 -> 168x32x32 */
@@ -1106,7 +1106,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 168, 221184);   /* channels 168..179: stage1.step12.grad.conv1 */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x32x32 -> 180x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1179648 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 98304 * nB, P + 131688, P + 131868, B, 180, 1024, 0.1, 1e-05, nB * 1916928, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1179648 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 98304 * nB, P + 131688, P + 131868, B, 180, 1024, 0.1, 1e-05, nB * 1916928, 221184, fix + 24672, 168);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 131688, P + 131868, buf + 3744, buf + 3924, B, 180, 1024, 1e-05, nB * 1916928, 221184);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x32x32 -> 180x32x32 */
@@ -1139,7 +1139,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 180, 221184);   /* channels 180..191: stage1.step13.grad.conv1 */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x32x32 -> 192x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1179648 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 98304 * nB, P + 145968, P + 146160, B, 192, 1024, 0.1, 1e-05, nB * 2150400, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1179648 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 98304 * nB, P + 145968, P + 146160, B, 192, 1024, 0.1, 1e-05, nB * 2150400, 221184, fix + 24672, 180);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 145968, P + 146160, buf + 4200, buf + 4392, B, 192, 1024, 1e-05, nB * 2150400, 221184);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x32x32 -> 192x32x32 */
@@ -1160,7 +1160,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 192, 221184);   /* channels 192..203: stage1.step14.grad.conv1 */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x32x32 -> 204x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1179648 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 98304 * nB, P + 160848, P + 161052, B, 204, 1024, 0.1, 1e-05, nB * 2396160, 221184);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1179648 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 98304 * nB, P + 160848, P + 161052, B, 204, 1024, 0.1, 1e-05, nB * 2396160, 221184, fix + 24672, 192);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 160848, P + 161052, buf + 4680, buf + 4884, B, 204, 1024, 1e-05, nB * 2396160, 221184);
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x32x32 -> 204x32x32 */
@@ -1181,7 +1181,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 204, 221184);   /* channels 204..215: stage1.step15.grad.conv1 */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x32x32 -> 216x32x32 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1179648 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 98304 * nB, P + 176328, P + 176544, B, 216, 1024, 0.1, 1e-05, nB * 2654208);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1179648 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 98304 * nB, P + 176328, P + 176544, B, 216, 1024, 0.1, 1e-05, nB * 2654208, 221184, fix + 24672, 204);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 176328, P + 176544, buf + 5184, buf + 5400, B, 216, 1024, 1e-05, nB * 2654208);
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x32x32 -> 216x32x32 */
@@ -1225,7 +1225,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 108, 76800);   /* channels 108..119: stage2.step0.grad.conv1 */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x16x16 -> 120x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 872448 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 1179648 * nB, P + 210768, P + 210888, B, 120, 256, 0.1, 1e-05, nB * 2915328, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 872448 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 1179648 * nB, P + 210768, P + 210888, B, 120, 256, 0.1, 1e-05, nB * 2915328, 76800, fix + 25536, 0);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 872448 * nB, act + 1179648 * nB, P + 210768, P + 210888, buf + 5928, buf + 6048, B, 120, 256, 1e-05, nB * 2915328, 76800);
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x16x16 -> 120x16x16 */
@@ -1246,7 +1246,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 120, 76800);   /* channels 120..131: stage2.step1.grad.conv1 */
     /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x16x16 -> 132x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 872448 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 1179648 * nB, P + 222048, P + 222180, B, 132, 256, 0.1, 1e-05, nB * 2958336, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 872448 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 1179648 * nB, P + 222048, P + 222180, B, 132, 256, 0.1, 1e-05, nB * 2958336, 76800, fix + 25536, 120);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 872448 * nB, act + 1179648 * nB, P + 222048, P + 222180, buf + 6264, buf + 6396, B, 132, 256, 1e-05, nB * 2958336, 76800);
     /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x16x16 -> 132x16x16 */
@@ -1267,7 +1267,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 132, 76800);   /* channels 132..143: stage2.step2.grad.conv1 */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x16x16 -> 144x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 872448 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 1179648 * nB, P + 233928, P + 234072, B, 144, 256, 0.1, 1e-05, nB * 3004416, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 872448 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 1179648 * nB, P + 233928, P + 234072, B, 144, 256, 0.1, 1e-05, nB * 3004416, 76800, fix + 25536, 132);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 872448 * nB, act + 1179648 * nB, P + 233928, P + 234072, buf + 6624, buf + 6768, B, 144, 256, 1e-05, nB * 3004416, 76800);
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x16x16 -> 144x16x16 */
@@ -1300,7 +1300,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 144, 76800);   /* channels 144..155: stage2.step3.grad.conv1 */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x16x16 -> 156x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 1179648 * nB, P + 246408, P + 246564, B, 156, 256, 0.1, 1e-05, nB * 3053568, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 1179648 * nB, P + 246408, P + 246564, B, 156, 256, 0.1, 1e-05, nB * 3053568, 76800, fix + 25536, 144);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 246408, P + 246564, buf + 7008, buf + 7164, B, 156, 256, 1e-05, nB * 3053568, 76800);
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x16x16 -> 156x16x16 */
@@ -1321,7 +1321,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 156, 76800);   /* channels 156..167: stage2.step4.grad.conv1 */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x16x16 -> 168x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 1179648 * nB, P + 259488, P + 259656, B, 168, 256, 0.1, 1e-05, nB * 3105792, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 1179648 * nB, P + 259488, P + 259656, B, 168, 256, 0.1, 1e-05, nB * 3105792, 76800, fix + 25536, 156);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 259488, P + 259656, buf + 7416, buf + 7584, B, 168, 256, 1e-05, nB * 3105792, 76800);
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x16x16 -> 168x16x16 */
@@ -1342,7 +1342,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 168, 76800);   /* channels 168..179: stage2.step5.grad.conv1 */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x16x16 -> 180x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 1179648 * nB, P + 273168, P + 273348, B, 180, 256, 0.1, 1e-05, nB * 3161088, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 1179648 * nB, P + 273168, P + 273348, B, 180, 256, 0.1, 1e-05, nB * 3161088, 76800, fix + 25536, 168);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 273168, P + 273348, buf + 7848, buf + 8028, B, 180, 256, 1e-05, nB * 3161088, 76800);
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x16x16 -> 180x16x16 */
@@ -1363,7 +1363,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 180, 76800);   /* channels 180..191: stage2.step6.grad.conv1 */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x16x16 -> 192x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 1179648 * nB, P + 287448, P + 287640, B, 192, 256, 0.1, 1e-05, nB * 3219456, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 1179648 * nB, P + 287448, P + 287640, B, 192, 256, 0.1, 1e-05, nB * 3219456, 76800, fix + 25536, 180);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 287448, P + 287640, buf + 8304, buf + 8496, B, 192, 256, 1e-05, nB * 3219456, 76800);
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x16x16 -> 192x16x16 */
@@ -1396,7 +1396,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 192, 76800);   /* channels 192..203: stage2.step7.grad.conv1 */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x16x16 -> 204x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 1179648 * nB, P + 302328, P + 302532, B, 204, 256, 0.1, 1e-05, nB * 3280896, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 1179648 * nB, P + 302328, P + 302532, B, 204, 256, 0.1, 1e-05, nB * 3280896, 76800, fix + 25536, 192);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 302328, P + 302532, buf + 8784, buf + 8988, B, 204, 256, 1e-05, nB * 3280896, 76800);
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x16x16 -> 204x16x16 */
@@ -1417,7 +1417,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 204, 76800);   /* channels 204..215: stage2.step8.grad.conv1 */
     /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x16x16 -> 216x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1256448 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 1179648 * nB, P + 317808, P + 318024, B, 216, 256, 0.1, 1e-05, nB * 3345408, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 1179648 * nB, P + 317808, P + 318024, B, 216, 256, 0.1, 1e-05, nB * 3345408, 76800, fix + 25536, 204);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 317808, P + 318024, buf + 9288, buf + 9504, B, 216, 256, 1e-05, nB * 3345408, 76800);
     /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x16x16 -> 216x16x16 */
@@ -1438,7 +1438,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 216, 76800);   /* channels 216..227: stage2.step9.grad.conv1 */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x16x16 -> 228x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1324032 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 1179648 * nB, P + 333888, P + 334116, B, 228, 256, 0.1, 1e-05, nB * 3412992, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1324032 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 1179648 * nB, P + 333888, P + 334116, B, 228, 256, 0.1, 1e-05, nB * 3412992, 76800, fix + 25536, 216);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 333888, P + 334116, buf + 9816, buf + 10044, B, 228, 256, 1e-05, nB * 3412992, 76800);
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x16x16 -> 228x16x16 */
@@ -1471,7 +1471,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 228, 76800);   /* channels 228..239: stage2.step10.grad.conv1 */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x16x16 -> 240x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1324032 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 1179648 * nB, P + 350568, P + 350808, B, 240, 256, 0.1, 1e-05, nB * 3483648, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1324032 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 1179648 * nB, P + 350568, P + 350808, B, 240, 256, 0.1, 1e-05, nB * 3483648, 76800, fix + 25536, 228);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 350568, P + 350808, buf + 10368, buf + 10608, B, 240, 256, 1e-05, nB * 3483648, 76800);
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x16x16 -> 240x16x16 */
@@ -1492,7 +1492,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 240, 76800);   /* channels 240..251: stage2.step11.grad.conv1 */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x16x16 -> 252x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1324032 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 1179648 * nB, P + 367848, P + 368100, B, 252, 256, 0.1, 1e-05, nB * 3557376, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1324032 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 1179648 * nB, P + 367848, P + 368100, B, 252, 256, 0.1, 1e-05, nB * 3557376, 76800, fix + 25536, 240);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 367848, P + 368100, buf + 10944, buf + 11196, B, 252, 256, 1e-05, nB * 3557376, 76800);
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x16x16 -> 252x16x16 */
@@ -1513,7 +1513,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 252, 76800);   /* channels 252..263: stage2.step12.grad.conv1 */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x16x16 -> 264x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1324032 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 1179648 * nB, P + 385728, P + 385992, B, 264, 256, 0.1, 1e-05, nB * 3634176, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1324032 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 1179648 * nB, P + 385728, P + 385992, B, 264, 256, 0.1, 1e-05, nB * 3634176, 76800, fix + 25536, 252);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 385728, P + 385992, buf + 11544, buf + 11808, B, 264, 256, 1e-05, nB * 3634176, 76800);
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x16x16 -> 264x16x16 */
@@ -1534,7 +1534,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 264, 76800);   /* channels 264..275: stage2.step13.grad.conv1 */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x16x16 -> 276x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1324032 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 1179648 * nB, P + 404208, P + 404484, B, 276, 256, 0.1, 1e-05, nB * 3714048, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1324032 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 1179648 * nB, P + 404208, P + 404484, B, 276, 256, 0.1, 1e-05, nB * 3714048, 76800, fix + 25536, 264);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 404208, P + 404484, buf + 12168, buf + 12444, B, 276, 256, 1e-05, nB * 3714048, 76800);
 }
@@ -1567,7 +1567,7 @@ static void FN(forward_10)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 276, 76800);   /* channels 276..287: stage2.step14.grad.conv1 */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x16x16 -> 288x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 1179648 * nB, P + 423288, P + 423576, B, 288, 256, 0.1, 1e-05, nB * 3796992, 76800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 1179648 * nB, P + 423288, P + 423576, B, 288, 256, 0.1, 1e-05, nB * 3796992, 76800, fix + 25536, 276);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1179648 * nB, P + 423288, P + 423576, buf + 12816, buf + 13104, B, 288, 256, 1e-05, nB * 3796992, 76800);
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x16x16 -> 288x16x16 */
@@ -1588,7 +1588,7 @@ static void FN(forward_10)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 288, 76800);   /* channels 288..299: stage2.step15.grad.conv1 */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x16x16 -> 300x16x16 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1406976 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 1179648 * nB, P + 442968, P + 443268, B, 300, 256, 0.1, 1e-05, nB * 3883008);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 1179648 * nB, P + 442968, P + 443268, B, 300, 256, 0.1, 1e-05, nB * 3883008, 76800, fix + 25536, 288);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 1406976 * nB, act + 1179648 * nB, P + 442968, P + 443268, buf + 13488, buf + 13788, B, 300, 256, 1e-05, nB * 3883008);
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x16x16 -> 300x16x16 */
@@ -1632,7 +1632,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x8x8 -> 162x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1358208 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 1336320 * nB, P + 501348, P + 501510, B, 162, 64, 0.1, 1e-05, nB * 3972480, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1358208 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 1336320 * nB, P + 501348, P + 501510, B, 162, 64, 0.1, 1e-05, nB * 3972480, 21888, fix + 26736, 0);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 501348, P + 501510, buf + 14484, buf + 14646, B, 162, 64, 1e-05, nB * 3972480, 21888);
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x8x8 -> 162x8x8 */
@@ -1653,7 +1653,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1305600 * nB, B, 12, 64, 162, 21888);   /* channels 162..173: stage3.step1.grad.conv1 */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x8x8 -> 174x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1358208 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 1336320 * nB, P + 514728, P + 514902, B, 174, 64, 0.1, 1e-05, nB * 3985920, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1358208 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 1336320 * nB, P + 514728, P + 514902, B, 174, 64, 0.1, 1e-05, nB * 3985920, 21888, fix + 26736, 162);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 514728, P + 514902, buf + 14904, buf + 15078, B, 174, 64, 1e-05, nB * 3985920, 21888);
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x8x8 -> 174x8x8 */
@@ -1674,7 +1674,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1308672 * nB, B, 12, 64, 174, 21888);   /* channels 174..185: stage3.step2.grad.conv1 */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x8x8 -> 186x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1358208 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 1336320 * nB, P + 528708, P + 528894, B, 186, 64, 0.1, 1e-05, nB * 4000128, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1358208 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 1336320 * nB, P + 528708, P + 528894, B, 186, 64, 0.1, 1e-05, nB * 4000128, 21888, fix + 26736, 174);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 528708, P + 528894, buf + 15348, buf + 15534, B, 186, 64, 1e-05, nB * 4000128, 21888);
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x8x8 -> 186x8x8 */
@@ -1695,7 +1695,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1358208 * nB, B, 12, 64, 186, 21888);   /* channels 186..197: stage3.step3.grad.conv1 */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x8x8 -> 198x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1358208 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 1336320 * nB, P + 543288, P + 543486, B, 198, 64, 0.1, 1e-05, nB * 4015104, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1358208 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 1336320 * nB, P + 543288, P + 543486, B, 198, 64, 0.1, 1e-05, nB * 4015104, 21888, fix + 26736, 186);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 543288, P + 543486, buf + 15816, buf + 16014, B, 198, 64, 1e-05, nB * 4015104, 21888);
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x8x8 -> 198x8x8 */
@@ -1728,7 +1728,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1361280 * nB, B, 12, 64, 198, 21888);   /* channels 198..209: stage3.step4.grad.conv1 */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x8x8 -> 210x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1358208 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 1336320 * nB, P + 558468, P + 558678, B, 210, 64, 0.1, 1e-05, nB * 4030848, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1358208 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 1336320 * nB, P + 558468, P + 558678, B, 210, 64, 0.1, 1e-05, nB * 4030848, 21888, fix + 26736, 198);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 558468, P + 558678, buf + 16308, buf + 16518, B, 210, 64, 1e-05, nB * 4030848, 21888);
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x8x8 -> 210x8x8 */
@@ -1749,7 +1749,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1361280 * nB, B, 12, 64, 210, 21888);   /* channels 210..221: stage3.step5.grad.conv1 */
     /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x8x8 -> 222x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 1336320 * nB, P + 574248, P + 574470, B, 222, 64, 0.1, 1e-05, nB * 4047360, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 1336320 * nB, P + 574248, P + 574470, B, 222, 64, 0.1, 1e-05, nB * 4047360, 21888, fix + 26736, 210);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 574248, P + 574470, buf + 16824, buf + 17046, B, 222, 64, 1e-05, nB * 4047360, 21888);
     /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x8x8 -> 222x8x8 */
@@ -1770,7 +1770,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1364352 * nB, B, 12, 64, 222, 21888);   /* channels 222..233: stage3.step6.grad.conv1 */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x8x8 -> 234x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 1336320 * nB, P + 590628, P + 590862, B, 234, 64, 0.1, 1e-05, nB * 4064640, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 1336320 * nB, P + 590628, P + 590862, B, 234, 64, 0.1, 1e-05, nB * 4064640, 21888, fix + 26736, 222);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 590628, P + 590862, buf + 17364, buf + 17598, B, 234, 64, 1e-05, nB * 4064640, 21888);
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x8x8 -> 234x8x8 */
@@ -1803,7 +1803,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1367424 * nB, B, 12, 64, 234, 21888);   /* channels 234..245: stage3.step7.grad.conv1 */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x8x8 -> 246x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 1336320 * nB, P + 607608, P + 607854, B, 246, 64, 0.1, 1e-05, nB * 4082688, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 1336320 * nB, P + 607608, P + 607854, B, 246, 64, 0.1, 1e-05, nB * 4082688, 21888, fix + 26736, 234);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 607608, P + 607854, buf + 17928, buf + 18174, B, 246, 64, 1e-05, nB * 4082688, 21888);
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x8x8 -> 246x8x8 */
@@ -1824,7 +1824,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 246, 21888);   /* channels 246..257: stage3.step8.grad.conv1 */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x8x8 -> 258x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 1336320 * nB, P + 625188, P + 625446, B, 258, 64, 0.1, 1e-05, nB * 4101504, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 1336320 * nB, P + 625188, P + 625446, B, 258, 64, 0.1, 1e-05, nB * 4101504, 21888, fix + 26736, 246);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 625188, P + 625446, buf + 18516, buf + 18774, B, 258, 64, 1e-05, nB * 4101504, 21888);
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x8x8 -> 258x8x8 */
@@ -1845,7 +1845,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 258, 21888);   /* channels 258..269: stage3.step9.grad.conv1 */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x8x8 -> 270x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 1336320 * nB, P + 643368, P + 643638, B, 270, 64, 0.1, 1e-05, nB * 4121088, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 1336320 * nB, P + 643368, P + 643638, B, 270, 64, 0.1, 1e-05, nB * 4121088, 21888, fix + 26736, 258);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 643368, P + 643638, buf + 19128, buf + 19398, B, 270, 64, 1e-05, nB * 4121088, 21888);
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x8x8 -> 270x8x8 */
@@ -1866,7 +1866,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 270, 21888);   /* channels 270..281: stage3.step10.grad.conv1 */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x8x8 -> 282x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 1336320 * nB, P + 662148, P + 662430, B, 282, 64, 0.1, 1e-05, nB * 4141440, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 1336320 * nB, P + 662148, P + 662430, B, 282, 64, 0.1, 1e-05, nB * 4141440, 21888, fix + 26736, 270);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 662148, P + 662430, buf + 19764, buf + 20046, B, 282, 64, 1e-05, nB * 4141440, 21888);
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x8x8 -> 282x8x8 */
@@ -1899,7 +1899,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 282, 21888);   /* channels 282..293: stage3.step11.grad.conv1 */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x8x8 -> 294x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 1336320 * nB, P + 681528, P + 681822, B, 294, 64, 0.1, 1e-05, nB * 4162560, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 1336320 * nB, P + 681528, P + 681822, B, 294, 64, 0.1, 1e-05, nB * 4162560, 21888, fix + 26736, 282);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 681528, P + 681822, buf + 20424, buf + 20718, B, 294, 64, 1e-05, nB * 4162560, 21888);
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x8x8 -> 294x8x8 */
@@ -1920,7 +1920,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 294, 21888);   /* channels 294..305: stage3.step12.grad.conv1 */
     /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x8x8 -> 306x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1406976 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 1336320 * nB, P + 701508, P + 701814, B, 306, 64, 0.1, 1e-05, nB * 4184448, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 1336320 * nB, P + 701508, P + 701814, B, 306, 64, 0.1, 1e-05, nB * 4184448, 21888, fix + 26736, 294);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 701508, P + 701814, buf + 21108, buf + 21414, B, 306, 64, 1e-05, nB * 4184448, 21888);
     /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x8x8 -> 306x8x8 */
@@ -1941,7 +1941,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 306, 21888);   /* channels 306..317: stage3.step13.grad.conv1 */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x8x8 -> 318x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1429632 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 1336320 * nB, P + 722088, P + 722406, B, 318, 64, 0.1, 1e-05, nB * 4207104, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1429632 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 1336320 * nB, P + 722088, P + 722406, B, 318, 64, 0.1, 1e-05, nB * 4207104, 21888, fix + 26736, 306);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1429632 * nB, act + 1336320 * nB, P + 722088, P + 722406, buf + 21816, buf + 22134, B, 318, 64, 1e-05, nB * 4207104, 21888);
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x8x8 -> 318x8x8 */
@@ -1974,7 +1974,7 @@ static void FN(forward_15)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 318, 21888);   /* channels 318..329: stage3.step14.grad.conv1 */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x8x8 -> 330x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1429632 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 1336320 * nB, P + 743268, P + 743598, B, 330, 64, 0.1, 1e-05, nB * 4230528, 21888);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1429632 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 1336320 * nB, P + 743268, P + 743598, B, 330, 64, 0.1, 1e-05, nB * 4230528, 21888, fix + 26736, 318);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1429632 * nB, act + 1336320 * nB, P + 743268, P + 743598, buf + 22548, buf + 22878, B, 330, 64, 1e-05, nB * 4230528, 21888);
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x8x8 -> 330x8x8 */
@@ -1995,7 +1995,7 @@ static void FN(forward_15)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 330, 21888);   /* channels 330..341: stage3.step15.grad.conv1 */
     /* 346 head.bn0 = bn(stage3.step15.concat): 342x8x8 -> 342x8x8 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1429632 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 1336320 * nB, P + 765048, P + 765390, B, 342, 64, 0.1, 1e-05, nB * 4254720);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1429632 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 1336320 * nB, P + 765048, P + 765390, B, 342, 64, 0.1, 1e-05, nB * 4254720, 21888, fix + 26736, 330);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 1429632 * nB, act + 1336320 * nB, P + 765048, P + 765390, buf + 23304, buf + 23646, B, 342, 64, 1e-05, nB * 4254720);
     /* 347 head.relu0 = relu(head.bn0): 342x8x8 -> 342x8x8 */

@@ -6,7 +6,7 @@
  * densenet_bc100_fmnist
  * Input 1x28x28, 10 classes, 349 ops, 220108284 multiply-adds per image.
  * Parameters: 768730; BN running statistics: 23988.
- * Activation arena: 1655808*B + 24672 elements (12595664*B + 24672 without reuse);
+ * Activation arena: 1655808*B + 28104 elements (12595664*B + 24672 without reuse);
  * a float model at batch 128 takes 854.5 MB in all.
  *
  * Spec:
@@ -559,7 +559,7 @@ static const RtTensor tensors[497] = {
 /* Activation arena elements at batch B. */
 static size_t act_elems(int B)
 {
-    return (size_t)1655808 * (size_t)B + (size_t)24672;
+    return (size_t)1655808 * (size_t)B + (size_t)28104;
 }
 
 /* im2col workspace: the largest any convolution needs. */
@@ -818,7 +818,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 24, 169344);   /* channels 24..35: stage1.step0.grad.conv1 */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x28x28 -> 36x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 244608 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 75264 * nB, P + 6696, P + 6732, B, 36, 784, 0.1, 1e-05, nB * 56448, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 244608 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 75264 * nB, P + 6696, P + 6732, B, 36, 784, 0.1, 1e-05, nB * 56448, 169344, fix + 24672, 0);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 244608 * nB, act + 75264 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1e-05, nB * 56448, 169344);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x28x28 -> 36x28x28 */
@@ -839,7 +839,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 36, 169344);   /* channels 36..47: stage1.step1.grad.conv1 */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x28x28 -> 48x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 310464 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 75264 * nB, P + 13776, P + 13824, B, 48, 784, 0.1, 1e-05, nB * 122304, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 310464 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 75264 * nB, P + 13776, P + 13824, B, 48, 784, 0.1, 1e-05, nB * 122304, 169344, fix + 24672, 36);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 310464 * nB, act + 75264 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1e-05, nB * 122304, 169344);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x28x28 -> 48x28x28 */
@@ -860,7 +860,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 48, 169344);   /* channels 48..59: stage1.step2.grad.conv1 */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x28x28 -> 60x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 385728 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 75264 * nB, P + 21456, P + 21516, B, 60, 784, 0.1, 1e-05, nB * 197568, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 385728 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 75264 * nB, P + 21456, P + 21516, B, 60, 784, 0.1, 1e-05, nB * 197568, 169344, fix + 24672, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 385728 * nB, act + 75264 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1e-05, nB * 197568, 169344);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x28x28 -> 60x28x28 */
@@ -893,7 +893,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 60, 169344);   /* channels 60..71: stage1.step3.grad.conv1 */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x28x28 -> 72x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 385728 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 75264 * nB, P + 29736, P + 29808, B, 72, 784, 0.1, 1e-05, nB * 282240, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 385728 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 75264 * nB, P + 29736, P + 29808, B, 72, 784, 0.1, 1e-05, nB * 282240, 169344, fix + 24672, 60);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 385728 * nB, act + 75264 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1e-05, nB * 282240, 169344);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x28x28 -> 72x28x28 */
@@ -914,7 +914,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 72, 169344);   /* channels 72..83: stage1.step4.grad.conv1 */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x28x28 -> 84x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 479808 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 75264 * nB, P + 38616, P + 38700, B, 84, 784, 0.1, 1e-05, nB * 376320, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 479808 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 75264 * nB, P + 38616, P + 38700, B, 84, 784, 0.1, 1e-05, nB * 376320, 169344, fix + 24672, 72);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 479808 * nB, act + 75264 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1e-05, nB * 376320, 169344);
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x28x28 -> 84x28x28 */
@@ -935,7 +935,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 84, 169344);   /* channels 84..95: stage1.step5.grad.conv1 */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x28x28 -> 96x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 479808 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 75264 * nB, P + 48096, P + 48192, B, 96, 784, 0.1, 1e-05, nB * 479808, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 479808 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 75264 * nB, P + 48096, P + 48192, B, 96, 784, 0.1, 1e-05, nB * 479808, 169344, fix + 24672, 84);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 479808 * nB, act + 75264 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1e-05, nB * 479808, 169344);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x28x28 -> 96x28x28 */
@@ -968,7 +968,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 96, 169344);   /* channels 96..107: stage1.step6.grad.conv1 */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x28x28 -> 108x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 592704 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 75264 * nB, P + 58176, P + 58284, B, 108, 784, 0.1, 1e-05, nB * 592704, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 592704 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 75264 * nB, P + 58176, P + 58284, B, 108, 784, 0.1, 1e-05, nB * 592704, 169344, fix + 24672, 96);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 592704 * nB, act + 75264 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1e-05, nB * 592704, 169344);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x28x28 -> 108x28x28 */
@@ -989,7 +989,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 108, 169344);   /* channels 108..119: stage1.step7.grad.conv1 */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x28x28 -> 120x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 592704 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 75264 * nB, P + 68856, P + 68976, B, 120, 784, 0.1, 1e-05, nB * 715008, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 592704 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 75264 * nB, P + 68856, P + 68976, B, 120, 784, 0.1, 1e-05, nB * 715008, 169344, fix + 24672, 108);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 592704 * nB, act + 75264 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1e-05, nB * 715008, 169344);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x28x28 -> 120x28x28 */
@@ -1010,7 +1010,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 120, 169344);   /* channels 120..131: stage1.step8.grad.conv1 */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x28x28 -> 132x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 592704 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 75264 * nB, P + 80136, P + 80268, B, 132, 784, 0.1, 1e-05, nB * 846720, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 592704 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 75264 * nB, P + 80136, P + 80268, B, 132, 784, 0.1, 1e-05, nB * 846720, 169344, fix + 24672, 120);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 592704 * nB, act + 75264 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1e-05, nB * 846720, 169344);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x28x28 -> 132x28x28 */
@@ -1031,7 +1031,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 132, 169344);   /* channels 132..143: stage1.step9.grad.conv1 */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x28x28 -> 144x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 733824 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 75264 * nB, P + 92016, P + 92160, B, 144, 784, 0.1, 1e-05, nB * 987840, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 733824 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 75264 * nB, P + 92016, P + 92160, B, 144, 784, 0.1, 1e-05, nB * 987840, 169344, fix + 24672, 132);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 733824 * nB, act + 75264 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1e-05, nB * 987840, 169344);
 }
@@ -1064,7 +1064,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 144, 169344);   /* channels 144..155: stage1.step10.grad.conv1 */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x28x28 -> 156x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 733824 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 75264 * nB, P + 104496, P + 104652, B, 156, 784, 0.1, 1e-05, nB * 1138368, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 733824 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 75264 * nB, P + 104496, P + 104652, B, 156, 784, 0.1, 1e-05, nB * 1138368, 169344, fix + 24672, 144);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 733824 * nB, act + 75264 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1e-05, nB * 1138368, 169344);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x28x28 -> 156x28x28 */
@@ -1085,7 +1085,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 156, 169344);   /* channels 156..167: stage1.step11.grad.conv1 */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x28x28 -> 168x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 733824 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 75264 * nB, P + 117576, P + 117744, B, 168, 784, 0.1, 1e-05, nB * 1298304, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 733824 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 75264 * nB, P + 117576, P + 117744, B, 168, 784, 0.1, 1e-05, nB * 1298304, 169344, fix + 24672, 156);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 733824 * nB, act + 75264 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1e-05, nB * 1298304, 169344);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x28x28 -> 168x28x28 */
@@ -1106,7 +1106,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 168, 169344);   /* channels 168..179: stage1.step12.grad.conv1 */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x28x28 -> 180x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 903168 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 75264 * nB, P + 131256, P + 131436, B, 180, 784, 0.1, 1e-05, nB * 1467648, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 903168 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 75264 * nB, P + 131256, P + 131436, B, 180, 784, 0.1, 1e-05, nB * 1467648, 169344, fix + 24672, 168);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 903168 * nB, act + 75264 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1e-05, nB * 1467648, 169344);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x28x28 -> 180x28x28 */
@@ -1139,7 +1139,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 180, 169344);   /* channels 180..191: stage1.step13.grad.conv1 */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x28x28 -> 192x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 903168 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 75264 * nB, P + 145536, P + 145728, B, 192, 784, 0.1, 1e-05, nB * 1646400, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 903168 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 75264 * nB, P + 145536, P + 145728, B, 192, 784, 0.1, 1e-05, nB * 1646400, 169344, fix + 24672, 180);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 903168 * nB, act + 75264 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1e-05, nB * 1646400, 169344);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x28x28 -> 192x28x28 */
@@ -1160,7 +1160,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 192, 169344);   /* channels 192..203: stage1.step14.grad.conv1 */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x28x28 -> 204x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 903168 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 75264 * nB, P + 160416, P + 160620, B, 204, 784, 0.1, 1e-05, nB * 1834560, 169344);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 903168 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 75264 * nB, P + 160416, P + 160620, B, 204, 784, 0.1, 1e-05, nB * 1834560, 169344, fix + 24672, 192);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 903168 * nB, act + 75264 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1e-05, nB * 1834560, 169344);
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x28x28 -> 204x28x28 */
@@ -1181,7 +1181,7 @@ static void FN(forward_5)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 204, 169344);   /* channels 204..215: stage1.step15.grad.conv1 */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x28x28 -> 216x28x28 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 903168 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 75264 * nB, P + 175896, P + 176112, B, 216, 784, 0.1, 1e-05, nB * 2032128);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 903168 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 75264 * nB, P + 175896, P + 176112, B, 216, 784, 0.1, 1e-05, nB * 2032128, 169344, fix + 24672, 204);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 903168 * nB, act + 75264 * nB, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1e-05, nB * 2032128);
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x28x28 -> 216x28x28 */
@@ -1225,7 +1225,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 108, 58800);   /* channels 108..119: stage2.step0.grad.conv1 */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x14x14 -> 120x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 667968 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 903168 * nB, P + 210336, P + 210456, B, 120, 196, 0.1, 1e-05, nB * 2232048, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 667968 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 903168 * nB, P + 210336, P + 210456, B, 120, 196, 0.1, 1e-05, nB * 2232048, 58800, fix + 25536, 0);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 667968 * nB, act + 903168 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1e-05, nB * 2232048, 58800);
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x14x14 -> 120x14x14 */
@@ -1246,7 +1246,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 120, 58800);   /* channels 120..131: stage2.step1.grad.conv1 */
     /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x14x14 -> 132x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 667968 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 903168 * nB, P + 221616, P + 221748, B, 132, 196, 0.1, 1e-05, nB * 2264976, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 667968 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 903168 * nB, P + 221616, P + 221748, B, 132, 196, 0.1, 1e-05, nB * 2264976, 58800, fix + 25536, 120);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 667968 * nB, act + 903168 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1e-05, nB * 2264976, 58800);
     /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x14x14 -> 132x14x14 */
@@ -1267,7 +1267,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 132, 58800);   /* channels 132..143: stage2.step2.grad.conv1 */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x14x14 -> 144x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 667968 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 903168 * nB, P + 233496, P + 233640, B, 144, 196, 0.1, 1e-05, nB * 2300256, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 667968 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 903168 * nB, P + 233496, P + 233640, B, 144, 196, 0.1, 1e-05, nB * 2300256, 58800, fix + 25536, 132);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 667968 * nB, act + 903168 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1e-05, nB * 2300256, 58800);
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x14x14 -> 144x14x14 */
@@ -1300,7 +1300,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 144, 58800);   /* channels 144..155: stage2.step3.grad.conv1 */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x14x14 -> 156x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 903168 * nB, P + 245976, P + 246132, B, 156, 196, 0.1, 1e-05, nB * 2337888, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 903168 * nB, P + 245976, P + 246132, B, 156, 196, 0.1, 1e-05, nB * 2337888, 58800, fix + 25536, 144);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1e-05, nB * 2337888, 58800);
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x14x14 -> 156x14x14 */
@@ -1321,7 +1321,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 156, 58800);   /* channels 156..167: stage2.step4.grad.conv1 */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x14x14 -> 168x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 903168 * nB, P + 259056, P + 259224, B, 168, 196, 0.1, 1e-05, nB * 2377872, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 903168 * nB, P + 259056, P + 259224, B, 168, 196, 0.1, 1e-05, nB * 2377872, 58800, fix + 25536, 156);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1e-05, nB * 2377872, 58800);
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x14x14 -> 168x14x14 */
@@ -1342,7 +1342,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 168, 58800);   /* channels 168..179: stage2.step5.grad.conv1 */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x14x14 -> 180x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 903168 * nB, P + 272736, P + 272916, B, 180, 196, 0.1, 1e-05, nB * 2420208, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 903168 * nB, P + 272736, P + 272916, B, 180, 196, 0.1, 1e-05, nB * 2420208, 58800, fix + 25536, 168);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1e-05, nB * 2420208, 58800);
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x14x14 -> 180x14x14 */
@@ -1363,7 +1363,7 @@ static void FN(forward_7)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 180, 58800);   /* channels 180..191: stage2.step6.grad.conv1 */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x14x14 -> 192x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 903168 * nB, P + 287016, P + 287208, B, 192, 196, 0.1, 1e-05, nB * 2464896, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 903168 * nB, P + 287016, P + 287208, B, 192, 196, 0.1, 1e-05, nB * 2464896, 58800, fix + 25536, 180);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1e-05, nB * 2464896, 58800);
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x14x14 -> 192x14x14 */
@@ -1396,7 +1396,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 192, 58800);   /* channels 192..203: stage2.step7.grad.conv1 */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x14x14 -> 204x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 903168 * nB, P + 301896, P + 302100, B, 204, 196, 0.1, 1e-05, nB * 2511936, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 903168 * nB, P + 301896, P + 302100, B, 204, 196, 0.1, 1e-05, nB * 2511936, 58800, fix + 25536, 192);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1e-05, nB * 2511936, 58800);
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x14x14 -> 204x14x14 */
@@ -1417,7 +1417,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 204, 58800);   /* channels 204..215: stage2.step8.grad.conv1 */
     /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x14x14 -> 216x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 961968 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 903168 * nB, P + 317376, P + 317592, B, 216, 196, 0.1, 1e-05, nB * 2561328, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 903168 * nB, P + 317376, P + 317592, B, 216, 196, 0.1, 1e-05, nB * 2561328, 58800, fix + 25536, 204);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1e-05, nB * 2561328, 58800);
     /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x14x14 -> 216x14x14 */
@@ -1438,7 +1438,7 @@ static void FN(forward_8)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 216, 58800);   /* channels 216..227: stage2.step9.grad.conv1 */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x14x14 -> 228x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1013712 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 903168 * nB, P + 333456, P + 333684, B, 228, 196, 0.1, 1e-05, nB * 2613072, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1013712 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 903168 * nB, P + 333456, P + 333684, B, 228, 196, 0.1, 1e-05, nB * 2613072, 58800, fix + 25536, 216);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1e-05, nB * 2613072, 58800);
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x14x14 -> 228x14x14 */
@@ -1471,7 +1471,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 228, 58800);   /* channels 228..239: stage2.step10.grad.conv1 */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x14x14 -> 240x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1013712 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 903168 * nB, P + 350136, P + 350376, B, 240, 196, 0.1, 1e-05, nB * 2667168, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1013712 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 903168 * nB, P + 350136, P + 350376, B, 240, 196, 0.1, 1e-05, nB * 2667168, 58800, fix + 25536, 228);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1e-05, nB * 2667168, 58800);
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x14x14 -> 240x14x14 */
@@ -1492,7 +1492,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 240, 58800);   /* channels 240..251: stage2.step11.grad.conv1 */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x14x14 -> 252x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1013712 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 903168 * nB, P + 367416, P + 367668, B, 252, 196, 0.1, 1e-05, nB * 2723616, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1013712 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 903168 * nB, P + 367416, P + 367668, B, 252, 196, 0.1, 1e-05, nB * 2723616, 58800, fix + 25536, 240);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1e-05, nB * 2723616, 58800);
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x14x14 -> 252x14x14 */
@@ -1513,7 +1513,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 252, 58800);   /* channels 252..263: stage2.step12.grad.conv1 */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x14x14 -> 264x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1013712 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 903168 * nB, P + 385296, P + 385560, B, 264, 196, 0.1, 1e-05, nB * 2782416, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1013712 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 903168 * nB, P + 385296, P + 385560, B, 264, 196, 0.1, 1e-05, nB * 2782416, 58800, fix + 25536, 252);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1e-05, nB * 2782416, 58800);
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x14x14 -> 264x14x14 */
@@ -1534,7 +1534,7 @@ static void FN(forward_9)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 264, 58800);   /* channels 264..275: stage2.step13.grad.conv1 */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x14x14 -> 276x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1013712 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 903168 * nB, P + 403776, P + 404052, B, 276, 196, 0.1, 1e-05, nB * 2843568, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1013712 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 903168 * nB, P + 403776, P + 404052, B, 276, 196, 0.1, 1e-05, nB * 2843568, 58800, fix + 25536, 264);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1e-05, nB * 2843568, 58800);
 }
@@ -1567,7 +1567,7 @@ static void FN(forward_10)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 276, 58800);   /* channels 276..287: stage2.step14.grad.conv1 */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x14x14 -> 288x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1077216 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 903168 * nB, P + 422856, P + 423144, B, 288, 196, 0.1, 1e-05, nB * 2907072, 58800);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1077216 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 903168 * nB, P + 422856, P + 423144, B, 288, 196, 0.1, 1e-05, nB * 2907072, 58800, fix + 25536, 276);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1077216 * nB, act + 903168 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1e-05, nB * 2907072, 58800);
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x14x14 -> 288x14x14 */
@@ -1588,7 +1588,7 @@ static void FN(forward_10)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 288, 58800);   /* channels 288..299: stage2.step15.grad.conv1 */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x14x14 -> 300x14x14 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1077216 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 903168 * nB, P + 442536, P + 442836, B, 300, 196, 0.1, 1e-05, nB * 2972928);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1077216 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 903168 * nB, P + 442536, P + 442836, B, 300, 196, 0.1, 1e-05, nB * 2972928, 58800, fix + 25536, 288);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 1077216 * nB, act + 903168 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1e-05, nB * 2972928);
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x14x14 -> 300x14x14 */
@@ -1632,7 +1632,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x7x7 -> 162x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 1023120 * nB, P + 500916, P + 501078, B, 162, 49, 0.1, 1e-05, nB * 3041430, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 1023120 * nB, P + 500916, P + 501078, B, 162, 49, 0.1, 1e-05, nB * 3041430, 16758, fix + 26736, 0);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1e-05, nB * 3041430, 16758);
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x7x7 -> 162x7x7 */
@@ -1653,7 +1653,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 999600 * nB, B, 12, 49, 162, 16758);   /* channels 162..173: stage3.step1.grad.conv1 */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x7x7 -> 174x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 1023120 * nB, P + 514296, P + 514470, B, 174, 49, 0.1, 1e-05, nB * 3051720, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 1023120 * nB, P + 514296, P + 514470, B, 174, 49, 0.1, 1e-05, nB * 3051720, 16758, fix + 26736, 162);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1e-05, nB * 3051720, 16758);
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x7x7 -> 174x7x7 */
@@ -1674,7 +1674,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1001952 * nB, B, 12, 49, 174, 16758);   /* channels 174..185: stage3.step2.grad.conv1 */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x7x7 -> 186x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 1023120 * nB, P + 528276, P + 528462, B, 186, 49, 0.1, 1e-05, nB * 3062598, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 1023120 * nB, P + 528276, P + 528462, B, 186, 49, 0.1, 1e-05, nB * 3062598, 16758, fix + 26736, 174);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1e-05, nB * 3062598, 16758);
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x7x7 -> 186x7x7 */
@@ -1695,7 +1695,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1039888 * nB, B, 12, 49, 186, 16758);   /* channels 186..197: stage3.step3.grad.conv1 */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x7x7 -> 198x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 1023120 * nB, P + 542856, P + 543054, B, 198, 49, 0.1, 1e-05, nB * 3074064, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 1023120 * nB, P + 542856, P + 543054, B, 198, 49, 0.1, 1e-05, nB * 3074064, 16758, fix + 26736, 186);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1e-05, nB * 3074064, 16758);
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x7x7 -> 198x7x7 */
@@ -1728,7 +1728,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 198, 16758);   /* channels 198..209: stage3.step4.grad.conv1 */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x7x7 -> 210x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 1023120 * nB, P + 558036, P + 558246, B, 210, 49, 0.1, 1e-05, nB * 3086118, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 1023120 * nB, P + 558036, P + 558246, B, 210, 49, 0.1, 1e-05, nB * 3086118, 16758, fix + 26736, 198);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1e-05, nB * 3086118, 16758);
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x7x7 -> 210x7x7 */
@@ -1749,7 +1749,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 210, 16758);   /* channels 210..221: stage3.step5.grad.conv1 */
     /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x7x7 -> 222x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 1023120 * nB, P + 573816, P + 574038, B, 222, 49, 0.1, 1e-05, nB * 3098760, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 1023120 * nB, P + 573816, P + 574038, B, 222, 49, 0.1, 1e-05, nB * 3098760, 16758, fix + 26736, 210);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1e-05, nB * 3098760, 16758);
     /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x7x7 -> 222x7x7 */
@@ -1770,7 +1770,7 @@ static void FN(forward_12)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 222, 16758);   /* channels 222..233: stage3.step6.grad.conv1 */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x7x7 -> 234x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 1023120 * nB, P + 590196, P + 590430, B, 234, 49, 0.1, 1e-05, nB * 3111990, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 1023120 * nB, P + 590196, P + 590430, B, 234, 49, 0.1, 1e-05, nB * 3111990, 16758, fix + 26736, 222);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1e-05, nB * 3111990, 16758);
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x7x7 -> 234x7x7 */
@@ -1803,7 +1803,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 234, 16758);   /* channels 234..245: stage3.step7.grad.conv1 */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x7x7 -> 246x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1039888 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 1023120 * nB, P + 607176, P + 607422, B, 246, 49, 0.1, 1e-05, nB * 3125808, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 1023120 * nB, P + 607176, P + 607422, B, 246, 49, 0.1, 1e-05, nB * 3125808, 16758, fix + 26736, 234);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1e-05, nB * 3125808, 16758);
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x7x7 -> 246x7x7 */
@@ -1824,7 +1824,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 246, 16758);   /* channels 246..257: stage3.step8.grad.conv1 */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x7x7 -> 258x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 1023120 * nB, P + 624756, P + 625014, B, 258, 49, 0.1, 1e-05, nB * 3140214, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 1023120 * nB, P + 624756, P + 625014, B, 258, 49, 0.1, 1e-05, nB * 3140214, 16758, fix + 26736, 246);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1e-05, nB * 3140214, 16758);
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x7x7 -> 258x7x7 */
@@ -1845,7 +1845,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1044592 * nB, B, 12, 49, 258, 16758);   /* channels 258..269: stage3.step9.grad.conv1 */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x7x7 -> 270x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 1023120 * nB, P + 642936, P + 643206, B, 270, 49, 0.1, 1e-05, nB * 3155208, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 1023120 * nB, P + 642936, P + 643206, B, 270, 49, 0.1, 1e-05, nB * 3155208, 16758, fix + 26736, 258);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1e-05, nB * 3155208, 16758);
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x7x7 -> 270x7x7 */
@@ -1866,7 +1866,7 @@ static void FN(forward_13)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1046944 * nB, B, 12, 49, 270, 16758);   /* channels 270..281: stage3.step10.grad.conv1 */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x7x7 -> 282x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 1023120 * nB, P + 661716, P + 661998, B, 282, 49, 0.1, 1e-05, nB * 3170790, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 1023120 * nB, P + 661716, P + 661998, B, 282, 49, 0.1, 1e-05, nB * 3170790, 16758, fix + 26736, 270);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1e-05, nB * 3170790, 16758);
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x7x7 -> 282x7x7 */
@@ -1899,7 +1899,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1049296 * nB, B, 12, 49, 282, 16758);   /* channels 282..293: stage3.step11.grad.conv1 */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x7x7 -> 294x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 1023120 * nB, P + 681096, P + 681390, B, 294, 49, 0.1, 1e-05, nB * 3186960, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 1023120 * nB, P + 681096, P + 681390, B, 294, 49, 0.1, 1e-05, nB * 3186960, 16758, fix + 26736, 282);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1e-05, nB * 3186960, 16758);
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x7x7 -> 294x7x7 */
@@ -1920,7 +1920,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 294, 16758);   /* channels 294..305: stage3.step12.grad.conv1 */
     /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x7x7 -> 306x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 1023120 * nB, P + 701076, P + 701382, B, 306, 49, 0.1, 1e-05, nB * 3203718, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 1023120 * nB, P + 701076, P + 701382, B, 306, 49, 0.1, 1e-05, nB * 3203718, 16758, fix + 26736, 294);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1e-05, nB * 3203718, 16758);
     /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x7x7 -> 306x7x7 */
@@ -1941,7 +1941,7 @@ static void FN(forward_14)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 306, 16758);   /* channels 306..317: stage3.step13.grad.conv1 */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x7x7 -> 318x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1079568 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 1023120 * nB, P + 721656, P + 721974, B, 318, 49, 0.1, 1e-05, nB * 3221064, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 1023120 * nB, P + 721656, P + 721974, B, 318, 49, 0.1, 1e-05, nB * 3221064, 16758, fix + 26736, 306);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1e-05, nB * 3221064, 16758);
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x7x7 -> 318x7x7 */
@@ -1974,7 +1974,7 @@ static void FN(forward_15)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 318, 16758);   /* channels 318..329: stage3.step14.grad.conv1 */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x7x7 -> 330x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train_strided)(ctx, act + 1097504 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 1023120 * nB, P + 742836, P + 743166, B, 330, 49, 0.1, 1e-05, nB * 3238998, 16758);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1097504 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 1023120 * nB, P + 742836, P + 743166, B, 330, 49, 0.1, 1e-05, nB * 3238998, 16758, fix + 26736, 318);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1097504 * nB, act + 1023120 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1e-05, nB * 3238998, 16758);
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x7x7 -> 330x7x7 */
@@ -1995,7 +1995,7 @@ static void FN(forward_15)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 330, 16758);   /* channels 330..341: stage3.step15.grad.conv1 */
     /* 346 head.bn0 = bn(stage3.step15.concat): 342x7x7 -> 342x7x7 */
     if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1097504 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 1023120 * nB, P + 764616, P + 764958, B, 342, 49, 0.1, 1e-05, nB * 3257520);
+        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1097504 * nB, fix + 23968, fix + 24320, buf + 23304, buf + 23646, act + 1023120 * nB, P + 764616, P + 764958, B, 342, 49, 0.1, 1e-05, nB * 3257520, 16758, fix + 26736, 330);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 1097504 * nB, act + 1023120 * nB, P + 764616, P + 764958, buf + 23304, buf + 23646, B, 342, 49, 1e-05, nB * 3257520);
     /* 347 head.relu0 = relu(head.bn0): 342x7x7 -> 342x7x7 */

@@ -203,6 +203,7 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define MT __m256i
 #define VW 8
 #define CBV 4       /* 4 channels x 2 vectors + inputs + weight in 16 registers */
+#define PWI 3       /* 1x1 weight gradient: 4 x 3 sums + 3 inputs + 1 gradient */
 #define DBV 3       /* bound of the stride-1 weight-gradient arrays (UBV channels used) */
 #define D2V 2       /* stride-2 weight gradient: 2 x 8 output channels x 2 inputs x 3 taps */
 #define D2A 4       /*   (12 sums + 2 gradients + a broadcast in 16 registers) */
@@ -235,6 +236,7 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #undef MT
 #undef VW
 #undef CBV
+#undef PWI
 #undef DBV
 #undef D2V
 #undef D2A
@@ -267,6 +269,7 @@ static void pad_image(float *xp, const float *x, int C, int H, int W, const Conv
 #define MT __mmask16
 #define VW 16
 #define CBV 8       /* 8 channels x 2 vectors of the 32 registers */
+#define PWI 6       /* 1x1 weight gradient: 4 x 6 sums + 6 inputs + 1 gradient */
 #define DBV 6       /* bound of the stride-1 weight-gradient arrays (UBV channels used) */
 #define D2V 4       /* stride-2 weight gradient: up to 4 x 16 output channels, */
 #define D2A 8       /*   times 8 / NV input channels x 3 taps (24 sums) */

@@ -76,7 +76,8 @@ END_TEST
  * with and without a break in the chain: each concat copies only the
  * channels not already in place (rt_concat_slice_*, never the whole-tensor
  * rt_concat_*, except for the head's concat of two gaps), the bn+relu over
- * a state reads the shared buffer with its stride, and the bn+relu outputs
+ * a state reads the shared buffer with its stride (in training with the
+ * statistics cache of rt_bn_relu_forward_train_cached), and the bn+relu outputs
  * that feed a conv are recomputed before the conv's backward. */
 START_TEST(test_emit_dense)
 {
@@ -89,7 +90,19 @@ START_TEST(test_emit_dense)
         char *text = emit_build(&h, dir, h.g.name, spec, strlen(spec));
         ck_assert_ptr_nonnull(strstr(text, "rt_concat_slice_forward"));
         ck_assert_ptr_nonnull(strstr(text, "rt_concat_slice_backward"));
-        ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_forward_train_strided"));
+        ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_forward_eval_strided"));
+        /* the training bn+relus over the stage's states share a statistics
+         * cache: the first fills it, the later ones read the channels it has */
+        int readers = 0, reuse = 0;
+        for (const char *q = strstr(text, "rt_bn_relu_forward_train_cached"); q;
+             q = strstr(q + 1, "rt_bn_relu_forward_train_cached")) {
+            const char *eol = strchr(q, '\n');
+            ck_assert_ptr_nonnull(eol);
+            readers++;
+            reuse += !(eol - q > 5 && memcmp(eol - 5, ", 0);", 5) == 0);
+        }
+        ck_assert_int_ge(readers, 2);
+        ck_assert_int_ge(reuse, 1);
         ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_backward_strided"));
         ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_recompute"));
         ck_assert_ptr_nonnull(strstr(text, ", in place */"));

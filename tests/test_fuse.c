@@ -1,6 +1,7 @@
 /* test_fuse.c — the fused BN + relu kernels (rt_bn_relu_*) against the pair
  * they replace, rt_bn_* then rt_relu_* (their strided forms and the
- * recompute against the plain ones, and the concat slices against the
+ * recompute against the plain ones, the cached forward against the strided
+ * one, and the concat slices against the
  * whole concat: the kernels of a shared dense stage): forward in training
  * and evaluation mode, backward with acc 0 and 1, in float and double, on one thread and
  * on two (a size above the kernels' parallel threshold), and with a branch
@@ -256,6 +257,60 @@ START_TEST(test_fused_strided)
 }
 END_TEST
 
+/* rt_bn_relu_forward_train_cached: the BNs that read a dense stage's
+ * buffer X[B][CX][HW] in turn (prefixes of C1, C2, C2 again, CX channels,
+ * each with its own gamma, beta, eps and running statistics) sharing one
+ * statistics cache, against the strided form on each: the same bytes
+ * (output, mean, rstd, running mean and variance). The cache starts as
+ * garbage: only channels an earlier reader filled may be read. */
+#define FU_CACHED(T, S)                                                                         \
+    static void fu_cached_##T(int B, int C1, int C2, int CX, int HW, int threads)             \
+    {                                                                                           \
+        size_t nx = (size_t)B * CX * HW, xs = (size_t)CX * HW;                                 \
+        const int cs[4] = { C1, C2, C2, CX }, known[4] = { 0, C1, C2, C2 };                     \
+        const double eps[4] = { 1e-5, 1e-3, 1e-5, 0.1 };                                       \
+        RtRng rng;                                                                              \
+        rt_rng_seed(&rng, 7 + (uint64_t)nx);                                                    \
+        T *X = tu_calloc(nx, sizeof(T)), *o1 = tu_calloc(nx, sizeof(T));                        \
+        T *o2 = tu_calloc(nx, sizeof(T)), *cache = tu_calloc(4 * (size_t)CX, sizeof(T));        \
+        T *gamma = tu_calloc((size_t)CX, sizeof(T)), *beta = tu_calloc((size_t)CX, sizeof(T));  \
+        T *st1 = tu_calloc(4 * (size_t)CX, sizeof(T)), *st2 = tu_calloc(4 * (size_t)CX, sizeof(T)); \
+        for (size_t i = 0; i < nx; i++)                                                         \
+            X[i] = (T)(rt_rng_normal(&rng) + 0.3 * (double)((i / (size_t)HW) % 5) - 0.5);       \
+        memset(cache, 0x7f, 4 * (size_t)CX * sizeof(T));                                        \
+        RtCtx ctx = {threads, NULL, 0, NULL, NULL};                                             \
+        for (int r = 0; r < 4; r++) {                                                           \
+            int C = cs[r];                                                                      \
+            for (int c = 0; c < C; c++) {                                                       \
+                gamma[c] = (T)(0.5 + rt_rng_uniform(&rng));                                     \
+                beta[c] = (T)(rt_rng_uniform(&rng) - 0.5);                                      \
+                st1[2 * C + c] = st2[2 * C + c] = (T)rt_rng_uniform(&rng);                      \
+                st1[3 * C + c] = st2[3 * C + c] = (T)(1 + rt_rng_uniform(&rng));                \
+            }                                                                                   \
+            rt_bn_relu_forward_train_strided##S(&ctx, o1, st1, st1 + C, st1 + 2 * C,            \
+                                                st1 + 3 * C, X, gamma, beta, B, C, HW, 0.1,     \
+                                                eps[r], 0, xs);                                 \
+            rt_bn_relu_forward_train_cached##S(&ctx, o2, st2, st2 + C, st2 + 2 * C,             \
+                                               st2 + 3 * C, X, gamma, beta, B, C, HW, 0.1,      \
+                                               eps[r], 0, xs, cache, known[r]);                 \
+            ck_assert_int_eq(memcmp(o1, o2, (size_t)B * C * HW * sizeof(T)), 0);                \
+            ck_assert_int_eq(memcmp(st1, st2, 4 * (size_t)C * sizeof(T)), 0);                   \
+        }                                                                                       \
+        free(X); free(o1); free(o2); free(cache); free(gamma); free(beta); free(st1); free(st2); \
+    }
+FU_CACHED(double, _d)
+FU_CACHED(float, )
+
+START_TEST(test_fused_cached)
+{
+    fu_cached_double(3, 4, 7, 12, 300, 1);
+    fu_cached_double(4, 24, 36, 48, 64, 2);     /* channel groups, two threads */
+    fu_cached_float(3, 4, 7, 12, 300, 1);
+    fu_cached_float(4, 24, 36, 48, 64, 2);
+    fu_cached_float(8, 12, 20, 21, 1024, 2);
+}
+END_TEST
+
 /* rt_concat_slice_*: a dense stage's concats written one slice at a time
  * into a tensor of CX channels equal rt_concat_forward's output, and the
  * slices' backward equals rt_concat_backward's split (acc 0 and 1). */
@@ -420,6 +475,8 @@ START_TEST(test_fused_isa)
         fu_strided_double(4, 8, 11, 1100, 2, 0.0);
         fu_strided_double(4, 40, 45, 64, 1, 0.0);
         fu_strided_float(3, 4, 7, 300, 1, 1e-6);
+        fu_cached_double(4, 24, 36, 48, 64, 2);
+        fu_cached_float(3, 4, 7, 12, 300, 1);
     }
     isa_set(NULL);
     fu_isa_double(3, 4, 300, 1, 1e-12);
@@ -439,6 +496,7 @@ static Suite *fuse_suite(void)
     tcase_add_test(tc, test_fused_float);
     tcase_add_test(tc, test_fused_branch);
     tcase_add_test(tc, test_fused_strided);
+    tcase_add_test(tc, test_fused_cached);
     tcase_add_test(tc, test_fused_isa);
     tcase_add_test(tc, test_concat_slices);
     suite_add_tcase(s, tc);
