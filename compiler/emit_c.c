@@ -549,6 +549,29 @@ static int emit_conv_sum(const Emit *e, int c)
     return reader;
 }
 
+/* How often sum node s reads node self when its coefficients are numbers
+ * and each other term, computed by node last, is a whole tensor whose
+ * memory is s's output's (same_ok) or shares none with it; else -1. */
+static int emit_sum_terms(const Emit *e, int s, int self, int last, bool same_ok)
+{
+    const IrNode *sn = &e->g->nodes[s];
+    const Plan *p = e->p;
+    int so = p->nodes[s].out, n = 0;
+    for (int k = 0; k < sn->nin; k++) {
+        int o = sn->in[k], ob = p->nodes[o].out;
+        if (sn->u.sum.coef[k].nterms)
+            return -1;
+        if (o == self) {
+            n++;
+            continue;
+        }
+        if (o > last || emit_prefix_stride(e, o)
+            || (!(same_ok && emit_bufs_same(p, so, ob)) && emit_bufs_overlap(p, so, ob)))
+            return -1;
+    }
+    return n;
+}
+
 /* In a stored build's forward pass, the 3-term (or 1-term: momentum's
  * first v) sum that the training forward computes within the 3x3 stride-1
  * conv node c (rt_conv2d_sums_train): as emit_conv_sum, c's one live
@@ -566,21 +589,10 @@ static int emit_conv_sum3(const Emit *e, int c)
     if (s->op != OP_SUM || (s->nin != 3 && s->nin != 1) || emit_prefix_stride(e, c)
         || emit_prefix_stride(e, reader))
         return 0;
-    int so = e->p->nodes[reader].out, ci = e->p->nodes[g->nodes[c].in[0]].out, nc = 0;
+    int so = e->p->nodes[reader].out, ci = e->p->nodes[g->nodes[c].in[0]].out;
     if (so < 0 || emit_bufs_overlap(e->p, so, ci))
         return 0;
-    for (int k = 0; k < s->nin; k++) {
-        int o = s->in[k];
-        if (s->u.sum.coef[k].nterms)
-            return 0;
-        if (o == c) {
-            nc++;
-            continue;
-        }
-        if (o > c || emit_prefix_stride(e, o) || emit_bufs_overlap(e->p, so, e->p->nodes[o].out))
-            return 0;
-    }
-    return nc == 1 ? reader : 0;
+    return emit_sum_terms(e, reader, c, c, false) == 1 ? reader : 0;
 }
 
 /* The conv that computes sum node s within it (emit_conv_sum: at the
@@ -622,29 +634,19 @@ static int emit_conv_sum_then(const Emit *e, int c, int s)
     if (tn->op != OP_SUM || tn->nin < 2 || tn->nin > 3 || emit_prefix_stride(e, t))
         return 0;
     const Plan *p = e->p;
-    int to = p->nodes[t].out, ns = 0;
+    int to = p->nodes[t].out;
     if (to < 0 || emit_bufs_overlap(p, to, p->nodes[g->nodes[c].in[0]].out)
         || emit_bufs_overlap(p, to, p->nodes[s].out))
         return 0;
-    for (int k = 0; k < tn->nin; k++) {
-        int o = tn->in[k];
-        if (tn->u.sum.coef[k].nterms)
+    for (int k = 0; k < tn->nin; k++)
+        if (tn->in[k] == c)
             return 0;
-        if (o == s) {
-            ns++;
-            continue;
-        }
-        int ob = p->nodes[o].out;
-        if (o == c || o > s || emit_prefix_stride(e, o)
-            || (!emit_bufs_same(p, to, ob) && emit_bufs_overlap(p, to, ob)))
-            return 0;
-    }
     for (int k = 0; k < sn->nin; k++) {
         int ob = p->nodes[sn->in[k]].out;
         if (sn->in[k] != c && !emit_bufs_same(p, to, ob) && emit_bufs_overlap(p, to, ob))
             return 0;
     }
-    return ns == 1 ? t : 0;
+    return emit_sum_terms(e, t, s, s, true) == 1 ? t : 0;
 }
 
 /* The training call of conv c computing sum s and then sum t within it
