@@ -715,6 +715,42 @@ static int emit_conv_bnin(const Emit *e, int c)
     return emit_bufs_overlap(e->p, dst, xo) ? 0 : bn;
 }
 
+/* In a forward pass (not a backward's recomputation), the BN whose relu
+ * the 1x1 conv c reads when the training forward runs the pair within c
+ * (rt_bn_relu_conv1x1_train, emitted at the BN; c then runs only in
+ * inference): the relu is fused, read by c alone, not kept for the backward
+ * (PlanNode.recomp: DenseNet's bn0 -> relu0 -> conv0, the backward
+ * recomputes it), runs right before c, c takes no sum or BN within it, and
+ * c's output shares no memory with the BN's input (read image by image as
+ * c writes); else 0. */
+static int emit_conv_pwin(const Emit *e, int c)
+{
+    const IrGraph *g = e->g;
+    const IrNode *n = &g->nodes[c];
+    if (e->bwd || n->op != OP_CONV || n->u.conv.k != 1 || n->u.conv.stride != 1
+        || n->u.conv.pad != 0 || !n->nin)
+        return 0;
+    int r = n->in[0];
+    if (r <= 0 || g->nodes[r].op != OP_RELU || !e->p->nodes[r].fuse || e->p->nodes[r].recomp < 0)
+        return 0;
+    int bn = e->p->nodes[r].fuse, x = g->nodes[bn].in[0];
+    if (g->nodes[bn].op != OP_BN || g->nodes[bn].nin != 1 || emit_conv_sum(e, c)
+        || emit_conv_sum3(e, c) || emit_conv_bn(e, c))
+        return 0;
+    if (g->nodes[x].op == OP_CONV && emit_conv_bn(e, x) == bn)
+        return 0;
+    for (int j = bn + 1; j < g->nnodes; j++) {
+        if (!e->p->nodes[j].live)
+            continue;
+        if (j < c && j != r)
+            return 0;   /* a live node between the pair and c */
+        for (int k = 0; k < g->nodes[j].nin; k++)
+            if (g->nodes[j].in[k] == r && j != c)
+                return 0;   /* another reader of the relu */
+    }
+    return emit_bufs_overlap(e->p, e->p->nodes[c].out, e->p->nodes[x].out) ? 0 : bn;
+}
+
 /* The input BN's arguments of rt_conv2d_bnin_*_eval for conv c reading the
  * relu of BN bn: c's input (h, scratch), the BN's input, its parameters,
  * eps and the relu's branch site. */
@@ -794,13 +830,35 @@ void emit_forward_node(Emit *e, const IrNode *n)
             snprintf(xsa, sizeof xsa, ", %zu, fix + %zu, %d",
                      xs ? xs : (size_t)n->shape.c * n->shape.h * n->shape.w, cache - 1,
                      emit_bnc_known(e, n));
-        emit_f(e, "    if (train)\n        FN(rt_bn_relu_forward_train%s%s)(ctx, %s, %s, %s, %s, "
-               "%s, %s, %s, %s, B, %d, %d, %s, %s, nB * %zu%s);\n",
-               cache ? "_cached" : xs ? "_strided" : "", S, out,
-               emit_buf(e, pn->save0), emit_buf(e, pn->save1), emit_param(e, "buf", n->u.bn.mean),
-               emit_param(e, "buf", n->u.bn.var), in, emit_param(e, "P", n->u.bn.gamma),
-               emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
-               emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps), site, xsa);
+        int pc = 0;     /* the 1x1 conv running the pair within it in training */
+        for (int j = r + 1; j < e->g->nnodes && !pc; j++)
+            if (e->g->nodes[j].op == OP_CONV && e->g->nodes[j].in[0] == r
+                && emit_conv_pwin(e, j) == n->id)
+                pc = j;
+        if (pc) {
+            const IrNode *cn = &e->g->nodes[pc];
+            char ca[64] = "NULL, 0";
+            if (cache)
+                snprintf(ca, sizeof ca, "fix + %zu, %d", cache - 1, emit_bnc_known(e, n));
+            emit_f(e, "    if (train)  /* with the 1x1 conv below: h not written */\n"
+                   "        FN(rt_bn_relu_conv1x1_train%s)(ctx, %s, %s, %s, %s, %s, %s, %s, %s, "
+                   "%s, B, %d, %d, %d, %s, %s, nB * %zu, %zu, %s, %s, %d);\n", S,
+                   emit_out(e, pc), out, emit_buf(e, pn->save0), emit_buf(e, pn->save1),
+                   emit_param(e, "buf", n->u.bn.mean), emit_param(e, "buf", n->u.bn.var), in,
+                   emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
+                   n->shape.c, n->shape.h, n->shape.w, emit_num(e, n->u.bn.momentum),
+                   emit_num(e, n->u.bn.eps), site,
+                   xs ? xs : (size_t)n->shape.c * n->shape.h * n->shape.w, ca,
+                   emit_param(e, "P", cn->u.conv.w), cn->u.conv.cout);
+        } else {
+            emit_f(e, "    if (train)\n        FN(rt_bn_relu_forward_train%s%s)(ctx, %s, %s, %s, %s, "
+                   "%s, %s, %s, %s, B, %d, %d, %s, %s, nB * %zu%s);\n",
+                   cache ? "_cached" : xs ? "_strided" : "", S, out,
+                   emit_buf(e, pn->save0), emit_buf(e, pn->save1), emit_param(e, "buf", n->u.bn.mean),
+                   emit_param(e, "buf", n->u.bn.var), in, emit_param(e, "P", n->u.bn.gamma),
+                   emit_param(e, "P", n->u.bn.beta), n->shape.c, n->shape.h * n->shape.w,
+                   emit_num(e, n->u.bn.momentum), emit_num(e, n->u.bn.eps), site, xsa);
+        }
         if (xs)
             snprintf(xsa, sizeof xsa, ", %zu", xs);
         else
@@ -903,8 +961,9 @@ void emit_forward_node(Emit *e, const IrNode *n)
                    "3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h,
                    is->w, n->u.conv.cout);
         else
-            emit_f(e, "    FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, %d, %d, %d, %d, "
-                   "%d);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
+            emit_f(e, "%s    FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, %d, %d, %d, %d, "
+                   "%d);\n", emit_conv_pwin(e, n->id) ? "    if (!train)    /* training: with "
+                   "its input's bn above (rt_bn_relu_conv1x1_train) */\n    " : "", S, out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
                    n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
         break;
     case OP_BN:

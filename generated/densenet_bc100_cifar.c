@@ -796,14 +796,15 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 24x32x32 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 3, 32, 32, 24, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x32x32 -> 24x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 24576 * nB, fix, fix + 32, buf, buf + 24, act, P + 648, P + 672, B, 24, 1024, 0.1, 1e-05, nB * 0);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 49152 * nB, act + 24576 * nB, fix, fix + 32, buf, buf + 24, act, P + 648, P + 672, B, 24, 32, 32, 0.1, 1e-05, nB * 0, 24576, NULL, 0, P + 696, 48);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 24576 * nB, act, P + 648, P + 672, buf, buf + 24, B, 24, 1024, 1e-05, nB * 0);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 24x32x32 -> 24x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 24x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 24576 * nB, P + 696, B, 24, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 24576 * nB, P + 696, B, 24, 32, 32, 48, 1, 1, 0);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 98304 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 49152 * nB, P + 1848, P + 1896, B, 48, 1024, 0.1, 1e-05, nB * 24576);
@@ -817,14 +818,15 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act, B, 24, 1024, 0, 221184);   /* channels 0..23: stem.conv0 */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 24, 221184);   /* channels 24..35: stage1.step0.grad.conv1 */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x32x32 -> 36x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 319488 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 98304 * nB, P + 7128, P + 7164, B, 36, 1024, 0.1, 1e-05, nB * 73728, 221184, fix + 24672, 0);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 356352 * nB, act + 319488 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 98304 * nB, P + 7128, P + 7164, B, 36, 32, 32, 0.1, 1e-05, nB * 73728, 221184, fix + 24672, 0, P + 7200, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 319488 * nB, act + 98304 * nB, P + 7128, P + 7164, buf + 144, buf + 180, B, 36, 1024, 1e-05, nB * 73728, 221184);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x32x32 -> 36x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 356352 * nB, act + 319488 * nB, P + 7200, B, 36, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 356352 * nB, act + 319488 * nB, P + 7200, B, 36, 32, 32, 48, 1, 1, 0);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 405504 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 356352 * nB, P + 8928, P + 8976, B, 48, 1024, 0.1, 1e-05, nB * 110592);
@@ -838,14 +840,15 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* channels 0..35: stage1.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 36, 221184);   /* channels 36..47: stage1.step1.grad.conv1 */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 405504 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 98304 * nB, P + 14208, P + 14256, B, 48, 1024, 0.1, 1e-05, nB * 159744, 221184, fix + 24672, 36);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 454656 * nB, act + 405504 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 98304 * nB, P + 14208, P + 14256, B, 48, 32, 32, 0.1, 1e-05, nB * 159744, 221184, fix + 24672, 36, P + 14304, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 405504 * nB, act + 98304 * nB, P + 14208, P + 14256, buf + 312, buf + 360, B, 48, 1024, 1e-05, nB * 159744, 221184);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 454656 * nB, act + 405504 * nB, P + 14304, B, 48, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 454656 * nB, act + 405504 * nB, P + 14304, B, 48, 32, 32, 48, 1, 1, 0);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 405504 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 454656 * nB, P + 16608, P + 16656, B, 48, 1024, 0.1, 1e-05, nB * 208896);
@@ -859,8 +862,8 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* channels 0..47: stage1.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 48, 221184);   /* channels 48..59: stage1.step2.grad.conv1 */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x32x32 -> 60x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 503808 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 98304 * nB, P + 21888, P + 21948, B, 60, 1024, 0.1, 1e-05, nB * 258048, 221184, fix + 24672, 48);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 405504 * nB, act + 503808 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 98304 * nB, P + 21888, P + 21948, B, 60, 32, 32, 0.1, 1e-05, nB * 258048, 221184, fix + 24672, 48, P + 22008, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 503808 * nB, act + 98304 * nB, P + 21888, P + 21948, buf + 504, buf + 564, B, 60, 1024, 1e-05, nB * 258048, 221184);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x32x32 -> 60x32x32 */
@@ -878,7 +881,8 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 405504 * nB, act + 503808 * nB, P + 22008, B, 60, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 405504 * nB, act + 503808 * nB, P + 22008, B, 60, 32, 32, 48, 1, 1, 0);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 503808 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 405504 * nB, P + 24888, P + 24936, B, 48, 1024, 0.1, 1e-05, nB * 319488);
@@ -892,14 +896,15 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* channels 0..59: stage1.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 60, 221184);   /* channels 60..71: stage1.step3.grad.conv1 */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x32x32 -> 72x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 503808 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 98304 * nB, P + 30168, P + 30240, B, 72, 1024, 0.1, 1e-05, nB * 368640, 221184, fix + 24672, 60);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 577536 * nB, act + 503808 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 98304 * nB, P + 30168, P + 30240, B, 72, 32, 32, 0.1, 1e-05, nB * 368640, 221184, fix + 24672, 60, P + 30312, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 503808 * nB, act + 98304 * nB, P + 30168, P + 30240, buf + 720, buf + 792, B, 72, 1024, 1e-05, nB * 368640, 221184);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x32x32 -> 72x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 577536 * nB, act + 503808 * nB, P + 30312, B, 72, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 577536 * nB, act + 503808 * nB, P + 30312, B, 72, 32, 32, 48, 1, 1, 0);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 503808 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 577536 * nB, P + 33768, P + 33816, B, 48, 1024, 0.1, 1e-05, nB * 442368);
@@ -913,14 +918,15 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* channels 0..71: stage1.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 72, 221184);   /* channels 72..83: stage1.step4.grad.conv1 */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x32x32 -> 84x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 626688 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 98304 * nB, P + 39048, P + 39132, B, 84, 1024, 0.1, 1e-05, nB * 491520, 221184, fix + 24672, 72);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 503808 * nB, act + 626688 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 98304 * nB, P + 39048, P + 39132, B, 84, 32, 32, 0.1, 1e-05, nB * 491520, 221184, fix + 24672, 72, P + 39216, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 626688 * nB, act + 98304 * nB, P + 39048, P + 39132, buf + 960, buf + 1044, B, 84, 1024, 1e-05, nB * 491520, 221184);
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x32x32 -> 84x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 503808 * nB, act + 626688 * nB, P + 39216, B, 84, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 503808 * nB, act + 626688 * nB, P + 39216, B, 84, 32, 32, 48, 1, 1, 0);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 626688 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 503808 * nB, P + 43248, P + 43296, B, 48, 1024, 0.1, 1e-05, nB * 577536);
@@ -934,14 +940,15 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* channels 0..83: stage1.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 84, 221184);   /* channels 84..95: stage1.step5.grad.conv1 */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x32x32 -> 96x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 626688 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 98304 * nB, P + 48528, P + 48624, B, 96, 1024, 0.1, 1e-05, nB * 626688, 221184, fix + 24672, 84);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 724992 * nB, act + 626688 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 98304 * nB, P + 48528, P + 48624, B, 96, 32, 32, 0.1, 1e-05, nB * 626688, 221184, fix + 24672, 84, P + 48720, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 626688 * nB, act + 98304 * nB, P + 48528, P + 48624, buf + 1224, buf + 1320, B, 96, 1024, 1e-05, nB * 626688, 221184);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x32x32 -> 96x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 724992 * nB, act + 626688 * nB, P + 48720, B, 96, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 724992 * nB, act + 626688 * nB, P + 48720, B, 96, 32, 32, 48, 1, 1, 0);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 626688 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 724992 * nB, P + 53328, P + 53376, B, 48, 1024, 0.1, 1e-05, nB * 724992);
@@ -967,14 +974,15 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* channels 0..95: stage1.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 96, 221184);   /* channels 96..107: stage1.step6.grad.conv1 */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x32x32 -> 108x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 774144 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 98304 * nB, P + 58608, P + 58716, B, 108, 1024, 0.1, 1e-05, nB * 774144, 221184, fix + 24672, 96);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 626688 * nB, act + 774144 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 98304 * nB, P + 58608, P + 58716, B, 108, 32, 32, 0.1, 1e-05, nB * 774144, 221184, fix + 24672, 96, P + 58824, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 774144 * nB, act + 98304 * nB, P + 58608, P + 58716, buf + 1512, buf + 1620, B, 108, 1024, 1e-05, nB * 774144, 221184);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x32x32 -> 108x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 626688 * nB, act + 774144 * nB, P + 58824, B, 108, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 626688 * nB, act + 774144 * nB, P + 58824, B, 108, 32, 32, 48, 1, 1, 0);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 675840 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 626688 * nB, P + 64008, P + 64056, B, 48, 1024, 0.1, 1e-05, nB * 884736);
@@ -988,14 +996,15 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* channels 0..107: stage1.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 108, 221184);   /* channels 108..119: stage1.step7.grad.conv1 */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x32x32 -> 120x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 774144 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 98304 * nB, P + 69288, P + 69408, B, 120, 1024, 0.1, 1e-05, nB * 933888, 221184, fix + 24672, 108);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 675840 * nB, act + 774144 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 98304 * nB, P + 69288, P + 69408, B, 120, 32, 32, 0.1, 1e-05, nB * 933888, 221184, fix + 24672, 108, P + 69528, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 774144 * nB, act + 98304 * nB, P + 69288, P + 69408, buf + 1824, buf + 1944, B, 120, 1024, 1e-05, nB * 933888, 221184);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x32x32 -> 120x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 675840 * nB, act + 774144 * nB, P + 69528, B, 120, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 675840 * nB, act + 774144 * nB, P + 69528, B, 120, 32, 32, 48, 1, 1, 0);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 774144 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 675840 * nB, P + 75288, P + 75336, B, 48, 1024, 0.1, 1e-05, nB * 1056768);
@@ -1009,14 +1018,15 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* channels 0..119: stage1.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 120, 221184);   /* channels 120..131: stage1.step8.grad.conv1 */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x32x32 -> 132x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 774144 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 98304 * nB, P + 80568, P + 80700, B, 132, 1024, 0.1, 1e-05, nB * 1105920, 221184, fix + 24672, 120);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 909312 * nB, act + 774144 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 98304 * nB, P + 80568, P + 80700, B, 132, 32, 32, 0.1, 1e-05, nB * 1105920, 221184, fix + 24672, 120, P + 80832, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 774144 * nB, act + 98304 * nB, P + 80568, P + 80700, buf + 2160, buf + 2292, B, 132, 1024, 1e-05, nB * 1105920, 221184);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x32x32 -> 132x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 909312 * nB, act + 774144 * nB, P + 80832, B, 132, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 909312 * nB, act + 774144 * nB, P + 80832, B, 132, 32, 32, 48, 1, 1, 0);
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 774144 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 909312 * nB, P + 87168, P + 87216, B, 48, 1024, 0.1, 1e-05, nB * 1241088);
@@ -1030,8 +1040,8 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* channels 0..131: stage1.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 132, 221184);   /* channels 132..143: stage1.step9.grad.conv1 */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x32x32 -> 144x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 958464 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 98304 * nB, P + 92448, P + 92592, B, 144, 1024, 0.1, 1e-05, nB * 1290240, 221184, fix + 24672, 132);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 774144 * nB, act + 958464 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 98304 * nB, P + 92448, P + 92592, B, 144, 32, 32, 0.1, 1e-05, nB * 1290240, 221184, fix + 24672, 132, P + 92736, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 958464 * nB, act + 98304 * nB, P + 92448, P + 92592, buf + 2520, buf + 2664, B, 144, 1024, 1e-05, nB * 1290240, 221184);
 }
@@ -1049,7 +1059,8 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x32x32 -> 144x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 774144 * nB, act + 958464 * nB, P + 92736, B, 144, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 774144 * nB, act + 958464 * nB, P + 92736, B, 144, 32, 32, 48, 1, 1, 0);
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 823296 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 774144 * nB, P + 99648, P + 99696, B, 48, 1024, 0.1, 1e-05, nB * 1437696);
@@ -1063,14 +1074,15 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* channels 0..143: stage1.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 144, 221184);   /* channels 144..155: stage1.step10.grad.conv1 */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x32x32 -> 156x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 958464 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 98304 * nB, P + 104928, P + 105084, B, 156, 1024, 0.1, 1e-05, nB * 1486848, 221184, fix + 24672, 144);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 823296 * nB, act + 958464 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 98304 * nB, P + 104928, P + 105084, B, 156, 32, 32, 0.1, 1e-05, nB * 1486848, 221184, fix + 24672, 144, P + 105240, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 958464 * nB, act + 98304 * nB, P + 104928, P + 105084, buf + 2904, buf + 3060, B, 156, 1024, 1e-05, nB * 1486848, 221184);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x32x32 -> 156x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 823296 * nB, act + 958464 * nB, P + 105240, B, 156, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 823296 * nB, act + 958464 * nB, P + 105240, B, 156, 32, 32, 48, 1, 1, 0);
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 958464 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 823296 * nB, P + 112728, P + 112776, B, 48, 1024, 0.1, 1e-05, nB * 1646592);
@@ -1084,14 +1096,15 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* channels 0..155: stage1.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 156, 221184);   /* channels 156..167: stage1.step11.grad.conv1 */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x32x32 -> 168x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 958464 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 98304 * nB, P + 118008, P + 118176, B, 168, 1024, 0.1, 1e-05, nB * 1695744, 221184, fix + 24672, 156);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1130496 * nB, act + 958464 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 98304 * nB, P + 118008, P + 118176, B, 168, 32, 32, 0.1, 1e-05, nB * 1695744, 221184, fix + 24672, 156, P + 118344, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 958464 * nB, act + 98304 * nB, P + 118008, P + 118176, buf + 3312, buf + 3480, B, 168, 1024, 1e-05, nB * 1695744, 221184);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x32x32 -> 168x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 1130496 * nB, act + 958464 * nB, P + 118344, B, 168, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1130496 * nB, act + 958464 * nB, P + 118344, B, 168, 32, 32, 48, 1, 1, 0);
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 958464 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 1130496 * nB, P + 126408, P + 126456, B, 48, 1024, 0.1, 1e-05, nB * 1867776);
@@ -1105,14 +1118,15 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* channels 0..167: stage1.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 168, 221184);   /* channels 168..179: stage1.step12.grad.conv1 */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x32x32 -> 180x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1179648 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 98304 * nB, P + 131688, P + 131868, B, 180, 1024, 0.1, 1e-05, nB * 1916928, 221184, fix + 24672, 168);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 958464 * nB, act + 1179648 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 98304 * nB, P + 131688, P + 131868, B, 180, 32, 32, 0.1, 1e-05, nB * 1916928, 221184, fix + 24672, 168, P + 132048, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 131688, P + 131868, buf + 3744, buf + 3924, B, 180, 1024, 1e-05, nB * 1916928, 221184);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x32x32 -> 180x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 958464 * nB, act + 1179648 * nB, P + 132048, B, 180, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 958464 * nB, act + 1179648 * nB, P + 132048, B, 180, 32, 32, 48, 1, 1, 0);
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1007616 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 958464 * nB, P + 140688, P + 140736, B, 48, 1024, 0.1, 1e-05, nB * 2101248);
@@ -1138,14 +1152,15 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* channels 0..179: stage1.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 180, 221184);   /* channels 180..191: stage1.step13.grad.conv1 */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x32x32 -> 192x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1179648 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 98304 * nB, P + 145968, P + 146160, B, 192, 1024, 0.1, 1e-05, nB * 2150400, 221184, fix + 24672, 180);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1007616 * nB, act + 1179648 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 98304 * nB, P + 145968, P + 146160, B, 192, 32, 32, 0.1, 1e-05, nB * 2150400, 221184, fix + 24672, 180, P + 146352, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 145968, P + 146160, buf + 4200, buf + 4392, B, 192, 1024, 1e-05, nB * 2150400, 221184);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x32x32 -> 192x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 1007616 * nB, act + 1179648 * nB, P + 146352, B, 192, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1007616 * nB, act + 1179648 * nB, P + 146352, B, 192, 32, 32, 48, 1, 1, 0);
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1056768 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 1007616 * nB, P + 155568, P + 155616, B, 48, 1024, 0.1, 1e-05, nB * 2347008);
@@ -1159,14 +1174,15 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* channels 0..191: stage1.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 192, 221184);   /* channels 192..203: stage1.step14.grad.conv1 */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x32x32 -> 204x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1179648 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 98304 * nB, P + 160848, P + 161052, B, 204, 1024, 0.1, 1e-05, nB * 2396160, 221184, fix + 24672, 192);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1056768 * nB, act + 1179648 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 98304 * nB, P + 160848, P + 161052, B, 204, 32, 32, 0.1, 1e-05, nB * 2396160, 221184, fix + 24672, 192, P + 161256, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 160848, P + 161052, buf + 4680, buf + 4884, B, 204, 1024, 1e-05, nB * 2396160, 221184);
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x32x32 -> 204x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 204x32x32 -> 48x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 1056768 * nB, act + 1179648 * nB, P + 161256, B, 204, 32, 32, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1056768 * nB, act + 1179648 * nB, P + 161256, B, 204, 32, 32, 48, 1, 1, 0);
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x32x32 -> 48x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1179648 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 1056768 * nB, P + 171048, P + 171096, B, 48, 1024, 0.1, 1e-05, nB * 2605056);
@@ -1180,25 +1196,27 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* channels 0..203: stage1.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 204, 221184);   /* channels 204..215: stage1.step15.grad.conv1 */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x32x32 -> 216x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1179648 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 98304 * nB, P + 176328, P + 176544, B, 216, 1024, 0.1, 1e-05, nB * 2654208, 221184, fix + 24672, 204);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1400832 * nB, act + 1179648 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 98304 * nB, P + 176328, P + 176544, B, 216, 32, 32, 0.1, 1e-05, nB * 2654208, 221184, fix + 24672, 204, P + 176760, 108);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 1179648 * nB, act + 98304 * nB, P + 176328, P + 176544, buf + 5184, buf + 5400, B, 216, 1024, 1e-05, nB * 2654208);
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x32x32 -> 216x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 116 trans1.conv0 = conv(trans1.relu0): 216x32x32 -> 108x32x32 */
-    FN(rt_conv2d_forward)(ctx, act + 1400832 * nB, act + 1179648 * nB, P + 176760, B, 216, 32, 32, 108, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1400832 * nB, act + 1179648 * nB, P + 176760, B, 216, 32, 32, 108, 1, 1, 0);
     /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x32x32 -> 108x16x16 */
     FN(rt_avgpool_forward)(ctx, act + 319488 * nB, act + 1400832 * nB, B, 108, 32, 32, 2, 2);
     /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x16x16 -> 108x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 872448 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 319488 * nB, P + 200088, P + 200196, B, 108, 256, 0.1, 1e-05, nB * 2875392);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 24576 * nB, act + 872448 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 319488 * nB, P + 200088, P + 200196, B, 108, 16, 16, 0.1, 1e-05, nB * 2875392, 27648, NULL, 0, P + 200304, 48);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 872448 * nB, act + 319488 * nB, P + 200088, P + 200196, buf + 5616, buf + 5724, B, 108, 256, 1e-05, nB * 2875392);
     /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x16x16 -> 108x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 872448 * nB, P + 200304, B, 108, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 24576 * nB, act + 872448 * nB, P + 200304, B, 108, 16, 16, 48, 1, 1, 0);
 }
 
 /* Forward, part 6 of 15. */
@@ -1224,14 +1242,15 @@ static void FN(forward_6)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 319488 * nB, B, 108, 256, 0, 76800);   /* channels 0..107: trans1.avgpool0 */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 108, 76800);   /* channels 108..119: stage2.step0.grad.conv1 */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x16x16 -> 120x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 872448 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 1179648 * nB, P + 210768, P + 210888, B, 120, 256, 0.1, 1e-05, nB * 2915328, 76800, fix + 25536, 0);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 36864 * nB, act + 872448 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 1179648 * nB, P + 210768, P + 210888, B, 120, 16, 16, 0.1, 1e-05, nB * 2915328, 76800, fix + 25536, 0, P + 211008, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 872448 * nB, act + 1179648 * nB, P + 210768, P + 210888, buf + 5928, buf + 6048, B, 120, 256, 1e-05, nB * 2915328, 76800);
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x16x16 -> 120x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 36864 * nB, act + 872448 * nB, P + 211008, B, 120, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 36864 * nB, act + 872448 * nB, P + 211008, B, 120, 16, 16, 48, 1, 1, 0);
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 552960 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 36864 * nB, P + 216768, P + 216816, B, 48, 256, 0.1, 1e-05, nB * 2946048);
@@ -1245,14 +1264,15 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* channels 0..119: stage2.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 120, 76800);   /* channels 120..131: stage2.step1.grad.conv1 */
     /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x16x16 -> 132x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 872448 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 1179648 * nB, P + 222048, P + 222180, B, 132, 256, 0.1, 1e-05, nB * 2958336, 76800, fix + 25536, 120);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 552960 * nB, act + 872448 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 1179648 * nB, P + 222048, P + 222180, B, 132, 16, 16, 0.1, 1e-05, nB * 2958336, 76800, fix + 25536, 120, P + 222312, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 872448 * nB, act + 1179648 * nB, P + 222048, P + 222180, buf + 6264, buf + 6396, B, 132, 256, 1e-05, nB * 2958336, 76800);
     /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x16x16 -> 132x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 552960 * nB, act + 872448 * nB, P + 222312, B, 132, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 552960 * nB, act + 872448 * nB, P + 222312, B, 132, 16, 16, 48, 1, 1, 0);
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 565248 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 552960 * nB, P + 228648, P + 228696, B, 48, 256, 0.1, 1e-05, nB * 2992128);
@@ -1266,14 +1286,15 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* channels 0..131: stage2.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 132, 76800);   /* channels 132..143: stage2.step2.grad.conv1 */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x16x16 -> 144x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 872448 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 1179648 * nB, P + 233928, P + 234072, B, 144, 256, 0.1, 1e-05, nB * 3004416, 76800, fix + 25536, 132);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 565248 * nB, act + 872448 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 1179648 * nB, P + 233928, P + 234072, B, 144, 16, 16, 0.1, 1e-05, nB * 3004416, 76800, fix + 25536, 132, P + 234216, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 872448 * nB, act + 1179648 * nB, P + 233928, P + 234072, buf + 6624, buf + 6768, B, 144, 256, 1e-05, nB * 3004416, 76800);
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x16x16 -> 144x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 565248 * nB, act + 872448 * nB, P + 234216, B, 144, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 565248 * nB, act + 872448 * nB, P + 234216, B, 144, 16, 16, 48, 1, 1, 0);
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 872448 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 565248 * nB, P + 241128, P + 241176, B, 48, 256, 0.1, 1e-05, nB * 3041280);
@@ -1299,14 +1320,15 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* channels 0..143: stage2.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 144, 76800);   /* channels 144..155: stage2.step3.grad.conv1 */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x16x16 -> 156x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 1179648 * nB, P + 246408, P + 246564, B, 156, 256, 0.1, 1e-05, nB * 3053568, 76800, fix + 25536, 144);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 872448 * nB, act + 1256448 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 1179648 * nB, P + 246408, P + 246564, B, 156, 16, 16, 0.1, 1e-05, nB * 3053568, 76800, fix + 25536, 144, P + 246720, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 246408, P + 246564, buf + 7008, buf + 7164, B, 156, 256, 1e-05, nB * 3053568, 76800);
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x16x16 -> 156x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 872448 * nB, act + 1256448 * nB, P + 246720, B, 156, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 872448 * nB, act + 1256448 * nB, P + 246720, B, 156, 16, 16, 48, 1, 1, 0);
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 884736 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 872448 * nB, P + 254208, P + 254256, B, 48, 256, 0.1, 1e-05, nB * 3093504);
@@ -1320,14 +1342,15 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* channels 0..155: stage2.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 156, 76800);   /* channels 156..167: stage2.step4.grad.conv1 */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x16x16 -> 168x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 1179648 * nB, P + 259488, P + 259656, B, 168, 256, 0.1, 1e-05, nB * 3105792, 76800, fix + 25536, 156);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 884736 * nB, act + 1256448 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 1179648 * nB, P + 259488, P + 259656, B, 168, 16, 16, 0.1, 1e-05, nB * 3105792, 76800, fix + 25536, 156, P + 259824, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 259488, P + 259656, buf + 7416, buf + 7584, B, 168, 256, 1e-05, nB * 3105792, 76800);
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x16x16 -> 168x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 884736 * nB, act + 1256448 * nB, P + 259824, B, 168, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 884736 * nB, act + 1256448 * nB, P + 259824, B, 168, 16, 16, 48, 1, 1, 0);
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 897024 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 884736 * nB, P + 267888, P + 267936, B, 48, 256, 0.1, 1e-05, nB * 3148800);
@@ -1341,14 +1364,15 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* channels 0..167: stage2.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 168, 76800);   /* channels 168..179: stage2.step5.grad.conv1 */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x16x16 -> 180x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 1179648 * nB, P + 273168, P + 273348, B, 180, 256, 0.1, 1e-05, nB * 3161088, 76800, fix + 25536, 168);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 897024 * nB, act + 1256448 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 1179648 * nB, P + 273168, P + 273348, B, 180, 16, 16, 0.1, 1e-05, nB * 3161088, 76800, fix + 25536, 168, P + 273528, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 273168, P + 273348, buf + 7848, buf + 8028, B, 180, 256, 1e-05, nB * 3161088, 76800);
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x16x16 -> 180x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 897024 * nB, act + 1256448 * nB, P + 273528, B, 180, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 897024 * nB, act + 1256448 * nB, P + 273528, B, 180, 16, 16, 48, 1, 1, 0);
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1105920 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 897024 * nB, P + 282168, P + 282216, B, 48, 256, 0.1, 1e-05, nB * 3207168);
@@ -1362,8 +1386,8 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* channels 0..179: stage2.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 180, 76800);   /* channels 180..191: stage2.step6.grad.conv1 */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x16x16 -> 192x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 1179648 * nB, P + 287448, P + 287640, B, 192, 256, 0.1, 1e-05, nB * 3219456, 76800, fix + 25536, 180);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1105920 * nB, act + 1256448 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 1179648 * nB, P + 287448, P + 287640, B, 192, 16, 16, 0.1, 1e-05, nB * 3219456, 76800, fix + 25536, 180, P + 287832, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 287448, P + 287640, buf + 8304, buf + 8496, B, 192, 256, 1e-05, nB * 3219456, 76800);
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x16x16 -> 192x16x16 */
@@ -1381,7 +1405,8 @@ static void FN(forward_8)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 1105920 * nB, act + 1256448 * nB, P + 287832, B, 192, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1105920 * nB, act + 1256448 * nB, P + 287832, B, 192, 16, 16, 48, 1, 1, 0);
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1118208 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 1105920 * nB, P + 297048, P + 297096, B, 48, 256, 0.1, 1e-05, nB * 3268608);
@@ -1395,14 +1420,15 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* channels 0..191: stage2.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 192, 76800);   /* channels 192..203: stage2.step7.grad.conv1 */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x16x16 -> 204x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 1179648 * nB, P + 302328, P + 302532, B, 204, 256, 0.1, 1e-05, nB * 3280896, 76800, fix + 25536, 192);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1118208 * nB, act + 1256448 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 1179648 * nB, P + 302328, P + 302532, B, 204, 16, 16, 0.1, 1e-05, nB * 3280896, 76800, fix + 25536, 192, P + 302736, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 302328, P + 302532, buf + 8784, buf + 8988, B, 204, 256, 1e-05, nB * 3280896, 76800);
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x16x16 -> 204x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 1118208 * nB, act + 1256448 * nB, P + 302736, B, 204, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1118208 * nB, act + 1256448 * nB, P + 302736, B, 204, 16, 16, 48, 1, 1, 0);
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1256448 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 1118208 * nB, P + 312528, P + 312576, B, 48, 256, 0.1, 1e-05, nB * 3333120);
@@ -1416,14 +1442,15 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* channels 0..203: stage2.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 204, 76800);   /* channels 204..215: stage2.step8.grad.conv1 */
     /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x16x16 -> 216x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1256448 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 1179648 * nB, P + 317808, P + 318024, B, 216, 256, 0.1, 1e-05, nB * 3345408, 76800, fix + 25536, 204);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1311744 * nB, act + 1256448 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 1179648 * nB, P + 317808, P + 318024, B, 216, 16, 16, 0.1, 1e-05, nB * 3345408, 76800, fix + 25536, 204, P + 318240, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1256448 * nB, act + 1179648 * nB, P + 317808, P + 318024, buf + 9288, buf + 9504, B, 216, 256, 1e-05, nB * 3345408, 76800);
     /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x16x16 -> 216x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 1311744 * nB, act + 1256448 * nB, P + 318240, B, 216, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1311744 * nB, act + 1256448 * nB, P + 318240, B, 216, 16, 16, 48, 1, 1, 0);
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1256448 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 1311744 * nB, P + 328608, P + 328656, B, 48, 256, 0.1, 1e-05, nB * 3400704);
@@ -1437,14 +1464,15 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* channels 0..215: stage2.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 216, 76800);   /* channels 216..227: stage2.step9.grad.conv1 */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x16x16 -> 228x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1324032 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 1179648 * nB, P + 333888, P + 334116, B, 228, 256, 0.1, 1e-05, nB * 3412992, 76800, fix + 25536, 216);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1256448 * nB, act + 1324032 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 1179648 * nB, P + 333888, P + 334116, B, 228, 16, 16, 0.1, 1e-05, nB * 3412992, 76800, fix + 25536, 216, P + 334344, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 333888, P + 334116, buf + 9816, buf + 10044, B, 228, 256, 1e-05, nB * 3412992, 76800);
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x16x16 -> 228x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 1256448 * nB, act + 1324032 * nB, P + 334344, B, 228, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1256448 * nB, act + 1324032 * nB, P + 334344, B, 228, 16, 16, 48, 1, 1, 0);
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1268736 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 1256448 * nB, P + 345288, P + 345336, B, 48, 256, 0.1, 1e-05, nB * 3471360);
@@ -1470,14 +1498,15 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* channels 0..227: stage2.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 228, 76800);   /* channels 228..239: stage2.step10.grad.conv1 */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x16x16 -> 240x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1324032 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 1179648 * nB, P + 350568, P + 350808, B, 240, 256, 0.1, 1e-05, nB * 3483648, 76800, fix + 25536, 228);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1268736 * nB, act + 1324032 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 1179648 * nB, P + 350568, P + 350808, B, 240, 16, 16, 0.1, 1e-05, nB * 3483648, 76800, fix + 25536, 228, P + 351048, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 350568, P + 350808, buf + 10368, buf + 10608, B, 240, 256, 1e-05, nB * 3483648, 76800);
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x16x16 -> 240x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 1268736 * nB, act + 1324032 * nB, P + 351048, B, 240, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1268736 * nB, act + 1324032 * nB, P + 351048, B, 240, 16, 16, 48, 1, 1, 0);
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1281024 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 1268736 * nB, P + 362568, P + 362616, B, 48, 256, 0.1, 1e-05, nB * 3545088);
@@ -1491,14 +1520,15 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* channels 0..239: stage2.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 240, 76800);   /* channels 240..251: stage2.step11.grad.conv1 */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x16x16 -> 252x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1324032 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 1179648 * nB, P + 367848, P + 368100, B, 252, 256, 0.1, 1e-05, nB * 3557376, 76800, fix + 25536, 240);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1281024 * nB, act + 1324032 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 1179648 * nB, P + 367848, P + 368100, B, 252, 16, 16, 0.1, 1e-05, nB * 3557376, 76800, fix + 25536, 240, P + 368352, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 367848, P + 368100, buf + 10944, buf + 11196, B, 252, 256, 1e-05, nB * 3557376, 76800);
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x16x16 -> 252x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 1281024 * nB, act + 1324032 * nB, P + 368352, B, 252, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1281024 * nB, act + 1324032 * nB, P + 368352, B, 252, 16, 16, 48, 1, 1, 0);
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1293312 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 1281024 * nB, P + 380448, P + 380496, B, 48, 256, 0.1, 1e-05, nB * 3621888);
@@ -1512,14 +1542,15 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* channels 0..251: stage2.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 252, 76800);   /* channels 252..263: stage2.step12.grad.conv1 */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x16x16 -> 264x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1324032 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 1179648 * nB, P + 385728, P + 385992, B, 264, 256, 0.1, 1e-05, nB * 3634176, 76800, fix + 25536, 252);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1293312 * nB, act + 1324032 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 1179648 * nB, P + 385728, P + 385992, B, 264, 16, 16, 0.1, 1e-05, nB * 3634176, 76800, fix + 25536, 252, P + 386256, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 385728, P + 385992, buf + 11544, buf + 11808, B, 264, 256, 1e-05, nB * 3634176, 76800);
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x16x16 -> 264x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 1293312 * nB, act + 1324032 * nB, P + 386256, B, 264, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1293312 * nB, act + 1324032 * nB, P + 386256, B, 264, 16, 16, 48, 1, 1, 0);
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1324032 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 1293312 * nB, P + 398928, P + 398976, B, 48, 256, 0.1, 1e-05, nB * 3701760);
@@ -1533,8 +1564,8 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* channels 0..263: stage2.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 264, 76800);   /* channels 264..275: stage2.step13.grad.conv1 */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x16x16 -> 276x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1324032 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 1179648 * nB, P + 404208, P + 404484, B, 276, 256, 0.1, 1e-05, nB * 3714048, 76800, fix + 25536, 264);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1394688 * nB, act + 1324032 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 1179648 * nB, P + 404208, P + 404484, B, 276, 16, 16, 0.1, 1e-05, nB * 3714048, 76800, fix + 25536, 264, P + 404760, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1324032 * nB, act + 1179648 * nB, P + 404208, P + 404484, buf + 12168, buf + 12444, B, 276, 256, 1e-05, nB * 3714048, 76800);
 }
@@ -1552,7 +1583,8 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x16x16 -> 276x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 1394688 * nB, act + 1324032 * nB, P + 404760, B, 276, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1394688 * nB, act + 1324032 * nB, P + 404760, B, 276, 16, 16, 48, 1, 1, 0);
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1324032 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 1394688 * nB, P + 418008, P + 418056, B, 48, 256, 0.1, 1e-05, nB * 3784704);
@@ -1566,14 +1598,15 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* channels 0..275: stage2.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 276, 76800);   /* channels 276..287: stage2.step14.grad.conv1 */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x16x16 -> 288x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 1179648 * nB, P + 423288, P + 423576, B, 288, 256, 0.1, 1e-05, nB * 3796992, 76800, fix + 25536, 276);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1324032 * nB, act + 1406976 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 1179648 * nB, P + 423288, P + 423576, B, 288, 16, 16, 0.1, 1e-05, nB * 3796992, 76800, fix + 25536, 276, P + 423864, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1179648 * nB, P + 423288, P + 423576, buf + 12816, buf + 13104, B, 288, 256, 1e-05, nB * 3796992, 76800);
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x16x16 -> 288x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x16x16 -> 48x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 1324032 * nB, act + 1406976 * nB, P + 423864, B, 288, 16, 16, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1324032 * nB, act + 1406976 * nB, P + 423864, B, 288, 16, 16, 48, 1, 1, 0);
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x16x16 -> 48x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1336320 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 1324032 * nB, P + 437688, P + 437736, B, 48, 256, 0.1, 1e-05, nB * 3870720);
@@ -1587,25 +1620,27 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* channels 0..287: stage2.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 288, 76800);   /* channels 288..299: stage2.step15.grad.conv1 */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x16x16 -> 300x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 1179648 * nB, P + 442968, P + 443268, B, 300, 256, 0.1, 1e-05, nB * 3883008, 76800, fix + 25536, 288);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1336320 * nB, act + 1406976 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 1179648 * nB, P + 442968, P + 443268, B, 300, 16, 16, 0.1, 1e-05, nB * 3883008, 76800, fix + 25536, 288, P + 443568, 150);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 1406976 * nB, act + 1179648 * nB, P + 442968, P + 443268, buf + 13488, buf + 13788, B, 300, 256, 1e-05, nB * 3883008);
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x16x16 -> 300x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 232 trans2.conv0 = conv(trans2.relu0): 300x16x16 -> 150x16x16 */
-    FN(rt_conv2d_forward)(ctx, act + 1336320 * nB, act + 1406976 * nB, P + 443568, B, 300, 16, 16, 150, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1336320 * nB, act + 1406976 * nB, P + 443568, B, 300, 16, 16, 150, 1, 1, 0);
     /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x16x16 -> 150x8x8 */
     FN(rt_avgpool_forward)(ctx, act + 1374720 * nB, act + 1336320 * nB, B, 150, 16, 16, 2, 2);
     /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x8x8 -> 150x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1336320 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 1374720 * nB, P + 488568, P + 488718, B, 150, 64, 0.1, 1e-05, nB * 3959808);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 347136 * nB, act + 1336320 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 1374720 * nB, P + 488568, P + 488718, B, 150, 8, 8, 0.1, 1e-05, nB * 3959808, 9600, NULL, 0, P + 488868, 48);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 1336320 * nB, act + 1374720 * nB, P + 488568, P + 488718, buf + 14088, buf + 14238, B, 150, 64, 1e-05, nB * 3959808);
     /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x8x8 -> 150x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1336320 * nB, P + 488868, B, 150, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1336320 * nB, P + 488868, B, 150, 8, 8, 48, 1, 1, 0);
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 350208 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 347136 * nB, P + 496068, P + 496116, B, 48, 64, 0.1, 1e-05, nB * 3969408);
@@ -1631,14 +1666,15 @@ static void FN(forward_11)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x8x8 -> 162x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1358208 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 1336320 * nB, P + 501348, P + 501510, B, 162, 64, 0.1, 1e-05, nB * 3972480, 21888, fix + 26736, 0);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 350208 * nB, act + 1358208 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 1336320 * nB, P + 501348, P + 501510, B, 162, 8, 8, 0.1, 1e-05, nB * 3972480, 21888, fix + 26736, 0, P + 501672, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 501348, P + 501510, buf + 14484, buf + 14646, B, 162, 64, 1e-05, nB * 3972480, 21888);
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x8x8 -> 162x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 350208 * nB, act + 1358208 * nB, P + 501672, B, 162, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 350208 * nB, act + 1358208 * nB, P + 501672, B, 162, 8, 8, 48, 1, 1, 0);
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 353280 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 350208 * nB, P + 509448, P + 509496, B, 48, 64, 0.1, 1e-05, nB * 3982848);
@@ -1652,14 +1688,15 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* channels 0..161: stage3.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1305600 * nB, B, 12, 64, 162, 21888);   /* channels 162..173: stage3.step1.grad.conv1 */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x8x8 -> 174x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1358208 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 1336320 * nB, P + 514728, P + 514902, B, 174, 64, 0.1, 1e-05, nB * 3985920, 21888, fix + 26736, 162);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 353280 * nB, act + 1358208 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 1336320 * nB, P + 514728, P + 514902, B, 174, 8, 8, 0.1, 1e-05, nB * 3985920, 21888, fix + 26736, 162, P + 515076, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 514728, P + 514902, buf + 14904, buf + 15078, B, 174, 64, 1e-05, nB * 3985920, 21888);
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x8x8 -> 174x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 353280 * nB, act + 1358208 * nB, P + 515076, B, 174, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 353280 * nB, act + 1358208 * nB, P + 515076, B, 174, 8, 8, 48, 1, 1, 0);
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1305600 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 353280 * nB, P + 523428, P + 523476, B, 48, 64, 0.1, 1e-05, nB * 3997056);
@@ -1673,14 +1710,15 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* channels 0..173: stage3.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1308672 * nB, B, 12, 64, 174, 21888);   /* channels 174..185: stage3.step2.grad.conv1 */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x8x8 -> 186x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1358208 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 1336320 * nB, P + 528708, P + 528894, B, 186, 64, 0.1, 1e-05, nB * 4000128, 21888, fix + 26736, 174);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1305600 * nB, act + 1358208 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 1336320 * nB, P + 528708, P + 528894, B, 186, 8, 8, 0.1, 1e-05, nB * 4000128, 21888, fix + 26736, 174, P + 529080, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 528708, P + 528894, buf + 15348, buf + 15534, B, 186, 64, 1e-05, nB * 4000128, 21888);
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x8x8 -> 186x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1305600 * nB, act + 1358208 * nB, P + 529080, B, 186, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1305600 * nB, act + 1358208 * nB, P + 529080, B, 186, 8, 8, 48, 1, 1, 0);
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1308672 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 1305600 * nB, P + 538008, P + 538056, B, 48, 64, 0.1, 1e-05, nB * 4012032);
@@ -1694,14 +1732,15 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* channels 0..185: stage3.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1358208 * nB, B, 12, 64, 186, 21888);   /* channels 186..197: stage3.step3.grad.conv1 */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x8x8 -> 198x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1358208 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 1336320 * nB, P + 543288, P + 543486, B, 198, 64, 0.1, 1e-05, nB * 4015104, 21888, fix + 26736, 186);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1308672 * nB, act + 1358208 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 1336320 * nB, P + 543288, P + 543486, B, 198, 8, 8, 0.1, 1e-05, nB * 4015104, 21888, fix + 26736, 186, P + 543684, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 543288, P + 543486, buf + 15816, buf + 16014, B, 198, 64, 1e-05, nB * 4015104, 21888);
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x8x8 -> 198x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1308672 * nB, act + 1358208 * nB, P + 543684, B, 198, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1308672 * nB, act + 1358208 * nB, P + 543684, B, 198, 8, 8, 48, 1, 1, 0);
 }
 
 /* Forward, part 12 of 15. */
@@ -1727,14 +1766,15 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* channels 0..197: stage3.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1361280 * nB, B, 12, 64, 198, 21888);   /* channels 198..209: stage3.step4.grad.conv1 */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x8x8 -> 210x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1358208 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 1336320 * nB, P + 558468, P + 558678, B, 210, 64, 0.1, 1e-05, nB * 4030848, 21888, fix + 26736, 198);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1371648 * nB, act + 1358208 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 1336320 * nB, P + 558468, P + 558678, B, 210, 8, 8, 0.1, 1e-05, nB * 4030848, 21888, fix + 26736, 198, P + 558888, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1358208 * nB, act + 1336320 * nB, P + 558468, P + 558678, buf + 16308, buf + 16518, B, 210, 64, 1e-05, nB * 4030848, 21888);
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x8x8 -> 210x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1371648 * nB, act + 1358208 * nB, P + 558888, B, 210, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1371648 * nB, act + 1358208 * nB, P + 558888, B, 210, 8, 8, 48, 1, 1, 0);
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1358208 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 1371648 * nB, P + 568968, P + 569016, B, 48, 64, 0.1, 1e-05, nB * 4044288);
@@ -1748,14 +1788,15 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* channels 0..209: stage3.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1361280 * nB, B, 12, 64, 210, 21888);   /* channels 210..221: stage3.step5.grad.conv1 */
     /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x8x8 -> 222x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 1336320 * nB, P + 574248, P + 574470, B, 222, 64, 0.1, 1e-05, nB * 4047360, 21888, fix + 26736, 210);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1358208 * nB, act + 1406976 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 1336320 * nB, P + 574248, P + 574470, B, 222, 8, 8, 0.1, 1e-05, nB * 4047360, 21888, fix + 26736, 210, P + 574692, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 574248, P + 574470, buf + 16824, buf + 17046, B, 222, 64, 1e-05, nB * 4047360, 21888);
     /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x8x8 -> 222x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1358208 * nB, act + 1406976 * nB, P + 574692, B, 222, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1358208 * nB, act + 1406976 * nB, P + 574692, B, 222, 8, 8, 48, 1, 1, 0);
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1361280 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 1358208 * nB, P + 585348, P + 585396, B, 48, 64, 0.1, 1e-05, nB * 4061568);
@@ -1769,14 +1810,15 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* channels 0..221: stage3.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1364352 * nB, B, 12, 64, 222, 21888);   /* channels 222..233: stage3.step6.grad.conv1 */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x8x8 -> 234x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 1336320 * nB, P + 590628, P + 590862, B, 234, 64, 0.1, 1e-05, nB * 4064640, 21888, fix + 26736, 222);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1361280 * nB, act + 1406976 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 1336320 * nB, P + 590628, P + 590862, B, 234, 8, 8, 0.1, 1e-05, nB * 4064640, 21888, fix + 26736, 222, P + 591096, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 590628, P + 590862, buf + 17364, buf + 17598, B, 234, 64, 1e-05, nB * 4064640, 21888);
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x8x8 -> 234x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1361280 * nB, act + 1406976 * nB, P + 591096, B, 234, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1361280 * nB, act + 1406976 * nB, P + 591096, B, 234, 8, 8, 48, 1, 1, 0);
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1364352 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 1361280 * nB, P + 602328, P + 602376, B, 48, 64, 0.1, 1e-05, nB * 4079616);
@@ -1802,14 +1844,15 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* channels 0..233: stage3.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1367424 * nB, B, 12, 64, 234, 21888);   /* channels 234..245: stage3.step7.grad.conv1 */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x8x8 -> 246x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 1336320 * nB, P + 607608, P + 607854, B, 246, 64, 0.1, 1e-05, nB * 4082688, 21888, fix + 26736, 234);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1364352 * nB, act + 1406976 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 1336320 * nB, P + 607608, P + 607854, B, 246, 8, 8, 0.1, 1e-05, nB * 4082688, 21888, fix + 26736, 234, P + 608100, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 607608, P + 607854, buf + 17928, buf + 18174, B, 246, 64, 1e-05, nB * 4082688, 21888);
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x8x8 -> 246x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1364352 * nB, act + 1406976 * nB, P + 608100, B, 246, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1364352 * nB, act + 1406976 * nB, P + 608100, B, 246, 8, 8, 48, 1, 1, 0);
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1367424 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 1364352 * nB, P + 619908, P + 619956, B, 48, 64, 0.1, 1e-05, nB * 4098432);
@@ -1823,14 +1866,15 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* channels 0..245: stage3.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 246, 21888);   /* channels 246..257: stage3.step8.grad.conv1 */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x8x8 -> 258x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 1336320 * nB, P + 625188, P + 625446, B, 258, 64, 0.1, 1e-05, nB * 4101504, 21888, fix + 26736, 246);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1367424 * nB, act + 1406976 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 1336320 * nB, P + 625188, P + 625446, B, 258, 8, 8, 0.1, 1e-05, nB * 4101504, 21888, fix + 26736, 246, P + 625704, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 625188, P + 625446, buf + 18516, buf + 18774, B, 258, 64, 1e-05, nB * 4101504, 21888);
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x8x8 -> 258x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1367424 * nB, act + 1406976 * nB, P + 625704, B, 258, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1367424 * nB, act + 1406976 * nB, P + 625704, B, 258, 8, 8, 48, 1, 1, 0);
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1384320 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 1367424 * nB, P + 638088, P + 638136, B, 48, 64, 0.1, 1e-05, nB * 4118016);
@@ -1844,14 +1888,15 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* channels 0..257: stage3.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 258, 21888);   /* channels 258..269: stage3.step9.grad.conv1 */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x8x8 -> 270x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 1336320 * nB, P + 643368, P + 643638, B, 270, 64, 0.1, 1e-05, nB * 4121088, 21888, fix + 26736, 258);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1384320 * nB, act + 1406976 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 1336320 * nB, P + 643368, P + 643638, B, 270, 8, 8, 0.1, 1e-05, nB * 4121088, 21888, fix + 26736, 258, P + 643908, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 643368, P + 643638, buf + 19128, buf + 19398, B, 270, 64, 1e-05, nB * 4121088, 21888);
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x8x8 -> 270x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1384320 * nB, act + 1406976 * nB, P + 643908, B, 270, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1384320 * nB, act + 1406976 * nB, P + 643908, B, 270, 8, 8, 48, 1, 1, 0);
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1387392 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 1384320 * nB, P + 656868, P + 656916, B, 48, 64, 0.1, 1e-05, nB * 4138368);
@@ -1865,8 +1910,8 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* channels 0..269: stage3.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 270, 21888);   /* channels 270..281: stage3.step10.grad.conv1 */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x8x8 -> 282x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 1336320 * nB, P + 662148, P + 662430, B, 282, 64, 0.1, 1e-05, nB * 4141440, 21888, fix + 26736, 270);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1387392 * nB, act + 1406976 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 1336320 * nB, P + 662148, P + 662430, B, 282, 8, 8, 0.1, 1e-05, nB * 4141440, 21888, fix + 26736, 270, P + 662712, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 662148, P + 662430, buf + 19764, buf + 20046, B, 282, 64, 1e-05, nB * 4141440, 21888);
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x8x8 -> 282x8x8 */
@@ -1884,7 +1929,8 @@ static void FN(forward_14)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1387392 * nB, act + 1406976 * nB, P + 662712, B, 282, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1387392 * nB, act + 1406976 * nB, P + 662712, B, 282, 8, 8, 48, 1, 1, 0);
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1390464 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 1387392 * nB, P + 676248, P + 676296, B, 48, 64, 0.1, 1e-05, nB * 4159488);
@@ -1898,14 +1944,15 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* channels 0..281: stage3.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 282, 21888);   /* channels 282..293: stage3.step11.grad.conv1 */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x8x8 -> 294x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 1336320 * nB, P + 681528, P + 681822, B, 294, 64, 0.1, 1e-05, nB * 4162560, 21888, fix + 26736, 282);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1390464 * nB, act + 1406976 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 1336320 * nB, P + 681528, P + 681822, B, 294, 8, 8, 0.1, 1e-05, nB * 4162560, 21888, fix + 26736, 282, P + 682116, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 681528, P + 681822, buf + 20424, buf + 20718, B, 294, 64, 1e-05, nB * 4162560, 21888);
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x8x8 -> 294x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1390464 * nB, act + 1406976 * nB, P + 682116, B, 294, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1390464 * nB, act + 1406976 * nB, P + 682116, B, 294, 8, 8, 48, 1, 1, 0);
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1406976 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 1390464 * nB, P + 696228, P + 696276, B, 48, 64, 0.1, 1e-05, nB * 4181376);
@@ -1919,14 +1966,15 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* channels 0..293: stage3.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 294, 21888);   /* channels 294..305: stage3.step12.grad.conv1 */
     /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x8x8 -> 306x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1406976 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 1336320 * nB, P + 701508, P + 701814, B, 306, 64, 0.1, 1e-05, nB * 4184448, 21888, fix + 26736, 294);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1426560 * nB, act + 1406976 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 1336320 * nB, P + 701508, P + 701814, B, 306, 8, 8, 0.1, 1e-05, nB * 4184448, 21888, fix + 26736, 294, P + 702120, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1406976 * nB, act + 1336320 * nB, P + 701508, P + 701814, buf + 21108, buf + 21414, B, 306, 64, 1e-05, nB * 4184448, 21888);
     /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x8x8 -> 306x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1426560 * nB, act + 1406976 * nB, P + 702120, B, 306, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1426560 * nB, act + 1406976 * nB, P + 702120, B, 306, 8, 8, 48, 1, 1, 0);
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1406976 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 1426560 * nB, P + 716808, P + 716856, B, 48, 64, 0.1, 1e-05, nB * 4204032);
@@ -1940,14 +1988,15 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* channels 0..305: stage3.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 306, 21888);   /* channels 306..317: stage3.step13.grad.conv1 */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x8x8 -> 318x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1429632 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 1336320 * nB, P + 722088, P + 722406, B, 318, 64, 0.1, 1e-05, nB * 4207104, 21888, fix + 26736, 306);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1406976 * nB, act + 1429632 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 1336320 * nB, P + 722088, P + 722406, B, 318, 8, 8, 0.1, 1e-05, nB * 4207104, 21888, fix + 26736, 306, P + 722724, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1429632 * nB, act + 1336320 * nB, P + 722088, P + 722406, buf + 21816, buf + 22134, B, 318, 64, 1e-05, nB * 4207104, 21888);
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x8x8 -> 318x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1406976 * nB, act + 1429632 * nB, P + 722724, B, 318, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1406976 * nB, act + 1429632 * nB, P + 722724, B, 318, 8, 8, 48, 1, 1, 0);
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1410048 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 1406976 * nB, P + 737988, P + 738036, B, 48, 64, 0.1, 1e-05, nB * 4227456);
@@ -1973,14 +2022,15 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* channels 0..317: stage3.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 318, 21888);   /* channels 318..329: stage3.step14.grad.conv1 */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x8x8 -> 330x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1429632 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 1336320 * nB, P + 743268, P + 743598, B, 330, 64, 0.1, 1e-05, nB * 4230528, 21888, fix + 26736, 318);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1410048 * nB, act + 1429632 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 1336320 * nB, P + 743268, P + 743598, B, 330, 8, 8, 0.1, 1e-05, nB * 4230528, 21888, fix + 26736, 318, P + 743928, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1429632 * nB, act + 1336320 * nB, P + 743268, P + 743598, buf + 22548, buf + 22878, B, 330, 64, 1e-05, nB * 4230528, 21888);
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x8x8 -> 330x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x8x8 -> 48x8x8 */
-    FN(rt_conv2d_forward)(ctx, act + 1410048 * nB, act + 1429632 * nB, P + 743928, B, 330, 8, 8, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1410048 * nB, act + 1429632 * nB, P + 743928, B, 330, 8, 8, 48, 1, 1, 0);
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x8x8 -> 48x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1413120 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 1410048 * nB, P + 759768, P + 759816, B, 48, 64, 0.1, 1e-05, nB * 4251648);

@@ -796,14 +796,15 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 24x28x28 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 1, 28, 28, 24, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x28x28 -> 24x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 18816 * nB, fix, fix + 32, buf, buf + 24, act, P + 216, P + 240, B, 24, 784, 0.1, 1e-05, nB * 0);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 37632 * nB, act + 18816 * nB, fix, fix + 32, buf, buf + 24, act, P + 216, P + 240, B, 24, 28, 28, 0.1, 1e-05, nB * 0, 18816, NULL, 0, P + 264, 48);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 18816 * nB, act, P + 216, P + 240, buf, buf + 24, B, 24, 784, 1e-05, nB * 0);
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 24x28x28 -> 24x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 24x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 37632 * nB, act + 18816 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 37632 * nB, act + 18816 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 75264 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 37632 * nB, P + 1416, P + 1464, B, 48, 784, 0.1, 1e-05, nB * 18816);
@@ -817,14 +818,15 @@ static void FN(forward_1)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act, B, 24, 784, 0, 169344);   /* channels 0..23: stem.conv0 */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 24, 169344);   /* channels 24..35: stage1.step0.grad.conv1 */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x28x28 -> 36x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 244608 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 75264 * nB, P + 6696, P + 6732, B, 36, 784, 0.1, 1e-05, nB * 56448, 169344, fix + 24672, 0);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 272832 * nB, act + 244608 * nB, fix + 160, fix + 208, buf + 144, buf + 180, act + 75264 * nB, P + 6696, P + 6732, B, 36, 28, 28, 0.1, 1e-05, nB * 56448, 169344, fix + 24672, 0, P + 6768, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 244608 * nB, act + 75264 * nB, P + 6696, P + 6732, buf + 144, buf + 180, B, 36, 784, 1e-05, nB * 56448, 169344);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x28x28 -> 36x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 272832 * nB, act + 244608 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 272832 * nB, act + 244608 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 310464 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 272832 * nB, P + 8496, P + 8544, B, 48, 784, 0.1, 1e-05, nB * 84672);
@@ -838,14 +840,15 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* channels 0..35: stage1.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 36, 169344);   /* channels 36..47: stage1.step1.grad.conv1 */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 310464 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 75264 * nB, P + 13776, P + 13824, B, 48, 784, 0.1, 1e-05, nB * 122304, 169344, fix + 24672, 36);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 348096 * nB, act + 310464 * nB, fix + 352, fix + 400, buf + 312, buf + 360, act + 75264 * nB, P + 13776, P + 13824, B, 48, 28, 28, 0.1, 1e-05, nB * 122304, 169344, fix + 24672, 36, P + 13872, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 310464 * nB, act + 75264 * nB, P + 13776, P + 13824, buf + 312, buf + 360, B, 48, 784, 1e-05, nB * 122304, 169344);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 348096 * nB, act + 310464 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 348096 * nB, act + 310464 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 310464 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 348096 * nB, P + 16176, P + 16224, B, 48, 784, 0.1, 1e-05, nB * 159936);
@@ -859,8 +862,8 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* channels 0..47: stage1.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 48, 169344);   /* channels 48..59: stage1.step2.grad.conv1 */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x28x28 -> 60x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 385728 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 75264 * nB, P + 21456, P + 21516, B, 60, 784, 0.1, 1e-05, nB * 197568, 169344, fix + 24672, 48);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 310464 * nB, act + 385728 * nB, fix + 544, fix + 608, buf + 504, buf + 564, act + 75264 * nB, P + 21456, P + 21516, B, 60, 28, 28, 0.1, 1e-05, nB * 197568, 169344, fix + 24672, 48, P + 21576, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 385728 * nB, act + 75264 * nB, P + 21456, P + 21516, buf + 504, buf + 564, B, 60, 784, 1e-05, nB * 197568, 169344);
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x28x28 -> 60x28x28 */
@@ -878,7 +881,8 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 310464 * nB, act + 385728 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 310464 * nB, act + 385728 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 385728 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 310464 * nB, P + 24456, P + 24504, B, 48, 784, 0.1, 1e-05, nB * 244608);
@@ -892,14 +896,15 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* channels 0..59: stage1.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 60, 169344);   /* channels 60..71: stage1.step3.grad.conv1 */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x28x28 -> 72x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 385728 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 75264 * nB, P + 29736, P + 29808, B, 72, 784, 0.1, 1e-05, nB * 282240, 169344, fix + 24672, 60);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 442176 * nB, act + 385728 * nB, fix + 768, fix + 848, buf + 720, buf + 792, act + 75264 * nB, P + 29736, P + 29808, B, 72, 28, 28, 0.1, 1e-05, nB * 282240, 169344, fix + 24672, 60, P + 29880, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 385728 * nB, act + 75264 * nB, P + 29736, P + 29808, buf + 720, buf + 792, B, 72, 784, 1e-05, nB * 282240, 169344);
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x28x28 -> 72x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 442176 * nB, act + 385728 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 442176 * nB, act + 385728 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 385728 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 442176 * nB, P + 33336, P + 33384, B, 48, 784, 0.1, 1e-05, nB * 338688);
@@ -913,14 +918,15 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* channels 0..71: stage1.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 72, 169344);   /* channels 72..83: stage1.step4.grad.conv1 */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.step4.concat): 84x28x28 -> 84x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 479808 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 75264 * nB, P + 38616, P + 38700, B, 84, 784, 0.1, 1e-05, nB * 376320, 169344, fix + 24672, 72);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 385728 * nB, act + 479808 * nB, fix + 1024, fix + 1120, buf + 960, buf + 1044, act + 75264 * nB, P + 38616, P + 38700, B, 84, 28, 28, 0.1, 1e-05, nB * 376320, 169344, fix + 24672, 72, P + 38784, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 479808 * nB, act + 75264 * nB, P + 38616, P + 38700, buf + 960, buf + 1044, B, 84, 784, 1e-05, nB * 376320, 169344);
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x28x28 -> 84x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 385728 * nB, act + 479808 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 385728 * nB, act + 479808 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 479808 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 385728 * nB, P + 42816, P + 42864, B, 48, 784, 0.1, 1e-05, nB * 442176);
@@ -934,14 +940,15 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* channels 0..83: stage1.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 84, 169344);   /* channels 84..95: stage1.step5.grad.conv1 */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x28x28 -> 96x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 479808 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 75264 * nB, P + 48096, P + 48192, B, 96, 784, 0.1, 1e-05, nB * 479808, 169344, fix + 24672, 84);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 555072 * nB, act + 479808 * nB, fix + 1312, fix + 1408, buf + 1224, buf + 1320, act + 75264 * nB, P + 48096, P + 48192, B, 96, 28, 28, 0.1, 1e-05, nB * 479808, 169344, fix + 24672, 84, P + 48288, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 479808 * nB, act + 75264 * nB, P + 48096, P + 48192, buf + 1224, buf + 1320, B, 96, 784, 1e-05, nB * 479808, 169344);
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x28x28 -> 96x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 555072 * nB, act + 479808 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 555072 * nB, act + 479808 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 479808 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 555072 * nB, P + 52896, P + 52944, B, 48, 784, 0.1, 1e-05, nB * 555072);
@@ -967,14 +974,15 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* channels 0..95: stage1.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 96, 169344);   /* channels 96..107: stage1.step6.grad.conv1 */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x28x28 -> 108x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 592704 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 75264 * nB, P + 58176, P + 58284, B, 108, 784, 0.1, 1e-05, nB * 592704, 169344, fix + 24672, 96);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 479808 * nB, act + 592704 * nB, fix + 1600, fix + 1712, buf + 1512, buf + 1620, act + 75264 * nB, P + 58176, P + 58284, B, 108, 28, 28, 0.1, 1e-05, nB * 592704, 169344, fix + 24672, 96, P + 58392, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 592704 * nB, act + 75264 * nB, P + 58176, P + 58284, buf + 1512, buf + 1620, B, 108, 784, 1e-05, nB * 592704, 169344);
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x28x28 -> 108x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 479808 * nB, act + 592704 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 479808 * nB, act + 592704 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 517440 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 479808 * nB, P + 63576, P + 63624, B, 48, 784, 0.1, 1e-05, nB * 677376);
@@ -988,14 +996,15 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* channels 0..107: stage1.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 108, 169344);   /* channels 108..119: stage1.step7.grad.conv1 */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x28x28 -> 120x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 592704 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 75264 * nB, P + 68856, P + 68976, B, 120, 784, 0.1, 1e-05, nB * 715008, 169344, fix + 24672, 108);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 517440 * nB, act + 592704 * nB, fix + 1920, fix + 2048, buf + 1824, buf + 1944, act + 75264 * nB, P + 68856, P + 68976, B, 120, 28, 28, 0.1, 1e-05, nB * 715008, 169344, fix + 24672, 108, P + 69096, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 592704 * nB, act + 75264 * nB, P + 68856, P + 68976, buf + 1824, buf + 1944, B, 120, 784, 1e-05, nB * 715008, 169344);
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x28x28 -> 120x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 517440 * nB, act + 592704 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 517440 * nB, act + 592704 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 592704 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 517440 * nB, P + 74856, P + 74904, B, 48, 784, 0.1, 1e-05, nB * 809088);
@@ -1009,14 +1018,15 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* channels 0..119: stage1.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 120, 169344);   /* channels 120..131: stage1.step8.grad.conv1 */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x28x28 -> 132x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 592704 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 75264 * nB, P + 80136, P + 80268, B, 132, 784, 0.1, 1e-05, nB * 846720, 169344, fix + 24672, 120);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 696192 * nB, act + 592704 * nB, fix + 2272, fix + 2416, buf + 2160, buf + 2292, act + 75264 * nB, P + 80136, P + 80268, B, 132, 28, 28, 0.1, 1e-05, nB * 846720, 169344, fix + 24672, 120, P + 80400, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 592704 * nB, act + 75264 * nB, P + 80136, P + 80268, buf + 2160, buf + 2292, B, 132, 784, 1e-05, nB * 846720, 169344);
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x28x28 -> 132x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 696192 * nB, act + 592704 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 696192 * nB, act + 592704 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 592704 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 696192 * nB, P + 86736, P + 86784, B, 48, 784, 0.1, 1e-05, nB * 950208);
@@ -1030,8 +1040,8 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* channels 0..131: stage1.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 132, 169344);   /* channels 132..143: stage1.step9.grad.conv1 */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x28x28 -> 144x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 733824 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 75264 * nB, P + 92016, P + 92160, B, 144, 784, 0.1, 1e-05, nB * 987840, 169344, fix + 24672, 132);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 592704 * nB, act + 733824 * nB, fix + 2656, fix + 2800, buf + 2520, buf + 2664, act + 75264 * nB, P + 92016, P + 92160, B, 144, 28, 28, 0.1, 1e-05, nB * 987840, 169344, fix + 24672, 132, P + 92304, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 733824 * nB, act + 75264 * nB, P + 92016, P + 92160, buf + 2520, buf + 2664, B, 144, 784, 1e-05, nB * 987840, 169344);
 }
@@ -1049,7 +1059,8 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x28x28 -> 144x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 592704 * nB, act + 733824 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 592704 * nB, act + 733824 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 630336 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 592704 * nB, P + 99216, P + 99264, B, 48, 784, 0.1, 1e-05, nB * 1100736);
@@ -1063,14 +1074,15 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* channels 0..143: stage1.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 144, 169344);   /* channels 144..155: stage1.step10.grad.conv1 */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x28x28 -> 156x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 733824 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 75264 * nB, P + 104496, P + 104652, B, 156, 784, 0.1, 1e-05, nB * 1138368, 169344, fix + 24672, 144);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 630336 * nB, act + 733824 * nB, fix + 3040, fix + 3200, buf + 2904, buf + 3060, act + 75264 * nB, P + 104496, P + 104652, B, 156, 28, 28, 0.1, 1e-05, nB * 1138368, 169344, fix + 24672, 144, P + 104808, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 733824 * nB, act + 75264 * nB, P + 104496, P + 104652, buf + 2904, buf + 3060, B, 156, 784, 1e-05, nB * 1138368, 169344);
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x28x28 -> 156x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 630336 * nB, act + 733824 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 630336 * nB, act + 733824 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 733824 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 630336 * nB, P + 112296, P + 112344, B, 48, 784, 0.1, 1e-05, nB * 1260672);
@@ -1084,14 +1096,15 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* channels 0..155: stage1.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 156, 169344);   /* channels 156..167: stage1.step11.grad.conv1 */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x28x28 -> 168x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 733824 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 75264 * nB, P + 117576, P + 117744, B, 168, 784, 0.1, 1e-05, nB * 1298304, 169344, fix + 24672, 156);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 865536 * nB, act + 733824 * nB, fix + 3456, fix + 3632, buf + 3312, buf + 3480, act + 75264 * nB, P + 117576, P + 117744, B, 168, 28, 28, 0.1, 1e-05, nB * 1298304, 169344, fix + 24672, 156, P + 117912, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 733824 * nB, act + 75264 * nB, P + 117576, P + 117744, buf + 3312, buf + 3480, B, 168, 784, 1e-05, nB * 1298304, 169344);
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x28x28 -> 168x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 865536 * nB, act + 733824 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 865536 * nB, act + 733824 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 733824 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 865536 * nB, P + 125976, P + 126024, B, 48, 784, 0.1, 1e-05, nB * 1430016);
@@ -1105,14 +1118,15 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* channels 0..167: stage1.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 168, 169344);   /* channels 168..179: stage1.step12.grad.conv1 */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x28x28 -> 180x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 903168 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 75264 * nB, P + 131256, P + 131436, B, 180, 784, 0.1, 1e-05, nB * 1467648, 169344, fix + 24672, 168);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 733824 * nB, act + 903168 * nB, fix + 3904, fix + 4096, buf + 3744, buf + 3924, act + 75264 * nB, P + 131256, P + 131436, B, 180, 28, 28, 0.1, 1e-05, nB * 1467648, 169344, fix + 24672, 168, P + 131616, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 903168 * nB, act + 75264 * nB, P + 131256, P + 131436, buf + 3744, buf + 3924, B, 180, 784, 1e-05, nB * 1467648, 169344);
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x28x28 -> 180x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 733824 * nB, act + 903168 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 733824 * nB, act + 903168 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 771456 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 733824 * nB, P + 140256, P + 140304, B, 48, 784, 0.1, 1e-05, nB * 1608768);
@@ -1138,14 +1152,15 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* channels 0..179: stage1.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 180, 169344);   /* channels 180..191: stage1.step13.grad.conv1 */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x28x28 -> 192x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 903168 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 75264 * nB, P + 145536, P + 145728, B, 192, 784, 0.1, 1e-05, nB * 1646400, 169344, fix + 24672, 180);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 771456 * nB, act + 903168 * nB, fix + 4384, fix + 4576, buf + 4200, buf + 4392, act + 75264 * nB, P + 145536, P + 145728, B, 192, 28, 28, 0.1, 1e-05, nB * 1646400, 169344, fix + 24672, 180, P + 145920, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 903168 * nB, act + 75264 * nB, P + 145536, P + 145728, buf + 4200, buf + 4392, B, 192, 784, 1e-05, nB * 1646400, 169344);
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x28x28 -> 192x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 771456 * nB, act + 903168 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 771456 * nB, act + 903168 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 809088 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 771456 * nB, P + 155136, P + 155184, B, 48, 784, 0.1, 1e-05, nB * 1796928);
@@ -1159,14 +1174,15 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* channels 0..191: stage1.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 192, 169344);   /* channels 192..203: stage1.step14.grad.conv1 */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x28x28 -> 204x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 903168 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 75264 * nB, P + 160416, P + 160620, B, 204, 784, 0.1, 1e-05, nB * 1834560, 169344, fix + 24672, 192);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 809088 * nB, act + 903168 * nB, fix + 4864, fix + 5072, buf + 4680, buf + 4884, act + 75264 * nB, P + 160416, P + 160620, B, 204, 28, 28, 0.1, 1e-05, nB * 1834560, 169344, fix + 24672, 192, P + 160824, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 903168 * nB, act + 75264 * nB, P + 160416, P + 160620, buf + 4680, buf + 4884, B, 204, 784, 1e-05, nB * 1834560, 169344);
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x28x28 -> 204x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 204x28x28 -> 48x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 809088 * nB, act + 903168 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 809088 * nB, act + 903168 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x28x28 -> 48x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 903168 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 809088 * nB, P + 170616, P + 170664, B, 48, 784, 0.1, 1e-05, nB * 1994496);
@@ -1180,25 +1196,27 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* channels 0..203: stage1.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 204, 169344);   /* channels 204..215: stage1.step15.grad.conv1 */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x28x28 -> 216x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 903168 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 75264 * nB, P + 175896, P + 176112, B, 216, 784, 0.1, 1e-05, nB * 2032128, 169344, fix + 24672, 204);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1072512 * nB, act + 903168 * nB, fix + 5376, fix + 5600, buf + 5184, buf + 5400, act + 75264 * nB, P + 175896, P + 176112, B, 216, 28, 28, 0.1, 1e-05, nB * 2032128, 169344, fix + 24672, 204, P + 176328, 108);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 903168 * nB, act + 75264 * nB, P + 175896, P + 176112, buf + 5184, buf + 5400, B, 216, 784, 1e-05, nB * 2032128);
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x28x28 -> 216x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 116 trans1.conv0 = conv(trans1.relu0): 216x28x28 -> 108x28x28 */
-    FN(rt_conv2d_forward)(ctx, act + 1072512 * nB, act + 903168 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1072512 * nB, act + 903168 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
     /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x28x28 -> 108x14x14 */
     FN(rt_avgpool_forward)(ctx, act + 244608 * nB, act + 1072512 * nB, B, 108, 28, 28, 2, 2);
     /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x14x14 -> 108x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 667968 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 244608 * nB, P + 199656, P + 199764, B, 108, 196, 0.1, 1e-05, nB * 2201472);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 18816 * nB, act + 667968 * nB, fix + 5824, fix + 5936, buf + 5616, buf + 5724, act + 244608 * nB, P + 199656, P + 199764, B, 108, 14, 14, 0.1, 1e-05, nB * 2201472, 21168, NULL, 0, P + 199872, 48);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 667968 * nB, act + 244608 * nB, P + 199656, P + 199764, buf + 5616, buf + 5724, B, 108, 196, 1e-05, nB * 2201472);
     /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x14x14 -> 108x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 667968 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 18816 * nB, act + 667968 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
 }
 
 /* Forward, part 6 of 15. */
@@ -1224,14 +1242,15 @@ static void FN(forward_6)(Model *m, int B, int train)
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 244608 * nB, B, 108, 196, 0, 58800);   /* channels 0..107: trans1.avgpool0 */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 108, 58800);   /* channels 108..119: stage2.step0.grad.conv1 */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x14x14 -> 120x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 667968 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 903168 * nB, P + 210336, P + 210456, B, 120, 196, 0.1, 1e-05, nB * 2232048, 58800, fix + 25536, 0);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 28224 * nB, act + 667968 * nB, fix + 6144, fix + 6272, buf + 5928, buf + 6048, act + 903168 * nB, P + 210336, P + 210456, B, 120, 14, 14, 0.1, 1e-05, nB * 2232048, 58800, fix + 25536, 0, P + 210576, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 667968 * nB, act + 903168 * nB, P + 210336, P + 210456, buf + 5928, buf + 6048, B, 120, 196, 1e-05, nB * 2232048, 58800);
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x14x14 -> 120x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 28224 * nB, act + 667968 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 28224 * nB, act + 667968 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 423360 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 28224 * nB, P + 216336, P + 216384, B, 48, 196, 0.1, 1e-05, nB * 2255568);
@@ -1245,14 +1264,15 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* channels 0..119: stage2.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 120, 58800);   /* channels 120..131: stage2.step1.grad.conv1 */
     /* 132 stage2.step2.grad.bn0 = bn(stage2.step1.concat): 132x14x14 -> 132x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 667968 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 903168 * nB, P + 221616, P + 221748, B, 132, 196, 0.1, 1e-05, nB * 2264976, 58800, fix + 25536, 120);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 423360 * nB, act + 667968 * nB, fix + 6496, fix + 6640, buf + 6264, buf + 6396, act + 903168 * nB, P + 221616, P + 221748, B, 132, 14, 14, 0.1, 1e-05, nB * 2264976, 58800, fix + 25536, 120, P + 221880, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 667968 * nB, act + 903168 * nB, P + 221616, P + 221748, buf + 6264, buf + 6396, B, 132, 196, 1e-05, nB * 2264976, 58800);
     /* 133 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 132x14x14 -> 132x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 423360 * nB, act + 667968 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 423360 * nB, act + 667968 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 432768 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 423360 * nB, P + 228216, P + 228264, B, 48, 196, 0.1, 1e-05, nB * 2290848);
@@ -1266,14 +1286,15 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* channels 0..131: stage2.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 132, 58800);   /* channels 132..143: stage2.step2.grad.conv1 */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x14x14 -> 144x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 667968 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 903168 * nB, P + 233496, P + 233640, B, 144, 196, 0.1, 1e-05, nB * 2300256, 58800, fix + 25536, 132);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 432768 * nB, act + 667968 * nB, fix + 6880, fix + 7024, buf + 6624, buf + 6768, act + 903168 * nB, P + 233496, P + 233640, B, 144, 14, 14, 0.1, 1e-05, nB * 2300256, 58800, fix + 25536, 132, P + 233784, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 667968 * nB, act + 903168 * nB, P + 233496, P + 233640, buf + 6624, buf + 6768, B, 144, 196, 1e-05, nB * 2300256, 58800);
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x14x14 -> 144x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 432768 * nB, act + 667968 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 432768 * nB, act + 667968 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 667968 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 432768 * nB, P + 240696, P + 240744, B, 48, 196, 0.1, 1e-05, nB * 2328480);
@@ -1299,14 +1320,15 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* channels 0..143: stage2.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 144, 58800);   /* channels 144..155: stage2.step3.grad.conv1 */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x14x14 -> 156x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 903168 * nB, P + 245976, P + 246132, B, 156, 196, 0.1, 1e-05, nB * 2337888, 58800, fix + 25536, 144);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 667968 * nB, act + 961968 * nB, fix + 7264, fix + 7424, buf + 7008, buf + 7164, act + 903168 * nB, P + 245976, P + 246132, B, 156, 14, 14, 0.1, 1e-05, nB * 2337888, 58800, fix + 25536, 144, P + 246288, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 245976, P + 246132, buf + 7008, buf + 7164, B, 156, 196, 1e-05, nB * 2337888, 58800);
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x14x14 -> 156x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 667968 * nB, act + 961968 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 667968 * nB, act + 961968 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 677376 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 667968 * nB, P + 253776, P + 253824, B, 48, 196, 0.1, 1e-05, nB * 2368464);
@@ -1320,14 +1342,15 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* channels 0..155: stage2.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 156, 58800);   /* channels 156..167: stage2.step4.grad.conv1 */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x14x14 -> 168x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 903168 * nB, P + 259056, P + 259224, B, 168, 196, 0.1, 1e-05, nB * 2377872, 58800, fix + 25536, 156);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 677376 * nB, act + 961968 * nB, fix + 7680, fix + 7856, buf + 7416, buf + 7584, act + 903168 * nB, P + 259056, P + 259224, B, 168, 14, 14, 0.1, 1e-05, nB * 2377872, 58800, fix + 25536, 156, P + 259392, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 259056, P + 259224, buf + 7416, buf + 7584, B, 168, 196, 1e-05, nB * 2377872, 58800);
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x14x14 -> 168x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 677376 * nB, act + 961968 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 677376 * nB, act + 961968 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 686784 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 677376 * nB, P + 267456, P + 267504, B, 48, 196, 0.1, 1e-05, nB * 2410800);
@@ -1341,14 +1364,15 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* channels 0..167: stage2.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 168, 58800);   /* channels 168..179: stage2.step5.grad.conv1 */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x14x14 -> 180x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 903168 * nB, P + 272736, P + 272916, B, 180, 196, 0.1, 1e-05, nB * 2420208, 58800, fix + 25536, 168);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 686784 * nB, act + 961968 * nB, fix + 8128, fix + 8320, buf + 7848, buf + 8028, act + 903168 * nB, P + 272736, P + 272916, B, 180, 14, 14, 0.1, 1e-05, nB * 2420208, 58800, fix + 25536, 168, P + 273096, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 272736, P + 272916, buf + 7848, buf + 8028, B, 180, 196, 1e-05, nB * 2420208, 58800);
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x14x14 -> 180x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 686784 * nB, act + 961968 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 686784 * nB, act + 961968 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 846720 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 686784 * nB, P + 281736, P + 281784, B, 48, 196, 0.1, 1e-05, nB * 2455488);
@@ -1362,8 +1386,8 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* channels 0..179: stage2.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 180, 58800);   /* channels 180..191: stage2.step6.grad.conv1 */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x14x14 -> 192x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 903168 * nB, P + 287016, P + 287208, B, 192, 196, 0.1, 1e-05, nB * 2464896, 58800, fix + 25536, 180);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 846720 * nB, act + 961968 * nB, fix + 8608, fix + 8800, buf + 8304, buf + 8496, act + 903168 * nB, P + 287016, P + 287208, B, 192, 14, 14, 0.1, 1e-05, nB * 2464896, 58800, fix + 25536, 180, P + 287400, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 287016, P + 287208, buf + 8304, buf + 8496, B, 192, 196, 1e-05, nB * 2464896, 58800);
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x14x14 -> 192x14x14 */
@@ -1381,7 +1405,8 @@ static void FN(forward_8)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 846720 * nB, act + 961968 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 846720 * nB, act + 961968 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 856128 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 846720 * nB, P + 296616, P + 296664, B, 48, 196, 0.1, 1e-05, nB * 2502528);
@@ -1395,14 +1420,15 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* channels 0..191: stage2.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 192, 58800);   /* channels 192..203: stage2.step7.grad.conv1 */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x14x14 -> 204x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 903168 * nB, P + 301896, P + 302100, B, 204, 196, 0.1, 1e-05, nB * 2511936, 58800, fix + 25536, 192);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 856128 * nB, act + 961968 * nB, fix + 9088, fix + 9296, buf + 8784, buf + 8988, act + 903168 * nB, P + 301896, P + 302100, B, 204, 14, 14, 0.1, 1e-05, nB * 2511936, 58800, fix + 25536, 192, P + 302304, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 301896, P + 302100, buf + 8784, buf + 8988, B, 204, 196, 1e-05, nB * 2511936, 58800);
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x14x14 -> 204x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 856128 * nB, act + 961968 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 856128 * nB, act + 961968 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 961968 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 856128 * nB, P + 312096, P + 312144, B, 48, 196, 0.1, 1e-05, nB * 2551920);
@@ -1416,14 +1442,15 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* channels 0..203: stage2.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 204, 58800);   /* channels 204..215: stage2.step8.grad.conv1 */
     /* 181 stage2.step9.grad.bn0 = bn(stage2.step8.concat): 216x14x14 -> 216x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 961968 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 903168 * nB, P + 317376, P + 317592, B, 216, 196, 0.1, 1e-05, nB * 2561328, 58800, fix + 25536, 204);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1004304 * nB, act + 961968 * nB, fix + 9600, fix + 9824, buf + 9288, buf + 9504, act + 903168 * nB, P + 317376, P + 317592, B, 216, 14, 14, 0.1, 1e-05, nB * 2561328, 58800, fix + 25536, 204, P + 317808, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 961968 * nB, act + 903168 * nB, P + 317376, P + 317592, buf + 9288, buf + 9504, B, 216, 196, 1e-05, nB * 2561328, 58800);
     /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x14x14 -> 216x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 1004304 * nB, act + 961968 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1004304 * nB, act + 961968 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 961968 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 1004304 * nB, P + 328176, P + 328224, B, 48, 196, 0.1, 1e-05, nB * 2603664);
@@ -1437,14 +1464,15 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* channels 0..215: stage2.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 216, 58800);   /* channels 216..227: stage2.step9.grad.conv1 */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x14x14 -> 228x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1013712 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 903168 * nB, P + 333456, P + 333684, B, 228, 196, 0.1, 1e-05, nB * 2613072, 58800, fix + 25536, 216);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 961968 * nB, act + 1013712 * nB, fix + 10144, fix + 10384, buf + 9816, buf + 10044, act + 903168 * nB, P + 333456, P + 333684, B, 228, 14, 14, 0.1, 1e-05, nB * 2613072, 58800, fix + 25536, 216, P + 333912, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 333456, P + 333684, buf + 9816, buf + 10044, B, 228, 196, 1e-05, nB * 2613072, 58800);
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x14x14 -> 228x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 961968 * nB, act + 1013712 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 961968 * nB, act + 1013712 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 971376 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 961968 * nB, P + 344856, P + 344904, B, 48, 196, 0.1, 1e-05, nB * 2657760);
@@ -1470,14 +1498,15 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* channels 0..227: stage2.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 228, 58800);   /* channels 228..239: stage2.step10.grad.conv1 */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x14x14 -> 240x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1013712 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 903168 * nB, P + 350136, P + 350376, B, 240, 196, 0.1, 1e-05, nB * 2667168, 58800, fix + 25536, 228);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 971376 * nB, act + 1013712 * nB, fix + 10720, fix + 10960, buf + 10368, buf + 10608, act + 903168 * nB, P + 350136, P + 350376, B, 240, 14, 14, 0.1, 1e-05, nB * 2667168, 58800, fix + 25536, 228, P + 350616, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 350136, P + 350376, buf + 10368, buf + 10608, B, 240, 196, 1e-05, nB * 2667168, 58800);
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x14x14 -> 240x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 971376 * nB, act + 1013712 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 971376 * nB, act + 1013712 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 980784 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 971376 * nB, P + 362136, P + 362184, B, 48, 196, 0.1, 1e-05, nB * 2714208);
@@ -1491,14 +1520,15 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* channels 0..239: stage2.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 240, 58800);   /* channels 240..251: stage2.step11.grad.conv1 */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x14x14 -> 252x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1013712 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 903168 * nB, P + 367416, P + 367668, B, 252, 196, 0.1, 1e-05, nB * 2723616, 58800, fix + 25536, 240);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 980784 * nB, act + 1013712 * nB, fix + 11296, fix + 11552, buf + 10944, buf + 11196, act + 903168 * nB, P + 367416, P + 367668, B, 252, 14, 14, 0.1, 1e-05, nB * 2723616, 58800, fix + 25536, 240, P + 367920, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 367416, P + 367668, buf + 10944, buf + 11196, B, 252, 196, 1e-05, nB * 2723616, 58800);
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x14x14 -> 252x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 980784 * nB, act + 1013712 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 980784 * nB, act + 1013712 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 990192 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 980784 * nB, P + 380016, P + 380064, B, 48, 196, 0.1, 1e-05, nB * 2773008);
@@ -1512,14 +1542,15 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* channels 0..251: stage2.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 252, 58800);   /* channels 252..263: stage2.step12.grad.conv1 */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x14x14 -> 264x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1013712 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 903168 * nB, P + 385296, P + 385560, B, 264, 196, 0.1, 1e-05, nB * 2782416, 58800, fix + 25536, 252);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 990192 * nB, act + 1013712 * nB, fix + 11904, fix + 12176, buf + 11544, buf + 11808, act + 903168 * nB, P + 385296, P + 385560, B, 264, 14, 14, 0.1, 1e-05, nB * 2782416, 58800, fix + 25536, 252, P + 385824, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 385296, P + 385560, buf + 11544, buf + 11808, B, 264, 196, 1e-05, nB * 2782416, 58800);
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x14x14 -> 264x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 990192 * nB, act + 1013712 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 990192 * nB, act + 1013712 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1013712 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 990192 * nB, P + 398496, P + 398544, B, 48, 196, 0.1, 1e-05, nB * 2834160);
@@ -1533,8 +1564,8 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* channels 0..263: stage2.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 264, 58800);   /* channels 264..275: stage2.step13.grad.conv1 */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x14x14 -> 276x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1013712 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 903168 * nB, P + 403776, P + 404052, B, 276, 196, 0.1, 1e-05, nB * 2843568, 58800, fix + 25536, 264);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1067808 * nB, act + 1013712 * nB, fix + 12544, fix + 12832, buf + 12168, buf + 12444, act + 903168 * nB, P + 403776, P + 404052, B, 276, 14, 14, 0.1, 1e-05, nB * 2843568, 58800, fix + 25536, 264, P + 404328, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1013712 * nB, act + 903168 * nB, P + 403776, P + 404052, buf + 12168, buf + 12444, B, 276, 196, 1e-05, nB * 2843568, 58800);
 }
@@ -1552,7 +1583,8 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x14x14 -> 276x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 1067808 * nB, act + 1013712 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1067808 * nB, act + 1013712 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1013712 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 1067808 * nB, P + 417576, P + 417624, B, 48, 196, 0.1, 1e-05, nB * 2897664);
@@ -1566,14 +1598,15 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* channels 0..275: stage2.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 276, 58800);   /* channels 276..287: stage2.step14.grad.conv1 */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x14x14 -> 288x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1077216 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 903168 * nB, P + 422856, P + 423144, B, 288, 196, 0.1, 1e-05, nB * 2907072, 58800, fix + 25536, 276);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1013712 * nB, act + 1077216 * nB, fix + 13216, fix + 13504, buf + 12816, buf + 13104, act + 903168 * nB, P + 422856, P + 423144, B, 288, 14, 14, 0.1, 1e-05, nB * 2907072, 58800, fix + 25536, 276, P + 423432, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1077216 * nB, act + 903168 * nB, P + 422856, P + 423144, buf + 12816, buf + 13104, B, 288, 196, 1e-05, nB * 2907072, 58800);
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x14x14 -> 288x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x14x14 -> 48x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 1013712 * nB, act + 1077216 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1013712 * nB, act + 1077216 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x14x14 -> 48x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1023120 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 1013712 * nB, P + 437256, P + 437304, B, 48, 196, 0.1, 1e-05, nB * 2963520);
@@ -1587,25 +1620,27 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* channels 0..287: stage2.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 288, 58800);   /* channels 288..299: stage2.step15.grad.conv1 */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x14x14 -> 300x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1077216 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 903168 * nB, P + 442536, P + 442836, B, 300, 196, 0.1, 1e-05, nB * 2972928, 58800, fix + 25536, 288);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1023120 * nB, act + 1077216 * nB, fix + 13888, fix + 14192, buf + 13488, buf + 13788, act + 903168 * nB, P + 442536, P + 442836, B, 300, 14, 14, 0.1, 1e-05, nB * 2972928, 58800, fix + 25536, 288, P + 443136, 150);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 1077216 * nB, act + 903168 * nB, P + 442536, P + 442836, buf + 13488, buf + 13788, B, 300, 196, 1e-05, nB * 2972928);
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x14x14 -> 300x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 232 trans2.conv0 = conv(trans2.relu0): 300x14x14 -> 150x14x14 */
-    FN(rt_conv2d_forward)(ctx, act + 1023120 * nB, act + 1077216 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1023120 * nB, act + 1077216 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
     /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x14x14 -> 150x7x7 */
     FN(rt_avgpool_forward)(ctx, act + 1052528 * nB, act + 1023120 * nB, B, 150, 14, 14, 2, 2);
     /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x7x7 -> 150x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1023120 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 1052528 * nB, P + 488136, P + 488286, B, 150, 49, 0.1, 1e-05, nB * 3031728);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 265776 * nB, act + 1023120 * nB, fix + 14496, fix + 14656, buf + 14088, buf + 14238, act + 1052528 * nB, P + 488136, P + 488286, B, 150, 7, 7, 0.1, 1e-05, nB * 3031728, 7350, NULL, 0, P + 488436, 48);
     else
         FN(rt_bn_relu_forward_eval)(ctx, act + 1023120 * nB, act + 1052528 * nB, P + 488136, P + 488286, buf + 14088, buf + 14238, B, 150, 49, 1e-05, nB * 3031728);
     /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x7x7 -> 150x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 1023120 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 1023120 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 268128 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 265776 * nB, P + 495636, P + 495684, B, 48, 49, 0.1, 1e-05, nB * 3039078);
@@ -1631,14 +1666,15 @@ static void FN(forward_11)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x7x7 -> 162x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 1023120 * nB, P + 500916, P + 501078, B, 162, 49, 0.1, 1e-05, nB * 3041430, 16758, fix + 26736, 0);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 268128 * nB, act + 1039888 * nB, fix + 14912, fix + 15088, buf + 14484, buf + 14646, act + 1023120 * nB, P + 500916, P + 501078, B, 162, 7, 7, 0.1, 1e-05, nB * 3041430, 16758, fix + 26736, 0, P + 501240, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 500916, P + 501078, buf + 14484, buf + 14646, B, 162, 49, 1e-05, nB * 3041430, 16758);
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x7x7 -> 162x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 268128 * nB, act + 1039888 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 268128 * nB, act + 1039888 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 270480 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 268128 * nB, P + 509016, P + 509064, B, 48, 49, 0.1, 1e-05, nB * 3049368);
@@ -1652,14 +1688,15 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* channels 0..161: stage3.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 999600 * nB, B, 12, 49, 162, 16758);   /* channels 162..173: stage3.step1.grad.conv1 */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x7x7 -> 174x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 1023120 * nB, P + 514296, P + 514470, B, 174, 49, 0.1, 1e-05, nB * 3051720, 16758, fix + 26736, 162);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 270480 * nB, act + 1039888 * nB, fix + 15360, fix + 15536, buf + 14904, buf + 15078, act + 1023120 * nB, P + 514296, P + 514470, B, 174, 7, 7, 0.1, 1e-05, nB * 3051720, 16758, fix + 26736, 162, P + 514644, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 514296, P + 514470, buf + 14904, buf + 15078, B, 174, 49, 1e-05, nB * 3051720, 16758);
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x7x7 -> 174x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 270480 * nB, act + 1039888 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 270480 * nB, act + 1039888 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 999600 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 270480 * nB, P + 522996, P + 523044, B, 48, 49, 0.1, 1e-05, nB * 3060246);
@@ -1673,14 +1710,15 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* channels 0..173: stage3.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1001952 * nB, B, 12, 49, 174, 16758);   /* channels 174..185: stage3.step2.grad.conv1 */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x7x7 -> 186x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 1023120 * nB, P + 528276, P + 528462, B, 186, 49, 0.1, 1e-05, nB * 3062598, 16758, fix + 26736, 174);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 999600 * nB, act + 1039888 * nB, fix + 15808, fix + 16000, buf + 15348, buf + 15534, act + 1023120 * nB, P + 528276, P + 528462, B, 186, 7, 7, 0.1, 1e-05, nB * 3062598, 16758, fix + 26736, 174, P + 528648, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 528276, P + 528462, buf + 15348, buf + 15534, B, 186, 49, 1e-05, nB * 3062598, 16758);
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x7x7 -> 186x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 999600 * nB, act + 1039888 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 999600 * nB, act + 1039888 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1001952 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 999600 * nB, P + 537576, P + 537624, B, 48, 49, 0.1, 1e-05, nB * 3071712);
@@ -1694,14 +1732,15 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* channels 0..185: stage3.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1039888 * nB, B, 12, 49, 186, 16758);   /* channels 186..197: stage3.step3.grad.conv1 */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x7x7 -> 198x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 1023120 * nB, P + 542856, P + 543054, B, 198, 49, 0.1, 1e-05, nB * 3074064, 16758, fix + 26736, 186);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1001952 * nB, act + 1039888 * nB, fix + 16288, fix + 16496, buf + 15816, buf + 16014, act + 1023120 * nB, P + 542856, P + 543054, B, 198, 7, 7, 0.1, 1e-05, nB * 3074064, 16758, fix + 26736, 186, P + 543252, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 542856, P + 543054, buf + 15816, buf + 16014, B, 198, 49, 1e-05, nB * 3074064, 16758);
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x7x7 -> 198x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1001952 * nB, act + 1039888 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1001952 * nB, act + 1039888 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
 }
 
 /* Forward, part 12 of 15. */
@@ -1727,14 +1766,15 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* channels 0..197: stage3.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 198, 16758);   /* channels 198..209: stage3.step4.grad.conv1 */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x7x7 -> 210x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 1023120 * nB, P + 558036, P + 558246, B, 210, 49, 0.1, 1e-05, nB * 3086118, 16758, fix + 26736, 198);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1059888 * nB, act + 1039888 * nB, fix + 16800, fix + 17024, buf + 16308, buf + 16518, act + 1023120 * nB, P + 558036, P + 558246, B, 210, 7, 7, 0.1, 1e-05, nB * 3086118, 16758, fix + 26736, 198, P + 558456, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 558036, P + 558246, buf + 16308, buf + 16518, B, 210, 49, 1e-05, nB * 3086118, 16758);
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x7x7 -> 210x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1059888 * nB, act + 1039888 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1059888 * nB, act + 1039888 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 1059888 * nB, P + 568536, P + 568584, B, 48, 49, 0.1, 1e-05, nB * 3096408);
@@ -1748,14 +1788,15 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* channels 0..209: stage3.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 210, 16758);   /* channels 210..221: stage3.step5.grad.conv1 */
     /* 276 stage3.step6.grad.bn0 = bn(stage3.step5.concat): 222x7x7 -> 222x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 1023120 * nB, P + 573816, P + 574038, B, 222, 49, 0.1, 1e-05, nB * 3098760, 16758, fix + 26736, 210);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1062240 * nB, act + 1039888 * nB, fix + 17344, fix + 17568, buf + 16824, buf + 17046, act + 1023120 * nB, P + 573816, P + 574038, B, 222, 7, 7, 0.1, 1e-05, nB * 3098760, 16758, fix + 26736, 210, P + 574260, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 573816, P + 574038, buf + 16824, buf + 17046, B, 222, 49, 1e-05, nB * 3098760, 16758);
     /* 277 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 222x7x7 -> 222x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1062240 * nB, act + 1039888 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1062240 * nB, act + 1039888 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 1062240 * nB, P + 584916, P + 584964, B, 48, 49, 0.1, 1e-05, nB * 3109638);
@@ -1769,14 +1810,15 @@ static void FN(forward_12)(Model *m, int B, int train)
     /* channels 0..221: stage3.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 222, 16758);   /* channels 222..233: stage3.step6.grad.conv1 */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x7x7 -> 234x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 1023120 * nB, P + 590196, P + 590430, B, 234, 49, 0.1, 1e-05, nB * 3111990, 16758, fix + 26736, 222);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1064592 * nB, act + 1039888 * nB, fix + 17888, fix + 18128, buf + 17364, buf + 17598, act + 1023120 * nB, P + 590196, P + 590430, B, 234, 7, 7, 0.1, 1e-05, nB * 3111990, 16758, fix + 26736, 222, P + 590664, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 590196, P + 590430, buf + 17364, buf + 17598, B, 234, 49, 1e-05, nB * 3111990, 16758);
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x7x7 -> 234x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1064592 * nB, act + 1039888 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1064592 * nB, act + 1039888 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 1064592 * nB, P + 601896, P + 601944, B, 48, 49, 0.1, 1e-05, nB * 3123456);
@@ -1802,14 +1844,15 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* channels 0..233: stage3.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 234, 16758);   /* channels 234..245: stage3.step7.grad.conv1 */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x7x7 -> 246x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1039888 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 1023120 * nB, P + 607176, P + 607422, B, 246, 49, 0.1, 1e-05, nB * 3125808, 16758, fix + 26736, 234);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1077216 * nB, act + 1039888 * nB, fix + 18464, fix + 18720, buf + 17928, buf + 18174, act + 1023120 * nB, P + 607176, P + 607422, B, 246, 7, 7, 0.1, 1e-05, nB * 3125808, 16758, fix + 26736, 234, P + 607668, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1039888 * nB, act + 1023120 * nB, P + 607176, P + 607422, buf + 17928, buf + 18174, B, 246, 49, 1e-05, nB * 3125808, 16758);
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x7x7 -> 246x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1077216 * nB, act + 1039888 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1077216 * nB, act + 1039888 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 1077216 * nB, P + 619476, P + 619524, B, 48, 49, 0.1, 1e-05, nB * 3137862);
@@ -1823,14 +1866,15 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* channels 0..245: stage3.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 246, 16758);   /* channels 246..257: stage3.step8.grad.conv1 */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x7x7 -> 258x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 1023120 * nB, P + 624756, P + 625014, B, 258, 49, 0.1, 1e-05, nB * 3140214, 16758, fix + 26736, 246);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1039888 * nB, act + 1079568 * nB, fix + 19072, fix + 19344, buf + 18516, buf + 18774, act + 1023120 * nB, P + 624756, P + 625014, B, 258, 7, 7, 0.1, 1e-05, nB * 3140214, 16758, fix + 26736, 246, P + 625272, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 624756, P + 625014, buf + 18516, buf + 18774, B, 258, 49, 1e-05, nB * 3140214, 16758);
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x7x7 -> 258x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1039888 * nB, act + 1079568 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1039888 * nB, act + 1079568 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1042240 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 1039888 * nB, P + 637656, P + 637704, B, 48, 49, 0.1, 1e-05, nB * 3152856);
@@ -1844,14 +1888,15 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* channels 0..257: stage3.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1044592 * nB, B, 12, 49, 258, 16758);   /* channels 258..269: stage3.step9.grad.conv1 */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x7x7 -> 270x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 1023120 * nB, P + 642936, P + 643206, B, 270, 49, 0.1, 1e-05, nB * 3155208, 16758, fix + 26736, 258);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1042240 * nB, act + 1079568 * nB, fix + 19712, fix + 19984, buf + 19128, buf + 19398, act + 1023120 * nB, P + 642936, P + 643206, B, 270, 7, 7, 0.1, 1e-05, nB * 3155208, 16758, fix + 26736, 258, P + 643476, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 642936, P + 643206, buf + 19128, buf + 19398, B, 270, 49, 1e-05, nB * 3155208, 16758);
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x7x7 -> 270x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1079568 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1079568 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1044592 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 1042240 * nB, P + 656436, P + 656484, B, 48, 49, 0.1, 1e-05, nB * 3168438);
@@ -1865,8 +1910,8 @@ static void FN(forward_13)(Model *m, int B, int train)
     /* channels 0..269: stage3.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1046944 * nB, B, 12, 49, 270, 16758);   /* channels 270..281: stage3.step10.grad.conv1 */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x7x7 -> 282x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 1023120 * nB, P + 661716, P + 661998, B, 282, 49, 0.1, 1e-05, nB * 3170790, 16758, fix + 26736, 270);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1044592 * nB, act + 1079568 * nB, fix + 20352, fix + 20640, buf + 19764, buf + 20046, act + 1023120 * nB, P + 661716, P + 661998, B, 282, 7, 7, 0.1, 1e-05, nB * 3170790, 16758, fix + 26736, 270, P + 662280, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 661716, P + 661998, buf + 19764, buf + 20046, B, 282, 49, 1e-05, nB * 3170790, 16758);
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x7x7 -> 282x7x7 */
@@ -1884,7 +1929,8 @@ static void FN(forward_14)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1044592 * nB, act + 1079568 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1044592 * nB, act + 1079568 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1046944 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 1044592 * nB, P + 675816, P + 675864, B, 48, 49, 0.1, 1e-05, nB * 3184608);
@@ -1898,14 +1944,15 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* channels 0..281: stage3.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1049296 * nB, B, 12, 49, 282, 16758);   /* channels 282..293: stage3.step11.grad.conv1 */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x7x7 -> 294x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 1023120 * nB, P + 681096, P + 681390, B, 294, 49, 0.1, 1e-05, nB * 3186960, 16758, fix + 26736, 282);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1046944 * nB, act + 1079568 * nB, fix + 21024, fix + 21328, buf + 20424, buf + 20718, act + 1023120 * nB, P + 681096, P + 681390, B, 294, 7, 7, 0.1, 1e-05, nB * 3186960, 16758, fix + 26736, 282, P + 681684, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 681096, P + 681390, buf + 20424, buf + 20718, B, 294, 49, 1e-05, nB * 3186960, 16758);
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x7x7 -> 294x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1046944 * nB, act + 1079568 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1046944 * nB, act + 1079568 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1049296 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 1046944 * nB, P + 695796, P + 695844, B, 48, 49, 0.1, 1e-05, nB * 3201366);
@@ -1919,14 +1966,15 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* channels 0..293: stage3.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 294, 16758);   /* channels 294..305: stage3.step12.grad.conv1 */
     /* 325 stage3.step13.grad.bn0 = bn(stage3.step12.concat): 306x7x7 -> 306x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 1023120 * nB, P + 701076, P + 701382, B, 306, 49, 0.1, 1e-05, nB * 3203718, 16758, fix + 26736, 294);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1049296 * nB, act + 1079568 * nB, fix + 21728, fix + 22048, buf + 21108, buf + 21414, act + 1023120 * nB, P + 701076, P + 701382, B, 306, 7, 7, 0.1, 1e-05, nB * 3203718, 16758, fix + 26736, 294, P + 701688, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 701076, P + 701382, buf + 21108, buf + 21414, B, 306, 49, 1e-05, nB * 3203718, 16758);
     /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x7x7 -> 306x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1049296 * nB, act + 1079568 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1049296 * nB, act + 1079568 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1079568 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 1049296 * nB, P + 716376, P + 716424, B, 48, 49, 0.1, 1e-05, nB * 3218712);
@@ -1940,14 +1988,15 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* channels 0..305: stage3.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 306, 16758);   /* channels 306..317: stage3.step13.grad.conv1 */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x7x7 -> 318x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1079568 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 1023120 * nB, P + 721656, P + 721974, B, 318, 49, 0.1, 1e-05, nB * 3221064, 16758, fix + 26736, 306);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1095152 * nB, act + 1079568 * nB, fix + 22464, fix + 22784, buf + 21816, buf + 22134, act + 1023120 * nB, P + 721656, P + 721974, B, 318, 7, 7, 0.1, 1e-05, nB * 3221064, 16758, fix + 26736, 306, P + 722292, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1079568 * nB, act + 1023120 * nB, P + 721656, P + 721974, buf + 21816, buf + 22134, B, 318, 49, 1e-05, nB * 3221064, 16758);
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x7x7 -> 318x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1095152 * nB, act + 1079568 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1095152 * nB, act + 1079568 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1079568 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 1095152 * nB, P + 737556, P + 737604, B, 48, 49, 0.1, 1e-05, nB * 3236646);
@@ -1973,14 +2022,15 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* channels 0..317: stage3.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 318, 16758);   /* channels 318..329: stage3.step14.grad.conv1 */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x7x7 -> 330x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train_cached)(ctx, act + 1097504 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 1023120 * nB, P + 742836, P + 743166, B, 330, 49, 0.1, 1e-05, nB * 3238998, 16758, fix + 26736, 318);
+    if (train)  /* with the 1x1 conv below: h not written */
+        FN(rt_bn_relu_conv1x1_train)(ctx, act + 1079568 * nB, act + 1097504 * nB, fix + 23200, fix + 23536, buf + 22548, buf + 22878, act + 1023120 * nB, P + 742836, P + 743166, B, 330, 7, 7, 0.1, 1e-05, nB * 3238998, 16758, fix + 26736, 318, P + 743496, 48);
     else
         FN(rt_bn_relu_forward_eval_strided)(ctx, act + 1097504 * nB, act + 1023120 * nB, P + 742836, P + 743166, buf + 22548, buf + 22878, B, 330, 49, 1e-05, nB * 3238998, 16758);
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x7x7 -> 330x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x7x7 -> 48x7x7 */
-    FN(rt_conv2d_forward)(ctx, act + 1079568 * nB, act + 1097504 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
+    if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
+        FN(rt_conv2d_forward)(ctx, act + 1079568 * nB, act + 1097504 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x7x7 -> 48x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 1081920 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 1079568 * nB, P + 759336, P + 759384, B, 48, 49, 0.1, 1e-05, nB * 3255168);

@@ -762,6 +762,44 @@ int rt_conv1x1_forward(const RtCtx *ctx, float *out, const float *in, const floa
     return 1;
 }
 
+/* The 1x1 conv of relu(bn(x)) in training, h never written: per image,
+ * the input's BN + relu (pw_bnin, the saved statistics of the BN's
+ * statistics-only pass) into the thread's slice of ctx->scratch (C x N
+ * floats, in L2), then pw_image on it; the same bytes as the BN writing h
+ * and rt_conv1x1_forward reading it. x's images are xs floats apart (a
+ * dense stage's prefix). 0 (nothing done) without the ISA or scratch. */
+int rt_conv1x1_bnin_forward(const RtCtx *ctx, float *out, const float *in, size_t xs,
+                            const float *mean, const float *rstd, const float *gamma,
+                            const float *beta, const float *w, int B, int Cin, int N, int Cout)
+{
+    if (!rt_conv1x1_bnin_ok(ctx, B, Cin, N, Cout))
+        return 0;
+    int v = pw_variant(N), t = pw_team(ctx, B);
+    size_t slice = (size_t)Cin * N;
+#pragma omp parallel for num_threads(t) schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *h = (float *)ctx->scratch + (size_t)omp_get_thread_num() * slice;
+        const float *xb = in + (size_t)b * xs;
+        float *ob = out + (size_t)b * Cout * N;
+        if (v == ISA_AVX512) {
+            pw_bnin_avx512(h, xb, mean, rstd, gamma, beta, Cin, N);
+            pw_image_avx512(ob, 0, h, w, Cin, 1, Cin, Cout, N);
+        } else {
+            pw_bnin_avx2(h, xb, mean, rstd, gamma, beta, Cin, N);
+            pw_image_avx2(ob, 0, h, w, Cin, 1, Cin, Cout, N);
+        }
+    }
+    return 1;
+}
+
+int rt_conv1x1_bnin_ok(const RtCtx *ctx, int B, int Cin, int N, int Cout)
+{
+    if (!ctx || isa() == ISA_NONE || Cin <= 0 || Cout <= 0 || N <= 0 || B <= 0)
+        return 0;
+    size_t need = (size_t)pw_team(ctx, B) * Cin * N * sizeof(float);
+    return ctx->scratch && ctx->scratch_bytes >= need;
+}
+
 int rt_conv1x1_backward(const RtCtx *ctx, float *din, int acc, float *dw, const float *dout,
                         const float *in, const float *w, int B, int Cin, int N, int Cout)
 {

@@ -39,4 +39,14 @@ int rt_conv1x1_forward(const RtCtx *ctx, float *out, const float *in, const floa
 int rt_conv1x1_backward(const RtCtx *ctx, float *din, int acc, float *dw, const float *dout,
                         const float *in, const float *w, int B, int Cin, int N, int Cout);
 
+/* rt_conv1x1_forward of h = relu(x sc + sh) with h never written (sc, sh
+ * from the saved mean and rstd as rt_bn_relu_recompute takes them; x's
+ * images xs floats apart); needs Cin * N floats of ctx->scratch per thread
+ * (rt_conv2d_scratch_bytes). _ok: whether it would run (else 0, nothing
+ * touched). */
+int rt_conv1x1_bnin_ok(const RtCtx *ctx, int B, int Cin, int N, int Cout);
+int rt_conv1x1_bnin_forward(const RtCtx *ctx, float *out, const float *in, size_t xs,
+                            const float *mean, const float *rstd, const float *gamma,
+                            const float *beta, const float *w, int B, int Cin, int N, int Cout);
+
 #endif

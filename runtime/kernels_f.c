@@ -19,8 +19,9 @@ size_t rt_conv2d_scratch_bytes(int threads, int B, int Cin, int H, int W,
                                int K, int stride, int pad, size_t elem_size)
 {
     (void)B;
-    if (conv_is_pointwise(K, stride, pad))
-        return 0;
+    if (conv_is_pointwise(K, stride, pad))  /* rt_conv1x1_bnin_forward's images */
+        return elem_size == sizeof(float) ? (threads > 1 ? (size_t)threads : 1)
+                                            * (size_t)Cin * H * W * elem_size : 0;
     size_t t = threads > 1 ? (size_t)threads : 1;
     size_t n = t * conv_col_elems(Cin, H, W, K, stride, pad, elem_size) * elem_size;
     if (K == 3 && stride == 1 && pad == 1 && elem_size == sizeof(float)) {

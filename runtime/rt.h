@@ -287,6 +287,10 @@ void rt_bn_relu_forward_train_cached##S(const RtCtx *ctx, T *out, T *mean, T *rs
         T *run_mean, T *run_var, const T *in, const T *gamma, const T *beta,            \
         int B, int C, int HW, double momentum, double eps, size_t site, size_t xs,      \
         T *cache, int known);                                                           \
+void rt_bn_relu_conv1x1_train##S(const RtCtx *ctx, T *conv, T *h, T *mean, T *rstd,     \
+        T *run_mean, T *run_var, const T *in, const T *gamma, const T *beta,            \
+        int B, int C, int H, int W, double momentum, double eps, size_t site,           \
+        size_t xs, T *cache, int known, const T *w, int Cout);                          \
 void rt_bn_relu_forward_eval_strided##S(const RtCtx *ctx, T *out, const T *in,          \
         const T *gamma, const T *beta, const T *run_mean, const T *run_var,             \
         int B, int C, int HW, double eps, size_t site, size_t xs);                      \

@@ -215,7 +215,10 @@ START_TEST(test_pointwise)
     for (size_t i = 0; i < nw; i++)
         dw[i] = 0.25;
     rt_conv2d_backward_ref_d(din, 0, dw, dout, in, w, B, C, H, W, Co, 1, 1, 0);
-    ck_assert_int_eq(rt_conv2d_scratch_bytes(2, B, C, H, W, 1, 1, 0, sizeof(float)), 0);
+    /* rt_conv1x1_bnin_forward's images (one per thread); none in double */
+    ck_assert_uint_eq(rt_conv2d_scratch_bytes(2, B, C, H, W, 1, 1, 0, sizeof(float)),
+                      (size_t)2 * C * H * W * sizeof(float));
+    ck_assert_uint_eq(rt_conv2d_scratch_bytes(2, B, C, H, W, 1, 1, 0, sizeof(double)), 0);
     for (int k = 0; k < 2; k++) {
         RtCtx ctx = {.threads = k + 1};
         of[k] = tu_calloc(no, sizeof(float));

@@ -94,15 +94,26 @@ START_TEST(test_emit_dense)
         /* the training bn+relus over the stage's states share a statistics
          * cache: the first fills it, the later ones read the channels it has */
         int readers = 0, reuse = 0;
-        for (const char *q = strstr(text, "rt_bn_relu_forward_train_cached"); q;
-             q = strstr(q + 1, "rt_bn_relu_forward_train_cached")) {
-            const char *eol = strchr(q, '\n');
-            ck_assert_ptr_nonnull(eol);
-            readers++;
-            reuse += !(eol - q > 5 && memcmp(eol - 5, ", 0);", 5) == 0);
+        for (int f = 0; f < 2; f++) {   /* alone, or with the 1x1 conv reading it */
+            const char *name = f ? "rt_bn_relu_conv1x1_train" : "rt_bn_relu_forward_train_cached";
+            for (const char *q = strstr(text, name); q; q = strstr(q + 1, name)) {
+                const char *eol = strchr(q, '\n'), *c = NULL;
+                ck_assert_ptr_nonnull(eol);
+                for (const char *t = strstr(q, "fix + "); t && t < eol; t = strstr(t + 1, "fix + "))
+                    c = t;  /* the last: the cache, its channels known after it */
+                size_t at;
+                int known;
+                if (!c || sscanf(c, "fix + %zu, %d", &at, &known) != 2)
+                    continue;   /* the conv form without a cache */
+                readers++;
+                reuse += known != 0;
+            }
         }
         ck_assert_int_ge(readers, 2);
         ck_assert_int_ge(reuse, 1);
+        /* a bn+relu read by a 1x1 conv alone runs within it in training */
+        ck_assert_ptr_nonnull(strstr(text, "FN(rt_bn_relu_conv1x1_train)"));
+        ck_assert_ptr_nonnull(strstr(text, "if (!train)    /* training: with its input's bn"));
         ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_backward_strided"));
         ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_recompute"));
         ck_assert_ptr_nonnull(strstr(text, ", in place */"));

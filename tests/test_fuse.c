@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "conv3x3.h"
 #include "rt.h"
 #include "testutil.h"
 #include "tmain.h"
@@ -311,6 +312,92 @@ START_TEST(test_fused_cached)
 }
 END_TEST
 
+/* rt_bn_relu_conv1x1_train: relu(bn(x)) of a channel prefix of X[B][CX][HW]
+ * and the 1x1 conv reading it, against the pair (the cached BN writing h,
+ * rt_conv2d_forward reading it): the same bytes in the conv's output, the
+ * saved and running statistics and the cache. The float build with its
+ * scratch (rt_conv2d_scratch_bytes) does not write h; without scratch, in
+ * double, or with a branch record, it runs the pair (h written). */
+#define FU_PW(T, S)                                                                             \
+    static void fu_pw_##T(int B, int C, int CX, int H, int W, int Cout, int threads,           \
+                          int scratch, int known)                                              \
+    {                                                                                           \
+        int HW = H * W;                                                                         \
+        size_t nx = (size_t)B * CX * HW, xs = (size_t)CX * HW, nh = (size_t)B * C * HW;        \
+        size_t no = (size_t)B * Cout * HW;                                                      \
+        RtRng rng;                                                                              \
+        rt_rng_seed(&rng, 11 + (uint64_t)nx);                                                   \
+        T *X = tu_calloc(nx, sizeof(T)), *h1 = tu_calloc(nh, sizeof(T));                        \
+        T *h2 = tu_calloc(nh, sizeof(T)), *o1 = tu_calloc(no, sizeof(T));                       \
+        T *o2 = tu_calloc(no, sizeof(T)), *w = tu_calloc((size_t)Cout * C, sizeof(T));          \
+        T *c1 = tu_calloc(4 * (size_t)CX, sizeof(T)), *c2 = tu_calloc(4 * (size_t)CX, sizeof(T)); \
+        T *gamma = tu_calloc((size_t)C, sizeof(T)), *beta = tu_calloc((size_t)C, sizeof(T));    \
+        T *st1 = tu_calloc(4 * (size_t)C, sizeof(T)), *st2 = tu_calloc(4 * (size_t)C, sizeof(T)); \
+        for (size_t i = 0; i < nx; i++)                                                         \
+            X[i] = (T)(rt_rng_normal(&rng) + 0.3 * (double)((i / (size_t)HW) % 5) - 0.5);       \
+        for (int i = 0; i < Cout * C; i++)                                                      \
+            w[i] = (T)(rt_rng_normal(&rng) * 0.3);                                              \
+        for (int c = 0; c < C; c++) {                                                           \
+            gamma[c] = (T)(0.5 + rt_rng_uniform(&rng));                                         \
+            beta[c] = (T)(rt_rng_uniform(&rng) - 0.5);                                          \
+            st1[2 * C + c] = st2[2 * C + c] = (T)rt_rng_uniform(&rng);                          \
+            st1[3 * C + c] = st2[3 * C + c] = (T)(1 + rt_rng_uniform(&rng));                    \
+        }                                                                                       \
+        /* the cache as an earlier reader of known channels left it */                         \
+        RtCtx ctx = {threads, NULL, 0, NULL, NULL};                                             \
+        if (known)                                                                              \
+            rt_bn_relu_forward_train_cached##S(&ctx, h1, st1, st1 + C, st1 + 2 * C,             \
+                                               st1 + 3 * C, X, gamma, beta, B, known, HW, 0.1,  \
+                                               1e-5, 0, xs, c1, 0);                             \
+        memcpy(c2, c1, 4 * (size_t)CX * sizeof(T));                                             \
+        memcpy(st2, st1, 4 * (size_t)C * sizeof(T));                                            \
+        size_t sb = scratch ? rt_conv2d_scratch_bytes(threads, B, C, H, W, 1, 1, 0, sizeof(T)) \
+                            : 0;                                                                \
+        void *sp = sb ? tu_calloc(sb, 1) : NULL;                                                \
+        RtCtx ctx2 = {threads, sp, sb, NULL, NULL};                                             \
+        rt_bn_relu_forward_train_cached##S(&ctx, h1, st1, st1 + C, st1 + 2 * C, st1 + 3 * C,   \
+                                           X, gamma, beta, B, C, HW, 0.1, 1e-3, 0, xs, c1,      \
+                                           known);                                              \
+        rt_conv2d_forward##S(&ctx2, o1, h1, w, B, C, H, W, Cout, 1, 1, 0);                      \
+        for (size_t i = 0; i < nh; i++)                                                         \
+            h2[i] = (T)NAN;                                                                     \
+        rt_bn_relu_conv1x1_train##S(&ctx2, o2, h2, st2, st2 + C, st2 + 2 * C, st2 + 3 * C, X,  \
+                                    gamma, beta, B, C, H, W, 0.1, 1e-3, 0, xs, c2, known, w,    \
+                                    Cout);                                                      \
+        ck_assert_int_eq(memcmp(o1, o2, no * sizeof(T)), 0);                                    \
+        ck_assert_int_eq(memcmp(st1, st2, 4 * (size_t)C * sizeof(T)), 0);                       \
+        ck_assert_int_eq(memcmp(c1, c2, 4 * (size_t)C * sizeof(T)), 0);                         \
+        int fused = sizeof(T) == sizeof(float) && sb                                            \
+                    && rt_conv1x1_bnin_ok(&ctx2, B, C, HW, Cout);                               \
+        size_t nan = 0;                                                                         \
+        for (size_t i = 0; i < nh; i++)                                                         \
+            nan += isnan((double)h2[i]);                                                        \
+        ck_assert_uint_eq(nan, fused ? nh : 0);                                                 \
+        if (!fused)                                                                             \
+            ck_assert_int_eq(memcmp(h1, h2, nh * sizeof(T)), 0);                                \
+        size_t pos = 0;                                                                         \
+        for (size_t i = 0; i < no; i++)                                                         \
+            pos += o1[i] > 0;                                                                   \
+        ck_assert_uint_gt(pos, 0);                                                              \
+        free(sp); free(X); free(h1); free(h2); free(o1); free(o2); free(w); free(c1); free(c2); \
+        free(gamma); free(beta); free(st1); free(st2);                                          \
+    }
+FU_PW(double, _d)
+FU_PW(float, )
+
+START_TEST(test_fused_conv1x1)
+{
+    fu_pw_float(3, 5, 9, 4, 5, 7, 1, 1, 0);
+    fu_pw_float(4, 24, 36, 8, 8, 48, 2, 1, 12);    /* a prefix, the cache, two threads */
+    fu_pw_float(5, 36, 36, 32, 32, 48, 2, 1, 24);   /* the whole tensor, DenseNet's size */
+    fu_pw_float(3, 20, 20, 3, 3, 13, 2, 1, 0);      /* N 9: the AVX2 kernel */
+    fu_pw_float(4, 24, 36, 8, 8, 48, 2, 0, 12);     /* no scratch: the pair */
+    fu_pw_double(4, 24, 36, 8, 8, 48, 2, 1, 12);    /* double: the pair */
+    if (rt_conv1x1_bnin_ok(&(RtCtx){1, NULL, 0, NULL, NULL}, 1, 1, 1, 1))
+        ck_abort_msg("ran without scratch");
+}
+END_TEST
+
 /* rt_concat_slice_*: a dense stage's concats written one slice at a time
  * into a tensor of CX channels equal rt_concat_forward's output, and the
  * slices' backward equals rt_concat_backward's split (acc 0 and 1). */
@@ -497,6 +584,7 @@ static Suite *fuse_suite(void)
     tcase_add_test(tc, test_fused_branch);
     tcase_add_test(tc, test_fused_strided);
     tcase_add_test(tc, test_fused_cached);
+    tcase_add_test(tc, test_fused_conv1x1);
     tcase_add_test(tc, test_fused_isa);
     tcase_add_test(tc, test_concat_slices);
     suite_add_tcase(s, tc);
