@@ -435,6 +435,34 @@ static const char *emit_recompute(Emit *e, const IrNode *n)
     return buf;
 }
 
+/* In a backward, the BN whose relu the 1x1 conv c reads where the relu was
+ * not kept (PlanNode.recomp) and c is its only reader: c's backward is
+ * rt_bn_relu_conv1x1_backward (the relu applied per image for the weight
+ * gradient, or recomputed there where it must be), the recompute not
+ * emitted; else 0. */
+static int emit_conv_pwin_bwd(const Emit *e, int c)
+{
+    const IrGraph *g = e->g;
+    const IrNode *n = &g->nodes[c];
+    if (n->op != OP_CONV || n->u.conv.k != 1 || n->u.conv.stride != 1 || n->u.conv.pad != 0
+        || !n->nin || e->p->nodes[c].gneg)
+        return 0;
+    int r = n->in[0];
+    if (r <= 0 || g->nodes[r].op != OP_RELU || !e->p->nodes[r].fuse || e->p->nodes[r].recomp < 0)
+        return 0;
+    int bn = e->p->nodes[r].fuse;
+    if (g->nodes[bn].op != OP_BN || g->nodes[bn].nin != 1)
+        return 0;
+    for (int j = 1; j < g->nnodes; j++) {
+        if (!e->p->nodes[j].live || j == c)
+            continue;
+        for (int k = 0; k < g->nodes[j].nin; k++)
+            if (g->nodes[j].in[k] == r)
+                return 0;   /* another reader of the relu */
+    }
+    return bn;
+}
+
 /* Whether plan buffers x and y (-1: none) may share arena memory. */
 static bool emit_bufs_overlap(const Plan *p, int x, int y)
 {
@@ -1120,6 +1148,26 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
     }
     switch (n->op) {
     case OP_CONV: {
+        int pwbn = emit_conv_pwin_bwd(e, n->id);
+        if (pwbn) {
+            /* h = relu(bn(x)) was not kept: applied per image for dw within
+             * the call (or recomputed into the buffer where it must be);
+             * the bn's backward below takes relu's mask from x */
+            const IrNode *bn = &e->g->nodes[pwbn];
+            const PlanNode *pb = &e->p->nodes[pwbn];
+            int r = n->in[0];
+            emit_f(e, "    FN(rt_bn_relu_conv1x1_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, "
+                   "%s, %s, B, %d, %d, %d, nB * %zu, %zu, %s, %d);   /* ", S, din[0], acc[0],
+                   emit_param(e, "G", n->u.conv.w), dout, emit_buf(e, e->p->nodes[r].recomp),
+                   emit_out(e, bn->in[0]), emit_buf(e, pb->save0), emit_buf(e, pb->save1),
+                   emit_param(e, "P", bn->u.bn.gamma), emit_param(e, "P", bn->u.bn.beta),
+                   bn->shape.c, bn->shape.h, bn->shape.w, emit_branch_site(e, r),
+                   plan_image_stride(e->p, e->g, bn->in[0]), emit_param(e, "P", n->u.conv.w),
+                   n->u.conv.cout);
+            emit_comment_name(e, e->g->nodes[r].name);
+            emit_f(e, ", not kept from forward: applied per image for dw */\n");
+            break;
+        }
         const char *rin = emit_recompute(e, n);
         /* gneg: dout is its sum's gradient, the conv's term being -1 */
         emit_f(e, "    FN(rt_conv2d_backward%s%s)(ctx, %s, %d, %s, %s, %s, %s, B, %d, %d, %d, %d, "

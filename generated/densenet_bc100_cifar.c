@@ -2105,8 +2105,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1419264 * nB, 0, G + 759768, G + 759816, act + 1416192 * nB, act + 1413120 * nB, act + 1410048 * nB, fix + 23872, fix + 23920, P + 759768, P + 759816, B, 48, 64, nB * 4251648);
     /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1429632 * nB, act + 1336320 * nB, fix + 23200, fix + 23536, P + 743268, P + 743598, B, 330, 64, nB * 4230528, 21888);   /* stage3.step15.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1450752 * nB, 0, G + 743928, act + 1419264 * nB, act + 1429632 * nB, P + 743928, B, 330, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1450752 * nB, 0, G + 743928, act + 1419264 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 23200, fix + 23536, P + 743268, P + 743598, B, 330, 8, 8, nB * 4230528, 21888, P + 743928, 48);   /* stage3.step15.grad.relu0, not kept from forward: applied per image for dw */
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x8x8 -> 330x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x8x8 -> 330x8x8 */
@@ -2121,8 +2120,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1416192 * nB, 0, G + 737988, G + 738036, act + 1413120 * nB, act + 1410048 * nB, act + 1406976 * nB, fix + 23104, fix + 23152, P + 737988, P + 738036, B, 48, 64, nB * 4227456);
     /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1429632 * nB, act + 1336320 * nB, fix + 22464, fix + 22784, P + 722088, P + 722406, B, 318, 64, nB * 4207104, 21888);   /* stage3.step14.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1449984 * nB, 0, G + 722724, act + 1416192 * nB, act + 1429632 * nB, P + 722724, B, 318, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1449984 * nB, 0, G + 722724, act + 1416192 * nB, act + 1429632 * nB, act + 1336320 * nB, fix + 22464, fix + 22784, P + 722088, P + 722406, B, 318, 8, 8, nB * 4207104, 21888, P + 722724, 48);   /* stage3.step14.grad.relu0, not kept from forward: applied per image for dw */
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x8x8 -> 318x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x8x8 -> 318x8x8 */
@@ -2137,8 +2135,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1413120 * nB, 0, G + 716808, G + 716856, act + 1410048 * nB, act + 1406976 * nB, act + 1426560 * nB, fix + 22368, fix + 22416, P + 716808, P + 716856, B, 48, 64, nB * 4204032);
     /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1416192 * nB, act + 1336320 * nB, fix + 21728, fix + 22048, P + 701508, P + 701814, B, 306, 64, nB * 4184448, 21888);   /* stage3.step13.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1435776 * nB, 0, G + 702120, act + 1413120 * nB, act + 1416192 * nB, P + 702120, B, 306, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1435776 * nB, 0, G + 702120, act + 1413120 * nB, act + 1416192 * nB, act + 1336320 * nB, fix + 21728, fix + 22048, P + 701508, P + 701814, B, 306, 8, 8, nB * 4184448, 21888, P + 702120, 48);   /* stage3.step13.grad.relu0, not kept from forward: applied per image for dw */
     /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x8x8 -> 306x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2165,8 +2162,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1413120 * nB, 0, G + 696228, G + 696276, act + 1410048 * nB, act + 1406976 * nB, act + 1390464 * nB, fix + 21632, fix + 21680, P + 696228, P + 696276, B, 48, 64, nB * 4181376);
     /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1416192 * nB, act + 1336320 * nB, fix + 21024, fix + 21328, P + 681528, P + 681822, B, 294, 64, nB * 4162560, 21888);   /* stage3.step12.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1435008 * nB, 0, G + 682116, act + 1413120 * nB, act + 1416192 * nB, P + 682116, B, 294, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1435008 * nB, 0, G + 682116, act + 1413120 * nB, act + 1416192 * nB, act + 1336320 * nB, fix + 21024, fix + 21328, P + 681528, P + 681822, B, 294, 8, 8, nB * 4162560, 21888, P + 682116, 48);   /* stage3.step12.grad.relu0, not kept from forward: applied per image for dw */
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x8x8 -> 294x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x8x8 -> 294x8x8 */
@@ -2181,8 +2177,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1410048 * nB, 0, G + 676248, G + 676296, act + 1406976 * nB, act + 1390464 * nB, act + 1387392 * nB, fix + 20928, fix + 20976, P + 676248, P + 676296, B, 48, 64, nB * 4159488);
     /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1413120 * nB, act + 1336320 * nB, fix + 20352, fix + 20640, P + 662148, P + 662430, B, 282, 64, nB * 4141440, 21888);   /* stage3.step11.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1431168 * nB, 0, G + 662712, act + 1410048 * nB, act + 1413120 * nB, P + 662712, B, 282, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1431168 * nB, 0, G + 662712, act + 1410048 * nB, act + 1413120 * nB, act + 1336320 * nB, fix + 20352, fix + 20640, P + 662148, P + 662430, B, 282, 8, 8, nB * 4141440, 21888, P + 662712, 48);   /* stage3.step11.grad.relu0, not kept from forward: applied per image for dw */
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x8x8 -> 282x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x8x8 -> 282x8x8 */
@@ -2197,8 +2192,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1406976 * nB, 0, G + 656868, G + 656916, act + 1390464 * nB, act + 1387392 * nB, act + 1384320 * nB, fix + 20256, fix + 20304, P + 656868, P + 656916, B, 48, 64, nB * 4138368);
     /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1410048 * nB, act + 1336320 * nB, fix + 19712, fix + 19984, P + 643368, P + 643638, B, 270, 64, nB * 4121088, 21888);   /* stage3.step10.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1427328 * nB, 0, G + 643908, act + 1406976 * nB, act + 1410048 * nB, P + 643908, B, 270, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1427328 * nB, 0, G + 643908, act + 1406976 * nB, act + 1410048 * nB, act + 1336320 * nB, fix + 19712, fix + 19984, P + 643368, P + 643638, B, 270, 8, 8, nB * 4121088, 21888, P + 643908, 48);   /* stage3.step10.grad.relu0, not kept from forward: applied per image for dw */
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x8x8 -> 270x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x8x8 -> 270x8x8 */
@@ -2225,8 +2219,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1390464 * nB, 0, G + 638088, G + 638136, act + 1387392 * nB, act + 1384320 * nB, act + 1367424 * nB, fix + 19616, fix + 19664, P + 638088, P + 638136, B, 48, 64, nB * 4118016);
     /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 19072, fix + 19344, P + 625188, P + 625446, B, 258, 64, nB * 4101504, 21888);   /* stage3.step9.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1423488 * nB, 0, G + 625704, act + 1390464 * nB, act + 1406976 * nB, P + 625704, B, 258, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1423488 * nB, 0, G + 625704, act + 1390464 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 19072, fix + 19344, P + 625188, P + 625446, B, 258, 8, 8, nB * 4101504, 21888, P + 625704, 48);   /* stage3.step9.grad.relu0, not kept from forward: applied per image for dw */
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x8x8 -> 258x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x8x8 -> 258x8x8 */
@@ -2241,8 +2234,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1387392 * nB, 0, G + 619908, G + 619956, act + 1384320 * nB, act + 1368192 * nB, act + 1364352 * nB, fix + 18976, fix + 19024, P + 619908, P + 619956, B, 48, 64, nB * 4098432);
     /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 18464, fix + 18720, P + 607608, P + 607854, B, 246, 64, nB * 4082688, 21888);   /* stage3.step8.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1422720 * nB, 0, G + 608100, act + 1387392 * nB, act + 1406976 * nB, P + 608100, B, 246, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1422720 * nB, 0, G + 608100, act + 1387392 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 18464, fix + 18720, P + 607608, P + 607854, B, 246, 8, 8, nB * 4082688, 21888, P + 608100, 48);   /* stage3.step8.grad.relu0, not kept from forward: applied per image for dw */
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x8x8 -> 246x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x8x8 -> 246x8x8 */
@@ -2257,8 +2249,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1384320 * nB, 0, G + 602328, G + 602376, act + 1368192 * nB, act + 1365120 * nB, act + 1361280 * nB, fix + 18368, fix + 18416, P + 602328, P + 602376, B, 48, 64, nB * 4079616);
     /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 17888, fix + 18128, P + 590628, P + 590862, B, 234, 64, nB * 4064640, 21888);   /* stage3.step7.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1421952 * nB, 0, G + 591096, act + 1384320 * nB, act + 1406976 * nB, P + 591096, B, 234, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1421952 * nB, 0, G + 591096, act + 1384320 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 17888, fix + 18128, P + 590628, P + 590862, B, 234, 8, 8, nB * 4064640, 21888, P + 591096, 48);   /* stage3.step7.grad.relu0, not kept from forward: applied per image for dw */
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x8x8 -> 234x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x8x8 -> 234x8x8 */
@@ -2273,8 +2264,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1368192 * nB, 0, G + 585348, G + 585396, act + 1365120 * nB, act + 1362048 * nB, act + 1358208 * nB, fix + 17792, fix + 17840, P + 585348, P + 585396, B, 48, 64, nB * 4061568);
     /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 17344, fix + 17568, P + 574248, P + 574470, B, 222, 64, nB * 4047360, 21888);   /* stage3.step6.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1421184 * nB, 0, G + 574692, act + 1368192 * nB, act + 1406976 * nB, P + 574692, B, 222, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1421184 * nB, 0, G + 574692, act + 1368192 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 17344, fix + 17568, P + 574248, P + 574470, B, 222, 8, 8, nB * 4047360, 21888, P + 574692, 48);   /* stage3.step6.grad.relu0, not kept from forward: applied per image for dw */
 }
 
 /* Backward, part 4 of 15. */
@@ -2301,8 +2291,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1365120 * nB, 0, G + 568968, G + 569016, act + 1362048 * nB, act + 1358976 * nB, act + 1371648 * nB, fix + 17248, fix + 17296, P + 568968, P + 569016, B, 48, 64, nB * 4044288);
     /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 16800, fix + 17024, P + 558468, P + 558678, B, 210, 64, nB * 4030848, 21888);   /* stage3.step5.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1420416 * nB, 0, G + 558888, act + 1365120 * nB, act + 1406976 * nB, P + 558888, B, 210, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1420416 * nB, 0, G + 558888, act + 1365120 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 16800, fix + 17024, P + 558468, P + 558678, B, 210, 8, 8, nB * 4030848, 21888, P + 558888, 48);   /* stage3.step5.grad.relu0, not kept from forward: applied per image for dw */
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x8x8 -> 210x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x8x8 -> 210x8x8 */
@@ -2317,8 +2306,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1365120 * nB, 0, G + 553188, G + 553236, act + 1362048 * nB, act + 1358976 * nB, act + 1308672 * nB, fix + 16704, fix + 16752, P + 553188, P + 553236, B, 48, 64, nB * 4027776);
     /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 16288, fix + 16496, P + 543288, P + 543486, B, 198, 64, nB * 4015104, 21888);   /* stage3.step4.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1419648 * nB, 0, G + 543684, act + 1365120 * nB, act + 1406976 * nB, P + 543684, B, 198, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1419648 * nB, 0, G + 543684, act + 1365120 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 16288, fix + 16496, P + 543288, P + 543486, B, 198, 8, 8, nB * 4015104, 21888, P + 543684, 48);   /* stage3.step4.grad.relu0, not kept from forward: applied per image for dw */
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x8x8 -> 198x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x8x8 -> 198x8x8 */
@@ -2333,8 +2321,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1308672 * nB, 0, G + 538008, G + 538056, act + 1361280 * nB, act + 1358208 * nB, act + 1305600 * nB, fix + 16192, fix + 16240, P + 538008, P + 538056, B, 48, 64, nB * 4012032);
     /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1358208 * nB, act + 1336320 * nB, fix + 15808, fix + 16000, P + 528708, P + 528894, B, 186, 64, nB * 4000128, 21888);   /* stage3.step3.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1406976 * nB, 0, G + 529080, act + 1308672 * nB, act + 1358208 * nB, P + 529080, B, 186, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1406976 * nB, 0, G + 529080, act + 1308672 * nB, act + 1358208 * nB, act + 1336320 * nB, fix + 15808, fix + 16000, P + 528708, P + 528894, B, 186, 8, 8, nB * 4000128, 21888, P + 529080, 48);   /* stage3.step3.grad.relu0, not kept from forward: applied per image for dw */
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x8x8 -> 186x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x8x8 -> 186x8x8 */
@@ -2361,8 +2348,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1361280 * nB, 0, G + 523428, G + 523476, act + 1358208 * nB, act + 1306368 * nB, act + 353280 * nB, fix + 15712, fix + 15760, P + 523428, P + 523476, B, 48, 64, nB * 3997056);
     /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1336320 * nB, fix + 15360, fix + 15536, P + 514728, P + 514902, B, 174, 64, nB * 3985920, 21888);   /* stage3.step2.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1418112 * nB, 0, G + 515076, act + 1361280 * nB, act + 1406976 * nB, P + 515076, B, 174, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1418112 * nB, 0, G + 515076, act + 1361280 * nB, act + 1406976 * nB, act + 1336320 * nB, fix + 15360, fix + 15536, P + 514728, P + 514902, B, 174, 8, 8, nB * 3985920, 21888, P + 515076, 48);   /* stage3.step2.grad.relu0, not kept from forward: applied per image for dw */
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x8x8 -> 174x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x8x8 -> 174x8x8 */
@@ -2377,8 +2363,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 353280 * nB, 0, G + 509448, G + 509496, act + 1308672 * nB, act + 1305600 * nB, act + 350208 * nB, fix + 15264, fix + 15312, P + 509448, P + 509496, B, 48, 64, nB * 3982848);
     /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1358208 * nB, act + 1336320 * nB, fix + 14912, fix + 15088, P + 501348, P + 501510, B, 162, 64, nB * 3972480, 21888);   /* stage3.step1.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1384320 * nB, 0, G + 501672, act + 353280 * nB, act + 1358208 * nB, P + 501672, B, 162, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1384320 * nB, 0, G + 501672, act + 353280 * nB, act + 1358208 * nB, act + 1336320 * nB, fix + 14912, fix + 15088, P + 501348, P + 501510, B, 162, 8, 8, nB * 3972480, 21888, P + 501672, 48);   /* stage3.step1.grad.relu0, not kept from forward: applied per image for dw */
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x8x8 -> 162x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x8x8 -> 162x8x8 */
@@ -2394,8 +2379,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x8x8 -> 48x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1308672 * nB, 0, G + 496068, G + 496116, act + 1305600 * nB, act + 350976 * nB, act + 347136 * nB, fix + 14816, fix + 14864, P + 496068, P + 496116, B, 48, 64, nB * 3969408);
     /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x8x8 -> 48x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1345920 * nB, act + 1374720 * nB, fix + 14496, fix + 14656, P + 488568, P + 488718, B, 150, 64, nB * 3959808, 9600);   /* stage3.step0.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1355520 * nB, 0, G + 488868, act + 1308672 * nB, act + 1345920 * nB, P + 488868, B, 150, 8, 8, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1355520 * nB, 0, G + 488868, act + 1308672 * nB, act + 1345920 * nB, act + 1374720 * nB, fix + 14496, fix + 14656, P + 488568, P + 488718, B, 150, 8, 8, nB * 3959808, 9600, P + 488868, 48);   /* stage3.step0.grad.relu0, not kept from forward: applied per image for dw */
     /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x8x8 -> 150x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x8x8 -> 150x8x8 */
@@ -2403,8 +2387,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x16x16 -> 150x8x8 */
     FN(rt_avgpool_backward)(ctx, act + 1345920 * nB, 0, act + 1336320 * nB, B, 150, 16, 16, 2, 2);
     /* 232 trans2.conv0 = conv(trans2.relu0): 300x16x16 -> 150x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1179648 * nB, fix + 13888, fix + 14192, P + 442968, P + 443268, B, 300, 256, nB * 3883008, 76800);   /* trans2.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1483776 * nB, 0, G + 443568, act + 1345920 * nB, act + 1406976 * nB, P + 443568, B, 300, 16, 16, 150, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1483776 * nB, 0, G + 443568, act + 1345920 * nB, act + 1406976 * nB, act + 1179648 * nB, fix + 13888, fix + 14192, P + 442968, P + 443268, B, 300, 16, 16, nB * 3883008, 76800, P + 443568, 150);   /* trans2.relu0, not kept from forward: applied per image for dw */
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x16x16 -> 300x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x16x16 -> 300x16x16 */
@@ -2431,8 +2414,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1360896 * nB, 0, G + 437688, G + 437736, act + 1348608 * nB, act + 1336320 * nB, act + 1324032 * nB, fix + 13792, fix + 13840, P + 437688, P + 437736, B, 48, 256, nB * 3870720);
     /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1179648 * nB, fix + 13216, fix + 13504, P + 423288, P + 423576, B, 288, 256, nB * 3796992, 76800);   /* stage2.step15.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1480704 * nB, 0, G + 423864, act + 1360896 * nB, act + 1406976 * nB, P + 423864, B, 288, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1480704 * nB, 0, G + 423864, act + 1360896 * nB, act + 1406976 * nB, act + 1179648 * nB, fix + 13216, fix + 13504, P + 423288, P + 423576, B, 288, 16, 16, nB * 3796992, 76800, P + 423864, 48);   /* stage2.step15.grad.relu0, not kept from forward: applied per image for dw */
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x16x16 -> 288x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x16x16 -> 288x16x16 */
@@ -2447,8 +2429,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1348608 * nB, 0, G + 418008, G + 418056, act + 1336320 * nB, act + 1324032 * nB, act + 1394688 * nB, fix + 13120, fix + 13168, P + 418008, P + 418056, B, 48, 256, nB * 3784704);
     /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1360896 * nB, act + 1179648 * nB, fix + 12544, fix + 12832, P + 404208, P + 404484, B, 276, 256, nB * 3714048, 76800);   /* stage2.step14.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1431552 * nB, 0, G + 404760, act + 1348608 * nB, act + 1360896 * nB, P + 404760, B, 276, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1431552 * nB, 0, G + 404760, act + 1348608 * nB, act + 1360896 * nB, act + 1179648 * nB, fix + 12544, fix + 12832, P + 404208, P + 404484, B, 276, 16, 16, nB * 3714048, 76800, P + 404760, 48);   /* stage2.step14.grad.relu0, not kept from forward: applied per image for dw */
     /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x16x16 -> 276x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x16x16 -> 276x16x16 */
@@ -2463,8 +2444,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1348608 * nB, 0, G + 398928, G + 398976, act + 1336320 * nB, act + 1324032 * nB, act + 1293312 * nB, fix + 12448, fix + 12496, P + 398928, P + 398976, B, 48, 256, nB * 3701760);
     /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1360896 * nB, act + 1179648 * nB, fix + 11904, fix + 12176, P + 385728, P + 385992, B, 264, 256, nB * 3634176, 76800);   /* stage2.step13.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1428480 * nB, 0, G + 386256, act + 1348608 * nB, act + 1360896 * nB, P + 386256, B, 264, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1428480 * nB, 0, G + 386256, act + 1348608 * nB, act + 1360896 * nB, act + 1179648 * nB, fix + 11904, fix + 12176, P + 385728, P + 385992, B, 264, 16, 16, nB * 3634176, 76800, P + 386256, 48);   /* stage2.step13.grad.relu0, not kept from forward: applied per image for dw */
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x16x16 -> 264x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x16x16 -> 264x16x16 */
@@ -2491,8 +2471,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1336320 * nB, 0, G + 380448, G + 380496, act + 1324032 * nB, act + 1293312 * nB, act + 1281024 * nB, fix + 11808, fix + 11856, P + 380448, P + 380496, B, 48, 256, nB * 3621888);
     /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1348608 * nB, act + 1179648 * nB, fix + 11296, fix + 11552, P + 367848, P + 368100, B, 252, 256, nB * 3557376, 76800);   /* stage2.step12.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1413120 * nB, 0, G + 368352, act + 1336320 * nB, act + 1348608 * nB, P + 368352, B, 252, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1413120 * nB, 0, G + 368352, act + 1336320 * nB, act + 1348608 * nB, act + 1179648 * nB, fix + 11296, fix + 11552, P + 367848, P + 368100, B, 252, 16, 16, nB * 3557376, 76800, P + 368352, 48);   /* stage2.step12.grad.relu0, not kept from forward: applied per image for dw */
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x16x16 -> 252x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x16x16 -> 252x16x16 */
@@ -2507,8 +2486,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1324032 * nB, 0, G + 362568, G + 362616, act + 1293312 * nB, act + 1281024 * nB, act + 1268736 * nB, fix + 11200, fix + 11248, P + 362568, P + 362616, B, 48, 256, nB * 3545088);
     /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1336320 * nB, act + 1179648 * nB, fix + 10720, fix + 10960, P + 350568, P + 350808, B, 240, 256, nB * 3483648, 76800);   /* stage2.step11.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1397760 * nB, 0, G + 351048, act + 1324032 * nB, act + 1336320 * nB, P + 351048, B, 240, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1397760 * nB, 0, G + 351048, act + 1324032 * nB, act + 1336320 * nB, act + 1179648 * nB, fix + 10720, fix + 10960, P + 350568, P + 350808, B, 240, 16, 16, nB * 3483648, 76800, P + 351048, 48);   /* stage2.step11.grad.relu0, not kept from forward: applied per image for dw */
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x16x16 -> 240x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x16x16 -> 240x16x16 */
@@ -2523,8 +2501,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1293312 * nB, 0, G + 345288, G + 345336, act + 1281024 * nB, act + 1268736 * nB, act + 1256448 * nB, fix + 10624, fix + 10672, P + 345288, P + 345336, B, 48, 256, nB * 3471360);
     /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1324032 * nB, act + 1179648 * nB, fix + 10144, fix + 10384, P + 333888, P + 334116, B, 228, 256, nB * 3412992, 76800);   /* stage2.step10.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1382400 * nB, 0, G + 334344, act + 1293312 * nB, act + 1324032 * nB, P + 334344, B, 228, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1382400 * nB, 0, G + 334344, act + 1293312 * nB, act + 1324032 * nB, act + 1179648 * nB, fix + 10144, fix + 10384, P + 333888, P + 334116, B, 228, 16, 16, nB * 3412992, 76800, P + 334344, 48);   /* stage2.step10.grad.relu0, not kept from forward: applied per image for dw */
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x16x16 -> 228x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x16x16 -> 228x16x16 */
@@ -2539,8 +2516,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1281024 * nB, 0, G + 328608, G + 328656, act + 1268736 * nB, act + 1256448 * nB, act + 1311744 * nB, fix + 10048, fix + 10096, P + 328608, P + 328656, B, 48, 256, nB * 3400704);
     /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1293312 * nB, act + 1179648 * nB, fix + 9600, fix + 9824, P + 317808, P + 318024, B, 216, 256, nB * 3345408, 76800);   /* stage2.step9.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1348608 * nB, 0, G + 318240, act + 1281024 * nB, act + 1293312 * nB, P + 318240, B, 216, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1348608 * nB, 0, G + 318240, act + 1281024 * nB, act + 1293312 * nB, act + 1179648 * nB, fix + 9600, fix + 9824, P + 317808, P + 318024, B, 216, 16, 16, nB * 3345408, 76800, P + 318240, 48);   /* stage2.step9.grad.relu0, not kept from forward: applied per image for dw */
     /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x16x16 -> 216x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2567,8 +2543,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1281024 * nB, 0, G + 312528, G + 312576, act + 1268736 * nB, act + 1256448 * nB, act + 1118208 * nB, fix + 9504, fix + 9552, P + 312528, P + 312576, B, 48, 256, nB * 3333120);
     /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1293312 * nB, act + 1179648 * nB, fix + 9088, fix + 9296, P + 302328, P + 302532, B, 204, 256, nB * 3280896, 76800);   /* stage2.step8.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1345536 * nB, 0, G + 302736, act + 1281024 * nB, act + 1293312 * nB, P + 302736, B, 204, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1345536 * nB, 0, G + 302736, act + 1281024 * nB, act + 1293312 * nB, act + 1179648 * nB, fix + 9088, fix + 9296, P + 302328, P + 302532, B, 204, 16, 16, nB * 3280896, 76800, P + 302736, 48);   /* stage2.step8.grad.relu0, not kept from forward: applied per image for dw */
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x16x16 -> 204x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x16x16 -> 204x16x16 */
@@ -2583,8 +2558,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1268736 * nB, 0, G + 297048, G + 297096, act + 1256448 * nB, act + 1118208 * nB, act + 1105920 * nB, fix + 8992, fix + 9040, P + 297048, P + 297096, B, 48, 256, nB * 3268608);
     /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1281024 * nB, act + 1179648 * nB, fix + 8608, fix + 8800, P + 287448, P + 287640, B, 192, 256, nB * 3219456, 76800);   /* stage2.step7.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1330176 * nB, 0, G + 287832, act + 1268736 * nB, act + 1281024 * nB, P + 287832, B, 192, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1330176 * nB, 0, G + 287832, act + 1268736 * nB, act + 1281024 * nB, act + 1179648 * nB, fix + 8608, fix + 8800, P + 287448, P + 287640, B, 192, 16, 16, nB * 3219456, 76800, P + 287832, 48);   /* stage2.step7.grad.relu0, not kept from forward: applied per image for dw */
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x16x16 -> 192x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x16x16 -> 192x16x16 */
@@ -2599,8 +2573,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1256448 * nB, 0, G + 282168, G + 282216, act + 1118208 * nB, act + 1105920 * nB, act + 897024 * nB, fix + 8512, fix + 8560, P + 282168, P + 282216, B, 48, 256, nB * 3207168);
     /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1268736 * nB, act + 1179648 * nB, fix + 8128, fix + 8320, P + 273168, P + 273348, B, 180, 256, nB * 3161088, 76800);   /* stage2.step6.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1314816 * nB, 0, G + 273528, act + 1256448 * nB, act + 1268736 * nB, P + 273528, B, 180, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1314816 * nB, 0, G + 273528, act + 1256448 * nB, act + 1268736 * nB, act + 1179648 * nB, fix + 8128, fix + 8320, P + 273168, P + 273348, B, 180, 16, 16, nB * 3161088, 76800, P + 273528, 48);   /* stage2.step6.grad.relu0, not kept from forward: applied per image for dw */
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x16x16 -> 180x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x16x16 -> 180x16x16 */
@@ -2627,8 +2600,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1118208 * nB, 0, G + 267888, G + 267936, act + 1105920 * nB, act + 897024 * nB, act + 884736 * nB, fix + 8032, fix + 8080, P + 267888, P + 267936, B, 48, 256, nB * 3148800);
     /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 7680, fix + 7856, P + 259488, P + 259656, B, 168, 256, nB * 3105792, 76800);   /* stage2.step5.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1299456 * nB, 0, G + 259824, act + 1118208 * nB, act + 1256448 * nB, P + 259824, B, 168, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1299456 * nB, 0, G + 259824, act + 1118208 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 7680, fix + 7856, P + 259488, P + 259656, B, 168, 16, 16, nB * 3105792, 76800, P + 259824, 48);   /* stage2.step5.grad.relu0, not kept from forward: applied per image for dw */
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x16x16 -> 168x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x16x16 -> 168x16x16 */
@@ -2643,8 +2615,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1105920 * nB, 0, G + 254208, G + 254256, act + 897024 * nB, act + 884736 * nB, act + 872448 * nB, fix + 7584, fix + 7632, P + 254208, P + 254256, B, 48, 256, nB * 3093504);
     /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 7264, fix + 7424, P + 246408, P + 246564, B, 156, 256, nB * 3053568, 76800);   /* stage2.step4.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1296384 * nB, 0, G + 246720, act + 1105920 * nB, act + 1256448 * nB, P + 246720, B, 156, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1296384 * nB, 0, G + 246720, act + 1105920 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 7264, fix + 7424, P + 246408, P + 246564, B, 156, 16, 16, nB * 3053568, 76800, P + 246720, 48);   /* stage2.step4.grad.relu0, not kept from forward: applied per image for dw */
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x16x16 -> 156x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x16x16 -> 156x16x16 */
@@ -2659,8 +2630,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 897024 * nB, 0, G + 241128, G + 241176, act + 884736 * nB, act + 872448 * nB, act + 565248 * nB, fix + 7168, fix + 7216, P + 241128, P + 241176, B, 48, 256, nB * 3041280);
     /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 6880, fix + 7024, P + 233928, P + 234072, B, 144, 256, nB * 3004416, 76800);   /* stage2.step3.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1293312 * nB, 0, G + 234216, act + 897024 * nB, act + 1256448 * nB, P + 234216, B, 144, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1293312 * nB, 0, G + 234216, act + 897024 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6880, fix + 7024, P + 233928, P + 234072, B, 144, 16, 16, nB * 3004416, 76800, P + 234216, 48);   /* stage2.step3.grad.relu0, not kept from forward: applied per image for dw */
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x16x16 -> 144x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x16x16 -> 144x16x16 */
@@ -2675,8 +2645,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 884736 * nB, 0, G + 228648, G + 228696, act + 872448 * nB, act + 565248 * nB, act + 552960 * nB, fix + 6784, fix + 6832, P + 228648, P + 228696, B, 48, 256, nB * 2992128);
     /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 6496, fix + 6640, P + 222048, P + 222180, B, 132, 256, nB * 2958336, 76800);   /* stage2.step2.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1290240 * nB, 0, G + 222312, act + 884736 * nB, act + 1256448 * nB, P + 222312, B, 132, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1290240 * nB, 0, G + 222312, act + 884736 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6496, fix + 6640, P + 222048, P + 222180, B, 132, 16, 16, nB * 2958336, 76800, P + 222312, 48);   /* stage2.step2.grad.relu0, not kept from forward: applied per image for dw */
 }
 
 /* Backward, part 10 of 15. */
@@ -2703,8 +2672,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 0, G + 216768, G + 216816, act + 565248 * nB, act + 552960 * nB, act + 36864 * nB, fix + 6400, fix + 6448, P + 216768, P + 216816, B, 48, 256, nB * 2946048);
     /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1179648 * nB, fix + 6144, fix + 6272, P + 210768, P + 210888, B, 120, 256, nB * 2915328, 76800);   /* stage2.step1.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1287168 * nB, 0, G + 211008, act + 872448 * nB, act + 1256448 * nB, P + 211008, B, 120, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1287168 * nB, 0, G + 211008, act + 872448 * nB, act + 1256448 * nB, act + 1179648 * nB, fix + 6144, fix + 6272, P + 210768, P + 210888, B, 120, 16, 16, nB * 2915328, 76800, P + 211008, 48);   /* stage2.step1.grad.relu0, not kept from forward: applied per image for dw */
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x16x16 -> 120x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x16x16 -> 120x16x16 */
@@ -2720,8 +2688,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x16x16 -> 48x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 36864 * nB, 0, G + 205488, G + 205536, act + 565248 * nB, act + 552960 * nB, act + 24576 * nB, fix + 6048, fix + 6096, P + 205488, P + 205536, B, 48, 256, nB * 2903040);
     /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x16x16 -> 48x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1179648 * nB, act + 319488 * nB, fix + 5824, fix + 5936, P + 200088, P + 200196, B, 108, 256, nB * 2875392, 27648);   /* stage2.step0.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1207296 * nB, 0, G + 200304, act + 36864 * nB, act + 1179648 * nB, P + 200304, B, 108, 16, 16, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1207296 * nB, 0, G + 200304, act + 36864 * nB, act + 1179648 * nB, act + 319488 * nB, fix + 5824, fix + 5936, P + 200088, P + 200196, B, 108, 16, 16, nB * 2875392, 27648, P + 200304, 48);   /* stage2.step0.grad.relu0, not kept from forward: applied per image for dw */
     /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x16x16 -> 108x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x16x16 -> 108x16x16 */
@@ -2729,8 +2696,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x32x32 -> 108x16x16 */
     FN(rt_avgpool_backward)(ctx, act + 1179648 * nB, 0, act + 872448 * nB, B, 108, 32, 32, 2, 2);
     /* 116 trans1.conv0 = conv(trans1.relu0): 216x32x32 -> 108x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1290240 * nB, act + 98304 * nB, fix + 5376, fix + 5600, P + 176328, P + 176544, B, 216, 1024, nB * 2654208, 221184);   /* trans1.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1511424 * nB, 0, G + 176760, act + 1179648 * nB, act + 1290240 * nB, P + 176760, B, 216, 32, 32, 108, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1511424 * nB, 0, G + 176760, act + 1179648 * nB, act + 1290240 * nB, act + 98304 * nB, fix + 5376, fix + 5600, P + 176328, P + 176544, B, 216, 32, 32, nB * 2654208, 221184, P + 176760, 108);   /* trans1.relu0, not kept from forward: applied per image for dw */
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x32x32 -> 216x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x32x32 -> 216x32x32 */
@@ -2757,8 +2723,7 @@ static void FN(backward_11)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 204x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1327104 * nB, act + 98304 * nB, fix + 4864, fix + 5072, P + 160848, P + 161052, B, 204, 1024, nB * 2396160, 221184);   /* stage1.step15.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1953792 * nB, 0, G + 161256, act + 1277952 * nB, act + 1327104 * nB, P + 161256, B, 204, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1953792 * nB, 0, G + 161256, act + 1277952 * nB, act + 1327104 * nB, act + 98304 * nB, fix + 4864, fix + 5072, P + 160848, P + 161052, B, 204, 32, 32, nB * 2396160, 221184, P + 161256, 48);   /* stage1.step15.grad.relu0, not kept from forward: applied per image for dw */
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x32x32 -> 204x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x32x32 -> 204x32x32 */
@@ -2773,8 +2738,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 0, G + 155568, G + 155616, act + 1179648 * nB, act + 1056768 * nB, act + 1007616 * nB, fix + 4768, fix + 4816, P + 155568, P + 155616, B, 48, 1024, nB * 2347008);
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1277952 * nB, act + 98304 * nB, fix + 4384, fix + 4576, P + 145968, P + 146160, B, 192, 1024, nB * 2150400, 221184);   /* stage1.step14.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1474560 * nB, 0, G + 146352, act + 1228800 * nB, act + 1277952 * nB, P + 146352, B, 192, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1474560 * nB, 0, G + 146352, act + 1228800 * nB, act + 1277952 * nB, act + 98304 * nB, fix + 4384, fix + 4576, P + 145968, P + 146160, B, 192, 32, 32, nB * 2150400, 221184, P + 146352, 48);   /* stage1.step14.grad.relu0, not kept from forward: applied per image for dw */
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x32x32 -> 192x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x32x32 -> 192x32x32 */
@@ -2789,8 +2753,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1179648 * nB, 0, G + 140688, G + 140736, act + 1056768 * nB, act + 1007616 * nB, act + 958464 * nB, fix + 4288, fix + 4336, P + 140688, P + 140736, B, 48, 1024, nB * 2101248);
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1228800 * nB, act + 98304 * nB, fix + 3904, fix + 4096, P + 131688, P + 131868, B, 180, 1024, nB * 1916928, 221184);   /* stage1.step13.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1413120 * nB, 0, G + 132048, act + 1179648 * nB, act + 1228800 * nB, P + 132048, B, 180, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1413120 * nB, 0, G + 132048, act + 1179648 * nB, act + 1228800 * nB, act + 98304 * nB, fix + 3904, fix + 4096, P + 131688, P + 131868, B, 180, 32, 32, nB * 1916928, 221184, P + 132048, 48);   /* stage1.step13.grad.relu0, not kept from forward: applied per image for dw */
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x32x32 -> 180x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x32x32 -> 180x32x32 */
@@ -2805,8 +2768,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1056768 * nB, 0, G + 126408, G + 126456, act + 1007616 * nB, act + 958464 * nB, act + 1130496 * nB, fix + 3808, fix + 3856, P + 126408, P + 126456, B, 48, 1024, nB * 1867776);
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1105920 * nB, act + 98304 * nB, fix + 3456, fix + 3632, P + 118008, P + 118176, B, 168, 1024, nB * 1695744, 221184);   /* stage1.step12.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1277952 * nB, 0, G + 118344, act + 1056768 * nB, act + 1105920 * nB, P + 118344, B, 168, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1277952 * nB, 0, G + 118344, act + 1056768 * nB, act + 1105920 * nB, act + 98304 * nB, fix + 3456, fix + 3632, P + 118008, P + 118176, B, 168, 32, 32, nB * 1695744, 221184, P + 118344, 48);   /* stage1.step12.grad.relu0, not kept from forward: applied per image for dw */
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x32x32 -> 168x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x32x32 -> 168x32x32 */
@@ -2833,8 +2795,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1056768 * nB, 0, G + 112728, G + 112776, act + 1007616 * nB, act + 958464 * nB, act + 823296 * nB, fix + 3360, fix + 3408, P + 112728, P + 112776, B, 48, 1024, nB * 1646592);
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1105920 * nB, act + 98304 * nB, fix + 3040, fix + 3200, P + 104928, P + 105084, B, 156, 1024, nB * 1486848, 221184);   /* stage1.step11.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1265664 * nB, 0, G + 105240, act + 1056768 * nB, act + 1105920 * nB, P + 105240, B, 156, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1265664 * nB, 0, G + 105240, act + 1056768 * nB, act + 1105920 * nB, act + 98304 * nB, fix + 3040, fix + 3200, P + 104928, P + 105084, B, 156, 32, 32, nB * 1486848, 221184, P + 105240, 48);   /* stage1.step11.grad.relu0, not kept from forward: applied per image for dw */
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x32x32 -> 156x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x32x32 -> 156x32x32 */
@@ -2849,8 +2810,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1007616 * nB, 0, G + 99648, G + 99696, act + 958464 * nB, act + 823296 * nB, act + 774144 * nB, fix + 2944, fix + 2992, P + 99648, P + 99696, B, 48, 1024, nB * 1437696);
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1056768 * nB, act + 98304 * nB, fix + 2656, fix + 2800, P + 92448, P + 92592, B, 144, 1024, nB * 1290240, 221184);   /* stage1.step10.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1204224 * nB, 0, G + 92736, act + 1007616 * nB, act + 1056768 * nB, P + 92736, B, 144, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1204224 * nB, 0, G + 92736, act + 1007616 * nB, act + 1056768 * nB, act + 98304 * nB, fix + 2656, fix + 2800, P + 92448, P + 92592, B, 144, 32, 32, nB * 1290240, 221184, P + 92736, 48);   /* stage1.step10.grad.relu0, not kept from forward: applied per image for dw */
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x32x32 -> 144x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x32x32 -> 144x32x32 */
@@ -2865,8 +2825,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 958464 * nB, 0, G + 87168, G + 87216, act + 823296 * nB, act + 774144 * nB, act + 909312 * nB, fix + 2560, fix + 2608, P + 87168, P + 87216, B, 48, 1024, nB * 1241088);
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 774144 * nB, act + 98304 * nB, fix + 2272, fix + 2416, P + 80568, P + 80700, B, 132, 1024, nB * 1105920, 221184);   /* stage1.step9.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1007616 * nB, 0, G + 80832, act + 958464 * nB, act + 774144 * nB, P + 80832, B, 132, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1007616 * nB, 0, G + 80832, act + 958464 * nB, act + 774144 * nB, act + 98304 * nB, fix + 2272, fix + 2416, P + 80568, P + 80700, B, 132, 32, 32, nB * 1105920, 221184, P + 80832, 48);   /* stage1.step9.grad.relu0, not kept from forward: applied per image for dw */
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x32x32 -> 132x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x32x32 -> 132x32x32 */
@@ -2893,8 +2852,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 872448 * nB, 0, G + 75288, G + 75336, act + 823296 * nB, act + 774144 * nB, act + 675840 * nB, fix + 2176, fix + 2224, P + 75288, P + 75336, B, 48, 1024, nB * 1056768);
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 921600 * nB, act + 98304 * nB, fix + 1920, fix + 2048, P + 69288, P + 69408, B, 120, 1024, nB * 933888, 221184);   /* stage1.step8.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1044480 * nB, 0, G + 69528, act + 872448 * nB, act + 921600 * nB, P + 69528, B, 120, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1044480 * nB, 0, G + 69528, act + 872448 * nB, act + 921600 * nB, act + 98304 * nB, fix + 1920, fix + 2048, P + 69288, P + 69408, B, 120, 32, 32, nB * 933888, 221184, P + 69528, 48);   /* stage1.step8.grad.relu0, not kept from forward: applied per image for dw */
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x32x32 -> 120x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x32x32 -> 120x32x32 */
@@ -2909,8 +2867,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 823296 * nB, 0, G + 64008, G + 64056, act + 774144 * nB, act + 675840 * nB, act + 626688 * nB, fix + 1824, fix + 1872, P + 64008, P + 64056, B, 48, 1024, nB * 884736);
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 872448 * nB, act + 98304 * nB, fix + 1600, fix + 1712, P + 58608, P + 58716, B, 108, 1024, nB * 774144, 221184);   /* stage1.step7.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 983040 * nB, 0, G + 58824, act + 823296 * nB, act + 872448 * nB, P + 58824, B, 108, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 983040 * nB, 0, G + 58824, act + 823296 * nB, act + 872448 * nB, act + 98304 * nB, fix + 1600, fix + 1712, P + 58608, P + 58716, B, 108, 32, 32, nB * 774144, 221184, P + 58824, 48);   /* stage1.step7.grad.relu0, not kept from forward: applied per image for dw */
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x32x32 -> 108x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x32x32 -> 108x32x32 */
@@ -2925,8 +2882,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 774144 * nB, 0, G + 53328, G + 53376, act + 675840 * nB, act + 626688 * nB, act + 724992 * nB, fix + 1504, fix + 1552, P + 53328, P + 53376, B, 48, 1024, nB * 724992);
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 626688 * nB, act + 98304 * nB, fix + 1312, fix + 1408, P + 48528, P + 48624, B, 96, 1024, nB * 626688, 221184);   /* stage1.step6.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 823296 * nB, 0, G + 48720, act + 774144 * nB, act + 626688 * nB, P + 48720, B, 96, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 823296 * nB, 0, G + 48720, act + 774144 * nB, act + 626688 * nB, act + 98304 * nB, fix + 1312, fix + 1408, P + 48528, P + 48624, B, 96, 32, 32, nB * 626688, 221184, P + 48720, 48);   /* stage1.step6.grad.relu0, not kept from forward: applied per image for dw */
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x32x32 -> 96x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x32x32 -> 96x32x32 */
@@ -2941,8 +2897,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 724992 * nB, 0, G + 43248, G + 43296, act + 675840 * nB, act + 626688 * nB, act + 503808 * nB, fix + 1216, fix + 1264, P + 43248, P + 43296, B, 48, 1024, nB * 577536);
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 626688 * nB, act + 98304 * nB, fix + 1024, fix + 1120, P + 39048, P + 39132, B, 84, 1024, nB * 491520, 221184);   /* stage1.step5.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 774144 * nB, 0, G + 39216, act + 724992 * nB, act + 626688 * nB, P + 39216, B, 84, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 774144 * nB, 0, G + 39216, act + 724992 * nB, act + 626688 * nB, act + 98304 * nB, fix + 1024, fix + 1120, P + 39048, P + 39132, B, 84, 32, 32, nB * 491520, 221184, P + 39216, 48);   /* stage1.step5.grad.relu0, not kept from forward: applied per image for dw */
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x32x32 -> 84x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2969,8 +2924,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 675840 * nB, 0, G + 33768, G + 33816, act + 626688 * nB, act + 503808 * nB, act + 577536 * nB, fix + 928, fix + 976, P + 33768, P + 33816, B, 48, 1024, nB * 442368);
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 503808 * nB, act + 98304 * nB, fix + 768, fix + 848, P + 30168, P + 30240, B, 72, 1024, nB * 368640, 221184);   /* stage1.step4.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 577536 * nB, 0, G + 30312, act + 675840 * nB, act + 503808 * nB, P + 30312, B, 72, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 577536 * nB, 0, G + 30312, act + 675840 * nB, act + 503808 * nB, act + 98304 * nB, fix + 768, fix + 848, P + 30168, P + 30240, B, 72, 32, 32, nB * 368640, 221184, P + 30312, 48);   /* stage1.step4.grad.relu0, not kept from forward: applied per image for dw */
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x32x32 -> 72x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x32x32 -> 72x32x32 */
@@ -2985,8 +2939,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 602112 * nB, 0, G + 24888, G + 24936, act + 552960 * nB, act + 503808 * nB, act + 405504 * nB, fix + 672, fix + 720, P + 24888, P + 24936, B, 48, 1024, nB * 319488);
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 503808 * nB, act + 98304 * nB, fix + 544, fix + 608, P + 21888, P + 21948, B, 60, 1024, nB * 258048, 221184);   /* stage1.step3.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 651264 * nB, 0, G + 22008, act + 602112 * nB, act + 503808 * nB, P + 22008, B, 60, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 651264 * nB, 0, G + 22008, act + 602112 * nB, act + 503808 * nB, act + 98304 * nB, fix + 544, fix + 608, P + 21888, P + 21948, B, 60, 32, 32, nB * 258048, 221184, P + 22008, 48);   /* stage1.step3.grad.relu0, not kept from forward: applied per image for dw */
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x32x32 -> 60x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x32x32 -> 60x32x32 */
@@ -3001,8 +2954,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 552960 * nB, 0, G + 16608, G + 16656, act + 503808 * nB, act + 405504 * nB, act + 454656 * nB, fix + 448, fix + 496, P + 16608, P + 16656, B, 48, 1024, nB * 208896);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 405504 * nB, act + 98304 * nB, fix + 352, fix + 400, P + 14208, P + 14256, B, 48, 1024, nB * 159744, 221184);   /* stage1.step2.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 454656 * nB, 0, G + 14304, act + 552960 * nB, act + 405504 * nB, P + 14304, B, 48, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 454656 * nB, 0, G + 14304, act + 552960 * nB, act + 405504 * nB, act + 98304 * nB, fix + 352, fix + 400, P + 14208, P + 14256, B, 48, 32, 32, nB * 159744, 221184, P + 14304, 48);   /* stage1.step2.grad.relu0, not kept from forward: applied per image for dw */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x32x32 -> 48x32x32 */
@@ -3029,8 +2981,7 @@ static void FN(backward_15)(Model *m, int B)
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 503808 * nB, 0, G + 8928, G + 8976, act + 454656 * nB, act + 405504 * nB, act + 356352 * nB, fix + 256, fix + 304, P + 8928, P + 8976, B, 48, 1024, nB * 110592);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 319488 * nB, act + 98304 * nB, fix + 160, fix + 208, P + 7128, P + 7164, B, 36, 1024, nB * 73728, 221184);   /* stage1.step1.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 356352 * nB, 0, G + 7200, act + 503808 * nB, act + 319488 * nB, P + 7200, B, 36, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 356352 * nB, 0, G + 7200, act + 503808 * nB, act + 319488 * nB, act + 98304 * nB, fix + 160, fix + 208, P + 7128, P + 7164, B, 36, 32, 32, nB * 73728, 221184, P + 7200, 48);   /* stage1.step1.grad.relu0, not kept from forward: applied per image for dw */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x32x32 -> 36x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x32x32 -> 36x32x32 */
@@ -3046,8 +2997,7 @@ static void FN(backward_15)(Model *m, int B)
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x32x32 -> 48x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 208896 * nB, 0, G + 1848, G + 1896, act + 159744 * nB, act + 110592 * nB, act + 49152 * nB, fix + 64, fix + 112, P + 1848, P + 1896, B, 48, 1024, nB * 24576);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 24x32x32 -> 48x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 49152 * nB, act, fix, fix + 32, P + 648, P + 672, B, 24, 1024, nB * 0, 24576);   /* stage1.step0.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 73728 * nB, 0, G + 696, act + 208896 * nB, act + 49152 * nB, P + 696, B, 24, 32, 32, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 73728 * nB, 0, G + 696, act + 208896 * nB, act + 49152 * nB, act, fix, fix + 32, P + 648, P + 672, B, 24, 32, 32, nB * 0, 24576, P + 696, 48);   /* stage1.step0.grad.relu0, not kept from forward: applied per image for dw */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 24x32x32 -> 24x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x32x32 -> 24x32x32 */

@@ -2105,8 +2105,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1086624 * nB, 0, G + 759336, G + 759384, act + 1084272 * nB, act + 1081920 * nB, act + 1079568 * nB, fix + 23872, fix + 23920, P + 759336, P + 759384, B, 48, 49, nB * 3255168);
     /* 341 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 330x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1097504 * nB, act + 1023120 * nB, fix + 23200, fix + 23536, P + 742836, P + 743166, B, 330, 49, nB * 3238998, 16758);   /* stage3.step15.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1113680 * nB, 0, G + 743496, act + 1086624 * nB, act + 1097504 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1113680 * nB, 0, G + 743496, act + 1086624 * nB, act + 1097504 * nB, act + 1023120 * nB, fix + 23200, fix + 23536, P + 742836, P + 743166, B, 330, 7, 7, nB * 3238998, 16758, P + 743496, 48);   /* stage3.step15.grad.relu0, not kept from forward: applied per image for dw */
     /* 340 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 330x7x7 -> 330x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 339 stage3.step15.grad.bn0 = bn(stage3.step14.concat): 330x7x7 -> 330x7x7 */
@@ -2121,8 +2120,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1084272 * nB, 0, G + 737556, G + 737604, act + 1081920 * nB, act + 1079568 * nB, act + 1095152 * nB, fix + 23104, fix + 23152, P + 737556, P + 737604, B, 48, 49, nB * 3236646);
     /* 334 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 318x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1086624 * nB, act + 1023120 * nB, fix + 22464, fix + 22784, P + 721656, P + 721974, B, 318, 49, nB * 3221064, 16758);   /* stage3.step14.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1102208 * nB, 0, G + 722292, act + 1084272 * nB, act + 1086624 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1102208 * nB, 0, G + 722292, act + 1084272 * nB, act + 1086624 * nB, act + 1023120 * nB, fix + 22464, fix + 22784, P + 721656, P + 721974, B, 318, 7, 7, nB * 3221064, 16758, P + 722292, 48);   /* stage3.step14.grad.relu0, not kept from forward: applied per image for dw */
     /* 333 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 318x7x7 -> 318x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 332 stage3.step14.grad.bn0 = bn(stage3.step13.concat): 318x7x7 -> 318x7x7 */
@@ -2137,8 +2135,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1084272 * nB, 0, G + 716376, G + 716424, act + 1081920 * nB, act + 1079568 * nB, act + 1049296 * nB, fix + 22368, fix + 22416, P + 716376, P + 716424, B, 48, 49, nB * 3218712);
     /* 327 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 306x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1086624 * nB, act + 1023120 * nB, fix + 21728, fix + 22048, P + 701076, P + 701382, B, 306, 49, nB * 3203718, 16758);   /* stage3.step13.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1101632 * nB, 0, G + 701688, act + 1084272 * nB, act + 1086624 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1101632 * nB, 0, G + 701688, act + 1084272 * nB, act + 1086624 * nB, act + 1023120 * nB, fix + 21728, fix + 22048, P + 701076, P + 701382, B, 306, 7, 7, nB * 3203718, 16758, P + 701688, 48);   /* stage3.step13.grad.relu0, not kept from forward: applied per image for dw */
     /* 326 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 306x7x7 -> 306x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2165,8 +2162,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1081920 * nB, 0, G + 695796, G + 695844, act + 1079568 * nB, act + 1049888 * nB, act + 1046944 * nB, fix + 21632, fix + 21680, P + 695796, P + 695844, B, 48, 49, nB * 3201366);
     /* 320 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 294x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1084272 * nB, act + 1023120 * nB, fix + 21024, fix + 21328, P + 681096, P + 681390, B, 294, 49, nB * 3186960, 16758);   /* stage3.step12.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1098688 * nB, 0, G + 681684, act + 1081920 * nB, act + 1084272 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1098688 * nB, 0, G + 681684, act + 1081920 * nB, act + 1084272 * nB, act + 1023120 * nB, fix + 21024, fix + 21328, P + 681096, P + 681390, B, 294, 7, 7, nB * 3186960, 16758, P + 681684, 48);   /* stage3.step12.grad.relu0, not kept from forward: applied per image for dw */
     /* 319 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 294x7x7 -> 294x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 318 stage3.step12.grad.bn0 = bn(stage3.step11.concat): 294x7x7 -> 294x7x7 */
@@ -2181,8 +2177,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1079568 * nB, 0, G + 675816, G + 675864, act + 1049888 * nB, act + 1047536 * nB, act + 1044592 * nB, fix + 20928, fix + 20976, P + 675816, P + 675864, B, 48, 49, nB * 3184608);
     /* 313 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 282x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1081920 * nB, act + 1023120 * nB, fix + 20352, fix + 20640, P + 661716, P + 661998, B, 282, 49, nB * 3170790, 16758);   /* stage3.step11.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1095744 * nB, 0, G + 662280, act + 1079568 * nB, act + 1081920 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1095744 * nB, 0, G + 662280, act + 1079568 * nB, act + 1081920 * nB, act + 1023120 * nB, fix + 20352, fix + 20640, P + 661716, P + 661998, B, 282, 7, 7, nB * 3170790, 16758, P + 662280, 48);   /* stage3.step11.grad.relu0, not kept from forward: applied per image for dw */
     /* 312 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 282x7x7 -> 282x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 311 stage3.step11.grad.bn0 = bn(stage3.step10.concat): 282x7x7 -> 282x7x7 */
@@ -2197,8 +2192,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1049888 * nB, 0, G + 656436, G + 656484, act + 1047536 * nB, act + 1045184 * nB, act + 1042240 * nB, fix + 20256, fix + 20304, P + 656436, P + 656484, B, 48, 49, nB * 3168438);
     /* 306 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 270x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1023120 * nB, fix + 19712, fix + 19984, P + 642936, P + 643206, B, 270, 49, nB * 3155208, 16758);   /* stage3.step10.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1092800 * nB, 0, G + 643476, act + 1049888 * nB, act + 1079568 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1092800 * nB, 0, G + 643476, act + 1049888 * nB, act + 1079568 * nB, act + 1023120 * nB, fix + 19712, fix + 19984, P + 642936, P + 643206, B, 270, 7, 7, nB * 3155208, 16758, P + 643476, 48);   /* stage3.step10.grad.relu0, not kept from forward: applied per image for dw */
     /* 305 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 270x7x7 -> 270x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 304 stage3.step10.grad.bn0 = bn(stage3.step9.concat): 270x7x7 -> 270x7x7 */
@@ -2225,8 +2219,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1047536 * nB, 0, G + 637656, G + 637704, act + 1045184 * nB, act + 1042832 * nB, act + 1039888 * nB, fix + 19616, fix + 19664, P + 637656, P + 637704, B, 48, 49, nB * 3152856);
     /* 299 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 258x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1023120 * nB, fix + 19072, fix + 19344, P + 624756, P + 625014, B, 258, 49, nB * 3140214, 16758);   /* stage3.step9.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1092224 * nB, 0, G + 625272, act + 1047536 * nB, act + 1079568 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1092224 * nB, 0, G + 625272, act + 1047536 * nB, act + 1079568 * nB, act + 1023120 * nB, fix + 19072, fix + 19344, P + 624756, P + 625014, B, 258, 7, 7, nB * 3140214, 16758, P + 625272, 48);   /* stage3.step9.grad.relu0, not kept from forward: applied per image for dw */
     /* 298 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 258x7x7 -> 258x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 297 stage3.step9.grad.bn0 = bn(stage3.step8.concat): 258x7x7 -> 258x7x7 */
@@ -2241,8 +2234,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 619476, G + 619524, act + 1042832 * nB, act + 1040480 * nB, act + 1077216 * nB, fix + 18976, fix + 19024, P + 619476, P + 619524, B, 48, 49, nB * 3137862);
     /* 292 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 246x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 18464, fix + 18720, P + 607176, P + 607422, B, 246, 49, nB * 3125808, 16758);   /* stage3.step8.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1089280 * nB, 0, G + 607668, act + 1045184 * nB, act + 1077216 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1089280 * nB, 0, G + 607668, act + 1045184 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 18464, fix + 18720, P + 607176, P + 607422, B, 246, 7, 7, nB * 3125808, 16758, P + 607668, 48);   /* stage3.step8.grad.relu0, not kept from forward: applied per image for dw */
     /* 291 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 246x7x7 -> 246x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 290 stage3.step8.grad.bn0 = bn(stage3.step7.concat): 246x7x7 -> 246x7x7 */
@@ -2257,8 +2249,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 601896, G + 601944, act + 1042832 * nB, act + 1040480 * nB, act + 1064592 * nB, fix + 18368, fix + 18416, P + 601896, P + 601944, B, 48, 49, nB * 3123456);
     /* 285 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 234x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 17888, fix + 18128, P + 590196, P + 590430, B, 234, 49, nB * 3111990, 16758);   /* stage3.step7.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1088688 * nB, 0, G + 590664, act + 1045184 * nB, act + 1077216 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1088688 * nB, 0, G + 590664, act + 1045184 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 17888, fix + 18128, P + 590196, P + 590430, B, 234, 7, 7, nB * 3111990, 16758, P + 590664, 48);   /* stage3.step7.grad.relu0, not kept from forward: applied per image for dw */
     /* 284 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 234x7x7 -> 234x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 283 stage3.step7.grad.bn0 = bn(stage3.step6.concat): 234x7x7 -> 234x7x7 */
@@ -2273,8 +2264,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 584916, G + 584964, act + 1042832 * nB, act + 1040480 * nB, act + 1062240 * nB, fix + 17792, fix + 17840, P + 584916, P + 584964, B, 48, 49, nB * 3109638);
     /* 278 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 222x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 17344, fix + 17568, P + 573816, P + 574038, B, 222, 49, nB * 3098760, 16758);   /* stage3.step6.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1088096 * nB, 0, G + 574260, act + 1045184 * nB, act + 1077216 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1088096 * nB, 0, G + 574260, act + 1045184 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 17344, fix + 17568, P + 573816, P + 574038, B, 222, 7, 7, nB * 3098760, 16758, P + 574260, 48);   /* stage3.step6.grad.relu0, not kept from forward: applied per image for dw */
 }
 
 /* Backward, part 4 of 15. */
@@ -2301,8 +2291,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 568536, G + 568584, act + 1042832 * nB, act + 1040480 * nB, act + 1059888 * nB, fix + 17248, fix + 17296, P + 568536, P + 568584, B, 48, 49, nB * 3096408);
     /* 271 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 210x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 16800, fix + 17024, P + 558036, P + 558246, B, 210, 49, nB * 3086118, 16758);   /* stage3.step5.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1087520 * nB, 0, G + 558456, act + 1045184 * nB, act + 1077216 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1087520 * nB, 0, G + 558456, act + 1045184 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 16800, fix + 17024, P + 558036, P + 558246, B, 210, 7, 7, nB * 3086118, 16758, P + 558456, 48);   /* stage3.step5.grad.relu0, not kept from forward: applied per image for dw */
     /* 270 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 210x7x7 -> 210x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 269 stage3.step5.grad.bn0 = bn(stage3.step4.concat): 210x7x7 -> 210x7x7 */
@@ -2317,8 +2306,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1045184 * nB, 0, G + 552756, G + 552804, act + 1042832 * nB, act + 1040480 * nB, act + 1001952 * nB, fix + 16704, fix + 16752, P + 552756, P + 552804, B, 48, 49, nB * 3083766);
     /* 264 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 198x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 16288, fix + 16496, P + 542856, P + 543054, B, 198, 49, nB * 3074064, 16758);   /* stage3.step4.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1086928 * nB, 0, G + 543252, act + 1045184 * nB, act + 1077216 * nB, P + 543252, B, 198, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1086928 * nB, 0, G + 543252, act + 1045184 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 16288, fix + 16496, P + 542856, P + 543054, B, 198, 7, 7, nB * 3074064, 16758, P + 543252, 48);   /* stage3.step4.grad.relu0, not kept from forward: applied per image for dw */
     /* 263 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 198x7x7 -> 198x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 262 stage3.step4.grad.bn0 = bn(stage3.step3.concat): 198x7x7 -> 198x7x7 */
@@ -2333,8 +2321,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1001952 * nB, 0, G + 537576, G + 537624, act + 1042240 * nB, act + 1039888 * nB, act + 999600 * nB, fix + 16192, fix + 16240, P + 537576, P + 537624, B, 48, 49, nB * 3071712);
     /* 257 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 186x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1039888 * nB, act + 1023120 * nB, fix + 15808, fix + 16000, P + 528276, P + 528462, B, 186, 49, nB * 3062598, 16758);   /* stage3.step3.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1077216 * nB, 0, G + 528648, act + 1001952 * nB, act + 1039888 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1077216 * nB, 0, G + 528648, act + 1001952 * nB, act + 1039888 * nB, act + 1023120 * nB, fix + 15808, fix + 16000, P + 528276, P + 528462, B, 186, 7, 7, nB * 3062598, 16758, P + 528648, 48);   /* stage3.step3.grad.relu0, not kept from forward: applied per image for dw */
     /* 256 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 186x7x7 -> 186x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 255 stage3.step3.grad.bn0 = bn(stage3.step2.concat): 186x7x7 -> 186x7x7 */
@@ -2361,8 +2348,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1042240 * nB, 0, G + 522996, G + 523044, act + 1039888 * nB, act + 1000192 * nB, act + 270480 * nB, fix + 15712, fix + 15760, P + 522996, P + 523044, B, 48, 49, nB * 3060246);
     /* 250 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 174x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 1023120 * nB, fix + 15360, fix + 15536, P + 514296, P + 514470, B, 174, 49, nB * 3051720, 16758);   /* stage3.step2.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1085744 * nB, 0, G + 514644, act + 1042240 * nB, act + 1077216 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1085744 * nB, 0, G + 514644, act + 1042240 * nB, act + 1077216 * nB, act + 1023120 * nB, fix + 15360, fix + 15536, P + 514296, P + 514470, B, 174, 7, 7, nB * 3051720, 16758, P + 514644, 48);   /* stage3.step2.grad.relu0, not kept from forward: applied per image for dw */
     /* 249 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 174x7x7 -> 174x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 248 stage3.step2.grad.bn0 = bn(stage3.step1.concat): 174x7x7 -> 174x7x7 */
@@ -2377,8 +2363,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 270480 * nB, 0, G + 509016, G + 509064, act + 1001952 * nB, act + 999600 * nB, act + 268128 * nB, fix + 15264, fix + 15312, P + 509016, P + 509064, B, 48, 49, nB * 3049368);
     /* 243 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 162x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1039888 * nB, act + 1023120 * nB, fix + 14912, fix + 15088, P + 500916, P + 501078, B, 162, 49, nB * 3041430, 16758);   /* stage3.step1.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1077216 * nB, 0, G + 501240, act + 270480 * nB, act + 1039888 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1077216 * nB, 0, G + 501240, act + 270480 * nB, act + 1039888 * nB, act + 1023120 * nB, fix + 14912, fix + 15088, P + 500916, P + 501078, B, 162, 7, 7, nB * 3041430, 16758, P + 501240, 48);   /* stage3.step1.grad.relu0, not kept from forward: applied per image for dw */
     /* 242 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 162x7x7 -> 162x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 241 stage3.step1.grad.bn0 = bn(stage3.step0.concat): 162x7x7 -> 162x7x7 */
@@ -2394,8 +2379,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x7x7 -> 48x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 1001952 * nB, 0, G + 495636, G + 495684, act + 999600 * nB, act + 268720 * nB, act + 265776 * nB, fix + 14816, fix + 14864, P + 495636, P + 495684, B, 48, 49, nB * 3039078);
     /* 236 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 150x7x7 -> 48x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1030480 * nB, act + 1052528 * nB, fix + 14496, fix + 14656, P + 488136, P + 488286, B, 150, 49, nB * 3031728, 7350);   /* stage3.step0.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1037840 * nB, 0, G + 488436, act + 1001952 * nB, act + 1030480 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1037840 * nB, 0, G + 488436, act + 1001952 * nB, act + 1030480 * nB, act + 1052528 * nB, fix + 14496, fix + 14656, P + 488136, P + 488286, B, 150, 7, 7, nB * 3031728, 7350, P + 488436, 48);   /* stage3.step0.grad.relu0, not kept from forward: applied per image for dw */
     /* 235 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 150x7x7 -> 150x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 234 stage3.step0.grad.bn0 = bn(trans2.avgpool0): 150x7x7 -> 150x7x7 */
@@ -2403,8 +2387,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 233 trans2.avgpool0 = avgpool(trans2.conv0): 150x14x14 -> 150x7x7 */
     FN(rt_avgpool_backward)(ctx, act + 1030480 * nB, 0, act + 1023120 * nB, B, 150, 14, 14, 2, 2);
     /* 232 trans2.conv0 = conv(trans2.relu0): 300x14x14 -> 150x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 903168 * nB, fix + 13888, fix + 14192, P + 442536, P + 442836, B, 300, 196, nB * 2972928, 58800);   /* trans2.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1136016 * nB, 0, G + 443136, act + 1030480 * nB, act + 1077216 * nB, P + 443136, B, 300, 14, 14, 150, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1136016 * nB, 0, G + 443136, act + 1030480 * nB, act + 1077216 * nB, act + 903168 * nB, fix + 13888, fix + 14192, P + 442536, P + 442836, B, 300, 14, 14, nB * 2972928, 58800, P + 443136, 150);   /* trans2.relu0, not kept from forward: applied per image for dw */
     /* 231 trans2.relu0 = relu(trans2.bn0): 300x14x14 -> 300x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 230 trans2.bn0 = bn(stage2.step15.concat): 300x14x14 -> 300x14x14 */
@@ -2431,8 +2414,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 1041936 * nB, 0, G + 437256, G + 437304, act + 1032528 * nB, act + 1023120 * nB, act + 1013712 * nB, fix + 13792, fix + 13840, P + 437256, P + 437304, B, 48, 196, nB * 2963520);
     /* 225 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 288x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1077216 * nB, act + 903168 * nB, fix + 13216, fix + 13504, P + 422856, P + 423144, B, 288, 196, nB * 2907072, 58800);   /* stage2.step15.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1133664 * nB, 0, G + 423432, act + 1041936 * nB, act + 1077216 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1133664 * nB, 0, G + 423432, act + 1041936 * nB, act + 1077216 * nB, act + 903168 * nB, fix + 13216, fix + 13504, P + 422856, P + 423144, B, 288, 14, 14, nB * 2907072, 58800, P + 423432, 48);   /* stage2.step15.grad.relu0, not kept from forward: applied per image for dw */
     /* 224 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 288x14x14 -> 288x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 223 stage2.step15.grad.bn0 = bn(stage2.step14.concat): 288x14x14 -> 288x14x14 */
@@ -2447,8 +2429,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 1032528 * nB, 0, G + 417576, G + 417624, act + 1023120 * nB, act + 1013712 * nB, act + 1067808 * nB, fix + 13120, fix + 13168, P + 417576, P + 417624, B, 48, 196, nB * 2897664);
     /* 218 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 276x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1041936 * nB, act + 903168 * nB, fix + 12544, fix + 12832, P + 403776, P + 404052, B, 276, 196, nB * 2843568, 58800);   /* stage2.step14.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1096032 * nB, 0, G + 404328, act + 1032528 * nB, act + 1041936 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1096032 * nB, 0, G + 404328, act + 1032528 * nB, act + 1041936 * nB, act + 903168 * nB, fix + 12544, fix + 12832, P + 403776, P + 404052, B, 276, 14, 14, nB * 2843568, 58800, P + 404328, 48);   /* stage2.step14.grad.relu0, not kept from forward: applied per image for dw */
     /* 217 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 276x14x14 -> 276x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 216 stage2.step14.grad.bn0 = bn(stage2.step13.concat): 276x14x14 -> 276x14x14 */
@@ -2463,8 +2444,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 1032528 * nB, 0, G + 398496, G + 398544, act + 1023120 * nB, act + 1013712 * nB, act + 990192 * nB, fix + 12448, fix + 12496, P + 398496, P + 398544, B, 48, 196, nB * 2834160);
     /* 211 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 264x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1041936 * nB, act + 903168 * nB, fix + 11904, fix + 12176, P + 385296, P + 385560, B, 264, 196, nB * 2782416, 58800);   /* stage2.step13.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1093680 * nB, 0, G + 385824, act + 1032528 * nB, act + 1041936 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1093680 * nB, 0, G + 385824, act + 1032528 * nB, act + 1041936 * nB, act + 903168 * nB, fix + 11904, fix + 12176, P + 385296, P + 385560, B, 264, 14, 14, nB * 2782416, 58800, P + 385824, 48);   /* stage2.step13.grad.relu0, not kept from forward: applied per image for dw */
     /* 210 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 264x14x14 -> 264x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 209 stage2.step13.grad.bn0 = bn(stage2.step12.concat): 264x14x14 -> 264x14x14 */
@@ -2491,8 +2471,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 1023120 * nB, 0, G + 380016, G + 380064, act + 1013712 * nB, act + 990192 * nB, act + 980784 * nB, fix + 11808, fix + 11856, P + 380016, P + 380064, B, 48, 196, nB * 2773008);
     /* 204 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 252x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1032528 * nB, act + 903168 * nB, fix + 11296, fix + 11552, P + 367416, P + 367668, B, 252, 196, nB * 2723616, 58800);   /* stage2.step12.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 367920, act + 1023120 * nB, act + 1032528 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1081920 * nB, 0, G + 367920, act + 1023120 * nB, act + 1032528 * nB, act + 903168 * nB, fix + 11296, fix + 11552, P + 367416, P + 367668, B, 252, 14, 14, nB * 2723616, 58800, P + 367920, 48);   /* stage2.step12.grad.relu0, not kept from forward: applied per image for dw */
     /* 203 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 252x14x14 -> 252x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 202 stage2.step12.grad.bn0 = bn(stage2.step11.concat): 252x14x14 -> 252x14x14 */
@@ -2507,8 +2486,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 1013712 * nB, 0, G + 362136, G + 362184, act + 990192 * nB, act + 980784 * nB, act + 971376 * nB, fix + 11200, fix + 11248, P + 362136, P + 362184, B, 48, 196, nB * 2714208);
     /* 197 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 240x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1023120 * nB, act + 903168 * nB, fix + 10720, fix + 10960, P + 350136, P + 350376, B, 240, 196, nB * 2667168, 58800);   /* stage2.step11.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1070160 * nB, 0, G + 350616, act + 1013712 * nB, act + 1023120 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1070160 * nB, 0, G + 350616, act + 1013712 * nB, act + 1023120 * nB, act + 903168 * nB, fix + 10720, fix + 10960, P + 350136, P + 350376, B, 240, 14, 14, nB * 2667168, 58800, P + 350616, 48);   /* stage2.step11.grad.relu0, not kept from forward: applied per image for dw */
     /* 196 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 240x14x14 -> 240x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 195 stage2.step11.grad.bn0 = bn(stage2.step10.concat): 240x14x14 -> 240x14x14 */
@@ -2523,8 +2501,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 990192 * nB, 0, G + 344856, G + 344904, act + 980784 * nB, act + 971376 * nB, act + 961968 * nB, fix + 10624, fix + 10672, P + 344856, P + 344904, B, 48, 196, nB * 2657760);
     /* 190 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 228x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1013712 * nB, act + 903168 * nB, fix + 10144, fix + 10384, P + 333456, P + 333684, B, 228, 196, nB * 2613072, 58800);   /* stage2.step10.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1058400 * nB, 0, G + 333912, act + 990192 * nB, act + 1013712 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1058400 * nB, 0, G + 333912, act + 990192 * nB, act + 1013712 * nB, act + 903168 * nB, fix + 10144, fix + 10384, P + 333456, P + 333684, B, 228, 14, 14, nB * 2613072, 58800, P + 333912, 48);   /* stage2.step10.grad.relu0, not kept from forward: applied per image for dw */
     /* 189 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 228x14x14 -> 228x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 188 stage2.step10.grad.bn0 = bn(stage2.step9.concat): 228x14x14 -> 228x14x14 */
@@ -2539,8 +2516,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 980784 * nB, 0, G + 328176, G + 328224, act + 971376 * nB, act + 961968 * nB, act + 1004304 * nB, fix + 10048, fix + 10096, P + 328176, P + 328224, B, 48, 196, nB * 2603664);
     /* 183 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 216x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 990192 * nB, act + 903168 * nB, fix + 9600, fix + 9824, P + 317376, P + 317592, B, 216, 196, nB * 2561328, 58800);   /* stage2.step9.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1032528 * nB, 0, G + 317808, act + 980784 * nB, act + 990192 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1032528 * nB, 0, G + 317808, act + 980784 * nB, act + 990192 * nB, act + 903168 * nB, fix + 9600, fix + 9824, P + 317376, P + 317592, B, 216, 14, 14, nB * 2561328, 58800, P + 317808, 48);   /* stage2.step9.grad.relu0, not kept from forward: applied per image for dw */
     /* 182 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 216x14x14 -> 216x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2567,8 +2543,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 980784 * nB, 0, G + 312096, G + 312144, act + 971376 * nB, act + 961968 * nB, act + 856128 * nB, fix + 9504, fix + 9552, P + 312096, P + 312144, B, 48, 196, nB * 2551920);
     /* 176 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 204x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 990192 * nB, act + 903168 * nB, fix + 9088, fix + 9296, P + 301896, P + 302100, B, 204, 196, nB * 2511936, 58800);   /* stage2.step8.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1030176 * nB, 0, G + 302304, act + 980784 * nB, act + 990192 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1030176 * nB, 0, G + 302304, act + 980784 * nB, act + 990192 * nB, act + 903168 * nB, fix + 9088, fix + 9296, P + 301896, P + 302100, B, 204, 14, 14, nB * 2511936, 58800, P + 302304, 48);   /* stage2.step8.grad.relu0, not kept from forward: applied per image for dw */
     /* 175 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 204x14x14 -> 204x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 174 stage2.step8.grad.bn0 = bn(stage2.step7.concat): 204x14x14 -> 204x14x14 */
@@ -2583,8 +2558,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 971376 * nB, 0, G + 296616, G + 296664, act + 961968 * nB, act + 856128 * nB, act + 846720 * nB, fix + 8992, fix + 9040, P + 296616, P + 296664, B, 48, 196, nB * 2502528);
     /* 169 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 192x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 980784 * nB, act + 903168 * nB, fix + 8608, fix + 8800, P + 287016, P + 287208, B, 192, 196, nB * 2464896, 58800);   /* stage2.step7.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1018416 * nB, 0, G + 287400, act + 971376 * nB, act + 980784 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1018416 * nB, 0, G + 287400, act + 971376 * nB, act + 980784 * nB, act + 903168 * nB, fix + 8608, fix + 8800, P + 287016, P + 287208, B, 192, 14, 14, nB * 2464896, 58800, P + 287400, 48);   /* stage2.step7.grad.relu0, not kept from forward: applied per image for dw */
     /* 168 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 192x14x14 -> 192x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 167 stage2.step7.grad.bn0 = bn(stage2.step6.concat): 192x14x14 -> 192x14x14 */
@@ -2599,8 +2573,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 961968 * nB, 0, G + 281736, G + 281784, act + 856128 * nB, act + 846720 * nB, act + 686784 * nB, fix + 8512, fix + 8560, P + 281736, P + 281784, B, 48, 196, nB * 2455488);
     /* 162 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 180x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 971376 * nB, act + 903168 * nB, fix + 8128, fix + 8320, P + 272736, P + 272916, B, 180, 196, nB * 2420208, 58800);   /* stage2.step6.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1006656 * nB, 0, G + 273096, act + 961968 * nB, act + 971376 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1006656 * nB, 0, G + 273096, act + 961968 * nB, act + 971376 * nB, act + 903168 * nB, fix + 8128, fix + 8320, P + 272736, P + 272916, B, 180, 14, 14, nB * 2420208, 58800, P + 273096, 48);   /* stage2.step6.grad.relu0, not kept from forward: applied per image for dw */
     /* 161 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 180x14x14 -> 180x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 160 stage2.step6.grad.bn0 = bn(stage2.step5.concat): 180x14x14 -> 180x14x14 */
@@ -2627,8 +2600,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 856128 * nB, 0, G + 267456, G + 267504, act + 846720 * nB, act + 686784 * nB, act + 677376 * nB, fix + 8032, fix + 8080, P + 267456, P + 267504, B, 48, 196, nB * 2410800);
     /* 155 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 168x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 7680, fix + 7856, P + 259056, P + 259224, B, 168, 196, nB * 2377872, 58800);   /* stage2.step5.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 994896 * nB, 0, G + 259392, act + 856128 * nB, act + 961968 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 994896 * nB, 0, G + 259392, act + 856128 * nB, act + 961968 * nB, act + 903168 * nB, fix + 7680, fix + 7856, P + 259056, P + 259224, B, 168, 14, 14, nB * 2377872, 58800, P + 259392, 48);   /* stage2.step5.grad.relu0, not kept from forward: applied per image for dw */
     /* 154 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 168x14x14 -> 168x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 153 stage2.step5.grad.bn0 = bn(stage2.step4.concat): 168x14x14 -> 168x14x14 */
@@ -2643,8 +2615,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 846720 * nB, 0, G + 253776, G + 253824, act + 686784 * nB, act + 677376 * nB, act + 667968 * nB, fix + 7584, fix + 7632, P + 253776, P + 253824, B, 48, 196, nB * 2368464);
     /* 148 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 156x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 7264, fix + 7424, P + 245976, P + 246132, B, 156, 196, nB * 2337888, 58800);   /* stage2.step4.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 992544 * nB, 0, G + 246288, act + 846720 * nB, act + 961968 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 992544 * nB, 0, G + 246288, act + 846720 * nB, act + 961968 * nB, act + 903168 * nB, fix + 7264, fix + 7424, P + 245976, P + 246132, B, 156, 14, 14, nB * 2337888, 58800, P + 246288, 48);   /* stage2.step4.grad.relu0, not kept from forward: applied per image for dw */
     /* 147 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 156x14x14 -> 156x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 146 stage2.step4.grad.bn0 = bn(stage2.step3.concat): 156x14x14 -> 156x14x14 */
@@ -2659,8 +2630,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 686784 * nB, 0, G + 240696, G + 240744, act + 677376 * nB, act + 667968 * nB, act + 432768 * nB, fix + 7168, fix + 7216, P + 240696, P + 240744, B, 48, 196, nB * 2328480);
     /* 141 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 144x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 6880, fix + 7024, P + 233496, P + 233640, B, 144, 196, nB * 2300256, 58800);   /* stage2.step3.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 990192 * nB, 0, G + 233784, act + 686784 * nB, act + 961968 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 990192 * nB, 0, G + 233784, act + 686784 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6880, fix + 7024, P + 233496, P + 233640, B, 144, 14, 14, nB * 2300256, 58800, P + 233784, 48);   /* stage2.step3.grad.relu0, not kept from forward: applied per image for dw */
     /* 140 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 144x14x14 -> 144x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 139 stage2.step3.grad.bn0 = bn(stage2.step2.concat): 144x14x14 -> 144x14x14 */
@@ -2675,8 +2645,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 677376 * nB, 0, G + 228216, G + 228264, act + 667968 * nB, act + 432768 * nB, act + 423360 * nB, fix + 6784, fix + 6832, P + 228216, P + 228264, B, 48, 196, nB * 2290848);
     /* 134 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 132x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 6496, fix + 6640, P + 221616, P + 221748, B, 132, 196, nB * 2264976, 58800);   /* stage2.step2.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 987840 * nB, 0, G + 221880, act + 677376 * nB, act + 961968 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 987840 * nB, 0, G + 221880, act + 677376 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6496, fix + 6640, P + 221616, P + 221748, B, 132, 14, 14, nB * 2264976, 58800, P + 221880, 48);   /* stage2.step2.grad.relu0, not kept from forward: applied per image for dw */
 }
 
 /* Backward, part 10 of 15. */
@@ -2703,8 +2672,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 0, G + 216336, G + 216384, act + 432768 * nB, act + 423360 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, P + 216384, B, 48, 196, nB * 2255568);
     /* 127 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 120x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 903168 * nB, fix + 6144, fix + 6272, P + 210336, P + 210456, B, 120, 196, nB * 2232048, 58800);   /* stage2.step1.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 985488 * nB, 0, G + 210576, act + 667968 * nB, act + 961968 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 985488 * nB, 0, G + 210576, act + 667968 * nB, act + 961968 * nB, act + 903168 * nB, fix + 6144, fix + 6272, P + 210336, P + 210456, B, 120, 14, 14, nB * 2232048, 58800, P + 210576, 48);   /* stage2.step1.grad.relu0, not kept from forward: applied per image for dw */
     /* 126 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 120x14x14 -> 120x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 125 stage2.step1.grad.bn0 = bn(stage2.step0.concat): 120x14x14 -> 120x14x14 */
@@ -2720,8 +2688,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x14x14 -> 48x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 28224 * nB, 0, G + 205056, G + 205104, act + 432768 * nB, act + 423360 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, P + 205104, B, 48, 196, nB * 2222640);
     /* 120 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 108x14x14 -> 48x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 903168 * nB, act + 244608 * nB, fix + 5824, fix + 5936, P + 199656, P + 199764, B, 108, 196, nB * 2201472, 21168);   /* stage2.step0.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 924336 * nB, 0, G + 199872, act + 28224 * nB, act + 903168 * nB, P + 199872, B, 108, 14, 14, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 924336 * nB, 0, G + 199872, act + 28224 * nB, act + 903168 * nB, act + 244608 * nB, fix + 5824, fix + 5936, P + 199656, P + 199764, B, 108, 14, 14, nB * 2201472, 21168, P + 199872, 48);   /* stage2.step0.grad.relu0, not kept from forward: applied per image for dw */
     /* 119 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 108x14x14 -> 108x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 118 stage2.step0.grad.bn0 = bn(trans1.avgpool0): 108x14x14 -> 108x14x14 */
@@ -2729,8 +2696,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 117 trans1.avgpool0 = avgpool(trans1.conv0): 108x28x28 -> 108x14x14 */
     FN(rt_avgpool_backward)(ctx, act + 903168 * nB, 0, act + 667968 * nB, B, 108, 28, 28, 2, 2);
     /* 116 trans1.conv0 = conv(trans1.relu0): 216x28x28 -> 108x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 987840 * nB, act + 75264 * nB, fix + 5376, fix + 5600, P + 175896, P + 176112, B, 216, 784, nB * 2032128, 169344);   /* trans1.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1157184 * nB, 0, G + 176328, act + 903168 * nB, act + 987840 * nB, P + 176328, B, 216, 28, 28, 108, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1157184 * nB, 0, G + 176328, act + 903168 * nB, act + 987840 * nB, act + 75264 * nB, fix + 5376, fix + 5600, P + 175896, P + 176112, B, 216, 28, 28, nB * 2032128, 169344, P + 176328, 108);   /* trans1.relu0, not kept from forward: applied per image for dw */
     /* 115 trans1.relu0 = relu(trans1.bn0): 216x28x28 -> 216x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 114 trans1.bn0 = bn(stage1.step15.concat): 216x28x28 -> 216x28x28 */
@@ -2757,8 +2723,7 @@ static void FN(backward_11)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 204x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1016064 * nB, act + 75264 * nB, fix + 4864, fix + 5072, P + 160416, P + 160620, B, 204, 784, nB * 1834560, 169344);   /* stage1.step15.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1495872 * nB, 0, G + 160824, act + 978432 * nB, act + 1016064 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1495872 * nB, 0, G + 160824, act + 978432 * nB, act + 1016064 * nB, act + 75264 * nB, fix + 4864, fix + 5072, P + 160416, P + 160620, B, 204, 28, 28, nB * 1834560, 169344, P + 160824, 48);   /* stage1.step15.grad.relu0, not kept from forward: applied per image for dw */
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 204x28x28 -> 204x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.step14.concat): 204x28x28 -> 204x28x28 */
@@ -2773,8 +2738,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 940800 * nB, 0, G + 155136, G + 155184, act + 903168 * nB, act + 809088 * nB, act + 771456 * nB, fix + 4768, fix + 4816, P + 155136, P + 155184, B, 48, 784, nB * 1796928);
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 192x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 978432 * nB, act + 75264 * nB, fix + 4384, fix + 4576, P + 145536, P + 145728, B, 192, 784, nB * 1646400, 169344);   /* stage1.step14.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1128960 * nB, 0, G + 145920, act + 940800 * nB, act + 978432 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1128960 * nB, 0, G + 145920, act + 940800 * nB, act + 978432 * nB, act + 75264 * nB, fix + 4384, fix + 4576, P + 145536, P + 145728, B, 192, 28, 28, nB * 1646400, 169344, P + 145920, 48);   /* stage1.step14.grad.relu0, not kept from forward: applied per image for dw */
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 192x28x28 -> 192x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.step13.concat): 192x28x28 -> 192x28x28 */
@@ -2789,8 +2753,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 903168 * nB, 0, G + 140256, G + 140304, act + 809088 * nB, act + 771456 * nB, act + 733824 * nB, fix + 4288, fix + 4336, P + 140256, P + 140304, B, 48, 784, nB * 1608768);
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 180x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 940800 * nB, act + 75264 * nB, fix + 3904, fix + 4096, P + 131256, P + 131436, B, 180, 784, nB * 1467648, 169344);   /* stage1.step13.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 131616, act + 903168 * nB, act + 940800 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 1081920 * nB, 0, G + 131616, act + 903168 * nB, act + 940800 * nB, act + 75264 * nB, fix + 3904, fix + 4096, P + 131256, P + 131436, B, 180, 28, 28, nB * 1467648, 169344, P + 131616, 48);   /* stage1.step13.grad.relu0, not kept from forward: applied per image for dw */
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 180x28x28 -> 180x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.step12.concat): 180x28x28 -> 180x28x28 */
@@ -2805,8 +2768,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 809088 * nB, 0, G + 125976, G + 126024, act + 771456 * nB, act + 733824 * nB, act + 865536 * nB, fix + 3808, fix + 3856, P + 125976, P + 126024, B, 48, 784, nB * 1430016);
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 168x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 846720 * nB, act + 75264 * nB, fix + 3456, fix + 3632, P + 117576, P + 117744, B, 168, 784, nB * 1298304, 169344);   /* stage1.step12.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 978432 * nB, 0, G + 117912, act + 809088 * nB, act + 846720 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 978432 * nB, 0, G + 117912, act + 809088 * nB, act + 846720 * nB, act + 75264 * nB, fix + 3456, fix + 3632, P + 117576, P + 117744, B, 168, 28, 28, nB * 1298304, 169344, P + 117912, 48);   /* stage1.step12.grad.relu0, not kept from forward: applied per image for dw */
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 168x28x28 -> 168x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.step11.concat): 168x28x28 -> 168x28x28 */
@@ -2833,8 +2795,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 809088 * nB, 0, G + 112296, G + 112344, act + 771456 * nB, act + 733824 * nB, act + 630336 * nB, fix + 3360, fix + 3408, P + 112296, P + 112344, B, 48, 784, nB * 1260672);
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 156x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 846720 * nB, act + 75264 * nB, fix + 3040, fix + 3200, P + 104496, P + 104652, B, 156, 784, nB * 1138368, 169344);   /* stage1.step11.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 969024 * nB, 0, G + 104808, act + 809088 * nB, act + 846720 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 969024 * nB, 0, G + 104808, act + 809088 * nB, act + 846720 * nB, act + 75264 * nB, fix + 3040, fix + 3200, P + 104496, P + 104652, B, 156, 28, 28, nB * 1138368, 169344, P + 104808, 48);   /* stage1.step11.grad.relu0, not kept from forward: applied per image for dw */
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 156x28x28 -> 156x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.step10.concat): 156x28x28 -> 156x28x28 */
@@ -2849,8 +2810,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 771456 * nB, 0, G + 99216, G + 99264, act + 733824 * nB, act + 630336 * nB, act + 592704 * nB, fix + 2944, fix + 2992, P + 99216, P + 99264, B, 48, 784, nB * 1100736);
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 144x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 809088 * nB, act + 75264 * nB, fix + 2656, fix + 2800, P + 92016, P + 92160, B, 144, 784, nB * 987840, 169344);   /* stage1.step10.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 921984 * nB, 0, G + 92304, act + 771456 * nB, act + 809088 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 921984 * nB, 0, G + 92304, act + 771456 * nB, act + 809088 * nB, act + 75264 * nB, fix + 2656, fix + 2800, P + 92016, P + 92160, B, 144, 28, 28, nB * 987840, 169344, P + 92304, 48);   /* stage1.step10.grad.relu0, not kept from forward: applied per image for dw */
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 144x28x28 -> 144x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.step9.concat): 144x28x28 -> 144x28x28 */
@@ -2865,8 +2825,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 733824 * nB, 0, G + 86736, G + 86784, act + 630336 * nB, act + 592704 * nB, act + 696192 * nB, fix + 2560, fix + 2608, P + 86736, P + 86784, B, 48, 784, nB * 950208);
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 132x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 592704 * nB, act + 75264 * nB, fix + 2272, fix + 2416, P + 80136, P + 80268, B, 132, 784, nB * 846720, 169344);   /* stage1.step9.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 771456 * nB, 0, G + 80400, act + 733824 * nB, act + 592704 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 771456 * nB, 0, G + 80400, act + 733824 * nB, act + 592704 * nB, act + 75264 * nB, fix + 2272, fix + 2416, P + 80136, P + 80268, B, 132, 28, 28, nB * 846720, 169344, P + 80400, 48);   /* stage1.step9.grad.relu0, not kept from forward: applied per image for dw */
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 132x28x28 -> 132x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.step8.concat): 132x28x28 -> 132x28x28 */
@@ -2893,8 +2852,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 667968 * nB, 0, G + 74856, G + 74904, act + 630336 * nB, act + 592704 * nB, act + 517440 * nB, fix + 2176, fix + 2224, P + 74856, P + 74904, B, 48, 784, nB * 809088);
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 120x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 705600 * nB, act + 75264 * nB, fix + 1920, fix + 2048, P + 68856, P + 68976, B, 120, 784, nB * 715008, 169344);   /* stage1.step8.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 799680 * nB, 0, G + 69096, act + 667968 * nB, act + 705600 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 799680 * nB, 0, G + 69096, act + 667968 * nB, act + 705600 * nB, act + 75264 * nB, fix + 1920, fix + 2048, P + 68856, P + 68976, B, 120, 28, 28, nB * 715008, 169344, P + 69096, 48);   /* stage1.step8.grad.relu0, not kept from forward: applied per image for dw */
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 120x28x28 -> 120x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.step7.concat): 120x28x28 -> 120x28x28 */
@@ -2909,8 +2867,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 630336 * nB, 0, G + 63576, G + 63624, act + 592704 * nB, act + 517440 * nB, act + 479808 * nB, fix + 1824, fix + 1872, P + 63576, P + 63624, B, 48, 784, nB * 677376);
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 108x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 667968 * nB, act + 75264 * nB, fix + 1600, fix + 1712, P + 58176, P + 58284, B, 108, 784, nB * 592704, 169344);   /* stage1.step7.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 752640 * nB, 0, G + 58392, act + 630336 * nB, act + 667968 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 752640 * nB, 0, G + 58392, act + 630336 * nB, act + 667968 * nB, act + 75264 * nB, fix + 1600, fix + 1712, P + 58176, P + 58284, B, 108, 28, 28, nB * 592704, 169344, P + 58392, 48);   /* stage1.step7.grad.relu0, not kept from forward: applied per image for dw */
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 108x28x28 -> 108x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.step6.concat): 108x28x28 -> 108x28x28 */
@@ -2925,8 +2882,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 592704 * nB, 0, G + 52896, G + 52944, act + 517440 * nB, act + 479808 * nB, act + 555072 * nB, fix + 1504, fix + 1552, P + 52896, P + 52944, B, 48, 784, nB * 555072);
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 96x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 75264 * nB, fix + 1312, fix + 1408, P + 48096, P + 48192, B, 96, 784, nB * 479808, 169344);   /* stage1.step6.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 630336 * nB, 0, G + 48288, act + 592704 * nB, act + 479808 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 630336 * nB, 0, G + 48288, act + 592704 * nB, act + 479808 * nB, act + 75264 * nB, fix + 1312, fix + 1408, P + 48096, P + 48192, B, 96, 28, 28, nB * 479808, 169344, P + 48288, 48);   /* stage1.step6.grad.relu0, not kept from forward: applied per image for dw */
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 96x28x28 -> 96x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.step5.concat): 96x28x28 -> 96x28x28 */
@@ -2941,8 +2897,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 555072 * nB, 0, G + 42816, G + 42864, act + 517440 * nB, act + 479808 * nB, act + 385728 * nB, fix + 1216, fix + 1264, P + 42816, P + 42864, B, 48, 784, nB * 442176);
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 84x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 75264 * nB, fix + 1024, fix + 1120, P + 38616, P + 38700, B, 84, 784, nB * 376320, 169344);   /* stage1.step5.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 592704 * nB, 0, G + 38784, act + 555072 * nB, act + 479808 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 592704 * nB, 0, G + 38784, act + 555072 * nB, act + 479808 * nB, act + 75264 * nB, fix + 1024, fix + 1120, P + 38616, P + 38700, B, 84, 28, 28, nB * 376320, 169344, P + 38784, 48);   /* stage1.step5.grad.relu0, not kept from forward: applied per image for dw */
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 84x28x28 -> 84x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2969,8 +2924,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 517440 * nB, 0, G + 33336, G + 33384, act + 479808 * nB, act + 385728 * nB, act + 442176 * nB, fix + 928, fix + 976, P + 33336, P + 33384, B, 48, 784, nB * 338688);
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 72x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 75264 * nB, fix + 768, fix + 848, P + 29736, P + 29808, B, 72, 784, nB * 282240, 169344);   /* stage1.step4.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 442176 * nB, 0, G + 29880, act + 517440 * nB, act + 385728 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 442176 * nB, 0, G + 29880, act + 517440 * nB, act + 385728 * nB, act + 75264 * nB, fix + 768, fix + 848, P + 29736, P + 29808, B, 72, 28, 28, nB * 282240, 169344, P + 29880, 48);   /* stage1.step4.grad.relu0, not kept from forward: applied per image for dw */
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 72x28x28 -> 72x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.step3.concat): 72x28x28 -> 72x28x28 */
@@ -2985,8 +2939,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 460992 * nB, 0, G + 24456, G + 24504, act + 423360 * nB, act + 385728 * nB, act + 310464 * nB, fix + 672, fix + 720, P + 24456, P + 24504, B, 48, 784, nB * 244608);
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 60x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 75264 * nB, fix + 544, fix + 608, P + 21456, P + 21516, B, 60, 784, nB * 197568, 169344);   /* stage1.step3.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 498624 * nB, 0, G + 21576, act + 460992 * nB, act + 385728 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 498624 * nB, 0, G + 21576, act + 460992 * nB, act + 385728 * nB, act + 75264 * nB, fix + 544, fix + 608, P + 21456, P + 21516, B, 60, 28, 28, nB * 197568, 169344, P + 21576, 48);   /* stage1.step3.grad.relu0, not kept from forward: applied per image for dw */
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 60x28x28 -> 60x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.step2.concat): 60x28x28 -> 60x28x28 */
@@ -3001,8 +2954,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 423360 * nB, 0, G + 16176, G + 16224, act + 385728 * nB, act + 310464 * nB, act + 348096 * nB, fix + 448, fix + 496, P + 16176, P + 16224, B, 48, 784, nB * 159936);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 48x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 310464 * nB, act + 75264 * nB, fix + 352, fix + 400, P + 13776, P + 13824, B, 48, 784, nB * 122304, 169344);   /* stage1.step2.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 348096 * nB, 0, G + 13872, act + 423360 * nB, act + 310464 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 348096 * nB, 0, G + 13872, act + 423360 * nB, act + 310464 * nB, act + 75264 * nB, fix + 352, fix + 400, P + 13776, P + 13824, B, 48, 28, 28, nB * 122304, 169344, P + 13872, 48);   /* stage1.step2.grad.relu0, not kept from forward: applied per image for dw */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.step1.concat): 48x28x28 -> 48x28x28 */
@@ -3029,8 +2981,7 @@ static void FN(backward_15)(Model *m, int B)
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 385728 * nB, 0, G + 8496, G + 8544, act + 348096 * nB, act + 310464 * nB, act + 272832 * nB, fix + 256, fix + 304, P + 8496, P + 8544, B, 48, 784, nB * 84672);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 36x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 244608 * nB, act + 75264 * nB, fix + 160, fix + 208, P + 6696, P + 6732, B, 36, 784, nB * 56448, 169344);   /* stage1.step1.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 272832 * nB, 0, G + 6768, act + 385728 * nB, act + 244608 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 272832 * nB, 0, G + 6768, act + 385728 * nB, act + 244608 * nB, act + 75264 * nB, fix + 160, fix + 208, P + 6696, P + 6732, B, 36, 28, 28, nB * 56448, 169344, P + 6768, 48);   /* stage1.step1.grad.relu0, not kept from forward: applied per image for dw */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 36x28x28 -> 36x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.step0.concat): 36x28x28 -> 36x28x28 */
@@ -3046,8 +2997,7 @@ static void FN(backward_15)(Model *m, int B)
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x28x28 -> 48x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 159936 * nB, 0, G + 1416, G + 1464, act + 122304 * nB, act + 84672 * nB, act + 37632 * nB, fix + 64, fix + 112, P + 1416, P + 1464, B, 48, 784, nB * 18816);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 24x28x28 -> 48x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 37632 * nB, act, fix, fix + 32, P + 216, P + 240, B, 24, 784, nB * 0, 18816);   /* stage1.step0.grad.relu0, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 56448 * nB, 0, G + 264, act + 159936 * nB, act + 37632 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
+    FN(rt_bn_relu_conv1x1_backward)(ctx, act + 56448 * nB, 0, G + 264, act + 159936 * nB, act + 37632 * nB, act, fix, fix + 32, P + 216, P + 240, B, 24, 28, 28, nB * 0, 18816, P + 264, 48);   /* stage1.step0.grad.relu0, not kept from forward: applied per image for dw */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 24x28x28 -> 24x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 24x28x28 -> 24x28x28 */

@@ -800,6 +800,46 @@ int rt_conv1x1_bnin_ok(const RtCtx *ctx, int B, int Cin, int N, int Cout)
     return ctx->scratch && ctx->scratch_bytes >= need;
 }
 
+/* rt_conv1x1_backward of h = relu(x sc + sh), h never written: din needs
+ * no h (W^T dout, as rt_conv1x1_backward); for dw each thread applies the
+ * BN + relu (pw_bnin, bn_relu_recompute's arithmetic) to its own input
+ * channels [ci0, ci1) of each image, in batch order, into rows ci0..ci1-1
+ * of ctx->scratch (Cin x N floats in all), then pw_dw_image reads them:
+ * the same bytes as the recompute writing h and rt_conv1x1_backward
+ * reading it. 0 (nothing done) without the ISA or scratch. */
+int rt_conv1x1_bnin_backward(const RtCtx *ctx, float *din, int acc, float *dw,
+                             const float *dout, const float *in, size_t xs, const float *mean,
+                             const float *rstd, const float *gamma, const float *beta,
+                             const float *w, int B, int Cin, int N, int Cout)
+{
+    if (!ctx || isa() == ISA_NONE || Cin <= 0 || Cout <= 0 || N <= 0 || B <= 0 || !dw
+        || !ctx->scratch || ctx->scratch_bytes < (size_t)Cin * N * sizeof(float))
+        return 0;
+    if (din)
+        pw_data(ctx, din, acc, dout, w, 1, Cin, B, Cout, Cin, N);
+    int v = pw_variant(N), t = pw_team(ctx, Cin);
+    float *h = ctx->scratch;
+#pragma omp parallel num_threads(t)
+    {
+        int i = omp_get_thread_num(), n = omp_get_num_threads();
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+        size_t o = (size_t)ci0 * N;
+        for (int b = 0; b < B && ci1 > ci0; b++) {
+            const float *xb = in + (size_t)b * xs, *db = dout + (size_t)b * Cout * N;
+            if (v == ISA_AVX512) {
+                pw_bnin_avx512(h + o, xb + o, mean + ci0, rstd + ci0, gamma + ci0, beta + ci0,
+                               ci1 - ci0, N);
+                pw_dw_image_avx512(dw, db, h, Cin, Cout, N, ci0, ci1);
+            } else {
+                pw_bnin_avx2(h + o, xb + o, mean + ci0, rstd + ci0, gamma + ci0, beta + ci0,
+                             ci1 - ci0, N);
+                pw_dw_image_avx2(dw, db, h, Cin, Cout, N, ci0, ci1);
+            }
+        }
+    }
+    return 1;
+}
+
 int rt_conv1x1_backward(const RtCtx *ctx, float *din, int acc, float *dw, const float *dout,
                         const float *in, const float *w, int B, int Cin, int N, int Cout)
 {

@@ -49,4 +49,13 @@ int rt_conv1x1_bnin_forward(const RtCtx *ctx, float *out, const float *in, size_
                             const float *mean, const float *rstd, const float *gamma,
                             const float *beta, const float *w, int B, int Cin, int N, int Cout);
 
+/* The backward of rt_conv1x1_bnin_forward's conv: din (+)= W^T dout (may be
+ * NULL), dw += dout h^T with h applied per image into ctx->scratch (Cin * N
+ * floats), never written out. 0 (nothing touched) without the ISA or
+ * scratch. */
+int rt_conv1x1_bnin_backward(const RtCtx *ctx, float *din, int acc, float *dw,
+                             const float *dout, const float *in, size_t xs, const float *mean,
+                             const float *rstd, const float *gamma, const float *beta,
+                             const float *w, int B, int Cin, int N, int Cout);
+
 #endif

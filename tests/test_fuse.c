@@ -379,6 +379,32 @@ END_TEST
         for (size_t i = 0; i < no; i++)                                                         \
             pos += o1[i] > 0;                                                                   \
         ck_assert_uint_gt(pos, 0);                                                              \
+        /* the backward: h applied per image for dw (never written) against        \
+         * the recompute and rt_conv2d_backward, din accumulated */                 \
+        T *gd = tu_calloc(no, sizeof(T)), *h3 = tu_calloc(nh, sizeof(T));                       \
+        T *d1 = tu_calloc(nh, sizeof(T)), *d2 = tu_calloc(nh, sizeof(T));                       \
+        T *dw1 = tu_calloc((size_t)Cout * C, sizeof(T));                                        \
+        T *dw2 = tu_calloc((size_t)Cout * C, sizeof(T));                                        \
+        for (size_t i = 0; i < no; i++)                                                         \
+            gd[i] = (T)rt_rng_normal(&rng);                                                     \
+        for (size_t i = 0; i < nh; i++) {                                                       \
+            d1[i] = d2[i] = (T)(i % 5);                                                         \
+            h3[i] = (T)NAN;                                                                     \
+        }                                                                                       \
+        for (int i = 0; i < Cout * C; i++)                                                      \
+            dw1[i] = dw2[i] = (T)(i % 3);                                                       \
+        rt_conv2d_backward##S(&ctx2, d1, 1, dw1, gd, h1, w, B, C, H, W, Cout, 1, 1, 0);         \
+        rt_bn_relu_conv1x1_backward##S(&ctx2, d2, 1, dw2, gd, h3, X, st2, st2 + C, gamma, beta, \
+                                       B, C, H, W, 0, xs, w, Cout);                             \
+        ck_assert_int_eq(memcmp(d1, d2, nh * sizeof(T)), 0);                                    \
+        ck_assert_int_eq(memcmp(dw1, dw2, (size_t)Cout * C * sizeof(T)), 0);                    \
+        nan = 0;                                                                                \
+        for (size_t i = 0; i < nh; i++)                                                         \
+            nan += isnan((double)h3[i]);                                                        \
+        ck_assert_uint_eq(nan, fused ? nh : 0);                                                 \
+        if (!fused)                                                                             \
+            ck_assert_int_eq(memcmp(h1, h3, nh * sizeof(T)), 0);                                \
+        free(gd); free(h3); free(d1); free(d2); free(dw1); free(dw2);                           \
         free(sp); free(X); free(h1); free(h2); free(o1); free(o2); free(w); free(c1); free(c2); \
         free(gamma); free(beta); free(st1); free(st2);                                          \
     }
