@@ -1197,7 +1197,7 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
             }
         }
         if (nfold == n->nin) {
-            emit_f(e, "    /* its terms share its gradient (plan_fold_sums) */\n");
+            emit_f(e, "    /* its terms read its gradient where it is: no copy */\n");
             break;
         }
         emit_f(e, "    {\n");

@@ -384,7 +384,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 33 head.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     FN(rt_bn_backward)(ctx, act + 269696 * nB, 0, G + 42000, G + 42032, act + 288544 * nB, act + 275968 * nB, fix + 384, fix + 416, P + 42000, B, 32, 196);
     /* 32 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 31 stage2.step1.grad.conv1 = conv(stage2.step1.grad.silu0): 32x14x14 -> 32x14x14 */
     FN(rt_conv2d_backward_neg)(ctx, act + 275968 * nB, 0, G + 32784, act + 269696 * nB, act + 263424 * nB, P + 32784, B, 32, 14, 14, 32, 3, 1, 1);
     /* 30 stage2.step1.grad.silu0 = silu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
@@ -398,7 +398,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 26 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     FN(rt_bn_backward)(ctx, act + 269696 * nB, 1, G + 23440, G + 23472, act + 238336 * nB, act + 244608 * nB, fix + 256, fix + 288, P + 23440, B, 32, 196);
     /* 25 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 24 stage2.shortcut0 = pad(stage1.x2): 16x28x28 -> 32x14x14 */
     FN(rt_pad_backward)(ctx, act + 232064 * nB, 0, act + 269696 * nB, B, 16, 28, 28, 32, 2);
     /* 23 stage2.step0.grad.conv1 = conv(stage2.step0.grad.silu0): 32x14x14 -> 32x14x14 */

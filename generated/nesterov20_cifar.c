@@ -668,7 +668,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 73 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 0, G + 268944, G + 269008, act + 376960 * nB, act + 368640 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, P + 269008, B, 64, 64, nB * 184320);
     /* 72 stage3.x3 = sum(stage3.y2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 71 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 368640 * nB, 0, G + 232080, act + 381056 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 70 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -692,7 +692,7 @@ static void FN(backward_1)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 381056 * nB, NULL, c, 2, nB * 4096);
     }
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -752,7 +752,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 49 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 348160 * nB, 1, G + 65488, G + 65520, act + 327680 * nB, act + 311296 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, P + 65520, B, 32, 256, nB * 155648);
     /* 48 stage2.x3 = sum(stage2.y2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 47 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 311296 * nB, 0, G + 56272, act + 348160 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 46 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -776,7 +776,7 @@ static void FN(backward_2)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 348160 * nB, NULL, c, 2, nB * 8192);
     }
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -836,7 +836,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 25 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 270336 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
     /* 24 stage1.x3 = sum(stage1.y2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 270336 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -860,7 +860,7 @@ static void FN(backward_3)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 270336 * nB, NULL, c, 2, nB * 16384);
     }
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */

@@ -668,7 +668,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 73 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 291776 * nB, 0, G + 268656, G + 268720, act + 288640 * nB, act + 282240 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, P + 268720, B, 64, 49, nB * 141120);
     /* 72 stage3.x3 = sum(stage3.y2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 71 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
     FN(rt_conv2d_backward_neg)(ctx, act + 282240 * nB, 0, G + 231792, act + 291776 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 70 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
@@ -692,7 +692,7 @@ static void FN(backward_1)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 291776 * nB, NULL, c, 2, nB * 3136);
     }
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
     FN(rt_conv2d_backward_neg)(ctx, act + 275968 * nB, 0, G + 157808, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
@@ -752,7 +752,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 49 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 266560 * nB, 1, G + 65200, G + 65232, act + 250880 * nB, act + 238336 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, P + 65232, B, 32, 196, nB * 119168);
     /* 48 stage2.x3 = sum(stage2.y2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 47 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
     FN(rt_conv2d_backward_neg)(ctx, act + 238336 * nB, 0, G + 55984, act + 266560 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 46 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
@@ -776,7 +776,7 @@ static void FN(backward_2)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 266560 * nB, NULL, c, 2, nB * 6272);
     }
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
     FN(rt_conv2d_backward_neg)(ctx, act + 225792 * nB, 0, G + 37424, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
@@ -836,7 +836,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 25 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 206976 * nB, 1, G + 14160, G + 14176, act + 175616 * nB, act + 150528 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, P + 14176, B, 16, 784, nB * 75264);
     /* 24 stage1.x3 = sum(stage1.y2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
     FN(rt_conv2d_backward_neg)(ctx, act + 150528 * nB, 0, G + 11856, act + 206976 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
@@ -860,7 +860,7 @@ static void FN(backward_3)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 206976 * nB, NULL, c, 2, nB * 12544);
     }
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
     FN(rt_conv2d_backward_neg)(ctx, act + 125440 * nB, 0, G + 7184, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */

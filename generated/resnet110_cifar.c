@@ -2274,7 +2274,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 382 head.bn0 = bn(stage3.x18): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 0, G + 1727184, G + 1727248, act + 2097280 * nB, act + 2088960 * nB, act + 2093056 * nB, fix + 7968, fix + 8032, P + 1727184, P + 1727248, B, 64, 64, nB * 1044480);
     /* 381 stage3.x18 = sum(stage3.x17, stage3.step17.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 380 stage3.step17.grad.conv1 = conv(stage3.step17.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 2088960 * nB, 0, G + 1690320, act + 2101376 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
     /* 379 stage3.step17.grad.relu1 = relu(stage3.step17.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2288,7 +2288,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 375 stage3.step17.grad.bn0 = bn(stage3.x17): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1653200, G + 1653264, act + 2080768 * nB, act + 2072576 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, P + 1653264, B, 64, 64, nB * 1036288);
     /* 374 stage3.x17 = sum(stage3.x16, stage3.step16.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 373 stage3.step16.grad.conv1 = conv(stage3.step16.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 2072576 * nB, 0, G + 1616336, act + 2101376 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
     /* 372 stage3.step16.grad.relu1 = relu(stage3.step16.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2302,7 +2302,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 368 stage3.step16.grad.bn0 = bn(stage3.x16): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1579216, G + 1579280, act + 2064384 * nB, act + 2056192 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, P + 1579280, B, 64, 64, nB * 1028096);
     /* 367 stage3.x16 = sum(stage3.x15, stage3.step15.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 366 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 2056192 * nB, 0, G + 1542352, act + 2101376 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
     /* 365 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2328,7 +2328,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 361 stage3.step15.grad.bn0 = bn(stage3.x15): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1505232, G + 1505296, act + 2048000 * nB, act + 2039808 * nB, act + 2043904 * nB, fix + 7200, fix + 7264, P + 1505232, P + 1505296, B, 64, 64, nB * 1019904);
     /* 360 stage3.x15 = sum(stage3.x14, stage3.step14.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 359 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 2039808 * nB, 0, G + 1468368, act + 2101376 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
     /* 358 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2342,7 +2342,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 354 stage3.step14.grad.bn0 = bn(stage3.x14): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1431248, G + 1431312, act + 2031616 * nB, act + 2023424 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, P + 1431312, B, 64, 64, nB * 1011712);
     /* 353 stage3.x14 = sum(stage3.x13, stage3.step13.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 352 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 2023424 * nB, 0, G + 1394384, act + 2101376 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
     /* 351 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2356,7 +2356,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 347 stage3.step13.grad.bn0 = bn(stage3.x13): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1357264, G + 1357328, act + 2015232 * nB, act + 2007040 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, P + 1357328, B, 64, 64, nB * 1003520);
     /* 346 stage3.x13 = sum(stage3.x12, stage3.step12.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 345 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 2007040 * nB, 0, G + 1320400, act + 2101376 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
     /* 344 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2370,7 +2370,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 340 stage3.step12.grad.bn0 = bn(stage3.x12): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1283280, G + 1283344, act + 1998848 * nB, act + 1990656 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, P + 1283344, B, 64, 64, nB * 995328);
     /* 339 stage3.x12 = sum(stage3.x11, stage3.step11.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 338 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1990656 * nB, 0, G + 1246416, act + 2101376 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
 }
@@ -2396,7 +2396,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 333 stage3.step11.grad.bn0 = bn(stage3.x11): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1209296, G + 1209360, act + 1982464 * nB, act + 1974272 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, P + 1209360, B, 64, 64, nB * 987136);
     /* 332 stage3.x11 = sum(stage3.x10, stage3.step10.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 331 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1974272 * nB, 0, G + 1172432, act + 2101376 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
     /* 330 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2410,7 +2410,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 326 stage3.step10.grad.bn0 = bn(stage3.x10): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1135312, G + 1135376, act + 1966080 * nB, act + 1957888 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, P + 1135376, B, 64, 64, nB * 978944);
     /* 325 stage3.x10 = sum(stage3.x9, stage3.step9.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 324 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1957888 * nB, 0, G + 1098448, act + 2101376 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
     /* 323 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2424,7 +2424,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 319 stage3.step9.grad.bn0 = bn(stage3.x9): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 1061328, G + 1061392, act + 1949696 * nB, act + 1941504 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, P + 1061392, B, 64, 64, nB * 970752);
     /* 318 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 317 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1941504 * nB, 0, G + 1024464, act + 2101376 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
     /* 316 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2450,7 +2450,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 312 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 987344, G + 987408, act + 1933312 * nB, act + 1925120 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, P + 987408, B, 64, 64, nB * 962560);
     /* 311 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 310 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1925120 * nB, 0, G + 950480, act + 2101376 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
     /* 309 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2464,7 +2464,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 305 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 913360, G + 913424, act + 1916928 * nB, act + 1908736 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, P + 913424, B, 64, 64, nB * 954368);
     /* 304 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 303 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1908736 * nB, 0, G + 876496, act + 2101376 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
     /* 302 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2478,7 +2478,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 298 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 839376, G + 839440, act + 1900544 * nB, act + 1892352 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, P + 839440, B, 64, 64, nB * 946176);
     /* 297 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 296 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1892352 * nB, 0, G + 802512, act + 2101376 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
     /* 295 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2492,7 +2492,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 291 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 765392, G + 765456, act + 1884160 * nB, act + 1875968 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, P + 765456, B, 64, 64, nB * 937984);
     /* 290 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
 }
 
 /* Backward, part 5 of 17. */
@@ -2518,7 +2518,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 284 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 691408, G + 691472, act + 1867776 * nB, act + 1859584 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, P + 691472, B, 64, 64, nB * 929792);
     /* 283 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 282 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1859584 * nB, 0, G + 654544, act + 2101376 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
     /* 281 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2532,7 +2532,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 277 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 617424, G + 617488, act + 1851392 * nB, act + 1843200 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, P + 617488, B, 64, 64, nB * 921600);
     /* 276 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 275 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1843200 * nB, 0, G + 580560, act + 2101376 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
     /* 274 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2546,7 +2546,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 270 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 543440, G + 543504, act + 1835008 * nB, act + 1826816 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, P + 543504, B, 64, 64, nB * 913408);
     /* 269 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 268 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1826816 * nB, 0, G + 506576, act + 2101376 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
     /* 267 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -2572,7 +2572,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 263 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2101376 * nB, 1, G + 469456, G + 469520, act + 1814528 * nB, act + 1810432 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, P + 469520, B, 64, 64, nB * 905216);
     /* 262 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 261 stage3.shortcut0 = pad(stage2.x18): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 1810432 * nB, 0, act + 2101376 * nB, B, 32, 16, 16, 64, 2);
     /* 260 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
@@ -2588,7 +2588,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 255 stage3.step0.grad.bn0 = bn(stage2.x18): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 413968, G + 414000, act + 1802240 * nB, act + 1785856 * nB, act + 1794048 * nB, fix + 3424, fix + 3456, P + 413968, P + 414000, B, 32, 256, nB * 892928);
     /* 254 stage2.x18 = sum(stage2.x17, stage2.step17.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 253 stage2.step17.grad.conv1 = conv(stage2.step17.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1785856 * nB, 0, G + 404752, act + 1810432 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
     /* 252 stage2.step17.grad.relu1 = relu(stage2.step17.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2602,7 +2602,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 248 stage2.step17.grad.bn0 = bn(stage2.x17): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 395408, G + 395440, act + 1769472 * nB, act + 1753088 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, P + 395440, B, 32, 256, nB * 876544);
     /* 247 stage2.x17 = sum(stage2.x16, stage2.step16.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 246 stage2.step16.grad.conv1 = conv(stage2.step16.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1753088 * nB, 0, G + 386192, act + 1810432 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
     /* 245 stage2.step16.grad.relu1 = relu(stage2.step16.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2628,7 +2628,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 241 stage2.step16.grad.bn0 = bn(stage2.x16): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 376848, G + 376880, act + 1736704 * nB, act + 1720320 * nB, act + 1728512 * nB, fix + 3168, fix + 3200, P + 376848, P + 376880, B, 32, 256, nB * 860160);
     /* 240 stage2.x16 = sum(stage2.x15, stage2.step15.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 239 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1720320 * nB, 0, G + 367632, act + 1810432 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
     /* 238 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2642,7 +2642,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 234 stage2.step15.grad.bn0 = bn(stage2.x15): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 358288, G + 358320, act + 1703936 * nB, act + 1687552 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, P + 358320, B, 32, 256, nB * 843776);
     /* 233 stage2.x15 = sum(stage2.x14, stage2.step14.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 232 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1687552 * nB, 0, G + 349072, act + 1810432 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
     /* 231 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2656,7 +2656,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 227 stage2.step14.grad.bn0 = bn(stage2.x14): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 339728, G + 339760, act + 1671168 * nB, act + 1654784 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, P + 339760, B, 32, 256, nB * 827392);
     /* 226 stage2.x14 = sum(stage2.x13, stage2.step13.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 225 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1654784 * nB, 0, G + 330512, act + 1810432 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
     /* 224 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2670,7 +2670,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 220 stage2.step13.grad.bn0 = bn(stage2.x13): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 321168, G + 321200, act + 1638400 * nB, act + 1622016 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, P + 321200, B, 32, 256, nB * 811008);
     /* 219 stage2.x13 = sum(stage2.x12, stage2.step12.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 218 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1622016 * nB, 0, G + 311952, act + 1810432 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
 }
@@ -2696,7 +2696,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 213 stage2.step12.grad.bn0 = bn(stage2.x12): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 302608, G + 302640, act + 1605632 * nB, act + 1589248 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, P + 302640, B, 32, 256, nB * 794624);
     /* 212 stage2.x12 = sum(stage2.x11, stage2.step11.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 211 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1589248 * nB, 0, G + 293392, act + 1810432 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
     /* 210 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2710,7 +2710,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 206 stage2.step11.grad.bn0 = bn(stage2.x11): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 284048, G + 284080, act + 1572864 * nB, act + 1556480 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, P + 284080, B, 32, 256, nB * 778240);
     /* 205 stage2.x11 = sum(stage2.x10, stage2.step10.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 204 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1556480 * nB, 0, G + 274832, act + 1810432 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
     /* 203 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2724,7 +2724,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 199 stage2.step10.grad.bn0 = bn(stage2.x10): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 265488, G + 265520, act + 1540096 * nB, act + 1523712 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, P + 265520, B, 32, 256, nB * 761856);
     /* 198 stage2.x10 = sum(stage2.x9, stage2.step9.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 197 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1523712 * nB, 0, G + 256272, act + 1810432 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 196 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2750,7 +2750,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 192 stage2.step9.grad.bn0 = bn(stage2.x9): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 246928, G + 246960, act + 1507328 * nB, act + 1490944 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, P + 246960, B, 32, 256, nB * 745472);
     /* 191 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 190 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1490944 * nB, 0, G + 237712, act + 1810432 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 189 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2764,7 +2764,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 185 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 228368, G + 228400, act + 1474560 * nB, act + 1458176 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, P + 228400, B, 32, 256, nB * 729088);
     /* 184 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 183 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1458176 * nB, 0, G + 219152, act + 1810432 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 182 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2778,7 +2778,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 178 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 209808, G + 209840, act + 1441792 * nB, act + 1425408 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, P + 209840, B, 32, 256, nB * 712704);
     /* 177 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 176 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1425408 * nB, 0, G + 200592, act + 1810432 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
     /* 175 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2792,7 +2792,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 171 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 191248, G + 191280, act + 1409024 * nB, act + 1392640 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, P + 191280, B, 32, 256, nB * 696320);
     /* 170 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
 }
 
 /* Backward, part 10 of 17. */
@@ -2818,7 +2818,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 164 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 172688, G + 172720, act + 1376256 * nB, act + 1359872 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, P + 172720, B, 32, 256, nB * 679936);
     /* 163 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 162 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1359872 * nB, 0, G + 163472, act + 1810432 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
     /* 161 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2832,7 +2832,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 157 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 154128, G + 154160, act + 1343488 * nB, act + 1327104 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, P + 154160, B, 32, 256, nB * 663552);
     /* 156 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 155 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1327104 * nB, 0, G + 144912, act + 1810432 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
     /* 154 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2846,7 +2846,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 150 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 135568, G + 135600, act + 1310720 * nB, act + 1294336 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, P + 135600, B, 32, 256, nB * 647168);
     /* 149 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 148 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1294336 * nB, 0, G + 126352, act + 1810432 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
     /* 147 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2872,7 +2872,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 143 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 117008, G + 117040, act + 1277952 * nB, act + 1261568 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, P + 117040, B, 32, 256, nB * 630784);
     /* 142 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 141 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1261568 * nB, 0, G + 107792, act + 1810432 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
     /* 140 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -2886,7 +2886,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 136 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1810432 * nB, 1, G + 98448, G + 98480, act + 1236992 * nB, act + 1228800 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, P + 98480, B, 32, 256, nB * 614400);
     /* 135 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 134 stage2.shortcut0 = pad(stage1.x18): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 1228800 * nB, 0, act + 1810432 * nB, B, 16, 32, 32, 32, 2);
     /* 133 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
@@ -2902,7 +2902,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 128 stage2.step0.grad.bn0 = bn(stage1.x18): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 84528, G + 84544, act + 1212416 * nB, act + 1179648 * nB, act + 1196032 * nB, fix + 1152, fix + 1168, P + 84528, P + 84544, B, 16, 1024, nB * 589824);
     /* 127 stage1.x18 = sum(stage1.x17, stage1.step17.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 126 stage1.step17.grad.conv1 = conv(stage1.step17.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1179648 * nB, 0, G + 82224, act + 1228800 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
     /* 125 stage1.step17.grad.relu1 = relu(stage1.step17.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -2928,7 +2928,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 121 stage1.step17.grad.bn0 = bn(stage1.x17): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 79856, G + 79872, act + 1146880 * nB, act + 1114112 * nB, act + 1130496 * nB, fix + 1088, fix + 1104, P + 79856, P + 79872, B, 16, 1024, nB * 557056);
     /* 120 stage1.x17 = sum(stage1.x16, stage1.step16.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 119 stage1.step16.grad.conv1 = conv(stage1.step16.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1114112 * nB, 0, G + 77552, act + 1228800 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
     /* 118 stage1.step16.grad.relu1 = relu(stage1.step16.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -2942,7 +2942,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 114 stage1.step16.grad.bn0 = bn(stage1.x16): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 75184, G + 75200, act + 1081344 * nB, act + 1048576 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, P + 75200, B, 16, 1024, nB * 524288);
     /* 113 stage1.x16 = sum(stage1.x15, stage1.step15.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1048576 * nB, 0, G + 72880, act + 1228800 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -2956,7 +2956,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 107 stage1.step15.grad.bn0 = bn(stage1.x15): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 70512, G + 70528, act + 1015808 * nB, act + 983040 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, P + 70528, B, 16, 1024, nB * 491520);
     /* 106 stage1.x15 = sum(stage1.x14, stage1.step14.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 983040 * nB, 0, G + 68208, act + 1228800 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -2970,7 +2970,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 100 stage1.step14.grad.bn0 = bn(stage1.x14): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 65840, G + 65856, act + 950272 * nB, act + 917504 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, P + 65856, B, 16, 1024, nB * 458752);
     /* 99 stage1.x14 = sum(stage1.x13, stage1.step13.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 917504 * nB, 0, G + 63536, act + 1228800 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
 }
@@ -2996,7 +2996,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 93 stage1.step13.grad.bn0 = bn(stage1.x13): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 61168, G + 61184, act + 884736 * nB, act + 851968 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, P + 61184, B, 16, 1024, nB * 425984);
     /* 92 stage1.x13 = sum(stage1.x12, stage1.step12.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 851968 * nB, 0, G + 58864, act + 1228800 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3010,7 +3010,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 86 stage1.step12.grad.bn0 = bn(stage1.x12): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 56496, G + 56512, act + 819200 * nB, act + 786432 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, P + 56512, B, 16, 1024, nB * 393216);
     /* 85 stage1.x12 = sum(stage1.x11, stage1.step11.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 786432 * nB, 0, G + 54192, act + 1228800 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3024,7 +3024,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 79 stage1.step11.grad.bn0 = bn(stage1.x11): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 51824, G + 51840, act + 753664 * nB, act + 720896 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, P + 51840, B, 16, 1024, nB * 360448);
     /* 78 stage1.x11 = sum(stage1.x10, stage1.step10.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 720896 * nB, 0, G + 49520, act + 1228800 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3050,7 +3050,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 72 stage1.step10.grad.bn0 = bn(stage1.x10): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 47152, G + 47168, act + 688128 * nB, act + 655360 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, P + 47168, B, 16, 1024, nB * 327680);
     /* 71 stage1.x10 = sum(stage1.x9, stage1.step9.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 655360 * nB, 0, G + 44848, act + 1228800 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3064,7 +3064,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 65 stage1.step9.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 42480, G + 42496, act + 622592 * nB, act + 589824 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, P + 42496, B, 16, 1024, nB * 294912);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 589824 * nB, 0, G + 40176, act + 1228800 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3078,7 +3078,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 37808, G + 37824, act + 557056 * nB, act + 524288 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, P + 37824, B, 16, 1024, nB * 262144);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 524288 * nB, 0, G + 35504, act + 1228800 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3092,7 +3092,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 33136, G + 33152, act + 491520 * nB, act + 458752 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, P + 33152, B, 16, 1024, nB * 229376);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
 }
 
 /* Backward, part 15 of 17. */
@@ -3118,7 +3118,7 @@ static void FN(backward_15)(Model *m, int B)
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 28464, G + 28480, act + 425984 * nB, act + 393216 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, P + 28480, B, 16, 1024, nB * 196608);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 393216 * nB, 0, G + 26160, act + 1228800 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3132,7 +3132,7 @@ static void FN(backward_15)(Model *m, int B)
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 23792, G + 23808, act + 360448 * nB, act + 327680 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, P + 23808, B, 16, 1024, nB * 163840);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 327680 * nB, 0, G + 21488, act + 1228800 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3146,7 +3146,7 @@ static void FN(backward_15)(Model *m, int B)
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 19120, G + 19136, act + 294912 * nB, act + 262144 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, P + 19136, B, 16, 1024, nB * 131072);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 262144 * nB, 0, G + 16816, act + 1228800 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3172,7 +3172,7 @@ static void FN(backward_16)(Model *m, int B)
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 1228800 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3186,7 +3186,7 @@ static void FN(backward_16)(Model *m, int B)
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 1228800 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -3200,7 +3200,7 @@ static void FN(backward_16)(Model *m, int B)
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1228800 * nB, 1, G + 5104, G + 5120, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 1228800 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */

@@ -562,7 +562,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 0, G + 268944, G + 269008, act + 376960 * nB, act + 368640 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, P + 269008, B, 64, 64, nB * 184320);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 368640 * nB, 0, G + 232080, act + 381056 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -576,7 +576,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 1, G + 194960, G + 195024, act + 360448 * nB, act + 352256 * nB, act + 356352 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 64, nB * 176128);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 352256 * nB, 0, G + 158096, act + 381056 * nB, act + 348160 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -590,7 +590,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 1, G + 120976, G + 121040, act + 339968 * nB, act + 335872 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 64, nB * 167936);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 335872 * nB, 0, act + 381056 * nB, B, 32, 16, 16, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
@@ -618,7 +618,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 335872 * nB, 1, G + 65488, G + 65520, act + 327680 * nB, act + 311296 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, P + 65520, B, 32, 256, nB * 155648);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 311296 * nB, 0, G + 56272, act + 335872 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -632,7 +632,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 335872 * nB, 1, G + 46928, G + 46960, act + 294912 * nB, act + 278528 * nB, act + 286720 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 256, nB * 139264);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 278528 * nB, 0, G + 37712, act + 335872 * nB, act + 270336 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -646,7 +646,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 335872 * nB, 1, G + 28368, G + 28400, act + 253952 * nB, act + 245760 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 256, nB * 122880);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 245760 * nB, 0, act + 335872 * nB, B, 16, 32, 32, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
@@ -674,7 +674,7 @@ static void FN(backward_3)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 245760 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -688,7 +688,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 245760 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -702,7 +702,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 1, G + 5104, G + 5120, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 245760 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */

@@ -562,7 +562,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 291776 * nB, 0, G + 268656, G + 268720, act + 288640 * nB, act + 282240 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, P + 268720, B, 64, 49, nB * 141120);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
     FN(rt_conv2d_backward_neg)(ctx, act + 282240 * nB, 0, G + 231792, act + 291776 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
@@ -576,7 +576,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 291776 * nB, 1, G + 194672, G + 194736, act + 275968 * nB, act + 269696 * nB, act + 272832 * nB, fix + 992, fix + 1056, P + 194672, P + 194736, B, 64, 49, nB * 134848);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
     FN(rt_conv2d_backward_neg)(ctx, act + 269696 * nB, 0, G + 157808, act + 291776 * nB, act + 266560 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
@@ -590,7 +590,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 291776 * nB, 1, G + 120688, G + 120752, act + 260288 * nB, act + 257152 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, P + 120752, B, 64, 49, nB * 128576);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_backward)(ctx, act + 257152 * nB, 0, act + 291776 * nB, B, 32, 14, 14, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
@@ -618,7 +618,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 257152 * nB, 1, G + 65200, G + 65232, act + 250880 * nB, act + 238336 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, P + 65232, B, 32, 196, nB * 119168);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
     FN(rt_conv2d_backward_neg)(ctx, act + 238336 * nB, 0, G + 55984, act + 257152 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
@@ -632,7 +632,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 257152 * nB, 1, G + 46640, G + 46672, act + 225792 * nB, act + 213248 * nB, act + 219520 * nB, fix + 416, fix + 448, P + 46640, P + 46672, B, 32, 196, nB * 106624);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
     FN(rt_conv2d_backward_neg)(ctx, act + 213248 * nB, 0, G + 37424, act + 257152 * nB, act + 206976 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
@@ -646,7 +646,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 257152 * nB, 1, G + 28080, G + 28112, act + 194432 * nB, act + 188160 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, P + 28112, B, 32, 196, nB * 94080);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_backward)(ctx, act + 188160 * nB, 0, act + 257152 * nB, B, 16, 28, 28, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
@@ -674,7 +674,7 @@ static void FN(backward_3)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
     FN(rt_conv2d_backward_neg)(ctx, act + 150528 * nB, 0, G + 11856, act + 188160 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
@@ -688,7 +688,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 188160 * nB, 1, G + 9488, G + 9504, act + 125440 * nB, act + 100352 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, P + 9504, B, 16, 784, nB * 50176);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
     FN(rt_conv2d_backward_neg)(ctx, act + 100352 * nB, 0, G + 7184, act + 188160 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
@@ -702,7 +702,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 188160 * nB, 1, G + 4816, G + 4832, act + 75264 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4816, P + 4832, B, 16, 784, nB * 25088);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
     FN(rt_conv2d_backward_neg)(ctx, act + 50176 * nB, 0, G + 2512, act + 188160 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */

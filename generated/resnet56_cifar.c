@@ -1252,7 +1252,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 193 head.bn0 = bn(stage3.x9): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 0, G + 852240, G + 852304, act + 1065088 * nB, act + 1056768 * nB, act + 1060864 * nB, fix + 3936, fix + 4000, P + 852240, P + 852304, B, 64, 64, nB * 528384);
     /* 192 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 191 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1056768 * nB, 0, G + 815376, act + 1069184 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
     /* 190 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -1266,7 +1266,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 186 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 778256, G + 778320, act + 1048576 * nB, act + 1040384 * nB, act + 1044480 * nB, fix + 3680, fix + 3744, P + 778256, P + 778320, B, 64, 64, nB * 520192);
     /* 185 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 184 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1040384 * nB, 0, G + 741392, act + 1069184 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
     /* 183 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -1280,7 +1280,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 179 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 704272, G + 704336, act + 1032192 * nB, act + 1024000 * nB, act + 1028096 * nB, fix + 3424, fix + 3488, P + 704272, P + 704336, B, 64, 64, nB * 512000);
     /* 178 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 177 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1024000 * nB, 0, G + 667408, act + 1069184 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
     /* 176 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -1306,7 +1306,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 172 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 630288, G + 630352, act + 1015808 * nB, act + 1007616 * nB, act + 1011712 * nB, fix + 3168, fix + 3232, P + 630288, P + 630352, B, 64, 64, nB * 503808);
     /* 171 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 170 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 1007616 * nB, 0, G + 593424, act + 1069184 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
     /* 169 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -1320,7 +1320,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 165 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 556304, G + 556368, act + 999424 * nB, act + 991232 * nB, act + 995328 * nB, fix + 2912, fix + 2976, P + 556304, P + 556368, B, 64, 64, nB * 495616);
     /* 164 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 163 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 991232 * nB, 0, G + 519440, act + 1069184 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
     /* 162 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -1334,7 +1334,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 158 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 482320, G + 482384, act + 983040 * nB, act + 974848 * nB, act + 978944 * nB, fix + 2656, fix + 2720, P + 482320, P + 482384, B, 64, 64, nB * 487424);
     /* 157 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 156 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 974848 * nB, 0, G + 445456, act + 1069184 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
     /* 155 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -1348,7 +1348,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 151 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 408336, G + 408400, act + 966656 * nB, act + 958464 * nB, act + 962560 * nB, fix + 2400, fix + 2464, P + 408336, P + 408400, B, 64, 64, nB * 479232);
     /* 150 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 149 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 958464 * nB, 0, G + 371472, act + 1069184 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
 }
@@ -1374,7 +1374,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 144 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 334352, G + 334416, act + 950272 * nB, act + 942080 * nB, act + 946176 * nB, fix + 2144, fix + 2208, P + 334352, P + 334416, B, 64, 64, nB * 471040);
     /* 143 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 142 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_conv2d_backward_neg)(ctx, act + 942080 * nB, 0, G + 297488, act + 1069184 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
     /* 141 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -1388,7 +1388,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 137 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1069184 * nB, 1, G + 260368, G + 260432, act + 929792 * nB, act + 925696 * nB, act + 933888 * nB, fix + 1888, fix + 1952, P + 260368, P + 260432, B, 64, 64, nB * 462848);
     /* 136 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 135 stage3.shortcut0 = pad(stage2.x9): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 925696 * nB, 0, act + 1069184 * nB, B, 32, 16, 16, 64, 2);
     /* 134 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
@@ -1404,7 +1404,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 129 stage3.step0.grad.bn0 = bn(stage2.x9): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 204880, G + 204912, act + 917504 * nB, act + 901120 * nB, act + 909312 * nB, fix + 1696, fix + 1728, P + 204880, P + 204912, B, 32, 256, nB * 450560);
     /* 128 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 127 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 901120 * nB, 0, G + 195664, act + 925696 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
     /* 126 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -1430,7 +1430,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 122 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 186320, G + 186352, act + 884736 * nB, act + 868352 * nB, act + 876544 * nB, fix + 1568, fix + 1600, P + 186320, P + 186352, B, 32, 256, nB * 434176);
     /* 121 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 120 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 868352 * nB, 0, G + 177104, act + 925696 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
     /* 119 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -1444,7 +1444,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 115 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 167760, G + 167792, act + 851968 * nB, act + 835584 * nB, act + 843776 * nB, fix + 1440, fix + 1472, P + 167760, P + 167792, B, 32, 256, nB * 417792);
     /* 114 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 113 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 835584 * nB, 0, G + 158544, act + 925696 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
     /* 112 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -1458,7 +1458,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 108 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 149200, G + 149232, act + 819200 * nB, act + 802816 * nB, act + 811008 * nB, fix + 1312, fix + 1344, P + 149200, P + 149232, B, 32, 256, nB * 401408);
     /* 107 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 106 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 802816 * nB, 0, G + 139984, act + 925696 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
     /* 105 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -1484,7 +1484,7 @@ static void FN(backward_5)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 100 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 99 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 770048 * nB, 0, G + 121424, act + 925696 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
     /* 98 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -1498,7 +1498,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 94 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 112080, G + 112112, act + 753664 * nB, act + 737280 * nB, act + 745472 * nB, fix + 1056, fix + 1088, P + 112080, P + 112112, B, 32, 256, nB * 368640);
     /* 93 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 92 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 737280 * nB, 0, G + 102864, act + 925696 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
     /* 91 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -1512,7 +1512,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 87 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 93520, G + 93552, act + 720896 * nB, act + 704512 * nB, act + 712704 * nB, fix + 928, fix + 960, P + 93520, P + 93552, B, 32, 256, nB * 352256);
     /* 86 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 85 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 704512 * nB, 0, G + 84304, act + 925696 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
     /* 84 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -1526,7 +1526,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 80 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 74960, G + 74992, act + 688128 * nB, act + 671744 * nB, act + 679936 * nB, fix + 800, fix + 832, P + 74960, P + 74992, B, 32, 256, nB * 335872);
     /* 79 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 78 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_conv2d_backward_neg)(ctx, act + 671744 * nB, 0, G + 65744, act + 925696 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 77 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -1552,7 +1552,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 73 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 925696 * nB, 1, G + 56400, G + 56432, act + 647168 * nB, act + 638976 * nB, act + 655360 * nB, fix + 672, fix + 704, P + 56400, P + 56432, B, 32, 256, nB * 319488);
     /* 72 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 71 stage2.shortcut0 = pad(stage1.x9): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 638976 * nB, 0, act + 925696 * nB, B, 16, 32, 32, 32, 2);
     /* 70 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
@@ -1568,7 +1568,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 65 stage2.step0.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 42480, G + 42496, act + 622592 * nB, act + 589824 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, P + 42496, B, 16, 1024, nB * 294912);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 589824 * nB, 0, G + 40176, act + 638976 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -1582,7 +1582,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 37808, G + 37824, act + 557056 * nB, act + 524288 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, P + 37824, B, 16, 1024, nB * 262144);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 524288 * nB, 0, G + 35504, act + 638976 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -1608,7 +1608,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 33136, G + 33152, act + 491520 * nB, act + 458752 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, P + 33152, B, 16, 1024, nB * 229376);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 458752 * nB, 0, G + 30832, act + 638976 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -1622,7 +1622,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 28464, G + 28480, act + 425984 * nB, act + 393216 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, P + 28480, B, 16, 1024, nB * 196608);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 393216 * nB, 0, G + 26160, act + 638976 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -1636,7 +1636,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 23792, G + 23808, act + 360448 * nB, act + 327680 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, P + 23808, B, 16, 1024, nB * 163840);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 327680 * nB, 0, G + 21488, act + 638976 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -1650,7 +1650,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 19120, G + 19136, act + 294912 * nB, act + 262144 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, P + 19136, B, 16, 1024, nB * 131072);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
 }
 
 /* Backward, part 8 of 9. */
@@ -1676,7 +1676,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 638976 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -1690,7 +1690,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 638976 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -1704,7 +1704,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 638976 * nB, 1, G + 5104, G + 5120, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    /* its terms share its gradient (plan_fold_sums) */
+    /* its terms read its gradient where it is: no copy */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 638976 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
