@@ -698,6 +698,23 @@ static void emit_conv_sum_then_call(Emit *e, int c, int s, int t)
            is->w, n->u.conv.cout, sn->nin, j, emit_out(e, t), tn->nin, j2);
 }
 
+/* The BN + relu pair bn -> r runs right before node c (no live node
+ * between) and c is the relu's one live reader. */
+static bool emit_pair_feeds(const Emit *e, int bn, int r, int c)
+{
+    const IrGraph *g = e->g;
+    for (int j = bn + 1; j < g->nnodes; j++) {
+        if (!e->p->nodes[j].live)
+            continue;
+        if (j < c && j != r)
+            return false;   /* a live node between the pair and c */
+        for (int k = 0; k < g->nodes[j].nin; k++)
+            if (g->nodes[j].in[k] == r && j != c)
+                return false;   /* another reader of the relu */
+    }
+    return true;
+}
+
 /* In a stored build's forward pass, the BN of the BN + relu pair whose
  * inference forward the 3x3 stride-1 conv node c applies to its input
  * (rt_conv2d_bnin_bn_eval, rt_conv2d_bnin_sum_eval): c takes its BN or its
@@ -721,15 +738,8 @@ static int emit_conv_bnin(const Emit *e, int c)
         return 0;
     if (g->nodes[x].op == OP_CONV && emit_conv_bn(e, x) == bn)
         return 0;   /* the pair runs in its own conv's output copy: x is never written */
-    for (int j = bn + 1; j < g->nnodes; j++) {
-        if (!e->p->nodes[j].live)
-            continue;
-        if (j < c && j != r)
-            return 0;   /* a live node between the pair and c */
-        for (int k = 0; k < g->nodes[j].nin; k++)
-            if (g->nodes[j].in[k] == r && j != c)
-                return 0;   /* another reader of the relu */
-    }
+    if (!emit_pair_feeds(e, bn, r, c))
+        return 0;
     int xo = e->p->nodes[x].out, dst;
     if (s) {
         const IrNode *sn = &g->nodes[s];
@@ -767,15 +777,8 @@ static int emit_conv_pwin(const Emit *e, int c)
         return 0;
     if (g->nodes[x].op == OP_CONV && emit_conv_bn(e, x) == bn)
         return 0;
-    for (int j = bn + 1; j < g->nnodes; j++) {
-        if (!e->p->nodes[j].live)
-            continue;
-        if (j < c && j != r)
-            return 0;   /* a live node between the pair and c */
-        for (int k = 0; k < g->nodes[j].nin; k++)
-            if (g->nodes[j].in[k] == r && j != c)
-                return 0;   /* another reader of the relu */
-    }
+    if (!emit_pair_feeds(e, bn, r, c))
+        return 0;
     return emit_bufs_overlap(e->p, e->p->nodes[c].out, e->p->nodes[x].out) ? 0 : bn;
 }
 
