@@ -738,13 +738,42 @@ static int pw_team(const RtCtx *ctx, int n)
     return t < n ? t : (n > 0 ? n : 1);
 }
 
-static void pw_data(const RtCtx *ctx, float *out, int acc, const float *x, const float *w,
-                    ptrdiff_t wo, ptrdiff_t wi, int B, int C, int Co, int N)
+/* A training BN + relu applied to a 1x1 conv's input as it is read (the
+ * saved statistics of the BN's statistics-only pass; pw_bnin is
+ * bn_relu_recompute's arithmetic, the same bytes as h written and read). */
+typedef struct {
+    const float *mean, *rstd, *gamma, *beta;
+} PwBn;
+
+/* One image's input rows [c0, c1) of N floats for a 1x1 kernel: x itself,
+ * or with bn, relu(bn(x)) into the same rows of h. */
+static const float *pw_rows(int v, float *h, const float *x, const PwBn *bn, int c0, int c1,
+                            int N)
+{
+    if (!bn)
+        return x;
+    size_t o = (size_t)c0 * N;
+    if (v == ISA_AVX512)
+        pw_bnin_avx512(h + o, x + o, bn->mean + c0, bn->rstd + c0, bn->gamma + c0,
+                       bn->beta + c0, c1 - c0, N);
+    else
+        pw_bnin_avx2(h + o, x + o, bn->mean + c0, bn->rstd + c0, bn->gamma + c0,
+                     bn->beta + c0, c1 - c0, N);
+    return h;
+}
+
+/* out (acc ? +=: =) w x per image, the batch split over the team; x's
+ * images are xs floats apart. With bn each thread first activates the image
+ * into its own C x N slice of ctx->scratch (in L2). */
+static void pw_data(const RtCtx *ctx, float *out, int acc, const float *x, size_t xs,
+                    const PwBn *bn, const float *w, ptrdiff_t wo, ptrdiff_t wi, int B, int C,
+                    int Co, int N)
 {
     int v = pw_variant(N);
 #pragma omp parallel for num_threads(pw_team(ctx, B)) schedule(static)
     for (int b = 0; b < B; b++) {
-        const float *xb = x + (size_t)b * C * N;
+        float *h = bn ? (float *)ctx->scratch + (size_t)omp_get_thread_num() * C * N : NULL;
+        const float *xb = pw_rows(v, h, x + (size_t)b * xs, bn, 0, C, N);
         float *ob = out + (size_t)b * Co * N;
         if (v == ISA_AVX512)
             pw_image_avx512(ob, acc, xb, w, wo, wi, C, Co, N);
@@ -753,42 +782,49 @@ static void pw_data(const RtCtx *ctx, float *out, int acc, const float *x, const
     }
 }
 
+/* dw += dout x^T: thread i owns the input channels [Cin*i/t, Cin*(i+1)/t)
+ * and walks the batch in order; with bn it activates its own rows of each
+ * image into the same rows of ctx->scratch (Cin x N floats in all). */
+static void pw_dw(const RtCtx *ctx, float *dw, const float *dout, const float *x, size_t xs,
+                  const PwBn *bn, int B, int Cin, int N, int Cout)
+{
+    int v = pw_variant(N);
+#pragma omp parallel num_threads(pw_team(ctx, Cin))
+    {
+        int i = omp_get_thread_num(), n = omp_get_num_threads();
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+        for (int b = 0; b < B && ci1 > ci0; b++) {
+            const float *db = dout + (size_t)b * Cout * N;
+            const float *xb = pw_rows(v, ctx->scratch, x + (size_t)b * xs, bn, ci0, ci1, N);
+            if (v == ISA_AVX512)
+                pw_dw_image_avx512(dw, db, xb, Cin, Cout, N, ci0, ci1);
+            else
+                pw_dw_image_avx2(dw, db, xb, Cin, Cout, N, ci0, ci1);
+        }
+    }
+}
+
 int rt_conv1x1_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
                        int B, int Cin, int N, int Cout)
 {
     if (isa() == ISA_NONE || Cin <= 0 || Cout <= 0 || N <= 0)
         return 0;
-    pw_data(ctx, out, 0, in, w, Cin, 1, B, Cin, Cout, N);
+    pw_data(ctx, out, 0, in, (size_t)Cin * N, NULL, w, Cin, 1, B, Cin, Cout, N);
     return 1;
 }
 
-/* The 1x1 conv of relu(bn(x)) in training, h never written: per image,
- * the input's BN + relu (pw_bnin, the saved statistics of the BN's
- * statistics-only pass) into the thread's slice of ctx->scratch (C x N
- * floats, in L2), then pw_image on it; the same bytes as the BN writing h
- * and rt_conv1x1_forward reading it. x's images are xs floats apart (a
- * dense stage's prefix). 0 (nothing done) without the ISA or scratch. */
+/* The 1x1 conv of relu(bn(x)) in training, h never written (pw_data with
+ * the BN): the same bytes as the BN writing h and rt_conv1x1_forward
+ * reading it. x's images are xs floats apart (a dense stage's prefix).
+ * 0 (nothing done) without the ISA or scratch. */
 int rt_conv1x1_bnin_forward(const RtCtx *ctx, float *out, const float *in, size_t xs,
                             const float *mean, const float *rstd, const float *gamma,
                             const float *beta, const float *w, int B, int Cin, int N, int Cout)
 {
     if (!rt_conv1x1_bnin_ok(ctx, B, Cin, N, Cout))
         return 0;
-    int v = pw_variant(N), t = pw_team(ctx, B);
-    size_t slice = (size_t)Cin * N;
-#pragma omp parallel for num_threads(t) schedule(static)
-    for (int b = 0; b < B; b++) {
-        float *h = (float *)ctx->scratch + (size_t)omp_get_thread_num() * slice;
-        const float *xb = in + (size_t)b * xs;
-        float *ob = out + (size_t)b * Cout * N;
-        if (v == ISA_AVX512) {
-            pw_bnin_avx512(h, xb, mean, rstd, gamma, beta, Cin, N);
-            pw_image_avx512(ob, 0, h, w, Cin, 1, Cin, Cout, N);
-        } else {
-            pw_bnin_avx2(h, xb, mean, rstd, gamma, beta, Cin, N);
-            pw_image_avx2(ob, 0, h, w, Cin, 1, Cin, Cout, N);
-        }
-    }
+    PwBn bn = {mean, rstd, gamma, beta};
+    pw_data(ctx, out, 0, in, xs, &bn, w, Cin, 1, B, Cin, Cout, N);
     return 1;
 }
 
@@ -801,12 +837,9 @@ int rt_conv1x1_bnin_ok(const RtCtx *ctx, int B, int Cin, int N, int Cout)
 }
 
 /* rt_conv1x1_backward of h = relu(x sc + sh), h never written: din needs
- * no h (W^T dout, as rt_conv1x1_backward); for dw each thread applies the
- * BN + relu (pw_bnin, bn_relu_recompute's arithmetic) to its own input
- * channels [ci0, ci1) of each image, in batch order, into rows ci0..ci1-1
- * of ctx->scratch (Cin x N floats in all), then pw_dw_image reads them:
- * the same bytes as the recompute writing h and rt_conv1x1_backward
- * reading it. 0 (nothing done) without the ISA or scratch. */
+ * no h (W^T dout); dw is pw_dw with the BN. The same bytes as the
+ * recompute writing h and rt_conv1x1_backward reading it. 0 (nothing done)
+ * without the ISA or scratch. */
 int rt_conv1x1_bnin_backward(const RtCtx *ctx, float *din, int acc, float *dw,
                              const float *dout, const float *in, size_t xs, const float *mean,
                              const float *rstd, const float *gamma, const float *beta,
@@ -816,27 +849,9 @@ int rt_conv1x1_bnin_backward(const RtCtx *ctx, float *din, int acc, float *dw,
         || !ctx->scratch || ctx->scratch_bytes < (size_t)Cin * N * sizeof(float))
         return 0;
     if (din)
-        pw_data(ctx, din, acc, dout, w, 1, Cin, B, Cout, Cin, N);
-    int v = pw_variant(N), t = pw_team(ctx, Cin);
-    float *h = ctx->scratch;
-#pragma omp parallel num_threads(t)
-    {
-        int i = omp_get_thread_num(), n = omp_get_num_threads();
-        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
-        size_t o = (size_t)ci0 * N;
-        for (int b = 0; b < B && ci1 > ci0; b++) {
-            const float *xb = in + (size_t)b * xs, *db = dout + (size_t)b * Cout * N;
-            if (v == ISA_AVX512) {
-                pw_bnin_avx512(h + o, xb + o, mean + ci0, rstd + ci0, gamma + ci0, beta + ci0,
-                               ci1 - ci0, N);
-                pw_dw_image_avx512(dw, db, h, Cin, Cout, N, ci0, ci1);
-            } else {
-                pw_bnin_avx2(h + o, xb + o, mean + ci0, rstd + ci0, gamma + ci0, beta + ci0,
-                             ci1 - ci0, N);
-                pw_dw_image_avx2(dw, db, h, Cin, Cout, N, ci0, ci1);
-            }
-        }
-    }
+        pw_data(ctx, din, acc, dout, (size_t)Cout * N, NULL, w, 1, Cin, B, Cout, Cin, N);
+    PwBn bn = {mean, rstd, gamma, beta};
+    pw_dw(ctx, dw, dout, in, xs, &bn, B, Cin, N, Cout);
     return 1;
 }
 
@@ -846,21 +861,8 @@ int rt_conv1x1_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
     if (isa() == ISA_NONE || Cin <= 0 || Cout <= 0 || N <= 0)
         return 0;
     if (din)    /* din[ci] = sum_co w[co][ci] dout[co] */
-        pw_data(ctx, din, acc, dout, w, 1, Cin, B, Cout, Cin, N);
-    if (!dw)
-        return 1;
-    int v = pw_variant(N), t = pw_team(ctx, Cin);
-#pragma omp parallel num_threads(t)
-    {
-        int i = omp_get_thread_num(), n = omp_get_num_threads();
-        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
-        for (int b = 0; b < B && ci1 > ci0; b++) {
-            const float *xb = in + (size_t)b * Cin * N, *db = dout + (size_t)b * Cout * N;
-            if (v == ISA_AVX512)
-                pw_dw_image_avx512(dw, db, xb, Cin, Cout, N, ci0, ci1);
-            else
-                pw_dw_image_avx2(dw, db, xb, Cin, Cout, N, ci0, ci1);
-        }
-    }
+        pw_data(ctx, din, acc, dout, (size_t)Cout * N, NULL, w, 1, Cin, B, Cout, Cin, N);
+    if (dw)
+        pw_dw(ctx, dw, dout, in, (size_t)Cin * N, NULL, B, Cin, N, Cout);
     return 1;
 }
