@@ -280,6 +280,10 @@ void rt_bn_relu_forward_eval##S(const RtCtx *ctx, T *out, const T *in, const T *
 void rt_bn_relu_backward##S(const RtCtx *ctx, T *din, int acc, T *dgamma, T *dbeta,     \
         const T *dout, const T *out, const T *in, const T *mean, const T *rstd,         \
         const T *gamma, const T *beta, int B, int C, int HW, size_t site);              \
+void rt_bn_relu_backward_pend##S(const RtCtx *ctx, T *din, int np, const T *const *pg,  \
+        const T *pc, T *dgamma, T *dbeta, const T *dout, const T *out, const T *in,     \
+        const T *mean, const T *rstd, const T *gamma, const T *beta, int B, int C,      \
+        int HW, size_t site);                                                           \
 void rt_bn_relu_forward_train_strided##S(const RtCtx *ctx, T *out, T *mean, T *rstd,    \
         T *run_mean, T *run_var, const T *in, const T *gamma, const T *beta,            \
         int B, int C, int HW, double momentum, double eps, size_t site, size_t xs);     \
