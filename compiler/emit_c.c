@@ -1097,6 +1097,21 @@ void emit_forward_node(Emit *e, const IrNode *n)
     }
 }
 
+/* A block opening with the sum gradients and coefficients pg[], pc[] that
+ * px's gradient is made of (PlanNode.npend). */
+static void emit_pend_terms(Emit *e, const PlanNode *px, const char *what)
+{
+    emit_f(e, "    {   /* %s */\n        const %s *const pg[%d] = {", what, e->T, px->npend);
+    for (int i = 0; i < px->npend; i++)
+        emit_f(e, "%s%s", i ? ", " : " ", emit_grad(e, px->pend_sum[i]));
+    emit_f(e, " };\n        const %s pc[%d] = {", e->T, px->npend);
+    for (int i = 0; i < px->npend; i++) {
+        emit_f(e, "%s", i ? ",\n            " : "\n            ");
+        emit_coef(e, &e->g->nodes[px->pend_sum[i]], px->pend_k[i]);
+    }
+    emit_f(e, "\n        };\n");
+}
+
 /* Backward of one node. written[] tracks which gradient buffers already
  * hold a value, so the first write overwrites (acc = 0) and later ones add. */
 void emit_backward_node(Emit *e, const IrNode *n, bool *written)
@@ -1138,16 +1153,7 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         const PlanNode *px = &e->p->nodes[n->in[0]];
         if (px->npend > 0 && !xs) {
             /* the sums' terms it takes on (plan_defer_sums) */
-            emit_f(e, "    {   /* its input's gradient: its sums' terms, then this backward */\n"
-                      "        const %s *const pg[%d] = {", e->T, px->npend);
-            for (int i = 0; i < px->npend; i++)
-                emit_f(e, "%s%s", i ? ", " : " ", emit_grad(e, px->pend_sum[i]));
-            emit_f(e, " };\n        const %s pc[%d] = {", e->T, px->npend);
-            for (int i = 0; i < px->npend; i++) {
-                emit_f(e, "%s", i ? ",\n            " : "\n            ");
-                emit_coef(e, &e->g->nodes[px->pend_sum[i]], px->pend_k[i]);
-            }
-            emit_f(e, "\n        };\n");
+            emit_pend_terms(e, px, "its input's gradient: its sums' terms, then this backward");
             emit_f(e, "        FN(rt_bn_relu_backward_pend%s)(ctx, %s, %d, pg, pc, %s, %s, %s, %s, %s, "
                    "%s, %s, %s, %s, B, %d, %d, nB * %zu);\n    }\n", S, din[0], px->npend,
                    emit_param(e, "G", n->u.bn.gamma), emit_param(e, "G", n->u.bn.beta),
@@ -1236,8 +1242,8 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
             nnull += strcmp(din[k], "NULL") == 0;
         if (nfold == n->nin || (npend && nnull == n->nin)) {
             if (npend)
-                emit_f(e, "    /* no pass: its convs read its gradient where it is, its other "
-                          "terms' BN + relu backwards take it on */\n");
+                emit_f(e, "    /* no pass: its terms' backwards read its gradient where it is "
+                          "(a BN + relu's or a pad's takes its coefficient on) */\n");
             else
                 emit_f(e, "    /* its terms read its gradient where it is: no copy */\n");
             break;
@@ -1288,6 +1294,13 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                dout, n->nin, n->shape.h * n->shape.w);
         break;
     case OP_PAD:
+        if (pn->npend > 0) {    /* its gradient: its sums' terms (plan_defer_sums) */
+            emit_pend_terms(e, pn, "its gradient: its sums' terms, read where they are");
+            emit_f(e, "        FN(rt_pad_backward_pend%s)(ctx, %s, %d, %d, pg, pc, B, %d, %d, %d, "
+                   "%d, %d);\n    }\n", S, din[0], acc[0], pn->npend, is->c, is->h, is->w,
+                   n->shape.c, n->u.pad.stride);
+            break;
+        }
         emit_f(e, "    FN(rt_pad_backward%s)(ctx, %s, %d, %s, B, %d, %d, %d, %d, %d);\n", S, din[0],
                acc[0], dout, is->c, is->h, is->w, n->shape.c, n->u.pad.stride);
         break;

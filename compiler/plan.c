@@ -561,7 +561,9 @@ static void plan_fold_sums(Plan *p, const IrGraph *g, const int *tbw)
  * last is such a sum's (x once among its terms, a fixed coefficient) and
  * the last is x's fused BN + relu (non-strided), the sums skip x and the
  * BN's backward writes the gradient from their gradients in one pass
- * (PlanNode.npend). Each such sum's gradient buffer then lives to that BN's
+ * (PlanNode.npend); where every backward that writes it is such a sum's and
+ * x is a pad (a shortcut across a stride), the pad's backward reads the
+ * terms instead of x's gradient, which is then never written. Each such sum's gradient buffer then lives to that BN's
  * backward, so nothing may write it after the sum's backward: every term
  * that shares it (plan_fold_sums) is a conv, which only reads it. A
  * two-term sum whose terms both keep their buffers is left alone (its
@@ -604,15 +606,21 @@ static void plan_defer_sums(Plan *p, const IrGraph *g, const int *tbw)
                 R[i] = R[i - 1];
             R[i] = j;
         }
-        if (!ok || m < 2)
+        if (!ok || m < 1)
             continue;
-        int bn = R[m - 1];
+        /* the backward that takes the terms on: x's fused BN + relu, the
+         * last to write its gradient, or a pad's own (x read by sums only) */
+        int bn = R[m - 1], nsum = m - 1, tc = tbw[bn];
         const IrNode *nb = &g->nodes[bn];
-        if (nb->op != OP_BN || !p->nodes[bn].fuse || nb->nin != 1 ||
-            plan_image_stride(p, g, x) != ir_numel(g->nodes[x].shape))
+        if (g->nodes[x].op == OP_PAD && nb->op == OP_SUM && m <= PLAN_PEND_MAX && tbw[x] >= 0) {
+            nsum = m;
+            tc = tbw[x];
+        } else if (m < 2 || nb->op != OP_BN || !p->nodes[bn].fuse || nb->nin != 1 ||
+                   plan_image_stride(p, g, x) != ir_numel(g->nodes[x].shape)) {
             continue;
+        }
         int ks[PLAN_PEND_MAX];
-        for (int i = 0; i < m - 1 && ok; i++) {
+        for (int i = 0; i < nsum && ok; i++) {
             int s = R[i];
             const IrNode *n = &g->nodes[s];
             const PlanNode *ps = &p->nodes[s];
@@ -634,15 +642,17 @@ static void plan_defer_sums(Plan *p, const IrGraph *g, const int *tbw)
         }
         if (!ok)
             continue;
-        px->npend = m - 1;
-        for (int i = 0; i < m - 1; i++) {
+        px->npend = nsum;
+        for (int i = 0; i < nsum; i++) {
             PlanBuf *b = &p->bufs[p->nodes[R[i]].grad];
             px->pend_sum[i] = R[i];
             px->pend_k[i] = ks[i];
-            if (b->death < tbw[bn])
-                b->death = tbw[bn];
+            if (b->death < tc)
+                b->death = tc;
         }
-        p->bufs[px->grad].birth = tbw[bn];
+        p->bufs[px->grad].birth = tc;     /* a pad's: never written, dead at once */
+        if (nsum == m)
+            p->bufs[px->grad].death = tc;
     }
     free(ro);
     free(rd);

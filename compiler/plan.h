@@ -73,8 +73,9 @@ typedef struct {
                      * sums skip x's term and the BN's backward writes the gradient in
                      * its one pass, from the sums' gradients (pend_sum[i], in backward
                      * order) times x's coefficients in them (term pend_k[i]), rounded as
-                     * the sums would have (rt_bn_relu_backward_pend); see
-                     * plan_defer_sums */
+                     * the sums would have (rt_bn_relu_backward_pend); or on a pad
+                     * read by such sums alone, whose backward reads them in place
+                     * of its gradient (rt_pad_backward_pend); see plan_defer_sums */
     int pend_sum[PLAN_PEND_MAX], pend_k[PLAN_PEND_MAX];
 } PlanNode;
 

@@ -328,6 +328,9 @@ void rt_pad_forward##S(const RtCtx *ctx, T *out, const T *in,                   
         int B, int Cin, int H, int W, int Cout, int stride);                            \
 void rt_pad_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,               \
         int B, int Cin, int H, int W, int Cout, int stride);                            \
+void rt_pad_backward_pend##S(const RtCtx *ctx, T *din, int acc, int np,                \
+        const T *const *pg, const T *pc, int B, int Cin, int H, int W, int Cout,       \
+        int stride);                                                                    \
 void rt_avgpool_forward##S(const RtCtx *ctx, T *out, const T *in,                       \
         int B, int C, int H, int W, int K, int stride);                                 \
 void rt_avgpool_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,           \

@@ -667,6 +667,47 @@ END_TEST
 FU_PEND(double, _d)
 FU_PEND(float, )
 
+/* rt_pad_backward_pend against rt_sum_backward's terms into dout, then
+ * rt_pad_backward: the same bytes, acc 0 and 1, 1 to 3 terms. */
+#define FU_PAD_PEND(T, S)                                                                       \
+    static void fu_pad_pend_##T(int B, int Cin, int H, int W, int Cout, int stride)             \
+    {                                                                                           \
+        int Ho = (H + stride - 1) / stride, Wo = (W + stride - 1) / stride;                     \
+        size_t no = (size_t)B * Cout * Ho * Wo, ni = (size_t)B * Cin * H * W;                   \
+        RtRng rng;                                                                              \
+        rt_rng_seed(&rng, 5 + no);                                                              \
+        T *g[3], *dout = tu_calloc(no, sizeof(T)), *d1 = tu_calloc(ni, sizeof(T));             \
+        T *d2 = tu_calloc(ni, sizeof(T)), *d0 = tu_calloc(ni, sizeof(T));                       \
+        const T c[3] = {(T)-0.9, (T)1, (T)1.9};                                                 \
+        for (int t = 0; t < 3; t++) {                                                           \
+            g[t] = tu_calloc(no, sizeof(T));                                                    \
+            for (size_t i = 0; i < no; i++)                                                     \
+                g[t][i] = i % 5 == (size_t)t ? (T)0 : (T)rt_rng_normal(&rng);                   \
+        }                                                                                       \
+        for (size_t i = 0; i < ni; i++)                                                         \
+            d0[i] = (T)rt_rng_normal(&rng);                                                     \
+        const T *const pg[3] = {g[0], g[1], g[2]};                                              \
+        RtCtx ctx = {2, NULL, 0, NULL, NULL};                                                   \
+        for (int acc = 0; acc < 2; acc++)                                                       \
+            for (int np = 1; np <= 3; np++) {                                                   \
+                for (int t = 0; t < np; t++) {                                                  \
+                    T *dxs[1] = {dout};                                                         \
+                    const int a[1] = {t > 0};                                                   \
+                    rt_sum_backward##S(&ctx, dxs, a, NULL, g[t], NULL, c + t, 1, no);           \
+                }                                                                               \
+                memcpy(d1, d0, ni * sizeof(T));                                                 \
+                memcpy(d2, d0, ni * sizeof(T));                                                 \
+                rt_pad_backward##S(&ctx, d1, acc, dout, B, Cin, H, W, Cout, stride);            \
+                rt_pad_backward_pend##S(&ctx, d2, acc, np, pg, c, B, Cin, H, W, Cout, stride);  \
+                ck_assert_int_eq(memcmp(d1, d2, ni * sizeof(T)), 0);                            \
+            }                                                                                   \
+        for (int t = 0; t < 3; t++)                                                             \
+            free(g[t]);                                                                         \
+        free(dout); free(d0); free(d1); free(d2);                                               \
+    }
+FU_PAD_PEND(double, _d)
+FU_PAD_PEND(float, )
+
 START_TEST(test_fused_pend)
 {
     fu_pend_double(3, 4, 300, 1);
@@ -674,6 +715,9 @@ START_TEST(test_fused_pend)
     fu_pend_float(3, 4, 300, 1);
     fu_pend_float(8, 40, 64, 2);
     fu_pend_float(2, 5, 7, 2);
+    fu_pad_pend_double(3, 4, 16, 16, 8, 2);
+    fu_pad_pend_float(3, 4, 16, 16, 8, 2);
+    fu_pad_pend_float(2, 3, 7, 9, 5, 2);
 }
 END_TEST
 

@@ -105,11 +105,10 @@ END_TEST
  * backwards (plan_defer_sums), in the stored and the memory-free plans:
  * a node x with npend > 0 is read by exactly those sums (x once each, a
  * fixed coefficient, their backwards in pend_sum's order) and, last, by its
- * fused BN; each sum's gradient buffer lives to that BN's backward and is
+ * fused BN, or it is a pad read by those sums alone (its own backward takes
+ * them on); each sum's gradient buffer lives to that backward and is
  * shared by no term but convs (it is only read after the sum's backward);
- * x's own gradient is born at the BN's backward. The first stage's states
- * (x1: two sums, x2: one) take them on; the shortcuts that cross a stride
- * (read by sums only, no BN) do not. */
+ * x's own gradient is born there (a pad's dies there too). */
 static void plan_check_defer(const IrGraph *g, const Plan *p, const int *tb, int *ndefer)
 {
     for (int x = 1; x < g->nnodes; x++) {
@@ -125,9 +124,16 @@ static void plan_check_defer(const IrGraph *g, const Plan *p, const int *tb, int
                     if (g->nodes[j].op == OP_BN)
                         bn = j;
                 }
-        ck_assert_int_ge(bn, 0);
-        ck_assert(p->nodes[bn].fuse);
-        ck_assert_int_eq(nread, px->npend + 1);
+        if (g->nodes[x].op == OP_PAD) {     /* read by the sums alone: its own backward */
+            ck_assert_int_eq(bn, -1);
+            ck_assert_int_eq(nread, px->npend);
+            bn = x;
+            ck_assert_int_eq(p->bufs[px->grad].death, tb[x]);
+        } else {
+            ck_assert_int_ge(bn, 0);
+            ck_assert(p->nodes[bn].fuse);
+            ck_assert_int_eq(nread, px->npend + 1);
+        }
         ck_assert_int_eq(p->bufs[px->grad].birth, tb[bn]);
         for (int i = 0; i < px->npend; i++) {
             int s = px->pend_sum[i];
@@ -178,12 +184,16 @@ START_TEST(test_plan_defer)
     for (int x = 1; x < g->nnodes; x++)
         two += p->nodes[x].npend == 2;
     /* stem and x1 of stage 1 (two sums each), x2 (one); x1 of stage 2 (two),
-     * x2 (one); the stage-2 shortcut is read by sums only */
-    ck_assert_int_eq(ndefer, 5);
-    ck_assert_int_eq(two, 3);
+     * x2 (one); the stage-2 shortcut, a pad read by two sums only */
+    ck_assert_int_eq(ndefer, 6);
+    ck_assert_int_eq(two, 4);
+    int npad = 0;
     for (int x = 1; x < g->nnodes; x++)
-        if (g->nodes[x].op == OP_PAD)
-            ck_assert_int_eq(p->nodes[x].npend, 0);
+        if (g->nodes[x].op == OP_PAD) {
+            ck_assert_int_eq(p->nodes[x].npend, 2);
+            npad++;
+        }
+    ck_assert_int_eq(npad, 1);
     plan_free(p);
     free(tb);
     arena_free(a);
