@@ -189,29 +189,35 @@ const char *emit_param(Emit *e, const char *base, int param)
 }
 
 /* The coefficients of a sum as a local array c[] (emit_coefs) or name[]. */
+/* Term k's coefficient of sum n as a T expression. */
+static void emit_coef(Emit *e, const IrNode *n, int k)
+{
+    const IrCoef *c = &n->u.sum.coef[k];
+    if (c->src) {   /* where the number comes from: "1 + beta" */
+        emit_f(e, "/* ");
+        emit_comment_name(e, c->src);
+        emit_f(e, " */ ");
+    }
+    if (c->nterms == 0) {
+        emit_f(e, "(%s)%s", e->T, emit_num(e, c->c0));
+        return;
+    }
+    emit_f(e, "(%s)(%s", e->T, emit_num(e, c->c0));
+    for (int j = 0; j < c->nterms; j++) {
+        emit_f(e, " + %s * (double)P[%zu] /* ", emit_num(e, c->a[j]),
+               e->p->param_off[c->param[j]]);
+        emit_comment_name(e, e->g->params[c->param[j]].name);
+        emit_f(e, " */");
+    }
+    emit_f(e, ")");
+}
+
 static void emit_coefs_as(Emit *e, const IrNode *n, const char *name)
 {
     emit_f(e, "        const %s %s[%d] = {", e->T, name, n->nin);
     for (int k = 0; k < n->nin; k++) {
-        const IrCoef *c = &n->u.sum.coef[k];
         emit_f(e, "%s", k ? ",\n            " : "\n            ");
-        if (c->src) {   /* where the number comes from: "1 + beta" */
-            emit_f(e, "/* ");
-            emit_comment_name(e, c->src);
-            emit_f(e, " */ ");
-        }
-        if (c->nterms == 0) {
-            emit_f(e, "(%s)%s", e->T, emit_num(e, c->c0));
-            continue;
-        }
-        emit_f(e, "(%s)(%s", e->T, emit_num(e, c->c0));
-        for (int j = 0; j < c->nterms; j++) {
-            emit_f(e, " + %s * (double)P[%zu] /* ", emit_num(e, c->a[j]),
-                   e->p->param_off[c->param[j]]);
-            emit_comment_name(e, e->g->params[c->param[j]].name);
-            emit_f(e, " */");
-        }
-        emit_f(e, ")");
+        emit_coef(e, n, k);
     }
     emit_f(e, "\n        };\n");
 }
@@ -1091,6 +1097,21 @@ void emit_forward_node(Emit *e, const IrNode *n)
     }
 }
 
+/* A block opening with the sum gradients and coefficients pg[], pc[] that
+ * px's gradient is made of (PlanNode.npend). */
+static void emit_pend_terms(Emit *e, const PlanNode *px, const char *what)
+{
+    emit_f(e, "    {   /* %s */\n        const %s *const pg[%d] = {", what, e->T, px->npend);
+    for (int i = 0; i < px->npend; i++)
+        emit_f(e, "%s%s", i ? ", " : " ", emit_grad(e, px->pend_sum[i]));
+    emit_f(e, " };\n        const %s pc[%d] = {", e->T, px->npend);
+    for (int i = 0; i < px->npend; i++) {
+        emit_f(e, "%s", i ? ",\n            " : "\n            ");
+        emit_coef(e, &e->g->nodes[px->pend_sum[i]], px->pend_k[i]);
+    }
+    emit_f(e, "\n        };\n");
+}
+
 /* Backward of one node. written[] tracks which gradient buffers already
  * hold a value, so the first write overwrites (acc = 0) and later ones add. */
 void emit_backward_node(Emit *e, const IrNode *n, bool *written)
@@ -1129,6 +1150,19 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         if (xs)
             snprintf(xsa, sizeof xsa, ", %zu", xs);
         const PlanNode *pr = &e->p->nodes[r];
+        const PlanNode *px = &e->p->nodes[n->in[0]];
+        if (px->npend > 0 && !xs) {
+            /* the sums' terms it takes on (plan_defer_sums) */
+            emit_pend_terms(e, px, "its input's gradient: its sums' terms, then this backward");
+            emit_f(e, "        FN(rt_bn_relu_backward_pend%s)(ctx, %s, %d, pg, pc, %s, %s, %s, %s, %s, "
+                   "%s, %s, %s, %s, B, %d, %d, nB * %zu);\n    }\n", S, din[0], px->npend,
+                   emit_param(e, "G", n->u.bn.gamma), emit_param(e, "G", n->u.bn.beta),
+                   emit_grad(e, r), pr->recomp >= 0 ? emit_buf(e, pr->recomp) : emit_out(e, r),
+                   in, emit_buf(e, pn->save0), emit_buf(e, pn->save1),
+                   emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
+                   n->shape.c, n->shape.h * n->shape.w, emit_branch_site(e, r));
+            return;
+        }
         emit_f(e, "    FN(rt_bn_relu_backward%s%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s, "
                "%s, B, %d, %d, nB * %zu%s);\n", xs ? "_strided" : "", S, din[0], acc[0],
                emit_param(e, "G", n->u.bn.gamma), emit_param(e, "G", n->u.bn.beta),
@@ -1191,16 +1225,27 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         bool learned = op_bwd_reads_input(n);
         /* terms that share the sum's gradient buffer (plan_fold_sums) have
          * it already: skipped */
-        int nfold = 0;
+        int nfold = 0, npend = 0;
         for (int k = 0; k < n->nin; k++) {
             int g = e->p->nodes[n->in[k]].grad;
             if (g >= 0 && g == pn->grad && strcmp(din[k], "NULL") != 0) {
                 snprintf(din[k], sizeof din[k], "NULL");
                 nfold++;
+            } else if (e->p->nodes[n->in[k]].npend > 0 && strcmp(din[k], "NULL") != 0) {
+                /* taken on by the term's BN + relu backward (plan_defer_sums) */
+                snprintf(din[k], sizeof din[k], "NULL");
+                npend++;
             }
         }
-        if (nfold == n->nin) {
-            emit_f(e, "    /* its terms read its gradient where it is: no copy */\n");
+        int nnull = 0;
+        for (int k = 0; k < n->nin; k++)
+            nnull += strcmp(din[k], "NULL") == 0;
+        if (nfold == n->nin || (npend && nnull == n->nin)) {
+            if (npend)
+                emit_f(e, "    /* no pass: its terms' backwards read its gradient where it is "
+                          "(a BN + relu's or a pad's takes its coefficient on) */\n");
+            else
+                emit_f(e, "    /* its terms read its gradient where it is: no copy */\n");
             break;
         }
         emit_f(e, "    {\n");
@@ -1249,6 +1294,13 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                dout, n->nin, n->shape.h * n->shape.w);
         break;
     case OP_PAD:
+        if (pn->npend > 0) {    /* its gradient: its sums' terms (plan_defer_sums) */
+            emit_pend_terms(e, pn, "its gradient: its sums' terms, read where they are");
+            emit_f(e, "        FN(rt_pad_backward_pend%s)(ctx, %s, %d, %d, pg, pc, B, %d, %d, %d, "
+                   "%d, %d);\n    }\n", S, din[0], acc[0], pn->npend, is->c, is->h, is->w,
+                   n->shape.c, n->u.pad.stride);
+            break;
+        }
         emit_f(e, "    FN(rt_pad_backward%s)(ctx, %s, %d, %s, B, %d, %d, %d, %d, %d);\n", S, din[0],
                acc[0], dout, is->c, is->h, is->w, n->shape.c, n->u.pad.stride);
         break;

@@ -554,6 +554,110 @@ static void plan_fold_sums(Plan *p, const IrGraph *g, const int *tbw)
     free(map);
 }
 
+/* A sum's backward still writes c * g into a term x's gradient where the
+ * term keeps its own buffer (heavy ball's 1 + beta and -beta), and x's
+ * fused BN + relu backward then adds into it: a pass over g and x's
+ * gradient per term. Where every backward that writes x's gradient but the
+ * last is such a sum's (x once among its terms, a fixed coefficient) and
+ * the last is x's fused BN + relu (non-strided), the sums skip x and the
+ * BN's backward writes the gradient from their gradients in one pass
+ * (PlanNode.npend); where every backward that writes it is such a sum's and
+ * x is a pad (a shortcut across a stride), the pad's backward reads the
+ * terms instead of x's gradient, which is then never written. Each such sum's gradient buffer then lives to that BN's
+ * backward, so nothing may write it after the sum's backward: every term
+ * that shares it (plan_fold_sums) is a conv, which only reads it. A
+ * two-term sum whose terms both keep their buffers is left alone (its
+ * backward's one-loop form rounds 0 + c g, not c g). x's gradient buffer
+ * is then born at the BN's backward. tbw[i] is node i's backward time, -1
+ * for none. */
+static void plan_defer_sums(Plan *p, const IrGraph *g, const int *tbw)
+{
+    int N = g->nnodes;
+    int *ro = calloc((size_t)N + 2, sizeof *ro);
+    if (!ro)
+        abort();
+    size_t nedges = 0;
+    for (int j = 0; j < N; j++)
+        if (p->nodes[j].live)
+            for (int k = 0; k < g->nodes[j].nin; k++) {
+                ro[g->nodes[j].in[k] + 2]++;
+                nedges++;
+            }
+    for (int i = 0; i < N; i++)
+        ro[i + 2] += ro[i + 1];
+    int *rd = malloc((nedges + 1) * sizeof *rd);
+    if (!rd)
+        abort();
+    for (int j = 0; j < N; j++)
+        if (p->nodes[j].live)
+            for (int k = 0; k < g->nodes[j].nin; k++)
+                rd[ro[g->nodes[j].in[k] + 1]++] = j;
+    p->work += (size_t)N + 2 * nedges;
+    for (int x = 1; x < N; x++) {
+        PlanNode *px = &p->nodes[x];
+        int R[PLAN_PEND_MAX + 1], m = 0, ok = 1;
+        if (!px->live || !px->needs_grad || x == g->output || px->grad < 0 ||
+            p->bufs[px->grad].node != x || ro[x + 1] - ro[x] > PLAN_PEND_MAX + 1)
+            continue;
+        for (int e = ro[x]; e < ro[x + 1] && ok; e++) {     /* by backward time */
+            int j = rd[e], i = m++;
+            ok = tbw[j] >= 0 && (e == ro[x] || rd[e - 1] != j);
+            for (; ok && i > 0 && tbw[R[i - 1]] > tbw[j]; i--)
+                R[i] = R[i - 1];
+            R[i] = j;
+        }
+        if (!ok || m < 1)
+            continue;
+        /* the backward that takes the terms on: x's fused BN + relu, the
+         * last to write its gradient, or a pad's own (x read by sums only) */
+        int bn = R[m - 1], nsum = m - 1, tc = tbw[bn];
+        const IrNode *nb = &g->nodes[bn];
+        if (g->nodes[x].op == OP_PAD && nb->op == OP_SUM && m <= PLAN_PEND_MAX && tbw[x] >= 0) {
+            nsum = m;
+            tc = tbw[x];
+        } else if (m < 2 || nb->op != OP_BN || !p->nodes[bn].fuse || nb->nin != 1 ||
+                   plan_image_stride(p, g, x) != ir_numel(g->nodes[x].shape)) {
+            continue;
+        }
+        int ks[PLAN_PEND_MAX];
+        for (int i = 0; i < nsum && ok; i++) {
+            int s = R[i];
+            const IrNode *n = &g->nodes[s];
+            const PlanNode *ps = &p->nodes[s];
+            ok = n->op == OP_SUM && s != g->output && ps->grad >= 0 && !op_bwd_reads_input(n) &&
+                 ir_numel(n->shape) == ir_numel(g->nodes[x].shape);
+            int kept = 0;
+            ks[i] = -1;
+            for (int k = 0; ok && k < n->nin; k++) {
+                const PlanNode *pk = &p->nodes[n->in[k]];
+                if (n->in[k] == x)
+                    ks[i] = ks[i] < 0 ? k : -2;
+                if (pk->needs_grad && pk->grad >= 0 && pk->grad != ps->grad)
+                    kept++;
+                if (pk->grad == ps->grad && g->nodes[n->in[k]].op != OP_CONV)
+                    ok = 0;
+            }
+            ok = ok && ks[i] >= 0 && n->u.sum.coef[ks[i]].nterms == 0 &&
+                 !(n->nin == 2 && kept == 2);
+        }
+        if (!ok)
+            continue;
+        px->npend = nsum;
+        for (int i = 0; i < nsum; i++) {
+            PlanBuf *b = &p->bufs[p->nodes[R[i]].grad];
+            px->pend_sum[i] = R[i];
+            px->pend_k[i] = ks[i];
+            if (b->death < tc)
+                b->death = tc;
+        }
+        p->bufs[px->grad].birth = tc;     /* a pad's: never written, dead at once */
+        if (nsum == m)
+            p->bufs[px->grad].death = tc;
+    }
+    free(ro);
+    free(rd);
+}
+
 Plan *plan_build(const IrGraph *g, FILE *diag)
 {
     if (!plan_supported(g, diag))
@@ -644,6 +748,7 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
         pn->corr = pn->corr_hdr = -1;
         pn->corr_esc = 0;
         pn->gneg = false;
+        pn->npend = 0;
         if (!pn->live)
             continue;
         int tf = plan_time_fwd(g, i), tb = plan_time_bwd(g, i);
@@ -731,6 +836,7 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
         for (int i = 0; i < N; i++)
             tbw[i] = plan_time_bwd(g, i);
         plan_fold_sums(p, g, tbw);
+        plan_defer_sums(p, g, tbw);
         free(tbw);
     }
     p->arena_a = plan_pack(p, true);
@@ -1066,6 +1172,7 @@ Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
         pn->corr = pn->corr_hdr = -1;
         pn->corr_esc = 0;
         pn->gneg = false;
+        pn->npend = 0;
         if (!pn->live)
             continue;
         bool fused_relu = pn->fuse && n->op == OP_RELU;
@@ -1108,6 +1215,7 @@ Plan *plan_build_sched(const IrGraph *g, const PlanSched *s, FILE *diag)
         p->naive_b += plan_align(p->bufs[i].size_b);
     }
     plan_fold_sums(p, g, tb);
+    plan_defer_sums(p, g, tb);
     free(tf);
     p->arena_a = plan_pack(p, true);
     p->arena_b = plan_pack(p, false);

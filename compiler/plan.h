@@ -37,6 +37,9 @@ typedef struct {
 
 /* Where a node's tensors live. -1: not in the arena (node 0's output is
  * m->input, the graph output's is m->logits / m->dlogits) or not needed. */
+/* The most sum terms a BN + relu backward takes on (PlanNode.npend). */
+#define PLAN_PEND_MAX 3
+
 typedef struct {
     int out, grad, save0, save1;    /* indices into Plan.bufs */
     bool needs_grad;                /* some parameter lies at or before it */
@@ -65,6 +68,15 @@ typedef struct {
                      * the conv stands with coefficient -1: its backward reads the
                      * sum's gradient negated (rt_conv2d_backward_neg); see
                      * plan_fold_sums */
+    int npend;      /* > 0 on a node x whose gradient the backwards of npend sums (fixed
+                     * coefficients) write before its fused BN + relu's, the last: those
+                     * sums skip x's term and the BN's backward writes the gradient in
+                     * its one pass, from the sums' gradients (pend_sum[i], in backward
+                     * order) times x's coefficients in them (term pend_k[i]), rounded as
+                     * the sums would have (rt_bn_relu_backward_pend); or on a pad
+                     * read by such sums alone, whose backward reads them in place
+                     * of its gradient (rt_pad_backward_pend); see plan_defer_sums */
+    int pend_sum[PLAN_PEND_MAX], pend_k[PLAN_PEND_MAX];
 } PlanNode;
 
 /* --- memory-free schedules (emit_mfree.c) ---------------------------------

@@ -538,42 +538,41 @@ static void FN(backward_1)(Model *m, int B)
             (T)-1,
             /* -beta */ (T)-0.9
         };
-        T *const dxs[3] = { act + 507904 * nB, NULL, act + 409600 * nB };
+        T *const dxs[3] = { act + 507904 * nB, NULL, NULL };
         const int acc[3] = { 1, 0, 0 };
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 516096 * nB, NULL, c, 3, nB * 8192);
     }
     /* 38 stage2.step1.grad.conv1 = conv(stage2.step1.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 458752 * nB, 0, G + 37744, act + 516096 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 409600 * nB, 0, G + 37744, act + 516096 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.step1.grad.gelu0 = gelu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_gelu_backward)(ctx, act + 450560 * nB, 0, act + 458752 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
+    FN(rt_gelu_backward)(ctx, act + 450560 * nB, 0, act + 409600 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
     /* 36 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 442368 * nB, 0, G + 37680, G + 37712, act + 450560 * nB, act + 434176 * nB, fix + 384, fix + 416, P + 37680, B, 32, 256);
+    FN(rt_bn_backward)(ctx, act + 409600 * nB, 0, G + 37680, G + 37712, act + 450560 * nB, act + 434176 * nB, fix + 384, fix + 416, P + 37680, B, 32, 256);
     /* 35 stage2.step1.grad.conv0 = conv(stage2.step1.grad.softsign0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 434176 * nB, 0, G + 28464, act + 442368 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 434176 * nB, 0, G + 28464, act + 409600 * nB, act + 425984 * nB, P + 28464, B, 32, 16, 16, 32, 3, 1, 1);
     /* 34 stage2.step1.grad.softsign0 = softsign(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
-    FN(rt_softsign_backward)(ctx, act + 425984 * nB, 0, act + 434176 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
+    FN(rt_softsign_backward)(ctx, act + 409600 * nB, 0, act + 434176 * nB, act + 401408 * nB, nB * 8192, 0, nB * 0);
     /* 33 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_backward)(ctx, act + 507904 * nB, 1, G + 28400, G + 28432, act + 425984 * nB, act + 417792 * nB, fix + 320, fix + 352, P + 28400, B, 32, 256);
+    FN(rt_bn_backward)(ctx, act + 507904 * nB, 1, G + 28400, G + 28432, act + 409600 * nB, act + 417792 * nB, fix + 320, fix + 352, P + 28400, B, 32, 256);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
-        };
-        T *const dxs[2] = { act + 409600 * nB, NULL };
-        const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 507904 * nB, NULL, c, 2, nB * 8192);
-    }
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
-    FN(rt_pad_backward)(ctx, act + 417792 * nB, 0, act + 409600 * nB, B, 16, 32, 32, 32, 2);
+    {   /* its gradient: its sums' terms, read where they are */
+        const T *const pg[2] = { act + 516096 * nB, act + 507904 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            (T)1
+        };
+        FN(rt_pad_backward_pend)(ctx, act + 401408 * nB, 0, 2, pg, pc, B, 16, 32, 32, 32, 2);
+    }
     /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.gelu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 401408 * nB, 0, G + 19184, act + 507904 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 417792 * nB, 0, G + 19184, act + 507904 * nB, act + 393216 * nB, P + 19184, B, 32, 16, 16, 32, 3, 1, 1);
     /* 29 stage2.step0.grad.gelu0 = gelu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
-    FN(rt_gelu_backward)(ctx, act + 393216 * nB, 0, act + 401408 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
+    FN(rt_gelu_backward)(ctx, act + 393216 * nB, 0, act + 417792 * nB, act + 385024 * nB, nB * 8192, 0, nB * 0);
     /* 28 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_backward)(ctx, act + 385024 * nB, 0, G + 19120, G + 19152, act + 393216 * nB, act + 376832 * nB, fix + 256, fix + 288, P + 19120, B, 32, 256);
     /* 27 stage2.step0.grad.conv0 = conv(stage2.step0.grad.softsign0): 16x32x32 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 393216 * nB, 0, G + 14512, act + 385024 * nB, act + 360448 * nB, P + 14512, B, 16, 32, 32, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 417792 * nB, 0, G + 14512, act + 385024 * nB, act + 360448 * nB, P + 14512, B, 16, 32, 32, 32, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -587,9 +586,9 @@ static void FN(backward_2)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 26 stage2.step0.grad.softsign0 = softsign(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
-    FN(rt_softsign_backward)(ctx, act + 360448 * nB, 0, act + 393216 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
+    FN(rt_softsign_backward)(ctx, act + 360448 * nB, 0, act + 417792 * nB, act + 327680 * nB, nB * 16384, 0, nB * 0);
     /* 25 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_backward)(ctx, act + 417792 * nB, 1, G + 14480, G + 14496, act + 360448 * nB, act + 344064 * nB, fix + 224, fix + 240, P + 14480, B, 16, 1024);
+    FN(rt_bn_backward)(ctx, act + 401408 * nB, 1, G + 14480, G + 14496, act + 360448 * nB, act + 344064 * nB, fix + 224, fix + 240, P + 14480, B, 16, 1024);
     /* 24 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
     {
         const T c[3] = {
@@ -599,10 +598,10 @@ static void FN(backward_2)(Model *m, int B)
         };
         T *const dxs[3] = { act + 344064 * nB, NULL, act + 327680 * nB };
         const int acc[3] = { 0, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 417792 * nB, NULL, c, 3, nB * 16384);
+        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 401408 * nB, NULL, c, 3, nB * 16384);
     }
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.gelu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 360448 * nB, 0, G + 12176, act + 417792 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 360448 * nB, 0, G + 12176, act + 401408 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.step2.grad.gelu0 = gelu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_backward)(ctx, act + 311296 * nB, 0, act + 360448 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */

@@ -615,71 +615,65 @@ static void FN(backward_1)(Model *m, int B)
     /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 0, G + 268944, G + 269008, act + 376960 * nB, act + 368640 * nB, act + 372736 * nB, fix + 1248, fix + 1312, P + 268944, P + 269008, B, 64, 64, nB * 184320);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        T *const dxs[3] = { act + 372736 * nB, NULL, act + 368640 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 381056 * nB, NULL, c, 3, nB * 4096);
-    }
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 376832 * nB, 0, G + 232080, act + 381056 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 368640 * nB, 0, G + 232080, act + 381056 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 380928 * nB, 0, G + 231952, G + 232016, act + 376832 * nB, act + 364544 * nB, act + 356352 * nB, fix + 1120, fix + 1184, P + 231952, P + 232016, B, 64, 64, nB * 180224);
+    FN(rt_bn_relu_backward)(ctx, act + 372736 * nB, 0, G + 231952, G + 232016, act + 368640 * nB, act + 364544 * nB, act + 356352 * nB, fix + 1120, fix + 1184, P + 231952, P + 232016, B, 64, 64, nB * 180224);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 356352 * nB, 0, G + 195088, act + 380928 * nB, act + 339968 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 356352 * nB, 0, G + 195088, act + 372736 * nB, act + 339968 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 372736 * nB, 1, G + 194960, G + 195024, act + 356352 * nB, act + 339968 * nB, act + 360448 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 64, nB * 176128);
-    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[1] = { act + 381056 * nB };
+        const T pc[1] = {
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[3] = { act + 368640 * nB, NULL, act + 339968 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 372736 * nB, NULL, c, 3, nB * 4096);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 364544 * nB, 1, pg, pc, G + 194960, G + 195024, act + 356352 * nB, act + 339968 * nB, act + 360448 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 64, nB * 176128);
     }
+    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 356352 * nB, 0, G + 158096, act + 372736 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 339968 * nB, 0, G + 158096, act + 364544 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 360448 * nB, 0, G + 157968, G + 158032, act + 356352 * nB, act + 352256 * nB, act + 348160 * nB, fix + 864, fix + 928, P + 157968, P + 158032, B, 64, 64, nB * 172032);
+    FN(rt_bn_relu_backward)(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 339968 * nB, act + 352256 * nB, act + 348160 * nB, fix + 864, fix + 928, P + 157968, P + 158032, B, 64, 64, nB * 172032);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 348160 * nB, 0, G + 121104, act + 360448 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 339968 * nB, 0, G + 121104, act + 356352 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 368640 * nB, 1, G + 120976, G + 121040, act + 348160 * nB, act + 335872 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 64, nB * 167936);
-    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[2] = { act + 381056 * nB, act + 364544 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[2] = { act + 339968 * nB, NULL };
-        const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 348160 * nB, 2, pg, pc, G + 120976, G + 121040, act + 339968 * nB, act + 335872 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 64, nB * 167936);
     }
+    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
-    FN(rt_pad_backward)(ctx, act + 344064 * nB, 0, act + 339968 * nB, B, 32, 16, 16, 64, 2);
+    {   /* its gradient: its sums' terms, read where they are */
+        const T *const pg[2] = { act + 364544 * nB, act + 348160 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            (T)1
+        };
+        FN(rt_pad_backward_pend)(ctx, act + 335872 * nB, 0, 2, pg, pc, B, 32, 16, 16, 64, 2);
+    }
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 335872 * nB, 0, G + 84112, act + 368640 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 344064 * nB, 0, G + 84112, act + 348160 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 339968 * nB, 0, G + 83984, G + 84048, act + 335872 * nB, act + 331776 * nB, act + 327680 * nB, fix + 608, fix + 672, P + 83984, P + 84048, B, 64, 64, nB * 163840);
+    FN(rt_bn_relu_backward)(ctx, act + 348160 * nB, 0, G + 83984, G + 84048, act + 344064 * nB, act + 331776 * nB, act + 327680 * nB, fix + 608, fix + 672, P + 83984, P + 84048, B, 64, 64, nB * 163840);
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 327680 * nB, 0, G + 65552, act + 339968 * nB, act + 311296 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 327680 * nB, 0, G + 65552, act + 348160 * nB, act + 311296 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -695,77 +689,71 @@ static void FN(backward_2)(Model *m, int B)
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 327680 * nB, act + 311296 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, P + 65520, B, 32, 256, nB * 155648);
+    FN(rt_bn_relu_backward)(ctx, act + 335872 * nB, 1, G + 65488, G + 65520, act + 327680 * nB, act + 311296 * nB, act + 319488 * nB, fix + 544, fix + 576, P + 65488, P + 65520, B, 32, 256, nB * 155648);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        T *const dxs[3] = { act + 319488 * nB, NULL, act + 311296 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 3, nB * 8192);
-    }
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 327680 * nB, 0, G + 56272, act + 344064 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 311296 * nB, 0, G + 56272, act + 335872 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 335872 * nB, 0, G + 56208, G + 56240, act + 327680 * nB, act + 303104 * nB, act + 286720 * nB, fix + 480, fix + 512, P + 56208, P + 56240, B, 32, 256, nB * 147456);
+    FN(rt_bn_relu_backward)(ctx, act + 319488 * nB, 0, G + 56208, G + 56240, act + 311296 * nB, act + 303104 * nB, act + 286720 * nB, fix + 480, fix + 512, P + 56208, P + 56240, B, 32, 256, nB * 147456);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 286720 * nB, 0, G + 46992, act + 335872 * nB, act + 253952 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 286720 * nB, 0, G + 46992, act + 319488 * nB, act + 253952 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 319488 * nB, 1, G + 46928, G + 46960, act + 286720 * nB, act + 253952 * nB, act + 294912 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 256, nB * 139264);
-    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[1] = { act + 335872 * nB };
+        const T pc[1] = {
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[3] = { act + 311296 * nB, NULL, act + 253952 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 319488 * nB, NULL, c, 3, nB * 8192);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 303104 * nB, 1, pg, pc, G + 46928, G + 46960, act + 286720 * nB, act + 253952 * nB, act + 294912 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 256, nB * 139264);
     }
+    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 286720 * nB, 0, G + 37712, act + 319488 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 253952 * nB, 0, G + 37712, act + 303104 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 294912 * nB, 0, G + 37648, G + 37680, act + 286720 * nB, act + 278528 * nB, act + 270336 * nB, fix + 352, fix + 384, P + 37648, P + 37680, B, 32, 256, nB * 131072);
+    FN(rt_bn_relu_backward)(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 253952 * nB, act + 278528 * nB, act + 270336 * nB, fix + 352, fix + 384, P + 37648, P + 37680, B, 32, 256, nB * 131072);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 270336 * nB, 0, G + 28432, act + 294912 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 253952 * nB, 0, G + 28432, act + 286720 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 311296 * nB, 1, G + 28368, G + 28400, act + 270336 * nB, act + 245760 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 256, nB * 122880);
-    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[2] = { act + 335872 * nB, act + 303104 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[2] = { act + 253952 * nB, NULL };
-        const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 311296 * nB, NULL, c, 2, nB * 8192);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 270336 * nB, 2, pg, pc, G + 28368, G + 28400, act + 253952 * nB, act + 245760 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 256, nB * 122880);
     }
+    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
-    FN(rt_pad_backward)(ctx, act + 262144 * nB, 0, act + 253952 * nB, B, 16, 32, 32, 32, 2);
+    {   /* its gradient: its sums' terms, read where they are */
+        const T *const pg[2] = { act + 303104 * nB, act + 270336 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            (T)1
+        };
+        FN(rt_pad_backward_pend)(ctx, act + 245760 * nB, 0, 2, pg, pc, B, 16, 32, 32, 32, 2);
+    }
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 245760 * nB, 0, G + 19152, act + 311296 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 262144 * nB, 0, G + 19152, act + 270336 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 253952 * nB, 0, G + 19088, G + 19120, act + 245760 * nB, act + 237568 * nB, act + 229376 * nB, fix + 224, fix + 256, P + 19088, P + 19120, B, 32, 256, nB * 114688);
+    FN(rt_bn_relu_backward)(ctx, act + 270336 * nB, 0, G + 19088, G + 19120, act + 262144 * nB, act + 237568 * nB, act + 229376 * nB, fix + 224, fix + 256, P + 19088, P + 19120, B, 32, 256, nB * 114688);
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 14480, act + 253952 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 14480, act + 270336 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
+    FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
 }
 
 /* Backward, part 3 of 3. */
@@ -779,63 +767,50 @@ static void FN(backward_3)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        T *const dxs[3] = { act + 212992 * nB, NULL, act + 196608 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 3, nB * 16384);
-    }
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 229376 * nB, 0, G + 12144, act + 262144 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 245760 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 245760 * nB, 0, G + 12112, G + 12128, act + 229376 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
+    FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 196608 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 245760 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
-    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[1] = { act + 245760 * nB };
+        const T pc[1] = {
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[3] = { act + 196608 * nB, NULL, act + 131072 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 212992 * nB, NULL, c, 3, nB * 16384);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 180224 * nB, 1, pg, pc, G + 9776, G + 9792, act + 163840 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
     }
+    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 147456 * nB, 0, G + 7472, act + 212992 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 180224 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 163840 * nB, 0, G + 7440, G + 7456, act + 147456 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
+    FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 131072 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 163840 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 196608 * nB, 1, G + 5104, G + 5120, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
-    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[2] = { act + 245760 * nB, act + 180224 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[2] = { act + 131072 * nB, NULL };
-        const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 196608 * nB, NULL, c, 2, nB * 16384);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 114688 * nB, 2, pg, pc, G + 5104, G + 5120, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
     }
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 196608 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 114688 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -845,9 +820,16 @@ static void FN(backward_3)(Model *m, int B)
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 131072 * nB, 1, G + 432, G + 448, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 1024, nB * 0);
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[2] = { act + 180224 * nB, act + 114688 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            (T)1
+        };
+        FN(rt_bn_relu_backward_pend)(ctx, act + 49152 * nB, 2, pg, pc, G + 432, G + 448, act + 32768 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 1024, nB * 0);
+    }
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 131072 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 49152 * nB, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

@@ -615,71 +615,65 @@ static void FN(backward_1)(Model *m, int B)
     /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 291776 * nB, 0, G + 268656, G + 268720, act + 288640 * nB, act + 282240 * nB, act + 285376 * nB, fix + 1248, fix + 1312, P + 268656, P + 268720, B, 64, 49, nB * 141120);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        T *const dxs[3] = { act + 285376 * nB, NULL, act + 282240 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 291776 * nB, NULL, c, 3, nB * 3136);
-    }
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 288512 * nB, 0, G + 231792, act + 291776 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 282240 * nB, 0, G + 231792, act + 291776 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 291648 * nB, 0, G + 231664, G + 231728, act + 288512 * nB, act + 279104 * nB, act + 272832 * nB, fix + 1120, fix + 1184, P + 231664, P + 231728, B, 64, 49, nB * 137984);
+    FN(rt_bn_relu_backward)(ctx, act + 285376 * nB, 0, G + 231664, G + 231728, act + 282240 * nB, act + 279104 * nB, act + 272832 * nB, fix + 1120, fix + 1184, P + 231664, P + 231728, B, 64, 49, nB * 137984);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 272832 * nB, 0, G + 194800, act + 291648 * nB, act + 260288 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 272832 * nB, 0, G + 194800, act + 285376 * nB, act + 260288 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 285376 * nB, 1, G + 194672, G + 194736, act + 272832 * nB, act + 260288 * nB, act + 275968 * nB, fix + 992, fix + 1056, P + 194672, P + 194736, B, 64, 49, nB * 134848);
-    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[1] = { act + 291776 * nB };
+        const T pc[1] = {
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[3] = { act + 282240 * nB, NULL, act + 260288 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 285376 * nB, NULL, c, 3, nB * 3136);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 279104 * nB, 1, pg, pc, G + 194672, G + 194736, act + 272832 * nB, act + 260288 * nB, act + 275968 * nB, fix + 992, fix + 1056, P + 194672, P + 194736, B, 64, 49, nB * 134848);
     }
+    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 272832 * nB, 0, G + 157808, act + 285376 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 260288 * nB, 0, G + 157808, act + 279104 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 275968 * nB, 0, G + 157680, G + 157744, act + 272832 * nB, act + 269696 * nB, act + 266560 * nB, fix + 864, fix + 928, P + 157680, P + 157744, B, 64, 49, nB * 131712);
+    FN(rt_bn_relu_backward)(ctx, act + 272832 * nB, 0, G + 157680, G + 157744, act + 260288 * nB, act + 269696 * nB, act + 266560 * nB, fix + 864, fix + 928, P + 157680, P + 157744, B, 64, 49, nB * 131712);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 266560 * nB, 0, G + 120816, act + 275968 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 260288 * nB, 0, G + 120816, act + 272832 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 282240 * nB, 1, G + 120688, G + 120752, act + 266560 * nB, act + 257152 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, P + 120752, B, 64, 49, nB * 128576);
-    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[2] = { act + 291776 * nB, act + 279104 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[2] = { act + 260288 * nB, NULL };
-        const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 3136);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 266560 * nB, 2, pg, pc, G + 120688, G + 120752, act + 260288 * nB, act + 257152 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, P + 120752, B, 64, 49, nB * 128576);
     }
+    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
-    FN(rt_pad_backward)(ctx, act + 263424 * nB, 0, act + 260288 * nB, B, 32, 14, 14, 64, 2);
+    {   /* its gradient: its sums' terms, read where they are */
+        const T *const pg[2] = { act + 279104 * nB, act + 266560 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            (T)1
+        };
+        FN(rt_pad_backward_pend)(ctx, act + 257152 * nB, 0, 2, pg, pc, B, 32, 14, 14, 64, 2);
+    }
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 257152 * nB, 0, G + 83824, act + 282240 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 263424 * nB, 0, G + 83824, act + 266560 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 260288 * nB, 0, G + 83696, G + 83760, act + 257152 * nB, act + 254016 * nB, act + 250880 * nB, fix + 608, fix + 672, P + 83696, P + 83760, B, 64, 49, nB * 125440);
+    FN(rt_bn_relu_backward)(ctx, act + 266560 * nB, 0, G + 83696, G + 83760, act + 263424 * nB, act + 254016 * nB, act + 250880 * nB, fix + 608, fix + 672, P + 83696, P + 83760, B, 64, 49, nB * 125440);
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 250880 * nB, 0, G + 65264, act + 260288 * nB, act + 238336 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 250880 * nB, 0, G + 65264, act + 266560 * nB, act + 238336 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
 }
 
 /* Backward, part 2 of 3. */
@@ -695,77 +689,71 @@ static void FN(backward_2)(Model *m, int B)
     /* 46 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 250880 * nB, act + 238336 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, P + 65232, B, 32, 196, nB * 119168);
+    FN(rt_bn_relu_backward)(ctx, act + 257152 * nB, 1, G + 65200, G + 65232, act + 250880 * nB, act + 238336 * nB, act + 244608 * nB, fix + 544, fix + 576, P + 65200, P + 65232, B, 32, 196, nB * 119168);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        T *const dxs[3] = { act + 244608 * nB, NULL, act + 238336 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 3, nB * 6272);
-    }
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 250880 * nB, 0, G + 55984, act + 263424 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 238336 * nB, 0, G + 55984, act + 257152 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 257152 * nB, 0, G + 55920, G + 55952, act + 250880 * nB, act + 232064 * nB, act + 219520 * nB, fix + 480, fix + 512, P + 55920, P + 55952, B, 32, 196, nB * 112896);
+    FN(rt_bn_relu_backward)(ctx, act + 244608 * nB, 0, G + 55920, G + 55952, act + 238336 * nB, act + 232064 * nB, act + 219520 * nB, fix + 480, fix + 512, P + 55920, P + 55952, B, 32, 196, nB * 112896);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 219520 * nB, 0, G + 46704, act + 257152 * nB, act + 194432 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 219520 * nB, 0, G + 46704, act + 244608 * nB, act + 194432 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 244608 * nB, 1, G + 46640, G + 46672, act + 219520 * nB, act + 194432 * nB, act + 225792 * nB, fix + 416, fix + 448, P + 46640, P + 46672, B, 32, 196, nB * 106624);
-    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[1] = { act + 257152 * nB };
+        const T pc[1] = {
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[3] = { act + 238336 * nB, NULL, act + 194432 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 244608 * nB, NULL, c, 3, nB * 6272);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 232064 * nB, 1, pg, pc, G + 46640, G + 46672, act + 219520 * nB, act + 194432 * nB, act + 225792 * nB, fix + 416, fix + 448, P + 46640, P + 46672, B, 32, 196, nB * 106624);
     }
+    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 219520 * nB, 0, G + 37424, act + 244608 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 194432 * nB, 0, G + 37424, act + 232064 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 225792 * nB, 0, G + 37360, G + 37392, act + 219520 * nB, act + 213248 * nB, act + 206976 * nB, fix + 352, fix + 384, P + 37360, P + 37392, B, 32, 196, nB * 100352);
+    FN(rt_bn_relu_backward)(ctx, act + 219520 * nB, 0, G + 37360, G + 37392, act + 194432 * nB, act + 213248 * nB, act + 206976 * nB, fix + 352, fix + 384, P + 37360, P + 37392, B, 32, 196, nB * 100352);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 206976 * nB, 0, G + 28144, act + 225792 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 194432 * nB, 0, G + 28144, act + 219520 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 238336 * nB, 1, G + 28080, G + 28112, act + 206976 * nB, act + 188160 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, P + 28112, B, 32, 196, nB * 94080);
-    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[2] = { act + 257152 * nB, act + 232064 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[2] = { act + 194432 * nB, NULL };
-        const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 238336 * nB, NULL, c, 2, nB * 6272);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 206976 * nB, 2, pg, pc, G + 28080, G + 28112, act + 194432 * nB, act + 188160 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, P + 28112, B, 32, 196, nB * 94080);
     }
+    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
-    FN(rt_pad_backward)(ctx, act + 200704 * nB, 0, act + 194432 * nB, B, 16, 28, 28, 32, 2);
+    {   /* its gradient: its sums' terms, read where they are */
+        const T *const pg[2] = { act + 232064 * nB, act + 206976 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            (T)1
+        };
+        FN(rt_pad_backward_pend)(ctx, act + 188160 * nB, 0, 2, pg, pc, B, 16, 28, 28, 32, 2);
+    }
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 188160 * nB, 0, G + 18864, act + 238336 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 200704 * nB, 0, G + 18864, act + 206976 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 194432 * nB, 0, G + 18800, G + 18832, act + 188160 * nB, act + 181888 * nB, act + 175616 * nB, fix + 224, fix + 256, P + 18800, P + 18832, B, 32, 196, nB * 87808);
+    FN(rt_bn_relu_backward)(ctx, act + 206976 * nB, 0, G + 18800, G + 18832, act + 200704 * nB, act + 181888 * nB, act + 175616 * nB, fix + 224, fix + 256, P + 18800, P + 18832, B, 32, 196, nB * 87808);
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 175616 * nB, 0, G + 14192, act + 194432 * nB, act + 150528 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
+    FN(rt_conv2d_backward)(ctx, act + 175616 * nB, 0, G + 14192, act + 206976 * nB, act + 150528 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 24 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 175616 * nB, act + 150528 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, P + 14176, B, 16, 784, nB * 75264);
+    FN(rt_bn_relu_backward)(ctx, act + 188160 * nB, 1, G + 14160, G + 14176, act + 175616 * nB, act + 150528 * nB, act + 163072 * nB, fix + 192, fix + 208, P + 14160, P + 14176, B, 16, 784, nB * 75264);
 }
 
 /* Backward, part 3 of 3. */
@@ -779,63 +767,50 @@ static void FN(backward_3)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x28x28 -> 16x28x28 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        T *const dxs[3] = { act + 163072 * nB, NULL, act + 150528 * nB };
-        const int acc[3] = { 0, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 3, nB * 12544);
-    }
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 175616 * nB, 0, G + 11856, act + 200704 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 150528 * nB, 0, G + 11856, act + 188160 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 188160 * nB, 0, G + 11824, G + 11840, act + 175616 * nB, act + 137984 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11824, P + 11840, B, 16, 784, nB * 62720);
+    FN(rt_bn_relu_backward)(ctx, act + 163072 * nB, 0, G + 11824, G + 11840, act + 150528 * nB, act + 137984 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11824, P + 11840, B, 16, 784, nB * 62720);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 9520, act + 188160 * nB, act + 100352 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 9520, act + 163072 * nB, act + 100352 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 163072 * nB, 1, G + 9488, G + 9504, act + 125440 * nB, act + 100352 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, P + 9504, B, 16, 784, nB * 50176);
-    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
-    {
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[1] = { act + 188160 * nB };
+        const T pc[1] = {
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[3] = { act + 150528 * nB, NULL, act + 100352 * nB };
-        const int acc[3] = { 1, 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 163072 * nB, NULL, c, 3, nB * 12544);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 137984 * nB, 1, pg, pc, G + 9488, G + 9504, act + 125440 * nB, act + 100352 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, P + 9504, B, 16, 784, nB * 50176);
     }
+    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 112896 * nB, 0, G + 7184, act + 163072 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 100352 * nB, 0, G + 7184, act + 137984 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 125440 * nB, 0, G + 7152, G + 7168, act + 112896 * nB, act + 87808 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, P + 7168, B, 16, 784, nB * 37632);
+    FN(rt_bn_relu_backward)(ctx, act + 112896 * nB, 0, G + 7152, G + 7168, act + 100352 * nB, act + 87808 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, P + 7168, B, 16, 784, nB * 37632);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 75264 * nB, 0, G + 4848, act + 125440 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, act + 75264 * nB, 0, G + 4848, act + 112896 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 150528 * nB, 1, G + 4816, G + 4832, act + 75264 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4816, P + 4832, B, 16, 784, nB * 25088);
-    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
-        const T c[2] = {
-            (T)1,
-            (T)-1
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[2] = { act + 188160 * nB, act + 137984 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            /* 1 + beta */ (T)1.9
         };
-        T *const dxs[2] = { act + 100352 * nB, NULL };
-        const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 150528 * nB, NULL, c, 2, nB * 12544);
+        FN(rt_bn_relu_backward_pend)(ctx, act + 87808 * nB, 2, pg, pc, G + 4816, G + 4832, act + 75264 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4816, P + 4832, B, 16, 784, nB * 25088);
     }
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
+    /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 50176 * nB, 0, G + 2512, act + 150528 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward_neg)(ctx, act + 50176 * nB, 0, G + 2512, act + 87808 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -845,9 +820,16 @@ static void FN(backward_3)(Model *m, int B)
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 100352 * nB, 1, G + 144, G + 160, act + 25088 * nB, act + 12544 * nB, act, fix, fix + 16, P + 144, P + 160, B, 16, 784, nB * 0);
+    {   /* its input's gradient: its sums' terms, then this backward */
+        const T *const pg[2] = { act + 137984 * nB, act + 87808 * nB };
+        const T pc[2] = {
+            /* -beta */ (T)-0.9,
+            (T)1
+        };
+        FN(rt_bn_relu_backward_pend)(ctx, act + 37632 * nB, 2, pg, pc, G + 144, G + 160, act + 25088 * nB, act + 12544 * nB, act, fix, fix + 16, P + 144, P + 160, B, 16, 784, nB * 0);
+    }
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 100352 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
+    FN(rt_conv2d_backward)(ctx, NULL, 0, G, act + 37632 * nB, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
 }
 
 /* Backward pass from m->dlogits after a training forward on the same

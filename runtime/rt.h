@@ -280,6 +280,10 @@ void rt_bn_relu_forward_eval##S(const RtCtx *ctx, T *out, const T *in, const T *
 void rt_bn_relu_backward##S(const RtCtx *ctx, T *din, int acc, T *dgamma, T *dbeta,     \
         const T *dout, const T *out, const T *in, const T *mean, const T *rstd,         \
         const T *gamma, const T *beta, int B, int C, int HW, size_t site);              \
+void rt_bn_relu_backward_pend##S(const RtCtx *ctx, T *din, int np, const T *const *pg,  \
+        const T *pc, T *dgamma, T *dbeta, const T *dout, const T *out, const T *in,     \
+        const T *mean, const T *rstd, const T *gamma, const T *beta, int B, int C,      \
+        int HW, size_t site);                                                           \
 void rt_bn_relu_forward_train_strided##S(const RtCtx *ctx, T *out, T *mean, T *rstd,    \
         T *run_mean, T *run_var, const T *in, const T *gamma, const T *beta,            \
         int B, int C, int HW, double momentum, double eps, size_t site, size_t xs);     \
@@ -324,6 +328,9 @@ void rt_pad_forward##S(const RtCtx *ctx, T *out, const T *in,                   
         int B, int Cin, int H, int W, int Cout, int stride);                            \
 void rt_pad_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,               \
         int B, int Cin, int H, int W, int Cout, int stride);                            \
+void rt_pad_backward_pend##S(const RtCtx *ctx, T *din, int acc, int np,                \
+        const T *const *pg, const T *pc, int B, int Cin, int H, int W, int Cout,       \
+        int stride);                                                                    \
 void rt_avgpool_forward##S(const RtCtx *ctx, T *out, const T *in,                       \
         int B, int C, int H, int W, int K, int stride);                                 \
 void rt_avgpool_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,           \

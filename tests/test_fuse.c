@@ -600,6 +600,127 @@ START_TEST(test_fused_isa)
 }
 END_TEST
 
+/* rt_bn_relu_backward_pend against what it replaces: rt_sum_backward
+ * writing then adding c[t] g[t] into din term by term, then
+ * rt_bn_relu_backward adding into it (acc 1): the same bytes, under every
+ * instruction set, 1 to 3 terms (4: the fallback that runs those calls),
+ * zeros among the g (0 * c is -0 for c < 0: the sums' order of rounding
+ * keeps its sign). */
+#define FU_PEND(T, S)                                                                           \
+    static void fu_pend_##T(int B, int C, int HW, int threads)                                  \
+    {                                                                                           \
+        static const char *const isas[] = {"none", "avx2", NULL};                               \
+        size_t n = (size_t)B * C * HW;                                                          \
+        RtRng rng;                                                                              \
+        rt_rng_seed(&rng, 77 + (uint64_t)n);                                                    \
+        T *x = tu_calloc(n, sizeof(T)), *dout = tu_calloc(n, sizeof(T));                        \
+        T *o = tu_calloc(n, sizeof(T)), *d1 = tu_calloc(n, sizeof(T));                          \
+        T *d2 = tu_calloc(n, sizeof(T)), *g[4];                                                 \
+        T *gamma = tu_calloc((size_t)C, sizeof(T)), *beta = tu_calloc((size_t)C, sizeof(T));    \
+        T *st = tu_calloc(4 * (size_t)C, sizeof(T));                                            \
+        T *dp1 = tu_calloc(2 * (size_t)C, sizeof(T)), *dp2 = tu_calloc(2 * (size_t)C, sizeof(T)); \
+        const T c[4] = {(T)-0.9, (T)1.9, (T)1, (T)-0.25};                                       \
+        for (int t = 0; t < 4; t++) {                                                           \
+            g[t] = tu_calloc(n, sizeof(T));                                                     \
+            for (size_t i = 0; i < n; i++)                                                      \
+                g[t][i] = i % 7 == (size_t)t ? (T)0 : (T)rt_rng_normal(&rng);                   \
+        }                                                                                       \
+        for (size_t i = 0; i < n; i++) {                                                        \
+            x[i] = (T)(rt_rng_normal(&rng) + 0.3 * (double)((i / (size_t)HW) % 3) - 0.3);       \
+            dout[i] = i % 5 == 0 ? (T)0 : (T)rt_rng_normal(&rng);                               \
+        }                                                                                       \
+        for (int cc = 0; cc < C; cc++) {                                                        \
+            gamma[cc] = (T)(0.5 + rt_rng_uniform(&rng));                                        \
+            beta[cc] = (T)(rt_rng_uniform(&rng) - 0.5);                                         \
+            st[3 * C + cc] = (T)1;                                                              \
+        }                                                                                       \
+        RtCtx ctx = {threads, NULL, 0, NULL, NULL};                                             \
+        rt_bn_relu_forward_train##S(&ctx, o, st, st + C, st + 2 * C, st + 3 * C, x, gamma,      \
+                                    beta, B, C, HW, 0.1, 1e-5, 0);                              \
+        const T *const pg[4] = {g[0], g[1], g[2], g[3]};                                        \
+        for (int k = 0; k < 3; k++)                                                             \
+            for (int np = 1; np <= 4; np++) {                                                   \
+                isa_set(isas[k]);                                                               \
+                for (int t = 0; t < np; t++) {                                                  \
+                    T *dxs[3] = {NULL, d1, NULL};                                               \
+                    const int acc[3] = {0, t > 0, 0};                                           \
+                    const T c3[3] = {(T)2, c[t], (T)3};                                         \
+                    rt_sum_backward##S(&ctx, dxs, acc, NULL, g[t], NULL, c3, 3, n);             \
+                }                                                                               \
+                memset(dp1, 0, 2 * (size_t)C * sizeof(T));                                      \
+                memset(dp2, 0, 2 * (size_t)C * sizeof(T));                                      \
+                rt_bn_relu_backward##S(&ctx, d1, 1, dp1, dp1 + C, dout, o, x, st, st + C, gamma, \
+                                       beta, B, C, HW, 0);                                      \
+                for (size_t i = 0; i < n; i++)                                                  \
+                    d2[i] = (T)NAN;     /* written, not read */                                  \
+                rt_bn_relu_backward_pend##S(&ctx, d2, np, pg, c, dp2, dp2 + C, dout, o, x, st,  \
+                                            st + C, gamma, beta, B, C, HW, 0);                  \
+                ck_assert_int_eq(memcmp(d1, d2, n * sizeof(T)), 0);                             \
+                ck_assert_int_eq(memcmp(dp1, dp2, 2 * (size_t)C * sizeof(T)), 0);               \
+            }                                                                                   \
+        isa_set(NULL);                                                                          \
+        for (int t = 0; t < 4; t++)                                                             \
+            free(g[t]);                                                                         \
+        free(x); free(dout); free(o); free(d1); free(d2); free(gamma); free(beta); free(st);    \
+        free(dp1); free(dp2);                                                                   \
+    }
+FU_PEND(double, _d)
+FU_PEND(float, )
+
+/* rt_pad_backward_pend against rt_sum_backward's terms into dout, then
+ * rt_pad_backward: the same bytes, acc 0 and 1, 1 to 3 terms. */
+#define FU_PAD_PEND(T, S)                                                                       \
+    static void fu_pad_pend_##T(int B, int Cin, int H, int W, int Cout, int stride)             \
+    {                                                                                           \
+        int Ho = (H + stride - 1) / stride, Wo = (W + stride - 1) / stride;                     \
+        size_t no = (size_t)B * Cout * Ho * Wo, ni = (size_t)B * Cin * H * W;                   \
+        RtRng rng;                                                                              \
+        rt_rng_seed(&rng, 5 + no);                                                              \
+        T *g[3], *dout = tu_calloc(no, sizeof(T)), *d1 = tu_calloc(ni, sizeof(T));             \
+        T *d2 = tu_calloc(ni, sizeof(T)), *d0 = tu_calloc(ni, sizeof(T));                       \
+        const T c[3] = {(T)-0.9, (T)1, (T)1.9};                                                 \
+        for (int t = 0; t < 3; t++) {                                                           \
+            g[t] = tu_calloc(no, sizeof(T));                                                    \
+            for (size_t i = 0; i < no; i++)                                                     \
+                g[t][i] = i % 5 == (size_t)t ? (T)0 : (T)rt_rng_normal(&rng);                   \
+        }                                                                                       \
+        for (size_t i = 0; i < ni; i++)                                                         \
+            d0[i] = (T)rt_rng_normal(&rng);                                                     \
+        const T *const pg[3] = {g[0], g[1], g[2]};                                              \
+        RtCtx ctx = {2, NULL, 0, NULL, NULL};                                                   \
+        for (int acc = 0; acc < 2; acc++)                                                       \
+            for (int np = 1; np <= 3; np++) {                                                   \
+                for (int t = 0; t < np; t++) {                                                  \
+                    T *dxs[1] = {dout};                                                         \
+                    const int a[1] = {t > 0};                                                   \
+                    rt_sum_backward##S(&ctx, dxs, a, NULL, g[t], NULL, c + t, 1, no);           \
+                }                                                                               \
+                memcpy(d1, d0, ni * sizeof(T));                                                 \
+                memcpy(d2, d0, ni * sizeof(T));                                                 \
+                rt_pad_backward##S(&ctx, d1, acc, dout, B, Cin, H, W, Cout, stride);            \
+                rt_pad_backward_pend##S(&ctx, d2, acc, np, pg, c, B, Cin, H, W, Cout, stride);  \
+                ck_assert_int_eq(memcmp(d1, d2, ni * sizeof(T)), 0);                            \
+            }                                                                                   \
+        for (int t = 0; t < 3; t++)                                                             \
+            free(g[t]);                                                                         \
+        free(dout); free(d0); free(d1); free(d2);                                               \
+    }
+FU_PAD_PEND(double, _d)
+FU_PAD_PEND(float, )
+
+START_TEST(test_fused_pend)
+{
+    fu_pend_double(3, 4, 300, 1);
+    fu_pend_double(8, 40, 64, 2);       /* channel groups, two threads */
+    fu_pend_float(3, 4, 300, 1);
+    fu_pend_float(8, 40, 64, 2);
+    fu_pend_float(2, 5, 7, 2);
+    fu_pad_pend_double(3, 4, 16, 16, 8, 2);
+    fu_pad_pend_float(3, 4, 16, 16, 8, 2);
+    fu_pad_pend_float(2, 3, 7, 9, 5, 2);
+}
+END_TEST
+
 static Suite *fuse_suite(void)
 {
     Suite *s = suite_create("fuse");
@@ -612,6 +733,7 @@ static Suite *fuse_suite(void)
     tcase_add_test(tc, test_fused_cached);
     tcase_add_test(tc, test_fused_conv1x1);
     tcase_add_test(tc, test_fused_isa);
+    tcase_add_test(tc, test_fused_pend);
     tcase_add_test(tc, test_concat_slices);
     suite_add_tcase(s, tc);
     return s;

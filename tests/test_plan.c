@@ -47,7 +47,7 @@ START_TEST(test_plan_hand)
                     if (p->nodes[i].grad == b && plan_time_bwd(&h.g, fi ? fi : i) > last)
                         last = plan_time_bwd(&h.g, fi ? fi : i);
                 }
-                ck_assert_int_eq(pb->death, last);
+                ck_assert_int_eq(pb->death, last);  /* no terms taken on by a BN here */
             }
             if (pb->kind == PB_OUT && fb) {
                 ck_assert_int_eq(pb->birth, plan_time_fwd(&h.g, fb));
@@ -98,6 +98,105 @@ START_TEST(test_plan_hand)
             ck_assert_int_gt(nfold, 0);     /* its blocks' x + conv: both terms */
         plan_free(p);
     }
+}
+END_TEST
+
+/* Heavy ball's 1 + beta and -beta terms taken on by the states' BN + relu
+ * backwards (plan_defer_sums), in the stored and the memory-free plans:
+ * a node x with npend > 0 is read by exactly those sums (x once each, a
+ * fixed coefficient, their backwards in pend_sum's order) and, last, by its
+ * fused BN, or it is a pad read by those sums alone (its own backward takes
+ * them on); each sum's gradient buffer lives to that backward and is
+ * shared by no term but convs (it is only read after the sum's backward);
+ * x's own gradient is born there (a pad's dies there too). */
+static void plan_check_defer(const IrGraph *g, const Plan *p, const int *tb, int *ndefer)
+{
+    for (int x = 1; x < g->nnodes; x++) {
+        const PlanNode *px = &p->nodes[x];
+        if (px->npend <= 0)
+            continue;
+        ck_assert_int_le(px->npend, PLAN_PEND_MAX);
+        int bn = -1, nread = 0;
+        for (int j = 1; j < g->nnodes; j++)
+            for (int k = 0; k < g->nodes[j].nin; k++)
+                if (g->nodes[j].in[k] == x && p->nodes[j].live) {
+                    nread++;
+                    if (g->nodes[j].op == OP_BN)
+                        bn = j;
+                }
+        if (g->nodes[x].op == OP_PAD) {     /* read by the sums alone: its own backward */
+            ck_assert_int_eq(bn, -1);
+            ck_assert_int_eq(nread, px->npend);
+            bn = x;
+            ck_assert_int_eq(p->bufs[px->grad].death, tb[x]);
+        } else {
+            ck_assert_int_ge(bn, 0);
+            ck_assert(p->nodes[bn].fuse);
+            ck_assert_int_eq(nread, px->npend + 1);
+        }
+        ck_assert_int_eq(p->bufs[px->grad].birth, tb[bn]);
+        for (int i = 0; i < px->npend; i++) {
+            int s = px->pend_sum[i];
+            const IrNode *n = &g->nodes[s];
+            ck_assert_int_eq(n->op, OP_SUM);
+            ck_assert_int_eq(n->in[px->pend_k[i]], x);
+            ck_assert_int_eq(n->u.sum.coef[px->pend_k[i]].nterms, 0);
+            ck_assert_int_lt(tb[s], tb[bn]);
+            if (i > 0)
+                ck_assert_int_lt(tb[px->pend_sum[i - 1]], tb[s]);
+            int gb = p->nodes[s].grad;
+            ck_assert_int_ge(gb, 0);
+            ck_assert_int_ge(p->bufs[gb].death, tb[bn]);
+            for (int k = 0; k < n->nin; k++)
+                if (p->nodes[n->in[k]].grad == gb)
+                    ck_assert_int_eq(g->nodes[n->in[k]].op, OP_CONV);
+        }
+        (*ndefer)++;
+    }
+}
+
+START_TEST(test_plan_defer)
+{
+    static const char src[] =
+        "optimizer hb(beta = 0.9) { x[k+1] = x[k] - grad(x[k]) + beta * (x[k] - x[k-1]); }\n"
+        "network hb {\n"
+        "    input 1x8x8; classes 3; stem conv3x3(4);\n"
+        "    grad = bn, relu, conv3x3, bn, relu, conv3x3;\n"
+        "    stage hb steps 3 width 4;\n"
+        "    stage hb steps 3 width 8 stride 2;\n"
+        "    shortcut = pad;\n"
+        "    head bn, relu, avgpool, linear;\n"
+        "}\n";
+    Arena *a = arena_new();
+    int nerr = 0;
+    Spec *sp = fe_load_string(a, "hb.opt", src, strlen(src), NULL, 0, stderr, &nerr);
+    ck_assert_ptr_nonnull(sp);
+    IrGraph *g = fe_unroll(a, sp, "hb", stderr, &nerr);
+    ck_assert_ptr_nonnull(g);
+    Plan *p = plan_build(g, stderr);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(plan_verify(p, stderr), 0);
+    int *tb = malloc((size_t)g->nnodes * sizeof *tb), ndefer = 0, two = 0;
+    ck_assert_ptr_nonnull(tb);
+    for (int i = 0; i < g->nnodes; i++)
+        tb[i] = plan_time_bwd(g, i);
+    plan_check_defer(g, p, tb, &ndefer);
+    for (int x = 1; x < g->nnodes; x++)
+        two += p->nodes[x].npend == 2;
+    /* stem and x1 of stage 1 (two sums each), x2 (one); x1 of stage 2 (two),
+     * x2 (one); the stage-2 shortcut, a pad read by two sums only */
+    ck_assert_int_eq(ndefer, 6);
+    ck_assert_int_eq(two, 4);
+    int npad = 0;
+    for (int x = 1; x < g->nnodes; x++)
+        if (g->nodes[x].op == OP_PAD) {
+            ck_assert_int_eq(p->nodes[x].npend, 2);
+            npad++;
+        }
+    ck_assert_int_eq(npad, 1);
+    plan_free(p);
+    free(tb);
+    arena_free(a);
 }
 END_TEST
 
@@ -514,6 +613,7 @@ static Suite *plan_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_plan_hand);
     tcase_add_test(tc, test_plan_rejects_grad);
+    tcase_add_test(tc, test_plan_defer);
     tcase_add_test(tc, test_plan_n_log_n);
     tcase_add_test(tc, test_plan_memory_check);
     tcase_add_test(tc, test_plan_verify_catches);
