@@ -435,17 +435,19 @@ static const char *emit_recompute(Emit *e, const IrNode *n)
     return buf;
 }
 
-/* In a backward, the BN whose relu the 1x1 conv c reads where the relu was
- * not kept (PlanNode.recomp) and c is its only reader: c's backward is
- * rt_bn_relu_conv1x1_backward (the relu applied per image for the weight
- * gradient, or recomputed there where it must be), the recompute not
+/* In a backward, the BN whose relu the 1x1 conv (or 3x3 stride-1 conv) c
+ * reads where the relu was not kept (PlanNode.recomp) and c is its only
+ * reader: c's backward is rt_bn_relu_conv1x1_backward
+ * (rt_bn_relu_conv3x3_backward: the relu applied as the weight gradient
+ * reads its input, or recomputed there where it must be), the recompute not
  * emitted; else 0. */
 static int emit_conv_pwin_bwd(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
     const IrNode *n = &g->nodes[c];
-    if (n->op != OP_CONV || n->u.conv.k != 1 || n->u.conv.stride != 1 || n->u.conv.pad != 0
-        || !n->nin || e->p->nodes[c].gneg)
+    bool pw = n->u.conv.k == 1 && n->u.conv.stride == 1 && n->u.conv.pad == 0;
+    bool k3 = n->u.conv.k == 3 && n->u.conv.stride == 1 && n->u.conv.pad == 1;
+    if (n->op != OP_CONV || !(pw || k3) || !n->nin || e->p->nodes[c].gneg)
         return 0;
     int r = n->in[0];
     if (r <= 0 || g->nodes[r].op != OP_RELU || !e->p->nodes[r].fuse || e->p->nodes[r].recomp < 0)
@@ -1159,8 +1161,9 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
             const IrNode *bn = &e->g->nodes[pwbn];
             const PlanNode *pb = &e->p->nodes[pwbn];
             int r = n->in[0];
-            emit_f(e, "    FN(rt_bn_relu_conv1x1_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, "
-                   "%s, %s, B, %d, %d, %d, nB * %zu, %zu, %s, %d);   /* ", S, din[0], acc[0],
+            emit_f(e, "    FN(rt_bn_relu_conv%s_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, "
+                   "%s, %s, B, %d, %d, %d, nB * %zu, %zu, %s, %d);   /* ",
+                   n->u.conv.k == 1 ? "1x1" : "3x3", S, din[0], acc[0],
                    emit_param(e, "G", n->u.conv.w), dout, emit_buf(e, e->p->nodes[r].recomp),
                    emit_out(e, bn->in[0]), emit_buf(e, pb->save0), emit_buf(e, pb->save1),
                    emit_param(e, "P", bn->u.bn.gamma), emit_param(e, "P", bn->u.bn.beta),
@@ -1168,7 +1171,8 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                    plan_image_stride(e->p, e->g, bn->in[0]), emit_param(e, "P", n->u.conv.w),
                    n->u.conv.cout);
             emit_comment_name(e, e->g->nodes[r].name);
-            emit_f(e, ", not kept from forward: applied per image for dw */\n");
+            emit_f(e, n->u.conv.k == 1 ? ", not kept from forward: applied per image for dw */\n"
+                      : ", not kept from forward: applied as dw reads it */\n");
             break;
         }
         const char *rin = emit_recompute(e, n);

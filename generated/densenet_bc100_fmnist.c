@@ -2098,8 +2098,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x7x7 -> 342x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 330, 16758);
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1081920 * nB, act + 1079568 * nB, fix + 23872, fix + 23920, P + 759336, P + 759384, B, 48, 49, nB * 3255168, 2352);   /* stage3.step15.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1084272 * nB, 0, G + 759432, act + 1051648 * nB, act + 1081920 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1084272 * nB, 0, G + 759432, act + 1051648 * nB, act + 1081920 * nB, act + 1079568 * nB, fix + 23872, fix + 23920, P + 759336, P + 759384, B, 48, 7, 7, nB * 3255168, 2352, P + 759432, 12);   /* stage3.step15.grad.relu1, not kept from forward: applied as dw reads it */
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2113,8 +2112,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x7x7 -> 330x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 318, 16758);
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1095152 * nB, fix + 23104, fix + 23152, P + 737556, P + 737604, B, 48, 49, nB * 3236646, 2352);   /* stage3.step14.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 737652, act + 1051648 * nB, act + 1079568 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1081920 * nB, 0, G + 737652, act + 1051648 * nB, act + 1079568 * nB, act + 1095152 * nB, fix + 23104, fix + 23152, P + 737556, P + 737604, B, 48, 7, 7, nB * 3236646, 2352, P + 737652, 12);   /* stage3.step14.grad.relu1, not kept from forward: applied as dw reads it */
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2128,8 +2126,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x7x7 -> 318x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 306, 16758);
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1049296 * nB, fix + 22368, fix + 22416, P + 716376, P + 716424, B, 48, 49, nB * 3218712, 2352);   /* stage3.step13.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 716472, act + 1051648 * nB, act + 1079568 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1081920 * nB, 0, G + 716472, act + 1051648 * nB, act + 1079568 * nB, act + 1049296 * nB, fix + 22368, fix + 22416, P + 716376, P + 716424, B, 48, 7, 7, nB * 3218712, 2352, P + 716472, 12);   /* stage3.step13.grad.relu1, not kept from forward: applied as dw reads it */
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2155,8 +2152,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x7x7 -> 306x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1049296 * nB, 0, act + 1131040 * nB, B, 12, 49, 294, 16758);
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1049888 * nB, act + 1046944 * nB, fix + 21632, fix + 21680, P + 695796, P + 695844, B, 48, 49, nB * 3201366, 2352);   /* stage3.step12.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1079568 * nB, 0, G + 695892, act + 1049296 * nB, act + 1049888 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1079568 * nB, 0, G + 695892, act + 1049296 * nB, act + 1049888 * nB, act + 1046944 * nB, fix + 21632, fix + 21680, P + 695796, P + 695844, B, 48, 7, 7, nB * 3201366, 2352, P + 695892, 12);   /* stage3.step12.grad.relu1, not kept from forward: applied as dw reads it */
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2170,8 +2166,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x7x7 -> 294x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1046944 * nB, 0, act + 1131040 * nB, B, 12, 49, 282, 16758);
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1047536 * nB, act + 1044592 * nB, fix + 20928, fix + 20976, P + 675816, P + 675864, B, 48, 49, nB * 3184608, 2352);   /* stage3.step11.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1049888 * nB, 0, G + 675912, act + 1046944 * nB, act + 1047536 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1049888 * nB, 0, G + 675912, act + 1046944 * nB, act + 1047536 * nB, act + 1044592 * nB, fix + 20928, fix + 20976, P + 675816, P + 675864, B, 48, 7, 7, nB * 3184608, 2352, P + 675912, 12);   /* stage3.step11.grad.relu1, not kept from forward: applied as dw reads it */
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2185,8 +2180,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x7x7 -> 282x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1044592 * nB, 0, act + 1131040 * nB, B, 12, 49, 270, 16758);
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1045184 * nB, act + 1042240 * nB, fix + 20256, fix + 20304, P + 656436, P + 656484, B, 48, 49, nB * 3168438, 2352);   /* stage3.step10.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1047536 * nB, 0, G + 656532, act + 1044592 * nB, act + 1045184 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1047536 * nB, 0, G + 656532, act + 1044592 * nB, act + 1045184 * nB, act + 1042240 * nB, fix + 20256, fix + 20304, P + 656436, P + 656484, B, 48, 7, 7, nB * 3168438, 2352, P + 656532, 12);   /* stage3.step10.grad.relu1, not kept from forward: applied as dw reads it */
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2200,8 +2194,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x7x7 -> 270x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1042240 * nB, 0, act + 1131040 * nB, B, 12, 49, 258, 16758);
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1042832 * nB, act + 1039888 * nB, fix + 19616, fix + 19664, P + 637656, P + 637704, B, 48, 49, nB * 3152856, 2352);   /* stage3.step9.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1045184 * nB, 0, G + 637752, act + 1042240 * nB, act + 1042832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1045184 * nB, 0, G + 637752, act + 1042240 * nB, act + 1042832 * nB, act + 1039888 * nB, fix + 19616, fix + 19664, P + 637656, P + 637704, B, 48, 7, 7, nB * 3152856, 2352, P + 637752, 12);   /* stage3.step9.grad.relu1, not kept from forward: applied as dw reads it */
 }
 
 /* Backward, part 3 of 15. */
@@ -2227,8 +2220,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x7x7 -> 258x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 246, 16758);
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1077216 * nB, fix + 18976, fix + 19024, P + 619476, P + 619524, B, 48, 49, nB * 3137862, 2352);   /* stage3.step8.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 619572, act + 1039888 * nB, act + 1040480 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042832 * nB, 0, G + 619572, act + 1039888 * nB, act + 1040480 * nB, act + 1077216 * nB, fix + 18976, fix + 19024, P + 619476, P + 619524, B, 48, 7, 7, nB * 3137862, 2352, P + 619572, 12);   /* stage3.step8.grad.relu1, not kept from forward: applied as dw reads it */
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2242,8 +2234,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x7x7 -> 246x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 234, 16758);
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1064592 * nB, fix + 18368, fix + 18416, P + 601896, P + 601944, B, 48, 49, nB * 3123456, 2352);   /* stage3.step7.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 601992, act + 1039888 * nB, act + 1040480 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042832 * nB, 0, G + 601992, act + 1039888 * nB, act + 1040480 * nB, act + 1064592 * nB, fix + 18368, fix + 18416, P + 601896, P + 601944, B, 48, 7, 7, nB * 3123456, 2352, P + 601992, 12);   /* stage3.step7.grad.relu1, not kept from forward: applied as dw reads it */
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2257,8 +2248,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x7x7 -> 234x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 222, 16758);
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1062240 * nB, fix + 17792, fix + 17840, P + 584916, P + 584964, B, 48, 49, nB * 3109638, 2352);   /* stage3.step6.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 585012, act + 1039888 * nB, act + 1040480 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042832 * nB, 0, G + 585012, act + 1039888 * nB, act + 1040480 * nB, act + 1062240 * nB, fix + 17792, fix + 17840, P + 584916, P + 584964, B, 48, 7, 7, nB * 3109638, 2352, P + 585012, 12);   /* stage3.step6.grad.relu1, not kept from forward: applied as dw reads it */
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2284,8 +2274,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x7x7 -> 222x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 210, 16758);
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1059888 * nB, fix + 17248, fix + 17296, P + 568536, P + 568584, B, 48, 49, nB * 3096408, 2352);   /* stage3.step5.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 568632, act + 1039888 * nB, act + 1040480 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042832 * nB, 0, G + 568632, act + 1039888 * nB, act + 1040480 * nB, act + 1059888 * nB, fix + 17248, fix + 17296, P + 568536, P + 568584, B, 48, 7, 7, nB * 3096408, 2352, P + 568632, 12);   /* stage3.step5.grad.relu1, not kept from forward: applied as dw reads it */
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2299,8 +2288,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x7x7 -> 210x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 198, 16758);
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1001952 * nB, fix + 16704, fix + 16752, P + 552756, P + 552804, B, 48, 49, nB * 3083766, 2352);   /* stage3.step4.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 552852, act + 1039888 * nB, act + 1040480 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042832 * nB, 0, G + 552852, act + 1039888 * nB, act + 1040480 * nB, act + 1001952 * nB, fix + 16704, fix + 16752, P + 552756, P + 552804, B, 48, 7, 7, nB * 3083766, 2352, P + 552852, 12);   /* stage3.step4.grad.relu1, not kept from forward: applied as dw reads it */
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2314,8 +2302,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x7x7 -> 198x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1001952 * nB, 0, act + 1131040 * nB, B, 12, 49, 186, 16758);
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1039888 * nB, act + 999600 * nB, fix + 16192, fix + 16240, P + 537576, P + 537624, B, 48, 49, nB * 3071712, 2352);   /* stage3.step3.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042240 * nB, 0, G + 537672, act + 1001952 * nB, act + 1039888 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042240 * nB, 0, G + 537672, act + 1001952 * nB, act + 1039888 * nB, act + 999600 * nB, fix + 16192, fix + 16240, P + 537576, P + 537624, B, 48, 7, 7, nB * 3071712, 2352, P + 537672, 12);   /* stage3.step3.grad.relu1, not kept from forward: applied as dw reads it */
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2341,8 +2328,7 @@ static void FN(backward_5)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1000192 * nB, act + 270480 * nB, fix + 15712, fix + 15760, P + 522996, P + 523044, B, 48, 49, nB * 3060246, 2352);   /* stage3.step2.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1039888 * nB, 0, G + 523092, act + 999600 * nB, act + 1000192 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1039888 * nB, 0, G + 523092, act + 999600 * nB, act + 1000192 * nB, act + 270480 * nB, fix + 15712, fix + 15760, P + 522996, P + 523044, B, 48, 7, 7, nB * 3060246, 2352, P + 523092, 12);   /* stage3.step2.grad.relu1, not kept from forward: applied as dw reads it */
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2356,8 +2342,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x7x7 -> 174x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 270480 * nB, 0, act + 1131040 * nB, B, 12, 49, 162, 16758);
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 999600 * nB, act + 268128 * nB, fix + 15264, fix + 15312, P + 509016, P + 509064, B, 48, 49, nB * 3049368, 2352);   /* stage3.step1.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1001952 * nB, 0, G + 509112, act + 270480 * nB, act + 999600 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1001952 * nB, 0, G + 509112, act + 270480 * nB, act + 999600 * nB, act + 268128 * nB, fix + 15264, fix + 15312, P + 509016, P + 509064, B, 48, 7, 7, nB * 3049368, 2352, P + 509112, 12);   /* stage3.step1.grad.relu1, not kept from forward: applied as dw reads it */
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2372,8 +2357,7 @@ static void FN(backward_5)(Model *m, int B)
     FN(rt_concat_slice_backward)(ctx, act + 1023120 * nB, 0, act + 1131040 * nB, B, 150, 49, 0, 16758);
     FN(rt_concat_slice_backward)(ctx, act + 268128 * nB, 0, act + 1131040 * nB, B, 12, 49, 150, 16758);
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 268720 * nB, act + 265776 * nB, fix + 14816, fix + 14864, P + 495636, P + 495684, B, 48, 49, nB * 3039078, 2352);   /* stage3.step0.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 999600 * nB, 0, G + 495732, act + 268128 * nB, act + 268720 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 999600 * nB, 0, G + 495732, act + 268128 * nB, act + 268720 * nB, act + 265776 * nB, fix + 14816, fix + 14864, P + 495636, P + 495684, B, 48, 7, 7, nB * 3039078, 2352, P + 495732, 12);   /* stage3.step0.grad.relu1, not kept from forward: applied as dw reads it */
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2407,8 +2391,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x14x14 -> 300x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 288, 58800);
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1023120 * nB, act + 1013712 * nB, fix + 13792, fix + 13840, P + 437256, P + 437304, B, 48, 196, nB * 2963520, 9408);   /* stage2.step15.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1032528 * nB, 0, G + 437352, act + 265776 * nB, act + 1023120 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1032528 * nB, 0, G + 437352, act + 265776 * nB, act + 1023120 * nB, act + 1013712 * nB, fix + 13792, fix + 13840, P + 437256, P + 437304, B, 48, 14, 14, nB * 2963520, 9408, P + 437352, 12);   /* stage2.step15.grad.relu1, not kept from forward: applied as dw reads it */
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2422,8 +2405,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x14x14 -> 288x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 276, 58800);
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1013712 * nB, act + 1067808 * nB, fix + 13120, fix + 13168, P + 417576, P + 417624, B, 48, 196, nB * 2897664, 9408);   /* stage2.step14.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1023120 * nB, 0, G + 417672, act + 265776 * nB, act + 1013712 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1023120 * nB, 0, G + 417672, act + 265776 * nB, act + 1013712 * nB, act + 1067808 * nB, fix + 13120, fix + 13168, P + 417576, P + 417624, B, 48, 14, 14, nB * 2897664, 9408, P + 417672, 12);   /* stage2.step14.grad.relu1, not kept from forward: applied as dw reads it */
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2437,8 +2419,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x14x14 -> 276x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 264, 58800);
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1013712 * nB, act + 990192 * nB, fix + 12448, fix + 12496, P + 398496, P + 398544, B, 48, 196, nB * 2834160, 9408);   /* stage2.step13.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1023120 * nB, 0, G + 398592, act + 265776 * nB, act + 1013712 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1023120 * nB, 0, G + 398592, act + 265776 * nB, act + 1013712 * nB, act + 990192 * nB, fix + 12448, fix + 12496, P + 398496, P + 398544, B, 48, 14, 14, nB * 2834160, 9408, P + 398592, 12);   /* stage2.step13.grad.relu1, not kept from forward: applied as dw reads it */
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2452,8 +2433,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x14x14 -> 264x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 252, 58800);
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 990192 * nB, act + 980784 * nB, fix + 11808, fix + 11856, P + 380016, P + 380064, B, 48, 196, nB * 2773008, 9408);   /* stage2.step12.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1013712 * nB, 0, G + 380112, act + 265776 * nB, act + 990192 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1013712 * nB, 0, G + 380112, act + 265776 * nB, act + 990192 * nB, act + 980784 * nB, fix + 11808, fix + 11856, P + 380016, P + 380064, B, 48, 14, 14, nB * 2773008, 9408, P + 380112, 12);   /* stage2.step12.grad.relu1, not kept from forward: applied as dw reads it */
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2479,8 +2459,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x14x14 -> 252x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 240, 58800);
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 980784 * nB, act + 971376 * nB, fix + 11200, fix + 11248, P + 362136, P + 362184, B, 48, 196, nB * 2714208, 9408);   /* stage2.step11.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 990192 * nB, 0, G + 362232, act + 265776 * nB, act + 980784 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 990192 * nB, 0, G + 362232, act + 265776 * nB, act + 980784 * nB, act + 971376 * nB, fix + 11200, fix + 11248, P + 362136, P + 362184, B, 48, 14, 14, nB * 2714208, 9408, P + 362232, 12);   /* stage2.step11.grad.relu1, not kept from forward: applied as dw reads it */
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2494,8 +2473,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x14x14 -> 240x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 228, 58800);
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 971376 * nB, act + 961968 * nB, fix + 10624, fix + 10672, P + 344856, P + 344904, B, 48, 196, nB * 2657760, 9408);   /* stage2.step10.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 980784 * nB, 0, G + 344952, act + 265776 * nB, act + 971376 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 980784 * nB, 0, G + 344952, act + 265776 * nB, act + 971376 * nB, act + 961968 * nB, fix + 10624, fix + 10672, P + 344856, P + 344904, B, 48, 14, 14, nB * 2657760, 9408, P + 344952, 12);   /* stage2.step10.grad.relu1, not kept from forward: applied as dw reads it */
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2509,8 +2487,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x14x14 -> 228x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 216, 58800);
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 1004304 * nB, fix + 10048, fix + 10096, P + 328176, P + 328224, B, 48, 196, nB * 2603664, 9408);   /* stage2.step9.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 971376 * nB, 0, G + 328272, act + 265776 * nB, act + 961968 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 971376 * nB, 0, G + 328272, act + 265776 * nB, act + 961968 * nB, act + 1004304 * nB, fix + 10048, fix + 10096, P + 328176, P + 328224, B, 48, 14, 14, nB * 2603664, 9408, P + 328272, 12);   /* stage2.step9.grad.relu1, not kept from forward: applied as dw reads it */
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2536,8 +2513,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x14x14 -> 216x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 204, 58800);
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 856128 * nB, fix + 9504, fix + 9552, P + 312096, P + 312144, B, 48, 196, nB * 2551920, 9408);   /* stage2.step8.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 971376 * nB, 0, G + 312192, act + 265776 * nB, act + 961968 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 971376 * nB, 0, G + 312192, act + 265776 * nB, act + 961968 * nB, act + 856128 * nB, fix + 9504, fix + 9552, P + 312096, P + 312144, B, 48, 14, 14, nB * 2551920, 9408, P + 312192, 12);   /* stage2.step8.grad.relu1, not kept from forward: applied as dw reads it */
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2551,8 +2527,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x14x14 -> 204x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 192, 58800);
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 856128 * nB, act + 846720 * nB, fix + 8992, fix + 9040, P + 296616, P + 296664, B, 48, 196, nB * 2502528, 9408);   /* stage2.step7.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 961968 * nB, 0, G + 296712, act + 265776 * nB, act + 856128 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 961968 * nB, 0, G + 296712, act + 265776 * nB, act + 856128 * nB, act + 846720 * nB, fix + 8992, fix + 9040, P + 296616, P + 296664, B, 48, 14, 14, nB * 2502528, 9408, P + 296712, 12);   /* stage2.step7.grad.relu1, not kept from forward: applied as dw reads it */
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2566,8 +2541,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x14x14 -> 192x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 180, 58800);
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 846720 * nB, act + 686784 * nB, fix + 8512, fix + 8560, P + 281736, P + 281784, B, 48, 196, nB * 2455488, 9408);   /* stage2.step6.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 856128 * nB, 0, G + 281832, act + 265776 * nB, act + 846720 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 856128 * nB, 0, G + 281832, act + 265776 * nB, act + 846720 * nB, act + 686784 * nB, fix + 8512, fix + 8560, P + 281736, P + 281784, B, 48, 14, 14, nB * 2455488, 9408, P + 281832, 12);   /* stage2.step6.grad.relu1, not kept from forward: applied as dw reads it */
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2581,8 +2555,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x14x14 -> 180x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 168, 58800);
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 686784 * nB, act + 677376 * nB, fix + 8032, fix + 8080, P + 267456, P + 267504, B, 48, 196, nB * 2410800, 9408);   /* stage2.step5.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 846720 * nB, 0, G + 267552, act + 265776 * nB, act + 686784 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 846720 * nB, 0, G + 267552, act + 265776 * nB, act + 686784 * nB, act + 677376 * nB, fix + 8032, fix + 8080, P + 267456, P + 267504, B, 48, 14, 14, nB * 2410800, 9408, P + 267552, 12);   /* stage2.step5.grad.relu1, not kept from forward: applied as dw reads it */
 }
 
 /* Backward, part 9 of 15. */
@@ -2608,8 +2581,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x14x14 -> 168x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 156, 58800);
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 677376 * nB, act + 667968 * nB, fix + 7584, fix + 7632, P + 253776, P + 253824, B, 48, 196, nB * 2368464, 9408);   /* stage2.step4.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 686784 * nB, 0, G + 253872, act + 265776 * nB, act + 677376 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 686784 * nB, 0, G + 253872, act + 265776 * nB, act + 677376 * nB, act + 667968 * nB, fix + 7584, fix + 7632, P + 253776, P + 253824, B, 48, 14, 14, nB * 2368464, 9408, P + 253872, 12);   /* stage2.step4.grad.relu1, not kept from forward: applied as dw reads it */
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2623,8 +2595,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x14x14 -> 156x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 144, 58800);
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 667968 * nB, act + 432768 * nB, fix + 7168, fix + 7216, P + 240696, P + 240744, B, 48, 196, nB * 2328480, 9408);   /* stage2.step3.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 677376 * nB, 0, G + 240792, act + 265776 * nB, act + 667968 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 677376 * nB, 0, G + 240792, act + 265776 * nB, act + 667968 * nB, act + 432768 * nB, fix + 7168, fix + 7216, P + 240696, P + 240744, B, 48, 14, 14, nB * 2328480, 9408, P + 240792, 12);   /* stage2.step3.grad.relu1, not kept from forward: applied as dw reads it */
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2638,8 +2609,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x14x14 -> 144x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 132, 58800);
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 432768 * nB, act + 423360 * nB, fix + 6784, fix + 6832, P + 228216, P + 228264, B, 48, 196, nB * 2290848, 9408);   /* stage2.step2.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 667968 * nB, 0, G + 228312, act + 265776 * nB, act + 432768 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 667968 * nB, 0, G + 228312, act + 265776 * nB, act + 432768 * nB, act + 423360 * nB, fix + 6784, fix + 6832, P + 228216, P + 228264, B, 48, 14, 14, nB * 2290848, 9408, P + 228312, 12);   /* stage2.step2.grad.relu1, not kept from forward: applied as dw reads it */
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2665,8 +2635,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x14x14 -> 132x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 120, 58800);
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 423360 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, P + 216384, B, 48, 196, nB * 2255568, 9408);   /* stage2.step1.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 432768 * nB, 0, G + 216432, act + 265776 * nB, act + 423360 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 432768 * nB, 0, G + 216432, act + 265776 * nB, act + 423360 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, P + 216384, B, 48, 14, 14, nB * 2255568, 9408, P + 216432, 12);   /* stage2.step1.grad.relu1, not kept from forward: applied as dw reads it */
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2681,8 +2650,7 @@ static void FN(backward_10)(Model *m, int B)
     FN(rt_concat_slice_backward)(ctx, act + 667968 * nB, 0, act + 1194816 * nB, B, 108, 196, 0, 58800);
     FN(rt_concat_slice_backward)(ctx, act + 28224 * nB, 0, act + 1194816 * nB, B, 12, 196, 108, 58800);
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 423360 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, P + 205104, B, 48, 196, nB * 2222640, 9408);   /* stage2.step0.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 432768 * nB, 0, G + 205152, act + 28224 * nB, act + 423360 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 432768 * nB, 0, G + 205152, act + 28224 * nB, act + 423360 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, P + 205104, B, 48, 14, 14, nB * 2222640, 9408, P + 205152, 12);   /* stage2.step0.grad.relu1, not kept from forward: applied as dw reads it */
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2704,8 +2672,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x28x28 -> 216x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 204, 169344);
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 903168 * nB, act + 809088 * nB, fix + 5280, fix + 5328, P + 170616, P + 170664, B, 48, 784, nB * 1994496, 37632);   /* stage1.step15.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 940800 * nB, 0, G + 170712, act + 18816 * nB, act + 903168 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 940800 * nB, 0, G + 170712, act + 18816 * nB, act + 903168 * nB, act + 809088 * nB, fix + 5280, fix + 5328, P + 170616, P + 170664, B, 48, 28, 28, nB * 1994496, 37632, P + 170712, 12);   /* stage1.step15.grad.relu1, not kept from forward: applied as dw reads it */
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2731,8 +2698,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x28x28 -> 204x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 192, 169344);
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 809088 * nB, act + 771456 * nB, fix + 4768, fix + 4816, P + 155136, P + 155184, B, 48, 784, nB * 1796928, 37632);   /* stage1.step14.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 903168 * nB, 0, G + 155232, act + 18816 * nB, act + 809088 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 903168 * nB, 0, G + 155232, act + 18816 * nB, act + 809088 * nB, act + 771456 * nB, fix + 4768, fix + 4816, P + 155136, P + 155184, B, 48, 28, 28, nB * 1796928, 37632, P + 155232, 12);   /* stage1.step14.grad.relu1, not kept from forward: applied as dw reads it */
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2746,8 +2712,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x28x28 -> 192x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 180, 169344);
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 771456 * nB, act + 733824 * nB, fix + 4288, fix + 4336, P + 140256, P + 140304, B, 48, 784, nB * 1608768, 37632);   /* stage1.step13.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 809088 * nB, 0, G + 140352, act + 18816 * nB, act + 771456 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 809088 * nB, 0, G + 140352, act + 18816 * nB, act + 771456 * nB, act + 733824 * nB, fix + 4288, fix + 4336, P + 140256, P + 140304, B, 48, 28, 28, nB * 1608768, 37632, P + 140352, 12);   /* stage1.step13.grad.relu1, not kept from forward: applied as dw reads it */
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2761,8 +2726,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x28x28 -> 180x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 168, 169344);
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 733824 * nB, act + 865536 * nB, fix + 3808, fix + 3856, P + 125976, P + 126024, B, 48, 784, nB * 1430016, 37632);   /* stage1.step12.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 771456 * nB, 0, G + 126072, act + 18816 * nB, act + 733824 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 771456 * nB, 0, G + 126072, act + 18816 * nB, act + 733824 * nB, act + 865536 * nB, fix + 3808, fix + 3856, P + 125976, P + 126024, B, 48, 28, 28, nB * 1430016, 37632, P + 126072, 12);   /* stage1.step12.grad.relu1, not kept from forward: applied as dw reads it */
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2788,8 +2752,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x28x28 -> 168x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 156, 169344);
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 733824 * nB, act + 630336 * nB, fix + 3360, fix + 3408, P + 112296, P + 112344, B, 48, 784, nB * 1260672, 37632);   /* stage1.step11.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 771456 * nB, 0, G + 112392, act + 18816 * nB, act + 733824 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 771456 * nB, 0, G + 112392, act + 18816 * nB, act + 733824 * nB, act + 630336 * nB, fix + 3360, fix + 3408, P + 112296, P + 112344, B, 48, 28, 28, nB * 1260672, 37632, P + 112392, 12);   /* stage1.step11.grad.relu1, not kept from forward: applied as dw reads it */
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2803,8 +2766,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x28x28 -> 156x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 144, 169344);
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 630336 * nB, act + 592704 * nB, fix + 2944, fix + 2992, P + 99216, P + 99264, B, 48, 784, nB * 1100736, 37632);   /* stage1.step10.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 733824 * nB, 0, G + 99312, act + 18816 * nB, act + 630336 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 733824 * nB, 0, G + 99312, act + 18816 * nB, act + 630336 * nB, act + 592704 * nB, fix + 2944, fix + 2992, P + 99216, P + 99264, B, 48, 28, 28, nB * 1100736, 37632, P + 99312, 12);   /* stage1.step10.grad.relu1, not kept from forward: applied as dw reads it */
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2818,8 +2780,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x28x28 -> 144x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 132, 169344);
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 592704 * nB, act + 696192 * nB, fix + 2560, fix + 2608, P + 86736, P + 86784, B, 48, 784, nB * 950208, 37632);   /* stage1.step9.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 630336 * nB, 0, G + 86832, act + 18816 * nB, act + 592704 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 630336 * nB, 0, G + 86832, act + 18816 * nB, act + 592704 * nB, act + 696192 * nB, fix + 2560, fix + 2608, P + 86736, P + 86784, B, 48, 28, 28, nB * 950208, 37632, P + 86832, 12);   /* stage1.step9.grad.relu1, not kept from forward: applied as dw reads it */
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2833,8 +2794,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x28x28 -> 132x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 120, 169344);
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 592704 * nB, act + 517440 * nB, fix + 2176, fix + 2224, P + 74856, P + 74904, B, 48, 784, nB * 809088, 37632);   /* stage1.step8.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 630336 * nB, 0, G + 74952, act + 18816 * nB, act + 592704 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 630336 * nB, 0, G + 74952, act + 18816 * nB, act + 592704 * nB, act + 517440 * nB, fix + 2176, fix + 2224, P + 74856, P + 74904, B, 48, 28, 28, nB * 809088, 37632, P + 74952, 12);   /* stage1.step8.grad.relu1, not kept from forward: applied as dw reads it */
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2860,8 +2820,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x28x28 -> 120x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 108, 169344);
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 517440 * nB, act + 479808 * nB, fix + 1824, fix + 1872, P + 63576, P + 63624, B, 48, 784, nB * 677376, 37632);   /* stage1.step7.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 592704 * nB, 0, G + 63672, act + 18816 * nB, act + 517440 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 592704 * nB, 0, G + 63672, act + 18816 * nB, act + 517440 * nB, act + 479808 * nB, fix + 1824, fix + 1872, P + 63576, P + 63624, B, 48, 28, 28, nB * 677376, 37632, P + 63672, 12);   /* stage1.step7.grad.relu1, not kept from forward: applied as dw reads it */
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2875,8 +2834,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x28x28 -> 108x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 96, 169344);
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 555072 * nB, fix + 1504, fix + 1552, P + 52896, P + 52944, B, 48, 784, nB * 555072, 37632);   /* stage1.step6.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 517440 * nB, 0, G + 52992, act + 18816 * nB, act + 479808 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 517440 * nB, 0, G + 52992, act + 18816 * nB, act + 479808 * nB, act + 555072 * nB, fix + 1504, fix + 1552, P + 52896, P + 52944, B, 48, 28, 28, nB * 555072, 37632, P + 52992, 12);   /* stage1.step6.grad.relu1, not kept from forward: applied as dw reads it */
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2890,8 +2848,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x28x28 -> 96x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 84, 169344);
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 385728 * nB, fix + 1216, fix + 1264, P + 42816, P + 42864, B, 48, 784, nB * 442176, 37632);   /* stage1.step5.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 517440 * nB, 0, G + 42912, act + 18816 * nB, act + 479808 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 517440 * nB, 0, G + 42912, act + 18816 * nB, act + 479808 * nB, act + 385728 * nB, fix + 1216, fix + 1264, P + 42816, P + 42864, B, 48, 28, 28, nB * 442176, 37632, P + 42912, 12);   /* stage1.step5.grad.relu1, not kept from forward: applied as dw reads it */
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2917,8 +2874,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x28x28 -> 84x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 72, 169344);
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 442176 * nB, fix + 928, fix + 976, P + 33336, P + 33384, B, 48, 784, nB * 338688, 37632);   /* stage1.step4.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 479808 * nB, 0, G + 33432, act + 18816 * nB, act + 385728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 479808 * nB, 0, G + 33432, act + 18816 * nB, act + 385728 * nB, act + 442176 * nB, fix + 928, fix + 976, P + 33336, P + 33384, B, 48, 28, 28, nB * 338688, 37632, P + 33432, 12);   /* stage1.step4.grad.relu1, not kept from forward: applied as dw reads it */
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2932,8 +2888,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x28x28 -> 72x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 60, 169344);
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 310464 * nB, fix + 672, fix + 720, P + 24456, P + 24504, B, 48, 784, nB * 244608, 37632);   /* stage1.step3.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 423360 * nB, 0, G + 24552, act + 18816 * nB, act + 385728 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 423360 * nB, 0, G + 24552, act + 18816 * nB, act + 385728 * nB, act + 310464 * nB, fix + 672, fix + 720, P + 24456, P + 24504, B, 48, 28, 28, nB * 244608, 37632, P + 24552, 12);   /* stage1.step3.grad.relu1, not kept from forward: applied as dw reads it */
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2947,8 +2902,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x28x28 -> 60x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 48, 169344);
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 310464 * nB, act + 348096 * nB, fix + 448, fix + 496, P + 16176, P + 16224, B, 48, 784, nB * 159936, 37632);   /* stage1.step2.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 385728 * nB, 0, G + 16272, act + 18816 * nB, act + 310464 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 385728 * nB, 0, G + 16272, act + 18816 * nB, act + 310464 * nB, act + 348096 * nB, fix + 448, fix + 496, P + 16176, P + 16224, B, 48, 28, 28, nB * 159936, 37632, P + 16272, 12);   /* stage1.step2.grad.relu1, not kept from forward: applied as dw reads it */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2962,8 +2916,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x28x28 -> 48x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 36, 169344);
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 310464 * nB, act + 272832 * nB, fix + 256, fix + 304, P + 8496, P + 8544, B, 48, 784, nB * 84672, 37632);   /* stage1.step1.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 348096 * nB, 0, G + 8592, act + 18816 * nB, act + 310464 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 348096 * nB, 0, G + 8592, act + 18816 * nB, act + 310464 * nB, act + 272832 * nB, fix + 256, fix + 304, P + 8496, P + 8544, B, 48, 28, 28, nB * 84672, 37632, P + 8592, 12);   /* stage1.step1.grad.relu1, not kept from forward: applied as dw reads it */
 }
 
 /* Backward, part 15 of 15. */
@@ -2990,8 +2943,7 @@ static void FN(backward_15)(Model *m, int B)
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 24, 784, 0, 169344);
     FN(rt_concat_slice_backward)(ctx, act + 75264 * nB, 0, act + 1326528 * nB, B, 12, 784, 24, 169344);
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 84672 * nB, act + 37632 * nB, fix + 64, fix + 112, P + 1416, P + 1464, B, 48, 784, nB * 18816, 37632);   /* stage1.step0.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 122304 * nB, 0, G + 1512, act + 75264 * nB, act + 84672 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 122304 * nB, 0, G + 1512, act + 75264 * nB, act + 84672 * nB, act + 37632 * nB, fix + 64, fix + 112, P + 1416, P + 1464, B, 48, 28, 28, nB * 18816, 37632, P + 1512, 12);   /* stage1.step0.grad.relu1, not kept from forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x28x28 -> 48x28x28 */

@@ -305,6 +305,10 @@ void rt_bn_relu_conv1x1_backward##S(const RtCtx *ctx, T *din, int acc, T *dw,   
         const T *dout, T *h, const T *in, const T *mean, const T *rstd, const T *gamma,  \
         const T *beta, int B, int C, int H, int W, size_t site, size_t xs, const T *w,   \
         int Cout);                                                                      \
+void rt_bn_relu_conv3x3_backward##S(const RtCtx *ctx, T *din, int acc, T *dw,          \
+        const T *dout, T *h, const T *in, const T *mean, const T *rstd, const T *gamma,  \
+        const T *beta, int B, int C, int H, int W, size_t site, size_t xs, const T *w,   \
+        int Cout);                                                                      \
 void rt_relu_forward##S(const RtCtx *ctx, T *out, const T *in, size_t n, size_t site);  \
 void rt_relu_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,              \
         const T *out, size_t n, size_t site);                                           \
