@@ -391,7 +391,8 @@ typedef struct {
     const float *q[2];
     double d[3];
     int j2;
-    const BnIn *bi;     /* an inference BN + relu of the conv's input, or NULL */
+    const BnIn *bi;     /* a BN + relu of the conv's input, or NULL */
+    int plain;          /* nothing applied to the output (only bi to the input) */
 } Epi;
 
 /* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 of a conv
@@ -404,6 +405,8 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
     int np = (int)up16((size_t)n), big = v == ISA_AVX512;
     size_t hw = (size_t)H * W;
     in_tf(v, m, s, in, C, H, W, g0, nr, ep ? ep->bi : NULL);
+    if (ep && ep->plain)
+        ep = NULL;
     for (int pos = 0; pos < a * a; pos++)
         (big ? gemm_avx512 : gemm_avx2)(s->M + (size_t)pos * kp * np, U + (size_t)pos * C * kp,
                                         s->V + (size_t)pos * C * np, C, kp, np);
@@ -731,24 +734,123 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
  * branch record, synchronised BN, no beta, or a kernel that would not run,
  * h is recomputed into h and the plain backward reads it. The same bytes
  * in din and dw either way. */
+/* dw += (neg: -=) the weight gradient of relu(x sc + sh), h not written;
+ * 0 (dw as it was) where the kernel the plain call takes cannot. */
+static int bnin_weights(const RtCtx *ctx, float *dw, const float *dout, const float *x,
+                        const float *mean, const float *rstd, const float *gamma,
+                        const float *beta, int B, int C, int H, int W, int Cout, int neg)
+{
+    size_t nw = (size_t)Cout * C * 9;
+    if (!ctx || ctx->sync || ctx->branch || !beta)
+        return 0;
+    BnIn bi = {.gamma = gamma, .beta = beta, .mean = mean, .rstd = rstd};
+    if (neg)    /* as rt_conv2d_backward_neg: negated around the sum (exact) */
+        for (size_t i = 0; i < nw; i++)
+            dw[i] = -dw[i];
+    int done = backward_weights(ctx, dw, dout, x, B, C, H, W, Cout, &bi)
+               || rt_conv3x3_bnin_weights(ctx, dw, dout, x, (size_t)C * H * W, mean, rstd, gamma,
+                                          beta, B, C, H, W, Cout);
+    if (neg)
+        for (size_t i = 0; i < nw; i++)
+            dw[i] = -dw[i];
+    return done;
+}
+
 void rt_bn_relu_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw,
                                  const float *dout, float *h, const float *x, const float *mean,
                                  const float *rstd, const float *gamma, const float *beta,
                                  int B, int C, int H, int W, size_t site, size_t xs,
                                  const float *w, int Cout)
 {
-    if (dw && ctx && !ctx->sync && !ctx->branch && beta && xs == (size_t)C * H * W) {
-        BnIn bi = {.gamma = gamma, .beta = beta, .mean = mean, .rstd = rstd};
-        if (backward_weights(ctx, dw, dout, x, B, C, H, W, Cout, &bi)
-            || rt_conv3x3_bnin_weights(ctx, dw, dout, x, xs, mean, rstd, gamma, beta, B, C, H,
-                                       W, Cout)) {
-            if (din)    /* reads no input */
-                rt_conv2d_backward(ctx, din, acc, NULL, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
-            return;
-        }
+    if (dw && xs == (size_t)C * H * W
+        && bnin_weights(ctx, dw, dout, x, mean, rstd, gamma, beta, B, C, H, W, Cout, 0)) {
+        if (din)    /* reads no input */
+            rt_conv2d_backward(ctx, din, acc, NULL, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+        return;
     }
     rt_bn_relu_recompute(ctx, h, x, mean, rstd, gamma, beta, B, C, H * W, site, xs);
     rt_conv2d_backward(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
+/* The same for a conv whose sum's term is -1 (rt_conv2d_backward_neg). */
+void rt_bn_relu_conv3x3_backward_neg(const RtCtx *ctx, float *din, int acc, float *dw,
+                                     const float *dout, float *h, const float *x,
+                                     const float *mean, const float *rstd, const float *gamma,
+                                     const float *beta, int B, int C, int H, int W, size_t site,
+                                     size_t xs, const float *w, int Cout)
+{
+    if (dw && xs == (size_t)C * H * W
+        && bnin_weights(ctx, dw, dout, x, mean, rstd, gamma, beta, B, C, H, W, Cout, 1)) {
+        if (din)
+            rt_conv2d_backward_neg(ctx, din, acc, NULL, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+        return;
+    }
+    rt_bn_relu_recompute(ctx, h, x, mean, rstd, gamma, beta, B, C, H * W, site, xs);
+    rt_conv2d_backward_neg(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
+void rt_bn_relu_conv3x3_backward_neg_d(const RtCtx *ctx, double *din, int acc, double *dw,
+                                       const double *dout, double *h, const double *x,
+                                       const double *mean, const double *rstd,
+                                       const double *gamma, const double *beta, int B, int C,
+                                       int H, int W, size_t site, size_t xs, const double *w,
+                                       int Cout)
+{
+    rt_bn_relu_recompute_d(ctx, h, x, mean, rstd, gamma, beta, B, C, H * W, site, xs);
+    rt_conv2d_backward_neg_d(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
+/* The training forward of h = relu(bn(x)) (rt_bn_relu_forward_train: the
+ * saved and running statistics) and the 3x3 stride-1 conv of h, into out
+ * (r NULL) or with a sum out = cc conv + cr r (rt_conv2d_sum_train, conv
+ * its scratch): the float build with Winograd taking the conv, no branch
+ * record and no synchronised BN: the BN gathers its statistics only and the
+ * conv applies the BN + relu as its input transform reads x (the saved
+ * statistics, rt_bn_relu_recompute's arithmetic), h never written (the
+ * backward is rt_bn_relu_conv3x3_backward). Elsewhere the pair: the BN
+ * writes h, the conv reads it. The same bytes either way. */
+void rt_bn_relu_conv3x3_train(const RtCtx *ctx, float *out, float *conv, float *h, float *mean,
+                              float *rstd, float *run_mean, float *run_var, const float *x,
+                              const float *gamma, const float *beta, int B, int C, int H, int W,
+                              double momentum, double eps, size_t site, const float *w,
+                              int Cout, double cc, const float *r, double cr)
+{
+    int HW = H * W;
+    if (ctx && !ctx->sync && !ctx->branch && mean && rstd && rt_wino_taken(C, Cout)) {
+        rt_bn_relu_forward_train_cached(ctx, NULL, mean, rstd, run_mean, run_var, x, gamma,
+                                        beta, B, C, HW, momentum, eps, site, (size_t)C * HW,
+                                        NULL, 0);
+        BnIn bi = {.gamma = gamma, .beta = beta, .mean = mean, .rstd = rstd};
+        Epi ep = {.plain = 1, .bi = &bi};
+        if (r) {    /* the coefficients as rt_sum_forward sees them: floats */
+            ep.plain = 0, ep.train = 1, ep.j = 0, ep.r = r;
+            ep.c[0] = (double)(float)cc, ep.c[1] = (double)(float)cr;
+        }
+        if (wino(ctx, 2, out, 0, x, w, (ptrdiff_t)C * 9, 9, 0, B, C, H, W, Cout, &ep))
+            return;
+        rt_bn_relu_recompute(ctx, h, x, mean, rstd, gamma, beta, B, C, HW, site, (size_t)C * HW);
+    } else {
+        rt_bn_relu_forward_train(ctx, h, mean, rstd, run_mean, run_var, x, gamma, beta, B, C, HW,
+                                 momentum, eps, site);
+    }
+    if (r)
+        rt_conv2d_sum_train(ctx, out, conv, h, w, B, C, H, W, Cout, 3, 1, 1, cc, r, cr);
+    else
+        rt_conv2d_forward(ctx, out, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
+void rt_bn_relu_conv3x3_train_d(const RtCtx *ctx, double *out, double *conv, double *h,
+                                double *mean, double *rstd, double *run_mean, double *run_var,
+                                const double *x, const double *gamma, const double *beta, int B,
+                                int C, int H, int W, double momentum, double eps, size_t site,
+                                const double *w, int Cout, double cc, const double *r, double cr)
+{
+    rt_bn_relu_forward_train_d(ctx, h, mean, rstd, run_mean, run_var, x, gamma, beta, B, C,
+                               H * W, momentum, eps, site);
+    if (r)
+        rt_conv2d_sum_train_d(ctx, out, conv, h, w, B, C, H, W, Cout, 3, 1, 1, cc, r, cr);
+    else
+        rt_conv2d_forward_d(ctx, out, h, w, B, C, H, W, Cout, 3, 1, 1);
 }
 
 void rt_bn_relu_conv3x3_backward_d(const RtCtx *ctx, double *din, int acc, double *dw,
