@@ -804,8 +804,9 @@ static void emit_bnin_args(Emit *e, int c, int bn)
  * the BN gathers its statistics, the conv applies the pair as its input
  * transform reads x, h not written; c's backward is then
  * rt_bn_relu_conv3x3_backward(_neg), which needs no h or recomputes it):
- * c's input a fused relu kept for the backward (PlanNode.recomp < 0), read
- * by c alone and right after the pair (emit_pair_feeds), whose BN reads a
+ * c's input a fused relu (kept for the backward, ResNet's, or not,
+ * DenseNet's: PlanNode.recomp, emit_conv_pwin_bwd), read by c alone and
+ * right after the pair (emit_pair_feeds), whose BN reads a
  * whole tensor (no dense-stage prefix or statistics cache), c's training
  * forward the plain conv or a 2-term sum (emit_conv_sum with no sum after
  * it: not heavy ball's, Nesterov's or momentum's 3-term sums), and what c
@@ -819,7 +820,7 @@ static int emit_conv_tbnin(const Emit *e, int c)
         || n->u.conv.pad != 1 || !n->nin)
         return 0;
     int r = n->in[0];
-    if (r <= 0 || g->nodes[r].op != OP_RELU || !e->p->nodes[r].fuse || e->p->nodes[r].recomp >= 0)
+    if (r <= 0 || g->nodes[r].op != OP_RELU || !e->p->nodes[r].fuse)
         return 0;
     int bn = e->p->nodes[r].fuse, x = g->nodes[bn].in[0];
     if (g->nodes[bn].op != OP_BN || g->nodes[bn].nin != 1 || emit_prefix_stride(e, x)
@@ -1272,7 +1273,9 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
             emit_f(e, "    FN(rt_bn_relu_conv3x3_backward%s%s)(ctx, %s, %d, %s, %s, %s, %s, %s, "
                    "%s, %s, %s, B, %d, %d, %d, nB * %zu, %zu, %s, %d);   /* ",
                    pn->gneg ? "_neg" : "", S, din[0], acc[0], emit_param(e, "G", n->u.conv.w),
-                   dout, emit_out(e, r), emit_out(e, bn->in[0]), emit_buf(e, pb->save0),
+                   dout, e->p->nodes[r].recomp >= 0 ? emit_buf(e, e->p->nodes[r].recomp)
+                                                   : emit_out(e, r),
+                   emit_out(e, bn->in[0]), emit_buf(e, pb->save0),
                    emit_buf(e, pb->save1), emit_param(e, "P", bn->u.bn.gamma),
                    emit_param(e, "P", bn->u.bn.beta), bn->shape.c, bn->shape.h, bn->shape.w,
                    emit_branch_site(e, r), (size_t)bn->shape.c * bn->shape.h * bn->shape.w,
