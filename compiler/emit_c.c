@@ -867,7 +867,8 @@ static void emit_conv_sum_call(Emit *e, int c, int s)
     const char *in = emit_out(e, n->in[0]);
     int kc = sn->in[1] == c, t = emit_conv_sum_then(e, c, s), tb = emit_conv_tbnin(e, c);
     if (tb) {
-        emit_f(e, "    if (train)  /* with its input's bn and relu (h not written), and its sum */\n");
+        emit_f(e, "    if (train)  /* with its input's bn and relu (h not written), and its "
+               "sum */\n");
         char cc[64], cr[64];
         snprintf(cc, sizeof cc, "%s", emit_num(e, sn->u.sum.coef[kc].c0));
         snprintf(cr, sizeof cr, "%s", emit_num(e, sn->u.sum.coef[1 - kc].c0));
